@@ -1,0 +1,79 @@
+# lakeproxy: a plain Makefile with pkg-config.
+#   make               build ./lakeproxy
+#   make check         unit + integration + real-client tests (SANITIZE=1: under ASan+UBSan)
+#   make demo          throwaway PostgreSQL + lakeproxy with conf/demo.yaml (PORT=6432)
+#   make bench         pgbench through lakeproxy, PgBouncer and directly
+#   make format-check  clang-format dry run
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+PKGS    := libevent libevent_openssl libssl libcrypto libpq yaml-0.1
+VERSION := 0.1.0
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+OPT     := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   := build/rel
+OPT     := -O2
+endif
+
+CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
+              -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpthread $(LDLIBS)
+LDFLAGS_ALL = $(OPT) $(LDFLAGS)
+
+SRC       := $(wildcard src/*.c)
+LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC)))
+UNIT_SRC  := $(wildcard tests/unit/*.c)
+INTEG_SRC := $(wildcard tests/integration/*.c) $(wildcard tests/lib/*.c)
+UNIT_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC))
+INTEG_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(INTEG_SRC))
+
+.PHONY: all check demo bench clean format format-check install unit integration
+all: lakeproxy
+
+$(BUILD)/lakeproxy: $(BUILD)/src/main.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+lakeproxy: $(BUILD)/lakeproxy
+	cp $< $@
+
+$(BUILD)/%.o: %.c $(wildcard src/*.h) $(wildcard tests/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -Itests/lib -MMD -c -o $@ $<
+
+$(BUILD)/test_unit: $(UNIT_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+
+$(BUILD)/test_integration: $(INTEG_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+
+unit: $(BUILD)/test_unit
+integration: $(BUILD)/test_integration $(BUILD)/lakeproxy
+
+# Runs every suite and ends with one "N passed, N failed" line; non-zero exit on any failure.
+check: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy lakeproxy
+	BUILD=$(BUILD) SANITIZE=$(SANITIZE) bash tests/run_all.sh
+
+demo: lakeproxy
+	bash tests/lib/demo.sh $(PORT)
+
+bench: lakeproxy
+	bash bench/run.sh $(BENCH_ARGS)
+
+install: lakeproxy
+	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy
+	install -D -m 0644 conf/lakeproxy.yaml $(DESTDIR)/etc/lakeproxy/lakeproxy.yaml
+	install -D -m 0644 systemd/lakeproxy.service $(DESTDIR)/lib/systemd/system/lakeproxy.service
+
+format:
+	clang-format -i src/*.c src/*.h tests/*/*.c tests/lib/*.h
+
+format-check:
+	clang-format --dry-run --Werror src/*.c src/*.h tests/*/*.c tests/lib/*.h
+
+clean:
+	rm -rf build lakeproxy
+
+-include $(shell find build -name '*.d' 2>/dev/null)

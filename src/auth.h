@@ -1,0 +1,103 @@
+/* auth.h: password authentication maths: SCRAM-SHA-256 (RFC 5802/7677) on both sides, and md5.
+ * Pure functions on strings; no I/O. The messages are the SASL payloads PostgreSQL carries in
+ * SASLInitialResponse / AuthenticationSASLContinue / AuthenticationSASLFinal. */
+#ifndef LAKEPROXY_AUTH_H
+#define LAKEPROXY_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_MAX_SALT 128
+#define SCRAM_NONCE_LEN 24 /* random bytes before base64 */
+#define SCRAM_DEFAULT_ITERATIONS 4096
+#define SCRAM_VERIFIER_BUFSZ 320 /* fits any verifier text scram_format_verifier writes */
+
+/* A stored verifier, as in pg_authid.rolpassword: SCRAM-SHA-256$iter:salt$stored:server */
+struct scram_verifier {
+    int iterations;
+    uint8_t salt[SCRAM_MAX_SALT];
+    size_t salt_len;
+    uint8_t stored_key[SCRAM_KEY_LEN];
+    uint8_t server_key[SCRAM_KEY_LEN];
+};
+
+/* Parses "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>". False on any defect. */
+bool scram_parse_verifier(const char *text, struct scram_verifier *out);
+
+/* Derives a verifier from a plain password (used for `password:` users and in tests). */
+bool scram_make_verifier(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
+                         struct scram_verifier *out);
+
+/* Formats a verifier in pg_authid form into out (size >= 256, enough for salts up to 105 bytes;
+ * SCRAM_VERIFIER_BUFSZ fits any). Writes "" if v is invalid or the text does not fit. */
+void scram_format_verifier(const struct scram_verifier *v, char *out, size_t outsz);
+
+/* ---- server side: the proxy verifies a connecting client ---- */
+struct scram_server {
+    struct scram_verifier v;
+    char *client_first_bare; /* "n=...,r=..." */
+    char *server_first;      /* "r=...,s=...,i=..." */
+    char *nonce;             /* client nonce + server nonce */
+    char cbind_flag;         /* gs2 flag of client-first, 'n' or 'y'; c= must echo it */
+    int state; /* 0 = expect client-first, 1 = expect client-final, 2 = done, -1 = failed */
+};
+
+/* Starts an exchange against verifier v. */
+void scram_server_init(struct scram_server *s, const struct scram_verifier *v);
+
+/* Handles client-first-message (len bytes, not NUL-terminated). On success *out is a malloc'd
+ * server-first-message. server_nonce_b64 may be NULL (random) or a fixed value for tests.
+ * On failure returns false and *err says why (static string). */
+bool scram_server_handle_first(struct scram_server *s, const char *msg, size_t len,
+                               const char *server_nonce_b64, char **out, const char **err);
+
+/* Handles client-final-message; checks channel binding "biws", nonce and proof (constant time).
+ * On success *out is a malloc'd server-final-message "v=...". */
+bool scram_server_handle_final(struct scram_server *s, const char *msg, size_t len, char **out,
+                               const char **err);
+
+void scram_server_free(struct scram_server *s);
+
+/* ---- client side: the proxy logs in to a PostgreSQL server ---- */
+struct scram_client {
+    char *password;
+    char *client_nonce;
+    char *client_first_bare;
+    uint8_t salted_password[SCRAM_KEY_LEN];
+    char *auth_message;
+    int state; /* 0 = initial, 1 = sent first, 2 = sent final, 3 = verified, -1 = failed */
+};
+
+/* Builds client-first-message "n,,n=<user>,r=<nonce>" (malloc'd into *out); c must be zeroed
+ * first (struct scram_client c = {0}). The proxy passes user "" as libpq does (the server takes
+ * the name from the startup packet); tests pass the RFC 7677 "user". client_nonce_b64 may be
+ * NULL (random) or fixed for tests. */
+bool scram_client_first(struct scram_client *c, const char *user, const char *password,
+                        const char *client_nonce_b64, char **out);
+
+/* Handles server-first-message and builds client-final-message (malloc'd into *out). */
+bool scram_client_final(struct scram_client *c, const char *msg, size_t len, char **out,
+                        const char **err);
+
+/* Checks the server's signature in server-final-message (constant time). */
+bool scram_client_verify(struct scram_client *c, const char *msg, size_t len, const char **err);
+
+/* Wipes the password and frees everything. */
+void scram_client_free(struct scram_client *c);
+
+/* ---- md5 (PostgreSQL's "md5" || md5(md5(password || user) || salt)) ---- */
+
+/* Writes the 35-character response (+NUL) a client sends for AuthenticationMD5Password. */
+void md5_password_response(const char *user, const char *password, const uint8_t salt[4],
+                           char out[36]);
+
+/* Checks a client's md5 response against a stored "md5<32 hex>" hash, in constant time. */
+bool md5_verify_response(const char *stored_md5, const uint8_t salt[4], const char *response,
+                         size_t response_len);
+
+/* Constant-time equality of two byte strings of the same length. */
+bool auth_equal_ct(const void *a, const void *b, size_t len);
+
+#endif

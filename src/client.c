@@ -1,0 +1,648 @@
+/* client.c: one client connection's state machine: startup packet, TLS, authentication,
+ * waiting for a server, relaying its messages, and closing. */
+#include "client.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authquery.h"
+#include "conn.h"
+#include "log.h"
+#include "params.h"
+#include "pool.h"
+#include "proto.h"
+#include "relay.h"
+#include "server.h"
+
+#define LOGIN_TIMEOUT_S 60
+/* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
+#define CLIENT_LOGIN_MAX (64 * 1024)
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void client_free(void *arg)
+{
+    struct client *c = arg;
+    free(c->user);
+    free(c->database);
+    if (c->md5_stored)
+        explicit_bzero(c->md5_stored, strlen(c->md5_stored));
+    free(c->md5_stored);
+    param_clear(&c->wanted);
+    scram_server_free(&c->scram);
+    free(c);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->sent_ready || log_enabled(LOG_DEBUG))
+        log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, c->addr,
+                 c->user ? c->user : "-", c->database ? c->database : "-", reason);
+    list_del(&c->node);
+    c->w->n_clients--;
+    if (c->state == CL_WAITING)
+        pool_forget_client(c);
+    if (c->authq)
+        authquery_cancel(c->authq);
+    c->authq = NULL;
+    if (c->server)
+        server_unlink(c->server);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->login_timer)
+        event_free(c->login_timer);
+    c->timer = c->login_timer = NULL;
+    c->state = CL_CLOSING;
+    conn_close_after_flush(c->bev);
+    c->bev = NULL;
+    conn_defer(c->w->base, client_free, c);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+    struct buf b;
+    if (c->closing)
+        return;
+    log_info("client %llu %s: %s: %s", (unsigned long long)c->id, c->addr, sqlstate, msg);
+    buf_init(&b);
+    proto_error(&b, "FATAL", sqlstate, msg);
+    conn_send_last(c->bev, &b);
+    buf_free(&b);
+    client_close(c, msg);
+}
+
+static bool send_to_client(struct client *c, struct buf *b)
+{
+    bool ok = conn_send(c->bev, b);
+    buf_free(b);
+    if (!ok)
+        client_close(c, "could not queue a message");
+    return ok;
+}
+
+static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    if (c->state == CL_LOGIN)
+        client_fail(c, "08006", "login timed out: startup and authentication took too long");
+}
+
+/* Authentication succeeded: say so, then wait for a server. */
+static void auth_done(struct client *c, struct buf *b)
+{
+    char err[256];
+    proto_auth(b, AUTH_REQ_OK, NULL, 0);
+    if (!send_to_client(c, b))
+        return;
+    c->step = CS_DONE;
+    const struct db_config *db = config_find_db(c->w->cfg, c->database);
+    struct pool *p = pool_get(c->w, db, err, sizeof(err));
+    if (!p) {
+        client_fail(c, "08006", err);
+        return;
+    }
+    pool_request(p, c);
+}
+
+void client_server_ready(struct client *c)
+{
+    struct server *s = c->server;
+    if (!c->sent_ready) {
+        struct buf b;
+        buf_init(&b);
+        for (size_t i = 0; i < s->reported.n; i++)
+            proto_param_status(&b, s->reported.items[i].name, s->reported.items[i].value);
+        proto_backend_key(&b, c->cancel_pid, c->cancel_key);
+        proto_ready(&b, s->txn);
+        if (!send_to_client(c, &b))
+            return;
+        c->sent_ready = true;
+        if (c->login_timer)
+            event_del(c->login_timer);
+        log_info("client %llu %s: login %s@%s%s (server %llu)", (unsigned long long)c->id,
+                 c->addr, c->user, c->database, c->tls ? " TLS" : "",
+                 (unsigned long long)s->id);
+    }
+    client_pump(c);
+}
+
+/* Starts SCRAM-SHA-256 against verifier v. */
+static void start_scram(struct client *c, const struct scram_verifier *v)
+{
+    static const char mechs[] = "SCRAM-SHA-256\0";
+    struct buf b;
+    buf_init(&b);
+    scram_server_init(&c->scram, v);
+    proto_auth(&b, AUTH_REQ_SASL, mechs, sizeof(mechs));
+    c->step = CS_SCRAM_FIRST;
+    send_to_client(c, &b);
+}
+
+static void fail_password(struct client *c)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "password authentication failed for user \"%.64s\"", c->user);
+    client_fail(c, "28P01", msg);
+}
+
+/* Starts an md5 exchange against a stored "md5..." hash (auth_query users only). */
+static void start_md5(struct client *c, const char *stored)
+{
+    struct buf b;
+    c->md5_stored = strdup(stored);
+    if (!c->md5_stored || RAND_bytes(c->md5_salt, sizeof(c->md5_salt)) != 1) {
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
+    buf_init(&b);
+    proto_auth(&b, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
+    c->step = CS_MD5;
+    send_to_client(c, &b);
+}
+
+/* auth_query answered: run SCRAM or md5 against what it found (a mock exchange if nothing). */
+static void on_lookup_done(struct client *c, const char *verifier, const char *err)
+{
+    struct scram_verifier v;
+    c->authq = NULL;
+    if (err) {
+        log_warning("auth_query for user \"%s\" failed: %s", c->user, err);
+        client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
+        return;
+    }
+    if (verifier && strncmp(verifier, "SCRAM-SHA-256$", 14) == 0 &&
+        scram_parse_verifier(verifier, &v)) {
+        start_scram(c, &v);
+        explicit_bzero(&v, sizeof(v));
+        return;
+    }
+    if (verifier && strncmp(verifier, "md5", 3) == 0 && strlen(verifier) == 35) {
+        start_md5(c, verifier);
+        return;
+    }
+    c->scram_mock = true;
+    start_scram(c, &c->w->mock_verifier);
+}
+
+/* Picks how c authenticates, by its entry under users:, else through auth_query. Unknown
+ * users get a mock exchange that always fails, so a probe cannot tell which names exist. */
+static void start_auth(struct client *c)
+{
+    const struct config *cfg = c->w->cfg;
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        if (strcmp(cfg->users[i].name, c->user) != 0)
+            continue;
+        if (cfg->users[i].auth == AUTH_TRUST) {
+            struct buf b;
+            buf_init(&b);
+            auth_done(c, &b);
+            return;
+        }
+        start_scram(c, &c->w->user_verifiers[i]);
+        return;
+    }
+    if (cfg->auth_query.enabled) {
+        c->step = CS_LOOKUP;
+        c->authq = authquery_start(c->w, c, on_lookup_done);
+        if (!c->authq)
+            client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
+        return;
+    }
+    c->scram_mock = true;
+    start_scram(c, &c->w->mock_verifier);
+}
+
+static void handle_md5(struct client *c, const uint8_t *body, size_t len)
+{
+    struct buf b;
+    if (len == 0 || body[len - 1] != 0 ||
+        !md5_verify_response(c->md5_stored, c->md5_salt, (const char *)body, len - 1)) {
+        log_info("client %llu %s: md5 authentication failed for user \"%s\"",
+                 (unsigned long long)c->id, c->addr, c->user);
+        fail_password(c);
+        return;
+    }
+    buf_init(&b);
+    auth_done(c, &b);
+}
+
+static void handle_scram_first(struct client *c, const uint8_t *body, size_t len)
+{
+    const char *mech, *err = NULL;
+    const uint8_t *data;
+    size_t dlen;
+    char *out = NULL;
+    if (!proto_parse_sasl_initial(body, len, &mech, &data, &dlen) ||
+        strcmp(mech, "SCRAM-SHA-256") != 0 || !data) {
+        client_fail(c, "08P01", "expected a SCRAM-SHA-256 SASLInitialResponse");
+        return;
+    }
+    if (!scram_server_handle_first(&c->scram, (const char *)data, dlen, NULL, &out, &err)) {
+        client_fail(c, "08P01", err ? err : "malformed SCRAM client-first-message");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    proto_auth(&b, AUTH_REQ_SASL_CONTINUE, out, strlen(out));
+    free(out);
+    c->step = CS_SCRAM_FINAL;
+    send_to_client(c, &b);
+}
+
+static void handle_scram_final(struct client *c, const uint8_t *body, size_t len)
+{
+    const char *err = NULL;
+    char *out = NULL;
+    bool ok = scram_server_handle_final(&c->scram, (const char *)body, len, &out, &err);
+    if (!ok || c->scram_mock) {
+        free(out);
+        log_info("client %llu %s: SCRAM failed for user \"%s\": %s", (unsigned long long)c->id,
+                 c->addr, c->user, c->scram_mock ? "no such user" : err ? err : "bad proof");
+        fail_password(c);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    proto_auth(&b, AUTH_REQ_SASL_FINAL, out, strlen(out));
+    free(out);
+    auth_done(c, &b);
+}
+
+/* One authentication message: waits for all of it, takes it off the input, then acts on it
+ * (acting may link a server and start relaying, so the message must be gone first). */
+static void on_auth_data(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint8_t hdr[5], type;
+    uint32_t len;
+    const char *err;
+    if (evbuffer_copyout(in, hdr, 5) < 5)
+        return;
+    if (proto_check_header(hdr, CLIENT_LOGIN_MAX, &type, &len, &err) != PROTO_OK) {
+        client_fail(c, "08P01", err);
+        return;
+    }
+    if (type == 'X') {
+        client_close(c, "client terminated during login");
+        return;
+    }
+    if (type != 'p' ||
+        (c->step != CS_SCRAM_FIRST && c->step != CS_SCRAM_FINAL && c->step != CS_MD5)) {
+        client_fail(c, "08P01", "invalid message during authentication");
+        return;
+    }
+    if (evbuffer_get_length(in) < 5 + (size_t)len)
+        return;
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body) {
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
+    evbuffer_drain(in, 5);
+    evbuffer_remove(in, body, len);
+    if (c->step == CS_SCRAM_FIRST)
+        handle_scram_first(c, body, len);
+    else if (c->step == CS_SCRAM_FINAL)
+        handle_scram_final(c, body, len);
+    else
+        handle_md5(c, body, len);
+    explicit_bzero(body, len);
+    free(body);
+}
+
+/* Makes bev c's connection: callbacks, and watermarks that bound what is buffered. */
+static void client_attach_bev(struct client *c, struct bufferevent *bev)
+{
+    size_t high = c->w->cfg->max_message_size + 5;
+    c->bev = bev;
+    bufferevent_setwatermark(bev, EV_READ, 0, high > RELAY_HIGH_WATER ? high : RELAY_HIGH_WATER);
+    bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
+    bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* Answers SSLRequest: 'S' and a TLS handshake when TLS is configured, else 'N'. */
+static void handle_ssl_request(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->tls || !c->w->client_tls) {
+        bufferevent_write(c->bev, "N", 1);
+        return;
+    }
+    if (evbuffer_get_length(in) != 0) { /* bytes sent before the handshake: injection */
+        client_fail(c, "08P01", "received unencrypted data after SSL request");
+        return;
+    }
+    SSL *ssl = SSL_new(c->w->client_tls);
+    struct bufferevent *tlsbev =
+        ssl ? bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             0 /* see conn_close_after_flush */)
+            : NULL;
+    if (!tlsbev) {
+        SSL_free(ssl);
+        client_fail(c, "08006", "could not start TLS");
+        return;
+    }
+    /* 'S' goes out in the clear through the underlying bufferevent, before the handshake. */
+    bufferevent_write(c->bev, "S", 1);
+    c->step = CS_TLS;
+    client_attach_bev(c, tlsbev);
+}
+
+/* Tells a client asking for protocol 3.x (x > 0) or _pq_ options what the proxy speaks. */
+static bool negotiate_version(struct client *c, const struct startup *st)
+{
+    const char *opts[PROTO_MAX_STARTUP_PARAMS];
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_params; i++)
+        if (strncmp(st->params[i].name, "_pq_.", 5) == 0)
+            opts[n++] = st->params[i].name;
+    if ((st->version & 0xffff) == 0 && n == 0)
+        return true;
+    struct buf b;
+    buf_init(&b);
+    proto_negotiate_version(&b, 0, opts, n);
+    return send_to_client(c, &b);
+}
+
+/* A v3 StartupMessage: who, which database, which session parameters; then authenticate. */
+static void handle_startup_v3(struct client *c, const struct startup *st)
+{
+    char err[200];
+    const char *user = startup_get(st, "user");
+    const char *db = startup_get(st, "database");
+    if (!user || !*user) {
+        client_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
+        return;
+    }
+    if (!db || !*db)
+        db = user;
+    c->user = strdup(user);
+    c->database = strdup(db);
+    if (!c->user || !c->database) {
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
+    if (!config_find_db(c->w->cfg, c->database)) {
+        snprintf(err, sizeof(err), "database \"%.64s\" does not exist", c->database);
+        client_fail(c, "3D000", err);
+        return;
+    }
+    if (!params_from_startup(st, &c->wanted, err, sizeof(err))) {
+        client_fail(c, "08P01", err);
+        return;
+    }
+    if (negotiate_version(c, st))
+        start_auth(c);
+}
+
+static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len)
+{
+    struct startup st;
+    const char *err = NULL;
+    char msg[128];
+    if (!proto_parse_startup(p, len, &st, &err)) {
+        client_fail(c, "08P01", err);
+        return;
+    }
+    switch (st.kind) {
+    case STARTUP_SSL:
+        handle_ssl_request(c);
+        break;
+    case STARTUP_GSSENC:
+        bufferevent_write(c->bev, "N", 1);
+        break;
+    case STARTUP_CANCEL:
+        client_route_cancel(c->w, st.cancel_pid, st.cancel_key);
+        client_close(c, "cancel request handled");
+        break;
+    case STARTUP_BAD_VERSION:
+        snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: server supports 3.0",
+                 st.version >> 16, st.version & 0xffff);
+        client_fail(c, "0A000", msg);
+        break;
+    case STARTUP_V3:
+        handle_startup_v3(c, &st);
+        break;
+    }
+}
+
+/* Reads one length-prefixed startup-phase packet when all of it has arrived. */
+static void on_startup_data(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint8_t hdr[4];
+    uint32_t len;
+    const char *err;
+    while (!c->closing && c->step == CS_STARTUP && evbuffer_copyout(in, hdr, 4) == 4) {
+        if (proto_check_startup_len(hdr, &len, &err) != PROTO_OK) {
+            client_fail(c, "08P01", err);
+            return;
+        }
+        if (evbuffer_get_length(in) < len)
+            return;
+        uint8_t pkt[PROTO_MAX_STARTUP];
+        evbuffer_remove(in, pkt, len);
+        handle_startup_packet(c, pkt, len);
+    }
+    /* bytes sent right behind the startup packet belong to the next phase */
+    if (!c->closing && (c->step == CS_SCRAM_FIRST || c->step == CS_SCRAM_FINAL) &&
+        evbuffer_get_length(in) > 0)
+        on_auth_data(c);
+}
+
+static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
+                                         const uint8_t *body)
+{
+    struct client *c = arg;
+    struct server *s = c->server;
+    (void)len;
+    switch (type) {
+    case 'X':
+        return body ? RV_DROP_STOP : RV_NEED_BODY;
+    case 'Q':
+    case 'F':
+        s->in_flight++;
+        return RV_STREAM;
+    case 'S':
+        s->in_flight++;
+        s->ext_open = false;
+        return RV_STREAM;
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'H':
+        s->ext_open = true;
+        return RV_STREAM;
+    case 'd':
+    case 'c':
+    case 'f':
+        return RV_STREAM;
+    default:
+        return RV_ERROR;
+    }
+}
+
+void client_pump(struct client *c)
+{
+    struct server *s = c->server;
+    const char *err;
+    if (c->closing || !s || s->state != SV_ACTIVE || !c->sent_ready)
+        return;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    enum relay_result r = relay_pump(in, bufferevent_get_output(s->bev), &c->relay,
+                                     c->w->cfg->max_message_size, active_inspect, c, &err);
+    if (r == RELAY_FULL && !c->paused) {
+        c->paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    } else if (r == RELAY_STOPPED) {
+        client_close(c, "client terminated");
+    } else if (r == RELAY_FAILED) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s", err ? err : "invalid frontend message type");
+        client_fail(c, "08P01", msg);
+    }
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct client *c = arg;
+    if (c->state == CL_LOGIN && c->step == CS_STARTUP)
+        on_startup_data(c);
+    else if (c->state == CL_LOGIN && c->step != CS_DONE && c->step != CS_TLS)
+        on_auth_data(c);
+    else if (c->state == CL_ACTIVE)
+        client_pump(c);
+    /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
+}
+
+/* Output towards the client drained: let the server send more. */
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct client *c = arg;
+    struct server *s = c->server;
+    if (s && s->paused) {
+        s->paused = false;
+        bufferevent_enable(s->bev, EV_READ);
+        server_pump(s);
+    }
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct client *c = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
+        c->tls = true;
+        c->step = CS_STARTUP;
+        on_startup_data(c);
+        return;
+    }
+    client_close(c, (what & BEV_EVENT_EOF)       ? "client disconnected"
+                    : c->step == CS_TLS          ? "TLS handshake failed"
+                                                 : "client connection error");
+}
+
+void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key)
+{
+    uint8_t want[8], have[8];
+    memcpy(want, &pid, 4);
+    memcpy(want + 4, &key, 4);
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->clients)
+    {
+        struct client *c = list_entry(it, struct client, node);
+        memcpy(have, &c->cancel_pid, 4);
+        memcpy(have + 4, &c->cancel_key, 4);
+        if (!auth_equal_ct(want, have, 8))
+            continue;
+        if (c->server && c->server->state == SV_ACTIVE)
+            server_send_cancel(c->server);
+        return;
+    }
+    log_debug("cancel request for an unknown backend key ignored");
+}
+
+/* Gives c a BackendKeyData of its own: random, never the server's. */
+static void make_cancel_key(struct client *c)
+{
+    uint32_t r[2];
+    if (RAND_bytes((unsigned char *)r, sizeof(r)) != 1) {
+        r[0] = (uint32_t)c->id;
+        r[1] = (uint32_t)rand();
+    }
+    c->cancel_pid = (r[0] & 0x3fffffff) | 1;
+    c->cancel_key = r[1];
+}
+
+static void refuse_connection(struct worker *w, evutil_socket_t fd, const char *msg)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_error(&b, "FATAL", "53300", msg);
+    if (!b.failed && send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("could not send refusal: %s", evutil_socket_error_to_string(errno));
+    buf_free(&b);
+    evutil_closesocket(fd);
+    (void)w;
+}
+
+void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    if (w->n_clients >= w->cfg->max_clients) {
+        refuse_connection(w, fd, "too many clients already (limits.max_clients)");
+        return;
+    }
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->w = w;
+    c->id = ++w->next_id;
+    c->state = CL_LOGIN;
+    c->step = CS_STARTUP;
+    list_init(&c->wait_node);
+    list_append(&w->clients, &c->node);
+    w->n_clients++;
+    conn_format_addr(sa, c->addr, sizeof(c->addr));
+    make_cancel_key(c);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
+    struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->login_timer = evtimer_new(w->base, login_timeout_cb, c);
+    if (!bev || !c->login_timer) {
+        if (bev)
+            bufferevent_free(bev);
+        else
+            evutil_closesocket(fd);
+        if (c->login_timer)
+            event_free(c->login_timer);
+        list_del(&c->node);
+        w->n_clients--;
+        free(c);
+        return;
+    }
+    struct timeval tv = {LOGIN_TIMEOUT_S, 0};
+    evtimer_add(c->login_timer, &tv);
+    client_attach_bev(c, bev);
+}

@@ -1,0 +1,29 @@
+/* client.h: one client connection's life: startup, TLS, authentication, waiting for a
+ * server, relaying its messages, and closing. */
+#ifndef LAKEPROXY_CLIENT_H
+#define LAKEPROXY_CLIENT_H
+
+#include <event2/util.h>
+#include <sys/socket.h>
+
+#include "objects.h"
+
+/* Takes ownership of an accepted socket. */
+void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+
+/* c's server is linked and carries c's parameters: finish the login or go on relaying. */
+void client_server_ready(struct client *c);
+
+/* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
+void client_fail(struct client *c, const char *sqlstate, const char *msg);
+
+/* Closes c now (logging reason); its server goes back to the pool or is closed. */
+void client_close(struct client *c, const char *reason);
+
+/* Drives the client -> server relay (after the server's output drained). */
+void client_pump(struct client *c);
+
+/* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend. */
+void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key);
+
+#endif

@@ -1,0 +1,644 @@
+/* config.c: YAML -> immutable struct config. The document is walked against tables of known
+ * keys, so unknown keys, wrong types and out-of-range values become errors that name
+ * file:line:column; every error is collected, not just the first. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define DEFAULT_AUTH_QUERY "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1"
+
+struct ctx {
+    const char *file;
+    yaml_document_t *doc;
+    struct config_errors *errs;
+};
+
+enum ftype { F_STR, F_INT, F_ENUM, F_SUB };
+
+struct table;
+
+/* One known key: where its value goes and what it may be. */
+struct field {
+    const char *key;
+    enum ftype type;
+    size_t off;                     /* offset of the target in the struct being filled */
+    long min, max;                  /* F_INT range */
+    const char *const *names;       /* F_ENUM spellings, index = value */
+    const struct table *sub;        /* F_SUB: a nested mapping filling the same struct */
+    bool required;
+};
+
+struct table {
+    const struct field *fields;
+    size_t n;
+};
+
+static void add_error(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_error(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
+{
+    char msg[512], *line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (asprintf(&line, "%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg) < 0)
+        return;
+    char **grown = realloc(c->errs->msgs, (c->errs->n + 1) * sizeof(char *));
+    if (!grown) {
+        free(line);
+        return;
+    }
+    c->errs->msgs = grown;
+    c->errs->msgs[c->errs->n++] = line;
+}
+
+static yaml_node_t *node(struct ctx *c, int id) { return yaml_document_get_node(c->doc, id); }
+
+static const char *kind_name(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE: return "a mapping";
+    case YAML_SEQUENCE_NODE: return "a list";
+    default: return "a scalar";
+    }
+}
+
+static const char *scalar(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+/* A plain empty scalar, "~" or "null": the key is there without a value. */
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = scalar(n);
+    return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0;
+}
+
+static bool want_scalar(struct ctx *c, const yaml_node_t *n, const char *path, const char *what)
+{
+    if (n->type != YAML_SCALAR_NODE) {
+        add_error(c, n->start_mark, "%s: expected %s, got %s", path, what, kind_name(n));
+        return false;
+    }
+    if (is_null(n)) {
+        add_error(c, n->start_mark, "%s: missing value (expected %s)", path, what);
+        return false;
+    }
+    return true;
+}
+
+static void set_str(struct ctx *c, const yaml_node_t *n, const char *path, char **dst)
+{
+    if (!want_scalar(c, n, path, "a string"))
+        return;
+    free(*dst);
+    *dst = strdup(scalar(n));
+}
+
+/* Integers are plain scalars of digits: "5432" in quotes is a string, and an error. */
+static void set_int(struct ctx *c, const yaml_node_t *n, const char *path, const struct field *f,
+                    int *dst)
+{
+    if (!want_scalar(c, n, path, "an integer"))
+        return;
+    const char *v = scalar(n);
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    bool digits = isdigit((unsigned char)v[0]) || (v[0] == '-' && isdigit((unsigned char)v[1]));
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || !digits || *end || errno) {
+        add_error(c, n->start_mark, "%s: expected an integer, got \"%s\"", path, v);
+        return;
+    }
+    if (x < f->min || x > f->max) {
+        add_error(c, n->start_mark, "%s: %ld is out of range (%ld to %ld)", path, x, f->min,
+                  f->max);
+        return;
+    }
+    *dst = (int)x;
+}
+
+static void set_enum(struct ctx *c, const yaml_node_t *n, const char *path, const struct field *f,
+                     int *dst)
+{
+    if (!want_scalar(c, n, path, "a string"))
+        return;
+    char allowed[256] = "";
+    for (int i = 0; f->names[i]; i++) {
+        if (strcmp(scalar(n), f->names[i]) == 0) {
+            *dst = i;
+            return;
+        }
+        snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+                 i ? ", " : "", f->names[i]);
+    }
+    add_error(c, n->start_mark, "%s: unknown value \"%s\" (expected one of: %s)", path, scalar(n),
+              allowed);
+}
+
+static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
+                    const struct table *t, void *base);
+
+static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, const struct field *f,
+                      void *base)
+{
+    void *dst = (char *)base + f->off;
+    switch (f->type) {
+    case F_STR: set_str(c, v, path, dst); break;
+    case F_INT: set_int(c, v, path, f, dst); break;
+    case F_ENUM: set_enum(c, v, path, f, dst); break;
+    case F_SUB: walk_at(c, v, path, f->sub, dst); break;
+    }
+}
+
+static void list_keys(const struct table *t, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < t->n; i++)
+        snprintf(out + strlen(out), outsz - strlen(out), "%s%s", i ? ", " : "", t->fields[i].key);
+}
+
+/* Checks that n is a mapping; reports it otherwise. */
+static bool want_mapping(struct ctx *c, const yaml_node_t *n, const char *path)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return true;
+    add_error(c, n->start_mark, "%s: expected a mapping, got %s", path[0] ? path : "top level",
+              is_null(n) ? "nothing" : kind_name(n));
+    return false;
+}
+
+/* The key of a mapping pair, or NULL (reported) when it is not a plain string. */
+static const char *pair_key(struct ctx *c, const yaml_node_pair_t *p, const char *path)
+{
+    yaml_node_t *k = node(c, p->key);
+    if (k->type != YAML_SCALAR_NODE) {
+        add_error(c, k->start_mark, "%s: keys must be strings", path[0] ? path : "top level");
+        return NULL;
+    }
+    return scalar(k);
+}
+
+/* Reports a key that appears twice in one mapping. */
+static bool is_duplicate(struct ctx *c, const yaml_node_t *map, const yaml_node_pair_t *p,
+                         const char *key, const char *path)
+{
+    for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+        yaml_node_t *k = node(c, q->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp(scalar(k), key) == 0) {
+            add_error(c, node(c, p->key)->start_mark, "duplicate key '%s' in %s", key,
+                      path[0] ? path : "top level");
+            return true;
+        }
+    }
+    return false;
+}
+
+static void join(char *out, size_t outsz, const char *path, const char *key)
+{
+    snprintf(out, outsz, "%s%s%s", path, path[0] ? "." : "", key);
+}
+
+#define TABLE(a) {a, sizeof(a) / sizeof(a[0])}
+#define STR(k, s, m) {k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, false}
+#define REQ_STR(k, s, m) {k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, true}
+#define INT(k, s, m, lo, hi) {k, F_INT, offsetof(s, m), lo, hi, NULL, NULL, false}
+#define ENUM(k, s, m, names) {k, F_ENUM, offsetof(s, m), 0, 0, names, NULL, false}
+#define SUB(k, t) {k, F_SUB, 0, 0, 0, NULL, &t, false}
+#define SUB_AT(k, s, m, t) {k, F_SUB, offsetof(s, m), 0, 0, NULL, &t, false}
+
+static const char *const pool_modes[] = {"session", "transaction", NULL};
+static const char *const tls_modes[] = {"disable", "prefer", "require", "verify-full", NULL};
+static const char *const auth_methods[] = {"scram", "trust", NULL};
+static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
+
+/* The log level is kept as text in struct config; parse it into this index first. */
+struct log_holder {
+    int level;
+};
+
+static const struct field listen_tls_fields[] = {
+    REQ_STR("cert", struct config, tls_cert),
+    REQ_STR("key", struct config, tls_key),
+};
+static const struct table listen_tls_table = TABLE(listen_tls_fields);
+
+static const struct field listen_fields[] = {
+    STR("host", struct config, listen_host),
+    INT("port", struct config, listen_port, 1, 65535),
+    SUB("tls", listen_tls_table),
+};
+static const struct table listen_table = TABLE(listen_fields);
+
+/* max_message_size is a size_t; it goes through this int first. */
+struct limits_holder {
+    int max_clients;
+    int max_message_size;
+};
+
+static const struct field limits_fields[] = {
+    INT("max_clients", struct limits_holder, max_clients, 1, 1000000),
+    INT("max_message_size", struct limits_holder, max_message_size, 1024, 1073741824),
+};
+static const struct table limits_table = TABLE(limits_fields);
+
+static const struct field log_fields[] = {
+    ENUM("level", struct log_holder, level, log_levels),
+};
+static const struct table log_table = TABLE(log_fields);
+
+static const struct field pool_fields[] = {
+    ENUM("mode", struct pool_config, mode, pool_modes),
+    INT("size", struct pool_config, size, 1, 100000),
+    INT("min", struct pool_config, min, 0, 100000),
+    INT("max_wait_ms", struct pool_config, max_wait_ms, 1, 86400000),
+    INT("idle_timeout_s", struct pool_config, idle_timeout_s, 0, 31536000),
+    INT("lifetime_s", struct pool_config, lifetime_s, 0, 31536000),
+    INT("connect_timeout_ms", struct pool_config, connect_timeout_ms, 1, 3600000),
+};
+static const struct table pool_table = TABLE(pool_fields);
+
+static const struct field db_fields[] = {
+    REQ_STR("host", struct db_config, host),
+    INT("port", struct db_config, port, 1, 65535),
+    STR("dbname", struct db_config, dbname),
+    REQ_STR("user", struct db_config, user),
+    STR("password", struct db_config, password),
+    ENUM("tls", struct db_config, tls, tls_modes),
+    STR("ca_file", struct db_config, ca_file),
+    SUB_AT("pool", struct db_config, pool, pool_table),
+};
+static const struct table db_table = TABLE(db_fields);
+
+static const struct field user_fields[] = {
+    ENUM("auth", struct user_config, auth, auth_methods),
+    STR("password_scram", struct user_config, password_scram),
+    STR("password", struct user_config, password),
+};
+static const struct table user_table = TABLE(user_fields);
+
+static const struct field auth_query_fields[] = {
+    REQ_STR("database", struct auth_query_config, database),
+    STR("query", struct auth_query_config, query),
+    STR("user", struct auth_query_config, user),
+    STR("password", struct auth_query_config, password),
+};
+static const struct table auth_query_table = TABLE(auth_query_fields);
+
+/* Fills base from mapping map against table t: unknown keys, duplicates, wrong types and
+ * missing required keys are reported; a nested table fills the struct at its field's offset. */
+static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
+                    const struct table *t, void *base)
+{
+    bool seen[32] = {false};
+    char sub[256], keys[512];
+    if (!want_mapping(c, map, path))
+        return;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        const char *key = pair_key(c, p, path);
+        if (!key || is_duplicate(c, map, p, key, path))
+            continue;
+        size_t i = 0;
+        while (i < t->n && strcmp(t->fields[i].key, key) != 0)
+            i++;
+        if (i == t->n) {
+            list_keys(t, keys, sizeof(keys));
+            add_error(c, node(c, p->key)->start_mark, "unknown key '%s' in %s (expected one of: %s)",
+                      key, path, keys);
+            continue;
+        }
+        seen[i] = true;
+        join(sub, sizeof(sub), path, key);
+        set_field(c, node(c, p->value), sub, &t->fields[i], base);
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (t->fields[i].required && !seen[i])
+            add_error(c, map->start_mark, "%s: missing required key '%s'", path, t->fields[i].key);
+}
+
+static void db_defaults(struct db_config *db, const char *name)
+{
+    db->name = strdup(name);
+    db->port = 5432;
+    db->tls = TLS_PREFER;
+    db->pool.mode = POOL_SESSION;
+    db->pool.size = 20;
+    db->pool.max_wait_ms = 5000;
+    db->pool.idle_timeout_s = 600;
+    db->pool.lifetime_s = 3000;
+    db->pool.connect_timeout_ms = 5000;
+}
+
+/* databases: name -> entry. */
+static void load_databases(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    char path[256];
+    if (!want_mapping(c, map, "databases"))
+        return;
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    if (n == 0) {
+        add_error(c, map->start_mark, "databases: at least one database is required");
+        return;
+    }
+    cfg->dbs = calloc(n, sizeof(*cfg->dbs));
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->dbs && p < map->data.mapping.pairs.top; p++) {
+        const char *name = pair_key(c, p, "databases");
+        if (!name || is_duplicate(c, map, p, name, "databases"))
+            continue;
+        struct db_config *db = &cfg->dbs[cfg->n_dbs++];
+        db_defaults(db, name);
+        join(path, sizeof(path), "databases", name);
+        walk_at(c, node(c, p->value), path, &db_table, db);
+        if (!db->dbname)
+            db->dbname = strdup(name);
+        if (db->pool.min > db->pool.size)
+            add_error(c, node(c, p->value)->start_mark,
+                      "%s.pool: min (%d) must not exceed size (%d)", path, db->pool.min,
+                      db->pool.size);
+    }
+}
+
+/* Skips a run of base64 characters; NULL when there is none. */
+static const char *skip_b64(const char *p)
+{
+    size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+    return n ? p + n : NULL;
+}
+
+/* The shape SCRAM-SHA-256$<iter>:<b64>$<b64>:<b64>; the maths is checked at start-up. */
+static bool scram_shape_ok(const char *p)
+{
+    if (strncmp(p, "SCRAM-SHA-256$", 14) != 0 || !isdigit((unsigned char)p[14]))
+        return false;
+    p += 14;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p++ != ':' || !(p = skip_b64(p)) || *p++ != '$' || !(p = skip_b64(p)) || *p++ != ':' ||
+        !(p = skip_b64(p)))
+        return false;
+    return *p == '\0';
+}
+
+static void check_user(struct ctx *c, const yaml_node_t *n, const char *path,
+                       const struct user_config *u)
+{
+    if (u->auth == AUTH_TRUST && (u->password || u->password_scram))
+        add_error(c, n->start_mark, "%s: auth: trust takes no password", path);
+    if (u->auth == AUTH_SCRAM && !!u->password == !!u->password_scram)
+        add_error(c, n->start_mark, "%s: give exactly one of password_scram or password", path);
+    if (u->password_scram && !scram_shape_ok(u->password_scram))
+        add_error(c, n->start_mark,
+                  "%s.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
+                  "<ServerKey> as in pg_authid",
+                  path);
+}
+
+/* users: name -> entry. */
+static void load_users(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    char path[256];
+    if (!want_mapping(c, map, "users"))
+        return;
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    cfg->users = calloc(n ? n : 1, sizeof(*cfg->users));
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->users && p < map->data.mapping.pairs.top; p++) {
+        const char *name = pair_key(c, p, "users");
+        if (!name || is_duplicate(c, map, p, name, "users"))
+            continue;
+        struct user_config *u = &cfg->users[cfg->n_users++];
+        u->name = strdup(name);
+        join(path, sizeof(path), "users", name);
+        walk_at(c, node(c, p->value), path, &user_table, u);
+        check_user(c, node(c, p->value), path, u);
+    }
+}
+
+static void load_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    struct auth_query_config *aq = &cfg->auth_query;
+    walk_at(c, map, "auth_query", &auth_query_table, aq);
+    aq->enabled = true;
+    if (!aq->query)
+        aq->query = strdup(DEFAULT_AUTH_QUERY);
+}
+
+/* auth_query.database must name a database; its login is the default for the look-up. */
+static void check_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    struct auth_query_config *aq = &cfg->auth_query;
+    if (!aq->enabled || !aq->database)
+        return;
+    const struct db_config *db = config_find_db(cfg, aq->database);
+    if (!db) {
+        yaml_mark_t m = map->start_mark;
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+            if (strcmp(scalar(node(c, p->key)), "database") == 0)
+                m = node(c, p->value)->start_mark;
+        add_error(c, m, "auth_query.database: no database named \"%s\" under databases", aq->database);
+        return;
+    }
+    if (!aq->user && db->user)
+        aq->user = strdup(db->user);
+    if (!aq->password && db->password)
+        aq->password = strdup(db->password);
+}
+
+static void config_defaults(struct config *cfg)
+{
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->listen_port = 6432;
+    cfg->max_clients = 1000;
+    cfg->max_message_size = 16u << 20;
+}
+
+/* Walks the top-level mapping. */
+static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
+{
+    static const char *const keys = "listen, limits, log, databases, users, auth_query";
+    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size};
+    struct log_holder lg = {2};
+    const yaml_node_t *dbs = NULL, *aq = NULL;
+    if (!want_mapping(c, root, ""))
+        return;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        const char *key = pair_key(c, p, "");
+        if (!key || is_duplicate(c, root, p, key, ""))
+            continue;
+        const yaml_node_t *v = node(c, p->value);
+        if (strcmp(key, "listen") == 0)
+            walk_at(c, v, "listen", &listen_table, cfg);
+        else if (strcmp(key, "limits") == 0)
+            walk_at(c, v, "limits", &limits_table, &lim);
+        else if (strcmp(key, "log") == 0)
+            walk_at(c, v, "log", &log_table, &lg);
+        else if (strcmp(key, "databases") == 0)
+            load_databases(c, dbs = v, cfg);
+        else if (strcmp(key, "users") == 0)
+            load_users(c, v, cfg);
+        else if (strcmp(key, "auth_query") == 0)
+            load_auth_query(c, aq = v, cfg);
+        else
+            add_error(c, node(c, p->key)->start_mark,
+                      "unknown key '%s' at top level (expected one of: %s)", key, keys);
+    }
+    if (!dbs)
+        add_error(c, root->start_mark, "missing required key 'databases'");
+    if (aq)
+        check_auth_query(c, aq, cfg);
+    cfg->max_clients = lim.max_clients;
+    cfg->max_message_size = (size_t)lim.max_message_size;
+    cfg->log_level = strdup(log_levels[lg.level]);
+}
+
+/* Parses text with libyaml; a syntax error becomes one located error. */
+static bool parse_yaml(struct ctx *c, const char *text, size_t len, yaml_document_t *doc)
+{
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    bool ok = yaml_parser_load(&parser, doc) == 1;
+    if (!ok) {
+        yaml_mark_t m = parser.problem_mark;
+        add_error(c, m, "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "unknown",
+                  parser.context ? " " : "", parser.context ? parser.context : "");
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
+struct config *config_parse_string(const char *text, size_t len, const char *name,
+                                   struct config_errors *errs)
+{
+    yaml_document_t doc;
+    struct ctx c = {name, &doc, errs};
+    yaml_mark_t start = {0, 0, 0};
+    if (!parse_yaml(&c, text, len, &doc))
+        return NULL;
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!cfg)
+        add_error(&c, start, "out of memory");
+    else if (!root)
+        add_error(&c, start, "empty configuration: at least 'databases' is required");
+    else {
+        cfg->path = strdup(name);
+        config_defaults(cfg);
+        load_root(&c, root, cfg);
+    }
+    yaml_document_delete(&doc);
+    if (errs->n > 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_load(const char *path, struct config_errors *errs)
+{
+    FILE *f = fopen(path, "rb");
+    struct ctx c = {path, NULL, errs};
+    yaml_mark_t start = {0, 0, 0};
+    if (!f) {
+        add_error(&c, start, "cannot read: %s", strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[8192];
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (len + n > cap) {
+            cap = (len + n) * 2;
+            char *grown = realloc(text, cap);
+            if (!grown)
+                break;
+            text = grown;
+        }
+        memcpy(text + len, chunk, n);
+        len += n;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        add_error(&c, start, "cannot read: %s", strerror(errno));
+        free(text);
+        return NULL;
+    }
+    struct config *cfg = config_parse_string(text ? text : "", len, path, errs);
+    free(text);
+    return cfg;
+}
+
+/* Frees a secret after wiping it. */
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_dbs; i++) {
+        struct db_config *db = &cfg->dbs[i];
+        free(db->name);
+        free(db->host);
+        free(db->dbname);
+        free(db->user);
+        free_secret(db->password);
+        free(db->ca_file);
+    }
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        free(cfg->users[i].name);
+        free_secret(cfg->users[i].password_scram);
+        free_secret(cfg->users[i].password);
+    }
+    free(cfg->dbs);
+    free(cfg->users);
+    free(cfg->auth_query.query);
+    free(cfg->auth_query.database);
+    free(cfg->auth_query.user);
+    free_secret(cfg->auth_query.password);
+    free(cfg->path);
+    free(cfg->listen_host);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->log_level);
+    free(cfg);
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+const struct db_config *config_find_db(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (strcmp(cfg->dbs[i].name, name) == 0)
+            return &cfg->dbs[i];
+    return NULL;
+}
+
+const struct user_config *config_find_user(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_users; i++)
+        if (strcmp(cfg->users[i].name, name) == 0)
+            return &cfg->users[i];
+    return NULL;
+}

@@ -1,0 +1,93 @@
+/* config.h: the immutable configuration lakeproxy builds from its YAML file. */
+#ifndef LAKEPROXY_CONFIG_H
+#define LAKEPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum pool_mode { POOL_SESSION, POOL_TRANSACTION };
+
+/* Server-side TLS, with libpq's sslmode meanings. */
+enum tls_mode { TLS_DISABLE, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_FULL };
+
+/* How a client proves who it is to the proxy. */
+enum auth_method {
+    AUTH_SCRAM, /* SCRAM-SHA-256 against users.<name>.password_scram or .password */
+    AUTH_TRUST, /* no password: local demos only */
+};
+
+struct pool_config {
+    enum pool_mode mode;   /* pool.mode: session | transaction (default session) */
+    int size;              /* pool.size: most server connections per pool (default 20) */
+    int min;               /* pool.min: pre-warmed connections (default 0) */
+    int max_wait_ms;       /* pool.max_wait_ms: a client waits this long for a server (default 5000) */
+    int idle_timeout_s;    /* pool.idle_timeout_s: close idle servers after this (default 600, 0 = never) */
+    int lifetime_s;        /* pool.lifetime_s: close servers older than this when idle (default 3000, 0 = never) */
+    int connect_timeout_ms; /* pool.connect_timeout_ms: server connect + login limit (default 5000) */
+};
+
+struct db_config {
+    char *name;          /* the key under databases: what clients put in their connection string */
+    char *host;          /* host: server host name or address (required) */
+    int port;            /* port: default 5432 */
+    char *dbname;        /* dbname: database on the server (default: name) */
+    char *user;          /* user: the login the proxy uses towards the server (required) */
+    char *password;      /* password: static credential towards the server (may be NULL) */
+    enum tls_mode tls;   /* tls: disable | prefer | require | verify-full (default prefer) */
+    char *ca_file;       /* ca_file: CA bundle for verify-full (default: system store) */
+    struct pool_config pool;
+};
+
+struct user_config {
+    char *name;            /* the key under users: */
+    enum auth_method auth; /* auth: scram | trust (default scram) */
+    char *password_scram;  /* password_scram: "SCRAM-SHA-256$iter:salt$stored:server" */
+    char *password;        /* password: plain text, the proxy derives a SCRAM verifier (demos) */
+};
+
+/* auth_query: look up the verifier of users not listed under users: on the server. */
+struct auth_query_config {
+    bool enabled;
+    char *query;    /* query: default "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1" */
+    char *database; /* database: key of a databases: entry whose server to ask (required when enabled) */
+    char *user;     /* user: login for the look-up (default: that database's user) */
+    char *password; /* password: for the look-up login (default: that database's password) */
+};
+
+struct config {
+    char *path;               /* file it was loaded from */
+    char *listen_host;        /* listen.host: default 127.0.0.1 */
+    int listen_port;          /* listen.port: default 6432 */
+    char *tls_cert;           /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
+    char *tls_key;            /* listen.tls.key */
+    int max_clients;          /* limits.max_clients: default 1000 */
+    size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
+    char *log_level;          /* log.level: error | warning | info | debug (default info) */
+    struct db_config *dbs;
+    size_t n_dbs;
+    struct user_config *users;
+    size_t n_users;
+    struct auth_query_config auth_query;
+};
+
+/* Errors collected while loading: each one is "file:line:column: message". */
+struct config_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Parses the YAML file at path. Returns NULL and fills errs (at least one) on failure. */
+struct config *config_load(const char *path, struct config_errors *errs);
+
+/* Same, from text in memory; name is used as the file name in error messages. */
+struct config *config_parse_string(const char *text, size_t len, const char *name,
+                                   struct config_errors *errs);
+
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+/* Look-ups by name; NULL when absent. */
+const struct db_config *config_find_db(const struct config *cfg, const char *name);
+const struct user_config *config_find_user(const struct config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,80 @@
+/* main.c: command line, configuration check, and start of the worker. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "lakeproxy %s: PostgreSQL proxy and connection pooler for Databricks Lakebase\n\n"
+            "Usage:\n"
+            "  lakeproxy -c FILE                 run in the foreground, logging to stderr\n"
+            "  lakeproxy --check-config -c FILE  check FILE; print each error as "
+            "file:line:column: message\n"
+            "  lakeproxy --version               print the version\n"
+            "  lakeproxy --help                  print this help\n",
+            LAKEPROXY_VERSION);
+}
+
+/* Loads path, printing every error; NULL on failure. */
+static struct config *load_config(const char *path)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    config_errors_free(&errs);
+    return cfg;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int check = 0, opt;
+    while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 'k': check = 1; break;
+        case 'V': printf("lakeproxy %s\n", LAKEPROXY_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    struct config *cfg = load_config(path);
+    if (!cfg)
+        return 1;
+    if (check) {
+        printf("%s: configuration is valid\n", path);
+        config_free(cfg);
+        return 0;
+    }
+    enum log_level level;
+    if (log_level_from_name(cfg->log_level, &level))
+        log_set_level(level);
+    char err[512];
+    struct worker *w = worker_new(cfg, err, sizeof(err));
+    if (!w) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("lakeproxy %s started (pid %d)", LAKEPROXY_VERSION, (int)getpid());
+    int rc = worker_run(w);
+    worker_free(w);
+    log_info("lakeproxy stopped");
+    return rc;
+}

@@ -1,0 +1,144 @@
+/* objects.h: the types of lakeproxy's live objects (worker, pool, server, client) and the
+ * lists that name their states. All mutable state hangs off a struct worker. */
+#ifndef LAKEPROXY_OBJECTS_H
+#define LAKEPROXY_OBJECTS_H
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "list.h"
+
+/* Above this many bytes queued towards one side, stop reading the other side. */
+#define RELAY_HIGH_WATER (256 * 1024)
+/* Resume reading once the queue has drained to this. */
+#define RELAY_LOW_WATER (64 * 1024)
+#define MAX_TRACKED_PARAMS 32
+
+struct param {
+    char *name;
+    char *value;
+};
+
+/* A small name -> value set (ParameterStatus values, startup parameters). */
+struct param_set {
+    struct param items[MAX_TRACKED_PARAMS];
+    size_t n;
+};
+
+/* Streaming position in one direction of a relay: bytes of the current message still to copy. */
+struct relay {
+    size_t pass_left;
+};
+
+struct worker {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct config *cfg;
+    SSL_CTX *client_tls; /* NULL when listen.tls is not configured */
+    struct evconnlistener *listener;
+    struct list pools;
+    struct list clients;    /* every client, whatever its state */
+    struct list cancellers; /* in-flight cancel requests towards servers */
+    int n_clients;
+    uint64_t next_id;
+    struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
+    struct scram_verifier mock_verifier;   /* answers unknown users without telling them so */
+    struct event *sig_int, *sig_term;
+};
+
+struct pool {
+    struct list node; /* worker->pools */
+    struct worker *w;
+    const struct db_config *db;
+    struct list idle;       /* SV_IDLE: ready, unused */
+    struct list active;     /* SV_ACTIVE, SV_RESETTING, SV_SETTING */
+    struct list connecting; /* SV_CONNECTING */
+    struct list waiting;    /* clients in CL_WAITING, oldest first */
+    int n_servers;          /* all of the above */
+    SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */
+};
+
+enum server_state {
+    SV_CONNECTING, /* TCP, TLS, login: pool->connecting */
+    SV_IDLE,       /* pool->idle */
+    SV_SETTING,    /* applying a client's parameters: pool->active, linked */
+    SV_ACTIVE,     /* relaying for its client: pool->active */
+    SV_RESETTING,  /* running DISCARD ALL after its client left: pool->active */
+};
+
+enum login_step { LS_TCP, LS_SSL_REPLY, LS_TLS, LS_AUTH, LS_PARAMS };
+
+struct server {
+    struct list node; /* the pool list of its state */
+    struct pool *pool;
+    struct client *client;
+    enum server_state state;
+    enum login_step step;
+    struct bufferevent *bev;
+    struct event *timer;
+    uint64_t id;
+    uint32_t be_pid, be_key;
+    bool tls;
+    bool closing;
+    bool paused;      /* reading stopped: the client's output is above RELAY_HIGH_WATER */
+    bool ext_open;    /* extended-protocol messages sent since the last Sync */
+    bool cancel_only; /* a throwaway connection that carries one CancelRequest */
+    uint32_t cancel_pid, cancel_key;
+    char err_state[6]; /* SQLSTATE of an error during login, SET or reset */
+    char err_msg[256];
+    char txn;      /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    int in_flight; /* Query/Sync/FunctionCall sent whose ReadyForQuery has not arrived */
+    struct param_set reported; /* ParameterStatus as the server last reported it */
+    struct param_set applied;  /* parameters the proxy SET for the current client */
+    struct scram_client scram;
+    struct relay relay;
+    time_t created;
+    time_t last_used;
+};
+
+enum client_state {
+    CL_LOGIN,   /* startup and authentication */
+    CL_WAITING, /* authenticated, queued for a server: pool->waiting */
+    CL_ACTIVE,  /* linked to a server */
+    CL_CLOSING, /* error sent, flushing before close */
+};
+
+enum client_step { CS_STARTUP, CS_TLS, CS_LOOKUP, CS_SCRAM_FIRST, CS_SCRAM_FINAL, CS_MD5, CS_DONE };
+
+struct client {
+    struct list node;      /* worker->clients */
+    struct list wait_node; /* pool->waiting while CL_WAITING */
+    struct worker *w;
+    struct pool *pool;
+    struct server *server;
+    enum client_state state;
+    enum client_step step;
+    struct bufferevent *bev;
+    struct event *timer;       /* wait-for-server timeout */
+    struct event *login_timer; /* startup + authentication must finish in time */
+    uint64_t id;
+    char addr[64];
+    char *user;
+    char *database;
+    struct param_set wanted; /* session parameters the client asked for at startup */
+    uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
+    bool tls;
+    bool paused; /* reading stopped: the server's output is above RELAY_HIGH_WATER */
+    bool closing;
+    bool scram_mock; /* unknown user: the SCRAM exchange runs only to fail at its end */
+    bool sent_ready;
+    struct scram_server scram;
+    uint8_t md5_salt[4];
+    char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
+    struct authq *authq;   /* auth_query look-up in flight */
+    struct relay relay;
+};
+
+#endif

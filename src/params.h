@@ -1,0 +1,36 @@
+/* params.h: session parameters: which startup parameters a client may set, how they are
+ * reapplied on a pooled server connection, and the name -> value sets that track them. */
+#ifndef LAKEPROXY_PARAMS_H
+#define LAKEPROXY_PARAMS_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "objects.h"
+#include "proto.h"
+
+const char *param_get(const struct param_set *s, const char *name);
+/* Sets name to value (replacing); false when the set is full. */
+bool param_put(struct param_set *s, const char *name, const char *value);
+void param_clear(struct param_set *s);
+/* Drops a name if present. */
+void param_remove(struct param_set *s, const char *name);
+
+/* Collects the session parameters of a v3 startup packet into out: the tracked ones given
+ * directly (application_name, client_encoding, DateStyle, ...) and "-c name=value" /
+ * "--name=value" settings inside `options`. user, database and _pq_.* are skipped. Unknown
+ * parameters are refused: false with a message in err (size errsz) naming the parameter. */
+bool params_from_startup(const struct startup *st, struct param_set *out, char *err,
+                         size_t errsz);
+
+/* Appends to sql the SET / RESET statements that make a server whose proxy-applied settings
+ * are `applied` (and whose reported values are `reported`) match `wanted`. Values are quoted
+ * as E'' literals, safe whatever standard_conforming_strings says. Returns false when nothing
+ * needs to change. */
+bool params_build_sync_sql(const struct param_set *wanted, const struct param_set *applied,
+                           const struct param_set *reported, struct buf *sql);
+
+/* Appends value as a SQL E'...' literal. */
+void params_quote_literal(struct buf *sql, const char *value);
+
+#endif

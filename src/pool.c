@@ -1,0 +1,178 @@
+/* pool.c: server connection pools keyed by database entry: checkout, FIFO wait queue with a
+ * timeout, return after reset, and failure reporting to waiting clients. */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "log.h"
+#include "server.h"
+#include "tls.h"
+
+struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz)
+{
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        if (strcmp(p->db->name, db->name) == 0)
+            return p;
+    }
+    struct pool *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    p->w = w;
+    p->db = db;
+    list_init(&p->idle);
+    list_init(&p->active);
+    list_init(&p->connecting);
+    list_init(&p->waiting);
+    if (db->tls != TLS_DISABLE) {
+        p->tls = tls_connect_ctx(db->tls, db->ca_file, err, errsz);
+        if (!p->tls) {
+            free(p);
+            return NULL;
+        }
+    }
+    list_append(&w->pools, &p->node);
+    return p;
+}
+
+void pool_place_server(struct server *s)
+{
+    struct pool *p = s->pool;
+    list_del(&s->node);
+    switch (s->state) {
+    case SV_CONNECTING:
+        list_append(&p->connecting, &s->node);
+        break;
+    case SV_IDLE:
+        list_append(&p->idle, &s->node);
+        break;
+    default:
+        list_append(&p->active, &s->node);
+    }
+}
+
+/* Links the first idle server to c. */
+static void give_idle_server(struct pool *p, struct client *c)
+{
+    struct server *s = list_entry(p->idle.next, struct server, node);
+    s->state = SV_ACTIVE;
+    pool_place_server(s);
+    c->state = CL_ACTIVE;
+    server_link(s, c);
+}
+
+void pool_spawn_for_waiters(struct pool *p)
+{
+    int coming = (int)list_count(&p->connecting);
+    int waiting = (int)list_count(&p->waiting);
+    while (waiting > coming && p->n_servers < p->db->pool.size) {
+        if (!server_connect(p))
+            break;
+        coming++;
+    }
+}
+
+static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    char msg[256];
+    if (c->state != CL_WAITING)
+        return;
+    pool_forget_client(c);
+    snprintf(msg, sizeof(msg),
+             "no server connection available in pool \"%s\" within %d ms (pool.size %d)",
+             c->pool->db->name, c->pool->db->pool.max_wait_ms, c->pool->db->pool.size);
+    client_fail(c, "53300", msg);
+}
+
+void pool_request(struct pool *p, struct client *c)
+{
+    c->pool = p;
+    if (!list_empty(&p->idle)) {
+        give_idle_server(p, c);
+        return;
+    }
+    c->state = CL_WAITING;
+    list_append(&p->waiting, &c->wait_node);
+    int ms = p->db->pool.max_wait_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!c->timer)
+        c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
+    else
+        event_assign(c->timer, p->w->base, -1, 0, wait_timeout_cb, c);
+    if (c->timer)
+        evtimer_add(c->timer, &tv);
+    pool_spawn_for_waiters(p);
+}
+
+void pool_forget_client(struct client *c)
+{
+    list_del(&c->wait_node);
+    if (c->timer)
+        event_del(c->timer);
+}
+
+void pool_server_ready(struct server *s)
+{
+    struct pool *p = s->pool;
+    struct list *first = list_pop_first(&p->waiting);
+    if (first) {
+        struct client *c = list_entry(first, struct client, wait_node);
+        if (c->timer)
+            event_del(c->timer);
+        s->state = SV_ACTIVE;
+        pool_place_server(s);
+        c->state = CL_ACTIVE;
+        server_link(s, c);
+        return;
+    }
+    s->state = SV_IDLE;
+    pool_place_server(s);
+}
+
+void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg)
+{
+    struct list *first = list_pop_first(&p->waiting);
+    if (!first)
+        return;
+    struct client *c = list_entry(first, struct client, wait_node);
+    if (c->timer)
+        event_del(c->timer);
+    client_fail(c, sqlstate, msg);
+    pool_spawn_for_waiters(p);
+}
+
+/* Closes every server on list l. */
+static void close_list(struct list *l, const char *reason)
+{
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, l)
+    {
+        server_close(list_entry(it, struct server, node), reason);
+    }
+}
+
+void pool_free_all(struct worker *w)
+{
+    struct list *it, *tmp;
+    close_list(&w->cancellers, "shutting down");
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        close_list(&p->idle, "shutting down");
+        close_list(&p->active, "shutting down");
+        close_list(&p->connecting, "shutting down");
+        list_del(&p->node);
+        SSL_CTX_free(p->tls);
+        free(p);
+    }
+}

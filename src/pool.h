@@ -1,0 +1,32 @@
+/* pool.h: pools of server connections keyed by database entry: checkout, wait queue with
+ * timeout, return, and the reaction to servers that fail to log in. */
+#ifndef LAKEPROXY_POOL_H
+#define LAKEPROXY_POOL_H
+
+#include "objects.h"
+
+/* The pool for db, created on first use; NULL if its TLS set-up fails (err says why). */
+struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz);
+
+/* Gives c a server now, or queues it (CL_WAITING) until one is ready or max_wait_ms passes. */
+void pool_request(struct pool *p, struct client *c);
+
+/* Takes c off the wait queue (it disconnected while waiting). */
+void pool_forget_client(struct client *c);
+
+/* s finished logging in or resetting: hand it to the oldest waiting client, else idle it. */
+void pool_server_ready(struct server *s);
+
+/* s could not connect or log in: tell the oldest waiting client why. s is being closed. */
+void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg);
+
+/* Opens server connections while clients wait for more than are on their way. */
+void pool_spawn_for_waiters(struct pool *p);
+
+/* Moves s onto the pool list that matches its state. */
+void pool_place_server(struct server *s);
+
+/* Frees every pool and closes all their servers (at exit). */
+void pool_free_all(struct worker *w);
+
+#endif

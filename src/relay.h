@@ -1,0 +1,41 @@
+/* relay.h: moves whole PostgreSQL messages from one evbuffer to another, streaming large
+ * bodies without buffering them, and lets the caller look at the messages it cares about. */
+#ifndef LAKEPROXY_RELAY_H
+#define LAKEPROXY_RELAY_H
+
+#include <event2/buffer.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "objects.h"
+
+/* What the inspector wants done with a message. */
+enum relay_verdict {
+    RV_STREAM,    /* forward, streaming the body as it arrives */
+    RV_NEED_BODY, /* call me again with the whole body (only from the header call) */
+    RV_PASS,      /* forward this whole message and go on */
+    RV_PASS_STOP, /* forward it, then stop pumping */
+    RV_DROP,      /* discard it and go on */
+    RV_DROP_STOP, /* discard it, then stop pumping */
+    RV_ERROR,     /* protocol violation: stop, the caller closes */
+};
+
+/* Called with body == NULL (header only), and, when that answered RV_NEED_BODY, once more
+ * with the whole body. Any verdict other than RV_STREAM waits until the whole message is
+ * buffered, and the header call is then repeated as more bytes arrive: only a header call
+ * that answers RV_STREAM may have side effects. An inspector only looks and records: it must
+ * not call into connection logic that could pump the same buffer again. */
+typedef enum relay_verdict (*relay_inspect_fn)(void *arg, uint8_t type, uint32_t body_len,
+                                               const uint8_t *body);
+
+enum relay_result {
+    RELAY_MORE,    /* consumed what was there; wait for more input */
+    RELAY_FULL,    /* destination above RELAY_HIGH_WATER: stop reading, resume on drain */
+    RELAY_STOPPED, /* the inspector asked to stop */
+    RELAY_FAILED,  /* bad framing or RV_ERROR; *err says why */
+};
+
+enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct relay *r,
+                             size_t max_size, relay_inspect_fn fn, void *arg, const char **err);
+
+#endif

@@ -1,0 +1,637 @@
+/* server.c: one server connection's state machine: connect, TLS, login with the current
+ * credential, applying a client's session parameters, relaying results, reset, close. */
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "conn.h"
+#include "credentials.h"
+#include "log.h"
+#include "params.h"
+#include "pool.h"
+#include "proto.h"
+#include "relay.h"
+#include "tls.h"
+
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Server messages during login, SET and reset are small; bound them independently. */
+#define SERVER_CONTROL_MAX (64 * 1024)
+
+static void set_error(struct server *s, const char *sqlstate, const char *msg)
+{
+    snprintf(s->err_state, sizeof(s->err_state), "%s", sqlstate);
+    snprintf(s->err_msg, sizeof(s->err_msg), "%s", msg);
+}
+
+static void server_free(void *arg)
+{
+    struct server *s = arg;
+    param_clear(&s->reported);
+    param_clear(&s->applied);
+    scram_client_free(&s->scram);
+    free(s);
+}
+
+void server_close(struct server *s, const char *reason)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    if (!s->cancel_only)
+        log_info("server %llu (%s): closing: %s", (unsigned long long)s->id, s->pool->db->name,
+                 reason);
+    list_del(&s->node);
+    if (!s->cancel_only)
+        s->pool->n_servers--;
+    if (s->client) {
+        s->client->server = NULL;
+        s->client = NULL;
+    }
+    if (s->timer)
+        event_free(s->timer);
+    s->timer = NULL;
+    if (s->bev) {
+        if (s->state != SV_CONNECTING) {
+            struct buf b;
+            buf_init(&b);
+            proto_terminate(&b);
+            conn_send_last(s->bev, &b);
+            buf_free(&b);
+        }
+        conn_close_after_flush(s->bev);
+        s->bev = NULL;
+    }
+    conn_defer(s->pool->w->base, server_free, s);
+    /* a connection that was in use frees a slot for waiting clients (login failures are
+     * handled by pool_server_failed, which tells a waiter first) */
+    if (!s->cancel_only && s->state != SV_CONNECTING)
+        pool_spawn_for_waiters(s->pool);
+}
+
+/* Login failed: report to the pool (which tells a waiting client) and close. */
+static void login_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+    struct pool *p = s->pool;
+    char reason[320];
+    snprintf(reason, sizeof(reason), "login failed: %s", msg);
+    bool cancel = s->cancel_only;
+    server_close(s, reason);
+    if (!cancel)
+        pool_server_failed(p, sqlstate, msg);
+}
+
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (s->state == SV_CONNECTING)
+        login_failed(s, "08006", "timeout while connecting to the server");
+}
+
+/* Sends the StartupMessage, or for a cancel connection the CancelRequest. */
+static void send_startup(struct server *s)
+{
+    struct buf b;
+    buf_init(&b);
+    if (s->cancel_only) {
+        proto_cancel_request(&b, s->cancel_pid, s->cancel_key);
+        if (conn_send(s->bev, &b))
+            log_debug("cancel request sent to backend %u", s->cancel_pid);
+        buf_free(&b);
+        server_close(s, "cancel request sent");
+        return;
+    }
+    struct startup_param params[] = {
+        {"user", s->pool->db->user},
+        {"database", s->pool->db->dbname},
+    };
+    proto_startup(&b, params, 2);
+    s->step = LS_AUTH;
+    if (!conn_send(s->bev, &b))
+        login_failed(s, "08006", "could not send the startup packet");
+    buf_free(&b);
+}
+
+/* TCP is up: ask for TLS unless it is disabled. */
+static void on_tcp_connected(struct server *s)
+{
+    evutil_socket_t fd = bufferevent_getfd(s->bev);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (s->pool->db->tls == TLS_DISABLE) {
+        send_startup(s);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    proto_ssl_request(&b);
+    s->step = LS_SSL_REPLY;
+    if (!conn_send(s->bev, &b))
+        login_failed(s, "08006", "could not send SSLRequest");
+    buf_free(&b);
+}
+
+/* Wraps the socket in a TLS filter after the server answered 'S'. */
+static void start_tls(struct server *s)
+{
+    const struct db_config *db = s->pool->db;
+    SSL *ssl = tls_connect_ssl(s->pool->tls, db->tls, db->host);
+    if (!ssl) {
+        login_failed(s, "08006", "could not create a TLS session");
+        return;
+    }
+    struct bufferevent *tlsbev = bufferevent_openssl_filter_new(
+        s->pool->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING, 0 /* see conn_close_after_flush */);
+    if (!tlsbev) {
+        SSL_free(ssl);
+        login_failed(s, "08006", "could not start TLS");
+        return;
+    }
+    s->bev = tlsbev;
+    s->tls = true;
+    s->step = LS_TLS;
+    bufferevent_setcb(tlsbev, server_read_cb, server_write_cb, server_event_cb, s);
+    bufferevent_enable(tlsbev, EV_READ | EV_WRITE);
+}
+
+/* The one-byte answer to SSLRequest. Extra bytes after 'S' would be injected plaintext. */
+static void on_ssl_reply(struct server *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    uint8_t c;
+    if (evbuffer_remove(in, &c, 1) != 1)
+        return;
+    if (c == 'S' && evbuffer_get_length(in) == 0) {
+        start_tls(s);
+    } else if (c == 'N' && s->pool->db->tls == TLS_PREFER) {
+        send_startup(s);
+    } else if (c == 'N') {
+        login_failed(s, "08006", "the server does not support TLS but the database requires it");
+    } else {
+        login_failed(s, "08P01", "invalid answer to SSLRequest from the server");
+    }
+}
+
+static bool send_sasl(struct server *s, const char *pw, const uint8_t *data, size_t len,
+                      bool initial)
+{
+    struct buf b;
+    char *out = NULL;
+    const char *err = "SCRAM exchange failed";
+    bool ok;
+    if (initial) {
+        ok = proto_sasl_offers(data, len, "SCRAM-SHA-256") &&
+             scram_client_first(&s->scram, "", pw, NULL, &out);
+        if (!ok)
+            err = "the server offers no supported SASL mechanism";
+    } else {
+        ok = scram_client_final(&s->scram, (const char *)data, len, &out, &err);
+    }
+    if (!ok) {
+        set_error(s, "08P01", err);
+        return false;
+    }
+    buf_init(&b);
+    if (initial)
+        proto_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+    else
+        proto_sasl_response(&b, out, strlen(out));
+    ok = conn_send(s->bev, &b);
+    buf_free(&b);
+    free(out);
+    return ok;
+}
+
+/* Answers one authentication request from the server with the current credential. */
+static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
+{
+    uint32_t code;
+    const uint8_t *data;
+    size_t dlen;
+    const char *err = NULL;
+    if (!proto_parse_auth(body, len, &code, &data, &dlen)) {
+        set_error(s, "08P01", "invalid authentication message from the server");
+        return false;
+    }
+    if (code == AUTH_REQ_OK) {
+        s->step = LS_PARAMS;
+        return true;
+    }
+    const char *pw = credentials_current(s->pool->db);
+    if (!pw && (code == AUTH_REQ_CLEARTEXT || code == AUTH_REQ_MD5 || code == AUTH_REQ_SASL)) {
+        set_error(s, "28P01", "the server asked for a password and none is configured");
+        return false;
+    }
+    struct buf b;
+    buf_init(&b);
+    bool ok = true;
+    switch (code) {
+    case AUTH_REQ_CLEARTEXT:
+        proto_password(&b, pw);
+        ok = conn_send(s->bev, &b);
+        break;
+    case AUTH_REQ_MD5: {
+        char resp[36];
+        if (dlen != 4) {
+            set_error(s, "08P01", "invalid md5 salt from the server");
+            ok = false;
+            break;
+        }
+        md5_password_response(s->pool->db->user, pw, data, resp);
+        proto_password(&b, resp);
+        ok = conn_send(s->bev, &b);
+        break;
+    }
+    case AUTH_REQ_SASL:
+    case AUTH_REQ_SASL_CONTINUE:
+        ok = send_sasl(s, pw, data, dlen, code == AUTH_REQ_SASL);
+        break;
+    case AUTH_REQ_SASL_FINAL:
+        ok = scram_client_verify(&s->scram, (const char *)data, dlen, &err);
+        if (!ok)
+            set_error(s, "08P01", err ? err : "server signature mismatch");
+        break;
+    default:
+        set_error(s, "08P01", "the server asked for an unsupported authentication method");
+        ok = false;
+    }
+    buf_secure_free(&b);
+    return ok;
+}
+
+/* Records the ParameterStatus in body. */
+static void note_param(struct server *s, const uint8_t *body, size_t len)
+{
+    const char *name, *value;
+    if (proto_parse_param_status(body, len, &name, &value))
+        param_put(&s->reported, name, value);
+}
+
+/* Records the first ErrorResponse of a login, SET or reset. */
+static void note_error(struct server *s, const uint8_t *body, size_t len)
+{
+    struct pg_error e;
+    if (s->err_state[0])
+        return;
+    if (proto_parse_error(body, len, &e))
+        set_error(s, e.sqlstate, e.message);
+    else
+        set_error(s, "08P01", "invalid ErrorResponse from the server");
+}
+
+static enum relay_verdict login_inspect(void *arg, uint8_t type, uint32_t len,
+                                        const uint8_t *body)
+{
+    struct server *s = arg;
+    if (!body)
+        return strchr("RSKENvZ", type) && type ? RV_NEED_BODY : RV_ERROR;
+    switch (type) {
+    case 'R':
+        return handle_auth(s, body, len) ? RV_DROP : RV_DROP_STOP;
+    case 'S':
+        note_param(s, body, len);
+        return RV_DROP;
+    case 'K':
+        return proto_parse_backend_key(body, len, &s->be_pid, &s->be_key) ? RV_DROP : RV_ERROR;
+    case 'E':
+        note_error(s, body, len);
+        return RV_DROP_STOP;
+    case 'Z':
+        return proto_parse_ready(body, len, &s->txn) ? RV_DROP_STOP : RV_ERROR;
+    default: /* 'N' notices, 'v' protocol negotiation */
+        return RV_DROP;
+    }
+}
+
+static void on_login_data(struct server *s)
+{
+    const char *err;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    enum relay_result r =
+        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, login_inspect, s, &err);
+    if (r == RELAY_FAILED) {
+        login_failed(s, "08P01", err ? err : "protocol violation from the server");
+    } else if (r == RELAY_STOPPED && s->err_state[0]) {
+        login_failed(s, s->err_state, s->err_msg);
+    } else if (r == RELAY_STOPPED) {
+        event_del(s->timer);
+        s->created = s->last_used = time(NULL);
+        log_info("server %llu (%s): logged in as %s, backend pid %u%s", (unsigned long long)s->id,
+                 s->pool->db->name, s->pool->db->user, s->be_pid, s->tls ? ", TLS" : "");
+        pool_server_ready(s);
+    }
+}
+
+/* Consumes the results of a query the proxy sent itself (SET or DISCARD ALL). */
+static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len,
+                                           const uint8_t *body)
+{
+    struct server *s = arg;
+    if (!body)
+        return strchr("ESZ", type) && type ? RV_NEED_BODY : RV_DROP;
+    if (type == 'E')
+        note_error(s, body, len);
+    else if (type == 'S')
+        note_param(s, body, len);
+    else if (type == 'Z')
+        return proto_parse_ready(body, len, &s->txn) ? RV_DROP_STOP : RV_ERROR;
+    return RV_DROP;
+}
+
+/* The proxy's own SET finished: go on relaying, or fail the client's login. */
+static void on_set_done(struct server *s)
+{
+    struct client *c = s->client;
+    if (s->err_state[0]) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s", s->err_msg);
+        char state[6];
+        snprintf(state, sizeof(state), "%s", s->err_state);
+        s->err_state[0] = '\0';
+        s->state = SV_ACTIVE; /* the SET rolled back: the connection itself is fine */
+        server_unlink(s);
+        client_fail(c, state, msg);
+        return;
+    }
+    param_clear(&s->applied);
+    for (size_t i = 0; i < c->wanted.n; i++)
+        param_put(&s->applied, c->wanted.items[i].name, c->wanted.items[i].value);
+    s->state = SV_ACTIVE;
+    client_server_ready(c);
+}
+
+static void on_reset_done(struct server *s)
+{
+    if (s->err_state[0] || s->txn != 'I') {
+        server_close(s, "reset failed");
+        return;
+    }
+    param_clear(&s->applied);
+    s->last_used = time(NULL);
+    pool_server_ready(s);
+}
+
+static void on_internal_data(struct server *s)
+{
+    const char *err;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    enum relay_result r =
+        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
+    if (r == RELAY_FAILED) {
+        struct client *c = s->client;
+        server_close(s, err ? err : "protocol violation");
+        if (c)
+            client_fail(c, "08P01", "protocol violation from the server");
+    } else if (r == RELAY_STOPPED) {
+        if (s->state == SV_SETTING)
+            on_set_done(s);
+        else
+            on_reset_done(s);
+    }
+}
+
+/* Sends a query of the proxy's own and moves to state st to consume its results. */
+static bool send_internal(struct server *s, const char *sql, enum server_state st)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, sql);
+    s->err_state[0] = '\0';
+    s->state = st;
+    bool ok = conn_send(s->bev, &b);
+    buf_free(&b);
+    return ok;
+}
+
+static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
+                                         const uint8_t *body)
+{
+    struct server *s = arg;
+    if (type != 'Z' && type != 'S')
+        return RV_STREAM;
+    if (!body)
+        return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
+    if (type == 'S') {
+        note_param(s, body, len);
+        return RV_PASS;
+    }
+    if (!proto_parse_ready(body, len, &s->txn))
+        return RV_ERROR;
+    if (s->in_flight > 0)
+        s->in_flight--;
+    return RV_PASS;
+}
+
+void server_pump(struct server *s)
+{
+    struct client *c = s->client;
+    const char *err;
+    if (!c || s->state != SV_ACTIVE)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    enum relay_result r =
+        relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+    if (r == RELAY_FULL && !s->paused) {
+        s->paused = true;
+        bufferevent_disable(s->bev, EV_READ);
+    } else if (r == RELAY_FAILED) {
+        server_close(s, err ? err : "protocol violation");
+        client_fail(c, "08P01", "protocol violation from the server");
+    }
+}
+
+static void on_idle_data(struct server *s)
+{
+    /* An idle server speaks only to say it is going away (or a late ParameterStatus). */
+    const char *err;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    enum relay_result r =
+        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
+    if (r == RELAY_FAILED || s->err_state[0])
+        server_close(s, s->err_state[0] ? s->err_msg : "unexpected data while idle");
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct server *s = arg;
+    switch (s->state) {
+    case SV_CONNECTING:
+        if (s->step == LS_SSL_REPLY)
+            on_ssl_reply(s);
+        else if (s->step == LS_AUTH || s->step == LS_PARAMS)
+            on_login_data(s);
+        break;
+    case SV_SETTING:
+    case SV_RESETTING:
+        on_internal_data(s);
+        break;
+    case SV_ACTIVE:
+        server_pump(s);
+        break;
+    case SV_IDLE:
+        on_idle_data(s);
+        break;
+    }
+}
+
+/* Output towards the server drained: let the client send more. */
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct server *s = arg;
+    struct client *c = s->client;
+    if (c && c->paused) {
+        c->paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+        client_pump(c);
+    }
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct server *s = arg;
+    char reason[200];
+    if (what & BEV_EVENT_CONNECTED) {
+        if (s->step == LS_TCP)
+            on_tcp_connected(s);
+        else if (s->step == LS_TLS)
+            send_startup(s);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        int dns = bufferevent_socket_get_dns_error(s->bev);
+        snprintf(reason, sizeof(reason), "%s",
+                 dns ? evutil_gai_strerror(dns)
+                 : s->step == LS_TLS ? "TLS handshake failed"
+                                     : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    } else {
+        snprintf(reason, sizeof(reason), "server closed the connection");
+    }
+    if (s->state == SV_CONNECTING) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", s->pool->db->host,
+                 s->pool->db->port, reason);
+        login_failed(s, "08006", msg);
+        return;
+    }
+    struct client *c = s->client;
+    server_close(s, reason);
+    if (c)
+        client_fail(c, "08006", "server closed the connection unexpectedly");
+}
+
+/* Allocates a connection towards p's server and starts connecting. */
+static struct server *server_start(struct pool *p, bool cancel_only)
+{
+    struct worker *w = p->w;
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->pool = p;
+    s->id = ++w->next_id;
+    s->cancel_only = cancel_only;
+    s->state = SV_CONNECTING;
+    s->txn = 'I';
+    list_init(&s->node);
+    list_append(cancel_only ? &w->cancellers : &p->connecting, &s->node);
+    if (!cancel_only)
+        p->n_servers++;
+    s->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(w->base, connect_timeout_cb, s);
+    if (!s->bev || !s->timer) {
+        login_failed(s, "53200", "out of memory");
+        return NULL;
+    }
+    struct timeval tv = {p->db->pool.connect_timeout_ms / 1000,
+                         (p->db->pool.connect_timeout_ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+    bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATER, 0);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, p->db->host,
+                                            p->db->port) != 0) {
+        login_failed(s, "08006", "could not start connecting to the server");
+        return NULL;
+    }
+    return s;
+}
+
+struct server *server_connect(struct pool *p)
+{
+    log_debug("pool %s: opening a server connection", p->db->name);
+    return server_start(p, false);
+}
+
+void server_send_cancel(struct server *target)
+{
+    struct server *s = server_start(target->pool, true);
+    if (s) {
+        s->cancel_pid = target->be_pid;
+        s->cancel_key = target->be_key;
+    }
+}
+
+void server_link(struct server *s, struct client *c)
+{
+    struct buf sql;
+    s->client = c;
+    c->server = s;
+    s->last_used = time(NULL);
+    buf_init(&sql);
+    if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {
+        bool ok = !sql.failed && send_internal(s, (const char *)sql.data, SV_SETTING);
+        buf_free(&sql);
+        if (!ok) {
+            server_close(s, "could not send session parameters");
+            client_fail(c, "08006", "could not send session parameters to the server");
+        }
+        return;
+    }
+    buf_free(&sql);
+    s->state = SV_ACTIVE;
+    client_server_ready(c);
+}
+
+bool server_is_clean(const struct server *s)
+{
+    return s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
+           s->relay.pass_left == 0 && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0;
+}
+
+void server_unlink(struct server *s)
+{
+    struct client *c = s->client;
+    bool clean = server_is_clean(s) && c && c->relay.pass_left == 0;
+    int lifetime = s->pool->db->pool.lifetime_s;
+    if (c)
+        c->server = NULL;
+    s->client = NULL;
+    if (s->paused) {
+        s->paused = false;
+        bufferevent_enable(s->bev, EV_READ);
+    }
+    if (!clean) {
+        server_close(s, "client left in the middle of a transaction or message");
+        return;
+    }
+    if (lifetime > 0 && time(NULL) - s->created >= lifetime) {
+        server_close(s, "lifetime reached");
+        return;
+    }
+    if (!send_internal(s, "DISCARD ALL", SV_RESETTING))
+        server_close(s, "could not send reset query");
+}

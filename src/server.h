@@ -1,0 +1,31 @@
+/* server.h: one server connection's life: connect, TLS, login with the current credential,
+ * applying a client's session parameters, relaying results to it, reset and close. */
+#ifndef LAKEPROXY_SERVER_H
+#define LAKEPROXY_SERVER_H
+
+#include "objects.h"
+
+/* Starts a new connection for pool p (state SV_CONNECTING, on p->connecting). Reports back
+ * through pool_server_ready() or pool_server_failed(). */
+struct server *server_connect(struct pool *p);
+
+/* Hands s to client c: applies c's session parameters first if they differ, then calls
+ * client_server_ready(c). */
+void server_link(struct server *s, struct client *c);
+
+/* Its client has gone: reset and return s to the pool when it is clean, else close it. */
+void server_unlink(struct server *s);
+
+/* Closes s now (logging reason), removes it from its pool and frees it later. */
+void server_close(struct server *s, const char *reason);
+
+/* Drives the server -> client relay (after the client's output drained). */
+void server_pump(struct server *s);
+
+/* Sends a CancelRequest for s's backend on a fresh connection to s's server. */
+void server_send_cancel(struct server *s);
+
+/* The connection is clean enough to give to another client: idle, nothing in flight. */
+bool server_is_clean(const struct server *s);
+
+#endif

@@ -1,0 +1,94 @@
+/* tls.c: OpenSSL context set-up for client-facing and server-facing TLS (TLS 1.2 or newer). */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+const char *tls_last_error(char *out, size_t outsz)
+{
+    unsigned long e = ERR_get_error();
+    if (!e)
+        snprintf(out, outsz, "unknown TLS error");
+    else
+        ERR_error_string_n(e, out, outsz);
+    ERR_clear_error();
+    return out;
+}
+
+SSL_CTX *tls_accept_ctx(const char *cert, const char *key, char *err, size_t errsz)
+{
+    char e[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errsz, "cannot create TLS context: %s", tls_last_error(e, sizeof(e)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errsz, "cannot load listen.tls.cert %s: %s", cert,
+                 tls_last_error(e, sizeof(e)));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errsz, "cannot load listen.tls.key %s: %s", key,
+                 tls_last_error(e, sizeof(e)));
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, size_t errsz)
+{
+    char e[256];
+    if (mode == TLS_DISABLE)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errsz, "cannot create TLS context: %s", tls_last_error(e, sizeof(e)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (mode != TLS_VERIFY_FULL) {
+        /* prefer/require encrypt without checking the certificate, as libpq does */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                     : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        snprintf(err, errsz, "cannot load CA file %s: %s", ca_file ? ca_file : "(system)",
+                 tls_last_error(e, sizeof(e)));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    unsigned char addr[16];
+    bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    if (!is_ip) /* SNI carries names only */
+        SSL_set_tlsext_host_name(ssl, host);
+    if (mode != TLS_VERIFY_FULL)
+        return ssl;
+    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+                   : SSL_set1_host(ssl, host);
+    if (ok != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}

@@ -1,0 +1,22 @@
+/* tls.h: OpenSSL contexts for both sides: terminating client TLS, and TLS towards servers. */
+#ifndef LAKEPROXY_TLS_H
+#define LAKEPROXY_TLS_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* A context that accepts client TLS with cert and key (PEM files). NULL and err on failure. */
+SSL_CTX *tls_accept_ctx(const char *cert, const char *key, char *err, size_t errsz);
+
+/* A context for connecting to servers in mode (NULL for TLS_DISABLE or on failure, with err). */
+SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, size_t errsz);
+
+/* A new SSL for connecting to host: SNI, and host name verification for verify-full. */
+SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host);
+
+/* The last OpenSSL error as text (for log lines). */
+const char *tls_last_error(char *out, size_t outsz);
+
+#endif

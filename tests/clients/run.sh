@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# run.sh: real clients through lakeproxy: psql, pgbench and psycopg 3. Needs the environment
+# tests/run_all.sh sets (LP_BIN, LP_PGPORT, LP_CERTS, LP_TEST_DIR). Ends with
+# "clients: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+: "${LP_BIN:?run through make check}" "${LP_PGPORT:?}" "${LP_CERTS:?}" "${LP_TEST_DIR:?}"
+
+dir="$LP_TEST_DIR/clients"
+mkdir -p "$dir"
+port=$(bash tests/lib/free_port.sh)
+cat >"$dir/lakeproxy.yaml" <<YAML
+listen:
+  host: 127.0.0.1
+  port: $port
+  tls:
+    cert: $LP_CERTS/server.crt
+    key: $LP_CERTS/server.key
+databases:
+  app:
+    host: 127.0.0.1
+    port: $LP_PGPORT
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool:
+      mode: session
+      size: 25
+users:
+  alice:
+    password: alice-secret
+YAML
+"$LP_BIN" -c "$dir/lakeproxy.yaml" 2>"$dir/lakeproxy.log" &
+proxy=$!
+trap 'kill $proxy 2>/dev/null; wait $proxy 2>/dev/null' EXIT
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    sleep 0.05
+done
+
+passed=0
+failed=0
+check() { # check NAME COMMAND...: runs the command, counts and reports it
+    local name=$1; shift
+    if "$@" >"$dir/out.txt" 2>&1; then
+        passed=$((passed + 1)); echo "ok - $name"
+    else
+        failed=$((failed + 1)); echo "not ok - $name"; sed 's/^/    /' "$dir/out.txt" | tail -n 20
+    fi
+}
+
+export PGPASSWORD=alice-secret
+uri="postgresql://alice@127.0.0.1:$port/app"
+
+psql_count() { [ "$(psql -X -At "$uri?sslmode=$1" -c 'SELECT count(*) FROM items')" = 1000 ]; }
+check "psql reads a table through the proxy" psql_count disable
+check "psql over TLS (sslmode=require)" psql_count require
+psql_script() {
+    psql -X -q -At -v ON_ERROR_STOP=1 "$uri" <<'SQL' | tr '\n' ' ' | grep -q '^3 6 t $'
+CREATE TEMP TABLE t (a int);
+\copy t FROM stdin
+1
+2
+3
+\.
+SELECT count(*) FROM t;
+SELECT sum(a) FROM t;
+SELECT current_setting('application_name') = 'psql';
+SQL
+}
+check "psql script with \\copy and application_name" psql_script
+psql_wrong_password() {
+    ! PGPASSWORD=wrong psql -X -At "$uri" -c 'SELECT 1' 2>"$dir/err.txt" &&
+        grep -q 'password authentication failed for user "alice"' "$dir/err.txt"
+}
+check "psql with a wrong password is refused clearly" psql_wrong_password
+
+pgbench_init() { pgbench -i -s 1 -q "$uri"; }
+check "pgbench -i through the proxy" pgbench_init
+pgbench_select() {
+    pgbench -S -c 20 -j 2 -T 10 -n "$uri" >"$dir/pgbench.txt" 2>&1 || return 1
+    cat "$dir/pgbench.txt"
+    grep -q 'number of failed transactions: 0 ' "$dir/pgbench.txt" &&
+        ! grep -qi 'error' "$dir/pgbench.txt"
+}
+check "pgbench -S -c 20 -T 10: no failed transaction" pgbench_select
+grep -E '^tps' "$dir/pgbench.txt" | sed 's/^/    /'
+pgbench_extended() { pgbench -S -M extended -c 8 -j 2 -t 200 -n "$uri"; }
+check "pgbench -S -M extended" pgbench_extended
+
+check "psycopg 3 scenarios" /usr/bin/python3 tests/clients/psycopg_basic.py \
+    "host=127.0.0.1 port=$port dbname=app user=alice password=alice-secret"
+
+echo "clients: $passed passed, $failed failed"

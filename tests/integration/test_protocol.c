@@ -1,0 +1,243 @@
+/* test_protocol.c: hostile and unusual bytes from clients end that connection with a clear
+ * error and leave every other client working; big results stream in bounded memory. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "harness.h"
+#include "proto.h"
+
+static struct proxy px;
+
+static void start_small_limit(void)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, 4, 3000, "limits:\n  max_message_size: 65536\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(protocol, .init = start_small_limit, .fini = stop_proxy, .timeout = 60);
+
+static void send_bytes(int fd, const void *p, size_t n)
+{
+    cr_assert_eq(write(fd, p, n), (ssize_t)n);
+}
+
+static void send_buf(int fd, struct buf *b)
+{
+    cr_assert_not(b->failed);
+    send_bytes(fd, b->data, b->len);
+    buf_reset(b);
+}
+
+/* Reads until an ErrorResponse and returns its SQLSTATE ("" when none came). */
+static const char *expect_error(int fd)
+{
+    static unsigned char body[65536];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) >= 0)
+        if (t == 'E')
+            return raw_error_sqlstate(body, len);
+    return "";
+}
+
+/* The connection is closed by the proxy: the next read sees EOF quickly. */
+static void expect_closed(int fd)
+{
+    unsigned char b[256];
+    size_t len;
+    cr_expect_eq(raw_read_msg(fd, b, sizeof(b), &len, 5000), -1);
+}
+
+/* Another client still logs in and queries. */
+static void expect_others_fine(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT 40 + 2");
+    cr_expect_str_eq(v, "42");
+    free(v);
+    PQfinish(c);
+}
+
+/* A raw client logged in as the trust user carol, ready for queries. */
+static int logged_in_raw(void)
+{
+    int fd = raw_connect(px.port);
+    struct buf b;
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", "carol"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    send_buf(fd, &b);
+    buf_free(&b);
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert(t >= 0 && t != 'E', "login failed");
+    return fd;
+}
+
+Test(protocol, startup_length_too_short_is_refused)
+{
+    int fd = raw_connect(px.port);
+    unsigned char pkt[8] = {0, 0, 0, 3, 0, 3, 0, 0};
+    send_bytes(fd, pkt, sizeof(pkt));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    expect_closed(fd);
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, startup_length_too_long_is_refused)
+{
+    int fd = raw_connect(px.port);
+    unsigned char pkt[8] = {0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0};
+    send_bytes(fd, pkt, sizeof(pkt));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, unsupported_protocol_version_gets_0A000)
+{
+    int fd = raw_connect(px.port);
+    unsigned char pkt[] = {0, 0, 0, 9, 0, 2, 0, 0, 0}; /* protocol 2.0 */
+    send_bytes(fd, pkt, sizeof(pkt));
+    cr_expect_str_eq(expect_error(fd), "0A000");
+    close(fd);
+}
+
+Test(protocol, startup_without_terminator_is_refused)
+{
+    int fd = raw_connect(px.port);
+    unsigned char pkt[] = {0, 0, 0, 13, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0};
+    send_bytes(fd, pkt, sizeof(pkt));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    close(fd);
+}
+
+Test(protocol, gssenc_request_is_declined_then_login_proceeds)
+{
+    int fd = raw_connect(px.port);
+    unsigned char req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30};
+    char answer = 0;
+    send_bytes(fd, req, sizeof(req));
+    cr_assert_eq(read(fd, &answer, 1), 1);
+    cr_expect_eq(answer, 'N');
+    struct buf b;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", "carol"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    send_buf(fd, &b);
+    buf_free(&b);
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert(t >= 0 && t != 'E');
+    close(fd);
+}
+
+Test(protocol, plaintext_sent_after_ssl_request_is_refused)
+{
+    int fd = raw_connect(px.port);
+    unsigned char req[8 + 9] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, 'Q', 0, 0, 0, 8, 'x', 'y', 'z', 0};
+    send_bytes(fd, req, sizeof(req)); /* SSLRequest with a Query glued behind it */
+    char answer = 0;
+    cr_assert_eq(read(fd, &answer, 1), 1);
+    /* either the proxy read only the request ('S' then refusal) or it saw the injection */
+    if (answer == 'S') {
+        unsigned char junk[64];
+        ssize_t n = read(fd, junk, sizeof(junk));
+        cr_expect(n <= 0 || junk[0] == 'E', "proxy went on after injected bytes");
+    } else {
+        cr_expect_eq(answer, 'E');
+    }
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, message_over_max_message_size_closes_only_that_client)
+{
+    int fd = logged_in_raw();
+    unsigned char hdr[5] = {'Q', 0, 0x10, 0, 0}; /* 1 MiB, over the 64 KiB limit */
+    send_bytes(fd, hdr, sizeof(hdr));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    expect_closed(fd);
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, negative_message_length_closes_only_that_client)
+{
+    int fd = logged_in_raw();
+    unsigned char hdr[5] = {'Q', 0xff, 0xff, 0xff, 0xf0};
+    send_bytes(fd, hdr, sizeof(hdr));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, unknown_message_type_closes_only_that_client)
+{
+    int fd = logged_in_raw();
+    unsigned char msg[5] = {'!', 0, 0, 0, 4};
+    send_bytes(fd, msg, sizeof(msg));
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    close(fd);
+    expect_others_fine();
+}
+
+Test(protocol, garbage_during_authentication_is_refused)
+{
+    int fd = raw_connect(px.port);
+    struct buf b;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    proto_query(&b, "SELECT 1"); /* a query instead of a SASL response */
+    send_buf(fd, &b);
+    buf_free(&b);
+    cr_expect_str_eq(expect_error(fd), "08P01");
+    close(fd);
+    expect_others_fine();
+}
+
+/* VmHWM of the proxy process in kB. */
+static long proxy_peak_kb(void)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)px.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+Test(protocol, large_result_streams_in_bounded_memory, .timeout = 120)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    long before = proxy_peak_kb();
+    /* 200 rows of 1 MB each: rows bigger than max_message_size stream through, and the
+     * whole 200 MB never sits in the proxy */
+    PGresult *r = PQexec(c, "SELECT repeat('x', 1000000) FROM generate_series(1, 200)");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    cr_expect_eq(PQntuples(r), 200);
+    cr_expect_eq(PQgetlength(r, 199, 0), 1000000);
+    PQclear(r);
+    long after = proxy_peak_kb();
+    cr_expect(after - before < 48 * 1024, "proxy peak memory grew by %ld kB", after - before);
+    PQfinish(c);
+}

@@ -1,0 +1,346 @@
+/* test_session.c: session-mode proxying against a real PostgreSQL with libpq clients. */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+static void start_default(void) { proxy_start(&px, 10); }
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(session, .init = start_default, .fini = stop_proxy, .timeout = 60);
+
+static PGconn *alice(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    return c;
+}
+
+Test(session, simple_query_returns_rows)
+{
+    PGconn *c = alice();
+    char *v = query_value(c, "SELECT count(*) FROM items");
+    cr_expect_str_eq(v, "1000");
+    free(v);
+    v = query_value(c, "SELECT name FROM items WHERE id = 7");
+    cr_expect_str_eq(v, "item 7");
+    free(v);
+    PQfinish(c);
+}
+
+Test(session, extended_protocol_with_parameters_and_prepared_statements)
+{
+    PGconn *c = alice();
+    const char *params[1] = {"42"};
+    PGresult *r = PQexecParams(c, "SELECT name FROM items WHERE id = $1", 1, NULL, params, NULL,
+                               NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "item 42");
+    PQclear(r);
+    r = PQprepare(c, "by_id", "SELECT id, name FROM items WHERE id = $1", 1, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    for (int i = 1; i <= 50; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i);
+        const char *p[1] = {id};
+        r = PQexecPrepared(c, "by_id", 1, p, NULL, NULL, 1); /* binary results */
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+        cr_assert_eq(PQntuples(r), 1);
+        cr_assert_eq(PQgetlength(r, 0, 0), 4);
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+
+Test(session, copy_in_and_out)
+{
+    PGconn *c = alice();
+    free(query_value(c, "CREATE TEMP TABLE t (a int, b text)"));
+    PGresult *r = PQexec(c, "COPY t FROM STDIN");
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(c));
+    PQclear(r);
+    char line[64];
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(line, sizeof(line), "%d\trow %d\n", i, i);
+        cr_assert_eq(PQputCopyData(c, line, n), 1);
+    }
+    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    char *v = query_value(c, "SELECT count(*) || ':' || sum(a) FROM t");
+    cr_expect_str_eq(v, "5000:12497500");
+    free(v);
+
+    r = PQexec(c, "COPY (SELECT a FROM t ORDER BY a) TO STDOUT");
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_OUT, "%s", PQerrorMessage(c));
+    PQclear(r);
+    char *buf;
+    int n, rows = 0;
+    long sum = 0;
+    while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+        sum += atol(buf);
+        rows++;
+        PQfreemem(buf);
+    }
+    cr_expect_eq(n, -1);
+    cr_expect_eq(rows, 5000);
+    cr_expect_eq(sum, 12497500);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    PQfinish(c);
+}
+
+Test(session, listen_notify_across_two_clients)
+{
+    PGconn *a = alice(), *b = alice();
+    free(query_value(a, "LISTEN lp_test_channel"));
+    free(query_value(b, "NOTIFY lp_test_channel, 'payload-1'"));
+    PGnotify *n = NULL;
+    double deadline = now_s() + 5;
+    while (!n && now_s() < deadline) {
+        struct pollfd pfd = {.fd = PQsocket(a), .events = POLLIN};
+        poll(&pfd, 1, 100);
+        PQconsumeInput(a);
+        n = PQnotifies(a);
+    }
+    cr_assert(n, "no notification within 5 s");
+    cr_expect_str_eq(n->relname, "lp_test_channel");
+    cr_expect_str_eq(n->extra, "payload-1");
+    PQfreemem(n);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(session, notice_and_error_reach_the_client_and_session_goes_on)
+{
+    PGconn *c = alice();
+    cr_expect_str_eq(query_sqlstate(c, "SELECT 1/0"), "22012");
+    cr_expect_str_eq(query_sqlstate(c, "SELECT * FROM no_such_table"), "42P01");
+    cr_expect_str_eq(query_sqlstate(c, "BEGIN; SELECT 1/0; COMMIT"), "22012");
+    cr_expect_eq(PQtransactionStatus(c), PQTRANS_INERROR, "failed transaction state relayed");
+    cr_expect_str_eq(query_sqlstate(c, "SELECT 1"), "25P02");
+    cr_expect_str_eq(query_sqlstate(c, "ROLLBACK"), "");
+    char *v = query_value(c, "SELECT 'still here'");
+    cr_expect_str_eq(v, "still here");
+    free(v);
+    PQfinish(c);
+}
+
+Test(session, cancel_of_pg_sleep_returns_within_one_second)
+{
+    PGconn *c = alice();
+    cr_assert(PQsendQuery(c, "SELECT pg_sleep(30)"));
+    usleep(200 * 1000);
+    double t0 = now_s();
+    PGcancel *cancel = PQgetCancel(c);
+    char err[256];
+    cr_assert(PQcancel(cancel, err, sizeof(err)), "cancel failed: %s", err);
+    PQfreeCancel(cancel);
+    PGresult *r = PQgetResult(c);
+    double took = now_s() - t0;
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014");
+    cr_expect(took < 1.0, "cancel took %.3f s", took);
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    char *v = query_value(c, "SELECT 'after cancel'");
+    cr_expect_str_eq(v, "after cancel");
+    free(v);
+    PQfinish(c);
+}
+
+Test(session, tls_from_client_with_sslmode_require)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "sslmode=require");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_expect(PQsslInUse(c));
+    char *v = query_value(c, "SELECT count(*) FROM items");
+    cr_expect_str_eq(v, "1000");
+    free(v);
+    PQfinish(c);
+}
+
+Test(session, tls_client_verifies_proxy_certificate)
+{
+    char extra[512];
+    snprintf(extra, sizeof(extra), "sslmode=verify-full sslrootcert=%s/ca.crt host=localhost",
+             env_need("LP_CERTS"));
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", extra);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_expect(PQsslInUse(c));
+    PQfinish(c);
+}
+
+Test(session, wrong_password_gets_28P01)
+{
+    char state[6], msg[256];
+    cr_expect_not(raw_login(px.port, "alice", "not-her-password", "app", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28P01");
+    cr_expect(strstr(msg, "password authentication failed for user \"alice\""), "%s", msg);
+}
+
+Test(session, unknown_user_gets_the_same_28P01_as_a_wrong_password)
+{
+    char state[6], msg[256];
+    cr_expect_not(raw_login(px.port, "mallory", "guess", "app", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28P01");
+    cr_expect(strstr(msg, "password authentication failed for user \"mallory\""), "%s", msg);
+}
+
+Test(session, unknown_database_gets_3D000)
+{
+    char state[6], msg[256];
+    cr_expect_not(raw_login(px.port, "alice", "alice-secret", "nope", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "3D000");
+    cr_expect(strstr(msg, "database \"nope\" does not exist"), "%s", msg);
+}
+
+Test(session, scram_verifier_and_trust_users_log_in)
+{
+    char state[6], msg[256];
+    cr_expect(raw_login(px.port, "bob", "bob-secret", "app", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
+    cr_expect(raw_login(px.port, "carol", NULL, "app", state, msg, sizeof(msg)), "%s %s", state,
+              msg);
+    cr_expect_not(raw_login(px.port, "bob", "alice-secret", "app", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28P01");
+}
+
+Test(session, server_side_tls_md5_and_cleartext_logins)
+{
+    const char *dbs[] = {"app_tls", "app_md5", "app_plain"};
+    for (int i = 0; i < 3; i++) {
+        PGconn *c = proxy_connect(&px, "alice", "alice-secret", dbs[i], NULL);
+        cr_assert(PQstatus(c) == CONNECTION_OK, "%s: %s", dbs[i], PQerrorMessage(c));
+        char *v = query_value(c, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        cr_expect_str_eq(v, i == 1 ? "false" : "true", "%s: server TLS %s", dbs[i], v);
+        free(v);
+        PQfinish(c);
+    }
+}
+
+Test(session, startup_parameters_reach_the_server)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
+                              "application_name=lp-test-app options='-c search_path=pg_catalog "
+                              "-c statement_timeout=1234'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT current_setting('application_name') || ',' || "
+                             "current_setting('search_path') || ',' || "
+                             "current_setting('statement_timeout')");
+    cr_expect_str_eq(v, "lp-test-app,pg_catalog,1234ms");
+    free(v);
+    cr_expect_str_eq(PQparameterStatus(c, "application_name"), "lp-test-app");
+    PQfinish(c);
+}
+
+Test(session, unsupported_startup_parameter_is_refused_by_name)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "options='-c work_mem=1GB'");
+    cr_expect(PQstatus(c) == CONNECTION_BAD);
+    cr_expect(strstr(PQerrorMessage(c), "unsupported startup parameter: work_mem"), "%s",
+              PQerrorMessage(c));
+    PQfinish(c);
+}
+
+/* Session pooling: the next client gets the same backend, with the first one's state gone. */
+Test(session, server_connection_is_reset_and_reused)
+{
+    PGconn *a = alice();
+    char *pid1 = query_value(a, "SELECT pg_backend_pid()");
+    free(query_value(a, "SET work_mem = '77MB'"));
+    free(query_value(a, "PREPARE leftover AS SELECT 1"));
+    free(query_value(a, "CREATE TEMP TABLE leftover_t (a int)"));
+    PQfinish(a);
+    usleep(100 * 1000); /* the reset runs after the client has gone */
+    PGconn *b = alice();
+    char *pid2 = query_value(b, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(pid1, pid2, "the second client did not reuse the first one's backend");
+    char *wm = query_value(b, "SHOW work_mem");
+    cr_expect_str_neq(wm, "77MB", "session state leaked to the next client");
+    char *stmts = query_value(b, "SELECT count(*) FROM pg_prepared_statements");
+    cr_expect_str_eq(stmts, "0");
+    char *tmp = query_value(b, "SELECT count(*) FROM pg_class WHERE relname = 'leftover_t'");
+    cr_expect_str_eq(tmp, "0");
+    free(pid1);
+    free(pid2);
+    free(wm);
+    free(stmts);
+    free(tmp);
+    PQfinish(b);
+}
+
+Test(session, client_leaving_mid_transaction_does_not_leak_it)
+{
+    PGconn *a = alice();
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "CREATE TEMP TABLE half_done (a int)"));
+    PQfinish(a); /* the server connection is closed, not reused mid-transaction */
+    usleep(100 * 1000);
+    PGconn *b = alice();
+    char *st = query_value(b, "SELECT count(*) FROM pg_class WHERE relname = 'half_done'");
+    cr_expect_str_eq(st, "0");
+    free(st);
+    cr_expect_eq(PQtransactionStatus(b), PQTRANS_IDLE);
+    PQfinish(b);
+}
+
+struct load_arg {
+    const struct proxy *p;
+    int queries;
+    int errors;
+};
+
+static void *load_client(void *arg)
+{
+    struct load_arg *a = arg;
+    PGconn *c = proxy_connect(a->p, "alice", "alice-secret", "app", NULL);
+    if (PQstatus(c) != CONNECTION_OK) {
+        a->errors++;
+        PQfinish(c);
+        return NULL;
+    }
+    for (int i = 0; i < a->queries; i++) {
+        PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id < 10");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "9") != 0)
+            a->errors++;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout = 120)
+{
+    static char yaml[8192];
+    struct proxy p;
+    int port = free_port();
+    /* session mode: 200 clients share 100 server connections, waiting their turn */
+    proxy_default_yaml(yaml, sizeof(yaml), port, 100, 60000, "limits:\n  max_clients: 500\n");
+    proxy_start_yaml(&p, port, yaml);
+    enum { N = 200 };
+    pthread_t th[N];
+    struct load_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct load_arg){.p = &p, .queries = 100};
+        cr_assert_eq(pthread_create(&th[i], NULL, load_client, &args[i]), 0);
+    }
+    int errors = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        errors += args[i].errors;
+    }
+    cr_expect_eq(errors, 0, "%d of %d queries failed", errors, N * 100);
+    proxy_stop(&p);
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# demo.sh [PORT]: `make demo`. Installs missing packages (as root), starts a throwaway
+# PostgreSQL with the demo schema and lakeproxy with conf/demo.yaml, prints connection
+# strings, and stays in the foreground until Ctrl-C or SIGTERM, then removes everything.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PORT=${1:-6432}
+PACKAGES="postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev openssl"
+
+missing=""
+for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "demo: installing$missing"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+        echo "demo: missing packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
+        exit 1
+    fi
+fi
+[ -x ./lakeproxy ] || make lakeproxy
+
+T=$(mktemp -d /tmp/lakeproxy-demo.XXXXXX)
+chmod 755 "$T"
+proxy=""
+cleanup() {
+    trap - EXIT INT TERM
+    [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
+    bash tests/lib/pg_tmp.sh stop "$T/pg"
+    rm -rf "$T"
+    echo "demo: stopped, removed $T"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then
+    echo "demo: port $PORT is taken; try make demo PORT=N" >&2
+    exit 1
+fi
+PGPORT=54329
+(exec 3<>/dev/tcp/127.0.0.1/$PGPORT) 2>/dev/null && PGPORT=$(bash tests/lib/free_port.sh)
+echo "demo: starting PostgreSQL on 127.0.0.1:$PGPORT in $T"
+bash tests/lib/pg_tmp.sh start "$T/pg" "$PGPORT"
+bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f conf/demo.sql >/dev/null
+
+sed -e "s/^  port: 6432$/  port: $PORT/" -e "s/^    port: 54329$/    port: $PGPORT/" \
+    conf/demo.yaml >"$T/demo.yaml"
+./lakeproxy -c "$T/demo.yaml" &
+proxy=$!
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
+    kill -0 "$proxy" 2>/dev/null || { echo "demo: lakeproxy failed to start" >&2; exit 1; }
+    sleep 0.05
+done
+
+cat <<INFO
+
+lakeproxy is running on 127.0.0.1:$PORT in front of a throwaway PostgreSQL.
+Connection strings (one per demo user):
+
+  postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
+  postgresql://bob:bob-demo@127.0.0.1:$PORT/demo
+
+Try:
+  psql postgresql://alice:alice-demo@127.0.0.1:$PORT/demo -c 'SELECT * FROM customers'
+  pgbench -i postgresql://alice:alice-demo@127.0.0.1:$PORT/demo && \\
+    pgbench -S -c 10 -T 5 postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
+
+Ctrl-C stops lakeproxy and PostgreSQL and removes $T.
+INFO
+wait "$proxy"

@@ -1,0 +1,326 @@
+/* harness.c: integration-test helpers: per-test lakeproxy, libpq and raw-socket clients. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "proto.h"
+
+const char *env_need(const char *name)
+{
+    const char *v = getenv(name);
+    cr_assert(v && *v, "environment variable %s is not set: run the tests with `make check`",
+              name);
+    return v;
+}
+
+int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int max_wait_ms,
+                        const char *extra)
+{
+    const char *certs = env_need("LP_CERTS");
+    const char *pgport = env_need("LP_PGPORT");
+    snprintf(out, outsz,
+             "listen:\n  host: 127.0.0.1\n  port: %d\n"
+             "  tls:\n    cert: %s/server.crt\n    key: %s/server.key\n"
+             "log:\n  level: debug\n"
+             "databases:\n"
+             "  app:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
+             "    pool:\n      size: %d\n      max_wait_ms: %d\n"
+             "  app_tls:\n    host: localhost\n    port: %s\n    dbname: lp_test\n"
+             "    user: lp_server\n    password: server-secret\n    tls: verify-full\n"
+             "    ca_file: %s/ca.crt\n"
+             "  app_md5:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+             "    user: lp_md5\n    password: md5-secret\n    tls: disable\n"
+             "  app_plain:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+             "    user: lp_plain\n    password: plain-secret\n    tls: require\n"
+             "users:\n"
+             "  alice:\n    password: alice-secret\n"
+             "  bob:\n    password_scram: \"%s\"\n"
+             "  carol:\n    auth: trust\n"
+             "%s",
+             port, certs, certs, pgport, pool_size, max_wait_ms, pgport, certs, pgport, pgport,
+             /* bob's password is "bob-secret" */
+             "SCRAM-SHA-256$4096:bG9uZ2VyLXNhbHQtdmFsdWU=$"
+             "3uknSB7++pvC7T1B4UG79zfjZD45qLZojqNZGgCT1+E=:"
+             "PAKRpsZo74bh6Y2UXxqig2ueBAwZ9VeAONmAlD7d52o=",
+             extra ? extra : "");
+}
+
+/* Waits until something accepts on port, or the proxy process has exited. */
+static bool wait_listening(pid_t pid, int port)
+{
+    for (int i = 0; i < 500; i++) {
+        int fd = raw_connect(port);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return false;
+        usleep(10000);
+    }
+    return false;
+}
+
+void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
+{
+    memset(p, 0, sizeof(*p));
+    p->port = port;
+    snprintf(p->dir, sizeof(p->dir), "%s/proxy-%d", env_need("LP_TEST_DIR"), port);
+    mkdir(p->dir, 0700);
+    snprintf(p->conf, sizeof(p->conf), "%s/lakeproxy.yaml", p->dir);
+    snprintf(p->log, sizeof(p->log), "%s/lakeproxy.log", p->dir);
+    FILE *f = fopen(p->conf, "w");
+    cr_assert(f, "cannot write %s", p->conf);
+    fputs(yaml, f);
+    fclose(f);
+    const char *bin = env_need("LP_BIN");
+    p->pid = fork();
+    cr_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl(bin, bin, "-c", p->conf, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert(wait_listening(p->pid, port), "lakeproxy did not start listening; see %s", p->log);
+}
+
+void proxy_start(struct proxy *p, int pool_size)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, pool_size, 3000, NULL);
+    proxy_start_yaml(p, port, yaml);
+}
+
+void proxy_stop(struct proxy *p)
+{
+    int st = 0;
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+            break;
+        usleep(10000);
+        if (i == 999) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            cr_assert_fail("lakeproxy did not stop within 10 s of SIGTERM; see %s", p->log);
+        }
+    }
+    p->pid = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "lakeproxy exited abnormally (status %d); see %s", st, p->log);
+}
+
+PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password,
+                      const char *db, const char *extra)
+{
+    char ci[1024];
+    snprintf(ci, sizeof(ci),
+             "host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable "
+             "connect_timeout=10 %s",
+             p->port, user, password ? password : "", db, extra ? extra : "");
+    return PQconnectdb(ci);
+}
+
+PGconn *pg_admin(const char *db)
+{
+    char ci[512];
+    snprintf(ci, sizeof(ci), "host=%s port=%s user=postgres dbname=%s", env_need("LP_PGSOCK"),
+             env_need("LP_PGPORT"), db);
+    PGconn *c = PQconnectdb(ci);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "admin connection failed: %s", PQerrorMessage(c));
+    return c;
+}
+
+char *query_value(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s failed: %s", sql,
+              PQerrorMessage(c));
+    char *v = PQntuples(r) > 0 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return v;
+}
+
+const char *query_sqlstate(PGconn *c, const char *sql)
+{
+    static char state[6];
+    PGresult *r = PQexec(c, sql);
+    const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(state, sizeof(state), "%s", s ? s : "");
+    PQclear(r);
+    return state;
+}
+
+int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads exactly n bytes within timeout_ms. */
+static bool read_full(int fd, unsigned char *p, size_t n, int timeout_ms)
+{
+    while (n > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            return false;
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms)
+{
+    unsigned char hdr[5];
+    if (!read_full(fd, hdr, 5, timeout_ms))
+        return -1;
+    uint32_t l = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
+                 hdr[4];
+    if (l < 4 || l - 4 > bufsz)
+        return -1;
+    *len = l - 4;
+    if (!read_full(fd, buf, *len, timeout_ms))
+        return -1;
+    return hdr[0];
+}
+
+const char *raw_error_sqlstate(const unsigned char *body, size_t len)
+{
+    static char state[6];
+    struct pg_error e;
+    state[0] = '\0';
+    if (proto_parse_error(body, len, &e))
+        snprintf(state, sizeof(state), "%s", e.sqlstate);
+    return state;
+}
+
+static bool raw_send(int fd, struct buf *b)
+{
+    bool ok = !b->failed && write(fd, b->data, b->len) == (ssize_t)b->len;
+    buf_reset(b);
+    return ok;
+}
+
+/* Answers one authentication request; false when the exchange cannot go on. */
+static bool raw_auth_step(int fd, struct scram_client *sc, const char *password,
+                          const unsigned char *body, size_t len)
+{
+    struct buf b;
+    uint32_t code;
+    const uint8_t *data;
+    size_t dlen;
+    char *out = NULL;
+    const char *err;
+    bool ok = true;
+    buf_init(&b);
+    proto_parse_auth(body, len, &code, &data, &dlen);
+    if (code == AUTH_REQ_CLEARTEXT) {
+        proto_password(&b, password);
+    } else if (code == AUTH_REQ_SASL) {
+        ok = scram_client_first(sc, "", password, NULL, &out);
+        if (ok)
+            proto_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+    } else if (code == AUTH_REQ_SASL_CONTINUE) {
+        ok = scram_client_final(sc, (const char *)data, dlen, &out, &err);
+        if (ok)
+            proto_sasl_response(&b, out, strlen(out));
+    }
+    if (ok && b.len)
+        ok = raw_send(fd, &b);
+    free(out);
+    buf_free(&b);
+    return ok;
+}
+
+bool raw_login(int port, const char *user, const char *password, const char *db,
+               char sqlstate[6], char *msg, size_t msgsz)
+{
+    int fd = raw_connect(port);
+    struct buf b;
+    struct scram_client sc = {0};
+    unsigned char body[65536];
+    size_t len;
+    bool ok = false;
+    sqlstate[0] = msg[0] = '\0';
+    cr_assert(fd >= 0, "cannot connect to port %d", port);
+    buf_init(&b);
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    proto_startup(&b, params, 2);
+    raw_send(fd, &b);
+    for (;;) {
+        int t = raw_read_msg(fd, body, sizeof(body), &len, 10000);
+        if (t == 'R' && raw_auth_step(fd, &sc, password ? password : "", body, len))
+            continue;
+        if (t == 'E') {
+            struct pg_error e;
+            if (proto_parse_error(body, len, &e)) {
+                snprintf(sqlstate, 6, "%s", e.sqlstate);
+                snprintf(msg, msgsz, "%s", e.message);
+            }
+            break;
+        }
+        if (t == 'Z')
+            ok = true;
+        if (t == 'Z' || t < 0 || t == 'R')
+            break;
+    }
+    scram_client_free(&sc);
+    buf_free(&b);
+    close(fd);
+    return ok;
+}

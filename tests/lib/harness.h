@@ -1,0 +1,72 @@
+/* harness.h: integration-test helpers: the PostgreSQL cluster started by tests/run_all.sh,
+ * a lakeproxy launched per test with a generated configuration, and libpq shortcuts. */
+#ifndef LAKEPROXY_TEST_HARNESS_H
+#define LAKEPROXY_TEST_HARNESS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct proxy {
+    pid_t pid;
+    int port;
+    char dir[256];  /* per-test directory for the config and log */
+    char conf[300];
+    char log[300];
+};
+
+/* A required environment variable set by tests/run_all.sh (the test fails without it). */
+const char *env_need(const char *name);
+
+/* A TCP port on 127.0.0.1 nobody listens on now. */
+int free_port(void);
+
+/* The standard test configuration: listen on a free port with TLS, databases "app" (session
+ * pool of pool_size over plain TCP, clients waiting up to max_wait_ms), "app_tls" (verify-full), "app_md5", "app_plain", and
+ * users alice (password), bob (password_scram), carol (trust). extra is appended verbatim. */
+void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int max_wait_ms,
+                        const char *extra);
+
+/* Writes yaml to a fresh config file, starts lakeproxy on it and waits until it accepts. */
+void proxy_start_yaml(struct proxy *p, int port, const char *yaml);
+
+/* proxy_default_yaml + proxy_start_yaml. */
+void proxy_start(struct proxy *p, int pool_size);
+
+/* SIGTERM, wait; the test fails if lakeproxy crashed or ran under a sanitizer and reported. */
+void proxy_stop(struct proxy *p);
+
+/* Connects through the proxy; extra is appended to the conninfo (may be NULL). */
+PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password,
+                      const char *db, const char *extra);
+
+/* Connects directly to the test PostgreSQL as the superuser, to database db. */
+PGconn *pg_admin(const char *db);
+
+/* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
+char *query_value(PGconn *c, const char *sql);
+
+/* Runs sql; returns the SQLSTATE of its error (static buffer) or "" on success. */
+const char *query_sqlstate(PGconn *c, const char *sql);
+
+/* Logs in over a raw socket (startup, SCRAM or cleartext as asked) and reads the answer up
+ * to ReadyForQuery or an ErrorResponse. Returns true on ReadyForQuery; on an error fills
+ * sqlstate (6 bytes) and msg. For checking exact SQLSTATEs of login failures, which libpq
+ * does not expose. */
+bool raw_login(int port, const char *user, const char *password, const char *db,
+               char sqlstate[6], char *msg, size_t msgsz);
+
+/* A connected blocking socket to 127.0.0.1:port, or -1. */
+int raw_connect(int port);
+
+/* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
+ * EOF, error or timeout (timeout_ms). *len gets the body length. */
+int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
+
+/* The SQLSTATE field of an ErrorResponse body, "" if none (static buffer). */
+const char *raw_error_sqlstate(const unsigned char *body, size_t len);
+
+/* Seconds since an arbitrary start, with sub-millisecond precision. */
+double now_s(void);
+
+#endif

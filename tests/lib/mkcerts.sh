@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# mkcerts.sh DIR: a test CA and a certificate for localhost / 127.0.0.1 signed by it.
+# Writes DIR/ca.crt, DIR/server.crt, DIR/server.key. Made at test time; never committed.
+set -euo pipefail
+dir=$1
+mkdir -p "$dir"
+cd "$dir"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=lakeproxy test CA" \
+    -keyout ca.key -out ca.crt >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout server.key -out server.csr >/dev/null 2>&1
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile ext.cnf -out server.crt >/dev/null 2>&1
+chmod 600 server.key ca.key

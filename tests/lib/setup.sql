@@ -1,0 +1,22 @@
+-- setup.sql: roles, database and data the integration and client tests use.
+CREATE ROLE lp_server LOGIN PASSWORD 'server-secret';
+SET password_encryption = 'md5';
+CREATE ROLE lp_md5 LOGIN PASSWORD 'md5-secret';
+RESET password_encryption;
+CREATE ROLE lp_plain LOGIN PASSWORD 'plain-secret';
+CREATE ROLE lp_dave LOGIN PASSWORD 'dave-secret';
+SET password_encryption = 'md5';
+CREATE ROLE lp_erin LOGIN PASSWORD 'erin-secret';
+RESET password_encryption;
+CREATE DATABASE lp_test OWNER lp_server;
+\c lp_test
+-- auth_query reads verifiers through a SECURITY DEFINER function, as PgBouncer's docs advise
+CREATE FUNCTION public.lp_lookup(uname text, OUT usename name, OUT passwd text)
+    RETURNS record LANGUAGE sql SECURITY DEFINER
+    AS $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = uname $$;
+REVOKE ALL ON FUNCTION public.lp_lookup(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.lp_lookup(text) TO lp_server;
+SET ROLE lp_server;
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;
+GRANT SELECT ON items TO PUBLIC;

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# run_all.sh: `make check`. Starts one throwaway PostgreSQL, runs the unit, integration and
+# real-client suites, stops PostgreSQL, and ends with one "N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build/rel}
+ROOT=$(pwd)
+
+T=$(mktemp -d /tmp/lakeproxy-check.XXXXXX)
+chmod 755 "$T"
+cleanup() {
+    bash tests/lib/pg_tmp.sh stop "$T/pg" >/dev/null 2>&1
+    if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+# Adds the counts of criterion's closing "Synthesis" line in file $2 (suite name $1).
+count_criterion() {
+    local line
+    line=$(sed 's/\x1b\[[0-9;]*m//g' "$2" | grep 'Synthesis: Tested:' | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "$1: no test summary (crashed?)"; failed=$((failed + 1)); return
+    fi
+    local p f c
+    p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+    f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+    c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+    passed=$((passed + p)); failed=$((failed + f + c))
+    echo "$1: $p passed, $((f + c)) failed"
+}
+
+if [ "${SANITIZE:-}" = 1 ]; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+
+echo "== unit tests"
+"$BUILD/test_unit" -j2 2>&1 | tee "$T/unit.out"
+count_criterion unit "$T/unit.out"
+
+echo "== starting a throwaway PostgreSQL"
+bash tests/lib/mkcerts.sh "$T/certs"
+PGPORT_TEST=$(bash tests/lib/free_port.sh)
+if ! bash tests/lib/pg_tmp.sh start "$T/pg" "$PGPORT_TEST" "$T/certs"; then
+    echo "could not start PostgreSQL"; echo "$passed passed, $((failed + 1)) failed"; exit 1
+fi
+bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql
+
+export LP_TEST_DIR="$T" LP_PGPORT="$PGPORT_TEST" LP_PGSOCK="$T/pg/sock" LP_CERTS="$T/certs"
+export LP_BIN="$ROOT/$BUILD/lakeproxy"
+
+echo "== integration tests"
+"$BUILD/test_integration" -j2 2>&1 | tee "$T/integration.out"
+count_criterion integration "$T/integration.out"
+
+echo "== real clients (psql, pgbench, psycopg)"
+bash tests/clients/run.sh 2>&1 | tee "$T/clients.out"
+line=$(grep -E '^clients: [0-9]+ passed, [0-9]+ failed' "$T/clients.out" | tail -n 1)
+if [ -n "$line" ]; then
+    p=$(echo "$line" | sed -n 's/clients: \([0-9]*\) passed.*/\1/p')
+    f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed/\1/p')
+    passed=$((passed + p)); failed=$((failed + f))
+else
+    echo "clients: no summary"; failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

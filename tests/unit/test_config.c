@@ -1,0 +1,209 @@
+/* test_config.c: the YAML loader: the reference file loads, defaults apply, and every kind of
+ * mistake an admin makes is reported with its exact file:line:column. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+static const char *const minimal = "databases:\n"
+                                   "  app:\n"
+                                   "    host: db.internal\n"
+                                   "    user: app_login\n";
+
+static struct config *parse(const char *text, struct config_errors *errs)
+{
+    memset(errs, 0, sizeof(*errs));
+    return config_parse_string(text, strlen(text), "t.yaml", errs);
+}
+
+Test(config, reference_file_loads_without_errors)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load("conf/lakeproxy.yaml", &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        cr_log_error("%s", errs.msgs[i]);
+    cr_assert_not_null(cfg, "conf/lakeproxy.yaml must load");
+    cr_expect_eq(cfg->listen_port, 6432);
+    cr_expect_str_eq(cfg->tls_cert, "/etc/lakeproxy/server.crt");
+    const struct db_config *db = config_find_db(cfg, "app");
+    cr_assert_not_null(db);
+    cr_expect_str_eq(db->dbname, "postgres");
+    cr_expect_eq(db->tls, TLS_PREFER);
+    cr_expect_eq(db->pool.size, 20);
+    cr_expect_eq(db->pool.mode, POOL_SESSION);
+    cr_expect_not_null(config_find_user(cfg, "alice")->password_scram);
+    cr_expect_eq(config_find_user(cfg, "monitor")->auth, AUTH_TRUST);
+    cr_expect(cfg->auth_query.enabled);
+    cr_expect_str_eq(cfg->auth_query.database, "app");
+    config_free(cfg);
+}
+
+Test(config, demo_file_loads_without_errors)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load("conf/demo.yaml", &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    config_free(cfg);
+}
+
+Test(config, defaults_apply_to_a_minimal_file)
+{
+    struct config_errors errs;
+    struct config *cfg = parse(minimal, &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    cr_expect_str_eq(cfg->listen_host, "127.0.0.1");
+    cr_expect_eq(cfg->listen_port, 6432);
+    cr_expect_null(cfg->tls_cert);
+    cr_expect_eq(cfg->max_clients, 1000);
+    cr_expect_eq(cfg->max_message_size, 16u << 20);
+    cr_expect_str_eq(cfg->log_level, "info");
+    const struct db_config *db = &cfg->dbs[0];
+    cr_expect_str_eq(db->name, "app");
+    cr_expect_str_eq(db->dbname, "app", "dbname defaults to the entry's key");
+    cr_expect_eq(db->port, 5432);
+    cr_expect_null(db->password);
+    cr_expect_eq(db->tls, TLS_PREFER);
+    cr_expect_eq(db->pool.size, 20);
+    cr_expect_eq(db->pool.min, 0);
+    cr_expect_eq(db->pool.max_wait_ms, 5000);
+    cr_expect_eq(db->pool.idle_timeout_s, 600);
+    cr_expect_eq(db->pool.lifetime_s, 3000);
+    cr_expect_eq(db->pool.connect_timeout_ms, 5000);
+    cr_expect_eq(cfg->n_users, 0);
+    cr_expect_not(cfg->auth_query.enabled);
+    config_free(cfg);
+}
+
+Test(config, auth_query_defaults_to_the_database_login)
+{
+    struct config_errors errs;
+    struct config *cfg = parse("databases:\n"
+                               "  app: {host: h, user: u1, password: p1}\n"
+                               "auth_query:\n"
+                               "  database: app\n",
+                               &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    cr_expect_str_eq(cfg->auth_query.user, "u1");
+    cr_expect_str_eq(cfg->auth_query.password, "p1");
+    cr_expect(strstr(cfg->auth_query.query, "pg_shadow"));
+    config_free(cfg);
+}
+
+/* Each bad file and the exact first error it must produce. */
+static const struct {
+    const char *text;
+    const char *error;
+} bad[] = {
+    {"databases:\n  app: {host: h, user: u}\nlisten:\n  prot: 1\n",
+     "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
+    {"databse:\n  app: {host: h, user: u}\n",
+     "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
+     "databases, users, auth_query)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
+     "t.yaml:6:7: unknown key 'sise' in databases.app.pool (expected one of: mode, size, min, "
+     "max_wait_ms, idle_timeout_s, lifetime_s, connect_timeout_ms)"},
+    {"listen:\n  port: abc\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:9: listen.port: expected an integer, got \"abc\""},
+    {"listen:\n  port: \"5432\"\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:9: listen.port: expected an integer, got \"5432\""},
+    {"listen:\n  port: 70000\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:9: listen.port: 70000 is out of range (1 to 65535)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    pool: {size: 2, min: 5}\n",
+     "t.yaml:3:5: databases.app.pool: min (5) must not exceed size (2)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    pool: {mode: statement}\n",
+     "t.yaml:5:18: databases.app.pool.mode: unknown value \"statement\" (expected one of: "
+     "session, transaction)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    tls: on\n",
+     "t.yaml:5:10: databases.app.tls: unknown value \"on\" (expected one of: disable, prefer, "
+     "require, verify-full)"},
+    {"databases:\n  app:\n    user: u\n", "t.yaml:3:5: databases.app: missing required key 'host'"},
+    {"databases:\n  app:\n    host: h\n", "t.yaml:3:5: databases.app: missing required key 'user'"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n    password_scram: "
+     "\"SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2s=\"\n",
+     "t.yaml:5:5: users.al: give exactly one of password_scram or password"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {}\n",
+     "t.yaml:4:7: users.al: give exactly one of password_scram or password"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {password_scram: \"md5abc\"}\n",
+     "t.yaml:4:7: users.al.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$"
+     "<StoredKey>:<ServerKey> as in pg_authid"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {auth: trust, password: x}\n",
+     "t.yaml:4:7: users.al: auth: trust takes no password"},
+    {"databases:\n  app: {host: h, user: u}\nauth_query:\n  database: nope\n",
+     "t.yaml:4:13: auth_query.database: no database named \"nope\" under databases"},
+    {"listen:\n  tls:\n    cert: c.pem\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:3:5: listen.tls: missing required key 'key'"},
+    {"databases:\n  app: {host: h, user: u}\n  app: {host: h, user: u}\n",
+     "t.yaml:3:3: duplicate key 'app' in databases"},
+    {"databases:\n  app: {host: h, user: u, host: x}\n",
+     "t.yaml:2:27: duplicate key 'host' in databases.app"},
+    {"databases:\n  app: {host: \"h, user: u}\n",
+     "t.yaml:3:1: YAML syntax error: found unexpected end of stream while scanning a quoted "
+     "scalar"},
+    {"", "t.yaml:1:1: empty configuration: at least 'databases' is required"},
+    {"- a\n- b\n", "t.yaml:1:1: top level: expected a mapping, got a list"},
+    {"databases: {}\n", "t.yaml:1:12: databases: at least one database is required"},
+    {"databases:\n  - host: h\n", "t.yaml:2:3: databases: expected a mapping, got a list"},
+    {"databases:\n  app: {host: [a, b], user: u}\n",
+     "t.yaml:2:15: databases.app.host: expected a string, got a list"},
+    {"databases:\n  app: {host: h, user: u}\nlimits:\n  max_message_size: 10\n",
+     "t.yaml:4:21: limits.max_message_size: 10 is out of range (1024 to 1073741824)"},
+    {"databases:\n  app: {host: h, user: u, password: }\n",
+     "t.yaml:2:37: databases.app.password: missing value (expected a string)"},
+    {"log:\n  level: verbose\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:10: log.level: unknown value \"verbose\" (expected one of: error, warning, info, "
+     "debug)"},
+    {"listen: 6432\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:1:9: listen: expected a mapping, got a scalar"},
+};
+
+Test(config, each_mistake_is_reported_at_its_line_and_column)
+{
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_errors errs;
+        struct config *cfg = parse(bad[i].text, &errs);
+        cr_expect_null(cfg, "case %zu was accepted", i);
+        config_free(cfg);
+        cr_expect_geq(errs.n, 1, "case %zu: no error", i);
+        if (errs.n)
+            cr_expect_str_eq(errs.msgs[0], bad[i].error, "case %zu", i);
+        config_errors_free(&errs);
+    }
+}
+
+Test(config, all_errors_are_collected_not_just_the_first)
+{
+    struct config_errors errs;
+    struct config *cfg = parse("listen:\n  port: x\n  hots: y\ndatabases:\n  app: {user: u}\n",
+                               &errs);
+    cr_expect_null(cfg);
+    cr_assert_eq(errs.n, 3);
+    cr_expect(strstr(errs.msgs[0], "t.yaml:2:9: listen.port"));
+    cr_expect(strstr(errs.msgs[1], "t.yaml:3:3: unknown key 'hots'"));
+    cr_expect(strstr(errs.msgs[2], "missing required key 'host'"));
+    config_errors_free(&errs);
+}
+
+Test(config, unreadable_file_names_the_file)
+{
+    struct config_errors errs = {0};
+    cr_expect_null(config_load("/nonexistent/lakeproxy.yaml", &errs));
+    cr_assert_eq(errs.n, 1);
+    cr_expect_str_eq(errs.msgs[0], "/nonexistent/lakeproxy.yaml:1:1: cannot read: No such file or "
+                                   "directory");
+    config_errors_free(&errs);
+}
+
+Test(config, lookups_by_name)
+{
+    struct config_errors errs;
+    struct config *cfg = parse("databases:\n  a: {host: h, user: u}\n  b: {host: h2, user: u}\n"
+                               "users:\n  x: {auth: trust}\n",
+                               &errs);
+    cr_assert_not_null(cfg);
+    cr_expect_str_eq(config_find_db(cfg, "b")->host, "h2");
+    cr_expect_null(config_find_db(cfg, "c"));
+    cr_expect_not_null(config_find_user(cfg, "x"));
+    cr_expect_null(config_find_user(cfg, "y"));
+    config_free(cfg);
+}

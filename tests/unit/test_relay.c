@@ -1,0 +1,124 @@
+/* test_relay.c: the message pump: whole messages move, big bodies stream in pieces, the
+ * inspector sees what it asks for, and framing errors stop the pump. */
+#include <criterion/criterion.h>
+#include <event2/buffer.h>
+#include <string.h>
+
+#include "proto.h"
+#include "relay.h"
+
+struct seen {
+    int messages;
+    int bodies;
+    char last_type;
+    uint32_t last_len;
+};
+
+static enum relay_verdict pass_z_stream_rest(void *arg, uint8_t type, uint32_t len,
+                                             const uint8_t *body)
+{
+    struct seen *s = arg;
+    if (type != 'Z') {
+        s->messages++;
+        return RV_STREAM;
+    }
+    if (!body)
+        return RV_NEED_BODY;
+    s->bodies++;
+    s->last_type = (char)type;
+    s->last_len = len;
+    return RV_PASS_STOP;
+}
+
+static void add_msg(struct evbuffer *b, char type, const char *body, size_t n)
+{
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, (uint8_t)type);
+    buf_put_bytes(&m, body, n);
+    buf_msg_finish(&m);
+    evbuffer_add(b, m.data, m.len);
+    buf_free(&m);
+}
+
+Test(relay, streams_a_body_that_arrives_in_pieces)
+{
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct relay r = {0};
+    struct seen s = {0};
+    const char *err;
+    static char big[100000];
+    memset(big, 'x', sizeof(big));
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, 'D');
+    buf_put_bytes(&m, big, sizeof(big));
+    buf_msg_finish(&m);
+    /* first half only */
+    evbuffer_add(in, m.data, m.len / 2);
+    cr_expect_eq(relay_pump(in, out, &r, 1 << 20, pass_z_stream_rest, &s, &err), RELAY_MORE);
+    cr_expect_eq(evbuffer_get_length(out), m.len / 2, "what arrived is forwarded at once");
+    cr_expect_eq(evbuffer_get_length(in), 0);
+    evbuffer_add(in, m.data + m.len / 2, m.len - m.len / 2);
+    add_msg(in, 'Z', "I", 1);
+    cr_expect_eq(relay_pump(in, out, &r, 1 << 20, pass_z_stream_rest, &s, &err), RELAY_STOPPED);
+    cr_expect_eq(s.messages, 1);
+    cr_expect_eq(s.bodies, 1);
+    cr_expect_eq(s.last_len, 1);
+    cr_expect_eq(evbuffer_get_length(out), m.len + 6);
+    buf_free(&m);
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+Test(relay, waits_for_a_whole_inspected_message)
+{
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct relay r = {0};
+    struct seen s = {0};
+    const char *err;
+    const uint8_t partial[] = {'Z', 0, 0, 0, 5};
+    evbuffer_add(in, partial, sizeof(partial));
+    cr_expect_eq(relay_pump(in, out, &r, 1024, pass_z_stream_rest, &s, &err), RELAY_MORE);
+    cr_expect_eq(evbuffer_get_length(out), 0, "an incomplete inspected message must not leak");
+    cr_expect_eq(s.bodies, 0);
+    evbuffer_add(in, "I", 1);
+    cr_expect_eq(relay_pump(in, out, &r, 1024, pass_z_stream_rest, &s, &err), RELAY_STOPPED);
+    cr_expect_eq(s.bodies, 1);
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+Test(relay, bad_length_and_oversized_messages_fail)
+{
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct relay r = {0};
+    struct seen s = {0};
+    const char *err = NULL;
+    const uint8_t bad[] = {'Q', 0, 0, 0, 2};
+    evbuffer_add(in, bad, sizeof(bad));
+    cr_expect_eq(relay_pump(in, out, &r, 1024, pass_z_stream_rest, &s, &err), RELAY_FAILED);
+    cr_expect(err && *err);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    const uint8_t big[] = {'Q', 0, 0, 8, 0};
+    evbuffer_add(in, big, sizeof(big));
+    cr_expect_eq(relay_pump(in, out, &r, 1024, pass_z_stream_rest, &s, &err), RELAY_FAILED);
+    cr_expect(strstr(err, "max_message_size"));
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+Test(relay, stops_when_the_destination_is_full)
+{
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct relay r = {0};
+    struct seen s = {0};
+    const char *err;
+    static char chunk[RELAY_HIGH_WATER + 1];
+    evbuffer_add(out, chunk, sizeof(chunk));
+    add_msg(in, 'D', "abc", 3);
+    cr_expect_eq(relay_pump(in, out, &r, 1024, pass_z_stream_rest, &s, &err), RELAY_FULL);
+    cr_expect_eq(evbuffer_get_length(in), 8, "nothing moves while the destination is full");
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
