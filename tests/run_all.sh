@@ -16,8 +16,12 @@ trap cleanup EXIT
 
 passed=0
 failed=0
-# Adds the counts of criterion's closing "Synthesis" line in file $2 (suite name $1).
+# Adds the counts of criterion's closing "Synthesis" line in file $2 (suite name $1); a runner
+# that exited non-zero ($3) counts as one more failure even when every test passed.
 count_criterion() {
+    if [ "${3:-0}" != 0 ]; then
+        echo "$1: the test runner exited with status $3"; failed=$((failed + 1))
+    fi
     local line
     line=$(sed 's/\x1b\[[0-9;]*m//g' "$2" | grep 'Synthesis: Tested:' | tail -n 1)
     if [ -z "$line" ]; then
@@ -33,12 +37,13 @@ count_criterion() {
 
 if [ "${SANITIZE:-}" = 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16
+    export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 
 echo "== unit tests"
 "$BUILD/test_unit" -j2 2>&1 | tee "$T/unit.out"
-count_criterion unit "$T/unit.out"
+count_criterion unit "$T/unit.out" "${PIPESTATUS[0]}"
 
 echo "== starting a throwaway PostgreSQL"
 bash tests/lib/mkcerts.sh "$T/certs"
@@ -53,7 +58,7 @@ export LP_BIN="$ROOT/$BUILD/lakeproxy"
 
 echo "== integration tests"
 "$BUILD/test_integration" -j2 2>&1 | tee "$T/integration.out"
-count_criterion integration "$T/integration.out"
+count_criterion integration "$T/integration.out" "${PIPESTATUS[0]}"
 
 echo "== real clients (psql, pgbench, psycopg)"
 bash tests/clients/run.sh 2>&1 | tee "$T/clients.out"

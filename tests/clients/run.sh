@@ -92,4 +92,9 @@ check "pgbench -S -M extended" pgbench_extended
 check "psycopg 3 scenarios" /usr/bin/python3 tests/clients/psycopg_basic.py \
     "host=127.0.0.1 port=$port dbname=app user=alice password=alice-secret"
 
+stop_proxy() { # SIGTERM: a clean exit, and under SANITIZE=1 no leak or error report
+    kill -TERM "$proxy" && wait "$proxy"
+}
+check "lakeproxy exits cleanly on SIGTERM after all of the above" stop_proxy
+trap - EXIT
 echo "clients: $passed passed, $failed failed"
