@@ -25,6 +25,8 @@
 #define CLIENT_LOGIN_MAX (64 * 1024)
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_wake(struct client *c);
+static bool send_login_done(struct client *c, const struct param_set *server_params);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -114,29 +116,74 @@ static void auth_done(struct client *c, struct buf *b)
         client_fail(c, "08006", err);
         return;
     }
+    c->pool = p;
+    /* Transaction pooling: once the pool knows its server's parameters, a login needs no
+     * server; the client gets one with its first query. */
+    if (db->pool.mode == POOL_TRANSACTION && p->params.n > 0) {
+        if (!send_login_done(c, &p->params))
+            return;
+        c->state = CL_IDLE;
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            client_wake(c);
+        return;
+    }
     pool_request(p, c);
+}
+
+/* The end of a login: ParameterStatus (server values, overridden by what the client asked
+ * for), the client's own BackendKeyData, ReadyForQuery. */
+static bool send_login_done(struct client *c, const struct param_set *server_params)
+{
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < server_params->n; i++) {
+        const char *name = server_params->items[i].name;
+        const char *wanted = param_get(&c->wanted, name);
+        proto_param_status(&b, name, wanted ? wanted : server_params->items[i].value);
+    }
+    proto_backend_key(&b, c->cancel_pid, c->cancel_key);
+    proto_ready(&b, 'I');
+    if (!send_to_client(c, &b))
+        return false;
+    c->sent_ready = true;
+    if (c->login_timer)
+        event_del(c->login_timer);
+    log_info("client %llu %s: login %s@%s%s", (unsigned long long)c->id, c->addr, c->user,
+             c->database, c->tls ? " TLS" : "");
+    return true;
 }
 
 void client_server_ready(struct client *c)
 {
-    struct server *s = c->server;
-    if (!c->sent_ready) {
-        struct buf b;
-        buf_init(&b);
-        for (size_t i = 0; i < s->reported.n; i++)
-            proto_param_status(&b, s->reported.items[i].name, s->reported.items[i].value);
-        proto_backend_key(&b, c->cancel_pid, c->cancel_key);
-        proto_ready(&b, s->txn);
-        if (!send_to_client(c, &b))
-            return;
-        c->sent_ready = true;
-        if (c->login_timer)
-            event_del(c->login_timer);
-        log_info("client %llu %s: login %s@%s%s (server %llu)", (unsigned long long)c->id,
-                 c->addr, c->user, c->database, c->tls ? " TLS" : "",
-                 (unsigned long long)s->id);
-    }
+    if (!c->sent_ready && !send_login_done(c, &c->server->reported))
+        return;
     client_pump(c);
+    client_transaction_done(c);
+}
+
+/* Transaction pooling, between transactions: the client speaks again, so it needs a server
+ * (or it says goodbye). */
+static void client_wake(struct client *c)
+{
+    uint8_t type;
+    if (evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
+        return;
+    if (type == 'X') {
+        client_close(c, "client terminated");
+        return;
+    }
+    pool_request(c->pool, c);
+}
+
+void client_transaction_done(struct client *c)
+{
+    struct server *s = c->server;
+    if (c->closing || !s || c->pool->db->pool.mode != POOL_TRANSACTION || !server_is_clean(s))
+        return;
+    server_release(s);
+    c->state = CL_IDLE;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        client_wake(c);
 }
 
 /* Starts SCRAM-SHA-256 against verifier v. */
@@ -529,6 +576,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         on_auth_data(c);
     else if (c->state == CL_ACTIVE)
         client_pump(c);
+    else if (c->state == CL_IDLE)
+        client_wake(c);
     /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
 }
 

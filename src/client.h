@@ -14,6 +14,10 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
 /* c's server is linked and carries c's parameters: finish the login or go on relaying. */
 void client_server_ready(struct client *c);
 
+/* Transaction pooling: the server reported the end of c's transaction; give it back to
+ * the pool when nothing of c's is in flight. */
+void client_transaction_done(struct client *c);
+
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
 

@@ -62,6 +62,8 @@ struct pool {
     struct list connecting; /* SV_CONNECTING */
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
+    struct param_set params; /* ParameterStatus of the first server login: told to clients
+                                that log in while every server is busy (transaction mode) */
     SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */
 };
 
@@ -107,6 +109,7 @@ enum client_state {
     CL_LOGIN,   /* startup and authentication */
     CL_WAITING, /* authenticated, queued for a server: pool->waiting */
     CL_ACTIVE,  /* linked to a server */
+    CL_IDLE,    /* transaction pooling: logged in, between transactions, no server */
     CL_CLOSING, /* error sent, flushing before close */
 };
 

@@ -25,8 +25,7 @@ static const char *const settable[] = {
     "bytea_output",
 };
 
-/* The canonical spelling of a settable parameter, or NULL (names are case-insensitive). */
-static const char *settable_name(const char *name)
+const char *params_settable_name(const char *name)
 {
     for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
         if (strcasecmp(name, settable[i]) == 0)
@@ -91,7 +90,7 @@ void param_clear(struct param_set *s)
 static bool put_setting(struct param_set *out, const char *name, const char *value, char *err,
                         size_t errsz)
 {
-    const char *canon = settable_name(name);
+    const char *canon = params_settable_name(name);
     if (!canon) {
         snprintf(err, errsz, "unsupported startup parameter: %.64s", name);
         return false;

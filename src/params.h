@@ -16,6 +16,9 @@ void param_clear(struct param_set *s);
 /* Drops a name if present. */
 void param_remove(struct param_set *s, const char *name);
 
+/* The server's spelling of a parameter clients may set, or NULL when it is not one. */
+const char *params_settable_name(const char *name);
+
 /* Collects the session parameters of a v3 startup packet into out: the tracked ones given
  * directly (application_name, client_encoding, DateStyle, ...) and "-c name=value" /
  * "--name=value" settings inside `options`. user, database and _pq_.* are skipped. Unknown

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "params.h"
 #include "log.h"
 #include "server.h"
 #include "tls.h"
@@ -107,8 +108,6 @@ void pool_request(struct pool *p, struct client *c)
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     if (!c->timer)
         c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
-    else
-        event_assign(c->timer, p->w->base, -1, 0, wait_timeout_cb, c);
     if (c->timer)
         evtimer_add(c->timer, &tv);
     pool_spawn_for_waiters(p);
@@ -124,6 +123,9 @@ void pool_forget_client(struct client *c)
 void pool_server_ready(struct server *s)
 {
     struct pool *p = s->pool;
+    if (p->params.n == 0)
+        for (size_t i = 0; i < s->reported.n; i++)
+            param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
     struct list *first = list_pop_first(&p->waiting);
     if (first) {
         struct client *c = list_entry(first, struct client, wait_node);
@@ -172,6 +174,7 @@ void pool_free_all(struct worker *w)
         close_list(&p->active, "shutting down");
         close_list(&p->connecting, "shutting down");
         list_del(&p->node);
+        param_clear(&p->params);
         SSL_CTX_free(p->tls);
         free(p);
     }

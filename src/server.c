@@ -414,6 +414,18 @@ static bool send_internal(struct server *s, const char *sql, enum server_state s
     return ok;
 }
 
+/* A client changed a tracked setting (SET application_name ...): it follows the client to
+ * every server that serves it, and this server now carries it. */
+static void note_client_setting(struct server *s, const uint8_t *body, size_t len)
+{
+    const char *name, *value, *canon;
+    if (!s->client || !proto_parse_param_status(body, len, &name, &value) ||
+        !(canon = params_settable_name(name)))
+        return;
+    param_put(&s->client->wanted, canon, value);
+    param_put(&s->applied, canon, value);
+}
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
@@ -424,13 +436,16 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
         return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
     if (type == 'S') {
         note_param(s, body, len);
+        note_client_setting(s, body, len);
         return RV_PASS;
     }
     if (!proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
-    return RV_PASS;
+    /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server. */
+    bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open;
+    return txn_over && s->pool->db->pool.mode == POOL_TRANSACTION ? RV_PASS_STOP : RV_PASS;
 }
 
 void server_pump(struct server *s)
@@ -446,6 +461,8 @@ void server_pump(struct server *s)
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);
+    } else if (r == RELAY_STOPPED) {
+        client_transaction_done(c);
     } else if (r == RELAY_FAILED) {
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
@@ -609,13 +626,36 @@ void server_link(struct server *s, struct client *c)
 bool server_is_clean(const struct server *s)
 {
     return s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
-           s->relay.pass_left == 0 && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0;
+           s->relay.pass_left == 0 && (!s->client || s->client->relay.pass_left == 0);
+}
+
+void server_release(struct server *s)
+{
+    int lifetime = s->pool->db->pool.lifetime_s;
+    if (s->client)
+        s->client->server = NULL;
+    s->client = NULL;
+    if (s->paused) {
+        s->paused = false;
+        bufferevent_enable(s->bev, EV_READ);
+    }
+    s->last_used = time(NULL);
+    if (lifetime > 0 && s->last_used - s->created >= lifetime) {
+        server_close(s, "lifetime reached");
+        return;
+    }
+    s->state = SV_IDLE;
+    pool_place_server(s);
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        on_idle_data(s); /* a late notice or notification: not for the next client */
+    if (!s->closing)
+        pool_server_ready(s);
 }
 
 void server_unlink(struct server *s)
 {
     struct client *c = s->client;
-    bool clean = server_is_clean(s) && c && c->relay.pass_left == 0;
+    bool clean = server_is_clean(s) && c;
     int lifetime = s->pool->db->pool.lifetime_s;
     if (c)
         c->server = NULL;

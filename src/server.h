@@ -25,7 +25,11 @@ void server_pump(struct server *s);
 /* Sends a CancelRequest for s's backend on a fresh connection to s's server. */
 void server_send_cancel(struct server *s);
 
-/* The connection is clean enough to give to another client: idle, nothing in flight. */
+/* The connection is clean enough to give to another client: idle, nothing in flight, at a
+ * message boundary in both directions. */
 bool server_is_clean(const struct server *s);
+
+/* Transaction pooling: the client's transaction is over; s goes back to the pool as it is. */
+void server_release(struct server *s);
 
 #endif

@@ -16,7 +16,7 @@ static void start_small_limit(void)
 {
     static char yaml[8192];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, 4, 3000, "limits:\n  max_message_size: 65536\n");
+    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 4, 3000, "limits:\n  max_message_size: 65536\n");
     proxy_start_yaml(&px, port, yaml);
 }
 static void stop_proxy(void) { proxy_stop(&px); }
@@ -33,18 +33,6 @@ static void send_buf(int fd, struct buf *b)
     cr_assert_not(b->failed);
     send_bytes(fd, b->data, b->len);
     buf_reset(b);
-}
-
-/* Reads until an ErrorResponse and returns its SQLSTATE ("" when none came). */
-static const char *expect_error(int fd)
-{
-    static unsigned char body[65536];
-    size_t len;
-    int t;
-    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) >= 0)
-        if (t == 'E')
-            return raw_error_sqlstate(body, len);
-    return "";
 }
 
 /* The connection is closed by the proxy: the next read sees EOF quickly. */
@@ -67,29 +55,14 @@ static void expect_others_fine(void)
 }
 
 /* A raw client logged in as the trust user carol, ready for queries. */
-static int logged_in_raw(void)
-{
-    int fd = raw_connect(px.port);
-    struct buf b;
-    unsigned char body[4096];
-    size_t len;
-    int t;
-    buf_init(&b);
-    struct startup_param params[] = {{"user", "carol"}, {"database", "app"}};
-    proto_startup(&b, params, 2);
-    send_buf(fd, &b);
-    buf_free(&b);
-    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
-        cr_assert(t >= 0 && t != 'E', "login failed");
-    return fd;
-}
+static int logged_in_raw(void) { return raw_session(px.port, "carol", "app"); }
 
 Test(protocol, startup_length_too_short_is_refused)
 {
     int fd = raw_connect(px.port);
     unsigned char pkt[8] = {0, 0, 0, 3, 0, 3, 0, 0};
     send_bytes(fd, pkt, sizeof(pkt));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     expect_closed(fd);
     close(fd);
     expect_others_fine();
@@ -100,7 +73,7 @@ Test(protocol, startup_length_too_long_is_refused)
     int fd = raw_connect(px.port);
     unsigned char pkt[8] = {0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0};
     send_bytes(fd, pkt, sizeof(pkt));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     close(fd);
     expect_others_fine();
 }
@@ -110,7 +83,7 @@ Test(protocol, unsupported_protocol_version_gets_0A000)
     int fd = raw_connect(px.port);
     unsigned char pkt[] = {0, 0, 0, 9, 0, 2, 0, 0, 0}; /* protocol 2.0 */
     send_bytes(fd, pkt, sizeof(pkt));
-    cr_expect_str_eq(expect_error(fd), "0A000");
+    cr_expect_str_eq(raw_expect_error(fd), "0A000");
     close(fd);
 }
 
@@ -119,7 +92,7 @@ Test(protocol, startup_without_terminator_is_refused)
     int fd = raw_connect(px.port);
     unsigned char pkt[] = {0, 0, 0, 13, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0};
     send_bytes(fd, pkt, sizeof(pkt));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     close(fd);
 }
 
@@ -169,7 +142,7 @@ Test(protocol, message_over_max_message_size_closes_only_that_client)
     int fd = logged_in_raw();
     unsigned char hdr[5] = {'Q', 0, 0x10, 0, 0}; /* 1 MiB, over the 64 KiB limit */
     send_bytes(fd, hdr, sizeof(hdr));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     expect_closed(fd);
     close(fd);
     expect_others_fine();
@@ -180,7 +153,7 @@ Test(protocol, negative_message_length_closes_only_that_client)
     int fd = logged_in_raw();
     unsigned char hdr[5] = {'Q', 0xff, 0xff, 0xff, 0xf0};
     send_bytes(fd, hdr, sizeof(hdr));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     close(fd);
     expect_others_fine();
 }
@@ -190,7 +163,7 @@ Test(protocol, unknown_message_type_closes_only_that_client)
     int fd = logged_in_raw();
     unsigned char msg[5] = {'!', 0, 0, 0, 4};
     send_bytes(fd, msg, sizeof(msg));
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     close(fd);
     expect_others_fine();
 }
@@ -205,7 +178,7 @@ Test(protocol, garbage_during_authentication_is_refused)
     proto_query(&b, "SELECT 1"); /* a query instead of a SASL response */
     send_buf(fd, &b);
     buf_free(&b);
-    cr_expect_str_eq(expect_error(fd), "08P01");
+    cr_expect_str_eq(raw_expect_error(fd), "08P01");
     close(fd);
     expect_others_fine();
 }

@@ -327,7 +327,7 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
     struct proxy p;
     int port = free_port();
     /* session mode: 200 clients share 100 server connections, waiting their turn */
-    proxy_default_yaml(yaml, sizeof(yaml), port, 100, 60000, "limits:\n  max_clients: 500\n");
+    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 100, 60000, "limits:\n  max_clients: 500\n");
     proxy_start_yaml(&p, port, yaml);
     enum { N = 200 };
     pthread_t th[N];

@@ -48,8 +48,8 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int max_wait_ms,
-                        const char *extra)
+void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode, int pool_size,
+                        int max_wait_ms, const char *extra)
 {
     const char *certs = env_need("LP_CERTS");
     const char *pgport = env_need("LP_PGPORT");
@@ -60,7 +60,7 @@ void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int ma
              "databases:\n"
              "  app:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
              "    user: lp_server\n    password: server-secret\n    tls: disable\n"
-             "    pool:\n      size: %d\n      max_wait_ms: %d\n"
+             "    pool:\n      mode: %s\n      size: %d\n      max_wait_ms: %d\n"
              "  app_tls:\n    host: localhost\n    port: %s\n    dbname: lp_test\n"
              "    user: lp_server\n    password: server-secret\n    tls: verify-full\n"
              "    ca_file: %s/ca.crt\n"
@@ -73,7 +73,7 @@ void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int ma
              "  bob:\n    password_scram: \"%s\"\n"
              "  carol:\n    auth: trust\n"
              "%s",
-             port, certs, certs, pgport, pool_size, max_wait_ms, pgport, certs, pgport, pgport,
+             port, certs, certs, pgport, pool_mode, pool_size, max_wait_ms, pgport, certs, pgport, pgport,
              /* bob's password is "bob-secret" */
              "SCRAM-SHA-256$4096:bG9uZ2VyLXNhbHQtdmFsdWU=$"
              "3uknSB7++pvC7T1B4UG79zfjZD45qLZojqNZGgCT1+E=:"
@@ -127,7 +127,7 @@ void proxy_start(struct proxy *p, int pool_size)
 {
     static char yaml[8192];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, pool_size, 3000, NULL);
+    proxy_default_yaml(yaml, sizeof(yaml), port, "session", pool_size, 3000, NULL);
     proxy_start_yaml(p, port, yaml);
 }
 
@@ -323,4 +323,42 @@ bool raw_login(int port, const char *user, const char *password, const char *db,
     buf_free(&b);
     close(fd);
     return ok;
+}
+
+int raw_session(int port, const char *user, const char *db)
+{
+    int fd = raw_connect(port);
+    struct buf b;
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    cr_assert(fd >= 0);
+    buf_init(&b);
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert(t >= 0 && t != 'E', "raw login failed");
+    return fd;
+}
+
+void raw_query(int fd, const char *sql)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, sql);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+}
+
+const char *raw_expect_error(int fd)
+{
+    static unsigned char body[65536];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) >= 0)
+        if (t == 'E')
+            return raw_error_sqlstate(body, len);
+    return "";
 }

@@ -21,11 +21,11 @@ const char *env_need(const char *name);
 /* A TCP port on 127.0.0.1 nobody listens on now. */
 int free_port(void);
 
-/* The standard test configuration: listen on a free port with TLS, databases "app" (session
- * pool of pool_size over plain TCP, clients waiting up to max_wait_ms), "app_tls" (verify-full), "app_md5", "app_plain", and
+/* The standard test configuration: listen on a free port with TLS, databases "app" (a pool
+ * of pool_size in pool_mode over plain TCP, clients waiting up to max_wait_ms), "app_tls" (verify-full), "app_md5", "app_plain", and
  * users alice (password), bob (password_scram), carol (trust). extra is appended verbatim. */
-void proxy_default_yaml(char *out, size_t outsz, int port, int pool_size, int max_wait_ms,
-                        const char *extra);
+void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode, int pool_size,
+                        int max_wait_ms, const char *extra);
 
 /* Writes yaml to a fresh config file, starts lakeproxy on it and waits until it accepts. */
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml);
@@ -55,6 +55,15 @@ const char *query_sqlstate(PGconn *c, const char *sql);
  * does not expose. */
 bool raw_login(int port, const char *user, const char *password, const char *db,
                char sqlstate[6], char *msg, size_t msgsz);
+
+/* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
+int raw_session(int port, const char *user, const char *db);
+
+/* Sends a simple Query on a raw socket. */
+void raw_query(int fd, const char *sql);
+
+/* Reads until an ErrorResponse and returns its SQLSTATE ("" if none came within 5 s). */
+const char *raw_expect_error(int fd);
 
 /* A connected blocking socket to 127.0.0.1:port, or -1. */
 int raw_connect(int port);

@@ -1,0 +1,255 @@
+/* test_txn_pooling.c: transaction pooling: many clients over few server connections, a
+ * transaction keeps its server, settings follow the client, waits time out clearly, and a
+ * server dying mid-transaction fails only that client. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+/* A transaction pool of `size` server connections; clients wait up to wait_ms. */
+static void start_txn(int size, int wait_ms)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", size, wait_ms,
+                       "limits:\n  max_clients: 1000\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void start_two(void) { start_txn(2, 3000); }
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(txn, .init = start_two, .fini = stop_proxy, .timeout = 120);
+
+static PGconn *connect_as(const char *extra)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", extra);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    return c;
+}
+
+Test(txn, clients_outnumbering_servers_all_make_progress)
+{
+    enum { N = 6 };
+    PGconn *c[N];
+    for (int i = 0; i < N; i++)
+        c[i] = connect_as(NULL); /* six clients stay connected over two servers */
+    for (int round = 0; round < 10; round++)
+        for (int i = 0; i < N; i++) {
+            char *v = query_value(c[i], "SELECT count(*) FROM items WHERE id <= 10");
+            cr_assert_str_eq(v, "10");
+            free(v);
+        }
+    for (int i = 0; i < N; i++)
+        PQfinish(c[i]);
+}
+
+Test(txn, a_transaction_keeps_its_server_until_it_ends)
+{
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    free(query_value(a, "BEGIN"));
+    char *pid1 = query_value(a, "SELECT pg_backend_pid()");
+    for (int i = 0; i < 5; i++) /* another client's work in between */
+        free(query_value(b, "SELECT 1"));
+    char *pid2 = query_value(a, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(pid1, pid2, "a transaction moved to another server");
+    free(query_value(a, "CREATE TEMP TABLE in_txn (a int)"));
+    free(query_value(a, "INSERT INTO in_txn VALUES (1)"));
+    char *n = query_value(a, "SELECT count(*) FROM in_txn");
+    cr_expect_str_eq(n, "1");
+    free(query_value(a, "COMMIT"));
+    free(pid1);
+    free(pid2);
+    free(n);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(txn, failed_transaction_keeps_its_server_until_rollback)
+{
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    free(query_value(a, "BEGIN"));
+    char *pid1 = query_value(a, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(query_sqlstate(a, "SELECT 1/0"), "22012");
+    free(query_value(b, "SELECT 1"));
+    cr_expect_str_eq(query_sqlstate(a, "SELECT 1"), "25P02", "the aborted transaction is gone");
+    free(query_value(a, "ROLLBACK"));
+    free(pid1);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(txn, one_server_serves_two_connected_clients_in_turn)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    char *pa = query_value(a, "SELECT pg_backend_pid()");
+    char *pb = query_value(b, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(pa, pb, "with pool.size 1 both clients must share one backend");
+    free(pa);
+    free(pb);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(txn, session_parameters_follow_each_client)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    PGconn *a = connect_as("application_name=client-a options='-c search_path=pg_catalog'");
+    PGconn *b = connect_as("application_name=client-b");
+    for (int i = 0; i < 5; i++) {
+        char *va = query_value(a, "SELECT current_setting('application_name') || ' ' || "
+                                  "current_setting('search_path')");
+        char *vb = query_value(b, "SELECT current_setting('application_name') || ' ' || "
+                                  "current_setting('search_path')");
+        cr_expect_str_eq(va, "client-a pg_catalog");
+        cr_expect_str_eq(vb, "client-b \"$user\", public");
+        free(va);
+        free(vb);
+    }
+    /* a client's own SET of a tracked parameter follows it too */
+    free(query_value(a, "SET application_name = 'renamed-a'"));
+    free(query_value(b, "SELECT 1"));
+    char *va = query_value(a, "SELECT current_setting('application_name')");
+    cr_expect_str_eq(va, "renamed-a");
+    char *vb = query_value(b, "SELECT current_setting('application_name')");
+    cr_expect_str_eq(vb, "client-b");
+    free(va);
+    free(vb);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(txn, waiting_longer_than_max_wait_gets_53300_naming_the_pool)
+{
+    proxy_stop(&px);
+    start_txn(1, 300);
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    free(query_value(a, "BEGIN")); /* holds the only server */
+    double t0 = now_s();
+    PGresult *r = PQexec(b, "SELECT 1");
+    double took = now_s() - t0;
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK);
+    cr_expect(strstr(PQerrorMessage(b), "no server connection available in pool \"app\""), "%s",
+              PQerrorMessage(b));
+    cr_expect(took >= 0.25 && took < 3, "waited %.2f s", took);
+    PQclear(r);
+    int fd = raw_session(px.port, "carol", "app"); /* libpq hides a FATAL's SQLSTATE */
+    raw_query(fd, "SELECT 1");
+    cr_expect_str_eq(raw_expect_error(fd), "53300");
+    close(fd);
+    free(query_value(a, "COMMIT"));
+    char *v = query_value(a, "SELECT 'a still works'");
+    cr_expect_str_eq(v, "a still works");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(txn, server_dying_mid_transaction_fails_that_client_only)
+{
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    free(query_value(a, "BEGIN"));
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    PGconn *admin = pg_admin("lp_test");
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)", pid);
+    free(query_value(admin, sql));
+    PQfinish(admin);
+    usleep(200 * 1000);
+    PGresult *r = PQexec(a, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "the dead transaction must not go on");
+    PQclear(r);
+    char *v = query_value(b, "SELECT 'b unaffected'");
+    cr_expect_str_eq(v, "b unaffected");
+    free(v);
+    free(pid);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+struct mixed_arg {
+    const struct proxy *p;
+    int id;
+    int errors;
+    char first_error[256];
+};
+
+static void note_error(struct mixed_arg *m, PGconn *c)
+{
+    if (m->errors++ == 0)
+        snprintf(m->first_error, sizeof(m->first_error), "%s", PQerrorMessage(c));
+}
+
+/* Simple, extended and explicit-transaction queries, checking every answer. */
+static void *mixed_client(void *arg)
+{
+    struct mixed_arg *m = arg;
+    PGconn *c = proxy_connect(m->p, "alice", "alice-secret", "app", "application_name=txn-load");
+    if (PQstatus(c) != CONNECTION_OK) {
+        note_error(m, c);
+        PQfinish(c);
+        return NULL;
+    }
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%d", 1 + (m->id * 7 + i) % 1000);
+        const char *params[1] = {id};
+        PGresult *r = PQexecParams(c, "SELECT id FROM items WHERE id = $1", 1, NULL, params,
+                                   NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), id) != 0)
+            note_error(m, c);
+        PQclear(r);
+        r = PQexec(c, "BEGIN; SELECT count(*) FROM items; COMMIT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            note_error(m, c);
+        PQclear(r);
+        r = PQexec(c, "SELECT 42");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "42") != 0)
+            note_error(m, c);
+        PQclear(r);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+Test(txn_load, five_hundred_clients_over_ten_servers_without_errors, .timeout = 180)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 10, 60000,
+                       "limits:\n  max_clients: 1000\n");
+    proxy_start_yaml(&px, port, yaml);
+    enum { N = 500 };
+    static pthread_t th[N];
+    static struct mixed_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct mixed_arg){.p = &px, .id = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, mixed_client, &args[i]), 0);
+    }
+    int errors = 0;
+    const char *first = "";
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        errors += args[i].errors;
+        if (args[i].errors && !*first)
+            first = args[i].first_error;
+    }
+    cr_expect_eq(errors, 0, "%d errors among %d clients; first: %s", errors, N, first);
+    PGconn *admin = pg_admin("lp_test");
+    /* every server that served these clients carries their application_name */
+    char *n = query_value(admin, "SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE application_name = 'txn-load'");
+    cr_expect_leq(atoi(n), 10, "%s server connections for a pool of 10", n);
+    free(n);
+    PQfinish(admin);
+    proxy_stop(&px);
+}
