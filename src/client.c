@@ -19,6 +19,7 @@
 #include "proto.h"
 #include "relay.h"
 #include "server.h"
+#include "worker.h"
 
 #define LOGIN_TIMEOUT_S 60
 /* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
@@ -69,6 +70,7 @@ void client_close(struct client *c, const char *reason)
     conn_close_after_flush(c->bev);
     c->bev = NULL;
     conn_defer(c->w->base, client_free, c);
+    worker_check_drained(c->w);
 }
 
 void client_fail(struct client *c, const char *sqlstate, const char *msg)
@@ -178,7 +180,13 @@ static void client_wake(struct client *c)
 void client_transaction_done(struct client *c)
 {
     struct server *s = c->server;
-    if (c->closing || !s || c->pool->db->pool.mode != POOL_TRANSACTION || !server_is_clean(s))
+    if (c->closing || !s || !server_is_clean(s))
+        return;
+    if (c->w->draining) {
+        client_fail(c, "57P01", "lakeproxy is shutting down");
+        return;
+    }
+    if (c->pool->db->pool.mode != POOL_TRANSACTION)
         return;
     server_release(s);
     c->state = CL_IDLE;

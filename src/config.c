@@ -243,11 +243,13 @@ static const struct table listen_table = TABLE(listen_fields);
 struct limits_holder {
     int max_clients;
     int max_message_size;
+    int shutdown_timeout_s;
 };
 
 static const struct field limits_fields[] = {
     INT("max_clients", struct limits_holder, max_clients, 1, 1000000),
     INT("max_message_size", struct limits_holder, max_message_size, 1024, 1073741824),
+    INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
 };
 static const struct table limits_table = TABLE(limits_fields);
 
@@ -458,13 +460,15 @@ static void config_defaults(struct config *cfg)
     cfg->listen_port = 6432;
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
+    cfg->shutdown_timeout_s = 30;
 }
 
 /* Walks the top-level mapping. */
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
     static const char *const keys = "listen, limits, log, databases, users, auth_query";
-    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size};
+    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
+                                cfg->shutdown_timeout_s};
     struct log_holder lg = {2};
     const yaml_node_t *dbs = NULL, *aq = NULL;
     if (!want_mapping(c, root, ""))
@@ -496,6 +500,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         check_auth_query(c, aq, cfg);
     cfg->max_clients = lim.max_clients;
     cfg->max_message_size = (size_t)lim.max_message_size;
+    cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
     cfg->log_level = strdup(log_levels[lg.level]);
 }
 
@@ -506,7 +511,22 @@ static bool parse_yaml(struct ctx *c, const char *text, size_t len, yaml_documen
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     bool ok = yaml_parser_load(&parser, doc) == 1;
-    if (!ok) {
+    if (ok) { /* a second document would be ignored: refuse it instead */
+        yaml_document_t next;
+        if (yaml_parser_load(&parser, &next) != 1) {
+            ok = false;
+        } else {
+            yaml_node_t *root = yaml_document_get_root_node(&next);
+            if (root)
+                add_error(c, root->start_mark, "only one YAML document is allowed per file");
+            yaml_document_delete(&next);
+        }
+        if (!ok || c->errs->n) {
+            yaml_document_delete(doc);
+            ok = false;
+        }
+    }
+    if (!ok && c->errs->n == 0) {
         yaml_mark_t m = parser.problem_mark;
         add_error(c, m, "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "unknown",
                   parser.context ? " " : "", parser.context ? parser.context : "");

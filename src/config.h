@@ -62,6 +62,8 @@ struct config {
     char *tls_key;            /* listen.tls.key */
     int max_clients;          /* limits.max_clients: default 1000 */
     size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
+    int shutdown_timeout_s;   /* limits.shutdown_timeout_s: SIGTERM waits this long for open
+                                 transactions (default 30) */
     char *log_level;          /* log.level: error | warning | info | debug (default info) */
     struct db_config *dbs;
     size_t n_dbs;

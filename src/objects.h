@@ -50,7 +50,11 @@ struct worker {
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
     struct scram_verifier mock_verifier;   /* answers unknown users without telling them so */
-    struct event *sig_int, *sig_term;
+    struct event *sig_int, *sig_term, *sig_hup;
+    struct config **retired; /* replaced by a reload but still used by a removed database's pool */
+    size_t n_retired;
+    bool draining;               /* SIGTERM: no new clients, open transactions finish */
+    struct event *drain_timer;
 };
 
 struct pool {
@@ -62,6 +66,7 @@ struct pool {
     struct list connecting; /* SV_CONNECTING */
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
+    unsigned generation;    /* bumped when a reload changes how to reach the server */
     struct param_set params; /* ParameterStatus of the first server login: told to clients
                                 that log in while every server is busy (transaction mode) */
     SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */
@@ -103,6 +108,7 @@ struct server {
     struct relay relay;
     time_t created;
     time_t last_used;
+    unsigned generation; /* the pool's generation when it connected */
 };
 
 enum client_state {

@@ -443,9 +443,11 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
-    /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server. */
+    /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
+     * A draining proxy stops there in session mode too, to let the client go. */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open;
-    return txn_over && s->pool->db->pool.mode == POOL_TRANSACTION ? RV_PASS_STOP : RV_PASS;
+    bool stop = s->pool->db->pool.mode == POOL_TRANSACTION || s->pool->w->draining;
+    return txn_over && stop ? RV_PASS_STOP : RV_PASS;
 }
 
 void server_pump(struct server *s)
@@ -561,6 +563,7 @@ static struct server *server_start(struct pool *p, bool cancel_only)
     s->pool = p;
     s->id = ++w->next_id;
     s->cancel_only = cancel_only;
+    s->generation = p->generation;
     s->state = SV_CONNECTING;
     s->txn = 'I';
     list_init(&s->node);
@@ -629,19 +632,40 @@ bool server_is_clean(const struct server *s)
            s->relay.pass_left == 0 && (!s->client || s->client->relay.pass_left == 0);
 }
 
-void server_release(struct server *s)
+/* A server that a reload made stale, one above a lowered pool size, or one past its
+ * lifetime is not reused; NULL when s may serve again. */
+static const char *retire_reason(const struct server *s)
 {
-    int lifetime = s->pool->db->pool.lifetime_s;
+    const struct pool *p = s->pool;
+    int lifetime = p->db->pool.lifetime_s;
+    if (s->generation != p->generation)
+        return "configuration changed";
+    if (p->n_servers > p->db->pool.size)
+        return "pool.size lowered";
+    if (lifetime > 0 && time(NULL) - s->created >= lifetime)
+        return "lifetime reached";
+    return NULL;
+}
+
+/* Breaks the link with the client and resumes reading if the client's backlog paused it. */
+static void detach_client(struct server *s)
+{
     if (s->client)
         s->client->server = NULL;
     s->client = NULL;
+    s->last_used = time(NULL);
     if (s->paused) {
         s->paused = false;
         bufferevent_enable(s->bev, EV_READ);
     }
-    s->last_used = time(NULL);
-    if (lifetime > 0 && s->last_used - s->created >= lifetime) {
-        server_close(s, "lifetime reached");
+}
+
+void server_release(struct server *s)
+{
+    const char *retire = retire_reason(s);
+    detach_client(s);
+    if (retire) {
+        server_close(s, retire);
         return;
     }
     s->state = SV_IDLE;
@@ -654,22 +678,15 @@ void server_release(struct server *s)
 
 void server_unlink(struct server *s)
 {
-    struct client *c = s->client;
-    bool clean = server_is_clean(s) && c;
-    int lifetime = s->pool->db->pool.lifetime_s;
-    if (c)
-        c->server = NULL;
-    s->client = NULL;
-    if (s->paused) {
-        s->paused = false;
-        bufferevent_enable(s->bev, EV_READ);
-    }
+    bool clean = server_is_clean(s) && s->client;
+    const char *retire = retire_reason(s);
+    detach_client(s);
     if (!clean) {
         server_close(s, "client left in the middle of a transaction or message");
         return;
     }
-    if (lifetime > 0 && time(NULL) - s->created >= lifetime) {
-        server_close(s, "lifetime reached");
+    if (retire) {
+        server_close(s, retire);
         return;
     }
     if (!send_internal(s, "DISCARD ALL", SV_RESETTING))

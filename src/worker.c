@@ -11,14 +11,23 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "server.h"
 #include "tls.h"
 
-static void stop_cb(evutil_socket_t sig, short what, void *arg)
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct worker *w = arg;
-    log_info("received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopexit(w->base, NULL);
+    if (sig == SIGHUP) {
+        log_info("received SIGHUP: reloading %s", w->cfg->path);
+        worker_reload(w);
+    } else if (sig == SIGTERM) {
+        log_info("received SIGTERM: draining (at most %d s)", w->cfg->shutdown_timeout_s);
+        worker_start_drain(w);
+    } else {
+        log_info("received SIGINT: shutting down now");
+        event_base_loopexit(w->base, NULL);
+    }
 }
 
 /* The verifier of unknown users: random, so nobody knows a password that matches it. */
@@ -36,15 +45,22 @@ static bool make_mock_verifier(struct worker *w)
     return ok;
 }
 
-/* Turns each SCRAM user's password_scram (or plain password) into a verifier, once. */
-static bool prepare_verifiers(struct worker *w, char *err, size_t errsz)
+/* Frees a verifier array of n entries after wiping it. */
+static void free_verifiers(struct scram_verifier *v, size_t n)
 {
-    struct config *cfg = w->cfg;
+    if (v)
+        explicit_bzero(v, (n ? n : 1) * sizeof(*v));
+    free(v);
+}
+
+/* Turns each SCRAM user's password_scram (or plain password) into a verifier, once. */
+static struct scram_verifier *make_verifiers(const struct config *cfg, char *err, size_t errsz)
+{
     uint8_t salt[16];
-    w->user_verifiers = calloc(cfg->n_users ? cfg->n_users : 1, sizeof(*w->user_verifiers));
-    if (!w->user_verifiers) {
+    struct scram_verifier *out = calloc(cfg->n_users ? cfg->n_users : 1, sizeof(*out));
+    if (!out) {
         snprintf(err, errsz, "out of memory");
-        return false;
+        return NULL;
     }
     for (size_t i = 0; i < cfg->n_users; i++) {
         const struct user_config *u = &cfg->users[i];
@@ -52,21 +68,18 @@ static bool prepare_verifiers(struct worker *w, char *err, size_t errsz)
         if (u->auth != AUTH_SCRAM)
             continue;
         if (u->password_scram)
-            ok = scram_parse_verifier(u->password_scram, &w->user_verifiers[i]);
+            ok = scram_parse_verifier(u->password_scram, &out[i]);
         else
             ok = RAND_bytes(salt, sizeof(salt)) == 1 &&
                  scram_make_verifier(u->password, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
-                                     &w->user_verifiers[i]);
+                                     &out[i]);
         if (!ok) {
             snprintf(err, errsz, "users.%s: invalid SCRAM verifier", u->name);
-            return false;
+            free_verifiers(out, cfg->n_users);
+            return NULL;
         }
     }
-    if (!make_mock_verifier(w)) {
-        snprintf(err, errsz, "cannot generate random numbers");
-        return false;
-    }
-    return true;
+    return out;
 }
 
 /* One thread owns the loop: no locks; epoll changes coalesced within a loop turn. */
@@ -91,10 +104,11 @@ static bool make_loop(struct worker *w)
 
 static bool add_signals(struct worker *w)
 {
-    w->sig_int = evsignal_new(w->base, SIGINT, stop_cb, w);
-    w->sig_term = evsignal_new(w->base, SIGTERM, stop_cb, w);
-    return w->sig_int && w->sig_term && evsignal_add(w->sig_int, NULL) == 0 &&
-           evsignal_add(w->sig_term, NULL) == 0;
+    w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);
+    w->sig_term = evsignal_new(w->base, SIGTERM, signal_cb, w);
+    w->sig_hup = evsignal_new(w->base, SIGHUP, signal_cb, w);
+    return w->sig_int && w->sig_term && w->sig_hup && evsignal_add(w->sig_int, NULL) == 0 &&
+           evsignal_add(w->sig_term, NULL) == 0 && evsignal_add(w->sig_hup, NULL) == 0;
 }
 
 struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
@@ -115,7 +129,13 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     }
     if (cfg->tls_cert && !(w->client_tls = tls_accept_ctx(cfg->tls_cert, cfg->tls_key, err, errsz)))
         goto fail;
-    if (!prepare_verifiers(w, err, errsz) || !listener_start(w, err, errsz))
+    if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
+        goto fail;
+    if (!make_mock_verifier(w)) {
+        snprintf(err, errsz, "cannot generate random numbers");
+        goto fail;
+    }
+    if (!listener_start(w, err, errsz))
         goto fail;
     if (!add_signals(w)) {
         snprintf(err, errsz, "cannot install signal handlers");
@@ -157,6 +177,10 @@ void worker_free(struct worker *w)
         event_free(w->sig_int);
     if (w->sig_term)
         event_free(w->sig_term);
+    if (w->sig_hup)
+        event_free(w->sig_hup);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
     if (w->base)
         drain_loop(w);
     if (w->dns)
@@ -164,10 +188,148 @@ void worker_free(struct worker *w)
     SSL_CTX_free(w->client_tls);
     if (w->base)
         event_base_free(w->base);
-    if (w->user_verifiers)
-        explicit_bzero(w->user_verifiers,
-                       (w->cfg->n_users ? w->cfg->n_users : 1) * sizeof(*w->user_verifiers));
-    free(w->user_verifiers);
+    free_verifiers(w->user_verifiers, w->cfg->n_users);
+    for (size_t i = 0; i < w->n_retired; i++)
+        config_free(w->retired[i]);
+    free(w->retired);
     config_free(w->cfg);
     free(w);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does reaching the server (address, login, TLS) differ between two versions of a database? */
+static bool reach_changed(const struct db_config *a, const struct db_config *b)
+{
+    return !same_str(a->host, b->host) || a->port != b->port || !same_str(a->dbname, b->dbname) ||
+           !same_str(a->user, b->user) || !same_str(a->password, b->password) ||
+           a->tls != b->tls || !same_str(a->ca_file, b->ca_file);
+}
+
+/* Points pool p at its database in the new configuration. Servers reached the old way are
+ * retired: idle ones now, busy ones when their client lets go. False when the database was
+ * removed (the pool keeps serving its clients from the old configuration). */
+static bool retarget_pool(struct pool *p, const struct config *n)
+{
+    const struct db_config *db = config_find_db(n, p->db->name);
+    char err[256];
+    if (!db)
+        return false;
+    if (reach_changed(p->db, db)) {
+        SSL_CTX *tls = db->tls == TLS_DISABLE ? NULL : tls_connect_ctx(db->tls, db->ca_file, err, sizeof(err));
+        if (db->tls != TLS_DISABLE && !tls)
+            log_warning("reload: database %s: %s; keeping the previous TLS settings", db->name, err);
+        else {
+            SSL_CTX_free(p->tls);
+            p->tls = tls;
+        }
+        p->generation++;
+        struct list *it, *tmp;
+        list_for_each_safe(it, tmp, &p->idle)
+        {
+            server_close(list_entry(it, struct server, node), "configuration changed");
+        }
+    }
+    p->db = db;
+    pool_spawn_for_waiters(p);
+    return true;
+}
+
+/* Keeps a replaced configuration alive while a pool of a removed database still uses it. */
+static void retire_config(struct worker *w, struct config *old, bool in_use)
+{
+    if (!in_use) {
+        config_free(old);
+        return;
+    }
+    struct config **grown = realloc(w->retired, (w->n_retired + 1) * sizeof(*grown));
+    if (!grown) {
+        log_error("reload: out of memory keeping the old configuration");
+        return; /* leaking it is safer than freeing what a pool points into */
+    }
+    w->retired = grown;
+    w->retired[w->n_retired++] = old;
+}
+
+void worker_reload(struct worker *w)
+{
+    struct config_errors errs = {0};
+    char err[512];
+    struct config *n = config_load(w->cfg->path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        log_error("%s", errs.msgs[i]);
+    config_errors_free(&errs);
+    struct scram_verifier *v = n ? make_verifiers(n, err, sizeof(err)) : NULL;
+    SSL_CTX *tls = NULL;
+    if (n && v && n->tls_cert && !(tls = tls_accept_ctx(n->tls_cert, n->tls_key, err, sizeof(err))))
+        log_error("reload: %s", err);
+    if (!n || !v || (n->tls_cert && !tls)) {
+        if (n && !v)
+            log_error("reload: %s", err);
+        log_error("reload refused: keeping the running configuration");
+        free_verifiers(v, n ? n->n_users : 0);
+        config_free(n);
+        return;
+    }
+    if (n->listen_port != w->cfg->listen_port || strcmp(n->listen_host, w->cfg->listen_host) != 0)
+        log_warning("reload: listen address changes need a restart; still on %s:%d",
+                    w->cfg->listen_host, w->cfg->listen_port);
+    struct config *old = w->cfg;
+    bool old_in_use = false;
+    free_verifiers(w->user_verifiers, old->n_users);
+    w->user_verifiers = v;
+    w->cfg = n;
+    SSL_CTX_free(w->client_tls);
+    w->client_tls = tls;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        if (!retarget_pool(list_entry(it, struct pool, node), n))
+            old_in_use = true;
+    }
+    retire_config(w, old, old_in_use);
+    enum log_level level;
+    if (log_level_from_name(n->log_level, &level))
+        log_set_level(level);
+    log_info("configuration reloaded from %s", n->path);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    log_warning("shutdown timeout reached with %d clients left: closing them", w->n_clients);
+    event_base_loopexit(w->base, NULL);
+}
+
+void worker_start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    w->listener = NULL;
+    struct timeval tv = {w->cfg->shutdown_timeout_s, 0};
+    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (w->drain_timer)
+        evtimer_add(w->drain_timer, &tv);
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->clients)
+    {
+        struct client *c = list_entry(it, struct client, node);
+        if (!c->server || server_is_clean(c->server))
+            client_fail(c, "57P01", "lakeproxy is shutting down");
+    }
+    worker_check_drained(w);
+}
+
+void worker_check_drained(struct worker *w)
+{
+    if (w->draining && w->n_clients == 0)
+        event_base_loopexit(w->base, NULL);
 }

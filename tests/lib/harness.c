@@ -158,7 +158,7 @@ PGconn *proxy_connect(const struct proxy *p, const char *user, const char *passw
     char ci[1024];
     snprintf(ci, sizeof(ci),
              "host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable "
-             "connect_timeout=10 %s",
+             "connect_timeout=30 %s",
              p->port, user, password ? password : "", db, extra ? extra : "");
     return PQconnectdb(ci);
 }

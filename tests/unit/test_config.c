@@ -25,6 +25,7 @@ Test(config, reference_file_loads_without_errors)
         cr_log_error("%s", errs.msgs[i]);
     cr_assert_not_null(cfg, "conf/lakeproxy.yaml must load");
     cr_expect_eq(cfg->listen_port, 6432);
+    cr_expect_eq(cfg->shutdown_timeout_s, 30);
     cr_expect_str_eq(cfg->tls_cert, "/etc/lakeproxy/server.crt");
     const struct db_config *db = config_find_db(cfg, "app");
     cr_assert_not_null(db);
@@ -57,6 +58,7 @@ Test(config, defaults_apply_to_a_minimal_file)
     cr_expect_null(cfg->tls_cert);
     cr_expect_eq(cfg->max_clients, 1000);
     cr_expect_eq(cfg->max_message_size, 16u << 20);
+    cr_expect_eq(cfg->shutdown_timeout_s, 30);
     cr_expect_str_eq(cfg->log_level, "info");
     const struct db_config *db = &cfg->dbs[0];
     cr_expect_str_eq(db->name, "app");
@@ -153,6 +155,8 @@ static const struct {
     {"log:\n  level: verbose\ndatabases:\n  app: {host: h, user: u}\n",
      "t.yaml:2:10: log.level: unknown value \"verbose\" (expected one of: error, warning, info, "
      "debug)"},
+    {"databases:\n  app: {host: h, user: u}\n---\nfoo: 1\n",
+     "t.yaml:4:1: only one YAML document is allowed per file"},
     {"listen: 6432\ndatabases:\n  app: {host: h, user: u}\n",
      "t.yaml:1:9: listen: expected a mapping, got a scalar"},
 };

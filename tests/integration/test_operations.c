@@ -1,0 +1,131 @@
+/* test_operations.c: what admins do to a running lakeproxy: SIGHUP reloads without dropping
+ * a connection (and refuses a broken file), SIGTERM lets open transactions finish. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+static char yaml[8192];
+
+static void start_txn_one(void)
+{
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 300, NULL);
+    proxy_start_yaml(&px, port, yaml);
+}
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(operations, .init = start_txn_one, .fini = stop_proxy, .timeout = 60);
+
+static PGconn *alice(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+/* Rewrites the running proxy's configuration file and sends SIGHUP. */
+static void reload_with(const char *text)
+{
+    FILE *f = fopen(px.conf, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(kill(px.pid, SIGHUP), 0);
+    usleep(300 * 1000);
+}
+
+/* Does the proxy log contain s? */
+static bool log_has(const char *s)
+{
+    FILE *f = fopen(px.log, "r");
+    char line[1024];
+    bool found = false;
+    cr_assert(f);
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, s) != NULL;
+    fclose(f);
+    return found;
+}
+
+Test(operations, reload_with_a_bigger_pool_lets_a_waiting_client_in)
+{
+    PGconn *a = alice(), *b = alice();
+    free(query_value(a, "BEGIN")); /* holds the only server */
+    PGresult *r = PQexec(b, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "pool.size 1 is busy: b must time out");
+    PQclear(r);
+    PQfinish(b);
+
+    char *two = strdup(yaml);
+    char *size = strstr(two, "size: 1\n");
+    cr_assert(size);
+    size[6] = '2';
+    reload_with(two);
+    free(two);
+    cr_expect(log_has("configuration reloaded"));
+
+    b = alice();
+    char *v = query_value(b, "SELECT 'served while a holds a transaction'");
+    cr_expect_str_eq(v, "served while a holds a transaction");
+    free(v);
+    v = query_value(a, "SELECT 'a kept its transaction through the reload'");
+    cr_expect_str_eq(v, "a kept its transaction through the reload");
+    free(v);
+    cr_expect_eq(PQtransactionStatus(a), PQTRANS_INTRANS);
+    free(query_value(a, "COMMIT"));
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(operations, broken_file_on_reload_is_refused_and_the_old_one_kept)
+{
+    PGconn *a = alice();
+    reload_with("databases:\n  app: {host: h, user: u, sise: 3}\n");
+    cr_expect(log_has("unknown key 'sise'"), "the error must be logged with its position");
+    cr_expect(log_has("reload refused"));
+    char *v = query_value(a, "SELECT 'still connected'");
+    cr_expect_str_eq(v, "still connected");
+    free(v);
+    PGconn *b = alice(); /* new logins still use the old configuration */
+    PQfinish(b);
+    PQfinish(a);
+}
+
+Test(operations, sigterm_lets_an_open_transaction_finish_then_exits_zero)
+{
+    PGconn *a = alice(), *idle = alice();
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "CREATE TEMP TABLE drained (a int)"));
+    cr_assert_eq(kill(px.pid, SIGTERM), 0);
+    usleep(300 * 1000);
+    /* a new client is not accepted any more */
+    PGconn *late = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(late) == CONNECTION_BAD, "a draining proxy accepted a new client");
+    PQfinish(late);
+    /* the open transaction finishes normally */
+    free(query_value(a, "INSERT INTO drained VALUES (1)"));
+    char *v = query_value(a, "SELECT count(*) FROM drained");
+    cr_expect_str_eq(v, "1");
+    free(v);
+    PGresult *r = PQexec(a, "COMMIT");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    int st = 0;
+    bool exited = false;
+    for (int i = 0; i < 300 && !exited; i++) {
+        exited = waitpid(px.pid, &st, WNOHANG) == px.pid;
+        usleep(10 * 1000);
+    }
+    cr_assert(exited, "lakeproxy did not exit after its last transaction ended");
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    px.pid = 0;
+    PQfinish(a);
+    PQfinish(idle);
+}
