@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "log.h"
 #include "params.h"
+#include "pipeline.h"
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
@@ -40,6 +41,7 @@ static void client_free(void *arg)
         explicit_bzero(c->md5_stored, strlen(c->md5_stored));
     free(c->md5_stored);
     param_clear(&c->wanted);
+    client_stmts_clear(&c->stmts);
     scram_server_free(&c->scram);
     free(c);
 }
@@ -165,10 +167,41 @@ void client_server_ready(struct client *c)
 
 /* Transaction pooling, between transactions: the client speaks again, so it needs a server
  * (or it says goodbye). */
+/* A lone DEALLOCATE between transactions concerns only the proxy's record of the client's
+ * statements: answer it without a server. False when the next message is something else. */
+static bool answer_deallocate(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint8_t hdr[5], type;
+    uint32_t len;
+    const char *err;
+    char name[64], sql[512];
+    bool all;
+    if (evbuffer_copyout(in, hdr, 5) < 5 || hdr[0] != 'Q' ||
+        proto_check_header(hdr, sizeof(sql) + 5, &type, &len, &err) != PROTO_OK ||
+        evbuffer_get_length(in) < 5 + (size_t)len || len == 0)
+        return false;
+    uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
+    memcpy(sql, msg + 5, len);
+    if (sql[len - 1] != 0 || !pipeline_parse_deallocate(sql, name, &all))
+        return false;
+    evbuffer_drain(in, 5 + (size_t)len);
+    pipeline_deallocate(c, name, all);
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'C');
+    buf_put_str(&b, all ? "DEALLOCATE ALL" : "DEALLOCATE");
+    buf_msg_finish(&b);
+    proto_ready(&b, 'I');
+    return send_to_client(c, &b);
+}
+
 static void client_wake(struct client *c)
 {
     uint8_t type;
-    if (evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
+    while (c->pool->db->pool.mode == POOL_TRANSACTION && answer_deallocate(c))
+        ;
+    if (c->closing || evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
         return;
     if (type == 'X') {
         client_close(c, "client terminated");
@@ -524,7 +557,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
 {
     struct client *c = arg;
     struct server *s = c->server;
-    (void)len;
+    if (c->pool->db->pool.mode == POOL_TRANSACTION)
+        return pipeline_client_msg(c, type, len, body, &c->inspect_err);
     switch (type) {
     case 'X':
         return body ? RV_DROP_STOP : RV_NEED_BODY;
@@ -569,7 +603,8 @@ void client_pump(struct client *c)
         client_close(c, "client terminated");
     } else if (r == RELAY_FAILED) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "%s", err ? err : "invalid frontend message type");
+        snprintf(msg, sizeof(msg), "%s",
+                 c->inspect_err ? c->inspect_err : err ? err : "invalid frontend message type");
         client_fail(c, "08P01", msg);
     }
 }

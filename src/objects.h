@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "config.h"
 #include "list.h"
+#include "prepared.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
 #define RELAY_HIGH_WATER (256 * 1024)
@@ -109,6 +110,9 @@ struct server {
     time_t created;
     time_t last_used;
     unsigned generation; /* the pool's generation when it connected */
+    struct server_stmts stmts;   /* transaction pooling: statements prepared here */
+    struct reply_queue replies;  /* transaction pooling: replies owed, in order */
+    bool stmts_unknown;          /* a client ran DEALLOCATE/DISCARD: retire at release */
 };
 
 enum client_state {
@@ -148,6 +152,8 @@ struct client {
     char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;   /* auth_query look-up in flight */
     struct relay relay;
+    struct client_stmts stmts; /* transaction pooling: the client's named statements */
+    const char *inspect_err;   /* why the message inspector refused a message */
 };
 
 #endif

@@ -15,6 +15,7 @@
 #include "credentials.h"
 #include "log.h"
 #include "params.h"
+#include "pipeline.h"
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
@@ -39,6 +40,7 @@ static void server_free(void *arg)
     param_clear(&s->reported);
     param_clear(&s->applied);
     scram_client_free(&s->scram);
+    rq_free(&s->replies);
     free(s);
 }
 
@@ -430,8 +432,9 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     struct server *s = arg;
+    bool txn_mode = s->pool->db->pool.mode == POOL_TRANSACTION;
     if (type != 'Z' && type != 'S')
-        return RV_STREAM;
+        return txn_mode ? pipeline_server_msg(s, type, len, body) : RV_STREAM;
     if (!body)
         return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
     if (type == 'S') {
@@ -443,11 +446,16 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
+    bool fakes_follow = txn_mode && pipeline_sync_done(s);
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
      * A draining proxy stops there in session mode too, to let the client go. */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open;
-    bool stop = s->pool->db->pool.mode == POOL_TRANSACTION || s->pool->w->draining;
-    return txn_over && stop ? RV_PASS_STOP : RV_PASS;
+    bool stop = txn_over && (txn_mode || s->pool->w->draining);
+    if (fakes_follow) {
+        pipeline_forward_then_fakes(s, type, len, body);
+        return stop ? RV_DROP_STOP : RV_DROP;
+    }
+    return stop ? RV_PASS_STOP : RV_PASS;
 }
 
 void server_pump(struct server *s)
@@ -640,6 +648,10 @@ static const char *retire_reason(const struct server *s)
     int lifetime = p->db->pool.lifetime_s;
     if (s->generation != p->generation)
         return "configuration changed";
+    if (s->stmts_unknown)
+        return "a client deallocated prepared statements";
+    if (s->replies.len != 0)
+        return "replies still owed";
     if (p->n_servers > p->db->pool.size)
         return "pool.size lowered";
     if (lifetime > 0 && time(NULL) - s->created >= lifetime)

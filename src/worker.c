@@ -206,7 +206,7 @@ static bool reach_changed(const struct db_config *a, const struct db_config *b)
 {
     return !same_str(a->host, b->host) || a->port != b->port || !same_str(a->dbname, b->dbname) ||
            !same_str(a->user, b->user) || !same_str(a->password, b->password) ||
-           a->tls != b->tls || !same_str(a->ca_file, b->ca_file);
+           a->tls != b->tls || !same_str(a->ca_file, b->ca_file) || a->pool.mode != b->pool.mode;
 }
 
 /* Points pool p at its database in the new configuration. Servers reached the old way are

@@ -27,6 +27,17 @@ databases:
     pool:
       mode: session
       size: 25
+  app_txn:
+    host: 127.0.0.1
+    port: $LP_PGPORT
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool:
+      mode: transaction
+      size: 4
+      max_wait_ms: 30000
 users:
   alice:
     password: alice-secret
@@ -91,6 +102,20 @@ check "pgbench -S -M extended" pgbench_extended
 
 check "psycopg 3 scenarios" /usr/bin/python3 tests/clients/psycopg_basic.py \
     "host=127.0.0.1 port=$port dbname=app user=alice password=alice-secret"
+
+# transaction pooling: 20 clients over 4 server connections
+txn_uri="postgresql://alice@127.0.0.1:$port/app_txn"
+pgbench_txn() { # pgbench_txn MODE [extra args]: no failed transaction
+    local mode=$1; shift
+    pgbench -n -M "$mode" -c 20 -j 2 -T 5 "$@" "$txn_uri" >"$dir/pgbench.txt" 2>&1 || return 1
+    grep -q 'number of failed transactions: 0 ' "$dir/pgbench.txt" &&
+        ! grep -qi 'error' "$dir/pgbench.txt"
+}
+check "transaction pooling: pgbench -S -M prepared, 20 clients over 4 servers" pgbench_txn prepared -S
+grep -E '^tps' "$dir/pgbench.txt" | sed 's/^/    /'
+check "transaction pooling: pgbench TPC-B-like -M extended" pgbench_txn extended
+check "transaction pooling: psycopg 3 with prepared statements" /usr/bin/python3 \
+    tests/clients/psycopg_txn.py "host=127.0.0.1 port=$port dbname=app_txn user=alice password=alice-secret"
 
 stop_proxy() { # SIGTERM: a clean exit, and under SANITIZE=1 no leak or error report
     kill -TERM "$proxy" && wait "$proxy"

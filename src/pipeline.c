@@ -1,0 +1,362 @@
+/* pipeline.c: transaction-mode rewriting of Parse/Bind/Describe/Close for named prepared
+ * statements, and the reply queue that keeps made-up and swallowed replies in order. */
+#include "pipeline.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "log.h"
+#include "proto.h"
+
+static struct evbuffer *to_server(struct server *s) { return bufferevent_get_output(s->bev); }
+
+static struct evbuffer *to_client(struct server *s)
+{
+    return bufferevent_get_output(s->client->bev);
+}
+
+/* Writes the replies the proxy owes the client now that they are at the front. */
+static void emit_fakes(struct server *s)
+{
+    const struct reply *f;
+    while ((f = rq_front(&s->replies)) &&
+           (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
+        uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
+        evbuffer_add(to_client(s), msg, sizeof(msg));
+        rq_pop(&s->replies);
+    }
+}
+
+static bool send_buf(struct evbuffer *out, struct buf *b)
+{
+    bool ok = !b->failed && evbuffer_add(out, b->data, b->len) == 0;
+    buf_free(b);
+    return ok;
+}
+
+/* Prepares proxy-named statement st on s (closing an evicted one first); kind says whether
+ * the client asked for this Parse (RK_PARSE) or the proxy added it (RK_DROP_PARSE). */
+static bool send_parse(struct server *s, const struct client_stmt *st, enum reply_kind kind)
+{
+    char evicted[STMT_NAME_LEN];
+    bool did_evict;
+    struct buf b;
+    buf_init(&b);
+    server_stmt_add(&s->stmts, st->proxy, evicted, &did_evict);
+    if (did_evict) {
+        buf_msg_start(&b, 'C');
+        buf_put_u8(&b, 'S');
+        buf_put_str(&b, evicted);
+        buf_msg_finish(&b);
+        if (!rq_push(&s->replies, RK_DROP_CLOSE, NULL))
+            b.failed = true;
+    }
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, st->proxy);
+    buf_put_bytes(&b, st->parse_rest, st->len);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, kind, st->proxy))
+        b.failed = true;
+    return send_buf(to_server(s), &b);
+}
+
+/* Makes sure st exists on s before a Bind or Describe names it. */
+static bool ensure_prepared(struct server *s, const struct client_stmt *st)
+{
+    return server_stmt_find(&s->stmts, st->proxy) >= 0 || send_parse(s, st, RK_DROP_PARSE);
+}
+
+static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
+                                   const char **err)
+{
+    struct server *s = c->server;
+    struct rd r;
+    const char *name;
+    rd_init(&r, body, len);
+    if (!rd_str(&r, &name)) {
+        *err = "invalid Parse message";
+        return RV_ERROR;
+    }
+    if (!*name)
+        return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
+    if (!client_stmt_put(&c->stmts, name, r.p, r.left)) {
+        *err = "too many prepared statements";
+        return RV_ERROR;
+    }
+    const struct client_stmt *st = client_stmt_get(&c->stmts, name);
+    if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
+        if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
+            return RV_ERROR;
+        emit_fakes(s);
+        return RV_DROP;
+    }
+    return send_parse(s, st, RK_PARSE) ? RV_DROP : RV_ERROR;
+}
+
+static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_t len,
+                                  const char **err)
+{
+    struct server *s = c->server;
+    struct rd r;
+    const char *portal, *name;
+    rd_init(&r, body, len);
+    if (!rd_str(&r, &portal) || !rd_str(&r, &name)) {
+        *err = "invalid Bind message";
+        return RV_ERROR;
+    }
+    const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
+    if (!st) /* unnamed, or unknown: the server answers as it would without a proxy */
+        return rq_push(&s->replies, RK_BIND, NULL) ? RV_PASS : RV_ERROR;
+    if (!ensure_prepared(s, st))
+        return RV_ERROR;
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'B');
+    buf_put_str(&b, portal);
+    buf_put_str(&b, st->proxy);
+    buf_put_bytes(&b, r.p, r.left);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, RK_BIND, NULL))
+        b.failed = true;
+    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
+}
+
+/* Describe and Close carry a kind ('S' statement, 'P' portal) and a name. */
+static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
+                                               const uint8_t *body, uint32_t len,
+                                               const char **err)
+{
+    struct server *s = c->server;
+    struct rd r;
+    uint8_t kind;
+    const char *name;
+    rd_init(&r, body, len);
+    if (!rd_u8(&r, &kind) || !rd_str(&r, &name) || (kind != 'S' && kind != 'P')) {
+        *err = type == 'D' ? "invalid Describe message" : "invalid Close message";
+        return RV_ERROR;
+    }
+    enum reply_kind rk = type == 'D' ? RK_DESCRIBE : RK_CLOSE;
+    if (kind != 'S' || !*name)
+        return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
+    if (type == 'C') { /* the server-side statement stays cached for other clients */
+        client_stmt_remove(&c->stmts, name);
+        if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
+            return RV_ERROR;
+        emit_fakes(s);
+        return RV_DROP;
+    }
+    const struct client_stmt *st = client_stmt_get(&c->stmts, name);
+    if (!st)
+        return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
+    if (!ensure_prepared(s, st))
+        return RV_ERROR;
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'D');
+    buf_put_u8(&b, 'S');
+    buf_put_str(&b, st->proxy);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, RK_DESCRIBE, NULL))
+        b.failed = true;
+    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
+}
+
+/* Case-insensitive search for a keyword in query text. */
+static bool mentions(const char *text, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    for (size_t i = 0; i + n <= len; i++)
+        if (strncasecmp(text + i, word, n) == 0)
+            return true;
+    return false;
+}
+
+/* Reads one word of letters, digits and '_' (at most 63) at *p into out. */
+static bool read_word(const char **p, char out[64])
+{
+    size_t n = 0;
+    while (isalnum((unsigned char)**p) || **p == '_') {
+        if (n == 63)
+            return false;
+        out[n++] = *(*p)++;
+    }
+    out[n] = '\0';
+    return n > 0;
+}
+
+bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
+{
+    char w[3][64];
+    int n = 0;
+    const char *p = sql;
+    while (isspace((unsigned char)*p))
+        p++;
+    while (n < 3 && *p && *p != ';') {
+        if (!read_word(&p, w[n++]))
+            return false;
+        while (isspace((unsigned char)*p))
+            p++;
+    }
+    while (*p == ';' || isspace((unsigned char)*p))
+        p++;
+    if (*p || n < 2 || strcasecmp(w[0], "DEALLOCATE") != 0)
+        return false;
+    int at = strcasecmp(w[1], "PREPARE") == 0 ? 2 : 1;
+    if (n != at + 1)
+        return false;
+    snprintf(name, 64, "%s", w[at]);
+    *all = strcasecmp(name, "ALL") == 0;
+    return true;
+}
+
+void pipeline_deallocate(struct client *c, const char *name, bool all)
+{
+    if (all)
+        client_stmts_clear(&c->stmts);
+    else
+        client_stmt_remove(&c->stmts, name);
+}
+
+/* Sends a simple query of the proxy's choosing in place of the client's. */
+static bool send_query_text(struct server *s, const char *sql)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, sql);
+    return send_buf(to_server(s), &b);
+}
+
+static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32_t len)
+{
+    struct server *s = c->server;
+    if (len == 0 || body[len - 1] != 0)
+        return RV_ERROR;
+    char name[64];
+    bool all, lone = pipeline_parse_deallocate((const char *)body, name, &all);
+    if (lone || mentions((const char *)body, len, "DEALLOCATE") ||
+        mentions((const char *)body, len, "DISCARD"))
+        s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
+    s->in_flight++;
+    if (!rq_push(&s->replies, RK_QUERY, NULL))
+        return RV_ERROR;
+    if (!lone)
+        return RV_PASS;
+    /* inside a transaction: the server knows the statement by the proxy's name, so drop them
+     * all there (the connection is retired afterwards) and forget the client's */
+    pipeline_deallocate(c, name, all);
+    return send_query_text(s, "DEALLOCATE ALL") ? RV_DROP : RV_ERROR;
+}
+
+enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t len,
+                                       const uint8_t *body, const char **err)
+{
+    struct server *s = c->server;
+    bool pushed = true;
+    switch (type) {
+    case 'X':
+        return body ? RV_DROP_STOP : RV_NEED_BODY;
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'C':
+    case 'Q':
+        if (!body)
+            return RV_NEED_BODY;
+        if (type != 'Q')
+            s->ext_open = true;
+        if (type == 'P')
+            return on_parse(c, body, len, err);
+        if (type == 'B')
+            return on_bind(c, body, len, err);
+        if (type == 'Q')
+            return on_query(c, body, len);
+        return on_describe_or_close(c, type, body, len, err);
+    case 'E':
+        s->ext_open = true;
+        pushed = rq_push(&s->replies, RK_EXECUTE, NULL);
+        break;
+    case 'S':
+        s->in_flight++;
+        s->ext_open = false;
+        pushed = rq_push(&s->replies, RK_SYNC, NULL);
+        break;
+    case 'F':
+        s->in_flight++;
+        pushed = rq_push(&s->replies, RK_QUERY, NULL);
+        break;
+    case 'H':
+        s->ext_open = true;
+        break;
+    case 'd':
+    case 'c':
+    case 'f':
+        break;
+    default:
+        *err = "invalid frontend message type";
+        return RV_ERROR;
+    }
+    if (!pushed)
+        *err = "too many messages in flight";
+    return pushed ? RV_STREAM : RV_ERROR;
+}
+
+void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len,
+                                 const uint8_t *body)
+{
+    uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
+                      (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
+    evbuffer_add(to_client(s), hdr, 5);
+    evbuffer_add(to_client(s), body, len);
+    emit_fakes(s);
+}
+
+/* A named Parse failed: the statement is not on the server after all. */
+static void forget_failed_parse(void *arg, const char *stmt)
+{
+    server_stmt_remove(&((struct server *)arg)->stmts, stmt);
+}
+
+static bool fake_next(const struct server *s)
+{
+    const struct reply *n = rq_second(&s->replies);
+    return n && (n->kind == RK_FAKE_PARSE || n->kind == RK_FAKE_CLOSE);
+}
+
+enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t len,
+                                       const uint8_t *body)
+{
+    switch (rq_classify(&s->replies, type)) {
+    case RQ_SWALLOW:
+        if (!body)
+            return RV_NEED_BODY;
+        rq_pop(&s->replies);
+        emit_fakes(s);
+        return RV_DROP;
+    case RQ_FAIL:
+        rq_fail_until_sync(&s->replies, forget_failed_parse, s);
+        return RV_STREAM;
+    case RQ_FINISH:
+        if (!fake_next(s)) {
+            rq_pop(&s->replies);
+            return RV_STREAM;
+        }
+        if (!body)
+            return RV_NEED_BODY;
+        rq_pop(&s->replies);
+        pipeline_forward_then_fakes(s, type, len, body);
+        return RV_DROP;
+    default:
+        return RV_STREAM;
+    }
+}
+
+bool pipeline_sync_done(struct server *s)
+{
+    if (rq_classify(&s->replies, 'Z') == RQ_FINISH)
+        rq_pop(&s->replies);
+    const struct reply *f = rq_front(&s->replies);
+    return f && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE);
+}

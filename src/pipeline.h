@@ -1,0 +1,34 @@
+/* pipeline.h: transaction pooling's rewriting of the extended protocol: named statements are
+ * renamed to proxy names, prepared on whichever server serves the client, and the replies
+ * the proxy adds or swallows are kept in order (see prepared.h for the bookkeeping). */
+#ifndef LAKEPROXY_PIPELINE_H
+#define LAKEPROXY_PIPELINE_H
+
+#include "objects.h"
+#include "relay.h"
+
+/* Client -> server, transaction mode: what to do with one client message. Messages it
+ * rewrites are written to the server here (verdict RV_DROP). *err is set with RV_ERROR. */
+enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t len,
+                                       const uint8_t *body, const char **err);
+
+/* Server -> client, transaction mode, for every type but 'Z' and 'S' (server.c handles
+ * those and calls pipeline_reply_done for 'Z'). */
+enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t len,
+                                       const uint8_t *body);
+
+/* A ReadyForQuery ended the front reply: pop it. True when made-up replies follow, which the
+ * caller must emit after forwarding the 'Z' (pipeline_forward_then_fakes). */
+bool pipeline_sync_done(struct server *s);
+
+/* Writes the message itself to the client, then every made-up reply now at the front. */
+void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len,
+                                 const uint8_t *body);
+
+/* Is sql exactly one "DEALLOCATE [PREPARE] name|ALL"? Fills name and *all. */
+bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all);
+
+/* Forgets the client's statement name (or all of them). */
+void pipeline_deallocate(struct client *c, const char *name, bool all);
+
+#endif

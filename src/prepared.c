@@ -1,0 +1,212 @@
+/* prepared.c: bookkeeping for named prepared statements under transaction pooling. */
+#include "prepared.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN])
+{
+    uint8_t h[SHA256_DIGEST_LENGTH];
+    SHA256(parse_rest, len, h);
+    snprintf(out, STMT_NAME_LEN, "lp_%02x%02x%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2], h[3],
+             h[4], h[5], h[6], h[7]);
+}
+
+static struct client_stmt *find_client_stmt(const struct client_stmts *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->items[i].name, name) == 0)
+            return &s->items[i];
+    return NULL;
+}
+
+const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name)
+{
+    return find_client_stmt(s, name);
+}
+
+static void free_stmt(struct client_stmt *st)
+{
+    free(st->name);
+    free(st->parse_rest);
+}
+
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return false;
+    memcpy(copy, rest, len);
+    struct client_stmt *st = find_client_stmt(s, name);
+    if (!st) {
+        if (s->n == CLIENT_STMT_MAX)
+            goto fail;
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 8;
+            struct client_stmt *grown = realloc(s->items, cap * sizeof(*grown));
+            if (!grown)
+                goto fail;
+            s->items = grown;
+            s->cap = cap;
+        }
+        st = &s->items[s->n];
+        if (!(st->name = strdup(name)))
+            goto fail;
+        s->n++;
+    } else {
+        free(st->parse_rest);
+    }
+    st->parse_rest = copy;
+    st->len = len;
+    stmt_proxy_name(rest, len, st->proxy);
+    return true;
+fail:
+    free(copy);
+    return false;
+}
+
+void client_stmt_remove(struct client_stmts *s, const char *name)
+{
+    struct client_stmt *st = find_client_stmt(s, name);
+    if (!st)
+        return;
+    free_stmt(st);
+    *st = s->items[--s->n];
+}
+
+void client_stmts_clear(struct client_stmts *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free_stmt(&s->items[i]);
+    free(s->items);
+    memset(s, 0, sizeof(*s));
+}
+
+int server_stmt_find(struct server_stmts *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], name) == 0) {
+            s->used[i] = ++s->clock;
+            return (int)i;
+        }
+    return -1;
+}
+
+void server_stmt_add(struct server_stmts *s, const char *name, char evicted[STMT_NAME_LEN],
+                     bool *did_evict)
+{
+    size_t slot = s->n;
+    *did_evict = false;
+    if (s->n == SERVER_STMT_CACHE) {
+        slot = 0;
+        for (size_t i = 1; i < s->n; i++)
+            if (s->used[i] < s->used[slot])
+                slot = i;
+        memcpy(evicted, s->names[slot], STMT_NAME_LEN);
+        *did_evict = true;
+    } else {
+        s->n++;
+    }
+    snprintf(s->names[slot], STMT_NAME_LEN, "%s", name);
+    s->used[slot] = ++s->clock;
+}
+
+void server_stmt_remove(struct server_stmts *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], name) == 0) {
+            s->n--;
+            memcpy(s->names[i], s->names[s->n], STMT_NAME_LEN);
+            s->used[i] = s->used[s->n];
+            return;
+        }
+}
+
+bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
+{
+    if (q->len == REPLY_QUEUE_MAX)
+        return false;
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        struct reply *items = malloc(cap * sizeof(*items));
+        if (!items)
+            return false;
+        for (size_t i = 0; i < q->len; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    struct reply *r = &q->items[(q->head + q->len) % q->cap];
+    r->kind = (uint8_t)kind;
+    snprintf(r->stmt, sizeof(r->stmt), "%s", stmt ? stmt : "");
+    q->len++;
+    return true;
+}
+
+const struct reply *rq_front(const struct reply_queue *q)
+{
+    return q->len ? &q->items[q->head] : NULL;
+}
+
+const struct reply *rq_second(const struct reply_queue *q)
+{
+    return q->len > 1 ? &q->items[(q->head + 1) % q->cap] : NULL;
+}
+
+void rq_pop(struct reply_queue *q)
+{
+    if (!q->len)
+        return;
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+}
+
+void rq_free(struct reply_queue *q)
+{
+    free(q->items);
+    memset(q, 0, sizeof(*q));
+}
+
+/* Which server message types end a reply of each kind. */
+static bool ends(uint8_t kind, uint8_t type)
+{
+    switch (kind) {
+    case RK_PARSE:
+    case RK_DROP_PARSE: return type == '1';
+    case RK_BIND: return type == '2';
+    case RK_CLOSE:
+    case RK_DROP_CLOSE: return type == '3';
+    case RK_DESCRIBE: return type == 'T' || type == 'n';
+    case RK_EXECUTE: return type == 'C' || type == 'I' || type == 's';
+    case RK_SYNC:
+    case RK_QUERY: return type == 'Z';
+    default: return false;
+    }
+}
+
+enum rq_action rq_classify(const struct reply_queue *q, uint8_t type)
+{
+    const struct reply *f = rq_front(q);
+    if (!f)
+        return RQ_PASS;
+    if (type == 'E')
+        return f->kind == RK_QUERY || f->kind == RK_SYNC ? RQ_PASS : RQ_FAIL;
+    if (!ends(f->kind, type))
+        return RQ_PASS;
+    return f->kind == RK_DROP_PARSE || f->kind == RK_DROP_CLOSE ? RQ_SWALLOW : RQ_FINISH;
+}
+
+void rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
+                        void *arg)
+{
+    const struct reply *f;
+    while ((f = rq_front(q)) && f->kind != RK_SYNC) {
+        if ((f->kind == RK_PARSE || f->kind == RK_DROP_PARSE) && f->stmt[0] && on_failed_parse)
+            on_failed_parse(arg, f->stmt);
+        rq_pop(q);
+    }
+}

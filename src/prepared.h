@@ -1,0 +1,103 @@
+/* prepared.h: named prepared statements under transaction pooling. Pure bookkeeping, no I/O:
+ * each client's statements (its name -> the Parse it sent), each server's cache of statements
+ * prepared on it under proxy-chosen names (bounded, least recently used evicted), and the
+ * queue of replies a server owes, so that replies the proxy made up or must swallow land in
+ * the right place of the stream. */
+#ifndef LAKEPROXY_PREPARED_H
+#define LAKEPROXY_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STMT_NAME_LEN 24          /* "lp_" + 16 hex + NUL, padded */
+#define SERVER_STMT_CACHE 256     /* statements kept prepared per server connection */
+#define CLIENT_STMT_MAX 10000     /* named statements one client may hold */
+#define REPLY_QUEUE_MAX 65536     /* messages one client may have in flight */
+
+/* The proxy's name for a statement: a hash of its Parse body (text and parameter types), so
+ * identical statements of different clients share one server-side statement. */
+void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN]);
+
+struct client_stmt {
+    char *name;                  /* the client's name */
+    char proxy[STMT_NAME_LEN];
+    uint8_t *parse_rest;         /* Parse body after the name: query, parameter types */
+    size_t len;
+};
+
+struct client_stmts {
+    struct client_stmt *items;
+    size_t n, cap;
+};
+
+/* Records name -> parse_rest (replacing a previous one); false when out of room. */
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len);
+const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
+void client_stmt_remove(struct client_stmts *s, const char *name);
+void client_stmts_clear(struct client_stmts *s);
+
+/* The statements prepared on one server connection. */
+struct server_stmts {
+    char names[SERVER_STMT_CACHE][STMT_NAME_LEN];
+    uint64_t used[SERVER_STMT_CACHE];
+    size_t n;
+    uint64_t clock;
+};
+
+/* Index of name, marking it used; -1 when absent. */
+int server_stmt_find(struct server_stmts *s, const char *name);
+/* Adds name; when full, *evicted gets the least recently used one (to Close on the server)
+ * and true is returned in *did_evict. */
+void server_stmt_add(struct server_stmts *s, const char *name, char evicted[STMT_NAME_LEN],
+                     bool *did_evict);
+void server_stmt_remove(struct server_stmts *s, const char *name);
+
+/* What a server owes for each message sent to it, in order. */
+enum reply_kind {
+    RK_PARSE,       /* ParseComplete '1' */
+    RK_BIND,        /* BindComplete '2' */
+    RK_DESCRIBE,    /* ('t') then RowDescription 'T' or NoData 'n' */
+    RK_EXECUTE,     /* rows, then 'C', 'I' or 's' */
+    RK_CLOSE,       /* CloseComplete '3' */
+    RK_SYNC,        /* ReadyForQuery 'Z' */
+    RK_QUERY,       /* a simple Query or FunctionCall: everything up to 'Z' */
+    RK_FAKE_PARSE,  /* the proxy owes the client a ParseComplete itself */
+    RK_FAKE_CLOSE,  /* the proxy owes the client a CloseComplete itself */
+    RK_DROP_PARSE,  /* the server's ParseComplete for a Parse the proxy added: swallow it */
+    RK_DROP_CLOSE,  /* the server's CloseComplete for an eviction: swallow it */
+};
+
+struct reply {
+    uint8_t kind;
+    char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
+};
+
+struct reply_queue {
+    struct reply *items;
+    size_t head, len, cap;
+};
+
+bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt);
+const struct reply *rq_front(const struct reply_queue *q);
+/* The entry after the front, or NULL. */
+const struct reply *rq_second(const struct reply_queue *q);
+void rq_pop(struct reply_queue *q);
+void rq_free(struct reply_queue *q);
+
+/* What to do with a server message of this type, given the queue's front. */
+enum rq_action {
+    RQ_PASS,     /* part of the reply in progress (or asynchronous): forward */
+    RQ_FINISH,   /* ends the front reply: forward, pop */
+    RQ_SWALLOW,  /* ends a reply the client never asked for: drop, pop */
+    RQ_FAIL,     /* an ErrorResponse in the extended protocol: pop up to the next Sync */
+};
+
+enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
+
+/* Pops every entry before the next RK_SYNC (the server skips those messages after an error);
+ * each named Parse among them is reported through on_failed_parse. */
+void rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
+                        void *arg);
+
+#endif

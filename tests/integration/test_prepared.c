@@ -1,0 +1,195 @@
+/* test_prepared.c: named prepared statements under transaction pooling: prepared once by the
+ * client, re-prepared by the proxy on whichever server runs the next transaction. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+static void start_txn_two(void)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, NULL);
+    proxy_start_yaml(&px, port, yaml);
+}
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(prepared, .init = start_txn_two, .fini = stop_proxy, .timeout = 120);
+
+static PGconn *alice(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+static void prepare(PGconn *c, const char *name, const char *sql, int nparams)
+{
+    PGresult *r = PQprepare(c, name, sql, nparams, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "PQprepare %s: %s", name, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Runs prepared statement name with one parameter and returns the first value (malloc'd). */
+static char *exec_prepared(PGconn *c, const char *name, const char *param)
+{
+    const char *params[1] = {param};
+    PGresult *r = PQexecPrepared(c, name, param ? 1 : 0, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", name, PQerrorMessage(c));
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+Test(prepared, statement_follows_the_client_across_servers)
+{
+    PGconn *a = alice(), *b = alice(), *other = alice();
+    prepare(a, "by_id", "SELECT name FROM items WHERE id = $1", 1);
+    PGconn *hold = alice();
+    for (int i = 1; i <= 40; i++) {
+        char id[16], want[32];
+        snprintf(id, sizeof(id), "%d", i);
+        snprintf(want, sizeof(want), "item %d", i);
+        if (i % 10 == 0) { /* park one server in a transaction so a moves around */
+            free(query_value(hold, i % 20 == 0 ? "COMMIT" : "BEGIN"));
+        }
+        free(query_value(other, "SELECT 1"));
+        char *v = exec_prepared(a, "by_id", id);
+        cr_expect_str_eq(v, want);
+        free(v);
+    }
+    char *pids = query_value(b, "SELECT 1");
+    free(pids);
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(other);
+    PQfinish(hold);
+}
+
+Test(prepared, same_name_in_two_clients_means_two_statements)
+{
+    PGconn *a = alice(), *b = alice();
+    prepare(a, "q", "SELECT 'from a ' || $1::text", 1);
+    prepare(b, "q", "SELECT 'from b ' || $1::text", 1);
+    for (int i = 0; i < 5; i++) {
+        char *va = exec_prepared(a, "q", "x"), *vb = exec_prepared(b, "q", "y");
+        cr_expect_str_eq(va, "from a x");
+        cr_expect_str_eq(vb, "from b y");
+        free(va);
+        free(vb);
+    }
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(prepared, describe_and_deallocate)
+{
+    PGconn *a = alice();
+    prepare(a, "two_cols", "SELECT id, name FROM items WHERE id = $1", 1);
+    PGresult *r = PQdescribePrepared(a, "two_cols");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    cr_expect_eq(PQnfields(r), 2);
+    cr_expect_eq(PQnparams(r), 1);
+    cr_expect_str_eq(PQfname(r, 1), "name");
+    PQclear(r);
+    free(query_value(a, "DEALLOCATE two_cols"));
+    const char *params[1] = {"1"};
+    r = PQexecPrepared(a, "two_cols", 1, params, NULL, NULL, 0);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "26000",
+                     "a deallocated statement must be gone: %s", PQerrorMessage(a));
+    PQclear(r);
+    prepare(a, "two_cols", "SELECT 2, 'again'", 0); /* the name is free again */
+    char *v = exec_prepared(a, "two_cols", NULL);
+    cr_expect_str_eq(v, "2");
+    free(v);
+    PQfinish(a);
+}
+
+Test(prepared, unknown_statement_and_bad_sql_fail_like_postgresql)
+{
+    PGconn *a = alice();
+    const char *params[1] = {"1"};
+    PGresult *r = PQexecPrepared(a, "never_prepared", 1, params, NULL, NULL, 0);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "26000");
+    PQclear(r);
+    r = PQprepare(a, "broken", "SELEKT 1", 0, NULL);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42601");
+    PQclear(r);
+    char *v = query_value(a, "SELECT 'usable after errors'");
+    cr_expect_str_eq(v, "usable after errors");
+    free(v);
+    prepare(a, "fine", "SELECT $1::int * 2", 1);
+    v = exec_prepared(a, "fine", "21");
+    cr_expect_str_eq(v, "42");
+    free(v);
+    PQfinish(a);
+}
+
+Test(prepared, more_statements_than_a_server_caches_still_work)
+{
+    PGconn *a = alice();
+    char name[32], sql[128], want[32];
+    for (int i = 0; i < 300; i++) { /* the per-server cache holds 256 */
+        snprintf(name, sizeof(name), "s%d", i);
+        snprintf(sql, sizeof(sql), "SELECT %d + $1::int", i);
+        prepare(a, name, sql, 1);
+    }
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 300; i += 7) {
+            snprintf(name, sizeof(name), "s%d", i);
+            snprintf(want, sizeof(want), "%d", i + 1);
+            char *v = exec_prepared(a, name, "1");
+            cr_expect_str_eq(v, want, "%s", name);
+            free(v);
+        }
+    PQfinish(a);
+}
+
+struct prep_arg {
+    const struct proxy *p;
+    int errors;
+};
+
+static void *prep_client(void *arg)
+{
+    struct prep_arg *m = arg;
+    PGconn *c = proxy_connect(m->p, "alice", "alice-secret", "app", NULL);
+    PGresult *r = PQprepare(c, "lookup", "SELECT name FROM items WHERE id = $1", 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        m->errors++;
+    PQclear(r);
+    for (int i = 1; i <= 30; i++) {
+        char id[16], want[32];
+        snprintf(id, sizeof(id), "%d", i);
+        snprintf(want, sizeof(want), "item %d", i);
+        const char *params[1] = {id};
+        r = PQexecPrepared(c, "lookup", 1, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), want) != 0)
+            m->errors++;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+Test(prepared, fifty_clients_over_two_servers_with_prepared_statements)
+{
+    enum { N = 50 };
+    pthread_t th[N];
+    struct prep_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct prep_arg){.p = &px};
+        cr_assert_eq(pthread_create(&th[i], NULL, prep_client, &args[i]), 0);
+    }
+    int errors = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        errors += args[i].errors;
+    }
+    cr_expect_eq(errors, 0);
+}

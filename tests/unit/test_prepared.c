@@ -1,0 +1,131 @@
+/* test_prepared.c: the bookkeeping behind prepared statements in transaction pooling: proxy
+ * names, the per-server cache with eviction, and the order of owed replies. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline.h"
+#include "prepared.h"
+
+Test(prepared, same_text_and_types_give_the_same_proxy_name)
+{
+    char a[STMT_NAME_LEN], b[STMT_NAME_LEN], c[STMT_NAME_LEN];
+    const uint8_t q1[] = "SELECT $1\0\0\1\0\0\0\x17", q2[] = "SELECT $1\0\0\1\0\0\0\x19";
+    stmt_proxy_name(q1, sizeof(q1), a);
+    stmt_proxy_name(q1, sizeof(q1), b);
+    stmt_proxy_name(q2, sizeof(q2), c);
+    cr_expect_str_eq(a, b);
+    cr_expect_str_neq(a, c, "different parameter types are different statements");
+    cr_expect_eq(strncmp(a, "lp_", 3), 0);
+}
+
+Test(prepared, client_names_are_replaced_and_removed)
+{
+    struct client_stmts s = {0};
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9));
+    char first[STMT_NAME_LEN];
+    memcpy(first, client_stmt_get(&s, "q")->proxy, STMT_NAME_LEN);
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9));
+    cr_expect_str_neq(client_stmt_get(&s, "q")->proxy, first);
+    cr_expect_eq(s.n, 1);
+    client_stmt_remove(&s, "q");
+    cr_expect_null(client_stmt_get(&s, "q"));
+    client_stmts_clear(&s);
+}
+
+Test(prepared, server_cache_evicts_the_least_recently_used)
+{
+    static struct server_stmts s;
+    char name[STMT_NAME_LEN], evicted[STMT_NAME_LEN];
+    bool did;
+    memset(&s, 0, sizeof(s));
+    for (int i = 0; i < SERVER_STMT_CACHE; i++) {
+        snprintf(name, sizeof(name), "lp_%d", i);
+        server_stmt_add(&s, name, evicted, &did);
+        cr_assert_not(did);
+    }
+    cr_assert_geq(server_stmt_find(&s, "lp_0"), 0); /* lp_0 used again: lp_1 is now oldest */
+    server_stmt_add(&s, "lp_new", evicted, &did);
+    cr_expect(did);
+    cr_expect_str_eq(evicted, "lp_1");
+    cr_expect_lt(server_stmt_find(&s, "lp_1"), 0);
+    cr_expect_geq(server_stmt_find(&s, "lp_new"), 0);
+    server_stmt_remove(&s, "lp_new");
+    cr_expect_lt(server_stmt_find(&s, "lp_new"), 0);
+}
+
+Test(prepared, replies_finish_swallow_and_fail_in_order)
+{
+    struct reply_queue q = {0};
+    rq_push(&q, RK_DROP_PARSE, "lp_a");
+    rq_push(&q, RK_BIND, NULL);
+    rq_push(&q, RK_EXECUTE, NULL);
+    rq_push(&q, RK_SYNC, NULL);
+    cr_expect_eq(rq_classify(&q, '1'), RQ_SWALLOW, "the proxy's own Parse reply is hidden");
+    rq_pop(&q);
+    cr_expect_eq(rq_classify(&q, '2'), RQ_FINISH);
+    rq_pop(&q);
+    cr_expect_eq(rq_classify(&q, 'D'), RQ_PASS, "rows belong to the Execute in progress");
+    cr_expect_eq(rq_classify(&q, 'N'), RQ_PASS, "notices are asynchronous");
+    cr_expect_eq(rq_classify(&q, 'C'), RQ_FINISH);
+    rq_pop(&q);
+    cr_expect_eq(rq_classify(&q, 'Z'), RQ_FINISH);
+    rq_pop(&q);
+    cr_expect_null(rq_front(&q));
+    rq_free(&q);
+}
+
+static int failed_parses;
+static void count_failed(void *arg, const char *stmt)
+{
+    (void)arg;
+    cr_expect_str_eq(stmt, "lp_b");
+    failed_parses++;
+}
+
+Test(prepared, an_error_skips_everything_up_to_sync)
+{
+    struct reply_queue q = {0};
+    rq_push(&q, RK_PARSE, "lp_b");
+    rq_push(&q, RK_FAKE_PARSE, NULL);
+    rq_push(&q, RK_BIND, NULL);
+    rq_push(&q, RK_SYNC, NULL);
+    rq_push(&q, RK_QUERY, NULL);
+    cr_expect_eq(rq_classify(&q, 'E'), RQ_FAIL);
+    rq_fail_until_sync(&q, count_failed, NULL);
+    cr_expect_eq(failed_parses, 1, "the failed Parse leaves the server's cache");
+    cr_expect_eq(rq_front(&q)->kind, RK_SYNC);
+    cr_expect_eq(rq_classify(&q, 'Z'), RQ_FINISH);
+    rq_pop(&q);
+    cr_expect_eq(rq_classify(&q, 'E'), RQ_PASS, "a simple query's error is followed by its Z");
+    rq_free(&q);
+}
+
+Test(prepared, queue_grows_past_its_first_allocation_in_order)
+{
+    struct reply_queue q = {0};
+    for (int i = 0; i < 100; i++)
+        cr_assert(rq_push(&q, i % 2 ? RK_BIND : RK_EXECUTE, NULL));
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(rq_front(&q)->kind, i % 2 ? RK_BIND : RK_EXECUTE);
+        rq_pop(&q);
+    }
+    rq_free(&q);
+}
+
+Test(prepared, lone_deallocate_is_recognised)
+{
+    char name[64];
+    bool all;
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE foo", name, &all));
+    cr_expect_str_eq(name, "foo");
+    cr_expect_not(all);
+    cr_expect(pipeline_parse_deallocate("  deallocate prepare bar ;  ", name, &all));
+    cr_expect_str_eq(name, "bar");
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE ALL;", name, &all));
+    cr_expect(all);
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE foo; SELECT 1", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"Foo\"", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("SELECT 1", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE PREPARE", name, &all));
+}
