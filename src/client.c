@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "authquery.h"
 #include "conn.h"
 #include "log.h"
@@ -114,6 +115,13 @@ static void auth_done(struct client *c, struct buf *b)
     if (!send_to_client(c, b))
         return;
     c->step = CS_DONE;
+    if (strcmp(c->database, ADMIN_DATABASE) == 0) {
+        if (config_is_admin(c->w->cfg, c->user))
+            admin_login(c);
+        else
+            client_fail(c, "28000", "not allowed to use the admin console (see admin.users)");
+        return;
+    }
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
     struct pool *p = pool_get(c->w, db, err, sizeof(err));
     if (!p) {
@@ -484,7 +492,7 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "53200", "out of memory");
         return;
     }
-    if (!config_find_db(c->w->cfg, c->database)) {
+    if (strcmp(c->database, ADMIN_DATABASE) != 0 && !config_find_db(c->w->cfg, c->database)) {
         snprintf(err, sizeof(err), "database \"%.64s\" does not exist", c->database);
         client_fail(c, "3D000", err);
         return;
@@ -621,6 +629,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         client_pump(c);
     else if (c->state == CL_IDLE)
         client_wake(c);
+    else if (c->state == CL_ADMIN)
+        admin_read(c);
     /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
 }
 

@@ -20,7 +20,7 @@ struct ctx {
     struct config_errors *errs;
 };
 
-enum ftype { F_STR, F_INT, F_ENUM, F_SUB };
+enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST };
 
 struct table;
 
@@ -148,6 +148,25 @@ static void set_enum(struct ctx *c, const yaml_node_t *n, const char *path, cons
 static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
                     const struct table *t, void *base);
 
+/* A list of strings: [a, b] or a block sequence. */
+static void set_list(struct ctx *c, const yaml_node_t *n, const char *path, struct string_list *dst)
+{
+    char item[300];
+    if (n->type != YAML_SEQUENCE_NODE) {
+        add_error(c, n->start_mark, "%s: expected a list, got %s", path, kind_name(n));
+        return;
+    }
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    dst->items = calloc(count ? count : 1, sizeof(char *));
+    for (size_t i = 0; dst->items && i < count; i++) {
+        snprintf(item, sizeof(item), "%s[%zu]", path, i);
+        char *v = NULL;
+        set_str(c, node(c, n->data.sequence.items.start[i]), item, &v);
+        if (v)
+            dst->items[dst->n++] = v;
+    }
+}
+
 static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, const struct field *f,
                       void *base)
 {
@@ -157,6 +176,7 @@ static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, con
     case F_INT: set_int(c, v, path, f, dst); break;
     case F_ENUM: set_enum(c, v, path, f, dst); break;
     case F_SUB: walk_at(c, v, path, f->sub, dst); break;
+    case F_LIST: set_list(c, v, path, dst); break;
     }
 }
 
@@ -287,6 +307,11 @@ static const struct field user_fields[] = {
     STR("password", struct user_config, password),
 };
 static const struct table user_table = TABLE(user_fields);
+
+static const struct field admin_fields[] = {
+    {"users", F_LIST, offsetof(struct config, admin_users), 0, 0, NULL, NULL, false},
+};
+static const struct table admin_table = TABLE(admin_fields);
 
 static const struct field auth_query_fields[] = {
     REQ_STR("database", struct auth_query_config, database),
@@ -466,7 +491,7 @@ static void config_defaults(struct config *cfg)
 /* Walks the top-level mapping. */
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
-    static const char *const keys = "listen, limits, log, databases, users, auth_query";
+    static const char *const keys = "listen, limits, log, admin, databases, users, auth_query";
     struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
                                 cfg->shutdown_timeout_s};
     struct log_holder lg = {2};
@@ -484,6 +509,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
             walk_at(c, v, "limits", &limits_table, &lim);
         else if (strcmp(key, "log") == 0)
             walk_at(c, v, "log", &log_table, &lg);
+        else if (strcmp(key, "admin") == 0)
+            walk_at(c, v, "admin", &admin_table, cfg);
         else if (strcmp(key, "databases") == 0)
             load_databases(c, dbs = v, cfg);
         else if (strcmp(key, "users") == 0)
@@ -626,6 +653,9 @@ void config_free(struct config *cfg)
     }
     free(cfg->dbs);
     free(cfg->users);
+    for (size_t i = 0; i < cfg->admin_users.n; i++)
+        free(cfg->admin_users.items[i]);
+    free(cfg->admin_users.items);
     free(cfg->auth_query.query);
     free(cfg->auth_query.database);
     free(cfg->auth_query.user);
@@ -653,6 +683,14 @@ const struct db_config *config_find_db(const struct config *cfg, const char *nam
         if (strcmp(cfg->dbs[i].name, name) == 0)
             return &cfg->dbs[i];
     return NULL;
+}
+
+bool config_is_admin(const struct config *cfg, const char *user)
+{
+    for (size_t i = 0; i < cfg->admin_users.n; i++)
+        if (strcmp(cfg->admin_users.items[i], user) == 0)
+            return true;
+    return false;
 }
 
 const struct user_config *config_find_user(const struct config *cfg, const char *name)

@@ -54,6 +54,12 @@ struct auth_query_config {
     char *password; /* password: for the look-up login (default: that database's password) */
 };
 
+/* A YAML list of strings. */
+struct string_list {
+    char **items;
+    size_t n;
+};
+
 struct config {
     char *path;               /* file it was loaded from */
     char *listen_host;        /* listen.host: default 127.0.0.1 */
@@ -70,6 +76,7 @@ struct config {
     struct user_config *users;
     size_t n_users;
     struct auth_query_config auth_query;
+    struct string_list admin_users; /* admin.users: who may use the admin console */
 };
 
 /* Errors collected while loading: each one is "file:line:column: message". */
@@ -91,5 +98,7 @@ void config_errors_free(struct config_errors *errs);
 /* Look-ups by name; NULL when absent. */
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);
+/* May user open the admin console (database "lakeproxy")? */
+bool config_is_admin(const struct config *cfg, const char *user);
 
 #endif

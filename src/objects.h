@@ -68,6 +68,10 @@ struct pool {
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
+    bool paused;            /* PAUSE: no server is handed out until RESUME */
+    struct {
+        uint64_t queries, xacts, waits, wait_us;
+    } stats;
     struct param_set params; /* ParameterStatus of the first server login: told to clients
                                 that log in while every server is busy (transaction mode) */
     SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */
@@ -121,6 +125,7 @@ enum client_state {
     CL_ACTIVE,  /* linked to a server */
     CL_IDLE,    /* transaction pooling: logged in, between transactions, no server */
     CL_CLOSING, /* error sent, flushing before close */
+    CL_ADMIN,   /* logged in to the admin console */
 };
 
 enum client_step { CS_STARTUP, CS_TLS, CS_LOOKUP, CS_SCRAM_FIRST, CS_SCRAM_FINAL, CS_MD5, CS_DONE };
@@ -152,6 +157,8 @@ struct client {
     char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;   /* auth_query look-up in flight */
     struct relay relay;
+    struct timeval wait_start; /* when it joined the pool's wait queue */
+    bool is_admin;             /* asked for the admin console and is allowed to */
     struct client_stmts stmts; /* transaction pooling: the client's named statements */
     const char *inspect_err;   /* why the message inspector refused a message */
 };

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "client.h"
 #include "params.h"
@@ -73,7 +74,7 @@ void pool_spawn_for_waiters(struct pool *p)
 {
     int coming = (int)list_count(&p->connecting);
     int waiting = (int)list_count(&p->waiting);
-    while (waiting > coming && p->n_servers < p->db->pool.size) {
+    while (!p->paused && waiting > coming && p->n_servers < p->db->pool.size) {
         if (!server_connect(p))
             break;
         coming++;
@@ -98,12 +99,15 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
-    if (!list_empty(&p->idle)) {
+    if (!list_empty(&p->idle) && !p->paused) {
         give_idle_server(p, c);
         return;
     }
     c->state = CL_WAITING;
+    gettimeofday(&c->wait_start, NULL);
     list_append(&p->waiting, &c->wait_node);
+    if (p->paused)
+        return; /* held until RESUME, however long */
     int ms = p->db->pool.max_wait_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     if (!c->timer)
@@ -120,17 +124,44 @@ void pool_forget_client(struct client *c)
         event_del(c->timer);
 }
 
+/* Adds a waiter's time in the queue to the pool's statistics. */
+static void count_wait(struct pool *p, const struct client *c)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    long long us = (now.tv_sec - c->wait_start.tv_sec) * 1000000LL +
+                   (now.tv_usec - c->wait_start.tv_usec);
+    p->stats.waits++;
+    p->stats.wait_us += us > 0 ? (uint64_t)us : 0;
+}
+
+void pool_set_paused(struct pool *p, bool paused)
+{
+    p->paused = paused;
+    if (paused)
+        return;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &p->idle)
+    {
+        if (list_empty(&p->waiting))
+            break;
+        pool_server_ready(list_entry(it, struct server, node));
+    }
+    pool_spawn_for_waiters(p);
+}
+
 void pool_server_ready(struct server *s)
 {
     struct pool *p = s->pool;
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
-    struct list *first = list_pop_first(&p->waiting);
+    struct list *first = p->paused ? NULL : list_pop_first(&p->waiting);
     if (first) {
         struct client *c = list_entry(first, struct client, wait_node);
         if (c->timer)
             event_del(c->timer);
+        count_wait(p, c);
         s->state = SV_ACTIVE;
         pool_place_server(s);
         c->state = CL_ACTIVE;

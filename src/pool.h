@@ -23,6 +23,9 @@ void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg);
 /* Opens server connections while clients wait for more than are on their way. */
 void pool_spawn_for_waiters(struct pool *p);
 
+/* PAUSE holds waiting clients (no timeout) until RESUME hands servers out again. */
+void pool_set_paused(struct pool *p, bool paused);
+
 /* Moves s onto the pool list that matches its state. */
 void pool_place_server(struct server *s);
 

@@ -446,6 +446,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
+    s->pool->stats.queries++;
+    s->pool->stats.xacts += s->txn == 'I';
     bool fakes_follow = txn_mode && pipeline_sync_done(s);
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
      * A draining proxy stops there in session mode too, to let the client go. */

@@ -16,6 +16,8 @@ listen:
   tls:
     cert: $LP_CERTS/server.crt
     key: $LP_CERTS/server.key
+admin:
+  users: [alice]
 databases:
   app:
     host: 127.0.0.1
@@ -116,6 +118,13 @@ grep -E '^tps' "$dir/pgbench.txt" | sed 's/^/    /'
 check "transaction pooling: pgbench TPC-B-like -M extended" pgbench_txn extended
 check "transaction pooling: psycopg 3 with prepared statements" /usr/bin/python3 \
     tests/clients/psycopg_txn.py "host=127.0.0.1 port=$port dbname=app_txn user=alice password=alice-secret"
+
+psql_admin() { # psql prints the admin console's result sets like any table
+    psql -X "postgresql://alice@127.0.0.1:$port/lakeproxy" -c 'SHOW POOLS' >"$dir/admin.txt" &&
+        grep -q 'app_txn' "$dir/admin.txt" && grep -q 'pool_mode' "$dir/admin.txt"
+}
+check "psql on the admin console: SHOW POOLS" psql_admin
+sed 's/^/    /' "$dir/admin.txt"
 
 stop_proxy() { # SIGTERM: a clean exit, and under SANITIZE=1 no leak or error report
     kill -TERM "$proxy" && wait "$proxy"

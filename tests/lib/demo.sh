@@ -62,8 +62,14 @@ Connection strings (one per demo user):
   postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
   postgresql://bob:bob-demo@127.0.0.1:$PORT/demo
 
+Admin console (SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, RELOAD,
+PAUSE, RESUME, SHUTDOWN):
+
+  postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy
+
 Try:
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/demo -c 'SELECT * FROM customers'
+  psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW POOLS'
   pgbench -i postgresql://alice:alice-demo@127.0.0.1:$PORT/demo && \\
     pgbench -S -c 10 -T 5 postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
 

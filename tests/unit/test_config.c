@@ -37,6 +37,8 @@ Test(config, reference_file_loads_without_errors)
     cr_expect_eq(config_find_user(cfg, "monitor")->auth, AUTH_TRUST);
     cr_expect(cfg->auth_query.enabled);
     cr_expect_str_eq(cfg->auth_query.database, "app");
+    cr_expect(config_is_admin(cfg, "alice"));
+    cr_expect_not(config_is_admin(cfg, "bob"));
     config_free(cfg);
 }
 
@@ -101,7 +103,9 @@ static const struct {
      "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
-     "databases, users, auth_query)"},
+     "admin, databases, users, auth_query)"},
+    {"databases:\n  app: {host: h, user: u}\nadmin:\n  users: admin\n",
+     "t.yaml:4:10: admin.users: expected a list, got a scalar"},
     {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
      "t.yaml:6:7: unknown key 'sise' in databases.app.pool (expected one of: mode, size, min, "
      "max_wait_ms, idle_timeout_s, lifetime_s, connect_timeout_ms)"},

@@ -1,0 +1,360 @@
+/* admin.c: the admin console: the virtual database "lakeproxy", answering SHOW POOLS, CLIENTS,
+ * SERVERS, STATS, CONFIG and RELOAD, PAUSE, RESUME, SHUTDOWN as ordinary result sets. */
+#include "admin.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "client.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "worker.h"
+
+#define TEXT_OID 25
+#define MAX_COLS 16
+
+/* A result set being built: RowDescription once, then rows. */
+struct result {
+    struct buf b;
+    int ncols;
+    int rows;
+};
+
+static void result_start(struct result *r, const char *const *cols)
+{
+    buf_init(&r->b);
+    r->ncols = 0;
+    r->rows = 0;
+    while (cols[r->ncols])
+        r->ncols++;
+    buf_msg_start(&r->b, 'T');
+    buf_put_u16(&r->b, (uint16_t)r->ncols);
+    for (int i = 0; i < r->ncols; i++) {
+        buf_put_str(&r->b, cols[i]);
+        buf_put_u32(&r->b, 0); /* no table */
+        buf_put_u16(&r->b, 0);
+        buf_put_u32(&r->b, TEXT_OID);
+        buf_put_u16(&r->b, 0xffff); /* typlen -1 */
+        buf_put_u32(&r->b, 0xffffffff);
+        buf_put_u16(&r->b, 0); /* text format */
+    }
+    buf_msg_finish(&r->b);
+}
+
+/* Adds a row of r->ncols printf-formatted values, each format separated by '|'. */
+static void result_row(struct result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void result_row(struct result *r, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    buf_msg_start(&r->b, 'D');
+    buf_put_u16(&r->b, (uint16_t)r->ncols);
+    char *p = line;
+    for (int i = 0; i < r->ncols; i++) {
+        char *bar = i + 1 < r->ncols ? strchr(p, '|') : NULL;
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        buf_put_u32(&r->b, (uint32_t)n);
+        buf_put_bytes(&r->b, p, n);
+        p = bar ? bar + 1 : p + n;
+    }
+    buf_msg_finish(&r->b);
+    r->rows++;
+}
+
+static void result_send(struct client *c, struct result *r, const char *tag)
+{
+    buf_msg_start(&r->b, 'C');
+    buf_put_str(&r->b, tag);
+    buf_msg_finish(&r->b);
+    proto_ready(&r->b, 'I');
+    if (!r->b.failed)
+        bufferevent_write(c->bev, r->b.data, r->b.len);
+    buf_free(&r->b);
+}
+
+static void send_error(struct client *c, const char *sqlstate, const char *msg)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_error(&b, "ERROR", sqlstate, msg);
+    proto_ready(&b, 'I');
+    if (!b.failed)
+        bufferevent_write(c->bev, b.data, b.len);
+    buf_free(&b);
+}
+
+static void send_command_ok(struct client *c, const char *tag)
+{
+    struct result r;
+    buf_init(&r.b);
+    result_send(c, &r, tag);
+}
+
+static const char *client_state_name(const struct client *c)
+{
+    static const char *const names[] = {"login", "waiting", "active", "idle", "closing", "admin"};
+    return names[c->state];
+}
+
+static const char *server_state_name(const struct server *s)
+{
+    static const char *const names[] = {"connecting", "idle", "setting", "active", "resetting"};
+    return names[s->state];
+}
+
+static void show_pools(struct client *c)
+{
+    static const char *const cols[] = {"database", "user", "pool_mode", "cl_active", "cl_waiting",
+                                       "cl_idle", "sv_active", "sv_idle", "sv_connecting",
+                                       "pool_size", "paused", NULL};
+    struct result r;
+    struct list *it, *tmp, *ct, *ctmp;
+    result_start(&r, cols);
+    list_for_each_safe(it, tmp, &c->w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        int active = 0, waiting = 0, idle = 0;
+        list_for_each_safe(ct, ctmp, &c->w->clients)
+        {
+            struct client *o = list_entry(ct, struct client, node);
+            if (o->pool != p)
+                continue;
+            active += o->state == CL_ACTIVE;
+            waiting += o->state == CL_WAITING;
+            idle += o->state == CL_IDLE;
+        }
+        result_row(&r, "%s|%s|%s|%d|%d|%d|%zu|%zu|%zu|%d|%s", p->db->name, p->db->user,
+                   p->db->pool.mode == POOL_TRANSACTION ? "transaction" : "session", active,
+                   waiting, idle, list_count(&p->active), list_count(&p->idle),
+                   list_count(&p->connecting), p->db->pool.size, p->paused ? "yes" : "no");
+    }
+    result_send(c, &r, "SHOW");
+}
+
+static void show_clients(struct client *c)
+{
+    static const char *const cols[] = {"id", "user", "database", "addr", "state", "tls",
+                                       "server_id", NULL};
+    struct result r;
+    struct list *it, *tmp;
+    result_start(&r, cols);
+    list_for_each_safe(it, tmp, &c->w->clients)
+    {
+        struct client *o = list_entry(it, struct client, node);
+        result_row(&r, "%llu|%s|%s|%s|%s|%s|%llu", (unsigned long long)o->id,
+                   o->user ? o->user : "", o->database ? o->database : "", o->addr,
+                   client_state_name(o), o->tls ? "yes" : "no",
+                   o->server ? (unsigned long long)o->server->id : 0ULL);
+    }
+    result_send(c, &r, "SHOW");
+}
+
+/* Adds one row per server on list l. */
+static void server_rows(struct result *r, struct list *l, time_t now)
+{
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, l)
+    {
+        struct server *s = list_entry(it, struct server, node);
+        result_row(r, "%llu|%s|%s|%s|%u|%s|%lld|%llu", (unsigned long long)s->id,
+                   s->pool->db->name, s->pool->db->user, server_state_name(s), s->be_pid,
+                   s->tls ? "yes" : "no", s->created ? (long long)(now - s->created) : 0LL,
+                   s->client ? (unsigned long long)s->client->id : 0ULL);
+    }
+}
+
+static void show_servers(struct client *c)
+{
+    static const char *const cols[] = {"id", "database", "user", "state", "backend_pid", "tls",
+                                       "age_s", "client_id", NULL};
+    struct result r;
+    struct list *it, *tmp;
+    time_t now = time(NULL);
+    result_start(&r, cols);
+    list_for_each_safe(it, tmp, &c->w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        server_rows(&r, &p->active, now);
+        server_rows(&r, &p->idle, now);
+        server_rows(&r, &p->connecting, now);
+    }
+    result_send(c, &r, "SHOW");
+}
+
+static void show_stats(struct client *c)
+{
+    static const char *const cols[] = {"database", "total_xact_count", "total_query_count",
+                                       "total_wait_count", "total_wait_us", "avg_wait_us", NULL};
+    struct result r;
+    struct list *it, *tmp;
+    result_start(&r, cols);
+    list_for_each_safe(it, tmp, &c->w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        result_row(&r, "%s|%llu|%llu|%llu|%llu|%llu", p->db->name,
+                   (unsigned long long)p->stats.xacts, (unsigned long long)p->stats.queries,
+                   (unsigned long long)p->stats.waits, (unsigned long long)p->stats.wait_us,
+                   (unsigned long long)(p->stats.waits ? p->stats.wait_us / p->stats.waits : 0));
+    }
+    result_send(c, &r, "SHOW");
+}
+
+/* Settings without secrets: passwords and verifiers are never shown. */
+static void show_config(struct client *c)
+{
+    static const char *const cols[] = {"key", "value", NULL};
+    const struct config *cfg = c->w->cfg;
+    struct result r;
+    result_start(&r, cols);
+    result_row(&r, "config_file|%s", cfg->path);
+    result_row(&r, "listen|%s:%d", cfg->listen_host, cfg->listen_port);
+    result_row(&r, "listen.tls|%s", cfg->tls_cert ? "on" : "off");
+    result_row(&r, "limits.max_clients|%d", cfg->max_clients);
+    result_row(&r, "limits.max_message_size|%zu", cfg->max_message_size);
+    result_row(&r, "limits.shutdown_timeout_s|%d", cfg->shutdown_timeout_s);
+    result_row(&r, "log.level|%s", cfg->log_level);
+    for (size_t i = 0; i < cfg->n_dbs; i++) {
+        const struct db_config *d = &cfg->dbs[i];
+        static const char *const tls[] = {"disable", "prefer", "require", "verify-full"};
+        result_row(&r, "databases.%s|%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d",
+                   d->name, d->host, d->port, d->dbname, d->user, tls[d->tls],
+                   d->pool.mode == POOL_TRANSACTION ? "transaction" : "session", d->pool.size,
+                   d->pool.max_wait_ms);
+    }
+    result_row(&r, "users|%zu configured%s", cfg->n_users,
+               cfg->auth_query.enabled ? ", auth_query on" : "");
+    result_send(c, &r, "SHOW");
+}
+
+/* PAUSE/RESUME [db]: every pool, or the named one; false when db names no pool. */
+static bool set_paused(struct client *c, const char *db, bool paused)
+{
+    struct list *it, *tmp;
+    bool found = false;
+    list_for_each_safe(it, tmp, &c->w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        if (*db && strcmp(p->db->name, db) != 0)
+            continue;
+        found = true;
+        pool_set_paused(p, paused);
+    }
+    return found || !*db;
+}
+
+static void pause_or_resume(struct client *c, const char *db, bool paused)
+{
+    char msg[128];
+    if (!set_paused(c, db, paused)) {
+        snprintf(msg, sizeof(msg), "no pool for database \"%.64s\"", db);
+        send_error(c, "3D000", msg);
+        return;
+    }
+    log_info("admin %s: %s %s", c->user, paused ? "PAUSE" : "RESUME", *db ? db : "all");
+    send_command_ok(c, paused ? "PAUSE" : "RESUME");
+}
+
+/* Splits "VERB [ARG]" (case-insensitive verb, trailing ';' and blanks ignored). */
+static int split_command(const char *sql, char verb[32], char arg[64])
+{
+    verb[0] = arg[0] = '\0';
+    int n = sscanf(sql, " %31[A-Za-z] %63[A-Za-z0-9_.-]", verb, arg);
+    return n < 0 ? 0 : n;
+}
+
+static void run_command(struct client *c, const char *sql)
+{
+    char verb[32], arg[64];
+    split_command(sql, verb, arg);
+    if (strcasecmp(verb, "SHOW") == 0) {
+        if (strcasecmp(arg, "POOLS") == 0)
+            show_pools(c);
+        else if (strcasecmp(arg, "CLIENTS") == 0)
+            show_clients(c);
+        else if (strcasecmp(arg, "SERVERS") == 0)
+            show_servers(c);
+        else if (strcasecmp(arg, "STATS") == 0)
+            show_stats(c);
+        else if (strcasecmp(arg, "CONFIG") == 0)
+            show_config(c);
+        else
+            send_error(c, "42601",
+                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS or CONFIG");
+    } else if (strcasecmp(verb, "RELOAD") == 0) {
+        worker_reload(c->w);
+        send_command_ok(c, "RELOAD");
+    } else if (strcasecmp(verb, "PAUSE") == 0 || strcasecmp(verb, "RESUME") == 0) {
+        pause_or_resume(c, arg, strcasecmp(verb, "PAUSE") == 0);
+    } else if (strcasecmp(verb, "SHUTDOWN") == 0) {
+        send_command_ok(c, "SHUTDOWN");
+        log_info("admin %s: SHUTDOWN", c->user);
+        worker_start_drain(c->w);
+    } else {
+        send_error(c, "42601", "unknown admin command: use SHOW, RELOAD, PAUSE, RESUME or SHUTDOWN");
+    }
+}
+
+void admin_login(struct client *c)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_param_status(&b, "server_version", "15.0 (lakeproxy " LAKEPROXY_VERSION ")");
+    proto_param_status(&b, "server_encoding", "UTF8");
+    proto_param_status(&b, "client_encoding", "UTF8");
+    proto_param_status(&b, "DateStyle", "ISO");
+    proto_param_status(&b, "integer_datetimes", "on");
+    proto_param_status(&b, "standard_conforming_strings", "on");
+    proto_param_status(&b, "application_name", "");
+    proto_backend_key(&b, c->cancel_pid, c->cancel_key);
+    proto_ready(&b, 'I');
+    if (!b.failed)
+        bufferevent_write(c->bev, b.data, b.len);
+    buf_free(&b);
+    c->state = CL_ADMIN;
+    c->sent_ready = true;
+    log_info("client %llu %s: admin console login as %s", (unsigned long long)c->id, c->addr,
+             c->user);
+}
+
+void admin_read(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint8_t hdr[5], type;
+    uint32_t len;
+    const char *err;
+    while (!c->closing && evbuffer_copyout(in, hdr, 5) == 5) {
+        if (proto_check_header(hdr, 64 * 1024, &type, &len, &err) != PROTO_OK) {
+            client_fail(c, "08P01", err);
+            return;
+        }
+        if (evbuffer_get_length(in) < 5 + (size_t)len)
+            return;
+        if (type == 'X') {
+            client_close(c, "admin console closed");
+            return;
+        }
+        uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
+        if (type == 'Q' && len > 0 && msg[4 + len] == 0)
+            run_command(c, (const char *)msg + 5);
+        else if (type == 'Q')
+            send_error(c, "08P01", "invalid Query message");
+        else if (type == 'S') /* the extended protocol's messages are answered at Sync */
+            send_error(c, "0A000", "the admin console takes simple queries only");
+        else if (!strchr("PBDECH", type)) {
+            client_fail(c, "08P01", "invalid frontend message type");
+            return;
+        }
+        evbuffer_drain(in, 5 + (size_t)len);
+    }
+}

@@ -1,0 +1,144 @@
+/* test_admin.c: the admin console answers SHOW POOLS/CLIENTS/SERVERS/STATS/CONFIG, RELOAD,
+ * PAUSE and RESUME as ordinary result sets, to admin users only, and never shows a secret. */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+static void start_with_admin(void)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
+                       "admin:\n  users: [alice, carol]\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(admin, .init = start_with_admin, .fini = stop_proxy, .timeout = 60);
+
+static PGconn *console(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+static PGconn *app(void)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+/* The value in column col of the first row whose column key_col equals key, or NULL. */
+static char *cell(PGresult *r, const char *key_col, const char *key, const char *col)
+{
+    int k = PQfnumber(r, key_col), v = PQfnumber(r, col);
+    cr_assert(k >= 0 && v >= 0, "no column %s or %s", key_col, col);
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, k), key) == 0)
+            return PQgetvalue(r, i, v);
+    return NULL;
+}
+
+static PGresult *show(PGconn *c, const char *what)
+{
+    PGresult *r = PQexec(c, what);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", what, PQerrorMessage(c));
+    return r;
+}
+
+Test(admin, show_pools_clients_servers_and_stats)
+{
+    PGconn *a = app(), *adm = console();
+    free(query_value(a, "BEGIN"));
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    PGresult *r = show(adm, "SHOW POOLS");
+    cr_expect_str_eq(cell(r, "database", "app", "pool_mode"), "transaction");
+    cr_expect_str_eq(cell(r, "database", "app", "cl_active"), "1");
+    cr_expect_str_eq(cell(r, "database", "app", "sv_active"), "1");
+    cr_expect_str_eq(cell(r, "database", "app", "pool_size"), "2");
+    PQclear(r);
+    r = show(adm, "show servers;");
+    cr_expect_str_eq(cell(r, "backend_pid", pid, "state"), "active");
+    PQclear(r);
+    r = show(adm, "SHOW CLIENTS");
+    cr_expect_geq(PQntuples(r), 2);
+    cr_expect_not_null(cell(r, "database", "lakeproxy", "state"));
+    PQclear(r);
+    free(query_value(a, "COMMIT"));
+    r = show(adm, "SHOW STATS");
+    cr_expect_geq(atoi(cell(r, "database", "app", "total_query_count")), 3);
+    cr_expect_geq(atoi(cell(r, "database", "app", "total_xact_count")), 1);
+    PQclear(r);
+    free(pid);
+    PQfinish(a);
+    PQfinish(adm);
+}
+
+Test(admin, show_config_never_shows_a_secret)
+{
+    PGconn *adm = console();
+    PGresult *r = show(adm, "SHOW CONFIG");
+    cr_expect_gt(PQntuples(r), 5);
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int j = 0; j < PQnfields(r); j++) {
+            cr_expect_null(strstr(PQgetvalue(r, i, j), "secret"), "secret shown: %s",
+                           PQgetvalue(r, i, j));
+            cr_expect_null(strstr(PQgetvalue(r, i, j), "SCRAM-SHA-256$"));
+        }
+    PQclear(r);
+    PQfinish(adm);
+}
+
+Test(admin, pause_holds_queries_until_resume)
+{
+    PGconn *a = app(), *adm = console();
+    PGresult *r = PQexec(adm, "PAUSE app");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    cr_assert(PQsendQuery(a, "SELECT 'after resume'"));
+    struct pollfd pfd = {.fd = PQsocket(a), .events = POLLIN};
+    cr_expect_eq(poll(&pfd, 1, 500), 0, "a query ran while the pool was paused");
+    r = PQexec(adm, "RESUME app");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    r = PQgetResult(a);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "after resume");
+    PQclear(r);
+    while ((r = PQgetResult(a)))
+        PQclear(r);
+    PQfinish(a);
+    PQfinish(adm);
+}
+
+Test(admin, reload_and_unknown_commands)
+{
+    PGconn *adm = console();
+    PGresult *r = PQexec(adm, "RELOAD");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(adm, "SHOW TABLES"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "DROP EVERYTHING"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "PAUSE nosuchdb"), "3D000");
+    r = show(adm, "SHOW POOLS"); /* still usable */
+    PQclear(r);
+    PQfinish(adm);
+}
+
+Test(admin, only_admin_users_get_in)
+{
+    char state[6], msg[256];
+    cr_expect_not(raw_login(px.port, "bob", "bob-secret", "lakeproxy", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28000");
+    cr_expect_not(raw_login(px.port, "alice", "wrong", "lakeproxy", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28P01");
+    cr_expect(raw_login(px.port, "carol", NULL, "lakeproxy", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
+}
