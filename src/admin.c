@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "client.h"
+#include "conn.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -79,7 +80,7 @@ static void result_send(struct client *c, struct result *r, const char *tag)
     buf_msg_finish(&r->b);
     proto_ready(&r->b, 'I');
     if (!r->b.failed)
-        bufferevent_write(c->bev, r->b.data, r->b.len);
+        conn_write(c->bev, r->b.data, r->b.len);
     buf_free(&r->b);
 }
 
@@ -90,7 +91,7 @@ static void send_error(struct client *c, const char *sqlstate, const char *msg)
     proto_error(&b, "ERROR", sqlstate, msg);
     proto_ready(&b, 'I');
     if (!b.failed)
-        bufferevent_write(c->bev, b.data, b.len);
+        conn_write(c->bev, b.data, b.len);
     buf_free(&b);
 }
 
@@ -319,7 +320,7 @@ void admin_login(struct client *c)
     proto_backend_key(&b, c->cancel_pid, c->cancel_key);
     proto_ready(&b, 'I');
     if (!b.failed)
-        bufferevent_write(c->bev, b.data, b.len);
+        conn_write(c->bev, b.data, b.len);
     buf_free(&b);
     c->state = CL_ADMIN;
     c->sent_ready = true;

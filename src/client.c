@@ -427,7 +427,7 @@ static void client_attach_bev(struct client *c, struct bufferevent *bev)
     bufferevent_setwatermark(bev, EV_READ, 0, high > RELAY_HIGH_WATER ? high : RELAY_HIGH_WATER);
     bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, conn_initial_events(bev));
 }
 
 /* Answers SSLRequest: 'S' and a TLS handshake when TLS is configured, else 'N'. */
@@ -435,7 +435,7 @@ static void handle_ssl_request(struct client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (c->tls || !c->w->client_tls) {
-        bufferevent_write(c->bev, "N", 1);
+        conn_write(c->bev, "N", 1);
         return;
     }
     if (evbuffer_get_length(in) != 0) { /* bytes sent before the handshake: injection */
@@ -453,7 +453,7 @@ static void handle_ssl_request(struct client *c)
         return;
     }
     /* 'S' goes out in the clear through the underlying bufferevent, before the handshake. */
-    bufferevent_write(c->bev, "S", 1);
+    conn_write(c->bev, "S", 1);
     c->step = CS_TLS;
     client_attach_bev(c, tlsbev);
 }
@@ -519,7 +519,7 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
         handle_ssl_request(c);
         break;
     case STARTUP_GSSENC:
-        bufferevent_write(c->bev, "N", 1);
+        conn_write(c->bev, "N", 1);
         break;
     case STARTUP_CANCEL:
         client_route_cancel(c->w, st.cancel_pid, st.cancel_key);
@@ -604,6 +604,8 @@ void client_pump(struct client *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     enum relay_result r = relay_pump(in, bufferevent_get_output(s->bev), &c->relay,
                                      c->w->cfg->max_message_size, active_inspect, c, &err);
+    conn_flush(s->bev);
+    conn_flush(c->bev); /* replies the proxy made up itself */
     if (r == RELAY_FULL && !c->paused) {
         c->paused = true;
         bufferevent_disable(c->bev, EV_READ);
@@ -637,8 +639,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 /* Output towards the client drained: let the server send more. */
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     struct client *c = arg;
+    conn_write_done(bev);
     struct server *s = c->server;
     if (s && s->paused) {
         s->paused = false;

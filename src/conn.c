@@ -17,15 +17,50 @@
 
 bool conn_send(struct bufferevent *bev, struct buf *b)
 {
-    if (b->failed)
+    if (b->failed || bufferevent_write(bev, b->data, b->len) != 0)
         return false;
-    return bufferevent_write(bev, b->data, b->len) == 0;
+    conn_flush(bev);
+    return true;
 }
 
 void conn_send_last(struct bufferevent *bev, struct buf *b)
 {
     if (!b->failed)
-        bufferevent_write(bev, b->data, b->len);
+        conn_write(bev, b->data, b->len);
+}
+
+void conn_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0 || bufferevent_get_underlying(bev))
+        return;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0) { /* libevent keeps the front of a socket's output frozen outside its own
+                      write callback; thaw it for this write */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_write(out, fd);
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
+void conn_write(struct bufferevent *bev, const void *data, size_t len)
+{
+    bufferevent_write(bev, data, len);
+    conn_flush(bev);
+}
+
+void conn_write_done(struct bufferevent *bev)
+{
+    if (!bufferevent_get_underlying(bev) &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+}
+
+short conn_initial_events(struct bufferevent *bev)
+{
+    return bufferevent_get_underlying(bev) ? EV_READ | EV_WRITE : EV_READ;
 }
 
 static void flush_write_cb(struct bufferevent *bev, void *arg)

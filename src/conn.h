@@ -13,6 +13,19 @@ bool conn_send(struct bufferevent *bev, struct buf *b) __attribute__((warn_unuse
 /* Best-effort send of a last message (an error before closing): failures are moot. */
 void conn_send_last(struct bufferevent *bev, struct buf *b);
 
+/* Plain sockets keep EV_WRITE disabled and are written at once, right after a message is
+ * queued, instead of on the next loop turn: no epoll change and no extra wake-up per message
+ * (what PgBouncer does with its direct send). Only what the socket does not take waits for a
+ * write event, which conn_write_done turns off again once the output is empty. TLS filters
+ * keep libevent's own scheduling. Every write to a connection goes through conn_write,
+ * conn_send or conn_send_last, or is followed by conn_flush. */
+void conn_flush(struct bufferevent *bev);
+void conn_write(struct bufferevent *bev, const void *data, size_t len);
+/* From a write callback: stop watching for writability once everything is out. */
+void conn_write_done(struct bufferevent *bev);
+/* The events to enable on a new connection: reads, and writes only for TLS filters. */
+short conn_initial_events(struct bufferevent *bev);
+
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */
 void conn_close_after_flush(struct bufferevent *bev);
 

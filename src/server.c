@@ -470,6 +470,7 @@ void server_pump(struct server *s)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     enum relay_result r =
         relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+    conn_flush(c->bev);
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);
@@ -519,8 +520,8 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 /* Output towards the server drained: let the client send more. */
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     struct server *s = arg;
+    conn_write_done(bev);
     struct client *c = s->client;
     if (c && c->paused) {
         c->paused = false;
@@ -591,7 +592,7 @@ static struct server *server_start(struct pool *p, bool cancel_only)
     evtimer_add(s->timer, &tv);
     bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
     bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATER, 0);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ); /* writes: see conn_flush */
     if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, p->db->host,
                                             p->db->port) != 0) {
         login_failed(s, "08006", "could not start connecting to the server");
