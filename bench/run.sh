@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# run.sh: `make bench`. Starts a throwaway PostgreSQL, lakeproxy and PgBouncer (same pool mode
-# and size), runs pgbench against each and directly, alternating targets, and writes a
-# Markdown table to bench/results/: median TPS, average latency, ratio to PgBouncer, and each
-# proxy's CPU microseconds per transaction (from /proc/PID/stat before and after).
-#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS]
+# run.sh: `make bench`. Starts a throwaway PostgreSQL, lakeproxy and PgBouncer (Debian's
+# package; both in transaction pooling with the same pool size), and runs pgbench against each
+# and directly, alternating targets within each repeat. Writes a Markdown table and a PNG chart
+# to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
+# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after).
+#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
+# WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
+# A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=10 REPEATS=3 CLIENTS=10
-while getopts "d:r:c:" o; do
-    case $o in d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; *) exit 2 ;; esac
+DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
+while getopts "d:r:c:p:w:" o; do
+    case $o in
+        d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
+        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; *) exit 2 ;;
+    esac
 done
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
 [ -x ./lakeproxy ] || make lakeproxy
+ulimit -n 8192 2>/dev/null || true
 
 T=$(mktemp -d /tmp/lakeproxy-bench.XXXXXX)
 chmod 755 "$T"
@@ -33,6 +40,7 @@ lpport=$(bash tests/lib/free_port.sh)
 cat >"$T/lakeproxy.yaml" <<YAML
 listen: { host: 127.0.0.1, port: $lpport }
 log: { level: warning }
+limits: { max_clients: 2000 }
 databases:
   bench:
     host: 127.0.0.1
@@ -41,7 +49,7 @@ databases:
     user: lp_server
     password: server-secret
     tls: disable
-    pool: { mode: session, size: $CLIENTS }
+    pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
 users:
   lp_server: { password: server-secret }
 YAML
@@ -59,14 +67,15 @@ listen_port = $pbport
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $T/userlist.txt
-pool_mode = session
-default_pool_size = $CLIENTS
+pool_mode = transaction
+default_pool_size = $POOL
 max_client_conn = 2000
+query_wait_timeout = 60
 INI
 echo '"lp_server" "server-secret"' >"$T/userlist.txt"
 if [ "$(id -u)" = 0 ]; then
     chown postgres "$T/pgbouncer.ini" "$T/userlist.txt"
-    runuser -u postgres -- pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+    runuser -u postgres -- sh -c "ulimit -n 8192; exec pgbouncer $T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
 else
     pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
 fi
@@ -74,63 +83,118 @@ pids+=($!)
 sleep 1
 pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 
-# CPU ticks (user + system) of a process.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-run_one() { # run_one TARGET PORT PID MODE -> "tps lat_ms cpu_us_per_txn"
-    local port=$2 pid=$3 mode=$4
-    local before after out tps lat txns cpu=""
-    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    out=$(pgbench -n -S -M "$mode" -c "$CLIENTS" -j 2 -T "$DURATION" \
-        "host=127.0.0.1 port=$port dbname=$([ "$1" = direct ] && echo lp_test || echo bench) user=lp_server" 2>&1)
-    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-    lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-    txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
-    if [ -n "$pid" ]; then
-        after=$(cpu_ticks "$pid")
-        cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$txns" 'BEGIN{printf "%.1f", (a-b)/hz*1e6/n}')
-    fi
-    echo "$tps $lat ${cpu:--}"
+# pgbench arguments of a workload.
+workload_args() {
+    case $1 in
+        simple) echo "-S -M simple -c $CLIENTS" ;;
+        extended) echo "-S -M extended -c $CLIENTS" ;;
+        prepared) echo "-S -M prepared -c $CLIENTS" ;;
+        tpcb) echo "-M simple -c $CLIENTS" ;;
+        connect) echo "-S -M simple -C -c $CLIENTS" ;;
+        c1000) echo "-S -M simple -c 1000" ;;
+    esac
 }
 
-median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# run_one WORKLOAD TARGET -> "tps avg_ms p99_ms cpu_us_per_txn" ("-" where not measured)
+run_one() {
+    local wl=$1 target=$2 port db pid="" before after out tps lat txns p99 cpu=-
+    case $target in
+        direct) port=$pgport db=lp_test ;;
+        lakeproxy) port=$lpport db=bench pid=$lp_pid ;;
+        pgbouncer) port=$pbport db=bench pid=$pb_pid ;;
+    esac
+    if [ "$wl" = c1000 ] && [ "$target" = direct ]; then
+        echo "- - - -" # PostgreSQL here allows 400 connections: that is what poolers are for
+        return
+    fi
+    rm -f "$T"/pgbench_log.*
+    local secs=$DURATION
+    # 1,000 SCRAM logins take pgbench itself several seconds before the clock starts
+    [ "$wl" = c1000 ] && [ "$secs" -lt 20 ] && secs=20
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    # shellcheck disable=SC2046
+    out=$(cd "$T" && pgbench -n $(workload_args "$wl") -j 2 -T "$secs" -l \
+        --sampling-rate=0.2 --log-prefix=pgbench_log \
+        "host=127.0.0.1 port=$port dbname=$db user=lp_server" 2>&1) || true
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+    lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+    txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+    p99=$(cat "$T"/pgbench_log.* 2>/dev/null | awk '{print $3}' | sort -n |
+        awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; if (NR) printf "%.3f", a[i]/1000; else print "-"}')
+    if [ -n "$pid" ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
+        after=$(cpu_ticks "$pid")
+        cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$txns" \
+            'BEGIN{printf "%.1f", (a-b)/hz*1e6/n}')
+    fi
+    local errs=ok
+    if echo "$out" | grep -qiE 'error|abort'; then
+        errs=errors
+        echo "bench: $wl via $target reported errors:" >&2
+        echo "$out" | grep -iE 'error|abort' | head -n 3 >&2
+    fi
+    echo "${tps:--} ${lat:--} ${p99:--} $cpu $errs"
+}
 
-out="bench/results/$(date -u +%Y%m%d-%H%M%S).md"
+median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+mkdir -p bench/results
+stamp=$(date -u +%Y%m%d-%H%M%S)
+out="bench/results/$stamp.md"
+dat="$T/chart.dat"
 {
     echo "# lakeproxy bench $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "pgbench -S, $CLIENTS clients, ${DURATION}s x $REPEATS runs (medians), session pooling, $(nproc) cores"
+    echo "pgbench against PostgreSQL directly, lakeproxy and PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}'),"
+    echo "both in transaction pooling with $POOL server connections; $CLIENTS clients unless the"
+    echo "workload says otherwise; ${DURATION}s x $REPEATS runs, medians; $(nproc) cores, one machine."
     echo
-    echo "| workload | target | TPS | avg latency ms | proxy CPU us/txn | TPS vs PgBouncer |"
-    echo "|---|---|---|---|---|---|"
+    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | TPS lakeproxy/PgBouncer |"
+    echo "|---|---|---|---|---|---|---|"
 } >"$out"
-for mode in simple extended prepared; do
-    declare -A tps lat cpu
-    for target in direct lakeproxy pgbouncer; do tps[$target]=""; lat[$target]=""; cpu[$target]=""; done
+IFS=, read -ra wls <<<"$WORKLOADS"
+for wl in "${wls[@]}"; do
+    declare -A res=()
     for r in $(seq "$REPEATS"); do
         for target in direct lakeproxy pgbouncer; do
-            case $target in
-                direct) res=$(run_one direct "$pgport" "" "$mode") ;;
-                lakeproxy) res=$(run_one lakeproxy "$lpport" "$lp_pid" "$mode") ;;
-                pgbouncer) res=$(run_one pgbouncer "$pbport" "$pb_pid" "$mode") ;;
-            esac
-            read -r t l c <<<"$res"
-            tps[$target]+="$t "; lat[$target]+="$l "; cpu[$target]+="$c "
-            echo "run $r $mode $target: tps=$t latency=${l}ms cpu_us/txn=$c"
+            line=$(run_one "$wl" "$target")
+            res[$target]+="$line"$'\n'
+            echo "run $r $wl $target: $line (tps avg_ms p99_ms cpu_us/txn errors)"
         done
     done
-    pb=$(echo "${tps[pgbouncer]}" | tr ' ' '\n' | grep . | median)
+    declare -A med=()
     for target in direct lakeproxy pgbouncer; do
-        mt=$(echo "${tps[$target]}" | tr ' ' '\n' | grep . | median)
-        ml=$(echo "${lat[$target]}" | tr ' ' '\n' | grep . | median)
-        mc=-
-        [ "$target" = direct ] || mc=$(echo "${cpu[$target]}" | tr ' ' '\n' | grep . | median)
-        ratio=$(awk -v a="$mt" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')
-        echo "| select-only -M $mode | $target | $mt | $ml | $mc | $ratio |" >>"$out"
+        for col in 1 2 3 4; do
+            med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
+        done
     done
-    unset tps lat cpu
+    ratio=$(awk -v a="${med[lakeproxy,1]}" -v b="${med[pgbouncer,1]}" \
+        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
+    for target in direct lakeproxy pgbouncer; do
+        r=$([ "$target" = lakeproxy ] && echo "$ratio" || echo "")
+        note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
+        echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
+    done
+    echo "$wl ${med[direct,1]/-/0} ${med[lakeproxy,1]/-/0} ${med[pgbouncer,1]/-/0}" >>"$dat"
+    unset res med
 done
+
+if command -v gnuplot >/dev/null; then
+    gnuplot <<GP 2>/dev/null && echo "![TPS per workload]($stamp.png)" >>"$out"
+set terminal png size 900,480
+set output "bench/results/$stamp.png"
+set title "pgbench TPS: direct, lakeproxy, PgBouncer (transaction pooling, $POOL server connections)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set ylabel "transactions per second"
+set key top right
+set yrange [0:*]
+plot "$dat" using 2:xtic(1) title "direct", "" using 3 title "lakeproxy", "" using 4 title "PgBouncer"
+GP
+fi
 echo
 cat "$out"
 echo "written to $out"

@@ -55,6 +55,7 @@ struct worker {
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;
     bool draining;               /* SIGTERM: no new clients, open transactions finish */
+    struct event *janitor;       /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
 };
 
@@ -69,6 +70,9 @@ struct pool {
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
     bool paused;            /* PAUSE: no server is handed out until RESUME */
+    char last_error[256];   /* why the last server login failed ("" after a success) */
+    struct event *retry_timer; /* connect retry after a failure, with backoff */
+    int backoff_ms;
     struct {
         uint64_t queries, xacts, waits, wait_us;
     } stats;

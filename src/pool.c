@@ -72,6 +72,8 @@ static void give_idle_server(struct pool *p, struct client *c)
 
 void pool_spawn_for_waiters(struct pool *p)
 {
+    if (p->retry_timer && evtimer_pending(p->retry_timer, NULL))
+        return; /* the server failed a moment ago: the retry timer will try again */
     int coming = (int)list_count(&p->connecting);
     int waiting = (int)list_count(&p->waiting);
     while (!p->paused && waiting > coming && p->n_servers < p->db->pool.size) {
@@ -86,13 +88,20 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct client *c = arg;
-    char msg[256];
+    struct pool *p = c->pool;
+    char msg[512];
     if (c->state != CL_WAITING)
         return;
     pool_forget_client(c);
+    if (p->last_error[0]) { /* the server is the problem, not the pool's size */
+        snprintf(msg, sizeof(msg), "could not connect to the server of pool \"%s\" within %d ms: %s",
+                 p->db->name, p->db->pool.max_wait_ms, p->last_error);
+        client_fail(c, "08006", msg);
+        return;
+    }
     snprintf(msg, sizeof(msg),
              "no server connection available in pool \"%s\" within %d ms (pool.size %d)",
-             c->pool->db->name, c->pool->db->pool.max_wait_ms, c->pool->db->pool.size);
+             p->db->name, p->db->pool.max_wait_ms, p->db->pool.size);
     client_fail(c, "53300", msg);
 }
 
@@ -153,6 +162,8 @@ void pool_set_paused(struct pool *p, bool paused)
 void pool_server_ready(struct server *s)
 {
     struct pool *p = s->pool;
+    p->last_error[0] = '\0';
+    p->backoff_ms = 0;
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
@@ -172,16 +183,66 @@ void pool_server_ready(struct server *s)
     pool_place_server(s);
 }
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pool_spawn_for_waiters(arg);
+}
+
 void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg)
 {
-    struct list *first = list_pop_first(&p->waiting);
-    if (!first)
+    snprintf(p->last_error, sizeof(p->last_error), "%s (SQLSTATE %s)", msg, sqlstate);
+    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
+    if (p->backoff_ms > 5000)
+        p->backoff_ms = 5000;
+    if (!p->retry_timer)
+        p->retry_timer = evtimer_new(p->w->base, retry_cb, p);
+    struct timeval tv = {p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000};
+    if (p->retry_timer && !evtimer_pending(p->retry_timer, NULL))
+        evtimer_add(p->retry_timer, &tv);
+}
+
+/* Closes idle servers past their idle timeout (above pool.min) or lifetime. */
+static void expire_idle(struct pool *p, time_t now)
+{
+    const struct pool_config *pc = &p->db->pool;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &p->idle)
+    {
+        struct server *s = list_entry(it, struct server, node);
+        if (pc->lifetime_s > 0 && now - s->created >= pc->lifetime_s)
+            server_close(s, "lifetime reached");
+        else if (pc->idle_timeout_s > 0 && now - s->last_used >= pc->idle_timeout_s &&
+                 p->n_servers > pc->min)
+            server_close(s, "idle timeout");
+    }
+}
+
+/* Opens connections until the pool holds pool.min. */
+static void keep_min(struct pool *p)
+{
+    if (p->paused || p->w->draining || (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
         return;
-    struct client *c = list_entry(first, struct client, wait_node);
-    if (c->timer)
-        event_del(c->timer);
-    client_fail(c, sqlstate, msg);
-    pool_spawn_for_waiters(p);
+    while (p->n_servers < p->db->pool.min && p->n_servers < p->db->pool.size)
+        if (!server_connect(p))
+            break;
+}
+
+void pool_janitor(struct worker *w)
+{
+    char err[256];
+    time_t now = time(NULL);
+    for (size_t i = 0; i < w->cfg->n_dbs; i++) /* pools with pool.min exist from the start */
+        if (w->cfg->dbs[i].pool.min > 0 && !pool_get(w, &w->cfg->dbs[i], err, sizeof(err)))
+            log_warning("pool %s: %s", w->cfg->dbs[i].name, err);
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        expire_idle(p, now);
+        keep_min(p);
+    }
 }
 
 /* Closes every server on list l. */
@@ -206,6 +267,8 @@ void pool_free_all(struct worker *w)
         close_list(&p->connecting, "shutting down");
         list_del(&p->node);
         param_clear(&p->params);
+        if (p->retry_timer)
+            event_free(p->retry_timer);
         SSL_CTX_free(p->tls);
         free(p);
     }

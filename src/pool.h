@@ -17,8 +17,13 @@ void pool_forget_client(struct client *c);
 /* s finished logging in or resetting: hand it to the oldest waiting client, else idle it. */
 void pool_server_ready(struct server *s);
 
-/* s could not connect or log in: tell the oldest waiting client why. s is being closed. */
+/* A server could not connect or log in: remember why and retry with backoff while clients
+ * wait (they get the reason if their max_wait_ms runs out first). */
 void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg);
+
+/* Once a second: close servers idle longer than idle_timeout_s (keeping pool.min) or older
+ * than lifetime_s, and open connections up to pool.min. */
+void pool_janitor(struct worker *w);
 
 /* Opens server connections while clients wait for more than are on their way. */
 void pool_spawn_for_waiters(struct pool *p);

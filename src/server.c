@@ -75,7 +75,7 @@ void server_close(struct server *s, const char *reason)
     }
     conn_defer(s->pool->w->base, server_free, s);
     /* a connection that was in use frees a slot for waiting clients (login failures are
-     * handled by pool_server_failed, which tells a waiter first) */
+     * handled by pool_server_failed, which retries with backoff) */
     if (!s->cancel_only && s->state != SV_CONNECTING)
         pool_spawn_for_waiters(s->pool);
 }

@@ -102,6 +102,21 @@ static bool make_loop(struct worker *w)
     return w->dns != NULL;
 }
 
+static void janitor_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pool_janitor(arg);
+}
+
+/* The once-a-second housekeeping timer. */
+static bool add_janitor(struct worker *w)
+{
+    struct timeval tv = {1, 0};
+    w->janitor = event_new(w->base, -1, EV_PERSIST, janitor_cb, w);
+    return w->janitor && event_add(w->janitor, &tv) == 0;
+}
+
 static bool add_signals(struct worker *w)
 {
     w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);
@@ -137,10 +152,11 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     }
     if (!listener_start(w, err, errsz))
         goto fail;
-    if (!add_signals(w)) {
-        snprintf(err, errsz, "cannot install signal handlers");
+    if (!add_signals(w) || !add_janitor(w)) {
+        snprintf(err, errsz, "cannot install signal handlers and timers");
         goto fail;
     }
+    pool_janitor(w); /* pre-warm pool.min now rather than in a second */
     return w;
 fail:
     worker_free(w);
@@ -181,6 +197,8 @@ void worker_free(struct worker *w)
         event_free(w->sig_hup);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->janitor)
+        event_free(w->janitor);
     if (w->base)
         drain_loop(w);
     if (w->dns)
