@@ -164,15 +164,8 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
-/* Case-insensitive search for a keyword in query text. */
-static bool mentions(const char *text, size_t len, const char *word)
-{
-    size_t n = strlen(word);
-    for (size_t i = 0; i + n <= len; i++)
-        if (strncasecmp(text + i, word, n) == 0)
-            return true;
-    return false;
-}
+/* Case-insensitive search for a keyword in NUL-terminated query text. */
+static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
 
 /* Reads one word of letters, digits and '_' (at most 63) at *p into out. */
 static bool read_word(const char **p, char out[64])
@@ -235,9 +228,10 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     if (len == 0 || body[len - 1] != 0)
         return RV_ERROR;
     char name[64];
-    bool all, lone = pipeline_parse_deallocate((const char *)body, name, &all);
-    if (lone || mentions((const char *)body, len, "DEALLOCATE") ||
-        mentions((const char *)body, len, "DISCARD"))
+    const char *sql = (const char *)body;
+    bool dealloc = mentions(sql, "DEALLOCATE");
+    bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
+    if (dealloc || mentions(sql, "DISCARD"))
         s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
