@@ -7,7 +7,7 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-PKGS    := libevent libevent_openssl libssl libcrypto libpq yaml-0.1
+PKGS    := libevent libevent_openssl libssl libcrypto libpq yaml-0.1 jansson
 VERSION := 0.1.0
 
 ifeq ($(SANITIZE),1)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "credentials.h"
 #include "log.h"
 
 struct authq {
@@ -138,6 +139,20 @@ static const char *sslmode_name(enum tls_mode m)
     return names[m];
 }
 
+/* auth_query.password, else the look-up database's own (possibly rotating) credential when
+ * the look-up logs in as that database's user. */
+static const char *auth_query_password(struct worker *w, const struct auth_query_config *aq,
+                                       const struct db_config *db)
+{
+    unsigned gen;
+    const char *pw = NULL;
+    if (aq->password)
+        return aq->password;
+    if (strcmp(aq->user, db->user) == 0)
+        pw = credentials_current(w, db, &gen);
+    return pw ? pw : "";
+}
+
 struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn done)
 {
     const struct auth_query_config *aq = &w->cfg->auth_query;
@@ -150,7 +165,7 @@ struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn 
                           "password", NULL};
     const char *vals[] = {db->host,  port, db->dbname, aq->user, sslmode_name(db->tls),
                           db->ca_file ? db->ca_file : "", timeout, "lakeproxy auth_query",
-                          aq->password ? aq->password : "", NULL};
+                          auth_query_password(w, aq, db), NULL};
     struct authq *q = calloc(1, sizeof(*q));
     if (!q)
         return NULL;

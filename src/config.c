@@ -289,6 +289,32 @@ static const struct field pool_fields[] = {
 };
 static const struct table pool_table = TABLE(pool_fields);
 
+static const char *const cred_providers[] = {"static", "file", "command", "databricks", NULL};
+
+#define LIST(k, s, m) {k, F_LIST, offsetof(s, m), 0, 0, NULL, NULL, false}
+
+static const struct field cred_fields[] = {
+    {"provider", F_ENUM, offsetof(struct cred_config, provider), 0, 0, cred_providers, NULL, true},
+    STR("path", struct cred_config, path),
+    LIST("command", struct cred_config, command),
+    STR("shell", struct cred_config, shell),
+    STR("workspace", struct cred_config, workspace),
+    STR("client_id", struct cred_config, client_id),
+    STR("client_id_env", struct cred_config, client_id_env),
+    STR("client_secret_env", struct cred_config, client_secret_env),
+    STR("client_secret_file", struct cred_config, client_secret_file),
+    STR("instance", struct cred_config, instance),
+    LIST("instances", struct cred_config, instances),
+    STR("endpoint", struct cred_config, endpoint),
+    INT("ttl_s", struct cred_config, ttl_s, 300, 3600),
+    STR("ca_file", struct cred_config, ca_file),
+    INT("timeout_ms", struct cred_config, timeout_ms, 100, 600000),
+    INT("lifetime_s", struct cred_config, lifetime_s, 0, 31536000),
+    INT("refresh_percent", struct cred_config, refresh_percent, 10, 95),
+    INT("refresh_margin_s", struct cred_config, refresh_margin_s, 0, 86400),
+};
+static const struct table cred_table = TABLE(cred_fields);
+
 static const struct field db_fields[] = {
     REQ_STR("host", struct db_config, host),
     INT("port", struct db_config, port, 1, 65535),
@@ -298,6 +324,7 @@ static const struct field db_fields[] = {
     ENUM("tls", struct db_config, tls, tls_modes),
     STR("ca_file", struct db_config, ca_file),
     SUB_AT("pool", struct db_config, pool, pool_table),
+    SUB_AT("credentials", struct db_config, cred, cred_table),
 };
 static const struct table db_table = TABLE(db_fields);
 
@@ -363,6 +390,86 @@ static void db_defaults(struct db_config *db, const char *name)
     db->pool.idle_timeout_s = 600;
     db->pool.lifetime_s = 3000;
     db->pool.connect_timeout_ms = 5000;
+    db->cred.timeout_ms = 10000;
+    db->cred.lifetime_s = -1; /* provider default, settled in check_credentials */
+    db->cred.refresh_percent = 80;
+    db->cred.refresh_margin_s = 300;
+}
+
+/* The value node of key in mapping map, or NULL. */
+static const yaml_node_t *find_value(struct ctx *c, const yaml_node_t *map, const char *key)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(c, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp(scalar(k), key) == 0)
+            return node(c, p->value);
+    }
+    return NULL;
+}
+
+/* Reports each key of cred set for a provider that does not use it. */
+static void refuse_foreign_keys(struct ctx *c, const yaml_node_t *n, const char *path,
+                                const struct cred_config *cr)
+{
+    static const char *const owner[] = {"path", "file", "command", "command", "shell", "command",
+                                        "workspace", "databricks", "client_id", "databricks",
+                                        "client_id_env", "databricks", "client_secret_env",
+                                        "databricks", "client_secret_file", "databricks",
+                                        "instance", "databricks", "instances", "databricks",
+                                        "endpoint", "databricks", "ttl_s", "databricks",
+                                        "ca_file", "databricks"};
+    const char *provider = cred_providers[cr->provider];
+    for (size_t i = 0; i < sizeof(owner) / sizeof(owner[0]); i += 2) {
+        const yaml_node_t *v = find_value(c, n, owner[i]);
+        if (v && strcmp(owner[i + 1], provider) != 0)
+            add_error(c, v->start_mark, "%s.%s: only used with provider: %s (this is provider: %s)",
+                      path, owner[i], owner[i + 1], provider);
+    }
+}
+
+/* One of a set of alternative keys must be given, and only one. */
+static void want_one_of(struct ctx *c, const yaml_node_t *n, const char *path, int count,
+                        const char *names)
+{
+    if (count != 1)
+        add_error(c, n->start_mark, "%s: give exactly one of %s", path, names);
+}
+
+/* Provider-specific rules of databases.X.credentials. */
+static void check_credentials(struct ctx *c, const yaml_node_t *dbnode, const char *dbpath,
+                              struct db_config *db)
+{
+    struct cred_config *cr = &db->cred;
+    const yaml_node_t *n = find_value(c, dbnode, "credentials");
+    char path[300];
+    snprintf(path, sizeof(path), "%s.credentials", dbpath);
+    if (cr->lifetime_s < 0)
+        cr->lifetime_s = cr->provider == CRED_COMMAND ? 3600 : 0;
+    if (!n)
+        return;
+    refuse_foreign_keys(c, n, path, cr);
+    if (cr->provider != CRED_STATIC && db->password)
+        add_error(c, find_value(c, dbnode, "password")->start_mark,
+                  "%s.password: not used with credentials.provider %s; remove it", dbpath,
+                  cred_providers[cr->provider]);
+    if (cr->provider == CRED_FILE && !cr->path)
+        add_error(c, n->start_mark, "%s: provider file needs path", path);
+    if (cr->provider == CRED_COMMAND)
+        want_one_of(c, n, path, (cr->command.n > 0) + !!cr->shell, "command (a list) or shell");
+    if (cr->provider != CRED_DATABRICKS)
+        return;
+    if (!cr->workspace || strncmp(cr->workspace, "https://", 8) != 0)
+        add_error(c, n->start_mark, "%s: provider databricks needs workspace: https://<host>",
+                  path);
+    want_one_of(c, n, path, !!cr->client_id + !!cr->client_id_env, "client_id or client_id_env");
+    want_one_of(c, n, path, !!cr->client_secret_env + !!cr->client_secret_file,
+                "client_secret_env or client_secret_file");
+    want_one_of(c, n, path, !!cr->instance + (cr->instances.n > 0) + !!cr->endpoint,
+                "instance, instances (provisioned) or endpoint (autoscaling)");
+    if (cr->ttl_s && !cr->endpoint)
+        add_error(c, n->start_mark, "%s.ttl_s: only used with endpoint (autoscaling)", path);
 }
 
 /* databases: name -> entry. */
@@ -385,6 +492,7 @@ static void load_databases(struct ctx *c, const yaml_node_t *map, struct config 
         db_defaults(db, name);
         join(path, sizeof(path), "databases", name);
         walk_at(c, node(c, p->value), path, &db_table, db);
+        check_credentials(c, node(c, p->value), path, db);
         if (!db->dbname)
             db->dbname = strdup(name);
         if (db->pool.min > db->pool.size)
@@ -633,6 +741,29 @@ static void free_secret(char *s)
     }
 }
 
+static void free_list(struct string_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+}
+
+static void free_cred(struct cred_config *cr)
+{
+    free(cr->path);
+    free_list(&cr->command);
+    free(cr->shell);
+    free(cr->workspace);
+    free(cr->client_id);
+    free(cr->client_id_env);
+    free(cr->client_secret_env);
+    free(cr->client_secret_file);
+    free(cr->instance);
+    free_list(&cr->instances);
+    free(cr->endpoint);
+    free(cr->ca_file);
+}
+
 void config_free(struct config *cfg)
 {
     if (!cfg)
@@ -645,6 +776,7 @@ void config_free(struct config *cfg)
         free(db->user);
         free_secret(db->password);
         free(db->ca_file);
+        free_cred(&db->cred);
     }
     for (size_t i = 0; i < cfg->n_users; i++) {
         free(cfg->users[i].name);
@@ -653,9 +785,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->dbs);
     free(cfg->users);
-    for (size_t i = 0; i < cfg->admin_users.n; i++)
-        free(cfg->admin_users.items[i]);
-    free(cfg->admin_users.items);
+    free_list(&cfg->admin_users);
     free(cfg->auth_query.query);
     free(cfg->auth_query.database);
     free(cfg->auth_query.user);

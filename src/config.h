@@ -26,6 +26,42 @@ struct pool_config {
     int connect_timeout_ms; /* pool.connect_timeout_ms: server connect + login limit (default 5000) */
 };
 
+/* A YAML list of strings. */
+struct string_list {
+    char **items;
+    size_t n;
+};
+
+/* Where the password towards the server comes from (databases.X.credentials.provider). */
+enum cred_provider {
+    CRED_STATIC,     /* databases.X.password, fixed (the default) */
+    CRED_FILE,       /* a token file, re-read when it changes */
+    CRED_COMMAND,    /* a command's stdout: plain token or JSON with an expiry */
+    CRED_DATABRICKS, /* OAuth M2M at the workspace, then a Lakebase database credential */
+};
+
+struct cred_config {
+    enum cred_provider provider; /* provider: static | file | command | databricks */
+    char *path;                  /* file: the token file */
+    struct string_list command;  /* command: argv, run without a shell */
+    char *shell;                 /* command: a /bin/sh -c line, when a shell is wanted */
+    char *workspace;             /* databricks: https://<workspace host> */
+    char *client_id;             /* databricks: service principal's client id ... */
+    char *client_id_env;         /* ... or the environment variable holding it */
+    char *client_secret_env;     /* databricks: environment variable holding the secret ... */
+    char *client_secret_file;    /* ... or a file holding it (never the YAML itself) */
+    char *instance;              /* databricks provisioned: instance name ... */
+    struct string_list instances; /* ... or several */
+    char *endpoint;              /* databricks autoscaling: projects/P/branches/B/endpoints/E */
+    int ttl_s;                   /* autoscaling: requested token lifetime, 300..3600 (0: default) */
+    char *ca_file;               /* databricks: CA bundle for the workspace (default: system) */
+    int timeout_ms;              /* one fetch (command run or HTTPS exchange) limit, default 10000 */
+    int lifetime_s;              /* assumed lifetime of a token that states no expiry (default
+                                    3600 for command, 0 = until the file changes for file) */
+    int refresh_percent;         /* refresh once this % of the lifetime has passed (default 80) */
+    int refresh_margin_s;        /* ... or this long before expiry, if earlier (default 300) */
+};
+
 struct db_config {
     char *name;          /* the key under databases: what clients put in their connection string */
     char *host;          /* host: server host name or address (required) */
@@ -36,6 +72,7 @@ struct db_config {
     enum tls_mode tls;   /* tls: disable | prefer | require | verify-full (default prefer) */
     char *ca_file;       /* ca_file: CA bundle for verify-full (default: system store) */
     struct pool_config pool;
+    struct cred_config cred; /* credentials: rotating passwords (default: static password) */
 };
 
 struct user_config {
@@ -52,12 +89,6 @@ struct auth_query_config {
     char *database; /* database: key of a databases: entry whose server to ask (required when enabled) */
     char *user;     /* user: login for the look-up (default: that database's user) */
     char *password; /* password: for the look-up login (default: that database's password) */
-};
-
-/* A YAML list of strings. */
-struct string_list {
-    char **items;
-    size_t n;
 };
 
 struct config {

@@ -1,4 +1,632 @@
-/* credentials.c: credential providers for server logins (static password for now). */
+/* credentials.c: credential providers and their refresh schedule (see credentials.h). Every
+ * fetch runs on the event loop (a child process or an HTTPS exchange); a failure keeps the
+ * old token while it is valid and retries with exponential backoff and jitter. */
 #include "credentials.h"
 
-const char *credentials_current(const struct db_config *db) { return db->password; }
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "command.h"
+#include "http.h"
+#include "log.h"
+#include "objects.h"
+#include "pool.h"
+#include "tls.h"
+#include "token.h"
+
+#define RETRY_BASE_MS 500
+#define RETRY_MAX_MS 60000
+#define FILE_CHECK_MS 1000
+#define FORCED_REFRESH_GAP_S 5
+#define ANSWER_MAX (1024 * 1024) /* token answers are a few kilobytes */
+#define SECRET_FILE_MAX 4096
+
+static void start_fetch(struct credential *c);
+
+const char *credentials_provider_name(enum cred_provider p)
+{
+    static const char *const names[] = {"static", "file", "command", "databricks"};
+    return names[p];
+}
+
+/* "provider databricks (https://ws)" etc.: how errors name where the token comes from. */
+static void provider_label(const struct cred_config *cr, char *out, size_t outsz)
+{
+    const char *where = cr->provider == CRED_FILE      ? cr->path
+                        : cr->provider == CRED_COMMAND ? (cr->shell ? cr->shell : cr->command.items[0])
+                        : cr->workspace;
+    snprintf(out, outsz, "provider %s (%s)", credentials_provider_name(cr->provider), where);
+}
+
+static struct credential *find(const struct worker *w, const char *name)
+{
+    struct list *it;
+    for (it = w->creds.next; it != &w->creds; it = it->next) {
+        struct credential *c = list_entry(it, struct credential, node);
+        if (strcmp(c->db->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+const struct credential *credentials_find(const struct worker *w, const char *db_name)
+{
+    return find(w, db_name);
+}
+
+static bool token_valid(const struct credential *c, time_t now)
+{
+    return c->token && (!c->expires || now < c->expires);
+}
+
+/* Arms the timer to run the next fetch (or file check) in ms. */
+static void schedule_ms(struct credential *c, long long ms)
+{
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Tells the pools of this database that a fetch ended. */
+static void notify(struct credential *c, bool ok)
+{
+    pool_credential_event(c->w, c->db->name, ok);
+}
+
+/* Installs a new token: the old one is wiped, the next refresh planned. */
+static void fetch_succeeded(struct credential *c, struct token_answer *a)
+{
+    time_t now = time(NULL);
+    const struct cred_config *cr = &c->db->cred;
+    c->fetching = false;
+    c->failures = 0;
+    c->last_error[0] = '\0';
+    c->refreshes_ok++;
+    bool same = c->token && strcmp(c->token, a->token) == 0;
+    token_free(c->token);
+    c->token = a->token;
+    a->token = NULL;
+    c->obtained = now;
+    c->expires = a->expires;
+    if (!same)
+        c->generation++;
+    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
+    c->refresh_at = token_refresh_at(now, c->expires, cr->lifetime_s, cr->refresh_percent,
+                                     cr->refresh_margin_s);
+    log_info("credentials %s: new token %s (%zu bytes) from %s, %s%llds, next refresh in %llds",
+             c->db->name, c->fingerprint, strlen(c->token), credentials_provider_name(cr->provider),
+             c->expires ? "expires in " : "no expiry stated, ",
+             (long long)(c->expires ? c->expires - now : 0),
+             (long long)(c->refresh_at ? c->refresh_at - now : -1));
+    if (cr->provider == CRED_FILE)
+        schedule_ms(c, FILE_CHECK_MS);
+    else if (c->refresh_at)
+        schedule_ms(c, (long long)(c->refresh_at - now) * 1000);
+    notify(c, true);
+}
+
+/* Keeps the old token (while valid), retries with backoff, tells the pools. */
+static void fetch_failed(struct credential *c, const char *why)
+{
+    char label[300];
+    time_t now = time(NULL);
+    c->fetching = false;
+    c->failures++;
+    c->refreshes_failed++;
+    provider_label(&c->db->cred, label, sizeof(label));
+    snprintf(c->last_error, sizeof(c->last_error), "%s", why);
+    uint32_t rnd = 0;
+    RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+    int delay = token_backoff_ms(c->failures, RETRY_BASE_MS, RETRY_MAX_MS, rnd);
+    if (c->db->cred.provider == CRED_FILE && delay < FILE_CHECK_MS)
+        delay = FILE_CHECK_MS;
+    log_warning("credentials %s: refresh failed (%s): %s; %s; retry in %d ms", c->db->name, label,
+                why,
+                token_valid(c, now) ? "the current token stays in use"
+                                    : "no valid token: new server logins fail",
+                delay);
+    schedule_ms(c, delay);
+    notify(c, false);
+}
+
+/* Parses a command's output or a file's content and installs it. */
+static void take_output(struct credential *c, const char *text, size_t len)
+{
+    struct token_answer a;
+    char err[256];
+    if (token_parse_output(text, len, time(NULL), &a, err, sizeof(err))) {
+        fetch_succeeded(c, &a);
+    } else {
+        fetch_failed(c, err);
+    }
+}
+
+/* --- command provider --- */
+
+static void command_done(void *arg, int ok, const char *out, size_t len, const char *err)
+{
+    struct credential *c = arg;
+    c->cmd = NULL;
+    if (!ok) {
+        char why[300];
+        snprintf(why, sizeof(why), "command %s", err);
+        fetch_failed(c, why);
+        return;
+    }
+    take_output(c, out, len);
+}
+
+static void fetch_command(struct credential *c)
+{
+    const struct cred_config *cr = &c->db->cred;
+    char err[256], why[300];
+    char **argv = NULL;
+    if (!cr->shell) {
+        argv = calloc(cr->command.n + 1, sizeof(char *));
+        if (argv)
+            memcpy(argv, cr->command.items, cr->command.n * sizeof(char *));
+    }
+    c->cmd = (cr->shell || argv) ? command_start(c->w->base, argv, cr->shell, cr->timeout_ms,
+                                                 TOKEN_MAX_LEN + 4096, command_done, c, err,
+                                                 sizeof(err))
+                                 : NULL;
+    free(argv);
+    if (!c->cmd) {
+        snprintf(why, sizeof(why), "cannot start the command: %s", argv ? err : "out of memory");
+        fetch_failed(c, why);
+    }
+}
+
+/* --- file provider --- */
+
+/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure. */
+static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st,
+                             char *err, size_t errsz)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, st) != 0) {
+        snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    ssize_t n = buf ? read(fd, buf, max + 1) : -1;
+    close(fd);
+    if (n < 0 || (size_t)n > max) {
+        snprintf(err, errsz, n < 0 ? "cannot read %s" : "%s is larger than %zu bytes", path, max);
+        if (buf)
+            OPENSSL_cleanse(buf, max + 1);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Re-reads the token file when it changed since the last read (or never was read). */
+static void check_file(struct credential *c)
+{
+    const struct cred_config *cr = &c->db->cred;
+    struct stat st;
+    char err[300];
+    if (c->token && stat(cr->path, &st) == 0 && st.st_ino == c->file_ino &&
+        st.st_size == c->file_size && st.st_mtim.tv_sec == c->file_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == c->file_mtime.tv_nsec) {
+        c->fetching = false;
+        schedule_ms(c, FILE_CHECK_MS);
+        return;
+    }
+    size_t len;
+    char *text = read_small_file(cr->path, TOKEN_MAX_LEN + 4096, &len, &st, err, sizeof(err));
+    if (!text) {
+        if (c->failures == 0 || strcmp(err, c->last_error) != 0 || !c->token)
+            fetch_failed(c, err);
+        else
+            c->fetching = false, schedule_ms(c, FILE_CHECK_MS);
+        return;
+    }
+    c->file_ino = st.st_ino;
+    c->file_size = st.st_size;
+    c->file_mtime = st.st_mtim;
+    take_output(c, text, len);
+    OPENSSL_cleanse(text, len);
+    free(text);
+}
+
+/* --- databricks provider --- */
+
+/* The client secret from its environment variable or file; heap, wipe with token_free. */
+static char *client_secret(const struct cred_config *cr, char *err, size_t errsz)
+{
+    if (cr->client_secret_env) {
+        const char *v = getenv(cr->client_secret_env);
+        if (!v || !*v) {
+            snprintf(err, errsz, "environment variable %s (client_secret_env) is not set",
+                     cr->client_secret_env);
+            return NULL;
+        }
+        return strdup(v);
+    }
+    struct stat st;
+    size_t len;
+    char *text = read_small_file(cr->client_secret_file, SECRET_FILE_MAX, &len, &st, err, errsz);
+    while (text && len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    return text;
+}
+
+static const char *client_id(const struct cred_config *cr)
+{
+    return cr->client_id ? cr->client_id : getenv(cr->client_id_env);
+}
+
+/* Builds the JSON body of the database credential request; heap, NULL on failure. */
+static char *credential_request_body(const struct cred_config *cr)
+{
+    json_t *root = json_object();
+    char uuid[37], ttl[16];
+    if (!root)
+        return NULL;
+    if (cr->endpoint) {
+        json_object_set_new(root, "endpoint", json_string(cr->endpoint));
+        if (cr->ttl_s) {
+            snprintf(ttl, sizeof(ttl), "%ds", cr->ttl_s);
+            json_object_set_new(root, "ttl", json_string(ttl));
+        }
+    } else {
+        json_t *names = json_array();
+        if (cr->instance)
+            json_array_append_new(names, json_string(cr->instance));
+        for (size_t i = 0; i < cr->instances.n; i++)
+            json_array_append_new(names, json_string(cr->instances.items[i]));
+        if (!token_uuid4(uuid)) {
+            json_decref(names);
+            json_decref(root);
+            return NULL;
+        }
+        json_object_set_new(root, "request_id", json_string(uuid));
+        json_object_set_new(root, "instance_names", names);
+    }
+    char *body = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return body;
+}
+
+/* "https://ws/" + path, without a doubled slash. */
+static void workspace_url(const struct cred_config *cr, const char *path, char *out, size_t outsz)
+{
+    size_t n = strlen(cr->workspace);
+    while (n && cr->workspace[n - 1] == '/')
+        n--;
+    snprintf(out, outsz, "%.*s%s", (int)n, cr->workspace, path);
+}
+
+/* Explains a non-200 answer or a transport failure of a workspace call. */
+static void http_failure(const char *what, int status, const char *body, size_t len,
+                         const char *err, char *out, size_t outsz)
+{
+    char msg[200];
+    if (status == 0)
+        snprintf(out, outsz, "%s: %s", what, err);
+    else if (body && token_error_message(body, len, msg, sizeof(msg)))
+        snprintf(out, outsz, "%s answered HTTP %d: %s", what, status, msg);
+    else
+        snprintf(out, outsz, "%s answered HTTP %d", what, status);
+}
+
+static void start_http(struct credential *c, const char *what, struct http_options *o,
+                       http_done_fn done)
+{
+    char err[256], why[400];
+    o->timeout_ms = c->db->cred.timeout_ms;
+    o->max_body = ANSWER_MAX;
+    c->http = http_start(c->w->base, c->w->dns, c->tls, o, done, c, err, sizeof(err));
+    if (!c->http) {
+        snprintf(why, sizeof(why), "%s: %s", what, err);
+        fetch_failed(c, why);
+    }
+}
+
+static void credential_done(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct credential *c = arg;
+    struct token_answer a;
+    char e[256], why[400];
+    c->http = NULL;
+    if (status == 401 || status == 403) { /* the OAuth token may have been revoked early */
+        token_free(c->oauth);
+        c->oauth = NULL;
+    }
+    if (status != 200) {
+        http_failure("database credential endpoint", status, body, len, err, why, sizeof(why));
+        fetch_failed(c, why);
+    } else if (!token_parse_db_credential(body, len, &a, e, sizeof(e))) {
+        snprintf(why, sizeof(why), "database credential endpoint: %s", e);
+        fetch_failed(c, why);
+    } else {
+        fetch_succeeded(c, &a);
+    }
+}
+
+/* Step 2: mint a database credential with the workspace OAuth token. */
+static void mint_credential(struct credential *c)
+{
+    const struct cred_config *cr = &c->db->cred;
+    char url[1024], *auth = NULL, *body = credential_request_body(cr);
+    workspace_url(cr, cr->endpoint ? "/api/2.0/postgres/credentials"
+                                   : "/api/2.0/database/credentials",
+                  url, sizeof(url));
+    if (!body || asprintf(&auth, "Bearer %s", c->oauth) < 0) {
+        free(body);
+        fetch_failed(c, "out of memory");
+        return;
+    }
+    struct http_options o = {.method = "POST", .url = url, .authorization = auth,
+                             .content_type = "application/json", .body = body,
+                             .body_len = strlen(body)};
+    start_http(c, "database credential endpoint", &o, credential_done);
+    token_free(auth);
+    free(body);
+}
+
+static void oauth_done(void *arg, int status, const char *body, size_t len, const char *err)
+{
+    struct credential *c = arg;
+    struct token_answer a;
+    char e[256], why[400];
+    c->http = NULL;
+    if (status != 200) {
+        http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, why,
+                     sizeof(why));
+        fetch_failed(c, why);
+        return;
+    }
+    if (!token_parse_oauth(body, len, time(NULL), &a, e, sizeof(e))) {
+        snprintf(why, sizeof(why), "workspace OAuth endpoint /oidc/v1/token: %s", e);
+        fetch_failed(c, why);
+        return;
+    }
+    token_free(c->oauth);
+    c->oauth = a.token;
+    c->oauth_expires = a.expires;
+    mint_credential(c);
+}
+
+/* Step 1: OAuth machine-to-machine (client credentials) at the workspace. */
+static void fetch_oauth(struct credential *c)
+{
+    const struct cred_config *cr = &c->db->cred;
+    char err[256], why[400], url[1024];
+    const char *id = client_id(cr);
+    if (!id || !*id) {
+        snprintf(why, sizeof(why), "environment variable %s (client_id_env) is not set",
+                 cr->client_id_env);
+        fetch_failed(c, why);
+        return;
+    }
+    char *secret = client_secret(cr, err, sizeof(err));
+    char *basic = secret ? token_basic_auth(id, secret) : NULL;
+    char *auth = NULL;
+    token_free(secret);
+    if (!basic || asprintf(&auth, "Basic %s", basic) < 0) {
+        token_free(basic);
+        fetch_failed(c, basic ? "out of memory" : err);
+        return;
+    }
+    token_free(basic);
+    static const char form[] = "grant_type=client_credentials&scope=all-apis";
+    workspace_url(cr, "/oidc/v1/token", url, sizeof(url));
+    struct http_options o = {.method = "POST", .url = url, .authorization = auth,
+                             .content_type = "application/x-www-form-urlencoded", .body = form,
+                             .body_len = sizeof(form) - 1};
+    start_http(c, "workspace OAuth endpoint /oidc/v1/token", &o, oauth_done);
+    token_free(auth);
+}
+
+/* The OAuth token is reused while it has at least a fifth of its life (and a minute) left. */
+static void fetch_databricks(struct credential *c)
+{
+    time_t now = time(NULL);
+    if (c->oauth && c->oauth_expires - now > 60)
+        mint_credential(c);
+    else
+        fetch_oauth(c);
+}
+
+/* --- schedule --- */
+
+static void start_fetch(struct credential *c)
+{
+    if (c->fetching)
+        return;
+    c->fetching = true;
+    evtimer_del(c->timer);
+    switch (c->db->cred.provider) {
+    case CRED_FILE: check_file(c); break;
+    case CRED_COMMAND: fetch_command(c); break;
+    case CRED_DATABRICKS: fetch_databricks(c); break;
+    case CRED_STATIC: c->fetching = false; break;
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_fetch(arg);
+}
+
+static void credential_free(struct credential *c)
+{
+    list_del(&c->node);
+    http_cancel(c->http);
+    command_cancel(c->cmd);
+    if (c->timer)
+        event_free(c->timer);
+    token_free(c->token);
+    token_free(c->oauth);
+    SSL_CTX_free(c->tls);
+    free(c);
+}
+
+/* A new credential for db, its first fetch started. NULL (logged) on failure. */
+static struct credential *credential_new(struct worker *w, const struct db_config *db)
+{
+    char err[256];
+    struct credential *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("credentials %s: out of memory", db->name);
+        return NULL;
+    }
+    c->w = w;
+    c->db = db;
+    list_append(&w->creds, &c->node);
+    c->timer = evtimer_new(w->base, timer_cb, c);
+    if (db->cred.provider == CRED_DATABRICKS) {
+        c->tls = tls_connect_ctx(TLS_VERIFY_FULL, db->cred.ca_file, err, sizeof(err));
+        if (!c->tls)
+            snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+    }
+    if (!c->timer || (db->cred.provider == CRED_DATABRICKS && !c->tls)) {
+        log_error("credentials %s: %s", db->name, c->tls || !c->timer ? "out of memory" : err);
+        credential_free(c);
+        return NULL;
+    }
+    start_fetch(c);
+    return c;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_list(const struct string_list *a, const struct string_list *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Does a reload leave where the token comes from unchanged? */
+static bool same_source(const struct db_config *a, const struct db_config *b)
+{
+    const struct cred_config *x = &a->cred, *y = &b->cred;
+    return x->provider == y->provider && same_str(a->user, b->user) && same_str(x->path, y->path) &&
+           same_list(&x->command, &y->command) && same_str(x->shell, y->shell) &&
+           same_str(x->workspace, y->workspace) && same_str(x->client_id, y->client_id) &&
+           same_str(x->client_id_env, y->client_id_env) &&
+           same_str(x->client_secret_env, y->client_secret_env) &&
+           same_str(x->client_secret_file, y->client_secret_file) &&
+           same_str(x->instance, y->instance) && same_list(&x->instances, &y->instances) &&
+           same_str(x->endpoint, y->endpoint) && x->ttl_s == y->ttl_s &&
+           same_str(x->ca_file, y->ca_file);
+}
+
+void credentials_sync(struct worker *w)
+{
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->creds) /* drop or retarget the ones we have */
+    {
+        struct credential *c = list_entry(it, struct credential, node);
+        const struct db_config *db = config_find_db(w->cfg, c->db->name);
+        if (db && db->cred.provider != CRED_STATIC && same_source(c->db, db))
+            c->db = db;
+        else
+            credential_free(c);
+    }
+    for (size_t i = 0; i < w->cfg->n_dbs; i++) {
+        const struct db_config *db = &w->cfg->dbs[i];
+        if (db->cred.provider != CRED_STATIC && !find(w, db->name))
+            credential_new(w, db);
+    }
+}
+
+void credentials_free_all(struct worker *w)
+{
+    while (!list_empty(&w->creds))
+        credential_free(list_entry(w->creds.next, struct credential, node));
+}
+
+/* The credential for db when it is the one in use (a retired configuration has none). */
+static struct credential *live(struct worker *w, const struct db_config *db)
+{
+    if (db->cred.provider == CRED_STATIC)
+        return NULL;
+    return find(w, db->name);
+}
+
+enum cred_status credentials_status(struct worker *w, const struct db_config *db, char *why,
+                                    size_t whysz)
+{
+    char label[300];
+    if (db->cred.provider == CRED_STATIC)
+        return CRED_READY;
+    struct credential *c = live(w, db);
+    if (c && token_valid(c, time(NULL)))
+        return CRED_READY;
+    if (c && c->failures == 0 && !c->last_error[0])
+        return CRED_PENDING;
+    provider_label(&db->cred, label, sizeof(label));
+    snprintf(why, whysz, "no valid credential for database \"%s\" from %s: %s%s", db->name, label,
+             c ? (c->token ? "the last token expired and refreshing failed: " : "") : "",
+             c ? c->last_error : "not configured");
+    return CRED_UNAVAILABLE;
+}
+
+const char *credentials_current(struct worker *w, const struct db_config *db,
+                                unsigned *generation)
+{
+    *generation = 0;
+    if (db->cred.provider == CRED_STATIC)
+        return db->password;
+    struct credential *c = live(w, db);
+    if (!c || !token_valid(c, time(NULL)))
+        return NULL;
+    *generation = c->generation;
+    return c->token;
+}
+
+enum cred_reject credentials_rejected(struct worker *w, const struct db_config *db,
+                                      unsigned generation)
+{
+    struct credential *c = live(w, db);
+    time_t now = time(NULL);
+    if (!c)
+        return CRED_REJECT_FINAL;
+    if (generation != c->generation)
+        return CRED_REJECT_RETRY; /* a newer token came meanwhile */
+    if (c->fetching)
+        return CRED_REJECT_WAIT;
+    if (now - c->forced_at < FORCED_REFRESH_GAP_S)
+        return CRED_REJECT_FINAL;
+    c->forced_at = now;
+    log_warning("credentials %s: the server refused token %s (28P01): refreshing now",
+                db->name, c->fingerprint);
+    if (c->db->cred.provider == CRED_FILE) { /* re-read even if the file looks unchanged */
+        c->file_size = -1;
+    }
+    start_fetch(c);
+    return c->fetching ? CRED_REJECT_WAIT : CRED_REJECT_RETRY;
+}
+
+unsigned credentials_generation(struct worker *w, const struct db_config *db)
+{
+    struct credential *c = live(w, db);
+    return c ? c->generation : 0;
+}

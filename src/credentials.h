@@ -1,12 +1,91 @@
-/* credentials.h: the secret the proxy logs in to a server with. Today a static password;
- * the seam where rotating OAuth tokens (Lakebase) plug in. */
+/* credentials.h: the password the proxy logs in to a server with. A static password from the
+ * YAML, or a rotating token (Lakebase OAuth) from a provider: a token file, a command, or the
+ * Databricks workspace itself. Tokens are fetched ahead of expiry in the background, on the
+ * event loop; pools hear when a fetch ends (pool_credential_event). */
 #ifndef LAKEPROXY_CREDENTIALS_H
 #define LAKEPROXY_CREDENTIALS_H
 
-#include "config.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
-/* The password to log in to db's server with now, or NULL when none is configured. The
- * pointer stays valid until the next call or a reload; callers copy what they keep. */
-const char *credentials_current(const struct db_config *db);
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "list.h"
+
+struct worker;
+struct http_request;
+struct command;
+
+/* One rotating credential per database entry with a non-static provider (worker->creds). */
+struct credential {
+    struct list node;
+    struct worker *w;
+    const struct db_config *db; /* the entry in the running configuration */
+    char *token;                /* current token, NULL before the first success; wiped */
+    time_t obtained, expires;   /* expires 0: the provider did not say */
+    time_t refresh_at;          /* next planned refresh, 0 for none */
+    unsigned generation;        /* bumped with every new token */
+    char fingerprint[9];        /* first 8 hex digits of the token's SHA-256 */
+    struct event *timer;        /* next refresh, retry or file check */
+    bool fetching;
+    int failures;               /* consecutive failed fetches */
+    time_t forced_at;           /* last refresh forced by a 28P01 */
+    struct http_request *http;  /* databricks: exchange in flight */
+    struct command *cmd;        /* command: child in flight */
+    SSL_CTX *tls;               /* databricks: verifies the workspace */
+    char *oauth;                /* databricks: workspace OAuth token (wiped) */
+    time_t oauth_expires;
+    struct timespec file_mtime; /* file: what was last read */
+    ino_t file_ino;
+    off_t file_size;
+    uint64_t refreshes_ok, refreshes_failed;
+    char last_error[256];
+};
+
+enum cred_status {
+    CRED_READY,       /* a login can start now */
+    CRED_PENDING,     /* the first token is on its way: wait for pool_credential_event */
+    CRED_UNAVAILABLE, /* no valid token and the last fetch failed: why says so */
+};
+
+/* Creates, keeps or replaces the credential of every database in w->cfg (at start and after
+ * a reload: an unchanged provider keeps its token) and drops those of removed databases. */
+void credentials_sync(struct worker *w);
+
+/* Frees every credential (at exit). */
+void credentials_free_all(struct worker *w);
+
+/* Can a server login for db start now? why (for CRED_UNAVAILABLE) names the provider and cause. */
+enum cred_status credentials_status(struct worker *w, const struct db_config *db, char *why,
+                                    size_t whysz);
+
+/* The password to log in to db's server with now (NULL when none) and its generation. The
+ * pointer is valid until control returns to the loop; callers copy what they keep. */
+const char *credentials_current(struct worker *w, const struct db_config *db,
+                                unsigned *generation);
+
+enum cred_reject {
+    CRED_REJECT_RETRY, /* a newer token is at hand: retry the login now */
+    CRED_REJECT_WAIT,  /* a refresh is on its way: pool_credential_event tells the outcome */
+    CRED_REJECT_FINAL, /* nothing to refresh (static password, or refreshed a moment ago) */
+};
+
+/* The server refused the password of `generation` with 28P01: starts one immediate refresh
+ * (at most one per 5 s) unless a newer token is already there. */
+enum cred_reject credentials_rejected(struct worker *w, const struct db_config *db,
+                                      unsigned generation);
+
+/* The generation of db's current token (0 for a static password). */
+unsigned credentials_generation(struct worker *w, const struct db_config *db);
+
+/* The credential of db, NULL for a static password. */
+const struct credential *credentials_find(const struct worker *w, const char *db_name);
+
+/* "static", "file", "command" or "databricks". */
+const char *credentials_provider_name(enum cred_provider p);
 
 #endif

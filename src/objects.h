@@ -47,6 +47,7 @@ struct worker {
     struct list pools;
     struct list clients;    /* every client, whatever its state */
     struct list cancellers; /* in-flight cancel requests towards servers */
+    struct list creds;      /* rotating credentials, one per database entry that has one */
     int n_clients;
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
@@ -70,7 +71,9 @@ struct pool {
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
     bool paused;            /* PAUSE: no server is handed out until RESUME */
-    char last_error[256];   /* why the last server login failed ("" after a success) */
+    char last_error[640];   /* why the last server login failed ("" after a success) */
+    bool auth_retry;        /* a 28P01 started a credential refresh and one more login */
+    unsigned rejected_gen;  /* the credential generation the server refused */
     struct event *retry_timer; /* connect retry after a failure, with backoff */
     int backoff_ms;
     struct {
@@ -118,6 +121,7 @@ struct server {
     time_t created;
     time_t last_used;
     unsigned generation; /* the pool's generation when it connected */
+    unsigned cred_gen;   /* generation of the credential it logged in with */
     struct server_stmts stmts;   /* transaction pooling: statements prepared here */
     struct reply_queue replies;  /* transaction pooling: replies owed, in order */
     bool stmts_unknown;          /* a client ran DEALLOCATE/DISCARD: retire at release */

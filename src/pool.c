@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "client.h"
+#include "credentials.h"
 #include "params.h"
 #include "log.h"
 #include "server.h"
@@ -70,10 +71,39 @@ static void give_idle_server(struct pool *p, struct client *c)
     server_link(s, c);
 }
 
+/* Sends every waiting client the same error. */
+static void fail_waiters(struct pool *p, const char *sqlstate, const char *msg)
+{
+    struct list *first;
+    while ((first = list_pop_first(&p->waiting))) {
+        struct client *c = list_entry(first, struct client, wait_node);
+        list_init(&c->wait_node);
+        if (c->timer)
+            event_del(c->timer);
+        client_fail(c, sqlstate, msg);
+    }
+}
+
+/* Is there a credential to log in with? Waiters are told at once when there is none. */
+static bool credential_ready(struct pool *p)
+{
+    char why[600];
+    switch (credentials_status(p->w, p->db, why, sizeof(why))) {
+    case CRED_READY: return true;
+    case CRED_PENDING: return false; /* pool_credential_event comes when it arrives */
+    case CRED_UNAVAILABLE: break;
+    }
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+    fail_waiters(p, "08006", why);
+    return false;
+}
+
 void pool_spawn_for_waiters(struct pool *p)
 {
     if (p->retry_timer && evtimer_pending(p->retry_timer, NULL))
         return; /* the server failed a moment ago: the retry timer will try again */
+    if (list_empty(&p->waiting) || !credential_ready(p))
+        return;
     int coming = (int)list_count(&p->connecting);
     int waiting = (int)list_count(&p->waiting);
     while (!p->paused && waiting > coming && p->n_servers < p->db->pool.size) {
@@ -89,7 +119,7 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct client *c = arg;
     struct pool *p = c->pool;
-    char msg[512];
+    char msg[1024];
     if (c->state != CL_WAITING)
         return;
     pool_forget_client(c);
@@ -164,6 +194,7 @@ void pool_server_ready(struct server *s)
     struct pool *p = s->pool;
     p->last_error[0] = '\0';
     p->backoff_ms = 0;
+    p->auth_retry = false;
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
@@ -190,17 +221,90 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     pool_spawn_for_waiters(arg);
 }
 
-void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg)
+/* Arms the retry timer for ms from now (unless it is already armed). */
+static void retry_in(struct pool *p, int ms)
+{
+    if (!p->retry_timer)
+        p->retry_timer = evtimer_new(p->w->base, retry_cb, p);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (p->retry_timer && !evtimer_pending(p->retry_timer, NULL))
+        evtimer_add(p->retry_timer, &tv);
+}
+
+/* Tells the waiting clients that the server refuses the credential. */
+static void fail_auth(struct pool *p, const char *detail)
+{
+    char msg[700];
+    p->auth_retry = false;
+    snprintf(msg, sizeof(msg), "the server of pool \"%s\" refused the login of user \"%s\"%s: %s",
+             p->db->name, p->db->user,
+             p->db->cred.provider == CRED_STATIC ? "" : " even with a freshly fetched credential",
+             detail);
+    log_warning("%s", msg);
+    fail_waiters(p, "28P01", msg);
+}
+
+/* 28P01: a rotating credential gets one immediate refresh and one retry before the waiting
+ * clients are told; a static password is reported at once. */
+static void handle_auth_failure(struct pool *p, const char *msg, unsigned generation)
+{
+    if (p->auth_retry && generation == p->rejected_gen)
+        return; /* another login with the same token: the refresh is already under way */
+    if (p->auth_retry) {
+        fail_auth(p, msg);
+        return;
+    }
+    p->rejected_gen = generation;
+    switch (credentials_rejected(p->w, p->db, generation)) {
+    case CRED_REJECT_RETRY:
+        p->auth_retry = true;
+        retry_in(p, 0);
+        break;
+    case CRED_REJECT_WAIT:
+        p->auth_retry = true;
+        break;
+    case CRED_REJECT_FINAL:
+        fail_auth(p, msg);
+        break;
+    }
+}
+
+void pool_credential_event(struct worker *w, const char *db_name, bool ok)
+{
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        if (strcmp(p->db->name, db_name) != 0)
+            continue;
+        if (p->auth_retry && (!ok || credentials_generation(w, p->db) == p->rejected_gen)) {
+            fail_auth(p, ok ? "the provider returned the same token again"
+                            : "refreshing the credential failed");
+            continue;
+        }
+        if (!ok) {
+            credential_ready(p); /* tells the waiters when no valid token is left */
+            continue;
+        }
+        p->backoff_ms = 0;
+        if (p->retry_timer)
+            evtimer_del(p->retry_timer);
+        pool_spawn_for_waiters(p);
+    }
+}
+
+void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg,
+                        unsigned cred_generation)
 {
     snprintf(p->last_error, sizeof(p->last_error), "%s (SQLSTATE %s)", msg, sqlstate);
+    if (strcmp(sqlstate, "28P01") == 0) {
+        handle_auth_failure(p, p->last_error, cred_generation);
+        return;
+    }
     p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
     if (p->backoff_ms > 5000)
         p->backoff_ms = 5000;
-    if (!p->retry_timer)
-        p->retry_timer = evtimer_new(p->w->base, retry_cb, p);
-    struct timeval tv = {p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000};
-    if (p->retry_timer && !evtimer_pending(p->retry_timer, NULL))
-        evtimer_add(p->retry_timer, &tv);
+    retry_in(p, p->backoff_ms);
 }
 
 /* Closes idle servers past their idle timeout (above pool.min) or lifetime. */
@@ -223,6 +327,8 @@ static void expire_idle(struct pool *p, time_t now)
 static void keep_min(struct pool *p)
 {
     if (p->paused || p->w->draining || (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
+        return;
+    if (p->n_servers < p->db->pool.min && !credential_ready(p))
         return;
     while (p->n_servers < p->db->pool.min && p->n_servers < p->db->pool.size)
         if (!server_connect(p))

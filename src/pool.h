@@ -19,7 +19,12 @@ void pool_server_ready(struct server *s);
 
 /* A server could not connect or log in: remember why and retry with backoff while clients
  * wait (they get the reason if their max_wait_ms runs out first). */
-void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg);
+void pool_server_failed(struct pool *p, const char *sqlstate, const char *msg,
+                        unsigned cred_generation);
+
+/* A credential fetch for database db_name ended (ok or not): retry logins that waited for it,
+ * or tell waiting clients when no valid credential is left. */
+void pool_credential_event(struct worker *w, const char *db_name, bool ok);
 
 /* Once a second: close servers idle longer than idle_timeout_s (keeping pool.min) or older
  * than lifetime_s, and open connections up to pool.min. */

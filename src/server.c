@@ -89,7 +89,7 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
     bool cancel = s->cancel_only;
     server_close(s, reason);
     if (!cancel)
-        pool_server_failed(p, sqlstate, msg);
+        pool_server_failed(p, sqlstate, msg, s->cred_gen);
 }
 
 static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -230,7 +230,7 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
         s->step = LS_PARAMS;
         return true;
     }
-    const char *pw = credentials_current(s->pool->db);
+    const char *pw = credentials_current(s->pool->w, s->pool->db, &s->cred_gen);
     if (!pw && (code == AUTH_REQ_CLEARTEXT || code == AUTH_REQ_MD5 || code == AUTH_REQ_SASL)) {
         set_error(s, "28P01", "the server asked for a password and none is configured");
         return false;

@@ -10,6 +10,7 @@
 #include "client.h"
 #include "listener.h"
 #include "log.h"
+#include "credentials.h"
 #include "pool.h"
 #include "server.h"
 #include "tls.h"
@@ -138,10 +139,12 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     list_init(&w->pools);
     list_init(&w->clients);
     list_init(&w->cancellers);
+    list_init(&w->creds);
     if (!make_loop(w)) {
         snprintf(err, errsz, "cannot create the event loop");
         goto fail;
     }
+    credentials_sync(w); /* first tokens are fetched while the listener comes up */
     if (cfg->tls_cert && !(w->client_tls = tls_accept_ctx(cfg->tls_cert, cfg->tls_key, err, errsz)))
         goto fail;
     if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
@@ -189,6 +192,8 @@ void worker_free(struct worker *w)
         client_close(list_entry(it, struct client, node), "shutting down");
     }
     pool_free_all(w);
+    if (w->base)
+        credentials_free_all(w);
     if (w->sig_int)
         event_free(w->sig_int);
     if (w->sig_term)
@@ -300,6 +305,7 @@ void worker_reload(struct worker *w)
     free_verifiers(w->user_verifiers, old->n_users);
     w->user_verifiers = v;
     w->cfg = n;
+    credentials_sync(w);
     SSL_CTX_free(w->client_tls);
     w->client_tls = tls;
     struct list *it, *tmp;

@@ -1,0 +1,382 @@
+/* token.c: pure parsing and arithmetic for rotating credentials (see token.h). JSON goes
+ * through jansson with an allocator that wipes every block it frees, so a token parsed out of
+ * an answer does not linger in freed memory. */
+#include "token.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* jansson blocks carry their size in front so the free function can wipe them. */
+static void *wiping_malloc(size_t n)
+{
+    size_t *p = malloc(sizeof(size_t) + n);
+    if (!p)
+        return NULL;
+    *p = n;
+    return p + 1;
+}
+
+static void wiping_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    size_t *p = (size_t *)ptr - 1;
+    OPENSSL_cleanse(p, sizeof(size_t) + *p);
+    free(p);
+}
+
+static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+static void set_json_allocator(void) { json_set_alloc_funcs(wiping_malloc, wiping_free); }
+
+void token_free(char *token)
+{
+    if (!token)
+        return;
+    OPENSSL_cleanse(token, strlen(token));
+    free(token);
+}
+
+void token_answer_clear(struct token_answer *a)
+{
+    token_free(a->token);
+    a->token = NULL;
+    a->expires = 0;
+}
+
+/* Parses len bytes of JSON into an object; NULL with err filled when it is not one. */
+static json_t *parse_object(const char *text, size_t len, char *err, size_t errsz)
+{
+    json_error_t je;
+    pthread_once(&alloc_once, set_json_allocator);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errsz, "malformed JSON (line %d, column %d): %s", je.line, je.column,
+                 je.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errsz, "expected a JSON object");
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* A token must be printable ASCII without spaces: it goes into a PasswordMessage. */
+static bool token_chars_ok(const char *t, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (t[i] <= ' ' || t[i] > '~')
+            return false;
+    return true;
+}
+
+/* Copies the token string field `key` of obj into out->token. */
+static bool take_token(json_t *obj, const char *key, struct token_answer *out, char *err,
+                       size_t errsz)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v)) {
+        snprintf(err, errsz, v ? "\"%s\" is not a string" : "no \"%s\" in the answer", key);
+        return false;
+    }
+    size_t len = json_string_length(v);
+    if (len == 0 || len > TOKEN_MAX_LEN || !token_chars_ok(json_string_value(v), len)) {
+        snprintf(err, errsz, "\"%s\" is empty, longer than %d bytes or not printable ASCII", key,
+                 TOKEN_MAX_LEN);
+        return false;
+    }
+    out->token = strndup(json_string_value(v), len);
+    if (!out->token) {
+        snprintf(err, errsz, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Reads an expiry from obj: an RFC 3339 string under key_time, or seconds under expires_in.
+ * Neither present: expires stays 0 unless required. */
+static bool take_expiry(json_t *obj, const char *key_time, time_t now, bool required,
+                        struct token_answer *out, char *err, size_t errsz)
+{
+    json_t *t = key_time ? json_object_get(obj, key_time) : NULL;
+    json_t *in = json_object_get(obj, "expires_in");
+    if (t) {
+        if (!json_is_string(t) || !token_parse_rfc3339(json_string_value(t), &out->expires)) {
+            snprintf(err, errsz, "\"%s\" is not an RFC 3339 time", key_time);
+            return false;
+        }
+        return true;
+    }
+    if (in) {
+        if (!json_is_integer(in) || json_integer_value(in) <= 0 ||
+            json_integer_value(in) > 10 * 365 * 86400) {
+            snprintf(err, errsz, "\"expires_in\" is not a positive number of seconds");
+            return false;
+        }
+        out->expires = now + (time_t)json_integer_value(in);
+        return true;
+    }
+    if (required) {
+        snprintf(err, errsz, "no \"%s\" in the answer", key_time ? key_time : "expires_in");
+        return false;
+    }
+    return true;
+}
+
+/* A bare token: trimmed, one line. */
+static bool parse_bare(const char *text, size_t len, struct token_answer *out, char *err,
+                       size_t errsz)
+{
+    while (len && isspace((unsigned char)text[0])) {
+        text++;
+        len--;
+    }
+    while (len && isspace((unsigned char)text[len - 1]))
+        len--;
+    if (len == 0) {
+        snprintf(err, errsz, "empty output");
+        return false;
+    }
+    if (len > TOKEN_MAX_LEN || !token_chars_ok(text, len)) {
+        snprintf(err, errsz, "the token is longer than %d bytes, spans lines or is not "
+                             "printable ASCII",
+                 TOKEN_MAX_LEN);
+        return false;
+    }
+    out->token = strndup(text, len);
+    if (!out->token) {
+        snprintf(err, errsz, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+bool token_parse_output(const char *text, size_t len, time_t now, struct token_answer *out,
+                        char *err, size_t errsz)
+{
+    out->token = NULL;
+    out->expires = 0;
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)text[i]))
+        i++;
+    if (i == len || text[i] != '{')
+        return parse_bare(text, len, out, err, errsz);
+    json_t *root = parse_object(text, len, err, errsz);
+    if (!root)
+        return false;
+    const char *key = json_object_get(root, "token") ? "token" : "access_token";
+    const char *tkey = json_object_get(root, "expiration_time") ? "expiration_time" : "expire_time";
+    bool ok = take_token(root, key, out, err, errsz) &&
+              take_expiry(root, tkey, now, false, out, err, errsz);
+    json_decref(root);
+    if (!ok)
+        token_answer_clear(out);
+    return ok;
+}
+
+bool token_parse_oauth(const char *text, size_t len, time_t now, struct token_answer *out,
+                       char *err, size_t errsz)
+{
+    out->token = NULL;
+    out->expires = 0;
+    json_t *root = parse_object(text, len, err, errsz);
+    if (!root)
+        return false;
+    json_t *type = json_object_get(root, "token_type");
+    bool ok = take_token(root, "access_token", out, err, errsz) &&
+              take_expiry(root, NULL, now, true, out, err, errsz);
+    if (ok && type && (!json_is_string(type) || strcasecmp(json_string_value(type), "bearer"))) {
+        snprintf(err, errsz, "token_type is not Bearer");
+        ok = false;
+    }
+    json_decref(root);
+    if (!ok)
+        token_answer_clear(out);
+    return ok;
+}
+
+bool token_parse_db_credential(const char *text, size_t len, struct token_answer *out, char *err,
+                               size_t errsz)
+{
+    out->token = NULL;
+    out->expires = 0;
+    json_t *root = parse_object(text, len, err, errsz);
+    if (!root)
+        return false;
+    const char *tkey = json_object_get(root, "expire_time") ? "expire_time" : "expiration_time";
+    bool ok = take_token(root, "token", out, err, errsz) &&
+              take_expiry(root, tkey, 0, true, out, err, errsz);
+    json_decref(root);
+    if (!ok)
+        token_answer_clear(out);
+    return ok;
+}
+
+bool token_error_message(const char *text, size_t len, char *out, size_t outsz)
+{
+    static const char *const keys[] = {"message", "error_description", "error", "detail", NULL};
+    char err[128];
+    json_t *root = parse_object(text, len, err, sizeof(err));
+    bool found = false;
+    for (int i = 0; root && keys[i] && !found; i++) {
+        json_t *v = json_object_get(root, keys[i]);
+        if (!json_is_string(v))
+            continue;
+        size_t j = 0;
+        for (const char *p = json_string_value(v); *p && j + 1 < outsz; p++)
+            out[j++] = (*p >= ' ' && *p <= '~') ? *p : '?';
+        out[j] = '\0';
+        found = j > 0;
+    }
+    json_decref(root);
+    return found;
+}
+
+/* Reads exactly n digits at *p into *out. */
+static bool digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+/* Reads the expected separator c at *p. */
+static bool sep(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+bool token_parse_rfc3339(const char *s, time_t *out)
+{
+    int y, mo, d, h, mi, se, oh = 0, om = 0, sign = 0;
+    const char *p = s;
+    if (!digits(&p, 4, &y) || !sep(&p, '-') || !digits(&p, 2, &mo) || !sep(&p, '-') ||
+        !digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' ') || !(p++, digits(&p, 2, &h)) ||
+        !sep(&p, ':') || !digits(&p, 2, &mi) || !sep(&p, ':') || !digits(&p, 2, &se))
+        return false;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p++ == '+' ? 1 : -1;
+        if (!digits(&p, 2, &oh) || !sep(&p, ':') || !digits(&p, 2, &om))
+            return false;
+    } else {
+        return false;
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 || oh > 23 ||
+        om > 59)
+        return false;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+                    .tm_min = mi, .tm_sec = se};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *out = t - sign * (oh * 3600 + om * 60);
+    return true;
+}
+
+time_t token_refresh_at(time_t obtained, time_t expires, int assumed_lifetime_s, int percent,
+                        int margin_s)
+{
+    if (!expires && assumed_lifetime_s > 0)
+        expires = obtained + assumed_lifetime_s;
+    if (!expires)
+        return 0;
+    long long life = (long long)(expires - obtained);
+    if (life <= 1)
+        return obtained + 1;
+    long long at = obtained + life * percent / 100;
+    if (margin_s > 0 && margin_s * 2LL <= life && expires - margin_s < at)
+        at = expires - margin_s;
+    return at < obtained + 1 ? obtained + 1 : (time_t)at;
+}
+
+int token_backoff_ms(int attempt, int base_ms, int max_ms, uint32_t rnd)
+{
+    long long d = base_ms;
+    for (int i = 1; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    /* jitter in [0.5, 1.0): retries of many proxies do not arrive together */
+    return (int)(d / 2 + (d / 2) * (long long)(rnd % 1000) / 1000);
+}
+
+void token_fingerprint(const char *token, size_t len, char out[9])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)token, len, md);
+    snprintf(out, 9, "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+}
+
+bool token_uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return false;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+    return true;
+}
+
+char *token_basic_auth(const char *id, const char *secret)
+{
+    size_t n = strlen(id) + 1 + strlen(secret);
+    char *plain = malloc(n + 1);
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!plain || !out) {
+        free(plain);
+        free(out);
+        return NULL;
+    }
+    snprintf(plain, n + 1, "%s:%s", id, secret);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)plain, (int)n);
+    token_free(plain);
+    return out;
+}
+
+char *token_form_encode(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || strchr("-._~", ch))
+            *o++ = (char)ch;
+        else
+            o += sprintf(o, "%%%02X", ch);
+    }
+    *o = '\0';
+    return out;
+}
