@@ -169,6 +169,10 @@ bool token_parse_output(const char *text, size_t len, time_t now, struct token_a
     size_t i = 0;
     while (i < len && isspace((unsigned char)text[i]))
         i++;
+    if (i < len && (text[i] == '[' || text[i] == '"')) {
+        snprintf(err, errsz, "expected a bare token or a JSON object");
+        return false;
+    }
     if (i == len || text[i] != '{')
         return parse_bare(text, len, out, err, errsz);
     json_t *root = parse_object(text, len, err, errsz);

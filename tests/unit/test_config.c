@@ -163,7 +163,79 @@ static const struct {
      "t.yaml:4:1: only one YAML document is allowed per file"},
     {"listen: 6432\ndatabases:\n  app: {host: h, user: u}\n",
      "t.yaml:1:9: listen: expected a mapping, got a scalar"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials: {path: /t}\n",
+     "t.yaml:5:18: databases.app.credentials: missing required key 'provider'"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials: {provider: vault}\n",
+     "t.yaml:5:29: databases.app.credentials.provider: unknown value \"vault\" (expected one "
+     "of: static, file, command, databricks)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials: {provider: file}\n",
+     "t.yaml:5:18: databases.app.credentials: provider file needs path"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    password: p\n"
+     "    credentials: {provider: file, path: /t}\n",
+     "t.yaml:5:15: databases.app.password: not used with credentials.provider file; remove it"},
+    {"databases:\n  app:\n    host: h\n    user: u\n"
+     "    credentials: {provider: command, command: [a], shell: b}\n",
+     "t.yaml:5:18: databases.app.credentials: give exactly one of command (a list) or shell"},
+    {"databases:\n  app:\n    host: h\n    user: u\n"
+     "    credentials: {provider: command, command: x}\n",
+     "t.yaml:5:47: databases.app.credentials.command: expected a list, got a scalar"},
+    {"databases:\n  app:\n    host: h\n    user: u\n"
+     "    credentials: {provider: file, path: /t, workspace: https://w}\n",
+     "t.yaml:5:56: databases.app.credentials.workspace: only used with provider: databricks "
+     "(this is provider: file)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
+     "      workspace: http://w\n      client_id: c\n      client_secret_env: S\n"
+     "      instance: i\n",
+     "t.yaml:6:7: databases.app.credentials: provider databricks needs workspace: https://<host>"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
+     "      workspace: https://w\n      client_id: c\n      client_secret: s\n"
+     "      instance: i\n",
+     "t.yaml:9:7: unknown key 'client_secret' in databases.app.credentials (expected one of: "
+     "provider, path, command, shell, workspace, client_id, client_id_env, client_secret_env, "
+     "client_secret_file, instance, instances, endpoint, ttl_s, ca_file, timeout_ms, lifetime_s, "
+     "refresh_percent, refresh_margin_s)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
+     "      workspace: https://w\n      client_id: c\n      client_secret_env: S\n",
+     "t.yaml:6:7: databases.app.credentials: give exactly one of instance, instances "
+     "(provisioned) or endpoint (autoscaling)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
+     "      workspace: https://w\n      client_id: c\n      client_secret_env: S\n"
+     "      endpoint: projects/p/branches/b/endpoints/e\n      ttl_s: 60\n",
+     "t.yaml:11:14: databases.app.credentials.ttl_s: 60 is out of range (300 to 3600)"},
 };
+
+Test(config, credential_providers_load)
+{
+    struct config_errors errs;
+    struct config *cfg = parse("databases:\n"
+                               "  a: {host: h, user: u, credentials: {provider: file, path: /t}}\n"
+                               "  b: {host: h, user: u, credentials: {provider: command,\n"
+                               "      command: [databricks, auth, token], timeout_ms: 2000}}\n"
+                               "  c:\n    host: h\n    user: sp\n    credentials:\n"
+                               "      provider: databricks\n      workspace: https://ws\n"
+                               "      client_id_env: CID\n      client_secret_file: /s\n"
+                               "      endpoint: projects/p/branches/b/endpoints/e\n"
+                               "      ttl_s: 900\n"
+                               "  d: {host: h, user: u, password: p}\n",
+                               &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    cr_expect_eq(config_find_db(cfg, "a")->cred.provider, CRED_FILE);
+    cr_expect_eq(config_find_db(cfg, "a")->cred.lifetime_s, 0, "a file token lives until it changes");
+    const struct cred_config *b = &config_find_db(cfg, "b")->cred;
+    cr_expect_eq(b->provider, CRED_COMMAND);
+    cr_expect_eq(b->command.n, 3);
+    cr_expect_str_eq(b->command.items[2], "token");
+    cr_expect_eq(b->timeout_ms, 2000);
+    cr_expect_eq(b->lifetime_s, 3600, "plain command output is assumed to live an hour");
+    const struct cred_config *c = &config_find_db(cfg, "c")->cred;
+    cr_expect_eq(c->provider, CRED_DATABRICKS);
+    cr_expect_str_eq(c->endpoint, "projects/p/branches/b/endpoints/e");
+    cr_expect_eq(c->ttl_s, 900);
+    cr_expect_eq(c->refresh_percent, 80);
+    cr_expect_eq(c->refresh_margin_s, 300);
+    cr_expect_eq(config_find_db(cfg, "d")->cred.provider, CRED_STATIC);
+    config_free(cfg);
+}
 
 Test(config, each_mistake_is_reported_at_its_line_and_column)
 {
@@ -174,7 +246,7 @@ Test(config, each_mistake_is_reported_at_its_line_and_column)
         config_free(cfg);
         cr_expect_geq(errs.n, 1, "case %zu: no error", i);
         if (errs.n)
-            cr_expect_str_eq(errs.msgs[0], bad[i].error, "case %zu", i);
+            cr_expect_str_eq(errs.msgs[0], bad[i].error, "case %zu: got %s", i, errs.msgs[0]);
         config_errors_free(&errs);
     }
 }
