@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "client.h"
 #include "conn.h"
+#include "credentials.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -239,6 +240,50 @@ static void show_config(struct client *c)
 }
 
 /* PAUSE/RESUME [db]: every pool, or the named one; false when db names no pool. */
+/* UTC time as ISO 8601, "" for 0. */
+static void iso_time(time_t t, char out[32])
+{
+    struct tm tm;
+    out[0] = '\0';
+    if (t && gmtime_r(&t, &tm))
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One row per rotating credential: never the token, only its fingerprint. */
+static void show_credentials(struct client *c)
+{
+    static const char *const cols[] = {"database", "provider", "user", "state", "token",
+                                       "obtained_at", "expires_at", "expires_in_s",
+                                       "next_refresh_in_s", "refreshes_ok", "refreshes_failed",
+                                       "last_error", NULL};
+    struct result r;
+    struct list *it;
+    time_t now = time(NULL);
+    char got[32], exp[32];
+    result_start(&r, cols);
+    for (it = c->w->creds.next; it != &c->w->creds; it = it->next) {
+        const struct credential *cr = list_entry(it, struct credential, node);
+        bool valid = cr->token && (!cr->expires || now < cr->expires);
+        const char *state = !cr->token ? (cr->failures ? "failing" : "pending")
+                            : !valid   ? "expired"
+                            : cr->failures ? "valid, refresh failing"
+                                           : "valid";
+        iso_time(cr->token ? cr->obtained : 0, got);
+        iso_time(cr->expires, exp);
+        char in[24] = "", next[24] = "";
+        if (cr->expires)
+            snprintf(in, sizeof(in), "%lld", (long long)(cr->expires - now));
+        if (cr->refresh_at && cr->token)
+            snprintf(next, sizeof(next), "%lld", (long long)(cr->refresh_at - now));
+        result_row(&r, "%s|%s|%s|%s|%s|%s|%s|%s|%s|%llu|%llu|%s", cr->db->name,
+                   credentials_provider_name(cr->db->cred.provider), cr->db->user, state,
+                   cr->token ? cr->fingerprint : "", got, exp, in, next,
+                   (unsigned long long)cr->refreshes_ok, (unsigned long long)cr->refreshes_failed,
+                   cr->last_error);
+    }
+    result_send(c, &r, "SHOW");
+}
+
 static bool set_paused(struct client *c, const char *db, bool paused)
 {
     struct list *it, *tmp;
@@ -289,9 +334,11 @@ static void run_command(struct client *c, const char *sql)
             show_stats(c);
         else if (strcasecmp(arg, "CONFIG") == 0)
             show_config(c);
+        else if (strcasecmp(arg, "CREDENTIALS") == 0)
+            show_credentials(c);
         else
             send_error(c, "42601",
-                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS or CONFIG");
+                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG or CREDENTIALS");
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
         send_command_ok(c, "RELOAD");

@@ -27,6 +27,7 @@
 #define RETRY_MAX_MS 60000
 #define FILE_CHECK_MS 1000
 #define FORCED_REFRESH_GAP_S 5
+#define DEMAND_FETCH_GAP_S 1
 #define ANSWER_MAX (1024 * 1024) /* token answers are a few kilobytes */
 #define SECRET_FILE_MAX 4096
 
@@ -77,10 +78,21 @@ static void schedule_ms(struct credential *c, long long ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* Tells the pools of this database that a fetch ended. */
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct credential *c = arg;
+    pool_credential_event(c->w, c->db->name, c->notify_ok);
+}
+
+/* Tells the pools of this database that a fetch ended, on its own loop turn (a fetch can end
+ * at once, inside a pool's own call). */
 static void notify(struct credential *c, bool ok)
 {
-    pool_credential_event(c->w, c->db->name, ok);
+    struct timeval now = {0, 0};
+    c->notify_ok = ok;
+    evtimer_add(c->notify_ev, &now);
 }
 
 /* Installs a new token: the old one is wiped, the next refresh planned. */
@@ -452,6 +464,7 @@ static void start_fetch(struct credential *c)
     if (c->fetching)
         return;
     c->fetching = true;
+    c->last_attempt = time(NULL);
     evtimer_del(c->timer);
     switch (c->db->cred.provider) {
     case CRED_FILE: check_file(c); break;
@@ -475,6 +488,8 @@ static void credential_free(struct credential *c)
     command_cancel(c->cmd);
     if (c->timer)
         event_free(c->timer);
+    if (c->notify_ev)
+        event_free(c->notify_ev);
     token_free(c->token);
     token_free(c->oauth);
     SSL_CTX_free(c->tls);
@@ -494,13 +509,15 @@ static struct credential *credential_new(struct worker *w, const struct db_confi
     c->db = db;
     list_append(&w->creds, &c->node);
     c->timer = evtimer_new(w->base, timer_cb, c);
+    c->notify_ev = evtimer_new(w->base, notify_cb, c);
     if (db->cred.provider == CRED_DATABRICKS) {
         c->tls = tls_connect_ctx(TLS_VERIFY_FULL, db->cred.ca_file, err, sizeof(err));
         if (!c->tls)
             snprintf(c->last_error, sizeof(c->last_error), "%s", err);
     }
-    if (!c->timer || (db->cred.provider == CRED_DATABRICKS && !c->tls)) {
-        log_error("credentials %s: %s", db->name, c->tls || !c->timer ? "out of memory" : err);
+    if (!c->timer || !c->notify_ev || (db->cred.provider == CRED_DATABRICKS && !c->tls)) {
+        log_error("credentials %s: %s", db->name,
+                  c->tls || !c->timer || !c->notify_ev ? "out of memory" : err);
         credential_free(c);
         return NULL;
     }
@@ -578,9 +595,12 @@ enum cred_status credentials_status(struct worker *w, const struct db_config *db
     if (db->cred.provider == CRED_STATIC)
         return CRED_READY;
     struct credential *c = live(w, db);
-    if (c && token_valid(c, time(NULL)))
+    time_t now = time(NULL);
+    if (c && token_valid(c, now))
         return CRED_READY;
-    if (c && c->failures == 0 && !c->last_error[0])
+    if (c && !c->fetching && now - c->last_attempt >= DEMAND_FETCH_GAP_S)
+        start_fetch(c); /* a login is waiting: try now rather than at the next backoff step */
+    if (c && c->fetching)
         return CRED_PENDING;
     provider_label(&db->cred, label, sizeof(label));
     snprintf(why, whysz, "no valid credential for database \"%s\" from %s: %s%s", db->name, label,

@@ -31,9 +31,12 @@ struct credential {
     unsigned generation;        /* bumped with every new token */
     char fingerprint[9];        /* first 8 hex digits of the token's SHA-256 */
     struct event *timer;        /* next refresh, retry or file check */
+    struct event *notify_ev;    /* tells the pools that a fetch ended */
+    bool notify_ok;
     bool fetching;
     int failures;               /* consecutive failed fetches */
     time_t forced_at;           /* last refresh forced by a 28P01 */
+    time_t last_attempt;        /* start of the last fetch */
     struct http_request *http;  /* databricks: exchange in flight */
     struct command *cmd;        /* command: child in flight */
     SSL_CTX *tls;               /* databricks: verifies the workspace */
@@ -48,7 +51,7 @@ struct credential {
 
 enum cred_status {
     CRED_READY,       /* a login can start now */
-    CRED_PENDING,     /* the first token is on its way: wait for pool_credential_event */
+    CRED_PENDING,     /* a token is on its way: wait for pool_credential_event */
     CRED_UNAVAILABLE, /* no valid token and the last fetch failed: why says so */
 };
 

@@ -73,8 +73,10 @@ struct pool {
     bool paused;            /* PAUSE: no server is handed out until RESUME */
     char last_error[640];   /* why the last server login failed ("" after a success) */
     bool auth_retry;        /* a 28P01 started a credential refresh and one more login */
+    bool auth_retry_waiting; /* ... and that refresh has not ended yet: no logins meanwhile */
     unsigned rejected_gen;  /* the credential generation the server refused */
     struct event *retry_timer; /* connect retry after a failure, with backoff */
+    struct event *no_cred_timer; /* tells waiters that no valid credential can be had */
     int backoff_ms;
     struct {
         uint64_t queries, xacts, waits, wait_us;
@@ -120,6 +122,8 @@ struct server {
     struct relay relay;
     time_t created;
     time_t last_used;
+    int64_t created_ms;  /* server_now_ms() at login */
+    int jitter_permille; /* 0-200: this server's lifetime is shortened by as much */
     unsigned generation; /* the pool's generation when it connected */
     unsigned cred_gen;   /* generation of the credential it logged in with */
     struct server_stmts stmts;   /* transaction pooling: statements prepared here */

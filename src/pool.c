@@ -84,7 +84,21 @@ static void fail_waiters(struct pool *p, const char *sqlstate, const char *msg)
     }
 }
 
-/* Is there a credential to log in with? Waiters are told at once when there is none. */
+/* Tells the waiters that no credential can be had (on its own loop turn: the caller may be
+ * in the middle of handling one of those clients' messages). */
+static void no_credential_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pool *p = arg;
+    char why[600];
+    if (credentials_status(p->w, p->db, why, sizeof(why)) != CRED_UNAVAILABLE)
+        return; /* a fetch started or succeeded meanwhile: pool_credential_event follows */
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+    fail_waiters(p, "08006", why);
+}
+
+/* Is there a credential to log in with? Waiters are told soon when there is none. */
 static bool credential_ready(struct pool *p)
 {
     char why[600];
@@ -93,8 +107,11 @@ static bool credential_ready(struct pool *p)
     case CRED_PENDING: return false; /* pool_credential_event comes when it arrives */
     case CRED_UNAVAILABLE: break;
     }
-    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-    fail_waiters(p, "08006", why);
+    if (!p->no_cred_timer)
+        p->no_cred_timer = evtimer_new(p->w->base, no_credential_cb, p);
+    struct timeval now = {0, 0};
+    if (p->no_cred_timer && !list_empty(&p->waiting))
+        evtimer_add(p->no_cred_timer, &now);
     return false;
 }
 
@@ -102,8 +119,8 @@ void pool_spawn_for_waiters(struct pool *p)
 {
     if (p->retry_timer && evtimer_pending(p->retry_timer, NULL))
         return; /* the server failed a moment ago: the retry timer will try again */
-    if (list_empty(&p->waiting) || !credential_ready(p))
-        return;
+    if (list_empty(&p->waiting) || p->auth_retry_waiting || !credential_ready(p))
+        return; /* a refused credential is being refreshed: logins wait for the new one */
     int coming = (int)list_count(&p->connecting);
     int waiting = (int)list_count(&p->waiting);
     while (!p->paused && waiting > coming && p->n_servers < p->db->pool.size) {
@@ -236,6 +253,7 @@ static void fail_auth(struct pool *p, const char *detail)
 {
     char msg[700];
     p->auth_retry = false;
+    p->auth_retry_waiting = false;
     snprintf(msg, sizeof(msg), "the server of pool \"%s\" refused the login of user \"%s\"%s: %s",
              p->db->name, p->db->user,
              p->db->cred.provider == CRED_STATIC ? "" : " even with a freshly fetched credential",
@@ -262,6 +280,7 @@ static void handle_auth_failure(struct pool *p, const char *msg, unsigned genera
         break;
     case CRED_REJECT_WAIT:
         p->auth_retry = true;
+        p->auth_retry_waiting = true;
         break;
     case CRED_REJECT_FINAL:
         fail_auth(p, msg);
@@ -287,6 +306,7 @@ void pool_credential_event(struct worker *w, const char *db_name, bool ok)
             continue;
         }
         p->backoff_ms = 0;
+        p->auth_retry_waiting = false;
         if (p->retry_timer)
             evtimer_del(p->retry_timer);
         pool_spawn_for_waiters(p);
@@ -315,7 +335,7 @@ static void expire_idle(struct pool *p, time_t now)
     list_for_each_safe(it, tmp, &p->idle)
     {
         struct server *s = list_entry(it, struct server, node);
-        if (pc->lifetime_s > 0 && now - s->created >= pc->lifetime_s)
+        if (server_past_lifetime(s, pc->lifetime_s))
             server_close(s, "lifetime reached");
         else if (pc->idle_timeout_s > 0 && now - s->last_used >= pc->idle_timeout_s &&
                  p->n_servers > pc->min)
@@ -375,6 +395,8 @@ void pool_free_all(struct worker *w)
         param_clear(&p->params);
         if (p->retry_timer)
             event_free(p->retry_timer);
+        if (p->no_cred_timer)
+            event_free(p->no_cred_timer);
         SSL_CTX_free(p->tls);
         free(p);
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "conn.h"
@@ -329,8 +330,12 @@ static void on_login_data(struct server *s)
     } else if (r == RELAY_STOPPED) {
         event_del(s->timer);
         s->created = s->last_used = time(NULL);
-        log_info("server %llu (%s): logged in as %s, backend pid %u%s", (unsigned long long)s->id,
-                 s->pool->db->name, s->pool->db->user, s->be_pid, s->tls ? ", TLS" : "");
+        s->created_ms = server_now_ms();
+        s->jitter_permille = (int)arc4random_uniform(201);
+        const struct credential *cr = credentials_find(s->pool->w, s->pool->db->name);
+        log_info("server %llu (%s): logged in as %s, backend pid %u%s%s%s",
+                 (unsigned long long)s->id, s->pool->db->name, s->pool->db->user, s->be_pid,
+                 s->tls ? ", TLS" : "", cr ? ", token " : "", cr ? cr->fingerprint : "");
         pool_server_ready(s);
     }
 }
@@ -637,6 +642,23 @@ void server_link(struct server *s, struct client *c)
     client_server_ready(c);
 }
 
+int64_t server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Each server's lifetime is shortened by its own 0-20%, so servers opened together (at start,
+ * or after an outage) are replaced one by one instead of all at once. */
+bool server_past_lifetime(const struct server *s, int lifetime_s)
+{
+    if (lifetime_s <= 0)
+        return false;
+    int64_t life_ms = (int64_t)lifetime_s * (1000 - s->jitter_permille);
+    return server_now_ms() - s->created_ms >= life_ms;
+}
+
 bool server_is_clean(const struct server *s)
 {
     return s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
@@ -657,7 +679,7 @@ static const char *retire_reason(const struct server *s)
         return "replies still owed";
     if (p->n_servers > p->db->pool.size)
         return "pool.size lowered";
-    if (lifetime > 0 && time(NULL) - s->created >= lifetime)
+    if (server_past_lifetime(s, lifetime))
         return "lifetime reached";
     return NULL;
 }

@@ -32,4 +32,10 @@ bool server_is_clean(const struct server *s);
 /* Transaction pooling: the client's transaction is over; s goes back to the pool as it is. */
 void server_release(struct server *s);
 
+/* Milliseconds of a monotonic clock. */
+int64_t server_now_ms(void);
+
+/* Has s lived past lifetime_s (shortened by its own jitter)? false when lifetime_s is 0. */
+bool server_past_lifetime(const struct server *s, int lifetime_s);
+
 #endif

@@ -54,11 +54,13 @@ fi
 bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql
 
 export LP_TEST_DIR="$T" LP_PGPORT="$PGPORT_TEST" LP_PGSOCK="$T/pg/sock" LP_CERTS="$T/certs"
-export LP_BIN="$ROOT/$BUILD/lakeproxy"
+export LP_BIN="$ROOT/$BUILD/lakeproxy" LP_ROOT="$ROOT"
 
 echo "== integration tests"
-"$BUILD/test_integration" -j2 2>&1 | tee "$T/integration.out"
+# FILTER=suite/* runs only those integration tests (for development; make check runs all)
+"$BUILD/test_integration" -j2 ${FILTER:+--filter "$FILTER"} 2>&1 | tee "$T/integration.out"
 count_criterion integration "$T/integration.out" "${PIPESTATUS[0]}"
+if [ -n "${FILTER:-}" ]; then echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; fi
 
 echo "== real clients (psql, pgbench, psycopg)"
 bash tests/clients/run.sh 2>&1 | tee "$T/clients.out"

@@ -1,0 +1,370 @@
+/* test_rotation.c: rotating server credentials. The real PostgreSQL plays Lakebase: each
+ * minted token becomes the role's only password until it expires (tests/lib/mint_token.sh,
+ * run by the `command` provider), so a server login succeeds only with the current token.
+ * Clients must see no error across many rotations, through a provider outage while a token
+ * is still valid, and after a revoked password; when no valid token is left they get a clear
+ * error, and service resumes by itself when the provider answers again. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+static char mint_log[400], fail_flag[400], role[16];
+
+/* A transaction pool "rot" logging in as lp_rot<n> (a role of its own: tests run in
+ * parallel) with tokens living life_s seconds. */
+static void start_rotating(int n, int life_s, int pool_size, int lifetime_s, const char *extra_cred)
+{
+    snprintf(role, sizeof(role), "lp_rot%d", n);
+    static char yaml[4096];
+    int port = free_port();
+    snprintf(mint_log, sizeof(mint_log), "%s/mint-%d.log", env_need("LP_TEST_DIR"), port);
+    snprintf(fail_flag, sizeof(fail_flag), "%s/mint-%d.fail", env_need("LP_TEST_DIR"), port);
+    setenv("LP_MINT_FAIL", fail_flag, 1);
+    snprintf(yaml, sizeof(yaml),
+             "listen: {host: 127.0.0.1, port: %d}\n"
+             "log: {level: info}\n"
+             "admin: {users: [carol]}\n"
+             "databases:\n"
+             "  rot:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
+             "    tls: disable\n"
+             "    pool: {mode: transaction, size: %d, max_wait_ms: 8000, lifetime_s: %d}\n"
+             "    credentials:\n      provider: command\n"
+             "      command: [bash, %s/tests/lib/mint_token.sh, %s, \"%d\", %s]\n"
+             "      timeout_ms: 5000\n%s"
+             "users:\n  carol: {auth: trust}\n",
+             port, env_need("LP_PGPORT"), role, pool_size, lifetime_s, env_need("LP_ROOT"), role, life_s,
+             mint_log, extra_cred ? extra_cred : "");
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(rotation, .fini = stop_proxy, .timeout = 150);
+
+/* Lines of a file containing needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    int n = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static PGconn *connect_rot(void)
+{
+    PGconn *c = proxy_connect(&px, "carol", "unused", "rot", "connect_timeout=10");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    return c;
+}
+
+struct load {
+    volatile int stop;
+    int queries, errors;
+    char first_error[512];
+    pthread_mutex_t mu;
+};
+
+/* One client: queries in a loop, reconnecting now and then, counting errors. */
+static void *load_client(void *arg)
+{
+    struct load *l = arg;
+    int n = 0;
+    while (!l->stop) {
+        PGconn *c = proxy_connect(&px, "carol", "unused", "rot", "connect_timeout=10");
+        for (int i = 0; i < 40 && !l->stop && PQstatus(c) == CONNECTION_OK; i++) {
+            PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id <= 100");
+            bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+            pthread_mutex_lock(&l->mu);
+            if (!ok && !l->errors++)
+                snprintf(l->first_error, sizeof(l->first_error), "%s", PQerrorMessage(c));
+            pthread_mutex_unlock(&l->mu);
+            PQclear(r);
+            n++;
+            usleep(2000);
+        }
+        if (PQstatus(c) != CONNECTION_OK) {
+            pthread_mutex_lock(&l->mu);
+            if (!l->errors++)
+                snprintf(l->first_error, sizeof(l->first_error), "%s", PQerrorMessage(c));
+            pthread_mutex_unlock(&l->mu);
+            usleep(100000);
+        }
+        PQfinish(c);
+    }
+    pthread_mutex_lock(&l->mu);
+    l->queries += n;
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* Runs `clients` load threads for seconds, then stops them. */
+static void run_load(struct load *l, int clients, int seconds)
+{
+    pthread_t t[16];
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_init(&l->mu, NULL);
+    for (int i = 0; i < clients; i++)
+        pthread_create(&t[i], NULL, load_client, l);
+    sleep((unsigned)seconds);
+    l->stop = 1;
+    for (int i = 0; i < clients; i++)
+        pthread_join(t[i], NULL);
+}
+
+Test(rotation, ten_rotations_under_load_without_a_client_error)
+{
+    /* tokens live 3 s (refreshed at 80%: every 2 s); servers live 2 s, so new logins keep
+     * needing the current token */
+    start_rotating(1, 3, 4, 2, NULL);
+    struct load l;
+    run_load(&l, 8, 24);
+    int minted = count_lines(mint_log, " ");
+    int logins = count_lines(px.log, "logged in as lp_rot1");
+    int refused = count_lines(px.log, "refused token");
+    int retired = count_lines(px.log, "closing: lifetime reached");
+    cr_log_info("rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
+                "logins, %d refused-token retries, %d servers retired at their lifetime",
+                l.queries, l.errors, minted, logins, refused, retired);
+    cr_expect_eq(l.errors, 0, "clients saw %d errors, first: %s", l.errors, l.first_error);
+    cr_expect_geq(minted, 10, "only %d rotations", minted);
+    cr_expect_geq(logins, 10, "only %d server logins", logins);
+    cr_expect_geq(retired, 5, "old servers were not replaced");
+    cr_expect_gt(l.queries, 1000);
+}
+
+Test(rotation, admin_console_shows_the_credential_without_the_token)
+{
+    start_rotating(2, 30, 2, 0, NULL);
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    PGresult *r = PQexec(adm, "SHOW CREDENTIALS");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+    cr_assert_eq(PQntuples(r), 1);
+    cr_expect_str_eq(PQgetvalue(r, 0, PQfnumber(r, "database")), "rot");
+    cr_expect_str_eq(PQgetvalue(r, 0, PQfnumber(r, "provider")), "command");
+    cr_expect_str_eq(PQgetvalue(r, 0, PQfnumber(r, "state")), "valid");
+    cr_expect_eq(strlen(PQgetvalue(r, 0, PQfnumber(r, "token"))), 8, "a fingerprint only");
+    int in = atoi(PQgetvalue(r, 0, PQfnumber(r, "expires_in_s")));
+    cr_expect(in > 20 && in <= 30, "expires_in_s %d", in);
+    cr_expect_str_eq(PQgetvalue(r, 0, PQfnumber(r, "refreshes_ok")), "1");
+    PQclear(r);
+    PQfinish(adm);
+    PQfinish(c);
+    /* the token itself is never logged */
+    FILE *f = fopen(mint_log, "r");
+    cr_assert(f);
+    fclose(f);
+    cr_expect_eq(count_lines(px.log, "eyJ"), 0);
+}
+
+/* Ends every backend of lp_rot, so the next query needs a new server login. */
+static void kill_rot_backends(void)
+{
+    char sql[200];
+    PGconn *a = pg_admin("postgres");
+    snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE usename = '%s'", role);
+    free(query_value(a, sql));
+    PQfinish(a);
+    usleep(200000);
+}
+
+Test(rotation, outage_keeps_service_while_the_token_is_valid_then_fails_clearly_then_resumes)
+{
+    start_rotating(3, 6, 2, 0, NULL);
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    FILE *f = fopen(fail_flag, "w"); /* the provider goes down */
+    cr_assert(f);
+    fclose(f);
+    for (int i = 0; i < 30; i++) { /* 3 s: refreshes fail, the token is still valid */
+        free(query_value(c, "SELECT 1"));
+        usleep(100000);
+    }
+    kill_rot_backends(); /* a new login with the still-valid token works */
+    char *v = query_value(c, "SELECT count(*) FROM items");
+    cr_expect_str_eq(v, "1000");
+    free(v);
+    sleep(4); /* now the token has expired */
+    kill_rot_backends();
+    PGresult *r = PQexec(c, "SELECT 1");
+    const char *msg = PQerrorMessage(c);
+    cr_expect(strstr(msg, "no valid credential") && strstr(msg, "provider command") &&
+                  strstr(msg, "token service unavailable"),
+              "unclear error: %s", msg);
+    PQclear(r);
+    PQfinish(c);
+    int fd = raw_session(px.port, "carol", "rot"); /* the SQLSTATE, as it is on the wire */
+    cr_assert_geq(fd, 0);
+    raw_query(fd, "SELECT 1");
+    cr_expect_str_eq(raw_expect_error(fd), "08006");
+    close(fd);
+    unlink(fail_flag); /* the provider is back: service resumes without a restart */
+    bool served = false;
+    for (int i = 0; i < 50 && !served; i++) {
+        c = connect_rot();
+        r = PQexec(c, "SELECT count(*) FROM items");
+        served = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "1000") == 0;
+        PQclear(r);
+        PQfinish(c);
+        if (!served)
+            usleep(200000);
+    }
+    cr_expect(served, "service did not resume within 10 s of the provider's return");
+}
+
+Test(rotation, a_revoked_password_is_refreshed_once_and_the_client_never_knows)
+{
+    start_rotating(4, 60, 2, 0, NULL);
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    PGconn *a = pg_admin("postgres");
+    char sql[100];
+    snprintf(sql, sizeof(sql), "ALTER ROLE %s PASSWORD 'revoked-by-admin'", role);
+    free(query_value(a, sql));
+    PQfinish(a);
+    kill_rot_backends();
+    int minted = count_lines(mint_log, " ");
+    char *v = query_value(c, "SELECT count(*) FROM items");
+    cr_expect_str_eq(v, "1000");
+    free(v);
+    cr_expect_eq(count_lines(mint_log, " "), minted + 1, "one immediate refresh");
+    cr_expect_geq(count_lines(px.log, "refused token"), 1);
+    PQfinish(c);
+}
+
+/* Writes text to path atomically (temporary file, then rename), as token agents do. */
+static void write_file(const char *path, const char *text)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f, "cannot write %s", tmp);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+/* Sets role r's password (a superuser connection). */
+static void set_password(const char *r, const char *pw)
+{
+    char sql[200];
+    PGconn *a = pg_admin("postgres");
+    snprintf(sql, sizeof(sql), "ALTER ROLE %s PASSWORD '%s'", r, pw);
+    free(query_value(a, sql));
+    PQfinish(a);
+}
+
+Test(rotation, a_token_file_is_reread_when_it_changes)
+{
+    char path[400], cred[600];
+    snprintf(path, sizeof(path), "%s/token-file-%d", env_need("LP_TEST_DIR"), getpid());
+    write_file(path, "first-token-aaaa\n");
+    set_password("lp_rot5", "first-token-aaaa");
+    snprintf(cred, sizeof(cred), "      path: %s\n", path);
+    static char yaml[2048];
+    int port = free_port();
+    snprintf(role, sizeof(role), "lp_rot5");
+    snprintf(yaml, sizeof(yaml),
+             "listen: {host: 127.0.0.1, port: %d}\n"
+             "databases:\n"
+             "  rot:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: lp_rot5\n"
+             "    tls: disable\n    pool: {mode: transaction, size: 2}\n"
+             "    credentials:\n      provider: file\n%s"
+             "users:\n  carol: {auth: trust}\n",
+             port, env_need("LP_PGPORT"), cred);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    write_file(path, "{\"token\": \"second-token-bbbb\", \"expires_in\": 3600}\n");
+    set_password("lp_rot5", "second-token-bbbb");
+    usleep(1500000); /* the file is checked once a second */
+    kill_rot_backends();
+    char *v = query_value(c, "SELECT count(*) FROM items");
+    cr_expect_str_eq(v, "1000");
+    free(v);
+    cr_expect_eq(count_lines(px.log, "new token"), 2);
+    cr_expect_eq(count_lines(px.log, "bbbb"), 0, "the token is never logged");
+    PQfinish(c);
+    unlink(path);
+}
+
+/* Polls SHOW CREDENTIALS until column col contains want (up to 8 s); returns the last value. */
+static bool wait_credential(PGconn *adm, const char *col, const char *want, char *last, size_t n)
+{
+    for (int i = 0; i < 80; i++) {
+        PGresult *r = PQexec(adm, "SHOW CREDENTIALS");
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+        snprintf(last, n, "%s", PQgetvalue(r, 0, PQfnumber(r, col)));
+        PQclear(r);
+        if ((want[0] && strstr(last, want)) || (!want[0] && !last[0]))
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
+{
+    static const struct {
+        const char *mode, *error;
+    } cases[] = {
+        {"badjson", "malformed JSON"},
+        {"missing", "no \"access_token\""},
+        {"huge", "output exceeds"},
+        {"slow", "no answer within 1000 ms"},
+        {"empty", "empty output"},
+        {"crash", "killed by signal 11"},
+    };
+    char modefile[400], cred[800], last[300];
+    snprintf(modefile, sizeof(modefile), "%s/mode-%d", env_need("LP_TEST_DIR"), getpid());
+    write_file(modefile, "ok");
+    snprintf(cred, sizeof(cred),
+             "      shell: \"bash %s/tests/lib/bad_token.sh %s lp_rot6 30\"\n"
+             "      timeout_ms: 1000\n      refresh_percent: 10\n",
+             env_need("LP_ROOT"), modefile);
+    static char yaml[4096];
+    int port = free_port();
+    snprintf(role, sizeof(role), "lp_rot6");
+    snprintf(yaml, sizeof(yaml),
+             "listen: {host: 127.0.0.1, port: %d}\n"
+             "admin: {users: [carol]}\n"
+             "databases:\n"
+             "  rot:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: lp_rot6\n"
+             "    tls: disable\n    pool: {mode: transaction, size: 2}\n"
+             "    credentials:\n      provider: command\n%s"
+             "users:\n  carol: {auth: trust}\n",
+             port, env_need("LP_PGPORT"), cred);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *c = connect_rot();
+    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_file(modefile, cases[i].mode);
+        cr_expect(wait_credential(adm, "last_error", cases[i].error, last, sizeof(last)),
+                  "%s: last_error \"%s\", want \"%s\"", cases[i].mode, last, cases[i].error);
+        char *v = query_value(c, "SELECT count(*) FROM items"); /* the valid token serves on */
+        cr_expect_str_eq(v, "1000");
+        free(v);
+        write_file(modefile, "ok");
+        cr_expect(wait_credential(adm, "last_error", "", last, sizeof(last)),
+                  "%s: did not recover: %s", cases[i].mode, last);
+    }
+    PQfinish(adm);
+    PQfinish(c);
+    unlink(modefile);
+}
