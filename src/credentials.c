@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -287,33 +286,11 @@ static const char *client_id(const struct cred_config *cr)
 /* Builds the JSON body of the database credential request; heap, NULL on failure. */
 static char *credential_request_body(const struct cred_config *cr)
 {
-    json_t *root = json_object();
-    char uuid[37], ttl[16];
-    if (!root)
-        return NULL;
-    if (cr->endpoint) {
-        json_object_set_new(root, "endpoint", json_string(cr->endpoint));
-        if (cr->ttl_s) {
-            snprintf(ttl, sizeof(ttl), "%ds", cr->ttl_s);
-            json_object_set_new(root, "ttl", json_string(ttl));
-        }
-    } else {
-        json_t *names = json_array();
-        if (cr->instance)
-            json_array_append_new(names, json_string(cr->instance));
-        for (size_t i = 0; i < cr->instances.n; i++)
-            json_array_append_new(names, json_string(cr->instances.items[i]));
-        if (!token_uuid4(uuid)) {
-            json_decref(names);
-            json_decref(root);
-            return NULL;
-        }
-        json_object_set_new(root, "request_id", json_string(uuid));
-        json_object_set_new(root, "instance_names", names);
-    }
-    char *body = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return body;
+    const char *one[1] = {cr->instance};
+    if (cr->instance)
+        return token_credential_request(NULL, 0, one, 1);
+    return token_credential_request(cr->endpoint, cr->ttl_s, (const char *const *)cr->instances.items,
+                                    cr->instances.n);
 }
 
 /* "https://ws/" + path, without a doubled slash. */

@@ -384,3 +384,36 @@ char *token_form_encode(const char *s)
     *o = '\0';
     return out;
 }
+
+char *token_credential_request(const char *endpoint, int ttl_s, const char *const *instances,
+                               size_t n_instances)
+{
+    char uuid[37], ttl[16];
+    pthread_once(&alloc_once, set_json_allocator);
+    json_t *root = json_object(), *names = endpoint ? NULL : json_array();
+    char *body = NULL, *copy = NULL;
+    if (!root || (!endpoint && !names))
+        goto done;
+    if (endpoint) {
+        json_object_set_new(root, "endpoint", json_string(endpoint));
+        if (ttl_s) {
+            snprintf(ttl, sizeof(ttl), "%ds", ttl_s); /* a protobuf Duration in JSON */
+            json_object_set_new(root, "ttl", json_string(ttl));
+        }
+    } else {
+        for (size_t i = 0; i < n_instances; i++)
+            json_array_append_new(names, json_string(instances[i]));
+        if (!token_uuid4(uuid))
+            goto done;
+        json_object_set_new(root, "request_id", json_string(uuid));
+        json_object_set(root, "instance_names", names);
+    }
+    body = json_dumps(root, JSON_COMPACT);
+    copy = body ? strdup(body) : NULL; /* json_dumps memory belongs to jansson's allocator */
+done:
+    if (body)
+        wiping_free(body);
+    json_decref(names);
+    json_decref(root);
+    return copy;
+}

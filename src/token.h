@@ -70,4 +70,10 @@ char *token_basic_auth(const char *id, const char *secret);
 /* URL form encoding of one value (RFC 3986 unreserved kept); heap, NULL on failure. */
 char *token_form_encode(const char *s);
 
+/* The JSON body of a Lakebase credential request: autoscaling {"endpoint", "ttl": "<n>s"}
+ * when endpoint is set (ttl_s 0: omitted), else provisioned {"request_id": <fresh UUID>,
+ * "instance_names": [...]}. Heap (plain malloc), NULL on failure. */
+char *token_credential_request(const char *endpoint, int ttl_s, const char *const *instances,
+                               size_t n_instances);
+
 #endif

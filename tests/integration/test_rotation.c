@@ -48,20 +48,6 @@ static void stop_proxy(void) { proxy_stop(&px); }
 
 TestSuite(rotation, .fini = stop_proxy, .timeout = 150);
 
-/* Lines of a file containing needle. */
-static int count_lines(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[8192];
-    int n = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 static PGconn *connect_rot(void)
 {
     PGconn *c = proxy_connect(&px, "carol", "unused", "rot", "connect_timeout=10");
@@ -69,72 +55,18 @@ static PGconn *connect_rot(void)
     return c;
 }
 
-struct load {
-    volatile int stop;
-    int queries, errors;
-    char first_error[512];
-    pthread_mutex_t mu;
-};
-
-/* One client: queries in a loop, reconnecting now and then, counting errors. */
-static void *load_client(void *arg)
-{
-    struct load *l = arg;
-    int n = 0;
-    while (!l->stop) {
-        PGconn *c = proxy_connect(&px, "carol", "unused", "rot", "connect_timeout=10");
-        for (int i = 0; i < 40 && !l->stop && PQstatus(c) == CONNECTION_OK; i++) {
-            PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id <= 100");
-            bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-            pthread_mutex_lock(&l->mu);
-            if (!ok && !l->errors++)
-                snprintf(l->first_error, sizeof(l->first_error), "%s", PQerrorMessage(c));
-            pthread_mutex_unlock(&l->mu);
-            PQclear(r);
-            n++;
-            usleep(2000);
-        }
-        if (PQstatus(c) != CONNECTION_OK) {
-            pthread_mutex_lock(&l->mu);
-            if (!l->errors++)
-                snprintf(l->first_error, sizeof(l->first_error), "%s", PQerrorMessage(c));
-            pthread_mutex_unlock(&l->mu);
-            usleep(100000);
-        }
-        PQfinish(c);
-    }
-    pthread_mutex_lock(&l->mu);
-    l->queries += n;
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
-}
-
-/* Runs `clients` load threads for seconds, then stops them. */
-static void run_load(struct load *l, int clients, int seconds)
-{
-    pthread_t t[16];
-    memset(l, 0, sizeof(*l));
-    pthread_mutex_init(&l->mu, NULL);
-    for (int i = 0; i < clients; i++)
-        pthread_create(&t[i], NULL, load_client, l);
-    sleep((unsigned)seconds);
-    l->stop = 1;
-    for (int i = 0; i < clients; i++)
-        pthread_join(t[i], NULL);
-}
-
 Test(rotation, ten_rotations_under_load_without_a_client_error)
 {
     /* tokens live 3 s (refreshed at 80%: every 2 s); servers live 2 s, so new logins keep
      * needing the current token */
     start_rotating(1, 3, 4, 2, NULL);
-    struct load l;
-    run_load(&l, 8, 24);
-    int minted = count_lines(mint_log, " ");
-    int logins = count_lines(px.log, "logged in as lp_rot1");
-    int refused = count_lines(px.log, "refused token");
-    int retired = count_lines(px.log, "closing: lifetime reached");
-    cr_log_info("rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
+    struct load_result l;
+    load_run(&px, "carol", "rot", 8, 24, &l);
+    int minted = file_count_lines(mint_log, " ");
+    int logins = file_count_lines(px.log, "logged in as lp_rot1");
+    int refused = file_count_lines(px.log, "refused token");
+    int retired = file_count_lines(px.log, "closing: lifetime reached");
+    fprintf(stderr, "rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
                 "logins, %d refused-token retries, %d servers retired at their lifetime",
                 l.queries, l.errors, minted, logins, refused, retired);
     cr_expect_eq(l.errors, 0, "clients saw %d errors, first: %s", l.errors, l.first_error);
@@ -168,7 +100,7 @@ Test(rotation, admin_console_shows_the_credential_without_the_token)
     FILE *f = fopen(mint_log, "r");
     cr_assert(f);
     fclose(f);
-    cr_expect_eq(count_lines(px.log, "eyJ"), 0);
+    cr_expect_eq(file_count_lines(px.log, "eyJ"), 0);
 }
 
 /* Ends every backend of lp_rot, so the next query needs a new server login. */
@@ -238,12 +170,12 @@ Test(rotation, a_revoked_password_is_refreshed_once_and_the_client_never_knows)
     free(query_value(a, sql));
     PQfinish(a);
     kill_rot_backends();
-    int minted = count_lines(mint_log, " ");
+    int minted = file_count_lines(mint_log, " ");
     char *v = query_value(c, "SELECT count(*) FROM items");
     cr_expect_str_eq(v, "1000");
     free(v);
-    cr_expect_eq(count_lines(mint_log, " "), minted + 1, "one immediate refresh");
-    cr_expect_geq(count_lines(px.log, "refused token"), 1);
+    cr_expect_eq(file_count_lines(mint_log, " "), minted + 1, "one immediate refresh");
+    cr_expect_geq(file_count_lines(px.log, "refused token"), 1);
     PQfinish(c);
 }
 
@@ -297,8 +229,8 @@ Test(rotation, a_token_file_is_reread_when_it_changes)
     char *v = query_value(c, "SELECT count(*) FROM items");
     cr_expect_str_eq(v, "1000");
     free(v);
-    cr_expect_eq(count_lines(px.log, "new token"), 2);
-    cr_expect_eq(count_lines(px.log, "bbbb"), 0, "the token is never logged");
+    cr_expect_eq(file_count_lines(px.log, "new token"), 2);
+    cr_expect_eq(file_count_lines(px.log, "bbbb"), 0, "the token is never logged");
     PQfinish(c);
     unlink(path);
 }

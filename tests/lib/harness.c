@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,4 +362,79 @@ const char *raw_expect_error(int fd)
         if (t == 'E')
             return raw_error_sqlstate(body, len);
     return "";
+}
+
+int file_count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    int n = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+struct load_state {
+    const struct proxy *p;
+    const char *user, *db;
+    volatile int stop;
+    pthread_mutex_t mu;
+    struct load_result *out;
+};
+
+/* Counts one failure, keeping the first message. */
+static void load_error(struct load_state *l, PGconn *c)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!l->out->errors++)
+        snprintf(l->out->first_error, sizeof(l->out->first_error), "%s", PQerrorMessage(c));
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* One load client: queries in a loop, reconnecting now and then. */
+static void *load_client(void *arg)
+{
+    struct load_state *l = arg;
+    int n = 0;
+    while (!l->stop) {
+        PGconn *c = proxy_connect(l->p, l->user, "unused", l->db, "connect_timeout=10");
+        for (int i = 0; i < 40 && !l->stop && PQstatus(c) == CONNECTION_OK; i++) {
+            PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id <= 100");
+            if (PQresultStatus(r) != PGRES_TUPLES_OK)
+                load_error(l, c);
+            PQclear(r);
+            n++;
+            usleep(2000);
+        }
+        if (PQstatus(c) != CONNECTION_OK) {
+            load_error(l, c);
+            usleep(100000);
+        }
+        PQfinish(c);
+    }
+    pthread_mutex_lock(&l->mu);
+    l->out->queries += n;
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+void load_run(const struct proxy *p, const char *user, const char *db, int clients, int seconds,
+              struct load_result *out)
+{
+    pthread_t t[64];
+    struct load_state l = {.p = p, .user = user, .db = db, .out = out};
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_init(&l.mu, NULL);
+    if (clients > 64)
+        clients = 64;
+    for (int i = 0; i < clients; i++)
+        pthread_create(&t[i], NULL, load_client, &l);
+    sleep((unsigned)seconds);
+    l.stop = 1;
+    for (int i = 0; i < clients; i++)
+        pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&l.mu);
 }

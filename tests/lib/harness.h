@@ -75,6 +75,20 @@ int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int time
 /* The SQLSTATE field of an ErrorResponse body, "" if none (static buffer). */
 const char *raw_error_sqlstate(const unsigned char *body, size_t len);
 
+/* Lines of the file at path that contain needle (0 when it cannot be read). */
+int file_count_lines(const char *path, const char *needle);
+
+/* What load_run saw. */
+struct load_result {
+    int queries, errors;
+    char first_error[512];
+};
+
+/* `clients` threads log in to db as user (any password) through p and run a small SELECT in a
+ * loop for `seconds`, reconnecting every 40 queries; every failed login or query is counted. */
+void load_run(const struct proxy *p, const char *user, const char *db, int clients, int seconds,
+              struct load_result *out);
+
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
 

@@ -1,8 +1,9 @@
 -- setup.sql: roles, database and data the integration and client tests use.
 CREATE ROLE lp_server LOGIN PASSWORD 'server-secret';
--- their passwords are rotating tokens (test_rotation.c: one role per test, tests run in parallel)
+-- their passwords are rotating tokens (test_rotation.c, test_databricks.c: a role per test, as tests run in parallel)
 CREATE ROLE lp_rot1 LOGIN; CREATE ROLE lp_rot2 LOGIN; CREATE ROLE lp_rot3 LOGIN;
 CREATE ROLE lp_rot4 LOGIN; CREATE ROLE lp_rot5 LOGIN; CREATE ROLE lp_rot6 LOGIN;
+CREATE ROLE lp_rot7 LOGIN; CREATE ROLE lp_rot8 LOGIN; CREATE ROLE lp_rot9 LOGIN;
 SET password_encryption = 'md5';
 CREATE ROLE lp_md5 LOGIN PASSWORD 'md5-secret';
 RESET password_encryption;

@@ -215,3 +215,21 @@ Test(token, error_message_is_taken_from_the_body_and_sanitised)
     cr_expect_str_eq(msg, "bad?thing");
     cr_expect_not(token_error_message("<html>", 6, msg, sizeof(msg)));
 }
+
+Test(token, lakebase_request_bodies)
+{
+    const char *names[] = {"inst-a", "inst\"b"};
+    char *p = token_credential_request(NULL, 0, names, 2);
+    cr_assert_not_null(p);
+    cr_expect(strstr(p, "\"instance_names\":[\"inst-a\",\"inst\\\"b\"]"), "%s", p);
+    const char *id = strstr(p, "\"request_id\":\"");
+    cr_assert_not_null(id, "%s", p);
+    cr_expect_eq(id[14 + 36], '"', "a 36-character UUID: %s", p);
+    free(p);
+    char *a = token_credential_request("projects/p/branches/b/endpoints/e", 900, NULL, 0);
+    cr_expect_str_eq(a, "{\"endpoint\":\"projects/p/branches/b/endpoints/e\",\"ttl\":\"900s\"}");
+    free(a);
+    a = token_credential_request("projects/p/branches/b/endpoints/e", 0, NULL, 0);
+    cr_expect_str_eq(a, "{\"endpoint\":\"projects/p/branches/b/endpoints/e\"}");
+    free(a);
+}
