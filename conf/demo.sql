@@ -1,5 +1,7 @@
 -- demo.sql: the demo schema `make demo` loads.
 CREATE ROLE demo_owner LOGIN PASSWORD 'demo-owner-secret';
+-- its password is a token that lakeproxy's `command` provider rotates (tests/lib/mint_token.sh)
+CREATE ROLE demo_rotating LOGIN;
 CREATE DATABASE demo OWNER demo_owner;
 \c demo
 SET ROLE demo_owner;
@@ -22,3 +24,4 @@ CREATE TABLE orders (
 );
 INSERT INTO orders (customer_id, amount)
     SELECT 1 + g % 4, (g * 7.5)::numeric(10, 2) FROM generate_series(1, 100) g;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_rotating;

@@ -46,6 +46,7 @@ bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f conf/demo.sql >/dev/null
 
 sed -e "s/^  port: 6432$/  port: $PORT/" -e "s/^    port: 54329$/    port: $PGPORT/" \
     conf/demo.yaml >"$T/demo.yaml"
+export LP_PGSOCK="$T/pg/sock" LP_PGPORT="$PGPORT" # for the demo token service (mint_token.sh)
 ./lakeproxy -c "$T/demo.yaml" &
 proxy=$!
 for _ in $(seq 100); do
@@ -61,15 +62,18 @@ Connection strings (one per demo user):
 
   postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
   postgresql://bob:bob-demo@127.0.0.1:$PORT/demo
+  postgresql://alice:alice-demo@127.0.0.1:$PORT/demo_rotating   (server password: a token
+      rotated every 48 s; watch it with SHOW CREDENTIALS)
 
-Admin console (SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, RELOAD,
-PAUSE, RESUME, SHUTDOWN):
+Admin console (SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG,
+SHOW CREDENTIALS, RELOAD, PAUSE, RESUME, SHUTDOWN):
 
   postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy
 
 Try:
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/demo -c 'SELECT * FROM customers'
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW POOLS'
+  psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW CREDENTIALS'
   pgbench -i postgresql://alice:alice-demo@127.0.0.1:$PORT/demo && \\
     pgbench -S -c 10 -T 5 postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
 
