@@ -593,9 +593,10 @@ const char *credentials_current(struct worker *w, const struct db_config *db,
     if (db->cred.provider == CRED_STATIC)
         return db->password;
     struct credential *c = live(w, db);
+    if (c)
+        *generation = c->generation;
     if (!c || !token_valid(c, time(NULL)))
         return NULL;
-    *generation = c->generation;
     return c->token;
 }
 

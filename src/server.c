@@ -232,7 +232,15 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
         return true;
     }
     const char *pw = credentials_current(s->pool->w, s->pool->db, &s->cred_gen);
-    if (!pw && (code == AUTH_REQ_CLEARTEXT || code == AUTH_REQ_MD5 || code == AUTH_REQ_SASL)) {
+    bool wants_pw = code == AUTH_REQ_CLEARTEXT || code == AUTH_REQ_MD5 || code == AUTH_REQ_SASL;
+    if (!pw && wants_pw && s->pool->db->cred.provider != CRED_STATIC) {
+        /* the token expired while its refresh is late: not the server's refusal; the pool
+         * retries once the credential module has a token again */
+        set_error(s, "08006", "no valid credential at login time (the token expired before "
+                              "its refresh arrived)");
+        return false;
+    }
+    if (!pw && wants_pw) {
         set_error(s, "28P01", "the server asked for a password and none is configured");
         return false;
     }

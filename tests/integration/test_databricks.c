@@ -128,8 +128,8 @@ static void proxy_start_lake(const char *target, int lifetime_s, const char *ext
 Test(databricks, provisioned_instance_ten_rotations_under_load_without_a_client_error)
 {
     snprintf(role, sizeof(role), "lp_rot7");
-    mock_start(role, "3");
-    proxy_start_lake("instance: lp-instance", 2, NULL);
+    mock_start(role, "4"); /* refreshed at half-life: every 2 s */
+    proxy_start_lake("instance: lp-instance", 2, "      refresh_percent: 50\n");
     struct load_result l;
     load_run(&px, "carol", "lake", 8, 24, &l);
     int minted = mock_calls("database_credentials");

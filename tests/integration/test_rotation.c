@@ -57,9 +57,9 @@ static PGconn *connect_rot(void)
 
 Test(rotation, ten_rotations_under_load_without_a_client_error)
 {
-    /* tokens live 3 s (refreshed at 80%: every 2 s); servers live 2 s, so new logins keep
-     * needing the current token */
-    start_rotating(1, 3, 4, 2, NULL);
+    /* tokens live 4 s (refreshed at half-life: every 2 s); servers live 2 s, so new logins
+     * keep needing the current token */
+    start_rotating(1, 4, 4, 2, "      refresh_percent: 50\n");
     struct load_result l;
     load_run(&px, "carol", "rot", 8, 24, &l);
     int minted = file_count_lines(mint_log, " ");
@@ -67,7 +67,7 @@ Test(rotation, ten_rotations_under_load_without_a_client_error)
     int refused = file_count_lines(px.log, "refused token");
     int retired = file_count_lines(px.log, "closing: lifetime reached");
     fprintf(stderr, "rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
-                "logins, %d refused-token retries, %d servers retired at their lifetime",
+                "logins, %d refused-token retries, %d servers retired at their lifetime\n",
                 l.queries, l.errors, minted, logins, refused, retired);
     cr_expect_eq(l.errors, 0, "clients saw %d errors, first: %s", l.errors, l.first_error);
     cr_expect_geq(minted, 10, "only %d rotations", minted);
