@@ -421,7 +421,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             token, expiry = self.server.issuer.issue_db_token()
         except Exception as e:  # ALTER ROLE failed: report without the statement (it holds the token)
-            log("ALTER ROLE failed: %s %s" % (type(e).__name__, getattr(getattr(e, "diag", None), "sqlstate", "")))
+            sqlstate = getattr(getattr(e, "diag", None), "sqlstate", None)
+            log("ALTER ROLE failed: %s (SQLSTATE %s)" % (type(e).__name__, sqlstate or "none"))
             return 500, {"error_code": "INTERNAL_ERROR", "message": "mock could not set the role password"}
         return 200, {"token": token, expiry_key: rfc3339(expiry)}
 
@@ -433,7 +434,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(expires, (int, float)) and expires <= time.time():
             return unauthenticated("me", "Access token expired")
         name = str(user.get("userName", ""))
-        groups = [{"display": g, "value": stable_id("group:" + g)} for g in user.get("groups", []) if isinstance(g, str)]
+        groups = [{"display": g, "value": stable_id("group:" + g)}
+                  for g in user.get("groups", []) if isinstance(g, str)]
         return 200, {"id": stable_id("user:" + name), "userName": name, "active": True, "groups": groups}
 
 
