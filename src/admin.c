@@ -263,7 +263,7 @@ static void show_credentials(struct client *c)
     result_start(&r, cols);
     for (it = c->w->creds.next; it != &c->w->creds; it = it->next) {
         const struct credential *cr = list_entry(it, struct credential, node);
-        bool valid = cr->token && (!cr->expires || now < cr->expires);
+        bool valid = credentials_token_valid(cr, now);
         const char *state = !cr->token ? (cr->failures ? "failing" : "pending")
                             : !valid   ? "expired"
                             : cr->failures ? "valid, refresh failing"

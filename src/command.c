@@ -203,8 +203,16 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
-    if (pipe2(op, O_CLOEXEC) != 0 || (pipe2(ep, O_CLOEXEC) != 0 && (close(op[0]), close(op[1]), 1))) {
+    if (pipe2(op, O_CLOEXEC) != 0) {
         snprintf(err, errsz, "pipe: %s", strerror(errno));
+        free(c->out);
+        free(c);
+        return NULL;
+    }
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        snprintf(err, errsz, "pipe: %s", strerror(errno));
+        close(op[0]);
+        close(op[1]);
         free(c->out);
         free(c);
         return NULL;

@@ -830,3 +830,33 @@ const struct user_config *config_find_user(const struct config *cfg, const char 
             return &cfg->users[i];
     return NULL;
 }
+
+bool config_str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_list(const struct string_list *a, const struct string_list *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return false;
+    return true;
+}
+
+bool config_same_credentials(const struct db_config *a, const struct db_config *b)
+{
+    const struct cred_config *x = &a->cred, *y = &b->cred;
+    return x->provider == y->provider && config_str_eq(a->user, b->user) &&
+           config_str_eq(x->path, y->path) &&
+           same_list(&x->command, &y->command) && config_str_eq(x->shell, y->shell) &&
+           config_str_eq(x->workspace, y->workspace) && config_str_eq(x->client_id, y->client_id) &&
+           config_str_eq(x->client_id_env, y->client_id_env) &&
+           config_str_eq(x->client_secret_env, y->client_secret_env) &&
+           config_str_eq(x->client_secret_file, y->client_secret_file) &&
+           config_str_eq(x->instance, y->instance) && same_list(&x->instances, &y->instances) &&
+           config_str_eq(x->endpoint, y->endpoint) && x->ttl_s == y->ttl_s &&
+           config_str_eq(x->ca_file, y->ca_file);
+}

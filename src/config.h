@@ -126,6 +126,13 @@ struct config *config_parse_string(const char *text, size_t len, const char *nam
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);
 
+/* Equal strings, or both NULL. */
+bool config_str_eq(const char *a, const char *b);
+
+/* Do a and b take their server password from the same place (provider and its settings,
+ * and the login name)? A reload that keeps it keeps the current token. */
+bool config_same_credentials(const struct db_config *a, const struct db_config *b);
+
 /* Look-ups by name; NULL when absent. */
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);

@@ -63,7 +63,7 @@ const struct credential *credentials_find(const struct worker *w, const char *db
     return find(w, db_name);
 }
 
-static bool token_valid(const struct credential *c, time_t now)
+bool credentials_token_valid(const struct credential *c, time_t now)
 {
     return c->token && (!c->expires || now < c->expires);
 }
@@ -143,7 +143,7 @@ static void fetch_failed(struct credential *c, const char *why)
         delay = FILE_CHECK_MS;
     log_warning("credentials %s: refresh failed (%s): %s; %s; retry in %d ms", c->db->name, label,
                 why,
-                token_valid(c, now) ? "the current token stays in use"
+                credentials_token_valid(c, now) ? "the current token stays in use"
                                     : "no valid token: new server logins fail",
                 delay);
     schedule_ms(c, delay);
@@ -242,10 +242,12 @@ static void check_file(struct credential *c)
     size_t len;
     char *text = read_small_file(cr->path, TOKEN_MAX_LEN + 4096, &len, &st, err, sizeof(err));
     if (!text) {
-        if (c->failures == 0 || strcmp(err, c->last_error) != 0 || !c->token)
+        if (c->failures == 0 || strcmp(err, c->last_error) != 0 || !c->token) {
             fetch_failed(c, err);
-        else
-            c->fetching = false, schedule_ms(c, FILE_CHECK_MS);
+        } else { /* the same error again: no new log line, keep watching */
+            c->fetching = false;
+            schedule_ms(c, FILE_CHECK_MS);
+        }
         return;
     }
     c->file_ino = st.st_ino;
@@ -424,7 +426,7 @@ static void fetch_oauth(struct credential *c)
     token_free(auth);
 }
 
-/* The OAuth token is reused while it has at least a fifth of its life (and a minute) left. */
+/* The workspace OAuth token is reused while more than a minute of it is left. */
 static void fetch_databricks(struct credential *c)
 {
     time_t now = time(NULL);
@@ -502,36 +504,6 @@ static struct credential *credential_new(struct worker *w, const struct db_confi
     return c;
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_list(const struct string_list *a, const struct string_list *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->items[i], b->items[i]) != 0)
-            return false;
-    return true;
-}
-
-/* Does a reload leave where the token comes from unchanged? */
-static bool same_source(const struct db_config *a, const struct db_config *b)
-{
-    const struct cred_config *x = &a->cred, *y = &b->cred;
-    return x->provider == y->provider && same_str(a->user, b->user) && same_str(x->path, y->path) &&
-           same_list(&x->command, &y->command) && same_str(x->shell, y->shell) &&
-           same_str(x->workspace, y->workspace) && same_str(x->client_id, y->client_id) &&
-           same_str(x->client_id_env, y->client_id_env) &&
-           same_str(x->client_secret_env, y->client_secret_env) &&
-           same_str(x->client_secret_file, y->client_secret_file) &&
-           same_str(x->instance, y->instance) && same_list(&x->instances, &y->instances) &&
-           same_str(x->endpoint, y->endpoint) && x->ttl_s == y->ttl_s &&
-           same_str(x->ca_file, y->ca_file);
-}
-
 void credentials_sync(struct worker *w)
 {
     struct list *it, *tmp;
@@ -539,7 +511,7 @@ void credentials_sync(struct worker *w)
     {
         struct credential *c = list_entry(it, struct credential, node);
         const struct db_config *db = config_find_db(w->cfg, c->db->name);
-        if (db && db->cred.provider != CRED_STATIC && same_source(c->db, db))
+        if (db && db->cred.provider != CRED_STATIC && config_same_credentials(c->db, db))
             c->db = db;
         else
             credential_free(c);
@@ -573,7 +545,7 @@ enum cred_status credentials_status(struct worker *w, const struct db_config *db
         return CRED_READY;
     struct credential *c = live(w, db);
     time_t now = time(NULL);
-    if (c && token_valid(c, now))
+    if (c && credentials_token_valid(c, now))
         return CRED_READY;
     if (c && !c->fetching && now - c->last_attempt >= DEMAND_FETCH_GAP_S)
         start_fetch(c); /* a login is waiting: try now rather than at the next backoff step */
@@ -595,7 +567,7 @@ const char *credentials_current(struct worker *w, const struct db_config *db,
     struct credential *c = live(w, db);
     if (c)
         *generation = c->generation;
-    if (!c || !token_valid(c, time(NULL)))
+    if (!c || !credentials_token_valid(c, time(NULL)))
         return NULL;
     return c->token;
 }

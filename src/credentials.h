@@ -85,6 +85,9 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
 /* The generation of db's current token (0 for a static password). */
 unsigned credentials_generation(struct worker *w, const struct db_config *db);
 
+/* Does c hold a token that has not expired at now? */
+bool credentials_token_valid(const struct credential *c, time_t now);
+
 /* The credential of db, NULL for a static password. */
 const struct credential *credentials_find(const struct worker *w, const char *db_name);
 

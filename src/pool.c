@@ -74,12 +74,9 @@ static void give_idle_server(struct pool *p, struct client *c)
 /* Sends every waiting client the same error. */
 static void fail_waiters(struct pool *p, const char *sqlstate, const char *msg)
 {
-    struct list *first;
-    while ((first = list_pop_first(&p->waiting))) {
-        struct client *c = list_entry(first, struct client, wait_node);
-        list_init(&c->wait_node);
-        if (c->timer)
-            event_del(c->timer);
+    while (!list_empty(&p->waiting)) {
+        struct client *c = list_entry(p->waiting.next, struct client, wait_node);
+        pool_forget_client(c);
         client_fail(c, sqlstate, msg);
     }
 }
@@ -215,11 +212,9 @@ void pool_server_ready(struct server *s)
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
-    struct list *first = p->paused ? NULL : list_pop_first(&p->waiting);
-    if (first) {
-        struct client *c = list_entry(first, struct client, wait_node);
-        if (c->timer)
-            event_del(c->timer);
+    if (!p->paused && !list_empty(&p->waiting)) {
+        struct client *c = list_entry(p->waiting.next, struct client, wait_node);
+        pool_forget_client(c);
         count_wait(p, c);
         s->state = SV_ACTIVE;
         pool_place_server(s);

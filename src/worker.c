@@ -219,17 +219,13 @@ void worker_free(struct worker *w)
     free(w);
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
 /* Does reaching the server (address, login, TLS) differ between two versions of a database? */
 static bool reach_changed(const struct db_config *a, const struct db_config *b)
 {
-    return !same_str(a->host, b->host) || a->port != b->port || !same_str(a->dbname, b->dbname) ||
-           !same_str(a->user, b->user) || !same_str(a->password, b->password) ||
-           a->tls != b->tls || !same_str(a->ca_file, b->ca_file) || a->pool.mode != b->pool.mode;
+    return !config_str_eq(a->host, b->host) || a->port != b->port ||
+           !config_str_eq(a->dbname, b->dbname) || !config_str_eq(a->user, b->user) ||
+           !config_str_eq(a->password, b->password) || a->tls != b->tls ||
+           !config_str_eq(a->ca_file, b->ca_file) || a->pool.mode != b->pool.mode;
 }
 
 /* Points pool p at its database in the new configuration. Servers reached the old way are

@@ -159,25 +159,6 @@ Test(databricks, autoscaling_endpoint_mints_with_a_ttl)
     PQfinish(c);
 }
 
-/* Polls SHOW CREDENTIALS until last_error contains want ("" = until it is empty). */
-static bool wait_error(const char *want, char *last, size_t n)
-{
-    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
-    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
-    bool found = false;
-    for (int i = 0; i < 100 && !found; i++) {
-        PGresult *r = PQexec(adm, "SHOW CREDENTIALS");
-        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
-        snprintf(last, n, "%s", PQgetvalue(r, 0, PQfnumber(r, "last_error")));
-        PQclear(r);
-        found = want[0] ? strstr(last, want) != NULL : last[0] == '\0';
-        if (!found)
-            usleep(100000);
-    }
-    PQfinish(adm);
-    return found;
-}
-
 Test(databricks, workspace_failures_are_clear_and_the_valid_token_serves_on)
 {
     static const struct {
@@ -199,13 +180,13 @@ Test(databricks, workspace_failures_are_clear_and_the_valid_token_serves_on)
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         mock_mode(cases[i].mode);
-        cr_expect(wait_error(cases[i].error, last, sizeof(last)), "%s: last_error \"%s\"",
+        cr_expect(wait_credential(&px, "carol", 10000, cases[i].error, last, sizeof(last)), "%s: last_error \"%s\"",
                   cases[i].mode, last);
         char *v = query_value(c, "SELECT count(*) FROM items");
         cr_expect_str_eq(v, "1000");
         free(v);
         mock_mode("ok");
-        cr_expect(wait_error("", last, sizeof(last)), "%s: no recovery: %s", cases[i].mode, last);
+        cr_expect(wait_credential(&px, "carol", 10000, "", last, sizeof(last)), "%s: no recovery: %s", cases[i].mode, last);
     }
     PQfinish(c);
 }
@@ -248,7 +229,7 @@ Test(databricks, wrong_secret_or_untrusted_certificate_is_a_clear_login_error)
     cr_expect(PQstatus(c) != CONNECTION_OK);
     cr_expect(strstr(PQerrorMessage(c), "certificate verif"), "%s", PQerrorMessage(c));
     PQfinish(c);
-    cr_expect(wait_error("401", last, sizeof(last)), "%s", last);
+    cr_expect(wait_credential(&px, "carol", 10000, "401", last, sizeof(last)), "%s", last);
     cr_expect_eq(file_count_lines(px.log, "lp-secret"), 0);
     cr_expect_eq(file_count_lines(px.log, "wrong"), 0, "the secret is never logged");
 }

@@ -438,3 +438,22 @@ void load_run(const struct proxy *p, const char *user, const char *db, int clien
         pthread_join(t[i], NULL);
     pthread_mutex_destroy(&l.mu);
 }
+
+bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
+                     char *last, size_t lastsz)
+{
+    PGconn *adm = proxy_connect(p, admin, "unused", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    bool found = false;
+    for (int i = 0; i < timeout_ms / 100 && !found; i++) {
+        PGresult *r = PQexec(adm, "SHOW CREDENTIALS");
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+        snprintf(last, lastsz, "%s", PQgetvalue(r, 0, PQfnumber(r, "last_error")));
+        PQclear(r);
+        found = want[0] ? strstr(last, want) != NULL : last[0] == '\0';
+        if (!found)
+            usleep(100000);
+    }
+    PQfinish(adm);
+    return found;
+}

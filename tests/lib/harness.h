@@ -78,6 +78,11 @@ const char *raw_error_sqlstate(const unsigned char *body, size_t len);
 /* Lines of the file at path that contain needle (0 when it cannot be read). */
 int file_count_lines(const char *path, const char *needle);
 
+/* Polls the admin console's SHOW CREDENTIALS (as admin user) for up to timeout_ms until the
+ * last_error of its first row contains want ("": until it is empty). last gets the last value. */
+bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
+                     char *last, size_t lastsz);
+
 /* What load_run saw. */
 struct load_result {
     int queries, errors;

@@ -287,3 +287,22 @@ Test(config, lookups_by_name)
     cr_expect_null(config_find_user(cfg, "y"));
     config_free(cfg);
 }
+
+Test(config, a_reload_keeps_a_credential_only_when_its_source_is_unchanged)
+{
+    struct config_errors errs;
+    const char *base = "databases:\n  a: {host: h, user: u, credentials: {provider: databricks,\n"
+                       "      workspace: https://w, client_id: c, client_secret_env: S,\n"
+                       "      instance: %s, timeout_ms: %d}}\n";
+    char t1[512], t2[512], t3[512];
+    snprintf(t1, sizeof(t1), base, "i1", 1000);
+    snprintf(t2, sizeof(t2), base, "i1", 2000); /* timing only */
+    snprintf(t3, sizeof(t3), base, "i2", 1000); /* another instance */
+    struct config *c1 = parse(t1, &errs), *c2 = parse(t2, &errs), *c3 = parse(t3, &errs);
+    cr_assert(c1 && c2 && c3);
+    cr_expect(config_same_credentials(&c1->dbs[0], &c2->dbs[0]));
+    cr_expect_not(config_same_credentials(&c1->dbs[0], &c3->dbs[0]));
+    config_free(c1);
+    config_free(c2);
+    config_free(c3);
+}
