@@ -7,7 +7,7 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-PKGS    := libevent libevent_openssl libssl libcrypto libpq yaml-0.1 jansson
+PKGS    := libevent libevent_openssl libssl libcrypto libpq yaml-0.1 jansson libprotobuf-c
 VERSION := 0.1.0
 
 ifeq ($(SANITIZE),1)
@@ -20,7 +20,7 @@ endif
 
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
               -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
-LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpthread $(LDLIBS)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpg_query -lpthread $(LDLIBS)
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 SRC       := $(wildcard src/*.c)
