@@ -17,9 +17,11 @@
 #include "log.h"
 #include "params.h"
 #include "pipeline.h"
+#include "policy.h"
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
+#include "rls.h"
 #include "server.h"
 #include "worker.h"
 
@@ -42,6 +44,8 @@ static void client_free(void *arg)
         explicit_bzero(c->md5_stored, strlen(c->md5_stored));
     free(c->md5_stored);
     param_clear(&c->wanted);
+    param_clear(&c->rls_options);
+    param_clear(&c->cert);
     client_stmts_clear(&c->stmts);
     scram_server_free(&c->scram);
     free(c);
@@ -107,6 +111,35 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
         client_fail(c, "08006", "login timed out: startup and authentication took too long");
 }
 
+void client_rls_identity(const struct client *c, struct rls_identity *id)
+{
+    *id = (struct rls_identity){
+        .user = c->user,
+        .database = c->database,
+        .client_addr = c->addr,
+        .application_name = param_get(&c->wanted, "application_name"),
+        .options = &c->rls_options,
+        .cert = &c->cert,
+    };
+}
+
+/* Puts c under row-level security when its database has it; a client that cannot be given
+ * its attributes (no role with switch_role) is refused here, before any server sees it. */
+static bool rls_admit(struct client *c)
+{
+    struct rls_setting set[RLS_MAX_SETTINGS];
+    struct rls_identity id;
+    size_t n;
+    char err[200];
+    c->rls = config_rls_applies(c->w->cfg, c->database);
+    client_rls_identity(c, &id);
+    if (c->rls && !rls_resolve(c->w->cfg, &id, set, &n, err, sizeof(err))) {
+        client_fail(c, "28000", err);
+        return false;
+    }
+    return true;
+}
+
 /* Authentication succeeded: say so, then wait for a server. */
 static void auth_done(struct client *c, struct buf *b)
 {
@@ -122,6 +155,8 @@ static void auth_done(struct client *c, struct buf *b)
             client_fail(c, "28000", "not allowed to use the admin console (see admin.users)");
         return;
     }
+    if (!rls_admit(c))
+        return;
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
     struct pool *p = pool_get(c->w, db, err, sizeof(err));
     if (!p) {
@@ -474,6 +509,12 @@ static bool negotiate_version(struct client *c, const struct startup *st)
     return send_to_client(c, &b);
 }
 
+/* A startup option the rls policy lets clients set ("-c app.locale=fr")? */
+static bool rls_option_allowed(const void *cfg, const char *name)
+{
+    return rls_client_settable(cfg, name);
+}
+
 /* A v3 StartupMessage: who, which database, which session parameters; then authenticate. */
 static void handle_startup_v3(struct client *c, const struct startup *st)
 {
@@ -497,7 +538,8 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "3D000", err);
         return;
     }
-    if (!params_from_startup(st, &c->wanted, err, sizeof(err))) {
+    struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};
+    if (!params_from_startup(st, &c->wanted, &custom, err, sizeof(err))) {
         client_fail(c, "08P01", err);
         return;
     }
@@ -560,16 +602,45 @@ static void on_startup_data(struct client *c)
         on_auth_data(c);
 }
 
+static enum relay_verdict session_msg(struct client *c, uint8_t type);
+
+/* Session mode, client under RLS: the guard sees each statement whole. */
+static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t len,
+                                        const uint8_t *body)
+{
+    struct server *s = c->server;
+    switch (policy_check_client_msg(c, type, len, body, &c->inspect_err)) {
+    case POLICY_FAILED:
+        return RV_ERROR;
+    case POLICY_STANDIN:
+        if (type == 'P')
+            s->ext_open = true;
+        else
+            s->in_flight++;
+        return RV_DROP;
+    default:
+        return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
+    }
+}
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     struct client *c = arg;
-    struct server *s = c->server;
     if (c->pool->db->pool.mode == POOL_TRANSACTION)
         return pipeline_client_msg(c, type, len, body, &c->inspect_err);
-    switch (type) {
-    case 'X':
+    if (c->rls && (type == 'Q' || type == 'P' || type == 'F'))
+        return body ? session_guard(c, type, len, body) : RV_NEED_BODY;
+    if (type == 'X')
         return body ? RV_DROP_STOP : RV_NEED_BODY;
+    return session_msg(c, type);
+}
+
+/* Session mode: the bookkeeping of one client message that goes to the server as it is. */
+static enum relay_verdict session_msg(struct client *c, uint8_t type)
+{
+    struct server *s = c->server;
+    switch (type) {
     case 'Q':
     case 'F':
         s->in_flight++;

@@ -27,6 +27,10 @@ void client_close(struct client *c, const char *reason);
 /* Drives the client -> server relay (after the server's output drained). */
 void client_pump(struct client *c);
 
+struct rls_identity;
+/* c's identity for row-level-security attributes (pointers into c). */
+void client_rls_identity(const struct client *c, struct rls_identity *id);
+
 /* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend. */
 void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key);
 

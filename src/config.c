@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/objects.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ struct ctx {
     struct config_errors *errs;
 };
 
-enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST };
+enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST, F_MAP, F_BOOL };
 
 struct table;
 
@@ -147,6 +148,11 @@ static void set_enum(struct ctx *c, const yaml_node_t *n, const char *path, cons
 
 static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
                     const struct table *t, void *base);
+static bool want_mapping(struct ctx *c, const yaml_node_t *n, const char *path);
+static const char *pair_key(struct ctx *c, const yaml_node_pair_t *p, const char *path);
+static bool is_duplicate(struct ctx *c, const yaml_node_t *map, const yaml_node_pair_t *p,
+                         const char *key, const char *path);
+static void join(char *out, size_t outsz, const char *path, const char *key);
 
 /* A list of strings: [a, b] or a block sequence. */
 static void set_list(struct ctx *c, const yaml_node_t *n, const char *path, struct string_list *dst)
@@ -167,11 +173,47 @@ static void set_list(struct ctx *c, const yaml_node_t *n, const char *path, stru
     }
 }
 
+/* A mapping of strings to strings: { tenant_id: "42", region: eu }. */
+static void set_map(struct ctx *c, const yaml_node_t *n, const char *path, struct kv_list *dst)
+{
+    char item[300];
+    if (!want_mapping(c, n, path))
+        return;
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    dst->items = calloc(count ? count : 1, sizeof(*dst->items));
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; dst->items && p < n->data.mapping.pairs.top; p++) {
+        const char *key = pair_key(c, p, path);
+        if (!key || is_duplicate(c, n, p, key, path))
+            continue;
+        join(item, sizeof(item), path, key);
+        char *v = NULL;
+        set_str(c, node(c, p->value), item, &v);
+        if (!v)
+            continue;
+        dst->items[dst->n].key = strdup(key);
+        dst->items[dst->n++].value = v;
+    }
+}
+
+static void set_bool(struct ctx *c, const yaml_node_t *n, const char *path, bool *dst)
+{
+    if (!want_scalar(c, n, path, "true or false"))
+        return;
+    if (strcmp(scalar(n), "true") == 0)
+        *dst = true;
+    else if (strcmp(scalar(n), "false") == 0)
+        *dst = false;
+    else
+        add_error(c, n->start_mark, "%s: expected true or false, got \"%s\"", path, scalar(n));
+}
+
 static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, const struct field *f,
                       void *base)
 {
     void *dst = (char *)base + f->off;
     switch (f->type) {
+    case F_MAP: set_map(c, v, path, dst); break;
+    case F_BOOL: set_bool(c, v, path, dst); break;
     case F_STR: set_str(c, v, path, dst); break;
     case F_INT: set_int(c, v, path, f, dst); break;
     case F_ENUM: set_enum(c, v, path, f, dst); break;
@@ -328,12 +370,39 @@ static const struct field db_fields[] = {
 };
 static const struct table db_table = TABLE(db_fields);
 
+#define MAP(k, s, m) {k, F_MAP, offsetof(s, m), 0, 0, NULL, NULL, false}
+#define BOOL(k, s, m) {k, F_BOOL, offsetof(s, m), 0, 0, NULL, NULL, false}
+
 static const struct field user_fields[] = {
     ENUM("auth", struct user_config, auth, auth_methods),
     STR("password_scram", struct user_config, password_scram),
     STR("password", struct user_config, password),
+    STR("role", struct user_config, role),
+    LIST("groups", struct user_config, groups),
+    MAP("attributes", struct user_config, attributes),
 };
 static const struct table user_table = TABLE(user_fields);
+
+static const struct field group_fields[] = {
+    STR("role", struct group_config, role),
+    MAP("attributes", struct group_config, attributes),
+};
+static const struct table group_table = TABLE(group_fields);
+
+/* rls.attributes is read as text first, then checked into struct rls_attr. */
+struct rls_holder {
+    struct rls_config rls;
+    struct kv_list attributes;
+};
+
+static const struct field rls_fields[] = {
+    STR("prefix", struct rls_holder, rls.prefix),
+    LIST("databases", struct rls_holder, rls.databases),
+    BOOL("switch_role", struct rls_holder, rls.switch_role),
+    STR("default_role", struct rls_holder, rls.default_role),
+    MAP("attributes", struct rls_holder, attributes),
+};
+static const struct table rls_table = TABLE(rls_fields);
 
 static const struct field admin_fields[] = {
     {"users", F_LIST, offsetof(struct config, admin_users), 0, 0, NULL, NULL, false},
@@ -557,6 +626,171 @@ static void load_users(struct ctx *c, const yaml_node_t *map, struct config *cfg
     }
 }
 
+/* groups: name -> entry. */
+static void load_groups(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    char path[256];
+    if (!want_mapping(c, map, "groups"))
+        return;
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    cfg->groups = calloc(n ? n : 1, sizeof(*cfg->groups));
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->groups && p < map->data.mapping.pairs.top; p++) {
+        const char *name = pair_key(c, p, "groups");
+        if (!name || is_duplicate(c, map, p, name, "groups"))
+            continue;
+        struct group_config *g = &cfg->groups[cfg->n_groups++];
+        g->name = strdup(name);
+        join(path, sizeof(path), "groups", name);
+        walk_at(c, node(c, p->value), path, &group_table, g);
+    }
+}
+
+/* Setting-name parts: lower-case letters, digits and '_', not starting with a digit. */
+static bool is_setting_word(const char *s)
+{
+    if (!s || !*s || isdigit((unsigned char)*s) || strlen(s) > 48)
+        return false;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_'))
+            return false;
+    return true;
+}
+
+/* "cert.CN" and the like: the OpenSSL NID of a subject field, or NID_undef. */
+static int cert_field_nid(const char *source)
+{
+    static const char *const fields[] = {"CN", "O", "OU", "C", "ST", "L", "emailAddress",
+                                         "serialNumber", "UID"};
+    if (strncmp(source, "cert.", 5) != 0)
+        return NID_undef;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcmp(source + 5, fields[i]) == 0)
+            return OBJ_txt2nid(fields[i]);
+    return NID_undef;
+}
+
+/* One rls.attributes entry: name -> source. */
+static void rls_attr_from(struct ctx *c, const yaml_node_t *at, const struct kv *kv,
+                          struct rls_attr *a)
+{
+    static const char *const sources[] = {"attribute", "user", "database", "client_addr",
+                                          "application_name"};
+    char path[200];
+    snprintf(path, sizeof(path), "rls.attributes.%s", kv->key);
+    yaml_mark_t m = at->start_mark;
+    const yaml_node_t *v = find_value(c, at, kv->key);
+    if (v)
+        m = v->start_mark;
+    a->name = strdup(kv->key);
+    if (!is_setting_word(kv->key))
+        add_error(c, m, "%s: attribute names are lower-case letters, digits and '_' (at most 48)",
+                  path);
+    for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+        if (strcmp(kv->value, sources[i]) == 0) {
+            a->source = (enum rls_source)i;
+            return;
+        }
+    if (strcmp(kv->value, "option") == 0) {
+        a->source = RLS_SRC_OPTION;
+    } else if ((a->cert_nid = cert_field_nid(kv->value)) != NID_undef) {
+        a->source = RLS_SRC_CERT;
+    } else {
+        add_error(c, m,
+                  "%s: unknown source \"%s\" (expected one of: attribute, user, database, "
+                  "client_addr, application_name, option, cert.CN, cert.O, cert.OU, "
+                  "cert.emailAddress, ...)",
+                  path, kv->value);
+    }
+}
+
+static void free_kv(struct kv_list *l);
+
+/* rls: the injected attributes, their sources, and the protected prefix. */
+static void load_rls(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    struct rls_holder h = {0};
+    walk_at(c, map, "rls", &rls_table, &h);
+    cfg->rls = h.rls;
+    cfg->rls.enabled = true;
+    if (!cfg->rls.prefix)
+        cfg->rls.prefix = strdup("app");
+    else if (!is_setting_word(cfg->rls.prefix))
+        add_error(c, find_value(c, map, "prefix")->start_mark,
+                  "rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\"");
+    const yaml_node_t *at = find_value(c, map, "attributes");
+    cfg->rls.attrs = calloc(h.attributes.n ? h.attributes.n : 1, sizeof(*cfg->rls.attrs));
+    for (size_t i = 0; cfg->rls.attrs && i < h.attributes.n; i++)
+        rls_attr_from(c, at, &h.attributes.items[i], &cfg->rls.attrs[cfg->rls.n_attrs++]);
+    if (h.attributes.n == 0 && !cfg->rls.switch_role)
+        add_error(c, map->start_mark,
+                  "rls: give attributes (name: source) to inject, or switch_role: true");
+    free_kv(&h.attributes);
+}
+
+static const struct rls_attr *find_rls_attr(const struct rls_config *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_attrs; i++)
+        if (strcmp(r->attrs[i].name, name) == 0)
+            return &r->attrs[i];
+    return NULL;
+}
+
+/* The mark of key inside the mapping under path "users.alice" (or the mapping itself). */
+static yaml_mark_t mark_in(struct ctx *c, const yaml_node_t *top, const char *name,
+                           const char *key)
+{
+    const yaml_node_t *entry = top ? find_value(c, top, name) : NULL;
+    const yaml_node_t *v = entry ? find_value(c, entry, key) : NULL;
+    return v ? v->start_mark : entry ? entry->start_mark : top ? top->start_mark : (yaml_mark_t){0};
+}
+
+/* Attributes set on a user or group must be ones rls injects from source attribute. */
+static void check_attr_keys(struct ctx *c, const struct config *cfg, const yaml_node_t *top,
+                            const char *section, const char *name, const struct kv_list *kv)
+{
+    for (size_t i = 0; cfg->rls.enabled && i < kv->n; i++) {
+        const struct rls_attr *a = find_rls_attr(&cfg->rls, kv->items[i].key);
+        if (!a || a->source != RLS_SRC_ATTRIBUTE)
+            add_error(c, mark_in(c, top, name, "attributes"),
+                      "%s.%s.attributes.%s: not declared under rls.attributes with source "
+                      "attribute",
+                      section, name, kv->items[i].key);
+    }
+}
+
+/* Cross-references: groups named by users exist, attributes are declared, databases under
+ * rls.databases exist, and with switch_role every listed user has a role. */
+static void check_rls(struct ctx *c, struct config *cfg, const yaml_node_t *users,
+                      const yaml_node_t *groups, const yaml_node_t *rls)
+{
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        const struct user_config *u = &cfg->users[i];
+        const char *role = u->role;
+        for (size_t g = 0; g < u->groups.n; g++) {
+            const struct group_config *gc = config_find_group(cfg, u->groups.items[g]);
+            if (!gc)
+                add_error(c, mark_in(c, users, u->name, "groups"),
+                          "users.%s.groups: no group named \"%s\" under groups", u->name,
+                          u->groups.items[g]);
+            else if (!role)
+                role = gc->role;
+        }
+        check_attr_keys(c, cfg, users, "users", u->name, &u->attributes);
+        if (cfg->rls.switch_role && !role && !cfg->rls.default_role)
+            add_error(c, mark_in(c, users, u->name, "role"),
+                      "users.%s: rls.switch_role is on but this user has no role (set "
+                      "users.%s.role, a role on one of its groups, or rls.default_role)",
+                      u->name, u->name);
+    }
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        check_attr_keys(c, cfg, groups, "groups", cfg->groups[i].name, &cfg->groups[i].attributes);
+    for (size_t i = 0; rls && i < cfg->rls.databases.n; i++)
+        if (!config_find_db(cfg, cfg->rls.databases.items[i]))
+            add_error(c, find_value(c, rls, "databases")->start_mark,
+                      "rls.databases: no database named \"%s\" under databases",
+                      cfg->rls.databases.items[i]);
+}
+
 static void load_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
 {
     struct auth_query_config *aq = &cfg->auth_query;
@@ -599,11 +833,12 @@ static void config_defaults(struct config *cfg)
 /* Walks the top-level mapping. */
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
-    static const char *const keys = "listen, limits, log, admin, databases, users, auth_query";
+    static const char *const keys =
+        "listen, limits, log, admin, databases, users, groups, rls, auth_query";
     struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
                                 cfg->shutdown_timeout_s};
     struct log_holder lg = {2};
-    const yaml_node_t *dbs = NULL, *aq = NULL;
+    const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL;
     if (!want_mapping(c, root, ""))
         return;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
@@ -622,7 +857,11 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         else if (strcmp(key, "databases") == 0)
             load_databases(c, dbs = v, cfg);
         else if (strcmp(key, "users") == 0)
-            load_users(c, v, cfg);
+            load_users(c, users = v, cfg);
+        else if (strcmp(key, "groups") == 0)
+            load_groups(c, groups = v, cfg);
+        else if (strcmp(key, "rls") == 0)
+            load_rls(c, rls = v, cfg);
         else if (strcmp(key, "auth_query") == 0)
             load_auth_query(c, aq = v, cfg);
         else
@@ -633,6 +872,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         add_error(c, root->start_mark, "missing required key 'databases'");
     if (aq)
         check_auth_query(c, aq, cfg);
+    check_rls(c, cfg, users, groups, rls);
     cfg->max_clients = lim.max_clients;
     cfg->max_message_size = (size_t)lim.max_message_size;
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
@@ -748,6 +988,27 @@ static void free_list(struct string_list *l)
     free(l->items);
 }
 
+static void free_kv(struct kv_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].key);
+        free(l->items[i].value);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static void free_rls(struct rls_config *r)
+{
+    free(r->prefix);
+    free_list(&r->databases);
+    for (size_t i = 0; i < r->n_attrs; i++)
+        free(r->attrs[i].name);
+    free(r->attrs);
+    free(r->default_role);
+}
+
 static void free_cred(struct cred_config *cr)
 {
     free(cr->path);
@@ -782,9 +1043,19 @@ void config_free(struct config *cfg)
         free(cfg->users[i].name);
         free_secret(cfg->users[i].password_scram);
         free_secret(cfg->users[i].password);
+        free(cfg->users[i].role);
+        free_list(&cfg->users[i].groups);
+        free_kv(&cfg->users[i].attributes);
     }
+    for (size_t i = 0; i < cfg->n_groups; i++) {
+        free(cfg->groups[i].name);
+        free(cfg->groups[i].role);
+        free_kv(&cfg->groups[i].attributes);
+    }
+    free_rls(&cfg->rls);
     free(cfg->dbs);
     free(cfg->users);
+    free(cfg->groups);
     free_list(&cfg->admin_users);
     free(cfg->auth_query.query);
     free(cfg->auth_query.database);
@@ -829,6 +1100,26 @@ const struct user_config *config_find_user(const struct config *cfg, const char 
         if (strcmp(cfg->users[i].name, name) == 0)
             return &cfg->users[i];
     return NULL;
+}
+
+const struct group_config *config_find_group(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i].name, name) == 0)
+            return &cfg->groups[i];
+    return NULL;
+}
+
+bool config_rls_applies(const struct config *cfg, const char *db)
+{
+    if (!cfg->rls.enabled)
+        return false;
+    if (cfg->rls.databases.n == 0)
+        return true;
+    for (size_t i = 0; i < cfg->rls.databases.n; i++)
+        if (strcmp(cfg->rls.databases.items[i], db) == 0)
+            return true;
+    return false;
 }
 
 bool config_str_eq(const char *a, const char *b)

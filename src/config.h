@@ -75,11 +75,60 @@ struct db_config {
     struct cred_config cred; /* credentials: rotating passwords (default: static password) */
 };
 
+/* A YAML mapping of strings to strings (attributes: { tenant_id: "42" }). */
+struct kv {
+    char *key;
+    char *value;
+};
+
+struct kv_list {
+    struct kv *items;
+    size_t n;
+};
+
 struct user_config {
     char *name;            /* the key under users: */
     enum auth_method auth; /* auth: scram | trust (default scram) */
     char *password_scram;  /* password_scram: "SCRAM-SHA-256$iter:salt$stored:server" */
     char *password;        /* password: plain text, the proxy derives a SCRAM verifier (demos) */
+    char *role;            /* role: the PostgreSQL role assumed for this user (rls.switch_role) */
+    struct string_list groups; /* groups: names under groups:, in order of precedence */
+    struct kv_list attributes; /* attributes: name -> value, injected by rls */
+};
+
+/* groups: attributes and a role shared by several users. */
+struct group_config {
+    char *name;
+    char *role;
+    struct kv_list attributes;
+};
+
+/* Where an injected attribute's value comes from (rls.attributes.<name>). */
+enum rls_source {
+    RLS_SRC_ATTRIBUTE,   /* attribute: users.X.attributes, else the first group's that has it */
+    RLS_SRC_USER,        /* user: the authenticated user name */
+    RLS_SRC_DATABASE,    /* database: the database name the client asked for */
+    RLS_SRC_CLIENT_ADDR, /* client_addr: the client's IP address */
+    RLS_SRC_APP_NAME,    /* application_name: as the client set it (client-controlled) */
+    RLS_SRC_CERT,        /* cert.<FIELD>: a subject field of the client's TLS certificate */
+    RLS_SRC_OPTION,      /* option: client-settable at startup: options=-c <prefix>.<name>=v */
+};
+
+struct rls_attr {
+    char *name;   /* without the prefix: tenant_id is injected as <prefix>.tenant_id */
+    enum rls_source source;
+    int cert_nid; /* RLS_SRC_CERT: OpenSSL NID of the subject field */
+};
+
+/* rls: row-level-security attributes injected into every transaction, and the guard. */
+struct rls_config {
+    bool enabled;                 /* the rls: section is present */
+    char *prefix;                 /* prefix: protected namespace (default "app") */
+    struct string_list databases; /* databases: where it applies (default: all) */
+    struct rls_attr *attrs;       /* attributes: name -> source */
+    size_t n_attrs;
+    bool switch_role;             /* switch_role: assume each user's role (default false) */
+    char *default_role;           /* default_role: for users with no role of their own */
 };
 
 /* auth_query: look up the verifier of users not listed under users: on the server. */
@@ -106,6 +155,9 @@ struct config {
     size_t n_dbs;
     struct user_config *users;
     size_t n_users;
+    struct group_config *groups;
+    size_t n_groups;
+    struct rls_config rls;
     struct auth_query_config auth_query;
     struct string_list admin_users; /* admin.users: who may use the admin console */
 };
@@ -136,6 +188,9 @@ bool config_same_credentials(const struct db_config *a, const struct db_config *
 /* Look-ups by name; NULL when absent. */
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);
+const struct group_config *config_find_group(const struct config *cfg, const char *name);
+/* Does rls apply to clients of database db (a key under databases:)? */
+bool config_rls_applies(const struct config *cfg, const char *db);
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 

@@ -21,6 +21,8 @@
 /* Resume reading once the queue has drained to this. */
 #define RELAY_LOW_WATER (64 * 1024)
 #define MAX_TRACKED_PARAMS 32
+/* Refused statements whose stand-in's error has not come back yet, per server. */
+#define MAX_REFUSALS 8
 
 struct param {
     char *name;
@@ -58,6 +60,8 @@ struct worker {
     bool draining;               /* SIGTERM: no new clients, open transactions finish */
     struct event *janitor;       /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
+    struct guard_cache *guard;   /* RLS guard verdicts by statement text */
+    char refuse_marker[40];      /* the word in the stand-in for a refused statement */
 };
 
 struct pool {
@@ -129,6 +133,13 @@ struct server {
     struct server_stmts stmts;   /* transaction pooling: statements prepared here */
     struct reply_queue replies;  /* transaction pooling: replies owed, in order */
     bool stmts_unknown;          /* a client ran DEALLOCATE/DISCARD: retire at release */
+    int internal_pending;        /* ReadyForQuery still owed for the proxy's own messages */
+    bool rls_set;                /* carries some client's RLS attributes and role */
+    bool retire_after;           /* a client left session state here: no other client */
+    struct {
+        char reason[200];
+    } refusals[MAX_REFUSALS];    /* refused statements, oldest first, awaiting their error */
+    int n_refusals;
 };
 
 enum client_state {
@@ -173,6 +184,9 @@ struct client {
     bool is_admin;             /* asked for the admin console and is allowed to */
     struct client_stmts stmts; /* transaction pooling: the client's named statements */
     const char *inspect_err;   /* why the message inspector refused a message */
+    bool rls;                  /* under row-level security: attributes injected, guard on */
+    struct param_set rls_options; /* attributes it set at startup (source option) */
+    struct param_set cert;     /* its TLS certificate's subject fields ("CN" -> ...) */
 };
 
 #endif

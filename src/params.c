@@ -2,6 +2,7 @@
  * text that carries them onto whichever server connection serves the client. */
 #include "params.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +87,25 @@ void param_clear(struct param_set *s)
     s->n = 0;
 }
 
-/* Records one name=value setting, refusing names outside the settable list. */
-static bool put_setting(struct param_set *out, const char *name, const char *value, char *err,
-                        size_t errsz)
+/* Records one name=value setting, refusing names outside the settable list that custom does
+ * not accept. */
+static bool put_setting(struct param_set *out, const struct param_custom *custom,
+                        const char *name, const char *value, char *err, size_t errsz)
 {
     const char *canon = params_settable_name(name);
+    if (!canon && custom && custom->accept(custom->arg, name)) {
+        char low[128];
+        size_t i = 0;
+        for (; name[i] && i < sizeof(low) - 1; i++)
+            low[i] = (char)tolower((unsigned char)name[i]);
+        low[i] = '\0';
+        out = custom->out;
+        canon = low;
+        if (param_put(out, canon, value))
+            return true;
+        snprintf(err, errsz, "too many startup parameters");
+        return false;
+    }
     if (!canon) {
         snprintf(err, errsz, "unsupported startup parameter: %.64s", name);
         return false;
@@ -129,7 +144,8 @@ static int split_options(const char *opts, char *store, char **words, int max)
 }
 
 /* Parses "-c name=value", "-cname=value" and "--name=value" from `options`. */
-static bool parse_options(const char *opts, struct param_set *out, char *err, size_t errsz)
+static bool parse_options(const char *opts, struct param_set *out,
+                          const struct param_custom *custom, char *err, size_t errsz)
 {
     char store[2 * 1024 + 1], *words[64];
     if (strlen(opts) >= 1024) {
@@ -159,22 +175,23 @@ static bool parse_options(const char *opts, struct param_set *out, char *err, si
         for (char *c = setting; *c; c++)
             if (*c == '-')
                 *c = '_';
-        if (!put_setting(out, setting, eq + 1, err, errsz))
+        if (!put_setting(out, custom, setting, eq + 1, err, errsz))
             return false;
     }
     return true;
 }
 
-bool params_from_startup(const struct startup *st, struct param_set *out, char *err,
-                         size_t errsz)
+bool params_from_startup(const struct startup *st, struct param_set *out,
+                         const struct param_custom *custom, char *err, size_t errsz)
 {
     for (size_t i = 0; i < st->n_params; i++) {
         const char *name = st->params[i].name, *value = st->params[i].value;
         if (strcmp(name, "user") == 0 || strcmp(name, "database") == 0 ||
             strncmp(name, "_pq_.", 5) == 0)
             continue;
-        bool ok = strcmp(name, "options") == 0 ? parse_options(value, out, err, errsz)
-                                               : put_setting(out, name, value, err, errsz);
+        bool ok = strcmp(name, "options") == 0
+                      ? parse_options(value, out, custom, err, errsz)
+                      : put_setting(out, custom, name, value, err, errsz);
         if (!ok)
             return false;
     }

@@ -19,12 +19,21 @@ void param_remove(struct param_set *s, const char *name);
 /* The server's spelling of a parameter clients may set, or NULL when it is not one. */
 const char *params_settable_name(const char *name);
 
+/* Settings outside the tracked list that the caller accepts anyway (the rls attributes a
+ * client may set): names for which accept(arg, name) is true go to out, lower-cased. */
+struct param_custom {
+    bool (*accept)(const void *arg, const char *name);
+    const void *arg;
+    struct param_set *out;
+};
+
 /* Collects the session parameters of a v3 startup packet into out: the tracked ones given
  * directly (application_name, client_encoding, DateStyle, ...) and "-c name=value" /
  * "--name=value" settings inside `options`. user, database and _pq_.* are skipped. Unknown
- * parameters are refused: false with a message in err (size errsz) naming the parameter. */
-bool params_from_startup(const struct startup *st, struct param_set *out, char *err,
-                         size_t errsz);
+ * parameters (unless custom accepts them) are refused: false with a message in err (size
+ * errsz) naming the parameter. */
+bool params_from_startup(const struct startup *st, struct param_set *out,
+                         const struct param_custom *custom, char *err, size_t errsz);
 
 /* Appends to sql the SET / RESET statements that make a server whose proxy-applied settings
  * are `applied` (and whose reported values are `reported`) match `wanted`. Values are quoted

@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "policy.h"
 #include "proto.h"
 
 static struct evbuffer *to_server(struct server *s) { return bufferevent_get_output(s->bev); }
@@ -244,11 +245,33 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     return send_query_text(s, "DEALLOCATE ALL") ? RV_DROP : RV_ERROR;
 }
 
+/* A refused message was replaced by its stand-in: owe the reply of what was sent. */
+static enum relay_verdict standin_sent(struct server *s, uint8_t type, const char **err)
+{
+    if (type == 'P')
+        s->ext_open = true;
+    else
+        s->in_flight++;
+    if (rq_push(&s->replies, type == 'P' ? RK_PARSE : RK_QUERY, NULL))
+        return RV_DROP;
+    *err = "too many messages in flight";
+    return RV_ERROR;
+}
+
 enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t len,
                                        const uint8_t *body, const char **err)
 {
     struct server *s = c->server;
     bool pushed = true;
+    if (c->rls && (type == 'Q' || type == 'P' || type == 'F')) {
+        if (!body)
+            return RV_NEED_BODY;
+        enum policy_result pr = policy_check_client_msg(c, type, len, body, err);
+        if (pr == POLICY_FAILED)
+            return RV_ERROR;
+        if (pr == POLICY_STANDIN)
+            return standin_sent(s, type, err);
+    }
     switch (type) {
     case 'X':
         return body ? RV_DROP_STOP : RV_NEED_BODY;

@@ -17,9 +17,11 @@
 #include "log.h"
 #include "params.h"
 #include "pipeline.h"
+#include "policy.h"
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
+#include "rls.h"
 #include "tls.h"
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
@@ -359,8 +361,12 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         note_error(s, body, len);
     else if (type == 'S')
         note_param(s, body, len);
+    else if (type == 'Z' && !proto_parse_ready(body, len, &s->txn))
+        return RV_ERROR;
+    else if (type == 'Z' && s->internal_pending > 1)
+        s->internal_pending--; /* more of the proxy's own messages to come */
     else if (type == 'Z')
-        return proto_parse_ready(body, len, &s->txn) ? RV_DROP_STOP : RV_ERROR;
+        return s->internal_pending = 0, RV_DROP_STOP;
     return RV_DROP;
 }
 
@@ -393,6 +399,7 @@ static void on_reset_done(struct server *s)
         return;
     }
     param_clear(&s->applied);
+    s->rls_set = s->retire_after = false; /* DISCARD ALL reset the role and every setting */
     s->last_used = time(NULL);
     pool_server_ready(s);
 }
@@ -416,15 +423,24 @@ static void on_internal_data(struct server *s)
     }
 }
 
+/* Sends messages of the proxy's own that end in `replies` ReadyForQuery, and moves to
+ * state st to consume their results. */
+static bool send_internal_msgs(struct server *s, struct buf *b, int replies,
+                               enum server_state st)
+{
+    s->err_state[0] = '\0';
+    s->state = st;
+    s->internal_pending = replies;
+    return conn_send(s->bev, b);
+}
+
 /* Sends a query of the proxy's own and moves to state st to consume its results. */
 static bool send_internal(struct server *s, const char *sql, enum server_state st)
 {
     struct buf b;
     buf_init(&b);
     proto_query(&b, sql);
-    s->err_state[0] = '\0';
-    s->state = st;
-    bool ok = conn_send(s->bev, &b);
+    bool ok = send_internal_msgs(s, &b, 1, st);
     buf_free(&b);
     return ok;
 }
@@ -441,11 +457,23 @@ static void note_client_setting(struct server *s, const uint8_t *body, size_t le
     param_put(&s->applied, canon, value);
 }
 
+/* An ErrorResponse while refused statements await theirs: the stand-in's is rewritten. */
+static enum relay_verdict on_error_with_refusals(struct server *s, bool txn_mode, uint32_t len,
+                                                 const uint8_t *body)
+{
+    enum relay_verdict v = txn_mode ? pipeline_server_msg(s, 'E', len, body) : RV_STREAM;
+    if (v == RV_STREAM)
+        v = RV_PASS;
+    return v == RV_PASS && policy_rewrite_error(s, body, len) ? RV_DROP : v;
+}
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     struct server *s = arg;
     bool txn_mode = s->pool->db->pool.mode == POOL_TRANSACTION;
+    if (type == 'E' && s->n_refusals > 0)
+        return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
     if (type != 'Z' && type != 'S')
         return txn_mode ? pipeline_server_msg(s, type, len, body) : RV_STREAM;
     if (!body)
@@ -629,25 +657,58 @@ void server_send_cancel(struct server *target)
     }
 }
 
+/* Appends c's row-level-security prefix to msgs; false (with err) when c cannot be served. */
+static bool add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, char *err,
+                           size_t errsz)
+{
+    struct rls_setting set[RLS_MAX_SETTINGS];
+    struct rls_identity id;
+    size_t n;
+    client_rls_identity(c, &id);
+    if (!rls_resolve(s->pool->w->cfg, &id, set, &n, err, errsz))
+        return false;
+    rls_build_prefix(set, n, msgs);
+    s->rls_set = true;
+    return true;
+}
+
+/* Gives s to c. Before any of c's messages run there, the proxy's own go first, and their
+ * results are awaited (SV_SETTING): c's session parameters, and for a client under
+ * row-level security its attributes and role, set for the session (is_local false) so that
+ * no transaction of c's, committed, rolled back or pipelined, can lose them or see the
+ * previous client's. */
 void server_link(struct server *s, struct client *c)
 {
-    struct buf sql;
+    struct buf sql, msgs;
+    char err[200];
+    int replies = 0;
     s->client = c;
     c->server = s;
     s->last_used = time(NULL);
     buf_init(&sql);
+    buf_init(&msgs);
     if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {
-        bool ok = !sql.failed && send_internal(s, (const char *)sql.data, SV_SETTING);
-        buf_free(&sql);
-        if (!ok) {
-            server_close(s, "could not send session parameters");
-            client_fail(c, "08006", "could not send session parameters to the server");
-        }
-        return;
+        proto_query(&msgs, (const char *)sql.data);
+        replies++;
     }
     buf_free(&sql);
-    s->state = SV_ACTIVE;
-    client_server_ready(c);
+    if (c->rls && !add_rls_prefix(s, c, &msgs, err, sizeof(err))) {
+        buf_free(&msgs);
+        s->state = SV_ACTIVE;
+        server_unlink(s);
+        client_fail(c, "28000", err);
+        return;
+    }
+    replies += c->rls;
+    bool ok = replies == 0 || (!msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING));
+    buf_free(&msgs);
+    if (!ok) {
+        server_close(s, "could not send session parameters");
+        client_fail(c, "08006", "could not send session parameters to the server");
+    } else if (replies == 0) {
+        s->state = SV_ACTIVE;
+        client_server_ready(c);
+    }
 }
 
 int64_t server_now_ms(void)
@@ -683,6 +744,10 @@ static const char *retire_reason(const struct server *s)
         return "configuration changed";
     if (s->stmts_unknown)
         return "a client deallocated prepared statements";
+    if (s->retire_after && p->db->pool.mode == POOL_TRANSACTION)
+        return "a client left session state (temporary table, WITH HOLD cursor or LISTEN)";
+    if (s->rls_set && !config_rls_applies(p->w->cfg, p->db->name))
+        return "row-level security no longer applies to its database";
     if (s->replies.len != 0)
         return "replies still owed";
     if (p->n_servers > p->db->pool.size)

@@ -11,9 +11,14 @@
 #include "listener.h"
 #include "log.h"
 #include "credentials.h"
+#include "guard.h"
+#include "policy.h"
 #include "pool.h"
 #include "server.h"
 #include "tls.h"
+
+/* Distinct statement texts whose guard verdict is kept. */
+#define GUARD_CACHE_ENTRIES 4096
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -149,6 +154,11 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         goto fail;
     if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
         goto fail;
+    policy_init_marker(w);
+    if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES))) {
+        snprintf(err, errsz, "out of memory");
+        goto fail;
+    }
     if (!make_mock_verifier(w)) {
         snprintf(err, errsz, "cannot generate random numbers");
         goto fail;
@@ -215,6 +225,7 @@ void worker_free(struct worker *w)
     for (size_t i = 0; i < w->n_retired; i++)
         config_free(w->retired[i]);
     free(w->retired);
+    guard_cache_free(w->guard);
     config_free(w->cfg);
     free(w);
 }
@@ -273,6 +284,24 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
     w->retired[w->n_retired++] = old;
 }
 
+/* Clients that logged in without row-level security to a database that now has it are
+ * closed: what they prepared or set before was never checked by the guard. */
+static void close_newly_guarded(struct worker *w)
+{
+    char msg[200];
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->clients)
+    {
+        struct client *c = list_entry(it, struct client, node);
+        if (c->rls || c->is_admin || c->state == CL_LOGIN || c->state == CL_ADMIN ||
+            c->state == CL_CLOSING || !c->database || !config_rls_applies(w->cfg, c->database))
+            continue;
+        snprintf(msg, sizeof(msg),
+                 "row-level security now applies to database \"%.64s\": reconnect", c->database);
+        client_fail(c, "57P01", msg);
+    }
+}
+
 void worker_reload(struct worker *w)
 {
     struct config_errors errs = {0};
@@ -311,6 +340,7 @@ void worker_reload(struct worker *w)
             old_in_use = true;
     }
     retire_config(w, old, old_in_use);
+    close_newly_guarded(w);
     enum log_level level;
     if (log_level_from_name(n->log_level, &level))
         log_set_level(level);

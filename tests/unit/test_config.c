@@ -103,7 +103,7 @@ static const struct {
      "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
-     "admin, databases, users, auth_query)"},
+     "admin, databases, users, groups, rls, auth_query)"},
     {"databases:\n  app: {host: h, user: u}\nadmin:\n  users: admin\n",
      "t.yaml:4:10: admin.users: expected a list, got a scalar"},
     {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
@@ -201,8 +201,57 @@ static const struct {
     {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
      "      workspace: https://w\n      client_id: c\n      client_secret_env: S\n"
      "      endpoint: projects/p/branches/b/endpoints/e\n      ttl_s: 60\n",
-     "t.yaml:11:14: databases.app.credentials.ttl_s: 60 is out of range (300 to 3600)"},
+     "t.yaml:11:14: databases.app.credentials.ttl_s: 60 is out of range (300 to 3600)"},    /* rls: row-level-security attributes */
+    {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: atribute}\n",
+     "t.yaml:3:27: rls.attributes.tenant_id: unknown source \"atribute\" (expected one of: "
+     "attribute, user, database, client_addr, application_name, option, cert.CN, cert.O, "
+     "cert.OU, cert.emailAddress, ...)"},
+    {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {Tenant-Id: user}\n",
+     "t.yaml:3:27: rls.attributes.Tenant-Id: attribute names are lower-case letters, digits and "
+     "'_' (at most 48)"},
+    {"databases: {app: {host: h, user: u}}\nrls: {prefix: \"app; drop\", attributes: {u: user}}\n",
+     "t.yaml:2:15: rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\""},
+    {"databases: {app: {host: h, user: u}}\nrls: {prefix: app}\n",
+     "t.yaml:2:6: rls: give attributes (name: source) to inject, or switch_role: true"},
+    {"databases: {app: {host: h, user: u}}\nrls: {databases: [ap], attributes: {u: user}}\n",
+     "t.yaml:2:18: rls.databases: no database named \"ap\" under databases"},
+    {"databases: {app: {host: h, user: u}}\nrls: {attributes: {tenant_id: attribute}}\n"
+     "users:\n  al: {password: x, attributes: {tenantid: '1'}}\n",
+     "t.yaml:4:33: users.al.attributes.tenantid: not declared under rls.attributes with "
+     "source attribute"},
+    {"databases: {app: {host: h, user: u}}\nusers:\n  al: {password: x, groups: [ops]}\n",
+     "t.yaml:3:29: users.al.groups: no group named \"ops\" under groups"},
+    {"databases: {app: {host: h, user: u}}\nrls: {switch_role: true}\n"
+     "users:\n  al: {password: x}\n",
+     "t.yaml:4:7: users.al: rls.switch_role is on but this user has no role (set users.al.role, "
+     "a role on one of its groups, or rls.default_role)"},
+    {"databases: {app: {host: h, user: u}}\nrls: {switch_role: yes, attributes: {u: user}}\n",
+     "t.yaml:2:20: rls.switch_role: expected true or false, got \"yes\""},
 };
+
+Test(config, rls_policy_loads)
+{
+    struct config_errors errs;
+    struct config *cfg = parse("databases:\n  app: {host: h, user: u}\n  raw: {host: h, user: u}\n"
+                               "groups:\n  eu: {role: reader, attributes: {region: eu}}\n"
+                               "users:\n  al: {password: x, groups: [eu], attributes: {tenant_id: '7'}}\n"
+                               "rls:\n  databases: [app]\n  switch_role: true\n"
+                               "  attributes: {tenant_id: attribute, region: attribute, who: user,\n"
+                               "               cn: cert.CN, locale: option}\n",
+                               &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    cr_expect(cfg->rls.enabled);
+    cr_expect_str_eq(cfg->rls.prefix, "app", "the default prefix");
+    cr_expect(config_rls_applies(cfg, "app"));
+    cr_expect_not(config_rls_applies(cfg, "raw"), "rls.databases limits where it applies");
+    cr_assert_eq(cfg->rls.n_attrs, 5);
+    cr_expect_eq(cfg->rls.attrs[2].source, RLS_SRC_USER);
+    cr_expect_eq(cfg->rls.attrs[3].source, RLS_SRC_CERT);
+    cr_expect_eq(cfg->rls.attrs[4].source, RLS_SRC_OPTION);
+    cr_expect_str_eq(config_find_group(cfg, "eu")->role, "reader");
+    cr_expect_str_eq(config_find_user(cfg, "al")->attributes.items[0].value, "7");
+    config_free(cfg);
+}
 
 Test(config, credential_providers_load)
 {

@@ -16,7 +16,7 @@ static bool parse(struct param_set *out, char *err, size_t errsz, const char *op
         st.params[st.n_params++] = (struct startup_param){"options", options};
     if (name)
         st.params[st.n_params++] = (struct startup_param){name, value};
-    return params_from_startup(&st, out, err, errsz);
+    return params_from_startup(&st, out, NULL, err, errsz);
 }
 
 Test(params, tracked_parameters_are_collected_with_canonical_names)
