@@ -12,6 +12,9 @@ CREATE ROLE lp_dave LOGIN PASSWORD 'dave-secret';
 SET password_encryption = 'md5';
 CREATE ROLE lp_erin LOGIN PASSWORD 'erin-secret';
 RESET password_encryption;
+-- row-level security (test_rls.c): lakeproxy assumes lp_tenant for its clients
+CREATE ROLE lp_tenant NOLOGIN;
+GRANT lp_tenant TO lp_server;
 CREATE DATABASE lp_test OWNER lp_server;
 \c lp_test
 -- auth_query reads verifiers through a SECURITY DEFINER function, as PgBouncer's docs advise
@@ -24,3 +27,12 @@ SET ROLE lp_server;
 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;
 GRANT SELECT ON items TO PUBLIC;
+-- 1000 rows, 100 per tenant 0-9; a client sees the rows of the tenant lakeproxy injects, and
+-- nothing when it injects none (nullif: after a transaction a custom setting reads '')
+CREATE TABLE rls_docs (id int PRIMARY KEY, tenant_id int NOT NULL, body text NOT NULL);
+INSERT INTO rls_docs SELECT g, g % 10, 'doc ' || g FROM generate_series(1, 1000) g;
+ALTER TABLE rls_docs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE rls_docs FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON rls_docs
+    USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::int);
+GRANT SELECT, UPDATE ON rls_docs TO lp_tenant;

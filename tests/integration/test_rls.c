@@ -1,0 +1,389 @@
+/* test_rls.c: row-level-security attributes through lakeproxy against a real RLS policy
+ * (tests/lib/setup.sql: rls_docs, 100 rows per tenant 0-9): isolation of 50 clients of 10
+ * tenants over 4 server connections, forgery attempts refused with the connection still
+ * usable, a client without an attribute seeing nothing, role switching, session mode, and
+ * temporary objects never reaching another client. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+/* Users t0..t9 carry tenant_id 0..9 (t0-t4 directly, t5-t9 through a group); nobody has no
+ * tenant. Everyone assumes lp_tenant. */
+static void start_rls(const char *mode, int size)
+{
+    static char yaml[16384];
+    char extra[8192];
+    size_t o = 0;
+    for (int t = 0; t < 10; t++)
+        o += (size_t)snprintf(extra + o, sizeof(extra) - o,
+                              t < 5 ? "  t%d: {password: pw, attributes: {tenant_id: \"%d\"}}\n"
+                                    : "  t%d: {password: pw, groups: [g%d]}\n",
+                              t, t);
+    o += (size_t)snprintf(extra + o, sizeof(extra) - o, "  nobody: {password: pw}\ngroups:\n");
+    for (int t = 5; t < 10; t++)
+        o += (size_t)snprintf(extra + o, sizeof(extra) - o,
+                              "  g%d: {attributes: {tenant_id: \"%d\"}}\n", t, t);
+    snprintf(extra + o, sizeof(extra) - o,
+             "rls:\n  prefix: app\n  databases: [app]\n  switch_role: true\n"
+             "  default_role: lp_tenant\n"
+             "  attributes: {tenant_id: attribute, user: user, locale: option}\n"
+             "limits:\n  max_clients: 200\n");
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 20000, extra);
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void start_txn4(void) { start_rls("transaction", 4); }
+static void start_txn1(void) { start_rls("transaction", 1); }
+static void start_session1(void) { start_rls("session", 1); }
+static void stop_proxy(void) { proxy_stop(&px); }
+
+static PGconn *tenant(int t)
+{
+    char user[16];
+    snprintf(user, sizeof(user), "t%d", t);
+    PGconn *c = proxy_connect(&px, user, "pw", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login as %s failed: %s", user, PQerrorMessage(c));
+    return c;
+}
+
+/* What a tenant-t client must see: its 100 rows, its setting, the assumed role. */
+static void expect_own_view(PGconn *c, int t, const char *after)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "100|%d|%d|%d|lp_tenant", t, t, t);
+    char *v = query_value(c, "SELECT count(*) || '|' || min(tenant_id) || '|' || max(tenant_id) "
+                             "|| '|' || current_setting('app.tenant_id') || '|' || current_user "
+                             "FROM rls_docs");
+    cr_expect_str_eq(v, want, "after %s", after);
+    free(v);
+}
+
+TestSuite(rls, .init = start_txn4, .fini = stop_proxy, .timeout = 120);
+
+Test(rls, each_client_sees_its_own_tenant_and_no_tenant_sees_nothing)
+{
+    for (int t = 0; t < 10; t++) {
+        PGconn *c = tenant(t);
+        expect_own_view(c, t, "login");
+        PQfinish(c);
+    }
+    PGconn *n = proxy_connect(&px, "nobody", "pw", "app", NULL);
+    char *v = query_value(n, "SELECT count(*) || '|' || current_setting('app.tenant_id', true) || "
+                             "'|' || current_setting('app.user') FROM rls_docs");
+    cr_expect_str_eq(v, "0||nobody", "a client without a tenant sees no row, never all");
+    free(v);
+    PQfinish(n);
+}
+
+/* One forgery attempt and whether it runs inside BEGIN, after a failed statement, or as a
+ * prepared statement (extended protocol). */
+enum how { SIMPLE, IN_TXN, AFTER_ERROR, PREPARED };
+
+static const struct {
+    const char *sql;
+    enum how how;
+} attempts[] = {
+    {"SET app.tenant_id = 1", SIMPLE},
+    {"SET app.tenant_id = 1", IN_TXN},
+    {"SET app.tenant_id = 1", AFTER_ERROR},
+    {"SET LOCAL app.tenant_id = '1'", IN_TXN},
+    {"set APP.Tenant_Id to 1", SIMPLE},
+    {"SET \"app\".\"tenant_id\" = 1", SIMPLE},
+    {"RESET app.tenant_id", SIMPLE},
+    {"RESET ALL", SIMPLE},
+    {"SET app.tenant_id TO DEFAULT", SIMPLE},
+    {"SET app.user = 't1'", SIMPLE},
+    {"SET ROLE lp_server", SIMPLE},
+    {"RESET ROLE", IN_TXN},
+    {"SET SESSION AUTHORIZATION lp_server", SIMPLE},
+    {"SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
+    {"SELECT set_config('app.tenant_id', '1', false)", PREPARED},
+    {"SELECT set_config('app.tenant_id', '1', true)", IN_TXN},
+    {"select SET_CONFIG('APP.TENANT_ID', '1', false)", SIMPLE},
+    {"SELECT pg_catalog.set_config('app.tenant_id', '1', false)", SIMPLE},
+    {"SELECT set_config($1, '1', false)", PREPARED},
+    {"SELECT set_config('app.' || 'tenant_id', '1', false)", SIMPLE},
+    {"SELECT set_config('role', 'lp_server', false)", SIMPLE},
+    {"WITH x AS (SELECT set_config('app.tenant_id', '1', false)) SELECT * FROM x", SIMPLE},
+    {"SELECT count(*) FROM rls_docs WHERE set_config('app.tenant_id', '1', true) = '1'", IN_TXN},
+    {"SELECT (SELECT set_config('app.tenant_id', '1', false))", PREPARED},
+    {"SELECT 1; SET app.tenant_id = 1", SIMPLE},
+    {"/* x */ SET app.tenant_id = 1 -- y", SIMPLE},
+    {"SELECT 1; -- c\n RESET ALL", SIMPLE},
+    {"DO $$ BEGIN PERFORM set_config('app.tenant_id', '1', false); END $$", SIMPLE},
+    {"DISCARD ALL", SIMPLE},
+    {"ALTER ROLE lp_tenant SET app.tenant_id = '1'", SIMPLE},
+    {"SELECT query_to_xml('select set_config(''app.tenant_id'', ''1'', false)', true, false, '')",
+     SIMPLE},
+    {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
+    {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
+    {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", SIMPLE},
+    {"SELEC set_config('app.tenant_id', '1', false)", SIMPLE},
+};
+
+/* Runs one attempt; returns the SQLSTATE of the attempt itself ("" if it ran). */
+static const char *attempt(PGconn *c, const char *sql, enum how how)
+{
+    static char state[6];
+    if (how == IN_TXN)
+        free(query_value(c, "BEGIN"));
+    if (how == AFTER_ERROR)
+        cr_expect_str_eq(query_sqlstate(c, "SELECT 1/0"), "22012");
+    if (how == PREPARED) {
+        PGresult *r = PQprepare(c, "forge", sql, 0, NULL);
+        const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(state, sizeof(state), "%s", s ? s : "");
+        PQclear(r);
+        if (!state[0]) { /* prepared: executing it must be what fails */
+            const char *vals[1] = {"app.tenant_id"};
+            r = PQexecPrepared(c, "forge", 1, vals, NULL, NULL, 0);
+            s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(state, sizeof(state), "%s", s ? s : "");
+            PQclear(r);
+        }
+    } else {
+        snprintf(state, sizeof(state), "%s", query_sqlstate(c, sql));
+    }
+    if (how == IN_TXN) {
+        cr_expect_eq(PQtransactionStatus(c), PQTRANS_INERROR,
+                     "a refusal inside BEGIN aborts the transaction, as a server error would");
+        free(query_value(c, "ROLLBACK"));
+    }
+    return state;
+}
+
+Test(rls, forgery_attempts_are_refused_and_the_connection_stays_usable)
+{
+    PGconn *c = tenant(3);
+    for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+        const char *st = attempt(c, attempts[i].sql, attempts[i].how);
+        cr_expect_str_eq(st, "42501", "attempt %zu (%s) got SQLSTATE '%s'", i, attempts[i].sql,
+                         st);
+        cr_assert_eq(PQstatus(c), CONNECTION_OK, "attempt %zu closed the connection", i);
+        expect_own_view(c, 3, attempts[i].sql);
+    }
+    PQfinish(c);
+}
+
+Test(rls, refusal_names_the_protected_setting)
+{
+    PGconn *c = tenant(1);
+    PGresult *r = PQexec(c, "SET app.tenant_id = 2");
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    cr_expect(msg && strstr(msg, "\"app.tenant_id\" is protected"), "message: %s",
+              msg ? msg : "(none)");
+    PQclear(r);
+    PQfinish(c);
+}
+
+Test(rls, startup_options_set_only_client_settable_attributes)
+{
+    PGconn *c = proxy_connect(&px, "t2", "pw", "app", "options='-c app.locale=fr'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT current_setting('app.locale')");
+    cr_expect_str_eq(v, "fr");
+    free(v);
+    expect_own_view(c, 2, "a client-settable option");
+    PQfinish(c);
+    c = proxy_connect(&px, "t2", "pw", "app", "options='-c app.tenant_id=1'");
+    cr_expect(PQstatus(c) != CONNECTION_OK, "a protected attribute cannot be set at startup");
+    PQfinish(c);
+}
+
+/* options as the server reads it (backslash escapes the next character), quoted again for a
+ * libpq conninfo string (backslash and quote escaped). */
+static void conninfo_options(const char *raw, char *out, size_t outsz)
+{
+    size_t o = (size_t)snprintf(out, outsz, "options='");
+    for (const char *p = raw; *p && o + 4 < outsz; p++) {
+        if (*p == '\\' || *p == '\'')
+            out[o++] = '\\';
+        out[o++] = *p;
+    }
+    snprintf(out + o, outsz - o, "'");
+}
+
+Test(rls, values_with_quotes_and_backslashes_arrive_intact)
+{
+    const char *odd = "x'; SET app.tenant_id = 1; --\\\\";
+    char opt[300];
+    conninfo_options("-c app.locale=x'\\;\\ SET\\ app.tenant_id\\ =\\ 1\\;\\ --\\\\\\\\", opt,
+                     sizeof(opt));
+    PGconn *c = proxy_connect(&px, "t4", "pw", "app", opt);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT current_setting('app.locale')");
+    cr_expect_str_eq(v, odd, "the value is data, never SQL");
+    free(v);
+    expect_own_view(c, 4, "an odd option value");
+    PQfinish(c);
+}
+
+/* Everything one isolation client saw. */
+struct iso_worker {
+    int tenant, txns, leaks, errors;
+    char first[300];
+};
+
+static void note(struct iso_worker *w, bool leak, const char *what)
+{
+    if (leak)
+        w->leaks++;
+    else
+        w->errors++;
+    if (!w->first[0])
+        snprintf(w->first, sizeof(w->first), "%s", what);
+}
+
+/* Checks a result whose rows are (tenant_id, setting): all must be this client's. */
+static void check_rows(struct iso_worker *w, PGresult *r, int want_rows)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        note(w, false, PQresultErrorMessage(r));
+        return;
+    }
+    if (PQntuples(r) != want_rows)
+        note(w, true, "wrong number of rows");
+    for (int i = 0; i < PQntuples(r); i++)
+        if (atoi(PQgetvalue(r, i, 0)) != w->tenant || atoi(PQgetvalue(r, i, 1)) != w->tenant)
+            note(w, true, "a row or setting of another tenant");
+}
+
+/* One transaction of kind k (simple, extended, prepared, explicit, failed and rolled back,
+ * multi-statement). */
+static void iso_txn(struct iso_worker *w, PGconn *c, int k)
+{
+    static const char *q = "SELECT tenant_id, current_setting('app.tenant_id') FROM rls_docs "
+                            "WHERE id % 10 = $1::int % 10 OR $1::int >= 0";
+    const char *one[1] = {"7"};
+    PGresult *r;
+    switch (k % 6) {
+    case 0:
+        r = PQexec(c, "SELECT tenant_id, current_setting('app.tenant_id') FROM rls_docs");
+        check_rows(w, r, 100);
+        break;
+    case 1:
+        r = PQexecParams(c, q, 1, NULL, one, NULL, NULL, 0);
+        check_rows(w, r, 100);
+        break;
+    case 2:
+        r = PQexecPrepared(c, "iso", 1, one, NULL, NULL, 0);
+        check_rows(w, r, 100);
+        break;
+    case 3:
+        PQclear(PQexec(c, "BEGIN"));
+        r = PQexec(c, "SELECT tenant_id, current_setting('app.tenant_id') FROM rls_docs "
+                      "WHERE id <= 500");
+        check_rows(w, r, 50);
+        PQclear(r);
+        r = PQexec(c, "COMMIT");
+        break;
+    case 4:
+        PQclear(PQexec(c, "BEGIN"));
+        PQclear(PQexec(c, "UPDATE rls_docs SET body = body WHERE id = 1"));
+        PQclear(PQexec(c, "SELECT 1/0"));
+        r = PQexec(c, "ROLLBACK");
+        break;
+    default:
+        r = PQexec(c, "SELECT 1; SELECT current_setting('app.tenant_id'), "
+                      "current_setting('app.tenant_id')");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK ||
+            atoi(PQgetvalue(r, 0, 0)) != w->tenant)
+            note(w, PQresultStatus(r) == PGRES_TUPLES_OK, "multi-statement setting");
+    }
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR)
+        note(w, false, PQresultErrorMessage(r));
+    PQclear(r);
+    w->txns++;
+}
+
+static void *iso_main(void *arg)
+{
+    struct iso_worker *w = arg;
+    char user[16];
+    snprintf(user, sizeof(user), "t%d", w->tenant);
+    PGconn *c = proxy_connect(&px, user, "pw", "app", NULL);
+    if (PQstatus(c) != CONNECTION_OK) {
+        note(w, false, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PGresult *r = PQprepare(c, "iso", "SELECT tenant_id, current_setting('app.tenant_id') "
+                                      "FROM rls_docs WHERE $1::int > 0", 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        note(w, false, PQresultErrorMessage(r));
+    PQclear(r);
+    for (int i = 0; i < 400; i++)
+        iso_txn(w, c, i + w->tenant);
+    PQfinish(c);
+    return NULL;
+}
+
+Test(rls_load, fifty_clients_of_ten_tenants_over_four_servers_never_leak, .init = start_txn4,
+     .fini = stop_proxy, .timeout = 600)
+{
+    enum { N = 50 };
+    pthread_t th[N];
+    struct iso_worker w[N];
+    memset(w, 0, sizeof(w));
+    double t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        w[i].tenant = i % 10;
+        pthread_create(&th[i], NULL, iso_main, &w[i]);
+    }
+    int txns = 0, leaks = 0, errors = 0;
+    const char *first = NULL;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        txns += w[i].txns;
+        leaks += w[i].leaks;
+        errors += w[i].errors;
+        if (!first && w[i].first[0])
+            first = w[i].first;
+    }
+    fprintf(stderr, "rls isolation: %d transactions by 50 clients of 10 tenants over 4 servers "
+                    "in %.1f s: %d leaks, %d errors\n", txns, now_s() - t0, leaks, errors);
+    cr_expect_eq(txns, 20000);
+    cr_expect_eq(leaks, 0, "leaks: first: %s", first ? first : "");
+    cr_expect_eq(errors, 0, "errors: first: %s", first ? first : "");
+}
+
+Test(rls_one, temporary_objects_never_reach_the_next_client, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *b = tenant(2);
+    free(query_value(a, "CREATE TEMP TABLE stash AS SELECT * FROM rls_docs"));
+    free(query_value(a, "DECLARE held CURSOR WITH HOLD FOR SELECT * FROM rls_docs"));
+    cr_expect_str_eq(query_sqlstate(b, "SELECT count(*) FROM stash"), "42P01",
+                     "tenant 2 must not reach tenant 1's temporary table");
+    cr_expect_str_eq(query_sqlstate(b, "FETCH ALL FROM held"), "34000",
+                     "nor its WITH HOLD cursor");
+    expect_own_view(b, 2, "another client's temporary objects");
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return,
+     .init = start_session1, .fini = stop_proxy)
+{
+    PGconn *a = tenant(6);
+    expect_own_view(a, 6, "a session-mode login");
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "UPDATE rls_docs SET body = body WHERE id = 6"));
+    free(query_value(a, "ROLLBACK"));
+    expect_own_view(a, 6, "a rolled-back transaction");
+    cr_expect_str_eq(query_sqlstate(a, "SET app.tenant_id = 1"), "42501");
+    PQfinish(a);
+    PGconn *n = proxy_connect(&px, "nobody", "pw", "app", NULL); /* the same server, reset */
+    char *v = query_value(n, "SELECT count(*) || '|' || current_setting('app.tenant_id', true) "
+                             "FROM rls_docs");
+    cr_expect_str_eq(v, "0|", "the next client of the server sees nothing of tenant 6");
+    free(v);
+    PQfinish(n);
+}
