@@ -137,9 +137,11 @@ struct server {
     bool rls_set;                /* carries some client's RLS attributes and role */
     bool retire_after;           /* a client left session state here: no other client */
     struct {
+        uint32_t seq;            /* the number its stand-in carries */
         char reason[200];
     } refusals[MAX_REFUSALS];    /* refused statements, oldest first, awaiting their error */
     int n_refusals;
+    uint32_t refusal_seq;        /* the last stand-in number used here */
 };
 
 enum client_state {

@@ -6,6 +6,7 @@
 #include <event2/bufferevent.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -34,37 +35,49 @@ static const char *message_sql(uint8_t type, const uint8_t *body, uint32_t len)
     return rd_str(&r, &name) && rd_str(&r, &sql) ? sql : NULL;
 }
 
-/* Writes the stand-in for a refused message: a syntax error naming the marker. */
-static bool send_standin(struct server *s, uint8_t type)
+/* Writes the stand-in for a refused message: a syntax error naming the marker and the
+ * refusal's number ("<marker>_<seq>"), so that its error can be told apart from any other and
+ * matched to its reason even when the server skipped earlier stand-ins (an aborted transaction
+ * answers 25P02; after an error the extended protocol skips everything up to Sync). */
+static bool send_standin(struct server *s, uint8_t type, uint32_t seq)
 {
+    char text[64];
+    snprintf(text, sizeof(text), "%s_%u", s->pool->w->refuse_marker, seq);
     struct buf b;
     buf_init(&b);
     if (type == 'P') {
         buf_msg_start(&b, 'P');
         buf_put_str(&b, "");
-        buf_put_str(&b, s->pool->w->refuse_marker);
+        buf_put_str(&b, text);
         buf_put_u16(&b, 0);
         buf_msg_finish(&b);
     } else {
-        proto_query(&b, s->pool->w->refuse_marker);
+        proto_query(&b, text);
     }
     bool ok = !b.failed && evbuffer_add(bufferevent_get_output(s->bev), b.data, b.len) == 0;
     buf_free(&b);
     return ok;
 }
 
+/* Drops the oldest n remembered refusals. */
+static void forget_refusals(struct server *s, int n)
+{
+    s->n_refusals -= n;
+    memmove(&s->refusals[0], &s->refusals[n], sizeof(s->refusals[0]) * (size_t)s->n_refusals);
+}
+
 static enum policy_result refuse(struct client *c, uint8_t type, const char *reason,
                                  const char **err)
 {
     struct server *s = c->server;
-    if (s->n_refusals == MAX_REFUSALS) {
-        *err = "too many refused statements in flight";
-        return POLICY_FAILED;
-    }
+    if (s->n_refusals == MAX_REFUSALS) /* the oldest was skipped by the server, or its error */
+        forget_refusals(s, 1);         /* will read "statement refused" without the reason */
     log_info("client %llu %s (%s): statement refused: %s", (unsigned long long)c->id, c->addr,
              c->user, reason);
+    uint32_t seq = ++s->refusal_seq;
+    s->refusals[s->n_refusals].seq = seq;
     snprintf(s->refusals[s->n_refusals++].reason, sizeof(s->refusals[0].reason), "%s", reason);
-    if (!send_standin(s, type)) {
+    if (!send_standin(s, type, seq)) {
         *err = "out of memory";
         return POLICY_FAILED;
     }
@@ -89,16 +102,33 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     return v->refuse ? refuse(c, type, v->reason, err) : POLICY_PASS;
 }
 
+/* The number after "<marker>_" in a stand-in's error message; false when msg is not one. */
+static bool standin_seq(const char *marker, const char *msg, uint32_t *seq)
+{
+    const char *at = strstr(msg, marker);
+    if (!at || at[strlen(marker)] != '_')
+        return false;
+    char *end;
+    unsigned long v = strtoul(at + strlen(marker) + 1, &end, 10);
+    *seq = (uint32_t)v;
+    return end != at + strlen(marker) + 1;
+}
+
 bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len)
 {
     struct pg_error e;
+    uint32_t seq;
     if (s->n_refusals == 0 || !s->client || !proto_parse_error(body, len, &e) ||
-        strcmp(e.sqlstate, "42601") != 0 || !strstr(e.message, s->pool->w->refuse_marker))
+        strcmp(e.sqlstate, "42601") != 0 || !standin_seq(s->pool->w->refuse_marker, e.message, &seq))
         return false;
+    const char *reason = "statement refused by lakeproxy's row-level-security guard";
+    int i = 0;
+    while (i < s->n_refusals && s->refusals[i].seq != seq)
+        i++;
     struct buf b;
     buf_init(&b);
-    proto_error(&b, "ERROR", "42501", s->refusals[0].reason);
-    memmove(&s->refusals[0], &s->refusals[1], sizeof(s->refusals[0]) * (size_t)--s->n_refusals);
+    proto_error(&b, "ERROR", "42501", i < s->n_refusals ? s->refusals[i].reason : reason);
+    forget_refusals(s, i < s->n_refusals ? i + 1 : 0); /* older ones were skipped */
     if (!b.failed)
         evbuffer_add(bufferevent_get_output(s->client->bev), b.data, b.len);
     buf_free(&b);

@@ -763,6 +763,7 @@ static void detach_client(struct server *s)
     if (s->client)
         s->client->server = NULL;
     s->client = NULL;
+    s->n_refusals = 0; /* nothing is in flight: stand-ins still listed were skipped */
     s->last_used = time(NULL);
     if (s->paused) {
         s->paused = false;

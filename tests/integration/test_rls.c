@@ -183,6 +183,57 @@ Test(rls, refusal_names_the_protected_setting)
     PQfinish(c);
 }
 
+/* The primary message of sql's error ("" when it ran), into out. */
+static const char *error_message(PGconn *c, const char *sql, char *out, size_t outsz)
+{
+    PGresult *r = PQexec(c, sql);
+    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(out, outsz, "%s", m ? m : "");
+    PQclear(r);
+    return out;
+}
+
+/* After an error the extended protocol skips everything up to Sync, the stand-ins of refused
+ * statements too: those refusals must not shift the reasons of later ones, nor pile up until
+ * the connection breaks. Refusals inside an aborted transaction are answered one by one. */
+Test(rls, refusals_the_server_skipped_do_not_confuse_later_ones)
+{
+    PGconn *c = tenant(5);
+    char msg[300];
+    free(query_value(c, "BEGIN"));
+    cr_expect_str_eq(query_sqlstate(c, "SELECT 1/0"), "22012");
+    for (int i = 0; i < 12; i++)
+        cr_expect_str_eq(query_sqlstate(c, "SET app.tenant_id = 1"), "42501");
+    cr_expect_eq(PQtransactionStatus(c), PQTRANS_INERROR);
+    free(query_value(c, "ROLLBACK"));
+    cr_expect(strstr(error_message(c, "SET app.region = 'x'", msg, sizeof(msg)), "\"app.region\""),
+              "the next refusal names its own setting: %s", msg);
+    /* pipelines: after the first error the server skips the rest up to Sync */
+    cr_assert(PQenterPipelineMode(c));
+    for (int i = 0; i < 12; i++) {
+        cr_assert(PQsendQueryParams(c, "SELECT 1/0", 0, NULL, NULL, NULL, NULL, 0));
+        cr_assert(PQsendQueryParams(c, "SELECT set_config('app.tenant_id', '1', false)", 0,
+                                    NULL, NULL, NULL, NULL, 0));
+    }
+    cr_assert(PQpipelineSync(c));
+    int aborted = 0;
+    for (;;) { /* each query's result is followed by a NULL; the Sync's ends the pipeline */
+        PGresult *r = PQgetResult(c);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_EMPTY_QUERY;
+        aborted += st == PGRES_PIPELINE_ABORTED;
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+        cr_assert(r || PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    }
+    cr_expect_eq(aborted, 23, "everything after the first error is skipped");
+    cr_assert(PQexitPipelineMode(c), "%s", PQerrorMessage(c));
+    cr_expect(strstr(error_message(c, "RESET ROLE", msg, sizeof(msg)), "\"role\""),
+              "after a pipeline the refusal names its own setting: %s", msg);
+    expect_own_view(c, 5, "skipped refusals");
+    PQfinish(c);
+}
+
 Test(rls, startup_options_set_only_client_settable_attributes)
 {
     PGconn *c = proxy_connect(&px, "t2", "pw", "app", "options='-c app.locale=fr'");
