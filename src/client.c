@@ -23,6 +23,7 @@
 #include "relay.h"
 #include "rls.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 #define LOGIN_TIMEOUT_S 60
@@ -726,6 +727,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct client *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
         c->tls = true;
+        tls_peer_subject(bufferevent_openssl_get_ssl(c->bev), &c->cert);
         c->step = CS_STARTUP;
         on_startup_data(c);
         return;

@@ -280,6 +280,7 @@ static void join(char *out, size_t outsz, const char *path, const char *key)
 
 static const char *const pool_modes[] = {"session", "transaction", NULL};
 static const char *const tls_modes[] = {"disable", "prefer", "require", "verify-full", NULL};
+static const char *const client_cert_modes[] = {"optional", "require", NULL};
 static const char *const auth_methods[] = {"scram", "trust", NULL};
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 
@@ -291,6 +292,8 @@ struct log_holder {
 static const struct field listen_tls_fields[] = {
     REQ_STR("cert", struct config, tls_cert),
     REQ_STR("key", struct config, tls_key),
+    STR("client_ca", struct config, tls_client_ca),
+    ENUM("client_cert", struct config, tls_client_cert, client_cert_modes),
 };
 static const struct table listen_tls_table = TABLE(listen_tls_fields);
 
@@ -784,11 +787,29 @@ static void check_rls(struct ctx *c, struct config *cfg, const yaml_node_t *user
     }
     for (size_t i = 0; i < cfg->n_groups; i++)
         check_attr_keys(c, cfg, groups, "groups", cfg->groups[i].name, &cfg->groups[i].attributes);
+    for (size_t i = 0; rls && i < cfg->rls.n_attrs; i++)
+        if (cfg->rls.attrs[i].source == RLS_SRC_CERT && !cfg->tls_client_ca)
+            add_error(c, find_value(c, rls, "attributes")->start_mark,
+                      "rls.attributes.%s: a cert.* source needs client certificates (set "
+                      "listen.tls.client_ca)",
+                      cfg->rls.attrs[i].name);
     for (size_t i = 0; rls && i < cfg->rls.databases.n; i++)
         if (!config_find_db(cfg, cfg->rls.databases.items[i]))
             add_error(c, find_value(c, rls, "databases")->start_mark,
                       "rls.databases: no database named \"%s\" under databases",
                       cfg->rls.databases.items[i]);
+}
+
+/* listen: address and client-facing TLS; client certificates need a CA to check them. */
+static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
+{
+    walk_at(c, v, "listen", &listen_table, cfg);
+    const yaml_node_t *tls = cfg->tls_client_cert == 1 && !cfg->tls_client_ca && v->type ==
+                             YAML_MAPPING_NODE ? find_value(c, v, "tls") : NULL;
+    if (tls)
+        add_error(c, tls->start_mark,
+                  "listen.tls.client_cert: require needs listen.tls.client_ca, the CA that "
+                  "signs client certificates");
 }
 
 static void load_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
@@ -847,7 +868,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
             continue;
         const yaml_node_t *v = node(c, p->value);
         if (strcmp(key, "listen") == 0)
-            walk_at(c, v, "listen", &listen_table, cfg);
+            load_listen(c, v, cfg);
         else if (strcmp(key, "limits") == 0)
             walk_at(c, v, "limits", &limits_table, &lim);
         else if (strcmp(key, "log") == 0)
@@ -1065,6 +1086,7 @@ void config_free(struct config *cfg)
     free(cfg->listen_host);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->tls_client_ca);
     free(cfg->log_level);
     free(cfg);
 }
@@ -1150,4 +1172,19 @@ bool config_same_credentials(const struct db_config *a, const struct db_config *
            config_str_eq(x->instance, y->instance) && same_list(&x->instances, &y->instances) &&
            config_str_eq(x->endpoint, y->endpoint) && x->ttl_s == y->ttl_s &&
            config_str_eq(x->ca_file, y->ca_file);
+}
+
+bool config_same_rls_shape(const struct config *a, const struct config *b, const char *db)
+{
+    bool on_a = config_rls_applies(a, db), on_b = config_rls_applies(b, db);
+    if (!on_a || !on_b)
+        return on_a == on_b;
+    const struct rls_config *x = &a->rls, *y = &b->rls;
+    if (strcmp(x->prefix, y->prefix) != 0 || x->switch_role != y->switch_role ||
+        x->n_attrs != y->n_attrs)
+        return false;
+    for (size_t i = 0; i < x->n_attrs; i++)
+        if (!find_rls_attr(y, x->attrs[i].name))
+            return false;
+    return true;
 }

@@ -146,6 +146,9 @@ struct config {
     int listen_port;          /* listen.port: default 6432 */
     char *tls_cert;           /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
     char *tls_key;            /* listen.tls.key */
+    char *tls_client_ca;      /* listen.tls.client_ca: CA (PEM) that signs client certificates;
+                                 set: a certificate a client presents is verified */
+    int tls_client_cert;      /* listen.tls.client_cert: 0 optional (default), 1 require */
     int max_clients;          /* limits.max_clients: default 1000 */
     size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
     int shutdown_timeout_s;   /* limits.shutdown_timeout_s: SIGTERM waits this long for open
@@ -184,6 +187,10 @@ bool config_str_eq(const char *a, const char *b);
 /* Do a and b take their server password from the same place (provider and its settings,
  * and the login name)? A reload that keeps it keeps the current token. */
 bool config_same_credentials(const struct db_config *a, const struct db_config *b);
+
+/* Do a and b inject the same settings (prefix, attribute names, role switching) into database
+ * db's server connections? When not, those connections may carry a setting nobody resets. */
+bool config_same_rls_shape(const struct config *a, const struct config *b, const char *db);
 
 /* Look-ups by name; NULL when absent. */
 const struct db_config *config_find_db(const struct config *cfg, const char *name);

@@ -6,6 +6,9 @@
 #include <openssl/x509v3.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "params.h"
 
 const char *tls_last_error(char *out, size_t outsz)
 {
@@ -18,8 +21,29 @@ const char *tls_last_error(char *out, size_t outsz)
     return out;
 }
 
-SSL_CTX *tls_accept_ctx(const char *cert, const char *key, char *err, size_t errsz)
+/* Verify client certificates against listen.tls.client_ca. */
+static bool want_client_certs(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errsz)
 {
+    char e[256];
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_client_ca);
+    if (!names || SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        snprintf(err, errsz, "cannot load listen.tls.client_ca %s: %s", cfg->tls_client_ca,
+                 tls_last_error(e, sizeof(e)));
+        return false;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx,
+                       SSL_VERIFY_PEER | (cfg->tls_client_cert == 1
+                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                              : 0),
+                       NULL);
+    return true;
+}
+
+SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz)
+{
+    const char *cert = cfg->tls_cert, *key = cfg->tls_key;
     char e[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -39,6 +63,11 @@ SSL_CTX *tls_accept_ctx(const char *cert, const char *key, char *err, size_t err
                  tls_last_error(e, sizeof(e)));
         goto fail;
     }
+    if (cfg->tls_client_ca && !want_client_certs(ctx, cfg, err, errsz))
+        goto fail;
+    /* sessions are not resumed: each handshake verifies the client's certificate afresh */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -91,4 +120,26 @@ SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host)
         return NULL;
     }
     return ssl;
+}
+
+void tls_peer_subject(SSL *ssl, struct param_set *out)
+{
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    if (!peer)
+        return;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        const X509_NAME *name = X509_get_subject_name(peer);
+        for (int i = 0; i < X509_NAME_entry_count(name); i++) {
+            const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+            int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+            unsigned char *utf8 = NULL;
+            int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+            /* the first of a repeated field counts; text with NUL in it is not taken */
+            if (nid != NID_undef && n >= 0 && strlen((char *)utf8) == (size_t)n &&
+                !param_get(out, OBJ_nid2sn(nid)))
+                param_put(out, OBJ_nid2sn(nid), (char *)utf8);
+            OPENSSL_free(utf8);
+        }
+    }
+    X509_free(peer);
 }

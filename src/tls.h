@@ -6,9 +6,16 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "objects.h"
 
-/* A context that accepts client TLS with cert and key (PEM files). NULL and err on failure. */
-SSL_CTX *tls_accept_ctx(const char *cert, const char *key, char *err, size_t errsz);
+/* A context that accepts client TLS with listen.tls of cfg: certificate and key (PEM files),
+ * and with client_ca, verification of the certificates clients present (required with
+ * client_cert: require). NULL and err on failure. */
+SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz);
+
+/* Copies the subject fields of the verified certificate the peer of ssl presented ("CN" ->
+ * value, by OpenSSL short name) into out; none when it presented none. */
+void tls_peer_subject(SSL *ssl, struct param_set *out);
 
 /* A context for connecting to servers in mode (NULL for TLS_DISABLE or on failure, with err). */
 SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, size_t errsz);

@@ -150,7 +150,7 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         goto fail;
     }
     credentials_sync(w); /* first tokens are fetched while the listener comes up */
-    if (cfg->tls_cert && !(w->client_tls = tls_accept_ctx(cfg->tls_cert, cfg->tls_key, err, errsz)))
+    if (cfg->tls_cert && !(w->client_tls = tls_accept_ctx(cfg, err, errsz)))
         goto fail;
     if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
         goto fail;
@@ -239,16 +239,18 @@ static bool reach_changed(const struct db_config *a, const struct db_config *b)
            !config_str_eq(a->ca_file, b->ca_file) || a->pool.mode != b->pool.mode;
 }
 
-/* Points pool p at its database in the new configuration. Servers reached the old way are
+/* Points pool p at its database in the new configuration. Servers reached the old way, or
+ * carrying rls settings that the new configuration no longer injects (none would reset them), are
  * retired: idle ones now, busy ones when their client lets go. False when the database was
  * removed (the pool keeps serving its clients from the old configuration). */
-static bool retarget_pool(struct pool *p, const struct config *n)
+static bool retarget_pool(struct pool *p, const struct config *old, const struct config *n)
 {
     const struct db_config *db = config_find_db(n, p->db->name);
     char err[256];
     if (!db)
         return false;
-    if (reach_changed(p->db, db)) {
+    bool rls_changed = !config_same_rls_shape(old, n, db->name);
+    if (reach_changed(p->db, db) || rls_changed) {
         SSL_CTX *tls = db->tls == TLS_DISABLE ? NULL : tls_connect_ctx(db->tls, db->ca_file, err, sizeof(err));
         if (db->tls != TLS_DISABLE && !tls)
             log_warning("reload: database %s: %s; keeping the previous TLS settings", db->name, err);
@@ -312,7 +314,7 @@ void worker_reload(struct worker *w)
     config_errors_free(&errs);
     struct scram_verifier *v = n ? make_verifiers(n, err, sizeof(err)) : NULL;
     SSL_CTX *tls = NULL;
-    if (n && v && n->tls_cert && !(tls = tls_accept_ctx(n->tls_cert, n->tls_key, err, sizeof(err))))
+    if (n && v && n->tls_cert && !(tls = tls_accept_ctx(n, err, sizeof(err))))
         log_error("reload: %s", err);
     if (!n || !v || (n->tls_cert && !tls)) {
         if (n && !v)
@@ -336,7 +338,7 @@ void worker_reload(struct worker *w)
     struct list *it, *tmp;
     list_for_each_safe(it, tmp, &w->pools)
     {
-        if (!retarget_pool(list_entry(it, struct pool, node), n))
+        if (!retarget_pool(list_entry(it, struct pool, node), old, n))
             old_in_use = true;
     }
     retire_config(w, old, old_in_use);

@@ -5,6 +5,7 @@
  * temporary objects never reaching another client. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,12 @@
 
 static struct proxy px;
 
-/* Users t0..t9 carry tenant_id 0..9 (t0-t4 directly, t5-t9 through a group); nobody has no
- * tenant. Everyone assumes lp_tenant. */
-static void start_rls(const char *mode, int size)
+/* The configuration of the rls suites: users t0..t9 carry tenant_id 0..9 (t0-t4 directly,
+ * t5-t9 through a group); nobody has no tenant. Everyone assumes lp_tenant. attrs: the
+ * rls.attributes mapping. */
+static void rls_yaml(char *yaml, size_t yamlsz, int port, const char *mode, int size,
+                     const char *attrs)
 {
-    static char yaml[16384];
     char extra[8192];
     size_t o = 0;
     for (int t = 0; t < 10; t++)
@@ -32,10 +34,18 @@ static void start_rls(const char *mode, int size)
     snprintf(extra + o, sizeof(extra) - o,
              "rls:\n  prefix: app\n  databases: [app]\n  switch_role: true\n"
              "  default_role: lp_tenant\n"
-             "  attributes: {tenant_id: attribute, user: user, locale: option}\n"
-             "limits:\n  max_clients: 200\n");
+             "  attributes: %s\n"
+             "limits:\n  max_clients: 200\n", attrs);
+    proxy_default_yaml(yaml, yamlsz, port, mode, size, 20000, extra);
+}
+
+#define RLS_ATTRS "{tenant_id: attribute, user: user, locale: option}"
+
+static void start_rls(const char *mode, int size)
+{
+    static char yaml[16384];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 20000, extra);
+    rls_yaml(yaml, sizeof(yaml), port, mode, size, RLS_ATTRS);
     proxy_start_yaml(&px, port, yaml);
 }
 
@@ -437,4 +447,100 @@ Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return,
     cr_expect_str_eq(v, "0|", "the next client of the server sees nothing of tenant 6");
     free(v);
     PQfinish(n);
+}
+
+/* Client certificates: tenant_id and org come from the subject of the certificate the client
+ * presents (listen.tls.client_ca verifies it), not from anything the client says. */
+static void start_cert(const char *client_cert)
+{
+    static char yaml[16384], out[17000];
+    char extra[1024];
+    snprintf(extra, sizeof(extra),
+             "  t7: {password: pw}\n"
+             "rls:\n  prefix: app\n  databases: [app]\n  switch_role: true\n"
+             "  default_role: lp_tenant\n  attributes: {tenant_id: cert.OU, org: cert.O}\n");
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000, extra);
+    const char *at = strstr(yaml, "server.key\n");
+    cr_assert_not_null(at);
+    at += strlen("server.key\n");
+    snprintf(out, sizeof(out), "%.*s    client_ca: %s/ca.crt\n    client_cert: %s\n%s",
+             (int)(at - yaml), yaml, env_need("LP_CERTS"), client_cert, at);
+    proxy_start_yaml(&px, port, out);
+}
+
+static void start_cert_optional(void) { start_cert("optional"); }
+static void start_cert_required(void) { start_cert("require"); }
+
+/* Logs in as t7 over TLS with certificate name ("client", "rogue") or none (NULL). */
+static PGconn *cert_login(const char *name)
+{
+    char extra[600];
+    const char *certs = env_need("LP_CERTS");
+    if (name)
+        snprintf(extra, sizeof(extra), "sslmode=require sslcert=%s/%s.crt sslkey=%s/%s.key",
+                 certs, name, certs, name);
+    else
+        snprintf(extra, sizeof(extra), "sslmode=require sslcert=/nonexistent sslkey=/nonexistent");
+    return proxy_connect(&px, "t7", "pw", "app", extra);
+}
+
+Test(rls_cert, attributes_come_from_the_verified_client_certificate,
+     .init = start_cert_optional, .fini = stop_proxy)
+{
+    PGconn *c = cert_login("client");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT count(*) || '|' || min(tenant_id) || '|' || "
+                             "current_setting('app.org') FROM rls_docs");
+    cr_expect_str_eq(v, "100|7|Acme", "the certificate's OU is the tenant, its O the org");
+    free(v);
+    PQfinish(c);
+    c = cert_login(NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "optional: %s", PQerrorMessage(c));
+    v = query_value(c, "SELECT count(*) || '|' || current_setting('app.tenant_id') FROM rls_docs");
+    cr_expect_str_eq(v, "0|", "without a certificate: no tenant, no rows");
+    free(v);
+    PQfinish(c);
+    c = cert_login("rogue");
+    cr_expect(PQstatus(c) != CONNECTION_OK,
+              "a certificate from a CA lakeproxy does not trust is refused at the handshake");
+    PQfinish(c);
+}
+
+Test(rls_cert, a_required_certificate_is_required, .init = start_cert_required,
+     .fini = stop_proxy)
+{
+    PGconn *c = cert_login(NULL);
+    cr_expect(PQstatus(c) != CONNECTION_OK, "no certificate, no login");
+    PQfinish(c);
+    c = cert_login("client");
+    cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    PQfinish(c);
+}
+
+/* A reload that stops injecting an attribute retires the server connections that carry it:
+ * nothing would reset it, and the next client would read the previous client's value. */
+Test(rls_one, a_reload_that_drops_an_attribute_leaves_no_stale_value, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = proxy_connect(&px, "t2", "pw", "app", "options='-c app.locale=fr'");
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    char *v = query_value(a, "SELECT current_setting('app.locale')");
+    cr_expect_str_eq(v, "fr");
+    free(v);
+    PQfinish(a);
+    static char yaml[16384];
+    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, "{tenant_id: attribute, user: user}");
+    FILE *f = fopen(px.conf, "w");
+    cr_assert(f);
+    fputs(yaml, f);
+    fclose(f);
+    cr_assert_eq(kill(px.pid, SIGHUP), 0);
+    usleep(300 * 1000);
+    PGconn *b = tenant(3);
+    v = query_value(b, "SELECT coalesce(current_setting('app.locale', true), '(none)')");
+    cr_expect(strcmp(v, "fr") != 0, "the next client must not read t2's app.locale (got %s)", v);
+    free(v);
+    expect_own_view(b, 3, "a reload");
+    PQfinish(b);
 }

@@ -64,6 +64,8 @@ Connection strings (one per demo user):
   postgresql://bob:bob-demo@127.0.0.1:$PORT/demo
   postgresql://alice:alice-demo@127.0.0.1:$PORT/demo_rotating   (server password: a token
       rotated every 48 s; watch it with SHOW CREDENTIALS)
+  postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls       (row-level security: tenant 1)
+  postgresql://grace:grace-demo@127.0.0.1:$PORT/demo_rls   (row-level security: tenant 2)
 
 Admin console (SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG,
 SHOW CREDENTIALS, RELOAD, PAUSE, RESUME, SHUTDOWN):
@@ -73,6 +75,10 @@ SHOW CREDENTIALS, RELOAD, PAUSE, RESUME, SHUTDOWN):
 Try:
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/demo -c 'SELECT * FROM customers'
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW POOLS'
+  # the same query, two tenants, different rows; forging the tenant is refused (42501):
+  psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls -c 'SELECT id, tenant_id, name FROM customers'
+  psql postgresql://grace:grace-demo@127.0.0.1:$PORT/demo_rls -c 'SELECT id, tenant_id, name FROM customers'
+  psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls -c "SET app.tenant_id = '2'"
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW CREDENTIALS'
   pgbench -i postgresql://alice:alice-demo@127.0.0.1:$PORT/demo && \\
     pgbench -S -c 10 -T 5 postgresql://alice:alice-demo@127.0.0.1:$PORT/demo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mkcerts.sh DIR: a test CA and a certificate for localhost / 127.0.0.1 signed by it.
-# Writes DIR/ca.crt, DIR/server.crt, DIR/server.key. Made at test time; never committed.
+# Writes DIR/ca.crt, DIR/server.crt, DIR/server.key (and client certificates, below). Made at
+# test time; never committed.
 set -euo pipefail
 dir=$1
 mkdir -p "$dir"
@@ -13,3 +14,17 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' 
 openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
     -extfile ext.cnf -out server.crt >/dev/null 2>&1
 chmod 600 server.key ca.key
+# Client certificates (test_rls.c): client.crt/key signed by the test CA (CN=t7, O=Acme,
+# OU=7), and rogue.crt/key with the same subject signed by a CA lakeproxy does not trust.
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client.cnf
+openssl req -newkey rsa:2048 -nodes -subj "/CN=t7/O=Acme/OU=7" \
+    -keyout client.key -out client.csr >/dev/null 2>&1
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile client.cnf -out client.crt >/dev/null 2>&1
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=rogue CA" \
+    -keyout rogue-ca.key -out rogue-ca.crt >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=t7/O=Acme/OU=7" \
+    -keyout rogue.key -out rogue.csr >/dev/null 2>&1
+openssl x509 -req -in rogue.csr -CA rogue-ca.crt -CAkey rogue-ca.key -CAcreateserial -days 2 \
+    -extfile client.cnf -out rogue.crt >/dev/null 2>&1
+chmod 600 client.key rogue.key rogue-ca.key

@@ -211,6 +211,15 @@ static const struct {
      "'_' (at most 48)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: \"app; drop\", attributes: {u: user}}\n",
      "t.yaml:2:15: rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\""},
+    {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: cert.OU}\n",
+     "t.yaml:3:15: rls.attributes.tenant_id: a cert.* source needs client certificates (set "
+     "listen.tls.client_ca)"},
+    {"listen:\n  tls: {cert: c, key: k, client_cert: require}\ndatabases: {app: {host: h, user: u}}\n",
+     "t.yaml:2:8: listen.tls.client_cert: require needs listen.tls.client_ca, the CA that signs "
+     "client certificates"},
+    {"listen:\n  tls: {cert: c, key: k, client_cert: always}\ndatabases: {app: {host: h, user: u}}\n",
+     "t.yaml:2:39: listen.tls.client_cert: unknown value \"always\" (expected one of: optional, "
+     "require)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: app}\n",
      "t.yaml:2:6: rls: give attributes (name: source) to inject, or switch_role: true"},
     {"databases: {app: {host: h, user: u}}\nrls: {databases: [ap], attributes: {u: user}}\n",
@@ -232,7 +241,8 @@ static const struct {
 Test(config, rls_policy_loads)
 {
     struct config_errors errs;
-    struct config *cfg = parse("databases:\n  app: {host: h, user: u}\n  raw: {host: h, user: u}\n"
+    struct config *cfg = parse("listen: {tls: {cert: c, key: k, client_ca: ca}}\n"
+                               "databases:\n  app: {host: h, user: u}\n  raw: {host: h, user: u}\n"
                                "groups:\n  eu: {role: reader, attributes: {region: eu}}\n"
                                "users:\n  al: {password: x, groups: [eu], attributes: {tenant_id: '7'}}\n"
                                "rls:\n  databases: [app]\n  switch_role: true\n"

@@ -1,0 +1,149 @@
+/* test_guard.c: the RLS guard's verdicts, as a table of statements and what must happen to
+ * each (refused with a reason naming the setting, passed, or passed but retiring the server),
+ * and its bounded verdict cache. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "guard.h"
+
+enum want { PASS, REFUSE, RETIRE };
+
+static const struct {
+    const char *sql;
+    enum want want;
+    const char *reason; /* a part of the refusal message, when REFUSE */
+} cases[] = {
+    /* SET / RESET of protected settings, in every spelling */
+    {"SET app.tenant_id = 1", REFUSE, "\"app.tenant_id\" is protected"},
+    {"set APP.TENANT_ID to '1'", REFUSE, "\"app.tenant_id\" is protected"},
+    {"SET \"app\".\"tenant_id\" = 1", REFUSE, "\"app.tenant_id\""},
+    {"SET SESSION app.tenant_id = 1", REFUSE, "\"app.tenant_id\""},
+    {"SET LOCAL app.tenant_id = 1", REFUSE, "\"app.tenant_id\""},
+    {"SET app.tenant_id TO DEFAULT", REFUSE, "\"app.tenant_id\""},
+    {"RESET app.tenant_id", REFUSE, "\"app.tenant_id\""},
+    {"RESET ALL", REFUSE, "RESET ALL"},
+    {"SET app.anything_new = 'x'", REFUSE, "\"app.anything_new\""},
+    {"SET ROLE lp_server", REFUSE, "\"role\""},
+    {"SET LOCAL ROLE NONE", REFUSE, "\"role\""},
+    {"RESET ROLE", REFUSE, "\"role\""},
+    {"SET SESSION AUTHORIZATION lp_server", REFUSE, "\"session_authorization\""},
+    {"RESET SESSION AUTHORIZATION", REFUSE, "\"session_authorization\""},
+    /* set_config anywhere in the tree */
+    {"SELECT set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT pg_catalog.set_config('app.tenant_id', '1', true)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT SET_CONFIG('APP.Tenant_Id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT set_config('role', 'x', false)", REFUSE, "\"role\""},
+    {"SELECT set_config('app.tenant_id'::text, '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT set_config($1, '1', false)", REFUSE, "computed setting name"},
+    {"SELECT set_config('app.' || 'tenant_id', '1', false)", REFUSE, "computed"},
+    {"SELECT set_config(name, '1', false) FROM (VALUES ('app.tenant_id')) v(name)", REFUSE,
+     "computed"},
+    {"WITH x AS (SELECT set_config('app.tenant_id', '1', false)) SELECT * FROM x", REFUSE,
+     "\"app.tenant_id\""},
+    {"SELECT * FROM t WHERE EXISTS (SELECT set_config('app.tenant_id', '1', true))", REFUSE,
+     "\"app.tenant_id\""},
+    {"SELECT * FROM set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT 1 UNION SELECT length(set_config('app.tenant_id', '1', false))", REFUSE,
+     "\"app.tenant_id\""},
+    {"INSERT INTO t VALUES (set_config('app.tenant_id', '1', false))", REFUSE, "\"app.tenant_id\""},
+    {"UPDATE t SET x = set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", REFUSE, "\"app.tenant_id\""},
+    {"DECLARE c CURSOR FOR SELECT set_config('app.tenant_id', '1', false)", REFUSE,
+     "\"app.tenant_id\""},
+    /* multi-statement strings and comments */
+    {"SELECT 1; SET app.tenant_id = 1", REFUSE, "\"app.tenant_id\""},
+    {"/* SELECT 1 */ SET app.tenant_id = 1 -- x", REFUSE, "\"app.tenant_id\""},
+    {"SELECT 1; -- c\n RESET ALL", REFUSE, "RESET ALL"},
+    /* settings stored for later: functions, roles, databases */
+    {"ALTER ROLE lp_tenant SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
+    {"ALTER DATABASE lp_test SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
+    {"ALTER SYSTEM SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
+    {"ALTER FUNCTION f() SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
+    {"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET app.tenant_id = '1' AS 'SELECT 1'", REFUSE,
+     "\"app.tenant_id\""},
+    {"CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT "
+     "set_config('app.tenant_id', '1', false); END",
+     REFUSE, "\"app.tenant_id\""},
+    /* code the guard cannot see into */
+    {"DO $$ BEGIN PERFORM 1; END $$", REFUSE, "DO blocks"},
+    {"SELECT query_to_xml('select 1', true, false, '')", REFUSE, "query_to_xml()"},
+    {"SELECT * FROM ts_stat('select 1')", REFUSE, "ts_stat()"},
+    {"DISCARD ALL", REFUSE, "DISCARD ALL"},
+    {"SELEC 1", REFUSE, "could not parse"},
+    {"SELECT 'unterminated", REFUSE, "could not parse"},
+    /* state that outlives the transaction: passed, the server retired afterwards */
+    {"CREATE TEMP TABLE x (a int)", RETIRE, NULL},
+    {"CREATE TEMPORARY TABLE x AS SELECT 1", RETIRE, NULL},
+    {"CREATE TABLE pg_temp.x (a int)", RETIRE, NULL},
+    {"SELECT 1 INTO TEMP x", RETIRE, NULL},
+    {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", RETIRE, NULL},
+    {"LISTEN chan", RETIRE, NULL},
+    /* ordinary statements pass */
+    {"SELECT current_setting('app.tenant_id')", PASS, NULL},
+    {"SELECT current_setting('app.tenant_id', true), current_user", PASS, NULL},
+    {"SELECT set_config('statement_timeout', '5s', false)", PASS, NULL},
+    {"SELECT set_config('application.name', 'x', false)", PASS, NULL},
+    {"SET statement_timeout = '5s'", PASS, NULL},
+    {"SET search_path = public", PASS, NULL},
+    {"SET application_name = 'app.tenant_id'", PASS, NULL},
+    {"SELECT 'SET app.tenant_id = 1'", PASS, NULL},
+    {"SELECT * FROM rls_docs WHERE tenant_id = $1", PASS, NULL},
+    {"BEGIN; SELECT 1; COMMIT", PASS, NULL},
+    {"DISCARD PLANS", PASS, NULL},
+    {"DECLARE c CURSOR FOR SELECT 1", PASS, NULL},
+    {"", PASS, NULL},
+};
+
+Test(guard, table_of_statements)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct guard_verdict v;
+        guard_check(cases[i].sql, "app", &v);
+        cr_expect_eq(v.refuse, cases[i].want == REFUSE, "%s: refuse=%d (%s)", cases[i].sql,
+                     v.refuse, v.reason);
+        if (cases[i].want != REFUSE)
+            cr_expect_eq(v.retire, cases[i].want == RETIRE, "%s: retire=%d", cases[i].sql,
+                         v.retire);
+        if (cases[i].reason)
+            cr_expect(strstr(v.reason, cases[i].reason), "%s: reason \"%s\" lacks \"%s\"",
+                      cases[i].sql, v.reason, cases[i].reason);
+    }
+}
+
+Test(guard, the_protected_prefix_is_configurable)
+{
+    struct guard_verdict v;
+    guard_check("SET tenant.id = 1", "tenant", &v);
+    cr_expect(v.refuse);
+    guard_check("SET app.tenant_id = 1", "tenant", &v);
+    cr_expect_not(v.refuse, "app.* is not protected when the prefix is tenant");
+    guard_check("SET tenantx.id = 1", "tenant", &v);
+    cr_expect_not(v.refuse, "a longer namespace that starts with the prefix is another one");
+    guard_check("SET ROLE x", "tenant", &v);
+    cr_expect(v.refuse, "role is always protected");
+}
+
+Test(guard, cache_answers_as_the_check_does_and_stays_bounded)
+{
+    struct guard_cache *gc = guard_cache_new(4);
+    cr_assert_not_null(gc);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 10; i++) {
+            char sql[64];
+            snprintf(sql, sizeof(sql), i % 2 ? "SELECT %d" : "SET app.x%d = 1", i);
+            const struct guard_verdict *v = guard_cache_check(gc, sql, "app");
+            cr_expect_eq(v->refuse, i % 2 == 0, "%s", sql);
+        }
+    cr_expect(guard_cache_check(gc, "SET app.x = 1", "app")->refuse);
+    cr_expect_not(guard_cache_check(gc, "SET app.x = 1", "other")->refuse,
+                  "a new prefix empties the cache");
+    char big[10000];
+    memset(big, ' ', sizeof(big));
+    memcpy(big, "SET app.x = 1;", 14);
+    big[sizeof(big) - 1] = '\0';
+    cr_expect(guard_cache_check(gc, big, "app")->refuse, "texts too long to cache are checked");
+    guard_cache_free(gc);
+}
