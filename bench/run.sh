@@ -3,13 +3,16 @@
 # package; both in transaction pooling with the same pool size), and runs pgbench against each
 # and directly, alternating targets within each repeat. Writes a Markdown table and a PNG chart
 # to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
-# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after).
+# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after), and
+# lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio).
 #   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
+# lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls)
+TARGETS="direct lakeproxy lakeproxy_rls pgbouncer"
 while getopts "d:r:c:p:w:" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
@@ -50,8 +53,17 @@ databases:
     password: server-secret
     tls: disable
     pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
+  bench_rls:                     # the same, under row-level security: two attributes injected
+    host: 127.0.0.1              # at every checkout, every statement through the guard
+    port: $pgport
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
 users:
-  lp_server: { password: server-secret }
+  lp_server: { password: server-secret, attributes: { tenant_id: "1" } }
+rls: { prefix: app, databases: [bench_rls], attributes: { tenant_id: attribute, user: user } }
 YAML
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
@@ -104,6 +116,7 @@ run_one() {
     case $target in
         direct) port=$pgport db=lp_test ;;
         lakeproxy) port=$lpport db=bench pid=$lp_pid ;;
+        lakeproxy_rls) port=$lpport db=bench_rls pid=$lp_pid ;;
         pgbouncer) port=$pbport db=bench pid=$pb_pid ;;
     esac
     if [ "$wl" = c1000 ] && [ "$target" = direct ]; then
@@ -158,26 +171,30 @@ IFS=, read -ra wls <<<"$WORKLOADS"
 for wl in "${wls[@]}"; do
     declare -A res=()
     for r in $(seq "$REPEATS"); do
-        for target in direct lakeproxy pgbouncer; do
+        for target in $TARGETS; do
             line=$(run_one "$wl" "$target")
             res[$target]+="$line"$'\n'
             echo "run $r $wl $target: $line (tps avg_ms p99_ms cpu_us/txn errors)"
         done
     done
     declare -A med=()
-    for target in direct lakeproxy pgbouncer; do
+    for target in $TARGETS; do
         for col in 1 2 3 4; do
             med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
         done
     done
     ratio=$(awk -v a="${med[lakeproxy,1]}" -v b="${med[pgbouncer,1]}" \
         'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
-    for target in direct lakeproxy pgbouncer; do
-        r=$([ "$target" = lakeproxy ] && echo "$ratio" || echo "")
+    rls_ratio=$(awk -v a="${med[lakeproxy_rls,1]}" -v b="${med[lakeproxy,1]}" \
+        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
+    for target in $TARGETS; do
+        r=""
+        [ "$target" = lakeproxy ] && r=$ratio
+        [ "$target" = lakeproxy_rls ] && r="RLS on/off: $rls_ratio"
         note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
         echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
     done
-    echo "$wl ${med[direct,1]/-/0} ${med[lakeproxy,1]/-/0} ${med[pgbouncer,1]/-/0}" >>"$dat"
+    echo "$wl ${med[direct,1]/-/0} ${med[lakeproxy,1]/-/0} ${med[pgbouncer,1]/-/0} ${med[lakeproxy_rls,1]/-/0}" >>"$dat"
     unset res med
 done
 
@@ -192,7 +209,7 @@ set style fill solid 0.8 border -1
 set ylabel "transactions per second"
 set key top right
 set yrange [0:*]
-plot "$dat" using 2:xtic(1) title "direct", "" using 3 title "lakeproxy", "" using 4 title "PgBouncer"
+plot "$dat" using 2:xtic(1) title "direct", "" using 3 title "lakeproxy", "" using 4 title "PgBouncer", "" using 5 title "lakeproxy + RLS"
 GP
 fi
 echo

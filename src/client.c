@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "authquery.h"
 #include "conn.h"
+#include "guard.h"
 #include "log.h"
 #include "params.h"
 #include "pipeline.h"
@@ -136,6 +137,15 @@ static bool rls_admit(struct client *c)
     client_rls_identity(c, &id);
     if (c->rls && !rls_resolve(c->w->cfg, &id, set, &n, err, sizeof(err))) {
         client_fail(c, "28000", err);
+        return false;
+    }
+    const char *enc = param_get(&c->wanted, "client_encoding");
+    const char *scs = param_get(&c->wanted, "standard_conforming_strings");
+    if (c->rls && ((enc && !guard_safe_client_encoding(enc)) || (scs && !guard_scs_on(scs)))) {
+        client_fail(c, "0A000",
+                    "under row-level security lakeproxy needs standard_conforming_strings on "
+                    "and a client encoding other than SJIS, BIG5, GBK, UHC, GB18030 or JOHAB "
+                    "(its guard must read query text as the server does): use UTF8");
         return false;
     }
     return true;

@@ -3,6 +3,7 @@
 #include "guard.h"
 
 #include <pg_query/pg_query.pb-c.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,15 +63,77 @@ static const char *lowered(const char *name, char out[96])
     return out;
 }
 
+static const char *const_string(const PgQuery__Node *n);
+
+/* Settings whose value changes how PostgreSQL reads query text. The guard parses as the server
+ * does only with standard_conforming_strings on and a client encoding in which no byte of a
+ * multi-byte character can be a quote or backslash: those two may change only to such values. */
+static bool changes_how_text_reads(const char *name)
+{
+    return strcasecmp(name, "standard_conforming_strings") == 0 ||
+           strcasecmp(name, "client_encoding") == 0;
+}
+
+/* The value node sets for a text-reading setting, checked: NULL (refusing) when unsafe. */
+static void check_text_reading_value(struct check *k, const char *name, const PgQuery__Node *v)
+{
+    const char *val = const_string(v);
+    if (v && v->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        v->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
+        val = v->a_const->ival && v->a_const->ival->ival == 1 ? "on" : "off";
+    bool ok = strcasecmp(name, "client_encoding") == 0 ? guard_safe_client_encoding(val)
+                                                        : guard_scs_on(val);
+    if (!ok)
+        refuse(k, "setting \"%s\" may only be changed to a value the guard reads as the server "
+                  "does (standard_conforming_strings on; client_encoding not SJIS, BIG5, GBK, "
+                  "UHC, GB18030 or JOHAB)",
+               strcasecmp(name, "client_encoding") == 0 ? "client_encoding"
+                                                        : "standard_conforming_strings");
+}
+
+/* Session-level settings that lakeproxy carries from server to server with the client (the
+ * server reports them); any other session-level SET would stay behind for the next client. */
+static bool follows_client(const char *name)
+{
+    static const char *const names[] = {"application_name", "client_encoding", "datestyle",
+                                        "timezone", "intervalstyle",
+                                        "standard_conforming_strings"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Notes a session-level change of name that would outlive the transaction on the server. */
+static void note_session_set(struct check *k, const char *name)
+{
+    if (k->out->session_set || follows_client(name))
+        return;
+    k->out->session_set = true;
+    char low[96];
+    snprintf(k->out->session_reason, sizeof(k->out->session_reason),
+             "session-level SET of \"%.64s\" is not allowed under transaction pooling with "
+             "row-level security: it would stay on the server for the next client (use SET "
+             "LOCAL inside a transaction, or options at startup)",
+             lowered(name, low));
+}
+
 static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
 {
     char low[96];
+    bool assigns = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE;
     if (s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET_ALL)
         refuse(k, "RESET ALL is not allowed: it would reset the settings lakeproxy injects",
                NULL);
     else if (s->name && is_protected(k, s->name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(s->name, low));
+    else if (s->name && assigns && changes_how_text_reads(s->name))
+        check_text_reading_value(k, s->name, s->n_args == 1 ? s->args[0] : NULL);
+    if (s->name && !s->is_local &&
+        (assigns || s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI) &&
+        strcasecmp(s->name, "TRANSACTION") != 0)
+        note_session_set(k, s->name);
 }
 
 /* The string constant an argument node holds (through casts and name => notation), or NULL
@@ -94,6 +157,17 @@ static const char *const_string(const PgQuery__Node *n)
         }
     }
     return NULL;
+}
+
+/* Is n the constant true (true, 't'::bool, 'on' ...)? */
+static bool is_true(const PgQuery__Node *n)
+{
+    if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL)
+        return n->a_const->boolval && n->a_const->boolval->boolval;
+    const char *v = const_string(n);
+    return v && (strcasecmp(v, "true") == 0 || strcasecmp(v, "t") == 0 ||
+                 strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0);
 }
 
 /* The last part of a function's (possibly schema-qualified) name. */
@@ -122,20 +196,104 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     else if (is_protected(k, name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(name, low));
+    else if (changes_how_text_reads(name))
+        check_text_reading_value(k, name, f->n_args > 1 ? f->args[1] : NULL);
+    if (name && !(f->n_args > 2 && is_true(f->args[2])))
+        note_session_set(k, name);
 }
 
-/* CREATE TEMP ..., SELECT INTO TEMP, or an object created in pg_temp. */
+/* CREATE TEMP ..., SELECT INTO TEMP, or a relation named in a pg_temp schema (pg_temp,
+ * pg_temp_3 ...). Other objects named there are caught by names_temp_schema. */
 static bool is_temporary(const PgQuery__RangeVar *r)
 {
     return (r->relpersistence && strcmp(r->relpersistence, "t") == 0) ||
-           (r->schemaname && strcasecmp(r->schemaname, "pg_temp") == 0);
+           (r->schemaname && strncasecmp(r->schemaname, "pg_temp", 7) == 0);
+}
+
+/* Any name or string that starts with pg_temp (pg_temp, pg_temp_3 ...): it may qualify an
+ * object in the session's temporary schema. Over-broad on purpose: retiring a server is cheap,
+ * leaving a temporary object for the next client is not. */
+static bool names_temp_schema(const PgQuery__String *str)
+{
+    return str->sval && strncasecmp(str->sval, "pg_temp", 7) == 0;
+}
+
+/* Statements that define code or policy on the server, which later runs or applies out of
+ * the guard's sight: refused for clients under row-level security. */
+static const struct {
+    const ProtobufCMessageDescriptor *d;
+    const char *what;
+} refused_stmts[] = {
+    {&pg_query__create_function_stmt__descriptor, "CREATE FUNCTION/PROCEDURE"},
+    {&pg_query__alter_function_stmt__descriptor, "ALTER FUNCTION/PROCEDURE"},
+    {&pg_query__define_stmt__descriptor, "CREATE AGGREGATE/OPERATOR/TYPE"},
+    {&pg_query__create_trig_stmt__descriptor, "CREATE TRIGGER"},
+    {&pg_query__create_event_trig_stmt__descriptor, "CREATE EVENT TRIGGER"},
+    {&pg_query__rule_stmt__descriptor, "CREATE RULE"},
+    {&pg_query__create_cast_stmt__descriptor, "CREATE CAST"},
+    {&pg_query__create_conversion_stmt__descriptor, "CREATE CONVERSION"},
+    {&pg_query__create_transform_stmt__descriptor, "CREATE TRANSFORM"},
+    {&pg_query__create_op_class_stmt__descriptor, "CREATE OPERATOR CLASS"},
+    {&pg_query__create_op_family_stmt__descriptor, "CREATE OPERATOR FAMILY"},
+    {&pg_query__alter_op_family_stmt__descriptor, "ALTER OPERATOR FAMILY"},
+    {&pg_query__create_plang_stmt__descriptor, "CREATE LANGUAGE"},
+    {&pg_query__create_extension_stmt__descriptor, "CREATE EXTENSION"},
+    {&pg_query__alter_extension_stmt__descriptor, "ALTER EXTENSION"},
+    {&pg_query__alter_extension_contents_stmt__descriptor, "ALTER EXTENSION"},
+    {&pg_query__load_stmt__descriptor, "LOAD"},
+    {&pg_query__create_policy_stmt__descriptor, "CREATE POLICY"},
+    {&pg_query__alter_policy_stmt__descriptor, "ALTER POLICY"},
+};
+
+/* The name of a statement type the guard refuses, or NULL. */
+static const char *refused_stmt(const ProtobufCMessageDescriptor *d)
+{
+    for (size_t i = 0; i < sizeof(refused_stmts) / sizeof(refused_stmts[0]); i++)
+        if (refused_stmts[i].d == d)
+            return refused_stmts[i].what;
+    return NULL;
+}
+
+/* ALTER TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY. */
+static bool weakens_rls(const PgQuery__AlterTableCmd *cmd)
+{
+    return cmd->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_DisableRowSecurity ||
+           cmd->subtype == PG_QUERY__ALTER_TABLE_TYPE__AT_NoForceRowSecurity;
+}
+
+/* PREPARE, EXECUTE or DEALLOCATE of a name lakeproxy uses for its own prepared statements. */
+static void check_statement_name(struct check *k, const char *name)
+{
+    if (name && strncasecmp(name, GUARD_RESERVED_STMT_PREFIX,
+                            strlen(GUARD_RESERVED_STMT_PREFIX)) == 0)
+        refuse(k, "prepared statement names beginning with \"%s\" are reserved by lakeproxy",
+               GUARD_RESERVED_STMT_PREFIX);
 }
 
 static void visit(void *arg, const ProtobufCMessage *m)
 {
     struct check *k = arg;
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__variable_set_stmt__descriptor)
+    const char *what = refused_stmt(d);
+    if (what)
+        refuse(k, "%s is not allowed under row-level security: it defines code or policy the "
+                  "guard cannot check",
+               what);
+    else if (d == &pg_query__string__descriptor && names_temp_schema((const PgQuery__String *)m))
+        k->out->retire = true;
+    else if (d == &pg_query__alter_table_cmd__descriptor &&
+             weakens_rls((const PgQuery__AlterTableCmd *)m))
+        refuse(k, "disabling row level security is not allowed", NULL);
+    else if (d == &pg_query__drop_stmt__descriptor &&
+             ((const PgQuery__DropStmt *)m)->remove_type == PG_QUERY__OBJECT_TYPE__OBJECT_POLICY)
+        refuse(k, "DROP POLICY is not allowed under row-level security", NULL);
+    else if (d == &pg_query__prepare_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__PrepareStmt *)m)->name);
+    else if (d == &pg_query__execute_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__ExecuteStmt *)m)->name);
+    else if (d == &pg_query__deallocate_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
+    else if (d == &pg_query__variable_set_stmt__descriptor)
         check_set(k, (const PgQuery__VariableSetStmt *)m);
     else if (d == &pg_query__func_call__descriptor)
         check_call(k, (const PgQuery__FuncCall *)m);
@@ -152,6 +310,30 @@ static void visit(void *arg, const ProtobufCMessage *m)
         k->out->retire = true;
     else if (d == &pg_query__listen_stmt__descriptor)
         k->out->retire = true;
+}
+
+/* Only the reserved statement names: the check for clients not under row-level security. */
+static void visit_names(void *arg, const ProtobufCMessage *m)
+{
+    struct check *k = arg;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__prepare_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__PrepareStmt *)m)->name);
+    else if (d == &pg_query__execute_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__ExecuteStmt *)m)->name);
+    else if (d == &pg_query__deallocate_stmt__descriptor)
+        check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
+}
+
+bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
+{
+    struct check k = {"", 0, out};
+    char err[160];
+    memset(out, 0, sizeof(*out));
+    if (!strcasestr(sql, GUARD_RESERVED_STMT_PREFIX))
+        return false;
+    /* text that does not parse reaches the server, which refuses it just the same */
+    return sqlinfo_walk(sql, visit_names, &k, err, sizeof(err)) && out->refuse;
 }
 
 void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
@@ -277,4 +459,34 @@ const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char
     list_append(&gc->lru, &e->lru);
     gc->n++;
     return &e->v;
+}
+
+/* PostgreSQL's client-only encodings, in which the second byte of a character can be a
+ * backslash or quote (names as PostgreSQL compares them: lower case, letters and digits). */
+static const char *const unsafe_encodings[] = {
+    "sjis",  "shiftjis", "mskanji",  "win932",  "windows932", "shiftjis2004",
+    "big5",  "win950",   "windows950", "gbk",   "win936",     "windows936",
+    "cp936", "uhc",      "win949",   "windows949", "cp949",   "gb18030",    "johab",
+};
+
+bool guard_safe_client_encoding(const char *name)
+{
+    char clean[32];
+    size_t n = 0;
+    if (!name || !*name)
+        return false;
+    for (const char *p = name; *p && n + 1 < sizeof(clean); p++)
+        if (isalnum((unsigned char)*p))
+            clean[n++] = (char)tolower((unsigned char)*p);
+    clean[n] = '\0';
+    for (size_t i = 0; i < sizeof(unsafe_encodings) / sizeof(unsafe_encodings[0]); i++)
+        if (strcmp(clean, unsafe_encodings[i]) == 0)
+            return false;
+    return true;
+}
+
+bool guard_scs_on(const char *value)
+{
+    return value && (strcasecmp(value, "on") == 0 || strcasecmp(value, "true") == 0 ||
+                     strcasecmp(value, "yes") == 0 || strcmp(value, "1") == 0);
 }

@@ -14,7 +14,21 @@ struct guard_verdict {
                          temporary table, a WITH HOLD cursor, LISTEN): under transaction
                          pooling that server must not serve another client afterwards */
     char reason[200]; /* when refuse: the message for the client, naming the setting */
+    bool session_set; /* it changes a session-level setting that does not follow the client
+                         from server to server: refused under transaction pooling */
+    char session_reason[320];
 };
+
+/* lakeproxy's own prepared statements on servers are named with this prefix; clients cannot
+ * PREPARE, EXECUTE or DEALLOCATE such names in SQL. */
+#define GUARD_RESERVED_STMT_PREFIX "lp_"
+
+/* Is name a client encoding in which the guard reads text as the server does (not one of
+ * PostgreSQL's client-only encodings SJIS, BIG5, GBK, UHC, GB18030, JOHAB)? */
+bool guard_safe_client_encoding(const char *name);
+
+/* Is value a standard_conforming_strings value meaning on? */
+bool guard_scs_on(const char *value);
 
 /* Analyses sql (NUL-terminated, one or more statements). prefix names the protected
  * namespace: with "app", every setting "app.*" is protected (names compare
@@ -22,9 +36,17 @@ struct guard_verdict {
  * Refused: SET / SET LOCAL / RESET / SET ... TO DEFAULT / ALTER ... SET of a protected name;
  * RESET ALL; set_config() naming a protected setting, or naming it with anything but a
  * string constant, anywhere in the tree; DO blocks; DISCARD ALL; functions that run SQL
- * given as text (query_to_xml and relatives, ts_stat, dblink ...); and text that does not
+ * given as text (query_to_xml and relatives, ts_stat, dblink ...); statements that define
+ * code or policy (CREATE FUNCTION, AGGREGATE, TRIGGER, RULE, EXTENSION, POLICY ..., ALTER
+ * TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY); standard_conforming_strings off and
+ * client-only client encodings (the parser would read text otherwise than the server);
+ * PREPARE/EXECUTE/DEALLOCATE of lakeproxy's reserved statement names; and text that does not
  * parse. */
 void guard_check(const char *sql, const char *prefix, struct guard_verdict *out);
+
+/* For clients not under row-level security (transaction pooling): does sql PREPARE, EXECUTE
+ * or DEALLOCATE a reserved name? Then out says why. Parses only text that mentions the prefix. */
+bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out);
 
 /* A bounded cache of verdicts by statement text (least recently used evicted). */
 struct guard_cache;

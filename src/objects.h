@@ -138,7 +138,7 @@ struct server {
     bool retire_after;           /* a client left session state here: no other client */
     struct {
         uint32_t seq;            /* the number its stand-in carries */
-        char reason[200];
+        char reason[320];
     } refusals[MAX_REFUSALS];    /* refused statements, oldest first, awaiting their error */
     int n_refusals;
     uint32_t refusal_seq;        /* the last stand-in number used here */

@@ -64,6 +64,9 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     return send_buf(to_server(s), &b);
 }
 
+/* Case-insensitive search for a keyword in NUL-terminated query text. */
+static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
+
 /* Makes sure st exists on s before a Bind or Describe names it. */
 static bool ensure_prepared(struct server *s, const struct client_stmt *st)
 {
@@ -81,6 +84,11 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         *err = "invalid Parse message";
         return RV_ERROR;
     }
+    const char *sql;
+    if (rd_str(&r, &sql) && (mentions(sql, "DEALLOCATE") || mentions(sql, "DISCARD")))
+        s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
+    rd_init(&r, body, len);
+    rd_str(&r, &name);
     if (!*name)
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
     if (!client_stmt_put(&c->stmts, name, r.p, r.left)) {
@@ -165,8 +173,6 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
-/* Case-insensitive search for a keyword in NUL-terminated query text. */
-static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
 
 /* Reads one word of letters, digits and '_' (at most 63) at *p into out. */
 static bool read_word(const char **p, char out[64])
@@ -263,7 +269,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
 {
     struct server *s = c->server;
     bool pushed = true;
-    if (c->rls && (type == 'Q' || type == 'P' || type == 'F')) {
+    if (type == 'Q' || type == 'P' || (c->rls && type == 'F')) {
         if (!body)
             return RV_NEED_BODY;
         enum policy_result pr = policy_check_client_msg(c, type, len, body, err);

@@ -87,6 +87,8 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err)
 {
+    if (type == 'F' && !c->rls)
+        return POLICY_PASS;
     if (type == 'F')
         return refuse(c, type,
                       "the FunctionCall protocol message is not allowed under row-level security",
@@ -96,10 +98,18 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         *err = type == 'Q' ? "invalid Query message" : "invalid Parse message";
         return POLICY_FAILED;
     }
+    if (!c->rls) {
+        struct guard_verdict rv;
+        return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err) : POLICY_PASS;
+    }
     const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix);
     if (v->retire)
         c->server->retire_after = true;
-    return v->refuse ? refuse(c, type, v->reason, err) : POLICY_PASS;
+    if (v->refuse)
+        return refuse(c, type, v->reason, err);
+    if (v->session_set && c->pool->db->pool.mode == POOL_TRANSACTION)
+        return refuse(c, type, v->session_reason, err);
+    return POLICY_PASS;
 }
 
 /* The number after "<marker>_" in a stand-in's error message; false when msg is not one. */

@@ -128,6 +128,11 @@ void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b)
     buf_put_u8(b, 0);
     buf_put_u32(b, 0);
     buf_msg_finish(b);
+    /* close the unnamed statement: a client's Bind to "" must not run ours with its values */
+    buf_msg_start(b, 'C');
+    buf_put_u8(b, 'S');
+    buf_put_u8(b, 0);
+    buf_msg_finish(b);
     buf_msg_start(b, 'S');
     buf_msg_finish(b);
 }

@@ -40,7 +40,8 @@ bool rls_resolve(const struct config *cfg, const struct rls_identity *id,
                  struct rls_setting *out, size_t *n, char *err, size_t errsz);
 
 /* Appends Parse/Bind/Execute/Sync of "SELECT pg_catalog.set_config($1, $2, false), ..." for
- * the settings to b. The server answers with one ReadyForQuery. */
+ * the settings to b, then a Close of the unnamed statement it used. The server answers with
+ * one ReadyForQuery. */
 void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b);
 
 /* Is name (a startup option setting) one the client may set: "<prefix>.<attr>" for an

@@ -14,6 +14,7 @@
 #include "client.h"
 #include "conn.h"
 #include "credentials.h"
+#include "guard.h"
 #include "log.h"
 #include "params.h"
 #include "pipeline.h"
@@ -692,7 +693,13 @@ void server_link(struct server *s, struct client *c)
         replies++;
     }
     buf_free(&sql);
-    if (c->rls && !add_rls_prefix(s, c, &msgs, err, sizeof(err))) {
+    const char *scs = param_get(&s->reported, "standard_conforming_strings");
+    if (c->rls && scs && !guard_scs_on(scs))
+        snprintf(err, sizeof(err), "the server runs with standard_conforming_strings off; "
+                                   "row-level security through lakeproxy needs it on");
+    else
+        err[0] = '\0';
+    if (c->rls && (err[0] || !add_rls_prefix(s, c, &msgs, err, sizeof(err)))) {
         buf_free(&msgs);
         s->state = SV_ACTIVE;
         server_unlink(s);

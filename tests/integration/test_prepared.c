@@ -193,3 +193,40 @@ Test(prepared, fifty_clients_over_two_servers_with_prepared_statements)
     }
     cr_expect_eq(errors, 0);
 }
+
+/* The server-side names of prepared statements are lakeproxy's (lp_...), and every client of
+ * the pool shares them: no client may replace, drop or run them by name in SQL, or one could
+ * make another's statement run its own text. */
+Test(prepared, lakeproxy_statement_names_are_reserved)
+{
+    PGconn *victim = alice(), *attacker = alice();
+    prepare(victim, "mine", "SELECT $1::text || ' from victim'", 1);
+    char *v = exec_prepared(victim, "mine", "hello");
+    cr_expect_str_eq(v, "hello from victim");
+    free(v);
+    char *name = query_value(attacker, "SELECT name FROM pg_prepared_statements LIMIT 1");
+    char sql[200];
+    static const char *const forms[] = {"DEALLOCATE %s", "DEALLOCATE PREPARE %s",
+                                        "PREPARE %s(text) AS SELECT 'hijacked ' || $1",
+                                        "EXECUTE %s('x')"};
+    for (size_t i = 0; name && i < sizeof(forms) / sizeof(forms[0]); i++) {
+        snprintf(sql, sizeof(sql), forms[i], name);
+        const char *qs = query_sqlstate(attacker, sql);
+        /* a lone DEALLOCATE between transactions is answered by lakeproxy from the client's
+         * own statements and never reaches a server */
+        if (strncmp(sql, "DEALLOCATE", 10) != 0)
+            cr_expect_str_eq(qs, "42501", "%s: %s", sql, qs);
+        PGresult *r = PQprepare(attacker, "", sql, 0, NULL); /* extended protocol too */
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect_str_eq(st ? st : "", "42501", "Parse of %s", sql);
+        PQclear(r);
+    }
+    cr_expect_str_eq(query_sqlstate(attacker, "PREPARE lp_0123456789abcdef AS SELECT 1"), "42501");
+    cr_expect_str_eq(query_sqlstate(attacker, "SELECT 'lp_ in a string is fine'"), "");
+    v = exec_prepared(victim, "mine", "still");
+    cr_expect_str_eq(v, "still from victim");
+    free(v);
+    free(name);
+    PQfinish(victim);
+    PQfinish(attacker);
+}

@@ -136,6 +136,31 @@ static const struct {
     {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", SIMPLE},
     {"SELEC set_config('app.tenant_id', '1', false)", SIMPLE},
+    /* code defined now that would run the forgery later */
+    {"CREATE FUNCTION pg_temp.r() RETURNS text LANGUAGE sql AS "
+     "$$ SELECT pg_catalog.set_config('role', 'lp_server', false) $$",
+     SIMPLE},
+    {"CREATE AGGREGATE pg_temp.agg(text, boolean) (sfunc = pg_catalog.set_config, stype = text, "
+     "initcond = 'app.tenant_id')",
+     SIMPLE},
+    {"CREATE PROCEDURE pg_temp.p() LANGUAGE plpgsql AS $$ BEGIN PERFORM 1; END $$", IN_TXN},
+    {"CREATE EXTENSION IF NOT EXISTS dblink", SIMPLE},
+    /* text the guard would read otherwise than the server */
+    {"SET standard_conforming_strings = off", SIMPLE},
+    {"SET standard_conforming_strings TO 0", SIMPLE},
+    {"SELECT set_config('standard_conforming_strings', 'off', true)", IN_TXN},
+    {"SET client_encoding = 'SJIS'", SIMPLE},
+    {"SET NAMES 'gbk'", SIMPLE},
+    /* policy itself */
+    {"ALTER TABLE rls_docs NO FORCE ROW LEVEL SECURITY", SIMPLE},
+    {"ALTER TABLE rls_docs DISABLE ROW LEVEL SECURITY", IN_TXN},
+    {"CREATE POLICY everything ON rls_docs USING (true)", SIMPLE},
+    {"DROP POLICY tenant_rows ON rls_docs", SIMPLE},
+    /* session state that would stay behind for the next client of the server */
+    {"SET row_security = off", SIMPLE},
+    {"SET statement_timeout = 1", SIMPLE},
+    {"SELECT set_config('search_path', 'pg_temp', false)", SIMPLE},
+    {"PREPARE lp_0123456789abcdef AS SELECT 1", SIMPLE},
 };
 
 /* Runs one attempt; returns the SQLSTATE of the attempt itself ("" if it ran). */
@@ -179,6 +204,48 @@ Test(rls, forgery_attempts_are_refused_and_the_connection_stays_usable)
         cr_assert_eq(PQstatus(c), CONNECTION_OK, "attempt %zu closed the connection", i);
         expect_own_view(c, 3, attempts[i].sql);
     }
+    PQfinish(c);
+}
+
+/* lakeproxy sets the attributes through the unnamed statement and closes it: a client's Bind
+ * to the unnamed statement right after must not run it again with values of its choosing. */
+Test(rls, the_injection_statement_cannot_be_rebound)
+{
+    PGconn *c = tenant(4);
+    const char *vals[6] = {"role", "lp_server", "app.tenant_id", "2", "app.user", "t2"};
+    PGresult *r = PQexecPrepared(c, "", 6, vals, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "the unnamed statement must not exist");
+    PQclear(r);
+    expect_own_view(c, 4, "a Bind to the unnamed statement");
+    PQfinish(c);
+}
+
+/* SET LOCAL inside a transaction is fine: it ends with the transaction. */
+Test(rls, set_local_of_ordinary_settings_is_allowed)
+{
+    PGconn *c = tenant(8);
+    free(query_value(c, "BEGIN"));
+    cr_expect_str_eq(query_sqlstate(c, "SET LOCAL statement_timeout = '5s'"), "");
+    cr_expect_str_eq(query_sqlstate(c, "SELECT set_config('work_mem', '8MB', true)"), "");
+    free(query_value(c, "COMMIT"));
+    cr_expect_str_eq(query_sqlstate(c, "SET application_name = 'follows me'"), "",
+                     "settings that follow the client may be SET");
+    expect_own_view(c, 8, "SET LOCAL");
+    PQfinish(c);
+}
+
+Test(rls, client_encodings_the_guard_cannot_read_are_refused_at_login)
+{
+    PGconn *c = proxy_connect(&px, "t1", "pw", "app", "client_encoding=SJIS");
+    cr_expect(PQstatus(c) != CONNECTION_OK, "SJIS would let a quote hide in a character");
+    cr_expect(strstr(PQerrorMessage(c), "client encoding"), "%s", PQerrorMessage(c));
+    PQfinish(c);
+    c = proxy_connect(&px, "t1", "pw", "app", "options='-c standard_conforming_strings=off'");
+    cr_expect(PQstatus(c) != CONNECTION_OK, "standard_conforming_strings off is refused");
+    PQfinish(c);
+    c = proxy_connect(&px, "t1", "pw", "app", "client_encoding=LATIN1");
+    cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     PQfinish(c);
 }
 

@@ -61,12 +61,12 @@ static const struct {
     {"ALTER ROLE lp_tenant SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
     {"ALTER DATABASE lp_test SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
     {"ALTER SYSTEM SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
-    {"ALTER FUNCTION f() SET app.tenant_id = '1'", REFUSE, "\"app.tenant_id\""},
+    {"ALTER FUNCTION f() SET app.tenant_id = '1'", REFUSE, "ALTER FUNCTION"},
     {"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET app.tenant_id = '1' AS 'SELECT 1'", REFUSE,
-     "\"app.tenant_id\""},
+     "CREATE FUNCTION"},
     {"CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT "
      "set_config('app.tenant_id', '1', false); END",
-     REFUSE, "\"app.tenant_id\""},
+     REFUSE, "CREATE FUNCTION"},
     /* code the guard cannot see into */
     {"DO $$ BEGIN PERFORM 1; END $$", REFUSE, "DO blocks"},
     {"SELECT query_to_xml('select 1', true, false, '')", REFUSE, "query_to_xml()"},
@@ -74,7 +74,48 @@ static const struct {
     {"DISCARD ALL", REFUSE, "DISCARD ALL"},
     {"SELEC 1", REFUSE, "could not parse"},
     {"SELECT 'unterminated", REFUSE, "could not parse"},
+    /* code or policy defined now, run or applied later out of the guard's sight */
+    {"CREATE FUNCTION pg_temp.r() RETURNS text LANGUAGE sql AS $$ SELECT 1 $$", REFUSE,
+     "CREATE FUNCTION"},
+    {"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS 'SELECT 1'", REFUSE, "CREATE FUNCTION"},
+    {"CREATE AGGREGATE pg_temp.a(text, boolean) (sfunc = set_config, stype = text)", REFUSE,
+     "CREATE AGGREGATE"},
+    {"CREATE OPERATOR pg_temp.=== (function = f, leftarg = text, rightarg = text)", REFUSE,
+     "CREATE AGGREGATE/OPERATOR"},
+    {"ALTER FUNCTION f() SECURITY DEFINER", REFUSE, "ALTER FUNCTION"},
+    {"CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()", REFUSE,
+     "CREATE TRIGGER"},
+    {"CREATE RULE r AS ON SELECT TO x DO INSTEAD SELECT 1", REFUSE, "CREATE RULE"},
+    {"CREATE EXTENSION dblink", REFUSE, "CREATE EXTENSION"},
+    {"LOAD 'auto_explain'", REFUSE, "LOAD"},
+    {"CREATE POLICY p ON x USING (true)", REFUSE, "CREATE POLICY"},
+    {"ALTER POLICY p ON x USING (true)", REFUSE, "ALTER POLICY"},
+    {"DROP POLICY p ON x", REFUSE, "DROP POLICY"},
+    {"ALTER TABLE x NO FORCE ROW LEVEL SECURITY", REFUSE, "disabling row level security"},
+    {"ALTER TABLE x DISABLE ROW LEVEL SECURITY", REFUSE, "disabling row level security"},
+    /* settings that change how the server reads text */
+    {"SET standard_conforming_strings = off", REFUSE, "standard_conforming_strings"},
+    {"SET standard_conforming_strings TO false", REFUSE, "standard_conforming_strings"},
+    {"SET standard_conforming_strings = 0", REFUSE, "standard_conforming_strings"},
+    {"SELECT set_config('standard_conforming_strings', 'off', true)", REFUSE,
+     "standard_conforming_strings"},
+    {"SET client_encoding = 'SJIS'", REFUSE, "client_encoding"},
+    {"SET client_encoding TO 'Shift_JIS'", REFUSE, "client_encoding"},
+    {"SET NAMES 'big5'", REFUSE, "client_encoding"},
+    {"SELECT set_config('client_encoding', 'GB18030', false)", REFUSE, "client_encoding"},
+    {"SET standard_conforming_strings = on", PASS, NULL},
+    {"SET client_encoding = 'UTF8'", PASS, NULL},
+    {"SET client_encoding = 'LATIN1'", PASS, NULL},
+    /* lakeproxy's own prepared statement names */
+    {"PREPARE lp_0123 AS SELECT 1", REFUSE, "reserved"},
+    {"EXECUTE lp_0123", REFUSE, "reserved"},
+    {"DEALLOCATE lp_0123", REFUSE, "reserved"},
+    {"DEALLOCATE PREPARE LP_0123", REFUSE, "reserved"},
+    {"PREPARE mine AS SELECT 1", PASS, NULL},
     /* state that outlives the transaction: passed, the server retired afterwards */
+    {"CREATE VIEW pg_temp_3.rls_docs AS SELECT 1", RETIRE, NULL},
+    {"CREATE TABLE PG_TEMP_7.x (a int)", RETIRE, NULL},
+    {"CREATE TEMP VIEW v AS SELECT 1", RETIRE, NULL},
     {"CREATE TEMP TABLE x (a int)", RETIRE, NULL},
     {"CREATE TEMPORARY TABLE x AS SELECT 1", RETIRE, NULL},
     {"CREATE TABLE pg_temp.x (a int)", RETIRE, NULL},
@@ -111,6 +152,45 @@ Test(guard, table_of_statements)
             cr_expect(strstr(v.reason, cases[i].reason), "%s: reason \"%s\" lacks \"%s\"",
                       cases[i].sql, v.reason, cases[i].reason);
     }
+}
+
+/* Session-level changes of settings that do not follow the client from server to server are
+ * flagged (refused under transaction pooling); SET LOCAL and settings that follow are not. */
+Test(guard, session_level_settings_are_flagged)
+{
+    static const struct {
+        const char *sql;
+        bool flagged;
+    } t[] = {
+        {"SET statement_timeout = 1", true},
+        {"SET SESSION row_security = off", true},
+        {"SELECT set_config('work_mem', '1MB', false)", true},
+        {"SELECT set_config('work_mem', '1MB', $1)", true},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", true},
+        {"SET LOCAL statement_timeout = 1", false},
+        {"SELECT set_config('work_mem', '1MB', true)", false},
+        {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
+        {"SET application_name = 'x'", false},
+        {"SET TIME ZONE 'UTC'", false},
+        {"SET DateStyle = 'ISO'", false},
+        {"RESET statement_timeout", false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct guard_verdict v;
+        guard_check(t[i].sql, "app", &v);
+        cr_expect_not(v.refuse, "%s: %s", t[i].sql, v.reason);
+        cr_expect_eq(v.session_set, t[i].flagged, "%s", t[i].sql);
+    }
+}
+
+Test(guard, reserved_names_alone_for_clients_without_rls)
+{
+    struct guard_verdict v;
+    cr_expect(guard_uses_reserved_name("DEALLOCATE lp_abc", &v));
+    cr_expect(strstr(v.reason, "reserved"));
+    cr_expect_not(guard_uses_reserved_name("SET app.tenant_id = 1", &v));
+    cr_expect_not(guard_uses_reserved_name("SELECT * FROM help_prepare", &v));
+    cr_expect_not(guard_uses_reserved_name("PREPARE help_x AS SELECT 1", &v));
 }
 
 Test(guard, the_protected_prefix_is_configurable)
