@@ -29,6 +29,8 @@ struct check {
     const char *prefix;
     size_t prefix_len;
     struct guard_verdict *out;
+    bool reads_settings_view; /* names pg_settings, whose UPDATE rule calls set_config */
+    bool writes;              /* an INSERT, UPDATE, DELETE, MERGE or a view or table made */
 };
 
 /* Refuses with msg; "%s" in msg, if any, is replaced by name. The first reason is kept. */
@@ -131,7 +133,8 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
     else if (s->name && assigns && changes_how_text_reads(s->name))
         check_text_reading_value(k, s->name, s->n_args == 1 ? s->args[0] : NULL);
     if (s->name && !s->is_local &&
-        (assigns || s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI) &&
+        (assigns || s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI ||
+         s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_CURRENT) &&
         strcasecmp(s->name, "TRANSACTION") != 0)
         note_session_set(k, s->name);
 }
@@ -181,10 +184,19 @@ static const char *func_name(const PgQuery__FuncCall *f)
                : "";
 }
 
+/* Session-level advisory locks stay with the server connection after the transaction. */
+static bool takes_session_lock(const char *fn)
+{
+    return (strncmp(fn, "pg_advisory_lock", 16) == 0 ||
+            strncmp(fn, "pg_try_advisory_lock", 20) == 0);
+}
+
 static void check_call(struct check *k, const PgQuery__FuncCall *f)
 {
     char low[96];
     const char *fn = func_name(f);
+    if (takes_session_lock(fn))
+        k->out->retire = true;
     for (size_t i = 0; i < sizeof(sql_text_runners) / sizeof(sql_text_runners[0]); i++)
         if (strcmp(fn, sql_text_runners[i]) == 0)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
@@ -254,6 +266,32 @@ static const char *refused_stmt(const ProtobufCMessageDescriptor *d)
     return NULL;
 }
 
+/* Statements that create a relation or type: with pg_temp first in search_path (which a
+ * client can arrange without naming it), an unqualified name is a temporary object. */
+static const ProtobufCMessageDescriptor *const creating_stmts[] = {
+    &pg_query__create_stmt__descriptor,        &pg_query__view_stmt__descriptor,
+    &pg_query__create_table_as_stmt__descriptor, &pg_query__create_seq_stmt__descriptor,
+    &pg_query__composite_type_stmt__descriptor, &pg_query__create_enum_stmt__descriptor,
+    &pg_query__create_range_stmt__descriptor,  &pg_query__create_domain_stmt__descriptor,
+    &pg_query__into_clause__descriptor,        &pg_query__create_stats_stmt__descriptor,
+};
+
+static bool creates_object(const ProtobufCMessageDescriptor *d)
+{
+    for (size_t i = 0; i < sizeof(creating_stmts) / sizeof(creating_stmts[0]); i++)
+        if (creating_stmts[i] == d)
+            return true;
+    return false;
+}
+
+/* Statements that write through a relation (pg_settings' UPDATE rule runs set_config). */
+static bool writes_or_defines(const ProtobufCMessageDescriptor *d)
+{
+    return d == &pg_query__update_stmt__descriptor || d == &pg_query__insert_stmt__descriptor ||
+           d == &pg_query__delete_stmt__descriptor || d == &pg_query__merge_stmt__descriptor ||
+           d == &pg_query__view_stmt__descriptor || d == &pg_query__create_table_as_stmt__descriptor;
+}
+
 /* ALTER TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY. */
 static bool weakens_rls(const PgQuery__AlterTableCmd *cmd)
 {
@@ -270,17 +308,46 @@ static void check_statement_name(struct check *k, const char *name)
                GUARD_RESERVED_STMT_PREFIX);
 }
 
-static void visit(void *arg, const ProtobufCMessage *m)
+static void check_range_var(struct check *k, const PgQuery__RangeVar *r)
 {
-    struct check *k = arg;
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *what = refused_stmt(d);
-    if (what)
-        refuse(k, "%s is not allowed under row-level security: it defines code or policy the "
-                  "guard cannot check",
-               what);
-    else if (d == &pg_query__string__descriptor && names_temp_schema((const PgQuery__String *)m))
+    if (is_temporary(r))
         k->out->retire = true;
+    if (r->relname && strcasecmp(r->relname, "pg_settings") == 0)
+        k->reads_settings_view = true;
+}
+
+/* Effects that outlive the transaction (the server must retire afterwards) and what the
+ * statement touches. */
+static void note_effects(struct check *k, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__string__descriptor && names_temp_schema((const PgQuery__String *)m))
+        k->out->retire = true;
+    else if (d == &pg_query__range_var__descriptor)
+        check_range_var(k, (const PgQuery__RangeVar *)m);
+    else if (creates_object(d) || d == &pg_query__listen_stmt__descriptor)
+        k->out->retire = true;
+    else if (d == &pg_query__declare_cursor_stmt__descriptor &&
+             (((const PgQuery__DeclareCursorStmt *)m)->options & CURSOR_OPT_HOLD))
+        k->out->retire = true;
+    if (writes_or_defines(d))
+        k->writes = true;
+}
+
+/* Refusals that depend on what a node says. */
+static void check_node(struct check *k, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__variable_set_stmt__descriptor)
+        check_set(k, (const PgQuery__VariableSetStmt *)m);
+    else if (d == &pg_query__func_call__descriptor)
+        check_call(k, (const PgQuery__FuncCall *)m);
+    else if (d == &pg_query__do_stmt__descriptor)
+        refuse(k, "DO blocks are not allowed: they run code the guard cannot check", NULL);
+    else if (d == &pg_query__discard_stmt__descriptor &&
+             ((const PgQuery__DiscardStmt *)m)->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL)
+        refuse(k, "DISCARD ALL is not allowed: lakeproxy resets server connections itself",
+               NULL);
     else if (d == &pg_query__alter_table_cmd__descriptor &&
              weakens_rls((const PgQuery__AlterTableCmd *)m))
         refuse(k, "disabling row level security is not allowed", NULL);
@@ -293,24 +360,22 @@ static void visit(void *arg, const ProtobufCMessage *m)
         check_statement_name(k, ((const PgQuery__ExecuteStmt *)m)->name);
     else if (d == &pg_query__deallocate_stmt__descriptor)
         check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
-    else if (d == &pg_query__variable_set_stmt__descriptor)
-        check_set(k, (const PgQuery__VariableSetStmt *)m);
-    else if (d == &pg_query__func_call__descriptor)
-        check_call(k, (const PgQuery__FuncCall *)m);
-    else if (d == &pg_query__do_stmt__descriptor)
-        refuse(k, "DO blocks are not allowed: they run code the guard cannot check", NULL);
-    else if (d == &pg_query__discard_stmt__descriptor &&
-             ((const PgQuery__DiscardStmt *)m)->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL)
-        refuse(k, "DISCARD ALL is not allowed: lakeproxy resets server connections itself",
-               NULL);
-    else if (d == &pg_query__range_var__descriptor && is_temporary((const PgQuery__RangeVar *)m))
-        k->out->retire = true;
-    else if (d == &pg_query__declare_cursor_stmt__descriptor &&
-             (((const PgQuery__DeclareCursorStmt *)m)->options & CURSOR_OPT_HOLD))
-        k->out->retire = true;
-    else if (d == &pg_query__listen_stmt__descriptor)
-        k->out->retire = true;
 }
+
+static void visit(void *arg, const ProtobufCMessage *m)
+{
+    struct check *k = arg;
+    const char *what = refused_stmt(m->descriptor);
+    if (what) {
+        refuse(k, "%s is not allowed under row-level security: it defines code or policy the "
+                  "guard cannot check",
+               what);
+        return;
+    }
+    note_effects(k, m);
+    check_node(k, m);
+}
+
 
 /* Only the reserved statement names: the check for clients not under row-level security. */
 static void visit_names(void *arg, const ProtobufCMessage *m)
@@ -327,7 +392,7 @@ static void visit_names(void *arg, const ProtobufCMessage *m)
 
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
 {
-    struct check k = {"", 0, out};
+    struct check k = {.prefix = "", .prefix_len = 0, .out = out};
     char err[160];
     memset(out, 0, sizeof(*out));
     if (!strcasestr(sql, GUARD_RESERVED_STMT_PREFIX))
@@ -338,10 +403,13 @@ bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
 
 void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
 {
-    struct check k = {prefix, strlen(prefix), out};
+    struct check k = {.prefix = prefix, .prefix_len = strlen(prefix), .out = out};
     char err[160];
     memset(out, 0, sizeof(*out));
-    if (!sqlinfo_walk(sql, visit, &k, err, sizeof(err))) {
+    bool parsed = sqlinfo_walk(sql, visit, &k, err, sizeof(err));
+    if (parsed && k.reads_settings_view && k.writes)
+        refuse(&k, "writing through pg_settings is not allowed: its rules change settings", NULL);
+    if (!parsed) {
         memset(out, 0, sizeof(*out));
         out->refuse = true;
         snprintf(out->reason, sizeof(out->reason),
@@ -428,9 +496,33 @@ static struct entry *lookup(struct guard_cache *gc, const char *sql, size_t len,
     return NULL;
 }
 
+/* Words at least one of which appears (case-insensitively, anywhere: in strings and comments
+ * too) in the text of every statement the guard refuses or flags: each rule above needs one of
+ * these keywords or names (SET, RESET, set_config and pg_settings contain "set"; DO, DISCARD,
+ * CREATE, ALTER, DROP, LOAD, TEMP/TEMPORARY and pg_temp, SELECT INTO, WITH HOLD, LISTEN, the SQL-text
+ * runners, advisory locks, lp_ statement names), or a U& identifier that could spell one with
+ * escapes. Text that contains none of them cannot be refused or flagged, so it needs no parse:
+ * the steady state of literal-laden simple queries (a fresh text each time) pays a scan. */
+static const char *const guard_words[] = {
+    "set",  "do",   "discard", "create", "alter", "drop",   "load",  "temp",
+    "hold", "listen", "into", "query_to_xml", "ts_stat", "ts_rewrite", "dblink", "advisory",
+    "lp_",  "u&",
+};
+
+bool guard_may_matter(const char *sql)
+{
+    for (size_t i = 0; i < sizeof(guard_words) / sizeof(guard_words[0]); i++)
+        if (strcasestr(sql, guard_words[i]))
+            return true;
+    return false;
+}
+
 const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char *sql,
                                               const char *prefix)
 {
+    static const struct guard_verdict pass;
+    if (!guard_may_matter(sql))
+        return &pass;
     if (strcmp(gc->prefix, prefix) != 0) {
         cache_clear(gc);
         snprintf(gc->prefix, sizeof(gc->prefix), "%s", prefix);

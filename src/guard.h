@@ -48,14 +48,19 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
  * or DEALLOCATE a reserved name? Then out says why. Parses only text that mentions the prefix. */
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out);
 
+/* Could sql be refused or flagged at all? False only when it contains none of the words every
+ * guard rule needs (then guard_check would pass it, or refuse it only because it does not
+ * parse, which the server does too): such text skips the parse. */
+bool guard_may_matter(const char *sql);
+
 /* A bounded cache of verdicts by statement text (least recently used evicted). */
 struct guard_cache;
 
 struct guard_cache *guard_cache_new(size_t max_entries);
 void guard_cache_free(struct guard_cache *gc);
 
-/* guard_check through the cache; the verdict stays valid until the next call. A change of
- * prefix empties the cache. */
+/* guard_check through guard_may_matter and the cache; the verdict stays valid until the next
+ * call. A change of prefix empties the cache. */
 const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char *sql,
                                               const char *prefix);
 

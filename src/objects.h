@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "config.h"
 #include "list.h"
 #include "prepared.h"
@@ -135,7 +136,11 @@ struct server {
     bool stmts_unknown;          /* a client ran DEALLOCATE/DISCARD: retire at release */
     int internal_pending;        /* ReadyForQuery still owed for the proxy's own messages */
     bool rls_set;                /* carries some client's RLS attributes and role */
+    struct buf rls_applied;      /* the RLS prefix last applied here with success (empty:
+                                    unknown); an identical one need not be sent again */
+    struct buf rls_pending;      /* the RLS prefix in flight */
     bool retire_after;           /* a client left session state here: no other client */
+    bool text_unsafe;            /* reported a setting the RLS guard cannot parse under */
     struct {
         uint32_t seq;            /* the number its stand-in carries */
         char reason[320];

@@ -38,6 +38,32 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
     return ok;
 }
 
+/* Case-insensitive search for a keyword in NUL-terminated query text. */
+static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
+
+/* What running sql for client c does to a server beyond its result (STMT_* flags):
+ * DEALLOCATE or DISCARD text may drop the server's cache; under row-level security the guard
+ * may flag state that outlives the transaction (a WITH HOLD cursor, a temporary table). */
+static uint8_t statement_effects(struct client *c, const char *sql)
+{
+    uint8_t e = 0;
+    if (mentions(sql, "DEALLOCATE") || mentions(sql, "DISCARD"))
+        e |= STMT_FORGETS;
+    if (c->rls && policy_statement_retires(c, sql))
+        e |= STMT_RETIRES;
+    return e;
+}
+
+/* Marks s with the effects of a statement prepared or run there: every server it reaches,
+ * not only the first, retires afterwards when it must. */
+static void carry_statement_effects(struct server *s, const struct client_stmt *st)
+{
+    if (st->effects & STMT_FORGETS)
+        s->stmts_unknown = true;
+    if (st->effects & STMT_RETIRES)
+        s->retire_after = true;
+}
+
 /* Prepares proxy-named statement st on s (closing an evicted one first); kind says whether
  * the client asked for this Parse (RK_PARSE) or the proxy added it (RK_DROP_PARSE). */
 static bool send_parse(struct server *s, const struct client_stmt *st, enum reply_kind kind)
@@ -45,6 +71,7 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     char evicted[STMT_NAME_LEN];
     bool did_evict;
     struct buf b;
+    carry_statement_effects(s, st);
     buf_init(&b);
     server_stmt_add(&s->stmts, st->proxy, evicted, &did_evict);
     if (did_evict) {
@@ -64,8 +91,6 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     return send_buf(to_server(s), &b);
 }
 
-/* Case-insensitive search for a keyword in NUL-terminated query text. */
-static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
 
 /* Makes sure st exists on s before a Bind or Describe names it. */
 static bool ensure_prepared(struct server *s, const struct client_stmt *st)
@@ -85,13 +110,17 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     }
     const char *sql;
-    if (rd_str(&r, &sql) && (mentions(sql, "DEALLOCATE") || mentions(sql, "DISCARD")))
-        s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
-    rd_init(&r, body, len);
-    rd_str(&r, &name);
-    if (!*name)
+    struct rd q = r;
+    if (!rd_str(&q, &sql)) {
+        *err = "invalid Parse message";
+        return RV_ERROR;
+    }
+    uint8_t effects = statement_effects(c, sql);
+    if (!*name) {
+        s->stmts_unknown |= (effects & STMT_FORGETS) != 0;
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
-    if (!client_stmt_put(&c->stmts, name, r.p, r.left)) {
+    }
+    if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects)) {
         *err = "too many prepared statements";
         return RV_ERROR;
     }
@@ -119,6 +148,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
     if (!st) /* unnamed, or unknown: the server answers as it would without a proxy */
         return rq_push(&s->replies, RK_BIND, NULL) ? RV_PASS : RV_ERROR;
+    carry_statement_effects(s, st);
     if (!ensure_prepared(s, st))
         return RV_ERROR;
     struct buf b;

@@ -112,6 +112,11 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     return POLICY_PASS;
 }
 
+bool policy_statement_retires(struct client *c, const char *sql)
+{
+    return guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix)->retire;
+}
+
 /* The number after "<marker>_" in a stand-in's error message; false when msg is not one. */
 static bool standin_seq(const char *marker, const char *msg, uint32_t *seq)
 {

@@ -23,6 +23,10 @@ enum policy_result {
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err);
 
+/* Does sql, run for client c (under RLS), leave state on the server that outlives the
+ * transaction (the guard's retire verdict)? */
+bool policy_statement_retires(struct client *c, const char *sql);
+
 /* Server side: does this ErrorResponse answer a stand-in? Then the client's error has been
  * written in its place and true is returned (drop the server's). */
 bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len);

@@ -33,7 +33,8 @@ static void free_stmt(struct client_stmt *st)
     free(st->parse_rest);
 }
 
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len)
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
+                     uint8_t effects)
 {
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
@@ -60,6 +61,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     }
     st->parse_rest = copy;
     st->len = len;
+    st->effects = effects;
     stmt_proxy_name(rest, len, st->proxy);
     return true;
 fail:

@@ -24,15 +24,23 @@ struct client_stmt {
     char proxy[STMT_NAME_LEN];
     uint8_t *parse_rest;         /* Parse body after the name: query, parameter types */
     size_t len;
+    uint8_t effects;             /* STMT_* flags: what running it does to a server */
 };
+
+/* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
+#define STMT_FORGETS 1
+/* One that leaves state outliving the transaction (the RLS guard's retire verdict). */
+#define STMT_RETIRES 2
 
 struct client_stmts {
     struct client_stmt *items;
     size_t n, cap;
 };
 
-/* Records name -> parse_rest (replacing a previous one); false when out of room. */
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len);
+/* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
+ * out of room. */
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
+                     uint8_t effects);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
 void client_stmt_remove(struct client_stmts *s, const char *name);
 void client_stmts_clear(struct client_stmts *s);

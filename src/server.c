@@ -45,6 +45,8 @@ static void server_free(void *arg)
     param_clear(&s->applied);
     scram_client_free(&s->scram);
     rq_free(&s->replies);
+    buf_free(&s->rls_applied);
+    buf_free(&s->rls_pending);
     free(s);
 }
 
@@ -389,6 +391,10 @@ static void on_set_done(struct server *s)
     param_clear(&s->applied);
     for (size_t i = 0; i < c->wanted.n; i++)
         param_put(&s->applied, c->wanted.items[i].name, c->wanted.items[i].value);
+    if (c->rls && s->rls_pending.len) { /* the settings this server now carries */
+        buf_reset(&s->rls_applied);
+        buf_put_bytes(&s->rls_applied, s->rls_pending.data, s->rls_pending.len);
+    }
     s->state = SV_ACTIVE;
     client_server_ready(c);
 }
@@ -401,6 +407,7 @@ static void on_reset_done(struct server *s)
     }
     param_clear(&s->applied);
     s->rls_set = s->retire_after = false; /* DISCARD ALL reset the role and every setting */
+    buf_reset(&s->rls_applied);
     s->last_used = time(NULL);
     pool_server_ready(s);
 }
@@ -468,6 +475,18 @@ static enum relay_verdict on_error_with_refusals(struct server *s, bool txn_mode
     return v == RV_PASS && policy_rewrite_error(s, body, len) ? RV_DROP : v;
 }
 
+/* For a client under row-level security, has the server just reported a setting that makes
+ * it read query text otherwise than the guard (standard_conforming_strings off, a client-only
+ * encoding)? The guard refuses every way it knows to get there; this catches any other. */
+static bool rls_text_unsafe(struct server *s)
+{
+    const char *scs = param_get(&s->reported, "standard_conforming_strings");
+    const char *enc = param_get(&s->reported, "client_encoding");
+    s->text_unsafe = s->client && s->client->rls &&
+                     ((scs && !guard_scs_on(scs)) || (enc && !guard_safe_client_encoding(enc)));
+    return s->text_unsafe;
+}
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
@@ -482,7 +501,7 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
     if (type == 'S') {
         note_param(s, body, len);
         note_client_setting(s, body, len);
-        return RV_PASS;
+        return rls_text_unsafe(s) ? RV_ERROR : RV_PASS;
     }
     if (!proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
@@ -518,6 +537,11 @@ void server_pump(struct server *s)
         bufferevent_disable(s->bev, EV_READ);
     } else if (r == RELAY_STOPPED) {
         client_transaction_done(c);
+    } else if (r == RELAY_FAILED && s->text_unsafe) {
+        server_close(s, "standard_conforming_strings or client_encoding changed under RLS");
+        client_fail(c, "42501", "the server now reads query text otherwise than lakeproxy's "
+                                "row-level-security guard (standard_conforming_strings or "
+                                "client_encoding changed): connection closed");
     } else if (r == RELAY_FAILED) {
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
@@ -658,19 +682,39 @@ void server_send_cancel(struct server *target)
     }
 }
 
-/* Appends c's row-level-security prefix to msgs; false (with err) when c cannot be served. */
-static bool add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, char *err,
-                           size_t errsz)
+/* Appends c's row-level-security prefix to msgs unless s already carries exactly these
+ * settings from its last checkout: 1 when appended, 0 when not needed, -1 (with err) when c
+ * cannot be served. Skipping is safe because nothing but lakeproxy's own prefix changes them
+ * on a server: clients cannot (the guard), a transaction's rollback cannot undo the prefix's
+ * own committed one, and DISCARD ALL, the only reset, forgets what was applied. */
+static int add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, char *err,
+                          size_t errsz)
 {
     struct rls_setting set[RLS_MAX_SETTINGS];
     struct rls_identity id;
     size_t n;
+    const char *scs = param_get(&s->reported, "standard_conforming_strings");
+    if (scs && !guard_scs_on(scs)) {
+        snprintf(err, errsz, "the server runs with standard_conforming_strings off; "
+                             "row-level security through lakeproxy needs it on");
+        return -1;
+    }
     client_rls_identity(c, &id);
     if (!rls_resolve(s->pool->w->cfg, &id, set, &n, err, errsz))
-        return false;
-    rls_build_prefix(set, n, msgs);
+        return -1;
+    buf_reset(&s->rls_pending);
+    rls_build_prefix(set, n, &s->rls_pending);
+    if (s->rls_pending.failed) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    if (s->rls_applied.len == s->rls_pending.len &&
+        memcmp(s->rls_applied.data, s->rls_pending.data, s->rls_pending.len) == 0)
+        return 0;
+    buf_reset(&s->rls_applied); /* unknown until the prefix succeeds */
+    buf_put_bytes(msgs, s->rls_pending.data, s->rls_pending.len);
     s->rls_set = true;
-    return true;
+    return 1;
 }
 
 /* Gives s to c. Before any of c's messages run there, the proxy's own go first, and their
@@ -693,20 +737,15 @@ void server_link(struct server *s, struct client *c)
         replies++;
     }
     buf_free(&sql);
-    const char *scs = param_get(&s->reported, "standard_conforming_strings");
-    if (c->rls && scs && !guard_scs_on(scs))
-        snprintf(err, sizeof(err), "the server runs with standard_conforming_strings off; "
-                                   "row-level security through lakeproxy needs it on");
-    else
-        err[0] = '\0';
-    if (c->rls && (err[0] || !add_rls_prefix(s, c, &msgs, err, sizeof(err)))) {
+    int prefix = c->rls ? add_rls_prefix(s, c, &msgs, err, sizeof(err)) : 0;
+    if (prefix < 0) {
         buf_free(&msgs);
         s->state = SV_ACTIVE;
         server_unlink(s);
         client_fail(c, "28000", err);
         return;
     }
-    replies += c->rls;
+    replies += prefix;
     bool ok = replies == 0 || (!msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING));
     buf_free(&msgs);
     if (!ok) {

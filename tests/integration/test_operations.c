@@ -30,17 +30,6 @@ static PGconn *alice(void)
     return c;
 }
 
-/* Rewrites the running proxy's configuration file and sends SIGHUP. */
-static void reload_with(const char *text)
-{
-    FILE *f = fopen(px.conf, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
-    cr_assert_eq(kill(px.pid, SIGHUP), 0);
-    usleep(300 * 1000);
-}
-
 /* Does the proxy log contain s? */
 static bool log_has(const char *s)
 {
@@ -67,7 +56,7 @@ Test(operations, reload_with_a_bigger_pool_lets_a_waiting_client_in)
     char *size = strstr(two, "size: 1\n");
     cr_assert(size);
     size[6] = '2';
-    reload_with(two);
+    proxy_reload_yaml(&px, two);
     free(two);
     cr_expect(log_has("configuration reloaded"));
 
@@ -87,7 +76,7 @@ Test(operations, reload_with_a_bigger_pool_lets_a_waiting_client_in)
 Test(operations, broken_file_on_reload_is_refused_and_the_old_one_kept)
 {
     PGconn *a = alice();
-    reload_with("databases:\n  app: {host: h, user: u, sise: 3}\n");
+    proxy_reload_yaml(&px, "databases:\n  app: {host: h, user: u, sise: 3}\n");
     cr_expect(log_has("unknown key 'sise'"), "the error must be logged with its position");
     cr_expect(log_has("reload refused"));
     char *v = query_value(a, "SELECT 'still connected'");

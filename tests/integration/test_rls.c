@@ -5,7 +5,6 @@
  * temporary objects never reaching another client. */
 #include <criterion/criterion.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +160,9 @@ static const struct {
     {"SET statement_timeout = 1", SIMPLE},
     {"SELECT set_config('search_path', 'pg_temp', false)", SIMPLE},
     {"PREPARE lp_0123456789abcdef AS SELECT 1", SIMPLE},
+    {"SET statement_timeout FROM CURRENT", IN_TXN},
+    {"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", SIMPLE},
+    {"UPDATE pg_settings SET setting = 'lp_server' WHERE name = 'role'", IN_TXN},
 };
 
 /* Runs one attempt; returns the SQLSTATE of the attempt itself ("" if it ran). */
@@ -598,16 +600,85 @@ Test(rls_one, a_reload_that_drops_an_attribute_leaves_no_stale_value, .init = st
     PQfinish(a);
     static char yaml[16384];
     rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, "{tenant_id: attribute, user: user}");
-    FILE *f = fopen(px.conf, "w");
-    cr_assert(f);
-    fputs(yaml, f);
-    fclose(f);
-    cr_assert_eq(kill(px.pid, SIGHUP), 0);
-    usleep(300 * 1000);
+    proxy_reload_yaml(&px, yaml);
     PGconn *b = tenant(3);
     v = query_value(b, "SELECT coalesce(current_setting('app.locale', true), '(none)')");
     cr_expect(strcmp(v, "fr") != 0, "the next client must not read t2's app.locale (got %s)", v);
     free(v);
     expect_own_view(b, 3, "a reload");
     PQfinish(b);
+}
+
+/* Effects of a prepared statement follow it to every server it runs on: a WITH HOLD cursor
+ * declared by a statement prepared on one server and run on the next still retires it. */
+Test(rls_one, a_prepared_statement_retires_every_server_it_leaves_state_on, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(2);
+    PGresult *r = PQprepare(a, "h", "DECLARE vc CURSOR WITH HOLD FOR SELECT id, tenant_id "
+                                    "FROM rls_docs", 0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    free(query_value(a, "SELECT 1")); /* the server it was prepared on has been retired */
+    r = PQexecPrepared(a, "h", 0, NULL, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    PGconn *b = tenant(1);
+    cr_expect_str_eq(query_sqlstate(b, "FETCH 3 FROM vc"), "34000",
+                     "tenant 1 must not fetch from tenant 2's cursor");
+    expect_own_view(b, 1, "another client's prepared WITH HOLD cursor");
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* With pg_temp first in search_path (spelt so that no "pg_temp" appears), a plain CREATE TABLE
+ * makes a temporary table that would shadow the real one for the next client. */
+Test(rls_one, an_unqualified_create_under_a_temp_search_path_retires_the_server,
+     .init = start_txn1, .fini = stop_proxy)
+{
+    PGconn *a = tenant(1);
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "SELECT set_config('search_path', 'pg_' || 'temp,public', true)"));
+    free(query_value(a, "CREATE TABLE rls_docs (id int, tenant_id int, body text)"));
+    free(query_value(a, "INSERT INTO rls_docs SELECT g, 2, 'fake' FROM generate_series(1, 7) g"));
+    free(query_value(a, "COMMIT"));
+    PGconn *b = tenant(2);
+    expect_own_view(b, 2, "a temporary table named like the real one");
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* Session-level advisory locks stay with the connection: the next client must not inherit. */
+Test(rls_one, session_advisory_locks_do_not_pass_to_the_next_client, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1);
+    free(query_value(a, "SELECT pg_advisory_lock(4242)"));
+    PGconn *b = tenant(2);
+    char *v = query_value(b, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND pid = pg_backend_pid()");
+    cr_expect_str_eq(v, "0", "the server holding tenant 1's lock must not serve tenant 2");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* lakeproxy skips the injection when the server already carries exactly the client's
+ * settings; a reload that changes a user's attribute value must still reach the server. */
+Test(rls_one, a_changed_attribute_value_reaches_a_server_that_carried_the_old_one,
+     .init = start_txn1, .fini = stop_proxy)
+{
+    PGconn *a = tenant(3);
+    expect_own_view(a, 3, "before the reload");
+    static char yaml[16384];
+    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, RLS_ATTRS);
+    char *at = strstr(yaml, "t3: {password: pw, attributes: {tenant_id: \"3\"}}");
+    cr_assert_not_null(at);
+    at[strlen("t3: {password: pw, attributes: {tenant_id: \"")] = '4';
+    proxy_reload_yaml(&px, yaml);
+    char *v = query_value(a, "SELECT current_setting('app.tenant_id') || '|' || count(*) || '|' "
+                             "|| min(tenant_id) FROM rls_docs");
+    cr_expect_str_eq(v, "4|100|4", "the next transaction carries the new value");
+    free(v);
+    PQfinish(a);
 }

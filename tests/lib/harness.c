@@ -99,6 +99,16 @@ static bool wait_listening(pid_t pid, int port)
     return false;
 }
 
+void proxy_reload_yaml(const struct proxy *p, const char *yaml)
+{
+    FILE *f = fopen(p->conf, "w");
+    cr_assert(f, "cannot rewrite %s", p->conf);
+    fputs(yaml, f);
+    fclose(f);
+    cr_assert_eq(kill(p->pid, SIGHUP), 0);
+    usleep(300 * 1000);
+}
+
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
 {
     memset(p, 0, sizeof(*p));

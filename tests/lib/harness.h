@@ -30,6 +30,9 @@ void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode
 /* Writes yaml to a fresh config file, starts lakeproxy on it and waits until it accepts. */
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml);
 
+/* Rewrites the running proxy's configuration file with yaml, sends SIGHUP and gives it 300 ms. */
+void proxy_reload_yaml(const struct proxy *p, const char *yaml);
+
 /* proxy_default_yaml + proxy_start_yaml. */
 void proxy_start(struct proxy *p, int pool_size);
 

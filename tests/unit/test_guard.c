@@ -112,7 +112,21 @@ static const struct {
     {"DEALLOCATE lp_0123", REFUSE, "reserved"},
     {"DEALLOCATE PREPARE LP_0123", REFUSE, "reserved"},
     {"PREPARE mine AS SELECT 1", PASS, NULL},
+    /* pg_settings: its UPDATE rule calls set_config */
+    {"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", REFUSE,
+     "pg_settings"},
+    {"WITH x AS (UPDATE pg_catalog.pg_settings SET setting = '1' WHERE name = 'work_mem' "
+     "RETURNING 1) SELECT * FROM x",
+     REFUSE, "pg_settings"},
+    {"CREATE VIEW v AS SELECT * FROM pg_settings", REFUSE, "pg_settings"},
+    {"SELECT name, setting FROM pg_settings WHERE name = 'work_mem'", PASS, NULL},
     /* state that outlives the transaction: passed, the server retired afterwards */
+    {"SELECT pg_advisory_lock(1)", RETIRE, NULL},
+    {"SELECT pg_try_advisory_lock_shared(1)", RETIRE, NULL},
+    {"CREATE TABLE x (a int)", RETIRE, NULL},
+    {"SELECT * INTO x FROM t", RETIRE, NULL},
+    {"CREATE SEQUENCE s", RETIRE, NULL},
+    {"CREATE TABLE t2 AS SELECT 1", RETIRE, NULL},
     {"CREATE VIEW pg_temp_3.rls_docs AS SELECT 1", RETIRE, NULL},
     {"CREATE TABLE PG_TEMP_7.x (a int)", RETIRE, NULL},
     {"CREATE TEMP VIEW v AS SELECT 1", RETIRE, NULL},
@@ -135,6 +149,7 @@ static const struct {
     {"BEGIN; SELECT 1; COMMIT", PASS, NULL},
     {"DISCARD PLANS", PASS, NULL},
     {"DECLARE c CURSOR FOR SELECT 1", PASS, NULL},
+    {"SELECT pg_advisory_xact_lock(1)", PASS, NULL},
     {"", PASS, NULL},
 };
 
@@ -167,6 +182,7 @@ Test(guard, session_level_settings_are_flagged)
         {"SELECT set_config('work_mem', '1MB', false)", true},
         {"SELECT set_config('work_mem', '1MB', $1)", true},
         {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", true},
+        {"SET statement_timeout FROM CURRENT", true},
         {"SET LOCAL statement_timeout = 1", false},
         {"SELECT set_config('work_mem', '1MB', true)", false},
         {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
@@ -191,6 +207,33 @@ Test(guard, reserved_names_alone_for_clients_without_rls)
     cr_expect_not(guard_uses_reserved_name("SET app.tenant_id = 1", &v));
     cr_expect_not(guard_uses_reserved_name("SELECT * FROM help_prepare", &v));
     cr_expect_not(guard_uses_reserved_name("PREPARE help_x AS SELECT 1", &v));
+}
+
+/* guard_may_matter lets text skip the parse: it must hold for every statement the guard
+ * refuses or flags, and may skip the ordinary ones. */
+Test(guard, text_that_could_matter_is_always_parsed)
+{
+    /* text that does not parse is the exception: without any of the words it cannot do harm,
+     * and the server refuses it just the same */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (cases[i].want != PASS && !(cases[i].reason && strstr(cases[i].reason, "parse")))
+            cr_expect(guard_may_matter(cases[i].sql), "%s would skip the guard", cases[i].sql);
+    static const char *const also[] = {
+        "SELECT 1 INTO x",
+        "SELECT * INTO rls_docs FROM t",
+        "SELECT U&\"\\0073et_config\"('app.tenant_id', '1', false)",
+        "SELECT pg_advisory_lock(1)",
+        "SET statement_timeout FROM CURRENT",
+        "UPDATE pg_settings SET setting = 'off'",
+    };
+    for (size_t i = 0; i < sizeof(also) / sizeof(also[0]); i++) {
+        struct guard_verdict v;
+        guard_check(also[i], "app", &v);
+        cr_expect(v.refuse || v.retire || v.session_set, "%s passes the guard", also[i]);
+        cr_expect(guard_may_matter(also[i]), "%s would skip the guard", also[i]);
+    }
+    cr_expect_not(guard_may_matter("SELECT abalance FROM pgbench_accounts WHERE aid = 42"));
+    cr_expect_not(guard_may_matter("SELECT id, name FROM items WHERE id = 7"));
 }
 
 Test(guard, the_protected_prefix_is_configurable)

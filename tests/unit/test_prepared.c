@@ -22,10 +22,10 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
 Test(prepared, client_names_are_replaced_and_removed)
 {
     struct client_stmts s = {0};
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0));
     char first[STMT_NAME_LEN];
     memcpy(first, client_stmt_get(&s, "q")->proxy, STMT_NAME_LEN);
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0));
     cr_expect_str_neq(client_stmt_get(&s, "q")->proxy, first);
     cr_expect_eq(s.n, 1);
     client_stmt_remove(&s, "q");
