@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
-# lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls)
+# lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls),
+# two tenants (users) at once, half the clients each
 TARGETS="direct lakeproxy lakeproxy_rls pgbouncer"
 while getopts "d:r:c:p:w:" o; do
     case $o in
@@ -63,6 +64,7 @@ databases:
     pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
 users:
   lp_server: { password: server-secret, attributes: { tenant_id: "1" } }
+  tenant2: { password: server-secret, attributes: { tenant_id: "2" } }
 rls: { prefix: app, databases: [bench_rls], attributes: { tenant_id: attribute, user: user } }
 YAML
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
@@ -98,16 +100,25 @@ pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# pgbench arguments of a workload.
+# pgbench arguments of a workload; $2 divides its clients (for the two-tenant RLS target).
 workload_args() {
+    local n=$CLIENTS share=${2:-1}
+    [ "$1" = c1000 ] && n=1000
+    n=$((n / share))
     case $1 in
-        simple) echo "-S -M simple -c $CLIENTS" ;;
-        extended) echo "-S -M extended -c $CLIENTS" ;;
-        prepared) echo "-S -M prepared -c $CLIENTS" ;;
-        tpcb) echo "-M simple -c $CLIENTS" ;;
-        connect) echo "-S -M simple -C -c $CLIENTS" ;;
-        c1000) echo "-S -M simple -c 1000" ;;
+        simple | c1000) echo "-S -M simple -c $n" ;;
+        extended) echo "-S -M extended -c $n" ;;
+        prepared) echo "-S -M prepared -c $n" ;;
+        tpcb) echo "-M simple -c $n" ;;
+        connect) echo "-S -M simple -C -c $n" ;;
     esac
+}
+
+# pgbench_as WORKLOAD SECONDS PORT DB USER SHARE LOGPREFIX: one pgbench run, its output.
+pgbench_as() {
+    # shellcheck disable=SC2046
+    (cd "$T" && pgbench -n $(workload_args "$1" "$6") -j 2 -T "$2" -l --sampling-rate=0.2 \
+        --log-prefix="$7" "host=127.0.0.1 port=$3 dbname=$4 user=$5" 2>&1) || true
 }
 
 # run_one WORKLOAD TARGET -> "tps avg_ms p99_ms cpu_us_per_txn" ("-" where not measured)
@@ -123,19 +134,27 @@ run_one() {
         echo "- - - -" # PostgreSQL here allows 400 connections: that is what poolers are for
         return
     fi
-    rm -f "$T"/pgbench_log.*
+    rm -f "$T"/pgbench_log*
     local secs=$DURATION
     # 1,000 SCRAM logins take pgbench itself several seconds before the clock starts
     [ "$wl" = c1000 ] && [ "$secs" -lt 20 ] && secs=20
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    # shellcheck disable=SC2046
-    out=$(cd "$T" && pgbench -n $(workload_args "$wl") -j 2 -T "$secs" -l \
-        --sampling-rate=0.2 --log-prefix=pgbench_log \
-        "host=127.0.0.1 port=$port dbname=$db user=lp_server" 2>&1) || true
-    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
-    lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-    txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
-    p99=$(cat "$T"/pgbench_log.* 2>/dev/null | awk '{print $3}' | sort -n |
+    if [ "$target" = lakeproxy_rls ]; then
+        # two tenants at once, half the clients each: servers pass between tenants, so the
+        # injection is needed whenever a server changes hands
+        pgbench_as "$wl" "$secs" "$port" "$db" lp_server 2 pgbench_log >"$T/t1.out" &
+        pgbench_as "$wl" "$secs" "$port" "$db" tenant2 2 pgbench_log2 >"$T/t2.out"
+        wait
+        out=$(cat "$T/t1.out" "$T/t2.out")
+    else
+        out=$(pgbench_as "$wl" "$secs" "$port" "$db" lp_server 1 pgbench_log)
+    fi
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | awk '{s+=$1} END {if (NR) print s}')
+    lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' |
+        awk '{s+=$1} END {if (NR) printf "%.3f", s/NR}')
+    txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' |
+        awk '{s+=$1} END {if (NR) print s}')
+    p99=$(cat "$T"/pgbench_log* 2>/dev/null | awk '{print $3}' | sort -n |
         awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; if (NR) printf "%.3f", a[i]/1000; else print "-"}')
     if [ -n "$pid" ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
         after=$(cpu_ticks "$pid")

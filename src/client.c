@@ -48,6 +48,7 @@ static void client_free(void *arg)
     param_clear(&c->wanted);
     param_clear(&c->rls_options);
     param_clear(&c->cert);
+    buf_free(&c->rls_prefix);
     client_stmts_clear(&c->stmts);
     scram_server_free(&c->scram);
     free(c);
@@ -123,6 +124,26 @@ void client_rls_identity(const struct client *c, struct rls_identity *id)
         .options = &c->rls_options,
         .cert = &c->cert,
     };
+}
+
+const struct buf *client_rls_prefix(struct client *c, char *err, size_t errsz)
+{
+    struct rls_setting set[RLS_MAX_SETTINGS];
+    struct rls_identity id;
+    size_t n;
+    if (c->rls_prefix_gen == c->w->cfg_gen)
+        return &c->rls_prefix;
+    client_rls_identity(c, &id);
+    if (!rls_resolve(c->w->cfg, &id, set, &n, err, errsz))
+        return NULL;
+    buf_reset(&c->rls_prefix);
+    rls_build_prefix(set, n, &c->rls_prefix);
+    if (c->rls_prefix.failed) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    c->rls_prefix_gen = c->w->cfg_gen;
+    return &c->rls_prefix;
 }
 
 /* Puts c under row-level security when its database has it; a client that cannot be given

@@ -31,6 +31,10 @@ struct rls_identity;
 /* c's identity for row-level-security attributes (pointers into c). */
 void client_rls_identity(const struct client *c, struct rls_identity *id);
 
+/* The messages that set c's RLS attributes and role on a server (built once per
+ * configuration); NULL with err when c cannot be served. */
+const struct buf *client_rls_prefix(struct client *c, char *err, size_t errsz);
+
 /* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend. */
 void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key);
 

@@ -497,24 +497,59 @@ static struct entry *lookup(struct guard_cache *gc, const char *sql, size_t len,
 }
 
 /* Words at least one of which appears (case-insensitively, anywhere: in strings and comments
- * too) in the text of every statement the guard refuses or flags: each rule above needs one of
- * these keywords or names (SET, RESET, set_config and pg_settings contain "set"; DO, DISCARD,
- * CREATE, ALTER, DROP, LOAD, TEMP/TEMPORARY and pg_temp, SELECT INTO, WITH HOLD, LISTEN, the SQL-text
- * runners, advisory locks, lp_ statement names), or a U& identifier that could spell one with
- * escapes. Text that contains none of them cannot be refused or flagged, so it needs no parse:
- * the steady state of literal-laden simple queries (a fresh text each time) pays a scan. */
+ * too) in the text of every statement the guard refuses or flags: each rule needs one of these
+ * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
+ * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners, advisory locks, lp_ statement
+ * names), or a U& identifier that could spell one with escapes. */
 static const char *const guard_words[] = {
-    "set",  "do",   "discard", "create", "alter", "drop",   "load",  "temp",
-    "hold", "listen", "into", "query_to_xml", "ts_stat", "ts_rewrite", "dblink", "advisory",
-    "lp_",  "u&",
+    "set_config", "pg_settings", "discard", "create", "alter",  "drop",
+    "load",       "temp",        "hold",    "listen", "query_to_xml", "ts_stat",
+    "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",
 };
+
+/* Does text hold more than one statement? Conservatively: anything but white space after
+ * its first ';' (which may sit in a string: then it merely parses). */
+static bool several_statements(const char *text)
+{
+    const char *semi = strchr(text, ';');
+    if (!semi)
+        return false;
+    for (const char *p = semi + 1; *p; p++)
+        if (!isspace((unsigned char)*p))
+            return true;
+    return false;
+}
+
+/* Is word (lower case) the first token of text? Text that starts with anything but a letter
+ * after white space (a comment, a parenthesis) counts as yes: it is parsed. */
+static bool starts_with_word(const char *text, const char *word)
+{
+    while (isspace((unsigned char)*text))
+        text++;
+    if (!isalpha((unsigned char)*text))
+        return true;
+    size_t n = strlen(word);
+    return strncasecmp(text, word, n) == 0 && !isalnum((unsigned char)text[n]) &&
+           text[n] != '_' && text[n] != '$';
+}
 
 bool guard_may_matter(const char *sql)
 {
     for (size_t i = 0; i < sizeof(guard_words) / sizeof(guard_words[0]); i++)
         if (strcasestr(sql, guard_words[i]))
             return true;
-    return false;
+    /* SELECT ... INTO and IMPORT FOREIGN SCHEMA ... INTO create tables; INSERT INTO does not */
+    if (strcasestr(sql, "into") && (strcasestr(sql, "select") || strcasestr(sql, "import")))
+        return true;
+    /* SET, RESET and DO are statements of their own (inside ALTER or CREATE they are caught
+     * by those words): they matter as the first statement or in a multi-statement text, not
+     * as UPDATE ... SET or ON CONFLICT DO */
+    bool set = strcasestr(sql, "set") != NULL, doo = strcasestr(sql, "do") != NULL;
+    if (!set && !doo)
+        return false;
+    return several_statements(sql) || (set && (starts_with_word(sql, "set") ||
+                                               starts_with_word(sql, "reset"))) ||
+           (doo && starts_with_word(sql, "do"));
 }
 
 const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char *sql,

@@ -62,6 +62,7 @@ struct worker {
     struct event *janitor;       /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
     struct guard_cache *guard;   /* RLS guard verdicts by statement text */
+    uint64_t cfg_gen;            /* 1 for the first configuration, +1 at each reload */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */
 };
 
@@ -194,6 +195,8 @@ struct client {
     bool rls;                  /* under row-level security: attributes injected, guard on */
     struct param_set rls_options; /* attributes it set at startup (source option) */
     struct param_set cert;     /* its TLS certificate's subject fields ("CN" -> ...) */
+    struct buf rls_prefix;     /* its RLS injection messages, built for configuration */
+    uint64_t rls_prefix_gen;   /* generation rls_prefix_gen (0: not built) */
 };
 
 #endif

@@ -61,10 +61,24 @@ void pool_place_server(struct server *s)
     }
 }
 
-/* Links the first idle server to c. */
+/* The idle server for c: under row-level security one that already carries c's settings
+ * (no injection needed), else the one idle longest. */
+static struct server *pick_idle_server(struct pool *p, struct client *c)
+{
+    char err[8];
+    const struct buf *pre = c->rls ? client_rls_prefix(c, err, sizeof(err)) : NULL;
+    for (struct list *it = p->idle.next; pre && it != &p->idle; it = it->next) {
+        struct server *s = list_entry(it, struct server, node);
+        if (server_carries_rls(s, pre))
+            return s;
+    }
+    return list_entry(p->idle.next, struct server, node);
+}
+
+/* Links an idle server to c. */
 static void give_idle_server(struct pool *p, struct client *c)
 {
-    struct server *s = list_entry(p->idle.next, struct server, node);
+    struct server *s = pick_idle_server(p, c);
     s->state = SV_ACTIVE;
     pool_place_server(s);
     c->state = CL_ACTIVE;

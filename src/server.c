@@ -682,6 +682,12 @@ void server_send_cancel(struct server *target)
     }
 }
 
+bool server_carries_rls(const struct server *s, const struct buf *prefix)
+{
+    return s->rls_applied.len == prefix->len &&
+           memcmp(s->rls_applied.data, prefix->data, prefix->len) == 0;
+}
+
 /* Appends c's row-level-security prefix to msgs unless s already carries exactly these
  * settings from its last checkout: 1 when appended, 0 when not needed, -1 (with err) when c
  * cannot be served. Skipping is safe because nothing but lakeproxy's own prefix changes them
@@ -690,27 +696,19 @@ void server_send_cancel(struct server *target)
 static int add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, char *err,
                           size_t errsz)
 {
-    struct rls_setting set[RLS_MAX_SETTINGS];
-    struct rls_identity id;
-    size_t n;
     const char *scs = param_get(&s->reported, "standard_conforming_strings");
     if (scs && !guard_scs_on(scs)) {
         snprintf(err, errsz, "the server runs with standard_conforming_strings off; "
                              "row-level security through lakeproxy needs it on");
         return -1;
     }
-    client_rls_identity(c, &id);
-    if (!rls_resolve(s->pool->w->cfg, &id, set, &n, err, errsz))
+    const struct buf *pre = client_rls_prefix(c, err, errsz);
+    if (!pre)
         return -1;
-    buf_reset(&s->rls_pending);
-    rls_build_prefix(set, n, &s->rls_pending);
-    if (s->rls_pending.failed) {
-        snprintf(err, errsz, "out of memory");
-        return -1;
-    }
-    if (s->rls_applied.len == s->rls_pending.len &&
-        memcmp(s->rls_applied.data, s->rls_pending.data, s->rls_pending.len) == 0)
+    if (server_carries_rls(s, pre))
         return 0;
+    buf_reset(&s->rls_pending);
+    buf_put_bytes(&s->rls_pending, pre->data, pre->len);
     buf_reset(&s->rls_applied); /* unknown until the prefix succeeds */
     buf_put_bytes(msgs, s->rls_pending.data, s->rls_pending.len);
     s->rls_set = true;

@@ -38,4 +38,7 @@ int64_t server_now_ms(void);
 /* Has s lived past lifetime_s (shortened by its own jitter)? false when lifetime_s is 0. */
 bool server_past_lifetime(const struct server *s, int lifetime_s);
 
+/* Does s carry, from its last checkout, exactly the RLS settings that prefix sets? */
+bool server_carries_rls(const struct server *s, const struct buf *prefix);
+
 #endif

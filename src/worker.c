@@ -141,6 +141,7 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         return NULL;
     }
     w->cfg = cfg;
+    w->cfg_gen = 1;
     list_init(&w->pools);
     list_init(&w->clients);
     list_init(&w->cancellers);
@@ -332,6 +333,7 @@ void worker_reload(struct worker *w)
     free_verifiers(w->user_verifiers, old->n_users);
     w->user_verifiers = v;
     w->cfg = n;
+    w->cfg_gen++;
     credentials_sync(w);
     SSL_CTX_free(w->client_tls);
     w->client_tls = tls;

@@ -232,7 +232,25 @@ Test(guard, text_that_could_matter_is_always_parsed)
         cr_expect(v.refuse || v.retire || v.session_set, "%s passes the guard", also[i]);
         cr_expect(guard_may_matter(also[i]), "%s would skip the guard", also[i]);
     }
-    cr_expect_not(guard_may_matter("SELECT abalance FROM pgbench_accounts WHERE aid = 42"));
+    static const char *const parsed[] = {
+        "  set app.x = 1",        "/* c */ SET app.x = 1", "-- c\nRESET ALL",
+        "(SET app.x = 1)",        "UPDATE t SET a = 1; SET app.x = 1",
+        "SELECT 1;\n-- c\n SET x = 1", "SELECT 'a;b' FROM t WHERE c SET",
+        "do $$ begin end $$",     "SELECT 1 INTO x",
+        "INSERT INTO t SELECT set_config('app.x', '1', false)",
+    };
+    for (size_t i = 0; i < sizeof(parsed) / sizeof(parsed[0]); i++)
+        cr_expect(guard_may_matter(parsed[i]), "%s must be parsed", parsed[i]);
+    static const char *const skipped[] = {
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 42",
+        "UPDATE pgbench_accounts SET abalance = abalance + 5 WHERE aid = 3;",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());",
+        "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING",
+        "SELECT * FROM documents WHERE settled",
+        "SETTLE",
+    };
+    for (size_t i = 0; i < sizeof(skipped) / sizeof(skipped[0]); i++)
+        cr_expect_not(guard_may_matter(skipped[i]), "%s need not be parsed", skipped[i]);
     cr_expect_not(guard_may_matter("SELECT id, name FROM items WHERE id = 7"));
 }
 
