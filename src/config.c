@@ -931,6 +931,15 @@ static bool parse_yaml(struct ctx *c, const char *text, size_t len, yaml_documen
     return ok;
 }
 
+/* A "\0" escape would cut a value short where it is used as a C string (an RLS attribute,
+ * a password): every scalar with a NUL in it is an error. */
+static void refuse_nul_scalars(struct ctx *c, yaml_document_t *doc)
+{
+    for (yaml_node_t *n = doc->nodes.start; n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE && strlen(scalar(n)) != n->data.scalar.length)
+            add_error(c, n->start_mark, "a value may not contain a NUL character (\\0)");
+}
+
 struct config *config_parse_string(const char *text, size_t len, const char *name,
                                    struct config_errors *errs)
 {
@@ -948,6 +957,7 @@ struct config *config_parse_string(const char *text, size_t len, const char *nam
     else {
         cfg->path = strdup(name);
         config_defaults(cfg);
+        refuse_nul_scalars(&c, &doc);
         load_root(&c, root, cfg);
     }
     yaml_document_delete(&doc);

@@ -211,6 +211,8 @@ static const struct {
      "'_' (at most 48)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: \"app; drop\", attributes: {u: user}}\n",
      "t.yaml:2:15: rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\""},
+    {"databases: {app: {host: h, user: u}}\nusers:\n  al: {password: \"a\\0b\"}\n",
+     "t.yaml:3:18: a value may not contain a NUL character (\\0)"},
     {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: cert.OU}\n",
      "t.yaml:3:15: rls.attributes.tenant_id: a cert.* source needs client certificates (set "
      "listen.tls.client_ca)"},
