@@ -139,8 +139,10 @@ void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b)
 
 bool rls_client_settable(const struct config *cfg, const char *name)
 {
+    if (!cfg->rls.enabled || !cfg->rls.prefix)
+        return false;
     size_t plen = strlen(cfg->rls.prefix);
-    if (!cfg->rls.enabled || strncasecmp(name, cfg->rls.prefix, plen) != 0 || name[plen] != '.')
+    if (strncasecmp(name, cfg->rls.prefix, plen) != 0 || name[plen] != '.')
         return false;
     for (size_t i = 0; i < cfg->rls.n_attrs; i++)
         if (cfg->rls.attrs[i].source == RLS_SRC_OPTION &&

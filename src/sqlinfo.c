@@ -6,6 +6,10 @@
 #include <pg_query/pg_query.pb-c.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sqlkey.h"
 
 /* Parse trees of hostile text can be deep ("((((...))))"); the parser has its own limit
  * (max_stack_depth); this one bounds our recursion independently. */
@@ -64,4 +68,294 @@ bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err,
     }
     pg_query_free_protobuf_parse_result(r);
     return ok;
+}
+
+/* ---- analysis for statistics ---- */
+
+const char *sql_kind_name(enum sql_kind k)
+{
+    static const char *const names[] = {"select", "insert", "update", "delete", "merge",
+                                        "copy",   "ddl",    "transaction", "utility",
+                                        "unknown"};
+    return k <= SQL_UNKNOWN ? names[k] : "unknown";
+}
+
+/* Aggregate functions of core PostgreSQL that federation pushes down. */
+static bool is_aggregate(const char *name)
+{
+    static const char *const aggs[] = {
+        "count", "sum", "avg", "min", "max", "array_agg", "string_agg", "bool_and",
+        "bool_or", "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop",
+        "var_samp", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
+        "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
+        "bit_and", "bit_or", "xmlagg",
+    };
+    for (size_t i = 0; i < sizeof(aggs) / sizeof(aggs[0]); i++)
+        if (strcmp(name, aggs[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Adds name to a bounded list of distinct strings. */
+static void add_name(char **list, int *n, const char *name)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcmp(list[i], name) == 0)
+            return;
+    if (*n < SQLINFO_MAX_NAMES && (list[*n] = strdup(name)))
+        (*n)++;
+}
+
+struct analysis_walk {
+    struct sql_analysis *a;
+    bool ddl;                            /* names in DDL are objects, not tables read */
+    const PgQuery__RangeVar *targets[4]; /* relations written */
+    size_t n_targets;
+    char *ctes[SQLINFO_MAX_NAMES];       /* WITH names: not tables */
+    int n_ctes;
+};
+
+static void table_name(const PgQuery__RangeVar *r, char *out, size_t outsz)
+{
+    if (r->schemaname && *r->schemaname)
+        snprintf(out, outsz, "%s.%s", r->schemaname, r->relname);
+    else
+        snprintf(out, outsz, "%s", r->relname ? r->relname : "");
+}
+
+static void note_range_var(struct analysis_walk *w, const PgQuery__RangeVar *r)
+{
+    char name[160];
+    if (!r->relname || !*r->relname || w->ddl)
+        return;
+    for (size_t i = 0; i < w->n_targets; i++)
+        if (w->targets[i] == r)
+            return;
+    for (int i = 0; i < w->n_ctes; i++)
+        if ((!r->schemaname || !*r->schemaname) && strcmp(w->ctes[i], r->relname) == 0)
+            return;
+    table_name(r, name, sizeof(name));
+    add_name(w->a->read, &w->a->n_read, name);
+}
+
+static void note_func(struct analysis_walk *w, const PgQuery__FuncCall *f)
+{
+    if (f->n_funcname == 0 || f->over)
+        return;
+    const PgQuery__Node *last = f->funcname[f->n_funcname - 1];
+    if (f->agg_star || (last->node_case == PG_QUERY__NODE__NODE_STRING && last->string->sval &&
+                        is_aggregate(last->string->sval)))
+        w->a->pd.aggregates++;
+}
+
+static void analysis_visit(void *arg, const ProtobufCMessage *m)
+{
+    struct analysis_walk *w = arg;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__range_var__descriptor)
+        note_range_var(w, (const PgQuery__RangeVar *)m);
+    else if (d == &pg_query__func_call__descriptor)
+        note_func(w, (const PgQuery__FuncCall *)m);
+    else if (d == &pg_query__join_expr__descriptor)
+        w->a->pd.joins++;
+}
+
+/* WITH names, gathered before the tables (a reference may come before its definition). */
+static void cte_visit(void *arg, const ProtobufCMessage *m)
+{
+    struct analysis_walk *w = arg;
+    if (m->descriptor == &pg_query__common_table_expr__descriptor &&
+        ((const PgQuery__CommonTableExpr *)m)->ctename && w->n_ctes < SQLINFO_MAX_NAMES)
+        w->ctes[w->n_ctes++] = ((const PgQuery__CommonTableExpr *)m)->ctename;
+}
+
+/* Column names under a predicate. */
+static void column_visit(void *arg, const ProtobufCMessage *m)
+{
+    struct sql_pushdown *pd = arg;
+    if (m->descriptor != &pg_query__column_ref__descriptor)
+        return;
+    const PgQuery__ColumnRef *c = (const PgQuery__ColumnRef *)m;
+    const PgQuery__Node *last = c->n_fields ? c->fields[c->n_fields - 1] : NULL;
+    if (last && last->node_case == PG_QUERY__NODE__NODE_STRING && last->string->sval)
+        add_name(pd->cols, &pd->n_cols, last->string->sval);
+}
+
+/* Counts the AND-ed terms of a condition and notes the columns they name. */
+static void count_predicates(struct sql_pushdown *pd, const PgQuery__Node *n)
+{
+    if (!n)
+        return;
+    if (n->node_case == PG_QUERY__NODE__NODE_BOOL_EXPR &&
+        n->bool_expr->boolop == PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR) {
+        for (size_t i = 0; i < n->bool_expr->n_args; i++)
+            count_predicates(pd, n->bool_expr->args[i]);
+        return;
+    }
+    pd->predicates++;
+    walk(&n->base, column_visit, pd, 0);
+}
+
+/* JOIN ... ON conditions anywhere in a FROM list. */
+static void join_quals_visit(void *arg, const ProtobufCMessage *m)
+{
+    if (m->descriptor == &pg_query__join_expr__descriptor)
+        count_predicates(arg, ((const PgQuery__JoinExpr *)m)->quals);
+}
+
+static void select_features(struct sql_pushdown *pd, const PgQuery__SelectStmt *s)
+{
+    if (!s)
+        return;
+    if (s->op != PG_QUERY__SET_OPERATION__SETOP_NONE && s->op != 0) {
+        select_features(pd, s->larg);
+        select_features(pd, s->rarg);
+    }
+    count_predicates(pd, s->where_clause);
+    pd->filters = pd->predicates;
+    for (size_t i = 0; i < s->n_from_clause; i++)
+        walk(&s->from_clause[i]->base, join_quals_visit, pd, 0);
+    if (s->n_from_clause > 1)
+        pd->joins += (int)s->n_from_clause - 1;
+    pd->limit |= s->limit_count != NULL;
+    pd->offset |= s->limit_offset != NULL;
+    pd->group_by |= s->n_group_clause > 0;
+    pd->order_by |= s->n_sort_clause > 0;
+    pd->distinct |= s->n_distinct_clause > 0;
+}
+
+/* Kind, write targets and top-level pushdown features of the first statement. */
+static void statement_features(struct analysis_walk *w, const PgQuery__Node *st)
+{
+    struct sql_analysis *a = w->a;
+    switch (st->node_case) {
+    case PG_QUERY__NODE__NODE_SELECT_STMT:
+        a->kind = SQL_SELECT;
+        if (st->select_stmt->into_clause && st->select_stmt->into_clause->rel)
+            w->targets[w->n_targets++] = st->select_stmt->into_clause->rel;
+        select_features(&a->pd, st->select_stmt);
+        break;
+    case PG_QUERY__NODE__NODE_INSERT_STMT:
+        a->kind = SQL_INSERT;
+        w->targets[w->n_targets++] = st->insert_stmt->relation;
+        break;
+    case PG_QUERY__NODE__NODE_UPDATE_STMT:
+        a->kind = SQL_UPDATE;
+        w->targets[w->n_targets++] = st->update_stmt->relation;
+        count_predicates(&a->pd, st->update_stmt->where_clause);
+        break;
+    case PG_QUERY__NODE__NODE_DELETE_STMT:
+        a->kind = SQL_DELETE;
+        w->targets[w->n_targets++] = st->delete_stmt->relation;
+        count_predicates(&a->pd, st->delete_stmt->where_clause);
+        break;
+    case PG_QUERY__NODE__NODE_MERGE_STMT:
+        a->kind = SQL_MERGE;
+        w->targets[w->n_targets++] = st->merge_stmt->relation;
+        break;
+    case PG_QUERY__NODE__NODE_COPY_STMT:
+        a->kind = SQL_COPY;
+        if (st->copy_stmt->is_from && st->copy_stmt->relation)
+            w->targets[w->n_targets++] = st->copy_stmt->relation;
+        break;
+    case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
+        a->kind = SQL_TXN;
+        break;
+    case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
+        a->kind = SQL_DDL;
+        if (st->create_table_as_stmt->into && st->create_table_as_stmt->into->rel)
+            w->targets[w->n_targets++] = st->create_table_as_stmt->into->rel;
+        break;
+    case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
+    case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
+    case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+    case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+    case PG_QUERY__NODE__NODE_FETCH_STMT:
+    case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+    case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+    case PG_QUERY__NODE__NODE_LISTEN_STMT:
+    case PG_QUERY__NODE__NODE_NOTIFY_STMT:
+    case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+    case PG_QUERY__NODE__NODE_CALL_STMT:
+    case PG_QUERY__NODE__NODE_LOCK_STMT:
+    case PG_QUERY__NODE__NODE_VACUUM_STMT:
+        a->kind = SQL_UTILITY;
+        break;
+    default:
+        a->kind = SQL_DDL;
+        w->ddl = true;
+    }
+}
+
+/* Tables written, named after the walk (targets are RangeVars of the tree). */
+static void note_written(struct analysis_walk *w)
+{
+    char name[160];
+    for (size_t i = 0; i < w->n_targets; i++)
+        if (w->targets[i] && w->targets[i]->relname) {
+            table_name(w->targets[i], name, sizeof(name));
+            add_name(w->a->written, &w->a->n_written, name);
+        }
+}
+
+/* Parse tree features: kind, tables, pushdown. False when the text does not parse. */
+static bool tree_features(const char *sql, struct sql_analysis *a)
+{
+    PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
+    PgQuery__ParseResult *tree =
+        r.error ? NULL
+                : pg_query__parse_result__unpack(NULL, r.parse_tree.len,
+                                                 (const uint8_t *)r.parse_tree.data);
+    bool ok = tree && tree->n_stmts > 0 && tree->stmts[0]->stmt;
+    if (ok) {
+        struct analysis_walk w = {.a = a};
+        const PgQuery__Node *st = tree->stmts[0]->stmt;
+        statement_features(&w, st);
+        walk(&st->base, cte_visit, &w, 0);
+        walk(&st->base, analysis_visit, &w, 0);
+        note_written(&w);
+        a->pd.unfiltered = a->kind == SQL_SELECT && a->n_read > 0 && a->pd.filters == 0 &&
+                           !a->pd.limit;
+    } else if (tree && tree->n_stmts == 0) {
+        ok = true; /* empty text: nothing to say */
+        a->kind = SQL_UTILITY;
+    }
+    if (tree)
+        pg_query__parse_result__free_unpacked(tree, NULL);
+    pg_query_free_protobuf_parse_result(r);
+    return ok;
+}
+
+bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = SQL_UNKNOWN;
+    if (!tree_features(sql, out)) {
+        out->kind = SQL_UNKNOWN;
+        out->fingerprint = sqlkey(sql);
+        return true;
+    }
+    PgQueryFingerprintResult f = pg_query_fingerprint(sql);
+    out->fingerprint = f.error ? sqlkey(sql) : f.fingerprint;
+    pg_query_free_fingerprint_result(f);
+    PgQueryNormalizeResult nr = pg_query_normalize(sql);
+    if (!nr.error && nr.normalized_query)
+        out->normalized = strdup(nr.normalized_query);
+    pg_query_free_normalize_result(nr);
+    return nr.error || out->normalized;
+}
+
+void sqlinfo_analysis_free(struct sql_analysis *a)
+{
+    free(a->normalized);
+    for (int i = 0; i < a->n_read; i++)
+        free(a->read[i]);
+    for (int i = 0; i < a->n_written; i++)
+        free(a->written[i]);
+    for (int i = 0; i < a->pd.n_cols; i++)
+        free(a->pd.cols[i]);
+    memset(a, 0, sizeof(*a));
 }

@@ -15,4 +15,52 @@ typedef void (*sqlinfo_visit_fn)(void *arg, const ProtobufCMessage *node);
  * parse, with the parser's message in err (size errsz). */
 bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err, size_t errsz);
 
+/* What a statement is, for statistics. */
+enum sql_kind {
+    SQL_SELECT,
+    SQL_INSERT,
+    SQL_UPDATE,
+    SQL_DELETE,
+    SQL_MERGE,
+    SQL_COPY,
+    SQL_DDL,
+    SQL_TXN,     /* BEGIN, COMMIT, ROLLBACK, SAVEPOINT ... */
+    SQL_UTILITY, /* SET, SHOW, EXPLAIN, PREPARE, EXECUTE, FETCH ... */
+    SQL_UNKNOWN, /* did not parse */
+};
+
+const char *sql_kind_name(enum sql_kind k);
+
+/* At most this many tables or columns are listed per statement. */
+#define SQLINFO_MAX_NAMES 8
+
+/* The pushdown features of the first statement as PostgreSQL receives it. */
+struct sql_pushdown {
+    int predicates;   /* WHERE and JOIN ... ON conditions (AND-ed terms) */
+    int filters;      /* of which in WHERE (of the outermost SELECT and its set operations) */
+    int n_cols;       /* columns those conditions name (first SQLINFO_MAX_NAMES) */
+    char *cols[SQLINFO_MAX_NAMES];
+    bool limit, offset, group_by, order_by, distinct;
+    int aggregates;   /* aggregate calls (count, sum, ...) */
+    int joins;        /* JOIN clauses and extra FROM items */
+    bool unfiltered;  /* reads tables with no WHERE condition and no limit: a full pull */
+};
+
+/* One statement text, analysed (the first statement when there are several). */
+struct sql_analysis {
+    uint64_t fingerprint;   /* libpg_query's: the same for texts that differ in constants */
+    char *normalized;       /* constants replaced by $n: never a literal value */
+    enum sql_kind kind;
+    int n_read, n_written;  /* tables read and written, schema-qualified as written */
+    char *read[SQLINFO_MAX_NAMES];
+    char *written[SQLINFO_MAX_NAMES];
+    struct sql_pushdown pd;
+};
+
+/* Analyses sql into out (which the caller frees with sqlinfo_analysis_free). Text that does
+ * not parse gets kind SQL_UNKNOWN, a fingerprint of its key and no normalised text (never the
+ * raw text: it may hold values). False only when out of memory. */
+bool sqlinfo_analyze(const char *sql, struct sql_analysis *out);
+void sqlinfo_analysis_free(struct sql_analysis *a);
+
 #endif

@@ -154,4 +154,7 @@ Test(rls, only_option_attributes_are_client_settable)
     cr_expect_not(rls_client_settable(cfg, "other.locale"));
     cr_expect_not(rls_client_settable(cfg, "app"));
     config_free(cfg);
+    cfg = load("databases: {app: {host: h, user: u}}\n");
+    cr_expect_not(rls_client_settable(cfg, "app.locale"), "no rls: section, nothing settable");
+    config_free(cfg);
 }

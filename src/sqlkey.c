@@ -1,0 +1,111 @@
+/* sqlkey.c: the literal-insensitive key of SQL text, by one pass of a small scanner. */
+#include "sqlkey.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define FNV_OFFSET 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
+
+static uint64_t mix(uint64_t h, uint8_t c) { return (h ^ c) * FNV_PRIME; }
+
+/* Past a '...' string starting at p (the opening quote); backslash escapes when escapes. */
+static const char *skip_quoted(const char *p, bool escapes)
+{
+    for (p++; *p; p++) {
+        if (escapes && *p == '\\' && p[1])
+            p++;
+        else if (*p == '\'' && p[1] == '\'')
+            p++;
+        else if (*p == '\'')
+            return p + 1;
+    }
+    return p;
+}
+
+/* Past a $tag$...$tag$ string starting at p, or NULL when p does not open one. */
+static const char *skip_dollar(const char *p)
+{
+    const char *q = p + 1;
+    while (isalnum((unsigned char)*q) || *q == '_')
+        q++;
+    if (*q != '$' || isdigit((unsigned char)p[1]))
+        return NULL;
+    size_t taglen = (size_t)(q - p) + 1;
+    const char *end;
+    for (end = q + 1; *end; end++)
+        if (*end == '$' && strncmp(end, p, taglen) == 0)
+            return end + taglen;
+    return end;
+}
+
+/* Past a number starting at p (digits, a point, an exponent). */
+static const char *skip_number(const char *p)
+{
+    while (isdigit((unsigned char)*p) || *p == '.')
+        p++;
+    if ((*p == 'e' || *p == 'E') &&
+        (isdigit((unsigned char)p[1]) ||
+         ((p[1] == '+' || p[1] == '-') && isdigit((unsigned char)p[2])))) {
+        p += 2;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return p;
+}
+
+/* Past a constant starting at p (after an identifier character, none starts), or NULL. */
+static const char *skip_constant(const char *p, char prev)
+{
+    bool in_word = isalnum((unsigned char)prev) || prev == '_' || prev == '$';
+    if (*p == '\'')
+        return skip_quoted(p, false);
+    if (!in_word && (*p == 'E' || *p == 'e') && p[1] == '\'')
+        return skip_quoted(p + 1, true);
+    if (!in_word && strchr("BbXxNn", *p) && p[1] == '\'')
+        return skip_quoted(p + 1, false);
+    if (!in_word && (*p == 'U' || *p == 'u') && p[1] == '&' && p[2] == '\'')
+        return skip_quoted(p + 2, false);
+    if (*p == '$' && !in_word)
+        return skip_dollar(p);
+    if (!in_word && (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))))
+        return skip_number(p);
+    return NULL;
+}
+
+uint64_t sqlkey(const char *sql)
+{
+    uint64_t h = FNV_OFFSET;
+    char prev = ' ';
+    for (const char *p = sql; *p;) {
+        const char *end = skip_constant(p, prev);
+        if (end) {
+            h = mix(h, 0x01); /* the placeholder */
+            prev = '0';
+            p = end;
+        } else if (isspace((unsigned char)*p)) {
+            while (isspace((unsigned char)*p))
+                p++;
+            h = mix(h, ' ');
+            prev = ' ';
+        } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+            /* a comment is kept as it is (its quotes open no string) */
+            const char *q = p[0] == '-' ? strchr(p, '\n') : strstr(p + 2, "*/");
+            q = q ? q + (p[0] == '-' ? 0 : 2) : p + strlen(p);
+            for (; p < q; p++)
+                h = mix(h, (uint8_t)*p);
+            prev = ' ';
+        } else if (*p == '"') { /* a quoted identifier is kept as it is */
+            const char *q = strchr(p + 1, '"');
+            q = q ? q + 1 : p + strlen(p);
+            for (; p < q; p++)
+                h = mix(h, (uint8_t)*p);
+            prev = 'a';
+        } else {
+            h = mix(h, (uint8_t)*p);
+            prev = *p++;
+        }
+    }
+    return h;
+}

@@ -1,0 +1,15 @@
+/* sqlkey.h: a cheap lexical key for SQL text that ignores literal values, so that the
+ * statistics of "SELECT ... WHERE id = 1" and "... id = 2" share one cache entry without a
+ * parse. Only a cache key for statistics: the fingerprint and normalised text that are logged
+ * come from the real parser. Pure: no I/O. */
+#ifndef LAKEPROXY_SQLKEY_H
+#define LAKEPROXY_SQLKEY_H
+
+#include <stdint.h>
+
+/* A 64-bit key of sql with numeric and string constants (quoted, E'', B'', X'', U&'',
+ * dollar-quoted) replaced by one placeholder and runs of white space collapsed. Texts that
+ * differ only in those constants share a key. */
+uint64_t sqlkey(const char *sql);
+
+#endif

@@ -1,0 +1,160 @@
+/* test_sqlinfo.c: statement analysis for statistics (fingerprints, normalised text with no
+ * literal left, kind, tables, pushdown features of the statements federation sends) and the
+ * literal-insensitive cache key. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sqlinfo.h"
+#include "sqlkey.h"
+
+static struct sql_analysis an(const char *sql)
+{
+    struct sql_analysis a;
+    cr_assert(sqlinfo_analyze(sql, &a), "%s", sql);
+    return a;
+}
+
+Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
+{
+    struct sql_analysis a = an("SELECT * FROM t WHERE id = 42 AND name = 'O''Brien'");
+    struct sql_analysis b = an("select * from t where id = 7 and name = $$dollar$$");
+    struct sql_analysis c = an("SELECT * FROM t WHERE id = 42 OR name = 'x'");
+    cr_expect_eq(a.fingerprint, b.fingerprint);
+    cr_expect_neq(a.fingerprint, c.fingerprint, "a different shape, a different fingerprint");
+    cr_expect_str_eq(a.normalized, "SELECT * FROM t WHERE id = $1 AND name = $2");
+    cr_expect_null(strstr(b.normalized, "dollar"), "%s", b.normalized);
+    struct sql_analysis e = an("UPDATE accounts SET secret = E'pa\\\\ss' WHERE ssn = '123-45-6789'");
+    cr_expect_null(strstr(e.normalized, "123-45"), "%s", e.normalized);
+    cr_expect_null(strstr(e.normalized, "pa"), "%s", e.normalized);
+    struct sql_analysis bad = an("SELEC 'secret value' FROM t");
+    cr_expect_eq(bad.kind, SQL_UNKNOWN);
+    cr_expect_null(bad.normalized, "text that does not parse is never logged");
+    sqlinfo_analysis_free(&a);
+    sqlinfo_analysis_free(&b);
+    sqlinfo_analysis_free(&c);
+    sqlinfo_analysis_free(&e);
+    sqlinfo_analysis_free(&bad);
+}
+
+/* One row of the pushdown table: statement, kind, tables read (comma list), predicates,
+ * limit, aggregates, group by, order by, joins, distinct, unfiltered. */
+static const struct {
+    const char *sql;
+    enum sql_kind kind;
+    const char *read;
+    int predicates;
+    bool limit;
+    int aggregates;
+    bool group_by, order_by;
+    int joins;
+    bool distinct, unfiltered;
+} rows[] = {
+    {"SELECT a, b FROM t WHERE x > $1 LIMIT 100", SQL_SELECT, "t", 1, true, 0, false, false, 0,
+     false, false},
+    {"SELECT a, b FROM t", SQL_SELECT, "t", 0, false, 0, false, false, 0, false, true},
+    {"SELECT * FROM public.orders", SQL_SELECT, "public.orders", 0, false, 0, false, false, 0,
+     false, true},
+    {"SELECT a FROM t LIMIT 10", SQL_SELECT, "t", 0, true, 0, false, false, 0, false, false},
+    {"SELECT a FROM t WHERE a = 1 AND b < 2 AND c IS NULL", SQL_SELECT, "t", 3, false, 0, false,
+     false, 0, false, false},
+    {"SELECT a FROM t WHERE a = 1 OR b = 2", SQL_SELECT, "t", 1, false, 0, false, false, 0, false,
+     false},
+    {"SELECT count(*) FROM t", SQL_SELECT, "t", 0, false, 1, false, false, 0, false, true},
+    {"SELECT region, sum(amount), avg(amount) FROM sales GROUP BY region", SQL_SELECT, "sales", 0,
+     false, 2, true, false, 0, false, true},
+    {"SELECT region, sum(amount) FROM sales WHERE day >= $1 GROUP BY region ORDER BY 2 DESC",
+     SQL_SELECT, "sales", 1, false, 1, true, true, 0, false, false},
+    {"SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > 10",
+     SQL_SELECT, "orders,customers", 2, false, 0, false, false, 1, false, false},
+    {"SELECT * FROM a, b WHERE a.id = b.id", SQL_SELECT, "a,b", 1, false, 0, false, false, 1,
+     false, false},
+    {"SELECT * FROM a LEFT JOIN b ON a.id = b.id LEFT JOIN c ON c.id = b.id", SQL_SELECT, "a,b,c",
+     2, false, 0, false, false, 2, false, true},
+    {"SELECT DISTINCT country FROM customers", SQL_SELECT, "customers", 0, false, 0, false, false,
+     0, true, true},
+    {"SELECT a FROM t ORDER BY a LIMIT 5 OFFSET 10", SQL_SELECT, "t", 0, true, 0, false, true, 0,
+     false, false},
+    {"SELECT * FROM t WHERE id IN (SELECT tid FROM u WHERE flag)", SQL_SELECT, "t,u", 1, false, 0,
+     false, false, 0, false, false},
+    {"WITH recent AS (SELECT * FROM events WHERE ts > now() - interval '1 day') "
+     "SELECT count(*) FROM recent",
+     SQL_SELECT, "events", 0, false, 1, false, false, 0, false, true},
+    {"SELECT a FROM t UNION ALL SELECT a FROM u WHERE b = 1", SQL_SELECT, "t,u", 1, false, 0,
+     false, false, 0, false, false},
+    {"SELECT row_number() OVER (ORDER BY a) FROM t", SQL_SELECT, "t", 0, false, 0, false, false,
+     0, false, true},
+    {"SELECT 1", SQL_SELECT, "", 0, false, 0, false, false, 0, false, false},
+    {"SELECT \"Id\", \"Name\" FROM \"Sales\".\"Customers\" WHERE \"Id\" >= $1 AND \"Id\" < $2",
+     SQL_SELECT, "Sales.Customers", 2, false, 0, false, false, 0, false, false},
+    {"INSERT INTO t (a) VALUES ($1)", SQL_INSERT, "", 0, false, 0, false, false, 0, false, false},
+    {"INSERT INTO t SELECT * FROM u", SQL_INSERT, "u", 0, false, 0, false, false, 0, false, false},
+    {"UPDATE t SET a = 1 WHERE id = $1", SQL_UPDATE, "", 1, false, 0, false, false, 0, false,
+     false},
+    {"DELETE FROM t WHERE id = $1 AND owner = $2", SQL_DELETE, "", 2, false, 0, false, false, 0,
+     false, false},
+    {"BEGIN", SQL_TXN, "", 0, false, 0, false, false, 0, false, false},
+    {"SET search_path = public", SQL_UTILITY, "", 0, false, 0, false, false, 0, false, false},
+    {"CREATE TABLE x (a int)", SQL_DDL, "", 0, false, 0, false, false, 0, false, false},
+    {"COPY t TO STDOUT", SQL_COPY, "t", 0, false, 0, false, false, 0, false, false},
+};
+
+/* The tables read, as a comma list. */
+static void read_list(const struct sql_analysis *a, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    for (int i = 0; i < a->n_read; i++)
+        snprintf(out + strlen(out), outsz - strlen(out), "%s%s", i ? "," : "", a->read[i]);
+}
+
+Test(sqlinfo, pushdown_features_of_federation_style_statements)
+{
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct sql_analysis a = an(rows[i].sql);
+        char read[256];
+        read_list(&a, read, sizeof(read));
+        const char *q = rows[i].sql;
+        cr_expect_eq(a.kind, rows[i].kind, "%s: kind %s", q, sql_kind_name(a.kind));
+        cr_expect_str_eq(read, rows[i].read, "%s: tables read", q);
+        cr_expect_eq(a.pd.predicates, rows[i].predicates, "%s: predicates", q);
+        cr_expect_eq(a.pd.limit, rows[i].limit, "%s: limit", q);
+        cr_expect_eq(a.pd.aggregates, rows[i].aggregates, "%s: aggregates", q);
+        cr_expect_eq(a.pd.group_by, rows[i].group_by, "%s: group by", q);
+        cr_expect_eq(a.pd.order_by, rows[i].order_by, "%s: order by", q);
+        cr_expect_eq(a.pd.joins, rows[i].joins, "%s: joins", q);
+        cr_expect_eq(a.pd.distinct, rows[i].distinct, "%s: distinct", q);
+        cr_expect_eq(a.pd.unfiltered, rows[i].unfiltered, "%s: unfiltered", q);
+        sqlinfo_analysis_free(&a);
+    }
+}
+
+Test(sqlinfo, predicate_columns_and_written_tables)
+{
+    struct sql_analysis a = an("SELECT * FROM t JOIN u ON u.tid = t.id WHERE t.region = $1");
+    cr_assert_eq(a.pd.n_cols, 3);
+    cr_expect_str_eq(a.pd.cols[0], "region", "WHERE first, then JOIN conditions");
+    cr_expect_str_eq(a.pd.cols[1], "tid");
+    cr_expect_str_eq(a.pd.cols[2], "id");
+    sqlinfo_analysis_free(&a);
+    a = an("INSERT INTO archive SELECT * FROM live WHERE ts < $1");
+    cr_assert_eq(a.n_written, 1);
+    cr_expect_str_eq(a.written[0], "archive");
+    cr_expect_str_eq(a.read[0], "live");
+    sqlinfo_analysis_free(&a);
+}
+
+Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
+{
+    cr_expect_eq(sqlkey("SELECT * FROM t WHERE id = 1"), sqlkey("SELECT * FROM t WHERE id = 12345"));
+    cr_expect_eq(sqlkey("SELECT 'a' || x"), sqlkey("SELECT 'it''s' || x"));
+    cr_expect_eq(sqlkey("SELECT E'a\\'b', 1.5e3"), sqlkey("SELECT E'z', 2"));
+    cr_expect_eq(sqlkey("SELECT $$x$$, $t$y$t$"), sqlkey("SELECT 'a', 'b'"));
+    cr_expect_eq(sqlkey("SELECT  a\n\tFROM t"), sqlkey("SELECT a FROM t"));
+    cr_expect_neq(sqlkey("SELECT * FROM t WHERE id = $1"), sqlkey("SELECT * FROM t WHERE id = $2"));
+    cr_expect_neq(sqlkey("SELECT a FROM t"), sqlkey("SELECT b FROM t"));
+    cr_expect_neq(sqlkey("SELECT t1.a FROM t1"), sqlkey("SELECT t2.a FROM t2"),
+                  "digits inside names are not constants");
+    cr_expect_neq(sqlkey("SELECT \"a 1\" FROM t"), sqlkey("SELECT \"a 2\" FROM t"));
+    cr_expect_neq(sqlkey("SELECT 1 -- it's\nFROM a"), sqlkey("SELECT 1 -- it's\nFROM b"),
+                  "a quote in a comment opens no string");
+}
