@@ -20,7 +20,7 @@ endif
 
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
               -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
-LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpg_query -lpthread $(LDLIBS)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpg_query -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 SRC       := $(wildcard src/*.c)

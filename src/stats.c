@@ -1,0 +1,286 @@
+/* stats.c: fingerprint and table aggregates, the text-key cache in front of the parser, and
+ * the latency histogram. */
+#include "stats.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sqlkey.h"
+
+/* (table, application) aggregates kept at most; reads of others are not broken down. */
+#define STATS_MAX_TABLES 1024
+
+struct key_slot {
+    uint64_t key, fingerprint; /* key 0: empty */
+};
+
+struct stats {
+    struct stats_fp **fps;
+    size_t n_fp_buckets, n_fps, max_fps;
+    struct key_slot *keys; /* direct-mapped: a newer text evicts an older one */
+    size_t n_keys;
+    struct stats_table **tables;
+    size_t n_table_buckets, n_tables;
+    uint64_t evicted, analyses;
+};
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 16;
+    while (p < n)
+        p *= 2;
+    return p;
+}
+
+struct stats *stats_new(size_t max_fps, size_t max_keys)
+{
+    struct stats *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->max_fps = max_fps ? max_fps : 1;
+    st->n_fp_buckets = pow2_at_least(st->max_fps);
+    st->n_keys = pow2_at_least(max_keys);
+    st->n_table_buckets = pow2_at_least(STATS_MAX_TABLES);
+    st->fps = calloc(st->n_fp_buckets, sizeof(*st->fps));
+    st->keys = calloc(st->n_keys, sizeof(*st->keys));
+    st->tables = calloc(st->n_table_buckets, sizeof(*st->tables));
+    if (!st->fps || !st->keys || !st->tables) {
+        stats_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void free_fp(struct stats_fp *f)
+{
+    sqlinfo_analysis_free(&f->a);
+    free(f);
+}
+
+void stats_free(struct stats *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; st->fps && i < st->n_fp_buckets; i++)
+        for (struct stats_fp *f = st->fps[i], *next; f; f = next) {
+            next = f->next;
+            free_fp(f);
+        }
+    for (size_t i = 0; st->tables && i < st->n_table_buckets; i++)
+        for (struct stats_table *t = st->tables[i], *next; t; t = next) {
+            next = t->next;
+            free(t->table);
+            free(t->app);
+            free(t);
+        }
+    free(st->fps);
+    free(st->keys);
+    free(st->tables);
+    free(st);
+}
+
+static struct stats_fp **fp_slot(const struct stats *st, uint64_t fingerprint)
+{
+    return &st->fps[(fingerprint ^ (fingerprint >> 29)) & (st->n_fp_buckets - 1)];
+}
+
+const struct stats_fp *stats_find(const struct stats *st, uint64_t fingerprint)
+{
+    for (struct stats_fp *f = *fp_slot(st, fingerprint); f; f = f->next)
+        if (f->fingerprint == fingerprint)
+            return f;
+    return NULL;
+}
+
+/* Makes room by dropping the least called fingerprint (rare: only when the table is full). */
+static void evict_one(struct stats *st)
+{
+    struct stats_fp **victim = NULL;
+    for (size_t i = 0; i < st->n_fp_buckets; i++)
+        for (struct stats_fp **p = &st->fps[i]; *p; p = &(*p)->next)
+            if (!victim || (*p)->calls < (*victim)->calls)
+                victim = p;
+    if (!victim)
+        return;
+    struct stats_fp *f = *victim;
+    *victim = f->next;
+    free_fp(f);
+    st->n_fps--;
+    st->evicted++;
+}
+
+/* Keeps analysis a (taking ownership) as a new fingerprint's. */
+static bool insert_fp(struct stats *st, struct sql_analysis *a)
+{
+    struct stats_fp *f = calloc(1, sizeof(*f));
+    if (!f) {
+        sqlinfo_analysis_free(a);
+        return false;
+    }
+    if (st->n_fps >= st->max_fps)
+        evict_one(st);
+    f->fingerprint = a->fingerprint;
+    f->a = *a;
+    struct stats_fp **slot = fp_slot(st, f->fingerprint);
+    f->next = *slot;
+    *slot = f;
+    st->n_fps++;
+    return true;
+}
+
+uint64_t stats_fingerprint(struct stats *st, const char *sql)
+{
+    uint64_t key = sqlkey(sql) | 1; /* never 0, the empty slot */
+    struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
+    if (k->key == key && stats_find(st, k->fingerprint))
+        return k->fingerprint;
+    struct sql_analysis a;
+    if (!sqlinfo_analyze(sql, &a))
+        return 0;
+    st->analyses++;
+    uint64_t fp = a.fingerprint;
+    if (stats_find(st, fp))
+        sqlinfo_analysis_free(&a);
+    else if (!insert_fp(st, &a))
+        return 0;
+    k->key = key;
+    k->fingerprint = fp;
+    return fp;
+}
+
+static uint64_t str_hash(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = a; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The aggregate of (table, app), made on first use; NULL when the table is full. */
+static struct stats_table *table_entry(struct stats *st, const char *table, const char *app)
+{
+    struct stats_table **slot = &st->tables[str_hash(table, app) & (st->n_table_buckets - 1)];
+    for (struct stats_table *t = *slot; t; t = t->next)
+        if (strcmp(t->table, table) == 0 && strcmp(t->app, app) == 0)
+            return t;
+    if (st->n_tables >= STATS_MAX_TABLES)
+        return NULL;
+    struct stats_table *t = calloc(1, sizeof(*t));
+    if (!t || !(t->table = strdup(table)) || !(t->app = strdup(app))) {
+        if (t)
+            free(t->table);
+        free(t);
+        return NULL;
+    }
+    t->next = *slot;
+    *slot = t;
+    st->n_tables++;
+    return t;
+}
+
+static void add_table_reads(struct stats *st, const struct stats_fp *f,
+                            const struct stats_query *q)
+{
+    if (f->a.kind != SQL_SELECT && f->a.kind != SQL_COPY)
+        return;
+    for (int i = 0; i < f->a.n_read; i++) {
+        struct stats_table *t = table_entry(st, f->a.read[i], q->app ? q->app : "");
+        if (!t)
+            return;
+        t->reads++;
+        t->rows += q->rows;
+        t->bytes += q->bytes;
+        t->filtered += f->a.pd.filters > 0;
+        if (f->a.pd.unfiltered) {
+            t->unfiltered++;
+            t->unfiltered_rows += q->rows;
+            t->unfiltered_bytes += q->bytes;
+        }
+    }
+}
+
+void stats_add(struct stats *st, const struct stats_query *q)
+{
+    struct stats_fp *f = (struct stats_fp *)stats_find(st, q->fingerprint);
+    if (!f)
+        return;
+    f->calls++;
+    f->errors += q->sqlstate[0] != '\0';
+    f->rows += q->rows;
+    f->bytes += q->bytes;
+    uint64_t total = q->total_us > 0 ? (uint64_t)q->total_us : 0;
+    f->total_us += total;
+    f->pushed_down += f->a.pd.predicates > 0;
+    stats_hist_add(&f->hist, total);
+    add_table_reads(st, f, q);
+}
+
+static int by_total_desc(const void *x, const void *y)
+{
+    const struct stats_fp *a = *(const struct stats_fp *const *)x;
+    const struct stats_fp *b = *(const struct stats_fp *const *)y;
+    return a->total_us < b->total_us ? 1 : a->total_us > b->total_us ? -1 : 0;
+}
+
+size_t stats_top(const struct stats *st, const struct stats_fp **out, size_t max)
+{
+    const struct stats_fp **all = malloc((st->n_fps ? st->n_fps : 1) * sizeof(*all));
+    size_t n = 0;
+    if (!all)
+        return 0;
+    for (size_t i = 0; i < st->n_fp_buckets; i++)
+        for (const struct stats_fp *f = st->fps[i]; f; f = f->next)
+            if (f->calls > 0)
+                all[n++] = f;
+    qsort(all, n, sizeof(*all), by_total_desc);
+    if (n > max)
+        n = max;
+    memcpy(out, all, n * sizeof(*all));
+    free(all);
+    return n;
+}
+
+void stats_each_table(const struct stats *st, void (*fn)(void *, const struct stats_table *),
+                      void *arg)
+{
+    for (size_t i = 0; i < st->n_table_buckets; i++)
+        for (const struct stats_table *t = st->tables[i]; t; t = t->next)
+            fn(arg, t);
+}
+
+uint64_t stats_evicted(const struct stats *st) { return st->evicted; }
+uint64_t stats_analyses(const struct stats *st) { return st->analyses; }
+
+/* Bucket i holds values below 2^((i+1)/4) us. */
+static int bucket_of(uint64_t us)
+{
+    if (us <= 1)
+        return 0;
+    int i = (int)floor(4.0 * log2((double)us));
+    return i >= STATS_BUCKETS ? STATS_BUCKETS - 1 : i;
+}
+
+void stats_hist_add(struct stats_hist *h, uint64_t us)
+{
+    h->count++;
+    h->b[bucket_of(us)]++;
+}
+
+uint64_t stats_hist_quantile(const struct stats_hist *h, double p)
+{
+    if (h->count == 0)
+        return 0;
+    uint64_t want = (uint64_t)ceil(p * (double)h->count), seen = 0;
+    if (want == 0)
+        want = 1;
+    for (int i = 0; i < STATS_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= want)
+            return (uint64_t)ceil(exp2((double)(i + 1) / 4.0));
+    }
+    return (uint64_t)ceil(exp2((double)STATS_BUCKETS / 4.0));
+}

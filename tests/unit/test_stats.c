@@ -1,0 +1,120 @@
+/* test_stats.c: per-fingerprint aggregates, the per-table pushdown report and the latency
+ * histogram's percentiles against a sorted reference. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(stats, histogram_percentiles_are_within_a_bucket_of_the_exact_ones)
+{
+    enum { N = 20000 };
+    static uint64_t v[N];
+    struct stats_hist h = {0};
+    srand(7);
+    for (int i = 0; i < N; i++) { /* a long-tailed mix: most fast, some slow */
+        v[i] = i % 50 == 0 ? 5000 + (uint64_t)(rand() % 200000) : 80 + (uint64_t)(rand() % 400);
+        stats_hist_add(&h, v[i]);
+    }
+    qsort(v, N, sizeof(v[0]), cmp_u64);
+    static const double ps[] = {0.5, 0.9, 0.95, 0.99, 0.999, 1.0};
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+        size_t at = (size_t)(ps[i] * N + 0.999999) - 1;
+        uint64_t exact = v[at], est = stats_hist_quantile(&h, ps[i]);
+        cr_expect(est >= exact && est <= exact * 1.19 + 1, "p%.1f: exact %llu, histogram %llu",
+                  ps[i] * 100, (unsigned long long)exact, (unsigned long long)est);
+    }
+    struct stats_hist empty = {0};
+    cr_expect_eq(stats_hist_quantile(&empty, 0.99), 0);
+}
+
+Test(stats, queries_add_up_per_fingerprint_and_per_table)
+{
+    struct stats *st = stats_new(100, 256);
+    cr_assert_not_null(st);
+    uint64_t a = stats_fingerprint(st, "SELECT * FROM t WHERE id = 1");
+    uint64_t b = stats_fingerprint(st, "SELECT * FROM t WHERE id = 2");
+    uint64_t full = stats_fingerprint(st, "SELECT * FROM t");
+    cr_expect_eq(a, b, "one fingerprint for both");
+    cr_expect_eq(stats_analyses(st), 2, "the second text hit the key cache: no parse");
+    for (int i = 0; i < 10; i++) {
+        struct stats_query q = {.fingerprint = a, .app = "app", .total_us = 100 + i, .rows = 1,
+                                .bytes = 50};
+        if (i == 9)
+            memcpy(q.sqlstate, "22012", 6);
+        stats_add(st, &q);
+    }
+    struct stats_query f = {.fingerprint = full, .app = "spark", .total_us = 9000, .rows = 1000,
+                            .bytes = 64000};
+    stats_add(st, &f);
+    const struct stats_fp *e = stats_find(st, a);
+    cr_assert_not_null(e);
+    cr_expect_eq(e->calls, 10);
+    cr_expect_eq(e->errors, 1);
+    cr_expect_eq(e->rows, 10);
+    cr_expect_eq(e->total_us, 1045);
+    cr_expect_eq(e->pushed_down, 10);
+    cr_expect_str_eq(e->a.normalized, "SELECT * FROM t WHERE id = $1");
+    const struct stats_fp *top[4];
+    cr_assert_eq(stats_top(st, top, 4), 2);
+    cr_expect_eq(top[0]->fingerprint, full, "the largest total time first");
+    stats_free(st);
+}
+
+struct table_seen {
+    uint64_t app_reads, spark_unfiltered, spark_rows;
+};
+
+static void see_table(void *arg, const struct stats_table *t)
+{
+    struct table_seen *s = arg;
+    cr_expect_str_eq(t->table, "t");
+    if (strcmp(t->app, "app") == 0)
+        s->app_reads = t->reads;
+    else if (strcmp(t->app, "spark") == 0) {
+        s->spark_unfiltered = t->unfiltered;
+        s->spark_rows = t->unfiltered_rows;
+    }
+}
+
+Test(stats, the_pushdown_report_splits_tables_by_application)
+{
+    struct stats *st = stats_new(100, 256);
+    uint64_t filtered = stats_fingerprint(st, "SELECT a FROM t WHERE b > $1");
+    uint64_t full = stats_fingerprint(st, "SELECT a FROM t");
+    struct stats_query q1 = {.fingerprint = filtered, .app = "app", .rows = 3};
+    struct stats_query q2 = {.fingerprint = full, .app = "spark", .rows = 1000};
+    stats_add(st, &q1);
+    stats_add(st, &q1);
+    stats_add(st, &q2);
+    struct table_seen s = {0};
+    stats_each_table(st, see_table, &s);
+    cr_expect_eq(s.app_reads, 2);
+    cr_expect_eq(s.spark_unfiltered, 1);
+    cr_expect_eq(s.spark_rows, 1000);
+    stats_free(st);
+}
+
+Test(stats, the_number_of_fingerprints_is_bounded)
+{
+    struct stats *st = stats_new(8, 64);
+    char sql[64];
+    for (int i = 0; i < 50; i++) {
+        snprintf(sql, sizeof(sql), "SELECT c%d FROM t", i);
+        uint64_t fp = stats_fingerprint(st, sql);
+        cr_assert_neq(fp, 0);
+        struct stats_query q = {.fingerprint = fp, .total_us = 1};
+        stats_add(st, &q);
+    }
+    cr_expect_eq(stats_evicted(st), 42);
+    const struct stats_fp *top[64];
+    cr_expect_eq(stats_top(st, top, 64), 8);
+    stats_free(st);
+}
