@@ -1,5 +1,6 @@
 /* admin.c: the admin console: the virtual database "lakeproxy", answering SHOW POOLS, CLIENTS,
- * SERVERS, STATS, CONFIG and RELOAD, PAUSE, RESUME, SHUTDOWN as ordinary result sets. */
+ * SERVERS, STATS, CONFIG, CREDENTIALS, QUERIES, PUSHDOWN and RELOAD, PAUSE, RESUME, SHUTDOWN as
+ * ordinary result sets. */
 #include "admin.h"
 
 #include <ctype.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "stats.h"
 #include "worker.h"
 
 #define TEXT_OID 25
@@ -69,6 +71,19 @@ static void result_row(struct result *r, const char *fmt, ...)
         buf_put_u32(&r->b, (uint32_t)n);
         buf_put_bytes(&r->b, p, n);
         p = bar ? bar + 1 : p + n;
+    }
+    buf_msg_finish(&r->b);
+    r->rows++;
+}
+
+/* Adds a row of r->ncols values as they are (text that may hold '|'). */
+static void result_values(struct result *r, const char *const *vals)
+{
+    buf_msg_start(&r->b, 'D');
+    buf_put_u16(&r->b, (uint16_t)r->ncols);
+    for (int i = 0; i < r->ncols; i++) {
+        buf_put_u32(&r->b, (uint32_t)strlen(vals[i]));
+        buf_put_bytes(&r->b, vals[i], strlen(vals[i]));
     }
     buf_msg_finish(&r->b);
     r->rows++;
@@ -312,11 +327,100 @@ static void pause_or_resume(struct client *c, const char *db, bool paused)
 }
 
 /* Splits "VERB [ARG]" (case-insensitive verb, trailing ';' and blanks ignored). */
+/* Milliseconds with three decimals. */
+static void fmt_ms(char *out, size_t outsz, uint64_t us)
+{
+    snprintf(out, outsz, "%llu.%03llu", (unsigned long long)(us / 1000),
+             (unsigned long long)(us % 1000));
+}
+
+/* Percent with one decimal, of part in whole. */
+static void fmt_pct(char *out, size_t outsz, uint64_t part, uint64_t whole)
+{
+    uint64_t permille = whole ? (part * 1000 + whole / 2) / whole : 0;
+    snprintf(out, outsz, "%llu.%llu", (unsigned long long)(permille / 10),
+             (unsigned long long)(permille % 10));
+}
+
+/* Statements by total time, as pg_stat_statements shows them, with pushdown. */
+static void show_queries(struct client *c, int limit)
+{
+    static const char *const cols[] = {
+        "fingerprint", "query",   "kind",   "calls",  "errors", "rows",        "bytes",
+        "total_ms",    "mean_ms", "p50_ms", "p95_ms", "p99_ms", "pushdown_pct", "tables", NULL};
+    const struct stats_fp *top[100];
+    struct result r;
+    result_start(&r, cols);
+    size_t n = c->w->stats ? stats_top(c->w->stats, top, (size_t)limit) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct stats_fp *f = top[i];
+        char v[13][64], tables[512] = "";
+        snprintf(v[0], 64, "%016llx", (unsigned long long)f->fingerprint);
+        snprintf(v[1], 64, "%s", sql_kind_name(f->a.kind));
+        snprintf(v[2], 64, "%llu", (unsigned long long)f->calls);
+        snprintf(v[3], 64, "%llu", (unsigned long long)f->errors);
+        snprintf(v[4], 64, "%llu", (unsigned long long)f->rows);
+        snprintf(v[5], 64, "%llu", (unsigned long long)f->bytes);
+        fmt_ms(v[6], 64, f->total_us);
+        fmt_ms(v[7], 64, f->calls ? f->total_us / f->calls : 0);
+        fmt_ms(v[8], 64, stats_hist_quantile(&f->hist, 0.50));
+        fmt_ms(v[9], 64, stats_hist_quantile(&f->hist, 0.95));
+        fmt_ms(v[10], 64, stats_hist_quantile(&f->hist, 0.99));
+        fmt_pct(v[11], 64, f->pushed_down, f->calls);
+        for (int t = 0; t < f->a.n_read; t++)
+            snprintf(tables + strlen(tables), sizeof(tables) - strlen(tables), "%s%s",
+                     t ? "," : "", f->a.read[t]);
+        const char *row[] = {v[0], f->a.normalized ? f->a.normalized : "(did not parse)", v[1],
+                             v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+                             tables};
+        result_values(&r, row);
+    }
+    result_send(c, &r, "SHOW");
+}
+
+static void pushdown_row(void *arg, const struct stats_table *t)
+{
+    char v[8][32];
+    snprintf(v[0], 32, "%llu", (unsigned long long)t->reads);
+    fmt_pct(v[1], 32, t->filtered, t->reads);
+    snprintf(v[2], 32, "%llu", (unsigned long long)t->unfiltered);
+    snprintf(v[3], 32, "%llu", (unsigned long long)t->unfiltered_rows);
+    snprintf(v[4], 32, "%llu", (unsigned long long)t->unfiltered_bytes);
+    snprintf(v[5], 32, "%llu", (unsigned long long)t->rows);
+    snprintf(v[6], 32, "%llu", (unsigned long long)t->bytes);
+    const char *row[] = {t->table, t->app, v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    result_values(arg, row);
+}
+
+/* Reads per table and application_name: how many pushed a WHERE condition down, and what the
+ * unfiltered ones pulled. */
+static void show_pushdown(struct client *c)
+{
+    static const char *const cols[] = {"table",           "application_name", "reads",
+                                       "filtered_pct",    "unfiltered_reads", "unfiltered_rows",
+                                       "unfiltered_bytes", "rows",            "bytes",
+                                       NULL};
+    struct result r;
+    result_start(&r, cols);
+    if (c->w->stats)
+        stats_each_table(c->w->stats, pushdown_row, &r);
+    result_send(c, &r, "SHOW");
+}
+
 static int split_command(const char *sql, char verb[32], char arg[64])
 {
     verb[0] = arg[0] = '\0';
     int n = sscanf(sql, " %31[A-Za-z] %63[A-Za-z0-9_.-]", verb, arg);
     return n < 0 ? 0 : n;
+}
+
+/* SHOW QUERIES [n]: how many rows (default 20, at most 100). */
+static int show_limit(const char *sql)
+{
+    int n = 20;
+    if (sscanf(sql, " %*[A-Za-z] %*[A-Za-z] %d", &n) != 1 || n < 1)
+        n = 20;
+    return n > 100 ? 100 : n;
 }
 
 static void run_command(struct client *c, const char *sql)
@@ -336,9 +440,13 @@ static void run_command(struct client *c, const char *sql)
             show_config(c);
         else if (strcasecmp(arg, "CREDENTIALS") == 0)
             show_credentials(c);
+        else if (strcasecmp(arg, "QUERIES") == 0)
+            show_queries(c, show_limit(sql));
+        else if (strcasecmp(arg, "PUSHDOWN") == 0)
+            show_pushdown(c);
         else
-            send_error(c, "42601",
-                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG or CREDENTIALS");
+            send_error(c, "42601", "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
+                                   "CREDENTIALS, QUERIES [n] or PUSHDOWN");
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
         send_command_ok(c, "RELOAD");

@@ -21,6 +21,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "proto.h"
+#include "qtrack.h"
 #include "relay.h"
 #include "rls.h"
 #include "server.h"
@@ -49,6 +50,7 @@ static void client_free(void *arg)
     param_clear(&c->rls_options);
     param_clear(&c->cert);
     buf_free(&c->rls_prefix);
+    qtrack_free(c);
     client_stmts_clear(&c->stmts);
     scram_server_free(&c->scram);
     free(c);
@@ -234,6 +236,7 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
 
 void client_server_ready(struct client *c)
 {
+    qtrack_linked(c);
     if (!c->sent_ready && !send_login_done(c, &c->server->reported))
         return;
     client_pump(c);
@@ -659,6 +662,11 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     struct client *c = arg;
+    if (qtrack_wants_client_msg(c, type)) { /* statistics see the whole message, once */
+        if (!body)
+            return RV_NEED_BODY;
+        qtrack_client_msg(c, type, len, body);
+    }
     if (c->pool->db->pool.mode == POOL_TRANSACTION)
         return pipeline_client_msg(c, type, len, body, &c->inspect_err);
     if (c->rls && (type == 'Q' || type == 'P' || type == 'F'))

@@ -275,6 +275,7 @@ static void join(char *out, size_t outsz, const char *path, const char *key)
 #define REQ_STR(k, s, m) {k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, true}
 #define INT(k, s, m, lo, hi) {k, F_INT, offsetof(s, m), lo, hi, NULL, NULL, false}
 #define ENUM(k, s, m, names) {k, F_ENUM, offsetof(s, m), 0, 0, names, NULL, false}
+#define BOOL(k, s, m) {k, F_BOOL, offsetof(s, m), 0, 0, NULL, NULL, false}
 #define SUB(k, t) {k, F_SUB, 0, 0, 0, NULL, &t, false}
 #define SUB_AT(k, s, m, t) {k, F_SUB, offsetof(s, m), 0, 0, NULL, &t, false}
 
@@ -317,6 +318,16 @@ static const struct field limits_fields[] = {
     INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
 };
 static const struct table limits_table = TABLE(limits_fields);
+
+static const struct field stats_fields[] = {
+    BOOL("enabled", struct stats_config, enabled),
+    STR("log", struct stats_config, log),
+    INT("sample_percent", struct stats_config, sample_percent, 0, 100),
+    INT("slow_ms", struct stats_config, slow_ms, 0, 86400000),
+    INT("queue", struct stats_config, queue, 16, 1048576),
+    INT("max_queries", struct stats_config, max_queries, 16, 1000000),
+};
+static const struct table stats_table = TABLE(stats_fields);
 
 static const struct field log_fields[] = {
     ENUM("level", struct log_holder, level, log_levels),
@@ -374,7 +385,6 @@ static const struct field db_fields[] = {
 static const struct table db_table = TABLE(db_fields);
 
 #define MAP(k, s, m) {k, F_MAP, offsetof(s, m), 0, 0, NULL, NULL, false}
-#define BOOL(k, s, m) {k, F_BOOL, offsetof(s, m), 0, 0, NULL, NULL, false}
 
 static const struct field user_fields[] = {
     ENUM("auth", struct user_config, auth, auth_methods),
@@ -849,13 +859,15 @@ static void config_defaults(struct config *cfg)
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
     cfg->shutdown_timeout_s = 30;
+    cfg->stats = (struct stats_config){.enabled = true, .sample_percent = 100, .queue = 4096,
+                                       .max_queries = 5000};
 }
 
 /* Walks the top-level mapping. */
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
     static const char *const keys =
-        "listen, limits, log, admin, databases, users, groups, rls, auth_query";
+        "listen, limits, log, admin, databases, users, groups, rls, auth_query, stats";
     struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
                                 cfg->shutdown_timeout_s};
     struct log_holder lg = {2};
@@ -885,6 +897,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
             load_rls(c, rls = v, cfg);
         else if (strcmp(key, "auth_query") == 0)
             load_auth_query(c, aq = v, cfg);
+        else if (strcmp(key, "stats") == 0)
+            walk_at(c, v, "stats", &stats_table, &cfg->stats);
         else
             add_error(c, node(c, p->key)->start_mark,
                       "unknown key '%s' at top level (expected one of: %s)", key, keys);
@@ -1097,6 +1111,7 @@ void config_free(struct config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->stats.log);
     free(cfg->log_level);
     free(cfg);
 }

@@ -131,6 +131,16 @@ struct rls_config {
     char *default_role;           /* default_role: for users with no role of their own */
 };
 
+/* stats: per-query statistics and the query log. */
+struct stats_config {
+    bool enabled;        /* enabled: aggregates for SHOW QUERIES / SHOW PUSHDOWN (default true) */
+    char *log;           /* log: JSON Lines file, or "stderr"; NULL: no query log */
+    int sample_percent;  /* sample_percent: share of queries logged (default 100) */
+    int slow_ms;         /* slow_ms: queries at least this slow are always logged (0: off) */
+    int queue;           /* queue: log records waiting for the writer at most (default 4096) */
+    int max_queries;     /* max_queries: fingerprints kept (default 5000) */
+};
+
 /* auth_query: look up the verifier of users not listed under users: on the server. */
 struct auth_query_config {
     bool enabled;
@@ -161,6 +171,7 @@ struct config {
     struct group_config *groups;
     size_t n_groups;
     struct rls_config rls;
+    struct stats_config stats;
     struct auth_query_config auth_query;
     struct string_list admin_users; /* admin.users: who may use the admin console */
 };

@@ -55,7 +55,7 @@ struct worker {
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
     struct scram_verifier mock_verifier;   /* answers unknown users without telling them so */
-    struct event *sig_int, *sig_term, *sig_hup;
+    struct event *sig_int, *sig_term, *sig_hup, *sig_usr1;
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;
     bool draining;               /* SIGTERM: no new clients, open transactions finish */
@@ -63,6 +63,9 @@ struct worker {
     struct event *drain_timer;
     struct guard_cache *guard;   /* RLS guard verdicts by statement text */
     uint64_t cfg_gen;            /* 1 for the first configuration, +1 at each reload */
+    struct stats *stats;         /* per-query aggregates (NULL: stats.enabled false) */
+    struct statslog *qlog;       /* the query log's writer (NULL: no stats.log) */
+    uint64_t rng;                /* xorshift state for log sampling */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */
 };
 
@@ -197,6 +200,7 @@ struct client {
     struct param_set cert;     /* its TLS certificate's subject fields ("CN" -> ...) */
     struct buf rls_prefix;     /* its RLS injection messages, built for configuration */
     uint64_t rls_prefix_gen;   /* generation rls_prefix_gen (0: not built) */
+    struct qtrack *qt;         /* its queries in flight, for statistics (qtrack.c) */
 };
 
 #endif

@@ -11,6 +11,7 @@
 #include "credentials.h"
 #include "params.h"
 #include "log.h"
+#include "qtrack.h"
 #include "server.h"
 #include "tls.h"
 
@@ -166,6 +167,7 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
+    qtrack_request(c);
     if (!list_empty(&p->idle) && !p->paused) {
         give_idle_server(p, c);
         return;

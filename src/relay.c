@@ -20,6 +20,7 @@ static enum relay_result relay_apply(struct evbuffer *in, struct evbuffer *out, 
                                      enum relay_verdict v, const char **err)
 {
     switch (v) {
+    case RV_STREAM: /* from a body call: the whole message is here, so stream means pass */
     case RV_PASS:
     case RV_PASS_STOP:
         if (out) {

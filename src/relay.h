@@ -11,7 +11,7 @@
 
 /* What the inspector wants done with a message. */
 enum relay_verdict {
-    RV_STREAM,    /* forward, streaming the body as it arrives */
+    RV_STREAM,    /* forward, streaming the body as it arrives (after a body call: pass) */
     RV_NEED_BODY, /* call me again with the whole body (only from the header call) */
     RV_PASS,      /* forward this whole message and go on */
     RV_PASS_STOP, /* forward it, then stop pumping */

@@ -21,6 +21,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "proto.h"
+#include "qtrack.h"
 #include "relay.h"
 #include "rls.h"
 #include "tls.h"
@@ -487,10 +488,9 @@ static bool rls_text_unsafe(struct server *s)
     return s->text_unsafe;
 }
 
-static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
+static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
-    struct server *s = arg;
     bool txn_mode = s->pool->db->pool.mode == POOL_TRANSACTION;
     if (type == 'E' && s->n_refusals > 0)
         return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
@@ -519,6 +519,22 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
         return stop ? RV_DROP_STOP : RV_DROP;
     }
     return stop ? RV_PASS_STOP : RV_PASS;
+}
+
+/* The verdict on one server message for the client, and the client's statistics of it: they
+ * see each message once (a body call, or a header call that streams it), with the body of
+ * CommandComplete, ErrorResponse and ReadyForQuery. */
+static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
+                                         const uint8_t *body)
+{
+    struct server *s = arg;
+    struct client *c = s->client;
+    if (!body && c && qtrack_wants_server_body(c, type))
+        return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
+    enum relay_verdict v = active_verdict(s, type, len, body);
+    if (c && v != RV_NEED_BODY && v != RV_ERROR && (body || v == RV_STREAM))
+        qtrack_server_msg(c, type, len, body);
+    return v;
 }
 
 void server_pump(struct server *s)

@@ -3,6 +3,7 @@
 
 #include <openssl/rand.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "guard.h"
 #include "policy.h"
 #include "pool.h"
+#include "stats.h"
+#include "statslog.h"
 #include "server.h"
 #include "tls.h"
 
@@ -27,6 +30,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_info("received SIGHUP: reloading %s", w->cfg->path);
         worker_reload(w);
+        statslog_reopen(w->qlog);
+    } else if (sig == SIGUSR1) {
+        log_info("received SIGUSR1: reopening the query log");
+        statslog_reopen(w->qlog);
     } else if (sig == SIGTERM) {
         log_info("received SIGTERM: draining (at most %d s)", w->cfg->shutdown_timeout_s);
         worker_start_drain(w);
@@ -128,8 +135,34 @@ static bool add_signals(struct worker *w)
     w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);
     w->sig_term = evsignal_new(w->base, SIGTERM, signal_cb, w);
     w->sig_hup = evsignal_new(w->base, SIGHUP, signal_cb, w);
-    return w->sig_int && w->sig_term && w->sig_hup && evsignal_add(w->sig_int, NULL) == 0 &&
-           evsignal_add(w->sig_term, NULL) == 0 && evsignal_add(w->sig_hup, NULL) == 0;
+    w->sig_usr1 = evsignal_new(w->base, SIGUSR1, signal_cb, w);
+    return w->sig_int && w->sig_term && w->sig_hup && w->sig_usr1 &&
+           evsignal_add(w->sig_int, NULL) == 0 && evsignal_add(w->sig_term, NULL) == 0 &&
+           evsignal_add(w->sig_hup, NULL) == 0 && evsignal_add(w->sig_usr1, NULL) == 0;
+}
+
+/* Starts, stops or restarts statistics and the query log to match cfg. */
+static bool sync_stats(struct worker *w, const struct config *old, const struct config *cfg)
+{
+    const struct stats_config *sc = &cfg->stats;
+    if (!sc->enabled) {
+        stats_free(w->stats);
+        w->stats = NULL;
+    } else if (!w->stats && !(w->stats = stats_new((size_t)sc->max_queries,
+                                                   (size_t)sc->max_queries * 4))) {
+        return false;
+    }
+    const char *was = old && old->stats.enabled ? old->stats.log : NULL;
+    const char *now = sc->enabled ? sc->log : NULL;
+    if (w->qlog && config_str_eq(was, now) && old->stats.queue == sc->queue)
+        return true;
+    statslog_stop(w->qlog);
+    w->qlog = now ? statslog_start(now, (size_t)sc->queue) : NULL;
+    if (now && !w->qlog)
+        return false;
+    if (now)
+        log_info("query log: %s (queue of %d records)", now, sc->queue);
+    return true;
 }
 
 struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
@@ -162,6 +195,11 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     }
     if (!make_mock_verifier(w)) {
         snprintf(err, errsz, "cannot generate random numbers");
+        goto fail;
+    }
+    w->rng = (uint64_t)time(NULL) * 2654435761u | 1;
+    if (!sync_stats(w, NULL, cfg)) {
+        snprintf(err, errsz, "cannot start statistics or the query log writer");
         goto fail;
     }
     if (!listener_start(w, err, errsz))
@@ -211,6 +249,8 @@ void worker_free(struct worker *w)
         event_free(w->sig_term);
     if (w->sig_hup)
         event_free(w->sig_hup);
+    if (w->sig_usr1)
+        event_free(w->sig_usr1);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->janitor)
@@ -227,6 +267,8 @@ void worker_free(struct worker *w)
         config_free(w->retired[i]);
     free(w->retired);
     guard_cache_free(w->guard);
+    statslog_stop(w->qlog);
+    stats_free(w->stats);
     config_free(w->cfg);
     free(w);
 }
@@ -334,6 +376,8 @@ void worker_reload(struct worker *w)
     w->user_verifiers = v;
     w->cfg = n;
     w->cfg_gen++;
+    if (!sync_stats(w, old, n))
+        log_error("reload: could not start statistics or the query log writer");
     credentials_sync(w);
     SSL_CTX_free(w->client_tls);
     w->client_tls = tls;

@@ -103,7 +103,7 @@ static const struct {
      "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
-     "admin, databases, users, groups, rls, auth_query)"},
+     "admin, databases, users, groups, rls, auth_query, stats)"},
     {"databases:\n  app: {host: h, user: u}\nadmin:\n  users: admin\n",
      "t.yaml:4:10: admin.users: expected a list, got a scalar"},
     {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
@@ -211,6 +211,11 @@ static const struct {
      "'_' (at most 48)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: \"app; drop\", attributes: {u: user}}\n",
      "t.yaml:2:15: rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\""},
+    {"databases: {app: {host: h, user: u}}\nstats: {sample_percent: 150}\n",
+     "t.yaml:2:25: stats.sample_percent: 150 is out of range (0 to 100)"},
+    {"databases: {app: {host: h, user: u}}\nstats: {logfile: x}\n",
+     "t.yaml:2:9: unknown key 'logfile' in stats (expected one of: enabled, log, sample_percent, "
+     "slow_ms, queue, max_queries)"},
     {"databases: {app: {host: h, user: u}}\nusers:\n  al: {password: \"a\\0b\"}\n",
      "t.yaml:3:18: a value may not contain a NUL character (\\0)"},
     {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: cert.OU}\n",

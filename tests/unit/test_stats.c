@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stats.h"
+#include "statslog.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -117,4 +118,35 @@ Test(stats, the_number_of_fingerprints_is_bounded)
     const struct stats_fp *top[64];
     cr_expect_eq(stats_top(st, top, 64), 8);
     stats_free(st);
+}
+
+Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
+{
+    struct statslog_rec r = {.time_us = 1764460800123456LL, .fingerprint = 0xabcdefULL,
+                             .predicates = 2, .filters = 1, .limit = true, .rows = 3,
+                             .total_us = 42};
+    snprintf(r.client, sizeof(r.client), "127.0.0.1");
+    snprintf(r.user, sizeof(r.user), "al\"ice");
+    snprintf(r.app, sizeof(r.app), "tab\there");
+    snprintf(r.query, sizeof(r.query), "SELECT * FROM t WHERE a = $1 AND b LIKE '\\\\%%'");
+    snprintf(r.read, sizeof(r.read), "t,public.u");
+    snprintf(r.cols, sizeof(r.cols), "a,b");
+    char line[4096];
+    size_t n = statslog_format(&r, line, sizeof(line));
+    cr_assert_eq(line[n - 1], '\n');
+    cr_expect_null(memchr(line, '\n', n - 1), "one line");
+    cr_expect(strstr(line, "\"time\":\"2025-11-30T00:00:00.123456Z\""), "%s", line);
+    cr_expect(strstr(line, "\"user\":\"al\\\"ice\""), "%s", line);
+    cr_expect(strstr(line, "\"application_name\":\"tab\\u0009here\""), "%s", line);
+    cr_expect(strstr(line, "\"tables_read\":[\"t\",\"public.u\"]"), "%s", line);
+    cr_expect(strstr(line, "\"columns\":[\"a\",\"b\"]"), "%s", line);
+    cr_expect(strstr(line, "\"fingerprint\":\"0000000000abcdef\""), "%s", line);
+    cr_expect(strstr(line, "\"sqlstate\":null"), "%s", line);
+    cr_expect(strstr(line, "\"limit\":true"), "%s", line);
+    cr_expect(strstr(line, "\"total_us\":42}"), "%s", line);
+    cr_expect(strstr(line, "LIKE '\\\\\\\\%'"), "backslashes doubled: %s", line);
+    char tiny[64];
+    n = statslog_format(&r, tiny, sizeof(tiny));
+    cr_expect_eq(n, sizeof(tiny) - 1);
+    cr_expect_eq(tiny[n - 1], '\n', "truncated, still one line");
 }

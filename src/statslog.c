@@ -1,0 +1,233 @@
+/* statslog.c: the query log's ring (C11 atomics, one producer, one consumer) and its writer
+ * thread. */
+#include "statslog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct statslog {
+    struct statslog_rec *ring;
+    size_t slots;
+    _Atomic size_t head;  /* next slot the producer fills */
+    _Atomic size_t tail;  /* next slot the writer reads */
+    _Atomic bool stop, reopen;
+    _Atomic uint64_t dropped, written;
+    char *path;
+    int fd;
+    pthread_t thread;
+};
+
+/* Appends s to out as the inside of a JSON string. */
+static size_t json_str(char *out, size_t at, size_t outsz, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)s; *p && at + 7 < outsz; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[at++] = '\\';
+            out[at++] = (char)*p;
+        } else if (*p < 0x20) {
+            memcpy(out + at, "\\u00", 4);
+            out[at + 4] = hex[*p >> 4];
+            out[at + 5] = hex[*p & 15];
+            at += 6;
+        } else {
+            out[at++] = (char)*p;
+        }
+    }
+    return at;
+}
+
+/* Appends ,"key":"value". */
+static size_t put_str(char *out, size_t at, size_t outsz, const char *key, const char *v)
+{
+    if (at + strlen(key) + 8 >= outsz)
+        return at;
+    at += (size_t)snprintf(out + at, outsz - at, ",\"%s\":\"", key);
+    at = json_str(out, at, outsz, v);
+    if (at + 1 < outsz)
+        out[at++] = '"';
+    return at;
+}
+
+/* Appends ,"key":[ "a", "b" ] from a comma list. */
+static size_t put_list(char *out, size_t at, size_t outsz, const char *key, const char *list)
+{
+    char item[256];
+    at += (size_t)snprintf(out + at, outsz - at, ",\"%s\":[", key);
+    for (const char *p = list; *p && at + 8 < outsz;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        snprintf(item, sizeof(item), "%.*s", (int)n, p);
+        at += (size_t)snprintf(out + at, outsz - at, "%s\"", p == list ? "" : ",");
+        at = json_str(out, at, outsz, item);
+        if (at + 1 < outsz)
+            out[at++] = '"';
+        p = comma ? comma + 1 : p + n;
+    }
+    if (at + 1 < outsz)
+        out[at++] = ']';
+    return at;
+}
+
+size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
+{
+    time_t secs = (time_t)(r->time_us / 1000000);
+    struct tm tm;
+    char when[40];
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    size_t at = (size_t)snprintf(out, outsz, "{\"time\":\"%s.%06lldZ\"", when,
+                                 (long long)(r->time_us % 1000000));
+    at = put_str(out, at, outsz, "client", r->client);
+    at = put_str(out, at, outsz, "user", r->user);
+    at = put_str(out, at, outsz, "database", r->database);
+    at = put_str(out, at, outsz, "application_name", r->app);
+    at += (size_t)snprintf(out + at, outsz - at, ",\"fingerprint\":\"%016llx\"",
+                           (unsigned long long)r->fingerprint);
+    at = put_str(out, at, outsz, "kind", r->kind);
+    at = put_str(out, at, outsz, "query", r->query);
+    at = put_list(out, at, outsz, "tables_read", r->read);
+    at = put_list(out, at, outsz, "tables_written", r->written);
+    at += (size_t)snprintf(out + at, outsz - at,
+                           ",\"pushdown\":{\"predicates\":%d,\"where\":%d", r->predicates,
+                           r->filters);
+    at = put_list(out, at, outsz, "columns", r->cols);
+    at += (size_t)snprintf(
+        out + at, outsz - at,
+        ",\"limit\":%s,\"offset\":%s,\"aggregates\":%d,\"group_by\":%s,\"order_by\":%s,"
+        "\"joins\":%d,\"distinct\":%s,\"unfiltered\":%s}",
+        r->limit ? "true" : "false", r->offset ? "true" : "false", r->aggregates,
+        r->group_by ? "true" : "false", r->order_by ? "true" : "false", r->joins,
+        r->distinct ? "true" : "false", r->unfiltered ? "true" : "false");
+    at += (size_t)snprintf(out + at, outsz - at,
+                           ",\"rows\":%llu,\"bytes\":%llu,\"sqlstate\":%s%s%s,\"wait_us\":%lld,"
+                           "\"server_first_us\":%lld,\"server_us\":%lld,\"total_us\":%lld}\n",
+                           (unsigned long long)r->rows, (unsigned long long)r->bytes,
+                           r->sqlstate[0] ? "\"" : "", r->sqlstate[0] ? r->sqlstate : "null",
+                           r->sqlstate[0] ? "\"" : "", (long long)r->wait_us,
+                           (long long)r->first_us, (long long)r->server_us,
+                           (long long)r->total_us);
+    if (at >= outsz) { /* truncated: keep it one line */
+        at = outsz - 1;
+        out[at - 1] = '\n';
+    }
+    return at;
+}
+
+static void open_file(struct statslog *l)
+{
+    if (l->fd > 2)
+        close(l->fd);
+    if (strcmp(l->path, "stderr") == 0)
+        l->fd = 2;
+    else
+        l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0 && fd >= 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a full disk or a closed reader: the line is lost, the loop is not */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct statslog *l = arg;
+    static const struct timespec nap = {0, 10 * 1000 * 1000};
+    char line[4096];
+    open_file(l);
+    for (;;) {
+        if (atomic_exchange(&l->reopen, false))
+            open_file(l);
+        size_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+        size_t head = atomic_load_explicit(&l->head, memory_order_acquire);
+        if (tail == head) {
+            if (atomic_load(&l->stop))
+                break;
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        size_t n = statslog_format(&l->ring[tail % l->slots], line, sizeof(line));
+        atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
+        write_all(l->fd, line, n);
+        atomic_fetch_add(&l->written, 1);
+    }
+    return NULL;
+}
+
+struct statslog *statslog_start(const char *path, size_t slots)
+{
+    struct statslog *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->slots = slots ? slots : 1;
+    l->fd = -1;
+    l->ring = calloc(l->slots, sizeof(*l->ring));
+    l->path = strdup(path);
+    if (!l->ring || !l->path || pthread_create(&l->thread, NULL, writer_main, l) != 0) {
+        free(l->ring);
+        free(l->path);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void statslog_stop(struct statslog *l)
+{
+    if (!l)
+        return;
+    atomic_store(&l->stop, true);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 1;
+    if (pthread_timedjoin_np(l->thread, NULL, &deadline) != 0) {
+        pthread_cancel(l->thread); /* stuck in write(): a cancellation point */
+        pthread_join(l->thread, NULL);
+    }
+    if (l->fd > 2)
+        close(l->fd);
+    free(l->ring);
+    free(l->path);
+    free(l);
+}
+
+struct statslog_rec *statslog_slot(struct statslog *l)
+{
+    size_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&l->tail, memory_order_acquire);
+    if (head - tail >= l->slots) {
+        atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+        return NULL;
+    }
+    return &l->ring[head % l->slots];
+}
+
+void statslog_commit(struct statslog *l)
+{
+    size_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
+    atomic_store_explicit(&l->head, head + 1, memory_order_release);
+}
+
+void statslog_reopen(struct statslog *l)
+{
+    if (l)
+        atomic_store(&l->reopen, true);
+}
+
+uint64_t statslog_dropped(const struct statslog *l) { return l ? atomic_load(&l->dropped) : 0; }
+uint64_t statslog_written(const struct statslog *l) { return l ? atomic_load(&l->written) : 0; }

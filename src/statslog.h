@@ -1,0 +1,52 @@
+/* statslog.h: the JSON Lines query log. The event loop hands finished queries to a bounded
+ * single-producer, single-consumer ring; a thread of its own formats and writes them, so the
+ * loop never waits for a disk (or a FIFO nobody reads): when the ring is full, records are
+ * dropped and counted. The file is reopened on request (log rotation). */
+#ifndef LAKEPROXY_STATSLOG_H
+#define LAKEPROXY_STATSLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One log line, copied in by the event loop: fixed size, no pointers into its memory. */
+struct statslog_rec {
+    int64_t time_us; /* wall clock at the query's end, microseconds since the epoch */
+    char client[64], user[64], database[64], app[64];
+    uint64_t fingerprint;
+    char kind[12];
+    char query[1024]; /* normalised text ($n for constants), truncated */
+    char read[256], written[256], cols[256]; /* comma lists */
+    int predicates, filters, aggregates, joins;
+    bool limit, offset, group_by, order_by, distinct, unfiltered;
+    uint64_t rows, bytes;
+    char sqlstate[6];
+    int64_t wait_us, first_us, server_us, total_us;
+};
+
+struct statslog;
+
+/* Starts the writer for path ("stderr" for standard error) with a ring of `slots` records.
+ * The file is opened by the writer thread (opening a FIFO waits for its reader there, not on
+ * the loop). NULL when the thread cannot start. */
+struct statslog *statslog_start(const char *path, size_t slots);
+
+/* Stops the writer after it has written what is queued (waiting at most a second for a
+ * writer stuck on a blocked file), and frees everything. */
+void statslog_stop(struct statslog *l);
+
+/* A free slot to fill, or NULL when the ring is full (the record is dropped and counted).
+ * Producer side only; statslog_commit publishes the slot. */
+struct statslog_rec *statslog_slot(struct statslog *l);
+void statslog_commit(struct statslog *l);
+
+/* Asks the writer to reopen its file (SIGUSR1, SIGHUP). */
+void statslog_reopen(struct statslog *l);
+
+uint64_t statslog_dropped(const struct statslog *l);
+uint64_t statslog_written(const struct statslog *l);
+
+/* Formats r as one JSON line (with '\n') into out; returns its length (truncated to outsz-1). */
+size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz);
+
+#endif
