@@ -350,6 +350,23 @@ static void on_error(struct client *c, struct rec *h, const uint8_t *body, uint3
     }
 }
 
+/* The portal of Execute h stopped at its row limit. If the client already sent the next
+ * Execute of that portal (pipelined), that one carries on the same query; else the query waits
+ * as suspended for one. */
+static void on_suspended(struct client *c, struct qtrack *t, struct rec *h)
+{
+    struct rec done = *h;
+    pop(t);
+    struct rec *next = head_rec(t);
+    if (next && next->kind == REC_EXECUTE && strcmp(next->portal, done.portal) == 0) {
+        *next = done;
+        return;
+    }
+    finish_suspended(c, t);
+    t->suspended = done;
+    t->has_suspended = true;
+}
+
 void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct qtrack *t = enabled(c) ? c->qt : NULL;
@@ -382,12 +399,8 @@ void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         }
         break;
     case 's': /* PortalSuspended: the client may fetch more from this portal */
-        if (h->kind == REC_EXECUTE) {
-            finish_suspended(c, t);
-            t->suspended = *h;
-            t->has_suspended = true;
-            pop(t);
-        }
+        if (h->kind == REC_EXECUTE)
+            on_suspended(c, t, h);
         break;
     }
 }

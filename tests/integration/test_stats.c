@@ -1,0 +1,197 @@
+/* test_stats.c: per-query statistics against a known workload: SHOW QUERIES counts calls,
+ * errors and rows exactly (a portal fetched in three batches is one query), the query log has
+ * one JSON line per query with normalised text only and ordered latencies, and a query log
+ * nobody reads (a FIFO) never stalls a query. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "harness.h"
+
+static struct proxy px;
+static char log_path[400];
+
+/* The standard configuration, alice an admin, with stats.log at path. */
+static void start_with_log(const char *path)
+{
+    static char yaml[8192];
+    char extra[700];
+    snprintf(log_path, sizeof(log_path), "%s", path);
+    snprintf(extra, sizeof(extra), "admin:\n  users: [alice]\nstats:\n  log: %s\n", path);
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, extra);
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void start_file_log(void)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/queries-%d.jsonl", env_need("LP_TEST_DIR"), getpid());
+    unlink(path);
+    start_with_log(path);
+}
+
+static void stop_proxy(void) { proxy_stop(&px); }
+
+static PGconn *alice(const char *db)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", db, NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+/* Parse, Bind and three Executes of at most 400 rows each, then Sync, on a raw socket: the
+ * server suspends the portal twice. Returns the DataRows received. */
+static int fetch_in_batches(void)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    cr_assert(fd >= 0);
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, "");
+    buf_put_str(&b, "SELECT id FROM items ORDER BY id");
+    buf_put_u16(&b, 0);
+    buf_msg_finish(&b);
+    buf_msg_start(&b, 'B');
+    buf_put_str(&b, "");
+    buf_put_str(&b, "");
+    buf_put_u16(&b, 0);
+    buf_put_u16(&b, 0);
+    buf_put_u16(&b, 0);
+    buf_msg_finish(&b);
+    for (int i = 0; i < 3; i++) {
+        buf_msg_start(&b, 'E');
+        buf_put_str(&b, "");
+        buf_put_u32(&b, 400);
+        buf_msg_finish(&b);
+    }
+    buf_msg_start(&b, 'S');
+    buf_msg_finish(&b);
+    cr_assert_eq(write(fd, b.data, b.len), (ssize_t)b.len);
+    buf_free(&b);
+    unsigned char msg[8192];
+    size_t len;
+    int rows = 0, suspended = 0, type;
+    while ((type = raw_read_msg(fd, msg, sizeof(msg), &len, 5000)) > 0 && type != 'Z') {
+        rows += type == 'D';
+        suspended += type == 's';
+    }
+    cr_expect_eq(suspended, 2);
+    close(fd);
+    return rows;
+}
+
+/* The row of SHOW QUERIES whose query is q: its column col as a number, -1 when absent. */
+static long long show_queries_value(PGconn *admin, const char *q, const char *col)
+{
+    PGresult *r = PQexec(admin, "SHOW QUERIES 100");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+    int qc = PQfnumber(r, "query"), vc = PQfnumber(r, col);
+    long long v = -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, qc), q) == 0)
+            v = atoll(PQgetvalue(r, i, vc));
+    PQclear(r);
+    return v;
+}
+
+/* A number after "key": in a JSON line, -1 when absent. */
+static long long json_num(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *at = strstr(line, pat);
+    return at ? atoll(at + strlen(pat)) : -1;
+}
+
+TestSuite(stats, .init = start_file_log, .fini = stop_proxy, .timeout = 120);
+
+Test(stats, a_known_workload_is_counted_exactly_and_logged_without_literals)
+{
+    PGconn *c = alice("app");
+    char sql[128];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(sql, sizeof(sql), "SELECT id, name FROM items WHERE id = %d", 700 + i);
+        free(query_value(c, sql));
+    }
+    const char *three[1] = {"3"};
+    for (int i = 0; i < 5; i++) {
+        PGresult *r = PQexecParams(c, "SELECT id FROM items WHERE id <= $1", 1, NULL, three,
+                                   NULL, NULL, 0);
+        cr_assert_eq(PQntuples(r), 3);
+        PQclear(r);
+    }
+    cr_expect_str_eq(query_sqlstate(c, "SELECT 1/0"), "22012");
+    cr_expect_eq(fetch_in_batches(), 1000);
+    PQfinish(c);
+    usleep(200 * 1000);
+
+    PGconn *admin = alice("lakeproxy");
+    const char *q1 = "SELECT id, name FROM items WHERE id = $1";
+    const char *q2 = "SELECT id FROM items WHERE id <= $1";
+    const char *q3 = "SELECT id FROM items ORDER BY id";
+    cr_expect_eq(show_queries_value(admin, q1, "calls"), 10);
+    cr_expect_eq(show_queries_value(admin, q1, "rows"), 10);
+    cr_expect_eq(show_queries_value(admin, q2, "calls"), 5);
+    cr_expect_eq(show_queries_value(admin, q2, "rows"), 15);
+    cr_expect_eq(show_queries_value(admin, "SELECT $1/$2", "errors"), 1);
+    cr_expect_eq(show_queries_value(admin, q3, "calls"), 1, "one query per portal, not per fetch");
+    cr_expect_eq(show_queries_value(admin, q3, "rows"), 1000);
+    cr_expect_eq(show_queries_value(admin, q3, "pushdown_pct"), 0);
+    PGresult *r = PQexec(admin, "SHOW PUSHDOWN");
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(admin);
+
+    FILE *f = fopen(log_path, "r");
+    cr_assert(f, "no query log at %s", log_path);
+    char line[8192];
+    int n1 = 0, n3 = 0, lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lines++;
+        cr_expect_null(strstr(line, "= 70"), "a literal reached the log: %s", line);
+        long long wait = json_num(line, "wait_us"), total = json_num(line, "total_us"),
+                  server = json_num(line, "server_us");
+        cr_expect(wait >= 0 && server >= 0 && wait <= total && server <= total,
+                  "latencies out of order: %s", line);
+        n1 += strstr(line, "\"query\":\"SELECT id, name FROM items WHERE id = $1\"") != NULL;
+        if (strstr(line, "ORDER BY id\"")) {
+            n3++;
+            cr_expect_eq(json_num(line, "rows"), 1000, "%s", line);
+            cr_expect(strstr(line, "\"unfiltered\":true"), "%s", line);
+        }
+    }
+    fclose(f);
+    cr_expect_eq(n1, 10, "one line per query");
+    cr_expect_eq(n3, 1);
+    cr_expect_geq(lines, 17);
+}
+
+/* A FIFO nobody reads: the writer blocks on it (opening it, then writing), the ring fills and
+ * records are dropped, and queries go on at full speed; the proxy still stops cleanly. */
+Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_proxy,
+     .timeout = 120)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/fifo-%d", env_need("LP_TEST_DIR"), getpid());
+    unlink(path);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    start_with_log(path);
+    PGconn *c = alice("app");
+    double t0 = now_s();
+    for (int i = 0; i < 6000; i++) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SELECT %d", i);
+        free(query_value(c, sql));
+    }
+    double took = now_s() - t0;
+    fprintf(stderr, "stats: 6000 queries with a blocked query log in %.2f s\n", took);
+    cr_expect_lt(took, 30.0, "queries stalled behind the query log");
+    PQfinish(c);
+    unlink(path);
+}
