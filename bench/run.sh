@@ -3,8 +3,9 @@
 # package; both in transaction pooling with the same pool size), and runs pgbench against each
 # and directly, alternating targets within each repeat. Writes a Markdown table and a PNG chart
 # to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
-# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after), and
-# lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio).
+# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after),
+# lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio), and lakeproxy
+# with statistics off (the cost of statistics and the query log: TPS and CPU ratios).
 #   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
@@ -13,7 +14,9 @@ cd "$(dirname "$0")/.."
 DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
 # lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls),
 # two tenants (users) at once, half the clients each
-TARGETS="direct lakeproxy lakeproxy_rls pgbouncer"
+# lakeproxy_nostats: a second lakeproxy with statistics off (lakeproxy itself keeps them and
+# writes the query log to a file), for the cost of statistics
+TARGETS="direct lakeproxy lakeproxy_rls lakeproxy_nostats pgbouncer"
 while getopts "d:r:c:p:w:" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
@@ -67,9 +70,16 @@ users:
   tenant2: { password: server-secret, attributes: { tenant_id: "2" } }
 rls: { prefix: app, databases: [bench_rls], attributes: { tenant_id: attribute, user: user } }
 YAML
+lp2port=$(bash tests/lib/free_port.sh)
+sed -e "s/port: $lpport }/port: $lp2port }/" "$T/lakeproxy.yaml" >"$T/nostats.yaml"
+echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"
+echo "stats: { enabled: false }" >>"$T/nostats.yaml"
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
 pids+=("$lp_pid")
+./lakeproxy -c "$T/nostats.yaml" 2>"$T/nostats.log" &
+lp2_pid=$!
+pids+=("$lp2_pid")
 
 pbport=$(bash tests/lib/free_port.sh)
 cat >"$T/pgbouncer.ini" <<INI
@@ -128,6 +138,7 @@ run_one() {
         direct) port=$pgport db=lp_test ;;
         lakeproxy) port=$lpport db=bench pid=$lp_pid ;;
         lakeproxy_rls) port=$lpport db=bench_rls pid=$lp_pid ;;
+        lakeproxy_nostats) port=$lp2port db=bench pid=$lp2_pid ;;
         pgbouncer) port=$pbport db=bench pid=$pb_pid ;;
     esac
     if [ "$wl" = c1000 ] && [ "$target" = direct ]; then
@@ -206,10 +217,15 @@ for wl in "${wls[@]}"; do
         'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
     rls_ratio=$(awk -v a="${med[lakeproxy_rls,1]}" -v b="${med[lakeproxy,1]}" \
         'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
+    stats_ratio=$(awk -v a="${med[lakeproxy,1]}" -v b="${med[lakeproxy_nostats,1]}" \
+        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
+    cpu_ratio=$(awk -v a="${med[lakeproxy,4]}" -v b="${med[lakeproxy_nostats,4]}" \
+        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
     for target in $TARGETS; do
         r=""
         [ "$target" = lakeproxy ] && r=$ratio
         [ "$target" = lakeproxy_rls ] && r="RLS on/off: $rls_ratio"
+        [ "$target" = lakeproxy_nostats ] && r="stats on/off: TPS $stats_ratio, CPU $cpu_ratio"
         note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
         echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
     done

@@ -113,12 +113,25 @@ static uint64_t name_get(const struct name_fp *tab, const char *name)
 
 /* ---- finishing a record ---- */
 
+/* Copies src into dst (size dstsz), truncating; returns the length copied. */
+static size_t copy_str(char *dst, size_t dstsz, const char *src)
+{
+    const char *end = memccpy(dst, src ? src : "", '\0', dstsz);
+    if (!end) {
+        dst[dstsz - 1] = '\0';
+        return dstsz - 1;
+    }
+    return (size_t)(end - dst) - 1;
+}
+
 static void join_names(char *out, size_t outsz, char *const *names, int n)
 {
+    size_t at = 0;
     out[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        size_t at = strlen(out);
-        snprintf(out + at, outsz - at, "%s%s", i ? "," : "", names[i]);
+    for (int i = 0; i < n && at + 2 < outsz; i++) {
+        if (i)
+            out[at++] = ',';
+        at += copy_str(out + at, outsz - at, names[i]);
     }
 }
 
@@ -133,13 +146,13 @@ static void log_query(struct client *c, const struct stats_query *q)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     r->time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    snprintf(r->client, sizeof(r->client), "%s", c->addr);
-    snprintf(r->user, sizeof(r->user), "%s", c->user ? c->user : "");
-    snprintf(r->database, sizeof(r->database), "%s", c->database ? c->database : "");
-    snprintf(r->app, sizeof(r->app), "%s", q->app ? q->app : "");
+    copy_str(r->client, sizeof(r->client), c->addr);
+    copy_str(r->user, sizeof(r->user), c->user);
+    copy_str(r->database, sizeof(r->database), c->database);
+    copy_str(r->app, sizeof(r->app), q->app);
     r->fingerprint = q->fingerprint;
-    snprintf(r->kind, sizeof(r->kind), "%s", sql_kind_name(f->a.kind));
-    snprintf(r->query, sizeof(r->query), "%s", f->a.normalized ? f->a.normalized : "");
+    copy_str(r->kind, sizeof(r->kind), sql_kind_name(f->a.kind));
+    copy_str(r->query, sizeof(r->query), f->a.normalized);
     join_names(r->read, sizeof(r->read), f->a.read, f->a.n_read);
     join_names(r->written, sizeof(r->written), f->a.written, f->a.n_written);
     join_names(r->cols, sizeof(r->cols), f->a.pd.cols, f->a.pd.n_cols);

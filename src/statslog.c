@@ -144,28 +144,36 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+/* Formats queued records into a batch and writes it with one call when the queue is drained
+ * or the batch is nearly full: one write per burst of queries, not per query. */
 static void *writer_main(void *arg)
 {
     struct statslog *l = arg;
     static const struct timespec nap = {0, 10 * 1000 * 1000};
-    char line[4096];
+    enum { BATCH = 64 * 1024, LINE = 4096 };
+    char *batch = malloc(BATCH);
+    size_t used = 0;
     open_file(l);
     for (;;) {
         if (atomic_exchange(&l->reopen, false))
             open_file(l);
         size_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
         size_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-        if (tail == head) {
-            if (atomic_load(&l->stop))
+        if (tail == head || !batch || used + LINE > BATCH) {
+            if (batch && used > 0)
+                write_all(l->fd, batch, used);
+            used = 0;
+            if (tail == head && atomic_load(&l->stop))
                 break;
-            nanosleep(&nap, NULL);
+            if (tail == head || !batch)
+                nanosleep(&nap, NULL);
             continue;
         }
-        size_t n = statslog_format(&l->ring[tail % l->slots], line, sizeof(line));
+        used += statslog_format(&l->ring[tail % l->slots], batch + used, LINE);
         atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
-        write_all(l->fd, line, n);
         atomic_fetch_add(&l->written, 1);
     }
+    free(batch);
     return NULL;
 }
 
