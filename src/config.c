@@ -419,6 +419,7 @@ static const struct table rls_table = TABLE(rls_fields);
 
 static const struct field admin_fields[] = {
     {"users", F_LIST, offsetof(struct config, admin_users), 0, 0, NULL, NULL, false},
+    STR("http", struct config, admin_http_host),
 };
 static const struct table admin_table = TABLE(admin_fields);
 
@@ -810,6 +811,29 @@ static void check_rls(struct ctx *c, struct config *cfg, const yaml_node_t *user
                       cfg->rls.databases.items[i]);
 }
 
+/* admin: console users and the HTTP endpoint, "host:port" split here. */
+static void load_admin(struct ctx *c, const yaml_node_t *v, struct config *cfg)
+{
+    walk_at(c, v, "admin", &admin_table, cfg);
+    char *hp = cfg->admin_http_host;
+    if (!hp)
+        return;
+    char *colon = strrchr(hp, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == hp || !end || *end || port < 1 || port > 65535) {
+        add_error(c, find_value(c, v, "http")->start_mark,
+                  "admin.http: expected host:port, like 127.0.0.1:9187");
+        return;
+    }
+    *colon = '\0';
+    if (hp[0] == '[' && colon[-1] == ']') { /* [::1]:9187 */
+        memmove(hp, hp + 1, strlen(hp));
+        hp[strlen(hp) - 1] = '\0';
+    }
+    cfg->admin_http_port = (int)port;
+}
+
 /* listen: address and client-facing TLS; client certificates need a CA to check them. */
 static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 {
@@ -886,7 +910,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         else if (strcmp(key, "log") == 0)
             walk_at(c, v, "log", &log_table, &lg);
         else if (strcmp(key, "admin") == 0)
-            walk_at(c, v, "admin", &admin_table, cfg);
+            load_admin(c, v, cfg);
         else if (strcmp(key, "databases") == 0)
             load_databases(c, dbs = v, cfg);
         else if (strcmp(key, "users") == 0)
@@ -1112,6 +1136,7 @@ void config_free(struct config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
     free(cfg->stats.log);
+    free(cfg->admin_http_host);
     free(cfg->log_level);
     free(cfg);
 }

@@ -174,6 +174,8 @@ struct config {
     struct stats_config stats;
     struct auth_query_config auth_query;
     struct string_list admin_users; /* admin.users: who may use the admin console */
+    char *admin_http_host;          /* admin.http "host:port": /metrics and /healthz (NULL: off) */
+    int admin_http_port;
 };
 
 /* Errors collected while loading: each one is "file:line:column: message". */

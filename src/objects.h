@@ -66,6 +66,8 @@ struct worker {
     struct stats *stats;         /* per-query aggregates (NULL: stats.enabled false) */
     struct statslog *qlog;       /* the query log's writer (NULL: no stats.log) */
     uint64_t rng;                /* xorshift state for log sampling */
+    uint64_t refusals;           /* statements the RLS guard refused */
+    struct evhttp *http;         /* admin.http: /metrics and /healthz (NULL: off) */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */
 };
 
@@ -90,6 +92,8 @@ struct pool {
     struct {
         uint64_t queries, xacts, waits, wait_us;
     } stats;
+    struct stats_hist *latency; /* query latency as clients saw it (NULL: stats off) */
+    uint64_t latency_sum_us;
     struct param_set params; /* ParameterStatus of the first server login: told to clients
                                 that log in while every server is busy (transaction mode) */
     SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */

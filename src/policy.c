@@ -74,6 +74,7 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
         forget_refusals(s, 1);         /* will read "statement refused" without the reason */
     log_info("client %llu %s (%s): statement refused: %s", (unsigned long long)c->id, c->addr,
              c->user, reason);
+    c->w->refusals++;
     uint32_t seq = ++s->refusal_seq;
     s->refusals[s->n_refusals].seq = seq;
     snprintf(s->refusals[s->n_refusals++].reason, sizeof(s->refusals[0].reason), "%s", reason);

@@ -409,6 +409,7 @@ void pool_free_all(struct worker *w)
         if (p->no_cred_timer)
             event_free(p->no_cred_timer);
         SSL_CTX_free(p->tls);
+        free(p->latency);
         free(p);
     }
 }

@@ -207,6 +207,11 @@ static void finish(struct client *c, const struct rec *r)
     };
     memcpy(q.sqlstate, r->sqlstate, sizeof(q.sqlstate));
     stats_add(c->w->stats, &q);
+    struct pool *p = c->pool;
+    if (p && (p->latency || (p->latency = calloc(1, sizeof(*p->latency))))) {
+        stats_hist_add(p->latency, (uint64_t)q.total_us);
+        p->latency_sum_us += (uint64_t)q.total_us;
+    }
     if (c->w->qlog && sampled(c, q.total_us))
         log_query(c, &q);
 }

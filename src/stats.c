@@ -270,6 +270,8 @@ void stats_hist_add(struct stats_hist *h, uint64_t us)
     h->b[bucket_of(us)]++;
 }
 
+double stats_hist_upper_us(int i) { return exp2((double)(i + 1) / 4.0); }
+
 uint64_t stats_hist_quantile(const struct stats_hist *h, double p)
 {
     if (h->count == 0)

@@ -20,6 +20,8 @@ struct stats_hist {
 };
 
 void stats_hist_add(struct stats_hist *h, uint64_t us);
+/* The upper bound (microseconds) of bucket i. */
+double stats_hist_upper_us(int i);
 /* The p-quantile (0 < p <= 1) in microseconds: the upper bound of the bucket that holds it
  * (within 19% of the exact value); 0 when empty. */
 uint64_t stats_hist_quantile(const struct stats_hist *h, double p);

@@ -11,6 +11,7 @@
 #include "client.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "credentials.h"
 #include "guard.h"
 #include "policy.h"
@@ -202,7 +203,7 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         snprintf(err, errsz, "cannot start statistics or the query log writer");
         goto fail;
     }
-    if (!listener_start(w, err, errsz))
+    if (!listener_start(w, err, errsz) || !metrics_start(w, err, errsz))
         goto fail;
     if (!add_signals(w) || !add_janitor(w)) {
         snprintf(err, errsz, "cannot install signal handlers and timers");
@@ -235,6 +236,7 @@ void worker_free(struct worker *w)
         return;
     if (w->listener)
         evconnlistener_free(w->listener);
+    metrics_stop(w);
     struct list *it, *tmp;
     list_for_each_safe(it, tmp, &w->clients)
     {
@@ -367,6 +369,9 @@ void worker_reload(struct worker *w)
         config_free(n);
         return;
     }
+    if (!config_str_eq(n->admin_http_host, w->cfg->admin_http_host) ||
+        n->admin_http_port != w->cfg->admin_http_port)
+        log_warning("reload: admin.http changes need a restart");
     if (n->listen_port != w->cfg->listen_port || strcmp(n->listen_host, w->cfg->listen_host) != 0)
         log_warning("reload: listen address changes need a restart; still on %s:%d",
                     w->cfg->listen_host, w->cfg->listen_port);

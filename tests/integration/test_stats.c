@@ -3,6 +3,7 @@
  * one JSON line per query with normalised text only and ordered latencies, and a query log
  * nobody reads (a FIFO) never stalls a query. */
 #include <criterion/criterion.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,18 @@
 static struct proxy px;
 static char log_path[400];
 
-/* The standard configuration, alice an admin, with stats.log at path. */
+static int http_port;
+
+/* The standard configuration, alice an admin, with stats.log at path and admin.http on. */
 static void start_with_log(const char *path)
 {
     static char yaml[8192];
     char extra[700];
     snprintf(log_path, sizeof(log_path), "%s", path);
-    snprintf(extra, sizeof(extra), "admin:\n  users: [alice]\nstats:\n  log: %s\n", path);
+    http_port = free_port();
+    snprintf(extra, sizeof(extra),
+             "admin:\n  users: [alice]\n  http: 127.0.0.1:%d\nstats:\n  log: %s\n", http_port,
+             path);
     int port = free_port();
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, extra);
     proxy_start_yaml(&px, port, yaml);
@@ -194,4 +200,71 @@ Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_pro
     cr_expect_lt(took, 30.0, "queries stalled behind the query log");
     PQfinish(c);
     unlink(path);
+}
+
+/* curl's output for url (malloc'd), with its HTTP status in *status. */
+static char *curl(const char *path, int *status)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "curl -s -w '\\n%%{http_code}' http://127.0.0.1:%d%s", http_port,
+             path);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run curl");
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap);
+    size_t got;
+    while ((got = fread(out + n, 1, cap - n - 1, p)) > 0)
+        n += got;
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "curl failed");
+    char *last = strrchr(out, '\n');
+    cr_assert_not_null(last);
+    *status = atoi(last + 1);
+    *last = '\0';
+    return out;
+}
+
+/* Every line of a Prometheus text exposition: a HELP or TYPE comment, or a sample. */
+static void expect_prometheus_text(char *text)
+{
+    regex_t sample, comment;
+    cr_assert_eq(regcomp(&sample,
+                         "^[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\""
+                         "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? "
+                         "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN)$",
+                         REG_EXTENDED | REG_NOSUB),
+                 0);
+    cr_assert_eq(regcomp(&comment, "^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$",
+                         REG_EXTENDED | REG_NOSUB),
+                 0);
+    int samples = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        bool ok = regexec(line[0] == '#' ? &comment : &sample, line, 0, NULL, 0) == 0;
+        cr_expect(ok, "not Prometheus text: %s", line);
+        samples += line[0] != '#';
+    }
+    cr_expect_gt(samples, 10);
+    regfree(&sample);
+    regfree(&comment);
+}
+
+Test(stats, metrics_parse_as_prometheus_text_and_healthz_answers)
+{
+    PGconn *c = alice("app");
+    for (int i = 0; i < 20; i++)
+        free(query_value(c, "SELECT 1"));
+    PQfinish(c);
+    int status;
+    char *m = curl("/metrics", &status);
+    cr_expect_eq(status, 200);
+    cr_expect(strstr(m, "lakeproxy_query_duration_seconds_count{database=\"app\"} 20"), "%s", m);
+    cr_expect(strstr(m, "lakeproxy_up 1"), "%s", m);
+    expect_prometheus_text(m);
+    free(m);
+    char *h = curl("/healthz", &status);
+    cr_expect_eq(status, 200);
+    cr_expect_str_eq(h, "ok\n");
+    free(h);
+    free(curl("/nothing", &status));
+    cr_expect_eq(status, 404);
 }

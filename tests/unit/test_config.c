@@ -211,6 +211,8 @@ static const struct {
      "'_' (at most 48)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: \"app; drop\", attributes: {u: user}}\n",
      "t.yaml:2:15: rls.prefix: lower-case letters, digits and '_' (at most 48), like \"app\""},
+    {"admin: {http: localhost}\ndatabases: {app: {host: h, user: u}}\n",
+     "t.yaml:1:15: admin.http: expected host:port, like 127.0.0.1:9187"},
     {"databases: {app: {host: h, user: u}}\nstats: {sample_percent: 150}\n",
      "t.yaml:2:25: stats.sample_percent: 150 is out of range (0 to 100)"},
     {"databases: {app: {host: h, user: u}}\nstats: {logfile: x}\n",

@@ -1,0 +1,296 @@
+/* metrics.c: /metrics and /healthz over evhttp. */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "credentials.h"
+#include "list.h"
+#include "log.h"
+#include "stats.h"
+#include "statslog.h"
+
+/* Upper bounds (seconds) of the latency histogram's buckets, as Prometheus expects them. */
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                        5,      10};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct buf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_put_bytes(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* # HELP and # TYPE of a metric. */
+static void describe(struct buf *b, const char *name, const char *type, const char *help)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Label values are database names: lower-case letters, digits and the like, but escape the
+ * three characters the format reserves all the same. */
+static const char *label(const char *v, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (const char *p = v; *p && o + 3 < outsz; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+struct pool_counts {
+    int active, waiting, idle;
+};
+
+static struct pool_counts count_clients(struct worker *w, const struct pool *p)
+{
+    struct pool_counts n = {0};
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->clients)
+    {
+        const struct client *c = list_entry(it, struct client, node);
+        if (c->pool != p)
+            continue;
+        n.active += c->state == CL_ACTIVE;
+        n.waiting += c->state == CL_WAITING;
+        n.idle += c->state == CL_IDLE;
+    }
+    return n;
+}
+
+static void render_pools(struct worker *w, struct buf *b)
+{
+    char db[160];
+    struct list *it, *tmp;
+    describe(b, "lakeproxy_clients", "gauge", "Client connections per database and state.");
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        struct pool_counts n = count_clients(w, p);
+        label(p->db->name, db, sizeof(db));
+        put(b, "lakeproxy_clients{database=\"%s\",state=\"active\"} %d\n", db, n.active);
+        put(b, "lakeproxy_clients{database=\"%s\",state=\"waiting\"} %d\n", db, n.waiting);
+        put(b, "lakeproxy_clients{database=\"%s\",state=\"idle\"} %d\n", db, n.idle);
+    }
+    describe(b, "lakeproxy_servers", "gauge", "Server connections per database and state.");
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        label(p->db->name, db, sizeof(db));
+        put(b, "lakeproxy_servers{database=\"%s\",state=\"active\"} %zu\n", db,
+            list_count(&p->active));
+        put(b, "lakeproxy_servers{database=\"%s\",state=\"idle\"} %zu\n", db,
+            list_count(&p->idle));
+        put(b, "lakeproxy_servers{database=\"%s\",state=\"connecting\"} %zu\n", db,
+            list_count(&p->connecting));
+    }
+    describe(b, "lakeproxy_pool_size", "gauge", "Configured pool.size per database.");
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        put(b, "lakeproxy_pool_size{database=\"%s\"} %d\n", label(p->db->name, db, sizeof(db)),
+            p->db->pool.size);
+    }
+}
+
+static void render_counters(struct worker *w, struct buf *b)
+{
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+        bool micros;
+    } counters[] = {
+        {"lakeproxy_transactions_total", "Transactions served.",
+         offsetof(struct pool, stats.xacts), false},
+        {"lakeproxy_queries_total", "Queries served (ReadyForQuery count).",
+         offsetof(struct pool, stats.queries), false},
+        {"lakeproxy_waits_total", "Clients that waited for a server connection.",
+         offsetof(struct pool, stats.waits), false},
+        {"lakeproxy_wait_seconds_total", "Time clients spent waiting for a server connection.",
+         offsetof(struct pool, stats.wait_us), true},
+    };
+    char db[160];
+    struct list *it, *tmp;
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        describe(b, counters[i].name, "counter", counters[i].help);
+        list_for_each_safe(it, tmp, &w->pools)
+        {
+            struct pool *p = list_entry(it, struct pool, node);
+            uint64_t v = *(const uint64_t *)((const char *)p + counters[i].offset);
+            label(p->db->name, db, sizeof(db));
+            if (counters[i].micros)
+                put(b, "%s{database=\"%s\"} %llu.%06llu\n", counters[i].name, db,
+                    (unsigned long long)(v / 1000000), (unsigned long long)(v % 1000000));
+            else
+                put(b, "%s{database=\"%s\"} %llu\n", counters[i].name, db,
+                    (unsigned long long)v);
+        }
+    }
+}
+
+/* The count of a latency histogram's samples at or below bound seconds (by bucket upper
+ * bounds: a sample counts in the first Prometheus bucket that holds its whole bucket). */
+static uint64_t count_le(const struct stats_hist *h, double bound)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < STATS_BUCKETS; i++)
+        if (stats_hist_upper_us(i) <= bound * 1e6)
+            n += h->b[i];
+    return n;
+}
+
+static void render_latency(struct worker *w, struct buf *b)
+{
+    char db[160];
+    struct list *it, *tmp;
+    describe(b, "lakeproxy_query_duration_seconds", "histogram",
+             "Query latency as clients saw it, waiting included.");
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        if (!p->latency)
+            continue;
+        label(p->db->name, db, sizeof(db));
+        for (size_t i = 0; i < sizeof(latency_bounds) / sizeof(latency_bounds[0]); i++)
+            put(b, "lakeproxy_query_duration_seconds_bucket{database=\"%s\",le=\"%g\"} %llu\n",
+                db, latency_bounds[i], (unsigned long long)count_le(p->latency, latency_bounds[i]));
+        put(b, "lakeproxy_query_duration_seconds_bucket{database=\"%s\",le=\"+Inf\"} %llu\n", db,
+            (unsigned long long)p->latency->count);
+        put(b, "lakeproxy_query_duration_seconds_sum{database=\"%s\"} %.6f\n", db,
+            (double)p->latency_sum_us / 1e6);
+        put(b, "lakeproxy_query_duration_seconds_count{database=\"%s\"} %llu\n", db,
+            (unsigned long long)p->latency->count);
+    }
+}
+
+static void render_credentials(struct worker *w, struct buf *b)
+{
+    char db[160];
+    struct list *it, *tmp;
+    time_t now = time(NULL);
+    describe(b, "lakeproxy_credential_expiry_seconds", "gauge",
+             "Seconds until the current server token expires (negative: expired).");
+    list_for_each_safe(it, tmp, &w->creds)
+    {
+        struct credential *cr = list_entry(it, struct credential, node);
+        if (cr->token && cr->expires)
+            put(b, "lakeproxy_credential_expiry_seconds{database=\"%s\"} %lld\n",
+                label(cr->db->name, db, sizeof(db)), (long long)(cr->expires - now));
+    }
+    describe(b, "lakeproxy_credential_refresh_failures", "gauge",
+             "Consecutive failed token fetches per database.");
+    list_for_each_safe(it, tmp, &w->creds)
+    {
+        struct credential *cr = list_entry(it, struct credential, node);
+        put(b, "lakeproxy_credential_refresh_failures{database=\"%s\"} %d\n",
+            label(cr->db->name, db, sizeof(db)), cr->failures);
+    }
+}
+
+void metrics_render(struct worker *w, struct buf *b)
+{
+    describe(b, "lakeproxy_up", "gauge", "1 while lakeproxy serves, 0 while it drains.");
+    put(b, "lakeproxy_up %d\n", w->draining ? 0 : 1);
+    render_pools(w, b);
+    render_counters(w, b);
+    render_latency(w, b);
+    render_credentials(w, b);
+    describe(b, "lakeproxy_guard_refusals_total", "counter",
+             "Statements the row-level-security guard refused.");
+    put(b, "lakeproxy_guard_refusals_total %llu\n", (unsigned long long)w->refusals);
+    describe(b, "lakeproxy_query_log_records_total", "counter",
+             "Query log records written, and dropped because the writer fell behind.");
+    put(b, "lakeproxy_query_log_records_total{outcome=\"written\"} %llu\n",
+        (unsigned long long)statslog_written(w->qlog));
+    put(b, "lakeproxy_query_log_records_total{outcome=\"dropped\"} %llu\n",
+        (unsigned long long)statslog_dropped(w->qlog));
+    describe(b, "lakeproxy_query_fingerprints_evicted_total", "counter",
+             "Statement fingerprints dropped to stay within stats.max_queries.");
+    put(b, "lakeproxy_query_fingerprints_evicted_total %llu\n",
+        (unsigned long long)(w->stats ? stats_evicted(w->stats) : 0));
+}
+
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *type,
+                  const void *body, size_t len)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add(out, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+    evhttp_send_reply(req, code, reason, out);
+    evbuffer_free(out);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct worker *w = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_send_error(req, 405, "only GET");
+    } else if (path && strcmp(path, "/metrics") == 0) {
+        struct buf b;
+        buf_init(&b);
+        metrics_render(w, &b);
+        if (b.failed)
+            evhttp_send_error(req, 500, "out of memory");
+        else
+            reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        buf_free(&b);
+    } else if (path && strcmp(path, "/healthz") == 0) {
+        if (w->draining)
+            reply(req, 503, "Draining", "text/plain", "draining\n", 9);
+        else
+            reply(req, 200, "OK", "text/plain", "ok\n", 3);
+    } else {
+        evhttp_send_error(req, 404, "try /metrics or /healthz");
+    }
+}
+
+bool metrics_start(struct worker *w, char *err, size_t errsz)
+{
+    const struct config *cfg = w->cfg;
+    if (!cfg->admin_http_host)
+        return true;
+    w->http = evhttp_new(w->base);
+    if (!w->http || !evhttp_bind_socket_with_handle(w->http, cfg->admin_http_host,
+                                                    (uint16_t)cfg->admin_http_port)) {
+        snprintf(err, errsz, "cannot listen on admin.http %s:%d", cfg->admin_http_host,
+                 cfg->admin_http_port);
+        metrics_stop(w);
+        return false;
+    }
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET);
+    evhttp_set_max_headers_size(w->http, 8192);
+    evhttp_set_max_body_size(w->http, 0);
+    evhttp_set_timeout(w->http, 10);
+    evhttp_set_gencb(w->http, on_request, w);
+    log_info("metrics on http://%s:%d/metrics", cfg->admin_http_host, cfg->admin_http_port);
+    return true;
+}
+
+void metrics_stop(struct worker *w)
+{
+    if (w->http)
+        evhttp_free(w->http);
+    w->http = NULL;
+}
