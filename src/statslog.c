@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,101 +25,113 @@ struct statslog {
     pthread_t thread;
 };
 
-/* Appends s to out as the inside of a JSON string. */
-static size_t json_str(char *out, size_t at, size_t outsz, const char *s)
+/* A bounded output line: appends past the end are cut, never written. */
+struct line {
+    char *p;
+    size_t cap, at; /* at <= cap - 2 always: room is kept for the final '\n' and NUL */
+};
+
+static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct line *l, const char *fmt, ...)
+{
+    size_t room = l->cap - 2 - l->at;
+    if (room == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->p + l->at, room + 1, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->at += (size_t)n < room ? (size_t)n : room;
+}
+
+static void put_char(struct line *l, char ch)
+{
+    if (l->at + 2 < l->cap)
+        l->p[l->at++] = ch;
+}
+
+/* Appends s as the inside of a JSON string. */
+static void json_str(struct line *l, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    for (const unsigned char *p = (const unsigned char *)s; *p && at + 7 < outsz; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p && l->at + 7 < l->cap; p++) {
         if (*p == '"' || *p == '\\') {
-            out[at++] = '\\';
-            out[at++] = (char)*p;
+            put_char(l, '\\');
+            put_char(l, (char)*p);
         } else if (*p < 0x20) {
-            memcpy(out + at, "\\u00", 4);
-            out[at + 4] = hex[*p >> 4];
-            out[at + 5] = hex[*p & 15];
-            at += 6;
+            put(l, "\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
         } else {
-            out[at++] = (char)*p;
+            put_char(l, (char)*p);
         }
     }
-    return at;
 }
 
 /* Appends ,"key":"value". */
-static size_t put_str(char *out, size_t at, size_t outsz, const char *key, const char *v)
+static void put_str(struct line *l, const char *key, const char *v)
 {
-    if (at + strlen(key) + 8 >= outsz)
-        return at;
-    at += (size_t)snprintf(out + at, outsz - at, ",\"%s\":\"", key);
-    at = json_str(out, at, outsz, v);
-    if (at + 1 < outsz)
-        out[at++] = '"';
-    return at;
+    put(l, ",\"%s\":\"", key);
+    json_str(l, v);
+    put_char(l, '"');
 }
 
-/* Appends ,"key":[ "a", "b" ] from a comma list. */
-static size_t put_list(char *out, size_t at, size_t outsz, const char *key, const char *list)
+/* Appends ,"key":["a","b"] from a comma list. */
+static void put_list(struct line *l, const char *key, const char *list)
 {
     char item[256];
-    at += (size_t)snprintf(out + at, outsz - at, ",\"%s\":[", key);
-    for (const char *p = list; *p && at + 8 < outsz;) {
+    put(l, ",\"%s\":[", key);
+    for (const char *p = list; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         snprintf(item, sizeof(item), "%.*s", (int)n, p);
-        at += (size_t)snprintf(out + at, outsz - at, "%s\"", p == list ? "" : ",");
-        at = json_str(out, at, outsz, item);
-        if (at + 1 < outsz)
-            out[at++] = '"';
+        if (p != list)
+            put_char(l, ',');
+        put_char(l, '"');
+        json_str(l, item);
+        put_char(l, '"');
         p = comma ? comma + 1 : p + n;
     }
-    if (at + 1 < outsz)
-        out[at++] = ']';
-    return at;
+    put_char(l, ']');
 }
 
 size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
 {
+    struct line l = {out, outsz, 0};
     time_t secs = (time_t)(r->time_us / 1000000);
     struct tm tm;
     char when[40];
+    if (outsz < 3)
+        return 0;
     gmtime_r(&secs, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    size_t at = (size_t)snprintf(out, outsz, "{\"time\":\"%s.%06lldZ\"", when,
-                                 (long long)(r->time_us % 1000000));
-    at = put_str(out, at, outsz, "client", r->client);
-    at = put_str(out, at, outsz, "user", r->user);
-    at = put_str(out, at, outsz, "database", r->database);
-    at = put_str(out, at, outsz, "application_name", r->app);
-    at += (size_t)snprintf(out + at, outsz - at, ",\"fingerprint\":\"%016llx\"",
-                           (unsigned long long)r->fingerprint);
-    at = put_str(out, at, outsz, "kind", r->kind);
-    at = put_str(out, at, outsz, "query", r->query);
-    at = put_list(out, at, outsz, "tables_read", r->read);
-    at = put_list(out, at, outsz, "tables_written", r->written);
-    at += (size_t)snprintf(out + at, outsz - at,
-                           ",\"pushdown\":{\"predicates\":%d,\"where\":%d", r->predicates,
-                           r->filters);
-    at = put_list(out, at, outsz, "columns", r->cols);
-    at += (size_t)snprintf(
-        out + at, outsz - at,
+    put(&l, "{\"time\":\"%s.%06lldZ\"", when, (long long)(r->time_us % 1000000));
+    put_str(&l, "client", r->client);
+    put_str(&l, "user", r->user);
+    put_str(&l, "database", r->database);
+    put_str(&l, "application_name", r->app);
+    put(&l, ",\"fingerprint\":\"%016llx\"", (unsigned long long)r->fingerprint);
+    put_str(&l, "kind", r->kind);
+    put_str(&l, "query", r->query);
+    put_list(&l, "tables_read", r->read);
+    put_list(&l, "tables_written", r->written);
+    put(&l, ",\"pushdown\":{\"predicates\":%d,\"where\":%d", r->predicates, r->filters);
+    put_list(&l, "columns", r->cols);
+    put(&l,
         ",\"limit\":%s,\"offset\":%s,\"aggregates\":%d,\"group_by\":%s,\"order_by\":%s,"
         "\"joins\":%d,\"distinct\":%s,\"unfiltered\":%s}",
         r->limit ? "true" : "false", r->offset ? "true" : "false", r->aggregates,
         r->group_by ? "true" : "false", r->order_by ? "true" : "false", r->joins,
         r->distinct ? "true" : "false", r->unfiltered ? "true" : "false");
-    at += (size_t)snprintf(out + at, outsz - at,
-                           ",\"rows\":%llu,\"bytes\":%llu,\"sqlstate\":%s%s%s,\"wait_us\":%lld,"
-                           "\"server_first_us\":%lld,\"server_us\":%lld,\"total_us\":%lld}\n",
-                           (unsigned long long)r->rows, (unsigned long long)r->bytes,
-                           r->sqlstate[0] ? "\"" : "", r->sqlstate[0] ? r->sqlstate : "null",
-                           r->sqlstate[0] ? "\"" : "", (long long)r->wait_us,
-                           (long long)r->first_us, (long long)r->server_us,
-                           (long long)r->total_us);
-    if (at >= outsz) { /* truncated: keep it one line */
-        at = outsz - 1;
-        out[at - 1] = '\n';
-    }
-    return at;
+    put(&l, ",\"rows\":%llu,\"bytes\":%llu,\"sqlstate\":%s%s%s", (unsigned long long)r->rows,
+        (unsigned long long)r->bytes, r->sqlstate[0] ? "\"" : "",
+        r->sqlstate[0] ? r->sqlstate : "null", r->sqlstate[0] ? "\"" : "");
+    put(&l, ",\"wait_us\":%lld,\"server_first_us\":%lld,\"server_us\":%lld,\"total_us\":%lld}",
+        (long long)r->wait_us, (long long)r->first_us, (long long)r->server_us,
+        (long long)r->total_us);
+    out[l.at++] = '\n'; /* room was kept for it: a cut record is still one line */
+    out[l.at] = '\0';
+    return l.at;
 }
 
 static void open_file(struct statslog *l)

@@ -149,4 +149,11 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
     n = statslog_format(&r, tiny, sizeof(tiny));
     cr_expect_eq(n, sizeof(tiny) - 1);
     cr_expect_eq(tiny[n - 1], '\n', "truncated, still one line");
+    cr_expect_eq(tiny[n], '\0');
+    for (size_t sz = 3; sz < 600; sz += 7) { /* every cut stays inside the buffer */
+        char *b = malloc(sz);
+        size_t k = statslog_format(&r, b, sz);
+        cr_expect(k < sz && b[k] == '\0' && b[k - 1] == '\n', "size %zu", sz);
+        free(b);
+    }
 }
