@@ -19,8 +19,12 @@ OPT     := -O2
 endif
 
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
-              -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
-LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpg_query -lpthread -lm $(LDLIBS)
+              -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) \
+              $(SYSTEMD_CFLAGS) $(CFLAGS)
+# libsystemd is optional: with it, lakeproxy tells systemd when it is ready (Type=notify)
+SYSTEMD_CFLAGS := $(shell pkg-config --exists libsystemd && echo -DHAVE_SYSTEMD)
+SYSTEMD_LIBS   := $(shell pkg-config --exists libsystemd && pkg-config --libs libsystemd)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) $(SYSTEMD_LIBS) -lpg_query -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 SRC       := $(wildcard src/*.c)
@@ -71,7 +75,10 @@ bench: lakeproxy
 install: lakeproxy
 	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy
 	install -D -m 0644 conf/lakeproxy.yaml $(DESTDIR)/etc/lakeproxy/lakeproxy.yaml
-	install -D -m 0644 systemd/lakeproxy.service $(DESTDIR)/lib/systemd/system/lakeproxy.service
+	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/lakeproxy
+	sed 's#/usr/local#$(PREFIX)#g' systemd/lakeproxy.service \
+		>$(DESTDIR)/lib/systemd/system/lakeproxy.service
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/lakeproxy/README.md
 
 format:
 	clang-format -i src/*.c src/*.h tests/*/*.c tests/lib/*.h

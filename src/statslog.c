@@ -22,6 +22,7 @@ struct statslog {
     _Atomic uint64_t dropped, written;
     char *path;
     int fd;
+    time_t opened_at; /* last open attempt */
     pthread_t thread;
 };
 
@@ -134,27 +135,38 @@ size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
     return l.at;
 }
 
+/* Opens the log without ever blocking: a FIFO without a reader fails to open (and is tried
+ * again a second later), one whose reader stops reading fails writes. */
 static void open_file(struct statslog *l)
 {
     if (l->fd > 2)
         close(l->fd);
+    l->opened_at = time(NULL);
     if (strcmp(l->path, "stderr") == 0)
         l->fd = 2;
     else
-        l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Writes a batch of `lines` records; what cannot be written now (a full pipe, a full disk, no
+ * file) is dropped and counted: the writer never waits, so neither does the event loop. */
+static void write_batch(struct statslog *l, const char *p, size_t n, uint64_t lines)
 {
-    while (n > 0 && fd >= 0) {
-        ssize_t w = write(fd, p, n);
+    if (l->fd < 0 && time(NULL) != l->opened_at)
+        open_file(l);
+    while (n > 0 && l->fd >= 0) {
+        ssize_t w = write(l->fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return; /* a full disk or a closed reader: the line is lost, the loop is not */
+            break;
         p += w;
         n -= (size_t)w;
     }
+    if (n > 0)
+        atomic_fetch_add(&l->dropped, lines);
+    else
+        atomic_fetch_add(&l->written, lines);
 }
 
 /* Formats queued records into a batch and writes it with one call when the queue is drained
@@ -166,6 +178,7 @@ static void *writer_main(void *arg)
     enum { BATCH = 64 * 1024, LINE = 4096 };
     char *batch = malloc(BATCH);
     size_t used = 0;
+    uint64_t lines = 0;
     open_file(l);
     for (;;) {
         if (atomic_exchange(&l->reopen, false))
@@ -174,8 +187,9 @@ static void *writer_main(void *arg)
         size_t head = atomic_load_explicit(&l->head, memory_order_acquire);
         if (tail == head || !batch || used + LINE > BATCH) {
             if (batch && used > 0)
-                write_all(l->fd, batch, used);
+                write_batch(l, batch, used, lines);
             used = 0;
+            lines = 0;
             if (tail == head && atomic_load(&l->stop))
                 break;
             if (tail == head || !batch)
@@ -183,8 +197,8 @@ static void *writer_main(void *arg)
             continue;
         }
         used += statslog_format(&l->ring[tail % l->slots], batch + used, LINE);
+        lines++;
         atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
-        atomic_fetch_add(&l->written, 1);
     }
     free(batch);
     return NULL;
@@ -213,13 +227,7 @@ void statslog_stop(struct statslog *l)
     if (!l)
         return;
     atomic_store(&l->stop, true);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 1;
-    if (pthread_timedjoin_np(l->thread, NULL, &deadline) != 0) {
-        pthread_cancel(l->thread); /* stuck in write(): a cancellation point */
-        pthread_join(l->thread, NULL);
-    }
+    pthread_join(l->thread, NULL); /* it never blocks: at most one nap or one batch away */
     if (l->fd > 2)
         close(l->fd);
     free(l->ring);

@@ -27,12 +27,11 @@ struct statslog_rec {
 struct statslog;
 
 /* Starts the writer for path ("stderr" for standard error) with a ring of `slots` records.
- * The file is opened by the writer thread (opening a FIFO waits for its reader there, not on
- * the loop). NULL when the thread cannot start. */
+ * The file is opened and written without blocking (a FIFO nobody reads loses records, never
+ * time). NULL when the thread cannot start. */
 struct statslog *statslog_start(const char *path, size_t slots);
 
-/* Stops the writer after it has written what is queued (waiting at most a second for a
- * writer stuck on a blocked file), and frees everything. */
+/* Stops the writer after it has handled what is queued, and frees everything. */
 void statslog_stop(struct statslog *l);
 
 /* A free slot to fill, or NULL when the ring is full (the record is dropped and counted).

@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "credentials.h"
 #include "guard.h"
 #include "policy.h"
@@ -30,8 +31,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct worker *w = arg;
     if (sig == SIGHUP) {
         log_info("received SIGHUP: reloading %s", w->cfg->path);
+        notify_reloading();
         worker_reload(w);
         statslog_reopen(w->qlog);
+        notify_ready();
     } else if (sig == SIGUSR1) {
         log_info("received SIGUSR1: reopening the query log");
         statslog_reopen(w->qlog);
@@ -116,11 +119,28 @@ static bool make_loop(struct worker *w)
     return w->dns != NULL;
 }
 
+/* STATUS= for the service manager: clients and server connections. */
+static void report_status(struct worker *w)
+{
+    size_t servers = 0;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->pools)
+    {
+        struct pool *p = list_entry(it, struct pool, node);
+        servers += (size_t)p->n_servers;
+    }
+    char text[160];
+    snprintf(text, sizeof(text), "%s%d clients, %zu server connections",
+             w->draining ? "draining: " : "", w->n_clients, servers);
+    notify_status(text);
+}
+
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     pool_janitor(arg);
+    report_status(arg);
 }
 
 /* The once-a-second housekeeping timer. */
@@ -210,6 +230,8 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         goto fail;
     }
     pool_janitor(w); /* pre-warm pool.min now rather than in a second */
+    notify_ready();
+    report_status(w);
     return w;
 fail:
     worker_free(w);
@@ -414,6 +436,7 @@ void worker_start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    notify_stopping();
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;

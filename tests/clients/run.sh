@@ -126,6 +126,19 @@ psql_admin() { # psql prints the admin console's result sets like any table
 check "psql on the admin console: SHOW POOLS" psql_admin
 sed 's/^/    /' "$dir/admin.txt"
 
+systemd_verify() { # the unit file, ExecStart pointed at this build, passes systemd's checks
+    command -v systemd-analyze >/dev/null || { echo "no systemd-analyze (apt-get install systemd)"; return 1; }
+    sed "s#/usr/local/bin/lakeproxy#$LP_BIN#g" systemd/lakeproxy.service >"$dir/lakeproxy.service"
+    SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "$dir/lakeproxy.service" &&
+        systemd-analyze security --offline=true --threshold=20 "$dir/lakeproxy.service" \
+            >"$dir/security.txt" 2>&1
+    local rc=$?
+    grep -a 'Overall exposure' "$dir/security.txt"
+    return $rc
+}
+check "systemd-analyze verify systemd/lakeproxy.service (and its exposure score)" systemd_verify
+grep -a 'Overall exposure' "$dir/security.txt" | sed 's/^/    /'
+
 stop_proxy() { # SIGTERM: a clean exit, and under SANITIZE=1 no leak or error report
     kill -TERM "$proxy" && wait "$proxy"
 }
