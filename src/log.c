@@ -1,13 +1,17 @@
-/* log.c: timestamped, leveled log lines on stderr (journald adds its own metadata). */
+/* log.c: leveled log lines on stderr: text with a UTC timestamp, the same with a syslog
+ * priority prefix and no timestamp under journald (which stamps lines itself), or one JSON
+ * object per line (--log-format json). */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
 static enum log_level current_level = LOG_INFO;
+static enum log_format current_format = LOG_TEXT;
 static const char *const level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG"};
 
 void log_set_level(enum log_level level) { current_level = level; }
@@ -25,20 +29,78 @@ int log_level_from_name(const char *name, enum log_level *out)
     return 0;
 }
 
+int log_set_format_name(const char *name)
+{
+    if (strcmp(name, "text") == 0)
+        current_format = getenv("JOURNAL_STREAM") ? LOG_JOURNAL : LOG_TEXT;
+    else if (strcmp(name, "json") == 0)
+        current_format = LOG_JSON;
+    else
+        return 0;
+    return 1;
+}
+
+/* Appends msg to out as the inside of a JSON string (control characters escaped). */
+static size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)msg; *p && at + 8 < outsz; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[at++] = '\\';
+            out[at++] = (char)*p;
+        } else if (*p < 0x20) {
+            memcpy(out + at, "\\u00", 4);
+            out[at + 4] = hex[*p >> 4];
+            out[at + 5] = hex[*p & 15];
+            at += 6;
+        } else {
+            out[at++] = (char)*p;
+        }
+    }
+    return at;
+}
+
+size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_level level,
+                       const struct timeval *tv, const char *msg)
+{
+    static const int syslog_prio[] = {3, 4, 6, 7};
+    static const char *const json_levels[] = {"error", "warning", "info", "debug"};
+    char stamp[32];
+    struct tm tm;
+    gmtime_r(&tv->tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+    int n;
+    if (fmt == LOG_JOURNAL)
+        return (size_t)snprintf(out, outsz, "<%d>%s %s\n", syslog_prio[level],
+                                level_names[level], msg) < outsz
+                   ? strlen(out)
+                   : outsz - 1;
+    if (fmt == LOG_TEXT) {
+        n = snprintf(out, outsz, "%s.%03d UTC %s %s\n", stamp, (int)(tv->tv_usec / 1000),
+                     level_names[level], msg);
+        return n > 0 && (size_t)n < outsz ? (size_t)n : strlen(out);
+    }
+    stamp[10] = 'T';
+    n = snprintf(out, outsz, "{\"time\":\"%s.%03dZ\",\"level\":\"%s\",\"msg\":\"", stamp,
+                 (int)(tv->tv_usec / 1000), json_levels[level]);
+    size_t at = n > 0 && (size_t)n < outsz ? (size_t)n : 0;
+    at = json_escape(out, at, outsz, msg);
+    if (at + 3 < outsz)
+        at += (size_t)snprintf(out + at, outsz - at, "\"}\n");
+    return at;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
         return;
-    char line[2048], stamp[32];
+    char msg[2048], line[4200];
     struct timeval tv;
-    struct tm tm;
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s.%03d UTC %s %s\n", stamp, (int)(tv.tv_usec / 1000), level_names[level],
-            line);
+    size_t n = log_format_line(line, sizeof(line), current_format, level, &tv, msg);
+    fwrite(line, 1, n, stderr);
 }

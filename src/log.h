@@ -1,8 +1,22 @@
-/* log.h: leveled log lines to stderr. Never pass secrets or query literals. */
+/* log.h: leveled log lines to stderr, as text or JSON. Never pass secrets or query literals. */
 #ifndef LAKEPROXY_LOG_H
 #define LAKEPROXY_LOG_H
 
+#include <stddef.h>
+#include <sys/time.h>
+
 enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+/* text: "2026-11-30 10:00:00.000 UTC LOG message"; journal: "<6>LOG message" (chosen for
+ * text when stderr is journald's); json: {"time":...,"level":"info","msg":"..."}. */
+enum log_format { LOG_TEXT, LOG_JOURNAL, LOG_JSON };
+
+/* Sets the format from "text" or "json"; false for anything else. */
+int log_set_format_name(const char *name);
+
+/* One line (with '\n') of msg at level in format fmt into out; returns its length. */
+size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_level level,
+                       const struct timeval *tv, const char *msg);
 
 void log_set_level(enum log_level level);
 /* Sets the level from its config name; false for an unknown name. */

@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "lakeproxy %s: PostgreSQL proxy and connection pooler for Databricks Lakebase\n\n"
             "Usage:\n"
             "  lakeproxy -c FILE                 run in the foreground, logging to stderr\n"
+            "  lakeproxy --log-format json -c FILE  log lines as JSON objects (default: text)\n"
             "  lakeproxy --check-config -c FILE  check FILE; print each error as "
             "file:line:column: message\n"
             "  lakeproxy --version               print the version\n"
@@ -38,16 +39,25 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"log-format", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     int check = 0, opt;
+    log_set_format_name("text"); /* journald's prefixes when stderr is the journal */
     while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 'k': check = 1; break;
         case 'V': printf("lakeproxy %s\n", LAKEPROXY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
+        case 'L':
+            if (!log_set_format_name(optarg)) {
+                fprintf(stderr, "lakeproxy: --log-format: expected text or json, got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
         default: usage(stderr); return 2;
         }
     }

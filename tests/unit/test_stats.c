@@ -7,6 +7,7 @@
 
 #include "stats.h"
 #include "statslog.h"
+#include "log.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -156,4 +157,19 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
         cr_expect(k < sz && b[k] == '\0' && b[k - 1] == '\n', "size %zu", sz);
         free(b);
     }
+}
+
+Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
+{
+    struct timeval tv = {1764460800, 123456};
+    char line[512];
+    size_t n = log_format_line(line, sizeof(line), LOG_JSON, LOG_WARNING, &tv,
+                               "client 1: \"odd\"\tname\\");
+    cr_expect_str_eq(line, "{\"time\":\"2025-11-30T00:00:00.123Z\",\"level\":\"warning\","
+                           "\"msg\":\"client 1: \\\"odd\\\"\\u0009name\\\\\"}\n");
+    cr_expect_eq(n, strlen(line));
+    log_format_line(line, sizeof(line), LOG_JOURNAL, LOG_ERROR, &tv, "boom");
+    cr_expect_str_eq(line, "<3>ERROR boom\n");
+    log_format_line(line, sizeof(line), LOG_TEXT, LOG_INFO, &tv, "hello");
+    cr_expect_str_eq(line, "2025-11-30 00:00:00.123 UTC LOG hello\n");
 }
