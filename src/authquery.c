@@ -1,4 +1,4 @@
-/* authquery.c: auth_query look-ups through libpq's non-blocking API, driven by libevent. */
+/* authquery.c: auth_query look-ups: a side query (sidequery.c) per client that needs one. */
 #include "authquery.h"
 
 #include <libpq-fe.h>
@@ -8,135 +8,36 @@
 
 #include "credentials.h"
 #include "log.h"
+#include "sidequery.h"
 
 struct authq {
-    struct worker *w;
     struct client *c;
     authq_done_fn done;
-    PGconn *conn;
-    struct event *ev;
-    struct event *timeout;
-    bool querying;
+    struct sidequery *q;
 };
 
-static void authq_free(struct authq *q)
+/* The look-up's answer: one row (usename, passwd), or none for an unknown user. */
+static void on_result(void *arg, const PGresult *r, const char *err)
 {
-    if (q->ev)
-        event_free(q->ev);
-    if (q->timeout)
-        event_free(q->timeout);
-    if (q->conn)
-        PQfinish(q->conn);
-    free(q);
-}
-
-/* Reports to the client and frees the look-up. */
-static void finish(struct authq *q, const char *verifier, const char *err)
-{
-    struct client *c = q->c;
-    authq_done_fn done = q->done;
-    char *v = verifier ? strdup(verifier) : NULL;
-    char e[256];
-    if (err)
-        snprintf(e, sizeof(e), "%s", err);
-    authq_free(q);
-    done(c, v, err ? e : NULL);
-    if (v) {
-        explicit_bzero(v, strlen(v));
-        free(v);
-    }
-}
-
-static void on_socket(evutil_socket_t fd, short what, void *arg);
-
-/* Waits for the socket to become readable or writable. */
-static bool wait_for(struct authq *q, short what)
-{
-    if (q->ev)
-        event_free(q->ev);
-    q->ev = event_new(q->w->base, PQsocket(q->conn), what, on_socket, q);
-    return q->ev && event_add(q->ev, NULL) == 0;
-}
-
-static void send_query(struct authq *q)
-{
-    const char *params[1] = {q->c->user};
-    if (!PQsendQueryParams(q->conn, q->w->cfg->auth_query.query, 1, NULL, params, NULL, NULL, 0)) {
-        finish(q, NULL, PQerrorMessage(q->conn));
-        return;
-    }
-    q->querying = true;
-    if (!wait_for(q, EV_READ))
-        finish(q, NULL, "cannot wait for the auth_query result");
-}
-
-/* Reads the result: one row (usename, passwd), or none for an unknown user. */
-static void read_result(struct authq *q)
-{
-    if (!PQconsumeInput(q->conn)) {
-        finish(q, NULL, PQerrorMessage(q->conn));
-        return;
-    }
-    if (PQisBusy(q->conn)) {
-        if (!wait_for(q, EV_READ))
-            finish(q, NULL, "cannot wait for the auth_query result");
-        return;
-    }
-    PGresult *r = PQgetResult(q->conn);
-    char err[256] = "";
+    struct authq *a = arg;
+    struct client *c = a->c;
+    authq_done_fn done = a->done;
+    char msg[256] = "";
     char *verifier = NULL;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        snprintf(err, sizeof(err), "%s", PQresultErrorMessage(r));
+    if (!r)
+        snprintf(msg, sizeof(msg), "%s", err);
     else if (PQnfields(r) != 2)
-        snprintf(err, sizeof(err), "auth_query must return two columns (usename, passwd)");
+        snprintf(msg, sizeof(msg), "auth_query must return two columns (usename, passwd)");
     else if (PQntuples(r) > 1)
-        snprintf(err, sizeof(err), "auth_query returned more than one row");
+        snprintf(msg, sizeof(msg), "auth_query returned more than one row");
     else if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 1))
         verifier = strdup(PQgetvalue(r, 0, 1));
-    PQclear(r);
-    while ((r = PQgetResult(q->conn)))
-        PQclear(r);
-    finish(q, verifier, err[0] ? err : NULL);
-    free(verifier);
-}
-
-static void on_socket(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct authq *q = arg;
-    if (q->querying) {
-        read_result(q);
-        return;
+    free(a);
+    done(c, verifier, msg[0] ? msg : NULL);
+    if (verifier) {
+        explicit_bzero(verifier, strlen(verifier));
+        free(verifier);
     }
-    switch (PQconnectPoll(q->conn)) {
-    case PGRES_POLLING_READING:
-        if (!wait_for(q, EV_READ))
-            finish(q, NULL, "cannot wait for the auth_query connection");
-        break;
-    case PGRES_POLLING_WRITING:
-        if (!wait_for(q, EV_WRITE))
-            finish(q, NULL, "cannot wait for the auth_query connection");
-        break;
-    case PGRES_POLLING_OK:
-        send_query(q);
-        break;
-    default:
-        finish(q, NULL, PQerrorMessage(q->conn));
-    }
-}
-
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    finish(arg, NULL, "auth_query timed out");
-}
-
-static const char *sslmode_name(enum tls_mode m)
-{
-    static const char *const names[] = {"disable", "prefer", "require", "verify-full"};
-    return names[m];
 }
 
 /* auth_query.password, else the look-up database's own (possibly rotating) credential when
@@ -157,32 +58,27 @@ struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn 
 {
     const struct auth_query_config *aq = &w->cfg->auth_query;
     const struct db_config *db = config_find_db(w->cfg, aq->database);
-    char port[16], timeout[16];
-    snprintf(port, sizeof(port), "%d", db->port);
-    snprintf(timeout, sizeof(timeout), "%d", (db->pool.connect_timeout_ms + 999) / 1000);
-    const char *keys[] = {"host",    "port",        "dbname",          "user",
-                          "sslmode", "sslrootcert", "connect_timeout", "application_name",
-                          "password", NULL};
-    const char *vals[] = {db->host,  port, db->dbname, aq->user, sslmode_name(db->tls),
-                          db->ca_file ? db->ca_file : "", timeout, "lakeproxy auth_query",
-                          auth_query_password(w, aq, db), NULL};
-    struct authq *q = calloc(1, sizeof(*q));
-    if (!q)
+    struct authq *a = calloc(1, sizeof(*a));
+    char err[300];
+    if (!a)
         return NULL;
-    q->w = w;
-    q->c = c;
-    q->done = done;
-    q->conn = PQconnectStartParams(keys, vals, 0);
-    q->timeout = evtimer_new(w->base, on_timeout, q);
-    struct timeval tv = {db->pool.connect_timeout_ms / 1000 + 5, 0};
-    if (!q->conn || PQstatus(q->conn) == CONNECTION_BAD || !q->timeout ||
-        evtimer_add(q->timeout, &tv) != 0 || !wait_for(q, EV_WRITE)) {
-        log_warning("auth_query: cannot connect: %s",
-                    q->conn ? PQerrorMessage(q->conn) : "out of memory");
-        authq_free(q);
+    a->c = c;
+    a->done = done;
+    const char *params[1] = {c->user};
+    a->q = sidequery_start(w, db, aq->user, auth_query_password(w, aq, db), "lakeproxy auth_query",
+                           aq->query, 1, params, on_result, a, err, sizeof(err));
+    if (!a->q) {
+        log_warning("auth_query: %s", err);
+        free(a);
         return NULL;
     }
-    return q;
+    return a;
 }
 
-void authquery_cancel(struct authq *q) { authq_free(q); }
+void authquery_cancel(struct authq *a)
+{
+    if (!a)
+        return;
+    sidequery_cancel(a->q);
+    free(a);
+}
