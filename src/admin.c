@@ -19,6 +19,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "stats.h"
+#include "tablesize.h"
 #include "worker.h"
 
 #define TEXT_OID 25
@@ -378,9 +379,25 @@ static void show_queries(struct client *c, int limit)
     result_send(c, &r, "SHOW");
 }
 
+struct pushdown_ctx {
+    struct result *r;
+    struct worker *w;
+};
+
 static void pushdown_row(void *arg, const struct stats_table *t)
 {
-    char v[8][32];
+    struct pushdown_ctx *pc = arg;
+    char v[10][32];
+    double size = tablesize_get(pc->w, t->db, t->table);
+    if (size >= 0)
+        snprintf(v[7], 32, "%.0f", size);
+    else
+        snprintf(v[7], 32, "%s", "");
+    if (size > 0 && t->unfiltered > 0)
+        snprintf(v[8], 32, "%.1f", 100.0 * (double)t->unfiltered_rows /
+                                       ((double)t->unfiltered * size));
+    else
+        snprintf(v[8], 32, "%s", "");
     snprintf(v[0], 32, "%llu", (unsigned long long)t->reads);
     fmt_pct(v[1], 32, t->filtered, t->reads);
     snprintf(v[2], 32, "%llu", (unsigned long long)t->unfiltered);
@@ -388,22 +405,24 @@ static void pushdown_row(void *arg, const struct stats_table *t)
     snprintf(v[4], 32, "%llu", (unsigned long long)t->unfiltered_bytes);
     snprintf(v[5], 32, "%llu", (unsigned long long)t->rows);
     snprintf(v[6], 32, "%llu", (unsigned long long)t->bytes);
-    const char *row[] = {t->table, t->app, v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
-    result_values(arg, row);
+    const char *row[] = {t->db, t->table, t->app, v[0], v[1], v[2], v[3],
+                         v[4], v[7], v[8], v[5], v[6]};
+    result_values(pc->r, row);
 }
 
 /* Reads per table and application_name: how many pushed a WHERE condition down, and what the
  * unfiltered ones pulled. */
 static void show_pushdown(struct client *c)
 {
-    static const char *const cols[] = {"table",           "application_name", "reads",
-                                       "filtered_pct",    "unfiltered_reads", "unfiltered_rows",
-                                       "unfiltered_bytes", "rows",            "bytes",
-                                       NULL};
+    static const char *const cols[] = {
+        "database",         "table",     "application_name", "reads", "filtered_pct",
+        "unfiltered_reads", "unfiltered_rows", "unfiltered_bytes", "reltuples",
+        "unfiltered_pulled_pct", "rows", "bytes", NULL};
     struct result r;
+    struct pushdown_ctx pc = {&r, c->w};
     result_start(&r, cols);
     if (c->w->stats)
-        stats_each_table(c->w->stats, pushdown_row, &r);
+        stats_each_table(c->w->stats, pushdown_row, &pc);
     result_send(c, &r, "SHOW");
 }
 

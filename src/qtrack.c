@@ -12,6 +12,7 @@
 #include "proto.h"
 #include "stats.h"
 #include "statslog.h"
+#include "tablesize.h"
 
 /* Records open at once per client (a pipeline deeper than this is not tracked until it
  * drains), and statement or portal names remembered. */
@@ -168,6 +169,8 @@ static void log_query(struct client *c, const struct stats_query *q)
     r->unfiltered = f->a.pd.unfiltered;
     r->rows = q->rows;
     r->bytes = q->bytes;
+    double size = f->a.n_read == 1 && q->db ? tablesize_get(c->w, q->db, f->a.read[0]) : -1;
+    r->table_fraction = size > 0 ? (double)q->rows / size : -1;
     memcpy(r->sqlstate, q->sqlstate, sizeof(r->sqlstate));
     r->wait_us = q->wait_us;
     r->first_us = q->first_us;
@@ -204,6 +207,7 @@ static void finish(struct client *c, const struct rec *r)
         .total_us = now - r->start_us,
         .rows = r->rows,
         .bytes = r->bytes,
+        .db = c->pool ? c->pool->db->name : NULL,
     };
     memcpy(q.sqlstate, r->sqlstate, sizeof(q.sqlstate));
     stats_add(c->w->stats, &q);

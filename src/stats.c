@@ -58,6 +58,16 @@ static void free_fp(struct stats_fp *f)
     free(f);
 }
 
+static void free_table(struct stats_table *t)
+{
+    if (t) {
+        free(t->table);
+        free(t->app);
+        free(t->db);
+    }
+    free(t);
+}
+
 void stats_free(struct stats *st)
 {
     if (!st)
@@ -70,9 +80,7 @@ void stats_free(struct stats *st)
     for (size_t i = 0; st->tables && i < st->n_table_buckets; i++)
         for (struct stats_table *t = st->tables[i], *next; t; t = next) {
             next = t->next;
-            free(t->table);
-            free(t->app);
-            free(t);
+            free_table(t);
         }
     free(st->fps);
     free(st->keys);
@@ -149,31 +157,31 @@ uint64_t stats_fingerprint(struct stats *st, const char *sql)
     return fp;
 }
 
-static uint64_t str_hash(const char *a, const char *b)
+static uint64_t str_hash(const char *const *parts, int n)
 {
     uint64_t h = 1469598103934665603ull;
-    for (const char *p = a; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (const char *p = b; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    for (int i = 0; i < n; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+    }
     return h;
 }
 
-/* The aggregate of (table, app), made on first use; NULL when the table is full. */
-static struct stats_table *table_entry(struct stats *st, const char *table, const char *app)
+/* The aggregate of (table, app, db), made on first use; NULL when the table is full. */
+static struct stats_table *table_entry(struct stats *st, const char *table, const char *app,
+                                       const char *db)
 {
-    struct stats_table **slot = &st->tables[str_hash(table, app) & (st->n_table_buckets - 1)];
+    const char *key[3] = {table, app, db};
+    struct stats_table **slot = &st->tables[str_hash(key, 3) & (st->n_table_buckets - 1)];
     for (struct stats_table *t = *slot; t; t = t->next)
-        if (strcmp(t->table, table) == 0 && strcmp(t->app, app) == 0)
+        if (strcmp(t->table, table) == 0 && strcmp(t->app, app) == 0 && strcmp(t->db, db) == 0)
             return t;
     if (st->n_tables >= STATS_MAX_TABLES)
         return NULL;
     struct stats_table *t = calloc(1, sizeof(*t));
-    if (!t || !(t->table = strdup(table)) || !(t->app = strdup(app))) {
-        if (t)
-            free(t->table);
-        free(t);
+    if (!t || !(t->table = strdup(table)) || !(t->app = strdup(app)) || !(t->db = strdup(db))) {
+        free_table(t);
         return NULL;
     }
     t->next = *slot;
@@ -188,7 +196,8 @@ static void add_table_reads(struct stats *st, const struct stats_fp *f,
     if (f->a.kind != SQL_SELECT && f->a.kind != SQL_COPY)
         return;
     for (int i = 0; i < f->a.n_read; i++) {
-        struct stats_table *t = table_entry(st, f->a.read[i], q->app ? q->app : "");
+        struct stats_table *t =
+            table_entry(st, f->a.read[i], q->app ? q->app : "", q->db ? q->db : "");
         if (!t)
             return;
         t->reads++;

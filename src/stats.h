@@ -35,9 +35,9 @@ struct stats_fp {
     struct stats_fp *next; /* hash chain */
 };
 
-/* Reads of one table by one application_name. */
+/* Reads of one table (of one database entry) by one application_name. */
 struct stats_table {
-    char *table, *app;
+    char *table, *app, *db;
     uint64_t reads, filtered, unfiltered, unfiltered_rows, unfiltered_bytes, rows, bytes;
     struct stats_table *next;
 };
@@ -46,6 +46,7 @@ struct stats_table {
 struct stats_query {
     uint64_t fingerprint;
     const char *app;          /* application_name, NULL when none */
+    const char *db;           /* the database entry (its tables are its server's) */
     int64_t wait_us;          /* for a server connection */
     int64_t first_us;         /* server: from sending to its first reply byte */
     int64_t server_us;        /* server: from sending to its last reply */

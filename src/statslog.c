@@ -124,6 +124,10 @@ size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
         r->limit ? "true" : "false", r->offset ? "true" : "false", r->aggregates,
         r->group_by ? "true" : "false", r->order_by ? "true" : "false", r->joins,
         r->distinct ? "true" : "false", r->unfiltered ? "true" : "false");
+    if (r->table_fraction >= 0)
+        put(&l, ",\"table_fraction\":%.4f", r->table_fraction);
+    else
+        put(&l, ",\"table_fraction\":null");
     put(&l, ",\"rows\":%llu,\"bytes\":%llu,\"sqlstate\":%s%s%s", (unsigned long long)r->rows,
         (unsigned long long)r->bytes, r->sqlstate[0] ? "\"" : "",
         r->sqlstate[0] ? r->sqlstate : "null", r->sqlstate[0] ? "\"" : "");

@@ -20,6 +20,7 @@ struct statslog_rec {
     int predicates, filters, aggregates, joins;
     bool limit, offset, group_by, order_by, distinct, unfiltered;
     uint64_t rows, bytes;
+    double table_fraction; /* rows / the table's reltuples, one-table reads; < 0: unknown */
     char sqlstate[6];
     int64_t wait_us, first_us, server_us, total_us;
 };

@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "stats.h"
+#include "tablesize.h"
 #include "statslog.h"
 #include "server.h"
 #include "tls.h"
@@ -265,6 +266,7 @@ void worker_free(struct worker *w)
         client_close(list_entry(it, struct client, node), "shutting down");
     }
     pool_free_all(w);
+    tablesize_free_all(w);
     if (w->base)
         credentials_free_all(w);
     if (w->sig_int)

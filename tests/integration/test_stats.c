@@ -202,6 +202,39 @@ Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_pro
     unlink(path);
 }
 
+/* The pushdown report knows table sizes (pg_class.reltuples, looked up in the background):
+ * an unfiltered read of all 1000 rows of items pulled 100% of it. */
+Test(stats, the_pushdown_report_says_what_fraction_of_a_table_was_pulled)
+{
+    PGconn *pg = pg_admin("lp_test");
+    PQclear(PQexec(pg, "ANALYZE items"));
+    PQfinish(pg);
+    PGconn *c = alice("app");
+    PGresult *r = PQexec(c, "SELECT id FROM items");
+    cr_assert_eq(PQntuples(r), 1000);
+    PQclear(r);
+    PGconn *admin = alice("lakeproxy");
+    char reltuples[32] = "", pulled[32] = "";
+    for (int i = 0; i < 50 && strcmp(reltuples, "1000") != 0; i++) {
+        usleep(100 * 1000);
+        r = PQexec(admin, "SHOW PUSHDOWN");
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+        for (int row = 0; row < PQntuples(r); row++)
+            if (strcmp(PQgetvalue(r, row, PQfnumber(r, "table")), "items") == 0 &&
+                strcmp(PQgetvalue(r, row, PQfnumber(r, "database")), "app") == 0) {
+                snprintf(reltuples, sizeof(reltuples), "%s",
+                         PQgetvalue(r, row, PQfnumber(r, "reltuples")));
+                snprintf(pulled, sizeof(pulled), "%s",
+                         PQgetvalue(r, row, PQfnumber(r, "unfiltered_pulled_pct")));
+            }
+        PQclear(r);
+    }
+    cr_expect_str_eq(reltuples, "1000");
+    cr_expect_str_eq(pulled, "100.0");
+    PQfinish(admin);
+    PQfinish(c);
+}
+
 /* curl's output for url (malloc'd), with its HTTP status in *status. */
 static char *curl(const char *path, int *status)
 {
