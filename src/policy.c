@@ -72,8 +72,11 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
     struct server *s = c->server;
     if (s->n_refusals == MAX_REFUSALS) /* the oldest was skipped by the server, or its error */
         forget_refusals(s, 1);         /* will read "statement refused" without the reason */
-    log_info("client %llu %s (%s): statement refused: %s", (unsigned long long)c->id, c->addr,
-             c->user, reason);
+    /* the parser's message quotes the text near the error, which may be a literal value: the
+     * client gets it, the log does not */
+    const char *unparsed = strstr(reason, "could not parse it");
+    log_info("client %llu %s (%s): statement refused: %.*s", (unsigned long long)c->id, c->addr,
+             c->user, unparsed ? (int)(unparsed - reason) + 18 : (int)strlen(reason), reason);
     c->w->refusals++;
     uint32_t seq = ++s->refusal_seq;
     s->refusals[s->n_refusals].seq = seq;

@@ -329,6 +329,54 @@ static bool tree_features(const char *sql, struct sql_analysis *a)
     return ok;
 }
 
+static bool is_constant_token(PgQuery__Token t)
+{
+    return t == PG_QUERY__TOKEN__SCONST || t == PG_QUERY__TOKEN__USCONST ||
+           t == PG_QUERY__TOKEN__BCONST || t == PG_QUERY__TOKEN__XCONST ||
+           t == PG_QUERY__TOKEN__ICONST || t == PG_QUERY__TOKEN__FCONST;
+}
+
+/* libpg_query's normalisation leaves constants in some statements (COPY's file name, COMMENT,
+ * a column DEFAULT, NOTIFY's payload, PREPARE and CREATE VIEW bodies, EXECUTE and CALL
+ * arguments, ALTER SYSTEM values ...). Every constant token the scanner still finds in norm is
+ * replaced here by the next $n, so no literal value reaches a log. NULL when norm cannot be
+ * scanned (the caller then logs no text at all). */
+static char *scrub_constants(const char *norm)
+{
+    PgQueryScanResult sr = pg_query_scan(norm);
+    PgQuery__ScanResult *scan =
+        sr.error ? NULL
+                 : pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
+    char *out = NULL;
+    size_t len = strlen(norm), n_const = 0;
+    for (size_t i = 0; scan && i < scan->n_tokens; i++)
+        n_const += is_constant_token(scan->tokens[i]->token);
+    /* each constant becomes "$n" (at most 11 characters) in place of at least one */
+    if (scan && (out = malloc(len + n_const * 11 + 1))) {
+        int next = 1;
+        for (size_t i = 0; i < scan->n_tokens; i++) /* $n already there: number after them */
+            if (scan->tokens[i]->token == PG_QUERY__TOKEN__PARAM)
+                next = atoi(norm + scan->tokens[i]->start + 1) + 1 > next
+                           ? atoi(norm + scan->tokens[i]->start + 1) + 1
+                           : next;
+        size_t o = 0, at = 0;
+        for (size_t i = 0; i < scan->n_tokens; i++) {
+            const PgQuery__ScanToken *t = scan->tokens[i];
+            if (!is_constant_token(t->token) || t->start < (int32_t)at || t->end > (int32_t)len)
+                continue;
+            memcpy(out + o, norm + at, (size_t)t->start - at);
+            o += (size_t)t->start - at;
+            o += (size_t)snprintf(out + o, 12, "$%d", next++);
+            at = (size_t)t->end;
+        }
+        memcpy(out + o, norm + at, len - at + 1);
+    }
+    if (scan)
+        pg_query__scan_result__free_unpacked(scan, NULL);
+    pg_query_free_scan_result(sr);
+    return out;
+}
+
 bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
 {
     memset(out, 0, sizeof(*out));
@@ -342,10 +390,11 @@ bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
     out->fingerprint = f.error ? sqlkey(sql) : f.fingerprint;
     pg_query_free_fingerprint_result(f);
     PgQueryNormalizeResult nr = pg_query_normalize(sql);
-    if (!nr.error && nr.normalized_query)
-        out->normalized = strdup(nr.normalized_query);
+    bool failed = nr.error || !nr.normalized_query;
+    if (!failed)
+        out->normalized = scrub_constants(nr.normalized_query);
     pg_query_free_normalize_result(nr);
-    return nr.error || out->normalized;
+    return failed || out->normalized;
 }
 
 void sqlinfo_analysis_free(struct sql_analysis *a)

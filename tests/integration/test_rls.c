@@ -251,6 +251,19 @@ Test(rls, client_encodings_the_guard_cannot_read_are_refused_at_login)
     PQfinish(c);
 }
 
+/* A refused statement's text may hold values: the client sees the parser's message, the log
+ * never does. */
+Test(rls, refused_statements_leave_no_literal_in_the_log)
+{
+    PGconn *c = tenant(7);
+    cr_expect_str_eq(query_sqlstate(c, "SELECT set_config('a' 'tenant-secret-xyz')"),
+                     "42501", "text that does not parse is refused");
+    cr_expect_str_eq(query_sqlstate(c, "SET app.tenant_id = 'tenant-secret-abc'"), "42501");
+    PQfinish(c);
+    cr_expect_eq(file_count_lines(px.log, "statement refused"), 2, "both refusals are logged");
+    cr_expect_eq(file_count_lines(px.log, "tenant-secret"), 0, "no literal in %s", px.log);
+}
+
 Test(rls, refusal_names_the_protected_setting)
 {
     PGconn *c = tenant(1);

@@ -27,6 +27,26 @@ Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
     struct sql_analysis e = an("UPDATE accounts SET secret = E'pa\\\\ss' WHERE ssn = '123-45-6789'");
     cr_expect_null(strstr(e.normalized, "123-45"), "%s", e.normalized);
     cr_expect_null(strstr(e.normalized, "pa"), "%s", e.normalized);
+    /* statements whose constants libpg_query's normalisation leaves in: scrubbed all the same */
+    static const char *const leaky[] = {
+        "COPY t FROM '/secret/path'", "COMMENT ON TABLE t IS 'secret'",
+        "CREATE TABLE t (x text DEFAULT 'secret')", "NOTIFY chan, 'secret'",
+        "PREPARE p AS SELECT 'secret'", "EXECUTE p('secret', 31337)",
+        "ALTER SYSTEM SET work_mem = 'secret'", "CREATE VIEW v AS SELECT 'secret'",
+        "CALL p('secret')", "FETCH 31337 FROM c",
+        "SELECT 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+    };
+    for (size_t i = 0; i < sizeof(leaky) / sizeof(leaky[0]); i++) {
+        struct sql_analysis l = an(leaky[i]);
+        cr_assert_not_null(l.normalized, "%s", leaky[i]);
+        cr_expect_null(strstr(l.normalized, "secret"), "%s => %s", leaky[i], l.normalized);
+        cr_expect_null(strstr(l.normalized, "31337"), "%s => %s", leaky[i], l.normalized);
+        cr_expect_null(strstr(l.normalized, "'"), "%s => %s", leaky[i], l.normalized);
+        sqlinfo_analysis_free(&l);
+    }
+    struct sql_analysis many = an("SELECT 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1");
+    cr_expect(strstr(many.normalized, "$20"), "%s", many.normalized);
+    sqlinfo_analysis_free(&many);
     struct sql_analysis bad = an("SELEC 'secret value' FROM t");
     cr_expect_eq(bad.kind, SQL_UNKNOWN);
     cr_expect_null(bad.normalized, "text that does not parse is never logged");
