@@ -342,6 +342,8 @@ static const struct field pool_fields[] = {
     INT("idle_timeout_s", struct pool_config, idle_timeout_s, 0, 31536000),
     INT("lifetime_s", struct pool_config, lifetime_s, 0, 31536000),
     INT("connect_timeout_ms", struct pool_config, connect_timeout_ms, 1, 3600000),
+    INT("reserve", struct pool_config, reserve, 0, 100000),
+    INT("reserve_timeout_ms", struct pool_config, reserve_timeout_ms, 1, 86400000),
 };
 static const struct table pool_table = TABLE(pool_fields);
 
@@ -473,6 +475,7 @@ static void db_defaults(struct db_config *db, const char *name)
     db->pool.idle_timeout_s = 600;
     db->pool.lifetime_s = 3000;
     db->pool.connect_timeout_ms = 5000;
+    db->pool.reserve_timeout_ms = 3000;
     db->cred.timeout_ms = 10000;
     db->cred.lifetime_s = -1; /* provider default, settled in check_credentials */
     db->cred.refresh_percent = 80;

@@ -24,6 +24,9 @@ struct pool_config {
     int idle_timeout_s;    /* pool.idle_timeout_s: close idle servers after this (default 600, 0 = never) */
     int lifetime_s;        /* pool.lifetime_s: close servers older than this when idle (default 3000, 0 = never) */
     int connect_timeout_ms; /* pool.connect_timeout_ms: server connect + login limit (default 5000) */
+    int reserve;           /* pool.reserve: extra servers for clients waiting reserve_timeout_ms
+                              (default 0) */
+    int reserve_timeout_ms; /* pool.reserve_timeout_ms: (default 3000) */
 };
 
 /* A YAML list of strings. */

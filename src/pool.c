@@ -127,6 +127,36 @@ static bool credential_ready(struct pool *p)
     return false;
 }
 
+static void reserve_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pool_spawn_for_waiters(arg);
+}
+
+/* How many servers the pool may have now: pool.size, plus pool.reserve once the oldest waiting
+ * client has waited pool.reserve_timeout_ms (until then, a timer is set for that moment). */
+static int server_limit(struct pool *p)
+{
+    const struct pool_config *pc = &p->db->pool;
+    if (pc->reserve <= 0 || list_empty(&p->waiting))
+        return pc->size;
+    const struct client *oldest = list_entry(p->waiting.next, struct client, wait_node);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    long long waited_ms = (now.tv_sec - oldest->wait_start.tv_sec) * 1000LL +
+                          (now.tv_usec - oldest->wait_start.tv_usec) / 1000;
+    if (waited_ms >= pc->reserve_timeout_ms)
+        return pc->size + pc->reserve;
+    if (!p->reserve_timer)
+        p->reserve_timer = evtimer_new(p->w->base, reserve_cb, p);
+    long long left = pc->reserve_timeout_ms - waited_ms;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    if (p->reserve_timer && !evtimer_pending(p->reserve_timer, NULL))
+        evtimer_add(p->reserve_timer, &tv);
+    return pc->size;
+}
+
 void pool_spawn_for_waiters(struct pool *p)
 {
     if (p->retry_timer && evtimer_pending(p->retry_timer, NULL))
@@ -135,7 +165,8 @@ void pool_spawn_for_waiters(struct pool *p)
         return; /* a refused credential is being refreshed: logins wait for the new one */
     int coming = (int)list_count(&p->connecting);
     int waiting = (int)list_count(&p->waiting);
-    while (!p->paused && waiting > coming && p->n_servers < p->db->pool.size) {
+    int limit = server_limit(p);
+    while (!p->paused && waiting > coming && p->n_servers < limit) {
         if (!server_connect(p))
             break;
         coming++;
@@ -408,6 +439,8 @@ void pool_free_all(struct worker *w)
             event_free(p->retry_timer);
         if (p->no_cred_timer)
             event_free(p->no_cred_timer);
+        if (p->reserve_timer)
+            event_free(p->reserve_timer);
         SSL_CTX_free(p->tls);
         free(p->latency);
         free(p);

@@ -810,8 +810,8 @@ static const char *retire_reason(const struct server *s)
         return "row-level security no longer applies to its database";
     if (s->replies.len != 0)
         return "replies still owed";
-    if (p->n_servers > p->db->pool.size)
-        return "pool.size lowered";
+    if (p->n_servers > p->db->pool.size && list_empty(&p->waiting))
+        return "above pool.size (a reserve server, or pool.size lowered) with nobody waiting";
     if (server_past_lifetime(s, lifetime))
         return "lifetime reached";
     return NULL;

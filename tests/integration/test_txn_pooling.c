@@ -253,3 +253,55 @@ Test(txn_load, five_hundred_clients_over_ten_servers_without_errors, .timeout = 
     PQfinish(admin);
     proxy_stop(&px);
 }
+
+/* One server and one in reserve: a client that waited pool.reserve_timeout_ms gets the reserve
+ * server instead of waiting out max_wait_ms; when nobody waits any more it is closed again. */
+static void start_with_reserve(void)
+{
+    static char yaml[8192], out[8400];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 4000,
+                       "admin:\n  users: [alice]\n");
+    char *at = strstr(yaml, "      max_wait_ms: 4000\n");
+    cr_assert_not_null(at);
+    at += strlen("      max_wait_ms: 4000\n");
+    snprintf(out, sizeof(out), "%.*s      reserve: 1\n      reserve_timeout_ms: 300\n%s",
+             (int)(at - yaml), yaml, at);
+    proxy_start_yaml(&px, port, out);
+}
+
+/* Server connections of pool app (active + idle), from SHOW POOLS. */
+static int app_servers(void)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
+    PGresult *r = PQexec(a, "SHOW POOLS");
+    int n = -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), "app") == 0)
+            n = atoi(PQgetvalue(r, i, PQfnumber(r, "sv_active"))) +
+                atoi(PQgetvalue(r, i, PQfnumber(r, "sv_idle")));
+    PQclear(r);
+    PQfinish(a);
+    return n;
+}
+
+Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve,
+     .fini = stop_proxy, .timeout = 60)
+{
+    PGconn *holder = connect_as(NULL), *waiter = connect_as(NULL);
+    free(query_value(holder, "BEGIN")); /* holds the pool's only regular server */
+    free(query_value(holder, "SELECT 1"));
+    double t0 = now_s();
+    char *v = query_value(waiter, "SELECT 'served'");
+    double waited = now_s() - t0;
+    cr_expect_str_eq(v, "served");
+    free(v);
+    cr_expect(waited >= 0.25 && waited < 3.0,
+              "served after %.2f s: the reserve opens after 300 ms, long before max_wait_ms",
+              waited);
+    free(query_value(holder, "COMMIT"));
+    free(query_value(waiter, "SELECT 1"));
+    cr_expect_eq(app_servers(), 1, "the reserve server closes once nobody waits");
+    PQfinish(holder);
+    PQfinish(waiter);
+}
