@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "guard.h"
 #include "objects.h"
 #include "params.h"
 #include "proto.h"
@@ -294,6 +295,17 @@ static void on_execute(struct qtrack *t, struct rd *r)
     push(t, &e);
 }
 
+/* Does the server read this client's query text as the parser does? Not with
+ * standard_conforming_strings off or a client-only encoding (then a quote can hide): such text
+ * is counted but never analysed or logged. */
+static bool text_readable(const struct client *c)
+{
+    const struct param_set *rep = c->server ? &c->server->reported : NULL;
+    const char *scs = rep ? param_get(rep, "standard_conforming_strings") : NULL;
+    const char *enc = rep ? param_get(rep, "client_encoding") : NULL;
+    return (!scs || guard_scs_on(scs)) && (!enc || guard_safe_client_encoding(enc));
+}
+
 void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct qtrack *t = tracker(c);
@@ -306,7 +318,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
     case 'Q': {
         struct rec q = new_rec(t, REC_QUERY, 0);
         if (len > 0 && body[len - 1] == '\0')
-            q.fp = stats_fingerprint(c->w->stats, (const char *)body);
+            q.fp = stats_fingerprint(c->w->stats, (const char *)body, text_readable(c));
         push(t, &q);
         break;
     }
@@ -314,9 +326,10 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         if (!rd_str(&r, &name) || !rd_str(&r, &sql))
             return;
         if (*name)
-            name_put(t->stmts, &t->stmt_next, name, stats_fingerprint(c->w->stats, sql));
+            name_put(t->stmts, &t->stmt_next, name,
+                     stats_fingerprint(c->w->stats, sql, text_readable(c)));
         else
-            t->unnamed_stmt_fp = stats_fingerprint(c->w->stats, sql);
+            t->unnamed_stmt_fp = stats_fingerprint(c->w->stats, sql, text_readable(c));
         break;
     case 'B':
         on_bind(c, t, &r);
@@ -366,6 +379,8 @@ static void on_error(struct client *c, struct rec *h, const uint8_t *body, uint3
     struct pg_error e;
     if (body && proto_parse_error(body, len, &e))
         snprintf(h->sqlstate, sizeof(h->sqlstate), "%s", e.sqlstate);
+    else /* too big to read whole (it streams past): failed, SQLSTATE unknown */
+        snprintf(h->sqlstate, sizeof(h->sqlstate), "?????");
     if (h->kind == REC_EXECUTE) {
         finish(c, h);
         pop(c->qt);

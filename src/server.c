@@ -529,8 +529,9 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
 {
     struct server *s = arg;
     struct client *c = s->client;
-    if (!body && c && qtrack_wants_server_body(c, type))
-        return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
+    /* (a CommandComplete or ErrorResponse too big to hold streams past without its body) */
+    if (!body && c && qtrack_wants_server_body(c, type) && len <= SERVER_CONTROL_MAX)
+        return RV_NEED_BODY;
     enum relay_verdict v = active_verdict(s, type, len, body);
     if (c && v != RV_NEED_BODY && v != RV_ERROR && (body || v == RV_STREAM))
         qtrack_server_msg(c, type, len, body);

@@ -338,9 +338,10 @@ static bool is_constant_token(PgQuery__Token t)
 
 /* libpg_query's normalisation leaves constants in some statements (COPY's file name, COMMENT,
  * a column DEFAULT, NOTIFY's payload, PREPARE and CREATE VIEW bodies, EXECUTE and CALL
- * arguments, ALTER SYSTEM values ...). Every constant token the scanner still finds in norm is
- * replaced here by the next $n, so no literal value reaches a log. NULL when norm cannot be
- * scanned (the caller then logs no text at all). */
+ * arguments, ALTER SYSTEM values ...), and comments, which may hold anything. Every constant
+ * token the scanner still finds in norm is replaced here by the next $n and every comment is
+ * dropped, so no literal value reaches a log. NULL when norm cannot be scanned (the caller
+ * then logs no text at all). */
 static char *scrub_constants(const char *norm)
 {
     PgQueryScanResult sr = pg_query_scan(norm);
@@ -362,11 +363,15 @@ static char *scrub_constants(const char *norm)
         size_t o = 0, at = 0;
         for (size_t i = 0; i < scan->n_tokens; i++) {
             const PgQuery__ScanToken *t = scan->tokens[i];
-            if (!is_constant_token(t->token) || t->start < (int32_t)at || t->end > (int32_t)len)
+            bool comment = t->token == PG_QUERY__TOKEN__SQL_COMMENT ||
+                           t->token == PG_QUERY__TOKEN__C_COMMENT;
+            if ((!is_constant_token(t->token) && !comment) || t->start < (int32_t)at ||
+                t->end > (int32_t)len)
                 continue;
             memcpy(out + o, norm + at, (size_t)t->start - at);
             o += (size_t)t->start - at;
-            o += (size_t)snprintf(out + o, 12, "$%d", next++);
+            if (!comment)
+                o += (size_t)snprintf(out + o, 12, "$%d", next++);
             at = (size_t)t->end;
         }
         memcpy(out + o, norm + at, len - at + 1);
@@ -390,11 +395,10 @@ bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
     out->fingerprint = f.error ? sqlkey(sql) : f.fingerprint;
     pg_query_free_fingerprint_result(f);
     PgQueryNormalizeResult nr = pg_query_normalize(sql);
-    bool failed = nr.error || !nr.normalized_query;
-    if (!failed)
+    if (!nr.error && nr.normalized_query) /* NULL when it cannot be scrubbed: no text logged */
         out->normalized = scrub_constants(nr.normalized_query);
     pg_query_free_normalize_result(nr);
-    return failed || out->normalized;
+    return true;
 }
 
 void sqlinfo_analysis_free(struct sql_analysis *a)

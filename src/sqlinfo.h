@@ -59,7 +59,8 @@ struct sql_analysis {
 
 /* Analyses sql into out (which the caller frees with sqlinfo_analysis_free). Text that does
  * not parse gets kind SQL_UNKNOWN, a fingerprint of its key and no normalised text (never the
- * raw text: it may hold values). False only when out of memory. */
+ * raw text: it may hold values); so does text whose normalised form cannot be scrubbed of
+ * every constant and comment. Always true. */
 bool sqlinfo_analyze(const char *sql, struct sql_analysis *out);
 void sqlinfo_analysis_free(struct sql_analysis *a);
 

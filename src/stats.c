@@ -137,9 +137,14 @@ static bool insert_fp(struct stats *st, struct sql_analysis *a)
     return true;
 }
 
-uint64_t stats_fingerprint(struct stats *st, const char *sql)
+uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable)
 {
     uint64_t key = sqlkey(sql) | 1; /* never 0, the empty slot */
+    if (!readable) { /* opaque: its own fingerprint space, never the parser's */
+        uint64_t fp = key ^ 0x5bd1e9955bd1e995ull;
+        struct sql_analysis a = {.fingerprint = fp, .kind = SQL_UNKNOWN};
+        return stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
+    }
     struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
     if (k->key == key && stats_find(st, k->fingerprint))
         return k->fingerprint;

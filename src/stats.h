@@ -61,8 +61,11 @@ struct stats;
 struct stats *stats_new(size_t max_fps, size_t max_keys);
 void stats_free(struct stats *st);
 
-/* The fingerprint of sql, analysing it on first sight; 0 when out of memory. */
-uint64_t stats_fingerprint(struct stats *st, const char *sql);
+/* The fingerprint of sql, analysing it on first sight; 0 when out of memory. When readable is
+ * false the session reads text otherwise than the parser would (standard_conforming_strings
+ * off, a client-only encoding): sql is then not analysed, only counted under its text key,
+ * with no normalised text, kind unknown. */
+uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable);
 
 /* The aggregates of a fingerprint, or NULL. */
 const struct stats_fp *stats_find(const struct stats *st, uint64_t fingerprint);

@@ -202,6 +202,35 @@ Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_pro
     unlink(path);
 }
 
+/* An error too big to hold whole (its message quotes a 100 kB value) streams past the
+ * statistics: the client gets it and goes on. */
+Test(stats, an_error_bigger_than_64k_reaches_the_client)
+{
+    PGconn *c = alice("app");
+    cr_expect_str_eq(query_sqlstate(c, "SELECT repeat('x', 100000)::int"), "22P02");
+    char *v = query_value(c, "SELECT 'still here'");
+    cr_expect_str_eq(v, "still here");
+    free(v);
+    PQfinish(c);
+}
+
+/* With standard_conforming_strings off a backslash escapes a quote for the server but not for
+ * the parser: such text is counted, never analysed or logged. */
+Test(stats, text_read_with_standard_conforming_strings_off_is_never_logged)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
+                              "options='-c standard_conforming_strings=off'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    /* the server sees one string and 42; the parser would see a quoted identifier (kept by
+     * normalisation) holding the secret */
+    PGresult *r = PQexec(c, "SELECT 'x\\' || length(\"hunter2 secret\") --', 42");
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    usleep(200 * 1000);
+    cr_expect_eq(file_count_lines(log_path, "hunter2"), 0, "a literal reached %s", log_path);
+}
+
 /* The pushdown report knows table sizes (pg_class.reltuples, looked up in the background):
  * an unfiltered read of all 1000 rows of items pulled 100% of it. */
 Test(stats, the_pushdown_report_says_what_fraction_of_a_table_was_pulled)

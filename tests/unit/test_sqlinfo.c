@@ -34,11 +34,17 @@ Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
         "PREPARE p AS SELECT 'secret'", "EXECUTE p('secret', 31337)",
         "ALTER SYSTEM SET work_mem = 'secret'", "CREATE VIEW v AS SELECT 'secret'",
         "CALL p('secret')", "FETCH 31337 FROM c",
+        "SELECT relname /* token=secret */ FROM pg_class LIMIT 1 -- pw=secret",
+        "DELETE FROM t RETURNING 'secret'y",
         "SELECT 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
     };
     for (size_t i = 0; i < sizeof(leaky) / sizeof(leaky[0]); i++) {
         struct sql_analysis l = an(leaky[i]);
-        cr_assert_not_null(l.normalized, "%s", leaky[i]);
+        if (!l.normalized) { /* not scrubbable: no text at all, the query still counted */
+            cr_expect_neq(l.fingerprint, 0, "%s", leaky[i]);
+            sqlinfo_analysis_free(&l);
+            continue;
+        }
         cr_expect_null(strstr(l.normalized, "secret"), "%s => %s", leaky[i], l.normalized);
         cr_expect_null(strstr(l.normalized, "31337"), "%s => %s", leaky[i], l.normalized);
         cr_expect_null(strstr(l.normalized, "'"), "%s => %s", leaky[i], l.normalized);

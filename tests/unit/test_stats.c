@@ -41,9 +41,9 @@ Test(stats, queries_add_up_per_fingerprint_and_per_table)
 {
     struct stats *st = stats_new(100, 256);
     cr_assert_not_null(st);
-    uint64_t a = stats_fingerprint(st, "SELECT * FROM t WHERE id = 1");
-    uint64_t b = stats_fingerprint(st, "SELECT * FROM t WHERE id = 2");
-    uint64_t full = stats_fingerprint(st, "SELECT * FROM t");
+    uint64_t a = stats_fingerprint(st, "SELECT * FROM t WHERE id = 1", true);
+    uint64_t b = stats_fingerprint(st, "SELECT * FROM t WHERE id = 2", true);
+    uint64_t full = stats_fingerprint(st, "SELECT * FROM t", true);
     cr_expect_eq(a, b, "one fingerprint for both");
     cr_expect_eq(stats_analyses(st), 2, "the second text hit the key cache: no parse");
     for (int i = 0; i < 10; i++) {
@@ -86,11 +86,27 @@ static void see_table(void *arg, const struct stats_table *t)
     }
 }
 
+/* With standard_conforming_strings off the parser would read quotes otherwise than the server:
+ * such text is counted under its text key, never analysed, never given a normalised text. */
+Test(stats, text_the_session_reads_otherwise_is_counted_but_never_shown)
+{
+    struct stats *st = stats_new(100, 256);
+    uint64_t fp = stats_fingerprint(st, "SELECT 'x\\' || length(\"secret\") --', 42", false);
+    cr_assert_neq(fp, 0);
+    const struct stats_fp *f = stats_find(st, fp);
+    cr_assert_not_null(f);
+    cr_expect_eq(f->a.kind, SQL_UNKNOWN);
+    cr_expect_null(f->a.normalized);
+    cr_expect_eq(stats_analyses(st), 0, "not parsed");
+    cr_expect_neq(fp, stats_fingerprint(st, "SELECT 'x\\' || length(\"secret\") --', 42", true));
+    stats_free(st);
+}
+
 Test(stats, the_pushdown_report_splits_tables_by_application)
 {
     struct stats *st = stats_new(100, 256);
-    uint64_t filtered = stats_fingerprint(st, "SELECT a FROM t WHERE b > $1");
-    uint64_t full = stats_fingerprint(st, "SELECT a FROM t");
+    uint64_t filtered = stats_fingerprint(st, "SELECT a FROM t WHERE b > $1", true);
+    uint64_t full = stats_fingerprint(st, "SELECT a FROM t", true);
     struct stats_query q1 = {.fingerprint = filtered, .app = "app", .rows = 3};
     struct stats_query q2 = {.fingerprint = full, .app = "spark", .rows = 1000};
     stats_add(st, &q1);
@@ -110,7 +126,7 @@ Test(stats, the_number_of_fingerprints_is_bounded)
     char sql[64];
     for (int i = 0; i < 50; i++) {
         snprintf(sql, sizeof(sql), "SELECT c%d FROM t", i);
-        uint64_t fp = stats_fingerprint(st, sql);
+        uint64_t fp = stats_fingerprint(st, sql, true);
         cr_assert_neq(fp, 0);
         struct stats_query q = {.fingerprint = fp, .total_us = 1};
         stats_add(st, &q);
