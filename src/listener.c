@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "log.h"
@@ -16,13 +17,36 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     client_accept(arg, fd, sa, salen);
 }
 
-/* Out of file descriptors and the like: log, and keep listening. */
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    if (w->listener)
+        evconnlistener_enable(w->listener);
+}
+
+/* Out of file descriptors and the like: the pending connection stays in the backlog, so
+ * accepting again at once would fail again in a tight loop. Pause accepting for 100 ms, and log
+ * at most once a second. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    (void)l;
-    (void)arg;
+    struct worker *w = arg;
+    static time_t last_logged;
     int e = EVUTIL_SOCKET_ERROR();
-    log_warning("accept failed: %s", evutil_socket_error_to_string(e));
+    time_t now = time(NULL);
+    if (now != last_logged) {
+        last_logged = now;
+        log_warning("accept failed: %s (pausing new connections for 100 ms)",
+                    evutil_socket_error_to_string(e));
+    }
+    struct timeval pause = {0, 100 * 1000};
+    if (!w->accept_pause)
+        w->accept_pause = evtimer_new(w->base, resume_accepting, w);
+    if (w->accept_pause) {
+        evconnlistener_disable(l);
+        evtimer_add(w->accept_pause, &pause);
+    }
 }
 
 bool listener_start(struct worker *w, char *err, size_t errsz)

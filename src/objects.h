@@ -69,6 +69,7 @@ struct worker {
     uint64_t refusals;           /* statements the RLS guard refused */
     struct evhttp *http;         /* admin.http: /metrics and /healthz (NULL: off) */
     struct tablesizes *sizes;    /* table row counts for the pushdown report (tablesize.c) */
+    struct event *accept_pause;  /* resumes accepting after running out of descriptors */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */
 };
 

@@ -281,6 +281,8 @@ void worker_free(struct worker *w)
         event_free(w->drain_timer);
     if (w->janitor)
         event_free(w->janitor);
+    if (w->accept_pause)
+        event_free(w->accept_pause);
     if (w->base)
         drain_loop(w);
     if (w->dns)

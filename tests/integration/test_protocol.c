@@ -214,3 +214,33 @@ Test(protocol, large_result_streams_in_bounded_memory, .timeout = 120)
     cr_expect(after - before < 48 * 1024, "proxy peak memory grew by %ld kB", after - before);
     PQfinish(c);
 }
+
+/* Out of file descriptors, accept() fails for as long as the backlog holds a connection:
+ * lakeproxy pauses accepting instead of retrying in a tight loop (and logging each retry),
+ * and serves again once descriptors are free. */
+Test(protocol_fds, running_out_of_descriptors_pauses_accepting, .timeout = 60)
+{
+    struct proxy fp;
+    proxy_start(&fp, 2);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "prlimit --nofile=48 --pid %d", (int)fp.pid);
+    cr_assert_eq(system(cmd), 0, "prlimit failed");
+    enum { N = 80 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_connect(fp.port);
+    usleep(1500 * 1000);
+    int lines = file_count_lines(fp.log, "accept failed");
+    cr_expect(lines >= 1 && lines <= 4, "%d 'accept failed' lines in 1.5 s", lines);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    usleep(500 * 1000);
+    PGconn *c = proxy_connect(&fp, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT 'served'");
+    cr_expect_str_eq(v, "served");
+    free(v);
+    PQfinish(c);
+    proxy_stop(&fp);
+}
