@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -266,6 +267,17 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
+/* Each HTTP connection reads at most 16 KiB ahead: a client that pipelines requests and never
+ * reads the replies is held back by TCP instead of filling lakeproxy's memory. */
+static struct bufferevent *bounded_bev(struct event_base *base, void *arg)
+{
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ, 0, 16 * 1024);
+    return bev;
+}
+
 bool metrics_start(struct worker *w, char *err, size_t errsz)
 {
     const struct config *cfg = w->cfg;
@@ -282,7 +294,8 @@ bool metrics_start(struct worker *w, char *err, size_t errsz)
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET);
     evhttp_set_max_headers_size(w->http, 8192);
     evhttp_set_max_body_size(w->http, 0);
-    evhttp_set_timeout(w->http, 10);
+    evhttp_set_timeout(w->http, 5);
+    evhttp_set_bevcb(w->http, bounded_bev, NULL);
     evhttp_set_gencb(w->http, on_request, w);
     log_info("metrics on http://%s:%d/metrics", cfg->admin_http_host, cfg->admin_http_port);
     return true;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -329,4 +331,51 @@ Test(stats, metrics_parse_as_prometheus_text_and_healthz_answers)
     free(h);
     free(curl("/nothing", &status));
     cr_expect_eq(status, 404);
+}
+
+/* Resident memory of process pid in kB (0 when unreadable). */
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* A client that pipelines /metrics requests and never reads the replies is held back by TCP:
+ * lakeproxy's memory stays put, and /healthz keeps answering others. */
+Test(stats, a_metrics_client_that_never_reads_cannot_grow_memory, .timeout = 60)
+{
+    int fd = raw_connect(http_port);
+    cr_assert(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    static const char one[] = "GET /metrics HTTP/1.1\r\nHost: xx\r\n\r\n";
+    static char req[(sizeof(one) - 1) * 1000];
+    for (size_t i = 0; i + sizeof(one) - 1 <= sizeof(req); i += sizeof(one) - 1)
+        memcpy(req + i, one, sizeof(one) - 1);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    long before = rss_kb(px.pid);
+    size_t sent = 0;
+    for (double t0 = now_s(); now_s() - t0 < 2.0;) {
+        ssize_t n = send(fd, req, sizeof(req), MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+        else
+            usleep(10000);
+    }
+    long after = rss_kb(px.pid);
+    fprintf(stderr, "stats: a non-reading /metrics client sent %zu kB; RSS %ld -> %ld kB\n",
+            sent / 1024, before, after);
+    cr_expect_lt(after - before, 50 * 1024, "RSS grew from %ld to %ld kB", before, after);
+    int status;
+    free(curl("/healthz", &status));
+    cr_expect_eq(status, 200);
+    close(fd);
 }
