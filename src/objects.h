@@ -152,6 +152,9 @@ struct server {
     struct buf rls_pending;      /* the RLS prefix in flight */
     bool retire_after;           /* a client left session state here: no other client */
     bool text_unsafe;            /* reported a setting the RLS guard cannot parse under */
+    uint32_t copy_dones;         /* CopyDone/CopyFail messages the client has sent */
+    bool copy_in;                /* in copy-in, the client's CopyDone still to come: the
+                                    server ignores the client's Syncs until then */
     struct {
         uint32_t seq;            /* the number its stand-in carries */
         char reason[320];

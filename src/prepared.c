@@ -212,3 +212,24 @@ void rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, c
         rq_pop(q);
     }
 }
+
+void rq_mark_last(struct reply_queue *q, uint32_t copy_dones)
+{
+    if (q->len)
+        q->items[(q->head + q->len - 1) % q->cap].copy_dones = copy_dones;
+}
+
+size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones)
+{
+    size_t kept = 1, dropped = 0;
+    for (size_t i = 1; i < q->len; i++) {
+        struct reply *r = &q->items[(q->head + i) % q->cap];
+        if (r->kind == RK_SYNC && r->copy_dones == copy_dones) {
+            dropped++;
+            continue;
+        }
+        q->items[(q->head + kept++) % q->cap] = *r;
+    }
+    q->len -= dropped;
+    return dropped;
+}

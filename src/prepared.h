@@ -78,6 +78,7 @@ enum reply_kind {
 
 struct reply {
     uint8_t kind;
+    uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
 };
 
@@ -91,6 +92,11 @@ const struct reply *rq_front(const struct reply_queue *q);
 /* The entry after the front, or NULL. */
 const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
+/* Sets the copy_dones of the entry pushed last. */
+void rq_mark_last(struct reply_queue *q, uint32_t copy_dones);
+/* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
+ * Syncs a client sends during copy-in, before its CopyDone); returns how many. */
+size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);
 void rq_free(struct reply_queue *q);
 
 /* What to do with a server message of this type, given the queue's front. */

@@ -305,3 +305,34 @@ Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve,
     PQfinish(holder);
     PQfinish(waiter);
 }
+
+/* COPY FROM STDIN through the extended protocol (libpq's PQexecParams, then PQputCopyEnd):
+ * PostgreSQL ignores the Sync sent during copy-in, and the server connection must still go
+ * back to the pool when the COPY is over (it used to stay with the client: 53300 for others). */
+static void start_one(void) { start_txn(1, 3000); }
+
+Test(txn_copy, extended_protocol_copy_in_releases_its_server, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
+{
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL);
+    free(query_value(a, "CREATE TEMP TABLE cp (n int)")); /* one server: it stays there */
+    for (int round = 0; round < 3; round++) {
+        PGresult *r = PQexecParams(a, "COPY cp FROM STDIN", 0, NULL, NULL, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(a));
+        PQclear(r);
+        cr_assert_eq(PQputCopyData(a, "7\n", 2), 1);
+        cr_assert_eq(PQputCopyEnd(a, NULL), 1);
+        while ((r = PQgetResult(a))) {
+            cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+            PQclear(r);
+        }
+        char *v = query_value(b, "SELECT 'b served'");
+        cr_expect_str_eq(v, "b served", "the other client gets the pool's only server");
+        free(v);
+    }
+    char *n = query_value(a, "SELECT count(*) FROM cp");
+    cr_expect_str_eq(n, "3");
+    free(n);
+    PQfinish(a);
+    PQfinish(b);
+}
