@@ -201,8 +201,9 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     list_init(&w->clients);
     list_init(&w->cancellers);
     list_init(&w->creds);
-    if (!make_loop(w)) {
-        snprintf(err, errsz, "cannot create the event loop");
+    /* signals first: a SIGTERM that arrives once the port accepts must drain, not kill */
+    if (!make_loop(w) || !add_signals(w)) {
+        snprintf(err, errsz, "cannot create the event loop and its signal handlers");
         goto fail;
     }
     credentials_sync(w); /* first tokens are fetched while the listener comes up */
@@ -226,8 +227,8 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     }
     if (!listener_start(w, err, errsz) || !metrics_start(w, err, errsz))
         goto fail;
-    if (!add_signals(w) || !add_janitor(w)) {
-        snprintf(err, errsz, "cannot install signal handlers and timers");
+    if (!add_janitor(w)) {
+        snprintf(err, errsz, "cannot install the housekeeping timer");
         goto fail;
     }
     pool_janitor(w); /* pre-warm pool.min now rather than in a second */
