@@ -14,7 +14,6 @@
 #include "admin.h"
 #include "authquery.h"
 #include "conn.h"
-#include "guard.h"
 #include "log.h"
 #include "params.h"
 #include "pipeline.h"
@@ -152,19 +151,13 @@ const struct buf *client_rls_prefix(struct client *c, char *err, size_t errsz)
  * its attributes (no role with switch_role) is refused here, before any server sees it. */
 static bool rls_admit(struct client *c)
 {
-    struct rls_setting set[RLS_MAX_SETTINGS];
-    struct rls_identity id;
-    size_t n;
     char err[200];
     c->rls = config_rls_applies(c->w->cfg, c->database);
-    client_rls_identity(c, &id);
-    if (c->rls && !rls_resolve(c->w->cfg, &id, set, &n, err, sizeof(err))) {
+    if (c->rls && !client_rls_prefix(c, err, sizeof(err))) {
         client_fail(c, "28000", err);
         return false;
     }
-    const char *enc = param_get(&c->wanted, "client_encoding");
-    const char *scs = param_get(&c->wanted, "standard_conforming_strings");
-    if (c->rls && ((enc && !guard_safe_client_encoding(enc)) || (scs && !guard_scs_on(scs)))) {
+    if (c->rls && !params_text_readable(&c->wanted)) {
         client_fail(c, "0A000",
                     "under row-level security lakeproxy needs standard_conforming_strings on "
                     "and a client encoding other than SJIS, BIG5, GBK, UHC, GB18030 or JOHAB "

@@ -40,8 +40,7 @@ int log_set_format_name(const char *name)
     return 1;
 }
 
-/* Appends msg to out as the inside of a JSON string (control characters escaped). */
-static size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
+size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
 {
     static const char hex[] = "0123456789abcdef";
     for (const unsigned char *p = (const unsigned char *)msg; *p && at + 8 < outsz; p++) {

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "guard.h"
+
 /* Parameters a client may set at startup, with the spelling the server uses. */
 static const char *const settable[] = {
     "application_name",
@@ -238,4 +240,11 @@ bool params_build_sync_sql(const struct param_set *wanted, const struct param_se
     if (any)
         buf_put_u8(sql, 0);
     return any;
+}
+
+bool params_text_readable(const struct param_set *p)
+{
+    const char *scs = param_get(p, "standard_conforming_strings");
+    const char *enc = param_get(p, "client_encoding");
+    return (!scs || guard_scs_on(scs)) && (!enc || guard_safe_client_encoding(enc));
 }

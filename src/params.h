@@ -42,6 +42,11 @@ bool params_from_startup(const struct startup *st, struct param_set *out,
 bool params_build_sync_sql(const struct param_set *wanted, const struct param_set *applied,
                            const struct param_set *reported, struct buf *sql);
 
+/* Does a session with these parameters have the server read query text as lakeproxy's parser
+ * does: standard_conforming_strings on and no client-only encoding (SJIS, BIG5 ...) in which a
+ * quote can hide inside a character? Absent parameters count as the defaults, which do. */
+bool params_text_readable(const struct param_set *p);
+
 /* Appends value as a SQL E'...' literal. */
 void params_quote_literal(struct buf *sql, const char *value);
 

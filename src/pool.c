@@ -134,6 +134,14 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
     pool_spawn_for_waiters(arg);
 }
 
+/* How long c has been waiting for a server, in microseconds. */
+static long long waited_us(const struct client *c)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    return (now.tv_sec - c->wait_start.tv_sec) * 1000000LL + (now.tv_usec - c->wait_start.tv_usec);
+}
+
 /* How many servers the pool may have now: pool.size, plus pool.reserve once the oldest waiting
  * client has waited pool.reserve_timeout_ms (until then, a timer is set for that moment). */
 static int server_limit(struct pool *p)
@@ -142,10 +150,7 @@ static int server_limit(struct pool *p)
     if (pc->reserve <= 0 || list_empty(&p->waiting))
         return pc->size;
     const struct client *oldest = list_entry(p->waiting.next, struct client, wait_node);
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    long long waited_ms = (now.tv_sec - oldest->wait_start.tv_sec) * 1000LL +
-                          (now.tv_usec - oldest->wait_start.tv_usec) / 1000;
+    long long waited_ms = waited_us(oldest) / 1000;
     if (waited_ms >= pc->reserve_timeout_ms)
         return pc->size + pc->reserve;
     if (!p->reserve_timer)
@@ -227,10 +232,7 @@ void pool_forget_client(struct client *c)
 /* Adds a waiter's time in the queue to the pool's statistics. */
 static void count_wait(struct pool *p, const struct client *c)
 {
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    long long us = (now.tv_sec - c->wait_start.tv_sec) * 1000000LL +
-                   (now.tv_usec - c->wait_start.tv_usec);
+    long long us = waited_us(c);
     p->stats.waits++;
     p->stats.wait_us += us > 0 ? (uint64_t)us : 0;
 }

@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "buf.h"
-#include "guard.h"
 #include "objects.h"
 #include "params.h"
 #include "proto.h"
@@ -300,10 +299,7 @@ static void on_execute(struct qtrack *t, struct rd *r)
  * is counted but never analysed or logged. */
 static bool text_readable(const struct client *c)
 {
-    const struct param_set *rep = c->server ? &c->server->reported : NULL;
-    const char *scs = rep ? param_get(rep, "standard_conforming_strings") : NULL;
-    const char *enc = rep ? param_get(rep, "client_encoding") : NULL;
-    return (!scs || guard_scs_on(scs)) && (!enc || guard_safe_client_encoding(enc));
+    return !c->server || params_text_readable(&c->server->reported);
 }
 
 void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)

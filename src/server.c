@@ -481,10 +481,7 @@ static enum relay_verdict on_error_with_refusals(struct server *s, bool txn_mode
  * encoding)? The guard refuses every way it knows to get there; this catches any other. */
 static bool rls_text_unsafe(struct server *s)
 {
-    const char *scs = param_get(&s->reported, "standard_conforming_strings");
-    const char *enc = param_get(&s->reported, "client_encoding");
-    s->text_unsafe = s->client && s->client->rls &&
-                     ((scs && !guard_scs_on(scs)) || (enc && !guard_safe_client_encoding(enc)));
+    s->text_unsafe = s->client && s->client->rls && !params_text_readable(&s->reported);
     return s->text_unsafe;
 }
 

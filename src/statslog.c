@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+
 struct statslog {
     struct statslog_rec *ring;
     size_t slots;
@@ -53,21 +55,8 @@ static void put_char(struct line *l, char ch)
         l->p[l->at++] = ch;
 }
 
-/* Appends s as the inside of a JSON string. */
-static void json_str(struct line *l, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (const unsigned char *p = (const unsigned char *)s; *p && l->at + 7 < l->cap; p++) {
-        if (*p == '"' || *p == '\\') {
-            put_char(l, '\\');
-            put_char(l, (char)*p);
-        } else if (*p < 0x20) {
-            put(l, "\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
-        } else {
-            put_char(l, (char)*p);
-        }
-    }
-}
+/* Appends s as the inside of a JSON string (room for the final '\n' and NUL kept). */
+static void json_str(struct line *l, const char *s) { l->at = json_escape(l->p, l->at, l->cap - 1, s); }
 
 /* Appends ,"key":"value". */
 static void put_str(struct line *l, const char *key, const char *v)
