@@ -15,6 +15,7 @@
 #include "authquery.h"
 #include "conn.h"
 #include "log.h"
+#include "maskcat.h"
 #include "params.h"
 #include "pipeline.h"
 #include "policy.h"
@@ -49,6 +50,7 @@ static void client_free(void *arg)
     param_clear(&c->rls_options);
     param_clear(&c->cert);
     buf_free(&c->rls_prefix);
+    maskrules_free(&c->mask);
     qtrack_free(c);
     client_stmts_clear(&c->stmts);
     scram_server_free(&c->scram);
@@ -167,6 +169,103 @@ static bool rls_admit(struct client *c)
     return true;
 }
 
+void client_mask_sync(struct client *c)
+{
+    if (c->mask_gen == c->w->cfg_gen)
+        return;
+    maskrules_free(&c->mask);
+    c->mask_gen = c->w->cfg_gen;
+    if (config_mask_applies(c->w->cfg, c->database) &&
+        !maskrules_build(c->w->cfg, c->user, &c->mask))
+        log_warning("client %llu: out of memory building its masking rules",
+                    (unsigned long long)c->id);
+}
+
+/* A client whose results are masked: its first statement needs the masking catalog, so the
+ * read starts now, while it logs in. False when it cannot be masked (out of memory). */
+static bool mask_admit(struct client *c)
+{
+    client_mask_sync(c);
+    if (config_mask_applies(c->w->cfg, c->database) && !c->mask.applies) {
+        client_fail(c, "53200", "out of memory");
+        return false;
+    }
+    if (c->mask.n_applied == 0)
+        return true;
+    struct maskcat *mc = maskcat_for(c->w, c->database);
+    if (!mc) {
+        client_fail(c, "53200", "out of memory");
+        return false;
+    }
+    if (!maskcat_ready(mc) && !maskcat_loading(mc))
+        maskcat_refresh(c->w, mc);
+    return true;
+}
+
+/* Must c's statement wait for the masking catalog (read now)? Not when it is read, or when
+ * reading it failed: then the statement is refused with the reason (policy.c). */
+static bool mask_must_wait(struct client *c)
+{
+    client_mask_sync(c);
+    if (c->mask.n_applied == 0)
+        return false;
+    struct maskcat *mc = maskcat_for(c->w, c->database);
+    if (!mc)
+        return false;
+    maskcat_refresh_if_old(c->w, mc);
+    if (maskcat_ready(mc) || (!maskcat_loading(mc) && maskcat_error(mc)[0]))
+        return false;
+    if (!maskcat_loading(mc))
+        maskcat_refresh(c->w, mc);
+    c->mask_wait = true;
+    return true;
+}
+
+static void client_wake(struct client *c);
+
+/* Resumes one client or its server after a masking catalog read. */
+static void mask_resume(struct client *c)
+{
+    struct server *s = c->server;
+    if (c->mask_wait && !c->closing) {
+        c->mask_wait = false;
+        if (!c->paused)
+            bufferevent_enable(c->bev, EV_READ);
+        if (c->server)
+            client_pump(c);
+        else if (c->state == CL_IDLE)
+            client_wake(c);
+    }
+    s = c->closing ? NULL : c->server;
+    if (s && s->mask_wait) {
+        s->mask_wait = false;
+        if (!s->paused)
+            bufferevent_enable(s->bev, EV_READ);
+        server_pump(s);
+    }
+}
+
+void client_mask_catalog_read(struct worker *w, const char *db)
+{
+    size_t n = 0, i = 0;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, &w->clients) n++;
+    struct client **waiting = calloc(n ? n : 1, sizeof(*waiting));
+    if (!waiting)
+        return;
+    list_for_each_safe(it, tmp, &w->clients)
+    {
+        struct client *c = list_entry(it, struct client, node);
+        if (c->database && (!db || strcmp(c->database, db) == 0) &&
+            (c->mask_wait || (c->server && c->server->mask_wait)))
+            waiting[i++] = c;
+    }
+    /* pumping one may close another; frees are deferred, so the pointers stay valid */
+    for (size_t k = 0; k < i; k++)
+        mask_resume(waiting[k]);
+    free(waiting);
+}
+
 /* Authentication succeeded: say so, then wait for a server. */
 static void auth_done(struct client *c, struct buf *b)
 {
@@ -182,7 +281,7 @@ static void auth_done(struct client *c, struct buf *b)
             client_fail(c, "28000", "not allowed to use the admin console (see admin.users)");
         return;
     }
-    if (!rls_admit(c))
+    if (!rls_admit(c) || !mask_admit(c))
         return;
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
     struct pool *p = pool_get(c->w, db, err, sizeof(err));
@@ -270,6 +369,8 @@ static bool answer_deallocate(struct client *c)
 static void client_wake(struct client *c)
 {
     uint8_t type;
+    if (c->mask_wait) /* its statement waits for the masking catalog: no server until then */
+        return;
     while (c->pool->db->pool.mode == POOL_TRANSACTION && answer_deallocate(c))
         ;
     if (c->closing || evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
@@ -655,6 +756,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     struct client *c = arg;
+    if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
+        return RV_WAIT;
     if (qtrack_wants_client_msg(c, type)) { /* statistics see the whole message, once */
         if (!body)
             return RV_NEED_BODY;
@@ -713,6 +816,8 @@ void client_pump(struct client *c)
     if (r == RELAY_FULL && !c->paused) {
         c->paused = true;
         bufferevent_disable(c->bev, EV_READ);
+    } else if (r == RELAY_WAIT) {
+        bufferevent_disable(c->bev, EV_READ); /* until the masking catalog is read */
     } else if (r == RELAY_STOPPED) {
         client_close(c, "client terminated");
     } else if (r == RELAY_FAILED) {

@@ -35,6 +35,13 @@ void client_rls_identity(const struct client *c, struct rls_identity *id);
  * configuration); NULL with err when c cannot be served. */
 const struct buf *client_rls_prefix(struct client *c, char *err, size_t errsz);
 
+/* Brings c's masking rules up to the running configuration (c->mask.n_applied 0: none). */
+void client_mask_sync(struct client *c);
+
+/* The masking catalog of database entry db (NULL: every one) was read, failed, or was
+ * dropped: statements and results of its clients that waited for it go on. */
+void client_mask_catalog_read(struct worker *w, const char *db);
+
 /* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend. */
 void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key);
 

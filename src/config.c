@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/objects.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -21,7 +22,8 @@ struct ctx {
     struct config_errors *errs;
 };
 
-enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST, F_MAP, F_BOOL };
+enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST, F_MAP, F_BOOL, F_OWN };
+/* F_OWN: a key the section's own loader reads (a list of mappings, say): walk_at skips it. */
 
 struct table;
 
@@ -219,6 +221,7 @@ static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, con
     case F_ENUM: set_enum(c, v, path, f, dst); break;
     case F_SUB: walk_at(c, v, path, f->sub, dst); break;
     case F_LIST: set_list(c, v, path, dst); break;
+    case F_OWN: break;
     }
 }
 
@@ -418,6 +421,38 @@ static const struct field rls_fields[] = {
     MAP("attributes", struct rls_holder, attributes),
 };
 static const struct table rls_table = TABLE(rls_fields);
+
+static const struct field unless_fields[] = {
+    LIST("users", struct mask_rule, unless_users),
+    LIST("groups", struct mask_rule, unless_groups),
+    LIST("roles", struct mask_rule, unless_roles),
+    MAP("attributes", struct mask_rule, unless_attrs),
+};
+static const struct table unless_table = TABLE(unless_fields);
+
+/* A masking rule's column and function are read as text first, then checked. */
+struct mask_rule_holder {
+    char *column, *function;
+    struct mask_rule r;
+};
+
+static const struct field mask_rule_fields[] = {
+    REQ_STR("column", struct mask_rule_holder, column),
+    {"function", F_OWN, 0, 0, 0, NULL, NULL, true}, /* "null" is a function name here */
+    SUB_AT("unless", struct mask_rule_holder, r, unless_table),
+};
+static const struct table mask_rule_table = TABLE(mask_rule_fields);
+
+static const struct field masking_fields[] = {
+    {"rules", F_OWN, 0, 0, 0, NULL, NULL, true},
+    LIST("databases", struct mask_config, databases),
+    LIST("allow_functions", struct mask_config, allow_functions),
+    BOOL("strict_predicates", struct mask_config, strict_predicates),
+    INT("catalog_refresh_s", struct mask_config, catalog_refresh_s, 1, 86400),
+    STR("hash_key_env", struct mask_config, hash_key_env),
+    STR("hash_key_file", struct mask_config, hash_key_file),
+};
+static const struct table masking_table = TABLE(masking_fields);
 
 static const struct field admin_fields[] = {
     {"users", F_LIST, offsetof(struct config, admin_users), 0, 0, NULL, NULL, false},
@@ -815,6 +850,152 @@ static void check_rls(struct ctx *c, struct config *cfg, const yaml_node_t *user
 }
 
 /* admin: console users and the HTTP endpoint, "host:port" split here. */
+/* "schema.table.column" into its three parts; false unless there are exactly three. */
+static bool split_column(const char *spec, struct mask_rule *r)
+{
+    const char *d1 = strchr(spec, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || !d2 || strchr(d2 + 1, '.') || d1 == spec || d2 == d1 + 1 || !d2[1])
+        return false;
+    r->schema = strndup(spec, (size_t)(d1 - spec));
+    r->table = strndup(d1 + 1, (size_t)(d2 - d1 - 1));
+    r->column = strdup(d2 + 1);
+    return true;
+}
+
+/* The mark of the scalar under key in mapping map, moved on by off bytes when the value is a
+ * plain one-line scalar (so an error inside "partial(1, x)" points at the x). */
+static yaml_mark_t mark_at(struct ctx *c, const yaml_node_t *map, const char *key, size_t off)
+{
+    const yaml_node_t *v = find_value(c, map, key);
+    yaml_mark_t m = v ? v->start_mark : map->start_mark;
+    if (v && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+        m.column += off;
+    else if (v && (v->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                   v->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE))
+        m.column += off + 1;
+    return m;
+}
+
+/* One masking.rules entry. */
+static void load_mask_rule(struct ctx *c, const yaml_node_t *n, const char *path,
+                           struct mask_rule *r)
+{
+    struct mask_rule_holder h = {0};
+    char err[200];
+    size_t at = 0;
+    walk_at(c, n, path, &mask_rule_table, &h);
+    *r = h.r;
+    const yaml_node_t *fn = n->type == YAML_MAPPING_NODE ? find_value(c, n, "function") : NULL;
+    if (fn && fn->type == YAML_SCALAR_NODE && *scalar(fn))
+        h.function = strdup(scalar(fn));
+    else if (fn)
+        add_error(c, fn->start_mark, "%s.function: expected a masking function (redact, null, "
+                                     "partial(p, s), email, last4, hash or fixed('text'))",
+                  path);
+    if (h.column && !split_column(h.column, r))
+        add_error(c, mark_at(c, n, "column", 0),
+                  "%s.column: expected schema.table.column (e.g. public.customers.email), got "
+                  "\"%s\"",
+                  path, h.column);
+    if (h.function && !mask_fn_parse(h.function, &r->fn, &at, err, sizeof(err)))
+        add_error(c, mark_at(c, n, "function", at), "%s.function: %s", path, err);
+    free(h.column);
+    free(h.function);
+}
+
+/* Reads the hash key from its environment variable or file; errors name where it is set. */
+static void load_hash_key(struct ctx *c, const yaml_node_t *map, struct mask_config *m)
+{
+    const char *key = m->hash_key_env ? "hash_key_env" : "hash_key_file";
+    yaml_mark_t at = mark_at(c, map, key, 0);
+    if (m->hash_key_env && m->hash_key_file) {
+        add_error(c, at, "masking: give hash_key_env or hash_key_file, not both");
+        return;
+    }
+    char buf[1024];
+    size_t len = 0;
+    if (m->hash_key_env) {
+        const char *v = getenv(m->hash_key_env);
+        len = v ? strlen(v) : 0;
+        if (len >= sizeof(buf))
+            len = sizeof(buf) - 1;
+        memcpy(buf, v ? v : "", len);
+    } else {
+        FILE *f = fopen(m->hash_key_file, "rb");
+        if (!f) {
+            add_error(c, at, "masking.hash_key_file: cannot read %s: %s", m->hash_key_file,
+                      strerror(errno));
+            return;
+        }
+        len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            len--;
+    }
+    if (len < 16)
+        add_error(c, at,
+                  "masking.%s: the hash key must be at least 16 bytes (it is %zu): use e.g. "
+                  "`openssl rand -hex 32`",
+                  key, len);
+    else if ((m->hash_key = malloc(len)))
+        memcpy(m->hash_key, buf, m->hash_key_len = len);
+    OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+/* masking: its rules, and the hash key when a rule needs one. */
+static void load_masking(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    struct mask_config *m = &cfg->masking;
+    char path[64];
+    bool needs_key = false;
+    walk_at(c, map, "masking", &masking_table, m);
+    const yaml_node_t *rules = map->type == YAML_MAPPING_NODE ? find_value(c, map, "rules") : NULL;
+    if (!rules)
+        return;
+    if (rules->type != YAML_SEQUENCE_NODE || rules->data.sequence.items.top ==
+                                                 rules->data.sequence.items.start) {
+        add_error(c, rules->start_mark, "masking.rules: expected a list of rules (column, "
+                                        "function, unless)");
+        return;
+    }
+    size_t n = (size_t)(rules->data.sequence.items.top - rules->data.sequence.items.start);
+    m->rules = calloc(n, sizeof(*m->rules));
+    for (size_t i = 0; m->rules && i < n; i++) {
+        snprintf(path, sizeof(path), "masking.rules[%zu]", i);
+        load_mask_rule(c, node(c, rules->data.sequence.items.start[i]), path, &m->rules[i]);
+        needs_key |= m->rules[i].fn.kind == MASK_HASH;
+        m->n_rules++;
+    }
+    m->enabled = m->n_rules > 0;
+    if (needs_key && !m->hash_key_env && !m->hash_key_file)
+        add_error(c, rules->start_mark,
+                  "masking: function hash needs a key: set masking.hash_key_env or "
+                  "masking.hash_key_file");
+    else if (m->hash_key_env || m->hash_key_file)
+        load_hash_key(c, map, m);
+}
+
+/* Masking rewrites results on the reply path of transaction pooling (which tracks every
+ * reply): each database it applies to must use it. */
+static void check_masking(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    if (!cfg->masking.enabled)
+        return;
+    for (size_t i = 0; i < cfg->masking.databases.n; i++)
+        if (!config_find_db(cfg, cfg->masking.databases.items[i]))
+            add_error(c, mark_at(c, map, "databases", 0),
+                      "masking.databases: no database named \"%s\" under databases",
+                      cfg->masking.databases.items[i]);
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (config_mask_applies(cfg, cfg->dbs[i].name) &&
+            cfg->dbs[i].pool.mode != POOL_TRANSACTION)
+            add_error(c, map->start_mark,
+                      "masking applies to database \"%s\", whose pool.mode is session: "
+                      "masking needs pool.mode transaction (or list the databases it applies "
+                      "to under masking.databases)",
+                      cfg->dbs[i].name);
+}
+
 static void load_admin(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 {
     walk_at(c, v, "admin", &admin_table, cfg);
@@ -886,6 +1067,7 @@ static void config_defaults(struct config *cfg)
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
     cfg->shutdown_timeout_s = 30;
+    cfg->masking.catalog_refresh_s = 30;
     cfg->stats = (struct stats_config){.enabled = true, .sample_percent = 100, .queue = 4096,
                                        .max_queries = 5000};
 }
@@ -894,11 +1076,12 @@ static void config_defaults(struct config *cfg)
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
     static const char *const keys =
-        "listen, limits, log, admin, databases, users, groups, rls, auth_query, stats";
+        "listen, limits, log, admin, databases, users, groups, rls, masking, auth_query, stats";
     struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
                                 cfg->shutdown_timeout_s};
     struct log_holder lg = {2};
-    const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL;
+    const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL,
+                      *masking = NULL;
     if (!want_mapping(c, root, ""))
         return;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
@@ -922,6 +1105,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
             load_groups(c, groups = v, cfg);
         else if (strcmp(key, "rls") == 0)
             load_rls(c, rls = v, cfg);
+        else if (strcmp(key, "masking") == 0)
+            load_masking(c, masking = v, cfg);
         else if (strcmp(key, "auth_query") == 0)
             load_auth_query(c, aq = v, cfg);
         else if (strcmp(key, "stats") == 0)
@@ -935,6 +1120,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     if (aq)
         check_auth_query(c, aq, cfg);
     check_rls(c, cfg, users, groups, rls);
+    if (masking)
+        check_masking(c, masking, cfg);
     cfg->max_clients = lim.max_clients;
     cfg->max_message_size = (size_t)lim.max_message_size;
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
@@ -1081,6 +1268,29 @@ static void free_rls(struct rls_config *r)
     free(r->default_role);
 }
 
+static void free_masking(struct mask_config *m)
+{
+    for (size_t i = 0; i < m->n_rules; i++) {
+        struct mask_rule *r = &m->rules[i];
+        free(r->schema);
+        free(r->table);
+        free(r->column);
+        mask_fn_free(&r->fn);
+        free_list(&r->unless_users);
+        free_list(&r->unless_groups);
+        free_list(&r->unless_roles);
+        free_kv(&r->unless_attrs);
+    }
+    free(m->rules);
+    free_list(&m->databases);
+    free_list(&m->allow_functions);
+    free(m->hash_key_env);
+    free(m->hash_key_file);
+    if (m->hash_key)
+        OPENSSL_cleanse(m->hash_key, m->hash_key_len);
+    free(m->hash_key);
+}
+
 static void free_cred(struct cred_config *cr)
 {
     free(cr->path);
@@ -1125,6 +1335,7 @@ void config_free(struct config *cfg)
         free_kv(&cfg->groups[i].attributes);
     }
     free_rls(&cfg->rls);
+    free_masking(&cfg->masking);
     free(cfg->dbs);
     free(cfg->users);
     free(cfg->groups);
@@ -1193,6 +1404,18 @@ bool config_rls_applies(const struct config *cfg, const char *db)
         return true;
     for (size_t i = 0; i < cfg->rls.databases.n; i++)
         if (strcmp(cfg->rls.databases.items[i], db) == 0)
+            return true;
+    return false;
+}
+
+bool config_mask_applies(const struct config *cfg, const char *db)
+{
+    if (!cfg->masking.enabled)
+        return false;
+    if (cfg->masking.databases.n == 0)
+        return true;
+    for (size_t i = 0; i < cfg->masking.databases.n; i++)
+        if (strcmp(cfg->masking.databases.items[i], db) == 0)
             return true;
     return false;
 }

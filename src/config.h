@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "mask.h"
 
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION };
 
@@ -153,6 +156,35 @@ struct auth_query_config {
     char *password; /* password: for the look-up login (default: that database's password) */
 };
 
+/* One masking.rules entry: a column, its function, and who sees it unmasked. */
+struct mask_rule {
+    char *schema, *table, *column;  /* column: "schema.table.column" */
+    struct mask_fn fn;              /* function: see mask.h */
+    struct string_list unless_users;  /* unless.users: exempt users */
+    struct string_list unless_groups; /* unless.groups: members of these groups are exempt */
+    struct string_list unless_roles;  /* unless.roles: users (or their groups) with this role */
+    struct kv_list unless_attrs;      /* unless.attributes: name -> value, from users.X /
+                                         groups.X attributes (never from the client) */
+};
+
+/* masking: result columns rewritten for every client a rule is not exempted for. */
+struct mask_config {
+    bool enabled;                     /* the masking: section is present with rules */
+    struct mask_rule *rules;          /* rules: list */
+    size_t n_rules;
+    struct string_list databases;     /* databases: where it applies (default: all) */
+    struct string_list allow_functions; /* allow_functions: non-built-in functions masked
+                                           clients may call (default: none) */
+    bool strict_predicates;           /* strict_predicates: refuse masked columns in WHERE,
+                                         ORDER BY ... too (default false) */
+    int catalog_refresh_s;            /* catalog_refresh_s: re-read tables, views and
+                                         functions this often (default 30) */
+    char *hash_key_env;               /* hash_key_env: environment variable with the hash key */
+    char *hash_key_file;              /* hash_key_file: file with the hash key */
+    uint8_t *hash_key;                /* the key itself, read at load (never logged) */
+    size_t hash_key_len;
+};
+
 struct config {
     char *path;               /* file it was loaded from */
     char *listen_host;        /* listen.host: default 127.0.0.1 */
@@ -174,6 +206,7 @@ struct config {
     struct group_config *groups;
     size_t n_groups;
     struct rls_config rls;
+    struct mask_config masking;
     struct stats_config stats;
     struct auth_query_config auth_query;
     struct string_list admin_users; /* admin.users: who may use the admin console */
@@ -214,6 +247,8 @@ const struct user_config *config_find_user(const struct config *cfg, const char 
 const struct group_config *config_find_group(const struct config *cfg, const char *name);
 /* Does rls apply to clients of database db (a key under databases:)? */
 bool config_rls_applies(const struct config *cfg, const char *db);
+/* Does masking apply to clients of database db? */
+bool config_mask_applies(const struct config *cfg, const char *db);
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 

@@ -15,6 +15,8 @@
 #include "buf.h"
 #include "config.h"
 #include "list.h"
+#include "mask.h"
+#include "maskrules.h"
 #include "prepared.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
@@ -71,6 +73,10 @@ struct worker {
     struct tablesizes *sizes;    /* table row counts for the pushdown report (tablesize.c) */
     struct event *accept_pause;  /* resumes accepting after running out of descriptors */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */
+    struct maskcat *maskcats;    /* masking catalog per database entry (maskcat.c) */
+    struct masksql_cache *masksql; /* masking guard verdicts by statement text */
+    uint64_t masked_values;      /* values the masking rewrote */
+    uint64_t mask_refusals;      /* statements and results masking refused */
 };
 
 struct pool {
@@ -161,6 +167,16 @@ struct server {
     } refusals[MAX_REFUSALS];    /* refused statements, oldest first, awaiting their error */
     int n_refusals;
     uint32_t refusal_seq;        /* the last stand-in number used here */
+    struct mask_plan mplan;      /* masking: what to do with each column of the current
+                                    result of a masked client (maskwire.c) */
+    bool mplan_set;              /* a RowDescription set mplan; rows may follow */
+    uint16_t mplan_cap;          /* columns mplan.cols and mplan_fns have room for */
+    struct mask_fn *mplan_fns;   /* copies of the functions mplan uses (a reload may free
+                                    the configuration mid-result) */
+    uint8_t mplan_key[1024];     /* copy of the hash key */
+    struct buf mask_out;         /* a rewritten DataRow */
+    bool mask_wait;              /* a RowDescription waits for the masking catalog */
+    bool mask_waited;            /* ... and has waited for one read already */
 };
 
 enum client_state {
@@ -211,6 +227,9 @@ struct client {
     struct buf rls_prefix;     /* its RLS injection messages, built for configuration */
     uint64_t rls_prefix_gen;   /* generation rls_prefix_gen (0: not built) */
     struct qtrack *qt;         /* its queries in flight, for statistics (qtrack.c) */
+    struct client_mask mask;   /* masking rules that apply to it (mask.n_applied 0: none) */
+    uint64_t mask_gen;         /* the configuration generation mask was built for */
+    bool mask_wait;            /* a statement waits for the masking catalog */
 };
 
 #endif

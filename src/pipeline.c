@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "maskwire.h"
 #include "policy.h"
 #include "proto.h"
 
@@ -299,7 +300,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
 {
     struct server *s = c->server;
     bool pushed = true;
-    if (type == 'Q' || type == 'P' || (c->rls && type == 'F')) {
+    if (type == 'Q' || type == 'P' || ((c->rls || c->mask.n_applied > 0) && type == 'F')) {
         if (!body)
             return RV_NEED_BODY;
         enum policy_result pr = policy_check_client_msg(c, type, len, body, err);
@@ -328,6 +329,14 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
             return on_query(c, body, len);
         return on_describe_or_close(c, type, body, len, err);
     case 'E':
+        if (c->mask.n_applied > 0) { /* masking needs the rows' description: ask for it */
+            if (!body)
+                return RV_NEED_BODY;
+            if (!maskwire_describe_portal(s, body, len)) {
+                *err = "invalid Execute message, or too many messages in flight";
+                return RV_ERROR;
+            }
+        }
         s->ext_open = true;
         pushed = rq_push(&s->replies, RK_EXECUTE, NULL);
         rq_mark_last(&s->replies, s->copy_dones);

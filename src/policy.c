@@ -12,6 +12,8 @@
 #include "buf.h"
 #include "guard.h"
 #include "log.h"
+#include "maskcat.h"
+#include "masksql.h"
 #include "proto.h"
 
 void policy_init_marker(struct worker *w)
@@ -88,14 +90,60 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
     return POLICY_STANDIN;
 }
 
+/* The masking guard's policy for client c: its rules' names and the catalog's. */
+static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id)
+{
+    struct maskcat *mc = maskcat_for(c->w, c->database);
+    const struct mask_config *m = &c->w->cfg->masking;
+    if (!mc || !maskcat_ready(mc))
+        return false;
+    *p = (struct masksql_policy){
+        .columns = (const char *const *)c->mask.columns,
+        .n_columns = c->mask.n_columns,
+        .tables = (const char *const *)c->mask.tables,
+        .n_tables = c->mask.n_tables,
+        .functions_allowed = (const char *const *)m->allow_functions.items,
+        .n_functions_allowed = m->allow_functions.n,
+        .strict_predicates = m->strict_predicates,
+    };
+    p->user_functions = maskcat_user_functions(mc, &p->n_user_functions);
+    p->refused_relations = maskcat_refused_relations(mc, &p->n_refused_relations);
+    *id = (c->mask.id ^ (c->w->cfg_gen * 0x9e3779b97f4a7c15ull)) +
+          maskcat_version(mc) * 0xc2b2ae3d27d4eb4full;
+    return true;
+}
+
+/* Refuses sql when it could carry a masked value past the result rewriting (masksql.c). */
+static enum policy_result check_masking(struct client *c, uint8_t type, const char *sql,
+                                        const char **err)
+{
+    struct masksql_policy p;
+    uint64_t id;
+    char reason[320];
+    if (!mask_policy(c, &p, &id)) {
+        struct maskcat *mc = maskcat_for(c->w, c->database);
+        snprintf(reason, sizeof(reason), "%s: statement refused, try again",
+                 mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
+        c->w->mask_refusals++;
+        return refuse(c, type, reason, err);
+    }
+    const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
+    if (!v->refuse)
+        return POLICY_PASS;
+    c->w->mask_refusals++;
+    return refuse(c, type, v->reason, err);
+}
+
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err)
 {
-    if (type == 'F' && !c->rls)
+    bool masked = c->mask.n_applied > 0;
+    if (type == 'F' && !c->rls && !masked)
         return POLICY_PASS;
     if (type == 'F')
         return refuse(c, type,
-                      "the FunctionCall protocol message is not allowed under row-level security",
+                      "the FunctionCall protocol message is not allowed under row-level "
+                      "security or column masking",
                       err);
     const char *sql = message_sql(type, body, len);
     if (!sql) {
@@ -104,7 +152,9 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     }
     if (!c->rls) {
         struct guard_verdict rv;
-        return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err) : POLICY_PASS;
+        if (guard_uses_reserved_name(sql, &rv))
+            return refuse(c, type, rv.reason, err);
+        return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
     }
     const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix);
     if (v->retire)
@@ -113,7 +163,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         return refuse(c, type, v->reason, err);
     if (v->session_set && c->pool->db->pool.mode == POOL_TRANSACTION)
         return refuse(c, type, v->session_reason, err);
-    return POLICY_PASS;
+    return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
 }
 
 bool policy_statement_retires(struct client *c, const char *sql)

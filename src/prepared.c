@@ -182,7 +182,8 @@ static bool ends(uint8_t kind, uint8_t type)
     case RK_BIND: return type == '2';
     case RK_CLOSE:
     case RK_DROP_CLOSE: return type == '3';
-    case RK_DESCRIBE: return type == 'T' || type == 'n';
+    case RK_DESCRIBE:
+    case RK_DROP_DESCRIBE: return type == 'T' || type == 'n';
     case RK_EXECUTE: return type == 'C' || type == 'I' || type == 's';
     case RK_SYNC:
     case RK_QUERY: return type == 'Z';
@@ -199,7 +200,9 @@ enum rq_action rq_classify(const struct reply_queue *q, uint8_t type)
         return f->kind == RK_QUERY || f->kind == RK_SYNC ? RQ_PASS : RQ_FAIL;
     if (!ends(f->kind, type))
         return RQ_PASS;
-    return f->kind == RK_DROP_PARSE || f->kind == RK_DROP_CLOSE ? RQ_SWALLOW : RQ_FINISH;
+    return f->kind == RK_DROP_PARSE || f->kind == RK_DROP_CLOSE || f->kind == RK_DROP_DESCRIBE
+               ? RQ_SWALLOW
+               : RQ_FINISH;
 }
 
 void rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),

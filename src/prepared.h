@@ -74,6 +74,8 @@ enum reply_kind {
     RK_FAKE_CLOSE,  /* the proxy owes the client a CloseComplete itself */
     RK_DROP_PARSE,  /* the server's ParseComplete for a Parse the proxy added: swallow it */
     RK_DROP_CLOSE,  /* the server's CloseComplete for an eviction: swallow it */
+    RK_DROP_DESCRIBE, /* the reply to a Describe of a portal the proxy added before an
+                         Execute (masking reads its RowDescription): swallow it */
 };
 
 struct reply {

@@ -55,6 +55,8 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
         return RELAY_FAILED;
     size_t total = 5 + (size_t)body_len;
     enum relay_verdict v = fn(arg, type, body_len, NULL);
+    if (v == RV_WAIT)
+        return RELAY_WAIT;
     if (v == RV_STREAM) {
         r->pass_left = total;
         relay_stream_some(in, out, r);
@@ -71,6 +73,8 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     if (v == RV_NEED_BODY) {
         const uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
         v = fn(arg, type, body_len, msg + 5);
+        if (v == RV_WAIT)
+            return RELAY_WAIT;
     }
     return relay_apply(in, out, total, v, err);
 }

@@ -18,6 +18,8 @@ enum relay_verdict {
     RV_DROP,      /* discard it and go on */
     RV_DROP_STOP, /* discard it, then stop pumping */
     RV_ERROR,     /* protocol violation: stop, the caller closes */
+    RV_WAIT,      /* leave the message where it is and stop: the caller pumps again later
+                     (and the inspector sees it again, header call first) */
 };
 
 /* Called with body == NULL (header only), and, when that answered RV_NEED_BODY, once more
@@ -33,6 +35,7 @@ enum relay_result {
     RELAY_FULL,    /* destination above RELAY_HIGH_WATER: stop reading, resume on drain */
     RELAY_STOPPED, /* the inspector asked to stop */
     RELAY_FAILED,  /* bad framing or RV_ERROR; *err says why */
+    RELAY_WAIT,    /* the inspector answered RV_WAIT: nothing of that message consumed */
 };
 
 enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct relay *r,

@@ -16,6 +16,7 @@
 #include "credentials.h"
 #include "guard.h"
 #include "log.h"
+#include "maskwire.h"
 #include "params.h"
 #include "pipeline.h"
 #include "policy.h"
@@ -46,6 +47,7 @@ static void server_free(void *arg)
     param_clear(&s->applied);
     scram_client_free(&s->scram);
     rq_free(&s->replies);
+    maskwire_free(s);
     buf_free(&s->rls_applied);
     buf_free(&s->rls_pending);
     free(s);
@@ -489,6 +491,11 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
                                          const uint8_t *body)
 {
     bool txn_mode = s->pool->db->pool.mode == POOL_TRANSACTION;
+    if (s->client && s->client->mask.n_applied > 0) {
+        enum relay_verdict mv = maskwire_server_msg(s, type, len, body);
+        if (mv != RV_STREAM)
+            return mv;
+    }
     if (type == 'E' && s->n_refusals > 0)
         return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
     if (type != 'Z' && type != 'S')
@@ -530,7 +537,10 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
     if (!body && c && qtrack_wants_server_body(c, type) && len <= SERVER_CONTROL_MAX)
         return RV_NEED_BODY;
     enum relay_verdict v = active_verdict(s, type, len, body);
-    if (c && v != RV_NEED_BODY && v != RV_ERROR && (body || v == RV_STREAM))
+    if (body && c && c->mask.n_applied > 0 && (type == 'E' || type == 'N') &&
+        (v == RV_STREAM || v == RV_PASS) && maskwire_strip_detail(s, body, len, type))
+        v = RV_DROP;
+    if (c && v != RV_NEED_BODY && v != RV_ERROR && v != RV_WAIT && (body || v == RV_STREAM))
         qtrack_server_msg(c, type, len, body);
     return v;
 }
@@ -549,8 +559,16 @@ void server_pump(struct server *s)
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);
+    } else if (r == RELAY_WAIT) {
+        bufferevent_disable(s->bev, EV_READ); /* until the masking catalog is read */
     } else if (r == RELAY_STOPPED) {
         client_transaction_done(c);
+    } else if (r == RELAY_FAILED && s->err_state[0]) { /* masking refused a result */
+        char state[6], msg[256];
+        snprintf(state, sizeof(state), "%s", s->err_state);
+        snprintf(msg, sizeof(msg), "%s", s->err_msg);
+        server_close(s, "masking refused a result");
+        client_fail(c, state, msg);
     } else if (r == RELAY_FAILED && s->text_unsafe) {
         server_close(s, "standard_conforming_strings or client_encoding changed under RLS");
         client_fail(c, "42501", "the server now reads query text otherwise than lakeproxy's "
@@ -823,7 +841,9 @@ static void detach_client(struct server *s)
     s->client = NULL;
     s->n_refusals = 0; /* nothing is in flight: stand-ins still listed were skipped */
     s->last_used = time(NULL);
-    if (s->paused) {
+    bool waited = s->mask_wait;
+    maskwire_reset(s);
+    if (s->paused || waited) {
         s->paused = false;
         bufferevent_enable(s->bev, EV_READ);
     }

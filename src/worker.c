@@ -11,6 +11,8 @@
 #include "client.h"
 #include "listener.h"
 #include "log.h"
+#include "maskcat.h"
+#include "masksql.h"
 #include "metrics.h"
 #include "notify.h"
 #include "credentials.h"
@@ -212,7 +214,8 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
     if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
         goto fail;
     policy_init_marker(w);
-    if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES))) {
+    if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES)) ||
+        !(w->masksql = masksql_cache_new(GUARD_CACHE_ENTRIES))) {
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
@@ -268,6 +271,7 @@ void worker_free(struct worker *w)
     }
     pool_free_all(w);
     tablesize_free_all(w);
+    maskcat_free_all(w);
     if (w->base)
         credentials_free_all(w);
     if (w->sig_int)
@@ -296,6 +300,7 @@ void worker_free(struct worker *w)
         config_free(w->retired[i]);
     free(w->retired);
     guard_cache_free(w->guard);
+    masksql_cache_free(w->masksql);
     statslog_stop(w->qlog);
     stats_free(w->stats);
     config_free(w->cfg);
@@ -421,6 +426,10 @@ void worker_reload(struct worker *w)
     }
     retire_config(w, old, old_in_use);
     close_newly_guarded(w);
+    /* the catalog's rule numbers are the old configuration's: read it again; statements
+     * and results waiting for it go on with the new one */
+    maskcat_free_all(w);
+    client_mask_catalog_read(w, NULL);
     enum log_level level;
     if (log_level_from_name(n->log_level, &level))
         log_set_level(level);

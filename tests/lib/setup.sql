@@ -36,3 +36,19 @@ ALTER TABLE rls_docs FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_rows ON rls_docs
     USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::int);
 GRANT SELECT, UPDATE ON rls_docs TO lp_tenant;
+-- column masking (test_masking.c): every value below containing "secret" or one of the SSN
+-- prefixes 111-22 / 444-55 / 777-88, and the salaries 12345 / 23456 / 34567, must never reach
+-- a masked client; a child table inherits the masking, a view and a function read it
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text NOT NULL,
+                        ssn text NOT NULL, salary int NOT NULL);
+INSERT INTO customers VALUES (1, 'Ada Lovelace', 'ada.secret@example.com', '111-22-3333', 12345),
+                             (2, 'Grace Hopper', 'grace.secret@navy.example', '444-55-6666', 23456);
+CREATE TABLE vip_customers () INHERITS (customers);
+INSERT INTO vip_customers VALUES (3, 'Zoë Vip', 'zoë.secret@example.com', '777-88-9999', 34567);
+CREATE VIEW customer_contacts AS SELECT id, email AS contact FROM customers;
+CREATE VIEW customer_names AS SELECT id, name FROM customers;
+CREATE FUNCTION customer_email(int) RETURNS text LANGUAGE sql STABLE
+    AS 'SELECT email FROM customers WHERE id = $1';
+CREATE TABLE scratch (v text);
+GRANT SELECT, INSERT, UPDATE, DELETE ON customers, vip_customers, scratch TO PUBLIC;
+GRANT SELECT ON customer_contacts, customer_names TO PUBLIC;

@@ -20,6 +20,7 @@ static struct config *parse(const char *text, struct config_errors *errs)
 Test(config, reference_file_loads_without_errors)
 {
     struct config_errors errs = {0};
+    setenv("LAKEPROXY_MASK_KEY", "a-test-key-of-32-bytes-or-so-123", 1); /* masking.hash_key_env */
     struct config *cfg = config_load("conf/lakeproxy.yaml", &errs);
     for (size_t i = 0; i < errs.n; i++)
         cr_log_error("%s", errs.msgs[i]);
@@ -103,7 +104,7 @@ static const struct {
      "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
-     "admin, databases, users, groups, rls, auth_query, stats)"},
+     "admin, databases, users, groups, rls, masking, auth_query, stats)"},
     {"databases:\n  app: {host: h, user: u}\nadmin:\n  users: admin\n",
      "t.yaml:4:10: admin.users: expected a list, got a scalar"},
     {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
@@ -246,7 +247,64 @@ static const struct {
      "a role on one of its groups, or rls.default_role)"},
     {"databases: {app: {host: h, user: u}}\nrls: {switch_role: yes, attributes: {u: user}}\n",
      "t.yaml:2:20: rls.switch_role: expected true or false, got \"yes\""},
+#define TXN_DB "databases: {app: {host: h, user: u, pool: {mode: transaction}}}\n"
+    {TXN_DB "masking:\n  rules:\n    - column: public.t.c\n      function: partial(1, x)\n",
+     "t.yaml:5:28: masking.rules[0].function: partial takes (prefix, suffix[, 'fill'])"},
+    {TXN_DB "masking:\n  rules:\n    - {column: public.t.c, function: scramble}\n",
+     "t.yaml:4:38: masking.rules[0].function: unknown masking function \"scramble\" (use "
+     "redact, null, partial, email, last4, hash or fixed)"},
+    {TXN_DB "masking:\n  rules:\n    - {column: t.c, function: email}\n",
+     "t.yaml:4:16: masking.rules[0].column: expected schema.table.column (e.g. "
+     "public.customers.email), got \"t.c\""},
+    {TXN_DB "masking:\n  rules:\n    - {column: public.t.c, function: hash}\n",
+     "t.yaml:4:5: masking: function hash needs a key: set masking.hash_key_env or "
+     "masking.hash_key_file"},
+    {TXN_DB "masking:\n  rules:\n    - {column: public.t.c, function: null, unless: {rolez: [a]}}\n",
+     "t.yaml:4:53: unknown key 'rolez' in masking.rules[0].unless (expected one of: users, "
+     "groups, roles, attributes)"},
+    {"databases: {app: {host: h, user: u}}\n"
+     "masking:\n  rules:\n    - {column: public.t.c, function: null}\n",
+     "t.yaml:3:3: masking applies to database \"app\", whose pool.mode is session: masking "
+     "needs pool.mode transaction (or list the databases it applies to under "
+     "masking.databases)"},
+    {TXN_DB "masking:\n  strict_predicates: true\n", "t.yaml:3:3: masking: missing required key 'rules'"},
 };
+
+Test(config, masking_policy_loads)
+{
+    struct config_errors errs;
+    setenv("LP_TEST_MASK_KEY", "0123456789abcdef0123", 1);
+    struct config *cfg = parse(
+        "databases:\n  app: {host: h, user: u, pool: {mode: transaction}}\n"
+        "  raw: {host: h, user: u}\n"
+        "groups:\n  auditors: {role: auditor}\n"
+        "users:\n  al: {password: x, groups: [auditors]}\n  bo: {password: x}\n"
+        "masking:\n  databases: [app]\n  hash_key_env: LP_TEST_MASK_KEY\n"
+        "  allow_functions: [safe_fn]\n  strict_predicates: true\n"
+        "  rules:\n"
+        "    - column: public.customers.email\n      function: email\n"
+        "      unless: {roles: [auditor]}\n"
+        "    - {column: s.t.ssn, function: \"partial(0, 4, '#')\", unless: {users: [bo]}}\n"
+        "    - {column: s.t.k, function: hash}\n",
+        &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    const struct mask_config *m = &cfg->masking;
+    cr_expect(m->enabled);
+    cr_assert_eq(m->n_rules, 3);
+    cr_expect_str_eq(m->rules[0].schema, "public");
+    cr_expect_str_eq(m->rules[0].table, "customers");
+    cr_expect_str_eq(m->rules[0].column, "email");
+    cr_expect_eq(m->rules[0].fn.kind, MASK_EMAIL);
+    cr_expect_eq(m->rules[1].fn.kind, MASK_PARTIAL);
+    cr_expect_eq(m->rules[1].fn.suffix, 4);
+    cr_expect_str_eq(m->rules[1].fn.text, "#");
+    cr_expect_eq(m->hash_key_len, 20u, "the key is read from the environment at load");
+    cr_expect(m->strict_predicates);
+    cr_expect_eq(m->catalog_refresh_s, 30, "default");
+    cr_expect(config_mask_applies(cfg, "app"));
+    cr_expect_not(config_mask_applies(cfg, "raw"), "masking.databases limits where it applies");
+    config_free(cfg);
+}
 
 Test(config, rls_policy_loads)
 {

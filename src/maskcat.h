@@ -1,0 +1,53 @@
+/* maskcat.h: what the database's catalog says about masked columns, per database entry:
+ * the (table OID, column number) of every masked column (also in inheritance children and
+ * partitions, by column name), the views and materialized views that read one (their columns
+ * are refused to masked clients), and the names of functions defined outside pg_catalog (the
+ * masking guard refuses calls to them). Read on a side connection (sidequery.c) when a masked
+ * client first logs in, again every masking.catalog_refresh_s, and at once when a result names
+ * a table OID not seen since the last read (a table created or recreated meanwhile): results
+ * wait for that read, so a new OID is never passed unchecked. */
+#ifndef LAKEPROXY_MASKCAT_H
+#define LAKEPROXY_MASKCAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "objects.h"
+
+/* maskcat_column's answers besides a rule index (>= 0). */
+#define MASKCAT_CLEAN (-1)   /* not masked */
+#define MASKCAT_TAINTED (-2) /* a column of a view that reads masked columns */
+#define MASKCAT_UNKNOWN (-3) /* a table OID not known: wait for maskcat_refresh */
+
+struct maskcat;
+
+/* The entry for database entry db (created empty when absent); NULL when out of memory. */
+struct maskcat *maskcat_for(struct worker *w, const char *db);
+
+/* Has a read succeeded (the names below are valid)? A failed first read leaves it false and
+ * maskcat_error says why. */
+bool maskcat_ready(const struct maskcat *mc);
+const char *maskcat_error(const struct maskcat *mc);
+/* Is a read in flight? Waiters are resumed when it ends (client_mask_catalog_read). */
+bool maskcat_loading(const struct maskcat *mc);
+
+/* Starts a read unless one is in flight; one asked for during a read runs after it. */
+void maskcat_refresh(struct worker *w, struct maskcat *mc);
+/* Starts a read when the last one is older than masking.catalog_refresh_s. */
+void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
+
+/* The rule index masking column attnum of table relid, or MASKCAT_CLEAN / _TAINTED /
+ * _UNKNOWN. An unknown OID is remembered: after the next read completes it is known. */
+int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum);
+
+/* Names for the masking guard (valid while ready, until the next read completes). */
+const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n);
+const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n);
+/* Changes whenever a read completes. */
+uint64_t maskcat_version(const struct maskcat *mc);
+
+/* Cancels reads in flight and forgets everything (shutdown, or a reload changed rules). */
+void maskcat_free_all(struct worker *w);
+
+#endif

@@ -1,0 +1,335 @@
+/* test_masking.c: column masking through lakeproxy against real tables (tests/lib/setup.sql:
+ * customers, its child vip_customers, a view and a function over it). A masked client sees
+ * masked values, or gets its statement refused; never a byte of a secret, whatever SQL it
+ * writes, in the simple or extended protocol, text or binary; an exempt client sees the real
+ * values; the connection stays usable after a refusal. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+#define MASKING_YAML                                                                          \
+    "  mallory: {password: pw}\n"                                                            \
+    "  audra: {password: pw, groups: [auditors]}\n"                                          \
+    "  sam: {password: pw, groups: [support]}\n"                                             \
+    "groups:\n"                                                                              \
+    "  auditors: {role: auditor}\n"                                                          \
+    "  support: {}\n"                                                                        \
+    "masking:\n"                                                                             \
+    "  databases: [app]\n"                                                                   \
+    "  rules:\n"                                                                             \
+    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"  \
+    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"   \
+    "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"
+
+static void start_masking(void)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, MASKING_YAML);
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(masking, .init = start_masking, .fini = stop_proxy, .timeout = 120);
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static PGconn *login(const char *user)
+{
+    PGconn *c = proxy_connect(&px, user, "pw", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login as %s failed: %s", user, PQerrorMessage(c));
+    PQsetNoticeProcessor(c, quiet, NULL); /* the ROLLBACK after each attempt warns */
+    return c;
+}
+
+/* The bytes no masked client may ever receive. */
+static const char *const secrets[] = {"secret", "111-22", "444-55", "777-88",
+                                      "12345",  "23456",  "34567"};
+
+/* The first secret found in len bytes at p, or NULL. */
+static const char *find_secret(const char *p, size_t len)
+{
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        if (memmem(p, len, secrets[i], strlen(secrets[i])))
+            return secrets[i];
+    return NULL;
+}
+
+/* Asserts that no value, column name or error message of r holds a secret. */
+static void expect_no_secret(const PGresult *r, const char *sql)
+{
+    const char *msg = PQresultErrorMessage(r);
+    cr_expect(!find_secret(msg, strlen(msg)), "error of [%s] leaks: %s", sql, msg);
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int j = 0; j < PQnfields(r); j++) {
+            const char *s = find_secret(PQgetvalue(r, i, j), (size_t)PQgetlength(r, i, j));
+            cr_expect(!s, "[%s] row %d column %d leaks \"%s\"", sql, i, j, s ? s : "");
+        }
+}
+
+Test(masking, masked_user_sees_masked_values_and_exempt_users_the_real_ones)
+{
+    const char *sql = "SELECT id, name, email, ssn, salary FROM customers ORDER BY id";
+    PGconn *m = login("mallory");
+    PGresult *r = PQexec(m, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_assert_eq(PQntuples(r), 3);
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "Ada Lovelace", "unmasked columns pass unchanged");
+    cr_expect_str_eq(PQgetvalue(r, 0, 2), "a***@example.com");
+    cr_expect_str_eq(PQgetvalue(r, 0, 3), "****3333");
+    cr_expect_str_eq(PQgetvalue(r, 0, 4), "0", "a masked integer stays an integer");
+    cr_expect_str_eq(PQgetvalue(r, 2, 1), "Zoë Vip");
+    cr_expect_str_eq(PQgetvalue(r, 2, 2), "z***@example.com", "multibyte: first character kept");
+    expect_no_secret(r, sql);
+    PQclear(r);
+    PQfinish(m);
+
+    PGconn *a = login("audra"); /* exempt from all three rules */
+    r = PQexec(a, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_expect_str_eq(PQgetvalue(r, 0, 2), "ada.secret@example.com");
+    cr_expect_str_eq(PQgetvalue(r, 0, 3), "111-22-3333");
+    cr_expect_str_eq(PQgetvalue(r, 0, 4), "12345");
+    PQclear(r);
+    PQfinish(a);
+
+    PGconn *s = login("sam"); /* in a group that is exempt from nothing */
+    r = PQexec(s, "SELECT email, ssn FROM customers WHERE id = 2");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "g***@navy.example");
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "****6666");
+    PQclear(r);
+    PQfinish(s);
+}
+
+Test(masking, extended_protocol_text_and_binary_results_are_masked)
+{
+    PGconn *m = login("mallory");
+    const char *sql = "SELECT email, salary, name FROM customers WHERE id = $1";
+    const char *params[1] = {"1"};
+    for (int fmt = 0; fmt <= 1; fmt++) {
+        PGresult *r = PQexecParams(m, sql, 1, NULL, params, NULL, NULL, fmt);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+        cr_expect_eq(PQgetlength(r, 0, 0), 16);
+        cr_expect(memcmp(PQgetvalue(r, 0, 0), "a***@example.com", 16) == 0, "format %d", fmt);
+        if (fmt == 1) {
+            uint32_t be;
+            cr_assert_eq(PQgetlength(r, 0, 1), 4, "binary int4 keeps its width");
+            memcpy(&be, PQgetvalue(r, 0, 1), 4);
+            cr_expect_eq(ntohl(be), 0u);
+        } else {
+            cr_expect_str_eq(PQgetvalue(r, 0, 1), "0");
+        }
+        cr_expect(memcmp(PQgetvalue(r, 0, 2), "Ada Lovelace", 12) == 0);
+        expect_no_secret(r, sql);
+        PQclear(r);
+    }
+    /* a named prepared statement, executed again and again on whatever server */
+    PGresult *p = PQprepare(m, "q", "SELECT ssn FROM customers ORDER BY id", 0, NULL);
+    cr_assert_eq(PQresultStatus(p), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(p));
+    PQclear(p);
+    for (int i = 0; i < 5; i++) {
+        PGresult *r = PQexecPrepared(m, "q", 0, NULL, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+        cr_expect_str_eq(PQgetvalue(r, 1, 0), "****6666");
+        expect_no_secret(r, "prepared");
+        PQclear(r);
+    }
+    PQfinish(m);
+}
+
+Test(masking, cursors_and_child_tables_are_masked)
+{
+    PGconn *m = login("mallory");
+    const char *steps[] = {"BEGIN", "DECLARE c CURSOR FOR SELECT email, ssn FROM customers ORDER BY id"};
+    for (size_t i = 0; i < 2; i++)
+        PQclear(PQexec(m, steps[i]));
+    for (int k = 0; k < 3; k++) {
+        PGresult *r = PQexec(m, "FETCH 1 FROM c");
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+        cr_assert_eq(PQntuples(r), 1);
+        cr_expect(strstr(PQgetvalue(r, 0, 0), "***@") != NULL, "fetch %d: %s", k,
+                  PQgetvalue(r, 0, 0));
+        expect_no_secret(r, "FETCH");
+        PQclear(r);
+    }
+    PQclear(PQexec(m, "COMMIT"));
+    PGresult *r = PQexec(m, "SELECT email, ssn FROM vip_customers");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "****9999", "a child table inherits the masking");
+    expect_no_secret(r, "vip_customers");
+    PQclear(r);
+    PQfinish(m);
+}
+
+/* Bypass attempts: each is refused (an error, the connection may even be closed) or answers
+ * with masked values only. refused: must be refused. */
+static const struct {
+    const char *sql;
+    bool refused;
+} attempts[] = {
+    {"SELECT lower(email) FROM customers", true},
+    {"SELECT email || '' FROM customers", true},
+    {"SELECT substr(ssn, 1, 3) FROM customers", true},
+    {"SELECT email::text FROM customers", true},
+    {"SELECT CAST(ssn AS varchar) FROM customers", true},
+    {"SELECT c FROM customers c", true},
+    {"SELECT c.* ::text FROM customers c", true},
+    {"SELECT row_to_json(c) FROM customers c", true},
+    {"SELECT to_jsonb(c) FROM customers c", true},
+    {"SELECT (c).email FROM customers c", true},
+    {"SELECT json_agg(customers) FROM customers", true},
+    {"SELECT string_agg(email, ',') FROM customers", true},
+    {"SELECT max(ssn) FROM customers", true},
+    {"SELECT count(DISTINCT email) FROM customers", true},
+    {"SELECT email FROM customers UNION SELECT 'x'", true},
+    {"SELECT ssn FROM customers EXCEPT SELECT ''", true},
+    {"WITH x AS (SELECT email FROM customers) SELECT upper(email) FROM x", true},
+    {"SELECT upper(e) FROM (SELECT email AS e FROM customers) s", true},
+    {"SELECT upper(x) FROM (SELECT email FROM customers) s(x)", true},
+    {"SELECT (SELECT email FROM customers LIMIT 1)", true},
+    {"SELECT ARRAY(SELECT ssn FROM customers)", true},
+    {"SELECT ROW(email) FROM customers", true},
+    {"SELECT CASE WHEN ssn LIKE '1%' THEN 'one' END FROM customers", true},
+    {"SELECT email COLLATE \"C\" FROM customers", true},
+    {"SELECT 1 FROM customers WHERE ssn::int = 0", true},
+    {"SELECT customer_email(1)", true},
+    {"SELECT contact FROM customer_contacts", true},
+    {"SELECT upper(contact) FROM customer_contacts", true},
+    {"SELECT query_to_xml('SELECT email FROM customers', true, true, '')", true},
+    {"SELECT table_to_xml('customers', true, true, '')", true},
+    {"SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'customers'", true},
+    {"DO $$ BEGIN PERFORM 1; END $$", true},
+    {"INSERT INTO scratch SELECT email FROM customers", true},
+    {"CREATE TEMP TABLE t AS SELECT email FROM customers", true},
+    {"SELECT email INTO TEMP t2 FROM customers", true},
+    {"CREATE TEMP VIEW v AS SELECT email FROM customers", true},
+    {"UPDATE customers SET name = name WHERE id = 1 RETURNING email", true},
+    {"DELETE FROM customers WHERE id = -1 RETURNING *", true},
+    {"UPDATE scratch SET v = c.email FROM customers c", true},
+    {"COPY customers TO STDOUT", true},
+    {"COPY (SELECT email FROM customers) TO STDOUT", true},
+    {"SELECT 1; SELECT lower(email) FROM customers", true},
+    {"SELECT email FROM customers FULL JOIN (SELECT 'x' AS email) y USING (email)", true},
+    {"SELECT email AS e, ssn AS s FROM customers", false},
+    {"SELECT * FROM customers", false},
+    {"SELECT c.* FROM customers c", false},
+    {"SELECT x.e FROM (SELECT email e FROM customers) x", false},
+    {"WITH x AS (SELECT email, ssn FROM customers) SELECT * FROM x", false},
+    {"SELECT email FROM customers WHERE ssn = '111-22-3333'", false},
+    {"SELECT name, email FROM customers ORDER BY email", false},
+    {"SELECT id, name FROM customer_names", false},
+    {"SELECT count(*) FROM customers", false},
+};
+
+/* Runs one attempt as user; reconnects when a refusal closed the connection. */
+static PGconn *attempt(PGconn *c, const char *user, size_t i, bool extended)
+{
+    const char *sql = attempts[i].sql;
+    PGresult *r = extended ? PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool failed = st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_COPY_OUT;
+    if (st == PGRES_COPY_OUT) {
+        char *row;
+        int n;
+        while ((n = PQgetCopyData(c, &row, 0)) > 0) {
+            cr_expect(!find_secret(row, (size_t)n), "[%s] COPY leaks", sql);
+            PQfreemem(row);
+        }
+    }
+    expect_no_secret(r, sql);
+    for (PGresult *more; (more = PQgetResult(c));) { /* multi-statement text */
+        failed |= PQresultStatus(more) == PGRES_FATAL_ERROR;
+        expect_no_secret(more, sql);
+        PQclear(more);
+    }
+    if (attempts[i].refused)
+        cr_expect(failed, "[%s] (%s) should be refused", sql, extended ? "extended" : "simple");
+    else
+        cr_expect(!failed, "[%s] (%s) should run masked: %s", sql, extended ? "extended" : "simple",
+                  PQresultErrorMessage(r));
+    if (failed && PQstatus(c) == CONNECTION_OK && strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "", "42501") != 0)
+        cr_expect(false, "[%s] refused with %s, not 42501: %s", sql,
+                  PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(c, "ROLLBACK"));
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        c = login(user);
+    }
+    return c;
+}
+
+Test(masking, bypass_attempts_are_masked_or_refused_never_leaked)
+{
+    size_t n = sizeof(attempts) / sizeof(attempts[0]);
+    cr_assert_geq(n, 40);
+    PGconn *m = login("mallory");
+    for (size_t i = 0; i < n; i++) {
+        m = attempt(m, "mallory", i, false);
+        m = attempt(m, "mallory", i, true);
+    }
+    char *v = query_value(m, "SELECT 'still usable'");
+    cr_expect_str_eq(v, "still usable");
+    free(v);
+    PQfinish(m);
+}
+
+Test(masking, exempt_user_runs_the_same_statements_and_sees_real_values)
+{
+    PGconn *a = login("audra");
+    char *v = query_value(a, "SELECT lower(email) FROM customers WHERE id = 1");
+    cr_expect_str_eq(v, "ada.secret@example.com", "no guard for a client nothing masks");
+    free(v);
+    v = query_value(a, "SELECT contact FROM customer_contacts WHERE id = 2");
+    cr_expect_str_eq(v, "grace.secret@navy.example");
+    free(v);
+    v = query_value(a, "SELECT customer_email(1)");
+    cr_expect_str_eq(v, "ada.secret@example.com");
+    free(v);
+    PQfinish(a);
+}
+
+Test(masking, refusal_names_the_column_and_says_what_to_do)
+{
+    PGconn *m = login("mallory");
+    PGresult *r = PQexec(m, "SELECT lower(email) FROM customers");
+    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42501");
+    cr_expect(strstr(PQresultErrorMessage(r), "email") != NULL, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    char *v = query_value(m, "SELECT name FROM customers WHERE id = 1");
+    cr_expect_str_eq(v, "Ada Lovelace", "the connection stays usable after a refusal");
+    free(v);
+    PQfinish(m);
+}
+
+Test(masking, error_details_that_quote_rows_are_stripped)
+{
+    PGconn *m = login("mallory");
+    /* the NOT NULL violation's DETAIL is "Failing row contains (1, null, ada.secret@...)" */
+    PGresult *r = PQexec(m, "UPDATE customers SET name = NULL WHERE id = 1");
+    cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23502");
+    cr_expect_null(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "detail: %s",
+                   PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
+    expect_no_secret(r, "UPDATE ... NOT NULL");
+    PQclear(r);
+    PQfinish(m);
+    PGconn *a = login("audra"); /* an exempt client keeps the detail */
+    r = PQexec(a, "UPDATE customers SET name = NULL WHERE id = 1");
+    cr_expect(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) != NULL);
+    PQclear(r);
+    PQfinish(a);
+}
