@@ -71,6 +71,7 @@ demo: lakeproxy
 
 bench: lakeproxy
 	bash bench/run.sh $(BENCH_ARGS)
+	bash bench/mask.sh -o "$$(ls -t bench/results/*.md | head -n 1)"
 
 install: lakeproxy
 	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy

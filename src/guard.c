@@ -10,8 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "list.h"
 #include "sqlinfo.h"
+#include "textcache.h"
 
 /* PostgreSQL's CURSOR_OPT_HOLD (parsenodes.h): DECLARE ... WITH HOLD. */
 #define CURSOR_OPT_HOLD 0x0020
@@ -417,83 +417,28 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
     }
 }
 
-/* One cached verdict; entries sit on a hash chain and on the LRU list. */
-struct entry {
-    struct list lru;
-    struct entry *next; /* hash chain */
-    uint64_t hash;
-    size_t len;
-    struct guard_verdict v;
-    char text[];
-};
-
 struct guard_cache {
-    struct entry **buckets;
-    size_t n_buckets, n, max;
-    struct list lru; /* least recently used first */
+    struct textcache *tc;
     char prefix[64];
     struct guard_verdict scratch; /* the answer for texts too long to cache */
 };
 
-/* FNV-1a: the full text is compared on a hit, so the hash need not resist collisions. */
-static uint64_t text_hash(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
-
 struct guard_cache *guard_cache_new(size_t max_entries)
 {
     struct guard_cache *gc = calloc(1, sizeof(*gc));
-    if (!gc)
-        return NULL;
-    gc->max = max_entries ? max_entries : 1;
-    gc->n_buckets = 64;
-    while (gc->n_buckets < gc->max)
-        gc->n_buckets *= 2;
-    gc->buckets = calloc(gc->n_buckets, sizeof(*gc->buckets));
-    if (!gc->buckets) {
+    if (gc && !(gc->tc = textcache_new(max_entries, sizeof(struct guard_verdict)))) {
         free(gc);
-        return NULL;
+        gc = NULL;
     }
-    list_init(&gc->lru);
     return gc;
-}
-
-static void unchain(struct guard_cache *gc, struct entry *e)
-{
-    struct entry **p = &gc->buckets[e->hash & (gc->n_buckets - 1)];
-    while (*p != e)
-        p = &(*p)->next;
-    *p = e->next;
-    list_del(&e->lru);
-    free(e);
-    gc->n--;
-}
-
-static void cache_clear(struct guard_cache *gc)
-{
-    while (!list_empty(&gc->lru))
-        unchain(gc, list_entry(gc->lru.next, struct entry, lru));
 }
 
 void guard_cache_free(struct guard_cache *gc)
 {
     if (!gc)
         return;
-    cache_clear(gc);
-    free(gc->buckets);
+    textcache_free(gc->tc);
     free(gc);
-}
-
-static struct entry *lookup(struct guard_cache *gc, const char *sql, size_t len, uint64_t h)
-{
-    for (struct entry *e = gc->buckets[h & (gc->n_buckets - 1)]; e; e = e->next)
-        if (e->hash == h && e->len == len && memcmp(e->text, sql, len) == 0)
-            return e;
-    return NULL;
 }
 
 /* Words at least one of which appears (case-insensitively, anywhere: in strings and comments
@@ -559,33 +504,18 @@ const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char
     if (!guard_may_matter(sql))
         return &pass;
     if (strcmp(gc->prefix, prefix) != 0) {
-        cache_clear(gc);
+        textcache_clear(gc->tc);
         snprintf(gc->prefix, sizeof(gc->prefix), "%s", prefix);
     }
     size_t len = strlen(sql);
-    uint64_t h = text_hash(sql, len);
-    struct entry *e = lookup(gc, sql, len, h);
-    if (e) {
-        list_del(&e->lru);
-        list_append(&gc->lru, &e->lru);
-        return &e->v;
-    }
-    e = len <= GUARD_CACHE_MAX_TEXT ? malloc(sizeof(*e) + len + 1) : NULL;
-    if (!e) {
-        guard_check(sql, prefix, &gc->scratch);
-        return &gc->scratch;
-    }
-    if (gc->n >= gc->max)
-        unchain(gc, list_entry(gc->lru.next, struct entry, lru));
-    guard_check(sql, prefix, &e->v);
-    e->hash = h;
-    e->len = len;
-    memcpy(e->text, sql, len + 1);
-    e->next = gc->buckets[h & (gc->n_buckets - 1)];
-    gc->buckets[h & (gc->n_buckets - 1)] = e;
-    list_append(&gc->lru, &e->lru);
-    gc->n++;
-    return &e->v;
+    struct guard_verdict *v = textcache_get(gc->tc, 0, sql, len);
+    if (v)
+        return v;
+    v = len <= GUARD_CACHE_MAX_TEXT ? textcache_put(gc->tc, 0, sql, len) : NULL;
+    if (!v) /* too long to keep, or no memory: checked every time */
+        v = &gc->scratch;
+    guard_check(sql, prefix, v);
+    return v;
 }
 
 /* PostgreSQL's client-only encodings, in which the second byte of a character can be a

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "list.h"
+#include "sqlinfo.h"
+#include "textcache.h"
 
 /* Parse trees of hostile text can be deep; this bounds our recursion (Node wrappers count). */
 #define MAX_DEPTH 2000
@@ -256,34 +257,23 @@ static bool enter(struct ctx *c)
     return false;
 }
 
-/* Is field f of m set? Only the member of a oneof named by its case field is. */
-static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+struct each {
+    struct ctx *c;
+    unsigned flags;
+    visit_fn fn;
+};
+
+static void each_one(void *arg, const ProtobufCMessage *child)
 {
-    if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
-        return true;
-    uint32_t which = *(const uint32_t *)((const char *)m + f->quantifier_offset);
-    return which == f->id;
+    struct each *e = arg;
+    e->fn(e->c, child, e->flags);
 }
 
 /* Calls fn(c, child, flags) for every message held by m, items of repeated fields included. */
 static void each_child(struct ctx *c, const ProtobufCMessage *m, unsigned flags, visit_fn fn)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_MESSAGE || !field_present(m, f))
-            continue;
-        const char *at = (const char *)m + f->offset;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
-            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)at;
-            for (size_t k = 0; k < n; k++)
-                if (items[k])
-                    fn(c, items[k], flags);
-        } else if (*(ProtobufCMessage *const *)at) {
-            fn(c, *(ProtobufCMessage *const *)at, flags);
-        }
-    }
+    struct each e = {c, flags, fn};
+    sqlinfo_each_child(m, each_one, &e);
 }
 
 static void check(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
@@ -1069,86 +1059,27 @@ void masksql_check(const char *sql, const struct masksql_policy *p, struct masks
 
 /* ---- cache ---- */
 
-/* One cached verdict; entries sit on a hash chain and on the LRU list. */
-struct cached {
-    struct list lru;
-    struct cached *next; /* hash chain */
-    uint64_t policy_id, hash;
-    size_t len;
-    struct masksql_verdict v;
-    char text[];
-};
-
 struct masksql_cache {
-    struct cached **buckets;
-    size_t n_buckets, n, max;
-    struct list lru;                /* least recently used first */
+    struct textcache *tc;
     struct masksql_verdict scratch; /* the answer for texts too long to cache */
 };
-
-/* FNV-1a over the policy id and the text: hits compare both in full, so the hash need not
- * resist collisions. */
-static uint64_t key_hash(uint64_t policy_id, const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < 8; i++)
-        h = (h ^ ((policy_id >> (8 * i)) & 0xff)) * 1099511628211ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
 
 struct masksql_cache *masksql_cache_new(size_t max_entries)
 {
     struct masksql_cache *mc = calloc(1, sizeof(*mc));
-    if (!mc)
-        return NULL;
-    mc->max = max_entries ? max_entries : 1;
-    mc->n_buckets = 64;
-    while (mc->n_buckets < mc->max)
-        mc->n_buckets *= 2;
-    if (!(mc->buckets = calloc(mc->n_buckets, sizeof(*mc->buckets)))) {
+    if (mc && !(mc->tc = textcache_new(max_entries, sizeof(struct masksql_verdict)))) {
         free(mc);
-        return NULL;
+        mc = NULL;
     }
-    list_init(&mc->lru);
     return mc;
-}
-
-static struct cached **chain_of(struct masksql_cache *mc, uint64_t hash)
-{
-    return &mc->buckets[hash & (mc->n_buckets - 1)];
-}
-
-static void evict(struct masksql_cache *mc, struct cached *e)
-{
-    struct cached **p = chain_of(mc, e->hash);
-    while (*p != e)
-        p = &(*p)->next;
-    *p = e->next;
-    list_del(&e->lru);
-    free(e);
-    mc->n--;
 }
 
 void masksql_cache_free(struct masksql_cache *mc)
 {
     if (!mc)
         return;
-    while (!list_empty(&mc->lru))
-        evict(mc, list_entry(mc->lru.next, struct cached, lru));
-    free(mc->buckets);
+    textcache_free(mc->tc);
     free(mc);
-}
-
-static struct cached *find(struct masksql_cache *mc, uint64_t policy_id, const char *sql,
-                           size_t len, uint64_t h)
-{
-    for (struct cached *e = *chain_of(mc, h); e; e = e->next)
-        if (e->hash == h && e->policy_id == policy_id && e->len == len &&
-            memcmp(e->text, sql, len) == 0)
-            return e;
-    return NULL;
 }
 
 const struct masksql_verdict *masksql_cache_check(struct masksql_cache *mc, const char *sql,
@@ -1156,28 +1087,12 @@ const struct masksql_verdict *masksql_cache_check(struct masksql_cache *mc, cons
                                                   uint64_t policy_id)
 {
     size_t len = strlen(sql);
-    uint64_t h = key_hash(policy_id, sql, len);
-    struct cached *e = find(mc, policy_id, sql, len, h);
-    if (e) {
-        list_del(&e->lru);
-        list_append(&mc->lru, &e->lru);
-        return &e->v;
-    }
-    e = len <= CACHE_MAX_TEXT ? malloc(sizeof(*e) + len + 1) : NULL;
-    if (!e) { /* too long to keep, or no memory: checked every time */
-        masksql_check(sql, p, &mc->scratch);
-        return &mc->scratch;
-    }
-    if (mc->n >= mc->max)
-        evict(mc, list_entry(mc->lru.next, struct cached, lru));
-    masksql_check(sql, p, &e->v);
-    e->policy_id = policy_id;
-    e->hash = h;
-    e->len = len;
-    memcpy(e->text, sql, len + 1);
-    e->next = *chain_of(mc, h);
-    *chain_of(mc, h) = e;
-    list_append(&mc->lru, &e->lru);
-    mc->n++;
-    return &e->v;
+    struct masksql_verdict *v = textcache_get(mc->tc, policy_id, sql, len);
+    if (v)
+        return v;
+    v = len <= CACHE_MAX_TEXT ? textcache_put(mc->tc, policy_id, sql, len) : NULL;
+    if (!v) /* too long to keep, or no memory: checked every time */
+        v = &mc->scratch;
+    masksql_check(sql, p, v);
+    return v;
 }

@@ -216,6 +216,12 @@ void metrics_render(struct worker *w, struct buf *b)
     describe(b, "lakeproxy_guard_refusals_total", "counter",
              "Statements the row-level-security guard refused.");
     put(b, "lakeproxy_guard_refusals_total %llu\n", (unsigned long long)w->refusals);
+    describe(b, "lakeproxy_mask_refusals_total", "counter",
+             "Statements and results refused because masking could not hold for them.");
+    put(b, "lakeproxy_mask_refusals_total %llu\n", (unsigned long long)w->mask_refusals);
+    describe(b, "lakeproxy_masked_values_total", "counter",
+             "Result values masking rewrote.");
+    put(b, "lakeproxy_masked_values_total %llu\n", (unsigned long long)w->masked_values);
     describe(b, "lakeproxy_query_log_records_total", "counter",
              "Query log records written, and dropped because the writer fell behind.");
     put(b, "lakeproxy_query_log_records_total{outcome=\"written\"} %llu\n",

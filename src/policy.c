@@ -68,8 +68,10 @@ static void forget_refusals(struct server *s, int n)
     memmove(&s->refusals[0], &s->refusals[n], sizeof(s->refusals[0]) * (size_t)s->n_refusals);
 }
 
-static enum policy_result refuse(struct client *c, uint8_t type, const char *reason,
-                                 const char **err)
+/* Replaces the client's message by a stand-in that fails, remembering reason for its error;
+ * counted in *counter (RLS guard or masking refusals). */
+static enum policy_result refuse_counted(struct client *c, uint8_t type, const char *reason,
+                                         const char **err, uint64_t *counter)
 {
     struct server *s = c->server;
     if (s->n_refusals == MAX_REFUSALS) /* the oldest was skipped by the server, or its error */
@@ -79,7 +81,7 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
     const char *unparsed = strstr(reason, "could not parse it");
     log_info("client %llu %s (%s): statement refused: %.*s", (unsigned long long)c->id, c->addr,
              c->user, unparsed ? (int)(unparsed - reason) + 18 : (int)strlen(reason), reason);
-    c->w->refusals++;
+    (*counter)++;
     uint32_t seq = ++s->refusal_seq;
     s->refusals[s->n_refusals].seq = seq;
     snprintf(s->refusals[s->n_refusals++].reason, sizeof(s->refusals[0].reason), "%s", reason);
@@ -124,14 +126,18 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
-        c->w->mask_refusals++;
-        return refuse(c, type, reason, err);
+        return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
     }
     const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
     if (!v->refuse)
         return POLICY_PASS;
-    c->w->mask_refusals++;
-    return refuse(c, type, v->reason, err);
+    return refuse_counted(c, type, v->reason, err, &c->w->mask_refusals);
+}
+
+static enum policy_result refuse(struct client *c, uint8_t type, const char *reason,
+                                 const char **err)
+{
+    return refuse_counted(c, type, reason, err, &c->w->refusals);
 }
 
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,

@@ -24,13 +24,8 @@ static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     return which == f->id;
 }
 
-static bool walk(const ProtobufCMessage *m, sqlinfo_visit_fn visit, void *arg, int depth)
+void sqlinfo_each_child(const ProtobufCMessage *m, sqlinfo_visit_fn fn, void *arg)
 {
-    if (!m)
-        return true;
-    if (depth > WALK_MAX_DEPTH)
-        return false;
-    visit(arg, m);
     const ProtobufCMessageDescriptor *d = m->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
@@ -41,13 +36,41 @@ static bool walk(const ProtobufCMessage *m, sqlinfo_visit_fn visit, void *arg, i
             size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
             ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)at;
             for (size_t k = 0; k < n; k++)
-                if (!walk(items[k], visit, arg, depth + 1))
-                    return false;
-        } else if (!walk(*(ProtobufCMessage *const *)at, visit, arg, depth + 1)) {
-            return false;
+                if (items[k])
+                    fn(arg, items[k]);
+        } else if (*(ProtobufCMessage *const *)at) {
+            fn(arg, *(ProtobufCMessage *const *)at);
         }
     }
-    return true;
+}
+
+struct walk {
+    sqlinfo_visit_fn visit;
+    void *arg;
+    int depth;
+    bool too_deep;
+};
+
+static void walk_node(void *arg, const ProtobufCMessage *m)
+{
+    struct walk *w = arg;
+    if (w->too_deep || ++w->depth > WALK_MAX_DEPTH) {
+        w->too_deep = true;
+        w->depth--;
+        return;
+    }
+    w->visit(w->arg, m);
+    sqlinfo_each_child(m, walk_node, w);
+    w->depth--;
+}
+
+/* Visits m and everything under it, parents first; false when deeper than WALK_MAX_DEPTH. */
+static bool walk(const ProtobufCMessage *m, sqlinfo_visit_fn visit, void *arg, int depth)
+{
+    struct walk w = {visit, arg, depth, false};
+    if (m)
+        walk_node(&w, m);
+    return !w.too_deep;
 }
 
 bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err, size_t errsz)

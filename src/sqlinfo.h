@@ -11,6 +11,10 @@
 /* Called once per message of the parse tree, parents before children. */
 typedef void (*sqlinfo_visit_fn)(void *arg, const ProtobufCMessage *node);
 
+/* Calls fn(arg, child) for each message m holds directly (items of repeated fields too, the
+ * set member of a oneof only), in field order. */
+void sqlinfo_each_child(const ProtobufCMessage *m, sqlinfo_visit_fn fn, void *arg);
+
 /* Parses sql (one or more statements) and visits every node. False when the text does not
  * parse, with the parser's message in err (size errsz). */
 bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err, size_t errsz);

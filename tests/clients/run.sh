@@ -43,6 +43,13 @@ databases:
 users:
   alice:
     password: alice-secret
+  mallory:
+    password: mallory-secret
+masking:
+  databases: [app_txn]
+  rules:
+    - {column: public.customers.email, function: email, unless: {users: [alice]}}
+    - {column: public.customers.ssn, function: last4, unless: {users: [alice]}}
 YAML
 "$LP_BIN" -c "$dir/lakeproxy.yaml" 2>"$dir/lakeproxy.log" &
 proxy=$!
@@ -118,6 +125,10 @@ grep -E '^tps' "$dir/pgbench.txt" | sed 's/^/    /'
 check "transaction pooling: pgbench TPC-B-like -M extended" pgbench_txn extended
 check "transaction pooling: psycopg 3 with prepared statements" /usr/bin/python3 \
     tests/clients/psycopg_txn.py "host=127.0.0.1 port=$port dbname=app_txn user=alice password=alice-secret"
+check "column masking: psycopg 3 (simple, prepared, binary, server-side cursor)" \
+    /usr/bin/python3 tests/clients/psycopg_masking.py \
+    "host=127.0.0.1 port=$port dbname=app_txn user=mallory password=mallory-secret" \
+    "host=127.0.0.1 port=$port dbname=app_txn user=alice password=alice-secret"
 
 psql_admin() { # psql prints the admin console's result sets like any table
     psql -X "postgresql://alice@127.0.0.1:$port/lakeproxy" -c 'SHOW POOLS' >"$dir/admin.txt" &&

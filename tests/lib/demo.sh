@@ -66,6 +66,8 @@ Connection strings (one per demo user):
       rotated every 48 s; watch it with SHOW CREDENTIALS)
   postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls       (row-level security: tenant 1)
   postgresql://grace:grace-demo@127.0.0.1:$PORT/demo_rls   (row-level security: tenant 2)
+  postgresql://bob:bob-demo@127.0.0.1:$PORT/demo_masked    (column masking: email, ssn masked)
+  postgresql://alice:alice-demo@127.0.0.1:$PORT/demo_masked  (column masking: alice is exempt)
 
 Admin console (SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG,
 SHOW CREDENTIALS, RELOAD, PAUSE, RESUME, SHUTDOWN):
@@ -80,6 +82,10 @@ Try:
   psql postgresql://grace:grace-demo@127.0.0.1:$PORT/demo_rls -c 'SELECT id, tenant_id, name FROM customers'
   psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls -c "SET app.tenant_id = '2'"
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW CREDENTIALS'
+  # masked and unmasked side by side; an expression over a masked column is refused (42501):
+  psql postgresql://bob:bob-demo@127.0.0.1:$PORT/demo_masked -c 'SELECT name, email, ssn FROM customers'
+  psql postgresql://alice:alice-demo@127.0.0.1:$PORT/demo_masked -c 'SELECT name, email, ssn FROM customers'
+  psql postgresql://bob:bob-demo@127.0.0.1:$PORT/demo_masked -c 'SELECT upper(email) FROM customers'
   pgbench -i postgresql://alice:alice-demo@127.0.0.1:$PORT/demo && \\
     pgbench -S -c 10 -T 5 postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# mask.sh: the cost of column masking (part of `make bench`). Starts a throwaway PostgreSQL
+# and lakeproxy with two masking rules, and reads a 100,000-row table (two masked columns of
+# five) through lakeproxy as a masked user and as an exempt one, alternating, several times.
+# Reports median lakeproxy CPU per result (from /proc/PID/stat), the masked/exempt CPU ratio
+# (the goal: at most 1.5) and the TPS of each, and appends them to bench/results/.
+#   bench/mask.sh [-r REPEATS] [-t RESULTS_PER_RUN] [-o OUTPUT.md]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEATS=5 RESULTS=20 OUT=""
+while getopts "r:t:o:" o; do
+    case $o in r) REPEATS=$OPTARG ;; t) RESULTS=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;; esac
+done
+[ -x ./lakeproxy ] || make lakeproxy
+
+T=$(mktemp -d /tmp/lakeproxy-maskbench.XXXXXX)
+chmod 755 "$T"
+lp_pid=""
+cleanup() {
+    [ -n "$lp_pid" ] && kill "$lp_pid" 2>/dev/null || true
+    bash tests/lib/pg_tmp.sh stop "$T/pg"
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+pgport=$(bash tests/lib/free_port.sh)
+bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport"
+bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
+export PGPASSWORD=server-secret
+psql -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" <<'SQL'
+CREATE TABLE mask_bench (id int PRIMARY KEY, name text, email text, ssn text, note text);
+INSERT INTO mask_bench SELECT g, 'customer ' || g, 'user' || g || '@example.com',
+    lpad((g % 1000)::text, 3, '0') || '-' || lpad((g % 100)::text, 2, '0') || '-' || lpad(g::text, 4, '0'),
+    repeat('n', 20) FROM generate_series(1, 100000) g;
+ANALYZE mask_bench;
+SQL
+
+lpport=$(bash tests/lib/free_port.sh)
+cat >"$T/lakeproxy.yaml" <<YAML
+listen: { host: 127.0.0.1, port: $lpport }
+log: { level: warning }
+databases:
+  bench:
+    host: 127.0.0.1
+    port: $pgport
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool: { mode: transaction, size: 4 }
+users:
+  masked: { password: server-secret }
+  exempt: { password: server-secret }
+masking:
+  rules:
+    - { column: public.mask_bench.email, function: email, unless: { users: [exempt] } }
+    - { column: public.mask_bench.ssn, function: last4, unless: { users: [exempt] } }
+stats: { enabled: false }
+YAML
+./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+lp_pid=$!
+sleep 0.5
+echo "SELECT * FROM mask_bench;" >"$T/q.sql"
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$lp_pid/stat"; }
+
+# run USER -> "tps cpu_us_per_result"
+run() {
+    local before after out tps
+    before=$(cpu_ticks)
+    out=$(cd "$T" && pgbench -n -f q.sql -t $((RESULTS / 2)) -c 2 -j 2 \
+        "host=127.0.0.1 port=$lpport dbname=bench user=$1" 2>&1)
+    after=$(cpu_ticks)
+    echo "$out" | grep -q "number of failed transactions: 0" || { echo "$out" >&2; exit 1; }
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    awk -v t="$tps" -v a="$after" -v b="$before" -v hz="$hz" -v n="$RESULTS" \
+        'BEGIN { printf "%.2f %.0f\n", t, (a - b) * 1e6 / hz / n }'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+run masked >/dev/null # warm-up: the catalog read, caches
+masked="" exempt=""
+for r in $(seq "$REPEATS"); do
+    m=$(run masked)
+    e=$(run exempt)
+    echo "run $r: masked $m, exempt $e (tps, lakeproxy CPU us per 100k-row result)"
+    masked+="$m"$'\n'
+    exempt+="$e"$'\n'
+done
+m_tps=$(echo -n "$masked" | awk '{print $1}' | median)
+m_cpu=$(echo -n "$masked" | awk '{print $2}' | median)
+e_tps=$(echo -n "$exempt" | awk '{print $1}' | median)
+e_cpu=$(echo -n "$exempt" | awk '{print $2}' | median)
+ratio=$(awk -v a="$m_cpu" -v b="$e_cpu" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+report=$(cat <<MD
+
+## Column masking: a 100,000-row result (5 columns, 2 masked), $RESULTS results x $REPEATS runs, medians
+
+| client | results/s | lakeproxy CPU us per result | CPU masked/exempt |
+|---|---|---|---|
+| exempt (rows pass untouched) | $e_tps | $e_cpu | |
+| masked (email, ssn rewritten) | $m_tps | $m_cpu | $ratio (goal: at most 1.5) |
+MD
+)
+echo "$report"
+if [ -n "$OUT" ]; then echo "$report" >>"$OUT"; fi

@@ -1,0 +1,111 @@
+/* textcache.c: hash chains plus an LRU list; each entry holds its value, then its text. */
+#include "textcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "list.h"
+
+struct entry {
+    struct list lru;
+    struct entry *next; /* hash chain */
+    uint64_t key, hash;
+    size_t len;
+    unsigned char data[]; /* value_size bytes of value, then the text */
+};
+
+struct textcache {
+    struct entry **buckets;
+    size_t n_buckets, n, max, value_size;
+    struct list lru; /* least recently used first */
+};
+
+/* FNV-1a over the key and the text: the text is compared on a hit, so the hash need not
+ * resist collisions. */
+static uint64_t hash_of(uint64_t key, const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull ^ key;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+struct textcache *textcache_new(size_t max_entries, size_t value_size)
+{
+    struct textcache *tc = calloc(1, sizeof(*tc));
+    if (!tc)
+        return NULL;
+    tc->max = max_entries ? max_entries : 1;
+    tc->value_size = (value_size + 15) & ~(size_t)15;
+    tc->n_buckets = 64;
+    while (tc->n_buckets < tc->max)
+        tc->n_buckets *= 2;
+    if (!(tc->buckets = calloc(tc->n_buckets, sizeof(*tc->buckets)))) {
+        free(tc);
+        return NULL;
+    }
+    list_init(&tc->lru);
+    return tc;
+}
+
+static struct entry **chain_of(struct textcache *tc, uint64_t hash)
+{
+    return &tc->buckets[hash & (tc->n_buckets - 1)];
+}
+
+static void evict(struct textcache *tc, struct entry *e)
+{
+    struct entry **p = chain_of(tc, e->hash);
+    while (*p != e)
+        p = &(*p)->next;
+    *p = e->next;
+    list_del(&e->lru);
+    free(e);
+    tc->n--;
+}
+
+void textcache_clear(struct textcache *tc)
+{
+    while (!list_empty(&tc->lru))
+        evict(tc, list_entry(tc->lru.next, struct entry, lru));
+}
+
+void textcache_free(struct textcache *tc)
+{
+    if (!tc)
+        return;
+    textcache_clear(tc);
+    free(tc->buckets);
+    free(tc);
+}
+
+void *textcache_get(struct textcache *tc, uint64_t key, const char *text, size_t len)
+{
+    uint64_t h = hash_of(key, text, len);
+    for (struct entry *e = *chain_of(tc, h); e; e = e->next)
+        if (e->hash == h && e->key == key && e->len == len &&
+            memcmp(e->data + tc->value_size, text, len) == 0) {
+            list_del(&e->lru);
+            list_append(&tc->lru, &e->lru);
+            return e->data;
+        }
+    return NULL;
+}
+
+void *textcache_put(struct textcache *tc, uint64_t key, const char *text, size_t len)
+{
+    struct entry *e = calloc(1, sizeof(*e) + tc->value_size + len);
+    if (!e)
+        return NULL;
+    if (tc->n >= tc->max)
+        evict(tc, list_entry(tc->lru.next, struct entry, lru));
+    e->key = key;
+    e->hash = hash_of(key, text, len);
+    e->len = len;
+    memcpy(e->data + tc->value_size, text, len);
+    e->next = *chain_of(tc, e->hash);
+    *chain_of(tc, e->hash) = e;
+    list_append(&tc->lru, &e->lru);
+    tc->n++;
+    return e->data;
+}
