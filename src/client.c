@@ -181,6 +181,12 @@ void client_mask_sync(struct client *c)
                     (unsigned long long)c->id);
 }
 
+uint64_t client_mask_class(struct client *c)
+{
+    client_mask_sync(c);
+    return c->mask.n_applied > 0 ? c->mask.id | 2 : 1;
+}
+
 /* A client whose results are masked: its first statement needs the masking catalog, so the
  * read starts now, while it logs in. False when it cannot be masked (out of memory). */
 static bool mask_admit(struct client *c)
@@ -366,6 +372,22 @@ static bool answer_deallocate(struct client *c)
     return send_to_client(c, &b);
 }
 
+/* Has the first buffered message of c arrived whole (or is its header already bad, which
+ * the relay reports)? A server is taken only then: one taken for a partial message would be
+ * idle again at once, given back, and taken again for the same bytes. */
+static bool whole_message_buffered(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint8_t hdr[5], type;
+    uint32_t len;
+    const char *err;
+    if (evbuffer_copyout(in, hdr, 5) < 5)
+        return false;
+    if (proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
+        return true;
+    return evbuffer_get_length(in) >= 5 + (size_t)len;
+}
+
 static void client_wake(struct client *c)
 {
     uint8_t type;
@@ -374,6 +396,8 @@ static void client_wake(struct client *c)
     while (c->pool->db->pool.mode == POOL_TRANSACTION && answer_deallocate(c))
         ;
     if (c->closing || evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
+        return;
+    if (!whole_message_buffered(c)) /* the rest arrives later: the read callback wakes it */
         return;
     if (type == 'X') {
         client_close(c, "client terminated");

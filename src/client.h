@@ -38,6 +38,11 @@ const struct buf *client_rls_prefix(struct client *c, char *err, size_t errsz);
 /* Brings c's masking rules up to the running configuration (c->mask.n_applied 0: none). */
 void client_mask_sync(struct client *c);
 
+/* c's masking class: clients of one class may share server connections (with masking on,
+ * state one client leaves on a server, a prepared statement, a cursor, a temporary table or a
+ * setting, must never reach a client masked otherwise). Never 0. */
+uint64_t client_mask_class(struct client *c);
+
 /* The masking catalog of database entry db (NULL: every one) was read, failed, or was
  * dropped: statements and results of its clients that waited for it go on. */
 void client_mask_catalog_read(struct worker *w, const char *db);

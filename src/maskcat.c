@@ -16,9 +16,12 @@
 #define CLEAN_MAX 4096
 #define ASKED_MAX 256
 
-/* Rows: ('c', rule, table, column) for masked columns, ('v', table, name) for views that read
- * one (through other views too, or as a whole row), ('f', name) for functions outside
- * pg_catalog and information_schema. Rules arrive as three parallel arrays. */
+/* Rows: ('c', rule, table, column, table name) for masked columns, ('t', name) for every
+ * column of a table holding one, ('v', table, name) for views that read one (through other
+ * views too, or as a whole row) or call a function defined outside pg_catalog (it may read
+ * anything), ('f', name) for functions outside pg_catalog and
+ * information_schema, ('r', name) for functions and string types that apply to a whole row
+ * (callable as row.name). Rules arrive as three parallel arrays. */
 static const char *const catalog_sql =
     "WITH RECURSIVE "
     "r AS (SELECT (u.ord - 1)::int AS ord, u.s, u.t, u.col FROM unnest($1::text[], "
@@ -39,11 +42,30 @@ static const char *const catalog_sql =
     "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = m.rel "
     "AND (d.refobjsubid = m.attnum OR d.refobjsubid = 0) "
     "JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid WHERE rw.ev_class <> m.rel UNION "
+    "SELECT rw.ev_class FROM pg_catalog.pg_depend d "
+    "JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass "
+    "AND d.refobjid = p.oid AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+    "'information_schema'::pg_catalog.regnamespace) "
+    "JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+    "AND rw.oid = d.objid UNION "
     "SELECT rw.ev_class FROM views v JOIN pg_catalog.pg_depend d "
     "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.rel "
     "JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid WHERE rw.ev_class <> v.rel) "
-    "SELECT 'c', ord, rel::pg_catalog.int8, attnum::int, NULL::text FROM cols "
+    "SELECT 'c', m.ord, m.rel::pg_catalog.int8, m.attnum::int, c.relname::text FROM cols m "
+    "JOIN pg_catalog.pg_class c ON c.oid = m.rel "
+    "UNION ALL SELECT DISTINCT 't', NULL::int, NULL::pg_catalog.int8, NULL::int, a.attname::text "
+    "FROM (SELECT DISTINCT rel FROM cols) k JOIN pg_catalog.pg_attribute a "
+    "ON a.attrelid = k.rel AND a.attnum > 0 AND NOT a.attisdropped "
+    "UNION ALL SELECT DISTINCT 'r', NULL::int, NULL::pg_catalog.int8, NULL::int, p.proname::text "
+    "FROM pg_catalog.pg_proc p WHERE p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 "
+    "AND (p.proargtypes[0] = ANY (ARRAY['pg_catalog.record', 'pg_catalog.\"any\"', "
+    "'pg_catalog.anyelement', 'pg_catalog.anycompatible', 'pg_catalog.anynonarray', "
+    "'pg_catalog.anycompatiblenonarray']::pg_catalog.regtype[]::pg_catalog.oid[]) "
+    "OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid = p.proargtypes[0] "
+    "AND t.typtype = 'c')) "
+    "UNION ALL SELECT DISTINCT 'r', NULL::int, NULL::pg_catalog.int8, NULL::int, t.typname::text "
+    "FROM pg_catalog.pg_type t WHERE t.typcategory = 'S' "
     "UNION ALL SELECT 'v', NULL, v.rel::pg_catalog.int8, NULL, c.relname::text "
     "FROM (SELECT DISTINCT rel FROM views) v JOIN pg_catalog.pg_class c ON c.oid = v.rel "
     "UNION ALL SELECT DISTINCT 'f', NULL::int, NULL::pg_catalog.int8, NULL::int, "
@@ -54,6 +76,7 @@ struct maskcol {
     uint32_t rel;
     int16_t attnum;
     int rule;
+    char *relname;
 };
 
 struct names {
@@ -69,12 +92,13 @@ struct maskcat {
     size_t n_cols;
     uint32_t *tainted;
     size_t n_tainted;
-    struct names views, funcs;
+    struct names views, funcs, columns, row_funcs;
     uint32_t clean[CLEAN_SLOTS]; /* open addressing, 0 = empty */
     size_t n_clean;
     uint32_t asked[ASKED_MAX], asked_next[ASKED_MAX]; /* unknown OIDs before / during a read */
     size_t n_asked, n_asked_next;
     bool ready, again;
+    uint64_t unmatched;  /* rules (first 64) that matched no column at the last read */
     char error[300];
     time_t read_at;
     uint64_t version;
@@ -113,6 +137,33 @@ const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n
 {
     *n = mc->views.n;
     return (const char *const *)mc->views.items;
+}
+
+const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->columns.n;
+    return (const char *const *)mc->columns.items;
+}
+
+const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->row_funcs.n;
+    return (const char *const *)mc->row_funcs.items;
+}
+
+size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size_t n_rules,
+                             const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mc->n_cols && n < max; i++) {
+        const struct maskcol *m = &mc->cols[i];
+        bool seen = false;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(out[k], m->relname) == 0;
+        if (!seen && m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
+            out[n++] = m->relname;
+    }
+    return n;
 }
 
 static size_t clean_slot(const struct maskcat *mc, uint32_t rel)
@@ -187,44 +238,123 @@ static bool names_add(struct names *n, const char *s)
     return (n->items[n->n] = strdup(s)) && ++n->n;
 }
 
+static void cols_free(struct maskcol *cols, size_t n)
+{
+    for (size_t i = 0; cols && i < n; i++)
+        free(cols[i].relname);
+    free(cols);
+}
+
+/* Everything a read tells, before it replaces what was known. */
+struct catalog {
+    struct maskcol *cols;
+    size_t n_cols;
+    uint32_t *tainted;
+    size_t n_tainted;
+    struct names views, funcs, columns, row_funcs;
+};
+
+static void catalog_free(struct catalog *k)
+{
+    cols_free(k->cols, k->n_cols);
+    free(k->tainted);
+    names_free(&k->views);
+    names_free(&k->funcs);
+    names_free(&k->columns);
+    names_free(&k->row_funcs);
+}
+
+/* One row of a read into k; false when out of memory. */
+static bool take_row(struct catalog *k, const PGresult *r, int i)
+{
+    const char *kind = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 4);
+    uint32_t rel = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
+    switch (kind[0]) {
+    case 'c':
+        k->cols[k->n_cols] = (struct maskcol){rel, (int16_t)atoi(PQgetvalue(r, i, 3)),
+                                              atoi(PQgetvalue(r, i, 1)), strdup(name)};
+        return k->cols[k->n_cols++].relname != NULL;
+    case 'v':
+        k->tainted[k->n_tainted++] = rel;
+        return names_add(&k->views, name);
+    case 't': return names_add(&k->columns, name);
+    case 'r': return names_add(&k->row_funcs, name);
+    default: return names_add(&k->funcs, name);
+    }
+}
+
+/* A column masked once stays masked until the configuration changes, whatever it is renamed
+ * to (or its table, or its schema): a rename does not lift a mask. Adds old's columns that k
+ * lacks; false when out of memory. */
+static bool keep_masked_columns(struct catalog *k, struct catalog *old)
+{
+    struct maskcol *grown = realloc(k->cols, (k->n_cols + old->n_cols + 1) * sizeof(*grown));
+    if (!grown)
+        return false;
+    k->cols = grown;
+    for (size_t i = 0; i < old->n_cols; i++) {
+        bool found = false;
+        for (size_t j = 0; j < k->n_cols && !found; j++)
+            found = k->cols[j].rel == old->cols[i].rel && k->cols[j].attnum == old->cols[i].attnum;
+        if (found)
+            continue;
+        k->cols[k->n_cols++] = old->cols[i];
+        old->cols[i].relname = NULL; /* moved */
+    }
+    return true;
+}
+
+/* Logs the rules that match no column, when that set changes (a typo, or a renamed table). */
+static void report_unmatched_rules(struct maskcat *mc, const struct catalog *k)
+{
+    const struct mask_config *m = &mc->w->cfg->masking;
+    uint64_t unmatched = 0;
+    for (size_t r = 0; r < m->n_rules && r < 64; r++) {
+        bool found = false;
+        for (size_t i = 0; i < k->n_cols && !found; i++)
+            found = k->cols[i].rule == (int)r;
+        if (!found)
+            unmatched |= 1ull << r;
+    }
+    if (unmatched == mc->unmatched)
+        return;
+    mc->unmatched = unmatched;
+    for (size_t r = 0; r < m->n_rules && r < 64; r++)
+        if (unmatched & (1ull << r))
+            log_warning("masking rule %s.%s.%s matches no column in database %s (not created "
+                        "yet, or renamed: a column seen masked stays masked until a reload)",
+                        m->rules[r].schema, m->rules[r].table, m->rules[r].column, mc->db);
+}
+
 /* Replaces what is known with the rows of a read; false when out of memory. */
 static bool take_rows(struct maskcat *mc, const PGresult *r)
 {
     int rows = PQntuples(r);
-    struct maskcol *cols = calloc((size_t)rows + 1, sizeof(*cols));
-    uint32_t *tainted = calloc((size_t)rows + 1, sizeof(*tainted));
-    struct names views = {0}, funcs = {0};
-    size_t nc = 0, nt = 0;
-    bool ok = cols && tainted;
-    for (int i = 0; ok && i < rows; i++) {
-        const char *kind = PQgetvalue(r, i, 0);
-        if (kind[0] == 'c')
-            cols[nc++] = (struct maskcol){(uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10),
-                                          (int16_t)atoi(PQgetvalue(r, i, 3)),
-                                          atoi(PQgetvalue(r, i, 1))};
-        else if (kind[0] == 'v')
-            ok = (tainted[nt++] = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10)) &&
-                 names_add(&views, PQgetvalue(r, i, 4));
-        else
-            ok = names_add(&funcs, PQgetvalue(r, i, 4));
-    }
+    struct catalog k = {.cols = calloc((size_t)rows + 1, sizeof(*k.cols)),
+                        .tainted = calloc((size_t)rows + 1, sizeof(*k.tainted))};
+    bool ok = k.cols && k.tainted;
+    for (int i = 0; ok && i < rows; i++)
+        ok = take_row(&k, r, i);
     if (!ok) {
-        free(cols);
-        free(tainted);
-        names_free(&views);
-        names_free(&funcs);
+        catalog_free(&k);
         return false;
     }
-    free(mc->cols);
-    free(mc->tainted);
-    names_free(&mc->views);
-    names_free(&mc->funcs);
-    mc->cols = cols;
-    mc->n_cols = nc;
-    mc->tainted = tainted;
-    mc->n_tainted = nt;
-    mc->views = views;
-    mc->funcs = funcs;
+    struct catalog old = {mc->cols, mc->n_cols, mc->tainted, mc->n_tainted,
+                          mc->views, mc->funcs, mc->columns, mc->row_funcs};
+    if (!keep_masked_columns(&k, &old)) {
+        catalog_free(&k);
+        return false;
+    }
+    report_unmatched_rules(mc, &k);
+    catalog_free(&old);
+    mc->cols = k.cols;
+    mc->n_cols = k.n_cols;
+    mc->tainted = k.tainted;
+    mc->n_tainted = k.n_tainted;
+    mc->views = k.views;
+    mc->funcs = k.funcs;
+    mc->columns = k.columns;
+    mc->row_funcs = k.row_funcs;
     return true;
 }
 
@@ -331,10 +461,9 @@ void maskcat_free_all(struct worker *w)
         struct maskcat *mc = w->maskcats;
         w->maskcats = mc->next;
         sidequery_cancel(mc->q);
-        free(mc->cols);
-        free(mc->tainted);
-        names_free(&mc->views);
-        names_free(&mc->funcs);
+        struct catalog k = {mc->cols, mc->n_cols, mc->tainted, mc->n_tainted,
+                            mc->views, mc->funcs, mc->columns, mc->row_funcs};
+        catalog_free(&k);
         free(mc);
     }
 }

@@ -44,6 +44,15 @@ int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum);
 /* Names for the masking guard (valid while ready, until the next read completes). */
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n);
 const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n);
+/* Every column name of the tables holding masked columns; the names of functions and string
+ * types that can be applied to a whole row (row.name). */
+const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n);
+const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n);
+/* The distinct names of tables (children and partitions included) holding a column of a rule
+ * with applies[rule] set, at most max, into out (pointers valid as the names above). */
+size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size_t n_rules,
+                             const char **out, size_t max);
+
 /* Changes whenever a read completes. */
 uint64_t maskcat_version(const struct maskcat *mc);
 

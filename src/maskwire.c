@@ -246,16 +246,24 @@ enum relay_verdict maskwire_server_msg(struct server *s, uint8_t type, uint32_t 
     }
 }
 
+/* Errors whose message quotes bytes of a value: a character the client encoding lacks. */
+static bool quotes_value_bytes(const char *sqlstate)
+{
+    return strcmp(sqlstate, "22P05") == 0 || strcmp(sqlstate, "22021") == 0;
+}
+
 bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, uint8_t type)
 {
     struct rd r;
     uint8_t code;
     const char *value;
-    bool has_detail = false;
+    bool has_detail = false, quotes = false;
     rd_init(&r, body, len);
-    while (rd_u8(&r, &code) && code != 0 && rd_str(&r, &value))
+    while (rd_u8(&r, &code) && code != 0 && rd_str(&r, &value)) {
         has_detail |= code == 'D';
-    if (!has_detail)
+        quotes |= code == 'C' && quotes_value_bytes(value);
+    }
+    if (!has_detail && !quotes)
         return false;
     struct buf b;
     buf_init(&b);
@@ -265,7 +273,10 @@ bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, 
         if (code == 'D')
             continue;
         buf_put_u8(&b, code);
-        buf_put_str(&b, value);
+        buf_put_str(&b, code == 'M' && quotes ? "a value has a character the client encoding "
+                                                 "cannot represent (its bytes are not shown "
+                                                 "to masked clients)"
+                                               : value);
     }
     buf_put_u8(&b, 0);
     buf_msg_finish(&b);

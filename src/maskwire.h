@@ -23,9 +23,9 @@ enum relay_verdict maskwire_server_msg(struct server *s, uint8_t type, uint32_t 
                                        const uint8_t *body);
 
 /* For a masked client: PostgreSQL puts row values into the DETAIL of some errors ("Failing
- * row contains (...)", "Key (email)=(...) already exists"): when the ErrorResponse or
- * NoticeResponse body has a DETAIL field, writes it to the client without, and returns true
- * (drop the server's). */
+ * row contains (...)", "Key (email)=(...) already exists"), and bytes of a value into the
+ * message of an encoding conversion error: when the ErrorResponse or NoticeResponse has
+ * either, writes it to the client without them and returns true (drop the server's). */
 bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, uint8_t type);
 
 /* Client -> server, before an Execute (body: its message body): sends a Describe of the same

@@ -177,6 +177,8 @@ struct server {
     struct buf mask_out;         /* a rewritten DataRow */
     bool mask_wait;              /* a RowDescription waits for the masking catalog */
     bool mask_waited;            /* ... and has waited for one read already */
+    uint64_t mask_class;         /* the masking class of the clients it serves (0: none yet):
+                                    with masking on, a server serves one class only */
 };
 
 enum client_state {

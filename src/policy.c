@@ -92,18 +92,28 @@ static enum policy_result refuse_counted(struct client *c, uint8_t type, const c
     return POLICY_STANDIN;
 }
 
-/* The masking guard's policy for client c: its rules' names and the catalog's. */
-static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id)
+/* At most this many table names (rules' and their children's) go to the masking guard. */
+#define MASK_TABLES_MAX 512
+
+/* The masking guard's policy for client c: its rules' names and the catalog's (tables: room
+ * for MASK_TABLES_MAX names, filled here). */
+static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id,
+                        const char **tables)
 {
     struct maskcat *mc = maskcat_for(c->w, c->database);
     const struct mask_config *m = &c->w->cfg->masking;
     if (!mc || !maskcat_ready(mc))
         return false;
+    size_t n = 0;
+    for (size_t i = 0; i < c->mask.n_tables && n < MASK_TABLES_MAX; i++)
+        tables[n++] = c->mask.tables[i];
+    n += maskcat_masked_tables(mc, c->mask.applies, c->mask.n_rules, tables + n,
+                               MASK_TABLES_MAX - n);
     *p = (struct masksql_policy){
         .columns = (const char *const *)c->mask.columns,
         .n_columns = c->mask.n_columns,
-        .tables = (const char *const *)c->mask.tables,
-        .n_tables = c->mask.n_tables,
+        .tables = tables,
+        .n_tables = n,
         .functions_allowed = (const char *const *)m->allow_functions.items,
         .n_functions_allowed = m->allow_functions.n,
         .strict_predicates = m->strict_predicates,
@@ -115,6 +125,14 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
     return true;
 }
 
+/* Could sql change client_encoding (SET client_encoding, SET NAMES, set_config, RESET)?
+ * Conservatively, by its words. */
+static bool changes_client_encoding(const char *sql)
+{
+    return strcasestr(sql, "client_encoding") ||
+           (strcasestr(sql, "names") && strcasestr(sql, "set"));
+}
+
 /* Refuses sql when it could carry a masked value past the result rewriting (masksql.c). */
 static enum policy_result check_masking(struct client *c, uint8_t type, const char *sql,
                                         const char **err)
@@ -122,12 +140,18 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
     struct masksql_policy p;
     uint64_t id;
     char reason[320];
-    if (!mask_policy(c, &p, &id)) {
+    const char *tables[MASK_TABLES_MAX];
+    if (!mask_policy(c, &p, &id, tables)) {
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
         return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
     }
+    if (changes_client_encoding(sql))
+        return refuse_counted(c, type,
+                              "masked clients cannot change client_encoding during a session "
+                              "(masking counts characters in it): set it when connecting",
+                              err, &c->w->mask_refusals);
     const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
     if (!v->refuse)
         return POLICY_PASS;

@@ -62,24 +62,40 @@ void pool_place_server(struct server *s)
     }
 }
 
+/* May s serve c? With masking on the database, a server serves clients of one masking class
+ * for its whole life (a fresh one any): what one client leaves on it (a prepared statement, a
+ * WITH HOLD cursor, a temporary table, a setting) never reaches a client masked otherwise. */
+static bool class_fits(const struct server *s, struct client *c)
+{
+    if (!config_mask_applies(s->pool->w->cfg, s->pool->db->name))
+        return true;
+    return s->mask_class == 0 || s->mask_class == client_mask_class(c);
+}
+
 /* The idle server for c: under row-level security one that already carries c's settings
- * (no injection needed), else the one idle longest. */
+ * (no injection needed), else the one idle longest; of c's masking class. NULL when no idle
+ * server fits c. */
 static struct server *pick_idle_server(struct pool *p, struct client *c)
 {
     char err[8];
     const struct buf *pre = c->rls ? client_rls_prefix(c, err, sizeof(err)) : NULL;
     for (struct list *it = p->idle.next; pre && it != &p->idle; it = it->next) {
         struct server *s = list_entry(it, struct server, node);
-        if (server_carries_rls(s, pre))
+        if (server_carries_rls(s, pre) && class_fits(s, c))
             return s;
     }
-    return list_entry(p->idle.next, struct server, node);
+    for (struct list *it = p->idle.next; it != &p->idle; it = it->next) {
+        struct server *s = list_entry(it, struct server, node);
+        if (class_fits(s, c))
+            return s;
+    }
+    return NULL;
 }
 
-/* Links an idle server to c. */
-static void give_idle_server(struct pool *p, struct client *c)
+/* Links idle server s to c. */
+static void give_idle_server(struct pool *p, struct server *s, struct client *c)
 {
-    struct server *s = pick_idle_server(p, c);
+    (void)p;
     s->state = SV_ACTIVE;
     pool_place_server(s);
     c->state = CL_ACTIVE;
@@ -204,10 +220,14 @@ void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
     qtrack_request(c);
-    if (!list_empty(&p->idle) && !p->paused) {
-        give_idle_server(p, c);
+    struct server *s = list_empty(&p->idle) || p->paused ? NULL : pick_idle_server(p, c);
+    if (s) {
+        give_idle_server(p, s, c);
         return;
     }
+    if (!list_empty(&p->idle) && !p->paused) /* idle, but of another masking class: its */
+        server_close(list_entry(p->idle.next, struct server, node), /* slot goes to c */
+                     "idle, serving another masking class");
     c->state = CL_WAITING;
     gettimeofday(&c->wait_start, NULL);
     list_append(&p->waiting, &c->wait_node);
@@ -252,6 +272,17 @@ void pool_set_paused(struct pool *p, bool paused)
     pool_spawn_for_waiters(p);
 }
 
+/* The client waiting longest that s may serve, or NULL. */
+static struct client *first_fitting_waiter(struct pool *p, struct server *s)
+{
+    for (struct list *it = p->waiting.next; it != &p->waiting; it = it->next) {
+        struct client *c = list_entry(it, struct client, wait_node);
+        if (class_fits(s, c))
+            return c;
+    }
+    return NULL;
+}
+
 void pool_server_ready(struct server *s)
 {
     struct pool *p = s->pool;
@@ -261,8 +292,14 @@ void pool_server_ready(struct server *s)
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
-    if (!p->paused && !list_empty(&p->waiting)) {
-        struct client *c = list_entry(p->waiting.next, struct client, wait_node);
+    struct client *c = p->paused ? NULL : first_fitting_waiter(p, s);
+    if (!c && !p->paused && !list_empty(&p->waiting)) {
+        /* everyone waiting is of another masking class: a fresh server takes its place */
+        server_close(s, "serving another masking class than the waiting clients");
+        pool_spawn_for_waiters(p);
+        return;
+    }
+    if (c) {
         pool_forget_client(c);
         count_wait(p, c);
         s->state = SV_ACTIVE;

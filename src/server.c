@@ -760,6 +760,7 @@ void server_link(struct server *s, struct client *c)
     s->client = c;
     c->server = s;
     s->last_used = time(NULL);
+    s->mask_class = client_mask_class(c);
     buf_init(&sql);
     buf_init(&msgs);
     if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {

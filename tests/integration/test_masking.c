@@ -221,6 +221,13 @@ static const struct {
     {"COPY customers TO STDOUT", true},
     {"COPY (SELECT email FROM customers) TO STDOUT", true},
     {"SELECT 1; SELECT lower(email) FROM customers", true},
+    {"SET client_encoding TO 'SJIS'; SELECT email FROM customers", true},
+    {"SET NAMES 'EUC_JP'", true},
+    {"COPY vip_customers TO STDOUT", true},
+    {"SELECT v::text FROM vip_customers v", true},
+    {"SELECT row_to_json(v) FROM vip_customers v", true},
+    {"SELECT vip_customers FROM vip_customers", true},
+    {"SELECT contact FROM item_contacts WHERE id <= 3", true},
     {"SELECT email FROM customers FULL JOIN (SELECT 'x' AS email) y USING (email)", true},
     {"SELECT email AS e, ssn AS s FROM customers", false},
     {"SELECT * FROM customers", false},
@@ -331,5 +338,47 @@ Test(masking, error_details_that_quote_rows_are_stripped)
     r = PQexec(a, "UPDATE customers SET name = NULL WHERE id = 1");
     cr_expect(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) != NULL);
     PQclear(r);
+    PQfinish(a);
+}
+
+/* What an exempt client leaves on a pooled server (a prepared statement, a WITH HOLD cursor, a
+ * temporary table, a setting) never reaches a masked client: servers serve one masking class. */
+Test(masking, session_state_of_other_clients_never_reaches_a_masked_client)
+{
+    PGconn *a = login("audra");
+    const char *setup[] = {
+        "PREPARE leak AS SELECT lower(email) AS e FROM customers",
+        "BEGIN",
+        "DECLARE hc CURSOR WITH HOLD FOR SELECT lower(email) AS e FROM customers",
+        "COMMIT",
+        "CREATE TEMP TABLE tt AS SELECT email AS e FROM customers",
+    };
+    for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++) {
+        PGresult *r = PQexec(a, setup[i]);
+        cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", setup[i], PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    const char *reads[] = {"EXECUTE leak", "FETCH ALL FROM hc", "SELECT * FROM tt",
+                           "SELECT * FROM pg_temp.tt"};
+    for (int round = 0; round < 4; round++) { /* new connections land on any server */
+        PGconn *m = login("mallory");
+        for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+            PGresult *r = PQexec(m, reads[i]);
+            expect_no_secret(r, reads[i]);
+            cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "[%s] found another client's state",
+                          reads[i]);
+            PQclear(r);
+            PQclear(PQexec(m, "ROLLBACK"));
+            if (PQstatus(m) != CONNECTION_OK) {
+                PQfinish(m);
+                m = login("mallory");
+            }
+        }
+        PQfinish(m);
+    }
+    char *v = query_value(a, "SELECT email FROM customers WHERE id = 1");
+    cr_expect_str_eq(v, "ada.secret@example.com");
+    free(v);
     PQfinish(a);
 }

@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "buf.h"
 #include "harness.h"
+#include "proto.h"
 
 static struct proxy px;
 
@@ -229,4 +232,37 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
     free(name);
     PQfinish(victim);
     PQfinish(attacker);
+}
+
+/* A message that arrives in pieces between transactions: the server is taken once it is whole
+ * (taking one for the first bytes gave it back at once and took it again, recursively, until
+ * the stack overflowed). */
+Test(prepared, a_query_arriving_in_pieces_between_transactions)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    raw_query(fd, "SELECT 1");
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert(t >= 0 && t != 'E');
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "SELECT 2");
+    cr_assert_eq(write(fd, b.data, 3), 3);
+    usleep(300000);
+    cr_assert_eq(write(fd, b.data + 3, b.len - 3), (ssize_t)(b.len - 3));
+    buf_free(&b);
+    bool got_row = false;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z') {
+        cr_assert(t >= 0 && t != 'E', "the split query failed (type %d)", t);
+        got_row |= t == 'D';
+    }
+    cr_expect(got_row);
+    close(fd);
+    PGconn *c = alice();
+    char *v = query_value(c, "SELECT 'proxy still up'");
+    cr_expect_str_eq(v, "proxy still up");
+    free(v);
+    PQfinish(c);
 }

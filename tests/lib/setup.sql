@@ -49,6 +49,7 @@ CREATE VIEW customer_contacts AS SELECT id, email AS contact FROM customers;
 CREATE VIEW customer_names AS SELECT id, name FROM customers;
 CREATE FUNCTION customer_email(int) RETURNS text LANGUAGE sql STABLE
     AS 'SELECT email FROM customers WHERE id = $1';
+CREATE VIEW item_contacts AS SELECT id, customer_email(id) AS contact FROM items;
 CREATE TABLE scratch (v text);
 GRANT SELECT, INSERT, UPDATE, DELETE ON customers, vip_customers, scratch TO PUBLIC;
-GRANT SELECT ON customer_contacts, customer_names TO PUBLIC;
+GRANT SELECT ON customer_contacts, customer_names, item_contacts TO PUBLIC;
