@@ -1,6 +1,7 @@
 /* masksql.c: the masking guard's rules over libpg_query's protobuf parse trees (which statements
- * could carry a masked column's value to the client other than as a plain column reference, or
- * store it), and the bounded LRU cache of its verdicts by (policy, statement text). */
+ * could carry a masked column's value to the client other than as a plain column reference,
+ * store it, compare it with other rows' values, or change what masking protects), and the
+ * bounded LRU cache of its verdicts by (policy, statement text). */
 #include "masksql.h"
 
 #include <ctype.h>
@@ -27,23 +28,31 @@
     "inside an expression, function, cast, aggregate, set operation, RETURNING or a write"
 #define WHY_PRED                                                                                   \
     "column \"%.63s\" is masked: in WHERE, ON, GROUP BY, HAVING and ORDER BY it may be used "      \
-    "only directly in a comparison (=, <, LIKE, IN, BETWEEN, IS NULL ...), not inside a cast "     \
-    "or function"
+    "only directly in a comparison with a constant (=, <, LIKE, IN, BETWEEN, IS NULL ...), not "   \
+    "inside a cast or function"
+#define WHY_COMPARE                                                                                \
+    "column \"%.63s\" is masked: it can be compared only with constants or parameters, not with "  \
+    "columns, expressions or subqueries (and strict_predicates refuses even those)"
+#define WHY_USING                                                                                  \
+    "column \"%.63s\" is masked: JOIN ... USING compares it with another table's column, and "     \
+    "masked columns can be compared only with constants or parameters"
+#define WHY_NATURAL                                                                                \
+    "NATURAL JOIN over table \"%.63s\" may compare its masked columns with another table's "       \
+    "(JOIN ... USING all common columns): masked columns can be compared only with constants or "  \
+    "parameters; join with ON instead"
 #define WHY_STRICT                                                                                 \
     "column \"%.63s\" is masked and strict_predicates is on: it may not be used in WHERE, ON, "    \
     "USING, GROUP BY, HAVING, ORDER BY, DISTINCT ON or window clauses; filter on other columns"
 #define WHY_ROW                                                                                    \
     "\"%.63s\" is a whole-row reference in a query over a table with masked columns: it would "    \
     "carry them unmasked; select the columns by name instead"
+#define WHY_ROW_CALL                                                                               \
+    "\"%.63s.%.63s\" is not a known column of %.63s: PostgreSQL would read it as "                 \
+    "%.63s(%.63s), a function or cast of the whole row, carrying its masked columns; select the "  \
+    "columns by name instead"
 #define WHY_STAR                                                                                   \
     "* over table \"%.63s\", which has masked columns, is allowed only as a plain SELECT list "    \
     "entry: name the columns you need instead"
-#define WHY_MERGED                                                                                 \
-    "column \"%.63s\" is merged by JOIN ... USING or NATURAL JOIN and would lose its masking: "    \
-    "select it qualified by its table (t.%.63s) and list columns instead of *"
-#define WHY_MERGED_STAR                                                                            \
-    "* over JOIN ... USING or NATURAL JOIN merging masked columns would lose their masking: "      \
-    "list the columns, qualified by their tables (t.email)"
 #define WHY_READER                                                                                 \
     "function \"%.63s\" is not allowed for clients with masked columns: it reads tables, "         \
     "cursors or SQL text out of the masking guard's sight"
@@ -62,12 +71,16 @@
 #define WHY_DDL                                                                                    \
     "changing table \"%.63s\" (ALTER, RENAME, DROP, policies, unique indexes) is not allowed "     \
     "for clients with masked columns"
+#define WHY_ALTER                                                                                  \
+    "%s is not allowed: clients with masked columns may not alter, rename or drop database "       \
+    "objects (it could change what masking protects); ask an administrator"
 #define WHY_COPY                                                                                   \
     "COPY of table \"%.63s\" TO is not allowed: COPY output is not masked; list only unmasked "    \
     "columns, as in COPY %.63s (id) TO STDOUT, or use SELECT"
 #define WHY_CTAS_EXECUTE                                                                           \
     "CREATE TABLE AS EXECUTE is not allowed for clients with masked columns: the prepared "        \
     "statement may select masked columns; use CREATE TABLE AS SELECT with the columns named"
+#define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
 #define WHY_COMPLEX                                                                                \
     "statement refused: too complex for the masking guard (nested too deeply or too many "         \
     "aliases); simplify it"
@@ -138,6 +151,131 @@ static void nameset_clear(struct nameset *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* Adds every name of list (n of them): 0, or -1 when out of memory. */
+static int nameset_add_list(struct nameset *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && nameset_add(s, list[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Keeps in s only the names also in keep: 0, or -1 when out of memory. */
+static int nameset_keep_common(struct nameset *s, const struct nameset *keep)
+{
+    struct nameset both = {0};
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slot[i] && nameset_has(keep, s->slot[i]) && nameset_add(&both, s->slot[i]) < 0) {
+            nameset_clear(&both);
+            return -1;
+        }
+    nameset_clear(s);
+    *s = both;
+    return 0;
+}
+
+/* Relations an alias may name (FROM x AS y, x a CTE) that are followed; past that many, no
+ * name is known to be a column of the alias. */
+#define MAX_LINKS 8
+
+/* What the statement's FROM items of one name (relations, aliases, subqueries, CTEs) are made
+ * of, for telling a column q.x from a call x(q) of q's whole row: x is a column of every item
+ * named q only when it passes each constraint set here. */
+struct rowinfo {
+    const char *name;
+    bool masked_table;            /* a masked table: x must be in the policy's table_columns */
+    bool wide;                    /* a join, or a subquery with *: x must be in table_columns */
+    bool listed;                  /* a subquery, CTE or renaming alias: x must be in cols */
+    bool opaque;                  /* an alias of too many relations: no x is known to be a column */
+    struct nameset cols;          /* the output names common to all of those */
+    const char *links[MAX_LINKS]; /* relations (maybe CTEs) it is an alias of: their own */
+    size_t n_links;               /* constraints hold too */
+};
+
+/* rowinfos by name (open addressing, case-insensitive); names belong to the parse tree. */
+struct rowmap {
+    struct rowinfo *slot;
+    size_t cap, n;
+};
+
+static struct rowinfo *rowmap_get(const struct rowmap *m, const char *name)
+{
+    if (!m->cap || !name)
+        return NULL;
+    for (size_t i = name_hash(name) & (m->cap - 1); m->slot[i].name; i = (i + 1) & (m->cap - 1))
+        if (strcasecmp(m->slot[i].name, name) == 0)
+            return &m->slot[i];
+    return NULL;
+}
+
+/* Places info in a map known to have room and not to hold its name. */
+static struct rowinfo *rowmap_put(struct rowmap *m, const struct rowinfo *info)
+{
+    size_t i = name_hash(info->name) & (m->cap - 1);
+    while (m->slot[i].name)
+        i = (i + 1) & (m->cap - 1);
+    m->slot[i] = *info;
+    m->n++;
+    return &m->slot[i];
+}
+
+/* The entry for name, added empty when new; NULL when out of memory. Pointers into the map
+ * stay valid only until the next call. */
+static struct rowinfo *rowmap_add(struct rowmap *m, const char *name)
+{
+    struct rowinfo *found = rowmap_get(m, name), fresh = {.name = name};
+    if (found)
+        return found;
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t old_cap = m->cap, cap = m->cap ? m->cap * 2 : 16;
+        struct rowinfo *old = m->slot;
+        if (!(m->slot = calloc(cap, sizeof(*m->slot)))) {
+            m->slot = old;
+            return NULL;
+        }
+        m->cap = cap;
+        m->n = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].name)
+                rowmap_put(m, &old[i]);
+        free(old);
+    }
+    return rowmap_put(m, &fresh);
+}
+
+static void rowmap_clear(struct rowmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        nameset_clear(&m->slot[i].cols);
+    free(m->slot);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Narrows info's listed names to names (the outputs of one more item of its name): 0, or -1
+ * when out of memory. */
+static int rowinfo_list(struct rowinfo *info, const struct nameset *names)
+{
+    if (info->listed)
+        return nameset_keep_common(&info->cols, names);
+    info->listed = true;
+    for (size_t i = 0; i < names->cap; i++)
+        if (names->slot[i] && nameset_add(&info->cols, names->slot[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Makes info an alias of relation name too. */
+static void rowinfo_link(struct rowinfo *info, const char *name)
+{
+    for (size_t i = 0; i < info->n_links; i++)
+        if (strcasecmp(info->links[i], name) == 0)
+            return;
+    if (info->n_links < MAX_LINKS)
+        info->links[info->n_links++] = name;
+    else
+        info->opaque = true;
+}
+
 static bool in_list(const char *const *list, size_t n, const char *name)
 {
     for (size_t i = 0; name && i < n; i++)
@@ -169,9 +307,31 @@ static const char *const stats_relations[] = {
     "pg_stats", "pg_statistic", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data",
 };
 
-/* Functions of a whole row that attribute notation (c.row_to_json) would call on a row. */
-static const char *const row_functions[] = {"row_to_json", "to_json", "to_jsonb",
-                                            "hstore",      "text",    "record_out"};
+/* Functions of a whole row that attribute notation (c.row_to_json) would call on a row, besides
+ * the catalog's (policy row_functions). */
+static const char *const row_functions[] = {
+    "row_to_json",        "to_json",
+    "to_jsonb",           "json_build_array",
+    "jsonb_build_array",  "json_build_object",
+    "jsonb_build_object", "concat",
+    "concat_ws",          "format",
+    "quote_literal",      "quote_nullable",
+    "quote_ident",        "record_send",
+    "record_out",         "hstore",
+    "hash_record",        "pg_column_size",
+    "num_nulls",          "num_nonnulls",
+    "array_to_string",    "array_agg",
+    "json_agg",           "jsonb_agg",
+    "string_agg",         "to_tsvector",
+};
+
+/* Types that attribute notation (c.text) would cast a whole row to. */
+static const char *const row_casts[] = {
+    "text", "varchar", "bpchar", "name", "char", "json", "jsonb", "xml", "bytea",
+};
+
+/* System columns: q.ctid is a column of any table q, never a call. */
+static const char *const system_columns[] = {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"};
 
 /* Comparison operators a masked column may be a direct operand of in a predicate. */
 static const char *const comparisons[] = {
@@ -179,28 +339,32 @@ static const char *const comparisons[] = {
 
 /* ---- the check ---- */
 
-/* Where a node sits: AT_PRED directly in a predicate (a masked column may stand there plainly),
- * UNDER_PRED anywhere below a predicate position (for strict_predicates). */
-enum { AT_PRED = 1, UNDER_PRED = 2 };
+/* Where a node sits: AT_PRED directly in a predicate, alone or compared only with constants (a
+ * masked column may stand there plainly), AT_CMP directly in a predicate compared with anything
+ * else (a masked column may not), UNDER_PRED anywhere below a predicate position (for
+ * strict_predicates). AT_PRED and AT_CMP never come together. */
+enum { AT_PRED = 1, UNDER_PRED = 2, AT_CMP = 4, AT_ANY = AT_PRED | AT_CMP };
 
 /* What a SELECT's target list is: output positions (values reach the client with their origin),
- * a set operation's arm, a predicate sublink's operand, EXISTS's, or anything else. */
-enum sel { SEL_OUTPUT, SEL_PLAIN, SEL_SETOP, SEL_PRED, SEL_EXISTS };
+ * a set operation's arm, the operand of a predicate sublink compared only with constants, or
+ * with anything else, EXISTS's, or anything else. */
+enum sel { SEL_OUTPUT, SEL_PLAIN, SEL_SETOP, SEL_PRED, SEL_CMP, SEL_EXISTS };
 
-/* How a column reference is used: as an output entry, a comparing sublink's output entry, an
- * EXISTS target, directly in a predicate, or in any other expression. */
-enum use { USE_OUTPUT, USE_SUBLINK, USE_EXISTS, USE_PRED, USE_EXPR };
+/* How a column reference is used: as an output entry, a sublink's output entry compared with
+ * constants, an EXISTS target, directly in a predicate (compared with constants), compared with
+ * anything else, or in any other expression. */
+enum use { USE_OUTPUT, USE_SUBLINK, USE_EXISTS, USE_PRED, USE_CMP, USE_EXPR };
 
 struct ctx {
     const struct masksql_policy *p;
     struct masksql_verdict *out;
-    struct nameset aliases;   /* names that expose a masked column (besides the policy's) */
-    struct nameset rows;      /* relations, aliases, subqueries, CTEs: names of whole rows */
-    struct nameset merged;    /* masked names a JOIN ... USING merges */
-    struct nameset join_rows; /* aliases of joins that merge masked (or unknown) columns */
-    const char *table;        /* the first masked table the statement names, or NULL */
-    bool natural;             /* a NATURAL join in a statement naming a masked table */
-    bool grew;                /* a set grew in this pass: the check must run again */
+    struct nameset row_calls;  /* the policy's row_functions, hashed */
+    struct nameset table_cols; /* the policy's table_columns, hashed */
+    struct nameset aliases;    /* names that expose a masked column (besides the policy's) */
+    struct nameset rows;       /* relations, aliases, subqueries, CTEs: names of whole rows */
+    struct rowmap quals;       /* what those names are made of, for q.x */
+    const char *table;         /* the first masked table the statement names, or NULL */
+    bool grew;                 /* a set grew in this pass: the check must run again */
     int depth;
 };
 
@@ -223,7 +387,7 @@ static void learn(struct ctx *c, struct nameset *s, const char *name)
 {
     int r = name && *name ? nameset_add(s, name) : 0;
     if (r < 0)
-        refuse(c, "statement refused: out of memory while checking it for masked columns");
+        refuse(c, WHY_MEMORY);
     else if (r > 0)
         c->grew = true;
 }
@@ -291,36 +455,203 @@ static void check_list(struct ctx *c, PgQuery__Node *const *v, size_t n, unsigne
 
 /* ---- names the statement defines (gathered before the check) ---- */
 
+static bool is_set_operation(const PgQuery__SelectStmt *s)
+{
+    return s->op != PG_QUERY__SET_OPERATION__SETOP_NONE &&
+           s->op != PG_QUERY__SET_OPERATION__SET_OPERATION_UNDEFINED;
+}
+
 static void note_alias(struct ctx *c, const PgQuery__Alias *a)
 {
     if (a)
         learn(c, &c->rows, a->aliasname);
 }
 
-/* Notes the whole-row names m defines, and whether it names a masked table. Aliases of
- * functions in FROM are not whole-row names here: their arguments are checked as expressions. */
+/* The entry for a FROM item's name, or NULL (no name; out of memory: refused). */
+static struct rowinfo *qual_info(struct ctx *c, const char *name)
+{
+    struct rowinfo *info = name && *name ? rowmap_add(&c->quals, name) : NULL;
+    if (name && *name && !info)
+        refuse(c, WHY_MEMORY);
+    return info;
+}
+
+/* Narrows what name is made of to the names in set: its columns are among them. */
+static void note_listed(struct ctx *c, const char *name, const struct nameset *set)
+{
+    struct rowinfo *info = qual_info(c, name);
+    if (info && rowinfo_list(info, set) < 0)
+        refuse(c, WHY_MEMORY);
+}
+
+/* An alias's column list (t AS a(x, y)) renames the first columns: a name it moves away may
+ * no longer be a column, so only the listed names are known columns. */
+static void note_renames(struct ctx *c, const char *name, PgQuery__Node *const *colnames, size_t n)
+{
+    struct nameset set = {0};
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (str_of(colnames[i]) && nameset_add(&set, str_of(colnames[i])) < 0)
+            refuse(c, WHY_MEMORY);
+    note_listed(c, name, &set);
+    nameset_clear(&set);
+}
+
+/* The target list that names a query's outputs (the first arm of a set operation, a
+ * data-modifying statement's RETURNING), in *list and *n; false when they cannot be told. */
+static bool output_list(const PgQuery__Node *q, PgQuery__Node *const **list, size_t *n)
+{
+    const PgQuery__SelectStmt *s =
+        q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ? q->select_stmt : NULL;
+    while (s && is_set_operation(s) && s->larg)
+        s = s->larg;
+    *list = NULL;
+    *n = 0;
+    if (s) {
+        *list = s->target_list;
+        *n = s->n_target_list;
+    } else if (q && q->node_case == PG_QUERY__NODE__NODE_INSERT_STMT) {
+        *list = q->insert_stmt->returning_list;
+        *n = q->insert_stmt->n_returning_list;
+    } else if (q && q->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT) {
+        *list = q->update_stmt->returning_list;
+        *n = q->update_stmt->n_returning_list;
+    } else if (q && q->node_case == PG_QUERY__NODE__NODE_DELETE_STMT) {
+        *list = q->delete_stmt->returning_list;
+        *n = q->delete_stmt->n_returning_list;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* The name a target-list entry gives its output (its alias, or a plain column reference's
+ * column), or NULL; *star set when it is a *. */
+static const char *output_name(const PgQuery__Node *t, bool *star)
+{
+    if (!t || t->node_case != PG_QUERY__NODE__NODE_RES_TARGET)
+        return NULL;
+    const PgQuery__ResTarget *rt = t->res_target;
+    const PgQuery__Node *v = rt->val;
+    if (v && v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF && v->column_ref->n_fields &&
+        is_star(v->column_ref->fields[v->column_ref->n_fields - 1]))
+        *star = true;
+    if (rt->name && *rt->name)
+        return rt->name;
+    if (!v || v->node_case != PG_QUERY__NODE__NODE_COLUMN_REF || !v->column_ref->n_fields)
+        return NULL;
+    return str_of(v->column_ref->fields[v->column_ref->n_fields - 1]);
+}
+
+/* Notes what the subquery or CTE name is made of: query q's output names, the first renamed by
+ * colnames. With a * among them (or outputs that cannot be told) its columns are known only as
+ * the masked tables' (and the renamed ones). */
+static void note_outputs(struct ctx *c, const char *name, const PgQuery__Node *q,
+                         PgQuery__Node *const *colnames, size_t n_colnames)
+{
+    PgQuery__Node *const *list;
+    size_t n;
+    bool star = false, known = output_list(q, &list, &n);
+    struct nameset outs = {0};
+    for (size_t i = 0; i < n_colnames; i++)
+        if (str_of(colnames[i]) && nameset_add(&outs, str_of(colnames[i])) < 0)
+            refuse(c, WHY_MEMORY);
+    for (size_t i = 0; i < n; i++) {
+        const char *out = output_name(list[i], &star);
+        if (i >= n_colnames && out && nameset_add(&outs, out) < 0)
+            refuse(c, WHY_MEMORY);
+    }
+    struct rowinfo *info = qual_info(c, name);
+    if (info && (star || !known))
+        info->wide = true;
+    if (info && (!(star || !known) || n_colnames > 0))
+        note_listed(c, name, &outs);
+    nameset_clear(&outs);
+}
+
+/* A relation, maybe aliased: FROM x AS y, where x may be a CTE, makes y what x is made of. */
+static void note_range_var(struct ctx *c, const PgQuery__RangeVar *r)
+{
+    bool masked = r->relname && is_masked_table(c, r->relname);
+    const char *alias = r->alias ? r->alias->aliasname : NULL;
+    struct rowinfo *info;
+    learn(c, &c->rows, r->relname);
+    note_alias(c, r->alias);
+    if (masked && !c->table)
+        c->table = r->relname;
+    if ((info = qual_info(c, r->relname)))
+        info->masked_table |= masked;
+    if (!alias || !(info = qual_info(c, alias)))
+        return;
+    info->masked_table |= masked;
+    if (r->relname && !(r->schemaname && *r->schemaname))
+        rowinfo_link(info, r->relname);
+    note_renames(c, alias, r->alias->colnames, r->alias->n_colnames);
+}
+
+/* RETURNING old and new (PostgreSQL 18), ON CONFLICT's excluded: rows of a target table. */
+static void note_target(struct ctx *c, const PgQuery__RangeVar *r)
+{
+    static const char *const pseudo[] = {"old", "new", "excluded"};
+    struct rowinfo *info;
+    if (!r || !r->relname || !is_masked_table(c, r->relname))
+        return;
+    for (size_t i = 0; i < COUNT(pseudo); i++) {
+        learn(c, &c->rows, pseudo[i]);
+        if ((info = qual_info(c, pseudo[i])))
+            info->masked_table = true;
+    }
+}
+
+static void note_join(struct ctx *c, const PgQuery__JoinExpr *j)
+{
+    const PgQuery__Alias *aliases[] = {j->alias, j->join_using_alias};
+    struct rowinfo *info;
+    for (size_t i = 0; i < COUNT(aliases); i++) {
+        if (!aliases[i])
+            continue;
+        note_alias(c, aliases[i]);
+        if ((info = qual_info(c, aliases[i]->aliasname)))
+            info->wide = true;
+        note_renames(c, aliases[i]->aliasname, aliases[i]->colnames, aliases[i]->n_colnames);
+    }
+}
+
+/* Notes the whole-row names m defines, what they are made of, and whether it names a masked
+ * table. Aliases of functions in FROM are not whole-row names here: their arguments are checked
+ * as expressions. */
 static void note_names(struct ctx *c, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (d == &pg_query__range_var__descriptor) {
-        const PgQuery__RangeVar *r = (const PgQuery__RangeVar *)m;
-        learn(c, &c->rows, r->relname);
-        note_alias(c, r->alias);
-        if (!c->table && r->relname && is_masked_table(c, r->relname))
-            c->table = r->relname;
+        note_range_var(c, (const PgQuery__RangeVar *)m);
     } else if (d == &pg_query__range_subselect__descriptor) {
-        note_alias(c, ((const PgQuery__RangeSubselect *)m)->alias);
+        const PgQuery__RangeSubselect *r = (const PgQuery__RangeSubselect *)m;
+        note_alias(c, r->alias);
+        if (r->alias)
+            note_outputs(c, r->alias->aliasname, r->subquery, r->alias->colnames,
+                         r->alias->n_colnames);
     } else if (d == &pg_query__common_table_expr__descriptor) {
-        learn(c, &c->rows, ((const PgQuery__CommonTableExpr *)m)->ctename);
+        const PgQuery__CommonTableExpr *e = (const PgQuery__CommonTableExpr *)m;
+        learn(c, &c->rows, e->ctename);
+        note_outputs(c, e->ctename, e->ctequery, e->aliascolnames, e->n_aliascolnames);
     } else if (d == &pg_query__join_expr__descriptor) {
-        note_alias(c, ((const PgQuery__JoinExpr *)m)->alias);
-        note_alias(c, ((const PgQuery__JoinExpr *)m)->join_using_alias);
+        note_join(c, (const PgQuery__JoinExpr *)m);
     } else if (d == &pg_query__range_table_func__descriptor) {
         note_alias(c, ((const PgQuery__RangeTableFunc *)m)->alias);
+    } else if (d == &pg_query__insert_stmt__descriptor) {
+        note_target(c, ((const PgQuery__InsertStmt *)m)->relation);
+    } else if (d == &pg_query__update_stmt__descriptor) {
+        note_target(c, ((const PgQuery__UpdateStmt *)m)->relation);
+    } else if (d == &pg_query__delete_stmt__descriptor) {
+        note_target(c, ((const PgQuery__DeleteStmt *)m)->relation);
+    } else if (d == &pg_query__merge_stmt__descriptor) {
+        note_target(c, ((const PgQuery__MergeStmt *)m)->relation);
     }
 }
 
-/* Whole-row names and the masked tables the statement below m names. */
+/* Whole-row names, what they are made of and the masked tables the statement below m names. */
 static void collect(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     if (c->out->refuse)
@@ -334,42 +665,76 @@ static void collect(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 
 /* ---- column references ---- */
 
-/* Is name a function that attribute notation (c.name) could call on a whole row? */
-static bool is_row_function(const struct ctx *c, const char *name)
+/* Is name a function defined outside pg_catalog that the policy does not allow? */
+static bool is_user_function(const struct ctx *c, const char *name)
 {
     const struct masksql_policy *p = c->p;
-    if (in_list(p->user_functions, p->n_user_functions, name) &&
-        !in_list(p->functions_allowed, p->n_functions_allowed, name))
-        return true;
-    return c->table && in_list(row_functions, COUNT(row_functions), name);
+    return in_list(p->user_functions, p->n_user_functions, name) &&
+           !in_list(p->functions_allowed, p->n_functions_allowed, name);
+}
+
+/* Could x applied to a whole row be a call: a function or type of whole rows (the catalog's,
+ * ours, a masked table's row type)? */
+static bool applies_to_rows(const struct ctx *c, const char *x)
+{
+    return nameset_has(&c->row_calls, x) || in_list(row_functions, COUNT(row_functions), x) ||
+           in_list(row_casts, COUNT(row_casts), x) || is_masked_table(c, x);
+}
+
+/* Does x pass the constraints of the FROM items named like q themselves? */
+static bool meets(const struct ctx *c, const struct rowinfo *q, const char *x)
+{
+    return (!(q->masked_table || q->wide) || nameset_has(&c->table_cols, x)) &&
+           (!q->listed || nameset_has(&q->cols, x));
+}
+
+/* Is x known to be a column of every FROM item named like q (and of what its aliases name)? */
+static bool is_column_of(const struct ctx *c, const struct rowinfo *q, const char *x)
+{
+    if (q->opaque || !meets(c, q, x))
+        return false;
+    for (size_t i = 0; i < q->n_links; i++) {
+        const struct rowinfo *named = rowmap_get(&c->quals, q->links[i]);
+        if (named && !meets(c, named, x))
+            return false;
+    }
+    return true;
+}
+
+/* qual.x where qual names a FROM item: PostgreSQL reads it as the call x(qual) of the whole row
+ * when x is not a column of qual. Could it be one, in a statement over a masked table? Over a
+ * masked table, with the catalog's columns known, any other name is taken for a call. */
+static bool is_row_call(const struct ctx *c, const char *qual, const char *x)
+{
+    const struct rowinfo *q = c->table && x ? rowmap_get(&c->quals, qual) : NULL;
+    if (!q)
+        return false;
+    if (applies_to_rows(c, x))
+        return !is_column_of(c, q, x);
+    return q->masked_table && c->p->n_table_columns > 0 &&
+           !in_list(system_columns, COUNT(system_columns), x) && !is_column_of(c, q, x);
 }
 
 /* A * (qual.* or bare) used as use: EXISTS (SELECT * ...) and IN (SELECT * ...) only test or
- * compare the row. */
-static void check_star(struct ctx *c, const char *qual, enum use use)
+ * compare the row (with constants). */
+static void check_star(struct ctx *c, enum use use)
 {
     if (!c->table)
         return;
-    if (use == USE_OUTPUT) {
-        if (qual ? nameset_has(&c->join_rows, qual) : (c->merged.n > 0 || c->natural))
-            refuse(c, WHY_MERGED_STAR);
-    } else if (use == USE_EXPR || use == USE_PRED ||
-               (use == USE_SUBLINK && c->p->strict_predicates)) {
+    if (use == USE_EXPR || use == USE_PRED || use == USE_CMP ||
+        (use == USE_SUBLINK && c->p->strict_predicates))
         refuse(c, WHY_STAR, c->table);
-    }
 }
 
-/* A masked column name used as use (qual: its qualifier, or NULL). */
-static void check_masked_use(struct ctx *c, const char *qual, const char *name, enum use use,
-                             unsigned flags)
+/* A masked column name used as use. */
+static void check_masked_use(struct ctx *c, const char *name, enum use use, unsigned flags)
 {
     if (use != USE_OUTPUT && c->p->strict_predicates && (flags & UNDER_PRED))
         refuse(c, WHY_STRICT, name);
     else if (use == USE_EXPR)
         refuse(c, (flags & UNDER_PRED) ? WHY_PRED : WHY_EXPR, name);
-    else if (use == USE_OUTPUT && (qual ? nameset_has(&c->join_rows, qual)
-                                        : nameset_has(&c->merged, name) || c->natural))
-        refuse(c, WHY_MERGED, name, name);
+    else if (use == USE_CMP)
+        refuse(c, WHY_COMPARE, name);
 }
 
 static void check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use,
@@ -382,12 +747,14 @@ static void check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum us
     const char *qual = r->n_fields > 1 ? str_of(r->fields[r->n_fields - 2]) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
         refuse(c, WHY_ROW, last);
-    else if (r->n_fields > 1 && last && is_row_function(c, last))
+    else if (qual && last && is_user_function(c, last))
         refuse(c, WHY_FUNCTION, last);
+    else if (qual && is_row_call(c, qual, last))
+        refuse(c, WHY_ROW_CALL, qual, last, qual, last, qual);
     else if (is_star(lastn))
-        check_star(c, qual, use);
+        check_star(c, use);
     else if (last && is_masked(c, last))
-        check_masked_use(c, qual, last, use, flags);
+        check_masked_use(c, last, use, flags);
 }
 
 /* Does a plain output entry r expose a masked column (so an alias of it becomes masked)? */
@@ -408,11 +775,14 @@ static void check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel r
 static void check_target(struct ctx *c, const PgQuery__Node *n, enum sel role, unsigned flags)
 {
     static const enum use uses[] = {
-        [SEL_OUTPUT] = USE_OUTPUT, [SEL_PLAIN] = USE_EXPR,    [SEL_SETOP] = USE_EXPR,
-        [SEL_PRED] = USE_SUBLINK,  [SEL_EXISTS] = USE_EXISTS,
+        [SEL_OUTPUT] = USE_OUTPUT, [SEL_PLAIN] = USE_EXPR, [SEL_SETOP] = USE_EXPR,
+        [SEL_PRED] = USE_SUBLINK,  [SEL_CMP] = USE_CMP,    [SEL_EXISTS] = USE_EXISTS,
     };
-    bool pred = role == SEL_PRED || role == SEL_EXISTS;
-    unsigned vflags = pred ? flags | AT_PRED | UNDER_PRED : flags & UNDER_PRED;
+    unsigned vflags = flags & UNDER_PRED;
+    if (role == SEL_PRED || role == SEL_EXISTS)
+        vflags = AT_PRED | UNDER_PRED;
+    else if (role == SEL_CMP)
+        vflags = AT_CMP | UNDER_PRED;
     if (!n || n->node_case != PG_QUERY__NODE__NODE_RES_TARGET) {
         check_node(c, n, vflags);
         return;
@@ -463,12 +833,6 @@ static void learn_colnames(struct ctx *c, PgQuery__Node *const *names, size_t n,
         return;
     for (size_t i = 0; i < n; i++)
         learn(c, &c->aliases, str_of(names[i]));
-}
-
-static bool is_set_operation(const PgQuery__SelectStmt *s)
-{
-    return s->op != PG_QUERY__SET_OPERATION__SETOP_NONE &&
-           s->op != PG_QUERY__SET_OPERATION__SET_OPERATION_UNDEFINED;
 }
 
 /* The clauses of a simple (not set-operation) SELECT. */
@@ -554,14 +918,71 @@ static bool is_comparison(const PgQuery__AExpr *e)
     }
 }
 
-/* In a predicate, may a masked column stand directly below a node of type d (m)? Boolean
- * connectives, comparisons, IS [NOT] NULL / TRUE, row constructors, IN and BETWEEN lists, sort
- * and grouping keys: they compare the value but never print or transform it. */
+static bool all_constant(PgQuery__Node *const *v, size_t n, int depth);
+
+/* Is n a constant or parameter (a literal, $1, CURRENT_DATE, a cast or collation of one, an
+ * ARRAY[...], ROW(...) or list of them, the parser's like_escape of them for LIKE ... ESCAPE)?
+ * A masked column compared with one reveals no more than the answer about that value. */
+static bool is_constant(const PgQuery__Node *n, int depth)
+{
+    if (!n || depth > MAX_DEPTH)
+        return false;
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_A_CONST:
+    case PG_QUERY__NODE__NODE_PARAM_REF:
+    case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return true;
+    case PG_QUERY__NODE__NODE_TYPE_CAST: return is_constant(n->type_cast->arg, depth + 1);
+    case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: return is_constant(n->collate_clause->arg, depth + 1);
+    case PG_QUERY__NODE__NODE_A_ARRAY_EXPR:
+        return all_constant(n->a_array_expr->elements, n->a_array_expr->n_elements, depth);
+    case PG_QUERY__NODE__NODE_ROW_EXPR:
+        return all_constant(n->row_expr->args, n->row_expr->n_args, depth);
+    case PG_QUERY__NODE__NODE_LIST: return all_constant(n->list->items, n->list->n_items, depth);
+    case PG_QUERY__NODE__NODE_FUNC_CALL: {
+        const PgQuery__FuncCall *f = n->func_call;
+        return f->n_funcname == 2 && str_of(f->funcname[0]) && str_of(f->funcname[1]) &&
+               strcasecmp(str_of(f->funcname[0]), "pg_catalog") == 0 &&
+               strcasecmp(str_of(f->funcname[1]), "like_escape") == 0 && !f->agg_filter &&
+               !f->over && f->n_agg_order == 0 && all_constant(f->args, f->n_args, depth);
+    }
+    default: return false;
+    }
+}
+
+static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_constant(v[i], depth + 1))
+            return false;
+    return true;
+}
+
+/* A comparison in a predicate (=, <, LIKE, IN (list), BETWEEN, = ANY (array) ...): an operand
+ * may be a masked column only when the other is a constant or parameter; compared with another
+ * column, an expression or a subquery it would be an oracle over any values a query can make
+ * (generate_series, a table of guesses, other rows' masked values). */
+static void check_comparison(struct ctx *c, const PgQuery__AExpr *e)
+{
+    unsigned with_constant = AT_PRED | UNDER_PRED, with_other = AT_CMP | UNDER_PRED;
+    bool l = is_constant(e->lexpr, 0), r = is_constant(e->rexpr, 0);
+    check_node(c, e->lexpr, r ? with_constant : with_other);
+    check_node(c, e->rexpr, l ? with_constant : with_other);
+}
+
+/* Is m a comparison placed directly in a predicate (not, say, in an output expression)? */
+static bool is_predicate_comparison(const ProtobufCMessage *m, unsigned flags)
+{
+    return (flags & AT_ANY) && m->descriptor == &pg_query__a__expr__descriptor &&
+           is_comparison((const PgQuery__AExpr *)m);
+}
+
+/* In a predicate, may a masked column stand directly below m (compared as m itself is, when it
+ * is an operand)? Boolean connectives, IS [NOT] NULL / TRUE, row constructors, IN and BETWEEN
+ * lists, sort and grouping keys: they compare the value but never print or transform it
+ * (comparisons have their own rule: check_comparison). */
 static bool keeps_predicate(const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__a__expr__descriptor)
-        return is_comparison((const PgQuery__AExpr *)m);
     if (d == &pg_query__sort_by__descriptor) { /* ORDER BY x USING op: a comparison only */
         const PgQuery__SortBy *sb = (const PgQuery__SortBy *)m;
         return sb->n_use_op == 0 || is_comparison_op(sb->use_op, sb->n_use_op);
@@ -569,6 +990,16 @@ static bool keeps_predicate(const ProtobufCMessage *m)
     return d == &pg_query__bool_expr__descriptor || d == &pg_query__null_test__descriptor ||
            d == &pg_query__boolean_test__descriptor || d == &pg_query__row_expr__descriptor ||
            d == &pg_query__list__descriptor || d == &pg_query__grouping_set__descriptor;
+}
+
+/* The position of the children of m, which keeps a predicate in position flags: IS NULL and IS
+ * TRUE test their operand alone, whatever their own result is compared with. */
+static unsigned kept_flags(const ProtobufCMessage *m, unsigned flags)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__null_test__descriptor || d == &pg_query__boolean_test__descriptor)
+        return AT_PRED | UNDER_PRED;
+    return flags;
 }
 
 static bool is_table_reader(const char *name)
@@ -651,20 +1082,34 @@ static bool sublink_compares(const PgQuery__SubLink *s)
     return s->n_oper_name == 0 || is_comparison_op(s->oper_name, s->n_oper_name);
 }
 
+/* The role of a comparing sublink's target list: its outputs are compared with the sublink's
+ * left operand (IN, = ANY ...), or, for a scalar sublink, like the sublink itself. */
+static enum sel compared_role(const PgQuery__SubLink *s, unsigned flags)
+{
+    switch (s->sub_link_type) {
+    case PG_QUERY__SUB_LINK_TYPE__ANY_SUBLINK:
+    case PG_QUERY__SUB_LINK_TYPE__ALL_SUBLINK:
+    case PG_QUERY__SUB_LINK_TYPE__ROWCOMPARE_SUBLINK:
+        return is_constant(s->testexpr, 0) ? SEL_PRED : SEL_CMP;
+    case PG_QUERY__SUB_LINK_TYPE__EXPR_SUBLINK: return (flags & AT_CMP) ? SEL_CMP : SEL_PRED;
+    default: return SEL_PLAIN;
+    }
+}
+
 /* EXISTS's target list only tests for rows; in a predicate, IN / ANY / ALL / scalar sublinks
- * compare their outputs like a column; anywhere else a sublink's outputs are values. */
+ * compare their outputs like a column (a masked one only with constants), and IN / ANY / ALL's
+ * left operand with the outputs (so never a masked column); anywhere else a sublink's outputs
+ * are values. */
 static void check_sublink(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__SubLink *s = (const PgQuery__SubLink *)m;
-    bool compares = (flags & AT_PRED) && sublink_compares(s);
+    bool compares = (flags & AT_ANY) && sublink_compares(s);
     enum sel role = SEL_PLAIN;
     if (s->sub_link_type == PG_QUERY__SUB_LINK_TYPE__EXISTS_SUBLINK)
         role = SEL_EXISTS;
-    else if (compares && s->sub_link_type != PG_QUERY__SUB_LINK_TYPE__ARRAY_SUBLINK &&
-             s->sub_link_type != PG_QUERY__SUB_LINK_TYPE__MULTIEXPR_SUBLINK &&
-             s->sub_link_type != PG_QUERY__SUB_LINK_TYPE__CTE_SUBLINK)
-        role = SEL_PRED;
-    check_node(c, s->testexpr, compares ? flags : flags & UNDER_PRED);
+    else if (compares)
+        role = compared_role(s, flags);
+    check_node(c, s->testexpr, compares ? AT_CMP | UNDER_PRED : flags & UNDER_PRED);
     const PgQuery__Node *q = s->subselect;
     if (q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT)
         check_select(c, q->select_stmt, role, flags & UNDER_PRED);
@@ -705,23 +1150,21 @@ static void check_cte(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     learn_colnames(c, e->aliascolnames, e->n_aliascolnames, e->ctequery);
 }
 
-/* A join that merges masked columns (USING, NATURAL): the merged column may lose its origin
- * (FULL JOIN's COALESCE, a coercion between types), so it must be selected qualified. */
-static void note_merge(struct ctx *c, const PgQuery__JoinExpr *j, const char *name)
+/* JOIN ... USING (x) compares x with the other side's x: refused for a masked x. NATURAL JOIN
+ * does so for every common column, which the guard cannot list: refused over a masked table. */
+static void check_join_merges(struct ctx *c, const PgQuery__JoinExpr *j)
 {
-    const char *what = name ? name : "NATURAL JOIN";
-    if (c->p->strict_predicates)
-        refuse(c, WHY_STRICT, what);
-    else if (j->jointype == PG_QUERY__JOIN_TYPE__JOIN_FULL)
-        refuse(c, WHY_MERGED, what, what);
-    if (name)
-        learn(c, &c->merged, name);
-    else if (!c->natural)
-        c->natural = c->grew = true;
-    if (j->alias)
-        learn(c, &c->join_rows, j->alias->aliasname);
-    if (j->join_using_alias)
-        learn(c, &c->join_rows, j->join_using_alias->aliasname);
+    for (size_t i = 0; i < j->n_using_clause; i++) {
+        const char *name = str_of(j->using_clause[i]);
+        if (is_masked(c, name))
+            refuse(c, c->p->strict_predicates ? WHY_STRICT : WHY_USING, name);
+    }
+    if (j->is_natural && c->table) {
+        if (c->p->strict_predicates)
+            refuse(c, WHY_STRICT, "NATURAL JOIN");
+        else
+            refuse(c, WHY_NATURAL, c->table);
+    }
 }
 
 static void check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -730,11 +1173,7 @@ static void check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     unsigned under = flags & UNDER_PRED;
     check_node(c, j->larg, under);
     check_node(c, j->rarg, under);
-    for (size_t i = 0; i < j->n_using_clause; i++)
-        if (is_masked(c, str_of(j->using_clause[i])))
-            note_merge(c, j, str_of(j->using_clause[i]));
-    if (j->is_natural && c->table)
-        note_merge(c, j, NULL);
+    check_join_merges(c, j);
     if (j->alias && c->table) /* (a JOIN b) AS j(x, y) renames the columns */
         for (size_t i = 0; i < j->alias->n_colnames; i++)
             learn(c, &c->aliases, str_of(j->alias->colnames[i]));
@@ -860,31 +1299,31 @@ static void check_explain(struct ctx *c, const ProtobufCMessage *m, unsigned fla
     check_query(c, ((const PgQuery__ExplainStmt *)m)->query, flags);
 }
 
-/* Refuses when a String below m names a masked table (DROP's object names). */
-static void check_dropped(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
+/* A search for a masked table's name among the Strings below a node (DROP's object names). */
+struct table_search {
+    const struct ctx *c;
+    const char *found;
+    int depth;
+};
+
+static void search_table(void *arg, const ProtobufCMessage *m)
 {
+    struct table_search *ts = arg;
+    if (ts->found || ts->depth > MAX_DEPTH) /* too deep: refused all the same, less precisely */
+        return;
     if (m->descriptor == &pg_query__string__descriptor) {
         const char *s = ((const PgQuery__String *)m)->sval;
-        if (s && is_masked_table(c, s))
-            refuse(c, WHY_DDL, s);
+        if (s && is_masked_table(ts->c, s))
+            ts->found = s;
         return;
     }
-    if (enter(c))
-        each_child(c, m, flags, check_dropped);
-    c->depth--;
-}
-
-static void check_drop(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
-{
-    const PgQuery__DropStmt *s = (const PgQuery__DropStmt *)m;
-    check_list(c, s->objects, s->n_objects, flags & UNDER_PRED);
-    for (size_t i = 0; i < s->n_objects; i++)
-        if (s->objects[i])
-            check_dropped(c, &s->objects[i]->base, flags);
+    ts->depth++;
+    sqlinfo_each_child(m, search_table, ts);
+    ts->depth--;
 }
 
 /* The relation a statement changes the shape or rules of (a unique or exclusion index counts:
- * its violations print key values), or NULL. */
+ * its violations print key values), or NULL; DROP's are found by changed_masked_table. */
 static const PgQuery__RangeVar *changed_relation(const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -902,6 +1341,70 @@ static const PgQuery__RangeVar *changed_relation(const ProtobufCMessage *m)
         const PgQuery__IndexStmt *s = (const PgQuery__IndexStmt *)m;
         return s->unique || s->primary || s->n_exclude_op_names ? s->relation : NULL;
     }
+    return NULL;
+}
+
+/* The masked table statement m changes or drops, or NULL. */
+static const char *changed_masked_table(const struct ctx *c, const ProtobufCMessage *m)
+{
+    const PgQuery__RangeVar *r = changed_relation(m);
+    struct table_search ts = {c, NULL, 0};
+    if (r && r->relname && is_masked_table(c, r->relname))
+        return r->relname;
+    if (m->descriptor == &pg_query__drop_stmt__descriptor)
+        sqlinfo_each_child(m, search_table, &ts);
+    return ts.found;
+}
+
+/* Is d a statement whose name starts with prefix (AlterTableStmt, DropOwnedStmt ...)? */
+static bool is_statement_named(const ProtobufCMessageDescriptor *d, const char *prefix)
+{
+    const char *name = d->short_name;
+    size_t len = name ? strlen(name) : 0;
+    return len > 4 && strncmp(name, prefix, strlen(prefix)) == 0 &&
+           strcmp(name + len - 4, "Stmt") == 0;
+}
+
+/* Does CREATE OR REPLACE m replace an existing object (functions, triggers and rules are
+ * refused as code anyway)? */
+static bool replaces_object(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__view_stmt__descriptor)
+        return ((const PgQuery__ViewStmt *)m)->replace;
+    if (d == &pg_query__define_stmt__descriptor)
+        return ((const PgQuery__DefineStmt *)m)->replace;
+    if (d == &pg_query__create_plang_stmt__descriptor)
+        return ((const PgQuery__CreatePLangStmt *)m)->replace;
+    if (d == &pg_query__create_transform_stmt__descriptor)
+        return ((const PgQuery__CreateTransformStmt *)m)->replace;
+    return false;
+}
+
+/* What statement m is when it alters, renames or drops an existing object (renaming a schema or
+ * function, detaching a child table, replacing a view can change what masking protects), for
+ * messages; NULL for any other. */
+static const char *alteration(const ProtobufCMessage *m)
+{
+    static const struct {
+        const ProtobufCMessageDescriptor *d;
+        const char *what;
+    } stmts[] = {
+        {&pg_query__rename_stmt__descriptor, "ALTER ... RENAME"},
+        {&pg_query__alter_object_schema_stmt__descriptor, "ALTER ... SET SCHEMA"},
+        {&pg_query__alter_owner_stmt__descriptor, "ALTER ... OWNER TO"},
+        {&pg_query__drop_owned_stmt__descriptor, "DROP OWNED"},
+        {&pg_query__reassign_owned_stmt__descriptor, "REASSIGN OWNED"},
+    };
+    for (size_t i = 0; i < COUNT(stmts); i++)
+        if (m->descriptor == stmts[i].d)
+            return stmts[i].what;
+    if (replaces_object(m))
+        return "CREATE OR REPLACE";
+    if (is_statement_named(m->descriptor, "Alter"))
+        return "ALTER";
+    if (is_statement_named(m->descriptor, "Drop"))
+        return "DROP";
     return NULL;
 }
 
@@ -953,7 +1456,6 @@ static const struct {
     {&pg_query__declare_cursor_stmt__descriptor, check_declare},
     {&pg_query__prepare_stmt__descriptor, check_prepare},
     {&pg_query__explain_stmt__descriptor, check_explain},
-    {&pg_query__drop_stmt__descriptor, check_drop},
 };
 
 static visit_fn handler_of(const ProtobufCMessageDescriptor *d)
@@ -964,28 +1466,38 @@ static visit_fn handler_of(const ProtobufCMessageDescriptor *d)
     return NULL;
 }
 
-/* Checks m in position flags: nodes with rules of their own go to their handler; any other
- * passes flags to its children when it keeps a predicate (or is a Node wrapper), and makes
- * them plain expressions otherwise. */
+/* How a column reference in position flags is used. */
+static enum use use_at(unsigned flags)
+{
+    return (flags & AT_PRED) ? USE_PRED : (flags & AT_CMP) ? USE_CMP : USE_EXPR;
+}
+
+/* Checks m in position flags: statements that run code or change objects are refused; nodes
+ * with rules of their own go to their handler; any other passes flags to its children when it
+ * keeps a predicate (or is a Node wrapper), and makes them plain expressions otherwise. */
 static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const PgQuery__RangeVar *changed = changed_relation(m);
-    const char *what = refused_statement(m);
+    const char *code = refused_statement(m), *table = NULL, *change = NULL;
     visit_fn fn = handler_of(d);
-    if (what)
-        refuse(c, WHY_CODE, what);
-    else if (changed && changed->relname && is_masked_table(c, changed->relname))
-        refuse(c, WHY_DDL, changed->relname);
+    if (code)
+        refuse(c, WHY_CODE, code);
+    else if ((table = changed_masked_table(c, m)))
+        refuse(c, WHY_DDL, table);
+    else if ((change = alteration(m)))
+        refuse(c, WHY_ALTER, change);
     else if (d == &pg_query__column_ref__descriptor)
-        check_column_ref(c, (const PgQuery__ColumnRef *)m, (flags & AT_PRED) ? USE_PRED : USE_EXPR,
-                         flags);
+        check_column_ref(c, (const PgQuery__ColumnRef *)m, use_at(flags), flags);
     else if (d == &pg_query__select_stmt__descriptor)
         check_select(c, (const PgQuery__SelectStmt *)m, SEL_PLAIN, flags & UNDER_PRED);
+    else if (is_predicate_comparison(m, flags))
+        check_comparison(c, (const PgQuery__AExpr *)m);
     else if (fn)
         fn(c, m, flags);
-    else if (d == &pg_query__node__descriptor || ((flags & AT_PRED) && keeps_predicate(m)))
+    else if (d == &pg_query__node__descriptor)
         each_child(c, m, flags, check);
+    else if ((flags & AT_ANY) && keeps_predicate(m))
+        each_child(c, m, kept_flags(m, flags), check);
     else
         each_child(c, m, flags & UNDER_PRED, check);
 }
@@ -1005,10 +1517,8 @@ static void reset_statement(struct ctx *c)
 {
     nameset_clear(&c->aliases);
     nameset_clear(&c->rows);
-    nameset_clear(&c->merged);
-    nameset_clear(&c->join_rows);
+    rowmap_clear(&c->quals);
     c->table = NULL;
-    c->natural = false;
     c->depth = 0;
 }
 
@@ -1032,10 +1542,20 @@ static void check_statement(struct ctx *c, const PgQuery__Node *st)
     reset_statement(c);
 }
 
+/* The policy's catalog lists, hashed for the many look-ups of a statement. */
+static void hash_policy(struct ctx *c)
+{
+    const struct masksql_policy *p = c->p;
+    if (nameset_add_list(&c->row_calls, p->row_functions, p->n_row_functions) < 0 ||
+        nameset_add_list(&c->table_cols, p->table_columns, p->n_table_columns) < 0)
+        refuse(c, WHY_MEMORY);
+}
+
 void masksql_check(const char *sql, const struct masksql_policy *p, struct masksql_verdict *out)
 {
     struct ctx c = {.p = p, .out = out};
     memset(out, 0, sizeof(*out));
+    hash_policy(&c);
     PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
     PgQuery__ParseResult *tree =
         r.error ? NULL
@@ -1055,6 +1575,8 @@ void masksql_check(const char *sql, const struct masksql_policy *p, struct masks
     if (tree)
         pg_query__parse_result__free_unpacked(tree, NULL);
     pg_query_free_protobuf_parse_result(r);
+    nameset_clear(&c.row_calls);
+    nameset_clear(&c.table_cols);
 }
 
 /* ---- cache ---- */

@@ -2,9 +2,12 @@
  * tree of each statement whether it could carry a masked column's value to the client in any
  * form other than a plain column reference (which the proxy masks in the result rows, from
  * RowDescription's column origin), or store it anywhere the client can read it back. Such a
- * statement is refused (SQLSTATE 42501) naming the column. Pure analysis plus a bounded cache
- * by statement text; no I/O, no catalog: names are matched conservatively (a masked column's
- * bare name counts wherever it appears, whichever table it belongs to). */
+ * statement is refused (SQLSTATE 42501) naming the column. In predicates a masked column may be
+ * compared only with constants and parameters (never with other rows' values: that would be an
+ * oracle), and such a client may not alter, rename or drop database objects. Pure analysis plus
+ * a bounded cache by statement text; no I/O, no catalog access (the caller passes the catalog's
+ * names in the policy): names are matched conservatively (a masked column's bare name counts
+ * wherever it appears, whichever table it belongs to). */
 #ifndef LAKEPROXY_MASKSQL_H
 #define LAKEPROXY_MASKSQL_H
 
@@ -16,7 +19,8 @@
 struct masksql_policy {
     const char *const *columns;  /* bare names of the columns masked for this client */
     size_t n_columns;
-    const char *const *tables;   /* bare names of the tables that hold them */
+    const char *const *tables;   /* bare names of the tables that hold them, and of their
+                                    children and partitions */
     size_t n_tables;
     const char *const *functions_allowed; /* non-built-in functions the admin allows */
     size_t n_functions_allowed;
@@ -26,7 +30,16 @@ struct masksql_policy {
     const char *const *refused_relations; /* bare names of views that read masked columns
                                              (from the catalog): any reference is refused */
     size_t n_refused_relations;
-    bool strict_predicates;      /* refuse masked columns in WHERE/ON/HAVING/ORDER BY ... too */
+    const char *const *table_columns;     /* every column name of every table in tables (from
+                                             the catalog): q.x over such a table is taken for
+                                             a column only when x is one of these, else for
+                                             the call x(q) of its whole row */
+    size_t n_table_columns;
+    const char *const *row_functions;     /* names of the functions and types that can be
+                                             applied to a whole row (from the catalog) */
+    size_t n_row_functions;
+    bool strict_predicates;      /* refuse masked columns in WHERE/ON/HAVING/ORDER BY ... even
+                                    compared with constants */
 };
 
 struct masksql_verdict {

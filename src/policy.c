@@ -120,6 +120,8 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
     };
     p->user_functions = maskcat_user_functions(mc, &p->n_user_functions);
     p->refused_relations = maskcat_refused_relations(mc, &p->n_refused_relations);
+    p->table_columns = maskcat_table_columns(mc, &p->n_table_columns);
+    p->row_functions = maskcat_row_functions(mc, &p->n_row_functions);
     *id = (c->mask.id ^ (c->w->cfg_gen * 0x9e3779b97f4a7c15ull)) +
           maskcat_version(mc) * 0xc2b2ae3d27d4eb4full;
     return true;
