@@ -459,33 +459,22 @@ static void put_masked_col(const struct mask_plan *plan, const struct mask_col *
     }
 }
 
-/* Reads one column of r and appends it to out, copied or masked; false when malformed. */
-static bool rewrite_col(const struct mask_plan *plan, const struct mask_col *c, struct rd *r,
-                        struct buf *out, const char **err)
+/* Reads one column of r: its value at *v (length *n, -1 for NULL); false when malformed. */
+static bool read_col(struct rd *r, int32_t *n, const uint8_t **v, const char **err)
 {
-    int32_t n;
-    const uint8_t *v;
-    if (!rd_i32(r, &n)) {
+    if (!rd_i32(r, n)) {
         *err = "DataRow truncated in a column length";
         return false;
     }
-    if (n == -1) {
-        buf_put_u32(out, UINT32_MAX);
+    if (*n == -1)
         return true;
-    }
-    if (n < 0) {
+    if (*n < 0) {
         *err = "DataRow has a negative column length";
         return false;
     }
-    if (!rd_bytes(r, (size_t)n, &v)) {
+    if (!rd_bytes(r, (size_t)*n, v)) {
         *err = "DataRow column length exceeds the message";
         return false;
-    }
-    if (c->fn) {
-        put_masked_col(plan, c, v, (size_t)n, out);
-    } else {
-        buf_put_u32(out, (uint32_t)n);
-        buf_put_bytes(out, v, (size_t)n);
     }
     return true;
 }
@@ -506,13 +495,25 @@ bool mask_datarow(const struct mask_plan *plan, const uint8_t *body, size_t len,
     }
     buf_msg_start(out, 'D');
     buf_put_u16(out, count);
-    for (uint16_t i = 0; i < count; i++)
-        if (!rewrite_col(plan, &plan->cols[i], &r, out, err))
+    /* columns that stay as they are (NULLs included) are copied in runs, length words and
+     * all, straight from the server's message */
+    const uint8_t *run = r.p;
+    for (uint16_t i = 0; i < count; i++) {
+        const uint8_t *col = r.p, *v = NULL;
+        int32_t n;
+        if (!read_col(&r, &n, &v, err))
             return false;
+        if (!plan->cols[i].fn || n == -1)
+            continue;
+        buf_put_bytes(out, run, (size_t)(col - run));
+        put_masked_col(plan, &plan->cols[i], v, (size_t)n, out);
+        run = r.p;
+    }
     if (r.left != 0) {
         *err = "DataRow has bytes after its last column";
         return false;
     }
+    buf_put_bytes(out, run, (size_t)(r.p - run));
     buf_msg_finish(out);
     if (out->failed) {
         *err = "out of memory masking a DataRow";

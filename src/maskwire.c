@@ -14,11 +14,14 @@
 #include "params.h"
 #include "prepared.h"
 
+/* Masked rows are written to the client in batches of about this many bytes. */
+#define MASKWIRE_BATCH (32 * 1024)
 /* Errors and notices of masked clients are read whole, up to this size. */
 #define MASKWIRE_MAX_NOTICE (64 * 1024)
 
 void maskwire_reset(struct server *s)
 {
+    maskwire_flush(s);
     for (uint16_t i = 0; s->mplan_fns && i < s->mplan.n_cols; i++)
         mask_fn_free(&s->mplan_fns[i]);
     s->mplan.n_cols = s->mplan.n_masked = 0;
@@ -195,15 +198,27 @@ static enum relay_verdict on_row_description(struct server *s, const uint8_t *bo
     return RV_STREAM;
 }
 
-/* Writes the masked DataRow in place of the server's. */
+void maskwire_flush(struct server *s)
+{
+    if (s->mask_out.len > 0 && s->client)
+        evbuffer_add(bufferevent_get_output(s->client->bev), s->mask_out.data, s->mask_out.len);
+    buf_reset(&s->mask_out);
+}
+
+/* Writes the masked DataRow in place of the server's: rows gather in s->mask_out and go to
+ * the client in batches (maskwire_flush), before any other message. */
 static enum relay_verdict on_data_row(struct server *s, const uint8_t *body, uint32_t len)
 {
     const char *err = NULL;
-    buf_reset(&s->mask_out);
-    if (!mask_datarow(&s->mplan, body, len, &s->mask_out, &err) || s->mask_out.failed)
+    size_t before = s->mask_out.len;
+    if (!mask_datarow(&s->mplan, body, len, &s->mask_out, &err) || s->mask_out.failed) {
+        s->mask_out.len = before; /* never the half-written row */
+        s->mask_out.failed = false;
         return refuse(s, "a data row could not be masked (%s): connection closed",
                       err ? err : "out of memory");
-    evbuffer_add(bufferevent_get_output(s->client->bev), s->mask_out.data, s->mask_out.len);
+    }
+    if (s->mask_out.len >= MASKWIRE_BATCH)
+        maskwire_flush(s);
     s->pool->w->masked_values += s->mplan.n_masked;
     return RV_DROP;
 }
@@ -211,6 +226,8 @@ static enum relay_verdict on_data_row(struct server *s, const uint8_t *body, uin
 enum relay_verdict maskwire_server_msg(struct server *s, uint8_t type, uint32_t len,
                                        const uint8_t *body)
 {
+    if (type != 'D')
+        maskwire_flush(s); /* masked rows first: every other message goes out after them */
     switch (type) {
     case 'T':
         return body ? on_row_description(s, body, len) : RV_NEED_BODY;

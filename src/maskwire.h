@@ -32,7 +32,12 @@ bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, 
  * portal and owes its swallowed reply. False when out of room or the Execute is malformed. */
 bool maskwire_describe_portal(struct server *s, const uint8_t *execute_body, uint32_t len);
 
-/* Forgets the plan (the server goes to another client or away). */
+/* Writes the masked rows gathered so far to the client (after each pump, before any other
+ * message). */
+void maskwire_flush(struct server *s);
+
+/* Forgets the plan (the server goes to another client or away), after writing the rows
+ * gathered so far. */
 void maskwire_reset(struct server *s);
 void maskwire_free(struct server *s);
 

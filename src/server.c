@@ -555,6 +555,7 @@ void server_pump(struct server *s)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     enum relay_result r =
         relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+    maskwire_flush(s);
     conn_flush(c->bev);
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
