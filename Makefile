@@ -31,12 +31,12 @@ LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 SRC       := $(wildcard src/*.c)
 LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC)))
-UNIT_SRC  := $(wildcard tests/unit/*.c)
+UNIT_SRC  := $(wildcard tests/unit/*.c) $(wildcard tests/fuzz/fuzz_*.c)
 INTEG_SRC := $(wildcard tests/integration/*.c) $(wildcard tests/lib/*.c)
 UNIT_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC))
 INTEG_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(INTEG_SRC))
 
-.PHONY: all check demo bench clean format format-check install unit integration
+.PHONY: all check demo bench clean format format-check install unit integration fuzz
 all: lakeproxy
 
 $(BUILD)/lakeproxy: $(BUILD)/src/main.o $(LIB_OBJ)
@@ -51,9 +51,9 @@ lakeproxy: $(BUILD)/lakeproxy
 	cp $< $@
 endif
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h) $(wildcard tests/lib/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/*.h) $(wildcard tests/lib/*.h) $(wildcard tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -Itests/lib -MMD -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -Isrc -Itests/lib -Itests/fuzz -MMD -c -o $@ $<
 
 $(BUILD)/test_unit: $(UNIT_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcriterion
@@ -74,6 +74,32 @@ demo: lakeproxy
 bench: lakeproxy
 	bash bench/run.sh $(BENCH_ARGS)
 	bash bench/mask.sh -o "$$(ls -t bench/results/*.md | head -n 1)"
+
+# libFuzzer (clang, with ASan + UBSan): each target for FUZZ_SECONDS on its corpus under
+# tests/fuzz/corpus/<target>; new inputs that add coverage are kept there (commit them).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := client server startup config mask
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+                -DLAKEPROXY_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS)) \
+                -Isrc -Itests/fuzz
+FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ_BUILD)/src/%.o,$(filter-out src/main.c,$(SRC)))
+
+$(FUZZ_BUILD)/src/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_pump.c $(FUZZ_LIB_OBJ)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_MAIN -o $@ $< tests/fuzz/fuzz_pump.c \
+	    $(FUZZ_LIB_OBJ) $(LDLIBS_ALL)
+
+fuzz: $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p tests/fuzz/corpus/$$t $(FUZZ_BUILD)/crashes; \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 install: lakeproxy
 	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy

@@ -127,7 +127,8 @@ static const char *client_state_name(const struct client *c)
 
 static const char *server_state_name(const struct server *s)
 {
-    static const char *const names[] = {"connecting", "idle", "setting", "active", "resetting"};
+    static const char *const names[] = {"connecting", "idle", "setting", "active", "resetting",
+                                         "checking"};
     return names[s->state];
 }
 

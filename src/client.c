@@ -169,22 +169,36 @@ static bool rls_admit(struct client *c)
     return true;
 }
 
+/* A client's masking class under its current rules and the running masking policy. */
+static uint64_t mask_class_of(const struct client *c)
+{
+    if (c->mask.n_applied == 0)
+        return 1;
+    return ((c->mask.id ^ (c->w->mask_epoch * 0x9e3779b97f4a7c15ull)) | 2);
+}
+
 void client_mask_sync(struct client *c)
 {
     if (c->mask_gen == c->w->cfg_gen)
         return;
+    uint64_t before = c->mask_class;
     maskrules_free(&c->mask);
     c->mask_gen = c->w->cfg_gen;
     if (config_mask_applies(c->w->cfg, c->database) &&
         !maskrules_build(c->w->cfg, c->user, &c->mask))
         log_warning("client %llu: out of memory building its masking rules",
                     (unsigned long long)c->id);
+    c->mask_class = mask_class_of(c);
+    /* statements kept for this client were checked under other masking: forget them (a Bind
+     * of one now fails as unknown; the client prepares it again, through the guard) */
+    if (before && before != c->mask_class)
+        client_stmts_clear(&c->stmts);
 }
 
 uint64_t client_mask_class(struct client *c)
 {
     client_mask_sync(c);
-    return c->mask.n_applied > 0 ? c->mask.id | 2 : 1;
+    return c->mask_class;
 }
 
 /* A client whose results are masked: its first statement needs the masking catalog, so the
@@ -198,6 +212,13 @@ static bool mask_admit(struct client *c)
     }
     if (c->mask.n_applied == 0)
         return true;
+    if (!params_text_readable(&c->wanted)) {
+        client_fail(c, "0A000",
+                    "with column masking lakeproxy needs standard_conforming_strings on and a "
+                    "client encoding other than SJIS, BIG5, GBK, UHC, GB18030 or JOHAB (its "
+                    "guard must read query text as the server does): use UTF8");
+        return false;
+    }
     struct maskcat *mc = maskcat_for(c->w, c->database);
     if (!mc) {
         client_fail(c, "53200", "out of memory");
@@ -782,6 +803,12 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
     struct client *c = arg;
     if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
         return RV_WAIT;
+    if (c->server->mask_class && c->server->mask_class != client_mask_class(c)) {
+        /* what it prepared or opened on this server was checked under other rules */
+        c->inspect_err = "the masking rules changed while a transaction was open (a reload): "
+                         "reconnect";
+        return RV_ERROR;
+    }
     if (qtrack_wants_client_msg(c, type)) { /* statistics see the whole message, once */
         if (!body)
             return RV_NEED_BODY;

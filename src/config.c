@@ -347,6 +347,7 @@ static const struct field pool_fields[] = {
     INT("connect_timeout_ms", struct pool_config, connect_timeout_ms, 1, 3600000),
     INT("reserve", struct pool_config, reserve, 0, 100000),
     INT("reserve_timeout_ms", struct pool_config, reserve_timeout_ms, 1, 86400000),
+    INT("check_after_s", struct pool_config, check_after_s, 0, 86400),
 };
 static const struct table pool_table = TABLE(pool_fields);
 
@@ -511,6 +512,7 @@ static void db_defaults(struct db_config *db, const char *name)
     db->pool.lifetime_s = 3000;
     db->pool.connect_timeout_ms = 5000;
     db->pool.reserve_timeout_ms = 3000;
+    db->pool.check_after_s = 30;
     db->cred.timeout_ms = 10000;
     db->cred.lifetime_s = -1; /* provider default, settled in check_credentials */
     db->cred.refresh_percent = 80;

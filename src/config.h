@@ -30,6 +30,8 @@ struct pool_config {
     int reserve;           /* pool.reserve: extra servers for clients waiting reserve_timeout_ms
                               (default 0) */
     int reserve_timeout_ms; /* pool.reserve_timeout_ms: (default 3000) */
+    int check_after_s;     /* pool.check_after_s: a server idle this long answers an empty
+                              query before it serves a client (default 30, 0 = never) */
 };
 
 /* A YAML list of strings. */

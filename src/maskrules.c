@@ -86,6 +86,47 @@ static bool add_name(char ***names, size_t *n, const char *name)
     return true;
 }
 
+/* FNV-1a steps over a string (NULL and "" differ) and over a number. */
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+    h = (h ^ (s ? 1 : 2)) * 1099511628211ull;
+    for (; s && *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull;
+}
+
+static uint64_t mix_num(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t mix_list(uint64_t h, const struct string_list *l)
+{
+    h = mix_num(h, l->n);
+    for (size_t i = 0; i < l->n; i++)
+        h = mix_str(h, l->items[i]);
+    return h;
+}
+
+uint64_t maskrules_policy_hash(const struct mask_config *m)
+{
+    uint64_t h = mix_num(1469598103934665603ull, m->enabled);
+    h = mix_num(mix_num(h, m->strict_predicates), m->n_rules);
+    h = mix_list(mix_list(h, &m->databases), &m->allow_functions);
+    for (size_t i = 0; i < m->n_rules; i++) {
+        const struct mask_rule *r = &m->rules[i];
+        h = mix_str(mix_str(mix_str(h, r->schema), r->table), r->column);
+        h = mix_num(mix_num(mix_num(h, r->fn.kind), (uint64_t)r->fn.prefix), (uint64_t)r->fn.suffix);
+        h = mix_str(h, r->fn.text);
+        h = mix_list(mix_list(mix_list(h, &r->unless_users), &r->unless_groups), &r->unless_roles);
+        for (size_t k = 0; k < r->unless_attrs.n; k++)
+            h = mix_str(mix_str(h, r->unless_attrs.items[k].key), r->unless_attrs.items[k].value);
+    }
+    return h;
+}
+
 /* FNV-1a over which rules apply. */
 static uint64_t applies_hash(const bool *applies, size_t n)
 {

@@ -28,4 +28,8 @@ bool maskrules_exempt(const struct config *cfg, const struct mask_rule *r, const
 bool maskrules_build(const struct config *cfg, const char *user, struct client_mask *m);
 void maskrules_free(struct client_mask *m);
 
+/* A hash of everything in the masking section that could change a guard verdict or a mask
+ * (rules, exemptions, functions, options): equal for equal policies. */
+uint64_t maskrules_policy_hash(const struct mask_config *m);
+
 #endif

@@ -76,6 +76,7 @@ struct worker {
     struct maskcat *maskcats;    /* masking catalog per database entry (maskcat.c) */
     struct masksql_cache *masksql; /* masking guard verdicts by statement text */
     uint64_t masked_values;      /* values the masking rewrote */
+    uint64_t mask_epoch;         /* bumped by a reload that changes the masking section */
     uint64_t mask_refusals;      /* statements and results masking refused */
 };
 
@@ -114,6 +115,8 @@ enum server_state {
     SV_SETTING,    /* applying a client's parameters: pool->active, linked */
     SV_ACTIVE,     /* relaying for its client: pool->active */
     SV_RESETTING,  /* running DISCARD ALL after its client left: pool->active */
+    SV_CHECKING,   /* long idle: answering an empty query before it serves its client
+                      (pool.check_after_s): pool->active, linked */
 };
 
 enum login_step { LS_TCP, LS_SSL_REPLY, LS_TLS, LS_AUTH, LS_PARAMS };
@@ -231,6 +234,7 @@ struct client {
     struct qtrack *qt;         /* its queries in flight, for statistics (qtrack.c) */
     struct client_mask mask;   /* masking rules that apply to it (mask.n_applied 0: none) */
     uint64_t mask_gen;         /* the configuration generation mask was built for */
+    uint64_t mask_class;       /* its masking class under mask (client_mask_class) */
     bool mask_wait;            /* a statement waits for the masking catalog */
 };
 

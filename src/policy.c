@@ -131,7 +131,7 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
  * Conservatively, by its words. */
 static bool changes_client_encoding(const char *sql)
 {
-    return strcasestr(sql, "client_encoding") ||
+    return strcasestr(sql, "client_encoding") || strcasestr(sql, "standard_conforming") ||
            (strcasestr(sql, "names") && strcasestr(sql, "set"));
 }
 
@@ -166,6 +166,21 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
     return refuse_counted(c, type, reason, err, &c->w->refusals);
 }
 
+/* A masked client not under RLS: the RLS guard's rules first (with the RLS prefix, or "app":
+ * they refuse what would make the server read the text otherwise than libpg_query, a SQL-text
+ * runner, set_config of a computed name ...), then the masking guard. */
+static enum policy_result check_text_rules(struct client *c, uint8_t type, const char *sql,
+                                           const char **err)
+{
+    const char *prefix = c->w->cfg->rls.prefix ? c->w->cfg->rls.prefix : "app";
+    const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, prefix);
+    if (v->retire)
+        c->server->retire_after = true;
+    if (v->refuse)
+        return refuse_counted(c, type, v->reason, err, &c->w->mask_refusals);
+    return check_masking(c, type, sql, err);
+}
+
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err)
 {
@@ -182,12 +197,14 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         *err = type == 'Q' ? "invalid Query message" : "invalid Parse message";
         return POLICY_FAILED;
     }
-    if (!c->rls) {
+    if (!c->rls && !masked) {
         struct guard_verdict rv;
-        if (guard_uses_reserved_name(sql, &rv))
-            return refuse(c, type, rv.reason, err);
-        return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
+        return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err)
+                                                  : POLICY_PASS;
     }
+    if (!c->rls) /* the RLS guard's rules keep the text readable as the masking guard reads
+                    it (standard_conforming_strings, client encoding, set_config) */
+        return check_text_rules(c, type, sql, err);
     const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix);
     if (v->retire)
         c->server->retire_after = true;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/time.h>
 
 #include "client.h"
@@ -92,14 +93,19 @@ static struct server *pick_idle_server(struct pool *p, struct client *c)
     return NULL;
 }
 
-/* Links idle server s to c. */
+/* Links idle server s to c; one idle for pool.check_after_s or longer is checked first (a
+ * connection the network dropped silently would otherwise hang c's first query). */
 static void give_idle_server(struct pool *p, struct server *s, struct client *c)
 {
-    (void)p;
-    s->state = SV_ACTIVE;
+    int after = p->db->pool.check_after_s;
+    bool check = after > 0 && time(NULL) - s->last_used >= after;
+    s->state = check ? SV_CHECKING : SV_ACTIVE;
     pool_place_server(s);
     c->state = CL_ACTIVE;
-    server_link(s, c);
+    if (check)
+        server_check_then_link(s, c);
+    else
+        server_link(s, c);
 }
 
 /* Sends every waiting client the same error. */

@@ -64,6 +64,8 @@ void server_close(struct server *s, const char *reason)
     list_del(&s->node);
     if (!s->cancel_only)
         s->pool->n_servers--;
+    /* a client whose server was still being checked never knew it: it asks the pool again */
+    struct client *unserved = s->state == SV_CHECKING ? s->client : NULL;
     if (s->client) {
         s->client->server = NULL;
         s->client = NULL;
@@ -87,6 +89,8 @@ void server_close(struct server *s, const char *reason)
      * handled by pool_server_failed, which retries with backoff) */
     if (!s->cancel_only && s->state != SV_CONNECTING)
         pool_spawn_for_waiters(s->pool);
+    if (unserved && !unserved->closing)
+        pool_request(s->pool, unserved);
 }
 
 /* Login failed: report to the pool (which tells a waiting client) and close. */
@@ -101,6 +105,9 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
         pool_server_failed(p, sqlstate, msg, s->cred_gen);
 }
 
+static void check_failed(struct server *s, const char *why);
+static bool send_internal(struct server *s, const char *sql, enum server_state st);
+
 static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -108,6 +115,8 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     if (s->state == SV_CONNECTING)
         login_failed(s, "08006", "timeout while connecting to the server");
+    else if (s->state == SV_CHECKING)
+        check_failed(s, "no answer to the liveness check within pool.connect_timeout_ms");
 }
 
 /* Sends the StartupMessage, or for a cancel connection the CancelRequest. */
@@ -402,6 +411,37 @@ static void on_set_done(struct server *s)
     client_server_ready(c);
 }
 
+/* The liveness check failed: the server goes (and its client asks the pool again). */
+static void check_failed(struct server *s, const char *why) { server_close(s, why); }
+
+/* The long-idle server answered: it serves its client now. */
+static void on_check_done(struct server *s)
+{
+    struct client *c = s->client;
+    if (s->err_state[0] || s->txn != 'I' || !c) {
+        check_failed(s, "the liveness check failed");
+        return;
+    }
+    event_del(s->timer);
+    s->client = NULL;
+    c->server = NULL;
+    s->state = SV_ACTIVE;
+    server_link(s, c);
+}
+
+void server_check_then_link(struct server *s, struct client *c)
+{
+    struct timeval tv = {s->pool->db->pool.connect_timeout_ms / 1000,
+                         (s->pool->db->pool.connect_timeout_ms % 1000) * 1000};
+    s->client = c;
+    c->server = s;
+    if (!send_internal(s, ";", SV_CHECKING)) {
+        check_failed(s, "could not send the liveness check");
+        return;
+    }
+    evtimer_add(s->timer, &tv);
+}
+
 static void on_reset_done(struct server *s)
 {
     if (s->err_state[0] || s->txn != 'I') {
@@ -429,6 +469,8 @@ static void on_internal_data(struct server *s)
     } else if (r == RELAY_STOPPED) {
         if (s->state == SV_SETTING)
             on_set_done(s);
+        else if (s->state == SV_CHECKING)
+            on_check_done(s);
         else
             on_reset_done(s);
     }
@@ -483,7 +525,8 @@ static enum relay_verdict on_error_with_refusals(struct server *s, bool txn_mode
  * encoding)? The guard refuses every way it knows to get there; this catches any other. */
 static bool rls_text_unsafe(struct server *s)
 {
-    s->text_unsafe = s->client && s->client->rls && !params_text_readable(&s->reported);
+    s->text_unsafe = s->client && (s->client->rls || s->client->mask.n_applied > 0) &&
+                     !params_text_readable(&s->reported);
     return s->text_unsafe;
 }
 
@@ -571,10 +614,11 @@ void server_pump(struct server *s)
         server_close(s, "masking refused a result");
         client_fail(c, state, msg);
     } else if (r == RELAY_FAILED && s->text_unsafe) {
-        server_close(s, "standard_conforming_strings or client_encoding changed under RLS");
+        server_close(s, "standard_conforming_strings or client_encoding changed under a guard");
         client_fail(c, "42501", "the server now reads query text otherwise than lakeproxy's "
-                                "row-level-security guard (standard_conforming_strings or "
-                                "client_encoding changed): connection closed");
+                                "row-level-security or masking guard "
+                                "(standard_conforming_strings or client_encoding changed): "
+                                "connection closed");
     } else if (r == RELAY_FAILED) {
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
@@ -605,6 +649,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
         break;
     case SV_SETTING:
     case SV_RESETTING:
+    case SV_CHECKING:
         on_internal_data(s);
         break;
     case SV_ACTIVE:
@@ -655,6 +700,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         snprintf(msg, sizeof(msg), "could not connect to server %s:%d: %s", s->pool->db->host,
                  s->pool->db->port, reason);
         login_failed(s, "08006", msg);
+        return;
+    }
+    if (s->state == SV_CHECKING) { /* found dead before its client sent anything */
+        check_failed(s, reason);
         return;
     }
     struct client *c = s->client;

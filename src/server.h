@@ -13,6 +13,10 @@ struct server *server_connect(struct pool *p);
  * client_server_ready(c). */
 void server_link(struct server *s, struct client *c);
 
+/* Hands long-idle server s (already SV_CHECKING) to c only after it answers an empty query
+ * within pool.connect_timeout_ms; otherwise s is closed and c asks the pool again. */
+void server_check_then_link(struct server *s, struct client *c);
+
 /* Its client has gone: reset and return s to the pool when it is clean, else close it. */
 void server_unlink(struct server *s);
 

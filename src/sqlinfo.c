@@ -13,7 +13,7 @@
 
 /* Parse trees of hostile text can be deep ("((((...))))"); the parser has its own limit
  * (max_stack_depth); this one bounds our recursion independently. */
-#define WALK_MAX_DEPTH 2000
+#define WALK_MAX_DEPTH SQLINFO_MAX_DEPTH
 
 /* Is field f of m set? Only the member of a oneof named by its case field is. */
 static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
@@ -73,23 +73,103 @@ static bool walk(const ProtobufCMessage *m, sqlinfo_visit_fn visit, void *arg, i
     return !w.too_deep;
 }
 
+/* Reads a varint at *p (before end); false when it runs past end or over 10 bytes. */
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    *out = 0;
+    for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *out |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* How deeply messages nest in packed protobuf data of descriptor d, measured without
+ * recursion (protobuf-c's unpack recurses once per level and would overflow the stack on a
+ * hostile statement such as 5,000 NOTs): SQLINFO_MAX_DEPTH + 1 when deeper or malformed. */
+static int packed_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len)
+{
+    struct {
+        const ProtobufCMessageDescriptor *d;
+        const uint8_t *end;
+    } stack[SQLINFO_MAX_DEPTH + 1];
+    int top = 0, deepest = 0;
+    stack[0].d = d;
+    stack[0].end = p + len;
+    while (top >= 0) {
+        if (p >= stack[top].end) {
+            top--;
+            continue;
+        }
+        uint64_t key, v;
+        if (!read_varint(&p, stack[top].end, &key))
+            return SQLINFO_MAX_DEPTH + 1;
+        switch (key & 7) {
+        case 0: if (!read_varint(&p, stack[top].end, &v)) return SQLINFO_MAX_DEPTH + 1; break;
+        case 1: p += 8; break;
+        case 5: p += 4; break;
+        case 2: {
+            if (!read_varint(&p, stack[top].end, &v) || v > (uint64_t)(stack[top].end - p))
+                return SQLINFO_MAX_DEPTH + 1;
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(stack[top].d, (unsigned)(key >> 3));
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (++top > SQLINFO_MAX_DEPTH)
+                    return SQLINFO_MAX_DEPTH + 1;
+                stack[top].d = f->descriptor;
+                stack[top].end = p + v;
+                deepest = top > deepest ? top : deepest;
+            } else {
+                p += v;
+            }
+            break;
+        }
+        default: return SQLINFO_MAX_DEPTH + 1;
+        }
+        if (p > stack[top].end)
+            return SQLINFO_MAX_DEPTH + 1;
+    }
+    return deepest;
+}
+
+PgQuery__ParseResult *sqlinfo_parse(const char *sql, char *err, size_t errsz)
+{
+    size_t len = strlen(sql);
+    if (len > SQLINFO_MAX_TEXT) {
+        snprintf(err, errsz, "statement too long to analyse (%zu bytes; at most %d)", len,
+                 SQLINFO_MAX_TEXT);
+        return NULL;
+    }
+    PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
+    PgQuery__ParseResult *tree = NULL;
+    if (r.error)
+        snprintf(err, errsz, "%s", r.error->message ? r.error->message : "syntax error");
+    else if (packed_depth(&pg_query__parse_result__descriptor, (const uint8_t *)r.parse_tree.data,
+                          r.parse_tree.len) > SQLINFO_MAX_DEPTH)
+        snprintf(err, errsz, "statement nested too deeply (more than %d levels)",
+                 SQLINFO_MAX_DEPTH);
+    else if (!(tree = pg_query__parse_result__unpack(NULL, r.parse_tree.len,
+                                                      (const uint8_t *)r.parse_tree.data)))
+        snprintf(err, errsz, "could not read the parse tree");
+    pg_query_free_protobuf_parse_result(r);
+    return tree;
+}
+
+void sqlinfo_free_tree(PgQuery__ParseResult *tree)
+{
+    if (tree)
+        pg_query__parse_result__free_unpacked(tree, NULL);
+}
+
 bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err, size_t errsz)
 {
-    PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
-    bool ok = false;
-    if (r.error) {
-        snprintf(err, errsz, "%s", r.error->message ? r.error->message : "syntax error");
-    } else {
-        PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
-            NULL, r.parse_tree.len, (const uint8_t *)r.parse_tree.data);
-        if (!tree)
-            snprintf(err, errsz, "could not read the parse tree");
-        else if (!(ok = walk(&tree->base, visit, arg, 0)))
-            snprintf(err, errsz, "statement nested too deeply");
-        if (tree)
-            pg_query__parse_result__free_unpacked(tree, NULL);
-    }
-    pg_query_free_protobuf_parse_result(r);
+    PgQuery__ParseResult *tree = sqlinfo_parse(sql, err, errsz);
+    bool ok = tree && walk(&tree->base, visit, arg, 0);
+    if (tree && !ok)
+        snprintf(err, errsz, "statement nested too deeply");
+    sqlinfo_free_tree(tree);
     return ok;
 }
 
@@ -327,11 +407,8 @@ static void note_written(struct analysis_walk *w)
 /* Parse tree features: kind, tables, pushdown. False when the text does not parse. */
 static bool tree_features(const char *sql, struct sql_analysis *a)
 {
-    PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
-    PgQuery__ParseResult *tree =
-        r.error ? NULL
-                : pg_query__parse_result__unpack(NULL, r.parse_tree.len,
-                                                 (const uint8_t *)r.parse_tree.data);
+    char err[200];
+    PgQuery__ParseResult *tree = sqlinfo_parse(sql, err, sizeof(err));
     bool ok = tree && tree->n_stmts > 0 && tree->stmts[0]->stmt;
     if (ok) {
         struct analysis_walk w = {.a = a};
@@ -346,9 +423,7 @@ static bool tree_features(const char *sql, struct sql_analysis *a)
         ok = true; /* empty text: nothing to say */
         a->kind = SQL_UTILITY;
     }
-    if (tree)
-        pg_query__parse_result__free_unpacked(tree, NULL);
-    pg_query_free_protobuf_parse_result(r);
+    sqlinfo_free_tree(tree);
     return ok;
 }
 

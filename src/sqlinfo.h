@@ -8,6 +8,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <pg_query/pg_query.pb-c.h>
+
+/* Texts longer than this are not parsed (parsing costs about a second per megabyte, on the
+ * event loop): they read as not parsing, so the guards refuse them and statistics count them
+ * unanalysed. */
+#define SQLINFO_MAX_TEXT (64 * 1024)
+/* Parse trees nested deeper than this (in protobuf message levels) are not unpacked. */
+#define SQLINFO_MAX_DEPTH 2000
+
+/* Parses sql into a tree (free with sqlinfo_free_tree), or NULL with the parser's message,
+ * or why it was not parsed (too long, too deep), in err. */
+PgQuery__ParseResult *sqlinfo_parse(const char *sql, char *err, size_t errsz);
+void sqlinfo_free_tree(PgQuery__ParseResult *tree);
+
 /* Called once per message of the parse tree, parents before children. */
 typedef void (*sqlinfo_visit_fn)(void *arg, const ProtobufCMessage *node);
 

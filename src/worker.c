@@ -413,6 +413,8 @@ void worker_reload(struct worker *w)
     w->user_verifiers = v;
     w->cfg = n;
     w->cfg_gen++;
+    if (maskrules_policy_hash(&old->masking) != maskrules_policy_hash(&n->masking))
+        w->mask_epoch++; /* masked clients' statements are checked again (client.c) */
     if (!sync_stats(w, old, n))
         log_error("reload: could not start statistics or the query log writer");
     credentials_sync(w);

@@ -27,6 +27,25 @@ static struct proxy px;
     "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"   \
     "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"
 
+/* MASKING_YAML without the salary rule: the reload test adds it. */
+static char *yaml_without_salary(char *yaml, size_t yamlsz, int port)
+{
+    char extra[4096];
+    snprintf(extra, sizeof(extra), "%s", MASKING_YAML);
+    char *salary = strstr(extra, "    - {column: public.customers.salary");
+    if (salary)
+        *salary = '\0';
+    proxy_default_yaml(yaml, yamlsz, port, "transaction", 2, 10000, extra);
+    return yaml;
+}
+
+static void start_without_salary(void)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_start_yaml(&px, port, yaml_without_salary(yaml, sizeof(yaml), port));
+}
+
 static void start_masking(void)
 {
     static char yaml[16384];
@@ -223,6 +242,11 @@ static const struct {
     {"SELECT 1; SELECT lower(email) FROM customers", true},
     {"SET client_encoding TO 'SJIS'; SELECT email FROM customers", true},
     {"SET NAMES 'EUC_JP'", true},
+    {"SET standard_conforming_strings = off", true},
+    {"SET standard_conforming_strings = off; SELECT 'x\\', $$' , lower(email) FROM customers --$$",
+     true},
+    {"SELECT set_config('standard_' || 'conforming_strings', 'off', false)", true},
+    {"CREATE EXTENSION IF NOT EXISTS tablefunc", true},
     {"COPY vip_customers TO STDOUT", true},
     {"SELECT v::text FROM vip_customers v", true},
     {"SELECT row_to_json(v) FROM vip_customers v", true},
@@ -417,5 +441,77 @@ Test(masking, ddl_that_would_move_masked_data_out_of_reach_is_refused)
         PQclear(r);
         PQclear(PQexec(m, "ROLLBACK"));
     }
+    PQfinish(m);
+}
+
+/* The guard reads text as PostgreSQL does only with standard_conforming_strings on and a
+ * client encoding in which no byte of a character can be a quote or backslash: a masked
+ * client cannot log in otherwise (a string could then hide SQL from the guard). */
+Test(masking, a_masked_client_cannot_log_in_with_settings_that_hide_sql_from_the_guard)
+{
+    const char *options[] = {"options='-c standard_conforming_strings=off'",
+                             "client_encoding=GB18030", "client_encoding=SJIS"};
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        PGconn *m = proxy_connect(&px, "mallory", "pw", "app", options[i]);
+        bool refused = PQstatus(m) != CONNECTION_OK;
+        if (!refused) { /* or, at the latest, its first statement */
+            PGresult *r = PQexec(m, "SELECT email FROM customers");
+            refused = PQresultStatus(r) != PGRES_TUPLES_OK;
+            expect_no_secret(r, options[i]);
+            PQclear(r);
+        }
+        cr_expect(refused, "%s was accepted", options[i]);
+        cr_expect(strstr(PQerrorMessage(m), "standard_conforming_strings") != NULL,
+                  "%s: %s", options[i], PQerrorMessage(m));
+        PQfinish(m);
+    }
+    PGconn *a = proxy_connect(&px, "audra", "pw", "app", options[0]);
+    cr_expect(PQstatus(a) == CONNECTION_OK, "an unmasked client may: %s", PQerrorMessage(a));
+    PQfinish(a);
+}
+
+/* A reload that masks salary reaches statements prepared and cursors opened before it: a
+ * prepared statement is forgotten (the client must prepare it again, through the guard), and
+ * a transaction still open over the reload ends. */
+Test(masking, a_reload_reaches_statements_prepared_before_it, .init = start_without_salary)
+{
+    PGconn *m = login("mallory");
+    PGresult *r = PQprepare(m, "s", "SELECT salary + 0 AS p FROM customers ORDER BY id", 0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    char *v = query_value(m, "SELECT salary FROM customers WHERE id = 1");
+    cr_assert_str_eq(v, "12345", "salary is not masked yet");
+    free(v);
+    PGconn *t = login("mallory");
+    const char *open[] = {"BEGIN", "PREPARE p2 AS SELECT salary + 0 FROM customers",
+                          "DECLARE cur CURSOR FOR SELECT salary + 1 FROM customers"};
+    for (size_t i = 0; i < 3; i++) {
+        r = PQexec(t, open[i]);
+        cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", open[i],
+                     PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    char yaml[16384];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 10000, MASKING_YAML);
+    proxy_reload_yaml(&px, yaml);
+
+    r = PQexecPrepared(m, "s", 0, NULL, NULL, NULL, 0);
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "the old statement still ran");
+    expect_no_secret(r, "prepared before the reload");
+    PQclear(r);
+    const char *after[] = {"EXECUTE p2", "FETCH ALL FROM cur"};
+    for (size_t i = 0; i < 2; i++) {
+        r = PQexec(t, after[i]);
+        cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "[%s] ran after the reload", after[i]);
+        expect_no_secret(r, after[i]);
+        PQclear(r);
+    }
+    PQfinish(t);
+    r = PQexec(m, "SELECT salary + 0 FROM customers");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "the new rule applies to new text");
+    PQclear(r);
+    v = query_value(m, "SELECT salary FROM customers WHERE id = 1");
+    cr_expect_str_eq(v, "0", "and masks");
+    free(v);
     PQfinish(m);
 }

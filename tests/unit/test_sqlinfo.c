@@ -3,6 +3,7 @@
  * literal-insensitive cache key. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sqlinfo.h"
@@ -183,4 +184,52 @@ Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
     cr_expect_neq(sqlkey("SELECT \"a 1\" FROM t"), sqlkey("SELECT \"a 2\" FROM t"));
     cr_expect_neq(sqlkey("SELECT 1 -- it's\nFROM a"), sqlkey("SELECT 1 -- it's\nFROM b"),
                   "a quote in a comment opens no string");
+}
+
+/* Text of n copies of unit between head and tail (malloc'd). */
+static char *repeated(const char *head, const char *unit, int n, const char *tail)
+{
+    size_t len = strlen(head) + strlen(unit) * (size_t)n + strlen(tail) + 1;
+    char *s = malloc(len);
+    cr_assert_not_null(s);
+    strcpy(s, head);
+    for (int i = 0; i < n; i++)
+        strcat(s, unit);
+    strcat(s, tail);
+    return s;
+}
+
+/* Hostile nesting parsed by PostgreSQL's parser would overflow the stack while being unpacked
+ * (protobuf-c recurses per level): such trees are measured first and refused. */
+Test(sqlinfo, deeply_nested_statements_are_refused_not_unpacked)
+{
+    const char *cases[][3] = {{"SELECT ", "NOT ", "true"}, {"SELECT 1", "+1", ""},
+                              {"SELECT ", "- ", "1"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *sql = repeated(cases[i][0], cases[i][1], 20000, cases[i][2]);
+        char err[200];
+        PgQuery__ParseResult *t = sqlinfo_parse(sql, err, sizeof(err));
+        cr_expect_null(t, "case %zu was unpacked", i);
+        sqlinfo_free_tree(t);
+        struct sql_analysis a;
+        sqlinfo_analyze(sql, &a);
+        cr_expect_eq(a.kind, SQL_UNKNOWN, "case %zu", i);
+        sqlinfo_analysis_free(&a);
+        free(sql);
+    }
+    char *ok = repeated("SELECT ", "NOT ", 100, "true");
+    char err[200];
+    PgQuery__ParseResult *t = sqlinfo_parse(ok, err, sizeof(err));
+    cr_expect_not_null(t, "modest nesting parses: %s", err);
+    sqlinfo_free_tree(t);
+    free(ok);
+}
+
+Test(sqlinfo, texts_over_the_size_limit_are_not_parsed)
+{
+    char *sql = repeated("SELECT 1 WHERE 1 IN (1", ",1", SQLINFO_MAX_TEXT / 2, ")");
+    char err[200];
+    cr_expect_null(sqlinfo_parse(sql, err, sizeof(err)));
+    cr_expect(strstr(err, "too long") != NULL, "%s", err);
+    free(sql);
 }

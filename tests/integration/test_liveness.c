@@ -1,0 +1,65 @@
+/* test_liveness.c: a pooled server connection that went silent while idle (here: its backend
+ * stopped with SIGSTOP, so TCP stays open and nothing answers, as after a silent network drop)
+ * is found out by the liveness check (pool.check_after_s) before it serves a client: the client
+ * gets a fresh connection and never notices. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+static void start_checking(void)
+{
+    static char yaml[8192], edited[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    const char *at = strstr(yaml, "      max_wait_ms: 10000\n"); /* database app's pool */
+    cr_assert_not_null(at);
+    size_t head = (size_t)(at - yaml) + strlen("      max_wait_ms: 10000\n");
+    snprintf(edited, sizeof(edited), "%.*s      check_after_s: 1\n      connect_timeout_ms: 1000\n%s",
+             (int)head, yaml, yaml + head);
+    proxy_start_yaml(&px, port, edited);
+}
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(liveness, .init = start_checking, .fini = stop_proxy, .timeout = 60);
+
+Test(liveness, a_silent_idle_server_is_replaced_before_a_client_uses_it)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    PQfinish(a);
+    cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
+    usleep(1500000); /* idle past check_after_s */
+    double t0 = now_s();
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    char *v = query_value(b, "SELECT pg_backend_pid()");
+    double took = now_s() - t0;
+    kill(atoi(pid), SIGCONT);
+    cr_expect_str_neq(v, pid, "served by a new connection, not the silent one");
+    cr_expect_lt(took, 5.0, "the check gave up after connect_timeout_ms (took %.1f s)", took);
+    cr_expect_geq(file_count_lines(px.log, "liveness check"), 1, "the log says why");
+    free(v);
+    free(pid);
+    PQfinish(b);
+}
+
+Test(liveness, a_healthy_idle_server_is_kept)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    char *first = query_value(a, "SELECT pg_backend_pid()");
+    usleep(1500000);
+    char *second = query_value(a, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(first, second, "the check passed and the same server served again");
+    free(first);
+    free(second);
+    PQfinish(a);
+}
