@@ -1,11 +1,11 @@
 /* masksql.c: the masking guard's rules over libpg_query's protobuf parse trees (which statements
  * could carry a masked column's value to the client other than as a plain column reference,
- * store it, compare it with other rows' values, or change what masking protects), and the
- * bounded LRU cache of its verdicts by (policy, statement text). */
+ * store it, compare it with other rows' values, sort or group by it, test it against many
+ * guesses at once, create code or objects out of the guard's sight, or change what masking
+ * protects), and the bounded LRU cache of its verdicts by (policy, statement text). */
 #include "masksql.h"
 
 #include <ctype.h>
-#include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +20,9 @@
 #define MAX_DEPTH 2000
 /* Rounds of alias discovery: each one repeats the whole check with the names learnt so far. */
 #define MAX_PASSES 16
+/* Tests of masked columns against constants (in WHERE, ON, HAVING) one statement text may make:
+ * each query then learns little about the values it tests, never many guesses at once. */
+#define MAX_TESTS 4
 /* Statements longer than this are checked every time rather than cached. */
 #define CACHE_MAX_TEXT 8192
 
@@ -27,9 +30,22 @@
     "column \"%.63s\" is masked: it may be selected only as a plain column reference, not "        \
     "inside an expression, function, cast, aggregate, set operation, RETURNING or a write"
 #define WHY_PRED                                                                                   \
-    "column \"%.63s\" is masked: in WHERE, ON, GROUP BY, HAVING and ORDER BY it may be used "      \
-    "only directly in a comparison with a constant (=, <, LIKE, IN, BETWEEN, IS NULL ...), not "   \
-    "inside a cast or function"
+    "column \"%.63s\" is masked: in WHERE, ON and HAVING it may be used only directly in a "       \
+    "comparison with a constant (=, <, LIKE, IN, BETWEEN, IS NULL ...), not inside a cast or "     \
+    "function"
+#define WHY_SORT                                                                                   \
+    "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
+    "or equal values (ORDER BY, GROUP BY, DISTINCT, DISTINCT ON, window PARTITION BY / ORDER BY)"
+#define WHY_SORT_STAR                                                                              \
+    "* over table \"%.63s\", which has masked columns, is sorted or grouped here (by position, "   \
+    "or DISTINCT): sorting or grouping by a masked column would reveal its order or equal values"
+#define WHY_TEST_PLACE                                                                             \
+    "column \"%.63s\" is masked: it may be compared with constants only in WHERE, JOIN ... ON "    \
+    "and HAVING of a SELECT, UPDATE or DELETE, not in FILTER, windows, the select list or "        \
+    "elsewhere"
+#define WHY_TESTS                                                                                  \
+    "statement refused at column \"%.63s\": a statement may test masked columns at most %d "       \
+    "times (strict_predicates: none); split it into several statements"
 #define WHY_COMPARE                                                                                \
     "column \"%.63s\" is masked: it can be compared only with constants or parameters, not with "  \
     "columns, expressions or subqueries (and strict_predicates refuses even those)"
@@ -65,9 +81,12 @@
 #define WHY_VIEW                                                                                   \
     "relation \"%.63s\" is not allowed for clients with masked columns: it reads masked "          \
     "columns; query the underlying tables instead"
-#define WHY_CODE                                                                                   \
-    "%s is not allowed for clients with masked columns: it defines or runs code the masking "      \
-    "guard cannot check"
+#define WHY_CREATE                                                                                 \
+    "%s is not allowed: masked clients may not create extensions, code or other server-side "      \
+    "objects; ask an administrator"
+#define WHY_RUN                                                                                    \
+    "%s is not allowed for clients with masked columns: it runs server-side code or reads or "     \
+    "writes server files out of the masking guard's sight; ask an administrator"
 #define WHY_DDL                                                                                    \
     "changing table \"%.63s\" (ALTER, RENAME, DROP, policies, unique indexes) is not allowed "     \
     "for clients with masked columns"
@@ -77,6 +96,10 @@
 #define WHY_COPY                                                                                   \
     "COPY of table \"%.63s\" TO is not allowed: COPY output is not masked; list only unmasked "    \
     "columns, as in COPY %.63s (id) TO STDOUT, or use SELECT"
+#define WHY_CONFLICT                                                                               \
+    "INSERT ... ON CONFLICT into table \"%.63s\" may test the new rows against its masked "        \
+    "columns (a unique index on them), many guesses at once: name only unmasked columns as the "   \
+    "conflict target, as in ON CONFLICT (id)"
 #define WHY_CTAS_EXECUTE                                                                           \
     "CREATE TABLE AS EXECUTE is not allowed for clients with masked columns: the prepared "        \
     "statement may select masked columns; use CREATE TABLE AS SELECT with the columns named"
@@ -298,8 +321,8 @@ static bool has_prefix(const char *name, const char *const *prefixes, size_t n)
 /* Built-in and common extension functions that run SQL text or read whole tables or cursors by
  * name, out of the guard's sight (every name starting with one of these). */
 static const char *const table_readers[] = {
-    "query_to_xml",    "table_to_xml", "cursor_to_xml", "schema_to_xml",
-    "database_to_xml", "ts_stat",      "ts_rewrite",    "dblink",
+    "query_to_xml", "table_to_xml", "cursor_to_xml", "schema_to_xml", "database_to_xml",
+    "ts_stat",      "ts_rewrite",   "dblink",        "crosstab",      "connectby",
 };
 
 /* Relations holding planner statistics, whose sample values include masked columns'. */
@@ -341,9 +364,29 @@ static const char *const comparisons[] = {
 
 /* Where a node sits: AT_PRED directly in a predicate, alone or compared only with constants (a
  * masked column may stand there plainly), AT_CMP directly in a predicate compared with anything
- * else (a masked column may not), UNDER_PRED anywhere below a predicate position (for
- * strict_predicates). AT_PRED and AT_CMP never come together. */
-enum { AT_PRED = 1, UNDER_PRED = 2, AT_CMP = 4, AT_ANY = AT_PRED | AT_CMP };
+ * else (a masked column may not), UNDER_PRED anywhere below a predicate, sort or grouping
+ * position (for strict_predicates), IN_SORT anywhere in a sort, grouping, DISTINCT ON or window
+ * key (a masked column may not be there at all). AT_PRED and AT_CMP never come together.
+ * SCOPE_TESTS marks a query whose WHERE, ON and HAVING may test masked columns against
+ * constants: a statement's own SELECT, UPDATE or DELETE (also under EXPLAIN, PREPARE, DECLARE,
+ * INSERT ... SELECT, CREATE TABLE AS, COPY (query)) and the subqueries of their FROM, WITH,
+ * set operations, WHERE, ON and HAVING; TESTS_OK marks a predicate of such a clause, where a
+ * masked column may be tested (each test counted, MAX_TESTS a text). Both are passed down only
+ * where granted: anything else (select lists, FILTER, windows, function arguments, LIMIT,
+ * views, MERGE, ON CONFLICT) drops them. */
+enum {
+    AT_PRED = 1,
+    UNDER_PRED = 2,
+    AT_CMP = 4,
+    IN_SORT = 8,
+    SCOPE_TESTS = 16,
+    TESTS_OK = 32,
+    AT_ANY = AT_PRED | AT_CMP,
+    STICKY = UNDER_PRED | IN_SORT,   /* kept everywhere below */
+    SCOPE = STICKY | SCOPE_TESTS,    /* kept in a query's FROM items, CTEs and set arms */
+    KEPT = SCOPE | TESTS_OK,         /* kept by a predicate's connectives */
+    SORT_KEY = UNDER_PRED | IN_SORT, /* the position of sort and grouping keys */
+};
 
 /* What a SELECT's target list is: output positions (values reach the client with their origin),
  * a set operation's arm, the operand of a predicate sublink compared only with constants, or
@@ -366,6 +409,8 @@ struct ctx {
     const char *table;         /* the first masked table the statement names, or NULL */
     bool grew;                 /* a set grew in this pass: the check must run again */
     int depth;
+    int tests;      /* tests of masked columns seen by this pass over the statement */
+    int tests_done; /* those of the text's earlier statements */
 };
 
 typedef void (*visit_fn)(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
@@ -715,26 +760,47 @@ static bool is_row_call(const struct ctx *c, const char *qual, const char *x)
            !in_list(system_columns, COUNT(system_columns), x) && !is_column_of(c, q, x);
 }
 
-/* A * (qual.* or bare) used as use: EXISTS (SELECT * ...) and IN (SELECT * ...) only test or
- * compare the row (with constants). */
-static void check_star(struct ctx *c, enum use use)
+/* One more test of a masked column (name) against constants: refused past MAX_TESTS in the
+ * statement text. */
+static void count_test(struct ctx *c, const char *name)
+{
+    if (c->tests_done + ++c->tests > MAX_TESTS)
+        refuse(c, WHY_TESTS, name, MAX_TESTS);
+}
+
+/* A * (qual.* or bare) used as use: EXISTS (SELECT * ...) only tests for rows; IN (SELECT *
+ * ...) compares the row, masked columns included, with constants: a test. */
+static void check_star(struct ctx *c, enum use use, unsigned flags)
 {
     if (!c->table)
         return;
-    if (use == USE_EXPR || use == USE_PRED || use == USE_CMP ||
-        (use == USE_SUBLINK && c->p->strict_predicates))
+    if (use == USE_EXPR || use == USE_PRED || use == USE_CMP || (flags & IN_SORT) ||
+        (use == USE_SUBLINK && (c->p->strict_predicates || !(flags & TESTS_OK))))
         refuse(c, WHY_STAR, c->table);
+    else if (use == USE_SUBLINK)
+        count_test(c, c->table);
 }
 
-/* A masked column name used as use. */
+/* A masked column name used as use in position flags: a plain output, EXISTS's target, or a
+ * counted test against constants in WHERE, ON or HAVING; anything else is refused. */
 static void check_masked_use(struct ctx *c, const char *name, enum use use, unsigned flags)
 {
-    if (use != USE_OUTPUT && c->p->strict_predicates && (flags & UNDER_PRED))
+    if (use == USE_OUTPUT)
+        return;
+    if (c->p->strict_predicates && (flags & UNDER_PRED))
         refuse(c, WHY_STRICT, name);
+    else if (flags & IN_SORT)
+        refuse(c, WHY_SORT, name);
     else if (use == USE_EXPR)
         refuse(c, (flags & UNDER_PRED) ? WHY_PRED : WHY_EXPR, name);
     else if (use == USE_CMP)
         refuse(c, WHY_COMPARE, name);
+    else if (use == USE_EXISTS)
+        return;
+    else if (!(flags & TESTS_OK))
+        refuse(c, WHY_TEST_PLACE, name);
+    else
+        count_test(c, name);
 }
 
 static void check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use,
@@ -752,7 +818,7 @@ static void check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum us
     else if (qual && is_row_call(c, qual, last))
         refuse(c, WHY_ROW_CALL, qual, last, qual, last, qual);
     else if (is_star(lastn))
-        check_star(c, use);
+        check_star(c, use, flags);
     else if (last && is_masked(c, last))
         check_masked_use(c, last, use, flags);
 }
@@ -778,11 +844,18 @@ static void check_target(struct ctx *c, const PgQuery__Node *n, enum sel role, u
         [SEL_OUTPUT] = USE_OUTPUT, [SEL_PLAIN] = USE_EXPR, [SEL_SETOP] = USE_EXPR,
         [SEL_PRED] = USE_SUBLINK,  [SEL_CMP] = USE_CMP,    [SEL_EXISTS] = USE_EXISTS,
     };
-    unsigned vflags = flags & UNDER_PRED;
+    /* a predicate sublink's plain outputs are compared (tested) where the sublink is; any
+     * other target (a sublink in it included) is no place for tests */
+    const PgQuery__Node *val =
+        n && n->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? n->res_target->val : NULL;
+    unsigned tests = (flags & TESTS_OK) && val && val->node_case == PG_QUERY__NODE__NODE_COLUMN_REF
+                         ? TESTS_OK
+                         : 0;
+    unsigned vflags = flags & STICKY;
     if (role == SEL_PRED || role == SEL_EXISTS)
-        vflags = AT_PRED | UNDER_PRED;
+        vflags = AT_PRED | UNDER_PRED | (flags & IN_SORT) | tests;
     else if (role == SEL_CMP)
-        vflags = AT_CMP | UNDER_PRED;
+        vflags = AT_CMP | UNDER_PRED | (flags & IN_SORT) | tests;
     if (!n || n->node_case != PG_QUERY__NODE__NODE_RES_TARGET) {
         check_node(c, n, vflags);
         return;
@@ -796,7 +869,7 @@ static void check_target(struct ctx *c, const PgQuery__Node *n, enum sel role, u
     } else {
         check_node(c, v, vflags);
     }
-    check_list(c, rt->indirection, rt->n_indirection, flags & UNDER_PRED);
+    check_list(c, rt->indirection, rt->n_indirection, flags & STICKY);
 }
 
 /* Does the query s output a masked column or a * over a masked table (so the column names an
@@ -835,25 +908,140 @@ static void learn_colnames(struct ctx *c, PgQuery__Node *const *names, size_t n,
         learn(c, &c->aliases, str_of(names[i]));
 }
 
+/* The position of a WHERE, ON or HAVING clause of a query in position flags: tests of masked
+ * columns are allowed (and counted) there when the query may make them. */
+static unsigned filter_flags(unsigned flags)
+{
+    return AT_PRED | UNDER_PRED | (flags & IN_SORT) |
+           ((flags & SCOPE_TESTS) ? SCOPE_TESTS | TESTS_OK : 0);
+}
+
+/* The name of the masked column that target k of s's list (1-based) outputs as a plain
+ * reference, or NULL; with a * before it the target cannot be told: the statement's masked
+ * table is named instead (*star set), if it has one. */
+static const char *masked_ordinal(const struct ctx *c, const PgQuery__SelectStmt *s, int64_t k,
+                                  bool *star)
+{
+    for (size_t i = 0; i < s->n_target_list && k > 0; i++) {
+        const PgQuery__Node *t = s->target_list[i];
+        const PgQuery__Node *v =
+            t && t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
+        const PgQuery__ColumnRef *r =
+            v && v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF ? v->column_ref : NULL;
+        const PgQuery__Node *last = r && r->n_fields ? r->fields[r->n_fields - 1] : NULL;
+        if (is_star(last)) {
+            *star = c->table != NULL;
+            return c->table;
+        }
+        if ((size_t)k == i + 1)
+            return last && is_masked(c, str_of(last)) ? str_of(last) : NULL;
+    }
+    return NULL;
+}
+
+/* The masked column a target of s named alias outputs plainly, or NULL. */
+static const char *masked_alias(const struct ctx *c, const PgQuery__SelectStmt *s,
+                                const char *alias)
+{
+    for (size_t i = 0; alias && i < s->n_target_list; i++) {
+        const PgQuery__Node *t = s->target_list[i];
+        const PgQuery__ResTarget *rt =
+            t && t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target : NULL;
+        const PgQuery__Node *v = rt ? rt->val : NULL;
+        if (rt && rt->name && strcasecmp(rt->name, alias) == 0 && v &&
+            v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF &&
+            ref_exposes_masked(c, v->column_ref)) {
+            const PgQuery__ColumnRef *r = v->column_ref;
+            const char *col = str_of(r->fields[r->n_fields - 1]);
+            return col ? col : c->table;
+        }
+    }
+    return NULL;
+}
+
+/* A sort, grouping or DISTINCT ON key of s that names an output by position (ORDER BY 2) or by
+ * its alias: refused when that output is a masked column (a key naming the column itself is
+ * refused by its check). */
+static void check_key_target(struct ctx *c, const PgQuery__SelectStmt *s, const PgQuery__Node *k,
+                             int depth)
+{
+    const char *masked = NULL;
+    bool star = false;
+    if (!k || depth > MAX_DEPTH || c->out->refuse)
+        return;
+    switch (k->node_case) {
+    case PG_QUERY__NODE__NODE_SORT_BY: check_key_target(c, s, k->sort_by->node, depth + 1); return;
+    case PG_QUERY__NODE__NODE_GROUPING_SET:
+        for (size_t i = 0; i < k->grouping_set->n_content; i++)
+            check_key_target(c, s, k->grouping_set->content[i], depth + 1);
+        return;
+    case PG_QUERY__NODE__NODE_ROW_EXPR:
+        for (size_t i = 0; i < k->row_expr->n_args; i++)
+            check_key_target(c, s, k->row_expr->args[i], depth + 1);
+        return;
+    case PG_QUERY__NODE__NODE_LIST:
+        for (size_t i = 0; i < k->list->n_items; i++)
+            check_key_target(c, s, k->list->items[i], depth + 1);
+        return;
+    case PG_QUERY__NODE__NODE_A_CONST:
+        if (!k->a_const->isnull && k->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
+            masked = masked_ordinal(c, s, k->a_const->ival ? k->a_const->ival->ival : 0, &star);
+        break;
+    case PG_QUERY__NODE__NODE_COLUMN_REF:
+        if (k->column_ref->n_fields == 1)
+            masked = masked_alias(c, s, str_of(k->column_ref->fields[0]));
+        break;
+    default: break;
+    }
+    if (masked)
+        refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
+}
+
+/* s's sort, grouping and DISTINCT keys that name masked outputs; a plain DISTINCT (an empty
+ * key) compares every output. */
+static void check_key_targets(struct ctx *c, const PgQuery__SelectStmt *s)
+{
+    for (size_t i = 0; i < s->n_sort_clause; i++)
+        check_key_target(c, s, s->sort_clause[i], 0);
+    for (size_t i = 0; i < s->n_group_clause; i++)
+        check_key_target(c, s, s->group_clause[i], 0);
+    for (size_t i = 0; i < s->n_distinct_clause; i++) {
+        const PgQuery__Node *k = s->distinct_clause[i];
+        if (k && k->node_case != PG_QUERY__NODE__NODE__NOT_SET) {
+            check_key_target(c, s, k, 0);
+            continue;
+        }
+        for (size_t j = 0; j < s->n_target_list; j++) { /* DISTINCT: every output is a key */
+            bool star = false;
+            const char *masked = masked_ordinal(c, s, (int64_t)j + 1, &star);
+            if (masked) {
+                refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
+                break;
+            }
+        }
+    }
+}
+
 /* The clauses of a simple (not set-operation) SELECT. */
 static void check_select_body(struct ctx *c, const PgQuery__SelectStmt *s, enum sel role,
                               unsigned flags)
 {
-    unsigned under = flags & UNDER_PRED, pred = AT_PRED | UNDER_PRED;
-    check_list(c, s->from_clause, s->n_from_clause, under);
+    unsigned under = flags & STICKY, pred = filter_flags(flags);
+    check_list(c, s->from_clause, s->n_from_clause, flags & SCOPE);
     for (size_t i = 0; i < s->n_target_list; i++)
         check_target(c, s->target_list[i], role, flags);
     check_list(c, s->values_lists, s->n_values_lists, under);
     check_node(c, s->where_clause, pred);
-    check_list(c, s->group_clause, s->n_group_clause, pred);
+    check_list(c, s->group_clause, s->n_group_clause, SORT_KEY);
     check_node(c, s->having_clause, pred);
     check_list(c, s->window_clause, s->n_window_clause, under);
-    check_list(c, s->distinct_clause, s->n_distinct_clause, pred);
+    check_list(c, s->distinct_clause, s->n_distinct_clause, SORT_KEY);
+    check_key_targets(c, s);
 }
 
 static void check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel role, unsigned flags)
 {
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (!s || c->out->refuse)
         return;
     if (!enter(c)) {
@@ -865,14 +1053,14 @@ static void check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel r
         check(c, &s->into_clause->base, under);
     }
     if (s->with_clause)
-        check(c, &s->with_clause->base, under);
+        check(c, &s->with_clause->base, flags & SCOPE);
     if (is_set_operation(s)) { /* PostgreSQL reports no column origin through these */
-        check_select(c, s->larg, SEL_SETOP, under);
-        check_select(c, s->rarg, SEL_SETOP, under);
+        check_select(c, s->larg, SEL_SETOP, flags & SCOPE);
+        check_select(c, s->rarg, SEL_SETOP, flags & SCOPE);
     } else {
         check_select_body(c, s, role, flags);
     }
-    check_list(c, s->sort_clause, s->n_sort_clause, AT_PRED | UNDER_PRED);
+    check_list(c, s->sort_clause, s->n_sort_clause, SORT_KEY);
     check_node(c, s->limit_offset, under);
     check_node(c, s->limit_count, under);
     check_list(c, s->locking_clause, s->n_locking_clause, under);
@@ -961,9 +1149,10 @@ static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
  * may be a masked column only when the other is a constant or parameter; compared with another
  * column, an expression or a subquery it would be an oracle over any values a query can make
  * (generate_series, a table of guesses, other rows' masked values). */
-static void check_comparison(struct ctx *c, const PgQuery__AExpr *e)
+static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned flags)
 {
-    unsigned with_constant = AT_PRED | UNDER_PRED, with_other = AT_CMP | UNDER_PRED;
+    unsigned kept = flags & KEPT;
+    unsigned with_constant = AT_PRED | UNDER_PRED | kept, with_other = AT_CMP | UNDER_PRED | kept;
     bool l = is_constant(e->lexpr, 0), r = is_constant(e->rexpr, 0);
     check_node(c, e->lexpr, r ? with_constant : with_other);
     check_node(c, e->rexpr, l ? with_constant : with_other);
@@ -978,18 +1167,14 @@ static bool is_predicate_comparison(const ProtobufCMessage *m, unsigned flags)
 
 /* In a predicate, may a masked column stand directly below m (compared as m itself is, when it
  * is an operand)? Boolean connectives, IS [NOT] NULL / TRUE, row constructors, IN and BETWEEN
- * lists, sort and grouping keys: they compare the value but never print or transform it
- * (comparisons have their own rule: check_comparison). */
+ * lists: they compare the value but never print or transform it (comparisons have their own
+ * rule: check_comparison; sort and grouping keys may hold no masked column at all). */
 static bool keeps_predicate(const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__sort_by__descriptor) { /* ORDER BY x USING op: a comparison only */
-        const PgQuery__SortBy *sb = (const PgQuery__SortBy *)m;
-        return sb->n_use_op == 0 || is_comparison_op(sb->use_op, sb->n_use_op);
-    }
     return d == &pg_query__bool_expr__descriptor || d == &pg_query__null_test__descriptor ||
            d == &pg_query__boolean_test__descriptor || d == &pg_query__row_expr__descriptor ||
-           d == &pg_query__list__descriptor || d == &pg_query__grouping_set__descriptor;
+           d == &pg_query__list__descriptor;
 }
 
 /* The position of the children of m, which keeps a predicate in position flags: IS NULL and IS
@@ -998,7 +1183,7 @@ static unsigned kept_flags(const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (d == &pg_query__null_test__descriptor || d == &pg_query__boolean_test__descriptor)
-        return AT_PRED | UNDER_PRED;
+        return AT_PRED | UNDER_PRED | (flags & KEPT);
     return flags;
 }
 
@@ -1029,25 +1214,27 @@ static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned f
     size_t n = f->n_funcname;
     const char *name = n ? str_of(f->funcname[n - 1]) : NULL;
     const char *schema = n > 1 ? str_of(f->funcname[n - 2]) : NULL;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (is_table_reader(name))
         refuse(c, WHY_READER, name);
     else if (name && !function_allowed(c, schema, name))
         refuse(c, WHY_FUNCTION, name);
     check_list(c, f->args, f->n_args, under);
-    check_list(c, f->agg_order, f->n_agg_order, under);
-    check_node(c, f->agg_filter, AT_PRED | UNDER_PRED);
+    check_list(c, f->agg_order, f->n_agg_order, SORT_KEY);
+    /* FILTER is a predicate, but no place for tests: one SELECT could make hundreds */
+    check_node(c, f->agg_filter, AT_PRED | UNDER_PRED | (flags & IN_SORT));
     if (f->over)
         check(c, &f->over->base, under);
 }
 
+/* A window's partitions and order are sort and grouping keys; its frame offsets expressions. */
 static void check_window_def(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__WindowDef *w = (const PgQuery__WindowDef *)m;
-    check_list(c, w->partition_clause, w->n_partition_clause, AT_PRED | UNDER_PRED);
-    check_list(c, w->order_clause, w->n_order_clause, AT_PRED | UNDER_PRED);
-    check_node(c, w->start_offset, flags & UNDER_PRED);
-    check_node(c, w->end_offset, flags & UNDER_PRED);
+    check_list(c, w->partition_clause, w->n_partition_clause, SORT_KEY);
+    check_list(c, w->order_clause, w->n_order_clause, SORT_KEY);
+    check_node(c, w->start_offset, flags & STICKY);
+    check_node(c, w->end_offset, flags & STICKY);
 }
 
 /* The name a column reference starts with, for messages. */
@@ -1062,7 +1249,7 @@ static const char *row_name(const PgQuery__ColumnRef *r)
 static void check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__AIndirection *a = (const PgQuery__AIndirection *)m;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     check_node(c, a->arg, under);
     for (size_t i = 0; i < a->n_indirection; i++) {
         const PgQuery__Node *x = a->indirection[i];
@@ -1099,22 +1286,24 @@ static enum sel compared_role(const PgQuery__SubLink *s, unsigned flags)
 /* EXISTS's target list only tests for rows; in a predicate, IN / ANY / ALL / scalar sublinks
  * compare their outputs like a column (a masked one only with constants), and IN / ANY / ALL's
  * left operand with the outputs (so never a masked column); anywhere else a sublink's outputs
- * are values. */
+ * are values. A sublink where tests are allowed (in WHERE, ON, HAVING) allows them in its own
+ * WHERE, ON and HAVING; one anywhere else (the select list, FILTER ...) does not. */
 static void check_sublink(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__SubLink *s = (const PgQuery__SubLink *)m;
     bool compares = (flags & AT_ANY) && sublink_compares(s);
+    unsigned inner = (flags & STICKY) | ((flags & TESTS_OK) ? SCOPE_TESTS | TESTS_OK : 0);
     enum sel role = SEL_PLAIN;
     if (s->sub_link_type == PG_QUERY__SUB_LINK_TYPE__EXISTS_SUBLINK)
         role = SEL_EXISTS;
     else if (compares)
         role = compared_role(s, flags);
-    check_node(c, s->testexpr, compares ? AT_CMP | UNDER_PRED : flags & UNDER_PRED);
+    check_node(c, s->testexpr, compares ? AT_CMP | UNDER_PRED | (flags & KEPT) : flags & STICKY);
     const PgQuery__Node *q = s->subselect;
     if (q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT)
-        check_select(c, q->select_stmt, role, flags & UNDER_PRED);
+        check_select(c, q->select_stmt, role, inner);
     else
-        check_node(c, q, flags & UNDER_PRED);
+        check_node(c, q, inner);
 }
 
 /* ---- FROM ---- */
@@ -1138,16 +1327,39 @@ static void check_range_var(struct ctx *c, const ProtobufCMessage *m, unsigned f
 static void check_range_subselect(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__RangeSubselect *r = (const PgQuery__RangeSubselect *)m;
-    check_query(c, r->subquery, flags & UNDER_PRED);
+    check_query(c, r->subquery, flags & SCOPE);
     if (r->alias)
         learn_colnames(c, r->alias->colnames, r->alias->n_colnames, r->subquery);
+}
+
+/* Column names (v, n of them) used as sort or comparison keys: none may be masked. */
+static void check_key_names(struct ctx *c, PgQuery__Node *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (is_masked(c, str_of(v[i])))
+            refuse(c, WHY_SORT, str_of(v[i]));
 }
 
 static void check_cte(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__CommonTableExpr *e = (const PgQuery__CommonTableExpr *)m;
-    check_query(c, e->ctequery, flags & UNDER_PRED);
+    check_query(c, e->ctequery, flags & SCOPE);
     learn_colnames(c, e->aliascolnames, e->n_aliascolnames, e->ctequery);
+    /* SEARCH ... BY x sorts by x, CYCLE x compares x with earlier rows' */
+    if (e->search_clause)
+        check_key_names(c, e->search_clause->search_col_list, e->search_clause->n_search_col_list);
+    if (e->cycle_clause) {
+        check_key_names(c, e->cycle_clause->cycle_col_list, e->cycle_clause->n_cycle_col_list);
+        check_node(c, e->cycle_clause->cycle_mark_value, flags & STICKY);
+        check_node(c, e->cycle_clause->cycle_mark_default, flags & STICKY);
+    }
+}
+
+/* WITH: its CTEs are subqueries of the statement (their WHERE, ON and HAVING may test). */
+static void check_with(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
+{
+    const PgQuery__WithClause *w = (const PgQuery__WithClause *)m;
+    check_list(c, w->ctes, w->n_ctes, flags & SCOPE);
 }
 
 /* JOIN ... USING (x) compares x with the other side's x: refused for a masked x. NATURAL JOIN
@@ -1170,30 +1382,51 @@ static void check_join_merges(struct ctx *c, const PgQuery__JoinExpr *j)
 static void check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__JoinExpr *j = (const PgQuery__JoinExpr *)m;
-    unsigned under = flags & UNDER_PRED;
-    check_node(c, j->larg, under);
-    check_node(c, j->rarg, under);
+    check_node(c, j->larg, flags & SCOPE);
+    check_node(c, j->rarg, flags & SCOPE);
     check_join_merges(c, j);
     if (j->alias && c->table) /* (a JOIN b) AS j(x, y) renames the columns */
         for (size_t i = 0; i < j->alias->n_colnames; i++)
             learn(c, &c->aliases, str_of(j->alias->colnames[i]));
-    check_node(c, j->quals, AT_PRED | UNDER_PRED);
+    check_node(c, j->quals, filter_flags(flags));
 }
 
 /* ---- statements ---- */
 
+/* Does ON CONFLICT arbitrate only on unique indexes of unmasked columns (an explicit list of
+ * them)? Without a target, or with a constraint's name or an expression, it may arbitrate on a
+ * masked column's index, and RETURNING or DO UPDATE then tells which of many guessed values
+ * exist. */
+static bool conflicts_on_unmasked(const struct ctx *c, const PgQuery__OnConflictClause *oc)
+{
+    const PgQuery__InferClause *in = oc->infer;
+    if (!in || (in->conname && *in->conname) || in->n_index_elems == 0)
+        return false;
+    for (size_t i = 0; i < in->n_index_elems; i++) {
+        const PgQuery__Node *n = in->index_elems[i];
+        const PgQuery__IndexElem *e =
+            n && n->node_case == PG_QUERY__NODE__NODE_INDEX_ELEM ? n->index_elem : NULL;
+        if (!e || e->expr || !e->name || is_masked(c, e->name))
+            return false;
+    }
+    return true;
+}
+
 static void check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__InsertStmt *s = (const PgQuery__InsertStmt *)m;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (s->with_clause)
-        check(c, &s->with_clause->base, under);
+        check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
         check(c, &s->relation->base, under);
-    check_list(c, s->cols, s->n_cols, under); /* names written: only their subscripts read */
-    check_node(c, s->select_stmt, under);     /* a plain SELECT: its values are stored */
+    check_list(c, s->cols, s->n_cols, under);     /* names written: only their subscripts read */
+    check_node(c, s->select_stmt, flags & SCOPE); /* a plain SELECT: its values are stored */
     const PgQuery__OnConflictClause *oc = s->on_conflict_clause;
-    if (oc) {
+    const char *rel = s->relation ? s->relation->relname : NULL;
+    if (oc && rel && is_masked_table(c, rel) && !conflicts_on_unmasked(c, oc))
+        refuse(c, WHY_CONFLICT, rel);
+    if (oc) { /* predicates, but no place for tests */
         if (oc->infer)
             check(c, &oc->infer->base, under);
         check_list(c, oc->target_list, oc->n_target_list, under);
@@ -1205,34 +1438,35 @@ static void check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flag
 static void check_update(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__UpdateStmt *s = (const PgQuery__UpdateStmt *)m;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (s->with_clause)
-        check(c, &s->with_clause->base, under);
+        check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
         check(c, &s->relation->base, under);
-    check_list(c, s->from_clause, s->n_from_clause, under);
+    check_list(c, s->from_clause, s->n_from_clause, flags & SCOPE);
     check_list(c, s->target_list, s->n_target_list, under); /* SET names are written, not read */
-    check_node(c, s->where_clause, AT_PRED | UNDER_PRED);
+    check_node(c, s->where_clause, filter_flags(flags));
     check_list(c, s->returning_list, s->n_returning_list, under);
 }
 
 static void check_delete(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__DeleteStmt *s = (const PgQuery__DeleteStmt *)m;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (s->with_clause)
-        check(c, &s->with_clause->base, under);
+        check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
         check(c, &s->relation->base, under);
-    check_list(c, s->using_clause, s->n_using_clause, under);
-    check_node(c, s->where_clause, AT_PRED | UNDER_PRED);
+    check_list(c, s->using_clause, s->n_using_clause, flags & SCOPE);
+    check_node(c, s->where_clause, filter_flags(flags));
     check_list(c, s->returning_list, s->n_returning_list, under);
 }
 
+/* MERGE's conditions are predicates, but no place for tests (nor are its subqueries'). */
 static void check_merge(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__MergeStmt *s = (const PgQuery__MergeStmt *)m;
-    unsigned under = flags & UNDER_PRED;
+    unsigned under = flags & STICKY;
     if (s->with_clause)
         check(c, &s->with_clause->base, under);
     if (s->relation)
@@ -1261,7 +1495,9 @@ static bool copies_unmasked_columns(const struct ctx *c, const PgQuery__CopyStmt
     return true;
 }
 
-/* COPY ... TO sends rows outside DataRow (unmasked); COPY ... FROM only writes. */
+/* COPY ... TO sends rows outside DataRow (unmasked); COPY ... FROM only writes (its WHERE
+ * filters the rows sent: no place for tests). A server file or program is refused by
+ * refused_run. */
 static void check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__CopyStmt *s = (const PgQuery__CopyStmt *)m;
@@ -1269,8 +1505,8 @@ static void check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     if (rel && !s->is_from && is_masked_table(c, rel) && !copies_unmasked_columns(c, s))
         refuse(c, WHY_COPY, rel, rel);
     if (s->relation)
-        check(c, &s->relation->base, flags & UNDER_PRED);
-    check_node(c, s->query, flags & UNDER_PRED); /* its SELECT is no output position */
+        check(c, &s->relation->base, flags & STICKY);
+    check_node(c, s->query, flags & SCOPE); /* its SELECT is no output position */
     check_node(c, s->where_clause, AT_PRED | UNDER_PRED);
 }
 
@@ -1279,9 +1515,9 @@ static void check_create_table_as(struct ctx *c, const ProtobufCMessage *m, unsi
     const PgQuery__CreateTableAsStmt *s = (const PgQuery__CreateTableAsStmt *)m;
     if (s->query && s->query->node_case == PG_QUERY__NODE__NODE_EXECUTE_STMT)
         refuse(c, WHY_CTAS_EXECUTE);
-    check_node(c, s->query, flags & UNDER_PRED);
+    check_node(c, s->query, flags & SCOPE); /* run once, now: its tests are counted */
     if (s->into)
-        check(c, &s->into->base, flags & UNDER_PRED);
+        check(c, &s->into->base, flags & STICKY);
 }
 
 static void check_declare(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1365,20 +1601,12 @@ static bool is_statement_named(const ProtobufCMessageDescriptor *d, const char *
            strcmp(name + len - 4, "Stmt") == 0;
 }
 
-/* Does CREATE OR REPLACE m replace an existing object (functions, triggers and rules are
- * refused as code anyway)? */
+/* Does CREATE OR REPLACE m replace an existing object (of the CREATE statements allowed, only
+ * views can)? */
 static bool replaces_object(const ProtobufCMessage *m)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__view_stmt__descriptor)
-        return ((const PgQuery__ViewStmt *)m)->replace;
-    if (d == &pg_query__define_stmt__descriptor)
-        return ((const PgQuery__DefineStmt *)m)->replace;
-    if (d == &pg_query__create_plang_stmt__descriptor)
-        return ((const PgQuery__CreatePLangStmt *)m)->replace;
-    if (d == &pg_query__create_transform_stmt__descriptor)
-        return ((const PgQuery__CreateTransformStmt *)m)->replace;
-    return false;
+    return m->descriptor == &pg_query__view_stmt__descriptor &&
+           ((const PgQuery__ViewStmt *)m)->replace;
 }
 
 /* What statement m is when it alters, renames or drops an existing object (renaming a schema or
@@ -1408,29 +1636,105 @@ static const char *alteration(const ProtobufCMessage *m)
     return NULL;
 }
 
-/* Statements refused outright: they define or run code the guard cannot see into. */
-static const char *refused_statement(const ProtobufCMessage *m)
+/* Does CREATE DOMAIN carry a CHECK expression (run on every value cast to the domain)? */
+static bool domain_checks(const PgQuery__CreateDomainStmt *s)
 {
+    for (size_t i = 0; i < s->n_constraints; i++) {
+        const PgQuery__Node *n = s->constraints[i];
+        if (!n || n->node_case != PG_QUERY__NODE__NODE_CONSTRAINT ||
+            n->constraint->contype == PG_QUERY__CONSTR_TYPE__CONSTR_CHECK)
+            return true;
+    }
+    return false;
+}
+
+/* What CREATE-like statement m is when a masked client may not run it, for messages; NULL for
+ * any other. An allowlist: tables (CREATE TABLE, LIKE, INHERITS, PARTITION OF, AS), indexes,
+ * views, sequences, composite and enum types, domains without CHECK and empty schemas; every
+ * other object (extensions, functions, triggers, rules, casts, operators, languages, foreign
+ * servers, publications ...) could run code or read data out of the guard's sight, or be
+ * created before the catalog's lists are refreshed. */
+static const char *refused_creation(const ProtobufCMessage *m)
+{
+    static const ProtobufCMessageDescriptor *const allowed[] = {
+        &pg_query__create_stmt__descriptor,      &pg_query__index_stmt__descriptor,
+        &pg_query__view_stmt__descriptor,        &pg_query__create_table_as_stmt__descriptor,
+        &pg_query__create_seq_stmt__descriptor,  &pg_query__composite_type_stmt__descriptor,
+        &pg_query__create_enum_stmt__descriptor,
+    };
     static const struct {
         const ProtobufCMessageDescriptor *d;
         const char *what;
-    } stmts[] = {
+    } named[] = {
         {&pg_query__do_stmt__descriptor, "DO"},
         {&pg_query__create_function_stmt__descriptor, "CREATE FUNCTION/PROCEDURE"},
         {&pg_query__create_trig_stmt__descriptor, "CREATE TRIGGER"},
         {&pg_query__rule_stmt__descriptor, "CREATE RULE"},
         {&pg_query__create_event_trig_stmt__descriptor, "CREATE EVENT TRIGGER"},
         {&pg_query__create_cast_stmt__descriptor, "CREATE CAST"},
+        {&pg_query__create_extension_stmt__descriptor, "CREATE EXTENSION"},
+        {&pg_query__create_plang_stmt__descriptor, "CREATE LANGUAGE"},
+        {&pg_query__create_transform_stmt__descriptor, "CREATE TRANSFORM"},
+        {&pg_query__create_conversion_stmt__descriptor, "CREATE CONVERSION"},
+        {&pg_query__create_fdw_stmt__descriptor, "CREATE FOREIGN DATA WRAPPER"},
+        {&pg_query__create_foreign_server_stmt__descriptor, "CREATE SERVER"},
+        {&pg_query__create_foreign_table_stmt__descriptor, "CREATE FOREIGN TABLE"},
+        {&pg_query__create_user_mapping_stmt__descriptor, "CREATE USER MAPPING"},
+        {&pg_query__import_foreign_schema_stmt__descriptor, "IMPORT FOREIGN SCHEMA"},
+        {&pg_query__create_publication_stmt__descriptor, "CREATE PUBLICATION"},
+        {&pg_query__create_subscription_stmt__descriptor, "CREATE SUBSCRIPTION"},
+        {&pg_query__create_am_stmt__descriptor, "CREATE ACCESS METHOD"},
+        {&pg_query__create_op_class_stmt__descriptor, "CREATE OPERATOR CLASS"},
+        {&pg_query__create_op_family_stmt__descriptor, "CREATE OPERATOR FAMILY"},
+        {&pg_query__create_stats_stmt__descriptor, "CREATE STATISTICS"},
+        {&pg_query__create_role_stmt__descriptor, "CREATE ROLE"},
+        {&pg_query__createdb_stmt__descriptor, "CREATE DATABASE"},
+        {&pg_query__create_table_space_stmt__descriptor, "CREATE TABLESPACE"},
+        {&pg_query__create_policy_stmt__descriptor, "CREATE POLICY"},
+        {&pg_query__create_range_stmt__descriptor, "CREATE TYPE ... AS RANGE"},
     };
-    for (size_t i = 0; i < COUNT(stmts); i++)
-        if (m->descriptor == stmts[i].d)
-            return stmts[i].what;
-    if (m->descriptor == &pg_query__define_stmt__descriptor) {
-        PgQuery__ObjectType k = ((const PgQuery__DefineStmt *)m)->kind;
-        if (k == PG_QUERY__OBJECT_TYPE__OBJECT_AGGREGATE)
-            return "CREATE AGGREGATE";
-        if (k == PG_QUERY__OBJECT_TYPE__OBJECT_OPERATOR)
-            return "CREATE OPERATOR";
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (size_t i = 0; i < COUNT(allowed); i++)
+        if (d == allowed[i])
+            return NULL;
+    if (d == &pg_query__create_domain_stmt__descriptor)
+        return domain_checks((const PgQuery__CreateDomainStmt *)m) ? "CREATE DOMAIN ... CHECK"
+                                                                   : NULL;
+    if (d == &pg_query__create_schema_stmt__descriptor)
+        return ((const PgQuery__CreateSchemaStmt *)m)->n_schema_elts ? "CREATE SCHEMA with elements"
+                                                                     : NULL;
+    for (size_t i = 0; i < COUNT(named); i++)
+        if (d == named[i].d)
+            return named[i].what;
+    if (d == &pg_query__define_stmt__descriptor) {
+        switch (((const PgQuery__DefineStmt *)m)->kind) {
+        case PG_QUERY__OBJECT_TYPE__OBJECT_AGGREGATE: return "CREATE AGGREGATE";
+        case PG_QUERY__OBJECT_TYPE__OBJECT_OPERATOR: return "CREATE OPERATOR";
+        case PG_QUERY__OBJECT_TYPE__OBJECT_TYPE: return "CREATE TYPE";
+        case PG_QUERY__OBJECT_TYPE__OBJECT_COLLATION: return "CREATE COLLATION";
+        default: return "CREATE TEXT SEARCH";
+        }
+    }
+    if (is_statement_named(d, "Create")) /* one this list does not know yet */
+        return "this CREATE statement";
+    return NULL;
+}
+
+/* What statement m is when it runs server-side code or reads or writes server files outside
+ * the guard's sight (LOAD, CALL, COPY with a file or program), for messages; NULL otherwise. */
+static const char *refused_run(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__load_stmt__descriptor)
+        return "LOAD";
+    if (d == &pg_query__call_stmt__descriptor)
+        return "CALL";
+    if (d == &pg_query__copy_stmt__descriptor) {
+        const PgQuery__CopyStmt *s = (const PgQuery__CopyStmt *)m;
+        if (s->is_program)
+            return s->is_from ? "COPY ... FROM PROGRAM" : "COPY ... TO PROGRAM";
+        if (s->filename && *s->filename)
+            return s->is_from ? "COPY ... FROM a server file" : "COPY ... TO a server file";
     }
     return NULL;
 }
@@ -1446,6 +1750,7 @@ static const struct {
     {&pg_query__range_var__descriptor, check_range_var},
     {&pg_query__range_subselect__descriptor, check_range_subselect},
     {&pg_query__common_table_expr__descriptor, check_cte},
+    {&pg_query__with_clause__descriptor, check_with},
     {&pg_query__join_expr__descriptor, check_join},
     {&pg_query__insert_stmt__descriptor, check_insert},
     {&pg_query__update_stmt__descriptor, check_update},
@@ -1472,26 +1777,30 @@ static enum use use_at(unsigned flags)
     return (flags & AT_PRED) ? USE_PRED : (flags & AT_CMP) ? USE_CMP : USE_EXPR;
 }
 
-/* Checks m in position flags: statements that run code or change objects are refused; nodes
- * with rules of their own go to their handler; any other passes flags to its children when it
- * keeps a predicate (or is a Node wrapper), and makes them plain expressions otherwise. */
+/* Checks m in position flags: statements that create objects other than tables, views, indexes
+ * and plain types, run code or change objects are refused; nodes with rules of their own go to
+ * their handler; any other passes flags to its children when it keeps a predicate (or is a Node
+ * wrapper), and makes them plain expressions otherwise (where tests of masked columns are no
+ * longer allowed). */
 static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *code = refused_statement(m), *table = NULL, *change = NULL;
+    const char *table = NULL, *made = NULL, *run = NULL, *change = NULL;
     visit_fn fn = handler_of(d);
-    if (code)
-        refuse(c, WHY_CODE, code);
-    else if ((table = changed_masked_table(c, m)))
+    if ((table = changed_masked_table(c, m)))
         refuse(c, WHY_DDL, table);
+    else if ((made = refused_creation(m)))
+        refuse(c, WHY_CREATE, made);
+    else if ((run = refused_run(m)))
+        refuse(c, WHY_RUN, run);
     else if ((change = alteration(m)))
         refuse(c, WHY_ALTER, change);
     else if (d == &pg_query__column_ref__descriptor)
         check_column_ref(c, (const PgQuery__ColumnRef *)m, use_at(flags), flags);
     else if (d == &pg_query__select_stmt__descriptor)
-        check_select(c, (const PgQuery__SelectStmt *)m, SEL_PLAIN, flags & UNDER_PRED);
+        check_select(c, (const PgQuery__SelectStmt *)m, SEL_PLAIN, flags & SCOPE);
     else if (is_predicate_comparison(m, flags))
-        check_comparison(c, (const PgQuery__AExpr *)m);
+        check_comparison(c, (const PgQuery__AExpr *)m, flags);
     else if (fn)
         fn(c, m, flags);
     else if (d == &pg_query__node__descriptor)
@@ -1499,7 +1808,7 @@ static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     else if ((flags & AT_ANY) && keeps_predicate(m))
         each_child(c, m, kept_flags(m, flags), check);
     else
-        each_child(c, m, flags & UNDER_PRED, check);
+        each_child(c, m, flags & STICKY, check);
 }
 
 static void check(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1523,7 +1832,9 @@ static void reset_statement(struct ctx *c)
 }
 
 /* One statement: its names first, then the check, repeated while aliases of masked columns
- * turn up (a rename may be seen after its use), until no set grows. */
+ * turn up (a rename may be seen after its use), until no set grows; the last pass's tests of
+ * masked columns count towards the text's. The statement itself is a query whose WHERE, ON
+ * and HAVING may test (when it is a SELECT, UPDATE or DELETE, or runs one now). */
 static void check_statement(struct ctx *c, const PgQuery__Node *st)
 {
     reset_statement(c);
@@ -1535,10 +1846,12 @@ static void check_statement(struct ctx *c, const PgQuery__Node *st)
         }
         c->grew = false;
         c->depth = 0;
-        check_query(c, st, 0);
+        c->tests = 0;
+        check_query(c, st, SCOPE_TESTS);
         if (!c->grew)
             break;
     }
+    c->tests_done += c->tests;
     reset_statement(c);
 }
 
@@ -1556,25 +1869,16 @@ void masksql_check(const char *sql, const struct masksql_policy *p, struct masks
     struct ctx c = {.p = p, .out = out};
     memset(out, 0, sizeof(*out));
     hash_policy(&c);
-    PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
-    PgQuery__ParseResult *tree =
-        r.error ? NULL
-                : pg_query__parse_result__unpack(NULL, r.parse_tree.len,
-                                                 (const uint8_t *)r.parse_tree.data);
-    if (r.error)
+    char err[240];
+    PgQuery__ParseResult *tree = sqlinfo_parse(sql, err, sizeof(err));
+    if (!tree)
         /* worded as the RLS guard's: policy.c keeps the parser's text (it may quote a
          * literal) out of the log by this wording */
-        refuse(&c, "statement refused: lakeproxy could not parse it (%.200s)",
-               r.error->message ? r.error->message : "syntax error");
-    else if (!tree)
-        refuse(&c, "statement refused: lakeproxy could not parse it (the parse tree could "
-                   "not be read)");
+        refuse(&c, "statement refused: lakeproxy could not parse it (%.200s)", err);
     for (size_t i = 0; tree && i < tree->n_stmts && !out->refuse; i++)
         if (tree->stmts[i] && tree->stmts[i]->stmt)
             check_statement(&c, tree->stmts[i]->stmt);
-    if (tree)
-        pg_query__parse_result__free_unpacked(tree, NULL);
-    pg_query_free_protobuf_parse_result(r);
+    sqlinfo_free_tree(tree);
     nameset_clear(&c.row_calls);
     nameset_clear(&c.table_cols);
 }

@@ -38,8 +38,9 @@ struct masksql_policy {
     const char *const *row_functions;     /* names of the functions and types that can be
                                              applied to a whole row (from the catalog) */
     size_t n_row_functions;
-    bool strict_predicates;      /* refuse masked columns in WHERE/ON/HAVING/ORDER BY ... even
-                                    compared with constants */
+    bool strict_predicates;      /* refuse every test of a masked column; otherwise up to 4
+                                    per text, against constants or parameters, in WHERE / ON
+                                    / HAVING (sorting and grouping are refused either way) */
 };
 
 struct masksql_verdict {

@@ -270,7 +270,14 @@ static const struct {
     {"WITH x AS (SELECT email, ssn FROM customers) SELECT * FROM x", false},
     {"SELECT email FROM customers WHERE ssn = '111-22-3333'", false},
     {"SELECT email FROM customers WHERE salary BETWEEN 1 AND 99999", false},
-    {"SELECT name, email FROM customers ORDER BY email", false},
+    {"SELECT name, email FROM customers ORDER BY email", true},
+    {"SELECT name, email FROM customers ORDER BY name", false},
+    {"SELECT ssn, count(*) FROM customers GROUP BY ssn", true},
+    {"SELECT count(*) FILTER (WHERE email LIKE 'a%') FROM customers", true},
+    {"SELECT id FROM customers WHERE ssn = 'a' OR ssn = 'b' OR ssn = 'c' OR ssn = 'd' "
+     "OR ssn = 'e'", true},
+    {"SELECT id, EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '1%') "
+     "FROM customers c", true},
     {"SELECT id, name FROM customer_names", false},
     {"SELECT count(*) FROM customers", false},
 };

@@ -1,7 +1,8 @@
 /* test_masksql.c: the masking guard's verdicts, as tables of statements that must be refused
  * (with a part of the reason) or passed under one policy, the predicate statements refused
- * under strict_predicates, policies naming child tables or lacking a column, and the bounded
- * verdict cache. */
+ * under strict_predicates, the CREATE allowlist, sorting and grouping by masked columns, where
+ * and how many times a statement may test them, policies naming child tables or lacking a
+ * column, and the bounded verdict cache. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,7 @@ static const struct refusal refused[] = {
     {"SELECT leak_fn()", "function \"leak_fn\""},
     {"SELECT leak_fn(name) FROM customers", "function \"leak_fn\""},
     {"SELECT * FROM leak_fn()", "function \"leak_fn\""},
-    {"CALL leak_fn()", "function \"leak_fn\""},
+    {"CALL leak_fn()", "CALL is not allowed"},
     {"SELECT public.anything()", "function \"anything\""},
     {"SELECT * FROM customer_view", "relation \"customer_view\""},
     {"SELECT 1 FROM customers c JOIN public.customer_view v ON true", "customer_view"},
@@ -226,12 +227,12 @@ static const char *const passed[] = {
     "WITH x AS (SELECT * FROM customers) SELECT * FROM x",
     "SELECT s.ssn FROM customers c, LATERAL (SELECT c.ssn) s",
     "SELECT email FROM customers WHERE ssn = '1'",
-    "SELECT email FROM customers WHERE email LIKE 'a%' ORDER BY email",
+    "SELECT email FROM customers WHERE email LIKE 'a%' ORDER BY id",
     "SELECT id FROM customers WHERE email IN ('a', 'b') AND ssn IS NOT NULL",
     "SELECT id FROM customers WHERE ssn BETWEEN '1' AND '2' OR email IS DISTINCT FROM 'x'",
-    "SELECT count(*) FROM customers GROUP BY email HAVING count(*) > 1",
-    "SELECT DISTINCT ON (email) email, id FROM customers ORDER BY email, id",
-    "SELECT row_number() OVER (PARTITION BY ssn ORDER BY email) FROM customers",
+    "SELECT count(*) FROM customers GROUP BY name HAVING count(*) > 1",
+    "SELECT DISTINCT ON (name) email, id FROM customers ORDER BY name, id",
+    "SELECT row_number() OVER (PARTITION BY name ORDER BY id) FROM customers",
     "SELECT count(*) FROM customers",
     "SELECT lower(name) FROM customers",
     "SELECT now()",
@@ -380,7 +381,7 @@ static const struct refusal oracles_refused[] = {
      "\"email\""},
 };
 
-/* Masked columns compared with constants and parameters, tested alone, sorted and grouped. */
+/* Masked columns compared with constants and parameters, or tested alone. */
 static const char *const constants_passed[] = {
     "SELECT email FROM customers WHERE ssn = '1'",
     "SELECT email FROM customers WHERE ssn = $1",
@@ -407,10 +408,6 @@ static const char *const constants_passed[] = {
     "SELECT id FROM t WHERE $1 = (SELECT ssn FROM customers WHERE id = 1)",
     "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM customers c WHERE c.ssn = '1')",
     "SELECT c.id FROM customers c JOIN t ON t.id = c.id WHERE c.email = 'x'",
-    "SELECT id FROM customers ORDER BY email",
-    "SELECT count(*) FROM customers GROUP BY email",
-    "SELECT DISTINCT ON (ssn) id FROM customers",
-    "SELECT rank() OVER (PARTITION BY salary ORDER BY email) FROM customers",
     "SELECT c.id FROM customers c JOIN t USING (id)",
     "UPDATE customers SET name = 'n' WHERE ssn = $1",
     "PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
@@ -483,6 +480,307 @@ static const char *const strict_refused[] = {
     "SELECT id FROM customers WHERE salary BETWEEN 1 AND 5",
     "SELECT c.id FROM customers c JOIN generate_series(0, 10) g ON c.salary = g",
     "SELECT id FROM customers WHERE 'a' IN (SELECT email FROM customers)",
+};
+
+/* CREATE statements outside the allowlist, and statements that run server-side code or use
+ * server files. */
+static const struct refusal creations_refused[] = {
+    {"CREATE EXTENSION tablefunc", "CREATE EXTENSION is not allowed: masked clients may not "
+                                   "create extensions, code or other server-side objects"},
+    {"CREATE EXTENSION tablefunc; SELECT * FROM crosstab('SELECT id, name, email FROM "
+     "customers') AS t(id int, a text, b text)",
+     "CREATE EXTENSION"},
+    {"SELECT 1; CREATE EXTENSION IF NOT EXISTS dblink SCHEMA public", "CREATE EXTENSION"},
+    {"SELECT * FROM crosstab('SELECT id, name, email FROM customers') AS t(id int, a text)",
+     "function \"crosstab\""},
+    {"SELECT * FROM connectby('customers', 'id', 'email', '1', 0) AS t(id int)", "connectby"},
+    {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'", "CREATE FUNCTION"},
+    {"CREATE PROCEDURE p() LANGUAGE sql AS 'select 1'", "CREATE FUNCTION/PROCEDURE"},
+    {"DO $$ BEGIN PERFORM 1; END $$", "DO is not allowed: masked clients may not create"},
+    {"CREATE TRIGGER tr AFTER INSERT ON other FOR EACH ROW EXECUTE FUNCTION f()", "CREATE TRIGGER"},
+    {"CREATE RULE r AS ON SELECT TO other DO INSTEAD SELECT 1", "CREATE RULE"},
+    {"CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()", "CREATE EVENT TRIGGER"},
+    {"CREATE CAST (text AS int) WITH INOUT", "CREATE CAST"},
+    {"CREATE AGGREGATE a (text) (sfunc = textcat, stype = text)", "CREATE AGGREGATE"},
+    {"CREATE OPERATOR === (leftarg = text, rightarg = text, function = texteq)", "CREATE OPERATOR"},
+    {"CREATE TYPE shell", "CREATE TYPE"},
+    {"CREATE TYPE b (input = f_in, output = f_out)", "CREATE TYPE"},
+    {"CREATE COLLATION c (locale = 'C')", "CREATE COLLATION"},
+    {"CREATE TEXT SEARCH DICTIONARY d (template = simple)", "CREATE TEXT SEARCH"},
+    {"CREATE TYPE r AS RANGE (subtype = int4)", "AS RANGE"},
+    {"CREATE OR REPLACE LANGUAGE plx HANDLER h", "CREATE LANGUAGE"},
+    {"CREATE TRUSTED LANGUAGE plx", "masked clients may not create"}, /* an extension */
+    {"CREATE TRANSFORM FOR int LANGUAGE plx (FROM SQL WITH FUNCTION f(internal))",
+     "CREATE TRANSFORM"},
+    {"CREATE CONVERSION cv FOR 'UTF8' TO 'LATIN1' FROM f", "CREATE CONVERSION"},
+    {"CREATE FOREIGN DATA WRAPPER w", "CREATE FOREIGN DATA WRAPPER"},
+    {"CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw", "CREATE SERVER"},
+    {"CREATE FOREIGN TABLE ft (email text) SERVER s", "CREATE FOREIGN TABLE"},
+    {"CREATE USER MAPPING FOR me SERVER s", "CREATE USER MAPPING"},
+    {"IMPORT FOREIGN SCHEMA public FROM SERVER s INTO other", "IMPORT FOREIGN SCHEMA"},
+    {"CREATE PUBLICATION pub FOR TABLE customers", "CREATE PUBLICATION"},
+    {"CREATE SUBSCRIPTION sub CONNECTION 'host=x' PUBLICATION pub", "CREATE SUBSCRIPTION"},
+    {"CREATE ACCESS METHOD am TYPE TABLE HANDLER h", "CREATE ACCESS METHOD"},
+    {"CREATE OPERATOR CLASS oc FOR TYPE text USING btree AS OPERATOR 1 <", "CREATE OPERATOR CLASS"},
+    {"CREATE OPERATOR FAMILY of USING btree", "CREATE OPERATOR FAMILY"},
+    {"CREATE STATISTICS st ON email, ssn FROM customers", "CREATE STATISTICS"},
+    {"CREATE ROLE r2", "CREATE ROLE"},
+    {"CREATE USER u2", "CREATE ROLE"},
+    {"CREATE DATABASE d2", "CREATE DATABASE"},
+    {"CREATE TABLESPACE ts LOCATION '/tmp'", "CREATE TABLESPACE"},
+    {"CREATE POLICY p ON other USING (true)", "CREATE POLICY"},
+    {"CREATE DOMAIN d AS text CHECK (VALUE <> '')", "CREATE DOMAIN ... CHECK"},
+    {"CREATE DOMAIN d AS text NOT NULL CONSTRAINT k CHECK (length(VALUE) > 1)",
+     "CREATE DOMAIN ... CHECK"},
+    {"CREATE SCHEMA s CREATE TABLE t (x int)", "CREATE SCHEMA with elements"},
+    {"CREATE SCHEMA s CREATE VIEW v AS SELECT 1", "CREATE SCHEMA with elements"},
+    {"LOAD 'auto_explain'", "LOAD is not allowed"},
+    {"CALL p()", "CALL is not allowed"},
+    {"CALL pg_catalog.anything(1)", "CALL"},
+    {"COPY t FROM PROGRAM 'id'", "COPY ... FROM PROGRAM"},
+    {"COPY other TO PROGRAM 'cat > /tmp/x'", "COPY ... TO PROGRAM"},
+    {"COPY (SELECT id FROM customers) TO PROGRAM 'cat'", "COPY ... TO PROGRAM"},
+    {"COPY t FROM '/etc/passwd'", "COPY ... FROM a server file"},
+    {"COPY other (x) TO '/tmp/out.csv'", "COPY ... TO a server file"},
+    {"COPY customers (id, name) TO '/tmp/out.csv'", "COPY ... TO a server file"},
+    {"EXPLAIN ANALYZE CREATE TABLE t AS SELECT id FROM customers; CREATE EXTENSION x",
+     "CREATE EXTENSION"},
+};
+
+/* CREATE statements masked clients may run. */
+static const char *const creations_allowed[] = {
+    "CREATE TABLE t2 (a int, b text DEFAULT 'x', CHECK (a > 0))",
+    "CREATE TEMPORARY TABLE t3 (LIKE other)",
+    "CREATE TABLE c2 (LIKE customers)",
+    "CREATE TABLE c3 () INHERITS (other)",
+    "CREATE TABLE p1 PARTITION OF other FOR VALUES IN (1)",
+    "CREATE UNLOGGED TABLE IF NOT EXISTS t4 (x int)",
+    "CREATE INDEX i ON other (x) WHERE x > 0",
+    "CREATE VIEW v2 AS SELECT id, name FROM customers",
+    "CREATE MATERIALIZED VIEW mv AS SELECT id FROM customers",
+    "CREATE TABLE t5 AS SELECT id FROM customers WHERE ssn = $1",
+    "CREATE SEQUENCE sq START 10",
+    "CREATE TYPE pair AS (a int, b text)",
+    "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+    "CREATE DOMAIN d AS text NOT NULL DEFAULT 'x'",
+    "CREATE SCHEMA s",
+    "CREATE SCHEMA IF NOT EXISTS s AUTHORIZATION me",
+    "COPY other FROM STDIN",
+    "COPY other TO STDOUT",
+};
+
+/* Sorting, grouping or de-duplicating by a masked column: refused whatever the mode. */
+static const struct refusal sorting_refused[] = {
+    {"SELECT id FROM customers ORDER BY ssn",
+     "column \"ssn\" is masked: sorting or grouping by a masked column would reveal its order "
+     "or equal values"},
+    {"INSERT INTO customers (id, ssn) SELECT -g, lpad(g::text, 9, '0') FROM "
+     "generate_series(1, 1000) g; SELECT id FROM customers ORDER BY ssn",
+     "sorting or grouping"},
+    {"SELECT id FROM customers ORDER BY email DESC NULLS LAST", "\"email\" is masked: sorting"},
+    {"SELECT id FROM customers c ORDER BY c.salary USING <", "\"salary\" is masked: sorting"},
+    {"SELECT id FROM customers ORDER BY ssn = '123'", "\"ssn\" is masked: sorting"},
+    {"SELECT id FROM customers ORDER BY ssn IS NULL", "\"ssn\" is masked: sorting"},
+    {"SELECT count(*) FROM customers GROUP BY ssn", "\"ssn\" is masked: sorting"},
+    {"SELECT count(*) FROM customers GROUP BY ssn HAVING count(*) = 2", "\"ssn\""},
+    {"SELECT count(*) FROM customers GROUP BY ROLLUP (email)", "\"email\" is masked: sorting"},
+    {"SELECT count(*) FROM customers GROUP BY GROUPING SETS ((name, ssn), ())",
+     "\"ssn\" is masked: sorting"},
+    {"SELECT DISTINCT ssn FROM customers", "\"ssn\" is masked: sorting"},
+    {"SELECT DISTINCT id, c.email FROM customers c", "\"email\" is masked: sorting"},
+    {"SELECT DISTINCT * FROM customers", "* over table \"customers\", which has masked columns, "
+                                         "is sorted or grouped"},
+    {"SELECT count(*) FROM (SELECT DISTINCT ssn FROM customers) s", "\"ssn\" is masked"},
+    {"SELECT DISTINCT ON (ssn) id FROM customers", "\"ssn\" is masked: sorting"},
+    {"SELECT DISTINCT ON (1) ssn, id FROM customers", "\"ssn\" is masked: sorting"},
+    {"SELECT id, ssn FROM customers ORDER BY 2", "\"ssn\" is masked: sorting"},
+    {"SELECT ssn, count(*) FROM customers GROUP BY 1", "\"ssn\" is masked: sorting"},
+    {"SELECT * FROM customers ORDER BY 4", "* over table \"customers\""},
+    {"SELECT x.* FROM (SELECT ssn FROM customers) x ORDER BY 1", "is sorted or grouped"},
+    {"SELECT email AS e, id FROM customers ORDER BY e", "\"email\" is masked: sorting"},
+    {"SELECT id FROM t WHERE $1 = (SELECT email AS e FROM customers ORDER BY e LIMIT 1)",
+     "\"email\" is masked: sorting"},
+    {"SELECT id FROM (SELECT id, ssn FROM customers ORDER BY ssn) s", "\"ssn\" is masked"},
+    {"SELECT x.id FROM (SELECT id, ssn AS k FROM customers) x ORDER BY x.k", "\"k\" is masked"},
+    {"SELECT rank() OVER (ORDER BY ssn) FROM customers", "\"ssn\" is masked: sorting"},
+    {"SELECT row_number() OVER (PARTITION BY email) FROM customers",
+     "\"email\" is masked: sorting"},
+    {"SELECT count(*) OVER (PARTITION BY ssn LIKE '1%') FROM customers",
+     "\"ssn\" is masked: sorting"},
+    {"SELECT count(*) OVER w FROM customers WINDOW w AS (PARTITION BY salary)",
+     "\"salary\" is masked: sorting"},
+    {"SELECT string_agg(name, ',' ORDER BY ssn) FROM customers", "\"ssn\" is masked: sorting"},
+    {"SELECT id FROM t ORDER BY (SELECT count(*) FROM customers WHERE ssn < t.x)", "\"ssn\""},
+    {"WITH RECURSIVE r AS (SELECT id, email FROM customers UNION ALL SELECT id, email FROM r) "
+     "SEARCH DEPTH FIRST BY email SET o SELECT id FROM r",
+     "\"email\""},
+};
+
+/* Sorting and grouping by other columns. */
+static const char *const sorting_passed[] = {
+    "SELECT email FROM customers ORDER BY id",
+    "SELECT id, email FROM customers ORDER BY 1",
+    "SELECT email, id FROM customers ORDER BY 2 DESC",
+    "SELECT email AS e, name AS n FROM customers ORDER BY n",
+    "SELECT name, count(*) FROM customers GROUP BY 1",
+    "SELECT DISTINCT id, name FROM customers",
+    "SELECT DISTINCT ON (id) id, email FROM customers ORDER BY id",
+    "SELECT rank() OVER (PARTITION BY name ORDER BY id), email FROM customers",
+    "SELECT string_agg(name, ',' ORDER BY id) FROM customers",
+    "SELECT DISTINCT * FROM other ORDER BY 1",
+};
+
+/* Tests of masked columns outside WHERE, ON and HAVING of a SELECT, UPDATE or DELETE. */
+static const struct refusal tests_misplaced[] = {
+    {"SELECT count(*) FILTER (WHERE email LIKE '___a%') FROM customers",
+     "column \"email\" is masked: it may be compared with constants only in WHERE, JOIN"},
+    {"SELECT count(*) FILTER (WHERE ssn IS NULL) FROM customers", "\"ssn\" is masked: it may be"},
+    {"SELECT count(*) FILTER (WHERE 'a' IN (SELECT email FROM customers)) FROM t",
+     "\"email\" is masked: it may be"},
+    {"SELECT id, EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '1%') "
+     "FROM customers c",
+     "\"ssn\" is masked: it may be compared with constants only"},
+    {"SELECT (SELECT count(*) FROM customers WHERE ssn LIKE '1%')", "\"ssn\" is masked: it may"},
+    {"SELECT id, (SELECT 1 FROM customers d JOIN t ON d.ssn = '1' LIMIT 1) FROM t",
+     "\"ssn\" is masked: it may"},
+    {"SELECT id FROM t WHERE x = (SELECT (SELECT 1 FROM customers WHERE ssn = '1'))",
+     "\"ssn\" is masked: it may"},
+    {"SELECT 1 FROM t WHERE EXISTS (SELECT (SELECT count(*) FROM customers WHERE "
+     "ssn LIKE '1%') FROM t)",
+     "\"ssn\" is masked: it may"},
+    {"SELECT count(*) FILTER (WHERE ssn = '1') OVER () FROM customers", "\"ssn\" is masked: it"},
+    {"SELECT id FROM t LIMIT (SELECT count(*) FROM customers WHERE ssn LIKE '1%')",
+     "\"ssn\" is masked: it may"},
+    {"SELECT * FROM t, generate_series(1, (SELECT count(*) FROM customers WHERE email "
+     "LIKE 'a%'))",
+     "\"email\" is masked: it may"},
+    {"SELECT coalesce((SELECT 1 FROM customers WHERE ssn = '1'), 0)", "\"ssn\" is masked: it"},
+    {"UPDATE t SET x = (SELECT count(*) FROM customers WHERE ssn LIKE '1%')",
+     "\"ssn\" is masked: it may"},
+    {"UPDATE t SET x = 1 RETURNING (SELECT count(*) FROM customers WHERE ssn LIKE '1%')",
+     "\"ssn\" is masked: it may"},
+    {"INSERT INTO t VALUES ((SELECT count(*) FROM customers WHERE ssn LIKE '1%'))",
+     "\"ssn\" is masked: it may"},
+    {"INSERT INTO customers (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET name = 'x' "
+     "WHERE customers.ssn = '1'",
+     "\"ssn\" is masked: it may"},
+    {"MERGE INTO t USING customers c ON t.id = c.id AND c.email = 'x' WHEN MATCHED THEN DELETE",
+     "\"email\" is masked: it may"},
+    {"MERGE INTO t USING customers c ON t.id = c.id WHEN MATCHED AND c.ssn LIKE '1%' THEN "
+     "DELETE",
+     "\"ssn\" is masked: it may"},
+    {"COPY customers FROM STDIN WHERE ssn = '1'", "\"ssn\" is masked: it may"},
+    {"CREATE VIEW v AS SELECT id FROM customers WHERE ssn = '1'", "\"ssn\" is masked: it may"},
+    {"CREATE INDEX ON customers (id) WHERE ssn = '1'", "\"ssn\""},
+};
+
+/* Unique-index arbitration on a masked column tests many guessed values in one INSERT. */
+static const struct refusal conflicts_refused[] = {
+    {"INSERT INTO customers (id, ssn) VALUES (-1, '111'), (-2, '112') ON CONFLICT DO NOTHING "
+     "RETURNING id",
+     "INSERT ... ON CONFLICT into table \"customers\" may test the new rows"},
+    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (ssn) DO NOTHING",
+     "ON CONFLICT into table"},
+    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (id, email) DO NOTHING",
+     "ON CONFLICT into table"},
+    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT ON CONSTRAINT k "
+     "DO UPDATE SET name = 'hit'",
+     "ON CONFLICT into table"},
+    {"INSERT INTO customers (id, email) VALUES (-1, 'a') ON CONFLICT ((lower(name))) DO NOTHING",
+     "ON CONFLICT into table"},
+};
+
+static const char *const conflicts_passed[] = {
+    "INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (id) DO NOTHING RETURNING id",
+    "INSERT INTO customers (id, name) VALUES (1, 'n') ON CONFLICT (id) DO UPDATE SET name = 'm'",
+    "INSERT INTO other (x) VALUES (1) ON CONFLICT DO NOTHING",
+};
+
+/* Tests where they are allowed (each counted). */
+static const char *const tests_placed[] = {
+    "SELECT email FROM customers WHERE ssn = $1",
+    "SELECT email FROM customers WHERE ssn IN ('a', 'b') AND email LIKE 'a%'",
+    "UPDATE customers SET name = 'x' WHERE email = $1",
+    "DELETE FROM customers WHERE ssn = '1'",
+    "DELETE FROM t USING customers c WHERE c.id = t.id AND c.ssn = '1'",
+    "SELECT c.id FROM customers c JOIN t ON t.id = c.id AND c.ssn = '1'",
+    "SELECT c.id FROM t LEFT JOIN customers c ON c.email = $1",
+    "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM customers d WHERE d.id = t.id AND "
+    "d.ssn LIKE '1%')",
+    "SELECT id FROM t WHERE (SELECT count(*) FROM customers WHERE ssn LIKE '1%') > 0",
+    "SELECT id FROM t WHERE id IN (SELECT id FROM customers WHERE email = 'x')",
+    "SELECT name FROM t GROUP BY name HAVING EXISTS (SELECT 1 FROM customers WHERE ssn = '1')",
+    "SELECT s.id FROM (SELECT id FROM customers WHERE ssn = '1') s",
+    "WITH x AS (SELECT id FROM customers WHERE ssn = '1') SELECT id FROM x",
+    "SELECT id FROM customers c, LATERAL (SELECT 1 WHERE c.ssn = '1') z",
+    "SELECT id FROM customers WHERE ssn = '1' UNION ALL SELECT id FROM customers WHERE ssn = '2'",
+    "INSERT INTO t SELECT id FROM customers WHERE ssn = '1'",
+    "UPDATE t SET x = 1 FROM (SELECT id FROM customers WHERE ssn = '1') c WHERE c.id = t.id",
+    "WITH d AS (DELETE FROM customers WHERE ssn = '1' RETURNING id) SELECT id FROM d",
+    "EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'",
+    "PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
+    "DECLARE k CURSOR FOR SELECT id FROM customers WHERE email LIKE $1",
+    "COPY (SELECT id FROM customers WHERE ssn = '1') TO STDOUT",
+    "SELECT id FROM customers WHERE ssn = ANY($1) AND email = ANY(ARRAY['a', 'b', 'c'])",
+};
+
+/* Four tests of masked columns in one text pass; a fifth is refused. */
+static const char *const four_tests[] = {
+    "SELECT id FROM customers WHERE ssn = '1' OR ssn = '2' OR email = 'a' OR salary > 3",
+    "SELECT id FROM customers WHERE ssn IN ('1', '2', '3') AND ssn = ANY($1) AND email LIKE "
+    "'a%' AND salary BETWEEN 1 AND 9",
+    "SELECT id FROM customers WHERE ssn = '1'; SELECT id FROM customers WHERE ssn = '2'; "
+    "SELECT id FROM customers WHERE ssn = '3'; SELECT id FROM customers WHERE ssn = '4'",
+    "SELECT id FROM customers WHERE ssn LIKE '1%' UNION ALL SELECT id FROM customers WHERE "
+    "ssn LIKE '2%' UNION ALL SELECT id FROM customers WHERE ssn LIKE '3%' UNION ALL SELECT id "
+    "FROM customers WHERE ssn LIKE '4%'",
+    "SELECT e FROM (SELECT email AS e FROM customers) s WHERE e = '1' OR e = '2' OR e = '3' "
+    "OR e = '4'",
+    "SELECT id FROM customers WHERE (email, ssn) IN (('a', '1'), ('b', '2')) AND "
+    "email IS NOT NULL AND 'x' IN (SELECT ssn FROM customers)",
+    "UPDATE customers SET name = 'n' WHERE ssn = '1' AND email = '2' AND salary = 3 AND "
+    "ssn <> '4'",
+};
+
+static const struct refusal five_tests[] = {
+    {"SELECT id FROM customers WHERE ssn = '1' OR ssn = '2' OR email = 'a' OR salary > 3 OR "
+     "ssn = '5'",
+     "a statement may test masked columns at most 4 times"},
+    {"SELECT id FROM customers WHERE ssn = '1'; SELECT id FROM customers WHERE ssn = '2'; "
+     "SELECT id FROM customers WHERE ssn = '3'; SELECT id FROM customers WHERE ssn = '4'; "
+     "SELECT id FROM customers WHERE ssn = '5'",
+     "at most 4 times"},
+    {"SELECT id FROM customers WHERE ssn LIKE '1%' UNION ALL SELECT id FROM customers WHERE "
+     "ssn LIKE '2%' UNION ALL SELECT id FROM customers WHERE ssn LIKE '3%' UNION ALL SELECT id "
+     "FROM customers WHERE ssn LIKE '4%' UNION ALL SELECT id FROM customers WHERE ssn LIKE '5%'",
+     "at most 4 times"},
+    {"SELECT e FROM (SELECT email AS e FROM customers) s WHERE e = '1' OR e = '2' OR e = '3' "
+     "OR e = '4' OR e = '5'",
+     "at most 4 times"},
+    {"SELECT id FROM t WHERE EXISTS (SELECT 1 FROM customers WHERE ssn = '1') AND EXISTS "
+     "(SELECT 1 FROM customers WHERE ssn = '2') AND EXISTS (SELECT 1 FROM customers WHERE "
+     "ssn = '3') AND EXISTS (SELECT 1 FROM customers WHERE ssn = '4') AND EXISTS (SELECT 1 "
+     "FROM customers WHERE ssn = '5')",
+     "at most 4 times"},
+    {"SELECT id FROM customers WHERE (email, ssn, salary) IN (('a', '1', 1)) AND ssn IS NULL "
+     "AND email IS NULL",
+     "at most 4 times"},
+    {"SELECT id FROM t WHERE 'a' IN (SELECT * FROM customers) AND 'b' IN (SELECT * FROM "
+     "customers) AND 'c' IN (SELECT * FROM customers) AND 'd' IN (SELECT * FROM customers) "
+     "AND 'e' IN (SELECT * FROM customers)",
+     "at most 4 times"},
+    {"UPDATE customers SET name = 'n' WHERE ssn = '1' AND email = '2' AND salary = 3 AND "
+     "ssn <> '4' AND ssn <> '5'",
+     "at most 4 times"},
+    {"DELETE FROM customers WHERE ssn IN ('1') OR ssn IN ('2') OR ssn IN ('3') OR ssn IN ('4') "
+     "OR ssn IN ('5')",
+     "at most 4 times"},
+    {"PREPARE p AS SELECT id FROM customers WHERE ssn = $1 OR ssn = $2 OR ssn = $3 OR ssn = $4 "
+     "OR ssn = $5",
+     "at most 4 times"},
+    {"SELECT c.id FROM customers c JOIN t ON c.ssn = '1' JOIN t u ON c.ssn = '2' WHERE "
+     "c.email = 'a' AND c.email = 'b' AND c.salary = 1",
+     "at most 4 times"},
 };
 
 Test(masksql, refuses_what_could_carry_a_masked_value)
@@ -580,6 +878,104 @@ Test(masksql, strict_predicates_refuse_any_predicate_use)
     struct masksql_verdict v;
     masksql_check("SELECT email FROM customers WHERE id = 1 ORDER BY id", &strict, &v);
     cr_expect_not(v.refuse, "%s", v.reason);
+}
+
+Test(masksql, allows_only_listed_creations_and_refuses_server_code)
+{
+    expect_refused(&policy, creations_refused, N(creations_refused));
+    expect_passed(&policy, creations_allowed, N(creations_allowed));
+}
+
+Test(masksql, refuses_sorting_or_grouping_by_masked_columns_in_any_mode)
+{
+    struct masksql_policy strict = policy;
+    strict.strict_predicates = true;
+    expect_refused(&policy, sorting_refused, N(sorting_refused));
+    for (size_t i = 0; i < N(sorting_refused); i++) {
+        struct masksql_verdict v;
+        masksql_check(sorting_refused[i].sql, &strict, &v);
+        cr_expect(v.refuse, "strict should refuse: %s", sorting_refused[i].sql);
+    }
+    expect_passed(&policy, sorting_passed, N(sorting_passed));
+    expect_passed(&strict, sorting_passed, N(sorting_passed));
+}
+
+Test(masksql, allows_tests_only_in_where_on_and_having)
+{
+    expect_refused(&policy, tests_misplaced, N(tests_misplaced));
+    expect_passed(&policy, tests_placed, N(tests_placed));
+}
+
+Test(masksql, refuses_on_conflict_arbitrating_on_masked_columns)
+{
+    expect_refused(&policy, conflicts_refused, N(conflicts_refused));
+    expect_passed(&policy, conflicts_passed, N(conflicts_passed));
+}
+
+Test(masksql, counts_at_most_four_tests_per_text)
+{
+    expect_passed(&policy, four_tests, N(four_tests));
+    expect_refused(&policy, five_tests, N(five_tests));
+    /* the count is per text: the same statement checked again starts afresh */
+    expect_passed(&policy, four_tests, 1);
+    struct masksql_cache *mc = masksql_cache_new(4);
+    cr_assert(mc);
+    cr_expect_not(masksql_cache_check(mc, four_tests[0], &policy, 1)->refuse);
+    cr_expect_not(masksql_cache_check(mc, four_tests[1], &policy, 1)->refuse);
+    cr_expect(masksql_cache_check(mc, five_tests[0].sql, &policy, 1)->refuse);
+    masksql_cache_free(mc);
+}
+
+/* Appends to *p (within end) the text of fmt for i = 0 .. n-1, joined by sep. */
+static char *repeat(char *p, const char *end, size_t n, const char *fmt, const char *sep)
+{
+    for (size_t i = 0; i < n && p < end; i++) {
+        if (i)
+            p += snprintf(p, (size_t)(end - p), "%s", sep);
+        p += snprintf(p, (size_t)(end - p), fmt, (int)(i % 10), (int)(i / 10 % 10),
+                      (int)(i / 100 % 10));
+    }
+    return p;
+}
+
+Test(masksql, refuses_many_guesses_in_one_statement)
+{
+    size_t cap = 256 * 1024;
+    char *sql = malloc(cap), *end = sql + cap, *p;
+    cr_assert(sql);
+    struct masksql_verdict v;
+    /* 1,057 FILTERs, each testing a character of every email at once */
+    p = sql + sprintf(sql, "SELECT ");
+    p = repeat(p, end, 1057, "count(*) FILTER (WHERE email LIKE '%d%d%d%%')", ", ");
+    snprintf(p, (size_t)(end - p), " FROM customers");
+    masksql_check(sql, &policy, &v);
+    cr_expect(v.refuse && strstr(v.reason, "compared with constants only in WHERE"), "%s",
+              v.reason);
+    /* as EXISTS in the select list */
+    p = sql + sprintf(sql, "SELECT c.id, ");
+    p = repeat(p, end, 200,
+               "EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '%d%d%d%%')",
+               ", ");
+    snprintf(p, (size_t)(end - p), " FROM customers c");
+    masksql_check(sql, &policy, &v);
+    cr_expect(v.refuse && strstr(v.reason, "\"ssn\" is masked: it may be compared"), "%s",
+              v.reason);
+    /* as UNION ALL arms, each with its own WHERE */
+    p = repeat(sql, end, 300, "SELECT '%d%d%d', count(*) FROM customers WHERE ssn LIKE '%%'",
+               " UNION ALL ");
+    masksql_check(sql, &policy, &v);
+    cr_expect(v.refuse && strstr(v.reason, "at most 4 times"), "%s", v.reason);
+    /* as statements of one text */
+    p = repeat(sql, end, 300, "SELECT count(*) FROM customers WHERE ssn LIKE '%d%d%d%%'", "; ");
+    masksql_check(sql, &policy, &v);
+    cr_expect(v.refuse && strstr(v.reason, "at most 4 times"), "%s", v.reason);
+    /* as window partitions */
+    p = sql + sprintf(sql, "SELECT ");
+    p = repeat(p, end, 100, "count(*) OVER (PARTITION BY ssn LIKE '%d%d%d%%')", ", ");
+    snprintf(p, (size_t)(end - p), " FROM customers");
+    masksql_check(sql, &policy, &v);
+    cr_expect(v.refuse && strstr(v.reason, "sorting or grouping"), "%s", v.reason);
+    free(sql);
 }
 
 Test(masksql, reasons_fit_and_keep_the_first)
