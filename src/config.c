@@ -450,6 +450,7 @@ static const struct field masking_fields[] = {
     LIST("allow_functions", struct mask_config, allow_functions),
     BOOL("strict_predicates", struct mask_config, strict_predicates),
     INT("catalog_refresh_s", struct mask_config, catalog_refresh_s, 1, 86400),
+    INT("max_tests_per_second", struct mask_config, max_tests_per_second, 0, 1000000),
     STR("hash_key_env", struct mask_config, hash_key_env),
     STR("hash_key_file", struct mask_config, hash_key_file),
 };
@@ -1070,6 +1071,7 @@ static void config_defaults(struct config *cfg)
     cfg->max_message_size = 16u << 20;
     cfg->shutdown_timeout_s = 30;
     cfg->masking.catalog_refresh_s = 30;
+    cfg->masking.max_tests_per_second = 100;
     cfg->stats = (struct stats_config){.enabled = true, .sample_percent = 100, .queue = 4096,
                                        .max_queries = 5000};
 }

@@ -181,6 +181,9 @@ struct mask_config {
                                          ORDER BY ... too (default false) */
     int catalog_refresh_s;            /* catalog_refresh_s: re-read tables, views and
                                          functions this often (default 30) */
+    int max_tests_per_second;         /* max_tests_per_second: comparisons of masked columns
+                                         with constants one user may run per second, bursts
+                                         of twice that (default 100, 0: no limit) */
     char *hash_key_env;               /* hash_key_env: environment variable with the hash key */
     char *hash_key_file;              /* hash_key_file: file with the hash key */
     uint8_t *hash_key;                /* the key itself, read at load (never logged) */

@@ -191,6 +191,22 @@ static bool takes_session_lock(const char *fn)
             strncmp(fn, "pg_try_advisory_lock", 20) == 0);
 }
 
+/* Argument pos of set_config(setting_name, new_value, is_local), given positionally or by its
+ * name (named arguments follow the positional ones, in any order); NULL when absent. */
+static const PgQuery__Node *call_arg(const PgQuery__FuncCall *f, size_t pos, const char *name)
+{
+    for (size_t i = 0; i < f->n_args; i++) {
+        const PgQuery__Node *a = f->args[i];
+        if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR) {
+            if (a->named_arg_expr->name && strcasecmp(a->named_arg_expr->name, name) == 0)
+                return a->named_arg_expr->arg;
+        } else if (i == pos) {
+            return a;
+        }
+    }
+    return NULL;
+}
+
 static void check_call(struct check *k, const PgQuery__FuncCall *f)
 {
     char low[96];
@@ -202,15 +218,16 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
     if (strcmp(fn, "set_config") != 0)
         return;
-    const char *name = f->n_args > 0 ? const_string(f->args[0]) : NULL;
+    const PgQuery__Node *local = call_arg(f, 2, "is_local");
+    const char *name = const_string(call_arg(f, 0, "setting_name"));
     if (!name)
         refuse(k, "set_config() with a computed setting name is not allowed", NULL);
     else if (is_protected(k, name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(name, low));
     else if (changes_how_text_reads(name))
-        check_text_reading_value(k, name, f->n_args > 1 ? f->args[1] : NULL);
-    if (name && !(f->n_args > 2 && is_true(f->args[2])))
+        check_text_reading_value(k, name, call_arg(f, 1, "new_value"));
+    if (name && !(local && is_true(local)))
         note_session_set(k, name);
 }
 

@@ -2,7 +2,9 @@
  * could carry a masked column's value to the client other than as a plain column reference,
  * store it, compare it with other rows' values, sort or group by it, test it against many
  * guesses at once, create code or objects out of the guard's sight, or change what masking
- * protects), and the bounded LRU cache of its verdicts by (policy, statement text). */
+ * protects; which write masked columns, index, reorder or analyse masked tables, or change
+ * planner settings, any of which lets planted guesses sort among the real values), and the
+ * bounded LRU cache of its verdicts by (policy, statement text). */
 #include "masksql.h"
 
 #include <ctype.h>
@@ -103,6 +105,35 @@
 #define WHY_CTAS_EXECUTE                                                                           \
     "CREATE TABLE AS EXECUTE is not allowed for clients with masked columns: the prepared "        \
     "statement may select masked columns; use CREATE TABLE AS SELECT with the columns named"
+/* Writing a masked column: a client-chosen value would sort and compare among the real ones
+ * (an index scan returns them interleaved: each real value sits between two guesses). */
+#define WRITE_TAIL                                                                                 \
+    ": masked clients cannot write masked columns (a written value would sort and compare "        \
+    "among the real ones); ask an administrator"
+#define WHY_WRITE "column \"%.63s\" of table \"%.63s\" is written here" WRITE_TAIL
+#define WHY_WRITE_ALL "INSERT into table \"%.63s\" without a column list" WRITE_TAIL
+#define WHY_WRITE_MERGE "MERGE into table \"%.63s\" may write its masked columns" WRITE_TAIL
+#define WHY_WRITE_COPY                                                                             \
+    "COPY into table \"%.63s\" without a column list of only unmasked columns" WRITE_TAIL
+#define WHY_WRITE_CHILD                                                                            \
+    "a table inheriting from or partitioning table \"%.63s\" would hold rows among its "           \
+    "own" WRITE_TAIL
+#define WHY_FOREIGN_KEY                                                                            \
+    "a foreign key referencing table \"%.63s\" would test many guesses against its columns at "    \
+    "once: not allowed for clients with masked columns; ask an administrator"
+#define WHY_PHYSICAL                                                                               \
+    "%s is not allowed for clients with masked columns: indexes, physical row order and "          \
+    "planner statistics of table \"%.63s\" follow its masked columns' values; ask an "             \
+    "administrator"
+#define WHY_PLANNER                                                                                \
+    "setting \"%.63s\" is a planner setting: clients with masked columns may not change it "       \
+    "(forcing index scans returns rows in a masked column's order)"
+#define WHY_SETTING_NAME                                                                           \
+    "set_config() whose setting name is not a constant is not allowed for clients with masked "    \
+    "columns"
+#define WHY_PREPARE_TESTS                                                                          \
+    "PREPARE of a statement that tests masked column \"%.63s\" is not allowed: prepare "           \
+    "statements that test masked columns through the protocol (Parse), not SQL PREPARE"
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
 #define WHY_COMPLEX                                                                                \
     "statement refused: too complex for the masking guard (nested too deeply or too many "         \
@@ -360,6 +391,36 @@ static const char *const system_columns[] = {"ctid", "xmin", "xmax", "cmin", "cm
 static const char *const comparisons[] = {
     "=", "<>", "!=", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*"};
 
+/* Planner settings (every name starting with one of these, or equal to one): forcing index
+ * scans (or sorts, hashes, join orders) makes rows come back in a masked column's order. */
+static const char *const planner_prefixes[] = {"enable_", "geqo", "jit"};
+static const char *const planner_settings[] = {
+    "random_page_cost",
+    "seq_page_cost",
+    "cpu_tuple_cost",
+    "cpu_index_tuple_cost",
+    "cpu_operator_cost",
+    "effective_cache_size",
+    "plan_cache_mode",
+    "from_collapse_limit",
+    "join_collapse_limit",
+    "work_mem",
+    "hash_mem_multiplier",
+    "default_statistics_target",
+    "constraint_exclusion",
+    "force_parallel_mode",
+    "debug_parallel_query",
+    "parallel_setup_cost",
+    "parallel_tuple_cost",
+    "parallel_leader_participation",
+    "min_parallel_table_scan_size",
+    "min_parallel_index_scan_size",
+    "max_parallel_workers_per_gather",
+    "max_parallel_workers",
+    "cursor_tuple_fraction",
+    "recursive_worktable_factor",
+};
+
 /* ---- the check ---- */
 
 /* Where a node sits: AT_PRED directly in a predicate, alone or compared only with constants (a
@@ -409,8 +470,9 @@ struct ctx {
     const char *table;         /* the first masked table the statement names, or NULL */
     bool grew;                 /* a set grew in this pass: the check must run again */
     int depth;
-    int tests;      /* tests of masked columns seen by this pass over the statement */
-    int tests_done; /* those of the text's earlier statements */
+    int tests;          /* tests of masked columns seen by this pass over the statement */
+    int tests_done;     /* those of the text's earlier statements */
+    const char *tested; /* the masked column (or table, for *) tested last, for messages */
 };
 
 typedef void (*visit_fn)(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
@@ -764,6 +826,7 @@ static bool is_row_call(const struct ctx *c, const char *qual, const char *x)
  * statement text. */
 static void count_test(struct ctx *c, const char *name)
 {
+    c->tested = name;
     if (c->tests_done + ++c->tests > MAX_TESTS)
         refuse(c, WHY_TESTS, name, MAX_TESTS);
 }
@@ -1208,6 +1271,55 @@ static bool function_allowed(const struct ctx *c, const char *schema, const char
            (!schema || strcasecmp(schema, "pg_catalog") == 0);
 }
 
+static bool is_planner_setting(const char *name)
+{
+    return name && (has_prefix(name, planner_prefixes, COUNT(planner_prefixes)) ||
+                    in_list(planner_settings, COUNT(planner_settings), name));
+}
+
+/* The string constant n holds (through casts), or NULL. */
+static const char *const_text(const PgQuery__Node *n)
+{
+    for (int depth = 0; n && depth < MAX_DEPTH; depth++) {
+        if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+            n = n->type_cast->arg;
+        else if (n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)
+            n = n->collate_clause->arg;
+        else
+            return n->node_case == PG_QUERY__NODE__NODE_A_CONST && !n->a_const->isnull &&
+                           n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
+                       ? n->a_const->sval->sval
+                       : NULL;
+    }
+    return NULL;
+}
+
+/* The setting set_config(f) changes: the argument named setting_name, else the first when it
+ * is positional; NULL when that is not a constant (set_config(new_value => ..., setting_name
+ * => ...) puts it anywhere). */
+static const char *setting_of(const PgQuery__FuncCall *f)
+{
+    for (size_t i = 0; i < f->n_args; i++) {
+        const PgQuery__Node *a = f->args[i];
+        if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR && a->named_arg_expr->name &&
+            strcasecmp(a->named_arg_expr->name, "setting_name") == 0)
+            return const_text(a->named_arg_expr->arg);
+    }
+    if (f->n_args && f->args[0] && f->args[0]->node_case != PG_QUERY__NODE__NODE_NAMED_ARG_EXPR)
+        return const_text(f->args[0]);
+    return NULL;
+}
+
+/* set_config of a planner setting, or of a name that cannot be told. */
+static void check_set_config(struct ctx *c, const PgQuery__FuncCall *f)
+{
+    const char *setting = setting_of(f);
+    if (!setting)
+        refuse(c, WHY_SETTING_NAME);
+    else if (is_planner_setting(setting))
+        refuse(c, WHY_PLANNER, setting);
+}
+
 static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__FuncCall *f = (const PgQuery__FuncCall *)m;
@@ -1219,6 +1331,8 @@ static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned f
         refuse(c, WHY_READER, name);
     else if (name && !function_allowed(c, schema, name))
         refuse(c, WHY_FUNCTION, name);
+    else if (name && strcasecmp(name, "set_config") == 0)
+        check_set_config(c, f);
     check_list(c, f->args, f->n_args, under);
     check_list(c, f->agg_order, f->n_agg_order, SORT_KEY);
     /* FILTER is a predicate, but no place for tests: one SELECT could make hundreds */
@@ -1412,10 +1526,38 @@ static bool conflicts_on_unmasked(const struct ctx *c, const PgQuery__OnConflict
     return true;
 }
 
+/* The masked column a list of SET or INSERT targets (ResTargets) names, or NULL. */
+static const char *written_masked(const struct ctx *c, PgQuery__Node *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const PgQuery__Node *t = v[i];
+        const char *name =
+            t && t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->name : NULL;
+        if (name && is_masked(c, name))
+            return name;
+    }
+    return NULL;
+}
+
+/* Refuses writing a masked column of rel (a masked table) through the targets v (n of them). */
+static void check_written(struct ctx *c, const char *rel, PgQuery__Node *const *v, size_t n)
+{
+    const char *col = rel && is_masked_table(c, rel) ? written_masked(c, v, n) : NULL;
+    if (col)
+        refuse(c, WHY_WRITE, col, rel);
+}
+
 static void check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__InsertStmt *s = (const PgQuery__InsertStmt *)m;
     unsigned under = flags & STICKY;
+    const char *target = s->relation ? s->relation->relname : NULL;
+    if (target && is_masked_table(c, target) && s->n_cols == 0) /* every column, DEFAULT too */
+        refuse(c, WHY_WRITE_ALL, target);
+    check_written(c, target, s->cols, s->n_cols);
+    if (s->on_conflict_clause)
+        check_written(c, target, s->on_conflict_clause->target_list,
+                      s->on_conflict_clause->n_target_list);
     if (s->with_clause)
         check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
@@ -1439,6 +1581,8 @@ static void check_update(struct ctx *c, const ProtobufCMessage *m, unsigned flag
 {
     const PgQuery__UpdateStmt *s = (const PgQuery__UpdateStmt *)m;
     unsigned under = flags & STICKY;
+    /* SET (a, b) = ... is a target per column */
+    check_written(c, s->relation ? s->relation->relname : NULL, s->target_list, s->n_target_list);
     if (s->with_clause)
         check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
@@ -1467,6 +1611,8 @@ static void check_merge(struct ctx *c, const ProtobufCMessage *m, unsigned flags
 {
     const PgQuery__MergeStmt *s = (const PgQuery__MergeStmt *)m;
     unsigned under = flags & STICKY;
+    if (s->relation && s->relation->relname && is_masked_table(c, s->relation->relname))
+        refuse(c, WHY_WRITE_MERGE, s->relation->relname);
     if (s->with_clause)
         check(c, &s->with_clause->base, under);
     if (s->relation)
@@ -1502,8 +1648,12 @@ static void check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__CopyStmt *s = (const PgQuery__CopyStmt *)m;
     const char *rel = s->relation ? s->relation->relname : NULL;
-    if (rel && !s->is_from && is_masked_table(c, rel) && !copies_unmasked_columns(c, s))
-        refuse(c, WHY_COPY, rel, rel);
+    if (rel && is_masked_table(c, rel) && !copies_unmasked_columns(c, s)) {
+        if (s->is_from)
+            refuse(c, WHY_WRITE_COPY, rel);
+        else
+            refuse(c, WHY_COPY, rel, rel);
+    }
     if (s->relation)
         check(c, &s->relation->base, flags & STICKY);
     check_node(c, s->query, flags & SCOPE); /* its SELECT is no output position */
@@ -1525,9 +1675,14 @@ static void check_declare(struct ctx *c, const ProtobufCMessage *m, unsigned fla
     check_query(c, ((const PgQuery__DeclareCursorStmt *)m)->query, flags);
 }
 
+/* SQL PREPARE of a statement that tests masked columns: each EXECUTE would test them again
+ * unseen (the proxy counts tests per execution only of statements prepared by Parse). */
 static void check_prepare(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
+    int before = c->tests;
     check_query(c, ((const PgQuery__PrepareStmt *)m)->query, flags);
+    if (c->tests > before)
+        refuse(c, WHY_PREPARE_TESTS, c->tested ? c->tested : "?");
 }
 
 static void check_explain(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1649,7 +1804,8 @@ static bool domain_checks(const PgQuery__CreateDomainStmt *s)
 }
 
 /* What CREATE-like statement m is when a masked client may not run it, for messages; NULL for
- * any other. An allowlist: tables (CREATE TABLE, LIKE, INHERITS, PARTITION OF, AS), indexes,
+ * any other. An allowlist: tables (CREATE TABLE, LIKE, INHERITS, PARTITION OF, AS; not of
+ * masked tables: check_create_table), indexes (not on masked tables: physical_change),
  * views, sequences, composite and enum types, domains without CHECK and empty schemas; every
  * other object (extensions, functions, triggers, rules, casts, operators, languages, foreign
  * servers, publications ...) could run code or read data out of the guard's sight, or be
@@ -1739,6 +1895,110 @@ static const char *refused_run(const ProtobufCMessage *m)
     return NULL;
 }
 
+/* The first masked table of the policy (what a statement without a table list reaches), or
+ * NULL when it has none. */
+static const char *any_masked_table(const struct ctx *c)
+{
+    for (size_t i = 0; i < c->p->n_tables; i++)
+        if (c->p->tables[i])
+            return c->p->tables[i];
+    return NULL;
+}
+
+static const char *masked_relation(const struct ctx *c, const PgQuery__RangeVar *r)
+{
+    return r && r->relname && is_masked_table(c, r->relname) ? r->relname : NULL;
+}
+
+/* VACUUM / ANALYZE: the masked table it names, or any when it names none. */
+static const char *vacuumed_table(const struct ctx *c, const PgQuery__VacuumStmt *s)
+{
+    const char *t;
+    if (s->n_rels == 0)
+        return any_masked_table(c);
+    for (size_t i = 0; i < s->n_rels; i++) {
+        const PgQuery__Node *n = s->rels[i];
+        if (n && n->node_case == PG_QUERY__NODE__NODE_VACUUM_RELATION &&
+            (t = masked_relation(c, n->vacuum_relation->relation)))
+            return t;
+        if (n && n->node_case != PG_QUERY__NODE__NODE_VACUUM_RELATION)
+            return any_masked_table(c); /* a form this code does not know */
+    }
+    return NULL;
+}
+
+/* What statement m is when it builds indexes on, reorders, rebuilds or gathers statistics of a
+ * masked table (or of tables it cannot name, which may be masked ones), for messages, with the
+ * table in *table; NULL for any other. CREATE STATISTICS is refused as a creation. */
+static const char *physical_change(const struct ctx *c, const ProtobufCMessage *m,
+                                   const char **table)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__index_stmt__descriptor) {
+        *table = masked_relation(c, ((const PgQuery__IndexStmt *)m)->relation);
+        return "CREATE INDEX";
+    }
+    if (d == &pg_query__cluster_stmt__descriptor) {
+        const PgQuery__ClusterStmt *s = (const PgQuery__ClusterStmt *)m;
+        *table = s->relation ? masked_relation(c, s->relation) : any_masked_table(c);
+        return "CLUSTER";
+    }
+    if (d == &pg_query__reindex_stmt__descriptor) {
+        const PgQuery__ReindexStmt *s = (const PgQuery__ReindexStmt *)m;
+        /* REINDEX INDEX names no table: it may be a masked table's */
+        *table = s->kind == PG_QUERY__REINDEX_OBJECT_TYPE__REINDEX_OBJECT_TABLE && s->relation
+                     ? masked_relation(c, s->relation)
+                     : any_masked_table(c);
+        return "REINDEX";
+    }
+    if (d == &pg_query__vacuum_stmt__descriptor) {
+        const PgQuery__VacuumStmt *s = (const PgQuery__VacuumStmt *)m;
+        *table = vacuumed_table(c, s);
+        return s->is_vacuumcmd ? "VACUUM" : "ANALYZE";
+    }
+    return NULL;
+}
+
+/* CREATE TABLE ... INHERITS (t) / PARTITION OF t of a masked t: its rows would be the masked
+ * table's (and written unseen); REFERENCES t tests the new rows against t's values. */
+static void check_create_table(struct ctx *c, const PgQuery__CreateStmt *s)
+{
+    for (size_t i = 0; i < s->n_inh_relations; i++) {
+        const PgQuery__Node *n = s->inh_relations[i];
+        const char *t = n && n->node_case == PG_QUERY__NODE__NODE_RANGE_VAR
+                            ? masked_relation(c, n->range_var)
+                            : NULL;
+        if (t)
+            refuse(c, WHY_WRITE_CHILD, t);
+    }
+    for (size_t i = 0; i < s->n_table_elts + s->n_constraints; i++) {
+        PgQuery__Node *n =
+            i < s->n_table_elts ? s->table_elts[i] : s->constraints[i - s->n_table_elts];
+        PgQuery__Node *const *cons = &n;
+        size_t n_cons = n ? 1 : 0;
+        if (n && n->node_case == PG_QUERY__NODE__NODE_COLUMN_DEF) {
+            cons = n->column_def->constraints;
+            n_cons = n->column_def->n_constraints;
+        }
+        for (size_t j = 0; j < n_cons; j++) {
+            const PgQuery__Node *k = cons[j];
+            const char *t = k && k->node_case == PG_QUERY__NODE__NODE_CONSTRAINT &&
+                                    k->constraint->contype == PG_QUERY__CONSTR_TYPE__CONSTR_FOREIGN
+                                ? masked_relation(c, k->constraint->pktable)
+                                : NULL;
+            if (t)
+                refuse(c, WHY_FOREIGN_KEY, t);
+        }
+    }
+}
+
+/* SET, SET LOCAL, RESET of a planner setting (RESET ALL returns to the defaults). */
+static void check_variable_set(struct ctx *c, const PgQuery__VariableSetStmt *s)
+{
+    if (s->name && is_planner_setting(s->name))
+        refuse(c, WHY_PLANNER, s->name);
+}
+
 static const struct {
     const ProtobufCMessageDescriptor *d;
     visit_fn fn;
@@ -1785,17 +2045,25 @@ static enum use use_at(unsigned flags)
 static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *table = NULL, *made = NULL, *run = NULL, *change = NULL;
+    const char *table = NULL, *made = NULL, *run = NULL, *change = NULL, *phys = NULL;
     visit_fn fn = handler_of(d);
     if ((table = changed_masked_table(c, m)))
         refuse(c, WHY_DDL, table);
+    else if ((phys = physical_change(c, m, &table)) && table)
+        refuse(c, WHY_PHYSICAL, phys, table);
     else if ((made = refused_creation(m)))
         refuse(c, WHY_CREATE, made);
     else if ((run = refused_run(m)))
         refuse(c, WHY_RUN, run);
     else if ((change = alteration(m)))
         refuse(c, WHY_ALTER, change);
-    else if (d == &pg_query__column_ref__descriptor)
+    if (d == &pg_query__variable_set_stmt__descriptor)
+        check_variable_set(c, (const PgQuery__VariableSetStmt *)m);
+    else if (d == &pg_query__create_stmt__descriptor)
+        check_create_table(c, (const PgQuery__CreateStmt *)m);
+    if (c->out->refuse)
+        return;
+    if (d == &pg_query__column_ref__descriptor)
         check_column_ref(c, (const PgQuery__ColumnRef *)m, use_at(flags), flags);
     else if (d == &pg_query__select_stmt__descriptor)
         check_select(c, (const PgQuery__SelectStmt *)m, SEL_PLAIN, flags & SCOPE);
@@ -1878,6 +2146,7 @@ void masksql_check(const char *sql, const struct masksql_policy *p, struct masks
     for (size_t i = 0; tree && i < tree->n_stmts && !out->refuse; i++)
         if (tree->stmts[i] && tree->stmts[i]->stmt)
             check_statement(&c, tree->stmts[i]->stmt);
+    out->tests = c.tests_done; /* when refused: those counted up to the refusal */
     sqlinfo_free_tree(tree);
     nameset_clear(&c.row_calls);
     nameset_clear(&c.table_cols);

@@ -44,6 +44,8 @@ struct masksql_policy {
 };
 
 struct masksql_verdict {
+    int tests;        /* comparisons of a masked column with a constant or parameter the text
+                         makes each time it runs (each is a guess at a masked value) */
     bool refuse;
     char reason[240]; /* when refuse: the message for the client, naming the column */
 };

@@ -139,6 +139,7 @@ static enum relay_verdict plan_from_row_description(struct server *s, const uint
     uint16_t n;
     rd_init(&r, body, len);
     maskwire_reset(s);
+    client_mask_sync(s->client); /* rule numbers of the running configuration */
     if (!rd_u16(&r, &n) || !plan_room(s, n))
         return RV_ERROR;
     struct maskcat *mc = maskcat_for(s->pool->w, s->client->database);

@@ -77,6 +77,7 @@ struct worker {
     struct masksql_cache *masksql; /* masking guard verdicts by statement text */
     uint64_t masked_values;      /* values the masking rewrote */
     uint64_t mask_epoch;         /* bumped by a reload that changes the masking section */
+    struct mask_buckets *mask_buckets; /* masked-column tests per user per second (policy.c) */
     uint64_t mask_refusals;      /* statements and results masking refused */
 };
 
@@ -236,6 +237,8 @@ struct client {
     uint64_t mask_gen;         /* the configuration generation mask was built for */
     uint64_t mask_class;       /* its masking class under mask (client_mask_class) */
     bool mask_wait;            /* a statement waits for the masking catalog */
+    uint16_t mask_tests;       /* masked-column tests of the statement just checked */
+    uint16_t unnamed_tests;    /* ... of its unnamed prepared statement */
 };
 
 #endif

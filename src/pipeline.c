@@ -119,12 +119,14 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
         s->stmts_unknown |= (effects & STMT_FORGETS) != 0;
+        c->unnamed_tests = c->mask_tests;
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects)) {
         *err = "too many prepared statements";
         return RV_ERROR;
     }
+    client_stmt_set_tests(&c->stmts, name, c->mask_tests);
     const struct client_stmt *st = client_stmt_get(&c->stmts, name);
     if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
@@ -147,6 +149,12 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         return RV_ERROR;
     }
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
+    if (!policy_mask_charge(c, st ? st->mask_tests : *name ? 0 : c->unnamed_tests)) {
+        static char msg[200];
+        policy_mask_budget_message(c, msg, sizeof(msg));
+        *err = msg;
+        return RV_ERROR;
+    }
     if (!st) /* unnamed, or unknown: the server answers as it would without a proxy */
         return rq_push(&s->replies, RK_BIND, NULL) ? RV_PASS : RV_ERROR;
     carry_statement_effects(s, st);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "maskcat.h"
 #include "masksql.h"
+#include "server.h"
 #include "proto.h"
 
 void policy_init_marker(struct worker *w)
@@ -127,6 +128,72 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
     return true;
 }
 
+/* Each user's budget of masked-column tests: a token bucket refilled at
+ * masking.max_tests_per_second, holding at most twice that. A fixed table by user name (a full
+ * one starts over: budgets only ever reset upwards). */
+#define MASK_BUCKETS 1024
+
+struct mask_bucket {
+    char user[64];
+    double tokens;
+    int64_t at_ms;
+};
+
+struct mask_buckets {
+    struct mask_bucket b[MASK_BUCKETS];
+    size_t n;
+};
+
+static struct mask_bucket *bucket_of(struct worker *w, const char *user)
+{
+    if (!w->mask_buckets && !(w->mask_buckets = calloc(1, sizeof(*w->mask_buckets))))
+        return NULL;
+    struct mask_buckets *mb = w->mask_buckets;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = user; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    for (size_t i = 0, at = h % MASK_BUCKETS; i < MASK_BUCKETS; i++, at = (at + 1) % MASK_BUCKETS) {
+        struct mask_bucket *b = &mb->b[at];
+        if (b->user[0] && strncmp(b->user, user, sizeof(b->user) - 1) == 0)
+            return b;
+        if (!b->user[0] && mb->n < MASK_BUCKETS * 3 / 4) {
+            snprintf(b->user, sizeof(b->user), "%s", user);
+            b->tokens = -1; /* full, set below */
+            mb->n++;
+            return b;
+        }
+    }
+    memset(mb, 0, sizeof(*mb)); /* full: everyone starts over with a full budget */
+    return bucket_of(w, user);
+}
+
+bool policy_mask_charge(struct client *c, int tests)
+{
+    int rate = c->w->cfg->masking.max_tests_per_second;
+    if (tests <= 0 || rate <= 0)
+        return true;
+    struct mask_bucket *b = bucket_of(c->w, c->user);
+    if (!b)
+        return false;
+    int64_t now = server_now_ms();
+    double cap = 2.0 * rate;
+    b->tokens = b->tokens < 0 ? cap : b->tokens + (double)(now - b->at_ms) * rate / 1000.0;
+    b->tokens = b->tokens > cap ? cap : b->tokens;
+    b->at_ms = now;
+    if (b->tokens < tests)
+        return false;
+    b->tokens -= tests;
+    return true;
+}
+
+void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
+{
+    snprintf(out, outsz,
+             "too many tests of masked columns: user \"%.64s\" may compare masked columns with "
+             "values at most %d times per second (masking.max_tests_per_second); slow down",
+             c->user, c->w->cfg->masking.max_tests_per_second);
+}
+
 /* Could sql change client_encoding (SET client_encoding, SET NAMES, set_config, RESET)?
  * Conservatively, by its words. */
 static bool changes_client_encoding(const char *sql)
@@ -155,8 +222,13 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
                               "(masking counts characters in it): set it when connecting",
                               err, &c->w->mask_refusals);
     const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
+    c->mask_tests = v->tests > 0 ? (uint16_t)(v->tests < 65535 ? v->tests : 65535) : 0;
+    if (!v->refuse && type == 'Q' && !policy_mask_charge(c, v->tests)) {
+        policy_mask_budget_message(c, reason, sizeof(reason));
+        return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
+    }
     if (!v->refuse)
-        return POLICY_PASS;
+        return POLICY_PASS; /* a Parse's tests are charged at each Bind (pipeline.c) */
     return refuse_counted(c, type, v->reason, err, &c->w->mask_refusals);
 }
 
@@ -185,6 +257,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
                                            const uint8_t *body, const char **err)
 {
     bool masked = c->mask.n_applied > 0;
+    c->mask_tests = 0;
     if (type == 'F' && !c->rls && !masked)
         return POLICY_PASS;
     if (type == 'F')

@@ -31,6 +31,12 @@ bool policy_statement_retires(struct client *c, const char *sql);
  * written in its place and true is returned (drop the server's). */
 bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len);
 
+/* Takes tests masked-column tests from c's user's budget (masking.max_tests_per_second);
+ * false when the budget has fewer left. */
+bool policy_mask_charge(struct client *c, int tests);
+/* The message for a client out of budget. */
+void policy_mask_budget_message(struct client *c, char *out, size_t outsz);
+
 /* Fills the worker's stand-in marker with fresh randomness. */
 void policy_init_marker(struct worker *w);
 

@@ -27,6 +27,13 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
     return find_client_stmt(s, name);
 }
 
+void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests)
+{
+    struct client_stmt *st = find_client_stmt(s, name);
+    if (st)
+        st->mask_tests = tests;
+}
+
 static void free_stmt(struct client_stmt *st)
 {
     free(st->name);

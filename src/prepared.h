@@ -25,6 +25,7 @@ struct client_stmt {
     uint8_t *parse_rest;         /* Parse body after the name: query, parameter types */
     size_t len;
     uint8_t effects;             /* STMT_* flags: what running it does to a server */
+    uint16_t mask_tests;         /* masked-column tests each run makes (masking guard) */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -42,6 +43,8 @@ struct client_stmts {
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      uint8_t effects);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
+/* Notes how many masked-column tests each run of statement name makes. */
+void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests);
 void client_stmt_remove(struct client_stmts *s, const char *name);
 void client_stmts_clear(struct client_stmts *s);
 

@@ -301,6 +301,7 @@ void worker_free(struct worker *w)
     free(w->retired);
     guard_cache_free(w->guard);
     masksql_cache_free(w->masksql);
+    free(w->mask_buckets);
     statslog_stop(w->qlog);
     stats_free(w->stats);
     config_free(w->cfg);

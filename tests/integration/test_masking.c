@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -44,6 +45,15 @@ static void start_without_salary(void)
     static char yaml[16384];
     int port = free_port();
     proxy_start_yaml(&px, port, yaml_without_salary(yaml, sizeof(yaml), port));
+}
+
+static void start_slow_budget(void)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000,
+                       MASKING_YAML "  max_tests_per_second: 5\n");
+    proxy_start_yaml(&px, port, yaml);
 }
 
 static void start_masking(void)
@@ -520,5 +530,48 @@ Test(masking, a_reload_reaches_statements_prepared_before_it, .init = start_with
     v = query_value(m, "SELECT salary FROM customers WHERE id = 1");
     cr_expect_str_eq(v, "0", "and masks");
     free(v);
+    PQfinish(m);
+}
+
+/* Each comparison of a masked column with a value is a guess: a user gets
+ * masking.max_tests_per_second of them (here 5, bursts of 10), in simple queries and in
+ * executions of prepared statements alike; statements without such tests are not counted. */
+Test(masking, guesses_at_masked_values_are_rate_limited, .init = start_slow_budget)
+{
+    PGconn *m = login("mallory");
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 30; i++) {
+        PGresult *r = PQexec(m, "SELECT id FROM customers WHERE ssn = '000-00-0000'");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            ok++;
+        else if (strstr(PQresultErrorMessage(r), "max_tests_per_second"))
+            refused++;
+        PQclear(r);
+    }
+    cr_expect_leq(ok, 14, "a burst of 10, and a few refilled: %d ran", ok);
+    cr_expect_geq(refused, 15, "the rest refused: %d", refused);
+    for (int i = 0; i < 30; i++) { /* statements without tests are not counted */
+        char *v = query_value(m, "SELECT count(*) FROM customers");
+        free(v);
+    }
+    usleep(1200000);
+    char *v = query_value(m, "SELECT id FROM customers WHERE ssn = '000-00-0000' OR id = 1");
+    cr_expect_str_eq(v, "1", "the budget refills");
+    free(v);
+    /* prepared statements pay per execution: the connection ends when the budget is gone */
+    PGresult *p = PQprepare(m, "g", "SELECT id FROM customers WHERE ssn = $1", 1, NULL);
+    cr_assert_eq(PQresultStatus(p), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(p));
+    PQclear(p);
+    bool stopped = false;
+    for (int i = 0; i < 40 && !stopped; i++) {
+        const char *guess[1] = {"000-00-0000"};
+        PGresult *r = PQexecPrepared(m, "g", 1, guess, NULL, NULL, 0);
+        stopped = PQresultStatus(r) != PGRES_TUPLES_OK;
+        if (stopped)
+            cr_expect(strstr(PQerrorMessage(m), "max_tests_per_second") != NULL, "%s",
+                      PQerrorMessage(m));
+        PQclear(r);
+    }
+    cr_expect(stopped, "40 executions in a burst of 10");
     PQfinish(m);
 }

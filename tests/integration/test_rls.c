@@ -117,6 +117,8 @@ static const struct {
     {"SELECT set_config('app.tenant_id', '1', true)", IN_TXN},
     {"select SET_CONFIG('APP.TENANT_ID', '1', false)", SIMPLE},
     {"SELECT pg_catalog.set_config('app.tenant_id', '1', false)", SIMPLE},
+    {"SELECT set_config(new_value => '1', setting_name => 'app.tenant_id', is_local => false)",
+     SIMPLE},
     {"SELECT set_config($1, '1', false)", PREPARED},
     {"SELECT set_config('app.' || 'tenant_id', '1', false)", SIMPLE},
     {"SELECT set_config('role', 'lp_server', false)", SIMPLE},

@@ -288,3 +288,20 @@ Test(guard, cache_answers_as_the_check_does_and_stays_bounded)
     cr_expect(guard_cache_check(gc, big, "app")->refuse, "texts too long to cache are checked");
     guard_cache_free(gc);
 }
+
+/* set_config with named arguments, in any order, is judged by its setting_name argument. */
+Test(guard, set_config_with_named_arguments_is_refused)
+{
+    const char *sql[] = {
+        "SELECT set_config(new_value => '1', setting_name => 'app.tenant_id', is_local => false)",
+        "SELECT set_config(setting_name => 'app.tenant_id', new_value => '1', is_local => false)",
+        "SELECT set_config('app.tenant_id', new_value => '1', is_local => false)",
+        "SELECT pg_catalog.set_config(is_local => true, new_value => '7', "
+        "setting_name => 'APP.TENANT_ID')",
+    };
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        struct guard_verdict v;
+        guard_check(sql[i], "app", &v);
+        cr_expect(v.refuse, "[%s] passed", sql[i]);
+    }
+}

@@ -134,13 +134,18 @@ static const struct refusal refused[] = {
     {"INSERT INTO t SELECT * FROM customers", "* over table"},
     {"INSERT INTO t TABLE customers", "* over table"},
     {"INSERT INTO t VALUES ((SELECT ssn FROM customers LIMIT 1))", "\"ssn\""},
-    {"UPDATE customers SET email = 'x' RETURNING email", "\"email\""},
+    {"UPDATE customers SET email = 'x' RETURNING email",
+     "column \"email\" of table \"customers\" is written here: masked clients cannot write masked "
+     "columns"},
     {"UPDATE customers SET name = email", "\"email\""},
     {"UPDATE t SET x = c.ssn FROM customers c WHERE t.id = c.id", "\"ssn\""},
     {"DELETE FROM customers RETURNING *", "* over table"},
     {"INSERT INTO customers(email) VALUES ('x') ON CONFLICT (id) DO UPDATE SET name = "
      "customers.email",
-     "\"email\""},
+     "column \"email\" of table \"customers\" is written here"},
+    {"INSERT INTO customers(id) VALUES (1) ON CONFLICT (id) DO UPDATE SET name = "
+     "customers.email",
+     "\"email\" is masked"},
     {"CREATE TABLE t AS SELECT email FROM customers", "\"email\""},
     {"CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM customers", "\"ssn\""},
     {"SELECT email INTO t FROM customers", "\"email\""},
@@ -151,7 +156,8 @@ static const struct refusal refused[] = {
      "(c.email)",
      "\"email\""},
     {"SELECT set_config('app.x', email, false) FROM customers", "\"email\""},
-    {"CREATE INDEX ON customers ((ssn::int))", "\"ssn\""},
+    {"CREATE INDEX ON customers ((ssn::int))", "CREATE INDEX is not allowed"},
+    {"CREATE INDEX ON other ((ssn::int))", "\"ssn\""},
     {"CREATE UNIQUE INDEX ON customers (email)", "changing table \"customers\""},
     /* COPY output is not masked */
     {"COPY customers TO STDOUT", "COPY of table \"customers\""},
@@ -243,9 +249,8 @@ static const char *const passed[] = {
     "SELECT c FROM other c",
     "SELECT row_to_json(o) FROM other o",
     "SELECT * FROM other UNION SELECT * FROM other2",
-    "INSERT INTO customers(email) VALUES ('x')",
-    "INSERT INTO customers(email, ssn) VALUES ('x', '1') RETURNING id",
-    "UPDATE customers SET email = 'y' WHERE id = 1",
+    "INSERT INTO customers (id, name) VALUES (9, 'x') RETURNING id",
+    "UPDATE customers SET name = 'y' WHERE id = 1",
     "UPDATE customers SET name = 'n' WHERE email = 'a@b.c'",
     "DELETE FROM customers WHERE ssn = '1'",
     "DECLARE c CURSOR FOR SELECT email FROM customers",
@@ -254,10 +259,10 @@ static const char *const passed[] = {
     "EXECUTE p(1)",
     "EXPLAIN SELECT email FROM customers",
     "COPY customers(id, name) TO STDOUT",
-    "COPY customers FROM STDIN",
+    "COPY customers (id, name) FROM STDIN",
     "COPY (SELECT id, name FROM customers) TO STDOUT",
     "CREATE TABLE t AS SELECT id, name FROM customers",
-    "CREATE INDEX ON customers (email)",
+    "CREATE INDEX ON other (email)",
     "BEGIN",
     "COMMIT",
     "SET search_path = public",
@@ -410,7 +415,6 @@ static const char *const constants_passed[] = {
     "SELECT c.id FROM customers c JOIN t ON t.id = c.id WHERE c.email = 'x'",
     "SELECT c.id FROM customers c JOIN t USING (id)",
     "UPDATE customers SET name = 'n' WHERE ssn = $1",
-    "PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
     "EXECUTE p('1')",
 };
 
@@ -576,7 +580,8 @@ static const struct refusal sorting_refused[] = {
      "or equal values"},
     {"INSERT INTO customers (id, ssn) SELECT -g, lpad(g::text, 9, '0') FROM "
      "generate_series(1, 1000) g; SELECT id FROM customers ORDER BY ssn",
-     "sorting or grouping"},
+     "column \"ssn\" of table \"customers\" is written here"},
+    {"SELECT id FROM customers; SELECT id FROM customers ORDER BY ssn", "sorting or grouping"},
     {"SELECT id FROM customers ORDER BY email DESC NULLS LAST", "\"email\" is masked: sorting"},
     {"SELECT id FROM customers c ORDER BY c.salary USING <", "\"salary\" is masked: sorting"},
     {"SELECT id FROM customers ORDER BY ssn = '123'", "\"ssn\" is masked: sorting"},
@@ -669,29 +674,29 @@ static const struct refusal tests_misplaced[] = {
     {"MERGE INTO t USING customers c ON t.id = c.id WHEN MATCHED AND c.ssn LIKE '1%' THEN "
      "DELETE",
      "\"ssn\" is masked: it may"},
-    {"COPY customers FROM STDIN WHERE ssn = '1'", "\"ssn\" is masked: it may"},
+    {"COPY customers (id, name) FROM STDIN WHERE ssn = '1'", "\"ssn\" is masked: it may"},
     {"CREATE VIEW v AS SELECT id FROM customers WHERE ssn = '1'", "\"ssn\" is masked: it may"},
-    {"CREATE INDEX ON customers (id) WHERE ssn = '1'", "\"ssn\""},
+    {"CREATE INDEX ON other (id) WHERE ssn = '1'", "\"ssn\""},
 };
 
 /* Unique-index arbitration on a masked column tests many guessed values in one INSERT. */
 static const struct refusal conflicts_refused[] = {
-    {"INSERT INTO customers (id, ssn) VALUES (-1, '111'), (-2, '112') ON CONFLICT DO NOTHING "
+    {"INSERT INTO customers (id, name) VALUES (-1, '111'), (-2, '112') ON CONFLICT DO NOTHING "
      "RETURNING id",
      "INSERT ... ON CONFLICT into table \"customers\" may test the new rows"},
-    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (ssn) DO NOTHING",
+    {"INSERT INTO customers (id, name) VALUES (-1, '111') ON CONFLICT (ssn) DO NOTHING",
      "ON CONFLICT into table"},
-    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (id, email) DO NOTHING",
+    {"INSERT INTO customers (id, name) VALUES (-1, '111') ON CONFLICT (id, email) DO NOTHING",
      "ON CONFLICT into table"},
-    {"INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT ON CONSTRAINT k "
+    {"INSERT INTO customers (id, name) VALUES (-1, '111') ON CONFLICT ON CONSTRAINT k "
      "DO UPDATE SET name = 'hit'",
      "ON CONFLICT into table"},
-    {"INSERT INTO customers (id, email) VALUES (-1, 'a') ON CONFLICT ((lower(name))) DO NOTHING",
+    {"INSERT INTO customers (id, name) VALUES (-1, 'a') ON CONFLICT ((lower(name))) DO NOTHING",
      "ON CONFLICT into table"},
 };
 
 static const char *const conflicts_passed[] = {
-    "INSERT INTO customers (id, ssn) VALUES (-1, '111') ON CONFLICT (id) DO NOTHING RETURNING id",
+    "INSERT INTO customers (id, name) VALUES (-1, '111') ON CONFLICT (id) DO NOTHING RETURNING id",
     "INSERT INTO customers (id, name) VALUES (1, 'n') ON CONFLICT (id) DO UPDATE SET name = 'm'",
     "INSERT INTO other (x) VALUES (1) ON CONFLICT DO NOTHING",
 };
@@ -718,7 +723,6 @@ static const char *const tests_placed[] = {
     "UPDATE t SET x = 1 FROM (SELECT id FROM customers WHERE ssn = '1') c WHERE c.id = t.id",
     "WITH d AS (DELETE FROM customers WHERE ssn = '1' RETURNING id) SELECT id FROM d",
     "EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'",
-    "PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
     "DECLARE k CURSOR FOR SELECT id FROM customers WHERE email LIKE $1",
     "COPY (SELECT id FROM customers WHERE ssn = '1') TO STDOUT",
     "SELECT id FROM customers WHERE ssn = ANY($1) AND email = ANY(ARRAY['a', 'b', 'c'])",
@@ -1061,4 +1065,305 @@ Test(masksql, cache_does_not_keep_long_texts)
     cr_expect_not(masksql_cache_check(mc, sql, &lenient, 1)->refuse, "checked again");
     free(sql);
     masksql_cache_free(mc);
+}
+
+/* Writes of masked columns of masked tables: a planted value sorts and compares among the real
+ * ones (an index scan returns each real value between two guesses). */
+static const struct refusal writes_refused[] = {
+    {"INSERT INTO customers SELECT 100000+g,'g','e','x',g FROM generate_series(0,40000) g",
+     "INSERT into table \"customers\" without a column list: masked clients cannot write "
+     "masked columns (a written value would sort and compare among the real ones); ask an "
+     "administrator"},
+    {"INSERT INTO customers VALUES (1, 'n', DEFAULT, NULL, NULL)", "without a column list"},
+    {"INSERT INTO customers DEFAULT VALUES", "without a column list"},
+    {"INSERT INTO customers TABLE t", "without a column list"},
+    {"INSERT INTO public.customers (id, salary) VALUES (1, DEFAULT)",
+     "column \"salary\" of table \"customers\" is written here: masked clients cannot write"},
+    {"INSERT INTO customers (id, ssn) SELECT id, NULL FROM t", "column \"ssn\""},
+    {"INSERT INTO customers (id, ssn) VALUES (1, '1') ON CONFLICT (id) DO NOTHING",
+     "column \"ssn\""},
+    {"WITH w AS (INSERT INTO customers (id, email) VALUES (1, 'x') RETURNING id) "
+     "SELECT id FROM w",
+     "column \"email\""},
+    {"UPDATE customers SET salary = 5 WHERE id = 1", "column \"salary\" of table \"customers\""},
+    {"UPDATE ONLY customers c SET salary = DEFAULT", "column \"salary\""},
+    {"UPDATE customers SET (name, email) = ('n', NULL) WHERE id = 1", "column \"email\""},
+    {"UPDATE customers SET (name, ssn) = (SELECT n, NULL FROM t LIMIT 1)", "column \"ssn\""},
+    {"WITH u AS (UPDATE customers SET ssn = '1' RETURNING id) SELECT id FROM u", "column \"ssn\""},
+    {"INSERT INTO customers (id, name) VALUES (1, 'n') ON CONFLICT (id) DO UPDATE SET "
+     "salary = 5",
+     "column \"salary\" of table \"customers\""},
+    {"INSERT INTO customers (id, name) VALUES (1, 'n') ON CONFLICT (id) DO UPDATE SET "
+     "(name, ssn) = ('a', NULL)",
+     "column \"ssn\""},
+    {"MERGE INTO customers c USING t ON c.id = t.id WHEN MATCHED THEN UPDATE SET name = t.n",
+     "MERGE into table \"customers\" may write its masked columns: masked clients cannot"},
+    {"MERGE INTO public.customers c USING t ON c.id = t.id WHEN NOT MATCHED THEN DO NOTHING",
+     "MERGE into table \"customers\""},
+    {"COPY customers FROM STDIN", "COPY into table \"customers\" without a column list"},
+    {"COPY customers (id, salary) FROM STDIN (FORMAT csv)", "COPY into table \"customers\""},
+    {"CREATE TABLE kid () INHERITS (customers)",
+     "inheriting from or partitioning table \"customers\""},
+    {"CREATE TABLE part PARTITION OF customers FOR VALUES IN (1)", "table \"customers\""},
+    {"CREATE TEMP TABLE z (s text REFERENCES customers (ssn))",
+     "a foreign key referencing table \"customers\""},
+    {"CREATE TABLE z (s text, FOREIGN KEY (s) REFERENCES public.customers (ssn))",
+     "a foreign key referencing table \"customers\""},
+};
+
+/* Writes of unmasked columns only, and of other tables. */
+static const char *const writes_passed[] = {
+    "INSERT INTO customers (id, name) VALUES (9, 'x')",
+    "INSERT INTO customers (id, name) SELECT id, n FROM t",
+    "UPDATE customers SET name = 'y' WHERE id = 1",
+    "UPDATE customers SET (id, name) = (2, 'z') WHERE id = 1",
+    "INSERT INTO customers (id, name) VALUES (1, 'n') ON CONFLICT (id) DO UPDATE SET name = 'm'",
+    "COPY customers (id, name) FROM STDIN",
+    "INSERT INTO other VALUES (1, 'a')",
+    "INSERT INTO other SELECT 1",
+    "UPDATE other SET email = 'x'",
+    "MERGE INTO t USING other o ON t.id = o.id WHEN MATCHED THEN DELETE",
+    "CREATE TABLE z (s int REFERENCES other (x))",
+    "CREATE TABLE kid () INHERITS (other)",
+    "CREATE TABLE c2 (LIKE customers)",
+    "DELETE FROM customers WHERE id = 1",
+};
+
+Test(masksql, refuses_writing_masked_columns)
+{
+    expect_refused(&policy, writes_refused, N(writes_refused));
+    expect_passed(&policy, writes_passed, N(writes_passed));
+    /* the same for a child table named in the policy */
+    static const char *const family[] = {"customers", "vip_customers"};
+    struct masksql_policy p = policy;
+    p.tables = family;
+    p.n_tables = N(family);
+    static const struct refusal v[] = {
+        {"INSERT INTO vip_customers SELECT * FROM t", "table \"vip_customers\" without"},
+        {"UPDATE vip_customers SET ssn = '1'", "column \"ssn\" of table \"vip_customers\""},
+        {"COPY vip_customers FROM STDIN", "COPY into table \"vip_customers\""},
+    };
+    expect_refused(&p, v, N(v));
+    static const char *const ok[] = {"INSERT INTO vip_customers (id, name) VALUES (1, 'n')"};
+    expect_passed(&p, ok, N(ok));
+}
+
+/* Indexes, physical order and statistics of masked tables (or of tables unnamed). */
+static const struct refusal physical_refused[] = {
+    {"CREATE INDEX si ON customers(salary)",
+     "CREATE INDEX is not allowed for clients with masked columns: indexes, physical row "
+     "order and planner statistics of table \"customers\""},
+    {"CREATE INDEX ON customers (id)", "CREATE INDEX is not allowed"},
+    {"CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON public.customers USING hash (name)",
+     "CREATE INDEX is not allowed"},
+    {"CREATE INDEX ON ONLY customers (id) WHERE id > 0", "CREATE INDEX is not allowed"},
+    {"CLUSTER customers USING si", "CLUSTER is not allowed"},
+    {"CLUSTER customers", "CLUSTER is not allowed"},
+    {"CLUSTER", "CLUSTER is not allowed"},
+    {"REINDEX TABLE customers", "REINDEX is not allowed"},
+    {"REINDEX (VERBOSE) TABLE CONCURRENTLY public.customers", "REINDEX is not allowed"},
+    {"REINDEX INDEX si", "REINDEX is not allowed"}, /* its table cannot be told */
+    {"REINDEX SCHEMA public", "REINDEX is not allowed"},
+    {"REINDEX DATABASE d", "REINDEX is not allowed"},
+    {"REINDEX SYSTEM d", "REINDEX is not allowed"},
+    {"VACUUM FULL customers", "VACUUM is not allowed"},
+    {"VACUUM", "VACUUM is not allowed"},
+    {"VACUUM (ANALYZE) other, customers (salary)", "VACUUM is not allowed"},
+    {"ANALYZE customers (salary)", "ANALYZE is not allowed"},
+    {"ANALYZE", "ANALYZE is not allowed"},
+    {"CREATE STATISTICS s ON id, name FROM customers", "CREATE STATISTICS"},
+    {"CREATE STATISTICS s ON x, y FROM other", "CREATE STATISTICS"},
+    {"SELECT 1; CLUSTER customers USING si", "CLUSTER is not allowed"},
+};
+
+static const char *const physical_passed[] = {
+    "CREATE INDEX ON other (x)", "CLUSTER other USING i",      "REINDEX TABLE other",
+    "VACUUM FULL other",         "VACUUM (ANALYZE) other (x)", "ANALYZE other",
+};
+
+Test(masksql, refuses_indexing_reordering_or_analysing_masked_tables)
+{
+    expect_refused(&policy, physical_refused, N(physical_refused));
+    expect_passed(&policy, physical_passed, N(physical_passed));
+    static const char *const family[] = {"customers", "vip_customers"};
+    struct masksql_policy p = policy;
+    p.tables = family;
+    p.n_tables = N(family);
+    static const struct refusal v[] = {
+        {"CREATE INDEX ON vip_customers (salary)", "table \"vip_customers\""},
+        {"CLUSTER vip_customers USING i", "table \"vip_customers\""},
+        {"VACUUM FULL vip_customers", "table \"vip_customers\""},
+    };
+    expect_refused(&p, v, N(v));
+}
+
+/* Planner settings: forcing an index scan returns rows in a masked column's order. */
+static const struct refusal planner_refused[] = {
+    {"SET enable_seqscan = off",
+     "setting \"enable_seqscan\" is a planner setting: clients with masked columns may not "
+     "change it"},
+    {"SET enable_bitmapscan = off", "\"enable_bitmapscan\" is a planner setting"},
+    {"SET LOCAL enable_indexscan = on", "\"enable_indexscan\""},
+    {"SET SESSION random_page_cost = 0.1", "\"random_page_cost\""},
+    {"SET enable_seqscan TO DEFAULT", "\"enable_seqscan\""},
+    {"RESET enable_seqscan", "\"enable_seqscan\""},
+    {"SET Enable_SeqScan = off", "planner setting"},
+    {"SET \"ENABLE_SEQSCAN\" = off", "planner setting"},
+    {"SET seq_page_cost = 100", "\"seq_page_cost\""},
+    {"SET cpu_tuple_cost = 1", "\"cpu_tuple_cost\""},
+    {"SET cpu_index_tuple_cost = 0", "\"cpu_index_tuple_cost\""},
+    {"SET cpu_operator_cost = 0", "\"cpu_operator_cost\""},
+    {"SET effective_cache_size = '100GB'", "\"effective_cache_size\""},
+    {"SET plan_cache_mode = force_generic_plan", "\"plan_cache_mode\""},
+    {"SET jit = off", "\"jit\""},
+    {"SET from_collapse_limit = 1", "\"from_collapse_limit\""},
+    {"SET join_collapse_limit = 1", "\"join_collapse_limit\""},
+    {"SET geqo = off", "\"geqo\""},
+    {"SET work_mem = '64kB'", "\"work_mem\""},
+    {"SET default_statistics_target = 10000", "\"default_statistics_target\""},
+    {"SET constraint_exclusion = on", "\"constraint_exclusion\""},
+    {"SET force_parallel_mode = on", "\"force_parallel_mode\""},
+    {"SET debug_parallel_query = on", "\"debug_parallel_query\""},
+    {"SET parallel_setup_cost = 0", "\"parallel_setup_cost\""},
+    {"SET parallel_tuple_cost = 0", "\"parallel_tuple_cost\""},
+    {"SET min_parallel_table_scan_size = 0", "\"min_parallel_table_scan_size\""},
+    {"SET min_parallel_index_scan_size = 0", "\"min_parallel_index_scan_size\""},
+    {"SET max_parallel_workers_per_gather = 0", "\"max_parallel_workers_per_gather\""},
+    {"SET cursor_tuple_fraction = 1", "\"cursor_tuple_fraction\""},
+    {"SELECT set_config('enable_seqscan', 'off', true)", "\"enable_seqscan\" is a planner"},
+    {"SELECT pg_catalog.set_config('random_page_cost'::text, '0', false)", "\"random_page_cost\""},
+    {"SELECT set_config(new_value => 'off', setting_name => 'enable_seqscan', is_local => true)",
+     "\"enable_seqscan\""},
+    {"SELECT set_config(new_value => 'enable_x', is_local => false, setting_name => n) FROM t",
+     "set_config() whose setting name is not a constant"},
+    {"SELECT id FROM customers WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL",
+     "\"enable_seqscan\""},
+    {"BEGIN; SET enable_seqscan = off; SELECT id FROM customers WHERE salary >= 0; ROLLBACK",
+     "\"enable_seqscan\" is a planner setting"},
+};
+
+static const char *const planner_passed[] = {
+    "SET search_path = public",
+    "SET statement_timeout = '5s'",
+    "SET LOCAL lock_timeout = 0",
+    "SET maintenance_work_mem = '1GB'",
+    "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    "SET TIME ZONE 'UTC'",
+    "RESET statement_timeout",
+    "RESET ALL",
+    "SHOW enable_seqscan",
+    "SELECT current_setting('enable_seqscan')",
+    "SELECT set_config('app.user', 'x', false)",
+    "SELECT set_config(setting_name => 'app.user', new_value => 'x', is_local => true)",
+};
+
+Test(masksql, refuses_changing_planner_settings)
+{
+    expect_refused(&policy, planner_refused, N(planner_refused));
+    expect_passed(&policy, planner_passed, N(planner_passed));
+}
+
+Test(masksql, refuses_the_index_order_oracle)
+{
+    /* the red team's statements, one text and one at a time */
+    static const struct refusal v[] = {
+        {"BEGIN; CREATE INDEX si ON customers(salary); SET enable_seqscan = off; "
+         "SET enable_bitmapscan = off; INSERT INTO customers SELECT 100000+g,'g','e','x',g "
+         "FROM generate_series(0,40000) g; SELECT id FROM customers WHERE salary >= 0; ROLLBACK",
+         "CREATE INDEX is not allowed"},
+        {"CREATE INDEX si ON customers(salary)", "CREATE INDEX is not allowed"},
+        {"SET enable_seqscan = off", "planner setting"},
+        {"SET enable_bitmapscan = off", "planner setting"},
+        {"INSERT INTO customers SELECT 100000+g,'g','e','x',g FROM generate_series(0,40000) g",
+         "cannot write masked columns"},
+        {"CLUSTER customers USING si", "CLUSTER is not allowed"},
+        {"REINDEX TABLE customers", "REINDEX is not allowed"},
+        {"VACUUM FULL customers", "VACUUM is not allowed"},
+    };
+    expect_refused(&policy, v, N(v));
+    static const char *const ok[] = {"BEGIN", "SELECT id FROM customers WHERE salary >= 0",
+                                     "ROLLBACK"};
+    expect_passed(&policy, ok, N(ok));
+}
+
+/* The number of tests of masked columns a text makes, refused or not. */
+static int tests_of(const char *sql, bool *refused)
+{
+    struct masksql_verdict v;
+    masksql_check(sql, &policy, &v);
+    *refused = v.refuse;
+    return v.tests;
+}
+
+Test(masksql, reports_the_tests_a_text_makes)
+{
+    bool r;
+    cr_expect_eq(tests_of("SELECT id, email FROM customers WHERE name = 'x'", &r), 0);
+    cr_expect_not(r);
+    cr_expect_eq(tests_of("SELECT 1", &r), 0);
+    cr_expect_eq(tests_of("", &r), 0);
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE salary >= 0", &r), 1);
+    cr_expect_not(r);
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE ssn = $1", &r), 1);
+    cr_expect_eq(tests_of(four_tests[0], &r), 4);
+    cr_expect_not(r);
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE ssn IN ('1', '2', '3')", &r), 1);
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE (email, ssn) IN (('a', '1'))", &r), 2);
+    /* several statements: their sum */
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE ssn = '1'; SELECT 1; UPDATE customers "
+                          "SET name = 'n' WHERE email = $1 AND salary < 3",
+                          &r),
+                 3);
+    cr_expect_not(r);
+    cr_expect_eq(tests_of(four_tests[2], &r), 4);
+    cr_expect_not(r);
+    /* refused: those counted up to the refusal */
+    cr_expect_eq(tests_of(five_tests[0].sql, &r), 5);
+    cr_expect(r);
+    cr_expect_eq(tests_of("SELECT id FROM customers WHERE ssn = '1'; SELECT lower(email) FROM "
+                          "customers",
+                          &r),
+                 1);
+    cr_expect(r);
+    cr_expect_eq(tests_of("PREPARE p AS SELECT id FROM customers WHERE ssn = $1", &r), 1);
+    cr_expect(r);
+    /* through the cache too */
+    struct masksql_cache *mc = masksql_cache_new(4);
+    cr_assert(mc);
+    const char *two = "SELECT id FROM customers WHERE ssn = $1 AND email = $2";
+    cr_expect_eq(masksql_cache_check(mc, two, &policy, 1)->tests, 2);
+    cr_expect_eq(masksql_cache_check(mc, two, &policy, 1)->tests, 2);
+    cr_expect_eq(masksql_cache_check(mc, "SELECT 1", &policy, 1)->tests, 0);
+    masksql_cache_free(mc);
+}
+
+/* SQL PREPARE of statements that test masked columns: each EXECUTE would test again uncounted. */
+static const struct refusal prepares_refused[] = {
+    {"PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
+     "PREPARE of a statement that tests masked column \"ssn\" is not allowed: prepare "
+     "statements that test masked columns through the protocol (Parse), not SQL PREPARE"},
+    {"PREPARE p (text) AS SELECT id FROM customers WHERE email LIKE 'a%'", "\"email\""},
+    {"PREPARE q AS UPDATE customers SET name = $1 WHERE email = $2", "not SQL PREPARE"},
+    {"PREPARE q AS DELETE FROM t WHERE EXISTS (SELECT 1 FROM customers WHERE ssn = $1)",
+     "not SQL PREPARE"},
+    {"PREPARE q AS INSERT INTO t SELECT id FROM customers WHERE salary > $1", "\"salary\""},
+    {"PREPARE q AS SELECT id FROM t WHERE 'a' IN (SELECT * FROM customers)", "not SQL PREPARE"},
+    {"SELECT 1; PREPARE p AS SELECT e FROM (SELECT email AS e FROM customers) s WHERE e = $1",
+     "not SQL PREPARE"},
+};
+
+static const char *const prepares_passed[] = {
+    "PREPARE p AS SELECT email FROM customers WHERE id = $1",
+    "PREPARE p AS SELECT id, ssn FROM customers WHERE name = $1 ORDER BY id",
+    "PREPARE q AS UPDATE customers SET name = $1 WHERE id = $2",
+    "EXECUTE p('1')",
+    "DEALLOCATE p",
+    "DECLARE k CURSOR FOR SELECT id FROM customers WHERE email LIKE $1",
+    "EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'",
+};
+
+Test(masksql, refuses_sql_prepare_of_statements_that_test)
+{
+    expect_refused(&policy, prepares_refused, N(prepares_refused));
+    expect_passed(&policy, prepares_passed, N(prepares_passed));
 }
