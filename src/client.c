@@ -28,7 +28,6 @@
 #include "tls.h"
 #include "worker.h"
 
-#define LOGIN_TIMEOUT_S 60
 /* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
 #define CLIENT_LOGIN_MAX (64 * 1024)
 
@@ -1007,7 +1006,7 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
         free(c);
         return;
     }
-    struct timeval tv = {LOGIN_TIMEOUT_S, 0};
+    struct timeval tv = {w->cfg->login_timeout_s, 0};
     evtimer_add(c->login_timer, &tv);
     client_attach_bev(c, bev);
 }

@@ -313,12 +313,14 @@ struct limits_holder {
     int max_clients;
     int max_message_size;
     int shutdown_timeout_s;
+    int login_timeout_s;
 };
 
 static const struct field limits_fields[] = {
     INT("max_clients", struct limits_holder, max_clients, 1, 1000000),
     INT("max_message_size", struct limits_holder, max_message_size, 1024, 1073741824),
     INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
+    INT("login_timeout_s", struct limits_holder, login_timeout_s, 1, 3600),
 };
 static const struct table limits_table = TABLE(limits_fields);
 
@@ -1070,6 +1072,7 @@ static void config_defaults(struct config *cfg)
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
     cfg->shutdown_timeout_s = 30;
+    cfg->login_timeout_s = 60;
     cfg->masking.catalog_refresh_s = 30;
     cfg->masking.max_tests_per_second = 100;
     cfg->stats = (struct stats_config){.enabled = true, .sample_percent = 100, .queue = 4096,
@@ -1082,7 +1085,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     static const char *const keys =
         "listen, limits, log, admin, databases, users, groups, rls, masking, auth_query, stats";
     struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
-                                cfg->shutdown_timeout_s};
+                                cfg->shutdown_timeout_s, cfg->login_timeout_s};
     struct log_holder lg = {2};
     const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL,
                       *masking = NULL;
@@ -1129,6 +1132,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     cfg->max_clients = lim.max_clients;
     cfg->max_message_size = (size_t)lim.max_message_size;
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
+    cfg->login_timeout_s = lim.login_timeout_s;
     cfg->log_level = strdup(log_levels[lg.level]);
 }
 

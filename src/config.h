@@ -201,6 +201,8 @@ struct config {
     int tls_client_cert;      /* listen.tls.client_cert: 0 optional (default), 1 require */
     int max_clients;          /* limits.max_clients: default 1000 */
     size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
+    int login_timeout_s;      /* limits.login_timeout_s: startup and authentication must end
+                                 within this (default 60; a slow or silent client is closed) */
     int shutdown_timeout_s;   /* limits.shutdown_timeout_s: SIGTERM waits this long for open
                                  transactions (default 30) */
     char *log_level;          /* log.level: error | warning | info | debug (default info) */
