@@ -1,4 +1,5 @@
 /* maskrules.c: a client's masking rules from the configuration. */
+#include "fnv.h"
 #include "maskrules.h"
 
 #include <ctype.h>
@@ -89,16 +90,14 @@ static bool add_name(char ***names, size_t *n, const char *name)
 /* FNV-1a steps over a string (NULL and "" differ) and over a number. */
 static uint64_t mix_str(uint64_t h, const char *s)
 {
-    h = (h ^ (s ? 1 : 2)) * 1099511628211ull;
-    for (; s && *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull;
+    h = fnv_byte(h, s ? 1 : 2);
+    return fnv_byte(s ? fnv_str(h, s) : h, 0xff);
 }
 
 static uint64_t mix_num(uint64_t h, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
-        h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+        h = fnv_byte(h, (uint8_t)(v >> (8 * i)));
     return h;
 }
 
@@ -112,7 +111,7 @@ static uint64_t mix_list(uint64_t h, const struct string_list *l)
 
 uint64_t maskrules_policy_hash(const struct mask_config *m)
 {
-    uint64_t h = mix_num(1469598103934665603ull, m->enabled);
+    uint64_t h = mix_num(FNV_OFFSET, m->enabled);
     h = mix_num(mix_num(h, m->strict_predicates), m->n_rules);
     h = mix_list(mix_list(h, &m->databases), &m->allow_functions);
     for (size_t i = 0; i < m->n_rules; i++) {
@@ -130,11 +129,9 @@ uint64_t maskrules_policy_hash(const struct mask_config *m)
 /* FNV-1a over which rules apply. */
 static uint64_t applies_hash(const bool *applies, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= applies[i] ? 0x9e : 0x31;
-        h *= 1099511628211ull;
-    }
+    uint64_t h = FNV_OFFSET;
+    for (size_t i = 0; i < n; i++)
+        h = fnv_byte(h, applies[i] ? 0x9e : 0x31);
     return h;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fnv.h"
 #include "sqlinfo.h"
 #include "textcache.h"
 
@@ -150,9 +151,9 @@ struct nameset {
 
 static uint64_t name_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = FNV_OFFSET;
     for (; *s; s++)
-        h = (h ^ (uint8_t)tolower((unsigned char)*s)) * 1099511628211ull;
+        h = fnv_byte(h, (uint8_t)tolower((unsigned char)*s));
     return h;
 }
 

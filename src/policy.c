@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fnv.h"
 #include "guard.h"
 #include "log.h"
 #include "maskcat.h"
@@ -149,9 +150,7 @@ static struct mask_bucket *bucket_of(struct worker *w, const char *user)
     if (!w->mask_buckets && !(w->mask_buckets = calloc(1, sizeof(*w->mask_buckets))))
         return NULL;
     struct mask_buckets *mb = w->mask_buckets;
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = user; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    uint64_t h = fnv_str(FNV_OFFSET, user);
     for (size_t i = 0, at = h % MASK_BUCKETS; i < MASK_BUCKETS; i++, at = (at + 1) % MASK_BUCKETS) {
         struct mask_bucket *b = &mb->b[at];
         if (b->user[0] && strncmp(b->user, user, sizeof(b->user) - 1) == 0)

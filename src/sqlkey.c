@@ -5,10 +5,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define FNV_OFFSET 1469598103934665603ull
-#define FNV_PRIME 1099511628211ull
-
-static uint64_t mix(uint64_t h, uint8_t c) { return (h ^ c) * FNV_PRIME; }
+#include "fnv.h"
 
 /* Past a '...' string starting at p (the opening quote); backslash escapes when escapes. */
 static const char *skip_quoted(const char *p, bool escapes)
@@ -81,29 +78,29 @@ uint64_t sqlkey(const char *sql)
     for (const char *p = sql; *p;) {
         const char *end = skip_constant(p, prev);
         if (end) {
-            h = mix(h, 0x01); /* the placeholder */
+            h = fnv_byte(h, 0x01); /* the placeholder */
             prev = '0';
             p = end;
         } else if (isspace((unsigned char)*p)) {
             while (isspace((unsigned char)*p))
                 p++;
-            h = mix(h, ' ');
+            h = fnv_byte(h, ' ');
             prev = ' ';
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
             /* a comment is kept as it is (its quotes open no string) */
             const char *q = p[0] == '-' ? strchr(p, '\n') : strstr(p + 2, "*/");
             q = q ? q + (p[0] == '-' ? 0 : 2) : p + strlen(p);
             for (; p < q; p++)
-                h = mix(h, (uint8_t)*p);
+                h = fnv_byte(h, (uint8_t)*p);
             prev = ' ';
         } else if (*p == '"') { /* a quoted identifier is kept as it is */
             const char *q = strchr(p + 1, '"');
             q = q ? q + 1 : p + strlen(p);
             for (; p < q; p++)
-                h = mix(h, (uint8_t)*p);
+                h = fnv_byte(h, (uint8_t)*p);
             prev = 'a';
         } else {
-            h = mix(h, (uint8_t)*p);
+            h = fnv_byte(h, (uint8_t)*p);
             prev = *p++;
         }
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "sqlkey.h"
 
 /* (table, application) aggregates kept at most; reads of others are not broken down. */
@@ -164,12 +165,9 @@ uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable)
 
 static uint64_t str_hash(const char *const *parts, int n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < n; i++) {
-        for (const char *p = parts[i]; *p; p++)
-            h = (h ^ (uint8_t)*p) * 1099511628211ull;
-        h = (h ^ 0xff) * 1099511628211ull;
-    }
+    uint64_t h = FNV_OFFSET;
+    for (int i = 0; i < n; i++)
+        h = fnv_byte(fnv_str(h, parts[i]), 0xff);
     return h;
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "list.h"
 
 struct entry {
@@ -20,14 +21,10 @@ struct textcache {
     struct list lru; /* least recently used first */
 };
 
-/* FNV-1a over the key and the text: the text is compared on a hit, so the hash need not
- * resist collisions. */
+/* FNV-1a over the key and the text. */
 static uint64_t hash_of(uint64_t key, const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull ^ key;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
+    return fnv_bytes(FNV_OFFSET ^ key, s, len);
 }
 
 struct textcache *textcache_new(size_t max_entries, size_t value_size)
