@@ -13,20 +13,8 @@ while getopts "r:t:o:" o; do
 done
 [ -x ./lakeproxy ] || make lakeproxy
 
-T=$(mktemp -d /tmp/lakeproxy-maskbench.XXXXXX)
-chmod 755 "$T"
-lp_pid=""
-cleanup() {
-    [ -n "$lp_pid" ] && kill "$lp_pid" 2>/dev/null || true
-    bash tests/lib/pg_tmp.sh stop "$T/pg"
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-pgport=$(bash tests/lib/free_port.sh)
-bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport"
-bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
-export PGPASSWORD=server-secret
+source bench/lib.sh
+bench_pg_start lakeproxy-maskbench
 psql -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" <<'SQL'
 CREATE TABLE mask_bench (id int PRIMARY KEY, name text, email text, ssn text, note text);
 INSERT INTO mask_bench SELECT g, 'customer ' || g, 'user' || g || '@example.com',
@@ -59,24 +47,23 @@ stats: { enabled: false }
 YAML
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
+bench_pids+=("$lp_pid")
 sleep 0.5
 echo "SELECT * FROM mask_bench;" >"$T/q.sql"
 hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$lp_pid/stat"; }
 
 # run USER -> "tps cpu_us_per_result"
 run() {
     local before after out tps
-    before=$(cpu_ticks)
+    before=$(cpu_ticks "$lp_pid")
     out=$(cd "$T" && pgbench -n -f q.sql -t $((RESULTS / 2)) -c 2 -j 2 \
         "host=127.0.0.1 port=$lpport dbname=bench user=$1" 2>&1)
-    after=$(cpu_ticks)
+    after=$(cpu_ticks "$lp_pid")
     echo "$out" | grep -q "number of failed transactions: 0" || { echo "$out" >&2; exit 1; }
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
     awk -v t="$tps" -v a="$after" -v b="$before" -v hz="$hz" -v n="$RESULTS" \
         'BEGIN { printf "%.2f %.0f\n", t, (a - b) * 1e6 / hz / n }'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 run masked >/dev/null # warm-up: the catalog read, caches
 masked="" exempt=""

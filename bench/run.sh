@@ -27,20 +27,8 @@ command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2
 [ -x ./lakeproxy ] || make lakeproxy
 ulimit -n 8192 2>/dev/null || true
 
-T=$(mktemp -d /tmp/lakeproxy-bench.XXXXXX)
-chmod 755 "$T"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    bash tests/lib/pg_tmp.sh stop "$T/pg"
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-pgport=$(bash tests/lib/free_port.sh)
-bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport"
-bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
-export PGPASSWORD=server-secret
+source bench/lib.sh
+bench_pg_start lakeproxy-bench
 pgbench -i -s 10 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >/dev/null 2>&1
 
 lpport=$(bash tests/lib/free_port.sh)
@@ -76,10 +64,10 @@ echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"
 echo "stats: { enabled: false }" >>"$T/nostats.yaml"
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
-pids+=("$lp_pid")
+bench_pids+=("$lp_pid")
 ./lakeproxy -c "$T/nostats.yaml" 2>"$T/nostats.log" &
 lp2_pid=$!
-pids+=("$lp2_pid")
+bench_pids+=("$lp2_pid")
 
 pbport=$(bash tests/lib/free_port.sh)
 cat >"$T/pgbouncer.ini" <<INI
@@ -103,11 +91,10 @@ if [ "$(id -u)" = 0 ]; then
 else
     pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
 fi
-pids+=($!)
+bench_pids+=($!)
 sleep 1
 pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # pgbench arguments of a workload; $2 divides its clients (for the two-tenant RLS target).
@@ -181,7 +168,6 @@ run_one() {
     echo "${tps:--} ${lat:--} ${p99:--} $cpu $errs"
 }
 
-median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 mkdir -p bench/results
 stamp=$(date -u +%Y%m%d-%H%M%S)

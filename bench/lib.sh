@@ -1,0 +1,26 @@
+# lib.sh: what the bench scripts share (sourced). A throwaway PostgreSQL with the test schema
+# in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
+# CPU ticks of a process; the median of numbers on stdin ("-" entries skipped, "-" if none).
+
+bench_pids=()
+
+bench_cleanup() {
+    for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    bash tests/lib/pg_tmp.sh stop "$T/pg"
+    rm -rf "$T"
+}
+
+# bench_pg_start PREFIX: a temporary directory T (/tmp/PREFIX.XXXXXX) and PostgreSQL in it.
+bench_pg_start() {
+    T=$(mktemp -d "/tmp/$1.XXXXXX")
+    chmod 755 "$T"
+    trap bench_cleanup EXIT
+    pgport=$(bash tests/lib/free_port.sh)
+    bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport"
+    bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
+    export PGPASSWORD=server-secret
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
