@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "admin.h"
 #include "authquery.h"
@@ -26,6 +27,7 @@
 #include "rls.h"
 #include "server.h"
 #include "tls.h"
+#include "tokenauth.h"
 #include "worker.h"
 
 /* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
@@ -37,10 +39,19 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 
+static void groups_clear(struct string_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    *l = (struct string_list){0};
+}
+
 static void client_free(void *arg)
 {
     struct client *c = arg;
     free(c->user);
+    groups_clear(&c->token_groups);
     free(c->database);
     if (c->md5_stored)
         explicit_bzero(c->md5_stored, strlen(c->md5_stored));
@@ -71,6 +82,8 @@ void client_close(struct client *c, const char *reason)
     if (c->authq)
         authquery_cancel(c->authq);
     c->authq = NULL;
+    tokenauth_cancel(c->token_check);
+    c->token_check = NULL;
     if (c->server)
         server_unlink(c->server);
     if (c->timer)
@@ -125,6 +138,7 @@ void client_rls_identity(const struct client *c, struct rls_identity *id)
         .application_name = param_get(&c->wanted, "application_name"),
         .options = &c->rls_options,
         .cert = &c->cert,
+        .groups = c->token_groups.n ? &c->token_groups : NULL,
     };
 }
 
@@ -184,7 +198,7 @@ void client_mask_sync(struct client *c)
     maskrules_free(&c->mask);
     c->mask_gen = c->w->cfg_gen;
     if (config_mask_applies(c->w->cfg, c->database) &&
-        !maskrules_build(c->w->cfg, c->user, &c->mask))
+        !maskrules_build(c->w->cfg, c->user, &c->token_groups, &c->mask))
         log_warning("client %llu: out of memory building its masking rules",
                     (unsigned long long)c->id);
     c->mask_class = mask_class_of(c);
@@ -501,11 +515,101 @@ static void on_lookup_done(struct client *c, const char *verifier, const char *e
     start_scram(c, &c->w->mock_verifier);
 }
 
+/* client_auth databricks_token: ask for the token as a cleartext password, over TLS only. */
+static void start_token_auth(struct client *c)
+{
+    char msg[300];
+    if (!c->tls) {
+        snprintf(msg, sizeof(msg),
+                 "database \"%.64s\" takes a Databricks token as password, which must not "
+                 "cross the network in clear: connect with TLS (sslmode=require)",
+                 c->database);
+        client_fail(c, "28000", msg);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    proto_auth(&b, AUTH_REQ_CLEARTEXT, NULL, 0);
+    c->step = CS_TOKEN;
+    send_to_client(c, &b);
+}
+
+/* Keeps the identity's groups for RLS attributes and masking exemptions. */
+static bool take_token_groups(struct client *c, const struct token_identity *id)
+{
+    groups_clear(&c->token_groups);
+    if (id->n_groups == 0)
+        return true;
+    if (!(c->token_groups.items = calloc(id->n_groups, sizeof(char *))))
+        return false;
+    for (size_t i = 0; i < id->n_groups; i++) {
+        if (!(c->token_groups.items[i] = strdup(id->groups[i])))
+            return false;
+        c->token_groups.n++;
+    }
+    return true;
+}
+
+/* The workspace said who the token belongs to: it must be the user the client named (the
+ * workspace's spelling is kept). */
+static void on_token_checked(struct client *c, const struct token_identity *id,
+                             const char *sqlstate, const char *err)
+{
+    char msg[400];
+    c->token_check = NULL;
+    if (!id) {
+        client_fail(c, sqlstate, err);
+        return;
+    }
+    if (strcasecmp(id->user, c->user) != 0) {
+        snprintf(msg, sizeof(msg),
+                 "the Databricks token belongs to \"%.128s\", not to user \"%.128s\": log in "
+                 "as the token's own user",
+                 id->user, c->user);
+        client_fail(c, "28P01", msg);
+        return;
+    }
+    char *user = strdup(id->user);
+    if (!user || !take_token_groups(c, id)) {
+        free(user);
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
+    free(c->user);
+    c->user = user;
+    struct buf b;
+    buf_init(&b);
+    auth_done(c, &b);
+}
+
+/* The PasswordMessage of a token login: one NUL-terminated printable token. */
+static void handle_token(struct client *c, const uint8_t *body, size_t len)
+{
+    const struct db_config *db = config_find_db(c->w->cfg, c->database);
+    if (len < 2 || body[len - 1] != 0 || strlen((const char *)body) != len - 1) {
+        client_fail(c, "28P01", "expected a Databricks token as the password");
+        return;
+    }
+    if (!db) { /* removed by a reload meanwhile */
+        client_fail(c, "3D000", "the database is no longer configured");
+        return;
+    }
+    c->step = CS_LOOKUP;
+    c->token_check = tokenauth_check(c->w, db, (const char *)body, c, on_token_checked);
+    if (!c->token_check)
+        client_fail(c, "53200", "out of memory");
+}
+
 /* Picks how c authenticates, by its entry under users:, else through auth_query. Unknown
  * users get a mock exchange that always fails, so a probe cannot tell which names exist. */
 static void start_auth(struct client *c)
 {
     const struct config *cfg = c->w->cfg;
+    const struct db_config *db = config_find_db(cfg, c->database);
+    if (db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN) {
+        start_token_auth(c);
+        return;
+    }
     for (size_t i = 0; i < cfg->n_users; i++) {
         if (strcmp(cfg->users[i].name, c->user) != 0)
             continue;
@@ -604,7 +708,8 @@ static void on_auth_data(struct client *c)
         return;
     }
     if (type != 'p' ||
-        (c->step != CS_SCRAM_FIRST && c->step != CS_SCRAM_FINAL && c->step != CS_MD5)) {
+        (c->step != CS_SCRAM_FIRST && c->step != CS_SCRAM_FINAL && c->step != CS_MD5 &&
+         c->step != CS_TOKEN)) {
         client_fail(c, "08P01", "invalid message during authentication");
         return;
     }
@@ -621,6 +726,8 @@ static void on_auth_data(struct client *c)
         handle_scram_first(c, body, len);
     else if (c->step == CS_SCRAM_FINAL)
         handle_scram_final(c, body, len);
+    else if (c->step == CS_TOKEN)
+        handle_token(c, body, len);
     else
         handle_md5(c, body, len);
     explicit_bzero(body, len);

@@ -286,6 +286,7 @@ static const char *const pool_modes[] = {"session", "transaction", NULL};
 static const char *const tls_modes[] = {"disable", "prefer", "require", "verify-full", NULL};
 static const char *const client_cert_modes[] = {"optional", "require", NULL};
 static const char *const auth_methods[] = {"scram", "trust", NULL};
+static const char *const client_auths[] = {"password", "databricks_token", NULL};
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 
 /* The log level is kept as text in struct config; parse it into this index first. */
@@ -389,6 +390,7 @@ static const struct field db_fields[] = {
     STR("ca_file", struct db_config, ca_file),
     SUB_AT("pool", struct db_config, pool, pool_table),
     SUB_AT("credentials", struct db_config, cred, cred_table),
+    ENUM("client_auth", struct db_config, client_auth, client_auths),
 };
 static const struct table db_table = TABLE(db_fields);
 
@@ -596,6 +598,32 @@ static void check_credentials(struct ctx *c, const yaml_node_t *dbnode, const ch
                 "instance, instances (provisioned) or endpoint (autoscaling)");
     if (cr->ttl_s && !cr->endpoint)
         add_error(c, n->start_mark, "%s.ttl_s: only used with endpoint (autoscaling)", path);
+}
+
+/* client_auth: databricks_token takes tokens as cleartext passwords, so clients must use TLS,
+ * and checks them at the workspace of the database's databricks credentials. */
+static void check_client_auth(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         map->type == YAML_MAPPING_NODE && p < map->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
+        const struct db_config *db =
+            k && k->type == YAML_SCALAR_NODE ? config_find_db(cfg, (const char *)k->data.scalar.value)
+                                             : NULL;
+        if (!db || db->client_auth != CLIENT_AUTH_DATABRICKS_TOKEN)
+            continue;
+        const yaml_node_t *at = find_value(c, v, "client_auth");
+        if (db->cred.provider != CRED_DATABRICKS)
+            add_error(c, at->start_mark,
+                      "databases.%s.client_auth: databricks_token checks tokens at the workspace "
+                      "of credentials.provider databricks; this database has provider %s",
+                      db->name, cred_providers[db->cred.provider]);
+        if (!cfg->tls_cert)
+            add_error(c, at->start_mark,
+                      "databases.%s.client_auth: databricks_token needs listen.tls (clients send "
+                      "their token as a password, which must not cross the network in clear)",
+                      db->name);
+    }
 }
 
 /* databases: name -> entry. */
@@ -1126,6 +1154,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         add_error(c, root->start_mark, "missing required key 'databases'");
     if (aq)
         check_auth_query(c, aq, cfg);
+    if (dbs)
+        check_client_auth(c, dbs, cfg);
     check_rls(c, cfg, users, groups, rls);
     if (masking)
         check_masking(c, masking, cfg);

@@ -19,6 +19,12 @@ enum auth_method {
     AUTH_TRUST, /* no password: local demos only */
 };
 
+/* How the clients of one database prove who they are (databases.X.client_auth). */
+enum client_auth {
+    CLIENT_AUTH_PASSWORD,         /* users:, else auth_query (default) */
+    CLIENT_AUTH_DATABRICKS_TOKEN, /* their own Databricks OAuth token, checked at the workspace */
+};
+
 struct pool_config {
     enum pool_mode mode;   /* pool.mode: session | transaction (default session) */
     int size;              /* pool.size: most server connections per pool (default 20) */
@@ -81,6 +87,7 @@ struct db_config {
     char *ca_file;       /* ca_file: CA bundle for verify-full (default: system store) */
     struct pool_config pool;
     struct cred_config cred; /* credentials: rotating passwords (default: static password) */
+    enum client_auth client_auth; /* client_auth: password | databricks_token */
 };
 
 /* A YAML mapping of strings to strings (attributes: { tenant_id: "42" }). */

@@ -304,19 +304,6 @@ static void workspace_url(const struct cred_config *cr, const char *path, char *
     snprintf(out, outsz, "%.*s%s", (int)n, cr->workspace, path);
 }
 
-/* Explains a non-200 answer or a transport failure of a workspace call. */
-static void http_failure(const char *what, int status, const char *body, size_t len,
-                         const char *err, char *out, size_t outsz)
-{
-    char msg[200];
-    if (status == 0)
-        snprintf(out, outsz, "%s: %s", what, err);
-    else if (body && token_error_message(body, len, msg, sizeof(msg)))
-        snprintf(out, outsz, "%s answered HTTP %d: %s", what, status, msg);
-    else
-        snprintf(out, outsz, "%s answered HTTP %d", what, status);
-}
-
 static void start_http(struct credential *c, const char *what, struct http_options *o,
                        http_done_fn done)
 {
@@ -341,7 +328,7 @@ static void credential_done(void *arg, int status, const char *body, size_t len,
         c->oauth = NULL;
     }
     if (status != 200) {
-        http_failure("database credential endpoint", status, body, len, err, why, sizeof(why));
+        token_http_failure("database credential endpoint", status, body, len, err, why, sizeof(why));
         fetch_failed(c, why);
     } else if (!token_parse_db_credential(body, len, &a, e, sizeof(e))) {
         snprintf(why, sizeof(why), "database credential endpoint: %s", e);
@@ -379,7 +366,7 @@ static void oauth_done(void *arg, int status, const char *body, size_t len, cons
     char e[256], why[400];
     c->http = NULL;
     if (status != 200) {
-        http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, why,
+        token_http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, why,
                      sizeof(why));
         fetch_failed(c, why);
         return;

@@ -14,50 +14,63 @@ static bool in_list(const struct string_list *l, const char *s)
     return false;
 }
 
-/* The value of configured attribute name for u: its own, else its first group's that has it. */
-static const char *attribute_of(const struct config *cfg, const struct user_config *u,
-                                const char *name)
+/* The group lists of a user: its configured groups (u may be NULL), then extra. */
+static const struct string_list *group_list(const struct user_config *u,
+                                            const struct string_list *extra, int pass)
 {
-    for (size_t i = 0; i < u->attributes.n; i++)
+    return pass == 0 ? (u ? &u->groups : NULL) : extra;
+}
+
+/* The value of configured attribute name for a user: its own, else its first group's that
+ * has it (configured groups first, then extra). */
+static const char *attribute_of(const struct config *cfg, const struct user_config *u,
+                                const struct string_list *extra, const char *name)
+{
+    for (size_t i = 0; u && i < u->attributes.n; i++)
         if (strcmp(u->attributes.items[i].key, name) == 0)
             return u->attributes.items[i].value;
-    for (size_t g = 0; g < u->groups.n; g++) {
-        const struct group_config *gc = config_find_group(cfg, u->groups.items[g]);
-        for (size_t i = 0; gc && i < gc->attributes.n; i++)
-            if (strcmp(gc->attributes.items[i].key, name) == 0)
-                return gc->attributes.items[i].value;
+    for (int pass = 0; pass < 2; pass++) {
+        const struct string_list *gl = group_list(u, extra, pass);
+        for (size_t g = 0; gl && g < gl->n; g++) {
+            const struct group_config *gc = config_find_group(cfg, gl->items[g]);
+            for (size_t i = 0; gc && i < gc->attributes.n; i++)
+                if (strcmp(gc->attributes.items[i].key, name) == 0)
+                    return gc->attributes.items[i].value;
+        }
     }
     return NULL;
 }
 
-/* Does u have role, itself or through one of its groups? */
-static bool has_role(const struct config *cfg, const struct user_config *u,
-                     const struct mask_rule *r)
+/* Is the user in one of r's exempt groups, or does it have one of r's exempt roles, itself
+ * or through one of its groups? */
+static bool group_or_role_exempt(const struct config *cfg, const struct user_config *u,
+                                 const struct string_list *extra, const struct mask_rule *r)
 {
-    if (in_list(&r->unless_roles, u->role))
+    if (u && in_list(&r->unless_roles, u->role))
         return true;
-    for (size_t g = 0; g < u->groups.n; g++) {
-        const struct group_config *gc = config_find_group(cfg, u->groups.items[g]);
-        if (gc && in_list(&r->unless_roles, gc->role))
-            return true;
+    for (int pass = 0; pass < 2; pass++) {
+        const struct string_list *gl = group_list(u, extra, pass);
+        for (size_t g = 0; gl && g < gl->n; g++) {
+            const struct group_config *gc = config_find_group(cfg, gl->items[g]);
+            if (in_list(&r->unless_groups, gl->items[g]) ||
+                (gc && in_list(&r->unless_roles, gc->role)))
+                return true;
+        }
     }
     return false;
 }
 
-bool maskrules_exempt(const struct config *cfg, const struct mask_rule *r, const char *user)
+bool maskrules_exempt(const struct config *cfg, const struct mask_rule *r, const char *user,
+                      const struct string_list *extra_groups)
 {
     if (in_list(&r->unless_users, user))
         return true;
+    /* users known only to auth_query have no groups, roles or attributes */
     const struct user_config *u = config_find_user(cfg, user);
-    if (!u) /* users known only to auth_query have no groups, roles or attributes */
-        return false;
-    for (size_t g = 0; g < u->groups.n; g++)
-        if (in_list(&r->unless_groups, u->groups.items[g]))
-            return true;
-    if (has_role(cfg, u, r))
+    if (group_or_role_exempt(cfg, u, extra_groups, r))
         return true;
     for (size_t i = 0; i < r->unless_attrs.n; i++) {
-        const char *v = attribute_of(cfg, u, r->unless_attrs.items[i].key);
+        const char *v = attribute_of(cfg, u, extra_groups, r->unless_attrs.items[i].key);
         if (v && strcmp(v, r->unless_attrs.items[i].value) == 0)
             return true;
     }
@@ -135,7 +148,8 @@ static uint64_t applies_hash(const bool *applies, size_t n)
     return h;
 }
 
-bool maskrules_build(const struct config *cfg, const char *user, struct client_mask *m)
+bool maskrules_build(const struct config *cfg, const char *user,
+                     const struct string_list *extra_groups, struct client_mask *m)
 {
     const struct mask_config *mc = &cfg->masking;
     *m = (struct client_mask){0};
@@ -144,7 +158,7 @@ bool maskrules_build(const struct config *cfg, const char *user, struct client_m
         return false;
     for (size_t i = 0; i < mc->n_rules; i++) {
         const struct mask_rule *r = &mc->rules[i];
-        if (maskrules_exempt(cfg, r, user))
+        if (maskrules_exempt(cfg, r, user, extra_groups))
             continue;
         m->applies[i] = true;
         m->n_applied++;

@@ -21,11 +21,15 @@ struct client_mask {
     uint64_t id;          /* a hash of which rules apply: equal ids, equal guard verdicts */
 };
 
-/* Is user exempt from rule r (unless: users, groups, roles, attributes)? */
-bool maskrules_exempt(const struct config *cfg, const struct mask_rule *r, const char *user);
+/* Is user exempt from rule r (unless: users, groups, roles, attributes)? extra_groups are
+ * groups from outside the configuration (a Databricks token's identity; may be NULL): they
+ * count as the user's own groups after its configured ones. */
+bool maskrules_exempt(const struct config *cfg, const struct mask_rule *r, const char *user,
+                      const struct string_list *extra_groups);
 
 /* Builds m for user; false when out of memory. m->n_applied == 0: nothing is masked. */
-bool maskrules_build(const struct config *cfg, const char *user, struct client_mask *m);
+bool maskrules_build(const struct config *cfg, const char *user,
+                     const struct string_list *extra_groups, struct client_mask *m);
 void maskrules_free(struct client_mask *m);
 
 /* A hash of everything in the masking section that could change a guard verdict or a mask

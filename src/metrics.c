@@ -14,6 +14,7 @@
 #include "log.h"
 #include "stats.h"
 #include "statslog.h"
+#include "tokenauth.h"
 
 /* Upper bounds (seconds) of the latency histogram's buckets, as Prometheus expects them. */
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -203,6 +204,14 @@ static void render_credentials(struct worker *w, struct buf *b)
         put(b, "lakeproxy_credential_refresh_failures{database=\"%s\"} %d\n",
             label(cr->db->name, db, sizeof(db)), cr->failures);
     }
+    uint64_t asked, cached;
+    tokenauth_counts(w, &asked, &cached);
+    describe(b, "lakeproxy_client_token_checks_total", "counter",
+             "Clients' own Databricks tokens checked at the workspace (client_auth).");
+    put(b, "lakeproxy_client_token_checks_total %llu\n", (unsigned long long)asked);
+    describe(b, "lakeproxy_client_token_cache_hits_total", "counter",
+             "Logins with a Databricks token served from the cache of workspace answers.");
+    put(b, "lakeproxy_client_token_cache_hits_total %llu\n", (unsigned long long)cached);
 }
 
 void metrics_render(struct worker *w, struct buf *b)

@@ -79,6 +79,7 @@ struct worker {
     uint64_t mask_epoch;         /* bumped by a reload that changes the masking section */
     struct mask_buckets *mask_buckets; /* masked-column tests per user per second (policy.c) */
     uint64_t mask_refusals;      /* statements and results masking refused */
+    struct tokenauth *tokenauth; /* clients' own Databricks tokens: checks and cache */
 };
 
 struct pool {
@@ -194,7 +195,16 @@ enum client_state {
     CL_ADMIN,   /* logged in to the admin console */
 };
 
-enum client_step { CS_STARTUP, CS_TLS, CS_LOOKUP, CS_SCRAM_FIRST, CS_SCRAM_FINAL, CS_MD5, CS_DONE };
+enum client_step {
+    CS_STARTUP,
+    CS_TLS,
+    CS_LOOKUP,
+    CS_SCRAM_FIRST,
+    CS_SCRAM_FINAL,
+    CS_MD5,
+    CS_TOKEN, /* client_auth databricks_token: a PasswordMessage holding its token */
+    CS_DONE
+};
 
 struct client {
     struct list node;      /* worker->clients */
@@ -222,6 +232,8 @@ struct client {
     uint8_t md5_salt[4];
     char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;   /* auth_query look-up in flight */
+    struct tokenauth_wait *token_check; /* its Databricks token being checked */
+    struct string_list token_groups; /* the groups its Databricks token's identity is in */
     struct relay relay;
     struct timeval wait_start; /* when it joined the pool's wait queue */
     bool is_admin;             /* asked for the admin console and is allowed to */

@@ -417,3 +417,125 @@ done:
     json_decref(root);
     return copy;
 }
+
+/* A name from the workspace that may become a user or group name: printable, no control
+ * characters (they would reach logs and set_config values), at most TOKEN_MAX_NAME bytes. */
+static bool identity_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > TOKEN_MAX_NAME || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Copies the display names of the SCIM groups array into out. */
+static bool take_groups(json_t *groups, struct token_identity *out)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(groups, i, g)
+    {
+        json_t *d = json_object_get(g, "display");
+        if (out->n_groups == TOKEN_MAX_GROUPS)
+            break;
+        if (!json_is_string(d) || !identity_name_ok(json_string_value(d), json_string_length(d)))
+            continue;
+        if (!(out->groups[out->n_groups] = strdup(json_string_value(d))))
+            return false;
+        out->n_groups++;
+    }
+    return true;
+}
+
+bool token_parse_identity(const char *text, size_t len, struct token_identity *out, char *err,
+                          size_t errsz)
+{
+    *out = (struct token_identity){0};
+    json_t *root = parse_object(text, len, err, errsz);
+    if (!root)
+        return false;
+    json_t *name = json_object_get(root, "userName");
+    json_t *active = json_object_get(root, "active");
+    json_t *groups = json_object_get(root, "groups");
+    bool ok = false;
+    if (!json_is_string(name))
+        snprintf(err, errsz, name ? "\"userName\" is not a string" : "no \"userName\" in the answer");
+    else if (!identity_name_ok(json_string_value(name), json_string_length(name)))
+        snprintf(err, errsz, "\"userName\" is empty, longer than %d bytes or holds control "
+                             "characters", TOKEN_MAX_NAME);
+    else if (active && !json_is_true(active))
+        snprintf(err, errsz, "the identity is not active");
+    else if (groups && !json_is_array(groups))
+        snprintf(err, errsz, "\"groups\" is not an array");
+    else if (!(out->user = strdup(json_string_value(name))) || (groups && !take_groups(groups, out)))
+        snprintf(err, errsz, "out of memory");
+    else
+        ok = true;
+    json_decref(root);
+    if (!ok)
+        token_identity_clear(out);
+    return ok;
+}
+
+void token_identity_clear(struct token_identity *id)
+{
+    free(id->user);
+    for (size_t i = 0; i < id->n_groups; i++)
+        free(id->groups[i]);
+    *id = (struct token_identity){0};
+}
+
+/* base64url (no padding) of len bytes into out (at least len * 3 / 4 + 3 bytes); -1 when
+ * it is not base64url. */
+static long b64url_decode(const char *in, size_t len, unsigned char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint32_t acc = 0;
+    int bits = 0;
+    long n = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
+        if (!p)
+            return -1;
+        acc = (acc << 6) | (uint32_t)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return bits >= 6 ? -1 : n; /* one leftover character cannot end a base64 text */
+}
+
+bool token_jwt_expiry(const char *token, size_t len, time_t *out)
+{
+    const char *dot1 = memchr(token, '.', len);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (!dot2 || (size_t)(dot2 - dot1 - 1) > 8192)
+        return false;
+    unsigned char payload[8192 * 3 / 4 + 3];
+    long n = b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), payload);
+    char err[120];
+    json_t *root = n > 0 ? parse_object((const char *)payload, (size_t)n, err, sizeof(err)) : NULL;
+    json_t *exp = root ? json_object_get(root, "exp") : NULL;
+    bool ok = json_is_number(exp) && json_number_value(exp) > 0 && json_number_value(exp) < 1e11;
+    if (ok)
+        *out = (time_t)json_number_value(exp);
+    json_decref(root);
+    return ok;
+}
+
+void token_http_failure(const char *what, int status, const char *body, size_t len,
+                        const char *err, char *out, size_t outsz)
+{
+    char msg[200];
+    if (status == 0)
+        snprintf(out, outsz, "%s: %s", what, err);
+    else if (body && token_error_message(body, len, msg, sizeof(msg)))
+        snprintf(out, outsz, "%s answered HTTP %d: %s", what, status, msg);
+    else
+        snprintf(out, outsz, "%s answered HTTP %d", what, status);
+}

@@ -41,6 +41,11 @@ bool token_parse_db_credential(const char *text, size_t len, struct token_answer
  * into out (sanitised, never a token); false when there is none. */
 bool token_error_message(const char *text, size_t len, char *out, size_t outsz);
 
+/* A failed HTTP exchange with the workspace in one line: "<what>: <err>" when no answer came
+ * (status 0), else "<what> answered HTTP <status>[: <message from the body>]". */
+void token_http_failure(const char *what, int status, const char *body, size_t len,
+                        const char *err, char *out, size_t outsz);
+
 /* RFC 3339 date-time ("2026-11-23T10:00:00Z", fractions and +hh:mm offsets allowed) to Unix
  * seconds (fractions dropped). false when malformed. */
 bool token_parse_rfc3339(const char *s, time_t *out);
@@ -75,5 +80,26 @@ char *token_form_encode(const char *s);
  * "instance_names": [...]}. Heap (plain malloc), NULL on failure. */
 char *token_credential_request(const char *endpoint, int ttl_s, const char *const *instances,
                                size_t n_instances);
+
+/* Who a Databricks token belongs to, from the workspace's SCIM /Me answer. */
+#define TOKEN_MAX_GROUPS 64
+#define TOKEN_MAX_NAME 255
+struct token_identity {
+    char *user;          /* userName (an email, or a service principal's application id) */
+    char *groups[TOKEN_MAX_GROUPS]; /* groups[].display, in the answer's order */
+    size_t n_groups;
+};
+
+/* Parses a SCIM /Me answer {"userName", "active"?, "groups"?: [{"display"}...]}: false with
+ * err filled when userName is missing or unusable, or active is false. Groups past
+ * TOKEN_MAX_GROUPS, and names that are empty, too long or hold control characters, are
+ * skipped. */
+bool token_parse_identity(const char *text, size_t len, struct token_identity *out, char *err,
+                          size_t errsz);
+void token_identity_clear(struct token_identity *id);
+
+/* The "exp" claim of a JWT (header.payload.signature, base64url), not verified: only used to
+ * bound how long a validation is cached. false when token is not a JWT with a numeric exp. */
+bool token_jwt_expiry(const char *token, size_t len, time_t *out);
 
 #endif

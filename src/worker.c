@@ -24,6 +24,7 @@
 #include "statslog.h"
 #include "server.h"
 #include "tls.h"
+#include "tokenauth.h"
 
 /* Distinct statement texts whose guard verdict is kept. */
 #define GUARD_CACHE_ENTRIES 4096
@@ -272,6 +273,7 @@ void worker_free(struct worker *w)
     pool_free_all(w);
     tablesize_free_all(w);
     maskcat_free_all(w);
+    tokenauth_free_all(w);
     if (w->base)
         credentials_free_all(w);
     if (w->sig_int)

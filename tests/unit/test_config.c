@@ -172,6 +172,18 @@ static const struct {
      "of: static, file, command, databricks)"},
     {"databases:\n  app:\n    host: h\n    user: u\n    credentials: {provider: file}\n",
      "t.yaml:5:18: databases.app.credentials: provider file needs path"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    client_auth: databricks_token\n",
+     "t.yaml:5:18: databases.app.client_auth: databricks_token checks tokens at the workspace of "
+     "credentials.provider databricks; this database has provider static"},
+    {"listen: {port: 1}\ndatabases:\n  app:\n    host: h\n    user: u\n"
+     "    client_auth: databricks_token\n"
+     "    credentials: {provider: databricks, workspace: https://w, client_id: i,\n"
+     "                  client_secret_env: S, instance: x}\n",
+     "t.yaml:6:18: databases.app.client_auth: databricks_token needs listen.tls (clients send "
+     "their token as a password, which must not cross the network in clear)"},
+    {"databases:\n  app:\n    host: h\n    user: u\n    client_auth: oauth\n",
+     "t.yaml:5:18: databases.app.client_auth: unknown value \"oauth\" (expected one of: password, "
+     "databricks_token)"},
     {"databases:\n  app:\n    host: h\n    user: u\n    password: p\n"
      "    credentials: {provider: file, path: /t}\n",
      "t.yaml:5:15: databases.app.password: not used with credentials.provider file; remove it"},

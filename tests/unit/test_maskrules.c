@@ -30,15 +30,32 @@ Test(maskrules, exemptions_by_user_group_role_and_attribute)
 {
     struct config *cfg = load();
     const struct mask_rule *r = cfg->masking.rules;
-    cr_expect(maskrules_exempt(cfg, &r[0], "audra"), "role through a group");
-    cr_expect(maskrules_exempt(cfg, &r[0], "sam"), "role of the user itself");
-    cr_expect_not(maskrules_exempt(cfg, &r[0], "eve"));
-    cr_expect(maskrules_exempt(cfg, &r[1], "audra"));
-    cr_expect_not(maskrules_exempt(cfg, &r[1], "sam"), "groups, not roles");
-    cr_expect(maskrules_exempt(cfg, &r[2], "eve"), "attribute through a group");
-    cr_expect_not(maskrules_exempt(cfg, &r[2], "mal"));
-    cr_expect(maskrules_exempt(cfg, &r[3], "mal"));
-    cr_expect_not(maskrules_exempt(cfg, &r[0], "unknown"), "users known only to auth_query");
+    cr_expect(maskrules_exempt(cfg, &r[0], "audra", NULL), "role through a group");
+    cr_expect(maskrules_exempt(cfg, &r[0], "sam", NULL), "role of the user itself");
+    cr_expect_not(maskrules_exempt(cfg, &r[0], "eve", NULL));
+    cr_expect(maskrules_exempt(cfg, &r[1], "audra", NULL));
+    cr_expect_not(maskrules_exempt(cfg, &r[1], "sam", NULL), "groups, not roles");
+    cr_expect(maskrules_exempt(cfg, &r[2], "eve", NULL), "attribute through a group");
+    cr_expect_not(maskrules_exempt(cfg, &r[2], "mal", NULL));
+    cr_expect(maskrules_exempt(cfg, &r[3], "mal", NULL));
+    cr_expect_not(maskrules_exempt(cfg, &r[0], "unknown", NULL), "users known only to auth_query");
+    config_free(cfg);
+}
+
+Test(maskrules, groups_of_a_databricks_identity_count_like_configured_ones)
+{
+    struct config *cfg = load();
+    const struct mask_rule *r = cfg->masking.rules;
+    char *auditors[] = {"engineering", "auditors"}, *eu[] = {"eu"}, *other[] = {"Auditors"};
+    struct string_list g_aud = {auditors, 2}, g_eu = {eu, 1}, g_other = {other, 1};
+    /* "zoe" is not under users: at all: only her token's groups say who she is */
+    cr_expect(maskrules_exempt(cfg, &r[1], "zoe", &g_aud), "an exempt group of the token");
+    cr_expect(maskrules_exempt(cfg, &r[0], "zoe", &g_aud), "the role of a configured group");
+    cr_expect(maskrules_exempt(cfg, &r[2], "zoe", &g_eu), "the attribute of a configured group");
+    cr_expect_not(maskrules_exempt(cfg, &r[1], "zoe", &g_eu));
+    cr_expect_not(maskrules_exempt(cfg, &r[1], "zoe", &g_other), "group names are exact");
+    cr_expect_not(maskrules_exempt(cfg, &r[1], "zoe", NULL));
+    cr_expect(maskrules_exempt(cfg, &r[2], "mal", &g_eu), "a configured user's token groups too");
     config_free(cfg);
 }
 
@@ -46,14 +63,14 @@ Test(maskrules, names_for_the_guard_are_distinct_and_lower_case)
 {
     struct config *cfg = load();
     struct client_mask m, a;
-    cr_assert(maskrules_build(cfg, "mal", &m));
+    cr_assert(maskrules_build(cfg, "mal", NULL, &m));
     cr_expect_eq(m.n_applied, 3);
     cr_assert_eq(m.n_columns, 3, "email, ssn, salary: email counted once");
     cr_expect_str_eq(m.columns[0], "email");
     cr_assert_eq(m.n_tables, 2);
     cr_expect_str_eq(m.tables[0], "customers");
     cr_expect_str_eq(m.tables[1], "pay");
-    cr_assert(maskrules_build(cfg, "audra", &a));
+    cr_assert(maskrules_build(cfg, "audra", NULL, &a));
     cr_expect_eq(a.n_applied, 2);
     cr_expect_neq(a.id, m.id, "different rules, different guard verdicts");
     maskrules_free(&m);

@@ -233,3 +233,89 @@ Test(token, lakebase_request_bodies)
     cr_expect_str_eq(a, "{\"endpoint\":\"projects/p/branches/b/endpoints/e\"}");
     free(a);
 }
+
+static bool who(const char *json, struct token_identity *id, char *err)
+{
+    return token_parse_identity(json, strlen(json), id, err, 256);
+}
+
+Test(token, scim_me_answer_gives_user_and_group_names)
+{
+    struct token_identity id;
+    char err[256];
+    cr_assert(who("{\"id\": \"1\", \"userName\": \"ana@example.com\", \"active\": true, "
+                  "\"groups\": [{\"display\": \"support\", \"value\": \"7\"}, {\"value\": \"8\"}, "
+                  "{\"display\": \"bad\\u0001name\"}, {\"display\": \"\"}, {\"display\": \"eu\"}]}",
+                  &id, err),
+              "%s", err);
+    cr_expect_str_eq(id.user, "ana@example.com");
+    cr_assert_eq(id.n_groups, 2, "groups without a usable display name are skipped");
+    cr_expect_str_eq(id.groups[0], "support");
+    cr_expect_str_eq(id.groups[1], "eu");
+    token_identity_clear(&id);
+    cr_assert(who("{\"userName\": \"0b1c-sp\"}", &id, err), "%s", err);
+    cr_expect_eq(id.n_groups, 0);
+    token_identity_clear(&id);
+}
+
+Test(token, unusable_scim_me_answers_are_clear_errors)
+{
+    static const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{\"groups\": []}", "no \"userName\""},
+        {"{\"userName\": 7}", "not a string"},
+        {"{\"userName\": \"\"}", "empty"},
+        {"{\"userName\": \"a\\nb\"}", "control characters"},
+        {"{\"userName\": \"a\\u0000b\"}", "not allowed"}, /* jansson refuses NUL */
+        {"{\"userName\": \"ana\", \"active\": false}", "not active"},
+        {"{\"userName\": \"ana\", \"groups\": {}}", "not an array"},
+        {"[1]", "JSON object"},
+        {"{\"userName\": ", "malformed JSON"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct token_identity id;
+        char err[256] = "";
+        cr_expect_not(who(bad[i].json, &id, err), "%s", bad[i].json);
+        cr_expect(strstr(err, bad[i].why), "%s: %s", bad[i].json, err);
+        cr_expect_null(id.user);
+    }
+    char big[600];
+    snprintf(big, sizeof(big), "{\"userName\": \"%0300d\"}", 0);
+    struct token_identity id;
+    char err[256];
+    cr_expect_not(who(big, &id, err), "a name over 255 bytes");
+}
+
+Test(token, groups_past_the_limit_are_dropped)
+{
+    char json[8192] = "{\"userName\": \"u\", \"groups\": [";
+    for (int i = 0; i < TOKEN_MAX_GROUPS + 10; i++)
+        snprintf(json + strlen(json), sizeof(json) - strlen(json), "%s{\"display\": \"g%d\"}",
+                 i ? "," : "", i);
+    strcat(json, "]}");
+    struct token_identity id;
+    char err[256];
+    cr_assert(who(json, &id, err), "%s", err);
+    cr_expect_eq(id.n_groups, TOKEN_MAX_GROUPS);
+    cr_expect_str_eq(id.groups[TOKEN_MAX_GROUPS - 1], "g63");
+    token_identity_clear(&id);
+}
+
+Test(token, jwt_expiry_is_read_from_the_payload)
+{
+    time_t exp = 0;
+    /* payload {"sub":"ana","exp":1795000123} in base64url without padding */
+    const char *jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbmEiLCJleHAiOjE3OTUwMDAxMjN9.c2ln";
+    cr_assert(token_jwt_expiry(jwt, strlen(jwt), &exp));
+    cr_expect_eq(exp, 1795000123);
+    static const char *const not_jwt[] = {
+        "dapi0123456789abcdef",                          /* a personal access token */
+        "a.b",                                           /* two parts */
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2ln",   /* no exp */
+        "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln",  /* exp "soon" */
+        "eyJhbGciOiJSUzI1NiJ9.!!!.c2ln",                  /* not base64url */
+    };
+    for (size_t i = 0; i < sizeof(not_jwt) / sizeof(not_jwt[0]); i++)
+        cr_expect_not(token_jwt_expiry(not_jwt[i], strlen(not_jwt[i]), &exp), "%s", not_jwt[i]);
+}
