@@ -65,8 +65,9 @@ struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn 
     a->c = c;
     a->done = done;
     const char *params[1] = {c->user};
-    a->q = sidequery_start(w, db, aq->user, auth_query_password(w, aq, db), "lakeproxy auth_query",
-                           aq->query, 1, params, on_result, a, err, sizeof(err));
+    struct sidequery_login login = {aq->user, auth_query_password(w, aq, db),
+                                    "lakeproxy auth_query", NULL};
+    a->q = sidequery_start(w, db, &login, aq->query, 1, params, on_result, a, err, sizeof(err));
     if (!a->q) {
         log_warning("auth_query: %s", err);
         free(a);

@@ -9,19 +9,30 @@
 #include "client.h"
 #include "credentials.h"
 #include "log.h"
+#include "maskview.h"
 #include "sidequery.h"
 
 /* OIDs remembered as not masked (reset when full); OIDs that may wait for one read. */
 #define CLEAN_SLOTS 8192
 #define CLEAN_MAX 4096
 #define ASKED_MAX 256
+/* Views over masked columns described per read (the others stay refused), the longest
+ * definition described, and the passes over views of views (maskview_resolve). */
+#define VIEWS_MAX 256
+#define VIEW_DEFINITION_MAX (64 * 1024)
+#define VIEW_ROUNDS 8
+/* Side connections of the catalog see only pg_catalog by name (maskcat.c's SQL and views'
+ * definitions are read and described alike). */
+#define CATALOG_OPTIONS "-c search_path=pg_catalog"
 
 /* Rows: ('c', rule, table, column, table name) for masked columns, ('t', name) for every
  * column of a table holding one, ('v', table, name) for views that read one (through other
  * views too, or as a whole row) or call a function defined outside pg_catalog (it may read
- * anything), ('f', name) for functions outside pg_catalog and
+ * anything), ('d', view, definition) and ('a', view, column, name) for those of them that are
+ * views or materialized views, ('f', name) for functions outside pg_catalog and
  * information_schema, ('r', name) for functions and string types that apply to a whole row
- * (callable as row.name). Rules arrive as three parallel arrays. */
+ * (callable as row.name). Rules arrive as three parallel arrays. Run with search_path
+ * pg_catalog: the definitions name every other schema, and are described the same way. */
 static const char *const catalog_sql =
     "WITH RECURSIVE "
     "r AS (SELECT (u.ord - 1)::int AS ord, u.s, u.t, u.col FROM unnest($1::text[], "
@@ -68,6 +79,12 @@ static const char *const catalog_sql =
     "FROM pg_catalog.pg_type t WHERE t.typcategory = 'S' "
     "UNION ALL SELECT 'v', NULL, v.rel::pg_catalog.int8, NULL, c.relname::text "
     "FROM (SELECT DISTINCT rel FROM views) v JOIN pg_catalog.pg_class c ON c.oid = v.rel "
+    "UNION ALL SELECT 'd', NULL, v.rel::pg_catalog.int8, NULL, "
+    "pg_catalog.pg_get_viewdef(v.rel, true) FROM (SELECT DISTINCT rel FROM views) v "
+    "JOIN pg_catalog.pg_class c ON c.oid = v.rel AND c.relkind IN ('v', 'm') "
+    "UNION ALL SELECT 'a', NULL, v.rel::pg_catalog.int8, a.attnum::int, a.attname::text "
+    "FROM (SELECT DISTINCT rel FROM views) v JOIN pg_catalog.pg_attribute a "
+    "ON a.attrelid = v.rel AND a.attnum > 0 AND NOT a.attisdropped "
     "UNION ALL SELECT DISTINCT 'f', NULL::int, NULL::pg_catalog.int8, NULL::int, "
     "p.proname::text FROM pg_catalog.pg_proc p WHERE p.pronamespace NOT IN "
     "('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)";
@@ -77,6 +94,7 @@ struct maskcol {
     int16_t attnum;
     int rule;
     char *relname;
+    char *colname; /* a resolved view's column: its name (NULL: a rule's column) */
 };
 
 struct names {
@@ -84,15 +102,22 @@ struct names {
     size_t n;
 };
 
+/* Everything a read tells. */
+struct catalog {
+    struct maskcol *cols;
+    size_t n_cols;
+    uint32_t *tainted; /* views refused whole */
+    size_t n_tainted;
+    struct names views, funcs, columns, row_funcs;
+    struct maskview *cands; /* views that read masked columns, while a read resolves them */
+    size_t n_cands, last;
+};
+
 struct maskcat {
     struct maskcat *next;
     struct worker *w;
     char db[64];
-    struct maskcol *cols;
-    size_t n_cols;
-    uint32_t *tainted;
-    size_t n_tainted;
-    struct names views, funcs, columns, row_funcs;
+    struct catalog cur;
     uint32_t clean[CLEAN_SLOTS]; /* open addressing, 0 = empty */
     size_t n_clean;
     uint32_t asked[ASKED_MAX], asked_next[ASKED_MAX]; /* unknown OIDs before / during a read */
@@ -103,6 +128,9 @@ struct maskcat {
     time_t read_at;
     uint64_t version;
     struct sidequery *q;
+    struct catalog *pending; /* a read whose views are being described */
+    size_t *described;       /* pending->cands index of each definition described */
+    int n_undescribed;       /* definitions the server could not prepare */
 };
 
 struct maskcat *maskcat_for(struct worker *w, const char *db)
@@ -129,41 +157,56 @@ uint64_t maskcat_version(const struct maskcat *mc) { return mc->version; }
 
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n)
 {
-    *n = mc->funcs.n;
-    return (const char *const *)mc->funcs.items;
+    *n = mc->cur.funcs.n;
+    return (const char *const *)mc->cur.funcs.items;
 }
 
 const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n)
 {
-    *n = mc->views.n;
-    return (const char *const *)mc->views.items;
+    *n = mc->cur.views.n;
+    return (const char *const *)mc->cur.views.items;
 }
 
 const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n)
 {
-    *n = mc->columns.n;
-    return (const char *const *)mc->columns.items;
+    *n = mc->cur.columns.n;
+    return (const char *const *)mc->cur.columns.items;
 }
 
 const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n)
 {
-    *n = mc->row_funcs.n;
-    return (const char *const *)mc->row_funcs.items;
+    *n = mc->cur.row_funcs.n;
+    return (const char *const *)mc->cur.row_funcs.items;
+}
+
+/* The distinct table names (view_columns: resolved views' column names) of masked columns
+ * whose rule applies, at most max, into out. */
+static size_t applying_names(const struct maskcat *mc, const bool *applies, size_t n_rules,
+                             bool view_columns, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mc->cur.n_cols && n < max; i++) {
+        const struct maskcol *m = &mc->cur.cols[i];
+        const char *name = view_columns ? m->colname : m->relname;
+        bool seen = !name;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(out[k], name) == 0;
+        if (!seen && m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
+            out[n++] = name;
+    }
+    return n;
 }
 
 size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size_t n_rules,
                              const char **out, size_t max)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < mc->n_cols && n < max; i++) {
-        const struct maskcol *m = &mc->cols[i];
-        bool seen = false;
-        for (size_t k = 0; k < n && !seen; k++)
-            seen = strcmp(out[k], m->relname) == 0;
-        if (!seen && m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
-            out[n++] = m->relname;
-    }
-    return n;
+    return applying_names(mc, applies, n_rules, false, out, max);
+}
+
+size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_t n_rules,
+                            const char **out, size_t max)
+{
+    return applying_names(mc, applies, n_rules, true, out, max);
 }
 
 static size_t clean_slot(const struct maskcat *mc, uint32_t rel)
@@ -189,8 +232,8 @@ static void clean_add(struct maskcat *mc, uint32_t rel)
 
 static bool is_tainted(const struct maskcat *mc, uint32_t rel)
 {
-    for (size_t i = 0; i < mc->n_tainted; i++)
-        if (mc->tainted[i] == rel)
+    for (size_t i = 0; i < mc->cur.n_tainted; i++)
+        if (mc->cur.tainted[i] == rel)
             return true;
     return false;
 }
@@ -208,11 +251,20 @@ static void ask(struct maskcat *mc, uint32_t rel)
     mc->again |= mc->q != NULL;
 }
 
-int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum)
+int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
+                   size_t n_rules)
 {
-    for (size_t i = 0; i < mc->n_cols; i++)
-        if (mc->cols[i].rel == relid && mc->cols[i].attnum == attnum)
-            return mc->cols[i].rule;
+    int found = MASKCAT_CLEAN;
+    for (size_t i = 0; i < mc->cur.n_cols; i++) {
+        const struct maskcol *m = &mc->cur.cols[i];
+        if (m->rel != relid || m->attnum != attnum)
+            continue;
+        if (m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
+            return m->rule;
+        found = m->rule;
+    }
+    if (found != MASKCAT_CLEAN)
+        return found;
     if (is_tainted(mc, relid))
         return MASKCAT_TAINTED;
     if (mc->ready && mc->clean[clean_slot(mc, relid)] == relid)
@@ -238,30 +290,49 @@ static bool names_add(struct names *n, const char *s)
     return (n->items[n->n] = strdup(s)) && ++n->n;
 }
 
-static void cols_free(struct maskcol *cols, size_t n)
-{
-    for (size_t i = 0; cols && i < n; i++)
-        free(cols[i].relname);
-    free(cols);
-}
-
-/* Everything a read tells, before it replaces what was known. */
-struct catalog {
-    struct maskcol *cols;
-    size_t n_cols;
-    uint32_t *tainted;
-    size_t n_tainted;
-    struct names views, funcs, columns, row_funcs;
-};
-
 static void catalog_free(struct catalog *k)
 {
-    cols_free(k->cols, k->n_cols);
+    for (size_t i = 0; k->cols && i < k->n_cols; i++) {
+        free(k->cols[i].relname);
+        free(k->cols[i].colname);
+    }
+    free(k->cols);
     free(k->tainted);
     names_free(&k->views);
     names_free(&k->funcs);
     names_free(&k->columns);
     names_free(&k->row_funcs);
+    for (size_t i = 0; i < k->n_cands; i++)
+        maskview_free(&k->cands[i]);
+    free(k->cands);
+    *k = (struct catalog){0};
+}
+
+/* The view with OID rel among k's views to resolve, added when new (room for one per row was
+ * made); NULL when out of memory. */
+static struct maskview *candidate(struct catalog *k, uint32_t rel)
+{
+    if (k->last < k->n_cands && k->cands[k->last].oid == rel)
+        return &k->cands[k->last];
+    for (k->last = 0; k->last < k->n_cands; k->last++)
+        if (k->cands[k->last].oid == rel)
+            return &k->cands[k->last];
+    k->cands[k->n_cands++].oid = rel;
+    return &k->cands[k->last];
+}
+
+/* A view's row ('v', 'd' or 'a') into k; false when out of memory. */
+static bool take_view_row(struct catalog *k, char kind, uint32_t rel, int attnum,
+                          const char *text)
+{
+    struct maskview *v = candidate(k, rel);
+    if (kind == 'v')
+        return v->name || (v->name = strdup(text));
+    if (kind == 'a')
+        return maskview_set_column(v, attnum > 0 ? (size_t)attnum : 0, text);
+    if (v->definition || strlen(text) > VIEW_DEFINITION_MAX) /* too long: stays refused */
+        return true;
+    return (v->definition = strdup(text)) != NULL;
 }
 
 /* One row of a read into k; false when out of memory. */
@@ -269,14 +340,15 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
 {
     const char *kind = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 4);
     uint32_t rel = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
+    int attnum = atoi(PQgetvalue(r, i, 3));
     switch (kind[0]) {
     case 'c':
-        k->cols[k->n_cols] = (struct maskcol){rel, (int16_t)atoi(PQgetvalue(r, i, 3)),
-                                              atoi(PQgetvalue(r, i, 1)), strdup(name)};
+        k->cols[k->n_cols] = (struct maskcol){rel, (int16_t)attnum, atoi(PQgetvalue(r, i, 1)),
+                                              strdup(name), NULL};
         return k->cols[k->n_cols++].relname != NULL;
     case 'v':
-        k->tainted[k->n_tainted++] = rel;
-        return names_add(&k->views, name);
+    case 'd':
+    case 'a': return take_view_row(k, kind[0], rel, attnum, name);
     case 't': return names_add(&k->columns, name);
     case 'r': return names_add(&k->row_funcs, name);
     default: return names_add(&k->funcs, name);
@@ -285,21 +357,24 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
 
 /* A column masked once stays masked until the configuration changes, whatever it is renamed
  * to (or its table, or its schema): a rename does not lift a mask. Adds old's columns that k
- * lacks; false when out of memory. */
-static bool keep_masked_columns(struct catalog *k, struct catalog *old)
+ * lacks (not resolved views' columns: a view's definition may change, each read resolves it
+ * anew); false when out of memory (old unchanged). */
+static bool keep_masked_columns(struct catalog *k, const struct catalog *old)
 {
     struct maskcol *grown = realloc(k->cols, (k->n_cols + old->n_cols + 1) * sizeof(*grown));
     if (!grown)
         return false;
     k->cols = grown;
     for (size_t i = 0; i < old->n_cols; i++) {
-        bool found = false;
+        bool found = old->cols[i].colname != NULL;
         for (size_t j = 0; j < k->n_cols && !found; j++)
             found = k->cols[j].rel == old->cols[i].rel && k->cols[j].attnum == old->cols[i].attnum;
         if (found)
             continue;
-        k->cols[k->n_cols++] = old->cols[i];
-        old->cols[i].relname = NULL; /* moved */
+        k->cols[k->n_cols] = old->cols[i];
+        if (!(k->cols[k->n_cols].relname = strdup(old->cols[i].relname)))
+            return false;
+        k->n_cols++;
     }
     return true;
 }
@@ -326,55 +401,133 @@ static void report_unmatched_rules(struct maskcat *mc, const struct catalog *k)
                         m->rules[r].schema, m->rules[r].table, m->rules[r].column, mc->db);
 }
 
-/* Replaces what is known with the rows of a read; false when out of memory. */
-static bool take_rows(struct maskcat *mc, const PGresult *r)
+/* The rows of a read, or NULL when out of memory. */
+static struct catalog *catalog_from_rows(const PGresult *r)
 {
     int rows = PQntuples(r);
-    struct catalog k = {.cols = calloc((size_t)rows + 1, sizeof(*k.cols)),
-                        .tainted = calloc((size_t)rows + 1, sizeof(*k.tainted))};
-    bool ok = k.cols && k.tainted;
+    struct catalog *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    k->cols = calloc((size_t)rows + 1, sizeof(*k->cols));
+    k->tainted = calloc((size_t)rows + 1, sizeof(*k->tainted));
+    k->cands = calloc((size_t)rows + 1, sizeof(*k->cands));
+    bool ok = k->cols && k->tainted && k->cands;
     for (int i = 0; ok && i < rows; i++)
-        ok = take_row(&k, r, i);
+        ok = take_row(k, r, i);
     if (!ok) {
-        catalog_free(&k);
+        catalog_free(k);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* Adds to k the masked columns of resolved views (cols from first on), and all the column
+ * names of those views for the guard; false when out of memory. */
+static bool add_view_columns(struct catalog *k, const struct maskview_cols *cols, size_t first)
+{
+    struct maskcol *grown = realloc(k->cols, (k->n_cols + cols->n - first + 1) * sizeof(*grown));
+    if (!grown)
+        return false;
+    k->cols = grown;
+    for (size_t c = 0; c < k->n_cands; c++) {
+        const struct maskview *v = &k->cands[c];
+        bool masked = false;
+        for (size_t i = first; i < cols->n; i++) {
+            const struct maskview_col *m = &cols->items[i];
+            if (m->rel != v->oid)
+                continue;
+            masked = true;
+            struct maskcol *to = &k->cols[k->n_cols];
+            *to = (struct maskcol){m->rel, m->attnum, m->rule, strdup(v->name),
+                                   strdup(v->columns[m->attnum - 1])};
+            k->n_cols++;
+            if (!to->relname || !to->colname)
+                return false;
+        }
+        for (size_t i = 0; masked && i < v->n_columns; i++)
+            if (v->columns[i] && !names_add(&k->columns, v->columns[i]))
+                return false;
+    }
+    return true;
+}
+
+/* The views of k not resolved are refused whole; false when out of memory. */
+static bool refuse_unresolved(struct catalog *k)
+{
+    for (size_t c = 0; c < k->n_cands; c++) {
+        const struct maskview *v = &k->cands[c];
+        if (v->resolved)
+            continue;
+        k->tainted[k->n_tainted++] = v->oid;
+        if (v->name && !names_add(&k->views, v->name))
+            return false;
+    }
+    return true;
+}
+
+/* Resolves k's views over masked columns (maskview.c) with the rules of the running
+ * configuration; false when out of memory. */
+static bool resolve_views(struct maskcat *mc, struct catalog *k)
+{
+    const struct mask_config *m = &mc->w->cfg->masking;
+    struct maskview_cols cols = {0};
+    const char **rule_columns = calloc(m->n_rules + 1, sizeof(*rule_columns));
+    const char **tables = calloc(m->n_rules + k->n_cols + 1, sizeof(*tables));
+    bool ok = rule_columns && tables;
+    size_t n_tables = 0;
+    for (size_t i = 0; ok && i < m->n_rules; i++) {
+        rule_columns[i] = m->rules[i].column;
+        tables[n_tables++] = m->rules[i].table;
+    }
+    for (size_t i = 0; ok && i < k->n_cols; i++) {
+        tables[n_tables++] = k->cols[i].relname;
+        ok = maskview_cols_add(&cols, k->cols[i].rel, k->cols[i].attnum, k->cols[i].rule);
+    }
+    struct maskview_facts f = {
+        rule_columns, m->n_rules, tables, n_tables,
+        (const char *const *)k->funcs.items, (const char *const *)k->columns.items,
+        (const char *const *)k->row_funcs.items, k->funcs.n, k->columns.n, k->row_funcs.n};
+    size_t first = cols.n;
+    ok = ok && maskview_resolve(&f, k->cands, k->n_cands, &cols, VIEW_ROUNDS) >= 0 &&
+         add_view_columns(k, &cols, first) && refuse_unresolved(k);
+    maskview_cols_free(&cols);
+    free(rule_columns);
+    free(tables);
+    return ok;
+}
+
+/* Replaces what is known with read k (emptied); false when out of memory (nothing changes). */
+static bool install(struct maskcat *mc, struct catalog *k)
+{
+    if (!keep_masked_columns(k, &mc->cur) || !resolve_views(mc, k)) {
+        catalog_free(k);
         return false;
     }
-    struct catalog old = {mc->cols, mc->n_cols, mc->tainted, mc->n_tainted,
-                          mc->views, mc->funcs, mc->columns, mc->row_funcs};
-    if (!keep_masked_columns(&k, &old)) {
-        catalog_free(&k);
-        return false;
-    }
-    report_unmatched_rules(mc, &k);
-    catalog_free(&old);
-    mc->cols = k.cols;
-    mc->n_cols = k.n_cols;
-    mc->tainted = k.tainted;
-    mc->n_tainted = k.n_tainted;
-    mc->views = k.views;
-    mc->funcs = k.funcs;
-    mc->columns = k.columns;
-    mc->row_funcs = k.row_funcs;
+    for (size_t i = 0; i < k->n_cands; i++)
+        maskview_free(&k->cands[i]);
+    free(k->cands);
+    k->cands = NULL;
+    k->n_cands = 0;
+    report_unmatched_rules(mc, k);
+    catalog_free(&mc->cur);
+    mc->cur = *k;
+    *k = (struct catalog){0};
     return true;
 }
 
 static void start_read(struct maskcat *mc);
 
-static void on_read(void *arg, const PGresult *r, const char *err)
+static void read_failed(struct maskcat *mc, const char *why)
 {
-    struct maskcat *mc = arg;
-    mc->q = NULL;
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && take_rows(mc, r)) {
-        for (size_t i = 0; i < mc->n_asked; i++) /* asked before this read: now known */
-            clean_add(mc, mc->asked[i]);
-        mc->ready = true;
-        mc->error[0] = '\0';
-        mc->version++;
-    } else {
-        snprintf(mc->error, sizeof(mc->error), "cannot read the masking catalog of %.63s: %.180s",
-                 mc->db, err ? err : r ? PQresultErrorMessage(r) : "out of memory");
-        log_warning("%s", mc->error);
-    }
+    snprintf(mc->error, sizeof(mc->error), "cannot read the masking catalog of %.63s: %.180s",
+             mc->db, why);
+    log_warning("%s", mc->error);
+}
+
+/* After a read, successful or not: the next one if asked for, else the waiters resume. */
+static void read_ended(struct maskcat *mc)
+{
     mc->n_asked = 0;
     if (mc->again) {
         mc->again = false;
@@ -385,6 +538,109 @@ static void on_read(void *arg, const PGresult *r, const char *err)
     }
     if (!mc->q)
         client_mask_catalog_read(mc->w, mc->db);
+}
+
+/* Installs the pending read, its views resolved as far as they were described. */
+static void read_complete(struct maskcat *mc)
+{
+    struct catalog *k = mc->pending;
+    mc->pending = NULL;
+    free(mc->described);
+    mc->described = NULL;
+    if (install(mc, k)) {
+        for (size_t i = 0; i < mc->n_asked; i++) /* asked before this read: now known */
+            clean_add(mc, mc->asked[i]);
+        mc->ready = true;
+        mc->error[0] = '\0';
+        mc->version++;
+    } else {
+        read_failed(mc, "out of memory");
+    }
+    free(k);
+    read_ended(mc);
+}
+
+/* Statement j described: where each column of the view's definition comes from. */
+static void on_view_described(void *arg, int j, const PGresult *r, const char *err)
+{
+    struct maskcat *mc = arg;
+    struct maskview *v = &mc->pending->cands[mc->described[j]];
+    (void)err; /* it may quote the definition: not logged */
+    int n = r ? PQnfields(r) : 0;
+    if (!r || !(v->origins = calloc((size_t)n + 1, sizeof(*v->origins)))) {
+        mc->n_undescribed++;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        struct maskview_origin *o = &v->origins[i];
+        o->rel = PQftable(r, i);
+        o->attnum = (int16_t)PQftablecol(r, i);
+        snprintf(o->name, sizeof(o->name), "%s", PQfname(r, i));
+    }
+    v->n_origins = (size_t)n;
+}
+
+static void on_views_described(void *arg, const PGresult *r, const char *err)
+{
+    struct maskcat *mc = arg;
+    (void)r;
+    mc->q = NULL;
+    if (err)
+        log_warning("cannot describe the views over masked columns of %s (they stay refused "
+                    "to masked clients): %.180s", mc->db, err);
+    if (mc->n_undescribed)
+        log_info("%d views over masked columns of %s cannot be prepared by %s: they stay "
+                 "refused to masked clients", mc->n_undescribed, mc->db, "the proxy's login");
+    read_complete(mc);
+}
+
+/* Starts describing the pending read's view definitions (at most VIEWS_MAX); false when
+ * there are none, or they cannot be (those views stay refused). */
+static bool describe_views(struct maskcat *mc)
+{
+    struct catalog *k = mc->pending;
+    const struct db_config *db = config_find_db(mc->w->cfg, mc->db);
+    const char **sqls = calloc(VIEWS_MAX, sizeof(*sqls));
+    mc->described = calloc(VIEWS_MAX, sizeof(*mc->described));
+    mc->n_undescribed = 0;
+    int n = 0;
+    for (size_t i = 0; sqls && mc->described && i < k->n_cands; i++) {
+        if (!k->cands[i].definition)
+            continue;
+        if (n == VIEWS_MAX) {
+            log_warning("database %s has more than %d views over masked columns: the others "
+                        "stay refused to masked clients", mc->db, VIEWS_MAX);
+            break;
+        }
+        mc->described[n] = i;
+        sqls[n++] = k->cands[i].definition;
+    }
+    char err[300] = "out of memory";
+    unsigned gen;
+    struct sidequery_login login = {db ? db->user : NULL, db ? credentials_current(mc->w, db, &gen) : NULL,
+                                    "lakeproxy masking", CATALOG_OPTIONS};
+    if (n > 0 && db)
+        mc->q = sidequery_describe(mc->w, db, &login, sqls, n, on_view_described,
+                                   on_views_described, mc, err, sizeof(err));
+    if (n > 0 && !mc->q)
+        log_warning("cannot describe the views over masked columns of %s (they stay refused "
+                    "to masked clients): %.180s", mc->db, err);
+    free(sqls);
+    return mc->q != NULL;
+}
+
+static void on_read(void *arg, const PGresult *r, const char *err)
+{
+    struct maskcat *mc = arg;
+    mc->q = NULL;
+    bool rows = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!rows || !(mc->pending = catalog_from_rows(r))) {
+        read_failed(mc, err ? err : !rows && r ? PQresultErrorMessage(r) : "out of memory");
+        read_ended(mc);
+        return;
+    }
+    if (!describe_views(mc))
+        read_complete(mc);
 }
 
 /* A PostgreSQL array literal of text: {"a","b"} with " and \ escaped. */
@@ -427,17 +683,15 @@ static void start_read(struct maskcat *mc)
         for (int k = 0; k < 3; k++)
             strcat(arr[k], m->n_rules ? "}" : "{}");
         const char *params[3] = {arr[0], arr[1], arr[2]};
-        mc->q = sidequery_start(w, db, db->user, credentials_current(w, db, &gen),
-                                "lakeproxy masking", catalog_sql, 3, params, on_read, mc, err,
+        struct sidequery_login login = {db->user, credentials_current(w, db, &gen),
+                                        "lakeproxy masking", CATALOG_OPTIONS};
+        mc->q = sidequery_start(w, db, &login, catalog_sql, 3, params, on_read, mc, err,
                                 sizeof(err));
     }
     for (int k = 0; k < 3; k++)
         free(arr[k]);
-    if (!mc->q) {
-        snprintf(mc->error, sizeof(mc->error), "cannot read the masking catalog of %.63s: %.180s",
-                 mc->db, db ? err : "no such database");
-        log_warning("%s", mc->error);
-    }
+    if (!mc->q)
+        read_failed(mc, db ? err : "no such database");
 }
 
 void maskcat_refresh(struct worker *w, struct maskcat *mc)
@@ -461,9 +715,11 @@ void maskcat_free_all(struct worker *w)
         struct maskcat *mc = w->maskcats;
         w->maskcats = mc->next;
         sidequery_cancel(mc->q);
-        struct catalog k = {mc->cols, mc->n_cols, mc->tainted, mc->n_tainted,
-                            mc->views, mc->funcs, mc->columns, mc->row_funcs};
-        catalog_free(&k);
+        catalog_free(&mc->cur);
+        if (mc->pending)
+            catalog_free(mc->pending);
+        free(mc->pending);
+        free(mc->described);
         free(mc);
     }
 }

@@ -1,8 +1,10 @@
 /* maskcat.h: what the database's catalog says about masked columns, per database entry:
  * the (table OID, column number) of every masked column (also in inheritance children and
- * partitions, by column name), the views and materialized views that read one (their columns
- * are refused to masked clients), and the names of functions defined outside pg_catalog (the
- * masking guard refuses calls to them). Read on a side connection (sidequery.c) when a masked
+ * partitions, by column name), the views and materialized views that read one (those that
+ * are pure projections of masked columns are resolved: each of their columns carries the
+ * rules of the column it comes from, as PostgreSQL describes their definitions, maskview.c;
+ * the others are refused whole to masked clients), and the names of functions defined
+ * outside pg_catalog (the masking guard refuses calls to them). Read on a side connection (sidequery.c) when a masked
  * client first logs in, again every masking.catalog_refresh_s, and at once when a result names
  * a table OID not seen since the last read (a table created or recreated meanwhile): results
  * wait for that read, so a new OID is never passed unchecked. */
@@ -17,7 +19,7 @@
 
 /* maskcat_column's answers besides a rule index (>= 0). */
 #define MASKCAT_CLEAN (-1)   /* not masked */
-#define MASKCAT_TAINTED (-2) /* a column of a view that reads masked columns */
+#define MASKCAT_TAINTED (-2) /* a column of a view that reads masked columns, refused */
 #define MASKCAT_UNKNOWN (-3) /* a table OID not known: wait for maskcat_refresh */
 
 struct maskcat;
@@ -37,21 +39,29 @@ void maskcat_refresh(struct worker *w, struct maskcat *mc);
 /* Starts a read when the last one is older than masking.catalog_refresh_s. */
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
 
-/* The rule index masking column attnum of table relid, or MASKCAT_CLEAN / _TAINTED /
- * _UNKNOWN. An unknown OID is remembered: after the next read completes it is known. */
-int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum);
+/* The rule index masking column attnum of table (or view) relid: one with applies[rule] set
+ * when any of the rules it carries has (n_rules of them), else one of them; or MASKCAT_CLEAN
+ * / _TAINTED / _UNKNOWN. An unknown OID is remembered: after the next read completes it is
+ * known. */
+int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
+                   size_t n_rules);
 
 /* Names for the masking guard (valid while ready, until the next read completes). */
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n);
 const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n);
-/* Every column name of the tables holding masked columns; the names of functions and string
- * types that can be applied to a whole row (row.name). */
+/* Every column name of the tables (and resolved views) holding masked columns; the names of
+ * functions and string types that can be applied to a whole row (row.name). */
 const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n);
 const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n);
-/* The distinct names of tables (children and partitions included) holding a column of a rule
- * with applies[rule] set, at most max, into out (pointers valid as the names above). */
+/* The distinct names of tables (children and partitions included, and resolved views)
+ * holding a column of a rule with applies[rule] set, at most max, into out (pointers valid
+ * as the names above). */
 size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size_t n_rules,
                              const char **out, size_t max);
+/* The distinct names of resolved views' columns that carry a rule with applies[rule] set (as
+ * contact in a view selecting email AS contact), at most max, into out. */
+size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_t n_rules,
+                            const char **out, size_t max);
 
 /* Changes whenever a read completes. */
 uint64_t maskcat_version(const struct maskcat *mc);

@@ -91,11 +91,23 @@ static bool plan_mask(struct server *s, uint16_t i, int k, uint32_t type_oid, in
     return true;
 }
 
-/* Is name (a result column's name) one of the client's masked column names? */
-static bool masked_name(const struct client *c, const char *name)
+/* At most this many names of resolved views' masked columns are compared with a computed
+ * result column's name. */
+#define VIEW_NAMES_MAX 512
+
+/* Is name (a result column's name) one of the client's masked column names (its rules', or
+ * those of resolved views' columns carrying them)? */
+static bool masked_name(const struct client *c, const struct maskcat *mc, const char *name)
 {
     for (size_t i = 0; i < c->mask.n_columns; i++)
         if (strcasecmp(c->mask.columns[i], name) == 0)
+            return true;
+    const char *views[VIEW_NAMES_MAX];
+    size_t n = mc ? maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, views,
+                                         VIEW_NAMES_MAX)
+                  : 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(views[i], name) == 0)
             return true;
     return false;
 }
@@ -109,12 +121,13 @@ static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, uint
     s->mplan.cols[i] = (struct mask_col){NULL, MASK_TYPE_OTHER, format};
     s->mplan_fns[i] = (struct mask_fn){0};
     if (rel == 0)
-        return masked_name(c, name) ? refuse(s, "result column \"%s\" is computed and carries "
+        return masked_name(c, mc, name) ? refuse(s, "result column \"%s\" is computed and carries "
                                                 "a masked column's name: select the masked "
                                                 "column itself, without an expression",
                                              name)
                                     : RV_PASS;
-    int k = mc ? maskcat_column(mc, rel, attnum) : MASKCAT_UNKNOWN;
+    int k = mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.n_rules)
+               : MASKCAT_UNKNOWN;
     if (k == MASKCAT_TAINTED)
         return refuse(s, "result column \"%s\" comes from a view that reads masked columns: "
                          "query the table it reads instead, where masking applies",

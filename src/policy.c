@@ -94,26 +94,31 @@ static enum policy_result refuse_counted(struct client *c, uint8_t type, const c
     return POLICY_STANDIN;
 }
 
-/* At most this many table names (rules' and their children's) go to the masking guard. */
+/* At most this many table names (rules' and their children's, resolved views') and as many
+ * column names (rules' and resolved views') go to the masking guard. */
 #define MASK_TABLES_MAX 512
 
-/* The masking guard's policy for client c: its rules' names and the catalog's (tables: room
- * for MASK_TABLES_MAX names, filled here). */
+/* The masking guard's policy for client c: its rules' names and the catalog's (tables and
+ * columns: room for MASK_TABLES_MAX names each, filled here). */
 static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id,
-                        const char **tables)
+                        const char **tables, const char **columns)
 {
     struct maskcat *mc = maskcat_for(c->w, c->database);
     const struct mask_config *m = &c->w->cfg->masking;
     if (!mc || !maskcat_ready(mc))
         return false;
-    size_t n = 0;
+    size_t n = 0, n_cols = 0;
     for (size_t i = 0; i < c->mask.n_tables && n < MASK_TABLES_MAX; i++)
         tables[n++] = c->mask.tables[i];
     n += maskcat_masked_tables(mc, c->mask.applies, c->mask.n_rules, tables + n,
                                MASK_TABLES_MAX - n);
+    for (size_t i = 0; i < c->mask.n_columns && n_cols < MASK_TABLES_MAX; i++)
+        columns[n_cols++] = c->mask.columns[i];
+    n_cols += maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, columns + n_cols,
+                                   MASK_TABLES_MAX - n_cols);
     *p = (struct masksql_policy){
-        .columns = (const char *const *)c->mask.columns,
-        .n_columns = c->mask.n_columns,
+        .columns = columns,
+        .n_columns = n_cols,
         .tables = tables,
         .n_tables = n,
         .functions_allowed = (const char *const *)m->allow_functions.items,
@@ -208,8 +213,8 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
     struct masksql_policy p;
     uint64_t id;
     char reason[320];
-    const char *tables[MASK_TABLES_MAX];
-    if (!mask_policy(c, &p, &id, tables)) {
+    const char *tables[MASK_TABLES_MAX], *columns[MASK_TABLES_MAX];
+    if (!mask_policy(c, &p, &id, tables, columns)) {
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");

@@ -1,4 +1,4 @@
-/* sidequery.c: one-shot libpq queries on the event loop. */
+/* sidequery.c: one-shot libpq queries and statement descriptions on the event loop. */
 #include "sidequery.h"
 
 #include <stdio.h>
@@ -7,15 +7,24 @@
 
 #define SIDEQUERY_MAX_PARAMS 4
 
+/* What the connection is doing: connecting, waiting for the query's result, or for the
+ * Prepare or the Describe of statement `at` (describe mode). */
+enum sq_phase { SQ_CONNECTING, SQ_QUERYING, SQ_PREPARING, SQ_DESCRIBING };
+
 struct sidequery {
     struct worker *w;
     PGconn *conn;
     struct event *ev, *timeout;
-    bool querying;
+    struct timeval timeout_tv;
+    enum sq_phase phase;
     char *sql;
     int nparams;
     char *params[SIDEQUERY_MAX_PARAMS];
+    char **stmts; /* describe mode: the statements, n_stmts of them, the next at `at` */
+    int n_stmts, at;
+    PGresult *result; /* the first result of the command in flight */
     sidequery_done_fn done;
+    sidequery_each_fn each;
     void *arg;
 };
 
@@ -34,16 +43,21 @@ void sidequery_cancel(struct sidequery *q)
             explicit_bzero(q->params[i], strlen(q->params[i]));
         free(q->params[i]);
     }
+    for (int i = 0; q->stmts && i < q->n_stmts; i++)
+        free(q->stmts[i]);
+    free(q->stmts);
+    PQclear(q->result);
     free(q->sql);
     free(q);
 }
 
-/* Reports and frees the look-up. */
+/* Reports and frees the look-up (r and err both NULL: a describe list that completed). */
 static void finish(struct sidequery *q, const PGresult *r, const char *err)
 {
     char e[256];
     sidequery_done_fn done = q->done;
     void *arg = q->arg;
+    bool described = q->each && !err;
     if (err)
         snprintf(e, sizeof(e), "%s", err);
     if (r) { /* handed over before the connection closes; the caller frees r */
@@ -52,7 +66,7 @@ static void finish(struct sidequery *q, const PGresult *r, const char *err)
         return;
     }
     sidequery_cancel(q);
-    done(arg, NULL, err ? e : "look-up failed");
+    done(arg, NULL, described ? NULL : err ? e : "look-up failed");
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg);
@@ -65,6 +79,14 @@ static bool wait_for(struct sidequery *q, short what)
     return q->ev && event_add(q->ev, NULL) == 0;
 }
 
+/* Waits for the result of the command just sent, in phase. */
+static void await(struct sidequery *q, enum sq_phase phase)
+{
+    q->phase = phase;
+    if (!wait_for(q, EV_READ))
+        finish(q, NULL, "cannot wait for the result");
+}
+
 static void send_query(struct sidequery *q)
 {
     if (!PQsendQueryParams(q->conn, q->sql, q->nparams, NULL,
@@ -72,34 +94,80 @@ static void send_query(struct sidequery *q)
         finish(q, NULL, PQerrorMessage(q->conn));
         return;
     }
-    q->querying = true;
-    if (!wait_for(q, EV_READ))
-        finish(q, NULL, "cannot wait for the result");
+    await(q, SQ_QUERYING);
 }
 
-static void read_result(struct sidequery *q)
+/* Prepares the next statement of the list, or finishes after the last one. */
+static void send_prepare(struct sidequery *q)
 {
-    if (!PQconsumeInput(q->conn)) {
+    if (q->at >= q->n_stmts) {
+        finish(q, NULL, NULL);
+        return;
+    }
+    evtimer_add(q->timeout, &q->timeout_tv); /* each statement gets the whole timeout */
+    if (!PQsendPrepare(q->conn, "", q->stmts[q->at], 0, NULL)) {
         finish(q, NULL, PQerrorMessage(q->conn));
         return;
     }
-    if (PQisBusy(q->conn)) {
-        if (!wait_for(q, EV_READ))
-            finish(q, NULL, "cannot wait for the result");
-        return;
+    await(q, SQ_PREPARING);
+}
+
+/* Reads what has arrived of the command in flight without blocking: 1 when it is complete
+ * (q->result holds its first result), 0 when it waits for more, -1 when q has finished. */
+static int collect(struct sidequery *q)
+{
+    if (!PQconsumeInput(q->conn)) {
+        finish(q, NULL, PQerrorMessage(q->conn));
+        return -1;
     }
-    PGresult *r = PQgetResult(q->conn), *more;
-    while ((more = PQgetResult(q->conn)))
-        PQclear(more);
-    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+    while (!PQisBusy(q->conn)) {
+        PGresult *r = PQgetResult(q->conn);
+        if (!r)
+            return 1;
+        if (!q->result)
+            q->result = r;
+        else
+            PQclear(r);
+    }
+    if (!wait_for(q, EV_READ)) {
+        finish(q, NULL, "cannot wait for the result");
+        return -1;
+    }
+    return 0;
+}
+
+/* Hands statement `at`'s description (or why it failed) to the caller and moves on. */
+static void statement_done(struct sidequery *q, const PGresult *r, const char *err)
+{
+    q->each(q->arg, q->at++, r, err);
+    PQclear(q->result);
+    q->result = NULL;
+    send_prepare(q);
+}
+
+static void on_result(struct sidequery *q)
+{
+    PGresult *r = q->result;
+    bool ok = r && PQresultStatus(r) == (q->phase == SQ_QUERYING ? PGRES_TUPLES_OK
+                                                                  : PGRES_COMMAND_OK);
+    const char *why = r ? PQresultErrorMessage(r) : "no result";
+    if (q->phase == SQ_QUERYING) {
         char err[256];
-        snprintf(err, sizeof(err), "%s", r ? PQresultErrorMessage(r) : "no result");
+        snprintf(err, sizeof(err), "%s", why);
+        q->result = NULL;
+        finish(q, ok ? r : NULL, ok ? NULL : err);
         PQclear(r);
-        finish(q, NULL, err);
-        return;
+    } else if (!ok) {
+        statement_done(q, NULL, why);
+    } else if (q->phase == SQ_DESCRIBING) {
+        statement_done(q, r, NULL);
+    } else if (!PQsendDescribePrepared(q->conn, "")) {
+        finish(q, NULL, PQerrorMessage(q->conn));
+    } else {
+        PQclear(q->result);
+        q->result = NULL;
+        await(q, SQ_DESCRIBING);
     }
-    finish(q, r, NULL);
-    PQclear(r);
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
@@ -107,8 +175,9 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sidequery *q = arg;
-    if (q->querying) {
-        read_result(q);
+    if (q->phase != SQ_CONNECTING) {
+        if (collect(q) == 1)
+            on_result(q);
         return;
     }
     switch (PQconnectPoll(q->conn)) {
@@ -121,7 +190,10 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
             finish(q, NULL, "cannot wait for the connection");
         break;
     case PGRES_POLLING_OK:
-        send_query(q);
+        if (q->each)
+            send_prepare(q);
+        else
+            send_query(q);
         break;
     default:
         finish(q, NULL, PQerrorMessage(q->conn));
@@ -153,38 +225,74 @@ static bool keep_query(struct sidequery *q, const char *sql, int nparams,
     return true;
 }
 
-struct sidequery *sidequery_start(struct worker *w, const struct db_config *db, const char *user,
-                                  const char *password, const char *appname, const char *sql,
-                                  int nparams, const char *const *params, sidequery_done_fn done,
-                                  void *arg, char *err, size_t errsz)
+/* Copies the statements to describe. */
+static bool keep_statements(struct sidequery *q, const char *const *sqls, int n)
+{
+    if (n < 0 || !(q->stmts = calloc((size_t)n + 1, sizeof(*q->stmts))))
+        return false;
+    for (; q->n_stmts < n; q->n_stmts++)
+        if (!(q->stmts[q->n_stmts] = strdup(sqls[q->n_stmts])))
+            return false;
+    return true;
+}
+
+/* A look-up with its connection started (q->each and the statement still to be kept); NULL
+ * when out of memory. */
+static struct sidequery *connect_start(struct worker *w, const struct db_config *db,
+                                       const struct sidequery_login *login,
+                                       sidequery_done_fn done, void *arg)
 {
     char port[16], timeout[16];
     snprintf(port, sizeof(port), "%d", db->port);
     snprintf(timeout, sizeof(timeout), "%d", (db->pool.connect_timeout_ms + 999) / 1000);
     const char *keys[] = {"host",    "port",        "dbname",          "user",
                           "sslmode", "sslrootcert", "connect_timeout", "application_name",
-                          "password", NULL};
-    const char *vals[] = {db->host, port, db->dbname, user, sslmode_name(db->tls),
-                          db->ca_file ? db->ca_file : "", timeout, appname,
-                          password ? password : "", NULL};
+                          "password", "options",    NULL};
+    const char *vals[] = {db->host, port, db->dbname, login->user, sslmode_name(db->tls),
+                          db->ca_file ? db->ca_file : "", timeout, login->appname,
+                          login->password ? login->password : "",
+                          login->options ? login->options : "", NULL};
     struct sidequery *q = calloc(1, sizeof(*q));
-    if (!q) {
-        snprintf(err, errsz, "out of memory");
+    if (!q)
         return NULL;
-    }
     q->w = w;
     q->done = done;
     q->arg = arg;
     q->conn = PQconnectStartParams(keys, vals, 0);
     q->timeout = evtimer_new(w->base, on_timeout, q);
-    struct timeval tv = {db->pool.connect_timeout_ms / 1000 + 5, 0};
-    if (!keep_query(q, sql, nparams, params) || !q->conn ||
-        PQstatus(q->conn) == CONNECTION_BAD || !q->timeout ||
-        evtimer_add(q->timeout, &tv) != 0 || !wait_for(q, EV_WRITE)) {
+    q->timeout_tv = (struct timeval){db->pool.connect_timeout_ms / 1000 + 5, 0};
+    return q;
+}
+
+/* Starts waiting for the connection of q (kept); NULL with err filled when it cannot. */
+static struct sidequery *connect_wait(struct sidequery *q, bool kept, char *err, size_t errsz)
+{
+    if (!q || !kept || !q->conn || PQstatus(q->conn) == CONNECTION_BAD || !q->timeout ||
+        evtimer_add(q->timeout, &q->timeout_tv) != 0 || !wait_for(q, EV_WRITE)) {
         snprintf(err, errsz, "cannot connect: %s",
-                 q->conn ? PQerrorMessage(q->conn) : "out of memory");
+                 q && q->conn ? PQerrorMessage(q->conn) : "out of memory");
         sidequery_cancel(q);
         return NULL;
     }
     return q;
+}
+
+struct sidequery *sidequery_start(struct worker *w, const struct db_config *db,
+                                  const struct sidequery_login *login, const char *sql,
+                                  int nparams, const char *const *params, sidequery_done_fn done,
+                                  void *arg, char *err, size_t errsz)
+{
+    struct sidequery *q = connect_start(w, db, login, done, arg);
+    return connect_wait(q, q && keep_query(q, sql, nparams, params), err, errsz);
+}
+
+struct sidequery *sidequery_describe(struct worker *w, const struct db_config *db,
+                                     const struct sidequery_login *login,
+                                     const char *const *sqls, int n, sidequery_each_fn each,
+                                     sidequery_done_fn done, void *arg, char *err, size_t errsz)
+{
+    struct sidequery *q = connect_start(w, db, login, done, arg);
+    if (q)
+        q->each = each;
+    return connect_wait(q, q && keep_statements(q, sqls, n), err, errsz);
 }

@@ -89,8 +89,9 @@ static void look_up(struct worker *w, struct tablesizes *ts, struct tablesize *e
         return;
     const char *params[2] = {schema, name};
     e->owner = ts;
-    e->q = sidequery_start(w, db, db->user, credentials_current(w, db, &gen), "lakeproxy stats",
-                           size_sql, 2, params, on_size, e, err, sizeof(err));
+    struct sidequery_login login = {db->user, credentials_current(w, db, &gen), "lakeproxy stats",
+                                    NULL};
+    e->q = sidequery_start(w, db, &login, size_sql, 2, params, on_size, e, err, sizeof(err));
     if (!e->q) {
         log_debug("size of table %s in %s: %s", e->table, e->db, err);
         return;

@@ -1,5 +1,5 @@
 /* test_masking.c: column masking through lakeproxy against real tables (tests/lib/setup.sql:
- * customers, its child vip_customers, a view and a function over it). A masked client sees
+ * customers, its child vip_customers, views and a function over it). A masked client sees
  * masked values, or gets its statement refused; never a byte of a secret, whatever SQL it
  * writes, in the simple or extended protocol, text or binary; an exempt client sees the real
  * values; the connection stays usable after a refusal. */
@@ -68,44 +68,7 @@ static void stop_proxy(void) { proxy_stop(&px); }
 
 TestSuite(masking, .init = start_masking, .fini = stop_proxy, .timeout = 120);
 
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *login(const char *user)
-{
-    PGconn *c = proxy_connect(&px, user, "pw", "app", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "login as %s failed: %s", user, PQerrorMessage(c));
-    PQsetNoticeProcessor(c, quiet, NULL); /* the ROLLBACK after each attempt warns */
-    return c;
-}
-
-/* The bytes no masked client may ever receive. */
-static const char *const secrets[] = {"secret", "111-22", "444-55", "777-88",
-                                      "12345",  "23456",  "34567"};
-
-/* The first secret found in len bytes at p, or NULL. */
-static const char *find_secret(const char *p, size_t len)
-{
-    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
-        if (memmem(p, len, secrets[i], strlen(secrets[i])))
-            return secrets[i];
-    return NULL;
-}
-
-/* Asserts that no value, column name or error message of r holds a secret. */
-static void expect_no_secret(const PGresult *r, const char *sql)
-{
-    const char *msg = PQresultErrorMessage(r);
-    cr_expect(!find_secret(msg, strlen(msg)), "error of [%s] leaks: %s", sql, msg);
-    for (int i = 0; i < PQntuples(r); i++)
-        for (int j = 0; j < PQnfields(r); j++) {
-            const char *s = find_secret(PQgetvalue(r, i, j), (size_t)PQgetlength(r, i, j));
-            cr_expect(!s, "[%s] row %d column %d leaks \"%s\"", sql, i, j, s ? s : "");
-        }
-}
+static PGconn *login(const char *user) { return mask_login(&px, user); }
 
 Test(masking, masked_user_sees_masked_values_and_exempt_users_the_real_ones)
 {
@@ -120,7 +83,7 @@ Test(masking, masked_user_sees_masked_values_and_exempt_users_the_real_ones)
     cr_expect_str_eq(PQgetvalue(r, 0, 4), "0", "a masked integer stays an integer");
     cr_expect_str_eq(PQgetvalue(r, 2, 1), "Zoë Vip");
     cr_expect_str_eq(PQgetvalue(r, 2, 2), "z***@example.com", "multibyte: first character kept");
-    expect_no_secret(r, sql);
+    mask_expect_no_secret(r, sql);
     PQclear(r);
     PQfinish(m);
 
@@ -161,7 +124,7 @@ Test(masking, extended_protocol_text_and_binary_results_are_masked)
             cr_expect_str_eq(PQgetvalue(r, 0, 1), "0");
         }
         cr_expect(memcmp(PQgetvalue(r, 0, 2), "Ada Lovelace", 12) == 0);
-        expect_no_secret(r, sql);
+        mask_expect_no_secret(r, sql);
         PQclear(r);
     }
     /* a named prepared statement, executed again and again on whatever server */
@@ -172,7 +135,7 @@ Test(masking, extended_protocol_text_and_binary_results_are_masked)
         PGresult *r = PQexecPrepared(m, "q", 0, NULL, NULL, NULL, 0);
         cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
         cr_expect_str_eq(PQgetvalue(r, 1, 0), "****6666");
-        expect_no_secret(r, "prepared");
+        mask_expect_no_secret(r, "prepared");
         PQclear(r);
     }
     PQfinish(m);
@@ -190,24 +153,21 @@ Test(masking, cursors_and_child_tables_are_masked)
         cr_assert_eq(PQntuples(r), 1);
         cr_expect(strstr(PQgetvalue(r, 0, 0), "***@") != NULL, "fetch %d: %s", k,
                   PQgetvalue(r, 0, 0));
-        expect_no_secret(r, "FETCH");
+        mask_expect_no_secret(r, "FETCH");
         PQclear(r);
     }
     PQclear(PQexec(m, "COMMIT"));
     PGresult *r = PQexec(m, "SELECT email, ssn FROM vip_customers");
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
     cr_expect_str_eq(PQgetvalue(r, 0, 1), "****9999", "a child table inherits the masking");
-    expect_no_secret(r, "vip_customers");
+    mask_expect_no_secret(r, "vip_customers");
     PQclear(r);
     PQfinish(m);
 }
 
 /* Bypass attempts: each is refused (an error, the connection may even be closed) or answers
  * with masked values only. refused: must be refused. */
-static const struct {
-    const char *sql;
-    bool refused;
-} attempts[] = {
+static const struct mask_attempt_case attempts[] = {
     {"SELECT lower(email) FROM customers", true},
     {"SELECT email || '' FROM customers", true},
     {"SELECT substr(ssn, 1, 3) FROM customers", true},
@@ -234,7 +194,7 @@ static const struct {
     {"SELECT email COLLATE \"C\" FROM customers", true},
     {"SELECT 1 FROM customers WHERE ssn::int = 0", true},
     {"SELECT customer_email(1)", true},
-    {"SELECT contact FROM customer_contacts", true},
+    {"SELECT contact FROM customer_contacts", false},
     {"SELECT upper(contact) FROM customer_contacts", true},
     {"SELECT query_to_xml('SELECT email FROM customers', true, true, '')", true},
     {"SELECT table_to_xml('customers', true, true, '')", true},
@@ -292,57 +252,11 @@ static const struct {
     {"SELECT count(*) FROM customers", false},
 };
 
-/* Runs one attempt as user; reconnects when a refusal closed the connection. */
-static PGconn *attempt(PGconn *c, const char *user, size_t i, bool extended)
-{
-    const char *sql = attempts[i].sql;
-    PGresult *r = extended ? PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) : PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    bool failed = st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_COPY_OUT;
-    if (st == PGRES_COPY_OUT) {
-        char *row;
-        int n;
-        while ((n = PQgetCopyData(c, &row, 0)) > 0) {
-            cr_expect(!find_secret(row, (size_t)n), "[%s] COPY leaks", sql);
-            PQfreemem(row);
-        }
-    }
-    expect_no_secret(r, sql);
-    for (PGresult *more; (more = PQgetResult(c));) { /* multi-statement text */
-        failed |= PQresultStatus(more) == PGRES_FATAL_ERROR;
-        expect_no_secret(more, sql);
-        PQclear(more);
-    }
-    if (attempts[i].refused)
-        cr_expect(failed, "[%s] (%s) should be refused", sql, extended ? "extended" : "simple");
-    else
-        cr_expect(!failed, "[%s] (%s) should run masked: %s", sql, extended ? "extended" : "simple",
-                  PQresultErrorMessage(r));
-    if (failed && PQstatus(c) == CONNECTION_OK && strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "", "42501") != 0)
-        cr_expect(false, "[%s] refused with %s, not 42501: %s", sql,
-                  PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
-    PQclear(r);
-    PQclear(PQexec(c, "ROLLBACK"));
-    if (PQstatus(c) != CONNECTION_OK) {
-        PQfinish(c);
-        c = login(user);
-    }
-    return c;
-}
-
 Test(masking, bypass_attempts_are_masked_or_refused_never_leaked)
 {
     size_t n = sizeof(attempts) / sizeof(attempts[0]);
     cr_assert_geq(n, 40);
-    PGconn *m = login("mallory");
-    for (size_t i = 0; i < n; i++) {
-        m = attempt(m, "mallory", i, false);
-        m = attempt(m, "mallory", i, true);
-    }
-    char *v = query_value(m, "SELECT 'still usable'");
-    cr_expect_str_eq(v, "still usable");
-    free(v);
-    PQfinish(m);
+    mask_attempts_run(&px, "mallory", attempts, n);
 }
 
 Test(masking, exempt_user_runs_the_same_statements_and_sees_real_values)
@@ -383,7 +297,7 @@ Test(masking, error_details_that_quote_rows_are_stripped)
     cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23502");
     cr_expect_null(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "detail: %s",
                    PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
-    expect_no_secret(r, "UPDATE ... NOT NULL");
+    mask_expect_no_secret(r, "UPDATE ... NOT NULL");
     PQclear(r);
     PQfinish(m);
     PGconn *a = login("audra"); /* an exempt client keeps the detail */
@@ -417,7 +331,7 @@ Test(masking, session_state_of_other_clients_never_reaches_a_masked_client)
         PGconn *m = login("mallory");
         for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
             PGresult *r = PQexec(m, reads[i]);
-            expect_no_secret(r, reads[i]);
+            mask_expect_no_secret(r, reads[i]);
             cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "[%s] found another client's state",
                           reads[i]);
             PQclear(r);
@@ -474,7 +388,7 @@ Test(masking, a_masked_client_cannot_log_in_with_settings_that_hide_sql_from_the
         if (!refused) { /* or, at the latest, its first statement */
             PGresult *r = PQexec(m, "SELECT email FROM customers");
             refused = PQresultStatus(r) != PGRES_TUPLES_OK;
-            expect_no_secret(r, options[i]);
+            mask_expect_no_secret(r, options[i]);
             PQclear(r);
         }
         cr_expect(refused, "%s was accepted", options[i]);
@@ -514,13 +428,13 @@ Test(masking, a_reload_reaches_statements_prepared_before_it, .init = start_with
 
     r = PQexecPrepared(m, "s", 0, NULL, NULL, NULL, 0);
     cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "the old statement still ran");
-    expect_no_secret(r, "prepared before the reload");
+    mask_expect_no_secret(r, "prepared before the reload");
     PQclear(r);
     const char *after[] = {"EXECUTE p2", "FETCH ALL FROM cur"};
     for (size_t i = 0; i < 2; i++) {
         r = PQexec(t, after[i]);
         cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "[%s] ran after the reload", after[i]);
-        expect_no_secret(r, after[i]);
+        mask_expect_no_secret(r, after[i]);
         PQclear(r);
     }
     PQfinish(t);

@@ -52,6 +52,19 @@ CREATE VIEW customer_names AS SELECT id, name FROM customers;
 CREATE FUNCTION customer_email(int) RETURNS text LANGUAGE sql STABLE
     AS 'SELECT email FROM customers WHERE id = $1';
 CREATE VIEW item_contacts AS SELECT id, customer_email(id) AS contact FROM items;
+-- views over masked columns (test_maskviews.c): pure projections are resolved to their base
+-- columns' rules; views that compute, filter or sort on masked columns stay refused whole
+CREATE VIEW mv_all AS SELECT * FROM customers;
+CREATE VIEW mv_renamed AS SELECT id, email AS contact, ssn AS tax_id, salary AS pay FROM customers;
+CREATE VIEW mv_over_view AS SELECT id, contact AS reach, tax_id FROM mv_renamed;
+CREATE VIEW mv_expr AS SELECT id, lower(email) AS contact FROM customers;
+CREATE VIEW mv_where AS SELECT id, email FROM customers WHERE ssn LIKE '1%';
+CREATE VIEW mv_sorted AS SELECT id, email FROM customers ORDER BY email;
+CREATE VIEW mv_join AS SELECT c.id, c.email, i.name AS item FROM customers c JOIN items i ON i.id = c.id;
+CREATE MATERIALIZED VIEW mv_mat AS SELECT id, ssn AS tax_id FROM customers;
+CREATE VIEW mv_notes AS SELECT id, name || ' (note)' AS note FROM customers;
+GRANT SELECT ON mv_all, mv_renamed, mv_over_view, mv_expr, mv_where, mv_sorted, mv_join, mv_mat,
+    mv_notes TO PUBLIC;
 CREATE TABLE scratch (v text);
 GRANT SELECT, INSERT, UPDATE, DELETE ON customers, vip_customers, scratch TO PUBLIC;
 GRANT SELECT ON customer_contacts, customer_names, item_contacts TO PUBLIC;

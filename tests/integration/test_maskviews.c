@@ -1,0 +1,192 @@
+/* test_maskviews.c: views over masked columns (tests/lib/setup.sql's mv_* views over
+ * customers). A view that is a pure projection of masked columns (with *, renaming aliases,
+ * over another such view, joined with unmasked tables, materialized) answers masked clients
+ * with its base columns' masks in every byte, in the simple and extended protocol, text and
+ * binary; a view that computes, filters or sorts on a masked column is refused whole, naming
+ * it; what is refused on the base table is refused through a view; a rule may name a view's
+ * column; exemptions apply per rule as on the base table. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+/* test_masking.c's rules, a rule on a view's column, and rita, exempt from email's rule only. */
+#define MASKVIEWS_YAML                                                                        \
+    "  mallory: {password: pw}\n"                                                            \
+    "  audra: {password: pw, groups: [auditors]}\n"                                          \
+    "  rita: {password: pw, groups: [readers]}\n"                                            \
+    "groups:\n"                                                                              \
+    "  auditors: {role: auditor}\n"                                                          \
+    "  readers: {role: auditor}\n"                                                           \
+    "masking:\n"                                                                             \
+    "  databases: [app]\n"                                                                   \
+    "  rules:\n"                                                                             \
+    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"  \
+    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"   \
+    "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"   \
+    "    - {column: public.mv_notes.note, function: \"fixed('hidden')\", "                    \
+    "unless: {users: [audra]}}\n"
+
+static void start_proxy(void)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, MASKVIEWS_YAML);
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void stop_proxy(void) { proxy_stop(&px); }
+
+TestSuite(maskviews, .init = start_proxy, .fini = stop_proxy, .timeout = 120);
+
+/* Runs sql (extended: with PQexecParams in format fmt) and expects rows. */
+static PGresult *rows(PGconn *c, const char *sql, bool extended, int fmt)
+{
+    PGresult *r = extended ? PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, fmt) : PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "[%s]: %s", sql, PQresultErrorMessage(r));
+    mask_expect_no_secret(r, sql);
+    return r;
+}
+
+/* Expects value (column j of the first row of r) to be the len bytes of want. */
+static void expect_bytes(const PGresult *r, int j, const char *want, const char *sql)
+{
+    size_t len = strlen(want);
+    cr_expect(PQgetlength(r, 0, j) == (int)len && memcmp(PQgetvalue(r, 0, j), want, len) == 0,
+              "[%s] column %d: \"%.*s\", not \"%s\"", sql, j, PQgetlength(r, 0, j),
+              PQgetvalue(r, 0, j), want);
+}
+
+/* Projection views, their first row (id 1) as a masked client sees it: text columns. */
+static const struct {
+    const char *sql;
+    const char *want[3];
+} projections[] = {
+    {"SELECT email, ssn, name FROM mv_all WHERE id = 1", {"a***@example.com", "****3333",
+                                                            "Ada Lovelace"}},
+    {"SELECT * FROM mv_all ORDER BY id", {NULL}},
+    {"SELECT contact, tax_id FROM mv_renamed WHERE id = 1", {"a***@example.com", "****3333"}},
+    {"SELECT reach, tax_id FROM mv_over_view WHERE id = 1", {"a***@example.com", "****3333"}},
+    {"SELECT email, item FROM mv_join WHERE id = 1", {"a***@example.com", "item 1"}},
+    {"SELECT tax_id FROM mv_mat WHERE id = 1", {"****3333"}},
+    {"SELECT v.contact FROM mv_renamed v JOIN mv_mat m USING (id) WHERE v.id = 1",
+     {"a***@example.com"}},
+    {"SELECT note FROM mv_notes WHERE id = 1", {"hidden"}},
+};
+
+Test(maskviews, projection_views_answer_with_the_base_columns_masks)
+{
+    PGconn *m = mask_login(&px, "mallory");
+    for (size_t i = 0; i < sizeof(projections) / sizeof(projections[0]); i++)
+        for (int extended = 0; extended <= 1; extended++) {
+            PGresult *r = rows(m, projections[i].sql, extended, 0);
+            cr_expect_geq(PQntuples(r), 1, "[%s] no rows", projections[i].sql);
+            for (int j = 0; j < 3 && projections[i].want[j] && PQntuples(r) > 0; j++)
+                expect_bytes(r, j, projections[i].want[j], projections[i].sql);
+            PQclear(r);
+        }
+    PQfinish(m);
+}
+
+Test(maskviews, binary_results_of_views_are_masked)
+{
+    PGconn *m = mask_login(&px, "mallory");
+    const char *sql = "SELECT contact, pay, tax_id FROM mv_renamed WHERE id = 2";
+    PGresult *r = rows(m, sql, true, 1);
+    cr_assert_eq(PQntuples(r), 1);
+    expect_bytes(r, 0, "g***@navy.example", sql);
+    uint32_t be = 1;
+    cr_assert_eq(PQgetlength(r, 0, 1), 4, "binary int4 keeps its width");
+    memcpy(&be, PQgetvalue(r, 0, 1), 4);
+    cr_expect_eq(ntohl(be), 0u, "salary through a view is redacted");
+    expect_bytes(r, 2, "****6666", sql);
+    PQclear(r);
+    PQfinish(m);
+}
+
+Test(maskviews, views_that_compute_filter_or_sort_on_masked_columns_are_refused_by_name)
+{
+    const char *views[] = {"mv_expr", "mv_where", "mv_sorted"};
+    PGconn *m = mask_login(&px, "mallory");
+    for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT id FROM %s", views[i]);
+        PGresult *r = PQexec(m, sql);
+        cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "[%s] ran", sql);
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect_str_eq(st ? st : "", "42501", "[%s]: %s", sql, PQresultErrorMessage(r));
+        cr_expect(strstr(PQresultErrorMessage(r), views[i]) != NULL, "[%s]: %s", sql,
+                  PQresultErrorMessage(r));
+        mask_expect_no_secret(r, sql);
+        PQclear(r);
+    }
+    PQfinish(m);
+}
+
+/* Through resolved views: each is refused, or answers with masked values only. */
+static const struct mask_attempt_case attempts[] = {
+    {"SELECT lower(contact) FROM mv_renamed", true},
+    {"SELECT contact || '' FROM mv_renamed", true},
+    {"SELECT pay + 0 FROM mv_renamed", true},
+    {"SELECT upper(reach) FROM mv_over_view", true},
+    {"SELECT max(tax_id) FROM mv_mat", true},
+    {"SELECT email::text FROM mv_join", true},
+    {"SELECT lower(note) FROM mv_notes", true},
+    {"SELECT v FROM mv_renamed v", true},
+    {"SELECT row_to_json(v) FROM mv_renamed v", true},
+    {"SELECT v::text FROM mv_renamed v", true},
+    {"SELECT to_jsonb(v) FROM mv_over_view v", true},
+    {"SELECT v.text FROM mv_renamed v", true},
+    {"SELECT mv_all FROM mv_all", true},
+    {"SELECT contact FROM mv_renamed ORDER BY contact", true},
+    {"SELECT * FROM mv_all ORDER BY 3", true},
+    {"SELECT tax_id, count(*) FROM mv_mat GROUP BY tax_id", true},
+    {"SELECT DISTINCT reach FROM mv_over_view", true},
+    {"SELECT contact FROM mv_renamed UNION SELECT 'x'", true},
+    {"SELECT id FROM mv_renamed WHERE contact = 'a' OR contact = 'b' OR contact = 'c' "
+     "OR contact = 'd' OR contact = 'e'", true},
+    {"SELECT id FROM mv_renamed WHERE lower(contact) LIKE 'a%'", true},
+    {"SELECT r.id FROM mv_renamed r JOIN mv_over_view o ON o.reach = r.contact", true},
+    {"COPY (SELECT contact FROM mv_renamed) TO STDOUT", true},
+    {"SELECT contact FROM mv_renamed WHERE id = 1", false},
+    {"SELECT id FROM mv_renamed WHERE tax_id = '111-22-3333'", false},
+    {"SELECT * FROM mv_over_view", false},
+    {"SELECT x.reach FROM (SELECT reach FROM mv_over_view) x", false},
+    {"SELECT id, item FROM mv_join ORDER BY item", false},
+};
+
+Test(maskviews, bypass_attempts_through_views_are_masked_or_refused)
+{
+    mask_attempts_run(&px, "mallory", attempts, sizeof(attempts) / sizeof(attempts[0]));
+}
+
+Test(maskviews, exempt_users_see_real_values_through_views)
+{
+    PGconn *a = mask_login(&px, "audra"); /* exempt from every rule */
+    char *v = query_value(a, "SELECT contact FROM mv_renamed WHERE id = 1");
+    cr_expect_str_eq(v, "ada.secret@example.com");
+    free(v);
+    v = query_value(a, "SELECT contact FROM mv_expr WHERE id = 2");
+    cr_expect_str_eq(v, "grace.secret@navy.example", "nothing is refused to her");
+    free(v);
+    v = query_value(a, "SELECT note FROM mv_notes WHERE id = 1");
+    cr_expect_str_eq(v, "Ada Lovelace (note)");
+    free(v);
+    PQfinish(a);
+    PGconn *r = mask_login(&px, "rita"); /* exempt from email's rule only */
+    v = query_value(r, "SELECT lower(reach) FROM mv_over_view WHERE id = 1");
+    cr_expect_str_eq(v, "ada.secret@example.com", "email's rule does not apply to her");
+    free(v);
+    PGresult *res = rows(r, "SELECT tax_id FROM mv_over_view WHERE id = 1", false, 0);
+    expect_bytes(res, 0, "****3333", "ssn's rule still does");
+    PQclear(res);
+    res = PQexec(r, "SELECT lower(tax_id) FROM mv_over_view");
+    cr_expect_eq(PQresultStatus(res), PGRES_FATAL_ERROR, "ssn's column stays guarded for her");
+    PQclear(res);
+    PQfinish(r);
+}
