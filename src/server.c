@@ -149,6 +149,9 @@ static void on_tcp_connected(struct server *s)
     evutil_socket_t fd = bufferevent_getfd(s->bev);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->peer_len = sizeof(s->peer);
+    if (getpeername(fd, (struct sockaddr *)&s->peer, &s->peer_len) != 0)
+        s->peer_len = 0;
     if (s->pool->db->tls == TLS_DISABLE) {
         send_startup(s);
         return;
@@ -898,6 +901,8 @@ static const char *retire_reason(const struct server *s)
     int lifetime = p->db->pool.lifetime_s;
     if (s->generation != p->generation)
         return "configuration changed";
+    if (s->addr_stale)
+        return "its host name now resolves to another address";
     if (s->stmts_unknown)
         return "a client deallocated prepared statements";
     if (s->retire_after && p->db->pool.mode == POOL_TRANSACTION)
