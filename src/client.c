@@ -98,14 +98,21 @@ void client_close(struct client *c, const char *reason)
     worker_check_drained(c->w);
 }
 
+/* Logs an error for c and starts b with its ErrorResponse of the given severity. */
+static void start_error(struct client *c, struct buf *b, const char *severity,
+                        const char *sqlstate, const char *msg)
+{
+    log_info("client %llu %s: %s: %s", (unsigned long long)c->id, c->addr, sqlstate, msg);
+    buf_init(b);
+    proto_error(b, severity, sqlstate, msg);
+}
+
 void client_fail(struct client *c, const char *sqlstate, const char *msg)
 {
     struct buf b;
     if (c->closing)
         return;
-    log_info("client %llu %s: %s: %s", (unsigned long long)c->id, c->addr, sqlstate, msg);
-    buf_init(&b);
-    proto_error(&b, "FATAL", sqlstate, msg);
+    start_error(c, &b, "FATAL", sqlstate, msg);
     conn_send_last(c->bev, &b);
     buf_free(&b);
     client_close(c, msg);
@@ -118,6 +125,24 @@ static bool send_to_client(struct client *c, struct buf *b)
     if (!ok)
         client_close(c, "could not queue a message");
     return ok;
+}
+
+void client_transaction_lost(struct client *c, const char *sqlstate, const char *msg)
+{
+    struct buf b;
+    if (c->closing)
+        return;
+    start_error(c, &b, "ERROR", sqlstate, msg);
+    proto_ready(&b, 'I');
+    if (!send_to_client(c, &b))
+        return;
+    c->state = CL_IDLE;
+    if (c->paused) { /* its server's backlog paused it */
+        c->paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        client_wake(c);
 }
 
 static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)

@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -92,6 +93,7 @@ struct pool {
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
+    struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
     bool paused;            /* PAUSE: no server is handed out until RESUME */
     char last_error[640];   /* why the last server login failed ("" after a success) */
     bool auth_retry;        /* a 28P01 started a credential refresh and one more login */
@@ -152,6 +154,9 @@ struct server {
     int64_t created_ms;  /* server_now_ms() at login */
     int jitter_permille; /* 0-200: this server's lifetime is shortened by as much */
     unsigned generation; /* the pool's generation when it connected */
+    struct sockaddr_storage peer; /* the server's address (peer_len 0 until connected) */
+    socklen_t peer_len;
+    bool addr_stale;     /* its host name resolves elsewhere now (reload): retire */
     unsigned cred_gen;   /* generation of the credential it logged in with */
     struct server_stmts stmts;   /* transaction pooling: statements prepared here */
     struct reply_queue replies;  /* transaction pooling: replies owed, in order */

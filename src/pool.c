@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/time.h>
+#include <netinet/in.h>
 
 #include "client.h"
 #include "credentials.h"
@@ -458,6 +459,75 @@ void pool_janitor(struct worker *w)
     }
 }
 
+/* Is the address of s among the answers in res? */
+static bool peer_in(const struct server *s, const struct evutil_addrinfo *res)
+{
+    const struct sockaddr *a = (const struct sockaddr *)&s->peer;
+    for (; res; res = res->ai_next) {
+        const struct sockaddr *b = res->ai_addr;
+        if (a->sa_family != b->sa_family)
+            continue;
+        if (a->sa_family == AF_INET &&
+            ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+                ((const struct sockaddr_in *)b)->sin_addr.s_addr)
+            return true;
+        if (a->sa_family == AF_INET6 &&
+            memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Marks the servers on list l that are connected to an address not in res; returns how
+ * many. Idle ones close now; busy ones go when their client lets go (server_release). */
+static int retire_moved(struct list *l, const struct evutil_addrinfo *res, bool close_now)
+{
+    int n = 0;
+    struct list *it, *tmp;
+    list_for_each_safe(it, tmp, l)
+    {
+        struct server *s = list_entry(it, struct server, node);
+        if (s->peer_len == 0 || peer_in(s, res))
+            continue;
+        s->addr_stale = true;
+        n++;
+        if (close_now)
+            server_close(s, "its host name now resolves to another address");
+    }
+    return n;
+}
+
+static void recheck_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    if (result == EVUTIL_EAI_CANCEL)
+        return; /* the pool is being freed */
+    struct pool *p = arg;
+    p->recheck = NULL;
+    if (result != 0) { /* keep what works rather than guess */
+        log_warning("pool %s: resolving %s again failed: %s", p->db->name, p->db->host,
+                    evutil_gai_strerror(result));
+        return;
+    }
+    int n = retire_moved(&p->active, res, false) + retire_moved(&p->idle, res, true);
+    if (n > 0)
+        log_info("pool %s: %s resolves to other addresses now: %d server connections retired",
+                 p->db->name, p->db->host, n);
+    evutil_freeaddrinfo(res);
+    pool_spawn_for_waiters(p);
+}
+
+void pool_recheck_address(struct pool *p)
+{
+    char port[8];
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    if (p->recheck)
+        evdns_getaddrinfo_cancel(p->recheck);
+    snprintf(port, sizeof(port), "%d", p->db->port);
+    /* answers from /etc/hosts or a literal come back at once, through recheck_cb */
+    p->recheck = evdns_getaddrinfo(p->w->dns, p->db->host, port, &hints, recheck_cb, p);
+}
+
 /* Closes every server on list l. */
 static void close_list(struct list *l, const char *reason)
 {
@@ -479,6 +549,8 @@ void pool_free_all(struct worker *w)
         close_list(&p->active, "shutting down");
         close_list(&p->connecting, "shutting down");
         list_del(&p->node);
+        if (p->recheck)
+            evdns_getaddrinfo_cancel(p->recheck);
         param_clear(&p->params);
         if (p->retry_timer)
             event_free(p->retry_timer);

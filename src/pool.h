@@ -33,6 +33,10 @@ void pool_janitor(struct worker *w);
 /* Opens server connections while clients wait for more than are on their way. */
 void pool_spawn_for_waiters(struct pool *p);
 
+/* Reload: resolves the pool's host again (DNS or /etc/hosts may have changed) and retires
+ * the servers connected to an address it no longer resolves to. */
+void pool_recheck_address(struct pool *p);
+
 /* PAUSE holds waiting clients (no timeout) until RESUME hands servers out again. */
 void pool_set_paused(struct pool *p, bool paused);
 

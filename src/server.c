@@ -149,6 +149,9 @@ static void on_tcp_connected(struct server *s)
     evutil_socket_t fd = bufferevent_getfd(s->bev);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->peer_len = sizeof(s->peer);
+    if (getpeername(fd, (struct sockaddr *)&s->peer, &s->peer_len) != 0)
+        s->peer_len = 0;
     if (s->pool->db->tls == TLS_DISABLE) {
         send_startup(s);
         return;
@@ -674,6 +677,29 @@ static void server_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+enum server_loss {
+    LOSS_FATAL,       /* the client cannot go on: FATAL error, then closed */
+    LOSS_STATEMENT,   /* only the statement in flight fails; the client goes on */
+    LOSS_MID_MESSAGE, /* the client got part of a message: closed without a word */
+};
+
+/* How the client of s learns that s died. Transaction pooling with one statement (or one
+ * Sync) in flight that opened the transaction, nothing half-sent either way: it gets an
+ * ERROR and ReadyForQuery 'I', and its next transaction takes another server. A client in
+ * an open transaction must not carry on as if nothing happened: it is closed. */
+static enum server_loss loss_for_client(const struct server *s)
+{
+    const struct client *c = s->client;
+    if (s->relay.pass_left > 0)
+        return LOSS_MID_MESSAGE;
+    bool boundary = c->relay.pass_left == 0 && !s->ext_open && !s->copy_in &&
+                    s->n_refusals == 0 && !s->mask_wait;
+    if (s->pool->db->pool.mode == POOL_TRANSACTION && s->state == SV_ACTIVE && c->sent_ready &&
+        s->txn == 'I' && s->in_flight == 1 && boundary)
+        return LOSS_STATEMENT;
+    return LOSS_FATAL;
+}
+
 static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
@@ -707,8 +733,14 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     struct client *c = s->client;
+    enum server_loss loss = c ? loss_for_client(s) : LOSS_FATAL;
     server_close(s, reason);
-    if (c)
+    if (c && loss == LOSS_STATEMENT)
+        client_transaction_lost(c, "08006", "server connection lost: the statement failed and "
+                                            "its transaction did not complete");
+    else if (c && loss == LOSS_MID_MESSAGE) /* an ErrorResponse now would land inside it */
+        client_close(c, "server connection lost in the middle of a message to the client");
+    else if (c)
         client_fail(c, "08006", "server closed the connection unexpectedly");
 }
 
@@ -869,6 +901,8 @@ static const char *retire_reason(const struct server *s)
     int lifetime = p->db->pool.lifetime_s;
     if (s->generation != p->generation)
         return "configuration changed";
+    if (s->addr_stale)
+        return "its host name now resolves to another address";
     if (s->stmts_unknown)
         return "a client deallocated prepared statements";
     if (s->retire_after && p->db->pool.mode == POOL_TRANSACTION)

@@ -103,6 +103,15 @@ static struct scram_verifier *make_verifiers(const struct config *cfg, char *err
     return out;
 }
 
+/* Reads /etc/hosts again (libevent reads it once; a NULL file name would mean "localhost
+ * only"), replacing what was read before. */
+static void reload_hosts(struct worker *w)
+{
+    evdns_base_clear_host_addresses(w->dns);
+    if (evdns_base_load_hosts(w->dns, "/etc/hosts") != 0)
+        log_warning("cannot read /etc/hosts: only localhost is known from it");
+}
+
 /* One thread owns the loop: no locks; epoll changes coalesced within a loop turn. */
 static bool make_loop(struct worker *w)
 {
@@ -118,7 +127,7 @@ static bool make_loop(struct worker *w)
     if (!w->dns) { /* no resolv.conf: numeric addresses and /etc/hosts still work */
         w->dns = evdns_base_new(w->base, 0);
         if (w->dns)
-            evdns_base_load_hosts(w->dns, NULL);
+            reload_hosts(w);
     }
     return w->dns != NULL;
 }
@@ -344,8 +353,11 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
         {
             server_close(list_entry(it, struct server, node), "configuration changed");
         }
+        p->db = db;
+    } else {
+        p->db = db;
+        pool_recheck_address(p);
     }
-    p->db = db;
     pool_spawn_for_waiters(p);
     return true;
 }
@@ -421,6 +433,7 @@ void worker_reload(struct worker *w)
     if (!sync_stats(w, old, n))
         log_error("reload: could not start statistics or the query log writer");
     credentials_sync(w);
+    reload_hosts(w); /* host names are resolved again below, and by every new connection */
     SSL_CTX_free(w->client_tls);
     w->client_tls = tls;
     struct list *it, *tmp;

@@ -2,86 +2,18 @@
  * then get a clear error naming the pool and the cause; when it comes back, pooling resumes by
  * itself. A small TCP relay in the test stands between lakeproxy and PostgreSQL, so the test
  * can take "the server" away and bring it back. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "tcprelay.h"
 
 static struct proxy px;
 static int relay_port;
-
-struct relay_thread {
-    int listen_fd;
-    int target_port;
-    volatile int stop;
-};
-
-/* Copies bytes both ways between two sockets until either closes. */
-static void pipe_pair(int a, int b)
-{
-    char buf[16384];
-    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
-    for (;;) {
-        if (poll(p, 2, 1000) < 0)
-            return;
-        for (int i = 0; i < 2; i++) {
-            if (!(p[i].revents & (POLLIN | POLLHUP)))
-                continue;
-            ssize_t n = read(p[i].fd, buf, sizeof(buf));
-            if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
-                return;
-        }
-    }
-}
-
-static void *serve_one(void *arg)
-{
-    int c = (int)(intptr_t)arg;
-    int s = raw_connect(atoi(env_need("LP_PGPORT")));
-    if (s >= 0) {
-        pipe_pair(c, s);
-        close(s);
-    }
-    close(c);
-    return NULL;
-}
-
-static void *relay_main(void *arg)
-{
-    struct relay_thread *r = arg;
-    while (!r->stop) {
-        struct pollfd p = {.fd = r->listen_fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        int c = accept(r->listen_fd, NULL, NULL);
-        pthread_t t;
-        if (c >= 0 && pthread_create(&t, NULL, serve_one, (void *)(intptr_t)c) == 0)
-            pthread_detach(t);
-    }
-    return NULL;
-}
-
-/* Starts relaying relay_port -> PostgreSQL. */
-static void relay_start(struct relay_thread *r, pthread_t *th)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)relay_port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int one = 1;
-    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(r->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    cr_assert_eq(bind(r->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(r->listen_fd, 64), 0);
-    r->stop = 0;
-    cr_assert_eq(pthread_create(th, NULL, relay_main, r), 0);
-}
 
 static void start_behind_relay(void)
 {
@@ -94,12 +26,7 @@ static void start_behind_relay(void)
              "    pool:\n      mode: transaction\n      size: 2\n      max_wait_ms: 1500\n",
              relay_port);
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 1500, NULL);
-    /* the extra database goes under databases:, before users: */
-    char *users = strstr(yaml, "users:\n");
-    cr_assert(users);
-    char rest[4096];
-    snprintf(rest, sizeof(rest), "%s", users);
-    snprintf(users, sizeof(yaml) - (size_t)(users - yaml), "%s%s", tail, rest);
+    yaml_add_database(yaml, sizeof(yaml), tail);
     proxy_start_yaml(&px, port, yaml);
 }
 static void stop_proxy(void) { proxy_stop(&px); }
@@ -147,14 +74,11 @@ static void *late_login(void *arg)
 Test(server_down, pooling_resumes_when_the_server_comes_back)
 {
     struct late_arg a = {.p = &px};
-    pthread_t client, relay;
-    struct relay_thread r = {0};
+    pthread_t client;
     cr_assert_eq(pthread_create(&client, NULL, late_login, &a), 0);
     usleep(400 * 1000); /* the client is waiting; connect attempts fail and back off */
-    relay_start(&r, &relay);
+    struct tcp_relay *r = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
     pthread_join(client, NULL);
     cr_expect(a.ok, "the waiting client was not served once the server came back: %s", a.err);
-    r.stop = 1;
-    pthread_join(relay, NULL);
-    close(r.listen_fd);
+    tcp_relay_stop(r);
 }

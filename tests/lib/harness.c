@@ -111,6 +111,24 @@ void proxy_reload_yaml(const struct proxy *p, const char *yaml)
 
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
 {
+    proxy_start_yaml_hosts(p, port, yaml, NULL);
+}
+
+/* In the child: runs lakeproxy on conf, seeing hosts as its /etc/hosts when hosts is set (a
+ * bind mount in a private mount namespace: nothing outside the process sees it). */
+static void exec_proxy(const char *bin, const char *conf, const char *hosts)
+{
+    if (!hosts)
+        execl(bin, bin, "-c", conf, (char *)NULL);
+    else
+        execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh",
+              "-c", "mount --bind \"$0\" /etc/hosts && exec \"$1\" -c \"$2\"", hosts, bin,
+              conf, (char *)NULL);
+    _exit(127);
+}
+
+void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
+{
     memset(p, 0, sizeof(*p));
     p->port = port;
     snprintf(p->dir, sizeof(p->dir), "%s/proxy-%d", env_need("LP_TEST_DIR"), port);
@@ -128,10 +146,21 @@ void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
-        execl(bin, bin, "-c", p->conf, (char *)NULL);
-        _exit(127);
+        exec_proxy(bin, p->conf, hosts);
     }
     cr_assert(wait_listening(p->pid, port), "lakeproxy did not start listening; see %s", p->log);
+}
+
+void yaml_add_database(char *yaml, size_t yamlsz, const char *entry)
+{
+    char rest[4096];
+    char *users = strstr(yaml, "users:\n");
+    cr_assert(users, "no users: section");
+    cr_assert(strlen(users) < sizeof(rest));
+    snprintf(rest, sizeof(rest), "%s", users);
+    size_t room = yamlsz - (size_t)(users - yaml);
+    cr_assert(strlen(entry) + strlen(rest) < room, "configuration too long");
+    snprintf(users, room, "%s%s", entry, rest);
 }
 
 void proxy_start(struct proxy *p, int pool_size)
@@ -562,4 +591,130 @@ void mask_attempts_run(const struct proxy *p, const char *user,
     cr_expect_str_eq(v, "still usable");
     free(v);
     PQfinish(c);
+}
+
+/* Runs a shell command line; the test fails (naming what) when it exits non-zero. */
+static void run_cmd(const char *what, const char *cmd)
+{
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed: %s", what, cmd);
+}
+
+void pg_private_start(struct pg_private *pg, const char *listen)
+{
+    char cmd[1400];
+    const char *root = env_need("LP_ROOT");
+    pg->port = free_port();
+    snprintf(pg->dir, sizeof(pg->dir), "%s/pg-private-%d", env_need("LP_TEST_DIR"), pg->port);
+    snprintf(cmd, sizeof(cmd),
+             "PG_TMP_LISTEN='%s' bash %s/tests/lib/pg_tmp.sh start %s %d >%s.log 2>&1 && "
+             "bash %s/tests/lib/pg_tmp.sh psql %s -d postgres -f %s/tests/lib/setup.sql "
+             ">>%s.log 2>&1",
+             listen, root, pg->dir, pg->port, pg->dir, root, pg->dir, root, pg->dir);
+    run_cmd("starting a private PostgreSQL", cmd);
+}
+
+/* The postmaster's pid from its pid file, or 0. */
+static pid_t pg_private_postmaster(const struct pg_private *pg)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/pgdata/postmaster.pid", pg->dir);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+void pg_private_kill9(struct pg_private *pg)
+{
+    pid_t pid = pg_private_postmaster(pg);
+    cr_assert(pid > 0, "no postmaster pid in %s", pg->dir);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 500 && kill(pid, 0) == 0; i++)
+        usleep(10000);
+    cr_assert_neq(kill(pid, 0), 0, "postmaster %d survived SIGKILL", (int)pid);
+}
+
+void pg_private_restart(struct pg_private *pg)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "bash %s/tests/lib/pg_tmp.sh restart %s >>%s.log 2>&1",
+             env_need("LP_ROOT"), pg->dir, pg->dir);
+    /* the killed postmaster's backends may hold its shared memory for a moment */
+    for (int i = 0; i < 20; i++) {
+        int st = system(cmd);
+        if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            return;
+        usleep(250000);
+    }
+    cr_assert_fail("could not restart the private PostgreSQL; see %s.log", pg->dir);
+}
+
+void pg_private_stop(struct pg_private *pg)
+{
+    char cmd[600];
+    if (!pg->port)
+        return;
+    snprintf(cmd, sizeof(cmd), "bash %s/tests/lib/pg_tmp.sh stop %s >>%s.log 2>&1",
+             env_need("LP_ROOT"), pg->dir, pg->dir);
+    run_cmd("stopping the private PostgreSQL", cmd);
+    pg->port = 0;
+}
+
+PGconn *pg_private_admin(const struct pg_private *pg, const char *db)
+{
+    char ci[512];
+    snprintf(ci, sizeof(ci), "host=%s/sock port=%d user=postgres dbname=%s connect_timeout=5",
+             pg->dir, pg->port, db);
+    return PQconnectdb(ci);
+}
+
+PGresult *admin_show(PGconn *adm, const char *what)
+{
+    PGresult *r = PQexec(adm, what);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", what, PQerrorMessage(adm));
+    return r;
+}
+
+/* The socket inodes of TCP connections in /proc/<pid>/net/tcp whose remote end is ip:port
+ * and that are established; counts those that process pid holds. */
+int proxy_server_sockets(const struct proxy *p, const char *ip, int port)
+{
+    char path[64], line[512], want[32], link[64];
+    struct in_addr a;
+    cr_assert_eq(inet_pton(AF_INET, ip, &a), 1);
+    snprintf(want, sizeof(want), "%08X:%04X", a.s_addr, (unsigned)port); /* kernel byte order */
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot read %s", path);
+    unsigned long inodes[256];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) && n < 256) {
+        char local[64], remote[64];
+        unsigned st;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*s %*s %lu", local, remote, &st,
+                   &inode) == 4 && st == 1 /* ESTABLISHED */ && strcmp(remote, want) == 0)
+            inodes[n++] = inode;
+    }
+    fclose(f);
+    int held = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        char target[64];
+        snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)p->pid, fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        unsigned long inode;
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (sscanf(target, "socket:[%lu]", &inode) != 1)
+            continue;
+        for (int i = 0; i < n; i++)
+            held += inodes[i] == inode;
+    }
+    return held;
 }

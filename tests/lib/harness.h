@@ -30,6 +30,14 @@ void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode
 /* Writes yaml to a fresh config file, starts lakeproxy on it and waits until it accepts. */
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml);
 
+/* proxy_start_yaml, with lakeproxy in a private mount namespace where the file hosts is
+ * bind-mounted over /etc/hosts (NULL: the real one). Rewrite hosts in place to change it. */
+void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts);
+
+/* Inserts entry (a database's lines, indented as under databases:) at the end of the
+ * databases of a configuration made by proxy_default_yaml. */
+void yaml_add_database(char *yaml, size_t yamlsz, const char *entry);
+
 /* Rewrites the running proxy's configuration file with yaml, sends SIGHUP and gives it 300 ms. */
 void proxy_reload_yaml(const struct proxy *p, const char *yaml);
 
@@ -118,6 +126,36 @@ struct mask_attempt_case {
  * expects the connection still usable. */
 void mask_attempts_run(const struct proxy *p, const char *user,
                        const struct mask_attempt_case *cases, size_t n);
+
+/* A private PostgreSQL cluster of one test (tests/lib/pg_tmp.sh, loaded with setup.sql), for
+ * tests that crash or restart the server: never the shared one. */
+struct pg_private {
+    char dir[256];
+    int port;
+};
+
+/* initdb and start a private cluster on a free port, listening on listen ("127.0.0.1" or a
+ * comma-separated list of loopback addresses). */
+void pg_private_start(struct pg_private *pg, const char *listen);
+
+/* SIGKILL to the postmaster (its backends then die too); returns once it is gone. */
+void pg_private_kill9(struct pg_private *pg);
+
+/* Starts the cluster again on its port, retrying while the old backends still hold its
+ * shared memory. */
+void pg_private_restart(struct pg_private *pg);
+
+/* Stops the cluster (immediate mode); no-op when it was never started. */
+void pg_private_stop(struct pg_private *pg);
+
+/* A superuser connection over the cluster's socket (check PQstatus: it may be down). */
+PGconn *pg_private_admin(const struct pg_private *pg, const char *db);
+
+/* Runs a SHOW on an admin-console connection; the test fails unless it returns rows. */
+PGresult *admin_show(PGconn *adm, const char *what);
+
+/* Established TCP connections that lakeproxy p holds towards ip:port (from /proc). */
+int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);

@@ -3,7 +3,9 @@
 #   pg_tmp.sh start DIR PORT [CERTDIR]   initdb into DIR/pgdata, listen on 127.0.0.1:PORT
 #                                        (TLS on with CERTDIR/server.{crt,key} when given)
 #   pg_tmp.sh stop DIR                   stop it (the caller removes DIR)
+#   pg_tmp.sh restart DIR                start a stopped (or crashed) cluster in DIR again
 #   pg_tmp.sh psql DIR [psql args]       psql as the superuser over the cluster's socket
+# PG_TMP_LISTEN (default 127.0.0.1) lists the loopback addresses to listen on, comma-separated.
 # PostgreSQL refuses to run as root: as root, the cluster runs as the postgres user.
 set -euo pipefail
 
@@ -25,7 +27,7 @@ start() {
         || { cat "$dir/initdb.log" >&2; exit 1; }
     {
         echo "port = $port"
-        echo "listen_addresses = '127.0.0.1'"
+        echo "listen_addresses = '${PG_TMP_LISTEN:-127.0.0.1}'"
         echo "unix_socket_directories = '$dir/sock'"
         echo "max_connections = 400"
         echo "fsync = off"
@@ -44,11 +46,17 @@ start() {
         echo "local all all trust"
         echo "host all lp_md5 127.0.0.1/32 md5"
         echo "host all lp_plain 127.0.0.1/32 password"
-        echo "host all all 127.0.0.1/32 scram-sha-256"
+        echo "host all all 127.0.0.0/8 scram-sha-256"
     } | as_pg tee "$dir/pgdata/pg_hba.conf" >/dev/null
     chmod a+rwx "$dir" # pg_ctl writes the log as postgres
     as_pg "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
         || { cat "$dir/postgres.log" >&2; exit 1; }
+}
+
+restart() {
+    local dir=$1
+    local bin; bin=$(pg_bindir)
+    as_pg "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w -t 60 start >/dev/null
 }
 
 stop() {
@@ -66,6 +74,7 @@ run_psql() {
 case "${1:-}" in
     start) start "$2" "$3" "${4:-}" ;;
     stop) stop "$2" ;;
+    restart) restart "$2" ;;
     psql) d=$2; shift 2; run_psql "$d" "$@" ;;
-    *) echo "usage: $0 start DIR PORT [CERTDIR] | stop DIR | psql DIR [args]" >&2; exit 2 ;;
+    *) echo "usage: $0 start DIR PORT [CERTDIR] | stop DIR | restart DIR | psql DIR [args]" >&2; exit 2 ;;
 esac

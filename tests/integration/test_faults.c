@@ -1,0 +1,490 @@
+/* test_faults.c: server faults under load. PostgreSQL killed with SIGKILL and restarted, a
+ * server connection reset in the middle of a large result, and the server's host name moving
+ * to another address on reload. Clients get errors only for the transactions in flight,
+ * nothing hangs, and the pool recovers by itself. */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tcprelay.h"
+
+#define MAX_WAIT_MS 2000
+/* Any query returns within the pool wait plus this (a hang fails the test). */
+#define RETURN_MARGIN_S 3.0
+
+static struct proxy px;
+static struct pg_private pg;
+static char yaml[8192];
+
+/* A database entry of transaction pooling towards host:port. */
+static void add_db(const char *name, const char *host, int port, int size, int min)
+{
+    char entry[512];
+    snprintf(entry, sizeof(entry),
+             "  %s:\n    host: %s\n    port: %d\n    dbname: lp_test\n"
+             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
+             "    pool:\n      mode: transaction\n      size: %d\n      min: %d\n"
+             "      max_wait_ms: %d\n      connect_timeout_ms: 1000\n",
+             name, host, port, size, min, MAX_WAIT_MS);
+    yaml_add_database(yaml, sizeof(yaml), entry);
+}
+
+/* The default configuration with alice as admin, plus database name towards host:port. */
+static void make_yaml(int port, const char *name, const char *host, int pgport, int size, int min)
+{
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, MAX_WAIT_MS,
+                       "admin:\n  users: [alice]\n");
+    add_db(name, host, pgport, size, min);
+}
+
+static void stop_all(void)
+{
+    proxy_stop(&px);
+    pg_private_stop(&pg);
+}
+
+TestSuite(faults, .fini = stop_all, .timeout = 90);
+
+static PGconn *connect_ok(const char *db)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", db, NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+/* ---- load: clients running short transactions, recording every failure with its time ---- */
+
+#define LOAD_CLIENTS 4
+#define MAX_ERRORS 64
+
+struct failure {
+    double at, took;
+    char state[6];
+    char msg[160];
+};
+
+struct loader {
+    pthread_t th;
+    const char *db;
+    const char *stmts[4]; /* one transaction, NULL-terminated */
+    volatile int *stop;
+    pthread_mutex_t mu;
+    char notice[160]; /* the last notice or error that arrived outside a query */
+    double last_ok, max_took;
+    int oks, n_errors, done;
+    struct failure errors[MAX_ERRORS];
+};
+
+/* Records one failed statement or login. */
+static void note_failure(struct loader *l, double at, double took, const char *state,
+                         const char *msg)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->n_errors < MAX_ERRORS) {
+        struct failure *f = &l->errors[l->n_errors];
+        f->at = at;
+        f->took = took;
+        snprintf(f->state, sizeof(f->state), "%s", state);
+        snprintf(f->msg, sizeof(f->msg), "%s", msg);
+    }
+    l->n_errors++;
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* libpq hands errors that arrive between queries (a FATAL before a close) to this. */
+static void keep_notice(void *arg, const char *msg)
+{
+    struct loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    snprintf(l->notice, sizeof(l->notice), "%s", msg);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Runs sql, timing it; false (recorded) when it failed. */
+static bool timed_exec(struct loader *l, PGconn *c, const char *sql)
+{
+    double t0 = now_s();
+    PGresult *r = PQexec(c, sql);
+    double t1 = now_s();
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    pthread_mutex_lock(&l->mu);
+    if (t1 - t0 > l->max_took)
+        l->max_took = t1 - t0;
+    pthread_mutex_unlock(&l->mu);
+    /* libpq drops the SQLSTATE of the FATAL error that precedes a closed connection */
+    if (!ok && !state && PQstatus(c) == CONNECTION_BAD)
+        state = "lost";
+    char msg[400];
+    pthread_mutex_lock(&l->mu); /* a connection closed while idle: the error came earlier */
+    snprintf(msg, sizeof(msg), "%s%s", state && strcmp(state, "lost") == 0 ? l->notice : "",
+             PQerrorMessage(c));
+    pthread_mutex_unlock(&l->mu);
+    if (!ok)
+        note_failure(l, t1, t1 - t0, state ? state : "", msg);
+    PQclear(r);
+    return ok;
+}
+
+/* One load client: its transaction in a loop, reconnecting when the connection is gone. */
+static void *loader_main(void *arg)
+{
+    struct loader *l = arg;
+    PGconn *c = NULL;
+    while (!*l->stop) {
+        if (!c || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            double t0 = now_s();
+            c = proxy_connect(&px, "alice", "alice-secret", l->db, "connect_timeout=10");
+            if (PQstatus(c) != CONNECTION_OK) {
+                note_failure(l, now_s(), now_s() - t0, "login", PQerrorMessage(c));
+                usleep(50000);
+                continue;
+            }
+            PQsetNoticeProcessor(c, keep_notice, l);
+        }
+        bool ok = true;
+        for (int i = 0; ok && l->stmts[i]; i++)
+            ok = timed_exec(l, c, l->stmts[i]);
+        if (!ok && PQstatus(c) == CONNECTION_OK)
+            timed_exec(l, c, "ROLLBACK"); /* whatever the failure left open */
+        pthread_mutex_lock(&l->mu);
+        if (ok) {
+            l->oks++;
+            l->last_ok = now_s();
+        }
+        pthread_mutex_unlock(&l->mu);
+        usleep(5000);
+    }
+    PQfinish(c);
+    pthread_mutex_lock(&l->mu);
+    l->done = 1;
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void load_start(struct loader *ls, int n, const char *db, const char *const *stmts,
+                       volatile int *stop)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&ls[i], 0, sizeof(ls[i]));
+        ls[i].db = db;
+        memcpy(ls[i].stmts, stmts, sizeof(ls[i].stmts));
+        ls[i].stop = stop;
+        pthread_mutex_init(&ls[i].mu, NULL);
+        cr_assert_eq(pthread_create(&ls[i].th, NULL, loader_main, &ls[i]), 0);
+    }
+}
+
+/* Stops the load; every client must finish its statement in time (else it hangs). */
+static void load_stop(struct loader *ls, int n, volatile int *stop)
+{
+    *stop = 1;
+    double deadline = now_s() + MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S;
+    for (int i = 0; i < n; i++) {
+        int done = 0;
+        while (!done && now_s() < deadline) {
+            pthread_mutex_lock(&ls[i].mu);
+            done = ls[i].done;
+            pthread_mutex_unlock(&ls[i].mu);
+            if (!done)
+                usleep(20000);
+        }
+        cr_assert(done, "load client %d hangs in a query", i);
+        pthread_join(ls[i].th, NULL);
+    }
+}
+
+/* Is sqlstate one a client may see when its server dies or cannot be reached? */
+static bool outage_sqlstate(const char *s)
+{
+    return strcmp(s, "08006") == 0 || strcmp(s, "08P01") == 0 || strcmp(s, "57P01") == 0 ||
+           strcmp(s, "53300") == 0 || strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0;
+}
+
+/* Every failure of every load client fell in [from, to], with a clear SQLSTATE (logins: a
+ * message), and no statement took longer than the pool wait plus the margin. */
+static void expect_failures_within(struct loader *ls, int n, double from, double to)
+{
+    for (int i = 0; i < n; i++) {
+        cr_expect_leq(ls[i].max_took, MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S,
+                      "client %d waited %.1f s for a statement", i, ls[i].max_took);
+        for (int k = 0; k < ls[i].n_errors && k < MAX_ERRORS; k++) {
+            const struct failure *f = &ls[i].errors[k];
+            cr_expect(f->at >= from && f->at <= to,
+                      "client %d failed at %+.2f s, outside the outage [%+.2f, %+.2f]: %s %s", i,
+                      f->at - from, 0.0, to - from, f->state, f->msg);
+            if (strcmp(f->state, "login") == 0)
+                cr_expect(f->msg[0], "a failed login without a message");
+            else if (strcmp(f->state, "lost") == 0) /* closed, but told why first */
+                cr_expect(strstr(f->msg, "FATAL:"), "closed without an error: %s", f->msg);
+            else
+                cr_expect(outage_sqlstate(f->state), "client %d: unexpected SQLSTATE '%s': %s",
+                          i, f->state, f->msg);
+        }
+    }
+}
+
+/* Waits until every load client has completed a transaction after t; returns when the last
+ * did, or 0 past the deadline. */
+static double wait_all_ok_after(struct loader *ls, int n, double t, double deadline)
+{
+    for (;;) {
+        double latest = 0;
+        int behind = 0;
+        for (int i = 0; i < n; i++) {
+            pthread_mutex_lock(&ls[i].mu);
+            if (ls[i].last_ok <= t)
+                behind++;
+            else if (ls[i].last_ok > latest)
+                latest = ls[i].last_ok;
+            pthread_mutex_unlock(&ls[i].mu);
+        }
+        if (!behind)
+            return latest;
+        if (now_s() > deadline)
+            return 0;
+        usleep(20000);
+    }
+}
+
+/* ---- admin console: every server the pool lists is a live backend ---- */
+
+/* The backend pids of the servers of database db in SHOW SERVERS ("connecting" ones
+ * excluded); fails on a server in another state than idle or active. */
+static int listed_backends(PGconn *adm, const char *db, long *pids, int max)
+{
+    PGresult *r = admin_show(adm, "SHOW SERVERS");
+    int cdb = PQfnumber(r, "database"), cst = PQfnumber(r, "state"),
+        cpid = PQfnumber(r, "backend_pid"), n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        if (strcmp(PQgetvalue(r, i, cdb), db) != 0 ||
+            strcmp(PQgetvalue(r, i, cst), "connecting") == 0)
+            continue;
+        cr_expect(strcmp(PQgetvalue(r, i, cst), "idle") == 0 ||
+                      strcmp(PQgetvalue(r, i, cst), "active") == 0,
+                  "server in state %s", PQgetvalue(r, i, cst));
+        pids[n++] = atol(PQgetvalue(r, i, cpid));
+    }
+    PQclear(r);
+    return n;
+}
+
+/* Every server lakeproxy lists for db is a backend that PostgreSQL (superuser connection
+ * direct) has now, and no client of db waits. */
+static void expect_no_dead_servers(PGconn *direct, const char *db)
+{
+    PGconn *adm = connect_ok("lakeproxy");
+    long pids[64];
+    int n = listed_backends(adm, db, pids, 64);
+    for (int i = 0; i < n; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld",
+                 pids[i]);
+        char *v = query_value(direct, sql);
+        cr_expect_str_eq(v, "1", "SHOW SERVERS lists backend %ld, which is gone", pids[i]);
+        free(v);
+    }
+    PGresult *r = admin_show(adm, "SHOW POOLS");
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), db) == 0)
+            cr_expect_str_eq(PQgetvalue(r, i, PQfnumber(r, "cl_waiting")), "0");
+    PQclear(r);
+    PQfinish(adm);
+}
+
+/* Waits up to timeout_s for the result of the query sent on c; NULL when none came. */
+static PGresult *result_within(PGconn *c, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (PQisBusy(c) && now_s() < deadline) {
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        poll(&p, 1, 50);
+        if (!PQconsumeInput(c))
+            break;
+    }
+    if (PQisBusy(c) && PQstatus(c) == CONNECTION_OK)
+        return NULL;
+    PGresult *last = NULL, *r;
+    while ((r = PQgetResult(c))) {
+        PQclear(last);
+        last = r;
+    }
+    return last;
+}
+
+/* ---- 1. PostgreSQL killed with SIGKILL under load, restarted on the same port ---- */
+
+Test(faults, postgres_killed_and_restarted_under_load)
+{
+    static const char *const txn[4] = {"BEGIN", "UPDATE items SET name = name WHERE id = 7",
+                                       "COMMIT", NULL};
+    struct loader ls[LOAD_CLIENTS];
+    volatile int stop = 0;
+    pg_private_start(&pg, "127.0.0.1");
+    int port = free_port();
+    make_yaml(port, "crash", "127.0.0.1", pg.port, 4, 0);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *sleeper = connect_ok("crash");
+    load_start(ls, LOAD_CLIENTS, "crash", txn, &stop);
+    cr_assert_neq(wait_all_ok_after(ls, LOAD_CLIENTS, now_s(), now_s() + 10), 0,
+                  "the load did not get going");
+    usleep(500000);
+
+    /* one transaction in flight when the server dies: its statement fails, the connection stays */
+    cr_assert(PQsendQuery(sleeper, "SELECT pg_sleep(30)"));
+    usleep(300000);
+    double t_kill = now_s();
+    pg_private_kill9(&pg);
+    PGresult *r = result_within(sleeper, MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S);
+    cr_assert(r, "the statement in flight hangs after the server died");
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    cr_expect(state && outage_sqlstate(state), "SQLSTATE %s: %s", state ? state : "(none)",
+              PQerrorMessage(sleeper));
+    PQclear(r);
+    cr_expect(PQstatus(sleeper) == CONNECTION_OK,
+              "the client connection was closed for a failed single-statement transaction");
+
+    usleep(2000000);
+    pg_private_restart(&pg);
+    double t_up = now_s();
+    double back = wait_all_ok_after(ls, LOAD_CLIENTS, t_up, t_up + 15);
+    cr_assert_neq(back, 0, "the load did not recover within 15 s of the restart");
+    cr_log_info("kill -9: every load client served again %.2f s after the restart", back - t_up);
+    free(query_value(sleeper, "BEGIN"));
+    char *one = query_value(sleeper, "SELECT 1");
+    cr_expect_str_eq(one, "1");
+    free(one);
+    free(query_value(sleeper, "COMMIT"));
+    PQfinish(sleeper);
+    usleep(1000000); /* errors after this point would be late ones */
+    load_stop(ls, LOAD_CLIENTS, &stop);
+    expect_failures_within(ls, LOAD_CLIENTS, t_kill, back);
+    int errors = 0;
+    for (int i = 0; i < LOAD_CLIENTS; i++)
+        errors += ls[i].n_errors;
+    cr_log_info("kill -9: %d failed statements or logins during the outage", errors);
+    PGconn *direct = pg_private_admin(&pg, "lp_test");
+    cr_assert(PQstatus(direct) == CONNECTION_OK, "%s", PQerrorMessage(direct));
+    expect_no_dead_servers(direct, "crash");
+    PQfinish(direct);
+}
+
+/* ---- 2. a server connection reset in the middle of a large result ---- */
+
+Test(faults, server_connection_cut_in_the_middle_of_a_result)
+{
+    int relay_port = free_port(), port = free_port();
+    struct tcp_relay *relay =
+        tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
+    make_yaml(port, "cut", "127.0.0.1", relay_port, 4, 0);
+    proxy_start_yaml(&px, port, yaml);
+    /* two bystanders hold transactions open, each on its own server connection */
+    PGconn *b[2];
+    char *pid[2];
+    for (int i = 0; i < 2; i++) {
+        b[i] = connect_ok("cut");
+        free(query_value(b[i], "BEGIN"));
+        pid[i] = query_value(b[i], "SELECT pg_backend_pid()");
+    }
+    PGconn *a = connect_ok("cut");
+    tcp_relay_cut_after(relay, 4 << 20);
+    double t0 = now_s();
+    PGresult *r = PQexec(a, "SELECT repeat('x', 1000) FROM generate_series(1, 40000)");
+    double took = now_s() - t0;
+    cr_expect_eq(tcp_relay_cuts(relay), 1, "the relay did not cut the connection");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "a cut result reported as %s with %d rows",
+                 PQresStatus(PQresultStatus(r)), PQntuples(r));
+    cr_expect_lt(took, 10.0, "the cut result took %.1f s to fail", took);
+    cr_log_info("cut mid-result: error after %.2f s: %s", took, PQerrorMessage(a));
+    PQclear(r);
+    for (int i = 0; i < 2; i++) { /* the bystanders never noticed */
+        char *again = query_value(b[i], "SELECT pg_backend_pid()");
+        cr_expect_str_eq(again, pid[i]);
+        free(again);
+        free(query_value(b[i], "COMMIT"));
+        free(pid[i]);
+        PQfinish(b[i]);
+    }
+    if (PQstatus(a) != CONNECTION_OK) { /* cut inside a message: the client had to go */
+        PQfinish(a);
+        a = connect_ok("cut");
+    }
+    char *n = query_value(a, "SELECT count(*) FROM generate_series(1, 40000)");
+    cr_expect_str_eq(n, "40000", "the pool serves again on a fresh server");
+    free(n);
+    PQfinish(a);
+    PGconn *direct = pg_admin("lp_test");
+    expect_no_dead_servers(direct, "cut");
+    PQfinish(direct);
+    tcp_relay_stop(relay);
+}
+
+/* ---- 3. the server's host name moves to another address; SIGHUP ---- */
+
+static void write_hosts(const char *path, const char *addr)
+{
+    FILE *f = fopen(path, "w"); /* in place: the bind mount follows the inode */
+    cr_assert(f, "cannot write %s", path);
+    fprintf(f, "127.0.0.1 localhost\n%s lpfaults.test\n", addr);
+    fclose(f);
+}
+
+/* Polls until lakeproxy holds want connections to ip:port (true) or timeout_s passes. */
+static bool wait_sockets(const char *ip, int port, int want, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (proxy_server_sockets(&px, ip, port) != want) {
+        if (now_s() > deadline)
+            return false;
+        usleep(50000);
+    }
+    return true;
+}
+
+Test(faults, host_name_moving_to_another_address_on_reload)
+{
+    static const char *const txn[4] = {"SELECT inet_server_addr()", NULL, NULL, NULL};
+    char hosts[300];
+    struct loader ls[2];
+    volatile int stop = 0;
+    pg_private_start(&pg, "127.0.0.1,127.0.0.2");
+    int port = free_port();
+    snprintf(hosts, sizeof(hosts), "%s/hosts-%d", env_need("LP_TEST_DIR"), port);
+    write_hosts(hosts, "127.0.0.1");
+    make_yaml(port, "named", "lpfaults.test", pg.port, 3, 2);
+    proxy_start_yaml_hosts(&px, port, yaml, hosts);
+    PGconn *c = connect_ok("named");
+    char *addr = query_value(c, "SELECT inet_server_addr()");
+    cr_expect_str_eq(addr, "127.0.0.1");
+    free(addr);
+    cr_assert(wait_sockets("127.0.0.1", pg.port, 2, 5), "pool.min servers not opened");
+    load_start(ls, 2, "named", txn, &stop);
+    usleep(300000);
+
+    write_hosts(hosts, "127.0.0.2");
+    double t_reload = now_s();
+    proxy_reload_yaml(&px, yaml);
+    cr_expect(wait_sockets("127.0.0.1", pg.port, 0, 5),
+              "connections to the old address were kept: %d left",
+              proxy_server_sockets(&px, "127.0.0.1", pg.port));
+    cr_log_info("DNS change: old connections retired %.2f s after SIGHUP", now_s() - t_reload);
+    addr = query_value(c, "SELECT inet_server_addr()");
+    cr_expect_str_eq(addr, "127.0.0.2", "a new server connection went to the old address");
+    free(addr);
+    cr_expect_geq(proxy_server_sockets(&px, "127.0.0.2", pg.port), 1);
+    PQfinish(c);
+    load_stop(ls, 2, &stop);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(ls[i].n_errors, 0, "a client saw an error: %s %s", ls[i].errors[0].state,
+                     ls[i].errors[0].msg);
+        cr_expect_gt(ls[i].oks, 0);
+    }
+}
