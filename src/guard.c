@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "sqlinfo.h"
+#include "textscan.h"
 #include "textcache.h"
 
 /* PostgreSQL's CURSOR_OPT_HOLD (parsenodes.h): DECLARE ... WITH HOLD. */
@@ -412,7 +413,7 @@ bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
     struct check k = {.prefix = "", .prefix_len = 0, .out = out};
     char err[160];
     memset(out, 0, sizeof(*out));
-    if (!strcasestr(sql, GUARD_RESERVED_STMT_PREFIX))
+    if (!text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX))
         return false;
     /* text that does not parse reaches the server, which refuses it just the same */
     return sqlinfo_walk(sql, visit_names, &k, err, sizeof(err)) && out->refuse;
@@ -498,15 +499,15 @@ static bool starts_with_word(const char *text, const char *word)
 bool guard_may_matter(const char *sql)
 {
     for (size_t i = 0; i < sizeof(guard_words) / sizeof(guard_words[0]); i++)
-        if (strcasestr(sql, guard_words[i]))
+        if (text_contains_ci(sql, guard_words[i]))
             return true;
     /* SELECT ... INTO and IMPORT FOREIGN SCHEMA ... INTO create tables; INSERT INTO does not */
-    if (strcasestr(sql, "into") && (strcasestr(sql, "select") || strcasestr(sql, "import")))
+    if (text_contains_ci(sql, "into") && (text_contains_ci(sql, "select") || text_contains_ci(sql, "import")))
         return true;
     /* SET, RESET and DO are statements of their own (inside ALTER or CREATE they are caught
      * by those words): they matter as the first statement or in a multi-statement text, not
      * as UPDATE ... SET or ON CONFLICT DO */
-    bool set = strcasestr(sql, "set") != NULL, doo = strcasestr(sql, "do") != NULL;
+    bool set = text_contains_ci(sql, "set"), doo = text_contains_ci(sql, "do");
     if (!set && !doo)
         return false;
     return several_statements(sql) || (set && (starts_with_word(sql, "set") ||

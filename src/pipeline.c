@@ -12,6 +12,7 @@
 #include "maskwire.h"
 #include "policy.h"
 #include "proto.h"
+#include "textscan.h"
 
 static struct evbuffer *to_server(struct server *s) { return bufferevent_get_output(s->bev); }
 
@@ -39,8 +40,13 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
     return ok;
 }
 
-/* Case-insensitive search for a keyword in NUL-terminated query text. */
-static bool mentions(const char *text, const char *word) { return strcasestr(text, word) != NULL; }
+/* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
+ * anywhere? */
+static bool mentions_forgetting(const char *text, bool *dealloc)
+{
+    *dealloc = text_contains_ci(text, "deallocate");
+    return *dealloc || text_contains_ci(text, "discard");
+}
 
 /* What running sql for client c does to a server beyond its result (STMT_* flags):
  * DEALLOCATE or DISCARD text may drop the server's cache; under row-level security the guard
@@ -48,7 +54,8 @@ static bool mentions(const char *text, const char *word) { return strcasestr(tex
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    if (mentions(sql, "DEALLOCATE") || mentions(sql, "DISCARD"))
+    bool dealloc;
+    if (mentions_forgetting(sql, &dealloc))
         e |= STMT_FORGETS;
     if (c->rls && policy_statement_retires(c, sql))
         e |= STMT_RETIRES;
@@ -233,6 +240,8 @@ bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
     const char *p = sql;
     while (isspace((unsigned char)*p))
         p++;
+    if (*p != 'd' && *p != 'D') /* the common case: not a DEALLOCATE at all */
+        return false;
     while (n < 3 && *p && *p != ';') {
         if (!read_word(&p, w[n++]))
             return false;
@@ -275,9 +284,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc = mentions(sql, "DEALLOCATE");
+    bool dealloc, forgets = mentions_forgetting(sql, &dealloc);
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
-    if (dealloc || mentions(sql, "DISCARD"))
+    if (forgets)
         s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))

@@ -15,8 +15,9 @@
 #include "log.h"
 #include "maskcat.h"
 #include "masksql.h"
-#include "server.h"
 #include "proto.h"
+#include "server.h"
+#include "textscan.h"
 
 void policy_init_marker(struct worker *w)
 {
@@ -202,8 +203,8 @@ void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
  * Conservatively, by its words. */
 static bool changes_client_encoding(const char *sql)
 {
-    return strcasestr(sql, "client_encoding") || strcasestr(sql, "standard_conforming") ||
-           (strcasestr(sql, "names") && strcasestr(sql, "set"));
+    return text_contains_ci(sql, "client_encoding") || text_contains_ci(sql, "standard_conforming") ||
+           (text_contains_ci(sql, "names") && text_contains_ci(sql, "set"));
 }
 
 /* Refuses sql when it could carry a masked value past the result rewriting (masksql.c). */

@@ -151,7 +151,10 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     }
     struct reply *r = &q->items[(q->head + q->len) % q->cap];
     r->kind = (uint8_t)kind;
-    snprintf(r->stmt, sizeof(r->stmt), "%s", stmt ? stmt : "");
+    /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
+    size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
+    memcpy(r->stmt, stmt ? stmt : "", n);
+    r->stmt[n] = '\0';
     q->len++;
     return true;
 }
