@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# instructions.sh: user-space instructions per transaction of lakeproxy and PgBouncer, counted
+# by valgrind's callgrind (instructions, not seconds: repeatable whatever else the machine
+# does). Each proxy runs under callgrind twice, serving pgbench -S -t SHORT and -t LONG per
+# client; the difference of the two totals divided by the difference in transactions is the
+# cost of one transaction without start-up and logins. Kernel time (system calls) is not
+# counted: see the CPU figures of bench/run.sh for that.
+#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4
+while getopts "s:l:M:" o; do
+    case $o in s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; *) exit 2 ;; esac
+done
+command -v valgrind >/dev/null || { echo "bench: apt-get install valgrind" >&2; exit 1; }
+command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
+[ -x ./lakeproxy ] || make lakeproxy
+
+source bench/lib.sh
+bench_pg_start lakeproxy-instr
+pgbench -i -s 2 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >/dev/null 2>&1
+chmod 777 "$T"
+
+lpport=$(bash tests/lib/free_port.sh)
+cat >"$T/lakeproxy.yaml" <<YAML
+listen: { host: 127.0.0.1, port: $lpport }
+log: { level: warning }
+databases:
+  bench: { host: 127.0.0.1, port: $pgport, dbname: lp_test, user: lp_server,
+           password: server-secret, tls: disable,
+           pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 } }
+users:
+  lp_server: { password: server-secret }
+stats: { enabled: false }
+YAML
+pbport=$(bash tests/lib/free_port.sh)
+cat >"$T/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server password=server-secret
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pbport
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $T/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+INI
+echo '"lp_server" "server-secret"' >"$T/userlist.txt"
+as_user=()
+[ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
+
+# total_instructions NAME PORT TXNS CMD...: runs CMD under callgrind, pgbench against PORT,
+# then stops it; prints the instruction total.
+total_instructions() {
+    local name=$1 port=$2 txns=$3 out="$T/$1.$3.callgrind"
+    shift 3
+    "${as_user[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" 2>"$T/$name.log" &
+    local pid=$!
+    for _ in $(seq 100); do
+        pg_isready -q -h 127.0.0.1 -p "$port" && break
+        sleep 0.2
+    done
+    pgbench -n -S -M "$MODE" -c $CLIENTS -j 2 -t "$txns" \
+        "host=127.0.0.1 port=$port dbname=bench user=lp_server" >"$T/$name.pgbench" 2>&1
+    pkill -INT -P "$pid" 2>/dev/null || kill -INT "$pid"
+    pkill -INT -f "callgrind-out-file=$out" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    awk '/^totals:/ {print $2}' "$out"
+}
+
+per_txn() { # NAME PORT CMD...
+    local name=$1 port=$2
+    shift 2
+    local a b
+    a=$(total_instructions "$name" "$port" "$SHORT" "$@")
+    b=$(total_instructions "$name" "$port" "$LONG" "$@")
+    echo $(((b - a) / ((LONG - SHORT) * CLIENTS)))
+}
+
+lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
+pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
+echo "user-space instructions per pgbench -S transaction ($MODE protocol, $CLIENTS clients," \
+    "pool $POOL): lakeproxy $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
+    "$pb, ratio $(awk -v a="$lp" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')"
