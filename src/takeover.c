@@ -29,7 +29,7 @@ struct handover {
     int fd;
     struct event *ev; /* readable, or TAKEOVER_TIMEOUT_S of silence */
     pid_t peer;
-    bool sent;        /* SOCKETS went out: waiting for DONE */
+    bool sent; /* SOCKETS went out: waiting for DONE */
     char line[TAKEOVER_LINE_MAX];
     size_t len;
 };
@@ -355,7 +355,9 @@ static bool read_line(int fd, int timeout_s, char *line, size_t linesz, int *fds
             struct cmsghdr align;
         } control;
         struct iovec iov = {.iov_base = line + len, .iov_len = linesz - 1 - len};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
                              .msg_controllen = sizeof(control.buf)};
         if (len == linesz - 1 || poll(&pfd, 1, ms_left(deadline)) <= 0) {
             snprintf(err, errsz, len ? "answer too long" : "no answer within %d s", timeout_s);
@@ -436,7 +438,8 @@ static void adopt(int fd, const char *tag, const char *host, int port, int *slot
         return;
     }
     log_info("takeover: the previous process's %s socket on %s is not in this configuration: "
-             "closing it", tag, local_address(fd, addr, sizeof(addr)));
+             "closing it",
+             tag, local_address(fd, addr, sizeof(addr)));
     close(fd);
 }
 
@@ -450,7 +453,8 @@ static bool take_sockets(const struct config *cfg, char *line, const int *fds, i
     if (!word || strcmp(word, "SOCKETS") != 0 || !pid || atoi(pid) <= 0)
         return false;
     t->old_pid = (pid_t)atoi(pid);
-    for (char *tag = strtok_r(NULL, " ", &save); tag && i < nfds; tag = strtok_r(NULL, " ", &save), i++) {
+    for (char *tag = strtok_r(NULL, " ", &save); tag && i < nfds;
+         tag = strtok_r(NULL, " ", &save), i++) {
         if (strcmp(tag, "listen") == 0)
             adopt(fds[i], tag, cfg->listen_host, cfg->listen_port, &t->listen_fd);
         else if (strcmp(tag, "http") == 0)
@@ -493,8 +497,7 @@ static int connect_control(const char *path, char *err, size_t errsz)
     return fd;
 }
 
-bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err,
-                      size_t errsz)
+bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err, size_t errsz)
 {
     char line[TAKEOVER_LINE_MAX], why[256];
     int fds[MAX_FDS], nfds = MAX_FDS;
@@ -505,9 +508,9 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
     }
     if ((t->conn = connect_control(cfg->takeover_socket, err, errsz)) < 0)
         return false;
-    bool ok = send_line(t->conn, "TAKEOVER 1\n") &&
-              read_line(t->conn, TAKEOVER_TIMEOUT_S, line, sizeof(line), fds, &nfds, why,
-                        sizeof(why));
+    bool ok =
+        send_line(t->conn, "TAKEOVER 1\n") &&
+        read_line(t->conn, TAKEOVER_TIMEOUT_S, line, sizeof(line), fds, &nfds, why, sizeof(why));
     if (!ok && errno == EPIPE)
         snprintf(why, sizeof(why), "it closed the connection");
     if (ok && strncmp(line, "ERROR ", 6) == 0)
@@ -537,7 +540,8 @@ void takeover_finish(struct takeover_fds *t)
             read_line(t->conn, 5, line, sizeof(line), NULL, &nfds, why, sizeof(why)) &&
             strcmp(line, "BYE") == 0)
             log_info("takeover: pid %d stopped accepting; it serves its clients until they "
-                     "leave", (int)t->old_pid);
+                     "leave",
+                     (int)t->old_pid);
         else
             log_warning("takeover: pid %d did not confirm that it stopped accepting",
                         (int)t->old_pid);

@@ -36,8 +36,7 @@ struct takeover_fds {
 /* New process: connects to cfg's takeover socket and receives the listening sockets that
  * match cfg's addresses (those that do not are closed). False with err when there is no
  * running lakeproxy there or the exchange fails; nothing is left open then. */
-bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err,
-                      size_t errsz);
+bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err, size_t errsz);
 
 /* New process, accepting on the sockets now: says DONE, waits (bounded) for the old one to
  * stop accepting, then takeover_abandon. */

@@ -24,8 +24,9 @@ static void takeover_yaml(char *out, size_t outsz, int port, const char *sock, i
 {
     static char base[8192];
     char more[512];
-    snprintf(more, sizeof(more), "admin:\n  http: 127.0.0.1:%d\nlimits:\n  shutdown_timeout_s: %d\n",
-             http_port, shutdown_s);
+    snprintf(more, sizeof(more),
+             "admin:\n  http: 127.0.0.1:%d\nlimits:\n  shutdown_timeout_s: %d\n", http_port,
+             shutdown_s);
     proxy_default_yaml(base, sizeof(base), port, "transaction", 4, 5000, more);
     cr_assert(strncmp(base, "listen:\n", 8) == 0);
     snprintf(out, outsz, "listen:\n  takeover_socket: %s\n%s", sock, base + 8);
@@ -72,7 +73,10 @@ static void expect_old_exits(struct proxy *old)
     cr_assert_eq(file_count_lines(old->log, "shutdown timeout"), 0, "see %s", old->log);
 }
 
-static void pick_http_port(void) { http_port = free_port(); }
+static void pick_http_port(void)
+{
+    http_port = free_port();
+}
 
 TestSuite(takeover, .init = pick_http_port, .timeout = 180);
 
@@ -99,8 +103,10 @@ Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
     cr_assert_eq(http_status(http_port, "/healthz"), 200);
 
     load_stop(l);
-    fprintf(stderr, "takeover: %d connections, %d queries, %d errors; takeovers took %.3f s and "
-                "%.3f s\n", res.connections, res.queries, res.errors, first, second);
+    fprintf(stderr,
+            "takeover: %d connections, %d queries, %d errors; takeovers took %.3f s and "
+            "%.3f s\n",
+            res.connections, res.queries, res.errors, first, second);
     cr_assert_eq(res.errors, 0, "%d client errors, first: %s", res.errors, res.first_error);
     proxy_stop(&new2);
 }
@@ -172,9 +178,9 @@ Test(takeover, a_new_process_that_fails_leaves_the_old_one_serving)
     int st = proxy_wait_exit(&bad, 15000);
     cr_assert_eq(st, 1, "status %d; see %s", st, bad.log);
     cr_assert_eq(file_count_lines(bad.log, "takeover abandoned"), 1, "see %s", bad.log);
-    cr_assert(wait_file_line(old.log, "abandoned (it closed the connection): still accepting",
-                             5000),
-              "see %s", old.log);
+    cr_assert(
+        wait_file_line(old.log, "abandoned (it closed the connection): still accepting", 5000),
+        "see %s", old.log);
     PGconn *c = proxy_connect(&old, "carol", "unused", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     free(query_value(c, "SELECT 1"));
@@ -219,8 +225,8 @@ Test(takeover, a_takeover_socket_path_that_is_not_a_socket_is_refused)
     proxy_spawn(&p, port, yaml, "notsock", NULL);
     int st = proxy_wait_exit(&p, 10000);
     cr_assert_eq(st, 1, "status %d; see %s", st, p.log);
-    cr_assert_eq(file_count_lines(p.log, "exists and is not a socket: refusing to replace it"),
-                 1, "see %s", p.log);
+    cr_assert_eq(file_count_lines(p.log, "exists and is not a socket: refusing to replace it"), 1,
+                 "see %s", p.log);
     cr_assert_eq(access(path, F_OK), 0, "the file is left alone");
 }
 
