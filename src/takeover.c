@@ -38,6 +38,7 @@ struct takeover_ctl {
     struct worker *w;
     int fd;
     struct event *accept_ev;
+    char path[TAKEOVER_SOCKET_MAX]; /* as at start: a reload does not move the socket */
     dev_t dev; /* the socket file this process created, to remove only that one */
     ino_t ino;
     struct handover *h;
@@ -304,6 +305,7 @@ bool takeover_listen(struct worker *w, char *err, size_t errsz)
     }
     ctl->w = w;
     ctl->fd = fd;
+    snprintf(ctl->path, sizeof(ctl->path), "%s", path);
     ctl->dev = st.st_dev;
     ctl->ino = st.st_ino;
     w->takeover = ctl;
@@ -320,9 +322,8 @@ void takeover_close(struct worker *w)
     handover_end(ctl);
     event_free(ctl->accept_ev);
     close(ctl->fd);
-    const char *path = w->cfg->takeover_socket;
-    if (path && lstat(path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
-        unlink(path);
+    if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+        unlink(ctl->path);
     free(ctl);
     w->takeover = NULL;
 }

@@ -108,7 +108,9 @@ Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
             "%.3f s\n",
             res.connections, res.queries, res.errors, first, second);
     cr_assert_eq(res.errors, 0, "%d client errors, first: %s", res.errors, res.first_error);
+    cr_assert_eq(access(sock, F_OK), 0, "the last process has its takeover socket");
     proxy_stop(&new2);
+    cr_assert_neq(access(sock, F_OK), 0, "a process that stops removes its takeover socket");
 }
 
 Test(takeover, an_open_transaction_finishes_on_the_old_process)
