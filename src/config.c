@@ -306,6 +306,7 @@ static const struct field listen_fields[] = {
     STR("host", struct config, listen_host),
     INT("port", struct config, listen_port, 1, 65535),
     SUB("tls", listen_tls_table),
+    STR("takeover_socket", struct config, takeover_socket),
 };
 static const struct table listen_table = TABLE(listen_fields);
 
@@ -1061,6 +1062,11 @@ static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
         add_error(c, tls->start_mark,
                   "listen.tls.client_cert: require needs listen.tls.client_ca, the CA that "
                   "signs client certificates");
+    const char *ts = cfg->takeover_socket;
+    if (ts && (ts[0] != '/' || strlen(ts) >= TAKEOVER_SOCKET_MAX))
+        add_error(c, find_value(c, v, "takeover_socket")->start_mark,
+                  "listen.takeover_socket: expected an absolute path shorter than %d bytes",
+                  TAKEOVER_SOCKET_MAX);
 }
 
 static void load_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
@@ -1387,6 +1393,7 @@ void config_free(struct config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->takeover_socket);
     free(cfg->stats.log);
     free(cfg->admin_http_host);
     free(cfg->log_level);

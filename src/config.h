@@ -8,6 +8,9 @@
 
 #include "mask.h"
 
+/* listen.takeover_socket must fit a sockaddr_un's sun_path (108 bytes on Linux). */
+#define TAKEOVER_SOCKET_MAX 108
+
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION };
 
 /* Server-side TLS, with libpq's sslmode meanings. */
@@ -206,6 +209,8 @@ struct config {
     char *tls_client_ca;      /* listen.tls.client_ca: CA (PEM) that signs client certificates;
                                  set: a certificate a client presents is verified */
     int tls_client_cert;      /* listen.tls.client_cert: 0 optional (default), 1 require */
+    char *takeover_socket;    /* listen.takeover_socket: Unix socket where a new lakeproxy
+                                 started with --takeover asks for the listening sockets (NULL: off) */
     int max_clients;          /* limits.max_clients: default 1000 */
     size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
     int login_timeout_s;      /* limits.login_timeout_s: startup and authentication must end

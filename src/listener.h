@@ -7,7 +7,20 @@
 
 #include "objects.h"
 
-/* Binds listen.host:listen.port and starts accepting. False with err on failure. */
-bool listener_start(struct worker *w, char *err, size_t errsz);
+struct addrinfo;
+
+/* Starts accepting: on inherited_fd, a listening socket handed over by the process this one
+ * takes over from, or (inherited_fd < 0) on listen.host:listen.port bound here. False with
+ * err on failure (inherited_fd is then still the caller's). */
+bool listener_start(struct worker *w, int inherited_fd, char *err, size_t errsz);
+
+/* The listening socket's descriptor, -1 when not accepting. */
+int listener_fd(const struct worker *w);
+
+/* Stops accepting and closes this process's descriptor of the listening socket. */
+void listener_stop(struct worker *w);
+
+/* getaddrinfo for a passive TCP socket on host (NULL: any address) and port; 0 or EAI_*. */
+int listener_resolve(const char *host, int port, struct addrinfo **out);
 
 #endif

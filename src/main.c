@@ -7,6 +7,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "notify.h"
+#include "takeover.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -16,6 +18,11 @@ static void usage(FILE *out)
             "Usage:\n"
             "  lakeproxy -c FILE                 run in the foreground, logging to stderr\n"
             "  lakeproxy --log-format json -c FILE  log lines as JSON objects (default: text)\n"
+            "  lakeproxy --takeover -c FILE      take the listening sockets over from the "
+            "lakeproxy\n"
+            "                                    running with the same listen.takeover_socket;\n"
+            "                                    it serves its clients until they leave, then "
+            "exits\n"
             "  lakeproxy --check-config -c FILE  check FILE; print each error as "
             "file:line:column: message\n"
             "  lakeproxy --version               print the version\n"
@@ -34,21 +41,54 @@ static struct config *load_config(const char *path)
     return cfg;
 }
 
+/* Builds the worker, on the listening sockets of the running lakeproxy when takeover is
+ * set, then opens the takeover socket (anew: the old process closed its own). NULL with err
+ * on failure; a takeover that fails leaves the running process accepting. */
+static struct worker *start_worker(struct config *cfg, int takeover, char *err, size_t errsz)
+{
+    struct takeover_fds fds;
+    if (takeover && !takeover_receive(cfg, &fds, err, errsz)) {
+        config_free(cfg);
+        return NULL;
+    }
+    struct worker *w = worker_new(cfg, takeover ? &fds : NULL, err, errsz);
+    if (!w) {
+        if (takeover) {
+            log_error("%s", err);
+            takeover_abandon(&fds);
+            snprintf(err, errsz, "takeover abandoned: the running lakeproxy goes on accepting");
+        }
+        return NULL;
+    }
+    if (takeover)
+        takeover_finish(&fds);
+    if (!takeover_listen(w, err, errsz)) {
+        if (!takeover) {
+            worker_free(w);
+            return NULL;
+        }
+        log_error("%s: serving, but no further takeover is possible until a restart", err);
+    }
+    notify_ready();
+    return w;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {"log-format", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'L'}, {"takeover", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    int check = 0, opt;
+    int check = 0, takeover = 0, opt;
     log_set_format_name("text"); /* journald's prefixes when stderr is the journal */
     while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 'k': check = 1; break;
+        case 'T': takeover = 1; break;
         case 'V': printf("lakeproxy %s\n", LAKEPROXY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case 'L':
@@ -77,7 +117,7 @@ int main(int argc, char **argv)
     if (log_level_from_name(cfg->log_level, &level))
         log_set_level(level);
     char err[512];
-    struct worker *w = worker_new(cfg, err, sizeof(err));
+    struct worker *w = start_worker(cfg, takeover, err, sizeof(err));
     if (!w) {
         log_error("%s", err);
         return 1;

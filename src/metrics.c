@@ -217,7 +217,7 @@ static void render_credentials(struct worker *w, struct buf *b)
 void metrics_render(struct worker *w, struct buf *b)
 {
     describe(b, "lakeproxy_up", "gauge", "1 while lakeproxy serves, 0 while it drains.");
-    put(b, "lakeproxy_up %d\n", w->draining ? 0 : 1);
+    put(b, "lakeproxy_up %d\n", w->draining || w->handed_over ? 0 : 1);
     render_pools(w, b);
     render_counters(w, b);
     render_latency(w, b);
@@ -273,7 +273,7 @@ static void on_request(struct evhttp_request *req, void *arg)
             reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         buf_free(&b);
     } else if (path && strcmp(path, "/healthz") == 0) {
-        if (w->draining)
+        if (w->draining || w->handed_over)
             reply(req, 503, "Draining", "text/plain", "draining\n", 9);
         else
             reply(req, 200, "OK", "text/plain", "ok\n", 3);
@@ -293,14 +293,20 @@ static struct bufferevent *bounded_bev(struct event_base *base, void *arg)
     return bev;
 }
 
-bool metrics_start(struct worker *w, char *err, size_t errsz)
+bool metrics_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
 {
     const struct config *cfg = w->cfg;
     if (!cfg->admin_http_host)
         return true;
     w->http = evhttp_new(w->base);
-    if (!w->http || !evhttp_bind_socket_with_handle(w->http, cfg->admin_http_host,
-                                                    (uint16_t)cfg->admin_http_port)) {
+    if (w->http && inherited_fd >= 0) {
+        evutil_make_socket_nonblocking(inherited_fd);
+        w->http_socket = evhttp_accept_socket_with_handle(w->http, inherited_fd);
+    } else if (w->http) {
+        w->http_socket = evhttp_bind_socket_with_handle(w->http, cfg->admin_http_host,
+                                                        (uint16_t)cfg->admin_http_port);
+    }
+    if (!w->http_socket) {
         snprintf(err, errsz, "cannot listen on admin.http %s:%d", cfg->admin_http_host,
                  cfg->admin_http_port);
         metrics_stop(w);
@@ -312,8 +318,21 @@ bool metrics_start(struct worker *w, char *err, size_t errsz)
     evhttp_set_timeout(w->http, 5);
     evhttp_set_bevcb(w->http, bounded_bev, NULL);
     evhttp_set_gencb(w->http, on_request, w);
-    log_info("metrics on http://%s:%d/metrics", cfg->admin_http_host, cfg->admin_http_port);
+    log_info("metrics on http://%s:%d/metrics%s", cfg->admin_http_host, cfg->admin_http_port,
+             inherited_fd >= 0 ? " (socket taken over)" : "");
     return true;
+}
+
+int metrics_listen_fd(const struct worker *w)
+{
+    return w->http_socket ? evhttp_bound_socket_get_fd(w->http_socket) : -1;
+}
+
+void metrics_stop_accepting(struct worker *w)
+{
+    if (w->http_socket)
+        evhttp_del_accept_socket(w->http, w->http_socket);
+    w->http_socket = NULL;
 }
 
 void metrics_stop(struct worker *w)
@@ -321,4 +340,5 @@ void metrics_stop(struct worker *w)
     if (w->http)
         evhttp_free(w->http);
     w->http = NULL;
+    w->http_socket = NULL;
 }

@@ -30,6 +30,13 @@ void notify_reloading(void)
     sd_notify(0, msg);
 }
 
+void notify_mainpid(int pid)
+{
+    char msg[32];
+    snprintf(msg, sizeof(msg), "MAINPID=%d", pid);
+    sd_notify(0, msg);
+}
+
 void notify_stopping(void) { sd_notify(0, "STOPPING=1"); }
 
 void notify_status(const char *text)

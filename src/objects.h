@@ -62,6 +62,9 @@ struct worker {
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;
     bool draining;               /* SIGTERM: no new clients, open transactions finish */
+    bool handed_over;            /* a new process took the listening sockets over: no new
+                                    clients, connected ones are served until they leave */
+    struct takeover_ctl *takeover; /* listen.takeover_socket (NULL: off) */
     struct event *janitor;       /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
     struct guard_cache *guard;   /* RLS guard verdicts by statement text */
@@ -71,6 +74,7 @@ struct worker {
     uint64_t rng;                /* xorshift state for log sampling */
     uint64_t refusals;           /* statements the RLS guard refused */
     struct evhttp *http;         /* admin.http: /metrics and /healthz (NULL: off) */
+    struct evhttp_bound_socket *http_socket; /* its listening socket (NULL: not accepting) */
     struct tablesizes *sizes;    /* table row counts for the pushdown report (tablesize.c) */
     struct event *accept_pause;  /* resumes accepting after running out of descriptors */
     char refuse_marker[40];      /* the word in the stand-in for a refused statement */

@@ -434,7 +434,7 @@ static void expire_idle(struct pool *p, time_t now)
 /* Opens connections until the pool holds pool.min. */
 static void keep_min(struct pool *p)
 {
-    if (p->paused || p->w->draining || (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
+    if (p->paused || p->w->draining || p->w->handed_over || (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
         return;
     if (p->n_servers < p->db->pool.min && !credential_ready(p))
         return;

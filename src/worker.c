@@ -23,6 +23,7 @@
 #include "tablesize.h"
 #include "statslog.h"
 #include "server.h"
+#include "takeover.h"
 #include "tls.h"
 #include "tokenauth.h"
 
@@ -144,7 +145,8 @@ static void report_status(struct worker *w)
     }
     char text[160];
     snprintf(text, sizeof(text), "%s%d clients, %zu server connections",
-             w->draining ? "draining: " : "", w->n_clients, servers);
+             w->draining ? "draining: " : w->handed_over ? "taken over: " : "", w->n_clients,
+             servers);
     notify_status(text);
 }
 
@@ -199,7 +201,26 @@ static bool sync_stats(struct worker *w, const struct config *old, const struct 
     return true;
 }
 
-struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
+/* Listens on the client port and admin.http: on the sockets inherited from the process taken
+ * over where there are (each one used is set to -1 in it), else bound here. */
+static bool start_listening(struct worker *w, struct takeover_fds *inherited, char *err,
+                            size_t errsz)
+{
+    int listen_fd = inherited ? inherited->listen_fd : -1;
+    int http_fd = inherited ? inherited->http_fd : -1;
+    if (!listener_start(w, listen_fd, err, errsz))
+        return false;
+    if (inherited)
+        inherited->listen_fd = -1;
+    if (!metrics_start(w, http_fd, err, errsz))
+        return false;
+    if (inherited && w->http)
+        inherited->http_fd = -1;
+    return true;
+}
+
+struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, char *err,
+                          size_t errsz)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -238,15 +259,14 @@ struct worker *worker_new(struct config *cfg, char *err, size_t errsz)
         snprintf(err, errsz, "cannot start statistics or the query log writer");
         goto fail;
     }
-    if (!listener_start(w, err, errsz) || !metrics_start(w, err, errsz))
+    if (!start_listening(w, inherited, err, errsz))
         goto fail;
     if (!add_janitor(w)) {
         snprintf(err, errsz, "cannot install the housekeeping timer");
         goto fail;
     }
-    pool_janitor(w); /* pre-warm pool.min now rather than in a second */
-    notify_ready();
-    report_status(w);
+    pool_janitor(w); /* pre-warm pool.min now rather than in a second; STATUS= comes with the
+                        janitor's first round, after READY=1 (main.c) */
     return w;
 fail:
     worker_free(w);
@@ -271,8 +291,8 @@ void worker_free(struct worker *w)
 {
     if (!w)
         return;
-    if (w->listener)
-        evconnlistener_free(w->listener);
+    listener_stop(w);
+    takeover_close(w);
     metrics_stop(w);
     struct list *it, *tmp;
     list_for_each_safe(it, tmp, &w->clients)
@@ -419,6 +439,8 @@ void worker_reload(struct worker *w)
     if (!config_str_eq(n->admin_http_host, w->cfg->admin_http_host) ||
         n->admin_http_port != w->cfg->admin_http_port)
         log_warning("reload: admin.http changes need a restart");
+    if (!config_str_eq(n->takeover_socket, w->cfg->takeover_socket))
+        log_warning("reload: listen.takeover_socket changes need a restart");
     if (n->listen_port != w->cfg->listen_port || strcmp(n->listen_host, w->cfg->listen_host) != 0)
         log_warning("reload: listen address changes need a restart; still on %s:%d",
                     w->cfg->listen_host, w->cfg->listen_port);
@@ -454,13 +476,33 @@ void worker_reload(struct worker *w)
     log_info("configuration reloaded from %s", n->path);
 }
 
+/* The drain's time limit. After a takeover it starts the SIGTERM drain (clients between
+ * transactions closed, open ones get another shutdown_timeout_s); in that drain it stops the
+ * loop, closing whoever is left. */
 static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct worker *w = arg;
+    if (!w->draining) {
+        log_warning("shutdown timeout reached %d s after the takeover with %d clients left: "
+                    "closing those between transactions",
+                    w->cfg->shutdown_timeout_s, w->n_clients);
+        worker_start_drain(w);
+        return;
+    }
     log_warning("shutdown timeout reached with %d clients left: closing them", w->n_clients);
     event_base_loopexit(w->base, NULL);
+}
+
+/* (Re)starts the limit of limits.shutdown_timeout_s on the drain. */
+static void arm_drain_timer(struct worker *w)
+{
+    struct timeval tv = {w->cfg->shutdown_timeout_s, 0};
+    if (!w->drain_timer)
+        w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (w->drain_timer)
+        evtimer_add(w->drain_timer, &tv);
 }
 
 void worker_start_drain(struct worker *w)
@@ -469,13 +511,9 @@ void worker_start_drain(struct worker *w)
         return;
     w->draining = true;
     notify_stopping();
-    if (w->listener)
-        evconnlistener_free(w->listener);
-    w->listener = NULL;
-    struct timeval tv = {w->cfg->shutdown_timeout_s, 0};
-    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
-    if (w->drain_timer)
-        evtimer_add(w->drain_timer, &tv);
+    listener_stop(w);
+    takeover_close(w);
+    arm_drain_timer(w);
     struct list *it, *tmp;
     list_for_each_safe(it, tmp, &w->clients)
     {
@@ -486,8 +524,23 @@ void worker_start_drain(struct worker *w)
     worker_check_drained(w);
 }
 
+void worker_hand_over(struct worker *w, pid_t to)
+{
+    if (w->handed_over || w->draining)
+        return;
+    w->handed_over = true;
+    listener_stop(w);
+    metrics_stop_accepting(w);
+    arm_drain_timer(w);
+    log_info("handed the listening sockets over to pid %d: serving the %d connected clients "
+             "until they leave (at most %d s), then exiting",
+             (int)to, w->n_clients, w->cfg->shutdown_timeout_s);
+    report_status(w);
+    worker_check_drained(w);
+}
+
 void worker_check_drained(struct worker *w)
 {
-    if (w->draining && w->n_clients == 0)
+    if ((w->draining || w->handed_over) && w->n_clients == 0)
         event_base_loopexit(w->base, NULL);
 }

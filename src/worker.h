@@ -3,12 +3,17 @@
 #define LAKEPROXY_WORKER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "objects.h"
 
-/* Builds a worker for cfg (takes ownership): TLS contexts, user verifiers, the listener.
- * NULL with err filled on failure. */
-struct worker *worker_new(struct config *cfg, char *err, size_t errsz);
+struct takeover_fds;
+
+/* Builds a worker for cfg (takes ownership): TLS contexts, user verifiers, the listener (on
+ * the sockets in inherited, taken over from a running lakeproxy, where it has them; those it
+ * uses are set to -1 there; NULL: bind them all here). NULL with err filled on failure. */
+struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, char *err,
+                          size_t errsz);
 
 /* Runs the loop until SIGINT or SIGTERM; returns the exit status. */
 int worker_run(struct worker *w);
@@ -21,7 +26,12 @@ void worker_reload(struct worker *w);
  * for up to limits.shutdown_timeout_s, then stop the loop. */
 void worker_start_drain(struct worker *w);
 
-/* Stops the loop once a drain has no client left. */
+/* A new process accepts on our listening sockets now (pid to): stop accepting, serve the
+ * connected clients until they leave or limits.shutdown_timeout_s passes (then drain as on
+ * SIGTERM), and stop the loop once none is left. */
+void worker_hand_over(struct worker *w, pid_t to);
+
+/* Stops the loop once a drain or a handed-over worker has no client left. */
 void worker_check_drained(struct worker *w);
 
 /* Closes every connection and frees everything. */

@@ -169,7 +169,7 @@ static void *loader_main(void *arg)
     return NULL;
 }
 
-static void load_start(struct loader *ls, int n, const char *db, const char *const *stmts,
+static void txn_load_start(struct loader *ls, int n, const char *db, const char *const *stmts,
                        volatile int *stop)
 {
     for (int i = 0; i < n; i++) {
@@ -183,7 +183,7 @@ static void load_start(struct loader *ls, int n, const char *db, const char *con
 }
 
 /* Stops the load; every client must finish its statement in time (else it hangs). */
-static void load_stop(struct loader *ls, int n, volatile int *stop)
+static void txn_load_stop(struct loader *ls, int n, volatile int *stop)
 {
     *stop = 1;
     double deadline = now_s() + MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S;
@@ -332,7 +332,7 @@ Test(faults, postgres_killed_and_restarted_under_load)
     make_yaml(port, "crash", "127.0.0.1", pg.port, 4, 0);
     proxy_start_yaml(&px, port, yaml);
     PGconn *sleeper = connect_ok("crash");
-    load_start(ls, LOAD_CLIENTS, "crash", txn, &stop);
+    txn_load_start(ls, LOAD_CLIENTS, "crash", txn, &stop);
     cr_assert_neq(wait_all_ok_after(ls, LOAD_CLIENTS, now_s(), now_s() + 10), 0,
                   "the load did not get going");
     usleep(500000);
@@ -365,7 +365,7 @@ Test(faults, postgres_killed_and_restarted_under_load)
     free(query_value(sleeper, "COMMIT"));
     PQfinish(sleeper);
     usleep(1000000); /* errors after this point would be late ones */
-    load_stop(ls, LOAD_CLIENTS, &stop);
+    txn_load_stop(ls, LOAD_CLIENTS, &stop);
     expect_failures_within(ls, LOAD_CLIENTS, t_kill, back);
     int errors = 0;
     for (int i = 0; i < LOAD_CLIENTS; i++)
@@ -466,7 +466,7 @@ Test(faults, host_name_moving_to_another_address_on_reload)
     cr_expect_str_eq(addr, "127.0.0.1");
     free(addr);
     cr_assert(wait_sockets("127.0.0.1", pg.port, 2, 5), "pool.min servers not opened");
-    load_start(ls, 2, "named", txn, &stop);
+    txn_load_start(ls, 2, "named", txn, &stop);
     usleep(300000);
 
     write_hosts(hosts, "127.0.0.2");
@@ -481,7 +481,7 @@ Test(faults, host_name_moving_to_another_address_on_reload)
     free(addr);
     cr_expect_geq(proxy_server_sockets(&px, "127.0.0.2", pg.port), 1);
     PQfinish(c);
-    load_stop(ls, 2, &stop);
+    txn_load_stop(ls, 2, &stop);
     for (int i = 0; i < 2; i++) {
         cr_expect_eq(ls[i].n_errors, 0, "a client saw an error: %s %s", ls[i].errors[0].state,
                      ls[i].errors[0].msg);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,29 +110,29 @@ void proxy_reload_yaml(const struct proxy *p, const char *yaml)
     usleep(300 * 1000);
 }
 
-void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
+/* In the child: runs lakeproxy on conf (with the command-line flag, NULL: none), seeing hosts
+ * as its /etc/hosts when hosts is set (a bind mount in a private mount namespace: nothing
+ * outside the process sees it). */
+static void exec_proxy(const char *bin, const char *conf, const char *flag, const char *hosts)
 {
-    proxy_start_yaml_hosts(p, port, yaml, NULL);
-}
-
-/* In the child: runs lakeproxy on conf, seeing hosts as its /etc/hosts when hosts is set (a
- * bind mount in a private mount namespace: nothing outside the process sees it). */
-static void exec_proxy(const char *bin, const char *conf, const char *hosts)
-{
-    if (!hosts)
-        execl(bin, bin, "-c", conf, (char *)NULL);
-    else
+    if (hosts)
         execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh",
               "-c", "mount --bind \"$0\" /etc/hosts && exec \"$1\" -c \"$2\"", hosts, bin,
               conf, (char *)NULL);
+    else if (flag)
+        execl(bin, bin, flag, "-c", conf, (char *)NULL);
+    else
+        execl(bin, bin, "-c", conf, (char *)NULL);
     _exit(127);
 }
 
-void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
+/* proxy_spawn, with hosts as in proxy_start_yaml_hosts. */
+static void spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag,
+                  const char *hosts)
 {
     memset(p, 0, sizeof(*p));
     p->port = port;
-    snprintf(p->dir, sizeof(p->dir), "%s/proxy-%d", env_need("LP_TEST_DIR"), port);
+    snprintf(p->dir, sizeof(p->dir), "%s/%s-%d", env_need("LP_TEST_DIR"), name, port);
     mkdir(p->dir, 0700);
     snprintf(p->conf, sizeof(p->conf), "%s/lakeproxy.yaml", p->dir);
     snprintf(p->log, sizeof(p->log), "%s/lakeproxy.log", p->dir);
@@ -146,9 +147,24 @@ void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const c
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
-        exec_proxy(bin, p->conf, hosts);
+        exec_proxy(bin, p->conf, flag, hosts);
     }
+}
+
+void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag)
+{
+    spawn(p, port, yaml, name, flag, NULL);
+}
+
+void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
+{
+    spawn(p, port, yaml, "proxy", NULL, hosts);
     cr_assert(wait_listening(p->pid, port), "lakeproxy did not start listening; see %s", p->log);
+}
+
+void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
+{
+    proxy_start_yaml_hosts(p, port, yaml, NULL);
 }
 
 void yaml_add_database(char *yaml, size_t yamlsz, const char *entry)
@@ -161,6 +177,31 @@ void yaml_add_database(char *yaml, size_t yamlsz, const char *entry)
     size_t room = yamlsz - (size_t)(users - yaml);
     cr_assert(strlen(entry) + strlen(rest) < room, "configuration too long");
     snprintf(users, room, "%s%s", entry, rest);
+}
+
+int proxy_wait_exit(struct proxy *p, int timeout_ms)
+{
+    int st = 0;
+    for (int waited = 0; p->pid > 0; waited += 10) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (waited >= timeout_ms)
+            return -1;
+        usleep(10000);
+    }
+    return -1;
+}
+
+bool wait_file_line(const char *path, const char *needle, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+        if (file_count_lines(path, needle) > 0)
+            return true;
+        usleep(20000);
+    }
+    return false;
 }
 
 void proxy_start(struct proxy *p, int pool_size)
@@ -403,6 +444,59 @@ const char *raw_expect_error(int fd)
     return "";
 }
 
+int notify_socket_open(char *path, size_t pathsz)
+{
+    static int serial;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify-%d-%d", env_need("LP_TEST_DIR"),
+             getpid(), ++serial);
+    snprintf(path, pathsz, "%s", a.sun_path);
+    unlink(a.sun_path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    return fd;
+}
+
+bool wait_notify(int fd, const char *want, int timeout_ms, char *seen, size_t seensz)
+{
+    double end = now_s() + timeout_ms / 1000.0;
+    while (now_s() < end) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char msg[512];
+        ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+        if (n <= 0)
+            continue;
+        msg[n] = '\0';
+        size_t at = strlen(seen);
+        snprintf(seen + at, seensz - at, "[%s]", msg);
+        if (strstr(msg, want))
+            return true;
+    }
+    return false;
+}
+
+int http_status(int port, const char *path)
+{
+    char req[300], resp[64];
+    int fd = raw_connect(port), code = -1;
+    if (fd < 0)
+        return -1;
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ssize_t n = write(fd, req, strlen(req)) == (ssize_t)strlen(req) && poll(&pfd, 1, 5000) > 0
+                    ? read(fd, resp, sizeof(resp) - 1)
+                    : -1;
+    if (n > 0) {
+        resp[n] = '\0';
+        if (sscanf(resp, "HTTP/1.%*d %d", &code) != 1)
+            code = -1;
+    }
+    close(fd);
+    return code;
+}
+
 int file_count_lines(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -419,6 +513,8 @@ int file_count_lines(const char *path, const char *needle)
 struct load_state {
     const struct proxy *p;
     const char *user, *db;
+    int clients;
+    pthread_t threads[64];
     volatile int stop;
     pthread_mutex_t mu;
     struct load_result *out;
@@ -433,19 +529,29 @@ static void load_error(struct load_state *l, PGconn *c)
     pthread_mutex_unlock(&l->mu);
 }
 
+/* Adds to one of the running totals. */
+static void load_count(struct load_state *l, int *counter, int n)
+{
+    pthread_mutex_lock(&l->mu);
+    *counter += n;
+    pthread_mutex_unlock(&l->mu);
+}
+
 /* One load client: queries in a loop, reconnecting now and then. */
 static void *load_client(void *arg)
 {
     struct load_state *l = arg;
-    int n = 0;
     while (!l->stop) {
         PGconn *c = proxy_connect(l->p, l->user, "unused", l->db, "connect_timeout=10");
+        if (PQstatus(c) == CONNECTION_OK)
+            load_count(l, &l->out->connections, 1);
         for (int i = 0; i < 40 && !l->stop && PQstatus(c) == CONNECTION_OK; i++) {
             PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id <= 100");
             if (PQresultStatus(r) != PGRES_TUPLES_OK)
                 load_error(l, c);
+            else
+                load_count(l, &l->out->queries, 1);
             PQclear(r);
-            n++;
             usleep(2000);
         }
         if (PQstatus(c) != CONNECTION_OK) {
@@ -454,28 +560,48 @@ static void *load_client(void *arg)
         }
         PQfinish(c);
     }
-    pthread_mutex_lock(&l->mu);
-    l->out->queries += n;
-    pthread_mutex_unlock(&l->mu);
     return NULL;
+}
+
+struct load *load_start(const struct proxy *p, const char *user, const char *db, int clients,
+                        struct load_result *out)
+{
+    struct load_state *l = calloc(1, sizeof(*l));
+    cr_assert(l);
+    *l = (struct load_state){.p = p, .user = user, .db = db, .out = out};
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_init(&l->mu, NULL);
+    l->clients = clients > 64 ? 64 : clients;
+    for (int i = 0; i < l->clients; i++)
+        pthread_create(&l->threads[i], NULL, load_client, l);
+    return (struct load *)l;
+}
+
+struct load_result load_now(struct load *load)
+{
+    struct load_state *l = (struct load_state *)load;
+    pthread_mutex_lock(&l->mu);
+    struct load_result r = *l->out;
+    pthread_mutex_unlock(&l->mu);
+    return r;
+}
+
+void load_stop(struct load *load)
+{
+    struct load_state *l = (struct load_state *)load;
+    l->stop = 1;
+    for (int i = 0; i < l->clients; i++)
+        pthread_join(l->threads[i], NULL);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }
 
 void load_run(const struct proxy *p, const char *user, const char *db, int clients, int seconds,
               struct load_result *out)
 {
-    pthread_t t[64];
-    struct load_state l = {.p = p, .user = user, .db = db, .out = out};
-    memset(out, 0, sizeof(*out));
-    pthread_mutex_init(&l.mu, NULL);
-    if (clients > 64)
-        clients = 64;
-    for (int i = 0; i < clients; i++)
-        pthread_create(&t[i], NULL, load_client, &l);
+    struct load *l = load_start(p, user, db, clients, out);
     sleep((unsigned)seconds);
-    l.stop = 1;
-    for (int i = 0; i < clients; i++)
-        pthread_join(t[i], NULL);
-    pthread_mutex_destroy(&l.mu);
+    load_stop(l);
 }
 
 bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,

@@ -38,6 +38,17 @@ void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const c
  * databases of a configuration made by proxy_default_yaml. */
 void yaml_add_database(char *yaml, size_t yamlsz, const char *entry);
 
+/* Writes yaml to <LP_TEST_DIR>/<name>-<port>/lakeproxy.yaml and starts lakeproxy on it with
+ * the command-line flag (NULL: none), without waiting for anything. */
+void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag);
+
+/* Waits up to timeout_ms for the proxy to exit: its exit status (128 + signal when killed),
+ * or -1 while it still runs. */
+int proxy_wait_exit(struct proxy *p, int timeout_ms);
+
+/* Polls the file at path for up to timeout_ms until a line contains needle. */
+bool wait_file_line(const char *path, const char *needle, int timeout_ms);
+
 /* Rewrites the running proxy's configuration file with yaml, sends SIGHUP and gives it 300 ms. */
 void proxy_reload_yaml(const struct proxy *p, const char *yaml);
 
@@ -86,6 +97,16 @@ int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int time
 /* The SQLSTATE field of an ErrorResponse body, "" if none (static buffer). */
 const char *raw_error_sqlstate(const unsigned char *body, size_t len);
 
+/* A datagram socket bound in the test directory, to pass as NOTIFY_SOCKET; its path in path. */
+int notify_socket_open(char *path, size_t pathsz);
+
+/* Waits up to timeout_ms for a service-manager notification on fd that contains want;
+ * appends what came, as [message], to seen. */
+bool wait_notify(int fd, const char *want, int timeout_ms, char *seen, size_t seensz);
+
+/* The HTTP status of GET path from 127.0.0.1:port, -1 when nothing answers within 5 s. */
+int http_status(int port, const char *path);
+
 /* Lines of the file at path that contain needle (0 when it cannot be read). */
 int file_count_lines(const char *path, const char *needle);
 
@@ -94,11 +115,24 @@ int file_count_lines(const char *path, const char *needle);
 bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
                      char *last, size_t lastsz);
 
-/* What load_run saw. */
+/* What load_run saw: successful logins and queries, failed ones. */
 struct load_result {
-    int queries, errors;
+    int connections, queries, errors;
     char first_error[512];
 };
+
+/* Load running in the background (load_start ... load_stop). */
+struct load;
+
+/* load_run's clients, started in the background; out is filled in as they go. */
+struct load *load_start(const struct proxy *p, const char *user, const char *db, int clients,
+                        struct load_result *out);
+
+/* The totals so far. */
+struct load_result load_now(struct load *l);
+
+/* Stops the clients and waits for them; out holds the totals then. */
+void load_stop(struct load *l);
 
 /* `clients` threads log in to db as user (any password) through p and run a small SELECT in a
  * loop for `seconds`, reconnecting every 40 queries; every failed login or query is counted. */

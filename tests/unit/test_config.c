@@ -26,6 +26,7 @@ Test(config, reference_file_loads_without_errors)
         cr_log_error("%s", errs.msgs[i]);
     cr_assert_not_null(cfg, "conf/lakeproxy.yaml must load");
     cr_expect_eq(cfg->listen_port, 6432);
+    cr_expect_str_eq(cfg->takeover_socket, "/run/lakeproxy/takeover.sock");
     cr_expect_eq(cfg->shutdown_timeout_s, 30);
     cr_expect_str_eq(cfg->tls_cert, "/etc/lakeproxy/server.crt");
     const struct db_config *db = config_find_db(cfg, "app");
@@ -59,6 +60,7 @@ Test(config, defaults_apply_to_a_minimal_file)
     cr_expect_str_eq(cfg->listen_host, "127.0.0.1");
     cr_expect_eq(cfg->listen_port, 6432);
     cr_expect_null(cfg->tls_cert);
+    cr_expect_null(cfg->takeover_socket, "no takeover socket unless asked for");
     cr_expect_eq(cfg->max_clients, 1000);
     cr_expect_eq(cfg->max_message_size, 16u << 20);
     cr_expect_eq(cfg->shutdown_timeout_s, 30);
@@ -101,7 +103,10 @@ static const struct {
     const char *error;
 } bad[] = {
     {"databases:\n  app: {host: h, user: u}\nlisten:\n  prot: 1\n",
-     "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls)"},
+     "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls, "
+     "takeover_socket)"},
+    {"listen:\n  takeover_socket: run/lp.sock\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:20: listen.takeover_socket: expected an absolute path shorter than 108 bytes"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
      "admin, databases, users, groups, rls, masking, auth_query, stats)"},
