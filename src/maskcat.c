@@ -209,6 +209,8 @@ size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_
     return applying_names(mc, applies, n_rules, true, out, max);
 }
 
+size_t maskcat_names_bound(const struct maskcat *mc) { return mc->cur.n_cols; }
+
 static size_t clean_slot(const struct maskcat *mc, uint32_t rel)
 {
     size_t i = (rel * 2654435761u) % CLEAN_SLOTS;

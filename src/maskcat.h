@@ -63,6 +63,10 @@ size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size
 size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_t n_rules,
                             const char **out, size_t max);
 
+/* An upper bound of how many names maskcat_masked_tables and maskcat_view_columns can give
+ * (until the next read completes): size their output with it, so none is ever cut off. */
+size_t maskcat_names_bound(const struct maskcat *mc);
+
 /* Changes whenever a read completes. */
 uint64_t maskcat_version(const struct maskcat *mc);
 

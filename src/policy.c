@@ -95,32 +95,47 @@ static enum policy_result refuse_counted(struct client *c, uint8_t type, const c
     return POLICY_STANDIN;
 }
 
-/* At most this many table names (rules' and their children's, resolved views') and as many
- * column names (rules' and resolved views') go to the masking guard. */
-#define MASK_TABLES_MAX 512
+/* The masking guard's names for one client: its rules' tables and columns and the catalog's
+ * (children, partitions, resolved views and their columns). Sized from the catalog, never cut
+ * off: a name left out would be a table the guard does not know is masked. */
+struct mask_names {
+    const char **tables, **columns;
+};
 
-/* The masking guard's policy for client c: its rules' names and the catalog's (tables and
- * columns: room for MASK_TABLES_MAX names each, filled here). */
+static void mask_names_free(struct mask_names *nm)
+{
+    free(nm->tables);
+    free(nm->columns);
+}
+
+/* The masking guard's policy for client c (names into nm: free with mask_names_free). */
 static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id,
-                        const char **tables, const char **columns)
+                        struct mask_names *nm)
 {
     struct maskcat *mc = maskcat_for(c->w, c->database);
     const struct mask_config *m = &c->w->cfg->masking;
+    *nm = (struct mask_names){0};
     if (!mc || !maskcat_ready(mc))
         return false;
+    size_t bound = maskcat_names_bound(mc);
+    nm->tables = malloc((c->mask.n_tables + bound + 1) * sizeof(*nm->tables));
+    nm->columns = malloc((c->mask.n_columns + bound + 1) * sizeof(*nm->columns));
+    if (!nm->tables || !nm->columns) {
+        mask_names_free(nm);
+        return false;
+    }
     size_t n = 0, n_cols = 0;
-    for (size_t i = 0; i < c->mask.n_tables && n < MASK_TABLES_MAX; i++)
-        tables[n++] = c->mask.tables[i];
-    n += maskcat_masked_tables(mc, c->mask.applies, c->mask.n_rules, tables + n,
-                               MASK_TABLES_MAX - n);
-    for (size_t i = 0; i < c->mask.n_columns && n_cols < MASK_TABLES_MAX; i++)
-        columns[n_cols++] = c->mask.columns[i];
-    n_cols += maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, columns + n_cols,
-                                   MASK_TABLES_MAX - n_cols);
+    for (size_t i = 0; i < c->mask.n_tables; i++)
+        nm->tables[n++] = c->mask.tables[i];
+    n += maskcat_masked_tables(mc, c->mask.applies, c->mask.n_rules, nm->tables + n, bound);
+    for (size_t i = 0; i < c->mask.n_columns; i++)
+        nm->columns[n_cols++] = c->mask.columns[i];
+    n_cols += maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, nm->columns + n_cols,
+                                   bound);
     *p = (struct masksql_policy){
-        .columns = columns,
+        .columns = nm->columns,
         .n_columns = n_cols,
-        .tables = tables,
+        .tables = nm->tables,
         .n_tables = n,
         .functions_allowed = (const char *const *)m->allow_functions.items,
         .n_functions_allowed = m->allow_functions.n,
@@ -212,21 +227,24 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
                                         const char **err)
 {
     struct masksql_policy p;
+    struct mask_names nm;
     uint64_t id;
     char reason[320];
-    const char *tables[MASK_TABLES_MAX], *columns[MASK_TABLES_MAX];
-    if (!mask_policy(c, &p, &id, tables, columns)) {
+    if (!mask_policy(c, &p, &id, &nm)) {
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
         return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
     }
-    if (changes_client_encoding(sql))
+    if (changes_client_encoding(sql)) {
+        mask_names_free(&nm);
         return refuse_counted(c, type,
                               "masked clients cannot change client_encoding during a session "
                               "(masking counts characters in it): set it when connecting",
                               err, &c->w->mask_refusals);
+    }
     const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
+    mask_names_free(&nm);
     c->mask_tests = v->tests > 0 ? (uint16_t)(v->tests < 65535 ? v->tests : 65535) : 0;
     if (!v->refuse && type == 'Q' && !policy_mask_charge(c, v->tests)) {
         policy_mask_budget_message(c, reason, sizeof(reason));

@@ -190,3 +190,39 @@ Test(maskviews, exempt_users_see_real_values_through_views)
     PQclear(res);
     PQfinish(r);
 }
+
+/* Red team: the guard's list of masked tables was cut at 512 names, resolved views last, so
+ * 520 children of customers pushed the views out and m::text read them whole. Every name must
+ * reach the guard, however many there are. */
+Test(maskviews, hundreds_of_child_tables_push_no_view_out_of_the_guard, .timeout = 180)
+{
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(adm, "SET ROLE lp_server; DO $$ BEGIN FOR i IN 1..600 LOOP "
+                               "EXECUTE format('CREATE TABLE mvkid_%s () INHERITS (customers)', "
+                               "i); END LOOP; END $$; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&px, "mallory");
+    /* an OID never seen: the masking catalog is read again, with the 600 children */
+    PGresult *r = PQexec(m, "SELECT id FROM mvkid_7");
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    static const char *const whole_rows[] = {
+        "SELECT m::text FROM mv_renamed m WHERE id = 1",
+        "SELECT row_to_json(m) FROM mv_all m",
+        "SELECT k::text FROM mvkid_599 k",
+        "SELECT c::text FROM customer_contacts c",
+    };
+    for (size_t i = 0; i < sizeof(whole_rows) / sizeof(whole_rows[0]); i++) {
+        r = PQexec(m, whole_rows[i]);
+        mask_expect_no_secret(r, whole_rows[i]);
+        cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s: not refused", whole_rows[i]);
+        cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE) ?: "", "42501", "%s",
+                         whole_rows[i]);
+        PQclear(r);
+    }
+    PQfinish(m);
+    v = query_value(adm, "DO $$ BEGIN FOR i IN 1..600 LOOP "
+                         "EXECUTE format('DROP TABLE mvkid_%s', i); END LOOP; END $$; SELECT 1");
+    free(v);
+    PQfinish(adm);
+}
