@@ -9,6 +9,7 @@
 #include "client.h"
 #include "credentials.h"
 #include "log.h"
+#include "masksql.h"
 #include "maskview.h"
 #include "sidequery.h"
 
@@ -28,7 +29,9 @@
 /* Rows: ('c', rule, table, column, table name) for masked columns, ('t', name) for every
  * column of a table holding one, ('v', table, name) for views that read one (through other
  * views too, or as a whole row) or call a function defined outside pg_catalog (it may read
- * anything), ('d', view, definition) and ('a', view, column, name) for those of them that are
+ * anything) or whose definition names one of the masking guard's SQL-text runners and
+ * table readers ($4) or planner statistics relations ($5): built-in functions and system views
+ * are pinned, so no dependency on them is recorded; the guard then judges the definition, ('d', view, definition) and ('a', view, column, name) for those of them that are
  * views or materialized views, ('f', name) for functions outside pg_catalog and
  * information_schema, ('r', name) for functions and string types that apply to a whole row
  * (callable as row.name). Rules arrive as three parallel arrays. Run with search_path
@@ -59,6 +62,11 @@ static const char *const catalog_sql =
     "'information_schema'::pg_catalog.regnamespace) "
     "JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND rw.oid = d.objid UNION "
+    "SELECT v.oid FROM pg_catalog.pg_class v WHERE v.relkind IN ('v', 'm') "
+    "AND v.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+    "'information_schema'::pg_catalog.regnamespace) AND EXISTS (SELECT 1 FROM "
+    "pg_catalog.unnest($4::text[] || $5::text[]) x(n) "
+    "WHERE pg_catalog.strpos(pg_catalog.pg_get_viewdef(v.oid), x.n) > 0) UNION "
     "SELECT rw.ev_class FROM views v JOIN pg_catalog.pg_depend d "
     "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.rel "
@@ -662,6 +670,16 @@ static void array_put(char *out, size_t outsz, const char *item, bool first)
     out[at] = '\0';
 }
 
+/* One of the masking guard's name lists as a text[] literal into out. */
+static void guard_names_array(const char *const *(*list)(size_t *), char *out, size_t outsz)
+{
+    size_t n;
+    const char *const *names = list(&n);
+    for (size_t i = 0; i < n; i++)
+        array_put(out, outsz, names[i], i == 0);
+    strcat(out, n ? "}" : "{}");
+}
+
 /* Starts a read with the rules of the current configuration. */
 static void start_read(struct maskcat *mc)
 {
@@ -672,11 +690,13 @@ static void start_read(struct maskcat *mc)
     for (size_t i = 0; i < m->n_rules; i++)
         cap += 2 * (strlen(m->rules[i].schema) + strlen(m->rules[i].table) +
                      strlen(m->rules[i].column)) + 12;
-    char *arr[3] = {calloc(1, cap), calloc(1, cap), calloc(1, cap)};
+    cap += 1024; /* the guard's name lists ($4, $5) */
+    char *arr[5] = {calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap),
+                    calloc(1, cap)};
     char err[300] = "out of memory";
     unsigned gen;
     mc->read_at = time(NULL);
-    if (db && arr[0] && arr[1] && arr[2]) {
+    if (db && arr[0] && arr[1] && arr[2] && arr[3] && arr[4]) {
         for (size_t i = 0; i < m->n_rules; i++) {
             array_put(arr[0], cap, m->rules[i].schema, i == 0);
             array_put(arr[1], cap, m->rules[i].table, i == 0);
@@ -684,13 +704,15 @@ static void start_read(struct maskcat *mc)
         }
         for (int k = 0; k < 3; k++)
             strcat(arr[k], m->n_rules ? "}" : "{}");
-        const char *params[3] = {arr[0], arr[1], arr[2]};
+        guard_names_array(masksql_table_readers, arr[3], cap);
+        guard_names_array(masksql_stats_relations, arr[4], cap);
+        const char *params[5] = {arr[0], arr[1], arr[2], arr[3], arr[4]};
         struct sidequery_login login = {db->user, credentials_current(w, db, &gen),
                                         "lakeproxy masking", CATALOG_OPTIONS};
-        mc->q = sidequery_start(w, db, &login, catalog_sql, 3, params, on_read, mc, err,
+        mc->q = sidequery_start(w, db, &login, catalog_sql, 5, params, on_read, mc, err,
                                 sizeof(err));
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 5; k++)
         free(arr[k]);
     if (!mc->q)
         read_failed(mc, db ? err : "no such database");

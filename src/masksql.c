@@ -362,6 +362,18 @@ static const char *const stats_relations[] = {
     "pg_stats", "pg_statistic", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data",
 };
 
+const char *const *masksql_table_readers(size_t *n)
+{
+    *n = COUNT(table_readers);
+    return table_readers;
+}
+
+const char *const *masksql_stats_relations(size_t *n)
+{
+    *n = COUNT(stats_relations);
+    return stats_relations;
+}
+
 /* Functions of a whole row that attribute notation (c.row_to_json) would call on a row, besides
  * the catalog's (policy row_functions). */
 static const char *const row_functions[] = {

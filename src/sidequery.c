@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIDEQUERY_MAX_PARAMS 4
+#define SIDEQUERY_MAX_PARAMS 8
 
 /* What the connection is doing: connecting, waiting for the query's result, or for the
  * Prepare or the Describe of statement `at` (describe mode). */

@@ -226,3 +226,35 @@ Test(maskviews, hundreds_of_child_tables_push_no_view_out_of_the_guard, .timeout
     free(v);
     PQfinish(adm);
 }
+
+/* Red team: views over built-in SQL-text runners (query_to_xml) or planner statistics
+ * (pg_stats) passed as clean: they depend on no masked column, yet read them all. */
+Test(maskviews, views_over_sql_text_runners_or_statistics_are_refused)
+{
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(
+        adm, "SET ROLE lp_server; ANALYZE customers; "
+             "CREATE VIEW mvx_xml AS SELECT query_to_xml('select email, ssn, salary from "
+             "public.customers', true, false, '') AS x; "
+             "CREATE VIEW mvx_stats AS SELECT attname, histogram_bounds::text AS h FROM pg_stats "
+             "WHERE tablename = 'customers'; "
+             "CREATE VIEW mvx_over AS SELECT x FROM mvx_xml; "
+             "GRANT SELECT ON mvx_xml, mvx_stats, mvx_over TO PUBLIC; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&px, "mallory");
+    static const char *const reads[] = {"SELECT * FROM mvx_xml", "SELECT * FROM mvx_stats",
+                                        "SELECT * FROM mvx_over"};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        PGresult *r = PQexec(m, reads[i]);
+        mask_expect_no_secret(r, reads[i]);
+        cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s: not refused", reads[i]);
+        cr_expect_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE) ?: "", "42501", "%s", reads[i]);
+        cr_expect(strstr(PQresultErrorMessage(r), reads[i] + 14), "%s: refused for another "
+                  "reason than the view: %s", reads[i], PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(m);
+    v = query_value(adm, "DROP VIEW mvx_over, mvx_xml, mvx_stats; SELECT 1");
+    free(v);
+    PQfinish(adm);
+}
