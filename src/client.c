@@ -278,7 +278,8 @@ static bool mask_must_wait(struct client *c)
     if (!mc)
         return false;
     maskcat_refresh_if_old(c->w, mc);
-    if (maskcat_ready(mc) || (!maskcat_loading(mc) && maskcat_error(mc)[0]))
+    /* a stale catalog waits for the read just started (it keeps serving if that read fails) */
+    if (maskcat_fresh(mc) || (!maskcat_loading(mc) && (maskcat_ready(mc) || maskcat_error(mc)[0])))
         return false;
     if (!maskcat_loading(mc))
         maskcat_refresh(c->w, mc);

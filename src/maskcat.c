@@ -134,6 +134,7 @@ struct maskcat {
     uint64_t unmatched;  /* rules (first 64) that matched no column at the last read */
     char error[300];
     time_t read_at;
+    time_t data_at; /* when the read now installed started */
     uint64_t version;
     struct sidequery *q;
     struct catalog *pending; /* a read whose views are being described */
@@ -561,6 +562,7 @@ static void read_complete(struct maskcat *mc)
         for (size_t i = 0; i < mc->n_asked; i++) /* asked before this read: now known */
             clean_add(mc, mc->asked[i]);
         mc->ready = true;
+        mc->data_at = mc->read_at;
         mc->error[0] = '\0';
         mc->version++;
     } else {
@@ -725,6 +727,11 @@ void maskcat_refresh(struct worker *w, struct maskcat *mc)
         mc->again = true;
     else
         start_read(mc);
+}
+
+bool maskcat_fresh(const struct maskcat *mc)
+{
+    return mc->ready && time(NULL) - mc->data_at < mc->w->cfg->masking.catalog_refresh_s;
 }
 
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc)

@@ -36,6 +36,10 @@ bool maskcat_loading(const struct maskcat *mc);
 
 /* Starts a read unless one is in flight; one asked for during a read runs after it. */
 void maskcat_refresh(struct worker *w, struct maskcat *mc);
+/* Is the installed catalog younger than masking.catalog_refresh_s? Statements of masked
+ * clients wait for a read once it is not: an administrator's CREATE OR REPLACE VIEW is seen
+ * by masking within catalog_refresh_s, whether or not statements ran meanwhile. */
+bool maskcat_fresh(const struct maskcat *mc);
 /* Starts a read when the last one is older than masking.catalog_refresh_s. */
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
 

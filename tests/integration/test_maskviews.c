@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -257,4 +258,38 @@ Test(maskviews, views_over_sql_text_runners_or_statistics_are_refused)
     v = query_value(adm, "DROP VIEW mvx_over, mvx_xml, mvx_stats; SELECT 1");
     free(v);
     PQfinish(adm);
+}
+
+/* Red team: a view replaced in place keeps its OID, so an administrator's CREATE OR REPLACE
+ * VIEW that starts reading a masked column was answered from the old catalog (clean) until a
+ * read ran, which the first statement after catalog_refresh_s only started. Statements now wait
+ * for that read: the replaced view is masked within catalog_refresh_s. */
+Test(maskviews, a_view_replaced_in_place_is_masked_within_the_refresh_interval)
+{
+    static char yaml[16384];
+    struct proxy p2;
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000,
+                       MASKVIEWS_YAML "  catalog_refresh_s: 1\n");
+    proxy_start_yaml(&p2, port, yaml);
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(adm, "SET ROLE lp_server; CREATE VIEW mvx_swap AS SELECT id, name "
+                               "FROM customers; GRANT SELECT ON mvx_swap TO PUBLIC; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&p2, "mallory");
+    v = query_value(m, "SELECT name FROM mvx_swap WHERE id = 1");
+    cr_expect_str_eq(v, "Ada Lovelace", "a view of unmasked columns answers as it is");
+    free(v);
+    v = query_value(adm, "CREATE OR REPLACE VIEW mvx_swap AS SELECT id, email AS name FROM "
+                         "customers; SELECT 1");
+    free(v);
+    usleep(1200 * 1000); /* past catalog_refresh_s, no statement meanwhile */
+    PGresult *r = PQexec(m, "SELECT name FROM mvx_swap WHERE id = 1");
+    mask_expect_no_secret(r, "SELECT name FROM mvx_swap (replaced)");
+    PQclear(r);
+    PQfinish(m);
+    v = query_value(adm, "DROP VIEW mvx_swap; SELECT 1");
+    free(v);
+    PQfinish(adm);
+    proxy_stop(&p2);
 }
