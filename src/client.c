@@ -612,8 +612,9 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
 static void handle_token(struct client *c, const uint8_t *body, size_t len)
 {
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
-    if (len < 2 || body[len - 1] != 0 || strlen((const char *)body) != len - 1) {
-        client_fail(c, "28P01", "expected a Databricks token as the password");
+    if (len < 2 || body[len - 1] != 0 || !token_printable((const char *)body, len - 1)) {
+        client_fail(c, "28P01", "expected a Databricks token as the password (printable ASCII "
+                                "without spaces)");
         return;
     }
     if (!db) { /* removed by a reload meanwhile */
@@ -621,7 +622,8 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         return;
     }
     c->step = CS_LOOKUP;
-    c->token_check = tokenauth_check(c->w, db, (const char *)body, c, on_token_checked);
+    c->token_check =
+        tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
     if (!c->token_check)
         client_fail(c, "53200", "out of memory");
 }

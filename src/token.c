@@ -71,8 +71,7 @@ static json_t *parse_object(const char *text, size_t len, char *err, size_t errs
     return root;
 }
 
-/* A token must be printable ASCII without spaces: it goes into a PasswordMessage. */
-static bool token_chars_ok(const char *t, size_t len)
+bool token_printable(const char *t, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if (t[i] <= ' ' || t[i] > '~')
@@ -90,7 +89,7 @@ static bool take_token(json_t *obj, const char *key, struct token_answer *out, c
         return false;
     }
     size_t len = json_string_length(v);
-    if (len == 0 || len > TOKEN_MAX_LEN || !token_chars_ok(json_string_value(v), len)) {
+    if (len == 0 || len > TOKEN_MAX_LEN || !token_printable(json_string_value(v), len)) {
         snprintf(err, errsz, "\"%s\" is empty, longer than %d bytes or not printable ASCII", key,
                  TOKEN_MAX_LEN);
         return false;
@@ -147,7 +146,7 @@ static bool parse_bare(const char *text, size_t len, struct token_answer *out, c
         snprintf(err, errsz, "empty output");
         return false;
     }
-    if (len > TOKEN_MAX_LEN || !token_chars_ok(text, len)) {
+    if (len > TOKEN_MAX_LEN || !token_printable(text, len)) {
         snprintf(err, errsz, "the token is longer than %d bytes, spans lines or is not "
                              "printable ASCII",
                  TOKEN_MAX_LEN);

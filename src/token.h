@@ -19,6 +19,9 @@ struct token_answer {
 };
 
 void token_free(char *token);
+/* Is t (len bytes) printable ASCII without spaces, as a token must be (it goes into a
+ * PasswordMessage, or an HTTP header)? */
+bool token_printable(const char *t, size_t len);
 /* Wipes and frees the answer's token. */
 void token_answer_clear(struct token_answer *a);
 

@@ -18,11 +18,13 @@
 #define ANSWER_MAX (1024 * 1024)
 #define ME_PATH "/api/2.0/preview/scim/v2/Me"
 
-/* A cached answer: who the token with this key belongs to, until when. */
+/* A cached answer: who the token with this key belongs to (or why the workspace refused it:
+ * refusal set), until when. */
 struct entry {
     struct entry *next; /* bucket chain */
     uint8_t key[SHA256_DIGEST_LENGTH];
     struct token_identity id;
+    char *refusal;
     time_t until;
 };
 
@@ -34,6 +36,7 @@ struct fetch {
     char *bearer;     /* "Bearer <token>" (wiped) */
     char *workspace;
     char fp[9];       /* the token's fingerprint, for logs */
+    char ip[64];      /* the address of the client whose login started it */
     time_t jwt_exp;   /* the token's own expiry, 0 when unknown */
     struct http_request *http;
     struct list waiters;
@@ -103,6 +106,7 @@ static bool identity_copy(const struct token_identity *from, struct token_identi
 static void entry_free(struct entry *e)
 {
     token_identity_clear(&e->id);
+    free(e->refusal);
     free(e);
 }
 
@@ -150,15 +154,17 @@ static void cache_make_room(struct tokenauth *ta, time_t now)
     }
 }
 
+/* Caches an identity (id), or the reason the workspace refused the token (refusal). */
 static void cache_add(struct tokenauth *ta, const uint8_t *key, const struct token_identity *id,
-                      time_t until)
+                      const char *refusal, time_t until)
 {
     time_t now = time(NULL);
     if (ta->n_cached >= TOKENAUTH_MAX_CACHED)
         cache_make_room(ta, now);
     struct entry *e = calloc(1, sizeof(*e));
-    if (!e || !identity_copy(id, &e->id)) {
-        free(e);
+    if (!e || (id && !identity_copy(id, &e->id)) || (refusal && !(e->refusal = strdup(refusal)))) {
+        if (e)
+            entry_free(e);
         return; /* not cached: the next login asks again */
     }
     memcpy(e->key, key, sizeof(e->key));
@@ -280,8 +286,10 @@ static void fetch_done(void *arg, int status, const char *body, size_t len, cons
         sqlstate = "28P01";
         snprintf(why, sizeof(why), "the Databricks token has expired");
     }
+    if (!ok && strcmp(sqlstate, "28P01") == 0) /* refused: asking again would not change it */
+        cache_add(f->ta, f->key, NULL, why, now + TOKENAUTH_REFUSED_CACHE_S);
     if (ok) {
-        cache_add(f->ta, f->key, &id, trusted_until(f, now));
+        cache_add(f->ta, f->key, &id, NULL, trusted_until(f, now));
         log_info("Databricks token %s belongs to \"%s\" (%zu groups)", f->fp, id.user,
                  id.n_groups);
     } else {
@@ -311,7 +319,8 @@ static void fetch_done(void *arg, int status, const char *body, size_t len, cons
 
 /* Starts asking the workspace about token; NULL with why filled when it cannot start. */
 static struct fetch *fetch_start(struct tokenauth *ta, const struct db_config *db,
-                                 const char *token, const uint8_t *key, char *why, size_t whysz)
+                                 const char *token, const uint8_t *key, const char *ip, char *why,
+                                 size_t whysz)
 {
     const struct credential *cred = credentials_find(ta->w, db->name);
     char url[600], err[256];
@@ -335,6 +344,7 @@ static struct fetch *fetch_start(struct tokenauth *ta, const struct db_config *d
     if (!token_jwt_expiry(token, strlen(token), &f->jwt_exp))
         f->jwt_exp = 0;
     memcpy(f->key, key, sizeof(f->key));
+    snprintf(f->ip, sizeof(f->ip), "%s", ip);
     f->ta = ta;
     list_init(&f->waiters);
     list_append(&ta->fetches, &f->node);
@@ -363,20 +373,35 @@ static struct fetch *fetch_find(struct tokenauth *ta, const uint8_t *key)
     return NULL;
 }
 
+/* Requests in flight started by logins from ip. */
+static size_t fetches_from(const struct tokenauth *ta, const char *ip)
+{
+    size_t n = 0;
+    for (const struct list *it = ta->fetches.next; it != &ta->fetches; it = it->next)
+        n += strcmp(list_entry(it, struct fetch, node)->ip, ip) == 0;
+    return n;
+}
+
 /* Answers t at once: from the cache, or with why it cannot be checked now. */
 static void wait_resolve_now(struct tokenauth *ta, const struct db_config *db, const char *token,
-                             const uint8_t *key, struct tokenauth_wait *t)
+                             const uint8_t *key, const char *ip, struct tokenauth_wait *t)
 {
     char why[300];
     struct entry *e = cache_find(ta, key, time(NULL));
-    if (e) {
+    if (e && e->refusal) {
+        ta->hits++;
+        wait_fail(t, "28P01", e->refusal);
+    } else if (e) {
         ta->hits++;
         t->ok = identity_copy(&e->id, &t->id);
         if (!t->ok)
             wait_fail(t, "53200", "out of memory");
     } else if (ta->n_fetches >= TOKENAUTH_MAX_INFLIGHT) {
         wait_fail(t, "53300", "too many Databricks token checks in progress; try again shortly");
-    } else if ((t->f = fetch_start(ta, db, token, key, why, sizeof(why)))) {
+    } else if (fetches_from(ta, ip) >= TOKENAUTH_MAX_INFLIGHT_PER_ADDRESS) {
+        wait_fail(t, "53300", "too many Databricks token checks in progress from this address; "
+                              "try again shortly");
+    } else if ((t->f = fetch_start(ta, db, token, key, ip, why, sizeof(why)))) {
         list_append(&t->f->waiters, &t->node);
     } else {
         wait_fail(t, "08006", why);
@@ -384,9 +409,14 @@ static void wait_resolve_now(struct tokenauth *ta, const struct db_config *db, c
 }
 
 struct tokenauth_wait *tokenauth_check(struct worker *w, const struct db_config *db,
-                                       const char *token, struct client *c,
+                                       const char *token, const char *addr, struct client *c,
                                        tokenauth_done_fn done)
 {
+    char ip[64];
+    snprintf(ip, sizeof(ip), "%s", addr);
+    char *port = strrchr(ip, ':'); /* "host:port" (conn_format_addr): the host counts */
+    if (port)
+        *port = '\0';
     struct tokenauth *ta = tokenauth_of(w);
     struct tokenauth_wait *t = ta ? calloc(1, sizeof(*t)) : NULL;
     uint8_t key[SHA256_DIGEST_LENGTH];
@@ -404,7 +434,7 @@ struct tokenauth_wait *tokenauth_check(struct worker *w, const struct db_config 
         list_append(&t->f->waiters, &t->node);
         return t;
     }
-    wait_resolve_now(ta, db, token, key, t);
+    wait_resolve_now(ta, db, token, key, ip, t);
     if (!t->f && !wait_answer_soon(ta, t)) {
         wait_free(t);
         return NULL;

@@ -3,7 +3,8 @@
  * to (GET /api/2.0/preview/scim/v2/Me with the token as bearer) and takes the answer's
  * userName and group names as the client's identity. Answers are cached by the SHA-256 of
  * (workspace, token) for at most TOKENAUTH_CACHE_S and never past the token's own expiry;
- * logins with the same token share one request; requests in flight are bounded. */
+ * logins with the same token share one request; requests in flight are bounded, in all and
+ * per client address; a refused token is answered from the cache for a while. */
 #ifndef LAKEPROXY_TOKENAUTH_H
 #define LAKEPROXY_TOKENAUTH_H
 
@@ -13,6 +14,8 @@
 #define TOKENAUTH_CACHE_S 300      /* an answer is trusted this long at most */
 #define TOKENAUTH_MAX_CACHED 4096  /* cached answers per worker */
 #define TOKENAUTH_MAX_INFLIGHT 32  /* distinct tokens being checked at once */
+#define TOKENAUTH_MAX_INFLIGHT_PER_ADDRESS 4 /* ... started by logins from one address */
+#define TOKENAUTH_REFUSED_CACHE_S 30 /* a token the workspace refused is refused again */
 
 struct tokenauth_wait;
 
@@ -22,11 +25,11 @@ struct tokenauth_wait;
 typedef void (*tokenauth_done_fn)(struct client *c, const struct token_identity *id,
                                   const char *sqlstate, const char *err);
 
-/* Checks token for client c of database db (whose credentials name the workspace). done is
- * called exactly once, always later from the event loop, unless tokenauth_cancel comes
- * first. NULL when out of memory (done is not called). */
+/* Checks token for client c of database db (whose credentials name the workspace), connected
+ * from addr ("host:port"). done is called exactly once, always later from the event loop,
+ * unless tokenauth_cancel comes first. NULL when out of memory (done is not called). */
 struct tokenauth_wait *tokenauth_check(struct worker *w, const struct db_config *db,
-                                       const char *token, struct client *c,
+                                       const char *token, const char *addr, struct client *c,
                                        tokenauth_done_fn done);
 
 /* Abandons a check (the client left); NULL is fine. */

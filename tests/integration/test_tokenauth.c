@@ -33,15 +33,19 @@ static void make_long_token(char *out, size_t len)
     out[len] = '\0';
 }
 
-/* Mock workspace, its identities, and lakeproxy with database "lake" taking tokens. */
-static void start_all(void)
+/* Mock workspace, its identities, and lakeproxy with database "lake" taking tokens, its pool
+ * logging in as role lp_tok<n> (one per test: tests run in parallel, and the mock sets the
+ * role's password at each token). */
+static void start_all(int n)
 {
+    char role[16];
+    snprintf(role, sizeof(role), "lp_tok%d", n);
     static char yaml[4096];
     char users[8192];
     make_long_token(tok_ana, 4096);
     snprintf(tok_bo, sizeof(tok_bo), "bo-token-%d", getpid());
     snprintf(tok_old, sizeof(tok_old), "old-token-%d", getpid());
-    mockws_start(&mock, "lp_tok1", "600");
+    mockws_start(&mock, role, "600");
     snprintf(users, sizeof(users),
              "{\"%s\": {\"userName\": \"ana@example.com\", \"groups\": [\"support\", \"eng\"]},\n"
              " \"%s\": {\"userName\": \"bo@example.com\"},\n"
@@ -56,7 +60,7 @@ static void start_all(void)
              "log: {level: info}\n"
              "admin: {users: [carol]}\n"
              "databases:\n"
-             "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: lp_tok1\n"
+             "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
              "    tls: disable\n    client_auth: databricks_token\n"
              "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
              "    credentials:\n      provider: databricks\n"
@@ -68,7 +72,7 @@ static void start_all(void)
              "rls:\n  prefix: app\n  databases: [lake]\n  attributes: {who: user, team: attribute}\n"
              "masking:\n  databases: [lake]\n  rules:\n"
              "    - {column: public.customers.email, function: email, unless: {groups: [support]}}\n",
-             port, certs, certs, env_need("LP_PGPORT"), mock.port, certs);
+             port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs);
     proxy_start_yaml(&px, port, yaml);
 }
 
@@ -107,7 +111,7 @@ Test(tokenauth, a_client_is_served_as_the_identity_of_its_own_token)
     static const char who[] = "SELECT current_setting('app.who') || '|' || "
                               "current_setting('app.team') || '|' || current_user";
     static const char email[] = "SELECT email FROM customers WHERE id = 1";
-    start_all();
+    start_all(1);
     char *v = value_as("ana@example.com", tok_ana, who);
     cr_expect_str_eq(v, "ana@example.com|support|lp_tok1",
                      "the identity's name and group attributes, the pool's own server login");
@@ -131,7 +135,7 @@ Test(tokenauth, a_client_is_served_as_the_identity_of_its_own_token)
 
 Test(tokenauth, bad_tokens_wrong_names_and_cleartext_are_refused_clearly)
 {
-    start_all();
+    start_all(2);
     expect_refused(token_login("ana@example.com", "not-a-token-anyone-issued", NULL),
                    "the Databricks token was refused: workspace answered HTTP 401");
     expect_refused(token_login("old@example.com", tok_old, NULL), "Access token expired");
@@ -150,7 +154,7 @@ Test(tokenauth, bad_tokens_wrong_names_and_cleartext_are_refused_clearly)
 
 Test(tokenauth, answers_are_cached_and_a_workspace_outage_is_named)
 {
-    start_all();
+    start_all(3);
     PGconn *c = token_login("ana@example.com", tok_ana, NULL);
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     PQfinish(c);
@@ -196,7 +200,7 @@ static void b64url(const char *in, char *out)
 
 Test(tokenauth, a_cached_answer_ends_with_the_token_s_own_expiry)
 {
-    start_all();
+    start_all(4);
     char payload[64], enc[128], jwt[300], users[600];
     time_t exp = time(NULL) + 3;
     snprintf(payload, sizeof(payload), "{\"sub\":\"cy\",\"exp\":%lld}", (long long)exp);
@@ -217,4 +221,66 @@ Test(tokenauth, a_cached_answer_ends_with_the_token_s_own_expiry)
         usleep(100000);
     expect_refused(token_login("cy@example.com", jwt, NULL), "expired");
     cr_expect_eq(mockws_calls(&mock, "me"), 2, "past the token's exp the cache asks again");
+}
+
+/* Starts a TLS token login (non-blocking) as user with token. */
+static PGconn *token_login_start(const char *user, const char *token)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", px.port);
+    const char *keys[] = {"host", "port", "user", "password", "dbname", "sslmode", NULL};
+    const char *vals[] = {"127.0.0.1", port, user, token, "lake", "require", NULL};
+    PGconn *c = PQconnectStartParams(keys, vals, 0);
+    cr_assert(c && PQstatus(c) != CONNECTION_BAD);
+    return c;
+}
+
+/* Drives the n logins in c for ms milliseconds, or until all have ended. */
+static void token_logins_drive(PGconn **c, int n, int ms)
+{
+    bool done[8] = {false};
+    int left = n;
+    for (double end = now_s() + ms / 1000.0; left > 0 && now_s() < end;) {
+        usleep(2000);
+        for (int i = 0; i < n; i++) {
+            if (done[i])
+                continue;
+            PostgresPollingStatusType st = PQconnectPoll(c[i]);
+            if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED) {
+                done[i] = true;
+                left--;
+            }
+        }
+    }
+}
+
+/* Red team: 33 logins with made-up tokens while the workspace was slow took every check slot
+ * and locked everyone out, without any credential. Now one address holds at most a few
+ * checks, and a refused token is refused again from the cache, without a request. */
+Test(tokenauth, made_up_tokens_cannot_exhaust_the_checks)
+{
+    start_all(5);
+    expect_refused(token_login("ana@example.com", "made-up-0", NULL), "HTTP 401");
+    int asked = mockws_calls(&mock, "me");
+    expect_refused(token_login("ana@example.com", "made-up-0", NULL), "HTTP 401");
+    cr_expect_eq(mockws_calls(&mock, "me"), asked, "a refused token is not asked about again");
+
+    mockws_mode(&mock, "slow:3");
+    PGconn *c[5];
+    char tok[5][32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(tok[i], sizeof(tok[i]), "made-up-%d", i + 1);
+        c[i] = token_login_start("ana@example.com", tok[i]);
+    }
+    token_logins_drive(c, 4, 1500); /* four tokens now wait for the slow workspace */
+    token_logins_drive(c + 4, 1, 1500);
+    cr_expect_eq(PQstatus(c[4]), CONNECTION_BAD, "the fifth is refused at once");
+    cr_expect(strstr(PQerrorMessage(c[4]), "from this address"), "%s", PQerrorMessage(c[4]));
+    token_logins_drive(c, 4, 10000);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(PQstatus(c[i]), CONNECTION_BAD, "made-up-%d logged in", i + 1);
+        PQfinish(c[i]);
+    }
+    mockws_mode(&mock, "ok");
+    expect_refused(token_login("ana@example.com", "line\r\nbreak", NULL), "printable ASCII");
 }
