@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "credentials.h"
+#include "fnv.h"
 #include "log.h"
 #include "masksql.h"
 #include "maskview.h"
@@ -189,20 +190,32 @@ const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n)
 }
 
 /* The distinct table names (view_columns: resolved views' column names) of masked columns
- * whose rule applies, at most max, into out. */
+ * whose rule applies, at most max, into out. Distinct through a hash set of the names, so a
+ * catalog of many partitions costs each statement linear, not quadratic, time. */
 static size_t applying_names(const struct maskcat *mc, const bool *applies, size_t n_rules,
                              bool view_columns, const char **out, size_t max)
 {
-    size_t n = 0;
+    size_t n = 0, slots = 2 * mc->cur.n_cols + 1;
+    const char **set = calloc(slots, sizeof(*set));
     for (size_t i = 0; i < mc->cur.n_cols && n < max; i++) {
         const struct maskcol *m = &mc->cur.cols[i];
         const char *name = view_columns ? m->colname : m->relname;
-        bool seen = !name;
-        for (size_t k = 0; k < n && !seen; k++)
-            seen = strcmp(out[k], name) == 0;
-        if (!seen && m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
+        if (!name || m->rule < 0 || (size_t)m->rule >= n_rules || !applies[m->rule])
+            continue;
+        bool seen = false;
+        if (set) {
+            size_t k = fnv_str(FNV_OFFSET, name) % slots;
+            while (set[k] && !(seen = strcmp(set[k], name) == 0))
+                k = (k + 1) % slots;
+            set[k] = name;
+        } else { /* out of memory: the slow way */
+            for (size_t k = 0; k < n && !seen; k++)
+                seen = strcmp(out[k], name) == 0;
+        }
+        if (!seen)
             out[n++] = name;
     }
+    free(set);
     return n;
 }
 
