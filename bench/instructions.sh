@@ -5,12 +5,15 @@
 # client; the difference of the two totals divided by the difference in transactions is the
 # cost of one transaction without start-up and logins. Kernel time (system calls) is not
 # counted: see the CPU figures of bench/run.sh for that.
-#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared]
+#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S]
+# -S: lakeproxy with statistics on and the query log written to a file (default: off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4
-while getopts "s:l:M:" o; do
-    case $o in s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; *) exit 2 ;; esac
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off
+while getopts "s:l:M:S" o; do
+    case $o in
+        s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS=on ;; *) exit 2 ;;
+    esac
 done
 command -v valgrind >/dev/null || { echo "bench: apt-get install valgrind" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
@@ -31,8 +34,12 @@ databases:
            pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 } }
 users:
   lp_server: { password: server-secret }
-stats: { enabled: false }
 YAML
+if [ "$STATS" = on ]; then
+    echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"
+else
+    echo "stats: { enabled: false }" >>"$T/lakeproxy.yaml"
+fi
 pbport=$(bash tests/lib/free_port.sh)
 cat >"$T/pgbouncer.ini" <<INI
 [databases]
@@ -81,5 +88,5 @@ per_txn() { # NAME PORT CMD...
 lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
 echo "user-space instructions per pgbench -S transaction ($MODE protocol, $CLIENTS clients," \
-    "pool $POOL): lakeproxy $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
+    "pool $POOL): lakeproxy (statistics $STATS) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
     "$pb, ratio $(awk -v a="$lp" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')"

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,25 +33,58 @@ struct line {
     size_t cap, at; /* at <= cap - 2 always: room is kept for the final '\n' and NUL */
 };
 
-static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct line *l, const char *fmt, ...)
+/* Appends n bytes of s (cut at the end of the line's room). The writer formats every record
+ * with these few appenders, not printf: printf was most of the cost of statistics. */
+static void put_bytes(struct line *l, const char *s, size_t n)
 {
     size_t room = l->cap - 2 - l->at;
-    if (room == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(l->p + l->at, room + 1, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        l->at += (size_t)n < room ? (size_t)n : room;
+    if (n > room)
+        n = room;
+    memcpy(l->p + l->at, s, n);
+    l->at += n;
 }
+
+#define PUT_LIT(l, s) put_bytes((l), (s), sizeof(s) - 1)
 
 static void put_char(struct line *l, char ch)
 {
     if (l->at + 2 < l->cap)
         l->p[l->at++] = ch;
+}
+
+/* Appends v in decimal, with at least width digits (zero-padded). */
+static void put_u64w(struct line *l, uint64_t v, int width)
+{
+    char digits[24];
+    int i = (int)sizeof(digits);
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v || (int)sizeof(digits) - i < width);
+    put_bytes(l, digits + i, sizeof(digits) - (size_t)i);
+}
+
+static void put_i64(struct line *l, int64_t v)
+{
+    if (v < 0)
+        put_char(l, '-');
+    put_u64w(l, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, 1);
+}
+
+static void put_bool(struct line *l, bool b)
+{
+    if (b)
+        PUT_LIT(l, "true");
+    else
+        PUT_LIT(l, "false");
+}
+
+/* Appends ,"key": */
+static void put_key(struct line *l, const char *key)
+{
+    PUT_LIT(l, ",\"");
+    put_bytes(l, key, strlen(key));
+    PUT_LIT(l, "\":");
 }
 
 /* Appends s as the inside of a JSON string (room for the final '\n' and NUL kept). */
@@ -61,7 +93,8 @@ static void json_str(struct line *l, const char *s) { l->at = json_escape(l->p, 
 /* Appends ,"key":"value". */
 static void put_str(struct line *l, const char *key, const char *v)
 {
-    put(l, ",\"%s\":\"", key);
+    put_key(l, key);
+    put_char(l, '"');
     json_str(l, v);
     put_char(l, '"');
 }
@@ -70,11 +103,14 @@ static void put_str(struct line *l, const char *key, const char *v)
 static void put_list(struct line *l, const char *key, const char *list)
 {
     char item[256];
-    put(l, ",\"%s\":[", key);
+    put_key(l, key);
+    put_char(l, '[');
     for (const char *p = list; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        snprintf(item, sizeof(item), "%.*s", (int)n, p);
+        size_t k = n < sizeof(item) - 1 ? n : sizeof(item) - 1;
+        memcpy(item, p, k);
+        item[k] = '\0';
         if (p != list)
             put_char(l, ',');
         put_char(l, '"');
@@ -85,44 +121,110 @@ static void put_list(struct line *l, const char *key, const char *list)
     put_char(l, ']');
 }
 
+/* "YYYY-MM-DDTHH:MM:SS" of secs, formatted once a second (per thread). */
+static const char *utc_second(time_t secs)
+{
+    static _Thread_local time_t cached = -1;
+    static _Thread_local char text[40];
+    if (secs != cached) {
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached = secs;
+    }
+    return text;
+}
+
+/* The pushdown object of a record. */
+static void put_pushdown(struct line *l, const struct statslog_rec *r)
+{
+    PUT_LIT(l, ",\"pushdown\":{\"predicates\":");
+    put_i64(l, r->predicates);
+    PUT_LIT(l, ",\"where\":");
+    put_i64(l, r->filters);
+    put_list(l, "columns", r->cols);
+    put_key(l, "limit");
+    put_bool(l, r->limit);
+    put_key(l, "offset");
+    put_bool(l, r->offset);
+    put_key(l, "aggregates");
+    put_i64(l, r->aggregates);
+    put_key(l, "group_by");
+    put_bool(l, r->group_by);
+    put_key(l, "order_by");
+    put_bool(l, r->order_by);
+    put_key(l, "joins");
+    put_i64(l, r->joins);
+    put_key(l, "distinct");
+    put_bool(l, r->distinct);
+    put_key(l, "unfiltered");
+    put_bool(l, r->unfiltered);
+    put_char(l, '}');
+}
+
+/* table_fraction, rows, bytes, sqlstate and the latencies of a record. */
+static void put_outcome(struct line *l, const struct statslog_rec *r)
+{
+    put_key(l, "table_fraction");
+    if (r->table_fraction >= 0) {
+        char f[32]; /* once per record, and only when known: printf's rounding is kept */
+        int n = snprintf(f, sizeof(f), "%.4f", r->table_fraction);
+        put_bytes(l, f, n > 0 ? (size_t)n : 0);
+    } else {
+        PUT_LIT(l, "null");
+    }
+    put_key(l, "rows");
+    put_u64w(l, r->rows, 1);
+    put_key(l, "bytes");
+    put_u64w(l, r->bytes, 1);
+    put_key(l, "sqlstate");
+    if (r->sqlstate[0]) {
+        put_char(l, '"');
+        put_bytes(l, r->sqlstate, strnlen(r->sqlstate, sizeof(r->sqlstate)));
+        put_char(l, '"');
+    } else {
+        PUT_LIT(l, "null");
+    }
+    put_key(l, "wait_us");
+    put_i64(l, r->wait_us);
+    put_key(l, "server_first_us");
+    put_i64(l, r->first_us);
+    put_key(l, "server_us");
+    put_i64(l, r->server_us);
+    put_key(l, "total_us");
+    put_i64(l, r->total_us);
+    put_char(l, '}');
+}
+
 size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
 {
+    static const char hex[] = "0123456789abcdef";
     struct line l = {out, outsz, 0};
-    time_t secs = (time_t)(r->time_us / 1000000);
-    struct tm tm;
-    char when[40];
     if (outsz < 3)
         return 0;
-    gmtime_r(&secs, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    put(&l, "{\"time\":\"%s.%06lldZ\"", when, (long long)(r->time_us % 1000000));
+    const char *when = utc_second((time_t)(r->time_us / 1000000));
+    PUT_LIT(&l, "{\"time\":\"");
+    put_bytes(&l, when, strlen(when));
+    put_char(&l, '.');
+    put_u64w(&l, (uint64_t)(r->time_us % 1000000), 6);
+    PUT_LIT(&l, "Z\"");
     put_str(&l, "client", r->client);
     put_str(&l, "user", r->user);
     put_str(&l, "database", r->database);
     put_str(&l, "application_name", r->app);
-    put(&l, ",\"fingerprint\":\"%016llx\"", (unsigned long long)r->fingerprint);
+    char fp[16];
+    for (int i = 0; i < 16; i++)
+        fp[i] = hex[(r->fingerprint >> (60 - 4 * i)) & 15];
+    put_key(&l, "fingerprint");
+    put_char(&l, '"');
+    put_bytes(&l, fp, sizeof(fp));
+    put_char(&l, '"');
     put_str(&l, "kind", r->kind);
     put_str(&l, "query", r->query);
     put_list(&l, "tables_read", r->read);
     put_list(&l, "tables_written", r->written);
-    put(&l, ",\"pushdown\":{\"predicates\":%d,\"where\":%d", r->predicates, r->filters);
-    put_list(&l, "columns", r->cols);
-    put(&l,
-        ",\"limit\":%s,\"offset\":%s,\"aggregates\":%d,\"group_by\":%s,\"order_by\":%s,"
-        "\"joins\":%d,\"distinct\":%s,\"unfiltered\":%s}",
-        r->limit ? "true" : "false", r->offset ? "true" : "false", r->aggregates,
-        r->group_by ? "true" : "false", r->order_by ? "true" : "false", r->joins,
-        r->distinct ? "true" : "false", r->unfiltered ? "true" : "false");
-    if (r->table_fraction >= 0)
-        put(&l, ",\"table_fraction\":%.4f", r->table_fraction);
-    else
-        put(&l, ",\"table_fraction\":null");
-    put(&l, ",\"rows\":%llu,\"bytes\":%llu,\"sqlstate\":%s%s%s", (unsigned long long)r->rows,
-        (unsigned long long)r->bytes, r->sqlstate[0] ? "\"" : "",
-        r->sqlstate[0] ? r->sqlstate : "null", r->sqlstate[0] ? "\"" : "");
-    put(&l, ",\"wait_us\":%lld,\"server_first_us\":%lld,\"server_us\":%lld,\"total_us\":%lld}",
-        (long long)r->wait_us, (long long)r->first_us, (long long)r->server_us,
-        (long long)r->total_us);
+    put_pushdown(&l, r);
+    put_outcome(&l, r);
     out[l.at++] = '\n'; /* room was kept for it: a cut record is still one line */
     out[l.at] = '\0';
     return l.at;
