@@ -79,31 +79,26 @@ static void put_bool(struct line *l, bool b)
         PUT_LIT(l, "false");
 }
 
-/* Appends ,"key": */
-static void put_key(struct line *l, const char *key)
-{
-    PUT_LIT(l, ",\"");
-    put_bytes(l, key, strlen(key));
-    PUT_LIT(l, "\":");
-}
+/* Appends ,"key": (key a string literal). */
+#define PUT_KEY(l, key) PUT_LIT((l), ",\"" key "\":")
 
 /* Appends s as the inside of a JSON string (room for the final '\n' and NUL kept). */
 static void json_str(struct line *l, const char *s) { l->at = json_escape(l->p, l->at, l->cap - 1, s); }
 
-/* Appends ,"key":"value". */
-static void put_str(struct line *l, const char *key, const char *v)
+/* Appends ,"key":"value" (key: the ,"key": text and its length). */
+static void put_str_at(struct line *l, const char *key, size_t keylen, const char *v)
 {
-    put_key(l, key);
+    put_bytes(l, key, keylen);
     put_char(l, '"');
     json_str(l, v);
     put_char(l, '"');
 }
 
-/* Appends ,"key":["a","b"] from a comma list. */
-static void put_list(struct line *l, const char *key, const char *list)
+/* Appends ,"key":["a","b"] from a comma list (key as in put_str_at). */
+static void put_list_at(struct line *l, const char *key, size_t keylen, const char *list)
 {
     char item[256];
-    put_key(l, key);
+    put_bytes(l, key, keylen);
     put_char(l, '[');
     for (const char *p = list; *p;) {
         const char *comma = strchr(p, ',');
@@ -120,6 +115,9 @@ static void put_list(struct line *l, const char *key, const char *list)
     }
     put_char(l, ']');
 }
+
+#define put_str(l, key, v) put_str_at((l), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (v))
+#define put_list(l, key, v) put_list_at((l), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (v))
 
 /* "YYYY-MM-DDTHH:MM:SS" of secs, formatted once a second (per thread). */
 static const char *utc_second(time_t secs)
@@ -143,21 +141,21 @@ static void put_pushdown(struct line *l, const struct statslog_rec *r)
     PUT_LIT(l, ",\"where\":");
     put_i64(l, r->filters);
     put_list(l, "columns", r->cols);
-    put_key(l, "limit");
+    PUT_KEY(l, "limit");
     put_bool(l, r->limit);
-    put_key(l, "offset");
+    PUT_KEY(l, "offset");
     put_bool(l, r->offset);
-    put_key(l, "aggregates");
+    PUT_KEY(l, "aggregates");
     put_i64(l, r->aggregates);
-    put_key(l, "group_by");
+    PUT_KEY(l, "group_by");
     put_bool(l, r->group_by);
-    put_key(l, "order_by");
+    PUT_KEY(l, "order_by");
     put_bool(l, r->order_by);
-    put_key(l, "joins");
+    PUT_KEY(l, "joins");
     put_i64(l, r->joins);
-    put_key(l, "distinct");
+    PUT_KEY(l, "distinct");
     put_bool(l, r->distinct);
-    put_key(l, "unfiltered");
+    PUT_KEY(l, "unfiltered");
     put_bool(l, r->unfiltered);
     put_char(l, '}');
 }
@@ -165,7 +163,7 @@ static void put_pushdown(struct line *l, const struct statslog_rec *r)
 /* table_fraction, rows, bytes, sqlstate and the latencies of a record. */
 static void put_outcome(struct line *l, const struct statslog_rec *r)
 {
-    put_key(l, "table_fraction");
+    PUT_KEY(l, "table_fraction");
     if (r->table_fraction >= 0) {
         char f[32]; /* once per record, and only when known: printf's rounding is kept */
         int n = snprintf(f, sizeof(f), "%.4f", r->table_fraction);
@@ -173,11 +171,11 @@ static void put_outcome(struct line *l, const struct statslog_rec *r)
     } else {
         PUT_LIT(l, "null");
     }
-    put_key(l, "rows");
+    PUT_KEY(l, "rows");
     put_u64w(l, r->rows, 1);
-    put_key(l, "bytes");
+    PUT_KEY(l, "bytes");
     put_u64w(l, r->bytes, 1);
-    put_key(l, "sqlstate");
+    PUT_KEY(l, "sqlstate");
     if (r->sqlstate[0]) {
         put_char(l, '"');
         put_bytes(l, r->sqlstate, strnlen(r->sqlstate, sizeof(r->sqlstate)));
@@ -185,13 +183,13 @@ static void put_outcome(struct line *l, const struct statslog_rec *r)
     } else {
         PUT_LIT(l, "null");
     }
-    put_key(l, "wait_us");
+    PUT_KEY(l, "wait_us");
     put_i64(l, r->wait_us);
-    put_key(l, "server_first_us");
+    PUT_KEY(l, "server_first_us");
     put_i64(l, r->first_us);
-    put_key(l, "server_us");
+    PUT_KEY(l, "server_us");
     put_i64(l, r->server_us);
-    put_key(l, "total_us");
+    PUT_KEY(l, "total_us");
     put_i64(l, r->total_us);
     put_char(l, '}');
 }
@@ -215,7 +213,7 @@ size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
     char fp[16];
     for (int i = 0; i < 16; i++)
         fp[i] = hex[(r->fingerprint >> (60 - 4 * i)) & 15];
-    put_key(&l, "fingerprint");
+    PUT_KEY(&l, "fingerprint");
     put_char(&l, '"');
     put_bytes(&l, fp, sizeof(fp));
     put_char(&l, '"');
