@@ -587,6 +587,11 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
         client_fail(c, sqlstate, err);
         return;
     }
+    if (c->token_cfg_gen != c->w->cfg_gen) { /* the workspace or client_auth may have changed */
+        client_fail(c, "08006", "lakeproxy's configuration was reloaded during the login: "
+                                "connect again");
+        return;
+    }
     if (strcasecmp(id->user, c->user) != 0) {
         snprintf(msg, sizeof(msg),
                  "the Databricks token belongs to \"%.128s\", not to user \"%.128s\": log in "
@@ -622,6 +627,7 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         return;
     }
     c->step = CS_LOOKUP;
+    c->token_cfg_gen = c->w->cfg_gen;
     c->token_check =
         tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
     if (!c->token_check)

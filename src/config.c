@@ -643,6 +643,11 @@ static void load_databases(struct ctx *c, const yaml_node_t *map, struct config 
         const char *name = pair_key(c, p, "databases");
         if (!name || is_duplicate(c, map, p, name, "databases"))
             continue;
+        if (strcmp(name, "lakeproxy") == 0) { /* admin.h's ADMIN_DATABASE */
+            add_error(c, node(c, p->key)->start_mark,
+                      "databases.lakeproxy: the name is the admin console's; choose another");
+            continue;
+        }
         struct db_config *db = &cfg->dbs[cfg->n_dbs++];
         db_defaults(db, name);
         join(path, sizeof(path), "databases", name);

@@ -242,6 +242,7 @@ struct client {
     char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;   /* auth_query look-up in flight */
     struct tokenauth_wait *token_check; /* its Databricks token being checked */
+    uint64_t token_cfg_gen;  /* the configuration generation the check started under */
     struct string_list token_groups; /* the groups its Databricks token's identity is in */
     struct relay relay;
     struct timeval wait_start; /* when it joined the pool's wait queue */

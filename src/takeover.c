@@ -30,6 +30,7 @@ struct handover {
     struct event *ev; /* readable, or TAKEOVER_TIMEOUT_S of silence */
     pid_t peer;
     bool sent; /* SOCKETS went out: waiting for DONE */
+    double deadline; /* the whole exchange ends by then (CLOCK_MONOTONIC seconds) */
     char line[TAKEOVER_LINE_MAX];
     size_t len;
 };
@@ -104,6 +105,21 @@ static struct event *watch(struct worker *w, int fd, event_callback_fn cb, void 
     return ev;
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Removes the control socket's file if it is still the one this process created. */
+static void remove_socket_file(const struct takeover_ctl *ctl)
+{
+    struct stat st;
+    if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+        unlink(ctl->path);
+}
+
 static void handover_end(struct takeover_ctl *ctl)
 {
     struct handover *h = ctl->h;
@@ -163,6 +179,9 @@ static void handover_complete(struct takeover_ctl *ctl)
     pid_t to = ctl->h->peer;
     notify_mainpid(to);
     worker_hand_over(w, to);
+    /* the file goes before BYE: once told, the new process binds its own at the same path,
+     * which this one must never remove (an inode number can come back) */
+    remove_socket_file(ctl);
     if (!send_line(ctl->h->fd, "BYE\n"))
         log_warning("takeover: pid %d left before it was told this process stopped accepting",
                     (int)to);
@@ -202,7 +221,7 @@ static void handover_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct takeover_ctl *ctl = arg;
     struct handover *h = ctl->h;
-    if (what & EV_TIMEOUT) {
+    if ((what & EV_TIMEOUT) || mono_now() > h->deadline) { /* silent, or dribbling */
         handover_abandon(ctl, "no answer within the time limit");
         return;
     }
@@ -255,6 +274,7 @@ static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
     }
     h->fd = fd;
     h->peer = pid;
+    h->deadline = mono_now() + TAKEOVER_TIMEOUT_S;
     ctl->h = h;
 }
 
@@ -316,14 +336,12 @@ bool takeover_listen(struct worker *w, char *err, size_t errsz)
 void takeover_close(struct worker *w)
 {
     struct takeover_ctl *ctl = w->takeover;
-    struct stat st;
     if (!ctl)
         return;
     handover_end(ctl);
     event_free(ctl->accept_ev);
     close(ctl->fd);
-    if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
-        unlink(ctl->path);
+    remove_socket_file(ctl);
     free(ctl);
     w->takeover = NULL;
 }

@@ -186,6 +186,8 @@ static const struct {
      "                  client_secret_env: S, instance: x}\n",
      "t.yaml:6:18: databases.app.client_auth: databricks_token needs listen.tls (clients send "
      "their token as a password, which must not cross the network in clear)"},
+    {"databases:\n  lakeproxy:\n    host: h\n    user: u\n",
+     "t.yaml:2:3: databases.lakeproxy: the name is the admin console's; choose another"},
     {"databases:\n  app:\n    host: h\n    user: u\n    client_auth: oauth\n",
      "t.yaml:5:18: databases.app.client_auth: unknown value \"oauth\" (expected one of: password, "
      "databricks_token)"},
