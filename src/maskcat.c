@@ -27,16 +27,18 @@
  * definitions are read and described alike). */
 #define CATALOG_OPTIONS "-c search_path=pg_catalog"
 
-/* Rows: ('c', rule, table, column, table name) for masked columns, ('t', name) for every
- * column of a table holding one, ('v', table, name) for views that read one (through other
- * views too, or as a whole row) or call a function defined outside pg_catalog (it may read
- * anything) or whose definition names one of the masking guard's SQL-text runners and
- * table readers ($4) or planner statistics relations ($5): built-in functions and system views
- * are pinned, so no dependency on them is recorded; the guard then judges the definition, ('d', view, definition) and ('a', view, column, name) for those of them that are
- * views or materialized views, ('f', name) for functions outside pg_catalog and
- * information_schema, ('r', name) for functions and string types that apply to a whole row
- * (callable as row.name). Rules arrive as three parallel arrays. Run with search_path
- * pg_catalog: the definitions name every other schema, and are described the same way. */
+/* Rows: ('c', rule, table, column, table name) for masked columns; ('t', name) for every
+ * column of a table holding one; ('v', view, name) for views and materialized views that read
+ * one (through other views too, or as a whole row), that run a function defined outside
+ * pg_catalog (called, or behind an operator or a cast: "unsafe"), or whose definition text
+ * names one of the masking guard's SQL-text runners and table readers ($4) or planner
+ * statistics relations ($5) (built-ins are pinned: no dependency on them is recorded);
+ * ('d', view, definition) and ('a', view, column, name) for those the guard then judges, all
+ * but the unsafe ones, which get no definition and so stay refused whole; ('f', name) for
+ * functions outside pg_catalog and information_schema; ('r', name) for functions and string
+ * types that apply to a whole row (callable as row.name). Rules arrive as three parallel
+ * arrays. Run with search_path pg_catalog: the definitions name every other schema, and are
+ * described the same way. */
 static const char *const catalog_sql =
     "WITH RECURSIVE "
     "r AS (SELECT (u.ord - 1)::int AS ord, u.s, u.t, u.col FROM unnest($1::text[], "
@@ -52,6 +54,16 @@ static const char *const catalog_sql =
     "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM kids k "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.rel AND a.attname = k.attname "
     "AND NOT a.attisdropped), "
+    "unsafe(rel) AS (SELECT rw.ev_class FROM pg_catalog.pg_depend d "
+    "JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+    "AND rw.oid = d.objid WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
+    "WHERE p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+    "'information_schema'::pg_catalog.regnamespace) AND ("
+    "(d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid) OR "
+    "(d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND p.oid = (SELECT o.oprcode "
+    "FROM pg_catalog.pg_operator o WHERE o.oid = d.refobjid)) OR "
+    "(d.refclassid = 'pg_catalog.pg_cast'::pg_catalog.regclass AND p.oid = (SELECT k.castfunc "
+    "FROM pg_catalog.pg_cast k WHERE k.oid = d.refobjid))))), "
     "views(rel) AS (SELECT rw.ev_class FROM cols m JOIN pg_catalog.pg_depend d "
     "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = m.rel "
@@ -63,6 +75,7 @@ static const char *const catalog_sql =
     "'information_schema'::pg_catalog.regnamespace) "
     "JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND rw.oid = d.objid UNION "
+    "SELECT rel FROM unsafe UNION "
     "SELECT v.oid FROM pg_catalog.pg_class v WHERE v.relkind IN ('v', 'm') "
     "AND v.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
     "'information_schema'::pg_catalog.regnamespace) AND EXISTS (SELECT 1 FROM "
@@ -91,6 +104,7 @@ static const char *const catalog_sql =
     "UNION ALL SELECT 'd', NULL, v.rel::pg_catalog.int8, NULL, "
     "pg_catalog.pg_get_viewdef(v.rel, true) FROM (SELECT DISTINCT rel FROM views) v "
     "JOIN pg_catalog.pg_class c ON c.oid = v.rel AND c.relkind IN ('v', 'm') "
+    "WHERE v.rel NOT IN (SELECT rel FROM unsafe) "
     "UNION ALL SELECT 'a', NULL, v.rel::pg_catalog.int8, a.attnum::int, a.attname::text "
     "FROM (SELECT DISTINCT rel FROM views) v JOIN pg_catalog.pg_attribute a "
     "ON a.attrelid = v.rel AND a.attnum > 0 AND NOT a.attisdropped "

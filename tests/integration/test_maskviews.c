@@ -293,3 +293,40 @@ Test(maskviews, a_view_replaced_in_place_is_masked_within_the_refresh_interval)
     PQfinish(adm);
     proxy_stop(&p2);
 }
+
+/* Red team round 2: a view that runs an administrator's function without naming it (behind an
+ * operator or a cast) was judged by its text alone and resolved as clean. Such views, and any
+ * view that runs a function defined outside pg_catalog, are now refused whole. */
+Test(maskviews, views_running_functions_behind_operators_or_casts_are_refused)
+{
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(
+        adm, "SET ROLE lp_server; "
+             "CREATE FUNCTION mvx_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
+             "'SELECT string_agg(email, '','') FROM public.customers'; "
+             "CREATE OPERATOR ### (leftarg = int, rightarg = int, function = mvx_fn); "
+             "CREATE VIEW mvx_op AS SELECT 1 ### 1 AS x; "
+             "CREATE TYPE mvx_t AS (x text); "
+             "CREATE FUNCTION mvx_to(int) RETURNS mvx_t LANGUAGE sql STABLE AS "
+             "'SELECT ROW(string_agg(email, '',''))::mvx_t FROM public.customers'; "
+             "CREATE CAST (int AS mvx_t) WITH FUNCTION mvx_to(int); "
+             "CREATE VIEW mvx_cast AS SELECT (1::mvx_t).x AS x; "
+             "GRANT SELECT ON mvx_op, mvx_cast TO PUBLIC; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&px, "mallory");
+    static const char *const reads[] = {"SELECT * FROM mvx_op", "SELECT * FROM mvx_cast"};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        PGresult *r = PQexec(m, reads[i]);
+        mask_expect_no_secret(r, reads[i]);
+        cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s: not refused", reads[i]);
+        cr_expect(strstr(PQresultErrorMessage(r), reads[i] + 14), "%s: refused for another "
+                  "reason than the view: %s", reads[i], PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(m);
+    v = query_value(adm, "DROP VIEW mvx_op, mvx_cast; DROP CAST (int AS mvx_t); "
+                         "DROP OPERATOR ### (int, int); DROP FUNCTION mvx_fn(int, int), "
+                         "mvx_to(int); DROP TYPE mvx_t; SELECT 1");
+    free(v);
+    PQfinish(adm);
+}
