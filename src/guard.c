@@ -26,6 +26,25 @@ static const char *const sql_text_runners[] = {
     "ts_stat", "ts_rewrite", "dblink", "dblink_exec", "dblink_open", "dblink_send_query",
 };
 
+/* Views and functions that show other sessions' statement texts, literals included: every
+ * tenant's server connections log in as the same role, so each would see the others'. */
+static const char *const activity_views[] = {
+    "pg_stat_activity", "pg_stat_statements", "pg_stat_statements_info",
+};
+static const char *const activity_functions[] = {
+    "pg_stat_get_activity", "pg_stat_statements", "pg_stat_statements_info",
+};
+
+static bool in_names(const char *name, const char *const *names, size_t n)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
 struct check {
     const char *prefix;
     size_t prefix_len;
@@ -217,6 +236,9 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     for (size_t i = 0; i < sizeof(sql_text_runners) / sizeof(sql_text_runners[0]); i++)
         if (strcmp(fn, sql_text_runners[i]) == 0)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
+    if (in_names(fn, activity_functions, COUNT(activity_functions)))
+        refuse(k, "%s() is not allowed under row-level security: it shows other clients' "
+                  "statements, their values included", fn);
     if (strcmp(fn, "set_config") != 0)
         return;
     const PgQuery__Node *local = call_arg(f, 2, "is_local");
@@ -332,6 +354,9 @@ static void check_range_var(struct check *k, const PgQuery__RangeVar *r)
         k->out->retire = true;
     if (r->relname && strcasecmp(r->relname, "pg_settings") == 0)
         k->reads_settings_view = true;
+    if (in_names(r->relname, activity_views, COUNT(activity_views)))
+        refuse(k, "%s is not readable under row-level security: it shows other clients' "
+                  "statements, their values included", r->relname);
 }
 
 /* Effects that outlive the transaction (the server must retire afterwards) and what the
@@ -463,11 +488,11 @@ void guard_cache_free(struct guard_cache *gc)
  * too) in the text of every statement the guard refuses or flags: each rule needs one of these
  * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
  * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners, advisory locks, lp_ statement
- * names), or a U& identifier that could spell one with escapes. */
+ * names, the pg_stat_ views and functions of other sessions' activity), or a U& identifier that could spell one with escapes. */
 static const char *const guard_words[] = {
     "set_config", "pg_settings", "discard", "create", "alter",  "drop",
     "load",       "temp",        "hold",    "listen", "query_to_xml", "ts_stat",
-    "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",
+    "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",    "pg_stat_",
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after

@@ -136,6 +136,13 @@ static const struct {
     {"SELECT 1 INTO TEMP x", RETIRE, NULL},
     {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", RETIRE, NULL},
     {"LISTEN chan", RETIRE, NULL},
+    /* other sessions' statement texts (all tenants log in as one role) */
+    {"SELECT query FROM pg_stat_activity", REFUSE, "other clients' statements"},
+    {"SELECT * FROM pg_catalog.\"pg_stat_activity\" a", REFUSE, "pg_stat_activity"},
+    {"SELECT * FROM pg_stat_get_activity(NULL)", REFUSE, "pg_stat_get_activity"},
+    {"SELECT query FROM public.pg_stat_statements", REFUSE, "pg_stat_statements"},
+    {"WITH a AS (SELECT * FROM pg_stat_activity) SELECT 1", REFUSE, "pg_stat_activity"},
+    {"SELECT relname, seq_scan FROM pg_stat_user_tables", PASS, NULL},
     /* ordinary statements pass */
     {"SELECT current_setting('app.tenant_id')", PASS, NULL},
     {"SELECT current_setting('app.tenant_id', true), current_user", PASS, NULL},
