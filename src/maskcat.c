@@ -36,9 +36,16 @@
  * ('d', view, definition) and ('a', view, column, name) for those the guard then judges, all
  * but the unsafe ones, which get no definition and so stay refused whole; ('f', name) for
  * functions outside pg_catalog and information_schema; ('r', name) for functions and string
- * types that apply to a whole row (callable as row.name). Rules arrive as three parallel
+ * types that apply to a whole row (callable as row.name); ('o', name) for operators and ('k',
+ * type) for the target types of casts that run such functions; ('w', table) for tables whose
+ * writes run them (rules, user triggers, defaults, generated columns, constraints). Rules arrive as three parallel
  * arrays. Run with search_path pg_catalog: the definitions name every other schema, and are
  * described the same way. */
+/* A function defined outside pg_catalog and information_schema (p: its pg_proc alias). */
+#define USER_FUNCTION(p)                                                                       \
+    p ".pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "                          \
+      "'information_schema'::pg_catalog.regnamespace)"
+
 static const char *const catalog_sql =
     "WITH RECURSIVE "
     "r AS (SELECT (u.ord - 1)::int AS ord, u.s, u.t, u.col FROM unnest($1::text[], "
@@ -110,7 +117,28 @@ static const char *const catalog_sql =
     "ON a.attrelid = v.rel AND a.attnum > 0 AND NOT a.attisdropped "
     "UNION ALL SELECT DISTINCT 'f', NULL::int, NULL::pg_catalog.int8, NULL::int, "
     "p.proname::text FROM pg_catalog.pg_proc p WHERE p.pronamespace NOT IN "
-    "('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)";
+    "('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace) "
+    "UNION ALL SELECT DISTINCT 'o', NULL::int, NULL::pg_catalog.int8, NULL::int, "
+    "o.oprname::text FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p "
+    "ON p.oid = o.oprcode WHERE " USER_FUNCTION("p") " "
+    "UNION ALL SELECT DISTINCT 'k', NULL::int, NULL::pg_catalog.int8, NULL::int, "
+    "t.typname::text FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc "
+    "JOIN pg_catalog.pg_type t ON t.oid = k.casttarget WHERE " USER_FUNCTION("p") " "
+    "UNION ALL SELECT DISTINCT 'w', NULL::int, NULL::pg_catalog.int8, NULL::int, "
+    "c.relname::text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'f') "
+    "AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+    "'information_schema'::pg_catalog.regnamespace) AND ("
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite rw WHERE rw.ev_class = c.oid "
+    "AND rw.rulename <> '_RETURN') OR "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid "
+    "AND NOT g.tgisinternal) OR "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p "
+    "ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid "
+    "WHERE " USER_FUNCTION("p") " AND ("
+    "(d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid IN "
+    "(SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = c.oid)) OR "
+    "(d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid IN "
+    "(SELECT cn.oid FROM pg_catalog.pg_constraint cn WHERE cn.conrelid = c.oid)))))";
 
 struct maskcol {
     uint32_t rel;
@@ -132,6 +160,7 @@ struct catalog {
     uint32_t *tainted; /* views refused whole */
     size_t n_tainted;
     struct names views, funcs, columns, row_funcs;
+    struct names operators, cast_types, write_refused; /* see the 'o', 'k', 'w' rows */
     struct maskview *cands; /* views that read masked columns, while a read resolves them */
     size_t n_cands, last;
 };
@@ -201,6 +230,24 @@ const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n)
 {
     *n = mc->cur.row_funcs.n;
     return (const char *const *)mc->cur.row_funcs.items;
+}
+
+const char *const *maskcat_user_operators(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->cur.operators.n;
+    return (const char *const *)mc->cur.operators.items;
+}
+
+const char *const *maskcat_user_cast_types(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->cur.cast_types.n;
+    return (const char *const *)mc->cur.cast_types.items;
+}
+
+const char *const *maskcat_write_refused(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->cur.write_refused.n;
+    return (const char *const *)mc->cur.write_refused.items;
 }
 
 /* The distinct table names (view_columns: resolved views' column names) of masked columns
@@ -340,6 +387,9 @@ static void catalog_free(struct catalog *k)
     names_free(&k->funcs);
     names_free(&k->columns);
     names_free(&k->row_funcs);
+    names_free(&k->operators);
+    names_free(&k->cast_types);
+    names_free(&k->write_refused);
     for (size_t i = 0; i < k->n_cands; i++)
         maskview_free(&k->cands[i]);
     free(k->cands);
@@ -389,6 +439,9 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
     case 'a': return take_view_row(k, kind[0], rel, attnum, name);
     case 't': return names_add(&k->columns, name);
     case 'r': return names_add(&k->row_funcs, name);
+    case 'o': return names_add(&k->operators, name);
+    case 'k': return names_add(&k->cast_types, name);
+    case 'w': return names_add(&k->write_refused, name);
     default: return names_add(&k->funcs, name);
     }
 }

@@ -57,6 +57,12 @@ const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n
  * functions and string types that can be applied to a whole row (row.name). */
 const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n);
 const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n);
+/* Operators and cast target types that run a function defined outside pg_catalog (the
+ * guard refuses them: the function is called without being named), and tables whose writes
+ * run one (rules, user triggers, defaults, generated columns, constraints: writes refused). */
+const char *const *maskcat_user_operators(const struct maskcat *mc, size_t *n);
+const char *const *maskcat_user_cast_types(const struct maskcat *mc, size_t *n);
+const char *const *maskcat_write_refused(const struct maskcat *mc, size_t *n);
 /* The distinct names of tables (children and partitions included, and resolved views)
  * holding a column of a rule with applies[rule] set, at most max, into out (pointers valid
  * as the names above). */
