@@ -19,8 +19,6 @@
 #include "sqlinfo.h"
 #include "textcache.h"
 
-/* Parse trees of hostile text can be deep; this bounds our recursion (Node wrappers count). */
-#define MAX_DEPTH 2000
 /* Rounds of alias discovery: each one repeats the whole check with the names learnt so far. */
 #define MAX_PASSES 16
 /* Tests of masked columns against constants (in WHERE, ON, HAVING) one statement text may make:
@@ -135,10 +133,6 @@
 #define WHY_PREPARE_TESTS                                                                          \
     "PREPARE of a statement that tests masked column \"%.63s\" is not allowed: prepare "           \
     "statements that test masked columns through the protocol (Parse), not SQL PREPARE"
-#define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
-#define WHY_COMPLEX                                                                                \
-    "statement refused: too complex for the masking guard (nested too deeply or too many "         \
-    "aliases); simplify it"
 
 /* Built-in and common extension functions that run SQL text or read whole tables or cursors by
  * name, out of the guard's sight (every name starting with one of these). */
@@ -163,32 +157,6 @@ const char *const *masksql_stats_relations(size_t *n)
     *n = COUNT(stats_relations);
     return stats_relations;
 }
-
-/* Functions of a whole row that attribute notation (c.row_to_json) would call on a row, besides
- * the catalog's (policy row_functions). */
-static const char *const row_functions[] = {
-    "row_to_json",        "to_json",
-    "to_jsonb",           "json_build_array",
-    "jsonb_build_array",  "json_build_object",
-    "jsonb_build_object", "concat",
-    "concat_ws",          "format",
-    "quote_literal",      "quote_nullable",
-    "quote_ident",        "record_send",
-    "record_out",         "hstore",
-    "hash_record",        "pg_column_size",
-    "num_nulls",          "num_nonnulls",
-    "array_to_string",    "array_agg",
-    "json_agg",           "jsonb_agg",
-    "string_agg",         "to_tsvector",
-};
-
-/* Types that attribute notation (c.text) would cast a whole row to. */
-static const char *const row_casts[] = {
-    "text", "varchar", "bpchar", "name", "char", "json", "jsonb", "xml", "bytea",
-};
-
-/* System columns: q.ctid is a column of any table q, never a call. */
-static const char *const system_columns[] = {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"};
 
 /* Comparison operators a masked column may be a direct operand of in a predicate. */
 static const char *const comparisons[] = {
@@ -224,64 +192,8 @@ static const char *const planner_settings[] = {
     "recursive_worktable_factor",
 };
 
-/* ---- the check ---- */
-
-/* Where a node sits: AT_PRED directly in a predicate, alone or compared only with constants (a
- * masked column may stand there plainly), AT_CMP directly in a predicate compared with anything
- * else (a masked column may not), UNDER_PRED anywhere below a predicate, sort or grouping
- * position (for strict_predicates), IN_SORT anywhere in a sort, grouping, DISTINCT ON or window
- * key (a masked column may not be there at all). AT_PRED and AT_CMP never come together.
- * SCOPE_TESTS marks a query whose WHERE, ON and HAVING may test masked columns against
- * constants: a statement's own SELECT, UPDATE or DELETE (also under EXPLAIN, PREPARE, DECLARE,
- * INSERT ... SELECT, CREATE TABLE AS, COPY (query)) and the subqueries of their FROM, WITH,
- * set operations, WHERE, ON and HAVING; TESTS_OK marks a predicate of such a clause, where a
- * masked column may be tested (each test counted, MAX_TESTS a text). Both are passed down only
- * where granted: anything else (select lists, FILTER, windows, function arguments, LIMIT,
- * views, MERGE, ON CONFLICT) drops them. */
-enum {
-    AT_PRED = 1,
-    UNDER_PRED = 2,
-    AT_CMP = 4,
-    IN_SORT = 8,
-    SCOPE_TESTS = 16,
-    TESTS_OK = 32,
-    AT_ANY = AT_PRED | AT_CMP,
-    STICKY = UNDER_PRED | IN_SORT,   /* kept everywhere below */
-    SCOPE = STICKY | SCOPE_TESTS,    /* kept in a query's FROM items, CTEs and set arms */
-    KEPT = SCOPE | TESTS_OK,         /* kept by a predicate's connectives */
-    SORT_KEY = UNDER_PRED | IN_SORT, /* the position of sort and grouping keys */
-};
-
-/* What a SELECT's target list is: output positions (values reach the client with their origin),
- * a set operation's arm, the operand of a predicate sublink compared only with constants, or
- * with anything else, EXISTS's, or anything else. */
-enum sel { SEL_OUTPUT, SEL_PLAIN, SEL_SETOP, SEL_PRED, SEL_CMP, SEL_EXISTS };
-
-/* How a column reference is used: as an output entry, a sublink's output entry compared with
- * constants, an EXISTS target, directly in a predicate (compared with constants), compared with
- * anything else, or in any other expression. */
-enum use { USE_OUTPUT, USE_SUBLINK, USE_EXISTS, USE_PRED, USE_CMP, USE_EXPR };
-
-struct ctx {
-    const struct masksql_policy *p;
-    struct masksql_verdict *out;
-    struct nameset row_calls;  /* the policy's row_functions, hashed */
-    struct nameset table_cols; /* the policy's table_columns, hashed */
-    struct nameset aliases;    /* names that expose a masked column (besides the policy's) */
-    struct nameset rows;       /* relations, aliases, subqueries, CTEs: names of whole rows */
-    struct rowmap quals;       /* what those names are made of, for q.x */
-    const char *table;         /* the first masked table the statement names, or NULL */
-    bool grew;                 /* a set grew in this pass: the check must run again */
-    int depth;
-    int tests;          /* tests of masked columns seen by this pass over the statement */
-    int tests_done;     /* those of the text's earlier statements */
-    const char *tested; /* the masked column (or table, for *) tested last, for messages */
-};
-
-typedef void (*visit_fn)(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
-
 /* Refuses with fmt; the first reason is kept. */
-__attribute__((format(printf, 2, 3))) static void refuse(struct ctx *c, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) void msql_refuse(struct ctx *c, const char *fmt, ...)
 {
     if (c->out->refuse)
         return;
@@ -293,41 +205,30 @@ __attribute__((format(printf, 2, 3))) static void refuse(struct ctx *c, const ch
 }
 
 /* Adds name to set s, noting growth (which calls for another pass). */
-static void learn(struct ctx *c, struct nameset *s, const char *name)
+void msql_learn(struct ctx *c, struct nameset *s, const char *name)
 {
     int r = name && *name ? nameset_add(s, name) : 0;
     if (r < 0)
-        refuse(c, WHY_MEMORY);
+        msql_refuse(c, WHY_MEMORY);
     else if (r > 0)
         c->grew = true;
 }
 
-static bool is_masked(const struct ctx *c, const char *name)
+bool msql_is_masked(const struct ctx *c, const char *name)
 {
     return in_list(c->p->columns, c->p->n_columns, name) || nameset_has(&c->aliases, name);
 }
 
-static bool is_masked_table(const struct ctx *c, const char *name)
+bool msql_is_masked_table(const struct ctx *c, const char *name)
 {
     return in_list(c->p->tables, c->p->n_tables, name);
 }
 
-static const char *str_of(const PgQuery__Node *n)
-{
-    return n && n->node_case == PG_QUERY__NODE__NODE_STRING && n->string->sval ? n->string->sval
-                                                                               : NULL;
-}
-
-static bool is_star(const PgQuery__Node *n)
-{
-    return n && n->node_case == PG_QUERY__NODE__NODE_A_STAR;
-}
-
-static bool enter(struct ctx *c)
+bool msql_enter(struct ctx *c)
 {
     if (++c->depth <= MAX_DEPTH)
         return true;
-    refuse(c, WHY_COMPLEX);
+    msql_refuse(c, WHY_COMPLEX);
     return false;
 }
 
@@ -344,233 +245,10 @@ static void each_one(void *arg, const ProtobufCMessage *child)
 }
 
 /* Calls fn(c, child, flags) for every message held by m, items of repeated fields included. */
-static void each_child(struct ctx *c, const ProtobufCMessage *m, unsigned flags, visit_fn fn)
+void msql_each_child(struct ctx *c, const ProtobufCMessage *m, unsigned flags, visit_fn fn)
 {
     struct each e = {c, flags, fn};
     sqlinfo_each_child(m, each_one, &e);
-}
-
-static void check(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
-
-static void check_node(struct ctx *c, const PgQuery__Node *n, unsigned flags)
-{
-    check(c, n ? &n->base : NULL, flags);
-}
-
-static void check_list(struct ctx *c, PgQuery__Node *const *v, size_t n, unsigned flags)
-{
-    for (size_t i = 0; i < n; i++)
-        check_node(c, v[i], flags);
-}
-
-/* ---- names the statement defines (gathered before the check) ---- */
-
-static bool is_set_operation(const PgQuery__SelectStmt *s)
-{
-    return s->op != PG_QUERY__SET_OPERATION__SETOP_NONE &&
-           s->op != PG_QUERY__SET_OPERATION__SET_OPERATION_UNDEFINED;
-}
-
-static void note_alias(struct ctx *c, const PgQuery__Alias *a)
-{
-    if (a)
-        learn(c, &c->rows, a->aliasname);
-}
-
-/* The entry for a FROM item's name, or NULL (no name; out of memory: refused). */
-static struct rowinfo *qual_info(struct ctx *c, const char *name)
-{
-    struct rowinfo *info = name && *name ? rowmap_add(&c->quals, name) : NULL;
-    if (name && *name && !info)
-        refuse(c, WHY_MEMORY);
-    return info;
-}
-
-/* Narrows what name is made of to the names in set: its columns are among them. */
-static void note_listed(struct ctx *c, const char *name, const struct nameset *set)
-{
-    struct rowinfo *info = qual_info(c, name);
-    if (info && rowinfo_list(info, set) < 0)
-        refuse(c, WHY_MEMORY);
-}
-
-/* An alias's column list (t AS a(x, y)) renames the first columns: a name it moves away may
- * no longer be a column, so only the listed names are known columns. */
-static void note_renames(struct ctx *c, const char *name, PgQuery__Node *const *colnames, size_t n)
-{
-    struct nameset set = {0};
-    if (n == 0)
-        return;
-    for (size_t i = 0; i < n; i++)
-        if (str_of(colnames[i]) && nameset_add(&set, str_of(colnames[i])) < 0)
-            refuse(c, WHY_MEMORY);
-    note_listed(c, name, &set);
-    nameset_clear(&set);
-}
-
-/* The target list that names a query's outputs (the first arm of a set operation, a
- * data-modifying statement's RETURNING), in *list and *n; false when they cannot be told. */
-static bool output_list(const PgQuery__Node *q, PgQuery__Node *const **list, size_t *n)
-{
-    const PgQuery__SelectStmt *s =
-        q && q->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ? q->select_stmt : NULL;
-    while (s && is_set_operation(s) && s->larg)
-        s = s->larg;
-    *list = NULL;
-    *n = 0;
-    if (s) {
-        *list = s->target_list;
-        *n = s->n_target_list;
-    } else if (q && q->node_case == PG_QUERY__NODE__NODE_INSERT_STMT) {
-        *list = q->insert_stmt->returning_list;
-        *n = q->insert_stmt->n_returning_list;
-    } else if (q && q->node_case == PG_QUERY__NODE__NODE_UPDATE_STMT) {
-        *list = q->update_stmt->returning_list;
-        *n = q->update_stmt->n_returning_list;
-    } else if (q && q->node_case == PG_QUERY__NODE__NODE_DELETE_STMT) {
-        *list = q->delete_stmt->returning_list;
-        *n = q->delete_stmt->n_returning_list;
-    } else {
-        return false;
-    }
-    return true;
-}
-
-/* The name a target-list entry gives its output (its alias, or a plain column reference's
- * column), or NULL; *star set when it is a *. */
-static const char *output_name(const PgQuery__Node *t, bool *star)
-{
-    if (!t || t->node_case != PG_QUERY__NODE__NODE_RES_TARGET)
-        return NULL;
-    const PgQuery__ResTarget *rt = t->res_target;
-    const PgQuery__Node *v = rt->val;
-    if (v && v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF && v->column_ref->n_fields &&
-        is_star(v->column_ref->fields[v->column_ref->n_fields - 1]))
-        *star = true;
-    if (rt->name && *rt->name)
-        return rt->name;
-    if (!v || v->node_case != PG_QUERY__NODE__NODE_COLUMN_REF || !v->column_ref->n_fields)
-        return NULL;
-    return str_of(v->column_ref->fields[v->column_ref->n_fields - 1]);
-}
-
-/* Notes what the subquery or CTE name is made of: query q's output names, the first renamed by
- * colnames. With a * among them (or outputs that cannot be told) its columns are known only as
- * the masked tables' (and the renamed ones). */
-static void note_outputs(struct ctx *c, const char *name, const PgQuery__Node *q,
-                         PgQuery__Node *const *colnames, size_t n_colnames)
-{
-    PgQuery__Node *const *list;
-    size_t n;
-    bool star = false, known = output_list(q, &list, &n);
-    struct nameset outs = {0};
-    for (size_t i = 0; i < n_colnames; i++)
-        if (str_of(colnames[i]) && nameset_add(&outs, str_of(colnames[i])) < 0)
-            refuse(c, WHY_MEMORY);
-    for (size_t i = 0; i < n; i++) {
-        const char *out = output_name(list[i], &star);
-        if (i >= n_colnames && out && nameset_add(&outs, out) < 0)
-            refuse(c, WHY_MEMORY);
-    }
-    struct rowinfo *info = qual_info(c, name);
-    if (info && (star || !known))
-        info->wide = true;
-    if (info && (!(star || !known) || n_colnames > 0))
-        note_listed(c, name, &outs);
-    nameset_clear(&outs);
-}
-
-/* A relation, maybe aliased: FROM x AS y, where x may be a CTE, makes y what x is made of. */
-static void note_range_var(struct ctx *c, const PgQuery__RangeVar *r)
-{
-    bool masked = r->relname && is_masked_table(c, r->relname);
-    const char *alias = r->alias ? r->alias->aliasname : NULL;
-    struct rowinfo *info;
-    learn(c, &c->rows, r->relname);
-    note_alias(c, r->alias);
-    if (masked && !c->table)
-        c->table = r->relname;
-    if ((info = qual_info(c, r->relname)))
-        info->masked_table |= masked;
-    if (!alias || !(info = qual_info(c, alias)))
-        return;
-    info->masked_table |= masked;
-    if (r->relname && !(r->schemaname && *r->schemaname))
-        rowinfo_link(info, r->relname);
-    note_renames(c, alias, r->alias->colnames, r->alias->n_colnames);
-}
-
-/* RETURNING old and new (PostgreSQL 18), ON CONFLICT's excluded: rows of a target table. */
-static void note_target(struct ctx *c, const PgQuery__RangeVar *r)
-{
-    static const char *const pseudo[] = {"old", "new", "excluded"};
-    struct rowinfo *info;
-    if (!r || !r->relname || !is_masked_table(c, r->relname))
-        return;
-    for (size_t i = 0; i < COUNT(pseudo); i++) {
-        learn(c, &c->rows, pseudo[i]);
-        if ((info = qual_info(c, pseudo[i])))
-            info->masked_table = true;
-    }
-}
-
-static void note_join(struct ctx *c, const PgQuery__JoinExpr *j)
-{
-    const PgQuery__Alias *aliases[] = {j->alias, j->join_using_alias};
-    struct rowinfo *info;
-    for (size_t i = 0; i < COUNT(aliases); i++) {
-        if (!aliases[i])
-            continue;
-        note_alias(c, aliases[i]);
-        if ((info = qual_info(c, aliases[i]->aliasname)))
-            info->wide = true;
-        note_renames(c, aliases[i]->aliasname, aliases[i]->colnames, aliases[i]->n_colnames);
-    }
-}
-
-/* Notes the whole-row names m defines, what they are made of, and whether it names a masked
- * table. Aliases of functions in FROM are not whole-row names here: their arguments are checked
- * as expressions. */
-static void note_names(struct ctx *c, const ProtobufCMessage *m)
-{
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (d == &pg_query__range_var__descriptor) {
-        note_range_var(c, (const PgQuery__RangeVar *)m);
-    } else if (d == &pg_query__range_subselect__descriptor) {
-        const PgQuery__RangeSubselect *r = (const PgQuery__RangeSubselect *)m;
-        note_alias(c, r->alias);
-        if (r->alias)
-            note_outputs(c, r->alias->aliasname, r->subquery, r->alias->colnames,
-                         r->alias->n_colnames);
-    } else if (d == &pg_query__common_table_expr__descriptor) {
-        const PgQuery__CommonTableExpr *e = (const PgQuery__CommonTableExpr *)m;
-        learn(c, &c->rows, e->ctename);
-        note_outputs(c, e->ctename, e->ctequery, e->aliascolnames, e->n_aliascolnames);
-    } else if (d == &pg_query__join_expr__descriptor) {
-        note_join(c, (const PgQuery__JoinExpr *)m);
-    } else if (d == &pg_query__range_table_func__descriptor) {
-        note_alias(c, ((const PgQuery__RangeTableFunc *)m)->alias);
-    } else if (d == &pg_query__insert_stmt__descriptor) {
-        note_target(c, ((const PgQuery__InsertStmt *)m)->relation);
-    } else if (d == &pg_query__update_stmt__descriptor) {
-        note_target(c, ((const PgQuery__UpdateStmt *)m)->relation);
-    } else if (d == &pg_query__delete_stmt__descriptor) {
-        note_target(c, ((const PgQuery__DeleteStmt *)m)->relation);
-    } else if (d == &pg_query__merge_stmt__descriptor) {
-        note_target(c, ((const PgQuery__MergeStmt *)m)->relation);
-    }
-}
-
-/* Whole-row names, what they are made of and the masked tables the statement below m names. */
-static void collect(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
-{
-    if (c->out->refuse)
-        return;
-    if (enter(c)) {
-        note_names(c, m);
-        each_child(c, m, flags, collect);
-    }
-    c->depth--;
 }
 
 /* ---- column references ---- */
@@ -583,55 +261,13 @@ static bool is_user_function(const struct ctx *c, const char *name)
            !in_list(p->functions_allowed, p->n_functions_allowed, name);
 }
 
-/* Could x applied to a whole row be a call: a function or type of whole rows (the catalog's,
- * ours, a masked table's row type)? */
-static bool applies_to_rows(const struct ctx *c, const char *x)
-{
-    return nameset_has(&c->row_calls, x) || in_list(row_functions, COUNT(row_functions), x) ||
-           in_list(row_casts, COUNT(row_casts), x) || is_masked_table(c, x);
-}
-
-/* Does x pass the constraints of the FROM items named like q themselves? */
-static bool meets(const struct ctx *c, const struct rowinfo *q, const char *x)
-{
-    return (!(q->masked_table || q->wide) || nameset_has(&c->table_cols, x)) &&
-           (!q->listed || nameset_has(&q->cols, x));
-}
-
-/* Is x known to be a column of every FROM item named like q (and of what its aliases name)? */
-static bool is_column_of(const struct ctx *c, const struct rowinfo *q, const char *x)
-{
-    if (q->opaque || !meets(c, q, x))
-        return false;
-    for (size_t i = 0; i < q->n_links; i++) {
-        const struct rowinfo *named = rowmap_get(&c->quals, q->links[i]);
-        if (named && !meets(c, named, x))
-            return false;
-    }
-    return true;
-}
-
-/* qual.x where qual names a FROM item: PostgreSQL reads it as the call x(qual) of the whole row
- * when x is not a column of qual. Could it be one, in a statement over a masked table? Over a
- * masked table, with the catalog's columns known, any other name is taken for a call. */
-static bool is_row_call(const struct ctx *c, const char *qual, const char *x)
-{
-    const struct rowinfo *q = c->table && x ? rowmap_get(&c->quals, qual) : NULL;
-    if (!q)
-        return false;
-    if (applies_to_rows(c, x))
-        return !is_column_of(c, q, x);
-    return q->masked_table && c->p->n_table_columns > 0 &&
-           !in_list(system_columns, COUNT(system_columns), x) && !is_column_of(c, q, x);
-}
-
 /* One more test of a masked column (name) against constants: refused past MAX_TESTS in the
  * statement text. */
 static void count_test(struct ctx *c, const char *name)
 {
     c->tested = name;
     if (c->tests_done + ++c->tests > MAX_TESTS)
-        refuse(c, WHY_TESTS, name, MAX_TESTS);
+        msql_refuse(c, WHY_TESTS, name, MAX_TESTS);
 }
 
 /* A * (qual.* or bare) used as use: EXISTS (SELECT * ...) only tests for rows; IN (SELECT *
@@ -642,7 +278,7 @@ static void check_star(struct ctx *c, enum use use, unsigned flags)
         return;
     if (use == USE_EXPR || use == USE_PRED || use == USE_CMP || (flags & IN_SORT) ||
         (use == USE_SUBLINK && (c->p->strict_predicates || !(flags & TESTS_OK))))
-        refuse(c, WHY_STAR, c->table);
+        msql_refuse(c, WHY_STAR, c->table);
     else if (use == USE_SUBLINK)
         count_test(c, c->table);
 }
@@ -654,17 +290,17 @@ static void check_masked_use(struct ctx *c, const char *name, enum use use, unsi
     if (use == USE_OUTPUT)
         return;
     if (c->p->strict_predicates && (flags & UNDER_PRED))
-        refuse(c, WHY_STRICT, name);
+        msql_refuse(c, WHY_STRICT, name);
     else if (flags & IN_SORT)
-        refuse(c, WHY_SORT, name);
+        msql_refuse(c, WHY_SORT, name);
     else if (use == USE_EXPR)
-        refuse(c, (flags & UNDER_PRED) ? WHY_PRED : WHY_EXPR, name);
+        msql_refuse(c, (flags & UNDER_PRED) ? WHY_PRED : WHY_EXPR, name);
     else if (use == USE_CMP)
-        refuse(c, WHY_COMPARE, name);
+        msql_refuse(c, WHY_COMPARE, name);
     else if (use == USE_EXISTS)
         return;
     else if (!(flags & TESTS_OK))
-        refuse(c, WHY_TEST_PLACE, name);
+        msql_refuse(c, WHY_TEST_PLACE, name);
     else
         count_test(c, name);
 }
@@ -678,14 +314,14 @@ static void check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum us
     const char *last = str_of(lastn);
     const char *qual = r->n_fields > 1 ? str_of(r->fields[r->n_fields - 2]) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
-        refuse(c, WHY_ROW, last);
+        msql_refuse(c, WHY_ROW, last);
     else if (qual && last && is_user_function(c, last))
-        refuse(c, WHY_FUNCTION, last);
-    else if (qual && is_row_call(c, qual, last))
-        refuse(c, WHY_ROW_CALL, qual, last, qual, last, qual);
+        msql_refuse(c, WHY_FUNCTION, last);
+    else if (qual && msql_is_row_call(c, qual, last))
+        msql_refuse(c, WHY_ROW_CALL, qual, last, qual, last, qual);
     else if (is_star(lastn))
         check_star(c, use, flags);
-    else if (last && is_masked(c, last))
+    else if (last && msql_is_masked(c, last))
         check_masked_use(c, last, use, flags);
 }
 
@@ -695,7 +331,7 @@ static bool ref_exposes_masked(const struct ctx *c, const PgQuery__ColumnRef *r)
     if (r->n_fields == 0)
         return false;
     const PgQuery__Node *last = r->fields[r->n_fields - 1];
-    return is_star(last) ? c->table != NULL : is_masked(c, str_of(last));
+    return is_star(last) ? c->table != NULL : msql_is_masked(c, str_of(last));
 }
 
 /* ---- SELECT ---- */
@@ -731,7 +367,7 @@ static void check_target(struct ctx *c, const PgQuery__Node *n, enum sel role, u
     if (v && v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF) {
         check_column_ref(c, v->column_ref, uses[role], vflags);
         if (role == SEL_OUTPUT && rt->name && *rt->name && ref_exposes_masked(c, v->column_ref))
-            learn(c, &c->aliases, rt->name);
+            msql_learn(c, &c->aliases, rt->name);
     } else {
         check_node(c, v, vflags);
     }
@@ -771,7 +407,7 @@ static void learn_colnames(struct ctx *c, PgQuery__Node *const *names, size_t n,
     if (n == 0 || !outputs_masked(c, q))
         return;
     for (size_t i = 0; i < n; i++)
-        learn(c, &c->aliases, str_of(names[i]));
+        msql_learn(c, &c->aliases, str_of(names[i]));
 }
 
 /* The position of a WHERE, ON or HAVING clause of a query in position flags: tests of masked
@@ -800,7 +436,7 @@ static const char *masked_ordinal(const struct ctx *c, const PgQuery__SelectStmt
             return c->table;
         }
         if ((size_t)k == i + 1)
-            return last && is_masked(c, str_of(last)) ? str_of(last) : NULL;
+            return last && msql_is_masked(c, str_of(last)) ? str_of(last) : NULL;
     }
     return NULL;
 }
@@ -860,7 +496,7 @@ static void check_key_target(struct ctx *c, const PgQuery__SelectStmt *s, const 
     default: break;
     }
     if (masked)
-        refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
+        msql_refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
 }
 
 /* s's sort, grouping and DISTINCT keys that name masked outputs; a plain DISTINCT (an empty
@@ -881,7 +517,7 @@ static void check_key_targets(struct ctx *c, const PgQuery__SelectStmt *s)
             bool star = false;
             const char *masked = masked_ordinal(c, s, (int64_t)j + 1, &star);
             if (masked) {
-                refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
+                msql_refuse(c, star ? WHY_SORT_STAR : WHY_SORT, masked);
                 break;
             }
         }
@@ -910,16 +546,16 @@ static void check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel r
     unsigned under = flags & STICKY;
     if (!s || c->out->refuse)
         return;
-    if (!enter(c)) {
+    if (!msql_enter(c)) {
         c->depth--;
         return;
     }
     if (s->into_clause) { /* SELECT INTO stores the values in a table */
         role = SEL_PLAIN;
-        check(c, &s->into_clause->base, under);
+        msql_check(c, &s->into_clause->base, under);
     }
     if (s->with_clause)
-        check(c, &s->with_clause->base, flags & SCOPE);
+        msql_check(c, &s->with_clause->base, flags & SCOPE);
     if (is_set_operation(s)) { /* PostgreSQL reports no column origin through these */
         check_select(c, s->larg, SEL_SETOP, flags & SCOPE);
         check_select(c, s->rarg, SEL_SETOP, flags & SCOPE);
@@ -1118,9 +754,9 @@ static void check_set_config(struct ctx *c, const PgQuery__FuncCall *f)
 {
     const char *setting = setting_of(f);
     if (!setting)
-        refuse(c, WHY_SETTING_NAME);
+        msql_refuse(c, WHY_SETTING_NAME);
     else if (is_planner_setting(setting))
-        refuse(c, WHY_PLANNER, setting);
+        msql_refuse(c, WHY_PLANNER, setting);
 }
 
 static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1131,9 +767,9 @@ static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned f
     const char *schema = n > 1 ? str_of(f->funcname[n - 2]) : NULL;
     unsigned under = flags & STICKY;
     if (is_table_reader(name))
-        refuse(c, WHY_READER, name);
+        msql_refuse(c, WHY_READER, name);
     else if (name && !function_allowed(c, schema, name))
-        refuse(c, WHY_FUNCTION, name);
+        msql_refuse(c, WHY_FUNCTION, name);
     else if (name && strcasecmp(name, "set_config") == 0)
         check_set_config(c, f);
     check_list(c, f->args, f->n_args, under);
@@ -1141,7 +777,7 @@ static void check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned f
     /* FILTER is a predicate, but no place for tests: one SELECT could make hundreds */
     check_node(c, f->agg_filter, AT_PRED | UNDER_PRED | (flags & IN_SORT));
     if (f->over)
-        check(c, &f->over->base, under);
+        msql_check(c, &f->over->base, under);
 }
 
 /* A window's partitions and order are sort and grouping keys; its frame offsets expressions. */
@@ -1171,11 +807,11 @@ static void check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned
     for (size_t i = 0; i < a->n_indirection; i++) {
         const PgQuery__Node *x = a->indirection[i];
         const char *field = str_of(x);
-        if (field && is_masked(c, field))
-            refuse(c, WHY_EXPR, field);
+        if (field && msql_is_masked(c, field))
+            msql_refuse(c, WHY_EXPR, field);
         else if ((field || is_star(x)) && c->table && a->arg &&
                  a->arg->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
-            refuse(c, WHY_ROW, row_name(a->arg->column_ref));
+            msql_refuse(c, WHY_ROW, row_name(a->arg->column_ref));
     }
     check_list(c, a->indirection, a->n_indirection, under);
 }
@@ -1233,12 +869,12 @@ static void check_range_var(struct ctx *c, const ProtobufCMessage *m, unsigned f
     if (!r->relname)
         return;
     if (in_list(p->refused_relations, p->n_refused_relations, r->relname))
-        refuse(c, WHY_VIEW, r->relname);
+        msql_refuse(c, WHY_VIEW, r->relname);
     else if (in_list(stats_relations, COUNT(stats_relations), r->relname))
-        refuse(c, WHY_STATS, r->relname);
+        msql_refuse(c, WHY_STATS, r->relname);
     if (r->alias && c->table) /* customers AS c(a, b, e) renames its columns */
         for (size_t i = 0; i < r->alias->n_colnames; i++)
-            learn(c, &c->aliases, str_of(r->alias->colnames[i]));
+            msql_learn(c, &c->aliases, str_of(r->alias->colnames[i]));
 }
 
 static void check_range_subselect(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1253,8 +889,8 @@ static void check_range_subselect(struct ctx *c, const ProtobufCMessage *m, unsi
 static void check_key_names(struct ctx *c, PgQuery__Node *const *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (is_masked(c, str_of(v[i])))
-            refuse(c, WHY_SORT, str_of(v[i]));
+        if (msql_is_masked(c, str_of(v[i])))
+            msql_refuse(c, WHY_SORT, str_of(v[i]));
 }
 
 static void check_cte(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1285,14 +921,14 @@ static void check_join_merges(struct ctx *c, const PgQuery__JoinExpr *j)
 {
     for (size_t i = 0; i < j->n_using_clause; i++) {
         const char *name = str_of(j->using_clause[i]);
-        if (is_masked(c, name))
-            refuse(c, c->p->strict_predicates ? WHY_STRICT : WHY_USING, name);
+        if (msql_is_masked(c, name))
+            msql_refuse(c, c->p->strict_predicates ? WHY_STRICT : WHY_USING, name);
     }
     if (j->is_natural && c->table) {
         if (c->p->strict_predicates)
-            refuse(c, WHY_STRICT, "NATURAL JOIN");
+            msql_refuse(c, WHY_STRICT, "NATURAL JOIN");
         else
-            refuse(c, WHY_NATURAL, c->table);
+            msql_refuse(c, WHY_NATURAL, c->table);
     }
 }
 
@@ -1304,7 +940,7 @@ static void check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     check_join_merges(c, j);
     if (j->alias && c->table) /* (a JOIN b) AS j(x, y) renames the columns */
         for (size_t i = 0; i < j->alias->n_colnames; i++)
-            learn(c, &c->aliases, str_of(j->alias->colnames[i]));
+            msql_learn(c, &c->aliases, str_of(j->alias->colnames[i]));
     check_node(c, j->quals, filter_flags(flags));
 }
 
@@ -1323,7 +959,7 @@ static bool conflicts_on_unmasked(const struct ctx *c, const PgQuery__OnConflict
         const PgQuery__Node *n = in->index_elems[i];
         const PgQuery__IndexElem *e =
             n && n->node_case == PG_QUERY__NODE__NODE_INDEX_ELEM ? n->index_elem : NULL;
-        if (!e || e->expr || !e->name || is_masked(c, e->name))
+        if (!e || e->expr || !e->name || msql_is_masked(c, e->name))
             return false;
     }
     return true;
@@ -1336,7 +972,7 @@ static const char *written_masked(const struct ctx *c, PgQuery__Node *const *v, 
         const PgQuery__Node *t = v[i];
         const char *name =
             t && t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->name : NULL;
-        if (name && is_masked(c, name))
+        if (name && msql_is_masked(c, name))
             return name;
     }
     return NULL;
@@ -1345,9 +981,9 @@ static const char *written_masked(const struct ctx *c, PgQuery__Node *const *v, 
 /* Refuses writing a masked column of rel (a masked table) through the targets v (n of them). */
 static void check_written(struct ctx *c, const char *rel, PgQuery__Node *const *v, size_t n)
 {
-    const char *col = rel && is_masked_table(c, rel) ? written_masked(c, v, n) : NULL;
+    const char *col = rel && msql_is_masked_table(c, rel) ? written_masked(c, v, n) : NULL;
     if (col)
-        refuse(c, WHY_WRITE, col, rel);
+        msql_refuse(c, WHY_WRITE, col, rel);
 }
 
 static void check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1355,25 +991,25 @@ static void check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flag
     const PgQuery__InsertStmt *s = (const PgQuery__InsertStmt *)m;
     unsigned under = flags & STICKY;
     const char *target = s->relation ? s->relation->relname : NULL;
-    if (target && is_masked_table(c, target) && s->n_cols == 0) /* every column, DEFAULT too */
-        refuse(c, WHY_WRITE_ALL, target);
+    if (target && msql_is_masked_table(c, target) && s->n_cols == 0) /* every column, DEFAULT too */
+        msql_refuse(c, WHY_WRITE_ALL, target);
     check_written(c, target, s->cols, s->n_cols);
     if (s->on_conflict_clause)
         check_written(c, target, s->on_conflict_clause->target_list,
                       s->on_conflict_clause->n_target_list);
     if (s->with_clause)
-        check(c, &s->with_clause->base, flags & SCOPE);
+        msql_check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
-        check(c, &s->relation->base, under);
+        msql_check(c, &s->relation->base, under);
     check_list(c, s->cols, s->n_cols, under);     /* names written: only their subscripts read */
     check_node(c, s->select_stmt, flags & SCOPE); /* a plain SELECT: its values are stored */
     const PgQuery__OnConflictClause *oc = s->on_conflict_clause;
     const char *rel = s->relation ? s->relation->relname : NULL;
-    if (oc && rel && is_masked_table(c, rel) && !conflicts_on_unmasked(c, oc))
-        refuse(c, WHY_CONFLICT, rel);
+    if (oc && rel && msql_is_masked_table(c, rel) && !conflicts_on_unmasked(c, oc))
+        msql_refuse(c, WHY_CONFLICT, rel);
     if (oc) { /* predicates, but no place for tests */
         if (oc->infer)
-            check(c, &oc->infer->base, under);
+            msql_check(c, &oc->infer->base, under);
         check_list(c, oc->target_list, oc->n_target_list, under);
         check_node(c, oc->where_clause, AT_PRED | UNDER_PRED);
     }
@@ -1387,9 +1023,9 @@ static void check_update(struct ctx *c, const ProtobufCMessage *m, unsigned flag
     /* SET (a, b) = ... is a target per column */
     check_written(c, s->relation ? s->relation->relname : NULL, s->target_list, s->n_target_list);
     if (s->with_clause)
-        check(c, &s->with_clause->base, flags & SCOPE);
+        msql_check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
-        check(c, &s->relation->base, under);
+        msql_check(c, &s->relation->base, under);
     check_list(c, s->from_clause, s->n_from_clause, flags & SCOPE);
     check_list(c, s->target_list, s->n_target_list, under); /* SET names are written, not read */
     check_node(c, s->where_clause, filter_flags(flags));
@@ -1401,9 +1037,9 @@ static void check_delete(struct ctx *c, const ProtobufCMessage *m, unsigned flag
     const PgQuery__DeleteStmt *s = (const PgQuery__DeleteStmt *)m;
     unsigned under = flags & STICKY;
     if (s->with_clause)
-        check(c, &s->with_clause->base, flags & SCOPE);
+        msql_check(c, &s->with_clause->base, flags & SCOPE);
     if (s->relation)
-        check(c, &s->relation->base, under);
+        msql_check(c, &s->relation->base, under);
     check_list(c, s->using_clause, s->n_using_clause, flags & SCOPE);
     check_node(c, s->where_clause, filter_flags(flags));
     check_list(c, s->returning_list, s->n_returning_list, under);
@@ -1414,12 +1050,12 @@ static void check_merge(struct ctx *c, const ProtobufCMessage *m, unsigned flags
 {
     const PgQuery__MergeStmt *s = (const PgQuery__MergeStmt *)m;
     unsigned under = flags & STICKY;
-    if (s->relation && s->relation->relname && is_masked_table(c, s->relation->relname))
-        refuse(c, WHY_WRITE_MERGE, s->relation->relname);
+    if (s->relation && s->relation->relname && msql_is_masked_table(c, s->relation->relname))
+        msql_refuse(c, WHY_WRITE_MERGE, s->relation->relname);
     if (s->with_clause)
-        check(c, &s->with_clause->base, under);
+        msql_check(c, &s->with_clause->base, under);
     if (s->relation)
-        check(c, &s->relation->base, under);
+        msql_check(c, &s->relation->base, under);
     check_node(c, s->source_relation, under);
     check_node(c, s->join_condition, AT_PRED | UNDER_PRED);
     for (size_t i = 0; i < s->n_merge_when_clauses; i++) {
@@ -1439,7 +1075,7 @@ static bool copies_unmasked_columns(const struct ctx *c, const PgQuery__CopyStmt
     if (s->n_attlist == 0)
         return false;
     for (size_t i = 0; i < s->n_attlist; i++)
-        if (!str_of(s->attlist[i]) || is_masked(c, str_of(s->attlist[i])))
+        if (!str_of(s->attlist[i]) || msql_is_masked(c, str_of(s->attlist[i])))
             return false;
     return true;
 }
@@ -1451,14 +1087,14 @@ static void check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     const PgQuery__CopyStmt *s = (const PgQuery__CopyStmt *)m;
     const char *rel = s->relation ? s->relation->relname : NULL;
-    if (rel && is_masked_table(c, rel) && !copies_unmasked_columns(c, s)) {
+    if (rel && msql_is_masked_table(c, rel) && !copies_unmasked_columns(c, s)) {
         if (s->is_from)
-            refuse(c, WHY_WRITE_COPY, rel);
+            msql_refuse(c, WHY_WRITE_COPY, rel);
         else
-            refuse(c, WHY_COPY, rel, rel);
+            msql_refuse(c, WHY_COPY, rel, rel);
     }
     if (s->relation)
-        check(c, &s->relation->base, flags & STICKY);
+        msql_check(c, &s->relation->base, flags & STICKY);
     check_node(c, s->query, flags & SCOPE); /* its SELECT is no output position */
     check_node(c, s->where_clause, AT_PRED | UNDER_PRED);
 }
@@ -1467,10 +1103,10 @@ static void check_create_table_as(struct ctx *c, const ProtobufCMessage *m, unsi
 {
     const PgQuery__CreateTableAsStmt *s = (const PgQuery__CreateTableAsStmt *)m;
     if (s->query && s->query->node_case == PG_QUERY__NODE__NODE_EXECUTE_STMT)
-        refuse(c, WHY_CTAS_EXECUTE);
+        msql_refuse(c, WHY_CTAS_EXECUTE);
     check_node(c, s->query, flags & SCOPE); /* run once, now: its tests are counted */
     if (s->into)
-        check(c, &s->into->base, flags & STICKY);
+        msql_check(c, &s->into->base, flags & STICKY);
 }
 
 static void check_declare(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1485,7 +1121,7 @@ static void check_prepare(struct ctx *c, const ProtobufCMessage *m, unsigned fla
     int before = c->tests;
     check_query(c, ((const PgQuery__PrepareStmt *)m)->query, flags);
     if (c->tests > before)
-        refuse(c, WHY_PREPARE_TESTS, c->tested ? c->tested : "?");
+        msql_refuse(c, WHY_PREPARE_TESTS, c->tested ? c->tested : "?");
 }
 
 static void check_explain(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
@@ -1507,7 +1143,7 @@ static void search_table(void *arg, const ProtobufCMessage *m)
         return;
     if (m->descriptor == &pg_query__string__descriptor) {
         const char *s = ((const PgQuery__String *)m)->sval;
-        if (s && is_masked_table(ts->c, s))
+        if (s && msql_is_masked_table(ts->c, s))
             ts->found = s;
         return;
     }
@@ -1543,7 +1179,7 @@ static const char *changed_masked_table(const struct ctx *c, const ProtobufCMess
 {
     const PgQuery__RangeVar *r = changed_relation(m);
     struct table_search ts = {c, NULL, 0};
-    if (r && r->relname && is_masked_table(c, r->relname))
+    if (r && r->relname && msql_is_masked_table(c, r->relname))
         return r->relname;
     if (m->descriptor == &pg_query__drop_stmt__descriptor)
         sqlinfo_each_child(m, search_table, &ts);
@@ -1710,7 +1346,7 @@ static const char *any_masked_table(const struct ctx *c)
 
 static const char *masked_relation(const struct ctx *c, const PgQuery__RangeVar *r)
 {
-    return r && r->relname && is_masked_table(c, r->relname) ? r->relname : NULL;
+    return r && r->relname && msql_is_masked_table(c, r->relname) ? r->relname : NULL;
 }
 
 /* VACUUM / ANALYZE: the masked table it names, or any when it names none. */
@@ -1772,7 +1408,7 @@ static void check_create_table(struct ctx *c, const PgQuery__CreateStmt *s)
                             ? masked_relation(c, n->range_var)
                             : NULL;
         if (t)
-            refuse(c, WHY_WRITE_CHILD, t);
+            msql_refuse(c, WHY_WRITE_CHILD, t);
     }
     for (size_t i = 0; i < s->n_table_elts + s->n_constraints; i++) {
         PgQuery__Node *n =
@@ -1790,7 +1426,7 @@ static void check_create_table(struct ctx *c, const PgQuery__CreateStmt *s)
                                 ? masked_relation(c, k->constraint->pktable)
                                 : NULL;
             if (t)
-                refuse(c, WHY_FOREIGN_KEY, t);
+                msql_refuse(c, WHY_FOREIGN_KEY, t);
         }
     }
 }
@@ -1799,7 +1435,7 @@ static void check_create_table(struct ctx *c, const PgQuery__CreateStmt *s)
 static void check_variable_set(struct ctx *c, const PgQuery__VariableSetStmt *s)
 {
     if (s->name && is_planner_setting(s->name))
-        refuse(c, WHY_PLANNER, s->name);
+        msql_refuse(c, WHY_PLANNER, s->name);
 }
 
 static const struct {
@@ -1851,15 +1487,15 @@ static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     const char *table = NULL, *made = NULL, *run = NULL, *change = NULL, *phys = NULL;
     visit_fn fn = handler_of(d);
     if ((table = changed_masked_table(c, m)))
-        refuse(c, WHY_DDL, table);
+        msql_refuse(c, WHY_DDL, table);
     else if ((phys = physical_change(c, m, &table)) && table)
-        refuse(c, WHY_PHYSICAL, phys, table);
+        msql_refuse(c, WHY_PHYSICAL, phys, table);
     else if ((made = refused_creation(m)))
-        refuse(c, WHY_CREATE, made);
+        msql_refuse(c, WHY_CREATE, made);
     else if ((run = refused_run(m)))
-        refuse(c, WHY_RUN, run);
+        msql_refuse(c, WHY_RUN, run);
     else if ((change = alteration(m)))
-        refuse(c, WHY_ALTER, change);
+        msql_refuse(c, WHY_ALTER, change);
     if (d == &pg_query__variable_set_stmt__descriptor)
         check_variable_set(c, (const PgQuery__VariableSetStmt *)m);
     else if (d == &pg_query__create_stmt__descriptor)
@@ -1875,18 +1511,18 @@ static void dispatch(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
     else if (fn)
         fn(c, m, flags);
     else if (d == &pg_query__node__descriptor)
-        each_child(c, m, flags, check);
+        msql_each_child(c, m, flags, msql_check);
     else if ((flags & AT_ANY) && keeps_predicate(m))
-        each_child(c, m, kept_flags(m, flags), check);
+        msql_each_child(c, m, kept_flags(m, flags), msql_check);
     else
-        each_child(c, m, flags & STICKY, check);
+        msql_each_child(c, m, flags & STICKY, msql_check);
 }
 
-static void check(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
+void msql_check(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
 {
     if (!m || c->out->refuse)
         return;
-    if (enter(c))
+    if (msql_enter(c))
         dispatch(c, m, flags);
     c->depth--;
 }
@@ -1909,10 +1545,10 @@ static void reset_statement(struct ctx *c)
 static void check_statement(struct ctx *c, const PgQuery__Node *st)
 {
     reset_statement(c);
-    collect(c, &st->base, 0);
+    msql_collect(c, &st->base, 0);
     for (int pass = 0; !c->out->refuse; pass++) {
         if (pass == MAX_PASSES) {
-            refuse(c, WHY_COMPLEX);
+            msql_refuse(c, WHY_COMPLEX);
             break;
         }
         c->grew = false;
@@ -1932,7 +1568,7 @@ static void hash_policy(struct ctx *c)
     const struct masksql_policy *p = c->p;
     if (nameset_add_list(&c->row_calls, p->row_functions, p->n_row_functions) < 0 ||
         nameset_add_list(&c->table_cols, p->table_columns, p->n_table_columns) < 0)
-        refuse(c, WHY_MEMORY);
+        msql_refuse(c, WHY_MEMORY);
 }
 
 void masksql_check(const char *sql, const struct masksql_policy *p, struct masksql_verdict *out)
@@ -1945,7 +1581,7 @@ void masksql_check(const char *sql, const struct masksql_policy *p, struct masks
     if (!tree)
         /* worded as the RLS guard's: policy.c keeps the parser's text (it may quote a
          * literal) out of the log by this wording */
-        refuse(&c, "statement refused: lakeproxy could not parse it (%.200s)", err);
+        msql_refuse(&c, "statement refused: lakeproxy could not parse it (%.200s)", err);
     for (size_t i = 0; tree && i < tree->n_stmts && !out->refuse; i++)
         if (tree->stmts[i] && tree->stmts[i]->stmt)
             check_statement(&c, tree->stmts[i]->stmt);

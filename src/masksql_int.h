@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <pg_query/pg_query.pb-c.h>
+
 #include "masksql.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -81,5 +83,117 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
             return true;
     return false;
 }
+
+/* ---- the check's state (masksql.c) ---- */
+
+/* Parse trees of hostile text can be deep; this bounds our recursion (Node wrappers count). */
+#define MAX_DEPTH 2000
+#define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
+#define WHY_COMPLEX                                                                                \
+    "statement refused: too complex for the masking guard (nested too deeply or too many "         \
+    "aliases); simplify it"
+
+/* Where a node sits: AT_PRED directly in a predicate, alone or compared only with constants (a
+ * masked column may stand there plainly), AT_CMP directly in a predicate compared with anything
+ * else (a masked column may not), UNDER_PRED anywhere below a predicate, sort or grouping
+ * position (for strict_predicates), IN_SORT anywhere in a sort, grouping, DISTINCT ON or window
+ * key (a masked column may not be there at all). AT_PRED and AT_CMP never come together.
+ * SCOPE_TESTS marks a query whose WHERE, ON and HAVING may test masked columns against
+ * constants: a statement's own SELECT, UPDATE or DELETE (also under EXPLAIN, PREPARE, DECLARE,
+ * INSERT ... SELECT, CREATE TABLE AS, COPY (query)) and the subqueries of their FROM, WITH,
+ * set operations, WHERE, ON and HAVING; TESTS_OK marks a predicate of such a clause, where a
+ * masked column may be tested (each test counted, MAX_TESTS a text). Both are passed down only
+ * where granted: anything else (select lists, FILTER, windows, function arguments, LIMIT,
+ * views, MERGE, ON CONFLICT) drops them. */
+enum {
+    AT_PRED = 1,
+    UNDER_PRED = 2,
+    AT_CMP = 4,
+    IN_SORT = 8,
+    SCOPE_TESTS = 16,
+    TESTS_OK = 32,
+    AT_ANY = AT_PRED | AT_CMP,
+    STICKY = UNDER_PRED | IN_SORT,   /* kept everywhere below */
+    SCOPE = STICKY | SCOPE_TESTS,    /* kept in a query's FROM items, CTEs and set arms */
+    KEPT = SCOPE | TESTS_OK,         /* kept by a predicate's connectives */
+    SORT_KEY = UNDER_PRED | IN_SORT, /* the position of sort and grouping keys */
+};
+
+/* What a SELECT's target list is: output positions (values reach the client with their origin),
+ * a set operation's arm, the operand of a predicate sublink compared only with constants, or
+ * with anything else, EXISTS's, or anything else. */
+enum sel { SEL_OUTPUT, SEL_PLAIN, SEL_SETOP, SEL_PRED, SEL_CMP, SEL_EXISTS };
+
+/* How a column reference is used: as an output entry, a sublink's output entry compared with
+ * constants, an EXISTS target, directly in a predicate (compared with constants), compared with
+ * anything else, or in any other expression. */
+enum use { USE_OUTPUT, USE_SUBLINK, USE_EXISTS, USE_PRED, USE_CMP, USE_EXPR };
+
+struct ctx {
+    const struct masksql_policy *p;
+    struct masksql_verdict *out;
+    struct nameset row_calls;  /* the policy's row_functions, hashed */
+    struct nameset table_cols; /* the policy's table_columns, hashed */
+    struct nameset aliases;    /* names that expose a masked column (besides the policy's) */
+    struct nameset rows;       /* relations, aliases, subqueries, CTEs: names of whole rows */
+    struct rowmap quals;       /* what those names are made of, for q.x */
+    const char *table;         /* the first masked table the statement names, or NULL */
+    bool grew;                 /* a set grew in this pass: the check must run again */
+    int depth;
+    int tests;          /* tests of masked columns seen by this pass over the statement */
+    int tests_done;     /* those of the text's earlier statements */
+    const char *tested; /* the masked column (or table, for *) tested last, for messages */
+};
+
+typedef void (*visit_fn)(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+
+/* Refuses with fmt; the first reason is kept. */
+__attribute__((format(printf, 2, 3))) void msql_refuse(struct ctx *c, const char *fmt, ...);
+/* Adds name to set s, noting growth (which calls for another pass). */
+void msql_learn(struct ctx *c, struct nameset *s, const char *name);
+bool msql_is_masked(const struct ctx *c, const char *name);
+bool msql_is_masked_table(const struct ctx *c, const char *name);
+/* One level deeper: false (and refused) past MAX_DEPTH; the caller leaves with depth--. */
+bool msql_enter(struct ctx *c);
+/* Calls fn(c, child, flags) for every message held by m, items of repeated fields included. */
+void msql_each_child(struct ctx *c, const ProtobufCMessage *m, unsigned flags, visit_fn fn);
+/* Checks m in position flags (the guard's traversal). */
+void msql_check(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+
+static inline void check_node(struct ctx *c, const PgQuery__Node *n, unsigned flags)
+{
+    msql_check(c, n ? &n->base : NULL, flags);
+}
+
+static inline void check_list(struct ctx *c, PgQuery__Node *const *v, size_t n, unsigned flags)
+{
+    for (size_t i = 0; i < n; i++)
+        check_node(c, v[i], flags);
+}
+
+static inline const char *str_of(const PgQuery__Node *n)
+{
+    return n && n->node_case == PG_QUERY__NODE__NODE_STRING && n->string->sval ? n->string->sval
+                                                                               : NULL;
+}
+
+static inline bool is_star(const PgQuery__Node *n)
+{
+    return n && n->node_case == PG_QUERY__NODE__NODE_A_STAR;
+}
+
+static inline bool is_set_operation(const PgQuery__SelectStmt *s)
+{
+    return s->op != PG_QUERY__SET_OPERATION__SETOP_NONE &&
+           s->op != PG_QUERY__SET_OPERATION__SET_OPERATION_UNDEFINED;
+}
+
+/* ---- scope: the names a statement brings into sight (masksql_scope.c) ---- */
+
+/* Whole-row names, what they are made of and the masked tables the statement below m names. */
+void msql_collect(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+/* qual.x where qual names a FROM item: could PostgreSQL read it as the call x(qual) of the
+ * whole row, in a statement over a masked table? */
+bool msql_is_row_call(const struct ctx *c, const char *qual, const char *x);
 
 #endif
