@@ -89,6 +89,12 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 /* Parse trees of hostile text can be deep; this bounds our recursion (Node wrappers count). */
 #define MAX_DEPTH 2000
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
+#define WHY_SORT                                                                                   \
+    "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
+    "or equal values (ORDER BY, GROUP BY, DISTINCT, DISTINCT ON, window PARTITION BY / ORDER BY)"
+#define WHY_STRICT                                                                                 \
+    "column \"%.63s\" is masked and strict_predicates is on: it may not be used in WHERE, ON, "    \
+    "USING, GROUP BY, HAVING, ORDER BY, DISTINCT ON or window clauses; filter on other columns"
 #define WHY_COMPLEX                                                                                \
     "statement refused: too complex for the masking guard (nested too deeply or too many "         \
     "aliases); simplify it"
@@ -195,5 +201,23 @@ void msql_collect(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 /* qual.x where qual names a FROM item: could PostgreSQL read it as the call x(qual) of the
  * whole row, in a statement over a masked table? */
 bool msql_is_row_call(const struct ctx *c, const char *qual, const char *x);
+
+/* ---- expressions and predicates (masksql_expr.c) ---- */
+
+/* A column reference r used as use in position flags. */
+void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use, unsigned flags);
+/* Does a plain output entry r expose a masked column (so an alias of it becomes masked)? */
+bool msql_ref_exposes_masked(const struct ctx *c, const PgQuery__ColumnRef *r);
+/* Handlers of FuncCall, WindowDef, A_Indirection, SubLink. */
+void msql_check_func_call(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_window_def(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_sublink(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+/* Any node without a handler of its own. */
+void msql_check_expression(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+
+/* ---- not yet split ---- */
+void msql_check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel role, unsigned flags);
+void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f);
 
 #endif
