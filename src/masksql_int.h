@@ -216,8 +216,22 @@ void msql_check_sublink(struct ctx *c, const ProtobufCMessage *m, unsigned flags
 /* Any node without a handler of its own. */
 void msql_check_expression(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 
-/* ---- not yet split ---- */
+/* ---- queries: SELECT and FROM (masksql_query.c) ---- */
+
+/* A SELECT whose target list plays role, in position flags. */
 void msql_check_select(struct ctx *c, const PgQuery__SelectStmt *s, enum sel role, unsigned flags);
+/* A statement whose SELECT, if it is one, sends its output positions to the client. */
+void msql_check_query(struct ctx *c, const PgQuery__Node *q, unsigned flags);
+/* The position of a WHERE, ON or HAVING clause of a query in position flags. */
+unsigned msql_filter_flags(unsigned flags);
+/* Handlers of RangeVar, RangeSubselect, CommonTableExpr, WithClause, JoinExpr. */
+void msql_check_range_var(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_range_subselect(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_cte(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_with(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+
+/* ---- not yet split ---- */
 void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f);
 
 #endif
