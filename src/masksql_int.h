@@ -95,6 +95,11 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 #define WHY_STRICT                                                                                 \
     "column \"%.63s\" is masked and strict_predicates is on: it may not be used in WHERE, ON, "    \
     "USING, GROUP BY, HAVING, ORDER BY, DISTINCT ON or window clauses; filter on other columns"
+/* Writing a masked column: a client-chosen value would sort and compare among the real ones
+ * (an index scan returns them interleaved: each real value sits between two guesses). */
+#define WRITE_TAIL                                                                                 \
+    ": masked clients cannot write masked columns (a written value would sort and compare "        \
+    "among the real ones); ask an administrator"
 #define WHY_COMPLEX                                                                                \
     "statement refused: too complex for the masking guard (nested too deeply or too many "         \
     "aliases); simplify it"
@@ -230,6 +235,20 @@ void msql_check_range_subselect(struct ctx *c, const ProtobufCMessage *m, unsign
 void msql_check_cte(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 void msql_check_with(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 void msql_check_join(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+
+/* ---- statements that run a query or write rows (masksql_dml.c) ---- */
+
+/* Handlers of InsertStmt, UpdateStmt, DeleteStmt, MergeStmt, CopyStmt, CreateTableAsStmt,
+ * DeclareCursorStmt, PrepareStmt, ExplainStmt. */
+void msql_check_insert(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_update(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_delete(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_merge(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_create_table_as(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_declare(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_prepare(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
+void msql_check_explain(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 
 /* ---- not yet split ---- */
 void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f);
