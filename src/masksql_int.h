@@ -250,7 +250,11 @@ void msql_check_declare(struct ctx *c, const ProtobufCMessage *m, unsigned flags
 void msql_check_prepare(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 void msql_check_explain(struct ctx *c, const ProtobufCMessage *m, unsigned flags);
 
-/* ---- not yet split ---- */
+/* ---- statement-level rules (masksql_stmt.c) ---- */
+
+/* Refuses m when it is a statement a masked client may not run. */
+void msql_check_statement_rules(struct ctx *c, const ProtobufCMessage *m);
+/* set_config of a planner setting, or of a name that cannot be told. */
 void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f);
 
 #endif
