@@ -1,5 +1,7 @@
-/* masksql_int.h: declarations shared by the masking guard's files (masksql*.c) and by no other
- * module: the name containers (masksql_names.c) and small helpers. */
+/* masksql_int.h: declarations shared by the masking guard's files (masksql*.c) and included by
+ * no other module: the name containers, the check's state and position flags, the messages
+ * more than one rule file gives, and each file's entry points. Functions shared across the files
+ * are named msql_*; the name containers keep their type's prefix (nameset_, rowmap_). */
 #ifndef LAKEPROXY_MASKSQL_INT_H
 #define LAKEPROXY_MASKSQL_INT_H
 
@@ -88,6 +90,8 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 
 /* Parse trees of hostile text can be deep; this bounds our recursion (Node wrappers count). */
 #define MAX_DEPTH 2000
+
+/* Messages given by more than one rule file. */
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
 #define WHY_SORT                                                                                   \
     "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
