@@ -37,14 +37,18 @@
  * but the unsafe ones, which get no definition and so stay refused whole; ('f', name) for
  * functions outside pg_catalog and information_schema; ('r', name) for functions and string
  * types that apply to a whole row (callable as row.name); ('o', name) for operators and ('k',
- * type) for the target types of casts that run such functions; ('w', table) for tables whose
- * writes run them (rules, user triggers, defaults, generated columns, constraints). Rules arrive as three parallel
+ * type) for the target types of casts that run such a function written in a language that can
+ * query (USER_FUNCTION); ('w', table) for tables whose writes run rules or user triggers, or
+ * such functions in defaults, generated columns or constraints. Rules arrive as three parallel
  * arrays. Run with search_path pg_catalog: the definitions name every other schema, and are
  * described the same way. */
-/* A function defined outside pg_catalog and information_schema (p: its pg_proc alias). */
+/* A function defined outside pg_catalog and information_schema in a language that can run
+ * queries (SQL, PL/pgSQL, ...: not C or internal, as extensions' operators and defaults
+ * mostly are) (p: its pg_proc alias). */
 #define USER_FUNCTION(p)                                                                       \
     p ".pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "                          \
-      "'information_schema'::pg_catalog.regnamespace)"
+      "'information_schema'::pg_catalog.regnamespace) AND " p ".prolang NOT IN (SELECT "       \
+      "l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('c', 'internal'))"
 
 static const char *const catalog_sql =
     "WITH RECURSIVE "

@@ -38,6 +38,14 @@ struct masksql_policy {
     const char *const *row_functions;     /* names of the functions and types that can be
                                              applied to a whole row (from the catalog) */
     size_t n_row_functions;
+    const char *const *user_operators;    /* operators that run a function defined outside
+                                             pg_catalog (from the catalog): refused */
+    size_t n_user_operators;
+    const char *const *user_cast_types;   /* types whose casts run one: casts to them refused */
+    size_t n_user_cast_types;
+    const char *const *write_refused;     /* tables whose writes run one (rules, triggers,
+                                             defaults, constraints): writes refused */
+    size_t n_write_refused;
     bool strict_predicates;      /* refuse every test of a masked column; otherwise up to 4
                                     per text, against constants or parameters, in WHERE / ON
                                     / HAVING (sorting and grouping are refused either way) */

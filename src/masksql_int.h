@@ -93,6 +93,16 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 
 /* Messages given by more than one rule file. */
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
+#define WHY_USER_OPERATOR                                                                          \
+    "operator %.63s is not allowed with masked columns: it runs a function defined outside "      \
+    "pg_catalog, which could read them out of the masking's sight"
+#define WHY_USER_CAST                                                                              \
+    "casts to type %.63s are not allowed with masked columns: they run a function defined "      \
+    "outside pg_catalog, which could read them out of the masking's sight"
+#define WHY_WRITE_RUNS                                                                             \
+    "writing to table \"%.63s\" is not allowed with masked columns: its rules, triggers, "        \
+    "defaults or constraints run functions defined outside pg_catalog, which could read them "    \
+    "out of the masking's sight"
 #define WHY_SORT                                                                                   \
     "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
     "or equal values (ORDER BY, GROUP BY, DISTINCT, DISTINCT ON, window PARTITION BY / ORDER BY)"

@@ -436,8 +436,59 @@ static void check_variable_set(struct ctx *c, const PgQuery__VariableSetStmt *s)
  * table, indexing, reordering or analysing one, creating objects other than tables, views,
  * indexes and plain types, running server-side code or files, altering, renaming or dropping
  * objects, changing planner settings, or a table inheriting from or referencing a masked one. */
+/* The last name of a qualified name list (schema.name), or NULL. */
+static const char *last_name(PgQuery__Node *const *names, size_t n)
+{
+    const PgQuery__Node *last = n ? names[n - 1] : NULL;
+    return last && last->node_case == PG_QUERY__NODE__NODE_STRING ? last->string->sval : NULL;
+}
+
+/* The table a write statement writes to (COPY ... FROM included), or NULL. */
+static const char *written_table(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const PgQuery__RangeVar *r = NULL;
+    if (d == &pg_query__insert_stmt__descriptor)
+        r = ((const PgQuery__InsertStmt *)m)->relation;
+    else if (d == &pg_query__update_stmt__descriptor)
+        r = ((const PgQuery__UpdateStmt *)m)->relation;
+    else if (d == &pg_query__delete_stmt__descriptor)
+        r = ((const PgQuery__DeleteStmt *)m)->relation;
+    else if (d == &pg_query__merge_stmt__descriptor)
+        r = ((const PgQuery__MergeStmt *)m)->relation;
+    else if (d == &pg_query__copy_stmt__descriptor && ((const PgQuery__CopyStmt *)m)->is_from)
+        r = ((const PgQuery__CopyStmt *)m)->relation;
+    return r ? r->relname : NULL;
+}
+
+/* Functions an administrator wrote can run without being named: behind an operator, a cast,
+ * or a table's rules, triggers, defaults and constraints. The guard cannot see what they
+ * read, so masked clients may not use those operators and casts, or write those tables. */
+static void check_hidden_calls(struct ctx *c, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const struct masksql_policy *p = c->p;
+    const char *name = NULL;
+    if (d == &pg_query__a__expr__descriptor) {
+        const PgQuery__AExpr *e = (const PgQuery__AExpr *)m;
+        if ((name = last_name(e->name, e->n_name)) &&
+            in_list(p->user_operators, p->n_user_operators, name))
+            msql_refuse(c, WHY_USER_OPERATOR, name);
+    } else if (d == &pg_query__type_cast__descriptor) {
+        const PgQuery__TypeName *t = ((const PgQuery__TypeCast *)m)->type_name;
+        if (t && (name = last_name(t->names, t->n_names)) &&
+            in_list(p->user_cast_types, p->n_user_cast_types, name))
+            msql_refuse(c, WHY_USER_CAST, name);
+    } else if ((name = written_table(m)) && in_list(p->write_refused, p->n_write_refused, name)) {
+        msql_refuse(c, WHY_WRITE_RUNS, name);
+    }
+}
+
 void msql_check_statement_rules(struct ctx *c, const ProtobufCMessage *m)
 {
+    check_hidden_calls(c, m);
+    if (c->out->refuse)
+        return;
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *table = NULL, *made = NULL, *run = NULL, *change = NULL, *phys = NULL;
     if ((table = changed_masked_table(c, m)))

@@ -145,6 +145,9 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
     p->refused_relations = maskcat_refused_relations(mc, &p->n_refused_relations);
     p->table_columns = maskcat_table_columns(mc, &p->n_table_columns);
     p->row_functions = maskcat_row_functions(mc, &p->n_row_functions);
+    p->user_operators = maskcat_user_operators(mc, &p->n_user_operators);
+    p->user_cast_types = maskcat_user_cast_types(mc, &p->n_user_cast_types);
+    p->write_refused = maskcat_write_refused(mc, &p->n_write_refused);
     *id = (c->mask.id ^ (c->w->cfg_gen * 0x9e3779b97f4a7c15ull)) +
           maskcat_version(mc) * 0xc2b2ae3d27d4eb4full;
     return true;

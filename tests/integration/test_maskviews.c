@@ -333,3 +333,54 @@ Test(maskviews, views_running_functions_behind_operators_or_casts_are_refused)
     free(v);
     PQfinish(adm);
 }
+
+/* Red team round 2: an administrator's functions ran for a masked client without being named:
+ * behind an operator, a cast, a column default, or a rule on a table it may write. */
+Test(maskviews, functions_behind_operators_casts_defaults_and_rules_are_refused)
+{
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(
+        adm, "SET ROLE lp_server; "
+             "CREATE FUNCTION mvy_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
+             "'SELECT string_agg(email, '','') FROM public.customers'; "
+             "CREATE FUNCTION mvy_fn1(a int) RETURNS text LANGUAGE sql STABLE AS "
+             "'SELECT string_agg(email, '','') FROM public.customers'; "
+             "CREATE OPERATOR #@# (leftarg = int, rightarg = int, function = mvy_fn); "
+             "CREATE TYPE mvy_t AS (x text); "
+             "CREATE FUNCTION mvy_to(int) RETURNS mvy_t LANGUAGE sql STABLE AS "
+             "'SELECT ROW(string_agg(email, '',''))::mvy_t FROM public.customers'; "
+             "CREATE CAST (int AS mvy_t) WITH FUNCTION mvy_to(int); "
+             "CREATE TABLE mvy_notes (id int, who text DEFAULT mvy_fn1(1)); "
+             "CREATE TABLE mvy_audit (id int); "
+             "CREATE RULE mvy_log AS ON UPDATE TO mvy_audit DO ALSO "
+             "SELECT string_agg(email, ',') AS e FROM customers; "
+             "GRANT ALL ON mvy_notes, mvy_audit TO PUBLIC; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&px, "mallory");
+    static const struct {
+        const char *sql, *why;
+    } cases[] = {
+        {"SELECT 1 #@# 1", "operator #@#"},
+        {"SELECT (1::mvy_t).x", "casts to type mvy_t"},
+        {"SELECT (CAST(2 AS public.mvy_t)).x", "casts to type mvy_t"},
+        {"INSERT INTO mvy_notes (id) VALUES (1) RETURNING who", "mvy_notes"},
+        {"UPDATE mvy_audit SET id = 1", "mvy_audit"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        PGresult *r = PQexec(m, cases[i].sql);
+        mask_expect_no_secret(r, cases[i].sql);
+        cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "%s: not refused", cases[i].sql);
+        cr_expect(strstr(PQresultErrorMessage(r), cases[i].why), "%s: %s", cases[i].sql,
+                  PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    v = query_value(m, "SELECT count(*) FROM mvy_notes");
+    cr_expect_str_eq(v, "0", "reading those tables stays allowed");
+    free(v);
+    PQfinish(m);
+    v = query_value(adm, "DROP TABLE mvy_notes, mvy_audit; DROP CAST (int AS mvy_t); "
+                         "DROP OPERATOR #@# (int, int); DROP FUNCTION mvy_fn(int, int), "
+                         "mvy_fn1(int), mvy_to(int); DROP TYPE mvy_t; SELECT 1");
+    free(v);
+    PQfinish(adm);
+}

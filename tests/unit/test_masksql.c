@@ -1367,3 +1367,35 @@ Test(masksql, refuses_sql_prepare_of_statements_that_test)
     expect_refused(&policy, prepares_refused, N(prepares_refused));
     expect_passed(&policy, prepares_passed, N(prepares_passed));
 }
+
+/* Functions an administrator wrote, run without being named: operators, casts, and the rules,
+ * triggers, defaults and constraints of a table written to (names from the catalog). */
+Test(masksql, refuses_operators_casts_and_writes_that_run_user_functions)
+{
+    static const char *const ops[] = {"###"}, *casts[] = {"leak_t"}, *writes[] = {"notes"};
+    struct masksql_policy p = policy;
+    p.user_operators = ops;
+    p.n_user_operators = N(ops);
+    p.user_cast_types = casts;
+    p.n_user_cast_types = N(casts);
+    p.write_refused = writes;
+    p.n_write_refused = N(writes);
+    static const struct refusal refused[] = {
+        {"SELECT 1 ### 1", "operator ###"},
+        {"SELECT id FROM items WHERE id OPERATOR(public.###) 2", "operator ###"},
+        {"SELECT (1::leak_t).x", "casts to type leak_t"},
+        {"SELECT CAST(1 AS public.leak_t)", "casts to type leak_t"},
+        {"INSERT INTO notes (id) VALUES (1)", "table \"notes\""},
+        {"UPDATE public.notes SET id = 2", "table \"notes\""},
+        {"DELETE FROM notes", "table \"notes\""},
+        {"COPY notes FROM STDIN", "table \"notes\""},
+        {"WITH x AS (INSERT INTO notes VALUES (1) RETURNING 1) SELECT * FROM x",
+         "table \"notes\""},
+    };
+    expect_refused(&p, refused, N(refused));
+    static const char *const passed[] = {
+        "SELECT 1 + 1", "SELECT id::text FROM items", "SELECT * FROM notes",
+        "COPY (SELECT id FROM notes) TO STDOUT", "INSERT INTO items (id) VALUES (1)",
+    };
+    expect_passed(&p, passed, N(passed));
+}
