@@ -16,6 +16,9 @@
 
 /* OIDs remembered as not masked (reset when full); OIDs that may wait for one read. */
 #define CLEAN_SLOTS 8192
+/* A read the server refuses (an object dropped under it) is tried again this many times,
+ * 100 ms, 200 ms ... 3.2 s later (6.3 s in all: a long DROP of many tables can hold it). */
+#define READ_RETRIES 6
 #define CLEAN_MAX 4096
 #define ASKED_MAX 256
 /* Views over masked columns described per read (the others stay refused), the longest
@@ -183,6 +186,8 @@ struct maskcat {
     char error[300];
     time_t read_at;
     time_t data_at; /* when the read now installed started */
+    int retries;    /* reads the server refused in a row (READ_RETRIES at most) */
+    struct event *retry_ev;
     uint64_t version;
     struct sidequery *q;
     struct catalog *pending; /* a read whose views are being described */
@@ -209,7 +214,11 @@ struct maskcat *maskcat_for(struct worker *w, const char *db)
 
 bool maskcat_ready(const struct maskcat *mc) { return mc->ready; }
 const char *maskcat_error(const struct maskcat *mc) { return mc->error; }
-bool maskcat_loading(const struct maskcat *mc) { return mc->q != NULL; }
+/* A read in flight, or one to be tried again shortly (retry_later). */
+bool maskcat_loading(const struct maskcat *mc)
+{
+    return mc->q != NULL || (mc->retry_ev && evtimer_pending(mc->retry_ev, NULL));
+}
 uint64_t maskcat_version(const struct maskcat *mc) { return mc->version; }
 
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n)
@@ -725,11 +734,39 @@ static bool describe_views(struct maskcat *mc)
     return mc->q != NULL;
 }
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct maskcat *mc = arg;
+    start_read(mc);
+    if (!mc->q) /* could not even start: the waiters are told */
+        read_ended(mc);
+}
+
+/* The server refused a read: most likely an object dropped while it ran ("could not open
+ * relation with OID ..."), which a read a moment later does not see. Tries again after
+ * 100 ms, 200 ms, 400 ms ...; false when no timer could be set. */
+static bool retry_later(struct maskcat *mc)
+{
+    struct timeval tv = {0, 100000L << mc->retries};
+    if (!mc->retry_ev && !(mc->retry_ev = evtimer_new(mc->w->base, retry_cb, mc)))
+        return false;
+    mc->retries++;
+    return evtimer_add(mc->retry_ev, &tv) == 0;
+}
+
 static void on_read(void *arg, const PGresult *r, const char *err)
 {
     struct maskcat *mc = arg;
     mc->q = NULL;
     bool rows = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (r && !rows && mc->retries < READ_RETRIES && retry_later(mc)) {
+        log_info("masking catalog of %s: the server refused a read (%.120s): trying again",
+                 mc->db, PQresultErrorMessage(r));
+        return; /* waiters keep waiting */
+    }
+    mc->retries = 0;
     if (!rows || !(mc->pending = catalog_from_rows(r))) {
         read_failed(mc, err ? err : !rows && r ? PQresultErrorMessage(r) : "out of memory");
         read_ended(mc);
@@ -807,7 +844,7 @@ static void start_read(struct maskcat *mc)
 void maskcat_refresh(struct worker *w, struct maskcat *mc)
 {
     (void)w;
-    if (mc->q)
+    if (maskcat_loading(mc))
         mc->again = true;
     else
         start_read(mc);
@@ -820,7 +857,7 @@ bool maskcat_fresh(const struct maskcat *mc)
 
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc)
 {
-    if (!mc->q && time(NULL) - mc->read_at >= w->cfg->masking.catalog_refresh_s)
+    if (!maskcat_loading(mc) && time(NULL) - mc->read_at >= w->cfg->masking.catalog_refresh_s)
         start_read(mc);
 }
 
@@ -830,6 +867,8 @@ void maskcat_free_all(struct worker *w)
         struct maskcat *mc = w->maskcats;
         w->maskcats = mc->next;
         sidequery_cancel(mc->q);
+        if (mc->retry_ev)
+            event_free(mc->retry_ev);
         catalog_free(&mc->cur);
         if (mc->pending)
             catalog_free(mc->pending);
