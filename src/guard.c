@@ -27,13 +27,18 @@ static const char *const sql_text_runners[] = {
 };
 
 /* Views and functions that show other sessions' statement texts, literals included: every
- * tenant's server connections log in as the same role, so each would see the others'. */
+ * tenant's server connections log in as the same role, so each would see the others' (and,
+ * on a pooled server, the statements and cursors other clients left there). */
 static const char *const activity_views[] = {
-    "pg_stat_activity", "pg_stat_statements", "pg_stat_statements_info",
+    "pg_stat_activity",       "pg_stat_statements", "pg_stat_statements_info",
+    "pg_prepared_statements", "pg_cursors",
 };
 static const char *const activity_functions[] = {
-    "pg_stat_get_activity", "pg_stat_statements", "pg_stat_statements_info",
+    "pg_stat_get_activity",   "pg_stat_statements", "pg_stat_statements_info",
+    "pg_prepared_statement", "pg_cursor",
 };
+/* ... and every function of a backend by its id (pg_stat_get_backend_activity, ...). */
+#define BACKEND_FUNCTIONS "pg_stat_get_backend_"
 
 static bool in_names(const char *name, const char *const *names, size_t n)
 {
@@ -236,7 +241,8 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     for (size_t i = 0; i < sizeof(sql_text_runners) / sizeof(sql_text_runners[0]); i++)
         if (strcmp(fn, sql_text_runners[i]) == 0)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
-    if (in_names(fn, activity_functions, COUNT(activity_functions)))
+    if (in_names(fn, activity_functions, COUNT(activity_functions)) ||
+        strncmp(fn, BACKEND_FUNCTIONS, strlen(BACKEND_FUNCTIONS)) == 0)
         refuse(k, "%s() is not allowed under row-level security: it shows other clients' "
                   "statements, their values included", fn);
     if (strcmp(fn, "set_config") != 0)
@@ -488,11 +494,13 @@ void guard_cache_free(struct guard_cache *gc)
  * too) in the text of every statement the guard refuses or flags: each rule needs one of these
  * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
  * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners, advisory locks, lp_ statement
- * names, the pg_stat_ views and functions of other sessions' activity), or a U& identifier that could spell one with escapes. */
+ * names, the views and functions of other sessions' activity, prepared statements and
+ * cursors), or a U& identifier that could spell one with escapes. */
 static const char *const guard_words[] = {
     "set_config", "pg_settings", "discard", "create", "alter",  "drop",
     "load",       "temp",        "hold",    "listen", "query_to_xml", "ts_stat",
     "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",    "pg_stat_",
+    "pg_prepared_statement", "pg_cursor",
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after

@@ -138,6 +138,7 @@ struct server {
     struct bufferevent *bev;
     struct event *timer;
     uint64_t id;
+    uint64_t unnamed_of; /* the client whose unnamed statement this server holds (0: none) */
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;
@@ -261,6 +262,9 @@ struct client {
     bool mask_wait;            /* a statement waits for the masking catalog */
     uint16_t mask_tests;       /* masked-column tests of the statement just checked */
     uint16_t unnamed_tests;    /* ... of its unnamed prepared statement */
+    uint8_t *unnamed_parse;    /* its unnamed statement: the Parse body after the name, kept
+                                  to prepare it again on the server a Bind lands on */
+    size_t unnamed_len;
 };
 
 #endif

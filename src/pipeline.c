@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "guard.h"
 #include "log.h"
 #include "maskwire.h"
 #include "policy.h"
@@ -106,6 +107,73 @@ static bool ensure_prepared(struct server *s, const struct client_stmt *st)
     return server_stmt_find(&s->stmts, st->proxy) >= 0 || send_parse(s, st, RK_DROP_PARSE);
 }
 
+/* A statement name no server has: a Bind or Describe rewritten to it gets PostgreSQL's own
+ * "does not exist" error (clients cannot create lp_ names: the guard reserves them). */
+#define STMT_ABSENT GUARD_RESERVED_STMT_PREFIX "no_such_statement"
+
+/* Keeps c's unnamed statement (the Parse body after its name) to prepare it again elsewhere. */
+static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return false;
+    memcpy(copy, rest, len);
+    free(c->unnamed_parse);
+    c->unnamed_parse = copy;
+    c->unnamed_len = len;
+    return true;
+}
+
+static void forget_unnamed(struct client *c)
+{
+    free(c->unnamed_parse);
+    c->unnamed_parse = NULL;
+    c->unnamed_len = 0;
+}
+
+/* Before a Bind or Describe of the unnamed statement: the one on s may be another client's
+ * (or gone: a simple Query, the proxy's own statements), so c's is prepared there again. False
+ * when c has none: the message must then name no statement at all. */
+static bool ensure_unnamed(struct server *s, struct client *c, bool *ok)
+{
+    *ok = true;
+    if (s->unnamed_of == c->id)
+        return true;
+    if (!c->unnamed_parse)
+        return false;
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, "");
+    buf_put_bytes(&b, c->unnamed_parse, c->unnamed_len);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, RK_DROP_PARSE, NULL))
+        b.failed = true;
+    *ok = send_buf(to_server(s), &b);
+    s->unnamed_of = c->id;
+    return true;
+}
+
+/* Is name one the proxy uses on servers (a client may not name those directly)? */
+static bool reserved_name(const char *name)
+{
+    return strncmp(name, GUARD_RESERVED_STMT_PREFIX, strlen(GUARD_RESERVED_STMT_PREFIX)) == 0;
+}
+
+/* The statement name a Bind or Describe of client statement name (not one of its named ones)
+ * is sent with: "" for its own unnamed statement (prepared there again when needed), or one
+ * that does not exist, for an unnamed statement it never made or a name of the proxy's. NULL
+ * when sending failed. */
+static const char *unmanaged_target(struct server *s, struct client *c, const char *name)
+{
+    bool ok;
+    if (*name && !reserved_name(name))
+        return name; /* unknown to the proxy: the server answers as it would without one */
+    if (!*name && ensure_unnamed(s, c, &ok))
+        return ok ? "" : NULL;
+    return STMT_ABSENT;
+}
+
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
                                    const char **err)
 {
@@ -127,6 +195,11 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (!*name) {
         s->stmts_unknown |= (effects & STMT_FORGETS) != 0;
         c->unnamed_tests = c->mask_tests;
+        if (!keep_unnamed(c, r.p, r.left)) {
+            *err = "out of memory";
+            return RV_ERROR;
+        }
+        s->unnamed_of = c->id;
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects)) {
@@ -162,16 +235,22 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         *err = msg;
         return RV_ERROR;
     }
-    if (!st) /* unnamed, or unknown: the server answers as it would without a proxy */
-        return rq_push(&s->replies, RK_BIND, NULL) ? RV_PASS : RV_ERROR;
-    carry_statement_effects(s, st);
-    if (!ensure_prepared(s, st))
+    const char *target;
+    if (st) {
+        carry_statement_effects(s, st);
+        if (!ensure_prepared(s, st))
+            return RV_ERROR;
+        target = st->proxy;
+    } else if (!(target = unmanaged_target(s, c, name))) {
         return RV_ERROR;
+    } else if (target == name) { /* unknown: the server answers as it would without a proxy */
+        return rq_push(&s->replies, RK_BIND, NULL) ? RV_PASS : RV_ERROR;
+    }
     struct buf b;
     buf_init(&b);
     buf_msg_start(&b, 'B');
     buf_put_str(&b, portal);
-    buf_put_str(&b, st->proxy);
+    buf_put_str(&b, target);
     buf_put_bytes(&b, r.p, r.left);
     buf_msg_finish(&b);
     if (!rq_push(&s->replies, RK_BIND, NULL))
@@ -194,8 +273,17 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
         return RV_ERROR;
     }
     enum reply_kind rk = type == 'D' ? RK_DESCRIBE : RK_CLOSE;
-    if (kind != 'S' || !*name)
+    if (kind != 'S')
         return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
+    if (type == 'C' && !*name) { /* its own unnamed statement, if the server holds it */
+        forget_unnamed(c);
+        if (s->unnamed_of == c->id)
+            return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
+        if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
+            return RV_ERROR;
+        emit_fakes(s);
+        return RV_DROP;
+    }
     if (type == 'C') { /* the server-side statement stays cached for other clients */
         client_stmt_remove(&c->stmts, name);
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
@@ -203,16 +291,22 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
         emit_fakes(s);
         return RV_DROP;
     }
-    const struct client_stmt *st = client_stmt_get(&c->stmts, name);
-    if (!st)
-        return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
-    if (!ensure_prepared(s, st))
+    const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
+    const char *target;
+    if (st) {
+        if (!ensure_prepared(s, st))
+            return RV_ERROR;
+        target = st->proxy;
+    } else if (!(target = unmanaged_target(s, c, name))) {
         return RV_ERROR;
+    } else if (target == name) {
+        return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
+    }
     struct buf b;
     buf_init(&b);
     buf_msg_start(&b, 'D');
     buf_put_u8(&b, 'S');
-    buf_put_str(&b, st->proxy);
+    buf_put_str(&b, target);
     buf_msg_finish(&b);
     if (!rq_push(&s->replies, RK_DESCRIBE, NULL))
         b.failed = true;
@@ -288,6 +382,8 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
     if (forgets)
         s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
+    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
+    forget_unnamed(c);
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
         return RV_ERROR;

@@ -843,6 +843,7 @@ void server_link(struct server *s, struct client *c)
     c->server = s;
     s->last_used = time(NULL);
     s->mask_class = client_mask_class(c);
+    s->unnamed_of = 0; /* the settings and attributes sent below may run queries */
     buf_init(&sql);
     buf_init(&msgs);
     if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {

@@ -224,6 +224,18 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
         cr_expect_str_eq(st ? st : "", "42501", "Parse of %s", sql);
         PQclear(r);
     }
+    if (name) { /* ... and through the protocol: Bind and Describe of the proxy's name */
+        const char *params[1] = {"x"};
+        PGresult *r = PQexecPrepared(attacker, name, 1, params, NULL, NULL, 0);
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect_str_eq(st ? st : "", "26000", "Bind of %s: %s", name, PQerrorMessage(attacker));
+        cr_expect(PQntuples(r) == 0);
+        PQclear(r);
+        r = PQdescribePrepared(attacker, name);
+        st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect_str_eq(st ? st : "", "26000", "Describe of %s", name);
+        PQclear(r);
+    }
     cr_expect_str_eq(query_sqlstate(attacker, "PREPARE lp_0123456789abcdef AS SELECT 1"), "42501");
     cr_expect_str_eq(query_sqlstate(attacker, "SELECT 'lp_ in a string is fine'"), "");
     v = exec_prepared(victim, "mine", "still");
@@ -232,6 +244,50 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
     free(name);
     PQfinish(victim);
     PQfinish(attacker);
+}
+
+/* The unnamed statement under transaction pooling: a client's PQprepare("") and its later
+ * PQexecPrepared("") may run on different servers, or on one where another client has made
+ * its own unnamed statement meanwhile. Each client binds its own (prepared again where needed),
+ * never another's; a client that made none gets PostgreSQL's "does not exist". */
+Test(prepared, each_client_binds_its_own_unnamed_statement)
+{
+    static char yaml[8192];
+    struct proxy one;
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    proxy_start_yaml(&one, port, yaml);
+    PGconn *a = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
+    PGconn *b = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
+    PGconn *n = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK && PQstatus(b) == CONNECTION_OK &&
+              PQstatus(n) == CONNECTION_OK);
+    prepare(a, "", "SELECT 'statement of a ' || $1::text", 1);
+    prepare(b, "", "SELECT 'statement of b ' || $1::text", 1); /* the one server now holds b's */
+    char *v = exec_prepared(a, "", "1");
+    cr_expect_str_eq(v, "statement of a 1", "a ran another client's statement");
+    free(v);
+    v = exec_prepared(b, "", "2");
+    cr_expect_str_eq(v, "statement of b 2");
+    free(v);
+    v = query_value(a, "SELECT 'a simple query'"); /* destroys the unnamed statement ... */
+    free(v);
+    v = exec_prepared(b, "", "3"); /* ... on the server: b's is prepared there again */
+    cr_expect_str_eq(v, "statement of b 3");
+    free(v);
+    const char *params[1] = {"x"};
+    PGresult *r = PQexecPrepared(n, "", 1, params, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "a client without an unnamed statement: %s",
+                     PQerrorMessage(n));
+    PQclear(r);
+    v = query_value(n, "SELECT 'still usable'");
+    cr_expect_str_eq(v, "still usable");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(n);
+    proxy_stop(&one);
 }
 
 /* A message that arrives in pieces between transactions: the server is taken once it is whole

@@ -142,6 +142,10 @@ static const struct {
     {"SELECT * FROM pg_stat_get_activity(NULL)", REFUSE, "pg_stat_get_activity"},
     {"SELECT query FROM public.pg_stat_statements", REFUSE, "pg_stat_statements"},
     {"WITH a AS (SELECT * FROM pg_stat_activity) SELECT 1", REFUSE, "pg_stat_activity"},
+    {"SELECT b, pg_stat_get_backend_activity(b) FROM pg_stat_get_backend_idset() b", REFUSE,
+     "pg_stat_get_backend_"},
+    {"SELECT name, statement FROM pg_prepared_statements", REFUSE, "pg_prepared_statements"},
+    {"SELECT * FROM pg_cursors", REFUSE, "pg_cursors"},
     {"SELECT relname, seq_scan FROM pg_stat_user_tables", PASS, NULL},
     /* ordinary statements pass */
     {"SELECT current_setting('app.tenant_id')", PASS, NULL},
