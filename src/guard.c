@@ -374,7 +374,8 @@ static void note_effects(struct check *k, const ProtobufCMessage *m)
         k->out->retire = true;
     else if (d == &pg_query__range_var__descriptor)
         check_range_var(k, (const PgQuery__RangeVar *)m);
-    else if (creates_object(d) || d == &pg_query__listen_stmt__descriptor)
+    else if (creates_object(d) || d == &pg_query__listen_stmt__descriptor ||
+             d == &pg_query__prepare_stmt__descriptor) /* another tenant could EXPLAIN it */
         k->out->retire = true;
     else if (d == &pg_query__declare_cursor_stmt__descriptor &&
              (((const PgQuery__DeclareCursorStmt *)m)->options & CURSOR_OPT_HOLD))
@@ -495,12 +496,12 @@ void guard_cache_free(struct guard_cache *gc)
  * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
  * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners, advisory locks, lp_ statement
  * names, the views and functions of other sessions' activity, prepared statements and
- * cursors), or a U& identifier that could spell one with escapes. */
+ * cursors, SQL PREPARE), or a U& identifier that could spell one with escapes. */
 static const char *const guard_words[] = {
     "set_config", "pg_settings", "discard", "create", "alter",  "drop",
     "load",       "temp",        "hold",    "listen", "query_to_xml", "ts_stat",
     "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",    "pg_stat_",
-    "pg_prepared_statement", "pg_cursor",
+    "pg_prepared_statement", "pg_cursor", "prepare",
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after

@@ -265,6 +265,7 @@ struct client {
     uint8_t *unnamed_parse;    /* its unnamed statement: the Parse body after the name, kept
                                   to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
+    uint8_t unnamed_effects;   /* STMT_* flags of its unnamed statement */
 };
 
 #endif

@@ -111,8 +111,9 @@ static bool ensure_prepared(struct server *s, const struct client_stmt *st)
  * "does not exist" error (clients cannot create lp_ names: the guard reserves them). */
 #define STMT_ABSENT GUARD_RESERVED_STMT_PREFIX "no_such_statement"
 
-/* Keeps c's unnamed statement (the Parse body after its name) to prepare it again elsewhere. */
-static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len)
+/* Keeps c's unnamed statement (the Parse body after its name, and what running it does to a
+ * server) to prepare it again elsewhere. */
+static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
@@ -121,6 +122,7 @@ static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len)
     free(c->unnamed_parse);
     c->unnamed_parse = copy;
     c->unnamed_len = len;
+    c->unnamed_effects = effects;
     return true;
 }
 
@@ -141,6 +143,9 @@ static bool ensure_unnamed(struct server *s, struct client *c, bool *ok)
         return true;
     if (!c->unnamed_parse)
         return false;
+    /* every server it runs on must retire when it must (a temporary table, a held cursor) */
+    struct client_stmt effects = {.effects = c->unnamed_effects};
+    carry_statement_effects(s, &effects);
     struct buf b;
     buf_init(&b);
     buf_msg_start(&b, 'P');
@@ -195,7 +200,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (!*name) {
         s->stmts_unknown |= (effects & STMT_FORGETS) != 0;
         c->unnamed_tests = c->mask_tests;
-        if (!keep_unnamed(c, r.p, r.left)) {
+        if (!keep_unnamed(c, r.p, r.left, effects)) {
             *err = "out of memory";
             return RV_ERROR;
         }

@@ -514,6 +514,31 @@ Test(rls_one, temporary_objects_never_reach_the_next_client, .init = start_txn1,
     PQfinish(b);
 }
 
+/* Red team round 4: the unnamed statement, prepared again on the server a later Bind landed
+ * on, left its temporary table there for the next tenant (the retiring was not carried along);
+ * and a SQL PREPARE's text, literals included, was readable by the next tenant through EXPLAIN
+ * EXECUTE. Both servers are now retired after the transaction. */
+Test(rls_one, unnamed_statements_and_sql_prepare_leave_nothing_for_the_next_tenant,
+     .init = start_txn1, .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *b = tenant(2);
+    PGresult *r = PQprepare(a, "", "CREATE TEMP TABLE stash2 (id int, body text)", 0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    free(query_value(b, "SELECT 1")); /* a server of its own between a's two transactions */
+    r = PQexecPrepared(a, "", 0, NULL, NULL, NULL, 0); /* prepared again, and run, here */
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(b, "SELECT count(*) FROM stash2"), "42P01",
+                     "tenant 2 must not reach tenant 1's temporary table");
+    free(query_value(a, "PREPARE note(text) AS SELECT $1 = 'tenant-1-api-key'"));
+    cr_expect_str_eq(query_sqlstate(b, "EXPLAIN (VERBOSE, COSTS OFF) EXECUTE note('x')"), "26000",
+                     "tenant 2 must not reach tenant 1's prepared statement");
+    expect_own_view(b, 2, "another client's unnamed statement and SQL PREPARE");
+    PQfinish(a);
+    PQfinish(b);
+}
+
 Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return,
      .init = start_session1, .fini = stop_proxy)
 {

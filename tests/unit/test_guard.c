@@ -111,7 +111,7 @@ static const struct {
     {"EXECUTE lp_0123", REFUSE, "reserved"},
     {"DEALLOCATE lp_0123", REFUSE, "reserved"},
     {"DEALLOCATE PREPARE LP_0123", REFUSE, "reserved"},
-    {"PREPARE mine AS SELECT 1", PASS, NULL},
+    {"PREPARE mine AS SELECT 1", RETIRE, NULL}, /* another tenant could EXECUTE it */
     /* pg_settings: its UPDATE rule calls set_config */
     {"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", REFUSE,
      "pg_settings"},
