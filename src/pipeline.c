@@ -115,6 +115,9 @@ static bool ensure_prepared(struct server *s, const struct client_stmt *st)
  * server) to prepare it again elsewhere. */
 static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
+    c->unnamed_effects = effects;
+    if (c->unnamed_parse && c->unnamed_len == len && memcmp(c->unnamed_parse, rest, len) == 0)
+        return true; /* the same statement again (a driver's unnamed Parse per query) */
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
         return false;
@@ -166,16 +169,16 @@ static bool reserved_name(const char *name)
 }
 
 /* The statement name a Bind or Describe of client statement name (not one of its named ones)
- * is sent with: "" for its own unnamed statement (prepared there again when needed), or one
- * that does not exist, for an unnamed statement it never made or a name of the proxy's. NULL
- * when sending failed. */
+ * is sent with: name itself (the message passes unchanged) for a name unknown to the proxy or
+ * its own unnamed statement (prepared there again when needed), or one that does not exist,
+ * for an unnamed statement it never made or a name of the proxy's. NULL when sending failed. */
 static const char *unmanaged_target(struct server *s, struct client *c, const char *name)
 {
     bool ok;
     if (*name && !reserved_name(name))
         return name; /* unknown to the proxy: the server answers as it would without one */
     if (!*name && ensure_unnamed(s, c, &ok))
-        return ok ? "" : NULL;
+        return ok ? name : NULL; /* its own, on the server now: the message goes as it is */
     return STMT_ABSENT;
 }
 
