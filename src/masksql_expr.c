@@ -215,13 +215,47 @@ static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
  * may be a masked column only when the other is a constant or parameter; compared with another
  * column, an expression or a subquery it would be an oracle over any values a query can make
  * (generate_series, a table of guesses, other rows' masked values). */
+/* How many values a comparison's constant side n offers a masked column: the elements of an
+ * IN list or of ARRAY[...] for = ANY / ALL (each is a guess: x IN (g1 ... g1000) asks a thousand
+ * questions), 1 for a plain constant, -1 for an array of unknown size (= ANY ($1)). */
+static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
+{
+    bool many = e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_IN ||
+                e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY ||
+                e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL;
+    while (many && n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+        n = n->type_cast->arg;
+    if (!many || !n)
+        return 1;
+    if (n->node_case == PG_QUERY__NODE__NODE_LIST)
+        return (int)n->list->n_items;
+    if (n->node_case == PG_QUERY__NODE__NODE_A_ARRAY_EXPR)
+        return (int)n->a_array_expr->n_elements;
+    if (n->node_case != PG_QUERY__NODE__NODE_A_CONST)
+        return -1;
+    const PgQuery__AConst *k = n->a_const;
+    const char *text = k->val_case == PG_QUERY__A__CONST__VAL_SVAL && k->sval ? k->sval->sval : "";
+    int elements = 1; /* an array literal '{a,b,c}': one more per comma (quoted ones too: more) */
+    for (const char *p = text; *text == '{' && *p; p++)
+        elements += *p == ',';
+    return elements;
+}
+
 static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned flags)
 {
     unsigned kept = flags & KEPT;
     unsigned with_constant = AT_PRED | UNDER_PRED | kept, with_other = AT_CMP | UNDER_PRED | kept;
     bool l = is_constant(e->lexpr, 0), r = is_constant(e->rexpr, 0);
+    int before = c->tests;
     check_node(c, e->lexpr, r ? with_constant : with_other);
     check_node(c, e->rexpr, l ? with_constant : with_other);
+    int made = c->tests - before, g = guesses_of(e, r ? e->rexpr : e->lexpr);
+    if (made == 0 || c->out->refuse)
+        return;
+    if (g < 0)
+        msql_refuse(c, WHY_ARRAY_GUESSES, c->tested ? c->tested : "?");
+    for (int extra = made * (g - 1); extra > 0 && !c->out->refuse; extra--)
+        count_test(c, c->tested);
 }
 
 /* Is m a comparison placed directly in a predicate (not, say, in an output expression)? */

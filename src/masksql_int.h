@@ -93,6 +93,9 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 
 /* Messages given by more than one rule file. */
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
+#define WHY_ARRAY_GUESSES                                                                          \
+    "comparing masked column \"%.63s\" with an array of unknown size is not allowed: each "     \
+    "element is a guess at its value (list the values, at most 4)"
 #define WHY_USER_OPERATOR                                                                          \
     "operator %.63s is not allowed with masked columns: it runs a function defined outside "      \
     "pg_catalog, which could read them out of the masking's sight"
