@@ -160,4 +160,20 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
 
+/* Every server that lakeproxy p's admin console (as admin, password) lists for db is in state
+ * idle or active and is a backend that PostgreSQL (direct, a superuser connection) has now;
+ * no client of db waits. Failures are expectations, not assertions. */
+void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
+                         PGconn *direct, const char *db);
+
+/* Raises this process's soft limit on open files to want (at most the hard limit); the
+ * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
+long raise_fd_limit(long want);
+
+/* lakeproxy's resident memory in kB (VmRSS of /proc/PID/status); the test fails without it. */
+long proxy_rss_kb(const struct proxy *p);
+
+/* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
+int proxy_fd_count(const struct proxy *p);
+
 #endif
