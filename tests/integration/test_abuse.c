@@ -151,7 +151,7 @@ static long wait_rss_near(long base, double timeout_s)
 {
     double deadline = now_s() + timeout_s;
     long rss;
-    while ((rss = proxy_rss_kb(&px)) - base >= RSS_NEAR_KB && now_s() < deadline)
+    while ((rss = proxy_status_kb(&px, "VmRSS")) - base >= RSS_NEAR_KB && now_s() < deadline)
         usleep(100000);
     return rss;
 }
@@ -161,7 +161,7 @@ Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_clo
     PGconn *direct = pg_admin("lp_test");
     timed_query();
     timed_query();
-    long base = proxy_rss_kb(&px), peak = base;
+    long base = proxy_status_kb(&px, "VmRSS"), peak = base;
     int fd = raw_session(px.port, "carol", "app");
     int small = 4096;
     cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
@@ -169,7 +169,7 @@ Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_clo
     cr_assert(wait_huge_backends(direct, true, 1, 20),
               "the server never blocked writing its result to lakeproxy");
     for (double end = now_s() + 4; now_s() < end; usleep(250000)) {
-        long rss = proxy_rss_kb(&px);
+        long rss = proxy_status_kb(&px, "VmRSS");
         peak = rss > peak ? rss : peak;
         cr_expect_lt(timed_query(), 2.0, "another client waits for the stuck one");
     }
@@ -236,7 +236,7 @@ Test(abuse, ten_thousand_dropped_connections_leave_no_descriptor_or_memory_behin
     free(query_value(steady, "SELECT 1"));
     timed_query();
     int base_fds = client_side_fds();
-    long base_rss = proxy_rss_kb(&px);
+    long base_rss = proxy_status_kb(&px, "VmRSS");
     for (int wave = 0; wave < 10; wave++) {
         for (int i = 0; i < WAVE; i++) {
             cr_assert((fds[i] = raw_connect(px.port)) >= 0, "wave %d connection %d", wave, i);

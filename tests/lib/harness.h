@@ -15,6 +15,13 @@ struct proxy {
     char log[300];
 };
 
+/* The exit status of a lakeproxy that valgrind (LP_VALGRIND=1) found a fault in. */
+#define VALGRIND_STATUS 99
+
+/* LP_VALGRIND=1: proxy_start* runs lakeproxy under valgrind (make valgrind); proxy_stop then
+ * fails the test on a definite leak or an invalid access (see <proxy dir>/valgrind.log). */
+bool under_valgrind(void);
+
 /* A required environment variable set by tests/run_all.sh (the test fails without it). */
 const char *env_need(const char *name);
 
@@ -170,8 +177,9 @@ void expect_live_servers(const struct proxy *p, const char *admin, const char *p
  * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
 long raise_fd_limit(long want);
 
-/* lakeproxy's resident memory in kB (VmRSS of /proc/PID/status); the test fails without it. */
-long proxy_rss_kb(const struct proxy *p);
+/* A memory figure of lakeproxy in kB from /proc/PID/status: field "VmRSS" (resident now) or
+ * "VmHWM" (resident at its peak); the test fails without it. */
+long proxy_status_kb(const struct proxy *p, const char *field);
 
 /* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
 int proxy_fd_count(const struct proxy *p);
