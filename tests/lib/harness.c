@@ -848,6 +848,15 @@ long proxy_status_kb(const struct proxy *p, const char *field)
     return kb;
 }
 
+bool rss_follows_heap(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return false; /* the tests and lakeproxy are built alike (make check SANITIZE=1) */
+#else
+    return !under_valgrind();
+#endif
+}
+
 int proxy_fd_count(const struct proxy *p)
 {
     char path[64];

@@ -181,6 +181,10 @@ long raise_fd_limit(long want);
  * "VmHWM" (resident at its peak); the test fails without it. */
 long proxy_status_kb(const struct proxy *p, const char *field);
 
+/* Whether lakeproxy's RSS follows its own allocations: not under AddressSanitizer (its
+ * quarantine and caches keep freed memory) nor under valgrind. */
+bool rss_follows_heap(void);
+
 /* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
 int proxy_fd_count(const struct proxy *p);
 
