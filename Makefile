@@ -3,6 +3,8 @@
 #   make check         unit + integration + real-client tests (SANITIZE=1: under ASan+UBSan)
 #   make demo          throwaway PostgreSQL + lakeproxy with conf/demo.yaml (PORT=6432)
 #   make bench         pgbench through lakeproxy, PgBouncer and directly
+#   make soak          2,000 clients for SOAK_SECONDS (600): no errors, RSS flat, fds back
+#   make valgrind      integration suites with lakeproxy under valgrind (leaks, invalid access)
 #   make format-check  clang-format dry run
 
 CC      ?= cc
@@ -36,7 +38,7 @@ INTEG_SRC := $(wildcard tests/integration/*.c) $(wildcard tests/lib/*.c)
 UNIT_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC))
 INTEG_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(INTEG_SRC))
 
-.PHONY: all check demo bench clean format format-check install unit integration fuzz
+.PHONY: all check demo bench soak valgrind clean format format-check install unit integration fuzz
 all: lakeproxy
 
 $(BUILD)/lakeproxy: $(BUILD)/src/main.o $(LIB_OBJ)
@@ -74,6 +76,17 @@ demo: lakeproxy
 bench: lakeproxy
 	bash bench/run.sh $(BENCH_ARGS)
 	bash bench/mask.sh -o "$$(ls -t bench/results/*.md | head -n 1)"
+
+# Not part of `make check`: 2,000 pgbench clients over 20 server connections for SOAK_SECONDS.
+soak: lakeproxy
+	bash bench/soak.sh
+
+# Not part of `make check`: these criterion suites (names as in TestSuite) with lakeproxy under
+# valgrind (memcheck); a definite leak or an invalid access fails the test that stopped it.
+VALGRIND_SUITES ?= session txn prepared protocol rls masking
+valgrind: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy
+	LP_VALGRIND=1 BUILD=$(BUILD) FILTER='@($(subst $(eval) ,|,$(strip $(VALGRIND_SUITES))))/*' \
+	    bash tests/run_all.sh
 
 # libFuzzer (clang, with ASan + UBSan): each target for FUZZ_SECONDS on its corpus under
 # tests/fuzz/corpus/<target>; new inputs that add coverage are kept there (commit them).

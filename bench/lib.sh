@@ -1,6 +1,7 @@
 # lib.sh: what the bench scripts share (sourced). A throwaway PostgreSQL with the test schema
 # in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
-# CPU ticks of a process; the median of numbers on stdin ("-" entries skipped, "-" if none).
+# CPU ticks of a process; the median of numbers on stdin ("-" entries skipped, "-" if none);
+# pgbench tables and a lakeproxy database entry towards that PostgreSQL.
 
 bench_pids=()
 
@@ -24,3 +25,23 @@ bench_pg_start() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# bench_pgbench_init: pgbench's tables (scale 10) in lp_test of the bench PostgreSQL.
+bench_pgbench_init() {
+    pgbench -i -s 10 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >/dev/null 2>&1
+}
+
+# bench_db_yaml NAME POOL: a lakeproxy database entry NAME towards lp_test of the bench
+# PostgreSQL as lp_server, with POOL (a YAML flow mapping) as its pool settings.
+bench_db_yaml() {
+    cat <<YAML
+  $1:
+    host: 127.0.0.1
+    port: $pgport
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool: $2
+YAML
+}

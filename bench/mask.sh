@@ -24,18 +24,14 @@ ANALYZE mask_bench;
 SQL
 
 lpport=$(bash tests/lib/free_port.sh)
-cat >"$T/lakeproxy.yaml" <<YAML
+{
+    cat <<YAML
 listen: { host: 127.0.0.1, port: $lpport }
 log: { level: warning }
 databases:
-  bench:
-    host: 127.0.0.1
-    port: $pgport
-    dbname: lp_test
-    user: lp_server
-    password: server-secret
-    tls: disable
-    pool: { mode: transaction, size: 4 }
+YAML
+    bench_db_yaml bench "{ mode: transaction, size: 4 }"
+    cat <<YAML
 users:
   masked: { password: server-secret }
   exempt: { password: server-secret }
@@ -45,6 +41,7 @@ masking:
     - { column: public.mask_bench.ssn, function: last4, unless: { users: [exempt] } }
 stats: { enabled: false }
 YAML
+} >"$T/lakeproxy.yaml"
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
 bench_pids+=("$lp_pid")

@@ -29,35 +29,27 @@ ulimit -n 8192 2>/dev/null || true
 
 source bench/lib.sh
 bench_pg_start lakeproxy-bench
-pgbench -i -s 10 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >/dev/null 2>&1
+bench_pgbench_init
 
 lpport=$(bash tests/lib/free_port.sh)
-cat >"$T/lakeproxy.yaml" <<YAML
+{
+    cat <<YAML
 listen: { host: 127.0.0.1, port: $lpport }
 log: { level: warning }
 limits: { max_clients: 2000 }
 databases:
-  bench:
-    host: 127.0.0.1
-    port: $pgport
-    dbname: lp_test
-    user: lp_server
-    password: server-secret
-    tls: disable
-    pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
-  bench_rls:                     # the same, under row-level security: two attributes injected
-    host: 127.0.0.1              # at every checkout, every statement through the guard
-    port: $pgport
-    dbname: lp_test
-    user: lp_server
-    password: server-secret
-    tls: disable
-    pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 }
+YAML
+    bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }"
+    # the same, under row-level security: two attributes injected at every checkout, every
+    # statement through the guard
+    bench_db_yaml bench_rls "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }"
+    cat <<YAML
 users:
   lp_server: { password: server-secret, attributes: { tenant_id: "1" } }
   tenant2: { password: server-secret, attributes: { tenant_id: "2" } }
 rls: { prefix: app, databases: [bench_rls], attributes: { tenant_id: attribute, user: user } }
 YAML
+} >"$T/lakeproxy.yaml"
 lp2port=$(bash tests/lib/free_port.sh)
 sed -e "s/port: $lpport }/port: $lp2port }/" "$T/lakeproxy.yaml" >"$T/nostats.yaml"
 echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"

@@ -1,6 +1,7 @@
 /* worker.c: owns one event loop: its listener, pools, clients, signals and TLS contexts. */
 #include "worker.h"
 
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <time.h>
@@ -150,12 +151,29 @@ static void report_status(struct worker *w)
     notify_status(text);
 }
 
+/* Free heap memory the janitor leaves to the allocator; beyond it (and beyond what is in use)
+ * it hands the free pages back to the kernel. */
+#define HEAP_FREE_KEPT (8u << 20)
+
+/* After a storm of connections their buffers' freed chunks stay in the heap, fragmented
+ * (glibc only trims its top): resident memory would stay at the peak. Once more of the
+ * heap is free than in use, malloc_trim releases the free pages wherever they lie. */
+static void trim_heap(void)
+{
+#ifdef __GLIBC__
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > HEAP_FREE_KEPT && mi.fordblks > mi.uordblks)
+        malloc_trim(0);
+#endif
+}
+
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     pool_janitor(arg);
     report_status(arg);
+    trim_heap();
 }
 
 /* The once-a-second housekeeping timer. */

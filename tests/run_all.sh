@@ -60,6 +60,17 @@ echo "== integration tests"
 # FILTER=suite/* runs only those integration tests (for development; make check runs all)
 "$BUILD/test_integration" -j2 ${FILTER:+--filter "$FILTER"} 2>&1 | tee "$T/integration.out"
 count_criterion integration "$T/integration.out" "${PIPESTATUS[0]}"
+# a lakeproxy that exited badly (crash, sanitizer or valgrind report) fails its test, but
+# criterion does not count a failure in a suite's .fini: tests/lib/harness.c lists them here
+if [ -s "$T/stop-failures.txt" ]; then
+    n=$(wc -l <"$T/stop-failures.txt")
+    echo "integration: $n lakeproxy processes stopped badly:"
+    cat "$T/stop-failures.txt"
+    for f in "$T"/proxy-*/valgrind.log; do
+        [ -s "$f" ] && { echo "== $f"; head -n 60 "$f"; }
+    done
+    failed=$((failed + n))
+fi
 if [ -n "${FILTER:-}" ]; then echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; fi
 
 echo "== real clients (psql, pgbench, psycopg)"

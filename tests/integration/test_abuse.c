@@ -1,6 +1,8 @@
 /* test_abuse.c: hostile clients against a running proxy: slowloris logins (a byte at a time)
- * and a flood of connections that never speak are closed after limits.login_timeout_s, and
- * every other client keeps working meanwhile. */
+ * and a flood of connections that never speak are closed after limits.login_timeout_s; a
+ * client that never reads a huge result costs bounded memory and its server is closed, not
+ * pooled; 10,000 connections dropped half-way through startup leave no file descriptor or
+ * memory behind. Every other client keeps working meanwhile. */
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <stdio.h>
@@ -15,12 +17,20 @@
 
 static struct proxy px;
 
+/* Connections at once in the waves of dropped connections (max_clients leaves room). */
+#define WAVE 1000
+/* Growth of lakeproxy's resident memory that counts as unbounded, and as "back to baseline". */
+#define RSS_BOUND_KB (64 * 1024)
+#define RSS_NEAR_KB (16 * 1024)
+
 static void start_short_login(void)
 {
     static char yaml[8192];
     int port = free_port();
+    cr_assert_geq(raise_fd_limit(3 * WAVE), 2 * WAVE + 100, "cannot raise the open-file limit");
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
-                       "limits:\n  login_timeout_s: 2\n  max_clients: 2000\n");
+                       "limits:\n  login_timeout_s: 2\n  max_clients: 2000\n"
+                       "admin:\n  users: [alice]\n");
     proxy_start_yaml(&px, port, yaml);
 }
 static void stop_proxy(void) { proxy_stop(&px); }
@@ -103,4 +113,147 @@ Test(abuse, a_flood_of_silent_connections_is_closed_and_others_keep_working)
                  N);
     cr_expect_lt(timed_query(), 1.0);
     free(fds);
+}
+
+/* The result no client could hold: about 1 GB (a million rows of 1,000 bytes); the alias
+ * finds its backend in pg_stat_activity. */
+#define HUGE_QUERY "SELECT repeat('x', 1000) AS never_read FROM generate_series(1, 1000000)"
+
+/* Backends of lp_test running HUGE_QUERY, those blocked writing to their client only if
+ * blocked (the superuser connection direct). */
+static int huge_query_backends(PGconn *direct, bool blocked)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%AS never_read%%' "
+             "AND pid <> pg_backend_pid() %s",
+             blocked ? "AND wait_event = 'ClientWrite'" : "");
+    char *v = query_value(direct, sql);
+    int n = atoi(v);
+    free(v);
+    return n;
+}
+
+/* Polls huge_query_backends until it equals want, up to timeout_s. */
+static bool wait_huge_backends(PGconn *direct, bool blocked, int want, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (huge_query_backends(direct, blocked) != want) {
+        if (now_s() > deadline)
+            return false;
+        usleep(100000);
+    }
+    return true;
+}
+
+/* Expects lakeproxy's RSS back within RSS_NEAR_KB of base (polling up to 5 s) after what;
+ * only logs it where RSS does not follow lakeproxy's heap (sanitizer, valgrind). */
+static void expect_rss_back(long base, const char *what)
+{
+    double deadline = now_s() + 5;
+    long rss;
+    while ((rss = proxy_status_kb(&px, "VmRSS")) - base >= RSS_NEAR_KB && now_s() < deadline)
+        usleep(100000);
+    if (rss_follows_heap())
+        cr_expect_lt(rss - base, RSS_NEAR_KB, "RSS %ld kB above its baseline after %s",
+                     rss - base, what);
+    cr_log_info("%s: RSS baseline %ld kB, then +%ld kB", what, base, rss - base);
+}
+
+Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_closed)
+{
+    PGconn *direct = pg_admin("lp_test");
+    timed_query();
+    timed_query();
+    long base = proxy_status_kb(&px, "VmRSS"), peak = base;
+    int fd = raw_session(px.port, "carol", "app");
+    int small = 4096;
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    raw_query(fd, HUGE_QUERY); /* and never read again */
+    cr_assert(wait_huge_backends(direct, true, 1, 20),
+              "the server never blocked writing its result to lakeproxy");
+    for (double end = now_s() + 4; now_s() < end; usleep(250000)) {
+        long rss = proxy_status_kb(&px, "VmRSS");
+        peak = rss > peak ? rss : peak;
+        cr_expect_lt(timed_query(), 2.0, "another client waits for the stuck one");
+    }
+    cr_expect_lt(peak - base, RSS_BOUND_KB, "RSS grew by %ld kB while back-pressured",
+                 peak - base);
+    cr_expect_eq(huge_query_backends(direct, true), 1, "the server stayed back-pressured");
+    close(fd);
+    cr_expect(wait_huge_backends(direct, false, 0, 10),
+              "the stuck client's server connection was not closed");
+    expect_live_servers(&px, "alice", "alice-secret", direct, "app");
+    cr_expect_lt(timed_query(), 2.0);
+    cr_log_info("stuck reader: RSS peak +%ld kB", peak - base);
+    expect_rss_back(base, "the stuck reader left");
+    PQfinish(direct);
+}
+
+/* Sends what dropped connection i says before it hangs up: nothing, half a startup packet,
+ * an SSLRequest, or a whole startup packet (lakeproxy then asks for a password). */
+static void send_opening(int fd, int i, const struct buf *startup)
+{
+    static const unsigned char ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    switch (i % 4) {
+    case 1:
+        (void)!send(fd, startup->data, startup->len / 2, MSG_NOSIGNAL);
+        break;
+    case 2:
+        (void)!send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL);
+        break;
+    case 3:
+        (void)!send(fd, startup->data, startup->len, MSG_NOSIGNAL);
+        break;
+    }
+}
+
+/* lakeproxy's descriptors other than its server connections. */
+static int client_side_fds(void)
+{
+    return proxy_fd_count(&px) -
+           proxy_server_sockets(&px, "127.0.0.1", atoi(env_need("LP_PGPORT")));
+}
+
+/* Polls client_side_fds until it is at most want, up to timeout_s; the last count. */
+static int wait_fds_at_most(int want, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    int n;
+    while ((n = client_side_fds()) > want && now_s() < deadline)
+        usleep(50000);
+    return n;
+}
+
+Test(abuse, ten_thousand_dropped_connections_leave_no_descriptor_or_memory_behind)
+{
+    int fds[WAVE];
+    struct buf b;
+    struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
+    buf_init(&b);
+    proto_startup(&b, params, 2);
+    PGconn *steady = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(steady) == CONNECTION_OK, "%s", PQerrorMessage(steady));
+    free(query_value(steady, "SELECT 1"));
+    timed_query();
+    int base_fds = client_side_fds();
+    long base_rss = proxy_status_kb(&px, "VmRSS");
+    for (int wave = 0; wave < 10; wave++) {
+        for (int i = 0; i < WAVE; i++) {
+            cr_assert((fds[i] = raw_connect(px.port)) >= 0, "wave %d connection %d", wave, i);
+            send_opening(fds[i], i, &b);
+        }
+        cr_expect_lt(timed_query(), 2.0, "a new client gets in beside %d others", WAVE);
+        for (int i = 0; i < WAVE; i++)
+            close(fds[i]);
+        char *v = query_value(steady, "SELECT 'steady'");
+        cr_expect_str_eq(v, "steady");
+        free(v);
+        int n = wait_fds_at_most(base_fds, 10);
+        cr_assert_leq(n, base_fds, "wave %d: %d descriptors open, %d before", wave, n, base_fds);
+    }
+    expect_rss_back(base_rss, "10,000 dropped connections");
+    cr_expect_lt(timed_query(), 2.0);
+    PQfinish(steady);
+    buf_free(&b);
 }

@@ -254,51 +254,6 @@ static double wait_all_ok_after(struct loader *ls, int n, double t, double deadl
     }
 }
 
-/* ---- admin console: every server the pool lists is a live backend ---- */
-
-/* The backend pids of the servers of database db in SHOW SERVERS ("connecting" ones
- * excluded); fails on a server in another state than idle or active. */
-static int listed_backends(PGconn *adm, const char *db, long *pids, int max)
-{
-    PGresult *r = admin_show(adm, "SHOW SERVERS");
-    int cdb = PQfnumber(r, "database"), cst = PQfnumber(r, "state"),
-        cpid = PQfnumber(r, "backend_pid"), n = 0;
-    for (int i = 0; i < PQntuples(r) && n < max; i++) {
-        if (strcmp(PQgetvalue(r, i, cdb), db) != 0 ||
-            strcmp(PQgetvalue(r, i, cst), "connecting") == 0)
-            continue;
-        cr_expect(strcmp(PQgetvalue(r, i, cst), "idle") == 0 ||
-                      strcmp(PQgetvalue(r, i, cst), "active") == 0,
-                  "server in state %s", PQgetvalue(r, i, cst));
-        pids[n++] = atol(PQgetvalue(r, i, cpid));
-    }
-    PQclear(r);
-    return n;
-}
-
-/* Every server lakeproxy lists for db is a backend that PostgreSQL (superuser connection
- * direct) has now, and no client of db waits. */
-static void expect_no_dead_servers(PGconn *direct, const char *db)
-{
-    PGconn *adm = connect_ok("lakeproxy");
-    long pids[64];
-    int n = listed_backends(adm, db, pids, 64);
-    for (int i = 0; i < n; i++) {
-        char sql[128];
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld",
-                 pids[i]);
-        char *v = query_value(direct, sql);
-        cr_expect_str_eq(v, "1", "SHOW SERVERS lists backend %ld, which is gone", pids[i]);
-        free(v);
-    }
-    PGresult *r = admin_show(adm, "SHOW POOLS");
-    for (int i = 0; i < PQntuples(r); i++)
-        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), db) == 0)
-            cr_expect_str_eq(PQgetvalue(r, i, PQfnumber(r, "cl_waiting")), "0");
-    PQclear(r);
-    PQfinish(adm);
-}
-
 /* Waits up to timeout_s for the result of the query sent on c; NULL when none came. */
 static PGresult *result_within(PGconn *c, double timeout_s)
 {
@@ -373,7 +328,7 @@ Test(faults, postgres_killed_and_restarted_under_load)
     cr_log_info("kill -9: %d failed statements or logins during the outage", errors);
     PGconn *direct = pg_private_admin(&pg, "lp_test");
     cr_assert(PQstatus(direct) == CONNECTION_OK, "%s", PQerrorMessage(direct));
-    expect_no_dead_servers(direct, "crash");
+    expect_live_servers(&px, "alice", "alice-secret", direct, "crash");
     PQfinish(direct);
 }
 
@@ -422,7 +377,7 @@ Test(faults, server_connection_cut_in_the_middle_of_a_result)
     free(n);
     PQfinish(a);
     PGconn *direct = pg_admin("lp_test");
-    expect_no_dead_servers(direct, "cut");
+    expect_live_servers(&px, "alice", "alice-secret", direct, "cut");
     PQfinish(direct);
     tcp_relay_stop(relay);
 }

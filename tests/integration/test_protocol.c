@@ -183,26 +183,11 @@ Test(protocol, garbage_during_authentication_is_refused)
     expect_others_fine();
 }
 
-/* VmHWM of the proxy process in kB. */
-static long proxy_peak_kb(void)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)px.pid);
-    FILE *f = fopen(path, "r");
-    cr_assert(f);
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 Test(protocol, large_result_streams_in_bounded_memory, .timeout = 120)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    long before = proxy_peak_kb();
+    long before = proxy_status_kb(&px, "VmHWM");
     /* 200 rows of 1 MB each: rows bigger than max_message_size stream through, and the
      * whole 200 MB never sits in the proxy */
     PGresult *r = PQexec(c, "SELECT repeat('x', 1000000) FROM generate_series(1, 200)");
@@ -210,7 +195,7 @@ Test(protocol, large_result_streams_in_bounded_memory, .timeout = 120)
     cr_expect_eq(PQntuples(r), 200);
     cr_expect_eq(PQgetlength(r, 199, 0), 1000000);
     PQclear(r);
-    long after = proxy_peak_kb();
+    long after = proxy_status_kb(&px, "VmHWM");
     cr_expect(after - before < 48 * 1024, "proxy peak memory grew by %ld kB", after - before);
     PQfinish(c);
 }

@@ -333,21 +333,6 @@ Test(stats, metrics_parse_as_prometheus_text_and_healthz_answers)
     cr_expect_eq(status, 404);
 }
 
-/* Resident memory of process pid in kB (0 when unreadable). */
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* A client that pipelines /metrics requests and never reads the replies is held back by TCP:
  * lakeproxy's memory stays put, and /healthz keeps answering others. */
 Test(stats, a_metrics_client_that_never_reads_cannot_grow_memory, .timeout = 60)
@@ -361,7 +346,7 @@ Test(stats, a_metrics_client_that_never_reads_cannot_grow_memory, .timeout = 60)
     for (size_t i = 0; i + sizeof(one) - 1 <= sizeof(req); i += sizeof(one) - 1)
         memcpy(req + i, one, sizeof(one) - 1);
     fcntl(fd, F_SETFL, O_NONBLOCK);
-    long before = rss_kb(px.pid);
+    long before = proxy_status_kb(&px, "VmRSS");
     size_t sent = 0;
     for (double t0 = now_s(); now_s() - t0 < 2.0;) {
         ssize_t n = send(fd, req, sizeof(req), MSG_NOSIGNAL);
@@ -370,7 +355,7 @@ Test(stats, a_metrics_client_that_never_reads_cannot_grow_memory, .timeout = 60)
         else
             usleep(10000);
     }
-    long after = rss_kb(px.pid);
+    long after = proxy_status_kb(&px, "VmRSS");
     fprintf(stderr, "stats: a non-reading /metrics client sent %zu kB; RSS %ld -> %ld kB\n",
             sent / 1024, before, after);
     cr_expect_lt(after - before, 50 * 1024, "RSS grew from %ld to %ld kB", before, after);

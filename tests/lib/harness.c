@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -83,10 +85,16 @@ void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode
              extra ? extra : "");
 }
 
+bool under_valgrind(void)
+{
+    const char *v = getenv("LP_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* Waits until something accepts on port, or the proxy process has exited. */
 static bool wait_listening(pid_t pid, int port)
 {
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < (under_valgrind() ? 6000 : 500); i++) {
         int fd = raw_connect(port);
         if (fd >= 0) {
             close(fd);
@@ -110,15 +118,34 @@ void proxy_reload_yaml(const struct proxy *p, const char *yaml)
     usleep(300 * 1000);
 }
 
-/* In the child: runs lakeproxy on conf (with the command-line flag, NULL: none), seeing hosts
- * as its /etc/hosts when hosts is set (a bind mount in a private mount namespace: nothing
- * outside the process sees it). */
-static void exec_proxy(const char *bin, const char *conf, const char *flag, const char *hosts)
+/* The valgrind command line lakeproxy runs under with LP_VALGRIND=1 (log in dir): a definite
+ * leak or any memory error makes it exit with VALGRIND_STATUS. */
+static void valgrind_prefix(char *out, size_t outsz, const char *dir)
 {
+    snprintf(out, outsz,
+             "valgrind --quiet --leak-check=full --show-leak-kinds=definite "
+             "--errors-for-leak-kinds=definite --error-exitcode=%d --num-callers=30 "
+             "--suppressions=%s/tests/valgrind.supp --log-file=%s/valgrind.log",
+             VALGRIND_STATUS, env_need("LP_ROOT"), dir);
+}
+
+/* In the child: runs lakeproxy on conf with the command-line flag (NULL: none), under
+ * valgrind with LP_VALGRIND=1 (logging into dir), seeing hosts as its /etc/hosts when hosts is
+ * set (a bind mount in a private mount namespace: nothing outside the process sees it). */
+static void exec_proxy(const char *bin, const char *conf, const char *flag, const char *hosts,
+                       const char *dir)
+{
+    char wrapper[1024] = "", script[1200];
+    if (under_valgrind())
+        valgrind_prefix(wrapper, sizeof(wrapper), dir);
+    /* $0: the hosts file (or "-"), $1: lakeproxy, $2: its configuration, $3: the flag */
+    snprintf(script, sizeof(script), "%s exec %s \"$1\" %s -c \"$2\"",
+             hosts ? "mount --bind \"$0\" /etc/hosts &&" : "", wrapper, flag ? "\"$3\"" : "");
     if (hosts)
         execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh",
-              "-c", "mount --bind \"$0\" /etc/hosts && exec \"$1\" -c \"$2\"", hosts, bin,
-              conf, (char *)NULL);
+              "-c", script, hosts, bin, conf, flag ? flag : "", (char *)NULL);
+    else if (wrapper[0])
+        execl("/bin/sh", "sh", "-c", script, "-", bin, conf, flag ? flag : "", (char *)NULL);
     else if (flag)
         execl(bin, bin, flag, "-c", conf, (char *)NULL);
     else
@@ -147,7 +174,7 @@ static void spawn(struct proxy *p, int port, const char *yaml, const char *name,
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
-        exec_proxy(bin, p->conf, flag, hosts);
+        exec_proxy(bin, p->conf, flag, hosts, p->dir);
     }
 }
 
@@ -212,25 +239,55 @@ void proxy_start(struct proxy *p, int pool_size)
     proxy_start_yaml(p, port, yaml);
 }
 
+/* Sends SIGTERM to p and waits for it to exit (valgrind's leak check takes its time); its
+ * wait status, or -1 when it had to be killed with SIGKILL. */
+static int wait_stopped(const struct proxy *p)
+{
+    int st = 0, tries = under_valgrind() ? 12000 : 1000;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < tries; i++) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+            return st;
+        usleep(10000);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &st, 0);
+    return -1;
+}
+
+/* Appends why to $LP_TEST_DIR/stop-failures.txt, which tests/run_all.sh counts as failures:
+ * criterion reports an assertion that fails in a suite's .fini (where most tests stop their
+ * proxy) but still counts the test as passed. */
+static void note_stop_failure(const char *why)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/stop-failures.txt", env_need("LP_TEST_DIR"));
+    FILE *f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "%s\n", why);
+        fclose(f);
+    }
+}
+
 void proxy_stop(struct proxy *p)
 {
-    int st = 0;
+    char why[600] = "";
     if (p->pid <= 0)
         return;
-    kill(p->pid, SIGTERM);
-    for (int i = 0; i < 1000; i++) {
-        if (waitpid(p->pid, &st, WNOHANG) == p->pid)
-            break;
-        usleep(10000);
-        if (i == 999) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            cr_assert_fail("lakeproxy did not stop within 10 s of SIGTERM; see %s", p->log);
-        }
-    }
+    int st = wait_stopped(p);
+    if (st == -1)
+        snprintf(why, sizeof(why), "lakeproxy did not stop within %d s of SIGTERM; see %s",
+                 under_valgrind() ? 120 : 10, p->log);
+    else if (WIFEXITED(st) && WEXITSTATUS(st) == VALGRIND_STATUS)
+        snprintf(why, sizeof(why), "valgrind found a leak or a memory error; see %s/valgrind.log",
+                 p->dir);
+    else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        snprintf(why, sizeof(why), "lakeproxy exited abnormally (status %d); see %s", st, p->log);
     p->pid = 0;
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "lakeproxy exited abnormally (status %d); see %s", st, p->log);
+    if (why[0]) {
+        note_stop_failure(why);
+        cr_assert_fail("%s", why);
+    }
 }
 
 PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password,
@@ -843,4 +900,98 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port)
             held += inodes[i] == inode;
     }
     return held;
+}
+
+/* The backend pids of the servers of database db in SHOW SERVERS ("connecting" ones
+ * excluded); fails on a server in another state than idle or active. */
+static int listed_backends(PGconn *adm, const char *db, long *pids, int max)
+{
+    PGresult *r = admin_show(adm, "SHOW SERVERS");
+    int cdb = PQfnumber(r, "database"), cst = PQfnumber(r, "state"),
+        cpid = PQfnumber(r, "backend_pid"), n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++) {
+        if (strcmp(PQgetvalue(r, i, cdb), db) != 0 ||
+            strcmp(PQgetvalue(r, i, cst), "connecting") == 0)
+            continue;
+        cr_expect(strcmp(PQgetvalue(r, i, cst), "idle") == 0 ||
+                      strcmp(PQgetvalue(r, i, cst), "active") == 0,
+                  "server in state %s", PQgetvalue(r, i, cst));
+        pids[n++] = atol(PQgetvalue(r, i, cpid));
+    }
+    PQclear(r);
+    return n;
+}
+
+void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
+                         PGconn *direct, const char *db)
+{
+    PGconn *adm = proxy_connect(p, admin, password, "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    long pids[64];
+    int n = listed_backends(adm, db, pids, 64);
+    for (int i = 0; i < n; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld",
+                 pids[i]);
+        char *v = query_value(direct, sql);
+        cr_expect_str_eq(v, "1", "SHOW SERVERS lists backend %ld, which is gone", pids[i]);
+        free(v);
+    }
+    PGresult *r = admin_show(adm, "SHOW POOLS");
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), db) == 0)
+            cr_expect_str_eq(PQgetvalue(r, i, PQfnumber(r, "cl_waiting")), "0");
+    PQclear(r);
+    PQfinish(adm);
+}
+
+long raise_fd_limit(long want)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur == RLIM_INFINITY || (long)rl.rlim_cur >= want)
+        return rl.rlim_cur == RLIM_INFINITY ? want : (long)rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && (long)rl.rlim_max < want ? rl.rlim_max
+                                                                          : (rlim_t)want;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit(RLIMIT_NOFILE): %s",
+                 strerror(errno));
+    return (long)rl.rlim_cur;
+}
+
+long proxy_status_kb(const struct proxy *p, const char *field)
+{
+    char path[64], line[256];
+    size_t n = strlen(field);
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot read %s", path);
+    while (kb < 0 && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            kb = atol(line + n + 1);
+    fclose(f);
+    cr_assert(kb > 0, "no %s in %s", field, path);
+    return kb;
+}
+
+bool rss_follows_heap(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return false; /* the tests and lakeproxy are built alike (make check SANITIZE=1) */
+#else
+    return !under_valgrind();
+#endif
+}
+
+int proxy_fd_count(const struct proxy *p)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)p->pid);
+    DIR *d = opendir(path);
+    cr_assert(d, "cannot list %s", path);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }

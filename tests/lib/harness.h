@@ -15,6 +15,13 @@ struct proxy {
     char log[300];
 };
 
+/* The exit status of a lakeproxy that valgrind (LP_VALGRIND=1) found a fault in. */
+#define VALGRIND_STATUS 99
+
+/* LP_VALGRIND=1: proxy_start* runs lakeproxy under valgrind (make valgrind); proxy_stop then
+ * fails the test on a definite leak or an invalid access (see <proxy dir>/valgrind.log). */
+bool under_valgrind(void);
+
 /* A required environment variable set by tests/run_all.sh (the test fails without it). */
 const char *env_need(const char *name);
 
@@ -193,5 +200,26 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
+
+/* Every server that lakeproxy p's admin console (as admin, password) lists for db is in state
+ * idle or active and is a backend that PostgreSQL (direct, a superuser connection) has now;
+ * no client of db waits. Failures are expectations, not assertions. */
+void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
+                         PGconn *direct, const char *db);
+
+/* Raises this process's soft limit on open files to want (at most the hard limit); the
+ * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
+long raise_fd_limit(long want);
+
+/* A memory figure of lakeproxy in kB from /proc/PID/status: field "VmRSS" (resident now) or
+ * "VmHWM" (resident at its peak); the test fails without it. */
+long proxy_status_kb(const struct proxy *p, const char *field);
+
+/* Whether lakeproxy's RSS follows its own allocations: not under AddressSanitizer (its
+ * quarantine and caches keep freed memory) nor under valgrind. */
+bool rss_follows_heap(void);
+
+/* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
+int proxy_fd_count(const struct proxy *p);
 
 #endif
