@@ -761,9 +761,11 @@ static void on_read(void *arg, const PGresult *r, const char *err)
     struct maskcat *mc = arg;
     mc->q = NULL;
     bool rows = r && PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (r && !rows && mc->retries < READ_RETRIES && retry_later(mc)) {
-        log_info("masking catalog of %s: the server refused a read (%.120s): trying again",
-                 mc->db, PQresultErrorMessage(r));
+    /* sidequery reports a server's error as err, with PQresultErrorMessage's "ERROR:  ..." */
+    bool refused = !rows && err && strncmp(err, "ERROR:", 6) == 0;
+    if (refused && mc->retries < READ_RETRIES && retry_later(mc)) {
+        log_info("masking catalog of %s: the server refused a read (%.*s): trying again",
+                 mc->db, (int)strcspn(err, "\n"), err);
         return; /* waiters keep waiting */
     }
     mc->retries = 0;
