@@ -403,9 +403,16 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     return send_query_text(s, "DEALLOCATE ALL") ? RV_DROP : RV_ERROR;
 }
 
-/* A refused message was replaced by its stand-in: owe the reply of what was sent. */
-static enum relay_verdict standin_sent(struct server *s, uint8_t type, const char **err)
+/* A refused message was replaced by its stand-in: owe the reply of what was sent. A stand-in
+ * Query, or a stand-in Parse of the unnamed statement, leaves the server without one, and the
+ * client's refused statement is not the one it kept: binding "" must not run the older one. */
+static enum relay_verdict standin_sent(struct server *s, struct client *c, uint8_t type,
+                                       const uint8_t *body, const char **err)
 {
+    if (type == 'Q' || (type == 'P' && body && body[0] == '\0')) {
+        s->unnamed_of = 0;
+        forget_unnamed(c);
+    }
     if (type == 'P')
         s->ext_open = true;
     else
@@ -428,7 +435,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         if (pr == POLICY_FAILED)
             return RV_ERROR;
         if (pr == POLICY_STANDIN)
-            return standin_sent(s, type, err);
+            return standin_sent(s, c, type, body, err);
     }
     switch (type) {
     case 'X':

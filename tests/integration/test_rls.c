@@ -535,6 +535,21 @@ Test(rls_one, unnamed_statements_and_sql_prepare_leave_nothing_for_the_next_tena
     cr_expect_str_eq(query_sqlstate(b, "EXPLAIN (VERBOSE, COSTS OFF) EXECUTE note('x')"), "26000",
                      "tenant 2 must not reach tenant 1's prepared statement");
     expect_own_view(b, 2, "another client's unnamed statement and SQL PREPARE");
+    /* a refused Parse "" leaves no unnamed statement: binding "" must not run the older one */
+    r = PQprepare(a, "", "SELECT 'older statement ' || $1::text", 1, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    r = PQprepare(a, "", "SELECT set_config('app.tenant_id', $1, false)", 1, NULL);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "42501", "the forgery is refused");
+    PQclear(r);
+    const char *params[1] = {"2"};
+    r = PQexecPrepared(a, "", 1, params, NULL, NULL, 0);
+    st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "Bind \"\" after a refused Parse ran: %s",
+                     PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : PQerrorMessage(a));
+    PQclear(r);
+    expect_own_view(a, 1, "a refused unnamed Parse");
     PQfinish(a);
     PQfinish(b);
 }
