@@ -139,6 +139,7 @@ struct server {
     struct event *timer;
     uint64_t id;
     uint64_t unnamed_of; /* the client whose unnamed statement this server holds (0: none) */
+    bool unnamed_maybe;  /* an unnamed statement may be there (closed before the next client) */
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;

@@ -159,6 +159,7 @@ static bool ensure_unnamed(struct server *s, struct client *c, bool *ok)
         b.failed = true;
     *ok = send_buf(to_server(s), &b);
     s->unnamed_of = c->id;
+    s->unnamed_maybe = true;
     return true;
 }
 
@@ -208,6 +209,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
             return RV_ERROR;
         }
         s->unnamed_of = c->id;
+        s->unnamed_maybe = true;
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects)) {
@@ -548,9 +550,11 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         rq_pop(&s->replies);
         emit_fakes(s);
         return RV_DROP;
-    case RQ_FAIL:
-        rq_fail_until_sync(&s->replies, forget_failed_parse, s);
+    case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
+        size_t skipped = rq_fail_until_sync(&s->replies, forget_failed_parse, s);
+        s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
         return RV_STREAM;
+    }
     case RQ_FINISH:
         if (!fake_next(s)) {
             rq_pop(&s->replies);

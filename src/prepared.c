@@ -215,15 +215,18 @@ enum rq_action rq_classify(const struct reply_queue *q, uint8_t type)
                : RQ_FINISH;
 }
 
-void rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
-                        void *arg)
+size_t rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
+                          void *arg)
 {
     const struct reply *f;
+    size_t queries = 0;
     while ((f = rq_front(q)) && f->kind != RK_SYNC) {
         if ((f->kind == RK_PARSE || f->kind == RK_DROP_PARSE) && f->stmt[0] && on_failed_parse)
             on_failed_parse(arg, f->stmt);
+        queries += f->kind == RK_QUERY;
         rq_pop(q);
     }
+    return queries;
 }
 
 void rq_mark_last(struct reply_queue *q, uint32_t copy_dones)

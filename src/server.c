@@ -851,6 +851,11 @@ void server_link(struct server *s, struct client *c)
         replies++;
     }
     buf_free(&sql);
+    if (s->unnamed_maybe) { /* never leave a client another's unnamed statement to bind */
+        proto_close_sync(&msgs, 'S', "");
+        replies++;
+        s->unnamed_maybe = false;
+    }
     int prefix = c->rls ? add_rls_prefix(s, c, &msgs, err, sizeof(err)) : 0;
     if (prefix < 0) {
         buf_free(&msgs);

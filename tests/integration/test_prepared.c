@@ -246,22 +246,31 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
     PQfinish(attacker);
 }
 
+/* A proxy of its own with one server in transaction mode: every client shares it. */
+static void start_one_server(struct proxy *one)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    proxy_start_yaml(one, port, yaml);
+}
+
+static PGconn *alice_at(const struct proxy *p)
+{
+    PGconn *c = proxy_connect(p, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
 /* The unnamed statement under transaction pooling: a client's PQprepare("") and its later
  * PQexecPrepared("") may run on different servers, or on one where another client has made
  * its own unnamed statement meanwhile. Each client binds its own (prepared again where needed),
  * never another's; a client that made none gets PostgreSQL's "does not exist". */
 Test(prepared, each_client_binds_its_own_unnamed_statement)
 {
-    static char yaml[8192];
     struct proxy one;
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
-    proxy_start_yaml(&one, port, yaml);
-    PGconn *a = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
-    PGconn *b = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
-    PGconn *n = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(a) == CONNECTION_OK && PQstatus(b) == CONNECTION_OK &&
-              PQstatus(n) == CONNECTION_OK);
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one), *n = alice_at(&one);
     prepare(a, "", "SELECT 'statement of a ' || $1::text", 1);
     prepare(b, "", "SELECT 'statement of b ' || $1::text", 1); /* the one server now holds b's */
     char *v = exec_prepared(a, "", "1");
@@ -287,6 +296,68 @@ Test(prepared, each_client_binds_its_own_unnamed_statement)
     PQfinish(a);
     PQfinish(b);
     PQfinish(n);
+    proxy_stop(&one);
+}
+
+/* Red team round 5: after an error PostgreSQL skips every message up to Sync, a client's
+ * Parse "" too, so the unnamed statement left on the server by its previous client stayed
+ * there for this one's next Bind ""; and a simple Query skipped that way was still awaited,
+ * so the client held its server forever. */
+Test(prepared, messages_skipped_after_an_error_leak_nothing_and_release_the_server)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    prepare(b, "", "SELECT 'statement of b'", 0); /* left on the one server */
+    cr_assert_eq(PQenterPipelineMode(a), 1);
+    cr_assert(PQsendQueryPrepared(a, "nope", 0, NULL, NULL, NULL, 0)); /* an error ... */
+    cr_assert(PQsendPrepare(a, "", "SELECT 'statement of a'", 0, NULL)); /* ... skips this */
+    cr_assert(PQpipelineSync(a));
+    cr_assert(PQsendQueryPrepared(a, "", 0, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    int results = 0;
+    for (int syncs = 0; syncs < 2;) {
+        PGresult *r = PQgetResult(a);
+        if (!r)
+            continue;
+        ExecStatusType st = PQresultStatus(r);
+        syncs += st == PGRES_PIPELINE_SYNC;
+        if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            cr_expect_str_neq(PQgetvalue(r, 0, 0), "statement of b", "a ran b's statement");
+        results++;
+        PQclear(r);
+    }
+    cr_expect_gt(results, 2);
+    PQexitPipelineMode(a);
+    /* a simple Query skipped after an error: the server must still go back to the pool */
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, 'B');
+    buf_put_str(&m, "");
+    buf_put_str(&m, "nope");
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    proto_query(&m, "SELECT 1");
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    cr_assert_eq(write(fd, m.data, m.len), (ssize_t)m.len);
+    buf_free(&m);
+    uint8_t body[512];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert_neq(t, -1, "no ReadyForQuery after the error");
+    PQfinish(a);
+    double t0 = now_s();
+    char *v = query_value(b, "SELECT 'b served'"); /* the one server must be free again */
+    cr_expect_str_eq(v, "b served");
+    cr_expect_lt(now_s() - t0, 5.0, "b waited for a server the skipped Query held");
+    free(v);
+    close(fd);
+    PQfinish(b);
     proxy_stop(&one);
 }
 
