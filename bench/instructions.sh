@@ -29,9 +29,7 @@ cat >"$T/lakeproxy.yaml" <<YAML
 listen: { host: 127.0.0.1, port: $lpport }
 log: { level: warning }
 databases:
-  bench: { host: 127.0.0.1, port: $pgport, dbname: lp_test, user: lp_server,
-           password: server-secret, tls: disable,
-           pool: { mode: transaction, size: $POOL, max_wait_ms: 60000 } }
+$(bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }")
 users:
   lp_server: { password: server-secret }
 YAML
@@ -41,19 +39,7 @@ else
     echo "stats: { enabled: false }" >>"$T/lakeproxy.yaml"
 fi
 pbport=$(bash tests/lib/free_port.sh)
-cat >"$T/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server password=server-secret
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $pbport
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $T/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-INI
-echo '"lp_server" "server-secret"' >"$T/userlist.txt"
+bench_pgbouncer_config "$pbport" "$POOL"
 as_user=()
 [ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
 

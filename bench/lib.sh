@@ -45,3 +45,23 @@ bench_db_yaml() {
     pool: $2
 YAML
 }
+
+# bench_pgbouncer_config PORT POOL: $T/pgbouncer.ini and its userlist for PgBouncer on PORT in
+# transaction pooling with POOL server connections to lp_test of the bench PostgreSQL.
+bench_pgbouncer_config() {
+    cat >"$T/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server password=server-secret
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $T/userlist.txt
+pool_mode = transaction
+default_pool_size = $2
+max_client_conn = 2000
+query_wait_timeout = 60
+INI
+    echo '"lp_server" "server-secret"' >"$T/userlist.txt"
+}

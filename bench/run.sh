@@ -62,21 +62,7 @@ lp2_pid=$!
 bench_pids+=("$lp2_pid")
 
 pbport=$(bash tests/lib/free_port.sh)
-cat >"$T/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server password=server-secret
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $pbport
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $T/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-max_client_conn = 2000
-query_wait_timeout = 60
-INI
-echo '"lp_server" "server-secret"' >"$T/userlist.txt"
+bench_pgbouncer_config "$pbport" "$POOL"
 if [ "$(id -u)" = 0 ]; then
     chown postgres "$T/pgbouncer.ini" "$T/userlist.txt"
     runuser -u postgres -- sh -c "ulimit -n 8192; exec pgbouncer $T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
