@@ -50,15 +50,16 @@ static bool mentions_forgetting(const char *text, bool *dealloc)
 }
 
 /* What running sql for client c does to a server beyond its result (STMT_* flags):
- * DEALLOCATE or DISCARD text may drop the server's cache; under row-level security the guard
- * may flag state that outlives the transaction (a WITH HOLD cursor, a temporary table). */
+ * DEALLOCATE or DISCARD text may drop the server's cache; under row-level security or masking
+ * the guard may flag state that outlives the transaction (a WITH HOLD cursor, a temporary
+ * table). */
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
     bool dealloc;
     if (mentions_forgetting(sql, &dealloc))
         e |= STMT_FORGETS;
-    if (c->rls && policy_statement_retires(c, sql))
+    if ((c->rls || c->mask.n_applied > 0) && policy_statement_retires(c, sql))
         e |= STMT_RETIRES;
     return e;
 }

@@ -267,11 +267,16 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
 /* A masked client not under RLS: the RLS guard's rules first (with the RLS prefix, or "app":
  * they refuse what would make the server read the text otherwise than libpg_query, a SQL-text
  * runner, set_config of a computed name ...), then the masking guard. */
+/* The attribute prefix the guard protects for c ("app" when RLS is not configured). */
+static const char *guard_prefix(const struct client *c)
+{
+    return c->w->cfg->rls.prefix ? c->w->cfg->rls.prefix : "app";
+}
+
 static enum policy_result check_text_rules(struct client *c, uint8_t type, const char *sql,
                                            const char **err)
 {
-    const char *prefix = c->w->cfg->rls.prefix ? c->w->cfg->rls.prefix : "app";
-    const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, prefix);
+    const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, guard_prefix(c));
     if (v->retire)
         c->server->retire_after = true;
     if (v->refuse)
@@ -316,7 +321,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
 
 bool policy_statement_retires(struct client *c, const char *sql)
 {
-    return guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix)->retire;
+    return guard_cache_check(c->w->guard, sql, guard_prefix(c))->retire;
 }
 
 /* The number after "<marker>_" in a stand-in's error message; false when msg is not one. */

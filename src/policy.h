@@ -23,7 +23,7 @@ enum policy_result {
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err);
 
-/* Does sql, run for client c (under RLS), leave state on the server that outlives the
+/* Does sql, run for client c (under RLS or masking), leave state on the server that outlives the
  * transaction (the guard's retire verdict)? */
 bool policy_statement_retires(struct client *c, const char *sql);
 

@@ -64,6 +64,15 @@ static void start_masking(void)
     proxy_start_yaml(&px, port, yaml);
 }
 
+/* One server connection: every client lands on the server the previous one left. */
+static void start_masking_one_server(void)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, MASKING_YAML);
+    proxy_start_yaml(&px, port, yaml);
+}
+
 static void stop_proxy(void) { proxy_stop(&px); }
 
 TestSuite(masking, .init = start_masking, .fini = stop_proxy, .timeout = 120);
@@ -347,6 +356,27 @@ Test(masking, session_state_of_other_clients_never_reaches_a_masked_client)
     cr_expect_str_eq(v, "ada.secret@example.com");
     free(v);
     PQfinish(a);
+}
+
+/* A masked client's prepared WITH HOLD cursor retires every server it runs on, not only the
+ * one it was prepared on: the next client finds no cursor of another client's. */
+Test(masking, a_masked_clients_prepared_held_cursor_retires_every_server_it_runs_on,
+     .init = start_masking_one_server)
+{
+    PGconn *m = login("mallory");
+    PGresult *r = PQprepare(m, "h", "DECLARE vc CURSOR WITH HOLD FOR SELECT id FROM customers",
+                            0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(m));
+    PQclear(r);
+    free(query_value(m, "SELECT 1")); /* the server it was prepared on has been retired */
+    r = PQexecPrepared(m, "h", 0, NULL, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(m));
+    PQclear(r);
+    PGconn *s = login("sam");
+    cr_expect_str_eq(query_sqlstate(s, "FETCH 3 FROM vc"), "34000",
+                     "sam must not fetch from mallory's cursor");
+    PQfinish(s);
+    PQfinish(m);
 }
 
 /* A masked client cannot change what masking protects (inside a transaction that is rolled
