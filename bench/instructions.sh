@@ -5,14 +5,16 @@
 # client; the difference of the two totals divided by the difference in transactions is the
 # cost of one transaction without start-up and logins. Kernel time (system calls) is not
 # counted: see the CPU figures of bench/run.sh for that.
-#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S]
+#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S] [-k DIR]
 # -S: lakeproxy with statistics on and the query log written to a file (default: off).
+# -k DIR: keep lakeproxy's callgrind profile of the long run in DIR (for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off
-while getopts "s:l:M:S" o; do
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP=
+while getopts "s:l:M:Sk:" o; do
     case $o in
-        s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS=on ;; *) exit 2 ;;
+        s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS=on ;;
+        k) KEEP=$OPTARG ;; *) exit 2 ;;
     esac
 done
 command -v valgrind >/dev/null || { echo "bench: apt-get install valgrind" >&2; exit 1; }
@@ -72,6 +74,9 @@ per_txn() { # NAME PORT CMD...
 }
 
 lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
+if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP" && cp "$T/lakeproxy.$LONG.callgrind" "$KEEP/"
+fi
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
 echo "user-space instructions per pgbench -S transaction ($MODE protocol, $CLIENTS clients," \
     "pool $POOL): lakeproxy (statistics $STATS) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \

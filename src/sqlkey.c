@@ -71,21 +71,49 @@ static const char *skip_constant(const char *p, char prev)
     return NULL;
 }
 
+/* Byte classes of the scanner, ASCII as in the C locale: letters, digits, '_' and '$' (C_WORD),
+ * isspace (C_SPACE), and the word bytes that may open a constant outside a word (C_OPENS:
+ * digits, '$', and the E B X N U of E'', B'', X'', N'', U&''). Bytes from 128 are none. */
+enum { C_WORD = 1, C_SPACE = 2, C_OPENS = 4 };
+static const uint8_t byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1,
+    1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1,
+    1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 0,
+};
+
+static inline uint8_t class_of(char c) { return byte_class[(unsigned char)c]; }
+
 uint64_t sqlkey(const char *sql)
 {
     uint64_t h = FNV_OFFSET;
     char prev = ' ';
     for (const char *p = sql; *p;) {
+        uint8_t cls = class_of(*p);
+        if ((cls & C_WORD) && (!(cls & C_OPENS) || (class_of(prev) & C_WORD))) {
+            /* a word, or the rest of one: no constant starts inside; the common case */
+            do
+                h = fnv_byte(h, (uint8_t)*p++);
+            while (class_of(*p) & C_WORD);
+            prev = p[-1];
+            continue;
+        }
+        if (cls & C_SPACE) {
+            while (class_of(*p) & C_SPACE)
+                p++;
+            h = fnv_byte(h, ' ');
+            prev = ' ';
+            continue;
+        }
         const char *end = skip_constant(p, prev);
         if (end) {
             h = fnv_byte(h, 0x01); /* the placeholder */
             prev = '0';
             p = end;
-        } else if (isspace((unsigned char)*p)) {
-            while (isspace((unsigned char)*p))
-                p++;
-            h = fnv_byte(h, ' ');
-            prev = ' ';
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
             /* a comment is kept as it is (its quotes open no string) */
             const char *q = p[0] == '-' ? strchr(p, '\n') : strstr(p + 2, "*/");
