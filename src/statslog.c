@@ -208,38 +208,99 @@ static void put_outcome(struct line *l, const struct statslog_rec *r)
     put_char(l, '}');
 }
 
-size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
+/* The part of a record the statement alone decides: its fingerprint, kind, normalised text,
+ * tables and pushdown features. */
+static void put_statement(struct line *l, const struct statslog_rec *r)
 {
     static const char hex[] = "0123456789abcdef";
-    struct line l = {out, outsz, 0};
-    if (outsz < 3)
-        return 0;
-    const char *when = utc_second((time_t)(r->time_us / 1000000));
-    PUT_LIT(&l, "{\"time\":\"");
-    put_bytes(&l, when, strlen(when));
-    put_char(&l, '.');
-    put_u64w(&l, (uint64_t)(r->time_us % 1000000), 6);
-    PUT_LIT(&l, "Z\"");
-    put_str(&l, "client", r->client);
-    put_str(&l, "user", r->user);
-    put_str(&l, "database", r->database);
-    put_str(&l, "application_name", r->app);
     char fp[16];
     for (int i = 0; i < 16; i++)
         fp[i] = hex[(r->fingerprint >> (60 - 4 * i)) & 15];
-    PUT_KEY(&l, "fingerprint");
-    put_char(&l, '"');
-    put_bytes(&l, fp, sizeof(fp));
-    put_char(&l, '"');
-    put_str(&l, "kind", r->kind);
-    put_str(&l, "query", r->query);
-    put_list(&l, "tables_read", r->read);
-    put_list(&l, "tables_written", r->written);
-    put_pushdown(&l, r);
+    PUT_KEY(l, "fingerprint");
+    put_char(l, '"');
+    put_bytes(l, fp, sizeof(fp));
+    put_char(l, '"');
+    put_str(l, "kind", r->kind);
+    put_str(l, "query", r->query);
+    put_list(l, "tables_read", r->read);
+    put_list(l, "tables_written", r->written);
+    put_pushdown(l, r);
+}
+
+/* The record's time and who ran it. */
+static void put_origin(struct line *l, const struct statslog_rec *r)
+{
+    const char *when = utc_second((time_t)(r->time_us / 1000000));
+    PUT_LIT(l, "{\"time\":\"");
+    put_bytes(l, when, strlen(when));
+    put_char(l, '.');
+    put_u64w(l, (uint64_t)(r->time_us % 1000000), 6);
+    PUT_LIT(l, "Z\"");
+    put_str(l, "client", r->client);
+    put_str(l, "user", r->user);
+    put_str(l, "database", r->database);
+    put_str(l, "application_name", r->app);
+}
+
+/* Ends a line: room was kept for the '\n' and NUL, so a cut record is still one line. */
+static size_t end_line(struct line *l)
+{
+    l->p[l->at++] = '\n';
+    l->p[l->at] = '\0';
+    return l->at;
+}
+
+size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz)
+{
+    struct line l = {out, outsz, 0};
+    if (outsz < 3)
+        return 0;
+    put_origin(&l, r);
+    put_statement(&l, r);
     put_outcome(&l, r);
-    out[l.at++] = '\n'; /* room was kept for it: a cut record is still one line */
-    out[l.at] = '\0';
-    return l.at;
+    return end_line(&l);
+}
+
+/* Does a's statement part equal b's (the fields put_statement formats)? */
+static bool same_statement(const struct statslog_rec *a, const struct statslog_rec *b)
+{
+    return a->fingerprint == b->fingerprint && a->predicates == b->predicates &&
+           a->filters == b->filters && a->aggregates == b->aggregates && a->joins == b->joins &&
+           a->limit == b->limit && a->offset == b->offset && a->group_by == b->group_by &&
+           a->order_by == b->order_by && a->distinct == b->distinct &&
+           a->unfiltered == b->unfiltered && strcmp(a->kind, b->kind) == 0 &&
+           strcmp(a->query, b->query) == 0 && strcmp(a->read, b->read) == 0 &&
+           strcmp(a->written, b->written) == 0 && strcmp(a->cols, b->cols) == 0;
+}
+
+/* Makes slot e hold r's statement part, formatted (len 0 when it does not fit its text). */
+static void fill_statement(struct statslog_stmt_cache_entry *e, const struct statslog_rec *r)
+{
+    char text[sizeof(e->text) + 16];
+    struct line l = {text, sizeof(text), 0};
+    put_statement(&l, r);
+    e->key = *r;
+    e->len = l.at + 16 <= sizeof(text) ? l.at : 0; /* nearly full: it may have been cut */
+    memcpy(e->text, text, e->len);
+}
+
+size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statslog_rec *r,
+                              char *out, size_t outsz)
+{
+    struct line l = {out, outsz, 0};
+    if (outsz < 3)
+        return 0;
+    put_origin(&l, r);
+    struct statslog_stmt_cache_entry *e = &c->slots[r->fingerprint % STATSLOG_STMT_CACHE];
+    if (!same_statement(&e->key, r))
+        fill_statement(e, r);
+    /* the cached text only when it fits whole, as formatting it here would have */
+    if (e->len > 0 && l.at + e->len + 16 <= l.cap)
+        put_bytes(&l, e->text, e->len);
+    else
+        put_statement(&l, r);
+    put_outcome(&l, r);
+    return end_line(&l);
 }
 
 /* Opens the log without ever blocking: a FIFO without a reader fails to open (and is tried
@@ -284,6 +345,7 @@ static void *writer_main(void *arg)
     static const struct timespec nap = {0, 10 * 1000 * 1000};
     enum { BATCH = 64 * 1024, LINE = 4096 };
     char *batch = malloc(BATCH);
+    struct statslog_stmt_cache *cache = calloc(1, sizeof(*cache));
     size_t used = 0;
     uint64_t lines = 0;
     open_file(l);
@@ -292,22 +354,23 @@ static void *writer_main(void *arg)
             open_file(l);
         size_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
         size_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-        if (tail == head || !batch || used + LINE > BATCH) {
+        if (tail == head || !batch || !cache || used + LINE > BATCH) {
             if (batch && used > 0)
                 write_batch(l, batch, used, lines);
             used = 0;
             lines = 0;
             if (tail == head && atomic_load(&l->stop))
                 break;
-            if (tail == head || !batch)
+            if (tail == head || !batch || !cache)
                 nanosleep(&nap, NULL);
             continue;
         }
-        used += statslog_format(&l->ring[tail % l->slots], batch + used, LINE);
+        used += statslog_format_cached(cache, &l->ring[tail % l->slots], batch + used, LINE);
         lines++;
         atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
     }
     free(batch);
+    free(cache);
     return NULL;
 }
 

@@ -49,4 +49,20 @@ uint64_t statslog_written(const struct statslog *l);
 /* Formats r as one JSON line (with '\n') into out; returns its length (truncated to outsz-1). */
 size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz);
 
+/* The writer's memory of recently formatted statement parts (fingerprint to pushdown), by
+ * fingerprint: a statement seen again costs a comparison and a copy, not its formatting. */
+#define STATSLOG_STMT_CACHE 64
+struct statslog_stmt_cache_entry {
+    struct statslog_rec key; /* its statement fields are what text was made from */
+    size_t len;              /* 0: not cached (empty, or too long for text) */
+    char text[1536];
+};
+struct statslog_stmt_cache {
+    struct statslog_stmt_cache_entry slots[STATSLOG_STMT_CACHE];
+};
+
+/* statslog_format, byte for byte, with the statement part taken from c when it is there. */
+size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statslog_rec *r,
+                              char *out, size_t outsz);
+
 #endif

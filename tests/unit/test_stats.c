@@ -175,6 +175,42 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
     }
 }
 
+/* The writer's cache of formatted statements changes no byte of any line: statements that
+ * share a cache slot, the same fingerprint with other text or features, long escaped texts
+ * and every line size give what statslog_format gives. */
+Test(statslog, lines_from_the_statement_cache_are_byte_identical)
+{
+    struct statslog_stmt_cache *cache = calloc(1, sizeof(*cache));
+    cr_assert_not_null(cache);
+    static const size_t sizes[] = {3, 40, 200, 700, 1600, 4096, 8192};
+    char direct[8192], cached[8192];
+    for (int i = 0; i < 3000; i++) {
+        struct statslog_rec r = {.time_us = 1764460800000000LL + i, .rows = (uint64_t)i,
+                                 .table_fraction = i % 3 ? -1 : i / 7.0};
+        /* fingerprints 0..9 and 64..73 share slots; each has two texts and two limits */
+        r.fingerprint = (uint64_t)(i % 10) + (i % 20 >= 10 ? STATSLOG_STMT_CACHE : 0);
+        r.limit = i % 7 == 0;
+        r.joins = i % 11 == 0;
+        snprintf(r.kind, sizeof(r.kind), "select");
+        snprintf(r.user, sizeof(r.user), "u%d", i % 5);
+        if (i % 13 == 0) { /* long, with characters JSON escapes */
+            memset(r.query, '"', sizeof(r.query) - 1);
+        } else {
+            snprintf(r.query, sizeof(r.query), "SELECT %s FROM t%d WHERE a = $1",
+                     i % 3 ? "a" : "b\tc", (int)(r.fingerprint % 7));
+        }
+        snprintf(r.read, sizeof(r.read), "t%d,public.u", i % 4);
+        snprintf(r.cols, sizeof(r.cols), "a");
+        size_t sz = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+        size_t a = statslog_format(&r, direct, sz);
+        size_t b = statslog_format_cached(cache, &r, cached, sz);
+        cr_assert_eq(a, b, "record %d, size %zu", i, sz);
+        cr_assert(memcmp(direct, cached, a + 1) == 0, "record %d, size %zu:\n%s\n%s", i, sz,
+                  direct, cached);
+    }
+    free(cache);
+}
+
 Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
 {
     struct timeval tv = {1764460800, 123456};
