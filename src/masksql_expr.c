@@ -215,30 +215,90 @@ static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
  * may be a masked column only when the other is a constant or parameter; compared with another
  * column, an expression or a subquery it would be an oracle over any values a query can make
  * (generate_series, a table of guesses, other rows' masked values). */
+/* Is t a built-in scalar type (so a value cast to it is one value, never an array: a domain
+ * or a type of the database's own may stand for an array)? */
+static bool scalar_type(const PgQuery__TypeName *t)
+{
+    static const char *const scalars[] = {
+        "text", "varchar", "bpchar", "char", "name", "int2", "int4", "int8", "int", "integer",
+        "smallint", "bigint", "numeric", "decimal", "float4", "float8", "real", "date", "time",
+        "timetz", "timestamp", "timestamptz", "interval", "bool", "boolean", "bytea", "uuid",
+        "inet", "cidr", "json", "jsonb", "money", "oid"};
+    if (!t || t->n_array_bounds > 0 || t->setof || t->pct_type || t->n_names == 0 ||
+        t->n_names > 2)
+        return false;
+    const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";
+    const char *name = str_of(t->names[t->n_names - 1]);
+    if (!schema || !name || strcmp(schema, "pg_catalog") != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
+        if (strcmp(name, scalars[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Elements an array literal's text may hold: every ',' or ';' (the delimiters of built-in
+ * types) may separate two, whatever the text starts with (PostgreSQL skips white space and
+ * takes '[1:9]=' dimensions first) and however deep the braces nest. Quoted delimiters count
+ * too: an overcount only refuses sooner. */
+static int literal_guesses(const char *text)
+{
+    int elements = 1;
+    for (const char *p = text; *p; p++)
+        elements += *p == ',' || *p == ';';
+    return elements;
+}
+
+/* Values an element of ARRAY[...] adds to = ANY / ALL (PostgreSQL flattens nested arrays): its
+ * own elements for a nested ARRAY, 1 for a literal or a value cast to a built-in scalar type,
+ * -1 (unknown) for a parameter or any other cast: either may be an array itself. */
+static int element_guesses(const PgQuery__Node *n, int depth)
+{
+    if (!n || depth > MAX_DEPTH)
+        return -1;
+    switch (n->node_case) {
+    case PG_QUERY__NODE__NODE_A_CONST:
+    case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return 1;
+    case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: return element_guesses(n->collate_clause->arg, depth + 1);
+    case PG_QUERY__NODE__NODE_TYPE_CAST: return scalar_type(n->type_cast->type_name) ? 1 : -1;
+    case PG_QUERY__NODE__NODE_A_ARRAY_EXPR: {
+        int sum = 0;
+        for (size_t i = 0; i < n->a_array_expr->n_elements; i++) {
+            int g = element_guesses(n->a_array_expr->elements[i], depth + 1);
+            if (g < 0)
+                return -1;
+            sum += g;
+        }
+        return sum;
+    }
+    default: return -1;
+    }
+}
+
 /* How many values a comparison's constant side n offers a masked column: the elements of an
- * IN list or of ARRAY[...] for = ANY / ALL (each is a guess: x IN (g1 ... g1000) asks a thousand
- * questions), 1 for a plain constant, -1 for an array of unknown size (= ANY ($1)). */
+ * IN list or of the array of = ANY / ALL (each is a guess: x IN (g1 ... g1000) asks a thousand
+ * questions), 1 for a plain constant, -1 for an array of unknown size (= ANY ($1), an element
+ * that may itself be an array). */
 static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
 {
     bool many = e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_IN ||
                 e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY ||
                 e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL;
-    while (many && n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
-        n = n->type_cast->arg;
+    while (many && n && (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ||
+                         n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE))
+        n = n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ? n->type_cast->arg
+                                                            : n->collate_clause->arg;
     if (!many || !n)
         return 1;
     if (n->node_case == PG_QUERY__NODE__NODE_LIST)
         return (int)n->list->n_items;
     if (n->node_case == PG_QUERY__NODE__NODE_A_ARRAY_EXPR)
-        return (int)n->a_array_expr->n_elements;
+        return element_guesses(n, 0);
     if (n->node_case != PG_QUERY__NODE__NODE_A_CONST)
         return -1;
     const PgQuery__AConst *k = n->a_const;
-    const char *text = k->val_case == PG_QUERY__A__CONST__VAL_SVAL && k->sval ? k->sval->sval : "";
-    int elements = 1; /* an array literal '{a,b,c}': one more per comma (quoted ones too: more) */
-    for (const char *p = text; *text == '{' && *p; p++)
-        elements += *p == ',';
-    return elements;
+    return k->val_case == PG_QUERY__A__CONST__VAL_SVAL && k->sval ? literal_guesses(k->sval->sval)
+                                                                  : 1;
 }
 
 static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned flags)

@@ -257,6 +257,14 @@ static const struct mask_attempt_case attempts[] = {
      "OR ssn = 'e'", true},
     {"SELECT id, EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '1%') "
      "FROM customers c", true},
+    {"SELECT id FROM customers WHERE email = ANY (' {a,b,c,d,ada.secret@example.com}')", true},
+    {"SELECT id FROM customers WHERE email = ANY ('[1:5]={a,b,c,d,ada.secret@example.com}')",
+     true},
+    {"SELECT id FROM customers WHERE email = ANY (ARRAY['{a,b,c,d,ada.secret@example.com}'"
+     "::text[]])",
+     true},
+    {"SELECT id FROM customers WHERE email = ANY (ARRAY[ARRAY['a','b','c'],ARRAY['d','e','f']])",
+     true},
     {"SELECT id, name FROM customer_names", false},
     {"SELECT count(*) FROM customers", false},
 };
@@ -377,6 +385,20 @@ Test(masking, a_masked_clients_prepared_held_cursor_retires_every_server_it_runs
                      "sam must not fetch from mallory's cursor");
     PQfinish(s);
     PQfinish(m);
+}
+
+/* LISTEN is session state: the server of a masked client that listened is retired, so the
+ * next client on it never receives notifications meant for another. */
+Test(masking, a_masked_clients_listen_retires_its_server, .init = start_masking_one_server)
+{
+    PGconn *m = login("mallory");
+    free(query_value(m, "LISTEN lp_chan"));
+    PQfinish(m);
+    PGconn *s = login("mallory");
+    char *v = query_value(s, "SELECT count(*) FROM pg_listening_channels()");
+    cr_expect_str_eq(v, "0", "the next client's server listens on the previous client's channel");
+    free(v);
+    PQfinish(s);
 }
 
 /* A masked client cannot change what masking protects (inside a transaction that is rolled

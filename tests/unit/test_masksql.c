@@ -789,6 +789,33 @@ static const struct refusal five_tests[] = {
     {"SELECT id FROM customers WHERE email = ANY(ARRAY['a', 'b', 'c', 'd', 'e'])",
      "at most 4 times"},
     {"SELECT id FROM customers WHERE ssn = ANY('{1,2,3,4,5}')", "at most 4 times"},
+    /* array literals PostgreSQL reads though they do not start with '{' (red team round 6) */
+    {"SELECT id FROM customers WHERE ssn = ANY(' {1,2,3,4,5}')", "at most 4 times"},
+    {"SELECT id FROM customers WHERE ssn = ANY('[1:5]={1,2,3,4,5}'::text[])", "at most 4 times"},
+    {"SELECT id FROM customers WHERE email LIKE ANY (' {a%,b%,c%,d%,e%}')", "at most 4 times"},
+    {"SELECT id FROM customers WHERE email <> ALL (E'\\n{a,b,c,d,e}')", "at most 4 times"},
+    {"SELECT id FROM customers WHERE ssn = ANY(' {1;2;3;4;5}'::box[])", "at most 4 times"},
+    /* nested arrays are flattened: their elements all count */
+    {"SELECT id FROM customers WHERE email = ANY(ARRAY[ARRAY['a', 'b', 'c'], ARRAY['d', 'e', "
+     "'f']])",
+     "at most 4 times"},
+    /* an element that may itself be an array is an array of unknown size */
+    {"SELECT id FROM customers WHERE email = ANY(ARRAY['{a,b,c,d,e}'::text[]])",
+     "array of unknown size"},
+    {"SELECT id FROM customers WHERE email = ANY(ARRAY[$1::text[]])", "array of unknown size"},
+    {"SELECT id FROM customers WHERE email = ANY(ARRAY[$1])", "array of unknown size"},
+    {"SELECT id FROM customers WHERE email = ANY(ARRAY['a'::my_text_list])",
+     "array of unknown size"},
+    {"UPDATE customers SET name = 'n' WHERE email = ANY(' {a,b,c,d,e}') RETURNING id",
+     "at most 4 times"},
+};
+
+/* Arrays of known, small size compared with masked columns: counted, not refused. */
+static const char *const small_arrays_passed[] = {
+    "SELECT id FROM customers WHERE email = ANY(ARRAY['a'::text, 'b'::varchar(9)])",
+    "SELECT id FROM customers WHERE email = ANY(ARRAY[ARRAY['a'], ARRAY['b']])",
+    "SELECT id FROM customers WHERE ssn = ANY(' {1,2}')",
+    "SELECT id FROM customers WHERE ssn = ANY('[1:2]={1,2}'::text[])",
 };
 
 Test(masksql, refuses_what_could_carry_a_masked_value)
@@ -924,6 +951,7 @@ Test(masksql, counts_at_most_four_tests_per_text)
 {
     expect_passed(&policy, four_tests, N(four_tests));
     expect_refused(&policy, five_tests, N(five_tests));
+    expect_passed(&policy, small_arrays_passed, N(small_arrays_passed));
     /* the count is per text: the same statement checked again starts afresh */
     expect_passed(&policy, four_tests, 1);
     struct masksql_cache *mc = masksql_cache_new(4);
