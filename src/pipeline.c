@@ -110,7 +110,7 @@ static bool ensure_prepared(struct server *s, const struct client_stmt *st)
 
 /* A statement name no server has: a Bind or Describe rewritten to it gets PostgreSQL's own
  * "does not exist" error (clients cannot create lp_ names: the guard reserves them). */
-#define STMT_ABSENT GUARD_RESERVED_STMT_PREFIX "no_such_statement"
+static const char STMT_ABSENT[] = GUARD_RESERVED_STMT_PREFIX "no_such_statement";
 
 /* Keeps c's unnamed statement (the Parse body after its name, and what running it does to a
  * server) to prepare it again elsewhere. */
@@ -182,6 +182,32 @@ static const char *unmanaged_target(struct server *s, struct client *c, const ch
     if (!*name && ensure_unnamed(s, c, &ok))
         return ok ? name : NULL; /* its own, on the server now: the message goes as it is */
     return STMT_ABSENT;
+}
+
+/* Owes the reply of a Bind or Describe sent to target; one sent to STMT_ABSENT in place of
+ * the client's name is marked so that its error speaks of the client's name, not the proxy's. */
+static bool push_reply_for(struct server *s, enum reply_kind kind, const char *target,
+                           const char *name)
+{
+    if (target != STMT_ABSENT)
+        return rq_push(&s->replies, kind, NULL);
+    if (!rq_push(&s->replies, kind, *name ? GUARD_RESERVED_STMT_PREFIX : ""))
+        return false;
+    rq_mark_absent(&s->replies);
+    return true;
+}
+
+/* The client's error for a Bind or Describe of a statement it may not use, worded as
+ * PostgreSQL words a missing one (26000). */
+static void write_absent_error(struct server *s, const struct reply *f)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_error(&b, "ERROR", "26000",
+                f->stmt[0] ? "prepared statement does not exist: names beginning with \""
+                             GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
+                           : "unnamed prepared statement does not exist");
+    send_buf(to_client(s), &b);
 }
 
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
@@ -264,7 +290,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
     buf_put_str(&b, target);
     buf_put_bytes(&b, r.p, r.left);
     buf_msg_finish(&b);
-    if (!rq_push(&s->replies, RK_BIND, NULL))
+    if (!push_reply_for(s, RK_BIND, target, name))
         b.failed = true;
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
@@ -319,7 +345,7 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
     buf_put_u8(&b, 'S');
     buf_put_str(&b, target);
     buf_msg_finish(&b);
-    if (!rq_push(&s->replies, RK_DESCRIBE, NULL))
+    if (!push_reply_for(s, RK_DESCRIBE, target, name))
         b.failed = true;
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
@@ -552,9 +578,15 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         emit_fakes(s);
         return RV_DROP;
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
+        const struct reply *f = rq_front(&s->replies);
+        bool absent = type == 'E' && f && f->absent;
+        if (absent && !body)
+            return RV_NEED_BODY;
+        if (absent)
+            write_absent_error(s, f);
         size_t skipped = rq_fail_until_sync(&s->replies, forget_failed_parse, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
-        return RV_STREAM;
+        return absent ? RV_DROP : RV_STREAM;
     }
     case RQ_FINISH:
         if (!fake_next(s)) {

@@ -151,6 +151,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     }
     struct reply *r = &q->items[(q->head + q->len) % q->cap];
     r->kind = (uint8_t)kind;
+    r->absent = false;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
     memcpy(r->stmt, stmt ? stmt : "", n);
@@ -227,6 +228,12 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *,
         rq_pop(q);
     }
     return queries;
+}
+
+void rq_mark_absent(struct reply_queue *q)
+{
+    if (q->len)
+        q->items[(q->head + q->len - 1) % q->cap].absent = true;
 }
 
 void rq_mark_last(struct reply_queue *q, uint32_t copy_dones)

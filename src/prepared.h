@@ -83,6 +83,8 @@ enum reply_kind {
 
 struct reply {
     uint8_t kind;
+    bool absent;              /* a Bind or Describe of a statement the client may not use: the
+                                 proxy answers its ErrorResponse (stmt: "" unnamed, else reserved) */
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
 };
@@ -97,6 +99,8 @@ const struct reply *rq_front(const struct reply_queue *q);
 /* The entry after the front, or NULL. */
 const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
+/* Marks the entry pushed last as absent (see struct reply). */
+void rq_mark_absent(struct reply_queue *q);
 /* Sets the copy_dones of the entry pushed last. */
 void rq_mark_last(struct reply_queue *q, uint32_t copy_dones);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the

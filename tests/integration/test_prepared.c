@@ -229,6 +229,8 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
         PGresult *r = PQexecPrepared(attacker, name, 1, params, NULL, NULL, 0);
         const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         cr_expect_str_eq(st ? st : "", "26000", "Bind of %s: %s", name, PQerrorMessage(attacker));
+        cr_expect(strstr(PQerrorMessage(attacker), "are reserved by lakeproxy") != NULL, "%s",
+                  PQerrorMessage(attacker));
         cr_expect(PQntuples(r) == 0);
         PQclear(r);
         r = PQdescribePrepared(attacker, name);
@@ -289,6 +291,9 @@ Test(prepared, each_client_binds_its_own_unnamed_statement)
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     cr_expect_str_eq(st ? st : "", "26000", "a client without an unnamed statement: %s",
                      PQerrorMessage(n));
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    cr_expect_str_eq(msg ? msg : "", "unnamed prepared statement does not exist",
+                     "PostgreSQL's words, not the proxy's statement name");
     PQclear(r);
     v = query_value(n, "SELECT 'still usable'");
     cr_expect_str_eq(v, "still usable");
