@@ -228,6 +228,12 @@ void masksql_cache_free(struct masksql_cache *mc)
     free(mc);
 }
 
+const struct masksql_verdict *masksql_cache_find(struct masksql_cache *mc, const char *sql,
+                                                 uint64_t policy_id)
+{
+    return textcache_get(mc->tc, policy_id, sql, strlen(sql));
+}
+
 const struct masksql_verdict *masksql_cache_check(struct masksql_cache *mc, const char *sql,
                                                   const struct masksql_policy *p,
                                                   uint64_t policy_id)

@@ -73,6 +73,9 @@ const char *const *masksql_stats_relations(size_t *n);
 struct masksql_cache;
 struct masksql_cache *masksql_cache_new(size_t max_entries);
 void masksql_cache_free(struct masksql_cache *mc);
+/* The cached verdict of sql under policy_id, or NULL (valid until the next call). */
+const struct masksql_verdict *masksql_cache_find(struct masksql_cache *mc, const char *sql,
+                                                 uint64_t policy_id);
 /* masksql_check through the cache; the verdict stays valid until the next call. */
 const struct masksql_verdict *masksql_cache_check(struct masksql_cache *mc, const char *sql,
                                                   const struct masksql_policy *p,

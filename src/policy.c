@@ -108,15 +108,24 @@ static void mask_names_free(struct mask_names *nm)
     free(nm->columns);
 }
 
-/* The masking guard's policy for client c (names into nm: free with mask_names_free). */
-static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id,
-                        struct mask_names *nm)
+/* The identity of client c's masking guard policy: its rules, the configuration and the
+ * catalog's version (verdicts are cached by it). False while the catalog is not read. */
+static bool mask_policy_id(struct client *c, uint64_t *id)
+{
+    struct maskcat *mc = maskcat_for(c->w, c->database);
+    if (!mc || !maskcat_ready(mc))
+        return false;
+    *id = (c->mask.id ^ (c->w->cfg_gen * 0x9e3779b97f4a7c15ull)) +
+          maskcat_version(mc) * 0xc2b2ae3d27d4eb4full;
+    return true;
+}
+
+/* The masking guard's policy for client c, whose catalog is read (names into nm: free with
+ * mask_names_free). Built only when a verdict is not cached: it copies the catalog's names. */
+static bool mask_policy(struct client *c, struct masksql_policy *p, struct mask_names *nm)
 {
     struct maskcat *mc = maskcat_for(c->w, c->database);
     const struct mask_config *m = &c->w->cfg->masking;
-    *nm = (struct mask_names){0};
-    if (!mc || !maskcat_ready(mc))
-        return false;
     size_t bound = maskcat_names_bound(mc);
     nm->tables = malloc((c->mask.n_tables + bound + 1) * sizeof(*nm->tables));
     nm->columns = malloc((c->mask.n_columns + bound + 1) * sizeof(*nm->columns));
@@ -148,9 +157,26 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, uint64_t *id
     p->user_operators = maskcat_user_operators(mc, &p->n_user_operators);
     p->user_cast_types = maskcat_user_cast_types(mc, &p->n_user_cast_types);
     p->write_refused = maskcat_write_refused(mc, &p->n_write_refused);
-    *id = (c->mask.id ^ (c->w->cfg_gen * 0x9e3779b97f4a7c15ull)) +
-          maskcat_version(mc) * 0xc2b2ae3d27d4eb4full;
     return true;
+}
+
+/* The masking guard's verdict on sql for client c: cached, or checked under its policy; NULL
+ * when the catalog is not read or memory ran out. */
+static const struct masksql_verdict *mask_verdict(struct client *c, const char *sql)
+{
+    uint64_t id;
+    if (!mask_policy_id(c, &id))
+        return NULL;
+    const struct masksql_verdict *v = masksql_cache_find(c->w->masksql, sql, id);
+    if (v)
+        return v;
+    struct masksql_policy p;
+    struct mask_names nm = {0};
+    if (!mask_policy(c, &p, &nm))
+        return NULL;
+    v = masksql_cache_check(c->w->masksql, sql, &p, id);
+    mask_names_free(&nm);
+    return v;
 }
 
 /* Each user's budget of masked-column tests: a token bucket refilled at
@@ -229,25 +255,19 @@ static bool changes_client_encoding(const char *sql)
 static enum policy_result check_masking(struct client *c, uint8_t type, const char *sql,
                                         const char **err)
 {
-    struct masksql_policy p;
-    struct mask_names nm;
-    uint64_t id;
     char reason[320];
-    if (!mask_policy(c, &p, &id, &nm)) {
+    if (changes_client_encoding(sql))
+        return refuse_counted(c, type,
+                              "masked clients cannot change client_encoding during a session "
+                              "(masking counts characters in it): set it when connecting",
+                              err, &c->w->mask_refusals);
+    const struct masksql_verdict *v = mask_verdict(c, sql);
+    if (!v) {
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
         return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
     }
-    if (changes_client_encoding(sql)) {
-        mask_names_free(&nm);
-        return refuse_counted(c, type,
-                              "masked clients cannot change client_encoding during a session "
-                              "(masking counts characters in it): set it when connecting",
-                              err, &c->w->mask_refusals);
-    }
-    const struct masksql_verdict *v = masksql_cache_check(c->w->masksql, sql, &p, id);
-    mask_names_free(&nm);
     c->mask_tests = v->tests > 0 ? (uint16_t)(v->tests < 65535 ? v->tests : 65535) : 0;
     if (!v->refuse && type == 'Q' && !policy_mask_charge(c, v->tests)) {
         policy_mask_budget_message(c, reason, sizeof(reason));
@@ -264,14 +284,15 @@ static enum policy_result refuse(struct client *c, uint8_t type, const char *rea
     return refuse_counted(c, type, reason, err, &c->w->refusals);
 }
 
-/* A masked client not under RLS: the RLS guard's rules first (with the RLS prefix, or "app":
- * they refuse what would make the server read the text otherwise than libpg_query, a SQL-text
- * runner, set_config of a computed name ...), then the masking guard. */
 /* The attribute prefix the guard protects for c ("app" when RLS is not configured). */
 static const char *guard_prefix(const struct client *c)
 {
     return c->w->cfg->rls.prefix ? c->w->cfg->rls.prefix : "app";
 }
+
+/* A masked client not under RLS: the RLS guard's rules first (with the RLS prefix, or "app":
+ * they refuse what would make the server read the text otherwise than libpg_query, a SQL-text
+ * runner, set_config of a computed name ...), then the masking guard. */
 
 static enum policy_result check_text_rules(struct client *c, uint8_t type, const char *sql,
                                            const char **err)
