@@ -584,8 +584,6 @@ bool guard_safe_client_encoding(const char *name)
     size_t n = 0;
     if (!name || !*name)
         return false;
-    if (strcmp(name, "UTF8") == 0) /* what servers report nearly always: checked per message */
-        return true;
     for (const char *p = name; *p && n + 1 < sizeof(clean); p++)
         if (isalnum((unsigned char)*p))
             clean[n++] = (char)tolower((unsigned char)*p);

@@ -37,6 +37,8 @@ struct param {
 struct param_set {
     struct param items[MAX_TRACKED_PARAMS];
     size_t n;
+    /* params_text_readable of these settings, once known (every change forgets it) */
+    bool readable_known, readable;
 };
 
 /* Streaming position in one direction of a relay: bytes of the current message still to copy. */

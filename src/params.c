@@ -46,6 +46,7 @@ const char *param_get(const struct param_set *s, const char *name)
 
 bool param_put(struct param_set *s, const char *name, const char *value)
 {
+    s->readable_known = false;
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->items[i].name, name) == 0) {
             char *v = strdup(value);
@@ -71,6 +72,7 @@ bool param_put(struct param_set *s, const char *name, const char *value)
 
 void param_remove(struct param_set *s, const char *name)
 {
+    s->readable_known = false;
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->items[i].name, name) == 0) {
             free(s->items[i].name);
@@ -87,6 +89,7 @@ void param_clear(struct param_set *s)
         free(s->items[i].value);
     }
     s->n = 0;
+    s->readable_known = false;
 }
 
 /* Records one name=value setting, refusing names outside the settable list that custom does
@@ -242,9 +245,13 @@ bool params_build_sync_sql(const struct param_set *wanted, const struct param_se
     return any;
 }
 
-bool params_text_readable(const struct param_set *p)
+bool params_text_readable(struct param_set *p)
 {
+    if (p->readable_known) /* asked per message: the settings change rarely */
+        return p->readable;
     const char *scs = param_get(p, "standard_conforming_strings");
     const char *enc = param_get(p, "client_encoding");
-    return (!scs || guard_scs_on(scs)) && (!enc || guard_safe_client_encoding(enc));
+    p->readable = (!scs || guard_scs_on(scs)) && (!enc || guard_safe_client_encoding(enc));
+    p->readable_known = true;
+    return p->readable;
 }

@@ -45,7 +45,7 @@ bool params_build_sync_sql(const struct param_set *wanted, const struct param_se
 /* Does a session with these parameters have the server read query text as lakeproxy's parser
  * does: standard_conforming_strings on and no client-only encoding (SJIS, BIG5 ...) in which a
  * quote can hide inside a character? Absent parameters count as the defaults, which do. */
-bool params_text_readable(const struct param_set *p);
+bool params_text_readable(struct param_set *p);
 
 /* Appends value as a SQL E'...' literal. */
 void params_quote_literal(struct buf *sql, const char *value);
