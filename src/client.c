@@ -919,6 +919,18 @@ static void on_startup_data(struct client *c)
 
 static enum relay_verdict session_msg(struct client *c, uint8_t type);
 
+/* Session mode: a message the server answers with one ReadyForQuery (a Query, FunctionCall or
+ * Sync), queued in order with the client's CopyDone count so that the Syncs the server ignores
+ * during copy-in can be forgotten (server.c). False when too many are in flight. */
+static bool owe_ready(struct server *s, enum reply_kind kind)
+{
+    if (!rq_push(&s->replies, kind, NULL))
+        return false;
+    rq_mark_last(&s->replies, s->copy_dones);
+    s->in_flight++;
+    return true;
+}
+
 /* Session mode, client under RLS: the guard sees each statement whole. */
 static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t len,
                                         const uint8_t *body)
@@ -930,8 +942,8 @@ static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t
     case POLICY_STANDIN:
         if (type == 'P')
             s->ext_open = true;
-        else
-            s->in_flight++;
+        else if (!owe_ready(s, RK_QUERY))
+            return RV_ERROR;
         return RV_DROP;
     default:
         return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
@@ -971,12 +983,12 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
     switch (type) {
     case 'Q':
     case 'F':
-        s->in_flight++;
-        return RV_STREAM;
+        return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
     case 'S':
-        s->in_flight++;
+        if (s->copy_in)
+            return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
         s->ext_open = false;
-        return RV_STREAM;
+        return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
     case 'P':
     case 'B':
     case 'E':
@@ -986,8 +998,11 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
         s->ext_open = true;
         return RV_STREAM;
     case 'd':
+        return RV_STREAM;
     case 'c':
     case 'f':
+        s->copy_dones++;
+        s->copy_in = false;
         return RV_STREAM;
     default:
         return RV_ERROR;

@@ -533,6 +533,26 @@ static bool rls_text_unsafe(struct server *s)
     return s->text_unsafe;
 }
 
+/* Session mode, CopyInResponse: the server ignores the Syncs the client sent after the message
+ * that started the COPY (the first Query or Sync still owed) and before its CopyDone; no
+ * ReadyForQuery will answer them. */
+static void session_copy_in(struct server *s)
+{
+    const struct reply *f = rq_front(&s->replies);
+    if (!f)
+        return;
+    uint32_t k = f->copy_dones;
+    size_t dropped = 0;
+    for (; f && f->kind == RK_SYNC && f->copy_dones == k; f = rq_front(&s->replies)) {
+        rq_pop(&s->replies); /* the extended protocol: the Sync sent with the Execute */
+        dropped++;
+    }
+    if (f) /* a simple Query started it: it is answered, later Syncs are not */
+        dropped += rq_drop_copy_syncs(&s->replies, k);
+    s->in_flight -= dropped < (size_t)s->in_flight ? (int)dropped : s->in_flight;
+    s->copy_in = s->copy_dones == k;
+}
+
 static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
@@ -544,6 +564,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     }
     if (type == 'E' && s->n_refusals > 0)
         return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
+    if (type == 'G' && !body && !txn_mode)
+        session_copy_in(s);
     if (type != 'Z' && type != 'S')
         return txn_mode ? pipeline_server_msg(s, type, len, body) : RV_STREAM;
     if (!body)
@@ -557,6 +579,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
+    if (!txn_mode && rq_front(&s->replies))
+        rq_pop(&s->replies); /* the Query or Sync this answers */
     s->pool->stats.queries++;
     s->pool->stats.xacts += s->txn == 'I';
     bool fakes_follow = txn_mode && pipeline_sync_done(s);

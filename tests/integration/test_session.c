@@ -281,6 +281,26 @@ Test(session, server_connection_is_reset_and_reused)
     PQfinish(b);
 }
 
+/* COPY FROM STDIN through the extended protocol (libpq's PQexecParams, then PQputCopyEnd):
+ * PostgreSQL ignores the Sync sent with the Execute during copy-in; when the COPY is over the
+ * server is idle, and the next client gets it back. */
+Test(session, extended_protocol_copy_in_leaves_the_server_reusable)
+{
+    PGconn *a = alice();
+    char *pid1 = query_value(a, "SELECT pg_backend_pid()");
+    free(query_value(a, "CREATE TEMP TABLE cp (n int)"));
+    for (int round = 0; round < 2; round++)
+        copy_in_extended(a, "COPY cp FROM STDIN", "7\n");
+    PQfinish(a);
+    usleep(100 * 1000); /* the reset runs after the client has gone */
+    PGconn *b = alice();
+    char *pid2 = query_value(b, "SELECT pg_backend_pid()");
+    cr_expect_str_eq(pid1, pid2, "the server was not reused after an extended-protocol COPY");
+    free(pid1);
+    free(pid2);
+    PQfinish(b);
+}
+
 Test(session, client_leaving_mid_transaction_does_not_leak_it)
 {
     PGconn *a = alice();

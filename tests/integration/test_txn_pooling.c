@@ -317,15 +317,7 @@ Test(txn_copy, extended_protocol_copy_in_releases_its_server, .init = start_one,
     PGconn *a = connect_as(NULL), *b = connect_as(NULL);
     free(query_value(a, "CREATE TEMP TABLE cp (n int)")); /* one server: it stays there */
     for (int round = 0; round < 3; round++) {
-        PGresult *r = PQexecParams(a, "COPY cp FROM STDIN", 0, NULL, NULL, NULL, NULL, 0);
-        cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(a));
-        PQclear(r);
-        cr_assert_eq(PQputCopyData(a, "7\n", 2), 1);
-        cr_assert_eq(PQputCopyEnd(a, NULL), 1);
-        while ((r = PQgetResult(a))) {
-            cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
-            PQclear(r);
-        }
+        copy_in_extended(a, "COPY cp FROM STDIN", "7\n");
         char *v = query_value(b, "SELECT 'b served'");
         cr_expect_str_eq(v, "b served", "the other client gets the pool's only server");
         free(v);

@@ -335,6 +335,19 @@ const char *query_sqlstate(PGconn *c, const char *sql)
     return state;
 }
 
+void copy_in_extended(PGconn *c, const char *sql, const char *data)
+{
+    PGresult *r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    cr_assert_eq(PQputCopyData(c, data, (int)strlen(data)), 1);
+    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
+    while ((r = PQgetResult(c))) {
+        cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+    }
+}
+
 int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

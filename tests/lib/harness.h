@@ -78,6 +78,10 @@ char *query_value(PGconn *c, const char *sql);
 /* Runs sql; returns the SQLSTATE of its error (static buffer) or "" on success. */
 const char *query_sqlstate(PGconn *c, const char *sql);
 
+/* Runs the COPY ... FROM STDIN sql through the extended protocol (PQexecParams: its Sync goes
+ * with the Execute, during copy-in), sends data and ends the copy; asserts each step. */
+void copy_in_extended(PGconn *c, const char *sql, const char *data);
+
 /* Logs in over a raw socket (startup, SCRAM or cleartext as asked) and reads the answer up
  * to ReadyForQuery or an ErrorResponse. Returns true on ReadyForQuery; on an error fills
  * sqlstate (6 bytes) and msg. For checking exact SQLSTATEs of login failures, which libpq
