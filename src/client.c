@@ -926,7 +926,6 @@ static bool owe_ready(struct server *s, enum reply_kind kind)
 {
     if (!rq_push(&s->replies, kind, NULL))
         return false;
-    rq_mark_last(&s->replies, s->copy_dones);
     s->in_flight++;
     return true;
 }
@@ -985,7 +984,7 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
     case 'F':
         return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
     case 'S':
-        if (s->copy_in)
+        if (server_sync_ignored(s))
             return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
         s->ext_open = false;
         return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
@@ -1001,8 +1000,7 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
         return RV_STREAM;
     case 'c':
     case 'f':
-        s->copy_dones++;
-        s->copy_in = false;
+        server_copy_done_sent(s);
         return RV_STREAM;
     default:
         return RV_ERROR;

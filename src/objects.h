@@ -176,9 +176,12 @@ struct server {
     struct buf rls_pending;      /* the RLS prefix in flight */
     bool retire_after;           /* a client left session state here: no other client */
     bool text_unsafe;            /* reported a setting the RLS guard cannot parse under */
-    uint32_t copy_dones;         /* CopyDone/CopyFail messages the client has sent */
     bool copy_in;                /* in copy-in, the client's CopyDone still to come: the
                                     server ignores the client's Syncs until then */
+    bool copy_active;            /* the server is in copy-in (CopyInResponse seen, its
+                                    CommandComplete or ErrorResponse not yet) */
+    uint32_t copy_assumed;       /* Syncs of this copy taken as ignored by the server */
+    bool unsure;                 /* the replies owed cannot be counted: never another client's */
     struct {
         uint32_t seq;            /* the number its stand-in carries */
         char reason[320];

@@ -13,6 +13,7 @@
 #include "maskwire.h"
 #include "policy.h"
 #include "proto.h"
+#include "server.h"
 #include "textscan.h"
 
 static struct evbuffer *to_server(struct server *s) { return bufferevent_get_output(s->bev); }
@@ -496,15 +497,13 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         }
         s->ext_open = true;
         pushed = rq_push(&s->replies, RK_EXECUTE, NULL);
-        rq_mark_last(&s->replies, s->copy_dones);
         break;
     case 'S':
-        if (s->copy_in)
+        if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         s->in_flight++;
         s->ext_open = false;
         pushed = rq_push(&s->replies, RK_SYNC, NULL);
-        rq_mark_last(&s->replies, s->copy_dones);
         break;
     case 'F':
         s->in_flight++;
@@ -517,8 +516,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         break;
     case 'c':
     case 'f':
-        s->copy_dones++;
-        s->copy_in = false;
+        server_copy_done_sent(s);
         break;
     default:
         *err = "invalid frontend message type";
@@ -551,25 +549,9 @@ static bool fake_next(const struct server *s)
     return n && (n->kind == RK_FAKE_PARSE || n->kind == RK_FAKE_CLOSE);
 }
 
-/* CopyInResponse: the Syncs the client sent after the COPY's Execute and before its CopyDone
- * are ignored by the server (no ReadyForQuery comes for them): forget them, and ignore any
- * more until the client's CopyDone. */
-static void on_copy_in(struct server *s)
-{
-    const struct reply *f = rq_front(&s->replies);
-    if (!f)
-        return;
-    uint32_t k = f->copy_dones;
-    size_t dropped = rq_drop_copy_syncs(&s->replies, k);
-    s->in_flight -= (int)dropped < s->in_flight ? (int)dropped : s->in_flight;
-    s->copy_in = s->copy_dones == k;
-}
-
 enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t len,
                                        const uint8_t *body)
 {
-    if (type == 'G' && !body)
-        on_copy_in(s);
     switch (rq_classify(&s->replies, type)) {
     case RQ_SWALLOW:
         if (!body)

@@ -152,6 +152,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     struct reply *r = &q->items[(q->head + q->len) % q->cap];
     r->kind = (uint8_t)kind;
     r->absent = false;
+    r->copy_dones = q->copy_dones;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
     memcpy(r->stmt, stmt ? stmt : "", n);
@@ -234,12 +235,6 @@ void rq_mark_absent(struct reply_queue *q)
 {
     if (q->len)
         q->items[(q->head + q->len - 1) % q->cap].absent = true;
-}
-
-void rq_mark_last(struct reply_queue *q, uint32_t copy_dones)
-{
-    if (q->len)
-        q->items[(q->head + q->len - 1) % q->cap].copy_dones = copy_dones;
 }
 
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones)

@@ -92,6 +92,7 @@ struct reply {
 struct reply_queue {
     struct reply *items;
     size_t head, len, cap;
+    uint32_t copy_dones; /* the client's CopyDone/CopyFail messages so far: entries carry it */
 };
 
 bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt);
@@ -101,8 +102,6 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last as absent (see struct reply). */
 void rq_mark_absent(struct reply_queue *q);
-/* Sets the copy_dones of the entry pushed last. */
-void rq_mark_last(struct reply_queue *q, uint32_t copy_dones);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
  * Syncs a client sends during copy-in, before its CopyDone); returns how many. */
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);

@@ -533,24 +533,56 @@ static bool rls_text_unsafe(struct server *s)
     return s->text_unsafe;
 }
 
-/* Session mode, CopyInResponse: the server ignores the Syncs the client sent after the message
- * that started the COPY (the first Query or Sync still owed) and before its CopyDone; no
- * ReadyForQuery will answer them. */
-static void session_copy_in(struct server *s)
+/* CopyInResponse: a server in copy-in ignores the Syncs the client sent after the message
+ * that started the COPY and before its CopyDone; no ReadyForQuery will answer them. The front
+ * entry is that message (a Query, or in transaction mode the Execute) or, in session mode
+ * (Executes are not queued there), the first Sync after the COPY's Execute. */
+static void copy_in_started(struct server *s)
 {
     const struct reply *f = rq_front(&s->replies);
+    s->copy_active = true;
+    s->copy_assumed = 0;
     if (!f)
         return;
     uint32_t k = f->copy_dones;
     size_t dropped = 0;
     for (; f && f->kind == RK_SYNC && f->copy_dones == k; f = rq_front(&s->replies)) {
-        rq_pop(&s->replies); /* the extended protocol: the Sync sent with the Execute */
+        rq_pop(&s->replies);
         dropped++;
     }
-    if (f) /* a simple Query started it: it is answered, later Syncs are not */
+    if (f)
         dropped += rq_drop_copy_syncs(&s->replies, k);
     s->in_flight -= dropped < (size_t)s->in_flight ? (int)dropped : s->in_flight;
-    s->copy_in = s->copy_dones == k;
+    s->copy_in = s->replies.copy_dones == k;
+    s->copy_assumed = (uint32_t)dropped;
+}
+
+/* The COPY ended (its CommandComplete or ErrorResponse). An error ends copy-in at a point of
+ * the client's stream the proxy cannot know (bad data in any CopyData, a cancel, a timeout):
+ * Syncs taken as ignored may have been answered, so the count of replies owed is unsure and
+ * the server serves no other client (it is closed when this one leaves). */
+static void copy_ended(struct server *s, uint8_t type)
+{
+    s->copy_active = false;
+    if (type == 'E') {
+        s->copy_in = false; /* the server answers the client's Syncs again */
+        if (s->copy_assumed > 0)
+            s->unsure = true;
+    }
+}
+
+bool server_sync_ignored(struct server *s)
+{
+    if (!s->copy_in)
+        return false;
+    s->copy_assumed++;
+    return true;
+}
+
+void server_copy_done_sent(struct server *s)
+{
+    s->replies.copy_dones++;
+    s->copy_in = false;
 }
 
 static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_t len,
@@ -564,8 +596,10 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     }
     if (type == 'E' && s->n_refusals > 0)
         return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
-    if (type == 'G' && !body && !txn_mode)
-        session_copy_in(s);
+    if (type == 'G' && !body)
+        copy_in_started(s);
+    else if (s->copy_active && (type == 'C' || type == 'E'))
+        copy_ended(s, type);
     if (type != 'Z' && type != 'S')
         return txn_mode ? pipeline_server_msg(s, type, len, body) : RV_STREAM;
     if (!body)
@@ -586,7 +620,7 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     bool fakes_follow = txn_mode && pipeline_sync_done(s);
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
      * A draining proxy stops there in session mode too, to let the client go. */
-    bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open;
+    bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
     bool stop = txn_over && (txn_mode || s->pool->w->draining);
     if (fakes_follow) {
         pipeline_forward_then_fakes(s, type, len, body);
@@ -652,13 +686,23 @@ void server_pump(struct server *s)
     }
 }
 
+/* An idle server speaks only to say it is going away (an ErrorResponse), or with a late
+ * ParameterStatus, a notice or a notification. Anything else (rows, a ReadyForQuery) would be
+ * a reply nobody owes: a miscount, and the server must not serve anyone. */
+static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len,
+                                       const uint8_t *body)
+{
+    if (type != 'E' && type != 'S' && type != 'N' && type != 'A')
+        return RV_ERROR;
+    return internal_inspect(arg, type, len, body);
+}
+
 static void on_idle_data(struct server *s)
 {
-    /* An idle server speaks only to say it is going away (or a late ParameterStatus). */
     const char *err;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     enum relay_result r =
-        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
+        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, idle_inspect, s, &err);
     if (r == RELAY_FAILED || s->err_state[0])
         server_close(s, s->err_state[0] ? s->err_msg : "unexpected data while idle");
 }
@@ -919,7 +963,7 @@ bool server_past_lifetime(const struct server *s, int lifetime_s)
 
 bool server_is_clean(const struct server *s)
 {
-    return s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
+    return !s->unsure && s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
            s->relay.pass_left == 0 && (!s->client || s->client->relay.pass_left == 0);
 }
 
@@ -984,9 +1028,12 @@ void server_unlink(struct server *s)
 {
     bool clean = server_is_clean(s) && s->client;
     const char *retire = retire_reason(s);
+    bool unsure = s->unsure;
     detach_client(s);
     if (!clean) {
-        server_close(s, "client left in the middle of a transaction or message");
+        server_close(s, unsure ? "its replies could not be counted after an error in COPY FROM "
+                                 "STDIN (Syncs sent during the copy)"
+                               : "client left in the middle of a transaction or message");
         return;
     }
     if (retire) {

@@ -33,6 +33,12 @@ void server_send_cancel(struct server *s);
  * message boundary in both directions. */
 bool server_is_clean(const struct server *s);
 
+/* Client -> server bookkeeping of COPY FROM STDIN: a Sync the server will ignore (it is in
+ * copy-in; counted so that an error in the copy can make the count unsure: true, nothing
+ * owed), and a CopyDone or CopyFail sent. */
+bool server_sync_ignored(struct server *s);
+void server_copy_done_sent(struct server *s);
+
 /* Transaction pooling: the client's transaction is over; s goes back to the pool as it is. */
 void server_release(struct server *s);
 

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "harness.h"
+#include "proto.h"
 
 static struct proxy px;
 
@@ -325,6 +327,129 @@ Test(txn_copy, extended_protocol_copy_in_releases_its_server, .init = start_one,
     char *n = query_value(a, "SELECT count(*) FROM cp");
     cr_expect_str_eq(n, "3");
     free(n);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* Reads messages on fd up to the next message of type want; fails on EOF or timeout. Each
+ * DataRow's first value goes to last_row. */
+static void raw_read_until(int fd, int want, char *last_row, size_t rowsz)
+{
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != want) {
+        cr_assert_neq(t, -1, "no '%c' came", want);
+        if (t == 'D' && last_row && len > 6) {
+            uint32_t n = (uint32_t)body[2] << 24 | body[3] << 16 | body[4] << 8 | body[5];
+            snprintf(last_row, rowsz, "%.*s", (int)(n < len - 6 ? n : len - 6), body + 6);
+        }
+    }
+}
+
+/* Red team round 7: an error in COPY FROM STDIN ends copy-in at a point of the client's stream
+ * the proxy cannot know, so Syncs it took as ignored were answered: one ReadyForQuery too
+ * many, the server went back to the pool while the client's next query ran there, and another
+ * client received that query's rows (and the client the other's). Now such a server stays
+ * with its client and is closed when it leaves. */
+Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another,
+     .init = start_one, .fini = stop_proxy, .timeout = 60)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    char row[256] = "";
+    raw_query(fd, "BEGIN");
+    raw_read_until(fd, 'Z', NULL, 0);
+    raw_query(fd, "CREATE TEMP TABLE cpx (n int)");
+    raw_read_until(fd, 'Z', NULL, 0);
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, 'P');
+    buf_put_str(&m, "cs");
+    buf_put_str(&m, "COPY cpx FROM STDIN");
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'B');
+    buf_put_str(&m, "");
+    buf_put_str(&m, "cs");
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'E');
+    buf_put_str(&m, "");
+    buf_put_u32(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    raw_read_until(fd, 'G', NULL, 0);
+    buf_msg_start(&m, 'd');
+    buf_put_bytes(&m, "not-an-int\n", 11);
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    raw_read_until(fd, 'E', NULL, 0); /* 22P02: the server left copy-in */
+    /* Sync (answered now), CopyDone (dropped), Sync, and two queries */
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'c');
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    proto_query(&m, "ROLLBACK");
+    proto_query(&m, "SELECT 'attacker-row', pg_sleep(0.5)");
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    PGconn *v = connect_as(NULL); /* another client asks for the pool's only server meanwhile */
+    cr_assert(PQsendQuery(v, "SELECT 'victim-row', pg_sleep(0.2)"));
+    for (int z = 0; z < 4; z++) /* the two Syncs, ROLLBACK, the SELECT */
+        raw_read_until(fd, 'Z', row, sizeof(row));
+    cr_expect_str_eq(row, "attacker-row", "the client's own query answered it");
+    close(fd); /* its server is closed, not handed over */
+    PGresult *r;
+    char got[256] = "";
+    while ((r = PQgetResult(v))) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    cr_expect_str_eq(got, "victim-row", "the other client got another's rows");
+    PQfinish(v);
+}
+
+/* Red team round 7: a simple-protocol COPY FROM STDIN that fails, after replies were owed in
+ * the same queue slots before, left the server believing in copy-in (entries carried no CopyDone
+ * count: heap garbage was compared): the next client's Sync was never counted and it kept the
+ * pool's only server. Now the error ends copy-in and every entry carries its count. */
+Test(txn_copy, a_failed_simple_copy_leaves_nothing_behind_for_the_next_client,
+     .init = start_one, .fini = stop_proxy, .timeout = 60)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    for (int i = 0; i < 20; i++) {
+        buf_msg_start(&m, 'S');
+        buf_msg_finish(&m);
+    }
+    cr_assert(raw_send(fd, &m));
+    for (int i = 0; i < 20; i++)
+        raw_read_until(fd, 'Z', NULL, 0);
+    raw_query(fd, "COPY scratch FROM STDIN");
+    raw_read_until(fd, 'G', NULL, 0);
+    buf_msg_start(&m, 'd');
+    buf_put_bytes(&m, "a\tb\tc\n", 6); /* too many columns */
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    raw_read_until(fd, 'Z', NULL, 0);
+    close(fd);
+    PGconn *a = connect_as(NULL);
+    PGresult *r = PQexecParams(a, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    PGconn *b = connect_as(NULL); /* a stays connected, idle: its server must be free */
+    char *v = query_value(b, "SELECT 'b served'");
+    cr_expect_str_eq(v, "b served");
+    free(v);
     PQfinish(a);
     PQfinish(b);
 }

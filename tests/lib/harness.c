@@ -403,7 +403,7 @@ const char *raw_error_sqlstate(const unsigned char *body, size_t len)
     return state;
 }
 
-static bool raw_send(int fd, struct buf *b)
+bool raw_send(int fd, struct buf *b)
 {
     bool ok = !b->failed && write(fd, b->data, b->len) == (ssize_t)b->len;
     buf_reset(b);

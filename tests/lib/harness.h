@@ -92,6 +92,10 @@ bool raw_login(int port, const char *user, const char *password, const char *db,
 /* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
 int raw_session(int port, const char *user, const char *db);
 
+/* Writes b's messages to fd and empties b; false when they were not all written. */
+struct buf;
+bool raw_send(int fd, struct buf *b);
+
 /* Sends a simple Query on a raw socket. */
 void raw_query(int fd, const char *sql);
 
