@@ -237,6 +237,12 @@ void metrics_render(struct worker *w, struct buf *b)
         (unsigned long long)statslog_written(w->qlog));
     put(b, "lakeproxy_query_log_records_total{outcome=\"dropped\"} %llu\n",
         (unsigned long long)statslog_dropped(w->qlog));
+    describe(b, "lakeproxy_queries_untracked_total", "counter",
+             "Queries statistics did not count: a client had more in flight than they follow.");
+    put(b, "lakeproxy_queries_untracked_total %llu\n", (unsigned long long)w->queries_untracked);
+    describe(b, "lakeproxy_statements_skipped_total", "counter",
+             "Statements PostgreSQL skipped after an earlier error (not counted as calls).");
+    put(b, "lakeproxy_statements_skipped_total %llu\n", (unsigned long long)w->queries_skipped);
     describe(b, "lakeproxy_query_fingerprints_evicted_total", "counter",
              "Statement fingerprints dropped to stay within stats.max_queries.");
     put(b, "lakeproxy_query_fingerprints_evicted_total %llu\n",

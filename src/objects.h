@@ -75,6 +75,8 @@ struct worker {
     struct statslog *qlog;       /* the query log's writer (NULL: no stats.log) */
     uint64_t rng;                /* xorshift state for log sampling */
     uint64_t refusals;           /* statements the RLS guard refused */
+    uint64_t queries_untracked;  /* queries statistics could not follow (qtrack.c's cap) */
+    uint64_t queries_skipped;    /* statements PostgreSQL skipped after an error: no calls */
     struct evhttp *http;         /* admin.http: /metrics and /healthz (NULL: off) */
     struct evhttp_bound_socket *http_socket; /* its listening socket (NULL: not accepting) */
     struct tablesizes *sizes;    /* table row counts for the pushdown report (tablesize.c) */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "fnv.h"
 #include "objects.h"
 #include "params.h"
 #include "proto.h"
@@ -14,21 +15,30 @@
 #include "statslog.h"
 #include "tablesize.h"
 
-/* Records open at once per client (a pipeline deeper than this is not tracked until it
- * drains), and statement or portal names remembered. */
-#define QT_MAX 128
+/* Records open at once per client: a ring grown on demand up to QT_CAP (a power of two), freed
+ * when it drains if it grew past QT_KEEP.
+ * Past the cap, queries are counted as untracked (lakeproxy_queries_untracked_total) rather
+ * than mismatched. Statement and portal names remembered: QT_NAMES. */
+#define QT_FIRST 8
+#define QT_KEEP 64 /* a ring this size or smaller is kept when it drains */
+#define QT_CAP 65536
 #define QT_NAMES 32
 
-enum rec_kind { REC_QUERY, REC_EXECUTE, REC_SYNC };
+/* REC_STMT: a statement of a simple Query that carries several, all but the last (which is the
+ * REC_QUERY and ends at ReadyForQuery): it ends at its own CommandComplete. */
+enum rec_kind { REC_QUERY, REC_STMT, REC_EXECUTE, REC_SYNC };
 
 struct rec {
-    enum rec_kind kind;
+    uint8_t kind;
+    bool replied;
+    bool skipped;              /* REC_QUERY: an earlier statement of it failed: it never ran */
+    char sqlstate[6];
+    uint32_t copy_dones;       /* the client's CopyDone/CopyFail count when it was sent */
     uint64_t fp;
+    uint64_t portal;           /* REC_EXECUTE: hash of the portal's name */
     int64_t start_us, sent_us, first_us, wait_us;
     uint64_t rows, bytes;
-    bool replied;
-    char sqlstate[6];
-    char portal[64];
+    uint64_t exec_rows;        /* DataRows since the last CommandComplete or PortalSuspended */
 };
 
 struct name_fp {
@@ -37,9 +47,17 @@ struct name_fp {
 };
 
 struct qtrack {
-    struct rec q[QT_MAX];
-    unsigned head, n;
-    bool lost;                 /* a record was not kept: ignore results until drained */
+    struct rec *q;             /* ring of cap records (0 or a power of two) */
+    unsigned cap, head, n;
+    /* over the cap: from the first message not recorded, none is until the replies to all of
+     * them have passed: ReadyForQuery still owed to them (ovf_z, of which ovf_z_now sent since
+     * the last CopyDone), whether an Execute follows their last Sync (ovf_open), and the
+     * client's CopyDone count when the newest Execute or Query among them was sent */
+    bool overflow, ovf_open;
+    unsigned ovf_z, ovf_z_now;
+    uint32_t ovf_exec_dones;
+    uint32_t copy_dones;       /* CopyDone and CopyFail messages the client sent */
+    bool copy_in;              /* the server is in copy-in for it: it ignores Syncs */
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
     uint64_t unnamed_stmt_fp;
@@ -68,6 +86,8 @@ static struct qtrack *tracker(struct client *c)
 
 void qtrack_free(struct client *c)
 {
+    if (c->qt)
+        free(c->qt->q);
     free(c->qt);
     c->qt = NULL;
 }
@@ -195,7 +215,7 @@ static bool sampled(struct client *c, int64_t total_us)
 
 static void finish(struct client *c, const struct rec *r)
 {
-    if (!r->fp || c->qt->lost)
+    if (!r->fp)
         return;
     int64_t now = now_us();
     struct stats_query q = {
@@ -222,29 +242,87 @@ static void finish(struct client *c, const struct rec *r)
 
 /* ---- the queue of open records ---- */
 
-static struct rec *head_rec(struct qtrack *t) { return t->n ? &t->q[t->head % QT_MAX] : NULL; }
+/* The i-th open record, oldest first. */
+static struct rec *at(struct qtrack *t, unsigned i) { return &t->q[(t->head + i) & (t->cap - 1)]; }
+
+static struct rec *head_rec(struct qtrack *t) { return t->n ? at(t, 0) : NULL; }
 
 static void pop(struct qtrack *t)
 {
     t->head++;
-    if (--t->n == 0)
-        t->lost = false;
+    if (--t->n == 0 && t->cap > QT_KEEP) { /* drained after a deep pipeline: memory back */
+        free(t->q);
+        t->q = NULL;
+        t->cap = 0;
+        t->head = 0;
+    }
 }
 
-static void push(struct qtrack *t, const struct rec *r)
+/* Doubles the ring (up to QT_CAP); false when it may not or cannot grow. */
+static bool grow(struct qtrack *t)
 {
-    if (t->n == QT_MAX) {
-        t->lost = true;
+    unsigned cap = t->cap ? t->cap * 2 : QT_FIRST;
+    struct rec *q = cap <= QT_CAP ? malloc(cap * sizeof(*q)) : NULL;
+    if (!q)
+        return false;
+    for (unsigned i = 0; i < t->n; i++)
+        q[i] = *at(t, i);
+    free(t->q);
+    t->q = q;
+    t->cap = cap;
+    t->head = 0;
+    return true;
+}
+
+/* Over the cap: r is not recorded, nor is any message after it until the replies of those not
+ * recorded have passed (replies come in order: a record after a gap would take the gap's). */
+static void untrack(struct client *c, struct qtrack *t, const struct rec *r)
+{
+    t->overflow = true;
+    if (r->kind == REC_SYNC || r->kind == REC_QUERY) {
+        t->ovf_z++;
+        t->ovf_z_now++;
+        t->ovf_open = false;
+    } else {
+        t->ovf_open = true;
+    }
+    if (r->kind != REC_SYNC) {
+        t->ovf_exec_dones = r->copy_dones;
+        c->w->queries_untracked++;
+    }
+}
+
+static void push(struct client *c, struct qtrack *t, const struct rec *r)
+{
+    if (t->overflow || (t->n == t->cap && !grow(t))) {
+        untrack(c, t, r);
         return;
     }
-    t->q[(t->head + t->n++) % QT_MAX] = *r;
+    *at(t, t->n++) = *r;
+}
+
+/* A ReadyForQuery with no record open: it answers a message not recorded (over the cap);
+ * recording resumes once every such one has had its answer, or once the server owes the
+ * client nothing more (should a count here have gone wrong). */
+static void overflow_ready(struct client *c, struct qtrack *t)
+{
+    if (t->ovf_z_now > 0 && t->ovf_z_now == t->ovf_z)
+        t->ovf_z_now--; /* the oldest owed was sent since the last CopyDone */
+    if (t->ovf_z > 0)
+        t->ovf_z--;
+    bool none_owed = t->ovf_z == 0 || (c->server && c->server->in_flight == 0);
+    if (none_owed && !t->ovf_open) {
+        t->overflow = false;
+        t->ovf_z = t->ovf_z_now = 0;
+    }
 }
 
 /* A new record for a query the client just sent. */
 static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
 {
     int64_t now = now_us();
-    struct rec r = {.kind = kind, .fp = fp, .start_us = now, .sent_us = now};
+    struct rec r = {.kind = kind, .fp = fp, .start_us = now, .sent_us = now,
+                    .copy_dones = t->copy_dones};
     if (t->first_after_wait) { /* the first query after a wait: the client saw it too */
         r.start_us = t->request_us;
         r.wait_us = t->wait_us;
@@ -258,8 +336,10 @@ static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
 bool qtrack_wants_client_msg(const struct client *c, uint8_t type)
 {
     return enabled(c) && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
-                          type == 'S' || type == 'F');
+                          type == 'S' || type == 'F' || type == 'c' || type == 'f');
 }
+
+static uint64_t portal_hash(const char *name) { return fnv_str(FNV_OFFSET, name); }
 
 static void finish_suspended(struct client *c, struct qtrack *t)
 {
@@ -273,25 +353,27 @@ static void on_bind(struct client *c, struct qtrack *t, struct rd *r)
     const char *portal, *stmt;
     if (!rd_str(r, &portal) || !rd_str(r, &stmt))
         return;
-    if (t->has_suspended && strcmp(t->suspended.portal, portal) == 0)
+    if (t->has_suspended && t->suspended.portal == portal_hash(portal))
         finish_suspended(c, t); /* the portal is replaced */
     name_put(t->portals, &t->portal_next, portal,
              *stmt ? name_get(t->stmts, stmt) : t->unnamed_stmt_fp);
 }
 
-static void on_execute(struct qtrack *t, struct rd *r)
+static void on_execute(struct client *c, struct qtrack *t, struct rd *r)
 {
     const char *portal;
     if (!rd_str(r, &portal))
         return;
-    if (t->has_suspended && strcmp(t->suspended.portal, portal) == 0) {
-        push(t, &t->suspended); /* more rows of the same query */
+    uint64_t h = portal_hash(portal);
+    if (t->has_suspended && t->suspended.portal == h) {
+        t->suspended.copy_dones = t->copy_dones;
+        push(c, t, &t->suspended); /* more rows of the same query */
         t->has_suspended = false;
         return;
     }
     struct rec e = new_rec(t, REC_EXECUTE, name_get(t->portals, portal));
-    snprintf(e.portal, sizeof(e.portal), "%s", portal);
-    push(t, &e);
+    e.portal = h;
+    push(c, t, &e);
 }
 
 /* Does the server read this client's query text as the parser does? Not with
@@ -300,6 +382,22 @@ static void on_execute(struct qtrack *t, struct rd *r)
 static bool text_readable(const struct client *c)
 {
     return !c->server || params_text_readable(&c->server->reported);
+}
+
+/* A simple Query: one record per statement (PostgreSQL answers each with its own
+ * CommandComplete, and counts each), the last one ending at ReadyForQuery. */
+static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uint8_t *body)
+{
+    uint64_t fps[STATS_MAX_STMTS];
+    size_t n = 0;
+    if (len > 0 && body[len - 1] == '\0')
+        n = stats_statements(c->w->stats, (const char *)body, text_readable(c), fps);
+    for (size_t i = 0; i + 1 < n; i++) {
+        struct rec s = new_rec(t, REC_STMT, fps[i]);
+        push(c, t, &s);
+    }
+    struct rec q = new_rec(t, REC_QUERY, n ? fps[n - 1] : 0);
+    push(c, t, &q);
 }
 
 void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
@@ -311,13 +409,9 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         return;
     rd_init(&r, body, len);
     switch (type) {
-    case 'Q': {
-        struct rec q = new_rec(t, REC_QUERY, 0);
-        if (len > 0 && body[len - 1] == '\0')
-            q.fp = stats_fingerprint(c->w->stats, (const char *)body, text_readable(c));
-        push(t, &q);
+    case 'Q':
+        on_query(c, t, len, body);
         break;
-    }
     case 'P':
         if (!rd_str(&r, &name) || !rd_str(&r, &sql))
             return;
@@ -331,18 +425,26 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         on_bind(c, t, &r);
         break;
     case 'E':
-        on_execute(t, &r);
+        on_execute(c, t, &r);
         break;
     case 'S': {
-        struct rec s = {.kind = REC_SYNC};
-        push(t, &s);
+        if (t->copy_in)
+            break; /* the server ignores it: no ReadyForQuery will answer it */
+        struct rec s = {.kind = REC_SYNC, .copy_dones = t->copy_dones};
+        push(c, t, &s);
         break;
     }
     case 'F': { /* FunctionCall: not a statement, but it ends with ReadyForQuery like one */
         struct rec f = new_rec(t, REC_QUERY, 0);
-        push(t, &f);
+        push(c, t, &f);
         break;
     }
+    case 'c': /* CopyDone, CopyFail: the copy-in is over, Syncs count again */
+    case 'f':
+        t->copy_dones++;
+        t->copy_in = false;
+        t->ovf_z_now = 0;
+        break;
     }
 }
 
@@ -353,33 +455,64 @@ bool qtrack_wants_server_body(const struct client *c, uint8_t type)
     return enabled(c) && c->qt && (type == 'C' || type == 'E' || type == 'Z');
 }
 
-/* ReadyForQuery: it answers the oldest Sync or simple Query. Executes before that Sync that
- * have not finished were skipped after an error: dropped. */
+/* ReadyForQuery: it answers the oldest Sync or simple Query. Records before it that have not
+ * finished (Executes, statements of a simple Query) were skipped after an error: no calls. */
 static void on_ready(struct client *c, struct qtrack *t, const uint8_t *body, uint32_t len)
 {
     struct rec *h;
     while ((h = head_rec(t)) != NULL) {
         enum rec_kind k = h->kind;
-        if (k == REC_QUERY)
+        if (k == REC_QUERY && !h->skipped)
             finish(c, h);
+        else if (k != REC_SYNC)
+            c->w->queries_skipped++;
         pop(t);
-        if (k != REC_EXECUTE)
+        if (k == REC_QUERY || k == REC_SYNC)
             break;
     }
     if (body && len == 1 && body[0] == 'I')
         finish_suspended(c, t); /* the transaction is over: so is the portal */
 }
 
-static void on_error(struct client *c, struct rec *h, const uint8_t *body, uint32_t len)
+/* The statements of a simple Query after the one that failed never run: the server goes on
+ * to ReadyForQuery. */
+static void skip_rest_of_query(struct client *c, struct qtrack *t)
+{
+    struct rec *h;
+    while ((h = head_rec(t)) != NULL && h->kind == REC_STMT) {
+        c->w->queries_skipped++;
+        pop(t);
+    }
+    if (h && h->kind == REC_QUERY)
+        h->skipped = true;
+}
+
+/* A statement of a simple Query is over (its CommandComplete or error): the next one starts
+ * now, so each one's time is its own. */
+static void next_statement(struct client *c, struct qtrack *t, struct rec *h)
+{
+    finish(c, h);
+    pop(t);
+    struct rec *n = head_rec(t);
+    if (n && (n->kind == REC_STMT || n->kind == REC_QUERY))
+        n->start_us = n->sent_us = now_us();
+}
+
+static void on_error(struct client *c, struct qtrack *t, struct rec *h, const uint8_t *body,
+                     uint32_t len)
 {
     struct pg_error e;
     if (body && proto_parse_error(body, len, &e))
         snprintf(h->sqlstate, sizeof(h->sqlstate), "%s", e.sqlstate);
     else /* too big to read whole (it streams past): failed, SQLSTATE unknown */
         snprintf(h->sqlstate, sizeof(h->sqlstate), "?????");
+    t->copy_in = false; /* an error ends a copy-in */
     if (h->kind == REC_EXECUTE) {
         finish(c, h);
-        pop(c->qt);
+        pop(t);
+    } else if (h->kind == REC_STMT) {
+        next_statement(c, t, h);
+        skip_rest_of_query(c, t);
     }
 }
 
@@ -389,9 +522,11 @@ static void on_error(struct client *c, struct rec *h, const uint8_t *body, uint3
 static void on_suspended(struct client *c, struct qtrack *t, struct rec *h)
 {
     struct rec done = *h;
+    done.exec_rows = 0;
     pop(t);
     struct rec *next = head_rec(t);
-    if (next && next->kind == REC_EXECUTE && strcmp(next->portal, done.portal) == 0) {
+    if (next && next->kind == REC_EXECUTE && next->portal == done.portal) {
+        done.copy_dones = next->copy_dones;
         *next = done;
         return;
     }
@@ -400,12 +535,85 @@ static void on_suspended(struct client *c, struct qtrack *t, struct rec *h)
     t->has_suspended = true;
 }
 
+/* The row count a CommandComplete tag ends with ("SELECT 5", "INSERT 0 5", "COPY 12"), or -1
+ * for a tag without one ("CREATE TABLE"). */
+static int64_t tag_rows(const uint8_t *body, uint32_t len)
+{
+    uint32_t end = len > 0 && body[len - 1] == '\0' ? len - 1 : len, i = end;
+    while (i > 0 && body[i - 1] >= '0' && body[i - 1] <= '9')
+        i--;
+    if (i == end || i == 0 || body[i - 1] != ' ' || end - i > 18)
+        return -1;
+    int64_t n = 0;
+    for (; i < end; i++)
+        n = n * 10 + (body[i] - '0');
+    return n;
+}
+
+/* CommandComplete: rows are the DataRows sent, or when there were none the count of its tag
+ * (rows written by INSERT, UPDATE, DELETE, MERGE, COPY FROM; rows sent by COPY TO). */
+static void on_complete(struct client *c, struct qtrack *t, struct rec *h, const uint8_t *body,
+                        uint32_t len)
+{
+    int64_t n = h->exec_rows == 0 && body ? tag_rows(body, len) : -1;
+    if (n > 0)
+        h->rows += (uint64_t)n;
+    h->exec_rows = 0;
+    if (h->kind == REC_EXECUTE) {
+        finish(c, h);
+        pop(t);
+    } else if (h->kind == REC_STMT) {
+        next_statement(c, t, h);
+    }
+}
+
+/* CopyInResponse: the Syncs the client sent after the COPY (record h) and before its CopyDone
+ * are ignored by the server (no ReadyForQuery comes for them): forget them, and ignore any
+ * more until the client's CopyDone or CopyFail. */
+static void on_copy_in(struct qtrack *t, const struct rec *h)
+{
+    unsigned kept = 1;
+    for (unsigned i = 1; i < t->n; i++) {
+        struct rec *r = at(t, i);
+        if (r->kind == REC_SYNC && r->copy_dones == h->copy_dones)
+            continue;
+        if (kept != i)
+            *at(t, kept) = *r;
+        kept++;
+    }
+    t->n = kept;
+    t->copy_in = t->copy_dones == h->copy_dones;
+    if (t->copy_in && t->overflow) { /* so are those sent since and not recorded */
+        t->ovf_z -= t->ovf_z_now;
+        t->ovf_z_now = 0;
+    }
+}
+
+/* A server message when no record is open: replies to messages not recorded (over the cap).
+ * CopyInResponse: when the newest of them is the COPY (no CopyDone since), the Syncs sent
+ * after it are ignored by the server; otherwise overflow_ready's fallback ends the gap. */
+static void on_unrecorded(struct client *c, struct qtrack *t, uint8_t type)
+{
+    if (!t->overflow)
+        return;
+    if (type == 'Z') {
+        overflow_ready(c, t);
+    } else if (type == 'G' && t->ovf_exec_dones == t->copy_dones) {
+        t->ovf_z -= t->ovf_z_now;
+        t->ovf_z_now = 0;
+        t->copy_in = true;
+    }
+}
+
 void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct qtrack *t = enabled(c) ? c->qt : NULL;
     struct rec *h = t ? head_rec(t) : NULL;
-    if (!h)
+    if (!h) {
+        if (t)
+            on_unrecorded(c, t, type);
         return;
+    }
     if (type == 'Z') {
         on_ready(c, t, body, len);
         return;
@@ -420,16 +628,22 @@ void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8
     switch (type) {
     case 'D':
         h->rows++;
+        h->exec_rows++;
         break;
     case 'E':
-        on_error(c, h, body, len);
+        on_error(c, t, h, body, len);
         break;
     case 'C':
-    case 'I':
+        on_complete(c, t, h, body, len);
+        break;
+    case 'I': /* EmptyQueryResponse */
         if (h->kind == REC_EXECUTE) {
             finish(c, h);
             pop(t);
         }
+        break;
+    case 'G':
+        on_copy_in(t, h);
         break;
     case 's': /* PortalSuspended: the client may fetch more from this portal */
         if (h->kind == REC_EXECUTE)

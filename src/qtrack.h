@@ -1,9 +1,9 @@
-/* qtrack.h: following each client query on the wire, for statistics. A simple Query and each
- * Execute of the extended protocol open a record (its statement's fingerprint from the text,
- * analysed once); the server's replies give its first-byte time, rows, bytes, error and end
- * (an Execute suspended by a row limit goes on as the same record when the client fetches
- * more: one query per portal, not per fetch). Finished records go to the worker's aggregates
- * and, sampled, to the query log. */
+/* qtrack.h: following each client query on the wire, for statistics. Each statement of a
+ * simple Query and each Execute of the extended protocol open a record (its statement's
+ * fingerprint from the text, analysed once); the server's replies give its first-byte time,
+ * rows, bytes, error and end (an Execute suspended by a row limit goes on as the same record
+ * when the client fetches more: one query per portal, not per fetch). Finished records go to
+ * the worker's aggregates and, sampled, to the query log. */
 #ifndef LAKEPROXY_QTRACK_H
 #define LAKEPROXY_QTRACK_H
 
@@ -17,7 +17,8 @@ void qtrack_request(struct client *c);
 /* The server is the client's and its messages can go: the wait is over. */
 void qtrack_linked(struct client *c);
 
-/* Whole client messages of types 'Q', 'P', 'B' and 'E' (Execute). */
+/* Whole client messages of types 'Q', 'P', 'B', 'E' (Execute), 'S' (Sync), 'F'
+ * (FunctionCall), 'c' (CopyDone) and 'f' (CopyFail). */
 bool qtrack_wants_client_msg(const struct client *c, uint8_t type);
 void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body);
 

@@ -410,6 +410,8 @@ static bool tree_features(const char *sql, struct sql_analysis *a)
     char err[200];
     PgQuery__ParseResult *tree = sqlinfo_parse(sql, err, sizeof(err));
     bool ok = tree && tree->n_stmts > 0 && tree->stmts[0]->stmt;
+    if (tree)
+        a->n_stmts = (int)tree->n_stmts;
     if (ok) {
         struct analysis_walk w = {.a = a};
         const PgQuery__Node *st = tree->stmts[0]->stmt;
@@ -497,6 +499,53 @@ bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
         out->normalized = scrub_constants(nr.normalized_query);
     pg_query_free_normalize_result(nr);
     return true;
+}
+
+/* Past the white space and comments at the start of s (of length len): the offset of the first
+ * token (the parser places a statement right after the previous ';'). */
+static size_t skip_blanks(const char *s, size_t len)
+{
+    size_t i = 0;
+    for (;;) {
+        while (i < len && strchr(" \t\r\n\f\v", s[i]))
+            i++;
+        if (i + 1 < len && s[i] == '-' && s[i + 1] == '-') {
+            while (i < len && s[i] != '\n')
+                i++;
+        } else if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+            const char *end = memmem(s + i + 2, len - i - 2, "*/", 2);
+            if (!end || memmem(s + i + 2, (size_t)(end - s) - i - 2, "/*", 2))
+                return i; /* unterminated or nested: keep it */
+            i = (size_t)(end - s) + 2;
+        } else {
+            return i;
+        }
+    }
+}
+
+size_t sqlinfo_split(const char *sql, struct sql_span *spans, size_t max)
+{
+    char err[200];
+    PgQuery__ParseResult *tree = sqlinfo_parse(sql, err, sizeof(err));
+    if (!tree)
+        return 0;
+    size_t len = strlen(sql), n = tree->n_stmts;
+    for (size_t i = 0; i < n && i < max; i++) {
+        const PgQuery__RawStmt *r = tree->stmts[i];
+        size_t start = r->stmt_location > 0 ? (size_t)r->stmt_location : 0;
+        start = start < len ? start : len;
+        size_t rest = len - start; /* stmt_len 0: up to the end of the text */
+        size_t n = r->stmt_len > 0 && (size_t)r->stmt_len < rest ? (size_t)r->stmt_len : rest;
+        size_t skip = skip_blanks(sql + start, n);
+        start += skip;
+        n -= skip;
+        while (n > 0 && strchr(" \t\r\n\f\v", sql[start + n - 1]))
+            n--;
+        spans[i].start = start;
+        spans[i].len = n;
+    }
+    sqlinfo_free_tree(tree);
+    return n;
 }
 
 void sqlinfo_analysis_free(struct sql_analysis *a)

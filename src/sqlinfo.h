@@ -67,6 +67,7 @@ struct sql_pushdown {
 /* One statement text, analysed (the first statement when there are several). */
 struct sql_analysis {
     uint64_t fingerprint;   /* libpg_query's: the same for texts that differ in constants */
+    int n_stmts;            /* statements the text holds (0: empty, or it did not parse) */
     char *normalized;       /* constants replaced by $n: never a literal value */
     enum sql_kind kind;
     int n_read, n_written;  /* tables read and written, schema-qualified as written */
@@ -81,5 +82,15 @@ struct sql_analysis {
  * every constant and comment. Always true. */
 bool sqlinfo_analyze(const char *sql, struct sql_analysis *out);
 void sqlinfo_analysis_free(struct sql_analysis *a);
+
+/* Where one statement of a text is: byte offset and length (without its ';'). */
+struct sql_span {
+    size_t start, len;
+};
+
+/* Splits sql (a simple Query may carry several statements) as PostgreSQL's parser does: the
+ * places of its first max statements in spans; returns how many statements it holds, 0 when
+ * it does not parse. */
+size_t sqlinfo_split(const char *sql, struct sql_span *spans, size_t max);
 
 #endif

@@ -13,7 +13,9 @@
 #define STATS_MAX_TABLES 1024
 
 struct key_slot {
-    uint64_t key, fingerprint; /* key 0: empty */
+    uint64_t key, fingerprint; /* key 0: empty; fingerprint: of the first statement */
+    uint64_t *more;            /* the second and later statements' fingerprints, or NULL */
+    uint32_t n;                /* statements (1 unless a simple Query carried several) */
 };
 
 struct stats {
@@ -83,6 +85,8 @@ void stats_free(struct stats *st)
             next = t->next;
             free_table(t);
         }
+    for (size_t i = 0; st->keys && i < st->n_keys; i++)
+        free(st->keys[i].more);
     free(st->fps);
     free(st->keys);
     free(st->tables);
@@ -138,29 +142,114 @@ static bool insert_fp(struct stats *st, struct sql_analysis *a)
     return true;
 }
 
-uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable)
+/* Keeps analysis a (taking it) unless its fingerprint is known: the fingerprint, 0 when out
+ * of memory. */
+static uint64_t keep_analysis(struct stats *st, struct sql_analysis *a)
+{
+    uint64_t fp = a->fingerprint;
+    if (stats_find(st, fp))
+        sqlinfo_analysis_free(a);
+    else if (!insert_fp(st, a))
+        return 0;
+    return fp;
+}
+
+/* Analyses each statement of sql, which holds 2 to STATS_MAX_STMTS of them, into fps;
+ * returns how many, 0 when out of memory. */
+static size_t analyse_each(struct stats *st, const char *sql, uint64_t *fps)
+{
+    struct sql_span spans[STATS_MAX_STMTS];
+    size_t n = sqlinfo_split(sql, spans, STATS_MAX_STMTS);
+    char *one = malloc(strlen(sql) + 1);
+    if (!one || n < 2 || n > STATS_MAX_STMTS) {
+        free(one);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(one, sql + spans[i].start, spans[i].len);
+        one[spans[i].len] = '\0';
+        struct sql_analysis a;
+        sqlinfo_analyze(one, &a);
+        st->analyses++;
+        if (!(fps[i] = keep_analysis(st, &a))) {
+            n = 0;
+            break;
+        }
+    }
+    free(one);
+    return n;
+}
+
+/* Analyses sql (on a miss of the key cache) into fps; returns how many statements, 0 when out
+ * of memory. */
+static size_t analyse(struct stats *st, const char *sql, uint64_t *fps)
+{
+    struct sql_analysis a;
+    if (!sqlinfo_analyze(sql, &a))
+        return 0;
+    st->analyses++;
+    if (a.n_stmts > 1 && a.n_stmts <= STATS_MAX_STMTS) {
+        sqlinfo_analysis_free(&a);
+        return analyse_each(st, sql, fps);
+    }
+    fps[0] = keep_analysis(st, &a);
+    return fps[0] ? 1 : 0;
+}
+
+/* Is slot k still good: every fingerprint it names still kept (none evicted)? */
+static bool slot_live(const struct stats *st, const struct key_slot *k)
+{
+    if (!stats_find(st, k->fingerprint))
+        return false;
+    for (uint32_t i = 0; i + 1 < k->n; i++)
+        if (!stats_find(st, k->more[i]))
+            return false;
+    return true;
+}
+
+/* Remembers the n fingerprints of the text with key in slot k (when memory allows). */
+static void slot_store(struct key_slot *k, uint64_t key, const uint64_t *fps, size_t n)
+{
+    free(k->more);
+    k->more = n > 1 ? malloc((n - 1) * sizeof(*k->more)) : NULL;
+    if (n > 1 && !k->more) {
+        k->key = 0;
+        k->n = 0;
+        return;
+    }
+    if (n > 1)
+        memcpy(k->more, fps + 1, (n - 1) * sizeof(*k->more));
+    k->key = key;
+    k->fingerprint = fps[0];
+    k->n = (uint32_t)n;
+}
+
+size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64_t *fps)
 {
     uint64_t key = sqlkey(sql) | 1; /* never 0, the empty slot */
     if (!readable) { /* opaque: its own fingerprint space, never the parser's */
         uint64_t fp = key ^ 0x5bd1e9955bd1e995ull;
         struct sql_analysis a = {.fingerprint = fp, .kind = SQL_UNKNOWN};
-        return stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
+        fps[0] = stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
+        return fps[0] ? 1 : 0;
     }
     struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
-    if (k->key == key && stats_find(st, k->fingerprint))
-        return k->fingerprint;
-    struct sql_analysis a;
-    if (!sqlinfo_analyze(sql, &a))
-        return 0;
-    st->analyses++;
-    uint64_t fp = a.fingerprint;
-    if (stats_find(st, fp))
-        sqlinfo_analysis_free(&a);
-    else if (!insert_fp(st, &a))
-        return 0;
-    k->key = key;
-    k->fingerprint = fp;
-    return fp;
+    if (k->key == key && slot_live(st, k)) {
+        fps[0] = k->fingerprint;
+        if (k->n > 1)
+            memcpy(fps + 1, k->more, (k->n - 1) * sizeof(*fps));
+        return k->n;
+    }
+    size_t n = analyse(st, sql, fps);
+    if (n)
+        slot_store(k, key, fps, n);
+    return n;
+}
+
+uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable)
+{
+    uint64_t fps[STATS_MAX_STMTS];
+    return stats_statements(st, sql, readable, fps) ? fps[0] : 0;
 }
 
 static uint64_t str_hash(const char *const *parts, int n)

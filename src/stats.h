@@ -64,8 +64,18 @@ void stats_free(struct stats *st);
 /* The fingerprint of sql, analysing it on first sight; 0 when out of memory. When readable is
  * false the session reads text otherwise than the parser would (standard_conforming_strings
  * off, a client-only encoding): sql is then not analysed, only counted under its text key,
- * with no normalised text, kind unknown. */
+ * with no normalised text, kind unknown. Text with several statements gives its first one's. */
 uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable);
+
+/* Statements of one simple Query counted apart at most; a text with more (a script) counts as
+ * one query, under the fingerprint of the whole text (analysed by its first statement). */
+#define STATS_MAX_STMTS 64
+
+/* The fingerprints of the statements of sql (a simple Query's text), in order, into fps (room
+ * for STATS_MAX_STMTS), analysing each on first sight; returns how many: 1 for one statement,
+ * and for text that does not parse, is not readable (as for stats_fingerprint) or holds more
+ * than STATS_MAX_STMTS statements; 0 when out of memory. */
+size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64_t *fps);
 
 /* The aggregates of a fingerprint, or NULL. */
 const struct stats_fp *stats_find(const struct stats *st, uint64_t fingerprint);

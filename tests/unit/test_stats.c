@@ -225,3 +225,33 @@ Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
     log_format_line(line, sizeof(line), LOG_TEXT, LOG_INFO, &tv, "hello");
     cr_expect_str_eq(line, "2025-11-30 00:00:00.123 UTC LOG hello\n");
 }
+
+/* A simple Query with several statements: each has the fingerprint it has alone, the split is
+ * cached with the text, and a script of more than STATS_MAX_STMTS statements is one query. */
+Test(stats, each_statement_of_a_text_gets_its_own_fingerprint)
+{
+    struct stats *st = stats_new(100, 256);
+    cr_assert_not_null(st);
+    uint64_t fps[STATS_MAX_STMTS];
+    const char *text = "SELECT 1;  -- first\n SELECT a, b FROM t WHERE x = 'it''s' ;"
+                       "/* c */ UPDATE t SET a = 2 WHERE b = 3;";
+    cr_assert_eq(stats_statements(st, text, true, fps), 3);
+    cr_expect_eq(fps[0], stats_fingerprint(st, "SELECT 7", true));
+    cr_expect_eq(fps[1], stats_fingerprint(st, "SELECT a, b FROM t WHERE x = 'y'", true));
+    cr_expect_eq(fps[2], stats_fingerprint(st, "UPDATE t SET a = 5 WHERE b = 6", true));
+    cr_expect_str_eq(stats_find(st, fps[1])->a.normalized, "SELECT a, b FROM t WHERE x = $1");
+    cr_expect_str_eq(stats_find(st, fps[2])->a.normalized, "UPDATE t SET a = $1 WHERE b = $2");
+    uint64_t again[STATS_MAX_STMTS];
+    uint64_t analyses = stats_analyses(st);
+    cr_expect_eq(stats_statements(st, text, true, again), 3);
+    cr_expect_eq(stats_analyses(st), analyses, "the second time, no parse");
+    cr_expect_eq(memcmp(fps, again, 3 * sizeof(fps[0])), 0);
+
+    char script[4096] = "";
+    for (int i = 0; i <= STATS_MAX_STMTS; i++)
+        strcat(script, "SELECT 1;");
+    cr_expect_eq(stats_statements(st, script, true, fps), 1, "a script: one query");
+    cr_expect_eq(stats_statements(st, "SELECT 1; SELECT 'x", true, fps), 1, "no parse: one");
+    cr_expect_eq(stats_statements(st, "SELECT 1; SELECT 2", false, fps), 1, "unreadable: one");
+    stats_free(st);
+}

@@ -1,0 +1,176 @@
+/* test_qtrack.c: matching query records to server replies, driven message by message on a
+ * client with no socket: a pipeline deeper than the records kept is counted as untracked (never
+ * misattributed) and recording resumes once its replies have passed; Syncs PostgreSQL ignores
+ * during copy-in do not shift later records; statements of one simple Query count apart. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "objects.h"
+#include "qtrack.h"
+#include "stats.h"
+
+static struct worker w;
+static struct client c;
+
+static void setup(void)
+{
+    memset(&w, 0, sizeof(w));
+    memset(&c, 0, sizeof(c));
+    w.stats = stats_new(100, 256);
+    cr_assert_not_null(w.stats);
+    c.w = &w;
+}
+
+static void teardown(void)
+{
+    qtrack_free(&c);
+    stats_free(w.stats);
+}
+
+/* Sends client message type with body (len bytes) through the tracker. */
+static void client_msg(uint8_t type, const void *body, size_t len)
+{
+    if (qtrack_wants_client_msg(&c, type))
+        qtrack_client_msg(&c, type, (uint32_t)len, body);
+}
+
+static void query(const char *sql) { client_msg('Q', sql, strlen(sql) + 1); }
+
+/* Parse and Bind of the unnamed statement and portal for sql. */
+static void parse_bind(const char *sql)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_put_str(&b, "");
+    buf_put_str(&b, sql);
+    buf_put_u16(&b, 0);
+    client_msg('P', b.data, b.len);
+    b.len = 0;
+    buf_put_str(&b, "");
+    buf_put_str(&b, "");
+    buf_put_u16(&b, 0);
+    buf_put_u16(&b, 0);
+    buf_put_u16(&b, 0);
+    client_msg('B', b.data, b.len);
+    buf_free(&b);
+}
+
+static void execute(void)
+{
+    static const uint8_t body[5] = {0, 0, 0, 0, 0}; /* unnamed portal, no row limit */
+    client_msg('E', body, sizeof(body));
+}
+
+static void sync_msg(void) { client_msg('S', "", 0); }
+
+/* A server message relayed to the client. */
+static void server_msg(uint8_t type, const char *body)
+{
+    size_t len = body ? strlen(body) + 1 : 0;
+    if (type == 'Z')
+        len = 1;
+    qtrack_server_msg(&c, type, (uint32_t)len, (const uint8_t *)body);
+}
+
+/* The calls and rows counted for the text sql. */
+static uint64_t calls_of(const char *sql, uint64_t *rows)
+{
+    const struct stats_fp *f = stats_find(w.stats, stats_fingerprint(w.stats, sql, true));
+    if (rows)
+        *rows = f ? f->rows : 0;
+    return f ? f->calls : 0;
+}
+
+Test(qtrack, a_pipeline_deeper_than_the_cap_counts_the_rest_untracked_and_resumes,
+     .init = setup, .fini = teardown)
+{
+    enum { N = 40000 }; /* Execute + Sync each: 80,000 records, more than the 65,536 kept */
+    parse_bind("SELECT 1");
+    for (int i = 0; i < N; i++) {
+        execute();
+        sync_msg();
+    }
+    query("SELECT a FROM late"); /* behind the gap: not recorded either */
+    for (int i = 0; i < N; i++) {
+        server_msg('D', NULL);
+        server_msg('C', "SELECT 1");
+        server_msg('Z', "I");
+    }
+    server_msg('C', "SELECT 1");
+    server_msg('Z', "I");
+    uint64_t rows;
+    uint64_t tracked = calls_of("SELECT 1", &rows);
+    cr_expect_eq(tracked, 32768);
+    cr_expect_eq(rows, 32768);
+    cr_expect_eq(tracked + w.queries_untracked, N + 1, "every query counted once");
+    cr_expect_eq(calls_of("SELECT a FROM late", NULL), 0);
+    query("SELECT b FROM again"); /* the gap has passed: recorded again */
+    server_msg('D', NULL);
+    server_msg('C', "SELECT 1");
+    server_msg('Z', "I");
+    cr_expect_eq(calls_of("SELECT b FROM again", &rows), 1);
+    cr_expect_eq(rows, 1);
+}
+
+/* libpq's extended COPY FROM STDIN: Execute and Sync, CopyInResponse, CopyData, CopyDone and
+ * Sync; PostgreSQL answers only the second Sync. */
+Test(qtrack, syncs_ignored_during_copy_in_do_not_shift_later_queries, .init = setup,
+     .fini = teardown)
+{
+    for (int round = 0; round < 3; round++) {
+        parse_bind("COPY t FROM STDIN");
+        execute();
+        sync_msg();
+        server_msg('1', NULL);
+        server_msg('2', NULL);
+        server_msg('G', NULL);
+        client_msg('d', "1\n", 2);
+        client_msg('c', "", 0);
+        sync_msg();
+        server_msg('C', "COPY 4");
+        server_msg('Z', "I");
+        query("SELECT id FROM items WHERE id < 3");
+        server_msg('T', NULL);
+        server_msg('D', NULL);
+        server_msg('D', NULL);
+        server_msg('C', "SELECT 2");
+        server_msg('Z', "I");
+    }
+    uint64_t rows;
+    cr_expect_eq(calls_of("COPY t FROM STDIN", &rows), 3);
+    cr_expect_eq(rows, 12, "rows from the COPY tag");
+    cr_expect_eq(calls_of("SELECT id FROM items WHERE id < 3", &rows), 3);
+    cr_expect_eq(rows, 6);
+}
+
+/* Three statements in one Query; the second fails, so the third never runs. */
+Test(qtrack, statements_of_one_query_count_apart_until_an_error, .init = setup,
+     .fini = teardown)
+{
+    query("SELECT a FROM t; UPDATE t SET a = 1 WHERE b = 2; SELECT c FROM u");
+    server_msg('T', NULL);
+    server_msg('D', NULL);
+    server_msg('C', "SELECT 1");
+    server_msg('C', "UPDATE 7");
+    server_msg('T', NULL);
+    server_msg('C', "SELECT 0");
+    server_msg('Z', "I");
+    query("SELECT a FROM t; UPDATE t SET a = 1 WHERE b = 3; SELECT c FROM u");
+    server_msg('T', NULL);
+    server_msg('C', "SELECT 0");
+    static const char err[] = "SERROR\0C40001\0Mboom\0";
+    qtrack_server_msg(&c, 'E', sizeof(err), (const uint8_t *)err);
+    server_msg('Z', "I");
+    uint64_t rows;
+    cr_expect_eq(calls_of("SELECT a FROM t", &rows), 2);
+    cr_expect_eq(rows, 1);
+    cr_expect_eq(calls_of("UPDATE t SET a = 1 WHERE b = 2", &rows), 2);
+    cr_expect_eq(rows, 7, "rows from the UPDATE tag");
+    const struct stats_fp *u =
+        stats_find(w.stats, stats_fingerprint(w.stats, "UPDATE t SET a = 1 WHERE b = 2", true));
+    cr_expect_eq(u->errors, 1);
+    cr_expect_eq(calls_of("SELECT c FROM u", NULL), 1, "skipped after the error: no call");
+    cr_expect_eq(w.queries_skipped, 1);
+}
