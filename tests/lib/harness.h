@@ -82,36 +82,6 @@ const char *query_sqlstate(PGconn *c, const char *sql);
  * with the Execute, during copy-in), sends data and ends the copy; asserts each step. */
 void copy_in_extended(PGconn *c, const char *sql, const char *data);
 
-/* Logs in over a raw socket (startup, SCRAM or cleartext as asked) and reads the answer up
- * to ReadyForQuery or an ErrorResponse. Returns true on ReadyForQuery; on an error fills
- * sqlstate (6 bytes) and msg. For checking exact SQLSTATEs of login failures, which libpq
- * does not expose. */
-bool raw_login(int port, const char *user, const char *password, const char *db,
-               char sqlstate[6], char *msg, size_t msgsz);
-
-/* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
-int raw_session(int port, const char *user, const char *db);
-
-/* Writes b's messages to fd and empties b; false when they were not all written. */
-struct buf;
-bool raw_send(int fd, struct buf *b);
-
-/* Sends a simple Query on a raw socket. */
-void raw_query(int fd, const char *sql);
-
-/* Reads until an ErrorResponse and returns its SQLSTATE ("" if none came within 5 s). */
-const char *raw_expect_error(int fd);
-
-/* A connected blocking socket to 127.0.0.1:port, or -1. */
-int raw_connect(int port);
-
-/* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
- * EOF, error or timeout (timeout_ms). *len gets the body length. */
-int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
-
-/* The SQLSTATE field of an ErrorResponse body, "" if none (static buffer). */
-const char *raw_error_sqlstate(const unsigned char *body, size_t len);
-
 /* A datagram socket bound in the test directory, to pass as NOTIFY_SOCKET; its path in path. */
 int notify_socket_open(char *path, size_t pathsz);
 
@@ -130,104 +100,17 @@ int file_count_lines(const char *path, const char *needle);
 bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
                      char *last, size_t lastsz);
 
-/* What load_run saw: successful logins and queries, failed ones. */
-struct load_result {
-    int connections, queries, errors;
-    char first_error[512];
-};
-
-/* Load running in the background (load_start ... load_stop). */
-struct load;
-
-/* load_run's clients, started in the background; out is filled in as they go. */
-struct load *load_start(const struct proxy *p, const char *user, const char *db, int clients,
-                        struct load_result *out);
-
-/* The totals so far. */
-struct load_result load_now(struct load *l);
-
-/* Stops the clients and waits for them; out holds the totals then. */
-void load_stop(struct load *l);
-
-/* `clients` threads log in to db as user (any password) through p and run a small SELECT in a
- * loop for `seconds`, reconnecting every 40 queries; every failed login or query is counted. */
-void load_run(const struct proxy *p, const char *user, const char *db, int clients, int seconds,
-              struct load_result *out);
-
-/* Column masking tests (tests/lib/setup.sql's customers): the first value no masked client
- * may ever receive found in len bytes at p, or NULL. */
-const char *mask_find_secret(const char *p, size_t len);
-
-/* Expects that no value or error message of r (the answer to sql) holds a secret. */
-void mask_expect_no_secret(const PGresult *r, const char *sql);
-
-/* Logs in to database app through p as user (password "pw"), notices silenced. */
-PGconn *mask_login(const struct proxy *p, const char *user);
-
-/* A statement a masked client tries, and whether it must be refused (else run masked). */
-struct mask_attempt_case {
-    const char *sql;
-    bool refused;
-};
-
-/* Runs each of the n cases as user, in the simple and the extended protocol: a refusal must
- * be 42501 (or close the connection), no answer (COPY data included) may hold a secret; then
- * expects the connection still usable. */
-void mask_attempts_run(const struct proxy *p, const char *user,
-                       const struct mask_attempt_case *cases, size_t n);
-
-/* A private PostgreSQL cluster of one test (tests/lib/pg_tmp.sh, loaded with setup.sql), for
- * tests that crash or restart the server: never the shared one. */
-struct pg_private {
-    char dir[256];
-    int port;
-};
-
-/* initdb and start a private cluster on a free port, listening on listen ("127.0.0.1" or a
- * comma-separated list of loopback addresses). */
-void pg_private_start(struct pg_private *pg, const char *listen);
-
-/* SIGKILL to the postmaster (its backends then die too); returns once it is gone. */
-void pg_private_kill9(struct pg_private *pg);
-
-/* Starts the cluster again on its port, retrying while the old backends still hold its
- * shared memory. */
-void pg_private_restart(struct pg_private *pg);
-
-/* Stops the cluster (immediate mode); no-op when it was never started. */
-void pg_private_stop(struct pg_private *pg);
-
-/* A superuser connection over the cluster's socket (check PQstatus: it may be down). */
-PGconn *pg_private_admin(const struct pg_private *pg, const char *db);
-
 /* Runs a SHOW on an admin-console connection; the test fails unless it returns rows. */
 PGresult *admin_show(PGconn *adm, const char *what);
-
-/* Established TCP connections that lakeproxy p holds towards ip:port (from /proc). */
-int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
 
-/* Every server that lakeproxy p's admin console (as admin, password) lists for db is in state
- * idle or active and is a backend that PostgreSQL (direct, a superuser connection) has now;
- * no client of db waits. Failures are expectations, not assertions. */
-void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
-                         PGconn *direct, const char *db);
-
-/* Raises this process's soft limit on open files to want (at most the hard limit); the
- * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
-long raise_fd_limit(long want);
-
-/* A memory figure of lakeproxy in kB from /proc/PID/status: field "VmRSS" (resident now) or
- * "VmHWM" (resident at its peak); the test fails without it. */
-long proxy_status_kb(const struct proxy *p, const char *field);
-
-/* Whether lakeproxy's RSS follows its own allocations: not under AddressSanitizer (its
- * quarantine and caches keep freed memory) nor under valgrind. */
-bool rss_follows_heap(void);
-
-/* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
-int proxy_fd_count(const struct proxy *p);
+/* The helpers by concern; tests include this header only. */
+#include "maskcheck.h"
+#include "pgprivate.h"
+#include "procinfo.h"
+#include "rawproto.h"
+#include "testload.h"
 
 #endif

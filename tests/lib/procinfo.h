@@ -1,0 +1,34 @@
+/* procinfo.h: what a running lakeproxy holds (sockets, memory, descriptors, servers). */
+#ifndef LAKEPROXY_TEST_PROCINFO_H
+#define LAKEPROXY_TEST_PROCINFO_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+struct proxy;
+
+/* Established TCP connections that lakeproxy p holds towards ip:port (from /proc). */
+int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
+
+/* Every server that lakeproxy p's admin console (as admin, password) lists for db is in state
+ * idle or active and is a backend that PostgreSQL (direct, a superuser connection) has now;
+ * no client of db waits. Failures are expectations, not assertions. */
+void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
+                         PGconn *direct, const char *db);
+
+/* Raises this process's soft limit on open files to want (at most the hard limit); the
+ * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
+long raise_fd_limit(long want);
+
+/* A memory figure of lakeproxy in kB from /proc/PID/status: field "VmRSS" (resident now) or
+ * "VmHWM" (resident at its peak); the test fails without it. */
+long proxy_status_kb(const struct proxy *p, const char *field);
+
+/* Whether lakeproxy's RSS follows its own allocations: not under AddressSanitizer (its
+ * quarantine and caches keep freed memory) nor under valgrind. */
+bool rss_follows_heap(void);
+
+/* The file descriptors lakeproxy has open (entries of /proc/PID/fd). */
+int proxy_fd_count(const struct proxy *p);
+
+#endif

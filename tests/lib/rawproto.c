@@ -1,0 +1,186 @@
+/* rawproto.c: raw-socket clients for protocol tests: logins, messages, errors. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "proto.h"
+
+int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads exactly n bytes within timeout_ms. */
+static bool read_full(int fd, unsigned char *p, size_t n, int timeout_ms)
+{
+    while (n > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            return false;
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms)
+{
+    unsigned char hdr[5];
+    if (!read_full(fd, hdr, 5, timeout_ms))
+        return -1;
+    uint32_t l = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
+                 hdr[4];
+    if (l < 4 || l - 4 > bufsz)
+        return -1;
+    *len = l - 4;
+    if (!read_full(fd, buf, *len, timeout_ms))
+        return -1;
+    return hdr[0];
+}
+
+const char *raw_error_sqlstate(const unsigned char *body, size_t len)
+{
+    static char state[6];
+    struct pg_error e;
+    state[0] = '\0';
+    if (proto_parse_error(body, len, &e))
+        snprintf(state, sizeof(state), "%s", e.sqlstate);
+    return state;
+}
+
+bool raw_send(int fd, struct buf *b)
+{
+    bool ok = !b->failed && write(fd, b->data, b->len) == (ssize_t)b->len;
+    buf_reset(b);
+    return ok;
+}
+
+/* Answers one authentication request; false when the exchange cannot go on. */
+static bool raw_auth_step(int fd, struct scram_client *sc, const char *password,
+                          const unsigned char *body, size_t len)
+{
+    struct buf b;
+    uint32_t code;
+    const uint8_t *data;
+    size_t dlen;
+    char *out = NULL;
+    const char *err;
+    bool ok = true;
+    buf_init(&b);
+    proto_parse_auth(body, len, &code, &data, &dlen);
+    if (code == AUTH_REQ_CLEARTEXT) {
+        proto_password(&b, password);
+    } else if (code == AUTH_REQ_SASL) {
+        ok = scram_client_first(sc, "", password, NULL, &out);
+        if (ok)
+            proto_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+    } else if (code == AUTH_REQ_SASL_CONTINUE) {
+        ok = scram_client_final(sc, (const char *)data, dlen, &out, &err);
+        if (ok)
+            proto_sasl_response(&b, out, strlen(out));
+    }
+    if (ok && b.len)
+        ok = raw_send(fd, &b);
+    free(out);
+    buf_free(&b);
+    return ok;
+}
+
+bool raw_login(int port, const char *user, const char *password, const char *db,
+               char sqlstate[6], char *msg, size_t msgsz)
+{
+    int fd = raw_connect(port);
+    struct buf b;
+    struct scram_client sc = {0};
+    unsigned char body[65536];
+    size_t len;
+    bool ok = false;
+    sqlstate[0] = msg[0] = '\0';
+    cr_assert(fd >= 0, "cannot connect to port %d", port);
+    buf_init(&b);
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    proto_startup(&b, params, 2);
+    raw_send(fd, &b);
+    for (;;) {
+        int t = raw_read_msg(fd, body, sizeof(body), &len, 10000);
+        if (t == 'R' && raw_auth_step(fd, &sc, password ? password : "", body, len))
+            continue;
+        if (t == 'E') {
+            struct pg_error e;
+            if (proto_parse_error(body, len, &e)) {
+                snprintf(sqlstate, 6, "%s", e.sqlstate);
+                snprintf(msg, msgsz, "%s", e.message);
+            }
+            break;
+        }
+        if (t == 'Z')
+            ok = true;
+        if (t == 'Z' || t < 0 || t == 'R')
+            break;
+    }
+    scram_client_free(&sc);
+    buf_free(&b);
+    close(fd);
+    return ok;
+}
+
+int raw_session(int port, const char *user, const char *db)
+{
+    int fd = raw_connect(port);
+    struct buf b;
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    cr_assert(fd >= 0);
+    buf_init(&b);
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')
+        cr_assert(t >= 0 && t != 'E', "raw login failed");
+    return fd;
+}
+
+void raw_query(int fd, const char *sql)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, sql);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+}
+
+const char *raw_expect_error(int fd)
+{
+    static unsigned char body[65536];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) >= 0)
+        if (t == 'E')
+            return raw_error_sqlstate(body, len);
+    return "";
+}

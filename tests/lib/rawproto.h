@@ -1,0 +1,39 @@
+/* rawproto.h: raw-socket clients for protocol tests (byte-exact messages libpq would not send). */
+#ifndef LAKEPROXY_TEST_RAWPROTO_H
+#define LAKEPROXY_TEST_RAWPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct buf;
+
+/* Logs in over a raw socket (startup, SCRAM or cleartext as asked) and reads the answer up
+ * to ReadyForQuery or an ErrorResponse. Returns true on ReadyForQuery; on an error fills
+ * sqlstate (6 bytes) and msg. For checking exact SQLSTATEs of login failures, which libpq
+ * does not expose. */
+bool raw_login(int port, const char *user, const char *password, const char *db,
+               char sqlstate[6], char *msg, size_t msgsz);
+
+/* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
+int raw_session(int port, const char *user, const char *db);
+
+/* Writes b's messages to fd and empties b; false when they were not all written. */
+bool raw_send(int fd, struct buf *b);
+
+/* Sends a simple Query on a raw socket. */
+void raw_query(int fd, const char *sql);
+
+/* Reads until an ErrorResponse and returns its SQLSTATE ("" if none came within 5 s). */
+const char *raw_expect_error(int fd);
+
+/* A connected blocking socket to 127.0.0.1:port, or -1. */
+int raw_connect(int port);
+
+/* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
+ * EOF, error or timeout (timeout_ms). *len gets the body length. */
+int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
+
+/* The SQLSTATE field of an ErrorResponse body, "" if none (static buffer). */
+const char *raw_error_sqlstate(const unsigned char *body, size_t len);
+
+#endif
