@@ -834,6 +834,7 @@ static bool rls_option_allowed(const void *cfg, const char *name)
 static void handle_startup_v3(struct client *c, const struct startup *st)
 {
     char err[200];
+    conn_read_direct(c->bev); /* no TLS from here on: see conn.h */
     const char *user = startup_get(st, "user");
     const char *db = startup_get(st, "database");
     if (!user || !*user) {

@@ -1,19 +1,24 @@
-/* conn.c: helpers shared by client and server connections: sending, closing, deferred free. */
+/* conn.c: helpers shared by client and server connections: sending, direct reads, closing,
+ * deferred free. */
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #define FLUSH_TIMEOUT_S 5
+/* At most this much is read per read event (libevent: 4 KB, after an ioctl asking how much). */
+#define CONN_READ_CHUNK 16384
 
 bool conn_send(struct bufferevent *bev, struct buf *b)
 {
@@ -61,6 +66,78 @@ void conn_write_done(struct bufferevent *bev)
 short conn_initial_events(struct bufferevent *bev)
 {
     return bufferevent_get_underlying(bev) ? EV_READ | EV_WRITE : EV_READ;
+}
+
+/* How much one read may add to in: a chunk, or less to stay under bev's read high watermark
+ * (0 when the buffer is already at or above it). */
+static size_t read_room(struct bufferevent *bev, struct evbuffer *in)
+{
+    size_t high = 0;
+    bufferevent_getwatermark(bev, EV_READ, NULL, &high);
+    size_t len = evbuffer_get_length(in);
+    if (high == 0 || (high > len && high - len >= CONN_READ_CHUNK))
+        return CONN_READ_CHUNK;
+    return high > len ? high - len : 0;
+}
+
+/* Stops reading and reports what, as libevent's own read callback does on EOF or error. */
+static void read_failed(struct bufferevent *bev, short what)
+{
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_trigger_event(bev, what, 0);
+}
+
+/* The read event of a plain socket bufferevent after conn_read_direct: one recv() into the
+ * input buffer, then the read callback (subject to the low watermark), as libevent would. */
+static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bufferevent *bev = arg;
+    if (what == EV_TIMEOUT) {
+        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t room = read_room(bev, in);
+    if (room == 0) { /* at the high watermark: setting it again makes libevent suspend reads */
+        size_t low = 0, high = 0;
+        bufferevent_getwatermark(bev, EV_READ, &low, &high);
+        bufferevent_setwatermark(bev, EV_READ, low, high);
+        return;
+    }
+    char chunk[CONN_READ_CHUNK];
+    ssize_t n = recv(fd, chunk, room, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+        return;
+    }
+    evbuffer_unfreeze(in, 0); /* libevent keeps the end of a socket's input frozen */
+    int added = evbuffer_add(in, chunk, (size_t)n);
+    evbuffer_freeze(in, 0);
+    if (added != 0) {
+        errno = ENOMEM;
+        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_ERROR);
+        return;
+    }
+    bufferevent_trigger(bev, EV_READ, 0);
+}
+
+void conn_read_direct(struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    struct event *ev = &bev->ev_read;
+    if (fd < 0 || bufferevent_get_underlying(bev) || bufferevent_openssl_get_ssl(bev) ||
+        event_get_callback(ev) == direct_read_cb)
+        return;
+    /* swap the callback of libevent's read event, keeping whether it is added (reads enabled
+     * and not suspended) */
+    bool pending = event_pending(ev, EV_READ, NULL) != 0;
+    event_del(ev);
+    event_assign(ev, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
+                 direct_read_cb, bev);
+    if (pending)
+        event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
 
 static void flush_write_cb(struct bufferevent *bev, void *arg)

@@ -26,6 +26,13 @@ void conn_write_done(struct bufferevent *bev);
 /* The events to enable on a new connection: reads, and writes only for TLS filters. */
 short conn_initial_events(struct bufferevent *bev);
 
+/* Plain sockets, once they can no longer turn into TLS (after the startup packet): each read
+ * event does one recv() of up to CONN_READ_CHUNK bytes into bev's input, instead of libevent's
+ * evbuffer_read, which asks the kernel how much is buffered (ioctl FIONREAD) before every read
+ * and takes at most 4 KB. Everything else stays libevent's: enabling, read watermarks and their
+ * suspension, callbacks, EOF and error events, freeing. No-op for TLS filters and on repeat. */
+void conn_read_direct(struct bufferevent *bev);
+
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */
 void conn_close_after_flush(struct bufferevent *bev);
 

@@ -1,0 +1,156 @@
+/* test_conn.c: plain sockets read with conn_read_direct behave as libevent's own reads: data
+ * reaches the read callback, the read high watermark stops and resumes reading, EOF is one
+ * event with reads disabled, and a callback may free its bufferevent. */
+#include <criterion/criterion.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+struct side {
+    struct event_base *base;
+    struct bufferevent *bev;
+    int peer;
+    int reads;
+    size_t seen, most; /* input length at the last read callback; most added by one read */
+    short events;
+    bool free_on_read;
+};
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct side *s = arg;
+    size_t len = evbuffer_get_length(bufferevent_get_input(bev));
+    s->reads++;
+    if (len - s->seen > s->most)
+        s->most = len - s->seen;
+    s->seen = len;
+    if (s->free_on_read) {
+        bufferevent_free(bev);
+        s->bev = NULL;
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct side *s = arg;
+    s->events = what;
+}
+
+/* A socket bufferevent reading directly from one end of a socketpair; s->peer is the other. */
+static void open_side(struct side *s)
+{
+    int sv[2];
+    memset(s, 0, sizeof(*s));
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    s->base = event_base_new();
+    s->bev = bufferevent_socket_new(s->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    s->peer = sv[1];
+    bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+    bufferevent_enable(s->bev, EV_READ);
+    conn_read_direct(s->bev); /* reads already enabled: they stay enabled */
+}
+
+static void close_side(struct side *s)
+{
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (s->peer >= 0)
+        close(s->peer);
+    event_base_free(s->base);
+}
+
+static void spin(struct side *s)
+{
+    for (int i = 0; i < 20; i++)
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+}
+
+static size_t input_len(struct side *s)
+{
+    return evbuffer_get_length(bufferevent_get_input(s->bev));
+}
+
+Test(conn, direct_reads_deliver_what_arrives_in_chunks)
+{
+    struct side s;
+    open_side(&s);
+    static char big[40000];
+    memset(big, 'x', sizeof(big));
+    cr_assert_eq(write(s.peer, big, sizeof(big)), (ssize_t)sizeof(big));
+    spin(&s);
+    cr_expect_eq(input_len(&s), sizeof(big));
+    cr_expect_eq(s.most, 16384, "one read event reads at most one chunk");
+    cr_expect_eq(s.reads, 3);
+    cr_expect_eq(s.events, 0);
+    close_side(&s);
+}
+
+Test(conn, the_read_high_watermark_stops_and_resumes_reading)
+{
+    struct side s;
+    open_side(&s);
+    /* no read callback: libevent calls one that leaves the input at the watermark again and
+     * again (bufferevent_inbuf_wm_check), with its own reads as with these */
+    bufferevent_setcb(s.bev, NULL, NULL, on_event, &s);
+    bufferevent_setwatermark(s.bev, EV_READ, 0, 1000);
+    char data[5000];
+    memset(data, 'y', sizeof(data));
+    cr_assert_eq(write(s.peer, data, sizeof(data)), (ssize_t)sizeof(data));
+    spin(&s);
+    cr_expect_eq(input_len(&s), 1000, "never reads past the high watermark");
+    spin(&s);
+    cr_expect_eq(input_len(&s), 1000, "reading is suspended at the watermark");
+    evbuffer_drain(bufferevent_get_input(s.bev), 1000);
+    spin(&s);
+    cr_expect_eq(input_len(&s), 1000, "reading resumed once drained");
+    cr_expect_eq(s.events, 0);
+    close_side(&s);
+}
+
+Test(conn, eof_is_one_event_and_disables_reads)
+{
+    struct side s;
+    open_side(&s);
+    cr_assert_eq(write(s.peer, "abc", 3), 3);
+    close(s.peer);
+    s.peer = -1;
+    spin(&s);
+    cr_expect_eq(input_len(&s), 3, "the data comes before the EOF");
+    cr_expect_eq(s.events, BEV_EVENT_READING | BEV_EVENT_EOF);
+    cr_expect_eq(bufferevent_get_enabled(s.bev) & EV_READ, 0);
+    close_side(&s);
+}
+
+Test(conn, hooking_a_disabled_bufferevent_keeps_it_disabled)
+{
+    struct side s;
+    open_side(&s);
+    bufferevent_disable(s.bev, EV_READ);
+    conn_read_direct(s.bev); /* a second call is a no-op */
+    cr_assert_eq(write(s.peer, "abc", 3), 3);
+    spin(&s);
+    cr_expect_eq(s.reads, 0);
+    bufferevent_enable(s.bev, EV_READ);
+    spin(&s);
+    cr_expect_eq(s.reads, 1);
+    cr_expect_eq(input_len(&s), 3);
+    close_side(&s);
+}
+
+Test(conn, a_read_callback_may_free_its_bufferevent)
+{
+    struct side s;
+    open_side(&s);
+    s.free_on_read = true;
+    cr_assert_eq(write(s.peer, "abc", 3), 3);
+    spin(&s);
+    cr_expect_eq(s.reads, 1);
+    cr_expect_null(s.bev);
+    close_side(&s);
+}
