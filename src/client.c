@@ -409,12 +409,13 @@ void client_server_ready(struct client *c)
 static bool answer_deallocate(struct client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    uint8_t hdr[5], type;
+    const uint8_t *hdr = evbuffer_pullup(in, 5); /* no copy: the first chunk holds it */
+    uint8_t type;
     uint32_t len;
     const char *err;
     char name[64], sql[512];
     bool all;
-    if (evbuffer_copyout(in, hdr, 5) < 5 || hdr[0] != 'Q' ||
+    if (!hdr || hdr[0] != 'Q' ||
         proto_check_header(hdr, sizeof(sql) + 5, &type, &len, &err) != PROTO_OK ||
         evbuffer_get_length(in) < 5 + (size_t)len || len == 0)
         return false;
@@ -439,10 +440,11 @@ static bool answer_deallocate(struct client *c)
 static bool whole_message_buffered(struct client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    uint8_t hdr[5], type;
+    const uint8_t *hdr = evbuffer_pullup(in, 5);
+    uint8_t type;
     uint32_t len;
     const char *err;
-    if (evbuffer_copyout(in, hdr, 5) < 5)
+    if (!hdr)
         return false;
     if (proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
         return true;
@@ -451,15 +453,14 @@ static bool whole_message_buffered(struct client *c)
 
 static void client_wake(struct client *c)
 {
-    uint8_t type;
     if (c->mask_wait) /* its statement waits for the masking catalog: no server until then */
         return;
     while (c->pool->db->pool.mode == POOL_TRANSACTION && answer_deallocate(c))
         ;
-    if (c->closing || evbuffer_copyout(bufferevent_get_input(c->bev), &type, 1) < 1)
+    /* the rest of a message arrives later: the read callback wakes the client again */
+    if (c->closing || !whole_message_buffered(c))
         return;
-    if (!whole_message_buffered(c)) /* the rest arrives later: the read callback wakes it */
-        return;
+    uint8_t type = *evbuffer_pullup(bufferevent_get_input(c->bev), 1);
     if (type == 'X') {
         client_close(c, "client terminated");
         return;

@@ -45,9 +45,11 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
                                    size_t max_size, relay_inspect_fn fn, void *arg, bool *wait,
                                    const char **err)
 {
-    uint8_t hdr[5], type;
+    uint8_t type;
     uint32_t body_len;
-    if (evbuffer_copyout(in, hdr, 5) < 5) {
+    /* (the header is nearly always in the first chunk: no copy then) */
+    const uint8_t *hdr = evbuffer_pullup(in, 5);
+    if (!hdr) {
         *wait = true;
         return RELAY_MORE;
     }
