@@ -169,13 +169,11 @@ void proto_query(struct buf *b, const char *sql)
     buf_msg_finish(b);
 }
 
-void proto_close_sync(struct buf *b, char kind, const char *name)
+void proto_close(struct buf *b, char kind, const char *name)
 {
     buf_msg_start(b, 'C');
     buf_put_u8(b, (uint8_t)kind);
     buf_put_str(b, name);
-    buf_msg_finish(b);
-    buf_msg_start(b, 'S');
     buf_msg_finish(b);
 }
 

@@ -76,8 +76,9 @@ void proto_param_status(struct buf *b, const char *name, const char *value);
 void proto_backend_key(struct buf *b, uint32_t pid, uint32_t key);
 void proto_ready(struct buf *b, char status);
 void proto_query(struct buf *b, const char *sql);
-/* Close of statement ('S') or portal ('P') name, then Sync: two messages, one ReadyForQuery. */
-void proto_close_sync(struct buf *b, char kind, const char *name);
+/* Close of statement ('S') or portal ('P') name, without a Sync: its CloseComplete comes
+ * ahead of the replies to whatever follows. */
+void proto_close(struct buf *b, char kind, const char *name);
 void proto_password(struct buf *b, const char *password);
 void proto_sasl_initial(struct buf *b, const char *mech, const void *data, size_t len);
 void proto_sasl_response(struct buf *b, const void *data, size_t len);

@@ -920,11 +920,12 @@ void server_link(struct server *s, struct client *c)
         replies++;
     }
     buf_free(&sql);
-    if (s->unnamed_maybe) { /* never leave a client another's unnamed statement to bind */
-        proto_close_sync(&msgs, 'S', "");
-        replies++;
-        s->unnamed_maybe = false;
-    }
+    /* never leave a client another's unnamed statement to bind: closed ahead of whatever
+     * follows, without a Sync (no round trip of its own); its CloseComplete is swallowed */
+    bool closes = s->unnamed_maybe;
+    if (closes)
+        proto_close(&msgs, 'S', "");
+    s->unnamed_maybe = false;
     int prefix = c->rls ? add_rls_prefix(s, c, &msgs, err, sizeof(err)) : 0;
     if (prefix < 0) {
         buf_free(&msgs);
@@ -934,7 +935,11 @@ void server_link(struct server *s, struct client *c)
         return;
     }
     replies += prefix;
-    bool ok = replies == 0 || (!msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING));
+    bool ok;
+    if (replies > 0) /* internal messages: the CloseComplete is dropped with their replies */
+        ok = !msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING);
+    else /* the Close alone goes ahead of the client's messages; its reply is owed */
+        ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_send(s->bev, &msgs));
     buf_free(&msgs);
     if (!ok) {
         server_close(s, "could not send session parameters");
