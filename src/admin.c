@@ -17,6 +17,7 @@
 #include "credentials.h"
 #include "log.h"
 #include "pool.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "stats.h"
 #include "tablesize.h"
@@ -154,7 +155,7 @@ static void show_pools(struct client *c)
             idle += o->state == CL_IDLE;
         }
         result_row(&r, "%s|%s|%s|%d|%d|%d|%zu|%zu|%zu|%d|%s", p->db->name, p->db->user,
-                   p->db->pool.mode == POOL_TRANSACTION ? "transaction" : "session", active,
+                   pool_mode_of(p)->name, active,
                    waiting, idle, list_count(&p->active), list_count(&p->idle),
                    list_count(&p->connecting), p->db->pool.size, p->paused ? "yes" : "no");
     }
@@ -248,7 +249,7 @@ static void show_config(struct client *c)
         static const char *const tls[] = {"disable", "prefer", "require", "verify-full"};
         result_row(&r, "databases.%s|%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d",
                    d->name, d->host, d->port, d->dbname, d->user, tls[d->tls],
-                   d->pool.mode == POOL_TRANSACTION ? "transaction" : "session", d->pool.size,
+                   pool_mode_for(d)->name, d->pool.size,
                    d->pool.max_wait_ms);
     }
     result_row(&r, "users|%zu configured%s", cfg->n_users,

@@ -21,6 +21,7 @@
 #include "pipeline.h"
 #include "policy.h"
 #include "pool.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "qtrack.h"
 #include "relay.h"
@@ -359,7 +360,7 @@ static void auth_done(struct client *c, struct buf *b)
     c->pool = p;
     /* Transaction pooling: once the pool knows its server's parameters, a login needs no
      * server; the client gets one with its first query. */
-    if (db->pool.mode == POOL_TRANSACTION && p->params.n > 0) {
+    if (pool_mode_of(p)->shares_servers && p->params.n > 0) {
         if (!send_login_done(c, &p->params))
             return;
         c->state = CL_IDLE;
@@ -455,7 +456,7 @@ static void client_wake(struct client *c)
 {
     if (c->mask_wait) /* its statement waits for the masking catalog: no server until then */
         return;
-    while (c->pool->db->pool.mode == POOL_TRANSACTION && answer_deallocate(c))
+    while (pool_mode_of(c->pool)->shares_servers && answer_deallocate(c))
         ;
     /* the rest of a message arrives later: the read callback wakes the client again */
     if (c->closing || !whole_message_buffered(c))
@@ -477,7 +478,7 @@ void client_transaction_done(struct client *c)
         client_fail(c, "57P01", "lakeproxy is shutting down");
         return;
     }
-    if (c->pool->db->pool.mode != POOL_TRANSACTION)
+    if (!pool_mode_of(c->pool)->shares_servers)
         return;
     server_release(s);
     c->state = CL_IDLE;
@@ -919,38 +920,6 @@ static void on_startup_data(struct client *c)
         on_auth_data(c);
 }
 
-static enum relay_verdict session_msg(struct client *c, uint8_t type);
-
-/* Session mode: a message the server answers with one ReadyForQuery (a Query, FunctionCall or
- * Sync), queued in order with the client's CopyDone count so that the Syncs the server ignores
- * during copy-in can be forgotten (server.c). False when too many are in flight. */
-static bool owe_ready(struct server *s, enum reply_kind kind)
-{
-    if (!rq_push(&s->replies, kind, NULL))
-        return false;
-    s->in_flight++;
-    return true;
-}
-
-/* Session mode, client under RLS: the guard sees each statement whole. */
-static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t len,
-                                        const uint8_t *body)
-{
-    struct server *s = c->server;
-    switch (policy_check_client_msg(c, type, len, body, &c->inspect_err)) {
-    case POLICY_FAILED:
-        return RV_ERROR;
-    case POLICY_STANDIN:
-        if (type == 'P')
-            s->ext_open = true;
-        else if (!owe_ready(s, RK_QUERY))
-            return RV_ERROR;
-        return RV_DROP;
-    default:
-        return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
-    }
-}
-
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
@@ -968,46 +937,9 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
             return RV_NEED_BODY;
         qtrack_client_msg(c, type, len, body);
     }
-    if (c->pool->db->pool.mode == POOL_TRANSACTION)
-        return pipeline_client_msg(c, type, len, body, &c->inspect_err);
-    if (c->rls && (type == 'Q' || type == 'P' || type == 'F'))
-        return body ? session_guard(c, type, len, body) : RV_NEED_BODY;
-    if (type == 'X')
-        return body ? RV_DROP_STOP : RV_NEED_BODY;
-    return session_msg(c, type);
+    return pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
 }
 
-/* Session mode: the bookkeeping of one client message that goes to the server as it is. */
-static enum relay_verdict session_msg(struct client *c, uint8_t type)
-{
-    struct server *s = c->server;
-    switch (type) {
-    case 'Q':
-    case 'F':
-        return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
-    case 'S':
-        if (server_sync_ignored(s))
-            return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
-        s->ext_open = false;
-        return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
-    case 'P':
-    case 'B':
-    case 'E':
-    case 'D':
-    case 'C':
-    case 'H':
-        s->ext_open = true;
-        return RV_STREAM;
-    case 'd':
-        return RV_STREAM;
-    case 'c':
-    case 'f':
-        server_copy_done_sent(s);
-        return RV_STREAM;
-    default:
-        return RV_ERROR;
-    }
-}
 
 void client_pump(struct client *c)
 {

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "maskwire.h"
 #include "policy.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "server.h"
 #include "textscan.h"
@@ -592,3 +593,11 @@ bool pipeline_sync_done(struct server *s)
     const struct reply *f = rq_front(&s->replies);
     return f && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE);
 }
+
+const struct pool_mode_ops pool_mode_transaction = {
+    .name = "transaction",
+    .shares_servers = true,
+    .client_msg = pipeline_client_msg,
+    .server_msg = pipeline_server_msg,
+    .ready = pipeline_sync_done,
+};

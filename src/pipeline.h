@@ -1,6 +1,7 @@
-/* pipeline.h: transaction pooling's rewriting of the extended protocol: named statements are
- * renamed to proxy names, prepared on whichever server serves the client, and the replies
- * the proxy adds or swallows are kept in order (see prepared.h for the bookkeeping). */
+/* pipeline.h: transaction pooling's operations (pool_mode_transaction, poolmode.h): the
+ * extended protocol rewritten: named statements are renamed to proxy names, prepared on
+ * whichever server serves the client, and the replies the proxy adds or swallows are kept in
+ * order (see prepared.h for the bookkeeping). */
 #ifndef LAKEPROXY_PIPELINE_H
 #define LAKEPROXY_PIPELINE_H
 
@@ -13,7 +14,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
                                        const uint8_t *body, const char **err);
 
 /* Server -> client, transaction mode, for every type but 'Z' and 'S' (server.c handles
- * those and calls pipeline_reply_done for 'Z'). */
+ * those and calls pipeline_sync_done for 'Z'). */
 enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t len,
                                        const uint8_t *body);
 

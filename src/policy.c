@@ -15,6 +15,7 @@
 #include "log.h"
 #include "maskcat.h"
 #include "masksql.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "server.h"
 #include "textscan.h"
@@ -335,7 +336,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         c->server->retire_after = true;
     if (v->refuse)
         return refuse(c, type, v->reason, err);
-    if (v->session_set && c->pool->db->pool.mode == POOL_TRANSACTION)
+    if (v->session_set && pool_mode_of(c->pool)->shares_servers)
         return refuse(c, type, v->session_reason, err);
     return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
 }

@@ -10,6 +10,7 @@
 #include "fnv.h"
 #include "objects.h"
 #include "params.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "stats.h"
 #include "statslog.h"
@@ -104,7 +105,7 @@ void qtrack_linked(struct client *c)
     struct qtrack *t = enabled(c) ? tracker(c) : NULL;
     /* in transaction mode a query's arrival asked for the server: the wait is that query's;
      * in session mode the server comes at login, before any query */
-    if (!t || !t->request_us || c->pool->db->pool.mode != POOL_TRANSACTION)
+    if (!t || !t->request_us || !pool_mode_of(c->pool)->shares_servers)
         return;
     t->wait_us = now_us() - t->request_us;
     t->first_after_wait = true;

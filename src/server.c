@@ -21,6 +21,7 @@
 #include "pipeline.h"
 #include "policy.h"
 #include "pool.h"
+#include "poolmode.h"
 #include "proto.h"
 #include "qtrack.h"
 #include "relay.h"
@@ -515,10 +516,11 @@ static void note_client_setting(struct server *s, const uint8_t *body, size_t le
 }
 
 /* An ErrorResponse while refused statements await theirs: the stand-in's is rewritten. */
-static enum relay_verdict on_error_with_refusals(struct server *s, bool txn_mode, uint32_t len,
+static enum relay_verdict on_error_with_refusals(struct server *s,
+                                                 const struct pool_mode_ops *mode, uint32_t len,
                                                  const uint8_t *body)
 {
-    enum relay_verdict v = txn_mode ? pipeline_server_msg(s, 'E', len, body) : RV_STREAM;
+    enum relay_verdict v = mode->server_msg(s, 'E', len, body);
     if (v == RV_STREAM)
         v = RV_PASS;
     return v == RV_PASS && policy_rewrite_error(s, body, len) ? RV_DROP : v;
@@ -589,20 +591,20 @@ void server_copy_done_sent(struct server *s)
 static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
-    bool txn_mode = s->pool->db->pool.mode == POOL_TRANSACTION;
+    const struct pool_mode_ops *mode = pool_mode_of(s->pool);
     if (s->client && s->client->mask.n_applied > 0) {
         enum relay_verdict mv = maskwire_server_msg(s, type, len, body);
         if (mv != RV_STREAM)
             return mv;
     }
     if (type == 'E' && s->n_refusals > 0)
-        return body ? on_error_with_refusals(s, txn_mode, len, body) : RV_NEED_BODY;
+        return body ? on_error_with_refusals(s, mode, len, body) : RV_NEED_BODY;
     if (type == 'G' && !body)
         copy_in_started(s);
     else if (s->copy_active && (type == 'C' || type == 'E'))
         copy_ended(s, type);
     if (type != 'Z' && type != 'S')
-        return txn_mode ? pipeline_server_msg(s, type, len, body) : RV_STREAM;
+        return mode->server_msg(s, type, len, body);
     if (!body)
         return len <= SERVER_CONTROL_MAX ? RV_NEED_BODY : RV_ERROR;
     if (type == 'S') {
@@ -614,15 +616,13 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
         return RV_ERROR;
     if (s->in_flight > 0)
         s->in_flight--;
-    if (!txn_mode && rq_front(&s->replies))
-        rq_pop(&s->replies); /* the Query or Sync this answers */
     s->pool->stats.queries++;
     s->pool->stats.xacts += s->txn == 'I';
-    bool fakes_follow = txn_mode && pipeline_sync_done(s);
+    bool fakes_follow = mode->ready(s);
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
      * A draining proxy stops there in session mode too, to let the client go. */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
-    bool stop = txn_over && (txn_mode || s->pool->w->draining);
+    bool stop = txn_over && (mode->shares_servers || s->pool->w->draining);
     if (fakes_follow) {
         pipeline_forward_then_fakes(s, type, len, body);
         return stop ? RV_DROP_STOP : RV_DROP;
@@ -763,7 +763,7 @@ static enum server_loss loss_for_client(const struct server *s)
         return LOSS_MID_MESSAGE;
     bool boundary = c->relay.pass_left == 0 && !s->ext_open && !s->copy_in &&
                     s->n_refusals == 0 && !s->mask_wait;
-    if (s->pool->db->pool.mode == POOL_TRANSACTION && s->state == SV_ACTIVE && c->sent_ready &&
+    if (pool_mode_of(s->pool)->shares_servers && s->state == SV_ACTIVE && c->sent_ready &&
         s->txn == 'I' && s->in_flight == 1 && boundary)
         return LOSS_STATEMENT;
     return LOSS_FATAL;
@@ -985,7 +985,7 @@ static const char *retire_reason(const struct server *s)
         return "its host name now resolves to another address";
     if (s->stmts_unknown)
         return "a client deallocated prepared statements";
-    if (s->retire_after && p->db->pool.mode == POOL_TRANSACTION)
+    if (s->retire_after && pool_mode_of(p)->shares_servers)
         return "a client left session state (temporary table, WITH HOLD cursor or LISTEN)";
     if (s->rls_set && !config_rls_applies(p->w->cfg, p->db->name))
         return "row-level security no longer applies to its database";

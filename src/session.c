@@ -1,0 +1,106 @@
+/* session.c: session pooling's operations (poolmode.h): a client keeps its server from login
+ * to logout; the proxy only counts the ReadyForQuery it owes (for draining and reuse) and
+ * lets the RLS guard see each statement whole. */
+#include <stddef.h>
+
+#include "policy.h"
+#include "poolmode.h"
+#include "prepared.h"
+#include "server.h"
+
+/* A message the server answers with one ReadyForQuery (a Query, FunctionCall or
+ * Sync), queued in order with the client's CopyDone count so that the Syncs the server ignores
+ * during copy-in can be forgotten (server.c). False when too many are in flight. */
+static bool owe_ready(struct server *s, enum reply_kind kind)
+{
+    if (!rq_push(&s->replies, kind, NULL))
+        return false;
+    s->in_flight++;
+    return true;
+}
+
+/* The bookkeeping of one client message that goes to the server as it is. */
+static enum relay_verdict session_msg(struct client *c, uint8_t type)
+{
+    struct server *s = c->server;
+    switch (type) {
+    case 'Q':
+    case 'F':
+        return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
+    case 'S':
+        if (server_sync_ignored(s))
+            return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
+        s->ext_open = false;
+        return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'H':
+        s->ext_open = true;
+        return RV_STREAM;
+    case 'd':
+        return RV_STREAM;
+    case 'c':
+    case 'f':
+        server_copy_done_sent(s);
+        return RV_STREAM;
+    default:
+        return RV_ERROR;
+    }
+}
+
+/* A client under RLS: the guard sees each statement whole. */
+static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t len,
+                                        const uint8_t *body, const char **err)
+{
+    struct server *s = c->server;
+    switch (policy_check_client_msg(c, type, len, body, err)) {
+    case POLICY_FAILED:
+        return RV_ERROR;
+    case POLICY_STANDIN:
+        if (type == 'P')
+            s->ext_open = true;
+        else if (!owe_ready(s, RK_QUERY))
+            return RV_ERROR;
+        return RV_DROP;
+    default:
+        return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
+    }
+}
+
+/* Session pooling's verdict on one client message. */
+static enum relay_verdict session_client_msg(struct client *c, uint8_t type, uint32_t len,
+                                             const uint8_t *body, const char **err)
+{
+    if (c->rls && (type == 'Q' || type == 'P' || type == 'F'))
+        return body ? session_guard(c, type, len, body, err) : RV_NEED_BODY;
+    if (type == 'X')
+        return body ? RV_DROP_STOP : RV_NEED_BODY;
+    return session_msg(c, type);
+}
+
+/* Server messages pass as they are in session pooling. */
+static enum relay_verdict session_server_msg(struct server *s, uint8_t type, uint32_t len,
+                                             const uint8_t *body)
+{
+    (void)s, (void)type, (void)len, (void)body;
+    return RV_STREAM;
+}
+
+/* A ReadyForQuery answers the oldest Query or Sync owed. */
+static bool session_ready(struct server *s)
+{
+    if (rq_front(&s->replies))
+        rq_pop(&s->replies);
+    return false;
+}
+
+const struct pool_mode_ops pool_mode_session = {
+    .name = "session",
+    .shares_servers = false,
+    .client_msg = session_client_msg,
+    .server_msg = session_server_msg,
+    .ready = session_ready,
+};
