@@ -55,7 +55,8 @@ static void result_start(struct result *r, const char *const *cols)
 }
 
 /* Adds a row of r->ncols printf-formatted values, each format separated by '|'. */
-static void result_row(struct result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void result_row(struct result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void result_row(struct result *r, const char *fmt, ...)
 {
@@ -128,25 +129,23 @@ static const char *client_state_name(const struct client *c)
 
 static const char *server_state_name(const struct server *s)
 {
-    static const char *const names[] = {"connecting", "idle", "setting", "active", "resetting",
-                                         "checking"};
+    static const char *const names[] = {"connecting", "idle",      "setting",
+                                        "active",     "resetting", "checking"};
     return names[s->state];
 }
 
 static void show_pools(struct client *c)
 {
-    static const char *const cols[] = {"database", "user", "pool_mode", "cl_active", "cl_waiting",
-                                       "cl_idle", "sv_active", "sv_idle", "sv_connecting",
-                                       "pool_size", "paused", NULL};
+    static const char *const cols[] = {"database",      "user",      "pool_mode", "cl_active",
+                                       "cl_waiting",    "cl_idle",   "sv_active", "sv_idle",
+                                       "sv_connecting", "pool_size", "paused",    NULL};
     struct result r;
     struct list *it, *tmp, *ct, *ctmp;
     result_start(&r, cols);
-    list_for_each_safe(it, tmp, &c->w->pools)
-    {
+    list_for_each_safe (it, tmp, &c->w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         int active = 0, waiting = 0, idle = 0;
-        list_for_each_safe(ct, ctmp, &c->w->clients)
-        {
+        list_for_each_safe (ct, ctmp, &c->w->clients) {
             struct client *o = list_entry(ct, struct client, node);
             if (o->pool != p)
                 continue;
@@ -155,22 +154,21 @@ static void show_pools(struct client *c)
             idle += o->state == CL_IDLE;
         }
         result_row(&r, "%s|%s|%s|%d|%d|%d|%zu|%zu|%zu|%d|%s", p->db->name, p->db->user,
-                   pool_mode_of(p)->name, active,
-                   waiting, idle, list_count(&p->active), list_count(&p->idle),
-                   list_count(&p->connecting), p->db->pool.size, p->paused ? "yes" : "no");
+                   pool_mode_of(p)->name, active, waiting, idle, list_count(&p->active),
+                   list_count(&p->idle), list_count(&p->connecting), p->db->pool.size,
+                   p->paused ? "yes" : "no");
     }
     result_send(c, &r, "SHOW");
 }
 
 static void show_clients(struct client *c)
 {
-    static const char *const cols[] = {"id", "user", "database", "addr", "state", "tls",
-                                       "server_id", NULL};
+    static const char *const cols[] = {"id",    "user", "database",  "addr",
+                                       "state", "tls",  "server_id", NULL};
     struct result r;
     struct list *it, *tmp;
     result_start(&r, cols);
-    list_for_each_safe(it, tmp, &c->w->clients)
-    {
+    list_for_each_safe (it, tmp, &c->w->clients) {
         struct client *o = list_entry(it, struct client, node);
         result_row(&r, "%llu|%s|%s|%s|%s|%s|%llu", (unsigned long long)o->id,
                    o->user ? o->user : "", o->database ? o->database : "", o->addr,
@@ -184,26 +182,24 @@ static void show_clients(struct client *c)
 static void server_rows(struct result *r, struct list *l, time_t now)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, l)
-    {
+    list_for_each_safe (it, tmp, l) {
         struct server *s = list_entry(it, struct server, node);
-        result_row(r, "%llu|%s|%s|%s|%u|%s|%lld|%llu", (unsigned long long)s->id,
-                   s->pool->db->name, s->pool->db->user, server_state_name(s), s->be_pid,
-                   s->tls ? "yes" : "no", s->created ? (long long)(now - s->created) : 0LL,
+        result_row(r, "%llu|%s|%s|%s|%u|%s|%lld|%llu", (unsigned long long)s->id, s->pool->db->name,
+                   s->pool->db->user, server_state_name(s), s->be_pid, s->tls ? "yes" : "no",
+                   s->created ? (long long)(now - s->created) : 0LL,
                    s->client ? (unsigned long long)s->client->id : 0ULL);
     }
 }
 
 static void show_servers(struct client *c)
 {
-    static const char *const cols[] = {"id", "database", "user", "state", "backend_pid", "tls",
-                                       "age_s", "client_id", NULL};
+    static const char *const cols[] = {"id",  "database", "user",      "state", "backend_pid",
+                                       "tls", "age_s",    "client_id", NULL};
     struct result r;
     struct list *it, *tmp;
     time_t now = time(NULL);
     result_start(&r, cols);
-    list_for_each_safe(it, tmp, &c->w->pools)
-    {
+    list_for_each_safe (it, tmp, &c->w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         server_rows(&r, &p->active, now);
         server_rows(&r, &p->idle, now);
@@ -214,13 +210,17 @@ static void show_servers(struct client *c)
 
 static void show_stats(struct client *c)
 {
-    static const char *const cols[] = {"database", "total_xact_count", "total_query_count",
-                                       "total_wait_count", "total_wait_us", "avg_wait_us", NULL};
+    static const char *const cols[] = {"database",
+                                       "total_xact_count",
+                                       "total_query_count",
+                                       "total_wait_count",
+                                       "total_wait_us",
+                                       "avg_wait_us",
+                                       NULL};
     struct result r;
     struct list *it, *tmp;
     result_start(&r, cols);
-    list_for_each_safe(it, tmp, &c->w->pools)
-    {
+    list_for_each_safe (it, tmp, &c->w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         result_row(&r, "%s|%llu|%llu|%llu|%llu|%llu", p->db->name,
                    (unsigned long long)p->stats.xacts, (unsigned long long)p->stats.queries,
@@ -249,8 +249,7 @@ static void show_config(struct client *c)
         static const char *const tls[] = {"disable", "prefer", "require", "verify-full"};
         result_row(&r, "databases.%s|%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d",
                    d->name, d->host, d->port, d->dbname, d->user, tls[d->tls],
-                   pool_mode_for(d)->name, d->pool.size,
-                   d->pool.max_wait_ms);
+                   pool_mode_for(d)->name, d->pool.size, d->pool.max_wait_ms);
     }
     result_row(&r, "users|%zu configured%s", cfg->n_users,
                cfg->auth_query.enabled ? ", auth_query on" : "");
@@ -270,10 +269,19 @@ static void iso_time(time_t t, char out[32])
 /* One row per rotating credential: never the token, only its fingerprint. */
 static void show_credentials(struct client *c)
 {
-    static const char *const cols[] = {"database", "provider", "user", "state", "token",
-                                       "obtained_at", "expires_at", "expires_in_s",
-                                       "next_refresh_in_s", "refreshes_ok", "refreshes_failed",
-                                       "last_error", NULL};
+    static const char *const cols[] = {"database",
+                                       "provider",
+                                       "user",
+                                       "state",
+                                       "token",
+                                       "obtained_at",
+                                       "expires_at",
+                                       "expires_in_s",
+                                       "next_refresh_in_s",
+                                       "refreshes_ok",
+                                       "refreshes_failed",
+                                       "last_error",
+                                       NULL};
     struct result r;
     struct list *it;
     time_t now = time(NULL);
@@ -282,8 +290,8 @@ static void show_credentials(struct client *c)
     for (it = c->w->creds.next; it != &c->w->creds; it = it->next) {
         const struct credential *cr = list_entry(it, struct credential, node);
         bool valid = credentials_token_valid(cr, now);
-        const char *state = !cr->token ? (cr->failures ? "failing" : "pending")
-                            : !valid   ? "expired"
+        const char *state = !cr->token     ? (cr->failures ? "failing" : "pending")
+                            : !valid       ? "expired"
                             : cr->failures ? "valid, refresh failing"
                                            : "valid";
         iso_time(cr->token ? cr->obtained : 0, got);
@@ -306,8 +314,7 @@ static bool set_paused(struct client *c, const char *db, bool paused)
 {
     struct list *it, *tmp;
     bool found = false;
-    list_for_each_safe(it, tmp, &c->w->pools)
-    {
+    list_for_each_safe (it, tmp, &c->w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         if (*db && strcmp(p->db->name, db) != 0)
             continue;
@@ -348,9 +355,9 @@ static void fmt_pct(char *out, size_t outsz, uint64_t part, uint64_t whole)
 /* Statements by total time, as pg_stat_statements shows them, with pushdown. */
 static void show_queries(struct client *c, int limit)
 {
-    static const char *const cols[] = {
-        "fingerprint", "query",   "kind",   "calls",  "errors", "rows",        "bytes",
-        "total_ms",    "mean_ms", "p50_ms", "p95_ms", "p99_ms", "pushdown_pct", "tables", NULL};
+    static const char *const cols[] = {"fingerprint", "query",  "kind",         "calls",   "errors",
+                                       "rows",        "bytes",  "total_ms",     "mean_ms", "p50_ms",
+                                       "p95_ms",      "p99_ms", "pushdown_pct", "tables",  NULL};
     const struct stats_fp *top[100];
     struct result r;
     result_start(&r, cols);
@@ -371,11 +378,15 @@ static void show_queries(struct client *c, int limit)
         fmt_ms(v[10], 64, stats_hist_quantile(&f->hist, 0.99));
         fmt_pct(v[11], 64, f->pushed_down, f->calls);
         for (int t = 0; t < f->a.n_read; t++)
-            snprintf(tables + strlen(tables), sizeof(tables) - strlen(tables), "%s%s",
-                     t ? "," : "", f->a.read[t]);
-        const char *row[] = {v[0], f->a.normalized ? f->a.normalized : "(did not parse)", v[1],
-                             v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
-                             tables};
+            snprintf(tables + strlen(tables), sizeof(tables) - strlen(tables), "%s%s", t ? "," : "",
+                     f->a.read[t]);
+        const char *row[] = {v[0],  f->a.normalized ? f->a.normalized : "(did not parse)",
+                             v[1],  v[2],
+                             v[3],  v[4],
+                             v[5],  v[6],
+                             v[7],  v[8],
+                             v[9],  v[10],
+                             v[11], tables};
         result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
@@ -396,8 +407,8 @@ static void pushdown_row(void *arg, const struct stats_table *t)
     else
         snprintf(v[7], 32, "%s", "");
     if (size > 0 && t->unfiltered > 0)
-        snprintf(v[8], 32, "%.1f", 100.0 * (double)t->unfiltered_rows /
-                                       ((double)t->unfiltered * size));
+        snprintf(v[8], 32, "%.1f",
+                 100.0 * (double)t->unfiltered_rows / ((double)t->unfiltered * size));
     else
         snprintf(v[8], 32, "%s", "");
     snprintf(v[0], 32, "%llu", (unsigned long long)t->reads);
@@ -407,8 +418,8 @@ static void pushdown_row(void *arg, const struct stats_table *t)
     snprintf(v[4], 32, "%llu", (unsigned long long)t->unfiltered_bytes);
     snprintf(v[5], 32, "%llu", (unsigned long long)t->rows);
     snprintf(v[6], 32, "%llu", (unsigned long long)t->bytes);
-    const char *row[] = {t->db, t->table, t->app, v[0], v[1], v[2], v[3],
-                         v[4], v[7], v[8], v[5], v[6]};
+    const char *row[] = {t->db, t->table, t->app, v[0], v[1], v[2],
+                         v[3],  v[4],     v[7],   v[8], v[5], v[6]};
     result_values(pc->r, row);
 }
 
@@ -416,10 +427,19 @@ static void pushdown_row(void *arg, const struct stats_table *t)
  * unfiltered ones pulled. */
 static void show_pushdown(struct client *c)
 {
-    static const char *const cols[] = {
-        "database",         "table",     "application_name", "reads", "filtered_pct",
-        "unfiltered_reads", "unfiltered_rows", "unfiltered_bytes", "reltuples",
-        "unfiltered_pulled_pct", "rows", "bytes", NULL};
+    static const char *const cols[] = {"database",
+                                       "table",
+                                       "application_name",
+                                       "reads",
+                                       "filtered_pct",
+                                       "unfiltered_reads",
+                                       "unfiltered_rows",
+                                       "unfiltered_bytes",
+                                       "reltuples",
+                                       "unfiltered_pulled_pct",
+                                       "rows",
+                                       "bytes",
+                                       NULL};
     struct result r;
     struct pushdown_ctx pc = {&r, c->w};
     result_start(&r, cols);
@@ -466,8 +486,9 @@ static void run_command(struct client *c, const char *sql)
         else if (strcasecmp(arg, "PUSHDOWN") == 0)
             show_pushdown(c);
         else
-            send_error(c, "42601", "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
-                                   "CREDENTIALS, QUERIES [n] or PUSHDOWN");
+            send_error(c, "42601",
+                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
+                       "CREDENTIALS, QUERIES [n] or PUSHDOWN");
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
         send_command_ok(c, "RELOAD");
@@ -478,7 +499,8 @@ static void run_command(struct client *c, const char *sql)
         log_info("admin %s: SHUTDOWN", c->user);
         worker_start_drain(c->w);
     } else {
-        send_error(c, "42601", "unknown admin command: use SHOW, RELOAD, PAUSE, RESUME or SHUTDOWN");
+        send_error(c, "42601",
+                   "unknown admin command: use SHOW, RELOAD, PAUSE, RESUME or SHUTDOWN");
     }
 }
 

@@ -7,7 +7,10 @@
 /* Larger than any message lakeproxy builds itself; relayed messages never go through a buf. */
 #define BUF_MAX (1u << 30)
 
-void buf_init(struct buf *b) { memset(b, 0, sizeof(*b)); }
+void buf_init(struct buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
 
 void buf_free(struct buf *b)
 {
@@ -61,7 +64,10 @@ void buf_put_bytes(struct buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-void buf_put_u8(struct buf *b, uint8_t v) { buf_put_bytes(b, &v, 1); }
+void buf_put_u8(struct buf *b, uint8_t v)
+{
+    buf_put_bytes(b, &v, 1);
+}
 
 void buf_put_u16(struct buf *b, uint16_t v)
 {
@@ -75,7 +81,10 @@ void buf_put_u32(struct buf *b, uint32_t v)
     buf_put_bytes(b, x, 4);
 }
 
-void buf_put_str(struct buf *b, const char *s) { buf_put_bytes(b, s, strlen(s) + 1); }
+void buf_put_str(struct buf *b, const char *s)
+{
+    buf_put_bytes(b, s, strlen(s) + 1);
+}
 
 void buf_msg_start(struct buf *b, uint8_t type)
 {

@@ -101,8 +101,8 @@ void client_close(struct client *c, const char *reason)
 }
 
 /* Logs an error for c and starts b with its ErrorResponse of the given severity. */
-static void start_error(struct client *c, struct buf *b, const char *severity,
-                        const char *sqlstate, const char *msg)
+static void start_error(struct client *c, struct buf *b, const char *severity, const char *sqlstate,
+                        const char *msg)
 {
     log_info("client %llu %s: %s: %s", (unsigned long long)c->id, c->addr, sqlstate, msg);
     buf_init(b);
@@ -317,12 +317,12 @@ void client_mask_catalog_read(struct worker *w, const char *db)
 {
     size_t n = 0, i = 0;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients) n++;
+    list_for_each_safe (it, tmp, &w->clients)
+        n++;
     struct client **waiting = calloc(n ? n : 1, sizeof(*waiting));
     if (!waiting)
         return;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
         if (c->database && (!db || strcmp(c->database, db) == 0) &&
             (c->mask_wait || (c->server && c->server->mask_wait)))
@@ -591,8 +591,9 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
         return;
     }
     if (c->token_cfg_gen != c->w->cfg_gen) { /* the workspace or client_auth may have changed */
-        client_fail(c, "08006", "lakeproxy's configuration was reloaded during the login: "
-                                "connect again");
+        client_fail(c, "08006",
+                    "lakeproxy's configuration was reloaded during the login: "
+                    "connect again");
         return;
     }
     if (strcasecmp(id->user, c->user) != 0) {
@@ -621,8 +622,9 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
 {
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
     if (len < 2 || body[len - 1] != 0 || !token_printable((const char *)body, len - 1)) {
-        client_fail(c, "28P01", "expected a Databricks token as the password (printable ASCII "
-                                "without spaces)");
+        client_fail(c, "28P01",
+                    "expected a Databricks token as the password (printable ASCII "
+                    "without spaces)");
         return;
     }
     if (!db) { /* removed by a reload meanwhile */
@@ -631,8 +633,7 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
     }
     c->step = CS_LOOKUP;
     c->token_cfg_gen = c->w->cfg_gen;
-    c->token_check =
-        tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
+    c->token_check = tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
     if (!c->token_check)
         client_fail(c, "53200", "out of memory");
 }
@@ -715,7 +716,10 @@ static void handle_scram_final(struct client *c, const uint8_t *body, size_t len
     if (!ok || c->scram_mock) {
         free(out);
         log_info("client %llu %s: SCRAM failed for user \"%s\": %s", (unsigned long long)c->id,
-                 c->addr, c->user, c->scram_mock ? "no such user" : err ? err : "bad proof");
+                 c->addr, c->user,
+                 c->scram_mock ? "no such user"
+                 : err         ? err
+                               : "bad proof");
         fail_password(c);
         return;
     }
@@ -744,9 +748,8 @@ static void on_auth_data(struct client *c)
         client_close(c, "client terminated during login");
         return;
     }
-    if (type != 'p' ||
-        (c->step != CS_SCRAM_FIRST && c->step != CS_SCRAM_FINAL && c->step != CS_MD5 &&
-         c->step != CS_TOKEN)) {
+    if (type != 'p' || (c->step != CS_SCRAM_FIRST && c->step != CS_SCRAM_FINAL &&
+                        c->step != CS_MD5 && c->step != CS_TOKEN)) {
         client_fail(c, "08P01", "invalid message during authentication");
         return;
     }
@@ -875,12 +878,8 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
         return;
     }
     switch (st.kind) {
-    case STARTUP_SSL:
-        handle_ssl_request(c);
-        break;
-    case STARTUP_GSSENC:
-        conn_write(c->bev, "N", 1);
-        break;
+    case STARTUP_SSL: handle_ssl_request(c); break;
+    case STARTUP_GSSENC: conn_write(c->bev, "N", 1); break;
     case STARTUP_CANCEL:
         client_route_cancel(c->w, st.cancel_pid, st.cancel_key);
         client_close(c, "cancel request handled");
@@ -890,9 +889,7 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
                  st.version >> 16, st.version & 0xffff);
         client_fail(c, "0A000", msg);
         break;
-    case STARTUP_V3:
-        handle_startup_v3(c, &st);
-        break;
+    case STARTUP_V3: handle_startup_v3(c, &st); break;
     }
 }
 
@@ -920,8 +917,7 @@ static void on_startup_data(struct client *c)
         on_auth_data(c);
 }
 
-static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
-                                         const uint8_t *body)
+static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct client *c = arg;
     if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
@@ -939,7 +935,6 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
     }
     return pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
 }
-
 
 void client_pump(struct client *c)
 {
@@ -962,7 +957,9 @@ void client_pump(struct client *c)
     } else if (r == RELAY_FAILED) {
         char msg[200];
         snprintf(msg, sizeof(msg), "%s",
-                 c->inspect_err ? c->inspect_err : err ? err : "invalid frontend message type");
+                 c->inspect_err ? c->inspect_err
+                 : err          ? err
+                                : "invalid frontend message type");
         client_fail(c, "08P01", msg);
     }
 }
@@ -1008,9 +1005,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         on_startup_data(c);
         return;
     }
-    client_close(c, (what & BEV_EVENT_EOF)       ? "client disconnected"
-                    : c->step == CS_TLS          ? "TLS handshake failed"
-                                                 : "client connection error");
+    client_close(c, (what & BEV_EVENT_EOF) ? "client disconnected"
+                    : c->step == CS_TLS    ? "TLS handshake failed"
+                                           : "client connection error");
 }
 
 void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key)
@@ -1019,8 +1016,7 @@ void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key)
     memcpy(want, &pid, 4);
     memcpy(want + 4, &key, 4);
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
         memcpy(have, &c->cancel_pid, 4);
         memcpy(have + 4, &c->cancel_key, 4);

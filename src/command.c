@@ -78,8 +78,8 @@ static void report(struct command *c, int st)
     if (c->failure[0])
         snprintf(err, sizeof(err), "%s", c->failure);
     else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
-        snprintf(err, sizeof(err), "exited with status %d%s%.*s", WEXITSTATUS(st),
-                 elen ? ": " : "", (int)elen, c->errtext);
+        snprintf(err, sizeof(err), "exited with status %d%s%.*s", WEXITSTATUS(st), elen ? ": " : "",
+                 (int)elen, c->errtext);
     else if (WIFSIGNALED(st))
         snprintf(err, sizeof(err), "killed by signal %d", WTERMSIG(st));
     else
@@ -162,9 +162,8 @@ static void err_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (ssize_t i = 0; i < n && c->err_len < sizeof(c->errtext) - 1; i++)
-        c->errtext[c->err_len++] = (chunk[i] >= ' ' && chunk[i] <= '~') || chunk[i] == '\n'
-                                       ? chunk[i]
-                                       : '?';
+        c->errtext[c->err_len++] =
+            (chunk[i] >= ' ' && chunk[i] <= '~') || chunk[i] == '\n' ? chunk[i] : '?';
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -217,8 +216,12 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
         free(c);
         return NULL;
     }
-    *c = (struct command){.base = base, .out = c->out, .max_out = max_out, .timeout_ms = timeout_ms,
-                          .done = done, .arg = arg};
+    *c = (struct command){.base = base,
+                          .out = c->out,
+                          .max_out = max_out,
+                          .timeout_ms = timeout_ms,
+                          .done = done,
+                          .arg = arg};
     c->pid = fork();
     if (c->pid == 0)
         child_exec(argv, shell, op[1], ep[1]);

@@ -31,10 +31,10 @@ struct table;
 struct field {
     const char *key;
     enum ftype type;
-    size_t off;                     /* offset of the target in the struct being filled */
-    long min, max;                  /* F_INT range */
-    const char *const *names;       /* F_ENUM spellings, index = value */
-    const struct table *sub;        /* F_SUB: a nested mapping filling the same struct */
+    size_t off;               /* offset of the target in the struct being filled */
+    long min, max;            /* F_INT range */
+    const char *const *names; /* F_ENUM spellings, index = value */
+    const struct table *sub;  /* F_SUB: a nested mapping filling the same struct */
     bool required;
 };
 
@@ -64,7 +64,10 @@ static void add_error(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
     c->errs->msgs[c->errs->n++] = line;
 }
 
-static yaml_node_t *node(struct ctx *c, int id) { return yaml_document_get_node(c->doc, id); }
+static yaml_node_t *node(struct ctx *c, int id)
+{
+    return yaml_document_get_node(c->doc, id);
+}
 
 static const char *kind_name(const yaml_node_t *n)
 {
@@ -75,7 +78,10 @@ static const char *kind_name(const yaml_node_t *n)
     }
 }
 
-static const char *scalar(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+static const char *scalar(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
 
 /* A plain empty scalar, "~" or "null": the key is there without a value. */
 static bool is_null(const yaml_node_t *n)
@@ -148,8 +154,8 @@ static void set_enum(struct ctx *c, const yaml_node_t *n, const char *path, cons
               allowed);
 }
 
-static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
-                    const struct table *t, void *base);
+static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path, const struct table *t,
+                    void *base);
 static bool want_mapping(struct ctx *c, const yaml_node_t *n, const char *path);
 static const char *pair_key(struct ctx *c, const yaml_node_pair_t *p, const char *path);
 static bool is_duplicate(struct ctx *c, const yaml_node_t *map, const yaml_node_pair_t *p,
@@ -183,7 +189,8 @@ static void set_map(struct ctx *c, const yaml_node_t *n, const char *path, struc
         return;
     size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     dst->items = calloc(count ? count : 1, sizeof(*dst->items));
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; dst->items && p < n->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         dst->items && p < n->data.mapping.pairs.top; p++) {
         const char *key = pair_key(c, p, path);
         if (!key || is_duplicate(c, n, p, key, path))
             continue;
@@ -273,14 +280,38 @@ static void join(char *out, size_t outsz, const char *path, const char *key)
     snprintf(out, outsz, "%s%s%s", path, path[0] ? "." : "", key);
 }
 
-#define TABLE(a) {a, sizeof(a) / sizeof(a[0])}
-#define STR(k, s, m) {k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, false}
-#define REQ_STR(k, s, m) {k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, true}
-#define INT(k, s, m, lo, hi) {k, F_INT, offsetof(s, m), lo, hi, NULL, NULL, false}
-#define ENUM(k, s, m, names) {k, F_ENUM, offsetof(s, m), 0, 0, names, NULL, false}
-#define BOOL(k, s, m) {k, F_BOOL, offsetof(s, m), 0, 0, NULL, NULL, false}
-#define SUB(k, t) {k, F_SUB, 0, 0, 0, NULL, &t, false}
-#define SUB_AT(k, s, m, t) {k, F_SUB, offsetof(s, m), 0, 0, NULL, &t, false}
+#define TABLE(a)                                                                                   \
+    {                                                                                              \
+        a, sizeof(a) / sizeof(a[0])                                                                \
+    }
+#define STR(k, s, m)                                                                               \
+    {                                                                                              \
+        k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, false                                          \
+    }
+#define REQ_STR(k, s, m)                                                                           \
+    {                                                                                              \
+        k, F_STR, offsetof(s, m), 0, 0, NULL, NULL, true                                           \
+    }
+#define INT(k, s, m, lo, hi)                                                                       \
+    {                                                                                              \
+        k, F_INT, offsetof(s, m), lo, hi, NULL, NULL, false                                        \
+    }
+#define ENUM(k, s, m, names)                                                                       \
+    {                                                                                              \
+        k, F_ENUM, offsetof(s, m), 0, 0, names, NULL, false                                        \
+    }
+#define BOOL(k, s, m)                                                                              \
+    {                                                                                              \
+        k, F_BOOL, offsetof(s, m), 0, 0, NULL, NULL, false                                         \
+    }
+#define SUB(k, t)                                                                                  \
+    {                                                                                              \
+        k, F_SUB, 0, 0, 0, NULL, &t, false                                                         \
+    }
+#define SUB_AT(k, s, m, t)                                                                         \
+    {                                                                                              \
+        k, F_SUB, offsetof(s, m), 0, 0, NULL, &t, false                                            \
+    }
 
 static const char *const pool_modes[] = {"session", "transaction", NULL};
 static const char *const tls_modes[] = {"disable", "prefer", "require", "verify-full", NULL};
@@ -357,7 +388,10 @@ static const struct table pool_table = TABLE(pool_fields);
 
 static const char *const cred_providers[] = {"static", "file", "command", "databricks", NULL};
 
-#define LIST(k, s, m) {k, F_LIST, offsetof(s, m), 0, 0, NULL, NULL, false}
+#define LIST(k, s, m)                                                                              \
+    {                                                                                              \
+        k, F_LIST, offsetof(s, m), 0, 0, NULL, NULL, false                                         \
+    }
 
 static const struct field cred_fields[] = {
     {"provider", F_ENUM, offsetof(struct cred_config, provider), 0, 0, cred_providers, NULL, true},
@@ -395,7 +429,10 @@ static const struct field db_fields[] = {
 };
 static const struct table db_table = TABLE(db_fields);
 
-#define MAP(k, s, m) {k, F_MAP, offsetof(s, m), 0, 0, NULL, NULL, false}
+#define MAP(k, s, m)                                                                               \
+    {                                                                                              \
+        k, F_MAP, offsetof(s, m), 0, 0, NULL, NULL, false                                          \
+    }
 
 static const struct field user_fields[] = {
     ENUM("auth", struct user_config, auth, auth_methods),
@@ -477,14 +514,15 @@ static const struct table auth_query_table = TABLE(auth_query_fields);
 
 /* Fills base from mapping map against table t: unknown keys, duplicates, wrong types and
  * missing required keys are reported; a nested table fills the struct at its field's offset. */
-static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
-                    const struct table *t, void *base)
+static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path, const struct table *t,
+                    void *base)
 {
     bool seen[32] = {false};
     char sub[256], keys[512];
     if (!want_mapping(c, map, path))
         return;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         const char *key = pair_key(c, p, path);
         if (!key || is_duplicate(c, map, p, key, path))
             continue;
@@ -493,8 +531,8 @@ static void walk_at(struct ctx *c, const yaml_node_t *map, const char *path,
             i++;
         if (i == t->n) {
             list_keys(t, keys, sizeof(keys));
-            add_error(c, node(c, p->key)->start_mark, "unknown key '%s' in %s (expected one of: %s)",
-                      key, path, keys);
+            add_error(c, node(c, p->key)->start_mark,
+                      "unknown key '%s' in %s (expected one of: %s)", key, path, keys);
             continue;
         }
         seen[i] = true;
@@ -530,7 +568,8 @@ static const yaml_node_t *find_value(struct ctx *c, const yaml_node_t *map, cons
 {
     if (map->type != YAML_MAPPING_NODE)
         return NULL;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = node(c, p->key);
         if (k->type == YAML_SCALAR_NODE && strcmp(scalar(k), key) == 0)
             return node(c, p->value);
@@ -542,13 +581,32 @@ static const yaml_node_t *find_value(struct ctx *c, const yaml_node_t *map, cons
 static void refuse_foreign_keys(struct ctx *c, const yaml_node_t *n, const char *path,
                                 const struct cred_config *cr)
 {
-    static const char *const owner[] = {"path", "file", "command", "command", "shell", "command",
-                                        "workspace", "databricks", "client_id", "databricks",
-                                        "client_id_env", "databricks", "client_secret_env",
-                                        "databricks", "client_secret_file", "databricks",
-                                        "instance", "databricks", "instances", "databricks",
-                                        "endpoint", "databricks", "ttl_s", "databricks",
-                                        "ca_file", "databricks"};
+    static const char *const owner[] = {"path",
+                                        "file",
+                                        "command",
+                                        "command",
+                                        "shell",
+                                        "command",
+                                        "workspace",
+                                        "databricks",
+                                        "client_id",
+                                        "databricks",
+                                        "client_id_env",
+                                        "databricks",
+                                        "client_secret_env",
+                                        "databricks",
+                                        "client_secret_file",
+                                        "databricks",
+                                        "instance",
+                                        "databricks",
+                                        "instances",
+                                        "databricks",
+                                        "endpoint",
+                                        "databricks",
+                                        "ttl_s",
+                                        "databricks",
+                                        "ca_file",
+                                        "databricks"};
     const char *provider = cred_providers[cr->provider];
     for (size_t i = 0; i < sizeof(owner) / sizeof(owner[0]); i += 2) {
         const yaml_node_t *v = find_value(c, n, owner[i]);
@@ -608,9 +666,9 @@ static void check_client_auth(struct ctx *c, const yaml_node_t *map, struct conf
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
          map->type == YAML_MAPPING_NODE && p < map->data.mapping.pairs.top; p++) {
         const yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
-        const struct db_config *db =
-            k && k->type == YAML_SCALAR_NODE ? config_find_db(cfg, (const char *)k->data.scalar.value)
-                                             : NULL;
+        const struct db_config *db = k && k->type == YAML_SCALAR_NODE
+                                         ? config_find_db(cfg, (const char *)k->data.scalar.value)
+                                         : NULL;
         if (!db || db->client_auth != CLIENT_AUTH_DATABRICKS_TOKEN)
             continue;
         const yaml_node_t *at = find_value(c, v, "client_auth");
@@ -639,7 +697,8 @@ static void load_databases(struct ctx *c, const yaml_node_t *map, struct config 
         return;
     }
     cfg->dbs = calloc(n, sizeof(*cfg->dbs));
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->dbs && p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         cfg->dbs && p < map->data.mapping.pairs.top; p++) {
         const char *name = pair_key(c, p, "databases");
         if (!name || is_duplicate(c, map, p, name, "databases"))
             continue;
@@ -705,7 +764,8 @@ static void load_users(struct ctx *c, const yaml_node_t *map, struct config *cfg
         return;
     size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
     cfg->users = calloc(n ? n : 1, sizeof(*cfg->users));
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->users && p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         cfg->users && p < map->data.mapping.pairs.top; p++) {
         const char *name = pair_key(c, p, "users");
         if (!name || is_duplicate(c, map, p, name, "users"))
             continue;
@@ -725,7 +785,8 @@ static void load_groups(struct ctx *c, const yaml_node_t *map, struct config *cf
         return;
     size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
     cfg->groups = calloc(n ? n : 1, sizeof(*cfg->groups));
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; cfg->groups && p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         cfg->groups && p < map->data.mapping.pairs.top; p++) {
         const char *name = pair_key(c, p, "groups");
         if (!name || is_duplicate(c, map, p, name, "groups"))
             continue;
@@ -750,7 +811,7 @@ static bool is_setting_word(const char *s)
 /* "cert.CN" and the like: the OpenSSL NID of a subject field, or NID_undef. */
 static int cert_field_nid(const char *source)
 {
-    static const char *const fields[] = {"CN", "O", "OU", "C", "ST", "L", "emailAddress",
+    static const char *const fields[] = {"CN",           "O",  "OU", "C", "ST", "L", "emailAddress",
                                          "serialNumber", "UID"};
     if (strncmp(source, "cert.", 5) != 0)
         return NID_undef;
@@ -827,8 +888,7 @@ static const struct rls_attr *find_rls_attr(const struct rls_config *r, const ch
 }
 
 /* The mark of key inside the mapping under path "users.alice" (or the mapping itself). */
-static yaml_mark_t mark_in(struct ctx *c, const yaml_node_t *top, const char *name,
-                           const char *key)
+static yaml_mark_t mark_in(struct ctx *c, const yaml_node_t *top, const char *name, const char *key)
 {
     const yaml_node_t *entry = top ? find_value(c, top, name) : NULL;
     const yaml_node_t *v = entry ? find_value(c, entry, key) : NULL;
@@ -928,8 +988,9 @@ static void load_mask_rule(struct ctx *c, const yaml_node_t *n, const char *path
     if (fn && fn->type == YAML_SCALAR_NODE && *scalar(fn))
         h.function = strdup(scalar(fn));
     else if (fn)
-        add_error(c, fn->start_mark, "%s.function: expected a masking function (redact, null, "
-                                     "partial(p, s), email, last4, hash or fixed('text'))",
+        add_error(c, fn->start_mark,
+                  "%s.function: expected a masking function (redact, null, "
+                  "partial(p, s), email, last4, hash or fixed('text'))",
                   path);
     if (h.column && !split_column(h.column, r))
         add_error(c, mark_at(c, n, "column", 0),
@@ -991,10 +1052,11 @@ static void load_masking(struct ctx *c, const yaml_node_t *map, struct config *c
     const yaml_node_t *rules = map->type == YAML_MAPPING_NODE ? find_value(c, map, "rules") : NULL;
     if (!rules)
         return;
-    if (rules->type != YAML_SEQUENCE_NODE || rules->data.sequence.items.top ==
-                                                 rules->data.sequence.items.start) {
-        add_error(c, rules->start_mark, "masking.rules: expected a list of rules (column, "
-                                        "function, unless)");
+    if (rules->type != YAML_SEQUENCE_NODE ||
+        rules->data.sequence.items.top == rules->data.sequence.items.start) {
+        add_error(c, rules->start_mark,
+                  "masking.rules: expected a list of rules (column, "
+                  "function, unless)");
         return;
     }
     size_t n = (size_t)(rules->data.sequence.items.top - rules->data.sequence.items.start);
@@ -1026,8 +1088,7 @@ static void check_masking(struct ctx *c, const yaml_node_t *map, struct config *
                       "masking.databases: no database named \"%s\" under databases",
                       cfg->masking.databases.items[i]);
     for (size_t i = 0; i < cfg->n_dbs; i++)
-        if (config_mask_applies(cfg, cfg->dbs[i].name) &&
-            cfg->dbs[i].pool.mode != POOL_TRANSACTION)
+        if (config_mask_applies(cfg, cfg->dbs[i].name) && cfg->dbs[i].pool.mode != POOL_TRANSACTION)
             add_error(c, map->start_mark,
                       "masking applies to database \"%s\", whose pool.mode is session: "
                       "masking needs pool.mode transaction (or list the databases it applies "
@@ -1061,8 +1122,10 @@ static void load_admin(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 {
     walk_at(c, v, "listen", &listen_table, cfg);
-    const yaml_node_t *tls = cfg->tls_client_cert == 1 && !cfg->tls_client_ca && v->type ==
-                             YAML_MAPPING_NODE ? find_value(c, v, "tls") : NULL;
+    const yaml_node_t *tls =
+        cfg->tls_client_cert == 1 && !cfg->tls_client_ca && v->type == YAML_MAPPING_NODE
+            ? find_value(c, v, "tls")
+            : NULL;
     if (tls)
         add_error(c, tls->start_mark,
                   "listen.tls.client_cert: require needs listen.tls.client_ca, the CA that "
@@ -1092,10 +1155,12 @@ static void check_auth_query(struct ctx *c, const yaml_node_t *map, struct confi
     const struct db_config *db = config_find_db(cfg, aq->database);
     if (!db) {
         yaml_mark_t m = map->start_mark;
-        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+             p++)
             if (strcmp(scalar(node(c, p->key)), "database") == 0)
                 m = node(c, p->value)->start_mark;
-        add_error(c, m, "auth_query.database: no database named \"%s\" under databases", aq->database);
+        add_error(c, m, "auth_query.database: no database named \"%s\" under databases",
+                  aq->database);
         return;
     }
     if (!aq->user && db->user)
@@ -1114,8 +1179,8 @@ static void config_defaults(struct config *cfg)
     cfg->login_timeout_s = 60;
     cfg->masking.catalog_refresh_s = 30;
     cfg->masking.max_tests_per_second = 100;
-    cfg->stats = (struct stats_config){.enabled = true, .sample_percent = 100, .queue = 4096,
-                                       .max_queries = 5000};
+    cfg->stats = (struct stats_config){
+        .enabled = true, .sample_percent = 100, .queue = 4096, .max_queries = 5000};
 }
 
 /* Walks the top-level mapping. */
@@ -1130,7 +1195,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
                       *masking = NULL;
     if (!want_mapping(c, root, ""))
         return;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
         const char *key = pair_key(c, p, "");
         if (!key || is_duplicate(c, root, p, key, ""))
             continue;
@@ -1489,9 +1555,9 @@ bool config_same_credentials(const struct db_config *a, const struct db_config *
 {
     const struct cred_config *x = &a->cred, *y = &b->cred;
     return x->provider == y->provider && config_str_eq(a->user, b->user) &&
-           config_str_eq(x->path, y->path) &&
-           same_list(&x->command, &y->command) && config_str_eq(x->shell, y->shell) &&
-           config_str_eq(x->workspace, y->workspace) && config_str_eq(x->client_id, y->client_id) &&
+           config_str_eq(x->path, y->path) && same_list(&x->command, &y->command) &&
+           config_str_eq(x->shell, y->shell) && config_str_eq(x->workspace, y->workspace) &&
+           config_str_eq(x->client_id, y->client_id) &&
            config_str_eq(x->client_id_env, y->client_id_env) &&
            config_str_eq(x->client_secret_env, y->client_secret_env) &&
            config_str_eq(x->client_secret_file, y->client_secret_file) &&

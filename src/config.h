@@ -29,18 +29,21 @@ enum client_auth {
 };
 
 struct pool_config {
-    enum pool_mode mode;   /* pool.mode: session | transaction (default session) */
-    int size;              /* pool.size: most server connections per pool (default 20) */
-    int min;               /* pool.min: pre-warmed connections (default 0) */
-    int max_wait_ms;       /* pool.max_wait_ms: a client waits this long for a server (default 5000) */
-    int idle_timeout_s;    /* pool.idle_timeout_s: close idle servers after this (default 600, 0 = never) */
-    int lifetime_s;        /* pool.lifetime_s: close servers older than this when idle (default 3000, 0 = never) */
-    int connect_timeout_ms; /* pool.connect_timeout_ms: server connect + login limit (default 5000) */
-    int reserve;           /* pool.reserve: extra servers for clients waiting reserve_timeout_ms
-                              (default 0) */
+    enum pool_mode mode; /* pool.mode: session | transaction (default session) */
+    int size;            /* pool.size: most server connections per pool (default 20) */
+    int min;             /* pool.min: pre-warmed connections (default 0) */
+    int max_wait_ms;    /* pool.max_wait_ms: a client waits this long for a server (default 5000) */
+    int idle_timeout_s; /* pool.idle_timeout_s: close idle servers after this (default 600, 0 =
+                           never) */
+    int lifetime_s; /* pool.lifetime_s: close servers older than this when idle (default 3000, 0 =
+                       never) */
+    int connect_timeout_ms; /* pool.connect_timeout_ms: server connect + login limit (default 5000)
+                             */
+    int reserve;            /* pool.reserve: extra servers for clients waiting reserve_timeout_ms
+                               (default 0) */
     int reserve_timeout_ms; /* pool.reserve_timeout_ms: (default 3000) */
-    int check_after_s;     /* pool.check_after_s: a server idle this long answers an empty
-                              query before it serves a client (default 30, 0 = never) */
+    int check_after_s;      /* pool.check_after_s: a server idle this long answers an empty
+                               query before it serves a client (default 30, 0 = never) */
 };
 
 /* A YAML list of strings. */
@@ -58,38 +61,38 @@ enum cred_provider {
 };
 
 struct cred_config {
-    enum cred_provider provider; /* provider: static | file | command | databricks */
-    char *path;                  /* file: the token file */
-    struct string_list command;  /* command: argv, run without a shell */
-    char *shell;                 /* command: a /bin/sh -c line, when a shell is wanted */
-    char *workspace;             /* databricks: https://<workspace host> */
-    char *client_id;             /* databricks: service principal's client id ... */
-    char *client_id_env;         /* ... or the environment variable holding it */
-    char *client_secret_env;     /* databricks: environment variable holding the secret ... */
-    char *client_secret_file;    /* ... or a file holding it (never the YAML itself) */
-    char *instance;              /* databricks provisioned: instance name ... */
+    enum cred_provider provider;  /* provider: static | file | command | databricks */
+    char *path;                   /* file: the token file */
+    struct string_list command;   /* command: argv, run without a shell */
+    char *shell;                  /* command: a /bin/sh -c line, when a shell is wanted */
+    char *workspace;              /* databricks: https://<workspace host> */
+    char *client_id;              /* databricks: service principal's client id ... */
+    char *client_id_env;          /* ... or the environment variable holding it */
+    char *client_secret_env;      /* databricks: environment variable holding the secret ... */
+    char *client_secret_file;     /* ... or a file holding it (never the YAML itself) */
+    char *instance;               /* databricks provisioned: instance name ... */
     struct string_list instances; /* ... or several */
-    char *endpoint;              /* databricks autoscaling: projects/P/branches/B/endpoints/E */
-    int ttl_s;                   /* autoscaling: requested token lifetime, 300..3600 (0: default) */
-    char *ca_file;               /* databricks: CA bundle for the workspace (default: system) */
-    int timeout_ms;              /* one fetch (command run or HTTPS exchange) limit, default 10000 */
-    int lifetime_s;              /* assumed lifetime of a token that states no expiry (default
-                                    3600 for command, 0 = until the file changes for file) */
-    int refresh_percent;         /* refresh once this % of the lifetime has passed (default 80) */
-    int refresh_margin_s;        /* ... or this long before expiry, if earlier (default 300) */
+    char *endpoint;               /* databricks autoscaling: projects/P/branches/B/endpoints/E */
+    int ttl_s;            /* autoscaling: requested token lifetime, 300..3600 (0: default) */
+    char *ca_file;        /* databricks: CA bundle for the workspace (default: system) */
+    int timeout_ms;       /* one fetch (command run or HTTPS exchange) limit, default 10000 */
+    int lifetime_s;       /* assumed lifetime of a token that states no expiry (default
+                             3600 for command, 0 = until the file changes for file) */
+    int refresh_percent;  /* refresh once this % of the lifetime has passed (default 80) */
+    int refresh_margin_s; /* ... or this long before expiry, if earlier (default 300) */
 };
 
 struct db_config {
-    char *name;          /* the key under databases: what clients put in their connection string */
-    char *host;          /* host: server host name or address (required) */
-    int port;            /* port: default 5432 */
-    char *dbname;        /* dbname: database on the server (default: name) */
-    char *user;          /* user: the login the proxy uses towards the server (required) */
-    char *password;      /* password: static credential towards the server (may be NULL) */
-    enum tls_mode tls;   /* tls: disable | prefer | require | verify-full (default prefer) */
-    char *ca_file;       /* ca_file: CA bundle for verify-full (default: system store) */
+    char *name;        /* the key under databases: what clients put in their connection string */
+    char *host;        /* host: server host name or address (required) */
+    int port;          /* port: default 5432 */
+    char *dbname;      /* dbname: database on the server (default: name) */
+    char *user;        /* user: the login the proxy uses towards the server (required) */
+    char *password;    /* password: static credential towards the server (may be NULL) */
+    enum tls_mode tls; /* tls: disable | prefer | require | verify-full (default prefer) */
+    char *ca_file;     /* ca_file: CA bundle for verify-full (default: system store) */
     struct pool_config pool;
-    struct cred_config cred; /* credentials: rotating passwords (default: static password) */
+    struct cred_config cred;      /* credentials: rotating passwords (default: static password) */
     enum client_auth client_auth; /* client_auth: password | databricks_token */
 };
 
@@ -133,7 +136,7 @@ enum rls_source {
 };
 
 struct rls_attr {
-    char *name;   /* without the prefix: tenant_id is injected as <prefix>.tenant_id */
+    char *name; /* without the prefix: tenant_id is injected as <prefix>.tenant_id */
     enum rls_source source;
     int cert_nid; /* RLS_SRC_CERT: OpenSSL NID of the subject field */
 };
@@ -145,33 +148,35 @@ struct rls_config {
     struct string_list databases; /* databases: where it applies (default: all) */
     struct rls_attr *attrs;       /* attributes: name -> source */
     size_t n_attrs;
-    bool switch_role;             /* switch_role: assume each user's role (default false) */
-    char *default_role;           /* default_role: for users with no role of their own */
+    bool switch_role;   /* switch_role: assume each user's role (default false) */
+    char *default_role; /* default_role: for users with no role of their own */
 };
 
 /* stats: per-query statistics and the query log. */
 struct stats_config {
-    bool enabled;        /* enabled: aggregates for SHOW QUERIES / SHOW PUSHDOWN (default true) */
-    char *log;           /* log: JSON Lines file, or "stderr"; NULL: no query log */
-    int sample_percent;  /* sample_percent: share of queries logged (default 100) */
-    int slow_ms;         /* slow_ms: queries at least this slow are always logged (0: off) */
-    int queue;           /* queue: log records waiting for the writer at most (default 4096) */
-    int max_queries;     /* max_queries: fingerprints kept (default 5000) */
+    bool enabled;       /* enabled: aggregates for SHOW QUERIES / SHOW PUSHDOWN (default true) */
+    char *log;          /* log: JSON Lines file, or "stderr"; NULL: no query log */
+    int sample_percent; /* sample_percent: share of queries logged (default 100) */
+    int slow_ms;        /* slow_ms: queries at least this slow are always logged (0: off) */
+    int queue;          /* queue: log records waiting for the writer at most (default 4096) */
+    int max_queries;    /* max_queries: fingerprints kept (default 5000) */
 };
 
 /* auth_query: look up the verifier of users not listed under users: on the server. */
 struct auth_query_config {
     bool enabled;
-    char *query;    /* query: default "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1" */
-    char *database; /* database: key of a databases: entry whose server to ask (required when enabled) */
+    char *query; /* query: default "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename =
+                    $1" */
+    char *database; /* database: key of a databases: entry whose server to ask (required when
+                       enabled) */
     char *user;     /* user: login for the look-up (default: that database's user) */
     char *password; /* password: for the look-up login (default: that database's password) */
 };
 
 /* One masking.rules entry: a column, its function, and who sees it unmasked. */
 struct mask_rule {
-    char *schema, *table, *column;  /* column: "schema.table.column" */
-    struct mask_fn fn;              /* function: see mask.h */
+    char *schema, *table, *column;    /* column: "schema.table.column" */
+    struct mask_fn fn;                /* function: see mask.h */
     struct string_list unless_users;  /* unless.users: exempt users */
     struct string_list unless_groups; /* unless.groups: members of these groups are exempt */
     struct string_list unless_roles;  /* unless.roles: users (or their groups) with this role */
@@ -181,43 +186,43 @@ struct mask_rule {
 
 /* masking: result columns rewritten for every client a rule is not exempted for. */
 struct mask_config {
-    bool enabled;                     /* the masking: section is present with rules */
-    struct mask_rule *rules;          /* rules: list */
+    bool enabled;            /* the masking: section is present with rules */
+    struct mask_rule *rules; /* rules: list */
     size_t n_rules;
-    struct string_list databases;     /* databases: where it applies (default: all) */
+    struct string_list databases;       /* databases: where it applies (default: all) */
     struct string_list allow_functions; /* allow_functions: non-built-in functions masked
                                            clients may call (default: none) */
-    bool strict_predicates;           /* strict_predicates: refuse masked columns in WHERE,
-                                         ORDER BY ... too (default false) */
-    int catalog_refresh_s;            /* catalog_refresh_s: re-read tables, views and
-                                         functions this often (default 30) */
-    int max_tests_per_second;         /* max_tests_per_second: comparisons of masked columns
-                                         with constants one user may run per second, bursts
-                                         of twice that (default 100, 0: no limit) */
-    char *hash_key_env;               /* hash_key_env: environment variable with the hash key */
-    char *hash_key_file;              /* hash_key_file: file with the hash key */
-    uint8_t *hash_key;                /* the key itself, read at load (never logged) */
+    bool strict_predicates;             /* strict_predicates: refuse masked columns in WHERE,
+                                           ORDER BY ... too (default false) */
+    int catalog_refresh_s;              /* catalog_refresh_s: re-read tables, views and
+                                           functions this often (default 30) */
+    int max_tests_per_second;           /* max_tests_per_second: comparisons of masked columns
+                                           with constants one user may run per second, bursts
+                                           of twice that (default 100, 0: no limit) */
+    char *hash_key_env;                 /* hash_key_env: environment variable with the hash key */
+    char *hash_key_file;                /* hash_key_file: file with the hash key */
+    uint8_t *hash_key;                  /* the key itself, read at load (never logged) */
     size_t hash_key_len;
 };
 
 struct config {
-    char *path;               /* file it was loaded from */
-    char *listen_host;        /* listen.host: default 127.0.0.1 */
-    int listen_port;          /* listen.port: default 6432 */
-    char *tls_cert;           /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
-    char *tls_key;            /* listen.tls.key */
-    char *tls_client_ca;      /* listen.tls.client_ca: CA (PEM) that signs client certificates;
-                                 set: a certificate a client presents is verified */
-    int tls_client_cert;      /* listen.tls.client_cert: 0 optional (default), 1 require */
-    char *takeover_socket;    /* listen.takeover_socket: Unix socket where a new lakeproxy
-                                 started with --takeover asks for the listening sockets (NULL: off) */
-    int max_clients;          /* limits.max_clients: default 1000 */
-    size_t max_message_size;  /* limits.max_message_size: bytes, default 16 MiB */
-    int login_timeout_s;      /* limits.login_timeout_s: startup and authentication must end
-                                 within this (default 60; a slow or silent client is closed) */
-    int shutdown_timeout_s;   /* limits.shutdown_timeout_s: SIGTERM waits this long for open
-                                 transactions (default 30) */
-    char *log_level;          /* log.level: error | warning | info | debug (default info) */
+    char *path;              /* file it was loaded from */
+    char *listen_host;       /* listen.host: default 127.0.0.1 */
+    int listen_port;         /* listen.port: default 6432 */
+    char *tls_cert;          /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
+    char *tls_key;           /* listen.tls.key */
+    char *tls_client_ca;     /* listen.tls.client_ca: CA (PEM) that signs client certificates;
+                                set: a certificate a client presents is verified */
+    int tls_client_cert;     /* listen.tls.client_cert: 0 optional (default), 1 require */
+    char *takeover_socket;   /* listen.takeover_socket: Unix socket where a new lakeproxy
+                                started with --takeover asks for the listening sockets (NULL: off) */
+    int max_clients;         /* limits.max_clients: default 1000 */
+    size_t max_message_size; /* limits.max_message_size: bytes, default 16 MiB */
+    int login_timeout_s;     /* limits.login_timeout_s: startup and authentication must end
+                                within this (default 60; a slow or silent client is closed) */
+    int shutdown_timeout_s;  /* limits.shutdown_timeout_s: SIGTERM waits this long for open
+                                transactions (default 30) */
+    char *log_level;         /* log.level: error | warning | info | debug (default info) */
     struct db_config *dbs;
     size_t n_dbs;
     struct user_config *users;

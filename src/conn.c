@@ -58,8 +58,7 @@ void conn_write(struct bufferevent *bev, const void *data, size_t len)
 
 void conn_write_done(struct bufferevent *bev)
 {
-    if (!bufferevent_get_underlying(bev) &&
-        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (!bufferevent_get_underlying(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
 }
 

@@ -41,9 +41,10 @@ const char *credentials_provider_name(enum cred_provider p)
 /* "provider databricks (https://ws)" etc.: how errors name where the token comes from. */
 static void provider_label(const struct cred_config *cr, char *out, size_t outsz)
 {
-    const char *where = cr->provider == CRED_FILE      ? cr->path
-                        : cr->provider == CRED_COMMAND ? (cr->shell ? cr->shell : cr->command.items[0])
-                        : cr->workspace;
+    const char *where = cr->provider == CRED_FILE ? cr->path
+                        : cr->provider == CRED_COMMAND
+                            ? (cr->shell ? cr->shell : cr->command.items[0])
+                            : cr->workspace;
     snprintf(out, outsz, "provider %s (%s)", credentials_provider_name(cr->provider), where);
 }
 
@@ -144,7 +145,7 @@ static void fetch_failed(struct credential *c, const char *why)
     log_warning("credentials %s: refresh failed (%s): %s; %s; retry in %d ms", c->db->name, label,
                 why,
                 credentials_token_valid(c, now) ? "the current token stays in use"
-                                    : "no valid token: new server logins fail",
+                                                : "no valid token: new server logins fail",
                 delay);
     schedule_ms(c, delay);
     notify(c, false);
@@ -187,10 +188,10 @@ static void fetch_command(struct credential *c)
         if (argv)
             memcpy(argv, cr->command.items, cr->command.n * sizeof(char *));
     }
-    c->cmd = (cr->shell || argv) ? command_start(c->w->base, argv, cr->shell, cr->timeout_ms,
-                                                 TOKEN_MAX_LEN + 4096, command_done, c, err,
-                                                 sizeof(err))
-                                 : NULL;
+    c->cmd = (cr->shell || argv)
+                 ? command_start(c->w->base, argv, cr->shell, cr->timeout_ms, TOKEN_MAX_LEN + 4096,
+                                 command_done, c, err, sizeof(err))
+                 : NULL;
     free(argv);
     if (!c->cmd) {
         snprintf(why, sizeof(why), "cannot start the command: %s", argv ? err : "out of memory");
@@ -201,8 +202,8 @@ static void fetch_command(struct credential *c)
 /* --- file provider --- */
 
 /* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure. */
-static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st,
-                             char *err, size_t errsz)
+static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st, char *err,
+                             size_t errsz)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, st) != 0) {
@@ -291,8 +292,8 @@ static char *credential_request_body(const struct cred_config *cr)
     const char *one[1] = {cr->instance};
     if (cr->instance)
         return token_credential_request(NULL, 0, one, 1);
-    return token_credential_request(cr->endpoint, cr->ttl_s, (const char *const *)cr->instances.items,
-                                    cr->instances.n);
+    return token_credential_request(cr->endpoint, cr->ttl_s,
+                                    (const char *const *)cr->instances.items, cr->instances.n);
 }
 
 /* "https://ws/" + path, without a doubled slash. */
@@ -328,7 +329,8 @@ static void credential_done(void *arg, int status, const char *body, size_t len,
         c->oauth = NULL;
     }
     if (status != 200) {
-        token_http_failure("database credential endpoint", status, body, len, err, why, sizeof(why));
+        token_http_failure("database credential endpoint", status, body, len, err, why,
+                           sizeof(why));
         fetch_failed(c, why);
     } else if (!token_parse_db_credential(body, len, &a, e, sizeof(e))) {
         snprintf(why, sizeof(why), "database credential endpoint: %s", e);
@@ -343,16 +345,19 @@ static void mint_credential(struct credential *c)
 {
     const struct cred_config *cr = &c->db->cred;
     char url[1024], *auth = NULL, *body = credential_request_body(cr);
-    workspace_url(cr, cr->endpoint ? "/api/2.0/postgres/credentials"
-                                   : "/api/2.0/database/credentials",
+    workspace_url(cr,
+                  cr->endpoint ? "/api/2.0/postgres/credentials" : "/api/2.0/database/credentials",
                   url, sizeof(url));
     if (!body || asprintf(&auth, "Bearer %s", c->oauth) < 0) {
         free(body);
         fetch_failed(c, "out of memory");
         return;
     }
-    struct http_options o = {.method = "POST", .url = url, .authorization = auth,
-                             .content_type = "application/json", .body = body,
+    struct http_options o = {.method = "POST",
+                             .url = url,
+                             .authorization = auth,
+                             .content_type = "application/json",
+                             .body = body,
                              .body_len = strlen(body)};
     start_http(c, "database credential endpoint", &o, credential_done);
     token_free(auth);
@@ -367,7 +372,7 @@ static void oauth_done(void *arg, int status, const char *body, size_t len, cons
     c->http = NULL;
     if (status != 200) {
         token_http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, why,
-                     sizeof(why));
+                           sizeof(why));
         fetch_failed(c, why);
         return;
     }
@@ -406,8 +411,11 @@ static void fetch_oauth(struct credential *c)
     token_free(basic);
     static const char form[] = "grant_type=client_credentials&scope=all-apis";
     workspace_url(cr, "/oidc/v1/token", url, sizeof(url));
-    struct http_options o = {.method = "POST", .url = url, .authorization = auth,
-                             .content_type = "application/x-www-form-urlencoded", .body = form,
+    struct http_options o = {.method = "POST",
+                             .url = url,
+                             .authorization = auth,
+                             .content_type = "application/x-www-form-urlencoded",
+                             .body = form,
                              .body_len = sizeof(form) - 1};
     start_http(c, "workspace OAuth endpoint /oidc/v1/token", &o, oauth_done);
     token_free(auth);
@@ -494,7 +502,7 @@ static struct credential *credential_new(struct worker *w, const struct db_confi
 void credentials_sync(struct worker *w)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->creds) /* drop or retarget the ones we have */
+    list_for_each_safe (it, tmp, &w->creds) /* drop or retarget the ones we have */
     {
         struct credential *c = list_entry(it, struct credential, node);
         const struct db_config *db = config_find_db(w->cfg, c->db->name);
@@ -545,8 +553,7 @@ enum cred_status credentials_status(struct worker *w, const struct db_config *db
     return CRED_UNAVAILABLE;
 }
 
-const char *credentials_current(struct worker *w, const struct db_config *db,
-                                unsigned *generation)
+const char *credentials_current(struct worker *w, const struct db_config *db, unsigned *generation)
 {
     *generation = 0;
     if (db->cred.provider == CRED_STATIC)
@@ -573,8 +580,8 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
     if (now - c->forced_at < FORCED_REFRESH_GAP_S)
         return CRED_REJECT_FINAL;
     c->forced_at = now;
-    log_warning("credentials %s: the server refused token %s (28P01): refreshing now",
-                db->name, c->fingerprint);
+    log_warning("credentials %s: the server refused token %s (28P01): refreshing now", db->name,
+                c->fingerprint);
     if (c->db->cred.provider == CRED_FILE) { /* re-read even if the file looks unchanged */
         c->file_size = -1;
     }

@@ -34,13 +34,13 @@ struct credential {
     struct event *notify_ev;    /* tells the pools that a fetch ended */
     bool notify_ok;
     bool fetching;
-    int failures;               /* consecutive failed fetches */
-    time_t forced_at;           /* last refresh forced by a 28P01 */
-    time_t last_attempt;        /* start of the last fetch */
-    struct http_request *http;  /* databricks: exchange in flight */
-    struct command *cmd;        /* command: child in flight */
-    SSL_CTX *tls;               /* databricks: verifies the workspace */
-    char *oauth;                /* databricks: workspace OAuth token (wiped) */
+    int failures;              /* consecutive failed fetches */
+    time_t forced_at;          /* last refresh forced by a 28P01 */
+    time_t last_attempt;       /* start of the last fetch */
+    struct http_request *http; /* databricks: exchange in flight */
+    struct command *cmd;       /* command: child in flight */
+    SSL_CTX *tls;              /* databricks: verifies the workspace */
+    char *oauth;               /* databricks: workspace OAuth token (wiped) */
     time_t oauth_expires;
     struct timespec file_mtime; /* file: what was last read */
     ino_t file_ino;
@@ -68,8 +68,7 @@ enum cred_status credentials_status(struct worker *w, const struct db_config *db
 
 /* The password to log in to db's server with now (NULL when none) and its generation. The
  * pointer is valid until control returns to the loop; callers copy what they keep. */
-const char *credentials_current(struct worker *w, const struct db_config *db,
-                                unsigned *generation);
+const char *credentials_current(struct worker *w, const struct db_config *db, unsigned *generation);
 
 enum cred_reject {
     CRED_REJECT_RETRY, /* a newer token is at hand: retry the login now */

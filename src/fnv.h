@@ -10,7 +10,10 @@
 #define FNV_OFFSET 1469598103934665603ull
 #define FNV_PRIME 1099511628211ull
 
-static inline uint64_t fnv_byte(uint64_t h, uint8_t c) { return (h ^ c) * FNV_PRIME; }
+static inline uint64_t fnv_byte(uint64_t h, uint8_t c)
+{
+    return (h ^ c) * FNV_PRIME;
+}
 
 static inline uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
 {

@@ -2,8 +2,8 @@
  * bounded cache of verdicts by statement text. */
 #include "guard.h"
 
-#include <pg_query/pg_query.pb-c.h>
 #include <ctype.h>
+#include <pg_query/pg_query.pb-c.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +11,8 @@
 #include <strings.h>
 
 #include "sqlinfo.h"
-#include "textscan.h"
 #include "textcache.h"
+#include "textscan.h"
 
 /* PostgreSQL's CURSOR_OPT_HOLD (parsenodes.h): DECLARE ... WITH HOLD. */
 #define CURSOR_OPT_HOLD 0x0020
@@ -23,7 +23,8 @@
  * guard's sight. */
 static const char *const sql_text_runners[] = {
     "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-    "ts_stat", "ts_rewrite", "dblink", "dblink_exec", "dblink_open", "dblink_send_query",
+    "ts_stat",      "ts_rewrite",         "dblink",
+    "dblink_exec",  "dblink_open",        "dblink_send_query",
 };
 
 /* Views and functions that show other sessions' statement texts, literals included: every
@@ -34,7 +35,7 @@ static const char *const activity_views[] = {
     "pg_prepared_statements", "pg_cursors",
 };
 static const char *const activity_functions[] = {
-    "pg_stat_get_activity",   "pg_stat_statements", "pg_stat_statements_info",
+    "pg_stat_get_activity",  "pg_stat_statements", "pg_stat_statements_info",
     "pg_prepared_statement", "pg_cursor",
 };
 /* ... and every function of a backend by its id (pg_stat_get_backend_activity, ...). */
@@ -66,8 +67,8 @@ static void refuse(struct check *k, const char *msg, const char *name)
     k->out->refuse = true;
     const char *at = strstr(msg, "%s");
     if (at)
-        snprintf(k->out->reason, sizeof(k->out->reason), "%.*s%s%s", (int)(at - msg), msg,
-                 name, at + 2);
+        snprintf(k->out->reason, sizeof(k->out->reason), "%.*s%s%s", (int)(at - msg), msg, name,
+                 at + 2);
     else
         snprintf(k->out->reason, sizeof(k->out->reason), "%s", msg);
 }
@@ -109,11 +110,12 @@ static void check_text_reading_value(struct check *k, const char *name, const Pg
         v->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
         val = v->a_const->ival && v->a_const->ival->ival == 1 ? "on" : "off";
     bool ok = strcasecmp(name, "client_encoding") == 0 ? guard_safe_client_encoding(val)
-                                                        : guard_scs_on(val);
+                                                       : guard_scs_on(val);
     if (!ok)
-        refuse(k, "setting \"%s\" may only be changed to a value the guard reads as the server "
-                  "does (standard_conforming_strings on; client_encoding not SJIS, BIG5, GBK, "
-                  "UHC, GB18030 or JOHAB)",
+        refuse(k,
+               "setting \"%s\" may only be changed to a value the guard reads as the server "
+               "does (standard_conforming_strings on; client_encoding not SJIS, BIG5, GBK, "
+               "UHC, GB18030 or JOHAB)",
                strcasecmp(name, "client_encoding") == 0 ? "client_encoding"
                                                         : "standard_conforming_strings");
 }
@@ -122,9 +124,9 @@ static void check_text_reading_value(struct check *k, const char *name, const Pg
  * server reports them); any other session-level SET would stay behind for the next client. */
 static bool follows_client(const char *name)
 {
-    static const char *const names[] = {"application_name", "client_encoding", "datestyle",
-                                        "timezone", "intervalstyle",
-                                        "standard_conforming_strings"};
+    static const char *const names[] = {"application_name", "client_encoding",
+                                        "datestyle",        "timezone",
+                                        "intervalstyle",    "standard_conforming_strings"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcasecmp(name, names[i]) == 0)
             return true;
@@ -150,8 +152,7 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
     char low[96];
     bool assigns = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE;
     if (s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET_ALL)
-        refuse(k, "RESET ALL is not allowed: it would reset the settings lakeproxy injects",
-               NULL);
+        refuse(k, "RESET ALL is not allowed: it would reset the settings lakeproxy injects", NULL);
     else if (s->name && is_protected(k, s->name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(s->name, low));
@@ -170,18 +171,13 @@ static const char *const_string(const PgQuery__Node *n)
 {
     while (n) {
         switch (n->node_case) {
-        case PG_QUERY__NODE__NODE_TYPE_CAST:
-            n = n->type_cast->arg;
-            break;
-        case PG_QUERY__NODE__NODE_NAMED_ARG_EXPR:
-            n = n->named_arg_expr->arg;
-            break;
+        case PG_QUERY__NODE__NODE_TYPE_CAST: n = n->type_cast->arg; break;
+        case PG_QUERY__NODE__NODE_NAMED_ARG_EXPR: n = n->named_arg_expr->arg; break;
         case PG_QUERY__NODE__NODE_A_CONST:
             return n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
                        ? n->a_const->sval->sval
                        : NULL;
-        default:
-            return NULL;
+        default: return NULL;
         }
     }
     return NULL;
@@ -204,9 +200,8 @@ static const char *func_name(const PgQuery__FuncCall *f)
     if (f->n_funcname == 0)
         return "";
     const PgQuery__Node *last = f->funcname[f->n_funcname - 1];
-    return last->node_case == PG_QUERY__NODE__NODE_STRING && last->string->sval
-               ? last->string->sval
-               : "";
+    return last->node_case == PG_QUERY__NODE__NODE_STRING && last->string->sval ? last->string->sval
+                                                                                : "";
 }
 
 /* Session-level advisory locks stay with the server connection after the transaction. */
@@ -243,8 +238,10 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
     if (in_names(fn, activity_functions, COUNT(activity_functions)) ||
         strncmp(fn, BACKEND_FUNCTIONS, strlen(BACKEND_FUNCTIONS)) == 0)
-        refuse(k, "%s() is not allowed under row-level security: it shows other clients' "
-                  "statements, their values included", fn);
+        refuse(k,
+               "%s() is not allowed under row-level security: it shows other clients' "
+               "statements, their values included",
+               fn);
     if (strcmp(fn, "set_config") != 0)
         return;
     const PgQuery__Node *local = call_arg(f, 2, "is_local");
@@ -315,11 +312,11 @@ static const char *refused_stmt(const ProtobufCMessageDescriptor *d)
 /* Statements that create a relation or type: with pg_temp first in search_path (which a
  * client can arrange without naming it), an unqualified name is a temporary object. */
 static const ProtobufCMessageDescriptor *const creating_stmts[] = {
-    &pg_query__create_stmt__descriptor,        &pg_query__view_stmt__descriptor,
+    &pg_query__create_stmt__descriptor,          &pg_query__view_stmt__descriptor,
     &pg_query__create_table_as_stmt__descriptor, &pg_query__create_seq_stmt__descriptor,
-    &pg_query__composite_type_stmt__descriptor, &pg_query__create_enum_stmt__descriptor,
-    &pg_query__create_range_stmt__descriptor,  &pg_query__create_domain_stmt__descriptor,
-    &pg_query__into_clause__descriptor,        &pg_query__create_stats_stmt__descriptor,
+    &pg_query__composite_type_stmt__descriptor,  &pg_query__create_enum_stmt__descriptor,
+    &pg_query__create_range_stmt__descriptor,    &pg_query__create_domain_stmt__descriptor,
+    &pg_query__into_clause__descriptor,          &pg_query__create_stats_stmt__descriptor,
 };
 
 static bool creates_object(const ProtobufCMessageDescriptor *d)
@@ -335,7 +332,8 @@ static bool writes_or_defines(const ProtobufCMessageDescriptor *d)
 {
     return d == &pg_query__update_stmt__descriptor || d == &pg_query__insert_stmt__descriptor ||
            d == &pg_query__delete_stmt__descriptor || d == &pg_query__merge_stmt__descriptor ||
-           d == &pg_query__view_stmt__descriptor || d == &pg_query__create_table_as_stmt__descriptor;
+           d == &pg_query__view_stmt__descriptor ||
+           d == &pg_query__create_table_as_stmt__descriptor;
 }
 
 /* ALTER TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY. */
@@ -348,8 +346,8 @@ static bool weakens_rls(const PgQuery__AlterTableCmd *cmd)
 /* PREPARE, EXECUTE or DEALLOCATE of a name lakeproxy uses for its own prepared statements. */
 static void check_statement_name(struct check *k, const char *name)
 {
-    if (name && strncasecmp(name, GUARD_RESERVED_STMT_PREFIX,
-                            strlen(GUARD_RESERVED_STMT_PREFIX)) == 0)
+    if (name &&
+        strncasecmp(name, GUARD_RESERVED_STMT_PREFIX, strlen(GUARD_RESERVED_STMT_PREFIX)) == 0)
         refuse(k, "prepared statement names beginning with \"%s\" are reserved by lakeproxy",
                GUARD_RESERVED_STMT_PREFIX);
 }
@@ -361,8 +359,10 @@ static void check_range_var(struct check *k, const PgQuery__RangeVar *r)
     if (r->relname && strcasecmp(r->relname, "pg_settings") == 0)
         k->reads_settings_view = true;
     if (in_names(r->relname, activity_views, COUNT(activity_views)))
-        refuse(k, "%s is not readable under row-level security: it shows other clients' "
-                  "statements, their values included", r->relname);
+        refuse(k,
+               "%s is not readable under row-level security: it shows other clients' "
+               "statements, their values included",
+               r->relname);
 }
 
 /* Effects that outlive the transaction (the server must retire afterwards) and what the
@@ -396,8 +396,7 @@ static void check_node(struct check *k, const ProtobufCMessage *m)
         refuse(k, "DO blocks are not allowed: they run code the guard cannot check", NULL);
     else if (d == &pg_query__discard_stmt__descriptor &&
              ((const PgQuery__DiscardStmt *)m)->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL)
-        refuse(k, "DISCARD ALL is not allowed: lakeproxy resets server connections itself",
-               NULL);
+        refuse(k, "DISCARD ALL is not allowed: lakeproxy resets server connections itself", NULL);
     else if (d == &pg_query__alter_table_cmd__descriptor &&
              weakens_rls((const PgQuery__AlterTableCmd *)m))
         refuse(k, "disabling row level security is not allowed", NULL);
@@ -417,15 +416,15 @@ static void visit(void *arg, const ProtobufCMessage *m)
     struct check *k = arg;
     const char *what = refused_stmt(m->descriptor);
     if (what) {
-        refuse(k, "%s is not allowed under row-level security: it defines code or policy the "
-                  "guard cannot check",
+        refuse(k,
+               "%s is not allowed under row-level security: it defines code or policy the "
+               "guard cannot check",
                what);
         return;
     }
     note_effects(k, m);
     check_node(k, m);
 }
-
 
 /* Only the reserved statement names: the check for clients not under row-level security. */
 static void visit_names(void *arg, const ProtobufCMessage *m)
@@ -498,10 +497,27 @@ void guard_cache_free(struct guard_cache *gc)
  * names, the views and functions of other sessions' activity, prepared statements and
  * cursors, SQL PREPARE), or a U& identifier that could spell one with escapes. */
 static const char *const guard_words[] = {
-    "set_config", "pg_settings", "discard", "create", "alter",  "drop",
-    "load",       "temp",        "hold",    "listen", "query_to_xml", "ts_stat",
-    "ts_rewrite", "dblink",      "advisory", "lp_",   "u&",    "pg_stat_",
-    "pg_prepared_statement", "pg_cursor", "prepare",
+    "set_config",
+    "pg_settings",
+    "discard",
+    "create",
+    "alter",
+    "drop",
+    "load",
+    "temp",
+    "hold",
+    "listen",
+    "query_to_xml",
+    "ts_stat",
+    "ts_rewrite",
+    "dblink",
+    "advisory",
+    "lp_",
+    "u&",
+    "pg_stat_",
+    "pg_prepared_statement",
+    "pg_cursor",
+    "prepare",
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after
@@ -526,8 +542,8 @@ static bool starts_with_word(const char *text, const char *word)
     if (!isalpha((unsigned char)*text))
         return true;
     size_t n = strlen(word);
-    return strncasecmp(text, word, n) == 0 && !isalnum((unsigned char)text[n]) &&
-           text[n] != '_' && text[n] != '$';
+    return strncasecmp(text, word, n) == 0 && !isalnum((unsigned char)text[n]) && text[n] != '_' &&
+           text[n] != '$';
 }
 
 bool guard_may_matter(const char *sql)
@@ -536,7 +552,8 @@ bool guard_may_matter(const char *sql)
         if (text_contains_ci(sql, guard_words[i]))
             return true;
     /* SELECT ... INTO and IMPORT FOREIGN SCHEMA ... INTO create tables; INSERT INTO does not */
-    if (text_contains_ci(sql, "into") && (text_contains_ci(sql, "select") || text_contains_ci(sql, "import")))
+    if (text_contains_ci(sql, "into") &&
+        (text_contains_ci(sql, "select") || text_contains_ci(sql, "import")))
         return true;
     /* SET, RESET and DO are statements of their own (inside ALTER or CREATE they are caught
      * by those words): they matter as the first statement or in a multi-statement text, not
@@ -544,8 +561,8 @@ bool guard_may_matter(const char *sql)
     bool set = text_contains_ci(sql, "set"), doo = text_contains_ci(sql, "do");
     if (!set && !doo)
         return false;
-    return several_statements(sql) || (set && (starts_with_word(sql, "set") ||
-                                               starts_with_word(sql, "reset"))) ||
+    return several_statements(sql) ||
+           (set && (starts_with_word(sql, "set") || starts_with_word(sql, "reset"))) ||
            (doo && starts_with_word(sql, "do"));
 }
 
@@ -573,9 +590,9 @@ const struct guard_verdict *guard_cache_check(struct guard_cache *gc, const char
 /* PostgreSQL's client-only encodings, in which the second byte of a character can be a
  * backslash or quote (names as PostgreSQL compares them: lower case, letters and digits). */
 static const char *const unsafe_encodings[] = {
-    "sjis",  "shiftjis", "mskanji",  "win932",  "windows932", "shiftjis2004",
-    "big5",  "win950",   "windows950", "gbk",   "win936",     "windows936",
-    "cp936", "uhc",      "win949",   "windows949", "cp949",   "gb18030",    "johab",
+    "sjis",   "shiftjis",   "mskanji", "win932",  "windows932", "shiftjis2004", "big5",
+    "win950", "windows950", "gbk",     "win936",  "windows936", "cp936",        "uhc",
+    "win949", "windows949", "cp949",   "gb18030", "johab",
 };
 
 bool guard_safe_client_encoding(const char *name)

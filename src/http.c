@@ -140,8 +140,7 @@ static void host_header(const char *host, int port, char *out, size_t outsz)
 }
 
 /* Adds headers and body to the request. */
-static bool fill_request(struct evhttp_request *req, const struct http_options *o,
-                         const char *host)
+static bool fill_request(struct evhttp_request *req, const struct http_options *o, const char *host)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     bool ok = evhttp_add_header(h, "Host", host) == 0 &&

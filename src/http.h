@@ -13,18 +13,17 @@ struct http_request;
 /* Called once per request. status is the HTTP status, or 0 with err set when no answer came
  * (connection, TLS, timeout, too large). body is the answer (not NUL-terminated), wiped after
  * the call returns. The request handle is invalid once this is called. */
-typedef void (*http_done_fn)(void *arg, int status, const char *body, size_t len,
-                             const char *err);
+typedef void (*http_done_fn)(void *arg, int status, const char *body, size_t len, const char *err);
 
 struct http_options {
-    const char *method;       /* "GET" or "POST" */
-    const char *url;          /* https://host[:port]/path */
+    const char *method;        /* "GET" or "POST" */
+    const char *url;           /* https://host[:port]/path */
     const char *authorization; /* value of the Authorization header, or NULL */
-    const char *content_type; /* for a body, or NULL */
-    const char *body;         /* NULL for none */
+    const char *content_type;  /* for a body, or NULL */
+    const char *body;          /* NULL for none */
     size_t body_len;
-    int timeout_ms;           /* the whole exchange */
-    size_t max_body;          /* longer answers fail with "answer too large" */
+    int timeout_ms;  /* the whole exchange */
+    size_t max_body; /* longer answers fail with "answer too large" */
 };
 
 /* Starts a request; NULL with err filled when it cannot even start (bad URL, TLS set-up).

@@ -11,11 +11,17 @@ struct list {
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
-#define list_for_each_safe(pos, tmp, head)                                                        \
+#define list_for_each_safe(pos, tmp, head)                                                         \
     for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
 
-static inline void list_init(struct list *l) { l->next = l->prev = l; }
-static inline bool list_empty(const struct list *l) { return l->next == l; }
+static inline void list_init(struct list *l)
+{
+    l->next = l->prev = l;
+}
+static inline bool list_empty(const struct list *l)
+{
+    return l->next == l;
+}
 
 static inline void list_append(struct list *head, struct list *item)
 {

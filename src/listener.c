@@ -65,8 +65,8 @@ static struct evconnlistener *bind_listener(struct worker *w, char *err, size_t 
         1024, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!l)
-        snprintf(err, errsz, "cannot listen on %s:%d: %s", w->cfg->listen_host,
-                 w->cfg->listen_port, strerror(errno));
+        snprintf(err, errsz, "cannot listen on %s:%d: %s", w->cfg->listen_host, w->cfg->listen_port,
+                 strerror(errno));
     return l;
 }
 
@@ -86,9 +86,8 @@ bool listener_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
 {
     if (inherited_fd >= 0) {
         evutil_make_socket_nonblocking(inherited_fd);
-        w->listener = evconnlistener_new(w->base, accept_cb, w,
-                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
-                                         inherited_fd);
+        w->listener = evconnlistener_new(
+            w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, inherited_fd);
         if (!w->listener) {
             snprintf(err, errsz, "cannot accept on the listening socket taken over: %s",
                      strerror(errno));

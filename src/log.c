@@ -14,9 +14,15 @@ static enum log_level current_level = LOG_INFO;
 static enum log_format current_format = LOG_TEXT;
 static const char *const level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG"};
 
-void log_set_level(enum log_level level) { current_level = level; }
+void log_set_level(enum log_level level)
+{
+    current_level = level;
+}
 
-int log_enabled(enum log_level level) { return level <= current_level; }
+int log_enabled(enum log_level level)
+{
+    return level <= current_level;
+}
 
 int log_level_from_name(const char *name, enum log_level *out)
 {
@@ -88,8 +94,8 @@ size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_le
     strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     int n;
     if (fmt == LOG_JOURNAL)
-        return (size_t)snprintf(out, outsz, "<%d>%s %s\n", syslog_prio[level],
-                                level_names[level], msg) < outsz
+        return (size_t)snprintf(out, outsz, "<%d>%s %s\n", syslog_prio[level], level_names[level],
+                                msg) < outsz
                    ? strlen(out)
                    : outsz - 1;
     if (fmt == LOG_TEXT) {

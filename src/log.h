@@ -32,10 +32,10 @@ int log_enabled(enum log_level level);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                            \
-    do {                                                                                          \
-        if (log_enabled(LOG_DEBUG))                                                               \
-            log_msg(LOG_DEBUG, __VA_ARGS__);                                                      \
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
     } while (0)
 
 #endif

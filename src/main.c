@@ -76,9 +76,12 @@ static struct worker *start_worker(struct config *cfg, int takeover, char *err, 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {"log-format", required_argument, NULL, 'L'}, {"takeover", no_argument, NULL, 'T'},
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"log-format", required_argument, NULL, 'L'},
+        {"takeover", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;

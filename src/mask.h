@@ -51,9 +51,17 @@ struct mask_key {
  * function; others get a type-correct stand-in whatever the function (numbers: 0, bool:
  * false, anything else: NULL), except null (always NULL) and fixed (its text, text format
  * only; NULL in binary). */
-enum mask_type_class { MASK_TYPE_TEXT, MASK_TYPE_INT2, MASK_TYPE_INT4, MASK_TYPE_INT8,
-                       MASK_TYPE_FLOAT4, MASK_TYPE_FLOAT8, MASK_TYPE_NUMERIC, MASK_TYPE_BOOL,
-                       MASK_TYPE_OTHER };
+enum mask_type_class {
+    MASK_TYPE_TEXT,
+    MASK_TYPE_INT2,
+    MASK_TYPE_INT4,
+    MASK_TYPE_INT8,
+    MASK_TYPE_FLOAT4,
+    MASK_TYPE_FLOAT8,
+    MASK_TYPE_NUMERIC,
+    MASK_TYPE_BOOL,
+    MASK_TYPE_OTHER
+};
 enum mask_type_class mask_type_class(uint32_t type_oid);
 
 /* Masks one non-NULL value of a column of class tc in format (0 text, 1 binary): appends the
@@ -66,13 +74,13 @@ bool mask_value(const struct mask_fn *f, const struct mask_key *key, enum mask_c
 struct mask_col {
     const struct mask_fn *fn; /* NULL: pass the value through unchanged */
     enum mask_type_class tc;
-    int16_t format;           /* 0 text, 1 binary */
+    int16_t format; /* 0 text, 1 binary */
 };
 
 struct mask_plan {
     struct mask_col *cols;
     uint16_t n_cols;
-    uint16_t n_masked;        /* columns with a function: 0 means rows pass untouched */
+    uint16_t n_masked; /* columns with a function: 0 means rows pass untouched */
     enum mask_charset cs;
     struct mask_key key;
 };
@@ -80,7 +88,7 @@ struct mask_plan {
 /* Rewrites one DataRow body (len bytes after the length word) by plan into out as a whole
  * 'D' message (type, length, body). False, with *err, when the body is malformed or its column
  * count differs from the plan's: the caller must not forward the original. */
-bool mask_datarow(const struct mask_plan *plan, const uint8_t *body, size_t len,
-                  struct buf *out, const char **err);
+bool mask_datarow(const struct mask_plan *plan, const uint8_t *body, size_t len, struct buf *out,
+                  const char **err);
 
 #endif

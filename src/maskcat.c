@@ -48,9 +48,9 @@
 /* A function defined outside pg_catalog and information_schema in a language that can run
  * queries (SQL, PL/pgSQL, ...: not C or internal, as extensions' operators and defaults
  * mostly are) (p: its pg_proc alias). */
-#define USER_FUNCTION(p)                                                                       \
-    p ".pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "                          \
-      "'information_schema'::pg_catalog.regnamespace) AND " p ".prolang NOT IN (SELECT "       \
+#define USER_FUNCTION(p)                                                                           \
+    p ".pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "                              \
+      "'information_schema'::pg_catalog.regnamespace) AND " p ".prolang NOT IN (SELECT "           \
       "l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('c', 'internal'))"
 
 static const char *const catalog_sql =
@@ -127,25 +127,35 @@ static const char *const catalog_sql =
     "('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace) "
     "UNION ALL SELECT DISTINCT 'o', NULL::int, NULL::pg_catalog.int8, NULL::int, "
     "o.oprname::text FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p "
-    "ON p.oid = o.oprcode WHERE " USER_FUNCTION("p") " "
-    "UNION ALL SELECT DISTINCT 'k', NULL::int, NULL::pg_catalog.int8, NULL::int, "
-    "t.typname::text FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc "
-    "JOIN pg_catalog.pg_type t ON t.oid = k.casttarget WHERE " USER_FUNCTION("p") " "
-    "UNION ALL SELECT DISTINCT 'w', NULL::int, NULL::pg_catalog.int8, NULL::int, "
-    "c.relname::text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'f') "
-    "AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
-    "'information_schema'::pg_catalog.regnamespace) AND ("
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite rw WHERE rw.ev_class = c.oid "
-    "AND rw.rulename <> '_RETURN') OR "
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid "
-    "AND NOT g.tgisinternal) OR "
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p "
-    "ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid "
-    "WHERE " USER_FUNCTION("p") " AND ("
-    "(d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid IN "
-    "(SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = c.oid)) OR "
-    "(d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid IN "
-    "(SELECT cn.oid FROM pg_catalog.pg_constraint cn WHERE cn.conrelid = c.oid)))))";
+    "ON p.oid = o.oprcode WHERE " USER_FUNCTION(
+        "p") " "
+             "UNION ALL SELECT DISTINCT 'k', NULL::int, NULL::pg_catalog.int8, NULL::int, "
+             "t.typname::text FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_proc p ON p.oid = "
+             "k.castfunc "
+             "JOIN pg_catalog.pg_type t ON t.oid = k.casttarget WHERE " USER_FUNCTION(
+                 "p") " "
+                      "UNION ALL SELECT DISTINCT 'w', NULL::int, NULL::pg_catalog.int8, NULL::int, "
+                      "c.relname::text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', "
+                      "'f') "
+                      "AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+                      "'information_schema'::pg_catalog.regnamespace) AND ("
+                      "EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite rw WHERE rw.ev_class = c.oid "
+                      "AND rw.rulename <> '_RETURN') OR "
+                      "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid "
+                      "AND NOT g.tgisinternal) OR "
+                      "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p "
+                      "ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = "
+                      "d.refobjid "
+                      "WHERE " USER_FUNCTION(
+                          "p") " AND ("
+                               "(d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND "
+                               "d.objid IN "
+                               "(SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = "
+                               "c.oid)) OR "
+                               "(d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND "
+                               "d.objid IN "
+                               "(SELECT cn.oid FROM pg_catalog.pg_constraint cn WHERE cn.conrelid "
+                               "= c.oid)))))";
 
 struct maskcol {
     uint32_t rel;
@@ -182,7 +192,7 @@ struct maskcat {
     uint32_t asked[ASKED_MAX], asked_next[ASKED_MAX]; /* unknown OIDs before / during a read */
     size_t n_asked, n_asked_next;
     bool ready, again;
-    uint64_t unmatched;  /* rules (first 64) that matched no column at the last read */
+    uint64_t unmatched; /* rules (first 64) that matched no column at the last read */
     char error[300];
     time_t read_at;
     time_t data_at; /* when the read now installed started */
@@ -212,14 +222,23 @@ struct maskcat *maskcat_for(struct worker *w, const char *db)
     return mc;
 }
 
-bool maskcat_ready(const struct maskcat *mc) { return mc->ready; }
-const char *maskcat_error(const struct maskcat *mc) { return mc->error; }
+bool maskcat_ready(const struct maskcat *mc)
+{
+    return mc->ready;
+}
+const char *maskcat_error(const struct maskcat *mc)
+{
+    return mc->error;
+}
 /* A read in flight, or one to be tried again shortly (retry_later). */
 bool maskcat_loading(const struct maskcat *mc)
 {
     return mc->q != NULL || (mc->retry_ev && evtimer_pending(mc->retry_ev, NULL));
 }
-uint64_t maskcat_version(const struct maskcat *mc) { return mc->version; }
+uint64_t maskcat_version(const struct maskcat *mc)
+{
+    return mc->version;
+}
 
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n)
 {
@@ -305,7 +324,10 @@ size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_
     return applying_names(mc, applies, n_rules, true, out, max);
 }
 
-size_t maskcat_names_bound(const struct maskcat *mc) { return mc->cur.n_cols; }
+size_t maskcat_names_bound(const struct maskcat *mc)
+{
+    return mc->cur.n_cols;
+}
 
 static size_t clean_slot(const struct maskcat *mc, uint32_t rel)
 {
@@ -423,8 +445,7 @@ static struct maskview *candidate(struct catalog *k, uint32_t rel)
 }
 
 /* A view's row ('v', 'd' or 'a') into k; false when out of memory. */
-static bool take_view_row(struct catalog *k, char kind, uint32_t rel, int attnum,
-                          const char *text)
+static bool take_view_row(struct catalog *k, char kind, uint32_t rel, int attnum, const char *text)
 {
     struct maskview *v = candidate(k, rel);
     if (kind == 'v')
@@ -444,8 +465,8 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
     int attnum = atoi(PQgetvalue(r, i, 3));
     switch (kind[0]) {
     case 'c':
-        k->cols[k->n_cols] = (struct maskcol){rel, (int16_t)attnum, atoi(PQgetvalue(r, i, 1)),
-                                              strdup(name), NULL};
+        k->cols[k->n_cols] =
+            (struct maskcol){rel, (int16_t)attnum, atoi(PQgetvalue(r, i, 1)), strdup(name), NULL};
         return k->cols[k->n_cols++].relname != NULL;
     case 'v':
     case 'd':
@@ -588,10 +609,16 @@ static bool resolve_views(struct maskcat *mc, struct catalog *k)
         tables[n_tables++] = k->cols[i].relname;
         ok = maskview_cols_add(&cols, k->cols[i].rel, k->cols[i].attnum, k->cols[i].rule);
     }
-    struct maskview_facts f = {
-        rule_columns, m->n_rules, tables, n_tables,
-        (const char *const *)k->funcs.items, (const char *const *)k->columns.items,
-        (const char *const *)k->row_funcs.items, k->funcs.n, k->columns.n, k->row_funcs.n};
+    struct maskview_facts f = {rule_columns,
+                               m->n_rules,
+                               tables,
+                               n_tables,
+                               (const char *const *)k->funcs.items,
+                               (const char *const *)k->columns.items,
+                               (const char *const *)k->row_funcs.items,
+                               k->funcs.n,
+                               k->columns.n,
+                               k->row_funcs.n};
     size_t first = cols.n;
     ok = ok && maskview_resolve(&f, k->cands, k->n_cands, &cols, VIEW_ROUNDS) >= 0 &&
          add_view_columns(k, &cols, first) && refuse_unresolved(k);
@@ -692,10 +719,12 @@ static void on_views_described(void *arg, const PGresult *r, const char *err)
     mc->q = NULL;
     if (err)
         log_warning("cannot describe the views over masked columns of %s (they stay refused "
-                    "to masked clients): %.180s", mc->db, err);
+                    "to masked clients): %.180s",
+                    mc->db, err);
     if (mc->n_undescribed)
         log_info("%d views over masked columns of %s cannot be prepared by %s: they stay "
-                 "refused to masked clients", mc->n_undescribed, mc->db, "the proxy's login");
+                 "refused to masked clients",
+                 mc->n_undescribed, mc->db, "the proxy's login");
     read_complete(mc);
 }
 
@@ -714,7 +743,8 @@ static bool describe_views(struct maskcat *mc)
             continue;
         if (n == VIEWS_MAX) {
             log_warning("database %s has more than %d views over masked columns: the others "
-                        "stay refused to masked clients", mc->db, VIEWS_MAX);
+                        "stay refused to masked clients",
+                        mc->db, VIEWS_MAX);
             break;
         }
         mc->described[n] = i;
@@ -722,14 +752,16 @@ static bool describe_views(struct maskcat *mc)
     }
     char err[300] = "out of memory";
     unsigned gen;
-    struct sidequery_login login = {db ? db->user : NULL, db ? credentials_current(mc->w, db, &gen) : NULL,
+    struct sidequery_login login = {db ? db->user : NULL,
+                                    db ? credentials_current(mc->w, db, &gen) : NULL,
                                     "lakeproxy masking", CATALOG_OPTIONS};
     if (n > 0 && db)
         mc->q = sidequery_describe(mc->w, db, &login, sqls, n, on_view_described,
                                    on_views_described, mc, err, sizeof(err));
     if (n > 0 && !mc->q)
         log_warning("cannot describe the views over masked columns of %s (they stay refused "
-                    "to masked clients): %.180s", mc->db, err);
+                    "to masked clients): %.180s",
+                    mc->db, err);
     free(sqls);
     return mc->q != NULL;
 }
@@ -764,8 +796,8 @@ static void on_read(void *arg, const PGresult *r, const char *err)
     /* sidequery reports a server's error as err, with PQresultErrorMessage's "ERROR:  ..." */
     bool refused = !rows && err && strncmp(err, "ERROR:", 6) == 0;
     if (refused && mc->retries < READ_RETRIES && retry_later(mc)) {
-        log_info("masking catalog of %s: the server refused a read (%.*s): trying again",
-                 mc->db, (int)strcspn(err, "\n"), err);
+        log_info("masking catalog of %s: the server refused a read (%.*s): trying again", mc->db,
+                 (int)strcspn(err, "\n"), err);
         return; /* waiters keep waiting */
     }
     mc->retries = 0;
@@ -814,10 +846,10 @@ static void start_read(struct maskcat *mc)
     size_t cap = 64;
     for (size_t i = 0; i < m->n_rules; i++)
         cap += 2 * (strlen(m->rules[i].schema) + strlen(m->rules[i].table) +
-                     strlen(m->rules[i].column)) + 12;
+                    strlen(m->rules[i].column)) +
+               12;
     cap += 1024; /* the guard's name lists ($4, $5) */
-    char *arr[5] = {calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap),
-                    calloc(1, cap)};
+    char *arr[5] = {calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap)};
     char err[300] = "out of memory";
     unsigned gen;
     mc->read_at = time(NULL);
@@ -834,8 +866,8 @@ static void start_read(struct maskcat *mc)
         const char *params[5] = {arr[0], arr[1], arr[2], arr[3], arr[4]};
         struct sidequery_login login = {db->user, credentials_current(w, db, &gen),
                                         "lakeproxy masking", CATALOG_OPTIONS};
-        mc->q = sidequery_start(w, db, &login, catalog_sql, 5, params, on_read, mc, err,
-                                sizeof(err));
+        mc->q =
+            sidequery_start(w, db, &login, catalog_sql, 5, params, on_read, mc, err, sizeof(err));
     }
     for (int k = 0; k < 5; k++)
         free(arr[k]);

@@ -4,10 +4,10 @@
  * are pure projections of masked columns are resolved: each of their columns carries the
  * rules of the column it comes from, as PostgreSQL describes their definitions, maskview.c;
  * the others are refused whole to masked clients), and the names of functions defined
- * outside pg_catalog (the masking guard refuses calls to them). Read on a side connection (sidequery.c) when a masked
- * client first logs in, again every masking.catalog_refresh_s, and at once when a result names
- * a table OID not seen since the last read (a table created or recreated meanwhile): results
- * wait for that read, so a new OID is never passed unchecked. */
+ * outside pg_catalog (the masking guard refuses calls to them). Read on a side connection
+ * (sidequery.c) when a masked client first logs in, again every masking.catalog_refresh_s, and at
+ * once when a result names a table OID not seen since the last read (a table created or recreated
+ * meanwhile): results wait for that read, so a new OID is never passed unchecked. */
 #ifndef LAKEPROXY_MASKCAT_H
 #define LAKEPROXY_MASKCAT_H
 

@@ -1,6 +1,6 @@
 /* maskrules.c: a client's masking rules from the configuration. */
-#include "fnv.h"
 #include "maskrules.h"
+#include "fnv.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -130,7 +130,8 @@ uint64_t maskrules_policy_hash(const struct mask_config *m)
     for (size_t i = 0; i < m->n_rules; i++) {
         const struct mask_rule *r = &m->rules[i];
         h = mix_str(mix_str(mix_str(h, r->schema), r->table), r->column);
-        h = mix_num(mix_num(mix_num(h, r->fn.kind), (uint64_t)r->fn.prefix), (uint64_t)r->fn.suffix);
+        h = mix_num(mix_num(mix_num(h, r->fn.kind), (uint64_t)r->fn.prefix),
+                    (uint64_t)r->fn.suffix);
         h = mix_str(h, r->fn.text);
         h = mix_list(mix_list(mix_list(h, &r->unless_users), &r->unless_groups), &r->unless_roles);
         for (size_t k = 0; k < r->unless_attrs.n; k++)

@@ -12,13 +12,13 @@
 
 /* The rules that mask results for one user under one configuration. */
 struct client_mask {
-    bool *applies;        /* per rule of cfg->masking.rules: not exempt */
+    bool *applies; /* per rule of cfg->masking.rules: not exempt */
     size_t n_rules, n_applied;
-    char **columns;       /* distinct lower-case bare column names of the applying rules */
+    char **columns; /* distinct lower-case bare column names of the applying rules */
     size_t n_columns;
-    char **tables;        /* distinct lower-case bare table names */
+    char **tables; /* distinct lower-case bare table names */
     size_t n_tables;
-    uint64_t id;          /* a hash of which rules apply: equal ids, equal guard verdicts */
+    uint64_t id; /* a hash of which rules apply: equal ids, equal guard verdicts */
 };
 
 /* Is user exempt from rule r (unless: users, groups, roles, attributes)? extra_groups are

@@ -17,43 +17,43 @@
 
 /* What the guard needs to know of one client's masking policy. Names are lower-case. */
 struct masksql_policy {
-    const char *const *columns;  /* bare names of the columns masked for this client */
+    const char *const *columns; /* bare names of the columns masked for this client */
     size_t n_columns;
-    const char *const *tables;   /* bare names of the tables that hold them, and of their
-                                    children and partitions */
+    const char *const *tables; /* bare names of the tables that hold them, and of their
+                                  children and partitions */
     size_t n_tables;
     const char *const *functions_allowed; /* non-built-in functions the admin allows */
     size_t n_functions_allowed;
-    const char *const *user_functions;    /* names of functions defined outside pg_catalog
-                                             (from the catalog): calls are refused */
+    const char *const *user_functions; /* names of functions defined outside pg_catalog
+                                          (from the catalog): calls are refused */
     size_t n_user_functions;
     const char *const *refused_relations; /* bare names of views that read masked columns
                                              (from the catalog): any reference is refused */
     size_t n_refused_relations;
-    const char *const *table_columns;     /* every column name of every table in tables (from
-                                             the catalog): q.x over such a table is taken for
-                                             a column only when x is one of these, else for
-                                             the call x(q) of its whole row */
+    const char *const *table_columns; /* every column name of every table in tables (from
+                                         the catalog): q.x over such a table is taken for
+                                         a column only when x is one of these, else for
+                                         the call x(q) of its whole row */
     size_t n_table_columns;
-    const char *const *row_functions;     /* names of the functions and types that can be
-                                             applied to a whole row (from the catalog) */
+    const char *const *row_functions; /* names of the functions and types that can be
+                                         applied to a whole row (from the catalog) */
     size_t n_row_functions;
-    const char *const *user_operators;    /* operators that run a function defined outside
-                                             pg_catalog (from the catalog): refused */
+    const char *const *user_operators; /* operators that run a function defined outside
+                                          pg_catalog (from the catalog): refused */
     size_t n_user_operators;
-    const char *const *user_cast_types;   /* types whose casts run one: casts to them refused */
+    const char *const *user_cast_types; /* types whose casts run one: casts to them refused */
     size_t n_user_cast_types;
-    const char *const *write_refused;     /* tables whose writes run one (rules, triggers,
-                                             defaults, constraints): writes refused */
+    const char *const *write_refused; /* tables whose writes run one (rules, triggers,
+                                         defaults, constraints): writes refused */
     size_t n_write_refused;
-    bool strict_predicates;      /* refuse every test of a masked column; otherwise up to 4
-                                    per text, against constants or parameters, in WHERE / ON
-                                    / HAVING (sorting and grouping are refused either way) */
+    bool strict_predicates; /* refuse every test of a masked column; otherwise up to 4
+                               per text, against constants or parameters, in WHERE / ON
+                               / HAVING (sorting and grouping are refused either way) */
 };
 
 struct masksql_verdict {
-    int tests;        /* comparisons of a masked column with a constant or parameter the text
-                         makes each time it runs (each is a guess at a masked value) */
+    int tests; /* comparisons of a masked column with a constant or parameter the text
+                  makes each time it runs (each is a guess at a masked value) */
     bool refuse;
     char reason[240]; /* when refuse: the message for the client, naming the column */
 };

@@ -115,8 +115,7 @@ static void check_masked_use(struct ctx *c, const char *name, enum use use, unsi
         count_test(c, name);
 }
 
-void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use,
-                             unsigned flags)
+void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use, unsigned flags)
 {
     if (r->n_fields == 0)
         return;
@@ -220,12 +219,12 @@ static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
 static bool scalar_type(const PgQuery__TypeName *t)
 {
     static const char *const scalars[] = {
-        "text", "varchar", "bpchar", "char", "name", "int2", "int4", "int8", "int", "integer",
-        "smallint", "bigint", "numeric", "decimal", "float4", "float8", "real", "date", "time",
-        "timetz", "timestamp", "timestamptz", "interval", "bool", "boolean", "bytea", "uuid",
-        "inet", "cidr", "json", "jsonb", "money", "oid"};
-    if (!t || t->n_array_bounds > 0 || t->setof || t->pct_type || t->n_names == 0 ||
-        t->n_names > 2)
+        "text",        "varchar",  "bpchar",  "char",     "name",   "int2",    "int4",
+        "int8",        "int",      "integer", "smallint", "bigint", "numeric", "decimal",
+        "float4",      "float8",   "real",    "date",     "time",   "timetz",  "timestamp",
+        "timestamptz", "interval", "bool",    "boolean",  "bytea",  "uuid",    "inet",
+        "cidr",        "json",     "jsonb",   "money",    "oid"};
+    if (!t || t->n_array_bounds > 0 || t->setof || t->pct_type || t->n_names == 0 || t->n_names > 2)
         return false;
     const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";
     const char *name = str_of(t->names[t->n_names - 1]);
@@ -259,7 +258,8 @@ static int element_guesses(const PgQuery__Node *n, int depth)
     switch (n->node_case) {
     case PG_QUERY__NODE__NODE_A_CONST:
     case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return 1;
-    case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: return element_guesses(n->collate_clause->arg, depth + 1);
+    case PG_QUERY__NODE__NODE_COLLATE_CLAUSE:
+        return element_guesses(n->collate_clause->arg, depth + 1);
     case PG_QUERY__NODE__NODE_TYPE_CAST: return scalar_type(n->type_cast->type_name) ? 1 : -1;
     case PG_QUERY__NODE__NODE_A_ARRAY_EXPR: {
         int sum = 0;
@@ -284,10 +284,11 @@ static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
     bool many = e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_IN ||
                 e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY ||
                 e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL;
-    while (many && n && (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ||
-                         n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE))
+    while (many && n &&
+           (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ||
+            n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE))
         n = n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ? n->type_cast->arg
-                                                            : n->collate_clause->arg;
+                                                           : n->collate_clause->arg;
     if (!many || !n)
         return 1;
     if (n->node_case == PG_QUERY__NODE__NODE_LIST)

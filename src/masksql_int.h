@@ -94,17 +94,17 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 /* Messages given by more than one rule file. */
 #define WHY_MEMORY "statement refused: out of memory while checking it for masked columns"
 #define WHY_ARRAY_GUESSES                                                                          \
-    "comparing masked column \"%.63s\" with an array of unknown size is not allowed: each "     \
+    "comparing masked column \"%.63s\" with an array of unknown size is not allowed: each "        \
     "element is a guess at its value (list the values, at most 4)"
 #define WHY_USER_OPERATOR                                                                          \
-    "operator %.63s is not allowed with masked columns: it runs a function defined outside "      \
+    "operator %.63s is not allowed with masked columns: it runs a function defined outside "       \
     "pg_catalog, which could read them out of the masking's sight"
 #define WHY_USER_CAST                                                                              \
-    "casts to type %.63s are not allowed with masked columns: they run a function defined "      \
+    "casts to type %.63s are not allowed with masked columns: they run a function defined "        \
     "outside pg_catalog, which could read them out of the masking's sight"
 #define WHY_WRITE_RUNS                                                                             \
-    "writing to table \"%.63s\" is not allowed with masked columns: its rules, triggers, "        \
-    "defaults or constraints run functions defined outside pg_catalog, which could read them "    \
+    "writing to table \"%.63s\" is not allowed with masked columns: its rules, triggers, "         \
+    "defaults or constraints run functions defined outside pg_catalog, which could read them "     \
     "out of the masking's sight"
 #define WHY_SORT                                                                                   \
     "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
@@ -227,7 +227,8 @@ bool msql_is_row_call(const struct ctx *c, const char *qual, const char *x);
 /* ---- expressions and predicates (masksql_expr.c) ---- */
 
 /* A column reference r used as use in position flags. */
-void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use, unsigned flags);
+void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use use,
+                           unsigned flags);
 /* Does a plain output entry r expose a masked column (so an alias of it becomes masked)? */
 bool msql_ref_exposes_masked(const struct ctx *c, const PgQuery__ColumnRef *r);
 /* Handlers of FuncCall, WindowDef, A_Indirection, SubLink. */

@@ -60,7 +60,8 @@ static void check_target(struct ctx *c, const PgQuery__Node *n, enum sel role, u
     const PgQuery__Node *v = rt->val;
     if (v && v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF) {
         msql_check_column_ref(c, v->column_ref, uses[role], vflags);
-        if (role == SEL_OUTPUT && rt->name && *rt->name && msql_ref_exposes_masked(c, v->column_ref))
+        if (role == SEL_OUTPUT && rt->name && *rt->name &&
+            msql_ref_exposes_masked(c, v->column_ref))
             msql_learn(c, &c->aliases, rt->name);
     } else {
         check_node(c, v, vflags);

@@ -186,8 +186,8 @@ static int map_columns(const struct masksql_policy *p, const struct maskview *vi
         return 0;
     for (size_t k = 0; k < v->n_origins; k++) {
         const struct maskview_origin *o = &v->origins[k];
-        bool ok = v->columns[k] && strcmp(v->columns[k], o->name) == 0 &&
-                  origin_known(p, views, n, v, o);
+        bool ok =
+            v->columns[k] && strcmp(v->columns[k], o->name) == 0 && origin_known(p, views, n, v, o);
         for (size_t i = 0; ok && o->rel && i < before; i++) {
             const struct maskview_col *m = &cols->items[i];
             if (m->rel == o->rel && m->attnum == o->attnum &&

@@ -36,9 +36,9 @@ struct maskview_origin {
 /* A view that reads masked columns. */
 struct maskview {
     uint32_t oid;
-    char *name;                      /* bare name */
-    char *definition;                /* pg_get_viewdef(oid, true); NULL: not read (refused) */
-    char **columns;                  /* its column names by attnum - 1 (NULL: unknown) */
+    char *name;       /* bare name */
+    char *definition; /* pg_get_viewdef(oid, true); NULL: not read (refused) */
+    char **columns;   /* its column names by attnum - 1 (NULL: unknown) */
     size_t n_columns;
     struct maskview_origin *origins; /* the described definition's columns; NULL: not */
     size_t n_origins;                /* described (refused) */
@@ -49,7 +49,7 @@ struct maskview {
 struct maskview_facts {
     const char *const *rule_columns; /* every rule's column name */
     size_t n_rule_columns;
-    const char *const *tables;       /* every table (or view) holding a masked column */
+    const char *const *tables; /* every table (or view) holding a masked column */
     size_t n_tables;
     const char *const *user_functions, *const *table_columns, *const *row_functions;
     size_t n_user_functions, n_table_columns, n_row_functions;

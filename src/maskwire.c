@@ -103,9 +103,8 @@ static bool masked_name(const struct client *c, const struct maskcat *mc, const 
         if (strcasecmp(c->mask.columns[i], name) == 0)
             return true;
     const char *views[VIEW_NAMES_MAX];
-    size_t n = mc ? maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, views,
-                                         VIEW_NAMES_MAX)
-                  : 0;
+    size_t n =
+        mc ? maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, views, VIEW_NAMES_MAX) : 0;
     for (size_t i = 0; i < n; i++)
         if (strcasecmp(views[i], name) == 0)
             return true;
@@ -121,21 +120,24 @@ static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, uint
     s->mplan.cols[i] = (struct mask_col){NULL, MASK_TYPE_OTHER, format};
     s->mplan_fns[i] = (struct mask_fn){0};
     if (rel == 0)
-        return masked_name(c, mc, name) ? refuse(s, "result column \"%s\" is computed and carries "
-                                                "a masked column's name: select the masked "
-                                                "column itself, without an expression",
-                                             name)
-                                    : RV_PASS;
-    int k = mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.n_rules)
-               : MASKCAT_UNKNOWN;
+        return masked_name(c, mc, name) ? refuse(s,
+                                                 "result column \"%s\" is computed and carries "
+                                                 "a masked column's name: select the masked "
+                                                 "column itself, without an expression",
+                                                 name)
+                                        : RV_PASS;
+    int k =
+        mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.n_rules) : MASKCAT_UNKNOWN;
     if (k == MASKCAT_TAINTED)
-        return refuse(s, "result column \"%s\" comes from a view that reads masked columns: "
-                         "query the table it reads instead, where masking applies",
+        return refuse(s,
+                      "result column \"%s\" comes from a view that reads masked columns: "
+                      "query the table it reads instead, where masking applies",
                       name);
     if (k == MASKCAT_UNKNOWN) {
         if (s->mask_waited && !(mc && maskcat_loading(mc)))
-            return refuse(s, "cannot tell whether result column \"%s\" is masked (the masking "
-                             "catalog could not be read): try again",
+            return refuse(s,
+                          "cannot tell whether result column \"%s\" is masked (the masking "
+                          "catalog could not be read): try again",
                           name);
         return RV_WAIT;
     }
@@ -166,8 +168,8 @@ static enum relay_verdict plan_from_row_description(struct server *s, const uint
             !rd_u16(&r, &format))
             return RV_ERROR;
         s->mplan.n_cols = (uint16_t)(i + 1);
-        enum relay_verdict v = plan_column(s, mc, i, name, rel, (int16_t)attnum, type_oid,
-                                           (int16_t)format);
+        enum relay_verdict v =
+            plan_column(s, mc, i, name, rel, (int16_t)attnum, type_oid, (int16_t)format);
         if (v == RV_ERROR)
             return v;
         if (v == RV_WAIT)
@@ -192,8 +194,7 @@ static enum relay_verdict wait_for_catalog(struct server *s)
     return RV_WAIT;
 }
 
-static enum relay_verdict on_row_description(struct server *s, const uint8_t *body,
-                                             uint32_t len)
+static enum relay_verdict on_row_description(struct server *s, const uint8_t *body, uint32_t len)
 {
     bool waited = s->mask_waited;
     enum relay_verdict v = plan_from_row_description(s, body, len);
@@ -243,23 +244,25 @@ enum relay_verdict maskwire_server_msg(struct server *s, uint8_t type, uint32_t 
     if (type != 'D')
         maskwire_flush(s); /* masked rows first: every other message goes out after them */
     switch (type) {
-    case 'T':
-        return body ? on_row_description(s, body, len) : RV_NEED_BODY;
+    case 'T': return body ? on_row_description(s, body, len) : RV_NEED_BODY;
     case 'D':
         if (!s->mplan_set)
-            return refuse(s, "%s", "a data row arrived without a row description: connection "
-                                   "closed");
+            return refuse(s, "%s",
+                          "a data row arrived without a row description: connection "
+                          "closed");
         if (s->mplan.n_masked == 0)
             return RV_STREAM;
         if (len > s->pool->w->cfg->max_message_size)
-            return refuse(s, "%s", "a data row to be masked is larger than "
-                                   "limits.max_message_size: connection closed");
+            return refuse(s, "%s",
+                          "a data row to be masked is larger than "
+                          "limits.max_message_size: connection closed");
         return body ? on_data_row(s, body, len) : RV_NEED_BODY;
     case 'E': /* ErrorResponse */
     case 'N': /* NoticeResponse: both may carry a DETAIL to strip (maskwire_strip_detail) */
         if (len > MASKWIRE_MAX_NOTICE)
-            return refuse(s, "%s", "an error or notice too large to check for masked values: "
-                                   "connection closed");
+            return refuse(s, "%s",
+                          "an error or notice too large to check for masked values: "
+                          "connection closed");
         if (!body)
             return RV_NEED_BODY;
         if (type == 'E')
@@ -269,11 +272,8 @@ enum relay_verdict maskwire_server_msg(struct server *s, uint8_t type, uint32_t 
     case 'C': /* CommandComplete */
     case 's': /* PortalSuspended */
     case 'I': /* EmptyQueryResponse */
-    case 'Z':
-        maskwire_reset(s);
-        return RV_STREAM;
-    default:
-        return RV_STREAM;
+    case 'Z': maskwire_reset(s); return RV_STREAM;
+    default: return RV_STREAM;
     }
 }
 
@@ -305,9 +305,9 @@ bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, 
             continue;
         buf_put_u8(&b, code);
         buf_put_str(&b, code == 'M' && quotes ? "a value has a character the client encoding "
-                                                 "cannot represent (its bytes are not shown "
-                                                 "to masked clients)"
-                                               : value);
+                                                "cannot represent (its bytes are not shown "
+                                                "to masked clients)"
+                                              : value);
     }
     buf_put_u8(&b, 0);
     buf_msg_finish(&b);

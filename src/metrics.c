@@ -17,9 +17,8 @@
 #include "tokenauth.h"
 
 /* Upper bounds (seconds) of the latency histogram's buckets, as Prometheus expects them. */
-static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                        0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                        5,      10};
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
 static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -65,8 +64,7 @@ static struct pool_counts count_clients(struct worker *w, const struct pool *p)
 {
     struct pool_counts n = {0};
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         const struct client *c = list_entry(it, struct client, node);
         if (c->pool != p)
             continue;
@@ -82,8 +80,7 @@ static void render_pools(struct worker *w, struct buf *b)
     char db[160];
     struct list *it, *tmp;
     describe(b, "lakeproxy_clients", "gauge", "Client connections per database and state.");
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         struct pool_counts n = count_clients(w, p);
         label(p->db->name, db, sizeof(db));
@@ -92,20 +89,17 @@ static void render_pools(struct worker *w, struct buf *b)
         put(b, "lakeproxy_clients{database=\"%s\",state=\"idle\"} %d\n", db, n.idle);
     }
     describe(b, "lakeproxy_servers", "gauge", "Server connections per database and state.");
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         label(p->db->name, db, sizeof(db));
         put(b, "lakeproxy_servers{database=\"%s\",state=\"active\"} %zu\n", db,
             list_count(&p->active));
-        put(b, "lakeproxy_servers{database=\"%s\",state=\"idle\"} %zu\n", db,
-            list_count(&p->idle));
+        put(b, "lakeproxy_servers{database=\"%s\",state=\"idle\"} %zu\n", db, list_count(&p->idle));
         put(b, "lakeproxy_servers{database=\"%s\",state=\"connecting\"} %zu\n", db,
             list_count(&p->connecting));
     }
     describe(b, "lakeproxy_pool_size", "gauge", "Configured pool.size per database.");
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         put(b, "lakeproxy_pool_size{database=\"%s\"} %d\n", label(p->db->name, db, sizeof(db)),
             p->db->pool.size);
@@ -119,8 +113,8 @@ static void render_counters(struct worker *w, struct buf *b)
         size_t offset;
         bool micros;
     } counters[] = {
-        {"lakeproxy_transactions_total", "Transactions served.",
-         offsetof(struct pool, stats.xacts), false},
+        {"lakeproxy_transactions_total", "Transactions served.", offsetof(struct pool, stats.xacts),
+         false},
         {"lakeproxy_queries_total", "Queries served (ReadyForQuery count).",
          offsetof(struct pool, stats.queries), false},
         {"lakeproxy_waits_total", "Clients that waited for a server connection.",
@@ -132,8 +126,7 @@ static void render_counters(struct worker *w, struct buf *b)
     struct list *it, *tmp;
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
         describe(b, counters[i].name, "counter", counters[i].help);
-        list_for_each_safe(it, tmp, &w->pools)
-        {
+        list_for_each_safe (it, tmp, &w->pools) {
             struct pool *p = list_entry(it, struct pool, node);
             uint64_t v = *(const uint64_t *)((const char *)p + counters[i].offset);
             label(p->db->name, db, sizeof(db));
@@ -141,8 +134,7 @@ static void render_counters(struct worker *w, struct buf *b)
                 put(b, "%s{database=\"%s\"} %llu.%06llu\n", counters[i].name, db,
                     (unsigned long long)(v / 1000000), (unsigned long long)(v % 1000000));
             else
-                put(b, "%s{database=\"%s\"} %llu\n", counters[i].name, db,
-                    (unsigned long long)v);
+                put(b, "%s{database=\"%s\"} %llu\n", counters[i].name, db, (unsigned long long)v);
         }
     }
 }
@@ -164,15 +156,14 @@ static void render_latency(struct worker *w, struct buf *b)
     struct list *it, *tmp;
     describe(b, "lakeproxy_query_duration_seconds", "histogram",
              "Query latency as clients saw it, waiting included.");
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         if (!p->latency)
             continue;
         label(p->db->name, db, sizeof(db));
         for (size_t i = 0; i < sizeof(latency_bounds) / sizeof(latency_bounds[0]); i++)
-            put(b, "lakeproxy_query_duration_seconds_bucket{database=\"%s\",le=\"%g\"} %llu\n",
-                db, latency_bounds[i], (unsigned long long)count_le(p->latency, latency_bounds[i]));
+            put(b, "lakeproxy_query_duration_seconds_bucket{database=\"%s\",le=\"%g\"} %llu\n", db,
+                latency_bounds[i], (unsigned long long)count_le(p->latency, latency_bounds[i]));
         put(b, "lakeproxy_query_duration_seconds_bucket{database=\"%s\",le=\"+Inf\"} %llu\n", db,
             (unsigned long long)p->latency->count);
         put(b, "lakeproxy_query_duration_seconds_sum{database=\"%s\"} %.6f\n", db,
@@ -189,8 +180,7 @@ static void render_credentials(struct worker *w, struct buf *b)
     time_t now = time(NULL);
     describe(b, "lakeproxy_credential_expiry_seconds", "gauge",
              "Seconds until the current server token expires (negative: expired).");
-    list_for_each_safe(it, tmp, &w->creds)
-    {
+    list_for_each_safe (it, tmp, &w->creds) {
         struct credential *cr = list_entry(it, struct credential, node);
         if (cr->token && cr->expires)
             put(b, "lakeproxy_credential_expiry_seconds{database=\"%s\"} %lld\n",
@@ -198,8 +188,7 @@ static void render_credentials(struct worker *w, struct buf *b)
     }
     describe(b, "lakeproxy_credential_refresh_failures", "gauge",
              "Consecutive failed token fetches per database.");
-    list_for_each_safe(it, tmp, &w->creds)
-    {
+    list_for_each_safe (it, tmp, &w->creds) {
         struct credential *cr = list_entry(it, struct credential, node);
         put(b, "lakeproxy_credential_refresh_failures{database=\"%s\"} %d\n",
             label(cr->db->name, db, sizeof(db)), cr->failures);
@@ -228,8 +217,7 @@ void metrics_render(struct worker *w, struct buf *b)
     describe(b, "lakeproxy_mask_refusals_total", "counter",
              "Statements and results refused because masking could not hold for them.");
     put(b, "lakeproxy_mask_refusals_total %llu\n", (unsigned long long)w->mask_refusals);
-    describe(b, "lakeproxy_masked_values_total", "counter",
-             "Result values masking rewrote.");
+    describe(b, "lakeproxy_masked_values_total", "counter", "Result values masking rewrote.");
     put(b, "lakeproxy_masked_values_total %llu\n", (unsigned long long)w->masked_values);
     describe(b, "lakeproxy_query_log_records_total", "counter",
              "Query log records written, and dropped because the writer fell behind.");

@@ -16,7 +16,10 @@ static int sd_notify(int unset_environment, const char *state)
 }
 #endif
 
-void notify_ready(void) { sd_notify(0, "READY=1"); }
+void notify_ready(void)
+{
+    sd_notify(0, "READY=1");
+}
 
 /* RELOADING=1 carries the monotonic time in microseconds, as systemd 253 asks of
  * Type=notify-reload services (older ones ignore it). */
@@ -37,7 +40,10 @@ void notify_mainpid(int pid)
     sd_notify(0, msg);
 }
 
-void notify_stopping(void) { sd_notify(0, "STOPPING=1"); }
+void notify_stopping(void)
+{
+    sd_notify(0, "STOPPING=1");
+}
 
 void notify_status(const char *text)
 {

@@ -63,32 +63,32 @@ struct worker {
     struct event *sig_int, *sig_term, *sig_hup, *sig_usr1;
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;
-    bool draining;               /* SIGTERM: no new clients, open transactions finish */
-    bool handed_over;            /* a new process took the listening sockets over: no new
-                                    clients, connected ones are served until they leave */
+    bool draining;                 /* SIGTERM: no new clients, open transactions finish */
+    bool handed_over;              /* a new process took the listening sockets over: no new
+                                      clients, connected ones are served until they leave */
     struct takeover_ctl *takeover; /* listen.takeover_socket (NULL: off) */
-    struct event *janitor;       /* once a second: idle timeout, lifetime, pool.min */
+    struct event *janitor;         /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
-    struct guard_cache *guard;   /* RLS guard verdicts by statement text */
-    uint64_t cfg_gen;            /* 1 for the first configuration, +1 at each reload */
-    struct stats *stats;         /* per-query aggregates (NULL: stats.enabled false) */
-    struct statslog *qlog;       /* the query log's writer (NULL: no stats.log) */
-    uint64_t rng;                /* xorshift state for log sampling */
-    uint64_t refusals;           /* statements the RLS guard refused */
-    uint64_t queries_untracked;  /* queries statistics could not follow (qtrack.c's cap) */
-    uint64_t queries_skipped;    /* statements PostgreSQL skipped after an error: no calls */
-    struct evhttp *http;         /* admin.http: /metrics and /healthz (NULL: off) */
+    struct guard_cache *guard;  /* RLS guard verdicts by statement text */
+    uint64_t cfg_gen;           /* 1 for the first configuration, +1 at each reload */
+    struct stats *stats;        /* per-query aggregates (NULL: stats.enabled false) */
+    struct statslog *qlog;      /* the query log's writer (NULL: no stats.log) */
+    uint64_t rng;               /* xorshift state for log sampling */
+    uint64_t refusals;          /* statements the RLS guard refused */
+    uint64_t queries_untracked; /* queries statistics could not follow (qtrack.c's cap) */
+    uint64_t queries_skipped;   /* statements PostgreSQL skipped after an error: no calls */
+    struct evhttp *http;        /* admin.http: /metrics and /healthz (NULL: off) */
     struct evhttp_bound_socket *http_socket; /* its listening socket (NULL: not accepting) */
-    struct tablesizes *sizes;    /* table row counts for the pushdown report (tablesize.c) */
-    struct event *accept_pause;  /* resumes accepting after running out of descriptors */
-    char refuse_marker[40];      /* the word in the stand-in for a refused statement */
-    struct maskcat *maskcats;    /* masking catalog per database entry (maskcat.c) */
-    struct masksql_cache *masksql; /* masking guard verdicts by statement text */
-    uint64_t masked_values;      /* values the masking rewrote */
-    uint64_t mask_epoch;         /* bumped by a reload that changes the masking section */
+    struct tablesizes *sizes;          /* table row counts for the pushdown report (tablesize.c) */
+    struct event *accept_pause;        /* resumes accepting after running out of descriptors */
+    char refuse_marker[40];            /* the word in the stand-in for a refused statement */
+    struct maskcat *maskcats;          /* masking catalog per database entry (maskcat.c) */
+    struct masksql_cache *masksql;     /* masking guard verdicts by statement text */
+    uint64_t masked_values;            /* values the masking rewrote */
+    uint64_t mask_epoch;               /* bumped by a reload that changes the masking section */
     struct mask_buckets *mask_buckets; /* masked-column tests per user per second (policy.c) */
-    uint64_t mask_refusals;      /* statements and results masking refused */
-    struct tokenauth *tokenauth; /* clients' own Databricks tokens: checks and cache */
+    uint64_t mask_refusals;            /* statements and results masking refused */
+    struct tokenauth *tokenauth;       /* clients' own Databricks tokens: checks and cache */
 };
 
 struct pool {
@@ -102,12 +102,12 @@ struct pool {
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
     struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
-    bool paused;            /* PAUSE: no server is handed out until RESUME */
-    char last_error[640];   /* why the last server login failed ("" after a success) */
-    bool auth_retry;        /* a 28P01 started a credential refresh and one more login */
-    bool auth_retry_waiting; /* ... and that refresh has not ended yet: no logins meanwhile */
-    unsigned rejected_gen;  /* the credential generation the server refused */
-    struct event *retry_timer; /* connect retry after a failure, with backoff */
+    bool paused;                               /* PAUSE: no server is handed out until RESUME */
+    char last_error[640];        /* why the last server login failed ("" after a success) */
+    bool auth_retry;             /* a 28P01 started a credential refresh and one more login */
+    bool auth_retry_waiting;     /* ... and that refresh has not ended yet: no logins meanwhile */
+    unsigned rejected_gen;       /* the credential generation the server refused */
+    struct event *retry_timer;   /* connect retry after a failure, with backoff */
     struct event *no_cred_timer; /* tells waiters that no valid credential can be had */
     struct event *reserve_timer; /* the oldest waiter will have waited pool.reserve_timeout_ms */
     int backoff_ms;
@@ -118,7 +118,7 @@ struct pool {
     uint64_t latency_sum_us;
     struct param_set params; /* ParameterStatus of the first server login: told to clients
                                 that log in while every server is busy (transaction mode) */
-    SSL_CTX *tls;           /* server-side TLS context, NULL for tls: disable */
+    SSL_CTX *tls;            /* server-side TLS context, NULL for tls: disable */
 };
 
 enum server_state {
@@ -161,47 +161,47 @@ struct server {
     struct relay relay;
     time_t created;
     time_t last_used;
-    int64_t created_ms;  /* server_now_ms() at login */
-    int jitter_permille; /* 0-200: this server's lifetime is shortened by as much */
-    unsigned generation; /* the pool's generation when it connected */
+    int64_t created_ms;           /* server_now_ms() at login */
+    int jitter_permille;          /* 0-200: this server's lifetime is shortened by as much */
+    unsigned generation;          /* the pool's generation when it connected */
     struct sockaddr_storage peer; /* the server's address (peer_len 0 until connected) */
     socklen_t peer_len;
-    bool addr_stale;     /* its host name resolves elsewhere now (reload): retire */
-    unsigned cred_gen;   /* generation of the credential it logged in with */
-    struct server_stmts stmts;   /* transaction pooling: statements prepared here */
-    struct reply_queue replies;  /* transaction pooling: replies owed, in order */
-    bool stmts_unknown;          /* a client ran DEALLOCATE/DISCARD: retire at release */
-    int internal_pending;        /* ReadyForQuery still owed for the proxy's own messages */
-    bool rls_set;                /* carries some client's RLS attributes and role */
-    struct buf rls_applied;      /* the RLS prefix last applied here with success (empty:
-                                    unknown); an identical one need not be sent again */
-    struct buf rls_pending;      /* the RLS prefix in flight */
-    bool retire_after;           /* a client left session state here: no other client */
-    bool text_unsafe;            /* reported a setting the RLS guard cannot parse under */
-    bool copy_in;                /* in copy-in, the client's CopyDone still to come: the
-                                    server ignores the client's Syncs until then */
-    bool copy_active;            /* the server is in copy-in (CopyInResponse seen, its
-                                    CommandComplete or ErrorResponse not yet) */
-    uint32_t copy_assumed;       /* Syncs of this copy taken as ignored by the server */
-    bool unsure;                 /* the replies owed cannot be counted: never another client's */
+    bool addr_stale;            /* its host name resolves elsewhere now (reload): retire */
+    unsigned cred_gen;          /* generation of the credential it logged in with */
+    struct server_stmts stmts;  /* transaction pooling: statements prepared here */
+    struct reply_queue replies; /* transaction pooling: replies owed, in order */
+    bool stmts_unknown;         /* a client ran DEALLOCATE/DISCARD: retire at release */
+    int internal_pending;       /* ReadyForQuery still owed for the proxy's own messages */
+    bool rls_set;               /* carries some client's RLS attributes and role */
+    struct buf rls_applied;     /* the RLS prefix last applied here with success (empty:
+                                   unknown); an identical one need not be sent again */
+    struct buf rls_pending;     /* the RLS prefix in flight */
+    bool retire_after;          /* a client left session state here: no other client */
+    bool text_unsafe;           /* reported a setting the RLS guard cannot parse under */
+    bool copy_in;               /* in copy-in, the client's CopyDone still to come: the
+                                   server ignores the client's Syncs until then */
+    bool copy_active;           /* the server is in copy-in (CopyInResponse seen, its
+                                   CommandComplete or ErrorResponse not yet) */
+    uint32_t copy_assumed;      /* Syncs of this copy taken as ignored by the server */
+    bool unsure;                /* the replies owed cannot be counted: never another client's */
     struct {
-        uint32_t seq;            /* the number its stand-in carries */
+        uint32_t seq; /* the number its stand-in carries */
         char reason[320];
-    } refusals[MAX_REFUSALS];    /* refused statements, oldest first, awaiting their error */
+    } refusals[MAX_REFUSALS]; /* refused statements, oldest first, awaiting their error */
     int n_refusals;
-    uint32_t refusal_seq;        /* the last stand-in number used here */
-    struct mask_plan mplan;      /* masking: what to do with each column of the current
-                                    result of a masked client (maskwire.c) */
-    bool mplan_set;              /* a RowDescription set mplan; rows may follow */
-    uint16_t mplan_cap;          /* columns mplan.cols and mplan_fns have room for */
-    struct mask_fn *mplan_fns;   /* copies of the functions mplan uses (a reload may free
-                                    the configuration mid-result) */
-    uint8_t mplan_key[1024];     /* copy of the hash key */
-    struct buf mask_out;         /* a rewritten DataRow */
-    bool mask_wait;              /* a RowDescription waits for the masking catalog */
-    bool mask_waited;            /* ... and has waited for one read already */
-    uint64_t mask_class;         /* the masking class of the clients it serves (0: none yet):
-                                    with masking on, a server serves one class only */
+    uint32_t refusal_seq;      /* the last stand-in number used here */
+    struct mask_plan mplan;    /* masking: what to do with each column of the current
+                                  result of a masked client (maskwire.c) */
+    bool mplan_set;            /* a RowDescription set mplan; rows may follow */
+    uint16_t mplan_cap;        /* columns mplan.cols and mplan_fns have room for */
+    struct mask_fn *mplan_fns; /* copies of the functions mplan uses (a reload may free
+                                  the configuration mid-result) */
+    uint8_t mplan_key[1024];   /* copy of the hash key */
+    struct buf mask_out;       /* a rewritten DataRow */
+    bool mask_wait;            /* a RowDescription waits for the masking catalog */
+    bool mask_waited;          /* ... and has waited for one read already */
+    uint64_t mask_class;       /* the masking class of the clients it serves (0: none yet):
+                                  with masking on, a server serves one class only */
 };
 
 enum client_state {
@@ -239,7 +239,7 @@ struct client {
     char addr[64];
     char *user;
     char *database;
-    struct param_set wanted; /* session parameters the client asked for at startup */
+    struct param_set wanted;         /* session parameters the client asked for at startup */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
     bool paused; /* reading stopped: the server's output is above RELAY_HIGH_WATER */
@@ -248,32 +248,32 @@ struct client {
     bool sent_ready;
     struct scram_server scram;
     uint8_t md5_salt[4];
-    char *md5_stored;      /* "md5..." from auth_query, for an md5 exchange */
-    struct authq *authq;   /* auth_query look-up in flight */
+    char *md5_stored;                   /* "md5..." from auth_query, for an md5 exchange */
+    struct authq *authq;                /* auth_query look-up in flight */
     struct tokenauth_wait *token_check; /* its Databricks token being checked */
-    uint64_t token_cfg_gen;  /* the configuration generation the check started under */
-    struct string_list token_groups; /* the groups its Databricks token's identity is in */
+    uint64_t token_cfg_gen;             /* the configuration generation the check started under */
+    struct string_list token_groups;    /* the groups its Databricks token's identity is in */
     struct relay relay;
-    struct timeval wait_start; /* when it joined the pool's wait queue */
-    bool is_admin;             /* asked for the admin console and is allowed to */
-    struct client_stmts stmts; /* transaction pooling: the client's named statements */
-    const char *inspect_err;   /* why the message inspector refused a message */
-    bool rls;                  /* under row-level security: attributes injected, guard on */
+    struct timeval wait_start;    /* when it joined the pool's wait queue */
+    bool is_admin;                /* asked for the admin console and is allowed to */
+    struct client_stmts stmts;    /* transaction pooling: the client's named statements */
+    const char *inspect_err;      /* why the message inspector refused a message */
+    bool rls;                     /* under row-level security: attributes injected, guard on */
     struct param_set rls_options; /* attributes it set at startup (source option) */
-    struct param_set cert;     /* its TLS certificate's subject fields ("CN" -> ...) */
-    struct buf rls_prefix;     /* its RLS injection messages, built for configuration */
-    uint64_t rls_prefix_gen;   /* generation rls_prefix_gen (0: not built) */
-    struct qtrack *qt;         /* its queries in flight, for statistics (qtrack.c) */
-    struct client_mask mask;   /* masking rules that apply to it (mask.n_applied 0: none) */
-    uint64_t mask_gen;         /* the configuration generation mask was built for */
-    uint64_t mask_class;       /* its masking class under mask (client_mask_class) */
-    bool mask_wait;            /* a statement waits for the masking catalog */
-    uint16_t mask_tests;       /* masked-column tests of the statement just checked */
-    uint16_t unnamed_tests;    /* ... of its unnamed prepared statement */
-    uint8_t *unnamed_parse;    /* its unnamed statement: the Parse body after the name, kept
-                                  to prepare it again on the server a Bind lands on */
+    struct param_set cert;        /* its TLS certificate's subject fields ("CN" -> ...) */
+    struct buf rls_prefix;        /* its RLS injection messages, built for configuration */
+    uint64_t rls_prefix_gen;      /* generation rls_prefix_gen (0: not built) */
+    struct qtrack *qt;            /* its queries in flight, for statistics (qtrack.c) */
+    struct client_mask mask;      /* masking rules that apply to it (mask.n_applied 0: none) */
+    uint64_t mask_gen;            /* the configuration generation mask was built for */
+    uint64_t mask_class;          /* its masking class under mask (client_mask_class) */
+    bool mask_wait;               /* a statement waits for the masking catalog */
+    uint16_t mask_tests;          /* masked-column tests of the statement just checked */
+    uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
+    uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
+                                     to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
-    uint8_t unnamed_effects;   /* STMT_* flags of its unnamed statement */
+    uint8_t unnamed_effects; /* STMT_* flags of its unnamed statement */
 };
 
 #endif

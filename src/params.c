@@ -94,8 +94,8 @@ void param_clear(struct param_set *s)
 
 /* Records one name=value setting, refusing names outside the settable list that custom does
  * not accept. */
-static bool put_setting(struct param_set *out, const struct param_custom *custom,
-                        const char *name, const char *value, char *err, size_t errsz)
+static bool put_setting(struct param_set *out, const struct param_custom *custom, const char *name,
+                        const char *value, char *err, size_t errsz)
 {
     const char *canon = params_settable_name(name);
     if (!canon && custom && custom->accept(custom->arg, name)) {
@@ -123,8 +123,8 @@ static bool put_setting(struct param_set *out, const struct param_custom *custom
 }
 
 /* Splits `options` into words the way the server does: whitespace separates, backslash
- * escapes the next character. Returns the number of words, or -1 above max (each NUL-terminated in store,
- * which must hold 2 * strlen(opts) + 1 bytes: every word adds at most one NUL). */
+ * escapes the next character. Returns the number of words, or -1 above max (each NUL-terminated in
+ * store, which must hold 2 * strlen(opts) + 1 bytes: every word adds at most one NUL). */
 static int split_options(const char *opts, char *store, char **words, int max)
 {
     int n = 0;
@@ -194,9 +194,8 @@ bool params_from_startup(const struct startup *st, struct param_set *out,
         if (strcmp(name, "user") == 0 || strcmp(name, "database") == 0 ||
             strncmp(name, "_pq_.", 5) == 0)
             continue;
-        bool ok = strcmp(name, "options") == 0
-                      ? parse_options(value, out, custom, err, errsz)
-                      : put_setting(out, custom, name, value, err, errsz);
+        bool ok = strcmp(name, "options") == 0 ? parse_options(value, out, custom, err, errsz)
+                                               : put_setting(out, custom, name, value, err, errsz);
         if (!ok)
             return false;
     }

@@ -17,7 +17,10 @@
 #include "server.h"
 #include "textscan.h"
 
-static struct evbuffer *to_server(struct server *s) { return bufferevent_get_output(s->bev); }
+static struct evbuffer *to_server(struct server *s)
+{
+    return bufferevent_get_output(s->bev);
+}
 
 static struct evbuffer *to_client(struct server *s)
 {
@@ -28,8 +31,7 @@ static struct evbuffer *to_client(struct server *s)
 static void emit_fakes(struct server *s)
 {
     const struct reply *f;
-    while ((f = rq_front(&s->replies)) &&
-           (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
+    while ((f = rq_front(&s->replies)) && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
         uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
         evbuffer_add(to_client(s), msg, sizeof(msg));
         rq_pop(&s->replies);
@@ -102,7 +104,6 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
         b.failed = true;
     return send_buf(to_server(s), &b);
 }
-
 
 /* Makes sure st exists on s before a Bind or Describe names it. */
 static bool ensure_prepared(struct server *s, const struct client_stmt *st)
@@ -206,8 +207,8 @@ static void write_absent_error(struct server *s, const struct reply *f)
     struct buf b;
     buf_init(&b);
     proto_error(&b, "ERROR", "26000",
-                f->stmt[0] ? "prepared statement does not exist: names beginning with \""
-                             GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
+                f->stmt[0] ? "prepared statement does not exist: names beginning with "
+                             "\"" GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
                            : "unnamed prepared statement does not exist");
     send_buf(to_client(s), &b);
 }
@@ -298,9 +299,8 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
 }
 
 /* Describe and Close carry a kind ('S' statement, 'P' portal) and a name. */
-static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
-                                               const uint8_t *body, uint32_t len,
-                                               const char **err)
+static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, const uint8_t *body,
+                                               uint32_t len, const char **err)
 {
     struct server *s = c->server;
     struct rd r;
@@ -351,7 +351,6 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type,
         b.failed = true;
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
-
 
 /* Reads one word of letters, digits and '_' (at most 63) at *p into out. */
 static bool read_word(const char **p, char out[64])
@@ -421,7 +420,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
     if (forgets)
         s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
-    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
+    s->unnamed_of = 0;           /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
@@ -469,8 +468,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
             return standin_sent(s, c, type, body, err);
     }
     switch (type) {
-    case 'X':
-        return body ? RV_DROP_STOP : RV_NEED_BODY;
+    case 'X': return body ? RV_DROP_STOP : RV_NEED_BODY;
     case 'P':
     case 'B':
     case 'D':
@@ -510,26 +508,18 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         s->in_flight++;
         pushed = rq_push(&s->replies, RK_QUERY, NULL);
         break;
-    case 'H':
-        s->ext_open = true;
-        break;
-    case 'd':
-        break;
+    case 'H': s->ext_open = true; break;
+    case 'd': break;
     case 'c':
-    case 'f':
-        server_copy_done_sent(s);
-        break;
-    default:
-        *err = "invalid frontend message type";
-        return RV_ERROR;
+    case 'f': server_copy_done_sent(s); break;
+    default: *err = "invalid frontend message type"; return RV_ERROR;
     }
     if (!pushed)
         *err = "too many messages in flight";
     return pushed ? RV_STREAM : RV_ERROR;
 }
 
-void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len,
-                                 const uint8_t *body)
+void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body)
 {
     uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
                       (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
@@ -581,8 +571,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         rq_pop(&s->replies);
         pipeline_forward_then_fakes(s, type, len, body);
         return RV_DROP;
-    default:
-        return RV_STREAM;
+    default: return RV_STREAM;
     }
 }
 

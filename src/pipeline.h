@@ -23,8 +23,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
 bool pipeline_sync_done(struct server *s);
 
 /* Writes the message itself to the client, then every made-up reply now at the front. */
-void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len,
-                                 const uint8_t *body);
+void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body);
 
 /* Is sql exactly one "DEALLOCATE [PREPARE] name|ALL"? Fills name and *all. */
 bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all);

@@ -140,8 +140,8 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, struct mask_
     n += maskcat_masked_tables(mc, c->mask.applies, c->mask.n_rules, nm->tables + n, bound);
     for (size_t i = 0; i < c->mask.n_columns; i++)
         nm->columns[n_cols++] = c->mask.columns[i];
-    n_cols += maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, nm->columns + n_cols,
-                                   bound);
+    n_cols +=
+        maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, nm->columns + n_cols, bound);
     *p = (struct masksql_policy){
         .columns = nm->columns,
         .n_columns = n_cols,
@@ -248,7 +248,8 @@ void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
  * Conservatively, by its words. */
 static bool changes_client_encoding(const char *sql)
 {
-    return text_contains_ci(sql, "client_encoding") || text_contains_ci(sql, "standard_conforming") ||
+    return text_contains_ci(sql, "client_encoding") ||
+           text_contains_ci(sql, "standard_conforming") ||
            (text_contains_ci(sql, "names") && text_contains_ci(sql, "set"));
 }
 
@@ -325,8 +326,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     }
     if (!c->rls && !masked) {
         struct guard_verdict rv;
-        return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err)
-                                                  : POLICY_PASS;
+        return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err) : POLICY_PASS;
     }
     if (!c->rls) /* the RLS guard's rules keep the text readable as the masking guard reads
                     it (standard_conforming_strings, client encoding, set_config) */
@@ -363,7 +363,8 @@ bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len)
     struct pg_error e;
     uint32_t seq;
     if (s->n_refusals == 0 || !s->client || !proto_parse_error(body, len, &e) ||
-        strcmp(e.sqlstate, "42601") != 0 || !standin_seq(s->pool->w->refuse_marker, e.message, &seq))
+        strcmp(e.sqlstate, "42601") != 0 ||
+        !standin_seq(s->pool->w->refuse_marker, e.message, &seq))
         return false;
     const char *reason = "statement refused by lakeproxy's row-level-security guard";
     int i = 0;

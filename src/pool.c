@@ -2,17 +2,17 @@
  * timeout, return after reset, and failure reporting to waiting clients. */
 #include "pool.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/time.h>
-#include <netinet/in.h>
+#include <time.h>
 
 #include "client.h"
 #include "credentials.h"
-#include "params.h"
 #include "log.h"
+#include "params.h"
 #include "qtrack.h"
 #include "server.h"
 #include "tls.h"
@@ -20,8 +20,7 @@
 struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         if (strcmp(p->db->name, db->name) == 0)
             return p;
@@ -53,14 +52,9 @@ void pool_place_server(struct server *s)
     struct pool *p = s->pool;
     list_del(&s->node);
     switch (s->state) {
-    case SV_CONNECTING:
-        list_append(&p->connecting, &s->node);
-        break;
-    case SV_IDLE:
-        list_append(&p->idle, &s->node);
-        break;
-    default:
-        list_append(&p->active, &s->node);
+    case SV_CONNECTING: list_append(&p->connecting, &s->node); break;
+    case SV_IDLE: list_append(&p->idle, &s->node); break;
+    default: list_append(&p->active, &s->node);
     }
 }
 
@@ -212,8 +206,9 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
         return;
     pool_forget_client(c);
     if (p->last_error[0]) { /* the server is the problem, not the pool's size */
-        snprintf(msg, sizeof(msg), "could not connect to the server of pool \"%s\" within %d ms: %s",
-                 p->db->name, p->db->pool.max_wait_ms, p->last_error);
+        snprintf(msg, sizeof(msg),
+                 "could not connect to the server of pool \"%s\" within %d ms: %s", p->db->name,
+                 p->db->pool.max_wait_ms, p->last_error);
         client_fail(c, "08006", msg);
         return;
     }
@@ -270,8 +265,7 @@ void pool_set_paused(struct pool *p, bool paused)
     if (paused)
         return;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &p->idle)
-    {
+    list_for_each_safe (it, tmp, &p->idle) {
         if (list_empty(&p->waiting))
             break;
         pool_server_ready(list_entry(it, struct server, node));
@@ -370,17 +364,14 @@ static void handle_auth_failure(struct pool *p, const char *msg, unsigned genera
         p->auth_retry = true;
         p->auth_retry_waiting = true;
         break;
-    case CRED_REJECT_FINAL:
-        fail_auth(p, msg);
-        break;
+    case CRED_REJECT_FINAL: fail_auth(p, msg); break;
     }
 }
 
 void pool_credential_event(struct worker *w, const char *db_name, bool ok)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         if (strcmp(p->db->name, db_name) != 0)
             continue;
@@ -420,8 +411,7 @@ static void expire_idle(struct pool *p, time_t now)
 {
     const struct pool_config *pc = &p->db->pool;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &p->idle)
-    {
+    list_for_each_safe (it, tmp, &p->idle) {
         struct server *s = list_entry(it, struct server, node);
         if (server_past_lifetime(s, pc->lifetime_s))
             server_close(s, "lifetime reached");
@@ -434,7 +424,8 @@ static void expire_idle(struct pool *p, time_t now)
 /* Opens connections until the pool holds pool.min. */
 static void keep_min(struct pool *p)
 {
-    if (p->paused || p->w->draining || p->w->handed_over || (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
+    if (p->paused || p->w->draining || p->w->handed_over ||
+        (p->retry_timer && evtimer_pending(p->retry_timer, NULL)))
         return;
     if (p->n_servers < p->db->pool.min && !credential_ready(p))
         return;
@@ -451,8 +442,7 @@ void pool_janitor(struct worker *w)
         if (w->cfg->dbs[i].pool.min > 0 && !pool_get(w, &w->cfg->dbs[i], err, sizeof(err)))
             log_warning("pool %s: %s", w->cfg->dbs[i].name, err);
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         expire_idle(p, now);
         keep_min(p);
@@ -467,9 +457,8 @@ static bool peer_in(const struct server *s, const struct evutil_addrinfo *res)
         const struct sockaddr *b = res->ai_addr;
         if (a->sa_family != b->sa_family)
             continue;
-        if (a->sa_family == AF_INET &&
-            ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-                ((const struct sockaddr_in *)b)->sin_addr.s_addr)
+        if (a->sa_family == AF_INET && ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+                                           ((const struct sockaddr_in *)b)->sin_addr.s_addr)
             return true;
         if (a->sa_family == AF_INET6 &&
             memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
@@ -485,8 +474,7 @@ static int retire_moved(struct list *l, const struct evutil_addrinfo *res, bool 
 {
     int n = 0;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, l)
-    {
+    list_for_each_safe (it, tmp, l) {
         struct server *s = list_entry(it, struct server, node);
         if (s->peer_len == 0 || peer_in(s, res))
             continue;
@@ -532,8 +520,7 @@ void pool_recheck_address(struct pool *p)
 static void close_list(struct list *l, const char *reason)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, l)
-    {
+    list_for_each_safe (it, tmp, l) {
         server_close(list_entry(it, struct server, node), reason);
     }
 }
@@ -542,8 +529,7 @@ void pool_free_all(struct worker *w)
 {
     struct list *it, *tmp;
     close_list(&w->cancellers, "shutting down");
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         close_list(&p->idle, "shutting down");
         close_list(&p->active, "shutting down");

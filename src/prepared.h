@@ -10,22 +10,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STMT_NAME_LEN 24          /* "lp_" + 16 hex + NUL, padded */
-#define SERVER_STMT_CACHE 256     /* statements kept prepared per server connection */
-#define CLIENT_STMT_MAX 10000     /* named statements one client may hold */
-#define REPLY_QUEUE_MAX 65536     /* messages one client may have in flight */
+#define STMT_NAME_LEN 24      /* "lp_" + 16 hex + NUL, padded */
+#define SERVER_STMT_CACHE 256 /* statements kept prepared per server connection */
+#define CLIENT_STMT_MAX 10000 /* named statements one client may hold */
+#define REPLY_QUEUE_MAX 65536 /* messages one client may have in flight */
 
 /* The proxy's name for a statement: a hash of its Parse body (text and parameter types), so
  * identical statements of different clients share one server-side statement. */
 void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN]);
 
 struct client_stmt {
-    char *name;                  /* the client's name */
+    char *name; /* the client's name */
     char proxy[STMT_NAME_LEN];
-    uint8_t *parse_rest;         /* Parse body after the name: query, parameter types */
+    uint8_t *parse_rest; /* Parse body after the name: query, parameter types */
     size_t len;
-    uint8_t effects;             /* STMT_* flags: what running it does to a server */
-    uint16_t mask_tests;         /* masked-column tests each run makes (masking guard) */
+    uint8_t effects;     /* STMT_* flags: what running it does to a server */
+    uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -66,17 +66,17 @@ void server_stmt_remove(struct server_stmts *s, const char *name);
 
 /* What a server owes for each message sent to it, in order. */
 enum reply_kind {
-    RK_PARSE,       /* ParseComplete '1' */
-    RK_BIND,        /* BindComplete '2' */
-    RK_DESCRIBE,    /* ('t') then RowDescription 'T' or NoData 'n' */
-    RK_EXECUTE,     /* rows, then 'C', 'I' or 's' */
-    RK_CLOSE,       /* CloseComplete '3' */
-    RK_SYNC,        /* ReadyForQuery 'Z' */
-    RK_QUERY,       /* a simple Query or FunctionCall: everything up to 'Z' */
-    RK_FAKE_PARSE,  /* the proxy owes the client a ParseComplete itself */
-    RK_FAKE_CLOSE,  /* the proxy owes the client a CloseComplete itself */
-    RK_DROP_PARSE,  /* the server's ParseComplete for a Parse the proxy added: swallow it */
-    RK_DROP_CLOSE,  /* the server's CloseComplete for an eviction: swallow it */
+    RK_PARSE,         /* ParseComplete '1' */
+    RK_BIND,          /* BindComplete '2' */
+    RK_DESCRIBE,      /* ('t') then RowDescription 'T' or NoData 'n' */
+    RK_EXECUTE,       /* rows, then 'C', 'I' or 's' */
+    RK_CLOSE,         /* CloseComplete '3' */
+    RK_SYNC,          /* ReadyForQuery 'Z' */
+    RK_QUERY,         /* a simple Query or FunctionCall: everything up to 'Z' */
+    RK_FAKE_PARSE,    /* the proxy owes the client a ParseComplete itself */
+    RK_FAKE_CLOSE,    /* the proxy owes the client a CloseComplete itself */
+    RK_DROP_PARSE,    /* the server's ParseComplete for a Parse the proxy added: swallow it */
+    RK_DROP_CLOSE,    /* the server's CloseComplete for an eviction: swallow it */
     RK_DROP_DESCRIBE, /* the reply to a Describe of a portal the proxy added before an
                          Execute (masking reads its RowDescription): swallow it */
 };
@@ -109,10 +109,10 @@ void rq_free(struct reply_queue *q);
 
 /* What to do with a server message of this type, given the queue's front. */
 enum rq_action {
-    RQ_PASS,     /* part of the reply in progress (or asynchronous): forward */
-    RQ_FINISH,   /* ends the front reply: forward, pop */
-    RQ_SWALLOW,  /* ends a reply the client never asked for: drop, pop */
-    RQ_FAIL,     /* an ErrorResponse in the extended protocol: pop up to the next Sync */
+    RQ_PASS,    /* part of the reply in progress (or asynchronous): forward */
+    RQ_FINISH,  /* ends the front reply: forward, pop */
+    RQ_SWALLOW, /* ends a reply the client never asked for: drop, pop */
+    RQ_FAIL,    /* an ErrorResponse in the extended protocol: pop up to the next Sync */
 };
 
 enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
@@ -121,6 +121,6 @@ enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
  * each named Parse among them is reported through on_failed_parse. Returns how many simple
  * Queries (RK_QUERY) were among them: they will never see their ReadyForQuery. */
 size_t rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
-                        void *arg);
+                          void *arg);
 
 #endif

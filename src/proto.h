@@ -9,11 +9,11 @@
 
 #include "buf.h"
 
-#define PROTO_V3 196608u           /* 3.0 */
+#define PROTO_V3 196608u /* 3.0 */
 #define PROTO_SSL_REQUEST 80877103u
 #define PROTO_GSSENC_REQUEST 80877104u
 #define PROTO_CANCEL_REQUEST 80877102u
-#define PROTO_MAX_STARTUP 10000u   /* the server's own limit on a startup packet */
+#define PROTO_MAX_STARTUP 10000u /* the server's own limit on a startup packet */
 #define PROTO_MAX_STARTUP_PARAMS 64
 
 /* Authentication request codes (AuthenticationXXX 'R' messages). */

@@ -32,14 +32,14 @@ enum rec_kind { REC_QUERY, REC_STMT, REC_EXECUTE, REC_SYNC };
 struct rec {
     uint8_t kind;
     bool replied;
-    bool skipped;              /* REC_QUERY: an earlier statement of it failed: it never ran */
+    bool skipped; /* REC_QUERY: an earlier statement of it failed: it never ran */
     char sqlstate[6];
-    uint32_t copy_dones;       /* the client's CopyDone/CopyFail count when it was sent */
+    uint32_t copy_dones; /* the client's CopyDone/CopyFail count when it was sent */
     uint64_t fp;
-    uint64_t portal;           /* REC_EXECUTE: hash of the portal's name */
+    uint64_t portal; /* REC_EXECUTE: hash of the portal's name */
     int64_t start_us, sent_us, first_us, wait_us;
     uint64_t rows, bytes;
-    uint64_t exec_rows;        /* DataRows since the last CommandComplete or PortalSuspended */
+    uint64_t exec_rows; /* DataRows since the last CommandComplete or PortalSuspended */
 };
 
 struct name_fp {
@@ -48,7 +48,7 @@ struct name_fp {
 };
 
 struct qtrack {
-    struct rec *q;             /* ring of cap records (0 or a power of two) */
+    struct rec *q; /* ring of cap records (0 or a power of two) */
     unsigned cap, head, n;
     /* over the cap: from the first message not recorded, none is until the replies to all of
      * them have passed: ReadyForQuery still owed to them (ovf_z, of which ovf_z_now sent since
@@ -57,15 +57,15 @@ struct qtrack {
     bool overflow, ovf_open;
     unsigned ovf_z, ovf_z_now;
     uint32_t ovf_exec_dones;
-    uint32_t copy_dones;       /* CopyDone and CopyFail messages the client sent */
-    bool copy_in;              /* the server is in copy-in for it: it ignores Syncs */
+    uint32_t copy_dones; /* CopyDone and CopyFail messages the client sent */
+    bool copy_in;        /* the server is in copy-in for it: it ignores Syncs */
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
     uint64_t unnamed_stmt_fp;
-    struct rec suspended;      /* an Execute stopped by its row limit, waiting for more */
+    struct rec suspended; /* an Execute stopped by its row limit, waiting for more */
     bool has_suspended;
-    int64_t request_us;        /* when the client asked for a server */
-    int64_t wait_us;           /* that wait, for its next query */
+    int64_t request_us; /* when the client asked for a server */
+    int64_t wait_us;    /* that wait, for its next query */
     bool first_after_wait;
 };
 
@@ -76,7 +76,10 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static bool enabled(const struct client *c) { return c->w->stats != NULL && !c->is_admin; }
+static bool enabled(const struct client *c)
+{
+    return c->w->stats != NULL && !c->is_admin;
+}
 
 static struct qtrack *tracker(struct client *c)
 {
@@ -244,9 +247,15 @@ static void finish(struct client *c, const struct rec *r)
 /* ---- the queue of open records ---- */
 
 /* The i-th open record, oldest first. */
-static struct rec *at(struct qtrack *t, unsigned i) { return &t->q[(t->head + i) & (t->cap - 1)]; }
+static struct rec *at(struct qtrack *t, unsigned i)
+{
+    return &t->q[(t->head + i) & (t->cap - 1)];
+}
 
-static struct rec *head_rec(struct qtrack *t) { return t->n ? at(t, 0) : NULL; }
+static struct rec *head_rec(struct qtrack *t)
+{
+    return t->n ? at(t, 0) : NULL;
+}
 
 static void pop(struct qtrack *t)
 {
@@ -322,8 +331,8 @@ static void overflow_ready(struct client *c, struct qtrack *t)
 static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
 {
     int64_t now = now_us();
-    struct rec r = {.kind = kind, .fp = fp, .start_us = now, .sent_us = now,
-                    .copy_dones = t->copy_dones};
+    struct rec r = {
+        .kind = kind, .fp = fp, .start_us = now, .sent_us = now, .copy_dones = t->copy_dones};
     if (t->first_after_wait) { /* the first query after a wait: the client saw it too */
         r.start_us = t->request_us;
         r.wait_us = t->wait_us;
@@ -336,11 +345,14 @@ static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
 
 bool qtrack_wants_client_msg(const struct client *c, uint8_t type)
 {
-    return enabled(c) && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
-                          type == 'S' || type == 'F' || type == 'c' || type == 'f');
+    return enabled(c) && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' || type == 'S' ||
+                          type == 'F' || type == 'c' || type == 'f');
 }
 
-static uint64_t portal_hash(const char *name) { return fnv_str(FNV_OFFSET, name); }
+static uint64_t portal_hash(const char *name)
+{
+    return fnv_str(FNV_OFFSET, name);
+}
 
 static void finish_suspended(struct client *c, struct qtrack *t)
 {
@@ -410,9 +422,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         return;
     rd_init(&r, body, len);
     switch (type) {
-    case 'Q':
-        on_query(c, t, len, body);
-        break;
+    case 'Q': on_query(c, t, len, body); break;
     case 'P':
         if (!rd_str(&r, &name) || !rd_str(&r, &sql))
             return;
@@ -422,12 +432,8 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         else
             t->unnamed_stmt_fp = stats_fingerprint(c->w->stats, sql, text_readable(c));
         break;
-    case 'B':
-        on_bind(c, t, &r);
-        break;
-    case 'E':
-        on_execute(c, t, &r);
-        break;
+    case 'B': on_bind(c, t, &r); break;
+    case 'E': on_execute(c, t, &r); break;
     case 'S': {
         if (t->copy_in)
             break; /* the server ignores it: no ReadyForQuery will answer it */
@@ -631,21 +637,15 @@ void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         h->rows++;
         h->exec_rows++;
         break;
-    case 'E':
-        on_error(c, t, h, body, len);
-        break;
-    case 'C':
-        on_complete(c, t, h, body, len);
-        break;
+    case 'E': on_error(c, t, h, body, len); break;
+    case 'C': on_complete(c, t, h, body, len); break;
     case 'I': /* EmptyQueryResponse */
         if (h->kind == REC_EXECUTE) {
             finish(c, h);
             pop(t);
         }
         break;
-    case 'G':
-        on_copy_in(t, h);
-        break;
+    case 'G': on_copy_in(t, h); break;
     case 's': /* PortalSuspended: the client may fetch more from this portal */
         if (h->kind == REC_EXECUTE)
             on_suspended(c, t, h);

@@ -30,12 +30,8 @@ static enum relay_result relay_apply(struct evbuffer *in, struct evbuffer *out, 
         /* nowhere to pass to: discard */
         __attribute__((fallthrough));
     case RV_DROP:
-    case RV_DROP_STOP:
-        evbuffer_drain(in, n);
-        break;
-    default:
-        *err = *err ? *err : "unexpected message";
-        return RELAY_FAILED;
+    case RV_DROP_STOP: evbuffer_drain(in, n); break;
+    default: *err = *err ? *err : "unexpected message"; return RELAY_FAILED;
     }
     return (v == RV_PASS_STOP || v == RV_DROP_STOP) ? RELAY_STOPPED : RELAY_MORE;
 }

@@ -52,18 +52,12 @@ static const char *source_value(const struct config *cfg, const struct user_conf
 {
     char full[112];
     switch (a->source) {
-    case RLS_SRC_ATTRIBUTE:
-        return attribute_value(cfg, u, id, a->name);
-    case RLS_SRC_USER:
-        return id->user;
-    case RLS_SRC_DATABASE:
-        return id->database;
-    case RLS_SRC_CLIENT_ADDR:
-        return id->client_addr;
-    case RLS_SRC_APP_NAME:
-        return id->application_name;
-    case RLS_SRC_CERT:
-        return id->cert ? param_get(id->cert, OBJ_nid2sn(a->cert_nid)) : NULL;
+    case RLS_SRC_ATTRIBUTE: return attribute_value(cfg, u, id, a->name);
+    case RLS_SRC_USER: return id->user;
+    case RLS_SRC_DATABASE: return id->database;
+    case RLS_SRC_CLIENT_ADDR: return id->client_addr;
+    case RLS_SRC_APP_NAME: return id->application_name;
+    case RLS_SRC_CERT: return id->cert ? param_get(id->cert, OBJ_nid2sn(a->cert_nid)) : NULL;
     case RLS_SRC_OPTION:
         snprintf(full, sizeof(full), "%s.%s", cfg->rls.prefix, a->name);
         return id->options ? param_get(id->options, full) : NULL;
@@ -71,8 +65,8 @@ static const char *source_value(const struct config *cfg, const struct user_conf
     return NULL;
 }
 
-bool rls_resolve(const struct config *cfg, const struct rls_identity *id,
-                 struct rls_setting *out, size_t *n, char *err, size_t errsz)
+bool rls_resolve(const struct config *cfg, const struct rls_identity *id, struct rls_setting *out,
+                 size_t *n, char *err, size_t errsz)
 {
     const struct user_config *u = config_find_user(cfg, id->user);
     *n = 0;

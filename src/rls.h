@@ -15,13 +15,13 @@
 
 /* Who the client is, as far as attributes go. */
 struct rls_identity {
-    const char *user;                  /* authenticated user name */
-    const char *database;              /* database entry it connected to */
-    const char *client_addr;           /* its IP address */
-    const char *application_name;      /* as it set it (NULL: not set) */
-    const struct param_set *options;   /* client-settable values: "<prefix>.<name>" -> value */
-    const struct param_set *cert;      /* TLS client certificate subject: "CN" -> value */
-    const struct string_list *groups;  /* groups from outside the config (a Databricks token) */
+    const char *user;                 /* authenticated user name */
+    const char *database;             /* database entry it connected to */
+    const char *client_addr;          /* its IP address */
+    const char *application_name;     /* as it set it (NULL: not set) */
+    const struct param_set *options;  /* client-settable values: "<prefix>.<name>" -> value */
+    const struct param_set *cert;     /* TLS client certificate subject: "CN" -> value */
+    const struct string_list *groups; /* groups from outside the config (a Databricks token) */
 };
 
 /* One injected setting. */
@@ -36,8 +36,8 @@ struct rls_setting {
  * RLS_MAX_SETTINGS; the role first when switch_role is on). A missing value is "" (a policy
  * comparing with it matches nothing). False, with err, when the client cannot be served:
  * switch_role is on and no role is configured for it. */
-bool rls_resolve(const struct config *cfg, const struct rls_identity *id,
-                 struct rls_setting *out, size_t *n, char *err, size_t errsz);
+bool rls_resolve(const struct config *cfg, const struct rls_identity *id, struct rls_setting *out,
+                 size_t *n, char *err, size_t errsz);
 
 /* Appends Parse/Bind/Execute/Sync of "SELECT pg_catalog.set_config($1, $2, false), ..." for
  * the settings to b, then a Close of the unnamed statement it used. The server answers with

@@ -176,8 +176,9 @@ static void start_tls(struct server *s)
         login_failed(s, "08006", "could not create a TLS session");
         return;
     }
-    struct bufferevent *tlsbev = bufferevent_openssl_filter_new(
-        s->pool->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING, 0 /* see conn_close_after_flush */);
+    struct bufferevent *tlsbev =
+        bufferevent_openssl_filter_new(s->pool->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       0 /* see conn_close_after_flush */);
     if (!tlsbev) {
         SSL_free(ssl);
         login_failed(s, "08006", "could not start TLS");
@@ -258,8 +259,9 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
     if (!pw && wants_pw && s->pool->db->cred.provider != CRED_STATIC) {
         /* the token expired while its refresh is late: not the server's refusal; the pool
          * retries once the credential module has a token again */
-        set_error(s, "08006", "no valid credential at login time (the token expired before "
-                              "its refresh arrived)");
+        set_error(s, "08006",
+                  "no valid credential at login time (the token expired before "
+                  "its refresh arrived)");
         return false;
     }
     if (!pw && wants_pw) {
@@ -287,9 +289,7 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
         break;
     }
     case AUTH_REQ_SASL:
-    case AUTH_REQ_SASL_CONTINUE:
-        ok = send_sasl(s, pw, data, dlen, code == AUTH_REQ_SASL);
-        break;
+    case AUTH_REQ_SASL_CONTINUE: ok = send_sasl(s, pw, data, dlen, code == AUTH_REQ_SASL); break;
     case AUTH_REQ_SASL_FINAL:
         ok = scram_client_verify(&s->scram, (const char *)data, dlen, &err);
         if (!ok)
@@ -323,27 +323,19 @@ static void note_error(struct server *s, const uint8_t *body, size_t len)
         set_error(s, "08P01", "invalid ErrorResponse from the server");
 }
 
-static enum relay_verdict login_inspect(void *arg, uint8_t type, uint32_t len,
-                                        const uint8_t *body)
+static enum relay_verdict login_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct server *s = arg;
     if (!body)
         return strchr("RSKENvZ", type) && type ? RV_NEED_BODY : RV_ERROR;
     switch (type) {
-    case 'R':
-        return handle_auth(s, body, len) ? RV_DROP : RV_DROP_STOP;
-    case 'S':
-        note_param(s, body, len);
-        return RV_DROP;
+    case 'R': return handle_auth(s, body, len) ? RV_DROP : RV_DROP_STOP;
+    case 'S': note_param(s, body, len); return RV_DROP;
     case 'K':
         return proto_parse_backend_key(body, len, &s->be_pid, &s->be_key) ? RV_DROP : RV_ERROR;
-    case 'E':
-        note_error(s, body, len);
-        return RV_DROP_STOP;
-    case 'Z':
-        return proto_parse_ready(body, len, &s->txn) ? RV_DROP_STOP : RV_ERROR;
-    default: /* 'N' notices, 'v' protocol negotiation */
-        return RV_DROP;
+    case 'E': note_error(s, body, len); return RV_DROP_STOP;
+    case 'Z': return proto_parse_ready(body, len, &s->txn) ? RV_DROP_STOP : RV_ERROR;
+    default: /* 'N' notices, 'v' protocol negotiation */ return RV_DROP;
     }
 }
 
@@ -417,7 +409,10 @@ static void on_set_done(struct server *s)
 }
 
 /* The liveness check failed: the server goes (and its client asks the pool again). */
-static void check_failed(struct server *s, const char *why) { server_close(s, why); }
+static void check_failed(struct server *s, const char *why)
+{
+    server_close(s, why);
+}
 
 /* The long-idle server answered: it serves its client now. */
 static void on_check_done(struct server *s)
@@ -483,8 +478,7 @@ static void on_internal_data(struct server *s)
 
 /* Sends messages of the proxy's own that end in `replies` ReadyForQuery, and moves to
  * state st to consume their results. */
-static bool send_internal_msgs(struct server *s, struct buf *b, int replies,
-                               enum server_state st)
+static bool send_internal_msgs(struct server *s, struct buf *b, int replies, enum server_state st)
 {
     s->err_state[0] = '\0';
     s->state = st;
@@ -516,9 +510,8 @@ static void note_client_setting(struct server *s, const uint8_t *body, size_t le
 }
 
 /* An ErrorResponse while refused statements await theirs: the stand-in's is rewritten. */
-static enum relay_verdict on_error_with_refusals(struct server *s,
-                                                 const struct pool_mode_ops *mode, uint32_t len,
-                                                 const uint8_t *body)
+static enum relay_verdict on_error_with_refusals(struct server *s, const struct pool_mode_ops *mode,
+                                                 uint32_t len, const uint8_t *body)
 {
     enum relay_verdict v = mode->server_msg(s, 'E', len, body);
     if (v == RV_STREAM)
@@ -633,8 +626,7 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
 /* The verdict on one server message for the client, and the client's statistics of it: they
  * see each message once (a body call, or a header call that streams it), with the body of
  * CommandComplete, ErrorResponse and ReadyForQuery. */
-static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len,
-                                         const uint8_t *body)
+static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct server *s = arg;
     struct client *c = s->client;
@@ -658,8 +650,7 @@ void server_pump(struct server *s)
         return;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    enum relay_result r =
-        relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+    enum relay_result r = relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
     maskwire_flush(s);
     conn_flush(c->bev);
     if (r == RELAY_FULL && !s->paused) {
@@ -677,10 +668,11 @@ void server_pump(struct server *s)
         client_fail(c, state, msg);
     } else if (r == RELAY_FAILED && s->text_unsafe) {
         server_close(s, "standard_conforming_strings or client_encoding changed under a guard");
-        client_fail(c, "42501", "the server now reads query text otherwise than lakeproxy's "
-                                "row-level-security or masking guard "
-                                "(standard_conforming_strings or client_encoding changed): "
-                                "connection closed");
+        client_fail(c, "42501",
+                    "the server now reads query text otherwise than lakeproxy's "
+                    "row-level-security or masking guard "
+                    "(standard_conforming_strings or client_encoding changed): "
+                    "connection closed");
     } else if (r == RELAY_FAILED) {
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
@@ -690,8 +682,7 @@ void server_pump(struct server *s)
 /* An idle server speaks only to say it is going away (an ErrorResponse), or with a late
  * ParameterStatus, a notice or a notification. Anything else (rows, a ReadyForQuery) would be
  * a reply nobody owes: a miscount, and the server must not serve anyone. */
-static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len,
-                                       const uint8_t *body)
+static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     if (type != 'E' && type != 'S' && type != 'N' && type != 'A')
         return RV_ERROR;
@@ -721,15 +712,9 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
         break;
     case SV_SETTING:
     case SV_RESETTING:
-    case SV_CHECKING:
-        on_internal_data(s);
-        break;
-    case SV_ACTIVE:
-        server_pump(s);
-        break;
-    case SV_IDLE:
-        on_idle_data(s);
-        break;
+    case SV_CHECKING: on_internal_data(s); break;
+    case SV_ACTIVE: server_pump(s); break;
+    case SV_IDLE: on_idle_data(s); break;
     }
 }
 
@@ -761,8 +746,8 @@ static enum server_loss loss_for_client(const struct server *s)
     const struct client *c = s->client;
     if (s->relay.pass_left > 0)
         return LOSS_MID_MESSAGE;
-    bool boundary = c->relay.pass_left == 0 && !s->ext_open && !s->copy_in &&
-                    s->n_refusals == 0 && !s->mask_wait;
+    bool boundary = c->relay.pass_left == 0 && !s->ext_open && !s->copy_in && s->n_refusals == 0 &&
+                    !s->mask_wait;
     if (pool_mode_of(s->pool)->shares_servers && s->state == SV_ACTIVE && c->sent_ready &&
         s->txn == 'I' && s->in_flight == 1 && boundary)
         return LOSS_STATEMENT;
@@ -784,7 +769,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_ERROR) {
         int dns = bufferevent_socket_get_dns_error(s->bev);
         snprintf(reason, sizeof(reason), "%s",
-                 dns ? evutil_gai_strerror(dns)
+                 dns                 ? evutil_gai_strerror(dns)
                  : s->step == LS_TLS ? "TLS handshake failed"
                                      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     } else {
@@ -805,8 +790,9 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     enum server_loss loss = c ? loss_for_client(s) : LOSS_FATAL;
     server_close(s, reason);
     if (c && loss == LOSS_STATEMENT)
-        client_transaction_lost(c, "08006", "server connection lost: the statement failed and "
-                                            "its transaction did not complete");
+        client_transaction_lost(c, "08006",
+                                "server connection lost: the statement failed and "
+                                "its transaction did not complete");
     else if (c && loss == LOSS_MID_MESSAGE) /* an ErrorResponse now would land inside it */
         client_close(c, "server connection lost in the middle of a message to the client");
     else if (c)
@@ -842,8 +828,8 @@ static struct server *server_start(struct pool *p, bool cancel_only)
     bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
     bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_enable(s->bev, EV_READ); /* writes: see conn_flush */
-    if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, p->db->host,
-                                            p->db->port) != 0) {
+    if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, p->db->host, p->db->port) !=
+        0) {
         login_failed(s, "08006", "could not start connecting to the server");
         return NULL;
     }
@@ -881,8 +867,9 @@ static int add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, 
 {
     const char *scs = param_get(&s->reported, "standard_conforming_strings");
     if (scs && !guard_scs_on(scs)) {
-        snprintf(err, errsz, "the server runs with standard_conforming_strings off; "
-                             "row-level security through lakeproxy needs it on");
+        snprintf(err, errsz,
+                 "the server runs with standard_conforming_strings off; "
+                 "row-level security through lakeproxy needs it on");
         return -1;
     }
     const struct buf *pre = client_rls_prefix(c, err, errsz);
@@ -969,8 +956,9 @@ bool server_past_lifetime(const struct server *s, int lifetime_s)
 
 bool server_is_clean(const struct server *s)
 {
-    return !s->unsure && s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 && !s->ext_open &&
-           s->relay.pass_left == 0 && (!s->client || s->client->relay.pass_left == 0);
+    return !s->unsure && s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 &&
+           !s->ext_open && s->relay.pass_left == 0 &&
+           (!s->client || s->client->relay.pass_left == 0);
 }
 
 /* A server that a reload made stale, one above a lowered pool size, or one past its

@@ -25,8 +25,7 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
     struct server *s = c->server;
     switch (type) {
     case 'Q':
-    case 'F':
-        return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
+    case 'F': return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
     case 'S':
         if (server_sync_ignored(s))
             return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
@@ -37,17 +36,11 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
     case 'E':
     case 'D':
     case 'C':
-    case 'H':
-        s->ext_open = true;
-        return RV_STREAM;
-    case 'd':
-        return RV_STREAM;
+    case 'H': s->ext_open = true; return RV_STREAM;
+    case 'd': return RV_STREAM;
     case 'c':
-    case 'f':
-        server_copy_done_sent(s);
-        return RV_STREAM;
-    default:
-        return RV_ERROR;
+    case 'f': server_copy_done_sent(s); return RV_STREAM;
+    default: return RV_ERROR;
     }
 }
 
@@ -57,16 +50,14 @@ static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t
 {
     struct server *s = c->server;
     switch (policy_check_client_msg(c, type, len, body, err)) {
-    case POLICY_FAILED:
-        return RV_ERROR;
+    case POLICY_FAILED: return RV_ERROR;
     case POLICY_STANDIN:
         if (type == 'P')
             s->ext_open = true;
         else if (!owe_ready(s, RK_QUERY))
             return RV_ERROR;
         return RV_DROP;
-    default:
-        return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
+    default: return session_msg(c, type) == RV_ERROR ? RV_ERROR : RV_PASS;
     }
 }
 

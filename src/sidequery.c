@@ -89,8 +89,8 @@ static void await(struct sidequery *q, enum sq_phase phase)
 
 static void send_query(struct sidequery *q)
 {
-    if (!PQsendQueryParams(q->conn, q->sql, q->nparams, NULL,
-                           (const char *const *)q->params, NULL, NULL, 0)) {
+    if (!PQsendQueryParams(q->conn, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL,
+                           NULL, 0)) {
         finish(q, NULL, PQerrorMessage(q->conn));
         return;
     }
@@ -148,8 +148,8 @@ static void statement_done(struct sidequery *q, const PGresult *r, const char *e
 static void on_result(struct sidequery *q)
 {
     PGresult *r = q->result;
-    bool ok = r && PQresultStatus(r) == (q->phase == SQ_QUERYING ? PGRES_TUPLES_OK
-                                                                  : PGRES_COMMAND_OK);
+    bool ok =
+        r && PQresultStatus(r) == (q->phase == SQ_QUERYING ? PGRES_TUPLES_OK : PGRES_COMMAND_OK);
     const char *why = r ? PQresultErrorMessage(r) : "no result";
     if (q->phase == SQ_QUERYING) {
         char err[256];
@@ -195,8 +195,7 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
         else
             send_query(q);
         break;
-    default:
-        finish(q, NULL, PQerrorMessage(q->conn));
+    default: finish(q, NULL, PQerrorMessage(q->conn));
     }
 }
 
@@ -214,8 +213,7 @@ static const char *sslmode_name(enum tls_mode m)
 }
 
 /* Copies the statement and its parameters (the caller's may not outlive this call). */
-static bool keep_query(struct sidequery *q, const char *sql, int nparams,
-                       const char *const *params)
+static bool keep_query(struct sidequery *q, const char *sql, int nparams, const char *const *params)
 {
     if (nparams > SIDEQUERY_MAX_PARAMS || !(q->sql = strdup(sql)))
         return false;
@@ -239,19 +237,34 @@ static bool keep_statements(struct sidequery *q, const char *const *sqls, int n)
 /* A look-up with its connection started (q->each and the statement still to be kept); NULL
  * when out of memory. */
 static struct sidequery *connect_start(struct worker *w, const struct db_config *db,
-                                       const struct sidequery_login *login,
-                                       sidequery_done_fn done, void *arg)
+                                       const struct sidequery_login *login, sidequery_done_fn done,
+                                       void *arg)
 {
     char port[16], timeout[16];
     snprintf(port, sizeof(port), "%d", db->port);
     snprintf(timeout, sizeof(timeout), "%d", (db->pool.connect_timeout_ms + 999) / 1000);
-    const char *keys[] = {"host",    "port",        "dbname",          "user",
-                          "sslmode", "sslrootcert", "connect_timeout", "application_name",
-                          "password", "options",    NULL};
-    const char *vals[] = {db->host, port, db->dbname, login->user, sslmode_name(db->tls),
-                          db->ca_file ? db->ca_file : "", timeout, login->appname,
+    const char *keys[] = {"host",
+                          "port",
+                          "dbname",
+                          "user",
+                          "sslmode",
+                          "sslrootcert",
+                          "connect_timeout",
+                          "application_name",
+                          "password",
+                          "options",
+                          NULL};
+    const char *vals[] = {db->host,
+                          port,
+                          db->dbname,
+                          login->user,
+                          sslmode_name(db->tls),
+                          db->ca_file ? db->ca_file : "",
+                          timeout,
+                          login->appname,
                           login->password ? login->password : "",
-                          login->options ? login->options : "", NULL};
+                          login->options ? login->options : "",
+                          NULL};
     struct sidequery *q = calloc(1, sizeof(*q));
     if (!q)
         return NULL;
@@ -278,18 +291,18 @@ static struct sidequery *connect_wait(struct sidequery *q, bool kept, char *err,
 }
 
 struct sidequery *sidequery_start(struct worker *w, const struct db_config *db,
-                                  const struct sidequery_login *login, const char *sql,
-                                  int nparams, const char *const *params, sidequery_done_fn done,
-                                  void *arg, char *err, size_t errsz)
+                                  const struct sidequery_login *login, const char *sql, int nparams,
+                                  const char *const *params, sidequery_done_fn done, void *arg,
+                                  char *err, size_t errsz)
 {
     struct sidequery *q = connect_start(w, db, login, done, arg);
     return connect_wait(q, q && keep_query(q, sql, nparams, params), err, errsz);
 }
 
 struct sidequery *sidequery_describe(struct worker *w, const struct db_config *db,
-                                     const struct sidequery_login *login,
-                                     const char *const *sqls, int n, sidequery_each_fn each,
-                                     sidequery_done_fn done, void *arg, char *err, size_t errsz)
+                                     const struct sidequery_login *login, const char *const *sqls,
+                                     int n, sidequery_each_fn each, sidequery_done_fn done,
+                                     void *arg, char *err, size_t errsz)
 {
     struct sidequery *q = connect_start(w, db, login, done, arg);
     if (q)

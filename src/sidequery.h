@@ -32,18 +32,18 @@ typedef void (*sidequery_each_fn)(void *arg, int i, const PGresult *r, const cha
  * from the event loop, unless sidequery_cancel comes first. NULL when the connection cannot
  * even start (err says why). */
 struct sidequery *sidequery_start(struct worker *w, const struct db_config *db,
-                                  const struct sidequery_login *login, const char *sql,
-                                  int nparams, const char *const *params, sidequery_done_fn done,
-                                  void *arg, char *err, size_t errsz);
+                                  const struct sidequery_login *login, const char *sql, int nparams,
+                                  const char *const *params, sidequery_done_fn done, void *arg,
+                                  char *err, size_t errsz);
 
 /* Like sidequery_start, but prepares each of the n statements in turn (unnamed, nothing is
  * executed) and describes it: each(arg, i, ...) for every statement, then done(arg, NULL,
  * NULL); or done(arg, NULL, err) when the connection fails (later statements get no each).
  * The timeout starts afresh at each statement. */
 struct sidequery *sidequery_describe(struct worker *w, const struct db_config *db,
-                                     const struct sidequery_login *login,
-                                     const char *const *sqls, int n, sidequery_each_fn each,
-                                     sidequery_done_fn done, void *arg, char *err, size_t errsz);
+                                     const struct sidequery_login *login, const char *const *sqls,
+                                     int n, sidequery_each_fn each, sidequery_done_fn done,
+                                     void *arg, char *err, size_t errsz);
 
 void sidequery_cancel(struct sidequery *q);
 

@@ -107,7 +107,10 @@ static int packed_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
         if (!read_varint(&p, stack[top].end, &key))
             return SQLINFO_MAX_DEPTH + 1;
         switch (key & 7) {
-        case 0: if (!read_varint(&p, stack[top].end, &v)) return SQLINFO_MAX_DEPTH + 1; break;
+        case 0:
+            if (!read_varint(&p, stack[top].end, &v))
+                return SQLINFO_MAX_DEPTH + 1;
+            break;
         case 1: p += 8; break;
         case 5: p += 4; break;
         case 2: {
@@ -151,7 +154,7 @@ PgQuery__ParseResult *sqlinfo_parse(const char *sql, char *err, size_t errsz)
         snprintf(err, errsz, "statement nested too deeply (more than %d levels)",
                  SQLINFO_MAX_DEPTH);
     else if (!(tree = pg_query__parse_result__unpack(NULL, r.parse_tree.len,
-                                                      (const uint8_t *)r.parse_tree.data)))
+                                                     (const uint8_t *)r.parse_tree.data)))
         snprintf(err, errsz, "could not read the parse tree");
     pg_query_free_protobuf_parse_result(r);
     return tree;
@@ -177,9 +180,8 @@ bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err,
 
 const char *sql_kind_name(enum sql_kind k)
 {
-    static const char *const names[] = {"select", "insert", "update", "delete", "merge",
-                                        "copy",   "ddl",    "transaction", "utility",
-                                        "unknown"};
+    static const char *const names[] = {"select", "insert", "update",      "delete",  "merge",
+                                        "copy",   "ddl",    "transaction", "utility", "unknown"};
     return k <= SQL_UNKNOWN ? names[k] : "unknown";
 }
 
@@ -187,11 +189,35 @@ const char *sql_kind_name(enum sql_kind k)
 static bool is_aggregate(const char *name)
 {
     static const char *const aggs[] = {
-        "count", "sum", "avg", "min", "max", "array_agg", "string_agg", "bool_and",
-        "bool_or", "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop",
-        "var_samp", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
-        "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp",
-        "bit_and", "bit_or", "xmlagg",
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "array_agg",
+        "string_agg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+        "json_agg",
+        "jsonb_agg",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "percentile_cont",
+        "percentile_disc",
+        "mode",
+        "corr",
+        "covar_pop",
+        "covar_samp",
+        "bit_and",
+        "bit_or",
+        "xmlagg",
     };
     for (size_t i = 0; i < sizeof(aggs) / sizeof(aggs[0]); i++)
         if (strcmp(name, aggs[i]) == 0)
@@ -214,7 +240,7 @@ struct analysis_walk {
     bool ddl;                            /* names in DDL are objects, not tables read */
     const PgQuery__RangeVar *targets[4]; /* relations written */
     size_t n_targets;
-    char *ctes[SQLINFO_MAX_NAMES];       /* WITH names: not tables */
+    char *ctes[SQLINFO_MAX_NAMES]; /* WITH names: not tables */
     int n_ctes;
 };
 
@@ -361,9 +387,7 @@ static void statement_features(struct analysis_walk *w, const PgQuery__Node *st)
         if (st->copy_stmt->is_from && st->copy_stmt->relation)
             w->targets[w->n_targets++] = st->copy_stmt->relation;
         break;
-    case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
-        a->kind = SQL_TXN;
-        break;
+    case PG_QUERY__NODE__NODE_TRANSACTION_STMT: a->kind = SQL_TXN; break;
     case PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT:
         a->kind = SQL_DDL;
         if (st->create_table_as_stmt->into && st->create_table_as_stmt->into->rel)
@@ -384,12 +408,8 @@ static void statement_features(struct analysis_walk *w, const PgQuery__Node *st)
     case PG_QUERY__NODE__NODE_DISCARD_STMT:
     case PG_QUERY__NODE__NODE_CALL_STMT:
     case PG_QUERY__NODE__NODE_LOCK_STMT:
-    case PG_QUERY__NODE__NODE_VACUUM_STMT:
-        a->kind = SQL_UTILITY;
-        break;
-    default:
-        a->kind = SQL_DDL;
-        w->ddl = true;
+    case PG_QUERY__NODE__NODE_VACUUM_STMT: a->kind = SQL_UTILITY; break;
+    default: a->kind = SQL_DDL; w->ddl = true;
     }
 }
 
@@ -419,8 +439,8 @@ static bool tree_features(const char *sql, struct sql_analysis *a)
         walk(&st->base, cte_visit, &w, 0);
         walk(&st->base, analysis_visit, &w, 0);
         note_written(&w);
-        a->pd.unfiltered = a->kind == SQL_SELECT && a->n_read > 0 && a->pd.filters == 0 &&
-                           !a->pd.limit;
+        a->pd.unfiltered =
+            a->kind == SQL_SELECT && a->n_read > 0 && a->pd.filters == 0 && !a->pd.limit;
     } else if (tree && tree->n_stmts == 0) {
         ok = true; /* empty text: nothing to say */
         a->kind = SQL_UTILITY;
@@ -463,8 +483,8 @@ static char *scrub_constants(const char *norm)
         size_t o = 0, at = 0;
         for (size_t i = 0; i < scan->n_tokens; i++) {
             const PgQuery__ScanToken *t = scan->tokens[i];
-            bool comment = t->token == PG_QUERY__TOKEN__SQL_COMMENT ||
-                           t->token == PG_QUERY__TOKEN__C_COMMENT;
+            bool comment =
+                t->token == PG_QUERY__TOKEN__SQL_COMMENT || t->token == PG_QUERY__TOKEN__C_COMMENT;
             if ((!is_constant_token(t->token) && !comment) || t->start < (int32_t)at ||
                 t->end > (int32_t)len)
                 continue;

@@ -54,23 +54,23 @@ const char *sql_kind_name(enum sql_kind k);
 
 /* The pushdown features of the first statement as PostgreSQL receives it. */
 struct sql_pushdown {
-    int predicates;   /* WHERE and JOIN ... ON conditions (AND-ed terms) */
-    int filters;      /* of which in WHERE (of the outermost SELECT and its set operations) */
-    int n_cols;       /* columns those conditions name (first SQLINFO_MAX_NAMES) */
+    int predicates; /* WHERE and JOIN ... ON conditions (AND-ed terms) */
+    int filters;    /* of which in WHERE (of the outermost SELECT and its set operations) */
+    int n_cols;     /* columns those conditions name (first SQLINFO_MAX_NAMES) */
     char *cols[SQLINFO_MAX_NAMES];
     bool limit, offset, group_by, order_by, distinct;
-    int aggregates;   /* aggregate calls (count, sum, ...) */
-    int joins;        /* JOIN clauses and extra FROM items */
-    bool unfiltered;  /* reads tables with no WHERE condition and no limit: a full pull */
+    int aggregates;  /* aggregate calls (count, sum, ...) */
+    int joins;       /* JOIN clauses and extra FROM items */
+    bool unfiltered; /* reads tables with no WHERE condition and no limit: a full pull */
 };
 
 /* One statement text, analysed (the first statement when there are several). */
 struct sql_analysis {
-    uint64_t fingerprint;   /* libpg_query's: the same for texts that differ in constants */
-    int n_stmts;            /* statements the text holds (0: empty, or it did not parse) */
-    char *normalized;       /* constants replaced by $n: never a literal value */
+    uint64_t fingerprint; /* libpg_query's: the same for texts that differ in constants */
+    int n_stmts;          /* statements the text holds (0: empty, or it did not parse) */
+    char *normalized;     /* constants replaced by $n: never a literal value */
     enum sql_kind kind;
-    int n_read, n_written;  /* tables read and written, schema-qualified as written */
+    int n_read, n_written; /* tables read and written, schema-qualified as written */
     char *read[SQLINFO_MAX_NAMES];
     char *written[SQLINFO_MAX_NAMES];
     struct sql_pushdown pd;

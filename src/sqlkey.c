@@ -73,20 +73,20 @@ static const char *skip_constant(const char *p, char prev)
 
 /* Byte classes of the scanner, ASCII as in the C locale: letters, digits, '_' and '$' (C_WORD),
  * isspace (C_SPACE), and the word bytes that may open a constant outside a word (C_OPENS:
- * digits, '$', and the E B X N U of E'', B'', X'', N'', U&''). Bytes from 128 are none. */
+ * digits, '$', and the E B X N U of E'', B'', X'', N'', U&''). Bytes from 128 are none.
+ * 32 bytes a row. */
 enum { C_WORD = 1, C_SPACE = 2, C_OPENS = 4 };
 static const uint8_t byte_class[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0,
-    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1,
-    1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 1,
-    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1,
-    1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 0,
 };
 
-static inline uint8_t class_of(char c) { return byte_class[(unsigned char)c]; }
+static inline uint8_t class_of(char c)
+{
+    return byte_class[(unsigned char)c];
+}
 
 uint64_t sqlkey(const char *sql)
 {

@@ -227,7 +227,7 @@ static void slot_store(struct key_slot *k, uint64_t key, const uint64_t *fps, si
 size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64_t *fps)
 {
     uint64_t key = sqlkey(sql) | 1; /* never 0, the empty slot */
-    if (!readable) { /* opaque: its own fingerprint space, never the parser's */
+    if (!readable) {                /* opaque: its own fingerprint space, never the parser's */
         uint64_t fp = key ^ 0x5bd1e9955bd1e995ull;
         struct sql_analysis a = {.fingerprint = fp, .kind = SQL_UNKNOWN};
         fps[0] = stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
@@ -282,8 +282,7 @@ static struct stats_table *table_entry(struct stats *st, const char *table, cons
     return t;
 }
 
-static void add_table_reads(struct stats *st, const struct stats_fp *f,
-                            const struct stats_query *q)
+static void add_table_reads(struct stats *st, const struct stats_fp *f, const struct stats_query *q)
 {
     if (f->a.kind != SQL_SELECT && f->a.kind != SQL_COPY)
         return;
@@ -353,8 +352,14 @@ void stats_each_table(const struct stats *st, void (*fn)(void *, const struct st
             fn(arg, t);
 }
 
-uint64_t stats_evicted(const struct stats *st) { return st->evicted; }
-uint64_t stats_analyses(const struct stats *st) { return st->analyses; }
+uint64_t stats_evicted(const struct stats *st)
+{
+    return st->evicted;
+}
+uint64_t stats_analyses(const struct stats *st)
+{
+    return st->analyses;
+}
 
 /* Bucket i holds values below 2^((i+1)/4) us. */
 static int bucket_of(uint64_t us)
@@ -371,7 +376,10 @@ void stats_hist_add(struct stats_hist *h, uint64_t us)
     h->b[bucket_of(us)]++;
 }
 
-double stats_hist_upper_us(int i) { return exp2((double)(i + 1) / 4.0); }
+double stats_hist_upper_us(int i)
+{
+    return exp2((double)(i + 1) / 4.0);
+}
 
 uint64_t stats_hist_quantile(const struct stats_hist *h, double p)
 {

@@ -45,14 +45,14 @@ struct stats_table {
 /* One finished query. */
 struct stats_query {
     uint64_t fingerprint;
-    const char *app;          /* application_name, NULL when none */
-    const char *db;           /* the database entry (its tables are its server's) */
-    int64_t wait_us;          /* for a server connection */
-    int64_t first_us;         /* server: from sending to its first reply byte */
-    int64_t server_us;        /* server: from sending to its last reply */
-    int64_t total_us;         /* as the client saw it, waiting included */
-    uint64_t rows, bytes;     /* DataRows and bytes sent to the client */
-    char sqlstate[6];         /* "" unless it failed */
+    const char *app;      /* application_name, NULL when none */
+    const char *db;       /* the database entry (its tables are its server's) */
+    int64_t wait_us;      /* for a server connection */
+    int64_t first_us;     /* server: from sending to its first reply byte */
+    int64_t server_us;    /* server: from sending to its last reply */
+    int64_t total_us;     /* as the client saw it, waiting included */
+    uint64_t rows, bytes; /* DataRows and bytes sent to the client */
+    char sqlstate[6];     /* "" unless it failed */
 };
 
 struct stats;

@@ -17,8 +17,8 @@
 struct statslog {
     struct statslog_rec *ring;
     size_t slots;
-    _Atomic size_t head;  /* next slot the producer fills */
-    _Atomic size_t tail;  /* next slot the writer reads */
+    _Atomic size_t head; /* next slot the producer fills */
+    _Atomic size_t tail; /* next slot the writer reads */
     _Atomic bool stop, reopen;
     _Atomic uint64_t dropped, written;
     char *path;
@@ -83,7 +83,10 @@ static void put_bool(struct line *l, bool b)
 #define PUT_KEY(l, key) PUT_LIT((l), ",\"" key "\":")
 
 /* Appends s as the inside of a JSON string (room for the final '\n' and NUL kept). */
-static void json_str(struct line *l, const char *s) { l->at = json_escape(l->p, l->at, l->cap - 1, s); }
+static void json_str(struct line *l, const char *s)
+{
+    l->at = json_escape(l->p, l->at, l->cap - 1, s);
+}
 
 /* Appends ,"key":"value" (key: the ,"key": text and its length). */
 static void put_str_at(struct line *l, const char *key, size_t keylen, const char *v)
@@ -428,5 +431,11 @@ void statslog_reopen(struct statslog *l)
         atomic_store(&l->reopen, true);
 }
 
-uint64_t statslog_dropped(const struct statslog *l) { return l ? atomic_load(&l->dropped) : 0; }
-uint64_t statslog_written(const struct statslog *l) { return l ? atomic_load(&l->written) : 0; }
+uint64_t statslog_dropped(const struct statslog *l)
+{
+    return l ? atomic_load(&l->dropped) : 0;
+}
+uint64_t statslog_written(const struct statslog *l)
+{
+    return l ? atomic_load(&l->written) : 0;
+}

@@ -15,7 +15,7 @@ struct statslog_rec {
     char client[64], user[64], database[64], app[64];
     uint64_t fingerprint;
     char kind[12];
-    char query[1024]; /* normalised text ($n for constants), truncated */
+    char query[1024];                        /* normalised text ($n for constants), truncated */
     char read[256], written[256], cols[256]; /* comma lists */
     int predicates, filters, aggregates, joins;
     bool limit, offset, group_by, order_by, distinct, unfiltered;

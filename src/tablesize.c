@@ -25,15 +25,15 @@ static const char *const size_sql =
 struct tablesize {
     struct tablesizes *owner;
     char db[64], table[160];
-    double reltuples;      /* -1: unknown */
-    time_t asked;          /* when the last look-up started */
-    struct sidequery *q;   /* look-up in flight */
+    double reltuples;    /* -1: unknown */
+    time_t asked;        /* when the last look-up started */
+    struct sidequery *q; /* look-up in flight */
 };
 
 struct tablesizes {
     struct tablesize e[TABLESIZE_MAX];
     int n, in_flight;
-    unsigned next;         /* the entry to reuse when full */
+    unsigned next; /* the entry to reuse when full */
 };
 
 static struct tablesizes *sizes(struct worker *w)

@@ -29,7 +29,7 @@ struct handover {
     int fd;
     struct event *ev; /* readable, or TAKEOVER_TIMEOUT_S of silence */
     pid_t peer;
-    bool sent; /* SOCKETS went out: waiting for DONE */
+    bool sent;       /* SOCKETS went out: waiting for DONE */
     double deadline; /* the whole exchange ends by then (CLOCK_MONOTONIC seconds) */
     char line[TAKEOVER_LINE_MAX];
     size_t len;

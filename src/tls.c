@@ -33,11 +33,9 @@ static bool want_client_certs(SSL_CTX *ctx, const struct config *cfg, char *err,
         return false;
     }
     SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx,
-                       SSL_VERIFY_PEER | (cfg->tls_client_cert == 1
-                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                              : 0),
-                       NULL);
+    SSL_CTX_set_verify(
+        ctx, SSL_VERIFY_PEER | (cfg->tls_client_cert == 1 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
     return true;
 }
 
@@ -113,8 +111,8 @@ SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host)
         SSL_set_tlsext_host_name(ssl, host);
     if (mode != TLS_VERIFY_FULL)
         return ssl;
-    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-                   : SSL_set1_host(ssl, host);
+    int ok =
+        is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) : SSL_set1_host(ssl, host);
     if (ok != 1) {
         SSL_free(ssl);
         return NULL;

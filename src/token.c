@@ -35,7 +35,10 @@ static void wiping_free(void *ptr)
 }
 
 static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
-static void set_json_allocator(void) { json_set_alloc_funcs(wiping_malloc, wiping_free); }
+static void set_json_allocator(void)
+{
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+}
 
 void token_free(char *token)
 {
@@ -147,8 +150,9 @@ static bool parse_bare(const char *text, size_t len, struct token_answer *out, c
         return false;
     }
     if (len > TOKEN_MAX_LEN || !token_printable(text, len)) {
-        snprintf(err, errsz, "the token is longer than %d bytes, spans lines or is not "
-                             "printable ASCII",
+        snprintf(err, errsz,
+                 "the token is longer than %d bytes, spans lines or is not "
+                 "printable ASCII",
                  TOKEN_MAX_LEN);
         return false;
     }
@@ -295,8 +299,12 @@ bool token_parse_rfc3339(const char *s, time_t *out)
     if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 || oh > 23 ||
         om > 59)
         return false;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = se};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = se};
     time_t t = timegm(&tm);
     if (t == (time_t)-1)
         return false;
@@ -345,9 +353,9 @@ bool token_uuid4(char out[37])
         return false;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
     return true;
 }
 
@@ -460,15 +468,19 @@ bool token_parse_identity(const char *text, size_t len, struct token_identity *o
     json_t *groups = json_object_get(root, "groups");
     bool ok = false;
     if (!json_is_string(name))
-        snprintf(err, errsz, name ? "\"userName\" is not a string" : "no \"userName\" in the answer");
+        snprintf(err, errsz,
+                 name ? "\"userName\" is not a string" : "no \"userName\" in the answer");
     else if (!identity_name_ok(json_string_value(name), json_string_length(name)))
-        snprintf(err, errsz, "\"userName\" is empty, longer than %d bytes or holds control "
-                             "characters", TOKEN_MAX_NAME);
+        snprintf(err, errsz,
+                 "\"userName\" is empty, longer than %d bytes or holds control "
+                 "characters",
+                 TOKEN_MAX_NAME);
     else if (active && !json_is_true(active))
         snprintf(err, errsz, "the identity is not active");
     else if (groups && !json_is_array(groups))
         snprintf(err, errsz, "\"groups\" is not an array");
-    else if (!(out->user = strdup(json_string_value(name))) || (groups && !take_groups(groups, out)))
+    else if (!(out->user = strdup(json_string_value(name))) ||
+             (groups && !take_groups(groups, out)))
         snprintf(err, errsz, "out of memory");
     else
         ok = true;
@@ -527,8 +539,8 @@ bool token_jwt_expiry(const char *token, size_t len, time_t *out)
     return ok;
 }
 
-void token_http_failure(const char *what, int status, const char *body, size_t len,
-                        const char *err, char *out, size_t outsz)
+void token_http_failure(const char *what, int status, const char *body, size_t len, const char *err,
+                        char *out, size_t outsz)
 {
     char msg[200];
     if (status == 0)

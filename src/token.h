@@ -46,8 +46,8 @@ bool token_error_message(const char *text, size_t len, char *out, size_t outsz);
 
 /* A failed HTTP exchange with the workspace in one line: "<what>: <err>" when no answer came
  * (status 0), else "<what> answered HTTP <status>[: <message from the body>]". */
-void token_http_failure(const char *what, int status, const char *body, size_t len,
-                        const char *err, char *out, size_t outsz);
+void token_http_failure(const char *what, int status, const char *body, size_t len, const char *err,
+                        char *out, size_t outsz);
 
 /* RFC 3339 date-time ("2026-11-23T10:00:00Z", fractions and +hh:mm offsets allowed) to Unix
  * seconds (fractions dropped). false when malformed. */
@@ -88,7 +88,7 @@ char *token_credential_request(const char *endpoint, int ttl_s, const char *cons
 #define TOKEN_MAX_GROUPS 64
 #define TOKEN_MAX_NAME 255
 struct token_identity {
-    char *user;          /* userName (an email, or a service principal's application id) */
+    char *user; /* userName (an email, or a service principal's application id) */
     char *groups[TOKEN_MAX_GROUPS]; /* groups[].display, in the answer's order */
     size_t n_groups;
 };

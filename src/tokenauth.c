@@ -33,11 +33,11 @@ struct fetch {
     struct list node; /* tokenauth.fetches */
     struct tokenauth *ta;
     uint8_t key[SHA256_DIGEST_LENGTH];
-    char *bearer;     /* "Bearer <token>" (wiped) */
+    char *bearer; /* "Bearer <token>" (wiped) */
     char *workspace;
-    char fp[9];       /* the token's fingerprint, for logs */
-    char ip[64];      /* the address of the client whose login started it */
-    time_t jwt_exp;   /* the token's own expiry, 0 when unknown */
+    char fp[9];     /* the token's fingerprint, for logs */
+    char ip[64];    /* the address of the client whose login started it */
+    time_t jwt_exp; /* the token's own expiry, 0 when unknown */
     struct http_request *http;
     struct list waiters;
 };
@@ -86,7 +86,10 @@ static bool key_of(const char *workspace, const char *token, uint8_t out[SHA256_
     return ok;
 }
 
-static size_t bucket_of(const uint8_t *key) { return ((size_t)key[0] << 8 | key[1]) % BUCKETS; }
+static size_t bucket_of(const uint8_t *key)
+{
+    return ((size_t)key[0] << 8 | key[1]) % BUCKETS;
+}
 
 static bool identity_copy(const struct token_identity *from, struct token_identity *to)
 {
@@ -290,8 +293,7 @@ static void fetch_done(void *arg, int status, const char *body, size_t len, cons
         cache_add(f->ta, f->key, NULL, why, now + TOKENAUTH_REFUSED_CACHE_S);
     if (ok) {
         cache_add(f->ta, f->key, &id, NULL, trusted_until(f, now));
-        log_info("Databricks token %s belongs to \"%s\" (%zu groups)", f->fp, id.user,
-                 id.n_groups);
+        log_info("Databricks token %s belongs to \"%s\" (%zu groups)", f->fp, id.user, id.n_groups);
     } else {
         log_warning("Databricks token %s not accepted: %s", f->fp, why);
     }
@@ -325,8 +327,9 @@ static struct fetch *fetch_start(struct tokenauth *ta, const struct db_config *d
     const struct credential *cred = credentials_find(ta->w, db->name);
     char url[600], err[256];
     if (!cred || !cred->tls) {
-        snprintf(why, whysz, "could not check the Databricks token: the database's workspace "
-                             "credentials are not set up (see the log)");
+        snprintf(why, whysz,
+                 "could not check the Databricks token: the database's workspace "
+                 "credentials are not set up (see the log)");
         return NULL;
     }
     struct fetch *f = calloc(1, sizeof(*f));
@@ -349,8 +352,11 @@ static struct fetch *fetch_start(struct tokenauth *ta, const struct db_config *d
     list_init(&f->waiters);
     list_append(&ta->fetches, &f->node);
     ta->n_fetches++;
-    struct http_options o = {.method = "GET", .url = url, .authorization = f->bearer,
-                             .timeout_ms = db->cred.timeout_ms, .max_body = ANSWER_MAX};
+    struct http_options o = {.method = "GET",
+                             .url = url,
+                             .authorization = f->bearer,
+                             .timeout_ms = db->cred.timeout_ms,
+                             .max_body = ANSWER_MAX};
     f->http = http_start(ta->w->base, ta->w->dns, cred->tls, &o, fetch_done, f, err, sizeof(err));
     if (!f->http) {
         snprintf(why, whysz, "could not check the Databricks token at %s: %s", f->workspace, err);
@@ -364,8 +370,7 @@ static struct fetch *fetch_start(struct tokenauth *ta, const struct db_config *d
 static struct fetch *fetch_find(struct tokenauth *ta, const uint8_t *key)
 {
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &ta->fetches)
-    {
+    list_for_each_safe (it, tmp, &ta->fetches) {
         struct fetch *f = list_entry(it, struct fetch, node);
         if (CRYPTO_memcmp(f->key, key, sizeof(f->key)) == 0)
             return f;
@@ -399,8 +404,9 @@ static void wait_resolve_now(struct tokenauth *ta, const struct db_config *db, c
     } else if (ta->n_fetches >= TOKENAUTH_MAX_INFLIGHT) {
         wait_fail(t, "53300", "too many Databricks token checks in progress; try again shortly");
     } else if (fetches_from(ta, ip) >= TOKENAUTH_MAX_INFLIGHT_PER_ADDRESS) {
-        wait_fail(t, "53300", "too many Databricks token checks in progress from this address; "
-                              "try again shortly");
+        wait_fail(t, "53300",
+                  "too many Databricks token checks in progress from this address; "
+                  "try again shortly");
     } else if ((t->f = fetch_start(ta, db, token, key, ip, why, sizeof(why)))) {
         list_append(&t->f->waiters, &t->node);
     } else {

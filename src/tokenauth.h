@@ -11,11 +11,11 @@
 #include "objects.h"
 #include "token.h"
 
-#define TOKENAUTH_CACHE_S 300      /* an answer is trusted this long at most */
-#define TOKENAUTH_MAX_CACHED 4096  /* cached answers per worker */
-#define TOKENAUTH_MAX_INFLIGHT 32  /* distinct tokens being checked at once */
+#define TOKENAUTH_CACHE_S 300                /* an answer is trusted this long at most */
+#define TOKENAUTH_MAX_CACHED 4096            /* cached answers per worker */
+#define TOKENAUTH_MAX_INFLIGHT 32            /* distinct tokens being checked at once */
 #define TOKENAUTH_MAX_INFLIGHT_PER_ADDRESS 4 /* ... started by logins from one address */
-#define TOKENAUTH_REFUSED_CACHE_S 30 /* a token the workspace refused is refused again */
+#define TOKENAUTH_REFUSED_CACHE_S 30         /* a token the workspace refused is refused again */
 
 struct tokenauth_wait;
 

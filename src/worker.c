@@ -4,26 +4,26 @@
 #include <malloc.h>
 #include <openssl/rand.h>
 #include <signal.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
+#include "credentials.h"
+#include "guard.h"
 #include "listener.h"
 #include "log.h"
 #include "maskcat.h"
 #include "masksql.h"
 #include "metrics.h"
 #include "notify.h"
-#include "credentials.h"
-#include "guard.h"
 #include "policy.h"
 #include "pool.h"
-#include "stats.h"
-#include "tablesize.h"
-#include "statslog.h"
 #include "server.h"
+#include "stats.h"
+#include "statslog.h"
+#include "tablesize.h"
 #include "takeover.h"
 #include "tls.h"
 #include "tokenauth.h"
@@ -61,8 +61,8 @@ static bool make_mock_verifier(struct worker *w)
     bool ok = RAND_bytes(secret, sizeof(secret)) == 1 && RAND_bytes(salt, sizeof(salt)) == 1;
     for (int i = 0; i < 32; i++)
         snprintf(pw + 2 * i, 3, "%02x", secret[i]);
-    ok = ok && scram_make_verifier(pw, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
-                                   &w->mock_verifier);
+    ok = ok &&
+         scram_make_verifier(pw, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS, &w->mock_verifier);
     explicit_bzero(pw, sizeof(pw));
     explicit_bzero(secret, sizeof(secret));
     return ok;
@@ -139,15 +139,16 @@ static void report_status(struct worker *w)
 {
     size_t servers = 0;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         servers += (size_t)p->n_servers;
     }
     char text[160];
     snprintf(text, sizeof(text), "%s%d clients, %zu server connections",
-             w->draining ? "draining: " : w->handed_over ? "taken over: " : "", w->n_clients,
-             servers);
+             w->draining      ? "draining: "
+             : w->handed_over ? "taken over: "
+                              : "",
+             w->n_clients, servers);
     notify_status(text);
 }
 
@@ -202,8 +203,8 @@ static bool sync_stats(struct worker *w, const struct config *old, const struct 
     if (!sc->enabled) {
         stats_free(w->stats);
         w->stats = NULL;
-    } else if (!w->stats && !(w->stats = stats_new((size_t)sc->max_queries,
-                                                   (size_t)sc->max_queries * 4))) {
+    } else if (!w->stats &&
+               !(w->stats = stats_new((size_t)sc->max_queries, (size_t)sc->max_queries * 4))) {
         return false;
     }
     const char *was = old && old->stats.enabled ? old->stats.log : NULL;
@@ -313,8 +314,7 @@ void worker_free(struct worker *w)
     takeover_close(w);
     metrics_stop(w);
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         client_close(list_entry(it, struct client, node), "shutting down");
     }
     pool_free_all(w);
@@ -378,17 +378,18 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
         return false;
     bool rls_changed = !config_same_rls_shape(old, n, db->name);
     if (reach_changed(p->db, db) || rls_changed) {
-        SSL_CTX *tls = db->tls == TLS_DISABLE ? NULL : tls_connect_ctx(db->tls, db->ca_file, err, sizeof(err));
+        SSL_CTX *tls =
+            db->tls == TLS_DISABLE ? NULL : tls_connect_ctx(db->tls, db->ca_file, err, sizeof(err));
         if (db->tls != TLS_DISABLE && !tls)
-            log_warning("reload: database %s: %s; keeping the previous TLS settings", db->name, err);
+            log_warning("reload: database %s: %s; keeping the previous TLS settings", db->name,
+                        err);
         else {
             SSL_CTX_free(p->tls);
             p->tls = tls;
         }
         p->generation++;
         struct list *it, *tmp;
-        list_for_each_safe(it, tmp, &p->idle)
-        {
+        list_for_each_safe (it, tmp, &p->idle) {
             server_close(list_entry(it, struct server, node), "configuration changed");
         }
         p->db = db;
@@ -422,8 +423,7 @@ static void close_newly_guarded(struct worker *w)
 {
     char msg[200];
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
         if (c->rls || c->is_admin || c->state == CL_LOGIN || c->state == CL_ADMIN ||
             c->state == CL_CLOSING || !c->database || !config_rls_applies(w->cfg, c->database))
@@ -477,8 +477,7 @@ void worker_reload(struct worker *w)
     SSL_CTX_free(w->client_tls);
     w->client_tls = tls;
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->pools)
-    {
+    list_for_each_safe (it, tmp, &w->pools) {
         if (!retarget_pool(list_entry(it, struct pool, node), old, n))
             old_in_use = true;
     }
@@ -533,8 +532,7 @@ void worker_start_drain(struct worker *w)
     takeover_close(w);
     arm_drain_timer(w);
     struct list *it, *tmp;
-    list_for_each_safe(it, tmp, &w->clients)
-    {
+    list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
         if (!c->server || server_is_clean(c->server))
             client_fail(c, "57P01", "lakeproxy is shutting down");

@@ -9,8 +9,9 @@
 #include "mask.h"
 
 static const struct mask_fn fns[] = {
-    {MASK_REDACT, 0, 0, NULL}, {MASK_NULL, 0, 0, NULL},    {MASK_PARTIAL, 1, 2, NULL},
-    {MASK_EMAIL, 0, 0, NULL},  {MASK_LAST4, 0, 0, NULL},   {MASK_HASH, 0, 0, NULL},
+    {MASK_REDACT, 0, 0, NULL},         {MASK_NULL, 0, 0, NULL},
+    {MASK_PARTIAL, 1, 2, NULL},        {MASK_EMAIL, 0, 0, NULL},
+    {MASK_LAST4, 0, 0, NULL},          {MASK_HASH, 0, 0, NULL},
     {MASK_FIXED, 0, 0, (char *)"n/a"}, {MASK_PARTIAL, 0, 0, (char *)"#"},
 };
 
@@ -32,7 +33,10 @@ int fuzz_mask(const uint8_t *data, size_t size)
         masked += (b & 1);
     }
     static const uint8_t key[] = "0123456789abcdef";
-    struct mask_plan plan = {cols, n, masked, (enum mask_charset)(data[1] % 3),
+    struct mask_plan plan = {cols,
+                             n,
+                             masked,
+                             (enum mask_charset)(data[1] % 3),
                              {key, (data[1] & 4) ? sizeof(key) - 1 : 0}};
     buf_init(&out);
     mask_datarow(&plan, data + 2 + n, size - 2 - n, &out, &err);

@@ -15,4 +15,3 @@ void fuzz_pump(const uint8_t *data, size_t size, relay_inspect_fn fn)
     evbuffer_free(in);
     evbuffer_free(out);
 }
-

@@ -10,10 +10,9 @@
 #include "proto.h"
 
 /* "password" under SCRAM-SHA-256, 4096 iterations. */
-static const char verifier_text[] =
-    "SCRAM-SHA-256$4096:bG9uZ2VyLXNhbHQtdmFsdWU=$"
-    "3uknSB7++pvC7T1B4UG79zfjZD45qLZojqNZGgCT1+E=:"
-    "PAKRpsZo74bh6Y2UXxqig2ueBAwZ9VeAONmAlD7d52o=";
+static const char verifier_text[] = "SCRAM-SHA-256$4096:bG9uZ2VyLXNhbHQtdmFsdWU=$"
+                                    "3uknSB7++pvC7T1B4UG79zfjZD45qLZojqNZGgCT1+E=:"
+                                    "PAKRpsZo74bh6Y2UXxqig2ueBAwZ9VeAONmAlD7d52o=";
 
 /* The two client messages of a SASL exchange, split at the first 0xff byte of rest. */
 static void sasl_exchange(const uint8_t *rest, size_t len)

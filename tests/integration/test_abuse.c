@@ -33,7 +33,10 @@ static void start_short_login(void)
                        "admin:\n  users: [alice]\n");
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(abuse, .init = start_short_login, .fini = stop_proxy, .timeout = 60);
 
@@ -109,8 +112,7 @@ Test(abuse, a_flood_of_silent_connections_is_closed_and_others_keep_working)
         closed += closed_by_proxy(fds[i], 100);
         close(fds[i]);
     }
-    cr_expect_eq(closed, N, "silent connections closed after login_timeout_s: %d of %d", closed,
-                 N);
+    cr_expect_eq(closed, N, "silent connections closed after login_timeout_s: %d of %d", closed, N);
     cr_expect_lt(timed_query(), 1.0);
     free(fds);
 }
@@ -155,8 +157,8 @@ static void expect_rss_back(long base, const char *what)
     while ((rss = proxy_status_kb(&px, "VmRSS")) - base >= RSS_NEAR_KB && now_s() < deadline)
         usleep(100000);
     if (rss_follows_heap())
-        cr_expect_lt(rss - base, RSS_NEAR_KB, "RSS %ld kB above its baseline after %s",
-                     rss - base, what);
+        cr_expect_lt(rss - base, RSS_NEAR_KB, "RSS %ld kB above its baseline after %s", rss - base,
+                     what);
     cr_log_info("%s: RSS baseline %ld kB, then +%ld kB", what, base, rss - base);
 }
 
@@ -177,8 +179,7 @@ Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_clo
         peak = rss > peak ? rss : peak;
         cr_expect_lt(timed_query(), 2.0, "another client waits for the stuck one");
     }
-    cr_expect_lt(peak - base, RSS_BOUND_KB, "RSS grew by %ld kB while back-pressured",
-                 peak - base);
+    cr_expect_lt(peak - base, RSS_BOUND_KB, "RSS grew by %ld kB while back-pressured", peak - base);
     cr_expect_eq(huge_query_backends(direct, true), 1, "the server stayed back-pressured");
     close(fd);
     cr_expect(wait_huge_backends(direct, false, 0, 10),
@@ -196,15 +197,9 @@ static void send_opening(int fd, int i, const struct buf *startup)
 {
     static const unsigned char ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
     switch (i % 4) {
-    case 1:
-        (void)!send(fd, startup->data, startup->len / 2, MSG_NOSIGNAL);
-        break;
-    case 2:
-        (void)!send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL);
-        break;
-    case 3:
-        (void)!send(fd, startup->data, startup->len, MSG_NOSIGNAL);
-        break;
+    case 1: (void)!send(fd, startup->data, startup->len / 2, MSG_NOSIGNAL); break;
+    case 2: (void)!send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL); break;
+    case 3: (void)!send(fd, startup->data, startup->len, MSG_NOSIGNAL); break;
     }
 }
 

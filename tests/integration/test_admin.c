@@ -17,7 +17,10 @@ static void start_with_admin(void)
                        "admin:\n  users: [alice, carol]\n");
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(admin, .init = start_with_admin, .fini = stop_proxy, .timeout = 60);
 

@@ -16,15 +16,18 @@ static void start_with_auth_query(void)
                        "  query: \"SELECT usename, passwd FROM public.lp_lookup($1)\"\n");
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(auth_query, .init = start_with_auth_query, .fini = stop_proxy, .timeout = 60);
 
 Test(auth_query, scram_user_found_on_the_server_logs_in)
 {
     char state[6], msg[256];
-    cr_expect(raw_login(px.port, "lp_dave", "dave-secret", "app", state, msg, sizeof(msg)),
-              "%s %s", state, msg);
+    cr_expect(raw_login(px.port, "lp_dave", "dave-secret", "app", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
     PGconn *c = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     char *v = query_value(c, "SELECT count(*) FROM items");
@@ -58,6 +61,6 @@ Test(auth_query, wrong_password_and_unknown_user_get_the_same_28P01)
 Test(auth_query, users_in_the_yaml_do_not_need_the_lookup)
 {
     char state[6], msg[256];
-    cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)),
-              "%s %s", state, msg);
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
 }

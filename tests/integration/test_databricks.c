@@ -58,10 +58,12 @@ Test(databricks, provisioned_instance_ten_rotations_under_load_without_a_client_
     struct load_result l;
     load_run(&px, "carol", "lake", 8, 24, &l);
     int minted = mockws_calls(&mock, "database_credentials");
-    fprintf(stderr, "databricks rotation under load: %d queries, %d client errors, %d tokens, "
-                    "%d OAuth exchanges, %d server logins, %d refused-token retries\n",
+    fprintf(stderr,
+            "databricks rotation under load: %d queries, %d client errors, %d tokens, "
+            "%d OAuth exchanges, %d server logins, %d refused-token retries\n",
             l.queries, l.errors, minted, mockws_calls(&mock, "oidc"),
-            file_count_lines(px.log, "logged in as lp_rot7"), file_count_lines(px.log, "refused token"));
+            file_count_lines(px.log, "logged in as lp_rot7"),
+            file_count_lines(px.log, "refused token"));
     cr_expect_eq(l.errors, 0, "clients saw %d errors, first: %s", l.errors, l.first_error);
     cr_expect_geq(minted, 10, "only %d rotations", minted);
     cr_expect_eq(mockws_calls(&mock, "oidc"), 1, "the workspace OAuth token is reused while valid");
@@ -96,7 +98,10 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The q-quantile of n sorted values. */
-static double quantile(const double *v, int n, double q) { return v[(int)(q * (n - 1))]; }
+static double quantile(const double *v, int n, double q)
+{
+    return v[(int)(q * (n - 1))];
+}
 
 /* The issue asks for the extra latency of a login while a token refresh is in flight: logins
  * never wait for a background refresh (the still-valid token serves), so the figure printed
@@ -165,13 +170,14 @@ Test(databricks, workspace_failures_are_clear_and_the_valid_token_serves_on)
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         mockws_mode(&mock, cases[i].mode);
-        cr_expect(wait_credential(&px, "carol", 10000, cases[i].error, last, sizeof(last)), "%s: last_error \"%s\"",
-                  cases[i].mode, last);
+        cr_expect(wait_credential(&px, "carol", 10000, cases[i].error, last, sizeof(last)),
+                  "%s: last_error \"%s\"", cases[i].mode, last);
         char *v = query_value(c, "SELECT count(*) FROM items");
         cr_expect_str_eq(v, "1000");
         free(v);
         mockws_mode(&mock, "ok");
-        cr_expect(wait_credential(&px, "carol", 10000, "", last, sizeof(last)), "%s: no recovery: %s", cases[i].mode, last);
+        cr_expect(wait_credential(&px, "carol", 10000, "", last, sizeof(last)),
+                  "%s: no recovery: %s", cases[i].mode, last);
     }
     PQfinish(c);
 }

@@ -170,7 +170,7 @@ static void *loader_main(void *arg)
 }
 
 static void txn_load_start(struct loader *ls, int n, const char *db, const char *const *stmts,
-                       volatile int *stop)
+                           volatile int *stop)
 {
     for (int i = 0; i < n; i++) {
         memset(&ls[i], 0, sizeof(ls[i]));
@@ -225,8 +225,8 @@ static void expect_failures_within(struct loader *ls, int n, double from, double
             else if (strcmp(f->state, "lost") == 0) /* closed, but told why first */
                 cr_expect(strstr(f->msg, "FATAL:"), "closed without an error: %s", f->msg);
             else
-                cr_expect(outage_sqlstate(f->state), "client %d: unexpected SQLSTATE '%s': %s",
-                          i, f->state, f->msg);
+                cr_expect(outage_sqlstate(f->state), "client %d: unexpected SQLSTATE '%s': %s", i,
+                          f->state, f->msg);
         }
     }
 }
@@ -337,8 +337,7 @@ Test(faults, postgres_killed_and_restarted_under_load)
 Test(faults, server_connection_cut_in_the_middle_of_a_result)
 {
     int relay_port = free_port(), port = free_port();
-    struct tcp_relay *relay =
-        tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
+    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
     make_yaml(port, "cut", "127.0.0.1", relay_port, 4, 0);
     proxy_start_yaml(&px, port, yaml);
     /* two bystanders hold transactions open, each on its own server connection */

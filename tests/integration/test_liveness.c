@@ -21,11 +21,15 @@ static void start_checking(void)
     const char *at = strstr(yaml, "      max_wait_ms: 10000\n"); /* database app's pool */
     cr_assert_not_null(at);
     size_t head = (size_t)(at - yaml) + strlen("      max_wait_ms: 10000\n");
-    snprintf(edited, sizeof(edited), "%.*s      check_after_s: 1\n      connect_timeout_ms: 1000\n%s",
-             (int)head, yaml, yaml + head);
+    snprintf(edited, sizeof(edited),
+             "%.*s      check_after_s: 1\n      connect_timeout_ms: 1000\n%s", (int)head, yaml,
+             yaml + head);
     proxy_start_yaml(&px, port, edited);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(liveness, .init = start_checking, .fini = stop_proxy, .timeout = 60);
 

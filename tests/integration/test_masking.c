@@ -14,18 +14,18 @@
 
 static struct proxy px;
 
-#define MASKING_YAML                                                                          \
-    "  mallory: {password: pw}\n"                                                            \
-    "  audra: {password: pw, groups: [auditors]}\n"                                          \
-    "  sam: {password: pw, groups: [support]}\n"                                             \
-    "groups:\n"                                                                              \
-    "  auditors: {role: auditor}\n"                                                          \
-    "  support: {}\n"                                                                        \
-    "masking:\n"                                                                             \
-    "  databases: [app]\n"                                                                   \
-    "  rules:\n"                                                                             \
-    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"  \
-    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"   \
+#define MASKING_YAML                                                                               \
+    "  mallory: {password: pw}\n"                                                                  \
+    "  audra: {password: pw, groups: [auditors]}\n"                                                \
+    "  sam: {password: pw, groups: [support]}\n"                                                   \
+    "groups:\n"                                                                                    \
+    "  auditors: {role: auditor}\n"                                                                \
+    "  support: {}\n"                                                                              \
+    "masking:\n"                                                                                   \
+    "  databases: [app]\n"                                                                         \
+    "  rules:\n"                                                                                   \
+    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"        \
+    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"        \
     "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"
 
 /* MASKING_YAML without the salary rule: the reload test adds it. */
@@ -73,11 +73,17 @@ static void start_masking_one_server(void)
     proxy_start_yaml(&px, port, yaml);
 }
 
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(masking, .init = start_masking, .fini = stop_proxy, .timeout = 120);
 
-static PGconn *login(const char *user) { return mask_login(&px, user); }
+static PGconn *login(const char *user)
+{
+    return mask_login(&px, user);
+}
 
 Test(masking, masked_user_sees_masked_values_and_exempt_users_the_real_ones)
 {
@@ -153,7 +159,8 @@ Test(masking, extended_protocol_text_and_binary_results_are_masked)
 Test(masking, cursors_and_child_tables_are_masked)
 {
     PGconn *m = login("mallory");
-    const char *steps[] = {"BEGIN", "DECLARE c CURSOR FOR SELECT email, ssn FROM customers ORDER BY id"};
+    const char *steps[] = {"BEGIN",
+                           "DECLARE c CURSOR FOR SELECT email, ssn FROM customers ORDER BY id"};
     for (size_t i = 0; i < 2; i++)
         PQclear(PQexec(m, steps[i]));
     for (int k = 0; k < 3; k++) {
@@ -254,12 +261,13 @@ static const struct mask_attempt_case attempts[] = {
     {"SELECT ssn, count(*) FROM customers GROUP BY ssn", true},
     {"SELECT count(*) FILTER (WHERE email LIKE 'a%') FROM customers", true},
     {"SELECT id FROM customers WHERE ssn = 'a' OR ssn = 'b' OR ssn = 'c' OR ssn = 'd' "
-     "OR ssn = 'e'", true},
-    {"SELECT id, EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '1%') "
-     "FROM customers c", true},
-    {"SELECT id FROM customers WHERE email = ANY (' {a,b,c,d,ada.secret@example.com}')", true},
-    {"SELECT id FROM customers WHERE email = ANY ('[1:5]={a,b,c,d,ada.secret@example.com}')",
+     "OR ssn = 'e'",
      true},
+    {"SELECT id, EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.ssn LIKE '1%') "
+     "FROM customers c",
+     true},
+    {"SELECT id FROM customers WHERE email = ANY (' {a,b,c,d,ada.secret@example.com}')", true},
+    {"SELECT id FROM customers WHERE email = ANY ('[1:5]={a,b,c,d,ada.secret@example.com}')", true},
     {"SELECT id FROM customers WHERE email = ANY (ARRAY['{a,b,c,d,ada.secret@example.com}'"
      "::text[]])",
      true},
@@ -372,8 +380,8 @@ Test(masking, a_masked_clients_prepared_held_cursor_retires_every_server_it_runs
      .init = start_masking_one_server)
 {
     PGconn *m = login("mallory");
-    PGresult *r = PQprepare(m, "h", "DECLARE vc CURSOR WITH HOLD FOR SELECT id FROM customers",
-                            0, NULL);
+    PGresult *r =
+        PQprepare(m, "h", "DECLARE vc CURSOR WITH HOLD FOR SELECT id FROM customers", 0, NULL);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(m));
     PQclear(r);
     free(query_value(m, "SELECT 1")); /* the server it was prepared on has been retired */
@@ -444,8 +452,8 @@ Test(masking, a_masked_client_cannot_log_in_with_settings_that_hide_sql_from_the
             PQclear(r);
         }
         cr_expect(refused, "%s was accepted", options[i]);
-        cr_expect(strstr(PQerrorMessage(m), "standard_conforming_strings") != NULL,
-                  "%s: %s", options[i], PQerrorMessage(m));
+        cr_expect(strstr(PQerrorMessage(m), "standard_conforming_strings") != NULL, "%s: %s",
+                  options[i], PQerrorMessage(m));
         PQfinish(m);
     }
     PGconn *a = proxy_connect(&px, "audra", "pw", "app", options[0]);

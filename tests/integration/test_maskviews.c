@@ -17,20 +17,20 @@
 static struct proxy px;
 
 /* test_masking.c's rules, a rule on a view's column, and rita, exempt from email's rule only. */
-#define MASKVIEWS_YAML                                                                        \
-    "  mallory: {password: pw}\n"                                                            \
-    "  audra: {password: pw, groups: [auditors]}\n"                                          \
-    "  rita: {password: pw, groups: [readers]}\n"                                            \
-    "groups:\n"                                                                              \
-    "  auditors: {role: auditor}\n"                                                          \
-    "  readers: {role: auditor}\n"                                                           \
-    "masking:\n"                                                                             \
-    "  databases: [app]\n"                                                                   \
-    "  rules:\n"                                                                             \
-    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"  \
-    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"   \
-    "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"   \
-    "    - {column: public.mv_notes.note, function: \"fixed('hidden')\", "                    \
+#define MASKVIEWS_YAML                                                                             \
+    "  mallory: {password: pw}\n"                                                                  \
+    "  audra: {password: pw, groups: [auditors]}\n"                                                \
+    "  rita: {password: pw, groups: [readers]}\n"                                                  \
+    "groups:\n"                                                                                    \
+    "  auditors: {role: auditor}\n"                                                                \
+    "  readers: {role: auditor}\n"                                                                 \
+    "masking:\n"                                                                                   \
+    "  databases: [app]\n"                                                                         \
+    "  rules:\n"                                                                                   \
+    "    - {column: public.customers.email, function: email, unless: {roles: [auditor]}}\n"        \
+    "    - {column: public.customers.ssn, function: last4, unless: {groups: [auditors]}}\n"        \
+    "    - {column: public.customers.salary, function: redact, unless: {users: [audra]}}\n"        \
+    "    - {column: public.mv_notes.note, function: \"fixed('hidden')\", "                         \
     "unless: {users: [audra]}}\n"
 
 static void start_proxy(void)
@@ -41,7 +41,10 @@ static void start_proxy(void)
     proxy_start_yaml(&px, port, yaml);
 }
 
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(maskviews, .init = start_proxy, .fini = stop_proxy, .timeout = 120);
 
@@ -68,8 +71,8 @@ static const struct {
     const char *sql;
     const char *want[3];
 } projections[] = {
-    {"SELECT email, ssn, name FROM mv_all WHERE id = 1", {"a***@example.com", "****3333",
-                                                            "Ada Lovelace"}},
+    {"SELECT email, ssn, name FROM mv_all WHERE id = 1",
+     {"a***@example.com", "****3333", "Ada Lovelace"}},
     {"SELECT * FROM mv_all ORDER BY id", {NULL}},
     {"SELECT contact, tax_id FROM mv_renamed WHERE id = 1", {"a***@example.com", "****3333"}},
     {"SELECT reach, tax_id FROM mv_over_view WHERE id = 1", {"a***@example.com", "****3333"}},
@@ -119,8 +122,8 @@ static void expect_refused(PGconn *m, const char *sql, const char *naming)
     cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "[%s]: not refused", sql);
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     cr_expect_str_eq(st ? st : "", "42501", "[%s]: %s", sql, PQresultErrorMessage(r));
-    cr_expect(!naming || strstr(PQresultErrorMessage(r), naming), "[%s]: refused, not naming %s: %s",
-              sql, naming, PQresultErrorMessage(r));
+    cr_expect(!naming || strstr(PQresultErrorMessage(r), naming),
+              "[%s]: refused, not naming %s: %s", sql, naming, PQresultErrorMessage(r));
     PQclear(r);
 }
 
@@ -157,7 +160,8 @@ static const struct mask_attempt_case attempts[] = {
     {"SELECT DISTINCT reach FROM mv_over_view", true},
     {"SELECT contact FROM mv_renamed UNION SELECT 'x'", true},
     {"SELECT id FROM mv_renamed WHERE contact = 'a' OR contact = 'b' OR contact = 'c' "
-     "OR contact = 'd' OR contact = 'e'", true},
+     "OR contact = 'd' OR contact = 'e'",
+     true},
     {"SELECT id FROM mv_renamed WHERE lower(contact) LIKE 'a%'", true},
     {"SELECT r.id FROM mv_renamed r JOIN mv_over_view o ON o.reach = r.contact", true},
     {"COPY (SELECT contact FROM mv_renamed) TO STDOUT", true},
@@ -299,18 +303,18 @@ Test(maskviews, a_view_replaced_in_place_is_masked_within_the_refresh_interval)
 Test(maskviews, views_running_functions_behind_operators_or_casts_are_refused)
 {
     PGconn *adm = pg_admin("lp_test");
-    char *v = query_value(
-        adm, "SET ROLE lp_server; "
-             "CREATE FUNCTION mvx_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
-             "'SELECT string_agg(email, '','') FROM public.customers'; "
-             "CREATE OPERATOR ### (leftarg = int, rightarg = int, function = mvx_fn); "
-             "CREATE VIEW mvx_op AS SELECT 1 ### 1 AS x; "
-             "CREATE TYPE mvx_t AS (x text); "
-             "CREATE FUNCTION mvx_to(int) RETURNS mvx_t LANGUAGE sql STABLE AS "
-             "'SELECT ROW(string_agg(email, '',''))::mvx_t FROM public.customers'; "
-             "CREATE CAST (int AS mvx_t) WITH FUNCTION mvx_to(int); "
-             "CREATE VIEW mvx_cast AS SELECT (1::mvx_t).x AS x; "
-             "GRANT SELECT ON mvx_op, mvx_cast TO PUBLIC; SELECT 1");
+    char *v =
+        query_value(adm, "SET ROLE lp_server; "
+                         "CREATE FUNCTION mvx_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
+                         "'SELECT string_agg(email, '','') FROM public.customers'; "
+                         "CREATE OPERATOR ### (leftarg = int, rightarg = int, function = mvx_fn); "
+                         "CREATE VIEW mvx_op AS SELECT 1 ### 1 AS x; "
+                         "CREATE TYPE mvx_t AS (x text); "
+                         "CREATE FUNCTION mvx_to(int) RETURNS mvx_t LANGUAGE sql STABLE AS "
+                         "'SELECT ROW(string_agg(email, '',''))::mvx_t FROM public.customers'; "
+                         "CREATE CAST (int AS mvx_t) WITH FUNCTION mvx_to(int); "
+                         "CREATE VIEW mvx_cast AS SELECT (1::mvx_t).x AS x; "
+                         "GRANT SELECT ON mvx_op, mvx_cast TO PUBLIC; SELECT 1");
     free(v);
     PGconn *m = mask_login(&px, "mallory");
     static const char *const reads[] = {"SELECT * FROM mvx_op", "SELECT * FROM mvx_cast"};
@@ -330,22 +334,22 @@ Test(maskviews, views_running_functions_behind_operators_or_casts_are_refused)
 Test(maskviews, functions_behind_operators_casts_defaults_and_rules_are_refused)
 {
     PGconn *adm = pg_admin("lp_test");
-    char *v = query_value(
-        adm, "SET ROLE lp_server; "
-             "CREATE FUNCTION mvy_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
-             "'SELECT string_agg(email, '','') FROM public.customers'; "
-             "CREATE FUNCTION mvy_fn1(a int) RETURNS text LANGUAGE sql STABLE AS "
-             "'SELECT string_agg(email, '','') FROM public.customers'; "
-             "CREATE OPERATOR #@# (leftarg = int, rightarg = int, function = mvy_fn); "
-             "CREATE TYPE mvy_t AS (x text); "
-             "CREATE FUNCTION mvy_to(int) RETURNS mvy_t LANGUAGE sql STABLE AS "
-             "'SELECT ROW(string_agg(email, '',''))::mvy_t FROM public.customers'; "
-             "CREATE CAST (int AS mvy_t) WITH FUNCTION mvy_to(int); "
-             "CREATE TABLE mvy_notes (id int, who text DEFAULT mvy_fn1(1)); "
-             "CREATE TABLE mvy_audit (id int); "
-             "CREATE RULE mvy_log AS ON UPDATE TO mvy_audit DO ALSO "
-             "SELECT string_agg(email, ',') AS e FROM customers; "
-             "GRANT ALL ON mvy_notes, mvy_audit TO PUBLIC; SELECT 1");
+    char *v =
+        query_value(adm, "SET ROLE lp_server; "
+                         "CREATE FUNCTION mvy_fn(a int, b int) RETURNS text LANGUAGE sql STABLE AS "
+                         "'SELECT string_agg(email, '','') FROM public.customers'; "
+                         "CREATE FUNCTION mvy_fn1(a int) RETURNS text LANGUAGE sql STABLE AS "
+                         "'SELECT string_agg(email, '','') FROM public.customers'; "
+                         "CREATE OPERATOR #@# (leftarg = int, rightarg = int, function = mvy_fn); "
+                         "CREATE TYPE mvy_t AS (x text); "
+                         "CREATE FUNCTION mvy_to(int) RETURNS mvy_t LANGUAGE sql STABLE AS "
+                         "'SELECT ROW(string_agg(email, '',''))::mvy_t FROM public.customers'; "
+                         "CREATE CAST (int AS mvy_t) WITH FUNCTION mvy_to(int); "
+                         "CREATE TABLE mvy_notes (id int, who text DEFAULT mvy_fn1(1)); "
+                         "CREATE TABLE mvy_audit (id int); "
+                         "CREATE RULE mvy_log AS ON UPDATE TO mvy_audit DO ALSO "
+                         "SELECT string_agg(email, ',') AS e FROM customers; "
+                         "GRANT ALL ON mvy_notes, mvy_audit TO PUBLIC; SELECT 1");
     free(v);
     PGconn *m = mask_login(&px, "mallory");
     static const struct {

@@ -19,7 +19,10 @@ static void start_txn_one(void)
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 300, NULL);
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(operations, .init = start_txn_one, .fini = stop_proxy, .timeout = 60);
 

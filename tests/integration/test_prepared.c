@@ -20,7 +20,10 @@ static void start_txn_two(void)
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, NULL);
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(prepared, .init = start_txn_two, .fini = stop_proxy, .timeout = 120);
 
@@ -315,7 +318,7 @@ Test(prepared, messages_skipped_after_an_error_leak_nothing_and_release_the_serv
     PGconn *a = alice_at(&one), *b = alice_at(&one);
     prepare(b, "", "SELECT 'statement of b'", 0); /* left on the one server */
     cr_assert_eq(PQenterPipelineMode(a), 1);
-    cr_assert(PQsendQueryPrepared(a, "nope", 0, NULL, NULL, NULL, 0)); /* an error ... */
+    cr_assert(PQsendQueryPrepared(a, "nope", 0, NULL, NULL, NULL, 0));   /* an error ... */
     cr_assert(PQsendPrepare(a, "", "SELECT 'statement of a'", 0, NULL)); /* ... skips this */
     cr_assert(PQpipelineSync(a));
     cr_assert(PQsendQueryPrepared(a, "", 0, NULL, NULL, NULL, 0));

@@ -16,10 +16,14 @@ static void start_small_limit(void)
 {
     static char yaml[8192];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 4, 3000, "limits:\n  max_message_size: 65536\n");
+    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 4, 3000,
+                       "limits:\n  max_message_size: 65536\n");
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(protocol, .init = start_small_limit, .fini = stop_proxy, .timeout = 60);
 
@@ -55,7 +59,10 @@ static void expect_others_fine(void)
 }
 
 /* A raw client logged in as the trust user carol, ready for queries. */
-static int logged_in_raw(void) { return raw_session(px.port, "carol", "app"); }
+static int logged_in_raw(void)
+{
+    return raw_session(px.port, "carol", "app");
+}
 
 Test(protocol, startup_length_too_short_is_refused)
 {
@@ -121,7 +128,8 @@ Test(protocol, gssenc_request_is_declined_then_login_proceeds)
 Test(protocol, plaintext_sent_after_ssl_request_is_refused)
 {
     int fd = raw_connect(px.port);
-    unsigned char req[8 + 9] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, 'Q', 0, 0, 0, 8, 'x', 'y', 'z', 0};
+    unsigned char req[8 + 9] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, 'Q',
+                                0, 0, 0, 8, 'x',  'y',  'z',  0};
     send_bytes(fd, req, sizeof(req)); /* SSLRequest with a Query glued behind it */
     char answer = 0;
     cr_assert_eq(read(fd, &answer, 1), 1);

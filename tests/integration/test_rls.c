@@ -34,7 +34,8 @@ static void rls_yaml(char *yaml, size_t yamlsz, int port, const char *mode, int 
              "rls:\n  prefix: app\n  databases: [app]\n  switch_role: true\n"
              "  default_role: lp_tenant\n"
              "  attributes: %s\n"
-             "limits:\n  max_clients: 200\n", attrs);
+             "limits:\n  max_clients: 200\n",
+             attrs);
     proxy_default_yaml(yaml, yamlsz, port, mode, size, 20000, extra);
 }
 
@@ -48,10 +49,22 @@ static void start_rls(const char *mode, int size)
     proxy_start_yaml(&px, port, yaml);
 }
 
-static void start_txn4(void) { start_rls("transaction", 4); }
-static void start_txn1(void) { start_rls("transaction", 1); }
-static void start_session1(void) { start_rls("session", 1); }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void start_txn4(void)
+{
+    start_rls("transaction", 4);
+}
+static void start_txn1(void)
+{
+    start_rls("transaction", 1);
+}
+static void start_session1(void)
+{
+    start_rls("session", 1);
+}
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 static PGconn *tenant(int t)
 {
@@ -203,8 +216,7 @@ Test(rls, forgery_attempts_are_refused_and_the_connection_stays_usable)
     PGconn *c = tenant(3);
     for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
         const char *st = attempt(c, attempts[i].sql, attempts[i].how);
-        cr_expect_str_eq(st, "42501", "attempt %zu (%s) got SQLSTATE '%s'", i, attempts[i].sql,
-                         st);
+        cr_expect_str_eq(st, "42501", "attempt %zu (%s) got SQLSTATE '%s'", i, attempts[i].sql, st);
         cr_assert_eq(PQstatus(c), CONNECTION_OK, "attempt %zu closed the connection", i);
         expect_own_view(c, 3, attempts[i].sql);
     }
@@ -258,8 +270,8 @@ Test(rls, client_encodings_the_guard_cannot_read_are_refused_at_login)
 Test(rls, refused_statements_leave_no_literal_in_the_log)
 {
     PGconn *c = tenant(7);
-    cr_expect_str_eq(query_sqlstate(c, "SELECT set_config('a' 'tenant-secret-xyz')"),
-                     "42501", "text that does not parse is refused");
+    cr_expect_str_eq(query_sqlstate(c, "SELECT set_config('a' 'tenant-secret-xyz')"), "42501",
+                     "text that does not parse is refused");
     cr_expect_str_eq(query_sqlstate(c, "SET app.tenant_id = 'tenant-secret-abc'"), "42501");
     PQfinish(c);
     cr_expect_eq(file_count_lines(px.log, "statement refused"), 2, "both refusals are logged");
@@ -306,8 +318,8 @@ Test(rls, refusals_the_server_skipped_do_not_confuse_later_ones)
     cr_assert(PQenterPipelineMode(c));
     for (int i = 0; i < 12; i++) {
         cr_assert(PQsendQueryParams(c, "SELECT 1/0", 0, NULL, NULL, NULL, NULL, 0));
-        cr_assert(PQsendQueryParams(c, "SELECT set_config('app.tenant_id', '1', false)", 0,
-                                    NULL, NULL, NULL, NULL, 0));
+        cr_assert(PQsendQueryParams(c, "SELECT set_config('app.tenant_id', '1', false)", 0, NULL,
+                                    NULL, NULL, NULL, 0));
     }
     cr_assert(PQpipelineSync(c));
     int aborted = 0;
@@ -405,7 +417,7 @@ static void check_rows(struct iso_worker *w, PGresult *r, int want_rows)
 static void iso_txn(struct iso_worker *w, PGconn *c, int k)
 {
     static const char *q = "SELECT tenant_id, current_setting('app.tenant_id') FROM rls_docs "
-                            "WHERE id % 10 = $1::int % 10 OR $1::int >= 0";
+                           "WHERE id % 10 = $1::int % 10 OR $1::int >= 0";
     const char *one[1] = {"7"};
     PGresult *r;
     switch (k % 6) {
@@ -438,8 +450,7 @@ static void iso_txn(struct iso_worker *w, PGconn *c, int k)
     default:
         r = PQexec(c, "SELECT 1; SELECT current_setting('app.tenant_id'), "
                       "current_setting('app.tenant_id')");
-        if (PQresultStatus(r) != PGRES_TUPLES_OK ||
-            atoi(PQgetvalue(r, 0, 0)) != w->tenant)
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) != w->tenant)
             note(w, PQresultStatus(r) == PGRES_TUPLES_OK, "multi-statement setting");
     }
     if (PQresultStatus(r) == PGRES_FATAL_ERROR)
@@ -459,8 +470,10 @@ static void *iso_main(void *arg)
         PQfinish(c);
         return NULL;
     }
-    PGresult *r = PQprepare(c, "iso", "SELECT tenant_id, current_setting('app.tenant_id') "
-                                      "FROM rls_docs WHERE $1::int > 0", 1, NULL);
+    PGresult *r = PQprepare(c, "iso",
+                            "SELECT tenant_id, current_setting('app.tenant_id') "
+                            "FROM rls_docs WHERE $1::int > 0",
+                            1, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         note(w, false, PQresultErrorMessage(r));
     PQclear(r);
@@ -492,23 +505,23 @@ Test(rls_load, fifty_clients_of_ten_tenants_over_four_servers_never_leak, .init 
         if (!first && w[i].first[0])
             first = w[i].first;
     }
-    fprintf(stderr, "rls isolation: %d transactions by 50 clients of 10 tenants over 4 servers "
-                    "in %.1f s: %d leaks, %d errors\n", txns, now_s() - t0, leaks, errors);
+    fprintf(stderr,
+            "rls isolation: %d transactions by 50 clients of 10 tenants over 4 servers "
+            "in %.1f s: %d leaks, %d errors\n",
+            txns, now_s() - t0, leaks, errors);
     cr_expect_eq(txns, 20000);
     cr_expect_eq(leaks, 0, "leaks: first: %s", first ? first : "");
     cr_expect_eq(errors, 0, "errors: first: %s", first ? first : "");
 }
 
-Test(rls_one, temporary_objects_never_reach_the_next_client, .init = start_txn1,
-     .fini = stop_proxy)
+Test(rls_one, temporary_objects_never_reach_the_next_client, .init = start_txn1, .fini = stop_proxy)
 {
     PGconn *a = tenant(1), *b = tenant(2);
     free(query_value(a, "CREATE TEMP TABLE stash AS SELECT * FROM rls_docs"));
     free(query_value(a, "DECLARE held CURSOR WITH HOLD FOR SELECT * FROM rls_docs"));
     cr_expect_str_eq(query_sqlstate(b, "SELECT count(*) FROM stash"), "42P01",
                      "tenant 2 must not reach tenant 1's temporary table");
-    cr_expect_str_eq(query_sqlstate(b, "FETCH ALL FROM held"), "34000",
-                     "nor its WITH HOLD cursor");
+    cr_expect_str_eq(query_sqlstate(b, "FETCH ALL FROM held"), "34000", "nor its WITH HOLD cursor");
     expect_own_view(b, 2, "another client's temporary objects");
     PQfinish(a);
     PQfinish(b);
@@ -554,8 +567,8 @@ Test(rls_one, unnamed_statements_and_sql_prepare_leave_nothing_for_the_next_tena
     PQfinish(b);
 }
 
-Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return,
-     .init = start_session1, .fini = stop_proxy)
+Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return, .init = start_session1,
+     .fini = stop_proxy)
 {
     PGconn *a = tenant(6);
     expect_own_view(a, 6, "a session-mode login");
@@ -593,8 +606,14 @@ static void start_cert(const char *client_cert)
     proxy_start_yaml(&px, port, out);
 }
 
-static void start_cert_optional(void) { start_cert("optional"); }
-static void start_cert_required(void) { start_cert("require"); }
+static void start_cert_optional(void)
+{
+    start_cert("optional");
+}
+static void start_cert_required(void)
+{
+    start_cert("require");
+}
 
 /* Logs in as t7 over TLS with certificate name ("client", "rogue") or none (NULL). */
 static PGconn *cert_login(const char *name)
@@ -602,15 +621,15 @@ static PGconn *cert_login(const char *name)
     char extra[600];
     const char *certs = env_need("LP_CERTS");
     if (name)
-        snprintf(extra, sizeof(extra), "sslmode=require sslcert=%s/%s.crt sslkey=%s/%s.key",
-                 certs, name, certs, name);
+        snprintf(extra, sizeof(extra), "sslmode=require sslcert=%s/%s.crt sslkey=%s/%s.key", certs,
+                 name, certs, name);
     else
         snprintf(extra, sizeof(extra), "sslmode=require sslcert=/nonexistent sslkey=/nonexistent");
     return proxy_connect(&px, "t7", "pw", "app", extra);
 }
 
-Test(rls_cert, attributes_come_from_the_verified_client_certificate,
-     .init = start_cert_optional, .fini = stop_proxy)
+Test(rls_cert, attributes_come_from_the_verified_client_certificate, .init = start_cert_optional,
+     .fini = stop_proxy)
 {
     PGconn *c = cert_login("client");
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
@@ -631,8 +650,7 @@ Test(rls_cert, attributes_come_from_the_verified_client_certificate,
     PQfinish(c);
 }
 
-Test(rls_cert, a_required_certificate_is_required, .init = start_cert_required,
-     .fini = stop_proxy)
+Test(rls_cert, a_required_certificate_is_required, .init = start_cert_required, .fini = stop_proxy)
 {
     PGconn *c = cert_login(NULL);
     cr_expect(PQstatus(c) != CONNECTION_OK, "no certificate, no login");
@@ -670,8 +688,10 @@ Test(rls_one, a_prepared_statement_retires_every_server_it_leaves_state_on, .ini
      .fini = stop_proxy)
 {
     PGconn *a = tenant(2);
-    PGresult *r = PQprepare(a, "h", "DECLARE vc CURSOR WITH HOLD FOR SELECT id, tenant_id "
-                                    "FROM rls_docs", 0, NULL);
+    PGresult *r = PQprepare(a, "h",
+                            "DECLARE vc CURSOR WITH HOLD FOR SELECT id, tenant_id "
+                            "FROM rls_docs",
+                            0, NULL);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
     PQclear(r);
     free(query_value(a, "SELECT 1")); /* the server it was prepared on has been retired */
@@ -688,8 +708,8 @@ Test(rls_one, a_prepared_statement_retires_every_server_it_leaves_state_on, .ini
 
 /* With pg_temp first in search_path (spelt so that no "pg_temp" appears), a plain CREATE TABLE
  * makes a temporary table that would shadow the real one for the next client. */
-Test(rls_one, an_unqualified_create_under_a_temp_search_path_retires_the_server,
-     .init = start_txn1, .fini = stop_proxy)
+Test(rls_one, an_unqualified_create_under_a_temp_search_path_retires_the_server, .init = start_txn1,
+     .fini = stop_proxy)
 {
     PGconn *a = tenant(1);
     free(query_value(a, "BEGIN"));

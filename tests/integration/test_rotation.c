@@ -53,7 +53,10 @@ static void start_rotating(int n, int life_s, int pool_size, int lifetime_s, con
     start_rot_yaml(n, port, pool_size, lifetime_s, cred);
 }
 
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(rotation, .fini = stop_proxy, .timeout = 150);
 
@@ -75,9 +78,10 @@ Test(rotation, ten_rotations_under_load_without_a_client_error)
     int logins = file_count_lines(px.log, "logged in as lp_rot1");
     int refused = file_count_lines(px.log, "refused token");
     int retired = file_count_lines(px.log, "closing: lifetime reached");
-    fprintf(stderr, "rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
-                "logins, %d refused-token retries, %d servers retired at their lifetime\n",
-                l.queries, l.errors, minted, logins, refused, retired);
+    fprintf(stderr,
+            "rotation under load: %d queries, %d client errors, %d tokens minted, %d server "
+            "logins, %d refused-token retries, %d servers retired at their lifetime\n",
+            l.queries, l.errors, minted, logins, refused, retired);
     cr_expect_eq(l.errors, 0, "clients saw %d errors, first: %s", l.errors, l.first_error);
     cr_expect_geq(minted, 10, "only %d rotations", minted);
     cr_expect_geq(logins, 10, "only %d server logins", logins);
@@ -94,8 +98,8 @@ static size_t longest_token_run(const char *path)
     int ch;
     cr_assert(f, "cannot read %s", path);
     while ((ch = fgetc(f)) != EOF) {
-        bool tok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                   ch == '-' || ch == '_';
+        bool tok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
         run = tok ? run + 1 : 0;
         best = run > best ? run : best;
     }
@@ -132,8 +136,10 @@ static void kill_rot_backends(void)
 {
     char sql[200];
     PGconn *a = pg_admin("postgres");
-    snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE usename = '%s'", role);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE usename = '%s'",
+             role);
     free(query_value(a, sql));
     PQfinish(a);
     usleep(200000);
@@ -253,12 +259,9 @@ Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
     static const struct {
         const char *mode, *error;
     } cases[] = {
-        {"badjson", "malformed JSON"},
-        {"missing", "no \"access_token\""},
-        {"huge", "output exceeds"},
-        {"slow", "no answer within 1000 ms"},
-        {"empty", "empty output"},
-        {"crash", "segfault in token helper"}, /* stderr is quoted */
+        {"badjson", "malformed JSON"}, {"missing", "no \"access_token\""},
+        {"huge", "output exceeds"},    {"slow", "no answer within 1000 ms"},
+        {"empty", "empty output"},     {"crash", "segfault in token helper"}, /* stderr is quoted */
     };
     char modefile[400], cred[800], last[300];
     snprintf(modefile, sizeof(modefile), "%s/mode-%d", env_need("LP_TEST_DIR"), getpid());

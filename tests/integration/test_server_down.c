@@ -29,7 +29,10 @@ static void start_behind_relay(void)
     yaml_add_database(yaml, sizeof(yaml), tail);
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(server_down, .init = start_behind_relay, .fini = stop_proxy, .timeout = 60);
 

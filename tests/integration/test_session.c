@@ -10,8 +10,14 @@
 
 static struct proxy px;
 
-static void start_default(void) { proxy_start(&px, 10); }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void start_default(void)
+{
+    proxy_start(&px, 10);
+}
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(session, .init = start_default, .fini = stop_proxy, .timeout = 60);
 
@@ -38,8 +44,8 @@ Test(session, extended_protocol_with_parameters_and_prepared_statements)
 {
     PGconn *c = alice();
     const char *params[1] = {"42"};
-    PGresult *r = PQexecParams(c, "SELECT name FROM items WHERE id = $1", 1, NULL, params, NULL,
-                               NULL, 0);
+    PGresult *r =
+        PQexecParams(c, "SELECT name FROM items WHERE id = $1", 1, NULL, params, NULL, NULL, 0);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
     cr_expect_str_eq(PQgetvalue(r, 0, 0), "item 42");
     PQclear(r);
@@ -347,7 +353,8 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
     struct proxy p;
     int port = free_port();
     /* session mode: 200 clients share 100 server connections, waiting their turn */
-    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 100, 60000, "limits:\n  max_clients: 500\n");
+    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 100, 60000,
+                       "limits:\n  max_clients: 500\n");
     proxy_start_yaml(&p, port, yaml);
     enum { N = 200 };
     pthread_t th[N];

@@ -3,11 +3,11 @@
  * one JSON line per query with normalised text only and ordered latencies, and a query log
  * nobody reads (a FIFO) never stalls a query. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,7 +43,10 @@ static void start_file_log(void)
     start_with_log(path);
 }
 
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 static PGconn *alice(const char *db)
 {
@@ -129,8 +132,8 @@ Test(stats, a_known_workload_is_counted_exactly_and_logged_without_literals)
     }
     const char *three[1] = {"3"};
     for (int i = 0; i < 5; i++) {
-        PGresult *r = PQexecParams(c, "SELECT id FROM items WHERE id <= $1", 1, NULL, three,
-                                   NULL, NULL, 0);
+        PGresult *r =
+            PQexecParams(c, "SELECT id FROM items WHERE id <= $1", 1, NULL, three, NULL, NULL, 0);
         cr_assert_eq(PQntuples(r), 3);
         PQclear(r);
     }
@@ -182,8 +185,7 @@ Test(stats, a_known_workload_is_counted_exactly_and_logged_without_literals)
 
 /* A FIFO nobody reads: the writer blocks on it (opening it, then writing), the ring fills and
  * records are dropped, and queries go on at full speed; the proxy still stops cleanly. */
-Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_proxy,
-     .timeout = 120)
+Test(stats_fifo, a_query_log_nobody_reads_never_stalls_queries, .fini = stop_proxy, .timeout = 120)
 {
     char path[400];
     snprintf(path, sizeof(path), "%s/fifo-%d", env_need("LP_TEST_DIR"), getpid());
@@ -298,9 +300,9 @@ static void expect_prometheus_text(char *text)
                          "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN)$",
                          REG_EXTENDED | REG_NOSUB),
                  0);
-    cr_assert_eq(regcomp(&comment, "^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$",
-                         REG_EXTENDED | REG_NOSUB),
-                 0);
+    cr_assert_eq(
+        regcomp(&comment, "^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED | REG_NOSUB),
+        0);
     int samples = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         bool ok = regexec(line[0] == '#' ? &comment : &sample, line, 0, NULL, 0) == 0;

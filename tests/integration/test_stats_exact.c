@@ -146,8 +146,8 @@ Test(stats_exact, a_pipeline_of_a_thousand_queries_is_counted_exactly)
         char v[16];
         snprintf(v, sizeof(v), "%d", i % 1000 + 1);
         const char *params[1] = {v};
-        cr_assert(PQsendQueryParams(c, "SELECT id, name FROM items WHERE id = $1", 1, NULL,
-                                    params, NULL, NULL, 0),
+        cr_assert(PQsendQueryParams(c, "SELECT id, name FROM items WHERE id = $1", 1, NULL, params,
+                                    NULL, NULL, 0),
                   "%s", PQerrorMessage(c));
         cr_assert(PQpipelineSync(c), "%s", PQerrorMessage(c));
     }
@@ -174,8 +174,7 @@ Test(stats_exact, a_pipeline_of_a_thousand_queries_is_counted_exactly)
 static void pipeline_send(PGconn *c, const char *sql, const char *param)
 {
     const char *params[1] = {param};
-    cr_assert(PQsendQueryParams(c, sql, 1, NULL, params, NULL, NULL, 0), "%s",
-              PQerrorMessage(c));
+    cr_assert(PQsendQueryParams(c, sql, 1, NULL, params, NULL, NULL, 0), "%s", PQerrorMessage(c));
 }
 
 /* An error in the middle of a pipeline: the query that failed is a call with an error, those

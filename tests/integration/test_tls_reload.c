@@ -71,7 +71,10 @@ static void start_with_live_cert(void)
     replace_all(yaml, sizeof(yaml), from, to);
     proxy_start_yaml(&px, port, yaml);
 }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(tls_reload, .init = start_with_live_cert, .fini = stop_proxy, .timeout = 60);
 

@@ -29,7 +29,8 @@ TestSuite(tokenauth, .fini = stop_all, .timeout = 120);
 static void make_long_token(char *out, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        out[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[(i * 7 + 3) % 64];
+        out[i] =
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[(i * 7 + 3) % 64];
     out[len] = '\0';
 }
 
@@ -55,24 +56,25 @@ static void start_all(int n)
     setenv("LP_TEST_CLIENT_SECRET", "lp-secret", 1);
     int port = free_port();
     const char *certs = env_need("LP_CERTS");
-    snprintf(yaml, sizeof(yaml),
-             "listen: {host: 127.0.0.1, port: %d, tls: {cert: %s/server.crt, key: %s/server.key}}\n"
-             "log: {level: info}\n"
-             "admin: {users: [carol]}\n"
-             "databases:\n"
-             "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
-             "    tls: disable\n    client_auth: databricks_token\n"
-             "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
-             "    credentials:\n      provider: databricks\n"
-             "      workspace: https://127.0.0.1:%d\n"
-             "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
-             "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
-             "users:\n  carol: {auth: trust}\n"
-             "groups:\n  support: {attributes: {team: support}}\n"
-             "rls:\n  prefix: app\n  databases: [lake]\n  attributes: {who: user, team: attribute}\n"
-             "masking:\n  databases: [lake]\n  rules:\n"
-             "    - {column: public.customers.email, function: email, unless: {groups: [support]}}\n",
-             port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs);
+    snprintf(
+        yaml, sizeof(yaml),
+        "listen: {host: 127.0.0.1, port: %d, tls: {cert: %s/server.crt, key: %s/server.key}}\n"
+        "log: {level: info}\n"
+        "admin: {users: [carol]}\n"
+        "databases:\n"
+        "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
+        "    tls: disable\n    client_auth: databricks_token\n"
+        "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
+        "    credentials:\n      provider: databricks\n"
+        "      workspace: https://127.0.0.1:%d\n"
+        "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
+        "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
+        "users:\n  carol: {auth: trust}\n"
+        "groups:\n  support: {attributes: {team: support}}\n"
+        "rls:\n  prefix: app\n  databases: [lake]\n  attributes: {who: user, team: attribute}\n"
+        "masking:\n  databases: [lake]\n  rules:\n"
+        "    - {column: public.customers.email, function: email, unless: {groups: [support]}}\n",
+        port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs);
     proxy_start_yaml(&px, port, yaml);
 }
 
@@ -81,10 +83,10 @@ static PGconn *token_login(const char *user, const char *token, const char *sslm
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", px.port);
-    const char *keys[] = {"host", "port", "user", "password", "dbname", "sslmode",
-                          "connect_timeout", NULL};
+    const char *keys[] = {
+        "host", "port", "user", "password", "dbname", "sslmode", "connect_timeout", NULL};
     const char *vals[] = {"127.0.0.1", port, user, token, "lake", sslmode ? sslmode : "require",
-                          "30", NULL};
+                          "30",        NULL};
     return PQconnectdbParams(keys, vals, 0);
 }
 

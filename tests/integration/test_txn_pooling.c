@@ -24,8 +24,14 @@ static void start_txn(int size, int wait_ms)
     proxy_start_yaml(&px, port, yaml);
 }
 
-static void start_two(void) { start_txn(2, 3000); }
-static void stop_proxy(void) { proxy_stop(&px); }
+static void start_two(void)
+{
+    start_txn(2, 3000);
+}
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
 
 TestSuite(txn, .init = start_two, .fini = stop_proxy, .timeout = 120);
 
@@ -205,8 +211,8 @@ static void *mixed_client(void *arg)
         char id[16];
         snprintf(id, sizeof(id), "%d", 1 + (m->id * 7 + i) % 1000);
         const char *params[1] = {id};
-        PGresult *r = PQexecParams(c, "SELECT id FROM items WHERE id = $1", 1, NULL, params,
-                                   NULL, NULL, 0);
+        PGresult *r =
+            PQexecParams(c, "SELECT id FROM items WHERE id = $1", 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), id) != 0)
             note_error(m, c);
         PQclear(r);
@@ -287,8 +293,8 @@ static int app_servers(void)
     return n;
 }
 
-Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve,
-     .fini = stop_proxy, .timeout = 60)
+Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve, .fini = stop_proxy,
+     .timeout = 60)
 {
     PGconn *holder = connect_as(NULL), *waiter = connect_as(NULL);
     free(query_value(holder, "BEGIN")); /* holds the pool's only regular server */
@@ -311,10 +317,13 @@ Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve,
 /* COPY FROM STDIN through the extended protocol (libpq's PQexecParams, then PQputCopyEnd):
  * PostgreSQL ignores the Sync sent during copy-in, and the server connection must still go
  * back to the pool when the COPY is over (it used to stay with the client: 53300 for others). */
-static void start_one(void) { start_txn(1, 3000); }
+static void start_one(void)
+{
+    start_txn(1, 3000);
+}
 
-Test(txn_copy, extended_protocol_copy_in_releases_its_server, .init = start_one,
-     .fini = stop_proxy, .timeout = 60)
+Test(txn_copy, extended_protocol_copy_in_releases_its_server, .init = start_one, .fini = stop_proxy,
+     .timeout = 60)
 {
     PGconn *a = connect_as(NULL), *b = connect_as(NULL);
     free(query_value(a, "CREATE TEMP TABLE cp (n int)")); /* one server: it stays there */
@@ -352,8 +361,8 @@ static void raw_read_until(int fd, int want, char *last_row, size_t rowsz)
  * many, the server went back to the pool while the client's next query ran there, and another
  * client received that query's rows (and the client the other's). Now such a server stays
  * with its client and is closed when it leaves. */
-Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another,
-     .init = start_one, .fini = stop_proxy, .timeout = 60)
+Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
 {
     int fd = raw_session(px.port, "carol", "app");
     char row[256] = "";
@@ -420,8 +429,8 @@ Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another,
  * the same queue slots before, left the server believing in copy-in (entries carried no CopyDone
  * count: heap garbage was compared): the next client's Sync was never counted and it kept the
  * pool's only server. Now the error ends copy-in and every entry carries its count. */
-Test(txn_copy, a_failed_simple_copy_leaves_nothing_behind_for_the_next_client,
-     .init = start_one, .fini = stop_proxy, .timeout = 60)
+Test(txn_copy, a_failed_simple_copy_leaves_nothing_behind_for_the_next_client, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
 {
     int fd = raw_session(px.port, "carol", "app");
     struct buf m;

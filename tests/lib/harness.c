@@ -24,8 +24,7 @@
 const char *env_need(const char *name)
 {
     const char *v = getenv(name);
-    cr_assert(v && *v, "environment variable %s is not set: run the tests with `make check`",
-              name);
+    cr_assert(v && *v, "environment variable %s is not set: run the tests with `make check`", name);
     return v;
 }
 
@@ -72,7 +71,8 @@ void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode
              "  bob:\n    password_scram: \"%s\"\n"
              "  carol:\n    auth: trust\n"
              "%s",
-             port, certs, certs, pgport, pool_mode, pool_size, max_wait_ms, pgport, certs, pgport, pgport,
+             port, certs, certs, pgport, pool_mode, pool_size, max_wait_ms, pgport, certs, pgport,
+             pgport,
              /* bob's password is "bob-secret" */
              "SCRAM-SHA-256$4096:bG9uZ2VyLXNhbHQtdmFsdWU=$"
              "3uknSB7++pvC7T1B4UG79zfjZD45qLZojqNZGgCT1+E=:"
@@ -137,8 +137,8 @@ static void exec_proxy(const char *bin, const char *conf, const char *flag, cons
     snprintf(script, sizeof(script), "%s exec %s \"$1\" %s -c \"$2\"",
              hosts ? "mount --bind \"$0\" /etc/hosts &&" : "", wrapper, flag ? "\"$3\"" : "");
     if (hosts)
-        execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh",
-              "-c", script, hosts, bin, conf, flag ? flag : "", (char *)NULL);
+        execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+              script, hosts, bin, conf, flag ? flag : "", (char *)NULL);
     else if (wrapper[0])
         execl("/bin/sh", "sh", "-c", script, "-", bin, conf, flag ? flag : "", (char *)NULL);
     else if (flag)
@@ -287,8 +287,8 @@ void proxy_stop(struct proxy *p)
     }
 }
 
-PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password,
-                      const char *db, const char *extra)
+PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password, const char *db,
+                      const char *extra)
 {
     char ci[1024];
     snprintf(ci, sizeof(ci),
@@ -346,8 +346,8 @@ int notify_socket_open(char *path, size_t pathsz)
 {
     static int serial;
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify-%d-%d", env_need("LP_TEST_DIR"),
-             getpid(), ++serial);
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify-%d-%d", env_need("LP_TEST_DIR"), getpid(),
+             ++serial);
     snprintf(path, pathsz, "%s", a.sun_path);
     unlink(a.sun_path);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

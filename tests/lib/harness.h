@@ -10,7 +10,7 @@
 struct proxy {
     pid_t pid;
     int port;
-    char dir[256];  /* per-test directory for the config and log */
+    char dir[256]; /* per-test directory for the config and log */
     char conf[300];
     char log[300];
 };
@@ -29,8 +29,9 @@ const char *env_need(const char *name);
 int free_port(void);
 
 /* The standard test configuration: listen on a free port with TLS, databases "app" (a pool
- * of pool_size in pool_mode over plain TCP, clients waiting up to max_wait_ms), "app_tls" (verify-full), "app_md5", "app_plain", and
- * users alice (password), bob (password_scram), carol (trust). extra is appended verbatim. */
+ * of pool_size in pool_mode over plain TCP, clients waiting up to max_wait_ms), "app_tls"
+ * (verify-full), "app_md5", "app_plain", and users alice (password), bob (password_scram), carol
+ * (trust). extra is appended verbatim. */
 void proxy_default_yaml(char *out, size_t outsz, int port, const char *pool_mode, int pool_size,
                         int max_wait_ms, const char *extra);
 
@@ -66,8 +67,8 @@ void proxy_start(struct proxy *p, int pool_size);
 void proxy_stop(struct proxy *p);
 
 /* Connects through the proxy; extra is appended to the conninfo (may be NULL). */
-PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password,
-                      const char *db, const char *extra);
+PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password, const char *db,
+                      const char *extra);
 
 /* Connects directly to the test PostgreSQL as the superuser, to database db. */
 PGconn *pg_admin(const char *db);

@@ -65,9 +65,15 @@ static void state_write(const struct mock_ws *m, const char *name, const char *t
     cr_assert_eq(rename(tmp, path), 0);
 }
 
-void mockws_mode(const struct mock_ws *m, const char *mode) { state_write(m, "mode", mode); }
+void mockws_mode(const struct mock_ws *m, const char *mode)
+{
+    state_write(m, "mode", mode);
+}
 
-void mockws_users(const struct mock_ws *m, const char *json) { state_write(m, "users.json", json); }
+void mockws_users(const struct mock_ws *m, const char *json)
+{
+    state_write(m, "users.json", json);
+}
 
 int mockws_calls(const struct mock_ws *m, const char *key)
 {

@@ -30,7 +30,8 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port)
         unsigned st;
         unsigned long inode;
         if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*s %*s %lu", local, remote, &st,
-                   &inode) == 4 && st == 1 /* ESTABLISHED */ && strcmp(remote, want) == 0)
+                   &inode) == 4 &&
+            st == 1 /* ESTABLISHED */ && strcmp(remote, want) == 0)
             inodes[n++] = inode;
     }
     fclose(f);
@@ -100,10 +101,9 @@ long raise_fd_limit(long want)
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
     if (rl.rlim_cur == RLIM_INFINITY || (long)rl.rlim_cur >= want)
         return rl.rlim_cur == RLIM_INFINITY ? want : (long)rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && (long)rl.rlim_max < want ? rl.rlim_max
-                                                                          : (rlim_t)want;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit(RLIMIT_NOFILE): %s",
-                 strerror(errno));
+    rl.rlim_cur =
+        rl.rlim_max != RLIM_INFINITY && (long)rl.rlim_max < want ? rl.rlim_max : (rlim_t)want;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     return (long)rl.rlim_cur;
 }
 

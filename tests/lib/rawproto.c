@@ -19,7 +19,8 @@
 int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0)
         return -1;
@@ -51,8 +52,8 @@ int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int time
     unsigned char hdr[5];
     if (!read_full(fd, hdr, 5, timeout_ms))
         return -1;
-    uint32_t l = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
-                 hdr[4];
+    uint32_t l =
+        ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) | hdr[4];
     if (l < 4 || l - 4 > bufsz)
         return -1;
     *len = l - 4;
@@ -109,8 +110,8 @@ static bool raw_auth_step(int fd, struct scram_client *sc, const char *password,
     return ok;
 }
 
-bool raw_login(int port, const char *user, const char *password, const char *db,
-               char sqlstate[6], char *msg, size_t msgsz)
+bool raw_login(int port, const char *user, const char *password, const char *db, char sqlstate[6],
+               char *msg, size_t msgsz)
 {
     int fd = raw_connect(port);
     struct buf b;

@@ -11,8 +11,8 @@ struct buf;
  * to ReadyForQuery or an ErrorResponse. Returns true on ReadyForQuery; on an error fills
  * sqlstate (6 bytes) and msg. For checking exact SQLSTATEs of login failures, which libpq
  * does not expose. */
-bool raw_login(int port, const char *user, const char *password, const char *db,
-               char sqlstate[6], char *msg, size_t msgsz);
+bool raw_login(int port, const char *user, const char *password, const char *db, char sqlstate[6],
+               char *msg, size_t msgsz);
 
 /* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
 int raw_session(int port, const char *user, const char *db);

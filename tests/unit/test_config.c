@@ -222,7 +222,10 @@ static const struct {
     {"databases:\n  app:\n    host: h\n    user: u\n    credentials:\n      provider: databricks\n"
      "      workspace: https://w\n      client_id: c\n      client_secret_env: S\n"
      "      endpoint: projects/p/branches/b/endpoints/e\n      ttl_s: 60\n",
-     "t.yaml:11:14: databases.app.credentials.ttl_s: 60 is out of range (300 to 3600)"},    /* rls: row-level-security attributes */
+     "t.yaml:11:14: databases.app.credentials.ttl_s: 60 is out of range (300 to 3600)"}, /* rls:
+                                                                                            row-level-security
+                                                                                            attributes
+                                                                                          */
     {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: atribute}\n",
      "t.yaml:3:27: rls.attributes.tenant_id: unknown source \"atribute\" (expected one of: "
      "attribute, user, database, client_addr, application_name, option, cert.CN, cert.O, "
@@ -244,10 +247,12 @@ static const struct {
     {"databases: {app: {host: h, user: u}}\nrls:\n  attributes: {tenant_id: cert.OU}\n",
      "t.yaml:3:15: rls.attributes.tenant_id: a cert.* source needs client certificates (set "
      "listen.tls.client_ca)"},
-    {"listen:\n  tls: {cert: c, key: k, client_cert: require}\ndatabases: {app: {host: h, user: u}}\n",
+    {"listen:\n  tls: {cert: c, key: k, client_cert: require}\ndatabases: {app: {host: h, user: "
+     "u}}\n",
      "t.yaml:2:8: listen.tls.client_cert: require needs listen.tls.client_ca, the CA that signs "
      "client certificates"},
-    {"listen:\n  tls: {cert: c, key: k, client_cert: always}\ndatabases: {app: {host: h, user: u}}\n",
+    {"listen:\n  tls: {cert: c, key: k, client_cert: always}\ndatabases: {app: {host: h, user: "
+     "u}}\n",
      "t.yaml:2:39: listen.tls.client_cert: unknown value \"always\" (expected one of: optional, "
      "require)"},
     {"databases: {app: {host: h, user: u}}\nrls: {prefix: app}\n",
@@ -278,7 +283,8 @@ static const struct {
     {TXN_DB "masking:\n  rules:\n    - {column: public.t.c, function: hash}\n",
      "t.yaml:4:5: masking: function hash needs a key: set masking.hash_key_env or "
      "masking.hash_key_file"},
-    {TXN_DB "masking:\n  rules:\n    - {column: public.t.c, function: null, unless: {rolez: [a]}}\n",
+    {TXN_DB
+     "masking:\n  rules:\n    - {column: public.t.c, function: null, unless: {rolez: [a]}}\n",
      "t.yaml:4:53: unknown key 'rolez' in masking.rules[0].unless (expected one of: users, "
      "groups, roles, attributes)"},
     {"databases: {app: {host: h, user: u}}\n"
@@ -286,26 +292,27 @@ static const struct {
      "t.yaml:3:3: masking applies to database \"app\", whose pool.mode is session: masking "
      "needs pool.mode transaction (or list the databases it applies to under "
      "masking.databases)"},
-    {TXN_DB "masking:\n  strict_predicates: true\n", "t.yaml:3:3: masking: missing required key 'rules'"},
+    {TXN_DB "masking:\n  strict_predicates: true\n",
+     "t.yaml:3:3: masking: missing required key 'rules'"},
 };
 
 Test(config, masking_policy_loads)
 {
     struct config_errors errs;
     setenv("LP_TEST_MASK_KEY", "0123456789abcdef0123", 1);
-    struct config *cfg = parse(
-        "databases:\n  app: {host: h, user: u, pool: {mode: transaction}}\n"
-        "  raw: {host: h, user: u}\n"
-        "groups:\n  auditors: {role: auditor}\n"
-        "users:\n  al: {password: x, groups: [auditors]}\n  bo: {password: x}\n"
-        "masking:\n  databases: [app]\n  hash_key_env: LP_TEST_MASK_KEY\n"
-        "  allow_functions: [safe_fn]\n  strict_predicates: true\n"
-        "  rules:\n"
-        "    - column: public.customers.email\n      function: email\n"
-        "      unless: {roles: [auditor]}\n"
-        "    - {column: s.t.ssn, function: \"partial(0, 4, '#')\", unless: {users: [bo]}}\n"
-        "    - {column: s.t.k, function: hash}\n",
-        &errs);
+    struct config *cfg =
+        parse("databases:\n  app: {host: h, user: u, pool: {mode: transaction}}\n"
+              "  raw: {host: h, user: u}\n"
+              "groups:\n  auditors: {role: auditor}\n"
+              "users:\n  al: {password: x, groups: [auditors]}\n  bo: {password: x}\n"
+              "masking:\n  databases: [app]\n  hash_key_env: LP_TEST_MASK_KEY\n"
+              "  allow_functions: [safe_fn]\n  strict_predicates: true\n"
+              "  rules:\n"
+              "    - column: public.customers.email\n      function: email\n"
+              "      unless: {roles: [auditor]}\n"
+              "    - {column: s.t.ssn, function: \"partial(0, 4, '#')\", unless: {users: [bo]}}\n"
+              "    - {column: s.t.k, function: hash}\n",
+              &errs);
     cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
     const struct mask_config *m = &cfg->masking;
     cr_expect(m->enabled);
@@ -328,14 +335,15 @@ Test(config, masking_policy_loads)
 Test(config, rls_policy_loads)
 {
     struct config_errors errs;
-    struct config *cfg = parse("listen: {tls: {cert: c, key: k, client_ca: ca}}\n"
-                               "databases:\n  app: {host: h, user: u}\n  raw: {host: h, user: u}\n"
-                               "groups:\n  eu: {role: reader, attributes: {region: eu}}\n"
-                               "users:\n  al: {password: x, groups: [eu], attributes: {tenant_id: '7'}}\n"
-                               "rls:\n  databases: [app]\n  switch_role: true\n"
-                               "  attributes: {tenant_id: attribute, region: attribute, who: user,\n"
-                               "               cn: cert.CN, locale: option}\n",
-                               &errs);
+    struct config *cfg =
+        parse("listen: {tls: {cert: c, key: k, client_ca: ca}}\n"
+              "databases:\n  app: {host: h, user: u}\n  raw: {host: h, user: u}\n"
+              "groups:\n  eu: {role: reader, attributes: {region: eu}}\n"
+              "users:\n  al: {password: x, groups: [eu], attributes: {tenant_id: '7'}}\n"
+              "rls:\n  databases: [app]\n  switch_role: true\n"
+              "  attributes: {tenant_id: attribute, region: attribute, who: user,\n"
+              "               cn: cert.CN, locale: option}\n",
+              &errs);
     cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
     cr_expect(cfg->rls.enabled);
     cr_expect_str_eq(cfg->rls.prefix, "app", "the default prefix");
@@ -366,7 +374,8 @@ Test(config, credential_providers_load)
                                &errs);
     cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
     cr_expect_eq(config_find_db(cfg, "a")->cred.provider, CRED_FILE);
-    cr_expect_eq(config_find_db(cfg, "a")->cred.lifetime_s, 0, "a file token lives until it changes");
+    cr_expect_eq(config_find_db(cfg, "a")->cred.lifetime_s, 0,
+                 "a file token lives until it changes");
     const struct cred_config *b = &config_find_db(cfg, "b")->cred;
     cr_expect_eq(b->provider, CRED_COMMAND);
     cr_expect_eq(b->command.n, 3);
@@ -400,8 +409,8 @@ Test(config, each_mistake_is_reported_at_its_line_and_column)
 Test(config, all_errors_are_collected_not_just_the_first)
 {
     struct config_errors errs;
-    struct config *cfg = parse("listen:\n  port: x\n  hots: y\ndatabases:\n  app: {user: u}\n",
-                               &errs);
+    struct config *cfg =
+        parse("listen:\n  port: x\n  hots: y\ndatabases:\n  app: {user: u}\n", &errs);
     cr_expect_null(cfg);
     cr_assert_eq(errs.n, 3);
     cr_expect(strstr(errs.msgs[0], "t.yaml:2:9: listen.port"));

@@ -36,8 +36,23 @@ static int replay(const char *name, int (*fn)(const uint8_t *, size_t))
     return n;
 }
 
-Test(fuzz_corpus, client_stream) { cr_expect_geq(replay("client", fuzz_client_stream), 5); }
-Test(fuzz_corpus, server_stream) { cr_expect_geq(replay("server", fuzz_server_stream), 5); }
-Test(fuzz_corpus, startup) { cr_expect_geq(replay("startup", fuzz_startup), 3); }
-Test(fuzz_corpus, config) { cr_expect_geq(replay("config", fuzz_config), 3); }
-Test(fuzz_corpus, mask) { cr_expect_geq(replay("mask", fuzz_mask), 3); }
+Test(fuzz_corpus, client_stream)
+{
+    cr_expect_geq(replay("client", fuzz_client_stream), 5);
+}
+Test(fuzz_corpus, server_stream)
+{
+    cr_expect_geq(replay("server", fuzz_server_stream), 5);
+}
+Test(fuzz_corpus, startup)
+{
+    cr_expect_geq(replay("startup", fuzz_startup), 3);
+}
+Test(fuzz_corpus, config)
+{
+    cr_expect_geq(replay("config", fuzz_config), 3);
+}
+Test(fuzz_corpus, mask)
+{
+    cr_expect_geq(replay("mask", fuzz_mask), 3);
+}

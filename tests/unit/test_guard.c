@@ -50,7 +50,8 @@ static const struct {
     {"UPDATE t SET x = set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
     {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
     {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", REFUSE, "\"app.tenant_id\""},
-    {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", REFUSE, "\"app.tenant_id\""},
+    {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", REFUSE,
+     "\"app.tenant_id\""},
     {"DECLARE c CURSOR FOR SELECT set_config('app.tenant_id', '1', false)", REFUSE,
      "\"app.tenant_id\""},
     /* multi-statement strings and comments */
@@ -244,10 +245,15 @@ Test(guard, text_that_could_matter_is_always_parsed)
         cr_expect(guard_may_matter(also[i]), "%s would skip the guard", also[i]);
     }
     static const char *const parsed[] = {
-        "  set app.x = 1",        "/* c */ SET app.x = 1", "-- c\nRESET ALL",
-        "(SET app.x = 1)",        "UPDATE t SET a = 1; SET app.x = 1",
-        "SELECT 1;\n-- c\n SET x = 1", "SELECT 'a;b' FROM t WHERE c SET",
-        "do $$ begin end $$",     "SELECT 1 INTO x",
+        "  set app.x = 1",
+        "/* c */ SET app.x = 1",
+        "-- c\nRESET ALL",
+        "(SET app.x = 1)",
+        "UPDATE t SET a = 1; SET app.x = 1",
+        "SELECT 1;\n-- c\n SET x = 1",
+        "SELECT 'a;b' FROM t WHERE c SET",
+        "do $$ begin end $$",
+        "SELECT 1 INTO x",
         "INSERT INTO t SELECT set_config('app.x', '1', false)",
     };
     for (size_t i = 0; i < sizeof(parsed) / sizeof(parsed[0]); i++)

@@ -1427,13 +1427,15 @@ Test(masksql, refuses_operators_casts_and_writes_that_run_user_functions)
         {"UPDATE public.notes SET id = 2", "table \"notes\""},
         {"DELETE FROM notes", "table \"notes\""},
         {"COPY notes FROM STDIN", "table \"notes\""},
-        {"WITH x AS (INSERT INTO notes VALUES (1) RETURNING 1) SELECT * FROM x",
-         "table \"notes\""},
+        {"WITH x AS (INSERT INTO notes VALUES (1) RETURNING 1) SELECT * FROM x", "table \"notes\""},
     };
     expect_refused(&p, refused, N(refused));
     static const char *const passed[] = {
-        "SELECT 1 + 1", "SELECT id::text FROM items", "SELECT * FROM notes",
-        "COPY (SELECT id FROM notes) TO STDOUT", "INSERT INTO items (id) VALUES (1)",
+        "SELECT 1 + 1",
+        "SELECT id::text FROM items",
+        "SELECT * FROM notes",
+        "COPY (SELECT id FROM notes) TO STDOUT",
+        "INSERT INTO items (id) VALUES (1)",
     };
     expect_passed(&p, passed, N(passed));
 }

@@ -36,7 +36,10 @@ static void client_msg(uint8_t type, const void *body, size_t len)
         qtrack_client_msg(&c, type, (uint32_t)len, body);
 }
 
-static void query(const char *sql) { client_msg('Q', sql, strlen(sql) + 1); }
+static void query(const char *sql)
+{
+    client_msg('Q', sql, strlen(sql) + 1);
+}
 
 /* Parse and Bind of the unnamed statement and portal for sql. */
 static void parse_bind(const char *sql)
@@ -63,7 +66,10 @@ static void execute(void)
     client_msg('E', body, sizeof(body));
 }
 
-static void sync_msg(void) { client_msg('S', "", 0); }
+static void sync_msg(void)
+{
+    client_msg('S', "", 0);
+}
 
 /* A server message relayed to the client. */
 static void server_msg(uint8_t type, const char *body)
@@ -83,8 +89,8 @@ static uint64_t calls_of(const char *sql, uint64_t *rows)
     return f ? f->calls : 0;
 }
 
-Test(qtrack, a_pipeline_deeper_than_the_cap_counts_the_rest_untracked_and_resumes,
-     .init = setup, .fini = teardown)
+Test(qtrack, a_pipeline_deeper_than_the_cap_counts_the_rest_untracked_and_resumes, .init = setup,
+     .fini = teardown)
 {
     enum { N = 40000 }; /* Execute + Sync each: 80,000 records, more than the 65,536 kept */
     parse_bind("SELECT 1");
@@ -146,8 +152,7 @@ Test(qtrack, syncs_ignored_during_copy_in_do_not_shift_later_queries, .init = se
 }
 
 /* Three statements in one Query; the second fails, so the third never runs. */
-Test(qtrack, statements_of_one_query_count_apart_until_an_error, .init = setup,
-     .fini = teardown)
+Test(qtrack, statements_of_one_query_count_apart_until_an_error, .init = setup, .fini = teardown)
 {
     query("SELECT a FROM t; UPDATE t SET a = 1 WHERE b = 2; SELECT c FROM u");
     server_msg('T', NULL);

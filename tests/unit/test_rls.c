@@ -42,8 +42,11 @@ Test(rls, attributes_come_from_the_user_then_its_groups_then_other_sources)
     struct config *cfg = load(policy);
     struct param_set opts = {0};
     param_put(&opts, "app.locale", "fr");
-    struct rls_identity id = {.user = "ada", .database = "app", .client_addr = "10.0.0.7",
-                              .application_name = "billing", .options = &opts};
+    struct rls_identity id = {.user = "ada",
+                              .database = "app",
+                              .client_addr = "10.0.0.7",
+                              .application_name = "billing",
+                              .options = &opts};
     struct rls_setting s[RLS_MAX_SETTINGS];
     size_t n;
     char err[200];
@@ -121,7 +124,11 @@ Test(rls, values_travel_as_bind_parameters_never_as_sql)
 {
     static const char *const hostile[] = {
         "x'); SELECT set_config('role', 'postgres', false); --",
-        "back\\slash\\'", "semi;colon", "$$dollar$$", "E'\\x00'", "\xe8\xa1\xa8\x5c'",
+        "back\\slash\\'",
+        "semi;colon",
+        "$$dollar$$",
+        "E'\\x00'",
+        "\xe8\xa1\xa8\x5c'",
     };
     for (size_t h = 0; h < sizeof(hostile) / sizeof(hostile[0]); h++) {
         struct rls_setting s[2] = {{"app.tenant_id", hostile[h]}, {"app.user", "u"}};

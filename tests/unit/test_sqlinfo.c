@@ -25,16 +25,22 @@ Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
     cr_expect_neq(a.fingerprint, c.fingerprint, "a different shape, a different fingerprint");
     cr_expect_str_eq(a.normalized, "SELECT * FROM t WHERE id = $1 AND name = $2");
     cr_expect_null(strstr(b.normalized, "dollar"), "%s", b.normalized);
-    struct sql_analysis e = an("UPDATE accounts SET secret = E'pa\\\\ss' WHERE ssn = '123-45-6789'");
+    struct sql_analysis e =
+        an("UPDATE accounts SET secret = E'pa\\\\ss' WHERE ssn = '123-45-6789'");
     cr_expect_null(strstr(e.normalized, "123-45"), "%s", e.normalized);
     cr_expect_null(strstr(e.normalized, "pa"), "%s", e.normalized);
     /* statements whose constants libpg_query's normalisation leaves in: scrubbed all the same */
     static const char *const leaky[] = {
-        "COPY t FROM '/secret/path'", "COMMENT ON TABLE t IS 'secret'",
-        "CREATE TABLE t (x text DEFAULT 'secret')", "NOTIFY chan, 'secret'",
-        "PREPARE p AS SELECT 'secret'", "EXECUTE p('secret', 31337)",
-        "ALTER SYSTEM SET work_mem = 'secret'", "CREATE VIEW v AS SELECT 'secret'",
-        "CALL p('secret')", "FETCH 31337 FROM c",
+        "COPY t FROM '/secret/path'",
+        "COMMENT ON TABLE t IS 'secret'",
+        "CREATE TABLE t (x text DEFAULT 'secret')",
+        "NOTIFY chan, 'secret'",
+        "PREPARE p AS SELECT 'secret'",
+        "EXECUTE p('secret', 31337)",
+        "ALTER SYSTEM SET work_mem = 'secret'",
+        "CREATE VIEW v AS SELECT 'secret'",
+        "CALL p('secret')",
+        "FETCH 31337 FROM c",
         "SELECT relname /* token=secret */ FROM pg_class LIMIT 1 -- pw=secret",
         "DELETE FROM t RETURNING 'secret'y",
         "SELECT 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
@@ -92,10 +98,11 @@ static const struct {
      false, 2, true, false, 0, false, true},
     {"SELECT region, sum(amount) FROM sales WHERE day >= $1 GROUP BY region ORDER BY 2 DESC",
      SQL_SELECT, "sales", 1, false, 1, true, true, 0, false, false},
-    {"SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > 10",
+    {"SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > "
+     "10",
      SQL_SELECT, "orders,customers", 2, false, 0, false, false, 1, false, false},
-    {"SELECT * FROM a, b WHERE a.id = b.id", SQL_SELECT, "a,b", 1, false, 0, false, false, 1,
-     false, false},
+    {"SELECT * FROM a, b WHERE a.id = b.id", SQL_SELECT, "a,b", 1, false, 0, false, false, 1, false,
+     false},
     {"SELECT * FROM a LEFT JOIN b ON a.id = b.id LEFT JOIN c ON c.id = b.id", SQL_SELECT, "a,b,c",
      2, false, 0, false, false, 2, false, true},
     {"SELECT DISTINCT country FROM customers", SQL_SELECT, "customers", 0, false, 0, false, false,
@@ -107,10 +114,10 @@ static const struct {
     {"WITH recent AS (SELECT * FROM events WHERE ts > now() - interval '1 day') "
      "SELECT count(*) FROM recent",
      SQL_SELECT, "events", 0, false, 1, false, false, 0, false, true},
-    {"SELECT a FROM t UNION ALL SELECT a FROM u WHERE b = 1", SQL_SELECT, "t,u", 1, false, 0,
-     false, false, 0, false, false},
-    {"SELECT row_number() OVER (ORDER BY a) FROM t", SQL_SELECT, "t", 0, false, 0, false, false,
-     0, false, true},
+    {"SELECT a FROM t UNION ALL SELECT a FROM u WHERE b = 1", SQL_SELECT, "t,u", 1, false, 0, false,
+     false, 0, false, false},
+    {"SELECT row_number() OVER (ORDER BY a) FROM t", SQL_SELECT, "t", 0, false, 0, false, false, 0,
+     false, true},
     {"SELECT 1", SQL_SELECT, "", 0, false, 0, false, false, 0, false, false},
     {"SELECT \"Id\", \"Name\" FROM \"Sales\".\"Customers\" WHERE \"Id\" >= $1 AND \"Id\" < $2",
      SQL_SELECT, "Sales.Customers", 2, false, 0, false, false, 0, false, false},
@@ -172,7 +179,8 @@ Test(sqlinfo, predicate_columns_and_written_tables)
 
 Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
 {
-    cr_expect_eq(sqlkey("SELECT * FROM t WHERE id = 1"), sqlkey("SELECT * FROM t WHERE id = 12345"));
+    cr_expect_eq(sqlkey("SELECT * FROM t WHERE id = 1"),
+                 sqlkey("SELECT * FROM t WHERE id = 12345"));
     cr_expect_eq(sqlkey("SELECT 'a' || x"), sqlkey("SELECT 'it''s' || x"));
     cr_expect_eq(sqlkey("SELECT E'a\\'b', 1.5e3"), sqlkey("SELECT E'z', 2"));
     cr_expect_eq(sqlkey("SELECT $$x$$, $t$y$t$"), sqlkey("SELECT 'a', 'b'"));
@@ -203,8 +211,8 @@ static char *repeated(const char *head, const char *unit, int n, const char *tai
  * (protobuf-c recurses per level): such trees are measured first and refused. */
 Test(sqlinfo, deeply_nested_statements_are_refused_not_unpacked)
 {
-    const char *cases[][3] = {{"SELECT ", "NOT ", "true"}, {"SELECT 1", "+1", ""},
-                              {"SELECT ", "- ", "1"}};
+    const char *cases[][3] = {
+        {"SELECT ", "NOT ", "true"}, {"SELECT 1", "+1", ""}, {"SELECT ", "- ", "1"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *sql = repeated(cases[i][0], cases[i][1], 20000, cases[i][2]);
         char err[200];

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "stats.h"
 #include "statslog.h"
-#include "log.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -47,14 +47,14 @@ Test(stats, queries_add_up_per_fingerprint_and_per_table)
     cr_expect_eq(a, b, "one fingerprint for both");
     cr_expect_eq(stats_analyses(st), 2, "the second text hit the key cache: no parse");
     for (int i = 0; i < 10; i++) {
-        struct stats_query q = {.fingerprint = a, .app = "app", .total_us = 100 + i, .rows = 1,
-                                .bytes = 50};
+        struct stats_query q = {
+            .fingerprint = a, .app = "app", .total_us = 100 + i, .rows = 1, .bytes = 50};
         if (i == 9)
             memcpy(q.sqlstate, "22012", 6);
         stats_add(st, &q);
     }
-    struct stats_query f = {.fingerprint = full, .app = "spark", .total_us = 9000, .rows = 1000,
-                            .bytes = 64000};
+    struct stats_query f = {
+        .fingerprint = full, .app = "spark", .total_us = 9000, .rows = 1000, .bytes = 64000};
     stats_add(st, &f);
     const struct stats_fp *e = stats_find(st, a);
     cr_assert_not_null(e);
@@ -139,8 +139,12 @@ Test(stats, the_number_of_fingerprints_is_bounded)
 
 Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
 {
-    struct statslog_rec r = {.time_us = 1764460800123456LL, .fingerprint = 0xabcdefULL,
-                             .predicates = 2, .filters = 1, .limit = true, .rows = 3,
+    struct statslog_rec r = {.time_us = 1764460800123456LL,
+                             .fingerprint = 0xabcdefULL,
+                             .predicates = 2,
+                             .filters = 1,
+                             .limit = true,
+                             .rows = 3,
                              .total_us = 42};
     snprintf(r.client, sizeof(r.client), "127.0.0.1");
     snprintf(r.user, sizeof(r.user), "al\"ice");
@@ -185,7 +189,8 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
     static const size_t sizes[] = {3, 40, 200, 700, 1600, 4096, 8192};
     char direct[8192], cached[8192];
     for (int i = 0; i < 3000; i++) {
-        struct statslog_rec r = {.time_us = 1764460800000000LL + i, .rows = (uint64_t)i,
+        struct statslog_rec r = {.time_us = 1764460800000000LL + i,
+                                 .rows = (uint64_t)i,
                                  .table_fraction = i % 3 ? -1 : i / 7.0};
         /* fingerprints 0..9 and 64..73 share slots; each has two texts and two limits */
         r.fingerprint = (uint64_t)(i % 10) + (i % 20 >= 10 ? STATSLOG_STMT_CACHE : 0);
@@ -205,8 +210,8 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
         size_t a = statslog_format(&r, direct, sz);
         size_t b = statslog_format_cached(cache, &r, cached, sz);
         cr_assert_eq(a, b, "record %d, size %zu", i, sz);
-        cr_assert(memcmp(direct, cached, a + 1) == 0, "record %d, size %zu:\n%s\n%s", i, sz,
-                  direct, cached);
+        cr_assert(memcmp(direct, cached, a + 1) == 0, "record %d, size %zu:\n%s\n%s", i, sz, direct,
+                  cached);
     }
     free(cache);
 }

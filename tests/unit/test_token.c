@@ -50,8 +50,9 @@ Test(token, json_access_token_with_expires_in)
 {
     struct token_answer a;
     char err[256];
-    cr_assert(out("{\"access_token\":\"t2\",\"token_type\":\"Bearer\",\"expires_in\":3600}", &a, err),
-              "%s", err);
+    cr_assert(
+        out("{\"access_token\":\"t2\",\"token_type\":\"Bearer\",\"expires_in\":3600}", &a, err),
+        "%s", err);
     cr_expect_str_eq(a.token, "t2");
     cr_expect_eq(a.expires, NOW + 3600);
     token_answer_clear(&a);
@@ -312,9 +313,9 @@ Test(token, jwt_expiry_is_read_from_the_payload)
     static const char *const not_jwt[] = {
         "dapi0123456789abcdef",                          /* a personal access token */
         "a.b",                                           /* two parts */
-        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2ln",   /* no exp */
-        "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln",  /* exp "soon" */
-        "eyJhbGciOiJSUzI1NiJ9.!!!.c2ln",                  /* not base64url */
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2ln",  /* no exp */
+        "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln", /* exp "soon" */
+        "eyJhbGciOiJSUzI1NiJ9.!!!.c2ln",                 /* not base64url */
     };
     for (size_t i = 0; i < sizeof(not_jwt) / sizeof(not_jwt[0]); i++)
         cr_expect_not(token_jwt_expiry(not_jwt[i], strlen(not_jwt[i]), &exp), "%s", not_jwt[i]);
