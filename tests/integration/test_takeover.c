@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,6 +37,19 @@ static void takeover_yaml(char *out, size_t outsz, int port, const char *sock, i
 static void sock_path(char *out, size_t outsz, int port)
 {
     snprintf(out, outsz, "%s/takeover-%d.sock", env_need("LP_TEST_DIR"), port);
+}
+
+/* Starts the first lakeproxy on yaml and waits for its takeover socket as well (it is opened
+ * just after the client port that proxy_start_yaml waits for). */
+static void start_old(struct proxy *old, int port, const char *yaml)
+{
+    char sock[300];
+    struct stat st;
+    sock_path(sock, sizeof(sock), port);
+    proxy_start_yaml(old, port, yaml);
+    for (int tries = 0; stat(sock, &st) != 0 && tries < 100; tries++)
+        usleep(50 * 1000);
+    cr_assert_eq(stat(sock, &st), 0, "no takeover socket at %s", sock);
 }
 
 /* Starts `lakeproxy --takeover` on yaml as name and waits until the old process confirmed
@@ -88,7 +102,7 @@ Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
     int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     struct load *l = load_start(&old, "carol", "app", 8, &res);
     wait_more_queries(l, 1000, "before the first takeover");
 
@@ -120,7 +134,7 @@ Test(takeover, an_open_transaction_finishes_on_the_old_process)
     int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     PGconn *c = proxy_connect(&old, "carol", "unused", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     snprintf(sql, sizeof(sql), "CREATE TABLE takeover_txn_%d (v int)", port);
@@ -170,7 +184,7 @@ Test(takeover, a_new_process_that_fails_leaves_the_old_one_serving)
     int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     /* the certificate cannot be read: found only after the sockets arrived */
     char *cert = strstr(yaml, "/server.crt");
     cr_assert(cert);
@@ -202,7 +216,7 @@ Test(takeover, an_address_only_the_old_process_had_is_closed)
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     takeover_yaml(other, sizeof(other), port2, sock, SHUTDOWN_S);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     take_over(&moved, port2, other, "moved");
     cr_assert_eq(file_count_lines(moved.log, "is not in this configuration: closing it"), 1,
                  "see %s", moved.log);
@@ -246,7 +260,7 @@ Test(takeover, idle_clients_of_the_old_process_are_closed_after_shutdown_timeout
     int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, 1);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     PGconn *c = proxy_connect(&old, "carol", "unused", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     char goodbye[6] = "";
@@ -276,7 +290,7 @@ Test(takeover, the_service_manager_is_told_the_new_main_pid)
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     setenv("NOTIFY_SOCKET", path, 1);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     cr_assert(wait_notify(fd, "READY=1", 5000, seen, sizeof(seen)), "%s", seen);
     take_over(&next, port, yaml, "next");
     unsetenv("NOTIFY_SOCKET");
@@ -328,7 +342,7 @@ Test(takeover, garbage_on_the_takeover_socket_is_refused_and_harmless)
     int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
-    proxy_start_yaml(&old, port, yaml);
+    start_old(&old, port, yaml);
     int fd = control_send(sock, "HELLO\n", 6);
     cr_assert_geq(fd, 0);
     cr_assert_str_eq(control_answer(fd, answer, sizeof(answer)), "ERROR unexpected message\n");
