@@ -131,7 +131,8 @@ enum server_state {
                       (pool.check_after_s): pool->active, linked */
 };
 
-enum login_step { LS_TCP, LS_SSL_REPLY, LS_TLS, LS_AUTH, LS_PARAMS };
+/* LS_CANCEL_SENT: a cancel connection waits for PostgreSQL to close it (the signal is sent). */
+enum login_step { LS_TCP, LS_SSL_REPLY, LS_TLS, LS_AUTH, LS_PARAMS, LS_CANCEL_SENT };
 
 struct server {
     struct list node; /* the pool list of its state */
@@ -151,7 +152,9 @@ struct server {
     bool ext_open;    /* extended-protocol messages sent since the last Sync */
     bool cancel_only; /* a throwaway connection that carries one CancelRequest */
     uint32_t cancel_pid, cancel_key;
-    char err_state[6]; /* SQLSTATE of an error during login, SET or reset */
+    int cancels_pending; /* cancel requests for this backend on their way: it serves no other
+                            client until they have arrived (they would cancel its query) */
+    char err_state[6];   /* SQLSTATE of an error during login, SET or reset */
     char err_msg[256];
     char txn;      /* last ReadyForQuery status: 'I', 'T' or 'E' */
     int in_flight; /* Query/Sync/FunctionCall sent whose ReadyForQuery has not arrived */
@@ -184,6 +187,8 @@ struct server {
                                    CommandComplete or ErrorResponse not yet) */
     uint32_t copy_assumed;      /* Syncs of this copy taken as ignored by the server */
     bool unsure;                /* the replies owed cannot be counted: never another client's */
+    bool skip_till_sync;        /* an error in the extended protocol: the server skips the
+                                   client's messages up to its next Sync (none is sent) */
     struct {
         uint32_t seq; /* the number its stand-in carries */
         char reason[320];

@@ -458,6 +458,10 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
 {
     struct server *s = c->server;
     bool pushed = true;
+    if (s->skip_till_sync && type != 'S' && type != 'X')
+        return RV_DROP; /* the server would skip it: nothing is sent, nothing owed */
+    if (type == 'S')
+        s->skip_till_sync = false;
     if (type == 'Q' || type == 'P' || ((c->rls || c->mask.n_applied > 0) && type == 'F')) {
         if (!body)
             return RV_NEED_BODY;
@@ -559,6 +563,8 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
             write_absent_error(s, f);
         size_t skipped = rq_fail_until_sync(&s->replies, forget_failed_parse, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
+        /* no Sync sent yet: the server skips what the client sends up to its next one */
+        s->skip_till_sync = rq_front(&s->replies) == NULL;
         return absent ? RV_DROP : RV_STREAM;
     }
     case RQ_FINISH:
@@ -579,6 +585,8 @@ bool pipeline_sync_done(struct server *s)
 {
     if (rq_classify(&s->replies, 'Z') == RQ_FINISH)
         rq_pop(&s->replies);
+    else /* a ReadyForQuery for no Sync or Query owed: the count is wrong somewhere */
+        s->unsure = true;
     const struct reply *f = rq_front(&s->replies);
     return f && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE);
 }

@@ -54,11 +54,29 @@ static void server_free(void *arg)
     free(s);
 }
 
+/* A cancel connection ended (delivered, or failed): its backend may serve others again, and
+ * goes back to the pool if its client's transaction ended meanwhile. Found by backend pid:
+ * it may have been closed since. */
+static void cancel_settled(struct server *cancel)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &cancel->pool->active) {
+        struct server *t = list_entry(it, struct server, node);
+        if (t->be_pid != cancel->cancel_pid || t->cancels_pending == 0)
+            continue;
+        if (--t->cancels_pending == 0 && t->client)
+            client_transaction_done(t->client);
+        return;
+    }
+}
+
 void server_close(struct server *s, const char *reason)
 {
     if (s->closing)
         return;
     s->closing = true;
+    if (s->cancel_only)
+        cancel_settled(s);
     if (!s->cancel_only)
         log_info("server %llu (%s): closing: %s", (unsigned long long)s->id, s->pool->db->name,
                  reason);
@@ -125,12 +143,15 @@ static void send_startup(struct server *s)
 {
     struct buf b;
     buf_init(&b);
-    if (s->cancel_only) {
+    if (s->cancel_only) { /* PostgreSQL closes the connection once it has signalled */
         proto_cancel_request(&b, s->cancel_pid, s->cancel_key);
-        if (conn_send(s->bev, &b))
-            log_debug("cancel request sent to backend %u", s->cancel_pid);
+        bool sent = conn_send(s->bev, &b);
         buf_free(&b);
-        server_close(s, "cancel request sent");
+        s->step = LS_CANCEL_SENT;
+        if (sent)
+            log_debug("cancel request sent to backend %u", s->cancel_pid);
+        else
+            server_close(s, "could not send the cancel request");
         return;
     }
     struct startup_param params[] = {
@@ -540,6 +561,8 @@ static void copy_in_started(struct server *s)
     s->copy_assumed = 0;
     if (!f)
         return;
+    if (f->kind != RK_EXECUTE && f->kind != RK_QUERY && f->kind != RK_SYNC)
+        s->unsure = true; /* not what starts a COPY: the count is wrong somewhere */
     uint32_t k = f->copy_dones;
     size_t dropped = 0;
     for (; f && f->kind == RK_SYNC && f->copy_dones == k; f = rq_front(&s->replies)) {
@@ -705,7 +728,9 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
     struct server *s = arg;
     switch (s->state) {
     case SV_CONNECTING:
-        if (s->step == LS_SSL_REPLY)
+        if (s->step == LS_CANCEL_SENT) /* PostgreSQL sends nothing: closing is the answer */
+            server_close(s, "cancel request delivered");
+        else if (s->step == LS_SSL_REPLY)
             on_ssl_reply(s);
         else if (s->step == LS_AUTH || s->step == LS_PARAMS)
             on_login_data(s);
@@ -848,6 +873,7 @@ void server_send_cancel(struct server *target)
     if (s) {
         s->cancel_pid = target->be_pid;
         s->cancel_key = target->be_key;
+        target->cancels_pending++;
     }
 }
 
@@ -956,8 +982,8 @@ bool server_past_lifetime(const struct server *s, int lifetime_s)
 
 bool server_is_clean(const struct server *s)
 {
-    return !s->unsure && s->state == SV_ACTIVE && s->txn == 'I' && s->in_flight == 0 &&
-           !s->ext_open && s->relay.pass_left == 0 &&
+    return !s->unsure && s->cancels_pending == 0 && s->state == SV_ACTIVE && s->txn == 'I' &&
+           s->in_flight == 0 && !s->ext_open && s->relay.pass_left == 0 &&
            (!s->client || s->client->relay.pass_left == 0);
 }
 

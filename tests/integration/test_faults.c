@@ -381,6 +381,45 @@ Test(faults, server_connection_cut_in_the_middle_of_a_result)
     tcp_relay_stop(relay);
 }
 
+/* Red team round 8: a cancel request is routed to the server its client holds, then carried
+ * by a connection of its own; if the client's query ends and the server passes to another
+ * client before PostgreSQL receives it, it cancelled that other client's query. Now a server
+ * with a cancel on its way serves nobody else until PostgreSQL has taken it. The relay makes
+ * the cancel's connection reach PostgreSQL 0.6 s late. */
+Test(faults, a_late_cancel_never_cancels_another_clients_query)
+{
+    int relay_port = free_port(), port = free_port();
+    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
+    make_yaml(port, "cx", "127.0.0.1", relay_port, 1, 0);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *a = connect_ok("cx"), *b = connect_ok("cx");
+    free(query_value(a, "SELECT 1")); /* the pool's one server, through the relay */
+    tcp_relay_delay_connects(relay, 600);
+    cr_assert(PQsendQuery(a, "SELECT pg_sleep(0.2)"));
+    usleep(50 * 1000);
+    PGcancel *cancel = PQgetCancel(a);
+    char err[256];
+    cr_assert(PQcancel(cancel, err, sizeof(err)), "%s", err); /* routed now, arrives late */
+    PQfreeCancel(cancel);
+    cr_assert(PQsendQuery(b, "SELECT 'b done', pg_sleep(0.8)")); /* waits for the server */
+    PGresult *r;
+    while ((r = PQgetResult(a)))
+        PQclear(r);
+    char got[256] = "", state[6] = "";
+    while ((r = PQgetResult(b))) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (st)
+            snprintf(state, sizeof(state), "%s", st);
+        PQclear(r);
+    }
+    cr_expect_str_eq(got, "b done", "another client's cancel reached this query (%s)", state);
+    PQfinish(a);
+    PQfinish(b);
+    tcp_relay_stop(relay);
+}
+
 /* ---- 3. the server's host name moves to another address; SIGHUP ---- */
 
 static void write_hosts(const char *path, const char *addr)

@@ -462,3 +462,69 @@ Test(txn_copy, a_failed_simple_copy_leaves_nothing_behind_for_the_next_client, .
     PQfinish(a);
     PQfinish(b);
 }
+
+/* Red team round 8: after an error in the extended protocol with no Sync sent yet, the server
+ * skips every message up to the client's next Sync, but the proxy owed replies for them: later
+ * replies were matched to the wrong messages, the server went back to the pool in the middle
+ * of the client's query, and another client received its rows. Now what the server would skip
+ * is not sent, and a ReadyForQuery nobody owes keeps the server with its client. */
+Test(txn_copy, messages_skipped_after_an_extended_error_leave_the_count_exact, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    char row[256] = "";
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, 'P');
+    buf_put_str(&m, "s1");
+    buf_put_str(&m, "select bad syntax (");
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'H');
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    raw_read_until(fd, 'E', NULL, 0); /* the server now skips up to the next Sync */
+    PGconn *v = connect_as(NULL);     /* waits for the pool's only server meanwhile */
+    cr_assert(PQsendQuery(v, "SELECT 'victim-row'"));
+    buf_msg_start(&m, 'B'); /* skipped by the server */
+    buf_put_str(&m, "");
+    buf_put_str(&m, "nosuch");
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'P');
+    buf_put_str(&m, "s2");
+    buf_put_str(&m, "select 1");
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'B');
+    buf_put_str(&m, "");
+    buf_put_str(&m, "s2");
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_put_u16(&m, 0);
+    buf_msg_finish(&m);
+    proto_query(&m, "select 1");
+    proto_query(&m, "select 1/0");
+    proto_query(&m, "select 'attacker-row', pg_sleep(0.5)");
+    buf_msg_start(&m, 'S');
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    for (int z = 0; z < 5; z++) /* Sync, select 1, 1/0, the SELECT, Sync */
+        raw_read_until(fd, 'Z', row, sizeof(row));
+    cr_expect_str_eq(row, "attacker-row", "the client's own query answered it");
+    close(fd);
+    PGresult *r;
+    char got[256] = "";
+    while ((r = PQgetResult(v))) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    cr_expect_str_eq(got, "victim-row", "the other client got another's rows");
+    PQfinish(v);
+}

@@ -26,6 +26,7 @@ struct tcp_relay {
     int live;                    /* pair threads still running */
     long long cut_after;         /* the trap: 0 when not armed */
     int cuts;
+    int connect_delay_ms; /* new connections wait this long before reaching the target */
 };
 
 struct pair_arg {
@@ -145,6 +146,11 @@ static void *acceptor_main(void *arg)
         if (poll(&p, 1, 100) <= 0)
             continue;
         int c = accept(r->listen_fd, NULL, NULL);
+        pthread_mutex_lock(&r->mu);
+        int delay_ms = r->connect_delay_ms;
+        pthread_mutex_unlock(&r->mu);
+        if (c >= 0 && delay_ms > 0)
+            usleep((useconds_t)delay_ms * 1000);
         if (c >= 0)
             pair_start(r, c);
     }
@@ -168,6 +174,13 @@ struct tcp_relay *tcp_relay_start(const char *listen_ip, int listen_port, int ta
     cr_assert_eq(listen(r->listen_fd, 64), 0);
     cr_assert_eq(pthread_create(&r->acceptor, NULL, acceptor_main, r), 0);
     return r;
+}
+
+void tcp_relay_delay_connects(struct tcp_relay *r, int ms)
+{
+    pthread_mutex_lock(&r->mu);
+    r->connect_delay_ms = ms;
+    pthread_mutex_unlock(&r->mu);
 }
 
 void tcp_relay_cut_after(struct tcp_relay *r, long long bytes)
