@@ -341,16 +341,9 @@ Test(prepared, messages_skipped_after_an_error_leak_nothing_and_release_the_serv
     int fd = raw_session(one.port, "carol", "app");
     struct buf m;
     buf_init(&m);
-    buf_msg_start(&m, 'B');
-    buf_put_str(&m, "");
-    buf_put_str(&m, "nope");
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
+    raw_put_bind(&m, "", "nope");
     proto_query(&m, "SELECT 1");
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
+    raw_put_empty(&m, 'S');
     cr_assert_eq(write(fd, m.data, m.len), (ssize_t)m.len);
     buf_free(&m);
     uint8_t body[512];

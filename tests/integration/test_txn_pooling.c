@@ -372,24 +372,10 @@ Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another, .
     raw_read_until(fd, 'Z', NULL, 0);
     struct buf m;
     buf_init(&m);
-    buf_msg_start(&m, 'P');
-    buf_put_str(&m, "cs");
-    buf_put_str(&m, "COPY cpx FROM STDIN");
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'B');
-    buf_put_str(&m, "");
-    buf_put_str(&m, "cs");
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'E');
-    buf_put_str(&m, "");
-    buf_put_u32(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
+    raw_put_parse(&m, "cs", "COPY cpx FROM STDIN");
+    raw_put_bind(&m, "", "cs");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
     cr_assert(raw_send(fd, &m));
     raw_read_until(fd, 'G', NULL, 0);
     buf_msg_start(&m, 'd');
@@ -398,12 +384,9 @@ Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another, .
     cr_assert(raw_send(fd, &m));
     raw_read_until(fd, 'E', NULL, 0); /* 22P02: the server left copy-in */
     /* Sync (answered now), CopyDone (dropped), Sync, and two queries */
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'c');
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
+    raw_put_empty(&m, 'S');
+    raw_put_empty(&m, 'c');
+    raw_put_empty(&m, 'S');
     proto_query(&m, "ROLLBACK");
     proto_query(&m, "SELECT 'attacker-row', pg_sleep(0.5)");
     cr_assert(raw_send(fd, &m));
@@ -436,8 +419,7 @@ Test(txn_copy, a_failed_simple_copy_leaves_nothing_behind_for_the_next_client, .
     struct buf m;
     buf_init(&m);
     for (int i = 0; i < 20; i++) {
-        buf_msg_start(&m, 'S');
-        buf_msg_finish(&m);
+        raw_put_empty(&m, 'S');
     }
     cr_assert(raw_send(fd, &m));
     for (int i = 0; i < 20; i++)
@@ -475,43 +457,20 @@ Test(txn_copy, messages_skipped_after_an_extended_error_leave_the_count_exact, .
     char row[256] = "";
     struct buf m;
     buf_init(&m);
-    buf_msg_start(&m, 'P');
-    buf_put_str(&m, "s1");
-    buf_put_str(&m, "select bad syntax (");
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'H');
-    buf_msg_finish(&m);
+    raw_put_parse(&m, "s1", "select bad syntax (");
+    raw_put_empty(&m, 'H');
     cr_assert(raw_send(fd, &m));
     raw_read_until(fd, 'E', NULL, 0); /* the server now skips up to the next Sync */
     PGconn *v = connect_as(NULL);     /* waits for the pool's only server meanwhile */
     cr_assert(PQsendQuery(v, "SELECT 'victim-row'"));
-    buf_msg_start(&m, 'B'); /* skipped by the server */
-    buf_put_str(&m, "");
-    buf_put_str(&m, "nosuch");
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'P');
-    buf_put_str(&m, "s2");
-    buf_put_str(&m, "select 1");
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'B');
-    buf_put_str(&m, "");
-    buf_put_str(&m, "s2");
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_put_u16(&m, 0);
-    buf_msg_finish(&m);
+    raw_put_bind(&m, "", "nosuch"); /* skipped by the server */
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "s2", "select 1");
+    raw_put_bind(&m, "", "s2");
     proto_query(&m, "select 1");
     proto_query(&m, "select 1/0");
     proto_query(&m, "select 'attacker-row', pg_sleep(0.5)");
-    buf_msg_start(&m, 'S');
-    buf_msg_finish(&m);
+    raw_put_empty(&m, 'S');
     cr_assert(raw_send(fd, &m));
     buf_free(&m);
     for (int z = 0; z < 5; z++) /* Sync, select 1, 1/0, the SELECT, Sync */

@@ -185,3 +185,37 @@ const char *raw_expect_error(int fd)
             return raw_error_sqlstate(body, len);
     return "";
 }
+
+void raw_put_parse(struct buf *b, const char *name, const char *sql)
+{
+    buf_msg_start(b, 'P');
+    buf_put_str(b, name);
+    buf_put_str(b, sql);
+    buf_put_u16(b, 0);
+    buf_msg_finish(b);
+}
+
+void raw_put_bind(struct buf *b, const char *portal, const char *stmt)
+{
+    buf_msg_start(b, 'B');
+    buf_put_str(b, portal);
+    buf_put_str(b, stmt);
+    buf_put_u16(b, 0);
+    buf_put_u16(b, 0);
+    buf_put_u16(b, 0);
+    buf_msg_finish(b);
+}
+
+void raw_put_execute(struct buf *b, const char *portal)
+{
+    buf_msg_start(b, 'E');
+    buf_put_str(b, portal);
+    buf_put_u32(b, 0);
+    buf_msg_finish(b);
+}
+
+void raw_put_empty(struct buf *b, char type)
+{
+    buf_msg_start(b, (uint8_t)type);
+    buf_msg_finish(b);
+}

@@ -20,6 +20,14 @@ int raw_session(int port, const char *user, const char *db);
 /* Writes b's messages to fd and empties b; false when they were not all written. */
 bool raw_send(int fd, struct buf *b);
 
+/* Appends extended-protocol messages to b: Parse of sql as name (no parameter types), Bind
+ * of portal to statement stmt (no parameters, text results), Execute of portal (all rows), and
+ * a message with an empty body (Sync 'S', Flush 'H', CopyDone 'c'). */
+void raw_put_parse(struct buf *b, const char *name, const char *sql);
+void raw_put_bind(struct buf *b, const char *portal, const char *stmt);
+void raw_put_execute(struct buf *b, const char *portal);
+void raw_put_empty(struct buf *b, char type);
+
 /* Sends a simple Query on a raw socket. */
 void raw_query(int fd, const char *sql);
 
