@@ -869,6 +869,8 @@ struct server *server_connect(struct pool *p)
 
 void server_send_cancel(struct server *target)
 {
+    if (target->cancels_pending > 0)
+        return; /* one is on its way: more would cancel nothing more (and pile up) */
     struct server *s = server_start(target->pool, true);
     if (s) {
         s->cancel_pid = target->be_pid;

@@ -26,7 +26,9 @@ void server_close(struct server *s, const char *reason);
 /* Drives the server -> client relay (after the client's output drained). */
 void server_pump(struct server *s);
 
-/* Sends a CancelRequest for s's backend on a fresh connection to s's server. */
+/* Sends a CancelRequest for s's backend on a fresh connection to s's server, unless one is
+ * already on its way (so at most one cancel connection per server: bounded). s serves no other
+ * client until it has arrived. */
 void server_send_cancel(struct server *s);
 
 /* The connection is clean enough to give to another client: idle, nothing in flight, at a
