@@ -881,8 +881,12 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
     case STARTUP_SSL: handle_ssl_request(c); break;
     case STARTUP_GSSENC: conn_write(c->bev, "N", 1); break;
     case STARTUP_CANCEL:
-        client_route_cancel(c->w, st.cancel_pid, st.cancel_key);
-        client_close(c, "cancel request handled");
+        /* like PostgreSQL, close the connection once the cancel has been delivered: a client
+         * that sends its next query then cannot have it cancelled by this request */
+        if (client_route_cancel(c->w, st.cancel_pid, st.cancel_key, c->id))
+            bufferevent_disable(c->bev, EV_READ);
+        else
+            client_close(c, "cancel request handled");
         break;
     case STARTUP_BAD_VERSION:
         snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: server supports 3.0",
@@ -1010,7 +1014,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
                                            : "client connection error");
 }
 
-void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key)
+bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t requester)
 {
     uint8_t want[8], have[8];
     memcpy(want, &pid, 4);
@@ -1022,11 +1026,23 @@ void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key)
         memcpy(have + 4, &c->cancel_key, 4);
         if (!auth_equal_ct(want, have, 8))
             continue;
-        if (c->server && c->server->state == SV_ACTIVE)
-            server_send_cancel(c->server);
-        return;
+        return c->server && c->server->state == SV_ACTIVE &&
+               server_send_cancel(c->server, requester);
     }
     log_debug("cancel request for an unknown backend key ignored");
+    return false;
+}
+
+void client_cancel_delivered(struct worker *w, uint64_t requester)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &w->clients) {
+        struct client *c = list_entry(it, struct client, node);
+        if (c->id == requester) {
+            client_close(c, "cancel request delivered");
+            return;
+        }
+    }
 }
 
 /* Gives c a BackendKeyData of its own: random, never the server's. */

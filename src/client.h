@@ -51,7 +51,12 @@ uint64_t client_mask_class(struct client *c);
  * dropped: statements and results of its clients that waited for it go on. */
 void client_mask_catalog_read(struct worker *w, const char *db);
 
-/* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend. */
-void client_route_cancel(struct worker *w, uint32_t pid, uint32_t key);
+/* Routes a CancelRequest carrying the proxy-issued pid/key to the right server backend; true
+ * when one is now on its way (client_cancel_delivered(requester) follows). */
+bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t requester);
+
+/* The cancel request that client connection `requester` carried has reached PostgreSQL (or
+ * failed): that connection is closed now, as PostgreSQL closes it once it has signalled. */
+void client_cancel_delivered(struct worker *w, uint64_t requester);
 
 #endif

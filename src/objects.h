@@ -152,9 +152,10 @@ struct server {
     bool ext_open;    /* extended-protocol messages sent since the last Sync */
     bool cancel_only; /* a throwaway connection that carries one CancelRequest */
     uint32_t cancel_pid, cancel_key;
-    int cancels_pending; /* cancel requests for this backend on their way: it serves no other
-                            client until they have arrived (they would cancel its query) */
-    char err_state[6];   /* SQLSTATE of an error during login, SET or reset */
+    uint64_t cancel_requester; /* the client connection that asked: closed once delivered */
+    int cancels_pending;       /* cancel requests for this backend on their way: it serves no other
+                                  client until they have arrived (they would cancel its query) */
+    char err_state[6];         /* SQLSTATE of an error during login, SET or reset */
     char err_msg[256];
     char txn;      /* last ReadyForQuery status: 'I', 'T' or 'E' */
     int in_flight; /* Query/Sync/FunctionCall sent whose ReadyForQuery has not arrived */

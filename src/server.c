@@ -66,8 +66,9 @@ static void cancel_settled(struct server *cancel)
             continue;
         if (--t->cancels_pending == 0 && t->client)
             client_transaction_done(t->client);
-        return;
+        break;
     }
+    client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
 }
 
 void server_close(struct server *s, const char *reason)
@@ -867,16 +868,18 @@ struct server *server_connect(struct pool *p)
     return server_start(p, false);
 }
 
-void server_send_cancel(struct server *target)
+bool server_send_cancel(struct server *target, uint64_t requester)
 {
     if (target->cancels_pending > 0)
-        return; /* one is on its way: more would cancel nothing more (and pile up) */
+        return false; /* one is on its way: more would cancel nothing more (and pile up) */
     struct server *s = server_start(target->pool, true);
-    if (s) {
-        s->cancel_pid = target->be_pid;
-        s->cancel_key = target->be_key;
-        target->cancels_pending++;
-    }
+    if (!s)
+        return false;
+    s->cancel_pid = target->be_pid;
+    s->cancel_key = target->be_key;
+    s->cancel_requester = requester;
+    target->cancels_pending++;
+    return true;
 }
 
 bool server_carries_rls(const struct server *s, const struct buf *prefix)

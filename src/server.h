@@ -29,7 +29,7 @@ void server_pump(struct server *s);
 /* Sends a CancelRequest for s's backend on a fresh connection to s's server, unless one is
  * already on its way (so at most one cancel connection per server: bounded). s serves no other
  * client until it has arrived. */
-void server_send_cancel(struct server *s);
+bool server_send_cancel(struct server *s, uint64_t requester);
 
 /* The connection is clean enough to give to another client: idle, nothing in flight, at a
  * message boundary in both directions. */

@@ -420,6 +420,38 @@ Test(faults, a_late_cancel_never_cancels_another_clients_query)
     tcp_relay_stop(relay);
 }
 
+/* As PostgreSQL does, lakeproxy closes a cancel request's connection once the cancel has
+ * reached the server: PQcancel returning means the query is being cancelled, and the client's
+ * next query cannot be hit by it. The relay makes the cancel reach PostgreSQL 0.4 s late. */
+Test(faults, pqcancel_returns_once_the_cancel_has_reached_postgresql)
+{
+    int relay_port = free_port(), port = free_port();
+    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
+    make_yaml(port, "cy", "127.0.0.1", relay_port, 1, 0);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *a = connect_ok("cy");
+    free(query_value(a, "SELECT 1"));
+    tcp_relay_delay_connects(relay, 400);
+    cr_assert(PQsendQuery(a, "SELECT pg_sleep(5)"));
+    usleep(100 * 1000);
+    PGcancel *cancel = PQgetCancel(a);
+    char err[256];
+    double t0 = now_s();
+    cr_assert(PQcancel(cancel, err, sizeof(err)), "%s", err);
+    double took = now_s() - t0;
+    PQfreeCancel(cancel);
+    cr_expect_geq(took, 0.35, "PQcancel returned after %.3f s, before the cancel arrived", took);
+    PGresult *r = PQgetResult(a);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "57014");
+    cr_expect_lt(now_s() - t0, 2.0, "the query was not cancelled");
+    PQclear(r);
+    while ((r = PQgetResult(a)))
+        PQclear(r);
+    PQfinish(a);
+    tcp_relay_stop(relay);
+}
+
 /* ---- 3. the server's host name moves to another address; SIGHUP ---- */
 
 static void write_hosts(const char *path, const char *addr)
