@@ -946,11 +946,13 @@ void client_pump(struct client *c)
     const char *err;
     if (c->closing || !s || s->state != SV_ACTIVE || !c->sent_ready)
         return;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    enum relay_result r = relay_pump(in, bufferevent_get_output(s->bev), &c->relay,
-                                     c->w->cfg->max_message_size, active_inspect, c, &err);
-    conn_flush(s->bev);
-    conn_flush(c->bev); /* replies the proxy made up itself */
+    struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(s->bev);
+    enum relay_result r;
+    do { /* full, then flushed to below the mark: no write callback would wake us, go on */
+        r = relay_pump(in, out, &c->relay, c->w->cfg->max_message_size, active_inspect, c, &err);
+        conn_flush(s->bev);
+        conn_flush(c->bev); /* replies the proxy made up itself */
+    } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
     if (r == RELAY_FULL && !c->paused) {
         c->paused = true;
         bufferevent_disable(c->bev, EV_READ);

@@ -586,7 +586,7 @@ bool pipeline_sync_done(struct server *s)
     if (rq_classify(&s->replies, 'Z') == RQ_FINISH)
         rq_pop(&s->replies);
     else /* a ReadyForQuery for no Sync or Query owed: the count is wrong somewhere */
-        s->unsure = true;
+        server_mark_unsure(s, "a ReadyForQuery for no Sync or Query owed");
     const struct reply *f = rq_front(&s->replies);
     return f && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE);
 }

@@ -551,6 +551,15 @@ static bool rls_text_unsafe(struct server *s)
     return s->text_unsafe;
 }
 
+void server_mark_unsure(struct server *s, const char *why)
+{
+    if (!s->unsure)
+        log_info("server %llu (%s): the replies owed cannot be counted (%s): it stays with its "
+                 "client and is closed when the client leaves",
+                 (unsigned long long)s->id, s->pool->db->name, why);
+    s->unsure = true;
+}
+
 /* CopyInResponse: a server in copy-in ignores the Syncs the client sent after the message
  * that started the COPY and before its CopyDone; no ReadyForQuery will answer them. The front
  * entry is that message (a Query, or in transaction mode the Execute) or, in session mode
@@ -563,7 +572,7 @@ static void copy_in_started(struct server *s)
     if (!f)
         return;
     if (f->kind != RK_EXECUTE && f->kind != RK_QUERY && f->kind != RK_SYNC)
-        s->unsure = true; /* not what starts a COPY: the count is wrong somewhere */
+        server_mark_unsure(s, "a CopyInResponse after no COPY"); /* wrong somewhere */
     uint32_t k = f->copy_dones;
     size_t dropped = 0;
     for (; f && f->kind == RK_SYNC && f->copy_dones == k; f = rq_front(&s->replies)) {
@@ -587,7 +596,7 @@ static void copy_ended(struct server *s, uint8_t type)
     if (type == 'E') {
         s->copy_in = false; /* the server answers the client's Syncs again */
         if (s->copy_assumed > 0)
-            s->unsure = true;
+            server_mark_unsure(s, "an error ended COPY FROM STDIN after Syncs sent during it");
     }
 }
 
@@ -674,9 +683,12 @@ void server_pump(struct server *s)
         return;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    enum relay_result r = relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
-    maskwire_flush(s);
-    conn_flush(c->bev);
+    enum relay_result r;
+    do { /* full, then flushed to below the mark: no write callback would wake us, go on */
+        r = relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+        maskwire_flush(s);
+        conn_flush(c->bev);
+    } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && s->client == c);
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);
@@ -1056,8 +1068,7 @@ void server_unlink(struct server *s)
     bool unsure = s->unsure;
     detach_client(s);
     if (!clean) {
-        server_close(s, unsure ? "its replies could not be counted after an error in COPY FROM "
-                                 "STDIN (Syncs sent during the copy)"
+        server_close(s, unsure ? "its replies could not be counted"
                                : "client left in the middle of a transaction or message");
         return;
     }

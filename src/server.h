@@ -35,6 +35,10 @@ bool server_send_cancel(struct server *s, uint64_t requester);
  * message boundary in both directions. */
 bool server_is_clean(const struct server *s);
 
+/* The replies owed by s can no longer be counted (why says how it was found): logged once; s
+ * stays with its client and is closed when the client leaves, never handed to another. */
+void server_mark_unsure(struct server *s, const char *why);
+
 /* Client -> server bookkeeping of COPY FROM STDIN: a Sync the server will ignore (it is in
  * copy-in; counted so that an error in the copy can make the count unsure: true, nothing
  * owed), and a CopyDone or CopyFail sent. */

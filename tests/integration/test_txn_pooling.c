@@ -2,6 +2,8 @@
  * transaction keeps its server, settings follow the client, waits time out clearly, and a
  * server dying mid-transaction fails only that client. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,5 +487,74 @@ Test(txn_copy, messages_skipped_after_an_extended_error_leave_the_count_exact, .
         PQclear(r);
     }
     cr_expect_str_eq(got, "victim-row", "the other client got another's rows");
+    PQfinish(v);
+}
+
+/* Red team round 9: a pipeline of more than 256 KB buffered while its client waited for a
+ * server filled the relay's buffer at once; the flush that followed wrote it all to the
+ * kernel, so no write callback ever came to resume reading the client: the client hung and
+ * held the pool's only server forever. */
+Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
+{
+    enum { N = 20000 };
+    PGconn *holder = connect_as(NULL); /* the pool's one server is busy: the pipeline waits */
+    free(query_value(holder, "BEGIN"));
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    for (int i = 0; i < N; i++) {
+        raw_put_parse(&m, "", "select 1");
+        raw_put_bind(&m, "", "");
+        raw_put_execute(&m, "");
+    }
+    raw_put_empty(&m, 'S');
+    cr_assert(!m.failed);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t sent = 0, got = 0, completes = 0;
+    unsigned char in[65536], pending[5];
+    size_t have_hdr = 0, body_left = 0;
+    bool ready = false;
+    double deadline = now_s() + 30, release_at = now_s() + 0.5;
+    while (!ready && now_s() < deadline) {    /* write and read at once, as a pipelining client */
+        if (holder && now_s() > release_at) { /* the buffered pipeline gets the server */
+            free(query_value(holder, "COMMIT"));
+            PQfinish(holder);
+            holder = NULL;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN | (sent < m.len ? POLLOUT : 0)};
+        cr_assert_geq(poll(&p, 1, 100), 0);
+        if ((p.revents & POLLOUT) && sent < m.len) {
+            ssize_t w = write(fd, m.data + sent, m.len - sent);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        ssize_t r = (p.revents & POLLIN) ? read(fd, in, sizeof(in)) : 0;
+        cr_assert(r != 0 || !(p.revents & POLLIN), "the proxy closed the connection");
+        for (ssize_t i = 0; i < r; i++) { /* walk message boundaries: count 'C', find 'Z' */
+            got++;
+            if (body_left > 0) {
+                body_left--;
+                continue;
+            }
+            pending[have_hdr++] = in[i];
+            if (have_hdr < 5)
+                continue;
+            uint32_t len =
+                (uint32_t)pending[1] << 24 | pending[2] << 16 | pending[3] << 8 | pending[4];
+            completes += pending[0] == 'C';
+            ready = pending[0] == 'Z';
+            body_left = len - 4;
+            have_hdr = 0;
+        }
+    }
+    buf_free(&m);
+    cr_expect(ready, "no ReadyForQuery after %zu bytes sent, %zu received", sent, got);
+    cr_expect_eq(completes, (size_t)N);
+    close(fd);
+    PGconn *v = connect_as(NULL);
+    char *val = query_value(v, "SELECT 'served'");
+    cr_expect_str_eq(val, "served");
+    free(val);
     PQfinish(v);
 }
