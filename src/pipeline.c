@@ -532,10 +532,16 @@ void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
     emit_fakes(s);
 }
 
-/* A named Parse failed: the statement is not on the server after all. */
-static void forget_failed_parse(void *arg, const char *stmt)
+/* A message that changed the server's statements was skipped after an error: a named Parse
+ * (the statement is not there after all), or the Close of an evicted one (still there, though
+ * the cache forgot it: a later Parse of it would fail, so the server retires at release). */
+static void undo_skipped(void *arg, const struct reply *r)
 {
-    server_stmt_remove(&((struct server *)arg)->stmts, stmt);
+    struct server *s = arg;
+    if (r->kind == RK_DROP_CLOSE)
+        s->stmts_unknown = true;
+    else
+        server_stmt_remove(&s->stmts, r->stmt);
 }
 
 static bool fake_next(const struct server *s)
@@ -561,7 +567,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
             return RV_NEED_BODY;
         if (absent)
             write_absent_error(s, f);
-        size_t skipped = rq_fail_until_sync(&s->replies, forget_failed_parse, s);
+        size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
         /* no Sync sent yet: the server skips what the client sends up to its next one */
         s->skip_till_sync = rq_front(&s->replies) == NULL;

@@ -217,14 +217,15 @@ enum rq_action rq_classify(const struct reply_queue *q, uint8_t type)
                : RQ_FINISH;
 }
 
-size_t rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
+size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, const struct reply *),
                           void *arg)
 {
     const struct reply *f;
     size_t queries = 0;
     while ((f = rq_front(q)) && f->kind != RK_SYNC) {
-        if ((f->kind == RK_PARSE || f->kind == RK_DROP_PARSE) && f->stmt[0] && on_failed_parse)
-            on_failed_parse(arg, f->stmt);
+        bool named_parse = (f->kind == RK_PARSE || f->kind == RK_DROP_PARSE) && f->stmt[0];
+        if ((named_parse || f->kind == RK_DROP_CLOSE) && on_skipped)
+            on_skipped(arg, f);
         queries += f->kind == RK_QUERY;
         rq_pop(q);
     }

@@ -118,9 +118,10 @@ enum rq_action {
 enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
 
 /* Pops every entry before the next RK_SYNC (the server skips those messages after an error);
- * each named Parse among them is reported through on_failed_parse. Returns how many simple
- * Queries (RK_QUERY) were among them: they will never see their ReadyForQuery. */
-size_t rq_fail_until_sync(struct reply_queue *q, void (*on_failed_parse)(void *, const char *),
+ * each one that would have changed the server's statements (a named Parse, an eviction's
+ * Close) is reported through on_skipped first. Returns how many simple Queries (RK_QUERY) were
+ * among them: they will never see their ReadyForQuery. */
+size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, const struct reply *),
                           void *arg);
 
 #endif

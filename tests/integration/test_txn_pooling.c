@@ -558,3 +558,39 @@ Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_
     free(val);
     PQfinish(v);
 }
+
+/* Red team round 9: with 256 statements on a server, the next Parse makes the proxy close the
+ * oldest first; when an error skipped that Close, the proxy's cache had forgotten a statement
+ * the server still had, and every later Parse of its text failed with 42P05 on that server. */
+Test(txn_copy, an_eviction_skipped_after_an_error_breaks_no_statement, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    char name[32], sql[64];
+    for (int i = 0; i < 256; i++) { /* fills the server's cache: SELECT 0 is the oldest */
+        snprintf(name, sizeof(name), "s%d", i);
+        snprintf(sql, sizeof(sql), "SELECT %d", i);
+        raw_put_parse(&m, name, sql);
+        raw_put_empty(&m, 'S');
+    }
+    cr_assert(raw_send(fd, &m));
+    for (int i = 0; i < 256; i++)
+        raw_read_until(fd, 'Z', NULL, 0);
+    raw_put_execute(&m, "nope"); /* an error: the eviction's Close and the Parse are skipped */
+    raw_put_parse(&m, "s256", "SELECT 256");
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    raw_read_until(fd, 'Z', NULL, 0);
+    close(fd);
+    PGconn *v = connect_as(NULL);
+    PGresult *r = PQprepare(v, "x", "SELECT 0", 0, NULL);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(v));
+    PQclear(r);
+    r = PQexecPrepared(v, "x", 0, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(v));
+    PQclear(r);
+    PQfinish(v);
+}

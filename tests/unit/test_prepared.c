@@ -76,11 +76,33 @@ Test(prepared, replies_finish_swallow_and_fail_in_order)
 }
 
 static int failed_parses;
-static void count_failed(void *arg, const char *stmt)
+static void count_failed(void *arg, const struct reply *r)
 {
     (void)arg;
-    cr_expect_str_eq(stmt, "lp_b");
+    cr_expect_str_eq(r->stmt, "lp_b");
     failed_parses++;
+}
+
+/* An eviction's Close skipped after an error is reported (the server's cache is then wrong). */
+static int skipped_closes;
+static void count_skipped_close(void *arg, const struct reply *r)
+{
+    (void)arg;
+    skipped_closes += r->kind == RK_DROP_CLOSE;
+}
+
+Test(prepared, a_skipped_eviction_close_is_reported)
+{
+    struct reply_queue q = {0};
+    rq_push(&q, RK_EXECUTE, NULL);
+    rq_push(&q, RK_DROP_CLOSE, NULL);
+    rq_push(&q, RK_PARSE, NULL);
+    rq_push(&q, RK_SYNC, NULL);
+    cr_expect_eq(rq_classify(&q, 'E'), RQ_FAIL);
+    rq_fail_until_sync(&q, count_skipped_close, NULL);
+    cr_expect_eq(skipped_closes, 1);
+    cr_expect_eq(rq_front(&q)->kind, RK_SYNC);
+    rq_free(&q);
 }
 
 Test(prepared, an_error_skips_everything_up_to_sync)
