@@ -945,17 +945,18 @@ void server_link(struct server *s, struct client *c)
     s->unnamed_of = 0; /* the settings and attributes sent below may run queries */
     buf_init(&sql);
     buf_init(&msgs);
+    /* never leave a client another's unnamed statement to bind: closed first, ahead of
+     * whatever follows, without a Sync (no round trip of its own); its CloseComplete comes
+     * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone */
+    bool closes = s->unnamed_maybe;
+    if (closes)
+        proto_close(&msgs, 'S', "");
+    s->unnamed_maybe = false;
     if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {
         proto_query(&msgs, (const char *)sql.data);
         replies++;
     }
     buf_free(&sql);
-    /* never leave a client another's unnamed statement to bind: closed ahead of whatever
-     * follows, without a Sync (no round trip of its own); its CloseComplete is swallowed */
-    bool closes = s->unnamed_maybe;
-    if (closes)
-        proto_close(&msgs, 'S', "");
-    s->unnamed_maybe = false;
     int prefix = c->rls ? add_rls_prefix(s, c, &msgs, err, sizeof(err)) : 0;
     if (prefix < 0) {
         buf_free(&msgs);

@@ -594,3 +594,38 @@ Test(txn_copy, an_eviction_skipped_after_an_error_breaks_no_statement, .init = s
     PQclear(r);
     PQfinish(v);
 }
+
+/* Red team round 9: at checkout the proxy closes an unnamed statement another client may have
+ * left, and sets the client's application_name; the Close went after the SET, so its
+ * CloseComplete came after the SET's ReadyForQuery ended the proxy's own exchange, and reached
+ * the client (a CloseComplete it never asked for). */
+Test(txn_copy, the_checkout_close_of_an_unnamed_statement_never_reaches_the_client,
+     .init = start_one, .fini = stop_proxy, .timeout = 60)
+{
+    int a = raw_session_app(px.port, "carol", "app", "aaa");
+    int b = raw_session_app(px.port, "carol", "app", "bbb");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "", "select 1"); /* leaves an unnamed statement on the one server */
+    raw_put_bind(&m, "", "");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(a, &m));
+    raw_read_until(a, 'Z', NULL, 0);
+    raw_put_parse(&m, "", "select 2"); /* b: another application_name, the same server */
+    raw_put_bind(&m, "", "");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(b, &m));
+    buf_free(&m);
+    unsigned char body[4096];
+    size_t len;
+    int t, closes = 0;
+    while ((t = raw_read_msg(b, body, sizeof(body), &len, 5000)) != 'Z') {
+        cr_assert_neq(t, -1, "no ReadyForQuery");
+        closes += t == '3';
+    }
+    cr_expect_eq(closes, 0, "a CloseComplete the client never asked for");
+    close(a);
+    close(b);
+}

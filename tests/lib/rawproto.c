@@ -150,6 +150,11 @@ bool raw_login(int port, const char *user, const char *password, const char *db,
 
 int raw_session(int port, const char *user, const char *db)
 {
+    return raw_session_app(port, user, db, NULL);
+}
+
+int raw_session_app(int port, const char *user, const char *db, const char *app)
+{
     int fd = raw_connect(port);
     struct buf b;
     unsigned char body[4096];
@@ -157,8 +162,9 @@ int raw_session(int port, const char *user, const char *db)
     int t;
     cr_assert(fd >= 0);
     buf_init(&b);
-    struct startup_param params[] = {{"user", user}, {"database", db}};
-    proto_startup(&b, params, 2);
+    struct startup_param params[] = {
+        {"user", user}, {"database", db}, {"application_name", app ? app : ""}};
+    proto_startup(&b, params, app ? 3 : 2);
     cr_assert(raw_send(fd, &b));
     buf_free(&b);
     while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != 'Z')

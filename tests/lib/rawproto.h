@@ -17,6 +17,9 @@ bool raw_login(int port, const char *user, const char *password, const char *db,
 /* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
 int raw_session(int port, const char *user, const char *db);
 
+/* raw_session with application_name app as a startup parameter (NULL: none). */
+int raw_session_app(int port, const char *user, const char *db, const char *app);
+
 /* Writes b's messages to fd and empties b; false when they were not all written. */
 bool raw_send(int fd, struct buf *b);
 
