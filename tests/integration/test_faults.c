@@ -334,12 +334,29 @@ Test(faults, postgres_killed_and_restarted_under_load)
 
 /* ---- 2. a server connection reset in the middle of a large result ---- */
 
-Test(faults, server_connection_cut_in_the_middle_of_a_result)
+/* Starts lakeproxy with database db (a pool of size) reaching the shared PostgreSQL through a
+ * TCP relay, which the test can cut or slow down; returns the relay. */
+static struct tcp_relay *start_through_relay(const char *db, int size)
 {
     int relay_port = free_port(), port = free_port();
     struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
-    make_yaml(port, "cut", "127.0.0.1", relay_port, 4, 0);
+    make_yaml(port, db, "127.0.0.1", relay_port, size, 0);
     proxy_start_yaml(&px, port, yaml);
+    return relay;
+}
+
+/* PQcancel of c's running query, asserted to succeed. */
+static void send_cancel(PGconn *c)
+{
+    PGcancel *cancel = PQgetCancel(c);
+    char err[256];
+    cr_assert(PQcancel(cancel, err, sizeof(err)), "%s", err);
+    PQfreeCancel(cancel);
+}
+
+Test(faults, server_connection_cut_in_the_middle_of_a_result)
+{
+    struct tcp_relay *relay = start_through_relay("cut", 4);
     /* two bystanders hold transactions open, each on its own server connection */
     PGconn *b[2];
     char *pid[2];
@@ -388,19 +405,13 @@ Test(faults, server_connection_cut_in_the_middle_of_a_result)
  * the cancel's connection reach PostgreSQL 0.6 s late. */
 Test(faults, a_late_cancel_never_cancels_another_clients_query)
 {
-    int relay_port = free_port(), port = free_port();
-    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
-    make_yaml(port, "cx", "127.0.0.1", relay_port, 1, 0);
-    proxy_start_yaml(&px, port, yaml);
+    struct tcp_relay *relay = start_through_relay("cx", 1);
     PGconn *a = connect_ok("cx"), *b = connect_ok("cx");
     free(query_value(a, "SELECT 1")); /* the pool's one server, through the relay */
     tcp_relay_delay_connects(relay, 600);
     cr_assert(PQsendQuery(a, "SELECT pg_sleep(0.2)"));
     usleep(50 * 1000);
-    PGcancel *cancel = PQgetCancel(a);
-    char err[256];
-    cr_assert(PQcancel(cancel, err, sizeof(err)), "%s", err); /* routed now, arrives late */
-    PQfreeCancel(cancel);
+    send_cancel(a);                                              /* routed now, arrives late */
     cr_assert(PQsendQuery(b, "SELECT 'b done', pg_sleep(0.8)")); /* waits for the server */
     PGresult *r;
     while ((r = PQgetResult(a)))
@@ -425,21 +436,15 @@ Test(faults, a_late_cancel_never_cancels_another_clients_query)
  * next query cannot be hit by it. The relay makes the cancel reach PostgreSQL 0.4 s late. */
 Test(faults, pqcancel_returns_once_the_cancel_has_reached_postgresql)
 {
-    int relay_port = free_port(), port = free_port();
-    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
-    make_yaml(port, "cy", "127.0.0.1", relay_port, 1, 0);
-    proxy_start_yaml(&px, port, yaml);
+    struct tcp_relay *relay = start_through_relay("cy", 1);
     PGconn *a = connect_ok("cy");
     free(query_value(a, "SELECT 1"));
     tcp_relay_delay_connects(relay, 400);
     cr_assert(PQsendQuery(a, "SELECT pg_sleep(5)"));
     usleep(100 * 1000);
-    PGcancel *cancel = PQgetCancel(a);
-    char err[256];
     double t0 = now_s();
-    cr_assert(PQcancel(cancel, err, sizeof(err)), "%s", err);
+    send_cancel(a);
     double took = now_s() - t0;
-    PQfreeCancel(cancel);
     cr_expect_geq(took, 0.35, "PQcancel returned after %.3f s, before the cancel arrived", took);
     PGresult *r = PQgetResult(a);
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);

@@ -358,6 +358,20 @@ static void raw_read_until(int fd, int want, char *last_row, size_t rowsz)
     }
 }
 
+/* Reads every result of the query v sent and expects its first value to be want (the client's
+ * own answer, not another client's rows). */
+static void expect_own_answer(PGconn *v, const char *want)
+{
+    PGresult *r;
+    char got[256] = "";
+    while ((r = PQgetResult(v))) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    cr_expect_str_eq(got, want, "the client got another's rows");
+}
+
 /* Red team round 7: an error in COPY FROM STDIN ends copy-in at a point of the client's stream
  * the proxy cannot know, so Syncs it took as ignored were answered: one ReadyForQuery too
  * many, the server went back to the pool while the client's next query ran there, and another
@@ -399,14 +413,7 @@ Test(txn_copy, an_error_in_copy_in_never_hands_one_clients_replies_to_another, .
         raw_read_until(fd, 'Z', row, sizeof(row));
     cr_expect_str_eq(row, "attacker-row", "the client's own query answered it");
     close(fd); /* its server is closed, not handed over */
-    PGresult *r;
-    char got[256] = "";
-    while ((r = PQgetResult(v))) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
-    cr_expect_str_eq(got, "victim-row", "the other client got another's rows");
+    expect_own_answer(v, "victim-row");
     PQfinish(v);
 }
 
@@ -479,14 +486,7 @@ Test(txn_copy, messages_skipped_after_an_extended_error_leave_the_count_exact, .
         raw_read_until(fd, 'Z', row, sizeof(row));
     cr_expect_str_eq(row, "attacker-row", "the client's own query answered it");
     close(fd);
-    PGresult *r;
-    char got[256] = "";
-    while ((r = PQgetResult(v))) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(got, sizeof(got), "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
-    cr_expect_str_eq(got, "victim-row", "the other client got another's rows");
+    expect_own_answer(v, "victim-row");
     PQfinish(v);
 }
 
