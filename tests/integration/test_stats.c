@@ -97,18 +97,10 @@ static int fetch_in_batches(void)
     return rows;
 }
 
-/* The row of SHOW QUERIES whose query is q: its column col as a number, -1 when absent. */
+/* The row of SHOW QUERIES 100 whose query is q: its column col as a number, -1 when absent. */
 static long long show_queries_value(PGconn *admin, const char *q, const char *col)
 {
-    PGresult *r = PQexec(admin, "SHOW QUERIES 100");
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
-    int qc = PQfnumber(r, "query"), vc = PQfnumber(r, col);
-    long long v = -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        if (strcmp(PQgetvalue(r, i, qc), q) == 0)
-            v = atoll(PQgetvalue(r, i, vc));
-    PQclear(r);
-    return v;
+    return admin_show_queries_value(admin, 100, q, col);
 }
 
 /* A number after "key": in a JSON line, -1 when absent. */

@@ -50,18 +50,11 @@ static PGconn *alice(const char *db)
     return c;
 }
 
-/* The row of SHOW QUERIES whose query is q: its column col as a number, -1 when absent. */
+/* The row of SHOW QUERIES 1000 whose query is q: its column col as a number, -1 when absent. */
 static long long show_queries_value(const char *q, const char *col)
 {
     PGconn *admin = alice("lakeproxy");
-    PGresult *r = PQexec(admin, "SHOW QUERIES 1000");
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
-    int qc = PQfnumber(r, "query"), vc = PQfnumber(r, col);
-    long long v = -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        if (strcmp(PQgetvalue(r, i, qc), q) == 0)
-            v = atoll(PQgetvalue(r, i, vc));
-    PQclear(r);
+    long long v = admin_show_queries_value(admin, 1000, q, col);
     PQfinish(admin);
     return v;
 }

@@ -144,3 +144,18 @@ int proxy_fd_count(const struct proxy *p)
     closedir(d);
     return n;
 }
+
+long long admin_show_queries_value(PGconn *admin, int top, const char *q, const char *col)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SHOW QUERIES %d", top);
+    PGresult *r = PQexec(admin, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+    int qc = PQfnumber(r, "query"), vc = PQfnumber(r, col);
+    long long v = -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, qc), q) == 0)
+            v = atoll(PQgetvalue(r, i, vc));
+    PQclear(r);
+    return v;
+}

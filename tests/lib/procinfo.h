@@ -16,6 +16,10 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
                          PGconn *direct, const char *db);
 
+/* The row of the admin console's SHOW QUERIES top whose query is q: its column col as a
+ * number, -1 when the row is absent. */
+long long admin_show_queries_value(PGconn *admin, int top, const char *q, const char *col);
+
 /* Raises this process's soft limit on open files to want (at most the hard limit); the
  * lakeproxy processes started afterwards inherit it. Returns the soft limit now in force. */
 long raise_fd_limit(long want);
