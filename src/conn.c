@@ -22,10 +22,15 @@
 
 bool conn_send(struct bufferevent *bev, struct buf *b)
 {
-    if (b->failed || bufferevent_write(bev, b->data, b->len) != 0)
+    if (!conn_queue(bev, b))
         return false;
     conn_flush(bev);
     return true;
+}
+
+bool conn_queue(struct bufferevent *bev, struct buf *b)
+{
+    return !b->failed && bufferevent_write(bev, b->data, b->len) == 0;
 }
 
 void conn_send_last(struct bufferevent *bev, struct buf *b)

@@ -10,6 +10,10 @@
 /* Writes a built buf to bev; false if building it failed or the write did. */
 bool conn_send(struct bufferevent *bev, struct buf *b) __attribute__((warn_unused_result));
 
+/* Queues a built buf on bev without writing it yet: the caller's next write (or conn_flush)
+ * sends it together with what follows, in one system call. False as conn_send. */
+bool conn_queue(struct bufferevent *bev, struct buf *b) __attribute__((warn_unused_result));
+
 /* Best-effort send of a last message (an error before closing): failures are moot. */
 void conn_send_last(struct bufferevent *bev, struct buf *b);
 

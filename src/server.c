@@ -969,8 +969,9 @@ void server_link(struct server *s, struct client *c)
     bool ok;
     if (replies > 0) /* internal messages: the CloseComplete is dropped with their replies */
         ok = !msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING);
-    else /* the Close alone goes ahead of the client's messages; its reply is owed */
-        ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_send(s->bev, &msgs));
+    else /* the Close alone goes ahead of the client's messages, in their write; its reply
+            is owed */
+        ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_queue(s->bev, &msgs));
     buf_free(&msgs);
     if (!ok) {
         server_close(s, "could not send session parameters");
@@ -978,6 +979,8 @@ void server_link(struct server *s, struct client *c)
     } else if (replies == 0) {
         s->state = SV_ACTIVE;
         client_server_ready(c);
+        if (s->bev) /* the Close, if the client sent nothing after all (freed later: deferred) */
+            conn_flush(s->bev);
     }
 }
 
