@@ -7,7 +7,8 @@
 # counted: see the CPU figures of bench/run.sh for that.
 #   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S] [-k DIR]
 # -S: lakeproxy with statistics on and the query log written to a file (default: off).
-# -k DIR: keep lakeproxy's callgrind profile of the long run in DIR (for callgrind_annotate).
+# -k DIR: keep lakeproxy's callgrind profiles of both runs in DIR (for callgrind_annotate;
+# their difference per function is the cost of the extra transactions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP=
@@ -75,7 +76,7 @@ per_txn() { # NAME PORT CMD...
 
 lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
 if [ -n "$KEEP" ]; then
-    mkdir -p "$KEEP" && cp "$T/lakeproxy.$LONG.callgrind" "$KEEP/"
+    mkdir -p "$KEEP" && cp "$T"/lakeproxy.*.callgrind "$KEEP/"
 fi
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
 echo "user-space instructions per pgbench -S transaction ($MODE protocol, $CLIENTS clients," \

@@ -127,6 +127,27 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
     bufferevent_trigger(bev, EV_READ, 0);
 }
 
+/* Replaces bev's output buffer by one without callbacks (data and frozen front kept): libevent
+ * watches a socket's output with a callback that only schedules write events, which
+ * conn_flush does itself, yet every addition and removal ran it (about a fifth of the
+ * proxy's instructions per transaction). The bufferevent frees the new buffer as its own. */
+static void drop_output_callbacks(struct bufferevent *bev)
+{
+    struct evbuffer *fresh = evbuffer_new();
+    if (!fresh)
+        return; /* keep the old one: slower, not wrong */
+    struct evbuffer *old = bev->output;
+    evbuffer_unfreeze(old, 1);
+    if (evbuffer_add_buffer(fresh, old) != 0) {
+        evbuffer_freeze(old, 1);
+        evbuffer_free(fresh);
+        return;
+    }
+    evbuffer_freeze(fresh, 1);
+    bev->output = fresh;
+    evbuffer_free(old);
+}
+
 void conn_read_direct(struct bufferevent *bev)
 {
     evutil_socket_t fd = bufferevent_getfd(bev);
@@ -142,6 +163,7 @@ void conn_read_direct(struct bufferevent *bev)
                  direct_read_cb, bev);
     if (pending)
         event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
+    drop_output_callbacks(bev);
 }
 
 static void flush_write_cb(struct bufferevent *bev, void *arg)

@@ -33,7 +33,8 @@ short conn_initial_events(struct bufferevent *bev);
 /* Plain sockets, once they can no longer turn into TLS (after the startup packet): each read
  * event does one recv() of up to CONN_READ_CHUNK bytes into bev's input, instead of libevent's
  * evbuffer_read, which asks the kernel how much is buffered (ioctl FIONREAD) before every read
- * and takes at most 4 KB. Everything else stays libevent's: enabling, read watermarks and their
+ * and takes at most 4 KB; and the output buffer loses libevent's callback (conn_flush does
+ * what it did). Everything else stays libevent's: enabling, read watermarks and their
  * suspension, callbacks, EOF and error events, freeing. No-op for TLS filters and on repeat. */
 void conn_read_direct(struct bufferevent *bev);
 
