@@ -64,6 +64,11 @@ struct qtrack {
     uint64_t unnamed_stmt_fp;
     struct rec suspended; /* an Execute stopped by its row limit, waiting for more */
     bool has_suspended;
+    /* the query log's origin part for this client (made again when application_name
+     * changes: who_app is the name it was made with) */
+    char who[STATSLOG_WHO_MAX], who_app[64];
+    size_t who_len;
+    bool who_made;
     int64_t request_us; /* when the client asked for a server */
     int64_t wait_us;    /* that wait, for its next query */
     bool first_after_wait;
@@ -160,6 +165,25 @@ static void join_names(char *out, size_t outsz, char *const *names, int n)
     }
 }
 
+/* c's query tracker with its origin part made for application_name app (names are cut
+ * at 63 bytes, as the statistics keep them). */
+static const struct qtrack *who_of(struct client *c, const char *app)
+{
+    struct qtrack *t = c->qt;
+    char name[sizeof(t->who_app)];
+    copy_str(name, sizeof(name), app);
+    if (t->who_made && strcmp(name, t->who_app) == 0)
+        return t;
+    char client[64], user[64], database[64];
+    copy_str(client, sizeof(client), c->addr);
+    copy_str(user, sizeof(user), c->user);
+    copy_str(database, sizeof(database), c->database);
+    t->who_len = statslog_format_who(t->who, client, user, database, name);
+    memcpy(t->who_app, name, sizeof(name));
+    t->who_made = true;
+    return t;
+}
+
 /* Copies a finished query into a log slot (the writer thread formats it). */
 static void log_query(struct client *c, const struct stats_query *q)
 {
@@ -171,10 +195,10 @@ static void log_query(struct client *c, const struct stats_query *q)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     r->time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    copy_str(r->client, sizeof(r->client), c->addr);
-    copy_str(r->user, sizeof(r->user), c->user);
-    copy_str(r->database, sizeof(r->database), c->database);
-    copy_str(r->app, sizeof(r->app), q->app);
+    const struct qtrack *t = who_of(c, q->app);
+    memcpy(r->who, t->who, t->who_len);
+    r->who_len = t->who_len;
+    r->stmt_id = f->id;
     r->fingerprint = q->fingerprint;
     copy_str(r->kind, sizeof(r->kind), sql_kind_name(f->a.kind));
     copy_str(r->query, sizeof(r->query), f->a.normalized);

@@ -26,6 +26,7 @@ struct stats {
     struct stats_table **tables;
     size_t n_table_buckets, n_tables;
     uint64_t evicted, analyses;
+    uint64_t last_id; /* of the newest fingerprint entry */
 };
 
 static size_t pow2_at_least(size_t n)
@@ -134,6 +135,7 @@ static bool insert_fp(struct stats *st, struct sql_analysis *a)
     if (st->n_fps >= st->max_fps)
         evict_one(st);
     f->fingerprint = a->fingerprint;
+    f->id = ++st->last_id;
     f->a = *a;
     struct stats_fp **slot = fp_slot(st, f->fingerprint);
     f->next = *slot;

@@ -29,6 +29,7 @@ uint64_t stats_hist_quantile(const struct stats_hist *h, double p);
 /* Aggregates of one fingerprint, as pg_stat_statements keeps them, plus pushdown. */
 struct stats_fp {
     uint64_t fingerprint;
+    uint64_t id;           /* unique in its table, never reused: names this entry's analysis */
     struct sql_analysis a; /* owned */
     uint64_t calls, errors, rows, bytes, total_us, pushed_down;
     struct stats_hist hist;

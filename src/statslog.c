@@ -230,6 +230,32 @@ static void put_statement(struct line *l, const struct statslog_rec *r)
     put_pushdown(l, r);
 }
 
+/* Appends ,"key":"value" with value's escaped text cut at STATSLOG_WHO_FIELD bytes. */
+static void put_who_field(struct line *l, const char *key, size_t keylen, const char *v)
+{
+    put_bytes(l, key, keylen);
+    put_char(l, '"');
+    size_t end = l->at + STATSLOG_WHO_FIELD + 8; /* json_escape stops 8 short of its end */
+    l->at = json_escape(l->p, l->at, end < l->cap - 1 ? end : l->cap - 1, v ? v : "");
+    put_char(l, '"');
+}
+
+#define put_who(l, key, v) put_who_field((l), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (v))
+
+size_t statslog_format_who(char *out, const char *client, const char *user, const char *database,
+                           const char *app)
+{
+    /* keys (50 bytes) and four quoted values (at most STATSLOG_WHO_FIELD + 8 + 2 each) fit
+     * the line's room, STATSLOG_WHO_MAX - 2: nothing is cut but by STATSLOG_WHO_FIELD */
+    _Static_assert(50 + 4 * (STATSLOG_WHO_FIELD + 10) <= STATSLOG_WHO_MAX - 2, "who fits");
+    struct line l = {out, STATSLOG_WHO_MAX, 0};
+    put_who(&l, "client", client);
+    put_who(&l, "user", user);
+    put_who(&l, "database", database);
+    put_who(&l, "application_name", app);
+    return l.at;
+}
+
 /* The record's time and who ran it. */
 static void put_origin(struct line *l, const struct statslog_rec *r)
 {
@@ -239,10 +265,7 @@ static void put_origin(struct line *l, const struct statslog_rec *r)
     put_char(l, '.');
     put_u64w(l, (uint64_t)(r->time_us % 1000000), 6);
     PUT_LIT(l, "Z\"");
-    put_str(l, "client", r->client);
-    put_str(l, "user", r->user);
-    put_str(l, "database", r->database);
-    put_str(l, "application_name", r->app);
+    put_bytes(l, r->who, r->who_len < sizeof(r->who) ? r->who_len : sizeof(r->who));
 }
 
 /* Ends a line: room was kept for the '\n' and NUL, so a cut record is still one line. */
@@ -295,7 +318,7 @@ size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statsl
         return 0;
     put_origin(&l, r);
     struct statslog_stmt_cache_entry *e = &c->slots[r->fingerprint % STATSLOG_STMT_CACHE];
-    if (!same_statement(&e->key, r))
+    if (r->stmt_id ? e->key.stmt_id != r->stmt_id : !same_statement(&e->key, r))
         fill_statement(e, r);
     /* the cached text only when it fits whole, as formatting it here would have */
     if (e->len > 0 && l.at + e->len + 16 <= l.cap)

@@ -10,9 +10,19 @@
 #include <stdint.h>
 
 /* One log line, copied in by the event loop: fixed size, no pointers into its memory. */
+/* A record's origin part: ,"client":..,"user":..,"database":..,"application_name":.. as
+ * statslog_format_who makes it, each value's escaped text cut at STATSLOG_WHO_FIELD bytes
+ * (only names full of characters JSON escapes come near). */
+#define STATSLOG_WHO_FIELD 180
+#define STATSLOG_WHO_MAX 832
+
 struct statslog_rec {
-    int64_t time_us; /* wall clock at the query's end, microseconds since the epoch */
-    char client[64], user[64], database[64], app[64];
+    int64_t time_us;            /* wall clock at the query's end, microseconds since the epoch */
+    char who[STATSLOG_WHO_MAX]; /* the origin part, made once per client and name */
+    size_t who_len;
+    /* nonzero: every record with this id has the same statement fields, so the writer formats
+     * them once (the producer's per-fingerprint entry: its analysis never changes) */
+    uint64_t stmt_id;
     uint64_t fingerprint;
     char kind[12];
     char query[1024];                        /* normalised text ($n for constants), truncated */
@@ -46,11 +56,17 @@ void statslog_reopen(struct statslog *l);
 uint64_t statslog_dropped(const struct statslog *l);
 uint64_t statslog_written(const struct statslog *l);
 
+/* Makes a record's origin part into out (STATSLOG_WHO_MAX bytes); returns its length. NULL
+ * values are empty. */
+size_t statslog_format_who(char *out, const char *client, const char *user, const char *database,
+                           const char *app);
+
 /* Formats r as one JSON line (with '\n') into out; returns its length (truncated to outsz-1). */
 size_t statslog_format(const struct statslog_rec *r, char *out, size_t outsz);
 
 /* The writer's memory of recently formatted statement parts (fingerprint to pushdown), by
- * fingerprint: a statement seen again costs a comparison and a copy, not its formatting. */
+ * fingerprint: a statement seen again costs a comparison (of its stmt_id when it has one) and
+ * a copy, not its formatting. */
 #define STATSLOG_STMT_CACHE 64
 struct statslog_stmt_cache_entry {
     struct statslog_rec key; /* its statement fields are what text was made from */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "log.h"
 #include "stats.h"
 #include "statslog.h"
@@ -146,9 +147,7 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
                              .limit = true,
                              .rows = 3,
                              .total_us = 42};
-    snprintf(r.client, sizeof(r.client), "127.0.0.1");
-    snprintf(r.user, sizeof(r.user), "al\"ice");
-    snprintf(r.app, sizeof(r.app), "tab\there");
+    r.who_len = statslog_format_who(r.who, "127.0.0.1", "al\"ice", NULL, "tab\there");
     snprintf(r.query, sizeof(r.query), "SELECT * FROM t WHERE a = $1 AND b LIKE '\\\\%%'");
     snprintf(r.read, sizeof(r.read), "t,public.u");
     snprintf(r.cols, sizeof(r.cols), "a,b");
@@ -159,6 +158,8 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
     cr_expect(strstr(line, "\"time\":\"2025-11-30T00:00:00.123456Z\""), "%s", line);
     cr_expect(strstr(line, "\"user\":\"al\\\"ice\""), "%s", line);
     cr_expect(strstr(line, "\"application_name\":\"tab\\u0009here\""), "%s", line);
+    cr_expect(strstr(line, "\"client\":\"127.0.0.1\",\"user\":\"al\\\"ice\",\"database\":\"\","),
+              "%s", line);
     cr_expect(strstr(line, "\"tables_read\":[\"t\",\"public.u\"]"), "%s", line);
     cr_expect(strstr(line, "\"columns\":[\"a\",\"b\"]"), "%s", line);
     cr_expect(strstr(line, "\"fingerprint\":\"0000000000abcdef\""), "%s", line);
@@ -197,7 +198,9 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
         r.limit = i % 7 == 0;
         r.joins = i % 11 == 0;
         snprintf(r.kind, sizeof(r.kind), "select");
-        snprintf(r.user, sizeof(r.user), "u%d", i % 5);
+        char user[16];
+        snprintf(user, sizeof(user), "u%d", i % 5);
+        r.who_len = statslog_format_who(r.who, "127.0.0.1", user, "db", "app");
         if (i % 13 == 0) { /* long, with characters JSON escapes */
             memset(r.query, '"', sizeof(r.query) - 1);
         } else {
@@ -206,6 +209,12 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
         }
         snprintf(r.read, sizeof(r.read), "t%d,public.u", i % 4);
         snprintf(r.cols, sizeof(r.cols), "a");
+        if ((i / 10) % 3 != 0) { /* an id standing for exactly these statement fields */
+            char key[64];
+            snprintf(key, sizeof(key), "%d/%d/%d/%d/%d/%d", (int)r.fingerprint, r.limit, r.joins,
+                     i % 13 == 0, i % 3 != 0, i % 4);
+            r.stmt_id = fnv_str(FNV_OFFSET, key) | 1;
+        }
         size_t sz = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
         size_t a = statslog_format(&r, direct, sz);
         size_t b = statslog_format_cached(cache, &r, cached, sz);
@@ -214,6 +223,37 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
                   cached);
     }
     free(cache);
+}
+
+/* A client's names are made into the origin part once; a value full of characters JSON
+ * escapes is cut whole escapes at a time, and its string still closes. */
+Test(statslog, the_origin_part_keeps_short_names_whole_and_cuts_escaped_ones_cleanly)
+{
+    char quotes[64], controls[64], who[STATSLOG_WHO_MAX + 1];
+    memset(quotes, '"', 63);
+    memset(controls, 1, 63);
+    quotes[63] = controls[63] = '\0';
+    size_t n = statslog_format_who(who, "[::1]:5432", quotes, "db", controls);
+    cr_assert_lt(n, sizeof(who));
+    who[n] = '\0';
+    char want_user[160] = ",\"user\":\"";
+    for (int i = 0; i < 63; i++)
+        strcat(want_user, "\\\"");
+    strcat(want_user, "\",");
+    cr_expect(strstr(who, want_user), "63 quotes, each escaped: %s", who);
+    const char *app = strstr(who, ",\"application_name\":\"");
+    cr_assert_not_null(app);
+    app += strlen(",\"application_name\":\"");
+    size_t len = strlen(app) - 1; /* without the closing quote */
+    cr_expect_eq(app[len], '"');
+    cr_expect_eq(len % 6, 0, "whole \\u0001 escapes only: %s", app);
+    cr_expect(len > 0 && len <= STATSLOG_WHO_FIELD, "%zu bytes", len);
+    struct statslog_rec r = {.time_us = 1, .fingerprint = 2};
+    memcpy(r.who, who, n);
+    r.who_len = n;
+    char line[4096];
+    size_t k = statslog_format(&r, line, sizeof(line));
+    cr_expect(k > n && strstr(line, who) && strstr(line, "\"total_us\":0}\n"), "%s", line);
 }
 
 Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
