@@ -458,6 +458,8 @@ static void client_wake(struct client *c)
         return;
     while (pool_mode_of(c->pool)->shares_servers && answer_deallocate(c))
         ;
+    if (!c->closing)
+        conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
     /* the rest of a message arrives later: the read callback wakes the client again */
     if (c->closing || !whole_message_buffered(c))
         return;
@@ -774,12 +776,20 @@ static void on_auth_data(struct client *c)
     free(body);
 }
 
-/* Makes bev c's connection: callbacks, and watermarks that bound what is buffered. */
-static void client_attach_bev(struct client *c, struct bufferevent *bev)
+/* The most of a client's input buffered at once: a whole message of the largest size. */
+static size_t client_read_limit(const struct client *c)
 {
     size_t high = c->w->cfg->max_message_size + 5;
+    return high > RELAY_HIGH_WATER ? high : RELAY_HIGH_WATER;
+}
+
+/* Makes bev c's connection: callbacks, and watermarks that bound what is buffered (on a plain
+ * socket, conn_read_direct bounds its input from the startup packet on). */
+static void client_attach_bev(struct client *c, struct bufferevent *bev)
+{
     c->bev = bev;
-    bufferevent_setwatermark(bev, EV_READ, 0, high > RELAY_HIGH_WATER ? high : RELAY_HIGH_WATER);
+    if (bufferevent_get_underlying(bev))
+        bufferevent_setwatermark(bev, EV_READ, 0, client_read_limit(c));
     bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_enable(bev, conn_initial_events(bev));
@@ -839,7 +849,7 @@ static bool rls_option_allowed(const void *cfg, const char *name)
 static void handle_startup_v3(struct client *c, const struct startup *st)
 {
     char err[200];
-    conn_read_direct(c->bev); /* no TLS from here on: see conn.h */
+    conn_read_direct(c->bev, client_read_limit(c)); /* no TLS from here on: see conn.h */
     const char *user = startup_get(st, "user");
     const char *db = startup_get(st, "database");
     if (!user || !*user) {
@@ -953,6 +963,8 @@ void client_pump(struct client *c)
         conn_flush(s->bev);
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
+    if (c->bev && !c->closing)
+        conn_read_resume(c->bev); /* drained, maybe from its server's callback */
     if (r == RELAY_FULL && !c->paused) {
         c->paused = true;
         bufferevent_disable(c->bev, EV_READ);

@@ -72,12 +72,13 @@ short conn_initial_events(struct bufferevent *bev)
     return bufferevent_get_underlying(bev) ? EV_READ | EV_WRITE : EV_READ;
 }
 
-/* How much one read may add to in: a chunk, or less to stay under bev's read high watermark
- * (0 when the buffer is already at or above it). */
+/* How much one read may add to in: a chunk, or less to stay under bev's read limit (0 when the
+ * buffer is already at or above it). The limit lives in bev's read high watermark field, set
+ * by conn_read_direct and not through bufferevent_setwatermark, which would hook a callback
+ * to the input that runs on every change of it. */
 static size_t read_room(struct bufferevent *bev, struct evbuffer *in)
 {
-    size_t high = 0;
-    bufferevent_getwatermark(bev, EV_READ, NULL, &high);
+    size_t high = bev->wm_read.high;
     size_t len = evbuffer_get_length(in);
     if (high == 0 || (high > len && high - len >= CONN_READ_CHUNK))
         return CONN_READ_CHUNK;
@@ -91,8 +92,20 @@ static void read_failed(struct bufferevent *bev, short what)
     bufferevent_trigger_event(bev, what, 0);
 }
 
+static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
+
+void conn_read_resume(struct bufferevent *bev)
+{
+    struct event *ev = &bev->ev_read;
+    if (event_get_callback(ev) != direct_read_cb || !(bufferevent_get_enabled(bev) & EV_READ) ||
+        event_pending(ev, EV_READ, NULL) || read_room(bev, bufferevent_get_input(bev)) == 0)
+        return;
+    event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
+}
+
 /* The read event of a plain socket bufferevent after conn_read_direct: one recv() into the
- * input buffer, then the read callback (subject to the low watermark), as libevent would. */
+ * input buffer, then the read callback (subject to the low watermark), as libevent would. At
+ * the read limit the event is taken off (reads stay enabled) until conn_read_resume. */
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bufferevent *bev = arg;
@@ -102,10 +115,8 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t room = read_room(bev, in);
-    if (room == 0) { /* at the high watermark: setting it again makes libevent suspend reads */
-        size_t low = 0, high = 0;
-        bufferevent_getwatermark(bev, EV_READ, &low, &high);
-        bufferevent_setwatermark(bev, EV_READ, low, high);
+    if (room == 0) {
+        event_del(&bev->ev_read);
         return;
     }
     char chunk[CONN_READ_CHUNK];
@@ -129,8 +140,8 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Replaces bev's output buffer by one without callbacks (data and frozen front kept): libevent
  * watches a socket's output with a callback that only schedules write events, which
- * conn_flush does itself, yet every addition and removal ran it (about a fifth of the
- * proxy's instructions per transaction). The bufferevent frees the new buffer as its own. */
+ * conn_flush does itself, yet every addition and removal ran it. The bufferevent frees the
+ * new buffer as its own. */
 static void drop_output_callbacks(struct bufferevent *bev)
 {
     struct evbuffer *fresh = evbuffer_new();
@@ -148,13 +159,16 @@ static void drop_output_callbacks(struct bufferevent *bev)
     evbuffer_free(old);
 }
 
-void conn_read_direct(struct bufferevent *bev)
+void conn_read_direct(struct bufferevent *bev, size_t limit)
 {
     evutil_socket_t fd = bufferevent_getfd(bev);
     struct event *ev = &bev->ev_read;
     if (fd < 0 || bufferevent_get_underlying(bev) || bufferevent_openssl_get_ssl(bev) ||
         event_get_callback(ev) == direct_read_cb)
         return;
+    if (bev->wm_read.high) /* libevent's watermark callback off, and its suspension lifted */
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bev->wm_read.high = limit; /* read_room's, alone: see there */
     /* swap the callback of libevent's read event, keeping whether it is added (reads enabled
      * and not suspended) */
     bool pending = event_pending(ev, EV_READ, NULL) != 0;

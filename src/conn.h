@@ -34,9 +34,18 @@ short conn_initial_events(struct bufferevent *bev);
  * event does one recv() of up to CONN_READ_CHUNK bytes into bev's input, instead of libevent's
  * evbuffer_read, which asks the kernel how much is buffered (ioctl FIONREAD) before every read
  * and takes at most 4 KB; and the output buffer loses libevent's callback (conn_flush does
- * what it did). Everything else stays libevent's: enabling, read watermarks and their
- * suspension, callbacks, EOF and error events, freeing. No-op for TLS filters and on repeat. */
-void conn_read_direct(struct bufferevent *bev);
+ * what it did). The input holds at most limit bytes (0: no limit; a read high watermark set
+ * before is replaced by it): there, reading stops until conn_read_resume finds room again,
+ * without libevent's watermark callback, which ran on every change of the input. Everything
+ * else stays libevent's: enabling, callbacks, EOF and error events, freeing. No-op for TLS
+ * filters and on repeat. */
+void conn_read_direct(struct bufferevent *bev, size_t limit);
+
+/* After input was drained: reading goes on if it stopped at the limit and there is room now.
+ * Reading stops at the limit without calling the read callback, so only code running outside
+ * it (from another connection's event or a timer) can drain a stopped input: that code calls
+ * this (client_pump, client_wake). */
+void conn_read_resume(struct bufferevent *bev);
 
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */
 void conn_close_after_flush(struct bufferevent *bev);

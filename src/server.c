@@ -161,7 +161,8 @@ static void send_startup(struct server *s)
     };
     proto_startup(&b, params, 2);
     s->step = LS_AUTH;
-    conn_read_direct(s->bev); /* a plain socket stays plain from here on: see conn.h */
+    conn_read_direct(s->bev, 0); /* a plain socket stays plain from here on: see conn.h;
+                                    its input is bounded by pausing it (server_pump) */
     if (!conn_send(s->bev, &b))
         login_failed(s, "08006", "could not send the startup packet");
     buf_free(&b);

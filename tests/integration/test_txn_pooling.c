@@ -494,10 +494,12 @@ Test(txn_copy, messages_skipped_after_an_extended_error_leave_the_count_exact, .
  * server filled the relay's buffer at once; the flush that followed wrote it all to the
  * kernel, so no write callback ever came to resume reading the client: the client hung and
  * held the pool's only server forever. */
-Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_one,
-     .fini = stop_proxy, .timeout = 60)
+/* Sends a pipeline of n unnamed extended-protocol queries (about 40 bytes each) while the
+ * pool's one server is held by another client for half a second, reading replies as they
+ * come; expects all of them and the pool usable afterwards. */
+static void pipeline_while_waiting(int n)
 {
-    enum { N = 20000 };
+    const int N = n;
     PGconn *holder = connect_as(NULL); /* the pool's one server is busy: the pipeline waits */
     free(query_value(holder, "BEGIN"));
     int fd = raw_session(px.port, "carol", "app");
@@ -557,6 +559,32 @@ Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_
     cr_expect_str_eq(val, "served");
     free(val);
     PQfinish(v);
+}
+
+Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_one,
+     .fini = stop_proxy, .timeout = 60)
+{
+    pipeline_while_waiting(20000);
+}
+
+/* A pool of one whose clients' input is bounded at the relay buffer's 256 KB (messages of
+ * at most 1 KB). */
+static void start_one_small_messages(void)
+{
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 3000,
+                       "limits:\n  max_message_size: 1024\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+
+/* A client's input stops being read at its limit while it waits for a server; the server's
+ * arrival drains it (from the server's side), and reading must go on from there: without it
+ * the client hung with the rest of its pipeline unread. */
+Test(txn_copy, a_pipeline_past_the_clients_read_limit_completes, .init = start_one_small_messages,
+     .fini = stop_proxy, .timeout = 60)
+{
+    pipeline_while_waiting(20000); /* about 840 KB */
 }
 
 /* Red team round 9: with 256 statements on a server, the next Parse makes the proxy close the

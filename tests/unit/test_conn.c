@@ -1,6 +1,6 @@
 /* test_conn.c: plain sockets read with conn_read_direct behave as libevent's own reads: data
- * reaches the read callback, the read high watermark stops and resumes reading, EOF is one
- * event with reads disabled, and a callback may free its bufferevent. */
+ * reaches the read callback, the read limit stops reading and room below it resumes it, EOF
+ * is one event with reads disabled, and a callback may free its bufferevent. */
 #include <criterion/criterion.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -42,8 +42,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     s->events = what;
 }
 
-/* A socket bufferevent reading directly from one end of a socketpair; s->peer is the other. */
-static void open_side(struct side *s)
+/* A socket bufferevent reading directly, at most limit bytes buffered (0: no limit), from one
+ * end of a socketpair; s->peer is the other. */
+static void open_side_limited(struct side *s, size_t limit)
 {
     int sv[2];
     memset(s, 0, sizeof(*s));
@@ -53,7 +54,12 @@ static void open_side(struct side *s)
     s->peer = sv[1];
     bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
     bufferevent_enable(s->bev, EV_READ);
-    conn_read_direct(s->bev); /* reads already enabled: they stay enabled */
+    conn_read_direct(s->bev, limit); /* reads already enabled: they stay enabled */
+}
+
+static void open_side(struct side *s)
+{
+    open_side_limited(s, 0);
 }
 
 static void close_side(struct side *s)
@@ -91,25 +97,77 @@ Test(conn, direct_reads_deliver_what_arrives_in_chunks)
     close_side(&s);
 }
 
-Test(conn, the_read_high_watermark_stops_and_resumes_reading)
+Test(conn, the_read_limit_stops_reading_until_room_is_made)
 {
     struct side s;
-    open_side(&s);
-    /* no read callback: libevent calls one that leaves the input at the watermark again and
-     * again (bufferevent_inbuf_wm_check), with its own reads as with these */
-    bufferevent_setcb(s.bev, NULL, NULL, on_event, &s);
-    bufferevent_setwatermark(s.bev, EV_READ, 0, 1000);
+    open_side_limited(&s, 1000);
+    bufferevent_setcb(s.bev, NULL, NULL, on_event, &s); /* nobody drains in a callback */
     char data[5000];
     memset(data, 'y', sizeof(data));
     cr_assert_eq(write(s.peer, data, sizeof(data)), (ssize_t)sizeof(data));
     spin(&s);
-    cr_expect_eq(input_len(&s), 1000, "never reads past the high watermark");
+    cr_expect_eq(input_len(&s), 1000, "never reads past the limit");
     spin(&s);
-    cr_expect_eq(input_len(&s), 1000, "reading is suspended at the watermark");
+    cr_expect_eq(input_len(&s), 1000, "reading is suspended at the limit");
     evbuffer_drain(bufferevent_get_input(s.bev), 1000);
     spin(&s);
+    cr_expect_eq(input_len(&s), 0, "drained elsewhere: no reading until told");
+    conn_read_resume(s.bev);
+    spin(&s);
     cr_expect_eq(input_len(&s), 1000, "reading resumed once drained");
+    bufferevent_enable(s.bev, EV_READ); /* an enable at the limit reads nothing more */
+    spin(&s);
+    cr_expect_eq(input_len(&s), 1000);
     cr_expect_eq(s.events, 0);
+    close_side(&s);
+}
+
+/* A read callback that drains the input: reading goes on by itself past the limit's worth. */
+static void drain_on_read(struct bufferevent *bev, void *arg)
+{
+    struct side *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    s->seen += evbuffer_get_length(in);
+    s->reads++;
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+Test(conn, a_read_callback_that_drains_keeps_reading_going)
+{
+    struct side s;
+    open_side_limited(&s, 1000);
+    bufferevent_setcb(s.bev, drain_on_read, NULL, on_event, &s);
+    char data[5000];
+    memset(data, 'z', sizeof(data));
+    cr_assert_eq(write(s.peer, data, sizeof(data)), (ssize_t)sizeof(data));
+    spin(&s);
+    cr_expect_eq(s.seen, sizeof(data));
+    cr_expect_eq(s.reads, 5, "1000 bytes a read");
+    close_side(&s);
+}
+
+/* A read high watermark set the libevent way before direct reads becomes the limit. */
+Test(conn, a_watermark_set_before_is_replaced_by_the_limit)
+{
+    struct side s;
+    int sv[2];
+    memset(&s, 0, sizeof(s));
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    s.base = event_base_new();
+    s.bev = bufferevent_socket_new(s.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    s.peer = sv[1];
+    bufferevent_setcb(s.bev, NULL, NULL, on_event, &s);
+    bufferevent_setwatermark(s.bev, EV_READ, 0, 100);
+    bufferevent_enable(s.bev, EV_READ);
+    char data[5000];
+    memset(data, 'w', sizeof(data));
+    cr_assert_eq(write(s.peer, data, sizeof(data)), (ssize_t)sizeof(data));
+    spin(&s);
+    cr_expect_eq(input_len(&s), 100, "libevent's watermark, before");
+    conn_read_direct(s.bev, 3000);
+    conn_read_resume(s.bev);
+    spin(&s);
+    cr_expect_eq(input_len(&s), 3000, "the limit, after");
     close_side(&s);
 }
 
@@ -132,7 +190,7 @@ Test(conn, hooking_a_disabled_bufferevent_keeps_it_disabled)
     struct side s;
     open_side(&s);
     bufferevent_disable(s.bev, EV_READ);
-    conn_read_direct(s.bev); /* a second call is a no-op */
+    conn_read_direct(s.bev, 0); /* a second call is a no-op */
     cr_assert_eq(write(s.peer, "abc", 3), 3);
     spin(&s);
     cr_expect_eq(s.reads, 0);
