@@ -11,11 +11,7 @@ static struct proxy px;
 
 static void start_with_admin(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
-                       "admin:\n  users: [alice, carol]\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", 2, 5000, "admin:\n  users: [alice, carol]\n");
 }
 static void stop_proxy(void)
 {

@@ -9,12 +9,9 @@ static struct proxy px;
 
 static void start_with_auth_query(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 4, 3000,
-                       "auth_query:\n  database: app\n"
-                       "  query: \"SELECT usename, passwd FROM public.lp_lookup($1)\"\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "session", 4, 3000,
+                     "auth_query:\n  database: app\n"
+                     "  query: \"SELECT usename, passwd FROM public.lp_lookup($1)\"\n");
 }
 static void stop_proxy(void)
 {

@@ -15,10 +15,7 @@ static struct proxy px;
 
 static void start_txn_two(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, NULL);
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", 2, 10000, NULL);
 }
 static void stop_proxy(void)
 {

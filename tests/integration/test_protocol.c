@@ -14,11 +14,7 @@ static struct proxy px;
 
 static void start_small_limit(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "session", 4, 3000,
-                       "limits:\n  max_message_size: 65536\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "session", 4, 3000, "limits:\n  max_message_size: 65536\n");
 }
 static void stop_proxy(void)
 {

@@ -18,11 +18,7 @@ static char table[64]; /* this test's own table, made by the superuser */
 /* Transaction pooling (pool of 2), alice an admin, statistics on (aggregates only). */
 static void start(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000,
-                       "admin:\n  users: [alice]\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", 2, 10000, "admin:\n  users: [alice]\n");
     snprintf(table, sizeof(table), "stats_exact_%d", (int)getpid());
     PGconn *pg = pg_admin("lp_test");
     char sql[200];

@@ -19,11 +19,7 @@ static struct proxy px;
 /* A transaction pool of `size` server connections; clients wait up to wait_ms. */
 static void start_txn(int size, int wait_ms)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", size, wait_ms,
-                       "limits:\n  max_clients: 1000\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", size, wait_ms, "limits:\n  max_clients: 1000\n");
 }
 
 static void start_two(void)
@@ -233,11 +229,7 @@ static void *mixed_client(void *arg)
 
 Test(txn_load, five_hundred_clients_over_ten_servers_without_errors, .timeout = 180)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 10, 60000,
-                       "limits:\n  max_clients: 1000\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", 10, 60000, "limits:\n  max_clients: 1000\n");
     enum { N = 500 };
     static pthread_t th[N];
     static struct mixed_arg args[N];
@@ -571,11 +563,7 @@ Test(txn_copy, a_pipeline_larger_than_the_relay_buffer_completes, .init = start_
  * at most 1 KB). */
 static void start_one_small_messages(void)
 {
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 3000,
-                       "limits:\n  max_message_size: 1024\n");
-    proxy_start_yaml(&px, port, yaml);
+    proxy_start_with(&px, "transaction", 1, 3000, "limits:\n  max_message_size: 1024\n");
 }
 
 /* A client's input stops being read at its limit while it waits for a server; the server's

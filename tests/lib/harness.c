@@ -228,12 +228,18 @@ bool wait_file_line(const char *path, const char *needle, int timeout_ms)
     return false;
 }
 
-void proxy_start(struct proxy *p, int pool_size)
+void proxy_start_with(struct proxy *p, const char *pool_mode, int pool_size, int max_wait_ms,
+                      const char *extra)
 {
     static char yaml[8192];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "session", pool_size, 3000, NULL);
+    proxy_default_yaml(yaml, sizeof(yaml), port, pool_mode, pool_size, max_wait_ms, extra);
     proxy_start_yaml(p, port, yaml);
+}
+
+void proxy_start(struct proxy *p, int pool_size)
+{
+    proxy_start_with(p, "session", pool_size, 3000, NULL);
 }
 
 /* Sends SIGTERM to p and waits for it to exit (valgrind's leak check takes its time); its

@@ -60,7 +60,11 @@ bool wait_file_line(const char *path, const char *needle, int timeout_ms);
 /* Rewrites the running proxy's configuration file with yaml, sends SIGHUP and gives it 300 ms. */
 void proxy_reload_yaml(const struct proxy *p, const char *yaml);
 
-/* proxy_default_yaml + proxy_start_yaml. */
+/* proxy_default_yaml + proxy_start_yaml, on a free port. */
+void proxy_start_with(struct proxy *p, const char *pool_mode, int pool_size, int max_wait_ms,
+                      const char *extra);
+
+/* proxy_start_with: a session pool, clients waiting up to 3 s, nothing extra. */
 void proxy_start(struct proxy *p, int pool_size);
 
 /* SIGTERM, wait; the test fails if lakeproxy crashed or ran under a sanitizer and reported. */
