@@ -77,6 +77,65 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     return relay_apply(in, out, total, v, err);
 }
 
+/* The messages that lie whole in the first chunk of in, handled in place: each passed one is
+ * copied to out as it is judged (so whatever an inspector writes to out comes after it, as
+ * with one message at a time), and all of them are drained from in at once at the end,
+ * instead of a move and its bookkeeping per message. Stops at the first message that is not
+ * whole in the chunk (*more: the caller handles it the slow way) or at any other result. */
+static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, size_t max_size,
+                                     relay_inspect_fn fn, void *arg, bool *more, const char **err)
+{
+    struct evbuffer_iovec v;
+    *more = false;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+        return RELAY_MORE;
+    const uint8_t *base = v.iov_base;
+    size_t off = 0, avail = v.iov_len;
+    enum relay_result res = RELAY_MORE;
+    while (avail - off >= 5) {
+        if (out && evbuffer_get_length(out) > RELAY_HIGH_WATER) {
+            res = RELAY_FULL;
+            break;
+        }
+        uint8_t type;
+        uint32_t body_len;
+        if (proto_check_header(base + off, max_size, &type, &body_len, err) != PROTO_OK) {
+            res = RELAY_FAILED;
+            break;
+        }
+        size_t total = 5 + (size_t)body_len;
+        if (total > avail - off) { /* not whole here: the slow way, from its header call on */
+            *more = true;
+            break;
+        }
+        enum relay_verdict vd = fn(arg, type, body_len, NULL);
+        if (vd == RV_NEED_BODY)
+            vd = fn(arg, type, body_len, base + off + 5);
+        if (vd == RV_WAIT) {
+            res = RELAY_WAIT;
+            break;
+        }
+        if (vd == RV_ERROR || vd == RV_NEED_BODY) {
+            *err = *err ? *err : "unexpected message";
+            res = RELAY_FAILED;
+            break;
+        }
+        /* RV_STREAM of a whole message is a pass; with no out, a pass is a drop */
+        if (out && vd != RV_DROP && vd != RV_DROP_STOP)
+            evbuffer_add(out, base + off, total);
+        off += total;
+        if (vd == RV_PASS_STOP || vd == RV_DROP_STOP) {
+            res = RELAY_STOPPED;
+            break;
+        }
+    }
+    evbuffer_drain(in, off);
+    /* whatever is left (a message or header cut by the chunk's end) goes the slow way */
+    if (res == RELAY_MORE && evbuffer_get_length(in) > 0)
+        *more = true;
+    return res;
+}
+
 enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct relay *r,
                              size_t max_size, relay_inspect_fn fn, void *arg, const char **err)
 {
@@ -90,8 +149,12 @@ enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct r
             relay_stream_some(in, out, r);
             continue;
         }
+        bool more;
+        enum relay_result res = relay_chunk(in, out, max_size, fn, arg, &more, err);
+        if (res != RELAY_MORE || !more)
+            return res;
         bool wait = false;
-        enum relay_result res = relay_one(in, out, r, max_size, fn, arg, &wait, err);
+        res = relay_one(in, out, r, max_size, fn, arg, &wait, err);
         if (res != RELAY_MORE || wait)
             return res;
     }

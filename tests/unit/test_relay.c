@@ -122,3 +122,95 @@ Test(relay, stops_when_the_destination_is_full)
     evbuffer_free(in);
     evbuffer_free(out);
 }
+
+/* An inspector that drops 'B' and writes an 'X' of its own in its place, drops 'd', stops
+ * at 'E' (passing it) and passes the rest; bodies asked for every message but 'a'. */
+struct rewriting {
+    struct evbuffer *out;
+    int waits_left; /* answer RV_WAIT to this many 'W' header calls */
+};
+
+static enum relay_verdict rewrite_some(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
+{
+    struct rewriting *rw = arg;
+    (void)len;
+    if (type == 'W' && rw->waits_left > 0) {
+        rw->waits_left--;
+        return RV_WAIT;
+    }
+    if (!body && type != 'a')
+        return RV_NEED_BODY;
+    switch (type) {
+    case 'B': add_msg(rw->out, 'X', "X", 1); return RV_DROP;
+    case 'd': return RV_DROP;
+    case 'E': return RV_PASS_STOP;
+    default: return RV_PASS;
+    }
+}
+
+/* The bytes of messages of the given types (body: the type letter), back to back. */
+static size_t msgs_of(const char *types, uint8_t *out, size_t cap)
+{
+    struct evbuffer *b = evbuffer_new();
+    for (const char *t = types; *t; t++)
+        add_msg(b, *t, t, 1);
+    size_t n = evbuffer_get_length(b);
+    cr_assert_leq(n, cap);
+    evbuffer_remove(b, out, n);
+    evbuffer_free(b);
+    return n;
+}
+
+/* Whatever the chunks the input arrived in, the output is the same: the messages passed
+ * before an inspector's own write come before it, drops leave nothing, the pump stops after
+ * the stopping message and leaves the rest in place. */
+Test(relay, order_and_verdicts_hold_whatever_the_chunk_boundaries)
+{
+    uint8_t src[256], want[256], got[256];
+    size_t n = msgs_of("aBcdaEa", src, sizeof(src));
+    size_t wn = msgs_of("aXcaE", want, sizeof(want));
+    for (size_t cut1 = 0; cut1 <= n; cut1++)
+        for (size_t cut2 = cut1; cut2 <= n; cut2++) {
+            struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+            struct evbuffer *parts[3] = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
+            evbuffer_add(parts[0], src, cut1); /* three separate chunks in in */
+            evbuffer_add(parts[1], src + cut1, cut2 - cut1);
+            evbuffer_add(parts[2], src + cut2, n - cut2);
+            for (int i = 0; i < 3; i++) {
+                evbuffer_add_buffer(in, parts[i]);
+                evbuffer_free(parts[i]);
+            }
+            struct relay r = {0};
+            struct rewriting rw = {.out = out};
+            const char *err;
+            cr_assert_eq(relay_pump(in, out, &r, 1024, rewrite_some, &rw, &err), RELAY_STOPPED,
+                         "cuts %zu %zu", cut1, cut2);
+            size_t gn = evbuffer_get_length(out);
+            cr_assert_eq(gn, wn, "cuts %zu %zu", cut1, cut2);
+            evbuffer_remove(out, got, gn);
+            cr_assert(memcmp(got, want, wn) == 0, "cuts %zu %zu", cut1, cut2);
+            cr_assert_eq(evbuffer_get_length(in), 6, "the message after the stop stays");
+            evbuffer_free(in);
+            evbuffer_free(out);
+        }
+}
+
+/* RV_WAIT leaves its message and everything after it in place; what came before has gone. */
+Test(relay, a_wait_keeps_its_message_and_consumes_only_those_before)
+{
+    uint8_t src[256];
+    size_t n = msgs_of("aaWa", src, sizeof(src));
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    evbuffer_add(in, src, n);
+    struct relay r = {0};
+    struct rewriting rw = {.out = out, .waits_left = 1};
+    const char *err;
+    cr_expect_eq(relay_pump(in, out, &r, 1024, rewrite_some, &rw, &err), RELAY_WAIT);
+    cr_expect_eq(evbuffer_get_length(out), 12);
+    cr_expect_eq(evbuffer_get_length(in), 12);
+    cr_expect_eq(relay_pump(in, out, &r, 1024, rewrite_some, &rw, &err), RELAY_MORE);
+    cr_expect_eq(evbuffer_get_length(out), 24);
+    cr_expect_eq(evbuffer_get_length(in), 0);
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
