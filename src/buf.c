@@ -5,7 +5,6 @@
 #include <string.h>
 
 /* Larger than any message lakeproxy builds itself; relayed messages never go through a buf. */
-#define BUF_MAX (1u << 30)
 
 void buf_init(struct buf *b)
 {
@@ -56,7 +55,7 @@ static bool buf_reserve(struct buf *b, size_t n)
     return true;
 }
 
-void buf_put_bytes(struct buf *b, const void *p, size_t n)
+void buf_put_bytes_grow(struct buf *b, const void *p, size_t n)
 {
     if (n == 0 || !buf_reserve(b, n))
         return;
@@ -115,54 +114,6 @@ void rd_init(struct rd *r, const void *p, size_t n)
     r->p = p;
     r->left = n;
     r->failed = false;
-}
-
-bool rd_bytes(struct rd *r, size_t n, const uint8_t **out)
-{
-    if (r->failed || n > r->left) {
-        r->failed = true;
-        return false;
-    }
-    *out = r->p;
-    r->p += n;
-    r->left -= n;
-    return true;
-}
-
-bool rd_u8(struct rd *r, uint8_t *out)
-{
-    const uint8_t *p;
-    if (!rd_bytes(r, 1, &p))
-        return false;
-    *out = p[0];
-    return true;
-}
-
-bool rd_u16(struct rd *r, uint16_t *out)
-{
-    const uint8_t *p;
-    if (!rd_bytes(r, 2, &p))
-        return false;
-    *out = (uint16_t)((p[0] << 8) | p[1]);
-    return true;
-}
-
-bool rd_u32(struct rd *r, uint32_t *out)
-{
-    const uint8_t *p;
-    if (!rd_bytes(r, 4, &p))
-        return false;
-    *out = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-    return true;
-}
-
-bool rd_i32(struct rd *r, int32_t *out)
-{
-    uint32_t u;
-    if (!rd_u32(r, &u))
-        return false;
-    *out = (int32_t)u;
-    return true;
 }
 
 bool rd_str(struct rd *r, const char **out)

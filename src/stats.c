@@ -363,12 +363,19 @@ uint64_t stats_analyses(const struct stats *st)
     return st->analyses;
 }
 
-/* Bucket i holds values below 2^((i+1)/4) us. */
+/* Bucket i holds values below 2^((i+1)/4) us: i = floor(4 log2 us), in integers (per query,
+ * twice: no floating point). With us = m 2^e, m in [1, 2), the quarter is how many of
+ * 2^(1/4), 2^(1/2), 2^(3/4) m reaches; m is compared as a 64-bit fraction (top bit = 1) with
+ * those constants rounded down, which no m equals (they are irrational). */
 static int bucket_of(uint64_t us)
 {
+    static const uint64_t quarter[3] = {0x9837f0518db8a96fULL, 0xb504f333f9de6484ULL,
+                                        0xd744fccad69d6af4ULL};
     if (us <= 1)
         return 0;
-    int i = (int)floor(4.0 * log2((double)us));
+    int e = 63 - __builtin_clzll(us);
+    uint64_t m = us << (63 - e);
+    int i = 4 * e + (m > quarter[0]) + (m > quarter[1]) + (m > quarter[2]);
     return i >= STATS_BUCKETS ? STATS_BUCKETS - 1 : i;
 }
 

@@ -38,6 +38,42 @@ Test(stats, histogram_percentiles_are_within_a_bucket_of_the_exact_ones)
     cr_expect_eq(stats_hist_quantile(&empty, 0.99), 0);
 }
 
+/* The bucket a value lands in: the one whose bounds, stats_hist_upper_us of it and of the
+ * bucket below, hold it; checked for every value to 100,000 us and around each power of two. */
+static int bucket_landed(uint64_t us)
+{
+    struct stats_hist h = {0};
+    stats_hist_add(&h, us);
+    for (int i = 0; i < STATS_BUCKETS; i++)
+        if (h.b[i])
+            return i;
+    return -1;
+}
+
+Test(stats, every_value_lands_in_the_bucket_whose_bounds_hold_it)
+{
+    uint64_t vals[100000 + 3 * 40];
+    size_t n = 0;
+    for (uint64_t us = 1; us <= 100000; us++)
+        vals[n++] = us;
+    for (int e = 17; e < 57; e++) {
+        vals[n++] = (1ULL << e) - 1;
+        vals[n++] = 1ULL << e;
+        vals[n++] = (1ULL << e) + 1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        int i = bucket_landed(vals[k]);
+        double us = (double)vals[k];
+        cr_assert(i >= 0);
+        if (i < STATS_BUCKETS - 1)
+            cr_assert_lt(us, stats_hist_upper_us(i), "%llu in bucket %d",
+                         (unsigned long long)vals[k], i);
+        if (i > 0)
+            cr_assert_geq(us, stats_hist_upper_us(i - 1), "%llu in bucket %d",
+                          (unsigned long long)vals[k], i);
+    }
+}
+
 Test(stats, queries_add_up_per_fingerprint_and_per_table)
 {
     struct stats *st = stats_new(100, 256);
