@@ -645,3 +645,82 @@ Test(txn_copy, the_checkout_close_of_an_unnamed_statement_never_reaches_the_clie
     close(a);
     close(b);
 }
+
+/* Counts the ReadyForQuery messages in a server-to-client byte stream fed in pieces. */
+struct z_counter {
+    unsigned char hdr[5];
+    size_t have, body_left;
+    int ready;
+};
+
+static void count_ready(struct z_counter *z, const unsigned char *p, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        if (z->body_left > 0) {
+            size_t skip = (size_t)(n - i) < z->body_left ? (size_t)(n - i) : z->body_left;
+            z->body_left -= skip;
+            i += (ssize_t)skip - 1;
+            continue;
+        }
+        z->hdr[z->have++] = p[i];
+        if (z->have < 5)
+            continue;
+        uint32_t len = (uint32_t)z->hdr[1] << 24 | z->hdr[2] << 16 | z->hdr[3] << 8 | z->hdr[4];
+        z->ready += z->hdr[0] == 'Z';
+        z->body_left = len - 4;
+        z->have = 0;
+    }
+}
+
+/* Reads what fd has now, without waiting; false when the proxy closed it. */
+static bool read_available(int fd, struct z_counter *z)
+{
+    static unsigned char in[1 << 16];
+    for (;;) {
+        ssize_t r = read(fd, in, sizeof(in));
+        if (r == 0)
+            return false;
+        if (r < 0)
+            return true; /* EAGAIN: all read */
+        count_ready(z, in, r);
+    }
+}
+
+/* A client whose backlog paused its server drains it and speaks at once: when the proxy's
+ * own write on the client's behalf emptied the backlog, libevent's write event found nothing
+ * left to write and never called back, so the server stayed paused and the client hung. */
+Test(txn_copy, a_client_catching_up_on_a_backlog_while_sending_never_hangs, .init = start_one,
+     .fini = stop_proxy, .timeout = 90)
+{
+    enum { ROUNDS = 60 };
+    int fd = raw_session(px.port, "carol", "app");
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    struct buf m;
+    buf_init(&m);
+    for (int i = 0; i < ROUNDS; i++) { /* 60 results of 2 MB, read late */
+        buf_reset(&m);
+        buf_msg_start(&m, 'Q');
+        buf_put_str(&m, "SELECT repeat('x', 1000) FROM generate_series(1, 2000)");
+        buf_msg_finish(&m);
+        cr_assert(raw_send(fd, &m));
+    }
+    struct z_counter z = {0};
+    double deadline = now_s() + 60;
+    for (int round = 0; round < ROUNDS && now_s() < deadline; round++) {
+        usleep(30000); /* the backlog builds, the server is paused */
+        cr_assert(read_available(fd, &z), "the proxy closed the connection");
+        buf_reset(&m); /* caught up: speak at once */
+        buf_msg_start(&m, 'Q');
+        buf_put_str(&m, "SELECT 1");
+        buf_msg_finish(&m);
+        cr_assert(raw_send(fd, &m));
+    }
+    while (z.ready < 2 * ROUNDS && now_s() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 100);
+        cr_assert(read_available(fd, &z), "the proxy closed the connection");
+    }
+    buf_free(&m);
+    cr_expect_eq(z.ready, 2 * ROUNDS, "%d of %d answers, then nothing", z.ready, 2 * ROUNDS);
+    close(fd);
+}
