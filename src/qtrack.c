@@ -184,6 +184,26 @@ static const struct qtrack *who_of(struct client *c, const char *app)
     return t;
 }
 
+/* Copies the statement fields of f's analysis into a log record. */
+static void copy_statement(struct statslog_rec *r, const struct stats_fp *f)
+{
+    copy_str(r->kind, sizeof(r->kind), sql_kind_name(f->a.kind));
+    copy_str(r->query, sizeof(r->query), f->a.normalized);
+    join_names(r->read, sizeof(r->read), f->a.read, f->a.n_read);
+    join_names(r->written, sizeof(r->written), f->a.written, f->a.n_written);
+    join_names(r->cols, sizeof(r->cols), f->a.pd.cols, f->a.pd.n_cols);
+    r->predicates = f->a.pd.predicates;
+    r->filters = f->a.pd.filters;
+    r->aggregates = f->a.pd.aggregates;
+    r->joins = f->a.pd.joins;
+    r->limit = f->a.pd.limit;
+    r->offset = f->a.pd.offset;
+    r->group_by = f->a.pd.group_by;
+    r->order_by = f->a.pd.order_by;
+    r->distinct = f->a.pd.distinct;
+    r->unfiltered = f->a.pd.unfiltered;
+}
+
 /* Copies a finished query into a log slot (the writer thread formats it). */
 static void log_query(struct client *c, const struct stats_query *q)
 {
@@ -200,21 +220,9 @@ static void log_query(struct client *c, const struct stats_query *q)
     r->who_len = t->who_len;
     r->stmt_id = f->id;
     r->fingerprint = q->fingerprint;
-    copy_str(r->kind, sizeof(r->kind), sql_kind_name(f->a.kind));
-    copy_str(r->query, sizeof(r->query), f->a.normalized);
-    join_names(r->read, sizeof(r->read), f->a.read, f->a.n_read);
-    join_names(r->written, sizeof(r->written), f->a.written, f->a.n_written);
-    join_names(r->cols, sizeof(r->cols), f->a.pd.cols, f->a.pd.n_cols);
-    r->predicates = f->a.pd.predicates;
-    r->filters = f->a.pd.filters;
-    r->aggregates = f->a.pd.aggregates;
-    r->joins = f->a.pd.joins;
-    r->limit = f->a.pd.limit;
-    r->offset = f->a.pd.offset;
-    r->group_by = f->a.pd.group_by;
-    r->order_by = f->a.pd.order_by;
-    r->distinct = f->a.pd.distinct;
-    r->unfiltered = f->a.pd.unfiltered;
+    r->stmt_known = statslog_knows(l, r->fingerprint, r->stmt_id);
+    if (!r->stmt_known)
+        copy_statement(r, f);
     r->rows = q->rows;
     r->bytes = q->bytes;
     double size = f->a.n_read == 1 && q->db ? tablesize_get(c->w, q->db, f->a.read[0]) : -1;

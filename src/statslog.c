@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +15,27 @@
 
 #include "log.h"
 
+/* What each thread writes per record lies on cache lines of its own, apart from what the
+ * other reads per record (each side reads the other's index only when its copy says the ring
+ * is full or empty), so the two threads do not pass a line back and forth per record. */
 struct statslog {
+    /* set before the writer starts; stop and reopen are written once in a while */
     struct statslog_rec *ring;
     size_t slots;
-    _Atomic size_t head; /* next slot the producer fills */
-    _Atomic size_t tail; /* next slot the writer reads */
-    _Atomic bool stop, reopen;
-    _Atomic uint64_t dropped, written;
     char *path;
+    pthread_t thread;
+    _Atomic bool stop, reopen;
+    /* the producer's */
+    alignas(64) _Atomic size_t head; /* next slot the producer fills */
+    size_t tail_seen;                /* the producer's last reading of tail */
+    struct statslog_shadow shadow;   /* the producer's mirror of the writer's cache */
+    _Atomic uint64_t dropped;
+    /* the writer's */
+    alignas(64) _Atomic size_t tail; /* next slot the writer reads */
+    size_t head_seen;                /* the writer's last reading of head */
+    _Atomic uint64_t written;
     int fd;
     time_t opened_at; /* last open attempt */
-    pthread_t thread;
 };
 
 /* A bounded output line: appends past the end are cut, never written. */
@@ -310,6 +321,19 @@ static void fill_statement(struct statslog_stmt_cache_entry *e, const struct sta
     memcpy(e->text, text, e->len);
 }
 
+bool statslog_shadow_knows(const struct statslog_shadow *s, uint64_t fingerprint, uint64_t stmt_id)
+{
+    return stmt_id != 0 && s->ids[fingerprint % STATSLOG_STMT_CACHE] == stmt_id;
+}
+
+/* statslog_format_cached leaves slot fingerprint % N holding r's stmt_id: it refills the slot
+ * when the ids differ, and a record it does not refill for has that id already. A record
+ * without an id may leave an older one there: 0 says "unknown", which is always safe. */
+void statslog_shadow_note(struct statslog_shadow *s, const struct statslog_rec *r)
+{
+    s->ids[r->fingerprint % STATSLOG_STMT_CACHE] = r->stmt_id;
+}
+
 size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statslog_rec *r,
                               char *out, size_t outsz)
 {
@@ -318,13 +342,19 @@ size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statsl
         return 0;
     put_origin(&l, r);
     struct statslog_stmt_cache_entry *e = &c->slots[r->fingerprint % STATSLOG_STMT_CACHE];
-    if (r->stmt_id ? e->key.stmt_id != r->stmt_id : !same_statement(&e->key, r))
+    const struct statslog_rec *st = r; /* whose statement fields the line shows */
+    bool in_cache = true;              /* does slot e hold them? */
+    if (r->stmt_known)                 /* e holds them (the shadow's promise) */
+        in_cache = e->key.stmt_id == r->stmt_id;
+    else if (r->stmt_id ? e->key.stmt_id != r->stmt_id : !same_statement(&e->key, r))
         fill_statement(e, r);
+    if (r->stmt_known && in_cache)
+        st = &e->key;
     /* the cached text only when it fits whole, as formatting it here would have */
-    if (e->len > 0 && l.at + e->len + 16 <= l.cap)
+    if (in_cache && e->len > 0 && l.at + e->len + 16 <= l.cap)
         put_bytes(&l, e->text, e->len);
     else
-        put_statement(&l, r);
+        put_statement(&l, st);
     put_outcome(&l, r);
     return end_line(&l);
 }
@@ -376,18 +406,27 @@ static void *writer_main(void *arg)
     uint64_t lines = 0;
     open_file(l);
     for (;;) {
-        if (atomic_exchange(&l->reopen, false))
+        if (atomic_load_explicit(&l->reopen, memory_order_relaxed) &&
+            atomic_exchange(&l->reopen, false))
             open_file(l);
         size_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
-        size_t head = atomic_load_explicit(&l->head, memory_order_acquire);
+        if (tail == l->head_seen)
+            l->head_seen = atomic_load_explicit(&l->head, memory_order_acquire);
+        size_t head = l->head_seen;
         if (tail == head || !batch || !cache || used + LINE > BATCH) {
             if (batch && used > 0)
                 write_batch(l, batch, used, lines);
             used = 0;
             lines = 0;
-            if (tail == head && atomic_load(&l->stop))
-                break;
-            if (tail == head || !batch || !cache)
+            bool stuck = !batch || !cache; /* out of memory: records can only be dropped */
+            if ((tail == head || stuck) && atomic_load(&l->stop)) {
+                /* records committed before stop was set are there now */
+                l->head_seen = atomic_load_explicit(&l->head, memory_order_acquire);
+                if (tail == l->head_seen || stuck)
+                    break;
+                continue;
+            }
+            if (tail == head || stuck)
                 nanosleep(&nap, NULL);
             continue;
         }
@@ -402,9 +441,10 @@ static void *writer_main(void *arg)
 
 struct statslog *statslog_start(const char *path, size_t slots)
 {
-    struct statslog *l = calloc(1, sizeof(*l));
+    struct statslog *l = aligned_alloc(alignof(struct statslog), sizeof(*l));
     if (!l)
         return NULL;
+    memset(l, 0, sizeof(*l));
     l->slots = slots ? slots : 1;
     l->fd = -1;
     l->ring = calloc(l->slots, sizeof(*l->ring));
@@ -434,17 +474,25 @@ void statslog_stop(struct statslog *l)
 struct statslog_rec *statslog_slot(struct statslog *l)
 {
     size_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
-    size_t tail = atomic_load_explicit(&l->tail, memory_order_acquire);
-    if (head - tail >= l->slots) {
-        atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
-        return NULL;
+    if (head - l->tail_seen >= l->slots) {
+        l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
+        if (head - l->tail_seen >= l->slots) {
+            atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+            return NULL;
+        }
     }
     return &l->ring[head % l->slots];
+}
+
+bool statslog_knows(const struct statslog *l, uint64_t fingerprint, uint64_t stmt_id)
+{
+    return statslog_shadow_knows(&l->shadow, fingerprint, stmt_id);
 }
 
 void statslog_commit(struct statslog *l)
 {
     size_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
+    statslog_shadow_note(&l->shadow, &l->ring[head % l->slots]);
     atomic_store_explicit(&l->head, head + 1, memory_order_release);
 }
 

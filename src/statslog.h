@@ -17,22 +17,26 @@
 #define STATSLOG_WHO_MAX 832
 
 struct statslog_rec {
-    int64_t time_us;            /* wall clock at the query's end, microseconds since the epoch */
-    char who[STATSLOG_WHO_MAX]; /* the origin part, made once per client and name */
-    size_t who_len;
+    int64_t time_us; /* wall clock at the query's end, microseconds since the epoch */
     /* nonzero: every record with this id has the same statement fields, so the writer formats
      * them once (the producer's per-fingerprint entry: its analysis never changes) */
     uint64_t stmt_id;
     uint64_t fingerprint;
-    char kind[12];
-    char query[1024];                        /* normalised text ($n for constants), truncated */
-    char read[256], written[256], cols[256]; /* comma lists */
-    int predicates, filters, aggregates, joins;
-    bool limit, offset, group_by, order_by, distinct, unfiltered;
+    /* the statement fields below are left out: the writer holds them from an earlier record
+     * with this stmt_id (statslog_knows said so) */
+    bool stmt_known;
     uint64_t rows, bytes;
     double table_fraction; /* rows / the table's reltuples, one-table reads; < 0: unknown */
     char sqlstate[6];
     int64_t wait_us, first_us, server_us, total_us;
+    size_t who_len;
+    char who[STATSLOG_WHO_MAX]; /* the origin part, made once per client and name */
+    /* the statement fields, last so that a record leaving them out touches little memory */
+    int predicates, filters, aggregates, joins;
+    bool limit, offset, group_by, order_by, distinct, unfiltered;
+    char kind[12];
+    char query[1024];                        /* normalised text ($n for constants), truncated */
+    char read[256], written[256], cols[256]; /* comma lists */
 };
 
 struct statslog;
@@ -49,6 +53,10 @@ void statslog_stop(struct statslog *l);
  * Producer side only; statslog_commit publishes the slot. */
 struct statslog_rec *statslog_slot(struct statslog *l);
 void statslog_commit(struct statslog *l);
+
+/* Will the writer hold the statement fields of stmt_id (nonzero) when it reaches the next
+ * record committed? Then that record may leave them out (stmt_known). Producer side only. */
+bool statslog_knows(const struct statslog *l, uint64_t fingerprint, uint64_t stmt_id);
 
 /* Asks the writer to reopen its file (SIGUSR1, SIGHUP). */
 void statslog_reopen(struct statslog *l);
@@ -77,7 +85,17 @@ struct statslog_stmt_cache {
     struct statslog_stmt_cache_entry slots[STATSLOG_STMT_CACHE];
 };
 
-/* statslog_format, byte for byte, with the statement part taken from c when it is there. */
+/* The producer's mirror of the writer's statement cache: which stmt_id each slot will hold
+ * once the writer has handled every record committed so far (0: not known). */
+struct statslog_shadow {
+    uint64_t ids[STATSLOG_STMT_CACHE];
+};
+bool statslog_shadow_knows(const struct statslog_shadow *s, uint64_t fingerprint, uint64_t stmt_id);
+/* Notes a record as committed, in commit order. */
+void statslog_shadow_note(struct statslog_shadow *s, const struct statslog_rec *r);
+
+/* statslog_format, byte for byte, with the statement part taken from c when it is there (and
+ * always when r->stmt_known: c's slot holds it then, as the shadow promised). */
 size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statslog_rec *r,
                               char *out, size_t outsz);
 

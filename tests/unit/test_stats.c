@@ -216,6 +216,52 @@ Test(statslog, a_record_is_one_line_of_json_with_strings_escaped)
     }
 }
 
+/* Record i of a stream whose statements share cache slots: fingerprints 0..9 and 64..73 share
+ * slots, each has two texts and two limits, some are long and full of characters JSON escapes,
+ * two thirds carry an id standing for exactly their statement fields. */
+static void make_record(int i, struct statslog_rec *r)
+{
+    *r = (struct statslog_rec){.time_us = 1764460800000000LL + i,
+                               .rows = (uint64_t)i,
+                               .table_fraction = i % 3 ? -1 : i / 7.0};
+    r->fingerprint = (uint64_t)(i % 10) + (i % 20 >= 10 ? STATSLOG_STMT_CACHE : 0);
+    r->limit = i % 7 == 0;
+    r->joins = i % 11 == 0;
+    snprintf(r->kind, sizeof(r->kind), "select");
+    char user[16];
+    snprintf(user, sizeof(user), "u%d", i % 5);
+    r->who_len = statslog_format_who(r->who, "127.0.0.1", user, "db", "app");
+    if (i % 13 == 0) {
+        memset(r->query, '"', sizeof(r->query) - 1);
+    } else {
+        snprintf(r->query, sizeof(r->query), "SELECT %s FROM t%d WHERE a = $1",
+                 i % 3 ? "a" : "b\tc", (int)(r->fingerprint % 7));
+    }
+    snprintf(r->read, sizeof(r->read), "t%d,public.u", i % 4);
+    snprintf(r->cols, sizeof(r->cols), "a");
+    if ((i / 10) % 3 != 0) {
+        char key[64];
+        snprintf(key, sizeof(key), "%d/%d/%d/%d/%d/%d", (int)r->fingerprint, r->limit, r->joins,
+                 i % 13 == 0, i % 3 != 0, i % 4);
+        r->stmt_id = fnv_str(FNV_OFFSET, key) | 1;
+    }
+}
+
+/* The line the writer makes of `sent` with cache c, at line size i picks, is the line of
+ * `whole` made directly, byte for byte. */
+static void expect_line_of(struct statslog_stmt_cache *c, const struct statslog_rec *sent,
+                           const struct statslog_rec *whole, int i)
+{
+    static const size_t sizes[] = {3, 40, 200, 700, 1600, 4096, 8192};
+    char direct[8192], cached[8192];
+    size_t sz = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+    size_t a = statslog_format(whole, direct, sz);
+    size_t b = statslog_format_cached(c, sent, cached, sz);
+    cr_assert_eq(a, b, "record %d, size %zu", i, sz);
+    cr_assert(memcmp(direct, cached, a + 1) == 0, "record %d, size %zu:\n%s\n%s", i, sz, direct,
+              cached);
+}
+
 /* The writer's cache of formatted statements changes no byte of any line: statements that
  * share a cache slot, the same fingerprint with other text or features, long escaped texts
  * and every line size give what statslog_format gives. */
@@ -223,41 +269,43 @@ Test(statslog, lines_from_the_statement_cache_are_byte_identical)
 {
     struct statslog_stmt_cache *cache = calloc(1, sizeof(*cache));
     cr_assert_not_null(cache);
-    static const size_t sizes[] = {3, 40, 200, 700, 1600, 4096, 8192};
-    char direct[8192], cached[8192];
     for (int i = 0; i < 3000; i++) {
-        struct statslog_rec r = {.time_us = 1764460800000000LL + i,
-                                 .rows = (uint64_t)i,
-                                 .table_fraction = i % 3 ? -1 : i / 7.0};
-        /* fingerprints 0..9 and 64..73 share slots; each has two texts and two limits */
-        r.fingerprint = (uint64_t)(i % 10) + (i % 20 >= 10 ? STATSLOG_STMT_CACHE : 0);
-        r.limit = i % 7 == 0;
-        r.joins = i % 11 == 0;
-        snprintf(r.kind, sizeof(r.kind), "select");
-        char user[16];
-        snprintf(user, sizeof(user), "u%d", i % 5);
-        r.who_len = statslog_format_who(r.who, "127.0.0.1", user, "db", "app");
-        if (i % 13 == 0) { /* long, with characters JSON escapes */
-            memset(r.query, '"', sizeof(r.query) - 1);
-        } else {
-            snprintf(r.query, sizeof(r.query), "SELECT %s FROM t%d WHERE a = $1",
-                     i % 3 ? "a" : "b\tc", (int)(r.fingerprint % 7));
-        }
-        snprintf(r.read, sizeof(r.read), "t%d,public.u", i % 4);
-        snprintf(r.cols, sizeof(r.cols), "a");
-        if ((i / 10) % 3 != 0) { /* an id standing for exactly these statement fields */
-            char key[64];
-            snprintf(key, sizeof(key), "%d/%d/%d/%d/%d/%d", (int)r.fingerprint, r.limit, r.joins,
-                     i % 13 == 0, i % 3 != 0, i % 4);
-            r.stmt_id = fnv_str(FNV_OFFSET, key) | 1;
-        }
-        size_t sz = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
-        size_t a = statslog_format(&r, direct, sz);
-        size_t b = statslog_format_cached(cache, &r, cached, sz);
-        cr_assert_eq(a, b, "record %d, size %zu", i, sz);
-        cr_assert(memcmp(direct, cached, a + 1) == 0, "record %d, size %zu:\n%s\n%s", i, sz, direct,
-                  cached);
+        struct statslog_rec r;
+        make_record(i, &r);
+        expect_line_of(cache, &r, &r, i);
     }
+    free(cache);
+}
+
+/* A record the producer's shadow lets leave its statement fields out (they are garbage here)
+ * still gives the line of the whole record, byte for byte, and the shadow lets repeated
+ * statements leave them out. */
+Test(statslog, records_leaving_out_a_statement_the_writer_holds_give_the_same_lines)
+{
+    struct statslog_stmt_cache *cache = calloc(1, sizeof(*cache));
+    struct statslog_shadow shadow = {0};
+    cr_assert_not_null(cache);
+    int left_out = 0;
+    for (int i = 0; i < 3000; i++) {
+        struct statslog_rec whole, sent;
+        /* each statement three times over, every fifth record another one in between */
+        make_record(i % 5 == 4 ? 5000 + i : i / 3, &whole);
+        sent = whole;
+        sent.stmt_known = statslog_shadow_knows(&shadow, sent.fingerprint, sent.stmt_id);
+        if (sent.stmt_known) {
+            left_out++;
+            memset(sent.query, 'X', sizeof(sent.query) - 1);
+            sent.query[sizeof(sent.query) - 1] = '\0';
+            memset(sent.read, 'X', sizeof(sent.read) - 1);
+            sent.read[sizeof(sent.read) - 1] = '\0';
+            sent.kind[0] = '\0';
+            sent.limit = !whole.limit;
+            sent.joins = 99;
+        }
+        statslog_shadow_note(&shadow, &sent);
+        expect_line_of(cache, &sent, &whole, i);
+    }
+    cr_expect_gt(left_out, 800, "%d of 3000 left out", left_out);
     free(cache);
 }
 
