@@ -56,4 +56,14 @@ static inline size_t list_count(const struct list *head)
     return n;
 }
 
+/* list_count, but counting no further than cap (the length of a long list, up to what the
+ * caller needs to know). */
+static inline size_t list_count_upto(const struct list *head, size_t cap)
+{
+    size_t n = 0;
+    for (const struct list *p = head->next; p != head && n < cap; p = p->next)
+        n++;
+    return n;
+}
+
 #endif

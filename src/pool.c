@@ -185,9 +185,12 @@ void pool_spawn_for_waiters(struct pool *p)
         return; /* the server failed a moment ago: the retry timer will try again */
     if (list_empty(&p->waiting) || p->auth_retry_waiting || !credential_ready(p))
         return; /* a refused credential is being refreshed: logins wait for the new one */
-    int coming = (int)list_count(&p->connecting);
-    int waiting = (int)list_count(&p->waiting);
+    int coming = (int)list_count(&p->connecting); /* at most the pool's size */
     int limit = server_limit(p);
+    if (p->paused || p->n_servers >= limit)
+        return;
+    /* the wait queue may hold thousands: count only as far as connections could be opened */
+    int waiting = (int)list_count_upto(&p->waiting, (size_t)(coming + limit - p->n_servers + 1));
     while (!p->paused && waiting > coming && p->n_servers < limit) {
         if (!server_connect(p))
             break;
