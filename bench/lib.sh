@@ -1,6 +1,6 @@
 # lib.sh: what the bench scripts share (sourced). A throwaway PostgreSQL with the test schema
 # in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
-# CPU ticks of a process; the median of numbers on stdin ("-" entries skipped, "-" if none);
+# CPU time of a process; the median of numbers on stdin ("-" entries skipped, "-" if none);
 # pgbench tables and a lakeproxy database entry towards that PostgreSQL.
 
 bench_pids=()
@@ -22,7 +22,8 @@ bench_pg_start() {
     export PGPASSWORD=server-secret
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 

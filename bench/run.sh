@@ -73,7 +73,6 @@ bench_pids+=($!)
 sleep 1
 pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 
-hz=$(getconf CLK_TCK)
 
 # pgbench arguments of a workload; $2 divides its clients (for the two-tenant RLS target).
 workload_args() {
@@ -114,7 +113,7 @@ run_one() {
     local secs=$DURATION
     # 1,000 SCRAM logins take pgbench itself several seconds before the clock starts
     [ "$wl" = c1000 ] && [ "$secs" -lt 20 ] && secs=20
-    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    [ -n "$pid" ] && before=$(cpu_ns "$pid")
     if [ "$target" = lakeproxy_rls ]; then
         # two tenants at once, half the clients each: servers pass between tenants, so the
         # injection is needed whenever a server changes hands
@@ -133,9 +132,8 @@ run_one() {
     p99=$(cat "$T"/pgbench_log* 2>/dev/null | awk '{print $3}' | sort -n |
         awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; if (NR) printf "%.3f", a[i]/1000; else print "-"}')
     if [ -n "$pid" ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
-        after=$(cpu_ticks "$pid")
-        cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$txns" \
-            'BEGIN{printf "%.1f", (a-b)/hz*1e6/n}')
+        after=$(cpu_ns "$pid")
+        cpu=$(awk -v a="$after" -v b="$before" -v n="$txns" 'BEGIN{printf "%.1f", (a-b)/1e3/n}')
     fi
     local errs=ok
     if echo "$out" | grep -qiE 'error|abort'; then
