@@ -6,12 +6,18 @@
 # run's masked/exempt CPU ratio (the goal: at most 1.5; a masked run and the exempt run after
 # it are a pair, so the machine's drift cancels) and the TPS of each, and appends them to
 # bench/results/.
-#   bench/mask.sh [-r REPEATS] [-t RESULTS_PER_RUN] [-o OUTPUT.md]
+# -I: instead, count lakeproxy's user-space instructions per result under callgrind (the same
+# whatever else the machine does): RESULTS masked results, then RESULTS exempt ones; -k DIR
+# keeps the two profiles (masked.callgrind, exempt.callgrind) for callgrind_annotate.
+#   bench/mask.sh [-r REPEATS] [-t RESULTS_PER_RUN] [-o OUTPUT.md] [-I [-k DIR]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEATS=5 RESULTS=20 OUT=""
-while getopts "r:t:o:" o; do
-    case $o in r) REPEATS=$OPTARG ;; t) RESULTS=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;; esac
+REPEATS=5 RESULTS=20 OUT="" INSTR="" KEEP=""
+while getopts "r:t:o:Ik:" o; do
+    case $o in
+        r) REPEATS=$OPTARG ;; t) RESULTS=$OPTARG ;; o) OUT=$OPTARG ;; I) INSTR=1 ;;
+        k) KEEP=$OPTARG ;; *) exit 2 ;;
+    esac
 done
 [ -x ./lakeproxy ] || make lakeproxy
 
@@ -44,10 +50,16 @@ masking:
 stats: { enabled: false }
 YAML
 } >"$T/lakeproxy.yaml"
-./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+if [ -n "$INSTR" ]; then
+    command -v valgrind >/dev/null || { echo "bench: apt-get install valgrind" >&2; exit 1; }
+    valgrind --tool=callgrind --callgrind-out-file="$T/cg.out" \
+        ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+else
+    ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+fi
 lp_pid=$!
 bench_pids+=("$lp_pid")
-sleep 0.5
+for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p "$lpport" && break; sleep 0.2; done
 echo "SELECT * FROM mask_bench;" >"$T/q.sql"
 
 # run USER -> "tps cpu_us_per_result"
@@ -63,7 +75,38 @@ run() {
         'BEGIN { printf "%.2f %.0f\n", t, (a - b) / 1e3 / n }'
 }
 
+# instructions USER -> lakeproxy's instructions per result (callgrind's counters zeroed
+# before, dumped after)
+instructions() {
+    callgrind_control -z "$lp_pid" >/dev/null
+    (cd "$T" && pgbench -n -f q.sql -t $((RESULTS / 2)) -c 2 -j 2 \
+        "host=127.0.0.1 port=$lpport dbname=bench user=$1" >/dev/null 2>&1)
+    callgrind_control -d "$lp_pid" >/dev/null
+    local dump
+    dump=$(ls -t "$T"/cg.out.* | head -n 1)
+    if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$1.callgrind"; fi
+    awk -v n="$RESULTS" '/^(summary|totals):/ { printf "%.0f\n", $2 / n; exit }' "$dump"
+}
+
 run masked >/dev/null # warm-up: the catalog read, caches
+if [ -n "$INSTR" ]; then
+    run exempt >/dev/null
+    m=$(instructions masked)
+    e=$(instructions exempt)
+    report=$(cat <<MD
+
+## Column masking under callgrind: lakeproxy's user-space instructions per 100,000-row result (5 columns, 2 masked), $RESULTS results each
+
+| client | instructions per result | per row | masked/exempt |
+|---|---|---|---|
+| exempt (rows pass untouched) | $e | $((e / 100000)) | |
+| masked (email, ssn rewritten) | $m | $((m / 100000)) | $(awk -v a="$m" -v b="$e" 'BEGIN { printf "%.2f", a / b }') |
+MD
+)
+    echo "$report"
+    if [ -n "$OUT" ]; then echo "$report" >>"$OUT"; fi
+    exit 0
+fi
 masked="" exempt="" ratios=""
 for r in $(seq "$REPEATS"); do
     m=$(run masked)
