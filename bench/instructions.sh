@@ -5,16 +5,18 @@
 # client; the difference of the two totals divided by the difference in transactions is the
 # cost of one transaction without start-up and logins. Kernel time (system calls) is not
 # counted: see the CPU figures of bench/run.sh for that.
-#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S] [-k DIR]
+#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S] [-B] [-k DIR]
+# -B: pgbench's TPC-B-like transaction (seven statements) instead of select-only.
 # -S: lakeproxy with statistics on and the query log written to a file (default: off).
 # -k DIR: keep lakeproxy's callgrind profiles of both runs in DIR (for callgrind_annotate;
 # their difference per function is the cost of the extra transactions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP=
-while getopts "s:l:M:Sk:" o; do
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP= SCRIPT=--builtin=select-only
+while getopts "s:l:M:SBk:" o; do
     case $o in
         s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS=on ;;
+        B) SCRIPT=--builtin=tpcb-like ;;
         k) KEEP=$OPTARG ;; *) exit 2 ;;
     esac
 done
@@ -57,7 +59,7 @@ total_instructions() {
         pg_isready -q -h 127.0.0.1 -p "$port" && break
         sleep 0.2
     done
-    pgbench -n -S -M "$MODE" -c $CLIENTS -j 2 -t "$txns" \
+    pgbench -n "$SCRIPT" -M "$MODE" -c $CLIENTS -j 2 -t "$txns" \
         "host=127.0.0.1 port=$port dbname=bench user=lp_server" >"$T/$name.pgbench" 2>&1
     pkill -INT -P "$pid" 2>/dev/null || kill -INT "$pid"
     pkill -INT -f "callgrind-out-file=$out" 2>/dev/null || true
@@ -79,6 +81,8 @@ if [ -n "$KEEP" ]; then
     mkdir -p "$KEEP" && cp "$T"/lakeproxy.*.callgrind "$KEEP/"
 fi
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
-echo "user-space instructions per pgbench -S transaction ($MODE protocol, $CLIENTS clients," \
+kind="pgbench -S"
+[ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
+echo "user-space instructions per $kind transaction ($MODE protocol, $CLIENTS clients," \
     "pool $POOL): lakeproxy (statistics $STATS) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
     "$pb, ratio $(awk -v a="$lp" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')"
