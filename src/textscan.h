@@ -4,20 +4,33 @@
 #ifndef LAKEPROXY_TEXTSCAN_H
 #define LAKEPROXY_TEXTSCAN_H
 
-#include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 
-/* Does NUL-terminated text contain word (non-empty, ASCII), ignoring case, anywhere? */
+/* ASCII case folding, as PostgreSQL folds keywords (locale-free). */
+static inline char textscan_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+static inline char textscan_upper(char c)
+{
+    return c >= 'a' && c <= 'z' ? (char)(c - ('a' - 'A')) : c;
+}
+
+/* Does NUL-terminated text contain word (non-empty, lower-case ASCII), ignoring case,
+ * anywhere? Each candidate's second byte is compared in line before the rest: most fail
+ * there. */
 static inline bool text_contains_ci(const char *text, const char *word)
 {
-    const char first[3] = {(char)tolower((unsigned char)word[0]),
-                           (char)toupper((unsigned char)word[0]), '\0'};
-    size_t rest = strlen(word + 1);
-    for (const char *p = strpbrk(text, first); p; p = strpbrk(p + 1, first))
-        if (strncasecmp(p + 1, word + 1, rest) == 0)
+    const char first[3] = {word[0], textscan_upper(word[0]), '\0'};
+    for (const char *p = strpbrk(text, first); p; p = strpbrk(p + 1, first)) {
+        size_t i = 1;
+        while (word[i] && textscan_lower(p[i]) == word[i])
+            i++;
+        if (!word[i])
             return true;
+    }
     return false;
 }
 

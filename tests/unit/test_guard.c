@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "guard.h"
+#include "textscan.h"
 
 enum want { PASS, REFUSE, RETIRE };
 
@@ -320,5 +321,46 @@ Test(guard, set_config_with_named_arguments_is_refused)
         struct guard_verdict v;
         guard_check(sql[i], "app", &v);
         cr_expect(v.refuse, "[%s] passed", sql[i]);
+    }
+}
+
+/* The keyword search behind every pre-filter: any case, anywhere (inside words too), at the
+ * very end, after candidates that fail late; never past the text's end. */
+Test(textscan, a_keyword_is_found_in_any_case_anywhere_and_only_there)
+{
+    static const struct {
+        const char *text, *word;
+        bool found;
+    } cases[] = {
+        {"DEALLOCATE ALL", "deallocate", true},
+        {"select 1; DeAlLoCaTe x", "deallocate", true},
+        {"update t set a = 1", "set", true},
+        {"SELECT * FROM attempts", "temp", true}, /* inside a word: the filters are coarse */
+        {"select pg_catalog.set_config('a', 'b', false)", "set_config", true},
+        {"SELECT U&'\\0041'", "u&", true},
+        {"select 1 -- dro", "drop", false},   /* cut at the end of the text */
+        {"dddd ddrr dro drp", "drop", false}, /* every candidate fails late */
+        {"SELECT abalance FROM pgbench_accounts WHERE aid = $1", "alter", false},
+        {"x", "x", true},
+        {"X", "x", true},
+        {"", "x", false},
+        {"dro\0p", "drop", false}, /* the text ends at its NUL */
+        {"insert into t values (1)", "into", true},
+        {"INTO", "into", true},
+        {"int", "into", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_expect_eq(text_contains_ci(cases[i].text, cases[i].word), cases[i].found,
+                     "\"%s\" in \"%s\"", cases[i].word, cases[i].text);
+    /* every case folding of a keyword, at every offset */
+    const char *word = "discard";
+    for (unsigned mask = 0; mask < 128; mask++) {
+        char text[32] = "xx ";
+        for (int k = 0; k < 7; k++)
+            text[3 + k] = (char)(mask & (1u << k) ? word[k] - ('a' - 'A') : word[k]);
+        text[10] = '\0';
+        cr_expect(text_contains_ci(text, word), "%s", text);
+        text[9] = 'x';
+        cr_expect(!text_contains_ci(text, word), "%s", text);
     }
 }
