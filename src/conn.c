@@ -39,12 +39,20 @@ void conn_send_last(struct bufferevent *bev, struct buf *b)
         conn_write(bev, b->data, b->len);
 }
 
+static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
+
 void conn_flush(struct bufferevent *bev)
 {
-    struct evbuffer *out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) == 0 || bufferevent_get_underlying(bev))
+    struct evbuffer *out = bev->output;
+    if (evbuffer_get_length(out) == 0)
         return;
-    evutil_socket_t fd = bufferevent_getfd(bev);
+    evutil_socket_t fd;
+    if (event_get_callback(&bev->ev_read) == direct_read_cb) /* a plain socket: its read fd */
+        fd = event_get_fd(&bev->ev_read);
+    else if (bufferevent_get_underlying(bev))
+        return; /* TLS: the filter writes */
+    else
+        fd = bufferevent_getfd(bev);
     if (fd >= 0) { /* libevent keeps the front of a socket's output frozen outside its own
                       write callback; thaw it for this write */
         evbuffer_unfreeze(out, 1);
@@ -91,8 +99,6 @@ static void read_failed(struct bufferevent *bev, short what)
     bufferevent_disable(bev, EV_READ);
     bufferevent_trigger_event(bev, what, 0);
 }
-
-static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
 
 void conn_read_resume(struct bufferevent *bev)
 {
