@@ -959,7 +959,8 @@ void client_pump(struct client *c)
     struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(s->bev);
     enum relay_result r;
     do { /* full, then flushed to below the mark: no write callback would wake us, go on */
-        r = relay_pump(in, out, &c->relay, c->w->cfg->max_message_size, active_inspect, c, &err);
+        r = relay_pump_to(in, out, conn_plain_fd(s->bev), &c->relay, c->w->cfg->max_message_size,
+                          active_inspect, c, &err);
         conn_flush(s->bev);
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);

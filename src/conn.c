@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "relay.h"
+
 #define FLUSH_TIMEOUT_S 5
 /* At most this much is read per read event (libevent: 4 KB, after an ioctl asking how much). */
 #define CONN_READ_CHUNK 16384
@@ -41,9 +43,15 @@ void conn_send_last(struct bufferevent *bev, struct buf *b)
 
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
 
+int conn_plain_fd(struct bufferevent *bev)
+{
+    return event_get_callback(&bev->ev_read) == direct_read_cb ? event_get_fd(&bev->ev_read) : -1;
+}
+
 void conn_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bev->output;
+    relay_settle(out); /* a run the relay holds back for out leaves first */
     if (evbuffer_get_length(out) == 0)
         return;
     evutil_socket_t fd;

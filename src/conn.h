@@ -17,6 +17,9 @@ bool conn_queue(struct bufferevent *bev, struct buf *b) __attribute__((warn_unus
 /* Best-effort send of a last message (an error before closing): failures are moot. */
 void conn_send_last(struct bufferevent *bev, struct buf *b);
 
+/* The descriptor of a plain socket read through conn_read_direct, else -1 (TLS, not yet). */
+int conn_plain_fd(struct bufferevent *bev);
+
 /* Plain sockets keep EV_WRITE disabled and are written at once, right after a message is
  * queued, instead of on the next loop turn: no epoll change and no extra wake-up per message
  * (what PgBouncer does with its direct send). Only what the socket does not take waits for a

@@ -26,7 +26,8 @@ enum relay_verdict {
  * with the whole body. Any verdict other than RV_STREAM waits until the whole message is
  * buffered, and the header call is then repeated as more bytes arrive: only a header call
  * that answers RV_STREAM may have side effects. An inspector only looks and records: it must
- * not call into connection logic that could pump the same buffer again. */
+ * not call into connection logic that could pump the same buffer again, nor close either
+ * connection (relay_pump_to may still send to the destination's socket after it returns). */
 typedef enum relay_verdict (*relay_inspect_fn)(void *arg, uint8_t type, uint32_t body_len,
                                                const uint8_t *body);
 
@@ -40,5 +41,19 @@ enum relay_result {
 
 enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct relay *r,
                              size_t max_size, relay_inspect_fn fn, void *arg, const char **err);
+
+/* relay_pump, with out the output of a plain socket direct_fd (or -1): while out is empty, the
+ * passed messages lying whole in the input's first chunk are held back as one run and sent to
+ * direct_fd straight from the input, what the socket does not take now going to out; no copy
+ * into out, no buffer chain allocated and freed. Any write to out while a run is held (an
+ * inspector's) must come after the run: whatever an inspector adds to out directly is seen
+ * after its call and the run put ahead of it; whatever writes out to the socket must call
+ * relay_settle(out) first (conn_flush does). */
+enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int direct_fd,
+                                struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
+                                const char **err);
+
+/* Puts a run relay_pump_to holds back for out into out, ahead of what out holds. */
+void relay_settle(struct evbuffer *out);
 
 #endif

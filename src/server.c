@@ -686,7 +686,8 @@ void server_pump(struct server *s)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     enum relay_result r;
     do { /* full, then flushed to below the mark: no write callback would wake us, go on */
-        r = relay_pump(in, out, &s->relay, SIZE_MAX, active_inspect, s, &err);
+        r = relay_pump_to(in, out, conn_plain_fd(c->bev), &s->relay, SIZE_MAX, active_inspect, s,
+                          &err);
         maskwire_flush(s);
         conn_flush(c->bev);
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && s->client == c);

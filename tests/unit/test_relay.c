@@ -1,8 +1,12 @@
 /* test_relay.c: the message pump: whole messages move, big bodies stream in pieces, the
  * inspector sees what it asks for, and framing errors stop the pump. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <event2/buffer.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proto.h"
 #include "relay.h"
@@ -161,6 +165,21 @@ static size_t msgs_of(const char *types, uint8_t *out, size_t cap)
     return n;
 }
 
+/* An input holding src[0..n) in three separate chunks, cut at cut1 and cut2. */
+static struct evbuffer *in_three_chunks(const uint8_t *src, size_t n, size_t cut1, size_t cut2)
+{
+    struct evbuffer *in = evbuffer_new();
+    struct evbuffer *parts[3] = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
+    evbuffer_add(parts[0], src, cut1);
+    evbuffer_add(parts[1], src + cut1, cut2 - cut1);
+    evbuffer_add(parts[2], src + cut2, n - cut2);
+    for (int i = 0; i < 3; i++) {
+        evbuffer_add_buffer(in, parts[i]);
+        evbuffer_free(parts[i]);
+    }
+    return in;
+}
+
 /* Whatever the chunks the input arrived in, the output is the same: the messages passed
  * before an inspector's own write come before it, drops leave nothing, the pump stops after
  * the stopping message and leaves the rest in place. */
@@ -171,15 +190,7 @@ Test(relay, order_and_verdicts_hold_whatever_the_chunk_boundaries)
     size_t wn = msgs_of("aXcaE", want, sizeof(want));
     for (size_t cut1 = 0; cut1 <= n; cut1++)
         for (size_t cut2 = cut1; cut2 <= n; cut2++) {
-            struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
-            struct evbuffer *parts[3] = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
-            evbuffer_add(parts[0], src, cut1); /* three separate chunks in in */
-            evbuffer_add(parts[1], src + cut1, cut2 - cut1);
-            evbuffer_add(parts[2], src + cut2, n - cut2);
-            for (int i = 0; i < 3; i++) {
-                evbuffer_add_buffer(in, parts[i]);
-                evbuffer_free(parts[i]);
-            }
+            struct evbuffer *in = in_three_chunks(src, n, cut1, cut2), *out = evbuffer_new();
             struct relay r = {0};
             struct rewriting rw = {.out = out};
             const char *err;
@@ -213,4 +224,126 @@ Test(relay, a_wait_keeps_its_message_and_consumes_only_those_before)
     cr_expect_eq(evbuffer_get_length(in), 0);
     evbuffer_free(in);
     evbuffer_free(out);
+}
+
+/* A socket pair whose first end does not block (the proxy's sockets do not). */
+static void nonblocking_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cr_assert_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    cr_assert_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+}
+
+/* What the destination gets in all: the bytes sent to its socket, then what waits in out. */
+static size_t stream_of(int peer, struct evbuffer *out, uint8_t *got, size_t cap)
+{
+    size_t n = 0;
+    ssize_t k;
+    while (n < cap && (k = read(peer, got + n, cap - n)) > 0)
+        n += (size_t)k;
+    size_t rest = evbuffer_get_length(out);
+    cr_assert_leq(n + rest, cap);
+    evbuffer_remove(out, got + n, rest);
+    return n + rest;
+}
+
+/* An inspector writing its X as conn_send does: it settles the held run and writes out to the
+ * socket at once. */
+struct flushing {
+    struct evbuffer *out;
+    int fd;
+};
+
+static enum relay_verdict rewrite_and_flush(void *arg, uint8_t type, uint32_t len,
+                                            const uint8_t *body)
+{
+    struct flushing *fl = arg;
+    struct rewriting rw = {.out = fl->out};
+    if (type == 'B' && body) {
+        relay_settle(fl->out);
+        add_msg(fl->out, 'X', "X", 1);
+        while (evbuffer_get_length(fl->out) > 0 && evbuffer_write(fl->out, fl->fd) > 0)
+            ;
+        return RV_DROP;
+    }
+    return rewrite_some(&rw, type, len, body);
+}
+
+/* Sent straight from the input, the destination's stream is the one the copying pump makes,
+ * whatever the chunks, whether the inspector adds to out or writes out to the socket itself;
+ * and the passed messages before any write of the inspector's still come first. */
+Test(relay, messages_sent_straight_from_the_input_keep_their_order)
+{
+    uint8_t src[256], want[256], got[512];
+    size_t n = msgs_of("aBcdaEa", src, sizeof(src));
+    size_t wn = msgs_of("aXcaE", want, sizeof(want));
+    for (int flushes = 0; flushes < 2; flushes++)
+        for (size_t cut1 = 0; cut1 <= n; cut1++)
+            for (size_t cut2 = cut1; cut2 <= n; cut2++) {
+                int sv[2];
+                nonblocking_pair(sv);
+                struct evbuffer *in = in_three_chunks(src, n, cut1, cut2);
+                struct evbuffer *out = evbuffer_new();
+                struct relay r = {0};
+                struct rewriting rw = {.out = out};
+                struct flushing fl = {.out = out, .fd = sv[0]};
+                const char *err;
+                enum relay_result res =
+                    flushes ? relay_pump_to(in, out, sv[0], &r, 1024, rewrite_and_flush, &fl, &err)
+                            : relay_pump_to(in, out, sv[0], &r, 1024, rewrite_some, &rw, &err);
+                cr_assert_eq(res, RELAY_STOPPED, "cuts %zu %zu", cut1, cut2);
+                size_t gn = stream_of(sv[1], out, got, sizeof(got));
+                cr_assert_eq(gn, wn, "flushes %d, cuts %zu %zu", flushes, cut1, cut2);
+                cr_assert(memcmp(got, want, wn) == 0, "flushes %d, cuts %zu %zu", flushes, cut1,
+                          cut2);
+                cr_assert_eq(evbuffer_get_length(in), 6, "the message after the stop stays");
+                evbuffer_free(in);
+                evbuffer_free(out);
+                close(sv[0]);
+                close(sv[1]);
+            }
+}
+
+/* What the socket does not take waits in out, in order; with something already waiting in
+ * out nothing goes straight to the socket (it would overtake it). */
+Test(relay, a_socket_that_takes_part_leaves_the_rest_in_out_in_order)
+{
+    enum { N = 200, BODY = 1000 }; /* under RELAY_HIGH_WATER in all */
+    static uint8_t src[N * (BODY + 5)], got[N * (BODY + 5) + 64];
+    char body[BODY];
+    struct evbuffer *msgs = evbuffer_new();
+    for (int i = 0; i < N; i++) {
+        memset(body, 'a' + i % 26, sizeof(body));
+        body[0] = (char)i;
+        add_msg(msgs, 'a', body, sizeof(body));
+    }
+    size_t n = evbuffer_get_length(msgs);
+    evbuffer_remove(msgs, src, n);
+    evbuffer_free(msgs);
+    for (int queued = 0; queued < 2; queued++) {
+        int sv[2];
+        nonblocking_pair(sv);
+        int small = 4096;
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+        struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+        evbuffer_add(in, src, n);
+        if (queued)
+            add_msg(out, 'q', "q", 1);
+        struct relay r = {0};
+        struct rewriting rw = {.out = out};
+        const char *err;
+        cr_assert_eq(relay_pump_to(in, out, sv[0], &r, 1 << 20, rewrite_some, &rw, &err),
+                     RELAY_MORE);
+        cr_assert_eq(evbuffer_get_length(in), 0);
+        size_t gn = stream_of(sv[1], out, got, sizeof(got));
+        size_t skip = queued ? 6 : 0;
+        cr_assert_eq(gn, n + skip, "queued %d", queued);
+        if (queued)
+            cr_assert_eq(got[0], 'q', "what waited in out comes first");
+        cr_assert(memcmp(got + skip, src, n) == 0, "queued %d", queued);
+        evbuffer_free(in);
+        evbuffer_free(out);
+        close(sv[0]);
+        close(sv[1]);
+    }
 }
