@@ -54,12 +54,10 @@ void conn_flush(struct bufferevent *bev)
     relay_settle(out); /* a run the relay holds back for out leaves first */
     if (evbuffer_get_length(out) == 0)
         return;
-    evutil_socket_t fd;
-    if (event_get_callback(&bev->ev_read) == direct_read_cb) /* a plain socket: its read fd */
-        fd = event_get_fd(&bev->ev_read);
-    else if (bufferevent_get_underlying(bev))
+    evutil_socket_t fd = conn_plain_fd(bev);
+    if (fd < 0 && bufferevent_get_underlying(bev))
         return; /* TLS: the filter writes */
-    else
+    if (fd < 0)
         fd = bufferevent_getfd(bev);
     if (fd >= 0) { /* libevent keeps the front of a socket's output frozen outside its own
                       write callback; thaw it for this write */

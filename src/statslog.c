@@ -344,12 +344,13 @@ size_t statslog_format_cached(struct statslog_stmt_cache *c, const struct statsl
     struct statslog_stmt_cache_entry *e = &c->slots[r->fingerprint % STATSLOG_STMT_CACHE];
     const struct statslog_rec *st = r; /* whose statement fields the line shows */
     bool in_cache = true;              /* does slot e hold them? */
-    if (r->stmt_known)                 /* e holds them (the shadow's promise) */
+    if (r->stmt_known) {               /* e holds them (the shadow's promise) */
         in_cache = e->key.stmt_id == r->stmt_id;
-    else if (r->stmt_id ? e->key.stmt_id != r->stmt_id : !same_statement(&e->key, r))
+        if (in_cache)
+            st = &e->key;
+    } else if (r->stmt_id ? e->key.stmt_id != r->stmt_id : !same_statement(&e->key, r)) {
         fill_statement(e, r);
-    if (r->stmt_known && in_cache)
-        st = &e->key;
+    }
     /* the cached text only when it fits whole, as formatting it here would have */
     if (in_cache && e->len > 0 && l.at + e->len + 16 <= l.cap)
         put_bytes(&l, e->text, e->len);

@@ -19,8 +19,8 @@ static inline char textscan_upper(char c)
 }
 
 /* Does NUL-terminated text contain word (non-empty, lower-case ASCII), ignoring case,
- * anywhere? Each candidate's second byte is compared in line before the rest: most fail
- * there. */
+ * anywhere? strpbrk finds each candidate's first byte; the rest is compared in line (most
+ * candidates fail at their second byte), stopping at the text's NUL. */
 static inline bool text_contains_ci(const char *text, const char *word)
 {
     const char first[3] = {word[0], textscan_upper(word[0]), '\0'};
