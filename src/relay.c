@@ -3,16 +3,28 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "proto.h"
 
 /* The run of passed messages relay_chunk holds back from its out, to send them straight from
- * the input (one per thread: a pump never runs inside another's inspector). */
+ * the input (one per thread: a pump never runs inside another's inspector). The run belongs
+ * after the first `at` bytes of out (what an inspector wrote before it began) and ahead of
+ * anything added later. */
 static _Thread_local struct {
     struct evbuffer *out;
     const uint8_t *p;
     size_t n;
+    size_t at;
 } held;
+
+/* A run begins only while out holds at most this much ahead of it (an inspector's own small
+ * messages: a checkout's Close, a re-Parse), so that putting it in its place needs no more
+ * than a copy of that on the stack. */
+enum { HOLD_AFTER_MAX = 4096 };
+
+/* At most this many pieces of out go with a run in one sendmsg; more, and the run is copied. */
+enum { HOLD_IOV = 7 };
 
 /* Adds p ahead of what out holds (a socket's output keeps its front frozen: thawed for it). */
 static void prepend_thawed(struct evbuffer *out, const uint8_t *p, size_t n)
@@ -24,30 +36,76 @@ static void prepend_thawed(struct evbuffer *out, const uint8_t *p, size_t n)
     }
 }
 
+/* Drains n bytes from the front of out, thawing it when frozen. */
+static void drain_thawed(struct evbuffer *out, size_t n)
+{
+    if (evbuffer_drain(out, n) != 0) {
+        evbuffer_unfreeze(out, 1);
+        evbuffer_drain(out, n);
+        evbuffer_freeze(out, 1);
+    }
+}
+
+/* Puts p[0..n) into out after its first at bytes (at <= HOLD_AFTER_MAX). */
+static void insert_at(struct evbuffer *out, size_t at, const uint8_t *p, size_t n)
+{
+    size_t len = evbuffer_get_length(out);
+    if (at >= len) {
+        evbuffer_add(out, p, n);
+    } else if (at == 0) {
+        prepend_thawed(out, p, n);
+    } else {
+        uint8_t head[HOLD_AFTER_MAX];
+        bool frozen = evbuffer_copyout(out, head, at) < 0; /* a frozen front is not read */
+        if (frozen) {
+            evbuffer_unfreeze(out, 1);
+            evbuffer_copyout(out, head, at);
+        }
+        evbuffer_drain(out, at);
+        evbuffer_prepend(out, p, n);
+        evbuffer_prepend(out, head, at);
+        if (frozen)
+            evbuffer_freeze(out, 1);
+    }
+}
+
 void relay_settle(struct evbuffer *out)
 {
     if (held.n == 0 || held.out != out)
         return;
     size_t n = held.n;
     held.n = 0;
-    if (evbuffer_get_length(out) == 0)
-        evbuffer_add(out, held.p, n);
-    else
-        prepend_thawed(out, held.p, n);
+    insert_at(out, held.at, held.p, n);
 }
 
-/* Sends the held run to fd, and what the socket does not take now into out (empty). */
+/* Sends what out holds and then the held run to fd in one call; what the socket does not take
+ * stays in out, the run's rest after it. */
 static void send_held(int fd, struct evbuffer *out)
 {
-    size_t n = held.n;
+    size_t n = held.n, before = evbuffer_get_length(out);
     held.n = 0;
-    ssize_t k;
+    struct evbuffer_iovec pieces[HOLD_IOV];
+    int k = before ? evbuffer_peek(out, (ev_ssize_t)before, NULL, pieces, HOLD_IOV) : 0;
+    if (k < 0 || k > HOLD_IOV) { /* out in too many pieces: the run follows it as a copy */
+        evbuffer_add(out, held.p, n);
+        return;
+    }
+    struct iovec iov[HOLD_IOV + 1];
+    for (int i = 0; i < k; i++)
+        iov[i] = (struct iovec){.iov_base = pieces[i].iov_base, .iov_len = pieces[i].iov_len};
+    iov[k] = (struct iovec){.iov_base = (void *)held.p, .iov_len = n};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)k + 1};
+    ssize_t sent;
     do
-        k = send(fd, held.p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (k < 0 && errno == EINTR);
-    size_t sent = k > 0 ? (size_t)k : 0;
-    if (sent < n)
-        evbuffer_add(out, held.p + sent, n - sent);
+        sent = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (sent < 0 && errno == EINTR);
+    size_t total = sent > 0 ? (size_t)sent : 0;
+    size_t of_out = total < before ? total : before;
+    if (of_out > 0)
+        drain_thawed(out, of_out);
+    size_t of_run = total - of_out;
+    if (of_run < n)
+        evbuffer_add(out, held.p + of_run, n - of_run);
 }
 
 /* Copies what is buffered of the message being streamed. */
@@ -127,8 +185,11 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
 /* The messages that lie whole in the first chunk of in, handled in place: each passed one is
  * copied to out as it is judged (so whatever an inspector writes to out comes after it, as
  * with one message at a time), and all of them are drained from in at once at the end,
- * instead of a move and its bookkeeping per message. Stops at the first message that is not
- * whole in the chunk (*more: the caller handles it the slow way) or at any other result. */
+ * instead of a move and its bookkeeping per message. When out is a plain socket's, the passed
+ * messages are not copied but held as runs (while out holds little), each put in its place in
+ * out when something must follow it there, the last sent from the input after what out holds.
+ * Stops at the first message that is not whole in the chunk (*more: the caller handles it
+ * the slow way) or at any other result. */
 static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, int direct_fd,
                                      size_t max_size, relay_inspect_fn fn, void *arg, bool *more,
                                      const char **err)
@@ -140,12 +201,12 @@ static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, 
     const uint8_t *base = v.iov_base;
     size_t off = 0, avail = v.iov_len;
     enum relay_result res = RELAY_MORE;
-    /* holding: the messages passed so far form one run, held back from out (empty) */
-    bool hold = out && direct_fd >= 0 && evbuffer_get_length(out) == 0;
+    bool hold = out && direct_fd >= 0;
     held.out = out;
     held.n = 0;
+    size_t queued = out ? evbuffer_get_length(out) : 0; /* kept up to date below */
     while (avail - off >= 5) {
-        if (out && !hold && evbuffer_get_length(out) > RELAY_HIGH_WATER) {
+        if (queued > RELAY_HIGH_WATER) {
             res = RELAY_FULL;
             break;
         }
@@ -160,13 +221,16 @@ static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, 
             *more = true;
             break;
         }
-        size_t run = held.n;
         enum relay_verdict vd = fn(arg, type, body_len, NULL);
         if (vd == RV_NEED_BODY)
             vd = fn(arg, type, body_len, base + off + 5);
-        if (hold && (held.n != run || evbuffer_get_length(out) > 0)) {
-            relay_settle(out); /* the inspector wrote to out: the run goes first */
-            hold = false;
+        if (out) {
+            size_t now = evbuffer_get_length(out);
+            if (held.n > 0 && now != queued) { /* the inspector wrote: the run goes first */
+                relay_settle(out);
+                now = evbuffer_get_length(out);
+            }
+            queued = now;
         }
         if (vd == RV_WAIT) {
             res = RELAY_WAIT;
@@ -179,15 +243,18 @@ static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, 
         }
         /* RV_STREAM of a whole message is a pass; with no out, a pass is a drop */
         bool pass = out && vd != RV_DROP && vd != RV_DROP_STOP;
-        if (pass && hold) {
-            if (held.n == 0)
-                held.p = base + off;
+        if (pass && hold && held.n > 0) {
             held.n += total;
+        } else if (pass && hold && queued <= HOLD_AFTER_MAX) {
+            held.p = base + off;
+            held.n = total;
+            held.at = queued;
         } else if (pass) {
             evbuffer_add(out, base + off, total);
-        } else if (hold && held.n > 0) { /* a gap in the run: out takes it, copies follow */
+            queued = evbuffer_get_length(out);
+        } else if (held.n > 0) { /* a gap in the run: the run so far takes its place in out */
             relay_settle(out);
-            hold = false;
+            queued = evbuffer_get_length(out);
         }
         off += total;
         if (vd == RV_PASS_STOP || vd == RV_DROP_STOP) {
@@ -195,8 +262,8 @@ static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, 
             break;
         }
     }
-    /* the run leaves before anything else is added to out; then the input goes */
-    if (hold && held.n > 0 && res != RELAY_FAILED && evbuffer_get_length(out) == 0)
+    /* the run leaves with what is ahead of it in out; then the input goes */
+    if (held.n > 0 && res != RELAY_FAILED && evbuffer_get_length(out) == held.at)
         send_held(direct_fd, out);
     relay_settle(out);
     held.out = NULL;

@@ -42,18 +42,20 @@ enum relay_result {
 enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct relay *r,
                              size_t max_size, relay_inspect_fn fn, void *arg, const char **err);
 
-/* relay_pump, with out the output of a plain socket direct_fd (or -1): while out is empty, the
- * passed messages lying whole in the input's first chunk are held back as one run and sent to
- * direct_fd straight from the input, what the socket does not take now going to out; no copy
- * into out, no buffer chain allocated and freed. Any write to out while a run is held (an
- * inspector's) must come after the run: whatever an inspector adds to out directly is seen
- * after its call and the run put ahead of it; whatever writes out to the socket must call
- * relay_settle(out) first (conn_flush does). */
+/* relay_pump, with out the output of a plain socket direct_fd (or -1): while out holds little
+ * (nothing, or an inspector's own small messages), the passed messages lying whole in the
+ * input's first chunk are held back as runs, and the last is sent to direct_fd straight from
+ * the input together with what out holds (one sendmsg), what the socket does not take now
+ * staying in out in order; no copy into out, no buffer chain allocated and freed. Any write to
+ * out while a run is held (an inspector's) must come after the run: whatever an inspector adds
+ * to out directly is seen after its call and the run put in its place ahead of it; whatever
+ * writes out to the socket must call relay_settle(out) first (conn_flush does). */
 enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int direct_fd,
                                 struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
                                 const char **err);
 
-/* Puts a run relay_pump_to holds back for out into out, ahead of what out holds. */
+/* Puts a run relay_pump_to holds back for out into out, in its place: after what out held
+ * when the run began, ahead of anything added since. */
 void relay_settle(struct evbuffer *out);
 
 #endif

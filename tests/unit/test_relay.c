@@ -241,6 +241,7 @@ static size_t stream_of(int peer, struct evbuffer *out, uint8_t *got, size_t cap
     ssize_t k;
     while (n < cap && (k = read(peer, got + n, cap - n)) > 0)
         n += (size_t)k;
+    evbuffer_unfreeze(out, 1); /* (when the test froze it as libevent does) */
     size_t rest = evbuffer_get_length(out);
     cr_assert_leq(n + rest, cap);
     evbuffer_remove(out, got + n, rest);
@@ -248,10 +249,11 @@ static size_t stream_of(int peer, struct evbuffer *out, uint8_t *got, size_t cap
 }
 
 /* An inspector writing its X as conn_send does: it settles the held run and writes out to the
- * socket at once. */
+ * socket at once (thawing out's front when frozen, as conn_flush does). */
 struct flushing {
     struct evbuffer *out;
     int fd;
+    bool frozen;
 };
 
 static enum relay_verdict rewrite_and_flush(void *arg, uint8_t type, uint32_t len,
@@ -262,11 +264,68 @@ static enum relay_verdict rewrite_and_flush(void *arg, uint8_t type, uint32_t le
     if (type == 'B' && body) {
         relay_settle(fl->out);
         add_msg(fl->out, 'X', "X", 1);
+        if (fl->frozen)
+            evbuffer_unfreeze(fl->out, 1);
         while (evbuffer_get_length(fl->out) > 0 && evbuffer_write(fl->out, fl->fd) > 0)
             ;
+        if (fl->frozen)
+            evbuffer_freeze(fl->out, 1);
         return RV_DROP;
     }
     return rewrite_some(&rw, type, len, body);
+}
+
+/* An inspector that, like a checkout, writes a 'C' of its own before passing each 'P';
+ * otherwise rewrite_some's verdicts. */
+static enum relay_verdict write_before_p(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
+{
+    struct rewriting *rw = arg;
+    if (type == 'P') {
+        add_msg(rw->out, 'C', "C", 1);
+        return RV_PASS;
+    }
+    return rewrite_some(rw, type, len, body);
+}
+
+enum inspector { ADDS, FLUSHES, WRITES_BEFORE_P };
+
+/* Pumps messages of the given types, cut into three chunks at every pair of points, to a
+ * socket with the chosen inspector (out's front frozen, as libevent keeps a socket's, or not);
+ * the destination's stream is always the messages of want, and the pump stops at 'E'. */
+static void expect_stream_at_every_cut(const char *types, const char *want_types, enum inspector i,
+                                       bool frozen)
+{
+    uint8_t src[256], want[256], got[512];
+    size_t n = msgs_of(types, src, sizeof(src));
+    size_t wn = msgs_of(want_types, want, sizeof(want));
+    for (size_t cut1 = 0; cut1 <= n; cut1++)
+        for (size_t cut2 = cut1; cut2 <= n; cut2++) {
+            int sv[2];
+            nonblocking_pair(sv);
+            struct evbuffer *in = in_three_chunks(src, n, cut1, cut2);
+            struct evbuffer *out = evbuffer_new();
+            if (frozen)
+                evbuffer_freeze(out, 1);
+            struct relay r = {0};
+            struct rewriting rw = {.out = out};
+            struct flushing fl = {.out = out, .fd = sv[0], .frozen = frozen};
+            const char *err;
+            enum relay_result res =
+                i == FLUSHES ? relay_pump_to(in, out, sv[0], &r, 1024, rewrite_and_flush, &fl, &err)
+                : i == WRITES_BEFORE_P
+                    ? relay_pump_to(in, out, sv[0], &r, 1024, write_before_p, &rw, &err)
+                    : relay_pump_to(in, out, sv[0], &r, 1024, rewrite_some, &rw, &err);
+            cr_assert_eq(res, RELAY_STOPPED, "%s: cuts %zu %zu", types, cut1, cut2);
+            size_t gn = stream_of(sv[1], out, got, sizeof(got));
+            cr_assert_eq(gn, wn, "%s, frozen %d: cuts %zu %zu", types, frozen, cut1, cut2);
+            cr_assert(memcmp(got, want, wn) == 0, "%s, frozen %d: cuts %zu %zu", types, frozen,
+                      cut1, cut2);
+            cr_assert_eq(evbuffer_get_length(in), 6, "the message after the stop stays");
+            evbuffer_free(in);
+            evbuffer_free(out);
+            close(sv[0]);
+            close(sv[1]);
+        }
 }
 
 /* Sent straight from the input, the destination's stream is the one the copying pump makes,
@@ -274,38 +333,40 @@ static enum relay_verdict rewrite_and_flush(void *arg, uint8_t type, uint32_t le
  * and the passed messages before any write of the inspector's still come first. */
 Test(relay, messages_sent_straight_from_the_input_keep_their_order)
 {
-    uint8_t src[256], want[256], got[512];
-    size_t n = msgs_of("aBcdaEa", src, sizeof(src));
-    size_t wn = msgs_of("aXcaE", want, sizeof(want));
-    for (int flushes = 0; flushes < 2; flushes++)
-        for (size_t cut1 = 0; cut1 <= n; cut1++)
-            for (size_t cut2 = cut1; cut2 <= n; cut2++) {
-                int sv[2];
-                nonblocking_pair(sv);
-                struct evbuffer *in = in_three_chunks(src, n, cut1, cut2);
-                struct evbuffer *out = evbuffer_new();
-                struct relay r = {0};
-                struct rewriting rw = {.out = out};
-                struct flushing fl = {.out = out, .fd = sv[0]};
-                const char *err;
-                enum relay_result res =
-                    flushes ? relay_pump_to(in, out, sv[0], &r, 1024, rewrite_and_flush, &fl, &err)
-                            : relay_pump_to(in, out, sv[0], &r, 1024, rewrite_some, &rw, &err);
-                cr_assert_eq(res, RELAY_STOPPED, "cuts %zu %zu", cut1, cut2);
-                size_t gn = stream_of(sv[1], out, got, sizeof(got));
-                cr_assert_eq(gn, wn, "flushes %d, cuts %zu %zu", flushes, cut1, cut2);
-                cr_assert(memcmp(got, want, wn) == 0, "flushes %d, cuts %zu %zu", flushes, cut1,
-                          cut2);
-                cr_assert_eq(evbuffer_get_length(in), 6, "the message after the stop stays");
-                evbuffer_free(in);
-                evbuffer_free(out);
-                close(sv[0]);
-                close(sv[1]);
-            }
+    expect_stream_at_every_cut("aBcdaEa", "aXcaE", ADDS, false);
+    expect_stream_at_every_cut("aBcdaEa", "aXcaE", FLUSHES, false);
+    expect_stream_at_every_cut("aBcdaEa", "aXcaE", FLUSHES, true);
 }
 
-/* What the socket does not take waits in out, in order; with something already waiting in
- * out nothing goes straight to the socket (it would overtake it). */
+/* An inspector's writes before a run, inside one that began after an earlier write, and
+ * drops inside a run: each keeps its place, with out's front frozen or not. */
+Test(relay, runs_after_an_inspectors_write_keep_their_place)
+{
+    expect_stream_at_every_cut("PaPcdaBaEa", "CPaCPcaXaE", WRITES_BEFORE_P, false);
+    expect_stream_at_every_cut("PaPcdaBaEa", "CPaCPcaXaE", WRITES_BEFORE_P, true);
+}
+
+/* An inspector that writes a 'C' of its own before the first message it sees, and at the
+ * hundredth, passing them all. */
+struct first_writer {
+    struct evbuffer *out;
+    int seen;
+};
+
+static enum relay_verdict write_at_first(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
+{
+    struct first_writer *fw = arg;
+    (void)type, (void)len, (void)body;
+    if (fw->seen == 0 || fw->seen == 100)
+        add_msg(fw->out, 'C', "C", 1);
+    fw->seen++;
+    return RV_PASS;
+}
+
+/* What the socket does not take waits in out, in order; something already waiting in out
+ * goes to the socket ahead of the messages (they never overtake it); what an inspector writes
+ * before a run goes to the socket with it, ahead of it, and one written inside it after the
+ * part before it (the output's front frozen, as libevent keeps a socket's). */
 Test(relay, a_socket_that_takes_part_leaves_the_rest_in_out_in_order)
 {
     enum { N = 200, BODY = 1000 }; /* under RELAY_HIGH_WATER in all */
@@ -320,22 +381,38 @@ Test(relay, a_socket_that_takes_part_leaves_the_rest_in_out_in_order)
     size_t n = evbuffer_get_length(msgs);
     evbuffer_remove(msgs, src, n);
     evbuffer_free(msgs);
-    for (int queued = 0; queued < 2; queued++) {
+    for (int queued = 0; queued < 3; queued++) {
         int sv[2];
         nonblocking_pair(sv);
         int small = 4096;
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
         struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
         evbuffer_add(in, src, n);
-        if (queued)
+        if (queued == 1)
             add_msg(out, 'q', "q", 1);
+        evbuffer_freeze(out, 1);
         struct relay r = {0};
         struct rewriting rw = {.out = out};
+        struct first_writer fw = {.out = out};
         const char *err;
-        cr_assert_eq(relay_pump_to(in, out, sv[0], &r, 1 << 20, rewrite_some, &rw, &err),
+        cr_assert_eq(queued == 2
+                         ? relay_pump_to(in, out, sv[0], &r, 1 << 20, write_at_first, &fw, &err)
+                         : relay_pump_to(in, out, sv[0], &r, 1 << 20, rewrite_some, &rw, &err),
                      RELAY_MORE);
         cr_assert_eq(evbuffer_get_length(in), 0);
         size_t gn = stream_of(sv[1], out, got, sizeof(got));
+        if (queued == 2) { /* C, 100 messages, C, the rest */
+            size_t cut = 100 * (BODY + 5);
+            cr_assert_eq(gn, n + 12);
+            cr_assert(got[0] == 'C' && got[cut + 6] == 'C', "each write in its place");
+            cr_assert(memcmp(got + 6, src, cut) == 0);
+            cr_assert(memcmp(got + cut + 12, src + cut, n - cut) == 0);
+            evbuffer_free(in);
+            evbuffer_free(out);
+            close(sv[0]);
+            close(sv[1]);
+            continue;
+        }
         size_t skip = queued ? 6 : 0;
         cr_assert_eq(gn, n + skip, "queued %d", queued);
         if (queued)
