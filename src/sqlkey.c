@@ -7,6 +7,28 @@
 
 #include "fnv.h"
 
+/* Byte classes of the scanner, ASCII as in the C locale: letters, digits, '_' and '$' (C_WORD),
+ * isspace (C_SPACE), and the word bytes that may open a constant outside a word (C_OPENS:
+ * digits, '$', and the E B X N U of E'', B'', X'', N'', U&''). Bytes from 128 are none.
+ * 32 bytes a row. */
+enum { C_WORD = 1, C_SPACE = 2, C_OPENS = 4 };
+static const uint8_t byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 0,
+};
+
+static inline uint8_t class_of(char c)
+{
+    return byte_class[(unsigned char)c];
+}
+
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
 /* Past a '...' string starting at p (the opening quote); backslash escapes when escapes. */
 static const char *skip_quoted(const char *p, bool escapes)
 {
@@ -27,7 +49,7 @@ static const char *skip_dollar(const char *p)
     const char *q = p + 1;
     while (isalnum((unsigned char)*q) || *q == '_')
         q++;
-    if (*q != '$' || isdigit((unsigned char)p[1]))
+    if (*q != '$' || is_digit(p[1]))
         return NULL;
     size_t taglen = (size_t)(q - p) + 1;
     const char *end;
@@ -40,13 +62,12 @@ static const char *skip_dollar(const char *p)
 /* Past a number starting at p (digits, a point, an exponent). */
 static const char *skip_number(const char *p)
 {
-    while (isdigit((unsigned char)*p) || *p == '.')
+    while (is_digit(*p) || *p == '.')
         p++;
     if ((*p == 'e' || *p == 'E') &&
-        (isdigit((unsigned char)p[1]) ||
-         ((p[1] == '+' || p[1] == '-') && isdigit((unsigned char)p[2])))) {
+        (is_digit(p[1]) || ((p[1] == '+' || p[1] == '-') && is_digit(p[2])))) {
         p += 2;
-        while (isdigit((unsigned char)*p))
+        while (is_digit(*p))
             p++;
     }
     return p;
@@ -55,37 +76,48 @@ static const char *skip_number(const char *p)
 /* Past a constant starting at p (after an identifier character, none starts), or NULL. */
 static const char *skip_constant(const char *p, char prev)
 {
-    bool in_word = isalnum((unsigned char)prev) || prev == '_' || prev == '$';
     if (*p == '\'')
         return skip_quoted(p, false);
-    if (!in_word && (*p == 'E' || *p == 'e') && p[1] == '\'')
+    if ((*p != '.' && !(class_of(*p) & C_OPENS)) || (class_of(prev) & C_WORD))
+        return NULL; /* (the common case: punctuation) */
+    if ((*p == 'E' || *p == 'e') && p[1] == '\'')
         return skip_quoted(p + 1, true);
-    if (!in_word && strchr("BbXxNn", *p) && p[1] == '\'')
+    if ((*p == 'B' || *p == 'b' || *p == 'X' || *p == 'x' || *p == 'N' || *p == 'n') &&
+        p[1] == '\'')
         return skip_quoted(p + 1, false);
-    if (!in_word && (*p == 'U' || *p == 'u') && p[1] == '&' && p[2] == '\'')
+    if ((*p == 'U' || *p == 'u') && p[1] == '&' && p[2] == '\'')
         return skip_quoted(p + 2, false);
-    if (*p == '$' && !in_word)
+    if (*p == '$')
         return skip_dollar(p);
-    if (!in_word && (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))))
+    if (is_digit(*p) || (*p == '.' && is_digit(p[1])))
         return skip_number(p);
     return NULL;
 }
 
-/* Byte classes of the scanner, ASCII as in the C locale: letters, digits, '_' and '$' (C_WORD),
- * isspace (C_SPACE), and the word bytes that may open a constant outside a word (C_OPENS:
- * digits, '$', and the E B X N U of E'', B'', X'', N'', U&''). Bytes from 128 are none.
- * 32 bytes a row. */
-enum { C_WORD = 1, C_SPACE = 2, C_OPENS = 4 };
-static const uint8_t byte_class[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0,
-    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 1,
-    0, 1, 5, 1, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5, 1, 1, 0, 0, 0, 0, 0,
-};
-
-static inline uint8_t class_of(char c)
+/* Mixes the n bytes of a word into h eight at a time rather than byte by byte (words are
+ * most of a statement's text); the last 1-7 bytes read as two overlapping halves (4-7) or
+ * first, middle and last (1-3), which covers each byte, with n alongside. */
+static inline uint64_t hash_word(uint64_t h, const char *p, size_t n)
 {
-    return byte_class[(unsigned char)c];
+    uint64_t w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * FNV_PRIME;
+        h ^= h >> 32;
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        w = a | (uint64_t)b << 32;
+    } else if (n > 0) {
+        w = (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[n / 2] << 8 |
+            (uint64_t)(uint8_t)p[n - 1] << 16;
+    } else {
+        w = 0;
+    }
+    h = (h ^ w ^ (uint64_t)n << 59) * FNV_PRIME;
+    return h ^ (h >> 32);
 }
 
 uint64_t sqlkey(const char *sql)
@@ -96,9 +128,11 @@ uint64_t sqlkey(const char *sql)
         uint8_t cls = class_of(*p);
         if ((cls & C_WORD) && (!(cls & C_OPENS) || (class_of(prev) & C_WORD))) {
             /* a word, or the rest of one: no constant starts inside; the common case */
-            do
-                h = fnv_byte(h, (uint8_t)*p++);
-            while (class_of(*p) & C_WORD);
+            const char *end = p + 1;
+            while (class_of(*end) & C_WORD)
+                end++;
+            h = hash_word(h, p, (size_t)(end - p));
+            p = end;
             prev = p[-1];
             continue;
         }

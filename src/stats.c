@@ -284,15 +284,19 @@ static struct stats_table *table_entry(struct stats *st, const char *table, cons
     return t;
 }
 
-static void add_table_reads(struct stats *st, const struct stats_fp *f, const struct stats_query *q)
+static void add_table_reads(struct stats *st, struct stats_fp *f, const struct stats_query *q)
 {
     if (f->a.kind != SQL_SELECT && f->a.kind != SQL_COPY)
         return;
+    const char *app = q->app ? q->app : "", *db = q->db ? q->db : "";
     for (int i = 0; i < f->a.n_read; i++) {
-        struct stats_table *t =
-            table_entry(st, f->a.read[i], q->app ? q->app : "", q->db ? q->db : "");
+        struct stats_table *t = i == 0 ? f->read0 : NULL; /* most reads are of one table */
+        if (!t || strcmp(t->app, app) != 0 || strcmp(t->db, db) != 0)
+            t = table_entry(st, f->a.read[i], app, db);
         if (!t)
             return;
+        if (i == 0)
+            f->read0 = t;
         t->reads++;
         t->rows += q->rows;
         t->bytes += q->bytes;

@@ -33,7 +33,8 @@ struct stats_fp {
     struct sql_analysis a; /* owned */
     uint64_t calls, errors, rows, bytes, total_us, pushed_down;
     struct stats_hist hist;
-    struct stats_fp *next; /* hash chain */
+    struct stats_table *read0; /* the aggregate its first table's last read went to, or NULL */
+    struct stats_fp *next;     /* hash chain */
 };
 
 /* Reads of one table (of one database entry) by one application_name. */

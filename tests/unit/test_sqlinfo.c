@@ -194,6 +194,39 @@ Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
                   "a quote in a comment opens no string");
 }
 
+/* Words are mixed in eight bytes at a time: a change at any position of a word of any length,
+ * or a word boundary moved, still gives another key; and keys of many names spread over the
+ * low bits the statement cache indexes by. */
+Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
+{
+    char a[64], b[64];
+    for (int len = 1; len <= 20; len++)
+        for (int at = 0; at < len; at++) {
+            memset(a, 'x', (size_t)len);
+            memcpy(b, a, (size_t)len);
+            b[at] = 'y';
+            a[len] = b[len] = '\0';
+            char qa[96], qb[96];
+            snprintf(qa, sizeof(qa), "SELECT %s FROM t", a);
+            snprintf(qb, sizeof(qb), "SELECT %s FROM t", b);
+            cr_expect_neq(sqlkey(qa), sqlkey(qb), "length %d, byte %d", len, at);
+        }
+    cr_expect_neq(sqlkey("SELECT ab c"), sqlkey("SELECT a bc"));
+    cr_expect_neq(sqlkey("SELECT abcdefgh"), sqlkey("SELECT abcdefghabcdefgh"));
+    enum { N = 4096, SLOTS = 1024 };
+    static bool used[SLOTS];
+    int distinct = 0;
+    for (int i = 0; i < N; i++) {
+        char q[64];
+        snprintf(q, sizeof(q), "SELECT * FROM table_%d WHERE id = 1", i);
+        uint64_t k = sqlkey(q) & (SLOTS - 1);
+        distinct += !used[k];
+        used[k] = true;
+    }
+    /* 4096 keys thrown at random into 1024 slots leave about 2% empty */
+    cr_expect_gt(distinct, SLOTS * 95 / 100, "%d of %d slots used", distinct, SLOTS);
+}
+
 /* Text of n copies of unit between head and tail (malloc'd). */
 static char *repeated(const char *head, const char *unit, int n, const char *tail)
 {

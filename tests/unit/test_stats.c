@@ -157,6 +157,39 @@ Test(stats, the_pushdown_report_splits_tables_by_application)
     stats_free(st);
 }
 
+struct reads_by_origin {
+    uint64_t reads[2][2]; /* [app "a" or "b"][db "x" or "y"] */
+};
+
+static void count_reads(void *arg, const struct stats_table *t)
+{
+    struct reads_by_origin *r = arg;
+    cr_expect_str_eq(t->table, "t");
+    r->reads[t->app[0] == 'b'][t->db[0] == 'y'] += t->reads;
+}
+
+/* One statement run by alternating applications and databases: each (application, database)
+ * keeps its own reads, whichever ran it last. */
+Test(stats, one_statement_from_several_origins_counts_each_apart)
+{
+    struct stats *st = stats_new(100, 256);
+    uint64_t fp = stats_fingerprint(st, "SELECT a FROM t WHERE b = $1", true);
+    /* each change of application or database alone, and back */
+    const char *origins[][2] = {{"a", "x"}, {"a", "y"}, {"a", "y"}, {"b", "y"}, {"a", "y"},
+                                {"b", "x"}, {"b", "x"}, {"a", "x"}, {"b", "y"}, {"a", "x"}};
+    struct reads_by_origin want = {0}, got = {0};
+    for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
+        struct stats_query q = {.fingerprint = fp, .app = origins[i][0], .db = origins[i][1]};
+        stats_add(st, &q);
+        want.reads[origins[i][0][0] == 'b'][origins[i][1][0] == 'y']++;
+    }
+    stats_each_table(st, count_reads, &got);
+    for (int app = 0; app < 2; app++)
+        for (int db = 0; db < 2; db++)
+            cr_expect_eq(got.reads[app][db], want.reads[app][db], "app %d, db %d", app, db);
+    stats_free(st);
+}
+
 Test(stats, the_number_of_fingerprints_is_bounded)
 {
     struct stats *st = stats_new(8, 64);
