@@ -94,35 +94,14 @@ static const char *skip_constant(const char *p, char prev)
     return NULL;
 }
 
-/* Mixes the n bytes of a word into h eight at a time rather than byte by byte (words are
- * most of a statement's text); the last 1-7 bytes read as two overlapping halves (4-7) or
- * first, middle and last (1-3), which covers each byte, with n alongside. */
-static inline uint64_t hash_word(uint64_t h, const char *p, size_t n)
-{
-    uint64_t w;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * FNV_PRIME;
-        h ^= h >> 32;
-    }
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + n - 4, 4);
-        w = a | (uint64_t)b << 32;
-    } else if (n > 0) {
-        w = (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[n / 2] << 8 |
-            (uint64_t)(uint8_t)p[n - 1] << 16;
-    } else {
-        w = 0;
-    }
-    h = (h ^ w ^ (uint64_t)n << 59) * FNV_PRIME;
-    return h ^ (h >> 32);
-}
-
 uint64_t sqlkey(const char *sql)
 {
-    uint64_t h = FNV_OFFSET;
+    return sqlkey_seeded(sql, 0);
+}
+
+uint64_t sqlkey_seeded(const char *sql, uint64_t seed)
+{
+    uint64_t h = FNV_OFFSET ^ seed;
     char prev = ' ';
     for (const char *p = sql; *p;) {
         uint8_t cls = class_of(*p);
@@ -131,7 +110,7 @@ uint64_t sqlkey(const char *sql)
             const char *end = p + 1;
             while (class_of(*end) & C_WORD)
                 end++;
-            h = hash_word(h, p, (size_t)(end - p));
+            h = fnv_wide(h, p, (size_t)(end - p)); /* words are most of the text */
             p = end;
             prev = p[-1];
             continue;

@@ -12,4 +12,9 @@
  * differ only in those constants share a key. */
 uint64_t sqlkey(const char *sql);
 
+/* sqlkey with a secret seed: the same text gives the same key under one seed, and two texts
+ * with different keys under one seed cannot be made to collide without knowing it (collisions
+ * worked out in advance for sqlkey do not carry over). Not a cryptographic MAC. */
+uint64_t sqlkey_seeded(const char *sql, uint64_t seed);
+
 #endif

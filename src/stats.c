@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "fnv.h"
 #include "sqlkey.h"
@@ -26,7 +28,8 @@ struct stats {
     struct stats_table **tables;
     size_t n_table_buckets, n_tables;
     uint64_t evicted, analyses;
-    uint64_t last_id; /* of the newest fingerprint entry */
+    uint64_t key_seed; /* of the text keys: secret, so no text can be made to take another's */
+    uint64_t last_id;  /* of the newest fingerprint entry */
 };
 
 static size_t pow2_at_least(size_t n)
@@ -42,6 +45,8 @@ struct stats *stats_new(size_t max_fps, size_t max_keys)
     struct stats *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
+    if (getrandom(&st->key_seed, sizeof(st->key_seed), 0) != sizeof(st->key_seed))
+        st->key_seed = (uint64_t)(uintptr_t)st ^ (uint64_t)time(NULL); /* (no entropy yet) */
     st->max_fps = max_fps ? max_fps : 1;
     st->n_fp_buckets = pow2_at_least(st->max_fps);
     st->n_keys = pow2_at_least(max_keys);
@@ -228,13 +233,13 @@ static void slot_store(struct key_slot *k, uint64_t key, const uint64_t *fps, si
 
 size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64_t *fps)
 {
-    uint64_t key = sqlkey(sql) | 1; /* never 0, the empty slot */
-    if (!readable) {                /* opaque: its own fingerprint space, never the parser's */
-        uint64_t fp = key ^ 0x5bd1e9955bd1e995ull;
+    if (!readable) { /* opaque: its own fingerprint space, never the parser's */
+        uint64_t fp = (sqlkey(sql) | 1) ^ 0x5bd1e9955bd1e995ull;
         struct sql_analysis a = {.fingerprint = fp, .kind = SQL_UNKNOWN};
         fps[0] = stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
         return fps[0] ? 1 : 0;
     }
+    uint64_t key = sqlkey_seeded(sql, st->key_seed) | 1; /* never 0, the empty slot */
     struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
     if (k->key == key && slot_live(st, k)) {
         fps[0] = k->fingerprint;

@@ -1,4 +1,5 @@
-/* tablesize.c: a small cache of table sizes filled by side queries. */
+/* tablesize.c: a bounded cache of table sizes (a textcache by database and table name), filled
+ * by side queries, at most TABLESIZE_PARALLEL at once. */
 #include "tablesize.h"
 
 #include <stdio.h>
@@ -9,10 +10,14 @@
 #include "credentials.h"
 #include "log.h"
 #include "sidequery.h"
+#include "textcache.h"
 
 /* Sizes are looked up again after this long; at most this many look-ups run at once. */
 #define TABLESIZE_TTL_S 600
 #define TABLESIZE_PARALLEL 2
+
+/* A database entry's name, a NUL and a table's name, with its own NUL, fit in this. */
+#define TABLESIZE_NAME_MAX 256
 
 /* The named table's estimated row count, by name as a query wrote it (unqualified: the one the
  * look-up connection's search_path sees). */
@@ -22,108 +27,118 @@ static const char *const size_sql =
     "WHERE c.relname = $2 AND CASE WHEN $1 = '' THEN pg_catalog.pg_table_is_visible(c.oid) "
     "ELSE n.nspname = $1 END LIMIT 1";
 
+/* What is kept per table (the cache's value; its text is "db\0table"). */
 struct tablesize {
+    double reltuples; /* -1: unknown */
+    time_t asked;     /* when the last look-up started */
+};
+
+/* A look-up in flight; its entry may be evicted meanwhile, so it finds it again by name. */
+struct lookup {
     struct tablesizes *owner;
-    char db[64], table[160];
-    double reltuples;    /* -1: unknown */
-    time_t asked;        /* when the last look-up started */
-    struct sidequery *q; /* look-up in flight */
+    struct sidequery *q; /* NULL: the slot is free */
+    size_t len;
+    char name[TABLESIZE_NAME_MAX];
 };
 
 struct tablesizes {
-    struct tablesize e[TABLESIZE_MAX];
-    int n, in_flight;
-    unsigned next; /* the entry to reuse when full */
+    struct textcache *tc; /* by "db\0table": found by hash, least recently used evicted */
+    struct lookup flight[TABLESIZE_PARALLEL];
 };
 
 static struct tablesizes *sizes(struct worker *w)
 {
-    if (!w->sizes)
-        w->sizes = calloc(1, sizeof(*w->sizes));
+    if (!w->sizes && (w->sizes = calloc(1, sizeof(*w->sizes))) &&
+        !(w->sizes->tc = textcache_new(TABLESIZE_MAX, sizeof(struct tablesize)))) {
+        free(w->sizes);
+        w->sizes = NULL;
+    }
     return w->sizes;
 }
 
-static struct tablesize *find(struct tablesizes *ts, const char *db, const char *table)
+/* The look-up slot for name: the one in flight for it (*busy), else a free one, else NULL. */
+static struct lookup *flight_for(struct tablesizes *ts, const char *name, size_t len, bool *busy)
 {
-    for (int i = 0; i < ts->n; i++)
-        if (strcmp(ts->e[i].table, table) == 0 && strcmp(ts->e[i].db, db) == 0)
-            return &ts->e[i];
-    return NULL;
-}
-
-/* A slot for a new table: a free one, else the next one without a look-up in flight. */
-static struct tablesize *slot(struct tablesizes *ts)
-{
-    if (ts->n < TABLESIZE_MAX)
-        return &ts->e[ts->n++];
-    for (int tries = 0; tries < TABLESIZE_MAX; tries++) {
-        struct tablesize *e = &ts->e[ts->next++ % TABLESIZE_MAX];
-        if (!e->q)
-            return e;
+    struct lookup *free_slot = NULL;
+    *busy = false;
+    for (int i = 0; i < TABLESIZE_PARALLEL; i++) {
+        struct lookup *l = &ts->flight[i];
+        if (!l->q)
+            free_slot = free_slot ? free_slot : l;
+        else if (l->len == len && memcmp(l->name, name, len) == 0)
+            *busy = true;
     }
-    return NULL;
+    return *busy ? NULL : free_slot;
 }
 
 static void on_size(void *arg, const PGresult *r, const char *err)
 {
-    struct tablesize *e = arg;
-    e->q = NULL;
-    e->owner->in_flight--;
-    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+    struct lookup *l = arg;
+    l->q = NULL;
+    struct tablesize *e = textcache_get(l->owner->tc, 0, l->name, l->len);
+    if (e && r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
         e->reltuples = atof(PQgetvalue(r, 0, 0));
     else if (err)
-        log_debug("size of table %s in %s: %s", e->table, e->db, err);
+        log_debug("size of table %s in %s: %s", l->name + strlen(l->name) + 1, l->name, err);
 }
 
-/* Starts looking up e's size on its database's server, with the database's own login. */
-static void look_up(struct worker *w, struct tablesizes *ts, struct tablesize *e)
+/* Starts looking up the size of the table named in l (db, then table) on its database's
+ * server, with the database's own login. */
+static void look_up(struct worker *w, struct lookup *l)
 {
-    const struct db_config *db = config_find_db(w->cfg, e->db);
-    unsigned gen;
-    char schema[160], err[300];
-    const char *dot = strchr(e->table, '.');
-    const char *name = dot ? dot + 1 : e->table;
-    snprintf(schema, sizeof(schema), "%.*s", dot ? (int)(dot - e->table) : 0, e->table);
-    e->asked = time(NULL);
+    const char *dbname = l->name, *table = l->name + strlen(l->name) + 1;
+    const struct db_config *db = config_find_db(w->cfg, dbname);
     if (!db)
         return;
+    unsigned gen;
+    char schema[TABLESIZE_NAME_MAX], err[300];
+    const char *dot = strchr(table, '.');
+    const char *name = dot ? dot + 1 : table;
+    snprintf(schema, sizeof(schema), "%.*s", dot ? (int)(dot - table) : 0, table);
     const char *params[2] = {schema, name};
-    e->owner = ts;
     struct sidequery_login login = {db->user, credentials_current(w, db, &gen), "lakeproxy stats",
                                     NULL};
-    e->q = sidequery_start(w, db, &login, size_sql, 2, params, on_size, e, err, sizeof(err));
-    if (!e->q) {
-        log_debug("size of table %s in %s: %s", e->table, e->db, err);
-        return;
-    }
-    ts->in_flight++;
+    l->q = sidequery_start(w, db, &login, size_sql, 2, params, on_size, l, err, sizeof(err));
+    if (!l->q)
+        log_debug("size of table %s in %s: %s", table, dbname, err);
 }
 
 double tablesize_get(struct worker *w, const char *db, const char *table)
 {
     struct tablesizes *ts = sizes(w);
-    if (!ts || strlen(db) >= sizeof(ts->e[0].db) || strlen(table) >= sizeof(ts->e[0].table))
+    size_t dl = strlen(db), tl = strlen(table);
+    if (!ts || dl + 1 + tl >= TABLESIZE_NAME_MAX)
         return -1;
-    struct tablesize *e = find(ts, db, table);
-    if (!e && (e = slot(ts))) {
-        snprintf(e->db, sizeof(e->db), "%s", db);
-        snprintf(e->table, sizeof(e->table), "%s", table);
+    char name[TABLESIZE_NAME_MAX]; /* db, NUL, table */
+    memcpy(name, db, dl + 1);
+    memcpy(name + dl + 1, table, tl + 1);
+    size_t len = dl + 1 + tl;
+    struct tablesize *e = textcache_get(ts->tc, 0, name, len);
+    if (!e && (e = textcache_put(ts->tc, 0, name, len)))
         e->reltuples = -1;
-        e->asked = 0;
-    }
     if (!e)
         return -1;
-    bool stale = time(NULL) - e->asked >= TABLESIZE_TTL_S;
-    if (!e->q && stale && ts->in_flight < TABLESIZE_PARALLEL)
-        look_up(w, ts, e);
+    time_t now = time(NULL);
+    bool busy;
+    struct lookup *l;
+    if (now - e->asked >= TABLESIZE_TTL_S && (l = flight_for(ts, name, len, &busy))) {
+        e->asked = now;
+        l->owner = ts;
+        l->len = len;
+        memcpy(l->name, name, len + 1);
+        look_up(w, l);
+    }
     return e->reltuples;
 }
 
 void tablesize_free_all(struct worker *w)
 {
     struct tablesizes *ts = w->sizes;
-    for (int i = 0; ts && i < ts->n; i++)
-        sidequery_cancel(ts->e[i].q);
+    if (!ts)
+        return;
+    for (int i = 0; i < TABLESIZE_PARALLEL; i++)
+        sidequery_cancel(ts->flight[i].q);
+    textcache_free(ts->tc);
     free(ts);
     w->sizes = NULL;
 }

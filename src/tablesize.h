@@ -7,7 +7,7 @@
 
 #include "objects.h"
 
-/* At most this many tables are remembered (the oldest look-up makes room). */
+/* At most this many tables are remembered (the least recently asked for makes room). */
 #define TABLESIZE_MAX 512
 
 /* reltuples of table ("name" or "schema.name", as written in queries) in database entry db,

@@ -21,10 +21,10 @@ struct textcache {
     struct list lru; /* least recently used first */
 };
 
-/* FNV-1a over the key and the text. */
+/* A hash of the key and the text, eight bytes at a time. */
 static uint64_t hash_of(uint64_t key, const char *s, size_t len)
 {
-    return fnv_bytes(FNV_OFFSET ^ key, s, len);
+    return fnv_wide(FNV_OFFSET ^ key, s, len);
 }
 
 struct textcache *textcache_new(size_t max_entries, size_t value_size)

@@ -212,6 +212,10 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
             cr_expect_neq(sqlkey(qa), sqlkey(qb), "length %d, byte %d", len, at);
         }
     cr_expect_neq(sqlkey("SELECT ab c"), sqlkey("SELECT a bc"));
+    cr_expect_eq(sqlkey_seeded("SELECT a FROM t WHERE b = 1", 7),
+                 sqlkey_seeded("SELECT a FROM t WHERE b = 'x'", 7));
+    cr_expect_neq(sqlkey_seeded("SELECT a FROM t", 7), sqlkey_seeded("SELECT a FROM t", 8),
+                  "another seed, other keys");
     cr_expect_neq(sqlkey("SELECT abcdefgh"), sqlkey("SELECT abcdefghabcdefgh"));
     enum { N = 4096, SLOTS = 1024 };
     static bool used[SLOTS];
