@@ -31,9 +31,16 @@ static inline uint64_t fnv_str(uint64_t h, const char *s)
     return h;
 }
 
-/* Like fnv_bytes, but eight bytes at a time (a multiply and a fold of the high half per word),
- * the last 1-7 read as two overlapping halves (4-7) or first, middle and last (1-3), which
- * covers each byte, mixed in with n: for texts longer than a few bytes. Not FNV-1a's values. */
+/* The 1-3 bytes at p (n of them) as one value, each byte in it: first, middle and last. */
+static inline uint64_t fnv_short(const uint8_t *p, size_t n)
+{
+    return n ? (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16 : 0;
+}
+
+/* Like fnv_bytes, but eight bytes at a time (a multiply and a fold of the high half per word).
+ * The last 0-7 bytes go in as one word that holds each of them and, in its top byte alone,
+ * their number: two different tails never make the same word. For texts longer than a few
+ * bytes. Not FNV-1a's values. */
 static inline uint64_t fnv_wide(uint64_t h, const void *data, size_t n)
 {
     const uint8_t *p = data;
@@ -44,16 +51,13 @@ static inline uint64_t fnv_wide(uint64_t h, const void *data, size_t n)
         h ^= h >> 32;
     }
     if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + n - 4, 4);
-        w = a | (uint64_t)b << 32;
-    } else if (n > 0) {
-        w = (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16;
+        uint32_t first;
+        memcpy(&first, p, 4);
+        w = first | fnv_short(p + 4, n - 4) << 32; /* bits 0-55 */
     } else {
-        w = 0;
+        w = fnv_short(p, n); /* bits 0-23 */
     }
-    h = (h ^ w ^ (uint64_t)n << 59) * FNV_PRIME;
+    h = (h ^ w ^ (uint64_t)n << 56) * FNV_PRIME;
     return h ^ (h >> 32);
 }
 

@@ -5,8 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
+
+#include <openssl/rand.h>
 
 #include "fnv.h"
 #include "sqlkey.h"
@@ -45,8 +46,8 @@ struct stats *stats_new(size_t max_fps, size_t max_keys)
     struct stats *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
-    if (getrandom(&st->key_seed, sizeof(st->key_seed), 0) != sizeof(st->key_seed))
-        st->key_seed = (uint64_t)(uintptr_t)st ^ (uint64_t)time(NULL); /* (no entropy yet) */
+    if (RAND_bytes((unsigned char *)&st->key_seed, sizeof(st->key_seed)) != 1)
+        st->key_seed = (uint64_t)(uintptr_t)st ^ (uint64_t)time(NULL); /* (never seen) */
     st->max_fps = max_fps ? max_fps : 1;
     st->n_fp_buckets = pow2_at_least(st->max_fps);
     st->n_keys = pow2_at_least(max_keys);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "sqlinfo.h"
 #include "sqlkey.h"
 
@@ -217,6 +218,16 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
     cr_expect_neq(sqlkey_seeded("SELECT a FROM t", 7), sqlkey_seeded("SELECT a FROM t", 8),
                   "another seed, other keys");
     cr_expect_neq(sqlkey("SELECT abcdefgh"), sqlkey("SELECT abcdefghabcdefgh"));
+    /* a word's last bytes and its length never stand in for each other, whatever the seed */
+    const char *pairs[][2] = {{"aaaa", "aaaai"},     {"abab", "ababar"}, {"abca", "abcabcy"},
+                              {"abccde", "abcccdm"}, {"x", "xx"},        {"ab", "abb"}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        for (uint64_t seed = 0; seed < 3; seed++) {
+            char qa[64], qb[64];
+            snprintf(qa, sizeof(qa), "SELECT * FROM %s", pairs[i][0]);
+            snprintf(qb, sizeof(qb), "SELECT * FROM %s", pairs[i][1]);
+            cr_expect_neq(sqlkey_seeded(qa, seed), sqlkey_seeded(qb, seed), "%s, %s", qa, qb);
+        }
     enum { N = 4096, SLOTS = 1024 };
     static bool used[SLOTS];
     int distinct = 0;
@@ -229,6 +240,38 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
     }
     /* 4096 keys thrown at random into 1024 slots leave about 2% empty */
     cr_expect_gt(distinct, SLOTS * 95 / 100, "%d of %d slots used", distinct, SLOTS);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* No two of the 29,524 strings of up to nine bytes over three letters (a word's tail, length
+ * and all) hash alike, under two starting values. */
+Test(fnv, the_wide_hash_tells_every_short_string_apart)
+{
+    enum { MAXLEN = 9, N = 29524 }; /* 3^0 + ... + 3^9 */
+    static uint64_t h[N];
+    for (uint64_t start = 0; start < 2; start++) {
+        size_t k = 0;
+        for (int len = 0; len <= MAXLEN; len++) {
+            int total = 1;
+            for (int i = 0; i < len; i++)
+                total *= 3;
+            for (int v = 0; v < total; v++) {
+                char s[MAXLEN];
+                for (int i = 0, x = v; i < len; i++, x /= 3)
+                    s[i] = "abi"[x % 3];
+                h[k++] = fnv_wide(FNV_OFFSET ^ start, s, (size_t)len);
+            }
+        }
+        cr_assert_eq(k, N);
+        qsort(h, N, sizeof(h[0]), cmp_u64);
+        for (size_t i = 1; i < N; i++)
+            cr_expect_neq(h[i], h[i - 1], "two strings hash alike (start %d)", (int)start);
+    }
 }
 
 /* Text of n copies of unit between head and tail (malloc'd). */
