@@ -24,6 +24,7 @@
 #define QT_KEEP 64 /* a ring this size or smaller is kept when it drains */
 #define QT_CAP 65536
 #define QT_NAMES 32
+#define QT_UNNAMED_TEXT_MAX 4096 /* longer unnamed statement texts are not remembered */
 
 /* REC_STMT: a statement of a simple Query that carries several, all but the last (which is the
  * REC_QUERY and ends at ReadyForQuery): it ends at its own CommandComplete. */
@@ -62,6 +63,12 @@ struct qtrack {
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
     uint64_t unnamed_stmt_fp;
+    /* the text of the client's last unnamed statement and its fingerprint: drivers parse the
+     * same text again and again unnamed (libpq's PQexecParams, JDBC below its prepare
+     * threshold, pgbench -M extended), and a compare costs less than keying the text */
+    char *unnamed_text;
+    size_t unnamed_len;
+    bool unnamed_readable;
     struct rec suspended; /* an Execute stopped by its row limit, waiting for more */
     bool has_suspended;
     /* the query log's origin part for this client (made again when application_name
@@ -95,8 +102,10 @@ static struct qtrack *tracker(struct client *c)
 
 void qtrack_free(struct client *c)
 {
-    if (c->qt)
+    if (c->qt) {
         free(c->qt->q);
+        free(c->qt->unnamed_text);
+    }
     free(c->qt);
     c->qt = NULL;
 }
@@ -445,6 +454,26 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
     push(c, t, &q);
 }
 
+/* The fingerprint of sql parsed as the unnamed statement: the last one's again when the text
+ * and how the session reads it are the same and it is still kept. */
+static uint64_t unnamed_fingerprint(struct client *c, struct qtrack *t, const char *sql)
+{
+    size_t len = strlen(sql);
+    bool readable = text_readable(c);
+    if (t->unnamed_text && len == t->unnamed_len && readable == t->unnamed_readable &&
+        memcmp(t->unnamed_text, sql, len) == 0 && stats_find(c->w->stats, t->unnamed_stmt_fp))
+        return t->unnamed_stmt_fp;
+    uint64_t fp = stats_fingerprint(c->w->stats, sql, readable);
+    free(t->unnamed_text);
+    t->unnamed_text = fp && len <= QT_UNNAMED_TEXT_MAX ? malloc(len) : NULL;
+    if (t->unnamed_text) {
+        memcpy(t->unnamed_text, sql, len);
+        t->unnamed_len = len;
+        t->unnamed_readable = readable;
+    }
+    return fp;
+}
+
 void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct qtrack *t = tracker(c);
@@ -462,7 +491,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
             name_put(t->stmts, &t->stmt_next, name,
                      stats_fingerprint(c->w->stats, sql, text_readable(c)));
         else
-            t->unnamed_stmt_fp = stats_fingerprint(c->w->stats, sql, text_readable(c));
+            t->unnamed_stmt_fp = unnamed_fingerprint(c, t, sql);
         break;
     case 'B': on_bind(c, t, &r); break;
     case 'E': on_execute(c, t, &r); break;

@@ -125,6 +125,27 @@ Test(stats_exact, each_statement_of_a_simple_query_is_one_call_with_its_own_rows
                  "a statement skipped after an error is no call");
 }
 
+/* Drivers parse the same text again and again as the unnamed statement: each execution counts
+ * under its own text when two texts take turns, and when one repeats. */
+Test(stats_exact, unnamed_statements_taking_turns_count_under_their_own_text)
+{
+    PGconn *c = alice("app");
+    const char *a = "SELECT id FROM items WHERE id <= $1 ORDER BY id";
+    const char *b = "SELECT name FROM items WHERE id = $1";
+    const char *order = "aabab"
+                        "ba"; /* a: 4 calls of 2 rows, b: 3 calls of 1 row */
+    for (const char *o = order; *o; o++) {
+        const char *param = *o == 'a' ? "2" : "5";
+        PGresult *r = PQexecParams(c, *o == 'a' ? a : b, 1, NULL, &param, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+        cr_expect_eq(PQntuples(r), *o == 'a' ? 2 : 1);
+        PQclear(r);
+    }
+    PQfinish(c);
+    expect_counts(a, 4, 8);
+    expect_counts(b, 3, 3);
+}
+
 /* 1,000 queries each with its Sync, all sent before any reply is read: every one counted. */
 Test(stats_exact, a_pipeline_of_a_thousand_queries_is_counted_exactly)
 {
