@@ -298,6 +298,30 @@ static void expect_line_of(struct statslog_stmt_cache *c, const struct statslog_
 /* The writer's cache of formatted statements changes no byte of any line: statements that
  * share a cache slot, the same fingerprint with other text or features, long escaped texts
  * and every line size give what statslog_format gives. */
+/* Numbers are written as printf would, at every number of digits, and the time's
+ * microseconds always with six. */
+Test(statslog, numbers_are_printed_exactly_at_every_length)
+{
+    uint64_t v = 0;
+    for (int digits = 1; digits <= 20; digits++) {
+        uint64_t cases[3] = {v, v * 10 + 9 > v ? v * 10 + 9 : UINT64_MAX, UINT64_MAX};
+        for (int i = 0; i < 3; i++) {
+            struct statslog_rec r = {.time_us = 1764460800000000LL + (int64_t)(cases[i] % 1000000),
+                                     .rows = cases[i],
+                                     .wait_us = -(int64_t)(cases[i] >> 1) - 1};
+            char line[4096], want[64];
+            statslog_format(&r, line, sizeof(line));
+            snprintf(want, sizeof(want), "\"rows\":%llu,", (unsigned long long)cases[i]);
+            cr_expect(strstr(line, want), "%s in %s", want, line);
+            snprintf(want, sizeof(want), "\"wait_us\":%lld,", (long long)r.wait_us);
+            cr_expect(strstr(line, want), "%s in %s", want, line);
+            snprintf(want, sizeof(want), ".%06dZ\"", (int)(cases[i] % 1000000));
+            cr_expect(strstr(line, want), "%s in %s", want, line);
+        }
+        v = v * 10 + 1; /* 1, 11, 111, ... */
+    }
+}
+
 Test(statslog, lines_from_the_statement_cache_are_byte_identical)
 {
     struct statslog_stmt_cache *cache = calloc(1, sizeof(*cache));
