@@ -441,11 +441,12 @@ static void visit_names(void *arg, const ProtobufCMessage *m)
 
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
 {
+    out->refuse = false;
+    if (!text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX))
+        return false; /* (nearly every statement: no need to clear the messages) */
     struct check k = {.prefix = "", .prefix_len = 0, .out = out};
     char err[160];
     memset(out, 0, sizeof(*out));
-    if (!text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX))
-        return false;
     /* text that does not parse reaches the server, which refuses it just the same */
     return sqlinfo_walk(sql, visit_names, &k, err, sizeof(err)) && out->refuse;
 }

@@ -45,7 +45,8 @@ bool guard_scs_on(const char *value);
 void guard_check(const char *sql, const char *prefix, struct guard_verdict *out);
 
 /* For clients not under row-level security (transaction pooling): does sql PREPARE, EXECUTE
- * or DEALLOCATE a reserved name? Then out says why. Parses only text that mentions the prefix. */
+ * or DEALLOCATE a reserved name? Then out says why (when false, only out->refuse is set). Parses
+ * only text that mentions the prefix. */
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out);
 
 /* Could sql be refused or flagged at all? False only when it contains none of the words every
