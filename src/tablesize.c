@@ -71,6 +71,12 @@ static struct lookup *flight_for(struct tablesizes *ts, const char *name, size_t
     return *busy ? NULL : free_slot;
 }
 
+/* The table part of a "db\0table" name. */
+static const char *table_of(const char *name)
+{
+    return name + strlen(name) + 1;
+}
+
 static void on_size(void *arg, const PGresult *r, const char *err)
 {
     struct lookup *l = arg;
@@ -79,14 +85,14 @@ static void on_size(void *arg, const PGresult *r, const char *err)
     if (e && r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
         e->reltuples = atof(PQgetvalue(r, 0, 0));
     else if (err)
-        log_debug("size of table %s in %s: %s", l->name + strlen(l->name) + 1, l->name, err);
+        log_debug("size of table %s in %s: %s", table_of(l->name), l->name, err);
 }
 
 /* Starts looking up the size of the table named in l (db, then table) on its database's
  * server, with the database's own login. */
 static void look_up(struct worker *w, struct lookup *l)
 {
-    const char *dbname = l->name, *table = l->name + strlen(l->name) + 1;
+    const char *dbname = l->name, *table = table_of(l->name);
     const struct db_config *db = config_find_db(w->cfg, dbname);
     if (!db)
         return;
