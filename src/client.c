@@ -35,6 +35,7 @@
 #define CLIENT_LOGIN_MAX (64 * 1024)
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
+static bool client_take(void *arg, const uint8_t *p, size_t n);
 static void client_wake(struct client *c);
 static bool send_login_done(struct client *c, const struct param_set *server_params);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -849,7 +850,8 @@ static bool rls_option_allowed(const void *cfg, const char *name)
 static void handle_startup_v3(struct client *c, const struct startup *st)
 {
     char err[200];
-    conn_read_direct(c->bev, client_read_limit(c)); /* no TLS from here on: see conn.h */
+    /* no TLS from here on: see conn.h */
+    conn_read_direct(c->bev, client_read_limit(c), client_take);
     const char *user = startup_get(st, "user");
     const char *db = startup_get(st, "database");
     if (!user || !*user) {
@@ -950,17 +952,26 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     return pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
 }
 
-void client_pump(struct client *c)
+/* Can the client's messages go to its server now? */
+static bool client_can_pump(const struct client *c)
+{
+    return !c->closing && c->server && c->server->state == SV_ACTIVE && c->sent_ready;
+}
+
+/* Relays the client's messages to its server: first those of p[0..n), a read not yet in the
+ * input (when p), then the input's. */
+static void client_relay(struct client *c, const uint8_t *p, size_t n)
 {
     struct server *s = c->server;
     const char *err;
-    if (c->closing || !s || s->state != SV_ACTIVE || !c->sent_ready)
-        return;
     struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(s->bev);
+    int fd = conn_plain_fd(s->bev);
+    size_t max = c->w->cfg->max_message_size;
     enum relay_result r;
     do { /* full, then flushed to below the mark: no write callback would wake us, go on */
-        r = relay_pump_to(in, out, conn_plain_fd(s->bev), &c->relay, c->w->cfg->max_message_size,
-                          active_inspect, c, &err);
+        r = p ? relay_pump_span(in, p, n, out, fd, &c->relay, max, active_inspect, c, &err)
+              : relay_pump_to(in, out, fd, &c->relay, max, active_inspect, c, &err);
+        p = NULL; /* all of it consumed or in the input now */
         conn_flush(s->bev);
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
@@ -981,6 +992,23 @@ void client_pump(struct client *c)
                                 : "invalid frontend message type");
         client_fail(c, "08P01", msg);
     }
+}
+
+void client_pump(struct client *c)
+{
+    if (client_can_pump(c))
+        client_relay(c, NULL, 0);
+}
+
+/* client_read_cb's fast path (conn_take_fn): an active client's read is relayed from where it
+ * was read. */
+static bool client_take(void *arg, const uint8_t *p, size_t n)
+{
+    struct client *c = arg;
+    if (c->state != CL_ACTIVE || !client_can_pump(c))
+        return false;
+    client_relay(c, p, n);
+    return true;
 }
 
 static void client_read_cb(struct bufferevent *bev, void *arg)

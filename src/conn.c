@@ -99,6 +99,32 @@ static size_t read_room(struct bufferevent *bev, struct evbuffer *in)
     return high > len ? high - len : 0;
 }
 
+/* Fast paths of read callbacks (conn_take_fn), by read callback: one per kind of connection,
+ * set once, used by the event loop's thread only. */
+enum { TAKERS_MAX = 4 };
+static struct {
+    bufferevent_data_cb readcb;
+    conn_take_fn take;
+} takers[TAKERS_MAX];
+
+static void set_taker(bufferevent_data_cb readcb, conn_take_fn take)
+{
+    for (int i = 0; i < TAKERS_MAX; i++)
+        if (takers[i].readcb == readcb || !takers[i].readcb) {
+            takers[i].readcb = readcb;
+            takers[i].take = take;
+            return;
+        }
+}
+
+static conn_take_fn taker_of(bufferevent_data_cb readcb)
+{
+    for (int i = 0; i < TAKERS_MAX && takers[i].readcb; i++)
+        if (takers[i].readcb == readcb)
+            return takers[i].take;
+    return NULL;
+}
+
 /* Stops reading and reports what, as libevent's own read callback does on EOF or error. */
 static void read_failed(struct bufferevent *bev, short what)
 {
@@ -115,9 +141,10 @@ void conn_read_resume(struct bufferevent *bev)
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
 
-/* The read event of a plain socket bufferevent after conn_read_direct: one recv() into the
- * input buffer, then the read callback (subject to the low watermark), as libevent would. At
- * the read limit the event is taken off (reads stay enabled) until conn_read_resume. */
+/* The read event of a plain socket bufferevent after conn_read_direct: one recv(), offered to
+ * the read callback's fast path while the input is empty; else into the input buffer, then
+ * the read callback (subject to the low watermark), as libevent would. At the read limit the
+ * event is taken off (reads stay enabled) until conn_read_resume. */
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bufferevent *bev = arg;
@@ -131,13 +158,18 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         event_del(&bev->ev_read);
         return;
     }
-    char chunk[CONN_READ_CHUNK];
+    uint8_t chunk[CONN_READ_CHUNK];
     ssize_t n = recv(fd, chunk, room, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
         read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
         return;
+    }
+    if (evbuffer_get_length(in) == 0 && bev->readcb && (size_t)n >= bev->wm_read.low) {
+        conn_take_fn take = taker_of(bev->readcb);
+        if (take && take(bev->cbarg, chunk, (size_t)n))
+            return;
     }
     evbuffer_unfreeze(in, 0); /* libevent keeps the end of a socket's input frozen */
     int added = evbuffer_add(in, chunk, (size_t)n);
@@ -171,8 +203,10 @@ static void drop_output_callbacks(struct bufferevent *bev)
     evbuffer_free(old);
 }
 
-void conn_read_direct(struct bufferevent *bev, size_t limit)
+void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
 {
+    if (take && bev->readcb)
+        set_taker(bev->readcb, take);
     evutil_socket_t fd = bufferevent_getfd(bev);
     struct event *ev = &bev->ev_read;
     if (fd < 0 || bufferevent_get_underlying(bev) || bufferevent_openssl_get_ssl(bev) ||

@@ -4,6 +4,7 @@
 
 #include <event2/bufferevent.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -33,6 +34,14 @@ void conn_write_done(struct bufferevent *bev);
 /* The events to enable on a new connection: reads, and writes only for TLS filters. */
 short conn_initial_events(struct bufferevent *bev);
 
+/* The fast path of a read callback: offered the bytes of one read on a plain socket while its
+ * input is empty, before they are buffered, with the read callback's argument. It answers
+ * false to decline (the bytes go into the input and the read callback runs, as without it), or
+ * true once it has done with them what the read callback would have done had they been in the
+ * input, having added to the input whatever of them it did not consume. p lives only during
+ * the call. */
+typedef bool (*conn_take_fn)(void *arg, const uint8_t *p, size_t n);
+
 /* Plain sockets, once they can no longer turn into TLS (after the startup packet): each read
  * event does one recv() of up to CONN_READ_CHUNK bytes into bev's input, instead of libevent's
  * evbuffer_read, which asks the kernel how much is buffered (ioctl FIONREAD) before every read
@@ -40,9 +49,10 @@ short conn_initial_events(struct bufferevent *bev);
  * what it did). The input holds at most limit bytes (0: no limit; a read high watermark set
  * before is replaced by it): there, reading stops until conn_read_resume finds room again,
  * without libevent's watermark callback, which ran on every change of the input. Everything
- * else stays libevent's: enabling, callbacks, EOF and error events, freeing. No-op for TLS
- * filters and on repeat. */
-void conn_read_direct(struct bufferevent *bev, size_t limit);
+ * else stays libevent's: enabling, callbacks, EOF and error events, freeing. take (or NULL)
+ * becomes the fast path of bev's read callback as it is now, for every connection whose read
+ * callback that is (the event loop's thread only). No-op for TLS filters and on repeat. */
+void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
 
 /* After input was drained: reading goes on if it stopped at the limit and there is room now.
  * Reading stops at the limit without calling the read callback, so only code running outside

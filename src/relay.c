@@ -36,6 +36,17 @@ static void prepend_thawed(struct evbuffer *out, const uint8_t *p, size_t n)
     }
 }
 
+/* Adds p to the end of in (a socket's input keeps its end frozen: thawed for it). */
+static bool add_thawed(struct evbuffer *in, const uint8_t *p, size_t n)
+{
+    if (evbuffer_add(in, p, n) == 0)
+        return true;
+    evbuffer_unfreeze(in, 0);
+    bool ok = evbuffer_add(in, p, n) == 0;
+    evbuffer_freeze(in, 0);
+    return ok;
+}
+
 /* Drains n bytes from the front of out, thawing it when frozen. */
 static void drain_thawed(struct evbuffer *out, size_t n)
 {
@@ -182,29 +193,25 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     return relay_apply(in, out, total, v, err);
 }
 
-/* The messages that lie whole in the first chunk of in, handled in place: each passed one is
- * copied to out as it is judged (so whatever an inspector writes to out comes after it, as
- * with one message at a time), and all of them are drained from in at once at the end,
- * instead of a move and its bookkeeping per message. When out is a plain socket's, the passed
- * messages are not copied but held as runs (while out holds little), each put in its place in
- * out when something must follow it there, the last sent from the input after what out holds.
- * Stops at the first message that is not whole in the chunk (*more: the caller handles it
- * the slow way) or at any other result. */
-static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, int direct_fd,
-                                     size_t max_size, relay_inspect_fn fn, void *arg, bool *more,
-                                     const char **err)
+/* The messages that lie whole in base[0..avail), handled in place (*off: how many bytes they
+ * took): each passed one is copied to out as it is judged (so whatever an inspector writes to
+ * out comes after it, as with one message at a time), and the caller drops all of them from
+ * its input at once, instead of a move and its bookkeeping per message. When out is a plain
+ * socket's, the passed messages are not copied but held as runs (while out holds little), each
+ * put in its place in out when something must follow it there, the last sent from base after
+ * what out holds. Stops at the first message that is not whole (*more: the caller handles it
+ * the slow way) or at any other result. Nothing points into base once it returns. */
+static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evbuffer *out,
+                                   int direct_fd, size_t max_size, relay_inspect_fn fn, void *arg,
+                                   size_t *off_out, bool *more, const char **err)
 {
-    struct evbuffer_iovec v;
-    *more = false;
-    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-        return RELAY_MORE;
-    const uint8_t *base = v.iov_base;
-    size_t off = 0, avail = v.iov_len;
+    size_t off = 0;
     enum relay_result res = RELAY_MORE;
     bool hold = out && direct_fd >= 0;
     held.out = out;
     held.n = 0;
     size_t queued = out ? evbuffer_get_length(out) : 0; /* kept up to date below */
+    *more = false;
     while (avail - off >= 5) {
         if (queued > RELAY_HIGH_WATER) {
             res = RELAY_FULL;
@@ -262,13 +269,31 @@ static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, 
             break;
         }
     }
-    /* the run leaves with what is ahead of it in out; then the input goes */
+    /* the run leaves with what is ahead of it in out */
     if (held.n > 0 && res != RELAY_FAILED && evbuffer_get_length(out) == held.at)
         send_held(direct_fd, out);
     relay_settle(out);
     held.out = NULL;
+    if (res == RELAY_MORE && off < avail) /* a message or header cut by the end */
+        *more = true;
+    *off_out = off;
+    return res;
+}
+
+/* relay_run over the first chunk of in, then drains what it took. */
+static enum relay_result relay_chunk(struct evbuffer *in, struct evbuffer *out, int direct_fd,
+                                     size_t max_size, relay_inspect_fn fn, void *arg, bool *more,
+                                     const char **err)
+{
+    struct evbuffer_iovec v;
+    *more = false;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+        return RELAY_MORE;
+    size_t off;
+    enum relay_result res =
+        relay_run(v.iov_base, v.iov_len, out, direct_fd, max_size, fn, arg, &off, more, err);
     evbuffer_drain(in, off);
-    /* whatever is left (a message or header cut by the chunk's end) goes the slow way */
+    /* whatever is left (in the next chunks too) goes the slow way */
     if (res == RELAY_MORE && evbuffer_get_length(in) > 0)
         *more = true;
     return res;
@@ -303,4 +328,24 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
         if (res != RELAY_MORE || wait)
             return res;
     }
+}
+
+enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t n,
+                                  struct evbuffer *out, int direct_fd, struct relay *r,
+                                  size_t max_size, relay_inspect_fn fn, void *arg, const char **err)
+{
+    *err = NULL;
+    size_t off = 0;
+    bool more = true;
+    enum relay_result res = RELAY_MORE;
+    if (r->pass_left == 0 && evbuffer_get_length(in) == 0 &&
+        !(out && evbuffer_get_length(out) > RELAY_HIGH_WATER))
+        res = relay_run(p, n, out, direct_fd, max_size, fn, arg, &off, &more, err);
+    if (off < n && !add_thawed(in, p + off, n - off)) {
+        *err = "out of memory";
+        return RELAY_FAILED;
+    }
+    if (res != RELAY_MORE || !more)
+        return res;
+    return relay_pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
 }

@@ -54,6 +54,17 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
                                 struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
                                 const char **err);
 
+/* relay_pump_to for bytes p[0..n) just read from in's socket and not yet added to in: the
+ * whole messages at their front are judged and passed straight from p, with no buffer chain
+ * allocated, filled and freed; the rest is added to in (its frozen end thawed for it) and
+ * pumped as relay_pump_to would, all before it returns. So whatever the result, in and out are
+ * as relay_pump_to would have left them had p been added to in first, and nothing points
+ * into p afterwards. Meant for an empty in (else p is simply added after it). */
+enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t n,
+                                  struct evbuffer *out, int direct_fd, struct relay *r,
+                                  size_t max_size, relay_inspect_fn fn, void *arg,
+                                  const char **err);
+
 /* Puts a run relay_pump_to holds back for out into out, in its place: after what out held
  * when the run began, ahead of anything added since. */
 void relay_settle(struct evbuffer *out);

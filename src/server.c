@@ -29,6 +29,7 @@
 #include "tls.h"
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
+static bool server_take(void *arg, const uint8_t *p, size_t n);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -161,8 +162,9 @@ static void send_startup(struct server *s)
     };
     proto_startup(&b, params, 2);
     s->step = LS_AUTH;
-    conn_read_direct(s->bev, 0); /* a plain socket stays plain from here on: see conn.h;
-                                    its input is bounded by pausing it (server_pump) */
+    /* a plain socket stays plain from here on (see conn.h); its input is bounded by pausing it
+     * (server_pump) */
+    conn_read_direct(s->bev, 0, server_take);
     if (!conn_send(s->bev, &b))
         login_failed(s, "08006", "could not send the startup packet");
     buf_free(&b);
@@ -676,18 +678,20 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     return v;
 }
 
-void server_pump(struct server *s)
+/* Relays the server's messages to its client: first those of p[0..n), a read not yet in the
+ * input (when p), then the input's. */
+static void server_relay(struct server *s, const uint8_t *p, size_t n)
 {
     struct client *c = s->client;
     const char *err;
-    if (!c || s->state != SV_ACTIVE)
-        return;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    int fd = conn_plain_fd(c->bev);
     enum relay_result r;
     do { /* full, then flushed to below the mark: no write callback would wake us, go on */
-        r = relay_pump_to(in, out, conn_plain_fd(c->bev), &s->relay, SIZE_MAX, active_inspect, s,
-                          &err);
+        r = p ? relay_pump_span(in, p, n, out, fd, &s->relay, SIZE_MAX, active_inspect, s, &err)
+              : relay_pump_to(in, out, fd, &s->relay, SIZE_MAX, active_inspect, s, &err);
+        p = NULL; /* all of it consumed or in the input now */
         maskwire_flush(s);
         conn_flush(c->bev);
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && s->client == c);
@@ -715,6 +719,23 @@ void server_pump(struct server *s)
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
     }
+}
+
+void server_pump(struct server *s)
+{
+    if (s->client && s->state == SV_ACTIVE)
+        server_relay(s, NULL, 0);
+}
+
+/* server_read_cb's fast path (conn_take_fn): an active server's read is relayed from where it
+ * was read. */
+static bool server_take(void *arg, const uint8_t *p, size_t n)
+{
+    struct server *s = arg;
+    if (s->state != SV_ACTIVE || !s->client)
+        return false;
+    server_relay(s, p, n);
+    return true;
 }
 
 /* An idle server speaks only to say it is going away (an ErrorResponse), or with a late

@@ -19,6 +19,10 @@ struct side {
     size_t seen, most; /* input length at the last read callback; most added by one read */
     short events;
     bool free_on_read;
+    int offered;     /* reads offered to the fast path */
+    size_t taken;    /* bytes it consumed */
+    size_t take_max; /* it consumes at most this much of a read, buffering the rest */
+    bool decline;    /* it declines every read */
 };
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -42,9 +46,26 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     s->events = what;
 }
 
-/* A socket bufferevent reading directly, at most limit bytes buffered (0: no limit), from one
- * end of a socketpair; s->peer is the other. */
-static void open_side_limited(struct side *s, size_t limit)
+/* A read callback's fast path that declines (s->decline) or consumes up to s->take_max bytes
+ * of a read and adds the rest to the input (thawing its end, which libevent keeps frozen). */
+static bool take_some(void *arg, const uint8_t *p, size_t n)
+{
+    struct side *s = arg;
+    s->offered++;
+    if (s->decline)
+        return false;
+    size_t k = n < s->take_max ? n : s->take_max;
+    s->taken += k;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_unfreeze(in, 0);
+    evbuffer_add(in, p + k, n - k);
+    evbuffer_freeze(in, 0);
+    return true;
+}
+
+/* A socket bufferevent reading directly with read fast path take (or NULL), at most limit bytes
+ * buffered (0: no limit), from one end of a socketpair; s->peer is the other. */
+static void open_side_taking(struct side *s, size_t limit, conn_take_fn take)
 {
     int sv[2];
     memset(s, 0, sizeof(*s));
@@ -54,7 +75,12 @@ static void open_side_limited(struct side *s, size_t limit)
     s->peer = sv[1];
     bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
     bufferevent_enable(s->bev, EV_READ);
-    conn_read_direct(s->bev, limit); /* reads already enabled: they stay enabled */
+    conn_read_direct(s->bev, limit, take); /* reads already enabled: they stay enabled */
+}
+
+static void open_side_limited(struct side *s, size_t limit)
+{
+    open_side_taking(s, limit, NULL);
 }
 
 static void open_side(struct side *s)
@@ -164,7 +190,7 @@ Test(conn, a_watermark_set_before_is_replaced_by_the_limit)
     cr_assert_eq(write(s.peer, data, sizeof(data)), (ssize_t)sizeof(data));
     spin(&s);
     cr_expect_eq(input_len(&s), 100, "libevent's watermark, before");
-    conn_read_direct(s.bev, 3000);
+    conn_read_direct(s.bev, 3000, NULL);
     conn_read_resume(s.bev);
     spin(&s);
     cr_expect_eq(input_len(&s), 3000, "the limit, after");
@@ -190,7 +216,7 @@ Test(conn, hooking_a_disabled_bufferevent_keeps_it_disabled)
     struct side s;
     open_side(&s);
     bufferevent_disable(s.bev, EV_READ);
-    conn_read_direct(s.bev, 0); /* a second call is a no-op */
+    conn_read_direct(s.bev, 0, NULL); /* a second call is a no-op */
     cr_assert_eq(write(s.peer, "abc", 3), 3);
     spin(&s);
     cr_expect_eq(s.reads, 0);
@@ -210,5 +236,41 @@ Test(conn, a_read_callback_may_free_its_bufferevent)
     spin(&s);
     cr_expect_eq(s.reads, 1);
     cr_expect_null(s.bev);
+    close_side(&s);
+}
+
+/* A read is offered to the fast path only while the input is empty. What the fast path takes
+ * never reaches the read callback; what it leaves in the input stays there, ahead of the next
+ * read's bytes, which go to the read callback; a declined read reaches it whole. */
+Test(conn, the_fast_path_gets_reads_only_while_the_input_is_empty)
+{
+    struct side s;
+    open_side_taking(&s, 0, take_some);
+    s.take_max = SIZE_MAX;
+    cr_assert_eq(write(s.peer, "abcdef", 6), 6);
+    spin(&s);
+    cr_expect_eq(s.offered, 1);
+    cr_expect_eq(s.taken, 6);
+    cr_expect_eq(s.reads, 0, "taken: the read callback does not run");
+    cr_expect_eq(input_len(&s), 0);
+    s.take_max = 2;
+    cr_assert_eq(write(s.peer, "ghijk", 5), 5);
+    spin(&s);
+    cr_expect_eq(s.offered, 2);
+    cr_expect_eq(s.reads, 0);
+    cr_expect_eq(input_len(&s), 3, "the fast path left the rest in the input");
+    cr_assert_eq(write(s.peer, "lm", 2), 2);
+    spin(&s);
+    cr_expect_eq(s.offered, 2, "not offered: the input holds something");
+    cr_expect_eq(s.reads, 1);
+    char got[8] = {0};
+    evbuffer_remove(bufferevent_get_input(s.bev), got, sizeof(got) - 1);
+    cr_expect_str_eq(got, "ijklm", "the rest first, then the next read");
+    s.decline = true;
+    cr_assert_eq(write(s.peer, "nop", 3), 3);
+    spin(&s);
+    cr_expect_eq(s.offered, 3);
+    cr_expect_eq(s.reads, 2, "declined: the read callback runs");
+    cr_expect_eq(input_len(&s), 3);
     close_side(&s);
 }

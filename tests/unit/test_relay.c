@@ -45,19 +45,26 @@ static void add_msg(struct evbuffer *b, char type, const char *body, size_t n)
     buf_free(&m);
 }
 
+static char big[100000];
+
+/* A DataRow of 100,000 bytes of 'x' (the body streams: pass_z_stream_rest). */
+static void big_data_row(struct buf *m)
+{
+    memset(big, 'x', sizeof(big));
+    buf_init(m);
+    buf_msg_start(m, 'D');
+    buf_put_bytes(m, big, sizeof(big));
+    buf_msg_finish(m);
+}
+
 Test(relay, streams_a_body_that_arrives_in_pieces)
 {
     struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
     struct relay r = {0};
     struct seen s = {0};
     const char *err;
-    static char big[100000];
-    memset(big, 'x', sizeof(big));
     struct buf m;
-    buf_init(&m);
-    buf_msg_start(&m, 'D');
-    buf_put_bytes(&m, big, sizeof(big));
-    buf_msg_finish(&m);
+    big_data_row(&m);
     /* first half only */
     evbuffer_add(in, m.data, m.len / 2);
     cr_expect_eq(relay_pump(in, out, &r, 1 << 20, pass_z_stream_rest, &s, &err), RELAY_MORE);
@@ -275,11 +282,13 @@ static enum relay_verdict rewrite_and_flush(void *arg, uint8_t type, uint32_t le
     return rewrite_some(&rw, type, len, body);
 }
 
-/* An inspector that, like a checkout, writes a 'C' of its own before passing each 'P';
- * otherwise rewrite_some's verdicts. */
+/* An inspector that, like a checkout, writes a 'C' of its own before passing each 'P' (from
+ * the body call: a header call may be repeated); otherwise rewrite_some's verdicts. */
 static enum relay_verdict write_before_p(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct rewriting *rw = arg;
+    if (type == 'P' && !body)
+        return RV_NEED_BODY;
     if (type == 'P') {
         add_msg(rw->out, 'C', "C", 1);
         return RV_PASS;
@@ -289,13 +298,43 @@ static enum relay_verdict write_before_p(void *arg, uint8_t type, uint32_t len, 
 
 enum inspector { ADDS, FLUSHES, WRITES_BEFORE_P };
 
+/* relay_pump_span or relay_pump_to with the chosen inspector. */
+static enum relay_result pump_with(enum inspector i, struct evbuffer *in, const uint8_t *p,
+                                   size_t n, struct evbuffer *out, int fd, struct relay *r,
+                                   struct rewriting *rw, struct flushing *fl)
+{
+    const char *err;
+    relay_inspect_fn fn = i == FLUSHES           ? rewrite_and_flush
+                          : i == WRITES_BEFORE_P ? write_before_p
+                                                 : rewrite_some;
+    void *arg = i == FLUSHES ? (void *)fl : (void *)rw;
+    if (p)
+        return relay_pump_span(in, p, n, out, fd, r, 1024, fn, arg, &err);
+    return relay_pump_to(in, out, fd, r, 1024, fn, arg, &err);
+}
+
+/* The destination's whole stream (socket, then out) is want's; frees in and out and closes
+ * the socket pair. what says which case failed. */
+static void expect_stream_and_close(int sv[2], struct evbuffer *in, struct evbuffer *out,
+                                    const uint8_t *want, size_t wn, const char *what)
+{
+    uint8_t got[512];
+    size_t gn = stream_of(sv[1], out, got, sizeof(got));
+    cr_assert_eq(gn, wn, "%s", what);
+    cr_assert(memcmp(got, want, wn) == 0, "%s", what);
+    evbuffer_free(in);
+    evbuffer_free(out);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* Pumps messages of the given types, cut into three chunks at every pair of points, to a
  * socket with the chosen inspector (out's front frozen, as libevent keeps a socket's, or not);
  * the destination's stream is always the messages of want, and the pump stops at 'E'. */
 static void expect_stream_at_every_cut(const char *types, const char *want_types, enum inspector i,
                                        bool frozen)
 {
-    uint8_t src[256], want[256], got[512];
+    uint8_t src[256], want[256];
     size_t n = msgs_of(types, src, sizeof(src));
     size_t wn = msgs_of(want_types, want, sizeof(want));
     for (size_t cut1 = 0; cut1 <= n; cut1++)
@@ -309,22 +348,12 @@ static void expect_stream_at_every_cut(const char *types, const char *want_types
             struct relay r = {0};
             struct rewriting rw = {.out = out};
             struct flushing fl = {.out = out, .fd = sv[0], .frozen = frozen};
-            const char *err;
-            enum relay_result res =
-                i == FLUSHES ? relay_pump_to(in, out, sv[0], &r, 1024, rewrite_and_flush, &fl, &err)
-                : i == WRITES_BEFORE_P
-                    ? relay_pump_to(in, out, sv[0], &r, 1024, write_before_p, &rw, &err)
-                    : relay_pump_to(in, out, sv[0], &r, 1024, rewrite_some, &rw, &err);
-            cr_assert_eq(res, RELAY_STOPPED, "%s: cuts %zu %zu", types, cut1, cut2);
-            size_t gn = stream_of(sv[1], out, got, sizeof(got));
-            cr_assert_eq(gn, wn, "%s, frozen %d: cuts %zu %zu", types, frozen, cut1, cut2);
-            cr_assert(memcmp(got, want, wn) == 0, "%s, frozen %d: cuts %zu %zu", types, frozen,
-                      cut1, cut2);
+            enum relay_result res = pump_with(i, in, NULL, 0, out, sv[0], &r, &rw, &fl);
+            char what[128];
+            snprintf(what, sizeof(what), "%s, frozen %d: cuts %zu %zu", types, frozen, cut1, cut2);
+            cr_assert_eq(res, RELAY_STOPPED, "%s", what);
             cr_assert_eq(evbuffer_get_length(in), 6, "the message after the stop stays");
-            evbuffer_free(in);
-            evbuffer_free(out);
-            close(sv[0]);
-            close(sv[1]);
+            expect_stream_and_close(sv, in, out, want, wn, what);
         }
 }
 
@@ -423,4 +452,114 @@ Test(relay, a_socket_that_takes_part_leaves_the_rest_in_out_in_order)
         close(sv[0]);
         close(sv[1]);
     }
+}
+
+/* Messages of the given types arriving in two reads cut at every point, each read judged
+ * before it is buffered (relay_pump_span) when the input is empty, else added to the input
+ * (its end frozen, as libevent keeps a socket's) and pumped: the destination's stream is
+ * always want's, the pump stops at 'E', and what follows the stop waits in the input. */
+static void expect_stream_from_two_reads(const char *types, const char *want_types,
+                                         enum inspector i, bool frozen)
+{
+    uint8_t src[256], want[256];
+    size_t n = msgs_of(types, src, sizeof(src));
+    size_t wn = msgs_of(want_types, want, sizeof(want));
+    for (size_t cut = 0; cut <= n; cut++) {
+        int sv[2];
+        nonblocking_pair(sv);
+        struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+        evbuffer_freeze(in, 0);
+        if (frozen)
+            evbuffer_freeze(out, 1);
+        struct relay r = {0};
+        struct rewriting rw = {.out = out};
+        struct flushing fl = {.out = out, .fd = sv[0], .frozen = frozen};
+        enum relay_result res = pump_with(i, in, src, cut, out, sv[0], &r, &rw, &fl);
+        size_t fed = cut;
+        if (res != RELAY_STOPPED) {
+            cr_assert_eq(res, RELAY_MORE, "%s: cut %zu", types, cut);
+            fed = n;
+            if (evbuffer_get_length(in) == 0) {
+                res = pump_with(i, in, src + cut, n - cut, out, sv[0], &r, &rw, &fl);
+            } else {
+                evbuffer_unfreeze(in, 0);
+                evbuffer_add(in, src + cut, n - cut);
+                evbuffer_freeze(in, 0);
+                res = pump_with(i, in, NULL, 0, out, sv[0], &r, &rw, &fl);
+            }
+        }
+        char what[128];
+        snprintf(what, sizeof(what), "%s, frozen %d: cut %zu", types, frozen, cut);
+        cr_assert_eq(res, RELAY_STOPPED, "%s", what);
+        evbuffer_unfreeze(in, 0); /* the second read, when the stop came in the first */
+        evbuffer_add(in, src + fed, n - fed);
+        cr_assert_eq(evbuffer_get_length(in), 6, "%s", what);
+        cr_assert(memcmp(evbuffer_pullup(in, 6), src + n - 6, 6) == 0,
+                  "the message after the stop stays whole");
+        expect_stream_and_close(sv, in, out, want, wn, what);
+    }
+}
+
+/* A read judged before it is buffered gives the stream the buffered pump gives, whatever
+ * the point where the reads are cut, whatever the inspector does; the rest of the read (a
+ * message cut by its end, the messages after a stop) is left in the input, in order. */
+Test(relay, a_read_judged_before_it_is_buffered_gives_the_same_stream)
+{
+    expect_stream_from_two_reads("aBcdaEa", "aXcaE", ADDS, false);
+    expect_stream_from_two_reads("aBcdaEa", "aXcaE", FLUSHES, false);
+    expect_stream_from_two_reads("aBcdaEa", "aXcaE", FLUSHES, true);
+    expect_stream_from_two_reads("PaPcdaBaEa", "CPaCPcaXaE", WRITES_BEFORE_P, false);
+    expect_stream_from_two_reads("PaPcdaBaEa", "CPaCPcaXaE", WRITES_BEFORE_P, true);
+}
+
+/* A read that arrives while a big message streams goes on streaming it (the rest of the
+ * message, then the next, judged whole); a read that arrives while the destination is full
+ * waits in the input, whole. */
+Test(relay, a_read_during_a_stream_or_a_full_destination_is_buffered)
+{
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct relay r = {0};
+    struct seen s = {0};
+    const char *err;
+    struct buf m;
+    big_data_row(&m);
+    cr_assert_eq(
+        relay_pump_span(in, m.data, 1000, out, -1, &r, 1 << 20, pass_z_stream_rest, &s, &err),
+        RELAY_MORE);
+    cr_assert_eq(evbuffer_get_length(out), 1000, "the start of a big message streams at once");
+    cr_assert_eq(evbuffer_get_length(in), 0);
+    uint8_t tail[128];
+    size_t rest = m.len - 1000;
+    evbuffer_drain(out, evbuffer_get_length(out)); /* the socket took it */
+    size_t piece = rest - 100;                     /* all but the last 100 bytes */
+    cr_assert_eq(relay_pump_span(in, m.data + 1000, piece, out, -1, &r, 1 << 20, pass_z_stream_rest,
+                                 &s, &err),
+                 RELAY_MORE);
+    cr_assert_eq(evbuffer_get_length(out), piece);
+    evbuffer_drain(out, piece);
+    struct evbuffer *z = evbuffer_new();
+    evbuffer_add(z, m.data + 1000 + piece, 100);
+    add_msg(z, 'Z', "I", 1);
+    size_t zn = evbuffer_get_length(z);
+    evbuffer_remove(z, tail, zn);
+    evbuffer_free(z);
+    cr_assert_eq(relay_pump_span(in, tail, zn, out, -1, &r, 1 << 20, pass_z_stream_rest, &s, &err),
+                 RELAY_STOPPED);
+    cr_assert_eq(evbuffer_get_length(out), zn);
+    cr_assert_eq(s.messages, 1);
+    cr_assert_eq(s.bodies, 1, "the message after the stream is judged whole");
+    cr_assert_eq(evbuffer_get_length(in), 0);
+    /* a full destination: the read waits in the input, whole */
+    evbuffer_add(out, big, sizeof(big));
+    while (evbuffer_get_length(out) <= RELAY_HIGH_WATER)
+        evbuffer_add(out, big, sizeof(big));
+    size_t before = evbuffer_get_length(out);
+    cr_assert_eq(
+        relay_pump_span(in, tail + 100, 6, out, -1, &r, 1 << 20, pass_z_stream_rest, &s, &err),
+        RELAY_FULL);
+    cr_assert_eq(evbuffer_get_length(out), before);
+    cr_assert_eq(evbuffer_get_length(in), 6);
+    buf_free(&m);
+    evbuffer_free(in);
+    evbuffer_free(out);
 }
