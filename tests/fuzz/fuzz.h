@@ -24,7 +24,8 @@ int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_mask(const uint8_t *data, size_t size);
 
 #include "relay.h"
-/* Pumps data through the relay with inspector fn, draining what it forwards. */
+/* Pumps data through the relay with inspector fn, all buffered and in reads judged before
+ * they are buffered; aborts when the two forward different bytes or end differently. */
 void fuzz_pump(const uint8_t *data, size_t size, relay_inspect_fn fn);
 
 #endif
