@@ -5,7 +5,8 @@
 # to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
 # each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after),
 # lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio), and lakeproxy
-# with statistics off (the cost of statistics and the query log: TPS and CPU ratios).
+# with statistics off (the cost of statistics and the query log: TPS and CPU ratios). Ratios
+# are taken within each repeat and their median reported, with their range.
 #   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
@@ -144,6 +145,12 @@ run_one() {
     echo "${tps:--} ${lat:--} ${p99:--} $cpu $errs"
 }
 
+read -ra targets <<<"$TARGETS"
+# one short run per target first, not counted: pools filled, caches and the database's pages
+# warm (otherwise whichever target runs first pays for them)
+for target in "${targets[@]}"; do
+    (DURATION=2 run_one simple "$target") >/dev/null # (a subshell: run_one waits for its jobs)
+done
 
 mkdir -p bench/results
 stamp=$(date -u +%Y%m%d-%H%M%S)
@@ -155,15 +162,32 @@ dat="$T/chart.dat"
     echo "pgbench against PostgreSQL directly, lakeproxy and PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}'),"
     echo "both in transaction pooling with $POOL server connections; $CLIENTS clients unless the"
     echo "workload says otherwise; ${DURATION}s x $REPEATS runs, medians; $(nproc) cores, one machine."
+    echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
+    echo "starting one target later), with their range over the runs in brackets."
     echo
     echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | TPS lakeproxy/PgBouncer |"
     echo "|---|---|---|---|---|---|---|"
 } >"$out"
+# paired A B COL: A's figure in column COL over B's in the same repeat, the median of those
+# ratios and, with more than one repeat, their range: "0.97 (0.91-1.05)". Pairing within a
+# repeat cancels the drift of the machine between repeats.
+paired() {
+    paste -d' ' <(echo -n "${res[$1]}" | awk -v c="$3" '{print $c}') \
+        <(echo -n "${res[$2]}" | awk -v c="$3" '{print $c}') |
+        awk '$1 != "-" && $2 != "-" && $2 > 0 {print $1 / $2}' | sort -g |
+        awk '{v[NR] = $1} END {
+            if (!NR) { print "-"; exit }
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            if (NR == 1) printf "%.2f", m; else printf "%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+}
+
 IFS=, read -ra wls <<<"$WORKLOADS"
 for wl in "${wls[@]}"; do
     declare -A res=()
     for r in $(seq "$REPEATS"); do
-        for target in $TARGETS; do
+        # each repeat starts one target later: none always runs first, or after the same one
+        for i in "${!targets[@]}"; do
+            target=${targets[(i + r - 1) % ${#targets[@]}]}
             line=$(run_one "$wl" "$target")
             res[$target]+="$line"$'\n'
             echo "run $r $wl $target: $line (tps avg_ms p99_ms cpu_us/txn errors)"
@@ -175,19 +199,18 @@ for wl in "${wls[@]}"; do
             med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
         done
     done
-    ratio=$(awk -v a="${med[lakeproxy,1]}" -v b="${med[pgbouncer,1]}" \
-        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
-    rls_ratio=$(awk -v a="${med[lakeproxy_rls,1]}" -v b="${med[lakeproxy,1]}" \
-        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
-    stats_ratio=$(awk -v a="${med[lakeproxy,1]}" -v b="${med[lakeproxy_nostats,1]}" \
-        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
-    cpu_ratio=$(awk -v a="${med[lakeproxy,4]}" -v b="${med[lakeproxy_nostats,4]}" \
-        'BEGIN{ if (a=="-"||b=="-"||b==0) print "-"; else printf "%.2f", a/b }')
+    ratio=$(paired lakeproxy pgbouncer 1)
+    rls_ratio=$(paired lakeproxy_rls lakeproxy 1)
+    stats_ratio=$(paired lakeproxy lakeproxy_nostats 1)
+    cpu_ratio=$(paired lakeproxy lakeproxy_nostats 4)
+    nostats_ratio=$(paired lakeproxy_nostats pgbouncer 1)
+    nostats_cpu=$(paired lakeproxy_nostats pgbouncer 4)
     for target in $TARGETS; do
         r=""
         [ "$target" = lakeproxy ] && r=$ratio
         [ "$target" = lakeproxy_rls ] && r="RLS on/off: $rls_ratio"
-        [ "$target" = lakeproxy_nostats ] && r="stats on/off: TPS $stats_ratio, CPU $cpu_ratio"
+        [ "$target" = lakeproxy_nostats ] &&
+            r="stats on/off: TPS $stats_ratio, CPU $cpu_ratio; stats off/PgBouncer: TPS $nostats_ratio, CPU $nostats_cpu"
         note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
         echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
     done

@@ -69,18 +69,21 @@ static bool class_fits(const struct server *s, struct client *c)
 }
 
 /* The idle server for c: under row-level security one that already carries c's settings
- * (no injection needed), else the one idle longest; of c's masking class. NULL when no idle
- * server fits c. */
+ * (no injection needed), else the one that went idle last (the idle list runs from the one
+ * idle longest to it); of c's masking class. NULL when no idle server fits c. Last in, first
+ * out, as PgBouncer does by default: the busy connections stay few and warm (their backend is
+ * often still awake when the next query comes, and its caches are), and the rest age out under
+ * idle_timeout. */
 static struct server *pick_idle_server(struct pool *p, struct client *c)
 {
     char err[8];
     const struct buf *pre = c->rls ? client_rls_prefix(c, err, sizeof(err)) : NULL;
-    for (struct list *it = p->idle.next; pre && it != &p->idle; it = it->next) {
+    for (struct list *it = p->idle.prev; pre && it != &p->idle; it = it->prev) {
         struct server *s = list_entry(it, struct server, node);
         if (server_carries_rls(s, pre) && class_fits(s, c))
             return s;
     }
-    for (struct list *it = p->idle.next; it != &p->idle; it = it->next) {
+    for (struct list *it = p->idle.prev; it != &p->idle; it = it->prev) {
         struct server *s = list_entry(it, struct server, node);
         if (class_fits(s, c))
             return s;

@@ -77,6 +77,32 @@ Test(txn, a_transaction_keeps_its_server_until_it_ends)
     PQfinish(b);
 }
 
+/* Idle servers are reused last in, first out (PgBouncer's default): the connection released
+ * last serves the next client, so that under light load a few connections stay busy and warm
+ * and the rest age out under idle_timeout. */
+Test(txn, the_server_released_last_serves_the_next_client)
+{
+    PGconn *a = connect_as(NULL), *b = connect_as(NULL), *c = connect_as(NULL);
+    for (int round = 0; round < 2; round++) { /* released a then b, then b then a */
+        PGconn *first = round == 0 ? a : b, *last = round == 0 ? b : a;
+        free(query_value(first, "BEGIN"));
+        free(query_value(last, "BEGIN")); /* both servers taken */
+        char *p_first = query_value(first, "SELECT pg_backend_pid()");
+        char *p_last = query_value(last, "SELECT pg_backend_pid()");
+        cr_assert_str_neq(p_first, p_last);
+        free(query_value(first, "COMMIT"));
+        free(query_value(last, "COMMIT"));
+        char *next = query_value(c, "SELECT pg_backend_pid()");
+        cr_expect_str_eq(next, p_last, "round %d: not the server released last", round);
+        free(p_first);
+        free(p_last);
+        free(next);
+    }
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(c);
+}
+
 Test(txn, failed_transaction_keeps_its_server_until_rollback)
 {
     PGconn *a = connect_as(NULL), *b = connect_as(NULL);
