@@ -80,12 +80,12 @@ static struct server *pick_idle_server(struct pool *p, struct client *c)
     const struct buf *pre = c->rls ? client_rls_prefix(c, err, sizeof(err)) : NULL;
     for (struct list *it = p->idle.prev; pre && it != &p->idle; it = it->prev) {
         struct server *s = list_entry(it, struct server, node);
-        if (server_carries_rls(s, pre) && class_fits(s, c))
+        if (server_carries_rls(s, pre) && class_fits(s, c) && !server_input_pending(s))
             return s;
     }
     for (struct list *it = p->idle.prev; it != &p->idle; it = it->prev) {
         struct server *s = list_entry(it, struct server, node);
-        if (class_fits(s, c))
+        if (class_fits(s, c) && !server_input_pending(s))
             return s;
     }
     return NULL;
@@ -302,6 +302,11 @@ void pool_server_ready(struct server *s)
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
+    if (server_input_pending(s)) { /* part of a late message: nobody's until it is dropped */
+        s->state = SV_IDLE;
+        pool_place_server(s);
+        return;
+    }
     struct client *c = p->paused ? NULL : first_fitting_waiter(p, s);
     if (!c && !p->paused && !list_empty(&p->waiting)) {
         /* everyone waiting is of another masking class: a fresh server takes its place */

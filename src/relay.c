@@ -7,7 +7,7 @@
 
 #include "proto.h"
 
-/* The run of passed messages relay_chunk holds back from its out, to send them straight from
+/* The run of passed messages relay_run holds back from its out, to send them straight from
  * the input (one per thread: a pump never runs inside another's inspector). The run belongs
  * after the first `at` bytes of out (what an inspector wrote before it began) and ahead of
  * anything added later. */

@@ -756,6 +756,8 @@ static void on_idle_data(struct server *s)
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, idle_inspect, s, &err);
     if (r == RELAY_FAILED || s->err_state[0])
         server_close(s, s->err_state[0] ? s->err_msg : "unexpected data while idle");
+    else if (s->state == SV_IDLE && !server_input_pending(s))
+        pool_server_ready(s); /* passed over while a message was cut: waiters may take it now */
 }
 
 static void server_read_cb(struct bufferevent *bev, void *arg)
@@ -1082,10 +1084,15 @@ void server_release(struct server *s)
     }
     s->state = SV_IDLE;
     pool_place_server(s);
-    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+    if (server_input_pending(s))
         on_idle_data(s); /* a late notice or notification: not for the next client */
     if (!s->closing)
         pool_server_ready(s);
+}
+
+bool server_input_pending(const struct server *s)
+{
+    return evbuffer_get_length(bufferevent_get_input(s->bev)) > 0;
 }
 
 void server_unlink(struct server *s)

@@ -48,6 +48,10 @@ void server_copy_done_sent(struct server *s);
 /* Transaction pooling: the client's transaction is over; s goes back to the pool as it is. */
 void server_release(struct server *s);
 
+/* Does s's input hold bytes not yet relayed (an idle server's: part of a late message)? Such
+ * a server serves nobody until it is whole and dropped: its end would reach the client. */
+bool server_input_pending(const struct server *s);
+
 /* Milliseconds of a monotonic clock. */
 int64_t server_now_ms(void);
 

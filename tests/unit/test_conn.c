@@ -39,6 +39,13 @@ static void on_read(struct bufferevent *bev, void *arg)
     }
 }
 
+/* on_read for sides with a fast path (fast paths are registered by read callback: this keeps
+ * on_read's sides without one). */
+static void on_read_fast(struct bufferevent *bev, void *arg)
+{
+    on_read(bev, arg);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
@@ -73,7 +80,7 @@ static void open_side_taking(struct side *s, size_t limit, conn_take_fn take)
     s->base = event_base_new();
     s->bev = bufferevent_socket_new(s->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
     s->peer = sv[1];
-    bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+    bufferevent_setcb(s->bev, take ? on_read_fast : on_read, NULL, on_event, s);
     bufferevent_enable(s->bev, EV_READ);
     conn_read_direct(s->bev, limit, take); /* reads already enabled: they stay enabled */
 }
