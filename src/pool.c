@@ -302,9 +302,11 @@ void pool_server_ready(struct server *s)
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
-    if (server_input_pending(s)) { /* part of a late message: nobody's until it is dropped */
-        s->state = SV_IDLE;
-        pool_place_server(s);
+    if (!server_ready_to_serve(s)) { /* closed, or part of a late message waits for its rest */
+        if (!s->closing) {
+            s->state = SV_IDLE;
+            pool_place_server(s);
+        }
         return;
     }
     struct client *c = p->paused ? NULL : first_fitting_waiter(p, s);

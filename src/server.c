@@ -748,7 +748,9 @@ static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len, co
     return internal_inspect(arg, type, len, body);
 }
 
-static void on_idle_data(struct server *s)
+/* Drops what an idle server's input holds (late notices, notifications, parameters); closes
+ * it on anything else. A message cut by a read's end stays until its rest comes. */
+static void drop_idle_input(struct server *s)
 {
     const char *err;
     struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -756,8 +758,20 @@ static void on_idle_data(struct server *s)
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, idle_inspect, s, &err);
     if (r == RELAY_FAILED || s->err_state[0])
         server_close(s, s->err_state[0] ? s->err_msg : "unexpected data while idle");
-    else if (s->state == SV_IDLE && !server_input_pending(s))
-        pool_server_ready(s); /* passed over while a message was cut: waiters may take it now */
+}
+
+static void on_idle_data(struct server *s)
+{
+    drop_idle_input(s);
+    if (!s->closing && !server_input_pending(s))
+        pool_server_ready(s); /* one passed over while a message was cut: waiters may take it */
+}
+
+bool server_ready_to_serve(struct server *s)
+{
+    if (server_input_pending(s))
+        drop_idle_input(s);
+    return !s->closing && !server_input_pending(s);
 }
 
 static void server_read_cb(struct bufferevent *bev, void *arg)
@@ -1084,10 +1098,7 @@ void server_release(struct server *s)
     }
     s->state = SV_IDLE;
     pool_place_server(s);
-    if (server_input_pending(s))
-        on_idle_data(s); /* a late notice or notification: not for the next client */
-    if (!s->closing)
-        pool_server_ready(s);
+    pool_server_ready(s); /* (which drops a late notice or notification first) */
 }
 
 bool server_input_pending(const struct server *s)

@@ -52,6 +52,11 @@ void server_release(struct server *s);
  * a server serves nobody until it is whole and dropped: its end would reach the client. */
 bool server_input_pending(const struct server *s);
 
+/* For a server about to be handed out: drops what late messages its input holds (closing it
+ * on anything else); false when it is closed or part of a message waits for its rest (the
+ * read that completes it offers the server again). */
+bool server_ready_to_serve(struct server *s);
+
 /* Milliseconds of a monotonic clock. */
 int64_t server_now_ms(void);
 
