@@ -42,6 +42,7 @@ struct takeover_ctl {
     char path[TAKEOVER_SOCKET_MAX]; /* as at start: a reload does not move the socket */
     dev_t dev; /* the socket file this process created, to remove only that one */
     ino_t ino;
+    bool removed; /* that file removed already: never look at the path again */
     struct handover *h;
 };
 
@@ -112,10 +113,15 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Removes the control socket's file if it is still the one this process created. */
-static void remove_socket_file(const struct takeover_ctl *ctl)
+/* Removes the control socket's file if it is still the one this process created, once: after
+ * that the path may hold the next process's socket, whose inode number can be the one this
+ * file had (file systems reuse a freed number at once). */
+static void remove_socket_file(struct takeover_ctl *ctl)
 {
     struct stat st;
+    if (ctl->removed)
+        return;
+    ctl->removed = true;
     if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
         unlink(ctl->path);
 }
@@ -291,14 +297,28 @@ static int bind_control(const char *path, struct stat *st, char *err, size_t err
         snprintf(err, errsz, "listen.takeover_socket: %s: refusing to replace it", why);
         return -1;
     }
-    unlink(path); /* a socket of ours: left by a crash, or by the process taken over */
+    /* bound and listening under a name of its own first, then renamed over path (replacing a
+     * socket of ours left by a crash): whoever finds the file at path can connect */
+    struct sockaddr_un tmp;
+    char tmp_path[TAKEOVER_SOCKET_MAX + 16];
+    snprintf(tmp_path, sizeof(tmp_path), "%s.%ld", path, (long)getpid());
+    bool staged = unix_address(tmp_path, &tmp);
+    if (!staged)
+        unlink(path); /* no room for the longer name: bound at path itself */
+    else
+        unlink(tmp_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     mode_t old_mask = umask(0177);
-    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)(staged ? &tmp : &sa), sizeof(sa)) == 0;
     umask(old_mask);
-    if (!ok || listen(fd, 4) != 0 || stat(path, st) != 0) {
+    ok = ok && listen(fd, 4) == 0;
+    ok = ok && (!staged || rename(tmp_path, path) == 0);
+    int why_errno = errno;
+    if (!ok && staged)
+        unlink(tmp_path);
+    if (!ok || stat(path, st) != 0) {
         snprintf(err, errsz, "cannot listen on listen.takeover_socket %s: %s", path,
-                 strerror(errno));
+                 strerror(ok ? errno : why_errno));
         if (fd >= 0)
             close(fd);
         return -1;
