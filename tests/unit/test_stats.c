@@ -422,16 +422,18 @@ Test(stats, each_statement_of_a_text_gets_its_own_fingerprint)
     const char *text = "SELECT 1;  -- first\n SELECT a, b FROM t WHERE x = 'it''s' ;"
                        "/* c */ UPDATE t SET a = 2 WHERE b = 3;";
     cr_assert_eq(stats_statements(st, text, true, fps), 3);
-    cr_expect_eq(fps[0], stats_fingerprint(st, "SELECT 7", true));
-    cr_expect_eq(fps[1], stats_fingerprint(st, "SELECT a, b FROM t WHERE x = 'y'", true));
-    cr_expect_eq(fps[2], stats_fingerprint(st, "UPDATE t SET a = 5 WHERE b = 6", true));
-    cr_expect_str_eq(stats_find(st, fps[1])->a.normalized, "SELECT a, b FROM t WHERE x = $1");
-    cr_expect_str_eq(stats_find(st, fps[2])->a.normalized, "UPDATE t SET a = $1 WHERE b = $2");
+    /* (asked again before any other text: the key cache is direct-mapped with a random seed,
+     * so another text could take its slot) */
     uint64_t again[STATS_MAX_STMTS];
     uint64_t analyses = stats_analyses(st);
     cr_expect_eq(stats_statements(st, text, true, again), 3);
     cr_expect_eq(stats_analyses(st), analyses, "the second time, no parse");
     cr_expect_eq(memcmp(fps, again, 3 * sizeof(fps[0])), 0);
+    cr_expect_eq(fps[0], stats_fingerprint(st, "SELECT 7", true));
+    cr_expect_eq(fps[1], stats_fingerprint(st, "SELECT a, b FROM t WHERE x = 'y'", true));
+    cr_expect_eq(fps[2], stats_fingerprint(st, "UPDATE t SET a = 5 WHERE b = 6", true));
+    cr_expect_str_eq(stats_find(st, fps[1])->a.normalized, "SELECT a, b FROM t WHERE x = $1");
+    cr_expect_str_eq(stats_find(st, fps[2])->a.normalized, "UPDATE t SET a = $1 WHERE b = $2");
 
     char script[4096] = "";
     for (int i = 0; i <= STATS_MAX_STMTS; i++)
