@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# backends.sh: what each proxy costs PostgreSQL. On a small machine PostgreSQL's backends are
+# the largest user of CPU, so a proxy that makes them work harder lowers TPS even when its own
+# CPU per transaction is the same. Starts a throwaway PostgreSQL, lakeproxy (statistics off)
+# and PgBouncer (transaction pooling, the same pool size), runs pgbench -S against each in
+# turn, and prints per run: TPS, the proxy's CPU per transaction, and the CPU per transaction
+# of the backends serving it (utime + stime of their processes, in clock ticks of 10 ms: runs
+# of a few seconds are needed). With -s, the backends' system calls per transaction as well
+# (strace -c, which slows them: TPS and CPU of those runs are not comparable).
+#   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=4 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple STRACE=0
+while getopts "d:r:c:p:M:s" o; do
+    case $o in
+        d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; p) POOL=$OPTARG ;;
+        M) MODE=$OPTARG ;; s) STRACE=1 ;; *) exit 2 ;;
+    esac
+done
+command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
+[ "$STRACE" = 0 ] || command -v strace >/dev/null || { echo "bench: apt-get install strace" >&2; exit 1; }
+[ -x ./lakeproxy ] || make lakeproxy
+
+source bench/lib.sh
+bench_pg_start lakeproxy-backends
+bench_pgbench_init
+chmod 777 "$T"
+lpport=$(bash tests/lib/free_port.sh)
+cat >"$T/lakeproxy.yaml" <<YAML
+listen: { host: 127.0.0.1, port: $lpport }
+log: { level: warning }
+databases:
+$(bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }")
+users:
+  lp_server: { password: server-secret }
+stats: { enabled: false }
+YAML
+pbport=$(bash tests/lib/free_port.sh)
+bench_pgbouncer_config "$pbport" "$POOL"
+as_user=()
+[ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
+"${as_user[@]}" ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+bench_pids+=($!)
+"${as_user[@]}" pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+bench_pids+=($!)
+sleep 1
+lp_pid=$(pgrep -n -f "lakeproxy -c $T/lakeproxy.yaml")
+pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
+bench_pids+=("$lp_pid" "$pb_pid")
+
+# backend_ticks: clock ticks the bench user's backends have run (the proxies' servers).
+backend_ticks() {
+    local s=0 p
+    for p in $(pgrep -f "postgres: lp_server"); do
+        s=$((s + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)))
+    done
+    echo "$s"
+}
+
+# run TARGET PORT PID: one pgbench run through a proxy; prints its line.
+run() {
+    local name=$1 port=$2 pid=$3 b0 b1 c0 c1 out n tps sys=""
+    b0=$(backend_ticks)
+    c0=$(cpu_ns "$pid")
+    local sp="" backends
+    backends=$(pgrep -f "postgres: lp_server" | sed 's/^/-p /' | tr '\n' ' ' || true)
+    if [ "$STRACE" = 1 ] && [ -n "$backends" ]; then # (none yet before the first run)
+        # shellcheck disable=SC2086
+        strace -c -f $backends -o "$T/$name.strace" 2>/dev/null &
+        sp=$!
+        sleep 0.5
+    fi
+    out=$(pgbench -n -S -M "$MODE" -c "$CLIENTS" -j 2 -T "$DURATION" \
+        "host=127.0.0.1 port=$port dbname=bench user=lp_server" 2>&1) || true
+    if [ -n "$sp" ]; then
+        kill -INT "$sp" 2>/dev/null || true
+        wait "$sp" || true
+    fi
+    c1=$(cpu_ns "$pid")
+    b1=$(backend_ticks)
+    n=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "$name: pgbench failed" >&2; return; }
+    if [ -n "$sp" ]; then
+        sys=$(awk -v n="$n" '$NF ~ /^(epoll_wait|recvfrom|sendto)$/ {
+                c = ($4 ~ /^[0-9]+$/) ? $4 : $3; printf " %s/txn %.2f", $NF, c / n }' \
+            "$T/$name.strace")
+    fi
+    awk -v name="$name" -v tps="$tps" -v c="$((c1 - c0))" -v b="$((b1 - b0))" -v n="$n" \
+        -v hz="$(getconf CLK_TCK)" -v sys="$sys" 'BEGIN {
+        printf "%-9s tps %8.0f  proxy us/txn %5.1f  backends us/txn %5.1f%s\n",
+            name, tps, c / 1e3 / n, b / hz * 1e6 / n, sys }'
+}
+
+echo "pgbench -S -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating"
+for t in lakeproxy pgbouncer; do # warm-up, not shown
+    run "$t" "$([ $t = lakeproxy ] && echo "$lpport" || echo "$pbport")" \
+        "$([ $t = lakeproxy ] && echo "$lp_pid" || echo "$pb_pid")" >/dev/null
+done
+for r in $(seq "$REPEATS"); do
+    run lakeproxy "$lpport" "$lp_pid"
+    run pgbouncer "$pbport" "$pb_pid"
+done
