@@ -26,15 +26,7 @@ bench_pg_start lakeproxy-backends
 bench_pgbench_init
 chmod 777 "$T"
 lpport=$(bash tests/lib/free_port.sh)
-cat >"$T/lakeproxy.yaml" <<YAML
-listen: { host: 127.0.0.1, port: $lpport }
-log: { level: warning }
-databases:
-$(bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }")
-users:
-  lp_server: { password: server-secret }
-stats: { enabled: false }
-YAML
+bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
 pbport=$(bash tests/lib/free_port.sh)
 bench_pgbouncer_config "$pbport" "$POOL"
 as_user=()

@@ -30,18 +30,10 @@ pgbench -i -s 2 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >
 chmod 777 "$T"
 
 lpport=$(bash tests/lib/free_port.sh)
-cat >"$T/lakeproxy.yaml" <<YAML
-listen: { host: 127.0.0.1, port: $lpport }
-log: { level: warning }
-databases:
-$(bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }")
-users:
-  lp_server: { password: server-secret }
-YAML
 if [ "$STATS" = on ]; then
-    echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"
+    bench_lakeproxy_yaml "$lpport" "$POOL" "{ log: $T/queries.jsonl }"
 else
-    echo "stats: { enabled: false }" >>"$T/lakeproxy.yaml"
+    bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
 fi
 pbport=$(bash tests/lib/free_port.sh)
 bench_pgbouncer_config "$pbport" "$POOL"

@@ -1,7 +1,8 @@
 # lib.sh: what the bench scripts share (sourced). A throwaway PostgreSQL with the test schema
 # in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
 # CPU time of a process; the median of numbers on stdin ("-" entries skipped, "-" if none);
-# pgbench tables and a lakeproxy database entry towards that PostgreSQL.
+# pgbench tables, a lakeproxy database entry and a whole lakeproxy configuration towards that
+# PostgreSQL.
 
 bench_pids=()
 
@@ -44,6 +45,21 @@ bench_db_yaml() {
     password: server-secret
     tls: disable
     pool: $2
+YAML
+}
+
+# bench_lakeproxy_yaml PORT POOL STATS: $T/lakeproxy.yaml for a lakeproxy on PORT serving
+# database bench (bench_db_yaml) in transaction pooling with POOL server connections to user
+# lp_server; STATS is its stats setting (a YAML flow mapping).
+bench_lakeproxy_yaml() {
+    cat >"$T/lakeproxy.yaml" <<YAML
+listen: { host: 127.0.0.1, port: $1 }
+log: { level: warning }
+databases:
+$(bench_db_yaml bench "{ mode: transaction, size: $2, max_wait_ms: 60000 }")
+users:
+  lp_server: { password: server-secret }
+stats: $3
 YAML
 }
 
