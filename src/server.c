@@ -678,6 +678,12 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     return v;
 }
 
+/* Can the server's messages go to its client now? */
+static bool server_can_pump(const struct server *s)
+{
+    return s->client && s->state == SV_ACTIVE;
+}
+
 /* Relays the server's messages to its client: first those of p[0..n), a read not yet in the
  * input (when p), then the input's. */
 static void server_relay(struct server *s, const uint8_t *p, size_t n)
@@ -723,7 +729,7 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
 
 void server_pump(struct server *s)
 {
-    if (s->client && s->state == SV_ACTIVE)
+    if (server_can_pump(s))
         server_relay(s, NULL, 0);
 }
 
@@ -732,7 +738,7 @@ void server_pump(struct server *s)
 static bool server_take(void *arg, const uint8_t *p, size_t n)
 {
     struct server *s = arg;
-    if (s->state != SV_ACTIVE || !s->client)
+    if (!server_can_pump(s))
         return false;
     server_relay(s, p, n);
     return true;
