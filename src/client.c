@@ -408,6 +408,16 @@ void client_server_ready(struct client *c)
  * (or it says goodbye). */
 /* A lone DEALLOCATE between transactions concerns only the proxy's record of the client's
  * statements: answer it without a server. False when the next message is something else. */
+enum { DEALLOCATE_TEXT_MAX = 512 }; /* longer texts go to the server */
+
+/* Is the Query message whose body[0..len) lies whole in memory a lone DEALLOCATE (of name, or
+ * of all)? */
+static bool query_deallocates(const uint8_t *body, uint32_t len, char name[64], bool *all)
+{
+    return len > 0 && len <= DEALLOCATE_TEXT_MAX && body[len - 1] == 0 &&
+           pipeline_parse_deallocate((const char *)body, name, all);
+}
+
 static bool answer_deallocate(struct client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -415,15 +425,14 @@ static bool answer_deallocate(struct client *c)
     uint8_t type;
     uint32_t len;
     const char *err;
-    char name[64], sql[512];
+    char name[64];
     bool all;
     if (!hdr || hdr[0] != 'Q' ||
-        proto_check_header(hdr, sizeof(sql) + 5, &type, &len, &err) != PROTO_OK ||
-        evbuffer_get_length(in) < 5 + (size_t)len || len == 0)
+        proto_check_header(hdr, DEALLOCATE_TEXT_MAX + 5, &type, &len, &err) != PROTO_OK ||
+        evbuffer_get_length(in) < 5 + (size_t)len)
         return false;
-    uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
-    memcpy(sql, msg + 5, len);
-    if (sql[len - 1] != 0 || !pipeline_parse_deallocate(sql, name, &all))
+    const uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
+    if (!query_deallocates(msg + 5, len, name, &all))
         return false;
     evbuffer_drain(in, 5 + (size_t)len);
     pipeline_deallocate(c, name, all);
@@ -996,15 +1005,53 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
 
 void client_pump(struct client *c)
 {
-    if (client_can_pump(c))
-        client_relay(c, NULL, 0);
+    if (!client_can_pump(c))
+        return;
+    const uint8_t *p = c->taken; /* (the input is empty then) */
+    c->taken = NULL;
+    client_relay(c, p, c->taken_n);
+}
+
+/* Would client_wake ask for a server for the read p[0..n) alone? Only when it starts with a
+ * whole message that is neither Terminate nor a DEALLOCATE the proxy answers itself. */
+static bool read_needs_server(const struct client *c, const uint8_t *p, size_t n)
+{
+    uint8_t type;
+    uint32_t len;
+    const char *err;
+    char name[64];
+    bool all;
+    if (c->mask_wait || c->closing || n < 5 ||
+        proto_check_header(p, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK ||
+        n - 5 < len || type == 'X')
+        return false;
+    return type != 'Q' || !query_deallocates(p + 5, len, name, &all);
+}
+
+/* An idle client's read that needs a server: asks for one with the read held (c->taken), so
+ * that a server linked at once relays it from where it was read (client_pump); else the read
+ * goes into the input, where client_wake would have left it. */
+static void take_idle_read(struct client *c, const uint8_t *p, size_t n)
+{
+    c->taken = p;
+    c->taken_n = n;
+    pool_request(c->pool, c);
+    if (!c->taken)
+        return;
+    c->taken = NULL;
+    if (!c->closing && !conn_keep_input(c->bev, p, n))
+        client_close(c, "out of memory");
 }
 
 /* client_read_cb's fast path (conn_take_fn): an active client's read is relayed from where it
- * was read. */
+ * was read, and so is an idle one's that finds a server at once. */
 static bool client_take(void *arg, const uint8_t *p, size_t n)
 {
     struct client *c = arg;
+    if (c->state == CL_IDLE && read_needs_server(c, p, n)) {
+        take_idle_read(c, p, n);
+        return true;
+    }
     if (c->state != CL_ACTIVE || !client_can_pump(c))
         return false;
     client_relay(c, p, n);

@@ -141,6 +141,15 @@ void conn_read_resume(struct bufferevent *bev)
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
 
+bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_unfreeze(in, 0); /* libevent keeps the end of a socket's input frozen */
+    int added = evbuffer_add(in, p, n);
+    evbuffer_freeze(in, 0);
+    return added == 0;
+}
+
 /* The read event of a plain socket bufferevent after conn_read_direct: one recv(), offered to
  * the read callback's fast path while the input is empty; else into the input buffer, then
  * the read callback (subject to the low watermark), as libevent would. At the read limit the
@@ -171,10 +180,7 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         if (take && take(bev->cbarg, chunk, (size_t)n))
             return;
     }
-    evbuffer_unfreeze(in, 0); /* libevent keeps the end of a socket's input frozen */
-    int added = evbuffer_add(in, chunk, (size_t)n);
-    evbuffer_freeze(in, 0);
-    if (added != 0) {
+    if (!conn_keep_input(bev, chunk, (size_t)n)) {
         errno = ENOMEM;
         read_failed(bev, BEV_EVENT_READING | BEV_EVENT_ERROR);
         return;

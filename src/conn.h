@@ -42,6 +42,10 @@ short conn_initial_events(struct bufferevent *bev);
  * the call. */
 typedef bool (*conn_take_fn)(void *arg, const uint8_t *p, size_t n);
 
+/* Appends p[0..n) to bev's input without running its callbacks: for a fast path's bytes it did
+ * not consume. False when out of memory (the bytes are then lost: close the connection). */
+bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n);
+
 /* Plain sockets, once they can no longer turn into TLS (after the startup packet): each read
  * event does one recv() of up to CONN_READ_CHUNK bytes into bev's input, instead of libevent's
  * evbuffer_read, which asks the kernel how much is buffered (ioctl FIONREAD) before every read

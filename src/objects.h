@@ -260,6 +260,8 @@ struct client {
     uint64_t token_cfg_gen;             /* the configuration generation the check started under */
     struct string_list token_groups;    /* the groups its Databricks token's identity is in */
     struct relay relay;
+    const uint8_t *taken;         /* a read its fast path holds while it asks for a server: */
+    size_t taken_n;               /* client_pump relays it, if that happens at once */
     struct timeval wait_start;    /* when it joined the pool's wait queue */
     bool is_admin;                /* asked for the admin console and is allowed to */
     struct client_stmts stmts;    /* transaction pooling: the client's named statements */

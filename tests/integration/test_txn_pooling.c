@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "harness.h"
 #include "proto.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -129,6 +130,69 @@ Test(txn, one_server_serves_two_connected_clients_in_turn)
     free(pb);
     PQfinish(a);
     PQfinish(b);
+}
+
+/* Reads replies up to ReadyForQuery; appends each DataRow's first value and each
+ * CommandComplete's tag to got ("v|tag|..."). False on an error, EOF or timeout. */
+static bool read_replies(int fd, char *got, size_t gotsz)
+{
+    unsigned char body[512];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body) - 1, &len, 5000)) != 'Z') {
+        if (t < 0 || t == 'E')
+            return false;
+        size_t at = strlen(got);
+        if (t == 'D' && len >= 6) { /* field count, then the first value's length and bytes */
+            int n = (int)((uint32_t)body[2] << 24 | body[3] << 16 | body[4] << 8 | body[5]);
+            snprintf(got + at, gotsz - at, "%.*s|", n, (const char *)body + 6);
+        } else if (t == 'C') {
+            body[len] = 0;
+            snprintf(got + at, gotsz - at, "%s|", (const char *)body);
+        }
+    }
+    return true;
+}
+
+/* An idle client's read goes to a server straight from where it was read when one is free,
+ * and waits in its input when none is: either way every message of it is relayed, in order. */
+Test(txn, an_idle_clients_read_is_relayed_whole_with_or_without_a_free_server)
+{
+    proxy_stop(&px);
+    start_txn(1, 5000);
+    PGconn *holder = connect_as(NULL);
+    PQclear(PQexec(holder, "BEGIN"));
+    char *v = query_value(holder, "SELECT 'holding the only server'");
+    free(v);
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "SELECT 'first'");
+    proto_query(&b, "SELECT 'second'");
+    cr_assert(raw_send(fd, &b)); /* one write, while no server is free */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    cr_expect_eq(poll(&pfd, 1, 300), 0, "answered while the only server was held");
+    PQclear(PQexec(holder, "COMMIT"));
+    char got[256] = "";
+    cr_assert(read_replies(fd, got, sizeof(got)) && read_replies(fd, got, sizeof(got)), "%s", got);
+    cr_expect_str_eq(got, "first|SELECT 1|second|SELECT 1|");
+    proto_query(&b, "SELECT 'third'"); /* now idle, with the server free */
+    proto_query(&b, "SELECT 'fourth'");
+    cr_assert(raw_send(fd, &b));
+    got[0] = 0;
+    cr_assert(read_replies(fd, got, sizeof(got)) && read_replies(fd, got, sizeof(got)), "%s", got);
+    cr_expect_str_eq(got, "third|SELECT 1|fourth|SELECT 1|");
+    raw_put_empty(&b, 'X'); /* a Terminate between transactions needs no server */
+    cr_assert(raw_send(fd, &b));
+    unsigned char body[64];
+    size_t len;
+    cr_expect_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), -1, "still open after X");
+    buf_free(&b);
+    close(fd);
+    v = query_value(holder, "SELECT 'server still serves'");
+    cr_expect_str_eq(v, "server still serves");
+    free(v);
+    PQfinish(holder);
 }
 
 Test(txn, session_parameters_follow_each_client)
