@@ -49,8 +49,10 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
  * anywhere? */
 static bool mentions_forgetting(const char *text, bool *dealloc)
 {
-    *dealloc = text_contains_ci(text, "deallocate");
-    return *dealloc || text_contains_ci(text, "discard");
+    static const char *const words[] = {"deallocate", "discard"};
+    unsigned found = text_words_ci(text, words, 2);
+    *dealloc = found & 1;
+    return found != 0;
 }
 
 /* What running sql for client c does to a server beyond its result (STMT_* flags):

@@ -248,9 +248,9 @@ void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
  * Conservatively, by its words. */
 static bool changes_client_encoding(const char *sql)
 {
-    return text_contains_ci(sql, "client_encoding") ||
-           text_contains_ci(sql, "standard_conforming") ||
-           (text_contains_ci(sql, "names") && text_contains_ci(sql, "set"));
+    static const char *const words[] = {"client_encoding", "standard_conforming", "names", "set"};
+    unsigned found = text_words_ci(sql, words, 4);
+    return (found & 3) || (found & 12) == 12;
 }
 
 /* Refuses sql when it could carry a masked value past the result rewriting (masksql.c). */

@@ -18,20 +18,51 @@ static inline char textscan_upper(char c)
     return c >= 'a' && c <= 'z' ? (char)(c - ('a' - 'A')) : c;
 }
 
+/* Does the text at p, whose first byte matches word's ignoring case, go on as word does? Stops
+ * at the text's NUL (most candidates fail at their second byte). */
+static inline bool textscan_rest_matches(const char *p, const char *word)
+{
+    size_t i = 1;
+    while (word[i] && textscan_lower(p[i]) == word[i])
+        i++;
+    return !word[i];
+}
+
 /* Does NUL-terminated text contain word (non-empty, lower-case ASCII), ignoring case,
- * anywhere? strpbrk finds each candidate's first byte; the rest is compared in line (most
- * candidates fail at their second byte), stopping at the text's NUL. */
+ * anywhere? strpbrk finds each candidate's first byte, the rest is compared in line. */
 static inline bool text_contains_ci(const char *text, const char *word)
 {
     const char first[3] = {word[0], textscan_upper(word[0]), '\0'};
-    for (const char *p = strpbrk(text, first); p; p = strpbrk(p + 1, first)) {
-        size_t i = 1;
-        while (word[i] && textscan_lower(p[i]) == word[i])
-            i++;
-        if (!word[i])
+    for (const char *p = strpbrk(text, first); p; p = strpbrk(p + 1, first))
+        if (textscan_rest_matches(p, word))
             return true;
-    }
     return false;
+}
+
+enum { TEXTSCAN_WORDS_MAX = 8 };
+
+/* Which of words[0..n) (each as text_contains_ci's; n <= TEXTSCAN_WORDS_MAX) NUL-terminated text
+ * contains, as a bit mask (bit i: words[i]): one pass over the text for all of them. */
+static inline unsigned text_words_ci(const char *text, const char *const *words, unsigned n)
+{
+    char first[2 * TEXTSCAN_WORDS_MAX + 1];
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < k && first[j] != words[i][0])
+            j++;
+        if (j == k) {
+            first[k++] = words[i][0];
+            first[k++] = textscan_upper(words[i][0]);
+        }
+    }
+    first[k] = '\0';
+    unsigned found = 0, all = (1u << n) - 1;
+    for (const char *p = strpbrk(text, first); p && found != all; p = strpbrk(p + 1, first))
+        for (unsigned i = 0; i < n; i++)
+            if (textscan_lower(*p) == words[i][0] && textscan_rest_matches(p, words[i]))
+                found |= 1u << i;
+    return found;
 }
 
 #endif

@@ -364,3 +364,39 @@ Test(textscan, a_keyword_is_found_in_any_case_anywhere_and_only_there)
         cr_expect(!text_contains_ci(text, word), "%s", text);
     }
 }
+
+/* Several keywords in one pass find exactly what one search per keyword finds, words that share
+ * a first letter and words that overlap in the text included. */
+Test(textscan, several_keywords_in_one_pass_find_what_one_search_each_finds)
+{
+    static const char *const words[] = {"client_encoding",
+                                        "standard_conforming",
+                                        "names",
+                                        "set",
+                                        "deallocate",
+                                        "discard",
+                                        "sett",
+                                        "d"};
+    static const char *const texts[] = {
+        "SET NAMES 'UTF8'",
+        "set client_encoding to latin1",
+        "select set_config('standard_conforming_strings', 'off', false)",
+        "DEALLOCATE ALL",
+        "discard all; deallocate x",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+        "",
+        "sEtTiNgS",
+        "dis",
+        "standard_conformin",
+    };
+    for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++)
+        for (unsigned n = 1; n <= 8; n++) {
+            unsigned want = 0;
+            for (unsigned i = 0; i < n; i++)
+                want |= text_contains_ci(texts[t], words[i]) ? 1u << i : 0;
+            cr_expect_eq(text_words_ci(texts[t], words, n), want, "\"%s\", %u words", texts[t], n);
+        }
+    static const char *const two[] = {"deallocate", "discard"};
+    cr_expect_eq(text_words_ci("Discard Plans; DEALLOCATE p", two, 2), 3u);
+    cr_expect_eq(text_words_ci("select 'dealloc'", two, 2), 0u);
+}
