@@ -86,14 +86,14 @@ short conn_initial_events(struct bufferevent *bev)
     return bufferevent_get_underlying(bev) ? EV_READ | EV_WRITE : EV_READ;
 }
 
-/* How much one read may add to in: a chunk, or less to stay under bev's read limit (0 when the
- * buffer is already at or above it). The limit lives in bev's read high watermark field, set
- * by conn_read_direct and not through bufferevent_setwatermark, which would hook a callback
- * to the input that runs on every change of it. */
-static size_t read_room(struct bufferevent *bev, struct evbuffer *in)
+/* How much one read may add to bev's input, which holds len bytes: a chunk, or less to stay
+ * under bev's read limit (0 when the buffer is already at or above it). The limit lives in
+ * bev's read high watermark field, set by conn_read_direct and not through
+ * bufferevent_setwatermark, which would hook a callback to the input that runs on every change
+ * of it. */
+static size_t read_room(struct bufferevent *bev, size_t len)
 {
     size_t high = bev->wm_read.high;
-    size_t len = evbuffer_get_length(in);
     if (high == 0 || (high > len && high - len >= CONN_READ_CHUNK))
         return CONN_READ_CHUNK;
     return high > len ? high - len : 0;
@@ -136,7 +136,7 @@ void conn_read_resume(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;
     if (event_get_callback(ev) != direct_read_cb || !(bufferevent_get_enabled(bev) & EV_READ) ||
-        event_pending(ev, EV_READ, NULL) || read_room(bev, bufferevent_get_input(bev)) == 0)
+        event_pending(ev, EV_READ, NULL) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
         return;
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
@@ -161,8 +161,9 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
         return;
     }
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t room = read_room(bev, in);
+    struct evbuffer *in = bev->input;
+    size_t had = evbuffer_get_length(in);
+    size_t room = read_room(bev, had);
     if (room == 0) {
         event_del(&bev->ev_read);
         return;
@@ -175,7 +176,7 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
         return;
     }
-    if (evbuffer_get_length(in) == 0 && bev->readcb && (size_t)n >= bev->wm_read.low) {
+    if (had == 0 && bev->readcb && (size_t)n >= bev->wm_read.low) {
         conn_take_fn take = taker_of(bev->readcb);
         if (take && take(bev->cbarg, chunk, (size_t)n))
             return;

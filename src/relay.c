@@ -269,8 +269,8 @@ static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evb
             break;
         }
     }
-    /* the run leaves with what is ahead of it in out */
-    if (held.n > 0 && res != RELAY_FAILED && evbuffer_get_length(out) == held.at)
+    /* the run leaves with what is ahead of it in out (queued is out's length here) */
+    if (held.n > 0 && res != RELAY_FAILED && queued == held.at)
         send_held(direct_fd, out);
     relay_settle(out);
     held.out = NULL;
@@ -338,8 +338,7 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
     size_t off = 0;
     bool more = true;
     enum relay_result res = RELAY_MORE;
-    if (r->pass_left == 0 && evbuffer_get_length(in) == 0 &&
-        !(out && evbuffer_get_length(out) > RELAY_HIGH_WATER))
+    if (r->pass_left == 0 && evbuffer_get_length(in) == 0) /* (relay_run stops when out is full) */
         res = relay_run(p, n, out, direct_fd, max_size, fn, arg, &off, &more, err);
     if (off < n && !add_thawed(in, p + off, n - off)) {
         *err = "out of memory";
