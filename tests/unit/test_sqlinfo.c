@@ -195,7 +195,7 @@ Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
                   "a quote in a comment opens no string");
 }
 
-/* Words are mixed in eight bytes at a time: a change at any position of a word of any length,
+/* The text is mixed in eight bytes at a time: a change at any position of a word of any length,
  * or a word boundary moved, still gives another key; and keys of many names spread over the
  * low bits the statement cache indexes by. */
 Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
@@ -240,6 +240,90 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
     }
     /* 4096 keys thrown at random into 1024 slots leave about 2% empty */
     cr_expect_gt(distinct, SLOTS * 95 / 100, "%d of %d slots used", distinct, SLOTS);
+}
+
+/* Random statements built of tokens, for the key's properties below. A constant never touches
+ * a word after it (that would be another token: x'1' is a constant, x1 a word). */
+enum tok_kind { TK_WORD, TK_CONST, TK_PARAM, TK_PUNCT, TK_KEPT };
+static const char *const tk_words[] = {"select", "a", "x1", "e", "N", "b_2", "u", "FROM", "t$"};
+static const char *const tk_consts[] = {"1",       "12.5",   "3e4",   ".5",      "'a'",
+                                        "'it''s'", "E'\\n'", "$$d$$", "$t$q$t$", "X'1f'",
+                                        "U&'x'",   "b'01'",  "''",    "0.25E-3"};
+static const char *const tk_params[] = {"$1", "$2", "$10"};
+static const char *const tk_puncts[] = {"=", ",", "(", ")", ";", "+", "::", "-", "/", "*", "."};
+static const char *const tk_kept[] = {"-- c\n", "/* it's */", "\"A b\"", "\"x1\""};
+static const char *const tk_spaces[] = {" ", "  ", "\n\t", "\r\n ", "\t", "\n"};
+
+struct toks {
+    int n;
+    enum tok_kind kind[24];
+    int pick[24];
+};
+
+static const char *tok_text(enum tok_kind k, int pick)
+{
+    switch (k) {
+    case TK_WORD: return tk_words[pick % 9];
+    case TK_CONST: return tk_consts[pick % 14];
+    case TK_PARAM: return tk_params[pick % 3];
+    case TK_PUNCT: return tk_puncts[pick % 11];
+    default: return tk_kept[pick % 4];
+    }
+}
+
+/* The text of t: tokens apart by white space (picked by spaces), or touching (picked by seed)
+ * where a punctuation mark that cannot start or end a comment or number meets a non-word, or
+ * where a word follows a constant or a quoted name. */
+static void toks_text(const struct toks *t, unsigned seed, unsigned spaces, char *out, size_t outsz)
+{
+    size_t at = 0;
+    for (int i = 0; i < t->n; i++) {
+        const char *tx = tok_text(t->kind[i], t->pick[i]);
+        if (i > 0) {
+            bool plain_punct = (t->kind[i] == TK_PUNCT && t->pick[i] % 11 < 6) ||
+                               (t->kind[i - 1] == TK_PUNCT && t->pick[i - 1] % 11 < 6);
+            bool word_near = t->kind[i] == TK_WORD || t->kind[i - 1] == TK_WORD;
+            bool word_after_value =
+                t->kind[i] == TK_WORD && (t->kind[i - 1] == TK_CONST ||
+                                          (t->kind[i - 1] == TK_KEPT && t->pick[i - 1] % 4 >= 2));
+            seed = seed * 1103515245u + 12345u;
+            spaces = spaces * 1103515245u + 12345u;
+            if (!(((plain_punct && !word_near) || word_after_value) && (seed >> 16) % 2))
+                at += (size_t)snprintf(out + at, outsz - at, "%s", tk_spaces[(spaces >> 8) % 6]);
+        }
+        at += (size_t)snprintf(out + at, outsz - at, "%s", tx);
+    }
+}
+
+/* Over many random statements: another value for every constant and other white space give the
+ * same key; another word, parameter number, comment or quoted name gives another. */
+Test(sqlkey, only_constants_and_white_space_leave_the_key_unchanged)
+{
+    unsigned r = 42;
+    for (int round = 0; round < 3000; round++) {
+        struct toks t = {.n = 1 + round % 20};
+        for (int i = 0; i < t.n; i++) {
+            r = r * 1103515245u + 12345u;
+            t.kind[i] = (enum tok_kind)((r >> 16) % 5);
+            t.pick[i] = (int)((r >> 4) % 1000);
+        }
+        char a[1024], b[1024];
+        toks_text(&t, r, r, a, sizeof(a));
+        struct toks u = t;
+        for (int i = 0; i < u.n; i++)
+            if (u.kind[i] == TK_CONST)
+                u.pick[i] += 1 + round % 13;
+        toks_text(&u, r, r ^ 0x9e3779b9u, b, sizeof(b));
+        cr_assert_eq(sqlkey_seeded(a, 5), sqlkey_seeded(b, 5), "\"%s\" and \"%s\"", a, b);
+        int at = round % t.n;
+        if (t.kind[at] == TK_CONST || t.kind[at] == TK_PUNCT)
+            continue; /* (another punctuation mark may make a comment or a number) */
+        u = t;
+        u.pick[at] += 1;
+        toks_text(&u, r, r, b, sizeof(b));
+        if (strcmp(tok_text(t.kind[at], t.pick[at]), tok_text(u.kind[at], u.pick[at])) != 0)
+            cr_assert_neq(sqlkey_seeded(a, 5), sqlkey_seeded(b, 5), "\"%s\" and \"%s\"", a, b);
+    }
 }
 
 static int cmp_u64(const void *a, const void *b)
