@@ -984,6 +984,7 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
         conn_flush(s->bev);
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
+    qtrack_settle(c);
     if (c->bev && !c->closing)
         conn_read_resume(c->bev); /* drained, maybe from its server's callback */
     if (r == RELAY_FULL && !c->paused) {

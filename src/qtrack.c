@@ -76,6 +76,8 @@ struct qtrack {
     char who[STATSLOG_WHO_MAX], who_app[64];
     size_t who_len;
     bool who_made;
+    struct stats_query done; /* a finished query not yet accounted for (has_done) */
+    bool has_done;
     int64_t request_us; /* when the client asked for a server */
     int64_t wait_us;    /* that wait, for its next query */
     bool first_after_wait;
@@ -103,6 +105,7 @@ static struct qtrack *tracker(struct client *c)
 void qtrack_free(struct client *c)
 {
     if (c->qt) {
+        qtrack_settle(c);
         free(c->qt->q);
         free(c->qt->unnamed_text);
     }
@@ -258,14 +261,40 @@ static bool sampled(struct client *c, int64_t total_us)
     return (int)(c->w->rng % 100) < sc->sample_percent;
 }
 
+/* Adds a finished query to the aggregates, the pool's latency histogram and the log. */
+static void account(struct client *c, struct stats_query *q)
+{
+    q->app = param_get(&c->wanted, "application_name");
+    stats_add(c->w->stats, q);
+    struct pool *p = c->pool;
+    if (p && (p->latency || (p->latency = calloc(1, sizeof(*p->latency))))) {
+        stats_hist_add(p->latency, (uint64_t)q->total_us);
+        p->latency_sum_us += (uint64_t)q->total_us;
+    }
+    if (c->w->qlog && sampled(c, q->total_us))
+        log_query(c, q);
+}
+
+/* Accounts for the query finished before, if still pending. */
+static void settle(struct client *c, struct qtrack *t)
+{
+    if (t->has_done) {
+        t->has_done = false;
+        account(c, &t->done);
+    }
+}
+
+/* A query is over: its figures are taken now, its accounting waits for qtrack_settle (or the
+ * next query to finish), so that it does not hold up the replies that ended it. */
 static void finish(struct client *c, const struct rec *r)
 {
     if (!r->fp)
         return;
     int64_t now = now_us();
-    struct stats_query q = {
+    struct qtrack *t = c->qt;
+    settle(c, t);
+    t->done = (struct stats_query){
         .fingerprint = r->fp,
-        .app = param_get(&c->wanted, "application_name"),
         .wait_us = r->wait_us,
         .first_us = r->replied ? r->first_us - r->sent_us : 0,
         .server_us = now - r->sent_us,
@@ -274,15 +303,14 @@ static void finish(struct client *c, const struct rec *r)
         .bytes = r->bytes,
         .db = c->pool ? c->pool->db->name : NULL,
     };
-    memcpy(q.sqlstate, r->sqlstate, sizeof(q.sqlstate));
-    stats_add(c->w->stats, &q);
-    struct pool *p = c->pool;
-    if (p && (p->latency || (p->latency = calloc(1, sizeof(*p->latency))))) {
-        stats_hist_add(p->latency, (uint64_t)q.total_us);
-        p->latency_sum_us += (uint64_t)q.total_us;
-    }
-    if (c->w->qlog && sampled(c, q.total_us))
-        log_query(c, &q);
+    memcpy(t->done.sqlstate, r->sqlstate, sizeof(t->done.sqlstate));
+    t->has_done = true;
+}
+
+void qtrack_settle(struct client *c)
+{
+    if (c->qt)
+        settle(c, c->qt);
 }
 
 /* ---- the queue of open records ---- */

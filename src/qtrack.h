@@ -27,7 +27,12 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
 bool qtrack_wants_server_body(const struct client *c, uint8_t type);
 void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body);
 
-/* The client is going away: open records are dropped, the tracker freed. */
+/* The client is going away: a finished query still pending is accounted for, open records
+ * are dropped, the tracker freed. */
 void qtrack_free(struct client *c);
+
+/* Accounts for (aggregates, log) the last query that finished, if not done yet: called once a
+ * relay has sent on the messages it judged, so the accounting is not in their way. */
+void qtrack_settle(struct client *c);
 
 #endif

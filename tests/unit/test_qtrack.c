@@ -80,9 +80,11 @@ static void server_msg(uint8_t type, const char *body)
     qtrack_server_msg(&c, type, (uint32_t)len, (const uint8_t *)body);
 }
 
-/* The calls and rows counted for the text sql. */
+/* The calls and rows counted for the text sql, once the relay has settled (the messages so
+ * far came in one read). */
 static uint64_t calls_of(const char *sql, uint64_t *rows)
 {
+    qtrack_settle(&c);
     const struct stats_fp *f = stats_find(w.stats, stats_fingerprint(w.stats, sql, true));
     if (rows)
         *rows = f ? f->rows : 0;
@@ -118,6 +120,30 @@ Test(qtrack, a_pipeline_deeper_than_the_cap_counts_the_rest_untracked_and_resume
     server_msg('Z', "I");
     cr_expect_eq(calls_of("SELECT b FROM again", &rows), 1);
     cr_expect_eq(rows, 1);
+}
+
+/* A finished query is accounted for once the relay that saw its end has sent on (settle), not
+ * before; one finished after it accounts for it too; the figures are those of its end. */
+Test(qtrack, a_finished_query_is_accounted_for_at_the_settle_after_its_end, .init = setup,
+     .fini = teardown)
+{
+    query("SELECT 1 FROM one");
+    server_msg('D', NULL);
+    server_msg('C', "SELECT 1");
+    server_msg('Z', "I");
+    uint64_t fp = stats_fingerprint(w.stats, "SELECT 1 FROM one", true);
+    const struct stats_fp *f = stats_find(w.stats, fp);
+    cr_assert_not_null(f, "the text was analysed when it was sent");
+    cr_expect_eq(f->calls, 0, "accounted for before the relay sent the replies on");
+    query("SELECT 1 FROM two");
+    server_msg('C', "SELECT 0");
+    server_msg('Z', "I");
+    cr_expect_eq(f->calls, 1, "the next query's end accounts for the one before");
+    cr_expect_eq(f->rows, 1);
+    uint64_t rows;
+    cr_expect_eq(calls_of("SELECT 1 FROM two", &rows), 1);
+    cr_expect_eq(rows, 0);
+    cr_expect_eq(calls_of("SELECT 1 FROM one", NULL), 1, "counted once");
 }
 
 /* libpq's extended COPY FROM STDIN: Execute and Sync, CopyInResponse, CopyData, CopyDone and
