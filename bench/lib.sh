@@ -1,8 +1,8 @@
 # lib.sh: what the bench scripts share (sourced). A throwaway PostgreSQL with the test schema
 # in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
-# CPU time of a process; the median of numbers on stdin ("-" entries skipped, "-" if none);
-# pgbench tables, a lakeproxy database entry and a whole lakeproxy configuration towards that
-# PostgreSQL.
+# CPU time of a process; the median of numbers on stdin ("-" entries skipped, "-" if none) and
+# of paired ratios; pgbench tables, a lakeproxy database entry and a whole lakeproxy
+# configuration towards that PostgreSQL.
 
 bench_pids=()
 
@@ -25,6 +25,20 @@ bench_pg_start() {
 
 # cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+
+# paired A B COL: A's figure in column COL over B's in the same repeat, the median of those
+# ratios and, with more than one repeat, their range: "0.97 (0.91-1.05)". Pairing within a
+# repeat cancels the drift of the machine between repeats. The figures come from the global
+# associative array res: per target, one line of numbers per repeat ("-" where none).
+paired() {
+    paste -d' ' <(echo -n "${res[$1]}" | awk -v c="$3" '{print $c}') \
+        <(echo -n "${res[$2]}" | awk -v c="$3" '{print $c}') |
+        awk '$1 != "-" && $2 != "-" && $2 > 0 {print $1 / $2}' | sort -g |
+        awk '{v[NR] = $1} END {
+            if (!NR) { print "-"; exit }
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            if (NR == 1) printf "%.2f", m; else printf "%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+}
 
 median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 

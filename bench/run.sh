@@ -168,18 +168,6 @@ dat="$T/chart.dat"
     echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | TPS lakeproxy/PgBouncer |"
     echo "|---|---|---|---|---|---|---|"
 } >"$out"
-# paired A B COL: A's figure in column COL over B's in the same repeat, the median of those
-# ratios and, with more than one repeat, their range: "0.97 (0.91-1.05)". Pairing within a
-# repeat cancels the drift of the machine between repeats.
-paired() {
-    paste -d' ' <(echo -n "${res[$1]}" | awk -v c="$3" '{print $c}') \
-        <(echo -n "${res[$2]}" | awk -v c="$3" '{print $c}') |
-        awk '$1 != "-" && $2 != "-" && $2 > 0 {print $1 / $2}' | sort -g |
-        awk '{v[NR] = $1} END {
-            if (!NR) { print "-"; exit }
-            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            if (NR == 1) printf "%.2f", m; else printf "%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
-}
 
 IFS=, read -ra wls <<<"$WORKLOADS"
 for wl in "${wls[@]}"; do
