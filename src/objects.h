@@ -180,6 +180,7 @@ struct server {
     struct buf rls_applied;     /* the RLS prefix last applied here with success (empty:
                                    unknown); an identical one need not be sent again */
     struct buf rls_pending;     /* the RLS prefix in flight */
+    struct buf link_msgs;       /* server_link builds its messages here, reused */
     bool retire_after;          /* a client left session state here: no other client */
     bool text_unsafe;           /* reported a setting the RLS guard cannot parse under */
     bool copy_in;               /* in copy-in, the client's CopyDone still to come: the

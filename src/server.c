@@ -52,6 +52,7 @@ static void server_free(void *arg)
     maskwire_free(s);
     buf_free(&s->rls_applied);
     buf_free(&s->rls_pending);
+    buf_free(&s->link_msgs);
     free(s);
 }
 
@@ -981,7 +982,7 @@ static int add_rls_prefix(struct server *s, struct client *c, struct buf *msgs, 
  * previous client's. */
 void server_link(struct server *s, struct client *c)
 {
-    struct buf sql, msgs;
+    struct buf sql, *msgs = &s->link_msgs; /* kept: no allocation per checkout */
     char err[200];
     int replies = 0;
     s->client = c;
@@ -990,22 +991,21 @@ void server_link(struct server *s, struct client *c)
     s->mask_class = client_mask_class(c);
     s->unnamed_of = 0; /* the settings and attributes sent below may run queries */
     buf_init(&sql);
-    buf_init(&msgs);
+    buf_reset(msgs);
     /* never leave a client another's unnamed statement to bind: closed first, ahead of
      * whatever follows, without a Sync (no round trip of its own); its CloseComplete comes
      * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone */
     bool closes = s->unnamed_maybe;
     if (closes)
-        proto_close(&msgs, 'S', "");
+        proto_close(msgs, 'S', "");
     s->unnamed_maybe = false;
     if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {
-        proto_query(&msgs, (const char *)sql.data);
+        proto_query(msgs, (const char *)sql.data);
         replies++;
     }
     buf_free(&sql);
-    int prefix = c->rls ? add_rls_prefix(s, c, &msgs, err, sizeof(err)) : 0;
+    int prefix = c->rls ? add_rls_prefix(s, c, msgs, err, sizeof(err)) : 0;
     if (prefix < 0) {
-        buf_free(&msgs);
         s->state = SV_ACTIVE;
         server_unlink(s);
         client_fail(c, "28000", err);
@@ -1014,11 +1014,10 @@ void server_link(struct server *s, struct client *c)
     replies += prefix;
     bool ok;
     if (replies > 0) /* internal messages: the CloseComplete is dropped with their replies */
-        ok = !msgs.failed && send_internal_msgs(s, &msgs, replies, SV_SETTING);
+        ok = !msgs->failed && send_internal_msgs(s, msgs, replies, SV_SETTING);
     else /* the Close alone goes ahead of the client's messages, in their write; its reply
             is owed */
-        ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_queue(s->bev, &msgs));
-    buf_free(&msgs);
+        ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_queue(s->bev, msgs));
     if (!ok) {
         server_close(s, "could not send session parameters");
         client_fail(c, "08006", "could not send session parameters to the server");
