@@ -1013,8 +1013,9 @@ void client_pump(struct client *c)
     client_relay(c, p, c->taken_n);
 }
 
-/* Would client_wake ask for a server for the read p[0..n) alone? Only when it starts with a
- * whole message that is neither Terminate nor a DEALLOCATE the proxy answers itself. */
+/* Would client_wake ask for a server for the read p[0..n) alone? Only when nothing came before
+ * it and it starts with a whole message that is neither Terminate nor a DEALLOCATE the proxy
+ * answers itself. */
 static bool read_needs_server(const struct client *c, const uint8_t *p, size_t n)
 {
     uint8_t type;
@@ -1023,6 +1024,7 @@ static bool read_needs_server(const struct client *c, const uint8_t *p, size_t n
     char name[64];
     bool all;
     if (c->mask_wait || c->closing || n < 5 ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
         proto_check_header(p, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK ||
         n - 5 < len || type == 'X')
         return false;

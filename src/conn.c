@@ -151,8 +151,8 @@ bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n)
 }
 
 /* The read event of a plain socket bufferevent after conn_read_direct: one recv(), offered to
- * the read callback's fast path while the input is empty; else into the input buffer, then
- * the read callback (subject to the low watermark), as libevent would. At the read limit the
+ * the read callback's fast path; else (declined) into the input buffer, then the read
+ * callback (subject to the low watermark), as libevent would. At the read limit the
  * event is taken off (reads stay enabled) until conn_read_resume. */
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -176,7 +176,7 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
         return;
     }
-    if (had == 0 && bev->readcb && (size_t)n >= bev->wm_read.low) {
+    if (bev->readcb && had + (size_t)n >= bev->wm_read.low) {
         conn_take_fn take = taker_of(bev->readcb);
         if (take && take(bev->cbarg, chunk, (size_t)n))
             return;

@@ -34,12 +34,12 @@ void conn_write_done(struct bufferevent *bev);
 /* The events to enable on a new connection: reads, and writes only for TLS filters. */
 short conn_initial_events(struct bufferevent *bev);
 
-/* The fast path of a read callback: offered the bytes of one read on a plain socket while its
- * input is empty, before they are buffered, with the read callback's argument. It answers
- * false to decline (the bytes go into the input and the read callback runs, as without it), or
- * true once it has done with them what the read callback would have done had they been in the
- * input, having added to the input whatever of them it did not consume. p lives only during
- * the call. */
+/* The fast path of a read callback: offered the bytes of one read on a plain socket before
+ * they are buffered, with the read callback's argument; the input may hold bytes read before
+ * them (a message the last read cut, say), which come first. It answers false to decline (the
+ * bytes go into the input and the read callback runs, as without it), or true once it has done
+ * with them what the read callback would have done had they been added to the input, having
+ * added to the input whatever of them it did not consume. p lives only during the call. */
 typedef bool (*conn_take_fn)(void *arg, const uint8_t *p, size_t n);
 
 /* Appends p[0..n) to bev's input without running its callbacks: for a fast path's bytes it did

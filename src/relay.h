@@ -59,7 +59,9 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
  * allocated, filled and freed; the rest is added to in (its frozen end thawed for it) and
  * pumped as relay_pump_to would, all before it returns. So whatever the result, in and out are
  * as relay_pump_to would have left them had p been added to in first, and nothing points
- * into p afterwards. Meant for an empty in (else p is simply added after it). */
+ * into p afterwards. When in holds the start of a message p ends (the last read cut it), only
+ * that message's rest is added to in and relayed from there; the messages after it are judged
+ * in p. Any other content of in: p is simply added after it. */
 enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t n,
                                   struct evbuffer *out, int direct_fd, struct relay *r,
                                   size_t max_size, relay_inspect_fn fn, void *arg,

@@ -39,8 +39,8 @@ static enum relay_result pump_buffered(const uint8_t *data, size_t size, relay_i
     return res;
 }
 
-/* data arriving in reads of varying length: each judged in place while the input is empty,
- * else added to the input and pumped; no more reads once the pump stops or fails. */
+/* data arriving in reads of varying length, each judged in place (after what the input holds
+ * from the reads before); no more reads once the pump stops or fails. */
 static enum relay_result pump_reads(const uint8_t *data, size_t size, relay_inspect_fn fn,
                                     struct evbuffer *sink)
 {
@@ -52,12 +52,7 @@ static enum relay_result pump_reads(const uint8_t *data, size_t size, relay_insp
     enum relay_result res = RELAY_MORE;
     for (size_t off = 0, i = size; off < size && res == RELAY_MORE; i++) {
         size_t n = lens[i % N_LENS] < size - off ? lens[i % N_LENS] : size - off;
-        if (evbuffer_get_length(in) == 0) {
-            res = relay_pump_span(in, data + off, n, out, -1, &r, MAX_MESSAGE, fn, NULL, &err);
-        } else {
-            evbuffer_add(in, data + off, n);
-            res = relay_pump(in, out, &r, MAX_MESSAGE, fn, NULL, &err);
-        }
+        res = relay_pump_span(in, data + off, n, out, -1, &r, MAX_MESSAGE, fn, NULL, &err);
         res = pump_all(in, out, &r, res, fn, sink);
         off += n;
     }
