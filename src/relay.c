@@ -330,16 +330,17 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
     }
 }
 
-/* When in holds the first part of one message only (a read cut it) and p[0..n) holds the rest,
- * moves that rest into in and returns its length; else 0 (in then holds more than a message's
- * part, or p does not end it, or its header is bad: the caller goes the slow way). */
-static size_t complete_cut_message(struct evbuffer *in, const uint8_t *p, size_t n, size_t max_size)
+/* When in (have bytes, at least one) holds the first part of one message only (a read cut it)
+ * and p[0..n) holds the rest, moves that rest into in and returns its length; else 0 (in then
+ * holds more than a message's part, or p does not end it, or its header is bad: the caller
+ * goes the slow way). */
+static size_t complete_cut_message(struct evbuffer *in, size_t have, const uint8_t *p, size_t n,
+                                   size_t max_size)
 {
-    size_t have = evbuffer_get_length(in);
     uint8_t hdr[5], type;
     uint32_t body_len;
     const char *err;
-    if (have == 0 || have + n < 5)
+    if (have + n < 5)
         return 0;
     size_t from_in = have < 5 ? have : 5;
     evbuffer_copyout(in, hdr, from_in);
@@ -360,12 +361,14 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
     size_t off = 0;
     bool more = true;
     enum relay_result res = RELAY_MORE;
-    if (r->pass_left == 0 && (off = complete_cut_message(in, p, n, max_size)) > 0) {
+    size_t have = evbuffer_get_length(in);
+    if (r->pass_left == 0 && have > 0 && (off = complete_cut_message(in, have, p, n, max_size))) {
         /* the message the last read cut, now whole in in, goes first, the slow way */
         res = relay_pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
         more = res == RELAY_MORE;
+        have = evbuffer_get_length(in);
     }
-    if (more && r->pass_left == 0 && evbuffer_get_length(in) == 0) {
+    if (more && r->pass_left == 0 && have == 0) {
         size_t took; /* (relay_run stops when out is full) */
         res = relay_run(p + off, n - off, out, direct_fd, max_size, fn, arg, &took, &more, err);
         off += took;
