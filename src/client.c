@@ -75,6 +75,7 @@ void client_close(struct client *c, const char *reason)
     if (c->closing)
         return;
     c->closing = true;
+    qtrack_settle(c); /* its last query, while its fields and pool are whole */
     if (c->sent_ready || log_enabled(LOG_DEBUG))
         log_info("client %llu %s (%s@%s): closing: %s", (unsigned long long)c->id, c->addr,
                  c->user ? c->user : "-", c->database ? c->database : "-", reason);

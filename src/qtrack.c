@@ -77,6 +77,7 @@ struct qtrack {
     size_t who_len;
     bool who_made;
     struct stats_query done; /* a finished query not yet accounted for (has_done) */
+    char done_app[64];       /* its application_name when it finished (done.app) */
     bool has_done;
     int64_t request_us; /* when the client asked for a server */
     int64_t wait_us;    /* that wait, for its next query */
@@ -105,7 +106,6 @@ static struct qtrack *tracker(struct client *c)
 void qtrack_free(struct client *c)
 {
     if (c->qt) {
-        qtrack_settle(c);
         free(c->qt->q);
         free(c->qt->unnamed_text);
     }
@@ -264,7 +264,6 @@ static bool sampled(struct client *c, int64_t total_us)
 /* Adds a finished query to the aggregates, the pool's latency histogram and the log. */
 static void account(struct client *c, struct stats_query *q)
 {
-    q->app = param_get(&c->wanted, "application_name");
     stats_add(c->w->stats, q);
     struct pool *p = c->pool;
     if (p && (p->latency || (p->latency = calloc(1, sizeof(*p->latency))))) {
@@ -304,6 +303,12 @@ static void finish(struct client *c, const struct rec *r)
         .db = c->pool ? c->pool->db->name : NULL,
     };
     memcpy(t->done.sqlstate, r->sqlstate, sizeof(t->done.sqlstate));
+    /* copied: a ParameterStatus relayed before the settle may replace the client's value */
+    const char *app = param_get(&c->wanted, "application_name");
+    if (app) {
+        copy_str(t->done_app, sizeof(t->done_app), app);
+        t->done.app = t->done_app;
+    }
     t->has_done = true;
 }
 

@@ -27,8 +27,8 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
 bool qtrack_wants_server_body(const struct client *c, uint8_t type);
 void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body);
 
-/* The client is going away: a finished query still pending is accounted for, open records
- * are dropped, the tracker freed. */
+/* The client is gone: open records are dropped, the tracker freed (client_close settled the
+ * last finished query while the client's fields were whole). */
 void qtrack_free(struct client *c);
 
 /* Accounts for (aggregates, log) the last query that finished, if not done yet: called once a

@@ -162,7 +162,8 @@ uint64_t sqlkey(const char *sql)
 uint64_t sqlkey_seeded(const char *sql, uint64_t seed)
 {
     struct keyhash k = {FNV_OFFSET ^ seed, 0, 0};
-    const char *run = sql; /* the bytes kept from here to p are not hashed yet */
+    const char *run = sql;        /* the bytes kept from here to p are not hashed yet */
+    const char *const_end = NULL; /* where the last constant ended: a token starts there */
     const char *p = sql;
     for (;;) {
         uint8_t cls = class_of(*p);
@@ -190,13 +191,14 @@ uint64_t sqlkey_seeded(const char *sql, uint64_t seed)
                 p++;
             run = p;
             continue;
-        } else if (*p == '\'' || (*p == '.' && !(p > sql && (class_of(p[-1]) & C_WORD)))) {
+        } else if (*p == '\'' ||
+                   (*p == '.' && (p == const_end || !(p > sql && (class_of(p[-1]) & C_WORD))))) {
             end = skip_constant(p); /* a string, or maybe a number like .5 */
         }
         if (end) {
             kh_bytes(&k, run, (size_t)(p - run));
             kh_byte(&k, 0x01); /* the placeholder */
-            p = run = end;
+            p = run = const_end = end;
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
             /* a comment is kept as it is (its quotes open no string) */
             const char *q = p[0] == '-' ? strchr(p, '\n') : strstr(p + 2, "*/");

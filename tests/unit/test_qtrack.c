@@ -3,11 +3,13 @@
  * misattributed) and recording resumes once its replies have passed; Syncs PostgreSQL ignores
  * during copy-in do not shift later records; statements of one simple Query count apart. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "objects.h"
+#include "params.h"
 #include "qtrack.h"
 #include "stats.h"
 
@@ -144,6 +146,30 @@ Test(qtrack, a_finished_query_is_accounted_for_at_the_settle_after_its_end, .ini
     cr_expect_eq(calls_of("SELECT 1 FROM two", &rows), 1);
     cr_expect_eq(rows, 0);
     cr_expect_eq(calls_of("SELECT 1 FROM one", NULL), 1, "counted once");
+}
+
+static void note_app(void *arg, const struct stats_table *t)
+{
+    snprintf(arg, 64, "%s", t->app);
+}
+
+/* A query counts under the application_name its client had when it finished, even when a
+ * ParameterStatus relayed in the same read (SET application_name) changes it before the
+ * settle. */
+Test(qtrack, a_query_counts_under_the_application_name_it_finished_with, .init = setup,
+     .fini = teardown)
+{
+    param_put(&c.wanted, "application_name", "before");
+    query("SELECT a FROM items");
+    server_msg('D', NULL);
+    server_msg('C', "SELECT 1");
+    server_msg('Z', "I");
+    param_put(&c.wanted, "application_name", "after"); /* the same read, before the settle */
+    qtrack_settle(&c);
+    char app[64] = "";
+    stats_each_table(w.stats, note_app, app);
+    cr_expect_str_eq(app, "before");
+    param_clear(&c.wanted);
 }
 
 /* libpq's extended COPY FROM STDIN: Execute and Sync, CopyInResponse, CopyData, CopyDone and

@@ -193,6 +193,9 @@ Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
     cr_expect_neq(sqlkey("SELECT \"a 1\" FROM t"), sqlkey("SELECT \"a 2\" FROM t"));
     cr_expect_neq(sqlkey("SELECT 1 -- it's\nFROM a"), sqlkey("SELECT 1 -- it's\nFROM b"),
                   "a quote in a comment opens no string");
+    /* a constant ends its token, whatever its kind: what follows starts a new one */
+    cr_expect_eq(sqlkey("SELECT 'x'.5"), sqlkey("SELECT $$x$$.5"));
+    cr_expect_eq(sqlkey("SELECT 'x'.5"), sqlkey("SELECT 1e3.5"));
 }
 
 /* The text is mixed in eight bytes at a time: a change at any position of a word of any length,
