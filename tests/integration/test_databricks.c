@@ -131,7 +131,13 @@ Test(databricks, logins_during_a_slow_refresh_use_the_valid_token_and_wait_for_n
     cr_expect_geq(refreshed, 2, "the second run overlapped fewer than two refreshes");
     cr_expect_gt(n1, 100);
     cr_expect_gt(n2, 100);
-    cr_expect_eq(file_count_lines(px.log, "refused token"), 0);
+    /* The mock swaps the role's one password before it answers, so a server login that starts
+     * in between is refused by PostgreSQL (Lakebase keeps the old token valid until it
+     * expires); lakeproxy retries it with the new token and the client sees nothing (e1 + e2
+     * above). More than one refusal per swap would mean expired tokens in use. */
+    int refused = file_count_lines(px.log, "refused token");
+    int swaps = mockws_calls(&mock, "database_credentials");
+    cr_expect_leq(refused, swaps, "%d server logins refused over %d token swaps", refused, swaps);
 }
 
 Test(databricks, autoscaling_endpoint_mints_with_a_ttl)
