@@ -1151,7 +1151,7 @@ static void make_cancel_key(struct client *c)
     c->cancel_key = r[1];
 }
 
-static void refuse_connection(struct worker *w, evutil_socket_t fd, const char *msg)
+void client_refuse(evutil_socket_t fd, const char *msg)
 {
     struct buf b;
     buf_init(&b);
@@ -1160,14 +1160,13 @@ static void refuse_connection(struct worker *w, evutil_socket_t fd, const char *
         log_debug("could not send refusal: %s", evutil_socket_error_to_string(errno));
     buf_free(&b);
     evutil_closesocket(fd);
-    (void)w;
 }
 
 void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
     (void)salen;
     if (w->n_clients >= w->cfg->max_clients) {
-        refuse_connection(w, fd, "too many clients already (limits.max_clients)");
+        client_refuse(fd, "too many clients already (limits.max_clients)");
         return;
     }
     struct client *c = calloc(1, sizeof(*c));

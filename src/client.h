@@ -11,6 +11,9 @@
 /* Takes ownership of an accepted socket. */
 void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 
+/* Sends a connection just accepted a FATAL ErrorResponse 53300 with msg, and closes it. */
+void client_refuse(evutil_socket_t fd, const char *msg);
+
 /* c's server is linked and carries c's parameters: finish the login or go on relaying. */
 void client_server_ready(struct client *c);
 

@@ -2,10 +2,13 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "log.h"
@@ -26,19 +29,45 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(w->listener);
 }
 
+/* Out of descriptors: gives up the spare one to accept each pending connection and refuse it
+ * with a clear error (instead of leaving its client waiting in the backlog), then takes the
+ * spare again. Returns how many were refused. */
+static int refuse_pending(struct worker *w, evutil_socket_t lfd)
+{
+    int n = 0;
+    while (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+        evutil_socket_t fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            client_refuse(fd, "lakeproxy is out of file descriptors: too many connections "
+                              "(raise its descriptor limit, LimitNOFILE, or lower "
+                              "limits.max_clients)");
+            n++;
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+    }
+    return n;
+}
+
 /* Out of file descriptors and the like: the pending connection stays in the backlog, so
- * accepting again at once would fail again in a tight loop. Pause accepting for 100 ms, and log
- * at most once a second. */
+ * accepting again at once would fail again in a tight loop. The pending ones are refused with a
+ * clear error while a spare descriptor allows; then accepting pauses for 100 ms. Logs at most
+ * once a second. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     struct worker *w = arg;
     static time_t last_logged;
     int e = EVUTIL_SOCKET_ERROR();
+    int refused = e == EMFILE || e == ENFILE ? refuse_pending(w, evconnlistener_get_fd(l)) : 0;
     time_t now = time(NULL);
     if (now != last_logged) {
         last_logged = now;
-        log_warning("accept failed: %s (pausing new connections for 100 ms)",
-                    evutil_socket_error_to_string(e));
+        log_warning("accept failed: %s (%d connections refused with an error; pausing new "
+                    "connections for 100 ms)",
+                    evutil_socket_error_to_string(e), refused);
     }
     struct timeval pause = {0, 100 * 1000};
     if (!w->accept_pause)
@@ -97,6 +126,8 @@ bool listener_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
         return false;
     }
     evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     log_info("%s on %s:%d", inherited_fd >= 0 ? "took over listening" : "listening",
              w->cfg->listen_host, w->cfg->listen_port);
     return true;

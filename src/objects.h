@@ -79,8 +79,10 @@ struct worker {
     uint64_t queries_skipped;   /* statements PostgreSQL skipped after an error: no calls */
     struct evhttp *http;        /* admin.http: /metrics and /healthz (NULL: off) */
     struct evhttp_bound_socket *http_socket; /* its listening socket (NULL: not accepting) */
-    struct tablesizes *sizes;          /* table row counts for the pushdown report (tablesize.c) */
-    struct event *accept_pause;        /* resumes accepting after running out of descriptors */
+    struct tablesizes *sizes;   /* table row counts for the pushdown report (tablesize.c) */
+    struct event *accept_pause; /* resumes accepting after running out of descriptors */
+    int spare_fd; /* held open (/dev/null) to be given up for refusing connections when out of
+                     descriptors; -1 when none */
     char refuse_marker[40];            /* the word in the stand-in for a refused statement */
     struct maskcat *maskcats;          /* masking catalog per database entry (maskcat.c) */
     struct masksql_cache *masksql;     /* masking guard verdicts by statement text */

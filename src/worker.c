@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "credentials.h"
@@ -247,6 +248,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
         config_free(cfg);
         return NULL;
     }
+    w->spare_fd = -1;
     w->cfg = cfg;
     w->cfg_gen = 1;
     list_init(&w->pools);
@@ -337,6 +339,8 @@ void worker_free(struct worker *w)
         event_free(w->janitor);
     if (w->accept_pause)
         event_free(w->accept_pause);
+    if (w->spare_fd >= 0)
+        close(w->spare_fd);
     if (w->base)
         drain_loop(w);
     if (w->dns)

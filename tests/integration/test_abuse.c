@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "harness.h"
 #include "proto.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -251,4 +253,47 @@ Test(abuse, ten_thousand_dropped_connections_leave_no_descriptor_or_memory_behin
     cr_expect_lt(timed_query(), 2.0);
     PQfinish(steady);
     buf_free(&b);
+}
+
+/* Out of file descriptors, lakeproxy accepts each waiting connection with a spare descriptor
+ * and refuses it with 53300 and a message that says what to raise, instead of leaving its
+ * client waiting in the backlog with no answer; once descriptors free up it serves again. */
+Test(abuse, out_of_descriptors_new_connections_get_a_clear_error_not_a_hang)
+{
+    proxy_stop(&px);
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
+                       "limits:\n  login_timeout_s: 5\n  max_clients: 2000\n");
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 64; /* lakeproxy inherits it */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    proxy_start_yaml(&px, port, yaml);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    enum { N = 120 };
+    int fds[N], refused = 0;
+    for (int i = 0; i < N; i++)
+        cr_assert((fds[i] = raw_connect(px.port)) >= 0, "connection %d", i);
+    usleep(500000);
+    for (int i = 0; i < N; i++) {
+        unsigned char body[512];
+        size_t len;
+        if (raw_read_msg(fds[i], body, sizeof(body), &len, 20) == 'E' &&
+            strcmp(raw_error_sqlstate(body, len), "53300") == 0 &&
+            memmem(body, len, "file descriptors", 16))
+            refused++;
+    }
+    cr_expect_geq(refused, N / 2, "only %d of %d connections past the limit got an error", refused,
+                  N);
+    cr_expect_lt(refused, N, "the first connections are served");
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    usleep(200000);
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "not serving once descriptors are free: %s",
+              PQerrorMessage(c));
+    PQfinish(c);
+    cr_expect_gt(file_count_lines(px.log, "connections refused with an error"), 0);
 }
