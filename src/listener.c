@@ -25,6 +25,8 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
+    if (w->spare_fd < 0) /* lost to a race for the descriptor it freed: try again */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (w->listener)
         evconnlistener_enable(w->listener);
 }
