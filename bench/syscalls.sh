@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# syscalls.sh: system calls per transaction of lakeproxy and PgBouncer, by kind, counted by the
+# kernel's syscall tracepoints (perf stat -p, so the proxies run at full speed, unlike strace).
+# Most of a pooler's CPU is kernel time spent in these calls (see bench/run.sh's CPU figures),
+# so their count is what the user-space work of bench/instructions.sh does not show.
+#   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B]
+# Statistics are off in lakeproxy; both proxies pool POOL (4) server connections in transaction
+# mode. Prints, per proxy, the median over repeats of each kind's calls per transaction.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=5 REPEATS=3 CLIENTS=20 POOL=4 MODE=simple SCRIPT=--builtin=select-only
+while getopts "d:r:c:M:B" o; do
+    case $o in
+        d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
+        B) SCRIPT=--builtin=tpcb-like ;;
+        *) exit 2 ;;
+    esac
+done
+command -v perf >/dev/null || { echo "bench: apt-get install linux-perf" >&2; exit 1; }
+command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
+perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 ||
+    { echo "bench: perf cannot read the syscall tracepoints here (run as root)" >&2; exit 1; }
+[ -x ./lakeproxy ] || make lakeproxy
+
+source bench/lib.sh
+bench_pg_start lakeproxy-sysc
+bench_pgbench_init
+chmod 777 "$T"
+lpport=$(bash tests/lib/free_port.sh)
+bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
+pbport=$(bash tests/lib/free_port.sh)
+bench_pgbouncer_config "$pbport" "$POOL"
+./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+lp_pid=$!
+bench_pids+=("$lp_pid")
+if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+else
+    pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+fi
+bench_pids+=($!)
+for port in "$lpport" "$pbport"; do
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+done
+pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
+
+# count NAME PID PORT REPEAT: one pgbench run against PORT while perf counts PID's system
+# calls; writes "kind calls-per-transaction" lines to $T/sc.NAME.REPEAT.
+count() {
+    local name=$1 pid=$2 port=$3 out="$T/sc.$1.$4"
+    pgbench -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 -T 1 \
+        "host=127.0.0.1 port=$port dbname=bench user=lp_server" >/dev/null 2>&1 # warm the pool
+    perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$T/perf.csv" &
+    local perf_pid=$!
+    sleep 0.2
+    local txns
+    txns=$(pgbench -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 -T "$SECS" \
+        "host=127.0.0.1 port=$port dbname=bench user=lp_server" 2>/dev/null |
+        awk '/number of transactions actually processed/ {print $NF}')
+    kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    awk -F, -v n="$txns" '$3 ~ /sys_enter_/ && $1 > 0 {
+        sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f\n", $3, $1 / n }' "$T/perf.csv" >"$out"
+    awk '{s += $2} END {printf "total %.3f\n", s}' "$out" >>"$out"
+}
+
+for r in $(seq "$REPEATS"); do
+    count lakeproxy "$lp_pid" "$lpport" "$r"
+    count pgbouncer "$pb_pid" "$pbport" "$r"
+done
+
+kind="pgbench -S"
+[ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
+echo "system calls per $kind transaction ($MODE protocol, $CLIENTS clients, pool $POOL," \
+    "median of $REPEATS runs of ${SECS}s)"
+printf "%-16s %10s %10s\n" call lakeproxy pgbouncer
+cat "$T"/sc.lakeproxy.* "$T"/sc.pgbouncer.* | awk '{print $1}' | sort -u | while read -r call; do
+    lp=$(cat "$T"/sc.lakeproxy.* | awk -v c="$call" '$1 == c {print $2}' | median)
+    pb=$(cat "$T"/sc.pgbouncer.* | awk -v c="$call" '$1 == c {print $2}' | median)
+    printf "%-16s %10s %10s\n" "$call" "$lp" "$pb"
+done
