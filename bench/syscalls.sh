@@ -47,7 +47,7 @@ pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 # count NAME PID PORT REPEAT: one pgbench run against PORT while perf counts PID's system
 # calls; writes "kind calls-per-transaction" lines to $T/sc.NAME.REPEAT.
 count() {
-    local name=$1 pid=$2 port=$3 out="$T/sc.$1.$4"
+    local pid=$2 port=$3 out="$T/sc.$1.$4"
     pgbench -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 -T 1 \
         "host=127.0.0.1 port=$port dbname=bench user=lp_server" >/dev/null 2>&1 # warm the pool
     perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$T/perf.csv" &
@@ -61,7 +61,9 @@ count() {
     wait "$perf_pid" 2>/dev/null || true
     awk -F, -v n="$txns" '$3 ~ /sys_enter_/ && $1 > 0 {
         sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f\n", $3, $1 / n }' "$T/perf.csv" >"$out"
-    awk '{s += $2} END {printf "total %.3f\n", s}' "$out" >>"$out"
+    local total
+    total=$(awk '{s += $2} END {printf "%.3f", s}' "$out")
+    echo "total $total" >>"$out"
 }
 
 for r in $(seq "$REPEATS"); do
