@@ -6,11 +6,13 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client.h"
+#include "config.h"
 #include "log.h"
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -147,4 +149,42 @@ void listener_stop(struct worker *w)
     w->listener = NULL;
     if (w->accept_pause)
         evtimer_del(w->accept_pause);
+}
+
+/* Descriptors besides clients and servers: listening sockets, the logs, the spare, the HTTP
+ * endpoint's connections, side queries, token fetches and cancel requests in flight. */
+enum { FD_OVERHEAD = 64 };
+
+/* The descriptors cfg may need at once: every client, every pool's servers and reserve. */
+static rlim_t descriptors_needed(const struct config *cfg, rlim_t *servers)
+{
+    rlim_t n = 0;
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        n += (rlim_t)cfg->dbs[i].pool.size + (rlim_t)cfg->dbs[i].pool.reserve;
+    *servers = n;
+    return (rlim_t)cfg->max_clients + n + FD_OVERHEAD;
+}
+
+void listener_fit_descriptor_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t servers, need = descriptors_needed(cfg, &servers);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (rl.rlim_cur > was && setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur >= need) {
+            log_info("raised the descriptor limit from %llu to %llu for limits.max_clients",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+            return;
+        }
+    } else {
+        rl.rlim_cur = was;
+    }
+    log_warning("the descriptor limit (%llu, hard limit %llu) is below the %llu that "
+                "limits.max_clients (%d) and the pools' servers (%llu) may need: clients past it "
+                "are refused with 53300; raise LimitNOFILE (ulimit -n) or lower limits.max_clients",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                (unsigned long long)need, cfg->max_clients, (unsigned long long)servers);
 }

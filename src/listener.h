@@ -8,6 +8,7 @@
 #include "objects.h"
 
 struct addrinfo;
+struct config;
 
 /* Starts accepting: on inherited_fd, a listening socket handed over by the process this one
  * takes over from, or (inherited_fd < 0) on listen.host:listen.port bound here. False with
@@ -19,6 +20,10 @@ int listener_fd(const struct worker *w);
 
 /* Stops accepting and closes this process's descriptor of the listening socket. */
 void listener_stop(struct worker *w);
+
+/* Raises this process's soft descriptor limit (up to the hard one) to what cfg's clients and
+ * servers may need at once, and warns when the hard limit is too low for that. */
+void listener_fit_descriptor_limit(const struct config *cfg);
 
 /* getaddrinfo for a passive TCP socket on host (NULL: any address) and port; 0 or EAI_*. */
 int listener_resolve(const char *host, int port, struct addrinfo **out);

@@ -280,6 +280,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
         snprintf(err, errsz, "cannot start statistics or the query log writer");
         goto fail;
     }
+    listener_fit_descriptor_limit(cfg);
     if (!start_listening(w, inherited, err, errsz))
         goto fail;
     if (!add_janitor(w)) {
@@ -472,6 +473,7 @@ void worker_reload(struct worker *w)
     w->user_verifiers = v;
     w->cfg = n;
     w->cfg_gen++;
+    listener_fit_descriptor_limit(n);
     if (maskrules_policy_hash(&old->masking) != maskrules_policy_hash(&n->masking))
         w->mask_epoch++; /* masked clients' statements are checked again (client.c) */
     if (!sync_stats(w, old, n))

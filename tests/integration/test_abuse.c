@@ -4,7 +4,9 @@
  * pooled; 10,000 connections dropped half-way through startup leave no file descriptor or
  * memory behind. Every other client keeps working meanwhile. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,18 +262,9 @@ Test(abuse, ten_thousand_dropped_connections_leave_no_descriptor_or_memory_behin
  * client waiting in the backlog with no answer; once descriptors free up it serves again. */
 Test(abuse, out_of_descriptors_new_connections_get_a_clear_error_not_a_hang)
 {
-    proxy_stop(&px);
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
-                       "limits:\n  login_timeout_s: 5\n  max_clients: 2000\n");
-    struct rlimit old, low;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = 64; /* lakeproxy inherits it */
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
-    proxy_start_yaml(&px, port, yaml);
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* soft and hard: lakeproxy would raise a soft limit alone to what max_clients needs */
+    struct rlimit low = {64, 64};
+    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, &low, NULL), 0, "prlimit: %s", strerror(errno));
     enum { N = 120 };
     int fds[N], refused = 0;
     for (int i = 0; i < N; i++)
@@ -296,4 +289,57 @@ Test(abuse, out_of_descriptors_new_connections_get_a_clear_error_not_a_hang)
               PQerrorMessage(c));
     PQfinish(c);
     cr_expect_gt(file_count_lines(px.log, "connections refused with an error"), 0);
+}
+
+/* Started under a soft descriptor limit too low for limits.max_clients (systemd's default is
+ * 1,024), lakeproxy raises it as far as the hard limit allows, so clients up to max_clients
+ * are served rather than refused for want of descriptors. */
+Test(abuse, a_low_soft_descriptor_limit_is_raised_to_what_max_clients_needs)
+{
+    proxy_stop(&px);
+    static char yaml[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
+                       "limits:\n  login_timeout_s: 5\n  max_clients: 300\n");
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert(old.rlim_max >= 1024, "the test needs a hard descriptor limit of 1024 or more");
+    low = old;
+    low.rlim_cur = 64; /* lakeproxy inherits it */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    proxy_start_yaml(&px, port, yaml);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    enum { N = 150 };
+    int fds[N], refused = 0;
+    for (int i = 0; i < N; i++)
+        cr_assert((fds[i] = raw_connect(px.port)) >= 0, "connection %d", i);
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "a login with %d connections open: %s", N,
+              PQerrorMessage(c));
+    PQfinish(c);
+    for (int i = 0; i < N; i++) {
+        unsigned char body[512];
+        size_t len;
+        if (raw_read_msg(fds[i], body, sizeof(body), &len, 1) == 'E')
+            refused++;
+        close(fds[i]);
+    }
+    cr_expect_eq(refused, 0, "%d of %d connections refused under max_clients", refused, N);
+    cr_expect_eq(file_count_lines(px.log, "raised the descriptor limit from 64"), 1);
+    struct rlimit now;
+    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, NULL, &now), 0);
+    cr_expect_geq(now.rlim_cur, 300 + N / 2, "soft limit %llu", (unsigned long long)now.rlim_cur);
+}
+
+/* A hard descriptor limit too low for limits.max_clients cannot be raised by lakeproxy: it
+ * says so in its log (at start and at each reload), naming what to change. */
+Test(abuse, a_hard_descriptor_limit_below_max_clients_is_warned_about)
+{
+    struct rlimit low = {64, 64};
+    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, &low, NULL), 0, "prlimit: %s", strerror(errno));
+    cr_assert_eq(kill(px.pid, SIGHUP), 0);
+    cr_assert(wait_file_line(px.log, "configuration reloaded", 5000), "no reload");
+    cr_expect_eq(file_count_lines(px.log, "the descriptor limit (64, hard limit 64) is below"), 1);
+    cr_expect_eq(
+        file_count_lines(px.log, "raise LimitNOFILE (ulimit -n) or lower limits.max_clients"), 1);
 }
