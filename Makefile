@@ -83,6 +83,9 @@ soak: lakeproxy
 
 # Not part of `make check`: these criterion suites (names as in TestSuite) with lakeproxy under
 # valgrind (memcheck); a definite leak or an invalid access fails the test that stopped it.
+# Not abuse: valgrind keeps a descriptor limit of its own, which lakeproxy cannot raise and
+# prlimit does not change, so its descriptor-limit tests cannot pass under it (the rest of
+# abuse ran clean under valgrind on 2026-12-01).
 VALGRIND_SUITES ?= session txn prepared protocol rls masking
 valgrind: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy
 	LP_VALGRIND=1 BUILD=$(BUILD) FILTER='@($(subst $(eval) ,|,$(strip $(VALGRIND_SUITES))))/*' \
