@@ -33,13 +33,16 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(w->listener);
 }
 
+/* Connections refused per pause: a flood of new ones cannot keep the event loop here. */
+enum { REFUSE_MAX = 256 };
+
 /* Out of descriptors: gives up the spare one to accept each pending connection and refuse it
  * with a clear error (instead of leaving its client waiting in the backlog), then takes the
  * spare again. Returns how many were refused. */
 static int refuse_pending(struct worker *w, evutil_socket_t lfd)
 {
     int n = 0;
-    while (w->spare_fd >= 0) {
+    while (w->spare_fd >= 0 && n < REFUSE_MAX) {
         close(w->spare_fd);
         w->spare_fd = -1;
         evutil_socket_t fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
