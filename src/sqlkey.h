@@ -7,14 +7,20 @@
 
 #include <stdint.h>
 
-/* A 64-bit key of sql with numeric and string constants (quoted, E'', B'', X'', U&'',
+/* A 64-bit key of sql (sqlkey_seeded under an all-zero secret: not for keys an attacker must
+ * not be able to match) with numeric and string constants (quoted, E'', B'', X'', U&'',
  * dollar-quoted) replaced by one placeholder and runs of white space collapsed. Texts that
  * differ only in those constants share a key. */
 uint64_t sqlkey(const char *sql);
 
-/* sqlkey with a secret seed: the same text gives the same key under one seed, and two texts
- * with different keys under one seed cannot be made to collide without knowing it (collisions
- * worked out in advance for sqlkey do not carry over). Not a cryptographic MAC. */
-uint64_t sqlkey_seeded(const char *sql, uint64_t seed);
+/* A 128-bit secret for sqlkey_seeded, drawn at random once per process. */
+struct sqlkey_secret {
+    uint64_t k0, k1;
+};
+
+/* sqlkey under a secret: the same text gives the same key under one secret, and without the
+ * secret no one can find a text that shares another's key (other than by constants and white
+ * space) faster than by guessing: the normalised text is hashed with SipHash-2-4 keyed with it. */
+uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret);
 
 #endif

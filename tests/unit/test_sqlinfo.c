@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fnv.h"
+#include "siphash.h"
 #include "sqlinfo.h"
 #include "sqlkey.h"
 
@@ -178,6 +178,13 @@ Test(sqlinfo, predicate_columns_and_written_tables)
     sqlinfo_analysis_free(&a);
 }
 
+/* sqlkey_seeded under a secret made of n. */
+static uint64_t keyed(const char *sql, uint64_t n)
+{
+    struct sqlkey_secret secret = {n, n * 0x9e3779b97f4a7c15ull + 1};
+    return sqlkey_seeded(sql, &secret);
+}
+
 Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
 {
     cr_expect_eq(sqlkey("SELECT * FROM t WHERE id = 1"),
@@ -198,6 +205,79 @@ Test(sqlkey, texts_that_differ_only_in_constants_share_a_key)
     cr_expect_eq(sqlkey("SELECT 'x'.5"), sqlkey("SELECT 1e3.5"));
 }
 
+/* What PostgreSQL's lexer reads as SQL is never taken for a constant, so two statements that
+ * differ in it never share a key: identifiers with bytes from 128 (é1 is a name, not é and a
+ * number; éE'...' is a name and a string, not an E'' string), nested block comments, a
+ * parameter followed by a dollar string, dollar tags with such bytes, and placeholders (no
+ * byte of a text stands for a constant). A line comment ends at a carriage return too. */
+Test(sqlkey, what_the_server_reads_as_sql_is_never_taken_for_a_constant)
+{
+    const char *pairs[][2] = {
+        {"SELECT \xc3\xa9"
+         "1 FROM t",
+         "SELECT \xc3\xa9"
+         "2 FROM t"},
+        {"SELECT 1 AS \xc3\xa9"
+         "E'\\' ; DROP TABLE t; --'",
+         "SELECT 1 AS \xc3\xa9"
+         "E'\\' ; DROP TABLE u; --'"},
+        {"/* /* */ ' */ SELECT secret FROM payroll --'", "/* /* */ ' */ SELECT 1 --'"},
+        {"SELECT $1$x$ ' $x$, a FROM t --'", "SELECT $1$x$ ' $x$, b FROM t --'"},
+        {"SELECT $\xc3\xa9$ ' $\xc3\xa9$, a FROM t --'",
+         "SELECT $\xc3\xa9$ ' $\xc3\xa9$, b FROM t --'"},
+        {"SELECT \x01 FROM t", "SELECT 'x' FROM t"},
+        {"SELECT \"\x01\" FROM t", "SELECT \"'x'\" FROM t"},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        for (uint64_t n = 0; n < 3; n++)
+            cr_expect_neq(keyed(pairs[i][0], n), keyed(pairs[i][1], n), "%s | %s", pairs[i][0],
+                          pairs[i][1]);
+    cr_expect_eq(sqlkey("SELECT 1 --c\r, 'a' FROM t"), sqlkey("SELECT 1 --c\r, 'b' FROM t"));
+    cr_expect_eq(sqlkey("SELECT $\xc3\xa9$ ' $\xc3\xa9$, a"), sqlkey("SELECT 'z', a"));
+}
+
+/* Under a secret, a difference that once cancelled out in the mixing (bit 63 of one word, bits
+ * 63 and 31 of the next: bytes from 128 at the right places) changes the key, whatever the
+ * secret. */
+Test(sqlkey, differences_in_high_bits_do_not_cancel_out)
+{
+    char a[] = "SELECT aaaaaaaaaaaaaaaaaaaa FROM t";
+    char b[sizeof(a)];
+    memcpy(b, a, sizeof(a));
+    b[15] = b[19] = b[23] = (char)0xe1;
+    for (uint64_t n = 0; n < 16; n++)
+        cr_expect_neq(keyed(a, n), keyed(b, n), "secret %llu", (unsigned long long)n);
+}
+
+/* SipHash-2-4 gives the reference values (key 00 01 .. 0f; the paper's 15-byte message and
+ * the empty one), fed whole or a byte at a time. */
+Test(siphash, the_reference_values_fed_whole_or_in_pieces)
+{
+    uint8_t key[16], msg[15];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    uint64_t k0 = 0, k1 = 0; /* the key's bytes as the paper reads them: little-endian */
+    for (int i = 7; i >= 0; i--) {
+        k0 = k0 << 8 | key[i];
+        k1 = k1 << 8 | key[8 + i];
+    }
+    struct siphash s;
+    siphash_init(&s, k0, k1);
+    cr_expect_eq(siphash_end(&s), 0x726fdb47dd0e0e31ull);
+    siphash_init(&s, k0, k1);
+    siphash_bytes(&s, msg, sizeof(msg));
+    cr_expect_eq(siphash_end(&s), 0xa129ca6149be45e5ull);
+    for (size_t cut = 0; cut <= sizeof(msg); cut++) {
+        siphash_init(&s, k0, k1);
+        siphash_bytes(&s, msg, cut);
+        for (size_t i = cut; i < sizeof(msg); i++)
+            siphash_byte(&s, msg[i]);
+        cr_expect_eq(siphash_end(&s), 0xa129ca6149be45e5ull, "cut at %zu", cut);
+    }
+}
+
 /* The text is mixed in eight bytes at a time: a change at any position of a word of any length,
  * or a word boundary moved, still gives another key; and keys of many names spread over the
  * low bits the statement cache indexes by. */
@@ -216,9 +296,9 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
             cr_expect_neq(sqlkey(qa), sqlkey(qb), "length %d, byte %d", len, at);
         }
     cr_expect_neq(sqlkey("SELECT ab c"), sqlkey("SELECT a bc"));
-    cr_expect_eq(sqlkey_seeded("SELECT a FROM t WHERE b = 1", 7),
-                 sqlkey_seeded("SELECT a FROM t WHERE b = 'x'", 7));
-    cr_expect_neq(sqlkey_seeded("SELECT a FROM t", 7), sqlkey_seeded("SELECT a FROM t", 8),
+    cr_expect_eq(keyed("SELECT a FROM t WHERE b = 1", 7),
+                 keyed("SELECT a FROM t WHERE b = 'x'", 7));
+    cr_expect_neq(keyed("SELECT a FROM t", 7), keyed("SELECT a FROM t", 8),
                   "another seed, other keys");
     cr_expect_neq(sqlkey("SELECT abcdefgh"), sqlkey("SELECT abcdefghabcdefgh"));
     /* a word's last bytes and its length never stand in for each other, whatever the seed */
@@ -229,7 +309,7 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
             char qa[64], qb[64];
             snprintf(qa, sizeof(qa), "SELECT * FROM %s", pairs[i][0]);
             snprintf(qb, sizeof(qb), "SELECT * FROM %s", pairs[i][1]);
-            cr_expect_neq(sqlkey_seeded(qa, seed), sqlkey_seeded(qb, seed), "%s, %s", qa, qb);
+            cr_expect_neq(keyed(qa, seed), keyed(qb, seed), "%s, %s", qa, qb);
         }
     enum { N = 4096, SLOTS = 1024 };
     static bool used[SLOTS];
@@ -247,14 +327,28 @@ Test(sqlkey, every_byte_of_a_word_counts_and_keys_spread)
 
 /* Random statements built of tokens, for the key's properties below. A constant never touches
  * a word after it (that would be another token: x'1' is a constant, x1 a word). */
+#define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 enum tok_kind { TK_WORD, TK_CONST, TK_PARAM, TK_PUNCT, TK_KEPT };
-static const char *const tk_words[] = {"select", "a", "x1", "e", "N", "b_2", "u", "FROM", "t$"};
+static const char *const tk_words[] = {"select",
+                                       "a",
+                                       "x1",
+                                       "e",
+                                       "N",
+                                       "b_2",
+                                       "u",
+                                       "FROM",
+                                       "t$",
+                                       "\xc3\xa9"
+                                       "1",
+                                       "caf\xc3\xa9",
+                                       "n$1"};
 static const char *const tk_consts[] = {"1",       "12.5",   "3e4",   ".5",      "'a'",
                                         "'it''s'", "E'\\n'", "$$d$$", "$t$q$t$", "X'1f'",
                                         "U&'x'",   "b'01'",  "''",    "0.25E-3"};
 static const char *const tk_params[] = {"$1", "$2", "$10"};
 static const char *const tk_puncts[] = {"=", ",", "(", ")", ";", "+", "::", "-", "/", "*", "."};
-static const char *const tk_kept[] = {"-- c\n", "/* it's */", "\"A b\"", "\"x1\""};
+static const char *const tk_kept[] = {"-- c\n",  "/* it's */", "/* a /* 'b */ c' */",
+                                      "-- 'c\r", "\"A b\"",    "\"x1\""};
 static const char *const tk_spaces[] = {" ", "  ", "\n\t", "\r\n ", "\t", "\n"};
 
 struct toks {
@@ -266,11 +360,11 @@ struct toks {
 static const char *tok_text(enum tok_kind k, int pick)
 {
     switch (k) {
-    case TK_WORD: return tk_words[pick % 9];
-    case TK_CONST: return tk_consts[pick % 14];
-    case TK_PARAM: return tk_params[pick % 3];
-    case TK_PUNCT: return tk_puncts[pick % 11];
-    default: return tk_kept[pick % 4];
+    case TK_WORD: return tk_words[pick % N_OF(tk_words)];
+    case TK_CONST: return tk_consts[pick % N_OF(tk_consts)];
+    case TK_PARAM: return tk_params[pick % N_OF(tk_params)];
+    case TK_PUNCT: return tk_puncts[pick % N_OF(tk_puncts)];
+    default: return tk_kept[pick % N_OF(tk_kept)];
     }
 }
 
@@ -287,8 +381,9 @@ static void toks_text(const struct toks *t, unsigned seed, unsigned spaces, char
                                (t->kind[i - 1] == TK_PUNCT && t->pick[i - 1] % 11 < 6);
             bool word_near = t->kind[i] == TK_WORD || t->kind[i - 1] == TK_WORD;
             bool word_after_value =
-                t->kind[i] == TK_WORD && (t->kind[i - 1] == TK_CONST ||
-                                          (t->kind[i - 1] == TK_KEPT && t->pick[i - 1] % 4 >= 2));
+                t->kind[i] == TK_WORD &&
+                (t->kind[i - 1] == TK_CONST ||
+                 (t->kind[i - 1] == TK_KEPT && t->pick[i - 1] % N_OF(tk_kept) >= 4));
             seed = seed * 1103515245u + 12345u;
             spaces = spaces * 1103515245u + 12345u;
             if (!(((plain_punct && !word_near) || word_after_value) && (seed >> 16) % 2))
@@ -317,7 +412,7 @@ Test(sqlkey, only_constants_and_white_space_leave_the_key_unchanged)
             if (u.kind[i] == TK_CONST)
                 u.pick[i] += 1 + round % 13;
         toks_text(&u, r, r ^ 0x9e3779b9u, b, sizeof(b));
-        cr_assert_eq(sqlkey_seeded(a, 5), sqlkey_seeded(b, 5), "\"%s\" and \"%s\"", a, b);
+        cr_assert_eq(keyed(a, 5), keyed(b, 5), "\"%s\" and \"%s\"", a, b);
         int at = round % t.n;
         if (t.kind[at] == TK_CONST || t.kind[at] == TK_PUNCT)
             continue; /* (another punctuation mark may make a comment or a number) */
@@ -325,39 +420,7 @@ Test(sqlkey, only_constants_and_white_space_leave_the_key_unchanged)
         u.pick[at] += 1;
         toks_text(&u, r, r, b, sizeof(b));
         if (strcmp(tok_text(t.kind[at], t.pick[at]), tok_text(u.kind[at], u.pick[at])) != 0)
-            cr_assert_neq(sqlkey_seeded(a, 5), sqlkey_seeded(b, 5), "\"%s\" and \"%s\"", a, b);
-    }
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* No two of the 29,524 strings of up to nine bytes over three letters (a word's tail, length
- * and all) hash alike, under two starting values. */
-Test(fnv, the_wide_hash_tells_every_short_string_apart)
-{
-    enum { MAXLEN = 9, N = 29524 }; /* 3^0 + ... + 3^9 */
-    static uint64_t h[N];
-    for (uint64_t start = 0; start < 2; start++) {
-        size_t k = 0;
-        for (int len = 0; len <= MAXLEN; len++) {
-            int total = 1;
-            for (int i = 0; i < len; i++)
-                total *= 3;
-            for (int v = 0; v < total; v++) {
-                char s[MAXLEN];
-                for (int i = 0, x = v; i < len; i++, x /= 3)
-                    s[i] = "abi"[x % 3];
-                h[k++] = fnv_wide(FNV_OFFSET ^ start, s, (size_t)len);
-            }
-        }
-        cr_assert_eq(k, N);
-        qsort(h, N, sizeof(h[0]), cmp_u64);
-        for (size_t i = 1; i < N; i++)
-            cr_expect_neq(h[i], h[i - 1], "two strings hash alike (start %d)", (int)start);
+            cr_assert_neq(keyed(a, 5), keyed(b, 5), "\"%s\" and \"%s\"", a, b);
     }
 }
 

@@ -1,0 +1,114 @@
+/* siphash.h: SipHash-2-4 (Aumasson and Bernstein, 2012), a keyed pseudorandom function of a
+ * byte string, fed in pieces: without the 128-bit key, no one can find two inputs with the
+ * same value any faster than by guessing. lakeproxy uses it where a text's key is trusted
+ * without comparing the text (the statistics' statement keys, sqlkey.c). Pure, header only. */
+#ifndef LAKEPROXY_SIPHASH_H
+#define LAKEPROXY_SIPHASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+struct siphash {
+    uint64_t v0, v1, v2, v3;
+    uint64_t pend; /* the next 0-7 bytes of input, the first in the lowest byte */
+    unsigned npend;
+    uint64_t total; /* bytes fed so far */
+};
+
+static inline uint64_t sip_rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static inline void sip_round(struct siphash *s)
+{
+    s->v0 += s->v1;
+    s->v1 = sip_rotl(s->v1, 13) ^ s->v0;
+    s->v0 = sip_rotl(s->v0, 32);
+    s->v2 += s->v3;
+    s->v3 = sip_rotl(s->v3, 16) ^ s->v2;
+    s->v0 += s->v3;
+    s->v3 = sip_rotl(s->v3, 21) ^ s->v0;
+    s->v2 += s->v1;
+    s->v1 = sip_rotl(s->v1, 17) ^ s->v2;
+    s->v2 = sip_rotl(s->v2, 32);
+}
+
+/* One eight-byte word of input (its first byte in the lowest bits). */
+static inline void sip_word(struct siphash *s, uint64_t m)
+{
+    s->v3 ^= m;
+    sip_round(s);
+    sip_round(s);
+    s->v0 ^= m;
+}
+
+static inline void siphash_init(struct siphash *s, uint64_t k0, uint64_t k1)
+{
+    s->v0 = k0 ^ 0x736f6d6570736575ull;
+    s->v1 = k1 ^ 0x646f72616e646f6dull;
+    s->v2 = k0 ^ 0x6c7967656e657261ull;
+    s->v3 = k1 ^ 0x7465646279746573ull;
+    s->pend = 0;
+    s->npend = 0;
+    s->total = 0;
+}
+
+/* The eight bytes at p as a little-endian word, on any host. */
+static inline uint64_t sip_load_le64(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+static inline void siphash_byte(struct siphash *s, uint8_t c)
+{
+    s->pend |= (uint64_t)c << (8 * s->npend);
+    s->total++;
+    if (++s->npend == 8) {
+        sip_word(s, s->pend);
+        s->pend = 0;
+        s->npend = 0;
+    }
+}
+
+/* Feeds n bytes at p: the value depends on the bytes fed, not on how they were cut. */
+static inline void siphash_bytes(struct siphash *s, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (; n > 0 && s->npend > 0; n--)
+        siphash_byte(s, *b++);
+    for (; n >= 8; b += 8, n -= 8) {
+        sip_word(s, sip_load_le64(b));
+        s->total += 8;
+    }
+    for (; n > 0; n--)
+        siphash_byte(s, *b++);
+}
+
+/* The 8 bytes of v, lowest first: a number fed the same way on any host. */
+static inline void siphash_u64(struct siphash *s, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        siphash_byte(s, (uint8_t)(v >> (8 * i)));
+}
+
+/* The value of everything fed (the state is spent). */
+static inline uint64_t siphash_end(struct siphash *s)
+{
+    uint64_t last = s->pend | (s->total & 0xff) << 56;
+    sip_word(s, last);
+    s->v2 ^= 0xff;
+    sip_round(s);
+    sip_round(s);
+    sip_round(s);
+    sip_round(s);
+    return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+}
+
+#endif
