@@ -20,7 +20,7 @@ struct sqlkey_secret {
 
 /* sqlkey under a secret: the same text gives the same key under one secret, and without the
  * secret no one can find a text that shares another's key (other than by constants and white
- * space) faster than by guessing: the normalised text is hashed with SipHash-2-4 keyed with it. */
+ * space) faster than by guessing: the normalised text is hashed with SipHash-1-3 keyed with it. */
 uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret);
 
 #endif
