@@ -14,7 +14,7 @@
 
 struct siphash {
     uint64_t v0, v1, v2, v3;
-    int c, d; /* rounds per word and at the end */
+    int c, d;      /* rounds per word and at the end */
     uint64_t pend; /* the next 0-7 bytes of input, the first in the lowest byte */
     unsigned npend;
     uint64_t total; /* bytes fed so far */
@@ -43,7 +43,8 @@ static inline void sip_round(struct siphash *s)
 static inline void sip_word(struct siphash *s, uint64_t m)
 {
     s->v3 ^= m;
-    for (int i = 0; i < s->c; i++)
+    sip_round(s);
+    for (int i = 1; i < s->c; i++)
         sip_round(s);
     s->v0 ^= m;
 }
@@ -79,6 +80,15 @@ static inline uint64_t sip_load_le64(const void *p)
     return w;
 }
 
+/* The n (< 8) bytes at b as the low bytes of a word, the first lowest. */
+static inline uint64_t sip_load_partial(const uint8_t *b, size_t n)
+{
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)b[i] << (8 * i);
+    return w;
+}
+
 static inline void siphash_byte(struct siphash *s, uint8_t c)
 {
     s->pend |= (uint64_t)c << (8 * s->npend);
@@ -94,19 +104,32 @@ static inline void siphash_byte(struct siphash *s, uint8_t c)
 static inline void siphash_bytes(struct siphash *s, const void *p, size_t n)
 {
     const uint8_t *b = p;
-    for (; n > 0 && s->npend > 0; n--)
-        siphash_byte(s, *b++);
-    for (; n >= 8; b += 8, n -= 8) {
-        sip_word(s, sip_load_le64(b));
-        s->total += 8;
+    s->total += n;
+    if (s->npend > 0) { /* complete the pending word first */
+        size_t take = 8 - s->npend < n ? 8 - s->npend : n;
+        s->pend |= sip_load_partial(b, take) << (8 * s->npend);
+        s->npend += (unsigned)take;
+        b += take;
+        n -= take;
+        if (s->npend < 8)
+            return;
+        sip_word(s, s->pend);
+        s->npend = 0;
     }
-    for (; n > 0; n--)
-        siphash_byte(s, *b++);
+    for (; n >= 8; b += 8, n -= 8)
+        sip_word(s, sip_load_le64(b));
+    s->pend = sip_load_partial(b, n);
+    s->npend = (unsigned)n;
 }
 
 /* The 8 bytes of v, lowest first: a number fed the same way on any host. */
 static inline void siphash_u64(struct siphash *s, uint64_t v)
 {
+    if (s->npend == 0) {
+        sip_word(s, v);
+        s->total += 8;
+        return;
+    }
     for (int i = 0; i < 8; i++)
         siphash_byte(s, (uint8_t)(v >> (8 * i)));
 }

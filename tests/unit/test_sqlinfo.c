@@ -287,6 +287,23 @@ Test(siphash, the_reference_values_fed_whole_or_in_pieces)
             siphash_byte(&s, msg[i]);
         siphash_bytes(&s, msg + cut, sizeof(msg) - cut);
         cr_expect_eq(siphash_end(&s), v13, "cut at %zu", cut);
+        for (size_t cut2 = cut; cut2 <= sizeof(msg); cut2++) {
+            siphash_init(&s, k0, k1);
+            siphash_bytes(&s, msg, cut);
+            siphash_bytes(&s, msg + cut, cut2 - cut);
+            siphash_bytes(&s, msg + cut2, sizeof(msg) - cut2);
+            cr_expect_eq(siphash_end(&s), v13, "cut at %zu and %zu", cut, cut2);
+        }
+    }
+    for (size_t cut = 0; cut <= 7; cut++) {
+        uint64_t word = 0; /* the eight bytes of msg from cut, as a number */
+        for (int i = 7; i >= 0; i--)
+            word = word << 8 | msg[cut + (size_t)i];
+        siphash_init(&s, k0, k1);
+        siphash_bytes(&s, msg, cut);
+        siphash_u64(&s, word);
+        siphash_bytes(&s, msg + cut + 8, sizeof(msg) - cut - 8);
+        cr_expect_eq(siphash_end(&s), v13, "a number fed after %zu bytes", cut);
     }
 }
 
