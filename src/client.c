@@ -1159,6 +1159,11 @@ void client_refuse(evutil_socket_t fd, const char *msg)
     if (!b.failed && send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("could not send refusal: %s", evutil_socket_error_to_string(errno));
     buf_free(&b);
+    /* the startup packet already here is read, not left: closing a socket with unread input
+     * resets the connection, and some client stacks then drop the error before reading it */
+    char junk[1024];
+    (void)recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
     evutil_closesocket(fd);
 }
 

@@ -291,16 +291,24 @@ Test(abuse, out_of_descriptors_new_connections_get_a_clear_error_not_a_hang)
     cr_expect_gt(file_count_lines(px.log, "connections refused with an error"), 0);
 }
 
+/* Stops the suite's proxy and writes into yaml the configuration of another, in transaction
+ * pooling with 2 servers and the extra settings; returns the free port it is to listen on. */
+static int stop_and_configure(char *yaml, size_t yamlsz, const char *extra)
+{
+    proxy_stop(&px);
+    int port = free_port();
+    proxy_default_yaml(yaml, yamlsz, port, "transaction", 2, 5000, extra);
+    return port;
+}
+
 /* Started under a soft descriptor limit too low for limits.max_clients (systemd's default is
  * 1,024), lakeproxy raises it as far as the hard limit allows, so clients up to max_clients
  * are served rather than refused for want of descriptors. */
 Test(abuse, a_low_soft_descriptor_limit_is_raised_to_what_max_clients_needs)
 {
-    proxy_stop(&px);
     static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000,
-                       "limits:\n  login_timeout_s: 5\n  max_clients: 300\n");
+    int port = stop_and_configure(yaml, sizeof(yaml),
+                                  "limits:\n  login_timeout_s: 5\n  max_clients: 300\n");
     struct rlimit old, low;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
     cr_assert(old.rlim_max >= 1024, "the test needs a hard descriptor limit of 1024 or more");
@@ -342,4 +350,32 @@ Test(abuse, a_hard_descriptor_limit_below_max_clients_is_warned_about)
     cr_expect_eq(file_count_lines(px.log, "the descriptor limit (64, hard limit 64) is below"), 1);
     cr_expect_eq(
         file_count_lines(px.log, "raise LimitNOFILE (ulimit -n) or lower limits.max_clients"), 1);
+}
+
+/* Past limits.max_clients a libpq client (which sends its startup packet at once) gets
+ * FATAL 53300 naming the limit, and a client is served again once one has left. */
+Test(abuse, past_max_clients_a_client_gets_a_clear_error)
+{
+    static char yaml[8192];
+    int port = stop_and_configure(yaml, sizeof(yaml), "limits:\n  max_clients: 3\n");
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *in[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+        cr_assert(PQstatus(in[i]) == CONNECTION_OK, "client %d: %s", i, PQerrorMessage(in[i]));
+    }
+    for (int i = 0; i < 20; i++) {
+        PGconn *over = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+        cr_expect(PQstatus(over) == CONNECTION_BAD, "a fourth client was let in");
+        cr_expect(strstr(PQerrorMessage(over), "too many clients already (limits.max_clients)"),
+                  "attempt %d: %s", i, PQerrorMessage(over));
+        PQfinish(over);
+    }
+    PQfinish(in[0]);
+    usleep(100000);
+    PGconn *again = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(again) == CONNECTION_OK, "%s", PQerrorMessage(again));
+    PQfinish(again);
+    PQfinish(in[1]);
+    PQfinish(in[2]);
 }
