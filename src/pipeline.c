@@ -244,8 +244,9 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         s->unnamed_maybe = true;
         return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
     }
-    if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects)) {
-        *err = "too many prepared statements";
+    if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
+        *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
+               "together, per connection (close or DEALLOCATE the ones no longer used)";
         return RV_ERROR;
     }
     client_stmt_set_tests(&c->stmts, name, c->mask_tests);

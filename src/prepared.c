@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashkey.h"
+#include "siphash.h"
+
 void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN])
 {
     uint8_t h[SHA256_DIGEST_LENGTH];
@@ -14,9 +17,24 @@ void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_L
              h[4], h[5], h[6], h[7]);
 }
 
+static uint64_t name_hash(const struct client_stmts *s, const char *name)
+{
+    struct siphash h;
+    siphash_init(&h, s->k0, s->k1);
+    siphash_bytes(&h, name, strlen(name));
+    return siphash_end(&h);
+}
+
+/* The chain head of name; NULL before the first statement. */
+static int32_t *head_of(const struct client_stmts *s, const char *name)
+{
+    return s->heads ? &s->heads[name_hash(s, name) & (s->n_heads - 1)] : NULL;
+}
+
 static struct client_stmt *find_client_stmt(const struct client_stmts *s, const char *name)
 {
-    for (size_t i = 0; i < s->n; i++)
+    int32_t *head = head_of(s, name);
+    for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
         if (strcmp(s->items[i].name, name) == 0)
             return &s->items[i];
     return NULL;
@@ -40,40 +58,81 @@ static void free_stmt(struct client_stmt *st)
     free(st->parse_rest);
 }
 
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint8_t effects)
+/* Chains every item anew into n_heads heads (a power of two). */
+static bool rechain(struct client_stmts *s, size_t n_heads)
 {
+    int32_t *heads = malloc(n_heads * sizeof(*heads));
+    if (!heads)
+        return false;
+    free(s->heads);
+    s->heads = heads;
+    s->n_heads = n_heads;
+    for (size_t i = 0; i < n_heads; i++)
+        heads[i] = -1;
+    for (size_t i = 0; i < s->n; i++) {
+        int32_t *head = head_of(s, s->items[i].name);
+        s->items[i].next = *head;
+        *head = (int32_t)i;
+    }
+    return true;
+}
+
+/* Room for one more item: the array and the chains grow together. */
+static bool make_room(struct client_stmts *s)
+{
+    if (!s->heads)
+        hashkey_get(&s->k0, &s->k1);
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? s->cap * 2 : 8;
+    struct client_stmt *grown = realloc(s->items, cap * sizeof(*grown));
+    if (!grown)
+        return false;
+    s->items = grown;
+    s->cap = cap;
+    return rechain(s, cap);
+}
+
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
+                     uint8_t effects, size_t max_bytes)
+{
+    struct client_stmt *st = find_client_stmt(s, name);
+    size_t held = s->bytes - (st ? st->len : 0) + (st ? 0 : strlen(name));
+    if (held + len > (max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES))
+        return false;
+    if (!st && (s->n == CLIENT_STMT_MAX || !make_room(s)))
+        return false;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
         return false;
     memcpy(copy, rest, len);
-    struct client_stmt *st = find_client_stmt(s, name);
     if (!st) {
-        if (s->n == CLIENT_STMT_MAX)
-            goto fail;
-        if (s->n == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 8;
-            struct client_stmt *grown = realloc(s->items, cap * sizeof(*grown));
-            if (!grown)
-                goto fail;
-            s->items = grown;
-            s->cap = cap;
-        }
         st = &s->items[s->n];
-        if (!(st->name = strdup(name)))
-            goto fail;
-        s->n++;
+        if (!(st->name = strdup(name))) {
+            free(copy);
+            return false;
+        }
+        int32_t *head = head_of(s, name);
+        st->next = *head;
+        *head = (int32_t)s->n++;
     } else {
         free(st->parse_rest);
     }
+    s->bytes = held + len;
     st->parse_rest = copy;
     st->len = len;
     st->effects = effects;
     stmt_proxy_name(rest, len, st->proxy);
     return true;
-fail:
-    free(copy);
-    return false;
+}
+
+/* Takes item i out of its chain. */
+static void unchain(struct client_stmts *s, int32_t i)
+{
+    int32_t *link = head_of(s, s->items[i].name);
+    while (*link != i)
+        link = &s->items[*link].next;
+    *link = s->items[i].next;
 }
 
 void client_stmt_remove(struct client_stmts *s, const char *name)
@@ -81,8 +140,18 @@ void client_stmt_remove(struct client_stmts *s, const char *name)
     struct client_stmt *st = find_client_stmt(s, name);
     if (!st)
         return;
+    int32_t i = (int32_t)(st - s->items), last = (int32_t)s->n - 1;
+    unchain(s, i);
+    s->bytes -= strlen(st->name) + st->len;
     free_stmt(st);
-    *st = s->items[--s->n];
+    if (i != last) { /* the last item fills the hole, under its new index */
+        unchain(s, last);
+        s->items[i] = s->items[last];
+        int32_t *head = head_of(s, s->items[i].name);
+        s->items[i].next = *head;
+        *head = i;
+    }
+    s->n--;
 }
 
 void client_stmts_clear(struct client_stmts *s)
@@ -90,6 +159,7 @@ void client_stmts_clear(struct client_stmts *s)
     for (size_t i = 0; i < s->n; i++)
         free_stmt(&s->items[i]);
     free(s->items);
+    free(s->heads);
     memset(s, 0, sizeof(*s));
 }
 

@@ -13,6 +13,9 @@
 #define STMT_NAME_LEN 24      /* "lp_" + 16 hex + NUL, padded */
 #define SERVER_STMT_CACHE 256 /* statements kept prepared per server connection */
 #define CLIENT_STMT_MAX 10000 /* named statements one client may hold */
+/* Bytes of statement text one client's named statements may hold together (at least: a
+ * single statement as long as limits.max_message_size always fits). */
+#define CLIENT_STMT_BYTES (16u << 20)
 #define REPLY_QUEUE_MAX 65536 /* messages one client may have in flight */
 
 /* The proxy's name for a statement: a hash of its Parse body (text and parameter types), so
@@ -20,7 +23,8 @@
 void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN]);
 
 struct client_stmt {
-    char *name; /* the client's name */
+    char *name;   /* the client's name */
+    int32_t next; /* the next item in its index chain, -1 at the end */
     char proxy[STMT_NAME_LEN];
     uint8_t *parse_rest; /* Parse body after the name: query, parameter types */
     size_t len;
@@ -33,15 +37,22 @@ struct client_stmt {
 /* One that leaves state outliving the transaction (the RLS guard's retire verdict). */
 #define STMT_RETIRES 2
 
+/* A client's statements, found by name through chains keyed with the process's secret
+ * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */
 struct client_stmts {
     struct client_stmt *items;
     size_t n, cap;
+    size_t bytes;   /* names and bodies held */
+    int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
+    size_t n_heads;
+    uint64_t k0, k1; /* the chains' secret, copied in at the first statement */
 };
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
- * out of room. */
+ * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
+ * more) of names and bodies together. */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint8_t effects);
+                     uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
 /* Notes how many masked-column tests each run of statement name makes. */
 void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests);

@@ -1,10 +1,10 @@
 /* textcache.c: hash chains plus an LRU list; each entry holds its value, then its text. */
 #include "textcache.h"
 
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashkey.h"
 #include "list.h"
 #include "siphash.h"
 
@@ -17,7 +17,7 @@ struct entry {
 };
 
 struct textcache {
-    uint64_t k0, k1; /* the hash's secret: no one can aim texts at one chain */
+    uint64_t k0, k1; /* the hash's secret (hashkey.h): no one can aim texts at one chain */
     struct entry **buckets;
     size_t n_buckets, n, max, value_size;
     struct list lru; /* least recently used first */
@@ -39,13 +39,7 @@ struct textcache *textcache_new(size_t max_entries, size_t value_size)
     struct textcache *tc = calloc(1, sizeof(*tc));
     if (!tc)
         return NULL;
-    uint64_t secret[2];
-    if (RAND_bytes((unsigned char *)secret, sizeof(secret)) != 1) {
-        free(tc);
-        return NULL;
-    }
-    tc->k0 = secret[0];
-    tc->k1 = secret[1];
+    hashkey_get(&tc->k0, &tc->k1);
     tc->max = max_entries ? max_entries : 1;
     tc->value_size = (value_size + 15) & ~(size_t)15;
     tc->n_buckets = 64;

@@ -9,8 +9,7 @@
 
 struct textcache;
 
-/* At most max_entries values of value_size bytes each; NULL when out of memory or without
- * random bytes for the hash's secret. */
+/* At most max_entries values of value_size bytes each; NULL when out of memory. */
 struct textcache *textcache_new(size_t max_entries, size_t value_size);
 void textcache_free(struct textcache *tc);
 void textcache_clear(struct textcache *tc);

@@ -391,3 +391,36 @@ Test(prepared, a_query_arriving_in_pieces_between_transactions)
     free(v);
     PQfinish(c);
 }
+
+/* One client's named statements hold at most 16 MiB of text together (limits.max_message_size
+ * when larger): a client cannot make lakeproxy keep statement after large statement until it
+ * runs out of memory. Past the budget, PQprepare fails with an error that says what to do,
+ * and other clients are served. */
+Test(prepared, a_clients_statements_have_a_memory_budget)
+{
+    enum { TEXT = 5 << 20 }; /* three fit, the fourth does not */
+    char *sql = malloc(TEXT + 1);
+    cr_assert_not_null(sql);
+    memset(sql, ' ', TEXT);
+    memcpy(sql, "SELECT 1 /*", 11);
+    memcpy(sql + TEXT - 2, "*/", 2);
+    sql[TEXT] = '\0';
+    PGconn *c = alice();
+    char name[16];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        prepare(c, name, sql, 0);
+    }
+    PGresult *r = PQprepare(c, "big3", sql, 0, NULL);
+    cr_expect_neq(PQresultStatus(r), PGRES_COMMAND_OK, "a fourth 5 MiB statement was kept");
+    cr_expect(strstr(PQerrorMessage(c), "too many prepared statements"), "%s", PQerrorMessage(c));
+    cr_expect(strstr(PQerrorMessage(c), "DEALLOCATE"), "%s", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    free(sql);
+    PGconn *other = alice();
+    char *v = query_value(other, "SELECT 'served'");
+    cr_expect_str_eq(v, "served");
+    free(v);
+    PQfinish(other);
+}

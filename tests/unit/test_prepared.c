@@ -22,14 +22,64 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
 Test(prepared, client_names_are_replaced_and_removed)
 {
     struct client_stmts s = {0};
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0));
     char first[STMT_NAME_LEN];
     memcpy(first, client_stmt_get(&s, "q")->proxy, STMT_NAME_LEN);
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0, 0));
     cr_expect_str_neq(client_stmt_get(&s, "q")->proxy, first);
     cr_expect_eq(s.n, 1);
     client_stmt_remove(&s, "q");
     cr_expect_null(client_stmt_get(&s, "q"));
+    client_stmts_clear(&s);
+}
+
+/* Many statements are found, replaced and removed in any order (the last one moving into each
+ * hole), and a client's statements hold at most CLIENT_STMT_MAX of them and CLIENT_STMT_BYTES
+ * of text: past either, put refuses, and room freed can be used again. */
+Test(prepared, client_statements_stay_findable_and_within_their_budget)
+{
+    struct client_stmts s = {0};
+    char name[32];
+    enum { N = 3000 };
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)name, strlen(name) + 1, 0, 0));
+    }
+    for (int i = 0; i < N; i += 3) {
+        snprintf(name, sizeof(name), "s%d", i);
+        client_stmt_remove(&s, name);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        const struct client_stmt *st = client_stmt_get(&s, name);
+        if (i % 3 == 0) {
+            cr_expect_null(st, "%s was removed", name);
+        } else {
+            cr_assert_not_null(st, "%s is there", name);
+            cr_expect_str_eq((const char *)st->parse_rest, name);
+        }
+    }
+    client_stmts_clear(&s);
+    for (int i = 0; i < CLIENT_STMT_MAX; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, 0, 0), "%s", name);
+    }
+    cr_expect_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0));
+    cr_expect(client_stmt_put(&s, "s7", (const uint8_t *)"y", 1, 0, 0), "replacing fits");
+    client_stmts_clear(&s);
+    static uint8_t big[CLIENT_STMT_BYTES / 4];
+    memset(big, 'a', sizeof(big));
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        cr_assert(client_stmt_put(&s, name, big, sizeof(big), 0, 0));
+    }
+    cr_expect_not(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0), "past the text budget");
+    cr_expect_not(client_stmt_put(&s, "big0", big, sizeof(big) * 2, 0, 0),
+                  "a replacement past the budget");
+    client_stmt_remove(&s, "big1");
+    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0), "room freed is used again");
+    cr_expect(client_stmt_put(&s, "huge", big, sizeof(big), 0, 2 * CLIENT_STMT_BYTES),
+              "a larger max_message_size raises the budget");
     client_stmts_clear(&s);
 }
 
