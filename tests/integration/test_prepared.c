@@ -31,6 +31,16 @@ static PGconn *alice(void)
     return c;
 }
 
+/* A new client gets an answer: the proxy is still up and serving. */
+static void expect_served(void)
+{
+    PGconn *c = alice();
+    char *v = query_value(c, "SELECT 'proxy still up'");
+    cr_expect_str_eq(v, "proxy still up");
+    free(v);
+    PQfinish(c);
+}
+
 static void prepare(PGconn *c, const char *name, const char *sql, int nparams)
 {
     PGresult *r = PQprepare(c, name, sql, nparams, NULL);
@@ -385,11 +395,7 @@ Test(prepared, a_query_arriving_in_pieces_between_transactions)
     }
     cr_expect(got_row);
     close(fd);
-    PGconn *c = alice();
-    char *v = query_value(c, "SELECT 'proxy still up'");
-    cr_expect_str_eq(v, "proxy still up");
-    free(v);
-    PQfinish(c);
+    expect_served();
 }
 
 /* One client's named statements hold at most 16 MiB of text together (limits.max_message_size
@@ -418,9 +424,5 @@ Test(prepared, a_clients_statements_have_a_memory_budget)
     PQclear(r);
     PQfinish(c);
     free(sql);
-    PGconn *other = alice();
-    char *v = query_value(other, "SELECT 'served'");
-    cr_expect_str_eq(v, "served");
-    free(v);
-    PQfinish(other);
+    expect_served();
 }
