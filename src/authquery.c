@@ -1,4 +1,5 @@
-/* authquery.c: auth_query look-ups: a side query (sidequery.c) per client that needs one. */
+/* authquery.c: auth_query look-ups: a side query (sidequery.c) per client that needs one, at
+ * most AUTHQ_MAX_RUNNING at once, the rest waiting their turn in arrival order. */
 #include "authquery.h"
 
 #include <libpq-fe.h>
@@ -7,14 +8,38 @@
 #include <string.h>
 
 #include "credentials.h"
+#include "list.h"
 #include "log.h"
 #include "sidequery.h"
 
 struct authq {
+    struct worker *w;
     struct client *c;
     authq_done_fn done;
-    struct sidequery *q;
+    struct sidequery *q; /* NULL while waiting its turn */
+    struct list node;    /* in w->authq_waiting while waiting */
 };
+
+static bool run(struct authq *a, char *err, size_t errsz);
+
+/* Gives the turn a finished look-up leaves to the first waiting one (or, when that one cannot
+ * start, an answer with the error, and the turn to the next). */
+static void next_turn(struct worker *w)
+{
+    w->authq_running--;
+    while (w->authq_running < AUTHQ_MAX_RUNNING && !list_empty(&w->authq_waiting)) {
+        struct authq *a = list_entry(w->authq_waiting.next, struct authq, node);
+        list_del(&a->node);
+        char err[300];
+        if (run(a, err, sizeof(err)))
+            continue;
+        log_warning("auth_query: %s", err);
+        struct client *c = a->c;
+        authq_done_fn done = a->done;
+        free(a);
+        done(c, NULL, err);
+    }
+}
 
 /* The look-up's answer: one row (usename, passwd), or none for an unknown user. */
 static void on_result(void *arg, const PGresult *r, const char *err)
@@ -32,7 +57,9 @@ static void on_result(void *arg, const PGresult *r, const char *err)
         snprintf(msg, sizeof(msg), "auth_query returned more than one row");
     else if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 1))
         verifier = strdup(PQgetvalue(r, 0, 1));
+    struct worker *w = a->w;
     free(a);
+    next_turn(w);
     done(c, verifier, msg[0] ? msg : NULL);
     if (verifier) {
         explicit_bzero(verifier, strlen(verifier));
@@ -54,21 +81,36 @@ static const char *auth_query_password(struct worker *w, const struct auth_query
     return pw ? pw : "";
 }
 
-struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn done)
+/* Starts a's side query (taking a turn); false with err when it cannot. */
+static bool run(struct authq *a, char *err, size_t errsz)
 {
+    struct worker *w = a->w;
     const struct auth_query_config *aq = &w->cfg->auth_query;
     const struct db_config *db = config_find_db(w->cfg, aq->database);
-    struct authq *a = calloc(1, sizeof(*a));
-    char err[300];
-    if (!a)
-        return NULL;
-    a->c = c;
-    a->done = done;
-    const char *params[1] = {c->user};
+    const char *params[1] = {a->c->user};
     struct sidequery_login login = {aq->user, auth_query_password(w, aq, db),
                                     "lakeproxy auth_query", NULL};
-    a->q = sidequery_start(w, db, &login, aq->query, 1, params, on_result, a, err, sizeof(err));
-    if (!a->q) {
+    a->q = sidequery_start(w, db, &login, aq->query, 1, params, on_result, a, err, errsz);
+    if (a->q)
+        w->authq_running++;
+    return a->q != NULL;
+}
+
+struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn done)
+{
+    struct authq *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->w = w;
+    a->c = c;
+    a->done = done;
+    list_init(&a->node);
+    if (w->authq_running >= AUTHQ_MAX_RUNNING) {
+        list_append(&w->authq_waiting, &a->node);
+        return a;
+    }
+    char err[300];
+    if (!run(a, err, sizeof(err))) {
         log_warning("auth_query: %s", err);
         free(a);
         return NULL;
@@ -80,6 +122,13 @@ void authquery_cancel(struct authq *a)
 {
     if (!a)
         return;
-    sidequery_cancel(a->q);
+    if (a->q) {
+        sidequery_cancel(a->q);
+        struct worker *w = a->w;
+        free(a);
+        next_turn(w);
+        return;
+    }
+    list_del(&a->node);
     free(a);
 }

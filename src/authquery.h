@@ -11,7 +11,13 @@ struct authq;
  * has none; or an error (err non-NULL) when the look-up itself failed. */
 typedef void (*authq_done_fn)(struct client *c, const char *verifier, const char *err);
 
-/* Starts looking up c->user; done is called exactly once unless authquery_cancel comes first. */
+/* Look-ups under way at once, each on a server connection of its own: the rest wait their turn
+ * in arrival order, so that a storm of logins (hostile or not) cannot open a server connection
+ * per login. */
+#define AUTHQ_MAX_RUNNING 8
+
+/* Starts looking up c->user, or queues it behind AUTHQ_MAX_RUNNING others; done is called
+ * exactly once unless authquery_cancel comes first. NULL when it cannot start. */
 struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn done);
 
 /* Abandons a look-up (the client left). */

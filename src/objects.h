@@ -53,9 +53,11 @@ struct worker {
     SSL_CTX *client_tls; /* NULL when listen.tls is not configured */
     struct evconnlistener *listener;
     struct list pools;
-    struct list clients;    /* every client, whatever its state */
-    struct list cancellers; /* in-flight cancel requests towards servers */
-    struct list creds;      /* rotating credentials, one per database entry that has one */
+    struct list clients;       /* every client, whatever its state */
+    struct list cancellers;    /* in-flight cancel requests towards servers */
+    struct list creds;         /* rotating credentials, one per database entry that has one */
+    struct list authq_waiting; /* auth_query look-ups waiting for a turn (authquery.c) */
+    int authq_running;         /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */

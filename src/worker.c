@@ -255,6 +255,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     list_init(&w->clients);
     list_init(&w->cancellers);
     list_init(&w->creds);
+    list_init(&w->authq_waiting);
     /* signals first: a SIGTERM that arrives once the port accepts must drain, not kill */
     if (!make_loop(w) || !add_signals(w)) {
         snprintf(err, errsz, "cannot create the event loop and its signal handlers");

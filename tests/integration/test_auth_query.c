@@ -1,7 +1,11 @@
 /* test_auth_query.c: users not listed in the YAML are checked against verifiers looked up on
  * the server (auth_query), SCRAM and md5 alike, without revealing which users exist. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -60,4 +64,53 @@ Test(auth_query, users_in_the_yaml_do_not_need_the_lookup)
     char state[6], msg[256];
     cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)), "%s %s",
               state, msg);
+}
+
+struct storm {
+    int port;
+    int ok;
+    char err[256];
+};
+
+static void *storm_login(void *arg)
+{
+    struct storm *s = arg;
+    PGconn *c = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
+    s->ok = PQstatus(c) == CONNECTION_OK;
+    snprintf(s->err, sizeof(s->err), "%s", PQerrorMessage(c));
+    PQfinish(c);
+    return NULL;
+}
+
+/* Logins that need a look-up at once each get their answer, but lakeproxy runs at most
+ * AUTHQ_MAX_RUNNING (8) look-ups at a time, each on a server connection of its own: a storm of
+ * logins (by anyone who can connect, before any password is checked) cannot open a server
+ * connection per login. */
+Test(auth_query, a_storm_of_logins_takes_turns_for_look_ups)
+{
+    enum { N = 48 };
+    pthread_t th[N];
+    static struct storm s[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, storm_login, &s[i]), 0);
+    PGconn *pg = pg_admin("lp_test");
+    cr_assert(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
+    int most = 0;
+    for (int i = 0; i < 200; i++) {
+        char *v = query_value(pg, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name = 'lakeproxy auth_query'");
+        most = atoi(v) > most ? atoi(v) : most;
+        free(v);
+        usleep(2000);
+    }
+    PQfinish(pg);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += s[i].ok;
+        cr_expect(s[i].ok, "login %d: %s", i, s[i].err);
+    }
+    cr_expect_eq(ok, N);
+    cr_expect_leq(most, 8, "%d look-up connections at once", most);
+    cr_log_info("auth_query storm: at most %d look-up connections at once", most);
 }
