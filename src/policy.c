@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "buf.h"
-#include "fnv.h"
 #include "guard.h"
 #include "log.h"
+#include "maskbudget.h"
 #include "maskcat.h"
 #include "masksql.h"
 #include "poolmode.h"
@@ -180,60 +180,10 @@ static const struct masksql_verdict *mask_verdict(struct client *c, const char *
     return v;
 }
 
-/* Each user's budget of masked-column tests: a token bucket refilled at
- * masking.max_tests_per_second, holding at most twice that. A fixed table by user name (a full
- * one starts over: budgets only ever reset upwards). */
-#define MASK_BUCKETS 1024
-
-struct mask_bucket {
-    char user[64];
-    double tokens;
-    int64_t at_ms;
-};
-
-struct mask_buckets {
-    struct mask_bucket b[MASK_BUCKETS];
-    size_t n;
-};
-
-static struct mask_bucket *bucket_of(struct worker *w, const char *user)
-{
-    if (!w->mask_buckets && !(w->mask_buckets = calloc(1, sizeof(*w->mask_buckets))))
-        return NULL;
-    struct mask_buckets *mb = w->mask_buckets;
-    uint64_t h = fnv_str(FNV_OFFSET, user);
-    for (size_t i = 0, at = h % MASK_BUCKETS; i < MASK_BUCKETS; i++, at = (at + 1) % MASK_BUCKETS) {
-        struct mask_bucket *b = &mb->b[at];
-        if (b->user[0] && strncmp(b->user, user, sizeof(b->user) - 1) == 0)
-            return b;
-        if (!b->user[0] && mb->n < MASK_BUCKETS * 3 / 4) {
-            snprintf(b->user, sizeof(b->user), "%s", user);
-            b->tokens = -1; /* full, set below */
-            mb->n++;
-            return b;
-        }
-    }
-    memset(mb, 0, sizeof(*mb)); /* full: everyone starts over with a full budget */
-    return bucket_of(w, user);
-}
-
 bool policy_mask_charge(struct client *c, int tests)
 {
-    int rate = c->w->cfg->masking.max_tests_per_second;
-    if (tests <= 0 || rate <= 0)
-        return true;
-    struct mask_bucket *b = bucket_of(c->w, c->user);
-    if (!b)
-        return false;
-    int64_t now = server_now_ms();
-    double cap = 2.0 * rate;
-    b->tokens = b->tokens < 0 ? cap : b->tokens + (double)(now - b->at_ms) * rate / 1000.0;
-    b->tokens = b->tokens > cap ? cap : b->tokens;
-    b->at_ms = now;
-    if (b->tokens < tests)
-        return false;
-    b->tokens -= tests;
-    return true;
+    return maskbudget_charge(&c->w->mask_buckets, c->user, tests,
+                             c->w->cfg->masking.max_tests_per_second, server_now_ms());
 }
 
 void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
