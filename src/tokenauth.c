@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "credentials.h"
+#include "hashkey.h"
 #include "http.h"
 #include "log.h"
 
@@ -73,12 +74,17 @@ static struct tokenauth *tokenauth_of(struct worker *w)
     return w->tokenauth;
 }
 
-/* SHA-256 of workspace NUL token: a token is only ever trusted for the workspace that vouched. */
+/* SHA-256 of the process's secret, workspace NUL token: a token is only ever trusted for the
+ * workspace that vouched, and no one can aim tokens at one chain of the cache (whose bucket is
+ * taken from the key). */
 static bool key_of(const char *workspace, const char *token, uint8_t out[SHA256_DIGEST_LENGTH])
 {
+    uint64_t secret[2];
+    hashkey_get(&secret[0], &secret[1]);
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     unsigned int n = 0;
     bool ok = m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(m, secret, sizeof(secret)) &&
               EVP_DigestUpdate(m, workspace, strlen(workspace) + 1) &&
               EVP_DigestUpdate(m, token, strlen(token)) && EVP_DigestFinal_ex(m, out, &n) &&
               n == SHA256_DIGEST_LENGTH;
