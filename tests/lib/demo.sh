@@ -26,7 +26,10 @@ chmod 755 "$T"
 proxy=""
 cleanup() {
     trap - EXIT INT TERM
-    [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
+    set +e # every step runs, whatever the one before returned (lakeproxy's exit status after
+           # Ctrl-C, which reaches it too, used to end the clean-up before PostgreSQL stopped)
+    [ -n "$proxy" ] && kill "$proxy" 2>/dev/null
+    [ -n "$proxy" ] && wait "$proxy" 2>/dev/null
     bash tests/lib/pg_tmp.sh stop "$T/pg"
     rm -rf "$T"
     echo "demo: stopped, removed $T"
