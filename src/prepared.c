@@ -308,17 +308,27 @@ void rq_mark_absent(struct reply_queue *q)
         q->items[(q->head + q->len - 1) % q->cap].absent = true;
 }
 
+/* The entries sent with one count lie together, since counts never fall along the queue: only
+ * the entries up to the end of that run are looked at, and those kept move towards its end
+ * (the head moves past the dropped ones), so a pipeline of many COPYs costs each COPY its own
+ * run, not the whole queue. */
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones)
 {
-    size_t kept = 1, dropped = 0;
-    for (size_t i = 1; i < q->len; i++) {
-        struct reply *r = &q->items[(q->head + i) % q->cap];
-        if (r->kind == RK_SYNC && r->copy_dones == copy_dones) {
+    size_t end = 1;
+    while (end < q->len && q->items[(q->head + end) % q->cap].copy_dones <= copy_dones)
+        end++;
+    size_t to = end, dropped = 0;
+    for (size_t i = end; i-- > 0;) {
+        const struct reply *r = &q->items[(q->head + i) % q->cap];
+        if (i > 0 && r->kind == RK_SYNC && r->copy_dones == copy_dones) {
             dropped++;
             continue;
         }
-        q->items[(q->head + kept++) % q->cap] = *r;
+        to--;
+        if (to != i)
+            q->items[(q->head + to) % q->cap] = *r;
     }
+    q->head = (q->head + dropped) % q->cap;
     q->len -= dropped;
     return dropped;
 }

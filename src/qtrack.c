@@ -668,22 +668,31 @@ static void on_complete(struct client *c, struct qtrack *t, struct rec *h, const
     }
 }
 
-/* CopyInResponse: the Syncs the client sent after the COPY (record h) and before its CopyDone
- * are ignored by the server (no ReadyForQuery comes for them): forget them, and ignore any
- * more until the client's CopyDone or CopyFail. */
+/* CopyInResponse: the Syncs the client sent after the COPY (record h, the head) and before its
+ * CopyDone are ignored by the server (no ReadyForQuery comes for them): forget them, and
+ * ignore any more until the client's CopyDone or CopyFail. Records of one count lie together
+ * (counts never fall along the ring): only that run is looked at, its kept records move
+ * towards its end and the head past the dropped ones, so a pipeline of many COPYs costs each
+ * its own run, not the whole ring. h moves with them. */
 static void on_copy_in(struct qtrack *t, const struct rec *h)
 {
-    unsigned kept = 1;
-    for (unsigned i = 1; i < t->n; i++) {
+    uint32_t k = h->copy_dones;
+    unsigned end = 1, to, dropped = 0;
+    while (end < t->n && at(t, end)->copy_dones <= k)
+        end++;
+    to = end;
+    for (unsigned i = end; i-- > 0;) {
         struct rec *r = at(t, i);
-        if (r->kind == REC_SYNC && r->copy_dones == h->copy_dones)
+        if (i > 0 && r->kind == REC_SYNC && r->copy_dones == k) {
+            dropped++;
             continue;
-        if (kept != i)
-            *at(t, kept) = *r;
-        kept++;
+        }
+        if (--to != i)
+            *at(t, to) = *r;
     }
-    t->n = kept;
-    t->copy_in = t->copy_dones == h->copy_dones;
+    t->head += dropped;
+    t->n -= dropped;
+    t->copy_in = t->copy_dones == k;
     if (t->copy_in && t->overflow) { /* so are those sent since and not recorded */
         t->ovf_z -= t->ovf_z_now;
         t->ovf_z_now = 0;

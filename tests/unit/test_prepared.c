@@ -201,3 +201,35 @@ Test(prepared, lone_deallocate_is_recognised)
     cr_expect_not(pipeline_parse_deallocate("SELECT 1", name, &all));
     cr_expect_not(pipeline_parse_deallocate("DEALLOCATE PREPARE", name, &all));
 }
+
+/* The Syncs a client sent during a copy-in (PostgreSQL ignores them) leave the queue, the
+ * front and every other entry staying, in order, also when the queue wraps around. */
+Test(prepared, syncs_sent_during_a_copy_leave_the_queue_in_order)
+{
+    for (int wrap = 0; wrap < 12; wrap++) {
+        struct reply_queue q = {0};
+        for (int i = 0; i < wrap; i++) { /* move the head round the ring first */
+            cr_assert(rq_push(&q, RK_PARSE, NULL));
+            rq_pop(&q);
+        }
+        /* front (copy 0), then copy 1's run: Parse, Sync, Sync, Describe, Sync; then copy 2's */
+        enum reply_kind kinds[] = {RK_SYNC,     RK_PARSE, RK_SYNC, RK_SYNC,
+                                   RK_DESCRIBE, RK_SYNC,  RK_SYNC, RK_PARSE};
+        uint32_t counts[] = {1, 1, 1, 1, 1, 1, 2, 2};
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+            q.copy_dones = counts[i];
+            cr_assert(rq_push(&q, kinds[i], NULL));
+        }
+        cr_expect_eq(rq_drop_copy_syncs(&q, 1), 3, "wrap %d", wrap);
+        enum reply_kind left[] = {RK_SYNC, RK_PARSE, RK_DESCRIBE, RK_SYNC, RK_PARSE};
+        uint32_t left_counts[] = {1, 1, 1, 2, 2};
+        cr_assert_eq(q.len, 5);
+        for (size_t i = 0; i < 5; i++) {
+            const struct reply *r = rq_front(&q);
+            cr_expect_eq(r->kind, left[i], "wrap %d, entry %zu", wrap, i);
+            cr_expect_eq(r->copy_dones, left_counts[i], "wrap %d, entry %zu", wrap, i);
+            rq_pop(&q);
+        }
+        rq_free(&q);
+    }
+}
