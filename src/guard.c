@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <pg_query/pg_query.pb-c.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,19 +548,41 @@ static bool starts_with_word(const char *text, const char *word)
            text[n] != '$';
 }
 
+/* guard_words, then the words that matter only together or in some places, as one set: one
+ * pass over a text finds them all. */
+enum { N_GUARD = sizeof(guard_words) / sizeof(guard_words[0]) };
+enum { W_INTO = N_GUARD, W_SELECT, W_IMPORT, W_SET, W_DO, N_SCAN };
+_Static_assert((int)N_SCAN <= (int)TEXTSCAN_SET_MAX, "too many pre-filter words for one pass");
+static const char *scan_words[N_SCAN];
+static struct textscan_set scan_set;
+static pthread_once_t scan_set_made = PTHREAD_ONCE_INIT;
+
+static void make_scan_set(void)
+{
+    for (unsigned i = 0; i < N_GUARD; i++)
+        scan_words[i] = guard_words[i];
+    scan_words[W_INTO] = "into";
+    scan_words[W_SELECT] = "select";
+    scan_words[W_IMPORT] = "import";
+    scan_words[W_SET] = "set";
+    scan_words[W_DO] = "do";
+    textscan_set_init(&scan_set, scan_words, N_SCAN);
+}
+
 bool guard_may_matter(const char *sql)
 {
-    for (size_t i = 0; i < sizeof(guard_words) / sizeof(guard_words[0]); i++)
-        if (text_contains_ci(sql, guard_words[i]))
-            return true;
+    pthread_once(&scan_set_made, make_scan_set);
+    uint32_t any_guard = (1u << N_GUARD) - 1;
+    uint32_t f = textscan_set_find(&scan_set, sql, any_guard);
+    if (f & any_guard)
+        return true;
     /* SELECT ... INTO and IMPORT FOREIGN SCHEMA ... INTO create tables; INSERT INTO does not */
-    if (text_contains_ci(sql, "into") &&
-        (text_contains_ci(sql, "select") || text_contains_ci(sql, "import")))
+    if ((f & 1u << W_INTO) && (f & (1u << W_SELECT | 1u << W_IMPORT)))
         return true;
     /* SET, RESET and DO are statements of their own (inside ALTER or CREATE they are caught
      * by those words): they matter as the first statement or in a multi-statement text, not
      * as UPDATE ... SET or ON CONFLICT DO */
-    bool set = text_contains_ci(sql, "set"), doo = text_contains_ci(sql, "do");
+    bool set = f & 1u << W_SET, doo = f & 1u << W_DO;
     if (!set && !doo)
         return false;
     return several_statements(sql) ||

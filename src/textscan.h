@@ -5,6 +5,7 @@
 #define LAKEPROXY_TEXTSCAN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ASCII case folding, as PostgreSQL folds keywords (locale-free). */
@@ -62,6 +63,49 @@ static inline unsigned text_words_ci(const char *text, const char *const *words,
         for (unsigned i = 0; i < n; i++)
             if (textscan_lower(*p) == words[i][0] && textscan_rest_matches(p, words[i]))
                 found |= 1u << i;
+    return found;
+}
+
+/* Up to 32 keywords (non-empty, lower-case ASCII) to look for in one pass over a text. Built
+ * once (textscan_set_init), searched many times: a table says which words start with each
+ * byte, so each byte of the text costs a lookup, and a candidate the words that start with it
+ * only (strpbrk with so many first bytes would rebuild its own table per call). */
+enum { TEXTSCAN_SET_MAX = 32 };
+
+struct textscan_set {
+    const char *const *words;
+    unsigned n;
+    uint32_t by_byte[256]; /* bit i: words[i] starts with this byte (either case) */
+};
+
+static inline void textscan_set_init(struct textscan_set *s, const char *const *words, unsigned n)
+{
+    memset(s, 0, sizeof(*s));
+    s->words = words;
+    s->n = n;
+    for (unsigned i = 0; i < n; i++) {
+        s->by_byte[(unsigned char)words[i][0]] |= 1u << i;
+        s->by_byte[(unsigned char)textscan_upper(words[i][0])] |= 1u << i;
+    }
+}
+
+/* Which of the set's words NUL-terminated text contains, ignoring case (bit i: words[i]), as
+ * text_contains_ci finds each; it may stop as soon as it has found one of stop. */
+static inline uint32_t textscan_set_find(const struct textscan_set *s, const char *text,
+                                         uint32_t stop)
+{
+    uint32_t found = 0, all = s->n >= 32 ? ~0u : (1u << s->n) - 1;
+    for (const char *p = text; *p; p++) {
+        uint32_t m = s->by_byte[(unsigned char)*p] & ~found;
+        while (m) {
+            unsigned i = (unsigned)__builtin_ctz(m);
+            m &= m - 1;
+            if (textscan_rest_matches(p, s->words[i]))
+                found |= 1u << i;
+        }
+        if (found == all || (found & stop))
+            break;
+    }
     return found;
 }
 

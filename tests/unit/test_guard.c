@@ -400,3 +400,36 @@ Test(textscan, several_keywords_in_one_pass_find_what_one_search_each_finds)
     cr_expect_eq(text_words_ci("Discard Plans; DEALLOCATE p", two, 2), 3u);
     cr_expect_eq(text_words_ci("select 'dealloc'", two, 2), 0u);
 }
+
+/* A keyword set finds in one pass what text_contains_ci finds word by word, for 32 words with
+ * shared first letters, over random texts of those letters in both cases; with stop, what it
+ * found includes a stop word whenever the text holds one. */
+Test(textscan, a_set_of_32_words_finds_what_one_search_each_finds)
+{
+    static const char *const words[32] = {
+        "set",  "select", "sett", "s",       "do",    "drop",   "d",   "discard",
+        "into", "import", "i",    "lp_",     "u&",    "alter",  "a",   "advisory",
+        "temp", "t",      "hold", "h",       "load",  "listen", "l",   "create",
+        "c",    "pg_",    "p",    "prepare", "query", "q",      "xml", "dblink"};
+    struct textscan_set set;
+    textscan_set_init(&set, words, 32);
+    const char alphabet[] = "sSeEtTlLcCdDoOrRpPiInNmMaAvVyYhHuU&_qQxXbBkK ;'";
+    unsigned r = 7;
+    for (int round = 0; round < 4000; round++) {
+        char text[40];
+        size_t len = (size_t)(round % 39);
+        for (size_t i = 0; i < len; i++) {
+            r = r * 1103515245u + 12345u;
+            text[i] = alphabet[(r >> 16) % (sizeof(alphabet) - 1)];
+        }
+        text[len] = '\0';
+        uint32_t want = 0;
+        for (unsigned i = 0; i < 32; i++)
+            want |= text_contains_ci(text, words[i]) ? 1u << i : 0;
+        cr_assert_eq(textscan_set_find(&set, text, 0), want, "\"%s\"", text);
+        uint32_t stop = 0x00ff00ffu;
+        uint32_t got = textscan_set_find(&set, text, stop);
+        cr_assert_eq(got & ~want, 0u, "\"%s\": found a word not there", text);
+        cr_assert_eq(!!(got & stop), !!(want & stop), "\"%s\"", text);
+    }
+}
