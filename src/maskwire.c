@@ -95,37 +95,50 @@ static bool plan_mask(struct server *s, uint16_t i, int k, uint32_t type_oid, in
  * result column's name. */
 #define VIEW_NAMES_MAX 512
 
+/* The names of resolved views' masked columns, read from the catalog once per RowDescription
+ * (at its first computed column), not once per computed column: a result of many computed
+ * columns costs the catalog once. */
+struct view_names {
+    bool made;
+    size_t n;
+    const char *names[VIEW_NAMES_MAX];
+};
+
 /* Is name (a result column's name) one of the client's masked column names (its rules', or
  * those of resolved views' columns carrying them)? */
-static bool masked_name(const struct client *c, const struct maskcat *mc, const char *name)
+static bool masked_name(const struct client *c, const struct maskcat *mc, struct view_names *vn,
+                        const char *name)
 {
     for (size_t i = 0; i < c->mask.n_columns; i++)
         if (strcasecmp(c->mask.columns[i], name) == 0)
             return true;
-    const char *views[VIEW_NAMES_MAX];
-    size_t n =
-        mc ? maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, views, VIEW_NAMES_MAX) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (strcasecmp(views[i], name) == 0)
+    if (!vn->made) {
+        vn->n = mc ? maskcat_view_columns(mc, c->mask.applies, c->mask.n_rules, vn->names,
+                                          VIEW_NAMES_MAX)
+                   : 0;
+        vn->made = true;
+    }
+    for (size_t i = 0; i < vn->n; i++)
+        if (strcasecmp(vn->names[i], name) == 0)
             return true;
     return false;
 }
 
 /* Decides column i: masked, passed, refused (RV_ERROR), or unknown (RV_WAIT). */
-static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, uint16_t i,
-                                      const char *name, uint32_t rel, int16_t attnum,
+static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, struct view_names *vn,
+                                      uint16_t i, const char *name, uint32_t rel, int16_t attnum,
                                       uint32_t type_oid, int16_t format)
 {
     struct client *c = s->client;
     s->mplan.cols[i] = (struct mask_col){NULL, MASK_TYPE_OTHER, format};
     s->mplan_fns[i] = (struct mask_fn){0};
     if (rel == 0)
-        return masked_name(c, mc, name) ? refuse(s,
-                                                 "result column \"%s\" is computed and carries "
-                                                 "a masked column's name: select the masked "
-                                                 "column itself, without an expression",
-                                                 name)
-                                        : RV_PASS;
+        return masked_name(c, mc, vn, name) ? refuse(s,
+                                                     "result column \"%s\" is computed and carries "
+                                                     "a masked column's name: select the masked "
+                                                     "column itself, without an expression",
+                                                     name)
+                                            : RV_PASS;
     int k =
         mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.n_rules) : MASKCAT_UNKNOWN;
     if (k == MASKCAT_TAINTED)
@@ -158,6 +171,8 @@ static enum relay_verdict plan_from_row_description(struct server *s, const uint
     if (!rd_u16(&r, &n) || !plan_room(s, n))
         return RV_ERROR;
     struct maskcat *mc = maskcat_for(s->pool->w, s->client->database);
+    struct view_names vn;
+    vn.made = false;
     enum relay_verdict worst = RV_PASS;
     for (uint16_t i = 0; i < n; i++) {
         const char *name;
@@ -169,7 +184,7 @@ static enum relay_verdict plan_from_row_description(struct server *s, const uint
             return RV_ERROR;
         s->mplan.n_cols = (uint16_t)(i + 1);
         enum relay_verdict v =
-            plan_column(s, mc, i, name, rel, (int16_t)attnum, type_oid, (int16_t)format);
+            plan_column(s, mc, &vn, i, name, rel, (int16_t)attnum, type_oid, (int16_t)format);
         if (v == RV_ERROR)
             return v;
         if (v == RV_WAIT)
