@@ -174,6 +174,9 @@ struct names {
 struct catalog {
     struct maskcol *cols;
     size_t n_cols;
+    int32_t *col_heads; /* cols by (rel, attnum): chain heads (n_heads, a power of two), -1 */
+    int32_t *col_next;  /* the next col of a chain, in the order of cols; NULL: no index */
+    size_t n_heads;
     uint32_t *tainted; /* views refused whole */
     size_t n_tainted;
     struct names views, funcs, columns, row_funcs;
@@ -371,14 +374,62 @@ static void ask(struct maskcat *mc, uint32_t rel)
     mc->again |= mc->q != NULL;
 }
 
+static size_t col_slot(uint32_t rel, int16_t attnum, size_t n_heads)
+{
+    uint64_t h = ((uint64_t)rel << 16 | (uint16_t)attnum) * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 32) & (n_heads - 1);
+}
+
+/* Indexes k's columns by (rel, attnum), so that a result's columns cost a chain each, not the
+ * whole catalog; without memory, no index (maskcat_column then scans). */
+static void index_columns(struct catalog *k)
+{
+    size_t n_heads = 16;
+    while (n_heads < 2 * k->n_cols)
+        n_heads *= 2;
+    free(k->col_heads);
+    free(k->col_next);
+    k->col_heads = malloc(n_heads * sizeof(*k->col_heads));
+    k->col_next = malloc((k->n_cols + 1) * sizeof(*k->col_next));
+    if (!k->col_heads || !k->col_next || k->n_cols > INT32_MAX) {
+        free(k->col_heads);
+        free(k->col_next);
+        k->col_heads = k->col_next = NULL;
+        return;
+    }
+    k->n_heads = n_heads;
+    for (size_t i = 0; i < n_heads; i++)
+        k->col_heads[i] = -1;
+    for (size_t i = k->n_cols; i-- > 0;) { /* prepended from the last: chains in cols' order */
+        size_t slot = col_slot(k->cols[i].rel, k->cols[i].attnum, n_heads);
+        k->col_next[i] = k->col_heads[slot];
+        k->col_heads[slot] = (int32_t)i;
+    }
+}
+
+/* The first column of the catalog, from i on (i < 0: from the start), that is (rel, attnum);
+ * -1 when none. */
+static int32_t next_column(const struct catalog *k, int32_t i, uint32_t rel, int16_t attnum)
+{
+    if (k->col_next) {
+        i = i < 0 ? k->col_heads[col_slot(rel, attnum, k->n_heads)] : k->col_next[i];
+        while (i >= 0 && (k->cols[i].rel != rel || k->cols[i].attnum != attnum))
+            i = k->col_next[i];
+        return i;
+    }
+    for (size_t j = i < 0 ? 0 : (size_t)i + 1; j < k->n_cols; j++)
+        if (k->cols[j].rel == rel && k->cols[j].attnum == attnum)
+            return (int32_t)j;
+    return -1;
+}
+
 int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
                    size_t n_rules)
 {
     int found = MASKCAT_CLEAN;
-    for (size_t i = 0; i < mc->cur.n_cols; i++) {
+    for (int32_t i = next_column(&mc->cur, -1, relid, attnum); i >= 0;
+         i = next_column(&mc->cur, i, relid, attnum)) {
         const struct maskcol *m = &mc->cur.cols[i];
-        if (m->rel != relid || m->attnum != attnum)
-            continue;
         if (m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
             return m->rule;
         found = m->rule;
@@ -417,6 +468,8 @@ static void catalog_free(struct catalog *k)
         free(k->cols[i].colname);
     }
     free(k->cols);
+    free(k->col_heads);
+    free(k->col_next);
     free(k->tainted);
     names_free(&k->views);
     names_free(&k->funcs);
@@ -644,6 +697,7 @@ static bool install(struct maskcat *mc, struct catalog *k)
     catalog_free(&mc->cur);
     mc->cur = *k;
     *k = (struct catalog){0};
+    index_columns(&mc->cur);
     return true;
 }
 
