@@ -22,23 +22,7 @@ command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2
 [ -x ./lakeproxy ] || make lakeproxy
 
 source bench/lib.sh
-bench_pg_start lakeproxy-backends
-bench_pgbench_init
-chmod 777 "$T"
-lpport=$(bash tests/lib/free_port.sh)
-bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
-pbport=$(bash tests/lib/free_port.sh)
-bench_pgbouncer_config "$pbport" "$POOL"
-as_user=()
-[ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
-"${as_user[@]}" ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
-bench_pids+=($!)
-"${as_user[@]}" pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
-bench_pids+=($!)
-sleep 1
-lp_pid=$(pgrep -n -f "lakeproxy -c $T/lakeproxy.yaml")
-pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
-bench_pids+=("$lp_pid" "$pb_pid")
+bench_two_proxies lakeproxy-backends "$POOL"
 
 # backend_ticks: clock ticks the bench user's backends have run (the proxies' servers).
 backend_ticks() {

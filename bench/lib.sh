@@ -96,3 +96,29 @@ query_wait_timeout = 60
 INI
     echo '"lp_server" "server-secret"' >"$T/userlist.txt"
 }
+
+# bench_two_proxies PREFIX POOL: bench_pg_start PREFIX with pgbench's tables, then lakeproxy
+# (statistics off) and PgBouncer, each pooling POOL server connections in transaction mode, run
+# as postgres when root; sets lpport, pbport, lp_pid and pb_pid once both answer.
+bench_two_proxies() {
+    bench_pg_start "$1"
+    bench_pgbench_init
+    chmod 777 "$T"
+    lpport=$(bash tests/lib/free_port.sh)
+    bench_lakeproxy_yaml "$lpport" "$2" "{ enabled: false }"
+    pbport=$(bash tests/lib/free_port.sh)
+    bench_pgbouncer_config "$pbport" "$2"
+    local as_user=()
+    [ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
+    "${as_user[@]}" ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
+    bench_pids+=($!)
+    "${as_user[@]}" pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+    bench_pids+=($!)
+    local port
+    for port in "$lpport" "$pbport"; do
+        for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+    done
+    lp_pid=$(pgrep -n -f "lakeproxy -c $T/lakeproxy.yaml")
+    pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
+    bench_pids+=("$lp_pid" "$pb_pid")
+}

@@ -23,26 +23,7 @@ perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 ||
 [ -x ./lakeproxy ] || make lakeproxy
 
 source bench/lib.sh
-bench_pg_start lakeproxy-sysc
-bench_pgbench_init
-chmod 777 "$T"
-lpport=$(bash tests/lib/free_port.sh)
-bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
-pbport=$(bash tests/lib/free_port.sh)
-bench_pgbouncer_config "$pbport" "$POOL"
-./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
-lp_pid=$!
-bench_pids+=("$lp_pid")
-if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
-else
-    pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
-fi
-bench_pids+=($!)
-for port in "$lpport" "$pbport"; do
-    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
-done
-pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
+bench_two_proxies lakeproxy-sysc "$POOL"
 
 # count NAME PID PORT REPEAT: one pgbench run against PORT while perf counts PID's system
 # calls; writes "kind calls-per-transaction" lines to $T/sc.NAME.REPEAT.
