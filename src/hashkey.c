@@ -22,3 +22,9 @@ void hashkey_get(uint64_t *k0, uint64_t *k1)
     *k0 = key[0];
     *k1 = key[1];
 }
+
+void hashkey_start(struct siphash *h)
+{
+    pthread_once(&drawn, draw);
+    siphash_init(h, key[0], key[1]);
+}

@@ -5,7 +5,12 @@
 
 #include <stdint.h>
 
+#include "siphash.h"
+
 /* The secret's two halves. */
 void hashkey_get(uint64_t *k0, uint64_t *k1);
+
+/* A SipHash state keyed with the secret, to feed and end. */
+void hashkey_start(struct siphash *h);
 
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "hashkey.h"
-#include "siphash.h"
 
 /* Each user's budget of masked-column tests: a token bucket refilled at
  * masking.max_tests_per_second, holding at most twice that, so full again after 2 s unused. A
@@ -29,10 +28,8 @@ struct mask_buckets {
 
 static size_t bucket_home(const char *user)
 {
-    uint64_t k0, k1;
-    hashkey_get(&k0, &k1);
     struct siphash h;
-    siphash_init(&h, k0, k1);
+    hashkey_start(&h);
     siphash_bytes(&h, user, strnlen(user, sizeof(((struct mask_bucket *)0)->user) - 1));
     return (size_t)(siphash_end(&h) % MASK_BUCKETS);
 }

@@ -7,16 +7,13 @@
 
 #include "hashkey.h"
 #include "masksql_int.h"
-#include "siphash.h"
 
 /* A case-insensitive hash of a name, keyed with the process's secret: the names are a client's
  * (aliases, columns in its statement), and must not be aimable at one run of slots. */
 static uint64_t name_hash(const char *s)
 {
-    uint64_t k0, k1;
-    hashkey_get(&k0, &k1);
     struct siphash h;
-    siphash_init(&h, k0, k1);
+    hashkey_start(&h);
     for (; *s; s++)
         siphash_byte(&h, (uint8_t)tolower((unsigned char)*s));
     return siphash_end(&h);

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "hashkey.h"
-#include "siphash.h"
 
 void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN])
 {
@@ -17,10 +16,10 @@ void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_L
              h[4], h[5], h[6], h[7]);
 }
 
-static uint64_t name_hash(const struct client_stmts *s, const char *name)
+static uint64_t name_hash(const char *name)
 {
     struct siphash h;
-    siphash_init(&h, s->k0, s->k1);
+    hashkey_start(&h);
     siphash_bytes(&h, name, strlen(name));
     return siphash_end(&h);
 }
@@ -28,7 +27,7 @@ static uint64_t name_hash(const struct client_stmts *s, const char *name)
 /* The chain head of name; NULL before the first statement. */
 static int32_t *head_of(const struct client_stmts *s, const char *name)
 {
-    return s->heads ? &s->heads[name_hash(s, name) & (s->n_heads - 1)] : NULL;
+    return s->heads ? &s->heads[name_hash(name) & (s->n_heads - 1)] : NULL;
 }
 
 static struct client_stmt *find_client_stmt(const struct client_stmts *s, const char *name)
@@ -80,8 +79,6 @@ static bool rechain(struct client_stmts *s, size_t n_heads)
 /* Room for one more item: the array and the chains grow together. */
 static bool make_room(struct client_stmts *s)
 {
-    if (!s->heads)
-        hashkey_get(&s->k0, &s->k1);
     if (s->n < s->cap)
         return true;
     size_t cap = s->cap ? s->cap * 2 : 8;

@@ -45,7 +45,6 @@ struct client_stmts {
     size_t bytes;   /* names and bodies held */
     int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
     size_t n_heads;
-    uint64_t k0, k1; /* the chains' secret, copied in at the first statement */
 };
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when

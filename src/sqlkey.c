@@ -99,7 +99,8 @@ static const char *skip_number(const char *p)
     return p;
 }
 
-/* Past a constant starting at p where a token may start (not inside a word), or NULL. */
+/* Past a constant starting at p where a token may start (not inside a word), or NULL; a
+ * dollar string ('$') is the caller's (skip_dollar). */
 static const char *skip_constant(const char *p)
 {
     if (*p == '\'')
@@ -111,8 +112,6 @@ static const char *skip_constant(const char *p)
         return skip_quoted(p + 1, false);
     if ((*p == 'U' || *p == 'u') && p[1] == '&' && p[2] == '\'')
         return skip_quoted(p + 2, false);
-    if (*p == '$')
-        return skip_dollar(p);
     if (is_digit(*p) || (*p == '.' && is_digit(p[1])))
         return skip_number(p);
     return NULL;

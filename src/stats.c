@@ -7,9 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/rand.h>
-
-#include "siphash.h"
+#include "hashkey.h"
 #include "sqlkey.h"
 
 /* (table, application) aggregates kept at most; reads of others are not broken down. */
@@ -29,10 +27,9 @@ struct stats {
     struct stats_table **tables;
     size_t n_table_buckets, n_tables;
     uint64_t evicted, analyses;
-    struct sqlkey_secret key_secret;  /* of the text keys, so no text can be made to take
-                                         another's */
-    struct sqlkey_secret name_secret; /* of the table aggregates' chains */
-    uint64_t last_id;                 /* of the newest fingerprint entry */
+    struct sqlkey_secret key_secret; /* of the text keys, so no text can be made to take
+                                        another's */
+    uint64_t last_id;                /* of the newest fingerprint entry */
 };
 
 static size_t pow2_at_least(size_t n)
@@ -48,11 +45,7 @@ struct stats *stats_new(size_t max_fps, size_t max_keys)
     struct stats *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
-    if (RAND_bytes((unsigned char *)&st->key_secret, sizeof(st->key_secret)) != 1 ||
-        RAND_bytes((unsigned char *)&st->name_secret, sizeof(st->name_secret)) != 1) {
-        free(st);
-        return NULL;
-    }
+    hashkey_get(&st->key_secret.k0, &st->key_secret.k1);
     st->max_fps = max_fps ? max_fps : 1;
     st->n_fp_buckets = pow2_at_least(st->max_fps);
     st->n_keys = pow2_at_least(max_keys);
@@ -265,12 +258,12 @@ uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable)
     return stats_statements(st, sql, readable, fps) ? fps[0] : 0;
 }
 
-/* A hash of NUL-terminated parts, keyed with a secret: names a client picks (application_name,
- * table names in its statements) cannot be made to share a chain. */
-static uint64_t str_hash(const struct sqlkey_secret *secret, const char *const *parts, int n)
+/* A hash of NUL-terminated parts, keyed with the process's secret: names a client picks
+ * (application_name, table names in its statements) cannot be made to share a chain. */
+static uint64_t str_hash(const char *const *parts, int n)
 {
     struct siphash h;
-    siphash_init(&h, secret->k0, secret->k1);
+    hashkey_start(&h);
     for (int i = 0; i < n; i++)
         siphash_bytes(&h, parts[i], strlen(parts[i]) + 1);
     return siphash_end(&h);
@@ -281,8 +274,7 @@ static struct stats_table *table_entry(struct stats *st, const char *table, cons
                                        const char *db)
 {
     const char *key[3] = {table, app, db};
-    struct stats_table **slot =
-        &st->tables[str_hash(&st->name_secret, key, 3) & (st->n_table_buckets - 1)];
+    struct stats_table **slot = &st->tables[str_hash(key, 3) & (st->n_table_buckets - 1)];
     for (struct stats_table *t = *slot; t; t = t->next)
         if (strcmp(t->table, table) == 0 && strcmp(t->app, app) == 0 && strcmp(t->db, db) == 0)
             return t;

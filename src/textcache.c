@@ -6,7 +6,6 @@
 
 #include "hashkey.h"
 #include "list.h"
-#include "siphash.h"
 
 struct entry {
     struct list lru;
@@ -17,18 +16,17 @@ struct entry {
 };
 
 struct textcache {
-    uint64_t k0, k1; /* the hash's secret (hashkey.h): no one can aim texts at one chain */
     struct entry **buckets;
     size_t n_buckets, n, max, value_size;
     struct list lru; /* least recently used first */
 };
 
-/* A hash of the key and the text, keyed with the cache's secret: texts a client picks (its
- * statements) cannot be made to share a chain and slow every lookup down. */
-static uint64_t hash_of(const struct textcache *tc, uint64_t key, const char *s, size_t len)
+/* A hash of the key and the text, keyed with the process's secret (hashkey.h): texts a client
+ * picks (its statements) cannot be made to share a chain and slow every lookup down. */
+static uint64_t hash_of(uint64_t key, const char *s, size_t len)
 {
     struct siphash h;
-    siphash_init(&h, tc->k0, tc->k1);
+    hashkey_start(&h);
     siphash_u64(&h, key);
     siphash_bytes(&h, s, len);
     return siphash_end(&h);
@@ -39,7 +37,6 @@ struct textcache *textcache_new(size_t max_entries, size_t value_size)
     struct textcache *tc = calloc(1, sizeof(*tc));
     if (!tc)
         return NULL;
-    hashkey_get(&tc->k0, &tc->k1);
     tc->max = max_entries ? max_entries : 1;
     tc->value_size = (value_size + 15) & ~(size_t)15;
     tc->n_buckets = 64;
@@ -86,7 +83,7 @@ void textcache_free(struct textcache *tc)
 
 void *textcache_get(struct textcache *tc, uint64_t key, const char *text, size_t len)
 {
-    uint64_t h = hash_of(tc, key, text, len);
+    uint64_t h = hash_of(key, text, len);
     for (struct entry *e = *chain_of(tc, h); e; e = e->next)
         if (e->hash == h && e->key == key && e->len == len &&
             memcmp(e->data + tc->value_size, text, len) == 0) {
@@ -105,7 +102,7 @@ void *textcache_put(struct textcache *tc, uint64_t key, const char *text, size_t
     if (tc->n >= tc->max)
         evict(tc, list_entry(tc->lru.next, struct entry, lru));
     e->key = key;
-    e->hash = hash_of(tc, key, text, len);
+    e->hash = hash_of(key, text, len);
     e->len = len;
     memcpy(e->data + tc->value_size, text, len);
     e->next = *chain_of(tc, e->hash);
