@@ -242,6 +242,7 @@ static void show_config(struct client *c)
     result_row(&r, "listen.tls|%s", cfg->tls_cert ? "on" : "off");
     result_row(&r, "limits.max_clients|%d", cfg->max_clients);
     result_row(&r, "limits.max_message_size|%zu", cfg->max_message_size);
+    result_row(&r, "limits.max_message_memory|%zu", cfg->max_message_memory);
     result_row(&r, "limits.shutdown_timeout_s|%d", cfg->shutdown_timeout_s);
     result_row(&r, "log.level|%s", cfg->log_level);
     for (size_t i = 0; i < cfg->n_dbs; i++) {

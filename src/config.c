@@ -341,10 +341,12 @@ static const struct field listen_fields[] = {
 };
 static const struct table listen_table = TABLE(listen_fields);
 
-/* max_message_size is a size_t; it goes through this int first. */
+/* max_message_size and max_message_memory are size_t; they go through these ints first
+ * (max_message_memory 0: not set). */
 struct limits_holder {
     int max_clients;
     int max_message_size;
+    int max_message_memory;
     int shutdown_timeout_s;
     int login_timeout_s;
 };
@@ -352,6 +354,7 @@ struct limits_holder {
 static const struct field limits_fields[] = {
     INT("max_clients", struct limits_holder, max_clients, 1, 1000000),
     INT("max_message_size", struct limits_holder, max_message_size, 1024, 1073741824),
+    INT("max_message_memory", struct limits_holder, max_message_memory, 1048576, 2147483647),
     INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
     INT("login_timeout_s", struct limits_holder, login_timeout_s, 1, 3600),
 };
@@ -1175,6 +1178,7 @@ static void config_defaults(struct config *cfg)
     cfg->listen_port = 6432;
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
+    cfg->max_message_memory = 256u << 20;
     cfg->shutdown_timeout_s = 30;
     cfg->login_timeout_s = 60;
     cfg->masking.catalog_refresh_s = 30;
@@ -1183,16 +1187,35 @@ static void config_defaults(struct config *cfg)
         .enabled = true, .sample_percent = 100, .queue = 4096, .max_queries = 5000};
 }
 
+/* limits.max_message_memory, checked against max_message_size: one message of the largest
+ * size must fit. Not set: 256 MiB, or that one message when it is larger. */
+static void set_message_memory(struct ctx *c, const yaml_node_t *limits,
+                               const struct limits_holder *lim, struct config *cfg)
+{
+    size_t one = (size_t)lim->max_message_size + 5;
+    if (lim->max_message_memory == 0) {
+        cfg->max_message_memory = one > (256u << 20) ? one : 256u << 20;
+        return;
+    }
+    cfg->max_message_memory = (size_t)lim->max_message_memory;
+    const yaml_node_t *v = find_value(c, limits, "max_message_memory");
+    if (cfg->max_message_memory < one)
+        add_error(c, (v ? v : limits)->start_mark,
+                  "limits.max_message_memory (%d) must hold one message of "
+                  "limits.max_message_size (%d) and its 5-byte header: raise it to at least %zu",
+                  lim->max_message_memory, lim->max_message_size, one);
+}
+
 /* Walks the top-level mapping. */
 static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg)
 {
     static const char *const keys =
         "listen, limits, log, admin, databases, users, groups, rls, masking, auth_query, stats";
-    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size,
+    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size, 0,
                                 cfg->shutdown_timeout_s, cfg->login_timeout_s};
     struct log_holder lg = {2};
     const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL,
-                      *masking = NULL;
+                      *masking = NULL, *limits = NULL;
     if (!want_mapping(c, root, ""))
         return;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
@@ -1204,7 +1227,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         if (strcmp(key, "listen") == 0)
             load_listen(c, v, cfg);
         else if (strcmp(key, "limits") == 0)
-            walk_at(c, v, "limits", &limits_table, &lim);
+            walk_at(c, limits = v, "limits", &limits_table, &lim);
         else if (strcmp(key, "log") == 0)
             walk_at(c, v, "log", &log_table, &lg);
         else if (strcmp(key, "admin") == 0)
@@ -1238,6 +1261,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         check_masking(c, masking, cfg);
     cfg->max_clients = lim.max_clients;
     cfg->max_message_size = (size_t)lim.max_message_size;
+    set_message_memory(c, limits, &lim, cfg);
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
     cfg->login_timeout_s = lim.login_timeout_s;
     cfg->log_level = strdup(log_levels[lg.level]);

@@ -218,11 +218,14 @@ struct config {
                                 started with --takeover asks for the listening sockets (NULL: off) */
     int max_clients;         /* limits.max_clients: default 1000 */
     size_t max_message_size; /* limits.max_message_size: bytes, default 16 MiB */
-    int login_timeout_s;     /* limits.login_timeout_s: startup and authentication must end
-                                within this (default 60; a slow or silent client is closed) */
-    int shutdown_timeout_s;  /* limits.shutdown_timeout_s: SIGTERM waits this long for open
-                                transactions (default 30) */
-    char *log_level;         /* log.level: error | warning | info | debug (default info) */
+    size_t max_message_memory; /* limits.max_message_memory: bytes all clients may hold at once
+                                  in messages larger than 256 KiB being read whole (msgbudget.h);
+                                  default 256 MiB, or one largest message when that is more */
+    int login_timeout_s;       /* limits.login_timeout_s: startup and authentication must end
+                                  within this (default 60; a slow or silent client is closed) */
+    int shutdown_timeout_s;    /* limits.shutdown_timeout_s: SIGTERM waits this long for open
+                                  transactions (default 30) */
+    char *log_level;           /* log.level: error | warning | info | debug (default info) */
     struct db_config *dbs;
     size_t n_dbs;
     struct user_config *users;

@@ -141,6 +141,16 @@ void conn_read_resume(struct bufferevent *bev)
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
 
+void conn_set_read_limit(struct bufferevent *bev, size_t limit)
+{
+    if (event_get_callback(&bev->ev_read) != direct_read_cb) {
+        bufferevent_setwatermark(bev, EV_READ, 0, limit);
+        return;
+    }
+    bev->wm_read.high = limit;
+    conn_read_resume(bev);
+}
+
 bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n)
 {
     struct evbuffer *in = bufferevent_get_input(bev);

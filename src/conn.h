@@ -64,6 +64,10 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
  * this (client_pump, client_wake). */
 void conn_read_resume(struct bufferevent *bev);
 
+/* Sets how much bev's input may hold (conn_read_direct's limit on a plain socket, libevent's
+ * read watermark on a TLS filter) and goes on reading if that made room. */
+void conn_set_read_limit(struct bufferevent *bev, size_t limit);
+
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */
 void conn_close_after_flush(struct bufferevent *bev);
 

@@ -18,6 +18,7 @@
 #include "list.h"
 #include "mask.h"
 #include "maskrules.h"
+#include "msgbudget.h"
 #include "prepared.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
@@ -53,11 +54,12 @@ struct worker {
     SSL_CTX *client_tls; /* NULL when listen.tls is not configured */
     struct evconnlistener *listener;
     struct list pools;
-    struct list clients;       /* every client, whatever its state */
-    struct list cancellers;    /* in-flight cancel requests towards servers */
-    struct list creds;         /* rotating credentials, one per database entry that has one */
-    struct list authq_waiting; /* auth_query look-ups waiting for a turn (authquery.c) */
-    int authq_running;         /* look-ups under way: at most AUTHQ_MAX_RUNNING */
+    struct list clients;        /* every client, whatever its state */
+    struct list cancellers;     /* in-flight cancel requests towards servers */
+    struct list creds;          /* rotating credentials, one per database entry that has one */
+    struct list authq_waiting;  /* auth_query look-ups waiting for a turn (authquery.c) */
+    struct msgbudget msgbudget; /* memory lent to clients for large messages (msgbudget.h) */
+    int authq_running;          /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
@@ -265,26 +267,27 @@ struct client {
     uint64_t token_cfg_gen;             /* the configuration generation the check started under */
     struct string_list token_groups;    /* the groups its Databricks token's identity is in */
     struct relay relay;
-    const uint8_t *taken;         /* a read its fast path holds while it asks for a server: */
-    size_t taken_n;               /* client_pump relays it, if that happens at once */
-    struct timeval wait_start;    /* when it joined the pool's wait queue */
-    bool is_admin;                /* asked for the admin console and is allowed to */
-    struct client_stmts stmts;    /* transaction pooling: the client's named statements */
-    const char *inspect_err;      /* why the message inspector refused a message */
-    bool rls;                     /* under row-level security: attributes injected, guard on */
-    struct param_set rls_options; /* attributes it set at startup (source option) */
-    struct param_set cert;        /* its TLS certificate's subject fields ("CN" -> ...) */
-    struct buf rls_prefix;        /* its RLS injection messages, built for configuration */
-    uint64_t rls_prefix_gen;      /* generation rls_prefix_gen (0: not built) */
-    struct qtrack *qt;            /* its queries in flight, for statistics (qtrack.c) */
-    struct client_mask mask;      /* masking rules that apply to it (mask.n_applied 0: none) */
-    uint64_t mask_gen;            /* the configuration generation mask was built for */
-    uint64_t mask_class;          /* its masking class under mask (client_mask_class) */
-    bool mask_wait;               /* a statement waits for the masking catalog */
-    uint16_t mask_tests;          /* masked-column tests of the statement just checked */
-    uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
-    uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
-                                     to prepare it again on the server a Bind lands on */
+    struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */
+    const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
+    size_t taken_n;                   /* client_pump relays it, if that happens at once */
+    struct timeval wait_start;        /* when it joined the pool's wait queue */
+    bool is_admin;                    /* asked for the admin console and is allowed to */
+    struct client_stmts stmts;        /* transaction pooling: the client's named statements */
+    const char *inspect_err;          /* why the message inspector refused a message */
+    bool rls;                         /* under row-level security: attributes injected, guard on */
+    struct param_set rls_options;     /* attributes it set at startup (source option) */
+    struct param_set cert;            /* its TLS certificate's subject fields ("CN" -> ...) */
+    struct buf rls_prefix;            /* its RLS injection messages, built for configuration */
+    uint64_t rls_prefix_gen;          /* generation rls_prefix_gen (0: not built) */
+    struct qtrack *qt;                /* its queries in flight, for statistics (qtrack.c) */
+    struct client_mask mask;          /* masking rules that apply to it (mask.n_applied 0: none) */
+    uint64_t mask_gen;                /* the configuration generation mask was built for */
+    uint64_t mask_class;              /* its masking class under mask (client_mask_class) */
+    bool mask_wait;                   /* a statement waits for the masking catalog */
+    uint16_t mask_tests;              /* masked-column tests of the statement just checked */
+    uint16_t unnamed_tests;           /* ... of its unnamed prepared statement */
+    uint8_t *unnamed_parse;           /* its unnamed statement: the Parse body after the name, kept
+                                         to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
     uint8_t unnamed_effects; /* STMT_* flags of its unnamed statement */
 };

@@ -256,6 +256,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     list_init(&w->cancellers);
     list_init(&w->creds);
     list_init(&w->authq_waiting);
+    msgbudget_init(&w->msgbudget, cfg->max_message_memory);
     /* signals first: a SIGTERM that arrives once the port accepts must drain, not kill */
     if (!make_loop(w) || !add_signals(w)) {
         snprintf(err, errsz, "cannot create the event loop and its signal handlers");
@@ -475,6 +476,8 @@ void worker_reload(struct worker *w)
     w->cfg = n;
     w->cfg_gen++;
     listener_fit_descriptor_limit(n);
+    msgbudget_resize(&w->msgbudget, n->max_message_memory);
+    client_lend_waiting(w);
     if (maskrules_policy_hash(&old->masking) != maskrules_policy_hash(&n->masking))
         w->mask_epoch++; /* masked clients' statements are checked again (client.c) */
     if (!sync_stats(w, old, n))

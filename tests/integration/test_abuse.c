@@ -3,6 +3,7 @@
  * client that never reads a huge result costs bounded memory and its server is closed, not
  * pooled; 10,000 connections dropped half-way through startup leave no file descriptor or
  * memory behind. Every other client keeps working meanwhile. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
@@ -378,4 +379,141 @@ Test(abuse, past_max_clients_a_client_gets_a_clear_error)
     PQfinish(again);
     PQfinish(in[1]);
     PQfinish(in[2]);
+}
+
+/* limits for the large-message tests: messages of up to 2 MiB, and memory for one at a time */
+#define LARGE_LIMITS "limits:\n  max_message_size: 2097152\n  max_message_memory: 2200000\n"
+#define LARGE_TEXT 1500000 /* characters in a large query's string: above 256 KiB, below 2 MiB */
+
+/* "SELECT length('xx...x')" with n times ch, and its length in *len (malloc'd). */
+static char *long_query(size_t n, char ch, size_t *len)
+{
+    static const char head[] = "SELECT length('", tail[] = "')";
+    *len = sizeof(head) - 1 + n + sizeof(tail) - 1;
+    char *q = malloc(*len + 1);
+    cr_assert_not_null(q);
+    memcpy(q, head, sizeof(head) - 1);
+    memset(q + sizeof(head) - 1, ch, n);
+    memcpy(q + sizeof(head) - 1 + n, tail, sizeof(tail));
+    return q;
+}
+
+/* A libpq client that sent sql without waiting: sends more and reads what came, for ms;
+ * true once its result is in (then *value is its first value, malloc'd). */
+static bool poll_result(PGconn *c, int ms, char **value)
+{
+    double end = now_s() + ms / 1000.0;
+    do {
+        int flushed = PQflush(c);
+        cr_assert_neq(flushed, -1, "%s", PQerrorMessage(c));
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN | (flushed ? POLLOUT : 0)};
+        poll(&p, 1, 20);
+        cr_assert(PQconsumeInput(c), "%s", PQerrorMessage(c));
+        if (!PQisBusy(c)) {
+            PGresult *r = PQgetResult(c);
+            cr_assert_not_null(r, "no query was waiting for its result");
+            cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s",
+                         PQresStatus(PQresultStatus(r)), PQerrorMessage(c));
+            *value = strdup(PQgetvalue(r, 0, 0));
+            PQclear(r);
+            while ((r = PQgetResult(c)))
+                PQclear(r);
+            return true;
+        }
+    } while (now_s() < end);
+    return false;
+}
+
+/* A client sending a query larger than 256 KiB must first be lent its size out of
+ * limits.max_message_memory; while another holds the memory, the second waits its turn, and
+ * goes on when the first's message is through. So what clients make lakeproxy hold at once
+ * stays bounded, however many send large messages or stop half-way through one. */
+Test(abuse, large_messages_take_turns_for_limits_max_message_memory)
+{
+    static char yaml[8192];
+    proxy_stop(&px);
+    int port = free_port(); /* three servers: a's, b's and one for small queries */
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 3, 5000, LARGE_LIMITS);
+    proxy_start_yaml(&px, port, yaml);
+    size_t alen, blen;
+    char *aq = long_query(LARGE_TEXT, 'a', &alen), *bq = long_query(LARGE_TEXT, 'b', &blen);
+    /* a sends the first half of its query and stops there, holding its share */
+    int a = raw_session(px.port, "carol", "app");
+    cr_assert_geq(a, 0);
+    unsigned char hdr[5] = {'Q'};
+    uint32_t be = htonl((uint32_t)(4 + alen + 1));
+    memcpy(hdr + 1, &be, 4);
+    cr_assert_eq(send(a, hdr, 5, 0), 5);
+    cr_assert_eq(send(a, aq, alen / 2, 0), (ssize_t)(alen / 2));
+    usleep(300000);
+    /* b sends a whole query of the same size: it cannot be read while a holds the memory */
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    cr_assert_eq(PQsetnonblocking(b, 1), 0);
+    cr_assert(PQsendQuery(b, bq), "%s", PQerrorMessage(b));
+    char *got = NULL;
+    cr_expect_not(poll_result(b, 1500, &got), "b's large query was read while a held the memory");
+    free(got);
+    got = NULL;
+    cr_expect_lt(timed_query(), 2.0, "small queries do not wait for the memory");
+    /* a finishes its message: its answer comes, then b's */
+    size_t rest = alen - alen / 2;
+    cr_assert_eq(send(a, aq + alen / 2, rest, 0), (ssize_t)rest);
+    cr_assert_eq(send(a, "", 1, 0), 1); /* the query string's NUL */
+    unsigned char body[256];
+    size_t len;
+    int type = raw_read_msg(a, body, sizeof(body), &len, 5000);
+    cr_expect_eq(type, 'T', "a got '%c' first", type);
+    type = raw_read_msg(a, body, sizeof(body), &len, 5000);
+    cr_assert_eq(type, 'D');
+    char want[16];
+    snprintf(want, sizeof(want), "%d", LARGE_TEXT);
+    cr_expect(len >= 6 + strlen(want) && memcmp(body + 6, want, strlen(want)) == 0,
+              "a's answer is not its query's length");
+    cr_assert(poll_result(b, 10000, &got), "b never got its turn");
+    cr_expect_str_eq(got, want);
+    free(got);
+    close(a);
+    PQfinish(b);
+    free(aq);
+    free(bq);
+}
+
+/* Clients each sending a large query, more of them than server connections and than the
+ * memory holds at once: all are answered. Only a client with a server is lent memory, so one
+ * holding memory never waits for a server held by one waiting for memory. */
+Test(abuse, more_large_messages_than_servers_and_memory_all_get_through)
+{
+    enum { N = 6 };
+    static char yaml[8192];
+    int port = stop_and_configure(yaml, sizeof(yaml), LARGE_LIMITS);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *c[N];
+    char *q[N], want[16];
+    bool done[N] = {false};
+    snprintf(want, sizeof(want), "%d", LARGE_TEXT);
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        q[i] = long_query(LARGE_TEXT, (char)('a' + i), &len);
+        c[i] = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+        cr_assert(PQstatus(c[i]) == CONNECTION_OK, "%s", PQerrorMessage(c[i]));
+        cr_assert_eq(PQsetnonblocking(c[i], 1), 0);
+        cr_assert(PQsendQuery(c[i], q[i]), "%s", PQerrorMessage(c[i]));
+    }
+    int left = N;
+    for (double end = now_s() + 30; left > 0 && now_s() < end;)
+        for (int i = 0; i < N; i++) {
+            char *got = NULL;
+            if (done[i] || !poll_result(c[i], 50, &got))
+                continue;
+            cr_expect_str_eq(got, want, "client %d", i);
+            free(got);
+            done[i] = true;
+            left--;
+        }
+    cr_expect_eq(left, 0, "%d of %d large queries were never answered", left, N);
+    for (int i = 0; i < N; i++) {
+        PQfinish(c[i]);
+        free(q[i]);
+    }
 }

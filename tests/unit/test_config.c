@@ -63,6 +63,7 @@ Test(config, defaults_apply_to_a_minimal_file)
     cr_expect_null(cfg->takeover_socket, "no takeover socket unless asked for");
     cr_expect_eq(cfg->max_clients, 1000);
     cr_expect_eq(cfg->max_message_size, 16u << 20);
+    cr_expect_eq(cfg->max_message_memory, 256u << 20);
     cr_expect_eq(cfg->shutdown_timeout_s, 30);
     cr_expect_str_eq(cfg->log_level, "info");
     const struct db_config *db = &cfg->dbs[0];
@@ -161,6 +162,10 @@ static const struct {
      "t.yaml:2:15: databases.app.host: expected a string, got a list"},
     {"databases:\n  app: {host: h, user: u}\nlimits:\n  max_message_size: 10\n",
      "t.yaml:4:21: limits.max_message_size: 10 is out of range (1024 to 1073741824)"},
+    {"databases:\n  app: {host: h, user: u}\nlimits:\n  max_message_size: 2097152\n"
+     "  max_message_memory: 2097152\n",
+     "t.yaml:5:23: limits.max_message_memory (2097152) must hold one message of "
+     "limits.max_message_size (2097152) and its 5-byte header: raise it to at least 2097157"},
     {"databases:\n  app: {host: h, user: u, password: }\n",
      "t.yaml:2:37: databases.app.password: missing value (expected a string)"},
     {"log:\n  level: verbose\ndatabases:\n  app: {host: h, user: u}\n",
