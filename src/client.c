@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "log.h"
 #include "maskcat.h"
+#include "msgshare.h"
 #include "params.h"
 #include "pipeline.h"
 #include "policy.h"
@@ -47,69 +48,6 @@ static void groups_clear(struct string_list *l)
         free(l->items[i]);
     free(l->items);
     *l = (struct string_list){0};
-}
-
-/* What a client's input holds at most on its own: a larger message that must be read whole
- * takes a share of the worker's budget first (msgbudget.h), and only a client with a server
- * gets one, so that a share is never held by one waiting for a server held by one waiting for
- * a share. */
-#define CLIENT_READ_AHEAD RELAY_HIGH_WATER
-
-/* The size, header included, of the message at the front of c's input when it is larger than
- * CLIENT_READ_AHEAD (whole or not yet); else 0, as when a body is streaming through (the
- * input then starts inside a message) or the header is bad (the relay says so). */
-static size_t large_message_ahead(struct client *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    uint8_t hdr[5], type;
-    uint32_t len;
-    const char *err;
-    if (evbuffer_get_length(in) < 5 || c->relay.pass_left > 0 || evbuffer_copyout(in, hdr, 5) < 5 ||
-        proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
-        return 0;
-    return 5 + (size_t)len > CLIENT_READ_AHEAD ? 5 + (size_t)len : 0;
-}
-
-/* A client lent its share: it may read the whole message now. */
-static void lent_to(struct msgbudget_claim *claim)
-{
-    struct client *c = container_of(claim, struct client, msg_claim);
-    conn_set_read_limit(c->bev, claim->held);
-}
-
-void client_lend_waiting(struct worker *w)
-{
-    struct msgbudget_claim *claim;
-    while ((claim = msgbudget_next_lent(&w->msgbudget)))
-        lent_to(claim);
-}
-
-/* Makes c's read limit fit the message at the front of its input: a share of the budget the
- * size of a large one while c has a server (or a place in line for it), else
- * CLIENT_READ_AHEAD. Cheap when nothing large is about, as on every relayed read. */
-static void client_fit_read_limit(struct client *c)
-{
-    if (c->closing)
-        return;
-    size_t want = c->state == CL_ACTIVE ? large_message_ahead(c) : 0;
-    if (want == c->msg_claim.held + c->msg_claim.want) /* (one of the two is 0) */
-        return;
-    bool gave_back = c->msg_claim.held > 0;
-    if (msgbudget_ask(&c->w->msgbudget, &c->msg_claim, want))
-        lent_to(&c->msg_claim);
-    else
-        conn_set_read_limit(c->bev, CLIENT_READ_AHEAD);
-    if (gave_back)
-        client_lend_waiting(c->w);
-}
-
-/* A closing client's share goes to those waiting, and it leaves the line. */
-static void client_give_back_share(struct client *c)
-{
-    bool gave_back = c->msg_claim.held > 0;
-    msgbudget_ask(&c->w->msgbudget, &c->msg_claim, 0);
-    if (gave_back)
-        client_lend_waiting(c->w);
 }
 
 static void client_free(void *arg)
@@ -146,7 +84,7 @@ void client_close(struct client *c, const char *reason)
     c->w->n_clients--;
     if (c->state == CL_WAITING)
         pool_forget_client(c);
-    client_give_back_share(c);
+    msgshare_give_back(c);
     if (c->authq)
         authquery_cancel(c->authq);
     c->authq = NULL;
@@ -205,8 +143,8 @@ void client_transaction_lost(struct client *c, const char *sqlstate, const char 
     if (!send_to_client(c, &b))
         return;
     c->state = CL_IDLE;
-    client_fit_read_limit(c); /* no server: no share */
-    if (c->paused) {          /* its server's backlog paused it */
+    msgshare_give_back(c); /* no server: no share */
+    if (c->paused) {       /* its server's backlog paused it */
         c->paused = false;
         bufferevent_enable(c->bev, EV_READ);
     }
@@ -518,7 +456,7 @@ static bool answer_deallocate(struct client *c)
  * taken on its header, and kept until the message has gone (client_transaction_done). */
 static bool whole_message_buffered(struct client *c)
 {
-    if (large_message_ahead(c))
+    if (msgshare_large_ahead(c))
         return true;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const uint8_t *hdr = evbuffer_pullup(in, 5);
@@ -554,7 +492,7 @@ static void client_wake(struct client *c)
 void client_transaction_done(struct client *c)
 {
     struct server *s = c->server;
-    if (c->closing || !s || !server_is_clean(s) || large_message_ahead(c))
+    if (c->closing || !s || !server_is_clean(s) || msgshare_large_ahead(c))
         return; /* (a large message is read whole with the server taken for it) */
     if (c->w->draining) {
         client_fail(c, "57P01", "lakeproxy is shutting down");
@@ -1048,7 +986,8 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
     qtrack_settle(c);
-    client_fit_read_limit(c);
+    if (c->bev && !c->closing)
+        msgshare_fit(c, r == RELAY_MORE && !c->paused && !c->mask_wait);
     if (c->bev && !c->closing)
         conn_read_resume(c->bev); /* drained, maybe from its server's callback */
     if (r == RELAY_FULL && !c->paused) {
@@ -1248,6 +1187,8 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     c->step = CS_STARTUP;
     list_init(&c->wait_node);
     msgbudget_claim_init(&c->msg_claim);
+    list_init(&c->share_node);
+    c->read_limit = CLIENT_READ_AHEAD;
     list_append(&w->clients, &c->node);
     w->n_clients++;
     conn_format_addr(sa, c->addr, sizeof(c->addr));

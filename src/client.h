@@ -31,10 +31,6 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg);
 /* Closes c now (logging reason); its server goes back to the pool or is closed. */
 void client_close(struct client *c, const char *reason);
 
-/* Lends the budget for large messages to the clients waiting for it, in turn, while it
- * holds them (after a share came back, or a reload made the budget larger). */
-void client_lend_waiting(struct worker *w);
-
 /* Drives the client -> server relay (after the server's output drained). */
 void client_pump(struct client *c);
 

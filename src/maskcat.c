@@ -535,26 +535,27 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
 
 /* A column masked once stays masked until the configuration changes, whatever it is renamed
  * to (or its table, or its schema): a rename does not lift a mask. Adds old's columns that k
- * lacks (not resolved views' columns: a view's definition may change, each read resolves it
- * anew); false when out of memory (old unchanged). */
+ * lacks, each of their rules (not resolved views' columns: a view's definition may change,
+ * each read resolves it anew); false when out of memory (old unchanged). k's columns are
+ * looked up through its index, so a read costs the catalog's size, not its square. */
 static bool keep_masked_columns(struct catalog *k, const struct catalog *old)
 {
     struct maskcol *grown = realloc(k->cols, (k->n_cols + old->n_cols + 1) * sizeof(*grown));
     if (!grown)
         return false;
     k->cols = grown;
-    for (size_t i = 0; i < old->n_cols; i++) {
-        bool found = old->cols[i].colname != NULL;
-        for (size_t j = 0; j < k->n_cols && !found; j++)
-            found = k->cols[j].rel == old->cols[i].rel && k->cols[j].attnum == old->cols[i].attnum;
-        if (found)
+    index_columns(k); /* what the read found, before old's are added */
+    bool ok = true;
+    for (size_t i = 0; i < old->n_cols && ok; i++) {
+        const struct maskcol *o = &old->cols[i];
+        if (o->colname || next_column(k, -1, o->rel, o->attnum) >= 0)
             continue;
-        k->cols[k->n_cols] = old->cols[i];
-        if (!(k->cols[k->n_cols].relname = strdup(old->cols[i].relname)))
-            return false;
-        k->n_cols++;
+        k->cols[k->n_cols] = *o;
+        if ((ok = (k->cols[k->n_cols].relname = strdup(o->relname)) != NULL))
+            k->n_cols++;
     }
-    return true;
+    index_columns(k); /* all of them now */
+    return ok;
 }
 
 /* Logs the rules that match no column, when that set changes (a typo, or a renamed table). */

@@ -59,6 +59,8 @@ struct worker {
     struct list creds;          /* rotating credentials, one per database entry that has one */
     struct list authq_waiting;  /* auth_query look-ups waiting for a turn (authquery.c) */
     struct msgbudget msgbudget; /* memory lent to clients for large messages (msgbudget.h) */
+    struct event *share_ev;     /* lends it and raises read limits (msgshare.c) */
+    struct list share_raise;    /* clients lent a share whose read limit is yet to be raised */
     int authq_running;          /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
     uint64_t next_id;
@@ -268,6 +270,10 @@ struct client {
     struct string_list token_groups;    /* the groups its Databricks token's identity is in */
     struct relay relay;
     struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */
+    struct list share_node;           /* w->share_raise while its raised limit is pending */
+    size_t read_limit;                /* what its input may hold: CLIENT_READ_AHEAD or a share */
+    size_t share_seen;                /* its input's length at the last check of a holder */
+    int share_idle_s;                 /* seconds a holder's input has not grown */
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
     struct timeval wait_start;        /* when it joined the pool's wait queue */

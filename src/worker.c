@@ -18,6 +18,7 @@
 #include "maskcat.h"
 #include "masksql.h"
 #include "metrics.h"
+#include "msgshare.h"
 #include "notify.h"
 #include "policy.h"
 #include "pool.h"
@@ -174,6 +175,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pool_janitor(arg);
+    msgshare_check_stalls(arg);
     report_status(arg);
     trim_heap();
 }
@@ -256,9 +258,8 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     list_init(&w->cancellers);
     list_init(&w->creds);
     list_init(&w->authq_waiting);
-    msgbudget_init(&w->msgbudget, cfg->max_message_memory);
     /* signals first: a SIGTERM that arrives once the port accepts must drain, not kill */
-    if (!make_loop(w) || !add_signals(w)) {
+    if (!make_loop(w) || !add_signals(w) || !msgshare_start(w)) {
         snprintf(err, errsz, "cannot create the event loop and its signal handlers");
         goto fail;
     }
@@ -340,6 +341,7 @@ void worker_free(struct worker *w)
         event_free(w->drain_timer);
     if (w->janitor)
         event_free(w->janitor);
+    msgshare_stop(w);
     if (w->accept_pause)
         event_free(w->accept_pause);
     if (w->spare_fd >= 0)
@@ -477,7 +479,7 @@ void worker_reload(struct worker *w)
     w->cfg_gen++;
     listener_fit_descriptor_limit(n);
     msgbudget_resize(&w->msgbudget, n->max_message_memory);
-    client_lend_waiting(w);
+    msgshare_lend_later(w);
     if (maskrules_policy_hash(&old->masking) != maskrules_policy_hash(&n->masking))
         w->mask_epoch++; /* masked clients' statements are checked again (client.c) */
     if (!sync_stats(w, old, n))

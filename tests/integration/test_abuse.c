@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,28 +425,98 @@ static bool poll_result(PGconn *c, int ms, char **value)
     return false;
 }
 
+/* A whole Query message (header, text, NUL) of long_query(LARGE_TEXT, ch) (malloc'd). */
+static char *large_msg(char ch, size_t *len)
+{
+    size_t qlen;
+    char *q = long_query(LARGE_TEXT, ch, &qlen);
+    *len = 5 + qlen + 1;
+    char *m = malloc(*len);
+    cr_assert_not_null(m);
+    uint32_t be = htonl((uint32_t)(4 + qlen + 1));
+    m[0] = 'Q';
+    memcpy(m + 1, &be, 4);
+    memcpy(m + 5, q, qlen + 1);
+    free(q);
+    return m;
+}
+
+/* Sends all of p[0..n) on a blocking socket, or fails the test. */
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        cr_assert_gt(w, 0, "send: %s", strerror(errno));
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads a raw client's answer to a large query, up to ReadyForQuery, within ms: true when it
+ * came, and was the length of the query's string. */
+static bool read_length_answer(int fd, int ms)
+{
+    unsigned char body[256];
+    size_t len;
+    char want[16];
+    snprintf(want, sizeof(want), "%d", LARGE_TEXT);
+    bool right = false;
+    for (;;) {
+        int type = raw_read_msg(fd, body, sizeof(body), &len, ms);
+        if (type < 0)
+            return false;
+        if (type == 'D')
+            right = len >= 6 + strlen(want) && memcmp(body + 6, want, strlen(want)) == 0;
+        cr_assert_neq(type, 'E', "an error came: %s", raw_error_sqlstate(body, len));
+        if (type == 'Z')
+            return right;
+    }
+}
+
+struct sender {
+    int fd;
+    const char *p;
+    size_t n;
+};
+
+static void *send_thread(void *arg)
+{
+    struct sender *s = arg;
+    send_all(s->fd, s->p, s->n);
+    return NULL;
+}
+
+/* A proxy allowing messages of up to 2 MiB and memory for one at a time, with servers
+ * enough for three clients and another's small queries. */
+static void start_large_limits(void)
+{
+    static char yaml[8192];
+    proxy_stop(&px);
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 4, 5000, LARGE_LIMITS);
+    proxy_start_yaml(&px, port, yaml);
+}
+
+/* A raw client that sent the first half of message m (of len bytes) and stops there. */
+static int half_sent(const char *m, size_t len)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    cr_assert_geq(fd, 0);
+    send_all(fd, m, len / 2);
+    usleep(300000); /* read, and lent its share or in line for it */
+    return fd;
+}
+
 /* A client sending a query larger than 256 KiB must first be lent its size out of
  * limits.max_message_memory; while another holds the memory, the second waits its turn, and
  * goes on when the first's message is through. So what clients make lakeproxy hold at once
  * stays bounded, however many send large messages or stop half-way through one. */
 Test(abuse, large_messages_take_turns_for_limits_max_message_memory)
 {
-    static char yaml[8192];
-    proxy_stop(&px);
-    int port = free_port(); /* three servers: a's, b's and one for small queries */
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 3, 5000, LARGE_LIMITS);
-    proxy_start_yaml(&px, port, yaml);
+    start_large_limits();
     size_t alen, blen;
-    char *aq = long_query(LARGE_TEXT, 'a', &alen), *bq = long_query(LARGE_TEXT, 'b', &blen);
-    /* a sends the first half of its query and stops there, holding its share */
-    int a = raw_session(px.port, "carol", "app");
-    cr_assert_geq(a, 0);
-    unsigned char hdr[5] = {'Q'};
-    uint32_t be = htonl((uint32_t)(4 + alen + 1));
-    memcpy(hdr + 1, &be, 4);
-    cr_assert_eq(send(a, hdr, 5, 0), 5);
-    cr_assert_eq(send(a, aq, alen / 2, 0), (ssize_t)(alen / 2));
-    usleep(300000);
+    char *am = large_msg('a', &alen), *bq = long_query(LARGE_TEXT, 'b', &blen);
+    int a = half_sent(am, alen); /* holding its share */
     /* b sends a whole query of the same size: it cannot be read while a holds the memory */
     PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
@@ -457,26 +528,72 @@ Test(abuse, large_messages_take_turns_for_limits_max_message_memory)
     got = NULL;
     cr_expect_lt(timed_query(), 2.0, "small queries do not wait for the memory");
     /* a finishes its message: its answer comes, then b's */
-    size_t rest = alen - alen / 2;
-    cr_assert_eq(send(a, aq + alen / 2, rest, 0), (ssize_t)rest);
-    cr_assert_eq(send(a, "", 1, 0), 1); /* the query string's NUL */
-    unsigned char body[256];
-    size_t len;
-    int type = raw_read_msg(a, body, sizeof(body), &len, 5000);
-    cr_expect_eq(type, 'T', "a got '%c' first", type);
-    type = raw_read_msg(a, body, sizeof(body), &len, 5000);
-    cr_assert_eq(type, 'D');
+    send_all(a, am + alen / 2, alen - alen / 2);
+    cr_expect(read_length_answer(a, 5000), "a's answer did not come, or was wrong");
+    cr_assert(poll_result(b, 10000, &got), "b never got its turn");
     char want[16];
     snprintf(want, sizeof(want), "%d", LARGE_TEXT);
-    cr_expect(len >= 6 + strlen(want) && memcmp(body + 6, want, strlen(want)) == 0,
-              "a's answer is not its query's length");
-    cr_assert(poll_result(b, 10000, &got), "b never got its turn");
     cr_expect_str_eq(got, want);
     free(got);
     close(a);
     PQfinish(b);
-    free(aq);
+    free(am);
     free(bq);
+}
+
+/* A client that stops in the middle of a large message cannot keep the memory others wait for:
+ * after LARGE_MESSAGE_STALL_S (10 s) without a byte it is closed with an error that says why,
+ * and the next in line goes on. */
+Test(abuse, a_client_stalled_in_a_large_message_is_closed_and_the_next_goes_on, .timeout = 60)
+{
+    start_large_limits();
+    size_t alen, blen;
+    char *am = large_msg('a', &alen), *bm = large_msg('b', &blen);
+    int a = half_sent(am, alen);
+    int b = half_sent(bm, blen); /* in line behind a */
+    struct sender rest = {b, bm + blen / 2, blen - blen / 2};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, send_thread, &rest), 0);
+    unsigned char body[512];
+    size_t len;
+    double t0 = now_s();
+    int type = raw_read_msg(a, body, sizeof(body), &len, 20000);
+    cr_assert_eq(type, 'E', "the stalled client got '%c', not an error", type);
+    cr_expect_str_eq(raw_error_sqlstate(body, len), "08006");
+    cr_expect(memmem(body, len, "then nothing for 10 s", 21), "the error does not say why");
+    cr_expect_gt(now_s() - t0, 8.0, "closed before it had stalled 10 s");
+    cr_expect(read_length_answer(b, 10000), "b did not go on once a was closed");
+    pthread_join(t, NULL);
+    close(a);
+    close(b);
+    free(am);
+    free(bm);
+}
+
+/* Shares are lent in turn: a client whose next large message is as large as the last does not
+ * keep its share while another waits in line; it goes behind it. */
+Test(abuse, a_client_sending_large_messages_one_after_another_takes_its_turn)
+{
+    start_large_limits();
+    size_t n1, n2, nw;
+    char *m1 = large_msg('a', &n1), *m2 = large_msg('c', &n2), *mw = large_msg('w', &nw);
+    int h = half_sent(m1, n1); /* holding its share */
+    int w = half_sent(mw, nw); /* in line behind h, then stalled half-way once lent */
+    send_all(h, m1 + n1 / 2, n1 - n1 / 2);
+    struct sender second = {h, m2, n2};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, send_thread, &second), 0);
+    cr_expect(read_length_answer(h, 5000), "h's first answer did not come, or was wrong");
+    cr_expect_not(read_length_answer(h, 1500), "h's second message was read before w's turn");
+    send_all(w, mw + nw / 2, nw - nw / 2);
+    cr_expect(read_length_answer(w, 5000), "w's answer did not come, or was wrong");
+    cr_expect(read_length_answer(h, 10000), "h's second answer did not come after w's");
+    pthread_join(t, NULL);
+    close(h);
+    close(w);
+    free(m1);
+    free(m2);
+    free(mw);
 }
 
 /* Clients each sending a large query, more of them than server connections and than the
