@@ -374,3 +374,46 @@ Test(maskviews, functions_behind_operators_casts_defaults_and_rules_are_refused)
     free(v);
     PQfinish(adm);
 }
+
+/* A column masked once stays masked whatever an administrator renames it, or its table, to:
+ * the rule names public.mvx_ren.secret, which no longer exists after the renames, yet the
+ * catalog keeps the column it matched (by table OID and column number) until a reload. */
+Test(maskviews, a_masked_column_renamed_by_an_administrator_stays_masked)
+{
+    static char yaml[16384];
+    struct proxy p2;
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000,
+                       MASKVIEWS_YAML
+                       "    - {column: public.mvx_ren.secret, function: \"fixed('hidden')\"}\n"
+                       "  catalog_refresh_s: 1\n");
+    proxy_start_yaml(&p2, port, yaml);
+    PGconn *adm = pg_admin("lp_test");
+    char *v = query_value(adm, "SET ROLE lp_server; CREATE TABLE mvx_ren (id int, secret text); "
+                               "INSERT INTO mvx_ren VALUES (1, 'top-secret-value'); "
+                               "GRANT SELECT ON mvx_ren TO PUBLIC; SELECT 1");
+    free(v);
+    PGconn *m = mask_login(&p2, "mallory");
+    v = query_value(m, "SELECT secret FROM mvx_ren");
+    cr_expect_str_eq(v, "hidden");
+    free(v);
+    static const char *const steps[][2] = {
+        {"ALTER TABLE mvx_ren RENAME COLUMN secret TO plain; SELECT 1",
+         "SELECT plain FROM mvx_ren"},
+        {"ALTER TABLE mvx_ren RENAME TO mvx_ren2; SELECT 1", "SELECT plain FROM mvx_ren2"},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        free(query_value(adm, steps[i][0]));
+        usleep(1200 * 1000); /* past catalog_refresh_s: the next statement waits for a read */
+        v = query_value(m, "SELECT 1"); /* (starts the read) */
+        free(v);
+        usleep(200 * 1000);
+        v = query_value(m, steps[i][1]);
+        cr_expect_str_eq(v, "hidden", "after [%s]", steps[i][0]);
+        free(v);
+    }
+    PQfinish(m);
+    free(query_value(adm, "DROP TABLE mvx_ren2; SELECT 1"));
+    PQfinish(adm);
+    proxy_stop(&p2);
+}
