@@ -986,7 +986,8 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
         conn_flush(c->bev); /* replies the proxy made up itself */
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
     qtrack_settle(c);
-    if (c->bev && !c->closing)
+    if (c->bev && !c->closing && /* (nothing to fit on the common path: no share, input empty) */
+        (c->msg_claim.held || c->msg_claim.want || evbuffer_get_length(in) >= 5))
         msgshare_fit(c, r == RELAY_MORE && !c->paused && !c->mask_wait);
     if (c->bev && !c->closing)
         conn_read_resume(c->bev); /* drained, maybe from its server's callback */
