@@ -116,8 +116,15 @@ static inline void siphash_bytes(struct siphash *s, const void *p, size_t n)
         sip_word(s, s->pend);
         s->npend = 0;
     }
-    for (; n >= 8; b += 8, n -= 8)
-        sip_word(s, sip_load_le64(b));
+    if (n >= 8) { /* whole words, the state in locals (registers) meanwhile */
+        struct siphash t = *s;
+        for (; n >= 8; b += 8, n -= 8)
+            sip_word(&t, sip_load_le64(b));
+        s->v0 = t.v0;
+        s->v1 = t.v1;
+        s->v2 = t.v2;
+        s->v3 = t.v3;
+    }
     s->pend = sip_load_partial(b, n);
     s->npend = (unsigned)n;
 }
@@ -134,15 +141,15 @@ static inline void siphash_u64(struct siphash *s, uint64_t v)
         siphash_byte(s, (uint8_t)(v >> (8 * i)));
 }
 
-/* The value of everything fed (the state is spent). */
+/* The value of everything fed. */
 static inline uint64_t siphash_end(struct siphash *s)
 {
-    uint64_t last = s->pend | (s->total & 0xff) << 56;
-    sip_word(s, last);
-    s->v2 ^= 0xff;
-    for (int i = 0; i < s->d; i++)
-        sip_round(s);
-    return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+    struct siphash t = *s; /* (in registers) */
+    sip_word(&t, t.pend | (t.total & 0xff) << 56);
+    t.v2 ^= 0xff;
+    for (int i = 0; i < t.d; i++)
+        sip_round(&t);
+    return t.v0 ^ t.v1 ^ t.v2 ^ t.v3;
 }
 
 #endif
