@@ -225,6 +225,17 @@ void metrics_render(struct worker *w, struct buf *b)
         (unsigned long long)statslog_written(w->qlog));
     put(b, "lakeproxy_query_log_records_total{outcome=\"dropped\"} %llu\n",
         (unsigned long long)statslog_dropped(w->qlog));
+    describe(b, "lakeproxy_message_memory_bytes", "gauge",
+             "Memory lent to clients to read large messages whole, and its limit "
+             "(limits.max_message_memory).");
+    put(b, "lakeproxy_message_memory_bytes{state=\"lent\"} %zu\n", w->msgbudget.lent);
+    put(b, "lakeproxy_message_memory_bytes{state=\"limit\"} %zu\n", w->msgbudget.total);
+    describe(b, "lakeproxy_message_memory_waiting_clients", "gauge",
+             "Clients waiting for memory to read a large message.");
+    put(b, "lakeproxy_message_memory_waiting_clients %zu\n", w->msgbudget.n_waiting);
+    describe(b, "lakeproxy_large_message_stalls_total", "counter",
+             "Clients closed for sending nothing for 10 s in the middle of a large message.");
+    put(b, "lakeproxy_large_message_stalls_total %llu\n", (unsigned long long)w->large_stalls);
     describe(b, "lakeproxy_queries_untracked_total", "counter",
              "Queries statistics did not count: a client had more in flight than they follow.");
     put(b, "lakeproxy_queries_untracked_total %llu\n", (unsigned long long)w->queries_untracked);

@@ -5,6 +5,7 @@ void msgbudget_init(struct msgbudget *b, size_t total)
 {
     b->total = total;
     b->lent = 0;
+    b->n_waiting = 0;
     list_init(&b->waiting);
 }
 
@@ -30,6 +31,7 @@ static void lend(struct msgbudget *b, struct msgbudget_claim *c, size_t want)
 bool msgbudget_ask(struct msgbudget *b, struct msgbudget_claim *c, size_t want)
 {
     b->lent -= c->held;
+    b->n_waiting -= c->want > 0;
     c->held = 0;
     c->want = 0;
     list_del(&c->node);
@@ -41,6 +43,7 @@ bool msgbudget_ask(struct msgbudget *b, struct msgbudget_claim *c, size_t want)
     }
     c->want = want;
     list_append(&b->waiting, &c->node);
+    b->n_waiting++;
     return false;
 }
 
@@ -52,6 +55,7 @@ struct msgbudget_claim *msgbudget_next_lent(struct msgbudget *b)
     if (!fits(b, c->want))
         return NULL;
     list_del(&c->node);
+    b->n_waiting--;
     lend(b, c, c->want);
     return c;
 }

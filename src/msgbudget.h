@@ -16,6 +16,7 @@ struct msgbudget {
     size_t total;        /* limits.max_message_memory */
     size_t lent;         /* held by claims now */
     struct list waiting; /* struct msgbudget_claim, oldest first */
+    size_t n_waiting;    /* claims on it */
 };
 
 /* One client's share: zeroed, then msgbudget_claim_init. */

@@ -144,6 +144,7 @@ void msgshare_check_stalls(struct worker *w)
         }
         if (!stalled)
             return;
+        w->large_stalls++;
         client_fail(stalled, "08006",
                     "the client sent part of a large message, then nothing for 10 s, while "
                     "holding memory other clients wait for (limits.max_message_memory)");

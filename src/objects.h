@@ -61,6 +61,7 @@ struct worker {
     struct msgbudget msgbudget; /* memory lent to clients for large messages (msgbudget.h) */
     struct event *share_ev;     /* lends it and raises read limits (msgshare.c) */
     struct list share_raise;    /* clients lent a share whose read limit is yet to be raised */
+    uint64_t large_stalls;      /* holders closed for sending nothing (msgshare.c) */
     int authq_running;          /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
     uint64_t next_id;

@@ -488,13 +488,30 @@ static void *send_thread(void *arg)
 
 /* A proxy allowing messages of up to 2 MiB and memory for one at a time, with servers
  * enough for three clients and another's small queries. */
+static int large_http_port; /* its admin.http, for /metrics */
+
 static void start_large_limits(void)
 {
     static char yaml[8192];
+    char extra[512];
     proxy_stop(&px);
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 4, 5000, LARGE_LIMITS);
+    large_http_port = free_port();
+    snprintf(extra, sizeof(extra), LARGE_LIMITS "admin:\n  http: 127.0.0.1:%d\n", large_http_port);
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 4, 5000, extra);
     proxy_start_yaml(&px, port, yaml);
+}
+
+/* Does lakeproxy's /metrics have the line want? */
+static bool metrics_show(const char *want)
+{
+    int status;
+    char *m = http_get(large_http_port, "/metrics", &status);
+    bool found = status == 200 && strstr(m, want) != NULL;
+    if (!found)
+        cr_log_info("/metrics (%d) has no [%s]", status, want);
+    free(m);
+    return found;
 }
 
 /* A raw client that sent the first half of message m (of len bytes) and stops there. */
@@ -527,6 +544,10 @@ Test(abuse, large_messages_take_turns_for_limits_max_message_memory)
     free(got);
     got = NULL;
     cr_expect_lt(timed_query(), 2.0, "small queries do not wait for the memory");
+    char line[128];
+    snprintf(line, sizeof(line), "lakeproxy_message_memory_bytes{state=\"lent\"} %zu\n", alen);
+    cr_expect(metrics_show(line), "a's share is not shown lent");
+    cr_expect(metrics_show("lakeproxy_message_memory_waiting_clients 1\n"));
     /* a finishes its message: its answer comes, then b's */
     send_all(a, am + alen / 2, alen - alen / 2);
     cr_expect(read_length_answer(a, 5000), "a's answer did not come, or was wrong");
@@ -563,6 +584,7 @@ Test(abuse, a_client_stalled_in_a_large_message_is_closed_and_the_next_goes_on, 
     cr_expect(memmem(body, len, "then nothing for 10 s", 21), "the error does not say why");
     cr_expect_gt(now_s() - t0, 8.0, "closed before it had stalled 10 s");
     cr_expect(read_length_answer(b, 10000), "b did not go on once a was closed");
+    cr_expect(metrics_show("lakeproxy_large_message_stalls_total 1\n"));
     pthread_join(t, NULL);
     close(a);
     close(b);

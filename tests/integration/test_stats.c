@@ -260,26 +260,10 @@ Test(stats, the_pushdown_report_says_what_fraction_of_a_table_was_pulled)
     PQfinish(c);
 }
 
-/* curl's output for url (malloc'd), with its HTTP status in *status. */
+/* GET path from lakeproxy's admin.http endpoint. */
 static char *curl(const char *path, int *status)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "curl -s -w '\\n%%{http_code}' http://127.0.0.1:%d%s", http_port,
-             path);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p, "cannot run curl");
-    size_t cap = 1 << 20, n = 0;
-    char *out = malloc(cap);
-    size_t got;
-    while ((got = fread(out + n, 1, cap - n - 1, p)) > 0)
-        n += got;
-    out[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "curl failed");
-    char *last = strrchr(out, '\n');
-    cr_assert_not_null(last);
-    *status = atoi(last + 1);
-    *last = '\0';
-    return out;
+    return http_get(http_port, path, status);
 }
 
 /* Every line of a Prometheus text exposition: a HELP or TYPE comment, or a sample. */

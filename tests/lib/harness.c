@@ -439,3 +439,24 @@ PGresult *admin_show(PGconn *adm, const char *what)
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", what, PQerrorMessage(adm));
     return r;
 }
+
+char *http_get(int port, const char *path, int *status)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "curl -s -w '\\n%%{http_code}' http://127.0.0.1:%d%s", port, path);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run curl");
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    size_t got;
+    while ((got = fread(out + n, 1, cap - n - 1, p)) > 0)
+        n += got;
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "curl failed");
+    char *last = strrchr(out, '\n');
+    cr_assert_not_null(last);
+    *status = atoi(last + 1);
+    *last = '\0';
+    return out;
+}

@@ -88,6 +88,7 @@ Test(msgbudget, random_asks_never_lend_past_the_total_nor_lose_a_byte)
             cr_assert(c[j].held == 0 || c[j].want == 0, "a claim holds or waits, not both");
         }
         cr_assert_eq(held, b.lent, "round %d: every lent byte is held by a claim", r);
+        cr_assert_eq((size_t)waiters, b.n_waiting, "round %d: the count of those in line", r);
         cr_assert(b.lent <= b.total || holders == 1, "round %d: %zu lent of %zu", r, b.lent,
                   b.total);
         if (waiters) /* the oldest waiter does not fit: else it would have been lent */
