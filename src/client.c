@@ -456,8 +456,6 @@ static bool answer_deallocate(struct client *c)
  * taken on its header, and kept until the message has gone (client_transaction_done). */
 static bool whole_message_buffered(struct client *c)
 {
-    if (msgshare_large_ahead(c))
-        return true;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const uint8_t *hdr = evbuffer_pullup(in, 5);
     uint8_t type;
@@ -467,7 +465,8 @@ static bool whole_message_buffered(struct client *c)
         return false;
     if (proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
         return true;
-    return evbuffer_get_length(in) >= 5 + (size_t)len;
+    size_t whole = 5 + (size_t)len;
+    return whole > CLIENT_READ_AHEAD || evbuffer_get_length(in) >= whole; /* large: see above */
 }
 
 static void client_wake(struct client *c)
