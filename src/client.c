@@ -794,7 +794,12 @@ static void on_auth_data(struct client *c)
 }
 
 /* Makes bev c's connection: callbacks, and watermarks that bound what is buffered (on a plain
- * socket, conn_read_direct bounds its input from the startup packet on). */
+ * socket, conn_read_direct bounds its input from the startup packet on). A TLS filter's read
+ * watermark reads again as soon as the relay drains its input below the mark, from inside the
+ * drain: its callbacks are deferred (BEV_OPT_DEFER_CALLBACKS), so the read callback never runs
+ * inside a relay of the same input (which would pass bytes past a streamed body's end
+ * uninspected), nor does an EOF close the client under it. Created without
+ * BEV_OPT_CLOSE_ON_FREE: see conn_close_after_flush. */
 static void client_attach_bev(struct client *c, struct bufferevent *bev)
 {
     c->bev = bev;
@@ -820,7 +825,7 @@ static void handle_ssl_request(struct client *c)
     SSL *ssl = SSL_new(c->w->client_tls);
     struct bufferevent *tlsbev =
         ssl ? bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             0 /* see conn_close_after_flush */)
+                                             BEV_OPT_DEFER_CALLBACKS /* see client_attach_bev */)
             : NULL;
     if (!tlsbev) {
         SSL_free(ssl);
@@ -987,7 +992,8 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
     qtrack_settle(c);
     if (c->bev && !c->closing && /* (nothing to fit on the common path: no share, input empty) */
         (c->msg_claim.held || c->msg_claim.want || evbuffer_get_length(in) >= 5))
-        msgshare_fit(c, r == RELAY_MORE && !c->paused && !c->mask_wait);
+        msgshare_fit(c, r == RELAY_MORE && !c->paused && !c->mask_wait &&
+                            evbuffer_get_length(out) <= RELAY_HIGH_WATER);
     if (c->bev && !c->closing)
         conn_read_resume(c->bev); /* drained, maybe from its server's callback */
     if (r == RELAY_FULL && !c->paused) {

@@ -34,6 +34,7 @@ static void raise_later(struct client *c)
 {
     c->share_seen = 0;
     c->share_idle_s = 0;
+    c->share_held_s = 0;
     list_del(&c->share_node);
     list_append(&c->w->share_raise, &c->share_node);
     event_active(c->w->share_ev, 0, 0);
@@ -92,6 +93,8 @@ void msgshare_give_back(struct client *c)
     bool gave_back = c->msg_claim.held > 0;
     msgbudget_ask(&c->w->msgbudget, &c->msg_claim, 0);
     list_del(&c->share_node);
+    if (!c->closing && c->bev)
+        set_limit(c, CLIENT_READ_AHEAD);
     if (gave_back)
         msgshare_lend_later(c->w);
 }
@@ -111,8 +114,24 @@ void msgshare_stop(struct worker *w)
     w->share_ev = NULL;
 }
 
-/* Counts, for each holder, the seconds its input has not grown; true if one is past the
- * limit. */
+/* Why holder c must give its share up now (closed), or NULL: nothing received for
+ * LARGE_MESSAGE_STALL_S, or, while others wait, slower than LARGE_MESSAGE_MIN_RATE. */
+static const char *holder_fault(const struct worker *w, const struct client *c)
+{
+    if (w->msgbudget.n_waiting == 0)
+        return NULL; /* (holding memory no one else wants harms no one) */
+    if (c->share_idle_s >= LARGE_MESSAGE_STALL_S)
+        return "the client sent part of a large message, then nothing for 10 s, while holding "
+               "memory other clients wait for (limits.max_message_memory)";
+    if ((size_t)c->share_held_s >
+        LARGE_MESSAGE_STALL_S + c->msg_claim.held / LARGE_MESSAGE_MIN_RATE)
+        return "the client sent a large message slower than 64 KiB/s while other clients waited "
+               "for the memory it holds (limits.max_message_memory)";
+    return NULL;
+}
+
+/* Counts, for each holder, the seconds it has held its share and those its input has not
+ * grown; true if one must give it up. */
 static bool count_stalls(struct worker *w)
 {
     bool any = false;
@@ -121,12 +140,15 @@ static bool count_stalls(struct worker *w)
         if (!c->msg_claim.held || c->closing)
             continue;
         size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+        bool counts = w->msgbudget.n_waiting > 0 && !c->paused && !c->mask_wait;
         if (len != c->share_seen) {
             c->share_seen = len;
             c->share_idle_s = 0;
-        } else if (++c->share_idle_s >= LARGE_MESSAGE_STALL_S) {
-            any = true;
+        } else if (counts) {
+            c->share_idle_s++;
         }
+        c->share_held_s += counts;
+        any |= holder_fault(w, c) != NULL;
     }
     return any;
 }
@@ -137,16 +159,15 @@ void msgshare_check_stalls(struct worker *w)
         return;
     for (;;) { /* one close per scan: a close may close or wake others on the list */
         struct client *stalled = NULL;
+        const char *why = NULL;
         for (struct list *it = w->clients.next; it != &w->clients && !stalled; it = it->next) {
             struct client *c = list_entry(it, struct client, node);
-            if (c->msg_claim.held && !c->closing && c->share_idle_s >= LARGE_MESSAGE_STALL_S)
+            if (c->msg_claim.held && !c->closing && (why = holder_fault(w, c)))
                 stalled = c;
         }
         if (!stalled)
             return;
         w->large_stalls++;
-        client_fail(stalled, "08006",
-                    "the client sent part of a large message, then nothing for 10 s, while "
-                    "holding memory other clients wait for (limits.max_message_memory)");
+        client_fail(stalled, "08006", why);
     }
 }

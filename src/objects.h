@@ -275,6 +275,7 @@ struct client {
     size_t read_limit;                /* what its input may hold: CLIENT_READ_AHEAD or a share */
     size_t share_seen;                /* its input's length at the last check of a holder */
     int share_idle_s;                 /* seconds a holder's input has not grown */
+    int share_held_s;                 /* seconds it has held its share */
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
     struct timeval wait_start;        /* when it joined the pool's wait queue */

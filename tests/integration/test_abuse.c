@@ -425,11 +425,11 @@ static bool poll_result(PGconn *c, int ms, char **value)
     return false;
 }
 
-/* A whole Query message (header, text, NUL) of long_query(LARGE_TEXT, ch) (malloc'd). */
-static char *large_msg(char ch, size_t *len)
+/* A whole Query message (header, text, NUL) of long_query(n, ch) (malloc'd). */
+static char *query_msg(size_t n, char ch, size_t *len)
 {
     size_t qlen;
-    char *q = long_query(LARGE_TEXT, ch, &qlen);
+    char *q = long_query(n, ch, &qlen);
     *len = 5 + qlen + 1;
     char *m = malloc(*len);
     cr_assert_not_null(m);
@@ -452,14 +452,14 @@ static void send_all(int fd, const char *p, size_t n)
     }
 }
 
-/* Reads a raw client's answer to a large query, up to ReadyForQuery, within ms: true when it
- * came, and was the length of the query's string. */
-static bool read_length_answer(int fd, int ms)
+/* Reads a raw client's answer to a query of long_query(n, ...), up to ReadyForQuery, within
+ * ms: true when it came, and was n. */
+static bool read_answer_of(int fd, size_t n, int ms)
 {
     unsigned char body[256];
     size_t len;
-    char want[16];
-    snprintf(want, sizeof(want), "%d", LARGE_TEXT);
+    char want[24];
+    snprintf(want, sizeof(want), "%zu", n);
     bool right = false;
     for (;;) {
         int type = raw_read_msg(fd, body, sizeof(body), &len, ms);
@@ -471,6 +471,18 @@ static bool read_length_answer(int fd, int ms)
         if (type == 'Z')
             return right;
     }
+}
+
+/* read_answer_of a query of LARGE_TEXT characters. */
+static bool read_length_answer(int fd, int ms)
+{
+    return read_answer_of(fd, LARGE_TEXT, ms);
+}
+
+/* query_msg of LARGE_TEXT characters. */
+static char *large_msg(char ch, size_t *len)
+{
+    return query_msg(LARGE_TEXT, ch, len);
 }
 
 struct sender {
@@ -524,6 +536,21 @@ static int half_sent(const char *m, size_t len)
     return fd;
 }
 
+/* A libpq client (connection options opts) that sent large query q without waiting, whose
+ * query is still not read 1.5 s later: another holds the memory. */
+static PGconn *sent_and_waiting(const char *q, const char *opts)
+{
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", opts);
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    cr_assert_eq(PQsetnonblocking(b, 1), 0);
+    cr_assert(PQsendQuery(b, q), "%s", PQerrorMessage(b));
+    char *got = NULL;
+    cr_expect_not(poll_result(b, 1500, &got), "a large query was read while another held the "
+                                              "memory");
+    free(got);
+    return b;
+}
+
 /* A client sending a query larger than 256 KiB must first be lent its size out of
  * limits.max_message_memory; while another holds the memory, the second waits its turn, and
  * goes on when the first's message is through. So what clients make lakeproxy hold at once
@@ -535,14 +562,8 @@ Test(abuse, large_messages_take_turns_for_limits_max_message_memory)
     char *am = large_msg('a', &alen), *bq = long_query(LARGE_TEXT, 'b', &blen);
     int a = half_sent(am, alen); /* holding its share */
     /* b sends a whole query of the same size: it cannot be read while a holds the memory */
-    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
-    cr_assert_eq(PQsetnonblocking(b, 1), 0);
-    cr_assert(PQsendQuery(b, bq), "%s", PQerrorMessage(b));
+    PGconn *b = sent_and_waiting(bq, NULL);
     char *got = NULL;
-    cr_expect_not(poll_result(b, 1500, &got), "b's large query was read while a held the memory");
-    free(got);
-    got = NULL;
     cr_expect_lt(timed_query(), 2.0, "small queries do not wait for the memory");
     char line[128];
     snprintf(line, sizeof(line), "lakeproxy_message_memory_bytes{state=\"lent\"} %zu\n", alen);
@@ -585,6 +606,38 @@ Test(abuse, a_client_stalled_in_a_large_message_is_closed_and_the_next_goes_on, 
     cr_expect_gt(now_s() - t0, 8.0, "closed before it had stalled 10 s");
     cr_expect(read_length_answer(b, 10000), "b did not go on once a was closed");
     cr_expect(metrics_show("lakeproxy_large_message_stalls_total 1\n"));
+    pthread_join(t, NULL);
+    close(a);
+    close(b);
+    free(am);
+    free(bm);
+}
+
+/* Nor can a client that sends a byte now and then (never 10 s without one): while others
+ * wait, a holder gets 10 s plus its message's size at 64 KiB/s, then it is closed. */
+Test(abuse, a_client_trickling_a_large_message_while_others_wait_is_closed, .timeout = 60)
+{
+    start_large_limits();
+    size_t alen, blen;
+    /* (both do not fit in LARGE_LIMITS's memory at once: b waits) */
+    char *am = query_msg(300000, 'a', &alen), *bm = query_msg(1900000, 'b', &blen);
+    int a = half_sent(am, alen); /* may hold its share 10 + 300,000 / 65,536 s */
+    int b = half_sent(bm, blen);
+    struct sender rest = {b, bm + blen / 2, blen - blen / 2};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, send_thread, &rest), 0);
+    unsigned char body[512];
+    size_t len, off = alen / 2;
+    int type = -1;
+    double t0 = now_s();
+    while (type < 0 && now_s() - t0 < 40 && off < alen - 1) {
+        send_all(a, am + off++, 1);
+        type = raw_read_msg(a, body, sizeof(body), &len, 2000);
+    }
+    cr_assert_eq(type, 'E', "the trickling client was not closed (got '%c')", type);
+    cr_expect(memmem(body, len, "slower than 64 KiB/s", 20), "the error does not say why");
+    cr_expect_gt(now_s() - t0, 12.0, "closed before its time was up");
+    cr_expect(read_answer_of(b, 1900000, 10000), "b did not go on once a was closed");
     pthread_join(t, NULL);
     close(a);
     close(b);
@@ -655,4 +708,86 @@ Test(abuse, more_large_messages_than_servers_and_memory_all_get_through)
         PQfinish(c[i]);
         free(q[i]);
     }
+}
+
+/* Over TLS the read limit is libevent's watermark on the TLS filter: a large message waits for
+ * its turn and is answered, and a pipeline of far more than 256 KiB of queries is answered in
+ * order, every row right (reads resumed as the input drains must not run inside the relay). */
+Test(abuse, over_tls_large_messages_and_long_pipelines_are_answered_in_order, .timeout = 60)
+{
+    start_large_limits();
+    size_t alen, blen;
+    char *am = large_msg('a', &alen), *bq = long_query(LARGE_TEXT, 'b', &blen);
+    int a = half_sent(am, alen); /* holding the memory */
+    PGconn *b = sent_and_waiting(bq, "sslmode=require");
+    cr_assert_not_null(PQsslAttribute(b, "protocol"), "not TLS");
+    char *got = NULL;
+    send_all(a, am + alen / 2, alen - alen / 2);
+    cr_expect(read_length_answer(a, 5000));
+    cr_assert(poll_result(b, 10000, &got), "b never got its turn");
+    char want[16];
+    snprintf(want, sizeof(want), "%d", LARGE_TEXT);
+    cr_expect_str_eq(got, want);
+    free(got);
+    cr_assert_eq(PQsetnonblocking(b, 0), 0);
+    /* 3,000 queries of 200-odd bytes each, sent before any result is read */
+    enum { N = 3000 };
+    cr_assert_eq(PQenterPipelineMode(b), 1);
+    char q[300];
+    for (int i = 0; i < N; i++) {
+        snprintf(q, sizeof(q), "SELECT %d AS n, length('%0200d') AS l", i, i);
+        cr_assert(PQsendQueryParams(b, q, 0, NULL, NULL, NULL, NULL, 0), "%s", PQerrorMessage(b));
+    }
+    cr_assert(PQpipelineSync(b));
+    for (int i = 0; i < N; i++) {
+        PGresult *r = PQgetResult(b);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "query %d: %s", i, PQerrorMessage(b));
+        cr_expect_eq(atoi(PQgetvalue(r, 0, 0)), i, "query %d answered out of order", i);
+        cr_expect_str_eq(PQgetvalue(r, 0, 1), "200");
+        PQclear(r);
+        cr_assert_null(PQgetResult(b));
+    }
+    PGresult *r = PQgetResult(b);
+    cr_expect_eq(PQresultStatus(r), PGRES_PIPELINE_SYNC);
+    PQclear(r);
+    cr_assert_eq(PQexitPipelineMode(b), 1);
+    PQfinish(b);
+    close(a);
+    free(am);
+    free(bq);
+}
+
+/* COPY FROM STDIN over TLS in CopyData messages far larger than 256 KiB, which stream through
+ * while more is read: every byte arrives where it belongs (a read run inside the relay's drain
+ * would pass bytes past a message's end as part of it, uninspected). */
+Test(abuse, over_tls_large_copy_data_streams_through_intact, .timeout = 60)
+{
+    enum { ROWS = 12, ROW = 600000 };
+    start_large_limits();
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "sslmode=require");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_assert_not_null(PQsslAttribute(c, "protocol"), "not TLS");
+    free(query_value(c, "DROP TABLE IF EXISTS abuse_copy; CREATE TABLE abuse_copy (t text); "
+                        "SELECT 1"));
+    PGresult *r = PQexec(c, "COPY abuse_copy FROM STDIN");
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(c));
+    PQclear(r);
+    char *row = malloc(ROW + 1);
+    cr_assert_not_null(row);
+    for (int i = 0; i < ROWS; i++) {
+        memset(row, 'a' + i, ROW);
+        row[ROW] = '\n';
+        cr_assert_eq(PQputCopyData(c, row, ROW + 1), 1, "%s", PQerrorMessage(c));
+    }
+    free(row);
+    copy_in_end(c);
+    char *v =
+        query_value(c, "SELECT count(*) || ' ' || sum(length(t)) || ' ' || "
+                       "count(DISTINCT t) || ' ' || bool_and(t ~ '^(.)\\1*$') FROM abuse_copy");
+    char want[64];
+    snprintf(want, sizeof(want), "%d %d %d true", ROWS, ROWS * ROW, ROWS);
+    cr_expect_str_eq(v, want, "rows, bytes, distinct rows, each row one letter repeated: %s", v);
+    free(v);
+    free(query_value(c, "DROP TABLE abuse_copy; SELECT 1"));
+    PQfinish(c);
 }

@@ -77,12 +77,7 @@ Test(session, copy_in_and_out)
         int n = snprintf(line, sizeof(line), "%d\trow %d\n", i, i);
         cr_assert_eq(PQputCopyData(c, line, n), 1);
     }
-    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
-    r = PQgetResult(c);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
-    PQclear(r);
-    while ((r = PQgetResult(c)))
-        PQclear(r);
+    copy_in_end(c);
     char *v = query_value(c, "SELECT count(*) || ':' || sum(a) FROM t");
     cr_expect_str_eq(v, "5000:12497500");
     free(v);

@@ -460,3 +460,13 @@ char *http_get(int port, const char *path, int *status)
     *last = '\0';
     return out;
 }
+
+void copy_in_end(PGconn *c)
+{
+    cr_assert_eq(PQputCopyEnd(c, NULL), 1, "%s", PQerrorMessage(c));
+    PGresult *r = PQgetResult(c);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+}

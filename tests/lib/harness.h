@@ -111,6 +111,9 @@ PGresult *admin_show(PGconn *adm, const char *what);
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
 
+/* Ends c's COPY FROM STDIN and expects its CommandComplete (and nothing else after it). */
+void copy_in_end(PGconn *c);
+
 /* The body of GET http://127.0.0.1:port/path, by curl (malloc'd), its HTTP status in *status. */
 char *http_get(int port, const char *path, int *status);
 
