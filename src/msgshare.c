@@ -114,8 +114,8 @@ void msgshare_stop(struct worker *w)
     w->share_ev = NULL;
 }
 
-/* Why holder c must give its share up now (closed), or NULL: nothing received for
- * LARGE_MESSAGE_STALL_S, or, while others wait, slower than LARGE_MESSAGE_MIN_RATE. */
+/* Why holder c must give its share up now (closed), or NULL: while others wait, nothing
+ * received for LARGE_MESSAGE_STALL_S, or slower than LARGE_MESSAGE_MIN_RATE. */
 static const char *holder_fault(const struct worker *w, const struct client *c)
 {
     if (w->msgbudget.n_waiting == 0)
