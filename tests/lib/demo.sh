@@ -25,7 +25,8 @@ T=$(mktemp -d /tmp/lakeproxy-demo.XXXXXX)
 chmod 755 "$T"
 proxy=""
 cleanup() {
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap '' INT TERM # ignored while cleaning up: make forwards a SIGTERM to this script again
     set +e # every step runs, whatever the one before returned (lakeproxy's exit status after
            # Ctrl-C, which reaches it too, used to end the clean-up before PostgreSQL stopped)
     [ -n "$proxy" ] && kill "$proxy" 2>/dev/null
