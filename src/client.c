@@ -1194,7 +1194,6 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     list_init(&c->wait_node);
     msgbudget_claim_init(&c->msg_claim);
     list_init(&c->share_node);
-    c->read_limit = CLIENT_READ_AHEAD;
     list_append(&w->clients, &c->node);
     w->n_clients++;
     conn_format_addr(sa, c->addr, sizeof(c->addr));

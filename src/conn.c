@@ -143,6 +143,8 @@ void conn_read_resume(struct bufferevent *bev)
 
 void conn_set_read_limit(struct bufferevent *bev, size_t limit)
 {
+    if (bev->wm_read.high == limit) /* (where both kinds keep it) */
+        return;
     if (event_get_callback(&bev->ev_read) != direct_read_cb) {
         bufferevent_setwatermark(bev, EV_READ, 0, limit);
         return;

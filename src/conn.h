@@ -65,7 +65,8 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
 void conn_read_resume(struct bufferevent *bev);
 
 /* Sets how much bev's input may hold (conn_read_direct's limit on a plain socket, libevent's
- * read watermark on a TLS filter) and goes on reading if that made room. */
+ * read watermark on a TLS filter) and goes on reading if that made room; no-op when it is that
+ * already. */
 void conn_set_read_limit(struct bufferevent *bev, size_t limit);
 
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */

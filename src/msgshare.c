@@ -21,14 +21,6 @@ size_t msgshare_large_ahead(struct client *c)
     return 5 + (size_t)len > CLIENT_READ_AHEAD ? 5 + (size_t)len : 0;
 }
 
-static void set_limit(struct client *c, size_t limit)
-{
-    if (c->read_limit == limit)
-        return;
-    c->read_limit = limit;
-    conn_set_read_limit(c->bev, limit);
-}
-
 /* c was lent its share: its limit is raised from the lending event. */
 static void raise_later(struct client *c)
 {
@@ -60,7 +52,7 @@ static void lend_cb(evutil_socket_t fd, short what, void *arg)
         struct client *c = list_entry(w->share_raise.next, struct client, share_node);
         list_del(&c->share_node);
         if (!c->closing && c->msg_claim.held)
-            set_limit(c, c->msg_claim.held);
+            conn_set_read_limit(c->bev, c->msg_claim.held);
     }
 }
 
@@ -83,7 +75,7 @@ void msgshare_fit(struct client *c, bool reading)
         return;
     }
     list_del(&c->share_node);
-    set_limit(c, CLIENT_READ_AHEAD);
+    conn_set_read_limit(c->bev, CLIENT_READ_AHEAD);
     if (gave_back)
         msgshare_lend_later(c->w);
 }
@@ -94,7 +86,7 @@ void msgshare_give_back(struct client *c)
     msgbudget_ask(&c->w->msgbudget, &c->msg_claim, 0);
     list_del(&c->share_node);
     if (!c->closing && c->bev)
-        set_limit(c, CLIENT_READ_AHEAD);
+        conn_set_read_limit(c->bev, CLIENT_READ_AHEAD);
     if (gave_back)
         msgshare_lend_later(c->w);
 }

@@ -272,7 +272,6 @@ struct client {
     struct relay relay;
     struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */
     struct list share_node;           /* w->share_raise while its raised limit is pending */
-    size_t read_limit;                /* what its input may hold: CLIENT_READ_AHEAD or a share */
     size_t share_seen;                /* its input's length at the last check of a holder */
     int share_idle_s;                 /* seconds a holder's input has not grown */
     int share_held_s;                 /* seconds it has held its share */
