@@ -230,14 +230,16 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
 {
     int listen_fd = inherited ? inherited->listen_fd : -1;
     int http_fd = inherited ? inherited->http_fd : -1;
-    if (!listener_start(w, listen_fd, err, errsz))
-        return false;
-    if (inherited)
-        inherited->listen_fd = -1;
+    /* admin.http first: once the clients' port accepts, the metrics endpoint answers too
+     * (whoever waits for the port, a test or a supervisor, may scrape at once) */
     if (!metrics_start(w, http_fd, err, errsz))
         return false;
     if (inherited && w->http)
         inherited->http_fd = -1;
+    if (!listener_start(w, listen_fd, err, errsz))
+        return false;
+    if (inherited)
+        inherited->listen_fd = -1;
     return true;
 }
 
