@@ -66,8 +66,14 @@ $(BUILD)/test_integration: $(INTEG_OBJ) $(LIB_OBJ)
 unit: $(BUILD)/test_unit
 integration: $(BUILD)/test_integration $(BUILD)/lakeproxy
 
+# node-postgres for tests/clients (from the npm registry, versions pinned by package-lock.json)
+NODE_CLIENTS := tests/clients/node/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/clients/node/package.json tests/clients/node/package-lock.json
+	@command -v npm >/dev/null || { echo "make check needs npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/clients/node --no-audit --no-fund
+
 # Runs every suite and ends with one "N passed, N failed" line; non-zero exit on any failure.
-check: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy
+check: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy $(NODE_CLIENTS)
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) bash tests/run_all.sh
 
 demo: lakeproxy

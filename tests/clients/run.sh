@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run.sh: real clients through lakeproxy: psql, pgbench and psycopg 3. Needs the environment
-# tests/run_all.sh sets (LP_BIN, LP_PGPORT, LP_CERTS, LP_TEST_DIR). Ends with
+# run.sh: real clients through lakeproxy: psql, pgbench, psycopg 3, pgjdbc and node-postgres.
+# Needs the environment tests/run_all.sh sets (LP_BIN, LP_PGPORT, LP_CERTS, LP_TEST_DIR). Ends with
 # "clients: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -64,9 +64,9 @@ failed=0
 check() { # check NAME COMMAND...: runs the command, counts and reports it
     local name=$1; shift
     if "$@" >"$dir/out.txt" 2>&1; then
-        passed=$((passed + 1)); echo "ok - $name"
+        passed=$((passed + 1)); echo "ok - $name"; last=ok
     else
-        failed=$((failed + 1)); echo "not ok - $name"; sed 's/^/    /' "$dir/out.txt" | tail -n 20
+        failed=$((failed + 1)); echo "not ok - $name"; last=failed; sed 's/^/    /' "$dir/out.txt" | tail -n 20
     fi
 }
 
@@ -129,6 +129,22 @@ check "column masking: psycopg 3 (simple, prepared, binary, server-side cursor)"
     /usr/bin/python3 tests/clients/psycopg_masking.py \
     "host=127.0.0.1 port=$port dbname=app_txn user=mallory password=mallory-secret" \
     "host=127.0.0.1 port=$port dbname=app_txn user=alice password=alice-secret"
+
+jdbc_scenarios() { # pgjdbc: named statements, batches, fetch size, TLS, masking
+    [ -r /usr/share/java/postgresql.jar ] ||
+        { echo "no pgjdbc (apt-get install libpostgresql-jdbc-java default-jdk-headless)"; return 1; }
+    java -cp /usr/share/java/postgresql.jar tests/clients/JdbcScenarios.java 127.0.0.1 "$port"
+}
+check "transaction pooling: JDBC (pgjdbc) scenarios" jdbc_scenarios
+[ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
+
+node_scenarios() { # node-postgres: named statements, pg-cursor (Flush), TLS, masking
+    [ -d tests/clients/node/node_modules/pg-cursor ] ||
+        { echo "no node-postgres (npm ci --prefix tests/clients/node, as .ci/run does)"; return 1; }
+    node tests/clients/node/scenarios.js 127.0.0.1 "$port"
+}
+check "transaction pooling: node-postgres (pg, pg-cursor) scenarios" node_scenarios
+[ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
 
 psql_admin() { # psql prints the admin console's result sets like any table
     psql -X "postgresql://alice@127.0.0.1:$port/lakeproxy" -c 'SHOW POOLS' >"$dir/admin.txt" &&
