@@ -1,6 +1,7 @@
 /* textcache.c: hash chains plus an LRU list; each entry holds its value, then its text. */
 #include "textcache.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,8 @@ struct entry {
 struct textcache {
     struct entry **buckets;
     size_t n_buckets, n, max, value_size;
-    struct list lru; /* least recently used first */
+    struct list lru;    /* least recently used first */
+    struct entry *last; /* the entry found or put last: tried first, without hashing */
 };
 
 /* A hash of the key and the text, keyed with the process's secret (hashkey.h): texts a client
@@ -62,6 +64,8 @@ static void evict(struct textcache *tc, struct entry *e)
         p = &(*p)->next;
     *p = e->next;
     list_del(&e->lru);
+    if (tc->last == e)
+        tc->last = NULL;
     free(e);
     tc->n--;
 }
@@ -81,16 +85,32 @@ void textcache_free(struct textcache *tc)
     free(tc);
 }
 
+/* Does e hold (key, text[0..len))? */
+static bool holds(const struct textcache *tc, const struct entry *e, uint64_t key, const char *text,
+                  size_t len)
+{
+    return e->key == key && e->len == len && memcmp(e->data + tc->value_size, text, len) == 0;
+}
+
+/* e, found for a get: now the most recently used, and the one tried first next time. */
+static void *found(struct textcache *tc, struct entry *e)
+{
+    list_del(&e->lru);
+    list_append(&tc->lru, &e->lru);
+    tc->last = e;
+    return e->data;
+}
+
 void *textcache_get(struct textcache *tc, uint64_t key, const char *text, size_t len)
 {
+    /* a run of gets for one text (the table of the statement a client repeats) costs a
+     * compare, not a SipHash of the text */
+    if (tc->last && holds(tc, tc->last, key, text, len))
+        return found(tc, tc->last);
     uint64_t h = hash_of(key, text, len);
     for (struct entry *e = *chain_of(tc, h); e; e = e->next)
-        if (e->hash == h && e->key == key && e->len == len &&
-            memcmp(e->data + tc->value_size, text, len) == 0) {
-            list_del(&e->lru);
-            list_append(&tc->lru, &e->lru);
-            return e->data;
-        }
+        if (e->hash == h && holds(tc, e, key, text, len))
+            return found(tc, e);
     return NULL;
 }
 
