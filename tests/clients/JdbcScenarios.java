@@ -254,6 +254,41 @@ public class JdbcScenarios {
         }
     }
 
+    /* Rows of one scan read through a portal fetchSize rows at a time (autocommit off, as
+     * Spark's JDBC reader runs it), or -1 when a row is wrong. */
+    static int scan(Connection c, String sql, int fetchSize) throws SQLException {
+        int n = 0;
+        try (PreparedStatement ps = c.prepareStatement(sql)) {
+            ps.setFetchSize(fetchSize);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    if (!("item " + rs.getInt(1)).equals(rs.getString(2)))
+                        return -1;
+                    n++;
+                }
+            }
+        }
+        c.commit();
+        return n;
+    }
+
+    /* Lakehouse Federation's reads as Spark's JDBC reader sends them, under an application_name
+     * of their own: three filtered scans (constants in the text) and two unfiltered ones, each
+     * fetched 100 rows per Execute. run.sh then checks that SHOW QUERIES and SHOW PUSHDOWN
+     * count each scan once, not once per fetch. */
+    static void federationScans() throws SQLException {
+        try (Connection c = connect("app_txn", "alice", "ApplicationName=jdbc-federation")) {
+            c.setAutoCommit(false);
+            boolean all = true;
+            for (int i = 0; i < 3; i++)
+                all &= scan(c, "SELECT \"id\",\"name\" FROM items WHERE (\"id\" IS NOT NULL) AND (\"id\" > " +
+                            (400 + i) + ")", 100) == 600 - i;
+            for (int i = 0; i < 2; i++)
+                all &= scan(c, "SELECT \"id\",\"name\" FROM items", 100) == 1000;
+            check("Spark-like JDBC scans fetched 100 rows at a time: every row", all);
+        }
+    }
+
     static final String MASKED_QUERY = "SELECT id, email, ssn FROM customers WHERE id <= ? ORDER BY id";
 
     /* Rows of MASKED_QUERY for ids <= 2 as "id email ssn" lines. */
@@ -317,6 +352,7 @@ public class JdbcScenarios {
         applicationName();
         metadata();
         tls();
+        federationScans();
         masking();
         System.exit(failures.isEmpty() ? 0 : 1);
     }

@@ -138,6 +138,23 @@ jdbc_scenarios() { # pgjdbc: named statements, batches, fetch size, TLS, masking
 check "transaction pooling: JDBC (pgjdbc) scenarios" jdbc_scenarios
 [ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
 
+federation_counted() { # the JDBC scans above: once per portal, not per fetch of 100 rows
+    local admin="postgresql://alice@127.0.0.1:$port/lakeproxy"
+    psql -X -At -F '|' "$admin" -c 'SHOW PUSHDOWN' >"$dir/pushdown.txt" || return 1
+    psql -X -At -F '|' "$admin" -c 'SHOW QUERIES 100' >"$dir/queries.txt" || return 1
+    # database, reads, filtered_pct, unfiltered_reads, unfiltered_rows, rows
+    local pd q
+    pd=$(awk -F'|' '$2 == "items" && $3 == "jdbc-federation" {print $1, $4, $5, $6, $7, $11}' \
+        "$dir/pushdown.txt")
+    # calls and rows of the filtered scan's fingerprint
+    q=$(awk -F'|' '$2 ~ /IS NOT NULL/ {print $4, $6}' "$dir/queries.txt")
+    echo "SHOW PUSHDOWN: $pd; SHOW QUERIES (filtered scan): $q"
+    [ "$pd" = "app_txn 5 60.0 2 2000 3797" ] && [ "$q" = "3 1797" ]
+}
+check "statistics: Spark-like JDBC scans counted once per portal (SHOW PUSHDOWN, SHOW QUERIES)" \
+    federation_counted
+[ "$last" = ok ] && sed 's/^/    /' "$dir/out.txt"
+
 node_scenarios() { # node-postgres: named statements, pg-cursor (Flush), TLS, masking
     [ -d tests/clients/node/node_modules/pg-cursor ] ||
         { echo "no node-postgres (npm ci --prefix tests/clients/node, as .ci/run does)"; return 1; }
