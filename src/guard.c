@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "params.h"
 #include "sqlinfo.h"
 #include "textcache.h"
 #include "textscan.h"
@@ -148,6 +149,50 @@ static void note_session_set(struct check *k, const char *name)
              lowered(name, low));
 }
 
+/* The integer an argument node holds (12, '12', through casts); false when anything else. */
+static bool const_int(const PgQuery__Node *n, long *out)
+{
+    if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        n->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL) {
+        *out = n->a_const->ival ? n->a_const->ival->ival : 0;
+        return true;
+    }
+    const char *v = const_string(n);
+    char *end;
+    if (!v || !*v)
+        return false;
+    *out = strtol(v, &end, 10);
+    return *end == '\0';
+}
+
+/* A session-level SET or RESET that lakeproxy carries with the client (see carry in
+ * guard.h): true when s is one, noted in the verdict. A value the server could refuse is not
+ * carried: every later server connection of the client would fail to take it. One per
+ * statement text. */
+static bool note_carried_set(struct check *k, const PgQuery__VariableSetStmt *s)
+{
+    long v = 0;
+    const char *canon = s->name ? params_settable_name(s->name) : NULL;
+    bool reset = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_DEFAULT ||
+                 s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET;
+    bool assigns = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE && s->n_args == 1 &&
+                   canon && strcmp(canon, "extra_float_digits") == 0 && const_int(s->args[0], &v) &&
+                   v >= -15 && v <= 3;
+    if (!canon || follows_client(canon) || (!reset && !assigns))
+        return false;
+    if (k->out->carry) { /* a second one in the text: refused, as uncarried SETs are */
+        note_session_set(k, canon);
+        return true;
+    }
+    k->out->carry = true;
+    snprintf(k->out->carry_name, sizeof(k->out->carry_name), "%s", canon);
+    if (reset)
+        k->out->carry_value[0] = '\0';
+    else
+        snprintf(k->out->carry_value, sizeof(k->out->carry_value), "%ld", v);
+    return true;
+}
+
 static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
 {
     char low[96];
@@ -159,6 +204,8 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
                lowered(s->name, low));
     else if (s->name && assigns && changes_how_text_reads(s->name))
         check_text_reading_value(k, s->name, s->n_args == 1 ? s->args[0] : NULL);
+    if (s->name && !s->is_local && note_carried_set(k, s))
+        return;
     if (s->name && !s->is_local &&
         (assigns || s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI ||
          s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_CURRENT) &&

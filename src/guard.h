@@ -17,6 +17,13 @@ struct guard_verdict {
     bool session_set; /* it changes a session-level setting that does not follow the client
                          from server to server: refused under transaction pooling */
     char session_reason[320];
+    /* a session-level change the server cannot refuse of a setting lakeproxy carries from
+     * server to server (params.h): RESET of any, and SET of extra_float_digits to -15..3
+     * (the JDBC driver sets it after login). Under transaction pooling it follows the client
+     * instead of staying behind. carry_value "" means RESET; carry_name is the canonical
+     * spelling. */
+    bool carry;
+    char carry_name[48], carry_value[8];
 };
 
 /* lakeproxy's own prepared statements on servers are named with this prefix; clients cannot

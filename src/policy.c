@@ -15,6 +15,7 @@
 #include "maskbudget.h"
 #include "maskcat.h"
 #include "masksql.h"
+#include "params.h"
 #include "poolmode.h"
 #include "proto.h"
 #include "server.h"
@@ -257,6 +258,21 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
     return check_masking(c, type, sql, err);
 }
 
+/* A carried SET or RESET (guard.h): the client's settings take it, to be applied on every
+ * server that serves it, and its server's record of what it was given says "unknown" (the
+ * statement may yet fail or be rolled back), so that the next client it serves gets SET or
+ * RESET again. False when the client's settings are full. */
+static bool carry_setting(struct client *c, const struct guard_verdict *v)
+{
+    if (v->carry_value[0] && !param_put(&c->wanted, v->carry_name, v->carry_value))
+        return false;
+    if (!v->carry_value[0])
+        param_remove(&c->wanted, v->carry_name);
+    /* no value the client wants can equal this one: a value with a control character fails
+     * on the server, when it is applied at the client's first server */
+    return !c->server || param_put(&c->server->applied, v->carry_name, "\x01unknown");
+}
+
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err)
 {
@@ -288,6 +304,8 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         return refuse(c, type, v->reason, err);
     if (v->session_set && pool_mode_of(c->pool)->shares_servers)
         return refuse(c, type, v->session_reason, err);
+    if (v->carry && pool_mode_of(c->pool)->shares_servers && !carry_setting(c, v))
+        return refuse(c, type, "too many session parameters for lakeproxy to carry", err);
     return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
 }
 

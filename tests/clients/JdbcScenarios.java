@@ -178,31 +178,19 @@ public class JdbcScenarios {
         }
     }
 
-    /* 24 threads over the pool's 4 server connections, each mixing autocommit queries, named
-     * statements (the default prepareThreshold of 5) and explicit transactions. */
-    static void manyThreads() throws InterruptedException {
+    interface ThreadBody {
+        void run(int n) throws Exception;
+    }
+
+    /* Runs body(0..n-1) on n threads at once; the errors they raised, as text. */
+    static List<String> inThreads(int n, ThreadBody body) throws InterruptedException {
         List<String> errors = Collections.synchronizedList(new ArrayList<>());
         List<Thread> threads = new ArrayList<>();
-        for (int t = 0; t < 24; t++) {
-            final int n = t;
+        for (int t = 0; t < n; t++) {
+            final int i = t;
             Thread th = new Thread(() -> {
-                try (Connection c = connect("app_txn", "alice");
-                     PreparedStatement add = c.prepareStatement("SELECT ?::int + ?::int");
-                     PreparedStatement item = c.prepareStatement("SELECT name FROM items WHERE id = ?")) {
-                    for (int i = 0; i < 40; i++) {
-                        add.setInt(1, n);
-                        add.setInt(2, i);
-                        try (ResultSet rs = add.executeQuery()) {
-                            if (!rs.next() || rs.getInt(1) != n + i)
-                                throw new IllegalStateException("wrong sum");
-                        }
-                        c.setAutoCommit(false);
-                        String got = itemName(item, n * 40 + i + 1);
-                        c.commit();
-                        c.setAutoCommit(true);
-                        if (!("item " + (n * 40 + i + 1)).equals(got))
-                            throw new IllegalStateException("wrong item: " + got);
-                    }
+                try {
+                    body.run(i);
                 } catch (Exception e) {
                     errors.add(e.toString());
                 }
@@ -212,6 +200,32 @@ public class JdbcScenarios {
         }
         for (Thread th : threads)
             th.join();
+        return errors;
+    }
+
+    /* 24 threads over the pool's 4 server connections, each mixing autocommit queries, named
+     * statements (the default prepareThreshold of 5) and explicit transactions. */
+    static void manyThreads() throws InterruptedException {
+        List<String> errors = inThreads(24, n -> {
+            try (Connection c = connect("app_txn", "alice");
+                 PreparedStatement add = c.prepareStatement("SELECT ?::int + ?::int");
+                 PreparedStatement item = c.prepareStatement("SELECT name FROM items WHERE id = ?")) {
+                for (int i = 0; i < 40; i++) {
+                    add.setInt(1, n);
+                    add.setInt(2, i);
+                    try (ResultSet rs = add.executeQuery()) {
+                        if (!rs.next() || rs.getInt(1) != n + i)
+                            throw new IllegalStateException("wrong sum");
+                    }
+                    c.setAutoCommit(false);
+                    String got = itemName(item, n * 40 + i + 1);
+                    c.commit();
+                    c.setAutoCommit(true);
+                    if (!("item " + (n * 40 + i + 1)).equals(got))
+                        throw new IllegalStateException("wrong item: " + got);
+                }
+            }
+        });
         check("24 threads over 4 server connections: no error, every answer right", errors.isEmpty());
         if (!errors.isEmpty())
             System.out.println("    " + errors.get(0));
@@ -289,6 +303,65 @@ public class JdbcScenarios {
         }
     }
 
+    /* "count min max" of the tenant ids of the rls_docs rows c sees with id > from. */
+    static String tenantRows(PreparedStatement ps, int from) throws SQLException {
+        ps.setInt(1, from);
+        try (ResultSet rs = ps.executeQuery()) {
+            rs.next();
+            return rs.getInt(1) + " " + rs.getInt(2) + " " + rs.getInt(3);
+        }
+    }
+
+    /* The SQLSTATE sql raises on c (null when it runs). */
+    static String stateOf(Connection c, String sql, String... params) {
+        try (PreparedStatement ps = c.prepareStatement(sql)) {
+            for (int i = 0; i < params.length; i++)
+                ps.setString(i + 1, params[i]);
+            ps.execute();
+            return null;
+        } catch (SQLException e) {
+            return e.getSQLState();
+        }
+    }
+
+    /* Row-level security (database app_rls): two tenants' threads share the pool's 4 server
+     * connections through named statements and transactions, and each sees only its rows;
+     * setting the attribute itself, by SET, set_config with Bind parameters or RESET ALL, is
+     * refused with 42501 and changes nothing. */
+    static void rowLevelSecurity() throws InterruptedException {
+        String rlsQuery = "SELECT count(*), min(tenant_id), max(tenant_id) FROM rls_docs WHERE id > ?";
+        List<String> errors = inThreads(16, t -> {
+            int tenant = t % 2 == 0 ? 3 : 7;
+            String want = "100 " + tenant + " " + tenant;
+            try (Connection c = connect("app_rls", "tenant" + tenant, "prepareThreshold=1");
+                 PreparedStatement ps = c.prepareStatement(rlsQuery)) {
+                for (int i = 0; i < 25; i++) {
+                    c.setAutoCommit(i % 2 == 0);
+                    String got = tenantRows(ps, 0);
+                    if (!c.getAutoCommit())
+                        c.commit();
+                    if (!want.equals(got))
+                        throw new IllegalStateException("tenant " + tenant + " saw " + got);
+                }
+            }
+        });
+        check("RLS: 16 threads of two tenants over 4 servers each see only their own rows", errors.isEmpty());
+        if (!errors.isEmpty())
+            System.out.println("    " + errors.get(0));
+        try (Connection c = connect("app_rls", "tenant3");
+             PreparedStatement ps = c.prepareStatement(rlsQuery)) {
+            check("RLS: SET app.tenant_id is refused with 42501",
+                  "42501".equals(stateOf(c, "SET app.tenant_id = 7")));
+            check("RLS: set_config(?, ?, false) with Bind parameters is refused with 42501",
+                  "42501".equals(stateOf(c, "SELECT set_config(?, ?, false)", "app.tenant_id", "7")));
+            check("RLS: RESET ALL is refused with 42501", "42501".equals(stateOf(c, "RESET ALL")));
+            check("RLS: after the refusals the client still sees only its rows",
+                  "100 3 3".equals(tenantRows(ps, 0)));
+        } catch (SQLException e) {
+            check("RLS: forgery attempts ran (" + e + ")", false);
+        }
+    }
+
     static final String MASKED_QUERY = "SELECT id, email, ssn FROM customers WHERE id <= ? ORDER BY id";
 
     /* Rows of MASKED_QUERY for ids <= 2 as "id email ssn" lines. */
@@ -353,6 +426,7 @@ public class JdbcScenarios {
         metadata();
         tls();
         federationScans();
+        rowLevelSecurity();
         masking();
         System.exit(failures.isEmpty() ? 0 : 1);
     }

@@ -9,6 +9,19 @@ cd "$(dirname "$0")/../.."
 dir="$LP_TEST_DIR/clients"
 mkdir -p "$dir"
 port=$(bash tests/lib/free_port.sh)
+# database NAME MODE SIZE: a database entry of the test PostgreSQL's lp_test
+database() {
+    cat <<YAML
+  $1:
+    host: 127.0.0.1
+    port: $LP_PGPORT
+    dbname: lp_test
+    user: lp_server
+    password: server-secret
+    tls: disable
+    pool: {mode: $2, size: $3, max_wait_ms: 30000}
+YAML
+}
 cat >"$dir/lakeproxy.yaml" <<YAML
 listen:
   host: 127.0.0.1
@@ -19,32 +32,26 @@ listen:
 admin:
   users: [alice]
 databases:
-  app:
-    host: 127.0.0.1
-    port: $LP_PGPORT
-    dbname: lp_test
-    user: lp_server
-    password: server-secret
-    tls: disable
-    pool:
-      mode: session
-      size: 25
-  app_txn:
-    host: 127.0.0.1
-    port: $LP_PGPORT
-    dbname: lp_test
-    user: lp_server
-    password: server-secret
-    tls: disable
-    pool:
-      mode: transaction
-      size: 4
-      max_wait_ms: 30000
+$(database app session 25)
+$(database app_txn transaction 4)
+$(database app_rls transaction 4)
 users:
   alice:
     password: alice-secret
   mallory:
     password: mallory-secret
+  tenant3:
+    password: tenant3-secret
+    attributes: {tenant_id: "3"}
+  tenant7:
+    password: tenant7-secret
+    attributes: {tenant_id: "7"}
+rls:
+  prefix: app
+  databases: [app_rls]
+  switch_role: true
+  default_role: lp_tenant
+  attributes: {tenant_id: attribute}
 masking:
   databases: [app_txn]
   rules:

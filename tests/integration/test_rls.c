@@ -757,3 +757,41 @@ Test(rls_one, a_changed_attribute_value_reaches_a_server_that_carried_the_old_on
     free(v);
     PQfinish(a);
 }
+
+/* pgjdbc runs SET extra_float_digits = 3 after login, which was refused under transaction
+ * pooling (it would stay on the server). lakeproxy now carries it with the client: on one
+ * server connection shared by two tenants, each keeps its own value, a value that changes
+ * what rows say (-15 rounds every float) never reaches the other, and RESET of a setting given
+ * at startup leaves nothing for the next client that gave it too. */
+Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *b = tenant(2);
+    /* each time, the other client runs right after the SET, on the server the SET ran on */
+    cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = 3"), "", "what pgjdbc sends");
+    EXPECT_QUERY_VALUE(b, "SHOW extra_float_digits", "1", "another client's SET stayed behind");
+    EXPECT_QUERY_VALUE(a, "SHOW extra_float_digits", "3", "the SET follows its client");
+    cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = -15"), "");
+    EXPECT_QUERY_VALUE(b, "SELECT pi()::text || ' ' || current_setting('extra_float_digits')",
+                       "3.141592653589793 1", "the other tenant's values are not rounded");
+    EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3", "rounded for the client that asked");
+    cr_expect_str_eq(query_sqlstate(a, "RESET extra_float_digits"), "");
+    EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3.141592653589793", "RESET follows too");
+    expect_own_view(a, 1, "carried settings");
+    expect_own_view(b, 2, "carried settings");
+    cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = 4"), "42501",
+                     "out of range: not carried, refused as other session-level SETs");
+    PQfinish(a);
+    PQfinish(b);
+
+    PGconn *c = proxy_connect(&px, "t3", "pw", "app", "options='-c statement_timeout=1234'");
+    PGconn *d = proxy_connect(&px, "t4", "pw", "app", "options='-c statement_timeout=1234'");
+    cr_assert(PQstatus(c) == CONNECTION_OK && PQstatus(d) == CONNECTION_OK, "%s",
+              PQerrorMessage(c));
+    cr_expect_str_eq(query_sqlstate(c, "RESET statement_timeout"), "");
+    EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms",
+                       "the next client's startup setting is applied again");
+    EXPECT_QUERY_VALUE(c, "SHOW statement_timeout", "0", "RESET follows its client");
+    PQfinish(c);
+    PQfinish(d);
+}

@@ -80,6 +80,14 @@ PGconn *pg_admin(const char *db);
 /* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
 char *query_value(PGconn *c, const char *sql);
 
+/* Expects sql's first value on c to be want (the rest: a message and its arguments). */
+#define EXPECT_QUERY_VALUE(c, sql, want, ...)                                                      \
+    do {                                                                                           \
+        char *value_ = query_value((c), (sql));                                                    \
+        cr_expect_str_eq(value_ ? value_ : "(no row)", (want), __VA_ARGS__);                       \
+        free(value_);                                                                              \
+    } while (0)
+
 /* Runs sql; returns the SQLSTATE of its error (static buffer) or "" on success. */
 const char *query_sqlstate(PGconn *c, const char *sql);
 

@@ -212,6 +212,46 @@ Test(guard, session_level_settings_are_flagged)
     }
 }
 
+/* Session-level changes lakeproxy carries with the client instead of refusing them: RESET of
+ * a carried setting (it cannot fail) and SET of extra_float_digits to a value the server
+ * takes (-15..3; pgjdbc sends SET extra_float_digits = 3 after login). */
+Test(guard, carried_settings_follow_the_client)
+{
+    static const struct {
+        const char *sql, *name, *value; /* name NULL: not carried */
+        bool flagged;
+    } t[] = {
+        {"SET extra_float_digits = 3", "extra_float_digits", "3", false},
+        {"SET extra_float_digits TO '2'", "extra_float_digits", "2", false},
+        {"set EXTRA_FLOAT_DIGITS = -15", "extra_float_digits", "-15", false},
+        {"SET extra_float_digits TO DEFAULT", "extra_float_digits", "", false},
+        {"RESET extra_float_digits", "extra_float_digits", "", false},
+        {"RESET statement_timeout", "statement_timeout", "", false},
+        {"RESET search_path", "search_path", "", false},
+        {"SET extra_float_digits = 4", NULL, NULL, true},
+        {"SET extra_float_digits = 'x'", NULL, NULL, true},
+        {"SET extra_float_digits = 1.5", NULL, NULL, true},
+        {"SET extra_float_digits = 1, 2", NULL, NULL, true},
+        {"SET LOCAL extra_float_digits = 3", NULL, NULL, false},
+        {"SELECT set_config('extra_float_digits', '3', false)", NULL, NULL, true},
+        {"SET statement_timeout = 1", NULL, NULL, true},
+        {"RESET work_mem", NULL, NULL, false},
+        {"RESET application_name", NULL, NULL, false},
+        {"RESET statement_timeout; RESET lock_timeout", "statement_timeout", "", true},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct guard_verdict v;
+        guard_check(t[i].sql, "app", &v);
+        cr_expect_not(v.refuse, "%s: %s", t[i].sql, v.reason);
+        cr_expect_eq(v.session_set, t[i].flagged, "%s", t[i].sql);
+        cr_expect_eq(v.carry, t[i].name != NULL, "%s", t[i].sql);
+        if (v.carry && t[i].name) {
+            cr_expect_str_eq(v.carry_name, t[i].name, "%s", t[i].sql);
+            cr_expect_str_eq(v.carry_value, t[i].value, "%s", t[i].sql);
+        }
+    }
+}
+
 Test(guard, reserved_names_alone_for_clients_without_rls)
 {
     struct guard_verdict v;
