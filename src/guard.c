@@ -165,31 +165,117 @@ static bool const_int(const PgQuery__Node *n, long *out)
     return *end == '\0';
 }
 
-/* A session-level SET or RESET that lakeproxy carries with the client (see carry in
- * guard.h): true when s is one, noted in the verdict. A value the server could refuse is not
- * carried: every later server connection of the client would fail to take it. One per
- * statement text. */
-static bool note_carried_set(struct check *k, const PgQuery__VariableSetStmt *s)
+/* The boolean an argument node holds (true, 'off', 1 ...); false when anything else. */
+static bool const_bool(const PgQuery__Node *n, bool *out)
 {
-    long v = 0;
-    const char *canon = s->name ? params_settable_name(s->name) : NULL;
-    bool reset = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_DEFAULT ||
-                 s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET;
-    bool assigns = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE && s->n_args == 1 &&
-                   canon && strcmp(canon, "extra_float_digits") == 0 && const_int(s->args[0], &v) &&
-                   v >= -15 && v <= 3;
-    if (!canon || follows_client(canon) || (!reset && !assigns))
-        return false;
-    if (k->out->carry) { /* a second one in the text: refused, as uncarried SETs are */
-        note_session_set(k, canon);
+    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false",
+                                                                                "no", "0"};
+    long i;
+    if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL) {
+        *out = n->a_const->boolval && n->a_const->boolval->boolval;
         return true;
     }
-    k->out->carry = true;
-    snprintf(k->out->carry_name, sizeof(k->out->carry_name), "%s", canon);
-    if (reset)
-        k->out->carry_value[0] = '\0';
-    else
-        snprintf(k->out->carry_value, sizeof(k->out->carry_value), "%ld", v);
+    if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        n->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL && const_int(n, &i) &&
+        (i == 0 || i == 1)) {
+        *out = i == 1;
+        return true;
+    }
+    const char *v = const_string(n);
+    for (size_t j = 0; v && j < 4; j++)
+        if (strcasecmp(v, yes[j]) == 0 || strcasecmp(v, no[j]) == 0) {
+            *out = strcasecmp(v, yes[j]) == 0;
+            return true;
+        }
+    return false;
+}
+
+/* The value node v gives carried setting canon, in a spelling the server takes, when the
+ * server cannot refuse it; NULL otherwise. out (outsz bytes) may hold the text. */
+static const char *carried_value(const char *canon, const PgQuery__Node *v, char *out, size_t outsz)
+{
+    static const char *const levels[] = {"serializable", "repeatable read", "read committed",
+                                         "read uncommitted"};
+    long n;
+    bool b;
+    if (strcmp(canon, "extra_float_digits") == 0) {
+        if (!const_int(v, &n) || n < -15 || n > 3)
+            return NULL;
+        snprintf(out, outsz, "%ld", n);
+        return out;
+    }
+    if (strcmp(canon, "default_transaction_isolation") == 0) {
+        const char *level = const_string(v);
+        for (size_t i = 0; level && i < sizeof(levels) / sizeof(levels[0]); i++)
+            if (strcasecmp(level, levels[i]) == 0)
+                return levels[i];
+        return NULL;
+    }
+    if (strcmp(canon, "default_transaction_read_only") == 0 ||
+        strcmp(canon, "default_transaction_deferrable") == 0)
+        return const_bool(v, &b) ? (b ? "on" : "off") : NULL;
+    return NULL;
+}
+
+/* The changes a carried SET or RESET makes (names canonical, "" values for RESET): their
+ * number, 0 when s is not one. SET SESSION CHARACTERISTICS AS TRANSACTION sets the
+ * default_transaction_* settings of its modes. */
+static size_t carried_changes(const PgQuery__VariableSetStmt *s, struct guard_carry *out,
+                              size_t max)
+{
+    const char *canon = s->name ? params_settable_name(s->name) : NULL;
+    const char *v;
+    switch (s->kind) {
+    case PG_QUERY__VARIABLE_SET_KIND__VAR_SET_DEFAULT:
+    case PG_QUERY__VARIABLE_SET_KIND__VAR_RESET: v = ""; break;
+    case PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE:
+        v = canon && s->n_args == 1
+                ? carried_value(canon, s->args[0], out[0].value, sizeof(out[0].value))
+                : NULL;
+        break;
+    case PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI:
+        if (!s->name || strcasecmp(s->name, "SESSION CHARACTERISTICS") != 0 || s->n_args > max)
+            return 0;
+        for (size_t i = 0; i < s->n_args; i++) {
+            const PgQuery__Node *a = s->args[i];
+            char name[64];
+            if (a->node_case != PG_QUERY__NODE__NODE_DEF_ELEM || !a->def_elem->defname)
+                return 0;
+            snprintf(name, sizeof(name), "default_%s", a->def_elem->defname);
+            if (!(canon = params_settable_name(name)) ||
+                !(v = carried_value(canon, a->def_elem->arg, out[i].value, sizeof(out[i].value))))
+                return 0;
+            snprintf(out[i].name, sizeof(out[i].name), "%s", canon);
+            if (v != out[i].value)
+                snprintf(out[i].value, sizeof(out[i].value), "%s", v);
+        }
+        return s->n_args;
+    default: return 0;
+    }
+    if (!canon || follows_client(canon) || !v)
+        return 0;
+    snprintf(out[0].name, sizeof(out[0].name), "%s", canon);
+    if (v != out[0].value)
+        snprintf(out[0].value, sizeof(out[0].value), "%s", v);
+    return 1;
+}
+
+/* A session-level SET or RESET that lakeproxy carries with the client (see carry in
+ * guard.h): true when s is one, noted in the verdict. A value the server could refuse is not
+ * carried: every later server connection of the client would fail to take it. */
+static bool note_carried_set(struct check *k, const PgQuery__VariableSetStmt *s)
+{
+    struct guard_carry found[GUARD_MAX_CARRY];
+    size_t n = carried_changes(s, found, GUARD_MAX_CARRY);
+    if (n == 0)
+        return false;
+    if ((size_t)k->out->n_carry + n > GUARD_MAX_CARRY) { /* refused, as uncarried SETs are */
+        note_session_set(k, found[0].name);
+        return true;
+    }
+    memcpy(&k->out->carry[k->out->n_carry], found, n * sizeof(found[0]));
+    k->out->n_carry += (int)n;
     return true;
 }
 

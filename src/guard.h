@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define GUARD_MAX_CARRY 4
+
 struct guard_verdict {
     bool refuse;      /* the statement must not reach the server (SQLSTATE 42501) */
     bool retire;      /* it leaves state that outlives the transaction on the server (a
@@ -17,13 +19,16 @@ struct guard_verdict {
     bool session_set; /* it changes a session-level setting that does not follow the client
                          from server to server: refused under transaction pooling */
     char session_reason[320];
-    /* a session-level change the server cannot refuse of a setting lakeproxy carries from
-     * server to server (params.h): RESET of any, and SET of extra_float_digits to -15..3
-     * (the JDBC driver sets it after login). Under transaction pooling it follows the client
-     * instead of staying behind. carry_value "" means RESET; carry_name is the canonical
-     * spelling. */
-    bool carry;
-    char carry_name[48], carry_value[8];
+    /* session-level changes the server cannot refuse of settings lakeproxy carries from
+     * server to server (params.h): RESET of any; SET of extra_float_digits to -15..3 (the
+     * JDBC driver sets it after login), of default_transaction_isolation, _read_only and
+     * _deferrable, also as SET SESSION CHARACTERISTICS AS TRANSACTION ... (JDBC's
+     * setTransactionIsolation). Under transaction pooling they follow the client instead of
+     * staying behind. A value "" means RESET; names are in the canonical spelling. */
+    int n_carry;
+    struct guard_carry {
+        char name[40], value[20];
+    } carry[GUARD_MAX_CARRY];
 };
 
 /* lakeproxy's own prepared statements on servers are named with this prefix; clients cannot

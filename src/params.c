@@ -25,6 +25,7 @@ static const char *const settable[] = {
     "idle_in_transaction_session_timeout",
     "default_transaction_isolation",
     "default_transaction_read_only",
+    "default_transaction_deferrable",
     "bytea_output",
 };
 

@@ -258,19 +258,24 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
     return check_masking(c, type, sql, err);
 }
 
-/* A carried SET or RESET (guard.h): the client's settings take it, to be applied on every
+/* Carried SETs and RESETs (guard.h): the client's settings take them, to be applied on every
  * server that serves it, and its server's record of what it was given says "unknown" (the
  * statement may yet fail or be rolled back), so that the next client it serves gets SET or
  * RESET again. False when the client's settings are full. */
-static bool carry_setting(struct client *c, const struct guard_verdict *v)
+static bool carry_settings(struct client *c, const struct guard_verdict *v)
 {
-    if (v->carry_value[0] && !param_put(&c->wanted, v->carry_name, v->carry_value))
-        return false;
-    if (!v->carry_value[0])
-        param_remove(&c->wanted, v->carry_name);
-    /* no value the client wants can equal this one: a value with a control character fails
-     * on the server, when it is applied at the client's first server */
-    return !c->server || param_put(&c->server->applied, v->carry_name, "\x01unknown");
+    for (int i = 0; i < v->n_carry; i++) {
+        const struct guard_carry *g = &v->carry[i];
+        if (g->value[0] && !param_put(&c->wanted, g->name, g->value))
+            return false;
+        if (!g->value[0])
+            param_remove(&c->wanted, g->name);
+        /* no value the client wants can equal this one: a value with a control character
+         * fails on the server, when it is applied at the client's first server */
+        if (c->server && !param_put(&c->server->applied, g->name, "\x01unknown"))
+            return false;
+    }
+    return true;
 }
 
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
@@ -304,7 +309,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         return refuse(c, type, v->reason, err);
     if (v->session_set && pool_mode_of(c->pool)->shares_servers)
         return refuse(c, type, v->session_reason, err);
-    if (v->carry && pool_mode_of(c->pool)->shares_servers && !carry_setting(c, v))
+    if (v->n_carry && pool_mode_of(c->pool)->shares_servers && !carry_settings(c, v))
         return refuse(c, type, "too many session parameters for lakeproxy to carry", err);
     return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
 }

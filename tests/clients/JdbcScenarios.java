@@ -357,6 +357,16 @@ public class JdbcScenarios {
             check("RLS: RESET ALL is refused with 42501", "42501".equals(stateOf(c, "RESET ALL")));
             check("RLS: after the refusals the client still sees only its rows",
                   "100 3 3".equals(tenantRows(ps, 0)));
+            c.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
+            c.setAutoCommit(false);
+            String iso;
+            try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SHOW transaction_isolation")) {
+                rs.next();
+                iso = rs.getString(1);
+            }
+            c.commit();
+            check("RLS: setTransactionIsolation(SERIALIZABLE) holds in the next transaction",
+                  "serializable".equals(iso));
         } catch (SQLException e) {
             check("RLS: forgery attempts ran (" + e + ")", false);
         }

@@ -758,11 +758,12 @@ Test(rls_one, a_changed_attribute_value_reaches_a_server_that_carried_the_old_on
     PQfinish(a);
 }
 
-/* pgjdbc runs SET extra_float_digits = 3 after login, which was refused under transaction
- * pooling (it would stay on the server). lakeproxy now carries it with the client: on one
- * server connection shared by two tenants, each keeps its own value, a value that changes
- * what rows say (-15 rounds every float) never reaches the other, and RESET of a setting given
- * at startup leaves nothing for the next client that gave it too. */
+/* pgjdbc runs SET extra_float_digits = 3 after login, and SET SESSION CHARACTERISTICS for
+ * setTransactionIsolation, which were refused under transaction pooling (they would stay on
+ * the server). lakeproxy now carries them with the client: on one server connection shared by
+ * two tenants, each keeps its own values, a value that changes what rows say (-15 rounds every
+ * float) never reaches the other, and RESET of a setting given at startup leaves nothing for
+ * the next client that gave it too. */
 Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init = start_txn1,
      .fini = stop_proxy)
 {
@@ -777,6 +778,18 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3", "rounded for the client that asked");
     cr_expect_str_eq(query_sqlstate(a, "RESET extra_float_digits"), "");
     EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3.141592653589793", "RESET follows too");
+    /* pgjdbc's setTransactionIsolation and a read-only session */
+    cr_expect_str_eq(query_sqlstate(a, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION "
+                                       "LEVEL SERIALIZABLE, READ ONLY"),
+                     "");
+    EXPECT_QUERY_VALUE(b,
+                       "SELECT current_setting('transaction_isolation') || ' ' || "
+                       "current_setting('transaction_read_only')",
+                       "read committed off", "another client's isolation stayed behind");
+    EXPECT_QUERY_VALUE(a,
+                       "SELECT current_setting('transaction_isolation') || ' ' || "
+                       "current_setting('transaction_read_only')",
+                       "serializable on", "the transaction modes follow their client");
     expect_own_view(a, 1, "carried settings");
     expect_own_view(b, 2, "carried settings");
     cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = 4"), "42501",

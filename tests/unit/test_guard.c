@@ -194,7 +194,7 @@ Test(guard, session_level_settings_are_flagged)
         {"SET SESSION row_security = off", true},
         {"SELECT set_config('work_mem', '1MB', false)", true},
         {"SELECT set_config('work_mem', '1MB', $1)", true},
-        {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", true},
+        {"SET search_path = a, b", true},
         {"SET statement_timeout FROM CURRENT", true},
         {"SET LOCAL statement_timeout = 1", false},
         {"SELECT set_config('work_mem', '1MB', true)", false},
@@ -213,42 +213,60 @@ Test(guard, session_level_settings_are_flagged)
 }
 
 /* Session-level changes lakeproxy carries with the client instead of refusing them: RESET of
- * a carried setting (it cannot fail) and SET of extra_float_digits to a value the server
- * takes (-15..3; pgjdbc sends SET extra_float_digits = 3 after login). */
+ * a carried setting (it cannot fail), SET of extra_float_digits to a value the server takes
+ * (-15..3; pgjdbc sends SET extra_float_digits = 3 after login) and of the default
+ * transaction modes, also through SET SESSION CHARACTERISTICS (pgjdbc's
+ * setTransactionIsolation). */
 Test(guard, carried_settings_follow_the_client)
 {
     static const struct {
-        const char *sql, *name, *value; /* name NULL: not carried */
+        const char *sql;
+        const char *carried; /* "name=value;..." as carried, NULL: nothing */
         bool flagged;
     } t[] = {
-        {"SET extra_float_digits = 3", "extra_float_digits", "3", false},
-        {"SET extra_float_digits TO '2'", "extra_float_digits", "2", false},
-        {"set EXTRA_FLOAT_DIGITS = -15", "extra_float_digits", "-15", false},
-        {"SET extra_float_digits TO DEFAULT", "extra_float_digits", "", false},
-        {"RESET extra_float_digits", "extra_float_digits", "", false},
-        {"RESET statement_timeout", "statement_timeout", "", false},
-        {"RESET search_path", "search_path", "", false},
-        {"SET extra_float_digits = 4", NULL, NULL, true},
-        {"SET extra_float_digits = 'x'", NULL, NULL, true},
-        {"SET extra_float_digits = 1.5", NULL, NULL, true},
-        {"SET extra_float_digits = 1, 2", NULL, NULL, true},
-        {"SET LOCAL extra_float_digits = 3", NULL, NULL, false},
-        {"SELECT set_config('extra_float_digits', '3', false)", NULL, NULL, true},
-        {"SET statement_timeout = 1", NULL, NULL, true},
-        {"RESET work_mem", NULL, NULL, false},
-        {"RESET application_name", NULL, NULL, false},
-        {"RESET statement_timeout; RESET lock_timeout", "statement_timeout", "", true},
+        {"SET extra_float_digits = 3", "extra_float_digits=3;", false},
+        {"SET extra_float_digits TO '2'", "extra_float_digits=2;", false},
+        {"set EXTRA_FLOAT_DIGITS = -15", "extra_float_digits=-15;", false},
+        {"SET extra_float_digits TO DEFAULT", "extra_float_digits=;", false},
+        {"RESET extra_float_digits", "extra_float_digits=;", false},
+        {"RESET statement_timeout", "statement_timeout=;", false},
+        {"RESET search_path", "search_path=;", false},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+         "default_transaction_isolation=serializable;", false},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",
+         "default_transaction_isolation=read committed;default_transaction_read_only=on;", false},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE, NOT DEFERRABLE",
+         "default_transaction_read_only=off;default_transaction_deferrable=off;", false},
+        {"SET default_transaction_isolation = 'repeatable read'",
+         "default_transaction_isolation=repeatable read;", false},
+        {"SET default_transaction_read_only = on", "default_transaction_read_only=on;", false},
+        {"SET default_transaction_read_only TO false", "default_transaction_read_only=off;", false},
+        {"SET default_transaction_isolation = 'chaos'", NULL, true},
+        {"SET default_transaction_read_only = maybe", NULL, true},
+        {"SET extra_float_digits = 4", NULL, true},
+        {"SET extra_float_digits = 'x'", NULL, true},
+        {"SET extra_float_digits = 1.5", NULL, true},
+        {"SET extra_float_digits = 1, 2", NULL, true},
+        {"SET LOCAL extra_float_digits = 3", NULL, false},
+        {"SELECT set_config('extra_float_digits', '3', false)", NULL, true},
+        {"SET statement_timeout = 1", NULL, true},
+        {"RESET work_mem", NULL, false},
+        {"RESET application_name", NULL, false},
+        {"RESET statement_timeout; RESET lock_timeout", "statement_timeout=;lock_timeout=;", false},
+        {"RESET statement_timeout; RESET lock_timeout; RESET search_path; RESET bytea_output; "
+         "RESET extra_float_digits",
+         "statement_timeout=;lock_timeout=;search_path=;bytea_output=;", true},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         struct guard_verdict v;
         guard_check(t[i].sql, "app", &v);
         cr_expect_not(v.refuse, "%s: %s", t[i].sql, v.reason);
         cr_expect_eq(v.session_set, t[i].flagged, "%s", t[i].sql);
-        cr_expect_eq(v.carry, t[i].name != NULL, "%s", t[i].sql);
-        if (v.carry && t[i].name) {
-            cr_expect_str_eq(v.carry_name, t[i].name, "%s", t[i].sql);
-            cr_expect_str_eq(v.carry_value, t[i].value, "%s", t[i].sql);
-        }
+        char got[512] = "";
+        for (int j = 0; j < v.n_carry; j++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s=%s;", v.carry[j].name,
+                     v.carry[j].value);
+        cr_expect_str_eq(got, t[i].carried ? t[i].carried : "", "%s", t[i].sql);
     }
 }
 
