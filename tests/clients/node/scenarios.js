@@ -2,7 +2,8 @@
 // node-postgres sends a named statement's Parse once per connection and only Bind/Execute
 // after it, reads a cursor through a portal with Execute row limits and Flush (no Sync until
 // the cursor closes), and runs queries without parameters as simple Query messages: each must
-// give the rows a direct connection gives, and a masked user masked values whatever is used.
+// give the rows a direct connection gives, a tenant under row-level security its own rows only,
+// and a masked user masked values whatever is used.
 //   node scenarios.js HOST PORT
 // Prints "ok - ..." or "not ok - ..." per check; exits 0 when all pass.
 'use strict';
@@ -152,6 +153,39 @@ async function tls() {
   await c.end();
 }
 
+// Row-level security (database app_rls): two tenants' clients share the pool's 4 server
+// connections through named statements, each sees only its rows, and setting the attribute
+// itself is refused (42501) without changing what the client sees.
+async function rowLevelSecurity() {
+  const text = 'SELECT count(*)::int AS n, min(tenant_id) AS lo, max(tenant_id) AS hi FROM rls_docs WHERE id > $1';
+  const errs = [];
+  await Promise.all(Array.from({ length: 12 }, async (_, n) => {
+    const tenant = n % 2 === 0 ? 3 : 7;
+    try {
+      const c = await connect(`tenant${tenant}`, { database: 'app_rls' });
+      for (let i = 0; i < 20; i++) {
+        const r = await c.query({ name: 'docs', text, values: [0] });
+        const row = r.rows[0];
+        if (row.n !== 100 || row.lo !== tenant || row.hi !== tenant) {
+          throw new Error(`tenant ${tenant} saw ${JSON.stringify(row)}`);
+        }
+      }
+      await c.end();
+    } catch (e) {
+      errs.push(String(e));
+    }
+  }));
+  check('RLS: 12 clients of two tenants over 4 servers each see only their own rows', errs.length === 0);
+  if (errs.length) console.log(`    ${errs[0]}`);
+  const c = await connect('tenant3', { database: 'app_rls' });
+  let code = null;
+  try { await c.query('SELECT set_config($1, $2, false)', ['app.tenant_id', '7']); } catch (e) { code = e.code; }
+  check('RLS: set_config($1, $2, false) is refused with 42501', code === '42501');
+  const r = await c.query({ name: 'docs', text, values: [0] });
+  check('RLS: after the refusal the client still sees only its rows', r.rows[0].lo === 3 && r.rows[0].hi === 3);
+  await c.end();
+}
+
 const MASKED = 'SELECT id, email, ssn FROM customers WHERE id <= $1 ORDER BY id';
 const WANT = '1 a***@example.com ****3333|2 g***@navy.example ****6666';
 const lines = (rows) => rows.map((r) => `${r.id} ${r.email} ${r.ssn}`).join('|');
@@ -184,7 +218,7 @@ async function masking() {
 
 (async () => {
   for (const scenario of [namedStatements, errors, transaction, multiStatement, cursors,
-    manyClients, applicationName, tls, masking]) {
+    manyClients, applicationName, tls, rowLevelSecurity, masking]) {
     try {
       await scenario();
     } catch (e) {
