@@ -58,6 +58,7 @@ struct check {
     size_t prefix_len;
     struct guard_verdict *out;
     bool reads_settings_view; /* names pg_settings, whose UPDATE rule calls set_config */
+    bool alters_defaults;     /* ALTER ROLE/DATABASE/SYSTEM ... SET or RESET */
     bool writes;              /* an INSERT, UPDATE, DELETE, MERGE or a view or table made */
 };
 
@@ -528,6 +529,10 @@ static void check_node(struct check *k, const ProtobufCMessage *m)
         check_call(k, (const PgQuery__FuncCall *)m);
     else if (d == &pg_query__do_stmt__descriptor)
         refuse(k, "DO blocks are not allowed: they run code the guard cannot check", NULL);
+    else if (d == &pg_query__alter_role_set_stmt__descriptor ||
+             d == &pg_query__alter_database_set_stmt__descriptor ||
+             d == &pg_query__alter_system_stmt__descriptor)
+        k->alters_defaults = true;
     else if (d == &pg_query__discard_stmt__descriptor &&
              ((const PgQuery__DiscardStmt *)m)->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL)
         refuse(k, "DISCARD ALL is not allowed: lakeproxy resets server connections itself", NULL);
@@ -593,6 +598,11 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
     bool parsed = sqlinfo_walk(sql, visit, &k, err, sizeof(err));
     if (parsed && k.reads_settings_view && k.writes)
         refuse(&k, "writing through pg_settings is not allowed: its rules change settings", NULL);
+    if (parsed && k.alters_defaults) /* after the walk: a protected name's reason comes first */
+        refuse(&k,
+               "ALTER ROLE, DATABASE or SYSTEM ... SET/RESET is not allowed under row-level "
+               "security: it changes the settings every client's server connections start with",
+               NULL);
     if (!parsed) {
         memset(out, 0, sizeof(*out));
         out->refuse = true;

@@ -67,7 +67,21 @@ static uint8_t statement_effects(struct client *c, const char *sql)
         e |= STMT_FORGETS;
     if ((c->rls || c->mask.n_applied > 0) && policy_statement_retires(c, sql))
         e |= STMT_RETIRES;
+    if (policy_statement_carries(c, sql))
+        e |= STMT_CARRIES;
     return e;
+}
+
+/* A Bind of c's statement st (NULL: by name, its unnamed one when name is ""): one that
+ * carries session settings takes them again, for the client and for the server it runs on.
+ * False when the client's settings are full. */
+static bool carry_on_bind(struct client *c, const struct client_stmt *st, const char *name)
+{
+    if (st)
+        return !(st->effects & STMT_CARRIES) || policy_carry(c, (const char *)st->parse_rest);
+    if (!*name && c->unnamed_parse && (c->unnamed_effects & STMT_CARRIES))
+        return policy_carry(c, (const char *)c->unnamed_parse);
+    return true;
 }
 
 /* Marks s with the effects of a statement prepared or run there: every server it reaches,
@@ -276,6 +290,10 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         static char msg[200];
         policy_mask_budget_message(c, msg, sizeof(msg));
         *err = msg;
+        return RV_ERROR;
+    }
+    if (!carry_on_bind(c, st, name)) {
+        *err = "too many session parameters for lakeproxy to carry";
         return RV_ERROR;
     }
     const char *target;

@@ -258,24 +258,42 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
     return check_masking(c, type, sql, err);
 }
 
-/* Carried SETs and RESETs (guard.h): the client's settings take them, to be applied on every
- * server that serves it, and its server's record of what it was given says "unknown" (the
- * statement may yet fail or be rolled back), so that the next client it serves gets SET or
- * RESET again. False when the client's settings are full. */
-static bool carry_settings(struct client *c, const struct guard_verdict *v)
+/* Carried SETs and RESETs (guard.h), all or none: the client's settings take them, to be
+ * applied on every server that serves it, and its server's record of what it was given says
+ * "unknown" (the statement may yet fail or be rolled back), so that the next client it serves
+ * gets SET or RESET again. False, changing nothing, when the client's settings are full. */
+static bool carry_settings(struct client *c, const struct guard_carry *carry, int n)
 {
-    for (int i = 0; i < v->n_carry; i++) {
-        const struct guard_carry *g = &v->carry[i];
-        if (g->value[0] && !param_put(&c->wanted, g->name, g->value))
-            return false;
-        if (!g->value[0])
-            param_remove(&c->wanted, g->name);
+    size_t added = 0;
+    for (int i = 0; i < n; i++)
+        added += carry[i].value[0] && !param_get(&c->wanted, carry[i].name);
+    if (c->wanted.n + added > MAX_TRACKED_PARAMS ||
+        (c->server && c->server->applied.n + (size_t)n > MAX_TRACKED_PARAMS))
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (carry[i].value[0])
+            param_put(&c->wanted, carry[i].name, carry[i].value);
+        else
+            param_remove(&c->wanted, carry[i].name);
         /* no value the client wants can equal this one: a value with a control character
          * fails on the server, when it is applied at the client's first server */
-        if (c->server && !param_put(&c->server->applied, g->name, "\x01unknown"))
-            return false;
+        if (c->server)
+            param_put(&c->server->applied, carry[i].name, "\x01unknown");
     }
     return true;
+}
+
+bool policy_statement_carries(struct client *c, const char *sql)
+{
+    return c->rls && guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix)->n_carry > 0;
+}
+
+bool policy_carry(struct client *c, const char *sql)
+{
+    if (!c->rls || !pool_mode_of(c->pool)->shares_servers)
+        return true;
+    const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix);
+    return carry_settings(c, v->carry, v->n_carry);
 }
 
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
@@ -309,9 +327,15 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         return refuse(c, type, v->reason, err);
     if (v->session_set && pool_mode_of(c->pool)->shares_servers)
         return refuse(c, type, v->session_reason, err);
-    if (v->n_carry && pool_mode_of(c->pool)->shares_servers && !carry_settings(c, v))
+    /* a simple Query's carried changes are taken now, once it may run; a Parse's at each
+     * Bind (policy_carry): a statement may be prepared once and run many times, or never */
+    struct guard_carry carry[GUARD_MAX_CARRY];
+    int n_carry = type == 'Q' && pool_mode_of(c->pool)->shares_servers ? v->n_carry : 0;
+    memcpy(carry, v->carry, (size_t)n_carry * sizeof(carry[0]));
+    enum policy_result r = masked ? check_masking(c, type, sql, err) : POLICY_PASS;
+    if (r == POLICY_PASS && n_carry > 0 && !carry_settings(c, carry, n_carry))
         return refuse(c, type, "too many session parameters for lakeproxy to carry", err);
-    return masked ? check_masking(c, type, sql, err) : POLICY_PASS;
+    return r;
 }
 
 bool policy_statement_retires(struct client *c, const char *sql)

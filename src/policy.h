@@ -27,6 +27,15 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
  * transaction (the guard's retire verdict)? */
 bool policy_statement_retires(struct client *c, const char *sql);
 
+/* Does sql, prepared by client c under RLS, make session-level changes lakeproxy carries with
+ * the client (the guard's carry verdict)? */
+bool policy_statement_carries(struct client *c, const char *sql);
+
+/* A run of such a prepared statement (its Bind) under transaction pooling: the client's
+ * settings take its changes, and its server's record of them says unknown. False when the
+ * client's settings are full. */
+bool policy_carry(struct client *c, const char *sql);
+
 /* Server side: does this ErrorResponse answer a stand-in? Then the client's error has been
  * written in its place and true is returned (drop the server's). */
 bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len);

@@ -36,6 +36,9 @@ struct client_stmt {
 #define STMT_FORGETS 1
 /* One that leaves state outliving the transaction (the RLS guard's retire verdict). */
 #define STMT_RETIRES 2
+/* One that makes session-level changes lakeproxy carries with the client (the RLS guard's
+ * carry verdict): taken again at every run. */
+#define STMT_CARRIES 4
 
 /* A client's statements, found by name through chains keyed with the process's secret
  * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */

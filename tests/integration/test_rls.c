@@ -144,6 +144,8 @@ static const struct {
     {"DO $$ BEGIN PERFORM set_config('app.tenant_id', '1', false); END $$", SIMPLE},
     {"DISCARD ALL", SIMPLE},
     {"ALTER ROLE lp_tenant SET app.tenant_id = '1'", SIMPLE},
+    {"ALTER ROLE CURRENT_USER SET extra_float_digits = -15", SIMPLE},
+    {"ALTER DATABASE lp_test SET default_transaction_read_only = on", SIMPLE},
     {"SELECT query_to_xml('select set_config(''app.tenant_id'', ''1'', false)', true, false, '')",
      SIMPLE},
     {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
@@ -778,6 +780,18 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3", "rounded for the client that asked");
     cr_expect_str_eq(query_sqlstate(a, "RESET extra_float_digits"), "");
     EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3.141592653589793", "RESET follows too");
+    /* a prepared SET is taken again at every run: prepared, undone, then run */
+    PGresult *r = PQprepare(a, "efd", "SET extra_float_digits = -15", 0, NULL);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(a, "RESET extra_float_digits"), "");
+    r = PQexecPrepared(a, "efd", 0, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    EXPECT_QUERY_VALUE(b, "SELECT pi()::text", "3.141592653589793",
+                       "a prepared SET run later stayed behind for the other tenant");
+    EXPECT_QUERY_VALUE(a, "SELECT pi()::text", "3", "the prepared SET follows its client");
+    cr_expect_str_eq(query_sqlstate(a, "RESET extra_float_digits"), "");
     /* pgjdbc's setTransactionIsolation and a read-only session */
     cr_expect_str_eq(query_sqlstate(a, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION "
                                        "LEVEL SERIALIZABLE, READ ONLY"),
