@@ -162,7 +162,7 @@ static bool const_int(const PgQuery__Node *n, long *out)
     char *end;
     if (!v || !*v)
         return false;
-    *out = strtol(v, &end, 10);
+    *out = strtol(v, &end, 0); /* base 0, as PostgreSQL reads integer settings: 010 is 8 */
     return *end == '\0';
 }
 

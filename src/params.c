@@ -12,6 +12,7 @@
 
 /* Parameters a client may set at startup, with the spelling the server uses. */
 static const char *const settable[] = {
+    /* at most MAX_TRACKED_PARAMS */
     "application_name",
     "client_encoding",
     "DateStyle",
@@ -35,6 +36,12 @@ const char *params_settable_name(const char *name)
         if (strcasecmp(name, settable[i]) == 0)
             return settable[i];
     return NULL;
+}
+
+void params_mark_unknown(struct param_set *applied)
+{
+    for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
+        param_put(applied, settable[i], PARAM_UNKNOWN);
 }
 
 const char *param_get(const struct param_set *s, const char *name)

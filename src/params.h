@@ -19,6 +19,15 @@ void param_remove(struct param_set *s, const char *name);
 /* The server's spelling of a parameter clients may set, or NULL when it is not one. */
 const char *params_settable_name(const char *name);
 
+/* What a server's record of applied settings holds for one whose value there is not known: no
+ * value a client wants equals it (one with a control character fails on the server when it is
+ * applied at the client's first server), so the next link sets or resets it. */
+#define PARAM_UNKNOWN "\x01unknown"
+
+/* Marks every parameter clients may set as PARAM_UNKNOWN in applied (a server whose settings
+ * a statement may have changed unseen). */
+void params_mark_unknown(struct param_set *applied);
+
 /* Settings outside the tracked list that the caller accepts anyway (the rls attributes a
  * client may set): names for which accept(arg, name) is true go to out, lower-cased. */
 struct param_custom {

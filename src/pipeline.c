@@ -11,6 +11,7 @@
 #include "guard.h"
 #include "log.h"
 #include "maskwire.h"
+#include "params.h"
 #include "policy.h"
 #include "poolmode.h"
 #include "proto.h"
@@ -561,8 +562,16 @@ static void undo_skipped(void *arg, const struct reply *r)
     struct server *s = arg;
     if (r->kind == RK_DROP_CLOSE)
         s->stmts_unknown = true;
-    else
+    else if (r->kind != RK_CLOSE && r->stmt[0])
         server_stmt_remove(&s->stmts, r->stmt);
+    else { /* an unnamed Parse or a Close, skipped: the server's unnamed statement is an older
+              one than its client's records say. A Bind "" pipelined behind it may already be
+              on its way and run the older one, whose carried settings (guard.h) nobody took:
+              whatever it set is reset for the next client. Later Binds prepare the client's
+              statement again. */
+        s->unnamed_of = 0;
+        params_mark_unknown(&s->applied);
+    }
 }
 
 static bool fake_next(const struct server *s)

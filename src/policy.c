@@ -275,10 +275,8 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
             param_put(&c->wanted, carry[i].name, carry[i].value);
         else
             param_remove(&c->wanted, carry[i].name);
-        /* no value the client wants can equal this one: a value with a control character
-         * fails on the server, when it is applied at the client's first server */
         if (c->server)
-            param_put(&c->server->applied, carry[i].name, "\x01unknown");
+            param_put(&c->server->applied, carry[i].name, PARAM_UNKNOWN);
     }
     return true;
 }

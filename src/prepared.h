@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STMT_NAME_LEN 24      /* "lp_" + 16 hex + NUL, padded */
+#define STMT_NAME_LEN 40      /* "lp_" + 32 hex + NUL, padded */
 #define SERVER_STMT_CACHE 256 /* statements kept prepared per server connection */
 #define CLIENT_STMT_MAX 10000 /* named statements one client may hold */
 /* Bytes of statement text one client's named statements may hold together (at least: a
@@ -131,9 +131,9 @@ enum rq_action {
 enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
 
 /* Pops every entry before the next RK_SYNC (the server skips those messages after an error);
- * each one that would have changed the server's statements (a named Parse, an eviction's
- * Close) is reported through on_skipped first. Returns how many simple Queries (RK_QUERY) were
- * among them: they will never see their ReadyForQuery. */
+ * each one that would have changed the server's statements (a Parse, named or not, an
+ * eviction's Close, a client's Close) is reported through on_skipped first. Returns how many simple
+ * Queries (RK_QUERY) were among them: they will never see their ReadyForQuery. */
 size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, const struct reply *),
                           void *arg);
 

@@ -822,3 +822,52 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     PQfinish(c);
     PQfinish(d);
 }
+
+/* Reads pipeline results up to the n-th sync; the value of the last row returned (into out) or
+ * "" when none. */
+static void pipeline_drain(PGconn *c, int n, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    for (int syncs = 0; syncs < n;) {
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            continue; /* the end of one query's results */
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+            syncs++;
+        else if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(out, outsz, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+}
+
+/* Red team: after an error the server skips the client's next unnamed Parse, so its unnamed
+ * statement stays the older one while lakeproxy's records hold the newer. A Bind "" pipelined
+ * behind it ran the older one, a carried SET, without its carry: the next tenant on the server
+ * got the value. Now a skipped unnamed Parse resets every client-settable setting for the next
+ * client, and later Binds "" prepare what the client last parsed. */
+Test(rls_one, a_skipped_unnamed_parse_cannot_leave_a_setting_behind, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *b = tenant(2);
+    char last[64];
+    cr_assert(PQenterPipelineMode(a));
+    cr_assert(PQsendPrepare(a, "", "SET extra_float_digits = -15", 0, NULL));
+    cr_assert(PQsendQueryPrepared(a, "no_such_statement", 0, NULL, NULL, NULL, 0));
+    cr_assert(PQsendPrepare(a, "", "SELECT 'the newer one'", 0, NULL)); /* skipped */
+    cr_assert(PQpipelineSync(a));
+    cr_assert(PQsendQueryPrepared(a, "", 0, NULL, NULL, NULL, 0)); /* runs the SET */
+    cr_assert(PQpipelineSync(a));
+    pipeline_drain(a, 2, last, sizeof(last));
+    cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+    EXPECT_QUERY_VALUE(b, "SELECT pi()::text", "3.141592653589793",
+                       "a SET run without its carry stayed behind for the other tenant");
+    expect_own_view(b, 2, "a skipped unnamed Parse");
+    PGresult *r = PQexecPrepared(a, "", 0, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        cr_expect_str_eq(PQgetvalue(r, 0, 0), "the newer one",
+                         "the client's records are what runs");
+    PQclear(r);
+    PQfinish(a);
+    PQfinish(b);
+}

@@ -235,6 +235,7 @@ Test(guard, carried_settings_follow_the_client)
         {"SET extra_float_digits = 3", "extra_float_digits=3;", false},
         {"SET extra_float_digits TO '2'", "extra_float_digits=2;", false},
         {"set EXTRA_FLOAT_DIGITS = -15", "extra_float_digits=-15;", false},
+        {"SET extra_float_digits = '-015'", "extra_float_digits=-13;", false}, /* as the server */
         {"SET extra_float_digits TO DEFAULT", "extra_float_digits=;", false},
         {"RESET extra_float_digits", "extra_float_digits=;", false},
         {"RESET statement_timeout", "statement_timeout=;", false},

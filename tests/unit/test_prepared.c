@@ -17,6 +17,9 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
     cr_expect_str_eq(a, b);
     cr_expect_str_neq(a, c, "different parameter types are different statements");
     cr_expect_eq(strncmp(a, "lp_", 3), 0);
+    /* 128 bits: no two texts a client could search out share a name */
+    cr_expect_eq(strlen(a), 35);
+    cr_expect_eq(strspn(a + 3, "0123456789abcdef"), 32);
 }
 
 Test(prepared, client_names_are_replaced_and_removed)
