@@ -170,6 +170,27 @@ node_scenarios() { # node-postgres: named statements, pg-cursor (Flush), TLS, ma
 check "transaction pooling: node-postgres (pg, pg-cursor) scenarios" node_scenarios
 [ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
 
+psql_meta_commands() { # \d and friends (catalog queries psql writes) under RLS and masking
+    local q='\dt
+\d rls_docs
+\d+ customers
+\df
+\dn
+\du
+\l
+\dv
+\di'
+    PGPASSWORD=tenant3-secret psql -X -v ON_ERROR_STOP=1 \
+        "postgresql://tenant3@127.0.0.1:$port/app_rls" <<<"$q" >"$dir/meta.txt" 2>&1 &&
+        grep -q 'tenant_id' "$dir/meta.txt" &&
+        PGPASSWORD=mallory-secret psql -X -v ON_ERROR_STOP=1 \
+            "postgresql://mallory@127.0.0.1:$port/app_txn" <<<"$q" >>"$dir/meta.txt" 2>&1 &&
+        grep -q 'email' "$dir/meta.txt"
+}
+check "psql meta-commands (\\d, \\df, \\l ...) under row-level security and masking" \
+    psql_meta_commands
+[ "$last" = ok ] || sed 's/^/    /' "$dir/meta.txt" | grep -i -B2 -A2 error | head -20
+
 psql_admin() { # psql prints the admin console's result sets like any table
     psql -X "postgresql://alice@127.0.0.1:$port/lakeproxy" -c 'SHOW POOLS' >"$dir/admin.txt" &&
         grep -q 'app_txn' "$dir/admin.txt" && grep -q 'pool_mode' "$dir/admin.txt"
