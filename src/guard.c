@@ -192,6 +192,41 @@ static bool const_bool(const PgQuery__Node *n, bool *out)
     return false;
 }
 
+/* A timeout setting's value in milliseconds (5000, '5000', '5 s', '2min'; units ms, s, min,
+ * h, d; integers read as PostgreSQL reads them) when the server takes it: 0 to INT_MAX ms.
+ * False otherwise (fractions and microseconds, which the server rounds, included). */
+static bool timeout_ms(const PgQuery__Node *v, long *ms)
+{
+    static const struct {
+        const char *unit;
+        long factor;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000}};
+    long n;
+    if (v && v->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+        v->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
+        return const_int(v, ms) && *ms >= 0;
+    const char *text = const_string(v);
+    char *end;
+    while (text && isspace((unsigned char)*text))
+        text++;
+    if (!text || !isdigit((unsigned char)*text)) /* no sign: negative values are refused */
+        return false;
+    n = strtol(text, &end, 0);
+    while (isspace((unsigned char)*end))
+        end++;
+    size_t len = strlen(end);
+    while (len > 0 && isspace((unsigned char)end[len - 1]))
+        len--;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strlen(units[i].unit) == len && strncmp(end, units[i].unit, len) == 0) {
+            if (n < 0 || n > INT32_MAX / units[i].factor)
+                return false;
+            *ms = n * units[i].factor;
+            return true;
+        }
+    return false;
+}
+
 /* The value node v gives carried setting canon, in a spelling the server takes, when the
  * server cannot refuse it; NULL otherwise. out (outsz bytes) may hold the text. */
 static const char *carried_value(const char *canon, const PgQuery__Node *v, char *out, size_t outsz)
@@ -216,6 +251,13 @@ static const char *carried_value(const char *canon, const PgQuery__Node *v, char
     if (strcmp(canon, "default_transaction_read_only") == 0 ||
         strcmp(canon, "default_transaction_deferrable") == 0)
         return const_bool(v, &b) ? (b ? "on" : "off") : NULL;
+    if (strcmp(canon, "statement_timeout") == 0 || strcmp(canon, "lock_timeout") == 0 ||
+        strcmp(canon, "idle_in_transaction_session_timeout") == 0) {
+        if (!timeout_ms(v, &n))
+            return NULL;
+        snprintf(out, outsz, "%ld", n);
+        return out;
+    }
     return NULL;
 }
 

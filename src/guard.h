@@ -21,10 +21,12 @@ struct guard_verdict {
     char session_reason[320];
     /* session-level changes the server cannot refuse of settings lakeproxy carries from
      * server to server (params.h): RESET of any; SET of extra_float_digits to -15..3 (the
-     * JDBC driver sets it after login), of default_transaction_isolation, _read_only and
-     * _deferrable, also as SET SESSION CHARACTERISTICS AS TRANSACTION ... (JDBC's
-     * setTransactionIsolation). Under transaction pooling they follow the client instead of
-     * staying behind. A value "" means RESET; names are in the canonical spelling. */
+     * JDBC driver sets it after login), of statement_timeout, lock_timeout and
+     * idle_in_transaction_session_timeout to whole milliseconds or larger units, of
+     * default_transaction_isolation, _read_only and _deferrable, also as SET SESSION
+     * CHARACTERISTICS AS TRANSACTION ... (JDBC's setTransactionIsolation). Under transaction
+     * pooling they follow the client instead of staying behind. A value "" means RESET; names are
+     * in the canonical spelling. */
     int n_carry;
     struct guard_carry {
         char name[40], value[20];

@@ -174,7 +174,7 @@ static const struct {
     {"DROP POLICY tenant_rows ON rls_docs", SIMPLE},
     /* session state that would stay behind for the next client of the server */
     {"SET row_security = off", SIMPLE},
-    {"SET statement_timeout = 1", SIMPLE},
+    {"SET work_mem = 1024", SIMPLE},
     {"SELECT set_config('search_path', 'pg_temp', false)", SIMPLE},
     {"PREPARE lp_0123456789abcdef AS SELECT 1", SIMPLE},
     {"SET statement_timeout FROM CURRENT", IN_TXN},
@@ -815,6 +815,9 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     PGconn *d = proxy_connect(&px, "t4", "pw", "app", "options='-c statement_timeout=1234'");
     cr_assert(PQstatus(c) == CONNECTION_OK && PQstatus(d) == CONNECTION_OK, "%s",
               PQerrorMessage(c));
+    cr_expect_str_eq(query_sqlstate(c, "SET statement_timeout = '2min'"), "");
+    EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms", "another client's timeout stayed");
+    EXPECT_QUERY_VALUE(c, "SHOW statement_timeout", "2min", "SET statement_timeout follows");
     cr_expect_str_eq(query_sqlstate(c, "RESET statement_timeout"), "");
     EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms",
                        "the next client's startup setting is applied again");

@@ -198,7 +198,7 @@ Test(guard, session_level_settings_are_flagged)
         const char *sql;
         bool flagged;
     } t[] = {
-        {"SET statement_timeout = 1", true},
+        {"SET work_mem = 1024", true},
         {"SET SESSION row_security = off", true},
         {"SELECT set_config('work_mem', '1MB', false)", true},
         {"SELECT set_config('work_mem', '1MB', $1)", true},
@@ -250,6 +250,19 @@ Test(guard, carried_settings_follow_the_client)
          "default_transaction_isolation=repeatable read;", false},
         {"SET default_transaction_read_only = on", "default_transaction_read_only=on;", false},
         {"SET default_transaction_read_only TO false", "default_transaction_read_only=off;", false},
+        {"SET statement_timeout = 5000", "statement_timeout=5000;", false},
+        {"SET statement_timeout = '5s'", "statement_timeout=5000;", false},
+        {"SET statement_timeout TO ' 2 min '", "statement_timeout=120000;", false},
+        {"SET lock_timeout = '100ms'", "lock_timeout=100;", false},
+        {"SET idle_in_transaction_session_timeout = '1h'",
+         "idle_in_transaction_session_timeout=3600000;", false},
+        {"SET statement_timeout = 0", "statement_timeout=0;", false},
+        {"SET statement_timeout = '1.5s'", NULL, true},
+        {"SET statement_timeout = '1500us'", NULL, true},
+        {"SET statement_timeout = '-1'", NULL, true},
+        {"SET statement_timeout = '25d'", NULL, true}, /* past INT_MAX ms */
+        {"SET statement_timeout = '5 weeks'", NULL, true},
+        {"SET statement_timeout = 's'", NULL, true},
         {"SET default_transaction_isolation = 'chaos'", NULL, true},
         {"SET default_transaction_read_only = maybe", NULL, true},
         {"SET extra_float_digits = 4", NULL, true},
@@ -258,7 +271,7 @@ Test(guard, carried_settings_follow_the_client)
         {"SET extra_float_digits = 1, 2", NULL, true},
         {"SET LOCAL extra_float_digits = 3", NULL, false},
         {"SELECT set_config('extra_float_digits', '3', false)", NULL, true},
-        {"SET statement_timeout = 1", NULL, true},
+        {"SET work_mem = 1024", NULL, true},
         {"RESET work_mem", NULL, false},
         {"RESET application_name", NULL, false},
         {"RESET statement_timeout; RESET lock_timeout", "statement_timeout=;lock_timeout=;", false},
