@@ -60,6 +60,7 @@ static void client_free(void *arg)
         explicit_bzero(c->md5_stored, strlen(c->md5_stored));
     free(c->md5_stored);
     param_clear(&c->wanted);
+    param_clear(&c->at_startup);
     param_clear(&c->rls_options);
     param_clear(&c->cert);
     buf_free(&c->rls_prefix);
@@ -888,6 +889,10 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
     struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};
     if (!params_from_startup(st, &c->wanted, &custom, err, sizeof(err))) {
         client_fail(c, "08P01", err);
+        return;
+    }
+    if (!param_copy(&c->at_startup, &c->wanted)) {
+        client_fail(c, "53200", "out of memory");
         return;
     }
     if (negotiate_version(c, st))

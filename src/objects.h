@@ -255,7 +255,10 @@ struct client {
     char addr[64];
     char *user;
     char *database;
-    struct param_set wanted;         /* session parameters the client asked for at startup */
+    struct param_set wanted;         /* session parameters the client asked for at startup,
+                                        and later by SET (ParameterStatus, carried changes) */
+    struct param_set at_startup;     /* wanted as the startup packet gave it: RESET returns
+                                        a setting to this value, as PostgreSQL does */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
     bool paused; /* reading stopped: the server's output is above RELAY_HIGH_WATER */

@@ -38,6 +38,14 @@ const char *params_settable_name(const char *name)
     return NULL;
 }
 
+bool param_copy(struct param_set *dst, const struct param_set *src)
+{
+    for (size_t i = 0; i < src->n; i++)
+        if (!param_put(dst, src->items[i].name, src->items[i].value))
+            return false;
+    return true;
+}
+
 void params_mark_unknown(struct param_set *applied)
 {
     for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)

@@ -15,6 +15,8 @@ bool param_put(struct param_set *s, const char *name, const char *value);
 void param_clear(struct param_set *s);
 /* Drops a name if present. */
 void param_remove(struct param_set *s, const char *name);
+/* Makes dst (empty) hold what src holds; false when out of memory. */
+bool param_copy(struct param_set *dst, const struct param_set *src);
 
 /* The server's spelling of a parameter clients may set, or NULL when it is not one. */
 const char *params_settable_name(const char *name);

@@ -258,21 +258,25 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
     return check_masking(c, type, sql, err);
 }
 
-/* Carried SETs and RESETs (guard.h), all or none: the client's settings take them, to be
+/* Carried SETs and RESETs (guard.h), all or none: the client's settings take them (a RESET
+ * returns to the client's startup value, as PostgreSQL does, or drops the setting), to be
  * applied on every server that serves it, and its server's record of what it was given says
  * "unknown" (the statement may yet fail or be rolled back), so that the next client it serves
  * gets SET or RESET again. False, changing nothing, when the client's settings are full. */
 static bool carry_settings(struct client *c, const struct guard_carry *carry, int n)
 {
     size_t added = 0;
-    for (int i = 0; i < n; i++)
-        added += carry[i].value[0] && !param_get(&c->wanted, carry[i].name);
+    for (int i = 0; i < n; i++) /* the value each change leaves: RESET, the startup one */
+        added += !param_get(&c->wanted, carry[i].name) &&
+                 (carry[i].value[0] || param_get(&c->at_startup, carry[i].name));
     if (c->wanted.n + added > MAX_TRACKED_PARAMS ||
         (c->server && c->server->applied.n + (size_t)n > MAX_TRACKED_PARAMS))
         return false;
     for (int i = 0; i < n; i++) {
-        if (carry[i].value[0])
-            param_put(&c->wanted, carry[i].name, carry[i].value);
+        const char *v =
+            carry[i].value[0] ? carry[i].value : param_get(&c->at_startup, carry[i].name);
+        if (v)
+            param_put(&c->wanted, carry[i].name, v);
         else
             param_remove(&c->wanted, carry[i].name);
         if (c->server)

@@ -764,8 +764,7 @@ Test(rls_one, a_changed_attribute_value_reaches_a_server_that_carried_the_old_on
  * setTransactionIsolation, which were refused under transaction pooling (they would stay on
  * the server). lakeproxy now carries them with the client: on one server connection shared by
  * two tenants, each keeps its own values, a value that changes what rows say (-15 rounds every
- * float) never reaches the other, and RESET of a setting given at startup leaves nothing for
- * the next client that gave it too. */
+ * float) never reaches the other, and RESET returns to the value given at startup. */
 Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init = start_txn1,
      .fini = stop_proxy)
 {
@@ -818,10 +817,14 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     cr_expect_str_eq(query_sqlstate(c, "SET statement_timeout = '2min'"), "");
     EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms", "another client's timeout stayed");
     EXPECT_QUERY_VALUE(c, "SHOW statement_timeout", "2min", "SET statement_timeout follows");
-    cr_expect_str_eq(query_sqlstate(c, "RESET statement_timeout"), "");
-    EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms",
-                       "the next client's startup setting is applied again");
-    EXPECT_QUERY_VALUE(c, "SHOW statement_timeout", "0", "RESET follows its client");
+    cr_expect_str_eq(query_sqlstate(c, "SET statement_timeout TO DEFAULT"), "");
+    cr_expect_str_eq(query_sqlstate(d, "RESET statement_timeout"), "");
+    EXPECT_QUERY_VALUE(c, "SHOW statement_timeout", "1234ms",
+                       "RESET returns to the startup value, as PostgreSQL's does");
+    EXPECT_QUERY_VALUE(d, "SHOW statement_timeout", "1234ms", "for each client");
+    PGconn *e = tenant(5); /* no startup timeout: RESET on the server must reach it */
+    EXPECT_QUERY_VALUE(e, "SHOW statement_timeout", "0", "another client's timeout stayed");
+    PQfinish(e);
     PQfinish(c);
     PQfinish(d);
 }
