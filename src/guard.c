@@ -166,11 +166,25 @@ static bool const_int(const PgQuery__Node *n, long *out)
     return *end == '\0';
 }
 
+/* 1 for a word read as true (on, true, yes, t, 1), 0 for false (off, false, no, f, 0), -1
+ * for anything else, NULL included. */
+static int bool_word(const char *v)
+{
+    static const char *const yes[] = {"on", "true", "yes", "t", "1"}, *const no[] = {"off", "false",
+                                                                                     "no", "f",
+                                                                                     "0"};
+    for (size_t j = 0; v && j < sizeof(yes) / sizeof(yes[0]); j++) {
+        if (strcasecmp(v, yes[j]) == 0)
+            return 1;
+        if (strcasecmp(v, no[j]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 /* The boolean an argument node holds (true, 'off', 1 ...); false when anything else. */
 static bool const_bool(const PgQuery__Node *n, bool *out)
 {
-    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false",
-                                                                                "no", "0"};
     long i;
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL) {
@@ -183,13 +197,9 @@ static bool const_bool(const PgQuery__Node *n, bool *out)
         *out = i == 1;
         return true;
     }
-    const char *v = const_string(n);
-    for (size_t j = 0; v && j < 4; j++)
-        if (strcasecmp(v, yes[j]) == 0 || strcasecmp(v, no[j]) == 0) {
-            *out = strcasecmp(v, yes[j]) == 0;
-            return true;
-        }
-    return false;
+    int w = bool_word(const_string(n));
+    *out = w == 1;
+    return w >= 0;
 }
 
 /* A timeout setting's value in milliseconds (5000, '5000', '5 s', '2min'; units ms, s, min,
@@ -261,6 +271,14 @@ static const char *carried_value(const char *canon, const PgQuery__Node *v, char
     return NULL;
 }
 
+/* Records change c: setting canon takes value v (which may be c's own buffer already). */
+static void put_change(struct guard_carry *c, const char *canon, const char *v)
+{
+    snprintf(c->name, sizeof(c->name), "%s", canon);
+    if (v != c->value)
+        snprintf(c->value, sizeof(c->value), "%s", v);
+}
+
 /* The changes a carried SET or RESET makes (names canonical, "" values for RESET): their
  * number, 0 when s is not one. SET SESSION CHARACTERISTICS AS TRANSACTION sets the
  * default_transaction_* settings of its modes. */
@@ -289,18 +307,14 @@ static size_t carried_changes(const PgQuery__VariableSetStmt *s, struct guard_ca
             if (!(canon = params_settable_name(name)) ||
                 !(v = carried_value(canon, a->def_elem->arg, out[i].value, sizeof(out[i].value))))
                 return 0;
-            snprintf(out[i].name, sizeof(out[i].name), "%s", canon);
-            if (v != out[i].value)
-                snprintf(out[i].value, sizeof(out[i].value), "%s", v);
+            put_change(&out[i], canon, v);
         }
         return s->n_args;
     default: return 0;
     }
     if (!canon || follows_client(canon) || !v)
         return 0;
-    snprintf(out[0].name, sizeof(out[0].name), "%s", canon);
-    if (v != out[0].value)
-        snprintf(out[0].value, sizeof(out[0].value), "%s", v);
+    put_change(&out[0], canon, v);
     return 1;
 }
 
@@ -366,9 +380,7 @@ static bool is_true(const PgQuery__Node *n)
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL)
         return n->a_const->boolval && n->a_const->boolval->boolval;
-    const char *v = const_string(n);
-    return v && (strcasecmp(v, "true") == 0 || strcasecmp(v, "t") == 0 ||
-                 strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0);
+    return bool_word(const_string(n)) == 1;
 }
 
 /* The last part of a function's (possibly schema-qualified) name. */

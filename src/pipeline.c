@@ -66,10 +66,8 @@ static uint8_t statement_effects(struct client *c, const char *sql)
     bool dealloc;
     if (mentions_forgetting(sql, &dealloc))
         e |= STMT_FORGETS;
-    if ((c->rls || c->mask.n_applied > 0) && policy_statement_retires(c, sql))
-        e |= STMT_RETIRES;
-    if (policy_statement_carries(c, sql))
-        e |= STMT_CARRIES;
+    if (c->rls || c->mask.n_applied > 0)
+        e |= policy_statement_effects(c, sql);
     return e;
 }
 

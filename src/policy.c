@@ -285,11 +285,6 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
     return true;
 }
 
-bool policy_statement_carries(struct client *c, const char *sql)
-{
-    return c->rls && guard_cache_check(c->w->guard, sql, c->w->cfg->rls.prefix)->n_carry > 0;
-}
-
 bool policy_carry(struct client *c, const char *sql)
 {
     if (!c->rls || !pool_mode_of(c->pool)->shares_servers)
@@ -340,9 +335,10 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     return r;
 }
 
-bool policy_statement_retires(struct client *c, const char *sql)
+uint8_t policy_statement_effects(struct client *c, const char *sql)
 {
-    return guard_cache_check(c->w->guard, sql, guard_prefix(c))->retire;
+    const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, guard_prefix(c));
+    return (v->retire ? STMT_RETIRES : 0) | (c->rls && v->n_carry > 0 ? STMT_CARRIES : 0);
 }
 
 /* The number after "<marker>_" in a stand-in's error message; false when msg is not one. */

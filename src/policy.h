@@ -23,15 +23,13 @@ enum policy_result {
 enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint32_t len,
                                            const uint8_t *body, const char **err);
 
-/* Does sql, run for client c (under RLS or masking), leave state on the server that outlives the
- * transaction (the guard's retire verdict)? */
-bool policy_statement_retires(struct client *c, const char *sql);
+/* What running sql does to a server, for client c under RLS or masking (STMT_* flags of
+ * prepared.h): STMT_RETIRES when it leaves state that outlives the transaction (the guard's
+ * retire verdict), STMT_CARRIES when, under RLS, it makes session-level changes lakeproxy
+ * carries with the client (the guard's carry verdict). */
+uint8_t policy_statement_effects(struct client *c, const char *sql);
 
-/* Does sql, prepared by client c under RLS, make session-level changes lakeproxy carries with
- * the client (the guard's carry verdict)? */
-bool policy_statement_carries(struct client *c, const char *sql);
-
-/* A run of such a prepared statement (its Bind) under transaction pooling: the client's
+/* A run of a statement that carries (its Bind) under transaction pooling: the client's
  * settings take its changes, and its server's record of them says unknown. False when the
  * client's settings are full. */
 bool policy_carry(struct client *c, const char *sql);

@@ -250,6 +250,7 @@ Test(guard, carried_settings_follow_the_client)
          "default_transaction_isolation=repeatable read;", false},
         {"SET default_transaction_read_only = on", "default_transaction_read_only=on;", false},
         {"SET default_transaction_read_only TO false", "default_transaction_read_only=off;", false},
+        {"SET default_transaction_read_only = 't'", "default_transaction_read_only=on;", false},
         {"SET statement_timeout = 5000", "statement_timeout=5000;", false},
         {"SET statement_timeout = '5s'", "statement_timeout=5000;", false},
         {"SET statement_timeout TO ' 2 min '", "statement_timeout=120000;", false},
