@@ -5,18 +5,24 @@
 # client; the difference of the two totals divided by the difference in transactions is the
 # cost of one transaction without start-up and logins. Kernel time (system calls) is not
 # counted: see the CPU figures of bench/run.sh for that.
-#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S] [-B] [-k DIR]
+#   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S|-N] [-B] [-C]
+#                         [-k DIR]
 # -B: pgbench's TPC-B-like transaction (seven statements) instead of select-only.
 # -S: lakeproxy with statistics on and the query log written to a file (default: off).
+# -N: lakeproxy with statistics on and no query log (lakeproxy's default).
+# -C: also simulate the first-level caches (32 KiB each, as on these machines) and print the
+# instruction and data cache misses per transaction: a proxy woken between other processes'
+# work starts cold, so the code and data a transaction touches cost more than its instructions.
 # -k DIR: keep lakeproxy's callgrind profiles of both runs in DIR (for callgrind_annotate;
 # their difference per function is the cost of the extra transactions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP= SCRIPT=--builtin=select-only
-while getopts "s:l:M:SBk:" o; do
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP= CACHE= SCRIPT=--builtin=select-only
+while getopts "s:l:M:SNBCk:" o; do
     case $o in
-        s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS=on ;;
+        s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS="on, logged" ;; N) STATS="on, no log" ;;
         B) SCRIPT=--builtin=tpcb-like ;;
+        C) CACHE=--cache-sim=yes ;;
         k) KEEP=$OPTARG ;; *) exit 2 ;;
     esac
 done
@@ -30,8 +36,10 @@ pgbench -i -s 2 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >
 chmod 777 "$T"
 
 lpport=$(bash tests/lib/free_port.sh)
-if [ "$STATS" = on ]; then
+if [ "$STATS" = "on, logged" ]; then
     bench_lakeproxy_yaml "$lpport" "$POOL" "{ log: $T/queries.jsonl }"
+elif [ "$STATS" = "on, no log" ]; then
+    bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: true }"
 else
     bench_lakeproxy_yaml "$lpport" "$POOL" "{ enabled: false }"
 fi
@@ -41,11 +49,12 @@ as_user=()
 [ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
 
 # total_instructions NAME PORT TXNS CMD...: runs CMD under callgrind, pgbench against PORT,
-# then stops it; prints the instruction total.
+# then stops it; prints callgrind's totals (instructions, then with -C: data reads and
+# writes, first-level instruction, data-read and data-write misses, and the last level's).
 total_instructions() {
     local name=$1 port=$2 txns=$3 out="$T/$1.$3.callgrind"
     shift 3
-    "${as_user[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" 2>"$T/$name.log" &
+    "${as_user[@]}" valgrind --tool=callgrind $CACHE --callgrind-out-file="$out" "$@" 2>"$T/$name.log" &
     local pid=$!
     for _ in $(seq 100); do
         pg_isready -q -h 127.0.0.1 -p "$port" && break
@@ -56,16 +65,21 @@ total_instructions() {
     pkill -INT -P "$pid" 2>/dev/null || kill -INT "$pid"
     pkill -INT -f "callgrind-out-file=$out" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    awk '/^totals:/ {print $2}' "$out"
+    awk '/^totals:/ {$1 = ""; print}' "$out"
 }
 
-per_txn() { # NAME PORT CMD...
+# per_txn NAME PORT CMD...: instructions per transaction, then with -C the first-level
+# instruction and data (read and write) cache misses per transaction.
+per_txn() {
     local name=$1 port=$2
     shift 2
     local a b
     a=$(total_instructions "$name" "$port" "$SHORT" "$@")
     b=$(total_instructions "$name" "$port" "$LONG" "$@")
-    echo $(((b - a) / ((LONG - SHORT) * CLIENTS)))
+    awk -v a="$a" -v b="$b" -v n="$(((LONG - SHORT) * CLIENTS))" 'BEGIN {
+        split(a, x); split(b, y); printf "%.0f", (y[1] - x[1]) / n
+        if (length(y) >= 7) printf " %.1f %.1f", (y[4] - x[4]) / n, (y[5] + y[6] - x[5] - x[6]) / n
+        print "" }'
 }
 
 lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
@@ -75,6 +89,12 @@ fi
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
 kind="pgbench -S"
 [ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
+read -r lp lp_i1 lp_d1 <<<"$lp"
+read -r pb pb_i1 pb_d1 <<<"$pb"
 echo "user-space instructions per $kind transaction ($MODE protocol, $CLIENTS clients," \
     "pool $POOL): lakeproxy (statistics $STATS) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
     "$pb, ratio $(awk -v a="$lp" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')"
+if [ -n "$CACHE" ]; then
+    echo "first-level cache misses per transaction (instruction, data): lakeproxy $lp_i1, $lp_d1;" \
+        "PgBouncer $pb_i1, $pb_d1"
+fi

@@ -97,15 +97,15 @@ INI
     echo '"lp_server" "server-secret"' >"$T/userlist.txt"
 }
 
-# bench_two_proxies PREFIX POOL: bench_pg_start PREFIX with pgbench's tables, then lakeproxy
-# (statistics off) and PgBouncer, each pooling POOL server connections in transaction mode, run
+# bench_two_proxies PREFIX POOL [STATS]: bench_pg_start PREFIX with pgbench's tables, then
+# lakeproxy (its stats section STATS, default off) and PgBouncer, each pooling POOL server connections in transaction mode, run
 # as postgres when root; sets lpport, pbport, lp_pid and pb_pid once both answer.
 bench_two_proxies() {
     bench_pg_start "$1"
     bench_pgbench_init
     chmod 777 "$T"
     lpport=$(bash tests/lib/free_port.sh)
-    bench_lakeproxy_yaml "$lpport" "$2" "{ enabled: false }"
+    bench_lakeproxy_yaml "$lpport" "$2" "${3:-"{ enabled: false }"}"
     pbport=$(bash tests/lib/free_port.sh)
     bench_pgbouncer_config "$pbport" "$2"
     local as_user=()

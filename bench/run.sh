@@ -5,9 +5,11 @@
 # to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
 # each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after),
 # lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio), and lakeproxy
-# with statistics off (the cost of statistics and the query log: TPS and CPU ratios). Ratios
-# are taken within each repeat and their median reported, with their range.
-#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
+# with statistics off (the cost of statistics: TPS and CPU ratios). Ratios are taken within
+# each repeat and their median reported, with their range.
+#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS] [-L]
+# lakeproxy runs as it ships: statistics on, no query log; -L: it also writes every query to
+# the JSON query log in a file (bench/stats.sh compares the two).
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
 set -euo pipefail
@@ -15,13 +17,14 @@ cd "$(dirname "$0")/.."
 DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
 # lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls),
 # two tenants (users) at once, half the clients each
-# lakeproxy_nostats: a second lakeproxy with statistics off (lakeproxy itself keeps them and
-# writes the query log to a file), for the cost of statistics
+# lakeproxy_nostats: a second lakeproxy with statistics off (lakeproxy itself keeps them), for
+# the cost of statistics
 TARGETS="direct lakeproxy lakeproxy_rls lakeproxy_nostats pgbouncer"
-while getopts "d:r:c:p:w:" o; do
+STATS="{ enabled: true }" STATS_SAID="statistics on, no query log (as it ships)"
+while getopts "d:r:c:p:w:L" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
-        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; *) exit 2 ;;
+        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; L) STATS="{ log: QUERY_LOG }" STATS_SAID="statistics on, every query logged to a file" ;; *) exit 2 ;;
     esac
 done
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
@@ -53,7 +56,7 @@ YAML
 } >"$T/lakeproxy.yaml"
 lp2port=$(bash tests/lib/free_port.sh)
 sed -e "s/port: $lpport }/port: $lp2port }/" "$T/lakeproxy.yaml" >"$T/nostats.yaml"
-echo "stats: { log: $T/queries.jsonl }" >>"$T/lakeproxy.yaml"
+echo "stats: ${STATS/QUERY_LOG/$T/queries.jsonl}" >>"$T/lakeproxy.yaml"
 echo "stats: { enabled: false }" >>"$T/nostats.yaml"
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
 lp_pid=$!
@@ -162,6 +165,7 @@ dat="$T/chart.dat"
     echo "pgbench against PostgreSQL directly, lakeproxy and PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}'),"
     echo "both in transaction pooling with $POOL server connections; $CLIENTS clients unless the"
     echo "workload says otherwise; ${DURATION}s x $REPEATS runs, medians; $(nproc) cores, one machine."
+    echo "lakeproxy: $STATS_SAID; lakeproxy_nostats: statistics off."
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
     echo "starting one target later), with their range over the runs in brackets."
     echo

@@ -3,16 +3,17 @@
 # kernel's syscall tracepoints (perf stat -p, so the proxies run at full speed, unlike strace).
 # Most of a pooler's CPU is kernel time spent in these calls (see bench/run.sh's CPU figures),
 # so their count is what the user-space work of bench/instructions.sh does not show.
-#   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B]
-# Statistics are off in lakeproxy; both proxies pool POOL (4) server connections in transaction
+#   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B] [-S]
+# Statistics are off in lakeproxy (-S: on, without a query log, as by default); both proxies pool POOL (4) server connections in transaction
 # mode. Prints, per proxy, the median over repeats of each kind's calls per transaction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=5 REPEATS=3 CLIENTS=20 POOL=4 MODE=simple SCRIPT=--builtin=select-only
-while getopts "d:r:c:M:B" o; do
+SECS=5 REPEATS=3 CLIENTS=20 POOL=4 MODE=simple SCRIPT=--builtin=select-only STATS="{ enabled: false }"
+while getopts "d:r:c:M:BS" o; do
     case $o in
         d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
         B) SCRIPT=--builtin=tpcb-like ;;
+        S) STATS="{ enabled: true }" ;;
         *) exit 2 ;;
     esac
 done
@@ -23,7 +24,7 @@ perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 ||
 [ -x ./lakeproxy ] || make lakeproxy
 
 source bench/lib.sh
-bench_two_proxies lakeproxy-sysc "$POOL"
+bench_two_proxies lakeproxy-sysc "$POOL" "$STATS"
 
 # count NAME PID PORT REPEAT: one pgbench run against PORT while perf counts PID's system
 # calls; writes "kind calls-per-transaction" lines to $T/sc.NAME.REPEAT.
