@@ -129,8 +129,8 @@ static const char *client_state_name(const struct client *c)
 
 static const char *server_state_name(const struct server *s)
 {
-    static const char *const names[] = {"connecting", "idle",      "setting",
-                                        "active",     "resetting", "checking"};
+    static const char *const names[] = {"connecting", "idle",     "setting", "active",
+                                        "resetting",  "checking", "reading"};
     return names[s->state];
 }
 

@@ -498,9 +498,14 @@ void client_transaction_done(struct client *c)
         client_fail(c, "57P01", "lakeproxy is shutting down");
         return;
     }
-    if (!pool_mode_of(c->pool)->shares_servers)
+    if (!pool_mode_of(c->pool)->shares_servers || server_read_back(s))
         return;
     server_release(s);
+    client_server_gone_idle(c);
+}
+
+void client_server_gone_idle(struct client *c)
+{
     c->state = CL_IDLE;
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         client_wake(c);

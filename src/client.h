@@ -21,6 +21,10 @@ void client_server_ready(struct client *c);
  * the pool when nothing of c's is in flight. */
 void client_transaction_done(struct client *c);
 
+/* Transaction pooling: c no longer has a server (given back or gone) between transactions:
+ * it is idle, and asks for another when it has sent something meanwhile. */
+void client_server_gone_idle(struct client *c);
+
 /* Transaction pooling: c's server died under the statement that opened its transaction.
  * c gets an ERROR and ReadyForQuery 'I' and stays; its next transaction takes a server. */
 void client_transaction_lost(struct client *c, const char *sqlstate, const char *msg);

@@ -138,6 +138,9 @@ enum server_state {
     SV_RESETTING,  /* running DISCARD ALL after its client left: pool->active */
     SV_CHECKING,   /* long idle: answering an empty query before it serves its client
                       (pool.check_after_s): pool->active, linked */
+    SV_READBACK,   /* its client's transaction is over: reading back the settings a carried
+                      SET or RESET changed before it goes back to the pool: pool->active,
+                      linked */
 };
 
 /* LS_CANCEL_SENT: a cancel connection waits for PostgreSQL to close it (the signal is sent). */
@@ -185,6 +188,10 @@ struct server {
     struct reply_queue replies; /* transaction pooling: replies owed, in order */
     bool stmts_unknown;         /* a client ran DEALLOCATE/DISCARD: retire at release */
     int internal_pending;       /* ReadyForQuery still owed for the proxy's own messages */
+    uint32_t carried;           /* settings (params_settable_bit) a carried SET or RESET may
+                                   have changed since it was linked: read back (SV_READBACK)
+                                   when the client's transaction is over */
+    uint32_t carried_reset;     /* those whose last carried change was a RESET */
     bool rls_set;               /* carries some client's RLS attributes and role */
     struct buf rls_applied;     /* the RLS prefix last applied here with success (empty:
                                    unknown); an identical one need not be sent again */

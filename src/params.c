@@ -46,6 +46,74 @@ bool param_copy(struct param_set *dst, const struct param_set *src)
     return true;
 }
 
+#define N_SETTABLE (sizeof(settable) / sizeof(settable[0]))
+#define READBACK_VALUE_MAX 8192 /* longer read-back values are taken for a broken reply */
+_Static_assert(N_SETTABLE <= 32, "a settable parameter's bit must fit a uint32_t");
+
+uint32_t params_settable_bit(const char *canon)
+{
+    for (size_t i = 0; i < N_SETTABLE; i++)
+        if (strcmp(canon, settable[i]) == 0)
+            return UINT32_C(1) << i;
+    return 0;
+}
+
+bool params_build_readback_sql(uint32_t mask, struct buf *sql)
+{
+    static const char head[] = "SELECT name, setting, setting = reset_val "
+                               "FROM pg_catalog.pg_settings WHERE name IN (";
+    if (!mask)
+        return false;
+    buf_put_bytes(sql, head, sizeof(head) - 1);
+    const char *sep = "'";
+    for (size_t i = 0; i < N_SETTABLE; i++) {
+        if (!(mask & (UINT32_C(1) << i)))
+            continue;
+        buf_put_bytes(sql, sep, strlen(sep));
+        for (const char *c = settable[i]; *c; c++) /* our own names: no quoting needed */
+            buf_put_u8(sql, (uint8_t)tolower((unsigned char)*c));
+        sep = "', '";
+    }
+    buf_put_bytes(sql, "')", 3); /* with the NUL */
+    return true;
+}
+
+/* The next text column of a DataRow as a NUL-terminated copy (NULL: null, cut, too long or
+ * holding a NUL byte). */
+static char *row_text(struct rd *r)
+{
+    int32_t len;
+    const uint8_t *v;
+    if (!rd_i32(r, &len) || len < 0 || len > READBACK_VALUE_MAX || !rd_bytes(r, (size_t)len, &v) ||
+        memchr(v, 0, (size_t)len))
+        return NULL;
+    return strndup((const char *)v, (size_t)len);
+}
+
+uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t reset,
+                              const struct param_set *at_startup, struct param_set *wanted,
+                              struct param_set *applied)
+{
+    struct rd r;
+    uint16_t cols;
+    rd_init(&r, body, len);
+    if (!rd_u16(&r, &cols) || cols != 3)
+        return 0;
+    char *name = row_text(&r), *setting = row_text(&r), *is_default = row_text(&r);
+    const char *canon = name ? params_settable_name(name) : NULL;
+    uint32_t bit = canon ? params_settable_bit(canon) : 0;
+    const char *startup = canon ? param_get(at_startup, canon) : NULL;
+    bool ok = bit && setting && is_default && r.left == 0 && param_put(applied, canon, setting);
+    if (ok && (reset & bit) && strcmp(is_default, "t") == 0) /* RESET: the client's default */
+        ok = startup ? param_put(wanted, canon, startup) : (param_remove(wanted, canon), true);
+    else if (ok)
+        ok = param_put(wanted, canon, setting);
+    free(name);
+    free(setting);
+    free(is_default);
+    return ok ? bit : 0;
+}
+
 void params_mark_unknown(struct param_set *applied)
 {
     for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
@@ -240,11 +308,14 @@ bool params_build_sync_sql(const struct param_set *wanted, const struct param_se
             cur = param_get(reported, p->name);
         if (cur && strcmp(cur, p->value) == 0)
             continue;
-        buf_put_bytes(sql, "SET ", 4);
+        /* set_config takes the value as the startup packet gives it; SET would quote a
+         * list setting's literal whole (search_path 'a,b' would name one schema "a,b") */
+        static const char set_config[] = "SELECT pg_catalog.set_config('";
+        buf_put_bytes(sql, set_config, sizeof(set_config) - 1);
         buf_put_bytes(sql, p->name, strlen(p->name));
-        buf_put_bytes(sql, " TO ", 4);
+        buf_put_bytes(sql, "', ", 3);
         params_quote_literal(sql, p->value);
-        buf_put_bytes(sql, ";", 1);
+        buf_put_bytes(sql, ", false);", 9);
         any = true;
     }
     for (size_t i = 0; i < applied->n; i++) {

@@ -4,6 +4,7 @@
 #define LAKEPROXY_PARAMS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "objects.h"
@@ -30,6 +31,25 @@ const char *params_settable_name(const char *name);
  * a statement may have changed unseen). */
 void params_mark_unknown(struct param_set *applied);
 
+/* The bit of settable parameter canon (as params_settable_name spells it) in a set of them
+ * (a uint32_t mask), 0 when it is not one. */
+uint32_t params_settable_bit(const char *canon);
+
+/* Appends to sql one query reading the settings in mask back from pg_settings: a row each of
+ * name, setting (in the server's own unit) and whether that is the session's default
+ * (reset_val, what RESET returns to). False when mask is empty. */
+bool params_build_readback_sql(uint32_t mask, struct buf *sql);
+
+/* Takes one DataRow body (len bytes) answering params_build_readback_sql: its setting is what
+ * the server holds (applied) and what the client wants (wanted), except that for a setting
+ * whose last carried change was a RESET (its bit in reset) and that is the session's default,
+ * the client wants its startup value (at_startup) or none, as a RESET on its own session
+ * would have left it. Returns the setting's bit; 0 when the row is not such an answer (or out
+ * of memory). */
+uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t reset,
+                              const struct param_set *at_startup, struct param_set *wanted,
+                              struct param_set *applied);
+
 /* Settings outside the tracked list that the caller accepts anyway (the rls attributes a
  * client may set): names for which accept(arg, name) is true go to out, lower-cased. */
 struct param_custom {
@@ -46,10 +66,10 @@ struct param_custom {
 bool params_from_startup(const struct startup *st, struct param_set *out,
                          const struct param_custom *custom, char *err, size_t errsz);
 
-/* Appends to sql the SET / RESET statements that make a server whose proxy-applied settings
- * are `applied` (and whose reported values are `reported`) match `wanted`. Values are quoted
- * as E'' literals, safe whatever standard_conforming_strings says. Returns false when nothing
- * needs to change. */
+/* Appends to sql the set_config / RESET statements that make a server whose proxy-applied
+ * settings are `applied` (and whose reported values are `reported`) match `wanted`. Values are
+ * quoted as E'' literals, safe whatever standard_conforming_strings says. Returns false when
+ * nothing needs to change. */
 bool params_build_sync_sql(const struct param_set *wanted, const struct param_set *applied,
                            const struct param_set *reported, struct buf *sql);
 

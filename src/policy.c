@@ -261,8 +261,10 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
 /* Carried SETs and RESETs (guard.h), all or none: the client's settings take them (a RESET
  * returns to the client's startup value, as PostgreSQL does, or drops the setting), to be
  * applied on every server that serves it, and its server's record of what it was given says
- * "unknown" (the statement may yet fail or be rolled back), so that the next client it serves
- * gets SET or RESET again. False, changing nothing, when the client's settings are full. */
+ * "unknown", so that the next client it serves gets SET or RESET again. The statement may yet
+ * fail, be rolled back or never run: when the transaction is over, the server reads back what
+ * it holds (SV_READBACK) and the client keeps that. False, changing nothing, when the client's
+ * settings are full. */
 static bool carry_settings(struct client *c, const struct guard_carry *carry, int n)
 {
     size_t added = 0;
@@ -279,8 +281,13 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
             param_put(&c->wanted, carry[i].name, v);
         else
             param_remove(&c->wanted, carry[i].name);
-        if (c->server)
+        if (c->server) {
             param_put(&c->server->applied, carry[i].name, PARAM_UNKNOWN);
+            uint32_t bit = params_settable_bit(carry[i].name);
+            c->server->carried |= bit;
+            c->server->carried_reset = carry[i].value[0] ? c->server->carried_reset & ~bit
+                                                         : c->server->carried_reset | bit;
+        }
     }
     return true;
 }

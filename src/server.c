@@ -393,9 +393,18 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
                                            const uint8_t *body)
 {
     struct server *s = arg;
+    bool reading = s->state == SV_READBACK && type == 'D';
     if (!body)
-        return strchr("ESZ", type) && type ? RV_NEED_BODY : RV_DROP;
-    if (type == 'E')
+        return (strchr("ESZ", type) && type) || reading ? RV_NEED_BODY : RV_DROP;
+    if (reading) {
+        struct client *c = s->client;
+        uint32_t bit = c ? params_take_readback(body, len, s->carried_reset, &c->at_startup,
+                                                &c->wanted, &s->applied)
+                         : 0;
+        if (!(bit & s->carried))
+            snprintf(s->err_state, sizeof(s->err_state), "08P01"); /* not an answer */
+        s->carried &= ~bit;
+    } else if (type == 'E')
         note_error(s, body, len);
     else if (type == 'S')
         note_param(s, body, len);
@@ -481,6 +490,43 @@ static void on_reset_done(struct server *s)
     pool_server_ready(s);
 }
 
+/* The read-back could not finish: the server goes (what it holds is unknown), and its client,
+ * whose transaction was over, goes on with the settings as carried: its next transaction takes
+ * another server. */
+static void readback_failed(struct server *s, const char *why)
+{
+    struct client *c = s->client;
+    server_close(s, why);
+    if (c)
+        client_server_gone_idle(c);
+}
+
+/* The settings carried in the client's transaction are read back: the server goes back to
+ * the pool, or serves what the client sent meanwhile. */
+static void on_readback_done(struct server *s)
+{
+    if (s->err_state[0] || s->txn != 'I' || s->carried || !s->client) {
+        readback_failed(s, "reading back the settings a client changed failed");
+        return;
+    }
+    s->state = SV_ACTIVE;
+    client_transaction_done(s->client);
+}
+
+bool server_read_back(struct server *s)
+{
+    if (!s->carried)
+        return false;
+    struct buf sql;
+    buf_init(&sql);
+    bool ok = params_build_readback_sql(s->carried, &sql) && !sql.failed &&
+              send_internal(s, (const char *)sql.data, SV_READBACK);
+    buf_free(&sql);
+    if (!ok)
+        readback_failed(s, "could not send the read-back of a client's settings");
+    return true;
+}
+
 static void on_internal_data(struct server *s)
 {
     const char *err;
@@ -497,6 +543,8 @@ static void on_internal_data(struct server *s)
             on_set_done(s);
         else if (s->state == SV_CHECKING)
             on_check_done(s);
+        else if (s->state == SV_READBACK)
+            on_readback_done(s);
         else
             on_reset_done(s);
     }
@@ -797,7 +845,8 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
         break;
     case SV_SETTING:
     case SV_RESETTING:
-    case SV_CHECKING: on_internal_data(s); break;
+    case SV_CHECKING:
+    case SV_READBACK: on_internal_data(s); break;
     case SV_ACTIVE: server_pump(s); break;
     case SV_IDLE: on_idle_data(s); break;
     }
@@ -869,6 +918,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (s->state == SV_CHECKING) { /* found dead before its client sent anything */
         check_failed(s, reason);
+        return;
+    }
+    if (s->state == SV_READBACK) { /* its client's transaction was over */
+        readback_failed(s, reason);
         return;
     }
     struct client *c = s->client;
@@ -990,6 +1043,7 @@ void server_link(struct server *s, struct client *c)
     s->last_used = time(NULL);
     s->mask_class = client_mask_class(c);
     s->unnamed_of = 0; /* the settings and attributes sent below may run queries */
+    s->carried = s->carried_reset = 0;
     buf_init(&sql);
     buf_reset(msgs);
     /* never leave a client another's unnamed statement to bind: closed first, ahead of

@@ -17,6 +17,12 @@ void server_link(struct server *s, struct client *c);
  * within pool.connect_timeout_ms; otherwise s is closed and c asks the pool again. */
 void server_check_then_link(struct server *s, struct client *c);
 
+/* Its client's transaction is over (s clean): when a carried SET or RESET may have changed
+ * settings during it, s reads back what they are now (SV_READBACK) before the client's
+ * settings take them and client_transaction_done is called again; true then (also when s
+ * failed and was closed: the client is idle). False when there is nothing to read back. */
+bool server_read_back(struct server *s);
+
 /* Its client has gone: reset and return s to the pool when it is clean, else close it. */
 void server_unlink(struct server *s);
 

@@ -829,6 +829,55 @@ Test(rls_one, carried_settings_follow_their_client_and_stay_out_of_others, .init
     PQfinish(d);
 }
 
+/* A carried SET or RESET is what the client keeps only when PostgreSQL would have kept it:
+ * not when its transaction rolls back or fails, also when a savepoint rollback spares it. One
+ * server for two tenants: each check of a runs after b used the server, so the value a sees is
+ * the one lakeproxy applied for it, not a leftover. */
+Test(rls_one, a_carried_setting_lasts_only_as_postgresql_keeps_it, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *b = tenant(2);
+    const char *const rolled_back[] = {"BEGIN", "SET statement_timeout = '5s'", "ROLLBACK"};
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_str_eq(query_sqlstate(a, rolled_back[i]), "", "%s", rolled_back[i]);
+    EXPECT_QUERY_VALUE(b, "SHOW statement_timeout", "0", "another client's SET stayed behind");
+    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "0", "a rolled-back SET is not kept");
+    cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = -15; SELECT 1/0"), "22012");
+    EXPECT_QUERY_VALUE(b, "SELECT 1", "1");
+    EXPECT_QUERY_VALUE(a, "SHOW extra_float_digits", "1", "a SET whose statement failed");
+    const char *const in_failed[] = {"BEGIN", "SELECT 1/0", "RESET extra_float_digits"};
+    cr_expect_str_eq(query_sqlstate(a, "SET extra_float_digits = 2"), "");
+    for (size_t i = 0; i < 3; i++)
+        query_sqlstate(a, in_failed[i]); /* the RESET gets 25P02: the transaction failed */
+    cr_expect_str_eq(query_sqlstate(a, "ROLLBACK"), "");
+    EXPECT_QUERY_VALUE(b, "SELECT 1", "1");
+    EXPECT_QUERY_VALUE(a, "SHOW extra_float_digits", "2", "a RESET refused as 25P02");
+    const char *const spared[] = {"BEGIN",
+                                  "SET lock_timeout = '7s'",
+                                  "SAVEPOINT s",
+                                  "SELECT 1/0",
+                                  "ROLLBACK TO s",
+                                  "SET SESSION CHARACTERISTICS AS TRANSACTION "
+                                  "READ ONLY",
+                                  "SAVEPOINT t",
+                                  "ROLLBACK TO t",
+                                  "COMMIT"};
+    for (size_t i = 0; i < sizeof(spared) / sizeof(spared[0]); i++)
+        query_sqlstate(a, spared[i]);
+    EXPECT_QUERY_VALUE(b,
+                       "SELECT current_setting('lock_timeout') || ' ' || "
+                       "current_setting('transaction_read_only')",
+                       "0 off", "another client's settings stayed behind");
+    EXPECT_QUERY_VALUE(a,
+                       "SELECT current_setting('lock_timeout') || ' ' || "
+                       "current_setting('transaction_read_only')",
+                       "7s on", "kept through savepoint rollbacks that did not undo them");
+    expect_own_view(a, 1, "read-backs");
+    expect_own_view(b, 2, "read-backs");
+    PQfinish(a);
+    PQfinish(b);
+}
+
 /* Reads pipeline results up to the n-th sync; the value of the last row returned (into out) or
  * "" when none. */
 static void pipeline_drain(PGconn *c, int n, char *out, size_t outsz)

@@ -234,13 +234,13 @@ Test(session, server_side_tls_md5_and_cleartext_logins)
 Test(session, startup_parameters_reach_the_server)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
-                              "application_name=lp-test-app options='-c search_path=pg_catalog "
-                              "-c statement_timeout=1234'");
+                              "application_name=lp-test-app options='-c "
+                              "search_path=pg_catalog,public -c statement_timeout=1234'");
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     char *v = query_value(c, "SELECT current_setting('application_name') || ',' || "
-                             "current_setting('search_path') || ',' || "
+                             "current_schemas(false)::text || ',' || "
                              "current_setting('statement_timeout')");
-    cr_expect_str_eq(v, "lp-test-app,pg_catalog,1234ms");
+    cr_expect_str_eq(v, "lp-test-app,{pg_catalog,public},1234ms");
     free(v);
     cr_expect_str_eq(PQparameterStatus(c, "application_name"), "lp-test-app");
     PQfinish(c);

@@ -199,14 +199,14 @@ Test(txn, session_parameters_follow_each_client)
 {
     proxy_stop(&px);
     start_txn(1, 3000);
-    PGconn *a = connect_as("application_name=client-a options='-c search_path=pg_catalog'");
+    PGconn *a = connect_as("application_name=client-a options='-c search_path=pg_catalog,public'");
     PGconn *b = connect_as("application_name=client-b");
     for (int i = 0; i < 5; i++) {
         char *va = query_value(a, "SELECT current_setting('application_name') || ' ' || "
-                                  "current_setting('search_path')");
+                                  "current_schemas(false)::text");
         char *vb = query_value(b, "SELECT current_setting('application_name') || ' ' || "
                                   "current_setting('search_path')");
-        cr_expect_str_eq(va, "client-a pg_catalog");
+        cr_expect_str_eq(va, "client-a {pg_catalog,public}"); /* two schemas, not "a,b" */
         cr_expect_str_eq(vb, "client-b \"$user\", public");
         free(va);
         free(vb);

@@ -1,5 +1,6 @@
-/* test_params.c: which startup parameters a client may set, `options` parsing, and the
- * SET/RESET text that carries them onto a pooled server connection, quoted safely. */
+/* test_params.c: which startup parameters a client may set, `options` parsing, the
+ * set_config/RESET text that carries them onto a pooled server connection, quoted safely, and
+ * the read-back of settings a carried SET changed. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,7 +83,9 @@ Test(params, sync_sets_what_differs_and_resets_what_is_no_longer_wanted)
     param_put(&reported, "TimeZone", "UTC");
     param_put(&applied, "search_path", "x");
     cr_assert(params_build_sync_sql(&wanted, &applied, &reported, &sql));
-    cr_expect_str_eq((const char *)sql.data, "SET application_name TO E'app';RESET search_path;");
+    cr_expect_str_eq((const char *)sql.data,
+                     "SELECT pg_catalog.set_config('application_name', E'app', false);"
+                     "RESET search_path;");
     buf_reset(&sql);
     param_clear(&applied);
     param_put(&applied, "application_name", "app");
@@ -118,4 +121,83 @@ Test(params, set_holds_a_bounded_number_of_entries)
     param_remove(&s, "p3");
     cr_expect_null(param_get(&s, "p3"));
     param_clear(&s);
+}
+
+/* A DataRow body with the given text values (NULL: a null column). */
+static size_t data_row(uint8_t *out, const char *const *values, int n)
+{
+    size_t at = 0;
+    out[at++] = (uint8_t)(n >> 8);
+    out[at++] = (uint8_t)n;
+    for (int i = 0; i < n; i++) {
+        int32_t len = values[i] ? (int32_t)strlen(values[i]) : -1;
+        uint32_t u = (uint32_t)len;
+        for (int k = 3; k >= 0; k--)
+            out[at++] = (uint8_t)(u >> (8 * k));
+        if (values[i]) {
+            memcpy(out + at, values[i], (size_t)len);
+            at += (size_t)len;
+        }
+    }
+    return at;
+}
+
+Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_default)
+{
+    uint32_t mask = params_settable_bit("statement_timeout") |
+                    params_settable_bit("extra_float_digits") | params_settable_bit("search_path");
+    cr_assert(mask != 0 && params_settable_bit("work_mem") == 0);
+    struct buf sql;
+    buf_init(&sql);
+    cr_assert(params_build_readback_sql(mask, &sql));
+    cr_expect_str_eq((const char *)sql.data,
+                     "SELECT name, setting, setting = reset_val FROM pg_catalog.pg_settings "
+                     "WHERE name IN ('extra_float_digits', 'search_path', 'statement_timeout')");
+    buf_free(&sql);
+    buf_init(&sql);
+    cr_expect_not(params_build_readback_sql(0, &sql), "nothing to read");
+    buf_free(&sql);
+
+    struct param_set wanted = {0}, applied = {0}, startup = {0};
+    param_put(&startup, "statement_timeout", "1234");
+    param_put(&wanted, "statement_timeout", "5000");
+    param_put(&applied, "statement_timeout", PARAM_UNKNOWN);
+    uint32_t reset = params_settable_bit("statement_timeout") | params_settable_bit("search_path");
+    uint8_t row[256];
+    const char *const rolled_back[] = {"statement_timeout", "1234", "f"};
+    size_t n = data_row(row, rolled_back, 3);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied),
+                 params_settable_bit("statement_timeout"));
+    cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "the SET did not last");
+    cr_expect_str_eq(param_get(&applied, "statement_timeout"), "1234", "known on the server");
+    const char *const reset_done[] = {"statement_timeout", "0", "t"};
+    n = data_row(row, reset_done, 3);
+    cr_expect_neq(params_take_readback(row, (uint32_t)n, reset, &startup, &wanted, &applied), 0);
+    cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "RESET: the startup value");
+    cr_expect_str_eq(param_get(&applied, "statement_timeout"), "0", "what the server holds");
+    cr_expect_neq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0);
+    cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "a SET to the default");
+    const char *const path[] = {"search_path", "\"$user\", public", "t"};
+    n = data_row(row, path, 3);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, reset, &startup, &wanted, &applied),
+                 params_settable_bit("search_path"));
+    cr_expect_null(param_get(&wanted, "search_path"), "RESET without a startup value: none");
+    cr_expect_str_eq(param_get(&applied, "search_path"), "\"$user\", public");
+
+    const char *const bad[][3] = {{"work_mem", "4096", "t"},
+                                  {"statement_timeout", NULL, "t"},
+                                  {"statement_timeout", "1", NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        n = data_row(row, bad[i], 3);
+        cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0,
+                     "bad row %zu", i);
+    }
+    n = data_row(row, rolled_back, 2);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0);
+    n = data_row(row, rolled_back, 3);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n - 1, 0, &startup, &wanted, &applied), 0);
+    cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "no bad row changed it");
+    param_clear(&wanted);
+    param_clear(&applied);
+    param_clear(&startup);
 }
