@@ -143,14 +143,8 @@ void client_transaction_lost(struct client *c, const char *sqlstate, const char 
     proto_ready(&b, 'I');
     if (!send_to_client(c, &b))
         return;
-    c->state = CL_IDLE;
     msgshare_give_back(c); /* no server: no share */
-    if (c->paused) {       /* its server's backlog paused it */
-        c->paused = false;
-        bufferevent_enable(c->bev, EV_READ);
-    }
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        client_wake(c);
+    client_server_gone_idle(c);
 }
 
 static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -507,6 +501,12 @@ void client_transaction_done(struct client *c)
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
+    if (c->msg_claim.held || c->msg_claim.want)
+        msgshare_give_back(c); /* no server: no share */
+    if (c->paused) {           /* its server's backlog paused it */
+        c->paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         client_wake(c);
 }

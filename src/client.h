@@ -22,7 +22,8 @@ void client_server_ready(struct client *c);
 void client_transaction_done(struct client *c);
 
 /* Transaction pooling: c no longer has a server (given back or gone) between transactions:
- * it is idle, and asks for another when it has sent something meanwhile. */
+ * it is idle (holding no share of large-message memory, not paused), and asks for another
+ * when it has sent something meanwhile. */
 void client_server_gone_idle(struct client *c);
 
 /* Transaction pooling: c's server died under the statement that opened its transaction.

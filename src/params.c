@@ -60,7 +60,10 @@ uint32_t params_settable_bit(const char *canon)
 
 bool params_build_readback_sql(uint32_t mask, struct buf *sql)
 {
-    static const char head[] = "SELECT name, setting, setting = reset_val "
+    /* read committed: a carried serializable, read-only, deferrable default would make the
+     * SELECT wait for a safe snapshot, and fail on a hot standby */
+    static const char head[] = "BEGIN ISOLATION LEVEL READ COMMITTED;"
+                               "SELECT name, setting, setting = reset_val "
                                "FROM pg_catalog.pg_settings WHERE name IN (";
     if (!mask)
         return false;
@@ -74,7 +77,7 @@ bool params_build_readback_sql(uint32_t mask, struct buf *sql)
             buf_put_u8(sql, (uint8_t)tolower((unsigned char)*c));
         sep = "', '";
     }
-    buf_put_bytes(sql, "')", 3); /* with the NUL */
+    buf_put_bytes(sql, "');COMMIT", 10); /* with the NUL */
     return true;
 }
 
@@ -90,7 +93,7 @@ static char *row_text(struct rd *r)
     return strndup((const char *)v, (size_t)len);
 }
 
-uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t reset,
+uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked, uint32_t reset,
                               const struct param_set *at_startup, struct param_set *wanted,
                               struct param_set *applied)
 {
@@ -101,7 +104,7 @@ uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t reset,
         return 0;
     char *name = row_text(&r), *setting = row_text(&r), *is_default = row_text(&r);
     const char *canon = name ? params_settable_name(name) : NULL;
-    uint32_t bit = canon ? params_settable_bit(canon) : 0;
+    uint32_t bit = canon ? params_settable_bit(canon) & asked : 0;
     const char *startup = canon ? param_get(at_startup, canon) : NULL;
     bool ok = bit && setting && is_default && r.left == 0 && param_put(applied, canon, setting);
     if (ok && (reset & bit) && strcmp(is_default, "t") == 0) /* RESET: the client's default */

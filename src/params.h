@@ -35,18 +35,19 @@ void params_mark_unknown(struct param_set *applied);
  * (a uint32_t mask), 0 when it is not one. */
 uint32_t params_settable_bit(const char *canon);
 
-/* Appends to sql one query reading the settings in mask back from pg_settings: a row each of
- * name, setting (in the server's own unit) and whether that is the session's default
- * (reset_val, what RESET returns to). False when mask is empty. */
+/* Appends to sql one query reading the settings in mask back from pg_settings (in a read
+ * committed transaction of its own): a row each of name, setting (in the server's own unit)
+ * and whether that is the session's default (reset_val, what RESET returns to). False when
+ * mask is empty. */
 bool params_build_readback_sql(uint32_t mask, struct buf *sql);
 
-/* Takes one DataRow body (len bytes) answering params_build_readback_sql: its setting is what
- * the server holds (applied) and what the client wants (wanted), except that for a setting
- * whose last carried change was a RESET (its bit in reset) and that is the session's default,
- * the client wants its startup value (at_startup) or none, as a RESET on its own session
- * would have left it. Returns the setting's bit; 0 when the row is not such an answer (or out
- * of memory). */
-uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t reset,
+/* Takes one DataRow body (len bytes) answering params_build_readback_sql(asked): its setting
+ * is what the server holds (applied) and what the client wants (wanted), except that for a
+ * setting whose last carried change was a RESET (its bit in reset) and that is the session's
+ * default, the client wants its startup value (at_startup) or none, as a RESET on its own
+ * session would have left it. Returns the setting's bit; 0, changing nothing, when the row is
+ * not an answer for a setting in asked (or out of memory). */
+uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked, uint32_t reset,
                               const struct param_set *at_startup, struct param_set *wanted,
                               struct param_set *applied);
 

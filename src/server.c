@@ -398,10 +398,10 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         return (strchr("ESZ", type) && type) || reading ? RV_NEED_BODY : RV_DROP;
     if (reading) {
         struct client *c = s->client;
-        uint32_t bit = c ? params_take_readback(body, len, s->carried_reset, &c->at_startup,
-                                                &c->wanted, &s->applied)
+        uint32_t bit = c ? params_take_readback(body, len, s->carried, s->carried_reset,
+                                                &c->at_startup, &c->wanted, &s->applied)
                          : 0;
-        if (!(bit & s->carried))
+        if (!bit)
             snprintf(s->err_state, sizeof(s->err_state), "08P01"); /* not an answer */
         s->carried &= ~bit;
     } else if (type == 'E')
@@ -497,26 +497,32 @@ static void readback_failed(struct server *s, const char *why)
 {
     struct client *c = s->client;
     server_close(s, why);
-    if (c)
+    if (c && c->w->draining)
+        client_fail(c, "57P01", "lakeproxy is shutting down");
+    else if (c)
         client_server_gone_idle(c);
 }
 
-/* The settings carried in the client's transaction are read back: the server goes back to
- * the pool, or serves what the client sent meanwhile. */
+/* The settings carried in the client's transaction are read back: what the client sent
+ * meanwhile goes to this server, or it goes back to the pool. */
 static void on_readback_done(struct server *s)
 {
-    if (s->err_state[0] || s->txn != 'I' || s->carried || !s->client) {
+    struct client *c = s->client;
+    if (s->err_state[0] || s->txn != 'I' || s->carried || !c) {
         readback_failed(s, "reading back the settings a client changed failed");
         return;
     }
     s->state = SV_ACTIVE;
-    client_transaction_done(s->client);
+    s->carried_reset = 0;
+    client_pump(c);
+    client_transaction_done(c);
 }
 
 bool server_read_back(struct server *s)
 {
     if (!s->carried)
         return false;
+    s->unnamed_of = 0; /* a simple Query drops the unnamed statement */
     struct buf sql;
     buf_init(&sql);
     bool ok = params_build_readback_sql(s->carried, &sql) && !sql.failed &&

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -893,6 +894,41 @@ static void pipeline_drain(PGconn *c, int n, char *out, size_t outsz)
             snprintf(out, outsz, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
+}
+
+/* What a client sends while its transaction's carried settings are being read back runs
+ * after the read-back, on the same server, with the settings the client kept and with the
+ * unnamed statement it prepared (the read-back's query dropped the server's). The read-back
+ * is held up by a lock on pg_settings taken directly on PostgreSQL. */
+Test(rls_one, messages_sent_during_a_read_back_run_after_it, .init = start_txn1, .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
+    PGresult *r = PQprepare(a, "efd", "SET extra_float_digits = 2", 0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    cr_assert_str_eq(query_sqlstate(admin, "BEGIN"), "");
+    cr_assert_str_eq(
+        query_sqlstate(admin, "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE"), "");
+    /* one transaction prepares the unnamed statement and runs the SET: its read-back waits for
+     * the lock; then the unnamed statement is run */
+    char last[64];
+    cr_assert(PQenterPipelineMode(a));
+    cr_assert(PQsendPrepare(a, "", "SELECT current_setting('extra_float_digits')", 0, NULL));
+    cr_assert(PQsendQueryPrepared(a, "efd", 0, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    pipeline_drain(a, 1, last, sizeof(last));
+    cr_assert(PQsendQueryPrepared(a, "", 0, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    usleep(300 * 1000);
+    cr_expect(PQconsumeInput(a) && PQisBusy(a), "no answer while the read-back waits");
+    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+    pipeline_drain(a, 1, last, sizeof(last));
+    cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+    cr_expect_str_eq(last, "2", "the carried setting, kept, by the client's unnamed statement: %s",
+                     PQerrorMessage(a));
+    expect_own_view(a, 1, "a held-up read-back");
+    PQfinish(admin);
+    PQfinish(a);
 }
 
 /* Red team: after an error the server skips the client's next unnamed Parse, so its unnamed

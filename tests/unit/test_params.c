@@ -151,8 +151,10 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     buf_init(&sql);
     cr_assert(params_build_readback_sql(mask, &sql));
     cr_expect_str_eq((const char *)sql.data,
+                     "BEGIN ISOLATION LEVEL READ COMMITTED;"
                      "SELECT name, setting, setting = reset_val FROM pg_catalog.pg_settings "
-                     "WHERE name IN ('extra_float_digits', 'search_path', 'statement_timeout')");
+                     "WHERE name IN ('extra_float_digits', 'search_path', 'statement_timeout');"
+                     "COMMIT");
     buf_free(&sql);
     buf_init(&sql);
     cr_expect_not(params_build_readback_sql(0, &sql), "nothing to read");
@@ -166,20 +168,21 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     uint8_t row[256];
     const char *const rolled_back[] = {"statement_timeout", "1234", "f"};
     size_t n = data_row(row, rolled_back, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied),
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied),
                  params_settable_bit("statement_timeout"));
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "the SET did not last");
     cr_expect_str_eq(param_get(&applied, "statement_timeout"), "1234", "known on the server");
     const char *const reset_done[] = {"statement_timeout", "0", "t"};
     n = data_row(row, reset_done, 3);
-    cr_expect_neq(params_take_readback(row, (uint32_t)n, reset, &startup, &wanted, &applied), 0);
+    cr_expect_neq(params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied),
+                  0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "RESET: the startup value");
     cr_expect_str_eq(param_get(&applied, "statement_timeout"), "0", "what the server holds");
-    cr_expect_neq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0);
+    cr_expect_neq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "a SET to the default");
     const char *const path[] = {"search_path", "\"$user\", public", "t"};
     n = data_row(row, path, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, reset, &startup, &wanted, &applied),
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied),
                  params_settable_bit("search_path"));
     cr_expect_null(param_get(&wanted, "search_path"), "RESET without a startup value: none");
     cr_expect_str_eq(param_get(&applied, "search_path"), "\"$user\", public");
@@ -189,13 +192,22 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
                                   {"statement_timeout", "1", NULL}};
     for (size_t i = 0; i < 3; i++) {
         n = data_row(row, bad[i], 3);
-        cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0,
-                     "bad row %zu", i);
+        cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied),
+                     0, "bad row %zu", i);
     }
-    n = data_row(row, rolled_back, 2);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, 0, &startup, &wanted, &applied), 0);
+    const char *const not_asked[] = {"lock_timeout", "0", "t"};
+    n = data_row(row, not_asked, 3);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
+    cr_expect_null(param_get(&applied, "lock_timeout"), "a setting not asked for is not taken");
     n = data_row(row, rolled_back, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n - 1, 0, &startup, &wanted, &applied), 0);
+    row[n++] = 'x';
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0,
+                 "bytes after the last column");
+    n = data_row(row, rolled_back, 2);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
+    n = data_row(row, rolled_back, 3);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n - 1, mask, 0, &startup, &wanted, &applied),
+                 0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "no bad row changed it");
     param_clear(&wanted);
     param_clear(&applied);
