@@ -40,6 +40,7 @@ struct param_set {
     size_t n;
     /* params_text_readable of these settings, once known (every change forgets it) */
     bool readable_known, readable;
+    unsigned version; /* changes with every change: a reader's copy is current while equal */
 };
 
 /* Streaming position in one direction of a relay: bytes of the current message still to copy. */

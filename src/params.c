@@ -134,6 +134,7 @@ const char *param_get(const struct param_set *s, const char *name)
 bool param_put(struct param_set *s, const char *name, const char *value)
 {
     s->readable_known = false;
+    s->version++;
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->items[i].name, name) == 0) {
             char *v = strdup(value);
@@ -160,6 +161,7 @@ bool param_put(struct param_set *s, const char *name, const char *value)
 void param_remove(struct param_set *s, const char *name)
 {
     s->readable_known = false;
+    s->version++;
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->items[i].name, name) == 0) {
             free(s->items[i].name);
@@ -177,6 +179,7 @@ void param_clear(struct param_set *s)
     }
     s->n = 0;
     s->readable_known = false;
+    s->version++;
 }
 
 /* Records one name=value setting, refusing names outside the settable list that custom does

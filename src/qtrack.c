@@ -49,6 +49,7 @@ struct name_fp {
 };
 
 struct qtrack {
+    /* what every query touches first, together */
     struct rec *q; /* ring of cap records (0 or a power of two) */
     unsigned cap, head, n;
     /* over the cap: from the first message not recorded, none is until the replies to all of
@@ -60,6 +61,15 @@ struct qtrack {
     uint32_t ovf_exec_dones;
     uint32_t copy_dones; /* CopyDone and CopyFail messages the client sent */
     bool copy_in;        /* the server is in copy-in for it: it ignores Syncs */
+    bool first_after_wait;
+    bool has_done;
+    bool has_app;            /* the client has an application_name: app */
+    unsigned app_version;    /* the version of the client's settings app was read from */
+    int64_t request_us;      /* when the client asked for a server */
+    int64_t wait_us;         /* that wait, for its next query */
+    struct stats_query done; /* a finished query not yet accounted for (has_done) */
+    char app[64]; /* the client's application_name as of its last finished query (done.app) */
+    /* named statements and portals, the unnamed statement, a suspended Execute */
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
     uint64_t unnamed_stmt_fp;
@@ -76,12 +86,6 @@ struct qtrack {
     char who[STATSLOG_WHO_MAX], who_app[64];
     size_t who_len;
     bool who_made;
-    struct stats_query done; /* a finished query not yet accounted for (has_done) */
-    char done_app[64];       /* its application_name when it finished (done.app) */
-    bool has_done;
-    int64_t request_us; /* when the client asked for a server */
-    int64_t wait_us;    /* that wait, for its next query */
-    bool first_after_wait;
 };
 
 static int64_t now_us(void)
@@ -303,12 +307,18 @@ static void finish(struct client *c, const struct rec *r)
         .db = c->pool ? c->pool->db->name : NULL,
     };
     memcpy(t->done.sqlstate, r->sqlstate, sizeof(t->done.sqlstate));
-    /* copied: a ParameterStatus relayed before the settle may replace the client's value */
-    const char *app = param_get(&c->wanted, "application_name");
-    if (app) {
-        copy_str(t->done_app, sizeof(t->done_app), app);
-        t->done.app = t->done_app;
+    /* copied (a ParameterStatus relayed before the settle may replace the client's value),
+     * and looked up only when the client's settings changed: not one string compare per
+     * setting per query */
+    if (t->app_version != c->wanted.version || !t->app_version) {
+        const char *app = param_get(&c->wanted, "application_name");
+        t->has_app = app != NULL;
+        if (app)
+            copy_str(t->app, sizeof(t->app), app);
+        t->app_version = c->wanted.version;
     }
+    if (t->has_app)
+        t->done.app = t->app;
     t->has_done = true;
 }
 

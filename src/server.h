@@ -1,5 +1,6 @@
 /* server.h: one server connection's life: connect, TLS, login with the current credential,
- * applying a client's session parameters, relaying results to it, reset and close. */
+ * applying a client's session parameters, relaying results to it, reading back the settings
+ * a carried SET changed, reset and close. */
 #ifndef LAKEPROXY_SERVER_H
 #define LAKEPROXY_SERVER_H
 

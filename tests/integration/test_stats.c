@@ -260,6 +260,44 @@ Test(stats, the_pushdown_report_says_what_fraction_of_a_table_was_pulled)
     PQfinish(c);
 }
 
+/* The reads of table items by application name app in SHOW PUSHDOWN ("" when none). */
+static void pushdown_reads(PGconn *admin, const char *app, char *out, size_t outsz)
+{
+    PGresult *r = PQexec(admin, "SHOW PUSHDOWN");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+    out[0] = '\0';
+    for (int row = 0; row < PQntuples(r); row++)
+        if (strcmp(PQgetvalue(r, row, PQfnumber(r, "table")), "items") == 0 &&
+            strcmp(PQgetvalue(r, row, PQfnumber(r, "application_name")), app) == 0)
+            snprintf(out, outsz, "%s", PQgetvalue(r, row, PQfnumber(r, "reads")));
+    PQclear(r);
+}
+
+/* Each query counts under the application_name the client had when it ran, also after a SET
+ * of it mid-session (and back). */
+Test(stats, reads_count_under_the_application_name_of_the_moment)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=lp-one");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    const char *const steps[] = {
+        "SELECT id FROM items WHERE id < 3", "SELECT id FROM items WHERE id < 4",
+        "SET application_name = 'lp-two'",   "SELECT id FROM items WHERE id < 5",
+        "SET application_name = 'lp-one'",   "SELECT id FROM items WHERE id < 6"};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        cr_assert_str_eq(query_sqlstate(c, steps[i]), "", "%s", steps[i]);
+    PGconn *admin = alice("lakeproxy");
+    char one[32] = "", two[32] = "";
+    for (int i = 0; i < 50 && (strcmp(one, "3") != 0 || strcmp(two, "1") != 0); i++) {
+        usleep(100 * 1000);
+        pushdown_reads(admin, "lp-one", one, sizeof(one));
+        pushdown_reads(admin, "lp-two", two, sizeof(two));
+    }
+    cr_expect_str_eq(one, "3", "reads of items as lp-one");
+    cr_expect_str_eq(two, "1", "reads of items as lp-two");
+    PQfinish(admin);
+    PQfinish(c);
+}
+
 /* GET path from lakeproxy's admin.http endpoint. */
 static char *curl(const char *path, int *status)
 {
