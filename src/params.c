@@ -30,9 +30,11 @@ static const char *const settable[] = {
     "bytea_output",
 };
 
+#define N_SETTABLE (sizeof(settable) / sizeof(settable[0]))
+
 const char *params_settable_name(const char *name)
 {
-    for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
+    for (size_t i = 0; i < N_SETTABLE; i++)
         if (strcasecmp(name, settable[i]) == 0)
             return settable[i];
     return NULL;
@@ -46,7 +48,6 @@ bool param_copy(struct param_set *dst, const struct param_set *src)
     return true;
 }
 
-#define N_SETTABLE (sizeof(settable) / sizeof(settable[0]))
 #define READBACK_VALUE_MAX 8192 /* longer read-back values are taken for a broken reply */
 _Static_assert(N_SETTABLE <= 32, "a settable parameter's bit must fit a uint32_t");
 
@@ -119,7 +120,7 @@ uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked,
 
 void params_mark_unknown(struct param_set *applied)
 {
-    for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
+    for (size_t i = 0; i < N_SETTABLE; i++)
         param_put(applied, settable[i], PARAM_UNKNOWN);
 }
 

@@ -310,7 +310,7 @@ static void finish(struct client *c, const struct rec *r)
     /* copied (a ParameterStatus relayed before the settle may replace the client's value),
      * and looked up only when the client's settings changed: not one string compare per
      * setting per query */
-    if (t->app_version != c->wanted.version || !t->app_version) {
+    if (t->app_version != c->wanted.version) { /* (version 0: never set, no name) */
         const char *app = param_get(&c->wanted, "application_name");
         t->has_app = app != NULL;
         if (app)
