@@ -7,10 +7,14 @@
 # lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio), and lakeproxy
 # with statistics off (the cost of statistics: TPS and CPU ratios). Ratios are taken within
 # each repeat and their median reported, with their range.
-#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS] [-L]
+#   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
+#                [-t TARGETS] [-L]
 # lakeproxy runs as it ships: statistics on, no query log; -L: it also writes every query to
 # the JSON query log in a file (bench/stats.sh compares the two).
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
+# TARGETS is a comma list of: direct, lakeproxy, lakeproxy_rls, lakeproxy_nostats, pgbouncer
+# (all by default); fewer targets give more repeats in the same time, for a closer comparison
+# (-t lakeproxy,pgbouncer). Ratios need both their targets.
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +25,16 @@ DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb
 # the cost of statistics
 TARGETS="direct lakeproxy lakeproxy_rls lakeproxy_nostats pgbouncer"
 STATS="{ enabled: true }" STATS_SAID="statistics on, no query log (as it ships)"
-while getopts "d:r:c:p:w:L" o; do
+ALL_TARGETS=$TARGETS
+while getopts "d:r:c:p:w:t:L" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
-        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; L) STATS="{ log: QUERY_LOG }" STATS_SAID="statistics on, every query logged to a file" ;; *) exit 2 ;;
+        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; t) TARGETS=${OPTARG//,/ } ;; L) STATS="{ log: QUERY_LOG }" STATS_SAID="statistics on, every query logged to a file" ;; *) exit 2 ;;
     esac
+done
+for target in $TARGETS; do
+    [[ " $ALL_TARGETS " == *" $target "* ]] ||
+        { echo "bench: unknown target $target (one of: ${ALL_TARGETS// /, })" >&2; exit 2; }
 done
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
 [ -x ./lakeproxy ] || make lakeproxy
@@ -169,9 +178,15 @@ dat="$T/chart.dat"
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
     echo "starting one target later), with their range over the runs in brackets."
     echo
-    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | TPS lakeproxy/PgBouncer |"
+    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | lakeproxy/PgBouncer: TPS, CPU |"
     echo "|---|---|---|---|---|---|---|"
 } >"$out"
+
+# tps_of TARGET: its median TPS in this workload for the chart, 0 when not measured
+tps_of() {
+    local v=${med[$1,1]:--}
+    echo "${v/-/0}"
+}
 
 IFS=, read -ra wls <<<"$WORKLOADS"
 for wl in "${wls[@]}"; do
@@ -191,7 +206,7 @@ for wl in "${wls[@]}"; do
             med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
         done
     done
-    ratio=$(paired lakeproxy pgbouncer 1)
+    ratio="TPS $(paired lakeproxy pgbouncer 1), CPU $(paired lakeproxy pgbouncer 4)"
     rls_ratio=$(paired lakeproxy_rls lakeproxy 1)
     stats_ratio=$(paired lakeproxy lakeproxy_nostats 1)
     cpu_ratio=$(paired lakeproxy lakeproxy_nostats 4)
@@ -206,7 +221,7 @@ for wl in "${wls[@]}"; do
         note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
         echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
     done
-    echo "$wl ${med[direct,1]/-/0} ${med[lakeproxy,1]/-/0} ${med[pgbouncer,1]/-/0} ${med[lakeproxy_rls,1]/-/0}" >>"$dat"
+    echo "$wl $(tps_of direct) $(tps_of lakeproxy) $(tps_of pgbouncer) $(tps_of lakeproxy_rls)" >>"$dat"
     unset res med
 done
 
