@@ -31,8 +31,8 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {pri
 # repeat cancels the drift of the machine between repeats. The figures come from the global
 # associative array res: per target, one line of numbers per repeat ("-" where none).
 paired() {
-    paste -d' ' <(echo -n "${res[$1]}" | awk -v c="$3" '{print $c}') \
-        <(echo -n "${res[$2]}" | awk -v c="$3" '{print $c}') |
+    paste -d' ' <(echo -n "${res[$1]:-}" | awk -v c="$3" '{print $c}') \
+        <(echo -n "${res[$2]:-}" | awk -v c="$3" '{print $c}') |
         awk '$1 != "-" && $2 != "-" && $2 > 0 {print $1 / $2}' | sort -g |
         awk '{v[NR] = $1} END {
             if (!NR) { print "-"; exit }

@@ -120,8 +120,14 @@ uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked,
 
 void params_mark_unknown(struct param_set *applied)
 {
+    params_mark_unknown_of(applied, UINT32_MAX);
+}
+
+void params_mark_unknown_of(struct param_set *applied, uint32_t mask)
+{
     for (size_t i = 0; i < N_SETTABLE; i++)
-        param_put(applied, settable[i], PARAM_UNKNOWN);
+        if (mask & (UINT32_C(1) << i))
+            param_put(applied, settable[i], PARAM_UNKNOWN);
 }
 
 const char *param_get(const struct param_set *s, const char *name)

@@ -31,6 +31,9 @@ const char *params_settable_name(const char *name);
  * a statement may have changed unseen). */
 void params_mark_unknown(struct param_set *applied);
 
+/* Marks the settable parameters in mask (params_settable_bit) as PARAM_UNKNOWN in applied. */
+void params_mark_unknown_of(struct param_set *applied, uint32_t mask);
+
 /* The bit of settable parameter canon (as params_settable_name spells it) in a set of them
  * (a uint32_t mask), 0 when it is not one. */
 uint32_t params_settable_bit(const char *canon);

@@ -129,6 +129,7 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
 
 static void check_failed(struct server *s, const char *why);
 static bool send_internal(struct server *s, const char *sql, enum server_state st);
+static void readback_failed(struct server *s, const char *why);
 
 static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -139,6 +140,17 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
         login_failed(s, "08006", "timeout while connecting to the server");
     else if (s->state == SV_CHECKING)
         check_failed(s, "no answer to the liveness check within pool.connect_timeout_ms");
+    else if (s->state == SV_READBACK)
+        readback_failed(s, "no answer to the read-back of a client's settings within "
+                           "pool.connect_timeout_ms");
+}
+
+/* Starts s's timer of pool.connect_timeout_ms (connect_timeout_cb says what it ends). */
+static void arm_connect_timeout(struct server *s)
+{
+    int ms = s->pool->db->pool.connect_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
 }
 
 /* Sends the StartupMessage, or for a cancel connection the CancelRequest. */
@@ -466,15 +478,13 @@ static void on_check_done(struct server *s)
 
 void server_check_then_link(struct server *s, struct client *c)
 {
-    struct timeval tv = {s->pool->db->pool.connect_timeout_ms / 1000,
-                         (s->pool->db->pool.connect_timeout_ms % 1000) * 1000};
     s->client = c;
     c->server = s;
     if (!send_internal(s, ";", SV_CHECKING)) {
         check_failed(s, "could not send the liveness check");
         return;
     }
-    evtimer_add(s->timer, &tv);
+    arm_connect_timeout(s);
 }
 
 static void on_reset_done(struct server *s)
@@ -503,19 +513,45 @@ static void readback_failed(struct server *s, const char *why)
         client_server_gone_idle(c);
 }
 
-/* The settings carried in the client's transaction are read back: what the client sent
- * meanwhile goes to this server, or it goes back to the pool. */
+/* Did the read-back end in an ErrorResponse of the server's own (not a malformed answer, which
+ * is marked 08P01)? The client's own statement_timeout or lock_timeout can cut it short. */
+static bool readback_cut(const struct server *s)
+{
+    return s->err_state[0] && strcmp(s->err_state, "08P01") != 0;
+}
+
+/* The settings carried in the client's transaction are read back, and the server goes back to
+ * the pool as at the end of any transaction: what the client sent meanwhile takes a server as
+ * a next transaction does (a draining proxy refuses it, a reload is seen). A read cut short by
+ * an error leaves those settings unknown on the server instead (the next link sets them
+ * again) and the client with them as it sent them; the server stays, its transaction rolled
+ * back. */
 static void on_readback_done(struct server *s)
 {
     struct client *c = s->client;
+    if (c && readback_cut(s) && (s->txn == 'I' || s->txn == 'E')) {
+        log_debug("server %llu: the read-back of a client's settings failed (%s); they are "
+                  "set again at the next link",
+                  (unsigned long long)s->id, s->err_state);
+        params_mark_unknown_of(&s->applied, s->carried);
+        s->carried = 0;
+        if (s->txn == 'E') { /* its transaction block failed: rolled back first */
+            if (!send_internal(s, "ROLLBACK", SV_READBACK))
+                readback_failed(s, "could not roll back a failed read-back");
+            return;
+        }
+        s->err_state[0] = '\0';
+    }
     if (s->err_state[0] || s->txn != 'I' || s->carried || !c) {
         readback_failed(s, "reading back the settings a client changed failed");
         return;
     }
+    event_del(s->timer);
     s->state = SV_ACTIVE;
     s->carried_reset = 0;
-    client_pump(c);
     client_transaction_done(c);
+    if (c->server == s) /* kept: a large message ahead is read whole with it */
+        client_pump(c);
 }
 
 bool server_read_back(struct server *s)
@@ -528,8 +564,12 @@ bool server_read_back(struct server *s)
     bool ok = params_build_readback_sql(s->carried, &sql) && !sql.failed &&
               send_internal(s, (const char *)sql.data, SV_READBACK);
     buf_free(&sql);
-    if (!ok)
+    if (!ok) {
         readback_failed(s, "could not send the read-back of a client's settings");
+        return true;
+    }
+    /* a server that stopped answering would hold the client's next transaction */
+    arm_connect_timeout(s);
     return true;
 }
 
@@ -539,7 +579,10 @@ static void on_internal_data(struct server *s)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     enum relay_result r =
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
-    if (r == RELAY_FAILED) {
+    if (r == RELAY_FAILED && s->state == SV_READBACK) {
+        readback_failed(s,
+                        err ? err : "protocol violation"); /* the client's transaction was over */
+    } else if (r == RELAY_FAILED) {
         struct client *c = s->client;
         server_close(s, err ? err : "protocol violation");
         if (c)
@@ -966,9 +1009,7 @@ static struct server *server_start(struct pool *p, bool cancel_only)
         login_failed(s, "53200", "out of memory");
         return NULL;
     }
-    struct timeval tv = {p->db->pool.connect_timeout_ms / 1000,
-                         (p->db->pool.connect_timeout_ms % 1000) * 1000};
-    evtimer_add(s->timer, &tv);
+    arm_connect_timeout(s);
     bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
     bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_enable(s->bev, EV_READ); /* writes: see conn_flush */
@@ -1172,8 +1213,34 @@ bool server_input_pending(const struct server *s)
     return evbuffer_get_length(bufferevent_get_input(s->bev)) > 0;
 }
 
+/* The client left while its settings were read back: its transaction was over, so its server
+ * is reset behind the read-back (whose answer nobody needs now), as for any client leaving. */
+static void reset_behind_readback(struct server *s)
+{
+    const char *retire = retire_reason(s);
+    detach_client(s);
+    if (retire) {
+        server_close(s, retire);
+        return;
+    }
+    event_del(s->timer); /* (a reset is not timed) */
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "DISCARD ALL");
+    s->state = SV_RESETTING;
+    s->internal_pending++; /* the read-back's ReadyForQuery, then the reset's */
+    bool ok = conn_send(s->bev, &b);
+    buf_free(&b);
+    if (!ok)
+        server_close(s, "could not send reset query");
+}
+
 void server_unlink(struct server *s)
 {
+    if (s->state == SV_READBACK) {
+        reset_behind_readback(s);
+        return;
+    }
     bool clean = server_is_clean(s) && s->client;
     const char *retire = retire_reason(s);
     bool unsure = s->unsure;

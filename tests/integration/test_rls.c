@@ -896,6 +896,15 @@ static void pipeline_drain(PGconn *c, int n, char *out, size_t outsz)
     }
 }
 
+/* Holds every read-back of settings (lakeproxy's SELECT from pg_settings) until admin's
+ * transaction ends: it locks pg_settings. */
+static void hold_read_backs(PGconn *admin)
+{
+    cr_assert_str_eq(query_sqlstate(admin, "BEGIN"), "");
+    cr_assert_str_eq(
+        query_sqlstate(admin, "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE"), "");
+}
+
 /* What a client sends while its transaction's carried settings are being read back runs
  * after the read-back, on the same server, with the settings the client kept and with the
  * unnamed statement it prepared (the read-back's query dropped the server's). The read-back
@@ -906,9 +915,7 @@ Test(rls_one, messages_sent_during_a_read_back_run_after_it, .init = start_txn1,
     PGresult *r = PQprepare(a, "efd", "SET extra_float_digits = 2", 0, NULL);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
     PQclear(r);
-    cr_assert_str_eq(query_sqlstate(admin, "BEGIN"), "");
-    cr_assert_str_eq(
-        query_sqlstate(admin, "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE"), "");
+    hold_read_backs(admin);
     /* one transaction prepares the unnamed statement and runs the SET: its read-back waits for
      * the lock; then the unnamed statement is run */
     char last[64];
@@ -927,6 +934,94 @@ Test(rls_one, messages_sent_during_a_read_back_run_after_it, .init = start_txn1,
     cr_expect_str_eq(last, "2", "the carried setting, kept, by the client's unnamed statement: %s",
                      PQerrorMessage(a));
     expect_own_view(a, 1, "a held-up read-back");
+    PQfinish(admin);
+    PQfinish(a);
+}
+
+/* a's backend pid; then, with read-backs held (hold_read_backs), a's carried SET set, whose
+ * read-back waits. */
+static char *set_with_read_back_held(PGconn *a, PGconn *admin, const char *set)
+{
+    char *pid = query_value(a, "SELECT pg_backend_pid()::text");
+    hold_read_backs(admin);
+    cr_assert_str_eq(query_sqlstate(a, set), "", "%s", set);
+    return pid;
+}
+
+/* A client that leaves while its settings are read back (psql -c with a SET, a script's last
+ * transaction) leaves its server to the pool, reset, rather than closed: one server for two
+ * tenants, so the second gets the same backend, with none of the first's settings. */
+Test(rls_one, a_client_leaving_during_a_read_back_leaves_its_server_to_the_pool, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
+    char *pid = set_with_read_back_held(a, admin, "SET extra_float_digits = 2");
+    PQfinish(a);
+    usleep(200 * 1000);
+    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+    PGconn *b = tenant(2);
+    EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()::text", pid,
+                       "the server was closed, not reset and reused");
+    EXPECT_QUERY_VALUE(b, "SHOW extra_float_digits", "1", "the leaving client's SET stayed");
+    expect_own_view(b, 2, "a client leaving during a read-back");
+    free(pid);
+    PQfinish(admin);
+    PQfinish(b);
+}
+
+/* The client's own statement_timeout can cut the read-back short (a tenant could otherwise
+ * have lakeproxy close a server after every such SET): the server stays, its transaction rolled
+ * back, the setting unknown there until the next link sets it; the client keeps it as sent. */
+Test(rls_one, a_read_back_cut_short_by_the_clients_timeout_keeps_the_server, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
+    char *pid = set_with_read_back_held(a, admin, "SET statement_timeout = '300ms'");
+    usleep(700 * 1000);
+    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+    PGconn *b = tenant(2);
+    EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()::text", pid, "the server was closed");
+    EXPECT_QUERY_VALUE(b, "SHOW statement_timeout", "0", "another client's SET stayed behind");
+    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "300ms", "the client's SET was lost");
+    EXPECT_QUERY_VALUE(a, "SELECT pg_backend_pid()::text", pid, "the server was closed");
+    expect_own_view(a, 1, "a read-back cut short");
+    expect_own_view(b, 2, "a read-back cut short");
+    free(pid);
+    PQfinish(admin);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+/* A read-back that gets no answer within pool.connect_timeout_ms (5 s here) gives its server
+ * up: the client's next query, sent meanwhile, is answered by another server, with the
+ * client's setting as it sent it, instead of waiting as long as the server does. */
+Test(rls_one, a_read_back_with_no_answer_gives_its_server_up, .init = start_txn1,
+     .fini = stop_proxy, .timeout = 60)
+{
+    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
+    char *pid = set_with_read_back_held(a, admin, "SET extra_float_digits = 2");
+    cr_assert(PQsendQuery(a, "SELECT pg_backend_pid()::text || ' ' || "
+                             "current_setting('extra_float_digits')"));
+    bool answered = false;
+    for (int i = 0; i < 150 && !answered; i++) { /* up to 15 s, the lock held all along */
+        usleep(100 * 1000);
+        cr_assert(PQconsumeInput(a), "%s", PQerrorMessage(a));
+        answered = !PQisBusy(a);
+    }
+    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+    cr_assert(answered, "the query waited for the read-back's server");
+    PGresult *r = PQgetResult(a);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    char got_pid[32] = "";
+    int digits = 0;
+    cr_assert_eq(sscanf(PQgetvalue(r, 0, 0), "%31s %d", got_pid, &digits), 2);
+    cr_expect_str_neq(got_pid, pid, "the same server answered");
+    cr_expect_eq(digits, 2, "the client's SET was lost");
+    PQclear(r);
+    while ((r = PQgetResult(a)) != NULL)
+        PQclear(r);
+    expect_own_view(a, 1, "a read-back given up");
+    free(pid);
     PQfinish(admin);
     PQfinish(a);
 }
