@@ -168,7 +168,9 @@ struct server {
     uint64_t cancel_requester; /* the client connection that asked: closed once delivered */
     int cancels_pending;       /* cancel requests for this backend on their way: it serves no other
                                   client until they have arrived (they would cancel its query) */
-    char err_state[6];         /* SQLSTATE of an error during login, SET or reset */
+    bool cancel_adrift; /* a cancel request for it went unanswered: it may still arrive, so the
+                           server serves no other client (retire_reason) */
+    char err_state[6];  /* SQLSTATE of an error during login, SET or reset */
     char err_msg[256];
     char txn;      /* last ReadyForQuery status: 'I', 'T' or 'E' */
     int in_flight; /* Query/Sync/FunctionCall sent whose ReadyForQuery has not arrived */

@@ -59,17 +59,23 @@ static void server_free(void *arg)
 /* A cancel connection ended (delivered, or failed): its backend may serve others again, and
  * goes back to the pool if its client's transaction ended meanwhile. Found by backend pid:
  * it may have been closed since. */
+/* The server a cancel connection carries a request for, if it still waits for it. */
+static struct server *cancel_target(const struct server *cancel)
+{
+    struct list *active = &cancel->pool->active;
+    for (struct list *it = active->next; it != active; it = it->next) {
+        struct server *t = list_entry(it, struct server, node);
+        if (t->be_pid == cancel->cancel_pid && t->cancels_pending > 0)
+            return t;
+    }
+    return NULL;
+}
+
 static void cancel_settled(struct server *cancel)
 {
-    struct list *it, *tmp;
-    list_for_each_safe (it, tmp, &cancel->pool->active) {
-        struct server *t = list_entry(it, struct server, node);
-        if (t->be_pid != cancel->cancel_pid || t->cancels_pending == 0)
-            continue;
-        if (--t->cancels_pending == 0 && t->client)
-            client_transaction_done(t->client);
-        break;
-    }
+    struct server *t = cancel_target(cancel);
+    if (t && --t->cancels_pending == 0 && t->client)
+        client_transaction_done(t->client);
     client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
 }
 
@@ -136,6 +142,11 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct server *s = arg;
+    if (s->cancel_only && s->step == LS_CANCEL_SENT) { /* sent, not known to have arrived */
+        struct server *t = cancel_target(s);
+        if (t)
+            t->cancel_adrift = true;
+    }
     if (s->state == SV_CONNECTING)
         login_failed(s, "08006", "timeout while connecting to the server");
     else if (s->state == SV_CHECKING)
@@ -1166,6 +1177,8 @@ static const char *retire_reason(const struct server *s)
         return "its host name now resolves to another address";
     if (s->stmts_unknown)
         return "a client deallocated prepared statements";
+    if (s->cancel_adrift)
+        return "a cancel request for it got no answer in time (it may still arrive)";
     if (s->retire_after && pool_mode_of(p)->shares_servers)
         return "a client left session state (temporary table, WITH HOLD cursor or LISTEN)";
     if (s->rls_set && !config_rls_applies(p->w->cfg, p->db->name))

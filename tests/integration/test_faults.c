@@ -431,6 +431,36 @@ Test(faults, a_late_cancel_never_cancels_another_clients_query)
     tcp_relay_stop(relay);
 }
 
+/* A cancel request that PostgreSQL has not taken within pool.connect_timeout_ms (1 s here) may
+ * still arrive: its server serves nobody else, it is closed when its client is done with it.
+ * The relay holds the cancel 1.6 s, so it lands while the next client's query runs: on the
+ * old server that query was cancelled. */
+Test(faults, a_cancel_that_may_still_arrive_retires_its_server)
+{
+    struct tcp_relay *relay = start_through_relay("cz", 1);
+    PGconn *a = connect_ok("cz"), *b = connect_ok("cz");
+    char *pid = query_value(a, "SELECT pg_backend_pid()::text"); /* the pool's one server */
+    tcp_relay_delay_connects(relay, 1600);
+    cr_assert(PQsendQuery(a, "SELECT pg_sleep(1.3)"));
+    usleep(100 * 1000);
+    send_cancel(a); /* returns when lakeproxy gives up on it, after 1 s */
+    PGresult *r;
+    while ((r = PQgetResult(a)))
+        PQclear(r);
+    tcp_relay_delay_connects(relay, 0); /* (the next server's connection is held until 1.7 s) */
+    r = PQexec(b, "SELECT pg_backend_pid()::text, pg_sleep(1)");
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "", "a late cancel hit the next client: %s",
+                     PQresultErrorMessage(r));
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        cr_expect_str_neq(PQgetvalue(r, 0, 0), pid, "the server served another client");
+    PQclear(r);
+    free(pid);
+    PQfinish(a);
+    PQfinish(b);
+    tcp_relay_stop(relay);
+}
+
 /* As PostgreSQL does, lakeproxy closes a cancel request's connection once the cancel has
  * reached the server: PQcancel returning means the query is being cancelled, and the client's
  * next query cannot be hit by it. The relay makes the cancel reach PostgreSQL 0.4 s late. */
