@@ -6,23 +6,27 @@
 # cost of one transaction without start-up and logins. Kernel time (system calls) is not
 # counted: see the CPU figures of bench/run.sh for that.
 #   bench/instructions.sh [-s SHORT] [-l LONG] [-M simple|extended|prepared] [-S|-N] [-B] [-C]
-#                         [-k DIR]
+#                         [-F] [-k DIR]
 # -B: pgbench's TPC-B-like transaction (seven statements) instead of select-only.
 # -S: lakeproxy with statistics on and the query log written to a file (default: off).
 # -N: lakeproxy with statistics on and no query log (lakeproxy's default).
 # -C: also simulate the first-level caches (32 KiB each, as on these machines) and print the
 # instruction and data cache misses per transaction: a proxy woken between other processes'
 # work starts cold, so the code and data a transaction touches cost more than its instructions.
+# -F: also print each proxy's code footprint: the KiB of code (64-byte lines, libraries
+# included) run in at least one transaction in five. A proxy woken between other processes'
+# work fetches that code again on each wake-up, so it costs more than its instruction count.
 # -k DIR: keep lakeproxy's callgrind profiles of both runs in DIR (for callgrind_annotate;
 # their difference per function is the cost of the extra transactions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP= CACHE= SCRIPT=--builtin=select-only
-while getopts "s:l:M:SNBCk:" o; do
+SHORT=500 LONG=2500 MODE=simple CLIENTS=4 POOL=4 STATS=off KEEP= CACHE= FOOT= SCRIPT=--builtin=select-only
+while getopts "s:l:M:SNBCFk:" o; do
     case $o in
         s) SHORT=$OPTARG ;; l) LONG=$OPTARG ;; M) MODE=$OPTARG ;; S) STATS="on, logged" ;; N) STATS="on, no log" ;;
         B) SCRIPT=--builtin=tpcb-like ;;
         C) CACHE=--cache-sim=yes ;;
+        F) FOOT="--dump-instr=yes --compress-pos=no" ;;
         k) KEEP=$OPTARG ;; *) exit 2 ;;
     esac
 done
@@ -54,7 +58,8 @@ as_user=()
 total_instructions() {
     local name=$1 port=$2 txns=$3 out="$T/$1.$3.callgrind"
     shift 3
-    "${as_user[@]}" valgrind --tool=callgrind $CACHE --callgrind-out-file="$out" "$@" 2>"$T/$name.log" &
+    # shellcheck disable=SC2086
+    "${as_user[@]}" valgrind --tool=callgrind $CACHE $FOOT --callgrind-out-file="$out" "$@" 2>"$T/$name.log" &
     local pid=$!
     for _ in $(seq 100); do
         pg_isready -q -h 127.0.0.1 -p "$port" && break
@@ -82,11 +87,33 @@ per_txn() {
         print "" }'
 }
 
+# footprint NAME: the KiB of code NAME ran in at least one transaction in five: 64-byte lines
+# holding an instruction whose count grew by a fifth of the extra transactions or more from
+# the short run to the long one (callgrind's per-instruction counts, positions uncompressed).
+footprint() {
+    awk -v n="$(((LONG - SHORT) * CLIENTS))" '
+        function hex(h, v, i) {
+            v = 0; h = tolower(substr(h, 3))
+            for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+            return v
+        }
+        FNR == 1 { sign = (NR == 1) ? -1 : 1 }
+        /^calls=/ { skip = 1; next }     # the next line is the call'\''s inclusive cost
+        /^0x/ { if (!skip) d[$1] += sign * $3; skip = 0 }
+        END {
+            for (a in d) if (d[a] >= n / 5) hot[int(hex(a) / 64)] = 1
+            for (l in hot) k++
+            printf "%.1f", k * 64 / 1024
+        }' "$T/$1.$SHORT.callgrind" "$T/$1.$LONG.callgrind"
+}
+
 lp=$(per_txn lakeproxy "$lpport" ./lakeproxy -c "$T/lakeproxy.yaml")
+[ -n "$FOOT" ] && lp_foot=$(footprint lakeproxy)
 if [ -n "$KEEP" ]; then
     mkdir -p "$KEEP" && cp "$T"/lakeproxy.*.callgrind "$KEEP/"
 fi
 pb=$(per_txn pgbouncer "$pbport" pgbouncer "$T/pgbouncer.ini")
+[ -n "$FOOT" ] && pb_foot=$(footprint pgbouncer)
 kind="pgbench -S"
 [ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
 read -r lp lp_i1 lp_d1 <<<"$lp"
@@ -97,4 +124,8 @@ echo "user-space instructions per $kind transaction ($MODE protocol, $CLIENTS cl
 if [ -n "$CACHE" ]; then
     echo "first-level cache misses per transaction (instruction, data): lakeproxy $lp_i1, $lp_d1;" \
         "PgBouncer $pb_i1, $pb_d1"
+fi
+if [ -n "$FOOT" ]; then
+    echo "code run in at least one transaction in five (KiB, libraries included): lakeproxy $lp_foot," \
+        "PgBouncer $pb_foot"
 fi
