@@ -65,7 +65,8 @@ static struct server *cancel_target(const struct server *cancel)
     struct list *active = &cancel->pool->active;
     for (struct list *it = active->next; it != active; it = it->next) {
         struct server *t = list_entry(it, struct server, node);
-        if (t->be_pid == cancel->cancel_pid && t->cancels_pending > 0)
+        if (t->be_pid == cancel->cancel_pid && t->be_key == cancel->cancel_key &&
+            t->cancels_pending > 0)
             return t;
     }
     return NULL;
@@ -433,7 +434,10 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         note_param(s, body, len);
     else if (type == 'Z' && !proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
-    else if (type == 'Z' && s->internal_pending > 1)
+    else if (type == 'Z' && s->internal_pending > 1 && s->state == SV_RESETTING) {
+        s->internal_pending--; /* a reset is judged by its own end, not by what ran before */
+        s->err_state[0] = '\0';
+    } else if (type == 'Z' && s->internal_pending > 1)
         s->internal_pending--; /* more of the proxy's own messages to come */
     else if (type == 'Z')
         return s->internal_pending = 0, RV_DROP_STOP;
@@ -1227,7 +1231,9 @@ bool server_input_pending(const struct server *s)
 }
 
 /* The client left while its settings were read back: its transaction was over, so its server
- * is reset behind the read-back (whose answer nobody needs now), as for any client leaving. */
+ * is reset behind the read-back (whose answer nobody needs now), as for any client leaving:
+ * a ROLLBACK first, for a read-back that failed inside its transaction (DISCARD ALL cannot run
+ * in one), then DISCARD ALL, whose own result alone decides (internal_inspect). */
 static void reset_behind_readback(struct server *s)
 {
     const char *retire = retire_reason(s);
@@ -1239,9 +1245,10 @@ static void reset_behind_readback(struct server *s)
     event_del(s->timer); /* (a reset is not timed) */
     struct buf b;
     buf_init(&b);
+    proto_query(&b, "ROLLBACK");
     proto_query(&b, "DISCARD ALL");
     s->state = SV_RESETTING;
-    s->internal_pending++; /* the read-back's ReadyForQuery, then the reset's */
+    s->internal_pending += 2; /* the read-back's ReadyForQuery, then these two */
     bool ok = conn_send(s->bev, &b);
     buf_free(&b);
     if (!ok)

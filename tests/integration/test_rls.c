@@ -938,6 +938,29 @@ Test(rls_one, messages_sent_during_a_read_back_run_after_it, .init = start_txn1,
     PQfinish(a);
 }
 
+/* Polls (up to 5 s, on a connection of its own: a transaction sees one snapshot of
+ * pg_stat_activity) until backend pid waits for a lock (want) or not; false if it never does.
+ * Other tests may hold locks at the same time: only that backend counts. */
+static bool lock_wait_becomes(const char *pid, bool want)
+{
+    PGconn *watch = pg_admin("lp_test");
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*)::text FROM pg_catalog.pg_stat_activity "
+             "WHERE pid = %d AND wait_event_type = 'Lock'",
+             atoi(pid));
+    bool done = false;
+    for (int i = 0; i < 100 && !done; i++) {
+        char *n = query_value(watch, sql);
+        done = strcmp(n, want ? "1" : "0") == 0;
+        free(n);
+        if (!done)
+            usleep(50 * 1000);
+    }
+    PQfinish(watch);
+    return done;
+}
+
 /* a's backend pid; then, with read-backs held (hold_read_backs), a's carried SET set, whose
  * read-back waits. */
 static char *set_with_read_back_held(PGconn *a, PGconn *admin, const char *set)
@@ -950,23 +973,34 @@ static char *set_with_read_back_held(PGconn *a, PGconn *admin, const char *set)
 
 /* A client that leaves while its settings are read back (psql -c with a SET, a script's last
  * transaction) leaves its server to the pool, reset, rather than closed: one server for two
- * tenants, so the second gets the same backend, with none of the first's settings. */
+ * tenants, so the second gets the same backend, with none of the first's settings. Also when
+ * the client's own timeout cuts the read-back short (its transaction is rolled back first). */
 Test(rls_one, a_client_leaving_during_a_read_back_leaves_its_server_to_the_pool, .init = start_txn1,
      .fini = stop_proxy)
 {
-    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
-    char *pid = set_with_read_back_held(a, admin, "SET extra_float_digits = 2");
-    PQfinish(a);
-    usleep(200 * 1000);
-    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
-    PGconn *b = tenant(2);
-    EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()::text", pid,
-                       "the server was closed, not reset and reused");
-    EXPECT_QUERY_VALUE(b, "SHOW extra_float_digits", "1", "the leaving client's SET stayed");
-    expect_own_view(b, 2, "a client leaving during a read-back");
-    free(pid);
+    PGconn *admin = pg_admin("lp_test");
+    const char *const sets[] = {"SET extra_float_digits = 2", "SET statement_timeout = '1s'"};
+    for (int i = 0; i < 2; i++) {
+        PGconn *a = tenant(1);
+        char *pid = set_with_read_back_held(a, admin, sets[i]);
+        cr_assert(lock_wait_becomes(pid, true), "the read-back never waited for the lock");
+        PQfinish(a);
+        usleep(200 * 1000);
+        if (i == 1)
+            cr_assert(lock_wait_becomes(pid, false), "the read-back was not cut short");
+        cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+        PGconn *b = tenant(2);
+        EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()::text", pid,
+                           "the server was closed, not reset and reused (%s)", sets[i]);
+        EXPECT_QUERY_VALUE(b,
+                           "SELECT current_setting('extra_float_digits') || ' ' || "
+                           "current_setting('statement_timeout')",
+                           "1 0", "the leaving client's SET stayed");
+        expect_own_view(b, 2, "a client leaving during a read-back");
+        free(pid);
+        PQfinish(b);
+    }
     PQfinish(admin);
-    PQfinish(b);
 }
 
 /* The client's own statement_timeout can cut the read-back short (a tenant could otherwise
@@ -976,13 +1010,14 @@ Test(rls_one, a_read_back_cut_short_by_the_clients_timeout_keeps_the_server, .in
      .fini = stop_proxy)
 {
     PGconn *a = tenant(1), *admin = pg_admin("lp_test");
-    char *pid = set_with_read_back_held(a, admin, "SET statement_timeout = '300ms'");
-    usleep(700 * 1000);
+    char *pid = set_with_read_back_held(a, admin, "SET statement_timeout = '1s'");
+    cr_assert(lock_wait_becomes(pid, true), "the read-back never waited for the lock");
+    cr_assert(lock_wait_becomes(pid, false), "the read-back was not cut short");
     cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
     PGconn *b = tenant(2);
     EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()::text", pid, "the server was closed");
     EXPECT_QUERY_VALUE(b, "SHOW statement_timeout", "0", "another client's SET stayed behind");
-    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "300ms", "the client's SET was lost");
+    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "1s", "the client's SET was lost");
     EXPECT_QUERY_VALUE(a, "SELECT pg_backend_pid()::text", pid, "the server was closed");
     expect_own_view(a, 1, "a read-back cut short");
     expect_own_view(b, 2, "a read-back cut short");
