@@ -56,10 +56,8 @@ static void server_free(void *arg)
     free(s);
 }
 
-/* A cancel connection ended (delivered, or failed): its backend may serve others again, and
- * goes back to the pool if its client's transaction ended meanwhile. Found by backend pid:
- * it may have been closed since. */
-/* The server a cancel connection carries a request for, if it still waits for it. */
+/* The server a cancel connection carries a request for, if it still waits for it: found by
+ * backend pid and key, as it may have been closed since. */
 static struct server *cancel_target(const struct server *cancel)
 {
     struct list *active = &cancel->pool->active;
@@ -72,6 +70,8 @@ static struct server *cancel_target(const struct server *cancel)
     return NULL;
 }
 
+/* A cancel connection ended (delivered, or failed): its backend may serve others again, and
+ * goes back to the pool if its client's transaction ended meanwhile. */
 static void cancel_settled(struct server *cancel)
 {
     struct server *t = cancel_target(cancel);
@@ -565,7 +565,8 @@ static void on_readback_done(struct server *s)
     s->state = SV_ACTIVE;
     s->carried_reset = 0;
     client_transaction_done(c);
-    if (c->server == s) /* kept: a large message ahead is read whole with it */
+    if (c->server == s) /* still its server: a large message ahead is read whole with it, or
+                           the pool gave it back at once */
         client_pump(c);
 }
 
@@ -594,9 +595,8 @@ static void on_internal_data(struct server *s)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     enum relay_result r =
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
-    if (r == RELAY_FAILED && s->state == SV_READBACK) {
-        readback_failed(s,
-                        err ? err : "protocol violation"); /* the client's transaction was over */
+    if (r == RELAY_FAILED && s->state == SV_READBACK) { /* its client's transaction was over */
+        readback_failed(s, err ? err : "protocol violation");
     } else if (r == RELAY_FAILED) {
         struct client *c = s->client;
         server_close(s, err ? err : "protocol violation");
