@@ -1247,9 +1247,8 @@ static void reset_behind_readback(struct server *s)
     buf_init(&b);
     proto_query(&b, "ROLLBACK");
     proto_query(&b, "DISCARD ALL");
-    s->state = SV_RESETTING;
-    s->internal_pending += 2; /* the read-back's ReadyForQuery, then these two */
-    bool ok = conn_send(s->bev, &b);
+    /* the read-back's ReadyForQuery still owed, then these two */
+    bool ok = send_internal_msgs(s, &b, s->internal_pending + 2, SV_RESETTING);
     buf_free(&b);
     if (!ok)
         server_close(s, "could not send reset query");
