@@ -62,6 +62,13 @@ bench_db_yaml() {
 YAML
 }
 
+# bench_pool_yaml POOL: the pool settings of a bench database, POOL server connections in
+# transaction pooling, all opened at start (min), as PgBouncer's min_pool_size opens its own
+# (bench_pgbouncer_config). Without it PgBouncer opens servers lazily and holds fewer than its
+# pool size under a long queue (15 of 20 at 1,000 clients), so the two proxies would not be
+# compared at the same number of server connections.
+bench_pool_yaml() { echo "{ mode: transaction, size: $1, min: $1, max_wait_ms: 60000 }"; }
+
 # bench_lakeproxy_yaml PORT POOL STATS: $T/lakeproxy.yaml for a lakeproxy on PORT serving
 # database bench (bench_db_yaml) in transaction pooling with POOL server connections to user
 # lp_server; STATS is its stats setting (a YAML flow mapping).
@@ -70,7 +77,7 @@ bench_lakeproxy_yaml() {
 listen: { host: 127.0.0.1, port: $1 }
 log: { level: warning }
 databases:
-$(bench_db_yaml bench "{ mode: transaction, size: $2, max_wait_ms: 60000 }")
+$(bench_db_yaml bench "$(bench_pool_yaml "$2")")
 users:
   lp_server: { password: server-secret }
 stats: $3
@@ -78,7 +85,8 @@ YAML
 }
 
 # bench_pgbouncer_config PORT POOL: $T/pgbouncer.ini and its userlist for PgBouncer on PORT in
-# transaction pooling with POOL server connections to lp_test of the bench PostgreSQL.
+# transaction pooling with POOL server connections to lp_test of the bench PostgreSQL, all
+# kept open (min_pool_size: see bench_pool_yaml).
 bench_pgbouncer_config() {
     cat >"$T/pgbouncer.ini" <<INI
 [databases]
@@ -91,6 +99,7 @@ auth_type = scram-sha-256
 auth_file = $T/userlist.txt
 pool_mode = transaction
 default_pool_size = $2
+min_pool_size = $2
 max_client_conn = 2000
 query_wait_timeout = 60
 INI

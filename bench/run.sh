@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # run.sh: `make bench`. Starts a throwaway PostgreSQL, lakeproxy and PgBouncer (Debian's
-# package; both in transaction pooling with the same pool size), and runs pgbench against each
-# and directly, alternating targets within each repeat. Writes a Markdown table and a PNG chart
-# to bench/results/: median TPS, average and p99 latency, TPS ratio lakeproxy/PgBouncer, and
-# each proxy's CPU microseconds per transaction (from /proc/PID/stat before and after),
-# lakeproxy with row-level-security attributes injected (RLS on/off TPS ratio), and lakeproxy
-# with statistics off (the cost of statistics: TPS and CPU ratios). Ratios are taken within
-# each repeat and their median reported, with their range.
+# package; both in transaction pooling with the same pool size, all of it opened at start), and
+# runs pgbench against each and directly, alternating targets within each repeat. Writes a
+# Markdown table and a PNG chart to bench/results/: median TPS, average and p99 latency, TPS
+# ratio lakeproxy/PgBouncer, and each proxy's CPU microseconds per transaction (from
+# /proc/PID/stat before and after), lakeproxy with row-level-security attributes injected (RLS
+# on/off TPS ratio), and lakeproxy with statistics off (the cost of statistics: TPS and CPU
+# ratios). Ratios are taken within each repeat and their median reported, with their range.
 #   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
 #                [-t TARGETS] [-L]
 # lakeproxy runs as it ships: statistics on, no query log; -L: it also writes every query to
@@ -52,10 +52,10 @@ log: { level: warning }
 limits: { max_clients: 2000 }
 databases:
 YAML
-    bench_db_yaml bench "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }"
+    bench_db_yaml bench "$(bench_pool_yaml "$POOL")"
     # the same, under row-level security: two attributes injected at every checkout, every
     # statement through the guard
-    bench_db_yaml bench_rls "{ mode: transaction, size: $POOL, max_wait_ms: 60000 }"
+    bench_db_yaml bench_rls "$(bench_pool_yaml "$POOL")"
     cat <<YAML
 users:
   lp_server: { password: server-secret, attributes: { tenant_id: "1" } }
