@@ -72,7 +72,7 @@ struct qtrack {
     /* named statements and portals, the unnamed statement, a suspended Execute */
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
-    uint64_t unnamed_stmt_fp;
+    uint64_t unnamed_stmt_fp, unnamed_portal_fp; /* (drivers mostly use these: no lookup) */
     /* the text of the client's last unnamed statement and its fingerprint: drivers parse the
      * same text again and again unnamed (libpq's PQexecParams, JDBC below its prepare
      * threshold, pgbench -M extended), and a compare costs less than keying the text */
@@ -452,8 +452,11 @@ static void on_bind(struct client *c, struct qtrack *t, struct rd *r)
         return;
     if (t->has_suspended && t->suspended.portal == portal_hash(portal))
         finish_suspended(c, t); /* the portal is replaced */
-    name_put(t->portals, &t->portal_next, portal,
-             *stmt ? name_get(t->stmts, stmt) : t->unnamed_stmt_fp);
+    uint64_t fp = *stmt ? name_get(t->stmts, stmt) : t->unnamed_stmt_fp;
+    if (*portal)
+        name_put(t->portals, &t->portal_next, portal, fp);
+    else
+        t->unnamed_portal_fp = fp;
 }
 
 static void on_execute(struct client *c, struct qtrack *t, struct rd *r)
@@ -468,7 +471,8 @@ static void on_execute(struct client *c, struct qtrack *t, struct rd *r)
         t->has_suspended = false;
         return;
     }
-    struct rec e = new_rec(t, REC_EXECUTE, name_get(t->portals, portal));
+    struct rec e =
+        new_rec(t, REC_EXECUTE, *portal ? name_get(t->portals, portal) : t->unnamed_portal_fp);
     e.portal = h;
     push(c, t, &e);
 }
@@ -497,11 +501,11 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
     push(c, t, &q);
 }
 
-/* The fingerprint of sql parsed as the unnamed statement: the last one's again when the text
- * and how the session reads it are the same and it is still kept. */
-static uint64_t unnamed_fingerprint(struct client *c, struct qtrack *t, const char *sql)
+/* The fingerprint of sql (len bytes before its terminator) parsed as the unnamed statement: the
+ * last one's again when the text and how the session reads it are the same and it is still
+ * kept. */
+static uint64_t unnamed_fingerprint(struct client *c, struct qtrack *t, const char *sql, size_t len)
 {
-    size_t len = strlen(sql);
     bool readable = text_readable(c);
     if (t->unnamed_text && len == t->unnamed_len && readable == t->unnamed_readable &&
         memcmp(t->unnamed_text, sql, len) == 0 && stats_find(c->w->stats, t->unnamed_stmt_fp))
@@ -534,7 +538,8 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
             name_put(t->stmts, &t->stmt_next, name,
                      stats_fingerprint(c->w->stats, sql, text_readable(c)));
         else
-            t->unnamed_stmt_fp = unnamed_fingerprint(c, t, sql);
+            t->unnamed_stmt_fp = /* (rd_str left r after the text's terminator) */
+                unnamed_fingerprint(c, t, sql, (size_t)((const char *)r.p - sql) - 1);
         break;
     case 'B': on_bind(c, t, &r); break;
     case 'E': on_execute(c, t, &r); break;

@@ -1,7 +1,8 @@
 /* test_qtrack.c: matching query records to server replies, driven message by message on a
  * client with no socket: a pipeline deeper than the records kept is counted as untracked (never
  * misattributed) and recording resumes once its replies have passed; Syncs PostgreSQL ignores
- * during copy-in do not shift later records; statements of one simple Query count apart. */
+ * during copy-in do not shift later records; statements of one simple Query count apart; each
+ * portal, named or not, counts under the statement it was bound to. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,18 +44,25 @@ static void query(const char *sql)
     client_msg('Q', sql, strlen(sql) + 1);
 }
 
-/* Parse and Bind of the unnamed statement and portal for sql. */
-static void parse_bind(const char *sql)
+/* Parse of sql as statement stmt ("": the unnamed one). */
+static void parse_as(const char *stmt, const char *sql)
 {
     struct buf b;
     buf_init(&b);
-    buf_put_str(&b, "");
+    buf_put_str(&b, stmt);
     buf_put_str(&b, sql);
     buf_put_u16(&b, 0);
     client_msg('P', b.data, b.len);
-    b.len = 0;
-    buf_put_str(&b, "");
-    buf_put_str(&b, "");
+    buf_free(&b);
+}
+
+/* Bind of statement stmt to portal portal (each "" for the unnamed one). */
+static void bind_as(const char *portal, const char *stmt)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_put_str(&b, portal);
+    buf_put_str(&b, stmt);
     buf_put_u16(&b, 0);
     buf_put_u16(&b, 0);
     buf_put_u16(&b, 0);
@@ -62,10 +70,27 @@ static void parse_bind(const char *sql)
     buf_free(&b);
 }
 
+/* Parse and Bind of the unnamed statement and portal for sql. */
+static void parse_bind(const char *sql)
+{
+    parse_as("", sql);
+    bind_as("", "");
+}
+
+/* Execute of portal portal, no row limit. */
+static void execute_portal(const char *portal)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_put_str(&b, portal);
+    buf_put_u32(&b, 0);
+    client_msg('E', b.data, b.len);
+    buf_free(&b);
+}
+
 static void execute(void)
 {
-    static const uint8_t body[5] = {0, 0, 0, 0, 0}; /* unnamed portal, no row limit */
-    client_msg('E', body, sizeof(body));
+    execute_portal("");
 }
 
 static void sync_msg(void)
@@ -230,4 +255,32 @@ Test(qtrack, statements_of_one_query_count_apart_until_an_error, .init = setup, 
     cr_expect_eq(u->errors, 1);
     cr_expect_eq(calls_of("SELECT c FROM u", NULL), 1, "skipped after the error: no call");
     cr_expect_eq(w.queries_skipped, 1);
+}
+
+/* Named and unnamed statements and portals at once: each Execute counts under the text of the
+ * statement its portal was bound to, and a portal bound again counts under its new one. */
+Test(qtrack, each_portal_counts_under_the_statement_it_was_bound_to, .init = setup,
+     .fini = teardown)
+{
+    parse_as("s1", "SELECT a FROM named");
+    parse_as("", "SELECT b FROM unnamed");
+    bind_as("p1", "s1");
+    bind_as("", "");
+    execute_portal("");
+    execute_portal("p1");
+    sync_msg();
+    bind_as("p1", ""); /* p1 now runs the unnamed statement, the unnamed portal s1 */
+    bind_as("", "s1");
+    execute_portal("p1");
+    execute_portal("");
+    execute_portal("");
+    sync_msg();
+    for (int i = 0; i < 5; i++) {
+        server_msg('D', NULL);
+        server_msg('C', "SELECT 1");
+        if (i == 1 || i == 4)
+            server_msg('Z', "I");
+    }
+    cr_expect_eq(calls_of("SELECT a FROM named", NULL), 3);
+    cr_expect_eq(calls_of("SELECT b FROM unnamed", NULL), 2);
 }
