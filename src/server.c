@@ -77,7 +77,8 @@ static void cancel_settled(struct server *cancel)
     struct server *t = cancel_target(cancel);
     if (t && --t->cancels_pending == 0 && t->client)
         client_transaction_done(t->client);
-    client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
+    if (cancel->cancel_requester) /* (0: lakeproxy's own, see cancel_unanswered) */
+        client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
 }
 
 void server_close(struct server *s, const char *reason)
@@ -138,6 +139,16 @@ static void check_failed(struct server *s, const char *why);
 static bool send_internal(struct server *s, const char *sql, enum server_state st);
 static void readback_failed(struct server *s, const char *why);
 
+/* lakeproxy's own query on s got no answer in time, and s is about to be closed. Its backend
+ * may be waiting for a lock: it would not notice the closed connection, and would hold its
+ * PostgreSQL connection slot, until the lock came free. A CancelRequest ends the wait. */
+static void cancel_unanswered(struct server *s)
+{
+    if (s->be_pid && s->cancels_pending == 0 && !server_send_cancel(s, 0))
+        log_warning("server %llu (%s): could not send a cancel request to backend %u",
+                    (unsigned long long)s->id, s->pool->db->name, s->be_pid);
+}
+
 static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -148,13 +159,16 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
         if (t)
             t->cancel_adrift = true;
     }
-    if (s->state == SV_CONNECTING)
+    if (s->state == SV_CONNECTING) {
         login_failed(s, "08006", "timeout while connecting to the server");
-    else if (s->state == SV_CHECKING)
+    } else if (s->state == SV_CHECKING) {
+        cancel_unanswered(s);
         check_failed(s, "no answer to the liveness check within pool.connect_timeout_ms");
-    else if (s->state == SV_READBACK)
+    } else if (s->state == SV_READBACK) {
+        cancel_unanswered(s);
         readback_failed(s, "no answer to the read-back of a client's settings within "
                            "pool.connect_timeout_ms");
+    }
 }
 
 /* Starts s's timer of pool.connect_timeout_ms (connect_timeout_cb says what it ends). */

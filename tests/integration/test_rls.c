@@ -939,16 +939,15 @@ Test(rls_one, messages_sent_during_a_read_back_run_after_it, .init = start_txn1,
 }
 
 /* Polls (up to 5 s, on a connection of its own: a transaction sees one snapshot of
- * pg_stat_activity) until backend pid waits for a lock (want) or not; false if it never does.
- * Other tests may hold locks at the same time: only that backend counts. */
-static bool lock_wait_becomes(const char *pid, bool want)
+ * pg_stat_activity) until backend pid is there meeting SQL condition cond (want) or not; false
+ * if it never does. Other tests run at the same time: only that backend counts. */
+static bool activity_becomes(const char *pid, const char *cond, bool want)
 {
     PGconn *watch = pg_admin("lp_test");
     char sql[200];
     snprintf(sql, sizeof(sql),
-             "SELECT count(*)::text FROM pg_catalog.pg_stat_activity "
-             "WHERE pid = %d AND wait_event_type = 'Lock'",
-             atoi(pid));
+             "SELECT count(*)::text FROM pg_catalog.pg_stat_activity WHERE pid = %d AND %s",
+             atoi(pid), cond);
     bool done = false;
     for (int i = 0; i < 100 && !done; i++) {
         char *n = query_value(watch, sql);
@@ -959,6 +958,12 @@ static bool lock_wait_becomes(const char *pid, bool want)
     }
     PQfinish(watch);
     return done;
+}
+
+/* activity_becomes: backend pid waits for a lock (want) or not. */
+static bool lock_wait_becomes(const char *pid, bool want)
+{
+    return activity_becomes(pid, "wait_event_type = 'Lock'", want);
 }
 
 /* a's backend pid; then, with read-backs held (hold_read_backs), a's carried SET set, whose
@@ -1029,7 +1034,9 @@ Test(rls_one, a_read_back_cut_short_by_the_clients_timeout_keeps_the_server, .in
 
 /* A read-back that gets no answer within pool.connect_timeout_ms (5 s here) gives its server
  * up: the client's next query, sent meanwhile, is answered by another server, with the
- * client's setting as it sent it, instead of waiting as long as the server does. */
+ * client's setting as it sent it, instead of waiting as long as the server does. The backend
+ * that waited is cancelled, so it leaves PostgreSQL while the lock is still held rather than
+ * keep a connection slot until it is released. */
 Test(rls_one, a_read_back_with_no_answer_gives_its_server_up, .init = start_txn1,
      .fini = stop_proxy, .timeout = 60)
 {
@@ -1043,8 +1050,10 @@ Test(rls_one, a_read_back_with_no_answer_gives_its_server_up, .init = start_txn1
         cr_assert(PQconsumeInput(a), "%s", PQerrorMessage(a));
         answered = !PQisBusy(a);
     }
+    bool gone = answered && activity_becomes(pid, "true", false);
     cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
     cr_assert(answered, "the query waited for the read-back's server");
+    cr_expect(gone, "the backend of the read-back given up waited on for the lock");
     PGresult *r = PQgetResult(a);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
     char got_pid[32] = "";
