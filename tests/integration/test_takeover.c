@@ -92,6 +92,17 @@ static void pick_http_port(void)
     http_port = free_port();
 }
 
+/* A free port other than http_port and avoid: free_port may hand either out again while no
+ * proxy holds it, and a proxy's listen port on its own admin.http port fails the takeover. */
+static int port_apart(int avoid)
+{
+    int p;
+    do
+        p = free_port();
+    while (p == http_port || p == avoid);
+    return p;
+}
+
 TestSuite(takeover, .init = pick_http_port, .timeout = 180);
 
 Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
@@ -99,7 +110,7 @@ Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
     struct proxy old, new1, new2;
     struct load_result res;
     char sock[300];
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -131,7 +142,7 @@ Test(takeover, an_open_transaction_finishes_on_the_old_process)
 {
     struct proxy old, next;
     char sock[300], sql[200], *v;
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -165,7 +176,7 @@ Test(takeover, without_a_running_process_it_fails_clearly)
 {
     struct proxy p;
     char sock[300];
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     proxy_spawn(&p, port, yaml, "alone", "--takeover");
@@ -181,7 +192,7 @@ Test(takeover, a_new_process_that_fails_leaves_the_old_one_serving)
 {
     struct proxy old, bad, good;
     char sock[300], broken[8192];
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -212,7 +223,7 @@ Test(takeover, an_address_only_the_old_process_had_is_closed)
 {
     struct proxy old, moved;
     char sock[300], other[8192];
-    int port = free_port(), port2 = free_port();
+    int port = port_apart(0), port2 = port_apart(port);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     takeover_yaml(other, sizeof(other), port2, sock, SHUTDOWN_S);
@@ -232,7 +243,7 @@ Test(takeover, a_takeover_socket_path_that_is_not_a_socket_is_refused)
 {
     struct proxy p;
     char path[300];
-    int port = free_port();
+    int port = port_apart(0);
     snprintf(path, sizeof(path), "%s/not-a-socket-%d", env_need("LP_TEST_DIR"), port);
     FILE *f = fopen(path, "w");
     cr_assert(f);
@@ -257,7 +268,7 @@ Test(takeover, idle_clients_of_the_old_process_are_closed_after_shutdown_timeout
 {
     struct proxy old, next;
     char sock[300];
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, 1);
     start_old(&old, port, yaml);
@@ -285,7 +296,7 @@ Test(takeover, the_service_manager_is_told_the_new_main_pid)
 {
     struct proxy old, next;
     char sock[300], path[300], want[32], seen[4096] = "";
-    int port = free_port();
+    int port = port_apart(0);
     int fd = notify_socket_open(path, sizeof(path));
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
@@ -339,7 +350,7 @@ Test(takeover, garbage_on_the_takeover_socket_is_refused_and_harmless)
 {
     struct proxy old, next;
     char sock[300], answer[256], junk[300];
-    int port = free_port();
+    int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
