@@ -16,6 +16,8 @@
 # (all by default); fewer targets give more repeats in the same time, for a closer comparison
 # (-t lakeproxy,pgbouncer). Ratios need both their targets.
 # A quick run: bench/run.sh -d 5 -r 1 (about two minutes).
+# Every pool is opened at start, five of POOL_SIZE (lakeproxy's two databases in each of its two
+# processes, and PgBouncer's), within the bench PostgreSQL's 400 connections: POOL_SIZE up to 70.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000

@@ -1061,7 +1061,7 @@ bool server_send_cancel(struct server *target, uint64_t requester)
     if (target->cancels_pending > 0)
         return false; /* one is on its way: more would cancel nothing more (and pile up) */
     struct server *s = server_start(target->pool, true);
-    if (!s)
+    if (!s || s->closing) /* (a failure libevent reported at once has closed it already) */
         return false;
     s->cancel_pid = target->be_pid;
     s->cancel_key = target->be_key;
