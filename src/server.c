@@ -448,12 +448,11 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         note_param(s, body, len);
     else if (type == 'Z' && !proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
-    else if (type == 'Z' && s->internal_pending > 1 && s->state == SV_RESETTING) {
-        s->internal_pending--; /* a reset is judged by its own end, not by what ran before */
-        s->err_state[0] = '\0';
-    } else if (type == 'Z' && s->internal_pending > 1)
-        s->internal_pending--; /* more of the proxy's own messages to come */
-    else if (type == 'Z')
+    else if (type == 'Z' && s->internal_pending > 1) {
+        s->internal_pending--;        /* more of the proxy's own messages to come */
+        if (s->state == SV_RESETTING) /* a reset is judged by its own end, not what ran before */
+            s->err_state[0] = '\0';
+    } else if (type == 'Z')
         return s->internal_pending = 0, RV_DROP_STOP;
     return RV_DROP;
 }
