@@ -120,6 +120,7 @@ struct pool {
     struct event *retry_timer;   /* connect retry after a failure, with backoff */
     struct event *no_cred_timer; /* tells waiters that no valid credential can be had */
     struct event *reserve_timer; /* the oldest waiter will have waited pool.reserve_timeout_ms */
+    struct event *hand_out;      /* activated when servers go idle while clients wait */
     int backoff_ms;
     struct {
         uint64_t queries, xacts, waits, wait_us;

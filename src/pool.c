@@ -17,6 +17,9 @@
 #include "server.h"
 #include "tls.h"
 
+static void schedule_hand_out(struct pool *p);
+static void hand_out_idle(struct pool *p);
+
 struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz)
 {
     struct list *it, *tmp;
@@ -228,13 +231,16 @@ void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
     qtrack_request(c);
-    struct server *s = list_empty(&p->idle) || p->paused ? NULL : pick_idle_server(p, c);
+    /* while clients wait, an idle server is theirs (handed out on this loop turn): c queues */
+    bool others_wait = !list_empty(&p->waiting);
+    bool idle = !list_empty(&p->idle) && !p->paused;
+    struct server *s = idle && !others_wait ? pick_idle_server(p, c) : NULL;
     if (s) {
         give_idle_server(p, s, c);
         return;
     }
-    if (!list_empty(&p->idle) && !p->paused) /* idle, but of another masking class: its */
-        server_close(list_entry(p->idle.next, struct server, node), /* slot goes to c */
+    if (idle && !others_wait) /* idle, but of another masking class: its slot goes to c */
+        server_close(list_entry(p->idle.next, struct server, node),
                      "idle, serving another masking class");
     c->state = CL_WAITING;
     gettimeofday(&c->wait_start, NULL);
@@ -250,6 +256,8 @@ void pool_request(struct pool *p, struct client *c)
         c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
     if (c->timer)
         evtimer_add(c->timer, common ? common : &tv);
+    if (idle)
+        schedule_hand_out(p);
     pool_spawn_for_waiters(p);
 }
 
@@ -271,26 +279,74 @@ static void count_wait(struct pool *p, const struct client *c)
 void pool_set_paused(struct pool *p, bool paused)
 {
     p->paused = paused;
-    if (paused)
-        return;
-    struct list *it, *tmp;
-    list_for_each_safe (it, tmp, &p->idle) {
-        if (list_empty(&p->waiting))
-            break;
-        pool_server_ready(list_entry(it, struct server, node));
-    }
-    pool_spawn_for_waiters(p);
+    if (!paused)
+        hand_out_idle(p);
 }
 
-/* The client waiting longest that s may serve, or NULL. */
-static struct client *first_fitting_waiter(struct pool *p, struct server *s)
+/* The waiter that waited longest among those an idle server fits, and that server (the one
+ * pick_idle_server prefers for it); NULL when no idle server fits any waiter. */
+static struct client *first_served_waiter(struct pool *p, struct server **s)
 {
     for (struct list *it = p->waiting.next; it != &p->waiting; it = it->next) {
         struct client *c = list_entry(it, struct client, wait_node);
-        if (class_fits(s, c))
+        *s = pick_idle_server(p, c);
+        if (*s)
             return c;
     }
     return NULL;
+}
+
+/* Closes idle servers that no waiting client may use (each serves another masking class), at
+ * most one per waiter: a fresh server of the waiters' class takes each one's place. Servers
+ * holding part of a late message are left for it to finish. */
+static void close_unfitting_idle(struct pool *p)
+{
+    size_t waiters = list_count_upto(&p->waiting, list_count(&p->idle));
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->idle) {
+        struct server *s = list_entry(it, struct server, node);
+        if (waiters == 0)
+            break;
+        if (server_input_pending(s))
+            continue;
+        server_close(s, "serving another masking class than the waiting clients");
+        waiters--;
+    }
+}
+
+/* Gives idle servers to waiting clients, the longest waiting first, until either runs out;
+ * then replaces idle servers of a masking class no waiter has, and opens more if allowed. */
+static void hand_out_idle(struct pool *p)
+{
+    struct server *s = NULL;
+    struct client *c;
+    while (!p->paused && !list_empty(&p->idle) && (c = first_served_waiter(p, &s))) {
+        pool_forget_client(c);
+        count_wait(p, c);
+        give_idle_server(p, s, c);
+    }
+    if (!p->paused && !list_empty(&p->idle) && !list_empty(&p->waiting))
+        close_unfitting_idle(p);
+    pool_spawn_for_waiters(p);
+}
+
+static void hand_out_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hand_out_idle(arg);
+}
+
+/* Hands idle servers out once this loop turn's events are handled, as PgBouncer does: the
+ * servers freed by one turn's reads all go to waiters together, in queue order. */
+static void schedule_hand_out(struct pool *p)
+{
+    if (!p->hand_out)
+        p->hand_out = event_new(p->w->base, -1, 0, hand_out_cb, p);
+    if (p->hand_out)
+        event_active(p->hand_out, 0, 0);
+    else
+        hand_out_idle(p); /* out of memory for the event: hand out now */
 }
 
 void pool_server_ready(struct server *s)
@@ -309,24 +365,10 @@ void pool_server_ready(struct server *s)
         }
         return;
     }
-    struct client *c = p->paused ? NULL : first_fitting_waiter(p, s);
-    if (!c && !p->paused && !list_empty(&p->waiting)) {
-        /* everyone waiting is of another masking class: a fresh server takes its place */
-        server_close(s, "serving another masking class than the waiting clients");
-        pool_spawn_for_waiters(p);
-        return;
-    }
-    if (c) {
-        pool_forget_client(c);
-        count_wait(p, c);
-        s->state = SV_ACTIVE;
-        pool_place_server(s);
-        c->state = CL_ACTIVE;
-        server_link(s, c);
-        return;
-    }
     s->state = SV_IDLE;
     pool_place_server(s);
+    if (!p->paused && !list_empty(&p->waiting))
+        schedule_hand_out(p);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -560,6 +602,8 @@ void pool_free_all(struct worker *w)
             event_free(p->no_cred_timer);
         if (p->reserve_timer)
             event_free(p->reserve_timer);
+        if (p->hand_out)
+            event_free(p->hand_out);
         SSL_CTX_free(p->tls);
         free(p->latency);
         free(p);

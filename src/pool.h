@@ -14,7 +14,8 @@ void pool_request(struct pool *p, struct client *c);
 /* Takes c off the wait queue (it disconnected while waiting). */
 void pool_forget_client(struct client *c);
 
-/* s finished logging in or resetting: hand it to the oldest waiting client, else idle it. */
+/* s finished logging in or resetting: it goes idle, and when clients wait, idle servers are
+ * handed to them, oldest first, once the current loop turn's events are handled. */
 void pool_server_ready(struct server *s);
 
 /* A server could not connect or log in: remember why and retry with backoff while clients

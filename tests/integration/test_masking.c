@@ -395,6 +395,29 @@ Test(masking, a_masked_clients_prepared_held_cursor_retires_every_server_it_runs
     PQfinish(m);
 }
 
+/* A client waiting for the only server, which has served another masking class, gets a fresh
+ * server once it comes free: the old one is closed to make room, not handed over. */
+Test(masking, a_waiter_of_another_masking_class_gets_a_fresh_server,
+     .init = start_masking_one_server)
+{
+    PGconn *a = login("audra"), *m = login("mallory");
+    free(query_value(a, "BEGIN"));
+    char *exempt_pid = query_value(a, "SELECT pg_backend_pid()");
+    cr_assert(PQsendQuery(m, "SELECT pg_backend_pid()"), "%s", PQerrorMessage(m));
+    usleep(200000); /* mallory waits for the server audra holds */
+    free(query_value(a, "COMMIT"));
+    PGresult *r = PQgetResult(m);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(m));
+    cr_expect_str_neq(PQgetvalue(r, 0, 0), exempt_pid,
+                      "a masked client was handed the server an exempt client used");
+    PQclear(r);
+    while ((r = PQgetResult(m)))
+        PQclear(r);
+    free(exempt_pid);
+    PQfinish(m);
+    PQfinish(a);
+}
+
 /* LISTEN is session state: the server of a masked client that listened is retired, so the
  * next client on it never receives notifications meant for another. */
 Test(masking, a_masked_clients_listen_retires_its_server, .init = start_masking_one_server)
