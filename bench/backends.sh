@@ -7,6 +7,7 @@
 # of the backends serving it (utime + stime of their processes, in clock ticks of 10 ms: runs
 # of a few seconds are needed). With -s, the backends' system calls per transaction as well
 # (strace -c, which slows them: TPS and CPU of those runs are not comparable).
+# With many clients (-c 1000) give runs -d 30 or more: pgbench's clock includes its logins.
 #   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s]
 set -euo pipefail
 cd "$(dirname "$0")/.."

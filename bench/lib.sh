@@ -76,6 +76,7 @@ bench_lakeproxy_yaml() {
     cat >"$T/lakeproxy.yaml" <<YAML
 listen: { host: 127.0.0.1, port: $1 }
 log: { level: warning }
+limits: { max_clients: 2000 }
 databases:
 $(bench_db_yaml bench "$(bench_pool_yaml "$2")")
 users:
@@ -107,9 +108,12 @@ INI
 }
 
 # bench_two_proxies PREFIX POOL [STATS]: bench_pg_start PREFIX with pgbench's tables, then
-# lakeproxy (its stats section STATS, default off) and PgBouncer, each pooling POOL server connections in transaction mode, run
-# as postgres when root; sets lpport, pbport, lp_pid and pb_pid once both answer.
+# lakeproxy (its stats section STATS, default off) and PgBouncer, each pooling POOL server
+# connections in transaction mode, run
+# as postgres when root; sets lpport, pbport, lp_pid and pb_pid once both answer. Both may
+# hold 2,000 clients (max_clients, and file descriptors for PgBouncer's one per socket).
 bench_two_proxies() {
+    ulimit -n 8192 2>/dev/null || true
     bench_pg_start "$1"
     bench_pgbench_init
     chmod 777 "$T"
