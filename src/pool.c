@@ -227,24 +227,13 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     client_fail(c, "53300", msg);
 }
 
-void pool_request(struct pool *p, struct client *c)
+/* Puts c in the wait queue, at its back or (front) at its front, with max_wait_ms to wait
+ * (none while the pool is paused). */
+static void enqueue(struct pool *p, struct client *c, bool front)
 {
-    c->pool = p;
-    qtrack_request(c);
-    /* while clients wait, an idle server is theirs (handed out on this loop turn): c queues */
-    bool others_wait = !list_empty(&p->waiting);
-    bool idle = !list_empty(&p->idle) && !p->paused;
-    struct server *s = idle && !others_wait ? pick_idle_server(p, c) : NULL;
-    if (s) {
-        give_idle_server(p, s, c);
-        return;
-    }
-    if (idle && !others_wait) /* idle, but of another masking class: its slot goes to c */
-        server_close(list_entry(p->idle.next, struct server, node),
-                     "idle, serving another masking class");
     c->state = CL_WAITING;
     gettimeofday(&c->wait_start, NULL);
-    list_append(&p->waiting, &c->wait_node);
+    list_append(front ? p->waiting.next : &p->waiting, &c->wait_node);
     if (p->paused)
         return; /* held until RESUME, however long */
     int ms = p->db->pool.max_wait_ms;
@@ -256,9 +245,35 @@ void pool_request(struct pool *p, struct client *c)
         c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
     if (c->timer)
         evtimer_add(c->timer, common ? common : &tv);
-    if (idle)
+}
+
+/* Gives c an idle server, or queues it. While others wait, the idle servers are theirs (handed
+ * out on this loop turn) and c queues behind them, unless it goes first (front). */
+static void request(struct pool *p, struct client *c, bool front)
+{
+    bool idle = !list_empty(&p->idle) && !p->paused;
+    struct server *s = idle && (front || list_empty(&p->waiting)) ? pick_idle_server(p, c) : NULL;
+    if (s) {
+        give_idle_server(p, s, c);
+        return;
+    }
+    enqueue(p, c, front);
+    if (idle) /* of another masking class, or promised to waiters: the hand-out sorts it out */
         schedule_hand_out(p);
-    pool_spawn_for_waiters(p);
+    else
+        pool_spawn_for_waiters(p);
+}
+
+void pool_request(struct pool *p, struct client *c)
+{
+    c->pool = p;
+    qtrack_request(c);
+    request(p, c, false);
+}
+
+void pool_request_again(struct client *c)
+{
+    request(c->pool, c, true);
 }
 
 void pool_forget_client(struct client *c)
@@ -296,21 +311,26 @@ static struct client *first_served_waiter(struct pool *p, struct server **s)
     return NULL;
 }
 
-/* Closes idle servers that no waiting client may use (each serves another masking class), at
- * most one per waiter: a fresh server of the waiters' class takes each one's place. Servers
- * holding part of a late message are left for it to finish. */
+/* Closes idle servers that no waiting client may use (each serves another masking class) when
+ * the pool is full, as many as the waiters that no server on its way will serve: a fresh
+ * server of the waiters' class takes each one's place. Servers holding part of a late message
+ * are left for it to finish. */
 static void close_unfitting_idle(struct pool *p)
 {
-    size_t waiters = list_count_upto(&p->waiting, list_count(&p->idle));
+    if (p->n_servers < server_limit(p))
+        return; /* a fresh server can be opened without closing one */
+    size_t coming = list_count(&p->connecting);
+    size_t waiters = list_count_upto(&p->waiting, coming + list_count(&p->idle));
+    size_t unserved = waiters > coming ? waiters - coming : 0;
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &p->idle) {
         struct server *s = list_entry(it, struct server, node);
-        if (waiters == 0)
+        if (unserved == 0)
             break;
         if (server_input_pending(s))
             continue;
         server_close(s, "serving another masking class than the waiting clients");
-        waiters--;
+        unserved--;
     }
 }
 

@@ -11,6 +11,10 @@ struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, s
 /* Gives c a server now, or queues it (CL_WAITING) until one is ready or max_wait_ms passes. */
 void pool_request(struct pool *p, struct client *c);
 
+/* c's server closed before serving it (its liveness check failed): c gets an idle server or
+ * waits again, ahead of every other waiter. */
+void pool_request_again(struct client *c);
+
 /* Takes c off the wait queue (it disconnected while waiting). */
 void pool_forget_client(struct client *c);
 

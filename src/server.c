@@ -120,7 +120,7 @@ void server_close(struct server *s, const char *reason)
     if (!s->cancel_only && s->state != SV_CONNECTING)
         pool_spawn_for_waiters(s->pool);
     if (unserved && !unserved->closing)
-        pool_request(s->pool, unserved);
+        pool_request_again(unserved);
 }
 
 /* Login failed: report to the pool (which tells a waiting client) and close. */

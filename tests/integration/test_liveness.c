@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "procinfo.h"
 
 static struct proxy px;
 
@@ -17,7 +18,8 @@ static void start_checking(void)
 {
     static char yaml[8192], edited[8192];
     int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000,
+                       "admin:\n  users: [alice]\n");
     const char *at = strstr(yaml, "      max_wait_ms: 10000\n"); /* database app's pool */
     cr_assert_not_null(at);
     size_t head = (size_t)(at - yaml) + strlen("      max_wait_ms: 10000\n");
@@ -66,4 +68,47 @@ Test(liveness, a_healthy_idle_server_is_kept)
     free(first);
     free(second);
     PQfinish(a);
+}
+
+/* Sends q on c without waiting for its answer. */
+static void send_query(PGconn *c, const char *q)
+{
+    cr_assert(PQsendQuery(c, q), "%s", PQerrorMessage(c));
+}
+
+/* The first value of c's answer to the query sent last, as a number (the test fails on an
+ * error). */
+static long long answer_number(PGconn *c)
+{
+    PGresult *r = PQgetResult(c);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    return v;
+}
+
+/* A client whose server failed its liveness check keeps its place: it is served before the
+ * clients that came after it, not sent to the back of the line. */
+Test(liveness, a_client_whose_server_fails_the_check_keeps_its_place_in_line)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    free(query_value(a, "CREATE SEQUENCE IF NOT EXISTS lp_live_turns"));
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
+    usleep(1500000); /* idle past check_after_s */
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    send_query(a, "SELECT nextval('lp_live_turns')"); /* takes the silent server: checked */
+    usleep(100000);
+    send_query(b, "SELECT nextval('lp_live_turns')");
+    expect_clients_waiting(&px, "alice", "alice-secret", "app", 1); /* b, behind a */
+    long long turn_a = answer_number(a), turn_b = answer_number(b);
+    kill(atoi(pid), SIGCONT);
+    cr_expect_lt(turn_a, turn_b, "the client that came later was served first");
+    free(pid);
+    PQfinish(a);
+    PQfinish(b);
 }

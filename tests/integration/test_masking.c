@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "procinfo.h"
 
 static struct proxy px;
 
@@ -71,6 +72,26 @@ static void start_masking_one_server(void)
     int port = free_port();
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, MASKING_YAML);
     proxy_start_yaml(&px, port, yaml);
+}
+
+/* size server connections, and audra may use the admin console (to see who waits). */
+static void start_masking_admin(int size)
+{
+    static char yaml[16384];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", size, 10000,
+                       MASKING_YAML "admin:\n  users: [audra]\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+
+static void start_masking_one_server_admin(void)
+{
+    start_masking_admin(1);
+}
+
+static void start_masking_two_servers_admin(void)
+{
+    start_masking_admin(2);
 }
 
 static void stop_proxy(void)
@@ -398,13 +419,13 @@ Test(masking, a_masked_clients_prepared_held_cursor_retires_every_server_it_runs
 /* A client waiting for the only server, which has served another masking class, gets a fresh
  * server once it comes free: the old one is closed to make room, not handed over. */
 Test(masking, a_waiter_of_another_masking_class_gets_a_fresh_server,
-     .init = start_masking_one_server)
+     .init = start_masking_one_server_admin)
 {
     PGconn *a = login("audra"), *m = login("mallory");
     free(query_value(a, "BEGIN"));
     char *exempt_pid = query_value(a, "SELECT pg_backend_pid()");
     cr_assert(PQsendQuery(m, "SELECT pg_backend_pid()"), "%s", PQerrorMessage(m));
-    usleep(200000); /* mallory waits for the server audra holds */
+    expect_clients_waiting(&px, "audra", "pw", "app", 1); /* for the server audra holds */
     free(query_value(a, "COMMIT"));
     PGresult *r = PQgetResult(m);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(m));
@@ -416,6 +437,35 @@ Test(masking, a_waiter_of_another_masking_class_gets_a_fresh_server,
     free(exempt_pid);
     PQfinish(m);
     PQfinish(a);
+}
+
+/* A client of another masking class than every idle server's, in a full pool, costs one of
+ * them its place, not more: the other keeps serving its class. */
+Test(masking, a_client_of_another_masking_class_replaces_one_idle_server_only,
+     .init = start_masking_two_servers_admin)
+{
+    PGconn *a1 = login("audra"), *a2 = login("audra");
+    free(query_value(a1, "BEGIN"));
+    free(query_value(a2, "BEGIN")); /* both servers taken by exempt clients */
+    char *p1 = query_value(a1, "SELECT pg_backend_pid()");
+    char *p2 = query_value(a2, "SELECT pg_backend_pid()");
+    free(query_value(a1, "COMMIT"));
+    free(query_value(a2, "COMMIT"));
+    PGconn *m = login("mallory");
+    char *pm = query_value(m, "SELECT pg_backend_pid()");
+    cr_expect(strcmp(pm, p1) != 0 && strcmp(pm, p2) != 0,
+              "a masked client was handed a server an exempt client used");
+    char *pa = query_value(a1, "SELECT pg_backend_pid()");
+    cr_expect(strcmp(pa, p1) == 0 || strcmp(pa, p2) == 0,
+              "both servers of the exempt clients were closed for one masked client");
+    cr_expect_eq(admin_pool_number(&px, "audra", "pw", "app", "sv_active", "sv_idle"), 2);
+    free(p1);
+    free(p2);
+    free(pm);
+    free(pa);
+    PQfinish(m);
+    PQfinish(a1);
+    PQfinish(a2);
 }
 
 /* LISTEN is session state: the server of a masked client that listened is retired, so the

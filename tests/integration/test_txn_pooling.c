@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "harness.h"
+#include "procinfo.h"
 #include "proto.h"
 #include "rawproto.h"
 
@@ -132,31 +133,6 @@ Test(txn, one_server_serves_two_connected_clients_in_turn)
     PQfinish(b);
 }
 
-/* Column col of pool app's row in SHOW POOLS as a number, plus column plus's if not NULL (one
- * snapshot); -1 when there is no such row. */
-static int app_pool_number(const char *col, const char *plus)
-{
-    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
-    PGresult *r = admin_show(a, "SHOW POOLS");
-    int n = -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), "app") == 0)
-            n = atoi(PQgetvalue(r, i, PQfnumber(r, col))) +
-                (plus ? atoi(PQgetvalue(r, i, PQfnumber(r, plus))) : 0);
-    PQclear(r);
-    PQfinish(a);
-    return n;
-}
-
-/* Waits up to 5 s for pool app to have n clients waiting for a server. */
-static void expect_waiting(int n)
-{
-    int got = -1;
-    for (int i = 0; i < 500 && (got = app_pool_number("cl_waiting", NULL)) != n; i++)
-        usleep(10000);
-    cr_assert_eq(got, n, "%d clients waiting, not %d", got, n);
-}
-
 /* Clients waiting for a server are served in the order they asked (first in, first out):
  * nobody who came later overtakes them, however the freed server is handed on. */
 Test(txn, waiting_clients_are_served_in_the_order_they_came)
@@ -171,7 +147,7 @@ Test(txn, waiting_clients_are_served_in_the_order_they_came)
     for (int i = 0; i < N; i++) {
         w[i] = connect_as(NULL);
         cr_assert(PQsendQuery(w[i], "SELECT nextval('lp_turns')"), "%s", PQerrorMessage(w[i]));
-        expect_waiting(i + 1);
+        expect_clients_waiting(&px, "alice", "alice-secret", "app", i + 1);
     }
     free(query_value(holder, "COMMIT"));
     long long prev = 0;
@@ -423,7 +399,7 @@ static void start_with_reserve(void)
 /* Server connections of pool app (active + idle), from SHOW POOLS. */
 static int app_servers(void)
 {
-    return app_pool_number("sv_active", "sv_idle");
+    return admin_pool_number(&px, "alice", "alice-secret", "app", "sv_active", "sv_idle");
 }
 
 Test(txn_reserve, a_long_wait_gets_a_reserve_server, .init = start_with_reserve, .fini = stop_proxy,

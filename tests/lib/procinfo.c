@@ -95,6 +95,35 @@ void expect_live_servers(const struct proxy *p, const char *admin, const char *p
     PQfinish(adm);
 }
 
+int admin_pool_number(const struct proxy *p, const char *admin, const char *password,
+                      const char *db, const char *col, const char *plus)
+{
+    PGconn *a = proxy_connect(p, admin, password, "lakeproxy", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    PGresult *r = admin_show(a, "SHOW POOLS");
+    int n = -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, PQfnumber(r, "database")), db) == 0)
+            n = atoi(PQgetvalue(r, i, PQfnumber(r, col))) +
+                (plus ? atoi(PQgetvalue(r, i, PQfnumber(r, plus))) : 0);
+    PQclear(r);
+    PQfinish(a);
+    return n;
+}
+
+void expect_clients_waiting(const struct proxy *p, const char *admin, const char *password,
+                            const char *db, int n)
+{
+    int got = -1;
+    for (int i = 0; i < 500; i++) {
+        got = admin_pool_number(p, admin, password, db, "cl_waiting", NULL);
+        if (got == n)
+            return;
+        usleep(10000);
+    }
+    cr_assert_eq(got, n, "%d clients of %s waiting for a server, not %d", got, db, n);
+}
+
 long raise_fd_limit(long want)
 {
     struct rlimit rl;

@@ -16,6 +16,16 @@ int proxy_server_sockets(const struct proxy *p, const char *ip, int port);
 void expect_live_servers(const struct proxy *p, const char *admin, const char *password,
                          PGconn *direct, const char *db);
 
+/* Column col of db's row in SHOW POOLS of lakeproxy p (asked as admin, password) as a number,
+ * plus column plus's when not NULL (one snapshot); -1 when there is no such row. */
+int admin_pool_number(const struct proxy *p, const char *admin, const char *password,
+                      const char *db, const char *col, const char *plus);
+
+/* Waits up to 5 s for n clients of db to wait for a server (SHOW POOLS cl_waiting, asked as
+ * admin, password); the test fails if they never do. */
+void expect_clients_waiting(const struct proxy *p, const char *admin, const char *password,
+                            const char *db, int n);
+
 /* The row of the admin console's SHOW QUERIES top whose query is q: its column col as a
  * number, -1 when the row is absent. */
 long long admin_show_queries_value(PGconn *admin, int top, const char *q, const char *col);
