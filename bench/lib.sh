@@ -125,7 +125,8 @@ bench_two_proxies() {
     [ "$(id -u)" = 0 ] && as_user=(runuser -u postgres --)
     "${as_user[@]}" ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
     bench_pids+=($!)
-    "${as_user[@]}" pgbouncer "$T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+    # (runuser's login session resets the open-file limit: PgBouncer raises it itself here)
+    "${as_user[@]}" sh -c "ulimit -n 8192; exec pgbouncer $T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
     bench_pids+=($!)
     local port
     for port in "$lpport" "$pbport"; do
