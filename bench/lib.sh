@@ -126,7 +126,7 @@ bench_two_proxies() {
     "${as_user[@]}" ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
     bench_pids+=($!)
     # (runuser's login session resets the open-file limit: PgBouncer raises it itself here)
-    "${as_user[@]}" sh -c "ulimit -n 8192; exec pgbouncer $T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
+    "${as_user[@]}" sh -c "ulimit -n 8192 2>/dev/null; exec pgbouncer $T/pgbouncer.ini" 2>"$T/pgbouncer.log" &
     bench_pids+=($!)
     local port
     for port in "$lpport" "$pbport"; do
