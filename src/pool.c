@@ -298,11 +298,17 @@ void pool_set_paused(struct pool *p, bool paused)
         hand_out_idle(p);
 }
 
-/* The waiter that waited longest among those an idle server fits, and that server (the one
- * pick_idle_server prefers for it); NULL when no idle server fits any waiter. */
+/* How many of the longest waiting clients the hand-out looks at for one server: the queue may
+ * hold thousands, and only masking classes make the first of them not fit. */
+enum { HAND_OUT_LOOK_AHEAD = 64 };
+
+/* The waiter that waited longest, among the first HAND_OUT_LOOK_AHEAD, that an idle server
+ * fits, and that server (the one pick_idle_server prefers for it); NULL when none fits. */
 static struct client *first_served_waiter(struct pool *p, struct server **s)
 {
-    for (struct list *it = p->waiting.next; it != &p->waiting; it = it->next) {
+    int looked = 0;
+    for (struct list *it = p->waiting.next; it != &p->waiting && looked < HAND_OUT_LOOK_AHEAD;
+         it = it->next, looked++) {
         struct client *c = list_entry(it, struct client, wait_node);
         *s = pick_idle_server(p, c);
         if (*s)
@@ -311,10 +317,10 @@ static struct client *first_served_waiter(struct pool *p, struct server **s)
     return NULL;
 }
 
-/* Closes idle servers that no waiting client may use (each serves another masking class) when
- * the pool is full, as many as the waiters that no server on its way will serve: a fresh
- * server of the waiters' class takes each one's place. Servers holding part of a late message
- * are left for it to finish. */
+/* Closes idle servers that none of the longest waiting clients may use (each serves another
+ * masking class) when the pool is full, as many as the waiters that no server on its way will
+ * serve: a fresh server of the waiters' class takes each one's place. Servers holding part of a
+ * late message are left for it to finish. */
 static void close_unfitting_idle(struct pool *p)
 {
     if (p->n_servers < server_limit(p))
