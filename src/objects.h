@@ -121,6 +121,7 @@ struct pool {
     struct event *no_cred_timer; /* tells waiters that no valid credential can be had */
     struct event *reserve_timer; /* the oldest waiter will have waited pool.reserve_timeout_ms */
     struct event *hand_out;      /* activated when servers go idle while clients wait */
+    bool hand_out_pending;       /* ... and not run yet: idle servers are promised to waiters */
     int backoff_ms;
     struct {
         uint64_t queries, xacts, waits, wait_us;
@@ -291,7 +292,7 @@ struct client {
     int share_held_s;                 /* seconds it has held its share */
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
-    struct timeval wait_start;        /* when it joined the pool's wait queue */
+    struct timeval wait_start;        /* when it last asked its pool for a server */
     bool is_admin;                    /* asked for the admin console and is allowed to */
     struct client_stmts stmts;        /* transaction pooling: the client's named statements */
     const char *inspect_err;          /* why the message inspector refused a message */

@@ -187,6 +187,8 @@ static int server_limit(struct pool *p)
 
 void pool_spawn_for_waiters(struct pool *p)
 {
+    if (p->hand_out_pending)
+        return; /* idle servers are about to serve waiters: the hand-out opens what is missing */
     if (p->retry_timer && evtimer_pending(p->retry_timer, NULL))
         return; /* the server failed a moment ago: the retry timer will try again */
     if (list_empty(&p->waiting) || p->auth_retry_waiting || !credential_ready(p))
@@ -227,13 +229,24 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     client_fail(c, "53300", msg);
 }
 
-/* Puts c in the wait queue, at its back or (front) at its front, with max_wait_ms to wait
- * (none while the pool is paused). */
-static void enqueue(struct pool *p, struct client *c, bool front)
+/* The waiter before which a client that asked at t goes (the queue runs in order of asking). */
+static struct list *place_in_line(struct pool *p, const struct timeval *t)
+{
+    struct list *it = p->waiting.next;
+    for (; it != &p->waiting; it = it->next) {
+        const struct client *o = list_entry(it, struct client, wait_node);
+        if (timercmp(&o->wait_start, t, >))
+            break;
+    }
+    return it;
+}
+
+/* Puts c in the wait queue, at its back, or (again) where its first asking puts it, with
+ * max_wait_ms to wait (none while the pool is paused). */
+static void enqueue(struct pool *p, struct client *c, bool again)
 {
     c->state = CL_WAITING;
-    gettimeofday(&c->wait_start, NULL);
-    list_append(front ? p->waiting.next : &p->waiting, &c->wait_node);
+    list_append(again ? place_in_line(p, &c->wait_start) : &p->waiting, &c->wait_node);
     if (p->paused)
         return; /* held until RESUME, however long */
     int ms = p->db->pool.max_wait_ms;
@@ -248,16 +261,17 @@ static void enqueue(struct pool *p, struct client *c, bool front)
 }
 
 /* Gives c an idle server, or queues it. While others wait, the idle servers are theirs (handed
- * out on this loop turn) and c queues behind them, unless it goes first (front). */
-static void request(struct pool *p, struct client *c, bool front)
+ * out on this loop turn) and c queues behind them, unless it asks again (again: its server
+ * closed before serving it) and goes where its first asking put it. */
+static void request(struct pool *p, struct client *c, bool again)
 {
     bool idle = !list_empty(&p->idle) && !p->paused;
-    struct server *s = idle && (front || list_empty(&p->waiting)) ? pick_idle_server(p, c) : NULL;
+    struct server *s = idle && (again || list_empty(&p->waiting)) ? pick_idle_server(p, c) : NULL;
     if (s) {
         give_idle_server(p, s, c);
         return;
     }
-    enqueue(p, c, front);
+    enqueue(p, c, again);
     if (idle) /* of another masking class, or promised to waiters: the hand-out sorts it out */
         schedule_hand_out(p);
     else
@@ -268,12 +282,16 @@ void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
     qtrack_request(c);
+    gettimeofday(&c->wait_start, NULL);
     request(p, c, false);
 }
 
 void pool_request_again(struct client *c)
 {
-    request(c->pool, c, true);
+    if (c->w->draining) /* its transaction never began: it goes, as the idle clients went */
+        client_fail(c, "57P01", "lakeproxy is shutting down");
+    else
+        request(c->pool, c, true);
 }
 
 void pool_forget_client(struct client *c)
@@ -340,12 +358,36 @@ static void close_unfitting_idle(struct pool *p)
     }
 }
 
+/* In a full pool where no server is on its way, the longest waiting client that fits no idle
+ * server (another masking class) gets one of them closed for it, before later waiters take
+ * them all: otherwise it could wait while they are served. */
+static void make_room_for_oldest(struct pool *p)
+{
+    if (list_empty(&p->waiting) || list_empty(&p->idle) || !list_empty(&p->connecting) ||
+        p->n_servers < server_limit(p))
+        return;
+    struct client *oldest = list_entry(p->waiting.next, struct client, wait_node);
+    if (pick_idle_server(p, oldest))
+        return;
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->idle) {
+        struct server *s = list_entry(it, struct server, node);
+        if (!server_input_pending(s)) {
+            server_close(s, "serving another masking class than the longest waiting client");
+            return;
+        }
+    }
+}
+
 /* Gives idle servers to waiting clients, the longest waiting first, until either runs out;
  * then replaces idle servers of a masking class no waiter has, and opens more if allowed. */
 static void hand_out_idle(struct pool *p)
 {
     struct server *s = NULL;
     struct client *c;
+    p->hand_out_pending = false;
+    if (!p->paused)
+        make_room_for_oldest(p);
     while (!p->paused && !list_empty(&p->idle) && (c = first_served_waiter(p, &s))) {
         pool_forget_client(c);
         count_wait(p, c);
@@ -369,9 +411,10 @@ static void schedule_hand_out(struct pool *p)
 {
     if (!p->hand_out)
         p->hand_out = event_new(p->w->base, -1, 0, hand_out_cb, p);
-    if (p->hand_out)
+    if (p->hand_out) {
+        p->hand_out_pending = true;
         event_active(p->hand_out, 0, 0);
-    else
+    } else
         hand_out_idle(p); /* out of memory for the event: hand out now */
 }
 

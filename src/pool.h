@@ -12,7 +12,7 @@ struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, s
 void pool_request(struct pool *p, struct client *c);
 
 /* c's server closed before serving it (its liveness check failed): c gets an idle server or
- * waits again, ahead of every other waiter. */
+ * waits again, ahead of those who asked after it (a draining proxy lets it go instead). */
 void pool_request_again(struct client *c);
 
 /* Takes c off the wait queue (it disconnected while waiting). */

@@ -468,6 +468,41 @@ Test(masking, a_client_of_another_masking_class_replaces_one_idle_server_only,
     PQfinish(a2);
 }
 
+/* In a full pool, the longest waiting client, of another masking class than every server, is
+ * not passed over by later clients of the servers' class: a freed server is replaced for it. */
+Test(masking, a_waiter_of_another_masking_class_is_not_passed_over,
+     .init = start_masking_two_servers_admin)
+{
+    PGconn *a1 = login("audra"), *a2 = login("audra"), *a3 = login("audra"), *m = login("mallory");
+    free(query_value(m, "SELECT 1")); /* the masking catalog is read: m waits for no read */
+    free(query_value(a1, "BEGIN"));
+    free(query_value(a2, "BEGIN"));
+    free(query_value(a1, "SELECT 1"));
+    free(query_value(a2, "SELECT 1")); /* both servers taken by exempt clients */
+    cr_assert(PQsendQuery(m, "SELECT 'served'"), "%s", PQerrorMessage(m));
+    expect_clients_waiting(&px, "audra", "pw", "app", 1);
+    cr_assert(PQsendQuery(a3, "BEGIN"), "%s", PQerrorMessage(a3)); /* would keep a server */
+    expect_clients_waiting(&px, "audra", "pw", "app", 2);
+    free(query_value(a1, "COMMIT"));
+    PGresult *r = PQgetResult(m);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK,
+                 "the masked client, first in line, was not served: %s", PQerrorMessage(m));
+    PQclear(r);
+    while ((r = PQgetResult(m)))
+        PQclear(r);
+    r = PQgetResult(a3); /* then the exempt one that came after it */
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a3));
+    PQclear(r);
+    while ((r = PQgetResult(a3)))
+        PQclear(r);
+    free(query_value(a3, "COMMIT"));
+    free(query_value(a2, "COMMIT"));
+    PQfinish(m);
+    PQfinish(a1);
+    PQfinish(a2);
+    PQfinish(a3);
+}
+
 /* LISTEN is session state: the server of a masked client that listened is retired, so the
  * next client on it never receives notifications meant for another. */
 Test(masking, a_masked_clients_listen_retires_its_server, .init = start_masking_one_server)
