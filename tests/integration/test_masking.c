@@ -427,13 +427,10 @@ Test(masking, a_waiter_of_another_masking_class_gets_a_fresh_server,
     cr_assert(PQsendQuery(m, "SELECT pg_backend_pid()"), "%s", PQerrorMessage(m));
     expect_clients_waiting(&px, "audra", "pw", "app", 1); /* for the server audra holds */
     free(query_value(a, "COMMIT"));
-    PGresult *r = PQgetResult(m);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(m));
-    cr_expect_str_neq(PQgetvalue(r, 0, 0), exempt_pid,
+    char *masked_pid = sent_query_value(m);
+    cr_expect_str_neq(masked_pid, exempt_pid,
                       "a masked client was handed the server an exempt client used");
-    PQclear(r);
-    while ((r = PQgetResult(m)))
-        PQclear(r);
+    free(masked_pid);
     free(exempt_pid);
     PQfinish(m);
     PQfinish(a);
@@ -484,13 +481,8 @@ Test(masking, a_waiter_of_another_masking_class_is_not_passed_over,
     cr_assert(PQsendQuery(a3, "BEGIN"), "%s", PQerrorMessage(a3)); /* would keep a server */
     expect_clients_waiting(&px, "audra", "pw", "app", 2);
     free(query_value(a1, "COMMIT"));
-    PGresult *r = PQgetResult(m);
-    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK,
-                 "the masked client, first in line, was not served: %s", PQerrorMessage(m));
-    PQclear(r);
-    while ((r = PQgetResult(m)))
-        PQclear(r);
-    r = PQgetResult(a3); /* then the exempt one that came after it */
+    free(sent_query_value(m));     /* the masked client, first in line, is served */
+    PGresult *r = PQgetResult(a3); /* then the exempt one that came after it */
     cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a3));
     PQclear(r);
     while ((r = PQgetResult(a3)))

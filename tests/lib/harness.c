@@ -325,6 +325,18 @@ char *query_value(PGconn *c, const char *sql)
     return v;
 }
 
+char *sent_query_value(PGconn *c)
+{
+    PGresult *r = PQgetResult(c);
+    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0,
+              "no rows answered the query sent: %s", PQerrorMessage(c));
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    return v;
+}
+
 const char *query_sqlstate(PGconn *c, const char *sql)
 {
     static char state[6];

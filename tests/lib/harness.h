@@ -80,6 +80,10 @@ PGconn *pg_admin(const char *db);
 /* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
 char *query_value(PGconn *c, const char *sql);
 
+/* The first value (malloc'd) of the rows answering the query sent last on c (PQsendQuery);
+ * asserts that rows came, and reads the rest of the answer. */
+char *sent_query_value(PGconn *c);
+
 /* Expects sql's first value on c to be want (the rest: a message and its arguments). */
 #define EXPECT_QUERY_VALUE(c, sql, want, ...)                                                      \
     do {                                                                                           \
