@@ -335,27 +335,33 @@ static struct client *first_served_waiter(struct pool *p, struct server **s)
     return NULL;
 }
 
+/* Closes up to n idle servers (the longest idle first) to make room for fresh ones; servers
+ * holding part of a late message are left for it to finish. */
+static void close_idle(struct pool *p, size_t n, const char *reason)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->idle) {
+        struct server *s = list_entry(it, struct server, node);
+        if (n == 0)
+            break;
+        if (server_input_pending(s))
+            continue;
+        server_close(s, reason);
+        n--;
+    }
+}
+
 /* Closes idle servers that none of the longest waiting clients may use (each serves another
  * masking class) when the pool is full, as many as the waiters that no server on its way will
- * serve: a fresh server of the waiters' class takes each one's place. Servers holding part of a
- * late message are left for it to finish. */
+ * serve: a fresh server of the waiters' class takes each one's place. */
 static void close_unfitting_idle(struct pool *p)
 {
     if (p->n_servers < server_limit(p))
         return; /* a fresh server can be opened without closing one */
     size_t coming = list_count(&p->connecting);
     size_t waiters = list_count_upto(&p->waiting, coming + list_count(&p->idle));
-    size_t unserved = waiters > coming ? waiters - coming : 0;
-    struct list *it, *tmp;
-    list_for_each_safe (it, tmp, &p->idle) {
-        struct server *s = list_entry(it, struct server, node);
-        if (unserved == 0)
-            break;
-        if (server_input_pending(s))
-            continue;
-        server_close(s, "serving another masking class than the waiting clients");
-        unserved--;
-    }
+    close_idle(p, waiters > coming ? waiters - coming : 0,
+               "serving another masking class than the waiting clients");
 }
 
 /* In a full pool where no server is on its way, the longest waiting client that fits no idle
@@ -367,16 +373,8 @@ static void make_room_for_oldest(struct pool *p)
         p->n_servers < server_limit(p))
         return;
     struct client *oldest = list_entry(p->waiting.next, struct client, wait_node);
-    if (pick_idle_server(p, oldest))
-        return;
-    struct list *it, *tmp;
-    list_for_each_safe (it, tmp, &p->idle) {
-        struct server *s = list_entry(it, struct server, node);
-        if (!server_input_pending(s)) {
-            server_close(s, "serving another masking class than the longest waiting client");
-            return;
-        }
-    }
+    if (!pick_idle_server(p, oldest))
+        close_idle(p, 1, "serving another masking class than the longest waiting client");
 }
 
 /* Gives idle servers to waiting clients, the longest waiting first, until either runs out;
