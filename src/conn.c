@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "monotime.h"
 #include "relay.h"
 
 #define FLUSH_TIMEOUT_S 5
@@ -162,6 +163,23 @@ bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n)
     return added == 0;
 }
 
+/* Hands bytes p[0..n) just read (had: bytes the input held before) to the read callback's
+ * fast path; else (declined) into the input buffer, then the read callback. */
+static void deliver_read(struct bufferevent *bev, const uint8_t *p, size_t n, size_t had)
+{
+    if (bev->readcb && had + n >= bev->wm_read.low) {
+        conn_take_fn take = taker_of(bev->readcb);
+        if (take && take(bev->cbarg, p, n))
+            return;
+    }
+    if (!conn_keep_input(bev, p, n)) {
+        errno = ENOMEM;
+        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_ERROR);
+        return;
+    }
+    bufferevent_trigger(bev, EV_READ, 0);
+}
+
 /* The read event of a plain socket bufferevent after conn_read_direct: one recv(), offered to
  * the read callback's fast path; else (declined) into the input buffer, then the read
  * callback (subject to the low watermark), as libevent would. At the read limit the
@@ -188,17 +206,9 @@ static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
         read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
         return;
     }
-    if (bev->readcb && had + (size_t)n >= bev->wm_read.low) {
-        conn_take_fn take = taker_of(bev->readcb);
-        if (take && take(bev->cbarg, chunk, (size_t)n))
-            return;
-    }
-    if (!conn_keep_input(bev, chunk, (size_t)n)) {
-        errno = ENOMEM;
-        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_ERROR);
-        return;
-    }
-    bufferevent_trigger(bev, EV_READ, 0);
+    monotime_hold(); /* what this read sets off shares one clock reading */
+    deliver_read(bev, chunk, (size_t)n, had);
+    monotime_release();
 }
 
 /* Replaces bev's output buffer by one without callbacks (data and frozen front kept): libevent

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "fnv.h"
+#include "monotime.h"
 #include "objects.h"
 #include "params.h"
 #include "poolmode.h"
@@ -88,13 +89,6 @@ struct qtrack {
     bool who_made;
 };
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static bool enabled(const struct client *c)
 {
     return c->w->stats != NULL && !c->is_admin;
@@ -121,7 +115,7 @@ void qtrack_request(struct client *c)
 {
     struct qtrack *t = enabled(c) ? tracker(c) : NULL;
     if (t)
-        t->request_us = now_us();
+        t->request_us = monotime_us();
 }
 
 void qtrack_linked(struct client *c)
@@ -131,7 +125,7 @@ void qtrack_linked(struct client *c)
      * in session mode the server comes at login, before any query */
     if (!t || !t->request_us || !pool_mode_of(c->pool)->shares_servers)
         return;
-    t->wait_us = now_us() - t->request_us;
+    t->wait_us = monotime_us() - t->request_us;
     t->first_after_wait = true;
 }
 
@@ -293,7 +287,7 @@ static void finish(struct client *c, const struct rec *r)
 {
     if (!r->fp)
         return;
-    int64_t now = now_us();
+    int64_t now = monotime_us();
     struct qtrack *t = c->qt;
     settle(c, t);
     t->done = (struct stats_query){
@@ -414,7 +408,7 @@ static void overflow_ready(struct client *c, struct qtrack *t)
 /* A new record for a query the client just sent. */
 static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
 {
-    int64_t now = now_us();
+    int64_t now = monotime_us();
     struct rec r = {
         .kind = kind, .fp = fp, .start_us = now, .sent_us = now, .copy_dones = t->copy_dones};
     if (t->first_after_wait) { /* the first query after a wait: the client saw it too */
@@ -611,7 +605,7 @@ static void next_statement(struct client *c, struct qtrack *t, struct rec *h)
     pop(t);
     struct rec *n = head_rec(t);
     if (n && (n->kind == REC_STMT || n->kind == REC_QUERY))
-        n->start_us = n->sent_us = now_us();
+        n->start_us = n->sent_us = monotime_us();
 }
 
 static void on_error(struct client *c, struct qtrack *t, struct rec *h, const uint8_t *body,
@@ -748,7 +742,7 @@ void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8
     h->bytes += 5 + (uint64_t)len;
     if (!h->replied) {
         h->replied = true;
-        h->first_us = now_us();
+        h->first_us = monotime_us();
     }
     switch (type) {
     case 'D':

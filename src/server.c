@@ -17,6 +17,7 @@
 #include "guard.h"
 #include "log.h"
 #include "maskwire.h"
+#include "monotime.h"
 #include "params.h"
 #include "pipeline.h"
 #include "policy.h"
@@ -1160,9 +1161,7 @@ void server_link(struct server *s, struct client *c)
 
 int64_t server_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return monotime_ms();
 }
 
 /* Each server's lifetime is shortened by its own 0-20%, so servers opened together (at start,
