@@ -210,6 +210,12 @@ void server_stmt_remove(struct server_stmts *s, const char *name)
         }
 }
 
+/* The ring index of position i (cap is a power of two: a mask, not a division, per message). */
+static size_t rq_slot(const struct reply_queue *q, size_t i)
+{
+    return i & (q->cap - 1);
+}
+
 bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
 {
     if (q->len == REPLY_QUEUE_MAX)
@@ -220,19 +226,20 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
         if (!items)
             return false;
         for (size_t i = 0; i < q->len; i++)
-            items[i] = q->items[(q->head + i) % q->cap];
+            items[i] = q->items[rq_slot(q, q->head + i)];
         free(q->items);
         q->items = items;
         q->cap = cap;
         q->head = 0;
     }
-    struct reply *r = &q->items[(q->head + q->len) % q->cap];
+    struct reply *r = &q->items[rq_slot(q, q->head + q->len)];
     r->kind = (uint8_t)kind;
     r->absent = false;
     r->copy_dones = q->copy_dones;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
-    memcpy(r->stmt, stmt ? stmt : "", n);
+    if (n > 0)
+        memcpy(r->stmt, stmt, n);
     r->stmt[n] = '\0';
     q->len++;
     return true;
@@ -245,14 +252,14 @@ const struct reply *rq_front(const struct reply_queue *q)
 
 const struct reply *rq_second(const struct reply_queue *q)
 {
-    return q->len > 1 ? &q->items[(q->head + 1) % q->cap] : NULL;
+    return q->len > 1 ? &q->items[rq_slot(q, q->head + 1)] : NULL;
 }
 
 void rq_pop(struct reply_queue *q)
 {
     if (!q->len)
         return;
-    q->head = (q->head + 1) % q->cap;
+    q->head = rq_slot(q, q->head + 1);
     q->len--;
 }
 
@@ -312,7 +319,7 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, cons
 void rq_mark_absent(struct reply_queue *q)
 {
     if (q->len)
-        q->items[(q->head + q->len - 1) % q->cap].absent = true;
+        q->items[rq_slot(q, q->head + q->len - 1)].absent = true;
 }
 
 /* The entries sent with one count lie together, since counts never fall along the queue: only
@@ -322,20 +329,20 @@ void rq_mark_absent(struct reply_queue *q)
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones)
 {
     size_t end = 1;
-    while (end < q->len && q->items[(q->head + end) % q->cap].copy_dones <= copy_dones)
+    while (end < q->len && q->items[rq_slot(q, q->head + end)].copy_dones <= copy_dones)
         end++;
     size_t to = end, dropped = 0;
     for (size_t i = end; i-- > 0;) {
-        const struct reply *r = &q->items[(q->head + i) % q->cap];
+        const struct reply *r = &q->items[rq_slot(q, q->head + i)];
         if (i > 0 && r->kind == RK_SYNC && r->copy_dones == copy_dones) {
             dropped++;
             continue;
         }
         to--;
         if (to != i)
-            q->items[(q->head + to) % q->cap] = *r;
+            q->items[rq_slot(q, q->head + to)] = *r;
     }
-    q->head = (q->head + dropped) % q->cap;
+    q->head = rq_slot(q, q->head + dropped);
     q->len -= dropped;
     return dropped;
 }
