@@ -312,6 +312,7 @@ struct client {
                                          to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
     uint8_t unnamed_effects; /* STMT_* flags of its unnamed statement */
+    bool unnamed_plain;      /* ... read with neither row-level security nor masking on */
 };
 
 #endif

@@ -135,6 +135,7 @@ static const char STMT_ABSENT[] = GUARD_RESERVED_STMT_PREFIX "no_such_statement"
 static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
     c->unnamed_effects = effects;
+    c->unnamed_plain = !c->rls && c->mask.n_applied == 0;
     if (c->unnamed_parse && c->unnamed_len == len && memcmp(c->unnamed_parse, rest, len) == 0)
         return true; /* the same statement again (a driver's unnamed Parse per query) */
     uint8_t *copy = malloc(len ? len : 1);
@@ -228,6 +229,28 @@ static void write_absent_error(struct server *s, const struct reply *f)
     send_buf(to_client(s), &b);
 }
 
+/* The client's unnamed statement, kept, goes to its server: the server holds it then. */
+static enum relay_verdict unnamed_parsed(struct client *c)
+{
+    struct server *s = c->server;
+    s->stmts_unknown |= (c->unnamed_effects & STMT_FORGETS) != 0;
+    c->unnamed_tests = c->mask_tests;
+    s->unnamed_of = c->id;
+    s->unnamed_maybe = true;
+    return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
+}
+
+/* Is this Parse the client's kept unnamed statement again, byte for byte, read then and now
+ * with neither row-level security nor masking on? Its checks then read the text alone (a
+ * reserved name, DEALLOCATE or DISCARD), and it passed them: drivers parse the same text
+ * unnamed before each run (libpq's PQexecParams, JDBC, pgbench -M extended). */
+static bool same_plain_unnamed(const struct client *c, const uint8_t *body, uint32_t len)
+{
+    return len > 0 && body[0] == '\0' && c->unnamed_parse && c->unnamed_plain && !c->rls &&
+           c->mask.n_applied == 0 && c->unnamed_len == len - 1 &&
+           memcmp(c->unnamed_parse, body + 1, len - 1) == 0;
+}
+
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
                                    const char **err)
 {
@@ -247,15 +270,11 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     }
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
-        s->stmts_unknown |= (effects & STMT_FORGETS) != 0;
-        c->unnamed_tests = c->mask_tests;
         if (!keep_unnamed(c, r.p, r.left, effects)) {
             *err = "out of memory";
             return RV_ERROR;
         }
-        s->unnamed_of = c->id;
-        s->unnamed_maybe = true;
-        return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
+        return unnamed_parsed(c);
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
@@ -482,6 +501,11 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         return RV_DROP; /* the server would skip it: nothing is sent, nothing owed */
     if (type == 'S')
         s->skip_till_sync = false;
+    if (type == 'P' && body && same_plain_unnamed(c, body, len)) {
+        c->mask_tests = 0; /* (as policy_check_client_msg would) */
+        s->ext_open = true;
+        return unnamed_parsed(c);
+    }
     if (type == 'Q' || type == 'P' || ((c->rls || c->mask.n_applied > 0) && type == 'F')) {
         if (!body)
             return RV_NEED_BODY;

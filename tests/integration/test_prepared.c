@@ -314,6 +314,42 @@ Test(prepared, each_client_binds_its_own_unnamed_statement)
     proxy_stop(&one);
 }
 
+/* Runs sql through the extended protocol, unnamed (Parse "", Bind, Execute, Sync), and expects
+ * it to succeed. */
+static void exec_unnamed(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* A client's unnamed DEALLOCATE ALL empties the server's statements; the proxy then retires
+ * that server, or the next client's Bind of a statement it believes prepared there fails. The
+ * same text parsed again (drivers parse unnamed before each run, and the proxy skips reading
+ * text it read the last time) must have that effect each time, not only the first. */
+Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    prepare(a, "kept", "SELECT 'kept ' || $1::text", 1);
+    for (int round = 1; round <= 3; round++) {
+        char want[32], param[8];
+        snprintf(param, sizeof(param), "%d", round);
+        snprintf(want, sizeof(want), "kept %d", round);
+        char *v = exec_prepared(a, "kept", param); /* prepared on the one server */
+        cr_expect_str_eq(v, want);
+        free(v);
+        exec_unnamed(b, "DEALLOCATE ALL"); /* ... and gone from it */
+        v = exec_prepared(a, "kept", param);
+        cr_expect_str_eq(v, want, "round %d: a's statement was not prepared again", round);
+        free(v);
+    }
+    PQfinish(a);
+    PQfinish(b);
+    proxy_stop(&one);
+}
+
 /* Red team round 5: after an error PostgreSQL skips every message up to Sync, a client's
  * Parse "" too, so the unnamed statement left on the server by its previous client stayed
  * there for this one's next Bind ""; and a simple Query skipped that way was still awaited,
