@@ -90,6 +90,9 @@ per_txn() {
 # footprint NAME: the KiB of code NAME ran in at least one transaction in five: 64-byte lines
 # holding an instruction whose count grew by a fifth of the extra transactions or more from
 # the short run to the long one (callgrind's per-instruction counts, positions uncompressed).
+# Positions are offsets within each object (the program, each library), so an instruction is
+# its object's name and its offset; callgrind numbers objects per file, and names each number
+# once (on an ob= or cob= line), so the names are read per file.
 footprint() {
     awk -v n="$(((LONG - SHORT) * CLIENTS))" '
         function hex(h, v, i) {
@@ -97,13 +100,25 @@ footprint() {
             for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
             return v
         }
-        FNR == 1 { sign = (NR == 1) ? -1 : 1 }
+        # the object number of an ob= or cob= line, learning its name when the line gives it
+        function object(line, id, rest) {
+            sub(/^c?ob=\(/, "", line); id = line; sub(/\).*/, "", id)
+            rest = line; sub(/^[0-9]+\) ?/, "", rest)
+            if (rest != "") name[id] = rest
+            return id
+        }
+        FNR == 1 { sign = (NR == 1) ? -1 : 1; delete name; ob = "" }
+        /^ob=/ { ob = object($0); next }
+        /^cob=/ { object($0); next }
         /^calls=/ { skip = 1; next }     # the next line is the call'\''s inclusive cost
-        /^0x/ { if (!skip) d[$1] += sign * $3; skip = 0 }
+        /^0x/ { if (!skip) d[name[ob] SUBSEP $1] += sign * $3; skip = 0 }
         END {
-            for (a in d) if (d[a] >= n / 5) hot[int(hex(a) / 64)] = 1
-            for (l in hot) k++
-            printf "%.1f", k * 64 / 1024
+            for (k in d) if (d[k] >= n / 5) {
+                split(k, part, SUBSEP)
+                hot[part[1] SUBSEP int(hex(part[2]) / 64)] = 1
+            }
+            for (l in hot) lines++
+            printf "%.1f", lines * 64 / 1024
         }' "$T/$1.$SHORT.callgrind" "$T/$1.$LONG.callgrind"
 }
 
