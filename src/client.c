@@ -67,6 +67,7 @@ static void client_free(void *arg)
     maskrules_free(&c->mask);
     qtrack_free(c);
     client_stmts_clear(&c->stmts);
+    pipeline_client_unhomed(c);
     free(c->unnamed_parse);
     scram_server_free(&c->scram);
     free(c);

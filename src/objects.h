@@ -160,6 +160,8 @@ struct server {
     uint64_t id;
     uint64_t unnamed_of; /* the client whose unnamed statement this server holds (0: none) */
     bool unnamed_maybe;  /* an unnamed statement may be there (closed before the next client) */
+    struct client *unnamed_owner; /* the client whose current unnamed statement it was last
+                                     prepared with (the pair of client.unnamed_home) */
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;
@@ -311,8 +313,10 @@ struct client {
     uint8_t *unnamed_parse;           /* its unnamed statement: the Parse body after the name, kept
                                          to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
-    uint8_t unnamed_effects; /* STMT_* flags of its unnamed statement */
-    bool unnamed_plain;      /* ... read with neither row-level security nor masking on */
+    uint8_t unnamed_effects;     /* STMT_* flags of its unnamed statement */
+    bool unnamed_plain;          /* ... read with neither row-level security nor masking on */
+    struct server *unnamed_home; /* the server its current unnamed statement was last prepared
+                                    on (its unnamed_owner is this client), or NULL */
 };
 
 #endif

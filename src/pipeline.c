@@ -149,8 +149,31 @@ static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint
     return true;
 }
 
+void pipeline_client_unhomed(struct client *c)
+{
+    if (c->unnamed_home)
+        c->unnamed_home->unnamed_owner = NULL;
+    c->unnamed_home = NULL;
+}
+
+void pipeline_server_unhomed(struct server *s)
+{
+    if (s->unnamed_owner)
+        s->unnamed_owner->unnamed_home = NULL;
+    s->unnamed_owner = NULL;
+}
+
+void pipeline_unnamed_home(struct client *c, struct server *s)
+{
+    pipeline_client_unhomed(c);
+    pipeline_server_unhomed(s);
+    c->unnamed_home = s;
+    s->unnamed_owner = c;
+}
+
 static void forget_unnamed(struct client *c)
 {
+    pipeline_client_unhomed(c);
     free(c->unnamed_parse);
     c->unnamed_parse = NULL;
     c->unnamed_len = 0;
@@ -180,6 +203,7 @@ static bool ensure_unnamed(struct server *s, struct client *c, bool *ok)
     *ok = send_buf(to_server(s), &b);
     s->unnamed_of = c->id;
     s->unnamed_maybe = true;
+    pipeline_unnamed_home(c, s);
     return true;
 }
 
@@ -237,6 +261,7 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     c->unnamed_tests = c->mask_tests;
     s->unnamed_of = c->id;
     s->unnamed_maybe = true;
+    pipeline_unnamed_home(c, s);
     return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
 }
 

@@ -25,6 +25,17 @@ bool pipeline_sync_done(struct server *s);
 /* Writes the message itself to the client, then every made-up reply now at the front. */
 void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body);
 
+/* Client c's current unnamed statement was just prepared on s: s is its home (a checkout of
+ * s by c may keep it there), and no longer that of any other client, nor is any other server
+ * c's. */
+void pipeline_unnamed_home(struct client *c, struct server *s);
+
+/* c's unnamed statement has no home (c has none, or c is going away). */
+void pipeline_client_unhomed(struct client *c);
+
+/* s is no client's home (s is going away). */
+void pipeline_server_unhomed(struct server *s);
+
 /* Is sql exactly one "DEALLOCATE [PREPARE] name|ALL"? Fills name and *all. */
 bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all);
 

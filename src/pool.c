@@ -71,14 +71,28 @@ static bool class_fits(const struct server *s, struct client *c)
     return s->mask_class == 0 || s->mask_class == client_mask_class(c);
 }
 
+/* c's home server (the one holding its current unnamed statement) when it is idle in p and
+ * may serve c: checked out by c it keeps that statement, and needs no Close of another's. */
+static struct server *idle_home(struct pool *p, struct client *c)
+{
+    struct server *s = c->unnamed_home;
+    return s && s->pool == p && s->state == SV_IDLE && s->unnamed_of == c->id && class_fits(s, c) &&
+                   !server_input_pending(s)
+               ? s
+               : NULL;
+}
+
 /* The idle server for c: under row-level security one that already carries c's settings
- * (no injection needed), else the one that went idle last (the idle list runs from the one
- * idle longest to it); of c's masking class. NULL when no idle server fits c. Last in, first
- * out, as PgBouncer does by default: the busy connections stay few and warm (their backend is
- * often still awake when the next query comes, and its caches are), and the rest age out under
- * idle_timeout. */
+ * (no injection needed), else c's home server (idle_home), else the one that went idle last
+ * (the idle list runs from the one idle longest to it); of c's masking class. NULL when no
+ * idle server fits c. Last in, first out, as PgBouncer does by default: the busy connections
+ * stay few and warm (their backend is often still awake when the next query comes, and its
+ * caches are), and the rest age out under idle_timeout. */
 static struct server *pick_idle_server(struct pool *p, struct client *c)
 {
+    struct server *home = c->rls || c->mask.n_applied > 0 ? NULL : idle_home(p, c);
+    if (home)
+        return home;
     char err[8];
     const struct buf *pre = c->rls ? client_rls_prefix(c, err, sizeof(err)) : NULL;
     for (struct list *it = p->idle.prev; pre && it != &p->idle; it = it->prev) {

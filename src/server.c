@@ -54,6 +54,7 @@ static void server_free(void *arg)
     buf_free(&s->rls_applied);
     buf_free(&s->rls_pending);
     buf_free(&s->link_msgs);
+    pipeline_server_unhomed(s);
     free(s);
 }
 
@@ -632,6 +633,7 @@ static void on_internal_data(struct server *s)
  * state st to consume their results. */
 static bool send_internal_msgs(struct server *s, struct buf *b, int replies, enum server_state st)
 {
+    s->unnamed_of = 0; /* a simple Query drops the unnamed statement */
     s->err_state[0] = '\0';
     s->state = st;
     s->internal_pending = replies;
@@ -1118,18 +1120,25 @@ void server_link(struct server *s, struct client *c)
     c->server = s;
     s->last_used = time(NULL);
     s->mask_class = client_mask_class(c);
-    s->unnamed_of = 0; /* the settings and attributes sent below may run queries */
+    bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
+    s->unnamed_of = 0;
     s->carried = s->carried_reset = 0;
     buf_init(&sql);
     buf_reset(msgs);
+    bool sync = params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql);
     /* never leave a client another's unnamed statement to bind: closed first, ahead of
      * whatever follows, without a Sync (no round trip of its own); its CloseComplete comes
-     * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone */
-    bool closes = s->unnamed_maybe;
+     * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone. The
+     * client's own current one stays when no query of the proxy's follows (those drop it),
+     * for a client with neither row-level security nor masking (whose checks are per server) */
+    bool keep = own && !sync && !c->rls && c->mask.n_applied == 0;
+    bool closes = s->unnamed_maybe && !keep;
     if (closes)
         proto_close(msgs, 'S', "");
-    s->unnamed_maybe = false;
-    if (params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql)) {
+    s->unnamed_maybe = keep;
+    if (keep)
+        s->unnamed_of = c->id;
+    if (sync) {
         proto_query(msgs, (const char *)sql.data);
         replies++;
     }

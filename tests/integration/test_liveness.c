@@ -108,3 +108,28 @@ Test(liveness, a_client_whose_server_fails_the_check_keeps_its_place_in_line)
     PQfinish(a);
     PQfinish(b);
 }
+
+/* A client checked out the server that holds its unnamed statement keeps the statement there
+ * (no Close, no second Parse), unless a query of the proxy's own ran on it meanwhile: the
+ * liveness check is one (";"), and a simple Query drops the unnamed statement. The client's
+ * Bind "" must then find its statement prepared again, not "does not exist". */
+Test(liveness, a_checked_server_prepares_the_clients_unnamed_statement_again)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    PGresult *r = PQprepare(a, "", "SELECT 'unnamed of a ' || $1::text", 1, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    const char *params[1] = {"1"};
+    r = PQexecPrepared(a, "", 1, params, NULL, NULL, 0); /* its own server, statement kept */
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "unnamed of a 1");
+    PQclear(r);
+    usleep(1500000); /* idle past check_after_s: the next checkout runs the check first */
+    params[0] = "2";
+    r = PQexecPrepared(a, "", 1, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "after the check: %s", PQerrorMessage(a));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "unnamed of a 2");
+    PQclear(r);
+    PQfinish(a);
+}

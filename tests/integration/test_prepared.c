@@ -462,3 +462,35 @@ Test(prepared, a_clients_statements_have_a_memory_budget)
     free(sql);
     expect_served();
 }
+
+/* A client that finds the server holding its unnamed statement idle gets that server and
+ * binds its statement there as it is; another client's turn in between leaves it nothing of
+ * the other's, and its own is prepared again. (One server: every client shares it.) */
+Test(prepared, a_client_back_on_its_server_binds_its_own_unnamed_statement)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    prepare(a, "", "SELECT 'a ' || $1::text", 1);
+    for (int i = 0; i < 3; i++) { /* back on its server, nobody in between */
+        char want[8], param[4];
+        snprintf(param, sizeof(param), "%d", i);
+        snprintf(want, sizeof(want), "a %d", i);
+        char *v = exec_prepared(a, "", param);
+        cr_expect_str_eq(v, want);
+        free(v);
+    }
+    prepare(b, "", "SELECT 'b ' || $1::text", 1);
+    char *v = exec_prepared(a, "", "x");
+    cr_expect_str_eq(v, "a x", "a bound b's statement");
+    free(v);
+    v = exec_prepared(b, "", "y");
+    cr_expect_str_eq(v, "b y", "b bound a's statement");
+    free(v);
+    v = exec_prepared(b, "", "z");
+    cr_expect_str_eq(v, "b z");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+    proxy_stop(&one);
+}
