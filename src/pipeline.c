@@ -134,18 +134,19 @@ static const char STMT_ABSENT[] = GUARD_RESERVED_STMT_PREFIX "no_such_statement"
  * server) to prepare it again elsewhere. */
 static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
+    bool same = c->unnamed_parse && c->unnamed_len == len &&
+                memcmp(c->unnamed_parse, rest, len) == 0; /* (a driver's Parse per query) */
+    if (!same) {
+        uint8_t *copy = malloc(len ? len : 1);
+        if (!copy)
+            return false;
+        memcpy(copy, rest, len);
+        free(c->unnamed_parse);
+        c->unnamed_parse = copy;
+        c->unnamed_len = len;
+    }
     c->unnamed_effects = effects;
     c->unnamed_plain = !c->rls && c->mask.n_applied == 0;
-    if (c->unnamed_parse && c->unnamed_len == len && memcmp(c->unnamed_parse, rest, len) == 0)
-        return true; /* the same statement again (a driver's unnamed Parse per query) */
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!copy)
-        return false;
-    memcpy(copy, rest, len);
-    free(c->unnamed_parse);
-    c->unnamed_parse = copy;
-    c->unnamed_len = len;
-    c->unnamed_effects = effects;
     return true;
 }
 

@@ -75,11 +75,9 @@ static bool class_fits(const struct server *s, struct client *c)
  * may serve c: checked out by c it keeps that statement, and needs no Close of another's. */
 static struct server *idle_home(struct pool *p, struct client *c)
 {
-    struct server *s = c->unnamed_home;
-    return s && s->pool == p && s->state == SV_IDLE && s->unnamed_of == c->id && class_fits(s, c) &&
-                   !server_input_pending(s)
-               ? s
-               : NULL;
+    struct server *s = c->unnamed_home; /* (a closing server is no one's home) */
+    bool fits = s && !s->closing && s->pool == p && s->state == SV_IDLE && s->unnamed_of == c->id;
+    return fits && class_fits(s, c) && !server_input_pending(s) ? s : NULL;
 }
 
 /* The idle server for c: under row-level security one that already carries c's settings

@@ -54,7 +54,7 @@ static void server_free(void *arg)
     buf_free(&s->rls_applied);
     buf_free(&s->rls_pending);
     buf_free(&s->link_msgs);
-    pipeline_server_unhomed(s);
+    pipeline_server_unhomed(s); /* (server_close did; a client must never point here) */
     free(s);
 }
 
@@ -88,6 +88,7 @@ void server_close(struct server *s, const char *reason)
     if (s->closing)
         return;
     s->closing = true;
+    pipeline_server_unhomed(s); /* no client is checked out to it again (freed later) */
     if (s->cancel_only)
         cancel_settled(s);
     if (!s->cancel_only)

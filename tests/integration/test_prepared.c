@@ -2,6 +2,7 @@
  * client, re-prepared by the proxy on whichever server runs the next transaction. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,4 +494,45 @@ Test(prepared, a_client_back_on_its_server_binds_its_own_unnamed_statement)
     PQfinish(a);
     PQfinish(b);
     proxy_stop(&one);
+}
+
+/* The server holding a client's unnamed statement dies while idle, and the client's next
+ * query is read in the same event-loop turn as the server's end (the proxy stopped meanwhile,
+ * so that both wait for it together): the client must get another server, with its statement
+ * prepared there again. A closed server freed later in that turn was still taken for the
+ * client's home, and the proxy crashed on it. */
+Test(prepared, a_client_whose_idle_home_server_just_died_gets_another)
+{
+    PGconn *a = alice(), *b = alice();
+    PGresult *r = PQexec(b, "BEGIN"); /* b holds one server, so a's gets opened beside it */
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(b));
+    PQclear(r);
+    prepare(a, "", "SELECT pg_backend_pid()::text", 0);
+    char *home = exec_prepared(a, "", NULL);
+    r = PQexec(b, "COMMIT"); /* both servers idle now */
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(b));
+    PQclear(r);
+    PGconn *admin = pg_admin("lp_test");
+    cr_assert_eq(kill(px.pid, SIGSTOP), 0);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)", home);
+    r = PQexec(admin, sql);
+    bool sent = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    usleep(300000); /* the backend's FATAL and end reach the proxy's socket first */
+    bool queued = PQsendQueryPrepared(a, "", 0, NULL, NULL, NULL, 0) == 1;
+    usleep(100000);
+    kill(px.pid, SIGCONT);
+    cr_assert(sent && queued, "%s", PQerrorMessage(a));
+    r = PQgetResult(a);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(a));
+    cr_expect_str_neq(PQgetvalue(r, 0, 0), home, "served by the server that died");
+    PQclear(r);
+    while ((r = PQgetResult(a)) != NULL)
+        PQclear(r);
+    expect_served();
+    free(home);
+    PQfinish(admin);
+    PQfinish(a);
+    PQfinish(b);
 }
