@@ -335,7 +335,7 @@ Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
     PGconn *a = alice_at(&one), *b = alice_at(&one);
     prepare(a, "kept", "SELECT 'kept ' || $1::text", 1);
     for (int round = 1; round <= 3; round++) {
-        char want[32], param[8];
+        char want[32], param[16];
         snprintf(param, sizeof(param), "%d", round);
         snprintf(want, sizeof(want), "kept %d", round);
         char *v = exec_prepared(a, "kept", param); /* prepared on the one server */
@@ -474,7 +474,7 @@ Test(prepared, a_client_back_on_its_server_binds_its_own_unnamed_statement)
     PGconn *a = alice_at(&one), *b = alice_at(&one);
     prepare(a, "", "SELECT 'a ' || $1::text", 1);
     for (int i = 0; i < 3; i++) { /* back on its server, nobody in between */
-        char want[8], param[4];
+        char want[32], param[16];
         snprintf(param, sizeof(param), "%d", i);
         snprintf(want, sizeof(want), "a %d", i);
         char *v = exec_prepared(a, "", param);
