@@ -459,6 +459,7 @@ bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
 
 void pipeline_deallocate(struct client *c, const char *name, bool all)
 {
+    forget_unnamed(c); /* (a simple Query drops the unnamed statement, even one answered here) */
     if (all)
         client_stmts_clear(&c->stmts);
     else

@@ -39,7 +39,8 @@ void pipeline_server_unhomed(struct server *s);
 /* Is sql exactly one "DEALLOCATE [PREPARE] name|ALL"? Fills name and *all. */
 bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all);
 
-/* Forgets the client's statement name (or all of them). */
+/* Forgets the client's statement name (or all of them), and its unnamed statement: the
+ * DEALLOCATE came as a simple Query, which drops that too. */
 void pipeline_deallocate(struct client *c, const char *name, bool all);
 
 #endif

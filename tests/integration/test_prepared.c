@@ -536,3 +536,25 @@ Test(prepared, a_client_whose_idle_home_server_just_died_gets_another)
     PQfinish(a);
     PQfinish(b);
 }
+
+/* A lone DEALLOCATE between transactions is answered by lakeproxy without a server, but it is
+ * still a simple Query, which drops the client's unnamed statement: a Bind of "" afterwards
+ * fails as PostgreSQL's would, rather than running the statement the client had before. */
+Test(prepared, a_lone_deallocate_drops_the_unnamed_statement_as_postgresql_does)
+{
+    PGconn *a = alice();
+    prepare(a, "", "SELECT 'still there'", 0);
+    char *v = exec_prepared(a, "", NULL);
+    cr_expect_str_eq(v, "still there");
+    free(v);
+    PGresult *r = PQexec(a, "DEALLOCATE ALL");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    r = PQexecPrepared(a, "", 0, NULL, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "Bind \"\" after DEALLOCATE ALL: %s",
+                     PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    expect_served();
+    PQfinish(a);
+}
