@@ -69,6 +69,7 @@ static void client_free(void *arg)
     client_stmts_clear(&c->stmts);
     pipeline_client_unhomed(c);
     free(c->unnamed_parse);
+    recent_clear(&c->plain_parses);
     scram_server_free(&c->scram);
     free(c);
 }

@@ -20,6 +20,7 @@
 #include "maskrules.h"
 #include "msgbudget.h"
 #include "prepared.h"
+#include "recent.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
 #define RELAY_HIGH_WATER (256 * 1024)
@@ -295,26 +296,30 @@ struct client {
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
     struct timeval wait_start;        /* when it last asked its pool for a server */
-    bool is_admin;                    /* asked for the admin console and is allowed to */
-    struct client_stmts stmts;        /* transaction pooling: the client's named statements */
-    const char *inspect_err;          /* why the message inspector refused a message */
-    bool rls;                         /* under row-level security: attributes injected, guard on */
-    struct param_set rls_options;     /* attributes it set at startup (source option) */
-    struct param_set cert;            /* its TLS certificate's subject fields ("CN" -> ...) */
-    struct buf rls_prefix;            /* its RLS injection messages, built for configuration */
-    uint64_t rls_prefix_gen;          /* generation rls_prefix_gen (0: not built) */
-    struct qtrack *qt;                /* its queries in flight, for statistics (qtrack.c) */
-    struct client_mask mask;          /* masking rules that apply to it (mask.n_applied 0: none) */
-    uint64_t mask_gen;                /* the configuration generation mask was built for */
-    uint64_t mask_class;              /* its masking class under mask (client_mask_class) */
-    bool mask_wait;                   /* a statement waits for the masking catalog */
-    uint16_t mask_tests;              /* masked-column tests of the statement just checked */
-    uint16_t unnamed_tests;           /* ... of its unnamed prepared statement */
-    uint8_t *unnamed_parse;           /* its unnamed statement: the Parse body after the name, kept
-                                         to prepare it again on the server a Bind lands on */
+    int64_t wait_counted_us;      /* of its wait since then, what its pool's statistics count (-1:
+                                     none yet: a server that fails its check makes it wait again) */
+    bool is_admin;                /* asked for the admin console and is allowed to */
+    struct client_stmts stmts;    /* transaction pooling: the client's named statements */
+    const char *inspect_err;      /* why the message inspector refused a message */
+    bool rls;                     /* under row-level security: attributes injected, guard on */
+    struct param_set rls_options; /* attributes it set at startup (source option) */
+    struct param_set cert;        /* its TLS certificate's subject fields ("CN" -> ...) */
+    struct buf rls_prefix;        /* its RLS injection messages, built for configuration */
+    uint64_t rls_prefix_gen;      /* generation rls_prefix_gen (0: not built) */
+    struct qtrack *qt;            /* its queries in flight, for statistics (qtrack.c) */
+    struct client_mask mask;      /* masking rules that apply to it (mask.n_applied 0: none) */
+    uint64_t mask_gen;            /* the configuration generation mask was built for */
+    uint64_t mask_class;          /* its masking class under mask (client_mask_class) */
+    bool mask_wait;               /* a statement waits for the masking catalog */
+    uint16_t mask_tests;          /* masked-column tests of the statement just checked */
+    uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
+    uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
+                                     to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
     uint8_t unnamed_effects;     /* STMT_* flags of its unnamed statement */
-    bool unnamed_plain;          /* ... read with neither row-level security nor masking on */
+    struct recent plain_parses;  /* unnamed Parse bodies (after the name) lately read with
+                                    neither row-level security nor masking on, which passed
+                                    those checks; values: their STMT_* flags */
     struct server *unnamed_home; /* the server its current unnamed statement was last prepared
                                     on (its unnamed_owner is this client), or NULL */
 };

@@ -146,7 +146,6 @@ static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint
         c->unnamed_len = len;
     }
     c->unnamed_effects = effects;
-    c->unnamed_plain = !c->rls && c->mask.n_applied == 0;
     return true;
 }
 
@@ -266,15 +265,20 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
 }
 
-/* Is this Parse the client's kept unnamed statement again, byte for byte, read then and now
- * with neither row-level security nor masking on? Its checks then read the text alone (a
- * reserved name, DEALLOCATE or DISCARD), and it passed them: drivers parse the same text
- * unnamed before each run (libpq's PQexecParams, JDBC, pgbench -M extended). */
-static bool same_plain_unnamed(const struct client *c, const uint8_t *body, uint32_t len)
+/* Is this an unnamed Parse the client sent lately, byte for byte, read then and now with
+ * neither row-level security nor masking on? Its checks then read the text alone (a reserved
+ * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
+ * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
+ * the seven statements of its TPC-B-like transaction). */
+static bool plain_parse_known(const struct client *c, const uint8_t *body, uint32_t len,
+                              uint8_t *effects)
 {
-    return len > 0 && body[0] == '\0' && c->unnamed_parse && c->unnamed_plain && !c->rls &&
-           c->mask.n_applied == 0 && c->unnamed_len == len - 1 &&
-           memcmp(c->unnamed_parse, body + 1, len - 1) == 0;
+    uint64_t v;
+    if (len == 0 || body[0] != '\0' || c->rls || c->mask.n_applied > 0 ||
+        !recent_find(&c->plain_parses, body + 1, len - 1, &v))
+        return false;
+    *effects = (uint8_t)v;
+    return true;
 }
 
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
@@ -300,6 +304,8 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
             *err = "out of memory";
             return RV_ERROR;
         }
+        if (!c->rls && c->mask.n_applied == 0) /* (for plain_parse_known; kept or not) */
+            recent_put(&c->plain_parses, r.p, r.left, effects);
         return unnamed_parsed(c);
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
@@ -528,9 +534,14 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
         return RV_DROP; /* the server would skip it: nothing is sent, nothing owed */
     if (type == 'S')
         s->skip_till_sync = false;
-    if (type == 'P' && body && same_plain_unnamed(c, body, len)) {
+    uint8_t effects;
+    if (type == 'P' && body && plain_parse_known(c, body, len, &effects)) {
         c->mask_tests = 0; /* (as policy_check_client_msg would) */
         s->ext_open = true;
+        if (!keep_unnamed(c, body + 1, len - 1, effects)) {
+            *err = "out of memory";
+            return RV_ERROR;
+        }
         return unnamed_parsed(c);
     }
     if (type == 'Q' || type == 'P' || ((c->rls || c->mask.n_applied > 0) && type == 'F')) {

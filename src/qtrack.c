@@ -13,6 +13,7 @@
 #include "params.h"
 #include "poolmode.h"
 #include "proto.h"
+#include "recent.h"
 #include "stats.h"
 #include "statslog.h"
 #include "tablesize.h"
@@ -25,7 +26,6 @@
 #define QT_KEEP 64 /* a ring this size or smaller is kept when it drains */
 #define QT_CAP 65536
 #define QT_NAMES 32
-#define QT_UNNAMED_TEXT_MAX 4096 /* longer unnamed statement texts are not remembered */
 
 /* REC_STMT: a statement of a simple Query that carries several, all but the last (which is the
  * REC_QUERY and ends at ReadyForQuery): it ends at its own CommandComplete. */
@@ -74,11 +74,11 @@ struct qtrack {
     struct name_fp stmts[QT_NAMES], portals[QT_NAMES];
     unsigned stmt_next, portal_next;
     uint64_t unnamed_stmt_fp, unnamed_portal_fp; /* (drivers mostly use these: no lookup) */
-    /* the text of the client's last unnamed statement and its fingerprint: drivers parse the
-     * same text again and again unnamed (libpq's PQexecParams, JDBC below its prepare
-     * threshold, pgbench -M extended), and a compare costs less than keying the text */
-    char *unnamed_text;
-    size_t unnamed_len;
+    /* the texts of the client's last unnamed statements and their fingerprints: drivers parse
+     * the same few texts again and again unnamed (libpq's PQexecParams, JDBC below its prepare
+     * threshold, pgbench -M extended), and a compare costs less than keying the text; all
+     * read as unnamed_readable says */
+    struct recent unnamed_texts;
     bool unnamed_readable;
     struct rec suspended; /* an Execute stopped by its row limit, waiting for more */
     bool has_suspended;
@@ -105,7 +105,7 @@ void qtrack_free(struct client *c)
 {
     if (c->qt) {
         free(c->qt->q);
-        free(c->qt->unnamed_text);
+        recent_clear(&c->qt->unnamed_texts);
     }
     free(c->qt);
     c->qt = NULL;
@@ -495,23 +495,22 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
     push(c, t, &q);
 }
 
-/* The fingerprint of sql (len bytes before its terminator) parsed as the unnamed statement: the
- * last one's again when the text and how the session reads it are the same and it is still
- * kept. */
+/* The fingerprint of sql (len bytes before its terminator) parsed as the unnamed statement:
+ * the one found before when the client parsed the text lately, the session reads text as it
+ * did then, and the statistics still keep it. */
 static uint64_t unnamed_fingerprint(struct client *c, struct qtrack *t, const char *sql, size_t len)
 {
     bool readable = text_readable(c);
-    if (t->unnamed_text && len == t->unnamed_len && readable == t->unnamed_readable &&
-        memcmp(t->unnamed_text, sql, len) == 0 && stats_find(c->w->stats, t->unnamed_stmt_fp))
-        return t->unnamed_stmt_fp;
-    uint64_t fp = stats_fingerprint(c->w->stats, sql, readable);
-    free(t->unnamed_text);
-    t->unnamed_text = fp && len <= QT_UNNAMED_TEXT_MAX ? malloc(len) : NULL;
-    if (t->unnamed_text) {
-        memcpy(t->unnamed_text, sql, len);
-        t->unnamed_len = len;
+    if (readable != t->unnamed_readable) {
+        recent_clear(&t->unnamed_texts);
         t->unnamed_readable = readable;
     }
+    uint64_t fp;
+    if (recent_find(&t->unnamed_texts, sql, len, &fp) && stats_find(c->w->stats, fp))
+        return fp;
+    fp = stats_fingerprint(c->w->stats, sql, readable);
+    if (fp)
+        recent_put(&t->unnamed_texts, sql, len, fp);
     return fp;
 }
 

@@ -324,11 +324,11 @@ static void exec_unnamed(PGconn *c, const char *sql)
     PQclear(r);
 }
 
-/* A client's unnamed DEALLOCATE ALL empties the server's statements; the proxy then retires
- * that server, or the next client's Bind of a statement it believes prepared there fails. The
- * same text parsed again (drivers parse unnamed before each run, and the proxy skips reading
- * text it read the last time) must have that effect each time, not only the first. */
-Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
+/* Three rounds of: a's named statement runs on the one server, b's unnamed DEALLOCATE ALL
+ * empties the server's statements (then b's unnamed `between`, when not NULL), and a's
+ * statement runs again. The proxy must retire that server each round, or a's Bind of a
+ * statement it believes prepared there fails. */
+static void expect_each_unnamed_deallocate_retires_the_server(const char *between)
 {
     struct proxy one;
     start_one_server(&one);
@@ -342,6 +342,8 @@ Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
         cr_expect_str_eq(v, want);
         free(v);
         exec_unnamed(b, "DEALLOCATE ALL"); /* ... and gone from it */
+        if (between)
+            exec_unnamed(b, between);
         v = exec_prepared(a, "kept", param);
         cr_expect_str_eq(v, want, "round %d: a's statement was not prepared again", round);
         free(v);
@@ -349,6 +351,20 @@ Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
     PQfinish(a);
     PQfinish(b);
     proxy_stop(&one);
+}
+
+/* The same unnamed DEALLOCATE parsed again (drivers parse unnamed before each run, and the
+ * proxy skips reading a text it read lately) must have its effect each time, not only the
+ * first. */
+Test(prepared, an_unnamed_deallocate_parsed_again_retires_its_server_again)
+{
+    expect_each_unnamed_deallocate_retires_the_server(NULL);
+}
+
+/* ... also with another unnamed statement between (drivers cycle through a few). */
+Test(prepared, an_unnamed_deallocate_among_other_statements_retires_its_server_each_time)
+{
+    expect_each_unnamed_deallocate_retires_the_server("DO $$BEGIN END$$");
 }
 
 /* Red team round 5: after an error PostgreSQL skips every message up to Sync, a client's
