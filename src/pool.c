@@ -295,6 +295,7 @@ void pool_request(struct pool *p, struct client *c)
     c->pool = p;
     qtrack_request(c);
     gettimeofday(&c->wait_start, NULL);
+    c->wait_counted_us = -1;
     request(p, c, false);
 }
 
@@ -313,12 +314,16 @@ void pool_forget_client(struct client *c)
         event_del(c->timer);
 }
 
-/* Adds a waiter's time in the queue to the pool's statistics. */
-static void count_wait(struct pool *p, const struct client *c)
+/* Adds a waiter's time in the queue to the pool's statistics: one wait per asking, however
+ * often it queues for it, and each microsecond of it once. */
+static void count_wait(struct pool *p, struct client *c)
 {
     long long us = waited_us(c);
-    p->stats.waits++;
-    p->stats.wait_us += us > 0 ? (uint64_t)us : 0;
+    if (c->wait_counted_us < 0)
+        p->stats.waits++;
+    long long before = c->wait_counted_us > 0 ? c->wait_counted_us : 0;
+    p->stats.wait_us += us > before ? (uint64_t)(us - before) : 0;
+    c->wait_counted_us = us > before ? us : before;
 }
 
 void pool_set_paused(struct pool *p, bool paused)

@@ -1131,7 +1131,9 @@ void server_link(struct server *s, struct client *c)
      * whatever follows, without a Sync (no round trip of its own); its CloseComplete comes
      * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone. The
      * client's own current one stays when no query of the proxy's follows (those drop it),
-     * for a client with neither row-level security nor masking (whose checks are per server) */
+     * for a client with neither row-level security nor masking: for those the older rule,
+     * a Close at every checkout, stays, as one rule is simpler to trust where a policy is
+     * enforced */
     bool keep = own && !sync && !c->rls && c->mask.n_applied == 0;
     bool closes = s->unnamed_maybe && !keep;
     if (closes)

@@ -109,6 +109,49 @@ Test(liveness, a_client_whose_server_fails_the_check_keeps_its_place_in_line)
     PQfinish(b);
 }
 
+/* Column col of database db's row in the admin console's SHOW STATS, as a number. */
+static long long stats_number(PGconn *adm, const char *db, const char *col)
+{
+    PGresult *r = PQexec(adm, "SHOW STATS");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+    int fdb = PQfnumber(r, "database"), fcol = PQfnumber(r, col);
+    cr_assert(fdb >= 0 && fcol >= 0, "no column %s", col);
+    long long v = -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, fdb), db) == 0)
+            v = atoll(PQgetvalue(r, i, fcol));
+    PQclear(r);
+    cr_assert_geq(v, 0, "no row for %s", db);
+    return v;
+}
+
+/* A client that waited, was handed a server that then failed its liveness check, and waited
+ * again for a fresh one waited once: SHOW STATS counts one wait, not two (the second would
+ * also count the first's time again). */
+Test(liveness, a_client_whose_server_fails_the_check_counts_one_wait)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    PGconn *adm = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    char *pid = query_value(a, "SELECT pg_backend_pid()"); /* the pool's one server */
+    long long waits = stats_number(adm, "app", "total_wait_count");
+    free(query_value(adm, "PAUSE app"));
+    cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
+    usleep(1500000);                          /* idle past check_after_s */
+    send_query(a, "SELECT pg_backend_pid()"); /* waits: the pool is paused */
+    expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
+    free(query_value(adm, "RESUME app")); /* handed the silent server, checked, then a fresh */
+    char *v = sent_query_value(a);
+    kill(atoi(pid), SIGCONT);
+    cr_expect_str_neq(v, pid, "served by a fresh server");
+    cr_expect_eq(stats_number(adm, "app", "total_wait_count"), waits + 1, "one client waited once");
+    free(v);
+    free(pid);
+    PQfinish(a);
+    PQfinish(adm);
+}
+
 /* A client checked out the server that holds its unnamed statement keeps the statement there
  * (no Close, no second Parse), unless a query of the proxy's own ran on it meanwhile: the
  * liveness check is one (";"), and a simple Query drops the unnamed statement. The client's
