@@ -270,8 +270,7 @@ static enum relay_verdict unnamed_parsed(struct client *c)
  * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
  * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
  * the seven statements of its TPC-B-like transaction). */
-static bool plain_parse_known(const struct client *c, const uint8_t *body, uint32_t len,
-                              uint8_t *effects)
+static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
 {
     uint64_t v;
     if (len == 0 || body[0] != '\0' || c->rls || c->mask.n_applied > 0 ||

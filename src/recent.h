@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECENT_N 8           /* texts kept; the oldest gives way */
-#define RECENT_TEXT_MAX 4096 /* longer texts are not kept */
+#define RECENT_N 8            /* texts kept at most */
+#define RECENT_BYTES_MAX 8192 /* of text kept at most, together */
+#define RECENT_TEXT_MAX 8192  /* longer texts are not kept */
 
 struct recent {
     struct recent_entry {
@@ -18,14 +19,17 @@ struct recent {
         uint32_t len;
         uint64_t value;
     } e[RECENT_N];
-    unsigned next; /* the slot the next text takes */
+    unsigned next; /* the slot the next text takes: the oldest */
+    size_t bytes;  /* of text kept, together */
 };
 
-/* The value kept with bytes[0..len), in *value; false when the text is not kept. */
-bool recent_find(const struct recent *r, const void *bytes, size_t len, uint64_t *value);
+/* The value kept with bytes[0..len), in *value; false when the text is not kept. A text found
+ * becomes the newest, so the texts used most stay. */
+bool recent_find(struct recent *r, const void *bytes, size_t len, uint64_t *value);
 
-/* Keeps bytes[0..len) with value in place of the oldest text (the value only, when the text is
- * kept already). False when it is too long or out of memory: nothing is kept then. */
+/* Keeps bytes[0..len) with value as the newest text (the value only, when the text is kept
+ * already), the oldest giving way as room requires. False when it is too long or out of
+ * memory: nothing is kept then. */
 bool recent_put(struct recent *r, const void *bytes, size_t len, uint64_t value);
 
 /* Forgets every text. */

@@ -1130,10 +1130,10 @@ void server_link(struct server *s, struct client *c)
     /* never leave a client another's unnamed statement to bind: closed first, ahead of
      * whatever follows, without a Sync (no round trip of its own); its CloseComplete comes
      * before any ReadyForQuery of the proxy's own, and is swallowed with them or alone. The
-     * client's own current one stays when no query of the proxy's follows (those drop it),
-     * for a client with neither row-level security nor masking: for those the older rule,
-     * a Close at every checkout, stays, as one rule is simpler to trust where a policy is
-     * enforced */
+     * client's own current one stays when no query of the proxy's follows (those drop it)
+     * and the client has neither row-level security nor masking. A client under either
+     * keeps the older rule, a Close at every checkout: one rule is simpler to trust where a
+     * policy is enforced */
     bool keep = own && !sync && !c->rls && c->mask.n_applied == 0;
     bool closes = s->unnamed_maybe && !keep;
     if (closes)

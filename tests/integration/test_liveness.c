@@ -136,16 +136,23 @@ Test(liveness, a_client_whose_server_fails_the_check_counts_one_wait)
     cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
     char *pid = query_value(a, "SELECT pg_backend_pid()"); /* the pool's one server */
     long long waits = stats_number(adm, "app", "total_wait_count");
+    long long wait_us = stats_number(adm, "app", "total_wait_us");
     free(query_value(adm, "PAUSE app"));
     cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
-    usleep(1500000);                          /* idle past check_after_s */
+    usleep(1500000); /* idle past check_after_s */
+    double t0 = now_s();
     send_query(a, "SELECT pg_backend_pid()"); /* waits: the pool is paused */
     expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
+    usleep(300000);                       /* a first wait long enough to tell twice from once */
     free(query_value(adm, "RESUME app")); /* handed the silent server, checked, then a fresh */
     char *v = sent_query_value(a);
+    long long took_us = (long long)((now_s() - t0) * 1e6);
     kill(atoi(pid), SIGCONT);
     cr_expect_str_neq(v, pid, "served by a fresh server");
     cr_expect_eq(stats_number(adm, "app", "total_wait_count"), waits + 1, "one client waited once");
+    long long counted = stats_number(adm, "app", "total_wait_us") - wait_us;
+    cr_expect_leq(counted, took_us, "%lld us of waiting counted in %lld us", counted, took_us);
+    cr_expect_geq(counted, took_us / 4, "the wait is counted (%lld us of %lld)", counted, took_us);
     free(v);
     free(pid);
     PQfinish(a);

@@ -1,13 +1,13 @@
 /* test_recent.c: a client's last few texts and their values: found again byte for byte and
- * only so, the oldest giving way to a new one, a known text's value replaced in place, texts
- * too long never kept. */
+ * only so, the oldest giving way to a new one, a text found staying, a known text's value
+ * replaced in place, the bytes kept bounded, texts too long never kept. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "recent.h"
 
-static bool find(const struct recent *r, const char *text, uint64_t *v)
+static bool find(struct recent *r, const char *text, uint64_t *v)
 {
     return recent_find(r, text, strlen(text) + 1, v);
 }
@@ -49,7 +49,7 @@ Test(recent, the_oldest_text_gives_way_and_the_newer_ones_stay)
     recent_clear(&r);
 }
 
-Test(recent, a_known_text_put_again_changes_its_value_in_its_place)
+Test(recent, a_known_text_put_again_takes_no_second_slot)
 {
     struct recent r = {0};
     uint64_t v;
@@ -70,7 +70,7 @@ Test(recent, a_known_text_put_again_changes_its_value_in_its_place)
 
 Test(recent, a_text_too_long_is_not_kept)
 {
-    static char text[RECENT_TEXT_MAX + 2];
+    static char text[RECENT_TEXT_MAX + 1];
     memset(text, 'x', sizeof(text) - 1);
     struct recent r = {0};
     uint64_t v;
@@ -79,5 +79,39 @@ Test(recent, a_text_too_long_is_not_kept)
     cr_expect(recent_put(&r, text, RECENT_TEXT_MAX, 2), "the longest kept");
     cr_expect(recent_find(&r, text, RECENT_TEXT_MAX, &v));
     cr_expect_eq(v, 2);
+    recent_clear(&r);
+}
+
+Test(recent, a_text_found_stays_while_new_ones_come)
+{
+    struct recent r = {0};
+    char text[32];
+    uint64_t v;
+    put(&r, "hot", 1);
+    for (int i = 1; i < RECENT_N; i++) { /* full: "hot" is the oldest */
+        snprintf(text, sizeof(text), "cold %d", i);
+        put(&r, text, 0);
+    }
+    cr_assert(find(&r, "hot", &v));
+    put(&r, "new", 2); /* takes the oldest slot, not the one just found */
+    cr_expect(find(&r, "hot", &v), "a text found lately gave way");
+    cr_expect(find(&r, "new", &v));
+    recent_clear(&r);
+}
+
+Test(recent, the_bytes_kept_stay_within_their_bound)
+{
+    static char big[3][3000];
+    struct recent r = {0};
+    uint64_t v;
+    for (int i = 0; i < 3; i++) {
+        memset(big[i], 'a' + i, sizeof(big[i]));
+        cr_assert(recent_put(&r, big[i], sizeof(big[i]), (uint64_t)i));
+        cr_expect_leq(r.bytes, RECENT_BYTES_MAX);
+    }
+    cr_expect_not(recent_find(&r, big[0], sizeof(big[0]), &v), "the oldest made room");
+    cr_expect(recent_find(&r, big[1], sizeof(big[1]), &v));
+    cr_expect(recent_find(&r, big[2], sizeof(big[2]), &v));
+    cr_expect_eq(r.bytes, 2 * sizeof(big[0]));
     recent_clear(&r);
 }
