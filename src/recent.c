@@ -14,9 +14,10 @@ static unsigned newest(const struct recent *r, unsigned i)
 static int slot_of(const struct recent *r, const void *bytes, size_t len)
 {
     for (unsigned i = 1; i <= RECENT_N; i++) {
-        const struct recent_entry *e = &r->e[newest(r, i)];
-        if (e->bytes && e->len == len && memcmp(e->bytes, bytes, len) == 0)
-            return (int)newest(r, i);
+        unsigned k = newest(r, i);
+        const struct recent_entry *e = &r->e[k];
+        if (e->len == len && e->bytes && memcmp(e->bytes, bytes, len) == 0)
+            return (int)k;
     }
     return -1;
 }
@@ -25,6 +26,8 @@ static int slot_of(const struct recent *r, const void *bytes, size_t len)
 static void make_newest(struct recent *r, unsigned k)
 {
     unsigned top = newest(r, 1);
+    if (k == top)
+        return;
     struct recent_entry t = r->e[top];
     r->e[top] = r->e[k];
     r->e[k] = t;
