@@ -190,31 +190,35 @@ struct server {
     unsigned generation;          /* the pool's generation when it connected */
     struct sockaddr_storage peer; /* the server's address (peer_len 0 until connected) */
     socklen_t peer_len;
-    bool addr_stale;            /* its host name resolves elsewhere now (reload): retire */
-    unsigned cred_gen;          /* generation of the credential it logged in with */
-    struct server_stmts stmts;  /* transaction pooling: statements prepared here */
-    struct reply_queue replies; /* transaction pooling: replies owed, in order */
-    bool stmts_unknown;         /* a client ran DEALLOCATE/DISCARD: retire at release */
-    int internal_pending;       /* ReadyForQuery still owed for the proxy's own messages */
-    uint32_t carried;           /* settings (params_settable_bit) a carried SET or RESET may
-                                   have changed since it was linked: read back (SV_READBACK)
-                                   when the client's transaction is over */
-    uint32_t carried_reset;     /* those whose last carried change was a RESET */
-    bool rls_set;               /* carries some client's RLS attributes and role */
-    struct buf rls_applied;     /* the RLS prefix last applied here with success (empty:
-                                   unknown); an identical one need not be sent again */
-    struct buf rls_pending;     /* the RLS prefix in flight */
-    struct buf link_msgs;       /* server_link builds its messages here, reused */
-    bool retire_after;          /* a client left session state here: no other client */
-    bool text_unsafe;           /* reported a setting the RLS guard cannot parse under */
-    bool copy_in;               /* in copy-in, the client's CopyDone still to come: the
-                                   server ignores the client's Syncs until then */
-    bool copy_active;           /* the server is in copy-in (CopyInResponse seen, its
-                                   CommandComplete or ErrorResponse not yet) */
-    uint32_t copy_assumed;      /* Syncs of this copy taken as ignored by the server */
-    bool unsure;                /* the replies owed cannot be counted: never another client's */
-    bool skip_till_sync;        /* an error in the extended protocol: the server skips the
-                                   client's messages up to its next Sync (none is sent) */
+    bool addr_stale;                 /* its host name resolves elsewhere now (reload): retire */
+    unsigned cred_gen;               /* generation of the credential it logged in with */
+    struct server_stmts stmts;       /* transaction pooling: statements prepared here */
+    struct reply_queue replies;      /* transaction pooling: replies owed, in order */
+    bool stmts_unknown;              /* a client ran DEALLOCATE/DISCARD: retire at release */
+    int internal_pending;            /* ReadyForQuery still owed for the proxy's own messages */
+    uint32_t carried;                /* settings (params_settable_bit) a carried SET or RESET may
+                                        have changed since it was linked: read back (SV_READBACK)
+                                        when the client's transaction is over */
+    uint32_t carried_reset;          /* those whose last carried change was a RESET */
+    struct param_set carried_before; /* the client's values of those before its first carried
+                                        change of them since the last read-back (restored
+                                        when the statement that carried them is lost) */
+    uint32_t carried_absent;         /* those it had no value of then */
+    bool rls_set;                    /* carries some client's RLS attributes and role */
+    struct buf rls_applied;          /* the RLS prefix last applied here with success (empty:
+                                        unknown); an identical one need not be sent again */
+    struct buf rls_pending;          /* the RLS prefix in flight */
+    struct buf link_msgs;            /* server_link builds its messages here, reused */
+    bool retire_after;               /* a client left session state here: no other client */
+    bool text_unsafe;                /* reported a setting the RLS guard cannot parse under */
+    bool copy_in;                    /* in copy-in, the client's CopyDone still to come: the
+                                        server ignores the client's Syncs until then */
+    bool copy_active;                /* the server is in copy-in (CopyInResponse seen, its
+                                        CommandComplete or ErrorResponse not yet) */
+    uint32_t copy_assumed;           /* Syncs of this copy taken as ignored by the server */
+    bool unsure;         /* the replies owed cannot be counted: never another client's */
+    bool skip_till_sync; /* an error in the extended protocol: the server skips the
+                            client's messages up to its next Sync (none is sent) */
     struct {
         uint32_t seq; /* the number its stand-in carries */
         char reason[320];

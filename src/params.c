@@ -123,6 +123,30 @@ void params_mark_unknown(struct param_set *applied)
     params_mark_unknown_of(applied, UINT32_MAX);
 }
 
+void params_save_before(struct param_set *before, uint32_t *absent, const char *canon, uint32_t bit,
+                        const char *old)
+{
+    param_remove(before, canon); /* (a value recorded before an earlier read-back) */
+    *absent = old ? *absent & ~bit : *absent | bit;
+    if (old)
+        param_put(before, canon, old);
+}
+
+void params_restore_before(struct param_set *wanted, const struct param_set *before,
+                           uint32_t absent, uint32_t mask)
+{
+    for (size_t i = 0; i < N_SETTABLE; i++) {
+        uint32_t bit = UINT32_C(1) << i;
+        const char *v = param_get(before, settable[i]);
+        if (!(mask & bit))
+            continue;
+        if (absent & bit)
+            param_remove(wanted, settable[i]);
+        else if (v)
+            param_put(wanted, settable[i], v);
+    }
+}
+
 void params_mark_unknown_of(struct param_set *applied, uint32_t mask)
 {
     for (size_t i = 0; i < N_SETTABLE; i++)

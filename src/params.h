@@ -38,6 +38,16 @@ void params_mark_unknown_of(struct param_set *applied, uint32_t mask);
  * (a uint32_t mask), 0 when it is not one. */
 uint32_t params_settable_bit(const char *canon);
 
+/* Records old, a client's value of settable parameter canon (its bit) before a change that
+ * may yet be undone, in before, or in *absent that it had none. */
+void params_save_before(struct param_set *before, uint32_t *absent, const char *canon, uint32_t bit,
+                        const char *old);
+
+/* Puts back into wanted what params_save_before recorded of the settable parameters in mask
+ * (a parameter whose value could not be recorded, out of memory, stays as it is). */
+void params_restore_before(struct param_set *wanted, const struct param_set *before,
+                           uint32_t absent, uint32_t mask);
+
 /* Appends to sql one query reading the settings in mask back from pg_settings (in a read
  * committed transaction of its own): a row each of name, setting (in the server's own unit)
  * and whether that is the session's default (reset_val, what RESET returns to). False when

@@ -279,13 +279,16 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
     for (int i = 0; i < n; i++) {
         const char *v =
             carry[i].value[0] ? carry[i].value : param_get(&c->at_startup, carry[i].name);
+        uint32_t bit = params_settable_bit(carry[i].name);
+        if (c->server && !(c->server->carried & bit)) /* its first change since a read-back */
+            params_save_before(&c->server->carried_before, &c->server->carried_absent,
+                               carry[i].name, bit, param_get(&c->wanted, carry[i].name));
         if (v)
             param_put(&c->wanted, carry[i].name, v);
         else
             param_remove(&c->wanted, carry[i].name);
         if (c->server) {
             param_put(&c->server->applied, carry[i].name, PARAM_UNKNOWN);
-            uint32_t bit = params_settable_bit(carry[i].name);
             c->server->carried |= bit;
             c->server->carried_reset = carry[i].value[0] ? c->server->carried_reset & ~bit
                                                          : c->server->carried_reset | bit;

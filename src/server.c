@@ -48,6 +48,7 @@ static void server_free(void *arg)
     struct server *s = arg;
     param_clear(&s->reported);
     param_clear(&s->applied);
+    param_clear(&s->carried_before);
     scram_client_free(&s->scram);
     rq_free(&s->replies);
     maskwire_free(s);
@@ -1007,6 +1008,8 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     struct client *c = s->client;
     enum server_loss loss = c ? loss_for_client(s) : LOSS_FATAL;
+    if (c && loss == LOSS_STATEMENT) /* its carried changes went with its transaction */
+        params_restore_before(&c->wanted, &s->carried_before, s->carried_absent, s->carried);
     server_close(s, reason);
     if (c && loss == LOSS_STATEMENT)
         client_transaction_lost(c, "08006",

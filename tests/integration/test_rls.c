@@ -1070,6 +1070,40 @@ Test(rls_one, a_read_back_with_no_answer_gives_its_server_up, .init = start_txn1
     PQfinish(a);
 }
 
+/* A carried SET in a query whose server connection is lost before it completes goes with its
+ * transaction, as in PostgreSQL: the client, told 08006 and kept, goes on with the settings
+ * it had before that query, not the ones it sent in it. */
+Test(rls_one, a_carried_setting_of_a_lost_transaction_is_not_kept, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1), *admin = pg_admin("lp_test");
+    cr_assert_str_eq(query_sqlstate(a, "SET extra_float_digits = 2"), ""); /* kept: it ended */
+    char *pid = query_value(a, "SELECT pg_backend_pid()::text");
+    cr_assert(PQsendQuery(a, "SET extra_float_digits = -3; SET statement_timeout = '2min'; "
+                             "SELECT pg_sleep(30)"));
+    cr_assert(activity_becomes(pid, "wait_event = 'PgSleep'", true), "the query never ran");
+    char sql[100];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)::text", atoi(pid));
+    EXPECT_QUERY_VALUE(admin, sql, "true");
+    char state[8] = "";
+    PGresult *r;
+    while ((r = PQgetResult(a)) != NULL) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (st)
+            snprintf(state, sizeof(state), "%s", st);
+        PQclear(r);
+    }
+    cr_expect_str_eq(state, "08006", "the lost query's error");
+    EXPECT_QUERY_VALUE(a,
+                       "SELECT current_setting('extra_float_digits') || ' ' || "
+                       "current_setting('statement_timeout')",
+                       "2 0", "the lost query's SETs were kept");
+    expect_own_view(a, 1, "a lost transaction");
+    free(pid);
+    PQfinish(admin);
+    PQfinish(a);
+}
+
 /* Red team: after an error the server skips the client's next unnamed Parse, so its unnamed
  * statement stays the older one while lakeproxy's records hold the newer. A Bind "" pipelined
  * behind it ran the older one, a carried SET, without its carry: the next tenant on the server

@@ -213,3 +213,35 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     param_clear(&applied);
     param_clear(&startup);
 }
+
+/* What a client had before changes that may yet be undone comes back whole: a value changed
+ * twice returns to the first, one it did not have goes again, others stay as they are. */
+Test(params, values_saved_before_changes_are_restored)
+{
+    struct param_set wanted = {0}, before = {0};
+    uint32_t absent = 0, mask = 0;
+    const char *edigits = params_settable_name("extra_float_digits");
+    const char *timeout = params_settable_name("statement_timeout");
+    const char *appname = params_settable_name("application_name");
+    cr_assert(edigits && timeout && appname);
+    uint32_t bit_d = params_settable_bit(edigits), bit_t = params_settable_bit(timeout);
+    param_put(&wanted, edigits, "2");
+    param_put(&wanted, appname, "app");
+    params_save_before(&before, &absent, edigits, bit_d, param_get(&wanted, edigits));
+    mask |= bit_d;
+    param_put(&wanted, edigits, "-3"); /* a second change saves nothing more */
+    params_save_before(&before, &absent, timeout, bit_t, param_get(&wanted, timeout));
+    mask |= bit_t;
+    param_put(&wanted, timeout, "120000");
+    params_restore_before(&wanted, &before, absent, mask);
+    cr_expect_str_eq(param_get(&wanted, edigits), "2");
+    cr_expect_null(param_get(&wanted, timeout), "a value it did not have stayed");
+    cr_expect_str_eq(param_get(&wanted, appname), "app");
+    /* a later save of a value it now has replaces the record of having none */
+    params_save_before(&before, &absent, timeout, bit_t, "5s");
+    param_put(&wanted, timeout, "1s");
+    params_restore_before(&wanted, &before, absent, bit_t);
+    cr_expect_str_eq(param_get(&wanted, timeout), "5s");
+    param_clear(&wanted);
+    param_clear(&before);
+}
