@@ -280,9 +280,11 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
         const char *v =
             carry[i].value[0] ? carry[i].value : param_get(&c->at_startup, carry[i].name);
         uint32_t bit = params_settable_bit(carry[i].name);
-        if (c->server && !(c->server->carried & bit)) /* its first change since a read-back */
+        if (c->server && !(c->server->carried_open & bit)) { /* first in this transaction */
             params_save_before(&c->server->carried_before, &c->server->carried_absent,
                                carry[i].name, bit, param_get(&c->wanted, carry[i].name));
+            c->server->carried_open |= bit;
+        }
         if (v)
             param_put(&c->wanted, carry[i].name, v);
         else

@@ -24,7 +24,8 @@ struct recent {
 };
 
 /* The value kept with bytes[0..len), in *value; false when the text is not kept. A text found
- * becomes the newest, so the texts used most stay. */
+ * trades places with the newest, so it outlives the texts put after it was found (the newest
+ * takes its age). */
 bool recent_find(struct recent *r, const void *bytes, size_t len, uint64_t *value);
 
 /* Keeps bytes[0..len) with value as the newest text (the value only, when the text is kept

@@ -774,6 +774,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     }
     if (!proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
+    if (s->txn == 'I') /* what was carried before is over: PostgreSQL kept it or not */
+        s->carried_open = 0;
     if (s->in_flight > 0)
         s->in_flight--;
     s->pool->stats.queries++;
@@ -1009,7 +1011,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     struct client *c = s->client;
     enum server_loss loss = c ? loss_for_client(s) : LOSS_FATAL;
     if (c && loss == LOSS_STATEMENT) /* its carried changes went with its transaction */
-        params_restore_before(&c->wanted, &s->carried_before, s->carried_absent, s->carried);
+        params_restore_before(&c->wanted, &s->carried_before, s->carried_absent, s->carried_open);
     server_close(s, reason);
     if (c && loss == LOSS_STATEMENT)
         client_transaction_lost(c, "08006",
@@ -1126,7 +1128,7 @@ void server_link(struct server *s, struct client *c)
     s->mask_class = client_mask_class(c);
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
-    s->carried = s->carried_reset = 0;
+    s->carried = s->carried_reset = s->carried_open = 0;
     buf_init(&sql);
     buf_reset(msgs);
     bool sync = params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql);

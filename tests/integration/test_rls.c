@@ -1098,6 +1098,29 @@ Test(rls_one, a_carried_setting_of_a_lost_transaction_is_not_kept, .init = start
                        "SELECT current_setting('extra_float_digits') || ' ' || "
                        "current_setting('statement_timeout')",
                        "2 0", "the lost query's SETs were kept");
+    /* a SET whose transaction ended, pipelined ahead of the statement lost, stays (the first
+     * transaction sleeps so that the second reaches the server before it ends) */
+    free(pid);
+    pid = query_value(a, "SELECT pg_backend_pid()::text");
+    cr_assert_eq(PQenterPipelineMode(a), 1);
+    cr_assert(PQsendQueryParams(a, "SET statement_timeout = '50s'", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQsendQueryParams(a, "SELECT pg_sleep(0.5)", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    cr_assert(PQsendQueryParams(a, "SELECT pg_sleep(30)", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    cr_assert(
+        activity_becomes(pid, "query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'", true),
+        "the second transaction never ran");
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)::text", atoi(pid));
+    EXPECT_QUERY_VALUE(admin, sql, "true");
+    for (int syncs = 0, results = 0; syncs < 2 && results < 20; results++) {
+        r = PQgetResult(a);
+        if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+            syncs++;
+        PQclear(r);
+    }
+    cr_assert_eq(PQexitPipelineMode(a), 1, "%s", PQerrorMessage(a));
+    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "50s", "a SET whose transaction ended");
     expect_own_view(a, 1, "a lost transaction");
     free(pid);
     PQfinish(admin);
