@@ -126,7 +126,7 @@ void params_mark_unknown(struct param_set *applied)
 void params_save_before(struct param_set *before, uint32_t *absent, const char *canon, uint32_t bit,
                         const char *old)
 {
-    param_remove(before, canon); /* (a value recorded before an earlier read-back) */
+    param_remove(before, canon); /* (one recorded for an earlier transaction) */
     *absent = old ? *absent & ~bit : *absent | bit;
     if (old)
         param_put(before, canon, old);
