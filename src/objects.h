@@ -329,4 +329,11 @@ struct client {
                                     on (its unnamed_owner is this client), or NULL */
 };
 
+/* Is c under a policy, row-level security or masking (its statements checked per server and
+ * per rule), rather than plain? */
+static inline bool client_under_policy(const struct client *c)
+{
+    return c->rls || c->mask.n_applied > 0;
+}
+
 #endif

@@ -137,9 +137,9 @@ void params_restore_before(struct param_set *wanted, const struct param_set *bef
 {
     for (size_t i = 0; i < N_SETTABLE; i++) {
         uint32_t bit = UINT32_C(1) << i;
-        const char *v = param_get(before, settable[i]);
         if (!(mask & bit))
             continue;
+        const char *v = param_get(before, settable[i]);
         if (absent & bit)
             param_remove(wanted, settable[i]);
         else if (v)

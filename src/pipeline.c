@@ -66,7 +66,7 @@ static uint8_t statement_effects(struct client *c, const char *sql)
     bool dealloc;
     if (mentions_forgetting(sql, &dealloc))
         e |= STMT_FORGETS;
-    if (c->rls || c->mask.n_applied > 0)
+    if (client_under_policy(c))
         e |= policy_statement_effects(c, sql);
     return e;
 }
@@ -265,6 +265,18 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     return rq_push(&s->replies, RK_PARSE, NULL) ? RV_PASS : RV_ERROR;
 }
 
+/* Keeps the client's unnamed Parse (rest: its body after the name, and its STMT_* effects)
+ * and relays it. */
+static enum relay_verdict unnamed_kept(struct client *c, const uint8_t *rest, size_t len,
+                                       uint8_t effects, const char **err)
+{
+    if (!keep_unnamed(c, rest, len, effects)) {
+        *err = "out of memory";
+        return RV_ERROR;
+    }
+    return unnamed_parsed(c);
+}
+
 /* Is this an unnamed Parse the client sent lately, byte for byte, read then and now with
  * neither row-level security nor masking on? Its checks then read the text alone (a reserved
  * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
@@ -273,7 +285,7 @@ static enum relay_verdict unnamed_parsed(struct client *c)
 static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
 {
     uint64_t v;
-    if (len == 0 || body[0] != '\0' || c->rls || c->mask.n_applied > 0 ||
+    if (len == 0 || body[0] != '\0' || client_under_policy(c) ||
         !recent_find(&c->plain_parses, body + 1, len - 1, &v))
         return false;
     *effects = (uint8_t)v;
@@ -299,13 +311,9 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     }
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
-        if (!keep_unnamed(c, r.p, r.left, effects)) {
-            *err = "out of memory";
-            return RV_ERROR;
-        }
-        if (!c->rls && c->mask.n_applied == 0) /* (for plain_parse_known; kept or not) */
+        if (!client_under_policy(c)) /* (for plain_parse_known) */
             recent_put(&c->plain_parses, r.p, r.left, effects);
-        return unnamed_parsed(c);
+        return unnamed_kept(c, r.p, r.left, effects, err);
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
@@ -537,13 +545,9 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
     if (type == 'P' && body && plain_parse_known(c, body, len, &effects)) {
         c->mask_tests = 0; /* (as policy_check_client_msg would) */
         s->ext_open = true;
-        if (!keep_unnamed(c, body + 1, len - 1, effects)) {
-            *err = "out of memory";
-            return RV_ERROR;
-        }
-        return unnamed_parsed(c);
+        return unnamed_kept(c, body + 1, len - 1, effects, err);
     }
-    if (type == 'Q' || type == 'P' || ((c->rls || c->mask.n_applied > 0) && type == 'F')) {
+    if (type == 'Q' || type == 'P' || (client_under_policy(c) && type == 'F')) {
         if (!body)
             return RV_NEED_BODY;
         enum policy_result pr = policy_check_client_msg(c, type, len, body, err);

@@ -312,7 +312,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
 {
     bool masked = c->mask.n_applied > 0;
     c->mask_tests = 0;
-    if (type == 'F' && !c->rls && !masked)
+    if (type == 'F' && !client_under_policy(c))
         return POLICY_PASS;
     if (type == 'F')
         return refuse(c, type,
@@ -324,7 +324,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         *err = type == 'Q' ? "invalid Query message" : "invalid Parse message";
         return POLICY_FAILED;
     }
-    if (!c->rls && !masked) {
+    if (!client_under_policy(c)) {
         struct guard_verdict rv;
         return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err) : POLICY_PASS;
     }

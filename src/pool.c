@@ -88,7 +88,7 @@ static struct server *idle_home(struct pool *p, struct client *c)
  * caches are), and the rest age out under idle_timeout. */
 static struct server *pick_idle_server(struct pool *p, struct client *c)
 {
-    struct server *home = c->rls || c->mask.n_applied > 0 ? NULL : idle_home(p, c);
+    struct server *home = client_under_policy(c) ? NULL : idle_home(p, c);
     if (home)
         return home;
     char err[8];

@@ -680,8 +680,8 @@ static enum relay_verdict on_error_with_refusals(struct server *s, const struct 
  * encoding)? The guard refuses every way it knows to get there; this catches any other. */
 static bool rls_text_unsafe(struct server *s)
 {
-    s->text_unsafe = s->client && (s->client->rls || s->client->mask.n_applied > 0) &&
-                     !params_text_readable(&s->reported);
+    s->text_unsafe =
+        s->client && client_under_policy(s->client) && !params_text_readable(&s->reported);
     return s->text_unsafe;
 }
 
@@ -1139,7 +1139,7 @@ void server_link(struct server *s, struct client *c)
      * and the client has neither row-level security nor masking. A client under either
      * keeps the older rule, a Close at every checkout: one rule is simpler to trust where a
      * policy is enforced */
-    bool keep = own && !sync && !c->rls && c->mask.n_applied == 0;
+    bool keep = own && !sync && !client_under_policy(c);
     bool closes = s->unnamed_maybe && !keep;
     if (closes)
         proto_close(msgs, 'S', "");
