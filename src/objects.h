@@ -321,6 +321,7 @@ struct client {
     uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
                                      to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
+    size_t unnamed_cap;          /* ... and the room held for it (pipeline.c unnamed_room) */
     uint8_t unnamed_effects;     /* STMT_* flags of its unnamed statement */
     struct recent plain_parses;  /* unnamed Parse bodies (after the name) lately read with
                                     neither row-level security nor masking on, which passed

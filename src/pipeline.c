@@ -132,17 +132,36 @@ static const char STMT_ABSENT[] = GUARD_RESERVED_STMT_PREFIX "no_such_statement"
 
 /* Keeps c's unnamed statement (the Parse body after its name, and what running it does to a
  * server) to prepare it again elsewhere. */
+/* The room kept for a client's unnamed Parse body: at least this much, so that a driver's
+ * transaction parsing a few short texts in turn allocates once; room more than four times
+ * what the current text needs and above UNNAMED_ROOM_KEEP is given back. */
+enum { UNNAMED_ROOM_MIN = 256, UNNAMED_ROOM_KEEP = 8192 };
+
+/* Makes c->unnamed_parse hold len bytes (its old content is not kept); false when out of
+ * memory, c's statement then unchanged. */
+static bool unnamed_room(struct client *c, size_t len)
+{
+    size_t cap = c->unnamed_cap;
+    if (c->unnamed_parse && len <= cap && (cap <= UNNAMED_ROOM_KEEP || len >= cap / 4))
+        return true;
+    cap = len < UNNAMED_ROOM_MIN ? UNNAMED_ROOM_MIN : len;
+    uint8_t *room = malloc(cap);
+    if (!room)
+        return false;
+    free(c->unnamed_parse);
+    c->unnamed_parse = room;
+    c->unnamed_cap = cap;
+    return true;
+}
+
 static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
     bool same = c->unnamed_parse && c->unnamed_len == len &&
                 memcmp(c->unnamed_parse, rest, len) == 0; /* (a driver's Parse per query) */
     if (!same) {
-        uint8_t *copy = malloc(len ? len : 1);
-        if (!copy)
+        if (!unnamed_room(c, len))
             return false;
-        memcpy(copy, rest, len);
-        free(c->unnamed_parse);
-        c->unnamed_parse = copy;
+        memcpy(c->unnamed_parse, rest, len);
         c->unnamed_len = len;
     }
     c->unnamed_effects = effects;
@@ -176,7 +195,7 @@ static void forget_unnamed(struct client *c)
     pipeline_client_unhomed(c);
     free(c->unnamed_parse);
     c->unnamed_parse = NULL;
-    c->unnamed_len = 0;
+    c->unnamed_len = c->unnamed_cap = 0;
 }
 
 /* Before a Bind or Describe of the unnamed statement: the one on s may be another client's

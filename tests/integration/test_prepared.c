@@ -315,6 +315,35 @@ Test(prepared, each_client_binds_its_own_unnamed_statement)
     proxy_stop(&one);
 }
 
+/* a's unnamed statement, long then short then long again (the proxy keeps room for it between
+ * Parses and gives back room far larger than needed), is each time the one prepared again on
+ * the one server after b's took its place. */
+Test(prepared, an_unnamed_statement_of_any_length_is_prepared_again_whole)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    static char sql[48 * 1024];
+    const size_t lengths[] = {40000, 20, 300, 40000, 9000, 40};
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        /* a comment pads the text to the length wanted; the result names the round */
+        int head = snprintf(sql, sizeof(sql), "SELECT 'a round %zu ' || $1::text /*", i);
+        size_t pad = lengths[i] > (size_t)head + 2 ? lengths[i] - (size_t)head - 2 : 0;
+        memset(sql + head, 'x', pad);
+        memcpy(sql + head + pad, "*/", 3);
+        prepare(a, "", sql, 1);
+        prepare(b, "", "SELECT 'b ' || $1::text", 1); /* the one server now holds b's */
+        char want[32];
+        snprintf(want, sizeof(want), "a round %zu z", i);
+        char *v = exec_prepared(a, "", "z");
+        cr_expect_str_eq(v, want, "round %zu (%zu bytes)", i, lengths[i]);
+        free(v);
+    }
+    PQfinish(a);
+    PQfinish(b);
+    proxy_stop(&one);
+}
+
 /* Runs sql through the extended protocol, unnamed (Parse "", Bind, Execute, Sync), and expects
  * it to succeed. */
 static void exec_unnamed(PGconn *c, const char *sql)
