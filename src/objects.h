@@ -190,18 +190,19 @@ struct server {
     unsigned generation;          /* the pool's generation when it connected */
     struct sockaddr_storage peer; /* the server's address (peer_len 0 until connected) */
     socklen_t peer_len;
-    bool addr_stale;            /* its host name resolves elsewhere now (reload): retire */
-    unsigned cred_gen;          /* generation of the credential it logged in with */
-    struct server_stmts stmts;  /* transaction pooling: statements prepared here */
-    struct reply_queue replies; /* transaction pooling: replies owed, in order */
-    bool stmts_unknown;         /* a client ran DEALLOCATE/DISCARD: retire at release */
-    int internal_pending;       /* ReadyForQuery still owed for the proxy's own messages */
-    uint32_t carried;           /* settings (params_settable_bit) a carried SET or RESET may
-                                   have changed since it was linked: read back (SV_READBACK)
-                                   when the client's transaction is over */
-    uint32_t carried_reset;     /* those whose last carried change was a RESET */
-    uint32_t carried_open;      /* those changed since its last ReadyForQuery 'I' (by what is in
-                                   flight), whose transaction is not over yet */
+    bool addr_stale;                 /* its host name resolves elsewhere now (reload): retire */
+    unsigned cred_gen;               /* generation of the credential it logged in with */
+    struct server_stmts stmts;       /* transaction pooling: statements prepared here */
+    struct reply_queue replies;      /* transaction pooling: replies owed, in order */
+    bool stmts_unknown;              /* a client ran DEALLOCATE/DISCARD: retire at release */
+    int internal_pending;            /* ReadyForQuery still owed for the proxy's own messages */
+    uint32_t carried;                /* settings (params_settable_bit) a carried SET or RESET may
+                                        have changed since it was linked: read back (SV_READBACK)
+                                        when the client's transaction is over */
+    uint32_t carried_reset;          /* those whose last carried change was a RESET */
+    uint32_t carried_open;           /* those changed since its last ReadyForQuery 'I' (taken when
+                                        read: a statement pipelined behind another has its changes
+                                        cleared by that one's 'I', and kept if it is lost) */
     struct param_set carried_before; /* the client's values of those before that (restored
                                         when the statement in flight is lost) */
     uint32_t carried_absent;         /* those it had no value of then */

@@ -83,14 +83,36 @@ static bool carry_on_bind(struct client *c, const struct client_stmt *st, const 
     return true;
 }
 
+/* Something that may drop the server's prepared statements (DEALLOCATE, DISCARD) runs or may
+ * run on s: its list of what s holds is no longer trusted. The list is emptied, so each
+ * statement a later message names in this checkout is prepared again, behind a Close of its
+ * name (send_parse: harmless when the statement is gone, needed when it is not), and s retires
+ * at release. */
+static void stmts_in_doubt(struct server *s)
+{
+    s->stmts_unknown = true;
+    server_stmts_clear(&s->stmts);
+}
+
 /* Marks s with the effects of a statement prepared or run there: every server it reaches,
  * not only the first, retires afterwards when it must. */
 static void carry_statement_effects(struct server *s, const struct client_stmt *st)
 {
     if (st->effects & STMT_FORGETS)
-        s->stmts_unknown = true;
+        stmts_in_doubt(s);
     if (st->effects & STMT_RETIRES)
         s->retire_after = true;
+}
+
+/* Appends a Close of s's statement name to b, its CloseComplete swallowed. */
+static void add_drop_close(struct server *s, struct buf *b, const char *name)
+{
+    buf_msg_start(b, 'C');
+    buf_put_u8(b, 'S');
+    buf_put_str(b, name);
+    buf_msg_finish(b);
+    if (!rq_push(&s->replies, RK_DROP_CLOSE, NULL))
+        b->failed = true;
 }
 
 /* Prepares proxy-named statement st on s (closing an evicted one first); kind says whether
@@ -103,14 +125,10 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     carry_statement_effects(s, st);
     buf_init(&b);
     server_stmt_add(&s->stmts, st->proxy, evicted, &did_evict);
-    if (did_evict) {
-        buf_msg_start(&b, 'C');
-        buf_put_u8(&b, 'S');
-        buf_put_str(&b, evicted);
-        buf_msg_finish(&b);
-        if (!rq_push(&s->replies, RK_DROP_CLOSE, NULL))
-            b.failed = true;
-    }
+    if (did_evict)
+        add_drop_close(s, &b, evicted);
+    if (s->stmts_unknown) /* it may be there still: a Parse of it would fail */
+        add_drop_close(s, &b, st->proxy);
     buf_msg_start(&b, 'P');
     buf_put_str(&b, st->proxy);
     buf_put_bytes(&b, st->parse_rest, st->len);
@@ -276,7 +294,8 @@ static void write_absent_error(struct server *s, const struct reply *f)
 static enum relay_verdict unnamed_parsed(struct client *c)
 {
     struct server *s = c->server;
-    s->stmts_unknown |= (c->unnamed_effects & STMT_FORGETS) != 0;
+    if (c->unnamed_effects & STMT_FORGETS)
+        stmts_in_doubt(s);
     c->unnamed_tests = c->mask_tests;
     s->unnamed_of = c->id;
     s->unnamed_maybe = true;
@@ -517,8 +536,8 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     bool dealloc, forgets = mentions_forgetting(sql, &dealloc);
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
     if (forgets)
-        s->stmts_unknown = true; /* the server's cache may be gone: retire it afterwards */
-    s->unnamed_of = 0;           /* a simple Query destroys the unnamed statement */
+        stmts_in_doubt(s);
+    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
@@ -533,7 +552,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
 
 /* A refused message was replaced by its stand-in: owe the reply of what was sent. A stand-in
  * Query, or a stand-in Parse of the unnamed statement, leaves the server without one, and the
- * client's refused statement is not the one it kept: binding "" must not run the older one. */
+ * client's refused statement is not the one it kept: binding "" must not run the older one.
+ * (The stand-in of a named Parse is an unnamed Parse too: its failure, undo_skipped, says the
+ * server's unnamed statement is gone.) */
 static enum relay_verdict standin_sent(struct server *s, struct client *c, uint8_t type,
                                        const uint8_t *body, const char **err)
 {
@@ -636,7 +657,8 @@ void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
     emit_fakes(s);
 }
 
-/* A message that changed the server's statements was skipped after an error: a named Parse
+/* A message that changed the server's statements failed or was skipped after an error (the
+ * failed one comes first: rq_fail_until_sync): a named Parse
  * (the statement is not there after all), or the Close of an evicted one (still there, though
  * the cache forgot it: a later Parse of it would fail, so the server retires at release). */
 static void undo_skipped(void *arg, const struct reply *r)
@@ -646,11 +668,11 @@ static void undo_skipped(void *arg, const struct reply *r)
         s->stmts_unknown = true;
     else if (r->kind != RK_CLOSE && r->stmt[0])
         server_stmt_remove(&s->stmts, r->stmt);
-    else { /* an unnamed Parse or a Close, skipped: the server's unnamed statement is an older
-              one than its client's records say. A Bind "" pipelined behind it may already be
-              on its way and run the older one, whose carried settings (guard.h) nobody took:
-              whatever it set is reset for the next client. Later Binds prepare the client's
-              statement again. */
+    else { /* an unnamed Parse (a stand-in's too) or a Close, not run: the server's unnamed
+              statement is an older one than its client's records say. A Bind "" pipelined behind it
+              may already be on its way and run the older one, whose carried settings (guard.h)
+              nobody took: whatever it set is reset for the next client. Later Binds prepare the
+              client's statement again. */
         s->unnamed_of = 0;
         params_mark_unknown(&s->applied);
     }

@@ -80,9 +80,10 @@ static struct server *idle_home(struct pool *p, struct client *c)
     return fits && class_fits(s, c) && !server_input_pending(s) ? s : NULL;
 }
 
-/* The idle server for c: under row-level security one that already carries c's settings
- * (no injection needed), else c's home server (idle_home), else the one that went idle last
- * (the idle list runs from the one idle longest to it); of c's masking class. NULL when no
+/* The idle server for c, of c's masking class: for a client with neither row-level security
+ * nor masking its home server (idle_home), for one under row-level security one that already
+ * carries c's settings (no injection needed); else the one that went idle last (the idle list
+ * runs from the one idle longest to it). NULL when no
  * idle server fits c. Last in, first out, as PgBouncer does by default: the busy connections
  * stay few and warm (their backend is often still awake when the next query comes, and its
  * caches are), and the rest age out under idle_timeout. */

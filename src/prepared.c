@@ -210,6 +210,11 @@ void server_stmt_remove(struct server_stmts *s, const char *name)
         }
 }
 
+void server_stmts_clear(struct server_stmts *s)
+{
+    s->n = 0;
+}
+
 /* The ring index of position i (cap is a power of two: a mask, not a division, per message). */
 static size_t rq_slot(const struct reply_queue *q, size_t i)
 {

@@ -76,6 +76,8 @@ int server_stmt_find(struct server_stmts *s, const char *name);
 void server_stmt_add(struct server_stmts *s, const char *name, char evicted[STMT_NAME_LEN],
                      bool *did_evict);
 void server_stmt_remove(struct server_stmts *s, const char *name);
+/* Forgets every statement (the server holds none now, or what it holds is unknown). */
+void server_stmts_clear(struct server_stmts *s);
 
 /* What a server owes for each message sent to it, in order. */
 enum reply_kind {

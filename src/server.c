@@ -528,6 +528,7 @@ static void on_reset_done(struct server *s)
     param_clear(&s->applied);
     s->rls_set = s->retire_after = false; /* DISCARD ALL reset the role and every setting */
     buf_reset(&s->rls_applied);
+    server_stmts_clear(&s->stmts); /* ... and dropped every prepared statement */
     s->last_used = time(NULL);
     pool_server_ready(s);
 }

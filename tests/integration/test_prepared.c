@@ -344,6 +344,95 @@ Test(prepared, an_unnamed_statement_of_any_length_is_prepared_again_whole)
     proxy_stop(&one);
 }
 
+/* Expects prepared statement name, run with param, to give "<want> <param>". */
+static void expect_run(PGconn *c, const char *name, const char *param, const char *want)
+{
+    char expected[64];
+    snprintf(expected, sizeof(expected), "%s %s", want, param);
+    char *v = exec_prepared(c, name, param);
+    cr_expect_str_eq(v, expected, "statement \"%s\"", name);
+    free(v);
+}
+
+/* A client whose startup setting the server refuses fails; the proxy resets the server it
+ * was given (DISCARD ALL, which drops every prepared statement there) and pools it again.
+ * Another client's statement prepared there before must be prepared again, not bound to a
+ * name the server no longer has. */
+Test(prepared, statements_are_prepared_again_on_a_server_the_proxy_reset)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    prepare(a, "q", "SELECT 'q' || ' ' || $1::text", 1);
+    expect_run(a, "q", "1", "q"); /* prepared on the one server */
+    PGconn *b =
+        proxy_connect(&one, "alice", "alice-secret", "app", "options='-c DateStyle=no_such_style'");
+    if (PQstatus(b) == CONNECTION_OK) { /* the setting is applied at its first checkout */
+        PGresult *r = PQexec(b, "SELECT 1");
+        cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "a DateStyle PostgreSQL refuses");
+        PQclear(r);
+    }
+    PQfinish(b);
+    for (int i = 2; i <= 3; i++) {
+        char param[8];
+        snprintf(param, sizeof(param), "%d", i);
+        expect_run(a, "q", param, "q");
+    }
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
+/* psycopg 3 evicts a statement from its cache with DEALLOCATE, inside the application's
+ * transaction. The client's other statements go on running in that transaction, and so do
+ * they after a query that only mentions DEALLOCATE (the proxy cannot tell what that dropped). */
+Test(prepared, statements_run_after_a_deallocate_inside_a_transaction)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    prepare(a, "x", "SELECT 'x' || ' ' || $1::text", 1);
+    prepare(a, "y", "SELECT 'y' || ' ' || $1::text", 1);
+    expect_run(a, "x", "1", "x");
+    expect_run(a, "y", "1", "y");
+    cr_expect_str_eq(query_sqlstate(a, "BEGIN"), "");
+    cr_expect_str_eq(query_sqlstate(a, "DEALLOCATE x"), "");
+    expect_run(a, "y", "2", "y");
+    cr_expect_str_eq(query_sqlstate(a, "COMMIT"), "");
+    const char *params[1] = {"3"};
+    PGresult *r = PQexecPrepared(a, "x", 1, params, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "x was deallocated: %s", PQerrorMessage(a));
+    PQclear(r);
+    expect_run(a, "y", "4", "y");
+    cr_expect_str_eq(query_sqlstate(a, "BEGIN"), "");
+    char *v = query_value(a, "SELECT 'deallocate is only a word here'");
+    free(v);
+    expect_run(a, "y", "5", "y"); /* prepared where it still is: closed first */
+    cr_expect_str_eq(query_sqlstate(a, "COMMIT"), "");
+    expect_run(a, "y", "6", "y");
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
+/* A named Parse the proxy refuses is replaced by a failing Parse of the unnamed statement,
+ * which drops the unnamed statement the client made before on that server: the client's
+ * unnamed statement is prepared there again when it binds it. */
+Test(prepared, a_refused_named_parse_leaves_the_unnamed_statement_usable)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    prepare(a, "", "SELECT 'u' || ' ' || $1::text", 1);
+    expect_run(a, "", "1", "u");
+    PGresult *r = PQprepare(a, "n", "EXECUTE lp_0123456789abcdef", 0, NULL);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "42501", "a reserved name: %s", PQerrorMessage(a));
+    PQclear(r);
+    expect_run(a, "", "2", "u");
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
 /* Runs sql through the extended protocol, unnamed (Parse "", Bind, Execute, Sync), and expects
  * it to succeed. */
 static void exec_unnamed(PGconn *c, const char *sql)
