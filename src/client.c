@@ -466,12 +466,23 @@ static bool whole_message_buffered(struct client *c)
     return whole > CLIENT_READ_AHEAD || evbuffer_get_length(in) >= whole; /* large: see above */
 }
 
+/* Is c's own output above RELAY_HIGH_WATER (a client not reading what it is sent)? Its input
+ * then waits, read no further than CLIENT_READ_AHEAD, until the output drains
+ * (client_write_cb): the answers the proxy makes up itself (a Close's, a lone DEALLOCATE's)
+ * must not pile up without bound, as rows from its server cannot (server_pump). */
+static bool client_out_full(const struct client *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATER;
+}
+
 static void client_wake(struct client *c)
 {
     if (c->mask_wait) /* its statement waits for the masking catalog: no server until then */
         return;
-    while (pool_mode_of(c->pool)->shares_servers && answer_deallocate(c))
+    while (pool_mode_of(c->pool)->shares_servers && !client_out_full(c) && answer_deallocate(c))
         ;
+    if (client_out_full(c))
+        return;
     if (!c->closing)
         conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
     /* the rest of a message arrives later: the read callback wakes the client again */
@@ -1000,7 +1011,8 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
         p = NULL; /* all of it consumed or in the input now */
         conn_flush(s->bev);
         conn_flush(c->bev); /* replies the proxy made up itself */
-    } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s);
+    } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s &&
+             !client_out_full(c));
     qtrack_settle(c);
     if (c->bev && !c->closing && /* (nothing to fit on the common path: no share, input empty) */
         (c->msg_claim.held || c->msg_claim.want || evbuffer_get_length(in) >= 5))
@@ -1027,7 +1039,7 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
 
 void client_pump(struct client *c)
 {
-    if (!client_can_pump(c))
+    if (!client_can_pump(c) || client_out_full(c))
         return;
     const uint8_t *p = c->taken; /* (the input is empty then) */
     c->taken = NULL;
@@ -1072,6 +1084,8 @@ static void take_idle_read(struct client *c, const uint8_t *p, size_t n)
 static bool client_take(void *arg, const uint8_t *p, size_t n)
 {
     struct client *c = arg;
+    if (client_out_full(c))
+        return false; /* (kept in the input) */
     if (c->state == CL_IDLE && read_needs_server(c, p, n)) {
         take_idle_read(c, p, n);
         return true;
@@ -1094,12 +1108,13 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         client_pump(c);
     else if (c->state == CL_IDLE)
         client_wake(c);
-    else if (c->state == CL_ADMIN)
+    else if (c->state == CL_ADMIN && !client_out_full(c))
         admin_read(c);
     /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
 }
 
-/* Output towards the client drained: let the server send more. */
+/* Output towards the client drained: let the server send more, and the client too (its input
+ * waited while its output was full). */
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
@@ -1110,6 +1125,15 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         bufferevent_enable(s->bev, EV_READ);
         server_pump(s);
     }
+    if (c->closing || c->state == CL_LOGIN ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        return;
+    if (c->state == CL_ACTIVE)
+        client_pump(c);
+    else if (c->state == CL_IDLE)
+        client_wake(c);
+    else if (c->state == CL_ADMIN)
+        admin_read(c);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -197,6 +197,66 @@ Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_clo
     PQfinish(direct);
 }
 
+/* Streams flood (whole messages) to fd over and over, never reading, for at most secs seconds
+ * or total bytes; returns the bytes the proxy took. */
+static size_t flood_unread(int fd, const struct buf *flood, double secs, size_t total)
+{
+    size_t sent = 0, off = 0;
+    double end = now_s() + secs;
+    while (sent < total && now_s() < end) {
+        ssize_t n = send(fd, flood->data + off, flood->len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            off = (off + (size_t)n) % flood->len;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            break;
+        } else {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            poll(&p, 1, 50);
+        }
+    }
+    return sent;
+}
+
+/* A client that sends what lakeproxy answers itself and never reads: Close of a statement
+ * inside a transaction (the CloseComplete is the proxy's own, no server involved). lakeproxy
+ * stops reading it once its answers pile up, so its memory and what it takes in stay bounded,
+ * and other clients keep working. (Lone DEALLOCATE queries of an idle client are answered by
+ * the proxy too, and bounded the same way, but with a send per answer they pile up too slowly
+ * for a test of seconds to tell.) */
+Test(abuse, a_client_that_never_reads_the_proxys_own_answers_costs_bounded_memory)
+{
+    timed_query();
+    timed_query();
+    long base = proxy_status_kb(&px, "VmRSS");
+    int fd = raw_session(px.port, "carol", "app");
+    int small = 4096;
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    raw_query(fd, "BEGIN"); /* holds a server; its answer goes unread too */
+    struct buf flood;
+    buf_init(&flood);
+    for (int i = 0; i < 4096; i++) {
+        buf_msg_start(&flood, 'C');
+        buf_put_u8(&flood, 'S');
+        buf_put_str(&flood, "x");
+        buf_msg_finish(&flood);
+    }
+    size_t sent = flood_unread(fd, &flood, 3.0, (size_t)1 << 30);
+    long rss = proxy_status_kb(&px, "VmRSS");
+    cr_expect_lt(rss - base, RSS_BOUND_KB, "RSS grew by %ld kB (%zu bytes sent, unread)",
+                 rss - base, sent);
+    /* what the proxy takes in is bounded too: its read limit, its output's mark and the
+     * kernel's socket buffers (a few MiB), however long the client goes on sending */
+    cr_expect_lt(sent, (size_t)32 << 20,
+                 "lakeproxy took %zu bytes from a client that reads "
+                 "nothing",
+                 sent);
+    cr_expect_lt(timed_query(), 2.0, "another client waits for the stuck one");
+    close(fd);
+    buf_free(&flood);
+    expect_rss_back(base, "the client that did not read left");
+}
+
 /* Sends what dropped connection i says before it hangs up: nothing, half a startup packet,
  * an SSLRequest, or a whole startup packet (lakeproxy then asks for a password). */
 static void send_opening(int fd, int i, const struct buf *startup)

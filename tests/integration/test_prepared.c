@@ -374,7 +374,7 @@ Test(prepared, statements_are_prepared_again_on_a_server_the_proxy_reset)
     }
     PQfinish(b);
     for (int i = 2; i <= 3; i++) {
-        char param[8];
+        char param[16];
         snprintf(param, sizeof(param), "%d", i);
         expect_run(a, "q", param, "q");
     }
