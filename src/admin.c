@@ -545,6 +545,10 @@ void admin_read(struct client *c)
             return;
         }
         uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
+        if (!msg) {
+            client_close(c, "out of memory reading an admin command");
+            return;
+        }
         if (type == 'Q' && len > 0 && msg[4 + len] == 0)
             run_command(c, (const char *)msg + 5);
         else if (type == 'Q')

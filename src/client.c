@@ -433,7 +433,7 @@ static bool answer_deallocate(struct client *c)
         evbuffer_get_length(in) < 5 + (size_t)len)
         return false;
     const uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
-    if (!query_deallocates(msg + 5, len, name, &all))
+    if (!msg || !query_deallocates(msg + 5, len, name, &all)) /* (out of memory: as any query) */
         return false;
     evbuffer_drain(in, 5 + (size_t)len);
     pipeline_deallocate(c, name, all);

@@ -111,7 +111,9 @@ static void on_done(struct evhttp_request *req, void *arg)
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
         unsigned char *body = evbuffer_pullup(in, -1);
-        finish(r, evhttp_request_get_response_code(req), (const char *)body, len, NULL);
+        if (!body)
+            len = 0; /* (out of memory: read as an empty body) */
+        finish(r, evhttp_request_get_response_code(req), body ? (const char *)body : "", len, NULL);
         if (body)
             OPENSSL_cleanse(body, len);
     }

@@ -434,12 +434,18 @@ static void schedule_hand_out(struct pool *p)
         hand_out_idle(p); /* out of memory for the event: hand out now */
 }
 
-void pool_server_ready(struct server *s)
+void pool_server_logged_in(struct server *s)
 {
     struct pool *p = s->pool;
     p->last_error[0] = '\0';
     p->backoff_ms = 0;
     p->auth_retry = false;
+    pool_server_ready(s);
+}
+
+void pool_server_ready(struct server *s)
+{
+    struct pool *p = s->pool;
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);

@@ -162,6 +162,10 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     uint32_t body_len;
     /* (the header is nearly always in the first chunk: no copy then) */
     const uint8_t *hdr = evbuffer_pullup(in, 5);
+    if (!hdr && evbuffer_get_length(in) >= 5) { /* there, but no memory to make it one piece */
+        *err = "out of memory";
+        return RELAY_FAILED;
+    }
     if (!hdr) {
         *wait = true;
         return RELAY_MORE;
@@ -187,6 +191,10 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     }
     if (v == RV_NEED_BODY) {
         const uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
+        if (!msg) {
+            *err = "out of memory";
+            return RELAY_FAILED;
+        }
         v = fn(arg, type, body_len, msg + 5);
         if (v == RV_WAIT)
             return RELAY_WAIT;

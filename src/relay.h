@@ -24,8 +24,10 @@ enum relay_verdict {
 
 /* Called with body == NULL (header only), and, when that answered RV_NEED_BODY, once more
  * with the whole body. Any verdict other than RV_STREAM waits until the whole message is
- * buffered, and the header call is then repeated as more bytes arrive: only a header call
- * that answers RV_STREAM may have side effects. An inspector only looks and records: it must
+ * buffered, and the header call is then repeated as more bytes arrive: a header call that
+ * answers anything but RV_STREAM may have only side effects that repeating does not change
+ * (the server inspectors flush masked rows and end a COPY there). An inspector only looks and
+ * records: it must
  * not call into connection logic that could pump the same buffer again, nor close either
  * connection (relay_pump_to may still send to the destination's socket after it returns). */
 typedef enum relay_verdict (*relay_inspect_fn)(void *arg, uint8_t type, uint32_t body_len,
@@ -45,7 +47,8 @@ enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct r
 /* relay_pump, with out the output of a plain socket direct_fd (or -1): while out holds little
  * (nothing, or an inspector's own small messages), the passed messages lying whole in the
  * input's first chunk are held back as runs, and the last is sent to direct_fd straight from
- * the input together with what out holds (one sendmsg), what the socket does not take now
+ * the input together with what out holds (one send, or sendmsg with out's pieces), what the
+ * socket does not take now
  * staying in out in order; no copy into out, no buffer chain allocated and freed. Any write to
  * out while a run is held (an inspector's) must come after the run: whatever an inspector adds
  * to out directly is seen after its call and the run put in its place ahead of it; whatever

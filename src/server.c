@@ -426,7 +426,7 @@ static void on_login_data(struct server *s)
         log_info("server %llu (%s): logged in as %s, backend pid %u%s%s%s",
                  (unsigned long long)s->id, s->pool->db->name, s->pool->db->user, s->be_pid,
                  s->tls ? ", TLS" : "", cr ? ", token " : "", cr ? cr->fingerprint : "");
-        pool_server_ready(s);
+        pool_server_logged_in(s);
     }
 }
 

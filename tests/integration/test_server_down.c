@@ -85,3 +85,69 @@ Test(server_down, pooling_resumes_when_the_server_comes_back)
     cr_expect(a.ok, "the waiting client was not served once the server came back: %s", a.err);
     tcp_relay_stop(r);
 }
+
+/* Lines of the file at path that contain needle. */
+static int count_lines_with(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* New logins refused (here: the role's connection limit) while the pool's one server goes on
+ * serving its clients in turn: the pool waits longer after each refusal (100 ms, doubling up
+ * to 5 s). A server going back to the pool does not cut that short; only a login that works
+ * does. */
+Test(server_down, refused_logins_back_off_while_another_server_serves)
+{
+    PGconn *pg = pg_admin("lp_test");
+    PQclear(PQexec(pg, "DROP ROLE IF EXISTS lp_limited"));
+    cr_assert_str_eq(query_sqlstate(pg, "CREATE ROLE lp_limited LOGIN PASSWORD 'limited-secret' "
+                                        "CONNECTION LIMIT 1"),
+                     "");
+    static char yaml[8192];
+    char entry[512];
+    int port = free_port();
+    snprintf(entry, sizeof(entry),
+             "  lim:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+             "    user: lp_limited\n    password: limited-secret\n    tls: disable\n"
+             "    pool:\n      mode: transaction\n      size: 3\n      max_wait_ms: 10000\n",
+             env_need("LP_PGPORT"));
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 5000, NULL);
+    yaml_add_database(yaml, sizeof(yaml), entry);
+    struct proxy lim;
+    proxy_start_yaml(&lim, port, yaml);
+    PGconn *c[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = proxy_connect(&lim, "alice", "alice-secret", "lim", NULL);
+        cr_assert(PQstatus(c[i]) == CONNECTION_OK, "%s", PQerrorMessage(c[i]));
+    }
+    /* in turn, one client holds the server in a transaction while the other waits for one
+     * (the pool tries to open a second, refused), then gets it when the first commits */
+    int turns = 0;
+    for (double end = now_s() + 3; now_s() < end; turns++) {
+        PGconn *holder = c[turns % 2], *waiter = c[(turns + 1) % 2];
+        cr_assert_str_eq(query_sqlstate(holder, "BEGIN"), "");
+        cr_assert(PQsendQuery(waiter, "SELECT 'served'"));
+        usleep(40 * 1000);
+        cr_assert_str_eq(query_sqlstate(holder, "COMMIT"), "");
+        char *v = sent_query_value(waiter);
+        cr_expect_str_eq(v, "served");
+        free(v);
+    }
+    int refused = count_lines_with(lim.log, "login failed");
+    /* backing off: about 5 attempts in 3 s (at 0.1, 0.3, 0.7, 1.5 and 3.1 s); without the
+     * back-off kept, one about every 0.1-0.15 s */
+    cr_expect_geq(refused, 1, "no login was refused: the test did not run as meant");
+    cr_expect_leq(refused, 10, "%d refused logins in 3 s (%d turns)", refused, turns);
+    for (int i = 0; i < 2; i++)
+        PQfinish(c[i]);
+    proxy_stop(&lim);
+    PQclear(PQexec(pg, "DROP ROLE lp_limited"));
+    PQfinish(pg);
+}

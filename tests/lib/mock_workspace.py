@@ -493,7 +493,7 @@ def parse_args(argv):
     p.add_argument("--pg-dsn", help="when given, ALTER ROLE --pg-role PASSWORD <token> on each issue")
     p.add_argument("--pg-role")
     args = p.parse_args(argv)
-    if not 1 <= args.port <= 65535:
+    if not 0 <= args.port <= 65535:
         p.error("--port must be 1..65535")
     if args.token_size < 16:
         p.error("--token-size must be at least 16")
@@ -511,8 +511,9 @@ def main(argv):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    state.write_ready(args.port)
-    log("listening on https://127.0.0.1:%d (pid %d)" % (args.port, os.getpid()))
+    port = server.server_address[1]  # the one the system chose when --port 0
+    state.write_ready(port)
+    log("listening on https://127.0.0.1:%d (pid %d)" % (port, os.getpid()))
     while not stop.wait(0.5):
         pass
     server.stopping.set()

@@ -13,15 +13,30 @@
 
 #include "harness.h"
 
+/* The port in the mock's ready file ({"port": N, ...}), 0 when unreadable. */
+static int ready_port(const char *ready)
+{
+    char text[256] = "";
+    FILE *f = fopen(ready, "r");
+    size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    const char *at = strstr(text, "\"port\": ");
+    return at ? atoi(at + 8) : 0;
+}
+
 void mockws_start(struct mock_ws *m, const char *role, const char *life_s)
 {
-    char dsn[600], port[16], ready[450], script[400], cert[400], key[400], log[450];
-    m->port = free_port();
-    snprintf(m->state, sizeof(m->state), "%s/mock-%d", env_need("LP_TEST_DIR"), m->port);
+    static unsigned started;
+    char dsn[600], ready[450], script[400], cert[400], key[400], log[450];
+    /* the mock binds a port of the system's choosing and says which in its ready file: a
+     * port picked here and bound there could be picked by a test running beside this one */
+    snprintf(m->state, sizeof(m->state), "%s/mock-%d-%u", env_need("LP_TEST_DIR"), (int)getpid(),
+             ++started);
     mkdir(m->state, 0700);
     snprintf(dsn, sizeof(dsn), "host=%s port=%s user=postgres dbname=postgres",
              env_need("LP_PGSOCK"), env_need("LP_PGPORT"));
-    snprintf(port, sizeof(port), "%d", m->port);
     snprintf(ready, sizeof(ready), "%s/ready", m->state);
     snprintf(script, sizeof(script), "%s/tests/lib/mock_workspace.py", env_need("LP_ROOT"));
     snprintf(cert, sizeof(cert), "%s/server.crt", env_need("LP_CERTS"));
@@ -33,7 +48,7 @@ void mockws_start(struct mock_ws *m, const char *role, const char *life_s)
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the test (it holds the output pipe) */
         if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
             _exit(126);
-        execl("/usr/bin/python3", "python3", script, "--port", port, "--cert", cert, "--key", key,
+        execl("/usr/bin/python3", "python3", script, "--port", "0", "--cert", cert, "--key", key,
               "--state", m->state, "--lifetime", life_s, "--pg-dsn", dsn, "--pg-role", role,
               (char *)NULL);
         _exit(127);
@@ -41,6 +56,8 @@ void mockws_start(struct mock_ws *m, const char *role, const char *life_s)
     for (int i = 0; i < 200 && access(ready, F_OK) != 0; i++)
         usleep(50000);
     cr_assert_eq(access(ready, F_OK), 0, "the mock workspace did not start; see %s", log);
+    m->port = ready_port(ready);
+    cr_assert_gt(m->port, 0, "the mock workspace's ready file names no port: %s", ready);
 }
 
 void mockws_stop(struct mock_ws *m)
