@@ -27,7 +27,8 @@ bench_pg_start() {
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 # paired A B COL: A's figure in column COL over B's in the same repeat, the median of those
-# ratios and, with more than one repeat, their range: "0.97 (0.91-1.05)". Pairing within a
+# ratios and, with more than one repeat, their range and in how many repeats the ratio was 1
+# or more: "0.97 (0.91-1.05, 3/7 >= 1)". Pairing within a
 # repeat cancels the drift of the machine between repeats. The figures come from the global
 # associative array res: per target, one line of numbers per repeat ("-" where none).
 paired() {
@@ -37,7 +38,9 @@ paired() {
         awk '{v[NR] = $1} END {
             if (!NR) { print "-"; exit }
             m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            if (NR == 1) printf "%.2f", m; else printf "%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+            for (i = 1; i <= NR; i++) at_least += v[i] >= 1
+            if (NR == 1) printf "%.2f", m
+            else printf "%.2f (%.2f-%.2f, %d/%d >= 1)", m, v[1], v[NR], at_least, NR }'
 }
 
 median() { { grep -v '^-$' || true; } | sort -g | awk '{a[NR]=$1} END{if(!NR)print "-"; else print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
