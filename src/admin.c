@@ -533,7 +533,7 @@ void admin_read(struct client *c)
     uint8_t hdr[5], type;
     uint32_t len;
     const char *err;
-    while (!c->closing && evbuffer_copyout(in, hdr, 5) == 5) {
+    while (!c->closing && !client_out_full(c) && evbuffer_copyout(in, hdr, 5) == 5) {
         if (proto_check_header(hdr, 64 * 1024, &type, &len, &err) != PROTO_OK) {
             client_fail(c, "08P01", err);
             return;

@@ -466,22 +466,19 @@ static bool whole_message_buffered(struct client *c)
     return whole > CLIENT_READ_AHEAD || evbuffer_get_length(in) >= whole; /* large: see above */
 }
 
-/* Is c's own output above RELAY_HIGH_WATER (a client not reading what it is sent)? Its input
- * then waits, read no further than CLIENT_READ_AHEAD, until the output drains
- * (client_write_cb): the answers the proxy makes up itself (a Close's, a lone DEALLOCATE's)
- * must not pile up without bound, as rows from its server cannot (server_pump). */
-static bool client_out_full(const struct client *c)
+bool client_out_full(const struct client *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATER;
+    return c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATER;
 }
 
 static void client_wake(struct client *c)
 {
     if (c->mask_wait) /* its statement waits for the masking catalog: no server until then */
         return;
-    while (pool_mode_of(c->pool)->shares_servers && !client_out_full(c) && answer_deallocate(c))
+    while (pool_mode_of(c->pool)->shares_servers && !c->closing && !client_out_full(c) &&
+           answer_deallocate(c))
         ;
-    if (client_out_full(c))
+    if (c->closing || client_out_full(c))
         return;
     if (!c->closing)
         conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
@@ -853,6 +850,7 @@ static void handle_ssl_request(struct client *c)
     }
     /* 'S' goes out in the clear through the underlying bufferevent, before the handshake. */
     conn_write(c->bev, "S", 1);
+    conn_bound_tls_socket(c->bev);
     c->step = CS_TLS;
     client_attach_bev(c, tlsbev);
 }
@@ -1108,7 +1106,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         client_pump(c);
     else if (c->state == CL_IDLE)
         client_wake(c);
-    else if (c->state == CL_ADMIN && !client_out_full(c))
+    else if (c->state == CL_ADMIN)
         admin_read(c);
     /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
 }

@@ -17,6 +17,12 @@ void client_refuse(evutil_socket_t fd, const char *msg);
 /* c's server is linked and carries c's parameters: finish the login or go on relaying. */
 void client_server_ready(struct client *c);
 
+/* Is c's own output above RELAY_HIGH_WATER (a client not reading what it is sent)? Its input
+ * then waits, read no further than CLIENT_READ_AHEAD, until the output drains (the write
+ * callback): what the proxy answers itself (a Close's, a lone DEALLOCATE's, the admin
+ * console's) must not pile up without bound, as rows from its server cannot (server_pump). */
+bool client_out_full(const struct client *c);
+
 /* Transaction pooling: the server reported the end of c's transaction; give it back to
  * the pool when nothing of c's is in flight. */
 void client_transaction_done(struct client *c);

@@ -31,6 +31,14 @@ bool conn_send(struct bufferevent *bev, struct buf *b)
     return true;
 }
 
+/* What a socket under a TLS filter may hold to be written: a few TLS records (16 KiB each). */
+enum { CONN_TLS_SOCKET_BACKLOG = 64 * 1024 };
+
+void conn_bound_tls_socket(struct bufferevent *sock)
+{
+    bufferevent_setwatermark(sock, EV_WRITE, 0, CONN_TLS_SOCKET_BACKLOG);
+}
+
 bool conn_queue(struct bufferevent *bev, struct buf *b)
 {
     return !b->failed && bufferevent_write(bev, b->data, b->len) == 0;

@@ -18,6 +18,12 @@ bool conn_queue(struct bufferevent *bev, struct buf *b) __attribute__((warn_unus
 /* Best-effort send of a last message (an error before closing): failures are moot. */
 void conn_send_last(struct bufferevent *bev, struct buf *b);
 
+/* Bounds what the socket bufferevent sock under a TLS filter holds to be written
+ * (CONN_TLS_SOCKET_BACKLOG): libevent's filter otherwise moves all it is given into the
+ * socket's output at once, so its own output, where the relay and a client's limits measure a
+ * connection's backlog, would always look empty and nothing would ever push back. */
+void conn_bound_tls_socket(struct bufferevent *sock);
+
 /* The descriptor of a plain socket read through conn_read_direct, else -1 (TLS, not yet). */
 int conn_plain_fd(struct bufferevent *bev);
 

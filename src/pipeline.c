@@ -148,8 +148,6 @@ static bool ensure_prepared(struct server *s, const struct client_stmt *st)
  * "does not exist" error (clients cannot create lp_ names: the guard reserves them). */
 static const char STMT_ABSENT[] = GUARD_RESERVED_STMT_PREFIX "no_such_statement";
 
-/* Keeps c's unnamed statement (the Parse body after its name, and what running it does to a
- * server) to prepare it again elsewhere. */
 /* The room kept for a client's unnamed Parse body: at least this much, so that a driver's
  * transaction parsing a few short texts in turn allocates once; room more than four times
  * what the current text needs and above UNNAMED_ROOM_KEEP is given back. */
@@ -172,6 +170,8 @@ static bool unnamed_room(struct client *c, size_t len)
     return true;
 }
 
+/* Keeps c's unnamed statement (the Parse body after its name, and what running it does to a
+ * server) to prepare it again elsewhere. */
 static bool keep_unnamed(struct client *c, const uint8_t *rest, size_t len, uint8_t effects)
 {
     bool same = c->unnamed_parse && c->unnamed_len == len &&

@@ -436,16 +436,15 @@ static void schedule_hand_out(struct pool *p)
 
 void pool_server_logged_in(struct server *s)
 {
-    struct pool *p = s->pool;
-    p->last_error[0] = '\0';
-    p->backoff_ms = 0;
-    p->auth_retry = false;
+    s->pool->backoff_ms = 0;
     pool_server_ready(s);
 }
 
 void pool_server_ready(struct server *s)
 {
     struct pool *p = s->pool;
+    p->last_error[0] = '\0'; /* the database serves: a timed-out wait is the pool's size */
+    p->auth_retry = false;   /* ... and the credential in use works */
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);

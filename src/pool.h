@@ -21,8 +21,8 @@ void pool_forget_client(struct client *c);
 /* s finished resetting or was given back: it goes idle, and when clients wait, idle servers
  * are handed to them, oldest first, once the current loop turn's events are handled. */
 void pool_server_ready(struct server *s);
-/* s logged in: the database takes logins again, so the pool's login back-off, its retry of a
- * refused credential and its last login error are over; then as pool_server_ready. */
+/* s logged in: the database takes logins again, so the pool's login back-off is over (a server
+ * merely given back says nothing about new logins); then as pool_server_ready. */
 void pool_server_logged_in(struct server *s);
 
 /* A server could not connect or log in: remember why and retry with backoff while clients

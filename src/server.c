@@ -252,6 +252,7 @@ static void start_tls(struct server *s)
         login_failed(s, "08006", "could not start TLS");
         return;
     }
+    conn_bound_tls_socket(s->bev);
     s->bev = tlsbev;
     s->tls = true;
     s->step = LS_TLS;

@@ -197,6 +197,37 @@ Test(abuse, a_client_that_never_reads_costs_bounded_memory_and_its_server_is_clo
     PQfinish(direct);
 }
 
+/* The same over TLS: lakeproxy's TLS layer keeps a few records for the socket, not the whole
+ * result, so the result pushes back on PostgreSQL as it does over plain TCP. */
+Test(abuse, a_tls_client_that_never_reads_costs_bounded_memory)
+{
+    PGconn *direct = pg_admin("lp_test");
+    timed_query();
+    timed_query();
+    long base = proxy_status_kb(&px, "VmRSS"), peak = base;
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "sslmode=require");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_assert(PQsslInUse(c), "the client is not on TLS");
+    int small = 4096;
+    cr_assert_eq(setsockopt(PQsocket(c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    cr_assert(PQsendQuery(c, HUGE_QUERY), "%s", PQerrorMessage(c)); /* and never read */
+    bool blocked = wait_huge_backends(direct, true, 1, 20);
+    cr_expect(blocked, "the server never blocked writing its result to lakeproxy");
+    for (double end = now_s() + 4; blocked && now_s() < end; usleep(250000)) {
+        long rss = proxy_status_kb(&px, "VmRSS");
+        peak = rss > peak ? rss : peak;
+        cr_expect_lt(timed_query(), 2.0, "another client waits for the stuck one");
+    }
+    long rss = proxy_status_kb(&px, "VmRSS");
+    peak = rss > peak ? rss : peak;
+    cr_expect_lt(peak - base, RSS_BOUND_KB, "RSS grew by %ld kB while back-pressured", peak - base);
+    PQfinish(c);
+    cr_expect(wait_huge_backends(direct, false, 0, 10),
+              "the stuck client's server connection was not closed");
+    expect_rss_back(base, "the stuck TLS reader left");
+    PQfinish(direct);
+}
+
 /* Streams flood (whole messages) to fd over and over, never reading, for at most secs seconds
  * or total bytes; returns the bytes the proxy took. */
 static size_t flood_unread(int fd, const struct buf *flood, double secs, size_t total)

@@ -28,13 +28,12 @@ static int ready_port(const char *ready)
 
 void mockws_start(struct mock_ws *m, const char *role, const char *life_s)
 {
-    static unsigned started;
     char dsn[600], ready[450], script[400], cert[400], key[400], log[450];
     /* the mock binds a port of the system's choosing and says which in its ready file: a
-     * port picked here and bound there could be picked by a test running beside this one */
-    snprintf(m->state, sizeof(m->state), "%s/mock-%d-%u", env_need("LP_TEST_DIR"), (int)getpid(),
-             ++started);
-    mkdir(m->state, 0700);
+     * port picked here and bound there could be picked by a test running beside this one;
+     * its state directory is new, whatever ran before */
+    snprintf(m->state, sizeof(m->state), "%s/mock-XXXXXX", env_need("LP_TEST_DIR"));
+    cr_assert(mkdtemp(m->state), "could not make the mock workspace's state directory");
     snprintf(dsn, sizeof(dsn), "host=%s port=%s user=postgres dbname=postgres",
              env_need("LP_PGSOCK"), env_need("LP_PGPORT"));
     snprintf(ready, sizeof(ready), "%s/ready", m->state);
