@@ -172,6 +172,15 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
         cancel_unanswered(s);
         readback_failed(s, "no answer to the read-back of a client's settings within "
                            "pool.connect_timeout_ms");
+    } else if (s->state == SV_SETTING) { /* as a server lost there: the client cannot go on */
+        struct client *c = s->client;
+        cancel_unanswered(s);
+        server_close(s, "no answer to lakeproxy's session settings within "
+                        "pool.connect_timeout_ms");
+        if (c)
+            client_fail(c, "08006",
+                        "the server did not answer lakeproxy's session settings within "
+                        "pool.connect_timeout_ms");
     }
 }
 
@@ -466,6 +475,7 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
 static void on_set_done(struct server *s)
 {
     struct client *c = s->client;
+    event_del(s->timer);
     if (s->err_state[0]) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s", s->err_msg);
@@ -1162,10 +1172,12 @@ void server_link(struct server *s, struct client *c)
     }
     replies += prefix;
     bool ok;
-    if (replies > 0) /* internal messages: the CloseComplete is dropped with their replies */
+    if (replies > 0) { /* internal messages: the CloseComplete is dropped with their replies */
         ok = !msgs->failed && send_internal_msgs(s, msgs, replies, SV_SETTING);
-    else /* the Close alone goes ahead of the client's messages, in their write; its reply
-            is owed */
+        if (ok) /* a server that stopped answering would hold the client for good */
+            arm_connect_timeout(s);
+    } else /* the Close alone goes ahead of the client's messages, in their write; its reply
+              is owed */
         ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_queue(s->bev, msgs));
     if (!ok) {
         server_close(s, "could not send session parameters");

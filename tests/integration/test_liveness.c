@@ -183,3 +183,44 @@ Test(liveness, a_checked_server_prepares_the_clients_unnamed_statement_again)
     PQclear(r);
     PQfinish(a);
 }
+
+/* A server that stops answering just as it is checked out to a client whose settings differ
+ * (here its backend stopped right after serving another client, well within check_after_s, so
+ * no liveness check runs): lakeproxy's own SET gets no answer, and after connect_timeout_ms
+ * the client is told (08006) instead of waiting for good; the pool then serves again. */
+Test(liveness, a_server_silent_during_the_proxys_settings_fails_the_client_in_time)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=first");
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=second");
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    char *pid = query_value(a, "SELECT pg_backend_pid()"); /* the pool's one server, set for a */
+    cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
+    double t0 = now_s();
+    cr_assert(PQsendQuery(b, "SELECT current_setting('application_name')"));
+    bool answered = false;
+    while (!answered && now_s() - t0 < 6) { /* never blocks: PQconsumeInput, then a short sleep */
+        cr_assert(PQconsumeInput(b) || PQstatus(b) == CONNECTION_BAD);
+        answered = !PQisBusy(b) || PQstatus(b) == CONNECTION_BAD;
+        if (!answered)
+            usleep(50000);
+    }
+    double took = now_s() - t0;
+    kill(atoi(pid), SIGCONT);
+    cr_expect(answered, "no answer in %.1f s: the client waits on a silent server", took);
+    PGresult *r = PQgetResult(b);
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    cr_expect_str_eq(st ? st : "", "08006", "%s", PQerrorMessage(b));
+    cr_expect(strstr(PQerrorMessage(b), "pool.connect_timeout_ms") != NULL, "%s",
+              PQerrorMessage(b));
+    PQclear(r);
+    PQfinish(b);
+    b = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=third");
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    char *v = query_value(b, "SELECT current_setting('application_name')");
+    cr_expect_str_eq(v, "third", "the pool serves again");
+    free(v);
+    free(pid);
+    PQfinish(b);
+    PQfinish(a);
+}
