@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,24 @@ void mockws_start(struct mock_ws *m, const char *role, const char *life_s)
 
 void mockws_stop(struct mock_ws *m)
 {
-    if (m->pid > 0) {
-        kill(m->pid, SIGTERM);
+    if (m->pid <= 0)
+        return;
+    kill(m->pid, SIGTERM);
+    /* it exits within a second; one that does not is killed, and said so, rather than hold
+     * the suite until its timeout (a clean-clone CI run once timed out in a suite's end) */
+    bool running = true;
+    for (int waited_ms = 0; (running = waitpid(m->pid, NULL, WNOHANG) == 0) && waited_ms < 5000;
+         waited_ms += 50)
+        usleep(50000);
+    if (running) {
+        fprintf(stderr,
+                "mock workspace (pid %d) did not exit within 5 s of SIGTERM: killed; see "
+                "%s/mock.log\n",
+                (int)m->pid, m->state);
+        kill(m->pid, SIGKILL);
         waitpid(m->pid, NULL, 0);
-        m->pid = 0;
     }
+    m->pid = 0;
 }
 
 /* Replaces file name in the state directory with text, atomically. */
