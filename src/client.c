@@ -1094,6 +1094,19 @@ static bool client_take(void *arg, const uint8_t *p, size_t n)
     return true;
 }
 
+/* Handles the buffered input of a logged-in client as its state asks: relayed to its server,
+ * a server asked for, or admin commands run. */
+static void client_read_buffered(struct client *c)
+{
+    if (c->state == CL_ACTIVE)
+        client_pump(c);
+    else if (c->state == CL_IDLE)
+        client_wake(c);
+    else if (c->state == CL_ADMIN)
+        admin_read(c);
+    /* CL_WAITING: input waits for the server; the read watermark bounds it */
+}
+
 static void client_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
@@ -1102,13 +1115,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         on_startup_data(c);
     else if (c->state == CL_LOGIN && c->step != CS_DONE && c->step != CS_TLS)
         on_auth_data(c);
-    else if (c->state == CL_ACTIVE)
-        client_pump(c);
-    else if (c->state == CL_IDLE)
-        client_wake(c);
-    else if (c->state == CL_ADMIN)
-        admin_read(c);
-    /* CL_WAITING or CS_DONE: input waits for the server; the read watermark bounds it */
+    else if (c->state != CL_LOGIN)
+        client_read_buffered(c);
+    /* CS_DONE: input waits for the server; the read watermark bounds it */
 }
 
 /* Output towards the client drained: let the server send more, and the client too (its input
@@ -1123,15 +1132,9 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         bufferevent_enable(s->bev, EV_READ);
         server_pump(s);
     }
-    if (c->closing || c->state == CL_LOGIN ||
-        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-        return;
-    if (c->state == CL_ACTIVE)
-        client_pump(c);
-    else if (c->state == CL_IDLE)
-        client_wake(c);
-    else if (c->state == CL_ADMIN)
-        admin_read(c);
+    if (!c->closing && c->state != CL_LOGIN &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        client_read_buffered(c);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
