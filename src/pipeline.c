@@ -363,10 +363,14 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
             return RV_ERROR;
+        rq_mark_gen(&s->replies, st->gen);
         emit_fakes(s);
         return RV_DROP;
     }
-    return send_parse(s, st, RK_PARSE) ? RV_DROP : RV_ERROR;
+    if (!send_parse(s, st, RK_PARSE))
+        return RV_ERROR;
+    rq_mark_gen(&s->replies, st->gen);
+    return RV_DROP;
 }
 
 static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_t len,
@@ -658,12 +662,18 @@ void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
 }
 
 /* A message that changed the server's statements failed or was skipped after an error (the
- * failed one comes first: rq_fail_until_sync): a named Parse
+ * failed one comes first: rq_fail_until_sync): a client's named Parse (its name means what it
+ * meant before, or nothing: the proxy's record of it goes, so that a Bind of it gets
+ * PostgreSQL's own 26000 rather than running a text PostgreSQL never prepared), a named Parse
  * (the statement is not there after all), or the Close of an evicted one (still there, though
  * the cache forgot it: a later Parse of it would fail, so the server retires at release). */
 static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
+    if (r->gen && s->client) /* the client's named Parse never happened: forget it */
+        client_stmt_remove_gen(&s->client->stmts, r->gen);
+    if (r->kind == RK_FAKE_PARSE)
+        return; /* nothing was sent */
     if (r->kind == RK_DROP_CLOSE)
         s->stmts_unknown = true;
     else if (r->kind != RK_CLOSE && r->stmt[0])

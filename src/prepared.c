@@ -130,6 +130,9 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->len = len;
     st->effects = effects;
     stmt_proxy_name(rest, len, st->proxy);
+    if (++s->last_gen == 0)
+        s->last_gen = 1;
+    st->gen = s->last_gen;
     return true;
 }
 
@@ -142,11 +145,9 @@ static void unchain(struct client_stmts *s, int32_t i)
     *link = s->items[i].next;
 }
 
-void client_stmt_remove(struct client_stmts *s, const char *name)
+/* Removes item st; the last item takes its place. */
+static void remove_stmt(struct client_stmts *s, struct client_stmt *st)
 {
-    struct client_stmt *st = find_client_stmt(s, name);
-    if (!st)
-        return;
     int32_t i = (int32_t)(st - s->items), last = (int32_t)s->n - 1;
     unchain(s, i);
     s->bytes -= strlen(st->name) + st->len;
@@ -161,13 +162,31 @@ void client_stmt_remove(struct client_stmts *s, const char *name)
     s->n--;
 }
 
+void client_stmt_remove(struct client_stmts *s, const char *name)
+{
+    struct client_stmt *st = find_client_stmt(s, name);
+    if (st)
+        remove_stmt(s, st);
+}
+
+void client_stmt_remove_gen(struct client_stmts *s, uint32_t gen)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->items[i].gen == gen) {
+            remove_stmt(s, &s->items[i]);
+            return;
+        }
+}
+
 void client_stmts_clear(struct client_stmts *s)
 {
     for (size_t i = 0; i < s->n; i++)
         free_stmt(&s->items[i]);
     free(s->items);
     free(s->heads);
+    uint32_t gen = s->last_gen; /* replies still owed may name older gens: none is reused */
     memset(s, 0, sizeof(*s));
+    s->last_gen = gen;
 }
 
 int server_stmt_find(struct server_stmts *s, const char *name)
@@ -240,6 +259,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     struct reply *r = &q->items[rq_slot(q, q->head + q->len)];
     r->kind = (uint8_t)kind;
     r->absent = false;
+    r->gen = 0;
     r->copy_dones = q->copy_dones;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
@@ -312,13 +332,19 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, cons
     const struct reply *f;
     size_t queries = 0;
     while ((f = rq_front(q)) && f->kind != RK_SYNC) {
-        bool parse = f->kind == RK_PARSE || f->kind == RK_DROP_PARSE;
+        bool parse = f->kind == RK_PARSE || f->kind == RK_DROP_PARSE || f->kind == RK_FAKE_PARSE;
         if ((parse || f->kind == RK_DROP_CLOSE || f->kind == RK_CLOSE) && on_skipped)
             on_skipped(arg, f);
         queries += f->kind == RK_QUERY;
         rq_pop(q);
     }
     return queries;
+}
+
+void rq_mark_gen(struct reply_queue *q, uint32_t gen)
+{
+    if (q->len)
+        q->items[rq_slot(q, q->head + q->len - 1)].gen = gen;
 }
 
 void rq_mark_absent(struct reply_queue *q)

@@ -30,6 +30,7 @@ struct client_stmt {
     size_t len;
     uint8_t effects;     /* STMT_* flags: what running it does to a server */
     uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
+    uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -48,6 +49,7 @@ struct client_stmts {
     size_t bytes;   /* names and bodies held */
     int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
     size_t n_heads;
+    uint32_t last_gen; /* the gen given last */
 };
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
@@ -59,6 +61,8 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
 /* Notes how many masked-column tests each run of statement name makes. */
 void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests);
 void client_stmt_remove(struct client_stmts *s, const char *name);
+/* Removes the statement that Parse gen made, if it is still there (not replaced since). */
+void client_stmt_remove_gen(struct client_stmts *s, uint32_t gen);
 void client_stmts_clear(struct client_stmts *s);
 
 /* The statements prepared on one server connection. */
@@ -102,6 +106,8 @@ struct reply {
                                  proxy answers its ErrorResponse (stmt: "" unnamed, else reserved) */
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
+    uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
+                     (the record to drop when PostgreSQL refuses or skips it), else 0 */
 };
 
 struct reply_queue {
@@ -117,6 +123,8 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last as absent (see struct reply). */
 void rq_mark_absent(struct reply_queue *q);
+/* Notes on the entry pushed last that it is the Parse of client statement gen. */
+void rq_mark_gen(struct reply_queue *q, uint32_t gen);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
  * Syncs a client sends during copy-in, before its CopyDone); returns how many. */
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);
@@ -133,8 +141,9 @@ enum rq_action {
 enum rq_action rq_classify(const struct reply_queue *q, uint8_t type);
 
 /* Pops every entry before the next RK_SYNC (the server skips those messages after an error);
- * each one that would have changed the server's statements (a Parse, named or not, an
- * eviction's Close, a client's Close) is reported through on_skipped first. Returns how many simple
+ * each one that would have changed the server's or the client's statements (a Parse, named or
+ * not, made up or not, an eviction's Close, a client's Close) is reported through on_skipped
+ * first. Returns how many simple
  * Queries (RK_QUERY) were among them: they will never see their ReadyForQuery. */
 size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, const struct reply *),
                           void *arg);

@@ -692,3 +692,69 @@ Test(prepared, a_lone_deallocate_drops_the_unnamed_statement_as_postgresql_does)
     expect_served();
     PQfinish(a);
 }
+
+/* Reads results up to n pipeline syncs; returns how many errors came, counting messages
+ * skipped after one. */
+static int drain_pipeline(PGconn *c, int syncs_wanted)
+{
+    int errors = 0;
+    for (int syncs = 0; syncs < syncs_wanted;) {
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            continue;
+        ExecStatusType st = PQresultStatus(r);
+        syncs += st == PGRES_PIPELINE_SYNC;
+        errors += st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED;
+        PQclear(r);
+    }
+    return errors;
+}
+
+/* A named Parse that PostgreSQL skipped after an earlier error never happened: binding its
+ * name must not run the skipped text. (PostgreSQL runs the statement prepared before; lakeproxy
+ * has forgotten that name by then and answers 26000, as the server does for an unknown name.) */
+Test(prepared, a_named_parse_skipped_after_an_error_does_not_replace_the_statement)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    prepare(a, "s", "SELECT 'first' || ' ' || $1::text", 1);
+    expect_run(a, "s", "1", "first");
+    cr_assert_eq(PQenterPipelineMode(a), 1);
+    cr_assert(PQsendQueryParams(a, "SELECT 1/0", 0, NULL, NULL, NULL, NULL, 0)); /* an error ... */
+    cr_assert(PQsendPrepare(a, "s", "SELECT 'second' || ' ' || $1::text", 1, NULL)); /* skipped */
+    cr_assert(PQpipelineSync(a));
+    cr_expect_eq(drain_pipeline(a, 1), 2, "the error and the skipped Parse");
+    cr_assert_eq(PQexitPipelineMode(a), 1);
+    PGresult *r = PQexecPrepared(a, "s", 1, (const char *[]){"2"}, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        cr_expect_str_eq(PQgetvalue(r, 0, 0), "first 2", "the skipped Parse's text ran");
+    } else {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect_str_eq(st ? st : "", "26000", "%s", PQerrorMessage(a));
+    }
+    PQclear(r);
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
+/* A named Parse that failed leaves no statement of that name: the name is free for a Parse
+ * that works, as on PostgreSQL. */
+Test(prepared, a_named_parse_that_failed_leaves_the_name_free)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    PGresult *r = PQprepare(a, "s", "SELEC 'broken'", 0, NULL);
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    r = PQexecPrepared(a, "s", 0, NULL, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(st ? st : "", "26000", "a failed Parse left a statement: %s",
+                     PQerrorMessage(a));
+    PQclear(r);
+    prepare(a, "s", "SELECT 'works ' || $1::text", 1);
+    expect_run(a, "s", "1", "works");
+    PQfinish(a);
+    proxy_stop(&one);
+}

@@ -36,6 +36,28 @@ Test(prepared, client_names_are_replaced_and_removed)
     client_stmts_clear(&s);
 }
 
+/* A Parse PostgreSQL refused or skipped takes back the record it made, and only that one: a
+ * later Parse of the same name made a new record, which stays. Gens are not given twice, even
+ * after the statements are cleared (replies still owed may carry old ones). */
+Test(prepared, a_refused_parse_removes_only_the_record_it_made)
+{
+    struct client_stmts s = {0};
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0));
+    cr_assert(client_stmt_put(&s, "other", (const uint8_t *)"SELECT 3", 9, 0, 0));
+    uint32_t first = client_stmt_get(&s, "q")->gen;
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0, 0));
+    client_stmt_remove_gen(&s, first);
+    cr_assert_not_null(client_stmt_get(&s, "q"), "a later Parse's record was removed");
+    client_stmt_remove_gen(&s, client_stmt_get(&s, "q")->gen);
+    cr_expect_null(client_stmt_get(&s, "q"));
+    cr_expect_not_null(client_stmt_get(&s, "other"));
+    uint32_t before_clear = client_stmt_get(&s, "other")->gen;
+    client_stmts_clear(&s);
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0));
+    cr_expect_gt(client_stmt_get(&s, "q")->gen, before_clear);
+    client_stmts_clear(&s);
+}
+
 /* Many statements are found, replaced and removed in any order (the last one moving into each
  * hole), and a client's statements hold at most CLIENT_STMT_MAX of them and CLIENT_STMT_BYTES
  * of text: past either, put refuses, and room freed can be used again. */
@@ -128,10 +150,15 @@ Test(prepared, replies_finish_swallow_and_fail_in_order)
     rq_free(&q);
 }
 
-static int failed_parses;
+static int failed_parses, skipped_fakes;
 static void count_failed(void *arg, const struct reply *r)
 {
     (void)arg;
+    if (r->kind == RK_FAKE_PARSE) {
+        cr_expect_eq(r->gen, 7, "the skipped made-up Parse names its client's statement");
+        skipped_fakes++;
+        return;
+    }
     cr_expect_str_eq(r->stmt, "lp_b");
     failed_parses++;
 }
@@ -163,12 +190,14 @@ Test(prepared, an_error_skips_everything_up_to_sync)
     struct reply_queue q = {0};
     rq_push(&q, RK_PARSE, "lp_b");
     rq_push(&q, RK_FAKE_PARSE, NULL);
+    rq_mark_gen(&q, 7);
     rq_push(&q, RK_BIND, NULL);
     rq_push(&q, RK_SYNC, NULL);
     rq_push(&q, RK_QUERY, NULL);
     cr_expect_eq(rq_classify(&q, 'E'), RQ_FAIL);
     rq_fail_until_sync(&q, count_failed, NULL);
     cr_expect_eq(failed_parses, 1, "the failed Parse leaves the server's cache");
+    cr_expect_eq(skipped_fakes, 1, "the skipped made-up Parse is reported: its client forgets it");
     cr_expect_eq(rq_front(&q)->kind, RK_SYNC);
     cr_expect_eq(rq_classify(&q, 'Z'), RQ_FINISH);
     rq_pop(&q);
