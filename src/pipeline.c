@@ -28,15 +28,28 @@ static struct evbuffer *to_client(struct server *s)
     return bufferevent_get_output(s->client->bev);
 }
 
-/* Writes the replies the proxy owes the client now that they are at the front. */
-static void emit_fakes(struct server *s)
+/* Writes the replies the proxy owes the client now that they are at the front; false when
+ * out of memory (one is lost: the client must be failed, not left waiting for it). */
+static bool emit_fakes(struct server *s)
 {
     const struct reply *f;
+    bool ok = true;
     while ((f = rq_front(&s->replies)) && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
         uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
-        evbuffer_add(to_client(s), msg, sizeof(msg));
+        ok = evbuffer_add(to_client(s), msg, sizeof(msg)) == 0 && ok;
         rq_pop(&s->replies);
     }
+    return ok;
+}
+
+/* The verdict on a client message the proxy answered itself (a made-up reply): dropped, or an
+ * error when the answer could not be written. */
+static enum relay_verdict answered(struct server *s, const char **err)
+{
+    if (emit_fakes(s))
+        return RV_DROP;
+    *err = "out of memory";
+    return RV_ERROR;
 }
 
 static bool send_buf(struct evbuffer *out, struct buf *b)
@@ -279,7 +292,7 @@ static bool push_reply_for(struct server *s, enum reply_kind kind, const char *t
 
 /* The client's error for a Bind or Describe of a statement it may not use, worded as
  * PostgreSQL words a missing one (26000). */
-static void write_absent_error(struct server *s, const struct reply *f)
+static bool write_absent_error(struct server *s, const struct reply *f)
 {
     struct buf b;
     buf_init(&b);
@@ -287,7 +300,7 @@ static void write_absent_error(struct server *s, const struct reply *f)
                 f->stmt[0] ? "prepared statement does not exist: names beginning with "
                              "\"" GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
                            : "unnamed prepared statement does not exist");
-    send_buf(to_client(s), &b);
+    return send_buf(to_client(s), &b);
 }
 
 /* The client's unnamed statement, kept, goes to its server: the server holds it then. */
@@ -364,8 +377,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
             return RV_ERROR;
         rq_mark_gen(&s->replies, st->gen);
-        emit_fakes(s);
-        return RV_DROP;
+        return answered(s, err);
     }
     if (!send_parse(s, st, RK_PARSE))
         return RV_ERROR;
@@ -440,15 +452,13 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
             return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
             return RV_ERROR;
-        emit_fakes(s);
-        return RV_DROP;
+        return answered(s, err);
     }
     if (type == 'C') { /* the server-side statement stays cached for other clients */
         client_stmt_remove(&c->stmts, name);
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
             return RV_ERROR;
-        emit_fakes(s);
-        return RV_DROP;
+        return answered(s, err);
     }
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
     const char *target;
@@ -652,13 +662,12 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
     return pushed ? RV_STREAM : RV_ERROR;
 }
 
-void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body)
+bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body)
 {
     uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
                       (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
-    evbuffer_add(to_client(s), hdr, 5);
-    evbuffer_add(to_client(s), body, len);
-    emit_fakes(s);
+    bool ok = evbuffer_add(to_client(s), hdr, 5) == 0 && evbuffer_add(to_client(s), body, len) == 0;
+    return emit_fakes(s) && ok;
 }
 
 /* A message that changed the server's statements failed or was skipped after an error (the
@@ -702,15 +711,14 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         if (!body)
             return RV_NEED_BODY;
         rq_pop(&s->replies);
-        emit_fakes(s);
-        return RV_DROP;
+        return emit_fakes(s) ? RV_DROP : RV_ERROR;
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
         const struct reply *f = rq_front(&s->replies);
         bool absent = type == 'E' && f && f->absent;
         if (absent && !body)
             return RV_NEED_BODY;
-        if (absent)
-            write_absent_error(s, f);
+        if (absent && !write_absent_error(s, f))
+            return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
         /* no Sync sent yet: the server skips what the client sends up to its next one */
@@ -725,8 +733,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         if (!body)
             return RV_NEED_BODY;
         rq_pop(&s->replies);
-        pipeline_forward_then_fakes(s, type, len, body);
-        return RV_DROP;
+        return pipeline_forward_then_fakes(s, type, len, body) ? RV_DROP : RV_ERROR;
     default: return RV_STREAM;
     }
 }

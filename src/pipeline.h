@@ -22,8 +22,9 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
  * caller must emit after forwarding the 'Z' (pipeline_forward_then_fakes). */
 bool pipeline_sync_done(struct server *s);
 
-/* Writes the message itself to the client, then every made-up reply now at the front. */
-void pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body);
+/* Writes the message itself to the client, then every made-up reply now at the front; false
+ * when out of memory (something was lost: fail the client). */
+bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body);
 
 /* Client c's current unnamed statement was just prepared on s: s is its home (a checkout of
  * s by c may keep it there), and no longer that of any other client, nor is any other server

@@ -16,7 +16,15 @@ static _Thread_local struct {
     const uint8_t *p;
     size_t n;
     size_t at;
+    bool lost; /* an add to an output failed (out of memory): the pump must fail, not go on */
 } held;
+
+/* Notes a failed add to an output (evbuffer calls return 0, or the bytes moved, when done). */
+static void check_added(bool ok)
+{
+    if (!ok)
+        held.lost = true;
+}
 
 /* A run begins only while out holds at most this much ahead of it (an inspector's own small
  * messages: a checkout's Close, a re-Parse), so that putting it in its place needs no more
@@ -31,7 +39,7 @@ static void prepend_thawed(struct evbuffer *out, const uint8_t *p, size_t n)
 {
     if (evbuffer_prepend(out, p, n) != 0) {
         evbuffer_unfreeze(out, 1);
-        evbuffer_prepend(out, p, n);
+        check_added(evbuffer_prepend(out, p, n) == 0);
         evbuffer_freeze(out, 1);
     }
 }
@@ -62,7 +70,7 @@ static void insert_at(struct evbuffer *out, size_t at, const uint8_t *p, size_t 
 {
     size_t len = evbuffer_get_length(out);
     if (at >= len) {
-        evbuffer_add(out, p, n);
+        check_added(evbuffer_add(out, p, n) == 0);
     } else if (at == 0) {
         prepend_thawed(out, p, n);
     } else {
@@ -73,8 +81,8 @@ static void insert_at(struct evbuffer *out, size_t at, const uint8_t *p, size_t 
             evbuffer_copyout(out, head, at);
         }
         evbuffer_drain(out, at);
-        evbuffer_prepend(out, p, n);
-        evbuffer_prepend(out, head, at);
+        check_added(evbuffer_prepend(out, p, n) == 0);
+        check_added(evbuffer_prepend(out, head, at) == 0);
         if (frozen)
             evbuffer_freeze(out, 1);
     }
@@ -98,7 +106,7 @@ static void send_held(int fd, struct evbuffer *out)
     struct evbuffer_iovec pieces[HOLD_IOV];
     int k = before ? evbuffer_peek(out, (ev_ssize_t)before, NULL, pieces, HOLD_IOV) : 0;
     if (k < 0 || k > HOLD_IOV) { /* out in too many pieces: the run follows it as a copy */
-        evbuffer_add(out, held.p, n);
+        check_added(evbuffer_add(out, held.p, n) == 0);
         return;
     }
     struct iovec iov[HOLD_IOV + 1];
@@ -117,7 +125,7 @@ static void send_held(int fd, struct evbuffer *out)
         drain_thawed(out, of_out);
     size_t of_run = total - of_out;
     if (of_run < n)
-        evbuffer_add(out, held.p + of_run, n - of_run);
+        check_added(evbuffer_add(out, held.p + of_run, n - of_run) == 0);
 }
 
 /* Copies what is buffered of the message being streamed. */
@@ -126,7 +134,7 @@ static void relay_stream_some(struct evbuffer *in, struct evbuffer *out, struct 
     size_t avail = evbuffer_get_length(in);
     size_t n = avail < r->pass_left ? avail : r->pass_left;
     if (out)
-        evbuffer_remove_buffer(in, out, n);
+        check_added(evbuffer_remove_buffer(in, out, n) == (int)n);
     else
         evbuffer_drain(in, n);
     r->pass_left -= n;
@@ -141,7 +149,7 @@ static enum relay_result relay_apply(struct evbuffer *in, struct evbuffer *out, 
     case RV_PASS:
     case RV_PASS_STOP:
         if (out) {
-            evbuffer_remove_buffer(in, out, n);
+            check_added(evbuffer_remove_buffer(in, out, n) == (int)n);
             break;
         }
         /* nowhere to pass to: discard */
@@ -266,7 +274,7 @@ static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evb
             held.n = total;
             held.at = queued;
         } else if (pass) {
-            evbuffer_add(out, base + off, total);
+            check_added(evbuffer_add(out, base + off, total) == 0);
             queued = evbuffer_get_length(out);
         } else if (held.n > 0) { /* a gap in the run: the run so far takes its place in out */
             relay_settle(out);
@@ -314,12 +322,24 @@ enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct r
     return relay_pump_to(in, out, -1, r, max_size, fn, arg, err);
 }
 
-enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int direct_fd,
-                                struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
-                                const char **err)
+/* The result a pump ends with: RELAY_FAILED when an add to its output failed on the way. */
+static enum relay_result unless_lost(enum relay_result res, const char **err)
 {
-    *err = NULL;
+    if (!held.lost)
+        return res;
+    held.lost = false;
+    *err = "out of memory";
+    return RELAY_FAILED;
+}
+
+/* relay_pump_to, leaving a lost add to its caller. */
+static enum relay_result pump_to(struct evbuffer *in, struct evbuffer *out, int direct_fd,
+                                 struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
+                                 const char **err)
+{
     for (;;) {
+        if (held.lost)
+            return RELAY_FAILED;
         if (out && evbuffer_get_length(out) > RELAY_HIGH_WATER)
             return RELAY_FULL;
         if (r->pass_left > 0) {
@@ -337,6 +357,15 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
         if (res != RELAY_MORE || wait)
             return res;
     }
+}
+
+enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int direct_fd,
+                                struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
+                                const char **err)
+{
+    *err = NULL;
+    held.lost = false;
+    return unless_lost(pump_to(in, out, direct_fd, r, max_size, fn, arg, err), err);
 }
 
 /* When in (have bytes, at least one) holds the first part of one message only (a read cut it)
@@ -367,13 +396,14 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
                                   size_t max_size, relay_inspect_fn fn, void *arg, const char **err)
 {
     *err = NULL;
+    held.lost = false;
     size_t off = 0;
     bool more = true;
     enum relay_result res = RELAY_MORE;
     size_t have = evbuffer_get_length(in);
     if (r->pass_left == 0 && have > 0 && (off = complete_cut_message(in, have, p, n, max_size))) {
         /* the message the last read cut, now whole in in, goes first, the slow way */
-        res = relay_pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
+        res = pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
         more = res == RELAY_MORE;
         have = evbuffer_get_length(in);
     }
@@ -382,11 +412,9 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
         res = relay_run(p + off, n - off, out, direct_fd, max_size, fn, arg, &took, &more, err);
         off += took;
     }
-    if (off < n && !add_thawed(in, p + off, n - off)) {
-        *err = "out of memory";
-        return RELAY_FAILED;
-    }
-    if (res != RELAY_MORE || !more)
-        return res;
-    return relay_pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
+    if (off < n && !add_thawed(in, p + off, n - off))
+        held.lost = true;
+    if (res == RELAY_MORE && more && !held.lost)
+        res = pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
+    return unless_lost(res, err);
 }

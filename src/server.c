@@ -798,7 +798,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
     bool stop = txn_over && (mode->shares_servers || s->pool->w->draining);
     if (fakes_follow) {
-        pipeline_forward_then_fakes(s, type, len, body);
+        if (!pipeline_forward_then_fakes(s, type, len, body))
+            return RV_ERROR;
         return stop ? RV_DROP_STOP : RV_DROP;
     }
     return stop ? RV_PASS_STOP : RV_PASS;

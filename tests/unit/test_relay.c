@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -553,6 +554,42 @@ Test(relay, a_read_during_a_stream_or_a_full_destination_is_buffered)
     cr_assert_eq(evbuffer_get_length(out), before);
     cr_assert_eq(evbuffer_get_length(in), 6);
     buf_free(&m);
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+/* libevent's allocator for the test below: fails every call while failing_allocs is set. */
+static bool failing_allocs;
+static void *test_malloc(size_t n)
+{
+    return failing_allocs ? NULL : malloc(n);
+}
+static void *test_realloc(void *p, size_t n)
+{
+    return failing_allocs ? NULL : realloc(p, n);
+}
+
+static enum relay_verdict pass_all(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
+{
+    (void)arg, (void)type, (void)len, (void)body;
+    return RV_PASS;
+}
+
+/* A message the pump cannot add to its destination (out of memory) fails the pump: it is not
+ * dropped while the pump goes on as if it had passed (its client would wait for it forever). */
+Test(relay, a_message_that_cannot_be_added_to_its_destination_fails_the_pump)
+{
+    event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    add_msg(in, 'Z', "I", 1);
+    add_msg(in, 'Z', "I", 1);
+    struct relay r = {0};
+    const char *err = NULL;
+    failing_allocs = true;
+    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, &err);
+    failing_allocs = false;
+    cr_expect_eq(res, RELAY_FAILED, "the pump went on after losing a message");
+    cr_expect_str_eq(err ? err : "", "out of memory");
     evbuffer_free(in);
     evbuffer_free(out);
 }
