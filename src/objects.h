@@ -305,6 +305,9 @@ struct client {
     int64_t wait_counted_us;      /* of its wait since then, what its pool's statistics count (-1:
                                      none yet: a server that fails its check makes it wait again) */
     bool is_admin;                /* asked for the admin console and is allowed to */
+    bool settings_lost;           /* a server was lost during lakeproxy's settings for it since
+                                     it last asked its pool (it asked again; a second loss fails
+                                     it: server.c settings_lost) */
     struct client_stmts stmts;    /* transaction pooling: the client's named statements */
     const char *inspect_err;      /* why the message inspector refused a message */
     bool rls;                     /* under row-level security: attributes injected, guard on */

@@ -294,6 +294,7 @@ static void request(struct pool *p, struct client *c, bool again)
 void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
+    c->settings_lost = false; /* a new checkout */
     qtrack_request(c);
     gettimeofday(&c->wait_start, NULL);
     c->wait_counted_us = -1;

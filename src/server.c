@@ -141,6 +141,24 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
 
 static void check_failed(struct server *s, const char *why);
 static bool send_internal(struct server *s, const char *sql, enum server_state st);
+
+/* s was lost, or stopped answering, while lakeproxy's own settings for its client ran
+ * (SV_SETTING, or sending them): none of the client's messages went to it, so the client asks
+ * the pool again, as after a failed liveness check. Once per checkout: a second server lost
+ * that way (settings that end every server they reach, say) fails it, 08006 with client_msg. */
+static void settings_lost(struct server *s, const char *why, const char *client_msg)
+{
+    struct client *c = s->client;
+    server_close(s, why);
+    if (!c || c->closing)
+        return;
+    if (c->settings_lost) {
+        client_fail(c, "08006", client_msg);
+        return;
+    }
+    c->settings_lost = true;
+    pool_request_again(c);
+}
 static void readback_failed(struct server *s, const char *why);
 
 /* lakeproxy's own query on s got no answer in time, and s is about to be closed. Its backend
@@ -172,15 +190,13 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
         cancel_unanswered(s);
         readback_failed(s, "no answer to the read-back of a client's settings within "
                            "pool.connect_timeout_ms");
-    } else if (s->state == SV_SETTING) { /* as a server lost there: the client cannot go on */
-        struct client *c = s->client;
+    } else if (s->state == SV_SETTING) {
         cancel_unanswered(s);
-        server_close(s, "no answer to lakeproxy's session settings within "
-                        "pool.connect_timeout_ms");
-        if (c)
-            client_fail(c, "08006",
-                        "the server did not answer lakeproxy's session settings within "
-                        "pool.connect_timeout_ms");
+        settings_lost(s,
+                      "no answer to lakeproxy's session settings within "
+                      "pool.connect_timeout_ms",
+                      "the server did not answer lakeproxy's session settings within "
+                      "pool.connect_timeout_ms");
     }
 }
 
@@ -1021,6 +1037,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         readback_failed(s, reason);
         return;
     }
+    if (s->state == SV_SETTING) { /* none of its client's messages went to it */
+        settings_lost(s, reason, "server closed the connection during lakeproxy's settings");
+        return;
+    }
     struct client *c = s->client;
     enum server_loss loss = c ? loss_for_client(s) : LOSS_FATAL;
     if (c && loss == LOSS_STATEMENT) /* its carried changes went with its transaction */
@@ -1181,8 +1201,8 @@ void server_link(struct server *s, struct client *c)
               is owed */
         ok = !closes || (rq_push(&s->replies, RK_DROP_CLOSE, NULL) && conn_queue(s->bev, msgs));
     if (!ok) {
-        server_close(s, "could not send session parameters");
-        client_fail(c, "08006", "could not send session parameters to the server");
+        settings_lost(s, "could not send session parameters",
+                      "could not send session parameters to the server");
     } else if (replies == 0) {
         s->state = SV_ACTIVE;
         client_server_ready(c);

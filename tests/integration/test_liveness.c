@@ -184,11 +184,27 @@ Test(liveness, a_checked_server_prepares_the_clients_unnamed_statement_again)
     PQfinish(a);
 }
 
+/* Sends sql on c and waits at most limit_s seconds for its answer without blocking (a silent
+ * server must not hang the test); returns the seconds it took, or a negative number. */
+static double answer_within(PGconn *c, const char *sql, double limit_s)
+{
+    double t0 = now_s();
+    cr_assert(PQsendQuery(c, sql));
+    while (now_s() - t0 < limit_s) { /* PQconsumeInput never blocks; then a short sleep */
+        cr_assert(PQconsumeInput(c) || PQstatus(c) == CONNECTION_BAD);
+        if (!PQisBusy(c) || PQstatus(c) == CONNECTION_BAD)
+            return now_s() - t0;
+        usleep(50000);
+    }
+    return -1;
+}
+
 /* A server that stops answering just as it is checked out to a client whose settings differ
  * (here its backend stopped right after serving another client, well within check_after_s, so
- * no liveness check runs): lakeproxy's own SET gets no answer, and after connect_timeout_ms
- * the client is told (08006) instead of waiting for good; the pool then serves again. */
-Test(liveness, a_server_silent_during_the_proxys_settings_fails_the_client_in_time)
+ * no liveness check runs): lakeproxy's own SET gets no answer. After connect_timeout_ms that
+ * server goes, and the client, none of whose messages it had, asks the pool again and is
+ * served by a new connection, with its own settings, never knowing. */
+Test(liveness, a_server_silent_during_the_proxys_settings_is_replaced_in_time)
 {
     PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=first");
     cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
@@ -196,31 +212,100 @@ Test(liveness, a_server_silent_during_the_proxys_settings_fails_the_client_in_ti
     cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
     char *pid = query_value(a, "SELECT pg_backend_pid()"); /* the pool's one server, set for a */
     cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
-    double t0 = now_s();
-    cr_assert(PQsendQuery(b, "SELECT current_setting('application_name')"));
-    bool answered = false;
-    while (!answered && now_s() - t0 < 6) { /* never blocks: PQconsumeInput, then a short sleep */
-        cr_assert(PQconsumeInput(b) || PQstatus(b) == CONNECTION_BAD);
-        answered = !PQisBusy(b) || PQstatus(b) == CONNECTION_BAD;
-        if (!answered)
-            usleep(50000);
-    }
-    double took = now_s() - t0;
+    double took = answer_within(b, "SELECT current_setting('application_name')", 6);
     kill(atoi(pid), SIGCONT);
-    cr_expect(answered, "no answer in %.1f s: the client waits on a silent server", took);
+    cr_expect_geq(took, 0, "no answer in 6 s: the client waits on a silent server");
+    PGresult *r = PQgetResult(b);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(b));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "second", "served with its own settings");
+    PQclear(r);
+    cr_expect_geq(file_count_lines(px.log, "no answer to lakeproxy's session settings"), 1,
+                  "the log says why the server went");
+    free(pid);
+    PQfinish(b);
+    PQfinish(a);
+}
+
+/* A server whose backend ends (here: terminated by an administrator) during lakeproxy's
+ * settings for a client is replaced the same way: the client, none of whose messages it had,
+ * is served by a new connection instead of being told the server closed. */
+Test(liveness, a_server_lost_during_the_proxys_settings_is_replaced)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=first");
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    PGconn *b = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=second");
+    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    cr_assert_eq(kill(atoi(pid), SIGSTOP), 0, "cannot stop backend %s", pid);
+    cr_assert(PQsendQuery(b, "SELECT current_setting('application_name')"));
+    usleep(300000); /* b's checkout: lakeproxy's SET waits in the stopped backend's socket */
+    PGconn *su = pg_admin("lp_test");
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d, 0)", atoi(pid));
+    PQclear(PQexec(su, sql)); /* (does not wait: the backend ends once it runs again) */
+    kill(atoi(pid), SIGCONT);
+    PGresult *r = PQgetResult(b);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(b));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "second", "served with its own settings");
+    PQclear(r);
+    while ((r = PQgetResult(b)))
+        PQclear(r);
+    free(pid);
+    PQfinish(su);
+    PQfinish(b);
+    PQfinish(a);
+}
+
+/* ... and when the server it asked again for goes the same way, the client is told (08006)
+ * rather than asking again and again: settings that end each server they reach must not
+ * loop through the pool. Two servers, both silent. */
+Test(liveness, a_client_whose_settings_lose_two_servers_is_told)
+{
+    static char yaml[8192], edited[8192];
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 10000, "");
+    const char *at = strstr(yaml, "      max_wait_ms: 10000\n");
+    cr_assert_not_null(at);
+    size_t head = (size_t)(at - yaml) + strlen("      max_wait_ms: 10000\n");
+    snprintf(edited, sizeof(edited), "%.*s      connect_timeout_ms: 1000\n%s", (int)head, yaml,
+             yaml + head);
+    struct proxy two;
+    proxy_start_yaml(&two, port, edited);
+    PGconn *a1 = proxy_connect(&two, "alice", "alice-secret", "app", "application_name=first");
+    PGconn *a2 = proxy_connect(&two, "alice", "alice-secret", "app", "application_name=first");
+    PGconn *b = proxy_connect(&two, "alice", "alice-secret", "app", "application_name=second");
+    cr_assert(PQstatus(a1) == CONNECTION_OK && PQstatus(a2) == CONNECTION_OK &&
+              PQstatus(b) == CONNECTION_OK);
+    PQclear(PQexec(a1, "BEGIN")); /* both servers in use at once: the pool opens two */
+    PQclear(PQexec(a2, "BEGIN"));
+    char *p1 = query_value(a1, "SELECT pg_backend_pid()");
+    char *p2 = query_value(a2, "SELECT pg_backend_pid()");
+    cr_assert_str_neq(p1, p2);
+    PQclear(PQexec(a1, "COMMIT"));
+    PQclear(PQexec(a2, "COMMIT"));
+    cr_assert_eq(kill(atoi(p1), SIGSTOP), 0);
+    cr_assert_eq(kill(atoi(p2), SIGSTOP), 0);
+    double took = answer_within(b, "SELECT 1", 8);
+    kill(atoi(p1), SIGCONT);
+    kill(atoi(p2), SIGCONT);
+    cr_expect_geq(took, 0, "no answer in 8 s");
     PGresult *r = PQgetResult(b);
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     cr_expect_str_eq(st ? st : "", "08006", "%s", PQerrorMessage(b));
     cr_expect(strstr(PQerrorMessage(b), "pool.connect_timeout_ms") != NULL, "%s",
               PQerrorMessage(b));
+    cr_expect_eq(file_count_lines(two.log, "no answer to lakeproxy's session settings"), 2,
+                 "it asked again once, not more");
     PQclear(r);
     PQfinish(b);
-    b = proxy_connect(&px, "alice", "alice-secret", "app", "application_name=third");
-    cr_assert(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+    b = proxy_connect(&two, "alice", "alice-secret", "app", "application_name=third");
     char *v = query_value(b, "SELECT current_setting('application_name')");
     cr_expect_str_eq(v, "third", "the pool serves again");
     free(v);
-    free(pid);
+    free(p1);
+    free(p2);
     PQfinish(b);
-    PQfinish(a);
+    PQfinish(a1);
+    PQfinish(a2);
+    proxy_stop(&two);
 }
