@@ -1025,6 +1025,8 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
         bufferevent_disable(c->bev, EV_READ); /* until the masking catalog is read */
     } else if (r == RELAY_STOPPED) {
         client_close(c, "client terminated");
+    } else if (r == RELAY_FAILED && err == relay_out_of_memory) {
+        client_fail(c, "53200", "out of memory in lakeproxy: connection closed");
     } else if (r == RELAY_FAILED) {
         char msg[200];
         snprintf(msg, sizeof(msg), "%s",

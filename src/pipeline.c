@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "poolmode.h"
 #include "proto.h"
+#include "relay.h"
 #include "server.h"
 #include "textscan.h"
 
@@ -28,28 +29,34 @@ static struct evbuffer *to_client(struct server *s)
     return bufferevent_get_output(s->client->bev);
 }
 
+/* An answer of the proxy's own could not be written to the client (out of memory): the pump
+ * fails (relay_note_lost) rather than leave the client waiting for it; false, for the caller's
+ * RV_ERROR. */
+static bool answer_lost(void)
+{
+    relay_note_lost();
+    return false;
+}
+
 /* Writes the replies the proxy owes the client now that they are at the front; false when
- * out of memory (one is lost: the client must be failed, not left waiting for it). */
+ * out of memory (none after the lost one is written). */
 static bool emit_fakes(struct server *s)
 {
     const struct reply *f;
-    bool ok = true;
     while ((f = rq_front(&s->replies)) && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
         uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
-        ok = evbuffer_add(to_client(s), msg, sizeof(msg)) == 0 && ok;
+        if (evbuffer_add(to_client(s), msg, sizeof(msg)) != 0)
+            return answer_lost();
         rq_pop(&s->replies);
     }
-    return ok;
+    return true;
 }
 
 /* The verdict on a client message the proxy answered itself (a made-up reply): dropped, or an
  * error when the answer could not be written. */
-static enum relay_verdict answered(struct server *s, const char **err)
+static enum relay_verdict answered(struct server *s)
 {
-    if (emit_fakes(s))
-        return RV_DROP;
-    *err = "out of memory";
-    return RV_ERROR;
+    return emit_fakes(s) ? RV_DROP : RV_ERROR; /* (the pump says why: relay_out_of_memory) */
 }
 
 static bool send_buf(struct evbuffer *out, struct buf *b)
@@ -300,7 +307,7 @@ static bool write_absent_error(struct server *s, const struct reply *f)
                 f->stmt[0] ? "prepared statement does not exist: names beginning with "
                              "\"" GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
                            : "unnamed prepared statement does not exist");
-    return send_buf(to_client(s), &b);
+    return send_buf(to_client(s), &b) || answer_lost();
 }
 
 /* The client's unnamed statement, kept, goes to its server: the server holds it then. */
@@ -376,12 +383,12 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
             return RV_ERROR;
-        rq_mark_gen(&s->replies, st->gen);
-        return answered(s, err);
+        rq_mark_parse_of(&s->replies, st);
+        return answered(s);
     }
     if (!send_parse(s, st, RK_PARSE))
         return RV_ERROR;
-    rq_mark_gen(&s->replies, st->gen);
+    rq_mark_parse_of(&s->replies, st);
     return RV_DROP;
 }
 
@@ -452,13 +459,13 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
             return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
             return RV_ERROR;
-        return answered(s, err);
+        return answered(s);
     }
     if (type == 'C') { /* the server-side statement stays cached for other clients */
         client_stmt_remove(&c->stmts, name);
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
             return RV_ERROR;
-        return answered(s, err);
+        return answered(s);
     }
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
     const char *target;
@@ -666,8 +673,11 @@ bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
 {
     uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
                       (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
-    bool ok = evbuffer_add(to_client(s), hdr, 5) == 0 && evbuffer_add(to_client(s), body, len) == 0;
-    return emit_fakes(s) && ok;
+    struct evbuffer *out = to_client(s); /* room first: the message goes whole or not at all */
+    if (evbuffer_expand(out, 5 + (size_t)len) != 0 || evbuffer_add(out, hdr, 5) != 0 ||
+        evbuffer_add(out, body, len) != 0)
+        return answer_lost();
+    return emit_fakes(s);
 }
 
 /* A message that changed the server's statements failed or was skipped after an error (the
@@ -680,7 +690,7 @@ static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
     if (r->gen && s->client) /* the client's named Parse never happened: forget it */
-        client_stmt_remove_gen(&s->client->stmts, r->gen);
+        client_stmt_undo(&s->client->stmts, r);
     if (r->kind == RK_FAKE_PARSE)
         return; /* nothing was sent */
     if (r->kind == RK_DROP_CLOSE)

@@ -34,10 +34,16 @@ static uint64_t name_hash(const char *name)
     return siphash_end(&h);
 }
 
+/* The chain head of names of hash h; NULL before the first statement. */
+static int32_t *head_of_hash(const struct client_stmts *s, uint64_t h)
+{
+    return s->heads ? &s->heads[h & (s->n_heads - 1)] : NULL;
+}
+
 /* The chain head of name; NULL before the first statement. */
 static int32_t *head_of(const struct client_stmts *s, const char *name)
 {
-    return s->heads ? &s->heads[name_hash(name) & (s->n_heads - 1)] : NULL;
+    return head_of_hash(s, name_hash(name));
 }
 
 static struct client_stmt *find_client_stmt(const struct client_stmts *s, const char *name)
@@ -79,7 +85,7 @@ static bool rechain(struct client_stmts *s, size_t n_heads)
     for (size_t i = 0; i < n_heads; i++)
         heads[i] = -1;
     for (size_t i = 0; i < s->n; i++) {
-        int32_t *head = head_of(s, s->items[i].name);
+        int32_t *head = head_of_hash(s, s->items[i].hash);
         s->items[i].next = *head;
         *head = (int32_t)i;
     }
@@ -119,7 +125,8 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
             free(copy);
             return false;
         }
-        int32_t *head = head_of(s, name);
+        st->hash = name_hash(name);
+        int32_t *head = head_of_hash(s, st->hash);
         st->next = *head;
         *head = (int32_t)s->n++;
     } else {
@@ -139,7 +146,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
 /* Takes item i out of its chain. */
 static void unchain(struct client_stmts *s, int32_t i)
 {
-    int32_t *link = head_of(s, s->items[i].name);
+    int32_t *link = head_of_hash(s, s->items[i].hash);
     while (*link != i)
         link = &s->items[*link].next;
     *link = s->items[i].next;
@@ -155,7 +162,7 @@ static void remove_stmt(struct client_stmts *s, struct client_stmt *st)
     if (i != last) { /* the last item fills the hole, under its new index */
         unchain(s, last);
         s->items[i] = s->items[last];
-        int32_t *head = head_of(s, s->items[i].name);
+        int32_t *head = head_of_hash(s, s->items[i].hash);
         s->items[i].next = *head;
         *head = i;
     }
@@ -169,10 +176,11 @@ void client_stmt_remove(struct client_stmts *s, const char *name)
         remove_stmt(s, st);
 }
 
-void client_stmt_remove_gen(struct client_stmts *s, uint32_t gen)
+void client_stmt_undo(struct client_stmts *s, const struct reply *r)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->items[i].gen == gen) {
+    int32_t *head = r->gen ? head_of_hash(s, r->name_hash) : NULL;
+    for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
+        if (s->items[i].gen == r->gen) {
             remove_stmt(s, &s->items[i]);
             return;
         }
@@ -260,6 +268,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     r->kind = (uint8_t)kind;
     r->absent = false;
     r->gen = 0;
+    r->name_hash = 0;
     r->copy_dones = q->copy_dones;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
@@ -341,10 +350,13 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, cons
     return queries;
 }
 
-void rq_mark_gen(struct reply_queue *q, uint32_t gen)
+void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st)
 {
-    if (q->len)
-        q->items[rq_slot(q, q->head + q->len - 1)].gen = gen;
+    if (!q->len)
+        return;
+    struct reply *r = &q->items[rq_slot(q, q->head + q->len - 1)];
+    r->gen = st->gen;
+    r->name_hash = st->hash;
 }
 
 void rq_mark_absent(struct reply_queue *q)

@@ -31,6 +31,7 @@ struct client_stmt {
     uint8_t effects;     /* STMT_* flags: what running it does to a server */
     uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
     uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
+    uint64_t hash;       /* its name's keyed hash: its chain */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -61,8 +62,10 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
 /* Notes how many masked-column tests each run of statement name makes. */
 void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests);
 void client_stmt_remove(struct client_stmts *s, const char *name);
-/* Removes the statement that Parse gen made, if it is still there (not replaced since). */
-void client_stmt_remove_gen(struct client_stmts *s, uint32_t gen);
+/* Removes the statement made by the Parse that reply r was owed for (rq_mark_parse_of), if it
+ * is still there (not replaced by a later Parse of the name since). */
+struct reply;
+void client_stmt_undo(struct client_stmts *s, const struct reply *r);
 void client_stmts_clear(struct client_stmts *s);
 
 /* The statements prepared on one server connection. */
@@ -108,6 +111,7 @@ struct reply {
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
                      (the record to drop when PostgreSQL refuses or skips it), else 0 */
+    uint64_t name_hash; /* ... and its client_stmt.hash, to find it */
 };
 
 struct reply_queue {
@@ -123,8 +127,8 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last as absent (see struct reply). */
 void rq_mark_absent(struct reply_queue *q);
-/* Notes on the entry pushed last that it is the Parse of client statement gen. */
-void rq_mark_gen(struct reply_queue *q, uint32_t gen);
+/* Notes on the entry pushed last that it is owed for the Parse that made client statement st. */
+void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
  * Syncs a client sends during copy-in, before its CopyDone); returns how many. */
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);

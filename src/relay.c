@@ -19,11 +19,41 @@ static _Thread_local struct {
     bool lost; /* an add to an output failed (out of memory): the pump must fail, not go on */
 } held;
 
-/* Notes a failed add to an output (evbuffer calls return 0, or the bytes moved, when done). */
+/* Notes a failed add to an output (evbuffer calls return 0 when done). */
 static void check_added(bool ok)
 {
     if (!ok)
         held.lost = true;
+}
+
+void relay_note_lost(void)
+{
+    held.lost = true;
+}
+
+/* Moves n bytes (at most what it holds) from in's front to out. libevent's move hands over
+ * whole pieces of in, which needs no memory, but copies a part piece without saying whether it
+ * could: such a part is copied here. (out's length cannot tell: a TLS connection's output
+ * is emptied into the socket below it as it is added to.) */
+static void move_checked(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    while (n > 0 && !held.lost) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return;
+        if (v.iov_len == 0) { /* (no piece is empty: libevent's own move, should one be) */
+            evbuffer_remove_buffer(in, out, n);
+            return;
+        }
+        if (v.iov_len <= n) {
+            evbuffer_remove_buffer(in, out, v.iov_len);
+            n -= v.iov_len;
+            continue;
+        }
+        check_added(evbuffer_add(out, v.iov_base, n) == 0);
+        evbuffer_drain(in, n);
+        return;
+    }
 }
 
 /* A run begins only while out holds at most this much ahead of it (an inspector's own small
@@ -134,7 +164,7 @@ static void relay_stream_some(struct evbuffer *in, struct evbuffer *out, struct 
     size_t avail = evbuffer_get_length(in);
     size_t n = avail < r->pass_left ? avail : r->pass_left;
     if (out)
-        check_added(evbuffer_remove_buffer(in, out, n) == (int)n);
+        move_checked(in, out, n);
     else
         evbuffer_drain(in, n);
     r->pass_left -= n;
@@ -149,7 +179,7 @@ static enum relay_result relay_apply(struct evbuffer *in, struct evbuffer *out, 
     case RV_PASS:
     case RV_PASS_STOP:
         if (out) {
-            check_added(evbuffer_remove_buffer(in, out, n) == (int)n);
+            move_checked(in, out, n);
             break;
         }
         /* nowhere to pass to: discard */
@@ -256,6 +286,10 @@ static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evb
             }
             queued = now;
         }
+        if (held.lost) { /* the inspector's writes, or the run before them, did not fit */
+            res = RELAY_FAILED;
+            break;
+        }
         if (vd == RV_WAIT) {
             res = RELAY_WAIT;
             break;
@@ -281,11 +315,17 @@ static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evb
             queued = evbuffer_get_length(out);
         }
         off += total;
+        if (held.lost) { /* nothing after a lost message may follow it to its destination */
+            res = RELAY_FAILED;
+            break;
+        }
         if (vd == RV_PASS_STOP || vd == RV_DROP_STOP) {
             res = RELAY_STOPPED;
             break;
         }
     }
+    if (held.lost) /* (the pump fails: the run goes nowhere) */
+        held.n = 0;
     /* the run leaves with what is ahead of it in out (queued is out's length here) */
     if (held.n > 0 && res != RELAY_FAILED && queued == held.at)
         send_held(direct_fd, out);
@@ -322,13 +362,15 @@ enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct r
     return relay_pump_to(in, out, -1, r, max_size, fn, arg, err);
 }
 
+const char relay_out_of_memory[] = "out of memory";
+
 /* The result a pump ends with: RELAY_FAILED when an add to its output failed on the way. */
 static enum relay_result unless_lost(enum relay_result res, const char **err)
 {
     if (!held.lost)
         return res;
     held.lost = false;
-    *err = "out of memory";
+    *err = relay_out_of_memory;
     return RELAY_FAILED;
 }
 

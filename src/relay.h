@@ -74,4 +74,11 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
  * when the run began, ahead of anything added since. */
 void relay_settle(struct evbuffer *out);
 
+/* For an inspector that could not write to an output (out of memory): the pump running it
+ * fails with relay_out_of_memory after the message it is judging, and passes nothing more. */
+void relay_note_lost(void);
+
+/* The error a pump that could not add to its output ends with (compare the pointer). */
+extern const char relay_out_of_memory[];
+
 #endif

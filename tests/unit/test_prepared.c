@@ -36,6 +36,17 @@ Test(prepared, client_names_are_replaced_and_removed)
     client_stmts_clear(&s);
 }
 
+/* The reply owed for the Parse that made client statement name (as the pipeline marks it). */
+static struct reply parse_reply_of(const struct client_stmts *s, const char *name)
+{
+    struct reply_queue q = {0};
+    rq_push(&q, RK_PARSE, client_stmt_get(s, name)->proxy);
+    rq_mark_parse_of(&q, client_stmt_get(s, name));
+    struct reply r = *rq_front(&q);
+    rq_free(&q);
+    return r;
+}
+
 /* A Parse PostgreSQL refused or skipped takes back the record it made, and only that one: a
  * later Parse of the same name made a new record, which stays. Gens are not given twice, even
  * after the statements are cleared (replies still owed may carry old ones). */
@@ -43,15 +54,22 @@ Test(prepared, a_refused_parse_removes_only_the_record_it_made)
 {
     struct client_stmts s = {0};
     cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0));
-    cr_assert(client_stmt_put(&s, "other", (const uint8_t *)"SELECT 3", 9, 0, 0));
-    uint32_t first = client_stmt_get(&s, "q")->gen;
+    for (int i = 0; i < 40; i++) { /* enough to rechain: chains grow with the table */
+        char name[32];
+        snprintf(name, sizeof(name), "other%d", i);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"SELECT 3", 9, 0, 0));
+    }
+    struct reply first = parse_reply_of(&s, "q");
     cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0, 0));
-    client_stmt_remove_gen(&s, first);
+    client_stmt_undo(&s, &first);
     cr_assert_not_null(client_stmt_get(&s, "q"), "a later Parse's record was removed");
-    client_stmt_remove_gen(&s, client_stmt_get(&s, "q")->gen);
+    struct reply second = parse_reply_of(&s, "q");
+    client_stmt_undo(&s, &second);
     cr_expect_null(client_stmt_get(&s, "q"));
-    cr_expect_not_null(client_stmt_get(&s, "other"));
-    uint32_t before_clear = client_stmt_get(&s, "other")->gen;
+    cr_expect_eq(s.n, 40, "only q's record went");
+    cr_expect_not_null(client_stmt_get(&s, "other0"));
+    cr_expect_not_null(client_stmt_get(&s, "other39"));
+    uint32_t before_clear = client_stmt_get(&s, "other39")->gen;
     client_stmts_clear(&s);
     cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0));
     cr_expect_gt(client_stmt_get(&s, "q")->gen, before_clear);
@@ -190,7 +208,8 @@ Test(prepared, an_error_skips_everything_up_to_sync)
     struct reply_queue q = {0};
     rq_push(&q, RK_PARSE, "lp_b");
     rq_push(&q, RK_FAKE_PARSE, NULL);
-    rq_mark_gen(&q, 7);
+    struct client_stmt st = {.gen = 7};
+    rq_mark_parse_of(&q, &st);
     rq_push(&q, RK_BIND, NULL);
     rq_push(&q, RK_SYNC, NULL);
     rq_push(&q, RK_QUERY, NULL);

@@ -558,15 +558,17 @@ Test(relay, a_read_during_a_stream_or_a_full_destination_is_buffered)
     evbuffer_free(out);
 }
 
-/* libevent's allocator for the test below: fails every call while failing_allocs is set. */
+/* libevent's allocator for the tests below: while failing_allocs is set, fails every call
+ * asking for more than failing_above bytes. */
 static bool failing_allocs;
+static size_t failing_above;
 static void *test_malloc(size_t n)
 {
-    return failing_allocs ? NULL : malloc(n);
+    return failing_allocs && n > failing_above ? NULL : malloc(n);
 }
 static void *test_realloc(void *p, size_t n)
 {
-    return failing_allocs ? NULL : realloc(p, n);
+    return failing_allocs && n > failing_above ? NULL : realloc(p, n);
 }
 
 static enum relay_verdict pass_all(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
@@ -590,6 +592,72 @@ Test(relay, a_message_that_cannot_be_added_to_its_destination_fails_the_pump)
     failing_allocs = false;
     cr_expect_eq(res, RELAY_FAILED, "the pump went on after losing a message");
     cr_expect_str_eq(err ? err : "", "out of memory");
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+/* ... and nothing after the lost message follows it (a COMMIT behind a lost UPDATE would
+ * commit a transaction without it): here the big middle message cannot be added, the small
+ * one after it could, and must not be. */
+Test(relay, nothing_after_a_lost_message_follows_it)
+{
+    event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct buf m;
+    buf_init(&m); /* the three in one piece of in: the pump's fast path takes them in turn */
+    buf_msg_start(&m, 'Q');
+    buf_put_bytes(&m, "A", 2);
+    buf_msg_finish(&m);
+    size_t first = m.len;
+    buf_msg_start(&m, 'Q');
+    buf_put_bytes(&m, big, sizeof(big));
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'Q');
+    buf_put_bytes(&m, "C", 2);
+    buf_msg_finish(&m);
+    evbuffer_add(in, m.data, m.len);
+    buf_free(&m);
+    struct relay r = {0};
+    const char *err = NULL;
+    failing_above = 4096; /* the first message's room in out can be had, the second's not */
+    failing_allocs = true;
+    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, &err);
+    failing_allocs = false;
+    cr_expect_eq(res, RELAY_FAILED);
+    cr_expect_eq(evbuffer_get_length(out), first, "only the message before the lost one went");
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+/* A message moved from the input in part of a piece (libevent then copies that part, and says
+ * nothing when it cannot) that did not all arrive in out fails the pump too. */
+Test(relay, a_message_only_partly_moved_to_its_destination_fails_the_pump)
+{
+    event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct buf m;
+    buf_init(&m);
+    buf_msg_start(&m, 'Q'); /* in's first piece: a whole message and the start of the next */
+    buf_put_bytes(&m, "A", 2);
+    buf_msg_finish(&m);
+    size_t first = m.len;
+    buf_msg_start(&m, 'Q');
+    buf_put_bytes(&m, big, sizeof(big));
+    buf_msg_finish(&m);
+    buf_msg_start(&m, 'Q'); /* ... its second: the rest, then a third message */
+    buf_put_bytes(&m, "C", 2);
+    buf_msg_finish(&m);
+    evbuffer_add(in, m.data, first + 10);
+    evbuffer_add(in, m.data + first + 10, m.len - first - 10);
+    buf_free(&m);
+    struct relay r = {0};
+    const char *err = NULL;
+    failing_above = 4096;
+    failing_allocs = true;
+    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, &err);
+    failing_allocs = false;
+    cr_expect_eq(res, RELAY_FAILED, "a message lost in the move went unnoticed");
+    cr_expect(err == relay_out_of_memory);
     evbuffer_free(in);
     evbuffer_free(out);
 }
