@@ -596,15 +596,12 @@ Test(relay, a_message_that_cannot_be_added_to_its_destination_fails_the_pump)
     evbuffer_free(out);
 }
 
-/* ... and nothing after the lost message follows it (a COMMIT behind a lost UPDATE would
- * commit a transaction without it): here the big middle message cannot be added, the small
- * one after it could, and must not be. */
-Test(relay, nothing_after_a_lost_message_follows_it)
+/* Three simple Queries, small, big (100,000 bytes) and small, into in: in one piece, or cut
+ * 10 bytes into the second; returns the first one's length. */
+static size_t add_small_big_small(struct evbuffer *in, bool cut)
 {
-    event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
-    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
     struct buf m;
-    buf_init(&m); /* the three in one piece of in: the pump's fast path takes them in turn */
+    buf_init(&m);
     buf_msg_start(&m, 'Q');
     buf_put_bytes(&m, "A", 2);
     buf_msg_finish(&m);
@@ -615,15 +612,36 @@ Test(relay, nothing_after_a_lost_message_follows_it)
     buf_msg_start(&m, 'Q');
     buf_put_bytes(&m, "C", 2);
     buf_msg_finish(&m);
-    evbuffer_add(in, m.data, m.len);
+    size_t at = cut ? first + 10 : m.len;
+    evbuffer_add(in, m.data, at);
+    evbuffer_add(in, m.data + at, m.len - at);
     buf_free(&m);
+    return first;
+}
+
+/* Pumps in to out with every allocation above 4096 bytes failing (the first message's room in
+ * out can be had, the second's not); *err gets the pump's error. */
+static enum relay_result pump_short_of_memory(struct evbuffer *in, struct evbuffer *out,
+                                              const char **err)
+{
     struct relay r = {0};
-    const char *err = NULL;
-    failing_above = 4096; /* the first message's room in out can be had, the second's not */
+    failing_above = 4096;
     failing_allocs = true;
-    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, &err);
+    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, err);
     failing_allocs = false;
-    cr_expect_eq(res, RELAY_FAILED);
+    return res;
+}
+
+/* ... and nothing after the lost message follows it (a COMMIT behind a lost UPDATE would
+ * commit a transaction without it): here the big middle message cannot be added, the small
+ * one after it could, and must not be. */
+Test(relay, nothing_after_a_lost_message_follows_it)
+{
+    event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    size_t first = add_small_big_small(in, false); /* the pump's fast path takes them in turn */
+    const char *err = NULL;
+    cr_expect_eq(pump_short_of_memory(in, out, &err), RELAY_FAILED);
     cr_expect_eq(evbuffer_get_length(out), first, "only the message before the lost one went");
     evbuffer_free(in);
     evbuffer_free(out);
@@ -635,28 +653,10 @@ Test(relay, a_message_only_partly_moved_to_its_destination_fails_the_pump)
 {
     event_set_mem_functions(test_malloc, test_realloc, free); /* (this test's process only) */
     struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
-    struct buf m;
-    buf_init(&m);
-    buf_msg_start(&m, 'Q'); /* in's first piece: a whole message and the start of the next */
-    buf_put_bytes(&m, "A", 2);
-    buf_msg_finish(&m);
-    size_t first = m.len;
-    buf_msg_start(&m, 'Q');
-    buf_put_bytes(&m, big, sizeof(big));
-    buf_msg_finish(&m);
-    buf_msg_start(&m, 'Q'); /* ... its second: the rest, then a third message */
-    buf_put_bytes(&m, "C", 2);
-    buf_msg_finish(&m);
-    evbuffer_add(in, m.data, first + 10);
-    evbuffer_add(in, m.data + first + 10, m.len - first - 10);
-    buf_free(&m);
-    struct relay r = {0};
+    add_small_big_small(in, true); /* the big one: part of the first piece, part of the next */
     const char *err = NULL;
-    failing_above = 4096;
-    failing_allocs = true;
-    enum relay_result res = relay_pump(in, out, &r, 1 << 20, pass_all, NULL, &err);
-    failing_allocs = false;
-    cr_expect_eq(res, RELAY_FAILED, "a message lost in the move went unnoticed");
+    cr_expect_eq(pump_short_of_memory(in, out, &err), RELAY_FAILED,
+                 "a message lost in the move went unnoticed");
     cr_expect(err == relay_out_of_memory);
     evbuffer_free(in);
     evbuffer_free(out);
