@@ -673,9 +673,16 @@ bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
 {
     uint8_t hdr[5] = {type, (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
                       (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
-    struct evbuffer *out = to_client(s); /* room first: the message goes whole or not at all */
-    if (evbuffer_expand(out, 5 + (size_t)len) != 0 || evbuffer_add(out, hdr, 5) != 0 ||
-        evbuffer_add(out, body, len) != 0)
+    /* one add, whole or not at all (a TLS output sends each add at once: two adds would let
+     * the header go alone) */
+    struct evbuffer *out = to_client(s);
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, 5 + (ev_ssize_t)len, &v, 1) != 1)
+        return answer_lost();
+    memcpy(v.iov_base, hdr, 5);
+    memcpy((uint8_t *)v.iov_base + 5, body, len);
+    v.iov_len = 5 + (size_t)len;
+    if (evbuffer_commit_space(out, &v, 1) != 0)
         return answer_lost();
     return emit_fakes(s);
 }

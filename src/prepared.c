@@ -35,7 +35,7 @@ static uint64_t name_hash(const char *name)
 }
 
 /* The chain head of names of hash h; NULL before the first statement. */
-static int32_t *head_of_hash(const struct client_stmts *s, uint64_t h)
+static int32_t *head_of_hash(const struct client_stmts *s, uint32_t h)
 {
     return s->heads ? &s->heads[h & (s->n_heads - 1)] : NULL;
 }
@@ -43,7 +43,7 @@ static int32_t *head_of_hash(const struct client_stmts *s, uint64_t h)
 /* The chain head of name; NULL before the first statement. */
 static int32_t *head_of(const struct client_stmts *s, const char *name)
 {
-    return head_of_hash(s, name_hash(name));
+    return head_of_hash(s, (uint32_t)name_hash(name));
 }
 
 static struct client_stmt *find_client_stmt(const struct client_stmts *s, const char *name)
@@ -125,7 +125,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
             free(copy);
             return false;
         }
-        st->hash = name_hash(name);
+        st->hash = (uint32_t)name_hash(name);
         int32_t *head = head_of_hash(s, st->hash);
         st->next = *head;
         *head = (int32_t)s->n++;

@@ -31,7 +31,7 @@ struct client_stmt {
     uint8_t effects;     /* STMT_* flags: what running it does to a server */
     uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
     uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
-    uint64_t hash;       /* its name's keyed hash: its chain */
+    uint32_t hash;       /* its name's keyed hash (its low bits: chains are fewer): its chain */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -111,7 +111,7 @@ struct reply {
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
                      (the record to drop when PostgreSQL refuses or skips it), else 0 */
-    uint64_t name_hash; /* ... and its client_stmt.hash, to find it */
+    uint32_t name_hash; /* ... and its client_stmt.hash, to find it */
 };
 
 struct reply_queue {

@@ -7,17 +7,21 @@
 
 #include "proto.h"
 
+const char relay_out_of_memory[] = "out of memory";
+
 /* The run of passed messages relay_run holds back from its out, to send them straight from
- * the input (one per thread: a pump never runs inside another's inspector). The run belongs
+ * the input (one per thread; a pump that runs inside another's inspector, as a TLS write that
+ * must first read can make happen, keeps the outer one's: relay_pump_to). The run belongs
  * after the first `at` bytes of out (what an inspector wrote before it began) and ahead of
  * anything added later. */
-static _Thread_local struct {
+struct held_run {
     struct evbuffer *out;
     const uint8_t *p;
     size_t n;
     size_t at;
     bool lost; /* an add to an output failed (out of memory): the pump must fail, not go on */
-} held;
+};
+static _Thread_local struct held_run held;
 
 /* Notes a failed add to an output (evbuffer calls return 0 when done). */
 static void check_added(bool ok)
@@ -41,12 +45,12 @@ static void move_checked(struct evbuffer *in, struct evbuffer *out, size_t n)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return;
-        if (v.iov_len == 0) { /* (no piece is empty: libevent's own move, should one be) */
-            evbuffer_remove_buffer(in, out, n);
+        if (v.iov_len == 0) { /* (no piece is empty: should one be, nothing is moved) */
+            held.lost = true;
             return;
         }
-        if (v.iov_len <= n) {
-            evbuffer_remove_buffer(in, out, v.iov_len);
+        if (v.iov_len <= n) { /* (-1 only for a frozen end, which the relay's buffers lack) */
+            check_added(evbuffer_remove_buffer(in, out, v.iov_len) == (int)v.iov_len);
             n -= v.iov_len;
             continue;
         }
@@ -201,7 +205,7 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     /* (the header is nearly always in the first chunk: no copy then) */
     const uint8_t *hdr = evbuffer_pullup(in, 5);
     if (!hdr && evbuffer_get_length(in) >= 5) { /* there, but no memory to make it one piece */
-        *err = "out of memory";
+        *err = relay_out_of_memory;
         return RELAY_FAILED;
     }
     if (!hdr) {
@@ -230,7 +234,7 @@ static enum relay_result relay_one(struct evbuffer *in, struct evbuffer *out, st
     if (v == RV_NEED_BODY) {
         const uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
         if (!msg) {
-            *err = "out of memory";
+            *err = relay_out_of_memory;
             return RELAY_FAILED;
         }
         v = fn(arg, type, body_len, msg + 5);
@@ -362,8 +366,6 @@ enum relay_result relay_pump(struct evbuffer *in, struct evbuffer *out, struct r
     return relay_pump_to(in, out, -1, r, max_size, fn, arg, err);
 }
 
-const char relay_out_of_memory[] = "out of memory";
-
 /* The result a pump ends with: RELAY_FAILED when an add to its output failed on the way. */
 static enum relay_result unless_lost(enum relay_result res, const char **err)
 {
@@ -405,9 +407,13 @@ enum relay_result relay_pump_to(struct evbuffer *in, struct evbuffer *out, int d
                                 struct relay *r, size_t max_size, relay_inspect_fn fn, void *arg,
                                 const char **err)
 {
+    struct held_run outer = held; /* (a pump inside another's inspector leaves it as it was) */
     *err = NULL;
-    held.lost = false;
-    return unless_lost(pump_to(in, out, direct_fd, r, max_size, fn, arg, err), err);
+    held = (struct held_run){0};
+    enum relay_result res =
+        unless_lost(pump_to(in, out, direct_fd, r, max_size, fn, arg, err), err);
+    held = outer;
+    return res;
 }
 
 /* When in (have bytes, at least one) holds the first part of one message only (a read cut it)
@@ -437,8 +443,9 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
                                   struct evbuffer *out, int direct_fd, struct relay *r,
                                   size_t max_size, relay_inspect_fn fn, void *arg, const char **err)
 {
+    struct held_run outer = held; /* (as relay_pump_to) */
     *err = NULL;
-    held.lost = false;
+    held = (struct held_run){0};
     size_t off = 0;
     bool more = true;
     enum relay_result res = RELAY_MORE;
@@ -458,5 +465,7 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
         held.lost = true;
     if (res == RELAY_MORE && more && !held.lost)
         res = pump_to(in, out, direct_fd, r, max_size, fn, arg, err);
-    return unless_lost(res, err);
+    res = unless_lost(res, err);
+    held = outer;
+    return res;
 }
