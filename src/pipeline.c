@@ -636,6 +636,10 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
             return on_query(c, body, len);
         return on_describe_or_close(c, type, body, len, err);
     case 'E':
+        /* a DEALLOCATE or DISCARD bound before may run now: what was prepared since is gone
+         * (prepared again, behind a Close) */
+        if (s->stmts_unknown)
+            server_stmts_clear(&s->stmts);
         if (c->mask.n_applied > 0) { /* masking needs the rows' description: ask for it */
             if (!body)
                 return RV_NEED_BODY;

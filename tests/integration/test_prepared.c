@@ -758,3 +758,38 @@ Test(prepared, a_named_parse_that_failed_leaves_the_name_free)
     PQfinish(a);
     proxy_stop(&one);
 }
+
+/* A DEALLOCATE prepared by name runs at its Execute, not at its Bind: a statement parsed
+ * between the two is gone from the server after that Execute, and a Bind of it must prepare it
+ * again rather than name a statement the server no longer has (26000). */
+Test(prepared, a_statement_parsed_between_a_deallocates_bind_and_execute_is_prepared_again)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "d", "DEALLOCATE ALL");
+    raw_put_empty(&m, 'S');
+    raw_put_bind(&m, "p", "d");
+    raw_put_parse(&m, "x", "SELECT 'x ran'");
+    raw_put_execute(&m, "p"); /* drops every statement on the server, x's too */
+    raw_put_bind(&m, "", "x");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    uint8_t body[512];
+    size_t len;
+    int t, readies = 0;
+    bool ran = false;
+    while (readies < 2 && (t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != -1) {
+        readies += t == 'Z';
+        cr_expect_neq(t, 'E', "error %s", raw_error_sqlstate(body, len));
+        ran = ran || (t == 'D' && memmem(body, len, "x ran", 5) != NULL);
+    }
+    cr_expect_eq(readies, 2, "no answer to the pipeline");
+    cr_expect(ran, "x did not run");
+    close(fd);
+    proxy_stop(&one);
+}
