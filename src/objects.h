@@ -200,9 +200,11 @@ struct server {
                                         have changed since it was linked: read back (SV_READBACK)
                                         when the client's transaction is over */
     uint32_t carried_reset;          /* those whose last carried change was a RESET */
-    uint32_t carried_open;           /* those changed since its last ReadyForQuery 'I' (taken when
-                                        read: a statement pipelined behind another has its changes
-                                        cleared by that one's 'I', and kept if it is lost) */
+    uint32_t carried_open;           /* those changed by statements whose transaction has not
+                                        ended: it ends at the 'I' that answers the last of them */
+    int carried_open_zs;             /* ReadyForQuery messages owed up to and including the one
+                                        that answers the last statement that carried (an earlier
+                                        statement's 'I' leaves carried_open as it is) */
     struct param_set carried_before; /* the client's values of those before that (restored
                                         when the statement in flight is lost) */
     uint32_t carried_absent;         /* those it had no value of then */

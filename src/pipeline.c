@@ -742,6 +742,8 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
             return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
+        if (s->carried_open_zs > s->in_flight) /* (those it counted may be among them) */
+            s->carried_open_zs = s->in_flight;
         /* no Sync sent yet: the server skips what the client sends up to its next one */
         s->skip_till_sync = rq_front(&s->replies) == NULL;
         return absent ? RV_DROP : RV_STREAM;

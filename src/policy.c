@@ -285,6 +285,8 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
                                carry[i].name, bit, param_get(&c->wanted, carry[i].name));
             c->server->carried_open |= bit;
         }
+        if (c->server) /* the window ends with this statement's ReadyForQuery, after those owed */
+            c->server->carried_open_zs = c->server->in_flight + 1;
         if (v)
             param_put(&c->wanted, carry[i].name, v);
         else

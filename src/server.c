@@ -802,7 +802,10 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     }
     if (!proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
-    if (s->txn == 'I') /* what was carried before is over: PostgreSQL kept it or not */
+    if (s->carried_open_zs > 0)
+        s->carried_open_zs--;
+    if (s->txn == 'I' && s->carried_open_zs == 0) /* what was carried is over: PostgreSQL kept
+                                                     it or not */
         s->carried_open = 0;
     if (s->in_flight > 0)
         s->in_flight--;
@@ -1165,6 +1168,7 @@ void server_link(struct server *s, struct client *c)
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
     s->carried = s->carried_reset = s->carried_open = 0;
+    s->carried_open_zs = 0;
     buf_init(&sql);
     buf_reset(msgs);
     bool sync = params_build_sync_sql(&c->wanted, &s->applied, &s->reported, &sql);

@@ -1070,6 +1070,25 @@ Test(rls_one, a_read_back_with_no_answer_gives_its_server_up, .init = start_txn1
     PQfinish(a);
 }
 
+/* The second of two pipelined transactions on a's server (backend pid) sleeps in
+ * `SELECT pg_sleep(30)`: its backend is terminated there, and both transactions' results read. */
+static void lose_second_of_two_transactions(PGconn *a, PGconn *admin, const char *pid)
+{
+    cr_assert(
+        activity_becomes(pid, "query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'", true),
+        "the second transaction never ran");
+    char sql[100];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)::text", atoi(pid));
+    EXPECT_QUERY_VALUE(admin, sql, "true");
+    for (int syncs = 0, results = 0; syncs < 2 && results < 20; results++) {
+        PGresult *r = PQgetResult(a);
+        if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+            syncs++;
+        PQclear(r);
+    }
+    cr_assert_eq(PQexitPipelineMode(a), 1, "%s", PQerrorMessage(a));
+}
+
 /* A carried SET in a query whose server connection is lost before it completes goes with its
  * transaction, as in PostgreSQL: the client, told 08006 and kept, goes on with the settings
  * it had before that query, not the ones it sent in it. */
@@ -1108,20 +1127,21 @@ Test(rls_one, a_carried_setting_of_a_lost_transaction_is_not_kept, .init = start
     cr_assert(PQpipelineSync(a));
     cr_assert(PQsendQueryParams(a, "SELECT pg_sleep(30)", 0, NULL, NULL, NULL, NULL, 0));
     cr_assert(PQpipelineSync(a));
-    cr_assert(
-        activity_becomes(pid, "query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'", true),
-        "the second transaction never ran");
-    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)::text", atoi(pid));
-    EXPECT_QUERY_VALUE(admin, sql, "true");
-    for (int syncs = 0, results = 0; syncs < 2 && results < 20; results++) {
-        r = PQgetResult(a);
-        if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
-            syncs++;
-        PQclear(r);
-    }
-    cr_assert_eq(PQexitPipelineMode(a), 1, "%s", PQerrorMessage(a));
+    lose_second_of_two_transactions(a, admin, pid);
     EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "50s", "a SET whose transaction ended");
     expect_own_view(a, 1, "a lost transaction");
+    /* ... and a SET in the lost transaction, pipelined behind one that ends first, goes with
+     * it: the earlier transaction's ReadyForQuery does not make it kept */
+    free(pid);
+    pid = query_value(a, "SELECT pg_backend_pid()::text");
+    cr_assert_eq(PQenterPipelineMode(a), 1);
+    cr_assert(PQsendQueryParams(a, "SELECT pg_sleep(0.5)", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    cr_assert(PQsendQueryParams(a, "SET statement_timeout = '40s'", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQsendQueryParams(a, "SELECT pg_sleep(30)", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    lose_second_of_two_transactions(a, admin, pid);
+    EXPECT_QUERY_VALUE(a, "SHOW statement_timeout", "50s", "the lost transaction's SET was kept");
     free(pid);
     PQfinish(admin);
     PQfinish(a);
