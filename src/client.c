@@ -480,8 +480,7 @@ static void client_wake(struct client *c)
         ;
     if (c->closing || client_out_full(c))
         return;
-    if (!c->closing)
-        conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
+    conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
     /* the rest of a message arrives later: the read callback wakes the client again */
     if (c->closing || !whole_message_buffered(c))
         return;

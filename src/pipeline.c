@@ -52,8 +52,8 @@ static bool emit_fakes(struct server *s)
     return true;
 }
 
-/* The verdict on a client message the proxy answered itself (a made-up reply): dropped, or an
- * error when the answer could not be written. */
+/* The verdict on a message the proxy answered itself (a made-up reply is now due): dropped,
+ * or an error when the answer could not be written. */
 static enum relay_verdict answered(struct server *s)
 {
     return emit_fakes(s) ? RV_DROP : RV_ERROR; /* (the pump says why: relay_out_of_memory) */
@@ -732,7 +732,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         if (!body)
             return RV_NEED_BODY;
         rq_pop(&s->replies);
-        return emit_fakes(s) ? RV_DROP : RV_ERROR;
+        return answered(s);
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
         const struct reply *f = rq_front(&s->replies);
         bool absent = type == 'E' && f && f->absent;

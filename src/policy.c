@@ -285,8 +285,6 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
                                carry[i].name, bit, param_get(&c->wanted, carry[i].name));
             c->server->carried_open |= bit;
         }
-        if (c->server) /* the window ends with this statement's ReadyForQuery, after those owed */
-            c->server->carried_open_zs = c->server->in_flight + 1;
         if (v)
             param_put(&c->wanted, carry[i].name, v);
         else
@@ -298,6 +296,9 @@ static bool carry_settings(struct client *c, const struct guard_carry *carry, in
                                                          : c->server->carried_reset | bit;
         }
     }
+    if (c->server && n > 0) /* the window ends with this statement's ReadyForQuery, after those
+                               owed */
+        c->server->carried_open_zs = c->server->in_flight + 1;
     return true;
 }
 

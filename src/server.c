@@ -141,6 +141,7 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
 
 static void check_failed(struct server *s, const char *why);
 static bool send_internal(struct server *s, const char *sql, enum server_state st);
+static void readback_failed(struct server *s, const char *why);
 
 /* s was lost, or stopped answering, while lakeproxy's own settings for its client ran
  * (SV_SETTING, or sending them): none of the client's messages went to it, so the client asks
@@ -159,7 +160,6 @@ static void settings_lost(struct server *s, const char *why, const char *client_
     c->settings_lost = true;
     pool_request_again(c);
 }
-static void readback_failed(struct server *s, const char *why);
 
 /* lakeproxy's own query on s got no answer in time, and s is about to be closed. Its backend
  * may be waiting for a lock: it would not notice the closed connection, and would hold its
