@@ -2,6 +2,7 @@
 #include "sqlkey.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "siphash.h"
@@ -123,18 +124,35 @@ uint64_t sqlkey(const char *sql)
     return sqlkey_seeded(sql, &none);
 }
 
+enum { MEMO_CONSTS = 8, MEMO_TEXT_MAX = 1024, MEMO_INDEX_BYTES = 24, MEMO_WAYS = 4 };
+
+/* Where the constants of a text lie, as the scanner found them (the first MEMO_CONSTS). */
+struct spans {
+    uint32_t n; /* constants found, even past MEMO_CONSTS */
+    uint32_t start[MEMO_CONSTS], end[MEMO_CONSTS];
+};
+
+/* The constant that starts at p, a token start, as the scanner reads it there (NULL: none);
+ * a '.' must stand where the scanner looks for one (after a constant or a non-word byte). */
+static const char *constant_at(const char *p)
+{
+    return *p == '$' ? skip_dollar(p) : skip_constant(p);
+}
+
 /* One pass, a token at a time: runs of bytes that stay as they are (words, single spaces,
  * punctuation, comments, quoted names) go into the hash whole when something must change (a
  * constant, white space other than one ' ') and at the end. The hash is SipHash keyed with the
  * secret, fed the normalised text: a NUL byte for each constant, which the text itself cannot
- * hold, so no text's bytes can pass for another's placeholders. */
-uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
+ * hold, so no text's bytes can pass for another's placeholders. Where the constants lie goes
+ * to sp. */
+static uint64_t scan(const char *sql, const struct sqlkey_secret *secret, struct spans *sp)
 {
     struct siphash k;
     siphash_init(&k, secret->k0, secret->k1);
     const char *run = sql;        /* the bytes kept from here to p are not hashed yet */
     const char *const_end = NULL; /* where the last constant ended: a token starts there */
     const char *p = sql;
+    sp->n = 0;
     for (;;) {
         uint8_t cls = class_of(*p);
         const char *end = NULL;
@@ -176,6 +194,11 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
         if (end) {
             siphash_bytes(&k, run, (size_t)(p - run));
             siphash_byte(&k, 0); /* the placeholder */
+            if (sp->n < MEMO_CONSTS) {
+                sp->start[sp->n] = (uint32_t)(p - sql);
+                sp->end[sp->n] = (uint32_t)(end - sql);
+            }
+            sp->n++;
             p = run = const_end = end;
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
             p = skip_comment(p); /* kept as it is (its quotes open no string) */
@@ -188,4 +211,131 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
     }
     siphash_bytes(&k, run, (size_t)(p - run));
     return siphash_end(&k);
+}
+
+uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
+{
+    struct spans sp;
+    return scan(sql, secret, &sp);
+}
+
+/* A text the memo has seen: its key, and where its constants lie. */
+struct memo_entry {
+    uint64_t key;
+    char *text; /* NULL: an empty way */
+    uint32_t len, used;
+    struct spans sp;
+};
+
+struct sqlkey_memo {
+    struct sqlkey_secret secret;
+    size_t n_sets; /* a power of two */
+    uint32_t clock;
+    uint64_t hits;
+    struct memo_entry *ways; /* n_sets * MEMO_WAYS */
+};
+
+struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets)
+{
+    struct sqlkey_memo *m = calloc(1, sizeof(*m));
+    size_t sets = 1;
+    while (sets < n_sets)
+        sets *= 2;
+    if (m)
+        m->ways = calloc(sets * MEMO_WAYS, sizeof(*m->ways));
+    if (!m || !m->ways) {
+        free(m);
+        return NULL;
+    }
+    m->secret = *secret;
+    m->n_sets = sets;
+    return m;
+}
+
+void sqlkey_memo_free(struct sqlkey_memo *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_sets * MEMO_WAYS; i++)
+        free(m->ways[i].text);
+    free(m->ways);
+    free(m);
+}
+
+/* The set a text of len bytes belongs in, by its first MEMO_INDEX_BYTES bytes (all of it when
+ * shorter): only texts whose first constant lies past them are kept, so every text that
+ * matches an entry falls in its set. */
+static size_t memo_set(const struct sqlkey_memo *m, const char *sql, size_t len)
+{
+    uint64_t w[MEMO_INDEX_BYTES / 8] = {0};
+    memcpy(w, sql, len < MEMO_INDEX_BYTES ? len : MEMO_INDEX_BYTES);
+    uint64_t h = (w[0] * 0x9e3779b97f4a7c15ull) ^ (w[1] * 0xc2b2ae3d27d4eb4full) ^
+                 (w[2] * 0x165667b19e3779f9ull);
+    return (size_t)(h >> 32) & (m->n_sets - 1);
+}
+
+/* Does sql (len bytes) read as e's text with other constants, so that it has e's key? Its
+ * bytes between constants are e's, and each of its constants starts with the same kind of byte
+ * as e's there (a digit for a digit, else the same byte) and ends where the scanner ends it. A
+ * byte before or after a constant that the scanner looks at to read it or its neighbours is
+ * the same as in e's text, so the scanner reads sql as it read e's text, constants aside. */
+static bool memo_matches(const struct memo_entry *e, const char *sql, size_t len)
+{
+    const char *t = sql, *t_end = sql + len;
+    uint32_t from = 0; /* in e's text: where the bytes kept as they are resume */
+    for (uint32_t i = 0; i < e->sp.n; i++) {
+        size_t seg = e->sp.start[i] - from;
+        if ((size_t)(t_end - t) < seg || memcmp(t, e->text + from, seg) != 0)
+            return false;
+        t += seg;
+        char opens = e->text[e->sp.start[i]];
+        if (is_digit(opens) ? !is_digit(*t) : *t != opens)
+            return false;
+        t = constant_at(t);
+        if (!t)
+            return false;
+        from = e->sp.end[i];
+    }
+    return (size_t)(t_end - t) == e->len - from && memcmp(t, e->text + from, e->len - from) == 0;
+}
+
+/* Remembers sql's key and constants in the set's least recently used way (when it fits the
+ * memo's bounds and memory allows). */
+static void memo_put(struct sqlkey_memo *m, struct memo_entry *set, const char *sql, size_t len,
+                     uint64_t key, const struct spans *sp)
+{
+    if (len > MEMO_TEXT_MAX || sp->n > MEMO_CONSTS ||
+        (sp->n > 0 && sp->start[0] < MEMO_INDEX_BYTES))
+        return;
+    struct memo_entry *e = &set[0];
+    for (int w = 1; w < MEMO_WAYS; w++)
+        if (!set[w].text || (e->text && set[w].used < e->used))
+            e = &set[w];
+    char *copy = realloc(e->text, len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, sql, len + 1);
+    *e = (struct memo_entry){
+        .key = key, .text = copy, .len = (uint32_t)len, .used = ++m->clock, .sp = *sp};
+}
+
+uint64_t sqlkey_memo_key(struct sqlkey_memo *m, const char *sql)
+{
+    size_t len = strlen(sql);
+    struct memo_entry *set = &m->ways[memo_set(m, sql, len) * MEMO_WAYS];
+    for (int w = 0; w < MEMO_WAYS; w++)
+        if (set[w].text && memo_matches(&set[w], sql, len)) {
+            set[w].used = ++m->clock;
+            m->hits++;
+            return set[w].key;
+        }
+    struct spans sp;
+    uint64_t key = scan(sql, &m->secret, &sp);
+    memo_put(m, set, sql, len, key, &sp);
+    return key;
+}
+
+uint64_t sqlkey_memo_hits(const struct sqlkey_memo *m)
+{
+    return m->hits;
 }

@@ -5,6 +5,7 @@
 #ifndef LAKEPROXY_SQLKEY_H
 #define LAKEPROXY_SQLKEY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A 64-bit key of sql (sqlkey_seeded under an all-zero secret: not for keys an attacker must
@@ -22,5 +23,22 @@ struct sqlkey_secret {
  * secret no one can find a text that shares another's key (other than by constants and white
  * space) faster than by guessing: the normalised text is hashed with SipHash-1-3 keyed with it. */
 uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret);
+
+/* A memo of the keys of texts seen lately, so that a text seen before with other constants
+ * (the same statement run again) is keyed by comparing it with the one seen instead of hashing
+ * it: "SELECT ... WHERE id = 7" matches "... id = 5" where its bytes other than constants are
+ * the same. Bounded: n_sets sets of 4 texts of up to 1 KiB, each with at most 8 constants and
+ * none in its first 24 bytes (other texts are keyed as sqlkey_seeded keys them, not kept). */
+struct sqlkey_memo;
+
+/* NULL when out of memory. */
+struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets);
+void sqlkey_memo_free(struct sqlkey_memo *m);
+
+/* sqlkey_seeded(sql, the memo's secret), from the memo when it holds a match. */
+uint64_t sqlkey_memo_key(struct sqlkey_memo *m, const char *sql);
+
+/* How many keys came from the memo. */
+uint64_t sqlkey_memo_hits(const struct sqlkey_memo *m);
 
 #endif

@@ -13,6 +13,9 @@
 /* (table, application) aggregates kept at most; reads of others are not broken down. */
 #define STATS_MAX_TABLES 1024
 
+/* Sets of the memo of text keys (4 texts each): the statements a worker's clients run again. */
+#define STATS_MEMO_SETS 64
+
 struct key_slot {
     uint64_t key, fingerprint; /* key 0: empty; fingerprint: of the first statement */
     uint64_t *more;            /* the second and later statements' fingerprints, or NULL */
@@ -29,6 +32,7 @@ struct stats {
     uint64_t evicted, analyses;
     struct sqlkey_secret key_secret; /* of the text keys, so no text can be made to take
                                         another's */
+    struct sqlkey_memo *memo;        /* the keys of texts seen lately */
     uint64_t last_id;                /* of the newest fingerprint entry */
 };
 
@@ -53,7 +57,8 @@ struct stats *stats_new(size_t max_fps, size_t max_keys)
     st->fps = calloc(st->n_fp_buckets, sizeof(*st->fps));
     st->keys = calloc(st->n_keys, sizeof(*st->keys));
     st->tables = calloc(st->n_table_buckets, sizeof(*st->tables));
-    if (!st->fps || !st->keys || !st->tables) {
+    st->memo = sqlkey_memo_new(&st->key_secret, STATS_MEMO_SETS);
+    if (!st->fps || !st->keys || !st->tables || !st->memo) {
         stats_free(st);
         return NULL;
     }
@@ -95,6 +100,7 @@ void stats_free(struct stats *st)
     free(st->fps);
     free(st->keys);
     free(st->tables);
+    sqlkey_memo_free(st->memo);
     free(st);
 }
 
@@ -238,7 +244,7 @@ size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64
         fps[0] = stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
         return fps[0] ? 1 : 0;
     }
-    uint64_t key = sqlkey_seeded(sql, &st->key_secret) | 1; /* never 0, the empty slot */
+    uint64_t key = sqlkey_memo_key(st->memo, sql) | 1; /* never 0, the empty slot */
     struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
     if (k->key == key && slot_live(st, k)) {
         fps[0] = k->fingerprint;

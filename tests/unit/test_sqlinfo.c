@@ -500,3 +500,77 @@ Test(sqlinfo, texts_over_the_size_limit_are_not_parsed)
     cr_expect(strstr(err, "too long") != NULL, "%s", err);
     free(sql);
 }
+
+/* Pieces of random texts: bytes kept as they are, and constants of every kind. The kept ones
+ * include what borders a constant in the scanner's eyes: words, a lone $ or a parameter, a
+ * point, comments, quoted names, E U & and bytes from 128 that may or may not open one. */
+static const char *const kept_pieces[] = {
+    "SELECT",  " ",     "  ", "\n", "\t",    "a",     "t1",       "x.y",
+    ".",       "-",     "/",  "*",  "--c\n", "--c\r", "/* c */",  "/* /* n */ ' */",
+    "\"q 1\"", "\"'\"", "$1", "$",  ",",     "(",     ")",        "=",
+    "+",       "E",     "e",  "U",  "&",     "b",     "\xc3\xa9", "$x$",
+    "'",       "$1$",   "\"", "1a", "_",     ";",     "::"};
+static const char *const constant_pieces[] = {
+    "5",       "12.5",    ".5",       "1e3",     "1e+3",        "1.e-2",      "0",    "'s'",
+    "'it''s'", "''",      "E'a\\'b'", "e'x'",    "B'101'",      "X'ff'",      "N'n'", "U&'u'",
+    "$$d$$",   "$t$d$t$", "'a\\'",    "E'\\\\'", "77777777777", "'\xc3\xa9'", "$$$$", "1e"};
+
+/* A random text: a prefix long or short enough to be memoised or not, then n pieces, each a
+ * constant when the bit of shape says so, else a kept piece; the pieces picked from seed. */
+static void random_text(char *out, size_t cap, unsigned seed, unsigned shape, int n,
+                        unsigned constants_seed)
+{
+    static const char *const prefixes[] = {"SELECT abalance FROM pgbench_accounts WHERE ",
+                                           "UPDATE t SET b = ", "", "SELECT a, b, c, d, e, f, g "};
+    size_t len = (size_t)snprintf(out, cap, "%s", prefixes[seed % 4]);
+    for (int i = 0; i < n && len < cap; i++) {
+        seed = seed * 1103515245u + 12345u;
+        constants_seed = constants_seed * 1103515245u + 12345u;
+        const char *piece =
+            shape >> i & 1
+                ? constant_pieces[(constants_seed >> 16) %
+                                  (sizeof(constant_pieces) / sizeof(*constant_pieces))]
+                : kept_pieces[(seed >> 16) % (sizeof(kept_pieces) / sizeof(*kept_pieces))];
+        len += (size_t)snprintf(out + len, cap - len, "%s", piece);
+    }
+}
+
+/* The memo never gives a text another key than sqlkey_seeded does: random texts, then the
+ * same texts with other constants, with one byte changed, cut short or grown, all through one
+ * small memo (one set: every text meets every other), compared with the direct key. And it
+ * answers from memory the texts that differ from one seen only in their constants. */
+Test(sqlkey, the_memo_gives_every_text_the_key_it_would_have)
+{
+    struct sqlkey_secret secret = {11, 12};
+    struct sqlkey_memo *m = sqlkey_memo_new(&secret, 1);
+    cr_assert(m);
+    char text[512], variant[512];
+    uint64_t checked = 0;
+    for (unsigned t = 0; t < 20000; t++) {
+        unsigned shape = t * 2654435761u;
+        int n = 1 + (int)(t % 12);
+        random_text(text, sizeof(text), t, shape, n, t);
+        cr_assert_eq(sqlkey_memo_key(m, text), sqlkey_seeded(text, &secret), "%s", text);
+        for (unsigned v = 1; v < 4; v++) {
+            random_text(variant, sizeof(variant), t, shape, n, t + v * 7919);
+            size_t len = strlen(variant);
+            if (v == 2 && len > 0) /* one byte changed */
+                variant[(t * 31) % len] = "'$.5 E\"-*/e&\\"[t % 13];
+            if (v == 3) /* cut short, or grown by a byte */
+                t % 2 ? (void)(variant[len / 2] = '\0') : (void)strcat(variant, "'");
+            cr_assert_eq(sqlkey_memo_key(m, variant), sqlkey_seeded(variant, &secret),
+                         "seen: %s\nnow:  %s", text, variant);
+            checked++;
+        }
+    }
+    cr_expect_gt(checked, 0);
+    uint64_t hits = sqlkey_memo_hits(m);
+    cr_expect_gt(hits, 1000, "texts that differ in constants only are answered from memory");
+    const char *a = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
+    const char *b = "SELECT abalance FROM pgbench_accounts WHERE aid = 7;";
+    sqlkey_memo_key(m, a);
+    hits = sqlkey_memo_hits(m);
+    cr_expect_eq(sqlkey_memo_key(m, b), sqlkey_seeded(b, &secret));
+    cr_expect_eq(sqlkey_memo_hits(m), hits + 1);
+    sqlkey_memo_free(m);
+}
