@@ -30,9 +30,26 @@ static inline bool textscan_rest_matches(const char *p, const char *word)
 }
 
 /* Does NUL-terminated text contain word (non-empty, lower-case ASCII), ignoring case,
- * anywhere? strpbrk finds each candidate's first byte, the rest is compared in line. */
+ * anywhere? strpbrk finds each candidate's first byte, the rest is compared in line; a word
+ * with a byte that has no case (the '_' of "lp_") is found by that byte with strchr instead,
+ * which is cheaper per call and stops less often. */
 static inline bool text_contains_ci(const char *text, const char *word)
 {
+    size_t at = 0;
+    while (word[at] && textscan_upper(word[at]) != word[at])
+        at++;
+    if (word[at]) { /* word[at] has no case */
+        for (const char *p = strchr(text, word[at]); p; p = strchr(p + 1, word[at])) {
+            if ((size_t)(p - text) < at)
+                continue; /* too near the start for the bytes before it */
+            size_t i = 0;
+            while (i < at && textscan_lower(p[i - at]) == word[i])
+                i++;
+            if (i == at && textscan_rest_matches(p - at, word))
+                return true;
+        }
+        return false;
+    }
     const char first[3] = {word[0], textscan_upper(word[0]), '\0'};
     for (const char *p = strpbrk(text, first); p; p = strpbrk(p + 1, first))
         if (textscan_rest_matches(p, word))

@@ -429,6 +429,16 @@ Test(textscan, a_keyword_is_found_in_any_case_anywhere_and_only_there)
         {"insert into t values (1)", "into", true},
         {"INTO", "into", true},
         {"int", "into", false},
+        /* a word with a byte that has no case is found by that byte: at the start, in any
+         * case, after candidates that fail, never before the text */
+        {"lp_1", "lp_", true},
+        {"EXECUTE LP_s1", "lp_", true},
+        {"l_p_ a_b lP_", "lp_", true},
+        {"_p_ xlq_ p_", "lp_", false},
+        {"p_", "lp_", false},
+        {"_", "lp_", false},
+        {"SET_CONFIG(", "set_config", true},
+        {"set_confi", "set_config", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         cr_expect_eq(text_contains_ci(cases[i].text, cases[i].word), cases[i].found,
