@@ -127,6 +127,11 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
     client_close(c, msg);
 }
 
+void client_relay_out_of_memory(struct client *c)
+{
+    client_fail(c, "53200", "out of memory in lakeproxy: connection closed");
+}
+
 static bool send_to_client(struct client *c, struct buf *b)
 {
     bool ok = conn_send(c->bev, b);
@@ -1025,7 +1030,7 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
     } else if (r == RELAY_STOPPED) {
         client_close(c, "client terminated");
     } else if (r == RELAY_FAILED && err == relay_out_of_memory) {
-        client_fail(c, "53200", "out of memory in lakeproxy: connection closed");
+        client_relay_out_of_memory(c);
     } else if (r == RELAY_FAILED) {
         char msg[200];
         snprintf(msg, sizeof(msg), "%s",

@@ -39,6 +39,9 @@ void client_transaction_lost(struct client *c, const char *sqlstate, const char 
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
 
+/* client_fail for a relay that ran out of memory (53200): a message was lost on its way. */
+void client_relay_out_of_memory(struct client *c);
+
 /* Closes c now (logging reason); its server goes back to the pool or is closed. */
 void client_close(struct client *c, const char *reason);
 

@@ -889,7 +889,7 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
                     "connection closed");
     } else if (r == RELAY_FAILED && err == relay_out_of_memory) {
         server_close(s, err);
-        client_fail(c, "53200", "out of memory in lakeproxy: connection closed");
+        client_relay_out_of_memory(c);
     } else if (r == RELAY_FAILED) {
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
