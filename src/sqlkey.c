@@ -124,7 +124,13 @@ uint64_t sqlkey(const char *sql)
     return sqlkey_seeded(sql, &none);
 }
 
-enum { MEMO_CONSTS = 8, MEMO_TEXT_MAX = 1024, MEMO_INDEX_BYTES = 24, MEMO_WAYS = 4 };
+enum {
+    MEMO_CONSTS = 8,
+    MEMO_TEXT_MAX = 1024,
+    MEMO_INDEX_BYTES = 24,
+    MEMO_WAYS = 4,
+    MEMO_SETS_MAX = 1 << 16
+};
 
 /* Where the constants of a text lie, as the scanner found them (the first MEMO_CONSTS). */
 struct spans {
@@ -223,14 +229,15 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
 struct memo_entry {
     uint64_t key;
     char *text; /* NULL: an empty way */
-    uint32_t len, used;
+    uint32_t len;
+    uint64_t used;
     struct spans sp;
 };
 
 struct sqlkey_memo {
     struct sqlkey_secret secret;
     size_t n_sets; /* a power of two */
-    uint32_t clock;
+    uint64_t clock;
     uint64_t hits;
     struct memo_entry *ways; /* n_sets * MEMO_WAYS */
 };
@@ -239,7 +246,7 @@ struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n
 {
     struct sqlkey_memo *m = calloc(1, sizeof(*m));
     size_t sets = 1;
-    while (sets < n_sets)
+    while (sets < n_sets && sets < MEMO_SETS_MAX)
         sets *= 2;
     if (m)
         m->ways = calloc(sets * MEMO_WAYS, sizeof(*m->ways));

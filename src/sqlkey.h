@@ -27,8 +27,9 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret);
 /* A memo of the keys of texts seen lately, so that a text seen before with other constants
  * (the same statement run again) is keyed by comparing it with the one seen instead of hashing
  * it: "SELECT ... WHERE id = 7" matches "... id = 5" where its bytes other than constants are
- * the same. Bounded: n_sets sets of 4 texts of up to 1 KiB, each with at most 8 constants and
- * none in its first 24 bytes (other texts are keyed as sqlkey_seeded keys them, not kept). */
+ * the same. Bounded: n_sets sets (a power of two, at most 65,536) of 4 texts of up to 1 KiB, each
+ * with at most 8 constants and none in its first 24 bytes (other texts are keyed as sqlkey_seeded
+ * keys them, not kept). */
 struct sqlkey_memo;
 
 /* NULL when out of memory. */

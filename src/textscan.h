@@ -43,7 +43,7 @@ static inline bool text_contains_ci(const char *text, const char *word)
             if ((size_t)(p - text) < at)
                 continue; /* too near the start for the bytes before it */
             size_t i = 0;
-            while (i < at && textscan_lower(p[i - at]) == word[i])
+            while (i < at && textscan_lower((p - at)[i]) == word[i])
                 i++;
             if (i == at && textscan_rest_matches(p - at, word))
                 return true;

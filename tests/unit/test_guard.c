@@ -443,6 +443,10 @@ Test(textscan, a_keyword_is_found_in_any_case_anywhere_and_only_there)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         cr_expect_eq(text_contains_ci(cases[i].text, cases[i].word), cases[i].found,
                      "\"%s\" in \"%s\"", cases[i].word, cases[i].text);
+    /* the bytes before the text spell the start of the word: the text alone does not hold it */
+    char before[] = "lp_";
+    cr_expect(!text_contains_ci(before + 1, "lp_"));
+    cr_expect(!text_contains_ci(before + 2, "lp_"));
     /* every case folding of a keyword, at every offset */
     const char *word = "discard";
     for (unsigned mask = 0; mask < 128; mask++) {

@@ -505,15 +505,22 @@ Test(sqlinfo, texts_over_the_size_limit_are_not_parsed)
  * include what borders a constant in the scanner's eyes: words, a lone $ or a parameter, a
  * point, comments, quoted names, E U & and bytes from 128 that may or may not open one. */
 static const char *const kept_pieces[] = {
-    "SELECT",  " ",     "  ", "\n", "\t",    "a",     "t1",       "x.y",
-    ".",       "-",     "/",  "*",  "--c\n", "--c\r", "/* c */",  "/* /* n */ ' */",
-    "\"q 1\"", "\"'\"", "$1", "$",  ",",     "(",     ")",        "=",
-    "+",       "E",     "e",  "U",  "&",     "b",     "\xc3\xa9", "$x$",
-    "'",       "$1$",   "\"", "1a", "_",     ";",     "::"};
-static const char *const constant_pieces[] = {
-    "5",       "12.5",    ".5",       "1e3",     "1e+3",        "1.e-2",      "0",    "'s'",
-    "'it''s'", "''",      "E'a\\'b'", "e'x'",    "B'101'",      "X'ff'",      "N'n'", "U&'u'",
-    "$$d$$",   "$t$d$t$", "'a\\'",    "E'\\\\'", "77777777777", "'\xc3\xa9'", "$$$$", "1e"};
+    "SELECT",  " ",     "  ", "\n",  "\t",          "a",     "t1",       "x.y",
+    ".",       "-",     "/",  "*",   "--c\n",       "--c\r", "/* c */",  "/* /* n */ ' */",
+    "\"q 1\"", "\"'\"", "$1", "$",   ",",           "(",     ")",        "=",
+    "+",       "E",     "e",  "U",   "&",           "b",     "\xc3\xa9", "$x$",
+    "'",       "$1$",   "\"", "1a",  "_",           ";",     "::",       "\r",
+    "\v",      "\f",    "u",  "$a1", "\xe2\x82\xac"};
+static const char *const constant_pieces[] = {"5",          "12.5",      ".5",
+                                              "1e3",        "1e+3",      "1.e-2",
+                                              "0",          "'s'",       "'it''s'",
+                                              "''",         "E'a\\'b'",  "e'x'",
+                                              "B'101'",     "X'ff'",     "N'n'",
+                                              "U&'u'",      "$$d$$",     "$t$d$t$",
+                                              "'a\\'",      "E'\\\\'",   "77777777777",
+                                              "'\xc3\xa9'", "$$$$",      "1e",
+                                              "u&'v'",      "$a1$d$a1$", "$\xc3\xa9$d$\xc3\xa9$",
+                                              "1e5.5",      ".5e-3"};
 
 /* A random text: a prefix long or short enough to be memoised or not, then n pieces, each a
  * constant when the bit of shape says so, else a kept piece; the pieces picked from seed. */
@@ -536,9 +543,10 @@ static void random_text(char *out, size_t cap, unsigned seed, unsigned shape, in
 }
 
 /* The memo never gives a text another key than sqlkey_seeded does: random texts, then the
- * same texts with other constants, with one byte changed, cut short or grown, all through one
- * small memo (one set: every text meets every other), compared with the direct key. And it
- * answers from memory the texts that differ from one seen only in their constants. */
+ * same texts with other constants (where a wrong key would come from: a hit), with one byte
+ * changed, cut short or grown (a match that must be refused), all through one small memo (one
+ * set: each text meets the four kept last), compared with the direct key. And it answers from
+ * memory the texts that differ from one seen only in their constants. */
 Test(sqlkey, the_memo_gives_every_text_the_key_it_would_have)
 {
     struct sqlkey_secret secret = {11, 12};
@@ -563,7 +571,7 @@ Test(sqlkey, the_memo_gives_every_text_the_key_it_would_have)
             checked++;
         }
     }
-    cr_expect_gt(checked, 0);
+    cr_expect_eq(checked, 60000);
     uint64_t hits = sqlkey_memo_hits(m);
     cr_expect_gt(hits, 1000, "texts that differ in constants only are answered from memory");
     const char *a = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
@@ -572,5 +580,15 @@ Test(sqlkey, the_memo_gives_every_text_the_key_it_would_have)
     hits = sqlkey_memo_hits(m);
     cr_expect_eq(sqlkey_memo_key(m, b), sqlkey_seeded(b, &secret));
     cr_expect_eq(sqlkey_memo_hits(m), hits + 1);
+    /* a text over 1 KiB is keyed, not kept: the same text again is keyed again */
+    char big[1200];
+    for (int v = 0; v < 2; v++) {
+        int n = snprintf(big, sizeof(big), "%s%d AND note = '", b, v);
+        memset(big + n, 'x', 1100);
+        strcpy(big + n + 1100, "'");
+        hits = sqlkey_memo_hits(m);
+        cr_expect_eq(sqlkey_memo_key(m, big), sqlkey_seeded(big, &secret));
+        cr_expect_eq(sqlkey_memo_hits(m), hits, "a long text is not kept");
+    }
     sqlkey_memo_free(m);
 }
