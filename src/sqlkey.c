@@ -1,4 +1,5 @@
-/* sqlkey.c: the literal-insensitive key of SQL text, by one pass of a small scanner. */
+/* sqlkey.c: the literal-insensitive key of SQL text, by one pass of a small scanner, and a memo
+ * of recent texts' keys that keys the same statement with other constants by a compare. */
 #include "sqlkey.h"
 
 #include <stdbool.h>
