@@ -42,10 +42,7 @@ static inline bool text_contains_ci(const char *text, const char *word)
         for (const char *p = strchr(text, word[at]); p; p = strchr(p + 1, word[at])) {
             if ((size_t)(p - text) < at)
                 continue; /* too near the start for the bytes before it */
-            size_t i = 0;
-            while (i < at && textscan_lower((p - at)[i]) == word[i])
-                i++;
-            if (i == at && textscan_rest_matches(p - at, word))
+            if (textscan_lower(*(p - at)) == word[0] && textscan_rest_matches(p - at, word))
                 return true;
         }
         return false;
