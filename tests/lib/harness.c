@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,15 +29,54 @@ const char *env_need(const char *name)
     return v;
 }
 
-int free_port(void)
+/* The lowest port the kernel hands out as a connection's local port (ip_local_port_range). */
+static int ephemeral_low(void)
+{
+    int low = 32768, high = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* Whether a listening socket could bind 127.0.0.1:port now. */
+static bool port_bindable(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Ports come from the 10,000 below the ephemeral range, so no outgoing connection (the tests
+ * open thousands) takes one as its local port between this check and lakeproxy's bind, as it
+ * could a port the kernel picked for bind(0). Each process starts at a random place and walks
+ * on, so one test's successive calls differ and parallel tests seldom meet. */
+int free_port(void)
+{
+    static int next = -1;
+    int top = ephemeral_low(), span = top - 1024 < 10000 ? top - 1024 : 10000;
+    cr_assert(span > 100, "ip_local_port_range starts at %d: no room for test ports below it", top);
+    if (next < 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        next = (int)(((unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec) % (unsigned)span);
+    }
+    for (int tries = 0; tries < span; tries++) {
+        int port = top - span + next;
+        next = (next + 1) % span;
+        if (port_bindable(port))
+            return port;
+    }
+    cr_assert_fail("no free port in %d..%d", top - span, top - 1);
+    return -1;
 }
 
 double now_s(void)
@@ -86,18 +126,22 @@ bool under_valgrind(void)
     return v && strcmp(v, "1") == 0;
 }
 
-/* Waits until something accepts on port, or the proxy process has exited. */
-static bool wait_listening(pid_t pid, int port)
+/* Waits until something accepts on p's port: true; false if lakeproxy exited first (then
+ * p->pid is 0, its status in *status, so proxy_stop does not wait for a reaped process) or
+ * did not listen in time (*status -1). */
+static bool wait_listening(struct proxy *p, int *status)
 {
+    *status = -1;
     for (int i = 0; i < (under_valgrind() ? 6000 : 500); i++) {
-        int fd = raw_connect(port);
+        int fd = raw_connect(p->port);
         if (fd >= 0) {
             close(fd);
             return true;
         }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
+        if (waitpid(p->pid, status, WNOHANG) == p->pid) {
+            p->pid = 0;
             return false;
+        }
         usleep(10000);
     }
     return false;
@@ -182,8 +226,11 @@ void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, 
 
 void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
 {
+    int st;
     spawn(p, port, yaml, "proxy", NULL, hosts);
-    cr_assert(wait_listening(p->pid, port), "lakeproxy did not start listening; see %s", p->log);
+    if (!wait_listening(p, &st))
+        cr_assert_fail("lakeproxy did not start listening on %d (%s %d); see %s", port,
+                       st == -1 ? "still running, status" : "exited, status", st, p->log);
 }
 
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml)
