@@ -293,21 +293,60 @@ static bool push_reply_for(struct server *s, enum reply_kind kind, const char *t
         return rq_push(&s->replies, kind, NULL);
     if (!rq_push(&s->replies, kind, *name ? GUARD_RESERVED_STMT_PREFIX : ""))
         return false;
-    rq_mark_absent(&s->replies);
+    rq_mark_own_error(&s->replies, REPLY_OWN_ABSENT);
     return true;
 }
 
-/* The client's error for a Bind or Describe of a statement it may not use, worded as
- * PostgreSQL words a missing one (26000). */
-static bool write_absent_error(struct server *s, const struct reply *f)
+/* The client's error in place of the server's for a reply the proxy words itself: a Bind or
+ * Describe of a statement it may not use, worded as PostgreSQL words a missing one (26000), or
+ * a Parse of a name it holds (42P05, as PostgreSQL). */
+static bool write_own_error(struct server *s, const struct reply *f)
 {
     struct buf b;
     buf_init(&b);
-    proto_error(&b, "ERROR", "26000",
-                f->stmt[0] ? "prepared statement does not exist: names beginning with "
-                             "\"" GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
-                           : "unnamed prepared statement does not exist");
+    if (f->own_error == REPLY_OWN_TAKEN) {
+        char msg[STMT_NAME_LEN + 64];
+        snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", f->stmt);
+        proto_error(&b, "ERROR", "42P05", msg);
+    } else {
+        proto_error(&b, "ERROR", "26000",
+                    f->stmt[0] ? "prepared statement does not exist: names beginning with "
+                                 "\"" GUARD_RESERVED_STMT_PREFIX "\" are reserved by lakeproxy"
+                               : "unnamed prepared statement does not exist");
+    }
     return send_buf(to_client(s), &b) || answer_lost();
+}
+
+/* A client's Parse of a name it holds (its statement there, not one whose Parse is still
+ * owed a reply): PostgreSQL refuses it (42P05) and skips the rest up to Sync, leaving the
+ * statement as it was. The server is sent a Parse that fails the same way at the same place
+ * (a text that does not parse, under a name no client can use, so nothing is created), whose
+ * error the client gets worded as PostgreSQL's. */
+static enum relay_verdict refuse_taken_name(struct server *s, const char *name)
+{
+    char shown[STMT_NAME_LEN]; /* the name for the message: whole, or cut (on a character's
+                                  first byte) with "..." */
+    size_t n = strlen(name);
+    if (n < sizeof(shown)) {
+        memcpy(shown, name, n + 1);
+    } else {
+        n = sizeof(shown) - 4;
+        while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80)
+            n--;
+        memcpy(shown, name, n);
+        memcpy(shown + n, "...", 4);
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, GUARD_RESERVED_STMT_PREFIX "name_taken");
+    buf_put_str(&b, "lakeproxy_statement_name_taken");
+    buf_put_u16(&b, 0);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, RK_PARSE, shown))
+        b.failed = true;
+    rq_mark_own_error(&s->replies, REPLY_OWN_TAKEN);
+    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
 /* The client's unnamed statement, kept, goes to its server: the server holds it then. */
@@ -367,6 +406,9 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         *err = "invalid Parse message";
         return RV_ERROR;
     }
+    const struct client_stmt *held = *name ? client_stmt_get(&c->stmts, name) : NULL;
+    if (held && !rq_owes_parse_of(&s->replies, held->gen))
+        return refuse_taken_name(s, name);
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
         if (!client_under_policy(c)) /* (for plain_parse_known) */
@@ -700,6 +742,8 @@ bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
 static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
+    if (r->own_error == REPLY_OWN_TAKEN)
+        return;              /* a Parse that could create nothing, refused or not run */
     if (r->gen && s->client) /* the client's named Parse never happened: forget it */
         client_stmt_undo(&s->client->stmts, r);
     if (r->kind == RK_FAKE_PARSE)
@@ -735,10 +779,10 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         return answered(s);
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
         const struct reply *f = rq_front(&s->replies);
-        bool absent = type == 'E' && f && f->absent;
-        if (absent && !body)
+        bool own = type == 'E' && f && f->own_error;
+        if (own && !body)
             return RV_NEED_BODY;
-        if (absent && !write_absent_error(s, f))
+        if (own && !write_own_error(s, f))
             return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
@@ -746,7 +790,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
             s->carried_open_zs = s->in_flight;
         /* no Sync sent yet: the server skips what the client sends up to its next one */
         s->skip_till_sync = rq_front(&s->replies) == NULL;
-        return absent ? RV_DROP : RV_STREAM;
+        return own ? RV_DROP : RV_STREAM;
     }
     case RQ_FINISH:
         if (!fake_next(s)) {

@@ -266,7 +266,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     }
     struct reply *r = &q->items[rq_slot(q, q->head + q->len)];
     r->kind = (uint8_t)kind;
-    r->absent = false;
+    r->own_error = REPLY_OWN_NONE;
     r->gen = 0;
     r->name_hash = 0;
     r->copy_dones = q->copy_dones;
@@ -359,10 +359,18 @@ void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st)
     r->name_hash = st->hash;
 }
 
-void rq_mark_absent(struct reply_queue *q)
+void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e)
 {
     if (q->len)
-        q->items[rq_slot(q, q->head + q->len - 1)].absent = true;
+        q->items[rq_slot(q, q->head + q->len - 1)].own_error = (uint8_t)e;
+}
+
+bool rq_owes_parse_of(const struct reply_queue *q, uint32_t gen)
+{
+    for (size_t i = 0; i < q->len; i++)
+        if (q->items[rq_slot(q, q->head + i)].gen == gen)
+            return true;
+    return false;
 }
 
 /* The entries sent with one count lie together, since counts never fall along the queue: only

@@ -103,10 +103,19 @@ enum reply_kind {
                          Execute (masking reads its RowDescription): swallow it */
 };
 
+/* Errors the proxy words itself in place of the server's (struct reply.own_error). */
+enum reply_own_error {
+    REPLY_OWN_NONE,
+    REPLY_OWN_ABSENT, /* a Bind or Describe of a statement the client may not use, sent to a
+                         name no server has: 26000 (stmt: "" unnamed, else reserved) */
+    REPLY_OWN_TAKEN,  /* a client's Parse of a name it holds, sent as a Parse that fails:
+                         42P05 (stmt: the client's name, cut to fit) */
+};
+
 struct reply {
     uint8_t kind;
-    bool absent;              /* a Bind or Describe of a statement the client may not use: the
-                                 proxy answers its ErrorResponse (stmt: "" unnamed, else reserved) */
+    uint8_t own_error;        /* REPLY_OWN_*: the server's ErrorResponse for it goes to the
+                                 client as one of the proxy's wording */
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
@@ -125,8 +134,10 @@ const struct reply *rq_front(const struct reply_queue *q);
 /* The entry after the front, or NULL. */
 const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
-/* Marks the entry pushed last as absent (see struct reply). */
-void rq_mark_absent(struct reply_queue *q);
+/* Marks the entry pushed last with one of the proxy's own errors (see struct reply). */
+void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e);
+/* Is a reply to the Parse of gen (struct reply.gen, not 0) still owed? */
+bool rq_owes_parse_of(const struct reply_queue *q, uint32_t gen);
 /* Notes on the entry pushed last that it is owed for the Parse that made client statement st. */
 void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
