@@ -5,7 +5,8 @@
 # and PgBouncer (transaction pooling, the same pool size), runs pgbench -S against each in
 # turn, and prints per run: TPS, the proxy's CPU per transaction, and the CPU per transaction
 # of the backends serving it (utime + stime of their processes, in clock ticks of 10 ms: runs
-# of a few seconds are needed). With -s, the backends' system calls per transaction as well
+# of a few seconds are needed), of pgbench itself, and of the whole machine (/proc/stat, with
+# the share of time its CPUs sat idle). With -s, the backends' system calls per transaction as well
 # (strace -c, which slows them: TPS and CPU of those runs are not comparable).
 # With many clients (-c 1000) give runs -d 30 or more: pgbench's clock includes its logins.
 #   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s]
@@ -47,8 +48,12 @@ run() {
         sp=$!
         sleep 0.5
     fi
-    out=$(pgbench -n -S -M "$MODE" -c "$CLIENTS" -j 2 -T "$DURATION" \
-        "host=127.0.0.1 port=$port dbname=bench user=lp_server" 2>&1) || true
+    local m0 m1
+    m0=$(machine_ticks)
+    # (times: the CPU pgbench used, as "user system" lines of the shell's children)
+    out=$(bash -c 'pgbench "$@" 2>&1; times' - -n -S -M "$MODE" -c "$CLIENTS" -j 2 \
+        -T "$DURATION" "host=127.0.0.1 port=$port dbname=bench user=lp_server") || true
+    m1=$(machine_ticks)
     if [ -n "$sp" ]; then
         kill -INT "$sp" 2>/dev/null || true
         wait "$sp" || true
@@ -63,10 +68,20 @@ run() {
                 c = ($4 ~ /^[0-9]+$/) ? $4 : $3; printf " %s/txn %.2f", $NF, c / n }' \
             "$T/$name.strace")
     fi
+    local pgb
+    pgb=$(echo "$out" | tail -n 1 | awk '{ s = 0; for (i = 1; i <= NF; i++) {
+        split($i, a, "m"); s += a[1] * 60 + a[2] } printf "%.3f", s }')
     awk -v name="$name" -v tps="$tps" -v c="$((c1 - c0))" -v b="$((b1 - b0))" -v n="$n" \
-        -v hz="$(getconf CLK_TCK)" -v sys="$sys" 'BEGIN {
-        printf "%-9s tps %8.0f  proxy us/txn %5.1f  backends us/txn %5.1f%s\n",
-            name, tps, c / 1e3 / n, b / hz * 1e6 / n, sys }'
+        -v hz="$(getconf CLK_TCK)" -v sys="$sys" -v pgb="$pgb" -v m0="$m0" -v m1="$m1" 'BEGIN {
+        split(m0, x, " "); split(m1, y, " "); busy = (y[1] - x[1]) / hz; idle = (y[2] - x[2]) / hz
+        printf "%-9s tps %8.0f  proxy us/txn %5.1f  backends us/txn %5.1f  pgbench us/txn %5.1f" \
+            "  machine busy us/txn %5.1f idle %2.0f%%%s\n", name, tps, c / 1e3 / n,
+            b / hz * 1e6 / n, pgb * 1e6 / n, busy * 1e6 / n, 100 * idle / (busy + idle), sys }'
+}
+
+# machine_ticks: "busy idle" clock ticks of all CPUs so far (/proc/stat; iowait counts as idle).
+machine_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat
 }
 
 echo "pgbench -S -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating"
