@@ -9,14 +9,15 @@
 # the share of time its CPUs sat idle). With -s, the backends' system calls per transaction as well
 # (strace -c, which slows them: TPS and CPU of those runs are not comparable).
 # With many clients (-c 1000) give runs -d 30 or more: pgbench's clock includes its logins.
-#   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s]
+# lakeproxy runs with statistics off unless -S (on, without a query log, as it ships).
+#   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s] [-S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=4 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple STRACE=0
-while getopts "d:r:c:p:M:s" o; do
+DURATION=4 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple STRACE=0 STATS="{ enabled: false }"
+while getopts "d:r:c:p:M:sS" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; p) POOL=$OPTARG ;;
-        M) MODE=$OPTARG ;; s) STRACE=1 ;; *) exit 2 ;;
+        M) MODE=$OPTARG ;; s) STRACE=1 ;; S) STATS="{ enabled: true }" ;; *) exit 2 ;;
     esac
 done
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
@@ -24,7 +25,7 @@ command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2
 [ -x ./lakeproxy ] || make lakeproxy
 
 source bench/lib.sh
-bench_two_proxies lakeproxy-backends "$POOL"
+bench_two_proxies lakeproxy-backends "$POOL" "$STATS"
 
 # backend_ticks: clock ticks the bench user's backends have run (the proxies' servers).
 backend_ticks() {
@@ -84,7 +85,7 @@ machine_ticks() {
     awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat
 }
 
-echo "pgbench -S -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating"
+echo "pgbench -S -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating; lakeproxy stats: $STATS"
 for t in lakeproxy pgbouncer; do # warm-up, not shown
     run "$t" "$([ $t = lakeproxy ] && echo "$lpport" || echo "$pbport")" \
         "$([ $t = lakeproxy ] && echo "$lp_pid" || echo "$pb_pid")" >/dev/null
