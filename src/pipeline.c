@@ -38,6 +38,15 @@ static bool answer_lost(void)
     return false;
 }
 
+/* Pops the front reply, which has come: a client Parse's record is no longer in doubt. */
+static void pop_reply(struct server *s)
+{
+    const struct reply *f = rq_front(&s->replies);
+    if (f && s->client)
+        client_stmt_settled(&s->client->stmts, f);
+    rq_pop(&s->replies);
+}
+
 /* Writes the replies the proxy owes the client now that they are at the front; false when
  * out of memory (none after the lost one is written). */
 static bool emit_fakes(struct server *s)
@@ -47,7 +56,7 @@ static bool emit_fakes(struct server *s)
         uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
         if (evbuffer_add(to_client(s), msg, sizeof(msg)) != 0)
             return answer_lost();
-        rq_pop(&s->replies);
+        pop_reply(s);
     }
     return true;
 }
@@ -407,7 +416,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     }
     const struct client_stmt *held = *name ? client_stmt_get(&c->stmts, name) : NULL;
-    if (held && !rq_owes_parse_of(&s->replies, held->gen))
+    if (held && !client_stmt_owed(&c->stmts, held))
         return refuse_taken_name(s, name);
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
@@ -743,9 +752,11 @@ static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
     if (r->own_error == REPLY_OWN_TAKEN)
-        return;              /* a Parse that could create nothing, refused or not run */
-    if (r->gen && s->client) /* the client's named Parse never happened: forget it */
+        return;                /* a Parse that could create nothing, refused or not run */
+    if (r->gen && s->client) { /* the client's named Parse never happened: forget it */
         client_stmt_undo(&s->client->stmts, r);
+        client_stmt_settled(&s->client->stmts, r);
+    }
     if (r->kind == RK_FAKE_PARSE)
         return; /* nothing was sent */
     if (r->kind == RK_DROP_CLOSE)
@@ -794,12 +805,12 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
     }
     case RQ_FINISH:
         if (!fake_next(s)) {
-            rq_pop(&s->replies);
+            pop_reply(s);
             return RV_STREAM;
         }
         if (!body)
             return RV_NEED_BODY;
-        rq_pop(&s->replies);
+        pop_reply(s);
         return pipeline_forward_then_fakes(s, type, len, body) ? RV_DROP : RV_ERROR;
     default: return RV_STREAM;
     }

@@ -186,6 +186,18 @@ void client_stmt_undo(struct client_stmts *s, const struct reply *r)
         }
 }
 
+void client_stmt_settled(struct client_stmts *s, const struct reply *r)
+{
+    if (r->gen)
+        s->settled_gen = r->gen;
+}
+
+/* (gens wrap: one is newer when it lies less than half the range ahead) */
+bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st)
+{
+    return (int32_t)(st->gen - s->settled_gen) > 0;
+}
+
 void client_stmts_clear(struct client_stmts *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -193,8 +205,10 @@ void client_stmts_clear(struct client_stmts *s)
     free(s->items);
     free(s->heads);
     uint32_t gen = s->last_gen; /* replies still owed may name older gens: none is reused */
+    uint32_t settled = s->settled_gen;
     memset(s, 0, sizeof(*s));
     s->last_gen = gen;
+    s->settled_gen = settled;
 }
 
 int server_stmt_find(struct server_stmts *s, const char *name)
@@ -363,14 +377,6 @@ void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e)
 {
     if (q->len)
         q->items[rq_slot(q, q->head + q->len - 1)].own_error = (uint8_t)e;
-}
-
-bool rq_owes_parse_of(const struct reply_queue *q, uint32_t gen)
-{
-    for (size_t i = 0; i < q->len; i++)
-        if (q->items[rq_slot(q, q->head + i)].gen == gen)
-            return true;
-    return false;
 }
 
 /* The entries sent with one count lie together, since counts never fall along the queue: only

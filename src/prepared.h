@@ -50,7 +50,9 @@ struct client_stmts {
     size_t bytes;   /* names and bodies held */
     int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
     size_t n_heads;
-    uint32_t last_gen; /* the gen given last */
+    uint32_t last_gen;    /* the gen given last */
+    uint32_t settled_gen; /* the newest gen whose Parse was answered, refused or skipped: the
+                             Parses of newer ones are still owed a reply (answered in order) */
 };
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
@@ -66,6 +68,10 @@ void client_stmt_remove(struct client_stmts *s, const char *name);
  * is still there (not replaced by a later Parse of the name since). */
 struct reply;
 void client_stmt_undo(struct client_stmts *s, const struct reply *r);
+/* The reply owed for the Parse of gen r->gen (0: none) has come, or will not. */
+void client_stmt_settled(struct client_stmts *s, const struct reply *r);
+/* Is the reply to the Parse that made st still owed (it may yet fail)? */
+bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st);
 void client_stmts_clear(struct client_stmts *s);
 
 /* The statements prepared on one server connection. */
@@ -136,8 +142,6 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last with one of the proxy's own errors (see struct reply). */
 void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e);
-/* Is a reply to the Parse of gen (struct reply.gen, not 0) still owed? */
-bool rq_owes_parse_of(const struct reply_queue *q, uint32_t gen);
 /* Notes on the entry pushed last that it is owed for the Parse that made client statement st. */
 void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the

@@ -76,6 +76,32 @@ Test(prepared, a_refused_parse_removes_only_the_record_it_made)
     client_stmts_clear(&s);
 }
 
+/* A record's Parse is owed a reply until that reply, or a later one of the client's, has come:
+ * across the wrap of the gen counter too. */
+Test(prepared, a_record_is_in_doubt_until_its_parse_is_answered)
+{
+    struct client_stmts s = {0};
+    s.last_gen = s.settled_gen = UINT32_MAX - 1; /* the next gens wrap (0 is skipped) */
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, 0, 0));
+    struct reply a = parse_reply_of(&s, "a");
+    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 2", 9, 0, 0));
+    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 3", 9, 0, 0));
+    struct reply b = parse_reply_of(&s, "b");
+    cr_assert_lt(b.gen, a.gen, "the counter did not wrap: the test tests nothing");
+    cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "a")));
+    cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "c")));
+    client_stmt_settled(&s, &a);
+    cr_expect_not(client_stmt_owed(&s, client_stmt_get(&s, "a")));
+    cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "b")), "b's reply has not come");
+    client_stmt_settled(&s, &b);
+    cr_expect_not(client_stmt_owed(&s, client_stmt_get(&s, "b")));
+    cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "c")));
+    struct reply none = {0};
+    client_stmt_settled(&s, &none); /* a reply of no Parse settles nothing */
+    cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "c")));
+    client_stmts_clear(&s);
+}
+
 /* Many statements are found, replaced and removed in any order (the last one moving into each
  * hole), and a client's statements hold at most CLIENT_STMT_MAX of them and CLIENT_STMT_BYTES
  * of text: past either, put refuses, and room freed can be used again. */
