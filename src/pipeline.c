@@ -38,11 +38,14 @@ static bool answer_lost(void)
     return false;
 }
 
-/* Pops the front reply, which has come: a client Parse's record is no longer in doubt. */
+/* Pops the front reply, which has come: a client Parse's record is no longer in doubt, a
+ * statement its Close parked goes. */
 static void pop_reply(struct server *s)
 {
     const struct reply *f = rq_front(&s->replies);
-    if (f && s->client)
+    if (f && s->client && f->kind == RK_FAKE_CLOSE)
+        client_stmt_unpark(&s->client->stmts, f, false);
+    else if (f && s->client)
         client_stmt_settled(&s->client->stmts, f);
     rq_pop(&s->replies);
 }
@@ -513,9 +516,15 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
         return answered(s);
     }
     if (type == 'C') { /* the server-side statement stays cached for other clients */
-        client_stmt_remove(&c->stmts, name);
+        /* behind replies still owed an error may skip the Close: the statement waits */
+        const struct client_stmt *st =
+            rq_front(&s->replies) ? client_stmt_park(&c->stmts, name) : NULL;
+        if (!st)
+            client_stmt_remove(&c->stmts, name);
         if (!rq_push(&s->replies, RK_FAKE_CLOSE, NULL))
             return RV_ERROR;
+        if (st)
+            rq_mark_parse_of(&s->replies, st);
         return answered(s);
     }
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
@@ -752,7 +761,12 @@ static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
     if (r->own_error == REPLY_OWN_TAKEN)
-        return;                /* a Parse that could create nothing, refused or not run */
+        return;                     /* a Parse that could create nothing, refused or not run */
+    if (r->kind == RK_FAKE_CLOSE) { /* the client's Close never happened: its statement stays */
+        if (s->client)
+            client_stmt_unpark(&s->client->stmts, r, true);
+        return;
+    }
     if (r->gen && s->client) { /* the client's named Parse never happened: forget it */
         client_stmt_undo(&s->client->stmts, r);
         client_stmt_settled(&s->client->stmts, r);
@@ -796,6 +810,8 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         if (own && !write_own_error(s, f))
             return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);
+        if (s->client) /* once the skipped Parses are undone: their names are free again */
+            client_stmt_restore_skipped(&s->client->stmts);
         s->in_flight -= skipped < (size_t)s->in_flight ? (int)skipped : s->in_flight;
         if (s->carried_open_zs > s->in_flight) /* (those it counted may be among them) */
             s->carried_open_zs = s->in_flight;

@@ -50,7 +50,7 @@ static struct client_stmt *find_client_stmt(const struct client_stmts *s, const 
 {
     int32_t *head = head_of(s, name);
     for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
-        if (strcmp(s->items[i].name, name) == 0)
+        if (!s->items[i].closing && strcmp(s->items[i].name, name) == 0)
             return &s->items[i];
     return NULL;
 }
@@ -140,6 +140,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     if (++s->last_gen == 0)
         s->last_gen = 1;
     st->gen = s->last_gen;
+    st->closing = false;
     return true;
 }
 
@@ -158,6 +159,7 @@ static void remove_stmt(struct client_stmts *s, struct client_stmt *st)
     int32_t i = (int32_t)(st - s->items), last = (int32_t)s->n - 1;
     unchain(s, i);
     s->bytes -= strlen(st->name) + st->len;
+    s->n_closing -= st->closing;
     free_stmt(st);
     if (i != last) { /* the last item fills the hole, under its new index */
         unchain(s, last);
@@ -176,19 +178,26 @@ void client_stmt_remove(struct client_stmts *s, const char *name)
         remove_stmt(s, st);
 }
 
-void client_stmt_undo(struct client_stmts *s, const struct reply *r)
+/* The item made by the Parse reply r was owed for (closing or not); NULL when gone. */
+static struct client_stmt *stmt_of_reply(const struct client_stmts *s, const struct reply *r)
 {
     int32_t *head = r->gen ? head_of_hash(s, r->name_hash) : NULL;
     for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
-        if (s->items[i].gen == r->gen) {
-            remove_stmt(s, &s->items[i]);
-            return;
-        }
+        if (s->items[i].gen == r->gen)
+            return &s->items[i];
+    return NULL;
+}
+
+void client_stmt_undo(struct client_stmts *s, const struct reply *r)
+{
+    struct client_stmt *st = stmt_of_reply(s, r);
+    if (st)
+        remove_stmt(s, st);
 }
 
 void client_stmt_settled(struct client_stmts *s, const struct reply *r)
 {
-    if (r->gen)
+    if (r->gen && (r->kind == RK_PARSE || r->kind == RK_FAKE_PARSE))
         s->settled_gen = r->gen;
 }
 
@@ -198,12 +207,88 @@ bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st
     return (int32_t)(st->gen - s->settled_gen) > 0;
 }
 
+/* The newest closing item of name; NULL when none. */
+static struct client_stmt *newest_closing(const struct client_stmts *s, const char *name)
+{
+    struct client_stmt *best = NULL;
+    int32_t *head = head_of(s, name);
+    for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next) {
+        struct client_stmt *st = &s->items[i];
+        if (st->closing && strcmp(st->name, name) == 0 &&
+            (!best || (int32_t)(st->gen - best->gen) > 0))
+            best = st;
+    }
+    return best;
+}
+
+const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *name)
+{
+    struct client_stmt *st = find_client_stmt(s, name);
+    if (!st)
+        return s->n_closing ? newest_closing(s, name) : NULL;
+    st->closing = true;
+    s->n_closing++;
+    return st;
+}
+
+/* Room for one more statement to restore. */
+static bool restore_room(struct client_stmts *s)
+{
+    if (s->n_restore < s->cap_restore)
+        return true;
+    size_t cap = s->cap_restore ? s->cap_restore * 2 : 4;
+    struct restore_item *grown = realloc(s->to_restore, cap * sizeof(*grown));
+    if (!grown)
+        return false;
+    s->to_restore = grown;
+    s->cap_restore = cap;
+    return true;
+}
+
+void client_stmt_unpark(struct client_stmts *s, const struct reply *r, bool skipped)
+{
+    struct client_stmt *st = stmt_of_reply(s, r);
+    if (!st || (skipped && !st->closing))
+        return;
+    if (!skipped || !restore_room(s)) { /* (out of memory: the Close is taken as done) */
+        remove_stmt(s, st);
+        return;
+    }
+    s->to_restore[s->n_restore++] = (struct restore_item){r->gen, r->name_hash};
+}
+
+void client_stmt_restore_skipped(struct client_stmts *s)
+{
+    for (size_t i = 0; i < s->n_restore; i++) {
+        struct reply r = {.gen = s->to_restore[i].gen, .name_hash = s->to_restore[i].hash};
+        struct client_stmt *st = stmt_of_reply(s, &r);
+        if (!st || !st->closing)
+            continue;
+        if (find_client_stmt(s, st->name)) { /* a later Parse took the name */
+            remove_stmt(s, st);
+            continue;
+        }
+        st->closing = false;
+        s->n_closing--;
+    }
+    s->n_restore = 0;
+}
+
+void client_stmts_drop_closing(struct client_stmts *s)
+{
+    for (size_t i = s->n; i-- > 0 && s->n_closing > 0;)
+        if (s->items[i].closing) /* (the last item fills the hole: i is done with) */
+            remove_stmt(s, &s->items[i]);
+    s->n_restore = 0;
+}
+
 void client_stmts_clear(struct client_stmts *s)
 {
     for (size_t i = 0; i < s->n; i++)
         free_stmt(&s->items[i]);
     free(s->items);
     free(s->heads);
+    free(s->to_restore);
     uint32_t gen = s->last_gen; /* replies still owed may name older gens: none is reused */
     uint32_t settled = s->settled_gen;
     memset(s, 0, sizeof(*s));
@@ -356,7 +441,8 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, cons
     size_t queries = 0;
     while ((f = rq_front(q)) && f->kind != RK_SYNC) {
         bool parse = f->kind == RK_PARSE || f->kind == RK_DROP_PARSE || f->kind == RK_FAKE_PARSE;
-        if ((parse || f->kind == RK_DROP_CLOSE || f->kind == RK_CLOSE) && on_skipped)
+        bool close = f->kind == RK_DROP_CLOSE || f->kind == RK_CLOSE || f->kind == RK_FAKE_CLOSE;
+        if ((parse || close) && on_skipped)
             on_skipped(arg, f);
         queries += f->kind == RK_QUERY;
         rq_pop(q);

@@ -31,6 +31,8 @@ struct client_stmt {
     uint8_t effects;     /* STMT_* flags: what running it does to a server */
     uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
     uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
+    bool closing;        /* a Close of it is owed its reply: no name finds it (an error
+                            before the Close may yet bring it back) */
     uint32_t hash;       /* its name's keyed hash (its low bits: chains are fewer): its chain */
 };
 
@@ -44,12 +46,19 @@ struct client_stmt {
 
 /* A client's statements, found by name through chains keyed with the process's secret
  * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */
+struct restore_item {
+    uint32_t gen, hash;
+};
+
 struct client_stmts {
     struct client_stmt *items;
     size_t n, cap;
     size_t bytes;   /* names and bodies held */
     int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
     size_t n_heads;
+    size_t n_closing; /* items a Close took while replies were owed (client_stmt_park) */
+    struct restore_item *to_restore; /* those whose Closes an error just skipped */
+    size_t n_restore, cap_restore;
     uint32_t last_gen;    /* the gen given last */
     uint32_t settled_gen; /* the newest gen whose Parse was answered, refused or skipped: the
                              Parses of newer ones are still owed a reply (answered in order) */
@@ -72,6 +81,20 @@ void client_stmt_undo(struct client_stmts *s, const struct reply *r);
 void client_stmt_settled(struct client_stmts *s, const struct reply *r);
 /* Is the reply to the Parse that made st still owed (it may yet fail)? */
 bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st);
+/* A Close of name while replies are owed: the statement no longer answers to its name, but
+ * stays until the Close's reply is due (client_stmt_unpark). The record to note on that reply
+ * (rq_mark_parse_of), or NULL when name is not held. A name held only by a closing statement
+ * (a second Close of it) gives the newest such. */
+const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *name);
+/* The Close owed reply r (rq_mark_parse_of of a parked statement) is done (skipped false: the
+ * statement goes, back under its name or not) or was skipped (true: it is noted to come back
+ * at client_stmt_restore_skipped; out of memory, it goes). */
+void client_stmt_unpark(struct client_stmts *s, const struct reply *r, bool skipped);
+/* Brings back under their names the statements of the Closes just skipped, once the skipped
+ * messages have been undone; one whose name a later Parse took goes. */
+void client_stmt_restore_skipped(struct client_stmts *s);
+/* Removes every closing statement (the replies their Closes wait for will not come). */
+void client_stmts_drop_closing(struct client_stmts *s);
 void client_stmts_clear(struct client_stmts *s);
 
 /* The statements prepared on one server connection. */
@@ -125,7 +148,8 @@ struct reply {
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
-                     (the record to drop when PostgreSQL refuses or skips it), else 0 */
+                     (the record to drop when PostgreSQL refuses or skips it); RK_FAKE_CLOSE:
+                     the gen of the statement it parked (client_stmt_park); else 0 */
     uint32_t name_hash; /* ... and its client_stmt.hash, to find it */
 };
 
@@ -142,7 +166,8 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last with one of the proxy's own errors (see struct reply). */
 void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e);
-/* Notes on the entry pushed last that it is owed for the Parse that made client statement st. */
+/* Notes on the entry pushed last that it is owed for the Parse (or, for a Close, concerns the
+ * statement) that made client statement st. */
 void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
  * Syncs a client sends during copy-in, before its CopyDone); returns how many. */

@@ -101,6 +101,7 @@ void server_close(struct server *s, const char *reason)
     /* a client whose server was still being checked never knew it: it asks the pool again */
     struct client *unserved = s->state == SV_CHECKING ? s->client : NULL;
     if (s->client) {
+        client_stmts_drop_closing(&s->client->stmts); /* their Closes' replies will not come */
         s->client->server = NULL;
         s->client = NULL;
     }
@@ -1270,8 +1271,10 @@ static const char *retire_reason(const struct server *s)
 /* Breaks the link with the client and resumes reading if the client's backlog paused it. */
 static void detach_client(struct server *s)
 {
-    if (s->client)
+    if (s->client) {
+        client_stmts_drop_closing(&s->client->stmts); /* (none: nothing is in flight) */
         s->client->server = NULL;
+    }
     s->client = NULL;
     s->n_refusals = 0; /* nothing is in flight: stand-ins still listed were skipped */
     s->last_used = time(NULL);

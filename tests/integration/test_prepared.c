@@ -783,28 +783,35 @@ Test(prepared, a_parse_of_a_name_in_use_is_refused_as_by_postgresql)
     proxy_stop(&one);
 }
 
-/* Sends m (two Syncs' worth of messages, in one write) as carol, reads both answers and
- * expects a row containing row and exactly one error, of SQLSTATE error (NULL: none). */
-static void expect_two_syncs(int port, struct buf *m, const char *row, const char *error)
+/* Sends m (syncs Syncs' worth of messages, in one write) on raw session fd, reads every
+ * answer and expects a row containing row (NULL: no row) and exactly one error, of SQLSTATE
+ * error (NULL: none). */
+static void expect_answers(int fd, struct buf *m, int syncs, const char *row, const char *error)
 {
-    int fd = raw_session(port, "carol", "app");
     cr_assert(raw_send(fd, m));
     buf_free(m);
     uint8_t body[512];
     size_t len;
     int t, readies = 0, errors = 0;
     bool ran = false;
-    while (readies < 2 && (t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != -1) {
+    while (readies < syncs && (t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) != -1) {
         readies += t == 'Z';
         if (t == 'E') {
             errors++;
             cr_expect_str_eq(raw_error_sqlstate(body, len), error ? error : "(none)");
         }
-        ran = ran || (t == 'D' && memmem(body, len, row, strlen(row)) != NULL);
+        ran = ran || (t == 'D' && row && memmem(body, len, row, strlen(row)) != NULL);
     }
-    cr_expect_eq(readies, 2, "no answer to the pipeline");
+    cr_expect_eq(readies, syncs, "no answer to the pipeline");
     cr_expect_eq(errors, error ? 1 : 0);
-    cr_expect(ran, "no row with \"%s\"", row);
+    cr_expect(ran || !row, "no row with \"%s\"", row);
+}
+
+/* expect_answers on a new session of carol's. */
+static void expect_syncs(int port, struct buf *m, int syncs, const char *row, const char *error)
+{
+    int fd = raw_session(port, "carol", "app");
+    expect_answers(fd, m, syncs, row, error);
     close(fd);
 }
 
@@ -823,7 +830,7 @@ Test(prepared, a_parse_behind_a_failing_parse_of_the_same_name_works)
     raw_put_bind(&m, "", "s");
     raw_put_execute(&m, "");
     raw_put_empty(&m, 'S');
-    expect_two_syncs(one.port, &m, "works", "42601");
+    expect_syncs(one.port, &m, 2, "works", "42601");
     proxy_stop(&one);
 }
 
@@ -848,6 +855,81 @@ Test(prepared, a_named_parse_that_failed_leaves_the_name_free)
     proxy_stop(&one);
 }
 
+/* Appends, for expect_syncs: a Parse of statement s, a Sync, and an error (division by zero)
+ * that makes the server skip what follows up to the next Sync. */
+static void put_statement_then_error(struct buf *m)
+{
+    raw_put_parse(m, "s", "SELECT 'kept'");
+    raw_put_empty(m, 'S');
+    raw_put_parse(m, "", "SELECT 1/0");
+    raw_put_bind(m, "", "");
+    raw_put_execute(m, "");
+}
+
+/* Sends a Bind and an Execute of statement s and a Sync on fd, and expects row. */
+static void expect_statement_runs(int fd, const char *row)
+{
+    struct buf m;
+    buf_init(&m);
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, row, NULL);
+}
+
+/* A Close skipped after an error never happened: the statement is still there once the client
+ * has the error, as on PostgreSQL, also when a Parse of its name was skipped with it. (Messages
+ * pipelined behind the error are read before it comes, as if the Close had run: a Bind of the
+ * name among them gets 26000.) */
+Test(prepared, a_close_skipped_after_an_error_leaves_the_statement)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    put_statement_then_error(&m);
+    raw_put_close(&m, 'S', "s"); /* skipped */
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 2, NULL, "22012");
+    expect_statement_runs(fd, "kept");
+    close(fd);
+    fd = raw_session(one.port, "carol", "app");
+    buf_init(&m);
+    put_statement_then_error(&m);
+    raw_put_close(&m, 'S', "s");                 /* skipped, */
+    raw_put_parse(&m, "s", "SELECT 'replaced'"); /* and this with it */
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 2, NULL, "22012");
+    expect_statement_runs(fd, "kept");
+    close(fd);
+    proxy_stop(&one);
+}
+
+/* A Close that ran (no error before it) takes the statement at once, even with replies still
+ * owed: a Bind of it right behind gets 26000, and the name is free for a new Parse. */
+Test(prepared, a_close_behind_owed_replies_takes_the_statement)
+{
+    struct proxy one;
+    start_one_server(&one);
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "s", "SELECT 'old'");
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "", "SELECT 'first'"); /* a reply owed when the Close arrives */
+    raw_put_bind(&m, "", "");
+    raw_put_execute(&m, "");
+    raw_put_close(&m, 'S', "s");
+    raw_put_bind(&m, "", "s"); /* 26000 */
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "s", "SELECT 'new'");
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_syncs(one.port, &m, 3, "new", "26000");
+    proxy_stop(&one);
+}
+
 /* A DEALLOCATE prepared by name runs at its Execute, not at its Bind: a statement parsed
  * between the two is gone from the server after that Execute, and a Bind of it must prepare it
  * again rather than name a statement the server no longer has (26000). */
@@ -865,6 +947,6 @@ Test(prepared, a_statement_parsed_between_a_deallocates_bind_and_execute_is_prep
     raw_put_bind(&m, "", "x");
     raw_put_execute(&m, "");
     raw_put_empty(&m, 'S');
-    expect_two_syncs(one.port, &m, "x ran", NULL);
+    expect_syncs(one.port, &m, 2, "x ran", NULL);
     proxy_stop(&one);
 }

@@ -220,6 +220,14 @@ void raw_put_execute(struct buf *b, const char *portal)
     buf_msg_finish(b);
 }
 
+void raw_put_close(struct buf *b, char kind, const char *name)
+{
+    buf_msg_start(b, 'C');
+    buf_put_u8(b, (uint8_t)kind);
+    buf_put_str(b, name);
+    buf_msg_finish(b);
+}
+
 void raw_put_empty(struct buf *b, char type)
 {
     buf_msg_start(b, (uint8_t)type);

@@ -29,6 +29,8 @@ bool raw_send(int fd, struct buf *b);
 void raw_put_parse(struct buf *b, const char *name, const char *sql);
 void raw_put_bind(struct buf *b, const char *portal, const char *stmt);
 void raw_put_execute(struct buf *b, const char *portal);
+/* Close of a statement (kind 'S') or portal ('P'). */
+void raw_put_close(struct buf *b, char kind, const char *name);
 void raw_put_empty(struct buf *b, char type);
 
 /* Sends a simple Query on a raw socket. */

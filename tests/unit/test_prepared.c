@@ -102,6 +102,66 @@ Test(prepared, a_record_is_in_doubt_until_its_parse_is_answered)
     client_stmts_clear(&s);
 }
 
+/* The reply a Close of name would carry (a made-up CloseComplete marked with the statement
+ * client_stmt_park took). */
+static struct reply close_reply_of(struct client_stmts *s, const char *name)
+{
+    struct reply_queue q = {0};
+    rq_push(&q, RK_FAKE_CLOSE, NULL);
+    const struct client_stmt *st = client_stmt_park(s, name);
+    cr_assert_not_null(st, "nothing to park for %s", name);
+    rq_mark_parse_of(&q, st);
+    struct reply r = *rq_front(&q);
+    rq_free(&q);
+    return r;
+}
+
+/* A statement a Close parked answers to no name; when the Close is done it goes, when it is
+ * skipped it comes back, unless a Parse that was not skipped took the name meanwhile. Its
+ * bytes count until it goes. */
+Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
+{
+    struct client_stmts s = {0};
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, 0, 0));
+    size_t bytes = s.bytes;
+    struct reply close_a = close_reply_of(&s, "a");
+    cr_expect_null(client_stmt_get(&s, "a"));
+    cr_expect_eq(s.bytes, bytes, "a parked statement's bytes still count");
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 2", 9, 0, 0)); /* skipped too */
+    struct reply parse_b = parse_reply_of(&s, "a");
+    client_stmt_unpark(&s, &close_a, true);
+    client_stmt_undo(&s, &parse_b);
+    client_stmt_restore_skipped(&s);
+    cr_assert_not_null(client_stmt_get(&s, "a"), "the skipped Close's statement is back");
+    cr_expect_str_eq((const char *)client_stmt_get(&s, "a")->parse_rest, "SELECT 1");
+    /* skipped, but a Parse that ran took the name: the parked one goes */
+    close_a = close_reply_of(&s, "a");
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 3", 9, 0, 0));
+    client_stmt_unpark(&s, &close_a, true);
+    client_stmt_restore_skipped(&s);
+    cr_expect_str_eq((const char *)client_stmt_get(&s, "a")->parse_rest, "SELECT 3");
+    cr_expect_eq(s.n, 1);
+    cr_expect_eq(s.n_closing, 0);
+    /* done: it goes; a second Close of the name carries the same statement */
+    close_a = close_reply_of(&s, "a");
+    struct reply again = close_reply_of(&s, "a");
+    cr_expect_eq(again.gen, close_a.gen);
+    client_stmt_unpark(&s, &close_a, false);
+    client_stmt_unpark(&s, &again, false);
+    cr_expect_eq(s.n, 0);
+    cr_expect_eq(s.bytes, 0);
+    /* the server lost: every parked statement goes */
+    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 4", 9, 0, 0));
+    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 5", 9, 0, 0));
+    close_reply_of(&s, "b");
+    client_stmts_drop_closing(&s);
+    cr_expect_null(client_stmt_get(&s, "b"));
+    cr_expect_not_null(client_stmt_get(&s, "c"));
+    cr_expect_eq(s.n, 1);
+    cr_expect_eq(s.n_closing, 0);
+    client_stmts_clear(&s);
+}
+
 /* Many statements are found, replaced and removed in any order (the last one moving into each
  * hole), and a client's statements hold at most CLIENT_STMT_MAX of them and CLIENT_STMT_BYTES
  * of text: past either, put refuses, and room freed can be used again. */
