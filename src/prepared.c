@@ -226,6 +226,8 @@ const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *n
     struct client_stmt *st = find_client_stmt(s, name);
     if (!st)
         return s->n_closing ? newest_closing(s, name) : NULL;
+    if (s->n_closing >= CLIENT_STMT_CLOSING_MAX)
+        return NULL;
     st->closing = true;
     s->n_closing++;
     return st;

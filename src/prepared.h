@@ -13,6 +13,10 @@
 #define STMT_NAME_LEN 40      /* "lp_" + 32 hex + NUL, padded */
 #define SERVER_STMT_CACHE 256 /* statements kept prepared per server connection */
 #define CLIENT_STMT_MAX 10000 /* named statements one client may hold */
+/* Closing statements one client may have at once (client_stmt_park): past that a Close takes
+ * its statement at once. Bounded so that a name's chain cannot grow long with closing copies
+ * of it (Close and Parse of one name pipelined over and over). */
+#define CLIENT_STMT_CLOSING_MAX 64
 /* Bytes of statement text one client's named statements may hold together (at least: a
  * single statement as long as limits.max_message_size always fits). */
 #define CLIENT_STMT_BYTES (16u << 20)
@@ -83,8 +87,9 @@ void client_stmt_settled(struct client_stmts *s, const struct reply *r);
 bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st);
 /* A Close of name while replies are owed: the statement no longer answers to its name, but
  * stays until the Close's reply is due (client_stmt_unpark). The record to note on that reply
- * (rq_mark_parse_of), or NULL when name is not held. A name held only by a closing statement
- * (a second Close of it) gives the newest such. */
+ * (rq_mark_parse_of), or NULL when name is not held or CLIENT_STMT_CLOSING_MAX are closing
+ * (the caller then removes it). A name held only by a closing statement (a second Close of
+ * it) gives the newest such. */
 const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *name);
 /* The Close owed reply r (rq_mark_parse_of of a parked statement) is done (skipped false: the
  * statement goes, back under its name or not) or was skipped (true: it is noted to come back

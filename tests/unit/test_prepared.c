@@ -159,6 +159,15 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     cr_expect_not_null(client_stmt_get(&s, "c"));
     cr_expect_eq(s.n, 1);
     cr_expect_eq(s.n_closing, 0);
+    /* at most CLIENT_STMT_CLOSING_MAX close at once: the next is not parked */
+    for (int i = 0; i <= CLIENT_STMT_CLOSING_MAX; i++) {
+        cr_assert(client_stmt_put(&s, "d", (const uint8_t *)"SELECT 6", 9, 0, 0));
+        if (i < CLIENT_STMT_CLOSING_MAX)
+            close_reply_of(&s, "d");
+        else
+            cr_expect_null(client_stmt_park(&s, "d"), "parked past the bound");
+    }
+    cr_expect_eq(s.n_closing, CLIENT_STMT_CLOSING_MAX);
     client_stmts_clear(&s);
 }
 
