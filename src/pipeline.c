@@ -96,8 +96,10 @@ static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
     bool dealloc;
-    if (mentions_forgetting(sql, &dealloc))
+    if (mentions_forgetting(sql, &dealloc)) {
         e |= STMT_FORGETS;
+        c->stmts.unsure = true; /* it may free names the client holds */
+    }
     if (client_under_policy(c))
         e |= policy_statement_effects(c, sql);
     return e;
@@ -419,7 +421,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     }
     const struct client_stmt *held = *name ? client_stmt_get(&c->stmts, name) : NULL;
-    if (held && !client_stmt_owed(&c->stmts, held))
+    if (held && client_stmt_taken(&c->stmts, held))
         return refuse_taken_name(s, name);
     uint8_t effects = statement_effects(c, sql);
     if (!*name) {
@@ -594,8 +596,8 @@ void pipeline_deallocate(struct client *c, const char *name, bool all)
     forget_unnamed(c); /* (a simple Query drops the unnamed statement, even one answered here) */
     if (all)
         client_stmts_clear(&c->stmts);
-    else
-        client_stmt_remove(&c->stmts, name);
+    else /* closing copies too: one a skipped Close would bring back is deallocated now */
+        client_stmt_remove_all(&c->stmts, name);
 }
 
 /* Sends a simple query of the proxy's choosing in place of the client's. */
@@ -618,6 +620,8 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
     if (forgets)
         stmts_in_doubt(s);
+    if (forgets && !lone) /* it may free names the client holds */
+        c->stmts.unsure = true;
     s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
     s->in_flight++;
@@ -714,6 +718,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
     case 'S':
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
+        c->stmts.sync_gen = c->stmts.last_gen;
         s->in_flight++;
         s->ext_open = false;
         pushed = rq_push(&s->replies, RK_SYNC, NULL);

@@ -141,6 +141,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
         s->last_gen = 1;
     st->gen = s->last_gen;
     st->closing = false;
+    st->closes = 0;
     return true;
 }
 
@@ -183,7 +184,7 @@ static struct client_stmt *stmt_of_reply(const struct client_stmts *s, const str
 {
     int32_t *head = r->gen ? head_of_hash(s, r->name_hash) : NULL;
     for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
-        if (s->items[i].gen == r->gen)
+        if (s->items[i].gen == r->gen && s->items[i].hash == r->name_hash)
             return &s->items[i];
     return NULL;
 }
@@ -207,6 +208,14 @@ bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st
     return (int32_t)(st->gen - s->settled_gen) > 0;
 }
 
+/* PostgreSQL refuses a Parse of a name it holds; lakeproxy knows it holds st's when st's
+ * Parse was answered, or was sent since the last Sync (if it failed, PostgreSQL skips the
+ * rest of that segment, a refusal with it). Not after a DEALLOCATE it could not follow. */
+bool client_stmt_taken(const struct client_stmts *s, const struct client_stmt *st)
+{
+    return !s->unsure && (!client_stmt_owed(s, st) || (int32_t)(st->gen - s->sync_gen) > 0);
+}
+
 /* The newest closing item of name; NULL when none. */
 static struct client_stmt *newest_closing(const struct client_stmts *s, const char *name)
 {
@@ -224,11 +233,16 @@ static struct client_stmt *newest_closing(const struct client_stmts *s, const ch
 const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *name)
 {
     struct client_stmt *st = find_client_stmt(s, name);
-    if (!st)
-        return s->n_closing ? newest_closing(s, name) : NULL;
+    if (!st) { /* another Close of a closing one: it too must be skipped for it to come back */
+        st = s->n_closing ? newest_closing(s, name) : NULL;
+        if (st)
+            st->closes++;
+        return st;
+    }
     if (s->n_closing >= CLIENT_STMT_CLOSING_MAX)
         return NULL;
     st->closing = true;
+    st->closes = 1;
     s->n_closing++;
     return st;
 }
@@ -250,8 +264,10 @@ static bool restore_room(struct client_stmts *s)
 void client_stmt_unpark(struct client_stmts *s, const struct reply *r, bool skipped)
 {
     struct client_stmt *st = stmt_of_reply(s, r);
-    if (!st || (skipped && !st->closing))
+    if (!st || (skipped && (!st->closing || st->closes == 0)))
         return;
+    if (skipped && --st->closes > 0)
+        return;                         /* a later Close of it is still owed: it may run */
     if (!skipped || !restore_room(s)) { /* (out of memory: the Close is taken as done) */
         remove_stmt(s, st);
         return;
@@ -264,7 +280,7 @@ void client_stmt_restore_skipped(struct client_stmts *s)
     for (size_t i = 0; i < s->n_restore; i++) {
         struct reply r = {.gen = s->to_restore[i].gen, .name_hash = s->to_restore[i].hash};
         struct client_stmt *st = stmt_of_reply(s, &r);
-        if (!st || !st->closing)
+        if (!st || !st->closing || st->closes > 0)
             continue;
         if (find_client_stmt(s, st->name)) { /* a later Parse took the name */
             remove_stmt(s, st);
@@ -274,6 +290,14 @@ void client_stmt_restore_skipped(struct client_stmts *s)
         s->n_closing--;
     }
     s->n_restore = 0;
+}
+
+void client_stmt_remove_all(struct client_stmts *s, const char *name)
+{
+    client_stmt_remove(s, name);
+    struct client_stmt *st;
+    while (s->n_closing && (st = newest_closing(s, name)))
+        remove_stmt(s, st);
 }
 
 void client_stmts_drop_closing(struct client_stmts *s)
@@ -292,10 +316,11 @@ void client_stmts_clear(struct client_stmts *s)
     free(s->heads);
     free(s->to_restore);
     uint32_t gen = s->last_gen; /* replies still owed may name older gens: none is reused */
-    uint32_t settled = s->settled_gen;
-    memset(s, 0, sizeof(*s));
+    uint32_t settled = s->settled_gen, sync = s->sync_gen;
+    memset(s, 0, sizeof(*s)); /* (unsure too: no name is held now) */
     s->last_gen = gen;
     s->settled_gen = settled;
+    s->sync_gen = sync;
 }
 
 int server_stmt_find(struct server_stmts *s, const char *name)

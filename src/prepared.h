@@ -35,6 +35,7 @@ struct client_stmt {
     uint8_t effects;     /* STMT_* flags: what running it does to a server */
     uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
     uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
+    uint32_t closes;     /* Closes of it still owed their replies (while closing) */
     bool closing;        /* a Close of it is owed its reply: no name finds it (an error
                             before the Close may yet bring it back) */
     uint32_t hash;       /* its name's keyed hash (its low bits: chains are fewer): its chain */
@@ -63,7 +64,12 @@ struct client_stmts {
     size_t n_closing; /* items a Close took while replies were owed (client_stmt_park) */
     struct restore_item *to_restore; /* those whose Closes an error just skipped */
     size_t n_restore, cap_restore;
-    uint32_t last_gen;    /* the gen given last */
+    bool unsure;       /* the client ran something that may have deallocated statements (DEALLOCATE
+                          or DISCARD other than alone in a simple Query): its names may be free on
+                          PostgreSQL, so a Parse of one is not refused */
+    uint32_t sync_gen; /* last_gen when the client's last Sync came: newer gens were
+                          made since (one pipeline segment) */
+    uint32_t last_gen; /* the gen given last */
     uint32_t settled_gen; /* the newest gen whose Parse was answered, refused or skipped: the
                              Parses of newer ones are still owed a reply (answered in order) */
 };
@@ -85,6 +91,8 @@ void client_stmt_undo(struct client_stmts *s, const struct reply *r);
 void client_stmt_settled(struct client_stmts *s, const struct reply *r);
 /* Is the reply to the Parse that made st still owed (it may yet fail)? */
 bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st);
+/* Must a Parse of st's name be refused (42P05), as PostgreSQL would? */
+bool client_stmt_taken(const struct client_stmts *s, const struct client_stmt *st);
 /* A Close of name while replies are owed: the statement no longer answers to its name, but
  * stays until the Close's reply is due (client_stmt_unpark). The record to note on that reply
  * (rq_mark_parse_of), or NULL when name is not held or CLIENT_STMT_CLOSING_MAX are closing
@@ -92,12 +100,15 @@ bool client_stmt_owed(const struct client_stmts *s, const struct client_stmt *st
  * it) gives the newest such. */
 const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *name);
 /* The Close owed reply r (rq_mark_parse_of of a parked statement) is done (skipped false: the
- * statement goes, back under its name or not) or was skipped (true: it is noted to come back
- * at client_stmt_restore_skipped; out of memory, it goes). */
+ * statement goes, back under its name or not) or was skipped (true: once no other Close of
+ * it is owed, it is noted to come back at client_stmt_restore_skipped; out of memory, it
+ * goes). */
 void client_stmt_unpark(struct client_stmts *s, const struct reply *r, bool skipped);
 /* Brings back under their names the statements of the Closes just skipped, once the skipped
  * messages have been undone; one whose name a later Parse took goes. */
 void client_stmt_restore_skipped(struct client_stmts *s);
+/* Removes name's statement and every closing one of that name (DEALLOCATE name). */
+void client_stmt_remove_all(struct client_stmts *s, const char *name);
 /* Removes every closing statement (the replies their Closes wait for will not come). */
 void client_stmts_drop_closing(struct client_stmts *s);
 void client_stmts_clear(struct client_stmts *s);

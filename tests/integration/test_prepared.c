@@ -906,6 +906,91 @@ Test(prepared, a_close_skipped_after_an_error_leaves_the_statement)
     proxy_stop(&one);
 }
 
+/* A statement a skipped Close would bring back stays gone when something after the Close ran
+ * and removed it: a DEALLOCATE of its name, or a second Close still owed its reply. */
+Test(prepared, a_skipped_close_brings_back_no_statement_removed_since)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    put_statement_then_error(&m);
+    raw_put_close(&m, 'S', "s"); /* skipped */
+    raw_put_empty(&m, 'S');
+    proto_query(&m, "DEALLOCATE s"); /* runs */
+    expect_answers(fd, &m, 3, NULL, "22012");
+    buf_init(&m);
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "26000");
+    close(fd);
+    fd = raw_session(one.port, "carol", "app");
+    buf_init(&m);
+    put_statement_then_error(&m);
+    raw_put_close(&m, 'S', "s"); /* skipped */
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "", "SELECT pg_sleep(0.5)"); /* still running when the error comes */
+    raw_put_bind(&m, "", "");
+    raw_put_execute(&m, "");
+    raw_put_close(&m, 'S', "s"); /* runs */
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    uint8_t body[512];
+    size_t len;
+    for (int readies = 0; readies < 2;) { /* the first two segments: the error seen */
+        int t = raw_read_msg(fd, body, sizeof(body), &len, 5000);
+        cr_assert_neq(t, -1, "no answer");
+        readies += t == 'Z';
+    }
+    buf_init(&m); /* sent while the sleep runs: PostgreSQL runs the second Close first */
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 2, NULL, "26000");
+    close(fd);
+    proxy_stop(&one);
+}
+
+/* In one pipeline segment, a second Parse of a name is refused as PostgreSQL refuses it, even
+ * before the first one's answer came: if the first failed, PostgreSQL skips the second anyway. */
+Test(prepared, a_second_parse_of_a_name_in_one_segment_is_refused)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "s", "SELECT 'kept'");
+    raw_put_parse(&m, "s", "SELECT 'second'"); /* 42P05 */
+    raw_put_bind(&m, "", "s");                 /* skipped */
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "42P05");
+    expect_statement_runs(fd, "kept");
+    close(fd);
+    proxy_stop(&one);
+}
+
+/* A DEALLOCATE ALL lakeproxy cannot follow (sent through the extended protocol) may have freed
+ * every name: a Parse of a name the client held is not refused then. */
+Test(prepared, a_name_freed_by_an_extended_deallocate_can_be_prepared_again)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    prepare(a, "s", "SELECT 'first ' || $1::text", 1);
+    PGresult *r = PQexecParams(a, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    prepare(a, "s", "SELECT 'second ' || $1::text", 1);
+    expect_run(a, "s", "1", "second");
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
 /* A Close that ran (no error before it) takes the statement at once, even with replies still
  * owed: a Bind of it right behind gets 26000, and the name is free for a new Parse. */
 Test(prepared, a_close_behind_owed_replies_takes_the_statement)
