@@ -96,10 +96,8 @@ static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
     bool dealloc;
-    if (mentions_forgetting(sql, &dealloc)) {
+    if (mentions_forgetting(sql, &dealloc))
         e |= STMT_FORGETS;
-        c->stmts.unsure = true; /* it may free names the client holds */
-    }
     if (client_under_policy(c))
         e |= policy_statement_effects(c, sql);
     return e;
@@ -393,6 +391,14 @@ static enum relay_verdict unnamed_kept(struct client *c, const uint8_t *rest, si
  * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
  * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
  * the seven statements of its TPC-B-like transaction). */
+/* A Parse of a text with these effects came from c: one that may DEALLOCATE or DISCARD may
+ * free names the client holds, where lakeproxy cannot follow. */
+static void note_parse_effects(struct client *c, uint8_t effects)
+{
+    if (effects & STMT_FORGETS)
+        c->stmts.unsure = true;
+}
+
 static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
 {
     uint64_t v;
@@ -424,6 +430,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (held && client_stmt_taken(&c->stmts, held))
         return refuse_taken_name(s, name);
     uint8_t effects = statement_effects(c, sql);
+    note_parse_effects(c, effects);
     if (!*name) {
         if (!client_under_policy(c)) /* (for plain_parse_known) */
             recent_put(&c->plain_parses, r.p, r.left, effects);
@@ -670,6 +677,7 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
     if (type == 'P' && body && plain_parse_known(c, body, len, &effects)) {
         c->mask_tests = 0; /* (as policy_check_client_msg would) */
         s->ext_open = true;
+        note_parse_effects(c, effects);
         return unnamed_kept(c, body + 1, len - 1, effects, err);
     }
     if (type == 'Q' || type == 'P' || (client_under_policy(c) && type == 'F')) {

@@ -987,6 +987,16 @@ Test(prepared, a_name_freed_by_an_extended_deallocate_can_be_prepared_again)
     PQclear(r);
     prepare(a, "s", "SELECT 'second ' || $1::text", 1);
     expect_run(a, "s", "1", "second");
+    /* again after a DEALLOCATE ALL lakeproxy follows (alone in a simple Query): the same
+     * extended one, sent before, still frees the names */
+    char st[6];
+    cr_assert_str_eq(sqlstate_of(a, "DEALLOCATE ALL", st), "");
+    prepare(a, "s", "SELECT 'third ' || $1::text", 1);
+    r = PQexecParams(a, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
+    PQclear(r);
+    prepare(a, "s", "SELECT 'fourth ' || $1::text", 1);
+    expect_run(a, "s", "1", "fourth");
     PQfinish(a);
     proxy_stop(&one);
 }

@@ -36,15 +36,21 @@ Test(prepared, client_names_are_replaced_and_removed)
     client_stmts_clear(&s);
 }
 
-/* The reply owed for the Parse that made client statement name (as the pipeline marks it). */
-static struct reply parse_reply_of(const struct client_stmts *s, const char *name)
+/* The first entry of a queue holding a reply of kind marked with statement st. */
+static struct reply reply_marked(enum reply_kind kind, const struct client_stmt *st)
 {
     struct reply_queue q = {0};
-    rq_push(&q, RK_PARSE, client_stmt_get(s, name)->proxy);
-    rq_mark_parse_of(&q, client_stmt_get(s, name));
+    rq_push(&q, kind, kind == RK_PARSE ? st->proxy : NULL);
+    rq_mark_parse_of(&q, st);
     struct reply r = *rq_front(&q);
     rq_free(&q);
     return r;
+}
+
+/* The reply owed for the Parse that made client statement name (as the pipeline marks it). */
+static struct reply parse_reply_of(const struct client_stmts *s, const char *name)
+{
+    return reply_marked(RK_PARSE, client_stmt_get(s, name));
 }
 
 /* A Parse PostgreSQL refused or skipped takes back the record it made, and only that one: a
@@ -106,14 +112,9 @@ Test(prepared, a_record_is_in_doubt_until_its_parse_is_answered)
  * client_stmt_park took). */
 static struct reply close_reply_of(struct client_stmts *s, const char *name)
 {
-    struct reply_queue q = {0};
-    rq_push(&q, RK_FAKE_CLOSE, NULL);
     const struct client_stmt *st = client_stmt_park(s, name);
     cr_assert_not_null(st, "nothing to park for %s", name);
-    rq_mark_parse_of(&q, st);
-    struct reply r = *rq_front(&q);
-    rq_free(&q);
-    return r;
+    return reply_marked(RK_FAKE_CLOSE, st);
 }
 
 /* A statement a Close parked answers to no name; when the Close is done it goes, when it is
