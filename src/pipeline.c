@@ -558,22 +558,53 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
-/* Reads one word of letters, digits and '_' (at most 63) at *p into out. */
-static bool read_word(const char **p, char out[64])
+/* Reads a plain SQL word at *p as PostgreSQL reads an identifier: a letter or '_', then letters,
+ * digits, '_' and '$', folded to lower case and cut to 63 bytes. */
+static bool read_plain_word(const char **p, char out[64])
 {
     size_t n = 0;
-    while (isalnum((unsigned char)**p) || **p == '_') {
+    if (!isalpha((unsigned char)**p) && **p != '_')
+        return false;
+    for (; isalnum((unsigned char)**p) || **p == '_' || **p == '$'; (*p)++)
+        if (n < 63)
+            out[n++] = (char)tolower((unsigned char)**p);
+    out[n] = '\0';
+    return true;
+}
+
+/* Reads a quoted SQL identifier at *p ("" for a quote in it) as written; false when empty,
+ * unterminated or longer than 63 bytes (PostgreSQL would cut it on a character boundary of the
+ * client's encoding: such a DEALLOCATE is left to the server). */
+static bool read_quoted_word(const char **p, char out[64])
+{
+    size_t n = 0;
+    for ((*p)++;; (*p)++) {
+        if (**p == '\0')
+            return false;
+        if (**p == '"' && (*p)[1] != '"')
+            break;
+        if (**p == '"')
+            (*p)++;
         if (n == 63)
             return false;
-        out[n++] = *(*p)++;
+        out[n++] = **p;
     }
+    (*p)++;
     out[n] = '\0';
     return n > 0;
+}
+
+/* Reads one identifier at *p into out; *quoted says whether it was in double quotes. */
+static bool read_word(const char **p, char out[64], bool *quoted)
+{
+    *quoted = **p == '"';
+    return *quoted ? read_quoted_word(p, out) : read_plain_word(p, out);
 }
 
 bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
 {
     char w[3][64];
+    bool quoted[3];
     int n = 0;
     const char *p = sql;
     while (isspace((unsigned char)*p))
@@ -581,20 +612,21 @@ bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
     if (*p != 'd' && *p != 'D') /* the common case: not a DEALLOCATE at all */
         return false;
     while (n < 3 && *p && *p != ';') {
-        if (!read_word(&p, w[n++]))
+        if (!read_word(&p, w[n], &quoted[n]))
             return false;
+        n++;
         while (isspace((unsigned char)*p))
             p++;
     }
     while (*p == ';' || isspace((unsigned char)*p))
         p++;
-    if (*p || n < 2 || strcasecmp(w[0], "DEALLOCATE") != 0)
+    if (*p || n < 2 || quoted[0] || strcmp(w[0], "deallocate") != 0)
         return false;
-    int at = strcasecmp(w[1], "PREPARE") == 0 ? 2 : 1;
+    int at = !quoted[1] && strcmp(w[1], "prepare") == 0 ? 2 : 1;
     if (n != at + 1)
         return false;
     snprintf(name, 64, "%s", w[at]);
-    *all = strcasecmp(name, "ALL") == 0;
+    *all = !quoted[at] && strcmp(name, "all") == 0;
     return true;
 }
 
@@ -664,8 +696,9 @@ static enum relay_verdict standin_sent(struct server *s, struct client *c, uint8
     return RV_ERROR;
 }
 
-enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t len,
-                                       const uint8_t *body, const char **err)
+/* pipeline_client_msg, but without naming a full reply queue as the cause of its error. */
+static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uint32_t len,
+                                             const uint8_t *body, const char **err)
 {
     struct server *s = c->server;
     bool pushed = true;
@@ -744,6 +777,16 @@ enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t 
     if (!pushed)
         *err = "too many messages in flight";
     return pushed ? RV_STREAM : RV_ERROR;
+}
+
+enum relay_verdict pipeline_client_msg(struct client *c, uint8_t type, uint32_t len,
+                                       const uint8_t *body, const char **err)
+{
+    enum relay_verdict v = client_msg_verdict(c, type, len, body, err);
+    /* (every path that owes a reply fails when the queue is full: say so, whichever it was) */
+    if (v == RV_ERROR && !*err && c->server->replies.len == REPLY_QUEUE_MAX)
+        *err = "too many messages in flight";
+    return v;
 }
 
 bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body)

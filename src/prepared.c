@@ -26,11 +26,22 @@ void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_L
     out[35] = '\0';
 }
 
+/* PostgreSQL keys a prepared statement by the first NAMEDATALEN - 1 bytes of its name (two
+ * names alike in those are one statement there), and so does lakeproxy: names are stored,
+ * hashed and compared cut to that. */
+enum { STMT_KEY_LEN = 63 };
+
+/* Is stored name (at most STMT_KEY_LEN bytes) the key of the client's name? */
+static bool same_key(const char *stored, const char *name)
+{
+    return strncmp(stored, name, STMT_KEY_LEN) == 0;
+}
+
 static uint64_t name_hash(const char *name)
 {
     struct siphash h;
     hashkey_start(&h);
-    siphash_bytes(&h, name, strlen(name));
+    siphash_bytes(&h, name, strnlen(name, STMT_KEY_LEN));
     return siphash_end(&h);
 }
 
@@ -50,7 +61,7 @@ static struct client_stmt *find_client_stmt(const struct client_stmts *s, const 
 {
     int32_t *head = head_of(s, name);
     for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next)
-        if (!s->items[i].closing && strcmp(s->items[i].name, name) == 0)
+        if (!s->items[i].closing && same_key(s->items[i].name, name))
             return &s->items[i];
     return NULL;
 }
@@ -110,10 +121,12 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
                      uint8_t effects, size_t max_bytes)
 {
     struct client_stmt *st = find_client_stmt(s, name);
-    size_t held = s->bytes - (st ? st->len : 0) + (st ? 0 : strlen(name));
+    /* (closing statements are on their way out: they do not count against the budgets) */
+    size_t key_len = strnlen(name, STMT_KEY_LEN);
+    size_t held = s->bytes - s->closing_bytes - (st ? st->len : 0) + (st ? 0 : key_len);
     if (held + len > (max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES))
         return false;
-    if (!st && (s->n == CLIENT_STMT_MAX || !make_room(s)))
+    if (!st && (s->n - s->n_closing >= CLIENT_STMT_MAX || !make_room(s)))
         return false;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
@@ -121,7 +134,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     memcpy(copy, rest, len);
     if (!st) {
         st = &s->items[s->n];
-        if (!(st->name = strdup(name))) {
+        if (!(st->name = strndup(name, key_len))) {
             free(copy);
             return false;
         }
@@ -132,7 +145,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     } else {
         free(st->parse_rest);
     }
-    s->bytes = held + len;
+    s->bytes = held + s->closing_bytes + len;
     st->parse_rest = copy;
     st->len = len;
     st->effects = effects;
@@ -143,6 +156,12 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->closing = false;
     st->closes = 0;
     return true;
+}
+
+/* What st counts against its client's byte budget: its name and its body. */
+static size_t stmt_bytes(const struct client_stmt *st)
+{
+    return strlen(st->name) + st->len;
 }
 
 /* Takes item i out of its chain. */
@@ -159,8 +178,11 @@ static void remove_stmt(struct client_stmts *s, struct client_stmt *st)
 {
     int32_t i = (int32_t)(st - s->items), last = (int32_t)s->n - 1;
     unchain(s, i);
-    s->bytes -= strlen(st->name) + st->len;
-    s->n_closing -= st->closing;
+    s->bytes -= stmt_bytes(st);
+    if (st->closing) {
+        s->n_closing--;
+        s->closing_bytes -= stmt_bytes(st);
+    }
     free_stmt(st);
     if (i != last) { /* the last item fills the hole, under its new index */
         unchain(s, last);
@@ -223,7 +245,7 @@ static struct client_stmt *newest_closing(const struct client_stmts *s, const ch
     int32_t *head = head_of(s, name);
     for (int32_t i = head ? *head : -1; i >= 0; i = s->items[i].next) {
         struct client_stmt *st = &s->items[i];
-        if (st->closing && strcmp(st->name, name) == 0 &&
+        if (st->closing && same_key(st->name, name) &&
             (!best || (int32_t)(st->gen - best->gen) > 0))
             best = st;
     }
@@ -244,6 +266,7 @@ const struct client_stmt *client_stmt_park(struct client_stmts *s, const char *n
     st->closing = true;
     st->closes = 1;
     s->n_closing++;
+    s->closing_bytes += stmt_bytes(st);
     return st;
 }
 
@@ -288,6 +311,7 @@ void client_stmt_restore_skipped(struct client_stmts *s)
         }
         st->closing = false;
         s->n_closing--;
+        s->closing_bytes -= stmt_bytes(st);
     }
     s->n_restore = 0;
 }

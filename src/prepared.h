@@ -27,7 +27,7 @@
 void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN]);
 
 struct client_stmt {
-    char *name;   /* the client's name */
+    char *name;   /* the client's name, cut to its first 63 bytes (PostgreSQL's key) */
     int32_t next; /* the next item in its index chain, -1 at the end */
     char proxy[STMT_NAME_LEN];
     uint8_t *parse_rest; /* Parse body after the name: query, parameter types */
@@ -61,7 +61,8 @@ struct client_stmts {
     size_t bytes;   /* names and bodies held */
     int32_t *heads; /* chain heads, n_heads of them (a power of two), -1 when empty */
     size_t n_heads;
-    size_t n_closing; /* items a Close took while replies were owed (client_stmt_park) */
+    size_t n_closing;     /* items a Close took while replies were owed (client_stmt_park) */
+    size_t closing_bytes; /* of bytes, those of closing items (outside the budget) */
     struct restore_item *to_restore; /* those whose Closes an error just skipped */
     size_t n_restore, cap_restore;
     bool unsure;       /* the client ran something that may have deallocated statements (DEALLOCATE
@@ -76,7 +77,8 @@ struct client_stmts {
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
  * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
- * more) of names and bodies together. */
+ * more) of names and bodies together (closing statements not counted: at most
+ * CLIENT_STMT_CLOSING_MAX more). */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);

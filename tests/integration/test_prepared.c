@@ -1045,3 +1045,57 @@ Test(prepared, a_statement_parsed_between_a_deallocates_bind_and_execute_is_prep
     expect_syncs(one.port, &m, 2, "x ran", NULL);
     proxy_stop(&one);
 }
+
+/* Prepares name as a statement that answers "<tag> <its parameter>" (for expect_run). */
+static void prepare_tagged(PGconn *c, const char *name, const char *tag)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT '%s' || ' ' || $1::text", tag);
+    prepare(c, name, sql, 1);
+}
+
+/* On c, PostgreSQL's reading of statement names: a lone DEALLOCATE folds a plain name to lower
+ * case and keeps a quoted one as written, and two names alike in their first 63 bytes are one
+ * statement (a plain name in a DEALLOCATE is cut to 63 bytes too). */
+static void expect_names_read_as_postgresql_reads_them(PGconn *c)
+{
+    char st[6];
+    prepare_tagged(c, "S_Upper", "upper");
+    prepare_tagged(c, "s_upper", "lower");
+    cr_expect_str_eq(sqlstate_of(c, "DEALLOCATE S_Upper", st), "", "%s", PQerrorMessage(c));
+    expect_run(c, "S_Upper", "1", "upper");
+    prepare_tagged(c, "s_upper", "lower again"); /* the folded name was the one freed */
+    expect_run(c, "s_upper", "2", "lower again");
+    cr_expect_str_eq(sqlstate_of(c, "DEALLOCATE \"S_Upper\"", st), "", "%s", PQerrorMessage(c));
+    prepare_tagged(c, "S_Upper", "upper again");
+    expect_run(c, "S_Upper", "3", "upper again");
+    char one[80], two[80], sql[128];
+    memset(one, 'n', 63);
+    memset(two, 'n', 63);
+    snprintf(one + 63, sizeof(one) - 63, "_one");
+    snprintf(two + 63, sizeof(two) - 63, "_two");
+    prepare_tagged(c, one, "long");
+    expect_run(c, two, "4", "long");
+    expect_name_taken(c, two, "already exists");
+    snprintf(sql, sizeof(sql), "DEALLOCATE %s", two);
+    cr_expect_str_eq(sqlstate_of(c, sql, st), "", "%s", PQerrorMessage(c));
+    prepare_tagged(c, two, "long again");
+    expect_run(c, one, "5", "long again");
+}
+
+/* lakeproxy reads statement names as PostgreSQL does (the same steps run against PostgreSQL
+ * directly first: the expectations are its answers): before, a DEALLOCATE S_1 freed "S_1"
+ * where PostgreSQL frees "s_1" (so a Parse of "s_1" was then refused with 42P05), and names
+ * alike in their first 63 bytes were two statements. */
+Test(prepared, statement_names_are_read_as_postgresql_reads_them)
+{
+    PGconn *direct = pg_admin("lp_test");
+    expect_names_read_as_postgresql_reads_them(direct);
+    PQfinish(direct);
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    expect_names_read_as_postgresql_reads_them(a);
+    PQfinish(a);
+    proxy_stop(&one);
+}

@@ -119,7 +119,7 @@ static struct reply close_reply_of(struct client_stmts *s, const char *name)
 
 /* A statement a Close parked answers to no name; when the Close is done it goes, when it is
  * skipped it comes back, unless a Parse that was not skipped took the name meanwhile. Its
- * bytes count until it goes. */
+ * bytes are held until it goes. */
 Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
 {
     struct client_stmts s = {0};
@@ -127,7 +127,7 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     size_t bytes = s.bytes;
     struct reply close_a = close_reply_of(&s, "a");
     cr_expect_null(client_stmt_get(&s, "a"));
-    cr_expect_eq(s.bytes, bytes, "a parked statement's bytes still count");
+    cr_expect_eq(s.bytes, bytes, "a parked statement's bytes are still held");
     cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 2", 9, 0, 0)); /* skipped too */
     struct reply parse_b = parse_reply_of(&s, "a");
     client_stmt_unpark(&s, &close_a, true);
@@ -172,6 +172,20 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     client_stmts_clear(&s);
 }
 
+/* A quarter of a client's text budget. */
+static uint8_t big[CLIENT_STMT_BYTES / 4];
+
+/* Puts statements big0, big1 and big2 of big's text each: three quarters of the budget. */
+static void fill_text_budget(struct client_stmts *s)
+{
+    char name[16];
+    memset(big, 'a', sizeof(big));
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        cr_assert(client_stmt_put(s, name, big, sizeof(big), 0, 0));
+    }
+}
+
 /* Many statements are found, replaced and removed in any order (the last one moving into each
  * hole), and a client's statements hold at most CLIENT_STMT_MAX of them and CLIENT_STMT_BYTES
  * of text: past either, put refuses, and room freed can be used again. */
@@ -206,12 +220,7 @@ Test(prepared, client_statements_stay_findable_and_within_their_budget)
     cr_expect_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0));
     cr_expect(client_stmt_put(&s, "s7", (const uint8_t *)"y", 1, 0, 0), "replacing fits");
     client_stmts_clear(&s);
-    static uint8_t big[CLIENT_STMT_BYTES / 4];
-    memset(big, 'a', sizeof(big));
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof(name), "big%d", i);
-        cr_assert(client_stmt_put(&s, name, big, sizeof(big), 0, 0));
-    }
+    fill_text_budget(&s);
     cr_expect_not(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0), "past the text budget");
     cr_expect_not(client_stmt_put(&s, "big0", big, sizeof(big) * 2, 0, 0),
                   "a replacement past the budget");
@@ -219,6 +228,41 @@ Test(prepared, client_statements_stay_findable_and_within_their_budget)
     cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0), "room freed is used again");
     cr_expect(client_stmt_put(&s, "huge", big, sizeof(big), 0, 2 * CLIENT_STMT_BYTES),
               "a larger max_message_size raises the budget");
+    client_stmts_clear(&s);
+}
+
+/* A client at its budget that closes a statement and prepares another in one pipeline (the
+ * Close still owed its reply) is not refused the Parse: a closing statement is on its way out
+ * and counts against neither budget; if an error skips the Close, it comes back all the same. */
+Test(prepared, closing_statements_leave_room_in_the_budgets)
+{
+    struct client_stmts s = {0};
+    char name[32];
+    for (int i = 0; i < CLIENT_STMT_MAX; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, 0, 0), "%s", name);
+    }
+    cr_assert_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0));
+    struct reply close_s7 = close_reply_of(&s, "s7");
+    cr_expect(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0),
+              "a closing statement leaves its place in the count");
+    cr_expect_not(client_stmt_put(&s, "two_more", (const uint8_t *)"x", 1, 0, 0));
+    client_stmt_unpark(&s, &close_s7, true);
+    client_stmt_restore_skipped(&s);
+    cr_expect_not_null(client_stmt_get(&s, "s7"), "a skipped Close's statement comes back");
+    cr_expect_eq(s.closing_bytes, 0);
+    client_stmts_clear(&s);
+
+    fill_text_budget(&s);
+    cr_assert_not(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0));
+    struct reply close_big0 = close_reply_of(&s, "big0");
+    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0),
+              "a closing statement's text leaves room in the text budget");
+    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0));
+    client_stmt_unpark(&s, &close_big0, false);
+    cr_expect_eq(s.closing_bytes, 0);
+    cr_expect_eq(s.bytes, 3 * (sizeof(big) + 4), "names and texts of big1..big3");
+    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0), "the budget holds");
     client_stmts_clear(&s);
 }
 
@@ -332,6 +376,8 @@ Test(prepared, queue_grows_past_its_first_allocation_in_order)
     rq_free(&q);
 }
 
+/* A lone DEALLOCATE is read as PostgreSQL reads it: a plain name folded to lower case and cut
+ * to 63 bytes, a quoted one as written ("ALL" in quotes is a name). */
 Test(prepared, lone_deallocate_is_recognised)
 {
     char name[64];
@@ -344,7 +390,30 @@ Test(prepared, lone_deallocate_is_recognised)
     cr_expect(pipeline_parse_deallocate("DEALLOCATE ALL;", name, &all));
     cr_expect(all);
     cr_expect_not(pipeline_parse_deallocate("DEALLOCATE foo; SELECT 1", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"Foo\"", name, &all));
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE S_1", name, &all));
+    cr_expect_str_eq(name, "s_1", "a plain name is folded to lower case");
+    cr_expect(pipeline_parse_deallocate("Deallocate \"S_1\"", name, &all));
+    cr_expect_str_eq(name, "S_1", "a quoted name is kept as written");
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE \"a\"\"b c\"", name, &all));
+    cr_expect_str_eq(name, "a\"b c");
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE \"ALL\"", name, &all));
+    cr_expect_not(all, "a quoted ALL is a name");
+    cr_expect_str_eq(name, "ALL");
+    cr_expect(pipeline_parse_deallocate("DEALLOCATE PREPARE All", name, &all));
+    cr_expect(all);
+    char long_name[100];
+    memset(long_name, 'x', 81); /* DEALLOCATE, then a name of 70 */
+    memcpy(long_name, "DEALLOCATE ", 11);
+    long_name[81] = '\0';
+    cr_expect(pipeline_parse_deallocate(long_name, name, &all));
+    cr_expect_eq(strlen(name), 63, "a plain name is cut to 63 bytes");
+    long_name[11] = '"';
+    long_name[80] = '"';
+    cr_expect_not(pipeline_parse_deallocate(long_name, name, &all), "long quoted: the server's");
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"\"", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"foo", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE 1", name, &all));
+    cr_expect_not(pipeline_parse_deallocate("\"DEALLOCATE\" foo", name, &all));
     cr_expect_not(pipeline_parse_deallocate("SELECT 1", name, &all));
     cr_expect_not(pipeline_parse_deallocate("DEALLOCATE PREPARE", name, &all));
 }
