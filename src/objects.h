@@ -327,8 +327,14 @@ struct client {
     uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
                                      to prepare it again on the server a Bind lands on */
     size_t unnamed_len;
-    size_t unnamed_cap;          /* ... and the room held for it (pipeline.c unnamed_room) */
-    uint8_t unnamed_effects;     /* STMT_* flags of its unnamed statement */
+    size_t unnamed_cap;           /* ... and the room held for it (pipeline.c unnamed_room) */
+    uint8_t unnamed_effects;      /* STMT_* flags of its unnamed statement */
+    char unnamed_deallocates[64]; /* its unnamed statement is a lone DEALLOCATE of this name,
+                                     one of its own statements when run ("": it is not) */
+    char dealloc_portal[64];      /* the portal last bound from such a DEALLOCATE (cut to 63
+                                     bytes), when dealloc_bound, and the name it deallocates */
+    char dealloc_of[64];
+    bool dealloc_bound;
     struct recent plain_parses;  /* unnamed Parse bodies (after the name) lately read with
                                     neither row-level security nor masking on, which passed
                                     those checks; values: their STMT_* flags */

@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "poolmode.h"
 #include "proto.h"
+#include "qtrack.h"
 #include "relay.h"
 #include "server.h"
 #include "textscan.h"
@@ -43,7 +44,7 @@ static bool answer_lost(void)
 static void pop_reply(struct server *s)
 {
     const struct reply *f = rq_front(&s->replies);
-    if (f && s->client && f->kind == RK_FAKE_CLOSE)
+    if (f && s->client && rk_parks(f->kind))
         client_stmt_unpark(&s->client->stmts, f, false);
     else if (f && s->client)
         client_stmt_settled(&s->client->stmts, f);
@@ -54,11 +55,17 @@ static void pop_reply(struct server *s)
  * out of memory (none after the lost one is written). */
 static bool emit_fakes(struct server *s)
 {
+    static const uint8_t dealloc[] = {'C', 0,   0,   0,   15,  'D', 'E', 'A',
+                                      'L', 'L', 'O', 'C', 'A', 'T', 'E', 0};
     const struct reply *f;
-    while ((f = rq_front(&s->replies)) && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE)) {
+    while ((f = rq_front(&s->replies)) && rk_is_fake(f->kind)) {
         uint8_t msg[5] = {f->kind == RK_FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
-        if (evbuffer_add(to_client(s), msg, sizeof(msg)) != 0)
+        bool command = f->kind == RK_FAKE_DEALLOCATE;
+        if (evbuffer_add(to_client(s), command ? dealloc : msg,
+                         command ? sizeof(dealloc) : sizeof(msg)) != 0)
             return answer_lost();
+        if (command) /* (the statistics see it as the Execute's answer) */
+            qtrack_server_msg(s->client, 'C', sizeof(dealloc) - 5, dealloc + 5);
         pop_reply(s);
     }
     return true;
@@ -242,6 +249,7 @@ void pipeline_unnamed_home(struct client *c, struct server *s)
 
 static void forget_unnamed(struct client *c)
 {
+    c->unnamed_deallocates[0] = '\0';
     pipeline_client_unhomed(c);
     free(c->unnamed_parse);
     c->unnamed_parse = NULL;
@@ -399,6 +407,16 @@ static void note_parse_effects(struct client *c, uint8_t effects)
         c->stmts.unsure = true;
 }
 
+/* Is sql a lone DEALLOCATE of one name (into name)? Run, it concerns the client's own
+ * statements (dealloc_execute) and drops none of the server's: lakeproxy's names are refused
+ * in it (guard_uses_reserved_name), and the client's are none of the server's. (psycopg 3
+ * evicts a statement from its cache so, through the extended protocol.) */
+static bool lone_named_deallocate(const char *sql, char name[64])
+{
+    bool all;
+    return pipeline_parse_deallocate(sql, name, &all) && !all;
+}
+
 static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
 {
     uint64_t v;
@@ -430,11 +448,16 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (held && client_stmt_taken(&c->stmts, held))
         return refuse_taken_name(s, name);
     uint8_t effects = statement_effects(c, sql);
+    char dealloc[64] = "";
+    if (!*name && (effects & STMT_FORGETS) && lone_named_deallocate(sql, dealloc))
+        effects &= (uint8_t)~STMT_FORGETS;
     note_parse_effects(c, effects);
     if (!*name) {
-        if (!client_under_policy(c)) /* (for plain_parse_known) */
+        if (!client_under_policy(c) && !dealloc[0]) /* (for plain_parse_known) */
             recent_put(&c->plain_parses, r.p, r.left, effects);
-        return unnamed_kept(c, r.p, r.left, effects, err);
+        enum relay_verdict v = unnamed_kept(c, r.p, r.left, effects, err);
+        memcpy(c->unnamed_deallocates, dealloc, sizeof(dealloc));
+        return v;
     }
     if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
@@ -455,6 +478,48 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     return RV_DROP;
 }
 
+/* A Bind of portal from statement name: a portal bound from the client's unnamed lone
+ * DEALLOCATE deallocates when executed (dealloc_execute); one bound from anything else does
+ * not. (Portals, like statements, are known by their names' first 63 bytes.) */
+static void note_dealloc_bind(struct client *c, const char *portal, const char *name)
+{
+    if (!*name && c->unnamed_deallocates[0]) {
+        snprintf(c->dealloc_portal, sizeof(c->dealloc_portal), "%.63s", portal);
+        memcpy(c->dealloc_of, c->unnamed_deallocates, sizeof(c->dealloc_of));
+        c->dealloc_bound = true;
+    } else if (c->dealloc_bound && strncmp(c->dealloc_portal, portal, 63) == 0) {
+        c->dealloc_bound = false;
+    }
+}
+
+/* An Execute (body) of a portal bound from a lone DEALLOCATE of a statement the client holds
+ * is answered by lakeproxy: the statement is parked as by a Close, going when the made-up
+ * CommandComplete is due and staying if an error skips it (the server never runs the text,
+ * whose name is not one of its statements). *handled false: not such an Execute (one of a
+ * name the client does not hold goes to the server, which fails it as PostgreSQL would). */
+static enum relay_verdict dealloc_execute(struct server *s, struct client *c, const uint8_t *body,
+                                          uint32_t len, bool *handled)
+{
+    struct rd r;
+    const char *portal;
+    rd_init(&r, body, len);
+    *handled = false;
+    if (!c->dealloc_bound || !rd_str(&r, &portal) || strncmp(c->dealloc_portal, portal, 63) != 0 ||
+        !client_stmt_get(&c->stmts, c->dealloc_of))
+        return RV_STREAM;
+    *handled = true;
+    c->dealloc_bound = false; /* (run once: again, it goes to the server) */
+    s->ext_open = true;
+    const struct client_stmt *st = client_stmt_park(&c->stmts, c->dealloc_of);
+    if (!st) /* (as many closing as may be: it goes now) */
+        client_stmt_remove(&c->stmts, c->dealloc_of);
+    if (!rq_push(&s->replies, RK_FAKE_DEALLOCATE, NULL))
+        return RV_ERROR;
+    if (st)
+        rq_mark_parse_of(&s->replies, st);
+    return answered(s);
+}
+
 static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_t len,
                                   const char **err)
 {
@@ -466,6 +531,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         *err = "invalid Bind message";
         return RV_ERROR;
     }
+    note_dealloc_bind(c, portal, name);
     const struct client_stmt *st = *name ? client_stmt_get(&c->stmts, name) : NULL;
     if (!policy_mask_charge(c, st ? st->mask_tests : *name ? 0 : c->unnamed_tests)) {
         static char msg[200];
@@ -661,8 +727,10 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
-    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
+    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement, and portal */
     forget_unnamed(c);
+    if (!c->dealloc_portal[0])
+        c->dealloc_bound = false;
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
         return RV_ERROR;
@@ -708,7 +776,8 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         s->skip_till_sync = false;
     uint8_t effects;
     if (type == 'P' && body && plain_parse_known(c, body, len, &effects)) {
-        c->mask_tests = 0; /* (as policy_check_client_msg would) */
+        c->mask_tests = 0;                /* (as policy_check_client_msg would) */
+        c->unnamed_deallocates[0] = '\0'; /* (a lone DEALLOCATE is never one of those) */
         s->ext_open = true;
         note_parse_effects(c, effects);
         return unnamed_kept(c, body + 1, len - 1, effects, err);
@@ -741,6 +810,14 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
             return on_query(c, body, len);
         return on_describe_or_close(c, type, body, len, err);
     case 'E':
+        if (c->dealloc_bound) {
+            if (!body)
+                return RV_NEED_BODY;
+            bool handled;
+            enum relay_verdict v = dealloc_execute(s, c, body, len, &handled);
+            if (handled)
+                return v;
+        }
         /* a DEALLOCATE or DISCARD bound before may run now: what was prepared since is gone
          * (prepared again, behind a Close) */
         if (s->stmts_unknown)
@@ -817,8 +894,8 @@ static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
     if (r->own_error == REPLY_OWN_TAKEN)
-        return;                     /* a Parse that could create nothing, refused or not run */
-    if (r->kind == RK_FAKE_CLOSE) { /* the client's Close never happened: its statement stays */
+        return;              /* a Parse that could create nothing, refused or not run */
+    if (rk_parks(r->kind)) { /* the client's Close or DEALLOCATE never happened: it stays */
         if (s->client)
             client_stmt_unpark(&s->client->stmts, r, true);
         return;
@@ -846,7 +923,7 @@ static void undo_skipped(void *arg, const struct reply *r)
 static bool fake_next(const struct server *s)
 {
     const struct reply *n = rq_second(&s->replies);
-    return n && (n->kind == RK_FAKE_PARSE || n->kind == RK_FAKE_CLOSE);
+    return n && rk_is_fake(n->kind);
 }
 
 enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t len,
@@ -895,7 +972,7 @@ bool pipeline_sync_done(struct server *s)
     else /* a ReadyForQuery for no Sync or Query owed: the count is wrong somewhere */
         server_mark_unsure(s, "a ReadyForQuery for no Sync or Query owed");
     const struct reply *f = rq_front(&s->replies);
-    return f && (f->kind == RK_FAKE_PARSE || f->kind == RK_FAKE_CLOSE);
+    return f && rk_is_fake(f->kind);
 }
 
 const struct pool_mode_ops pool_mode_transaction = {

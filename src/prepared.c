@@ -492,7 +492,7 @@ size_t rq_fail_until_sync(struct reply_queue *q, void (*on_skipped)(void *, cons
     size_t queries = 0;
     while ((f = rq_front(q)) && f->kind != RK_SYNC) {
         bool parse = f->kind == RK_PARSE || f->kind == RK_DROP_PARSE || f->kind == RK_FAKE_PARSE;
-        bool close = f->kind == RK_DROP_CLOSE || f->kind == RK_CLOSE || f->kind == RK_FAKE_CLOSE;
+        bool close = f->kind == RK_DROP_CLOSE || f->kind == RK_CLOSE || rk_parks(f->kind);
         if ((parse || close) && on_skipped)
             on_skipped(arg, f);
         queries += f->kind == RK_QUERY;

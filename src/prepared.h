@@ -135,20 +135,34 @@ void server_stmts_clear(struct server_stmts *s);
 
 /* What a server owes for each message sent to it, in order. */
 enum reply_kind {
-    RK_PARSE,         /* ParseComplete '1' */
-    RK_BIND,          /* BindComplete '2' */
-    RK_DESCRIBE,      /* ('t') then RowDescription 'T' or NoData 'n' */
-    RK_EXECUTE,       /* rows, then 'C', 'I' or 's' */
-    RK_CLOSE,         /* CloseComplete '3' */
-    RK_SYNC,          /* ReadyForQuery 'Z' */
-    RK_QUERY,         /* a simple Query or FunctionCall: everything up to 'Z' */
-    RK_FAKE_PARSE,    /* the proxy owes the client a ParseComplete itself */
-    RK_FAKE_CLOSE,    /* the proxy owes the client a CloseComplete itself */
-    RK_DROP_PARSE,    /* the server's ParseComplete for a Parse the proxy added: swallow it */
-    RK_DROP_CLOSE,    /* the server's CloseComplete for an eviction: swallow it */
-    RK_DROP_DESCRIBE, /* the reply to a Describe of a portal the proxy added before an
-                         Execute (masking reads its RowDescription): swallow it */
+    RK_PARSE,           /* ParseComplete '1' */
+    RK_BIND,            /* BindComplete '2' */
+    RK_DESCRIBE,        /* ('t') then RowDescription 'T' or NoData 'n' */
+    RK_EXECUTE,         /* rows, then 'C', 'I' or 's' */
+    RK_CLOSE,           /* CloseComplete '3' */
+    RK_SYNC,            /* ReadyForQuery 'Z' */
+    RK_QUERY,           /* a simple Query or FunctionCall: everything up to 'Z' */
+    RK_FAKE_PARSE,      /* the proxy owes the client a ParseComplete itself */
+    RK_FAKE_CLOSE,      /* the proxy owes the client a CloseComplete itself */
+    RK_FAKE_DEALLOCATE, /* ... a CommandComplete "DEALLOCATE" for an Execute of a DEALLOCATE
+                           of the client's statement (parked, as by a Close) */
+    RK_DROP_PARSE,      /* the server's ParseComplete for a Parse the proxy added: swallow it */
+    RK_DROP_CLOSE,      /* the server's CloseComplete for an eviction: swallow it */
+    RK_DROP_DESCRIBE,   /* the reply to a Describe of a portal the proxy added before an
+                           Execute (masking reads its RowDescription): swallow it */
 };
+
+/* Is kind a reply the proxy makes up itself (written when it reaches the front)? */
+static inline bool rk_is_fake(uint8_t kind)
+{
+    return kind == RK_FAKE_PARSE || kind == RK_FAKE_CLOSE || kind == RK_FAKE_DEALLOCATE;
+}
+
+/* Does a reply of kind, made up, stand for a statement parked (client_stmt_park)? */
+static inline bool rk_parks(uint8_t kind)
+{
+    return kind == RK_FAKE_CLOSE || kind == RK_FAKE_DEALLOCATE;
+}
 
 /* Errors the proxy words itself in place of the server's (struct reply.own_error). */
 enum reply_own_error {
@@ -166,8 +180,9 @@ struct reply {
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
-                     (the record to drop when PostgreSQL refuses or skips it); RK_FAKE_CLOSE:
-                     the gen of the statement it parked (client_stmt_park); else 0 */
+                     (the record to drop when PostgreSQL refuses or skips it); RK_FAKE_CLOSE and
+                     RK_FAKE_DEALLOCATE: the gen of the statement it parked (client_stmt_park);
+                     else 0 */
     uint32_t name_hash; /* ... and its client_stmt.hash, to find it */
 };
 

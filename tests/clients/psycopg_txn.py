@@ -36,6 +36,29 @@ with psycopg.connect(conninfo, autocommit=True, prepare_threshold=0) as conn:
         pid2 = conn.execute("SELECT pg_backend_pid()").fetchone()
     check("a transaction stays on one server", pid1 == pid2 and n == (50,))
 
+# psycopg evicts the least recently used statement past prepared_max with an extended-protocol
+# "DEALLOCATE _pg3_N" (before, the server was sent it and failed: 26000, the name is not the
+# server's), also inside a transaction and in pipeline mode
+with psycopg.connect(conninfo, autocommit=True, prepare_threshold=0) as conn:
+    conn.prepared_max = 2
+    try:
+        for i in range(8):
+            got = conn.execute("SELECT %s::int + " + str(i), (i,)).fetchone()
+            assert got == (2 * i,), got
+        with conn.transaction():
+            for i in range(8):
+                got = conn.execute("SELECT %s::int * " + str(i), (i,)).fetchone()
+                assert got == (i * i,), got
+        with conn.pipeline():
+            curs = [conn.execute("SELECT %s::int - " + str(i), (i,)) for i in range(8)]
+        got = [c.fetchone() for c in curs]
+        assert got == [(0,)] * 8, got
+        evicted = True
+    except psycopg.Error as e:
+        print(repr(e))
+        evicted = False
+    check("statements evicted from psycopg's cache (prepared_max) are deallocated", evicted)
+
 errors = []
 
 

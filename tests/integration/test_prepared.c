@@ -857,13 +857,19 @@ Test(prepared, a_named_parse_that_failed_leaves_the_name_free)
 
 /* Appends, for expect_syncs: a Parse of statement s, a Sync, and an error (division by zero)
  * that makes the server skip what follows up to the next Sync. */
+/* Puts a Parse of sql as the unnamed statement, its Bind and its Execute. */
+static void put_unnamed_run(struct buf *m, const char *sql)
+{
+    raw_put_parse(m, "", sql);
+    raw_put_bind(m, "", "");
+    raw_put_execute(m, "");
+}
+
 static void put_statement_then_error(struct buf *m)
 {
     raw_put_parse(m, "s", "SELECT 'kept'");
     raw_put_empty(m, 'S');
-    raw_put_parse(m, "", "SELECT 1/0");
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
+    put_unnamed_run(m, "SELECT 1/0");
 }
 
 /* Sends a Bind and an Execute of statement s and a Sync on fd, and expects row. */
@@ -1046,6 +1052,21 @@ Test(prepared, a_statement_parsed_between_a_deallocates_bind_and_execute_is_prep
     proxy_stop(&one);
 }
 
+/* Runs steps (assertions of PostgreSQL's answers) against PostgreSQL directly, then through a
+ * lakeproxy of one server in transaction mode. */
+static void expect_on_postgresql_and_through_lakeproxy(void (*steps)(PGconn *))
+{
+    PGconn *direct = pg_admin("lp_test");
+    steps(direct);
+    PQfinish(direct);
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one);
+    steps(a);
+    PQfinish(a);
+    proxy_stop(&one);
+}
+
 /* Prepares name as a statement that answers "<tag> <its parameter>" (for expect_run). */
 static void prepare_tagged(PGconn *c, const char *name, const char *tag)
 {
@@ -1089,13 +1110,89 @@ static void expect_names_read_as_postgresql_reads_them(PGconn *c)
  * alike in their first 63 bytes were two statements. */
 Test(prepared, statement_names_are_read_as_postgresql_reads_them)
 {
-    PGconn *direct = pg_admin("lp_test");
-    expect_names_read_as_postgresql_reads_them(direct);
-    PQfinish(direct);
+    expect_on_postgresql_and_through_lakeproxy(expect_names_read_as_postgresql_reads_them);
+}
+
+/* Runs sql through the extended protocol (PQexecParams: Parse, Bind, Describe, Execute, Sync,
+ * as psycopg 3 runs the DEALLOCATE that evicts a statement from its cache) and returns its
+ * SQLSTATE ("" when it worked, its command tag then being tag, when given). */
+static const char *extended_sqlstate(PGconn *c, const char *sql, const char *tag, char out[6])
+{
+    PGresult *r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(out, 6, "%s", st ? st : "");
+    if (!st && tag)
+        cr_expect_str_eq(PQcmdStatus(r), tag, "%s", sql);
+    PQclear(r);
+    return out;
+}
+
+/* Runs prepared statement name with one parameter and returns its SQLSTATE ("": it ran). */
+static const char *prepared_sqlstate(PGconn *c, const char *name, char out[6])
+{
+    const char *params[1] = {"0"};
+    PGresult *r = PQexecPrepared(c, name, 1, params, NULL, NULL, 0);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(out, 6, "%s", st ? st : "");
+    PQclear(r);
+    return out;
+}
+
+/* On c, PostgreSQL's answers to DEALLOCATE through the extended protocol: the statement goes
+ * (a second DEALLOCATE of it fails with 26000, its name is free again), the others stay, and
+ * in a transaction too, rolled back or not (deallocation is not transactional). */
+static void expect_extended_deallocate_as_postgresql(PGconn *c)
+{
+    char st[6];
+    prepare_tagged(c, "s1", "one");
+    prepare_tagged(c, "s2", "two");
+    cr_expect_str_eq(extended_sqlstate(c, "DEALLOCATE s1", "DEALLOCATE", st), "");
+    cr_expect_str_eq(prepared_sqlstate(c, "s1", st), "26000", "s1 was deallocated");
+    expect_run(c, "s2", "1", "two");
+    cr_expect_str_eq(extended_sqlstate(c, "DEALLOCATE s1", NULL, st), "26000", "s1 is gone");
+    prepare_tagged(c, "s1", "one again");
+    expect_run(c, "s1", "2", "one again");
+    cr_expect_str_eq(sqlstate_of(c, "BEGIN", st), "");
+    cr_expect_str_eq(extended_sqlstate(c, "deallocate prepare S1", "DEALLOCATE", st), "");
+    expect_run(c, "s2", "3", "two");
+    cr_expect_str_eq(sqlstate_of(c, "ROLLBACK", st), "");
+    cr_expect_str_eq(prepared_sqlstate(c, "s1", st), "26000", "not brought back by ROLLBACK");
+    expect_run(c, "s2", "4", "two");
+    cr_expect_str_eq(extended_sqlstate(c, "DEALLOCATE never_prepared", NULL, st), "26000");
+}
+
+/* A DEALLOCATE of a client's statement through the extended protocol (psycopg 3 evicting a
+ * statement past its prepared_max) is answered as PostgreSQL answers it (the same steps run
+ * against PostgreSQL directly first): before, the server was sent it, and failed it with
+ * 26000, the name being the client's and not the server's. */
+Test(prepared, an_extended_deallocate_deallocates_as_on_postgresql)
+{
+    expect_on_postgresql_and_through_lakeproxy(expect_extended_deallocate_as_postgresql);
+}
+
+/* An extended-protocol DEALLOCATE skipped after an error never ran: the statement stays (as a
+ * skipped Close leaves it); one that runs removes it. */
+Test(prepared, an_extended_deallocate_skipped_after_an_error_leaves_the_statement)
+{
     struct proxy one;
     start_one_server(&one);
-    PGconn *a = alice_at(&one);
-    expect_names_read_as_postgresql_reads_them(a);
-    PQfinish(a);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    put_statement_then_error(&m);
+    put_unnamed_run(&m, "DEALLOCATE s"); /* skipped */
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 2, NULL, "22012");
+    expect_statement_runs(fd, "kept");
+    buf_init(&m);
+    put_unnamed_run(&m, "DEALLOCATE s"); /* runs */
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, NULL);
+    buf_init(&m);
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "26000");
+    close(fd);
     proxy_stop(&one);
 }
