@@ -29,6 +29,9 @@
 #define WHY_COMPARE                                                                                \
     "column \"%.63s\" is masked: it can be compared only with constants or parameters, not with "  \
     "columns, expressions or subqueries (and strict_predicates refuses even those)"
+#define WHY_LIKE                                                                                   \
+    "column \"%.63s\" is masked: LIKE may test it only against a constant prefix ('abc%%': no "    \
+    "'_', '%%' only at the end, not a parameter); other patterns read whole columns"
 #define WHY_ROW                                                                                    \
     "\"%.63s\" is a whole-row reference in a query over a table with masked columns: it would "    \
     "carry them unmasked; select the columns by name instead"
@@ -302,6 +305,95 @@ static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
                                                                   : 1;
 }
 
+/* Is e a LIKE-family operator (LIKE, ILIKE, their NOT forms, or ~~ and kin by name)? */
+static bool is_like_op(const PgQuery__AExpr *e)
+{
+    static const char *const likes[] = {"~~", "~~*", "!~~", "!~~*"};
+    return e->n_name > 0 && str_of(e->name[e->n_name - 1]) &&
+           in_list(likes, COUNT(likes), str_of(e->name[e->n_name - 1]));
+}
+
+/* n without the casts and collations around it. */
+static const PgQuery__Node *unwrapped(const PgQuery__Node *n)
+{
+    for (int depth = 0; n && depth <= MAX_DEPTH; depth++) {
+        if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+            n = n->type_cast->arg;
+        else if (n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)
+            n = n->collate_clause->arg;
+        else
+            return n;
+    }
+    return NULL;
+}
+
+/* The text of string constant n (under casts); NULL when n is something else. */
+static const char *string_constant(const PgQuery__Node *n)
+{
+    n = unwrapped(n);
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_A_CONST)
+        return NULL;
+    const PgQuery__AConst *k = n->a_const;
+    return k->val_case == PG_QUERY__A__CONST__VAL_SVAL && k->sval ? k->sval->sval : NULL;
+}
+
+/* Does LIKE pattern p, with escape character escape (0: none), match only values that begin
+ * with a fixed text: no '_', and '%' only at its end? Such a test is a range (as ssn >= 'abc'
+ * AND ssn < 'abd'); any other pattern asks every row at once whether it holds a character at
+ * a place ('__4%') or anywhere ('%4%'), and a few dozen of them read a whole column. */
+static bool is_prefix_pattern(const char *p, char escape)
+{
+    for (; *p; p++) {
+        if (escape && *p == escape) {
+            if (!*++p)
+                return false; /* (PostgreSQL refuses a pattern ending with its escape) */
+        } else if (*p == '_') {
+            return false;
+        } else if (*p == '%') {
+            while (*p == '%')
+                p++;
+            return *p == '\0';
+        }
+    }
+    return true;
+}
+
+/* Is n a constant prefix pattern: a string constant (escaped with '\'), or the parser's
+ * like_escape of one and a constant escape of at most one byte (LIKE ... ESCAPE)? Not a
+ * parameter: its value is not known when the statement is checked. */
+static bool is_prefix_constant(const PgQuery__Node *n)
+{
+    n = unwrapped(n);
+    const char *text = string_constant(n);
+    if (text)
+        return is_prefix_pattern(text, '\\');
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_FUNC_CALL || !is_constant(n, 0) ||
+        n->func_call->n_args != 2)
+        return false; /* (is_constant: only like_escape of constants is a call) */
+    const char *pattern = string_constant(n->func_call->args[0]);
+    const char *escape = string_constant(n->func_call->args[1]);
+    return pattern && escape && strlen(escape) <= 1 && is_prefix_pattern(pattern, escape[0]);
+}
+
+/* May LIKE-family comparison e test a masked column? Only when the column is what is matched
+ * (as the pattern, its own '_' and '%' would match) and the pattern a constant prefix: each
+ * element of the ARRAY[...] of LIKE ANY / ALL (an array literal's elements are not read). */
+static bool like_test_allowed(const PgQuery__AExpr *e, bool column_matched)
+{
+    if (!column_matched)
+        return false;
+    if (e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY &&
+        e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL)
+        return is_prefix_constant(e->rexpr);
+    const PgQuery__Node *n = unwrapped(e->rexpr);
+    if (!n || n->node_case != PG_QUERY__NODE__NODE_A_ARRAY_EXPR)
+        return false;
+    for (size_t i = 0; i < n->a_array_expr->n_elements; i++)
+        if (!is_prefix_constant(n->a_array_expr->elements[i]))
+            return false;
+    return true;
+}
+
 static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned flags)
 {
     unsigned kept = flags & KEPT;
@@ -317,6 +409,8 @@ static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned fl
         msql_refuse(c, WHY_ARRAY_GUESSES, c->tested ? c->tested : "?");
     for (int extra = made * (g - 1); extra > 0 && !c->out->refuse; extra--)
         count_test(c, c->tested);
+    if (!c->out->refuse && is_like_op(e) && !like_test_allowed(e, r && !l))
+        msql_refuse(c, WHY_LIKE, c->tested ? c->tested : "?");
 }
 
 /* Is m a comparison placed directly in a predicate (not, say, in an output expression)? */

@@ -269,6 +269,13 @@ static const struct mask_attempt_case attempts[] = {
     {"SELECT c.id FROM customers c WHERE c.email IN (SELECT v FROM scratch)", true},
     {"SELECT c.name FROM customers c", false},
     {"SELECT id FROM customers WHERE ssn IN ('111-22-3333', 'x') AND email LIKE 'a%'", false},
+    /* a review's extraction: positional patterns test every row at once, 31 such statements
+     * read every ssn (LIKE only with a constant prefix now) */
+    {"SELECT c.id, t.k FROM customers c JOIN (VALUES (0), (1), (2), (3)) t(k) ON "
+     "(t.k = 0 AND c.ssn LIKE '1%') OR (t.k = 1 AND c.ssn LIKE '_1%') OR "
+     "(t.k = 2 AND c.ssn LIKE '__4%') OR (t.k = 3 AND c.ssn LIKE '___-%')",
+     true},
+    {"SELECT id FROM customers WHERE email LIKE '%secret%'", true},
     {"SELECT email FROM customers FULL JOIN (SELECT 'x' AS email) y USING (email)", true},
     {"SELECT email AS e, ssn AS s FROM customers", false},
     {"SELECT * FROM customers", false},
