@@ -313,24 +313,36 @@ static bool is_like_op(const PgQuery__AExpr *e)
            in_list(likes, COUNT(likes), str_of(e->name[e->n_name - 1]));
 }
 
-/* n without the casts and collations around it. */
-static const PgQuery__Node *unwrapped(const PgQuery__Node *n)
+/* n without a COLLATE around it. */
+static const PgQuery__Node *uncollated(const PgQuery__Node *n)
 {
-    for (int depth = 0; n && depth <= MAX_DEPTH; depth++) {
-        if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
-            n = n->type_cast->arg;
-        else if (n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)
-            n = n->collate_clause->arg;
-        else
-            return n;
-    }
-    return NULL;
+    return n && n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE ? n->collate_clause->arg : n;
 }
 
-/* The text of string constant n (under casts); NULL when n is something else. */
+/* Is t text or varchar, without a length (a cast to it leaves a string's text as it is)? */
+static bool keeps_text(const PgQuery__TypeName *t)
+{
+    if (!t || t->n_array_bounds > 0 || t->n_typmods > 0 || t->setof || t->pct_type ||
+        t->n_names == 0 || t->n_names > 2)
+        return false;
+    const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";
+    const char *name = str_of(t->names[t->n_names - 1]);
+    return schema && name && strcmp(schema, "pg_catalog") == 0 &&
+           (strcmp(name, "text") == 0 || strcmp(name, "varchar") == 0);
+}
+
+/* The text of n when n is a string constant as written, under at most one cast to text or
+ * varchar and a COLLATE; NULL otherwise: any other cast may make another text of it at run
+ * time ('...'::regclass::text is a table's name, '\137'::bytea::text an underscore, 95::"char"
+ * one too), which is the text PostgreSQL matches, not the constant's. */
 static const char *string_constant(const PgQuery__Node *n)
 {
-    n = unwrapped(n);
+    n = uncollated(n);
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST) {
+        if (!keeps_text(n->type_cast->type_name))
+            return NULL;
+        n = uncollated(n->type_cast->arg);
+    }
     if (!n || n->node_case != PG_QUERY__NODE__NODE_A_CONST)
         return NULL;
     const PgQuery__AConst *k = n->a_const;
@@ -363,7 +375,7 @@ static bool is_prefix_pattern(const char *p, char escape)
  * parameter: its value is not known when the statement is checked. */
 static bool is_prefix_constant(const PgQuery__Node *n)
 {
-    n = unwrapped(n);
+    n = uncollated(n);
     const char *text = string_constant(n);
     if (text)
         return is_prefix_pattern(text, '\\');
@@ -385,7 +397,7 @@ static bool like_test_allowed(const PgQuery__AExpr *e, bool column_matched)
     if (e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY &&
         e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL)
         return is_prefix_constant(e->rexpr);
-    const PgQuery__Node *n = unwrapped(e->rexpr);
+    const PgQuery__Node *n = uncollated(e->rexpr);
     if (!n || n->node_case != PG_QUERY__NODE__NODE_A_ARRAY_EXPR)
         return false;
     for (size_t i = 0; i < n->a_array_expr->n_elements; i++)

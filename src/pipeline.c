@@ -580,6 +580,8 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
         return RV_ERROR;
     }
     enum reply_kind rk = type == 'D' ? RK_DESCRIBE : RK_CLOSE;
+    if (type == 'C' && kind == 'P' && c->dealloc_bound && strncmp(c->dealloc_portal, name, 63) == 0)
+        c->dealloc_bound = false; /* (closed: an Execute of it is the server's to fail) */
     if (kind != 'S')
         return rq_push(&s->replies, rk, NULL) ? RV_PASS : RV_ERROR;
     if (type == 'C' && !*name) { /* its own unnamed statement, if the server holds it */
@@ -727,10 +729,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
-    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement, and portal */
+    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
-    if (!c->dealloc_portal[0])
-        c->dealloc_bound = false;
+    c->dealloc_bound = false; /* (and the unnamed portal; a named one is the server's then) */
     s->in_flight++;
     if (!rq_push(&s->replies, RK_QUERY, NULL))
         return RV_ERROR;
@@ -837,6 +838,9 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         c->stmts.sync_gen = c->stmts.last_gen;
+        /* portals end with the implicit transaction a Sync ends (or the client may be on
+         * another server next): an Execute of a DEALLOCATE portal after it is the server's */
+        c->dealloc_bound = false;
         s->in_flight++;
         s->ext_open = false;
         pushed = rq_push(&s->replies, RK_SYNC, NULL);
@@ -917,6 +921,8 @@ static void undo_skipped(void *arg, const struct reply *r)
               client's statement again. */
         s->unnamed_of = 0;
         params_mark_unknown(&s->applied);
+        if (s->client) /* (a skipped unnamed DEALLOCATE is not the client's statement) */
+            s->client->unnamed_deallocates[0] = '\0';
     }
 }
 

@@ -124,8 +124,9 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     /* (closing statements are on their way out: they do not count against the budgets) */
     size_t key_len = strnlen(name, STMT_KEY_LEN);
     size_t held = s->bytes - s->closing_bytes - (st ? st->len : 0) + (st ? 0 : key_len);
-    if (held + len > (max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES))
-        return false;
+    size_t budget = max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES;
+    if (held + len > budget || s->closing_bytes + held + len > 2 * budget)
+        return false; /* (closing ones have a budget of their own, as large) */
     if (!st && (s->n - s->n_closing >= CLIENT_STMT_MAX || !make_room(s)))
         return false;
     uint8_t *copy = malloc(len ? len : 1);

@@ -77,8 +77,8 @@ struct client_stmts {
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
  * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
- * more) of names and bodies together (closing statements not counted: at most
- * CLIENT_STMT_CLOSING_MAX more). */
+ * more) of names and bodies together (closing statements counted apart: at most
+ * CLIENT_STMT_CLOSING_MAX of them, and as many bytes again). */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);

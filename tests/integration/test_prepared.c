@@ -1196,3 +1196,34 @@ Test(prepared, an_extended_deallocate_skipped_after_an_error_leaves_the_statemen
     close(fd);
     proxy_stop(&one);
 }
+
+/* An Execute of a DEALLOCATE portal that no longer exists (ended by a Sync, or closed) is the
+ * server's to fail, as PostgreSQL fails it (34000): lakeproxy made up its answer and dropped
+ * the statement (found by a review). */
+Test(prepared, an_execute_of_a_dead_deallocate_portal_fails_and_keeps_the_statement)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "s", "SELECT 'kept'");
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "", "DEALLOCATE s");
+    raw_put_bind(&m, "", "");
+    raw_put_empty(&m, 'S'); /* the portal ends here */
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 3, NULL, "34000");
+    expect_statement_runs(fd, "kept");
+    buf_init(&m);
+    raw_put_parse(&m, "", "DEALLOCATE s");
+    raw_put_bind(&m, "", "");
+    raw_put_close(&m, 'P', ""); /* closed */
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "34000");
+    expect_statement_runs(fd, "kept");
+    close(fd);
+    proxy_stop(&one);
+}

@@ -263,6 +263,18 @@ Test(prepared, closing_statements_leave_room_in_the_budgets)
     cr_expect_eq(s.closing_bytes, 0);
     cr_expect_eq(s.bytes, 3 * (sizeof(big) + 4), "names and texts of big1..big3");
     cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0), "the budget holds");
+    /* closing ones have a budget of their own, as large: memory stays bounded */
+    close_reply_of(&s, "big1");
+    close_reply_of(&s, "big2");
+    close_reply_of(&s, "big3");
+    cr_assert(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0));
+    cr_assert(client_stmt_put(&s, "big5", big, sizeof(big), 0, 0));
+    close_reply_of(&s, "big4");
+    close_reply_of(&s, "big5");
+    cr_expect(client_stmt_put(&s, "big6", big, sizeof(big), 0, 0));
+    cr_expect(client_stmt_put(&s, "big7", big, sizeof(big), 0, 0));
+    cr_expect_not(client_stmt_put(&s, "big8", big, sizeof(big), 0, 0),
+                  "five quarters closing and three open: past twice the budget");
     client_stmts_clear(&s);
 }
 
