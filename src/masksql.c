@@ -150,6 +150,24 @@ static void reset_statement(struct ctx *c)
     c->depth = 0;
 }
 
+/* Adds the LIKE parameters of the statement just checked to the text's (refused past
+ * MASKLIKE_PARAMS: they are tests too, which a text makes fewer of). */
+static void note_like_params(struct ctx *c)
+{
+    struct masklike *out = &c->out->like;
+    for (unsigned i = 0; i < c->like.n && !c->out->refuse; i++) {
+        bool known = false;
+        for (unsigned j = 0; j < out->n; j++)
+            known |= out->param[j] == c->like.param[i];
+        if (known)
+            continue;
+        if (out->n == MASKLIKE_PARAMS)
+            msql_refuse(c, WHY_LIKE_PARAMS, MASKLIKE_PARAMS);
+        else
+            out->param[out->n++] = c->like.param[i];
+    }
+}
+
 /* One statement: its names first, then the check, repeated while aliases of masked columns
  * turn up (a rename may be seen after its use), until no set grows; the last pass's tests of
  * masked columns count towards the text's. The statement itself is a query whose WHERE, ON
@@ -166,11 +184,13 @@ static void check_statement(struct ctx *c, const PgQuery__Node *st)
         c->grew = false;
         c->depth = 0;
         c->tests = 0;
+        c->like.n = 0;
         msql_check_query(c, st, SCOPE_TESTS);
         if (!c->grew)
             break;
     }
     c->tests_done += c->tests;
+    note_like_params(c);
     reset_statement(c);
 }
 

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "masklike.h"
+
 /* What the guard needs to know of one client's masking policy. Names are lower-case. */
 struct masksql_policy {
     const char *const *columns; /* bare names of the columns masked for this client */
@@ -52,8 +54,10 @@ struct masksql_policy {
 };
 
 struct masksql_verdict {
-    int tests; /* comparisons of a masked column with a constant or parameter the text
-                  makes each time it runs (each is a guess at a masked value) */
+    int tests;            /* comparisons of a masked column with a constant or parameter the text
+                             makes each time it runs (each is a guess at a masked value) */
+    struct masklike like; /* parameters it matches masked columns against with LIKE: their
+                             values are checked at each Bind (masklike_binds_ok) */
     bool refuse;
     char reason[240]; /* when refuse: the message for the client, naming the column */
 };

@@ -31,7 +31,7 @@
     "columns, expressions or subqueries (and strict_predicates refuses even those)"
 #define WHY_LIKE                                                                                   \
     "column \"%.63s\" is masked: LIKE may test it only against a constant prefix ('abc%%': no "    \
-    "'_', '%%' only at the end, not a parameter); other patterns read whole columns"
+    "'_', '%%' only at the end) or a parameter bound to one; other patterns read whole columns"
 #define WHY_ROW                                                                                    \
     "\"%.63s\" is a whole-row reference in a query over a table with masked columns: it would "    \
     "carry them unmasked; select the columns by name instead"
@@ -349,59 +349,71 @@ static const char *string_constant(const PgQuery__Node *n)
     return k->val_case == PG_QUERY__A__CONST__VAL_SVAL && k->sval ? k->sval->sval : NULL;
 }
 
-/* Does LIKE pattern p, with escape character escape (0: none), match only values that begin
- * with a fixed text: no '_', and '%' only at its end? Such a test is a range (as ssn >= 'abc'
- * AND ssn < 'abd'); any other pattern asks every row at once whether it holds a character at
- * a place ('__4%') or anywhere ('%4%'), and a few dozen of them read a whole column. */
-static bool is_prefix_pattern(const char *p, char escape)
-{
-    for (; *p; p++) {
-        if (escape && *p == escape) {
-            if (!*++p)
-                return false; /* (PostgreSQL refuses a pattern ending with its escape) */
-        } else if (*p == '_') {
-            return false;
-        } else if (*p == '%') {
-            while (*p == '%')
-                p++;
-            return *p == '\0';
-        }
-    }
-    return true;
-}
-
 /* Is n a constant prefix pattern: a string constant (escaped with '\'), or the parser's
- * like_escape of one and a constant escape of at most one byte (LIKE ... ESCAPE)? Not a
- * parameter: its value is not known when the statement is checked. */
+ * like_escape of one and a constant escape of at most one byte (LIKE ... ESCAPE)? */
 static bool is_prefix_constant(const PgQuery__Node *n)
 {
     n = uncollated(n);
     const char *text = string_constant(n);
     if (text)
-        return is_prefix_pattern(text, '\\');
+        return masklike_is_prefix(text, strlen(text), '\\');
     if (!n || n->node_case != PG_QUERY__NODE__NODE_FUNC_CALL || !is_constant(n, 0) ||
         n->func_call->n_args != 2)
         return false; /* (is_constant: only like_escape of constants is a call) */
     const char *pattern = string_constant(n->func_call->args[0]);
     const char *escape = string_constant(n->func_call->args[1]);
-    return pattern && escape && strlen(escape) <= 1 && is_prefix_pattern(pattern, escape[0]);
+    return pattern && escape && strlen(escape) <= 1 &&
+           masklike_is_prefix(pattern, strlen(pattern), escape[0]);
+}
+
+/* The number of parameter n ($n, under at most one cast to text or varchar and a COLLATE);
+ * 0 when n is something else. */
+static int param_number(const PgQuery__Node *n)
+{
+    n = uncollated(n);
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST) {
+        if (!keeps_text(n->type_cast->type_name))
+            return 0;
+        n = uncollated(n->type_cast->arg);
+    }
+    return n && n->node_case == PG_QUERY__NODE__NODE_PARAM_REF && n->param_ref->number > 0 &&
+                   n->param_ref->number <= 65535
+               ? n->param_ref->number
+               : 0;
+}
+
+/* Is n a constant prefix pattern, or a parameter, noted so that its values are checked at
+ * each Bind (false when too many are)? */
+static bool prefix_or_noted_param(struct ctx *c, const PgQuery__Node *n)
+{
+    int k = param_number(n);
+    if (k == 0)
+        return is_prefix_constant(n);
+    struct masklike *l = &c->like;
+    for (unsigned i = 0; i < l->n; i++)
+        if (l->param[i] == k)
+            return true;
+    if (l->n == MASKLIKE_PARAMS)
+        return false;
+    l->param[l->n++] = (uint16_t)k;
+    return true;
 }
 
 /* May LIKE-family comparison e test a masked column? Only when the column is what is matched
  * (as the pattern, its own '_' and '%' would match) and the pattern a constant prefix: each
  * element of the ARRAY[...] of LIKE ANY / ALL (an array literal's elements are not read). */
-static bool like_test_allowed(const PgQuery__AExpr *e, bool column_matched)
+static bool like_test_allowed(struct ctx *c, const PgQuery__AExpr *e, bool column_matched)
 {
     if (!column_matched)
         return false;
     if (e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ANY &&
         e->kind != PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL)
-        return is_prefix_constant(e->rexpr);
+        return prefix_or_noted_param(c, e->rexpr);
     const PgQuery__Node *n = uncollated(e->rexpr);
     if (!n || n->node_case != PG_QUERY__NODE__NODE_A_ARRAY_EXPR)
         return false;
     for (size_t i = 0; i < n->a_array_expr->n_elements; i++)
-        if (!is_prefix_constant(n->a_array_expr->elements[i]))
+        if (!prefix_or_noted_param(c, n->a_array_expr->elements[i]))
             return false;
     return true;
 }
@@ -421,7 +433,7 @@ static void check_comparison(struct ctx *c, const PgQuery__AExpr *e, unsigned fl
         msql_refuse(c, WHY_ARRAY_GUESSES, c->tested ? c->tested : "?");
     for (int extra = made * (g - 1); extra > 0 && !c->out->refuse; extra--)
         count_test(c, c->tested);
-    if (!c->out->refuse && is_like_op(e) && !like_test_allowed(e, r && !l))
+    if (!c->out->refuse && is_like_op(e) && !like_test_allowed(c, e, r && !l))
         msql_refuse(c, WHY_LIKE, c->tested ? c->tested : "?");
 }
 

@@ -109,6 +109,8 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 #define WHY_SORT                                                                                   \
     "column \"%.63s\" is masked: sorting or grouping by a masked column would reveal its order "   \
     "or equal values (ORDER BY, GROUP BY, DISTINCT, DISTINCT ON, window PARTITION BY / ORDER BY)"
+#define WHY_LIKE_PARAMS                                                                            \
+    "statement refused: at most %d parameters may be LIKE patterns on masked columns"
 #define WHY_STRICT                                                                                 \
     "column \"%.63s\" is masked and strict_predicates is on: it may not be used in WHERE, ON, "    \
     "USING, GROUP BY, HAVING, ORDER BY, DISTINCT ON or window clauses; filter on other columns"
@@ -168,9 +170,10 @@ struct ctx {
     const char *table;         /* the first masked table the statement names, or NULL */
     bool grew;                 /* a set grew in this pass: the check must run again */
     int depth;
-    int tests;          /* tests of masked columns seen by this pass over the statement */
-    int tests_done;     /* those of the text's earlier statements */
-    const char *tested; /* the masked column (or table, for *) tested last, for messages */
+    int tests;            /* tests of masked columns seen by this pass over the statement */
+    int tests_done;       /* those of the text's earlier statements */
+    struct masklike like; /* parameters this pass found used as LIKE patterns on masked columns */
+    const char *tested;   /* the masked column (or table, for *) tested last, for messages */
 };
 
 typedef void (*visit_fn)(struct ctx *c, const ProtobufCMessage *m, unsigned flags);

@@ -324,6 +324,9 @@ struct client {
     bool mask_wait;               /* a statement waits for the masking catalog */
     uint16_t mask_tests;          /* masked-column tests of the statement just checked */
     uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
+    struct masklike mask_like;    /* parameters of the statement just checked that are LIKE
+                                     patterns on masked columns (checked at each Bind) */
+    struct masklike unnamed_like; /* ... of its unnamed prepared statement */
     uint8_t *unnamed_parse;       /* its unnamed statement: the Parse body after the name, kept
                                      to prepare it again on the server a Bind lands on */
     size_t unnamed_len;

@@ -376,6 +376,7 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     if (c->unnamed_effects & STMT_FORGETS)
         stmts_in_doubt(s);
     c->unnamed_tests = c->mask_tests;
+    c->unnamed_like = c->mask_like;
     s->unnamed_of = c->id;
     s->unnamed_maybe = true;
     pipeline_unnamed_home(c, s);
@@ -464,7 +465,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
                "together, per connection (close or DEALLOCATE the ones no longer used)";
         return RV_ERROR;
     }
-    client_stmt_set_tests(&c->stmts, name, c->mask_tests);
+    client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);
     const struct client_stmt *st = client_stmt_get(&c->stmts, name);
     if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
@@ -520,6 +521,19 @@ static enum relay_verdict dealloc_execute(struct server *s, struct client *c, co
     return answered(s);
 }
 
+/* Are the values a Bind (rest: after its names) gives the LIKE pattern parameters on masked
+ * columns of c's statement st (NULL: by name, its unnamed one when name is "") prefixes? */
+static bool like_binds_ok(struct client *c, const struct client_stmt *st, const char *name,
+                          const uint8_t *rest, size_t len)
+{
+    if (st)
+        return !st->mask_like.n ||
+               masklike_binds_ok(&st->mask_like, st->parse_rest, st->len, rest, len);
+    if (*name || !c->unnamed_like.n)
+        return true;
+    return masklike_binds_ok(&c->unnamed_like, c->unnamed_parse, c->unnamed_len, rest, len);
+}
+
 static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_t len,
                                   const char **err)
 {
@@ -537,6 +551,11 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         static char msg[200];
         policy_mask_budget_message(c, msg, sizeof(msg));
         *err = msg;
+        return RV_ERROR;
+    }
+    if (!like_binds_ok(c, st, name, r.p, r.left)) {
+        *err = "a LIKE pattern bound for a masked column must be a constant prefix ('abc%': no "
+               "'_', '%' only at the end) in a text or varchar parameter";
         return RV_ERROR;
     }
     if (!carry_on_bind(c, st, name)) {
@@ -777,7 +796,8 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         s->skip_till_sync = false;
     uint8_t effects;
     if (type == 'P' && body && plain_parse_known(c, body, len, &effects)) {
-        c->mask_tests = 0;                /* (as policy_check_client_msg would) */
+        c->mask_tests = 0; /* (as policy_check_client_msg would) */
+        c->mask_like.n = 0;
         c->unnamed_deallocates[0] = '\0'; /* (a lone DEALLOCATE is never one of those) */
         s->ext_open = true;
         note_parse_effects(c, effects);

@@ -224,6 +224,7 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
         return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
     }
     c->mask_tests = v->tests > 0 ? (uint16_t)(v->tests < 65535 ? v->tests : 65535) : 0;
+    c->mask_like = v->like;
     if (!v->refuse && type == 'Q' && !policy_mask_charge(c, v->tests)) {
         policy_mask_budget_message(c, reason, sizeof(reason));
         return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
@@ -315,6 +316,7 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
 {
     bool masked = c->mask.n_applied > 0;
     c->mask_tests = 0;
+    c->mask_like.n = 0;
     if (type == 'F' && !client_under_policy(c))
         return POLICY_PASS;
     if (type == 'F')

@@ -71,11 +71,14 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
     return find_client_stmt(s, name);
 }
 
-void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests)
+void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,
+                           const struct masklike *like)
 {
     struct client_stmt *st = find_client_stmt(s, name);
-    if (st)
+    if (st) {
         st->mask_tests = tests;
+        st->mask_like = *like;
+    }
 }
 
 static void free_stmt(struct client_stmt *st)
@@ -150,6 +153,8 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->parse_rest = copy;
     st->len = len;
     st->effects = effects;
+    st->mask_tests = 0; /* (client_stmt_set_tests) */
+    st->mask_like.n = 0;
     stmt_proxy_name(rest, len, st->proxy);
     if (++s->last_gen == 0)
         s->last_gen = 1;

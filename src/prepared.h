@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "masklike.h"
+
 #define STMT_NAME_LEN 40      /* "lp_" + 32 hex + NUL, padded */
 #define SERVER_STMT_CACHE 256 /* statements kept prepared per server connection */
 #define CLIENT_STMT_MAX 10000 /* named statements one client may hold */
@@ -32,13 +34,14 @@ struct client_stmt {
     char proxy[STMT_NAME_LEN];
     uint8_t *parse_rest; /* Parse body after the name: query, parameter types */
     size_t len;
-    uint8_t effects;     /* STMT_* flags: what running it does to a server */
-    uint16_t mask_tests; /* masked-column tests each run makes (masking guard) */
-    uint32_t gen;        /* which Parse of the client made it (never 0): see reply.gen */
-    uint32_t closes;     /* Closes of it still owed their replies (while closing) */
-    bool closing;        /* a Close of it is owed its reply: no name finds it (an error
-                            before the Close may yet bring it back) */
-    uint32_t hash;       /* its name's keyed hash (its low bits: chains are fewer): its chain */
+    uint8_t effects;           /* STMT_* flags: what running it does to a server */
+    uint16_t mask_tests;       /* masked-column tests each run makes (masking guard) */
+    struct masklike mask_like; /* its parameters that are LIKE patterns on masked columns */
+    uint32_t gen;              /* which Parse of the client made it (never 0): see reply.gen */
+    uint32_t closes;           /* Closes of it still owed their replies (while closing) */
+    bool closing;              /* a Close of it is owed its reply: no name finds it (an error
+                                  before the Close may yet bring it back) */
+    uint32_t hash; /* its name's keyed hash (its low bits: chains are fewer): its chain */
 };
 
 /* A statement that may drop the server's prepared statements (DEALLOCATE, DISCARD). */
@@ -82,8 +85,10 @@ struct client_stmts {
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
-/* Notes how many masked-column tests each run of statement name makes. */
-void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests);
+/* Notes how many masked-column tests each run of statement name makes, and which of its
+ * parameters are LIKE patterns on masked columns. */
+void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,
+                           const struct masklike *like);
 void client_stmt_remove(struct client_stmts *s, const char *name);
 /* Removes the statement made by the Parse that reply r was owed for (rq_mark_parse_of), if it
  * is still there (not replaced by a later Parse of the name since). */

@@ -656,3 +656,51 @@ Test(masking, guesses_at_masked_values_are_rate_limited, .init = start_slow_budg
     cr_expect(stopped, "40 executions in a burst of 10");
     PQfinish(m);
 }
+
+/* A LIKE pattern on a masked column given as a parameter is checked at each Bind: a constant
+ * prefix runs (rows masked as always), a positional pattern ends the connection with a message
+ * saying what to send, whether the statement is unnamed (PQexecParams) or prepared; a
+ * parameter declared "char" (whose text '\137' reads as '_') is refused too. */
+Test(masking, like_pattern_parameters_must_be_prefixes)
+{
+    PGconn *m = login("mallory");
+    const char *sql = "SELECT count(*) FROM customers WHERE ssn LIKE $1";
+    const char *prefix[1] = {"111-%"};
+    PGresult *r = PQexecParams(m, sql, 1, NULL, prefix, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(m));
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    const char *positional[1] = {"__1%"};
+    r = PQexecParams(m, sql, 1, NULL, positional, NULL, NULL, 0);
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "a positional pattern ran");
+    cr_expect(strstr(PQerrorMessage(m), "constant prefix") != NULL, "%s", PQerrorMessage(m));
+    PQclear(r);
+    PQfinish(m);
+    m = login("mallory");
+    r = PQprepare(m, "l", sql, 1, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(m));
+    PQclear(r);
+    r = PQexecPrepared(m, "l", 1, prefix, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(m));
+    PQclear(r);
+    const char *suffix[1] = {"%3333"};
+    r = PQexecPrepared(m, "l", 1, suffix, NULL, NULL, 0);
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "a suffix pattern ran");
+    PQclear(r);
+    PQfinish(m);
+    m = login("mallory");
+    const Oid char_type[1] = {18};
+    const char *escaped[1] = {"\\137"};
+    r = PQexecParams(m, "SELECT count(*) FROM customers WHERE ssn LIKE $1 || '%'", 1, char_type,
+                     escaped, NULL, NULL, 0);
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "an expression pattern ran");
+    PQclear(r);
+    PQfinish(m);
+    m = login("mallory");
+    r = PQexecParams(m, sql, 1, char_type, escaped, NULL, NULL, 0);
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "a \"char\" parameter ran");
+    cr_expect(strstr(PQerrorMessage(m), "text or varchar parameter") != NULL, "%s",
+              PQerrorMessage(m));
+    PQclear(r);
+    PQfinish(m);
+}

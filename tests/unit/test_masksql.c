@@ -900,8 +900,8 @@ static const struct refusal like_patterns_refused[] = {
     {"SELECT id FROM customers WHERE email ILIKE 'a%b%'", "constant prefix"},
     {"SELECT id FROM customers WHERE email NOT LIKE '%4%'", "constant prefix"},
     {"SELECT id FROM customers WHERE ssn ~~ 'a_'", "constant prefix"},
-    {"SELECT id FROM customers WHERE email LIKE $1", "not a parameter"},
-    {"SELECT id FROM customers WHERE email LIKE $1::text COLLATE \"C\"", "constant prefix"},
+    {"SELECT id FROM customers WHERE email LIKE $1::bytea::text", "constant prefix"},
+    {"SELECT id FROM customers WHERE email LIKE $1::\"char\"", "constant prefix"},
     {"SELECT id FROM customers WHERE 'abc' LIKE email", "constant prefix"},
     {"SELECT id FROM customers WHERE email LIKE ANY (ARRAY['a%', '_b%'])", "constant prefix"},
     {"SELECT id FROM customers WHERE email LIKE ANY ('{a%}')", "constant prefix"},
@@ -932,12 +932,30 @@ static const char *const like_patterns_passed[] = {
     "SELECT id FROM customers WHERE email LIKE 'a%'::text COLLATE \"C\"",
     "SELECT id FROM customers WHERE email LIKE 'a%' COLLATE \"C\"",
     "SELECT id FROM customers WHERE email LIKE CAST('a%' AS pg_catalog.varchar)",
+    "SELECT id FROM customers WHERE email LIKE $1",
+    "SELECT id FROM customers WHERE email LIKE $1::text COLLATE \"C\"",
 };
 
 Test(masksql, like_tests_of_masked_columns_need_a_constant_prefix)
 {
     expect_refused(&policy, like_patterns_refused, N(like_patterns_refused));
     expect_passed(&policy, like_patterns_passed, N(like_patterns_passed));
+}
+
+/* A parameter used as a LIKE pattern on a masked column is noted in the verdict (its values
+ * are checked at each Bind), once however often it is used; other parameters are not. */
+Test(masksql, like_pattern_parameters_are_noted_for_their_binds)
+{
+    struct masksql_verdict v;
+    masksql_check("SELECT id FROM customers WHERE email LIKE $2 AND ssn LIKE ANY "
+                  "(ARRAY[$1::text, 'a%']) AND name LIKE $3 AND email NOT LIKE $2",
+                  &policy, &v);
+    cr_assert_not(v.refuse, "%s", v.reason);
+    cr_assert_eq(v.like.n, 2);
+    cr_expect_eq(v.like.param[0], 2);
+    cr_expect_eq(v.like.param[1], 1);
+    masksql_check("SELECT id FROM customers WHERE email LIKE 'a%' AND ssn = $1", &policy, &v);
+    cr_expect_eq(v.like.n, 0);
 }
 
 Test(masksql, compares_masked_columns_only_with_constants)

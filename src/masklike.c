@@ -1,0 +1,72 @@
+/* masklike.c: the prefix rule for LIKE patterns on masked columns, and its check of bound
+ * parameter values. */
+#include "masklike.h"
+
+#include <string.h>
+
+#include "buf.h"
+
+enum { OID_TEXT = 25, OID_VARCHAR = 1043 };
+
+bool masklike_is_prefix(const char *p, size_t n, char escape)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (escape && p[i] == escape) {
+            if (++i == n)
+                return false; /* (PostgreSQL refuses a pattern ending with its escape) */
+        } else if (p[i] == '_') {
+            return false;
+        } else if (p[i] == '%') {
+            while (i < n && p[i] == '%')
+                i++;
+            return i == n;
+        }
+    }
+    return true;
+}
+
+/* Was parameter k (from 1) declared text or varchar, or left to the server to infer (as text,
+ * compared with a text column) by parse_rest? */
+static bool declared_text(const uint8_t *parse_rest, size_t parse_len, unsigned k)
+{
+    if (!parse_rest)
+        return true;
+    const void *nul = memchr(parse_rest, 0, parse_len);
+    if (!nul)
+        return false;
+    struct rd r;
+    size_t text_len = (size_t)((const uint8_t *)nul - parse_rest) + 1;
+    rd_init(&r, parse_rest + text_len, parse_len - text_len);
+    uint16_t n;
+    uint32_t oid = 0;
+    if (!rd_u16(&r, &n))
+        return false;
+    for (unsigned i = 1; i <= n && i <= k; i++)
+        if (!rd_u32(&r, &oid))
+            return false;
+    return k > n || oid == 0 || oid == OID_TEXT || oid == OID_VARCHAR;
+}
+
+bool masklike_binds_ok(const struct masklike *l, const uint8_t *parse_rest, size_t parse_len,
+                       const uint8_t *bind_rest, size_t bind_len)
+{
+    struct rd r;
+    rd_init(&r, bind_rest, bind_len);
+    uint16_t n_formats, n_params;
+    if (!rd_u16(&r, &n_formats) || !rd_bytes(&r, 2 * (size_t)n_formats, &(const uint8_t *){0}) ||
+        !rd_u16(&r, &n_params))
+        return false;
+    for (unsigned k = 1; k <= n_params; k++) { /* (text and binary text are the same bytes) */
+        int32_t len;
+        const uint8_t *value = NULL;
+        if (!rd_i32(&r, &len) || (len > 0 && !rd_bytes(&r, (size_t)len, &value)))
+            return false;
+        bool noted = false;
+        for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
+            noted |= l->param[i] == k;
+        if (noted && (!declared_text(parse_rest, parse_len, k) ||
+                      (len > 0 && !masklike_is_prefix((const char *)value, (size_t)len, '\\'))))
+            return false;
+    }
+    return true;
+}
