@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "fuzz.h"
 #include "guard.h"
+#include "masklike.h"
 #include "masksql.h"
 #include "pipeline.h"
 #include "prepared.h"
@@ -24,6 +25,10 @@ static void check_sql(const char *sql)
     pipeline_parse_deallocate(sql, name, &all);
 }
 
+/* The last Parse body after its name (for the LIKE pattern check of the Binds after it). */
+static uint8_t last_parse[4096];
+static size_t last_parse_len;
+
 static void parse_parse(const uint8_t *body, uint32_t len)
 {
     struct rd r;
@@ -34,7 +39,10 @@ static void parse_parse(const uint8_t *body, uint32_t len)
     rd_init(&r, body, len);
     if (!rd_str(&r, &name) || !rd_str(&r, &sql))
         return;
-    stmt_proxy_name((const uint8_t *)sql, r.left + strlen(sql) + 1, proxy);
+    size_t rest = r.left + strlen(sql) + 1;
+    stmt_proxy_name((const uint8_t *)sql, rest, proxy);
+    last_parse_len = rest < sizeof(last_parse) ? rest : 0;
+    memcpy(last_parse, sql, last_parse_len);
     check_sql(sql);
     if (rd_u16(&r, &n))
         for (uint16_t i = 0; i < n && rd_u32(&r, &oid); i++)
@@ -49,7 +57,11 @@ static void parse_bind(const uint8_t *body, uint32_t len)
     uint16_t n, f;
     int32_t l;
     rd_init(&r, body, len);
-    if (!rd_str(&r, &portal) || !rd_str(&r, &stmt) || !rd_u16(&r, &n))
+    if (!rd_str(&r, &portal) || !rd_str(&r, &stmt))
+        return;
+    static const struct masklike like = {.n = 3, .param = {1, 2, 65535}};
+    masklike_binds_ok(&like, last_parse_len ? last_parse : NULL, last_parse_len, r.p, r.left);
+    if (!rd_u16(&r, &n))
         return;
     for (uint16_t i = 0; i < n && rd_u16(&r, &f); i++)
         ;
