@@ -440,6 +440,8 @@ static bool answer_deallocate(struct client *c)
     const uint8_t *msg = evbuffer_pullup(in, 5 + (ssize_t)len);
     if (!msg || !query_deallocates(msg + 5, len, name, &all)) /* (out of memory: as any query) */
         return false;
+    if (!all && !client_stmt_known(&c->stmts, name))
+        return false; /* not the client's: a server fails it (26000), as PostgreSQL would */
     evbuffer_drain(in, 5 + (size_t)len);
     pipeline_deallocate(c, name, all);
     struct buf b;

@@ -506,7 +506,7 @@ static enum relay_verdict dealloc_execute(struct server *s, struct client *c, co
     rd_init(&r, body, len);
     *handled = false;
     if (!c->dealloc_bound || !rd_str(&r, &portal) || strncmp(c->dealloc_portal, portal, 63) != 0 ||
-        !client_stmt_get(&c->stmts, c->dealloc_of))
+        !client_stmt_known(&c->stmts, c->dealloc_of))
         return RV_STREAM;
     *handled = true;
     c->dealloc_bound = false; /* (run once: again, it goes to the server) */
@@ -744,6 +744,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     const char *sql = (const char *)body;
     bool dealloc, forgets = mentions_forgetting(sql, &dealloc);
     bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
+    if (lone && !all && !client_stmt_known(&c->stmts, name))
+        lone = forgets = false; /* not the client's: the server's to fail, as PostgreSQL does
+                                   (lone_named_deallocate: it drops none of the server's) */
     if (forgets)
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */

@@ -71,6 +71,13 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
     return find_client_stmt(s, name);
 }
 
+static struct client_stmt *newest_closing(const struct client_stmts *s, const char *name);
+
+bool client_stmt_known(const struct client_stmts *s, const char *name)
+{
+    return find_client_stmt(s, name) || (s->n_closing && newest_closing(s, name));
+}
+
 void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,
                            const struct masklike *like)
 {

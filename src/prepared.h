@@ -85,6 +85,9 @@ struct client_stmts {
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
+/* Does the client hold name, or a statement of that name a Close still owed its reply took
+ * (client_stmt_park: an error may yet bring it back)? */
+bool client_stmt_known(const struct client_stmts *s, const char *name);
 /* Notes how many masked-column tests each run of statement name makes, and which of its
  * parameters are LIKE patterns on masked columns. */
 void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,

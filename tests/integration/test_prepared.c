@@ -1159,6 +1159,12 @@ static void expect_extended_deallocate_as_postgresql(PGconn *c)
     cr_expect_str_eq(prepared_sqlstate(c, "s1", st), "26000", "not brought back by ROLLBACK");
     expect_run(c, "s2", "4", "two");
     cr_expect_str_eq(extended_sqlstate(c, "DEALLOCATE never_prepared", NULL, st), "26000");
+    cr_expect_str_eq(sqlstate_of(c, "DEALLOCATE never_prepared", st), "26000", "simple Query");
+    cr_expect_str_eq(sqlstate_of(c, "BEGIN", st), "");
+    cr_expect_str_eq(sqlstate_of(c, "DEALLOCATE never_prepared", st), "26000");
+    cr_expect_str_eq(sqlstate_of(c, "SELECT 1", st), "25P02", "the transaction failed");
+    cr_expect_str_eq(sqlstate_of(c, "ROLLBACK", st), "");
+    expect_run(c, "s2", "5", "two");
 }
 
 /* A DEALLOCATE of a client's statement through the extended protocol (psycopg 3 evicting a
