@@ -47,6 +47,44 @@ static bool declared_text(const uint8_t *parse_rest, size_t parse_len, unsigned 
     return k > n || oid == 0 || oid == OID_TEXT || oid == OID_VARCHAR;
 }
 
+bool masklike_declare_text(const struct masklike *l, const uint8_t *rest, size_t len,
+                           struct buf *out)
+{
+    const uint8_t *nul = memchr(rest, 0, len);
+    struct rd r;
+    uint16_t n;
+    if (!nul || l->n == 0)
+        return false;
+    size_t text_len = (size_t)(nul - rest) + 1;
+    rd_init(&r, rest + text_len, len - text_len);
+    if (!rd_u16(&r, &n) || r.left != 4 * (size_t)n)
+        return false;
+    unsigned want = n; /* every noted parameter gets a declared type */
+    for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
+        if (l->param[i] > want)
+            want = l->param[i];
+    bool changed = want > n;
+    buf_init(out);
+    buf_put_bytes(out, rest, text_len);
+    buf_put_u16(out, (uint16_t)want);
+    for (unsigned k = 1; k <= want; k++) {
+        uint32_t oid = 0;
+        if (k <= n)
+            rd_u32(&r, &oid);
+        bool noted = false;
+        for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
+            noted |= l->param[i] == k;
+        if (noted && oid == 0) {
+            oid = OID_TEXT;
+            changed = true;
+        }
+        buf_put_u32(out, oid);
+    }
+    if (!changed)
+        buf_free(out);
+    return changed;
+}
+
 bool masklike_binds_ok(const struct masklike *l, const uint8_t *parse_rest, size_t parse_len,
                        const uint8_t *bind_rest, size_t bind_len)
 {

@@ -24,6 +24,16 @@ struct masklike {
  * begin with a fixed text: no '_', and '%' only at its end? */
 bool masklike_is_prefix(const char *p, size_t n, char escape);
 
+struct buf;
+/* The Parse body after the name, rest[0..len) (text, declared parameter types), with l's
+ * parameters that the client left undeclared declared text, into out (which the caller
+ * frees); false, out untouched, when none was (or rest is malformed: the server refuses it).
+ * PostgreSQL would infer such a parameter's type from any use in the statement
+ * ($1::bytea IS NULL, a bytea column), and a LIKE over $1::text then matches that type's
+ * output ('\x5f5f' read as bytea prints as '__'), not the bytes the Bind check saw. */
+bool masklike_declare_text(const struct masklike *l, const uint8_t *rest, size_t len,
+                           struct buf *out);
+
 /* Are the values a Bind gives l's parameters such prefixes (escape '\')? parse_rest: the bound
  * statement's Parse body after its name (text, then declared parameter types; NULL: unknown);
  * bind_rest: the Bind body after its portal and statement names. False when a value is not a

@@ -355,15 +355,15 @@ static bool is_prefix_constant(const PgQuery__Node *n)
 {
     n = uncollated(n);
     const char *text = string_constant(n);
-    if (text)
-        return masklike_is_prefix(text, strlen(text), '\\');
+    if (text) /* (no backslash: into a bytea column's pattern '\\x5f' or '\\137' reads as '_') */
+        return !strchr(text, '\\') && masklike_is_prefix(text, strlen(text), '\\');
     if (!n || n->node_case != PG_QUERY__NODE__NODE_FUNC_CALL || !is_constant(n, 0) ||
         n->func_call->n_args != 2)
         return false; /* (is_constant: only like_escape of constants is a call) */
     const char *pattern = string_constant(n->func_call->args[0]);
     const char *escape = string_constant(n->func_call->args[1]);
-    return pattern && escape && strlen(escape) <= 1 &&
-           masklike_is_prefix(pattern, strlen(pattern), escape[0]);
+    return pattern && escape && strlen(escape) <= 1 && !strchr(pattern, '\\') &&
+           !strchr(escape, '\\') && masklike_is_prefix(pattern, strlen(pattern), escape[0]);
 }
 
 /* The number of parameter n ($n, under at most one cast to text or varchar and a COLLATE);

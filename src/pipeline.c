@@ -250,6 +250,8 @@ void pipeline_unnamed_home(struct client *c, struct server *s)
 static void forget_unnamed(struct client *c)
 {
     c->unnamed_deallocates[0] = '\0';
+    c->unnamed_tests = 0;
+    c->unnamed_like.n = 0;
     pipeline_client_unhomed(c);
     free(c->unnamed_parse);
     c->unnamed_parse = NULL;
@@ -428,6 +430,10 @@ static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t le
     return true;
 }
 
+static enum relay_verdict parse_kept(struct client *c, const char *name, const uint8_t *rest,
+                                     size_t rest_len, uint8_t effects, const char dealloc[64],
+                                     bool retyped, const char **err);
+
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
                                    const char **err)
 {
@@ -453,14 +459,49 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     if (!*name && (effects & STMT_FORGETS) && lone_named_deallocate(sql, dealloc))
         effects &= (uint8_t)~STMT_FORGETS;
     note_parse_effects(c, effects);
-    if (!*name) {
-        if (!client_under_policy(c) && !dealloc[0]) /* (for plain_parse_known) */
-            recent_put(&c->plain_parses, r.p, r.left, effects);
-        enum relay_verdict v = unnamed_kept(c, r.p, r.left, effects, err);
-        memcpy(c->unnamed_deallocates, dealloc, sizeof(dealloc));
+    struct buf typed;
+    if (c->mask_like.n > 0 && masklike_declare_text(&c->mask_like, r.p, r.left, &typed)) {
+        if (typed.failed)
+            *err = relay_out_of_memory;
+        enum relay_verdict v =
+            typed.failed ? RV_ERROR
+                         : parse_kept(c, name, typed.data, typed.len, effects, dealloc, true, err);
+        buf_free(&typed);
         return v;
     }
-    if (!client_stmt_put(&c->stmts, name, r.p, r.left, effects, c->w->cfg->max_message_size)) {
+    return parse_kept(c, name, r.p, r.left, effects, dealloc, false, err);
+}
+
+/* Sends the unnamed Parse of rest (its body after the name) to s. */
+static bool send_unnamed_parse(struct server *s, const uint8_t *rest, size_t len)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, "");
+    buf_put_bytes(&b, rest, len);
+    buf_msg_finish(&b);
+    return send_buf(to_server(s), &b);
+}
+
+/* Keeps c's Parse of name with body rest (after the name), effects and dealloc (the name a
+ * lone DEALLOCATE of it frees, or ""), and sends what the server must be sent: rest itself
+ * when retyped (the client's body with parameter types added: masklike_declare_text). */
+static enum relay_verdict parse_kept(struct client *c, const char *name, const uint8_t *rest,
+                                     size_t rest_len, uint8_t effects, const char dealloc[64],
+                                     bool retyped, const char **err)
+{
+    struct server *s = c->server;
+    if (!*name) {
+        if (!client_under_policy(c) && !dealloc[0]) /* (for plain_parse_known) */
+            recent_put(&c->plain_parses, rest, rest_len, effects);
+        enum relay_verdict v = unnamed_kept(c, rest, rest_len, effects, err);
+        memcpy(c->unnamed_deallocates, dealloc, sizeof(c->unnamed_deallocates));
+        if (v == RV_PASS && retyped) /* (the client's own message is not the one to send) */
+            v = send_unnamed_parse(s, rest, rest_len) ? RV_DROP : RV_ERROR;
+        return v;
+    }
+    if (!client_stmt_put(&c->stmts, name, rest, rest_len, effects, c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
                "together, per connection (close or DEALLOCATE the ones no longer used)";
         return RV_ERROR;

@@ -704,3 +704,43 @@ Test(masking, like_pattern_parameters_must_be_prefixes)
     PQclear(r);
     PQfinish(m);
 }
+
+/* Runs sql with one parameter (type PostgreSQL infers) bound to value; returns count(*) of its
+ * second column, or -1 when it failed. */
+static int count_with(PGconn *m, const char *sql, const char *value)
+{
+    const char *v[1] = {value};
+    PGresult *r = PQexecParams(m, sql, 1, NULL, v, NULL, NULL, 0);
+    int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 1)) : -1;
+    PQclear(r);
+    return n;
+}
+
+/* A LIKE pattern parameter the client left undeclared is declared text by lakeproxy: before,
+ * PostgreSQL inferred its type from another use ($1::bytea IS NULL, $1::regclass), and the
+ * LIKE over $1::text matched that type's output ('\\x5f5f5f5f3525' as bytea prints as
+ * '____5%'), not the bytes the Bind check saw (found by a review: each such statement asked
+ * every row about one character). Now the value is the pattern: a prefix of nothing here. */
+Test(masking, like_pattern_parameters_match_the_bytes_checked)
+{
+    PGconn *m = login("mallory");
+    PGresult *r = PQexec(m, "SET bytea_output = escape");
+    PQclear(r);
+    const char *sql = "SELECT $1::bytea IS NULL, count(*) FROM customers WHERE ssn LIKE $1::text";
+    cr_expect_eq(count_with(m, sql, "\\x5f5f5f5f3525"), 0, "read as bytea: ____5%");
+    cr_expect_eq(count_with(m, sql, "111-%"), 1, "a prefix works");
+    PQfinish(m);
+    m = login("mallory");
+    r = PQexec(m, "BEGIN");
+    PQclear(r);
+    r = PQexec(m, "CREATE TEMP TABLE ____8______ ()");
+    PQclear(r);
+    char *oid = query_value(m, "SELECT '____8______'::regclass::oid::text");
+    int n = count_with(m,
+                       "SELECT $1::regclass IS NULL, count(*) FROM customers WHERE ssn LIKE "
+                       "$1::text",
+                       oid);
+    cr_expect_neq(n, 1, "read as regclass: the table's name ____8______");
+    free(oid);
+    PQfinish(m);
+}

@@ -93,3 +93,53 @@ Test(masklike, bound_patterns_must_be_prefixes_of_text_parameters)
     cr_expect_not(binds_ok(&l, NULL, &cut), "a Bind cut short");
     buf_free(&cut);
 }
+
+/* The declared types of a retyped Parse body (after its text); -1 when it is malformed. */
+static int types_of(const struct buf *b, uint32_t *out, int max)
+{
+    const uint8_t *nul = memchr(b->data, 0, b->len);
+    struct rd r;
+    uint16_t n;
+    rd_init(&r, nul + 1, b->len - (size_t)(nul + 1 - b->data));
+    if (!rd_u16(&r, &n) || n > max)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (!rd_u32(&r, &out[i]))
+            return -1;
+    return r.left == 0 ? n : -1;
+}
+
+/* Noted parameters the client left undeclared (or did not list) are declared text; others
+ * keep their types; nothing to change, or a malformed body, gives false. */
+Test(masklike, undeclared_pattern_parameters_are_declared_text)
+{
+    struct masklike one = {.n = 1, .param = {1}}, third = {.n = 1, .param = {3}};
+    struct buf p, out;
+    uint32_t t[8];
+    parse_rest(&p, 0, NULL);
+    cr_assert(masklike_declare_text(&one, p.data, p.len, &out));
+    cr_expect_eq(types_of(&out, t, 8), 1);
+    cr_expect_eq(t[0], 25);
+    cr_expect_eq(memcmp(out.data, p.data, strlen((const char *)p.data) + 1), 0, "text kept");
+    buf_free(&out);
+    buf_free(&p);
+    const uint32_t unknown_int[] = {0, 23}, varchar[] = {1043}, chr[] = {18};
+    parse_rest(&p, 2, unknown_int);
+    cr_assert(masklike_declare_text(&one, p.data, p.len, &out));
+    cr_expect_eq(types_of(&out, t, 8), 2);
+    cr_expect(t[0] == 25 && t[1] == 23);
+    buf_free(&out);
+    cr_assert(masklike_declare_text(&third, p.data, p.len, &out));
+    cr_expect_eq(types_of(&out, t, 8), 3);
+    cr_expect(t[0] == 0 && t[1] == 23 && t[2] == 25, "listed up to the noted one");
+    buf_free(&out);
+    buf_free(&p);
+    parse_rest(&p, 1, varchar);
+    cr_expect_not(masklike_declare_text(&one, p.data, p.len, &out), "already text");
+    buf_free(&p);
+    parse_rest(&p, 1, chr);
+    cr_expect_not(masklike_declare_text(&one, p.data, p.len, &out), "declared: the Bind refuses");
+    cr_expect_not(masklike_declare_text(&one, p.data, p.len - 1, &out), "cut short");
+    cr_expect_not(masklike_declare_text(&one, (const uint8_t *)"no nul", 6, &out));
+    buf_free(&p);
+}
