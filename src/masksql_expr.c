@@ -319,13 +319,15 @@ static const PgQuery__Node *uncollated(const PgQuery__Node *n)
     return n && n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE ? n->collate_clause->arg : n;
 }
 
-/* Is t text or varchar, without a length (a cast to it leaves a string's text as it is)? */
+/* Is t pg_catalog's text or varchar, named so (varchar is, by the grammar; a plain "text" may
+ * name a domain the client made in pg_temp, searched first), without a length (a cast to it
+ * leaves a string's text as it is)? */
 static bool keeps_text(const PgQuery__TypeName *t)
 {
     if (!t || t->n_array_bounds > 0 || t->n_typmods > 0 || t->setof || t->pct_type ||
-        t->n_names == 0 || t->n_names > 2)
+        t->n_names != 2)
         return false;
-    const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";
+    const char *schema = str_of(t->names[0]);
     const char *name = str_of(t->names[t->n_names - 1]);
     return schema && name && strcmp(schema, "pg_catalog") == 0 &&
            (strcmp(name, "text") == 0 || strcmp(name, "varchar") == 0);

@@ -902,6 +902,12 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         c->stmts.sync_gen = c->stmts.last_gen;
+        /* under a policy, what a Bind of the unnamed statement is checked and charged against
+         * (its noted LIKE parameters, tests, carries) must be what runs: after a Sync, its Parse
+         * may yet prove skipped (an error before it), leaving the server an older one, so the
+         * next Bind "" prepares it again first (ensure_unnamed) */
+        if (client_under_policy(c) && s->unnamed_of == c->id)
+            s->unnamed_of = 0;
         /* portals end with the implicit transaction a Sync ends (or the client may be on
          * another server next): an Execute of a DEALLOCATE portal after it is the server's */
         c->dealloc_bound = false;
