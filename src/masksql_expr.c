@@ -217,16 +217,24 @@ static bool all_constant(PgQuery__Node *const *v, size_t n, int depth)
  * may be a masked column only when the other is a constant or parameter; compared with another
  * column, an expression or a subquery it would be an oracle over any values a query can make
  * (generate_series, a table of guesses, other rows' masked values). */
+/* The built-in scalar types the guard reads unqualified names as (scalar_type, keeps_text). */
+static const char *const scalars[] = {
+    "text",        "varchar",  "bpchar",  "char",     "name",   "int2",    "int4",
+    "int8",        "int",      "integer", "smallint", "bigint", "numeric", "decimal",
+    "float4",      "float8",   "real",    "date",     "time",   "timetz",  "timestamp",
+    "timestamptz", "interval", "bool",    "boolean",  "bytea",  "uuid",    "inet",
+    "cidr",        "json",     "jsonb",   "money",    "oid"};
+
+bool msql_builtin_type_name(const char *name)
+{
+    return name && in_list(scalars, COUNT(scalars), name);
+}
+
 /* Is t a built-in scalar type (so a value cast to it is one value, never an array: a domain
- * or a type of the database's own may stand for an array)? */
+ * or a type of the database's own may stand for an array; one named like a built-in cannot
+ * be made by a masked client, msql_builtin_type_name)? */
 static bool scalar_type(const PgQuery__TypeName *t)
 {
-    static const char *const scalars[] = {
-        "text",        "varchar",  "bpchar",  "char",     "name",   "int2",    "int4",
-        "int8",        "int",      "integer", "smallint", "bigint", "numeric", "decimal",
-        "float4",      "float8",   "real",    "date",     "time",   "timetz",  "timestamp",
-        "timestamptz", "interval", "bool",    "boolean",  "bytea",  "uuid",    "inet",
-        "cidr",        "json",     "jsonb",   "money",    "oid"};
     if (!t || t->n_array_bounds > 0 || t->setof || t->pct_type || t->n_names == 0 || t->n_names > 2)
         return false;
     const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";

@@ -183,6 +183,10 @@ __attribute__((format(printf, 2, 3))) void msql_refuse(struct ctx *c, const char
 /* Adds name to set s, noting growth (which calls for another pass). */
 void msql_learn(struct ctx *c, struct nameset *s, const char *name);
 bool msql_is_masked(const struct ctx *c, const char *name);
+/* Is name one of the built-in scalar types' that the guard reads an unqualified type name as?
+ * A type of that name in pg_temp (searched first for types) or a schema put before pg_catalog
+ * would be read in its place. */
+bool msql_builtin_type_name(const char *name);
 bool msql_is_masked_table(const struct ctx *c, const char *name);
 /* One level deeper: false (and refused) past MAX_DEPTH; the caller leaves with depth--. */
 bool msql_enter(struct ctx *c);

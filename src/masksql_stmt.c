@@ -239,6 +239,34 @@ static bool domain_checks(const PgQuery__CreateDomainStmt *s)
     return false;
 }
 
+static const char *last_name(PgQuery__Node *const *names, size_t n);
+
+/* The name of the type statement m makes (a relation's row type too), or NULL. */
+static const char *made_type_name(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const PgQuery__RangeVar *rel = NULL;
+    if (d == &pg_query__create_stmt__descriptor)
+        rel = ((const PgQuery__CreateStmt *)m)->relation;
+    else if (d == &pg_query__view_stmt__descriptor)
+        rel = ((const PgQuery__ViewStmt *)m)->view;
+    else if (d == &pg_query__create_table_as_stmt__descriptor)
+        rel = ((const PgQuery__CreateTableAsStmt *)m)->into
+                  ? ((const PgQuery__CreateTableAsStmt *)m)->into->rel
+                  : NULL;
+    else if (d == &pg_query__create_seq_stmt__descriptor)
+        rel = ((const PgQuery__CreateSeqStmt *)m)->sequence;
+    else if (d == &pg_query__composite_type_stmt__descriptor)
+        rel = ((const PgQuery__CompositeTypeStmt *)m)->typevar;
+    else if (d == &pg_query__create_enum_stmt__descriptor)
+        return last_name(((const PgQuery__CreateEnumStmt *)m)->type_name,
+                         ((const PgQuery__CreateEnumStmt *)m)->n_type_name);
+    else if (d == &pg_query__create_domain_stmt__descriptor)
+        return last_name(((const PgQuery__CreateDomainStmt *)m)->domainname,
+                         ((const PgQuery__CreateDomainStmt *)m)->n_domainname);
+    return rel ? rel->relname : NULL;
+}
+
 /* What CREATE-like statement m is when a masked client may not run it, for messages; NULL for
  * any other. An allowlist: tables (CREATE TABLE, LIKE, INHERITS, PARTITION OF, AS; not of
  * masked tables: check_create_table), indexes (not on masked tables: physical_change),
@@ -284,6 +312,8 @@ static const char *refused_creation(const ProtobufCMessage *m)
     };
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *what;
+    if (msql_builtin_type_name(made_type_name(m))) /* (it would stand for the built-in) */
+        return "an object named like a built-in type (text, int4 ...)";
     for (size_t i = 0; i < COUNT(allowed); i++)
         if (d == allowed[i])
             return NULL;

@@ -276,6 +276,8 @@ static const struct mask_attempt_case attempts[] = {
      "(t.k = 2 AND c.ssn LIKE '__4%') OR (t.k = 3 AND c.ssn LIKE '___-%')",
      true},
     {"SELECT id FROM customers WHERE email LIKE '%secret%'", true},
+    /* a type named like a built-in would be what an unqualified cast means (pg_temp first) */
+    {"CREATE DOMAIN pg_temp.text AS text[]", true},
     {"SELECT email FROM customers FULL JOIN (SELECT 'x' AS email) y USING (email)", true},
     {"SELECT email AS e, ssn AS s FROM customers", false},
     {"SELECT * FROM customers", false},

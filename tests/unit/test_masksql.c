@@ -533,6 +533,16 @@ static const struct refusal creations_refused[] = {
     {"CREATE TABLESPACE ts LOCATION '/tmp'", "CREATE TABLESPACE"},
     {"CREATE POLICY p ON other USING (true)", "CREATE POLICY"},
     {"CREATE DOMAIN d AS text CHECK (VALUE <> '')", "CREATE DOMAIN ... CHECK"},
+    /* types named like built-ins: pg_temp is searched first for types, so pg_temp.text (a
+     * domain over text[]) would be what '...'::text means to the server, not to the guard */
+    {"CREATE DOMAIN pg_temp.text AS text[]", "named like a built-in type"},
+    {"CREATE DOMAIN \"char\" AS text", "named like a built-in type"},
+    {"CREATE TEMP TABLE int4 (x int)", "named like a built-in type"},
+    {"CREATE TYPE public.uuid AS ENUM ('a')", "named like a built-in type"},
+    {"CREATE TYPE name AS (a int)", "named like a built-in type"},
+    {"CREATE VIEW bool AS SELECT 1", "named like a built-in type"},
+    {"CREATE SEQUENCE oid", "named like a built-in type"},
+    {"CREATE TABLE jsonb AS SELECT 1", "named like a built-in type"},
     {"CREATE DOMAIN d AS text NOT NULL CONSTRAINT k CHECK (length(VALUE) > 1)",
      "CREATE DOMAIN ... CHECK"},
     {"CREATE SCHEMA s CREATE TABLE t (x int)", "CREATE SCHEMA with elements"},
