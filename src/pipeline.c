@@ -758,6 +758,22 @@ bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
     return true;
 }
 
+/* Is sql exactly one DISCARD ALL (which deallocates every prepared statement)? */
+static bool is_lone_discard_all(const char *sql)
+{
+    char w[2][64];
+    const char *p = sql;
+    for (int i = 0; i < 2; i++) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!read_plain_word(&p, w[i]))
+            return false;
+    }
+    while (*p == ';' || isspace((unsigned char)*p))
+        p++;
+    return !*p && strcmp(w[0], "discard") == 0 && strcmp(w[1], "all") == 0;
+}
+
 void pipeline_deallocate(struct client *c, const char *name, bool all)
 {
     forget_unnamed(c); /* (a simple Query drops the unnamed statement, even one answered here) */
@@ -792,7 +808,10 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
-    s->unnamed_of = 0; /* a simple Query destroys the unnamed statement */
+    if (forgets && !dealloc && s->txn == 'I' && is_lone_discard_all(sql))
+        client_stmts_clear(&c->stmts); /* (as PostgreSQL: none is held; not in a transaction,
+                                          where it fails) */
+    s->unnamed_of = 0;                 /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
     c->dealloc_bound = false; /* (and the unnamed portal; a named one is the server's then) */
     s->in_flight++;

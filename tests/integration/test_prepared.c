@@ -1233,3 +1233,22 @@ Test(prepared, an_execute_of_a_dead_deallocate_portal_fails_and_keeps_the_statem
     close(fd);
     proxy_stop(&one);
 }
+
+/* On c, PostgreSQL's answers after DISCARD ALL: every statement is gone (a Bind of one fails
+ * with 26000) and its name is free (a Parse of it works, not 42P05). */
+static void expect_discard_all_as_postgresql(PGconn *c)
+{
+    char st[6];
+    prepare_tagged(c, "s1", "one");
+    cr_expect_str_eq(sqlstate_of(c, "discard all;", st), "");
+    cr_expect_str_eq(prepared_sqlstate(c, "s1", st), "26000", "s1 was discarded");
+    prepare_tagged(c, "s1", "one again");
+    expect_run(c, "s1", "1", "one again");
+}
+
+/* A lone DISCARD ALL drops the client's statements as it drops PostgreSQL's (same steps against
+ * PostgreSQL first): before, lakeproxy kept them (marked unsure), so a Bind of one ran. */
+Test(prepared, discard_all_drops_the_clients_statements)
+{
+    expect_on_postgresql_and_through_lakeproxy(expect_discard_all_as_postgresql);
+}
