@@ -256,6 +256,8 @@ static const char *made_type_name(const ProtobufCMessage *m)
                   : NULL;
     else if (d == &pg_query__create_seq_stmt__descriptor)
         rel = ((const PgQuery__CreateSeqStmt *)m)->sequence;
+    else if (d == &pg_query__into_clause__descriptor) /* SELECT ... INTO, CREATE TABLE AS */
+        rel = ((const PgQuery__IntoClause *)m)->rel;
     else if (d == &pg_query__composite_type_stmt__descriptor)
         rel = ((const PgQuery__CompositeTypeStmt *)m)->typevar;
     else if (d == &pg_query__create_enum_stmt__descriptor)

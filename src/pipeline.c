@@ -918,18 +918,19 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         pushed = rq_push(&s->replies, RK_EXECUTE, NULL);
         break;
     case 'S':
-        if (server_sync_ignored(s))
-            break; /* during copy-in the server ignores it: nothing owed */
-        c->stmts.sync_gen = c->stmts.last_gen;
         /* under a policy, what a Bind of the unnamed statement is checked and charged against
          * (its noted LIKE parameters, tests, carries) must be what runs: after a Sync, its Parse
          * may yet prove skipped (an error before it), leaving the server an older one, so the
-         * next Bind "" prepares it again first (ensure_unnamed) */
+         * next Bind "" prepares it again first (ensure_unnamed). Before the copy-in check: a
+         * Sync sent during a copy counts once an error ends the copy, which is not known yet. */
         if (client_under_policy(c) && s->unnamed_of == c->id)
             s->unnamed_of = 0;
         /* portals end with the implicit transaction a Sync ends (or the client may be on
          * another server next): an Execute of a DEALLOCATE portal after it is the server's */
         c->dealloc_bound = false;
+        if (server_sync_ignored(s))
+            break; /* during copy-in the server ignores it: nothing owed */
+        c->stmts.sync_gen = c->stmts.last_gen;
         s->in_flight++;
         s->ext_open = false;
         pushed = rq_push(&s->replies, RK_SYNC, NULL);

@@ -543,6 +543,8 @@ static const struct refusal creations_refused[] = {
     {"CREATE VIEW bool AS SELECT 1", "named like a built-in type"},
     {"CREATE SEQUENCE oid", "named like a built-in type"},
     {"CREATE TABLE jsonb AS SELECT 1", "named like a built-in type"},
+    {"SELECT 1 AS a INTO TEMP text", "named like a built-in type"},
+    {"SELECT id INTO pg_temp.int4 FROM t", "named like a built-in type"},
     {"CREATE DOMAIN d AS text NOT NULL CONSTRAINT k CHECK (length(VALUE) > 1)",
      "CREATE DOMAIN ... CHECK"},
     {"CREATE SCHEMA s CREATE TABLE t (x int)", "CREATE SCHEMA with elements"},
