@@ -547,8 +547,8 @@ static enum relay_verdict dealloc_execute(struct server *s, struct client *c, co
     rd_init(&r, body, len);
     *handled = false;
     if (!c->dealloc_bound || !rd_str(&r, &portal) || strncmp(c->dealloc_portal, portal, 63) != 0 ||
-        !client_stmt_known(&c->stmts, c->dealloc_of))
-        return RV_STREAM;
+        !client_stmt_get(&c->stmts, c->dealloc_of))
+        return RV_STREAM; /* (one a Close still owed took: PostgreSQL runs the Close first) */
     *handled = true;
     c->dealloc_bound = false; /* (run once: again, it goes to the server) */
     s->ext_open = true;
@@ -758,6 +758,12 @@ bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
     return true;
 }
 
+/* Is s idle outside a transaction, owing its client nothing (so the next Query runs there)? */
+static bool nothing_owed(const struct server *s)
+{
+    return s->txn == 'I' && !rq_front(&s->replies) && !s->ext_open && s->in_flight == 0;
+}
+
 /* Is sql exactly one DISCARD ALL (which deallocates every prepared statement)? */
 static bool is_lone_discard_all(const char *sql)
 {
@@ -808,9 +814,10 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
-    if (forgets && !dealloc && s->txn == 'I' && is_lone_discard_all(sql))
-        client_stmts_clear(&c->stmts); /* (as PostgreSQL: none is held; not in a transaction,
-                                          where it fails) */
+    if (forgets && !dealloc && nothing_owed(s) && is_lone_discard_all(sql))
+        client_stmts_clear(&c->stmts); /* (as PostgreSQL: none is held. With replies owed the
+                                          server may be in a transaction, where it fails: the
+                                          names stay, unsure) */
     s->unnamed_of = 0;                 /* a simple Query destroys the unnamed statement */
     forget_unnamed(c);
     c->dealloc_bound = false; /* (and the unnamed portal; a named one is the server's then) */
@@ -925,12 +932,12 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
          * Sync sent during a copy counts once an error ends the copy, which is not known yet. */
         if (client_under_policy(c) && s->unnamed_of == c->id)
             s->unnamed_of = 0;
-        /* portals end with the implicit transaction a Sync ends (or the client may be on
-         * another server next): an Execute of a DEALLOCATE portal after it is the server's */
-        c->dealloc_bound = false;
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         c->stmts.sync_gen = c->stmts.last_gen;
+        /* portals end with the implicit transaction a Sync ends (or the client may be on
+         * another server next): an Execute of a DEALLOCATE portal after it is the server's */
+        c->dealloc_bound = false;
         s->in_flight++;
         s->ext_open = false;
         pushed = rq_push(&s->replies, RK_SYNC, NULL);

@@ -1252,3 +1252,29 @@ Test(prepared, discard_all_drops_the_clients_statements)
 {
     expect_on_postgresql_and_through_lakeproxy(expect_discard_all_as_postgresql);
 }
+
+/* Orders a review found lakeproxy reading ahead of PostgreSQL: a DISCARD ALL pipelined behind a
+ * BEGIN fails (25001) and leaves the statements, and a DEALLOCATE behind a Close of its name
+ * fails (26000: the Close ran first). */
+Test(prepared, a_discard_all_or_deallocate_that_fails_in_a_pipeline_changes_nothing)
+{
+    struct proxy one;
+    start_one_server(&one);
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "s", "SELECT 'kept'");
+    raw_put_empty(&m, 'S');
+    proto_query(&m, "BEGIN");
+    proto_query(&m, "DISCARD ALL");
+    proto_query(&m, "ROLLBACK");
+    expect_answers(fd, &m, 4, NULL, "25001");
+    expect_statement_runs(fd, "kept");
+    buf_init(&m);
+    raw_put_close(&m, 'S', "s");
+    put_unnamed_run(&m, "DEALLOCATE s");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "26000");
+    close(fd);
+    proxy_stop(&one);
+}
