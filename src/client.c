@@ -28,6 +28,7 @@
 #include "relay.h"
 #include "rls.h"
 #include "server.h"
+#include "stmtsql.h"
 #include "tls.h"
 #include "tokenauth.h"
 #include "worker.h"
@@ -421,7 +422,7 @@ enum { DEALLOCATE_TEXT_MAX = 512 }; /* longer texts go to the server */
 static bool query_deallocates(const uint8_t *body, uint32_t len, char name[64], bool *all)
 {
     return len > 0 && len <= DEALLOCATE_TEXT_MAX && body[len - 1] == 0 &&
-           pipeline_parse_deallocate((const char *)body, name, all);
+           stmtsql_deallocate((const char *)body, name, all);
 }
 
 static bool answer_deallocate(struct client *c)

@@ -18,6 +18,7 @@
 #include "qtrack.h"
 #include "relay.h"
 #include "server.h"
+#include "stmtsql.h"
 #include "textscan.h"
 
 static struct evbuffer *to_server(struct server *s)
@@ -417,7 +418,7 @@ static void note_parse_effects(struct client *c, uint8_t effects)
 static bool lone_named_deallocate(const char *sql, char name[64])
 {
     bool all;
-    return pipeline_parse_deallocate(sql, name, &all) && !all;
+    return stmtsql_deallocate(sql, name, &all) && !all;
 }
 
 static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
@@ -686,98 +687,10 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
-/* Reads a plain SQL word at *p as PostgreSQL reads an identifier: a letter or '_', then letters,
- * digits, '_' and '$', folded to lower case and cut to 63 bytes. */
-static bool read_plain_word(const char **p, char out[64])
-{
-    size_t n = 0;
-    if (!isalpha((unsigned char)**p) && **p != '_')
-        return false;
-    for (; isalnum((unsigned char)**p) || **p == '_' || **p == '$'; (*p)++)
-        if (n < 63)
-            out[n++] = (char)tolower((unsigned char)**p);
-    out[n] = '\0';
-    return true;
-}
-
-/* Reads a quoted SQL identifier at *p ("" for a quote in it) as written; false when empty,
- * unterminated or longer than 63 bytes (PostgreSQL would cut it on a character boundary of the
- * client's encoding: such a DEALLOCATE is left to the server). */
-static bool read_quoted_word(const char **p, char out[64])
-{
-    size_t n = 0;
-    for ((*p)++;; (*p)++) {
-        if (**p == '\0')
-            return false;
-        if (**p == '"' && (*p)[1] != '"')
-            break;
-        if (**p == '"')
-            (*p)++;
-        if (n == 63)
-            return false;
-        out[n++] = **p;
-    }
-    (*p)++;
-    out[n] = '\0';
-    return n > 0;
-}
-
-/* Reads one identifier at *p into out; *quoted says whether it was in double quotes. */
-static bool read_word(const char **p, char out[64], bool *quoted)
-{
-    *quoted = **p == '"';
-    return *quoted ? read_quoted_word(p, out) : read_plain_word(p, out);
-}
-
-bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all)
-{
-    char w[3][64];
-    bool quoted[3];
-    int n = 0;
-    const char *p = sql;
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p != 'd' && *p != 'D') /* the common case: not a DEALLOCATE at all */
-        return false;
-    while (n < 3 && *p && *p != ';') {
-        if (!read_word(&p, w[n], &quoted[n]))
-            return false;
-        n++;
-        while (isspace((unsigned char)*p))
-            p++;
-    }
-    while (*p == ';' || isspace((unsigned char)*p))
-        p++;
-    if (*p || n < 2 || quoted[0] || strcmp(w[0], "deallocate") != 0)
-        return false;
-    int at = !quoted[1] && strcmp(w[1], "prepare") == 0 ? 2 : 1;
-    if (n != at + 1)
-        return false;
-    snprintf(name, 64, "%s", w[at]);
-    *all = !quoted[at] && strcmp(name, "all") == 0;
-    return true;
-}
-
 /* Is s idle outside a transaction, owing its client nothing (so the next Query runs there)? */
 static bool nothing_owed(const struct server *s)
 {
     return s->txn == 'I' && !rq_front(&s->replies) && !s->ext_open && s->in_flight == 0;
-}
-
-/* Is sql exactly one DISCARD ALL (which deallocates every prepared statement)? */
-static bool is_lone_discard_all(const char *sql)
-{
-    char w[2][64];
-    const char *p = sql;
-    for (int i = 0; i < 2; i++) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!read_plain_word(&p, w[i]))
-            return false;
-    }
-    while (*p == ';' || isspace((unsigned char)*p))
-        p++;
-    return !*p && strcmp(w[0], "discard") == 0 && strcmp(w[1], "all") == 0;
 }
 
 void pipeline_deallocate(struct client *c, const char *name, bool all)
@@ -806,7 +719,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     char name[64];
     const char *sql = (const char *)body;
     bool dealloc, forgets = mentions_forgetting(sql, &dealloc);
-    bool all, lone = dealloc && pipeline_parse_deallocate(sql, name, &all);
+    bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
     if (lone && !all && !client_stmt_known(&c->stmts, name))
         lone = forgets = false; /* not the client's: the server's to fail, as PostgreSQL does
                                    (lone_named_deallocate: it drops none of the server's) */
@@ -814,7 +727,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
-    if (forgets && !dealloc && nothing_owed(s) && is_lone_discard_all(sql))
+    if (forgets && !dealloc && nothing_owed(s) && stmtsql_is_discard_all(sql))
         client_stmts_clear(&c->stmts); /* (as PostgreSQL: none is held. With replies owed the
                                           server may be in a transaction, where it fails: the
                                           names stay, unsure) */

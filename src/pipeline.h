@@ -37,10 +37,6 @@ void pipeline_client_unhomed(struct client *c);
 /* s is no client's home (s is going away). */
 void pipeline_server_unhomed(struct server *s);
 
-/* Is sql exactly one "DEALLOCATE [PREPARE] name|ALL"? Fills name (as PostgreSQL reads it:
- * folded to lower case unless quoted, cut to 63 bytes) and *all. */
-bool pipeline_parse_deallocate(const char *sql, char name[64], bool *all);
-
 /* Forgets the client's statement name (or all of them), and its unnamed statement: the
  * DEALLOCATE came as a simple Query, which drops that too. */
 void pipeline_deallocate(struct client *c, const char *name, bool all);

@@ -10,6 +10,7 @@
 #include "pipeline.h"
 #include "prepared.h"
 #include "relay.h"
+#include "stmtsql.h"
 
 /* The guards see the text as lakeproxy would: NUL-terminated, the first NUL ending it. */
 static void check_sql(const char *sql)
@@ -22,7 +23,7 @@ static void check_sql(const char *sql)
     bool all;
     guard_check(sql, "app", &gv);
     masksql_check(sql, &p, &mv);
-    pipeline_parse_deallocate(sql, name, &all);
+    stmtsql_deallocate(sql, name, &all);
 }
 
 /* The last Parse body after its name (for the LIKE pattern check of the Binds after it). */

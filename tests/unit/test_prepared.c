@@ -388,48 +388,6 @@ Test(prepared, queue_grows_past_its_first_allocation_in_order)
     rq_free(&q);
 }
 
-/* A lone DEALLOCATE is read as PostgreSQL reads it: a plain name folded to lower case and cut
- * to 63 bytes, a quoted one as written ("ALL" in quotes is a name). */
-Test(prepared, lone_deallocate_is_recognised)
-{
-    char name[64];
-    bool all;
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE foo", name, &all));
-    cr_expect_str_eq(name, "foo");
-    cr_expect_not(all);
-    cr_expect(pipeline_parse_deallocate("  deallocate prepare bar ;  ", name, &all));
-    cr_expect_str_eq(name, "bar");
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE ALL;", name, &all));
-    cr_expect(all);
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE foo; SELECT 1", name, &all));
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE S_1", name, &all));
-    cr_expect_str_eq(name, "s_1", "a plain name is folded to lower case");
-    cr_expect(pipeline_parse_deallocate("Deallocate \"S_1\"", name, &all));
-    cr_expect_str_eq(name, "S_1", "a quoted name is kept as written");
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE \"a\"\"b c\"", name, &all));
-    cr_expect_str_eq(name, "a\"b c");
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE \"ALL\"", name, &all));
-    cr_expect_not(all, "a quoted ALL is a name");
-    cr_expect_str_eq(name, "ALL");
-    cr_expect(pipeline_parse_deallocate("DEALLOCATE PREPARE All", name, &all));
-    cr_expect(all);
-    char long_name[100];
-    memset(long_name, 'x', 81); /* DEALLOCATE, then a name of 70 */
-    memcpy(long_name, "DEALLOCATE ", 11);
-    long_name[81] = '\0';
-    cr_expect(pipeline_parse_deallocate(long_name, name, &all));
-    cr_expect_eq(strlen(name), 63, "a plain name is cut to 63 bytes");
-    long_name[11] = '"';
-    long_name[80] = '"';
-    cr_expect_not(pipeline_parse_deallocate(long_name, name, &all), "long quoted: the server's");
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"\"", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE \"foo", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE 1", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("\"DEALLOCATE\" foo", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("SELECT 1", name, &all));
-    cr_expect_not(pipeline_parse_deallocate("DEALLOCATE PREPARE", name, &all));
-}
-
 /* The Syncs a client sent during a copy-in (PostgreSQL ignores them) leave the queue, the
  * front and every other entry staying, in order, also when the queue wraps around. */
 Test(prepared, syncs_sent_during_a_copy_leave_the_queue_in_order)
