@@ -303,7 +303,7 @@ struct client {
     int share_held_s;                 /* seconds it has held its share */
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
-    struct timeval wait_start;        /* when it last asked its pool for a server */
+    int64_t wait_start_us;            /* when it last asked its pool for a server (monotime) */
     int64_t wait_counted_us;      /* of its wait since then, what its pool's statistics count (-1:
                                      none yet: a server that fails its check makes it wait again) */
     bool is_admin;                /* asked for the admin console and is allowed to */

@@ -12,6 +12,7 @@
 #include "client.h"
 #include "credentials.h"
 #include "log.h"
+#include "monotime.h"
 #include "params.h"
 #include "qtrack.h"
 #include "server.h"
@@ -171,11 +172,10 @@ static void reserve_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* How long c has been waiting for a server, in microseconds. */
+/* (the monotonic clock: the wall clock may be stepped while a client waits) */
 static long long waited_us(const struct client *c)
 {
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    return (now.tv_sec - c->wait_start.tv_sec) * 1000000LL + (now.tv_usec - c->wait_start.tv_usec);
+    return monotime_us() - c->wait_start_us;
 }
 
 /* How many servers the pool may have now: pool.size, plus pool.reserve once the oldest waiting
@@ -243,12 +243,12 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The waiter before which a client that asked at t goes (the queue runs in order of asking). */
-static struct list *place_in_line(struct pool *p, const struct timeval *t)
+static struct list *place_in_line(struct pool *p, int64_t t_us)
 {
     struct list *it = p->waiting.next;
     for (; it != &p->waiting; it = it->next) {
         const struct client *o = list_entry(it, struct client, wait_node);
-        if (timercmp(&o->wait_start, t, >))
+        if (o->wait_start_us > t_us)
             break;
     }
     return it;
@@ -259,7 +259,7 @@ static struct list *place_in_line(struct pool *p, const struct timeval *t)
 static void enqueue(struct pool *p, struct client *c, bool again)
 {
     c->state = CL_WAITING;
-    list_append(again ? place_in_line(p, &c->wait_start) : &p->waiting, &c->wait_node);
+    list_append(again ? place_in_line(p, c->wait_start_us) : &p->waiting, &c->wait_node);
     if (p->paused)
         return; /* held until RESUME, however long */
     int ms = p->db->pool.max_wait_ms;
@@ -296,7 +296,7 @@ void pool_request(struct pool *p, struct client *c)
     c->pool = p;
     c->settings_lost = false; /* a new checkout */
     qtrack_request(c);
-    gettimeofday(&c->wait_start, NULL);
+    c->wait_start_us = monotime_us();
     c->wait_counted_us = -1;
     request(p, c, false);
 }
