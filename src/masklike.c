@@ -25,21 +25,49 @@ bool masklike_is_prefix(const char *p, size_t n, char escape)
     return true;
 }
 
+bool masklike_has(const struct masklike *l, unsigned k)
+{
+    for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
+        if (l->param[i] == k)
+            return true;
+    return false;
+}
+
+bool masklike_add(struct masklike *l, unsigned k)
+{
+    if (masklike_has(l, k))
+        return true;
+    if (l->n >= MASKLIKE_PARAMS)
+        return false;
+    l->param[l->n++] = (uint16_t)k;
+    return true;
+}
+
+/* Reads the head of a Parse body after its name, rest[0..len): *text_len, its text's bytes
+ * with the NUL, and *n, how many parameter types follow (r is left at the first); false when
+ * malformed. */
+static bool read_parse_types(const uint8_t *rest, size_t len, struct rd *r, size_t *text_len,
+                             uint16_t *n)
+{
+    const uint8_t *nul = memchr(rest, 0, len);
+    if (!nul)
+        return false;
+    *text_len = (size_t)(nul - rest) + 1;
+    rd_init(r, rest + *text_len, len - *text_len);
+    return rd_u16(r, n);
+}
+
 /* Was parameter k (from 1) declared text or varchar, or left to the server to infer (as text,
  * compared with a text column) by parse_rest? */
 static bool declared_text(const uint8_t *parse_rest, size_t parse_len, unsigned k)
 {
     if (!parse_rest)
         return true;
-    const void *nul = memchr(parse_rest, 0, parse_len);
-    if (!nul)
-        return false;
     struct rd r;
-    size_t text_len = (size_t)((const uint8_t *)nul - parse_rest) + 1;
-    rd_init(&r, parse_rest + text_len, parse_len - text_len);
+    size_t text_len;
     uint16_t n;
     uint32_t oid = 0;
-    if (!rd_u16(&r, &n))
+    if (!read_parse_types(parse_rest, parse_len, &r, &text_len, &n))
         return false;
     for (unsigned i = 1; i <= n && i <= k; i++)
         if (!rd_u32(&r, &oid))
@@ -50,14 +78,10 @@ static bool declared_text(const uint8_t *parse_rest, size_t parse_len, unsigned 
 bool masklike_declare_text(const struct masklike *l, const uint8_t *rest, size_t len,
                            struct buf *out)
 {
-    const uint8_t *nul = memchr(rest, 0, len);
     struct rd r;
+    size_t text_len;
     uint16_t n;
-    if (!nul || l->n == 0)
-        return false;
-    size_t text_len = (size_t)(nul - rest) + 1;
-    rd_init(&r, rest + text_len, len - text_len);
-    if (!rd_u16(&r, &n) || r.left != 4 * (size_t)n)
+    if (l->n == 0 || !read_parse_types(rest, len, &r, &text_len, &n) || r.left != 4 * (size_t)n)
         return false;
     unsigned want = n; /* every noted parameter gets a declared type */
     for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
@@ -71,10 +95,7 @@ bool masklike_declare_text(const struct masklike *l, const uint8_t *rest, size_t
         uint32_t oid = 0;
         if (k <= n)
             rd_u32(&r, &oid);
-        bool noted = false;
-        for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
-            noted |= l->param[i] == k;
-        if (noted && oid == 0) {
+        if (oid == 0 && masklike_has(l, k)) {
             oid = OID_TEXT;
             changed = true;
         }
@@ -99,11 +120,9 @@ bool masklike_binds_ok(const struct masklike *l, const uint8_t *parse_rest, size
         const uint8_t *value = NULL;
         if (!rd_i32(&r, &len) || (len > 0 && !rd_bytes(&r, (size_t)len, &value)))
             return false;
-        bool noted = false;
-        for (unsigned i = 0; i < l->n && i < MASKLIKE_PARAMS; i++)
-            noted |= l->param[i] == k;
-        if (noted && (!declared_text(parse_rest, parse_len, k) ||
-                      (len > 0 && !masklike_is_prefix((const char *)value, (size_t)len, '\\'))))
+        if (masklike_has(l, k) &&
+            (!declared_text(parse_rest, parse_len, k) ||
+             (len > 0 && !masklike_is_prefix((const char *)value, (size_t)len, '\\'))))
             return false;
     }
     return true;

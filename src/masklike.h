@@ -20,6 +20,11 @@ struct masklike {
     uint16_t param[MASKLIKE_PARAMS];
 };
 
+/* Is parameter k one of l's? */
+bool masklike_has(const struct masklike *l, unsigned k);
+/* Notes parameter k in l (once); false when l is full. */
+bool masklike_add(struct masklike *l, unsigned k);
+
 /* Does LIKE pattern p[0..n), with escape character escape (0: none), match only values that
  * begin with a fixed text: no '_', and '%' only at its end? */
 bool masklike_is_prefix(const char *p, size_t n, char escape);

@@ -155,17 +155,9 @@ static void reset_statement(struct ctx *c)
 static void note_like_params(struct ctx *c)
 {
     struct masklike *out = &c->out->like;
-    for (unsigned i = 0; i < c->like.n && !c->out->refuse; i++) {
-        bool known = false;
-        for (unsigned j = 0; j < out->n; j++)
-            known |= out->param[j] == c->like.param[i];
-        if (known)
-            continue;
-        if (out->n == MASKLIKE_PARAMS)
+    for (unsigned i = 0; i < c->like.n && !c->out->refuse; i++)
+        if (!masklike_add(out, c->like.param[i]))
             msql_refuse(c, WHY_LIKE_PARAMS, MASKLIKE_PARAMS);
-        else
-            out->param[out->n++] = c->like.param[i];
-    }
 }
 
 /* One statement: its names first, then the check, repeated while aliases of masked columns

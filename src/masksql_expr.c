@@ -341,18 +341,23 @@ static bool keeps_text(const PgQuery__TypeName *t)
            (strcmp(name, "text") == 0 || strcmp(name, "varchar") == 0);
 }
 
+/* n without at most one cast to pg_catalog's text or varchar and COLLATEs around it; NULL
+ * under any other cast. */
+static const PgQuery__Node *under_text_cast(const PgQuery__Node *n)
+{
+    n = uncollated(n);
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+        n = keeps_text(n->type_cast->type_name) ? uncollated(n->type_cast->arg) : NULL;
+    return n;
+}
+
 /* The text of n when n is a string constant as written, under at most one cast to text or
  * varchar and a COLLATE; NULL otherwise: any other cast may make another text of it at run
  * time ('...'::regclass::text is a table's name, '\137'::bytea::text an underscore, 95::"char"
  * one too), which is the text PostgreSQL matches, not the constant's. */
 static const char *string_constant(const PgQuery__Node *n)
 {
-    n = uncollated(n);
-    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST) {
-        if (!keeps_text(n->type_cast->type_name))
-            return NULL;
-        n = uncollated(n->type_cast->arg);
-    }
+    n = under_text_cast(n);
     if (!n || n->node_case != PG_QUERY__NODE__NODE_A_CONST)
         return NULL;
     const PgQuery__AConst *k = n->a_const;
@@ -380,12 +385,7 @@ static bool is_prefix_constant(const PgQuery__Node *n)
  * 0 when n is something else. */
 static int param_number(const PgQuery__Node *n)
 {
-    n = uncollated(n);
-    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST) {
-        if (!keeps_text(n->type_cast->type_name))
-            return 0;
-        n = uncollated(n->type_cast->arg);
-    }
+    n = under_text_cast(n);
     return n && n->node_case == PG_QUERY__NODE__NODE_PARAM_REF && n->param_ref->number > 0 &&
                    n->param_ref->number <= 65535
                ? n->param_ref->number
@@ -397,16 +397,7 @@ static int param_number(const PgQuery__Node *n)
 static bool prefix_or_noted_param(struct ctx *c, const PgQuery__Node *n)
 {
     int k = param_number(n);
-    if (k == 0)
-        return is_prefix_constant(n);
-    struct masklike *l = &c->like;
-    for (unsigned i = 0; i < l->n; i++)
-        if (l->param[i] == k)
-            return true;
-    if (l->n == MASKLIKE_PARAMS)
-        return false;
-    l->param[l->n++] = (uint16_t)k;
-    return true;
+    return k == 0 ? is_prefix_constant(n) : masklike_add(&c->like, (unsigned)k);
 }
 
 /* May LIKE-family comparison e test a masked column? Only when the column is what is matched

@@ -259,6 +259,18 @@ static void forget_unnamed(struct client *c)
     c->unnamed_len = c->unnamed_cap = 0;
 }
 
+/* Sends the unnamed Parse of rest (its body after the name) to s. */
+static bool send_unnamed_parse(struct server *s, const uint8_t *rest, size_t len)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, "");
+    buf_put_bytes(&b, rest, len);
+    buf_msg_finish(&b);
+    return send_buf(to_server(s), &b);
+}
+
 /* Before a Bind or Describe of the unnamed statement: the one on s may be another client's
  * (or gone: a simple Query, the proxy's own statements), so c's is prepared there again. False
  * when c has none: the message must then name no statement at all. */
@@ -272,15 +284,8 @@ static bool ensure_unnamed(struct server *s, struct client *c, bool *ok)
     /* every server it runs on must retire when it must (a temporary table, a held cursor) */
     struct client_stmt effects = {.effects = c->unnamed_effects};
     carry_statement_effects(s, &effects);
-    struct buf b;
-    buf_init(&b);
-    buf_msg_start(&b, 'P');
-    buf_put_str(&b, "");
-    buf_put_bytes(&b, c->unnamed_parse, c->unnamed_len);
-    buf_msg_finish(&b);
-    if (!rq_push(&s->replies, RK_DROP_PARSE, NULL))
-        b.failed = true;
-    *ok = send_buf(to_server(s), &b);
+    *ok = rq_push(&s->replies, RK_DROP_PARSE, NULL) &&
+          send_unnamed_parse(s, c->unnamed_parse, c->unnamed_len);
     s->unnamed_of = c->id;
     s->unnamed_maybe = true;
     pipeline_unnamed_home(c, s);
@@ -471,18 +476,6 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
         return v;
     }
     return parse_kept(c, name, r.p, r.left, effects, dealloc, false, err);
-}
-
-/* Sends the unnamed Parse of rest (its body after the name) to s. */
-static bool send_unnamed_parse(struct server *s, const uint8_t *rest, size_t len)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_msg_start(&b, 'P');
-    buf_put_str(&b, "");
-    buf_put_bytes(&b, rest, len);
-    buf_msg_finish(&b);
-    return send_buf(to_server(s), &b);
 }
 
 /* Keeps c's Parse of name with body rest (after the name), effects and dealloc (the name a

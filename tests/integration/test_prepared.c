@@ -883,6 +883,17 @@ static void expect_statement_runs(int fd, const char *row)
     expect_answers(fd, &m, 1, row, NULL);
 }
 
+/* The same, expecting PostgreSQL's 26000: s does not exist. */
+static void expect_statement_gone(int fd)
+{
+    struct buf m;
+    buf_init(&m);
+    raw_put_bind(&m, "", "s");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_answers(fd, &m, 1, NULL, "26000");
+}
+
 /* A Close skipped after an error never happened: the statement is still there once the client
  * has the error, as on PostgreSQL, also when a Parse of its name was skipped with it. (Messages
  * pipelined behind the error are read before it comes, as if the Close had run: a Bind of the
@@ -926,11 +937,7 @@ Test(prepared, a_skipped_close_brings_back_no_statement_removed_since)
     raw_put_empty(&m, 'S');
     proto_query(&m, "DEALLOCATE s"); /* runs */
     expect_answers(fd, &m, 3, NULL, "22012");
-    buf_init(&m);
-    raw_put_bind(&m, "", "s");
-    raw_put_execute(&m, "");
-    raw_put_empty(&m, 'S');
-    expect_answers(fd, &m, 1, NULL, "26000");
+    expect_statement_gone(fd);
     close(fd);
     fd = raw_session(one.port, "carol", "app");
     buf_init(&m);
@@ -1194,11 +1201,7 @@ Test(prepared, an_extended_deallocate_skipped_after_an_error_leaves_the_statemen
     put_unnamed_run(&m, "DEALLOCATE s"); /* runs */
     raw_put_empty(&m, 'S');
     expect_answers(fd, &m, 1, NULL, NULL);
-    buf_init(&m);
-    raw_put_bind(&m, "", "s");
-    raw_put_execute(&m, "");
-    raw_put_empty(&m, 'S');
-    expect_answers(fd, &m, 1, NULL, "26000");
+    expect_statement_gone(fd);
     close(fd);
     proxy_stop(&one);
 }
