@@ -131,7 +131,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
                      uint8_t effects, size_t max_bytes)
 {
     struct client_stmt *st = find_client_stmt(s, name);
-    /* (closing statements are on their way out: they do not count against the budgets) */
+    /* (closing statements are on their way out: they count against a budget of their own) */
     size_t key_len = strnlen(name, STMT_KEY_LEN);
     size_t held = s->bytes - s->closing_bytes - (st ? st->len : 0) + (st ? 0 : key_len);
     size_t budget = max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES;
