@@ -338,6 +338,8 @@ static const struct field listen_fields[] = {
     INT("port", struct config, listen_port, 1, 65535),
     SUB("tls", listen_tls_table),
     STR("takeover_socket", struct config, takeover_socket),
+    STR("unix_socket_dir", struct config, unix_socket_dir),
+    STR("unix_socket_mode", struct config, unix_socket_mode_text),
 };
 static const struct table listen_table = TABLE(listen_fields);
 
@@ -1121,6 +1123,46 @@ static void load_admin(struct ctx *c, const yaml_node_t *v, struct config *cfg)
     cfg->admin_http_port = (int)port;
 }
 
+/* The octal permissions in text ("0770", "770"), or -1 when it is not one. */
+static int octal_mode(const char *text)
+{
+    const char *p = text[0] == '0' && text[1] ? text + 1 : text;
+    int mode = 0;
+    if (strlen(p) != 3)
+        return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '7')
+            return -1;
+        mode = mode * 8 + (*p - '0');
+    }
+    return mode;
+}
+
+/* listen.unix_socket_dir and _mode: the socket's path must fit a sockaddr_un. */
+static void load_unix_socket(struct ctx *c, const yaml_node_t *v, struct config *cfg)
+{
+    const char *dir = cfg->unix_socket_dir;
+    const char *mode = cfg->unix_socket_mode_text;
+    if (mode && (cfg->unix_socket_mode = octal_mode(mode)) < 0)
+        add_error(c, find_value(c, v, "unix_socket_mode")->start_mark,
+                  "listen.unix_socket_mode: expected permissions in octal, such as \"0777\" "
+                  "(everyone may connect; the default) or \"0770\" (the owner and its group)");
+    if (mode && !dir)
+        add_error(c, find_value(c, v, "unix_socket_mode")->start_mark,
+                  "listen.unix_socket_mode: needs listen.unix_socket_dir");
+    if (!dir)
+        return;
+    int n = snprintf(cfg->unix_socket_path, sizeof(cfg->unix_socket_path), "%s/.s.PGSQL.%d",
+                     strcmp(dir, "/") == 0 ? "" : dir, cfg->listen_port);
+    if (dir[0] != '/' || n < 0 || (size_t)n >= sizeof(cfg->unix_socket_path)) {
+        cfg->unix_socket_path[0] = '\0';
+        add_error(c, find_value(c, v, "unix_socket_dir")->start_mark,
+                  "listen.unix_socket_dir: expected an absolute path of a directory; with "
+                  "\"/.s.PGSQL.%d\" after it, it must be shorter than %d bytes",
+                  cfg->listen_port, TAKEOVER_SOCKET_MAX);
+    }
+}
+
 /* listen: address and client-facing TLS; client certificates need a CA to check them. */
 static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 {
@@ -1138,6 +1180,7 @@ static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
         add_error(c, find_value(c, v, "takeover_socket")->start_mark,
                   "listen.takeover_socket: expected an absolute path shorter than %d bytes",
                   TAKEOVER_SOCKET_MAX);
+    load_unix_socket(c, v, cfg);
 }
 
 static void load_auth_query(struct ctx *c, const yaml_node_t *map, struct config *cfg)
@@ -1176,6 +1219,7 @@ static void config_defaults(struct config *cfg)
 {
     cfg->listen_host = strdup("127.0.0.1");
     cfg->listen_port = 6432;
+    cfg->unix_socket_mode = 0777;
     cfg->max_clients = 1000;
     cfg->max_message_size = 16u << 20;
     cfg->max_message_memory = 256u << 20;
@@ -1489,6 +1533,8 @@ void config_free(struct config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
     free(cfg->takeover_socket);
+    free(cfg->unix_socket_dir);
+    free(cfg->unix_socket_mode_text);
     free(cfg->stats.log);
     free(cfg->admin_http_host);
     free(cfg->log_level);

@@ -206,18 +206,23 @@ struct mask_config {
 };
 
 struct config {
-    char *path;              /* file it was loaded from */
-    char *listen_host;       /* listen.host: default 127.0.0.1 */
-    int listen_port;         /* listen.port: default 6432 */
-    char *tls_cert;          /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
-    char *tls_key;           /* listen.tls.key */
-    char *tls_client_ca;     /* listen.tls.client_ca: CA (PEM) that signs client certificates;
-                                set: a certificate a client presents is verified */
-    int tls_client_cert;     /* listen.tls.client_cert: 0 optional (default), 1 require */
-    char *takeover_socket;   /* listen.takeover_socket: Unix socket where a new lakeproxy
-                                started with --takeover asks for the listening sockets (NULL: off) */
-    int max_clients;         /* limits.max_clients: default 1000 */
-    size_t max_message_size; /* limits.max_message_size: bytes, default 16 MiB */
+    char *path;            /* file it was loaded from */
+    char *listen_host;     /* listen.host: default 127.0.0.1 */
+    int listen_port;       /* listen.port: default 6432 */
+    char *tls_cert;        /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
+    char *tls_key;         /* listen.tls.key */
+    char *tls_client_ca;   /* listen.tls.client_ca: CA (PEM) that signs client certificates;
+                              set: a certificate a client presents is verified */
+    int tls_client_cert;   /* listen.tls.client_cert: 0 optional (default), 1 require */
+    char *takeover_socket; /* listen.takeover_socket: Unix socket where a new lakeproxy
+                              started with --takeover asks for the listening sockets (NULL: off) */
+    char *unix_socket_dir; /* listen.unix_socket_dir: clients may also connect to the Unix
+                              socket DIR/.s.PGSQL.PORT, as to PostgreSQL's (NULL: off) */
+    char *unix_socket_mode_text;                /* listen.unix_socket_mode: octal, as written */
+    int unix_socket_mode;                       /* ... as a number: default 0777 */
+    char unix_socket_path[TAKEOVER_SOCKET_MAX]; /* DIR/.s.PGSQL.PORT ("" when off) */
+    int max_clients;                            /* limits.max_clients: default 1000 */
+    size_t max_message_size;                    /* limits.max_message_size: bytes, default 16 MiB */
     size_t max_message_memory; /* limits.max_message_memory: bytes all clients may hold at once
                                   in messages larger than 256 KiB being read whole (msgbudget.h);
                                   default 256 MiB, or one largest message when that is more */

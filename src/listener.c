@@ -1,4 +1,5 @@
-/* listener.c: accepts connections on listen.host:listen.port and hands them to client.c. */
+/* listener.c: accepts connections on listen.host:listen.port, and on the Unix socket of
+ * listen.unix_socket_dir, and hands them to client.c. */
 #include "listener.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "unixsock.h"
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
@@ -31,6 +33,8 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (w->listener)
         evconnlistener_enable(w->listener);
+    if (w->unix_listener)
+        evconnlistener_enable(w->unix_listener);
 }
 
 /* Connections refused per pause: a flood of new ones cannot keep the event loop here. */
@@ -118,26 +122,92 @@ int listener_resolve(const char *host, int port, struct addrinfo **out)
     return getaddrinfo(host, service, &hints, out);
 }
 
-bool listener_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
+/* An evconnlistener on fd, already listening, for clients; NULL on failure. */
+static struct evconnlistener *accept_on(struct worker *w, int fd)
 {
-    if (inherited_fd >= 0) {
-        evutil_make_socket_nonblocking(inherited_fd);
-        w->listener = evconnlistener_new(
-            w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, inherited_fd);
-        if (!w->listener) {
-            snprintf(err, errsz, "cannot accept on the listening socket taken over: %s",
-                     strerror(errno));
-            return false;
-        }
-    } else if (!(w->listener = bind_listener(w, err, errsz))) {
+    evutil_make_socket_nonblocking(fd);
+    struct evconnlistener *l = evconnlistener_new(
+        w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (l)
+        evconnlistener_set_error_cb(l, accept_error_cb);
+    return l;
+}
+
+/* Binds the Unix socket file at path: a stale one (no process accepts there) is replaced, one
+ * in use is not. -1 with err. */
+static int bind_unix(struct worker *w, const char *path, char *err, size_t errsz)
+{
+    char why[2 * sizeof(w->unix_path) + 64];
+    if (unixsock_refusal(path, &w->unix_file, why, sizeof(why))[0]) {
+        snprintf(err, errsz, "listen.unix_socket_dir: %s: refusing to replace it", why);
+        return -1;
+    }
+    if (unixsock_in_use(path)) {
+        snprintf(err, errsz,
+                 "listen.unix_socket_dir: another process accepts connections on %s (a "
+                 "lakeproxy or PostgreSQL on the same port?): stop it, or choose another "
+                 "directory or listen.port",
+                 path);
+        return -1;
+    }
+    int fd = unixsock_listen(path, (mode_t)w->cfg->unix_socket_mode, 1024, &w->unix_file);
+    if (fd < 0)
+        snprintf(err, errsz, "cannot listen on %s (listen.unix_socket_dir): %s", path,
+                 strerror(errno));
+    return fd;
+}
+
+/* Accepts on the Unix socket too, when configured: on inherited_fd, or bound here. Takes
+ * inherited_fd, even on failure. */
+static bool start_unix(struct worker *w, int inherited_fd, char *err, size_t errsz)
+{
+    const char *path = w->unix_path;
+    snprintf(w->unix_path, sizeof(w->unix_path), "%s", w->cfg->unix_socket_path);
+    if (!path[0]) {
+        if (inherited_fd >= 0)
+            close(inherited_fd);
+        return true;
+    }
+    int fd = inherited_fd;
+    if (fd >= 0 && lstat(path, &w->unix_file) != 0) /* (the file the socket answers at) */
+        memset(&w->unix_file, 0, sizeof(w->unix_file));
+    if (fd < 0 && (fd = bind_unix(w, path, err, errsz)) < 0)
+        return false;
+    if (!(w->unix_listener = accept_on(w, fd))) {
+        snprintf(err, errsz, "cannot accept on %s: out of memory", path);
+        close(fd);
+        if (inherited_fd < 0)
+            unixsock_remove_own(path, &w->unix_file);
         return false;
     }
-    evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    log_info("%s on %s", inherited_fd >= 0 ? "took over listening" : "listening", path);
+    return true;
+}
+
+bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, char *err,
+                    size_t errsz)
+{
+    if (inherited_fd >= 0 && !(w->listener = accept_on(w, inherited_fd))) {
+        snprintf(err, errsz, "cannot accept on the listening socket taken over: %s",
+                 strerror(errno));
+        close(inherited_fd);
+    } else if (inherited_fd < 0 && (w->listener = bind_listener(w, err, errsz))) {
+        evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    }
+    if (!w->listener) {
+        if (inherited_unix_fd >= 0)
+            close(inherited_unix_fd);
+        return false;
+    }
     if (w->spare_fd < 0)
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     log_info("%s on %s:%d", inherited_fd >= 0 ? "took over listening" : "listening",
              w->cfg->listen_host, w->cfg->listen_port);
-    return true;
+    if (start_unix(w, inherited_unix_fd, err, errsz))
+        return true;
+    evconnlistener_free(w->listener);
+    w->listener = NULL;
+    return false;
 }
 
 int listener_fd(const struct worker *w)
@@ -145,11 +215,23 @@ int listener_fd(const struct worker *w)
     return w->listener ? evconnlistener_get_fd(w->listener) : -1;
 }
 
+int listener_unix_fd(const struct worker *w)
+{
+    return w->unix_listener ? evconnlistener_get_fd(w->unix_listener) : -1;
+}
+
 void listener_stop(struct worker *w)
 {
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;
+    if (w->unix_listener) {
+        evconnlistener_free(w->unix_listener);
+        /* the file goes with it, but not to a process that took the socket over */
+        if (!w->handed_over)
+            unixsock_remove_own(w->unix_path, &w->unix_file);
+    }
+    w->unix_listener = NULL;
     if (w->accept_pause)
         evtimer_del(w->accept_pause);
 }

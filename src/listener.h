@@ -11,14 +11,20 @@ struct addrinfo;
 struct config;
 
 /* Starts accepting: on inherited_fd, a listening socket handed over by the process this one
- * takes over from, or (inherited_fd < 0) on listen.host:listen.port bound here. False with
- * err on failure (inherited_fd is then still the caller's). */
-bool listener_start(struct worker *w, int inherited_fd, char *err, size_t errsz);
+ * takes over from, or (inherited_fd < 0) on listen.host:listen.port bound here; and likewise
+ * on inherited_unix_fd or the Unix socket of listen.unix_socket_dir when that is set. Takes
+ * the inherited descriptors (closed on failure). False with err on failure. */
+bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, char *err,
+                    size_t errsz);
 
 /* The listening socket's descriptor, -1 when not accepting. */
 int listener_fd(const struct worker *w);
 
-/* Stops accepting and closes this process's descriptor of the listening socket. */
+/* The Unix listening socket's descriptor, -1 when none or not accepting. */
+int listener_unix_fd(const struct worker *w);
+
+/* Stops accepting and closes this process's descriptors of the listening sockets; the Unix
+ * socket's file is removed too, unless a new process took the socket over. */
 void listener_stop(struct worker *w);
 
 /* Raises this process's soft descriptor limit (up to the hard one) to what cfg's clients and

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -55,6 +56,9 @@ struct worker {
     struct config *cfg;
     SSL_CTX *client_tls; /* NULL when listen.tls is not configured */
     struct evconnlistener *listener;
+    struct evconnlistener *unix_listener; /* listen.unix_socket_dir (NULL: off or stopped) */
+    struct stat unix_file;                /* its socket file, removed when accepting stops */
+    char unix_path[TAKEOVER_SOCKET_MAX];  /* that file's path, as at start (a reload keeps it) */
     struct list pools;
     struct list clients;        /* every client, whatever its state */
     struct list cancellers;     /* in-flight cancel requests towards servers */

@@ -19,10 +19,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "unixsock.h"
 #include "worker.h"
 
 /* The sockets a process can hand over, by tag. */
-#define MAX_FDS 2
+#define MAX_FDS 3
 
 /* One exchange with a process that asks for the sockets (at most one at a time). */
 struct handover {
@@ -40,24 +41,12 @@ struct takeover_ctl {
     int fd;
     struct event *accept_ev;
     char path[TAKEOVER_SOCKET_MAX]; /* as at start: a reload does not move the socket */
-    dev_t dev; /* the socket file this process created, to remove only that one */
-    ino_t ino;
-    bool removed; /* that file removed already: never look at the path again */
+    struct stat st; /* the socket file this process created, to remove only that one */
+    bool removed;   /* that file removed already: never look at the path again */
     struct handover *h;
 };
 
 /* ---- shared ---- */
-
-/* Fills a sockaddr_un for path; false when it does not fit. */
-static bool unix_address(const char *path, struct sockaddr_un *sa)
-{
-    memset(sa, 0, sizeof(*sa));
-    sa->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa->sun_path))
-        return false;
-    memcpy(sa->sun_path, path, strlen(path) + 1);
-    return true;
-}
 
 /* The user id of the process at the other end of a Unix socket, (uid_t)-1 if unknown. */
 static uid_t peer_uid(int fd, pid_t *pid)
@@ -69,20 +58,6 @@ static uid_t peer_uid(int fd, pid_t *pid)
     if (pid)
         *pid = cred.pid;
     return cred.uid;
-}
-
-/* Why path cannot be a control socket of this user ("" when it can, or does not exist). */
-static const char *path_refusal(const char *path, struct stat *st, char *why, size_t whysz)
-{
-    why[0] = '\0';
-    if (lstat(path, st) != 0)
-        return why;
-    if (!S_ISSOCK(st->st_mode))
-        snprintf(why, whysz, "%s exists and is not a socket", path);
-    else if (st->st_uid != geteuid())
-        snprintf(why, whysz, "%s belongs to uid %u, not to this user (uid %u)", path,
-                 (unsigned)st->st_uid, (unsigned)geteuid());
-    return why;
 }
 
 /* Writes all of line, without SIGPIPE; false on failure. */
@@ -118,12 +93,10 @@ static double mono_now(void)
  * file had (file systems reuse a freed number at once). */
 static void remove_socket_file(struct takeover_ctl *ctl)
 {
-    struct stat st;
     if (ctl->removed)
         return;
     ctl->removed = true;
-    if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
-        unlink(ctl->path);
+    unixsock_remove_own(ctl->path, &ctl->st);
 }
 
 static void handover_end(struct takeover_ctl *ctl)
@@ -156,6 +129,8 @@ static bool send_sockets(struct takeover_ctl *ctl)
     size_t len = (size_t)snprintf(line, sizeof(line), "SOCKETS %d", (int)getpid());
     if ((fds[n] = listener_fd(ctl->w)) >= 0 && ++n)
         len += (size_t)snprintf(line + len, sizeof(line) - len, " listen");
+    if ((fds[n] = listener_unix_fd(ctl->w)) >= 0 && ++n)
+        len += (size_t)snprintf(line + len, sizeof(line) - len, " unix");
     if ((fds[n] = metrics_listen_fd(ctl->w)) >= 0 && ++n)
         len += (size_t)snprintf(line + len, sizeof(line) - len, " http");
     len += (size_t)snprintf(line + len, sizeof(line) - len, "\n");
@@ -287,42 +262,15 @@ static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
 /* Binds path as a Unix socket readable and writable by this user only. -1 with err. */
 static int bind_control(const char *path, struct stat *st, char *err, size_t errsz)
 {
-    struct sockaddr_un sa;
     char why[TAKEOVER_LINE_MAX + TAKEOVER_SOCKET_MAX];
-    if (!unix_address(path, &sa)) {
-        snprintf(err, errsz, "listen.takeover_socket %s: path too long", path);
-        return -1;
-    }
-    if (path_refusal(path, st, why, sizeof(why))[0]) {
+    if (unixsock_refusal(path, st, why, sizeof(why))[0]) {
         snprintf(err, errsz, "listen.takeover_socket: %s: refusing to replace it", why);
         return -1;
     }
-    /* bound and listening under a name of its own first, then renamed over path (replacing a
-     * socket of ours left by a crash): whoever finds the file at path can connect */
-    struct sockaddr_un tmp;
-    char tmp_path[TAKEOVER_SOCKET_MAX + 16];
-    snprintf(tmp_path, sizeof(tmp_path), "%s.%ld", path, (long)getpid());
-    bool staged = unix_address(tmp_path, &tmp);
-    if (!staged)
-        unlink(path); /* no room for the longer name: bound at path itself */
-    else
-        unlink(tmp_path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    mode_t old_mask = umask(0177);
-    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)(staged ? &tmp : &sa), sizeof(sa)) == 0;
-    umask(old_mask);
-    ok = ok && listen(fd, 4) == 0;
-    ok = ok && (!staged || rename(tmp_path, path) == 0);
-    int why_errno = errno;
-    if (!ok && staged)
-        unlink(tmp_path);
-    if (!ok || stat(path, st) != 0) {
+    int fd = unixsock_listen(path, 0600, 4, st);
+    if (fd < 0)
         snprintf(err, errsz, "cannot listen on listen.takeover_socket %s: %s", path,
-                 strerror(ok ? errno : why_errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
+                 errno == ENAMETOOLONG ? "path too long" : strerror(errno));
     return fd;
 }
 
@@ -346,8 +294,7 @@ bool takeover_listen(struct worker *w, char *err, size_t errsz)
     ctl->w = w;
     ctl->fd = fd;
     snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-    ctl->dev = st.st_dev;
-    ctl->ino = st.st_ino;
+    ctl->st = st;
     w->takeover = ctl;
     log_info("takeover socket on %s", path);
     return true;
@@ -482,6 +429,19 @@ static void adopt(int fd, const char *tag, const char *host, int port, int *slot
     close(fd);
 }
 
+/* Keeps fd as *slot when it is the Unix socket made for path; else closes it. */
+static void adopt_unix(int fd, const char *path, int *slot)
+{
+    if (*slot < 0 && path[0] && unixsock_made_for(fd, path)) {
+        *slot = fd;
+        return;
+    }
+    log_info("takeover: the previous process's Unix socket is not %s in this configuration: "
+             "closing it",
+             path[0] ? path : "listen.unix_socket_dir");
+    close(fd);
+}
+
 /* Parses "SOCKETS <pid> <tag>..." and sorts the descriptors into t. False on a bad line. */
 static bool take_sockets(const struct config *cfg, char *line, const int *fds, int nfds,
                          struct takeover_fds *t)
@@ -496,6 +456,8 @@ static bool take_sockets(const struct config *cfg, char *line, const int *fds, i
          tag = strtok_r(NULL, " ", &save), i++) {
         if (strcmp(tag, "listen") == 0)
             adopt(fds[i], tag, cfg->listen_host, cfg->listen_port, &t->listen_fd);
+        else if (strcmp(tag, "unix") == 0)
+            adopt_unix(fds[i], cfg->unix_socket_path, &t->unix_fd);
         else if (strcmp(tag, "http") == 0)
             adopt(fds[i], tag, cfg->admin_http_host, cfg->admin_http_port, &t->http_fd);
         else
@@ -512,9 +474,9 @@ static int connect_control(const char *path, char *err, size_t errsz)
     struct sockaddr_un sa;
     struct stat st;
     char why[TAKEOVER_LINE_MAX + TAKEOVER_SOCKET_MAX];
-    if (!unix_address(path, &sa))
+    if (!unixsock_address(path, &sa))
         return -1;
-    if (path_refusal(path, &st, why, sizeof(why))[0]) {
+    if (unixsock_refusal(path, &st, why, sizeof(why))[0]) {
         snprintf(err, errsz, "listen.takeover_socket: %s", why);
         return -1;
     }
@@ -540,7 +502,7 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
 {
     char line[TAKEOVER_LINE_MAX], why[256];
     int fds[MAX_FDS], nfds = MAX_FDS;
-    *t = (struct takeover_fds){.conn = -1, .listen_fd = -1, .http_fd = -1};
+    *t = (struct takeover_fds){.conn = -1, .listen_fd = -1, .unix_fd = -1, .http_fd = -1};
     if (!cfg->takeover_socket) {
         snprintf(err, errsz, "--takeover needs listen.takeover_socket in %s", cfg->path);
         return false;
@@ -590,7 +552,7 @@ void takeover_finish(struct takeover_fds *t)
 
 void takeover_abandon(struct takeover_fds *t)
 {
-    int *fds[] = {&t->conn, &t->listen_fd, &t->http_fd};
+    int *fds[] = {&t->conn, &t->listen_fd, &t->unix_fd, &t->http_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);

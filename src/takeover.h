@@ -6,7 +6,7 @@
  *
  * The exchange, one short line each way (at most TAKEOVER_LINE_MAX bytes):
  *   new -> old  "TAKEOVER 1"                       asks for the sockets (protocol version 1)
- *   old -> new  "SOCKETS <pid> <tag>..."           one descriptor per tag: listen, http
+ *   old -> new  "SOCKETS <pid> <tag>..."           one descriptor per tag: listen, unix, http
  *   new -> old  "DONE"                             it accepts on them now
  *   old -> new  "BYE"                              it stopped accepting
  * or old -> new "ERROR <reason>" instead of SOCKETS. Anything else, end of file or a silence
@@ -29,6 +29,7 @@
 struct takeover_fds {
     int conn;      /* the exchange with the old process, until takeover_finish */
     int listen_fd; /* listen.host:listen.port */
+    int unix_fd;   /* listen.unix_socket_dir's socket */
     int http_fd;   /* admin.http */
     pid_t old_pid;
 };

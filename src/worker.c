@@ -229,6 +229,7 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
                             size_t errsz)
 {
     int listen_fd = inherited ? inherited->listen_fd : -1;
+    int unix_fd = inherited ? inherited->unix_fd : -1;
     int http_fd = inherited ? inherited->http_fd : -1;
     /* admin.http first: once the clients' port accepts, the metrics endpoint answers too
      * (whoever waits for the port, a test or a supervisor, may scrape at once) */
@@ -236,11 +237,9 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
         return false;
     if (inherited && w->http)
         inherited->http_fd = -1;
-    if (!listener_start(w, listen_fd, err, errsz))
-        return false;
-    if (inherited)
-        inherited->listen_fd = -1;
-    return true;
+    if (inherited) /* (listener_start takes them, whatever it returns) */
+        inherited->listen_fd = inherited->unix_fd = -1;
+    return listener_start(w, listen_fd, unix_fd, err, errsz);
 }
 
 struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, char *err,
@@ -470,6 +469,10 @@ void worker_reload(struct worker *w)
         log_warning("reload: admin.http changes need a restart");
     if (!config_str_eq(n->takeover_socket, w->cfg->takeover_socket))
         log_warning("reload: listen.takeover_socket changes need a restart");
+    if (strcmp(n->unix_socket_path, w->cfg->unix_socket_path) != 0 ||
+        n->unix_socket_mode != w->cfg->unix_socket_mode)
+        log_warning("reload: listen.unix_socket_dir and unix_socket_mode changes need a "
+                    "restart");
     if (n->listen_port != w->cfg->listen_port || strcmp(n->listen_host, w->cfg->listen_host) != 0)
         log_warning("reload: listen address changes need a restart; still on %s:%d",
                     w->cfg->listen_host, w->cfg->listen_port);

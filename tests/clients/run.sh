@@ -26,6 +26,7 @@ cat >"$dir/lakeproxy.yaml" <<YAML
 listen:
   host: 127.0.0.1
   port: $port
+  unix_socket_dir: $dir
   tls:
     cert: $LP_CERTS/server.crt
     key: $LP_CERTS/server.key
@@ -83,6 +84,13 @@ uri="postgresql://alice@127.0.0.1:$port/app"
 psql_count() { [ "$(psql -X -At "$uri?sslmode=$1" -c 'SELECT count(*) FROM items')" = 1000 ]; }
 check "psql reads a table through the proxy" psql_count disable
 check "psql over TLS (sslmode=require)" psql_count require
+psql_unix() { # psql -h DIR, as for PostgreSQL's own socket; pgbench too
+    psql -X -h "$dir" -p "$port" -U alice -d app -c '\conninfo' | grep -q "via socket in \"$dir\"" &&
+        [ "$(psql -X -At -h "$dir" -p "$port" -U alice -d app_txn -c 'SELECT count(*) FROM items')" = 1000 ] &&
+        echo 'SELECT count(*) FROM items;' >"$dir/unix.sql" &&
+        pgbench -n -f "$dir/unix.sql" -t 50 -c 2 -h "$dir" -p "$port" -U alice app_txn
+}
+check "psql and pgbench over the Unix socket (listen.unix_socket_dir)" psql_unix
 psql_script() {
     psql -X -q -At -v ON_ERROR_STOP=1 "$uri" <<'SQL' | tr '\n' ' ' | grep -q '^3 6 t $'
 CREATE TEMP TABLE t (a int);

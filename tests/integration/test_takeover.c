@@ -172,6 +172,47 @@ Test(takeover, an_open_transaction_finishes_on_the_old_process)
     proxy_stop(&next);
 }
 
+/* Logs in as carol over the Unix socket in dir; asserts it worked. */
+static PGconn *connect_unix(const struct proxy *p, const char *dir)
+{
+    char extra[400];
+    snprintf(extra, sizeof(extra), "host=%s", dir);
+    PGconn *c = proxy_connect(p, "carol", "unused", "app", extra);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login over %s: %s", dir, PQerrorMessage(c));
+    return c;
+}
+
+Test(takeover, the_unix_socket_is_handed_over_and_its_file_kept)
+{
+    struct proxy old, next;
+    char sock[300], dir[300], path[400], with_unix[sizeof(yaml) + 400];
+    struct stat before, after;
+    int port = port_apart(0);
+    sock_path(sock, sizeof(sock), port);
+    snprintf(dir, sizeof(dir), "%s/unix-takeover-%d", env_need("LP_TEST_DIR"), port);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port);
+    takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
+    int n =
+        snprintf(with_unix, sizeof(with_unix), "listen:\n  unix_socket_dir: %s\n%s", dir, yaml + 8);
+    cr_assert(n > 0 && (size_t)n < sizeof(with_unix));
+    start_old(&old, port, with_unix);
+    cr_assert_eq(lstat(path, &before), 0);
+    PGconn *c = connect_unix(&old, dir);
+
+    take_over(&next, port, with_unix, "next");
+    EXPECT_QUERY_VALUE(c, "SELECT 'old'", "old", "the old process serves its client still");
+    PQfinish(c);
+    expect_old_exits(&old);
+    cr_assert_eq(lstat(path, &after), 0, "the old process left the socket file to the new one");
+    cr_expect(before.st_ino == after.st_ino, "the very socket was handed over, not bound again");
+    c = connect_unix(&next, dir);
+    EXPECT_QUERY_VALUE(c, "SELECT 'new'", "new", "the new process serves the Unix socket");
+    PQfinish(c);
+    proxy_stop(&next);
+    cr_expect_neq(lstat(path, &after), 0, "the last process removes the socket file");
+}
+
 Test(takeover, without_a_running_process_it_fails_clearly)
 {
     struct proxy p;

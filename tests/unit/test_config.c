@@ -44,6 +44,30 @@ Test(config, reference_file_loads_without_errors)
     config_free(cfg);
 }
 
+Test(config, unix_socket_path_and_mode_are_read_as_postgresql_names_them)
+{
+    static const struct {
+        const char *listen, *path;
+        int mode;
+    } cases[] = {
+        {"  port: 6543\n  unix_socket_dir: /run/lakeproxy\n  unix_socket_mode: 0770\n",
+         "/run/lakeproxy/.s.PGSQL.6543", 0770},
+        {"  unix_socket_dir: /tmp\n  unix_socket_mode: \"660\"\n", "/tmp/.s.PGSQL.6432", 0660},
+        {"  unix_socket_dir: /tmp\n", "/tmp/.s.PGSQL.6432", 0777}, /* as PgBouncer's default */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        struct config_errors errs;
+        snprintf(text, sizeof(text), "listen:\n%sdatabases:\n  app: {host: h, user: u}\n",
+                 cases[i].listen);
+        struct config *cfg = parse(text, &errs);
+        cr_assert_not_null(cfg, "case %zu: %s", i, errs.n ? errs.msgs[0] : "");
+        cr_expect_str_eq(cfg->unix_socket_path, cases[i].path, "case %zu", i);
+        cr_expect_eq(cfg->unix_socket_mode, cases[i].mode, "case %zu", i);
+        config_free(cfg);
+    }
+}
+
 Test(config, demo_file_loads_without_errors)
 {
     struct config_errors errs = {0};
@@ -61,6 +85,7 @@ Test(config, defaults_apply_to_a_minimal_file)
     cr_expect_eq(cfg->listen_port, 6432);
     cr_expect_null(cfg->tls_cert);
     cr_expect_null(cfg->takeover_socket, "no takeover socket unless asked for");
+    cr_expect_str_eq(cfg->unix_socket_path, "", "no Unix socket unless asked for");
     cr_expect_eq(cfg->max_clients, 1000);
     cr_expect_eq(cfg->max_message_size, 16u << 20);
     cr_expect_eq(cfg->max_message_memory, 256u << 20);
@@ -105,9 +130,24 @@ static const struct {
 } bad[] = {
     {"databases:\n  app: {host: h, user: u}\nlisten:\n  prot: 1\n",
      "t.yaml:4:3: unknown key 'prot' in listen (expected one of: host, port, tls, "
-     "takeover_socket)"},
+     "takeover_socket, unix_socket_dir, unix_socket_mode)"},
     {"listen:\n  takeover_socket: run/lp.sock\ndatabases:\n  app: {host: h, user: u}\n",
      "t.yaml:2:20: listen.takeover_socket: expected an absolute path shorter than 108 bytes"},
+    {"listen:\n  unix_socket_dir: run\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:20: listen.unix_socket_dir: expected an absolute path of a directory; with "
+     "\"/.s.PGSQL.6432\" after it, it must be shorter than 108 bytes"},
+    {"listen:\n  port: 5433\n  unix_socket_dir: /"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaa"
+     "\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:3:20: listen.unix_socket_dir: expected an absolute path of a directory; with "
+     "\"/.s.PGSQL.5433\" after it, it must be shorter than 108 bytes"},
+    {"listen:\n  unix_socket_dir: /run/lp\n  unix_socket_mode: 0789\ndatabases:\n  app: {host: "
+     "h, user: u}\n",
+     "t.yaml:3:21: listen.unix_socket_mode: expected permissions in octal, such as \"0777\" "
+     "(everyone may connect; the default) or \"0770\" (the owner and its group)"},
+    {"listen:\n  unix_socket_mode: \"0770\"\ndatabases:\n  app: {host: h, user: u}\n",
+     "t.yaml:2:21: listen.unix_socket_mode: needs listen.unix_socket_dir"},
     {"databse:\n  app: {host: h, user: u}\n",
      "t.yaml:1:1: unknown key 'databse' at top level (expected one of: listen, limits, log, "
      "admin, databases, users, groups, rls, masking, auth_query, stats)"},

@@ -1,0 +1,151 @@
+/* test_unixsocket.c: listen.unix_socket_dir: clients log in over DIR/.s.PGSQL.PORT as they
+ * would to PostgreSQL's socket; the file has the configured mode and goes when lakeproxy stops;
+ * a stale file is replaced, while a socket in use or another file in the way is refused. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char yaml[8192];
+
+/* The standard configuration on port in transaction mode, with listen.unix_socket_dir dir and
+ * the extra listen keys in more (may be ""). */
+static void unix_yaml(int port, const char *dir, const char *more)
+{
+    static char base[8192];
+    proxy_default_yaml(base, sizeof(base), port, "transaction", 2, 5000, NULL);
+    cr_assert(strncmp(base, "listen:\n", 8) == 0);
+    snprintf(yaml, sizeof(yaml), "listen:\n  unix_socket_dir: %s\n%s%s", dir, more, base + 8);
+}
+
+/* A fresh directory for port's socket, and the socket's path in it. */
+static void socket_dir(int port, char *dir, size_t dirsz, char *path, size_t pathsz)
+{
+    snprintf(dir, dirsz, "%s/unix-%d", env_need("LP_TEST_DIR"), port);
+    cr_assert(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    snprintf(path, pathsz, "%s/.s.PGSQL.%d", dir, port);
+}
+
+/* A Unix socket bound at path, listening when listening; its descriptor. */
+static int bound_socket(const char *path, bool listening)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s: %s", path,
+                 strerror(errno));
+    if (listening)
+        cr_assert_eq(listen(fd, 4), 0);
+    return fd;
+}
+
+/* Logs in as alice over the socket in dir and runs a query; asserts both worked. */
+static void expect_query_over(const struct proxy *p, const char *dir)
+{
+    char extra[400];
+    snprintf(extra, sizeof(extra), "host=%s", dir);
+    PGconn *c = proxy_connect(p, "alice", "alice-secret", "app", extra);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login over %s failed: %s", dir, PQerrorMessage(c));
+    cr_expect_str_eq(PQhost(c), dir, "libpq connected over the Unix socket");
+    EXPECT_QUERY_VALUE(c, "SELECT 41 + 1", "42", "a query over the Unix socket");
+    PQfinish(c);
+}
+
+/* How many entries dir holds besides . and .. */
+static int entries(const char *dir)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    cr_assert(f && fscanf(f, "%d", &n) == 1);
+    pclose(f);
+    return n;
+}
+
+TestSuite(unixsocket, .timeout = 60);
+
+Test(unixsocket, clients_log_in_over_it_and_its_file_has_the_mode_and_goes_at_exit)
+{
+    struct proxy p;
+    char dir[300], path[400];
+    int port = free_port();
+    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
+    unix_yaml(port, dir, "  unix_socket_mode: \"0770\"\n");
+    proxy_start_yaml(&p, port, yaml);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0, "no socket at %s", path);
+    cr_expect(S_ISSOCK(st.st_mode));
+    cr_expect_eq(st.st_mode & 07777, 0770, "mode %o", (unsigned)(st.st_mode & 07777));
+    cr_expect_eq(entries(dir), 1, "only the socket is left in %s (no staging file)", dir);
+    expect_query_over(&p, dir);
+    PGconn *tcp = proxy_connect(&p, "bob", "bob-secret", "app", NULL);
+    cr_expect(PQstatus(tcp) == CONNECTION_OK, "TCP still works: %s", PQerrorMessage(tcp));
+    PQfinish(tcp);
+    proxy_stop(&p);
+    cr_expect_neq(lstat(path, &st), 0, "a lakeproxy that stops removes its socket file");
+}
+
+Test(unixsocket, a_stale_socket_file_is_replaced)
+{
+    struct proxy p;
+    char dir[300], path[400];
+    int port = free_port();
+    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
+    close(bound_socket(path, false)); /* what a killed process leaves: nobody accepts there */
+    unix_yaml(port, dir, "");
+    proxy_start_yaml(&p, port, yaml);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0777, "everyone may connect by default");
+    expect_query_over(&p, dir);
+    proxy_stop(&p);
+}
+
+/* Starts lakeproxy on the current yaml, expects it to exit with an error naming why, and
+ * expects the file at path to be left as it was. */
+static void expect_refused(int port, const char *path, const char *why)
+{
+    struct proxy p;
+    struct stat before, after;
+    cr_assert_eq(lstat(path, &before), 0);
+    proxy_spawn(&p, port, yaml, "refused", NULL);
+    int status = proxy_wait_exit(&p, 20000);
+    cr_expect(status > 0, "lakeproxy must exit with an error (status %d); see %s", status, p.log);
+    cr_expect_gt(file_count_lines(p.log, why), 0, "the log says \"%s\"; see %s", why, p.log);
+    cr_assert_eq(lstat(path, &after), 0, "%s was removed", path);
+    cr_expect(before.st_ino == after.st_ino, "%s was replaced", path);
+}
+
+Test(unixsocket, a_socket_in_use_or_another_file_is_left_alone_and_refused)
+{
+    char dir[300], path[400];
+    int port = free_port();
+    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
+    unix_yaml(port, dir, "");
+    int other = bound_socket(path, true); /* another server's socket */
+    expect_refused(port, path, "another process accepts connections on");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_expect_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0,
+                 "the other socket still "
+                 "accepts");
+    close(c);
+    close(other);
+    unlink(path);
+
+    FILE *f = fopen(path, "w"); /* a file that is no socket */
+    cr_assert(f);
+    fclose(f);
+    expect_refused(port, path, "exists and is not a socket: refusing to replace it");
+    unlink(path);
+}
