@@ -13,7 +13,7 @@
 
 #include "harness.h"
 
-static char yaml[8192];
+static char yaml[8192 + 1024];
 
 /* The standard configuration on port in transaction mode, with listen.unix_socket_dir dir and
  * the extra listen keys in more (may be ""). */
@@ -22,7 +22,9 @@ static void unix_yaml(int port, const char *dir, const char *more)
     static char base[8192];
     proxy_default_yaml(base, sizeof(base), port, "transaction", 2, 5000, NULL);
     cr_assert(strncmp(base, "listen:\n", 8) == 0);
-    snprintf(yaml, sizeof(yaml), "listen:\n  unix_socket_dir: %s\n%s%s", dir, more, base + 8);
+    int n = snprintf(yaml, sizeof(yaml), "listen:\n  unix_socket_dir: %.300s\n%.500s%s", dir, more,
+                     base + 8);
+    cr_assert(n > 0 && (size_t)n < sizeof(yaml));
 }
 
 /* A fresh directory for port's socket, and the socket's path in it. */
@@ -33,11 +35,19 @@ static void socket_dir(int port, char *dir, size_t dirsz, char *path, size_t pat
     snprintf(path, pathsz, "%s/.s.PGSQL.%d", dir, port);
 }
 
+/* The address of the Unix socket at path. */
+static struct sockaddr_un unix_addr(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(path), sizeof(sa.sun_path), "%s: too long for a socket", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    return sa;
+}
+
 /* A Unix socket bound at path, listening when listening; its descriptor. */
 static int bound_socket(const char *path, bool listening)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    struct sockaddr_un sa = unix_addr(path);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     cr_assert(fd >= 0);
     cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s: %s", path,
@@ -133,8 +143,7 @@ Test(unixsocket, a_socket_in_use_or_another_file_is_left_alone_and_refused)
     unix_yaml(port, dir, "");
     int other = bound_socket(path, true); /* another server's socket */
     expect_refused(port, path, "another process accepts connections on");
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    struct sockaddr_un sa = unix_addr(path);
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
     cr_expect_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0,
                  "the other socket still "
