@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admincmd.h"
 #include "buf.h"
 #include "client.h"
 #include "conn.h"
@@ -340,7 +341,6 @@ static void pause_or_resume(struct client *c, const char *db, bool paused)
     send_command_ok(c, paused ? "PAUSE" : "RESUME");
 }
 
-/* Splits "VERB [ARG]" (case-insensitive verb, trailing ';' and blanks ignored). */
 /* Milliseconds with three decimals. */
 static void fmt_ms(char *out, size_t outsz, uint64_t us)
 {
@@ -452,52 +452,62 @@ static void show_pushdown(struct client *c)
     result_send(c, &r, "SHOW");
 }
 
-static int split_command(const char *sql, char verb[32], char arg[64])
+/* SHOW's argument, a keyword: what it shows. */
+static void run_show(struct client *c, const struct admincmd *cmd)
 {
-    verb[0] = arg[0] = '\0';
-    int n = sscanf(sql, " %31[A-Za-z] %63[A-Za-z0-9_.-]", verb, arg);
-    return n < 0 ? 0 : n;
-}
-
-/* SHOW QUERIES [n]: how many rows (default 20, at most 100). */
-static int show_limit(const char *sql)
-{
-    int n = 20;
-    if (sscanf(sql, " %*[A-Za-z] %*[A-Za-z] %d", &n) != 1 || n < 1)
-        n = 20;
-    return n > 100 ? 100 : n;
+    const char *arg = cmd->arg_quoted ? "" : cmd->arg;
+    bool counted = strcasecmp(arg, "QUERIES") == 0;
+    if (cmd->count >= 0 && !counted)
+        send_error(c, "42601", "only SHOW QUERIES takes a number (of rows)");
+    else if (strcasecmp(arg, "POOLS") == 0)
+        show_pools(c);
+    else if (strcasecmp(arg, "CLIENTS") == 0)
+        show_clients(c);
+    else if (strcasecmp(arg, "SERVERS") == 0)
+        show_servers(c);
+    else if (strcasecmp(arg, "STATS") == 0)
+        show_stats(c);
+    else if (strcasecmp(arg, "CONFIG") == 0)
+        show_config(c);
+    else if (strcasecmp(arg, "CREDENTIALS") == 0)
+        show_credentials(c);
+    else if (counted)
+        show_queries(c, cmd->count < 1 ? 20 : cmd->count > 100 ? 100 : (int)cmd->count);
+    else if (strcasecmp(arg, "PUSHDOWN") == 0)
+        show_pushdown(c);
+    else
+        send_error(c, "42601",
+                   "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
+                   "CREDENTIALS, QUERIES [n] or PUSHDOWN");
 }
 
 static void run_command(struct client *c, const char *sql)
 {
-    char verb[32], arg[64];
-    split_command(sql, verb, arg);
+    struct admincmd cmd;
+    char err[200];
+    if (!admincmd_parse(sql, &cmd, err, sizeof(err))) {
+        send_error(c, "42601", err);
+        return;
+    }
+    const char *verb = cmd.verb;
+    bool pause = strcasecmp(verb, "PAUSE") == 0, resume = strcasecmp(verb, "RESUME") == 0;
+    bool bare = strcasecmp(verb, "RELOAD") == 0 || strcasecmp(verb, "SHUTDOWN") == 0;
     if (strcasecmp(verb, "SHOW") == 0) {
-        if (strcasecmp(arg, "POOLS") == 0)
-            show_pools(c);
-        else if (strcasecmp(arg, "CLIENTS") == 0)
-            show_clients(c);
-        else if (strcasecmp(arg, "SERVERS") == 0)
-            show_servers(c);
-        else if (strcasecmp(arg, "STATS") == 0)
-            show_stats(c);
-        else if (strcasecmp(arg, "CONFIG") == 0)
-            show_config(c);
-        else if (strcasecmp(arg, "CREDENTIALS") == 0)
-            show_credentials(c);
-        else if (strcasecmp(arg, "QUERIES") == 0)
-            show_queries(c, show_limit(sql));
-        else if (strcasecmp(arg, "PUSHDOWN") == 0)
-            show_pushdown(c);
-        else
-            send_error(c, "42601",
-                       "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
-                       "CREDENTIALS, QUERIES [n] or PUSHDOWN");
+        run_show(c, &cmd);
+    } else if ((bare && (cmd.has_arg || cmd.count >= 0)) || ((pause || resume) && cmd.count >= 0)) {
+        snprintf(err, sizeof(err), "%s takes %s",
+                 bare    ? verb
+                 : pause ? "PAUSE"
+                         : "RESUME",
+                 bare ? "no argument" : "at most a database name");
+        send_error(c, "42601", err);
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
         send_command_ok(c, "RELOAD");
-    } else if (strcasecmp(verb, "PAUSE") == 0 || strcasecmp(verb, "RESUME") == 0) {
-        pause_or_resume(c, arg, strcasecmp(verb, "PAUSE") == 0);
+    } else if ((pause || resume) && cmd.has_arg && !cmd.arg[0]) {
+        send_error(c, "3D000", "no pool for database \"\" (leave the name out for every pool)");
+    } else if (pause || resume) {
+        pause_or_resume(c, cmd.arg, pause);
     } else if (strcasecmp(verb, "SHUTDOWN") == 0) {
         send_command_ok(c, "SHUTDOWN");
         log_info("admin %s: SHUTDOWN", c->user);

@@ -43,6 +43,21 @@ static const char *const activity_functions[] = {
 /* ... and every function of a backend by its id (pg_stat_get_backend_activity, ...). */
 #define BACKEND_FUNCTIONS "pg_stat_get_backend_"
 
+/* Functions that read the relations (or cursor) they are given as a value, by a query of
+ * their own out of the guard's sight: table_to_xml('pg_stat_activity', ...) would show
+ * what the guard refuses by name. Each name here starts a family (..._to_xmlschema,
+ * ..._to_xml_and_xmlschema). */
+static const char *const relation_readers[] = {
+    "table_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "cursor_to_xml",
+};
+
+/* Functions that signal another backend by its process id: every tenant's server connections
+ * log in as the same role, which PostgreSQL lets signal its own backends. */
+static const char *const backend_signals[] = {"pg_cancel_backend", "pg_terminate_backend"};
+
 static bool in_names(const char *name, const char *const *names, size_t n)
 {
     for (size_t i = 0; name && i < n; i++)
@@ -425,6 +440,18 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     for (size_t i = 0; i < sizeof(sql_text_runners) / sizeof(sql_text_runners[0]); i++)
         if (strcmp(fn, sql_text_runners[i]) == 0)
             refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
+    for (size_t i = 0; i < COUNT(relation_readers); i++)
+        if (strncasecmp(fn, relation_readers[i], strlen(relation_readers[i])) == 0)
+            refuse(k,
+                   "%s() is not allowed under row-level security: it reads the relations it "
+                   "is given by name out of the guard's sight (pg_stat_activity among them)",
+                   fn);
+    if (in_names(fn, backend_signals, COUNT(backend_signals)))
+        refuse(k,
+               "%s() is not allowed under row-level security: every client's server "
+               "connections log in as the same role, so it could stop another client's query "
+               "or session",
+               fn);
     if (in_names(fn, activity_functions, COUNT(activity_functions)) ||
         strncmp(fn, BACKEND_FUNCTIONS, strlen(BACKEND_FUNCTIONS)) == 0)
         refuse(k,
@@ -692,31 +719,18 @@ void guard_cache_free(struct guard_cache *gc)
 /* Words at least one of which appears (case-insensitively, anywhere: in strings and comments
  * too) in the text of every statement the guard refuses or flags: each rule needs one of these
  * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
- * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners, advisory locks, lp_ statement
- * names, the views and functions of other sessions' activity, prepared statements and
- * cursors, SQL PREPARE), or a U& identifier that could spell one with escapes. */
+ * TEMP/TEMPORARY and pg_temp, WITH HOLD, the SQL-text runners and relation readers, advisory
+ * locks, lp_ statement names, the views and functions of other sessions' activity, prepared
+ * statements and cursors, SQL PREPARE, the backend signals), or a U& identifier that could
+ * spell one with escapes. */
 static const char *const guard_words[] = {
-    "set_config",
-    "pg_settings",
-    "discard",
-    "create",
-    "alter",
-    "drop",
-    "load",
-    "temp",
-    "hold",
-    "listen",
-    "query_to_xml",
-    "ts_stat",
-    "ts_rewrite",
-    "dblink",
-    "advisory",
-    "lp_",
-    "u&",
-    "pg_stat_",
-    "pg_prepared_statement",
-    "pg_cursor",
-    "prepare",
+    "set_config", "pg_settings", "discard",  "create",
+    "alter",      "drop",        "load",     "temp",
+    "hold",       "listen",      "_to_xml", /* query_to_xml and the relation readers */
+    "_backend",                             /* pg_cancel_backend, pg_terminate_backend */
+    "ts_stat",    "ts_rewrite",  "dblink",   "advisory",
+    "lp_",        "u&",          "pg_stat_", "pg_prepared_statement",
+    "pg_cursor",  "prepare",
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after

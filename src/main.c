@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -28,6 +29,23 @@ static void usage(FILE *out)
             "  lakeproxy --version               print the version\n"
             "  lakeproxy --help                  print this help\n",
             LAKEPROXY_VERSION);
+}
+
+/* The main thread's stack may grow to this: parsing a statement recurses once per level of
+ * its tree, and sqlinfo.c bounds the levels from the text, but keeps a margin against what
+ * that reading might miss. The kernel reserves at least 128 MiB below the stack for it. */
+#define STACK_WANTED (64u << 20)
+
+/* Raises the soft stack limit to STACK_WANTED when the hard limit allows. */
+static void raise_stack_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= STACK_WANTED)
+        return;
+    rl.rlim_cur =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= STACK_WANTED ? STACK_WANTED : rl.rlim_max;
+    setrlimit(RLIMIT_STACK, &rl);
 }
 
 /* Loads path, printing every error; NULL on failure. */
@@ -119,6 +137,7 @@ int main(int argc, char **argv)
     enum log_level level;
     if (log_level_from_name(cfg->log_level, &level))
         log_set_level(level);
+    raise_stack_limit();
     char err[512];
     struct worker *w = start_worker(cfg, takeover, err, sizeof(err));
     if (!w) {

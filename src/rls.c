@@ -90,6 +90,27 @@ bool rls_resolve(const struct config *cfg, const struct rls_identity *id, struct
     return true;
 }
 
+/* Appends Parse, Bind and Execute of sql, without parameters, in the unnamed statement. */
+static void put_unnamed_run(struct buf *b, const char *sql)
+{
+    buf_msg_start(b, 'P');
+    buf_put_u8(b, 0);
+    buf_put_bytes(b, sql, strlen(sql) + 1);
+    buf_put_u16(b, 0);
+    buf_msg_finish(b);
+    buf_msg_start(b, 'B');
+    buf_put_u8(b, 0);
+    buf_put_u8(b, 0);
+    buf_put_u16(b, 0); /* parameter formats */
+    buf_put_u16(b, 0); /* parameters */
+    buf_put_u16(b, 0); /* result formats */
+    buf_msg_finish(b);
+    buf_msg_start(b, 'E');
+    buf_put_u8(b, 0);
+    buf_put_u32(b, 0);
+    buf_msg_finish(b);
+}
+
 void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b)
 {
     char part[64];
@@ -122,6 +143,8 @@ void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b)
     buf_put_u8(b, 0);
     buf_put_u32(b, 0);
     buf_msg_finish(b);
+    /* the previous tenant's sequence values go too: currval() and lastval() would tell them */
+    put_unnamed_run(b, "DISCARD SEQUENCES");
     /* close the unnamed statement: a client's Bind to "" must not run ours with its values */
     buf_msg_start(b, 'C');
     buf_put_u8(b, 'S');

@@ -39,9 +39,10 @@ struct rls_setting {
 bool rls_resolve(const struct config *cfg, const struct rls_identity *id, struct rls_setting *out,
                  size_t *n, char *err, size_t errsz);
 
-/* Appends Parse/Bind/Execute/Sync of "SELECT pg_catalog.set_config($1, $2, false), ..." for
- * the settings to b, then a Close of the unnamed statement it used. The server answers with
- * one ReadyForQuery. */
+/* Appends Parse/Bind/Execute of "SELECT pg_catalog.set_config($1, $2, false), ..." for the
+ * settings to b, then of "DISCARD SEQUENCES" (the previous client's currval() and lastval()
+ * are not this one's to read), a Close of the unnamed statement they used and a Sync. The
+ * server answers with one ReadyForQuery. */
 void rls_build_prefix(const struct rls_setting *s, size_t n, struct buf *b);
 
 /* Is name (a startup option setting) one the client may set: "<prefix>.<attr>" for an

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sqlkey.h"
+#include "sqllex.h"
 
 /* Parse trees of hostile text can be deep ("((((...))))"); the parser has its own limit
  * (max_stack_depth); this one bounds our recursion independently. */
@@ -137,12 +138,193 @@ static int packed_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
     return deepest;
 }
 
+/* ---- a bound on nesting, read from the text before it is parsed ---- */
+
+/* libpg_query turns its tree into protobuf by recursion, one call per level, and protobuf-c
+ * sizes each level's children again at every level above: a chain of 25,000 "+1" overflows the
+ * stack, and 20,000 take most of a second on the event loop, before packed_depth can look.
+ * So the text is read first, as PostgreSQL's lexer reads it, for how deeply its parse tree
+ * can nest. Each level of parentheses, brackets or CASE counts one, and within a level:
+ *   - every operator, and every word that nests an operand (NOT, IS, COLLATE, AT, LIKE ...),
+ *     counts one, until a comma, AND or OR (PostgreSQL flattens their chains into lists) or a
+ *     WHEN, THEN or ELSE starts the level's count of them afresh;
+ *   - UNION, INTERSECT, EXCEPT and JOIN count one until the level closes (their chains nest
+ *     across commas: SELECT 1, 2 UNION SELECT 3, 4 UNION ...), or the statement ends.
+ * The count is at least the depth of the tree's expressions, each of which takes two protobuf
+ * levels, so a text whose count stays within SQLINFO_MAX_DEPTH / 2 cannot be a tree that
+ * overflows the stack. A string's end depends on whether backslashes escape in it
+ * (standard_conforming_strings, and E''): the text is read both ways and the larger count
+ * taken. */
+#define NEST_MAX (SQLINFO_MAX_DEPTH / 2)
+
+static bool is_operator_byte(char c)
+{
+    return c && strchr("+-*/<>=~!@#%^&|`?:", c) != NULL;
+}
+
+enum word_effect { W_NONE, W_NESTS, W_CHAINS, W_RESTARTS, W_OPENS, W_CLOSES };
+
+static enum word_effect word_effect(const char *w, size_t n)
+{
+    static const char *const nests[] = {
+        "not",    "is",      "isnull",  "notnull", "collate", "at",       "like",
+        "ilike",  "similar", "between", "in",      "escape",  "overlaps", "operator",
+        "exists", "any",     "all",     "some",    "array",   "row",      "distinct"};
+    static const char *const chains[] = {"union", "intersect", "except", "join"};
+    static const char *const restarts[] = {"and", "or", "when", "then", "else"};
+    char low[12];
+    if (n >= sizeof(low))
+        return W_NONE;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] - 'A' + 'a' : w[i]);
+    low[n] = '\0';
+    if (strcmp(low, "case") == 0)
+        return W_OPENS;
+    if (strcmp(low, "end") == 0)
+        return W_CLOSES;
+    for (size_t i = 0; i < sizeof(nests) / sizeof(nests[0]); i++)
+        if (strcmp(low, nests[i]) == 0)
+            return W_NESTS;
+    for (size_t i = 0; i < sizeof(chains) / sizeof(chains[0]); i++)
+        if (strcmp(low, chains[i]) == 0)
+            return W_CHAINS;
+    for (size_t i = 0; i < sizeof(restarts) / sizeof(restarts[0]); i++)
+        if (strcmp(low, restarts[i]) == 0)
+            return W_RESTARTS;
+    return W_NONE;
+}
+
+/* The running count: per open level, what counts until it restarts (run) and until it
+ * closes (fixed); their sum over the levels open, and the most it reached. */
+struct nest {
+    int run[NEST_MAX + 2], fixed[NEST_MAX + 2];
+    int level;
+    int sum, most;
+    bool escapes; /* backslashes escape in every string (the other reading) */
+};
+
+static void nest_add(struct nest *n, int *counter)
+{
+    (*counter)++;
+    n->sum++;
+    if (n->sum > n->most)
+        n->most = n->sum;
+}
+
+/* Opens a level (a parenthesis, a bracket, CASE); past NEST_MAX, the text is too deep. */
+static void nest_open(struct nest *n)
+{
+    if (n->level > NEST_MAX) {
+        n->most = NEST_MAX + 1;
+        return;
+    }
+    n->level++;
+    n->run[n->level] = n->fixed[n->level] = 0;
+    n->sum++;
+    if (n->sum > n->most)
+        n->most = n->sum;
+}
+
+static void nest_close(struct nest *n)
+{
+    if (n->level == 0)
+        return; /* (unbalanced: the parser will say so) */
+    n->sum -= n->run[n->level] + n->fixed[n->level] + 1;
+    n->level--;
+}
+
+static void nest_restart(struct nest *n, bool statement_ends)
+{
+    n->sum -= n->run[n->level];
+    n->run[n->level] = 0;
+    if (statement_ends && n->level == 0) {
+        n->sum -= n->fixed[0];
+        n->fixed[0] = 0;
+    }
+}
+
+/* Reads the word at p; returns where it ends. */
+static const char *nest_word(struct nest *n, const char *p)
+{
+    const char *w = p;
+    while (sqllex_word_byte(*p))
+        p++;
+    if (*p == '\'') /* a prefixed string (B'', X'', N''): the string is read next */
+        return p;
+    switch (word_effect(w, (size_t)(p - w))) {
+    case W_NESTS: nest_add(n, &n->run[n->level]); break;
+    case W_CHAINS: nest_add(n, &n->fixed[n->level]); break;
+    case W_RESTARTS: nest_restart(n, false); break;
+    case W_OPENS: nest_open(n); break;
+    case W_CLOSES: nest_close(n); break;
+    case W_NONE: break;
+    }
+    return p;
+}
+
+/* Reads one token at p into n; returns where the next one starts. */
+static const char *nest_token(struct nest *n, const char *p)
+{
+    const char *next;
+    if (*p == '\'')
+        return sqllex_past_quoted(p, '\'', n->escapes);
+    if (*p == '"')
+        return sqllex_past_quoted(p, '"', false);
+    if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*'))
+        return sqllex_past_comment(p);
+    if (*p == '$' && (next = sqllex_past_dollar(p)))
+        return next;
+    if ((*p == 'e' || *p == 'E') && p[1] == '\'')
+        return sqllex_past_quoted(p + 1, '\'', true);
+    if (sqllex_word_byte(*p))
+        return nest_word(n, p);
+    if (is_operator_byte(*p)) {
+        while (is_operator_byte(*p) && !(p[0] == '-' && p[1] == '-') &&
+               !(p[0] == '/' && p[1] == '*'))
+            p++;
+        nest_add(n, &n->run[n->level]);
+        return p;
+    }
+    if (*p == '(' || *p == '[')
+        nest_open(n);
+    else if (*p == ')' || *p == ']')
+        nest_close(n);
+    else if (*p == ',' || *p == ';')
+        nest_restart(n, *p == ';');
+    return p + 1;
+}
+
+/* The count for sql, read with backslashes escaping in every string or in E'' ones only. */
+static int nesting(const char *sql, bool escapes)
+{
+    static _Thread_local struct nest n; /* (2 * NEST_MAX ints: not on the stack) */
+    n.level = n.sum = n.most = 0;
+    n.run[0] = n.fixed[0] = 0;
+    n.escapes = escapes;
+    for (const char *p = sql; *p && n.most <= NEST_MAX;)
+        p = nest_token(&n, p);
+    return n.most;
+}
+
+/* Can sql's parse tree nest too deeply to be packed and measured safely? */
+static bool may_nest_too_deeply(const char *sql)
+{
+    return nesting(sql, false) > NEST_MAX || (strchr(sql, '\\') && nesting(sql, true) > NEST_MAX);
+}
+
 PgQuery__ParseResult *sqlinfo_parse(const char *sql, char *err, size_t errsz)
 {
     size_t len = strlen(sql);
     if (len > SQLINFO_MAX_TEXT) {
         snprintf(err, errsz, "statement too long to analyse (%zu bytes; at most %d)", len,
                  SQLINFO_MAX_TEXT);
+        return NULL;
+    }
+    if (may_nest_too_deeply(sql)) {
+        snprintf(err, errsz,
+                 "statement nested too deeply to analyse (more than %d operators or levels "
+                 "in one expression)",
+                 NEST_MAX);
         return NULL;
     }
     PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);

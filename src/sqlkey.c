@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "siphash.h"
+#include "sqllex.h"
 
 /* Byte classes of the scanner, as PostgreSQL's lexer has them: letters, digits, '_', '$' and
  * bytes from 128 (C_WORD: what identifiers are made of), isspace (C_SPACE), the word bytes that
@@ -36,57 +37,6 @@ static inline bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Past a '...' string starting at p (the opening quote); backslash escapes when escapes. */
-static const char *skip_quoted(const char *p, bool escapes)
-{
-    for (p++; *p; p++) {
-        if (escapes && *p == '\\' && p[1])
-            p++;
-        else if (*p == '\'' && p[1] == '\'')
-            p++;
-        else if (*p == '\'')
-            return p + 1;
-    }
-    return p;
-}
-
-/* Past a $tag$...$tag$ string starting at p, or NULL when p does not open one. The tag is
- * made of identifier bytes but '$', and does not start with a digit. */
-static const char *skip_dollar(const char *p)
-{
-    const char *q = p + 1;
-    while ((class_of(*q) & C_WORD) && *q != '$')
-        q++;
-    if (*q != '$' || is_digit(p[1]))
-        return NULL;
-    size_t taglen = (size_t)(q - p) + 1;
-    const char *end;
-    for (end = q + 1; *end; end++)
-        if (*end == '$' && strncmp(end, p, taglen) == 0)
-            return end + taglen;
-    return end;
-}
-
-/* Past a comment starting at p: a line comment ends at a newline or carriage return, a block
- * comment where it is closed, block comments nesting as in PostgreSQL. */
-static const char *skip_comment(const char *p)
-{
-    if (p[0] == '-')
-        return p + strcspn(p, "\r\n");
-    int depth = 0;
-    for (; *p; p++) {
-        if (p[0] == '/' && p[1] == '*') {
-            depth++;
-            p++;
-        } else if (p[0] == '*' && p[1] == '/') {
-            p++;
-            if (--depth == 0)
-                return p + 1;
-        }
-    }
-    return p;
-}
-
 /* Past a number starting at p (digits, a point, an exponent). */
 static const char *skip_number(const char *p)
 {
@@ -102,18 +52,18 @@ static const char *skip_number(const char *p)
 }
 
 /* Past a constant starting at p where a token may start (not inside a word), or NULL; a
- * dollar string ('$') is the caller's (skip_dollar). */
+ * dollar string ('$') is the caller's (sqllex_past_dollar). */
 static const char *skip_constant(const char *p)
 {
     if (*p == '\'')
-        return skip_quoted(p, false);
+        return sqllex_past_quoted(p, '\'', false);
     if ((*p == 'E' || *p == 'e') && p[1] == '\'')
-        return skip_quoted(p + 1, true);
+        return sqllex_past_quoted(p + 1, '\'', true);
     if ((*p == 'B' || *p == 'b' || *p == 'X' || *p == 'x' || *p == 'N' || *p == 'n') &&
         p[1] == '\'')
-        return skip_quoted(p + 1, false);
+        return sqllex_past_quoted(p + 1, '\'', false);
     if ((*p == 'U' || *p == 'u') && p[1] == '&' && p[2] == '\'')
-        return skip_quoted(p + 2, false);
+        return sqllex_past_quoted(p + 2, '\'', false);
     if (is_digit(*p) || (*p == '.' && is_digit(p[1])))
         return skip_number(p);
     return NULL;
@@ -143,7 +93,7 @@ struct spans {
  * a '.' must stand where the scanner looks for one (after a constant or a non-word byte). */
 static const char *constant_at(const char *p)
 {
-    return *p == '$' ? skip_dollar(p) : skip_constant(p);
+    return *p == '$' ? sqllex_past_dollar(p) : skip_constant(p);
 }
 
 /* One pass, a token at a time: runs of bytes that stay as they are (words, single spaces,
@@ -164,7 +114,7 @@ static uint64_t scan(const char *sql, const struct sqlkey_secret *secret, struct
         uint8_t cls = class_of(*p);
         const char *end = NULL;
         if (cls & C_WORD) { /* a word starts here: a constant, or kept whole */
-            if (*p == '$' && !(end = skip_dollar(p))) {
+            if (*p == '$' && !(end = sqllex_past_dollar(p))) {
                 /* a parameter ($ and its digits) or a lone $: the server reads a $ after it
                  * afresh (it may open a dollar string), so the word ends there */
                 do
@@ -208,8 +158,8 @@ static uint64_t scan(const char *sql, const struct sqlkey_secret *secret, struct
             sp->n++;
             p = run = const_end = end;
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
-            p = skip_comment(p); /* kept as it is (its quotes open no string) */
-        } else if (*p == '"') {  /* a quoted identifier is kept as it is */
+            p = sqllex_past_comment(p); /* kept as it is (its quotes open no string) */
+        } else if (*p == '"') {         /* a quoted identifier is kept as it is */
             const char *q = strchr(p + 1, '"');
             p = q ? q + 1 : p + strlen(p);
         } else { /* - / . alone */

@@ -72,6 +72,34 @@ static double timed_query(void)
     return now_s() - t0;
 }
 
+/* A review crashed lakeproxy (a stack overflow in the parse for statistics) with one query of
+ * 25,000 "+1" terms, about 50 KB. Now the statement goes to PostgreSQL unanalysed, which
+ * answers it (or refuses it as too deep), and lakeproxy goes on serving. */
+Test(abuse, a_statement_nested_too_deeply_to_analyse_is_answered_and_harmless)
+{
+    enum { TERMS = 30000 };
+    char *sql = malloc(16 + 2 * TERMS);
+    cr_assert(sql);
+    strcpy(sql, "SELECT 1");
+    for (int i = 0; i < TERMS; i++)
+        strcat(sql + 8 + 2 * i, "+1");
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    for (int round = 0; round < 2; round++) { /* (the second from the caches, if any) */
+        PGresult *r = PQexec(c, sql);
+        ExecStatusType st = PQresultStatus(r);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        cr_expect(st == PGRES_TUPLES_OK || (state && strcmp(state, "54001") == 0),
+                  "the server's own answer (rows, or 54001 stack depth), got %s %s",
+                  PQresStatus(st), state ? state : "");
+        PQclear(r);
+    }
+    free(sql);
+    EXPECT_QUERY_VALUE(c, "SELECT 'still here'", "still here", "the connection goes on");
+    PQfinish(c);
+    cr_expect_lt(timed_query(), 5.0, "and so does lakeproxy, for everyone");
+}
+
 Test(abuse, slowloris_logins_are_closed_and_others_keep_working)
 {
     enum { N = 50 };

@@ -126,8 +126,42 @@ Test(admin, reload_and_unknown_commands)
     cr_expect_str_eq(query_sqlstate(adm, "SHOW TABLES"), "42601");
     cr_expect_str_eq(query_sqlstate(adm, "DROP EVERYTHING"), "42601");
     cr_expect_str_eq(query_sqlstate(adm, "PAUSE nosuchdb"), "3D000");
+    /* a review: anything after the command was ignored (SHUTDOWN now shut down) */
+    cr_expect_str_eq(query_sqlstate(adm, "SHUTDOWN now"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "RELOAD now"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "PAUSE app extra"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "SHOW POOLS; SHOW STATS"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "PAUSE \"\""), "3D000");
     r = show(adm, "SHOW POOLS"); /* still usable */
     PQclear(r);
+    PQfinish(adm);
+}
+
+/* A review found PAUSE "app" pausing every pool: the quoted name read as none. */
+Test(admin, a_quoted_name_pauses_that_pool_only)
+{
+    PGconn *a = app(), *adm = console();
+    PGconn *other = proxy_connect(&px, "alice", "alice-secret", "app_md5", NULL);
+    cr_assert(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+    free(query_value(other, "SELECT 1")); /* (the pools of app and app_md5 exist now) */
+    PGresult *r = PQexec(adm, "PAUSE \"app\"");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    r = show(adm, "SHOW POOLS");
+    int db = PQfnumber(r, "database"), paused = PQfnumber(r, "paused");
+    cr_assert(db >= 0 && paused >= 0);
+    int seen = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        bool is_app = strcmp(PQgetvalue(r, i, db), "app") == 0;
+        cr_expect_str_eq(PQgetvalue(r, i, paused), is_app ? "yes" : "no", "%s",
+                         PQgetvalue(r, i, db));
+        seen += !is_app;
+    }
+    cr_expect_gt(seen, 0, "other pools to look at");
+    PQclear(r);
+    free(query_value(adm, "RESUME 'app'"));
+    PQfinish(other);
+    PQfinish(a);
     PQfinish(adm);
 }
 

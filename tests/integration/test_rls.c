@@ -530,6 +530,27 @@ Test(rls_one, temporary_objects_never_reach_the_next_client, .init = start_txn1,
     PQfinish(b);
 }
 
+/* A review found currval() and lastval() telling a tenant the values another tenant's
+ * nextval() took on the same server (its inserts' ids, and how often it inserts): the
+ * sequence state goes with the previous tenant's settings. */
+Test(rls_one, sequence_values_never_reach_the_next_tenant, .init = start_txn1, .fini = stop_proxy)
+{
+    PGconn *admin = pg_admin("lp_test");
+    free(query_value(admin, "CREATE SEQUENCE IF NOT EXISTS rls_seq"));
+    free(query_value(admin, "GRANT USAGE, SELECT ON SEQUENCE rls_seq TO lp_tenant"));
+    PQfinish(admin);
+    PGconn *a = tenant(1), *b = tenant(2);
+    char *v = query_value(a, "SELECT nextval('rls_seq') > 0 AND lastval() = currval('rls_seq')");
+    cr_expect_str_eq(v, "t", "a tenant reads back its own sequence value");
+    free(v);
+    cr_expect_str_eq(query_sqlstate(b, "SELECT lastval()"), "55000",
+                     "lastval() must not show tenant 1's value");
+    cr_expect_str_eq(query_sqlstate(b, "SELECT currval('rls_seq')"), "55000", "nor currval()");
+    expect_own_view(b, 2, "another tenant's sequence values");
+    PQfinish(a);
+    PQfinish(b);
+}
+
 /* Red team round 4: the unnamed statement, prepared again on the server a later Bind landed
  * on, left its temporary table there for the next tenant (the retiring was not carried along);
  * and a SQL PREPARE's text, literals included, was readable by the next tenant through EXPLAIN

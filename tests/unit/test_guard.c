@@ -157,6 +157,22 @@ static const struct {
     {"SELECT name, statement FROM pg_prepared_statements", REFUSE, "pg_prepared_statements"},
     {"SELECT * FROM pg_cursors", REFUSE, "pg_cursors"},
     {"SELECT relname, seq_scan FROM pg_stat_user_tables", PASS, NULL},
+    /* ... and through the functions that read a relation named by a value */
+    {"SELECT table_to_xml('pg_prepared_statements', true, false, '')", REFUSE, "table_to_xml"},
+    {"SELECT table_to_xml('pg_catalog.pg_stat_activity'::regclass, true, false, '')", REFUSE,
+     "by name"},
+    {"SELECT pg_catalog.table_to_xml_and_xmlschema('t', true, false, '')", REFUSE,
+     "table_to_xml_and_xmlschema"},
+    {"SELECT schema_to_xml('pg_catalog', true, false, '')", REFUSE, "schema_to_xml"},
+    {"SELECT Schema_To_XmlSchema('pg_catalog', true, false, '')", REFUSE, "schema_to_xmlschema"},
+    {"SELECT database_to_xml(true, false, '')", REFUSE, "database_to_xml"},
+    {"SELECT cursor_to_xml('c', 10, true, false, '')", REFUSE, "cursor_to_xml"},
+    {"SELECT query_to_xml('SELECT 1', true, false, '')", REFUSE, "query_to_xml"},
+    {"SELECT xmlelement(name a, 'x')", PASS, NULL},
+    /* other clients' backends (all tenants log in as one role) */
+    {"SELECT pg_terminate_backend(pid) FROM pg_locks", REFUSE, "another client's"},
+    {"SELECT pg_catalog.pg_cancel_backend(123)", REFUSE, "pg_cancel_backend"},
+    {"SELECT pg_backend_pid()", PASS, NULL},
     /* ordinary statements pass */
     {"SELECT current_setting('app.tenant_id')", PASS, NULL},
     {"SELECT current_setting('app.tenant_id', true), current_user", PASS, NULL},

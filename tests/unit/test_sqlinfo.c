@@ -492,6 +492,69 @@ Test(sqlinfo, deeply_nested_statements_are_refused_not_unpacked)
     free(ok);
 }
 
+/* A review crashed lakeproxy with SELECT 1+1+...+1 of 25,000 terms: libpg_query packs its tree
+ * by recursion before packed_depth can look. Such texts are refused from their text; so are
+ * the other chains that nest, up to the size limit, whatever hides them from a simple count
+ * (commas around set operations, AND between CASEs, backslashes in strings). */
+Test(sqlinfo, chains_too_deep_to_pack_are_refused_before_parsing)
+{
+    const char *cases[][3] = {
+        {"SELECT 1", "+1", ""},
+        {"SELECT 'a'", "||'a'", ""},
+        {"SELECT ", "NOT ", "true"},
+        {"SELECT 1", "::int", ""},
+        {"SELECT 1, 2", " UNION SELECT 1, 2", ""},
+        {"SELECT 1 FROM t", " JOIN t USING (a, b)", ""},
+        {"SELECT ", "CASE WHEN a AND b THEN ", "1"},
+        {"SELECT ", "(", "1"},
+        {"SELECT ", "ARRAY[", "1"},
+        {"SELECT 'x\\' ", "+1", ""},
+        {"SELECT E'x\\'' ", "+1", "'"},
+        {"SELECT 1 ", "COLLATE \"C\" ", ""},
+        {"SELECT now() ", "AT TIME ZONE 'UTC' ", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t unit = strlen(cases[i][1]);
+        int n = (int)((SQLINFO_MAX_TEXT - 64) / unit);
+        char *sql = repeated(cases[i][0], cases[i][1], n, cases[i][2]);
+        char err[200] = "";
+        PgQuery__ParseResult *t = sqlinfo_parse(sql, err, sizeof(err));
+        cr_expect_null(t, "case %zu (%d of \"%s\") was parsed", i, n, cases[i][1]);
+        cr_expect(strstr(err, "nested too deeply") != NULL, "case %zu: %s", i, err);
+        sqlinfo_free_tree(t);
+        free(sql);
+    }
+}
+
+/* ... while long statements that do not nest parse: many rows, a long IN list, a CASE of
+ * many branches, long AND and OR chains, many statements, and modest chains. */
+Test(sqlinfo, long_flat_statements_still_parse)
+{
+    const char *cases[][3] = {
+        {"INSERT INTO t VALUES (1, -1, 'a' || 'b')", ", (1, -1, 'a' || 'b')", ""},
+        {"SELECT 1 WHERE a IN (1", ", -1", ")"},
+        {"SELECT CASE a WHEN 1 THEN 'x'", " WHEN -1 THEN 'y' || 'z'", " END"},
+        {"SELECT 1 WHERE a = 1", " AND b + 1 = 2", ""},
+        {"SELECT 1 WHERE a = 1", " OR b + 1 = 2", ""},
+        {"SELECT 1 UNION SELECT 2", "; SELECT 1 UNION SELECT 2", ""},
+        {"SELECT f(1, 2)", ", g(a + b, c - d)", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *sql = repeated(cases[i][0], cases[i][1], 1000, cases[i][2]);
+        char err[200] = "";
+        PgQuery__ParseResult *t = sqlinfo_parse(sql, err, sizeof(err));
+        cr_expect_not_null(t, "case %zu: %s", i, err);
+        sqlinfo_free_tree(t);
+        free(sql);
+    }
+    char *chain = repeated("SELECT 1", "+1", 400, "");
+    char err[200] = "";
+    PgQuery__ParseResult *t = sqlinfo_parse(chain, err, sizeof(err));
+    cr_expect_not_null(t, "a chain of 400 parses: %s", err);
+    sqlinfo_free_tree(t);
+    free(chain);
+}
+
 Test(sqlinfo, texts_over_the_size_limit_are_not_parsed)
 {
     char *sql = repeated("SELECT 1 WHERE 1 IN (1", ",1", SQLINFO_MAX_TEXT / 2, ")");
