@@ -19,6 +19,7 @@
 #include "maskcat.h"
 #include "msgshare.h"
 #include "params.h"
+#include "paramval.h"
 #include "pipeline.h"
 #include "policy.h"
 #include "pool.h"
@@ -386,9 +387,11 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
     struct buf b;
     buf_init(&b);
     for (size_t i = 0; i < server_params->n; i++) {
-        const char *name = server_params->items[i].name;
+        const char *name = server_params->items[i].name, *value = server_params->items[i].value;
         const char *wanted = param_get(&c->wanted, name);
-        proto_param_status(&b, name, wanted ? wanted : server_params->items[i].value);
+        char spelt[64]; /* the client's value as the server would report it */
+        proto_param_status(
+            &b, name, wanted ? paramval_report(name, wanted, value, spelt, sizeof(spelt)) : value);
     }
     proto_backend_key(&b, c->cancel_pid, c->cancel_key);
     proto_ready(&b, 'I');
@@ -914,6 +917,11 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "08P01", err);
         return;
     }
+    for (size_t i = 0; i < c->wanted.n; i++)
+        if (!paramval_check(c->wanted.items[i].name, c->wanted.items[i].value, err, sizeof(err))) {
+            client_fail(c, "22023", err); /* as PostgreSQL refuses it, before the session */
+            return;
+        }
     if (!param_copy(&c->at_startup, &c->wanted)) {
         client_fail(c, "53200", "out of memory");
         return;

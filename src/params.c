@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "guard.h"
+#include "paramval.h"
 
 /* Parameters a client may set at startup, with the spelling the server uses. */
 static const char *const settable[] = {
@@ -154,6 +155,14 @@ void params_mark_unknown_of(struct param_set *applied, uint32_t mask)
             param_put(applied, settable[i], PARAM_UNKNOWN);
 }
 
+bool params_any_unreported(const struct param_set *applied, const struct param_set *reported)
+{
+    for (size_t i = 0; i < applied->n; i++)
+        if (!param_get(reported, applied->items[i].name))
+            return true;
+    return false;
+}
+
 const char *param_get(const struct param_set *s, const char *name)
 {
     for (size_t i = 0; i < s->n; i++) /* (the first byte tells most names apart, without a call) */
@@ -235,6 +244,12 @@ static bool put_setting(struct param_set *out, const struct param_custom *custom
     if (!canon) {
         snprintf(err, errsz, "unsupported startup parameter: %.64s", name);
         return false;
+    }
+    char clean[1024];
+    if (strcmp(canon, "application_name") == 0 && strlen(value) < sizeof(clean)) {
+        memcpy(clean, value, strlen(value) + 1);
+        paramval_clean_application_name(clean); /* as PostgreSQL does */
+        value = clean;
     }
     if (!param_put(out, canon, value)) {
         snprintf(err, errsz, "too many startup parameters");

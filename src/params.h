@@ -72,6 +72,10 @@ struct param_custom {
     struct param_set *out;
 };
 
+/* Does applied hold a setting the server does not report (not in reported)? Only such a
+ * record can go stale: the server tells of every change to the others (ParameterStatus). */
+bool params_any_unreported(const struct param_set *applied, const struct param_set *reported);
+
 /* Collects the session parameters of a v3 startup packet into out: the tracked ones given
  * directly (application_name, client_encoding, DateStyle, ...) and "-c name=value" /
  * "--name=value" settings inside `options`. user, database and _pq_.* are skipped. Unknown

@@ -96,6 +96,31 @@ static bool mentions_forgetting(const char *text, bool *dealloc)
     return found != 0;
 }
 
+/* Might sql change a tracked setting the server does not report back (params.h), or all of
+ * them? Only a text that starts with SET or RESET (or with something else than a word: a
+ * comment), holds a second statement, or calls set_config can; then it must name one (or
+ * RESET, set_config, SET SESSION CHARACTERISTICS). Cheap for the UPDATE ... SET of every
+ * workload. */
+static bool may_set_unreported(const char *sql)
+{
+    static const char *const words[] = {"search_path", "_timeout",       "default_transaction",
+                                        "extra_float", "bytea_output",   "reset",
+                                        "set_config",  "characteristics"};
+    const char *p = sql;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    char first = (char)(*p | 0x20);
+    bool lead = first < 'a' || first > 'z' || (first == 's' && strncasecmp(p, "set", 3) == 0) ||
+                (first == 'r' && strncasecmp(p, "reset", 5) == 0);
+    const char *semi = lead ? NULL : strchr(p, ';');
+    while (semi && (semi[1] == ' ' || semi[1] == '\t' || semi[1] == '\r' || semi[1] == '\n'))
+        semi++;
+    bool several = semi && semi[1];
+    if (!lead && !several && !(strchr(p, '(') && text_contains_ci(p, "set_config")))
+        return false;
+    return text_words_ci(p, words, 8) != 0;
+}
+
 /* What running sql for client c does to a server beyond its result (STMT_* flags):
  * DEALLOCATE or DISCARD text may drop the server's cache; under row-level security or masking
  * the guard may flag state that outlives the transaction (a WITH HOLD cursor, a temporary
@@ -105,7 +130,9 @@ static uint8_t statement_effects(struct client *c, const char *sql)
     uint8_t e = 0;
     bool dealloc;
     if (mentions_forgetting(sql, &dealloc))
-        e |= STMT_FORGETS;
+        e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
+    if (!c->rls && may_set_unreported(sql))
+        e |= STMT_SETS;
     if (client_under_policy(c))
         e |= policy_statement_effects(c, sql);
     return e;
@@ -142,6 +169,8 @@ static void carry_statement_effects(struct server *s, const struct client_stmt *
         stmts_in_doubt(s);
     if (st->effects & STMT_RETIRES)
         s->retire_after = true;
+    if (st->effects & STMT_SETS)
+        params_mark_unknown(&s->applied);
 }
 
 /* Appends a Close of s's statement name to b, its CloseComplete swallowed. */
@@ -383,6 +412,8 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     struct server *s = c->server;
     if (c->unnamed_effects & STMT_FORGETS)
         stmts_in_doubt(s);
+    if (c->unnamed_effects & STMT_SETS)
+        params_mark_unknown(&s->applied);
     c->unnamed_tests = c->mask_tests;
     c->unnamed_like = c->mask_like;
     s->unnamed_of = c->id;
@@ -463,7 +494,7 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     uint8_t effects = statement_effects(c, sql);
     char dealloc[64] = "";
     if (!*name && (effects & STMT_FORGETS) && lone_named_deallocate(sql, dealloc))
-        effects &= (uint8_t)~STMT_FORGETS;
+        effects &= (uint8_t) ~(STMT_FORGETS | STMT_SETS);
     note_parse_effects(c, effects);
     struct buf typed;
     if (c->mask_like.n > 0 && masklike_declare_text(&c->mask_like, r.p, r.left, &typed)) {
@@ -718,6 +749,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
                                    (lone_named_deallocate: it drops none of the server's) */
     if (forgets)
         stmts_in_doubt(s);
+    if ((forgets && !lone) ||
+        (!c->rls && params_any_unreported(&s->applied, &s->reported) && may_set_unreported(sql)))
+        params_mark_unknown(&s->applied);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
     if (forgets && !dealloc && nothing_owed(s) && stmtsql_is_discard_all(sql))

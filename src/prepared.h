@@ -51,6 +51,10 @@ struct client_stmt {
 /* One that makes session-level changes lakeproxy carries with the client (the RLS guard's
  * carry verdict): taken again at every run. */
 #define STMT_CARRIES 4
+/* One that may change, for a client not under row-level security, session settings lakeproxy
+ * applies for clients but the server does not report (SET search_path, RESET ALL, DISCARD
+ * ALL ...): the server's record of what it has applied is no longer trusted. */
+#define STMT_SETS 8
 
 /* A client's statements, found by name through chains keyed with the process's secret
  * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */

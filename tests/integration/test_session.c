@@ -246,6 +246,41 @@ Test(session, startup_parameters_reach_the_server)
     PQfinish(c);
 }
 
+/* A review found lakeproxy reporting the client's own spelling of its startup settings: libpq
+ * then took standard_conforming_strings=true for off and doubled backslashes when escaping,
+ * and psycopg could not read dates under DateStyle=iso,dmy. They are reported as PostgreSQL
+ * spells them, and a value PostgreSQL refuses is refused at login. */
+Test(session, startup_settings_are_reported_as_postgresql_spells_them)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
+                              "client_encoding=unicode options='-c DateStyle=iso,dmy "
+                              "-c standard_conforming_strings=true -c IntervalStyle=SQL_STANDARD'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    cr_expect_str_eq(PQparameterStatus(c, "DateStyle"), "ISO, DMY");
+    cr_expect_str_eq(PQparameterStatus(c, "standard_conforming_strings"), "on");
+    cr_expect_str_eq(PQparameterStatus(c, "client_encoding"), "UTF8");
+    cr_expect_str_eq(PQparameterStatus(c, "IntervalStyle"), "sql_standard");
+    char escaped[64];
+    int error = 0;
+    PQescapeStringConn(c, escaped, "C:\\dir", strlen("C:\\dir"), &error);
+    cr_expect_str_eq(escaped, "C:\\dir", "a backslash is not doubled under standard strings");
+    char *v = query_value(c, "SELECT current_setting('DateStyle') || '|' || "
+                             "current_setting('standard_conforming_strings') || '|' || "
+                             "'05/03/2024'::date");
+    cr_expect_str_eq(v, "ISO, DMY|on|2024-03-05", "the server agrees");
+    free(v);
+    PQfinish(c);
+    static const char *const bad[] = {"options='-c DateStyle=Garbage'", "client_encoding=NOPE",
+                                      "options='-c standard_conforming_strings=maybe'"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c = proxy_connect(&px, "alice", "alice-secret", "app", bad[i]);
+        cr_expect(PQstatus(c) == CONNECTION_BAD, "%s was accepted", bad[i]);
+        cr_expect(strstr(PQerrorMessage(c), "invalid value for parameter"), "%s: %s", bad[i],
+                  PQerrorMessage(c));
+        PQfinish(c);
+    }
+}
+
 Test(session, unsupported_startup_parameter_is_refused_by_name)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "options='-c work_mem=1GB'");

@@ -255,6 +255,42 @@ Test(txn, session_parameters_follow_each_client)
     PQfinish(b);
 }
 
+/* A review found a client's startup settings skipped on a server where another client had
+ * changed them: lakeproxy's record of what it had applied there still said the startup value,
+ * so it sent nothing. A statement that may change such settings (SET, RESET ALL, set_config,
+ * DISCARD ALL, simple or extended) makes that record unknown. */
+Test(txn, a_clients_startup_settings_hold_after_another_client_changed_them)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    static const char *const changes[] = {
+        "SET statement_timeout = 7777; SET search_path = pg_catalog",
+        "SELECT set_config('statement_timeout', '7777', false), "
+        "set_config('search_path', 'pg_catalog', false)",
+        "RESET ALL",
+        "DISCARD ALL",
+    };
+    const char *opts = "options='-c statement_timeout=1234 -c search_path=public'";
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        PGconn *a = connect_as(opts), *b = connect_as(opts);
+        for (int extended = 0; extended < 2; extended++) {
+            PGresult *r = extended && !strchr(changes[i], ';')
+                              ? PQexecParams(a, changes[i], 0, NULL, NULL, NULL, NULL, 0)
+                              : PQexec(a, changes[i]);
+            cr_expect(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                      "%s: %s", changes[i], PQerrorMessage(a));
+            PQclear(r);
+            char *v = query_value(b, "SELECT current_setting('statement_timeout') || ' ' || "
+                                     "current_setting('search_path')");
+            cr_expect_str_eq(v, "1234ms public", "after another client's %s (%s)", changes[i],
+                             extended ? "extended" : "simple");
+            free(v);
+        }
+        PQfinish(a);
+        PQfinish(b);
+    }
+}
+
 Test(txn, waiting_longer_than_max_wait_gets_53300_naming_the_pool)
 {
     proxy_stop(&px);
