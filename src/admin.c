@@ -540,6 +540,10 @@ void admin_login(struct client *c)
              c->user);
 }
 
+/* The admin console's messages are commands: at most this long (limits.max_message_size is
+ * for the databases' clients). */
+#define ADMIN_MESSAGE_MAX (64 * 1024)
+
 void admin_read(struct client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -547,8 +551,14 @@ void admin_read(struct client *c)
     uint32_t len;
     const char *err;
     while (!c->closing && !client_out_full(c) && evbuffer_copyout(in, hdr, 5) == 5) {
-        if (proto_check_header(hdr, 64 * 1024, &type, &len, &err) != PROTO_OK) {
-            client_fail(c, "08P01", err);
+        if (proto_check_header(hdr, ADMIN_MESSAGE_MAX, &type, &len, &err) != PROTO_OK) {
+            bool big = hdr[0] != 0 && strchr("QPBDECHSX", hdr[0]) &&
+                       ((uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 |
+                        hdr[4]) > ADMIN_MESSAGE_MAX;
+            client_fail(c, big ? "54000" : "08P01",
+                        big ? "admin command too long: the admin console takes commands of at "
+                              "most 64 KiB"
+                            : err);
             return;
         }
         if (evbuffer_get_length(in) < 5 + (size_t)len)

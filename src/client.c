@@ -492,6 +492,12 @@ static void client_wake(struct client *c)
     if (c->closing || client_out_full(c))
         return;
     conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
+    const uint8_t *first = evbuffer_pullup(bufferevent_get_input(c->bev), 1);
+    if (first && (!*first || !strchr("QPBEDCHSFdcfX", *first))) { /* not worth a server, nor a
+                                                                     wait for its length */
+        client_fail(c, "08P01", "invalid frontend message type");
+        return;
+    }
     /* the rest of a message arrives later: the read callback wakes the client again */
     if (c->closing || !whole_message_buffered(c))
         return;

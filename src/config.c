@@ -14,6 +14,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "auth.h"
+
 #define DEFAULT_AUTH_QUERY "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1"
 
 struct ctx {
@@ -733,7 +735,8 @@ static const char *skip_b64(const char *p)
     return n ? p + n : NULL;
 }
 
-/* The shape SCRAM-SHA-256$<iter>:<b64>$<b64>:<b64>; the maths is checked at start-up. */
+/* The shape SCRAM-SHA-256$<iter>:<b64>$<b64>:<b64>; scram_parse_verifier checks the rest (the
+ * same check start-up and reload make, so --check-config passes no file they refuse). */
 static bool scram_shape_ok(const char *p)
 {
     if (strncmp(p, "SCRAM-SHA-256$", 14) != 0 || !isdigit((unsigned char)p[14]))
@@ -754,11 +757,15 @@ static void check_user(struct ctx *c, const yaml_node_t *n, const char *path,
         add_error(c, n->start_mark, "%s: auth: trust takes no password", path);
     if (u->auth == AUTH_SCRAM && !!u->password == !!u->password_scram)
         add_error(c, n->start_mark, "%s: give exactly one of password_scram or password", path);
-    if (u->password_scram && !scram_shape_ok(u->password_scram))
+    struct scram_verifier v;
+    if (u->password_scram &&
+        (!scram_shape_ok(u->password_scram) || !scram_parse_verifier(u->password_scram, &v)))
         add_error(c, n->start_mark,
                   "%s.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:"
-                  "<ServerKey> as in pg_authid",
+                  "<ServerKey> as in pg_authid (iterations from 1, a salt of at most 128 bytes, "
+                  "32-byte keys)",
                   path);
+    explicit_bzero(&v, sizeof(v));
 }
 
 /* users: name -> entry. */

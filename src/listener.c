@@ -201,8 +201,9 @@ bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, c
     }
     if (w->spare_fd < 0)
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    log_info("%s on %s:%d", inherited_fd >= 0 ? "took over listening" : "listening",
-             w->cfg->listen_host, w->cfg->listen_port);
+    snprintf(w->listen_at, sizeof(w->listen_at), "%.255s:%d", w->cfg->listen_host,
+             w->cfg->listen_port);
+    log_info("%s on %s", inherited_fd >= 0 ? "took over listening" : "listening", w->listen_at);
     if (start_unix(w, inherited_unix_fd, err, errsz))
         return true;
     evconnlistener_free(w->listener);

@@ -59,6 +59,8 @@ struct worker {
     struct evconnlistener *unix_listener; /* listen.unix_socket_dir (NULL: off or stopped) */
     struct stat unix_file;                /* its socket file, removed when accepting stops */
     char unix_path[TAKEOVER_SOCKET_MAX];  /* that file's path, as at start (a reload keeps it) */
+    char listen_at[300];                  /* listen.host:listen.port as at start (a reload that
+                                             changes them is warned about against this) */
     struct list pools;
     struct list clients;        /* every client, whatever its state */
     struct list cancellers;     /* in-flight cancel requests towards servers */

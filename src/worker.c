@@ -469,13 +469,14 @@ void worker_reload(struct worker *w)
         log_warning("reload: admin.http changes need a restart");
     if (!config_str_eq(n->takeover_socket, w->cfg->takeover_socket))
         log_warning("reload: listen.takeover_socket changes need a restart");
-    if (strcmp(n->unix_socket_path, w->cfg->unix_socket_path) != 0 ||
+    if (strcmp(n->unix_socket_path, w->unix_path) != 0 ||
         n->unix_socket_mode != w->cfg->unix_socket_mode)
         log_warning("reload: listen.unix_socket_dir and unix_socket_mode changes need a "
                     "restart");
-    if (n->listen_port != w->cfg->listen_port || strcmp(n->listen_host, w->cfg->listen_host) != 0)
-        log_warning("reload: listen address changes need a restart; still on %s:%d",
-                    w->cfg->listen_host, w->cfg->listen_port);
+    char want[sizeof(w->listen_at)];
+    snprintf(want, sizeof(want), "%.255s:%d", n->listen_host, n->listen_port);
+    if (strcmp(want, w->listen_at) != 0) /* (against the socket, not the last file read) */
+        log_warning("reload: listen address changes need a restart; still on %s", w->listen_at);
     struct config *old = w->cfg;
     bool old_in_use = false;
     free_verifiers(w->user_verifiers, old->n_users);

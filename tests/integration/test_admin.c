@@ -137,6 +137,24 @@ Test(admin, reload_and_unknown_commands)
     PQfinish(adm);
 }
 
+/* An admin command over the console's 64 KiB was refused as over limits.max_message_size
+ * (16 MiB), which is not the limit that applies. */
+Test(admin, an_overlong_command_names_the_consoles_limit)
+{
+    PGconn *adm = console();
+    size_t n = 100 * 1024;
+    char *sql = malloc(n + 1);
+    cr_assert(sql);
+    memset(sql, ' ', n);
+    memcpy(sql, "SHOW POOLS", 10);
+    sql[n] = '\0';
+    PGresult *r = PQexec(adm, sql);
+    cr_expect(strstr(PQerrorMessage(adm), "at most 64 KiB"), "%s", PQerrorMessage(adm));
+    PQclear(r);
+    free(sql);
+    PQfinish(adm);
+}
+
 /* A review found PAUSE "app" pausing every pool: the quoted name read as none. */
 Test(admin, a_quoted_name_pauses_that_pool_only)
 {

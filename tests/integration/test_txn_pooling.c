@@ -226,6 +226,25 @@ Test(txn, an_idle_clients_read_is_relayed_whole_with_or_without_a_free_server)
     PQfinish(holder);
 }
 
+/* A review: between transactions, a message of an invalid type that declared a large length
+ * (a second startup packet, say) was waited for whole, so the client hung; PostgreSQL, and
+ * lakeproxy in session mode, refuse it at once. */
+Test(txn, an_invalid_message_type_is_refused_at_once_between_transactions)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    const unsigned char junk[5] = {'Z', 0, 0x10, 0, 0}; /* declares about a MiB that never comes */
+    cr_assert_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    unsigned char body[256];
+    size_t len;
+    double t0 = now_s();
+    int type = raw_read_msg(fd, body, sizeof(body), &len, 3000);
+    cr_expect_eq(type, 'E', "an ErrorResponse, not a wait (got %d)", type);
+    if (type == 'E')
+        cr_expect_str_eq(raw_error_sqlstate(body, len), "08P01");
+    cr_expect_lt(now_s() - t0, 2.0);
+    close(fd);
+}
+
 Test(txn, session_parameters_follow_each_client)
 {
     proxy_stop(&px);

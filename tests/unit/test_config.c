@@ -180,7 +180,14 @@ static const struct {
      "t.yaml:4:7: users.al: give exactly one of password_scram or password"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {password_scram: \"md5abc\"}\n",
      "t.yaml:4:7: users.al.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$"
-     "<StoredKey>:<ServerKey> as in pg_authid"},
+     "<StoredKey>:<ServerKey> as in pg_authid (iterations from 1, a salt of at most 128 bytes, "
+     "32-byte keys)"},
+    /* the right shape, but start-up refused them: --check-config passed them */
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {password_scram: "
+     "\"SCRAM-SHA-256$0:c2FsdA==$c3Q=:c2s=\"}\n",
+     "t.yaml:4:7: users.al.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$"
+     "<StoredKey>:<ServerKey> as in pg_authid (iterations from 1, a salt of at most 128 bytes, "
+     "32-byte keys)"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {auth: trust, password: x}\n",
      "t.yaml:4:7: users.al: auth: trust takes no password"},
     {"databases:\n  app: {host: h, user: u}\nauth_query:\n  database: nope\n",
