@@ -524,9 +524,25 @@ void client_transaction_done(struct client *c)
     client_server_gone_idle(c);
 }
 
+void client_queue_room(struct client *c)
+{
+    if (!c->queue_wait || c->closing)
+        return;
+    c->queue_wait = false;
+    if (!c->paused && !c->mask_wait)
+        bufferevent_enable(c->bev, EV_READ);
+    if (c->server)
+        client_pump(c);
+}
+
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
+    if (c->queue_wait) { /* (its queue went with the server) */
+        c->queue_wait = false;
+        if (!c->paused && !c->mask_wait)
+            bufferevent_enable(c->bev, EV_READ);
+    }
     if (c->msg_claim.held || c->msg_claim.want)
         msgshare_give_back(c); /* no server: no share */
     if (c->paused) {           /* its server's backlog paused it */
@@ -989,11 +1005,21 @@ static void on_startup_data(struct client *c)
         on_auth_data(c);
 }
 
+/* Replies the queue keeps free for one message's own: a Bind may owe a re-Parse, a Close and
+ * its BindComplete. */
+enum { REPLY_QUEUE_SLACK = 64 };
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct client *c = arg;
     if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
         return RV_WAIT;
+    /* a pipeline deeper than the queue waits for the server's answers, as PostgreSQL would
+     * stop reading: taken at the header, before anything counted the message */
+    if (!body && c->server->replies.len > REPLY_QUEUE_MAX - REPLY_QUEUE_SLACK) {
+        c->queue_wait = true;
+        return RV_WAIT;
+    }
     if (c->server->mask_class && c->server->mask_class != client_mask_class(c)) {
         /* what it prepared or opened on this server was checked under other rules */
         c->inspect_err = "the masking rules changed while a transaction was open (a reload): "

@@ -27,6 +27,10 @@ bool client_out_full(const struct client *c);
  * the pool when nothing of c's is in flight. */
 void client_transaction_done(struct client *c);
 
+/* The client's server answered enough of what it owed: a client that stopped reading for a
+ * full reply queue reads and relays again. */
+void client_queue_room(struct client *c);
+
 /* Transaction pooling: c no longer has a server (given back or gone) between transactions:
  * it is idle (holding no share of large-message memory, not paused), and asks for another
  * when it has sent something meanwhile. */

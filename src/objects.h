@@ -328,6 +328,8 @@ struct client {
     uint64_t mask_gen;            /* the configuration generation mask was built for */
     uint64_t mask_class;          /* its masking class under mask (client_mask_class) */
     bool mask_wait;               /* a statement waits for the masking catalog */
+    bool queue_wait;              /* reading stopped: replies owed fill its server's queue
+                                     (REPLY_QUEUE_MAX) until the server answers some */
     uint16_t mask_tests;          /* masked-column tests of the statement just checked */
     uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
     struct masklike mask_like;    /* parameters of the statement just checked that are LIKE

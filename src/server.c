@@ -868,6 +868,8 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
         conn_flush(c->bev);
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && s->client == c);
     qtrack_settle(c); /* (after the replies went out) */
+    if (c->queue_wait && s->client == c && s->replies.len <= REPLY_QUEUE_MAX / 2)
+        client_queue_room(c);
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);

@@ -245,6 +245,32 @@ Test(txn, an_invalid_message_type_is_refused_at_once_between_transactions)
     close(fd);
 }
 
+/* A review: a client that pipelined more than 65,536 messages before reading a reply was
+ * disconnected ("too many messages in flight"); PostgreSQL stops reading it instead, and so
+ * does lakeproxy now, until the server has answered half of what it owes. */
+Test(txn, a_pipeline_deeper_than_the_reply_queue_is_answered_whole, .timeout = 120)
+{
+    enum { SYNCS = 70000 };
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "SELECT pg_sleep(0.5)"); /* the server busy while the rest arrives */
+    for (int i = 0; i < SYNCS; i++)
+        raw_put_empty(&b, 'S');
+    cr_assert(raw_send(fd, &b), "the whole pipeline written before any read");
+    buf_free(&b);
+    static unsigned char body[256];
+    size_t len;
+    int ready = 0, errors = 0, type;
+    while (ready < SYNCS + 1 && (type = raw_read_msg(fd, body, sizeof(body), &len, 10000)) >= 0) {
+        ready += type == 'Z';
+        errors += type == 'E';
+    }
+    cr_expect_eq(errors, 0, "an error: %s", errors ? raw_error_sqlstate(body, len) : "");
+    cr_expect_eq(ready, SYNCS + 1, "every message answered");
+    close(fd);
+}
+
 Test(txn, session_parameters_follow_each_client)
 {
     proxy_stop(&px);
