@@ -411,6 +411,11 @@ void client_server_ready(struct client *c)
     if (!c->sent_ready && !send_login_done(c, &c->server->reported))
         return;
     client_pump(c);
+    if (c->cancel_wanted && !c->closing && c->server) { /* (requester 0: nobody to tell) */
+        c->cancel_wanted = false;
+        if (c->server->state == SV_ACTIVE && c->server->in_flight > 0)
+            server_send_cancel(c->server, 0);
+    }
     client_transaction_done(c);
 }
 
@@ -1214,8 +1219,14 @@ bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t 
         memcpy(have + 4, &c->cancel_key, 4);
         if (!auth_equal_ct(want, have, 8))
             continue;
-        return c->server && c->server->state == SV_ACTIVE &&
-               server_send_cancel(c->server, requester);
+        if (c->server && c->server->state == SV_ACTIVE)
+            return server_send_cancel(c->server, requester);
+        /* waiting for a server, with a query that PostgreSQL would be running now: it is
+         * cancelled once it runs (client_server_ready) */
+        if (c->sent_ready && !c->closing && c->bev &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            c->cancel_wanted = true;
+        return false;
     }
     log_debug("cancel request for an unknown backend key ignored");
     return false;

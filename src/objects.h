@@ -330,6 +330,8 @@ struct client {
     bool mask_wait;               /* a statement waits for the masking catalog */
     bool queue_wait;              /* reading stopped: replies owed fill its server's queue
                                      (REPLY_QUEUE_MAX) until the server answers some */
+    bool cancel_wanted;           /* a cancel request came while it waited for a server with a
+                                     query to run: sent to the server once that query runs */
     uint16_t mask_tests;          /* masked-column tests of the statement just checked */
     uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
     struct masklike mask_like;    /* parameters of the statement just checked that are LIKE

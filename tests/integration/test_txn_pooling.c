@@ -271,6 +271,36 @@ Test(txn, a_pipeline_deeper_than_the_reply_queue_is_answered_whole, .timeout = 1
     close(fd);
 }
 
+/* A review: a client waiting for a server sent a cancel for its query, which lakeproxy
+ * dropped (no server to send it to), so the query ran in full once a server came free. Now it
+ * is cancelled once it runs, as PostgreSQL would cancel it running. */
+Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
+{
+    proxy_stop(&px);
+    start_txn(1, 10000);
+    PGconn *holder = connect_as(NULL), *b = connect_as(NULL);
+    PQclear(PQexec(holder, "BEGIN"));
+    free(query_value(holder, "SELECT 'holding the only server'"));
+    cr_assert(PQsendQuery(b, "SELECT pg_sleep(5)"));
+    usleep(200 * 1000); /* b waits in line */
+    PGcancel *cancel = PQgetCancel(b);
+    char errbuf[256];
+    cr_expect(PQcancel(cancel, errbuf, sizeof(errbuf)), "%s", errbuf);
+    PQfreeCancel(cancel);
+    double t0 = now_s();
+    PQclear(PQexec(holder, "COMMIT"));
+    PGresult *r = PQgetResult(b);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(state ? state : "(none)", "57014", "the query was cancelled");
+    cr_expect_lt(now_s() - t0, 4.0, "well before its 5 s");
+    PQclear(r);
+    while ((r = PQgetResult(b)))
+        PQclear(r);
+    EXPECT_QUERY_VALUE(b, "SELECT 'next'", "next", "the client goes on");
+    PQfinish(holder);
+    PQfinish(b);
+}
+
 Test(txn, session_parameters_follow_each_client)
 {
     proxy_stop(&px);
