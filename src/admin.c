@@ -243,7 +243,7 @@ static void show_config(struct client *c)
     result_row(&r, "listen.tls|%s", cfg->tls_cert ? "on" : "off");
     if (c->w->unix_path[0]) /* (as at start: a reload does not move it) */
         result_row(&r, "listen.unix_socket|%s mode %04o", c->w->unix_path,
-                   (unsigned)c->w->cfg->unix_socket_mode);
+                   (unsigned)c->w->unix_mode);
     result_row(&r, "limits.max_clients|%d", cfg->max_clients);
     result_row(&r, "limits.max_message_size|%zu", cfg->max_message_size);
     result_row(&r, "limits.max_message_memory|%zu", cfg->max_message_memory);

@@ -1064,6 +1064,10 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
     } while (r == RELAY_FULL && evbuffer_get_length(out) <= RELAY_HIGH_WATER && c->server == s &&
              !client_out_full(c));
     qtrack_settle(c);
+    if (c->leaving && !c->closing && evbuffer_get_length(in) == 0 && c->relay.pass_left == 0) {
+        client_close(c, "client disconnected (after its last messages went to the server)");
+        return;
+    }
     if (c->bev && !c->closing && /* (nothing to fit on the common path: no share, input empty) */
         (c->msg_claim.held || c->msg_claim.want || evbuffer_get_length(in) >= 5))
         msgshare_fit(c, r == RELAY_MORE && !c->paused && !c->mask_wait &&
@@ -1191,10 +1195,33 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         client_read_buffered(c);
 }
 
+/* The client closed its side with whole messages that wait for a server (transaction
+ * pooling): PostgreSQL runs what a client sent before it left, so they are relayed once a
+ * server is there, and the client closes when its input is spent (client_relay); its server
+ * reads their replies to the end (server_unlink). True when it stays for that. */
+static bool leaves_after_input(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const uint8_t *first = evbuffer_pullup(in, 1);
+    if (c->closing || c->leaving || !c->sent_ready || !c->pool ||
+        !pool_mode_of(c->pool)->shares_servers || !first || *first == 'X' || client_out_full(c) ||
+        !whole_message_buffered(c))
+        return false; /* (one that left results unread is not waited for) */
+    c->leaving = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->server)
+        client_pump(c);
+    else if (c->state == CL_IDLE)
+        client_wake(c);
+    return !c->closing;
+}
+
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct client *c = arg;
+    if ((what & BEV_EVENT_EOF) && leaves_after_input(c))
+        return;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
         c->tls = true;
         tls_peer_subject(bufferevent_openssl_get_ssl(c->bev), &c->cert);

@@ -150,7 +150,7 @@ static int bind_unix(struct worker *w, const char *path, char *err, size_t errsz
                  path);
         return -1;
     }
-    int fd = unixsock_listen(path, (mode_t)w->cfg->unix_socket_mode, 1024, &w->unix_file);
+    int fd = unixsock_listen(path, (mode_t)w->unix_mode, 1024, &w->unix_file);
     if (fd < 0)
         snprintf(err, errsz, "cannot listen on %s (listen.unix_socket_dir): %s", path,
                  strerror(errno));
@@ -163,6 +163,7 @@ static bool start_unix(struct worker *w, int inherited_fd, char *err, size_t err
 {
     const char *path = w->unix_path;
     snprintf(w->unix_path, sizeof(w->unix_path), "%s", w->cfg->unix_socket_path);
+    w->unix_mode = w->cfg->unix_socket_mode;
     if (!path[0]) {
         if (inherited_fd >= 0)
             close(inherited_fd);

@@ -59,6 +59,7 @@ struct worker {
     struct evconnlistener *unix_listener; /* listen.unix_socket_dir (NULL: off or stopped) */
     struct stat unix_file;                /* its socket file, removed when accepting stops */
     char unix_path[TAKEOVER_SOCKET_MAX];  /* that file's path, as at start (a reload keeps it) */
+    int unix_mode;                        /* ... and its permissions, as at start */
     char listen_at[300];                  /* listen.host:listen.port as at start (a reload that
                                              changes them is warned about against this) */
     struct list pools;
@@ -172,9 +173,11 @@ struct server {
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;
-    bool paused;      /* reading stopped: the client's output is above RELAY_HIGH_WATER */
-    bool ext_open;    /* extended-protocol messages sent since the last Sync */
-    bool cancel_only; /* a throwaway connection that carries one CancelRequest */
+    bool paused;        /* reading stopped: the client's output is above RELAY_HIGH_WATER */
+    bool draining_left; /* reading the replies owed to a client that left (server.c) */
+    size_t drain_bytes; /* ... so far: past DRAIN_MAX the server is closed instead */
+    bool ext_open;      /* extended-protocol messages sent since the last Sync */
+    bool cancel_only;   /* a throwaway connection that carries one CancelRequest */
     uint32_t cancel_pid, cancel_key;
     uint64_t cancel_requester; /* the client connection that asked: closed once delivered */
     int cancels_pending;       /* cancel requests for this backend on their way: it serves no other
@@ -332,6 +335,8 @@ struct client {
                                      (REPLY_QUEUE_MAX) until the server answers some */
     bool cancel_wanted;           /* a cancel request came while it waited for a server with a
                                      query to run: sent to the server once that query runs */
+    bool leaving;                 /* it closed its side with whole messages still to relay:
+                                     they go to a server, then it closes (client.c) */
     uint16_t mask_tests;          /* masked-column tests of the statement just checked */
     uint16_t unnamed_tests;       /* ... of its unnamed prepared statement */
     struct masklike mask_like;    /* parameters of the statement just checked that are LIKE

@@ -245,13 +245,14 @@ static bool put_setting(struct param_set *out, const struct param_custom *custom
         snprintf(err, errsz, "unsupported startup parameter: %.64s", name);
         return false;
     }
-    char clean[1024];
-    if (strcmp(canon, "application_name") == 0 && strlen(value) < sizeof(clean)) {
-        memcpy(clean, value, strlen(value) + 1);
+    char *clean = NULL;
+    if (strcmp(canon, "application_name") == 0 && (clean = strdup(value))) {
         paramval_clean_application_name(clean); /* as PostgreSQL does */
         value = clean;
     }
-    if (!param_put(out, canon, value)) {
+    bool put = param_put(out, canon, value);
+    free(clean);
+    if (!put) {
         snprintf(err, errsz, "too many startup parameters");
         return false;
     }

@@ -18,6 +18,7 @@
 #include "qtrack.h"
 #include "relay.h"
 #include "server.h"
+#include "sqllex.h"
 #include "stmtsql.h"
 #include "textscan.h"
 
@@ -97,9 +98,11 @@ static bool mentions_forgetting(const char *text, bool *dealloc)
 }
 
 /* Might sql change a tracked setting the server does not report back (params.h), or all of
- * them? Only a text that starts with SET or RESET (or with something else than a word: a
- * comment), holds a second statement, or calls set_config can; then it must name one (or
- * RESET, set_config, SET SESSION CHARACTERISTICS). Cheap for the UPDATE ... SET of every
+ * them? A DO block or a CALL may (their code is out of sight); so may a text that starts with
+ * SET or RESET (or with something else than a word: a comment), holds a second statement,
+ * calls set_config or writes pg_settings, when it names such a setting (or SCHEMA, SET
+ * SCHEMA being search_path's other name; RESET; set_config; SET SESSION CHARACTERISTICS).
+ * Functions that set them inside stay out of sight. Cheap for the UPDATE ... SET of every
  * workload. */
 static bool may_set_unreported(const char *sql)
 {
@@ -110,15 +113,20 @@ static bool may_set_unreported(const char *sql)
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
     char first = (char)(*p | 0x20);
+    if ((first == 'd' && strncasecmp(p, "do", 2) == 0 && !sqllex_word_byte(p[2])) ||
+        (first == 'c' && strncasecmp(p, "call", 4) == 0 && !sqllex_word_byte(p[4])))
+        return true;
     bool lead = first < 'a' || first > 'z' || (first == 's' && strncasecmp(p, "set", 3) == 0) ||
                 (first == 'r' && strncasecmp(p, "reset", 5) == 0);
     const char *semi = lead ? NULL : strchr(p, ';');
     while (semi && (semi[1] == ' ' || semi[1] == '\t' || semi[1] == '\r' || semi[1] == '\n'))
         semi++;
     bool several = semi && semi[1];
-    if (!lead && !several && !(strchr(p, '(') && text_contains_ci(p, "set_config")))
+    bool settings_view = strchr(p, '_') && text_contains_ci(p, "pg_settings");
+    if (!lead && !several && !settings_view &&
+        !(strchr(p, '(') && text_contains_ci(p, "set_config")))
         return false;
-    return text_words_ci(p, words, 8) != 0;
+    return settings_view || text_words_ci(p, words, 8) != 0 || text_contains_ci(p, "schema");
 }
 
 /* What running sql for client c does to a server beyond its result (STMT_* flags):

@@ -457,12 +457,21 @@ static void on_login_data(struct server *s)
     }
 }
 
+/* What a server reads of the replies owed to a client that left before it is closed instead
+ * (drain_behind_client). */
+#define DRAIN_MAX ((size_t)16 << 20)
+
 /* Consumes the results of a query the proxy sent itself (SET or DISCARD ALL). */
 static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len,
                                            const uint8_t *body)
 {
     struct server *s = arg;
     bool reading = s->state == SV_READBACK && type == 'D';
+    if (type == 'G' || type == 'W') /* a copy-in (of a client's statement left to drain) would
+                                       wait for data nobody sends */
+        return RV_ERROR;
+    if (s->draining_left && !body && (s->drain_bytes += len) > DRAIN_MAX)
+        return RV_ERROR; /* a large result nobody reads: not worth reading */
     if (!body)
         return (strchr("ESZ", type) && type) || reading ? RV_NEED_BODY : RV_DROP;
     if (reading) {
@@ -549,6 +558,7 @@ void server_check_then_link(struct server *s, struct client *c)
 
 static void on_reset_done(struct server *s)
 {
+    s->draining_left = false;
     if (s->err_state[0] || s->txn != 'I') {
         server_close(s, "reset failed");
         return;
@@ -1245,7 +1255,16 @@ bool server_is_clean(const struct server *s)
 
 /* A server that a reload made stale, one above a lowered pool size, or one past its
  * lifetime is not reused; NULL when s may serve again. */
+static const char *retire_reason_with(const struct server *s, bool owed_counts);
+
 static const char *retire_reason(const struct server *s)
+{
+    return retire_reason_with(s, true);
+}
+
+/* retire_reason; replies still owed count only when owed_counts (a server left to drain them
+ * is judged on the rest). */
+static const char *retire_reason_with(const struct server *s, bool owed_counts)
 {
     const struct pool *p = s->pool;
     int lifetime = p->db->pool.lifetime_s;
@@ -1261,7 +1280,7 @@ static const char *retire_reason(const struct server *s)
         return "a client left session state (temporary table, WITH HOLD cursor or LISTEN)";
     if (s->rls_set && !config_rls_applies(p->w->cfg, p->db->name))
         return "row-level security no longer applies to its database";
-    if (s->replies.len != 0)
+    if (owed_counts && s->replies.len != 0)
         return "replies still owed";
     if (p->n_servers > p->db->pool.size && list_empty(&p->waiting))
         return "above pool.size (a reserve server, or pool.size lowered) with nobody waiting";
@@ -1330,10 +1349,49 @@ static void reset_behind_readback(struct server *s)
         server_close(s, "could not send reset query");
 }
 
+/* Has the client left s with whole statements in flight, and nothing else unfinished: no
+ * transaction block open as of the last ReadyForQuery, no extended-protocol segment without
+ * its Sync, no copy, no message half-relayed either way, its replies countable? PostgreSQL
+ * runs what a client sent before it left; lakeproxy lets them run too. Not a server held
+ * back by its client's unread output (a client that leaves a large result unread): that one
+ * is closed at once, as is one that must retire. */
+static bool can_drain(const struct server *s)
+{
+    return s->client && s->state == SV_ACTIVE && s->in_flight > 0 && s->txn == 'I' && !s->unsure &&
+           s->cancels_pending == 0 && !s->ext_open && !s->copy_in && s->relay.pass_left == 0 &&
+           s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, false);
+}
+
+/* The client left s with statements in flight (can_drain): their replies are read and dropped,
+ * then a ROLLBACK (what they left open, PostgreSQL rolls back on a disconnect too) and DISCARD
+ * ALL, whose own result decides, as for any client leaving (internal_inspect). */
+static void drain_behind_client(struct server *s)
+{
+    int owed = s->in_flight;
+    detach_client(s);
+    rq_free(&s->replies); /* (what they were owed is nobody's now) */
+    s->in_flight = 0;
+    s->draining_left = true;
+    s->drain_bytes = 0;
+    event_del(s->timer); /* (a reset is not timed) */
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "ROLLBACK");
+    proto_query(&b, "DISCARD ALL");
+    bool ok = send_internal_msgs(s, &b, owed + 2, SV_RESETTING);
+    buf_free(&b);
+    if (!ok)
+        server_close(s, "could not send reset query");
+}
+
 void server_unlink(struct server *s)
 {
     if (s->state == SV_READBACK) {
         reset_behind_readback(s);
+        return;
+    }
+    if (can_drain(s)) {
+        drain_behind_client(s);
         return;
     }
     bool clean = server_is_clean(s) && s->client;

@@ -145,9 +145,13 @@ static int packed_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
  * stack, and 20,000 take most of a second on the event loop, before packed_depth can look.
  * So the text is read first, as PostgreSQL's lexer reads it, for how deeply its parse tree
  * can nest. Each level of parentheses, brackets or CASE counts one, and within a level:
- *   - every operator, and every word that nests an operand (NOT, IS, COLLATE, AT, LIKE ...),
+ *   - every operator (every + and - of a run of operator characters, which PostgreSQL's
+ *     lexer splits off), and every word that nests an operand (NOT, IS, COLLATE, AT, LIKE ...),
  *     counts one, until a comma, AND or OR (PostgreSQL flattens their chains into lists) or a
- *     WHEN, THEN or ELSE starts the level's count of them afresh;
+ *     WHEN, THEN or ELSE starts the level's count of them afresh (not after a '.': t.and is a
+ *     name);
+ *   - a level that closes counts, in the enclosing one, as much as it held at most: its
+ *     depth adds to the chain it is an operand of;
  *   - UNION, INTERSECT, EXCEPT and JOIN count one until the level closes (their chains nest
  *     across commas: SELECT 1, 2 UNION SELECT 3, 4 UNION ...), or the statement ends.
  * The count is at least the depth of the tree's expressions, each of which takes two protobuf
@@ -197,16 +201,21 @@ static enum word_effect word_effect(const char *w, size_t n)
 /* The running count: per open level, what counts until it restarts (run) and until it
  * closes (fixed); their sum over the levels open, and the most it reached. */
 struct nest {
-    int run[NEST_MAX + 2], fixed[NEST_MAX + 2];
+    int run[NEST_MAX + 2], fixed[NEST_MAX + 2], peak[NEST_MAX + 2];
     int level;
     int sum, most;
-    bool escapes; /* backslashes escape in every string (the other reading) */
+    bool escapes;      /* backslashes escape in every string (the other reading) */
+    const char *start; /* the text's first byte */
 };
 
-static void nest_add(struct nest *n, int *counter)
+/* Counts k more at the current level, in what restarts (run) or not (fixed). */
+static void nest_add(struct nest *n, int *counter, int k)
 {
-    (*counter)++;
-    n->sum++;
+    *counter += k;
+    n->sum += k;
+    int here = n->run[n->level] + n->fixed[n->level];
+    if (here > n->peak[n->level])
+        n->peak[n->level] = here;
     if (n->sum > n->most)
         n->most = n->sum;
 }
@@ -219,18 +228,22 @@ static void nest_open(struct nest *n)
         return;
     }
     n->level++;
-    n->run[n->level] = n->fixed[n->level] = 0;
+    n->run[n->level] = n->fixed[n->level] = n->peak[n->level] = 0;
     n->sum++;
     if (n->sum > n->most)
         n->most = n->sum;
 }
 
+/* Closes a level: what it held is an operand of the enclosing chain, whose depth adds to
+ * that chain's (((1+1)+1)+1 nests as deep as its three levels together). */
 static void nest_close(struct nest *n)
 {
     if (n->level == 0)
         return; /* (unbalanced: the parser will say so) */
+    int inner = n->peak[n->level] + 1;
     n->sum -= n->run[n->level] + n->fixed[n->level] + 1;
     n->level--;
+    nest_add(n, &n->run[n->level], inner);
 }
 
 static void nest_restart(struct nest *n, bool statement_ends)
@@ -240,7 +253,16 @@ static void nest_restart(struct nest *n, bool statement_ends)
     if (statement_ends && n->level == 0) {
         n->sum -= n->fixed[0];
         n->fixed[0] = 0;
+        n->peak[0] = 0;
     }
+}
+
+/* Does the word at w follow a '.' (a qualified name: t.end, t.and are names, not keywords)? */
+static bool after_dot(const struct nest *n, const char *w)
+{
+    while (w > n->start && (w[-1] == ' ' || w[-1] == '\t' || w[-1] == '\r' || w[-1] == '\n'))
+        w--;
+    return w > n->start && w[-1] == '.';
 }
 
 /* Reads the word at p; returns where it ends. */
@@ -251,9 +273,12 @@ static const char *nest_word(struct nest *n, const char *p)
         p++;
     if (*p == '\'') /* a prefixed string (B'', X'', N''): the string is read next */
         return p;
-    switch (word_effect(w, (size_t)(p - w))) {
-    case W_NESTS: nest_add(n, &n->run[n->level]); break;
-    case W_CHAINS: nest_add(n, &n->fixed[n->level]); break;
+    enum word_effect e = word_effect(w, (size_t)(p - w));
+    if ((e == W_RESTARTS || e == W_CLOSES) && after_dot(n, w))
+        return p; /* (only these could make the count too low; the others count more) */
+    switch (e) {
+    case W_NESTS: nest_add(n, &n->run[n->level], 1); break;
+    case W_CHAINS: nest_add(n, &n->fixed[n->level], 1); break;
     case W_RESTARTS: nest_restart(n, false); break;
     case W_OPENS: nest_open(n); break;
     case W_CLOSES: nest_close(n); break;
@@ -278,11 +303,14 @@ static const char *nest_token(struct nest *n, const char *p)
         return sqllex_past_quoted(p + 1, '\'', true);
     if (sqllex_word_byte(*p))
         return nest_word(n, p);
-    if (is_operator_byte(*p)) {
-        while (is_operator_byte(*p) && !(p[0] == '-' && p[1] == '-') &&
-               !(p[0] == '/' && p[1] == '*'))
-            p++;
-        nest_add(n, &n->run[n->level]);
+    if (is_operator_byte(*p)) { /* PostgreSQL's lexer splits + and - off a run (-+-1 nests
+                                   three deep): each counts, and the rest once */
+        int signs = 0, others = 0;
+        for (;
+             is_operator_byte(*p) && !(p[0] == '-' && p[1] == '-') && !(p[0] == '/' && p[1] == '*');
+             p++)
+            *p == '+' || *p == '-' ? signs++ : others++;
+        nest_add(n, &n->run[n->level], signs + (others > 0));
         return p;
     }
     if (*p == '(' || *p == '[')
@@ -299,8 +327,9 @@ static int nesting(const char *sql, bool escapes)
 {
     static _Thread_local struct nest n; /* (2 * NEST_MAX ints: not on the stack) */
     n.level = n.sum = n.most = 0;
-    n.run[0] = n.fixed[0] = 0;
+    n.run[0] = n.fixed[0] = n.peak[0] = 0;
     n.escapes = escapes;
+    n.start = sql;
     for (const char *p = sql; *p && n.most <= NEST_MAX;)
         p = nest_token(&n, p);
     return n.most;

@@ -470,7 +470,7 @@ void worker_reload(struct worker *w)
     if (!config_str_eq(n->takeover_socket, w->cfg->takeover_socket))
         log_warning("reload: listen.takeover_socket changes need a restart");
     if (strcmp(n->unix_socket_path, w->unix_path) != 0 ||
-        n->unix_socket_mode != w->cfg->unix_socket_mode)
+        (w->unix_path[0] && n->unix_socket_mode != w->unix_mode))
         log_warning("reload: listen.unix_socket_dir and unix_socket_mode changes need a "
                     "restart");
     char want[sizeof(w->listen_at)];

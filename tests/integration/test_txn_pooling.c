@@ -301,6 +301,51 @@ Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
     PQfinish(b);
 }
 
+/* A review: a client that sent statements and left at once (Terminate, or a plain close)
+ * lost all but the first under transaction pooling: its server was closed with them in
+ * flight. PostgreSQL runs what a client sent before it left, and so does lakeproxy now; what
+ * they leave open is rolled back, as PostgreSQL does on a disconnect. */
+Test(txn, statements_sent_before_the_client_leaves_still_run)
+{
+    PGconn *admin = pg_admin("lp_test");
+    free(query_value(admin, "DROP TABLE IF EXISTS left_behind"));
+    free(query_value(admin, "CREATE TABLE left_behind (how text, n int)"));
+    free(query_value(admin, "GRANT ALL ON left_behind TO PUBLIC"));
+    static const char *const hows[] = {"terminate", "close"};
+    for (int h = 0; h < 2; h++) {
+        int fd = raw_session(px.port, "carol", "app");
+        struct buf b;
+        buf_init(&b);
+        char sql[128];
+        for (int i = 0; i < 5; i++) {
+            snprintf(sql, sizeof(sql), "INSERT INTO left_behind VALUES ('%s', %d)", hows[h], i);
+            proto_query(&b, sql);
+        }
+        proto_query(&b, "BEGIN");
+        snprintf(sql, sizeof(sql), "INSERT INTO left_behind VALUES ('%s', 99)", hows[h]);
+        proto_query(&b, sql); /* open when the client leaves: rolled back */
+        if (h == 0)
+            raw_put_empty(&b, 'X');
+        cr_assert(raw_send(fd, &b));
+        buf_free(&b);
+        close(fd);
+    }
+    char *v = NULL;
+    for (int tries = 0; tries < 100; tries++) {
+        free(v);
+        v = query_value(admin, "SELECT count(*) FILTER (WHERE n < 5) || '/' || "
+                               "count(*) FILTER (WHERE n = 99) FROM left_behind");
+        if (strcmp(v, "10/0") == 0)
+            break;
+        usleep(50 * 1000);
+    }
+    cr_expect_str_eq(v, "10/0", "every autocommit statement ran, the open transaction did not");
+    free(v);
+    PQfinish(admin);
+    EXPECT_QUERY_VALUE(connect_as(NULL), "SELECT 'pool still serves'", "pool still serves",
+                       "after the drained servers' reset");
+}
+
 Test(txn, session_parameters_follow_each_client)
 {
     proxy_stop(&px);
@@ -344,6 +389,10 @@ Test(txn, a_clients_startup_settings_hold_after_another_client_changed_them)
         "set_config('search_path', 'pg_catalog', false)",
         "RESET ALL",
         "DISCARD ALL",
+        /* a second review: search_path's other name, the settings view, a DO block */
+        "SET SCHEMA 'pg_catalog'",
+        "UPDATE pg_settings SET setting = 'pg_catalog' WHERE name = 'search_path'",
+        "DO $$BEGIN EXECUTE 'SET statement_time' || 'out = 7777'; END$$",
     };
     const char *opts = "options='-c statement_timeout=1234 -c search_path=public'";
     for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {

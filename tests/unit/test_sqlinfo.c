@@ -526,6 +526,47 @@ Test(sqlinfo, chains_too_deep_to_pack_are_refused_before_parsing)
     }
 }
 
+/* A second review got past the first count: levels that close were dropped (a chain nested
+ * in parentheses, 40 levels of 800 terms: depth 32,000, counted 840), a run of signs counted
+ * once (-+-+...1 nests per sign), and t.end and t.and read as keywords. */
+Test(sqlinfo, nesting_the_first_count_missed_is_refused)
+{
+    char *sql = malloc(SQLINFO_MAX_TEXT);
+    cr_assert(sql);
+    strcpy(sql, "SELECT ");
+    for (int i = 0; i < 40; i++)
+        strcat(sql, "(");
+    strcat(sql, "1");
+    size_t at = strlen(sql);
+    for (int l = 0; l < 40; l++) {
+        for (int i = 0; i < 780; i++, at += 2)
+            memcpy(sql + at, "+1", 2);
+        sql[at++] = ')';
+    }
+    sql[at] = '\0';
+    cr_assert_lt(at, (size_t)SQLINFO_MAX_TEXT);
+    char err[200] = "";
+    PgQuery__ParseResult *t = sqlinfo_parse(sql, err, sizeof(err));
+    cr_expect_null(t, "40 nested levels of 780 terms were parsed");
+    sqlinfo_free_tree(t);
+    free(sql);
+    const char *cases[][3] = {
+        {"SELECT ", "-+", "1"},
+        {"SELECT 1", "+t.end+1", ""},
+        {"SELECT 1", "+1+t.and+1", ""},
+        {"SELECT 1", "+t . and+1", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int n = (int)((SQLINFO_MAX_TEXT - 64) / strlen(cases[i][1]));
+        sql = repeated(cases[i][0], cases[i][1], n, cases[i][2]);
+        t = sqlinfo_parse(sql, err, sizeof(err));
+        cr_expect_null(t, "case %zu was parsed", i);
+        cr_expect(strstr(err, "nested too deeply") != NULL, "case %zu: %s", i, err);
+        sqlinfo_free_tree(t);
+        free(sql);
+    }
+}
+
 /* ... while long statements that do not nest parse: many rows, a long IN list, a CASE of
  * many branches, long AND and OR chains, many statements, and modest chains. */
 Test(sqlinfo, long_flat_statements_still_parse)
