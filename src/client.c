@@ -1195,6 +1195,28 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         client_read_buffered(c);
 }
 
+/* Does the client's input hold whole messages only, at most LEAVING_INPUT_MAX bytes of
+ * them (no part of one: a client that leaves mid-message is not waited for)? */
+enum { LEAVING_INPUT_MAX = 1 << 20 };
+static bool input_all_whole(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in), at = 0;
+    const uint8_t *p = n <= LEAVING_INPUT_MAX ? evbuffer_pullup(in, -1) : NULL;
+    while (p && at < n) {
+        uint8_t type;
+        uint32_t len;
+        const char *err;
+        if (n - at < 5 ||
+            proto_check_header(p + at, c->w->cfg->max_message_size, &type, &len, &err) !=
+                PROTO_OK ||
+            n - at < 5 + (size_t)len)
+            return false;
+        at += 5 + (size_t)len;
+    }
+    return p && at == n;
+}
+
 /* The client closed its side with whole messages that wait for a server (transaction
  * pooling): PostgreSQL runs what a client sent before it left, so they are relayed once a
  * server is there, and the client closes when its input is spent (client_relay); its server
@@ -1205,8 +1227,8 @@ static bool leaves_after_input(struct client *c)
     const uint8_t *first = evbuffer_pullup(in, 1);
     if (c->closing || c->leaving || !c->sent_ready || !c->pool ||
         !pool_mode_of(c->pool)->shares_servers || !first || *first == 'X' || client_out_full(c) ||
-        !whole_message_buffered(c))
-        return false; /* (one that left results unread is not waited for) */
+        !input_all_whole(c))
+        return false; /* (one that left results unread, or mid-message, is not waited for) */
     c->leaving = true;
     bufferevent_disable(c->bev, EV_READ);
     if (c->server)
@@ -1234,6 +1256,20 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
                                            : "client connection error");
 }
 
+/* Has the client's first buffered message arrived whole? (A cancel that comes while a query
+ * is still being read cancels nothing on PostgreSQL.) */
+static bool first_message_whole(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const uint8_t *hdr = evbuffer_pullup(in, 5);
+    uint8_t type;
+    uint32_t len;
+    const char *err;
+    return hdr &&
+           proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) == PROTO_OK &&
+           evbuffer_get_length(in) >= 5 + (size_t)len;
+}
+
 bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t requester)
 {
     uint8_t want[8], have[8];
@@ -1250,8 +1286,7 @@ bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t 
             return server_send_cancel(c->server, requester);
         /* waiting for a server, with a query that PostgreSQL would be running now: it is
          * cancelled once it runs (client_server_ready) */
-        if (c->sent_ready && !c->closing && c->bev &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        if (c->sent_ready && !c->closing && c->bev && first_message_whole(c))
             c->cancel_wanted = true;
         return false;
     }

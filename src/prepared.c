@@ -442,6 +442,14 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     return true;
 }
 
+bool rq_only_queries(const struct reply_queue *q)
+{
+    for (size_t i = 0; i < q->len; i++)
+        if (q->items[rq_slot(q, q->head + i)].kind != RK_QUERY)
+            return false;
+    return true;
+}
+
 const struct reply *rq_front(const struct reply_queue *q)
 {
     return q->len ? &q->items[q->head] : NULL;

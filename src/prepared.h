@@ -206,6 +206,9 @@ struct reply_queue {
 
 bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt);
 const struct reply *rq_front(const struct reply_queue *q);
+/* Is every reply owed a simple Query's (or FunctionCall's), one ReadyForQuery each whatever
+ * happens? (An error in an extended-protocol segment skips what follows up to its Sync.) */
+bool rq_only_queries(const struct reply_queue *q);
 /* The entry after the front, or NULL. */
 const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);

@@ -1350,15 +1350,17 @@ static void reset_behind_readback(struct server *s)
 }
 
 /* Has the client left s with whole statements in flight, and nothing else unfinished: no
- * transaction block open as of the last ReadyForQuery, no extended-protocol segment without
- * its Sync, no copy, no message half-relayed either way, its replies countable? PostgreSQL
+ * transaction block open as of the last ReadyForQuery, only simple queries owed (one
+ * ReadyForQuery each, whatever happens: an error in an extended-protocol segment would skip
+ * what follows to its Sync), no copy, no message half-relayed either way? PostgreSQL
  * runs what a client sent before it left; lakeproxy lets them run too. Not a server held
  * back by its client's unread output (a client that leaves a large result unread): that one
  * is closed at once, as is one that must retire. */
 static bool can_drain(const struct server *s)
 {
     return s->client && s->state == SV_ACTIVE && s->in_flight > 0 && s->txn == 'I' && !s->unsure &&
-           s->cancels_pending == 0 && !s->ext_open && !s->copy_in && s->relay.pass_left == 0 &&
+           s->cancels_pending == 0 && !s->ext_open && !s->copy_in && !s->copy_active &&
+           s->copy_assumed == 0 && rq_only_queries(&s->replies) && s->relay.pass_left == 0 &&
            s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, false);
 }
 

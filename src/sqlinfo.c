@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sqlkey.h"
 #include "sqllex.h"
@@ -154,11 +155,12 @@ static int packed_depth(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
  *     depth adds to the chain it is an operand of;
  *   - UNION, INTERSECT, EXCEPT and JOIN count one until the level closes (their chains nest
  *     across commas: SELECT 1, 2 UNION SELECT 3, 4 UNION ...), or the statement ends.
- * The count is at least the depth of the tree's expressions, each of which takes two protobuf
- * levels, so a text whose count stays within SQLINFO_MAX_DEPTH / 2 cannot be a tree that
- * overflows the stack. A string's end depends on whether backslashes escape in it
- * (standard_conforming_strings, and E''): the text is read both ways and the larger count
- * taken. */
+ * The count is at least the depth of the tree's expressions; each counted unit takes from
+ * two protobuf levels (an operator) to about six (a subquery), so a text within
+ * SQLINFO_MAX_DEPTH / 2 stays some thousands of levels deep, far from the tens of thousands
+ * that overflow the stack (packed_depth then refuses past SQLINFO_MAX_DEPTH after all). A string's
+ * end depends on whether backslashes escape in it (standard_conforming_strings, and E''): the text
+ * is read both ways and the larger count taken. */
 #define NEST_MAX (SQLINFO_MAX_DEPTH / 2)
 
 static bool is_operator_byte(char c)
@@ -202,6 +204,7 @@ static enum word_effect word_effect(const char *w, size_t n)
  * closes (fixed); their sum over the levels open, and the most it reached. */
 struct nest {
     int run[NEST_MAX + 2], fixed[NEST_MAX + 2], peak[NEST_MAX + 2];
+    int betweens[NEST_MAX + 2]; /* BETWEENs whose AND is still to come (it nests, not lists) */
     int level;
     int sum, most;
     bool escapes;      /* backslashes escape in every string (the other reading) */
@@ -228,7 +231,7 @@ static void nest_open(struct nest *n)
         return;
     }
     n->level++;
-    n->run[n->level] = n->fixed[n->level] = n->peak[n->level] = 0;
+    n->run[n->level] = n->fixed[n->level] = n->peak[n->level] = n->betweens[n->level] = 0;
     n->sum++;
     if (n->sum > n->most)
         n->most = n->sum;
@@ -276,6 +279,13 @@ static const char *nest_word(struct nest *n, const char *p)
     enum word_effect e = word_effect(w, (size_t)(p - w));
     if ((e == W_RESTARTS || e == W_CLOSES) && after_dot(n, w))
         return p; /* (only these could make the count too low; the others count more) */
+    if (p - w == 7 && strncasecmp(w, "between", 7) == 0)
+        n->betweens[n->level]++;
+    if (e == W_RESTARTS && p - w == 3 && strncasecmp(w, "and", 3) == 0 &&
+        n->betweens[n->level] > 0) { /* x BETWEEN a AND b: this AND nests */
+        n->betweens[n->level]--;
+        e = W_NESTS;
+    }
     switch (e) {
     case W_NESTS: nest_add(n, &n->run[n->level], 1); break;
     case W_CHAINS: nest_add(n, &n->fixed[n->level], 1); break;
@@ -327,7 +337,7 @@ static int nesting(const char *sql, bool escapes)
 {
     static _Thread_local struct nest n; /* (2 * NEST_MAX ints: not on the stack) */
     n.level = n.sum = n.most = 0;
-    n.run[0] = n.fixed[0] = n.peak[0] = 0;
+    n.run[0] = n.fixed[0] = n.peak[0] = n.betweens[0] = 0;
     n.escapes = escapes;
     n.start = sql;
     for (const char *p = sql; *p && n.most <= NEST_MAX;)

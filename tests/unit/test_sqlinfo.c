@@ -555,6 +555,7 @@ Test(sqlinfo, nesting_the_first_count_missed_is_refused)
         {"SELECT 1", "+t.end+1", ""},
         {"SELECT 1", "+1+t.and+1", ""},
         {"SELECT 1", "+t . and+1", ""},
+        {"SELECT ", "1 BETWEEN 1 AND NOT ", "1"}, /* (this AND belongs to BETWEEN: it nests) */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int n = (int)((SQLINFO_MAX_TEXT - 64) / strlen(cases[i][1]));
