@@ -1227,7 +1227,7 @@ static bool leaves_after_input(struct client *c)
     const uint8_t *first = evbuffer_pullup(in, 1);
     if (c->closing || c->leaving || !c->sent_ready || !c->pool ||
         !pool_mode_of(c->pool)->shares_servers || !first || *first == 'X' || client_out_full(c) ||
-        !input_all_whole(c))
+        c->relay.pass_left > 0 || !input_all_whole(c))
         return false; /* (one that left results unread, or mid-message, is not waited for) */
     c->leaving = true;
     bufferevent_disable(c->bev, EV_READ);

@@ -185,9 +185,27 @@ static bool start_unix(struct worker *w, int inherited_fd, char *err, size_t err
     return true;
 }
 
+/* Undoes start_unix after a later failure: the file goes only if this process bound it (one
+ * taken over is still the running process's). */
+static void stop_unix(struct worker *w, bool bound_here)
+{
+    if (!w->unix_listener)
+        return;
+    evconnlistener_free(w->unix_listener);
+    w->unix_listener = NULL;
+    if (bound_here)
+        unixsock_remove_own(w->unix_path, &w->unix_file);
+}
+
+/* The Unix socket first: whoever waits for the TCP port (a test, a supervisor) finds both. */
 bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, char *err,
                     size_t errsz)
 {
+    if (!start_unix(w, inherited_unix_fd, err, errsz)) {
+        if (inherited_fd >= 0)
+            close(inherited_fd);
+        return false;
+    }
     if (inherited_fd >= 0 && !(w->listener = accept_on(w, inherited_fd))) {
         snprintf(err, errsz, "cannot accept on the listening socket taken over: %s",
                  strerror(errno));
@@ -196,8 +214,7 @@ bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, c
         evconnlistener_set_error_cb(w->listener, accept_error_cb);
     }
     if (!w->listener) {
-        if (inherited_unix_fd >= 0)
-            close(inherited_unix_fd);
+        stop_unix(w, inherited_unix_fd < 0);
         return false;
     }
     if (w->spare_fd < 0)
@@ -205,11 +222,7 @@ bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, c
     snprintf(w->listen_at, sizeof(w->listen_at), "%.255s:%d", w->cfg->listen_host,
              w->cfg->listen_port);
     log_info("%s on %s", inherited_fd >= 0 ? "took over listening" : "listening", w->listen_at);
-    if (start_unix(w, inherited_unix_fd, err, errsz))
-        return true;
-    evconnlistener_free(w->listener);
-    w->listener = NULL;
-    return false;
+    return true;
 }
 
 int listener_fd(const struct worker *w)

@@ -556,6 +556,9 @@ void server_check_then_link(struct server *s, struct client *c)
     arm_connect_timeout(s);
 }
 
+static const char *retire_reason(const struct server *s);
+static const char *retire_reason_with(const struct server *s, bool owed_counts);
+
 static void on_reset_done(struct server *s)
 {
     s->draining_left = false;
@@ -568,6 +571,12 @@ static void on_reset_done(struct server *s)
     buf_reset(&s->rls_applied);
     server_stmts_clear(&s->stmts); /* ... and dropped every prepared statement */
     s->last_used = time(NULL);
+    const char *retire = retire_reason(s); /* a reload (or lifetime, a lower pool.size) while it
+                                              reset, or drained a client's statements */
+    if (retire) {
+        server_close(s, retire);
+        return;
+    }
     pool_server_ready(s);
 }
 
@@ -1255,8 +1264,6 @@ bool server_is_clean(const struct server *s)
 
 /* A server that a reload made stale, one above a lowered pool size, or one past its
  * lifetime is not reused; NULL when s may serve again. */
-static const char *retire_reason_with(const struct server *s, bool owed_counts);
-
 static const char *retire_reason(const struct server *s)
 {
     return retire_reason_with(s, true);
