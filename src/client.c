@@ -462,6 +462,21 @@ static bool answer_deallocate(struct client *c)
     return send_to_client(c, &b);
 }
 
+/* The size of c's first buffered message, header included, into *whole (0 when its header is
+ * bad); false when its header has not all arrived. */
+static bool first_message_size(struct client *c, size_t *whole)
+{
+    const uint8_t *hdr = evbuffer_pullup(bufferevent_get_input(c->bev), 5);
+    uint8_t type;
+    uint32_t len;
+    const char *err;
+    if (!hdr)
+        return false;
+    bool ok = proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) == PROTO_OK;
+    *whole = ok ? 5 + (size_t)len : 0;
+    return true;
+}
+
 /* Has the first buffered message of c arrived whole (or is its header already bad, which
  * the relay reports)? A server is taken only then: one taken for a partial message would be
  * idle again at once, given back, and taken again for the same bytes. But a message larger
@@ -469,17 +484,11 @@ static bool answer_deallocate(struct client *c)
  * taken on its header, and kept until the message has gone (client_transaction_done). */
 static bool whole_message_buffered(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    const uint8_t *hdr = evbuffer_pullup(in, 5);
-    uint8_t type;
-    uint32_t len;
-    const char *err;
-    if (!hdr)
+    size_t whole;
+    if (!first_message_size(c, &whole))
         return false;
-    if (proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
-        return true;
-    size_t whole = 5 + (size_t)len;
-    return whole > CLIENT_READ_AHEAD || evbuffer_get_length(in) >= whole; /* large: see above */
+    return whole == 0 || whole > CLIENT_READ_AHEAD || /* (bad, or large: see above) */
+           evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
 }
 
 bool client_out_full(const struct client *c)
@@ -1260,14 +1269,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
  * is still being read cancels nothing on PostgreSQL.) */
 static bool first_message_whole(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    const uint8_t *hdr = evbuffer_pullup(in, 5);
-    uint8_t type;
-    uint32_t len;
-    const char *err;
-    return hdr &&
-           proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) == PROTO_OK &&
-           evbuffer_get_length(in) >= 5 + (size_t)len;
+    size_t whole;
+    return first_message_size(c, &whole) && whole > 0 &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
 }
 
 bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t requester)

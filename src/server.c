@@ -1332,6 +1332,22 @@ bool server_input_pending(const struct server *s)
     return evbuffer_get_length(bufferevent_get_input(s->bev)) > 0;
 }
 
+/* Resets s, detached, behind `owed` ReadyForQuery messages still to come (read and dropped):
+ * a ROLLBACK first (DISCARD ALL cannot run in a transaction), then DISCARD ALL, whose own
+ * result alone decides (internal_inspect, on_reset_done). */
+static void reset_behind(struct server *s, int owed)
+{
+    event_del(s->timer); /* (a reset is not timed) */
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "ROLLBACK");
+    proto_query(&b, "DISCARD ALL");
+    bool ok = send_internal_msgs(s, &b, owed + 2, SV_RESETTING);
+    buf_free(&b);
+    if (!ok)
+        server_close(s, "could not send reset query");
+}
+
 /* The client left while its settings were read back: its transaction was over, so its server
  * is reset behind the read-back (whose answer nobody needs now), as for any client leaving:
  * a ROLLBACK first, for a read-back that failed inside its transaction (DISCARD ALL cannot run
@@ -1344,16 +1360,7 @@ static void reset_behind_readback(struct server *s)
         server_close(s, retire);
         return;
     }
-    event_del(s->timer); /* (a reset is not timed) */
-    struct buf b;
-    buf_init(&b);
-    proto_query(&b, "ROLLBACK");
-    proto_query(&b, "DISCARD ALL");
-    /* the read-back's ReadyForQuery still owed, then these two */
-    bool ok = send_internal_msgs(s, &b, s->internal_pending + 2, SV_RESETTING);
-    buf_free(&b);
-    if (!ok)
-        server_close(s, "could not send reset query");
+    reset_behind(s, s->internal_pending); /* (the read-back's ReadyForQuery still owed) */
 }
 
 /* Has the client left s with whole statements in flight, and nothing else unfinished: no
@@ -1382,15 +1389,7 @@ static void drain_behind_client(struct server *s)
     s->in_flight = 0;
     s->draining_left = true;
     s->drain_bytes = 0;
-    event_del(s->timer); /* (a reset is not timed) */
-    struct buf b;
-    buf_init(&b);
-    proto_query(&b, "ROLLBACK");
-    proto_query(&b, "DISCARD ALL");
-    bool ok = send_internal_msgs(s, &b, owed + 2, SV_RESETTING);
-    buf_free(&b);
-    if (!ok)
-        server_close(s, "could not send reset query");
+    reset_behind(s, owed);
 }
 
 void server_unlink(struct server *s)
