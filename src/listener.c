@@ -240,13 +240,7 @@ void listener_stop(struct worker *w)
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;
-    if (w->unix_listener) {
-        evconnlistener_free(w->unix_listener);
-        /* the file goes with it, but not to a process that took the socket over */
-        if (!w->handed_over)
-            unixsock_remove_own(w->unix_path, &w->unix_file);
-    }
-    w->unix_listener = NULL;
+    stop_unix(w, !w->handed_over); /* a process that took the socket over keeps the file */
     if (w->accept_pause)
         evtimer_del(w->accept_pause);
 }

@@ -173,11 +173,12 @@ struct server {
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;
-    bool paused;        /* reading stopped: the client's output is above RELAY_HIGH_WATER */
-    bool draining_left; /* reading the replies owed to a client that left (server.c) */
-    size_t drain_bytes; /* ... so far: past DRAIN_MAX the server is closed instead */
-    bool ext_open;      /* extended-protocol messages sent since the last Sync */
-    bool cancel_only;   /* a throwaway connection that carries one CancelRequest */
+    bool paused;               /* reading stopped: the client's output is above RELAY_HIGH_WATER */
+    bool draining_left;        /* reading the replies owed to a client that left (server.c) */
+    size_t drain_bytes;        /* ... so far: past DRAIN_MAX the server is closed instead */
+    const char *internal_fail; /* why internal_inspect gave up (logged when it closes) */
+    bool ext_open;             /* extended-protocol messages sent since the last Sync */
+    bool cancel_only;          /* a throwaway connection that carries one CancelRequest */
     uint32_t cancel_pid, cancel_key;
     uint64_t cancel_requester; /* the client connection that asked: closed once delivered */
     int cancels_pending;       /* cancel requests for this backend on their way: it serves no other

@@ -470,10 +470,18 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
     if (type == 'G' || type == 'W') /* a copy-in (of a client's statement left to drain) would
                                        wait for data nobody sends */
         return RV_ERROR;
-    if (s->draining_left && !body && (s->drain_bytes += len) > DRAIN_MAX)
+    if (s->draining_left && !body && (s->drain_bytes += len) > DRAIN_MAX) {
+        s->internal_fail = "the results of a departed client's statements exceed 16 MiB";
         return RV_ERROR; /* a large result nobody reads: not worth reading */
-    if (!body)
-        return (strchr("ESZ", type) && type) || reading ? RV_NEED_BODY : RV_DROP;
+    }
+    bool needs_body = (strchr("ESZ", type) && type) || reading;
+    if (!body && needs_body && len > SERVER_CONTROL_MAX) {
+        s->internal_fail = "a reply to the proxy's own query exceeds 64 KiB";
+        return RV_ERROR;
+    }
+    if (!body) /* what is not read is dropped as it arrives, whatever its size (a large row of
+                  a departed client's result) */
+        return needs_body ? RV_NEED_BODY : RV_STREAM;
     if (reading) {
         struct client *c = s->client;
         uint32_t bit = c ? params_take_readback(body, len, s->carried, s->carried_reset,
@@ -658,8 +666,10 @@ static void on_internal_data(struct server *s)
 {
     const char *err;
     struct evbuffer *in = bufferevent_get_input(s->bev);
-    enum relay_result r =
-        relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, internal_inspect, s, &err);
+    s->internal_fail = NULL;
+    enum relay_result r = relay_pump(in, NULL, &s->relay, SIZE_MAX, internal_inspect, s, &err);
+    if (r == RELAY_FAILED && s->internal_fail)
+        err = s->internal_fail;
     if (r == RELAY_FAILED && s->state == SV_READBACK) { /* its client's transaction was over */
         readback_failed(s, err ? err : "protocol violation");
     } else if (r == RELAY_FAILED) {

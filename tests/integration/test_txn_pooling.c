@@ -301,6 +301,32 @@ Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
     PQfinish(b);
 }
 
+/* An empty table name (columns cols) that every client may use. */
+static void fresh_table(PGconn *admin, const char *name, const char *cols)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", name);
+    free(query_value(admin, sql));
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (%s)", name, cols);
+    free(query_value(admin, sql));
+    snprintf(sql, sizeof(sql), "GRANT ALL ON %s TO PUBLIC", name);
+    free(query_value(admin, sql));
+}
+
+/* sql's value once it is want, or after 5 s, whatever it is then (the caller frees it). */
+static char *poll_value(PGconn *c, const char *sql, const char *want)
+{
+    char *v = NULL;
+    for (int tries = 0; tries < 100; tries++) {
+        free(v);
+        v = query_value(c, sql);
+        if (strcmp(v, want) == 0)
+            break;
+        usleep(50 * 1000);
+    }
+    return v;
+}
+
 /* A review: a client that sent statements and left at once (Terminate, or a plain close)
  * lost all but the first under transaction pooling: its server was closed with them in
  * flight. PostgreSQL runs what a client sent before it left, and so does lakeproxy now; what
@@ -308,9 +334,7 @@ Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
 Test(txn, statements_sent_before_the_client_leaves_still_run)
 {
     PGconn *admin = pg_admin("lp_test");
-    free(query_value(admin, "DROP TABLE IF EXISTS left_behind"));
-    free(query_value(admin, "CREATE TABLE left_behind (how text, n int)"));
-    free(query_value(admin, "GRANT ALL ON left_behind TO PUBLIC"));
+    fresh_table(admin, "left_behind", "how text, n int");
     static const char *const hows[] = {"terminate", "close"};
     for (int h = 0; h < 2; h++) {
         int fd = raw_session(px.port, "carol", "app");
@@ -330,20 +354,48 @@ Test(txn, statements_sent_before_the_client_leaves_still_run)
         buf_free(&b);
         close(fd);
     }
-    char *v = NULL;
-    for (int tries = 0; tries < 100; tries++) {
-        free(v);
-        v = query_value(admin, "SELECT count(*) FILTER (WHERE n < 5) || '/' || "
-                               "count(*) FILTER (WHERE n = 99) FROM left_behind");
-        if (strcmp(v, "10/0") == 0)
-            break;
-        usleep(50 * 1000);
-    }
+    char *v = poll_value(admin,
+                         "SELECT count(*) FILTER (WHERE n < 5) || '/' || "
+                         "count(*) FILTER (WHERE n = 99) FROM left_behind",
+                         "10/0");
     cr_expect_str_eq(v, "10/0", "every autocommit statement ran, the open transaction did not");
     free(v);
     PQfinish(admin);
     EXPECT_QUERY_VALUE(connect_as(NULL), "SELECT 'pool still serves'", "pool still serves",
                        "after the drained servers' reset");
+}
+
+/* A departed client's result with a row over 64 KiB (the size of the proxy's own replies) was
+ * not drained: the server was closed, its statements after that row lost, and the log named
+ * limits.max_message_size. Rows are dropped as they arrive now, whatever their size. */
+Test(txn, a_departed_clients_large_rows_are_drained_and_its_server_kept)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    PGconn *admin = pg_admin("lp_test");
+    fresh_table(admin, "left_large", "n int");
+    PGconn *before = connect_as(NULL);
+    char *pid = query_value(before, "SELECT pg_backend_pid()");
+    PQfinish(before);
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "SELECT repeat('x', 300000), pg_sleep(0.2)"); /* running when it leaves */
+    proto_query(&b, "INSERT INTO left_large VALUES (1)");
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+    close(fd);
+    char *v = poll_value(admin, "SELECT count(*) FROM left_large", "1");
+    cr_expect_str_eq(v, "1", "the statement after the large row ran");
+    free(v);
+    PGconn *after = connect_as(NULL);
+    EXPECT_QUERY_VALUE(after, "SELECT pg_backend_pid()", pid,
+                       "the same server serves the next client: it was drained, not closed");
+    PQfinish(after);
+    PQfinish(admin);
+    free(pid);
+    cr_expect_eq(file_count_lines(px.log, "max_message_size"), 0,
+                 "no limit of clients' messages named");
 }
 
 /* A review of the above: a server left with an extended-protocol segment whose error skips a
