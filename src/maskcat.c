@@ -30,7 +30,9 @@
  * definitions are read and described alike). */
 #define CATALOG_OPTIONS "-c search_path=pg_catalog"
 
-/* Rows: ('c', rule, table, column, table name) for masked columns; ('t', name) for every
+/* Rows: ('c', rule, table, column, table name) for masked columns (a rule's table, its
+ * children and partitions, and its parents: rows read through a parent carry the parent's
+ * column as their origin, whatever child they come from); ('t', name) for every
  * column of a table holding one; ('v', view, name) for views and materialized views that read
  * one (through other views too, or as a whole row), that run a function defined outside
  * pg_catalog (called, or behind an operator or a cast: "unsafe"), or whose definition text
@@ -65,7 +67,11 @@ static const char *const catalog_sql =
     "kids(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
     "SELECT k.ord, i.inhrelid, k.attname FROM kids k "
     "JOIN pg_catalog.pg_inherits i ON i.inhparent = k.rel), "
-    "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM kids k "
+    "ups(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
+    "SELECT u.ord, i.inhparent, u.attname FROM ups u "
+    "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.rel), "
+    "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM "
+    "(SELECT * FROM kids UNION SELECT * FROM ups) k "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.rel AND a.attname = k.attname "
     "AND NOT a.attisdropped), "
     "unsafe(rel) AS (SELECT rw.ev_class FROM pg_catalog.pg_depend d "

@@ -66,6 +66,17 @@ CREATE MATERIALIZED VIEW mv_mat AS SELECT id, ssn AS tax_id FROM customers;
 CREATE VIEW mv_notes AS SELECT id, name || ' (note)' AS note FROM customers;
 GRANT SELECT ON mv_all, mv_renamed, mv_over_view, mv_expr, mv_where, mv_sorted, mv_join, mv_mat,
     mv_notes TO PUBLIC;
+-- a rule on a partition (accounts_eu.iban) or an inheritance child (vip_notes.body) masks
+-- the column read through the parent too: PostgreSQL names the parent as the rows' origin
+CREATE TABLE accounts (id int, region text, iban text) PARTITION BY LIST (region);
+CREATE TABLE accounts_eu PARTITION OF accounts FOR VALUES IN ('eu');
+CREATE TABLE accounts_us PARTITION OF accounts FOR VALUES IN ('us');
+INSERT INTO accounts VALUES (1, 'eu', 'DE89-secret-3000'), (2, 'us', 'US-1234');
+CREATE TABLE notes (id int, body text);
+CREATE TABLE vip_notes () INHERITS (notes);
+INSERT INTO vip_notes VALUES (7, 'a secret note');
+CREATE VIEW accounts_all AS SELECT * FROM accounts;
+GRANT SELECT ON accounts, accounts_eu, accounts_us, accounts_all, notes, vip_notes TO PUBLIC;
 CREATE TABLE scratch (v text);
 GRANT SELECT, INSERT, UPDATE, DELETE ON customers, vip_customers, scratch TO PUBLIC;
 GRANT SELECT ON customer_contacts, customer_names, item_contacts TO PUBLIC;
