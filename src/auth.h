@@ -30,6 +30,13 @@ bool scram_parse_verifier(const char *text, struct scram_verifier *out);
 bool scram_make_verifier(const char *password, const uint8_t *salt, size_t salt_len, int iterations,
                          struct scram_verifier *out);
 
+/* The verifier an unknown user is answered with: mock's keys (nobody's password) with a salt of
+ * the user's own, HMAC-SHA-256(key, user), as stable as a real user's: a probe that compares
+ * salts cannot tell unknown names from real ones (PostgreSQL does the same). False when the
+ * HMAC fails. */
+bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
+                         const char *user, struct scram_verifier *out);
+
 /* Formats a verifier in pg_authid form into out (size >= 256, enough for salts up to 105 bytes;
  * SCRAM_VERIFIER_BUFSZ fits any). Writes "" if v is invalid or the text does not fit. */
 void scram_format_verifier(const struct scram_verifier *v, char *out, size_t outsz);

@@ -579,6 +579,20 @@ static void start_scram(struct client *c, const struct scram_verifier *v)
     send_to_client(c, &b);
 }
 
+/* A SCRAM exchange for a user nobody knows a password of (an unknown name), that fails at
+ * its end as a wrong password does; its salt is the name's own (scram_mock_for_user). */
+static void start_mock_scram(struct client *c)
+{
+    struct scram_verifier v;
+    c->scram_mock = true;
+    if (!scram_mock_for_user(&c->w->mock_verifier, c->w->mock_salt_key, c->user, &v)) {
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
+    start_scram(c, &v);
+    explicit_bzero(&v, sizeof(v));
+}
+
 static void fail_password(struct client *c)
 {
     char msg[200];
@@ -621,8 +635,7 @@ static void on_lookup_done(struct client *c, const char *verifier, const char *e
         start_md5(c, verifier);
         return;
     }
-    c->scram_mock = true;
-    start_scram(c, &c->w->mock_verifier);
+    start_mock_scram(c);
 }
 
 /* client_auth databricks_token: ask for the token as a cleartext password, over TLS only. */
@@ -748,8 +761,7 @@ static void start_auth(struct client *c)
             client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
         return;
     }
-    c->scram_mock = true;
-    start_scram(c, &c->w->mock_verifier);
+    start_mock_scram(c);
 }
 
 static void handle_md5(struct client *c, const uint8_t *body, size_t len)

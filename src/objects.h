@@ -76,6 +76,7 @@ struct worker {
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
     struct scram_verifier mock_verifier;   /* answers unknown users without telling them so */
+    uint8_t mock_salt_key[SCRAM_KEY_LEN];  /* ... each with a salt of its own (auth.h) */
     struct event *sig_int, *sig_term, *sig_hup, *sig_usr1;
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;

@@ -60,7 +60,8 @@ static bool make_mock_verifier(struct worker *w)
 {
     uint8_t secret[32], salt[16];
     char pw[65];
-    bool ok = RAND_bytes(secret, sizeof(secret)) == 1 && RAND_bytes(salt, sizeof(salt)) == 1;
+    bool ok = RAND_bytes(secret, sizeof(secret)) == 1 && RAND_bytes(salt, sizeof(salt)) == 1 &&
+              RAND_bytes(w->mock_salt_key, sizeof(w->mock_salt_key)) == 1;
     for (int i = 0; i < 32; i++)
         snprintf(pw + 2 * i, 3, "%02x", secret[i]);
     ok = ok &&

@@ -199,6 +199,21 @@ Test(session, unknown_user_gets_the_same_28P01_as_a_wrong_password)
     cr_expect(strstr(msg, "password authentication failed for user \"mallory\""), "%s", msg);
 }
 
+/* A review: every unknown user was offered the same SCRAM salt, a real user another, so a
+ * probe comparing salts told which names exist. Each name gets a salt of its own now, the
+ * same at every attempt, as a real user's. */
+Test(session, an_unknown_users_salt_is_its_own_and_stable)
+{
+    char alice[128], nobody1[128], nobody1_again[128], nobody2[128];
+    cr_assert(raw_scram_salt(px.port, "alice", "app", alice, sizeof(alice)));
+    cr_assert(raw_scram_salt(px.port, "nobody1", "app", nobody1, sizeof(nobody1)));
+    cr_assert(raw_scram_salt(px.port, "nobody1", "app", nobody1_again, sizeof(nobody1_again)));
+    cr_assert(raw_scram_salt(px.port, "nobody2", "app", nobody2, sizeof(nobody2)));
+    cr_expect_str_eq(nobody1, nobody1_again, "stable, as a real user's");
+    cr_expect_str_neq(nobody1, nobody2, "unknown names do not share one salt");
+    cr_expect_eq(strlen(nobody1), strlen(alice), "as long as a real user's");
+}
+
 Test(session, unknown_database_gets_3D000)
 {
     char state[6], msg[256];

@@ -110,21 +110,29 @@ static bool raw_auth_step(int fd, struct scram_client *sc, const char *password,
     return ok;
 }
 
-bool raw_login(int port, const char *user, const char *password, const char *db, char sqlstate[6],
-               char *msg, size_t msgsz)
+/* A socket to port that has sent a startup packet for user and db. */
+static int raw_start(int port, const char *user, const char *db)
 {
     int fd = raw_connect(port);
     struct buf b;
-    struct scram_client sc = {0};
-    unsigned char body[65536];
-    size_t len;
-    bool ok = false;
-    sqlstate[0] = msg[0] = '\0';
     cr_assert(fd >= 0, "cannot connect to port %d", port);
     buf_init(&b);
     struct startup_param params[] = {{"user", user}, {"database", db}};
     proto_startup(&b, params, 2);
     raw_send(fd, &b);
+    buf_free(&b);
+    return fd;
+}
+
+bool raw_login(int port, const char *user, const char *password, const char *db, char sqlstate[6],
+               char *msg, size_t msgsz)
+{
+    int fd = raw_start(port, user, db);
+    struct scram_client sc = {0};
+    unsigned char body[65536];
+    size_t len;
+    bool ok = false;
+    sqlstate[0] = msg[0] = '\0';
     for (;;) {
         int t = raw_read_msg(fd, body, sizeof(body), &len, 10000);
         if (t == 'R' && raw_auth_step(fd, &sc, password ? password : "", body, len))
@@ -143,9 +151,36 @@ bool raw_login(int port, const char *user, const char *password, const char *db,
             break;
     }
     scram_client_free(&sc);
-    buf_free(&b);
     close(fd);
     return ok;
+}
+
+bool raw_scram_salt(int port, const char *user, const char *db, char *out, size_t outsz)
+{
+    int fd = raw_start(port, user, db);
+    struct scram_client sc = {0};
+    unsigned char body[4096];
+    size_t len;
+    bool found = false;
+    for (int t; !found && (t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) == 'R';) {
+        uint32_t code;
+        const uint8_t *data;
+        size_t dlen;
+        proto_parse_auth(body, len, &code, &data, &dlen);
+        if (code == AUTH_REQ_SASL_CONTINUE) { /* "r=...,s=<salt>,i=..." */
+            char first[512];
+            snprintf(first, sizeof(first), "%.*s", (int)dlen, (const char *)data);
+            const char *s = strstr(first, ",s=");
+            found = s != NULL;
+            if (found)
+                snprintf(out, outsz, "%.*s", (int)strcspn(s + 3, ","), s + 3);
+        } else if (!raw_auth_step(fd, &sc, "not the password", body, len)) {
+            break;
+        }
+    }
+    scram_client_free(&sc);
+    close(fd);
+    return found;
 }
 
 int raw_session(int port, const char *user, const char *db)

@@ -14,6 +14,10 @@ struct buf;
 bool raw_login(int port, const char *user, const char *password, const char *db, char sqlstate[6],
                char *msg, size_t msgsz);
 
+/* The salt (base64, into out of outsz bytes) that the SCRAM exchange of a login as user to
+ * db offers; false when no SCRAM exchange starts. */
+bool raw_scram_salt(int port, const char *user, const char *db, char *out, size_t outsz);
+
 /* A raw socket logged in as a trust user (no password), after ReadyForQuery. */
 int raw_session(int port, const char *user, const char *db);
 

@@ -692,3 +692,26 @@ Test(auth, auth_equal_ct)
     cr_assert(auth_equal_ct("abc", "abd", 2));
     cr_assert(auth_equal_ct("a", "b", 0));
 }
+
+/* A review: every unknown user got the same salt, so comparing salts told real names from
+ * unknown ones. Each name now gets one of its own, the same at every attempt. */
+Test(auth, unknown_users_each_get_a_stable_salt_of_their_own)
+{
+    uint8_t salt[16] = "0123456789abcdef", key[SCRAM_KEY_LEN], other_key[SCRAM_KEY_LEN];
+    struct scram_verifier mock, a1, a2, b, a_other;
+    memset(key, 7, sizeof(key));
+    memset(other_key, 8, sizeof(other_key));
+    cr_assert(scram_make_verifier("nobody's", salt, sizeof(salt), 4096, &mock));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody1", &a1));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody1", &a2));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody2", &b));
+    cr_assert(scram_mock_for_user(&mock, other_key, "nobody1", &a_other));
+    cr_expect_eq(a1.salt_len, 16, "as long as a real user's");
+    cr_expect_eq(a1.iterations, 4096);
+    cr_expect(memcmp(a1.salt, a2.salt, 16) == 0, "the same name, the same salt");
+    cr_expect(memcmp(a1.salt, b.salt, 16) != 0, "another name, another salt");
+    cr_expect(memcmp(a1.salt, mock.salt, 16) != 0, "not the shared one");
+    cr_expect(memcmp(a1.salt, a_other.salt, 16) != 0, "the key decides: not guessable");
+    cr_expect(memcmp(a1.stored_key, mock.stored_key, SCRAM_KEY_LEN) == 0,
+              "keys nobody has a password for");
+}
