@@ -127,6 +127,21 @@ static void fetch_succeeded(struct credential *c, struct token_answer *a)
     notify(c, true);
 }
 
+static void fetch_failed(struct credential *c, const char *why);
+
+/* Installs an answer whose expiry makes sense (token_expiry_usable); fails the fetch else. */
+static void take_answer(struct credential *c, struct token_answer *a)
+{
+    char why[200];
+    if (token_expiry_usable(a->expires, time(NULL), why, sizeof(why))) {
+        fetch_succeeded(c, a);
+        return;
+    }
+    token_free(a->token);
+    a->token = NULL;
+    fetch_failed(c, why);
+}
+
 /* Keeps the old token (while valid), retries with backoff, tells the pools. */
 static void fetch_failed(struct credential *c, const char *why)
 {
@@ -157,7 +172,7 @@ static void take_output(struct credential *c, const char *text, size_t len)
     struct token_answer a;
     char err[256];
     if (token_parse_output(text, len, time(NULL), &a, err, sizeof(err))) {
-        fetch_succeeded(c, &a);
+        take_answer(c, &a);
     } else {
         fetch_failed(c, err);
     }
@@ -336,7 +351,7 @@ static void credential_done(void *arg, int status, const char *body, size_t len,
         snprintf(why, sizeof(why), "database credential endpoint: %s", e);
         fetch_failed(c, why);
     } else {
-        fetch_succeeded(c, &a);
+        take_answer(c, &a);
     }
 }
 

@@ -61,9 +61,8 @@ static json_t *parse_object(const char *text, size_t len, char *err, size_t errs
     json_error_t je;
     pthread_once(&alloc_once, set_json_allocator);
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        snprintf(err, errsz, "malformed JSON (line %d, column %d): %s", je.line, je.column,
-                 je.text);
+    if (!root) { /* (not jansson's text: it quotes the input near the fault, a secret there) */
+        snprintf(err, errsz, "malformed JSON at line %d, column %d", je.line, je.column);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -105,6 +104,9 @@ static bool take_token(json_t *obj, const char *key, struct token_answer *out, c
     return true;
 }
 
+/* The longest lifetime a token may claim. */
+#define TOKEN_LIFE_MAX_S (10LL * 365 * 86400)
+
 /* Reads an expiry from obj: an RFC 3339 string under key_time, or seconds under expires_in.
  * Neither present: expires stays 0 unless required. */
 static bool take_expiry(json_t *obj, const char *key_time, time_t now, bool required,
@@ -121,7 +123,7 @@ static bool take_expiry(json_t *obj, const char *key_time, time_t now, bool requ
     }
     if (in) {
         if (!json_is_integer(in) || json_integer_value(in) <= 0 ||
-            json_integer_value(in) > 10 * 365 * 86400) {
+            json_integer_value(in) > TOKEN_LIFE_MAX_S) {
             snprintf(err, errsz, "\"expires_in\" is not a positive number of seconds");
             return false;
         }
@@ -309,6 +311,22 @@ bool token_parse_rfc3339(const char *s, time_t *out)
     if (t == (time_t)-1)
         return false;
     *out = t - sign * (oh * 3600 + om * 60);
+    return true;
+}
+
+bool token_expiry_usable(time_t expires, time_t now, char *err, size_t errsz)
+{
+    if (expires && expires <= now) {
+        snprintf(err, errsz,
+                 "the token answered expired %llds ago (is this machine's clock ahead of the "
+                 "token issuer's?)",
+                 (long long)(now - expires));
+        return false;
+    }
+    if (expires && (long long)(expires - now) > TOKEN_LIFE_MAX_S) {
+        snprintf(err, errsz, "the token answered claims to stay valid more than ten years");
+        return false;
+    }
     return true;
 }
 

@@ -53,6 +53,12 @@ void token_http_failure(const char *what, int status, const char *body, size_t l
  * seconds (fractions dropped). false when malformed. */
 bool token_parse_rfc3339(const char *s, time_t *out);
 
+/* Is a token that expires at `expires` (0: not stated) worth installing at `now`? Not when
+ * it has expired already (a clock running ahead of the issuer's, or an issuer's fault: it
+ * would be fetched again every second) nor when it claims more than ten years; err says
+ * which. */
+bool token_expiry_usable(time_t expires, time_t now, char *err, size_t errsz);
+
 /* When to refresh a token obtained at `obtained` that expires at `expires` (0: unknown, then
  * obtained + assumed_lifetime, or never when that is 0 too): once `percent` of its lifetime
  * has passed or `margin_s` before expiry, whichever is earlier; the margin is ignored when it

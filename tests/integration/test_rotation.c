@@ -259,9 +259,19 @@ Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
     static const struct {
         const char *mode, *error;
     } cases[] = {
-        {"badjson", "malformed JSON"}, {"missing", "no \"access_token\""},
-        {"huge", "output exceeds"},    {"slow", "no answer within 1000 ms"},
-        {"empty", "empty output"},     {"crash", "segfault in token helper"}, /* stderr is quoted */
+        {"badjson", "malformed JSON"},
+        {"missing", "no \"access_token\""},
+        {"huge", "output exceeds"},
+        {"slow", "no answer within 1000 ms"},
+        {"empty", "empty output"},
+        {"crash", "segfault in token helper"}, /* stderr is quoted */
+        /* an answer that expired already was installed and fetched again every second, with
+         * no error; one claiming 8,000 years was never refreshed ahead of time */
+        {"expired", "clock ahead"},
+        {"forever", "more than ten years"},
+        /* jansson's message quotes the input near the fault: a secret there reached the log,
+         * the admin console and clients' errors */
+        {"leaky", "malformed JSON at line 1"},
     };
     char modefile[400], cred[800], last[300];
     snprintf(modefile, sizeof(modefile), "%s/mode-%d", env_need("LP_TEST_DIR"), getpid());
@@ -277,6 +287,8 @@ Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
         write_file(modefile, cases[i].mode);
         cr_expect(wait_credential(&px, "carol", 8000, cases[i].error, last, sizeof(last)),
                   "%s: last_error \"%s\", want \"%s\"", cases[i].mode, last, cases[i].error);
+        cr_expect(!strstr(last, "Sup3rS3cret"), "%s: the answer's text is quoted: %s",
+                  cases[i].mode, last);
         char *v = query_value(c, "SELECT count(*) FROM items"); /* the valid token serves on */
         cr_expect_str_eq(v, "1000");
         free(v);

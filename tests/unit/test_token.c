@@ -268,7 +268,7 @@ Test(token, unusable_scim_me_answers_are_clear_errors)
         {"{\"userName\": 7}", "not a string"},
         {"{\"userName\": \"\"}", "empty"},
         {"{\"userName\": \"a\\nb\"}", "control characters"},
-        {"{\"userName\": \"a\\u0000b\"}", "not allowed"}, /* jansson refuses NUL */
+        {"{\"userName\": \"a\\u0000b\"}", "malformed JSON"}, /* jansson refuses NUL */
         {"{\"userName\": \"ana\", \"active\": false}", "not active"},
         {"{\"userName\": \"ana\", \"groups\": {}}", "not an array"},
         {"[1]", "JSON object"},
@@ -319,4 +319,19 @@ Test(token, jwt_expiry_is_read_from_the_payload)
     };
     for (size_t i = 0; i < sizeof(not_jwt) / sizeof(not_jwt[0]); i++)
         cr_expect_not(token_jwt_expiry(not_jwt[i], strlen(not_jwt[i]), &exp), "%s", not_jwt[i]);
+}
+
+/* A review: an answer that had expired already was installed as a success and fetched again
+ * every second; one claiming thousands of years was never refreshed ahead of time. */
+Test(token, expired_or_endless_answers_are_not_usable)
+{
+    char err[200];
+    time_t now = 1800000000;
+    cr_expect(token_expiry_usable(0, now, err, sizeof(err)), "no expiry stated");
+    cr_expect(token_expiry_usable(now + 3600, now, err, sizeof(err)));
+    cr_expect_not(token_expiry_usable(now, now, err, sizeof(err)));
+    cr_expect_not(token_expiry_usable(now - 10, now, err, sizeof(err)));
+    cr_expect(strstr(err, "expired 10s ago") && strstr(err, "clock"), "%s", err);
+    cr_expect_not(token_expiry_usable(now + 11LL * 365 * 86400, now, err, sizeof(err)));
+    cr_expect(strstr(err, "ten years"), "%s", err);
 }
