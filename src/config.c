@@ -657,6 +657,9 @@ static void check_credentials(struct ctx *c, const yaml_node_t *dbnode, const ch
     if (!cr->workspace || strncmp(cr->workspace, "https://", 8) != 0)
         add_error(c, n->start_mark, "%s: provider databricks needs workspace: https://<host>",
                   path);
+    else /* its API paths are appended: "https://host/" would double the slash */
+        for (size_t len = strlen(cr->workspace); len > 8 && cr->workspace[len - 1] == '/';)
+            cr->workspace[--len] = '\0';
     want_one_of(c, n, path, !!cr->client_id + !!cr->client_id_env, "client_id or client_id_env");
     want_one_of(c, n, path, !!cr->client_secret_env + !!cr->client_secret_file,
                 "client_secret_env or client_secret_file");

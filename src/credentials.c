@@ -311,13 +311,10 @@ static char *credential_request_body(const struct cred_config *cr)
                                     (const char *const *)cr->instances.items, cr->instances.n);
 }
 
-/* "https://ws/" + path, without a doubled slash. */
+/* "https://ws" + path (the configuration drops a workspace's trailing slashes). */
 static void workspace_url(const struct cred_config *cr, const char *path, char *out, size_t outsz)
 {
-    size_t n = strlen(cr->workspace);
-    while (n && cr->workspace[n - 1] == '/')
-        n--;
-    snprintf(out, outsz, "%.*s%s", (int)n, cr->workspace, path);
+    snprintf(out, outsz, "%s%s", cr->workspace, path);
 }
 
 static void start_http(struct credential *c, const char *what, struct http_options *o,

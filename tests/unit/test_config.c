@@ -418,7 +418,7 @@ Test(config, credential_providers_load)
                                "  b: {host: h, user: u, credentials: {provider: command,\n"
                                "      command: [databricks, auth, token], timeout_ms: 2000}}\n"
                                "  c:\n    host: h\n    user: sp\n    credentials:\n"
-                               "      provider: databricks\n      workspace: https://ws\n"
+                               "      provider: databricks\n      workspace: https://ws//\n"
                                "      client_id_env: CID\n      client_secret_file: /s\n"
                                "      endpoint: projects/p/branches/b/endpoints/e\n"
                                "      ttl_s: 900\n"
@@ -436,6 +436,8 @@ Test(config, credential_providers_load)
     cr_expect_eq(b->lifetime_s, 3600, "plain command output is assumed to live an hour");
     const struct cred_config *c = &config_find_db(cfg, "c")->cred;
     cr_expect_eq(c->provider, CRED_DATABRICKS);
+    cr_expect_str_eq(c->workspace, "https://ws",
+                     "trailing slashes dropped: API paths are appended to it (token auth too)");
     cr_expect_str_eq(c->endpoint, "projects/p/branches/b/endpoints/e");
     cr_expect_eq(c->ttl_s, 900);
     cr_expect_eq(c->refresh_percent, 80);
