@@ -368,6 +368,15 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
     bool ok = true;
     switch (code) {
     case AUTH_REQ_CLEARTEXT:
+        if (!s->tls && s->pool->db->cred.provider != CRED_STATIC) { /* tls: prefer, stripped by
+                                                                       someone in the middle */
+            set_error(s, "28000",
+                      "the server asked for the credential token in clear text over a "
+                      "connection without TLS: not sent (set the database's tls: require or "
+                      "verify-full)");
+            ok = false;
+            break;
+        }
         proto_password(&b, pw);
         ok = conn_send(s->bev, &b);
         break;

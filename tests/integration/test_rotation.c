@@ -254,6 +254,42 @@ Test(rotation, a_token_file_is_reread_when_it_changes)
     unlink(path);
 }
 
+/* An auth review: the token went to a server that asked for it in clear text whatever the
+ * connection's TLS: under tls: prefer, someone in the middle who declines the SSLRequest and
+ * asks for a cleartext password reads it. A credential token goes in clear text over TLS
+ * only; lp_plain logs in with a cleartext password (pg_hba "password"). */
+Test(rotation, a_token_is_never_sent_in_clear_text_without_tls)
+{
+    char path[400], yaml[2048];
+    snprintf(path, sizeof(path), "%s/plain-token-%d", env_need("LP_TEST_DIR"), getpid());
+    write_file(path, "plain-secret\n");
+    for (int tls = 0; tls < 2; tls++) {
+        int port = free_port();
+        snprintf(yaml, sizeof(yaml),
+                 "listen: {host: 127.0.0.1, port: %d}\n"
+                 "databases:\n"
+                 "  plain:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+                 "    user: lp_plain\n    tls: %s\n"
+                 "    pool: {mode: transaction, size: 1, max_wait_ms: 3000}\n"
+                 "    credentials: {provider: file, path: %s}\n"
+                 "users:\n  carol: {auth: trust}\n",
+                 port, env_need("LP_PGPORT"), tls ? "require" : "disable", path);
+        proxy_start_yaml(&px, port, yaml);
+        if (tls) {
+            PGconn *c = proxy_connect(&px, "carol", "unused", "plain", "connect_timeout=10");
+            cr_assert(PQstatus(c) == CONNECTION_OK, "over TLS: %s", PQerrorMessage(c));
+            EXPECT_QUERY_VALUE(c, "SELECT current_user", "lp_plain", "the token works over TLS");
+            PQfinish(c);
+        } else { /* (raw: the message as it is on the wire) */
+            char state[6], msg[512];
+            cr_expect_not(raw_login(px.port, "carol", NULL, "plain", state, msg, sizeof(msg)));
+            cr_expect(strstr(msg, "without TLS") != NULL, "no TLS: %s %s", state, msg);
+        }
+        proxy_stop(&px);
+    }
+    unlink(path);
+}
+
 Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
 {
     static const struct {
