@@ -544,6 +544,14 @@ static struct credential *live(struct worker *w, const struct db_config *db)
     return find(w, db->name);
 }
 
+bool credentials_steady(struct worker *w, const struct db_config *db)
+{
+    if (db->cred.provider == CRED_STATIC)
+        return true;
+    struct credential *c = live(w, db);
+    return c && c->failures == 0 && credentials_token_valid(c, time(NULL));
+}
+
 enum cred_status credentials_status(struct worker *w, const struct db_config *db, char *why,
                                     size_t whysz)
 {

@@ -62,6 +62,11 @@ void credentials_sync(struct worker *w);
 /* Frees every credential (at exit). */
 void credentials_free_all(struct worker *w);
 
+/* Is database db's credential steady: a static password, or a valid token whose last refresh
+ * did not fail? (Not during a provider outage: servers are then kept rather than replaced.)
+ * No side effects (credentials_status may start a fetch). */
+bool credentials_steady(struct worker *w, const struct db_config *db);
+
 /* Can a server login for db start now? why (for CRED_UNAVAILABLE) names the provider and cause. */
 enum cred_status credentials_status(struct worker *w, const struct db_config *db, char *why,
                                     size_t whysz);

@@ -1271,7 +1271,8 @@ bool server_past_lifetime(const struct server *s, int lifetime_s)
     if (lifetime_s <= 0)
         return false;
     int64_t life_ms = (int64_t)lifetime_s * (1000 - s->jitter_permille);
-    return server_now_ms() - s->created_ms >= life_ms;
+    return server_now_ms() - s->created_ms >= life_ms &&
+           credentials_steady(s->pool->w, s->pool->db);
 }
 
 bool server_is_clean(const struct server *s)

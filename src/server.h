@@ -67,7 +67,10 @@ bool server_ready_to_serve(struct server *s);
 /* Milliseconds of a monotonic clock. */
 int64_t server_now_ms(void);
 
-/* Has s lived past lifetime_s (shortened by its own jitter)? false when lifetime_s is 0. */
+/* Has s lived past lifetime_s (shortened by its own jitter), with a steady credential to log
+ * its replacement in? false when lifetime_s is 0, and during an outage of its database's
+ * token provider (credentials_steady): PostgreSQL checks a token at login only, so s serves
+ * on rather than leave clients without a server once the token expires. */
 bool server_past_lifetime(const struct server *s, int lifetime_s);
 
 /* Does s carry, from its last checkout, exactly the RLS settings that prefix sets? */

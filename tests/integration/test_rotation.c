@@ -145,14 +145,20 @@ static void kill_rot_backends(void)
     usleep(200000);
 }
 
+/* The token provider of start_rotating fails from now on (until fail_flag is removed). */
+static void provider_down(void)
+{
+    FILE *f = fopen(fail_flag, "w");
+    cr_assert(f);
+    fclose(f);
+}
+
 Test(rotation, outage_keeps_service_while_the_token_is_valid_then_fails_clearly_then_resumes)
 {
     start_rotating(3, 6, 2, 0, NULL);
     PGconn *c = connect_rot();
     free(query_value(c, "SELECT 1"));
-    FILE *f = fopen(fail_flag, "w"); /* the provider goes down */
-    cr_assert(f);
-    fclose(f);
+    provider_down();
     for (int i = 0; i < 30; i++) { /* 3 s: refreshes fail, the token is still valid */
         free(query_value(c, "SELECT 1"));
         usleep(100000);
@@ -187,6 +193,38 @@ Test(rotation, outage_keeps_service_while_the_token_is_valid_then_fails_clearly_
             usleep(200000);
     }
     cr_expect(served, "service did not resume within 10 s of the provider's return");
+}
+
+/* An auth review: during an outage of the token provider, servers were still retired at
+ * pool.lifetime_s, and once the last token had expired no replacement could log in: clients
+ * lost service that the open connections could have gone on giving (PostgreSQL checks a
+ * token at login only). A server past its lifetime now serves on while no credential could
+ * log its replacement in, and is replaced once one can. */
+Test(rotation, servers_outlive_their_lifetime_while_no_token_could_replace_them)
+{
+    start_rotating(11, 4, 1, 1, NULL);
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    provider_down();
+    int failed = 0;
+    for (int i = 0; i < 40; i++) { /* 8 s: the token (4 s) expires, lifetimes (1 s) pass */
+        PGresult *r = PQexec(c, "SELECT 1");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK && failed++ == 0)
+            cr_expect(false, "query %d during the outage: %s", i, PQerrorMessage(c));
+        PQclear(r);
+        if (PQstatus(c) != CONNECTION_OK)
+            break;
+        usleep(200000);
+    }
+    cr_expect_eq(failed, 0, "the open server serves on past its lifetime");
+    unlink(fail_flag); /* the provider is back: the old server is replaced */
+    char last[300];
+    cr_expect(wait_credential(&px, "carol", 8000, "", last, sizeof(last)), "%s", last);
+    usleep(1500000);
+    if (PQstatus(c) == CONNECTION_OK)
+        EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "after the outage");
+    cr_expect_geq(file_count_lines(px.log, "lifetime reached"), 1, "replaced once it could be");
+    PQfinish(c);
 }
 
 Test(rotation, a_revoked_password_is_refreshed_once_and_the_client_never_knows)
