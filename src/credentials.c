@@ -105,7 +105,13 @@ static void fetch_succeeded(struct credential *c, struct token_answer *a)
     c->last_error[0] = '\0';
     c->refreshes_ok++;
     bool same = c->token && strcmp(c->token, a->token) == 0;
-    token_free(c->token);
+    if (same || !c->token) {
+        token_free(c->token);
+    } else { /* kept while a server may still refuse the new one (credentials_fall_back) */
+        token_free(c->prev_token);
+        c->prev_token = c->token;
+        c->prev_expires = c->expires;
+    }
     c->token = a->token;
     a->token = NULL;
     c->obtained = now;
@@ -477,6 +483,7 @@ static void credential_free(struct credential *c)
     if (c->notify_ev)
         event_free(c->notify_ev);
     token_free(c->token);
+    token_free(c->prev_token);
     token_free(c->oauth);
     SSL_CTX_free(c->tls);
     free(c);
@@ -607,6 +614,30 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
     }
     start_fetch(c);
     return c->fetching ? CRED_REJECT_WAIT : CRED_REJECT_RETRY;
+}
+
+bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigned generation)
+{
+    struct credential *c = live(w, db);
+    time_t now = time(NULL);
+    if (!c || generation != c->generation || !c->prev_token ||
+        (c->prev_expires && now >= c->prev_expires))
+        return false;
+    char refused[9];
+    snprintf(refused, sizeof(refused), "%s", c->fingerprint);
+    token_free(c->token); /* refused: of no use */
+    c->token = c->prev_token;
+    c->expires = c->prev_expires;
+    c->prev_token = NULL;
+    c->generation++;
+    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
+    log_warning("credentials %s: the server refused the new token %s (28P01): back to token %s "
+                "(%s), a new one asked for in %d s",
+                db->name, refused, c->fingerprint,
+                c->expires ? "valid a while yet" : "no expiry stated", FORCED_REFRESH_GAP_S);
+    if (db->cred.provider != CRED_FILE && !c->fetching)
+        schedule_ms(c, FORCED_REFRESH_GAP_S * 1000LL);
+    return true;
 }
 
 unsigned credentials_generation(struct worker *w, const struct db_config *db)

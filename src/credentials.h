@@ -27,6 +27,8 @@ struct credential {
     const struct db_config *db; /* the entry in the running configuration */
     char *token;                /* current token, NULL before the first success; wiped */
     time_t obtained, expires;   /* expires 0: the provider did not say */
+    char *prev_token;           /* the token before it, while a server may refuse the new one */
+    time_t prev_expires;        /* ... (wiped) */
     time_t refresh_at;          /* next planned refresh, 0 for none */
     unsigned generation;        /* bumped with every new token */
     char fingerprint[9];        /* first 8 hex digits of the token's SHA-256 */
@@ -87,6 +89,12 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
                                       unsigned generation);
 
 /* The generation of db's current token (0 for a static password). */
+/* The server refused token `generation` (28P01), the current one: if the token before it is
+ * still valid (a server may take a new token after a while; Lakebase takes every token until
+ * it expires), it becomes the current one again (a new generation), a refresh is tried again
+ * shortly, and true is returned: the login may be retried at once. */
+bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigned generation);
+
 unsigned credentials_generation(struct worker *w, const struct db_config *db);
 
 /* Does c hold a token that has not expired at now? */

@@ -125,6 +125,7 @@ struct pool {
     char last_error[640];        /* why the last server login failed ("" after a success) */
     bool auth_retry;             /* a 28P01 started a credential refresh and one more login */
     bool auth_retry_waiting;     /* ... and that refresh has not ended yet: no logins meanwhile */
+    bool auth_fell_back;         /* a 28P01 put the previous token back (credentials_fall_back) */
     unsigned rejected_gen;       /* the credential generation the server refused */
     struct event *retry_timer;   /* connect retry after a failure, with backoff */
     struct event *no_cred_timer; /* tells waiters that no valid credential can be had */

@@ -446,6 +446,7 @@ void pool_server_ready(struct server *s)
     struct pool *p = s->pool;
     p->last_error[0] = '\0'; /* the database serves: a timed-out wait is the pool's size */
     p->auth_retry = false;   /* ... and the credential in use works */
+    p->auth_fell_back = false;
     if (p->params.n == 0)
         for (size_t i = 0; i < s->reported.n; i++)
             param_put(&p->params, s->reported.items[i].name, s->reported.items[i].value);
@@ -504,6 +505,11 @@ static void handle_auth_failure(struct pool *p, const char *msg, unsigned genera
         return;
     }
     p->rejected_gen = generation;
+    if (!p->auth_fell_back && credentials_fall_back(p->w, p->db, generation)) {
+        p->auth_fell_back = true; /* once: if the older token is refused too, refresh */
+        retry_in(p, 0);
+        return;
+    }
     switch (credentials_rejected(p->w, p->db, generation)) {
     case CRED_REJECT_RETRY:
         p->auth_retry = true;

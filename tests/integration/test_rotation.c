@@ -227,6 +227,31 @@ Test(rotation, servers_outlive_their_lifetime_while_no_token_could_replace_them)
     PQfinish(c);
 }
 
+/* An auth review: a new token the server refused (one it does not take yet) replaced the
+ * previous one, still valid, and after one forced refresh (refused too) every waiting client
+ * got 28P01. The previous token is put back while it is valid, and a new one asked for. */
+Test(rotation, a_refused_new_token_falls_back_to_the_previous_one)
+{
+    char late[400];
+    snprintf(late, sizeof(late), "%s/mint-late-%d", env_need("LP_TEST_DIR"), getpid());
+    setenv("LP_MINT_LATE", late, 1);
+    start_rotating(12, 8, 1, 0, NULL);
+    unsetenv("LP_MINT_LATE");
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    FILE *f = fopen(late, "w"); /* new tokens are printed but not taken by the server */
+    cr_assert(f);
+    fclose(f);
+    for (int i = 0; i < 100 && file_count_lines(px.log, "new token") < 2; i++)
+        usleep(100000); /* the refresh, at 80% of 8 s */
+    cr_assert_geq(file_count_lines(px.log, "new token"), 2, "no refresh came");
+    kill_rot_backends(); /* the next login tries the new token */
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "served with the previous token");
+    cr_expect_geq(file_count_lines(px.log, "back to token"), 1);
+    PQfinish(c);
+    unlink(late);
+}
+
 Test(rotation, a_revoked_password_is_refreshed_once_and_the_client_never_knows)
 {
     start_rotating(4, 60, 2, 0, NULL);
