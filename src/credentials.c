@@ -518,15 +518,51 @@ static struct credential *credential_new(struct worker *w, const struct db_confi
     return c;
 }
 
+/* A credential whose provider a reload changed: a new one for db, which keeps old's token
+ * while it is valid (as its current token until the new provider answers, else as the
+ * previous one), when the token is for the same user on the same server: a provider that
+ * fails from the start would otherwise leave no token at all. */
+static void replace_credential(struct worker *w, struct credential *old, const struct db_config *db)
+{
+    bool keep = credentials_token_valid(old, time(NULL)) &&
+                config_str_eq(old->db->user, db->user) && config_str_eq(old->db->host, db->host) &&
+                old->db->port == db->port;
+    char *token = keep ? old->token : NULL;
+    time_t obtained = old->obtained, expires = old->expires;
+    if (keep)
+        old->token = NULL;
+    credential_free(old);
+    struct credential *c = credential_new(w, db);
+    if (!c || !token) {
+        token_free(token);
+        return;
+    }
+    if (c->token) { /* the new provider answered at once */
+        token_free(c->prev_token);
+        c->prev_token = token;
+        c->prev_expires = expires;
+        return;
+    }
+    c->token = token;
+    c->obtained = obtained;
+    c->expires = expires;
+    c->generation++;
+    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
+    log_info("credentials %s: the provider changed; token %s serves until the new one answers",
+             db->name, c->fingerprint);
+}
+
 void credentials_sync(struct worker *w)
 {
     struct list *it, *tmp;
-    list_for_each_safe (it, tmp, &w->creds) /* drop or retarget the ones we have */
+    list_for_each_safe (it, tmp, &w->creds) /* drop, retarget or replace the ones we have */
     {
         struct credential *c = list_entry(it, struct credential, node);
         const struct db_config *db = config_find_db(w->cfg, c->db->name);
         if (db && db->cred.provider != CRED_STATIC && config_same_credentials(c->db, db))
             c->db = db;
+        else if (db && db->cred.provider != CRED_STATIC)
+            replace_credential(w, c, db);
         else
             credential_free(c);
     }

@@ -17,9 +17,10 @@
 static struct proxy px;
 static char mint_log[400], fail_flag[400], role[16];
 
-/* Starts lakeproxy on port with a transaction pool "rot" logging in as lp_rot<n> (a role of
- * its own: tests run in parallel); cred is the body of its credentials: mapping. */
-static void start_rot_yaml(int n, int port, int pool_size, int lifetime_s, const char *cred)
+/* The configuration of lakeproxy on port with a transaction pool "rot" logging in as
+ * lp_rot<n> (a role of its own: tests run in parallel); cred is the body of its credentials:
+ * mapping. start_rot_yaml starts lakeproxy with it. */
+static const char *rot_yaml(int n, int port, int pool_size, int lifetime_s, const char *cred)
 {
     static char yaml[4096];
     snprintf(role, sizeof(role), "lp_rot%d", n);
@@ -34,7 +35,12 @@ static void start_rot_yaml(int n, int port, int pool_size, int lifetime_s, const
              "    credentials:\n%s"
              "users:\n  carol: {auth: trust}\n",
              port, env_need("LP_PGPORT"), role, pool_size, lifetime_s, cred);
-    proxy_start_yaml(&px, port, yaml);
+    return yaml;
+}
+
+static void start_rot_yaml(int n, int port, int pool_size, int lifetime_s, const char *cred)
+{
+    proxy_start_yaml(&px, port, rot_yaml(n, port, pool_size, lifetime_s, cred));
 }
 
 /* The rot pool with tokens from mint_token.sh living life_s seconds; extra_cred adds keys. */
@@ -294,14 +300,27 @@ static void set_password(const char *r, const char *pw)
     PQfinish(a);
 }
 
+/* Starts the rot pool of lp_rot<n> (pool_size servers) with the file provider: a file named
+ * name (its path into path) holding token, the role's password. Returns lakeproxy's port. */
+static int start_with_token_file(int n, const char *name, const char *token, int pool_size,
+                                 char *path, size_t pathsz)
+{
+    char cred[600], text[200], r[32];
+    int port = free_port();
+    snprintf(path, pathsz, "%s/%s-%d", env_need("LP_TEST_DIR"), name, getpid());
+    snprintf(text, sizeof(text), "%s\n", token);
+    write_file(path, text);
+    snprintf(r, sizeof(r), "lp_rot%d", n);
+    set_password(r, token);
+    snprintf(cred, sizeof(cred), "      provider: file\n      path: %s\n", path);
+    start_rot_yaml(n, port, pool_size, 0, cred);
+    return port;
+}
+
 Test(rotation, a_token_file_is_reread_when_it_changes)
 {
-    char path[400], cred[600];
-    snprintf(path, sizeof(path), "%s/token-file-%d", env_need("LP_TEST_DIR"), getpid());
-    write_file(path, "first-token-aaaa\n");
-    set_password("lp_rot5", "first-token-aaaa");
-    snprintf(cred, sizeof(cred), "      provider: file\n      path: %s\n", path);
-    start_rot_yaml(5, free_port(), 2, 0, cred);
+    char path[400];
+    start_with_token_file(5, "token-file", "first-token-aaaa", 2, path, sizeof(path));
     PGconn *c = connect_rot();
     free(query_value(c, "SELECT 1"));
     write_file(path, "{\"token\": \"second-token-bbbb\", \"expires_in\": 3600}\n");
@@ -350,6 +369,28 @@ Test(rotation, a_token_is_never_sent_in_clear_text_without_tls)
         }
         proxy_stop(&px);
     }
+    unlink(path);
+}
+
+/* An auth review: a reload that changed a database's credential provider dropped the token in
+ * use at once, so a new provider that failed from the start (a secret file's path mistyped)
+ * left no token, and new server logins failed, though the old token was valid. It serves on
+ * until the new provider answers. */
+Test(rotation, a_reload_to_a_failing_provider_keeps_the_token_in_use)
+{
+    char path[400], cred[600];
+    int port =
+        start_with_token_file(13, "reload-token", "reload-token-cccc", 1, path, sizeof(path));
+    PGconn *c = connect_rot();
+    free(query_value(c, "SELECT 1"));
+    snprintf(cred, sizeof(cred), "      provider: file\n      path: %s.missing\n", path);
+    proxy_reload_yaml(&px, rot_yaml(13, port, 1, 0, cred));
+    char last[300];
+    cr_expect(wait_credential(&px, "carol", 8000, ".missing", last, sizeof(last)),
+              "the new provider's failure is shown: %s", last);
+    kill_rot_backends(); /* the next login needs a token */
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "the token in use serves on");
+    PQfinish(c);
     unlink(path);
 }
 
