@@ -521,3 +521,17 @@ bool mask_datarow(const struct mask_plan *plan, const uint8_t *body, size_t len,
     }
     return true;
 }
+
+int mask_strength(const struct mask_fn *f)
+{
+    switch (f->kind) {
+    case MASK_REDACT:
+    case MASK_NULL:
+    case MASK_FIXED: return 3;
+    case MASK_HASH: return 2;
+    case MASK_PARTIAL:
+    case MASK_EMAIL:
+    case MASK_LAST4: break;
+    }
+    return 1;
+}

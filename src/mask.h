@@ -31,6 +31,11 @@ struct mask_fn {
     char *text;         /* redact, fixed, partial's fill: owned, NULL for the default */
 };
 
+/* How much of a value f hides: 3 for nothing shown (redact, null, fixed), 2 for equality
+ * shown (hash), 1 for parts shown (partial, email, last4). Where several rules reach one
+ * column, the one that hides most applies. */
+int mask_strength(const struct mask_fn *f);
+
 /* Parses spec ("email", "partial(2,2)", "fixed('n/a')", "redact('x')" ...) into out. On
  * failure returns false with err naming what is wrong, and the offset within spec it is at in
  * *at (for file:line:column). Strings are single-quoted, '' for a quote; numbers are 0..1000. */

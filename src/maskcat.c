@@ -430,16 +430,19 @@ static int32_t next_column(const struct catalog *k, int32_t i, uint32_t rel, int
 }
 
 int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
-                   size_t n_rules)
+                   const uint8_t *strength, size_t n_rules)
 {
-    int found = MASKCAT_CLEAN;
+    int found = MASKCAT_CLEAN, best = -1;
     for (int32_t i = next_column(&mc->cur, -1, relid, attnum); i >= 0;
          i = next_column(&mc->cur, i, relid, attnum)) {
-        const struct maskcol *m = &mc->cur.cols[i];
-        if (m->rule >= 0 && (size_t)m->rule < n_rules && applies[m->rule])
-            return m->rule;
-        found = m->rule;
+        int r = mc->cur.cols[i].rule;
+        if (r >= 0 && (size_t)r < n_rules && applies[r] &&
+            (best < 0 || strength[r] > strength[best]))
+            best = r; /* several rules (a table's own, a parent's, a child's): the strongest */
+        found = r;
     }
+    if (best >= 0)
+        return best;
     if (found != MASKCAT_CLEAN)
         return found;
     if (is_tainted(mc, relid))

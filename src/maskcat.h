@@ -43,12 +43,13 @@ bool maskcat_fresh(const struct maskcat *mc);
 /* Starts a read when the last one is older than masking.catalog_refresh_s. */
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
 
-/* The rule index masking column attnum of table (or view) relid: one with applies[rule] set
- * when any of the rules it carries has (n_rules of them), else one of them; or MASKCAT_CLEAN
+/* The rule index masking column attnum of table (or view) relid: of the rules it carries
+ * with applies[rule] set, the one that hides most (strength[rule], mask_strength); when none
+ * applies, one of them (n_rules of them); or MASKCAT_CLEAN
  * / _TAINTED / _UNKNOWN. An unknown OID is remembered: after the next read completes it is
  * known. */
 int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
-                   size_t n_rules);
+                   const uint8_t *strength, size_t n_rules);
 
 /* Names for the masking guard (valid while ready, until the next read completes). */
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n);

@@ -1,6 +1,7 @@
 /* maskrules.c: a client's masking rules from the configuration. */
 #include "maskrules.h"
 #include "fnv.h"
+#include "mask.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -155,10 +156,15 @@ bool maskrules_build(const struct config *cfg, const char *user,
     const struct mask_config *mc = &cfg->masking;
     *m = (struct client_mask){0};
     m->n_rules = mc->n_rules;
-    if (!(m->applies = calloc(mc->n_rules ? mc->n_rules : 1, sizeof(*m->applies))))
+    m->applies = calloc(mc->n_rules ? mc->n_rules : 1, sizeof(*m->applies));
+    m->strength = calloc(mc->n_rules ? mc->n_rules : 1, sizeof(*m->strength));
+    if (!m->applies || !m->strength) {
+        maskrules_free(m);
         return false;
+    }
     for (size_t i = 0; i < mc->n_rules; i++) {
         const struct mask_rule *r = &mc->rules[i];
+        m->strength[i] = (uint8_t)mask_strength(&r->fn);
         if (maskrules_exempt(cfg, r, user, extra_groups))
             continue;
         m->applies[i] = true;
@@ -182,5 +188,6 @@ void maskrules_free(struct client_mask *m)
     free(m->columns);
     free(m->tables);
     free(m->applies);
+    free(m->strength);
     *m = (struct client_mask){0};
 }

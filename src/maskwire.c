@@ -139,8 +139,8 @@ static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, stru
                                                      "column itself, without an expression",
                                                      name)
                                             : RV_PASS;
-    int k =
-        mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.n_rules) : MASKCAT_UNKNOWN;
+    int k = mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.strength, c->mask.n_rules)
+               : MASKCAT_UNKNOWN;
     if (k == MASKCAT_TAINTED)
         return refuse(s,
                       "result column \"%s\" comes from a view that reads masked columns: "
