@@ -26,6 +26,10 @@
 #define RETRY_MAX_MS 60000
 #define FILE_CHECK_MS 1000
 #define FORCED_REFRESH_GAP_S 5
+/* A refused token falls back to the one before it only this soon after it came, and at most
+ * this many times until a new token logs in (credentials_fall_back). */
+#define FALL_BACK_WINDOW_S 300
+#define FALL_BACK_MAX 3
 #define DEMAND_FETCH_GAP_S 1
 #define ANSWER_MAX (1024 * 1024) /* token answers are a few kilobytes */
 #define SECRET_FILE_MAX 4096
@@ -254,9 +258,9 @@ static void check_file(struct credential *c)
     const struct cred_config *cr = &c->db->cred;
     struct stat st;
     char err[300];
-    if (c->token && stat(cr->path, &st) == 0 && st.st_ino == c->file_ino &&
-        st.st_size == c->file_size && st.st_mtim.tv_sec == c->file_mtime.tv_sec &&
-        st.st_mtim.tv_nsec == c->file_mtime.tv_nsec) {
+    if (credentials_token_valid(c, time(NULL)) && stat(cr->path, &st) == 0 &&
+        st.st_ino == c->file_ino && st.st_size == c->file_size &&
+        st.st_mtim.tv_sec == c->file_mtime.tv_sec && st.st_mtim.tv_nsec == c->file_mtime.tv_nsec) {
         c->fetching = false;
         schedule_ms(c, FILE_CHECK_MS);
         return;
@@ -529,10 +533,13 @@ static void replace_credential(struct worker *w, struct credential *old, const s
                 old->db->port == db->port;
     char *token = keep ? old->token : NULL;
     time_t obtained = old->obtained, expires = old->expires;
+    unsigned generation = old->generation;
     if (keep)
         old->token = NULL;
     credential_free(old);
     struct credential *c = credential_new(w, db);
+    if (c) /* numbers the servers and pools hold stay the old credential's */
+        c->generation += generation + 1;
     if (!c || !token) {
         token_free(token);
         return;
@@ -657,8 +664,10 @@ bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigne
     struct credential *c = live(w, db);
     time_t now = time(NULL);
     if (!c || generation != c->generation || !c->prev_token ||
-        (c->prev_expires && now >= c->prev_expires))
+        (c->prev_expires && now >= c->prev_expires) || now - c->obtained > FALL_BACK_WINDOW_S ||
+        c->fallbacks >= FALL_BACK_MAX)
         return false;
+    c->fallbacks++;
     char refused[9];
     snprintf(refused, sizeof(refused), "%s", c->fingerprint);
     token_free(c->token); /* refused: of no use */
@@ -671,9 +680,21 @@ bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigne
                 "(%s), a new one asked for in %d s",
                 db->name, refused, c->fingerprint,
                 c->expires ? "valid a while yet" : "no expiry stated", FORCED_REFRESH_GAP_S);
-    if (db->cred.provider != CRED_FILE && !c->fetching)
+    if (db->cred.provider == CRED_FILE)
+        c->file_size = -1; /* read again, unchanged or not */
+    if (!c->fetching)
         schedule_ms(c, FORCED_REFRESH_GAP_S * 1000LL);
     return true;
+}
+
+void credentials_login_ok(struct worker *w, const struct db_config *db, unsigned generation)
+{
+    struct credential *c = live(w, db);
+    if (!c || generation != c->generation || !c->prev_token)
+        return;
+    token_free(c->prev_token); /* the current token works: no falling back to it */
+    c->prev_token = NULL;
+    c->fallbacks = 0;
 }
 
 unsigned credentials_generation(struct worker *w, const struct db_config *db)

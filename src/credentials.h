@@ -29,6 +29,7 @@ struct credential {
     time_t obtained, expires;   /* expires 0: the provider did not say */
     char *prev_token;           /* the token before it, while a server may refuse the new one */
     time_t prev_expires;        /* ... (wiped) */
+    int fallbacks;              /* to it since a new token last logged in */
     time_t refresh_at;          /* next planned refresh, 0 for none */
     unsigned generation;        /* bumped with every new token */
     char fingerprint[9];        /* first 8 hex digits of the token's SHA-256 */
@@ -89,11 +90,16 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
                                       unsigned generation);
 
 /* The generation of db's current token (0 for a static password). */
-/* The server refused token `generation` (28P01), the current one: if the token before it is
- * still valid (a server may take a new token after a while; Lakebase takes every token until
- * it expires), it becomes the current one again (a new generation), a refresh is tried again
- * shortly, and true is returned: the login may be retried at once. */
+/* The server refused token `generation` (28P01), the current one, which came less than 5
+ * minutes ago: if the token before it is still valid (a server may take a new token after a
+ * while; Lakebase takes every token until it expires), it becomes the current one again (a
+ * new generation), a refresh (a file: a new read) is tried 5 s later, and true is returned:
+ * the login may be retried at once. At most 3 times until a new token logs in. */
 bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigned generation);
+
+/* A server logged in with token `generation`: when it is the current one, the token before it
+ * is no longer needed (wiped). */
+void credentials_login_ok(struct worker *w, const struct db_config *db, unsigned generation);
 
 unsigned credentials_generation(struct worker *w, const struct db_config *db);
 

@@ -438,6 +438,7 @@ static void schedule_hand_out(struct pool *p)
 void pool_server_logged_in(struct server *s)
 {
     s->pool->backoff_ms = 0;
+    credentials_login_ok(s->pool->w, s->pool->db, s->cred_gen);
     pool_server_ready(s);
 }
 
@@ -498,6 +499,10 @@ static void fail_auth(struct pool *p, const char *detail)
  * clients are told; a static password is reported at once. */
 static void handle_auth_failure(struct pool *p, const char *msg, unsigned generation)
 {
+    if (p->auth_fell_back && generation != credentials_generation(p->w, p->db)) {
+        retry_in(p, 0); /* a login begun with the token refused before the fall-back */
+        return;
+    }
     if (p->auth_retry && generation == p->rejected_gen)
         return; /* another login with the same token: the refresh is already under way */
     if (p->auth_retry) {

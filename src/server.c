@@ -485,7 +485,10 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
     }
     bool needs_body = (strchr("ESZ", type) && type) || reading;
     if (!body && needs_body && len > SERVER_CONTROL_MAX) {
-        s->internal_fail = "a reply to the proxy's own query exceeds 64 KiB";
+        s->internal_fail = s->draining_left
+                               ? "a status or error message of a departed client's statements "
+                                 "exceeds 64 KiB"
+                               : "a reply to the proxy's own query exceeds 64 KiB";
         return RV_ERROR;
     }
     if (!body) /* what is not read is dropped as it arrives, whatever its size (a large row of
