@@ -99,7 +99,25 @@ static void notify(struct credential *c, bool ok)
     evtimer_add(c->notify_ev, &now);
 }
 
-/* Installs a new token: the old one is wiped, the next refresh planned. */
+/* Keeps token (expiring at expires) as the one before c's current token, for
+ * credentials_fall_back; an older one is wiped. */
+static void keep_previous(struct credential *c, char *token, time_t expires)
+{
+    token_free(c->prev_token);
+    c->prev_token = token;
+    c->prev_expires = expires;
+}
+
+/* Makes token (expiring at expires) c's current one, a new generation. */
+static void make_current(struct credential *c, char *token, time_t expires)
+{
+    c->token = token;
+    c->expires = expires;
+    c->generation++;
+    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
+}
+
+/* Installs a new token: the old one is kept as the previous one, the next refresh planned. */
 static void fetch_succeeded(struct credential *c, struct token_answer *a)
 {
     time_t now = time(NULL);
@@ -109,13 +127,10 @@ static void fetch_succeeded(struct credential *c, struct token_answer *a)
     c->last_error[0] = '\0';
     c->refreshes_ok++;
     bool same = c->token && strcmp(c->token, a->token) == 0;
-    if (same || !c->token) {
+    if (same || !c->token)
         token_free(c->token);
-    } else { /* kept while a server may still refuse the new one (credentials_fall_back) */
-        token_free(c->prev_token);
-        c->prev_token = c->token;
-        c->prev_expires = c->expires;
-    }
+    else /* while a server may still refuse the new one */
+        keep_previous(c, c->token, c->expires);
     c->token = a->token;
     a->token = NULL;
     c->obtained = now;
@@ -545,16 +560,11 @@ static void replace_credential(struct worker *w, struct credential *old, const s
         return;
     }
     if (c->token) { /* the new provider answered at once */
-        token_free(c->prev_token);
-        c->prev_token = token;
-        c->prev_expires = expires;
+        keep_previous(c, token, expires);
         return;
     }
-    c->token = token;
+    make_current(c, token, expires);
     c->obtained = obtained;
-    c->expires = expires;
-    c->generation++;
-    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
     log_info("credentials %s: the provider changed; token %s serves until the new one answers",
              db->name, c->fingerprint);
 }
@@ -671,11 +681,8 @@ bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigne
     char refused[9];
     snprintf(refused, sizeof(refused), "%s", c->fingerprint);
     token_free(c->token); /* refused: of no use */
-    c->token = c->prev_token;
-    c->expires = c->prev_expires;
+    make_current(c, c->prev_token, c->prev_expires);
     c->prev_token = NULL;
-    c->generation++;
-    token_fingerprint(c->token, strlen(c->token), c->fingerprint);
     log_warning("credentials %s: the server refused the new token %s (28P01): back to token %s "
                 "(%s), a new one asked for in %d s",
                 db->name, refused, c->fingerprint,

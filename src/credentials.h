@@ -89,7 +89,6 @@ enum cred_reject {
 enum cred_reject credentials_rejected(struct worker *w, const struct db_config *db,
                                       unsigned generation);
 
-/* The generation of db's current token (0 for a static password). */
 /* The server refused token `generation` (28P01), the current one, which came less than 5
  * minutes ago: if the token before it is still valid (a server may take a new token after a
  * while; Lakebase takes every token until it expires), it becomes the current one again (a
@@ -101,6 +100,7 @@ bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigne
  * is no longer needed (wiped). */
 void credentials_login_ok(struct worker *w, const struct db_config *db, unsigned generation);
 
+/* The generation of db's current token (0 for a static password). */
 unsigned credentials_generation(struct worker *w, const struct db_config *db);
 
 /* Does c hold a token that has not expired at now? */
