@@ -1057,6 +1057,18 @@ static void load_hash_key(struct ctx *c, const yaml_node_t *map, struct mask_con
     OPENSSL_cleanse(buf, sizeof(buf));
 }
 
+/* Sets rule i's strength and the first of rules[0..i] that masks alike (same_as). */
+static void rank_mask_rule(struct mask_rule *rules, size_t i)
+{
+    rules[i].strength = (uint8_t)mask_strength(&rules[i].fn);
+    rules[i].same_as = (uint32_t)i;
+    for (size_t j = 0; j < i; j++)
+        if (mask_fn_same(&rules[j].fn, &rules[i].fn)) {
+            rules[i].same_as = (uint32_t)j;
+            break;
+        }
+}
+
 /* masking: its rules, and the hash key when a rule needs one. */
 static void load_masking(struct ctx *c, const yaml_node_t *map, struct config *cfg)
 {
@@ -1080,6 +1092,7 @@ static void load_masking(struct ctx *c, const yaml_node_t *map, struct config *c
         snprintf(path, sizeof(path), "masking.rules[%zu]", i);
         load_mask_rule(c, node(c, rules->data.sequence.items.start[i]), path, &m->rules[i]);
         needs_key |= m->rules[i].fn.kind == MASK_HASH;
+        rank_mask_rule(m->rules, i);
         m->n_rules++;
     }
     m->enabled = m->n_rules > 0;

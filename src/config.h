@@ -177,6 +177,8 @@ struct auth_query_config {
 struct mask_rule {
     char *schema, *table, *column;    /* column: "schema.table.column" */
     struct mask_fn fn;                /* function: see mask.h */
+    uint8_t strength;                 /* mask_strength(&fn) */
+    uint32_t same_as;                 /* the first rule whose function masks alike */
     struct string_list unless_users;  /* unless.users: exempt users */
     struct string_list unless_groups; /* unless.groups: members of these groups are exempt */
     struct string_list unless_roles;  /* unless.roles: users (or their groups) with this role */

@@ -527,11 +527,18 @@ int mask_strength(const struct mask_fn *f)
     switch (f->kind) {
     case MASK_REDACT:
     case MASK_NULL:
-    case MASK_FIXED: return 3;
+    case MASK_FIXED: return MASK_STRENGTH_ALL;
     case MASK_HASH: return 2;
     case MASK_PARTIAL:
     case MASK_EMAIL:
     case MASK_LAST4: break;
     }
     return 1;
+}
+
+bool mask_fn_same(const struct mask_fn *a, const struct mask_fn *b)
+{
+    if (a->kind != b->kind || a->prefix != b->prefix || a->suffix != b->suffix)
+        return false;
+    return a->text == b->text || (a->text && b->text && strcmp(a->text, b->text) == 0);
 }

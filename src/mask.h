@@ -34,7 +34,10 @@ struct mask_fn {
 /* How much of a value f hides: 3 for nothing shown (redact, null, fixed), 2 for equality
  * shown (hash), 1 for parts shown (partial, email, last4). Where several rules reach one
  * column, the one that hides most applies. */
+#define MASK_STRENGTH_ALL 3
 int mask_strength(const struct mask_fn *f);
+/* Do a and b mask every value alike (same kind, numbers and text)? */
+bool mask_fn_same(const struct mask_fn *a, const struct mask_fn *b);
 
 /* Parses spec ("email", "partial(2,2)", "fixed('n/a')", "redact('x')" ...) into out. On
  * failure returns false with err naming what is wrong, and the offset within spec it is at in

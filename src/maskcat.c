@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "config.h"
 #include "credentials.h"
 #include "fnv.h"
 #include "log.h"
@@ -430,17 +431,23 @@ static int32_t next_column(const struct catalog *k, int32_t i, uint32_t rel, int
 }
 
 int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
-                   const uint8_t *strength, size_t n_rules)
+                   const struct mask_rule *rules, size_t n_rules)
 {
     int found = MASKCAT_CLEAN, best = -1;
+    bool mixed = false; /* applying rules that mask differently */
     for (int32_t i = next_column(&mc->cur, -1, relid, attnum); i >= 0;
          i = next_column(&mc->cur, i, relid, attnum)) {
         int r = mc->cur.cols[i].rule;
-        if (r >= 0 && (size_t)r < n_rules && applies[r] &&
-            (best < 0 || strength[r] > strength[best]))
-            best = r; /* several rules (a table's own, a parent's, a child's): the strongest */
         found = r;
+        if (r < 0 || (size_t)r >= n_rules || !applies[r])
+            continue;
+        /* several rules (a table's own, a parent's, a child's): the strongest */
+        mixed |= best >= 0 && rules[r].same_as != rules[best].same_as;
+        if (best < 0 || rules[r].strength > rules[best].strength)
+            best = r;
     }
+    if (best >= 0 && mixed && rules[best].strength < MASK_STRENGTH_ALL)
+        return MASKCAT_REDACT;
     if (best >= 0)
         return best;
     if (found != MASKCAT_CLEAN)

@@ -21,8 +21,10 @@
 #define MASKCAT_CLEAN (-1)   /* not masked */
 #define MASKCAT_TAINTED (-2) /* a column of a view that reads masked columns, refused */
 #define MASKCAT_UNKNOWN (-3) /* a table OID not known: wait for maskcat_refresh */
+#define MASKCAT_REDACT (-4)  /* several applying rules that show different parts: redact it */
 
 struct maskcat;
+struct mask_rule;
 
 /* The entry for database entry db (created empty when absent); NULL when out of memory. */
 struct maskcat *maskcat_for(struct worker *w, const char *db);
@@ -43,13 +45,14 @@ bool maskcat_fresh(const struct maskcat *mc);
 /* Starts a read when the last one is older than masking.catalog_refresh_s. */
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
 
-/* The rule index masking column attnum of table (or view) relid: of the rules it carries
- * with applies[rule] set, the one that hides most (strength[rule], mask_strength); when none
- * applies, one of them (n_rules of them); or MASKCAT_CLEAN
- * / _TAINTED / _UNKNOWN. An unknown OID is remembered: after the next read completes it is
- * known. */
+/* The rule index masking column attnum of table (or view) relid: of the rules (n_rules of
+ * them) it carries with applies[rule] set, the one that hides most (mask_rule.strength); when
+ * none applies, one of them; MASKCAT_REDACT when the applying rules mask differently and
+ * none hides the whole value (email and last4 each show a part: together they would show
+ * more than either); or MASKCAT_CLEAN / _TAINTED / _UNKNOWN. An unknown OID is remembered:
+ * after the next read completes it is known. */
 int maskcat_column(struct maskcat *mc, uint32_t relid, int16_t attnum, const bool *applies,
-                   const uint8_t *strength, size_t n_rules);
+                   const struct mask_rule *rules, size_t n_rules);
 
 /* Names for the masking guard (valid while ready, until the next read completes). */
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n);

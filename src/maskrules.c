@@ -157,14 +157,12 @@ bool maskrules_build(const struct config *cfg, const char *user,
     *m = (struct client_mask){0};
     m->n_rules = mc->n_rules;
     m->applies = calloc(mc->n_rules ? mc->n_rules : 1, sizeof(*m->applies));
-    m->strength = calloc(mc->n_rules ? mc->n_rules : 1, sizeof(*m->strength));
-    if (!m->applies || !m->strength) {
+    if (!m->applies) {
         maskrules_free(m);
         return false;
     }
     for (size_t i = 0; i < mc->n_rules; i++) {
         const struct mask_rule *r = &mc->rules[i];
-        m->strength[i] = (uint8_t)mask_strength(&r->fn);
         if (maskrules_exempt(cfg, r, user, extra_groups))
             continue;
         m->applies[i] = true;
@@ -188,6 +186,5 @@ void maskrules_free(struct client_mask *m)
     free(m->columns);
     free(m->tables);
     free(m->applies);
-    free(m->strength);
     *m = (struct client_mask){0};
 }

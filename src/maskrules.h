@@ -12,8 +12,7 @@
 
 /* The rules that mask results for one user under one configuration. */
 struct client_mask {
-    bool *applies;     /* per rule of cfg->masking.rules: not exempt */
-    uint8_t *strength; /* ... and how much it hides (mask_strength) */
+    bool *applies; /* per rule of cfg->masking.rules: not exempt */
     size_t n_rules, n_applied;
     char **columns; /* distinct lower-case bare column names of the applying rules */
     size_t n_columns;

@@ -79,11 +79,11 @@ static bool plan_room(struct server *s, uint16_t n)
 }
 
 /* Masks column i of the plan with rule k's function (a copy: a reload may free the rule). */
-static bool plan_mask(struct server *s, uint16_t i, int k, uint32_t type_oid, int16_t format)
+static bool plan_mask(struct server *s, uint16_t i, const struct mask_fn *fn, uint32_t type_oid,
+                      int16_t format)
 {
-    const struct mask_config *m = &s->pool->w->cfg->masking;
     struct mask_fn *f = &s->mplan_fns[i];
-    *f = m->rules[k].fn;
+    *f = *fn;
     if (f->text && !(f->text = strdup(f->text)))
         return false;
     s->mplan.cols[i] = (struct mask_col){f, mask_type_class(type_oid), format};
@@ -139,7 +139,8 @@ static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, stru
                                                      "column itself, without an expression",
                                                      name)
                                             : RV_PASS;
-    int k = mc ? maskcat_column(mc, rel, attnum, c->mask.applies, c->mask.strength, c->mask.n_rules)
+    const struct mask_config *m = &s->pool->w->cfg->masking;
+    int k = mc ? maskcat_column(mc, rel, attnum, c->mask.applies, m->rules, c->mask.n_rules)
                : MASKCAT_UNKNOWN;
     if (k == MASKCAT_TAINTED)
         return refuse(s,
@@ -154,8 +155,12 @@ static enum relay_verdict plan_column(struct server *s, struct maskcat *mc, stru
                           name);
         return RV_WAIT;
     }
+    if (k == MASKCAT_REDACT) {
+        static const struct mask_fn redact = {MASK_REDACT, 0, 0, NULL};
+        return plan_mask(s, i, &redact, type_oid, format) ? RV_PASS : RV_ERROR;
+    }
     if (k >= 0 && (size_t)k < c->mask.n_rules && c->mask.applies[k])
-        return plan_mask(s, i, k, type_oid, format) ? RV_PASS : RV_ERROR;
+        return plan_mask(s, i, &m->rules[k].fn, type_oid, format) ? RV_PASS : RV_ERROR;
     return RV_PASS;
 }
 

@@ -77,7 +77,14 @@ CREATE TABLE notes (id int, body text);
 CREATE TABLE vip_notes () INHERITS (notes);
 INSERT INTO vip_notes VALUES (7, 'a secret note');
 CREATE VIEW accounts_all AS SELECT * FROM accounts;
-GRANT SELECT ON accounts, accounts_eu, accounts_us, accounts_all, notes, vip_notes TO PUBLIC;
+-- rules that each show a different part (email on the parent, last4 on the child) reach
+-- one column together: it is redacted whole
+CREATE TABLE contacts (id int, addr text);
+CREATE TABLE vip_contacts () INHERITS (contacts);
+INSERT INTO contacts VALUES (1, 'plain@example.com');
+INSERT INTO vip_contacts VALUES (2, 'boss@secret-domain.example');
+GRANT SELECT ON accounts, accounts_eu, accounts_us, accounts_all, notes, vip_notes, contacts,
+    vip_contacts TO PUBLIC;
 CREATE TABLE scratch (v text);
 GRANT SELECT, INSERT, UPDATE, DELETE ON customers, vip_customers, scratch TO PUBLIC;
 GRANT SELECT ON customer_contacts, customer_names, item_contacts TO PUBLIC;
