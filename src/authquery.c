@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "credentials.h"
 #include "list.h"
 #include "log.h"
 #include "sidequery.h"
@@ -67,20 +66,6 @@ static void on_result(void *arg, const PGresult *r, const char *err)
     }
 }
 
-/* auth_query.password, else the look-up database's own (possibly rotating) credential when
- * the look-up logs in as that database's user. */
-static const char *auth_query_password(struct worker *w, const struct auth_query_config *aq,
-                                       const struct db_config *db)
-{
-    unsigned gen;
-    const char *pw = NULL;
-    if (aq->password)
-        return aq->password;
-    if (strcmp(aq->user, db->user) == 0)
-        pw = credentials_current(w, db, &gen);
-    return pw ? pw : "";
-}
-
 /* Starts a's side query (taking a turn); false with err when it cannot. */
 static bool run(struct authq *a, char *err, size_t errsz)
 {
@@ -88,8 +73,10 @@ static bool run(struct authq *a, char *err, size_t errsz)
     const struct auth_query_config *aq = &w->cfg->auth_query;
     const struct db_config *db = config_find_db(w->cfg, aq->database);
     const char *params[1] = {a->c->user};
-    struct sidequery_login login = {aq->user, auth_query_password(w, aq, db),
-                                    "lakeproxy auth_query", NULL};
+    /* auth_query.password, else the look-up database's own (possibly rotating) credential
+     * when the look-up logs in as that database's user */
+    struct sidequery_login login = {aq->user, aq->password, "lakeproxy auth_query", NULL,
+                                    !aq->password && db && strcmp(aq->user, db->user) == 0};
     a->q = sidequery_start(w, db, &login, aq->query, 1, params, on_result, a, err, errsz);
     if (a->q)
         w->authq_running++;

@@ -30,8 +30,35 @@ struct command {
     void *arg;
 };
 
+extern char **environ;
+
+/* Is entry ("NAME=value") one of the variables named in hide? */
+static bool hidden(const char *entry, const char *const *hide)
+{
+    size_t n = strcspn(entry, "=");
+    for (; hide && *hide; hide++)
+        if (strlen(*hide) == n && strncmp(entry, *hide, n) == 0)
+            return true;
+    return false;
+}
+
+/* A copy of the environment's pointers without the hidden variables (free the array only).
+ * Built before fork: the child of a threaded process should not allocate. */
+static char **env_without(const char *const *hide)
+{
+    size_t n = 0, k = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 1, sizeof(*env));
+    for (size_t i = 0; env && i < n; i++)
+        if (!hidden(environ[i], hide))
+            env[k++] = environ[i];
+    return env;
+}
+
 /* The child: wire the pipes, leave the parent's descriptors behind, exec. */
-static void child_exec(char *const *argv, const char *shell, int out_fd, int err_fd)
+static void child_exec(char *const *argv, const char *shell, char *const *env, int out_fd,
+                       int err_fd)
 {
     setpgid(0, 0);
     signal(SIGPIPE, SIG_DFL);
@@ -40,9 +67,9 @@ static void child_exec(char *const *argv, const char *shell, int out_fd, int err
         _exit(126);
     closefrom(3);
     if (shell)
-        execl("/bin/sh", "sh", "-c", shell, (char *)NULL);
+        execve("/bin/sh", (char *const[]){"sh", "-c", (char *)shell, NULL}, env);
     else
-        execvp(argv[0], argv);
+        execvpe(argv[0], argv, env);
     dprintf(2, "cannot run %s: %s\n", shell ? "/bin/sh" : argv[0], strerror(errno));
     _exit(127);
 }
@@ -189,16 +216,19 @@ static bool watch(struct command *c, int out_fd, int err_fd)
 }
 
 struct command *command_start(struct event_base *base, char *const *argv, const char *shell,
-                              int timeout_ms, size_t max_out, command_done_fn done, void *arg,
-                              char *err, size_t errsz)
+                              const char *const *hide, int timeout_ms, size_t max_out,
+                              command_done_fn done, void *arg, char *err, size_t errsz)
 {
     int op[2], ep[2];
     struct command *c = calloc(1, sizeof(*c));
+    char **env = env_without(hide);
     if (c)
         c->out = malloc(max_out ? max_out : 1);
-    if (!c || !c->out) {
+    if (!c || !c->out || !env) {
         if (c)
-            free(c);
+            free(c->out);
+        free(c);
+        free(env);
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
@@ -206,6 +236,7 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
         snprintf(err, errsz, "pipe: %s", strerror(errno));
         free(c->out);
         free(c);
+        free(env);
         return NULL;
     }
     if (pipe2(ep, O_CLOEXEC) != 0) {
@@ -214,6 +245,7 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
         close(op[1]);
         free(c->out);
         free(c);
+        free(env);
         return NULL;
     }
     *c = (struct command){.base = base,
@@ -224,7 +256,8 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
                           .arg = arg};
     c->pid = fork();
     if (c->pid == 0)
-        child_exec(argv, shell, op[1], ep[1]);
+        child_exec(argv, shell, env, op[1], ep[1]);
+    free(env);
     close(op[1]);
     close(ep[1]);
     if (c->pid < 0) {

@@ -14,10 +14,12 @@ struct command;
 typedef void (*command_done_fn)(void *arg, int ok, const char *out, size_t len, const char *err);
 
 /* Starts argv (argv[0] looked up in PATH, no shell), or with shell != NULL "/bin/sh -c shell".
- * stdin is /dev/null. NULL with err filled when it cannot start. */
+ * stdin is /dev/null; the environment is the proxy's without the variables named in hide
+ * (NULL-terminated, may be NULL): secrets the command has no business with. NULL with err
+ * filled when it cannot start. */
 struct command *command_start(struct event_base *base, char *const *argv, const char *shell,
-                              int timeout_ms, size_t max_out, command_done_fn done, void *arg,
-                              char *err, size_t errsz);
+                              const char *const *hide, int timeout_ms, size_t max_out,
+                              command_done_fn done, void *arg, char *err, size_t errsz);
 
 /* Kills a running command and reaps it; done is never called. */
 void command_cancel(struct command *c);

@@ -218,23 +218,40 @@ static void command_done(void *arg, int ok, const char *out, size_t len, const c
     take_output(c, out, len);
 }
 
+/* The environment variables the configuration names as holding secrets (every database's
+ * client_secret_env, masking.hash_key_env): a command is run without them. NULL-terminated;
+ * free the array only. */
+static const char **secret_env_names(const struct config *cfg)
+{
+    const char **names = calloc(cfg->n_dbs + 2, sizeof(*names));
+    size_t n = 0;
+    for (size_t i = 0; names && i < cfg->n_dbs; i++)
+        if (cfg->dbs[i].cred.client_secret_env)
+            names[n++] = cfg->dbs[i].cred.client_secret_env;
+    if (names && cfg->masking.hash_key_env)
+        names[n++] = cfg->masking.hash_key_env;
+    return names;
+}
+
 static void fetch_command(struct credential *c)
 {
     const struct cred_config *cr = &c->db->cred;
     char err[256], why[300];
     char **argv = NULL;
+    const char **hide = secret_env_names(c->w->cfg);
     if (!cr->shell) {
         argv = calloc(cr->command.n + 1, sizeof(char *));
         if (argv)
             memcpy(argv, cr->command.items, cr->command.n * sizeof(char *));
     }
-    c->cmd = (cr->shell || argv)
-                 ? command_start(c->w->base, argv, cr->shell, cr->timeout_ms, TOKEN_MAX_LEN + 4096,
-                                 command_done, c, err, sizeof(err))
-                 : NULL;
+    bool made = (cr->shell || argv) && hide;
+    c->cmd = made ? command_start(c->w->base, argv, cr->shell, hide, cr->timeout_ms,
+                                  TOKEN_MAX_LEN + 4096, command_done, c, err, sizeof(err))
+                  : NULL;
     free(argv);
+    free(hide);
     if (!c->cmd) {
-        snprintf(why, sizeof(why), "cannot start the command: %s", argv ? err : "out of memory");
+        snprintf(why, sizeof(why), "cannot start the command: %s", made ? err : "out of memory");
         fetch_failed(c, why);
     }
 }

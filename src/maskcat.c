@@ -8,7 +8,6 @@
 
 #include "client.h"
 #include "config.h"
-#include "credentials.h"
 #include "fnv.h"
 #include "log.h"
 #include "masksql.h"
@@ -822,10 +821,8 @@ static bool describe_views(struct maskcat *mc)
         sqls[n++] = k->cands[i].definition;
     }
     char err[300] = "out of memory";
-    unsigned gen;
-    struct sidequery_login login = {db ? db->user : NULL,
-                                    db ? credentials_current(mc->w, db, &gen) : NULL,
-                                    "lakeproxy masking", CATALOG_OPTIONS};
+    struct sidequery_login login = {db ? db->user : NULL, NULL, "lakeproxy masking",
+                                    CATALOG_OPTIONS, true};
     if (n > 0 && db)
         mc->q = sidequery_describe(mc->w, db, &login, sqls, n, on_view_described,
                                    on_views_described, mc, err, sizeof(err));
@@ -922,7 +919,6 @@ static void start_read(struct maskcat *mc)
     cap += 1024; /* the guard's name lists ($4, $5) */
     char *arr[5] = {calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap)};
     char err[300] = "out of memory";
-    unsigned gen;
     mc->read_at = time(NULL);
     if (db && arr[0] && arr[1] && arr[2] && arr[3] && arr[4]) {
         for (size_t i = 0; i < m->n_rules; i++) {
@@ -935,8 +931,7 @@ static void start_read(struct maskcat *mc)
         guard_names_array(masksql_table_readers, arr[3], cap);
         guard_names_array(masksql_stats_relations, arr[4], cap);
         const char *params[5] = {arr[0], arr[1], arr[2], arr[3], arr[4]};
-        struct sidequery_login login = {db->user, credentials_current(w, db, &gen),
-                                        "lakeproxy masking", CATALOG_OPTIONS};
+        struct sidequery_login login = {db->user, NULL, "lakeproxy masking", CATALOG_OPTIONS, true};
         mc->q =
             sidequery_start(w, db, &login, catalog_sql, 5, params, on_read, mc, err, sizeof(err));
     }

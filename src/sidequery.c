@@ -5,7 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "credentials.h"
+#include "monotime.h"
+#include "worker.h"
+
 #define SIDEQUERY_MAX_PARAMS 8
+/* While a rotating credential's first token is on its way, it is looked for this often. */
+#define CRED_POLL_MS 50
 
 /* What the connection is doing: connecting, waiting for the query's result, or for the
  * Prepare or the Describe of statement `at` (describe mode). */
@@ -23,6 +30,10 @@ struct sidequery {
     char **stmts; /* describe mode: the statements, n_stmts of them, the next at `at` */
     int n_stmts, at;
     PGresult *result; /* the first result of the command in flight */
+    char *db_name, *user, *password, *appname, *options; /* the login, kept until connected */
+    bool db_credential;       /* log in with the database's credential (sidequery_login) */
+    struct event *cred_timer; /* ... looking for it while its first token is on its way */
+    long long cred_deadline_us;
     sidequery_done_fn done;
     sidequery_each_fn each;
     void *arg;
@@ -36,6 +47,15 @@ void sidequery_cancel(struct sidequery *q)
         event_free(q->ev);
     if (q->timeout)
         event_free(q->timeout);
+    if (q->cred_timer)
+        event_free(q->cred_timer);
+    if (q->password)
+        explicit_bzero(q->password, strlen(q->password));
+    free(q->password);
+    free(q->db_name);
+    free(q->user);
+    free(q->appname);
+    free(q->options);
     if (q->conn)
         PQfinish(q->conn);
     for (int i = 0; i < q->nparams; i++) {
@@ -234,13 +254,36 @@ static bool keep_statements(struct sidequery *q, const char *const *sqls, int n)
     return true;
 }
 
-/* A look-up with its connection started (q->each and the statement still to be kept); NULL
+/* A look-up not yet connected, its login kept (the caller's may not outlive the call); NULL
  * when out of memory. */
-static struct sidequery *connect_start(struct worker *w, const struct db_config *db,
-                                       const struct sidequery_login *login, sidequery_done_fn done,
-                                       void *arg)
+static struct sidequery *new_query(struct worker *w, const struct db_config *db,
+                                   const struct sidequery_login *login, sidequery_done_fn done,
+                                   void *arg)
+{
+    struct sidequery *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    *q = (struct sidequery){.w = w, .done = done, .arg = arg};
+    q->db_credential = login->db_credential;
+    q->db_name = strdup(db->name);
+    q->user = strdup(login->user ? login->user : "");
+    q->password = strdup(login->password ? login->password : "");
+    q->appname = strdup(login->appname ? login->appname : "");
+    q->options = strdup(login->options ? login->options : "");
+    q->timeout = evtimer_new(w->base, on_timeout, q);
+    if (!q->db_name || !q->user || !q->password || !q->appname || !q->options || !q->timeout) {
+        sidequery_cancel(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* Starts connecting q to db's server; false with err filled when it cannot. */
+static bool connect_now(struct sidequery *q, const struct db_config *db, char *err, size_t errsz)
 {
     char port[16], timeout[16];
+    unsigned gen;
+    const char *password = q->db_credential ? credentials_current(q->w, db, &gen) : q->password;
     snprintf(port, sizeof(port), "%d", db->port);
     snprintf(timeout, sizeof(timeout), "%d", (db->pool.connect_timeout_ms + 999) / 1000);
     const char *keys[] = {"host",
@@ -257,33 +300,78 @@ static struct sidequery *connect_start(struct worker *w, const struct db_config 
     const char *vals[] = {db->host,
                           port,
                           db->dbname,
-                          login->user,
+                          q->user,
                           sslmode_name(db->tls),
                           db->ca_file ? db->ca_file : "",
                           timeout,
-                          login->appname,
-                          login->password ? login->password : "",
-                          login->options ? login->options : "",
+                          q->appname,
+                          password ? password : "",
+                          q->options,
                           NULL};
-    struct sidequery *q = calloc(1, sizeof(*q));
-    if (!q)
-        return NULL;
-    q->w = w;
-    q->done = done;
-    q->arg = arg;
+    q->phase = SQ_CONNECTING;
     q->conn = PQconnectStartParams(keys, vals, 0);
-    q->timeout = evtimer_new(w->base, on_timeout, q);
     q->timeout_tv = (struct timeval){db->pool.connect_timeout_ms / 1000 + 5, 0};
-    return q;
-}
-
-/* Starts waiting for the connection of q (kept); NULL with err filled when it cannot. */
-static struct sidequery *connect_wait(struct sidequery *q, bool kept, char *err, size_t errsz)
-{
-    if (!q || !kept || !q->conn || PQstatus(q->conn) == CONNECTION_BAD || !q->timeout ||
+    if (!q->conn || PQstatus(q->conn) == CONNECTION_BAD ||
         evtimer_add(q->timeout, &q->timeout_tv) != 0 || !wait_for(q, EV_WRITE)) {
         snprintf(err, errsz, "cannot connect: %s",
-                 q && q->conn ? PQerrorMessage(q->conn) : "out of memory");
+                 q->conn ? PQerrorMessage(q->conn) : "out of memory");
+        return false;
+    }
+    return true;
+}
+
+static void cred_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Connects now, or once db's credential has a token when its first one is on its way (a
+ * rotating credential just after start or a reload); false with err when it cannot. */
+static bool begin(struct sidequery *q, const struct db_config *db, char *err, size_t errsz)
+{
+    char why[600];
+    if (!q->db_credential)
+        return connect_now(q, db, err, errsz);
+    switch (credentials_status(q->w, db, why, sizeof(why))) {
+    case CRED_READY: return connect_now(q, db, err, errsz);
+    case CRED_UNAVAILABLE: snprintf(err, errsz, "%s", why); return false;
+    case CRED_PENDING: break;
+    }
+    struct timeval tv = {0, CRED_POLL_MS * 1000};
+    if (!q->cred_deadline_us)
+        q->cred_deadline_us = monotime_us() + (long long)db->cred.timeout_ms * 1000 + 1000000;
+    if (monotime_us() > q->cred_deadline_us) {
+        snprintf(err, errsz, "timed out waiting for database \"%s\"'s credential", db->name);
+        return false;
+    }
+    if ((!q->cred_timer && !(q->cred_timer = evtimer_new(q->w->base, cred_cb, q))) ||
+        evtimer_add(q->cred_timer, &tv) != 0) {
+        snprintf(err, errsz, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+static void cred_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sidequery *q = arg;
+    char err[700];
+    const struct db_config *db = config_find_db(q->w->cfg, q->db_name);
+    if (!db)
+        finish(q, NULL, "the database was removed from the configuration");
+    else if (!begin(q, db, err, sizeof(err)))
+        finish(q, NULL, err);
+}
+
+/* Starts q (kept: its statements were copied); NULL with err filled when it cannot. */
+static struct sidequery *started(struct sidequery *q, const struct db_config *db, bool kept,
+                                 char *err, size_t errsz)
+{
+    if (!q || !kept) {
+        snprintf(err, errsz, "out of memory");
+        sidequery_cancel(q);
+        return NULL;
+    }
+    if (!begin(q, db, err, errsz)) {
         sidequery_cancel(q);
         return NULL;
     }
@@ -295,8 +383,8 @@ struct sidequery *sidequery_start(struct worker *w, const struct db_config *db,
                                   const char *const *params, sidequery_done_fn done, void *arg,
                                   char *err, size_t errsz)
 {
-    struct sidequery *q = connect_start(w, db, login, done, arg);
-    return connect_wait(q, q && keep_query(q, sql, nparams, params), err, errsz);
+    struct sidequery *q = new_query(w, db, login, done, arg);
+    return started(q, db, q && keep_query(q, sql, nparams, params), err, errsz);
 }
 
 struct sidequery *sidequery_describe(struct worker *w, const struct db_config *db,
@@ -304,8 +392,8 @@ struct sidequery *sidequery_describe(struct worker *w, const struct db_config *d
                                      int n, sidequery_each_fn each, sidequery_done_fn done,
                                      void *arg, char *err, size_t errsz)
 {
-    struct sidequery *q = connect_start(w, db, login, done, arg);
+    struct sidequery *q = new_query(w, db, login, done, arg);
     if (q)
         q->each = each;
-    return connect_wait(q, q && keep_statements(q, sqls, n), err, errsz);
+    return started(q, db, q && keep_statements(q, sqls, n), err, errsz);
 }

@@ -7,15 +7,19 @@
 #define LAKEPROXY_SIDEQUERY_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 #include "objects.h"
 
 struct sidequery;
 
 /* Who a side connection logs in as. options: server settings in libpq's "options" form (as
- * "-c search_path=pg_catalog"), or NULL. */
+ * "-c search_path=pg_catalog"), or NULL. db_credential: the password is the database's own
+ * credential (password is ignored): a rotating one's current token, and while its first token
+ * is on its way (just after start) the connection waits for it, up to the provider's timeout. */
 struct sidequery_login {
     const char *user, *password, *appname, *options;
+    bool db_credential;
 };
 
 /* r is the first result (NULL when err says why the look-up failed); it is freed after the

@@ -400,6 +400,67 @@ Test(rotation, a_reload_to_a_failing_provider_keeps_the_token_in_use)
     unlink(path);
 }
 
+/* The rot pool (role lp_rot<n>) with 60 s tokens from mint_token.sh run by the shell after
+ * `before` (shell commands); extra: YAML after the credentials (more databases, top-level
+ * sections). */
+static void start_shell_minting(int n, const char *before, const char *extra)
+{
+    char cred[2000];
+    int port = free_port();
+    snprintf(mint_log, sizeof(mint_log), "%s/mint-%d.log", env_need("LP_TEST_DIR"), port);
+    snprintf(cred, sizeof(cred),
+             "      provider: command\n"
+             "      shell: '%s exec bash %s/tests/lib/mint_token.sh lp_rot%d 60 %s'\n"
+             "      timeout_ms: 5000\n%s",
+             before, env_need("LP_ROOT"), n, mint_log, extra);
+    start_rot_yaml(n, port, 1, 0, cred);
+}
+
+/* A review: a credential command inherited the whole environment of lakeproxy, secrets
+ * included (a Databricks client secret, the masking hash key). It runs without the
+ * variables the configuration names as secrets; others pass (mint_token.sh reads
+ * LP_MINT_FAIL). */
+Test(rotation, a_command_runs_without_the_configurations_secret_variables)
+{
+    snprintf(fail_flag, sizeof(fail_flag), "%s/mint-14.fail", env_need("LP_TEST_DIR"));
+    setenv("LP_MINT_FAIL", fail_flag, 1);
+    setenv("LP_HIDDEN_SECRET", "dbx-client-secret-never-for-commands", 1);
+    setenv("LP_HIDDEN_KEY", "hash-key-never-for-commands-0123456789", 1);
+    start_shell_minting(14,
+                        "env | grep -q LP_HIDDEN && { echo a secret was inherited >&2; exit 3; };",
+                        "  lake:\n    host: 127.0.0.1\n    user: u\n"
+                        "    credentials: {provider: databricks, workspace: 'https://127.0.0.1:9', "
+                        "client_id: c, client_secret_env: LP_HIDDEN_SECRET, instance: i}\n"
+                        "masking: {databases: [rot], hash_key_env: LP_HIDDEN_KEY, rules: [{column: "
+                        "public.customers.ssn, function: hash}]}\n");
+    unsetenv("LP_HIDDEN_SECRET");
+    unsetenv("LP_HIDDEN_KEY");
+    PGconn *c = connect_rot();
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "the command's token logs in");
+    PQfinish(c);
+    cr_expect_eq(file_count_lines(px.log, "a secret was inherited"), 0);
+}
+
+/* A review: side connections (the masking catalog, auth_query, table sizes) took the
+ * database's credential as it was when they started: none while a rotating credential's
+ * first token was on its way, just after start. The first masked client's statements were
+ * refused ("cannot read the masking catalog ... no password supplied") and auth_query users
+ * could not log in. They wait for the token now. */
+Test(rotation, side_look_ups_wait_for_the_first_token)
+{
+    start_shell_minting(15, "sleep 1;",
+                        "auth_query: {database: rot, query: 'SELECT usename, passwd FROM "
+                        "public.lp_lookup($1)'}\n"
+                        "masking: {databases: [rot], rules: [{column: public.customers.ssn, "
+                        "function: last4}]}\n");
+    /* at once: the first token is a second away */
+    PGconn *d = proxy_connect(&px, "lp_dave", "dave-secret", "rot", "connect_timeout=10");
+    cr_assert(PQstatus(d) == CONNECTION_OK, "auth_query login: %s", PQerrorMessage(d));
+    EXPECT_QUERY_VALUE(d, "SELECT count(*) FROM items", "1000", "a masked client's first query");
+    PQfinish(d);
+    cr_expect_eq(file_count_lines(px.log, "no password supplied"), 0);
+}
+
 Test(rotation, bad_provider_answers_are_clear_errors_and_never_crash)
 {
     static const struct {

@@ -8,6 +8,7 @@ CREATE ROLE lp_rot7 LOGIN; CREATE ROLE lp_rot8 LOGIN; CREATE ROLE lp_rot9 LOGIN;
 CREATE ROLE lp_tok1 LOGIN; CREATE ROLE lp_tok2 LOGIN; CREATE ROLE lp_tok3 LOGIN;
 CREATE ROLE lp_tok4 LOGIN; CREATE ROLE lp_tok5 LOGIN; CREATE ROLE lp_rot10 LOGIN;
 CREATE ROLE lp_rot11 LOGIN; CREATE ROLE lp_rot12 LOGIN; CREATE ROLE lp_rot13 LOGIN;
+CREATE ROLE lp_rot14 LOGIN; CREATE ROLE lp_rot15 LOGIN;
 SET password_encryption = 'md5';
 CREATE ROLE lp_md5 LOGIN PASSWORD 'md5-secret';
 RESET password_encryption;
@@ -26,7 +27,7 @@ CREATE FUNCTION public.lp_lookup(uname text, OUT usename name, OUT passwd text)
     RETURNS record LANGUAGE sql SECURITY DEFINER
     AS $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = uname $$;
 REVOKE ALL ON FUNCTION public.lp_lookup(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.lp_lookup(text) TO lp_server;
+GRANT EXECUTE ON FUNCTION public.lp_lookup(text) TO lp_server, lp_rot15;
 SET ROLE lp_server;
 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;
