@@ -353,6 +353,7 @@ struct limits_holder {
     int max_message_memory;
     int shutdown_timeout_s;
     int login_timeout_s;
+    bool core_dumps;
 };
 
 static const struct field limits_fields[] = {
@@ -361,6 +362,7 @@ static const struct field limits_fields[] = {
     INT("max_message_memory", struct limits_holder, max_message_memory, 1048576, 2147483647),
     INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
     INT("login_timeout_s", struct limits_holder, login_timeout_s, 1, 3600),
+    BOOL("core_dumps", struct limits_holder, core_dumps),
 };
 static const struct table limits_table = TABLE(limits_fields);
 
@@ -1278,8 +1280,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
 {
     static const char *const keys =
         "listen, limits, log, admin, databases, users, groups, rls, masking, auth_query, stats";
-    struct limits_holder lim = {cfg->max_clients, (int)cfg->max_message_size, 0,
-                                cfg->shutdown_timeout_s, cfg->login_timeout_s};
+    struct limits_holder lim = {cfg->max_clients,        (int)cfg->max_message_size, 0,
+                                cfg->shutdown_timeout_s, cfg->login_timeout_s,       false};
     struct log_holder lg = {2};
     const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL,
                       *masking = NULL, *limits = NULL;
@@ -1331,6 +1333,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     set_message_memory(c, limits, &lim, cfg);
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
     cfg->login_timeout_s = lim.login_timeout_s;
+    cfg->core_dumps = lim.core_dumps;
     cfg->log_level = strdup(log_levels[lg.level]);
 }
 

@@ -232,6 +232,8 @@ struct config {
                                   within this (default 60; a slow or silent client is closed) */
     int shutdown_timeout_s;    /* limits.shutdown_timeout_s: SIGTERM waits this long for open
                                   transactions (default 30) */
+    bool core_dumps;           /* limits.core_dumps: may the process dump core (default false:
+                                  no core file, no ptrace by its own user; tokens stay out) */
     char *log_level;           /* log.level: error | warning | info | debug (default info) */
     struct db_config *dbs;
     size_t n_dbs;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
     };
     const char *path = NULL;
     int check = 0, takeover = 0, opt;
+    prctl(PR_SET_DUMPABLE, 0);   /* before any secret is read; limits.core_dumps may allow it */
     log_set_format_name("text"); /* journald's prefixes when stderr is the journal */
     while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (opt) {

@@ -1,12 +1,14 @@
 /* worker.c: owns one event loop: its listener, pools, clients, signals and TLS contexts. */
 #include "worker.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,6 +245,14 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
     return listener_start(w, listen_fd, unix_fd, err, errsz);
 }
 
+/* limits.core_dumps: without it the process is not dumpable (no core file, and no ptrace
+ * or /proc/PID/mem by its own user): tokens and passwords stay in memory only. */
+static void set_core_dumps(const struct config *cfg)
+{
+    if (prctl(PR_SET_DUMPABLE, cfg->core_dumps ? 1 : 0) != 0)
+        log_warning("limits.core_dumps: %s", strerror(errno));
+}
+
 struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, char *err,
                           size_t errsz)
 {
@@ -255,6 +265,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     w->spare_fd = -1;
     w->cfg = cfg;
     w->cfg_gen = 1;
+    set_core_dumps(cfg);
     list_init(&w->pools);
     list_init(&w->clients);
     list_init(&w->cancellers);
@@ -484,6 +495,7 @@ void worker_reload(struct worker *w)
     w->user_verifiers = v;
     w->cfg = n;
     w->cfg_gen++;
+    set_core_dumps(n);
     listener_fit_descriptor_limit(n);
     msgbudget_resize(&w->msgbudget, n->max_message_memory);
     msgshare_lend_later(w);

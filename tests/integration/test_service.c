@@ -3,10 +3,12 @@
  * when SIGTERM starts the drain, STATUS= with counts), read from a NOTIFY_SOCKET of the test's
  * own. */
 #include <criterion/criterion.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,3 +43,49 @@ Test(service, tells_the_service_manager_when_it_is_ready_reloads_and_stops, .tim
     unlink(path);
 }
 #endif
+
+/* Who owns /proc/pid/environ: root (0) while the process is not dumpable, else its user. */
+static uid_t proc_owner(pid_t pid)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return st.st_uid;
+}
+
+/* A review: tokens and passwords could reach a core file (or be read through ptrace and
+ * /proc/PID/mem by any process of lakeproxy's user). lakeproxy is not dumpable unless
+ * limits.core_dumps says so, which a reload applies. */
+Test(service, secrets_stay_out_of_core_dumps_unless_they_are_allowed, .timeout = 60)
+{
+    static const char *const limits[] = {"", "limits: {core_dumps: true}\n"};
+    char yaml[2][1024];
+    int port = free_port();
+    for (int i = 0; i < 2; i++)
+        snprintf(yaml[i], sizeof(yaml[i]),
+                 "listen: {host: 127.0.0.1, port: %d}\n%s"
+                 "databases:\n  app: {host: 127.0.0.1, port: %s, dbname: lp_test, user: "
+                 "lp_server, password: server-secret, tls: disable}\n"
+                 "users:\n  carol: {auth: trust}\n",
+                 port, limits[i], env_need("LP_PGPORT"));
+    /* as root, as another user: root's own processes belong to root either way */
+    struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
+    uid_t user = pw ? pw->pw_uid : geteuid();
+    cr_assert_neq(user, 0, "no postgres user to run lakeproxy as");
+    struct proxy px;
+    proxy_start_as(&px, port, yaml[0], "postgres");
+    cr_expect_eq(proc_owner(px.pid), 0, "by default lakeproxy is not dumpable");
+    proxy_reload_yaml(&px, yaml[1]);
+    for (int i = 0; i < 50 && proc_owner(px.pid) != user; i++)
+        usleep(100 * 1000);
+    cr_expect_eq(proc_owner(px.pid), user, "limits.core_dumps: true makes it dumpable");
+    proxy_reload_yaml(&px, yaml[0]);
+    for (int i = 0; i < 50 && proc_owner(px.pid) != 0; i++)
+        usleep(100 * 1000);
+    cr_expect_eq(proc_owner(px.pid), 0, "and a reload without it, not dumpable again");
+    PGconn *c = proxy_connect(&px, "carol", "unused", "app", NULL);
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "it serves as before");
+    PQfinish(c);
+    proxy_stop(&px);
+}

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -192,9 +193,18 @@ static void exec_proxy(const char *bin, const char *conf, const char *flag, cons
     _exit(127);
 }
 
-/* proxy_spawn, with hosts as in proxy_start_yaml_hosts. */
-static void spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag,
-                  const char *hosts)
+/* In the child: becomes user (when root and user is set; its directory and configuration
+ * made readable). */
+static void become(const char *user)
+{
+    struct passwd *pw = user && geteuid() == 0 ? getpwnam(user) : NULL;
+    if (pw && (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
+        _exit(126);
+}
+
+/* proxy_spawn, with hosts as in proxy_start_yaml_hosts, run as user (NULL: as the test). */
+static void spawn_as(struct proxy *p, int port, const char *yaml, const char *name,
+                     const char *flag, const char *hosts, const char *user)
 {
     memset(p, 0, sizeof(*p));
     p->port = port;
@@ -206,6 +216,10 @@ static void spawn(struct proxy *p, int port, const char *yaml, const char *name,
     cr_assert(f, "cannot write %s", p->conf);
     fputs(yaml, f);
     fclose(f);
+    if (user) {
+        chmod(p->dir, 0777); /* (valgrind writes its log there) */
+        chmod(p->conf, 0644);
+    }
     const char *bin = env_need("LP_BIN");
     p->pid = fork();
     cr_assert(p->pid >= 0);
@@ -215,8 +229,15 @@ static void spawn(struct proxy *p, int port, const char *yaml, const char *name,
         int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
+        become(user);
         exec_proxy(bin, p->conf, flag, hosts, p->dir);
     }
+}
+
+static void spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag,
+                  const char *hosts)
+{
+    spawn_as(p, port, yaml, name, flag, hosts, NULL);
 }
 
 void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag)
@@ -224,13 +245,25 @@ void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, 
     spawn(p, port, yaml, name, flag, NULL);
 }
 
-void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
+/* Starts lakeproxy and waits until it listens (the test fails if it does not). */
+static void start_listening(struct proxy *p, int port, const char *yaml, const char *hosts,
+                            const char *user)
 {
     int st;
-    spawn(p, port, yaml, "proxy", NULL, hosts);
+    spawn_as(p, port, yaml, "proxy", NULL, hosts, user);
     if (!wait_listening(p, &st))
         cr_assert_fail("lakeproxy did not start listening on %d (%s %d); see %s", port,
                        st == -1 ? "still running, status" : "exited, status", st, p->log);
+}
+
+void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const char *hosts)
+{
+    start_listening(p, port, yaml, hosts, NULL);
+}
+
+void proxy_start_as(struct proxy *p, int port, const char *yaml, const char *user)
+{
+    start_listening(p, port, yaml, NULL, user);
 }
 
 void proxy_start_yaml(struct proxy *p, int port, const char *yaml)

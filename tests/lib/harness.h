@@ -49,6 +49,8 @@ void yaml_add_database(char *yaml, size_t yamlsz, const char *entry);
 /* Writes yaml to <LP_TEST_DIR>/<name>-<port>/lakeproxy.yaml and starts lakeproxy on it with
  * the command-line flag (NULL: none), without waiting for anything. */
 void proxy_spawn(struct proxy *p, int port, const char *yaml, const char *name, const char *flag);
+/* proxy_start_yaml, run as user when the test runs as root (as the test's user otherwise). */
+void proxy_start_as(struct proxy *p, int port, const char *yaml, const char *user);
 
 /* Waits up to timeout_ms for the proxy to exit: its exit status (128 + signal when killed),
  * or -1 while it still runs. */
