@@ -272,17 +272,22 @@ static bool hmac256(const uint8_t key[SCRAM_KEY_LEN], const void *data, size_t l
            outlen == SCRAM_KEY_LEN;
 }
 
+bool scram_name_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user, uint8_t *salt, size_t len)
+{
+    uint8_t mac[SCRAM_KEY_LEN];
+    if (len > sizeof(mac) || !hmac256(key, user, strlen(user), mac))
+        return false;
+    memcpy(salt, mac, len);
+    explicit_bzero(mac, sizeof(mac));
+    return true;
+}
+
 bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
                          const char *user, struct scram_verifier *out)
 {
-    uint8_t mac[SCRAM_KEY_LEN];
     *out = *mock;
-    if (!hmac256(key, user, strlen(user), mac))
-        return false;
-    out->salt_len = mock->salt_len < sizeof(mac) ? mock->salt_len : sizeof(mac);
-    memcpy(out->salt, mac, out->salt_len);
-    explicit_bzero(mac, sizeof(mac));
-    return true;
+    out->salt_len = mock->salt_len < SCRAM_KEY_LEN ? mock->salt_len : SCRAM_KEY_LEN;
+    return scram_name_salt(key, user, out->salt, out->salt_len);
 }
 
 /* SaltedPassword = Hi(password, salt, i), i.e. PBKDF2-HMAC-SHA-256. */

@@ -37,6 +37,11 @@ bool scram_make_verifier(const char *password, const uint8_t *salt, size_t salt_
 bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
                          const char *user, struct scram_verifier *out);
 
+/* The salt of user's name: the first len (<= SCRAM_KEY_LEN) bytes of HMAC-SHA-256(key, user).
+ * An unknown name's mock verifier and a plain `password:` user's verifier both use it, so
+ * their salts change alike (at a restart, never at a reload). */
+bool scram_name_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user, uint8_t *salt, size_t len);
+
 /* Formats a verifier in pg_authid form into out (size >= 256, enough for salts up to 105 bytes;
  * SCRAM_VERIFIER_BUFSZ fits any). Writes "" if v is invalid or the text does not fit. */
 void scram_format_verifier(const struct scram_verifier *v, char *out, size_t outsz);

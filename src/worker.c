@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,8 +82,33 @@ static void free_verifiers(struct scram_verifier *v, size_t n)
     free(v);
 }
 
-/* Turns each SCRAM user's password_scram (or plain password) into a verifier, once. */
-static struct scram_verifier *make_verifiers(const struct config *cfg, char *err, size_t errsz)
+/* The verifier old (the running configuration, may be NULL) made for user u's plain password,
+ * when u is there with the same one: reused, so a reload runs no PBKDF2 for it. */
+static const struct scram_verifier *kept_verifier(const struct config *old,
+                                                  const struct scram_verifier *old_v,
+                                                  const struct user_config *u)
+{
+    for (size_t i = 0; old && old_v && i < old->n_users; i++) {
+        const struct user_config *o = &old->users[i];
+        if (strcmp(o->name, u->name) != 0)
+            continue;
+        if (!u->password)
+            return NULL;
+        size_t n = strlen(u->password);
+        bool same = o->auth == AUTH_SCRAM && !o->password_scram && o->password &&
+                    strlen(o->password) == n && CRYPTO_memcmp(o->password, u->password, n) == 0;
+        return same ? &old_v[i] : NULL;
+    }
+    return NULL;
+}
+
+/* Turns each SCRAM user's password_scram (or plain password) into a verifier, once: a plain
+ * password's salt is its name's (scram_name_salt), and an unchanged one keeps the verifier
+ * the running configuration (old, old_v; NULL at start) made. */
+static struct scram_verifier *make_verifiers(const struct worker *w, const struct config *cfg,
+                                             const struct config *old,
+                                             const struct scram_verifier *old_v, char *err,
+                                             size_t errsz)
 {
     uint8_t salt[16];
     struct scram_verifier *out = calloc(cfg->n_users ? cfg->n_users : 1, sizeof(*out));
@@ -92,13 +118,16 @@ static struct scram_verifier *make_verifiers(const struct config *cfg, char *err
     }
     for (size_t i = 0; i < cfg->n_users; i++) {
         const struct user_config *u = &cfg->users[i];
+        const struct scram_verifier *kept;
         bool ok = true;
         if (u->auth != AUTH_SCRAM)
             continue;
         if (u->password_scram)
             ok = scram_parse_verifier(u->password_scram, &out[i]);
+        else if ((kept = kept_verifier(old, old_v, u)))
+            out[i] = *kept;
         else
-            ok = RAND_bytes(salt, sizeof(salt)) == 1 &&
+            ok = scram_name_salt(w->mock_salt_key, u->name, salt, sizeof(salt)) &&
                  scram_make_verifier(u->password, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
                                      &out[i]);
         if (!ok) {
@@ -279,16 +308,16 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     credentials_sync(w); /* first tokens are fetched while the listener comes up */
     if (cfg->tls_cert && !(w->client_tls = tls_accept_ctx(cfg, err, errsz)))
         goto fail;
-    if (!(w->user_verifiers = make_verifiers(cfg, err, errsz)))
+    if (!make_mock_verifier(w)) { /* (its salt key salts plain passwords too) */
+        snprintf(err, errsz, "cannot generate random numbers");
+        goto fail;
+    }
+    if (!(w->user_verifiers = make_verifiers(w, cfg, NULL, NULL, err, errsz)))
         goto fail;
     policy_init_marker(w);
     if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES)) ||
         !(w->masksql = masksql_cache_new(GUARD_CACHE_ENTRIES))) {
         snprintf(err, errsz, "out of memory");
-        goto fail;
-    }
-    if (!make_mock_verifier(w)) {
-        snprintf(err, errsz, "cannot generate random numbers");
         goto fail;
     }
     w->rng = (uint64_t)time(NULL) * 2654435761u | 1;
@@ -464,7 +493,8 @@ void worker_reload(struct worker *w)
     for (size_t i = 0; i < errs.n; i++)
         log_error("%s", errs.msgs[i]);
     config_errors_free(&errs);
-    struct scram_verifier *v = n ? make_verifiers(n, err, sizeof(err)) : NULL;
+    struct scram_verifier *v =
+        n ? make_verifiers(w, n, w->cfg, w->user_verifiers, err, sizeof(err)) : NULL;
     SSL_CTX *tls = NULL;
     if (n && v && n->tls_cert && !(tls = tls_accept_ctx(n, err, sizeof(err))))
         log_error("reload: %s", err);

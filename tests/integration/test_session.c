@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,6 +213,26 @@ Test(session, an_unknown_users_salt_is_its_own_and_stable)
     cr_expect_str_eq(nobody1, nobody1_again, "stable, as a real user's");
     cr_expect_str_neq(nobody1, nobody2, "unknown names do not share one salt");
     cr_expect_eq(strlen(nobody1), strlen(alice), "as long as a real user's");
+}
+
+/* A review: a plain `password:` user got a new random salt at every reload (and its PBKDF2
+ * ran again on the event loop), while an unknown name's salt stayed: a probe comparing salts
+ * across a reload told real names from unknown ones. Both are the name's own now, and an
+ * unchanged password keeps its verifier. */
+Test(session, a_plain_password_users_salt_survives_a_reload)
+{
+    char before[128], after[128], nobody_before[128], nobody_after[128];
+    cr_assert(raw_scram_salt(px.port, "alice", "app", before, sizeof(before)));
+    cr_assert(raw_scram_salt(px.port, "nobody3", "app", nobody_before, sizeof(nobody_before)));
+    cr_assert_eq(kill(px.pid, SIGHUP), 0);
+    usleep(300 * 1000);
+    cr_assert(raw_scram_salt(px.port, "alice", "app", after, sizeof(after)));
+    cr_assert(raw_scram_salt(px.port, "nobody3", "app", nobody_after, sizeof(nobody_after)));
+    cr_expect_str_eq(before, after, "a real user's salt is kept");
+    cr_expect_str_eq(nobody_before, nobody_after, "as an unknown name's is");
+    char state[6], msg[256];
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
 }
 
 Test(session, unknown_database_gets_3D000)
