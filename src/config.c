@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "auth.h"
@@ -1039,9 +1040,18 @@ static void load_hash_key(struct ctx *c, const yaml_node_t *map, struct mask_con
         memcpy(buf, v ? v : "", len);
     } else {
         FILE *f = fopen(m->hash_key_file, "rb");
+        struct stat st;
+        char why[160];
         if (!f) {
             add_error(c, at, "masking.hash_key_file: cannot read %s: %s", m->hash_key_file,
                       strerror(errno));
+            return;
+        }
+        if (fstat(fileno(f), &st) == 0 &&
+            config_secret_file_exposed((unsigned)st.st_mode, why, sizeof(why))) {
+            add_error(c, at, "masking.hash_key_file: %s %s: chmod o-rwx %s", m->hash_key_file, why,
+                      m->hash_key_file);
+            fclose(f);
             return;
         }
         len = fread(buf, 1, sizeof(buf), f);
@@ -1675,4 +1685,16 @@ bool config_same_rls_shape(const struct config *a, const struct config *b, const
         if (!find_rls_attr(y, x->attrs[i].name))
             return false;
     return true;
+}
+
+const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz)
+{
+    if (!(mode & 0007))
+        return NULL;
+    snprintf(why, whysz, "can be %s by every user (mode %04o)",
+             mode & 0004   ? "read"
+             : mode & 0002 ? "changed"
+                           : "opened",
+             mode & 07777);
+    return why;
 }

@@ -288,4 +288,9 @@ bool config_mask_applies(const struct config *cfg, const char *db);
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 
+/* Why a file holding a secret (a token, a client secret, the hash key) of mode `mode` must not
+ * be used: every user of the machine may read or change it ("can be read by every user
+ * (mode 0644)"); NULL when only its owner and group may. */
+const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz);
+
 #endif

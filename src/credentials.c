@@ -258,15 +258,22 @@ static void fetch_command(struct credential *c)
 
 /* --- file provider --- */
 
-/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure. */
+/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure, and
+ * when every user of the machine may open it (config_secret_file_exposed). */
 static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st, char *err,
                              size_t errsz)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char why[160];
     if (fd < 0 || fstat(fd, st) != 0) {
         snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
+        return NULL;
+    }
+    if (config_secret_file_exposed((unsigned)st->st_mode, why, sizeof(why))) {
+        snprintf(err, errsz, "%s %s: chmod o-rwx %s", path, why, path);
+        close(fd);
         return NULL;
     }
     char *buf = malloc(max + 1);

@@ -284,8 +284,9 @@ Test(rotation, a_revoked_password_is_refreshed_once_and_the_client_never_knows)
     PQfinish(c);
 }
 
-/* Writes text to path atomically (temporary file, then rename), as token agents do. */
-static void write_file(const char *path, const char *text)
+/* Writes text to path atomically (temporary file, then rename), as token agents do, with
+ * mode (0600 for a token: lakeproxy refuses one every user may read). */
+static void write_file_mode(const char *path, const char *text, mode_t mode)
 {
     char tmp[512];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -293,7 +294,13 @@ static void write_file(const char *path, const char *text)
     cr_assert(f, "cannot write %s", tmp);
     fputs(text, f);
     fclose(f);
+    cr_assert_eq(chmod(tmp, mode), 0);
     cr_assert_eq(rename(tmp, path), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    write_file_mode(path, text, 0600);
 }
 
 /* Sets role r's password (a superuser connection). */
@@ -346,6 +353,26 @@ Test(rotation, a_token_file_is_reread_when_it_changes)
  * connection's TLS: under tls: prefer, someone in the middle who declines the SSLRequest and
  * asks for a cleartext password reads it. A credential token goes in clear text over TLS
  * only; lp_plain logs in with a cleartext password (pg_hba "password"). */
+/* A review: a token file (or a client secret file) every user of the machine could read was
+ * used as it was. It is refused with what to do; once its mode is fixed, it is read. */
+Test(rotation, a_token_file_every_user_can_read_is_refused)
+{
+    char path[400], last[300];
+    start_with_token_file(16, "open-token", "open-token-dddd", 1, path, sizeof(path));
+    write_file_mode(path, "open-token-dddd\n", 0644); /* read again within a second */
+    cr_expect(wait_credential(&px, "carol", 8000, "can be read by every user (mode 0644)", last,
+                              sizeof(last)),
+              "SHOW CREDENTIALS says why: %s", last);
+    cr_expect(strstr(last, "chmod o-rwx"), "and what to do: %s", last);
+    write_file_mode(path, "open-token-dddd\n", 0640); /* its group may read it */
+    cr_expect(wait_credential(&px, "carol", 8000, "", last, sizeof(last)), "%s", last);
+    kill_rot_backends(); /* the next login needs the token */
+    PGconn *c = connect_rot();
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "served once the mode is fixed");
+    PQfinish(c);
+    unlink(path);
+}
+
 Test(rotation, a_token_is_never_sent_in_clear_text_without_tls)
 {
     char path[400], yaml[2048];
