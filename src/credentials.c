@@ -138,8 +138,13 @@ static void fetch_succeeded(struct credential *c, struct token_answer *a)
     if (!same)
         c->generation++;
     token_fingerprint(c->token, strlen(c->token), c->fingerprint);
-    c->refresh_at = token_refresh_at(now, c->expires, cr->lifetime_s, cr->refresh_percent,
-                                     cr->refresh_margin_s);
+    uint32_t rnd = 0;
+    RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+    c->refresh_at =
+        token_refresh_jitter(now,
+                             token_refresh_at(now, c->expires, cr->lifetime_s, cr->refresh_percent,
+                                              cr->refresh_margin_s),
+                             rnd);
     log_info("credentials %s: new token %s (%zu bytes) from %s, %s%llds, next refresh in %llds",
              c->db->name, c->fingerprint, strlen(c->token), credentials_provider_name(cr->provider),
              c->expires ? "expires in " : "no expiry stated, ",

@@ -346,6 +346,15 @@ time_t token_refresh_at(time_t obtained, time_t expires, int assumed_lifetime_s,
     return at < obtained + 1 ? obtained + 1 : (time_t)at;
 }
 
+time_t token_refresh_jitter(time_t obtained, time_t at, uint32_t rnd)
+{
+    if (!at || at <= obtained + 1)
+        return at;
+    long long wait = (long long)(at - obtained);
+    long long earlier = wait / 10 * (long long)(rnd % 1000) / 1000;
+    return at - earlier < obtained + 1 ? obtained + 1 : (time_t)(at - earlier);
+}
+
 int token_backoff_ms(int attempt, int base_ms, int max_ms, uint32_t rnd)
 {
     long long d = base_ms;

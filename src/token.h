@@ -67,6 +67,12 @@ bool token_expiry_usable(time_t expires, time_t now, char *err, size_t errsz);
 time_t token_refresh_at(time_t obtained, time_t expires, int assumed_lifetime_s, int percent,
                         int margin_s);
 
+/* A refresh time `at` (token_refresh_at) moved earlier by up to a tenth of the wait from
+ * `obtained`, by rnd: proxies started together (a fleet deployed at once) do not all ask the
+ * provider in the same second, hour after hour. Never earlier than 1 s after obtaining, never
+ * later than at; 0 stays 0. */
+time_t token_refresh_jitter(time_t obtained, time_t at, uint32_t rnd);
+
 /* Delay before retry number attempt (1, 2, ...) after failures: doubling from base_ms up to
  * max_ms, scaled by a jitter factor in [0.5, 1.0) taken from rnd (any 32-bit value). */
 int token_backoff_ms(int attempt, int base_ms, int max_ms, uint32_t rnd);

@@ -167,6 +167,22 @@ Test(token, refresh_at_80_percent_or_5_minutes_before_whichever_is_earlier)
     cr_expect_eq(token_refresh_at(NOW, NOW - 10, 0, 80, 300), NOW + 1);
 }
 
+Test(token, refresh_times_are_spread_over_the_last_tenth_before_the_planned_one)
+{
+    /* one hour's token, planned at 48 min: somewhere in [43.2 min, 48 min] */
+    time_t at = NOW + 2880, lo = at, hi = NOW;
+    for (uint32_t r = 0; r < 5000; r += 7) {
+        time_t t = token_refresh_jitter(NOW, at, r);
+        cr_assert(t >= NOW + 2880 - 288 && t <= at, "rnd %u: %lld", r, (long long)(t - NOW));
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    cr_expect_gt(hi - lo, 250, "spread over most of the tenth: %lld s", (long long)(hi - lo));
+    cr_expect_eq(token_refresh_jitter(NOW, 0, 123), 0, "never stays never");
+    cr_expect_eq(token_refresh_jitter(NOW, NOW + 1, 999), NOW + 1, "a second: nothing to move");
+    cr_expect_geq(token_refresh_jitter(NOW, NOW + 4, 999), NOW + 1);
+}
+
 Test(token, backoff_doubles_with_jitter_and_a_ceiling)
 {
     for (uint32_t rnd = 0; rnd < 5000; rnd += 499) {
