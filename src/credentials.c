@@ -223,18 +223,40 @@ static void command_done(void *arg, int ok, const char *out, size_t len, const c
     take_output(c, out, len);
 }
 
-/* The environment variables the configuration names as holding secrets (every database's
- * client_secret_env, masking.hash_key_env): a command is run without them. NULL-terminated;
- * free the array only. */
-static const char **secret_env_names(const struct config *cfg)
+/* Adds name to the variables hidden from commands, unless it is there. */
+static void remember_secret_env(struct worker *w, const char *name)
 {
-    const char **names = calloc(cfg->n_dbs + 2, sizeof(*names));
-    size_t n = 0;
-    for (size_t i = 0; names && i < cfg->n_dbs; i++)
+    struct string_list *l = &w->secret_envs;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], name) == 0)
+            return;
+    char **grown = realloc(l->items, (l->n + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    l->items = grown;
+    if ((l->items[l->n] = strdup(name)))
+        l->n++;
+}
+
+/* Remembers the variables the running configuration names as holding secrets (every
+ * database's client_secret_env, masking.hash_key_env): commands run without them, and
+ * without those of earlier configurations (the environment does not change at a reload). */
+static void remember_secret_envs(struct worker *w)
+{
+    const struct config *cfg = w->cfg;
+    for (size_t i = 0; i < cfg->n_dbs; i++)
         if (cfg->dbs[i].cred.client_secret_env)
-            names[n++] = cfg->dbs[i].cred.client_secret_env;
-    if (names && cfg->masking.hash_key_env)
-        names[n++] = cfg->masking.hash_key_env;
+            remember_secret_env(w, cfg->dbs[i].cred.client_secret_env);
+    if (cfg->masking.hash_key_env)
+        remember_secret_env(w, cfg->masking.hash_key_env);
+}
+
+/* The remembered secret variables, NULL-terminated; free the array only. */
+static const char **secret_env_names(const struct worker *w)
+{
+    const char **names = calloc(w->secret_envs.n + 1, sizeof(*names));
+    for (size_t i = 0; names && i < w->secret_envs.n; i++)
+        names[i] = w->secret_envs.items[i];
     return names;
 }
 
@@ -243,7 +265,7 @@ static void fetch_command(struct credential *c)
     const struct cred_config *cr = &c->db->cred;
     char err[256], why[300];
     char **argv = NULL;
-    const char **hide = secret_env_names(c->w->cfg);
+    const char **hide = secret_env_names(c->w);
     if (!cr->shell) {
         argv = calloc(cr->command.n + 1, sizeof(char *));
         if (argv)
@@ -303,7 +325,7 @@ static void check_file(struct credential *c)
     struct stat st;
     char err[300];
     if (credentials_token_valid(c, time(NULL)) && stat(cr->path, &st) == 0 &&
-        st.st_ino == c->file_ino && st.st_size == c->file_size &&
+        st.st_ino == c->file_ino && st.st_size == c->file_size && st.st_mode == c->file_mode &&
         st.st_mtim.tv_sec == c->file_mtime.tv_sec && st.st_mtim.tv_nsec == c->file_mtime.tv_nsec) {
         c->fetching = false;
         schedule_ms(c, FILE_CHECK_MS);
@@ -323,6 +345,7 @@ static void check_file(struct credential *c)
     c->file_ino = st.st_ino;
     c->file_size = st.st_size;
     c->file_mtime = st.st_mtim;
+    c->file_mode = st.st_mode; /* (a chmod that opens it up is seen too) */
     take_output(c, text, len);
     OPENSSL_cleanse(text, len);
     free(text);
@@ -601,6 +624,7 @@ static void replace_credential(struct worker *w, struct credential *old, const s
 void credentials_sync(struct worker *w)
 {
     struct list *it, *tmp;
+    remember_secret_envs(w);
     list_for_each_safe (it, tmp, &w->creds) /* drop, retarget or replace the ones we have */
     {
         struct credential *c = list_entry(it, struct credential, node);
@@ -623,6 +647,10 @@ void credentials_free_all(struct worker *w)
 {
     while (!list_empty(&w->creds))
         credential_free(list_entry(w->creds.next, struct credential, node));
+    for (size_t i = 0; i < w->secret_envs.n; i++)
+        free(w->secret_envs.items[i]);
+    free(w->secret_envs.items);
+    w->secret_envs = (struct string_list){0};
 }
 
 /* The credential for db when it is the one in use (a retired configuration has none). */
@@ -651,8 +679,11 @@ enum cred_status credentials_status(struct worker *w, const struct db_config *db
     time_t now = time(NULL);
     if (c && credentials_token_valid(c, now))
         return CRED_READY;
-    if (c && !c->fetching && now - c->last_attempt >= DEMAND_FETCH_GAP_S)
+    if (c && !c->fetching && now - c->last_attempt >= DEMAND_FETCH_GAP_S) {
         start_fetch(c); /* a login is waiting: try now rather than at the next backoff step */
+        if (credentials_token_valid(c, now))
+            return CRED_READY; /* (a file is read at once) */
+    }
     if (c && c->fetching)
         return CRED_PENDING;
     provider_label(&db->cred, label, sizeof(label));

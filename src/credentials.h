@@ -46,6 +46,7 @@ struct credential {
     char *oauth;               /* databricks: workspace OAuth token (wiped) */
     time_t oauth_expires;
     struct timespec file_mtime; /* file: what was last read */
+    mode_t file_mode;
     ino_t file_ino;
     off_t file_size;
     uint64_t refreshes_ok, refreshes_failed;

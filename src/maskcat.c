@@ -207,6 +207,7 @@ struct maskcat {
     time_t data_at; /* when the read now installed started */
     int retries;    /* reads the server refused in a row (READ_RETRIES at most) */
     struct event *retry_ev;
+    struct event *failed_ev; /* a read that could not start: its end, on the next loop turn */
     uint64_t version;
     struct sidequery *q;
     struct catalog *pending; /* a read whose views are being described */
@@ -239,10 +240,12 @@ const char *maskcat_error(const struct maskcat *mc)
 {
     return mc->error;
 }
-/* A read in flight, or one to be tried again shortly (retry_later). */
+/* A read in flight, one to be tried again shortly (retry_later), or one whose failure to
+ * start is yet to be told (failed_ev). */
 bool maskcat_loading(const struct maskcat *mc)
 {
-    return mc->q != NULL || (mc->retry_ev && evtimer_pending(mc->retry_ev, NULL));
+    return mc->q != NULL || (mc->retry_ev && evtimer_pending(mc->retry_ev, NULL)) ||
+           (mc->failed_ev && evtimer_pending(mc->failed_ev, NULL));
 }
 uint64_t maskcat_version(const struct maskcat *mc)
 {
@@ -737,7 +740,7 @@ static void read_ended(struct maskcat *mc)
         mc->n_asked_next = 0;
         start_read(mc);
     }
-    if (!mc->q)
+    if (!maskcat_loading(mc))
         client_mask_catalog_read(mc->w, mc->db);
 }
 
@@ -838,10 +841,25 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct maskcat *mc = arg;
-    start_read(mc);
-    if (!mc->q) /* could not even start: the waiters are told */
-        read_ended(mc);
+    start_read(arg);
+}
+
+static void failed_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_ended(arg);
+}
+
+/* A read could not even start (no credential, out of memory): the waiters are told on the
+ * next loop turn, not from within the call that asked for it (whose caller marks itself as
+ * waiting after the call). */
+static void end_failed_read(struct maskcat *mc)
+{
+    struct timeval now = {0, 0};
+    if (!mc->failed_ev && !(mc->failed_ev = evtimer_new(mc->w->base, failed_cb, mc)))
+        return;
+    evtimer_add(mc->failed_ev, &now);
 }
 
 /* The server refused a read: most likely an object dropped while it ran ("could not open
@@ -937,8 +955,10 @@ static void start_read(struct maskcat *mc)
     }
     for (int k = 0; k < 5; k++)
         free(arr[k]);
-    if (!mc->q)
+    if (!mc->q) {
         read_failed(mc, db ? err : "no such database");
+        end_failed_read(mc);
+    }
 }
 
 void maskcat_refresh(struct worker *w, struct maskcat *mc)
@@ -969,6 +989,8 @@ void maskcat_free_all(struct worker *w)
         sidequery_cancel(mc->q);
         if (mc->retry_ev)
             event_free(mc->retry_ev);
+        if (mc->failed_ev)
+            event_free(mc->failed_ev);
         catalog_free(&mc->cur);
         if (mc->pending)
             catalog_free(mc->pending);

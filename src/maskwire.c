@@ -170,8 +170,10 @@ static enum relay_verdict plan_from_row_description(struct server *s, const uint
 {
     struct rd r;
     uint16_t n;
+    bool waited = s->mask_waited; /* (plan_column refuses what a read could not tell) */
     rd_init(&r, body, len);
     maskwire_reset(s);
+    s->mask_waited = waited;
     client_mask_sync(s->client); /* rule numbers of the running configuration */
     if (!rd_u16(&r, &n) || !plan_room(s, n))
         return RV_ERROR;
@@ -216,9 +218,7 @@ static enum relay_verdict wait_for_catalog(struct server *s)
 
 static enum relay_verdict on_row_description(struct server *s, const uint8_t *body, uint32_t len)
 {
-    bool waited = s->mask_waited;
     enum relay_verdict v = plan_from_row_description(s, body, len);
-    s->mask_waited = waited;
     if (v == RV_WAIT)
         return wait_for_catalog(s);
     s->mask_waited = false;

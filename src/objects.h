@@ -63,15 +63,17 @@ struct worker {
     char listen_at[300];                  /* listen.host:listen.port as at start (a reload that
                                              changes them is warned about against this) */
     struct list pools;
-    struct list clients;        /* every client, whatever its state */
-    struct list cancellers;     /* in-flight cancel requests towards servers */
-    struct list creds;          /* rotating credentials, one per database entry that has one */
-    struct list authq_waiting;  /* auth_query look-ups waiting for a turn (authquery.c) */
-    struct msgbudget msgbudget; /* memory lent to clients for large messages (msgbudget.h) */
-    struct event *share_ev;     /* lends it and raises read limits (msgshare.c) */
-    struct list share_raise;    /* clients lent a share whose read limit is yet to be raised */
-    uint64_t large_stalls;      /* holders closed for sending nothing (msgshare.c) */
-    int authq_running;          /* look-ups under way: at most AUTHQ_MAX_RUNNING */
+    struct list clients;            /* every client, whatever its state */
+    struct list cancellers;         /* in-flight cancel requests towards servers */
+    struct list creds;              /* rotating credentials, one per database entry that has one */
+    struct string_list secret_envs; /* every variable a configuration since start named as a
+                                       secret: hidden from credential commands */
+    struct list authq_waiting;      /* auth_query look-ups waiting for a turn (authquery.c) */
+    struct msgbudget msgbudget;     /* memory lent to clients for large messages (msgbudget.h) */
+    struct event *share_ev;         /* lends it and raises read limits (msgshare.c) */
+    struct list share_raise;        /* clients lent a share whose read limit is yet to be raised */
+    uint64_t large_stalls;          /* holders closed for sending nothing (msgshare.c) */
+    int authq_running;              /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
@@ -133,6 +135,7 @@ struct pool {
     struct event *hand_out;      /* activated when servers go idle while clients wait */
     bool hand_out_pending;       /* ... and not run yet: idle servers are promised to waiters */
     int backoff_ms;
+    int64_t lifetime_retired_ms; /* when a server was last retired at its lifetime (0: never) */
     struct {
         uint64_t queries, xacts, waits, wait_us;
     } stats;

@@ -1269,13 +1269,29 @@ int64_t server_now_ms(void)
 
 /* Each server's lifetime is shortened by its own 0-20%, so servers opened together (at start,
  * or after an outage) are replaced one by one instead of all at once. */
+/* How far apart one pool's lifetime retirements come at least: a fifth of the lifetime shared
+ * among pool.size servers, at most a second. Staggered by jitter alone they seldom meet; after
+ * a token provider's outage, when every server is past its lifetime at once, this turns a
+ * burst of logins into a line. */
+static int64_t lifetime_spacing_ms(const struct pool *p, int lifetime_s)
+{
+    int size = p->db->pool.size > 0 ? p->db->pool.size : 1;
+    int64_t ms = (int64_t)lifetime_s * 1000 / 5 / size;
+    return ms < 1000 ? ms : 1000;
+}
+
 bool server_past_lifetime(const struct server *s, int lifetime_s)
 {
     if (lifetime_s <= 0)
         return false;
-    int64_t life_ms = (int64_t)lifetime_s * (1000 - s->jitter_permille);
-    return server_now_ms() - s->created_ms >= life_ms &&
-           credentials_steady(s->pool->w, s->pool->db);
+    struct pool *p = s->pool;
+    int64_t now = server_now_ms(), life_ms = (int64_t)lifetime_s * (1000 - s->jitter_permille);
+    if (now - s->created_ms < life_ms || !credentials_steady(p->w, p->db))
+        return false;
+    if (p->lifetime_retired_ms && now - p->lifetime_retired_ms < lifetime_spacing_ms(p, lifetime_s))
+        return false;
+    p->lifetime_retired_ms = now;
+    return true;
 }
 
 bool server_is_clean(const struct server *s)

@@ -70,7 +70,9 @@ int64_t server_now_ms(void);
 /* Has s lived past lifetime_s (shortened by its own jitter), with a steady credential to log
  * its replacement in? false when lifetime_s is 0, and during an outage of its database's
  * token provider (credentials_steady): PostgreSQL checks a token at login only, so s serves
- * on rather than leave clients without a server once the token expires. */
+ * on rather than leave clients without a server once the token expires. Also false until a
+ * spacing has passed since the pool's last lifetime retirement (true is taken to mean s is
+ * retired now): after an outage its servers are replaced one by one. */
 bool server_past_lifetime(const struct server *s, int lifetime_s);
 
 /* Does s carry, from its last checkout, exactly the RLS settings that prefix sets? */

@@ -254,26 +254,6 @@ static double wait_all_ok_after(struct loader *ls, int n, double t, double deadl
     }
 }
 
-/* Waits up to timeout_s for the result of the query sent on c; NULL when none came. */
-static PGresult *result_within(PGconn *c, double timeout_s)
-{
-    double deadline = now_s() + timeout_s;
-    while (PQisBusy(c) && now_s() < deadline) {
-        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
-        poll(&p, 1, 50);
-        if (!PQconsumeInput(c))
-            break;
-    }
-    if (PQisBusy(c) && PQstatus(c) == CONNECTION_OK)
-        return NULL;
-    PGresult *last = NULL, *r;
-    while ((r = PQgetResult(c))) {
-        PQclear(last);
-        last = r;
-    }
-    return last;
-}
-
 /* ---- 1. PostgreSQL killed with SIGKILL under load, restarted on the same port ---- */
 
 Test(faults, postgres_killed_and_restarted_under_load)
@@ -297,7 +277,7 @@ Test(faults, postgres_killed_and_restarted_under_load)
     usleep(300000);
     double t_kill = now_s();
     pg_private_kill9(&pg);
-    PGresult *r = result_within(sleeper, MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S);
+    PGresult *r = query_result_within(sleeper, MAX_WAIT_MS / 1000.0 + RETURN_MARGIN_S);
     cr_assert(r, "the statement in flight hangs after the server died");
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -233,6 +234,54 @@ Test(rotation, servers_outlive_their_lifetime_while_no_token_could_replace_them)
     PQfinish(c);
 }
 
+/* The times (ms since midnight) of the log lines of path containing needle, up to max. */
+static int log_times_ms(const char *path, const char *needle, long *out, int max)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int n = 0, h, m;
+    double sec;
+    cr_assert(f, "cannot read %s", path);
+    while (n < max && fgets(line, sizeof(line), f))
+        if (strstr(line, needle) && sscanf(line, "%*d-%*d-%*d %d:%d:%lf", &h, &m, &sec) == 3)
+            out[n++] = (long)((h * 60 + m) * 60000L + (long)(sec * 1000 + 0.5));
+    fclose(f);
+    return n;
+}
+
+/* A review: once a token provider's outage ended, every server kept past its lifetime was
+ * retired at once: a burst of logins at the moment the provider had just come back. They go
+ * one by one now, a spacing apart (here 5 s / 5 / 3 servers = 333 ms; the janitor's second). */
+Test(rotation, after_an_outage_servers_past_their_lifetime_are_replaced_one_by_one)
+{
+    /* tokens of 4 s, refreshed at 3 s (that refresh fails: the outage begins), lifetimes of
+     * 4-5 s (its jitter): they pass during the outage */
+    start_rotating(17, 4, 3, 5, NULL);
+    PGconn *c[3];
+    for (int i = 0; i < 3; i++) { /* three servers, idle once each client commits */
+        c[i] = connect_rot();
+        free(query_value(c[i], "BEGIN"));
+    }
+    for (int i = 0; i < 3; i++) {
+        free(query_value(c[i], "COMMIT"));
+        PQfinish(c[i]);
+    }
+    provider_down();
+    sleep(6); /* the token expires and the lifetimes pass: the servers stay */
+    cr_expect_eq(file_count_lines(px.log, "lifetime reached"), 0, "kept during the outage");
+    unlink(fail_flag);
+    char last[300];
+    cr_expect(wait_credential(&px, "carol", 10000, "", last, sizeof(last)), "%s", last);
+    long t[8];
+    int n = 0;
+    for (int i = 0; i < 60 && (n = log_times_ms(px.log, "lifetime reached", t, 8)) < 3; i++)
+        usleep(100000);
+    cr_assert_geq(n, 3, "all three replaced within 6 s of the provider's return: %d", n);
+    for (int i = 1; i < n; i++)
+        cr_expect_geq(t[i] - t[i - 1], 320, "retirement %d came %ld ms after the one before", i,
+                      t[i] - t[i - 1]);
+}
+
 /* An auth review: a new token the server refused (one it does not take yet) replaced the
  * previous one, still valid, and after one forced refresh (refused too) every waiting client
  * got 28P01. The previous token is put back while it is valid, and a new one asked for. */
@@ -353,6 +402,49 @@ Test(rotation, a_token_file_is_reread_when_it_changes)
  * connection's TLS: under tls: prefer, someone in the middle who declines the SSLRequest and
  * asks for a cleartext password reads it. A credential token goes in clear text over TLS
  * only; lp_plain logs in with a cleartext password (pg_hba "password"). */
+/* A review of side look-ups waiting for a token: when none could be had at all (a file
+ * provider's token expired), a masking catalog read failed before it started, and a masked
+ * client whose result named a table the catalog did not know yet waited for good, holding
+ * its server. It is told the catalog could not be read. */
+Test(rotation, a_masked_result_is_refused_not_held_when_the_catalog_cannot_be_read)
+{
+    char path[400], cred[1200], json[300], until[64];
+    int port = free_port();
+    time_t t = time(NULL) + 4;
+    strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    snprintf(path, sizeof(path), "%s/expiring-%d", env_need("LP_TEST_DIR"), getpid());
+    snprintf(json, sizeof(json),
+             "{\"token\": \"expiring-token-eeee\", \"expiration_time\": \"%s\"}\n", until);
+    write_file(path, json);
+    set_password("lp_rot18", "expiring-token-eeee");
+    snprintf(cred, sizeof(cred),
+             "      provider: file\n      path: %s\n"
+             "masking: {databases: [rot], rules: [{column: public.customers.ssn, function: "
+             "last4}]}\n",
+             path);
+    start_rot_yaml(18, port, 1, 0, cred);
+    PGconn *c = connect_rot();
+    EXPECT_QUERY_VALUE(c, "SELECT count(*) FROM items", "1000", "served while the token lasts");
+    PGconn *a = pg_admin("lp_test");
+    free(query_value(a, "CREATE TABLE lp_after_token (x int)"));
+    free(query_value(a, "GRANT SELECT ON lp_after_token TO PUBLIC"));
+    sleep(5); /* the token expires; the open server goes on */
+    cr_assert(PQsendQuery(c, "SELECT x FROM lp_after_token"), "%s", PQerrorMessage(c));
+    PGresult *r = query_result_within(c, 8);
+    cr_assert(r, "no answer within 8 s: the client was held");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    /* (the refusal, 42501, closes the connection: the last result is that) */
+    cr_expect_eq(file_count_lines(px.log,
+                                  "42501: cannot tell whether result column \"x\" is masked "
+                                  "(the masking catalog could not be read)"),
+                 1);
+    PQfinish(c);
+    free(query_value(a, "DROP TABLE lp_after_token"));
+    PQfinish(a);
+    unlink(path);
+}
+
 /* A review: a token file (or a client secret file) every user of the machine could read was
  * used as it was. It is refused with what to do; once its mode is fixed, it is read. */
 Test(rotation, a_token_file_every_user_can_read_is_refused)

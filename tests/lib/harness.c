@@ -562,3 +562,22 @@ void copy_in_end(PGconn *c)
     while ((r = PQgetResult(c)))
         PQclear(r);
 }
+
+PGresult *query_result_within(PGconn *c, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (PQisBusy(c) && now_s() < deadline) {
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        poll(&p, 1, 50);
+        if (!PQconsumeInput(c))
+            break;
+    }
+    if (PQisBusy(c) && PQstatus(c) == CONNECTION_OK)
+        return NULL;
+    PGresult *last = NULL, *r;
+    while ((r = PQgetResult(c))) {
+        PQclear(last);
+        last = r;
+    }
+    return last;
+}

@@ -124,6 +124,9 @@ PGresult *admin_show(PGconn *adm, const char *what);
 
 /* Seconds since an arbitrary start, with sub-millisecond precision. */
 double now_s(void);
+/* Waits up to timeout_s for the result of the query sent on c (its last result); NULL when
+ * none came. */
+PGresult *query_result_within(PGconn *c, double timeout_s);
 
 /* Ends c's COPY FROM STDIN and expects its CommandComplete (and nothing else after it). */
 void copy_in_end(PGconn *c);
