@@ -347,11 +347,20 @@ void client_mask_catalog_read(struct worker *w, const char *db)
 static void auth_done(struct client *c, struct buf *b)
 {
     char err[256];
+    bool admin = strcmp(c->database, ADMIN_DATABASE) == 0;
+    if (!admin && !config_find_db(c->w->cfg, c->database)) {
+        /* told only once authenticated, as PostgreSQL does: a probe without a password cannot
+         * list the database names */
+        buf_free(b);
+        snprintf(err, sizeof(err), "database \"%.64s\" does not exist", c->database);
+        client_fail(c, "3D000", err);
+        return;
+    }
     proto_auth(b, AUTH_REQ_OK, NULL, 0);
     if (!send_to_client(c, b))
         return;
     c->step = CS_DONE;
-    if (strcmp(c->database, ADMIN_DATABASE) == 0) {
+    if (admin) {
         if (config_is_admin(c->w->cfg, c->user))
             admin_login(c);
         else
@@ -953,11 +962,6 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
     c->database = strdup(db);
     if (!c->user || !c->database) {
         client_fail(c, "53200", "out of memory");
-        return;
-    }
-    if (strcmp(c->database, ADMIN_DATABASE) != 0 && !config_find_db(c->w->cfg, c->database)) {
-        snprintf(err, sizeof(err), "database \"%.64s\" does not exist", c->database);
-        client_fail(c, "3D000", err);
         return;
     }
     struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};

@@ -243,6 +243,22 @@ Test(session, unknown_database_gets_3D000)
     cr_expect(strstr(msg, "database \"nope\" does not exist"), "%s", msg);
 }
 
+/* A review: an unknown database was refused (3D000) before authentication, so anyone who
+ * could connect could list the configured database names by trying them. As PostgreSQL
+ * does, only an authenticated user learns that a database does not exist; a wrong password
+ * or an unknown user gets the same 28P01 whether the database exists or not. */
+Test(session, database_names_cannot_be_probed_without_a_password)
+{
+    static const char *const dbs[] = {"app", "nope"};
+    for (int i = 0; i < 2; i++) {
+        char state[6], msg[256];
+        cr_expect_not(raw_login(px.port, "alice", "wrong", dbs[i], state, msg, sizeof(msg)));
+        cr_expect_str_eq(state, "28P01", "alice, wrong password, %s: %s", dbs[i], msg);
+        cr_expect_not(raw_login(px.port, "nobody4", "x", dbs[i], state, msg, sizeof(msg)));
+        cr_expect_str_eq(state, "28P01", "unknown user, %s: %s", dbs[i], msg);
+    }
+}
+
 Test(session, scram_verifier_and_trust_users_log_in)
 {
     char state[6], msg[256];
