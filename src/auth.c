@@ -272,6 +272,24 @@ static bool hmac256(const uint8_t key[SCRAM_KEY_LEN], const void *data, size_t l
            outlen == SCRAM_KEY_LEN;
 }
 
+bool scram_salt_key_from(const void *const *secrets, const size_t *lens, size_t n,
+                         uint8_t key[SCRAM_KEY_LEN])
+{
+    static const char label[] = "lakeproxy unknown-user salt key v1";
+    EVP_MD_CTX *md = n ? EVP_MD_CTX_new() : NULL;
+    unsigned int out = 0;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(md, label, sizeof(label)) == 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        uint64_t len = lens[i];
+        ok = EVP_DigestUpdate(md, &len, sizeof(len)) == 1 &&
+             EVP_DigestUpdate(md, secrets[i], lens[i]) == 1;
+    }
+    ok = ok && EVP_DigestFinal_ex(md, key, &out) == 1 && out == SCRAM_KEY_LEN;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
 bool scram_name_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user, uint8_t *salt, size_t len)
 {
     uint8_t mac[SCRAM_KEY_LEN];

@@ -37,6 +37,13 @@ bool scram_make_verifier(const char *password, const uint8_t *salt, size_t salt_
 bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
                          const char *user, struct scram_verifier *out);
 
+/* A salt key (for scram_name_salt) derived from secrets that stay the same while the
+ * configuration does (n of them, each lens[i] bytes): SHA-256 over a label and each secret
+ * with its length. Unknown names' salts then stay the same across restarts, as PostgreSQL's
+ * do, as real users' verifiers do. False when n is 0 or hashing fails. */
+bool scram_salt_key_from(const void *const *secrets, const size_t *lens, size_t n,
+                         uint8_t key[SCRAM_KEY_LEN]);
+
 /* The salt of user's name: the first len (<= SCRAM_KEY_LEN) bytes of HMAC-SHA-256(key, user).
  * An unknown name's mock verifier and a plain `password:` user's verifier both use it, so
  * their salts change alike (at a restart, never at a reload). */

@@ -58,13 +58,56 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-/* The verifier of unknown users: random, so nobody knows a password that matches it. */
+/* Secrets to derive the salt key from (make_salt_key). */
+struct secret_list {
+    const void **p;
+    size_t *len, n, cap;
+};
+
+static void add_secret(struct secret_list *l, const void *p, size_t len)
+{
+    if (p && l->p && l->len && l->n < l->cap) {
+        l->p[l->n] = p;
+        l->len[l->n++] = len;
+    }
+}
+
+static void add_secret_text(struct secret_list *l, const char *text)
+{
+    add_secret(l, text, text ? strlen(text) : 0);
+}
+
+/* The key that salts unknown names and plain passwords (scram_name_salt): derived from the
+ * configuration's secrets (users' passwords and verifiers, databases' static passwords,
+ * auth_query's password, the masking hash key), so salts survive a restart; random when it
+ * holds none. */
+static bool make_salt_key(struct worker *w, const struct config *cfg)
+{
+    struct secret_list l = {.cap = 2 * cfg->n_users + cfg->n_dbs + 2};
+    l.p = calloc(l.cap, sizeof(*l.p));
+    l.len = calloc(l.cap, sizeof(*l.len));
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        add_secret_text(&l, cfg->users[i].password_scram);
+        add_secret_text(&l, cfg->users[i].password);
+    }
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        add_secret_text(&l, cfg->dbs[i].password);
+    add_secret_text(&l, cfg->auth_query.password);
+    add_secret(&l, cfg->masking.hash_key, cfg->masking.hash_key_len);
+    bool ok = l.p && l.len && scram_salt_key_from(l.p, l.len, l.n, w->mock_salt_key);
+    free(l.p);
+    free(l.len);
+    return ok || RAND_bytes(w->mock_salt_key, sizeof(w->mock_salt_key)) == 1;
+}
+
+/* The verifier of unknown users: random, so nobody knows a password that matches it; their
+ * salts are their names' own (make_salt_key). */
 static bool make_mock_verifier(struct worker *w)
 {
     uint8_t secret[32], salt[16];
     char pw[65];
     bool ok = RAND_bytes(secret, sizeof(secret)) == 1 && RAND_bytes(salt, sizeof(salt)) == 1 &&
-              RAND_bytes(w->mock_salt_key, sizeof(w->mock_salt_key)) == 1;
+              make_salt_key(w, w->cfg);
     for (int i = 0; i < 32; i++)
         snprintf(pw + 2 * i, 3, "%02x", secret[i]);
     ok = ok &&

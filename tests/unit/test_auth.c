@@ -715,3 +715,19 @@ Test(auth, unknown_users_each_get_a_stable_salt_of_their_own)
     cr_expect(memcmp(a1.stored_key, mock.stored_key, SCRAM_KEY_LEN) == 0,
               "keys nobody has a password for");
 }
+
+Test(auth, the_salt_key_follows_the_configurations_secrets)
+{
+    const void *secrets[2] = {"alice-secret", "server-secret"},
+               *swapped[2] = {"alice-secre", "tserver-secret"};
+    size_t lens[2] = {12, 13}, swapped_lens[2] = {11, 14};
+    uint8_t k1[SCRAM_KEY_LEN], k2[SCRAM_KEY_LEN], k3[SCRAM_KEY_LEN], k4[SCRAM_KEY_LEN];
+    cr_assert(scram_salt_key_from(secrets, lens, 2, k1));
+    cr_assert(scram_salt_key_from(secrets, lens, 2, k2));
+    cr_assert(scram_salt_key_from(secrets, lens, 1, k3));
+    cr_assert(scram_salt_key_from(swapped, swapped_lens, 2, k4));
+    cr_expect(memcmp(k1, k2, sizeof(k1)) == 0, "the same secrets, the same key (a restart)");
+    cr_expect(memcmp(k1, k3, sizeof(k1)) != 0, "another set, another key");
+    cr_expect(memcmp(k1, k4, sizeof(k1)) != 0, "lengths count: a byte moved is another key");
+    cr_expect_not(scram_salt_key_from(secrets, lens, 0, k3), "no secrets: no key (random then)");
+}
