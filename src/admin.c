@@ -248,6 +248,8 @@ static void show_config(struct client *c)
     result_row(&r, "limits.max_message_size|%zu", cfg->max_message_size);
     result_row(&r, "limits.max_message_memory|%zu", cfg->max_message_memory);
     result_row(&r, "limits.shutdown_timeout_s|%d", cfg->shutdown_timeout_s);
+    result_row(&r, "limits.login_timeout_s|%d", cfg->login_timeout_s);
+    result_row(&r, "limits.core_dumps|%s", cfg->core_dumps ? "true" : "false");
     result_row(&r, "log.level|%s", cfg->log_level);
     for (size_t i = 0; i < cfg->n_dbs; i++) {
         const struct db_config *d = &cfg->dbs[i];

@@ -85,6 +85,11 @@ Test(admin, show_config_never_shows_a_secret)
     PGconn *adm = console();
     PGresult *r = show(adm, "SHOW CONFIG");
     cr_expect_gt(PQntuples(r), 5);
+    bool dumps_shown = false;
+    for (int i = 0; i < PQntuples(r); i++)
+        dumps_shown |= strcmp(PQgetvalue(r, i, 0), "limits.core_dumps") == 0 &&
+                       strcmp(PQgetvalue(r, i, 1), "false") == 0;
+    cr_expect(dumps_shown, "limits.core_dumps, false by default, is shown");
     for (int i = 0; i < PQntuples(r); i++)
         for (int j = 0; j < PQnfields(r); j++) {
             cr_expect_null(strstr(PQgetvalue(r, i, j), "secret"), "secret shown: %s",
