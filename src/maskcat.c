@@ -30,9 +30,11 @@
  * definitions are read and described alike). */
 #define CATALOG_OPTIONS "-c search_path=pg_catalog"
 
-/* Rows: ('c', rule, table, column, table name) for masked columns (a rule's table, its
- * children and partitions, and its parents: rows read through a parent carry the parent's
- * column as their origin, whatever child they come from); ('t', name) for every
+/* Rows: ('c', rule, table, column, table name) for masked columns (a rule's table and its
+ * whole family: its parents, as rows read through a parent carry the parent's column as their
+ * origin, whatever child they come from; and every descendant of those, its siblings too, as
+ * an UPDATE of a partition key through the parent moves rows from one partition to another,
+ * and a masked row must not land where it would be read unmasked); ('t', name) for every
  * column of a table holding one; ('v', view, name) for views and materialized views that read
  * one (through other views too, or as a whole row), that run a function defined outside
  * pg_catalog (called, or behind an operator or a cast: "unsafe"), or whose definition text
@@ -64,14 +66,13 @@ static const char *const catalog_sql =
     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.t "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = r.col "
     "AND a.attnum > 0 AND NOT a.attisdropped), "
-    "kids(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
-    "SELECT k.ord, i.inhrelid, k.attname FROM kids k "
-    "JOIN pg_catalog.pg_inherits i ON i.inhparent = k.rel), "
     "ups(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
     "SELECT u.ord, i.inhparent, u.attname FROM ups u "
     "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.rel), "
-    "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM "
-    "(SELECT * FROM kids UNION SELECT * FROM ups) k "
+    "kids(ord, rel, attname) AS (SELECT ord, rel, attname FROM ups UNION "
+    "SELECT k.ord, i.inhrelid, k.attname FROM kids k "
+    "JOIN pg_catalog.pg_inherits i ON i.inhparent = k.rel), "
+    "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM kids k "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.rel AND a.attname = k.attname "
     "AND NOT a.attisdropped), "
     "unsafe(rel) AS (SELECT rw.ev_class FROM pg_catalog.pg_depend d "

@@ -1,9 +1,9 @@
 /* maskcat.h: what the database's catalog says about masked columns, per database entry:
- * the (table OID, column number) of every masked column (also in inheritance children and
- * partitions, by column name), the views and materialized views that read one (those that
- * are pure projections of masked columns are resolved: each of their columns carries the
- * rules of the column it comes from, as PostgreSQL describes their definitions, maskview.c;
- * the others are refused whole to masked clients), and the names of functions defined
+ * the (table OID, column number) of every masked column (in the whole inheritance or
+ * partition family of a rule's table, by column name), the views and materialized views that read
+ * one (those that are pure projections of masked columns are resolved: each of their columns
+ * carries the rules of the column it comes from, as PostgreSQL describes their definitions,
+ * maskview.c; the others are refused whole to masked clients), and the names of functions defined
  * outside pg_catalog (the masking guard refuses calls to them). Read on a side connection
  * (sidequery.c) when a masked client first logs in, again every masking.catalog_refresh_s, and at
  * once when a result names a table OID not seen since the last read (a table created or recreated

@@ -245,13 +245,38 @@ Test(masking, a_rule_on_a_partition_or_child_masks_it_read_through_the_parent)
     EXPECT_QUERY_VALUE(m, "SELECT addr FROM contacts WHERE id = 2", "****", "parent, VIP row");
     EXPECT_QUERY_VALUE(m, "SELECT addr FROM contacts WHERE id = 1", "****", "parent, own row");
     EXPECT_QUERY_VALUE(m, "SELECT addr FROM vip_contacts", "****", "the child itself");
-    /* the other partition, read directly, is not masked: no rule names it */
-    EXPECT_QUERY_VALUE(m, "SELECT iban FROM accounts_us", "US-1234", "accounts_us directly");
+    /* the other partition is masked too: rows move between partitions (below) */
+    EXPECT_QUERY_VALUE(m, "SELECT iban FROM accounts_us", "****", "accounts_us directly");
     PQfinish(m);
     PGconn *a = login("audra");
     EXPECT_QUERY_VALUE(a, "SELECT iban FROM accounts WHERE id = 1", "DE89-secret-3000",
                        "an exempt user reads the parent as it is");
     PQfinish(a);
+}
+
+/* A red team: with a rule on one partition only, an UPDATE of the partition key through the
+ * parent (a column no rule masks) moved a row into a sibling partition no rule named, where
+ * its masked column read in plain. A rule now reaches the whole family (siblings too). */
+Test(masking, a_row_moved_to_another_partition_stays_masked)
+{
+    PGconn *m = login("mallory");
+    free(query_value(m, "BEGIN"));
+    EXPECT_QUERY_VALUE(m,
+                       "WITH u AS (UPDATE accounts SET region = 'us' WHERE id = 1 RETURNING id) "
+                       "SELECT count(*) FROM u",
+                       "1", "the row moves to accounts_us");
+    static const char *const reads[] = {"SELECT id, region, iban FROM accounts_us",
+                                        "SELECT * FROM accounts WHERE region = 'us'",
+                                        "SELECT iban FROM accounts_us WHERE id = 1"};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        PGresult *r = PQexec(m, reads[i]);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", reads[i],
+                     PQresultErrorMessage(r));
+        mask_expect_no_secret(r, reads[i]);
+        PQclear(r);
+    }
+    free(query_value(m, "ROLLBACK"));
+    PQfinish(m);
 }
 
 /* Bypass attempts: each is refused (an error, the connection may even be closed) or answers
