@@ -431,10 +431,11 @@ static const PgQuery__Node *call_arg(const PgQuery__FuncCall *f, size_t pos, con
     return NULL;
 }
 
-static void check_call(struct check *k, const PgQuery__FuncCall *f)
+/* The refusals a function's name alone decides. Also applied to attribute notation, which
+ * PostgreSQL runs as a call of a one-argument function: (1).pg_stat_get_activity and
+ * g.ts_stat are pg_stat_get_activity(1) and ts_stat(g). */
+static void check_called_name(struct check *k, const char *fn)
 {
-    char low[96];
-    const char *fn = func_name(f);
     if (takes_session_lock(fn))
         k->out->retire = true;
     for (size_t i = 0; i < sizeof(sql_text_runners) / sizeof(sql_text_runners[0]); i++)
@@ -458,6 +459,13 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
                "%s() is not allowed under row-level security: it shows other clients' "
                "statements, their values included",
                fn);
+}
+
+static void check_call(struct check *k, const PgQuery__FuncCall *f)
+{
+    char low[96];
+    const char *fn = func_name(f);
+    check_called_name(k, fn);
     if (strcmp(fn, "set_config") != 0)
         return;
     const PgQuery__Node *local = call_arg(f, 2, "is_local");
@@ -600,6 +608,28 @@ static void note_effects(struct check *k, const ProtobufCMessage *m)
         k->writes = true;
 }
 
+/* The names attribute notation could call as functions: each field of (expr).name, and the
+ * last of a qualified column reference (alias.name, schema.table.name). */
+static void check_attribute_calls(struct check *k, const ProtobufCMessage *m)
+{
+    PgQuery__Node *const *names;
+    size_t n, from;
+    if (m->descriptor == &pg_query__a__indirection__descriptor) {
+        const PgQuery__AIndirection *a = (const PgQuery__AIndirection *)m;
+        names = a->indirection;
+        n = a->n_indirection;
+        from = 0;
+    } else {
+        const PgQuery__ColumnRef *r = (const PgQuery__ColumnRef *)m;
+        names = r->fields;
+        n = r->n_fields;
+        from = n > 1 ? n - 1 : n;
+    }
+    for (size_t i = from; i < n; i++)
+        if (names[i]->node_case == PG_QUERY__NODE__NODE_STRING && names[i]->string->sval)
+            check_called_name(k, names[i]->string->sval);
+}
+
 /* Refusals that depend on what a node says. */
 static void check_node(struct check *k, const ProtobufCMessage *m)
 {
@@ -608,6 +638,8 @@ static void check_node(struct check *k, const ProtobufCMessage *m)
         check_set(k, (const PgQuery__VariableSetStmt *)m);
     else if (d == &pg_query__func_call__descriptor)
         check_call(k, (const PgQuery__FuncCall *)m);
+    else if (d == &pg_query__a__indirection__descriptor || d == &pg_query__column_ref__descriptor)
+        check_attribute_calls(k, m);
     else if (d == &pg_query__do_stmt__descriptor)
         refuse(k, "DO blocks are not allowed: they run code the guard cannot check", NULL);
     else if (d == &pg_query__alter_role_set_stmt__descriptor ||

@@ -66,6 +66,12 @@ const char *const *masksql_table_readers(size_t *n)
 static const char *const comparisons[] = {
     "=", "<>", "!=", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*"};
 
+/* Does name start with a SQL-text runner's or table reader's name (table_readers)? */
+static bool is_table_reader(const char *name)
+{
+    return name && has_prefix(name, table_readers, COUNT(table_readers));
+}
+
 /* Is name a function defined outside pg_catalog that the policy does not allow? */
 static bool is_user_function(const struct ctx *c, const char *name)
 {
@@ -127,6 +133,8 @@ void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use 
     const char *qual = r->n_fields > 1 ? str_of(r->fields[r->n_fields - 2]) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
         msql_refuse(c, WHY_ROW, last);
+    else if (qual && is_table_reader(last)) /* alias.name: name(alias), PostgreSQL reads */
+        msql_refuse(c, WHY_READER, last);
     else if (qual && last && is_user_function(c, last))
         msql_refuse(c, WHY_FUNCTION, last);
     else if (qual && msql_is_row_call(c, qual, last))
@@ -467,11 +475,6 @@ static unsigned kept_flags(const ProtobufCMessage *m, unsigned flags)
     return flags;
 }
 
-static bool is_table_reader(const char *name)
-{
-    return name && has_prefix(name, table_readers, COUNT(table_readers));
-}
-
 /* Is a call of schema.name (schema may be NULL) allowed by the policy's names? */
 static bool function_allowed(const struct ctx *c, const char *schema, const char *name)
 {
@@ -538,6 +541,10 @@ void msql_check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned f
         const char *field = str_of(x);
         if (field && msql_is_masked(c, field))
             msql_refuse(c, WHY_EXPR, field);
+        else if (is_table_reader(field)) /* (expr).name is name(expr) to PostgreSQL */
+            msql_refuse(c, WHY_READER, field);
+        else if (field && is_user_function(c, field))
+            msql_refuse(c, WHY_FUNCTION, field);
         else if ((field || is_star(x)) && c->table && a->arg &&
                  a->arg->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
             msql_refuse(c, WHY_ROW, row_name(a->arg->column_ref));

@@ -183,6 +183,14 @@ static const struct refusal refused[] = {
     {"SELECT email FROM customers NATURAL JOIN t", "JOIN ... USING"},
     /* functions and relations */
     {"SELECT leak_fn()", "function \"leak_fn\""},
+    /* attribute notation: PostgreSQL runs (x).f and alias.f as f(x) (a red team) */
+    {"SELECT (1).leak_fn", "function \"leak_fn\""},
+    {"SELECT (i).leak_fn FROM generate_series(1, 3) i", "function \"leak_fn\""},
+    {"SELECT (c.id + 0).leak_fn FROM customers c", "function \"leak_fn\""},
+    {"SELECT ('select email from customers'::text).ts_stat", "ts_stat"},
+    {"SELECT g.ts_stat FROM unnest(ARRAY['select email::tsvector from customers']) g", "ts_stat"},
+    {"SELECT (s.q).query_to_xml FROM (SELECT 'select 1'::text AS q) s", "query_to_xml"},
+    {"CREATE TABLE d (i int, x text DEFAULT (1).leak_fn)", "function \"leak_fn\""},
     {"SELECT leak_fn(name) FROM customers", "function \"leak_fn\""},
     {"SELECT * FROM leak_fn()", "function \"leak_fn\""},
     {"CALL leak_fn()", "CALL is not allowed"},
