@@ -72,6 +72,25 @@ static bool is_table_reader(const char *name)
     return name && has_prefix(name, table_readers, COUNT(table_readers));
 }
 
+/* Is name, read as attribute notation (alias.name, (x).name), a table reader's call? Exactly
+ * one of table_readers or a member of its family (query_to_xmlschema, dblink_exec, crosstab2),
+ * not any name it starts: a column such as ts_status must stay readable as t.ts_status. */
+static bool is_table_reader_attribute(const char *name)
+{
+    for (size_t i = 0; name && i < COUNT(table_readers); i++) {
+        size_t n = strlen(table_readers[i]);
+        if (strncasecmp(name, table_readers[i], n) != 0)
+            continue;
+        const char *rest = name + n;
+        if (!*rest || strcasecmp(rest, "schema") == 0 || strcasecmp(rest, "_and_xmlschema") == 0 ||
+            (strcmp(table_readers[i], "dblink") == 0 && *rest == '_') ||
+            (strcmp(table_readers[i], "crosstab") == 0 &&
+             strspn(rest, "0123456789") == strlen(rest)))
+            return true;
+    }
+    return false;
+}
+
 /* Is name a function defined outside pg_catalog that the policy does not allow? */
 static bool is_user_function(const struct ctx *c, const char *name)
 {
@@ -133,7 +152,7 @@ void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use 
     const char *qual = r->n_fields > 1 ? str_of(r->fields[r->n_fields - 2]) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
         msql_refuse(c, WHY_ROW, last);
-    else if (qual && is_table_reader(last)) /* alias.name: name(alias), PostgreSQL reads */
+    else if (qual && is_table_reader_attribute(last)) /* alias.name: name(alias) */
         msql_refuse(c, WHY_READER, last);
     else if (qual && last && is_user_function(c, last))
         msql_refuse(c, WHY_FUNCTION, last);
@@ -541,7 +560,7 @@ void msql_check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned f
         const char *field = str_of(x);
         if (field && msql_is_masked(c, field))
             msql_refuse(c, WHY_EXPR, field);
-        else if (is_table_reader(field)) /* (expr).name is name(expr) to PostgreSQL */
+        else if (is_table_reader_attribute(field)) /* (expr).name is name(expr) */
             msql_refuse(c, WHY_READER, field);
         else if (field && is_user_function(c, field))
             msql_refuse(c, WHY_FUNCTION, field);

@@ -190,6 +190,9 @@ static const struct refusal refused[] = {
     {"SELECT ('select email from customers'::text).ts_stat", "ts_stat"},
     {"SELECT g.ts_stat FROM unnest(ARRAY['select email::tsvector from customers']) g", "ts_stat"},
     {"SELECT (s.q).query_to_xml FROM (SELECT 'select 1'::text AS q) s", "query_to_xml"},
+    {"SELECT (s.q).query_to_xml_and_xmlschema FROM (SELECT 'select 1'::text AS q) s",
+     "query_to_xml_and_xmlschema"},
+    {"SELECT s.dblink_exec FROM (SELECT 'select 1'::text AS q) s", "dblink_exec"},
     {"CREATE TABLE d (i int, x text DEFAULT (1).leak_fn)", "function \"leak_fn\""},
     {"SELECT leak_fn(name) FROM customers", "function \"leak_fn\""},
     {"SELECT * FROM leak_fn()", "function \"leak_fn\""},
@@ -232,6 +235,8 @@ static const struct refusal refused[] = {
 /* Statements passed under the policy. */
 static const char *const passed[] = {
     "SELECT email FROM customers",
+    /* columns that merely start like a table reader's name, read as alias.name */
+    "SELECT o.ts_status, o.dblinked, o.crosstab_note FROM orders o",
     "SELECT email AS e, id FROM customers",
     "SELECT * FROM customers",
     "SELECT c.* FROM customers c",
