@@ -279,6 +279,18 @@ Test(masking, a_row_moved_to_another_partition_stays_masked)
     PQfinish(m);
 }
 
+/* A SQL PREPARE that tests masked columns is refused (each EXECUTE would test them unseen);
+ * one that does not, made before a reload adds a rule, could test them afterwards: it lives
+ * one transaction only, as its server is retired when the transaction ends. */
+Test(masking, a_sql_prepared_statement_lives_one_transaction_only)
+{
+    PGconn *m = login("mallory");
+    free(query_value(m, "PREPARE p(int) AS SELECT name FROM customers WHERE id = $1"));
+    cr_expect_str_eq(query_sqlstate(m, "EXECUTE p(1)"), "26000",
+                     "its server was retired with the transaction");
+    PQfinish(m);
+}
+
 /* Bypass attempts: each is refused (an error, the connection may even be closed) or answers
  * with masked values only. refused: must be refused. */
 static const struct mask_attempt_case attempts[] = {
