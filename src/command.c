@@ -215,6 +215,16 @@ static bool watch(struct command *c, int out_fd, int err_fd)
            event_add(c->err_ev, NULL) == 0 && evtimer_add(c->deadline, &tv) == 0;
 }
 
+/* Frees what a start that failed before fork had made (c and env may be NULL); NULL. */
+static struct command *not_started(struct command *c, char **env)
+{
+    if (c)
+        free(c->out);
+    free(c);
+    free(env);
+    return NULL;
+}
+
 struct command *command_start(struct event_base *base, char *const *argv, const char *shell,
                               const char *const *hide, int timeout_ms, size_t max_out,
                               command_done_fn done, void *arg, char *err, size_t errsz)
@@ -225,28 +235,18 @@ struct command *command_start(struct event_base *base, char *const *argv, const 
     if (c)
         c->out = malloc(max_out ? max_out : 1);
     if (!c || !c->out || !env) {
-        if (c)
-            free(c->out);
-        free(c);
-        free(env);
         snprintf(err, errsz, "out of memory");
-        return NULL;
+        return not_started(c, env);
     }
     if (pipe2(op, O_CLOEXEC) != 0) {
         snprintf(err, errsz, "pipe: %s", strerror(errno));
-        free(c->out);
-        free(c);
-        free(env);
-        return NULL;
+        return not_started(c, env);
     }
     if (pipe2(ep, O_CLOEXEC) != 0) {
         snprintf(err, errsz, "pipe: %s", strerror(errno));
         close(op[0]);
         close(op[1]);
-        free(c->out);
-        free(c);
-        free(env);
-        return NULL;
+        return not_started(c, env);
     }
     *c = (struct command){.base = base,
                           .out = c->out,

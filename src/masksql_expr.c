@@ -99,6 +99,16 @@ static bool is_user_function(const struct ctx *c, const char *name)
            !in_list(p->functions_allowed, p->n_functions_allowed, name);
 }
 
+/* Why name, read in attribute notation (alias.name, (x).name: PostgreSQL's name(alias) and
+ * name(x)), is refused as the call it may be: a table reader's or an administrator's
+ * function (a format for msql_refuse with the name); NULL when it is not. */
+static const char *attribute_call_refusal(const struct ctx *c, const char *name)
+{
+    if (is_table_reader_attribute(name))
+        return WHY_READER;
+    return name && is_user_function(c, name) ? WHY_FUNCTION : NULL;
+}
+
 /* One more test of a masked column (name) against constants: refused past MAX_TESTS in the
  * statement text. */
 static void count_test(struct ctx *c, const char *name)
@@ -150,12 +160,11 @@ void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use 
     const PgQuery__Node *lastn = r->fields[r->n_fields - 1];
     const char *last = str_of(lastn);
     const char *qual = r->n_fields > 1 ? str_of(r->fields[r->n_fields - 2]) : NULL;
+    const char *call_why = qual ? attribute_call_refusal(c, last) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
         msql_refuse(c, WHY_ROW, last);
-    else if (qual && is_table_reader_attribute(last)) /* alias.name: name(alias) */
-        msql_refuse(c, WHY_READER, last);
-    else if (qual && last && is_user_function(c, last))
-        msql_refuse(c, WHY_FUNCTION, last);
+    else if (call_why)
+        msql_refuse(c, call_why, last);
     else if (qual && msql_is_row_call(c, qual, last))
         msql_refuse(c, WHY_ROW_CALL, qual, last, qual, last, qual);
     else if (is_star(lastn))
@@ -557,13 +566,11 @@ void msql_check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned f
     check_node(c, a->arg, under);
     for (size_t i = 0; i < a->n_indirection; i++) {
         const PgQuery__Node *x = a->indirection[i];
-        const char *field = str_of(x);
+        const char *field = str_of(x), *call_why = attribute_call_refusal(c, field);
         if (field && msql_is_masked(c, field))
             msql_refuse(c, WHY_EXPR, field);
-        else if (is_table_reader_attribute(field)) /* (expr).name is name(expr) */
-            msql_refuse(c, WHY_READER, field);
-        else if (field && is_user_function(c, field))
-            msql_refuse(c, WHY_FUNCTION, field);
+        else if (call_why)
+            msql_refuse(c, call_why, field);
         else if ((field || is_star(x)) && c->table && a->arg &&
                  a->arg->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
             msql_refuse(c, WHY_ROW, row_name(a->arg->column_ref));
