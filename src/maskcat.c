@@ -9,6 +9,7 @@
 #include "client.h"
 #include "config.h"
 #include "fnv.h"
+#include "hiddensql.h"
 #include "log.h"
 #include "masksql.h"
 #include "maskview.h"
@@ -914,14 +915,18 @@ static void array_put(char *out, size_t outsz, const char *item, bool first)
     out[at] = '\0';
 }
 
-/* One of the masking guard's name lists as a text[] literal into out. */
-static void guard_names_array(const char *const *(*list)(size_t *), char *out, size_t outsz)
+/* The stems of the functions that run SQL out of the guards' sight (hiddensql.h), and the
+ * planner statistics relations, as text[] literals: the catalog read's $4 and $5. */
+static void guard_names_arrays(char *hidden, char *stats, size_t outsz)
 {
-    size_t n;
-    const char *const *names = list(&n);
+    size_t n = hiddensql_count();
     for (size_t i = 0; i < n; i++)
-        array_put(out, outsz, names[i], i == 0);
-    strcat(out, n ? "}" : "{}");
+        array_put(hidden, outsz, hiddensql_stem(i), i == 0);
+    strcat(hidden, n ? "}" : "{}");
+    const char *const *rels = masksql_stats_relations(&n);
+    for (size_t i = 0; i < n; i++)
+        array_put(stats, outsz, rels[i], i == 0);
+    strcat(stats, n ? "}" : "{}");
 }
 
 /* Starts a read with the rules of the current configuration. */
@@ -947,8 +952,7 @@ static void start_read(struct maskcat *mc)
         }
         for (int k = 0; k < 3; k++)
             strcat(arr[k], m->n_rules ? "}" : "{}");
-        guard_names_array(masksql_table_readers, arr[3], cap);
-        guard_names_array(masksql_stats_relations, arr[4], cap);
+        guard_names_arrays(arr[3], arr[4], cap);
         const char *params[5] = {arr[0], arr[1], arr[2], arr[3], arr[4]};
         struct sidequery_login login = {db->user, NULL, "lakeproxy masking", CATALOG_OPTIONS, true};
         mc->q =

@@ -65,10 +65,9 @@ struct masksql_verdict {
 /* Analyses sql (NUL-terminated, one or more statements) under policy p. */
 void masksql_check(const char *sql, const struct masksql_policy *p, struct masksql_verdict *out);
 
-/* Name prefixes of the functions that run SQL text or read tables by name, and the names of
- * the pg_catalog relations holding planner statistics: the guard refuses them to masked
- * clients, and the masking catalog refuses views that use them. */
-const char *const *masksql_table_readers(size_t *n);
+/* The names of the pg_catalog relations holding planner statistics: the guard refuses them to
+ * masked clients, and the masking catalog refuses views that use them (as it does views that
+ * name a function of hiddensql.h). */
 const char *const *masksql_stats_relations(size_t *n);
 
 /* A bounded cache of verdicts by (policy_id, statement text), least recently used evicted.

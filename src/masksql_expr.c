@@ -6,6 +6,7 @@
  * set_config), windows and sublinks. */
 #include <stdio.h>
 
+#include "hiddensql.h"
 #include "masksql_int.h"
 
 /* Tests of masked columns against constants (in WHERE, ON, HAVING) one statement text may make:
@@ -49,46 +50,18 @@
     "function \"%.63s\" is not allowed for clients with masked columns: it is defined outside "    \
     "pg_catalog (an administrator may allow it in the policy)"
 
-/* Built-in and common extension functions that run SQL text or read whole tables or cursors by
- * name, out of the guard's sight (every name starting with one of these). */
-static const char *const table_readers[] = {
-    "query_to_xml", "table_to_xml", "cursor_to_xml", "schema_to_xml", "database_to_xml",
-    "ts_stat",      "ts_rewrite",   "dblink",        "crosstab",      "connectby",
-};
-
-const char *const *masksql_table_readers(size_t *n)
-{
-    *n = COUNT(table_readers);
-    return table_readers;
-}
-
 /* Comparison operators a masked column may be a direct operand of in a predicate. */
 static const char *const comparisons[] = {
     "=", "<>", "!=", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "!~~*"};
 
-/* Does name start with a SQL-text runner's or table reader's name (table_readers)? */
+/* Does a function of this name run SQL text or read tables or cursors by name, out of the
+ * guard's sight (hiddensql.h)? The same for calls and for attribute notation (alias.name,
+ * (x).name): exactly such a function or a member of its family (query_to_xmlschema,
+ * dblink_exec, crosstab2), not any name one starts, so a column such as ts_status stays
+ * readable as t.ts_status. */
 static bool is_table_reader(const char *name)
 {
-    return name && has_prefix(name, table_readers, COUNT(table_readers));
-}
-
-/* Is name, read as attribute notation (alias.name, (x).name), a table reader's call? Exactly
- * one of table_readers or a member of its family (query_to_xmlschema, dblink_exec, crosstab2),
- * not any name it starts: a column such as ts_status must stay readable as t.ts_status. */
-static bool is_table_reader_attribute(const char *name)
-{
-    for (size_t i = 0; name && i < COUNT(table_readers); i++) {
-        size_t n = strlen(table_readers[i]);
-        if (strncasecmp(name, table_readers[i], n) != 0)
-            continue;
-        const char *rest = name + n;
-        if (!*rest || strcasecmp(rest, "schema") == 0 || strcasecmp(rest, "_and_xmlschema") == 0 ||
-            (strcmp(table_readers[i], "dblink") == 0 && *rest == '_') ||
-            (strcmp(table_readers[i], "crosstab") == 0 &&
-             strspn(rest, "0123456789") == strlen(rest)))
-            return true;
-    }
-    return false;
+    return hiddensql_kind(name) != HIDDENSQL_NONE;
 }
 
 /* Is name a function defined outside pg_catalog that the policy does not allow? */
@@ -104,7 +77,7 @@ static bool is_user_function(const struct ctx *c, const char *name)
  * function (a format for msql_refuse with the name); NULL when it is not. */
 static const char *attribute_call_refusal(const struct ctx *c, const char *name)
 {
-    if (is_table_reader_attribute(name))
+    if (is_table_reader(name))
         return WHY_READER;
     return name && is_user_function(c, name) ? WHY_FUNCTION : NULL;
 }

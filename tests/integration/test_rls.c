@@ -149,6 +149,17 @@ static const struct {
     {"ALTER DATABASE lp_test SET default_transaction_read_only = on", SIMPLE},
     {"SELECT query_to_xml('select set_config(''app.tenant_id'', ''1'', false)', true, false, '')",
      SIMPLE},
+    /* contrib functions installed by the administrator (setup.sql) that run SQL built from
+     * their arguments */
+    {"SELECT * FROM crosstab('SELECT set_config(''app.tenant_id'', ''1'', false), ''c'', "
+     "''v''') AS t(r text, v text)",
+     SIMPLE},
+    {"SELECT * FROM connectby('rls_docs', 'set_config(''app.tenant_id'', ''1'', false)', "
+     "'body', '1', 0) AS t(k text, p text, l int)",
+     IN_TXN},
+    {"SELECT * FROM xpath_table('set_config(''app.tenant_id'', ''1'', false)', '''<a/>''', "
+     "'rls_docs', '/a', 'true') AS t(k text, a text)",
+     SIMPLE},
     {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", SIMPLE},

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "guard.h"
+#include "hiddensql.h"
 #include "textscan.h"
 
 enum want { PASS, REFUSE, RETIRE };
@@ -180,6 +181,20 @@ static const struct {
     {"SELECT cursor_to_xml('c', 10, true, false, '')", REFUSE, "cursor_to_xml"},
     {"SELECT query_to_xml('SELECT 1', true, false, '')", REFUSE, "query_to_xml"},
     {"SELECT xmlelement(name a, 'x')", PASS, NULL},
+    /* contrib functions that run SQL built from their arguments, in calls and attribute
+     * notation (one table for both guards: hiddensql.c) */
+    {"SELECT * FROM crosstab('SELECT set_config(''app.tenant_id'', ''1'', false), 1, 2') "
+     "AS t(r text, v text)",
+     REFUSE, "crosstab()"},
+    {"SELECT * FROM public.crosstab3('select 1')", REFUSE, "crosstab3()"},
+    {"SELECT * FROM connectby('t', 'a', 'b', '1', 0) AS t(k text, p text, l int)", REFUSE,
+     "connectby()"},
+    {"SELECT * FROM xpath_table('k', 'd', 't', '/a', 'true') AS t(k text, a text)", REFUSE,
+     "xpath_table()"},
+    {"SELECT ('select 1'::text).crosstab", REFUSE, "crosstab()"},
+    {"SELECT s.dblink_exec FROM s", REFUSE, "dblink_exec()"},
+    {"SELECT dblink_connect('c', 'dbname=x')", REFUSE, "dblink_connect()"},
+    {"SELECT t.ts_status, t.crosstab_note, t.dblinked, t.connectby_level FROM t", PASS, NULL},
     /* other clients' backends (all tenants log in as one role) */
     {"SELECT pg_terminate_backend(pid) FROM pg_locks", REFUSE, "another client's"},
     {"SELECT pg_catalog.pg_cancel_backend(123)", REFUSE, "pg_cancel_backend"},
@@ -378,6 +393,21 @@ Test(guard, text_that_could_matter_is_always_parsed)
     for (size_t i = 0; i < sizeof(skipped) / sizeof(skipped[0]); i++)
         cr_expect_not(guard_may_matter(skipped[i]), "%s need not be parsed", skipped[i]);
     cr_expect_not(guard_may_matter("SELECT id, name FROM items WHERE id = 7"));
+}
+
+/* Every function the guards refuse for running SQL out of their sight (hiddensql.c) must
+ * make its text parsed: a name added to that table alone would otherwise slip past the
+ * pre-filter. */
+Test(guard, every_hidden_sql_function_makes_text_parsed)
+{
+    for (size_t i = 0; i < hiddensql_count(); i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT * FROM %s('x')", hiddensql_stem(i));
+        cr_expect(guard_may_matter(sql), "%s would skip the guard", sql);
+        struct guard_verdict v;
+        guard_check(sql, "app", &v);
+        cr_expect(v.refuse, "%s passes the guard", sql);
+    }
 }
 
 Test(guard, the_protected_prefix_is_configurable)

@@ -510,6 +510,10 @@ static const struct refusal creations_refused[] = {
     {"SELECT * FROM crosstab('SELECT id, name, email FROM customers') AS t(id int, a text)",
      "function \"crosstab\""},
     {"SELECT * FROM connectby('customers', 'id', 'email', '1', 0) AS t(id int)", "connectby"},
+    {"SELECT * FROM xpath_table('ssn', '''<a/>''', 'customers', '/a', 'true') AS t(k text, a "
+     "text)",
+     "function \"xpath_table\" is not allowed for clients with masked columns: it reads tables"},
+    {"SELECT * FROM crosstab4('SELECT id, name, email FROM customers')", "crosstab4"},
     {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'", "CREATE FUNCTION"},
     {"CREATE PROCEDURE p() LANGUAGE sql AS 'select 1'", "CREATE FUNCTION/PROCEDURE"},
     {"DO $$ BEGIN PERFORM 1; END $$", "DO is not allowed: masked clients may not create"},
