@@ -1642,6 +1642,35 @@ bool config_mask_applies(const struct config *cfg, const char *db)
     return false;
 }
 
+/* Do two entries reach one server database? (Host names compared as written.) */
+static bool same_server_db(const struct db_config *a, const struct db_config *b)
+{
+    return a->port == b->port && strcasecmp(a->host, b->host) == 0 &&
+           strcmp(a->dbname, b->dbname) == 0;
+}
+
+const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
+                                                 const struct db_config **guarded,
+                                                 const char **what)
+{
+    size_t n = cfg->n_dbs;
+    for (; *k < n * n; (*k)++) {
+        const struct db_config *open = &cfg->dbs[*k / n], *g = &cfg->dbs[*k % n];
+        if (open == g || !same_server_db(open, g))
+            continue;
+        if (config_rls_applies(cfg, g->name) && !config_rls_applies(cfg, open->name))
+            *what = "rls.databases";
+        else if (config_mask_applies(cfg, g->name) && !config_mask_applies(cfg, open->name))
+            *what = "masking.databases";
+        else
+            continue;
+        *guarded = g;
+        (*k)++;
+        return open;
+    }
+    return NULL;
+}
+
 bool config_str_eq(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);

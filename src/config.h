@@ -285,6 +285,15 @@ const struct group_config *config_find_group(const struct config *cfg, const cha
 bool config_rls_applies(const struct config *cfg, const char *db);
 /* Does masking apply to clients of database db? */
 bool config_mask_applies(const struct config *cfg, const char *db);
+/* An entry under databases: that reaches the same server database (host, port, dbname) as
+ * another under rls: or masking: while not itself protected the same way: every user may log
+ * into every entry, so it would serve that database's rows unprotected. The first such pair
+ * from pair k on (NULL when none): *open is the unprotected entry, *guarded the protected one,
+ * *what the list it is missing from ("rls.databases", "masking.databases"); *k is advanced
+ * past the pair. */
+const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
+                                                 const struct db_config **guarded,
+                                                 const char **what);
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 

@@ -353,13 +353,20 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
         note_session_set(k, s->name);
 }
 
-/* The string constant an argument node holds (through casts and name => notation), or NULL
- * when it is anything else. */
+/* The string constant an argument node holds (through name => notation, and casts to
+ * pg_catalog's text and unbounded varchar, which keep it as it is), or NULL when it is
+ * anything else: a cast that may change it ('rolex'::varchar(4) is 'role', a char(n) loses
+ * trailing spaces, a numeric rounds) hides what the server gets. */
 static const char *const_string(const PgQuery__Node *n)
 {
+    static const char *const keeping[] = {"text", "varchar", NULL};
     while (n) {
         switch (n->node_case) {
-        case PG_QUERY__NODE__NODE_TYPE_CAST: n = n->type_cast->arg; break;
+        case PG_QUERY__NODE__NODE_TYPE_CAST:
+            if (!sqlinfo_is_catalog_type(n->type_cast->type_name, keeping))
+                return NULL;
+            n = n->type_cast->arg;
+            break;
         case PG_QUERY__NODE__NODE_NAMED_ARG_EXPR: n = n->named_arg_expr->arg; break;
         case PG_QUERY__NODE__NODE_A_CONST:
             return n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
@@ -371,12 +378,17 @@ static const char *const_string(const PgQuery__Node *n)
     return NULL;
 }
 
-/* Is n the constant true (true, 't'::bool, 'on' ...)? */
+/* Is n the constant true (true, 'on', 't'::boolean ...)? A string cast to boolean is read
+ * as the server reads it only in the words bool_word knows; anything else is not true. */
 static bool is_true(const PgQuery__Node *n)
 {
+    static const char *const boolean[] = {"bool", NULL};
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL)
         return n->a_const->boolval && n->a_const->boolval->boolval;
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST &&
+        sqlinfo_is_catalog_type(n->type_cast->type_name, boolean))
+        n = n->type_cast->arg;
     return bool_word(const_string(n)) == 1;
 }
 
@@ -390,11 +402,14 @@ static const char *func_name(const PgQuery__FuncCall *f)
                                                                                 : "";
 }
 
-/* Session-level advisory locks stay with the server connection after the transaction. */
-static bool takes_session_lock(const char *fn)
+/* Calls that leave state with the server connection after the transaction: session-level
+ * advisory locks, and session settings kept outside the settings (setseed: the next client's
+ * random(); pg_trgm's set_limit; isn's isn_weak). */
+static bool leaves_session_state(const char *fn)
 {
-    return (strncmp(fn, "pg_advisory_lock", 16) == 0 ||
-            strncmp(fn, "pg_try_advisory_lock", 20) == 0);
+    return strncmp(fn, "pg_advisory_lock", 16) == 0 ||
+           strncmp(fn, "pg_try_advisory_lock", 20) == 0 || strcasecmp(fn, "setseed") == 0 ||
+           strcasecmp(fn, "set_limit") == 0 || strcasecmp(fn, "isn_weak") == 0;
 }
 
 /* Argument pos of set_config(setting_name, new_value, is_local), given positionally or by its
@@ -418,7 +433,7 @@ static const PgQuery__Node *call_arg(const PgQuery__FuncCall *f, size_t pos, con
  * g.ts_stat are pg_stat_get_activity(1) and ts_stat(g). */
 static void check_called_name(struct check *k, const char *fn)
 {
-    if (takes_session_lock(fn))
+    if (leaves_session_state(fn))
         k->out->retire = true;
     enum hiddensql_kind hidden = hiddensql_kind(fn);
     if (hidden == HIDDENSQL_TEXT)
@@ -452,7 +467,10 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     const PgQuery__Node *local = call_arg(f, 2, "is_local");
     const char *name = const_string(call_arg(f, 0, "setting_name"));
     if (!name)
-        refuse(k, "set_config() with a computed setting name is not allowed", NULL);
+        refuse(k,
+               "set_config() with a computed setting name is not allowed (write the name as a "
+               "string constant, cast to nothing but pg_catalog.text)",
+               NULL);
     else if (is_protected(k, name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(name, low));
@@ -733,36 +751,18 @@ void guard_cache_free(struct guard_cache *gc)
  * too) in the text of every statement the guard refuses or flags: each rule needs one of these
  * keywords or names (set_config and pg_settings; CREATE, ALTER, DROP, LOAD, DISCARD, LISTEN,
  * TEMP/TEMPORARY and pg_temp, WITH HOLD, the functions of hiddensql.c (a unit test holds
- * this list to its table), advisory
- * locks, lp_ statement names, the views and functions of other sessions' activity, prepared
+ * this list to its table), advisory locks and the other calls that leave session state
+ * (setseed ...), lp_ statement names, the views and functions of other sessions' activity, prepared
  * statements and cursors, SQL PREPARE, the backend signals), or a U& identifier that could
  * spell one with escapes. */
 static const char *const guard_words[] = {
-    "set_config",
-    "pg_settings",
-    "discard",
-    "create",
-    "alter",
-    "drop",
-    "load",
-    "temp",
-    "hold",
-    "listen",
-    "_to_xml",  /* query_to_xml and the relation readers */
+    "set_config", "pg_settings", "discard",   "create",   "alter",     "drop",
+    "load",       "temp",        "hold",      "listen",   "_to_xml", /* query_to_xml and the
+                                                                        relation readers */
     "_backend", /* pg_cancel_backend, pg_terminate_backend */
-    "ts_stat",
-    "ts_rewrite",
-    "dblink",
-    "crosstab",
-    "connectby",
-    "xpath_table",
-    "advisory",
-    "lp_",
-    "u&",
-    "pg_stat_",
-    "pg_prepared_statement",
-    "pg_cursor",
-    "prepare",
+    "ts_stat",    "ts_rewrite",  "dblink",    "crosstab", "connectby", "xpath_table",
+    "advisory",   "setseed",     "set_limit", "isn_weak", "lp_",       "u&",
+    "pg_stat_",   "pg_cursor",   "prepare", /* SQL PREPARE, and pg_prepared_statements */
 };
 
 /* Does text hold more than one statement? Conservatively: anything but white space after

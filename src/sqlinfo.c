@@ -800,3 +800,21 @@ void sqlinfo_analysis_free(struct sql_analysis *a)
         free(a->pd.cols[i]);
     memset(a, 0, sizeof(*a));
 }
+
+/* The text of a String node; "" for anything else. */
+static const char *string_text(const PgQuery__Node *n)
+{
+    return n && n->node_case == PG_QUERY__NODE__NODE_STRING && n->string->sval ? n->string->sval
+                                                                               : "";
+}
+
+bool sqlinfo_is_catalog_type(const PgQuery__TypeName *t, const char *const *names)
+{
+    if (!t || t->n_names != 2 || t->n_typmods || t->n_array_bounds || t->setof || t->pct_type ||
+        strcmp(string_text(t->names[0]), "pg_catalog") != 0)
+        return false;
+    for (const char *const *n = names; *n; n++)
+        if (strcmp(string_text(t->names[1]), *n) == 0)
+            return true;
+    return false;
+}

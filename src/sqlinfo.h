@@ -33,6 +33,13 @@ void sqlinfo_each_child(const ProtobufCMessage *m, sqlinfo_visit_fn fn, void *ar
  * parse, with the parser's message in err (size errsz). */
 bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err, size_t errsz);
 
+/* Is t pg_catalog.NAME for one of names (NULL-ended, lower case), plain: no length or other
+ * modifier, no array bounds? For the guards, which look through casts that keep a constant
+ * as it is (to text, unbounded varchar) and no other: 'rolex'::varchar(4) is 'role'. An
+ * unqualified name is never one: a client's temporary domain named text (pg_temp comes first
+ * for types) or a search_path of its own may make it anything. */
+bool sqlinfo_is_catalog_type(const PgQuery__TypeName *t, const char *const *names);
+
 /* What a statement is, for statistics. */
 enum sql_kind {
     SQL_SELECT,

@@ -317,6 +317,21 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
     return listener_start(w, listen_fd, unix_fd, err, errsz);
 }
 
+/* Warns of each entry under databases: that serves a protected database's rows unprotected
+ * (config_unprotected_alias): any user may log into it instead. */
+static void warn_unprotected_aliases(const struct config *cfg)
+{
+    size_t k = 0;
+    const struct db_config *open, *guarded;
+    const char *what;
+    while ((open = config_unprotected_alias(cfg, &k, &guarded, &what)))
+        log_warning("databases.%s reaches the same server database as databases.%s (%s:%d/%s) "
+                    "but is not under %s: any user may log into %s and read it unprotected; "
+                    "list it under %s too, or remove it",
+                    open->name, guarded->name, guarded->host, guarded->port, guarded->dbname, what,
+                    open->name, what);
+}
+
 /* limits.core_dumps: without it the process is not dumpable (no core file, and no ptrace
  * or /proc/PID/mem by its own user): tokens and passwords stay in memory only. */
 static void set_core_dumps(const struct config *cfg)
@@ -338,6 +353,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     w->cfg = cfg;
     w->cfg_gen = 1;
     set_core_dumps(cfg);
+    warn_unprotected_aliases(cfg);
     list_init(&w->pools);
     list_init(&w->clients);
     list_init(&w->cancellers);
@@ -569,6 +585,7 @@ void worker_reload(struct worker *w)
     w->cfg = n;
     w->cfg_gen++;
     set_core_dumps(n);
+    warn_unprotected_aliases(n);
     listener_fit_descriptor_limit(n);
     msgbudget_resize(&w->msgbudget, n->max_message_memory);
     msgshare_lend_later(w);

@@ -160,6 +160,14 @@ static const struct {
     {"SELECT * FROM xpath_table('set_config(''app.tenant_id'', ''1'', false)', '''<a/>''', "
      "'rls_docs', '/a', 'true') AS t(k text, a text)",
      SIMPLE},
+    /* casts that change the string the guard would read (a red team): 'rolex'::varchar(4)
+     * is 'role', and '1'::numeric(1,-1) is 0, so is_local would be false */
+    {"SELECT set_config('rolex'::varchar(4), 'lp_server', true)", IN_TXN},
+    {"SELECT set_config('role '::char(5), 'lp_server', true), current_user", PREPARED},
+    {"SELECT set_config('rolex'::varchar(4), 'lp_server', "
+     "'1'::numeric(1,-1)::int::boolean)",
+     SIMPLE},
+    {"SELECT set_config('work_mem', '1234kB', '1'::numeric(1,-1)::int::boolean)", SIMPLE},
     {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", SIMPLE},
@@ -756,6 +764,28 @@ Test(rls_one, an_unqualified_create_under_a_temp_search_path_retires_the_server,
     expect_own_view(b, 2, "a temporary table named like the real one");
     PQfinish(a);
     PQfinish(b);
+}
+
+/* setseed's seed stays with the server connection: the next tenant's random() must not be
+ * the sequence the previous one chose (a red team). */
+Test(rls_one, a_random_seed_does_not_pass_to_the_next_tenant, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *a = tenant(1);
+    free(query_value(a, "SELECT setseed(0.25)"));
+    PGconn *b = tenant(2);
+    char *next = query_value(b, "SELECT random()::text");
+    PGconn *c = tenant(3);
+    free(query_value(c, "BEGIN"));
+    free(query_value(c, "SELECT setseed(0.25)"));
+    char *seeded = query_value(c, "SELECT random()::text");
+    free(query_value(c, "COMMIT"));
+    cr_expect_str_neq(next, seeded, "tenant 2 drew the numbers tenant 1 seeded");
+    free(next);
+    free(seeded);
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(c);
 }
 
 /* Session-level advisory locks stay with the connection: the next client must not inherit. */

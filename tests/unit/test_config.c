@@ -447,6 +447,42 @@ Test(config, rls_policy_loads)
     config_free(cfg);
 }
 
+/* Every user may log into every entry: one outside rls.databases (or masking.databases) that
+ * reaches a protected server database would serve its rows unprotected (a red team logged
+ * into such an alias as a tenant). lakeproxy warns of each at start and reload. */
+Test(config, an_unprotected_entry_for_a_protected_database_is_found)
+{
+    struct config_errors errs;
+    struct config *cfg =
+        parse("databases:\n"
+              "  app: {host: h, dbname: d, user: u}\n"
+              "  app_tls: {host: H, dbname: d, user: u}\n"
+              "  other: {host: h, dbname: e, user: u}\n"
+              "  masked: {host: h, port: 5433, dbname: d, user: u, pool: {mode: transaction}}\n"
+              "  masked_too: {host: h, port: 5433, dbname: d, user: v}\n"
+              "users:\n  t: {password: x, attributes: {tenant_id: '1'}}\n"
+              "rls:\n  databases: [app]\n  attributes: {tenant_id: attribute}\n"
+              "masking:\n  databases: [masked]\n"
+              "  rules: [{column: public.c.email, function: email}]\n",
+              &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    size_t k = 0;
+    const struct db_config *guarded;
+    const char *what;
+    const struct db_config *open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_assert_not_null(open);
+    cr_expect_str_eq(open->name, "app_tls");
+    cr_expect_str_eq(guarded->name, "app");
+    cr_expect_str_eq(what, "rls.databases");
+    open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_assert_not_null(open, "another port's entries are compared too");
+    cr_expect_str_eq(open->name, "masked_too");
+    cr_expect_str_eq(guarded->name, "masked");
+    cr_expect_str_eq(what, "masking.databases");
+    cr_expect_null(config_unprotected_alias(cfg, &k, &guarded, &what), "other has its own dbname");
+    config_free(cfg);
+}
+
 Test(config, credential_providers_load)
 {
     struct config_errors errs;

@@ -36,7 +36,16 @@ static const struct {
     {"SELECT pg_catalog.set_config('app.tenant_id', '1', true)", REFUSE, "\"app.tenant_id\""},
     {"SELECT SET_CONFIG('APP.Tenant_Id', '1', false)", REFUSE, "\"app.tenant_id\""},
     {"SELECT set_config('role', 'x', false)", REFUSE, "\"role\""},
-    {"SELECT set_config('app.tenant_id'::text, '1', false)", REFUSE, "\"app.tenant_id\""},
+    {"SELECT set_config('app.tenant_id'::pg_catalog.text, '1', false)", REFUSE,
+     "\"app.tenant_id\""},
+    {"SELECT set_config('app.tenant_id'::varchar, '1', false)", REFUSE, "\"app.tenant_id\""},
+    /* a cast that may change the string hides the name the server gets (a red team):
+     * 'rolex'::varchar(4) is 'role', a char(n) loses trailing spaces, and an unqualified type
+     * may be the client's temporary domain */
+    {"SELECT set_config('app.tenant_id'::text, '1', false)", REFUSE, "computed"},
+    {"SELECT set_config('rolex'::varchar(4), 'lp_server', true)", REFUSE, "computed"},
+    {"SELECT set_config('role '::char(5), 'lp_server', true)", REFUSE, "computed"},
+    {"SELECT set_config('client_encoding', 'SJISX'::varchar(4), true)", REFUSE, "client_encoding"},
     {"SELECT set_config($1, '1', false)", REFUSE, "computed setting name"},
     {"SELECT set_config('app.' || 'tenant_id', '1', false)", REFUSE, "computed"},
     {"SELECT set_config(name, '1', false) FROM (VALUES ('app.tenant_id')) v(name)", REFUSE,
@@ -133,6 +142,10 @@ static const struct {
     {"SELECT name, setting FROM pg_settings WHERE name = 'work_mem'", PASS, NULL},
     /* state that outlives the transaction: passed, the server retired afterwards */
     {"SELECT pg_advisory_lock(1)", RETIRE, NULL},
+    /* session state kept outside the settings, for the next client otherwise (a red team) */
+    {"SELECT setseed(0.25)", RETIRE, NULL},
+    {"SELECT set_limit(0.05)", RETIRE, NULL},
+    {"SELECT isn_weak(true)", RETIRE, NULL},
     {"SELECT pg_try_advisory_lock_shared(1)", RETIRE, NULL},
     {"CREATE TABLE x (a int)", RETIRE, NULL},
     {"SELECT * INTO x FROM t", RETIRE, NULL},
@@ -248,6 +261,10 @@ Test(guard, session_level_settings_are_flagged)
         {"SET statement_timeout FROM CURRENT", true},
         {"SET LOCAL statement_timeout = 1", false},
         {"SELECT set_config('work_mem', '1MB', true)", false},
+        {"SELECT set_config('work_mem', '1MB', 't'::boolean)", false},
+        /* the guard must read is_local as the server does: '1'::numeric(1,-1) is 0 */
+        {"SELECT set_config('work_mem', '1MB', '1'::numeric(1,-1)::int::boolean)", true},
+        {"SELECT set_config('work_mem', '1MB', 'true'::bool)", true},
         {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
         {"SET application_name = 'x'", false},
         {"SET TIME ZONE 'UTC'", false},
@@ -359,6 +376,9 @@ Test(guard, text_that_could_matter_is_always_parsed)
         "SELECT * INTO rls_docs FROM t",
         "SELECT U&\"\\0073et_config\"('app.tenant_id', '1', false)",
         "SELECT pg_advisory_lock(1)",
+        "SELECT setseed(0.25)",
+        "SELECT public.set_limit(0.05)",
+        "SELECT isn_weak(true)",
         "SET statement_timeout FROM CURRENT",
         "UPDATE pg_settings SET setting = 'off'",
     };

@@ -1371,7 +1371,12 @@ static const struct refusal planner_refused[] = {
     {"SET max_parallel_workers_per_gather = 0", "\"max_parallel_workers_per_gather\""},
     {"SET cursor_tuple_fraction = 1", "\"cursor_tuple_fraction\""},
     {"SELECT set_config('enable_seqscan', 'off', true)", "\"enable_seqscan\" is a planner"},
-    {"SELECT pg_catalog.set_config('random_page_cost'::text, '0', false)", "\"random_page_cost\""},
+    {"SELECT pg_catalog.set_config('random_page_cost'::pg_catalog.text, '0', false)",
+     "\"random_page_cost\""},
+    /* a cast that may change the name hides it: refused as not a constant */
+    {"SELECT set_config('random_page_cost'::text, '0', false)", "setting name is not a constant"},
+    {"SELECT set_config('cursor_tuple_fractionX'::varchar(21), '1', false)",
+     "setting name is not a constant"},
     {"SELECT set_config(new_value => 'off', setting_name => 'enable_seqscan', is_local => true)",
      "\"enable_seqscan\""},
     {"SELECT set_config(new_value => 'enable_x', is_local => false, setting_name => n) FROM t",
