@@ -1654,16 +1654,17 @@ const struct db_config *config_unprotected_alias(const struct config *cfg, size_
                                                  const char **what)
 {
     size_t n = cfg->n_dbs;
-    for (; *k < n * n; (*k)++) {
-        const struct db_config *open = &cfg->dbs[*k / n], *g = &cfg->dbs[*k % n];
+    for (; *k < 2 * n * n; (*k)++) { /* each pair twice: row-level security, then masking */
+        size_t pair = *k / 2;
+        const struct db_config *open = &cfg->dbs[pair / n], *g = &cfg->dbs[pair % n];
+        bool rls = *k % 2 == 0;
         if (open == g || !same_server_db(open, g))
             continue;
-        if (config_rls_applies(cfg, g->name) && !config_rls_applies(cfg, open->name))
-            *what = "rls.databases";
-        else if (config_mask_applies(cfg, g->name) && !config_mask_applies(cfg, open->name))
-            *what = "masking.databases";
-        else
+        bool (*applies)(const struct config *, const char *) =
+            rls ? config_rls_applies : config_mask_applies;
+        if (!applies(cfg, g->name) || applies(cfg, open->name))
             continue;
+        *what = rls ? "rls.databases" : "masking.databases";
         *guarded = g;
         (*k)++;
         return open;

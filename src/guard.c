@@ -147,7 +147,8 @@ static void note_session_set(struct check *k, const char *name)
              lowered(name, low));
 }
 
-/* The integer an argument node holds (12, '12', through casts); false when anything else. */
+/* The integer an argument node holds (12, '12', '12'::text: const_string's casts only); false
+ * when anything else. */
 static bool const_int(const PgQuery__Node *n, long *out)
 {
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
@@ -333,10 +334,19 @@ static bool note_carried_set(struct check *k, const PgQuery__VariableSetStmt *s)
     return true;
 }
 
+/* The seed setting seeds random() for the rest of the session, however local the SET: the
+ * server must not serve the next client (as after setseed). */
+static void note_seed(struct check *k, const char *name)
+{
+    if (name && strcasecmp(name, "seed") == 0)
+        k->out->retire = true;
+}
+
 static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
 {
     char low[96];
     bool assigns = s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE;
+    note_seed(k, s->name);
     if (s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET_ALL)
         refuse(k, "RESET ALL is not allowed: it would reset the settings lakeproxy injects", NULL);
     else if (s->name && is_protected(k, s->name))
@@ -383,12 +393,12 @@ static const char *const_string(const PgQuery__Node *n)
 static bool is_true(const PgQuery__Node *n)
 {
     static const char *const boolean[] = {"bool", NULL};
+    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST &&
+        sqlinfo_is_catalog_type(n->type_cast->type_name, boolean))
+        n = n->type_cast->arg; /* (true::boolean, 't'::boolean) */
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL)
         return n->a_const->boolval && n->a_const->boolval->boolval;
-    if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST &&
-        sqlinfo_is_catalog_type(n->type_cast->type_name, boolean))
-        n = n->type_cast->arg;
     return bool_word(const_string(n)) == 1;
 }
 
@@ -469,13 +479,14 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     if (!name)
         refuse(k,
                "set_config() with a computed setting name is not allowed (write the name as a "
-               "string constant, cast to nothing but pg_catalog.text)",
+               "string constant, cast to nothing but pg_catalog.text or varchar)",
                NULL);
     else if (is_protected(k, name))
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(name, low));
     else if (changes_how_text_reads(name))
         check_text_reading_value(k, name, call_arg(f, 1, "new_value"));
+    note_seed(k, name);
     if (name && !(local && is_true(local)))
         note_session_set(k, name);
 }

@@ -10,7 +10,6 @@
 enum family {
     FAMILY_EXACT,  /* the stem alone */
     FAMILY_XML,    /* stem, stem + "schema", stem + "_and_xmlschema" (query_to_xml ...) */
-    FAMILY_ANY,    /* stem and stem + "_" + anything (dblink_exec, dblink_open ...) */
     FAMILY_DIGITS, /* stem and stem + digits (crosstab2, crosstab3 ...) */
 };
 
@@ -27,10 +26,14 @@ static const struct {
     {"cursor_to_xml", FAMILY_XML, HIDDENSQL_RELATION},
     {"schema_to_xml", FAMILY_XML, HIDDENSQL_RELATION},
     {"database_to_xml", FAMILY_XML, HIDDENSQL_RELATION},
-    /* contrib: dblink, tablefunc (crosstab's source query; connectby builds its query from
-     * the names it is given, unquoted), xml2 (xpath_table builds its query from its key,
-     * document, relation and criteria texts) */
-    {"dblink", FAMILY_ANY, HIDDENSQL_TEXT},
+    /* contrib: dblink (the calls that run a query; its other functions run none, and a
+     * column such as dblink_url must stay readable as t.dblink_url), tablefunc (crosstab's source
+     * query; connectby builds its query from the names it is given, unquoted), xml2 (xpath_table
+     * builds its query from its key, document, relation and criteria texts) */
+    {"dblink", FAMILY_EXACT, HIDDENSQL_TEXT},
+    {"dblink_exec", FAMILY_EXACT, HIDDENSQL_TEXT},
+    {"dblink_open", FAMILY_EXACT, HIDDENSQL_TEXT},
+    {"dblink_send_query", FAMILY_EXACT, HIDDENSQL_TEXT},
     {"crosstab", FAMILY_DIGITS, HIDDENSQL_TEXT},
     {"connectby", FAMILY_EXACT, HIDDENSQL_TEXT},
     {"xpath_table", FAMILY_EXACT, HIDDENSQL_TEXT},
@@ -45,7 +48,6 @@ static bool in_family(enum family f, const char *rest)
     case FAMILY_XML:
         return *rest == '\0' || strcasecmp(rest, "schema") == 0 ||
                strcasecmp(rest, "_and_xmlschema") == 0;
-    case FAMILY_ANY: return *rest == '\0' || *rest == '_';
     case FAMILY_DIGITS: return strspn(rest, "0123456789") == strlen(rest);
     }
     return false;

@@ -16,7 +16,7 @@ enum hiddensql_kind {
 
 /* What a function of this name (any case, no schema) does out of sight: HIDDENSQL_NONE unless
  * it is one of the table's names or a member of that name's family (query_to_xmlschema,
- * query_to_xml_and_xmlschema; dblink_exec; crosstab2). Also right for attribute notation,
+ * query_to_xml_and_xmlschema; crosstab2). Also right for attribute notation,
  * (x).name and alias.name, which PostgreSQL runs as name(x): a column such as ts_status is not
  * taken for ts_stat. */
 enum hiddensql_kind hiddensql_kind(const char *name);

@@ -239,12 +239,10 @@ bool msql_builtin_type_name(const char *name)
     return name && in_list(scalars, COUNT(scalars), name);
 }
 
-/* Is t a built-in scalar type (so a value cast to it is one value, never an array: a domain
- * or a type of the database's own may stand for an array; one named like a built-in cannot
- * be made by a masked client, msql_builtin_type_name)? */
-static bool scalar_type(const PgQuery__TypeName *t)
+/* Is t's name a built-in scalar type's (whatever its array bounds), not a set or %TYPE? */
+static bool builtin_scalar_base(const PgQuery__TypeName *t)
 {
-    if (!t || t->n_array_bounds > 0 || t->setof || t->pct_type || t->n_names == 0 || t->n_names > 2)
+    if (t->setof || t->pct_type || t->n_names == 0 || t->n_names > 2)
         return false;
     const char *schema = t->n_names == 2 ? str_of(t->names[0]) : "pg_catalog";
     const char *name = str_of(t->names[t->n_names - 1]);
@@ -254,6 +252,22 @@ static bool scalar_type(const PgQuery__TypeName *t)
         if (strcmp(name, scalars[i]) == 0)
             return true;
     return false;
+}
+
+/* Is t a built-in scalar type (so a value cast to it is one value, never an array: a domain
+ * or a type of the database's own may stand for an array; one named like a built-in cannot
+ * be made by a masked client, msql_builtin_type_name)? */
+static bool scalar_type(const PgQuery__TypeName *t)
+{
+    return t && t->n_array_bounds == 0 && builtin_scalar_base(t);
+}
+
+/* Is t an array of a built-in scalar type (int4[], text[]: its literals separate elements with
+ * ',' as literal_guesses counts them)? Not int2vector or oidvector, whose literals separate
+ * them with spaces, nor any other type: a cast to one hides how many values a literal holds. */
+static bool scalar_array_type(const PgQuery__TypeName *t)
+{
+    return t && t->n_array_bounds > 0 && builtin_scalar_base(t);
 }
 
 /* Elements an array literal's text may hold: every ',' or ';' (the delimiters of built-in
@@ -306,9 +320,13 @@ static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
                 e->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP_ALL;
     while (many && n &&
            (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ||
-            n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE))
+            n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)) {
+        if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST &&
+            !scalar_array_type(n->type_cast->type_name) && !scalar_type(n->type_cast->type_name))
+            return -1; /* '1 2 3'::int2vector: a literal of a type that counts otherwise */
         n = n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ? n->type_cast->arg
                                                            : n->collate_clause->arg;
+    }
     if (!many || !n)
         return 1;
     if (n->node_case == PG_QUERY__NODE__NODE_LIST)

@@ -49,6 +49,7 @@ static const char *const planner_settings[] = {
     "from_collapse_limit",
     "join_collapse_limit",
     "work_mem",
+    "sort_mem", /* PostgreSQL's old name for work_mem, which it still takes */
     "hash_mem_multiplier",
     "default_statistics_target",
     "constraint_exclusion",

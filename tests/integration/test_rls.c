@@ -773,11 +773,14 @@ Test(rls_one, a_random_seed_does_not_pass_to_the_next_tenant, .init = start_txn1
 {
     PGconn *a = tenant(1);
     free(query_value(a, "SELECT setseed(0.25)"));
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "SET LOCAL seed = 0.5")); /* the seed setting: the same, however local */
+    free(query_value(a, "COMMIT"));
     PGconn *b = tenant(2);
     char *next = query_value(b, "SELECT random()::text");
     PGconn *c = tenant(3);
     free(query_value(c, "BEGIN"));
-    free(query_value(c, "SELECT setseed(0.25)"));
+    free(query_value(c, "SELECT setseed(0.5)"));
     char *seeded = query_value(c, "SELECT random()::text");
     free(query_value(c, "COMMIT"));
     cr_expect_str_neq(next, seeded, "tenant 2 drew the numbers tenant 1 seeded");

@@ -481,6 +481,23 @@ Test(config, an_unprotected_entry_for_a_protected_database_is_found)
     cr_expect_str_eq(what, "masking.databases");
     cr_expect_null(config_unprotected_alias(cfg, &k, &guarded, &what), "other has its own dbname");
     config_free(cfg);
+    /* an entry outside both lists is reported for each */
+    cfg = parse("databases:\n"
+                "  app: {host: h, dbname: d, user: u, pool: {mode: transaction}}\n"
+                "  raw: {host: h, dbname: d, user: u}\n"
+                "users:\n  t: {password: x, attributes: {tenant_id: '1'}}\n"
+                "rls:\n  databases: [app]\n  attributes: {tenant_id: attribute}\n"
+                "masking:\n  databases: [app]\n"
+                "  rules: [{column: public.c.email, function: email}]\n",
+                &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    k = 0;
+    cr_expect_str_eq(config_unprotected_alias(cfg, &k, &guarded, &what)->name, "raw");
+    cr_expect_str_eq(what, "rls.databases");
+    cr_expect_str_eq(config_unprotected_alias(cfg, &k, &guarded, &what)->name, "raw");
+    cr_expect_str_eq(what, "masking.databases");
+    cr_expect_null(config_unprotected_alias(cfg, &k, &guarded, &what));
+    config_free(cfg);
 }
 
 Test(config, credential_providers_load)

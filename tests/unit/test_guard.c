@@ -146,6 +146,8 @@ static const struct {
     {"SELECT setseed(0.25)", RETIRE, NULL},
     {"SELECT set_limit(0.05)", RETIRE, NULL},
     {"SELECT isn_weak(true)", RETIRE, NULL},
+    {"SET LOCAL seed = 0.25", RETIRE, NULL},
+    {"SELECT set_config('seed', '0.25', true)", RETIRE, NULL},
     {"SELECT pg_try_advisory_lock_shared(1)", RETIRE, NULL},
     {"CREATE TABLE x (a int)", RETIRE, NULL},
     {"SELECT * INTO x FROM t", RETIRE, NULL},
@@ -206,7 +208,8 @@ static const struct {
      "xpath_table()"},
     {"SELECT ('select 1'::text).crosstab", REFUSE, "crosstab()"},
     {"SELECT s.dblink_exec FROM s", REFUSE, "dblink_exec()"},
-    {"SELECT dblink_connect('c', 'dbname=x')", REFUSE, "dblink_connect()"},
+    {"SELECT dblink_send_query('c', 'select 1')", REFUSE, "dblink_send_query()"},
+    {"SELECT t.dblink_url FROM t", PASS, NULL},
     {"SELECT t.ts_status, t.crosstab_note, t.dblinked, t.connectby_level FROM t", PASS, NULL},
     /* other clients' backends (all tenants log in as one role) */
     {"SELECT pg_terminate_backend(pid) FROM pg_locks", REFUSE, "another client's"},
@@ -265,6 +268,7 @@ Test(guard, session_level_settings_are_flagged)
         /* the guard must read is_local as the server does: '1'::numeric(1,-1) is 0 */
         {"SELECT set_config('work_mem', '1MB', '1'::numeric(1,-1)::int::boolean)", true},
         {"SELECT set_config('work_mem', '1MB', 'true'::bool)", true},
+        {"SELECT set_config('work_mem', '1MB', true::boolean)", false},
         {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
         {"SET application_name = 'x'", false},
         {"SET TIME ZONE 'UTC'", false},

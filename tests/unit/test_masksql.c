@@ -823,7 +823,15 @@ static const struct refusal five_tests[] = {
     {"SELECT id FROM customers WHERE ssn = ANY('[1:5]={1,2,3,4,5}'::text[])", "at most 4 times"},
     {"SELECT id FROM customers WHERE email LIKE ANY (' {a%,b%,c%,d%,e%}')", "at most 4 times"},
     {"SELECT id FROM customers WHERE email <> ALL (E'\\n{a,b,c,d,e}')", "at most 4 times"},
-    {"SELECT id FROM customers WHERE ssn = ANY(' {1;2;3;4;5}'::box[])", "at most 4 times"},
+    {"SELECT id FROM customers WHERE ssn = ANY(' {1;2;3;4;5}'::box[])", "array of unknown size"},
+    /* types whose literals separate values with spaces: any number of guesses in one literal
+     * (a red team read every salary 16 bits at a time) */
+    {"SELECT id FROM customers WHERE salary = ANY ('12345 1 2 3 4 5 6 7'::int2vector)",
+     "array of unknown size"},
+    {"SELECT id FROM customers WHERE salary = ANY ('1 2 3 4 5'::oidvector)",
+     "array of unknown size"},
+    {"SELECT id FROM customers WHERE ssn = ANY ('111 222 333 444 555'::oidvector::oid[]::text[])",
+     "array of unknown size"},
     /* nested arrays are flattened: their elements all count */
     {"SELECT id FROM customers WHERE email = ANY(ARRAY[ARRAY['a', 'b', 'c'], ARRAY['d', 'e', "
      "'f']])",
@@ -1371,6 +1379,8 @@ static const struct refusal planner_refused[] = {
     {"SET max_parallel_workers_per_gather = 0", "\"max_parallel_workers_per_gather\""},
     {"SET cursor_tuple_fraction = 1", "\"cursor_tuple_fraction\""},
     {"SELECT set_config('enable_seqscan', 'off', true)", "\"enable_seqscan\" is a planner"},
+    {"SELECT set_config('sort_mem', '64', false)", "\"sort_mem\""},
+    {"SET LOCAL SORT_MEM = 64", "sort_mem"},
     {"SELECT pg_catalog.set_config('random_page_cost'::pg_catalog.text, '0', false)",
      "\"random_page_cost\""},
     /* a cast that may change the name hides it: refused as not a constant */
