@@ -283,14 +283,19 @@ static int literal_guesses(const char *text)
 }
 
 /* Values an element of ARRAY[...] adds to = ANY / ALL (PostgreSQL flattens nested arrays): its
- * own elements for a nested ARRAY, 1 for a literal or a value cast to a built-in scalar type,
+ * own elements for a nested ARRAY, a string literal's as an array literal's (in
+ * ARRAY[ARRAY[1,2],'{3,4}'] it is a sub-array; an overcount elsewhere only refuses sooner), 1
+ * for another literal or a value cast to a built-in scalar type,
  * -1 (unknown) for a parameter or any other cast: either may be an array itself. */
 static int element_guesses(const PgQuery__Node *n, int depth)
 {
     if (!n || depth > MAX_DEPTH)
         return -1;
     switch (n->node_case) {
-    case PG_QUERY__NODE__NODE_A_CONST:
+    case PG_QUERY__NODE__NODE_A_CONST: /* beside nested arrays, a string is a whole sub-array */
+        return n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
+                   ? literal_guesses(n->a_const->sval->sval)
+                   : 1;
     case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return 1;
     case PG_QUERY__NODE__NODE_COLLATE_CLAUSE:
         return element_guesses(n->collate_clause->arg, depth + 1);

@@ -12,6 +12,9 @@
 #define WHY_RUN                                                                                    \
     "%s is not allowed for clients with masked columns: it runs server-side code or reads or "     \
     "writes server files out of the masking guard's sight; ask an administrator"
+#define WHY_REFRESH                                                                                \
+    "REFRESH MATERIALIZED VIEW is not allowed for clients with masked columns: it runs the "       \
+    "view's query again, its tests of masked columns uncounted; ask an administrator"
 #define WHY_DDL                                                                                    \
     "changing table \"%.63s\" (ALTER, RENAME, DROP, policies, unique indexes) is not allowed "     \
     "for clients with masked columns"
@@ -535,6 +538,8 @@ void msql_check_statement_rules(struct ctx *c, const ProtobufCMessage *m)
         msql_refuse(c, WHY_CREATE, made);
     else if ((run = refused_run(m)))
         msql_refuse(c, WHY_RUN, run);
+    else if (d == &pg_query__refresh_mat_view_stmt__descriptor)
+        msql_refuse(c, WHY_REFRESH);
     else if ((change = alteration(m)))
         msql_refuse(c, WHY_ALTER, change);
     if (d == &pg_query__variable_set_stmt__descriptor)

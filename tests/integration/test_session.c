@@ -364,6 +364,30 @@ Test(session, unsupported_startup_parameter_is_refused_by_name)
     PQfinish(c);
 }
 
+/* The reset runs after a session client has gone: waits (up to 10 s, however loaded the
+ * machine) until DISCARD ALL has dropped its temporary table and backend pid is idle again. */
+static void wait_reset(const char *pid, const char *temp_table)
+{
+    PGconn *pg = pg_admin("lp_test");
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM pg_class WHERE relname = '%s') = 0 AND "
+             "(SELECT state FROM pg_stat_activity WHERE pid = %s) = 'idle'",
+             temp_table, pid);
+    char *done = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(done);
+        done = query_value(pg, sql);
+        if (strcmp(done, "t") == 0)
+            break;
+        usleep(50 * 1000);
+    }
+    cr_expect_str_eq(done, "t", "the first client's server was not reset within 10 s");
+    free(done);
+    PQfinish(pg);
+    usleep(50 * 1000); /* (its ReadyForQuery reaching lakeproxy) */
+}
+
 /* Session pooling: the next client gets the same backend, with the first one's state gone. */
 Test(session, server_connection_is_reset_and_reused)
 {
@@ -373,7 +397,7 @@ Test(session, server_connection_is_reset_and_reused)
     free(query_value(a, "PREPARE leftover AS SELECT 1"));
     free(query_value(a, "CREATE TEMP TABLE leftover_t (a int)"));
     PQfinish(a);
-    usleep(100 * 1000); /* the reset runs after the client has gone */
+    wait_reset(pid1, "leftover_t");
     PGconn *b = alice();
     char *pid2 = query_value(b, "SELECT pg_backend_pid()");
     cr_expect_str_eq(pid1, pid2, "the second client did not reuse the first one's backend");
@@ -402,7 +426,7 @@ Test(session, extended_protocol_copy_in_leaves_the_server_reusable)
     for (int round = 0; round < 2; round++)
         copy_in_extended(a, "COPY cp FROM STDIN", "7\n");
     PQfinish(a);
-    usleep(100 * 1000); /* the reset runs after the client has gone */
+    wait_reset(pid1, "cp");
     PGconn *b = alice();
     char *pid2 = query_value(b, "SELECT pg_backend_pid()");
     cr_expect_str_eq(pid1, pid2, "the server was not reused after an extended-protocol COPY");

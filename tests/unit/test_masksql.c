@@ -501,6 +501,8 @@ static const char *const strict_refused[] = {
 /* CREATE statements outside the allowlist, and statements that run server-side code or use
  * server files. */
 static const struct refusal creations_refused[] = {
+    {"REFRESH MATERIALIZED VIEW rt_mv", "REFRESH MATERIALIZED VIEW is not allowed"},
+    {"REFRESH MATERIALIZED VIEW CONCURRENTLY public.rt_mv", "runs the view's query again"},
     {"CREATE EXTENSION tablefunc", "CREATE EXTENSION is not allowed: masked clients may not "
                                    "create extensions, code or other server-side objects"},
     {"CREATE EXTENSION tablefunc; SELECT * FROM crosstab('SELECT id, name, email FROM "
@@ -824,6 +826,12 @@ static const struct refusal five_tests[] = {
     {"SELECT id FROM customers WHERE email LIKE ANY (' {a%,b%,c%,d%,e%}')", "at most 4 times"},
     {"SELECT id FROM customers WHERE email <> ALL (E'\\n{a,b,c,d,e}')", "at most 4 times"},
     {"SELECT id FROM customers WHERE ssn = ANY(' {1;2;3;4;5}'::box[])", "array of unknown size"},
+    /* a string beside nested arrays is a whole sub-array: 8 guesses here (a red team) */
+    {"SELECT id FROM customers WHERE salary = ANY (ARRAY[ARRAY[ARRAY[1,2],'{3,4}'],"
+     "'{{5,6},{7,12345}}'])",
+     "at most 4 times"},
+    {"SELECT id FROM customers WHERE salary = ANY (ARRAY[ARRAY[1,2],'{3,4}','{5,12345}'])",
+     "at most 4 times"},
     /* types whose literals separate values with spaces: any number of guesses in one literal
      * (a red team read every salary 16 bits at a time) */
     {"SELECT id FROM customers WHERE salary = ANY ('12345 1 2 3 4 5 6 7'::int2vector)",
