@@ -1642,11 +1642,19 @@ bool config_mask_applies(const struct config *cfg, const char *db)
     return false;
 }
 
-/* Do two entries reach one server database? (Host names compared as written.) */
+/* Is h a name of this machine's loopback interface? */
+static bool loopback_host(const char *h)
+{
+    return strcasecmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0;
+}
+
+/* Do two entries reach one server database? (Host names compared as written, but for the
+ * loopback's names: localhost, 127.0.0.1 and ::1 are one.) */
 static bool same_server_db(const struct db_config *a, const struct db_config *b)
 {
-    return a->port == b->port && strcasecmp(a->host, b->host) == 0 &&
-           strcmp(a->dbname, b->dbname) == 0;
+    bool same_host =
+        strcasecmp(a->host, b->host) == 0 || (loopback_host(a->host) && loopback_host(b->host));
+    return a->port == b->port && same_host && strcmp(a->dbname, b->dbname) == 0;
 }
 
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,

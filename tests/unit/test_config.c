@@ -498,6 +498,18 @@ Test(config, an_unprotected_entry_for_a_protected_database_is_found)
     cr_expect_str_eq(what, "masking.databases");
     cr_expect_null(config_unprotected_alias(cfg, &k, &guarded, &what));
     config_free(cfg);
+    /* the loopback's names are one host */
+    cfg = parse("databases:\n"
+                "  app: {host: 127.0.0.1, dbname: d, user: u}\n"
+                "  app_tls: {host: localhost, dbname: d, user: u}\n"
+                "users:\n  t: {password: x, attributes: {tenant_id: '1'}}\n"
+                "rls:\n  databases: [app]\n  attributes: {tenant_id: attribute}\n",
+                &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    k = 0;
+    open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_expect(open && strcmp(open->name, "app_tls") == 0, "localhost is 127.0.0.1");
+    config_free(cfg);
 }
 
 Test(config, credential_providers_load)
