@@ -57,6 +57,8 @@ struct check {
     bool reads_settings_view; /* names pg_settings, whose UPDATE rule calls set_config */
     bool alters_defaults;     /* ALTER ROLE/DATABASE/SYSTEM ... SET or RESET */
     bool writes;              /* an INSERT, UPDATE, DELETE, MERGE or a view or table made */
+    bool stores_expressions;  /* it makes or alters a view, table, default or check */
+    char state_call[64];      /* a call it makes that leaves session state (setseed ...) */
 };
 
 /* Refuses with msg; "%s" in msg, if any, is replaced by name. The first reason is kept. */
@@ -443,8 +445,10 @@ static const PgQuery__Node *call_arg(const PgQuery__FuncCall *f, size_t pos, con
  * g.ts_stat are pg_stat_get_activity(1) and ts_stat(g). */
 static void check_called_name(struct check *k, const char *fn)
 {
-    if (leaves_session_state(fn))
+    if (leaves_session_state(fn)) {
         k->out->retire = true;
+        snprintf(k->state_call, sizeof(k->state_call), "%s", fn); /* (the tree goes first) */
+    }
     enum hiddensql_kind hidden = hiddensql_kind(fn);
     if (hidden == HIDDENSQL_TEXT)
         refuse(k, "%s() is not allowed: it runs SQL text the guard cannot check", fn);
@@ -673,6 +677,17 @@ static void check_node(struct check *k, const ProtobufCMessage *m)
         check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
 }
 
+/* Statements that store expressions run later, by statements whose text shows none of
+ * them: views (materialized too), tables' defaults, checks and generated columns, domains. */
+static bool stores_expressions(const ProtobufCMessageDescriptor *d)
+{
+    return d == &pg_query__view_stmt__descriptor || d == &pg_query__create_stmt__descriptor ||
+           d == &pg_query__create_table_as_stmt__descriptor ||
+           d == &pg_query__create_domain_stmt__descriptor ||
+           d == &pg_query__alter_table_stmt__descriptor ||
+           d == &pg_query__alter_domain_stmt__descriptor;
+}
+
 static void visit(void *arg, const ProtobufCMessage *m)
 {
     struct check *k = arg;
@@ -686,6 +701,8 @@ static void visit(void *arg, const ProtobufCMessage *m)
     }
     note_effects(k, m);
     check_node(k, m);
+    if (stores_expressions(m->descriptor))
+        k->stores_expressions = true;
 }
 
 /* Only the reserved statement names: the check for clients not under row-level security. */
@@ -721,6 +738,12 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
     bool parsed = sqlinfo_walk(sql, visit, &k, err, sizeof(err));
     if (parsed && k.reads_settings_view && k.writes)
         refuse(&k, "writing through pg_settings is not allowed: its rules change settings", NULL);
+    if (parsed && k.stores_expressions && k.state_call[0])
+        refuse(&k,
+               "a view, default or check that calls %s() is not allowed under row-level "
+               "security: each later use would leave its session state on a pooled server "
+               "unseen",
+               k.state_call);
     if (parsed && k.alters_defaults) /* after the walk: a protected name's reason comes first */
         refuse(&k,
                "ALTER ROLE, DATABASE or SYSTEM ... SET/RESET is not allowed under row-level "

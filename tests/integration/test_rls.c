@@ -168,6 +168,11 @@ static const struct {
      "'1'::numeric(1,-1)::int::boolean)",
      SIMPLE},
     {"SELECT set_config('work_mem', '1234kB', '1'::numeric(1,-1)::int::boolean)", SIMPLE},
+    /* session state stored where later statements would run it unseen (a red team; a
+     * persistent view needs CREATE, which tenants should not have: a temporary one shows
+     * the refusal) */
+    {"CREATE TEMP VIEW rt_lock AS SELECT pg_advisory_lock(777)::text AS l", SIMPLE},
+    {"CREATE TEMP TABLE rt_t (a int, b text DEFAULT setseed(0.5)::text)", IN_TXN},
     {"PREPARE p AS SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"EXPLAIN ANALYZE SELECT set_config('app.tenant_id', '1', false)", SIMPLE},
     {"COPY (SELECT set_config('app.tenant_id', '1', false)) TO STDOUT", SIMPLE},
