@@ -371,11 +371,10 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
  * trailing spaces, a numeric rounds) hides what the server gets. */
 static const char *const_string(const PgQuery__Node *n)
 {
-    static const char *const keeping[] = {"text", "varchar", NULL};
     while (n) {
         switch (n->node_case) {
         case PG_QUERY__NODE__NODE_TYPE_CAST:
-            if (!sqlinfo_is_catalog_type(n->type_cast->type_name, keeping))
+            if (!sqlinfo_keeps_string(n->type_cast->type_name))
                 return NULL;
             n = n->type_cast->arg;
             break;

@@ -262,14 +262,6 @@ static bool scalar_type(const PgQuery__TypeName *t)
     return t && t->n_array_bounds == 0 && builtin_scalar_base(t);
 }
 
-/* Is t an array of a built-in scalar type (int4[], text[]: its literals separate elements with
- * ',' as literal_guesses counts them)? Not int2vector or oidvector, whose literals separate
- * them with spaces, nor any other type: a cast to one hides how many values a literal holds. */
-static bool scalar_array_type(const PgQuery__TypeName *t)
-{
-    return t && t->n_array_bounds > 0 && builtin_scalar_base(t);
-}
-
 /* Elements an array literal's text may hold: every ',' or ';' (the delimiters of built-in
  * types) may separate two, whatever the text starts with (PostgreSQL skips white space and
  * takes '[1:9]=' dimensions first) and however deep the braces nest. Quoted delimiters count
@@ -326,9 +318,12 @@ static int guesses_of(const PgQuery__AExpr *e, const PgQuery__Node *n)
     while (many && n &&
            (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ||
             n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)) {
+        /* only a built-in scalar or an array of one (int4[], text[]) separates a literal's
+         * elements with ',' as literal_guesses counts them; int2vector and oidvector use
+         * spaces, and any other type may hide how many values a literal holds */
         if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST &&
-            !scalar_array_type(n->type_cast->type_name) && !scalar_type(n->type_cast->type_name))
-            return -1; /* '1 2 3'::int2vector: a literal of a type that counts otherwise */
+            !(n->type_cast->type_name && builtin_scalar_base(n->type_cast->type_name)))
+            return -1;
         n = n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST ? n->type_cast->arg
                                                            : n->collate_clause->arg;
     }

@@ -75,15 +75,13 @@ static bool is_planner_setting(const char *name)
                     in_list(planner_settings, COUNT(planner_settings), name));
 }
 
-/* The string constant n holds (through casts that keep it as it is: sqlinfo_is_catalog_type),
+/* The string constant n holds (through casts that keep it as it is: sqlinfo_keeps_string),
  * or NULL. */
 static const char *const_text(const PgQuery__Node *n)
 {
-    static const char *const keeping[] = {"text", "varchar", NULL};
     for (int depth = 0; n && depth < MAX_DEPTH; depth++) {
         if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
-            n = sqlinfo_is_catalog_type(n->type_cast->type_name, keeping) ? n->type_cast->arg
-                                                                          : NULL;
+            n = sqlinfo_keeps_string(n->type_cast->type_name) ? n->type_cast->arg : NULL;
         else if (n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)
             n = n->collate_clause->arg;
         else

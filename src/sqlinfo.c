@@ -818,3 +818,9 @@ bool sqlinfo_is_catalog_type(const PgQuery__TypeName *t, const char *const *name
             return true;
     return false;
 }
+
+bool sqlinfo_keeps_string(const PgQuery__TypeName *t)
+{
+    static const char *const keeping[] = {"text", "varchar", NULL};
+    return sqlinfo_is_catalog_type(t, keeping);
+}

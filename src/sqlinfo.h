@@ -39,6 +39,8 @@ bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err,
  * unqualified name is never one: a client's temporary domain named text (pg_temp comes first
  * for types) or a search_path of its own may make it anything. */
 bool sqlinfo_is_catalog_type(const PgQuery__TypeName *t, const char *const *names);
+/* Does a cast to t keep a string constant as it is (pg_catalog.text, unbounded varchar)? */
+bool sqlinfo_keeps_string(const PgQuery__TypeName *t);
 
 /* What a statement is, for statistics. */
 enum sql_kind {
