@@ -277,12 +277,14 @@ Test(txn, a_pipeline_deeper_than_the_reply_queue_is_answered_whole, .timeout = 1
 Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
 {
     proxy_stop(&px);
-    start_txn(1, 10000);
+    proxy_start_with(&px, "transaction", 1, 10000, "admin:\n  users: [alice]\n");
     PGconn *holder = connect_as(NULL), *b = connect_as(NULL);
     PQclear(PQexec(holder, "BEGIN"));
     free(query_value(holder, "SELECT 'holding the only server'"));
     cr_assert(PQsendQuery(b, "SELECT pg_sleep(5)"));
-    usleep(200 * 1000); /* b waits in line */
+    /* b waits in line (a fixed 200 ms was not always enough on a loaded machine: a cancel that
+     * comes before the query has nothing to cancel, on PostgreSQL too) */
+    expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
     PGcancel *cancel = PQgetCancel(b);
     char errbuf[256];
     cr_expect(PQcancel(cancel, errbuf, sizeof(errbuf)), "%s", errbuf);
