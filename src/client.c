@@ -367,9 +367,17 @@ static void auth_done(struct client *c, struct buf *b)
             client_fail(c, "28000", "not allowed to use the admin console (see admin.users)");
         return;
     }
+    const struct db_config *db = config_find_db(c->w->cfg, c->database);
+    if (!config_db_admits(c->w->cfg, db, c->user, &c->token_groups)) {
+        snprintf(err, sizeof(err),
+                 "user \"%.64s\" may not log into database \"%.64s\": it is not in "
+                 "databases.%.64s.allow",
+                 c->user, c->database, c->database);
+        client_fail(c, "28000", err);
+        return;
+    }
     if (!rls_admit(c) || !mask_admit(c))
         return;
-    const struct db_config *db = config_find_db(c->w->cfg, c->database);
     struct pool *p = pool_get(c->w, db, err, sizeof(err));
     if (!p) {
         client_fail(c, "08006", err);

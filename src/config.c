@@ -425,6 +425,12 @@ static const struct field cred_fields[] = {
 };
 static const struct table cred_table = TABLE(cred_fields);
 
+static const struct field allow_fields[] = {
+    LIST("users", struct db_allow, users),
+    LIST("groups", struct db_allow, groups),
+};
+static const struct table allow_table = TABLE(allow_fields);
+
 static const struct field db_fields[] = {
     REQ_STR("host", struct db_config, host),
     INT("port", struct db_config, port, 1, 65535),
@@ -436,6 +442,7 @@ static const struct field db_fields[] = {
     SUB_AT("pool", struct db_config, pool, pool_table),
     SUB_AT("credentials", struct db_config, cred, cred_table),
     ENUM("client_auth", struct db_config, client_auth, client_auths),
+    SUB_AT("allow", struct db_config, allow, allow_table),
 };
 static const struct table db_table = TABLE(db_fields);
 
@@ -674,7 +681,38 @@ static void check_credentials(struct ctx *c, const yaml_node_t *dbnode, const ch
 
 /* client_auth: databricks_token takes tokens as cleartext passwords, so clients must use TLS,
  * and checks them at the workspace of the database's databricks credentials. */
-static void check_client_auth(struct ctx *c, const yaml_node_t *map, struct config *cfg)
+static void check_client_auth(struct ctx *c, const yaml_node_t *v, const struct config *cfg,
+                              const struct db_config *db)
+{
+    if (db->client_auth != CLIENT_AUTH_DATABRICKS_TOKEN)
+        return;
+    const yaml_node_t *at = find_value(c, v, "client_auth");
+    if (db->cred.provider != CRED_DATABRICKS)
+        add_error(c, at->start_mark,
+                  "databases.%s.client_auth: databricks_token checks tokens at the workspace "
+                  "of credentials.provider databricks; this database has provider %s",
+                  db->name, cred_providers[db->cred.provider]);
+    if (!cfg->tls_cert)
+        add_error(c, at->start_mark,
+                  "databases.%s.client_auth: databricks_token needs listen.tls (clients send "
+                  "their token as a password, which must not cross the network in clear)",
+                  db->name);
+}
+
+/* allow: that names nobody would lock every user out: a mistake, not a policy. */
+static void check_allow(struct ctx *c, const yaml_node_t *v, const struct db_config *db)
+{
+    const yaml_node_t *at = find_value(c, v, "allow");
+    if (at && db->allow.users.n == 0 && db->allow.groups.n == 0)
+        add_error(c, at->start_mark,
+                  "databases.%s.allow: names no users or groups, so nobody could log in; list "
+                  "who may (allow: { users: [...], groups: [...] }) or remove it to let every "
+                  "user in",
+                  db->name);
+}
+
+/* The checks of each entry under databases: that need the whole file. */
+static void check_databases(struct ctx *c, const yaml_node_t *map, struct config *cfg)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
          map->type == YAML_MAPPING_NODE && p < map->data.mapping.pairs.top; p++) {
@@ -682,19 +720,10 @@ static void check_client_auth(struct ctx *c, const yaml_node_t *map, struct conf
         const struct db_config *db = k && k->type == YAML_SCALAR_NODE
                                          ? config_find_db(cfg, (const char *)k->data.scalar.value)
                                          : NULL;
-        if (!db || db->client_auth != CLIENT_AUTH_DATABRICKS_TOKEN)
+        if (!db)
             continue;
-        const yaml_node_t *at = find_value(c, v, "client_auth");
-        if (db->cred.provider != CRED_DATABRICKS)
-            add_error(c, at->start_mark,
-                      "databases.%s.client_auth: databricks_token checks tokens at the workspace "
-                      "of credentials.provider databricks; this database has provider %s",
-                      db->name, cred_providers[db->cred.provider]);
-        if (!cfg->tls_cert)
-            add_error(c, at->start_mark,
-                      "databases.%s.client_auth: databricks_token needs listen.tls (clients send "
-                      "their token as a password, which must not cross the network in clear)",
-                      db->name);
+        check_client_auth(c, v, cfg, db);
+        check_allow(c, v, db);
     }
 }
 
@@ -1334,7 +1363,7 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     if (aq)
         check_auth_query(c, aq, cfg);
     if (dbs)
-        check_client_auth(c, dbs, cfg);
+        check_databases(c, dbs, cfg);
     check_rls(c, cfg, users, groups, rls);
     if (masking)
         check_masking(c, masking, cfg);
@@ -1539,6 +1568,8 @@ void config_free(struct config *cfg)
         free_secret(db->password);
         free(db->ca_file);
         free_cred(&db->cred);
+        free_list(&db->allow.users);
+        free_list(&db->allow.groups);
     }
     for (size_t i = 0; i < cfg->n_users; i++) {
         free(cfg->users[i].name);
@@ -1657,6 +1688,36 @@ static bool same_server_db(const struct db_config *a, const struct db_config *b)
     return a->port == b->port && same_host && strcmp(a->dbname, b->dbname) == 0;
 }
 
+/* Is s one of l's names? */
+static bool listed(const struct string_list *l, const char *s)
+{
+    for (size_t i = 0; l && s && i < l->n; i++)
+        if (strcmp(l->items[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* Does db's allow: list who may log in? */
+static bool config_db_restricted(const struct db_config *db)
+{
+    return db->allow.users.n > 0 || db->allow.groups.n > 0;
+}
+
+bool config_db_admits(const struct config *cfg, const struct db_config *db, const char *user,
+                      const struct string_list *extra_groups)
+{
+    if (!config_db_restricted(db) || listed(&db->allow.users, user))
+        return true;
+    const struct user_config *u = config_find_user(cfg, user);
+    for (size_t i = 0; u && i < u->groups.n; i++)
+        if (listed(&db->allow.groups, u->groups.items[i]))
+            return true;
+    for (size_t i = 0; extra_groups && i < extra_groups->n; i++)
+        if (listed(&db->allow.groups, extra_groups->items[i]))
+            return true;
+    return false;
+}
+
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what)
@@ -1670,7 +1731,7 @@ const struct db_config *config_unprotected_alias(const struct config *cfg, size_
             continue;
         bool (*applies)(const struct config *, const char *) =
             rls ? config_rls_applies : config_mask_applies;
-        if (!applies(cfg, g->name) || applies(cfg, open->name))
+        if (!applies(cfg, g->name) || applies(cfg, open->name) || config_db_restricted(open))
             continue;
         *what = rls ? "rls.databases" : "masking.databases";
         *guarded = g;

@@ -82,6 +82,13 @@ struct cred_config {
     int refresh_margin_s; /* ... or this long before expiry, if earlier (default 300) */
 };
 
+/* databases.X.allow: the users, and the groups (users.X.groups, or a Databricks token's), that
+ * may log into an entry; both empty (no allow:) lets every authenticated user in. */
+struct db_allow {
+    struct string_list users;
+    struct string_list groups;
+};
+
 struct db_config {
     char *name;        /* the key under databases: what clients put in their connection string */
     char *host;        /* host: server host name or address (required) */
@@ -94,6 +101,7 @@ struct db_config {
     struct pool_config pool;
     struct cred_config cred;      /* credentials: rotating passwords (default: static password) */
     enum client_auth client_auth; /* client_auth: password | databricks_token */
+    struct db_allow allow;        /* allow: who may log into this entry (default: every user) */
 };
 
 /* A YAML mapping of strings to strings (attributes: { tenant_id: "42" }). */
@@ -286,11 +294,16 @@ bool config_rls_applies(const struct config *cfg, const char *db);
 /* Does masking apply to clients of database db? */
 bool config_mask_applies(const struct config *cfg, const char *db);
 /* An entry under databases: that reaches the same server database (host, port, dbname) as
- * another under rls: or masking: while not itself protected the same way: every user may log
- * into every entry, so it would serve that database's rows unprotected. The first such pair
- * from pair k on (NULL when none): *open is the unprotected entry, *guarded the protected one,
+ * another under rls: or masking: while not itself protected the same way, and open to every
+ * user (no allow:), so it would serve that database's rows unprotected to anyone. The first such
+ * pair from pair k on (NULL when none): *open is the unprotected entry, *guarded the protected one,
  * *what the list it is missing from ("rls.databases", "masking.databases"); *k is advanced
  * past the pair. */
+/* May user (with extra_groups, a token's, besides its configured ones; may be NULL) log into
+ * db? (databases.X.allow) */
+bool config_db_admits(const struct config *cfg, const struct db_config *db, const char *user,
+                      const struct string_list *extra_groups);
+
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what);

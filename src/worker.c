@@ -327,9 +327,9 @@ static void warn_unprotected_aliases(const struct config *cfg)
     while ((open = config_unprotected_alias(cfg, &k, &guarded, &what)))
         log_warning("databases.%s reaches the same server database as databases.%s (%s:%d/%s) "
                     "but is not under %s: any user may log into %s and read it unprotected; "
-                    "list it under %s too, or remove it",
+                    "list it under %s too, name who may use it (databases.%s.allow), or remove it",
                     open->name, guarded->name, guarded->host, guarded->port, guarded->dbname, what,
-                    open->name, what);
+                    open->name, what, open->name);
 }
 
 /* limits.core_dumps: without it the process is not dumpable (no core file, and no ptrace

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -1247,4 +1248,36 @@ Test(rls_one, a_skipped_unnamed_parse_cannot_leave_a_setting_behind, .init = sta
     PQclear(r);
     PQfinish(a);
     PQfinish(b);
+}
+
+/* An entry that reaches the tenants' database without row-level security (app_md5 here) is
+ * closed to them by its allow: list, while whom it names, by user or group, still get in. */
+Test(rls_one, an_allow_list_keeps_tenants_out_of_an_unprotected_alias, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    char state[6] = "", msg[256] = "";
+    cr_assert(raw_login(px.port, "t1", "pw", "app_md5", state, msg, sizeof(msg)),
+              "before: any user may use app_md5 (%s %s)", state, msg);
+    static char yaml[16384], allowed[16500];
+    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, RLS_ATTRS);
+    const char *entry = "  app_md5:\n";
+    char *at = strstr(yaml, entry);
+    cr_assert_not_null(at);
+    at += strlen(entry);
+    snprintf(allowed, sizeof(allowed), "%.*s    allow: {users: [alice], groups: [g6]}\n%s",
+             (int)(at - yaml), yaml, at);
+    proxy_reload_yaml(&px, allowed);
+    cr_expect_not(raw_login(px.port, "t1", "pw", "app_md5", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28000");
+    cr_expect(strstr(msg, "user \"t1\" may not log into database \"app_md5\""), "%s", msg);
+    cr_expect_not(raw_login(px.port, "t5", "pw", "app_md5", state, msg, sizeof(msg)),
+                  "t5's group g5 is not listed");
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app_md5", state, msg, sizeof(msg)),
+              "%s %s", state, msg);
+    PGconn *c = proxy_connect(&px, "t6", "pw", "app_md5", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "t6 through group g6: %s", PQerrorMessage(c));
+    PQfinish(c);
+    c = tenant(1);
+    expect_own_view(c, 1, "an allow: list on another entry"); /* still at home under rls */
+    PQfinish(c);
 }

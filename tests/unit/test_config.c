@@ -44,6 +44,11 @@ Test(config, reference_file_loads_without_errors)
     cr_expect_str_eq(cfg->auth_query.database, "app");
     cr_expect(config_is_admin(cfg, "alice"));
     cr_expect_not(config_is_admin(cfg, "bob"));
+    const struct db_config *lakebase = config_find_db(cfg, "lakebase");
+    cr_assert_not_null(lakebase);
+    cr_expect(config_db_admits(cfg, lakebase, "bob", NULL));
+    cr_expect(config_db_admits(cfg, lakebase, "carol", NULL), "through her group eu_support");
+    cr_expect_not(config_db_admits(cfg, lakebase, "monitor", NULL), "neither named nor in a group");
     config_free(cfg);
 }
 
@@ -510,6 +515,46 @@ Test(config, an_unprotected_entry_for_a_protected_database_is_found)
     open = config_unprotected_alias(cfg, &k, &guarded, &what);
     cr_expect(open && strcmp(open->name, "app_tls") == 0, "localhost is 127.0.0.1");
     config_free(cfg);
+}
+
+/* databases.X.allow names who may log into an entry: by user, by a configured group, or by
+ * a Databricks token's group; an entry with it is no open alias of a protected database. */
+Test(config, an_allow_list_admits_its_users_and_groups_only)
+{
+    struct config_errors errs;
+    struct config *cfg =
+        parse("databases:\n"
+              "  app: {host: h, dbname: d, user: u}\n"
+              "  etl: {host: h, dbname: d, user: u, allow: {users: [loader], groups: [ops]}}\n"
+              "groups:\n  ops: {role: r}\n"
+              "users:\n  t: {password: x, attributes: {tenant_id: '1'}}\n"
+              "  loader: {password: x}\n  oncall: {password: x, groups: [ops]}\n"
+              "rls:\n  databases: [app]\n  attributes: {tenant_id: attribute}\n",
+              &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    const struct db_config *app = config_find_db(cfg, "app"), *etl = config_find_db(cfg, "etl");
+    cr_expect(config_db_admits(cfg, app, "t", NULL), "no allow: every user");
+    cr_expect(config_db_admits(cfg, etl, "loader", NULL));
+    cr_expect(config_db_admits(cfg, etl, "oncall", NULL), "through its group ops");
+    cr_expect_not(config_db_admits(cfg, etl, "t", NULL), "the tenant is not listed");
+    cr_expect_not(config_db_admits(cfg, etl, "someone", NULL), "nor an auth_query user");
+    char *ops = "ops", *dev = "dev";
+    struct string_list token_ops = {&ops, 1}, token_dev = {&dev, 1};
+    cr_expect(config_db_admits(cfg, etl, "ann@example.com", &token_ops), "a token's group");
+    cr_expect_not(config_db_admits(cfg, etl, "ann@example.com", &token_dev));
+    size_t k = 0;
+    const struct db_config *guarded;
+    const char *what;
+    cr_expect_null(config_unprotected_alias(cfg, &k, &guarded, &what),
+                   "etl reaches app's rows but only for whom it names");
+    config_free(cfg);
+    /* an allow: that names nobody is refused where it is written */
+    cfg = parse("databases:\n  app: {host: h, user: u,\n    allow: {users: []}}\n", &errs);
+    cr_assert_null(cfg);
+    cr_assert_eq(errs.n, 1);
+    cr_expect(strstr(errs.msgs[0], "t.yaml:3:12: databases.app.allow: names no users or groups"),
+              "%s", errs.msgs[0]);
+    config_errors_free(&errs);
 }
 
 Test(config, credential_providers_load)
