@@ -346,7 +346,7 @@ void client_mask_catalog_read(struct worker *w, const char *db)
 /* Authentication succeeded: say so, then wait for a server. */
 static void auth_done(struct client *c, struct buf *b)
 {
-    char err[256];
+    char err[320];
     bool admin = strcmp(c->database, ADMIN_DATABASE) == 0;
     if (!admin && !config_find_db(c->w->cfg, c->database)) {
         /* told only once authenticated, as PostgreSQL does: a probe without a password cannot
