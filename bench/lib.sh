@@ -26,6 +26,10 @@ bench_pg_start() {
 # cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
+# cpu_ticks PID: "USER SYSTEM", the clock ticks it has spent in user space and in the kernel
+# (/proc/PID/stat's utime and stime), for the kernel's share of its CPU.
+cpu_ticks() { awk '{print $14, $15}' /proc/"$1"/stat 2>/dev/null; }
+
 # paired A B COL: A's figure in column COL over B's in the same repeat, the median of those
 # ratios and, with more than one repeat, their range and in how many repeats the ratio was 1
 # or more: "0.97 (0.91-1.05, 3/7 >= 1)". Pairing within a

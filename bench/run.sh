@@ -110,9 +110,10 @@ pgbench_as() {
         --log-prefix="$7" "host=127.0.0.1 port=$3 dbname=$4 user=$5" 2>&1) || true
 }
 
-# run_one WORKLOAD TARGET -> "tps avg_ms p99_ms cpu_us_per_txn" ("-" where not measured)
+# run_one WORKLOAD TARGET -> "tps avg_ms p99_ms cpu_us_per_txn kernel_percent errors" ("-"
+# where not measured)
 run_one() {
-    local wl=$1 target=$2 port db pid="" before after out tps lat txns p99 cpu=-
+    local wl=$1 target=$2 port db pid="" before after ticks0 ticks1 out tps lat txns p99 cpu=- kern=-
     case $target in
         direct) port=$pgport db=lp_test ;;
         lakeproxy) port=$lpport db=bench pid=$lp_pid ;;
@@ -121,14 +122,14 @@ run_one() {
         pgbouncer) port=$pbport db=bench pid=$pb_pid ;;
     esac
     if [ "$wl" = c1000 ] && [ "$target" = direct ]; then
-        echo "- - - -" # PostgreSQL here allows 400 connections: that is what poolers are for
+        echo "- - - - - ok" # PostgreSQL here allows 400 connections: that is what poolers are for
         return
     fi
     rm -f "$T"/pgbench_log*
     local secs=$DURATION
     # 1,000 SCRAM logins take pgbench itself several seconds before the clock starts
     [ "$wl" = c1000 ] && [ "$secs" -lt 20 ] && secs=20
-    [ -n "$pid" ] && before=$(cpu_ns "$pid")
+    [ -n "$pid" ] && before=$(cpu_ns "$pid") && ticks0=$(cpu_ticks "$pid")
     if [ "$target" = lakeproxy_rls ]; then
         # two tenants at once, half the clients each: servers pass between tenants, so the
         # injection is needed whenever a server changes hands
@@ -149,6 +150,9 @@ run_one() {
     if [ -n "$pid" ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
         after=$(cpu_ns "$pid")
         cpu=$(awk -v a="$after" -v b="$before" -v n="$txns" 'BEGIN{printf "%.1f", (a-b)/1e3/n}')
+        ticks1=$(cpu_ticks "$pid")
+        kern=$(echo "$ticks0 $ticks1" |
+            awk '{u = $3 - $1; k = $4 - $2; if (u + k > 0) printf "%.0f", 100 * k / (u + k); else print "-"}')
     fi
     local errs=ok
     if echo "$out" | grep -qiE 'error|abort'; then
@@ -156,7 +160,7 @@ run_one() {
         echo "bench: $wl via $target reported errors:" >&2
         echo "$out" | grep -iE 'error|abort' | head -n 3 >&2
     fi
-    echo "${tps:--} ${lat:--} ${p99:--} $cpu $errs"
+    echo "${tps:--} ${lat:--} ${p99:--} $cpu $kern $errs"
 }
 
 read -ra targets <<<"$TARGETS"
@@ -180,10 +184,11 @@ dat="$T/chart.dat"
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
     echo "starting one target later), with their range over the runs in brackets and in how many"
     echo "runs the ratio was 1 or more (for TPS, lakeproxy ahead or level; for CPU, lakeproxy using"
-    echo "as much or more)."
+    echo "as much or more). Of it in the kernel: the share of the proxy's CPU time spent in"
+    echo "system calls (sending and receiving on the sockets), from its utime and stime."
     echo
-    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | lakeproxy/PgBouncer: TPS, CPU |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | of it in the kernel | lakeproxy/PgBouncer: TPS, CPU |"
+    echo "|---|---|---|---|---|---|---|---|"
 } >"$out"
 
 # tps_of TARGET: its median TPS in this workload for the chart, 0 when not measured
@@ -201,12 +206,12 @@ for wl in "${wls[@]}"; do
             target=${targets[(i + r - 1) % ${#targets[@]}]}
             line=$(run_one "$wl" "$target")
             res[$target]+="$line"$'\n'
-            echo "run $r $wl $target: $line (tps avg_ms p99_ms cpu_us/txn errors)"
+            echo "run $r $wl $target: $line (tps avg_ms p99_ms cpu_us/txn kernel% errors)"
         done
     done
     declare -A med=()
     for target in $TARGETS; do
-        for col in 1 2 3 4; do
+        for col in 1 2 3 4 5; do
             med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
         done
     done
@@ -223,7 +228,9 @@ for wl in "${wls[@]}"; do
         [ "$target" = lakeproxy_nostats ] &&
             r="stats on/off: TPS $stats_ratio, CPU $cpu_ratio; stats off/PgBouncer: TPS $nostats_ratio, CPU $nostats_cpu"
         note=$(echo -n "${res[$target]}" | grep -q ' errors$' && echo " (errors)" || true)
-        echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $r |" >>"$out"
+        kern=${med[$target,5]}
+        [ "$kern" = - ] || kern+=%
+        echo "| $wl | $target | ${med[$target,1]}$note | ${med[$target,2]} | ${med[$target,3]} | ${med[$target,4]} | $kern | $r |" >>"$out"
     done
     echo "$wl $(tps_of direct) $(tps_of lakeproxy) $(tps_of pgbouncer) $(tps_of lakeproxy_rls)" >>"$dat"
     unset res med

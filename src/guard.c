@@ -93,8 +93,6 @@ static const char *lowered(const char *name, char out[96])
     return out;
 }
 
-static const char *const_string(const PgQuery__Node *n);
-
 /* Settings whose value changes how PostgreSQL reads query text. The guard parses as the server
  * does only with standard_conforming_strings on and a client encoding in which no byte of a
  * multi-byte character can be a quote or backslash: those two may change only to such values. */
@@ -107,7 +105,7 @@ static bool changes_how_text_reads(const char *name)
 /* The value node sets for a text-reading setting, checked: NULL (refusing) when unsafe. */
 static void check_text_reading_value(struct check *k, const char *name, const PgQuery__Node *v)
 {
-    const char *val = const_string(v);
+    const char *val = sqlinfo_const_string(v);
     if (v && v->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         v->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
         val = v->a_const->ival && v->a_const->ival->ival == 1 ? "on" : "off";
@@ -149,8 +147,8 @@ static void note_session_set(struct check *k, const char *name)
              lowered(name, low));
 }
 
-/* The integer an argument node holds (12, '12', '12'::text: const_string's casts only); false
- * when anything else. */
+/* The integer an argument node holds (12, '12', '12'::text: sqlinfo_const_string's casts only);
+ * false when anything else. */
 static bool const_int(const PgQuery__Node *n, long *out)
 {
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
@@ -158,7 +156,7 @@ static bool const_int(const PgQuery__Node *n, long *out)
         *out = n->a_const->ival ? n->a_const->ival->ival : 0;
         return true;
     }
-    const char *v = const_string(n);
+    const char *v = sqlinfo_const_string(n);
     char *end;
     if (!v || !*v)
         return false;
@@ -197,7 +195,7 @@ static bool const_bool(const PgQuery__Node *n, bool *out)
         *out = i == 1;
         return true;
     }
-    int w = bool_word(const_string(n));
+    int w = bool_word(sqlinfo_const_string(n));
     *out = w == 1;
     return w >= 0;
 }
@@ -215,7 +213,7 @@ static bool timeout_ms(const PgQuery__Node *v, long *ms)
     if (v && v->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         v->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL)
         return const_int(v, ms) && *ms >= 0;
-    const char *text = const_string(v);
+    const char *text = sqlinfo_const_string(v);
     char *end;
     while (text && isspace((unsigned char)*text))
         text++;
@@ -252,7 +250,7 @@ static const char *carried_value(const char *canon, const PgQuery__Node *v, char
         return out;
     }
     if (strcmp(canon, "default_transaction_isolation") == 0) {
-        const char *level = const_string(v);
+        const char *level = sqlinfo_const_string(v);
         for (size_t i = 0; level && i < sizeof(levels) / sizeof(levels[0]); i++)
             if (strcasecmp(level, levels[i]) == 0)
                 return levels[i];
@@ -365,30 +363,6 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
         note_session_set(k, s->name);
 }
 
-/* The string constant an argument node holds (through name => notation, and casts to
- * pg_catalog's text and unbounded varchar, which keep it as it is), or NULL when it is
- * anything else: a cast that may change it ('rolex'::varchar(4) is 'role', a char(n) loses
- * trailing spaces, a numeric rounds) hides what the server gets. */
-static const char *const_string(const PgQuery__Node *n)
-{
-    while (n) {
-        switch (n->node_case) {
-        case PG_QUERY__NODE__NODE_TYPE_CAST:
-            if (!sqlinfo_keeps_string(n->type_cast->type_name))
-                return NULL;
-            n = n->type_cast->arg;
-            break;
-        case PG_QUERY__NODE__NODE_NAMED_ARG_EXPR: n = n->named_arg_expr->arg; break;
-        case PG_QUERY__NODE__NODE_A_CONST:
-            return n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
-                       ? n->a_const->sval->sval
-                       : NULL;
-        default: return NULL;
-        }
-    }
-    return NULL;
-}
-
 /* Is n the constant true (true, 'on', 't'::boolean ...)? A string cast to boolean is read
  * as the server reads it only in the words bool_word knows; anything else is not true. */
 static bool is_true(const PgQuery__Node *n)
@@ -400,7 +374,7 @@ static bool is_true(const PgQuery__Node *n)
     if (n && n->node_case == PG_QUERY__NODE__NODE_A_CONST &&
         n->a_const->val_case == PG_QUERY__A__CONST__VAL_BOOLVAL)
         return n->a_const->boolval && n->a_const->boolval->boolval;
-    return bool_word(const_string(n)) == 1;
+    return bool_word(sqlinfo_const_string(n)) == 1;
 }
 
 /* The last part of a function's (possibly schema-qualified) name. */
@@ -421,22 +395,6 @@ static bool leaves_session_state(const char *fn)
     return strncmp(fn, "pg_advisory_lock", 16) == 0 ||
            strncmp(fn, "pg_try_advisory_lock", 20) == 0 || strcasecmp(fn, "setseed") == 0 ||
            strcasecmp(fn, "set_limit") == 0 || strcasecmp(fn, "isn_weak") == 0;
-}
-
-/* Argument pos of set_config(setting_name, new_value, is_local), given positionally or by its
- * name (named arguments follow the positional ones, in any order); NULL when absent. */
-static const PgQuery__Node *call_arg(const PgQuery__FuncCall *f, size_t pos, const char *name)
-{
-    for (size_t i = 0; i < f->n_args; i++) {
-        const PgQuery__Node *a = f->args[i];
-        if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR) {
-            if (a->named_arg_expr->name && strcasecmp(a->named_arg_expr->name, name) == 0)
-                return a->named_arg_expr->arg;
-        } else if (i == pos) {
-            return a;
-        }
-    }
-    return NULL;
 }
 
 /* The refusals a function's name alone decides. Also applied to attribute notation, which
@@ -477,8 +435,8 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     check_called_name(k, fn);
     if (strcmp(fn, "set_config") != 0)
         return;
-    const PgQuery__Node *local = call_arg(f, 2, "is_local");
-    const char *name = const_string(call_arg(f, 0, "setting_name"));
+    const PgQuery__Node *local = sqlinfo_call_arg(f, 2, "is_local");
+    const char *name = sqlinfo_const_string(sqlinfo_call_arg(f, 0, "setting_name"));
     if (!name)
         refuse(k,
                "set_config() with a computed setting name is not allowed (write the name as a "
@@ -488,7 +446,7 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
         refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                lowered(name, low));
     else if (changes_how_text_reads(name))
-        check_text_reading_value(k, name, call_arg(f, 1, "new_value"));
+        check_text_reading_value(k, name, sqlinfo_call_arg(f, 1, "new_value"));
     note_seed(k, name);
     if (name && !(local && is_true(local)))
         note_session_set(k, name);

@@ -75,44 +75,10 @@ static bool is_planner_setting(const char *name)
                     in_list(planner_settings, COUNT(planner_settings), name));
 }
 
-/* The string constant n holds (through casts that keep it as it is: sqlinfo_keeps_string),
- * or NULL. */
-static const char *const_text(const PgQuery__Node *n)
-{
-    for (int depth = 0; n && depth < MAX_DEPTH; depth++) {
-        if (n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
-            n = sqlinfo_keeps_string(n->type_cast->type_name) ? n->type_cast->arg : NULL;
-        else if (n->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE)
-            n = n->collate_clause->arg;
-        else
-            return n->node_case == PG_QUERY__NODE__NODE_A_CONST && !n->a_const->isnull &&
-                           n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && n->a_const->sval
-                       ? n->a_const->sval->sval
-                       : NULL;
-    }
-    return NULL;
-}
-
-/* The setting set_config(f) changes: the argument named setting_name, else the first when it
- * is positional; NULL when that is not a constant (set_config(new_value => ..., setting_name
- * => ...) puts it anywhere). */
-static const char *setting_of(const PgQuery__FuncCall *f)
-{
-    for (size_t i = 0; i < f->n_args; i++) {
-        const PgQuery__Node *a = f->args[i];
-        if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR && a->named_arg_expr->name &&
-            strcasecmp(a->named_arg_expr->name, "setting_name") == 0)
-            return const_text(a->named_arg_expr->arg);
-    }
-    if (f->n_args && f->args[0] && f->args[0]->node_case != PG_QUERY__NODE__NODE_NAMED_ARG_EXPR)
-        return const_text(f->args[0]);
-    return NULL;
-}
-
 /* set_config of a planner setting, or of a name that cannot be told. */
 void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f)
 {
-    const char *setting = setting_of(f);
+    const char *setting = sqlinfo_const_string(sqlinfo_call_arg(f, 0, "setting_name"));
     if (!setting)
         msql_refuse(c, WHY_SETTING_NAME);
     else if (is_planner_setting(setting))

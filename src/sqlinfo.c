@@ -824,3 +824,37 @@ bool sqlinfo_keeps_string(const PgQuery__TypeName *t)
     static const char *const keeping[] = {"text", "varchar", NULL};
     return sqlinfo_is_catalog_type(t, keeping);
 }
+
+const char *sqlinfo_const_string(const PgQuery__Node *n)
+{
+    for (int depth = 0; n && depth < SQLINFO_MAX_DEPTH; depth++) {
+        switch (n->node_case) {
+        case PG_QUERY__NODE__NODE_TYPE_CAST:
+            n = sqlinfo_keeps_string(n->type_cast->type_name) ? n->type_cast->arg : NULL;
+            break;
+        case PG_QUERY__NODE__NODE_NAMED_ARG_EXPR: n = n->named_arg_expr->arg; break;
+        case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: n = n->collate_clause->arg; break;
+        case PG_QUERY__NODE__NODE_A_CONST:
+            return !n->a_const->isnull && n->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL &&
+                           n->a_const->sval
+                       ? n->a_const->sval->sval
+                       : NULL;
+        default: return NULL;
+        }
+    }
+    return NULL;
+}
+
+const PgQuery__Node *sqlinfo_call_arg(const PgQuery__FuncCall *f, size_t pos, const char *name)
+{
+    for (size_t i = 0; i < f->n_args; i++) {
+        const PgQuery__Node *a = f->args[i];
+        if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR) {
+            if (a->named_arg_expr->name && strcasecmp(a->named_arg_expr->name, name) == 0)
+                return a->named_arg_expr->arg;
+        } else if (i == pos) {
+            return a;
+        }
+    }
+    return NULL;
+}

@@ -41,6 +41,14 @@ bool sqlinfo_walk(const char *sql, sqlinfo_visit_fn visit, void *arg, char *err,
 bool sqlinfo_is_catalog_type(const PgQuery__TypeName *t, const char *const *names);
 /* Does a cast to t keep a string constant as it is (pg_catalog.text, unbounded varchar)? */
 bool sqlinfo_keeps_string(const PgQuery__TypeName *t);
+/* The string constant n holds, through name => notation, COLLATE and casts that keep it as it
+ * is (sqlinfo_keeps_string), or NULL when it is anything else: a cast that may change it
+ * ('rolex'::varchar(4) is 'role', a char(n) loses trailing spaces) hides what the server gets. */
+const char *sqlinfo_const_string(const PgQuery__Node *n);
+/* Argument pos of call f, given positionally or by its name (named arguments follow the
+ * positional ones, in any order: set_config(new_value => 'x', setting_name => 'role')); NULL
+ * when absent. */
+const PgQuery__Node *sqlinfo_call_arg(const PgQuery__FuncCall *f, size_t pos, const char *name);
 
 /* What a statement is, for statistics. */
 enum sql_kind {
