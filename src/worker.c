@@ -527,19 +527,36 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
     w->retired[w->n_retired++] = old;
 }
 
-/* Clients that logged in without row-level security to a database that now has it are
- * closed: what they prepared or set before was never checked by the guard. */
-static void close_newly_guarded(struct worker *w)
+/* Why a reload refuses a client it admitted under the old configuration, or NULL: its entry
+ * now has row-level security it logged in without (what it prepared or set was never checked
+ * by the guard), or an allow: list that leaves it out. */
+static const char *refused_by_reload(const struct worker *w, const struct client *c)
+{
+    const struct db_config *db = config_find_db(w->cfg, c->database);
+    if (!db) /* a removed entry's pool serves its clients from the old configuration */
+        return NULL;
+    if (!c->rls && config_rls_applies(w->cfg, c->database))
+        return "row-level security now applies to it";
+    if (!config_db_admits(w->cfg, db, c->user, &c->token_groups))
+        return "its allow: list no longer admits this user";
+    return NULL;
+}
+
+/* Closes, with 57P01, the clients the new configuration would not have let in as they are. */
+static void close_newly_refused(struct worker *w)
 {
     char msg[200];
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
-        if (c->rls || c->is_admin || c->state == CL_LOGIN || c->state == CL_ADMIN ||
-            c->state == CL_CLOSING || !c->database || !config_rls_applies(w->cfg, c->database))
+        if (c->is_admin || c->state == CL_LOGIN || c->state == CL_ADMIN || c->state == CL_CLOSING ||
+            !c->database)
             continue;
-        snprintf(msg, sizeof(msg),
-                 "row-level security now applies to database \"%.64s\": reconnect", c->database);
+        const char *why = refused_by_reload(w, c);
+        if (!why)
+            continue;
+        snprintf(msg, sizeof(msg), "database \"%.64s\" was reconfigured: %s; reconnect",
+                 c->database, why);
         client_fail(c, "57P01", msg);
     }
 }
@@ -603,7 +620,7 @@ void worker_reload(struct worker *w)
             old_in_use = true;
     }
     retire_config(w, old, old_in_use);
-    close_newly_guarded(w);
+    close_newly_refused(w);
     /* the catalog's rule numbers are the old configuration's: read it again; statements
      * and results waiting for it go on with the new one */
     maskcat_free_all(w);

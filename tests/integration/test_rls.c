@@ -1250,6 +1250,19 @@ Test(rls_one, a_skipped_unnamed_parse_cannot_leave_a_setting_behind, .init = sta
     PQfinish(b);
 }
 
+/* Reloads start_txn1's configuration with `allow: <allow>` added to the app_md5 entry. */
+static void reload_with_app_md5_allowing(const char *allow)
+{
+    static char yaml[16384], allowed[16500];
+    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, RLS_ATTRS);
+    const char *entry = "  app_md5:\n";
+    char *at = strstr(yaml, entry);
+    cr_assert_not_null(at);
+    at += strlen(entry);
+    snprintf(allowed, sizeof(allowed), "%.*s    allow: %s\n%s", (int)(at - yaml), yaml, allow, at);
+    proxy_reload_yaml(&px, allowed);
+}
+
 /* An entry that reaches the tenants' database without row-level security (app_md5 here) is
  * closed to them by its allow: list, while whom it names, by user or group, still get in. */
 Test(rls_one, an_allow_list_keeps_tenants_out_of_an_unprotected_alias, .init = start_txn1,
@@ -1258,15 +1271,7 @@ Test(rls_one, an_allow_list_keeps_tenants_out_of_an_unprotected_alias, .init = s
     char state[6] = "", msg[256] = "";
     cr_assert(raw_login(px.port, "t1", "pw", "app_md5", state, msg, sizeof(msg)),
               "before: any user may use app_md5 (%s %s)", state, msg);
-    static char yaml[16384], allowed[16500];
-    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, RLS_ATTRS);
-    const char *entry = "  app_md5:\n";
-    char *at = strstr(yaml, entry);
-    cr_assert_not_null(at);
-    at += strlen(entry);
-    snprintf(allowed, sizeof(allowed), "%.*s    allow: {users: [alice], groups: [g6]}\n%s",
-             (int)(at - yaml), yaml, at);
-    proxy_reload_yaml(&px, allowed);
+    reload_with_app_md5_allowing("{users: [alice], groups: [g6]}");
     cr_expect_not(raw_login(px.port, "t1", "pw", "app_md5", state, msg, sizeof(msg)));
     cr_expect_str_eq(state, "28000");
     cr_expect(strstr(msg, "user \"t1\" may not log into database \"app_md5\""), "%s", msg);
@@ -1279,5 +1284,60 @@ Test(rls_one, an_allow_list_keeps_tenants_out_of_an_unprotected_alias, .init = s
     PQfinish(c);
     c = tenant(1);
     expect_own_view(c, 1, "an allow: list on another entry"); /* still at home under rls */
+    PQfinish(c);
+}
+
+/* Was c sent sqlstate while idle, and is it unusable after? */
+static bool was_closed_with(PGconn *c, const char *sqlstate, const char *why)
+{
+    char goodbye[6];
+    idle_goodbye(c, goodbye, 2000);
+    cr_expect_str_eq(goodbye, sqlstate, "%s: %s", why, PQerrorMessage(c));
+    PGresult *r = PQexec(c, "SELECT 1");
+    bool closed = PQresultStatus(r) != PGRES_TUPLES_OK;
+    PQclear(r);
+    return closed && strcmp(goodbye, sqlstate) == 0;
+}
+
+/* Logging in is not the only door an allow: list guards: a reload that adds one closes the
+ * sessions already open by users it leaves out, and only those. */
+Test(rls_one, a_reload_adding_an_allow_list_closes_sessions_it_leaves_out, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *out = proxy_connect(&px, "t1", "pw", "app_md5", NULL);
+    PGconn *in = proxy_connect(&px, "alice", "alice-secret", "app_md5", NULL);
+    PGconn *home = tenant(2);
+    cr_assert(PQstatus(out) == CONNECTION_OK && PQstatus(in) == CONNECTION_OK, "%s %s",
+              PQerrorMessage(out), PQerrorMessage(in));
+    EXPECT_QUERY_VALUE(out, "SELECT 1::text", "1", "before the reload");
+    reload_with_app_md5_allowing("{users: [alice]}");
+    cr_expect(was_closed_with(out, "57P01", "t1 is outside the new allow: list"));
+    EXPECT_QUERY_VALUE(in, "SELECT 1::text", "1", "alice is on the list");
+    expect_own_view(home, 2, "an allow: list on another entry");
+    cr_expect_eq(file_count_lines(px.log, "(t1@app_md5): closing: database \"app_md5\" was "
+                                          "reconfigured: its allow: list no longer admits"),
+                 1, "see %s", px.log);
+    PQfinish(out);
+    PQfinish(in);
+    PQfinish(home);
+}
+
+/* A client that logged in without row-level security set and prepared things the guard never
+ * saw: a reload that puts its entry under rls closes it rather than let it go on. */
+Test(rls_one, a_reload_putting_an_entry_under_rls_closes_its_clients, .init = start_txn1,
+     .fini = stop_proxy)
+{
+    PGconn *c = proxy_connect(&px, "t1", "pw", "app_md5", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    EXPECT_QUERY_VALUE(c, "SELECT 1::text", "1", "before the reload");
+    static char yaml[16384];
+    rls_yaml(yaml, sizeof(yaml), px.port, "transaction", 1, RLS_ATTRS);
+    static char guarded[16500];
+    char *at = strstr(yaml, "databases: [app]");
+    cr_assert_not_null(at);
+    snprintf(guarded, sizeof(guarded), "%.*sdatabases: [app, app_md5]%s", (int)(at - yaml), yaml,
+             at + strlen("databases: [app]"));
+    proxy_reload_yaml(&px, guarded);
+    cr_expect(was_closed_with(c, "57P01", "app_md5 is now under row-level security"));
     PQfinish(c);
 }

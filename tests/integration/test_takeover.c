@@ -298,13 +298,6 @@ Test(takeover, a_takeover_socket_path_that_is_not_a_socket_is_refused)
     cr_assert_eq(access(path, F_OK), 0, "the file is left alone");
 }
 
-/* Notice receiver: keeps the SQLSTATE of the last error or notice in arg (6 bytes). */
-static void keep_sqlstate(void *arg, const PGresult *r)
-{
-    const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    snprintf(arg, 6, "%s", s ? s : "");
-}
-
 Test(takeover, idle_clients_of_the_old_process_are_closed_after_shutdown_timeout_s)
 {
     struct proxy old, next;
@@ -315,15 +308,13 @@ Test(takeover, idle_clients_of_the_old_process_are_closed_after_shutdown_timeout
     start_old(&old, port, yaml);
     PGconn *c = proxy_connect(&old, "carol", "unused", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    char goodbye[6] = "";
-    PQsetNoticeReceiver(c, keep_sqlstate, goodbye);
     take_over(&next, port, yaml, "next");
     int st = proxy_wait_exit(&old, 10000);
     cr_assert_eq(st, 0, "status %d; see %s", st, old.log);
     cr_assert_eq(file_count_lines(old.log, "shutdown timeout reached 1 s after the takeover"), 1,
                  "see %s", old.log);
-    PQconsumeInput(c); /* libpq parses the goodbye it was sent while idle as a notice */
-    PQisBusy(c);
+    char goodbye[6];
+    idle_goodbye(c, goodbye, 2000);
     cr_assert_str_eq(goodbye, "57P01", "the client was told why: %s", PQerrorMessage(c));
     PGresult *r = PQexec(c, "SELECT 1");
     cr_assert_neq(PQresultStatus(r), PGRES_TUPLES_OK);

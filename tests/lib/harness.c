@@ -581,3 +581,24 @@ PGresult *query_result_within(PGconn *c, double timeout_s)
     }
     return last;
 }
+
+/* Notice receiver: keeps the SQLSTATE of the last error or notice in arg (6 bytes). */
+static void keep_sqlstate(void *arg, const PGresult *r)
+{
+    const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(arg, 6, "%s", s ? s : "");
+}
+
+void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms)
+{
+    sqlstate[0] = '\0';
+    PQsetNoticeReceiver(c, keep_sqlstate, sqlstate);
+    for (int waited = 0;; waited += 20) {
+        PQconsumeInput(c);
+        PQisBusy(c); /* parses what arrived */
+        if (sqlstate[0] || waited >= wait_ms)
+            break;
+        usleep(20 * 1000);
+    }
+    PQsetNoticeReceiver(c, NULL, NULL);
+}

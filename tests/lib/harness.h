@@ -111,6 +111,10 @@ bool wait_notify(int fd, const char *want, int timeout_ms, char *seen, size_t se
 /* The HTTP status of GET path from 127.0.0.1:port, -1 when nothing answers within 5 s. */
 int http_status(int port, const char *path);
 
+/* The SQLSTATE of the ErrorResponse the proxy sent c while it was idle (libpq hands it to the
+ * notice receiver), waiting up to wait_ms for it; "" when none came. */
+void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms);
+
 /* Lines of the file at path that contain needle (0 when it cannot be read). */
 int file_count_lines(const char *path, const char *needle);
 
