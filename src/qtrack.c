@@ -17,6 +17,7 @@
 #include "stats.h"
 #include "statslog.h"
 #include "tablesize.h"
+#include "textscan.h"
 
 /* Records open at once per client: a ring grown on demand up to QT_CAP (a power of two), freed
  * when it drains if it grew past QT_KEEP.
@@ -80,6 +81,10 @@ struct qtrack {
      * read as unnamed_readable says */
     struct recent unnamed_texts;
     bool unnamed_readable;
+    /* a statement the client sent may still be running (from its Query, Bind, Execute or
+     * FunctionCall to the ReadyForQuery that leaves none): what it sets, the server reports
+     * only at that ReadyForQuery, so until then the reported settings may be stale */
+    bool unsettled;
     struct rec suspended; /* an Execute stopped by its row limit, waiting for more */
     bool has_suspended;
     /* the query log's origin part for this client (made again when application_name
@@ -471,12 +476,19 @@ static void on_execute(struct client *c, struct qtrack *t, struct rd *r)
     push(c, t, &e);
 }
 
-/* Does the server read this client's query text as the parser does? Not with
- * standard_conforming_strings off or a client-only encoding (then a quote can hide): such text
- * is counted but never analysed or logged. */
-static bool text_readable(const struct client *c)
+/* Does the server read this client's query text as the parser does, as far as its reported
+ * settings tell? Not with standard_conforming_strings off or a client-only encoding (then a
+ * quote can hide): such text is counted but never analysed or logged. */
+static bool session_readable(const struct client *c)
 {
     return !c->server || params_text_readable(&c->server->reported);
+}
+
+/* Can sql be analysed? When the session reads text as the parser does and nothing still
+ * running may have changed that, or when sql reads alike under every setting. */
+static bool text_readable(const struct client *c, const struct qtrack *t, const char *sql)
+{
+    return (!t->unsettled && session_readable(c)) || text_reads_alike(sql);
 }
 
 /* A simple Query: one record per statement (PostgreSQL answers each with its own
@@ -486,7 +498,8 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
     uint64_t fps[STATS_MAX_STMTS];
     size_t n = 0;
     if (len > 0 && body[len - 1] == '\0')
-        n = stats_statements(c->w->stats, (const char *)body, text_readable(c), fps);
+        n = stats_statements(c->w->stats, (const char *)body,
+                             text_readable(c, t, (const char *)body), fps);
     for (size_t i = 0; i + 1 < n; i++) {
         struct rec s = new_rec(t, REC_STMT, fps[i]);
         push(c, t, &s);
@@ -497,18 +510,21 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
 
 /* The fingerprint of sql (len bytes before its terminator) parsed as the unnamed statement:
  * the one found before when the client parsed the text lately, the session reads text as it
- * did then, and the statistics still keep it. */
+ * did then, and the statistics still keep it. Text that a statement still running may make
+ * the server read otherwise is fingerprinted unread, and not kept. */
 static uint64_t unnamed_fingerprint(struct client *c, struct qtrack *t, const char *sql, size_t len)
 {
-    bool readable = text_readable(c);
+    bool readable = session_readable(c);
     if (readable != t->unnamed_readable) {
         recent_clear(&t->unnamed_texts);
         t->unnamed_readable = readable;
     }
+    if (readable && t->unsettled && !text_reads_alike(sql))
+        return stats_fingerprint(c->w->stats, sql, false);
     uint64_t fp;
     if (recent_find(&t->unnamed_texts, sql, len, &fp) && stats_find(c->w->stats, fp))
         return fp;
-    fp = stats_fingerprint(c->w->stats, sql, readable);
+    fp = stats_fingerprint(c->w->stats, sql, readable || text_reads_alike(sql));
     if (fp)
         recent_put(&t->unnamed_texts, sql, len, fp);
     return fp;
@@ -523,19 +539,28 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         return;
     rd_init(&r, body, len);
     switch (type) {
-    case 'Q': on_query(c, t, len, body); break;
+    case 'Q':
+        on_query(c, t, len, body);
+        t->unsettled = true;
+        break;
     case 'P':
         if (!rd_str(&r, &name) || !rd_str(&r, &sql))
             return;
         if (*name)
             name_put(t->stmts, &t->stmt_next, name,
-                     stats_fingerprint(c->w->stats, sql, text_readable(c)));
+                     stats_fingerprint(c->w->stats, sql, text_readable(c, t, sql)));
         else
             t->unnamed_stmt_fp = /* (rd_str left r after the text's terminator) */
                 unnamed_fingerprint(c, t, sql, (size_t)((const char *)r.p - sql) - 1);
         break;
-    case 'B': on_bind(c, t, &r); break;
-    case 'E': on_execute(c, t, &r); break;
+    case 'B': /* (a type's input function may run code) */
+        on_bind(c, t, &r);
+        t->unsettled = true;
+        break;
+    case 'E':
+        on_execute(c, t, &r);
+        t->unsettled = true;
+        break;
     case 'S': {
         if (t->copy_in)
             break; /* the server ignores it: no ReadyForQuery will answer it */
@@ -546,6 +571,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
     case 'F': { /* FunctionCall: not a statement, but it ends with ReadyForQuery like one */
         struct rec f = new_rec(t, REC_QUERY, 0);
         push(c, t, &f);
+        t->unsettled = true;
         break;
     }
     case 'c': /* CopyDone, CopyFail: the copy-in is over, Syncs count again */
@@ -723,10 +749,20 @@ static void on_unrecorded(struct client *c, struct qtrack *t, uint8_t type)
     }
 }
 
+/* A ReadyForQuery with nothing sent after it still owed one: the settings it reported are
+ * the session's (the server reports what statements set just before it). */
+static void settle_at_ready(struct client *c, struct qtrack *t)
+{
+    if (c->server && c->server->in_flight == 0 && !c->server->ext_open)
+        t->unsettled = false;
+}
+
 void qtrack_server_msg(struct client *c, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct qtrack *t = enabled(c) ? c->qt : NULL;
     struct rec *h = t ? head_rec(t) : NULL;
+    if (t && type == 'Z')
+        settle_at_ready(c, t);
     if (!h) {
         if (t)
             on_unrecorded(c, t, type);

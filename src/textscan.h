@@ -123,4 +123,15 @@ static inline uint32_t textscan_set_find(const struct textscan_set *s, const cha
     return found;
 }
 
+/* Is NUL-terminated text read alike whatever standard_conforming_strings and client_encoding
+ * say? So it is when it holds no backslash and no byte above 0x7F: every encoding PostgreSQL
+ * takes is ASCII below that, and only a backslash reads otherwise with the setting off. */
+static inline bool text_reads_alike(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p == '\\' || *p > 0x7f)
+            return false;
+    return true;
+}
+
 #endif
