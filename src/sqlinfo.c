@@ -12,6 +12,7 @@
 
 #include "sqlkey.h"
 #include "sqllex.h"
+#include "textscan.h"
 
 /* Parse trees of hostile text can be deep ("((((...))))"); the parser has its own limit
  * (max_stack_depth); this one bounds our recursion independently. */
@@ -677,12 +678,69 @@ static bool is_constant_token(PgQuery__Token t)
            t == PG_QUERY__TOKEN__ICONST || t == PG_QUERY__TOKEN__FCONST;
 }
 
+/* Where the values of SET clauses begin in a text, up to SET_VALUES_MAX of them. */
+#define SET_VALUES_MAX 64
+struct set_values {
+    int32_t at[SET_VALUES_MAX];
+    size_t n;
+    bool overflow;
+};
+
+/* Visitor: notes where each value of a SET clause begins (a VariableSetStmt's constants). */
+static void set_value_visit(void *arg, const ProtobufCMessage *m)
+{
+    struct set_values *v = arg;
+    if (m->descriptor != &pg_query__variable_set_stmt__descriptor)
+        return;
+    const PgQuery__VariableSetStmt *set = (const PgQuery__VariableSetStmt *)m;
+    for (size_t i = 0; i < set->n_args; i++) {
+        const PgQuery__Node *a = set->args[i];
+        if (!a || a->node_case != PG_QUERY__NODE__NODE_A_CONST)
+            continue;
+        if (v->n == SET_VALUES_MAX)
+            v->overflow = true;
+        else
+            v->at[v->n++] = a->a_const->location;
+    }
+}
+
+/* The values of the SET clauses in norm, wherever they are nested: the normaliser makes $n of
+ * a top-level SET's, but leaves those of ALTER SYSTEM, ALTER ROLE, ALTER DATABASE and ALTER
+ * FUNCTION as written, and a bare word (search_path = secret) is no constant token. False
+ * when norm cannot be walked or holds too many of them. */
+static bool find_set_values(const char *norm, struct set_values *v)
+{
+    v->n = 0;
+    v->overflow = false;
+    if (!text_contains_ci(norm, "set"))
+        return true;
+    char err[200];
+    PgQuery__ParseResult *tree = sqlinfo_parse(norm, err, sizeof(err));
+    bool ok = tree != NULL;
+    for (size_t i = 0; ok && i < tree->n_stmts; i++)
+        ok = walk(&tree->stmts[i]->stmt->base, set_value_visit, v, 0);
+    sqlinfo_free_tree(tree);
+    return ok && !v->overflow;
+}
+
+/* Is a token of this kind at this place a value to scrub? Constants, and the words of SET
+ * values ($n already are one). */
+static bool is_value_token(const PgQuery__ScanToken *t, const struct set_values *v)
+{
+    if (is_constant_token(t->token))
+        return true;
+    for (size_t i = 0; t->token != PG_QUERY__TOKEN__PARAM && i < v->n; i++)
+        if (v->at[i] == t->start)
+            return true;
+    return false;
+}
+
 /* libpg_query's normalisation leaves constants in some statements (COPY's file name, COMMENT,
  * a column DEFAULT, NOTIFY's payload, PREPARE and CREATE VIEW bodies, EXECUTE and CALL
  * arguments, ALTER SYSTEM values ...), and comments, which may hold anything. Every constant
- * token the scanner still finds in norm is replaced here by the next $n and every comment is
- * dropped, so no literal value reaches a log. NULL when norm cannot be scanned (the caller
- * then logs no text at all). */
+ * token the scanner still finds in norm, and every SET value (find_set_values), is replaced
+ * here by the next $n and every comment is dropped, so no literal value reaches a log. NULL when
+ * norm cannot be scanned (the caller then logs no text at all). */
 static char *scrub_constants(const char *norm)
 {
     PgQueryScanResult sr = pg_query_scan(norm);
@@ -691,8 +749,13 @@ static char *scrub_constants(const char *norm)
                  : pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
     char *out = NULL;
     size_t len = strlen(norm), n_const = 0;
+    struct set_values sets;
+    if (scan && !find_set_values(norm, &sets)) {
+        pg_query__scan_result__free_unpacked(scan, NULL);
+        scan = NULL;
+    }
     for (size_t i = 0; scan && i < scan->n_tokens; i++)
-        n_const += is_constant_token(scan->tokens[i]->token);
+        n_const += is_value_token(scan->tokens[i], &sets);
     /* each constant becomes "$n" (at most 11 characters) in place of at least one */
     if (scan && (out = malloc(len + n_const * 11 + 1))) {
         int next = 1;
@@ -706,7 +769,7 @@ static char *scrub_constants(const char *norm)
             const PgQuery__ScanToken *t = scan->tokens[i];
             bool comment =
                 t->token == PG_QUERY__TOKEN__SQL_COMMENT || t->token == PG_QUERY__TOKEN__C_COMMENT;
-            if ((!is_constant_token(t->token) && !comment) || t->start < (int32_t)at ||
+            if ((!is_value_token(t, &sets) && !comment) || t->start < (int32_t)at ||
                 t->end > (int32_t)len)
                 continue;
             memcpy(out + o, norm + at, (size_t)t->start - at);
