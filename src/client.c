@@ -118,15 +118,22 @@ static void start_error(struct client *c, struct buf *b, const char *severity, c
     proto_error(b, severity, sqlstate, msg);
 }
 
-void client_fail(struct client *c, const char *sqlstate, const char *msg)
+void client_fail_as(struct client *c, const char *sqlstate, const char *msg, const char *logged)
 {
     struct buf b;
     if (c->closing)
         return;
-    start_error(c, &b, "FATAL", sqlstate, msg);
+    log_info("client %llu %s: %s: %s", (unsigned long long)c->id, c->addr, sqlstate, logged);
+    buf_init(&b);
+    proto_error(&b, "FATAL", sqlstate, msg);
     conn_send_last(c->bev, &b);
     buf_free(&b);
-    client_close(c, msg);
+    client_close(c, logged);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+    client_fail_as(c, sqlstate, msg, msg);
 }
 
 void client_relay_out_of_memory(struct client *c)
@@ -979,7 +986,10 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
     }
     for (size_t i = 0; i < c->wanted.n; i++)
         if (!paramval_check(c->wanted.items[i].name, c->wanted.items[i].value, err, sizeof(err))) {
-            client_fail(c, "22023", err); /* as PostgreSQL refuses it, before the session */
+            char logged[160]; /* the value, which may be anything, goes to the client only */
+            snprintf(logged, sizeof(logged), "invalid value for startup parameter \"%.64s\"",
+                     c->wanted.items[i].name);
+            client_fail_as(c, "22023", err, logged); /* as PostgreSQL refuses it, at once */
             return;
         }
     if (!param_copy(&c->at_startup, &c->wanted)) {

@@ -42,6 +42,8 @@ void client_transaction_lost(struct client *c, const char *sqlstate, const char 
 
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
+/* client_fail, logging `logged` in place of msg (which may quote a value the client sent). */
+void client_fail_as(struct client *c, const char *sqlstate, const char *msg, const char *logged);
 
 /* client_fail for a relay that ran out of memory (53200): a message was lost on its way. */
 void client_relay_out_of_memory(struct client *c);

@@ -62,10 +62,10 @@ struct check {
 };
 
 /* Refuses with msg; "%s" in msg, if any, is replaced by name. The first reason is kept. */
-static void refuse(struct check *k, const char *msg, const char *name)
+static bool refuse(struct check *k, const char *msg, const char *name)
 {
     if (k->out->refuse)
-        return;
+        return false;
     k->out->refuse = true;
     const char *at = strstr(msg, "%s");
     if (at)
@@ -73,6 +73,7 @@ static void refuse(struct check *k, const char *msg, const char *name)
                  at + 2);
     else
         snprintf(k->out->reason, sizeof(k->out->reason), "%s", msg);
+    return true;
 }
 
 /* Is the setting name protected: "role", "session_authorization", or "<prefix>.*"? */
@@ -133,12 +134,14 @@ static bool follows_client(const char *name)
     return false;
 }
 
-/* Notes a session-level change of name that would outlive the transaction on the server. */
-static void note_session_set(struct check *k, const char *name)
+/* Notes a session-level change of name that would outlive the transaction on the server
+ * (name_is_literal: a string constant of the statement, kept out of the log). */
+static void note_session_set(struct check *k, const char *name, bool name_is_literal)
 {
     if (k->out->session_set || follows_client(name))
         return;
     k->out->session_set = true;
+    k->out->session_reason_quotes_literal = name_is_literal;
     char low[96];
     snprintf(k->out->session_reason, sizeof(k->out->session_reason),
              "session-level SET of \"%.64s\" is not allowed under transaction pooling with "
@@ -326,7 +329,7 @@ static bool note_carried_set(struct check *k, const PgQuery__VariableSetStmt *s)
     if (n == 0)
         return false;
     if ((size_t)k->out->n_carry + n > GUARD_MAX_CARRY) { /* refused, as uncarried SETs are */
-        note_session_set(k, found[0].name);
+        note_session_set(k, found[0].name, false);
         return true;
     }
     memcpy(&k->out->carry[k->out->n_carry], found, n * sizeof(found[0]));
@@ -360,7 +363,7 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
         (assigns || s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI ||
          s->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_CURRENT) &&
         strcasecmp(s->name, "TRANSACTION") != 0)
-        note_session_set(k, s->name);
+        note_session_set(k, s->name, false);
 }
 
 /* Is n the constant true (true, 'on', 't'::boolean ...)? A string cast to boolean is read
@@ -442,14 +445,15 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
                "set_config() with a computed setting name is not allowed (write the name as a "
                "string constant, cast to nothing but pg_catalog.text or varchar)",
                NULL);
-    else if (is_protected(k, name))
-        refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
-               lowered(name, low));
-    else if (changes_how_text_reads(name))
+    else if (is_protected(k, name)) {
+        if (refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
+                   lowered(name, low)))
+            k->out->reason_quotes_literal = true; /* (the name is set_config's string) */
+    } else if (changes_how_text_reads(name))
         check_text_reading_value(k, name, sqlinfo_call_arg(f, 1, "new_value"));
     note_seed(k, name);
     if (name && !(local && is_true(local)))
-        note_session_set(k, name);
+        note_session_set(k, name, true);
 }
 
 /* CREATE TEMP ..., SELECT INTO TEMP, or a relation named in a pg_temp schema (pg_temp,

@@ -11,14 +11,17 @@
 #define GUARD_MAX_CARRY 4
 
 struct guard_verdict {
-    bool refuse;      /* the statement must not reach the server (SQLSTATE 42501) */
-    bool retire;      /* it leaves state that outlives the transaction on the server (a
-                         temporary table, a WITH HOLD cursor, LISTEN): under transaction
-                         pooling that server must not serve another client afterwards */
-    char reason[200]; /* when refuse: the message for the client, naming the setting */
+    bool refuse;                /* the statement must not reach the server (SQLSTATE 42501) */
+    bool retire;                /* it leaves state that outlives the transaction on the server (a
+                                   temporary table, a WITH HOLD cursor, LISTEN): under transaction
+                                   pooling that server must not serve another client afterwards */
+    char reason[200];           /* when refuse: the message for the client, naming the setting */
+    bool reason_quotes_literal; /* its one quoted name is a string constant of the statement
+                                   (set_config's): the log leaves it out */
     bool session_set; /* it changes a session-level setting that does not follow the client
                          from server to server: refused under transaction pooling */
     char session_reason[320];
+    bool session_reason_quotes_literal;
     /* session-level changes the server cannot refuse of settings lakeproxy carries from
      * server to server (params.h): RESET of any; SET of extra_float_digits to -15..3 (the
      * JDBC driver sets it after login), of statement_timeout, lock_timeout and

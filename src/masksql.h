@@ -59,7 +59,9 @@ struct masksql_verdict {
     struct masklike like; /* parameters it matches masked columns against with LIKE: their
                              values are checked at each Bind (masklike_binds_ok) */
     bool refuse;
-    char reason[240]; /* when refuse: the message for the client, naming the column */
+    char reason[240];           /* when refuse: the message for the client, naming the column */
+    bool reason_quotes_literal; /* its one quoted name is a string constant of the statement
+                                   (set_config's): the log leaves it out */
 };
 
 /* Analyses sql (NUL-terminated, one or more statements) under policy p. */

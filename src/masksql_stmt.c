@@ -81,8 +81,10 @@ void msql_check_set_config(struct ctx *c, const PgQuery__FuncCall *f)
     const char *setting = sqlinfo_const_string(sqlinfo_call_arg(f, 0, "setting_name"));
     if (!setting)
         msql_refuse(c, WHY_SETTING_NAME);
-    else if (is_planner_setting(setting))
+    else if (is_planner_setting(setting) && !c->out->refuse) {
         msql_refuse(c, WHY_PLANNER, setting);
+        c->out->reason_quotes_literal = true;
+    }
 }
 
 /* A search for a masked table's name among the Strings below a node (DROP's object names). */

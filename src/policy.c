@@ -73,19 +73,33 @@ static void forget_refusals(struct server *s, int n)
     memmove(&s->refusals[0], &s->refusals[n], sizeof(s->refusals[0]) * (size_t)s->n_refusals);
 }
 
+/* Logs a refusal. The parser's message quotes the text near the error, which may be a literal
+ * value, and a reason that quotes_literal names a string constant in its one quoted span: the
+ * client gets them, the log does not. */
+static void log_refusal(const struct client *c, const char *reason, bool quotes_literal)
+{
+    const char *unparsed = strstr(reason, "could not parse it");
+    const char *open = quotes_literal ? strchr(reason, '"') : NULL;
+    const char *close = open ? strrchr(reason, '"') : NULL;
+    if (open && close > open)
+        log_info("client %llu %s (%s): statement refused: %.*s\"(a string constant, not "
+                 "logged)\"%s",
+                 (unsigned long long)c->id, c->addr, c->user, (int)(open - reason), reason,
+                 close + 1);
+    else
+        log_info("client %llu %s (%s): statement refused: %.*s", (unsigned long long)c->id, c->addr,
+                 c->user, unparsed ? (int)(unparsed - reason) + 18 : (int)strlen(reason), reason);
+}
+
 /* Replaces the client's message by a stand-in that fails, remembering reason for its error;
  * counted in *counter (RLS guard or masking refusals). */
 static enum policy_result refuse_counted(struct client *c, uint8_t type, const char *reason,
-                                         const char **err, uint64_t *counter)
+                                         bool quotes_literal, const char **err, uint64_t *counter)
 {
     struct server *s = c->server;
     if (s->n_refusals == MAX_REFUSALS) /* the oldest was skipped by the server, or its error */
         forget_refusals(s, 1);         /* will read "statement refused" without the reason */
-    /* the parser's message quotes the text near the error, which may be a literal value: the
-     * client gets it, the log does not */
-    const char *unparsed = strstr(reason, "could not parse it");
-    log_info("client %llu %s (%s): statement refused: %.*s", (unsigned long long)c->id, c->addr,
-             c->user, unparsed ? (int)(unparsed - reason) + 18 : (int)strlen(reason), reason);
+    log_refusal(c, reason, quotes_literal);
     (*counter)++;
     uint32_t seq = ++s->refusal_seq;
     s->refusals[s->n_refusals].seq = seq;
@@ -215,29 +229,36 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
         return refuse_counted(c, type,
                               "masked clients cannot change client_encoding during a session "
                               "(masking counts characters in it): set it when connecting",
-                              err, &c->w->mask_refusals);
+                              false, err, &c->w->mask_refusals);
     const struct masksql_verdict *v = mask_verdict(c, sql);
     if (!v) {
         struct maskcat *mc = maskcat_for(c->w, c->database);
         snprintf(reason, sizeof(reason), "%s: statement refused, try again",
                  mc && maskcat_error(mc)[0] ? maskcat_error(mc) : "masking catalog not read");
-        return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
+        return refuse_counted(c, type, reason, false, err, &c->w->mask_refusals);
     }
     c->mask_tests = v->tests > 0 ? (uint16_t)(v->tests < 65535 ? v->tests : 65535) : 0;
     c->mask_like = v->like;
     if (!v->refuse && type == 'Q' && !policy_mask_charge(c, v->tests)) {
         policy_mask_budget_message(c, reason, sizeof(reason));
-        return refuse_counted(c, type, reason, err, &c->w->mask_refusals);
+        return refuse_counted(c, type, reason, false, err, &c->w->mask_refusals);
     }
     if (!v->refuse)
         return POLICY_PASS; /* a Parse's tests are charged at each Bind (pipeline.c) */
-    return refuse_counted(c, type, v->reason, err, &c->w->mask_refusals);
+    return refuse_counted(c, type, v->reason, v->reason_quotes_literal, err, &c->w->mask_refusals);
 }
 
 static enum policy_result refuse(struct client *c, uint8_t type, const char *reason,
                                  const char **err)
 {
-    return refuse_counted(c, type, reason, err, &c->w->refusals);
+    return refuse_counted(c, type, reason, false, err, &c->w->refusals);
+}
+
+/* refuse, of a reason that may quote a string constant of the statement. */
+static enum policy_result refuse_quoting(struct client *c, uint8_t type, const char *reason,
+                                         bool quotes_literal, const char **err)
+{
+    return refuse_counted(c, type, reason, quotes_literal, err, &c->w->refusals);
 }
 
 /* The attribute prefix the guard protects for c ("app" when RLS is not configured). */
@@ -257,7 +278,8 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
     if (v->retire)
         c->server->retire_after = true;
     if (v->refuse)
-        return refuse_counted(c, type, v->reason, err, &c->w->mask_refusals);
+        return refuse_counted(c, type, v->reason, v->reason_quotes_literal, err,
+                              &c->w->mask_refusals);
     return check_masking(c, type, sql, err);
 }
 
@@ -340,9 +362,9 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
     if (v->retire)
         c->server->retire_after = true;
     if (v->refuse)
-        return refuse(c, type, v->reason, err);
+        return refuse_quoting(c, type, v->reason, v->reason_quotes_literal, err);
     if (v->session_set && pool_mode_of(c->pool)->shares_servers)
-        return refuse(c, type, v->session_reason, err);
+        return refuse_quoting(c, type, v->session_reason, v->session_reason_quotes_literal, err);
     /* a simple Query's carried changes are taken now, once it may run; a Parse's at each
      * Bind (policy_carry): a statement may be prepared once and run many times, or never */
     struct guard_carry carry[GUARD_MAX_CARRY];

@@ -530,7 +530,10 @@ static void on_set_done(struct server *s)
         s->err_state[0] = '\0';
         s->state = SV_ACTIVE; /* the SET rolled back: the connection itself is fine */
         server_unlink(s);
-        client_fail(c, state, msg);
+        /* the server's message may quote the value: the client gets it, the log does not */
+        client_fail_as(c, state, msg,
+                       "the server refused the client's session parameters (its message, "
+                       "which may quote a value, went to the client only)");
         return;
     }
     param_clear(&s->applied);

@@ -293,16 +293,33 @@ Test(rls, client_encodings_the_guard_cannot_read_are_refused_at_login)
     PQfinish(c);
 }
 
-/* A refused statement's text may hold values: the client sees the parser's message, the log
- * never does. */
+/* The primary message of sql's error ("" when it ran), into out. */
+static const char *error_message(PGconn *c, const char *sql, char *out, size_t outsz)
+{
+    PGresult *r = PQexec(c, sql);
+    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(out, outsz, "%s", m ? m : "");
+    PQclear(r);
+    return out;
+}
+
+/* A refused statement's text may hold values: the client sees the parser's message and
+ * set_config's setting name (a string constant), the log never does. */
 Test(rls, refused_statements_leave_no_literal_in_the_log)
 {
     PGconn *c = tenant(7);
+    char msg[300];
     cr_expect_str_eq(query_sqlstate(c, "SELECT set_config('a' 'tenant-secret-xyz')"), "42501",
                      "text that does not parse is refused");
     cr_expect_str_eq(query_sqlstate(c, "SET app.tenant_id = 'tenant-secret-abc'"), "42501");
+    error_message(c, "SELECT set_config('app.tenant-secret-def', 'x', true)", msg, sizeof(msg));
+    cr_expect(strstr(msg, "\"app.tenant-secret-def\" is protected"), "the client is told: %s", msg);
+    error_message(c, "SELECT set_config('my.tenant-secret-ghi', 'x', false)", msg, sizeof(msg));
+    cr_expect(strstr(msg, "session-level SET of \"my.tenant-secret-ghi\""), "%s", msg);
     PQfinish(c);
-    cr_expect_eq(file_count_lines(px.log, "statement refused"), 2, "both refusals are logged");
+    cr_expect_eq(file_count_lines(px.log, "statement refused"), 4, "the refusals are logged");
+    cr_expect_eq(file_count_lines(px.log, "\"(a string constant, not logged)\""), 2,
+                 "with set_config's name left out");
     cr_expect_eq(file_count_lines(px.log, "tenant-secret"), 0, "no literal in %s", px.log);
 }
 
@@ -315,16 +332,6 @@ Test(rls, refusal_names_the_protected_setting)
               msg ? msg : "(none)");
     PQclear(r);
     PQfinish(c);
-}
-
-/* The primary message of sql's error ("" when it ran), into out. */
-static const char *error_message(PGconn *c, const char *sql, char *out, size_t outsz)
-{
-    PGresult *r = PQexec(c, sql);
-    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    snprintf(out, outsz, "%s", m ? m : "");
-    PQclear(r);
-    return out;
 }
 
 /* After an error the extended protocol skips everything up to Sync, the stand-ins of refused

@@ -355,6 +355,29 @@ Test(session, startup_settings_are_reported_as_postgresql_spells_them)
     }
 }
 
+/* A refused startup value may be anything the client put there: the client is told it, the
+ * log names the parameter only, whether lakeproxy refused it (DateStyle) or the server did
+ * (statement_timeout). */
+Test(session, a_refused_startup_value_stays_out_of_the_log)
+{
+    static const char *const bad[] = {"options='-c DateStyle=hunter2-secret'",
+                                      "options='-c statement_timeout=hunter2-secret'"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", bad[i]);
+        cr_expect(PQstatus(c) == CONNECTION_BAD, "%s was accepted", bad[i]);
+        cr_expect(strstr(PQerrorMessage(c), "hunter2-secret"), "the client is told: %s",
+                  PQerrorMessage(c));
+        PQfinish(c);
+    }
+    cr_expect_eq(
+        file_count_lines(px.log, ": 22023: invalid value for startup parameter \"DateStyle\""), 1,
+        "see %s", px.log);
+    cr_expect_eq(
+        file_count_lines(px.log, ": 22023: the server refused the client's session parameters"), 1,
+        "see %s", px.log);
+    cr_expect_eq(file_count_lines(px.log, "hunter2"), 0, "a value reached %s", px.log);
+}
+
 Test(session, unsupported_startup_parameter_is_refused_by_name)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "options='-c work_mem=1GB'");

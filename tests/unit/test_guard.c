@@ -254,6 +254,10 @@ Test(guard, table_of_statements)
         if (cases[i].reason)
             cr_expect(strstr(v.reason, cases[i].reason), "%s: reason \"%s\" lacks \"%s\"",
                       cases[i].sql, v.reason, cases[i].reason);
+        /* a name quoted from set_config's string constant is kept out of the log */
+        bool literal = v.refuse && text_contains_ci(cases[i].sql, "set_config(") &&
+                       strstr(v.reason, "\" is protected");
+        cr_expect_eq(v.reason_quotes_literal, literal, "%s: %s", cases[i].sql, v.reason);
     }
 }
 
