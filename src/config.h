@@ -293,17 +293,17 @@ const struct group_config *config_find_group(const struct config *cfg, const cha
 bool config_rls_applies(const struct config *cfg, const char *db);
 /* Does masking apply to clients of database db? */
 bool config_mask_applies(const struct config *cfg, const char *db);
+/* May user (with extra_groups, a token's, besides its configured ones; may be NULL) log into
+ * db? (databases.X.allow) */
+bool config_db_admits(const struct config *cfg, const struct db_config *db, const char *user,
+                      const struct string_list *extra_groups);
+
 /* An entry under databases: that reaches the same server database (host, port, dbname) as
  * another under rls: or masking: while not itself protected the same way, and open to every
  * user (no allow:), so it would serve that database's rows unprotected to anyone. The first such
  * pair from pair k on (NULL when none): *open is the unprotected entry, *guarded the protected one,
  * *what the list it is missing from ("rls.databases", "masking.databases"); *k is advanced
  * past the pair. */
-/* May user (with extra_groups, a token's, besides its configured ones; may be NULL) log into
- * db? (databases.X.allow) */
-bool config_db_admits(const struct config *cfg, const struct db_config *db, const char *user,
-                      const struct string_list *extra_groups);
-
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what);

@@ -64,8 +64,7 @@ cat <<INFO
 lakeproxy is running on 127.0.0.1:$PORT in front of a throwaway PostgreSQL.
 Connection strings (one per demo user):
 
-  postgresql://alice:alice-demo@127.0.0.1:$PORT/demo
-  postgresql://bob:bob-demo@127.0.0.1:$PORT/demo
+  postgresql://alice:alice-demo@127.0.0.1:$PORT/demo       (all rows, unmasked: alice only)
   postgresql://alice:alice-demo@127.0.0.1:$PORT/demo_rotating   (server password: a token
       rotated every 48 s; watch it with SHOW CREDENTIALS)
   postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls       (row-level security: tenant 1)
@@ -85,6 +84,8 @@ Try:
   psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls -c 'SELECT id, tenant_id, name FROM customers'
   psql postgresql://grace:grace-demo@127.0.0.1:$PORT/demo_rls -c 'SELECT id, tenant_id, name FROM customers'
   psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo_rls -c "SET app.tenant_id = '2'"
+  # a tenant cannot step around the policy through the unprotected entry (28000, its allow:):
+  psql postgresql://ada:ada-demo@127.0.0.1:$PORT/demo -c 'SELECT * FROM customers'
   psql postgresql://alice:alice-demo@127.0.0.1:$PORT/lakeproxy -c 'SHOW CREDENTIALS'
   # masked and unmasked side by side; an expression over a masked column is refused (42501):
   psql postgresql://bob:bob-demo@127.0.0.1:$PORT/demo_masked -c 'SELECT name, email, ssn FROM customers'

@@ -76,11 +76,38 @@ Test(config, unix_socket_path_and_mode_are_read_as_postgresql_names_them)
     }
 }
 
-Test(config, demo_file_loads_without_errors)
+/* The demo's file loads, and its protected rows reach no one unprotected: no entry is an
+ * alias open to all (no warning), and its tenants and masked user may use only their own. */
+Test(config, demo_file_loads_and_serves_protected_rows_to_no_one_unprotected)
 {
     struct config_errors errs = {0};
     struct config *cfg = config_load("conf/demo.yaml", &errs);
     cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    size_t k = 0;
+    const struct db_config *guarded;
+    const char *what;
+    const struct db_config *open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_expect_null(open, "%s reaches %s's rows outside %s", open ? open->name : "",
+                   open ? guarded->name : "", open ? what : "");
+    static const struct {
+        const char *user, *db;
+        bool admitted;
+    } who[] = {
+        {"alice", "demo", true},
+        {"bob", "demo", false},
+        {"ada", "demo", false},
+        {"grace", "demo", false},
+        {"ada", "demo_rls", true},
+        {"grace", "demo_rls", true},
+        {"bob", "demo_rls", false},
+        {"bob", "demo_masked", true},
+        {"ada", "demo_masked", false},
+        {"alice", "demo_rotating", true},
+        {"grace", "demo_rotating", false},
+    };
+    for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++)
+        cr_expect_eq(config_db_admits(cfg, config_find_db(cfg, who[i].db), who[i].user, NULL),
+                     who[i].admitted, "%s into %s", who[i].user, who[i].db);
     config_free(cfg);
 }
 
