@@ -231,6 +231,33 @@ static void show_stats(struct client *c)
     result_send(c, &r, "SHOW");
 }
 
+/* The names of l, comma-separated, into out ("..." ends a list cut short). */
+static const char *join_names(const struct string_list *l, char *out, size_t outsz)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < l->n; i++) {
+        int n = snprintf(out + o, outsz - o, "%s%s", i ? "," : "", l->items[i]);
+        if (n < 0 || (size_t)n >= outsz - o) {
+            snprintf(out + (outsz > 4 ? outsz - 4 : 0), outsz > 4 ? 4 : outsz, "...");
+            break;
+        }
+        o += (size_t)n;
+    }
+    return out;
+}
+
+/* Who may log into d (databases.X.allow), as a SHOW CONFIG row; none when everyone may. */
+static void allow_row(struct result *r, const struct db_config *d)
+{
+    char users[512], groups[512];
+    if (d->allow.users.n == 0 && d->allow.groups.n == 0)
+        return;
+    result_row(r, "databases.%s.allow|users=%s groups=%s", d->name,
+               join_names(&d->allow.users, users, sizeof(users)),
+               join_names(&d->allow.groups, groups, sizeof(groups)));
+}
+
 /* Settings without secrets: passwords and verifiers are never shown. */
 static void show_config(struct client *c)
 {
@@ -257,13 +284,13 @@ static void show_config(struct client *c)
         result_row(&r, "databases.%s|%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d",
                    d->name, d->host, d->port, d->dbname, d->user, tls[d->tls],
                    pool_mode_for(d)->name, d->pool.size, d->pool.max_wait_ms);
+        allow_row(&r, d);
     }
     result_row(&r, "users|%zu configured%s", cfg->n_users,
                cfg->auth_query.enabled ? ", auth_query on" : "");
     result_send(c, &r, "SHOW");
 }
 
-/* PAUSE/RESUME [db]: every pool, or the named one; false when db names no pool. */
 /* UTC time as ISO 8601, "" for 0. */
 static void iso_time(time_t t, char out[32])
 {

@@ -100,6 +100,29 @@ Test(admin, show_config_never_shows_a_secret)
     PQfinish(adm);
 }
 
+/* An entry with an allow: list shows who may use it; one without shows no such row. */
+Test(admin, show_config_shows_who_may_use_a_restricted_entry)
+{
+    static char yaml[8192], restricted[8400];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000,
+                       "admin:\n  users: [alice, carol]\n");
+    const char *entry = "  app_md5:\n";
+    char *at = strstr(yaml, entry);
+    cr_assert_not_null(at);
+    at += strlen(entry);
+    snprintf(restricted, sizeof(restricted),
+             "%.*s    allow: {users: [alice, carol], groups: [auditors]}\n%s", (int)(at - yaml),
+             yaml, at);
+    proxy_reload_yaml(&px, restricted);
+    PGconn *adm = console();
+    PGresult *r = show(adm, "SHOW CONFIG");
+    char *allow = cell(r, "key", "databases.app_md5.allow", "value");
+    cr_expect_str_eq(allow ? allow : "(no row)", "users=alice,carol groups=auditors");
+    cr_expect_null(cell(r, "key", "databases.app.allow", "value"), "app is open to every user");
+    PQclear(r);
+    PQfinish(adm);
+}
+
 Test(admin, pause_holds_queries_until_resume)
 {
     PGconn *a = app(), *adm = console();
