@@ -757,7 +757,8 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
 }
 
 /* Picks how c authenticates, by its entry under users:, else through auth_query. Unknown
- * users get a mock exchange that always fails, so a probe cannot tell which names exist. */
+ * users, and token identities (auth: token) asking for a password login, get a mock exchange
+ * that always fails, so a probe cannot tell which names exist. */
 static void start_auth(struct client *c)
 {
     const struct config *cfg = c->w->cfg;
@@ -773,6 +774,10 @@ static void start_auth(struct client *c)
             struct buf b;
             buf_init(&b);
             auth_done(c, &b);
+            return;
+        }
+        if (cfg->users[i].auth == AUTH_TOKEN) { /* no password is right: fails as a wrong one */
+            start_mock_scram(c);
             return;
         }
         start_scram(c, &c->w->user_verifiers[i]);

@@ -319,7 +319,7 @@ static void join(char *out, size_t outsz, const char *path, const char *key)
 static const char *const pool_modes[] = {"session", "transaction", NULL};
 static const char *const tls_modes[] = {"disable", "prefer", "require", "verify-full", NULL};
 static const char *const client_cert_modes[] = {"optional", "require", NULL};
-static const char *const auth_methods[] = {"scram", "trust", NULL};
+static const char *const auth_methods[] = {"scram", "trust", "token", NULL};
 static const char *const client_auths[] = {"password", "databricks_token", NULL};
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 
@@ -790,8 +790,18 @@ static void check_user(struct ctx *c, const yaml_node_t *n, const char *path,
 {
     if (u->auth == AUTH_TRUST && (u->password || u->password_scram))
         add_error(c, n->start_mark, "%s: auth: trust takes no password", path);
-    if (u->auth == AUTH_SCRAM && !!u->password == !!u->password_scram)
+    if (u->auth == AUTH_TOKEN && (u->password || u->password_scram))
+        add_error(c, n->start_mark,
+                  "%s: auth: token takes no password (the user logs in with its own Databricks "
+                  "token)",
+                  path);
+    if (u->auth == AUTH_SCRAM && u->password && u->password_scram)
         add_error(c, n->start_mark, "%s: give exactly one of password_scram or password", path);
+    if (u->auth == AUTH_SCRAM && !u->password && !u->password_scram)
+        add_error(c, n->start_mark,
+                  "%s: give password_scram or password (or auth: token for a Databricks "
+                  "identity that logs in with its own token only)",
+                  path);
     struct scram_verifier v;
     if (u->password_scram &&
         (!scram_shape_ok(u->password_scram) || !scram_parse_verifier(u->password_scram, &v)))

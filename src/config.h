@@ -20,6 +20,8 @@ enum tls_mode { TLS_DISABLE, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_FULL };
 enum auth_method {
     AUTH_SCRAM, /* SCRAM-SHA-256 against users.<name>.password_scram or .password */
     AUTH_TRUST, /* no password: local demos only */
+    AUTH_TOKEN, /* no password: a Databricks identity, logging in with its own token only
+                   (databases with client_auth: databricks_token); its groups and attributes */
 };
 
 /* How the clients of one database prove who they are (databases.X.client_auth). */

@@ -41,7 +41,7 @@ static void start_all(int n)
 {
     char role[16];
     snprintf(role, sizeof(role), "lp_tok%d", n);
-    static char yaml[4096];
+    static char yaml[8192];
     char users[8192];
     make_long_token(tok_ana, 4096);
     snprintf(tok_bo, sizeof(tok_bo), "bo-token-%d", getpid());
@@ -69,12 +69,16 @@ static void start_all(int n)
         "      workspace: https://127.0.0.1:%d\n"
         "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
         "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
+        "  plain:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
+        "    password: unused\n    tls: disable\n    allow: {users: [bo@example.com]}\n"
         "users:\n  carol: {auth: trust}\n"
+        "  bo@example.com: {auth: token, attributes: {team: ops}}\n"
         "groups:\n  support: {attributes: {team: support}}\n"
         "rls:\n  prefix: app\n  databases: [lake]\n  attributes: {who: user, team: attribute}\n"
         "masking:\n  databases: [lake]\n  rules:\n"
         "    - {column: public.customers.email, function: email, unless: {groups: [support]}}\n",
-        port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs);
+        port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs, env_need("LP_PGPORT"),
+        role);
     proxy_start_yaml(&px, port, yaml);
 }
 
@@ -130,7 +134,8 @@ Test(tokenauth, a_client_is_served_as_the_identity_of_its_own_token)
               "bo is in no exempt group: masked, got %s", v);
     free(v);
     v = value_as("bo@example.com", tok_bo, who);
-    cr_expect_str_eq(v, "bo@example.com||lp_tok1", "no group, no team attribute");
+    cr_expect_str_eq(v, "bo@example.com|ops|lp_tok1",
+                     "no workspace group: the team of his entry under users: (auth: token)");
     free(v);
     cr_expect_eq(mockws_calls(&mock, "me"), 2, "one /Me request per distinct token");
 }
@@ -285,4 +290,23 @@ Test(tokenauth, made_up_tokens_cannot_exhaust_the_checks)
     }
     mockws_mode(&mock, "ok");
     expect_refused(token_login("ana@example.com", "line\r\nbreak", NULL), "printable ASCII");
+}
+
+/* An identity entry (auth: token) has no password: logging in with one, where passwords are
+ * asked for, fails as a wrong password does, and its token still works where tokens are. */
+Test(tokenauth, an_identity_entry_cannot_log_in_with_a_password)
+{
+    start_all(6);
+    const char *tries[] = {"unused", "bo-token", tok_bo}; /* his token is no password either */
+    for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", px.port);
+        const char *keys[] = {"host", "port", "user", "password", "dbname", "sslmode", NULL};
+        const char *vals[] = {"127.0.0.1", port, "bo@example.com", tries[i], "plain",
+                              "require",   NULL};
+        expect_refused(PQconnectdbParams(keys, vals, 0), "password authentication failed");
+    }
+    char *v = value_as("bo@example.com", tok_bo, "SELECT current_setting('app.team')");
+    cr_expect_str_eq(v, "ops", "where tokens are asked for, his token works");
+    free(v);
 }

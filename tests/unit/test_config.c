@@ -212,7 +212,11 @@ static const struct {
      "\"SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2s=\"\n",
      "t.yaml:5:5: users.al: give exactly one of password_scram or password"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {}\n",
-     "t.yaml:4:7: users.al: give exactly one of password_scram or password"},
+     "t.yaml:4:7: users.al: give password_scram or password (or auth: token for a Databricks "
+     "identity that logs in with its own token only)"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {auth: token, password: p}\n",
+     "t.yaml:4:7: users.al: auth: token takes no password (the user logs in with its own "
+     "Databricks token)"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {password_scram: \"md5abc\"}\n",
      "t.yaml:4:7: users.al.password_scram: expected SCRAM-SHA-256$<iterations>:<salt>$"
      "<StoredKey>:<ServerKey> as in pg_authid (iterations from 1, a salt of at most 128 bytes, "
