@@ -350,10 +350,26 @@ void client_mask_catalog_read(struct worker *w, const char *db)
     free(waiting);
 }
 
+/* Did a reload come between the start of c's authentication and now? Then c is failed (08006):
+ * its proof was checked against the old configuration. */
+static bool reloaded_during_login(struct client *c)
+{
+    if (c->auth_cfg_gen == c->w->cfg_gen)
+        return false;
+    client_fail(c, "08006",
+                "lakeproxy's configuration was reloaded during the login: connect again");
+    return true;
+}
+
 /* Authentication succeeded: say so, then wait for a server. */
 static void auth_done(struct client *c, struct buf *b)
 {
     char err[320];
+    if (reloaded_during_login(c)) { /* checked against what may no longer hold: a verifier, a
+                                       password the user no longer has (auth: token) */
+        buf_free(b);
+        return;
+    }
     bool admin = strcmp(c->database, ADMIN_DATABASE) == 0;
     if (!admin && !config_find_db(c->w->cfg, c->database)) {
         /* told only once authenticated, as PostgreSQL does: a probe without a password cannot
@@ -708,12 +724,8 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
         client_fail(c, sqlstate, err);
         return;
     }
-    if (c->token_cfg_gen != c->w->cfg_gen) { /* the workspace or client_auth may have changed */
-        client_fail(c, "08006",
-                    "lakeproxy's configuration was reloaded during the login: "
-                    "connect again");
+    if (reloaded_during_login(c)) /* the workspace or client_auth may have changed */
         return;
-    }
     if (strcasecmp(id->user, c->user) != 0) {
         snprintf(msg, sizeof(msg),
                  "the Databricks token belongs to \"%.128s\", not to user \"%.128s\": log in "
@@ -750,7 +762,6 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         return;
     }
     c->step = CS_LOOKUP;
-    c->token_cfg_gen = c->w->cfg_gen;
     c->token_check = tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
     if (!c->token_check)
         client_fail(c, "53200", "out of memory");
@@ -762,6 +773,7 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
 static void start_auth(struct client *c)
 {
     const struct config *cfg = c->w->cfg;
+    c->auth_cfg_gen = c->w->cfg_gen;
     const struct db_config *db = config_find_db(cfg, c->database);
     if (db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN) {
         start_token_auth(c);
@@ -986,7 +998,11 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
     }
     struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};
     if (!params_from_startup(st, &c->wanted, &custom, err, sizeof(err))) {
-        client_fail(c, "08P01", err);
+        char logged[160]; /* what follows ": " is the client's own text: not logged */
+        const char *colon = strstr(err, ": ");
+        snprintf(logged, sizeof(logged), "%.*s%s", colon ? (int)(colon - err) : (int)strlen(err),
+                 err, colon ? " (the client's text is not logged)" : "");
+        client_fail_as(c, "08P01", err, logged);
         return;
     }
     for (size_t i = 0; i < c->wanted.n; i++)

@@ -1728,22 +1728,37 @@ bool config_db_admits(const struct config *cfg, const struct db_config *db, cons
     return false;
 }
 
+/* Pass 3 of config_unprotected_alias: is open an alias of g, which keeps its rows to an
+ * allow: list, that any user may log into? (Entries under rls or masking protect their rows
+ * otherwise: the tenants' entry beside an administrators' one is the usual set-up.) */
+static bool opens_a_restricted_entry(const struct config *cfg, const struct db_config *open,
+                                     const struct db_config *g)
+{
+    return config_db_restricted(g) && !config_db_restricted(open) &&
+           !config_rls_applies(cfg, open->name) && !config_mask_applies(cfg, open->name);
+}
+
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what)
 {
     size_t n = cfg->n_dbs;
-    for (; *k < 2 * n * n; (*k)++) { /* each pair twice: row-level security, then masking */
-        size_t pair = *k / 2;
+    for (; *k < 3 * n * n; (*k)++) { /* each pair thrice: rls, masking, allow: */
+        size_t pair = *k / 3, pass = *k % 3;
         const struct db_config *open = &cfg->dbs[pair / n], *g = &cfg->dbs[pair % n];
-        bool rls = *k % 2 == 0;
         if (open == g || !same_server_db(open, g))
             continue;
-        bool (*applies)(const struct config *, const char *) =
-            rls ? config_rls_applies : config_mask_applies;
-        if (!applies(cfg, g->name) || applies(cfg, open->name) || config_db_restricted(open))
-            continue;
-        *what = rls ? "rls.databases" : "masking.databases";
+        if (pass == 2) {
+            if (!opens_a_restricted_entry(cfg, open, g))
+                continue;
+            *what = "allow";
+        } else {
+            bool (*applies)(const struct config *, const char *) =
+                pass == 0 ? config_rls_applies : config_mask_applies;
+            if (!applies(cfg, g->name) || applies(cfg, open->name) || config_db_restricted(open))
+                continue;
+            *what = pass == 0 ? "rls.databases" : "masking.databases";
+        }
         *guarded = g;
         (*k)++;
         return open;

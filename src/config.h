@@ -301,11 +301,11 @@ bool config_db_admits(const struct config *cfg, const struct db_config *db, cons
                       const struct string_list *extra_groups);
 
 /* An entry under databases: that reaches the same server database (host, port, dbname) as
- * another under rls: or masking: while not itself protected the same way, and open to every
- * user (no allow:), so it would serve that database's rows unprotected to anyone. The first such
- * pair from pair k on (NULL when none): *open is the unprotected entry, *guarded the protected one,
- * *what the list it is missing from ("rls.databases", "masking.databases"); *k is advanced
- * past the pair. */
+ * another under rls: or masking:, or with an allow: list, while not itself protected the same
+ * way, and open to every user (no allow:), so it would serve that database's rows unprotected
+ * to anyone. The first such pair from step k on (NULL when none): the returned entry is the
+ * open one, *guarded the protected one, *what the list it is missing from ("rls.databases",
+ * "masking.databases", or "allow" for guarded's allow: list); *k is advanced past the pair. */
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what);

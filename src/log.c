@@ -83,6 +83,28 @@ size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
     return at;
 }
 
+/* Copies msg into out from at (up to outsz - 2, room for the line's end), each control byte
+ * as \n, \r, \t or \xNN: a client's bytes in a message (a user name, an option word) can
+ * never begin a log line of their own. */
+static size_t text_escape(char *out, size_t at, size_t outsz, const char *msg)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)msg; *p && at + 6 < outsz; p++) {
+        if (*p >= 0x20 && *p != 0x7f)
+            out[at++] = (char)*p;
+        else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            out[at++] = '\\';
+            out[at++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+        } else {
+            memcpy(out + at, "\\x", 2);
+            out[at + 2] = hex[*p >> 4];
+            out[at + 3] = hex[*p & 15];
+            at += 4;
+        }
+    }
+    return at;
+}
+
 size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_level level,
                        const struct timeval *tv, const char *msg)
 {
@@ -93,15 +115,17 @@ size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_le
     gmtime_r(&tv->tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     int n;
-    if (fmt == LOG_JOURNAL)
-        return (size_t)snprintf(out, outsz, "<%d>%s %s\n", syslog_prio[level], level_names[level],
-                                msg) < outsz
-                   ? strlen(out)
-                   : outsz - 1;
-    if (fmt == LOG_TEXT) {
-        n = snprintf(out, outsz, "%s.%03d UTC %s %s\n", stamp, (int)(tv->tv_usec / 1000),
-                     level_names[level], msg);
-        return n > 0 && (size_t)n < outsz ? (size_t)n : strlen(out);
+    if (fmt == LOG_JOURNAL || fmt == LOG_TEXT) {
+        if (fmt == LOG_JOURNAL)
+            n = snprintf(out, outsz, "<%d>%s ", syslog_prio[level], level_names[level]);
+        else
+            n = snprintf(out, outsz, "%s.%03d UTC %s ", stamp, (int)(tv->tv_usec / 1000),
+                         level_names[level]);
+        size_t at = n > 0 && (size_t)n + 2 < outsz ? (size_t)n : 0;
+        at = text_escape(out, at, outsz, msg);
+        out[at++] = '\n';
+        out[at] = '\0';
+        return at;
     }
     stamp[10] = 'T';
     n = snprintf(out, outsz, "{\"time\":\"%s.%03dZ\",\"level\":\"%s\",\"msg\":\"", stamp,

@@ -308,8 +308,8 @@ struct client {
     char *md5_stored;                   /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;                /* auth_query look-up in flight */
     struct tokenauth_wait *token_check; /* its Databricks token being checked */
-    uint64_t token_cfg_gen;             /* the configuration generation the check started under */
-    struct string_list token_groups;    /* the groups its Databricks token's identity is in */
+    uint64_t auth_cfg_gen;           /* the configuration generation authentication started under */
+    struct string_list token_groups; /* the groups its Databricks token's identity is in */
     struct relay relay;
     struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */
     struct list share_node;           /* w->share_raise while its raised limit is pending */
@@ -321,7 +321,6 @@ struct client {
     int64_t wait_start_us;            /* when it last asked its pool for a server (monotime) */
     int64_t wait_counted_us;      /* of its wait since then, what its pool's statistics count (-1:
                                      none yet: a server that fails its check makes it wait again) */
-    bool is_admin;                /* asked for the admin console and is allowed to */
     bool settings_lost;           /* a server was lost during lakeproxy's settings for it since
                                      it last asked its pool (it asked again; a second loss fails
                                      it: server.c settings_lost) */

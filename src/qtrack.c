@@ -96,7 +96,7 @@ struct qtrack {
 
 static bool enabled(const struct client *c)
 {
-    return c->w->stats != NULL && !c->is_admin;
+    return c->w->stats != NULL;
 }
 
 static struct qtrack *tracker(struct client *c)

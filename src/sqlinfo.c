@@ -2,6 +2,7 @@
  * descriptors: every message field, repeated or not, set member of a oneof or not. */
 #include "sqlinfo.h"
 
+#include <ctype.h>
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 #include <stdint.h>
@@ -678,69 +679,125 @@ static bool is_constant_token(PgQuery__Token t)
            t == PG_QUERY__TOKEN__ICONST || t == PG_QUERY__TOKEN__FCONST;
 }
 
-/* Where the values of SET clauses begin in a text, up to SET_VALUES_MAX of them. */
-#define SET_VALUES_MAX 64
-struct set_values {
-    int32_t at[SET_VALUES_MAX];
-    size_t n;
-    bool overflow;
+static size_t skip_blanks(const char *s, size_t len);
+
+/* Values a utility statement may write as bare words, which are no constant tokens: where
+ * SET values begin (at), and where options (DefElem: COPY's NULL, a storage parameter, a
+ * locale, an extension's VERSION ...) that carry a value begin (opt); up to VALUES_MAX each. */
+#define VALUES_MAX 64
+struct value_words {
+    int32_t at[VALUES_MAX], opt[VALUES_MAX];
+    size_t n, n_opt;
+    bool unsure; /* too many, or an option without a place: the text is not logged */
 };
 
-/* Visitor: notes where each value of a SET clause begins (a VariableSetStmt's constants). */
-static void set_value_visit(void *arg, const ProtobufCMessage *m)
+/* Notes where x goes in list (of *n, at most VALUES_MAX), or that it cannot. */
+static void note_place(struct value_words *v, int32_t *list, size_t *n, int32_t x)
 {
-    struct set_values *v = arg;
+    if (*n == VALUES_MAX || x < 0)
+        v->unsure = true;
+    else
+        list[(*n)++] = x;
+}
+
+/* Visitor: notes where each SET value (a VariableSetStmt's constants) and each option with a
+ * value begins. */
+static void value_word_visit(void *arg, const ProtobufCMessage *m)
+{
+    struct value_words *v = arg;
+    if (m->descriptor == &pg_query__def_elem__descriptor) {
+        const PgQuery__DefElem *d = (const PgQuery__DefElem *)m;
+        if (d->arg)
+            note_place(v, v->opt, &v->n_opt, d->location);
+        return;
+    }
     if (m->descriptor != &pg_query__variable_set_stmt__descriptor)
         return;
     const PgQuery__VariableSetStmt *set = (const PgQuery__VariableSetStmt *)m;
     for (size_t i = 0; i < set->n_args; i++) {
         const PgQuery__Node *a = set->args[i];
-        if (!a || a->node_case != PG_QUERY__NODE__NODE_A_CONST)
-            continue;
-        if (v->n == SET_VALUES_MAX)
-            v->overflow = true;
-        else
-            v->at[v->n++] = a->a_const->location;
+        if (a && a->node_case == PG_QUERY__NODE__NODE_A_CONST)
+            note_place(v, v->at, &v->n, a->a_const->location);
     }
 }
 
-/* The values of the SET clauses in norm, wherever they are nested: the normaliser makes $n of
- * a top-level SET's, but leaves those of ALTER SYSTEM, ALTER ROLE, ALTER DATABASE and ALTER
- * FUNCTION as written, and a bare word (search_path = secret) is no constant token. False
- * when norm cannot be walked or holds too many of them. */
-static bool find_set_values(const char *norm, struct set_values *v)
+/* Is norm data manipulation (no SET statement, no options), by its first word? */
+static bool is_dml(const char *norm)
 {
-    v->n = 0;
-    v->overflow = false;
-    if (!text_contains_ci(norm, "set"))
+    static const char *const words[] = {"select", "insert", "update", "delete",
+                                        "values", "with",   "table",  "merge"};
+    size_t i = skip_blanks(norm, strlen(norm)), n = 0;
+    while (isalpha((unsigned char)norm[i + n]))
+        n++;
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+        if (n == strlen(words[w]) && strncasecmp(norm + i, words[w], n) == 0)
+            return true;
+    return false;
+}
+
+/* The values of the SET clauses and options in norm, wherever they are nested: the normaliser
+ * makes $n of a top-level SET's, but leaves those of ALTER SYSTEM, ALTER ROLE, ALTER DATABASE
+ * and ALTER FUNCTION, and options' (COPY ... (NULL secret)), as written, and a bare word
+ * (search_path = secret) is no constant token. False when norm cannot be walked or they
+ * cannot all be placed. */
+static bool find_value_words(const char *norm, struct value_words *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (is_dml(norm))
         return true;
     char err[200];
     PgQuery__ParseResult *tree = sqlinfo_parse(norm, err, sizeof(err));
     bool ok = tree != NULL;
     for (size_t i = 0; ok && i < tree->n_stmts; i++)
-        ok = walk(&tree->stmts[i]->stmt->base, set_value_visit, v, 0);
+        ok = walk(&tree->stmts[i]->stmt->base, value_word_visit, v, 0);
     sqlinfo_free_tree(tree);
-    return ok && !v->overflow;
+    return ok && !v->unsure;
 }
 
-/* Is a token of this kind at this place a value to scrub? Constants, and the words of SET
- * values ($n already are one). */
-static bool is_value_token(const PgQuery__ScanToken *t, const struct set_values *v)
+static bool placed_at(const int32_t *list, size_t n, int32_t x)
 {
-    if (is_constant_token(t->token))
-        return true;
-    for (size_t i = 0; t->token != PG_QUERY__TOKEN__PARAM && i < v->n; i++)
-        if (v->at[i] == t->start)
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == x)
             return true;
     return false;
+}
+
+/* Marks in scrub[] the tokens of scan that are values: constants, SET values ($n already are
+ * one), and an option's value: after its name (name, or namespace.name) and any '=', up to a
+ * ',' or ')' outside parentheses of its own, the next option or the end. */
+static void mark_values(const PgQuery__ScanResult *scan, const struct value_words *v, bool *scrub)
+{
+    size_t n = scan->n_tokens;
+    for (size_t i = 0; i < n; i++) {
+        const PgQuery__ScanToken *t = scan->tokens[i];
+        scrub[i] = scrub[i] || is_constant_token(t->token) ||
+                   (t->token != PG_QUERY__TOKEN__PARAM && placed_at(v->at, v->n, t->start));
+        if (!placed_at(v->opt, v->n_opt, t->start))
+            continue;
+        size_t k = i + 1;
+        if (k + 1 < n && scan->tokens[k]->token == PG_QUERY__TOKEN__ASCII_46) /* '.' */
+            k += 2;
+        if (k < n && scan->tokens[k]->token == PG_QUERY__TOKEN__ASCII_61) /* '=' */
+            k++;
+        for (int depth = 0; k < n && !placed_at(v->opt, v->n_opt, scan->tokens[k]->start); k++) {
+            PgQuery__Token tk = scan->tokens[k]->token;
+            if (depth == 0 && (tk == PG_QUERY__TOKEN__ASCII_44 || tk == PG_QUERY__TOKEN__ASCII_41 ||
+                               tk == PG_QUERY__TOKEN__ASCII_59)) /* ',' ')' ';' */
+                break;
+            depth += tk == PG_QUERY__TOKEN__ASCII_40 ? 1 : tk == PG_QUERY__TOKEN__ASCII_41 ? -1 : 0;
+            scrub[k] =
+                scrub[k] || (tk != PG_QUERY__TOKEN__ASCII_40 && tk != PG_QUERY__TOKEN__ASCII_41 &&
+                             tk != PG_QUERY__TOKEN__ASCII_44 && tk != PG_QUERY__TOKEN__PARAM);
+        }
+    }
 }
 
 /* libpg_query's normalisation leaves constants in some statements (COPY's file name, COMMENT,
  * a column DEFAULT, NOTIFY's payload, PREPARE and CREATE VIEW bodies, EXECUTE and CALL
  * arguments, ALTER SYSTEM values ...), and comments, which may hold anything. Every constant
- * token the scanner still finds in norm, and every SET value (find_set_values), is replaced
- * here by the next $n and every comment is dropped, so no literal value reaches a log. NULL when
- * norm cannot be scanned (the caller then logs no text at all). */
+ * token the scanner still finds in norm, and every SET or option value (find_value_words), is
+ * replaced here by the next $n and every comment is dropped, so no literal value reaches a log.
+ * NULL when norm cannot be scanned (the caller then logs no text at all). */
 static char *scrub_constants(const char *norm)
 {
     PgQueryScanResult sr = pg_query_scan(norm);
@@ -748,16 +805,19 @@ static char *scrub_constants(const char *norm)
         sr.error ? NULL
                  : pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
     char *out = NULL;
-    size_t len = strlen(norm), n_const = 0;
-    struct set_values sets;
-    if (scan && !find_set_values(norm, &sets)) {
-        pg_query__scan_result__free_unpacked(scan, NULL);
-        scan = NULL;
+    size_t len = strlen(norm), n_values = 0;
+    struct value_words words;
+    bool *scrub = scan ? calloc(scan->n_tokens + 1, sizeof(*scrub)) : NULL;
+    if (scrub && find_value_words(norm, &words))
+        mark_values(scan, &words, scrub);
+    else {
+        free(scrub);
+        scrub = NULL;
     }
-    for (size_t i = 0; scan && i < scan->n_tokens; i++)
-        n_const += is_value_token(scan->tokens[i], &sets);
-    /* each constant becomes "$n" (at most 11 characters) in place of at least one */
-    if (scan && (out = malloc(len + n_const * 11 + 1))) {
+    for (size_t i = 0; scrub && i < scan->n_tokens; i++)
+        n_values += scrub[i];
+    /* each value becomes "$n" (at most 11 characters) in place of at least one */
+    if (scrub && (out = malloc(len + n_values * 11 + 1))) {
         int next = 1;
         for (size_t i = 0; i < scan->n_tokens; i++) /* $n already there: number after them */
             if (scan->tokens[i]->token == PG_QUERY__TOKEN__PARAM)
@@ -769,8 +829,7 @@ static char *scrub_constants(const char *norm)
             const PgQuery__ScanToken *t = scan->tokens[i];
             bool comment =
                 t->token == PG_QUERY__TOKEN__SQL_COMMENT || t->token == PG_QUERY__TOKEN__C_COMMENT;
-            if ((!is_value_token(t, &sets) && !comment) || t->start < (int32_t)at ||
-                t->end > (int32_t)len)
+            if ((!scrub[i] && !comment) || t->start < (int32_t)at || t->end > (int32_t)len)
                 continue;
             memcpy(out + o, norm + at, (size_t)t->start - at);
             o += (size_t)t->start - at;
@@ -780,6 +839,7 @@ static char *scrub_constants(const char *norm)
         }
         memcpy(out + o, norm + at, len - at + 1);
     }
+    free(scrub);
     if (scan)
         pg_query__scan_result__free_unpacked(scan, NULL);
     pg_query_free_scan_result(sr);

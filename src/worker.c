@@ -324,12 +324,22 @@ static void warn_unprotected_aliases(const struct config *cfg)
     size_t k = 0;
     const struct db_config *open, *guarded;
     const char *what;
-    while ((open = config_unprotected_alias(cfg, &k, &guarded, &what)))
-        log_warning("databases.%s reaches the same server database as databases.%s (%s:%d/%s) "
-                    "but is not under %s: any user may log into %s and read it unprotected; "
-                    "list it under %s too, name who may use it (databases.%s.allow), or remove it",
-                    open->name, guarded->name, guarded->host, guarded->port, guarded->dbname, what,
-                    open->name, what, open->name);
+    while ((open = config_unprotected_alias(cfg, &k, &guarded, &what))) {
+        if (strcmp(what, "allow") == 0)
+            log_warning("databases.%s reaches the same server database as databases.%s "
+                        "(%s:%d/%s), which only the users of its allow: list may use, but has "
+                        "no allow: list: any user may log into %s and read it; name who may use "
+                        "it (databases.%s.allow), or remove it",
+                        open->name, guarded->name, guarded->host, guarded->port, guarded->dbname,
+                        open->name, open->name);
+        else
+            log_warning("databases.%s reaches the same server database as databases.%s "
+                        "(%s:%d/%s) but is not under %s: any user may log into %s and read it "
+                        "unprotected; list it under %s too, name who may use it "
+                        "(databases.%s.allow), or remove it",
+                        open->name, guarded->name, guarded->host, guarded->port, guarded->dbname,
+                        what, open->name, what, open->name);
+    }
 }
 
 /* limits.core_dumps: without it the process is not dumpable (no core file, and no ptrace
@@ -527,14 +537,17 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
     w->retired[w->n_retired++] = old;
 }
 
-/* Why a reload refuses a client it admitted under the old configuration, or NULL: its entry
- * now has row-level security it logged in without (what it prepared or set was never checked
- * by the guard), or an allow: list that leaves it out. */
+/* Why a reload refuses a client it admitted under the old configuration, or NULL: an admin
+ * console's user left admin.users; the client's entry is gone, or now has row-level security
+ * it logged in without (what it prepared or set was never checked by the guard), or an allow: list
+ * that leaves it out. */
 static const char *refused_by_reload(const struct worker *w, const struct client *c)
 {
+    if (c->state == CL_ADMIN)
+        return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
     const struct db_config *db = config_find_db(w->cfg, c->database);
-    if (!db) /* a removed entry's pool serves its clients from the old configuration */
-        return NULL;
+    if (!db) /* (removing an entry is the bluntest way to take a database away) */
+        return "it was removed from the configuration";
     if (!c->rls && config_rls_applies(w->cfg, c->database))
         return "row-level security now applies to it";
     if (!config_db_admits(w->cfg, db, c->user, &c->token_groups))
@@ -549,8 +562,7 @@ static void close_newly_refused(struct worker *w)
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
-        if (c->is_admin || c->state == CL_LOGIN || c->state == CL_ADMIN || c->state == CL_CLOSING ||
-            !c->database)
+        if (c->state == CL_LOGIN || c->state == CL_CLOSING || !c->database || !c->user)
             continue;
         const char *why = refused_by_reload(w, c);
         if (!why)

@@ -4,8 +4,13 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "auth.h"
+#include "buf.h"
 #include "harness.h"
+#include "proto.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -50,6 +55,20 @@ static PGresult *show(PGconn *c, const char *what)
     PGresult *r = PQexec(c, what);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", what, PQerrorMessage(c));
     return r;
+}
+
+/* Reloads the suite's configuration with admin.users [admins] and the first `old` in it (when
+ * not NULL) replaced by `new`. */
+static void reload_edited(const char *admins, const char *old, const char *new)
+{
+    static char yaml[8192], admin[128], edited[8400];
+    snprintf(admin, sizeof(admin), "admin:\n  users: [%s]\n", admins);
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000, admin);
+    char *at = old ? strstr(yaml, old) : NULL;
+    cr_assert(!old || at, "no \"%s\" in the configuration", old);
+    if (at)
+        snprintf(edited, sizeof(edited), "%.*s%s%s", (int)(at - yaml), yaml, new, at + strlen(old));
+    proxy_reload_yaml(&px, at ? edited : yaml);
 }
 
 Test(admin, show_pools_clients_servers_and_stats)
@@ -103,17 +122,8 @@ Test(admin, show_config_never_shows_a_secret)
 /* An entry with an allow: list shows who may use it; one without shows no such row. */
 Test(admin, show_config_shows_who_may_use_a_restricted_entry)
 {
-    static char yaml[8192], restricted[8400];
-    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000,
-                       "admin:\n  users: [alice, carol]\n");
-    const char *entry = "  app_md5:\n";
-    char *at = strstr(yaml, entry);
-    cr_assert_not_null(at);
-    at += strlen(entry);
-    snprintf(restricted, sizeof(restricted),
-             "%.*s    allow: {users: [alice, carol], groups: [auditors]}\n%s", (int)(at - yaml),
-             yaml, at);
-    proxy_reload_yaml(&px, restricted);
+    reload_edited("alice, carol", "  app_md5:\n",
+                  "  app_md5:\n    allow: {users: [alice, carol], groups: [auditors]}\n");
     PGconn *adm = console();
     PGresult *r = show(adm, "SHOW CONFIG");
     char *allow = cell(r, "key", "databases.app_md5.allow", "value");
@@ -220,4 +230,92 @@ Test(admin, only_admin_users_get_in)
     cr_expect_str_eq(state, "28P01");
     cr_expect(raw_login(px.port, "carol", NULL, "lakeproxy", state, msg, sizeof(msg)), "%s %s",
               state, msg);
+}
+
+/* A reload that takes a user off admin.users ends the console it has open (57P01): it could
+ * otherwise go on reading SHOW CLIENTS, and RELOAD, PAUSE or SHUT DOWN. (Red team 3) */
+Test(admin, a_reload_removing_an_admin_ends_its_console)
+{
+    PGconn *adm = console();
+    reload_edited("carol", NULL, NULL);
+    PGconn *again = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
+    cr_expect(PQstatus(again) == CONNECTION_BAD, "the reload took effect");
+    PQfinish(again);
+    PGresult *r = PQexec(adm, "SHOW CLIENTS");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK,
+                  "alice, no admin any more, still reads SHOW CLIENTS on her open console");
+    cr_expect_eq(file_count_lines(px.log, "57P01: database \"lakeproxy\" was reconfigured: its "
+                                          "user is no longer in admin.users"),
+                 1, "see %s", px.log);
+    PQclear(r);
+    PQfinish(adm);
+}
+
+/* A SCRAM exchange begun before a reload that makes its user an identity entry (auth: token,
+ * no password) does not finish against the old verifier: a login under way during a reload
+ * is told to connect again. (Red team 3) */
+Test(admin, a_password_login_begun_before_auth_token_fails_after_it)
+{
+    int fd = raw_connect(px.port);
+    cr_assert(fd >= 0);
+    struct buf b;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    unsigned char body[4096];
+    size_t len;
+    struct scram_client sc = {0};
+    char *out = NULL;
+    const char *err;
+    uint32_t code;
+    const uint8_t *data;
+    size_t dlen;
+    cr_assert_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), 'R');
+    cr_assert(scram_client_first(&sc, "", "alice-secret", NULL, &out));
+    proto_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+    free(out);
+    cr_assert(raw_send(fd, &b));
+    cr_assert_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), 'R');
+    proto_parse_auth(body, len, &code, &data, &dlen);
+    cr_assert_eq(code, AUTH_REQ_SASL_CONTINUE);
+    /* the reload: alice has no password any more */
+    reload_edited("carol", "  alice:\n    password: alice-secret\n", "  alice:\n    auth: token\n");
+    char state[6], msg[300];
+    cr_expect_not(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)),
+                  "the reload took effect");
+    cr_assert(scram_client_final(&sc, (const char *)data, dlen, &out, &err));
+    proto_sasl_response(&b, out, strlen(out));
+    free(out);
+    cr_assert(raw_send(fd, &b));
+    int t;
+    bool in = false;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) > 0 && t != 'E')
+        if (t == 'Z') {
+            in = true;
+            break;
+        }
+    cr_expect_not(in, "alice logged in with a password after becoming an auth: token identity");
+    scram_client_free(&sc);
+    buf_free(&b);
+    close(fd);
+}
+
+/* Removing an entry, the bluntest way to take a database away, closes its sessions, as an
+ * allow: list that leaves them out does. (Red team 3) */
+Test(admin, a_reload_removing_an_entry_closes_its_sessions)
+{
+    PGconn *c = proxy_connect(&px, "bob", "bob-secret", "app_md5", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    free(query_value(c, "SELECT 1"));
+    reload_edited("alice, carol", "  app_md5:\n", "  app_md5_renamed:\n");
+    PGconn *again = proxy_connect(&px, "bob", "bob-secret", "app_md5", NULL);
+    cr_expect(PQstatus(again) == CONNECTION_BAD, "the reload took effect");
+    PQfinish(again);
+    PGresult *r = PQexec(c, "SELECT current_user");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK,
+                  "bob still reads the removed entry's database as %s",
+                  PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "-");
+    PQclear(r);
+    PQfinish(c);
 }

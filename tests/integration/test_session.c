@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -521,4 +522,35 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
     }
     cr_expect_eq(errors, 0, "%d of %d queries failed", errors, N * 100);
     proxy_stop(&p);
+}
+
+/* A word of `options` that is no setting is the client's own text (a space after '=' makes the
+ * value a word of its own): the client is told it, the log is not. (Red team 3) */
+Test(session, an_options_word_stays_out_of_the_log)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
+                              "options='-c application_name= hunter2-secret'");
+    cr_expect(PQstatus(c) == CONNECTION_BAD);
+    PQfinish(c);
+    cr_expect_eq(file_count_lines(px.log, "hunter2"), 0, "a value reached %s", px.log);
+}
+
+/* A user name is logged before any authentication, so its control bytes are escaped: an
+ * anonymous client cannot write log lines of its own. (Red team 3) */
+Test(session, a_user_name_cannot_forge_a_log_line)
+{
+    char state[6], msg[300];
+    cr_expect_not(raw_login(px.port,
+                            "nobody\n2026-12-04 05:00:00.000 UTC INFO client 9 1.2.3.4:5: login "
+                            "forged@app",
+                            "x", "app", state, msg, sizeof(msg)));
+    usleep(200000);
+    FILE *f = fopen(px.log, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    int forged = 0;
+    while (fgets(line, sizeof(line), f))
+        forged += strncmp(line, "2026-12-04 05:00:00.000 UTC INFO client 9", 41) == 0;
+    fclose(f);
+    cr_expect_eq(forged, 0, "a forged line starts a line of %s", px.log);
 }

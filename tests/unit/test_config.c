@@ -693,3 +693,39 @@ Test(config, a_reload_keeps_a_credential_only_when_its_source_is_unchanged)
     config_free(c2);
     config_free(c3);
 }
+
+/* An entry whose only protection is its allow: list is warned of an alias open to all (the
+ * same server database: a user outside the list reads it there); an entry under rls beside
+ * it is not such an alias. (Red team 3) */
+Test(config, an_open_alias_of_an_allow_only_entry_is_reported)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = parse("databases:\n"
+                               "  payroll: {host: h, dbname: d, user: u, allow: {users: [alice]}}\n"
+                               "  reports: {host: h, dbname: d, user: u}\n"
+                               "users:\n  alice: {password: x}\n  bob: {password: y}\n",
+                               &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    cr_expect_not(config_db_admits(cfg, config_find_db(cfg, "payroll"), "bob", NULL));
+    size_t k = 0;
+    const struct db_config *guarded;
+    const char *what;
+    const struct db_config *open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_expect(open && strcmp(open->name, "reports") == 0,
+              "bob reaches payroll's server database through reports unwarned");
+    cr_expect(open && strcmp(what, "allow") == 0 && strcmp(guarded->name, "payroll") == 0);
+    config_free(cfg);
+    /* the usual set-up: the tenants' entry under rls beside the administrators' with allow: */
+    cfg = parse("databases:\n"
+                "  app: {host: h, dbname: d, user: u}\n"
+                "  app_admin: {host: h, dbname: d, user: u, allow: {users: [alice]}}\n"
+                "users:\n  alice: {password: x, attributes: {t: \"1\"}}\n"
+                "rls: {prefix: app, databases: [app], attributes: {t: attribute}}\n",
+                &errs);
+    cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    k = 0;
+    open = config_unprotected_alias(cfg, &k, &guarded, &what);
+    cr_expect_null(open, "app is under rls: %s", open ? open->name : "");
+    config_free(cfg);
+    config_errors_free(&errs);
+}

@@ -53,6 +53,17 @@ Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
         "SET SESSION AUTHORIZATION secret",
         "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY",
         "SET xmloption = secret",
+        /* options' values written as bare words (red team 3) */
+        "ALTER TABLE t SET (autovacuum_enabled = secret)",
+        "ALTER TABLE t SET (toast.autovacuum_enabled = secret)",
+        "COPY t TO STDOUT (FORMAT csv, NULL secret)",
+        "CREATE TYPE ty (input = f, output = g, default = secret)",
+        "CREATE COLLATION c (provider = icu, locale = secret)",
+        "CREATE DATABASE d LC_COLLATE secret OWNER bob",
+        "CREATE TEXT SEARCH DICTIONARY d (TEMPLATE = simple, STOPWORDS = secret)",
+        "CREATE EXTENSION e VERSION secret",
+        "VACUUM (BUFFER_USAGE_LIMIT secret) t",
+        "EXPLAIN (FORMAT secret) SELECT 1",
         "CREATE VIEW v AS SELECT 'secret'",
         "CALL p('secret')",
         "FETCH 31337 FROM c",
@@ -72,6 +83,10 @@ Test(sqlinfo, fingerprint_ignores_constants_and_normalised_text_keeps_none)
         cr_expect_null(strstr(l.normalized, "'"), "%s => %s", leaky[i], l.normalized);
         sqlinfo_analysis_free(&l);
     }
+    struct sql_analysis copy = an("COPY t TO STDOUT (FORMAT csv, NULL secret)");
+    cr_expect_str_eq(copy.normalized ? copy.normalized : "(none)",
+                     "COPY t TO STDOUT (FORMAT $1, NULL $2)", "an option's name stays");
+    sqlinfo_analysis_free(&copy);
     struct sql_analysis many = an("SELECT 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1");
     cr_expect(strstr(many.normalized, "$20"), "%s", many.normalized);
     sqlinfo_analysis_free(&many);

@@ -410,6 +410,18 @@ Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
     cr_expect_str_eq(line, "<3>ERROR boom\n");
     log_format_line(line, sizeof(line), LOG_TEXT, LOG_INFO, &tv, "hello");
     cr_expect_str_eq(line, "2025-11-30 00:00:00.123 UTC LOG hello\n");
+    /* a client's bytes cannot start a line of their own */
+    n = log_format_line(line, sizeof(line), LOG_TEXT, LOG_INFO, &tv,
+                        "login x\n2025-11-30 00:00:00.000 UTC LOG forged\r\t\x1b\x7f");
+    cr_expect_str_eq(line, "2025-11-30 00:00:00.123 UTC LOG login x\\n2025-11-30 00:00:00.000 "
+                           "UTC LOG forged\\r\\t\\x1b\\x7f\n");
+    cr_expect_eq(n, strlen(line));
+    log_format_line(line, sizeof(line), LOG_JOURNAL, LOG_ERROR, &tv, "a\nb");
+    cr_expect_str_eq(line, "<3>ERROR a\\nb\n");
+    char tiny[40];
+    n = log_format_line(tiny, sizeof(tiny), LOG_TEXT, LOG_INFO, &tv, "a long message cut short");
+    cr_expect_eq(n, strlen(tiny));
+    cr_expect_eq(tiny[n - 1], '\n', "a cut line still ends: %s", tiny);
 }
 
 /* A simple Query with several statements: each has the fingerprint it has alone, the split is
