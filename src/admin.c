@@ -532,7 +532,8 @@ static void run_command(struct client *c, const char *sql)
         send_error(c, "42601", err);
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
-        send_command_ok(c, "RELOAD");
+        if (!c->closing) /* (the new file may have taken this admin off admin.users) */
+            send_command_ok(c, "RELOAD");
     } else if ((pause || resume) && cmd.has_arg && !cmd.arg[0]) {
         send_error(c, "3D000", "no pool for database \"\" (leave the name out for every pool)");
     } else if (pause || resume) {

@@ -251,6 +251,27 @@ Test(admin, a_reload_removing_an_admin_ends_its_console)
     PQfinish(adm);
 }
 
+/* An admin whose RELOAD takes her off admin.users gets her console closed by it, and the
+ * proxy goes on serving. */
+Test(admin, a_reload_command_removing_its_own_admin_closes_the_console)
+{
+    PGconn *adm = console();
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000,
+                       "admin:\n  users: [carol]\n");
+    FILE *f = fopen(px.conf, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    PGresult *r = PQexec(adm, "RELOAD");
+    cr_expect_neq(PQresultStatus(r), PGRES_COMMAND_OK, "the console is closed, not answered");
+    PQclear(r);
+    PQfinish(adm);
+    PGconn *c = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
+    PQfinish(c);
+}
+
 /* A SCRAM exchange begun before a reload that makes its user an identity entry (auth: token,
  * no password) does not finish against the old verifier: a login under way during a reload
  * is told to connect again. (Red team 3) */
