@@ -71,6 +71,11 @@ static bool run(struct authq *a, char *err, size_t errsz)
 {
     struct worker *w = a->w;
     const struct auth_query_config *aq = &w->cfg->auth_query;
+    if (a->c->auth_cfg_gen != w->cfg_gen || !aq->enabled) {
+        /* waited its turn across a reload, which may have dropped auth_query or its database */
+        snprintf(err, errsz, "lakeproxy's configuration was reloaded before the look-up began");
+        return false;
+    }
     const struct db_config *db = config_find_db(w->cfg, aq->database);
     const char *params[1] = {a->c->user};
     /* auth_query.password, else the look-up database's own (possibly rotating) credential

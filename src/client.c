@@ -660,6 +660,8 @@ static void on_lookup_done(struct client *c, const char *verifier, const char *e
 {
     struct scram_verifier v;
     c->authq = NULL;
+    if (reloaded_during_login(c))
+        return;
     if (err) {
         log_warning("auth_query for user \"%s\" failed: %s", c->user, err);
         client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
@@ -774,35 +776,24 @@ static void start_auth(struct client *c)
 {
     const struct config *cfg = c->w->cfg;
     c->auth_cfg_gen = c->w->cfg_gen;
-    const struct db_config *db = config_find_db(cfg, c->database);
-    if (db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN) {
-        start_token_auth(c);
+    size_t i = 0;
+    c->login_path = config_login_path(cfg, config_find_db(cfg, c->database), c->user, &i);
+    struct buf b;
+    switch (c->login_path) {
+    case LOGIN_TOKEN: start_token_auth(c); return;
+    case LOGIN_TRUST:
+        buf_init(&b);
+        auth_done(c, &b);
         return;
-    }
-    for (size_t i = 0; i < cfg->n_users; i++) {
-        if (strcmp(cfg->users[i].name, c->user) != 0)
-            continue;
-        if (cfg->users[i].auth == AUTH_TRUST) {
-            struct buf b;
-            buf_init(&b);
-            auth_done(c, &b);
-            return;
-        }
-        if (cfg->users[i].auth == AUTH_TOKEN) { /* no password is right: fails as a wrong one */
-            start_mock_scram(c);
-            return;
-        }
-        start_scram(c, &c->w->user_verifiers[i]);
-        return;
-    }
-    if (cfg->auth_query.enabled) {
+    case LOGIN_PASSWORD: start_scram(c, &c->w->user_verifiers[i]); return;
+    case LOGIN_LOOKUP:
         c->step = CS_LOOKUP;
         c->authq = authquery_start(c->w, c, on_lookup_done);
         if (!c->authq)
             client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
         return;
+    case LOGIN_NONE: start_mock_scram(c); return;
     }
-    start_mock_scram(c);
 }
 
 static void handle_md5(struct client *c, const uint8_t *body, size_t len)

@@ -1635,6 +1635,22 @@ const struct db_config *config_find_db(const struct config *cfg, const char *nam
     return NULL;
 }
 
+enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
+                                  const char *user, size_t *entry)
+{
+    if (db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN)
+        return LOGIN_TOKEN;
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        if (strcmp(cfg->users[i].name, user) != 0)
+            continue;
+        *entry = i;
+        return cfg->users[i].auth == AUTH_TRUST   ? LOGIN_TRUST
+               : cfg->users[i].auth == AUTH_TOKEN ? LOGIN_NONE
+                                                  : LOGIN_PASSWORD;
+    }
+    return cfg->auth_query.enabled ? LOGIN_LOOKUP : LOGIN_NONE;
+}
+
 bool config_is_admin(const struct config *cfg, const char *user)
 {
     for (size_t i = 0; i < cfg->admin_users.n; i++)

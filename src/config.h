@@ -309,6 +309,21 @@ bool config_db_admits(const struct config *cfg, const struct db_config *db, cons
 const struct db_config *config_unprotected_alias(const struct config *cfg, size_t *k,
                                                  const struct db_config **guarded,
                                                  const char **what);
+/* How a client proves who it is (config_login_path). */
+enum login_path {
+    LOGIN_TOKEN,    /* its own Databricks token (the database's client_auth: databricks_token) */
+    LOGIN_TRUST,    /* nothing: its users: entry has auth: trust */
+    LOGIN_PASSWORD, /* SCRAM against its users: entry's password */
+    LOGIN_LOOKUP,   /* SCRAM or md5 against the verifier auth_query finds on the server */
+    LOGIN_NONE,     /* no way in (unknown name, or an auth: token identity asking for a
+                       password login): a mock SCRAM exchange that fails as a wrong password */
+};
+
+/* How user would log into db (NULL: the admin console) under cfg; *entry gets the index of
+ * its users: entry for LOGIN_TRUST and LOGIN_PASSWORD. */
+enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
+                                  const char *user, size_t *entry);
+
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +47,41 @@ int log_set_format_name(const char *name)
     return 1;
 }
 
-/* Bytes at the start of p that JSON takes as they are (no quote, backslash or control). */
+/* ASCII bytes at the start of p that JSON takes as they are (no quote, backslash or control). */
 static size_t plain_run(const unsigned char *p)
 {
     size_t n = 0;
-    while (p[n] >= 0x20 && p[n] != '"' && p[n] != '\\')
+    while (p[n] >= 0x20 && p[n] < 0x80 && p[n] != '"' && p[n] != '\\')
         n++;
     return n;
+}
+
+/* The length (2 to 4) of the well-formed UTF-8 sequence at p, its code point in *cp; 0 when
+ * p holds none (a stray or overlong byte, a surrogate, past U+10FFFF, cut short). */
+static size_t utf8_decode(const unsigned char *p, unsigned *cp)
+{
+    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || p[0] > 0xf4)
+        return 0;
+    unsigned v = p[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (p[i] & 0x3f);
+    }
+    static const unsigned least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < least[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* Is cp a character a log reader should see escaped: a C1 control, a line or paragraph
+ * separator, or a bidirectional override that reorders what a terminal shows? */
+static bool hidden_char(unsigned cp)
+{
+    return cp <= 0x9f || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
 }
 
 size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
@@ -77,22 +106,45 @@ size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)
             out[at + 5] = hex[*p & 15];
             at += 6;
         } else {
-            out[at++] = (char)*p;
+            /* a character as written, a hidden one as \uXXXX, a byte of no character as the
+             * text \\xNN (JSON is UTF-8 only) */
+            unsigned cp = 0;
+            size_t n = utf8_decode(p, &cp);
+            if (n > 0 && !hidden_char(cp)) {
+                memcpy(out + at, p, n);
+                at += n;
+                p += n - 1;
+            } else if (n > 0) {
+                at += (size_t)snprintf(out + at, 7, "\\u%04x", cp);
+                p += n - 1;
+            } else {
+                memcpy(out + at, "\\\\x", 3);
+                out[at + 3] = hex[*p >> 4];
+                out[at + 4] = hex[*p & 15];
+                at += 5;
+            }
         }
     }
     return at;
 }
 
 /* Copies msg into out from at (up to outsz - 2, room for the line's end), each control byte
- * as \n, \r, \t or \xNN: a client's bytes in a message (a user name, an option word) can
- * never begin a log line of their own. */
+ * as \n, \r, \t or \xNN, and each byte of no character or of a hidden one (hidden_char) as
+ * \xNN: a client's bytes in a message (a user name, an option word) can never begin a log
+ * line of their own, nor make journald show the line as "[blob data]". */
 static size_t text_escape(char *out, size_t at, size_t outsz, const char *msg)
 {
     static const char hex[] = "0123456789abcdef";
     for (const unsigned char *p = (const unsigned char *)msg; *p && at + 6 < outsz; p++) {
-        if (*p >= 0x20 && *p != 0x7f)
+        unsigned cp = 0;
+        size_t n = *p >= 0x80 ? utf8_decode(p, &cp) : 0;
+        if (*p >= 0x20 && *p < 0x7f)
             out[at++] = (char)*p;
-        else if (*p == '\n' || *p == '\r' || *p == '\t') {
+        else if (n > 0 && !hidden_char(cp)) {
+            memcpy(out + at, p, n);
+            at += n;
+            p += n - 1;
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
             out[at++] = '\\';
             out[at++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
         } else {
@@ -131,7 +183,7 @@ size_t log_format_line(char *out, size_t outsz, enum log_format fmt, enum log_le
     n = snprintf(out, outsz, "{\"time\":\"%s.%03dZ\",\"level\":\"%s\",\"msg\":\"", stamp,
                  (int)(tv->tv_usec / 1000), json_levels[level]);
     size_t at = n > 0 && (size_t)n < outsz ? (size_t)n : 0;
-    at = json_escape(out, at, outsz, msg);
+    at = json_escape(out, at, outsz - 1, msg); /* stops where the end ("}\n\0) still fits */
     if (at + 3 < outsz)
         at += (size_t)snprintf(out + at, outsz - at, "\"}\n");
     return at;

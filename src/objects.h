@@ -308,7 +308,8 @@ struct client {
     char *md5_stored;                   /* "md5..." from auth_query, for an md5 exchange */
     struct authq *authq;                /* auth_query look-up in flight */
     struct tokenauth_wait *token_check; /* its Databricks token being checked */
-    uint64_t auth_cfg_gen;           /* the configuration generation authentication started under */
+    uint64_t auth_cfg_gen;      /* the configuration generation authentication started under */
+    enum login_path login_path; /* how it proved who it is (a reload that changes it closes it) */
     struct string_list token_groups; /* the groups its Databricks token's identity is in */
     struct relay relay;
     struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */

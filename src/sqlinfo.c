@@ -701,7 +701,7 @@ static void note_place(struct value_words *v, int32_t *list, size_t *n, int32_t 
 }
 
 /* Visitor: notes where each SET value (a VariableSetStmt's constants) and each option with a
- * value begins. */
+ * value begins; a trigger with arguments makes the text unsure. */
 static void value_word_visit(void *arg, const ProtobufCMessage *m)
 {
     struct value_words *v = arg;
@@ -709,6 +709,12 @@ static void value_word_visit(void *arg, const ProtobufCMessage *m)
         const PgQuery__DefElem *d = (const PgQuery__DefElem *)m;
         if (d->arg)
             note_place(v, v->opt, &v->n_opt, d->location);
+        return;
+    }
+    if (m->descriptor == &pg_query__create_trig_stmt__descriptor) {
+        /* a trigger's arguments are strings that may be written as bare words, without a place */
+        if (((const PgQuery__CreateTrigStmt *)m)->n_args > 0)
+            v->unsure = true;
         return;
     }
     if (m->descriptor != &pg_query__variable_set_stmt__descriptor)
@@ -735,15 +741,26 @@ static bool is_dml(const char *norm)
     return false;
 }
 
-/* The values of the SET clauses and options in norm, wherever they are nested: the normaliser
- * makes $n of a top-level SET's, but leaves those of ALTER SYSTEM, ALTER ROLE, ALTER DATABASE
- * and ALTER FUNCTION, and options' (COPY ... (NULL secret)), as written, and a bare word
- * (search_path = secret) is no constant token. False when norm cannot be walked or they
- * cannot all be placed. */
-static bool find_value_words(const char *norm, struct value_words *v)
+/* Is there a ';' in scan before its last token (more than one statement, or a doubt)? */
+static bool has_inner_semicolon(const PgQuery__ScanResult *scan)
+{
+    for (size_t i = 0; i + 1 < scan->n_tokens; i++)
+        if (scan->tokens[i]->token == PG_QUERY__TOKEN__ASCII_59)
+            return true;
+    return false;
+}
+
+/* The values of the SET clauses and options in norm (scanned as scan), wherever they are
+ * nested: the normaliser makes $n of a top-level SET's, but leaves those of ALTER SYSTEM,
+ * ALTER ROLE, ALTER DATABASE and ALTER FUNCTION, and options' (COPY ... (NULL secret)), as
+ * written, and a bare word (search_path = secret) is no constant token. Only one data
+ * manipulation statement alone is taken as having none without a walk. False when norm cannot
+ * be walked or they cannot all be placed. */
+static bool find_value_words(const char *norm, const PgQuery__ScanResult *scan,
+                             struct value_words *v)
 {
     memset(v, 0, sizeof(*v));
-    if (is_dml(norm))
+    if (is_dml(norm) && !has_inner_semicolon(scan))
         return true;
     char err[200];
     PgQuery__ParseResult *tree = sqlinfo_parse(norm, err, sizeof(err));
@@ -808,7 +825,7 @@ static char *scrub_constants(const char *norm)
     size_t len = strlen(norm), n_values = 0;
     struct value_words words;
     bool *scrub = scan ? calloc(scan->n_tokens + 1, sizeof(*scrub)) : NULL;
-    if (scrub && find_value_words(norm, &words))
+    if (scrub && find_value_words(norm, scan, &words))
         mark_values(scan, &words, scrub);
     else {
         free(scrub);

@@ -521,7 +521,17 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
     return true;
 }
 
-/* Keeps a replaced configuration alive while a pool of a removed database still uses it. */
+/* Is db one of cfg's entries (rather than a retired configuration's)? */
+static bool config_holds_db(const struct config *cfg, const struct db_config *db)
+{
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (&cfg->dbs[i] == db)
+            return true;
+    return false;
+}
+
+/* Keeps a replaced configuration alive while a pool of a database it alone had still points
+ * into it (each configuration is retired at most once, by the reload that replaced it). */
 static void retire_config(struct worker *w, struct config *old, bool in_use)
 {
     if (!in_use) {
@@ -537,17 +547,26 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
     w->retired[w->n_retired++] = old;
 }
 
-/* Why a reload refuses a client it admitted under the old configuration, or NULL: an admin
- * console's user left admin.users; the client's entry is gone, or now has row-level security
- * it logged in without (what it prepared or set was never checked by the guard), or an allow: list
- * that leaves it out. */
+/* Why a reload refuses a client it admitted under the old configuration, or NULL: its
+ * database entry is gone; its user would no longer log in the way it did (entry removed, made
+ * auth: token or trust, auth_query dropped, the database switched to or from Databricks
+ * tokens); an admin console's user left admin.users; the entry now has row-level security it
+ * logged in without (what it prepared or set was never checked by the guard), or an allow:
+ * list that leaves it out. */
 static const char *refused_by_reload(const struct worker *w, const struct client *c)
 {
+    const struct db_config *db = config_find_db(w->cfg, c->database);
+    if (!db && c->state != CL_ADMIN) /* (the bluntest way to take a database away) */
+        return "it was removed from the configuration";
+    size_t entry;
+    enum login_path now = config_login_path(w->cfg, db, c->user, &entry);
+    if (now != c->login_path) /* (a changed password alone ends no session, as in PostgreSQL) */
+        return now == LOGIN_NONE              ? "this user may no longer log in"
+               : now == LOGIN_TOKEN           ? "it now takes Databricks tokens only"
+               : c->login_path == LOGIN_TOKEN ? "it no longer takes Databricks tokens"
+                                              : "this user now logs in another way";
     if (c->state == CL_ADMIN)
         return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
-    const struct db_config *db = config_find_db(w->cfg, c->database);
-    if (!db) /* (removing an entry is the bluntest way to take a database away) */
-        return "it was removed from the configuration";
     if (!c->rls && config_rls_applies(w->cfg, c->database))
         return "row-level security now applies to it";
     if (!config_db_admits(w->cfg, db, c->user, &c->token_groups))
@@ -628,7 +647,9 @@ void worker_reload(struct worker *w)
     w->client_tls = tls;
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->pools) {
-        if (!retarget_pool(list_entry(it, struct pool, node), old, n))
+        struct pool *p = list_entry(it, struct pool, node);
+        bool into_old = config_holds_db(old, p->db); /* (not a retired one's, kept already) */
+        if (!retarget_pool(p, old, n) && into_old)
             old_in_use = true;
     }
     retire_config(w, old, old_in_use);

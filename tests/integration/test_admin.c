@@ -2,8 +2,11 @@
  * PAUSE and RESUME as ordinary result sets, to admin users only, and never shows a secret. */
 #include <criterion/criterion.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -57,18 +60,38 @@ static PGresult *show(PGconn *c, const char *what)
     return r;
 }
 
+/* The suite's configuration with `extra` (admin.users ...) and the first `old` in it (when not
+ * NULL) replaced by `new`, into out. */
+static void edited_yaml(char *out, size_t outsz, const char *extra, const char *old,
+                        const char *new)
+{
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000, extra);
+    char *at = old ? strstr(yaml, old) : NULL;
+    cr_assert(!old || at, "no \"%s\" in the configuration", old);
+    if (at)
+        snprintf(out, outsz, "%.*s%s%s", (int)(at - yaml), yaml, new, at + strlen(old));
+    else
+        snprintf(out, outsz, "%s", yaml);
+}
+
+/* Writes yaml as the configuration file, for a RELOAD or SIGHUP to read. */
+static void write_conf(const char *yaml)
+{
+    FILE *f = fopen(px.conf, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+}
+
 /* Reloads the suite's configuration with admin.users [admins] and the first `old` in it (when
  * not NULL) replaced by `new`. */
 static void reload_edited(const char *admins, const char *old, const char *new)
 {
-    static char yaml[8192], admin[128], edited[8400];
+    static char admin[128], edited[8400];
     snprintf(admin, sizeof(admin), "admin:\n  users: [%s]\n", admins);
-    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000, admin);
-    char *at = old ? strstr(yaml, old) : NULL;
-    cr_assert(!old || at, "no \"%s\" in the configuration", old);
-    if (at)
-        snprintf(edited, sizeof(edited), "%.*s%s%s", (int)(at - yaml), yaml, new, at + strlen(old));
-    proxy_reload_yaml(&px, at ? edited : yaml);
+    edited_yaml(edited, sizeof(edited), admin, old, new);
+    proxy_reload_yaml(&px, edited);
 }
 
 Test(admin, show_pools_clients_servers_and_stats)
@@ -256,13 +279,9 @@ Test(admin, a_reload_removing_an_admin_ends_its_console)
 Test(admin, a_reload_command_removing_its_own_admin_closes_the_console)
 {
     PGconn *adm = console();
-    static char yaml[8192];
-    proxy_default_yaml(yaml, sizeof(yaml), px.port, "transaction", 2, 5000,
-                       "admin:\n  users: [carol]\n");
-    FILE *f = fopen(px.conf, "w");
-    cr_assert_not_null(f);
-    fputs(yaml, f);
-    fclose(f);
+    static char yaml[8400];
+    edited_yaml(yaml, sizeof(yaml), "admin:\n  users: [carol]\n", NULL, NULL);
+    write_conf(yaml);
     PGresult *r = PQexec(adm, "RELOAD");
     cr_expect_neq(PQresultStatus(r), PGRES_COMMAND_OK, "the console is closed, not answered");
     PQclear(r);
@@ -322,21 +341,249 @@ Test(admin, a_password_login_begun_before_auth_token_fails_after_it)
     close(fd);
 }
 
+/* bob's session to db, then a reload with `old` replaced by `new`: bob cannot log in again, his
+ * session is closed with the reason `why`, and alice's session to app goes on. */
+static void expect_reload_closes_bob(const char *db, const char *old, const char *new,
+                                     const char *why)
+{
+    PGconn *c = proxy_connect(&px, "bob", "bob-secret", db, NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    free(query_value(c, "SELECT 1"));
+    PGconn *other = app();
+    free(query_value(other, "SELECT 1"));
+    reload_edited("alice, carol", old, new);
+    PGconn *again = proxy_connect(&px, "bob", "bob-secret", db, NULL);
+    cr_expect(PQstatus(again) == CONNECTION_BAD, "the reload took effect");
+    PQfinish(again);
+    PGresult *r = PQexec(c, "SELECT current_user");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "bob still reads %s as %s", db,
+                  PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "-");
+    cr_expect(strstr(PQerrorMessage(c), why), "%s", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    char *v = query_value(other, "SELECT 2");
+    cr_expect_str_eq(v, "2", "a session the reload still allows goes on");
+    free(v);
+    PQfinish(other);
+}
+
 /* Removing an entry, the bluntest way to take a database away, closes its sessions, as an
  * allow: list that leaves them out does. (Red team 3) */
 Test(admin, a_reload_removing_an_entry_closes_its_sessions)
 {
-    PGconn *c = proxy_connect(&px, "bob", "bob-secret", "app_md5", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    free(query_value(c, "SELECT 1"));
-    reload_edited("alice, carol", "  app_md5:\n", "  app_md5_renamed:\n");
-    PGconn *again = proxy_connect(&px, "bob", "bob-secret", "app_md5", NULL);
-    cr_expect(PQstatus(again) == CONNECTION_BAD, "the reload took effect");
-    PQfinish(again);
-    PGresult *r = PQexec(c, "SELECT current_user");
-    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK,
-                  "bob still reads the removed entry's database as %s",
-                  PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "-");
+    expect_reload_closes_bob("app_md5", "  app_md5:\n", "  app_md5_renamed:\n",
+                             "it was removed from the configuration");
+}
+
+/* A reload that removes a user from users: closes that user's sessions (57P01). */
+Test(admin, a_reload_removing_a_user_closes_its_sessions)
+{
+    expect_reload_closes_bob("app", "  bob:\n", "  bobby:\n", "this user may no longer log in");
+}
+
+/* An admin RELOAD that removes an entry closes its clients in every state: in a transaction,
+ * in a COPY FROM STDIN, a pipeline waiting for a server, queued, a SCRAM login half done; a
+ * second RELOAD brings the entry back and a third removes it again. lakeproxy stays up, serves
+ * and exits cleanly (the sanitizer build checks that exit). */
+Test(admin, a_reload_closes_the_clients_of_a_removed_entry_in_every_state, .timeout = 60)
+{
+    PGconn *adm = console();
+    /* two servers held in transactions: the pool (size 2) is full */
+    int tx = raw_session(px.port, "carol", "app");
+    cr_assert(tx >= 0);
+    raw_query(tx, "BEGIN; SELECT 1");
+    int copy = raw_session(px.port, "carol", "app");
+    cr_assert(copy >= 0);
+    raw_query(copy, "CREATE TEMP TABLE IF NOT EXISTS rt4 (x int); COPY rt4 FROM STDIN");
+    unsigned char body[8192];
+    size_t len;
+    int type;
+    while ((type = raw_read_msg(tx, body, sizeof(body), &len, 5000)) > 0 && type != 'Z')
+        ;
+    cr_assert_eq(type, 'Z');
+    while ((type = raw_read_msg(copy, body, sizeof(body), &len, 5000)) > 0 && type != 'G')
+        ;
+    cr_assert_eq(type, 'G', "COPY IN started");
+    /* a half-sent CopyData */
+    static const unsigned char part[] = {'d', 0, 0, 0, 20, '1', '\n'};
+    cr_assert_eq(write(copy, part, sizeof(part)), (ssize_t)sizeof(part));
+    /* queued clients: a pipeline waiting for a server, extended protocol */
+    int queued = raw_session(px.port, "carol", "app");
+    cr_assert(queued >= 0);
+    struct buf b;
+    buf_init(&b);
+    raw_put_parse(&b, "s1", "SELECT pg_sleep(0.5)");
+    raw_put_bind(&b, "", "s1");
+    raw_put_execute(&b, "");
+    raw_put_parse(&b, "", "SELECT 2");
+    raw_put_bind(&b, "", "");
+    raw_put_execute(&b, "");
+    raw_put_empty(&b, 'S');
+    cr_assert(raw_send(queued, &b));
+    int queued2 = raw_session(px.port, "carol", "app");
+    cr_assert(queued2 >= 0);
+    raw_query(queued2, "SELECT 3");
+    /* a SCRAM login under way */
+    int login = raw_connect(px.port);
+    cr_assert(login >= 0);
+    struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(login, &b));
+    cr_assert_eq(raw_read_msg(login, body, sizeof(body), &len, 5000), 'R');
+    /* an md5 login to app_md5 under way, an idle libpq client of app_md5 */
+    PGconn *md5 = proxy_connect(&px, "bob", "bob-secret", "app_md5", NULL);
+    cr_assert(PQstatus(md5) == CONNECTION_OK, "%s", PQerrorMessage(md5));
+    usleep(200 * 1000);
+    static const char admins[] = "admin:\n  users: [alice, carol]\n";
+    static char yaml[8400], edited[8400];
+    edited_yaml(yaml, sizeof(yaml), admins, NULL, NULL);
+    edited_yaml(edited, sizeof(edited), admins, "  app:\n", "  app_gone:\n");
+    char *md5at = strstr(edited, "  app_md5:\n");
+    cr_assert_not_null(md5at);
+    memcpy(md5at, "  app_md6:\n", 11);
+    write_conf(edited);
+    /* pipelined: RELOAD, SHOW CLIENTS, RELOAD (the same file), as one simple Query each */
+    PGresult *r = PQexec(adm, "RELOAD");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
     PQclear(r);
+    r = PQexec(adm, "SHOW CLIENTS");
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    /* every one of them told 57P01 or 08006 and closed */
+    int fds[] = {tx, copy, queued, queued2, login};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        bool closed = false;
+        for (int k = 0; k < 50 && !closed; k++)
+            closed = raw_read_msg(fds[i], body, sizeof(body), &len, 200) == -1;
+        cr_expect(closed, "client %zu still connected", i);
+        close(fds[i]);
+    }
+    r = PQexec(md5, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "md5 client of removed entry still served");
+    PQclear(r);
+    PQfinish(md5);
+    /* back again, then away again */
+    write_conf(yaml);
+    r = PQexec(adm, "RELOAD");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    PGconn *a = app();
+    free(query_value(a, "BEGIN"));
+    write_conf(edited);
+    r = PQexec(adm, "RELOAD");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    r = PQexec(a, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(a);
+    buf_free(&b);
+    PQfinish(adm);
+    PGconn *c = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
+    PQfinish(c);
+}
+
+/* SIGTERM's drain with a transaction open, then a SIGHUP whose file removes that client's
+ * entry and adds a query log: the reload closes the client, the drain ends, and lakeproxy
+ * exits 0. */
+Test(admin, a_reload_during_the_shutdown_drain_ends_it_cleanly)
+{
+    PGconn *a = app();
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, "SELECT 1"));
+    int idle = raw_session(px.port, "carol", "app");
+    cr_assert(idle >= 0);
+    PGconn *adm = console();
+    kill(px.pid, SIGTERM);
+    usleep(300 * 1000);
+    char extra[600];
+    snprintf(extra, sizeof(extra),
+             "admin:\n  users: [alice, carol]\nstats:\n  log: %s/rt4-%d.jsonl\n",
+             env_need("LP_TEST_DIR"), getpid());
+    static char edited[8400];
+    edited_yaml(edited, sizeof(edited), extra, "  app:\n", "  app_gone:\n");
+    write_conf(edited);
+    kill(px.pid, SIGHUP);
+    usleep(300 * 1000);
+    kill(px.pid, SIGHUP); /* twice */
+    usleep(300 * 1000);
+    PGresult *r = PQexec(a, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(a);
+    PQfinish(adm);
+    close(idle);
+    int st = 0;
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = waitpid(px.pid, &st, WNOHANG) == px.pid;
+        if (!gone)
+            usleep(50 * 1000);
+    }
+    cr_expect(gone, "lakeproxy did not finish its drain");
+    if (gone) {
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; see %s", st, px.log);
+        px.pid = 0;
+    }
+}
+
+/* A console whose RELOAD, pipelined with more commands, takes its own user off admin.users is
+ * closed with its other console, while a client that left with input waiting for a server
+ * (the pool full) is dropped; alice's sessions go on and lakeproxy serves. */
+Test(admin, a_pipelined_reload_removing_its_own_console_answers_no_more)
+{
+    /* fill the pool of app (size 2) with two open transactions */
+    PGconn *t1 = app(), *t2 = app();
+    free(query_value(t1, "BEGIN"));
+    free(query_value(t1, "SELECT 1"));
+    free(query_value(t2, "BEGIN"));
+    free(query_value(t2, "SELECT 1"));
+    /* a client that sends queries and leaves: it waits for a server to run them */
+    int leaving = raw_session(px.port, "carol", "app");
+    cr_assert(leaving >= 0);
+    raw_query(leaving, "SELECT pg_sleep(0.1)");
+    raw_query(leaving, "SELECT 2");
+    static const unsigned char bye[] = {'X', 0, 0, 0, 4};
+    cr_assert_eq(write(leaving, bye, sizeof(bye)), (ssize_t)sizeof(bye));
+    shutdown(leaving, SHUT_WR);
+    PGconn *other = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_assert(PQstatus(other) == CONNECTION_OK);
+    /* carol's console over a raw socket, to pipeline commands behind RELOAD */
+    int con = raw_session(px.port, "carol", "lakeproxy");
+    cr_assert(con >= 0);
+    usleep(200 * 1000);
+    /* carol keeps her login (trust) but leaves admin.users; app gets an allow: list without her */
+    static char edited[8400];
+    edited_yaml(edited, sizeof(edited), "admin:\n  users: [alice]\n", "  app:\n",
+                "  app:\n    allow: {users: [alice]}\n");
+    write_conf(edited);
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "RELOAD");
+    for (int i = 0; i < 3; i++)
+        proto_query(&b, "SHOW CLIENTS");
+    cr_assert(raw_send(con, &b));
+    unsigned char body[16384];
+    size_t len;
+    int type, n = 0;
+    bool told = false;
+    while ((type = raw_read_msg(con, body, sizeof(body), &len, 3000)) > 0 && n++ < 1000)
+        told |= type == 'E' && strcmp(raw_error_sqlstate(body, len), "57P01") == 0;
+    cr_expect(told && type == -1, "the console is told 57P01 and closed");
+    close(con);
+    PGresult *r = PQexec(other, "SHOW CLIENTS");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "carol's other console still answered");
+    PQclear(r);
+    PQfinish(other);
+    r = PQexec(t1, "SELECT 1");
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "alice stays: %s", PQerrorMessage(t1));
+    PQclear(r);
+    PQfinish(t1);
+    PQfinish(t2);
+    close(leaving);
+    buf_free(&b);
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
     PQfinish(c);
 }

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "harness.h"
+#include "proto.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -82,11 +85,20 @@ static void *storm_login(void *arg)
     return NULL;
 }
 
+/* Starts lakeproxy with an auth_query whose text marks its look-ups as this test's own (tests
+ * run two at a time on one server). */
+static void start_with_storm_auth_query(void)
+{
+    proxy_start_with(&px, "session", 4, 3000,
+                     "auth_query:\n  database: app\n"
+                     "  query: \"SELECT usename, passwd FROM public.lp_lookup($1) /* storm */\"\n");
+}
+
 /* Logins that need a look-up at once each get their answer, but lakeproxy runs at most
  * AUTHQ_MAX_RUNNING (8) look-ups at a time, each on a server connection of its own: a storm of
  * logins (by anyone who can connect, before any password is checked) cannot open a server
  * connection per login. */
-Test(auth_query, a_storm_of_logins_takes_turns_for_look_ups)
+Test(auth_query, a_storm_of_logins_takes_turns_for_look_ups, .init = start_with_storm_auth_query)
 {
     enum { N = 48 };
     pthread_t th[N];
@@ -98,7 +110,8 @@ Test(auth_query, a_storm_of_logins_takes_turns_for_look_ups)
     int most = 0;
     for (int i = 0; i < 200; i++) {
         char *v = query_value(pg, "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE application_name = 'lakeproxy auth_query'");
+                                  "WHERE application_name = 'lakeproxy auth_query' "
+                                  "AND query LIKE '%/* storm */%'");
         most = atoi(v) > most ? atoi(v) : most;
         free(v);
         usleep(2000);
@@ -113,4 +126,76 @@ Test(auth_query, a_storm_of_logins_takes_turns_for_look_ups)
     cr_expect_eq(ok, N);
     cr_expect_leq(most, 8, "%d look-up connections at once", most);
     cr_log_info("auth_query storm: at most %d look-up connections at once", most);
+}
+
+/* Starts lakeproxy with an auth_query that takes a second per look-up. */
+static void start_with_slow_auth_query(void)
+{
+    proxy_start_with(&px, "session", 4, 3000,
+                     "auth_query:\n  database: app\n"
+                     "  query: \"SELECT l.usename, l.passwd FROM public.lp_lookup($1) l, "
+                     "pg_sleep(1)\"\n");
+}
+
+/* More logins than the look-ups that run at once (8): a reload that drops auth_query while
+ * some run and the rest wait their turn fails every one of those logins with 08006 (connect
+ * again), none is looked up under the new file, and lakeproxy goes on serving. */
+Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
+     .init = start_with_slow_auth_query)
+{
+    int fds[12];
+    for (int i = 0; i < 12; i++) {
+        fds[i] = raw_connect(px.port);
+        cr_assert(fds[i] >= 0);
+        struct buf b;
+        buf_init(&b);
+        struct startup_param params[] = {{"user", "lp_dave"}, {"database", "app"}};
+        proto_startup(&b, params, 2);
+        cr_assert(raw_send(fds[i], &b));
+        buf_free(&b);
+    }
+    usleep(300 * 1000);
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
+    proxy_reload_yaml(&px, yaml);
+    for (int i = 0; i < 12; i++) {
+        cr_expect_str_eq(raw_expect_error(fds[i]), "08006", "login %d", i);
+        close(fds[i]);
+    }
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
+    PQfinish(c);
+    PGconn *pg = pg_admin("lp_test");
+    for (int k = 0; k < 5; k++) {
+        char *v = query_value(
+            pg, "SELECT count(*)||' '||string_agg(state||':'||query, ' | ') FROM pg_stat_activity "
+                "WHERE application_name = 'lakeproxy auth_query'");
+        fprintf(stderr, "DEBUG %d %s\n", k, v ? v : "?");
+        free(v);
+        usleep(300000);
+    }
+    PQfinish(pg);
+}
+
+/* A session that logged in through auth_query ends (57P01) when a reload drops auth_query: the
+ * new file would not let it in; a users: entry's session goes on. */
+Test(auth_query, a_reload_dropping_auth_query_closes_its_sessions)
+{
+    PGconn *looked_up = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
+    cr_assert(PQstatus(looked_up) == CONNECTION_OK, "%s", PQerrorMessage(looked_up));
+    PGconn *listed = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(listed) == CONNECTION_OK, "%s", PQerrorMessage(listed));
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
+    proxy_reload_yaml(&px, yaml);
+    PGresult *r = PQexec(looked_up, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "the looked-up user still reads");
+    cr_expect(strstr(PQerrorMessage(looked_up), "this user may no longer log in"), "%s",
+              PQerrorMessage(looked_up));
+    PQclear(r);
+    char *v = query_value(listed, "SELECT 2");
+    cr_expect_str_eq(v, "2");
+    free(v);
+    PQfinish(listed);
+    PQfinish(looked_up);
 }

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "harness.h"
+#include "maskcheck.h"
 #include "procinfo.h"
 #include "rawproto.h"
 
@@ -993,4 +994,55 @@ Test(masking, a_bind_after_a_copy_and_a_skipped_unnamed_parse_runs_what_was_chec
     cr_expect_str_eq(last, "__1%", "the LIKE ran with __1%%");
     buf_free(&b);
     PQfinish(m);
+}
+
+/* Admin RELOADs that close masked clients while their statements wait for the masking
+ * catalog (each reload drops it; the next statements wait for a new read), alternating with
+ * reloads that let them in again: no unmasked value reaches them, and lakeproxy stays up. */
+Test(masking, reloads_closing_clients_waiting_for_the_catalog_leak_nothing,
+     .init = start_masking_two_servers_admin)
+{
+    static char open_yaml[16384], closed_yaml[17000];
+    proxy_default_yaml(open_yaml, sizeof(open_yaml), px.port, "transaction", 2, 10000,
+                       MASKING_YAML "admin:\n  users: [audra]\n");
+    char *at = strstr(open_yaml, "  app:\n");
+    cr_assert_not_null(at);
+    snprintf(closed_yaml, sizeof(closed_yaml), "%.*s  app:\n    allow: {users: [audra]}\n%s",
+             (int)(at - open_yaml), open_yaml, at + strlen("  app:\n"));
+    PGconn *adm = proxy_connect(&px, "audra", "pw", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    for (int round = 0; round < 6; round++) {
+        PGconn *c[4];
+        for (int i = 0; i < 4; i++) {
+            c[i] = proxy_connect(&px, "mallory", "pw", "app", NULL);
+            cr_assert(PQstatus(c[i]) == CONNECTION_OK, "%s", PQerrorMessage(c[i]));
+        }
+        PGresult *r = PQexec(adm, "RELOAD"); /* drops the catalog: the next statements wait */
+        PQclear(r);
+        for (int i = 0; i < 4; i++)
+            PQsendQuery(c[i], "SELECT email, ssn FROM customers; SELECT salary FROM customers");
+        FILE *f = fopen(px.conf, "w");
+        fputs(closed_yaml, f);
+        fclose(f);
+        r = PQexec(adm, "RELOAD");
+        cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+        PQclear(r);
+        f = fopen(px.conf, "w");
+        fputs(open_yaml, f);
+        fclose(f);
+        r = PQexec(adm, "RELOAD");
+        PQclear(r);
+        for (int i = 0; i < 4; i++) {
+            while ((r = PQgetResult(c[i]))) {
+                if (PQresultStatus(r) == PGRES_TUPLES_OK)
+                    mask_expect_no_secret(r, "a client the reload closed");
+                PQclear(r);
+            }
+            PQfinish(c[i]);
+        }
+    }
+    PQfinish(adm);
+    PGconn *c = proxy_connect(&px, "audra", "pw", "lakeproxy", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
+    PQfinish(c);
 }

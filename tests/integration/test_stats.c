@@ -300,6 +300,28 @@ Test(stats, text_behind_an_unreported_setting_change_is_never_logged)
     cr_expect_not(show_queries_mention("hunter2"), "a literal reached SHOW QUERIES");
 }
 
+/* A bare-word option value in a later statement of a simple Query whose first is a SELECT, in
+ * a text of a few statements or of more than are analysed one by one (64), reaches neither
+ * the query log nor SHOW QUERIES. */
+Test(stats, a_bare_option_value_behind_a_select_is_never_logged)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    cr_assert(fd >= 0);
+    raw_query(fd, "SELECT 1; COPY (SELECT 1) TO STDOUT (FORMAT csv, NULL hunter2)");
+    cr_expect(raw_read_readies(fd, 1));
+    /* more statements than STATS_MAX_STMTS (64): the text is analysed whole */
+    char many[2048] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(many, "SELECT 1; ");
+    strcat(many, "COPY (SELECT 1) TO STDOUT (FORMAT csv, NULL hunter2)");
+    raw_query(fd, many);
+    cr_expect(raw_read_readies(fd, 1));
+    close(fd);
+    usleep(300 * 1000);
+    cr_expect_eq(file_count_lines(log_path, "hunter2"), 0, "a literal reached %s", log_path);
+    cr_expect_not(show_queries_mention("hunter2"), "a literal reached SHOW QUERIES");
+}
+
 /* The pushdown report knows table sizes (pg_class.reltuples, looked up in the background):
  * an unfiltered read of all 1000 rows of items pulled 100% of it. */
 Test(stats, the_pushdown_report_says_what_fraction_of_a_table_was_pulled)

@@ -143,6 +143,36 @@ Test(config, defaults_apply_to_a_minimal_file)
     config_free(cfg);
 }
 
+/* How each user logs in: its users: entry (password, trust), none for an identity entry
+ * (auth: token) or an unknown name, else auth_query when it is on. */
+Test(config, each_user_has_one_way_to_log_in)
+{
+    static const char base[] = "databases:\n"
+                               "  app: {host: h, user: u1, password: p1}\n"
+                               "users:\n"
+                               "  al: {password: pw}\n"
+                               "  tr: {auth: trust}\n"
+                               "  tk: {auth: token}\n";
+    char text[512];
+    struct config_errors errs;
+    for (int lookup = 0; lookup < 2; lookup++) {
+        snprintf(text, sizeof(text), "%s%s", base, lookup ? "auth_query:\n  database: app\n" : "");
+        struct config *cfg = parse(text, &errs);
+        cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+        const struct db_config *db = config_find_db(cfg, "app");
+        size_t entry = 99;
+        cr_expect_eq(config_login_path(cfg, db, "al", &entry), LOGIN_PASSWORD);
+        cr_expect_eq(entry, 0);
+        cr_expect_eq(config_login_path(cfg, db, "tr", &entry), LOGIN_TRUST);
+        cr_expect_eq(entry, 1);
+        cr_expect_eq(config_login_path(cfg, NULL, "tr", &entry), LOGIN_TRUST, "the console");
+        cr_expect_eq(config_login_path(cfg, db, "tk", &entry), LOGIN_NONE);
+        cr_expect_eq(config_login_path(cfg, db, "dave", &entry),
+                     lookup ? LOGIN_LOOKUP : LOGIN_NONE);
+        config_free(cfg);
+    }
+}
+
 Test(config, auth_query_defaults_to_the_database_login)
 {
     struct config_errors errs;

@@ -455,3 +455,61 @@ Test(stats, each_statement_of_a_text_gets_its_own_fingerprint)
     cr_expect_eq(stats_statements(st, "SELECT 1; SELECT 2", false, fps), 1, "unreadable: one");
     stats_free(st);
 }
+
+/* Every byte value, at every buffer length: the line ends in "\n\0" inside the buffer and
+ * holds no control byte but its end; and journald, which shows a message with invalid UTF-8
+ * or a C1 control as "[blob data]" (hiding the whole line), never gets one. */
+Test(log, text_lines_hold_every_byte_safely)
+{
+    struct timeval tv = {1764460800, 123456};
+    char msg[300];
+    for (int i = 1; i < 256; i++)
+        msg[i - 1] = (char)i;
+    msg[255] = '\0';
+    for (size_t sz = 2; sz < 1200; sz++) {
+        char *line = malloc(sz);
+        for (int fmt = 0; fmt < 2; fmt++) {
+            size_t n = log_format_line(line, sz, fmt ? LOG_JOURNAL : LOG_TEXT, LOG_INFO, &tv, msg);
+            cr_assert(n < sz && line[n] == '\0' && n > 0 && line[n - 1] == '\n', "size %zu", sz);
+            for (size_t k = 0; k + 1 < n; k++)
+                cr_assert((unsigned char)line[k] >= 0x20 && line[k] != 0x7f, "size %zu", sz);
+        }
+        free(line);
+    }
+    char line[512];
+    log_format_line(line, sizeof(line), LOG_JOURNAL, LOG_INFO, &tv,
+                    "login failed for user \"\xff\xfe\" (C1: \xc2\x9b)");
+    cr_expect_str_eq(line, "<6>LOG login failed for user \"\\xff\\xfe\" (C1: \\xc2\\x9b)\n");
+    /* a name in another script stays readable; an overlong '/', a surrogate and a
+     * right-to-left override do not pass */
+    log_format_line(
+        line, sizeof(line), LOG_JOURNAL, LOG_INFO, &tv,
+        "user \"J\xc3\xb6rg \xe6\x9d\xb1\xf0\x9f\x90\x98\" \xc0\xaf \xed\xa0\x80 \xe2\x80\xae");
+    cr_expect_str_eq(line, "<6>LOG user \"J\xc3\xb6rg \xe6\x9d\xb1\xf0\x9f\x90\x98\" \\xc0\\xaf "
+                           "\\xed\\xa0\\x80 \\xe2\\x80\\xae\n");
+}
+
+/* A JSON line is valid UTF-8 whatever the message holds: characters as written, hidden ones
+ * as \uXXXX, a byte of no character as the text \xNN; cut short, it still ends. */
+Test(log, json_lines_are_utf8_whatever_the_message_holds)
+{
+    struct timeval tv = {1764460800, 123456};
+    char line[512];
+    log_format_line(line, sizeof(line), LOG_JSON, LOG_INFO, &tv,
+                    "J\xc3\xb6rg \xff \xc2\x9b \xe2\x80\xa8 \xf0\x9f\x90\x98");
+    cr_expect_str_eq(line, "{\"time\":\"2025-11-30T00:00:00.123Z\",\"level\":\"info\","
+                           "\"msg\":\"J\xc3\xb6rg \\\\xff \\u009b \\u2028 \xf0\x9f\x90\x98\"}\n");
+    char msg[300];
+    for (int i = 1; i < 256; i++)
+        msg[i - 1] = (char)i;
+    msg[255] = '\0';
+    for (size_t sz = 64; sz < 1200; sz++) { /* from a size that holds the time and level */
+        char *buf = malloc(sz);
+        size_t n = log_format_line(buf, sz, LOG_JSON, LOG_INFO, &tv, msg);
+        cr_assert(n < sz && buf[n] == '\0' && n >= 3 && strcmp(buf + n - 3, "\"}\n") == 0,
+                  "size %zu: %s", sz, buf);
+        for (size_t k = 0; k < n; k++)
+            cr_assert((unsigned char)buf[k] < 0x80, "size %zu: a raw byte above 0x7f", sz);
+        free(buf);
+    }
+}
