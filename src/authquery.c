@@ -2,6 +2,7 @@
  * most AUTHQ_MAX_RUNNING at once, the rest waiting their turn in arrival order. */
 #include "authquery.h"
 
+#include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +22,14 @@ struct authq {
 
 static bool run(struct authq *a, char *err, size_t errsz);
 
-/* Gives the turn a finished look-up leaves to the first waiting one (or, when that one cannot
- * start, an answer with the error, and the turn to the next). */
-static void next_turn(struct worker *w)
+/* Starts the waiting look-ups while turns are free (answering, with the error, each that
+ * cannot start). Runs on a loop turn of its own (authq_fill): a failed start closes its client,
+ * which must not happen inside a caller that is closing clients while it walks their list. */
+static void fill_turns(evutil_socket_t fd, short what, void *arg)
 {
-    w->authq_running--;
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
     while (w->authq_running < AUTHQ_MAX_RUNNING && !list_empty(&w->authq_waiting)) {
         struct authq *a = list_entry(w->authq_waiting.next, struct authq, node);
         list_del(&a->node);
@@ -38,6 +42,15 @@ static void next_turn(struct worker *w)
         free(a);
         done(c, NULL, err);
     }
+}
+
+/* A finished or abandoned look-up gives its turn back; the waiting ones start on the next
+ * loop turn. */
+static void give_back_turn(struct worker *w)
+{
+    w->authq_running--;
+    if (!list_empty(&w->authq_waiting))
+        event_active(w->authq_fill, 0, 0);
 }
 
 /* The look-up's answer: one row (usename, passwd), or none for an unknown user. */
@@ -58,7 +71,7 @@ static void on_result(void *arg, const PGresult *r, const char *err)
         verifier = strdup(PQgetvalue(r, 0, 1));
     struct worker *w = a->w;
     free(a);
-    next_turn(w);
+    give_back_turn(w);
     done(c, verifier, msg[0] ? msg : NULL);
     if (verifier) {
         explicit_bzero(verifier, strlen(verifier));
@@ -98,6 +111,10 @@ struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn 
     a->done = done;
     list_init(&a->node);
     if (w->authq_running >= AUTHQ_MAX_RUNNING) {
+        if (!w->authq_fill && !(w->authq_fill = event_new(w->base, -1, 0, fill_turns, w))) {
+            free(a);
+            return NULL;
+        }
         list_append(&w->authq_waiting, &a->node);
         return a;
     }
@@ -110,6 +127,13 @@ struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn 
     return a;
 }
 
+void authquery_stop(struct worker *w)
+{
+    if (w->authq_fill)
+        event_free(w->authq_fill);
+    w->authq_fill = NULL;
+}
+
 void authquery_cancel(struct authq *a)
 {
     if (!a)
@@ -118,7 +142,7 @@ void authquery_cancel(struct authq *a)
         sidequery_cancel(a->q);
         struct worker *w = a->w;
         free(a);
-        next_turn(w);
+        give_back_turn(w);
         return;
     }
     list_del(&a->node);

@@ -20,7 +20,11 @@ typedef void (*authq_done_fn)(struct client *c, const char *verifier, const char
  * exactly once unless authquery_cancel comes first. NULL when it cannot start. */
 struct authq *authquery_start(struct worker *w, struct client *c, authq_done_fn done);
 
-/* Abandons a look-up (the client left). */
+/* Abandons a look-up (the client left). Never answers another client's look-up inside the
+ * call: a turn it frees is taken on a later loop turn. */
 void authquery_cancel(struct authq *q);
+
+/* Frees the worker's look-up event, once every client is gone and the loop has run out. */
+void authquery_stop(struct worker *w);
 
 #endif

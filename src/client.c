@@ -792,6 +792,7 @@ static void start_auth(struct client *c)
         if (!c->authq)
             client_fail(c, "08006", "could not look up the user's password (auth_query failed)");
         return;
+    case LOGIN_UNSET:
     case LOGIN_NONE: start_mock_scram(c); return;
     }
 }

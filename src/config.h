@@ -311,6 +311,7 @@ const struct db_config *config_unprotected_alias(const struct config *cfg, size_
                                                  const char **what);
 /* How a client proves who it is (config_login_path). */
 enum login_path {
+    LOGIN_UNSET,    /* (a client before start_auth; config_login_path never answers it) */
     LOGIN_TOKEN,    /* its own Databricks token (the database's client_auth: databricks_token) */
     LOGIN_TRUST,    /* nothing: its users: entry has auth: trust */
     LOGIN_PASSWORD, /* SCRAM against its users: entry's password */

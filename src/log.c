@@ -77,11 +77,13 @@ static size_t utf8_decode(const unsigned char *p, unsigned *cp)
 }
 
 /* Is cp a character a log reader should see escaped: a C1 control, a line or paragraph
- * separator, or a bidirectional override that reorders what a terminal shows? */
+ * separator, a zero-width or bidirectional mark or override (which hide text or reorder what
+ * a terminal shows), or a noncharacter (journald shows a line holding one as "[blob data]")? */
 static bool hidden_char(unsigned cp)
 {
-    return cp <= 0x9f || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
-           (cp >= 0x2066 && cp <= 0x2069);
+    return cp <= 0x9f || cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff ||
+           (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe;
 }
 
 size_t json_escape(char *out, size_t at, size_t outsz, const char *msg)

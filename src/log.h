@@ -14,9 +14,11 @@ enum log_format { LOG_TEXT, LOG_JOURNAL, LOG_JSON };
 /* Sets the format from "text" or "json"; false for anything else. */
 int log_set_format_name(const char *name);
 
-/* Appends msg to out (size outsz) at offset at as the inside of a JSON string: quotes and
- * backslashes escaped, control characters as \u00XX; stops 8 bytes short of outsz. Returns
- * the new offset. (Shared with the query log.) */
+/* Appends msg to out (size outsz) at offset at as the inside of a JSON string, valid UTF-8
+ * whatever msg holds: quotes and backslashes escaped, control characters and characters that
+ * hide or reorder text as \uXXXX, a byte of no UTF-8 character as the text \\xNN; ends at
+ * least 3 bytes short of outsz (outsz - 3 at most). Returns the new offset. (Shared with the
+ * query log.) */
 size_t json_escape(char *out, size_t at, size_t outsz, const char *msg);
 
 /* One line (with '\n') of msg at level in format fmt into out; returns its length. */

@@ -69,6 +69,7 @@ struct worker {
     struct string_list secret_envs; /* every variable a configuration since start named as a
                                        secret: hidden from credential commands */
     struct list authq_waiting;      /* auth_query look-ups waiting for a turn (authquery.c) */
+    struct event *authq_fill;       /* starts waiting look-ups on a loop turn of their own */
     struct msgbudget msgbudget;     /* memory lent to clients for large messages (msgbudget.h) */
     struct event *share_ev;         /* lends it and raises read limits (msgshare.c) */
     struct list share_raise;        /* clients lent a share whose read limit is yet to be raised */

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authquery.h"
 #include "client.h"
 #include "credentials.h"
 #include "guard.h"
@@ -459,6 +460,7 @@ void worker_free(struct worker *w)
         close(w->spare_fd);
     if (w->base)
         drain_loop(w);
+    authquery_stop(w);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     SSL_CTX_free(w->client_tls);

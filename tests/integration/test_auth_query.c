@@ -2,9 +2,11 @@
  * the server (auth_query), SCRAM and md5 alike, without revealing which users exist. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -137,6 +139,17 @@ static void start_with_slow_auth_query(void)
                      "pg_sleep(1)\"\n");
 }
 
+/* Sends a startup packet for lp_dave to app on fd. */
+static void send_dave_startup(int fd)
+{
+    struct buf b;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", "lp_dave"}, {"database", "app"}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+}
+
 /* More logins than the look-ups that run at once (8): a reload that drops auth_query while
  * some run and the rest wait their turn fails every one of those logins with 08006 (connect
  * again), none is looked up under the new file, and lakeproxy goes on serving. */
@@ -147,12 +160,7 @@ Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
     for (int i = 0; i < 12; i++) {
         fds[i] = raw_connect(px.port);
         cr_assert(fds[i] >= 0);
-        struct buf b;
-        buf_init(&b);
-        struct startup_param params[] = {{"user", "lp_dave"}, {"database", "app"}};
-        proto_startup(&b, params, 2);
-        cr_assert(raw_send(fds[i], &b));
-        buf_free(&b);
+        send_dave_startup(fds[i]);
     }
     usleep(300 * 1000);
     static char yaml[8192];
@@ -198,4 +206,42 @@ Test(auth_query, a_reload_dropping_auth_query_closes_its_sessions)
     free(v);
     PQfinish(listed);
     PQfinish(looked_up);
+}
+
+/* A shutdown right after a reload, with look-ups running and waiting: closing a client whose
+ * look-up runs gives its turn to a waiting one, which the reload fails; that must not happen
+ * inside the drain's walk of the clients (the one failed can be the walk's next: lakeproxy
+ * then spun forever). Here the first waiting login is the second connection accepted. */
+Test(auth_query, a_shutdown_after_a_reload_with_look_ups_waiting_exits,
+     .init = start_with_slow_auth_query)
+{
+    int fds[12];
+    for (int i = 0; i < 12; i++) {
+        fds[i] = raw_connect(px.port);
+        cr_assert(fds[i] >= 0);
+        usleep(20 * 1000); /* accepted in this order */
+    }
+    static const int order[] = {0, 2, 3, 4, 5, 6, 7, 8, 1, 9, 10, 11};
+    for (int i = 0; i < 12; i++) {
+        send_dave_startup(fds[order[i]]);
+        usleep(20 * 1000); /* 0 and 2-8 take the eight turns; 1 waits first */
+    }
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
+    proxy_reload_yaml(&px, yaml);
+    kill(px.pid, SIGTERM);
+    int st = 0;
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = waitpid(px.pid, &st, WNOHANG) == px.pid;
+        if (!gone)
+            usleep(50 * 1000);
+    }
+    cr_expect(gone, "lakeproxy did not finish its drain; see %s", px.log);
+    if (gone) {
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; see %s", st, px.log);
+        px.pid = 0;
+    }
+    for (int i = 0; i < 12; i++)
+        close(fds[i]);
 }

@@ -487,6 +487,11 @@ Test(log, text_lines_hold_every_byte_safely)
         "user \"J\xc3\xb6rg \xe6\x9d\xb1\xf0\x9f\x90\x98\" \xc0\xaf \xed\xa0\x80 \xe2\x80\xae");
     cr_expect_str_eq(line, "<6>LOG user \"J\xc3\xb6rg \xe6\x9d\xb1\xf0\x9f\x90\x98\" \\xc0\\xaf "
                            "\\xed\\xa0\\x80 \\xe2\\x80\\xae\n");
+    /* noncharacters, zero-width and right-to-left marks */
+    log_format_line(line, sizeof(line), LOG_JOURNAL, LOG_INFO, &tv,
+                    "a\xef\xbf\xbe b\xef\xb7\x90 c\xe2\x80\x8f d\xe2\x80\x8b e\xd8\x9c");
+    cr_expect_str_eq(line, "<6>LOG a\\xef\\xbf\\xbe b\\xef\\xb7\\x90 c\\xe2\\x80\\x8f "
+                           "d\\xe2\\x80\\x8b e\\xd8\\x9c\n");
 }
 
 /* A JSON line is valid UTF-8 whatever the message holds: characters as written, hidden ones
