@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -514,18 +513,7 @@ Test(admin, a_reload_during_the_shutdown_drain_ends_it_cleanly)
     PQfinish(a);
     PQfinish(adm);
     close(idle);
-    int st = 0;
-    bool gone = false;
-    for (int i = 0; i < 100 && !gone; i++) {
-        gone = waitpid(px.pid, &st, WNOHANG) == px.pid;
-        if (!gone)
-            usleep(50 * 1000);
-    }
-    cr_expect(gone, "lakeproxy did not finish its drain");
-    if (gone) {
-        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; see %s", st, px.log);
-        px.pid = 0;
-    }
+    proxy_expect_exit_0(&px, 5000);
 }
 
 /* A console whose RELOAD, pipelined with more commands, takes its own user off admin.users is

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -230,18 +229,7 @@ Test(auth_query, a_shutdown_after_a_reload_with_look_ups_waiting_exits,
     proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
     proxy_reload_yaml(&px, yaml);
     kill(px.pid, SIGTERM);
-    int st = 0;
-    bool gone = false;
-    for (int i = 0; i < 100 && !gone; i++) {
-        gone = waitpid(px.pid, &st, WNOHANG) == px.pid;
-        if (!gone)
-            usleep(50 * 1000);
-    }
-    cr_expect(gone, "lakeproxy did not finish its drain; see %s", px.log);
-    if (gone) {
-        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; see %s", st, px.log);
-        px.pid = 0;
-    }
+    proxy_expect_exit_0(&px, 5000);
     for (int i = 0; i < 12; i++)
         close(fds[i]);
 }

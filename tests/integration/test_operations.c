@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -109,15 +108,7 @@ Test(operations, sigterm_lets_an_open_transaction_finish_then_exits_zero)
     PGresult *r = PQexec(a, "COMMIT");
     cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(a));
     PQclear(r);
-    int st = 0;
-    bool exited = false;
-    for (int i = 0; i < 300 && !exited; i++) {
-        exited = waitpid(px.pid, &st, WNOHANG) == px.pid;
-        usleep(10 * 1000);
-    }
-    cr_assert(exited, "lakeproxy did not exit after its last transaction ended");
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
-    px.pid = 0;
+    proxy_expect_exit_0(&px, 3000); /* its last transaction ended */
     PQfinish(a);
     PQfinish(idle);
 }

@@ -352,6 +352,22 @@ static void note_stop_failure(const char *why)
     }
 }
 
+void proxy_expect_exit_0(struct proxy *p, int timeout_ms)
+{
+    int st = 0;
+    bool gone = false;
+    for (int waited = 0; waited < timeout_ms && !gone; waited += 10) {
+        gone = waitpid(p->pid, &st, WNOHANG) == p->pid;
+        if (!gone)
+            usleep(10 * 1000);
+    }
+    cr_expect(gone, "lakeproxy did not exit within %d ms; see %s", timeout_ms, p->log);
+    if (!gone)
+        return;
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; see %s", st, p->log);
+    p->pid = 0;
+}
+
 void proxy_stop(struct proxy *p)
 {
     char why[600] = "";
