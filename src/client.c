@@ -61,6 +61,7 @@ static void client_free(void *arg)
     if (c->md5_stored)
         explicit_bzero(c->md5_stored, strlen(c->md5_stored));
     free(c->md5_stored);
+    free(c->token_workspace);
     param_clear(&c->wanted);
     param_clear(&c->at_startup);
     param_clear(&c->rls_options);
@@ -737,7 +738,9 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
         return;
     }
     char *user = strdup(id->user);
-    if (!user || !take_token_groups(c, id)) {
+    const struct db_config *db = config_find_db(c->w->cfg, c->database);
+    if (!user || !db || !take_token_groups(c, id) ||
+        !(c->token_workspace = strdup(db->cred.workspace))) {
         free(user);
         client_fail(c, "53200", "out of memory");
         return;

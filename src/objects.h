@@ -312,6 +312,7 @@ struct client {
     uint64_t auth_cfg_gen;      /* the configuration generation authentication started under */
     enum login_path login_path; /* how it proved who it is (a reload that changes it closes it) */
     struct string_list token_groups; /* the groups its Databricks token's identity is in */
+    char *token_workspace;           /* the workspace that vouched for its token */
     struct relay relay;
     struct msgbudget_claim msg_claim; /* its share of w->msgbudget for a large message */
     struct list share_node;           /* w->share_raise while its raised limit is pending */

@@ -552,9 +552,9 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
 /* Why a reload refuses a client it admitted under the old configuration, or NULL: its
  * database entry is gone; its user would no longer log in the way it did (entry removed, made
  * auth: token or trust, auth_query dropped, the database switched to or from Databricks
- * tokens); an admin console's user left admin.users; the entry now has row-level security it
- * logged in without (what it prepared or set was never checked by the guard), or an allow:
- * list that leaves it out. */
+ * tokens, or to another workspace); an admin console's user left admin.users; the entry now has
+ * row-level security it logged in without (what it prepared or set was never checked by the guard),
+ * or an allow: list that leaves it out. */
 static const char *refused_by_reload(const struct worker *w, const struct client *c)
 {
     const struct db_config *db = config_find_db(w->cfg, c->database);
@@ -567,6 +567,8 @@ static const char *refused_by_reload(const struct worker *w, const struct client
                : now == LOGIN_TOKEN           ? "it now takes Databricks tokens only"
                : c->login_path == LOGIN_TOKEN ? "it no longer takes Databricks tokens"
                                               : "this user now logs in another way";
+    if (now == LOGIN_TOKEN && !config_str_eq(db->cred.workspace, c->token_workspace))
+        return "its token was checked at another workspace";
     if (c->state == CL_ADMIN)
         return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
     if (!c->rls && config_rls_applies(w->cfg, c->database))

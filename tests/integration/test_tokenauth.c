@@ -37,11 +37,12 @@ static void make_long_token(char *out, size_t len)
 /* Mock workspace, its identities, and lakeproxy with database "lake" taking tokens, its pool
  * logging in as role lp_tok<n> (one per test: tests run in parallel, and the mock sets the
  * role's password at each token). */
+static char yaml[8192]; /* the configuration start_all gave lakeproxy */
+
 static void start_all(int n)
 {
     char role[16];
     snprintf(role, sizeof(role), "lp_tok%d", n);
-    static char yaml[8192];
     char users[8192];
     make_long_token(tok_ana, 4096);
     snprintf(tok_bo, sizeof(tok_bo), "bo-token-%d", getpid());
@@ -309,4 +310,21 @@ Test(tokenauth, an_identity_entry_cannot_log_in_with_a_password)
     char *v = value_as("bo@example.com", tok_bo, "SELECT current_setting('app.team')");
     cr_expect_str_eq(v, "ops", "where tokens are asked for, his token works");
     free(v);
+}
+
+/* A reload that points the database at another workspace closes the sessions whose tokens the
+ * old one vouched for (57P01): the new workspace never saw them. */
+Test(tokenauth, a_reload_to_another_workspace_closes_its_token_sessions)
+{
+    start_all(7);
+    PGconn *c = token_login("bo@example.com", tok_bo, NULL);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    free(query_value(c, "SELECT 1"));
+    static char edited[8400];
+    const char *at = strstr(yaml, "workspace: https://127.0.0.1:");
+    cr_assert_not_null(at);
+    snprintf(edited, sizeof(edited), "%.*sworkspace: https://localhost:%s", (int)(at - yaml), yaml,
+             at + strlen("workspace: https://127.0.0.1:"));
+    proxy_reload_yaml(&px, edited);
+    expect_session_closed(c, "its token was checked at another workspace");
 }

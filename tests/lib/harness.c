@@ -352,6 +352,16 @@ static void note_stop_failure(const char *why)
     }
 }
 
+void expect_session_closed(PGconn *c, const char *why)
+{
+    PGresult *r = PQexec(c, "SELECT current_user");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "the session goes on as %s",
+                  PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "-");
+    cr_expect(strstr(PQerrorMessage(c), why), "expected \"%s\" in: %s", why, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
 void proxy_expect_exit_0(struct proxy *p, int timeout_ms)
 {
     int st = 0;

@@ -72,6 +72,10 @@ void proxy_start(struct proxy *p, int pool_size);
 /* SIGTERM, wait; the test fails if lakeproxy crashed or ran under a sanitizer and reported. */
 void proxy_stop(struct proxy *p);
 
+/* Expects c's session to have been closed by lakeproxy with a message holding why: its next
+ * query fails. Finishes c. */
+void expect_session_closed(PGconn *c, const char *why);
+
 /* Waits up to timeout_ms for lakeproxy to exit by itself (a drain ending) and expects exit
  * status 0; once reaped, p->pid is 0 (proxy_stop then has nothing to stop). */
 void proxy_expect_exit_0(struct proxy *p, int timeout_ms);

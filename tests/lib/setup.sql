@@ -7,6 +7,7 @@ CREATE ROLE lp_rot7 LOGIN; CREATE ROLE lp_rot8 LOGIN; CREATE ROLE lp_rot9 LOGIN;
 -- the pool role of test_tokenauth.c (clients log in with their own Databricks tokens)
 CREATE ROLE lp_tok1 LOGIN; CREATE ROLE lp_tok2 LOGIN; CREATE ROLE lp_tok3 LOGIN;
 CREATE ROLE lp_tok4 LOGIN; CREATE ROLE lp_tok5 LOGIN; CREATE ROLE lp_tok6 LOGIN;
+CREATE ROLE lp_tok7 LOGIN;
 CREATE ROLE lp_rot10 LOGIN;
 CREATE ROLE lp_rot11 LOGIN; CREATE ROLE lp_rot12 LOGIN; CREATE ROLE lp_rot13 LOGIN;
 CREATE ROLE lp_rot14 LOGIN; CREATE ROLE lp_rot15 LOGIN; CREATE ROLE lp_rot16 LOGIN;
