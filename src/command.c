@@ -193,14 +193,38 @@ static void err_cb(evutil_socket_t fd, short what, void *arg)
             (chunk[i] >= ' ' && chunk[i] <= '~') || chunk[i] == '\n' ? chunk[i] : '?';
 }
 
+/* Reads what is left in the output pipe now, without waiting for its end. */
+static void drain_output(struct command *c)
+{
+    for (int i = 0; i < 64 && !c->out_eof && !c->failure[0]; i++) {
+        size_t before = c->out_len;
+        out_cb(event_get_fd(c->out_ev), EV_READ, c);
+        if (c->out_len == before)
+            break;
+    }
+}
+
+/* timeout_ms is over. A child that has exited answered: what it wrote is all there is, even if
+ * something it left behind (a daemon in a session of its own) holds its output open. One still
+ * running is killed. Either way the pipes' ends are not waited for, so the answer comes now. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct command *c = arg;
+    int st;
+    if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+        drain_output(c);
+        report(c, st);
+        return;
+    }
     char why[64];
     snprintf(why, sizeof(why), "no answer within %d ms", c->timeout_ms);
     kill_child(c, why);
+    c->out_eof = c->err_eof = true;
+    event_del(c->out_ev);
+    event_del(c->err_ev);
+    reap_cb(-1, 0, c);
 }
 
 /* Creates the read events and the timers. */

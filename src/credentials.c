@@ -285,17 +285,24 @@ static void fetch_command(struct credential *c)
 
 /* --- file provider --- */
 
-/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure, and
- * when every user of the machine may open it (config_secret_file_exposed). */
+/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure, when
+ * it is no regular file (a FIFO or a device would block the event loop), and when every user
+ * of the machine may open it (config_secret_file_exposed). */
 static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st, char *err,
                              size_t errsz)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* non-blocking: opening a FIFO with no writer returns at once, to be refused below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     char why[160];
     if (fd < 0 || fstat(fd, st) != 0) {
         snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errsz, "%s is not a regular file", path);
+        close(fd);
         return NULL;
     }
     if (config_secret_file_exposed((unsigned)st->st_mode, why, sizeof(why))) {
@@ -304,7 +311,12 @@ static char *read_small_file(const char *path, size_t max, size_t *len, struct s
         return NULL;
     }
     char *buf = malloc(max + 1);
-    ssize_t n = buf ? read(fd, buf, max + 1) : -1;
+    ssize_t n = 0, got = 1;
+    while (buf && got > 0 && (size_t)n <= max) /* a regular file may still come in pieces */
+        if ((got = read(fd, buf + n, max + 1 - (size_t)n)) > 0)
+            n += got;
+    if (!buf || got < 0)
+        n = -1;
     close(fd);
     if (n < 0 || (size_t)n > max) {
         snprintf(err, errsz, n < 0 ? "cannot read %s" : "%s is larger than %zu bytes", path, max);

@@ -3,7 +3,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -298,6 +301,47 @@ static struct bufferevent *bounded_bev(struct event_base *base, void *arg)
     return bev;
 }
 
+/* admin.http's accept pause: the timer that resumes the listener evhttp made (one worker per
+ * process). */
+static struct event *http_pause;
+
+static void resume_http(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(arg);
+}
+
+static void cancel_http_pause(void)
+{
+    if (http_pause)
+        event_free(http_pause);
+    http_pause = NULL;
+}
+
+/* accept() failed on admin.http (out of descriptors, say): new connections pause for 100 ms and
+ * the failure is logged once a second, where libevent would retry at once, spinning a core and
+ * logging each failure. */
+static void http_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    static time_t last_logged;
+    int e = EVUTIL_SOCKET_ERROR();
+    time_t now = time(NULL);
+    if (now != last_logged) {
+        last_logged = now;
+        log_warning("admin.http: accept failed: %s (pausing new connections for 100 ms)",
+                    evutil_socket_error_to_string(e));
+    }
+    cancel_http_pause();
+    struct timeval pause = {0, 100 * 1000};
+    http_pause = evtimer_new(evconnlistener_get_base(l), resume_http, l);
+    if (http_pause) {
+        evconnlistener_disable(l);
+        evtimer_add(http_pause, &pause);
+    }
+}
+
 bool metrics_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
 {
     const struct config *cfg = w->cfg;
@@ -317,6 +361,8 @@ bool metrics_start(struct worker *w, int inherited_fd, char *err, size_t errsz)
         metrics_stop(w);
         return false;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(w->http_socket),
+                                http_accept_error);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET);
     evhttp_set_max_headers_size(w->http, 8192);
     evhttp_set_max_body_size(w->http, 0);
@@ -335,6 +381,7 @@ int metrics_listen_fd(const struct worker *w)
 
 void metrics_stop_accepting(struct worker *w)
 {
+    cancel_http_pause();
     if (w->http_socket)
         evhttp_del_accept_socket(w->http, w->http_socket);
     w->http_socket = NULL;
@@ -342,6 +389,7 @@ void metrics_stop_accepting(struct worker *w)
 
 void metrics_stop(struct worker *w)
 {
+    cancel_http_pause();
     if (w->http)
         evhttp_free(w->http);
     w->http = NULL;

@@ -1,0 +1,211 @@
+/* test_surfaces.c: lakeproxy's operational surfaces under abuse: admin.http past the descriptor
+ * limit, and credential sources (command, file) that never end or would block. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct proxy px;
+
+static void stop_proxy(void)
+{
+    proxy_stop(&px);
+}
+
+TestSuite(surfaces, .fini = stop_proxy, .timeout = 120);
+
+/* Descriptors lakeproxy p has open (from /proc). */
+static int proxy_fds(const struct proxy *p)
+{
+    char cmd[100];
+    snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)p->pid);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f && fscanf(f, "%d", &n) != 1)
+        n = -1;
+    if (f)
+        pclose(f);
+    return n;
+}
+
+/* CPU time (utime + stime, clock ticks) lakeproxy p has used. */
+static long proxy_cpu_ticks(const struct proxy *p)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *q = strrchr(buf, ')');
+    long ut = 0, st = 0;
+    /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
+    sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st);
+    return ut + st;
+}
+
+/* Unauthenticated connections to /metrics that use up lakeproxy's descriptors (its budget is
+ * sized for limits.max_clients) make accept() fail: admin.http then pauses new connections
+ * (100 ms) and logs the failure once a second, rather than spin on accept() and log each
+ * failure (hundreds of thousands a second); once they idle out, a client logs in. */
+Test(surfaces, metrics_connections_past_the_descriptor_limit_neither_spin_nor_flood_the_log,
+     .timeout = 90)
+{
+    char extra[300];
+    int http = free_port();
+    snprintf(extra, sizeof(extra), "admin:\n  http: 127.0.0.1:%d\nlimits:\n  max_clients: 40\n",
+             http);
+    struct rlimit was, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+    low = was;
+    low.rlim_cur = 160; /* lakeproxy raises it to what it says it needs (40 + servers + 64) */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    proxy_start_with(&px, "session", 2, 3000, extra);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+    int fds[300], n = 0;
+    for (; n < 300; n++) {
+        fds[n] = raw_connect(http);
+        if (fds[n] < 0)
+            break;
+        send(fds[n], "GET /metrics HTTP/1.1\r\nX-Slow: ", 31, MSG_NOSIGNAL);
+    }
+    long cpu0 = proxy_cpu_ticks(&px);
+    usleep(500000); /* lakeproxy accepts what it can */
+    int held = proxy_fds(&px);
+    sleep(6); /* past admin.http's 5 s: connections idle out, the backlog is accepted */
+    long cpu = proxy_cpu_ticks(&px) - cpu0;
+    int lines = file_count_lines(px.log, "from accept() call"); /* libevent's, per failure */
+    int ours = file_count_lines(px.log, "admin.http: accept failed");
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "connect_timeout=5");
+    fprintf(stderr,
+            "surfaces: %d /metrics connections: lakeproxy holds %d descriptors, used %ld ticks of "
+            "CPU in 6.5 s, logged %d accept errors; a client login: %s",
+            n, held, cpu, lines, PQstatus(c) == CONNECTION_OK ? "ok\n" : PQerrorMessage(c));
+    cr_expect_lt(lines, 100, "the log is flooded: %d accept errors", lines);
+    cr_expect(ours >= 1 && ours <= 8, "%d lines of admin.http: accept failed in 6.5 s", ours);
+    cr_expect_lt(cpu, sysconf(_SC_CLK_TCK), "lakeproxy spins: %ld ticks of CPU in 6.5 s", cpu);
+    cr_expect_eq(PQstatus(c), CONNECTION_OK, "the only database client is refused: %s",
+                 PQerrorMessage(c));
+    PQfinish(c);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* Polls SHOW CREDENTIALS (as carol) until its first row's state is no longer "pending";
+ * the last state in state. */
+static bool wait_not_pending(int timeout_ms, char *state, size_t statesz)
+{
+    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", "connect_timeout=5");
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    bool done = false;
+    for (int i = 0; i < timeout_ms / 100 && !done; i++) {
+        PGresult *r = admin_show(adm, "SHOW CREDENTIALS");
+        snprintf(state, statesz, "%s (ok %s, failed %s, last_error \"%s\")",
+                 PQgetvalue(r, 0, PQfnumber(r, "state")),
+                 PQgetvalue(r, 0, PQfnumber(r, "refreshes_ok")),
+                 PQgetvalue(r, 0, PQfnumber(r, "refreshes_failed")),
+                 PQgetvalue(r, 0, PQfnumber(r, "last_error")));
+        done = strcmp(PQgetvalue(r, 0, PQfnumber(r, "state")), "pending") != 0;
+        PQclear(r);
+        if (!done)
+            usleep(100000);
+    }
+    PQfinish(adm);
+    return done;
+}
+
+static const char *cred_yaml(int port, const char *cred)
+{
+    static char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "listen: {host: 127.0.0.1, port: %d}\n"
+             "log: {level: info}\n"
+             "admin: {users: [carol]}\n"
+             "databases:\n"
+             "  rot:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: lp_server\n"
+             "    tls: disable\n"
+             "    pool: {mode: transaction, size: 1, max_wait_ms: 3000}\n"
+             "    credentials:\n%s"
+             "users:\n  carol: {auth: trust}\n",
+             port, env_need("LP_PGPORT"), cred);
+    return yaml;
+}
+
+/* A command that prints its token and exits, leaving something behind that holds its output
+ * open (a token agent or cache daemon in a session of its own), is answered by timeout_ms:
+ * its token is taken rather than the credential left "pending" for good, with every server
+ * login waiting on it. */
+Test(surfaces, a_command_that_leaves_a_daemon_on_its_stdout_still_ends, .timeout = 60)
+{
+    char cred[700], state[400], pidfile[400];
+    snprintf(pidfile, sizeof(pidfile), "%s/surfaces-daemon-%d.pid", env_need("LP_TEST_DIR"),
+             getpid());
+    snprintf(cred, sizeof(cred),
+             "      provider: command\n"
+             "      shell: 'setsid sh -c \"echo \\$\\$ > %s; exec sleep 40\" & "
+             "printf surfaces-token-0123456789'\n"
+             "      timeout_ms: 1000\n",
+             pidfile);
+    int port = free_port();
+    proxy_start_yaml(&px, port, cred_yaml(port, cred));
+    bool ended = wait_not_pending(6000, state, sizeof(state));
+    cr_expect(ended, "6 s after start (timeout_ms 1000) the fetch is still under way: %s", state);
+    cr_expect(ended && strncmp(state, "valid", 5) == 0, "the command exited 0 with a token: %s",
+              state);
+    FILE *f = fopen(pidfile, "r"); /* the daemon the command left: this test's own */
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1 && pid > 1)
+        kill(pid, SIGKILL);
+    if (f)
+        fclose(f);
+    unlink(pidfile);
+}
+
+/* A FIFO put in place of the token file (by whoever may replace it) is refused as no regular
+ * file: lakeproxy does not block in open() waiting for a writer, and goes on serving. */
+Test(surfaces, a_fifo_in_place_of_the_token_file_does_not_hang_lakeproxy, .timeout = 60)
+{
+    char path[400], tmp[420], cred[600];
+    snprintf(path, sizeof(path), "%s/surfaces-token-%d", env_need("LP_TEST_DIR"), getpid());
+    snprintf(tmp, sizeof(tmp), "%s.fifo", path);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("surfaces-file-token-abcdef\n", f);
+    fclose(f);
+    chmod(path, 0600);
+    snprintf(cred, sizeof(cred), "      provider: file\n      path: %s\n", path);
+    int port = free_port();
+    proxy_start_yaml(&px, port, cred_yaml(port, cred));
+    PGconn *before = proxy_connect(&px, "carol", "unused", "lakeproxy", "connect_timeout=5");
+    cr_assert(PQstatus(before) == CONNECTION_OK, "%s", PQerrorMessage(before));
+    PQfinish(before);
+    unlink(tmp);
+    cr_assert_eq(mkfifo(tmp, 0600), 0, "%s", strerror(errno));
+    cr_assert_eq(rename(tmp, path), 0);
+    sleep(2); /* the file is checked once a second */
+    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", "connect_timeout=4");
+    bool served = PQstatus(adm) == CONNECTION_OK;
+    PGresult *r = served ? PQexec(adm, "SHOW POOLS") : NULL;
+    cr_expect(served && PQresultStatus(r) == PGRES_TUPLES_OK,
+              "the admin console is not served with a FIFO as the token file: %s",
+              PQerrorMessage(adm));
+    PQclear(r);
+    PQfinish(adm);
+    /* let a blocked lakeproxy go, so that it can be stopped */
+    int w = open(path, O_WRONLY | O_NONBLOCK);
+    if (w >= 0)
+        close(w);
+    unlink(path);
+}
