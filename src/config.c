@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/objects.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "auth.h"
@@ -1078,12 +1080,21 @@ static void load_hash_key(struct ctx *c, const yaml_node_t *map, struct mask_con
             len = sizeof(buf) - 1;
         memcpy(buf, v ? v : "", len);
     } else {
-        FILE *f = fopen(m->hash_key_file, "rb");
+        /* non-blocking: a FIFO with no writer must not hold up a reload; refused below */
+        int fd = open(m->hash_key_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
         struct stat st;
         char why[160];
         if (!f) {
             add_error(c, at, "masking.hash_key_file: cannot read %s: %s", m->hash_key_file,
                       strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+        if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+            add_error(c, at, "masking.hash_key_file: %s is not a regular file", m->hash_key_file);
+            fclose(f);
             return;
         }
         if (fstat(fileno(f), &st) == 0 &&

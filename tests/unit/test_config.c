@@ -487,6 +487,31 @@ Test(config, a_hash_key_file_every_user_can_read_is_refused)
     unlink(path);
 }
 
+/* A hash key file that is no regular file (a FIFO nobody writes) is refused at once, with
+ * file:line:column, rather than block the load. */
+Test(config, a_hash_key_file_that_is_a_fifo_is_refused)
+{
+    char dir[] = "/tmp/lp-hash-fifo-XXXXXX", path[64], yaml[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/key", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    snprintf(yaml, sizeof(yaml),
+             "databases: {app: {host: h, user: u, pool: {mode: transaction}}}\n"
+             "masking:\n  hash_key_file: %s\n  rules: [{column: public.t.k, function: hash}]\n",
+             path);
+    struct config_errors errs;
+    struct config *cfg = parse(yaml, &errs);
+    cr_expect_null(cfg);
+    cr_assert_eq(errs.n, 1);
+    char want[200];
+    snprintf(want, sizeof(want), "t.yaml:3:18: masking.hash_key_file: %s is not a regular file",
+             path);
+    cr_expect_str_eq(errs.msgs[0], want);
+    config_errors_free(&errs);
+    unlink(path);
+    rmdir(dir);
+}
+
 Test(config, rls_policy_loads)
 {
     struct config_errors errs;
