@@ -9,6 +9,7 @@
 #include <event2/util.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -265,9 +266,12 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
     evbuffer_free(out);
 }
 
+static void http_conn_served(struct bufferevent *bev);
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct worker *w = arg;
+    http_conn_served(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req)));
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         evhttp_send_error(req, 405, "only GET");
@@ -290,15 +294,107 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
+/* An admin.http connection must complete a request within HTTP_REQUEST_S of its accept or of
+ * its last request: evhttp's own timeout restarts at every byte read, so a request sent a byte
+ * at a time would hold its connection (and a descriptor) for hours. */
+#define HTTP_REQUEST_S 10
+
+/* A connection lakeproxy holds a reference to (bufferevent_incref), to close it when it is
+ * late and to know when evhttp has let it go (its callbacks are gone). */
+struct http_conn {
+    struct list node; /* http_conns */
+    struct bufferevent *bev;
+    time_t due; /* when its next request must be complete (monotonic seconds) */
+};
+
+static struct list http_conns = {&http_conns, &http_conns};
+static struct event *http_sweep; /* every second while there are connections */
+
+static time_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+/* Drops lakeproxy's reference to a connection (freeing it if evhttp already has). */
+static void http_conn_release(struct http_conn *hc)
+{
+    list_del(&hc->node);
+    bufferevent_decref(hc->bev);
+    free(hc);
+}
+
+/* Each second: forgets the connections evhttp has freed, and ends the late ones as evhttp
+ * ends one whose client went away (it then frees it). */
+static void sweep_http(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    time_t now = mono_s();
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &http_conns) {
+        struct http_conn *hc = list_entry(it, struct http_conn, node);
+        bufferevent_event_cb eventcb = NULL;
+        bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, NULL);
+        if (!eventcb)
+            http_conn_release(hc);
+        else if (now >= hc->due)
+            bufferevent_trigger_event(hc->bev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
+    }
+    if (list_empty(&http_conns))
+        evtimer_del(http_sweep);
+}
+
+/* A request came in on bev: its next one has HTTP_REQUEST_S again. */
+static void http_conn_served(struct bufferevent *bev)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &http_conns) {
+        struct http_conn *hc = list_entry(it, struct http_conn, node);
+        if (hc->bev == bev) {
+            hc->due = mono_s() + HTTP_REQUEST_S;
+            return;
+        }
+    }
+}
+
 /* Each HTTP connection reads at most 16 KiB ahead: a client that pipelines requests and never
- * reads the replies is held back by TCP instead of filling lakeproxy's memory. */
+ * reads the replies is held back by TCP instead of filling lakeproxy's memory. It is watched
+ * (sweep_http) so that it must complete each request in time. */
 static struct bufferevent *bounded_bev(struct event_base *base, void *arg)
 {
     (void)arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev)
-        bufferevent_setwatermark(bev, EV_READ, 0, 16 * 1024);
+    if (!bev)
+        return NULL;
+    bufferevent_setwatermark(bev, EV_READ, 0, 16 * 1024);
+    struct http_conn *hc = calloc(1, sizeof(*hc));
+    if (!http_sweep)
+        http_sweep = event_new(base, -1, EV_PERSIST, sweep_http, NULL);
+    if (hc && http_sweep) { /* (unwatched when out of memory: evhttp's own timeout remains) */
+        hc->bev = bev;
+        hc->due = mono_s() + HTTP_REQUEST_S;
+        bufferevent_incref(bev);
+        list_append(&http_conns, &hc->node);
+        struct timeval second = {1, 0};
+        if (!evtimer_pending(http_sweep, NULL))
+            evtimer_add(http_sweep, &second);
+    } else {
+        free(hc);
+    }
     return bev;
+}
+
+/* Lets go of every watched connection (evhttp has freed them, or is about to be). */
+static void release_http_conns(void)
+{
+    while (!list_empty(&http_conns))
+        http_conn_release(list_entry(http_conns.next, struct http_conn, node));
+    if (http_sweep)
+        event_free(http_sweep);
+    http_sweep = NULL;
 }
 
 /* admin.http's accept pause: the timer that resumes the listener evhttp made (one worker per
@@ -392,6 +488,7 @@ void metrics_stop(struct worker *w)
     cancel_http_pause();
     if (w->http)
         evhttp_free(w->http);
+    release_http_conns();
     w->http = NULL;
     w->http_socket = NULL;
 }

@@ -24,6 +24,73 @@ static void stop_proxy(void)
 
 TestSuite(surfaces, .fini = stop_proxy, .timeout = 120);
 
+/* Is the TCP connection fd still open from the other end (nothing to read, no EOF)? */
+static bool still_open(int fd)
+{
+    char b[256];
+    ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Starts lakeproxy with admin.http on a free port, which it returns. */
+static int start_with_http(void)
+{
+    char extra[200];
+    int http = free_port();
+    snprintf(extra, sizeof(extra), "admin:\n  http: 127.0.0.1:%d\n", http);
+    proxy_start_with(&px, "session", 2, 3000, extra);
+    return http;
+}
+
+/* A /metrics request sent a byte at a time (never idle for evhttp's 5 s, which restart at
+ * every byte) is closed once it has taken 10 s, rather than hold its connection and a
+ * descriptor for hours. */
+Test(surfaces, a_metrics_request_dribbled_a_byte_at_a_time_is_closed_in_time, .timeout = 60)
+{
+    int fd = raw_connect(start_with_http());
+    cr_assert(fd >= 0);
+    static const char start[] = "GET /metrics HTTP/1.1\r\nX-Slow: ";
+    cr_assert_eq(send(fd, start, sizeof(start) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(start) - 1));
+    double t0 = now_s();
+    bool open_at_end = true;
+    while (open_at_end && now_s() - t0 < 16) {
+        sleep(2);
+        open_at_end = send(fd, "a", 1, MSG_NOSIGNAL) == 1 && still_open(fd);
+    }
+    cr_expect(!open_at_end, "a request that never completes holds its connection past 16 s");
+    cr_expect_geq(now_s() - t0, 9, "closed after %.1f s, before its 10 s", now_s() - t0);
+    close(fd);
+}
+
+/* A scraper that keeps its connection alive, asking every 3 s, is answered every time past
+ * the 10 s a request has: each answered request gives the next its own 10 s. */
+Test(surfaces, a_kept_alive_scraper_is_never_cut_off, .timeout = 60)
+{
+    int fd = raw_connect(start_with_http());
+    cr_assert(fd >= 0);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: lakeproxy\r\n\r\n";
+    for (int i = 0; i < 7; i++) {
+        cr_assert_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1),
+                     "request %d: the connection was closed", i);
+        char got[1024];
+        size_t n = 0;
+        double t0 = now_s();
+        while (!memmem(got, n, "\r\n\r\nok\n", 7) && now_s() - t0 < 5) {
+            ssize_t k = recv(fd, got + n, sizeof(got) - 1 - n, MSG_DONTWAIT);
+            if (k == 0)
+                break;
+            if (k > 0)
+                n += (size_t)k;
+            else
+                usleep(10 * 1000);
+        }
+        cr_assert(memmem(got, n, "\r\n\r\nok\n", 7), "request %d (at %d s) not answered: %.*s", i,
+                  3 * i, (int)n, got);
+        sleep(3);
+    }
+    close(fd);
+}
+
 /* Descriptors lakeproxy p has open (from /proc). */
 static int proxy_fds(const struct proxy *p)
 {
