@@ -299,6 +299,10 @@ static void on_request(struct evhttp_request *req, void *arg)
  * at a time would hold its connection (and a descriptor) for hours. */
 #define HTTP_REQUEST_S 10
 
+/* Connections admin.http holds at once (within the descriptors lakeproxy budgets besides its
+ * clients and servers); past it, the one with the least time left is ended at the next sweep. */
+#define HTTP_CONNS_MAX 16
+
 /* A connection lakeproxy holds a reference to (bufferevent_incref), to close it when it is
  * late and to know when evhttp has let it go (its callbacks are gone). */
 struct http_conn {
@@ -360,6 +364,25 @@ static void http_conn_served(struct bufferevent *bev)
     }
 }
 
+/* More than HTTP_CONNS_MAX connections: the live one with the least time left, not ended yet,
+ * is made due at once (the sweep ends it within a second). */
+static void evict_one_past_the_cap(void)
+{
+    if (list_count_upto(&http_conns, HTTP_CONNS_MAX + 1) <= HTTP_CONNS_MAX)
+        return;
+    struct http_conn *first = NULL;
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &http_conns) {
+        struct http_conn *hc = list_entry(it, struct http_conn, node);
+        bufferevent_event_cb eventcb = NULL;
+        bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, NULL);
+        if (eventcb && hc->due > 0 && (!first || hc->due < first->due))
+            first = hc;
+    }
+    if (first)
+        first->due = 0;
+}
+
 /* Each HTTP connection reads at most 16 KiB ahead: a client that pipelines requests and never
  * reads the replies is held back by TCP instead of filling lakeproxy's memory. It is watched
  * (sweep_http) so that it must complete each request in time. */
@@ -378,6 +401,7 @@ static struct bufferevent *bounded_bev(struct event_base *base, void *arg)
         hc->due = mono_s() + HTTP_REQUEST_S;
         bufferevent_incref(bev);
         list_append(&http_conns, &hc->node);
+        evict_one_past_the_cap();
         struct timeval second = {1, 0};
         if (!evtimer_pending(http_sweep, NULL))
             evtimer_add(http_sweep, &second);

@@ -62,6 +62,44 @@ Test(surfaces, a_metrics_request_dribbled_a_byte_at_a_time_is_closed_in_time, .t
     close(fd);
 }
 
+/* admin.http holds at most 16 connections at once: 30 requests left unfinished leave 16 open
+ * a few seconds later (the ones with the least time left are ended), and a scraper that comes
+ * after them is answered. */
+Test(surfaces, admin_http_holds_at_most_16_connections, .timeout = 60)
+{
+    int http = start_with_http();
+    int fds[30];
+    static const char start[] = "GET /metrics HTTP/1.1\r\nX-Slow: ";
+    for (int i = 0; i < 30; i++) {
+        fds[i] = raw_connect(http);
+        cr_assert(fds[i] >= 0);
+        cr_assert_eq(send(fds[i], start, sizeof(start) - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof(start) - 1));
+        usleep(20 * 1000);
+    }
+    sleep(3);
+    int open = 0;
+    for (int i = 0; i < 30; i++)
+        open += still_open(fds[i]);
+    cr_expect(open <= 16 && open >= 8, "%d of 30 unfinished requests still hold a connection",
+              open);
+    int fd = raw_connect(http);
+    cr_assert(fd >= 0);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: lakeproxy\r\n\r\n";
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    char got[1024];
+    ssize_t n = 0, k;
+    double t0 = now_s();
+    while (!memmem(got, (size_t)n, "\r\n\r\nok\n", 7) && now_s() - t0 < 5 &&
+           (k = recv(fd, got + n, sizeof(got) - 1 - (size_t)n, 0)) > 0)
+        n += k;
+    cr_expect(memmem(got, (size_t)n, "\r\n\r\nok\n", 7), "the scraper is not answered: %.*s",
+              (int)n, got);
+    close(fd);
+    for (int i = 0; i < 30; i++)
+        close(fds[i]);
+}
+
 /* A scraper that keeps its connection alive, asking every 3 s, is answered every time past
  * the 10 s a request has: each answered request gives the next its own 10 s. */
 Test(surfaces, a_kept_alive_scraper_is_never_cut_off, .timeout = 60)
