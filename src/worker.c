@@ -449,6 +449,10 @@ void worker_free(struct worker *w)
         event_free(w->sig_hup);
     if (w->sig_usr1)
         event_free(w->sig_usr1);
+    /* a reload or a report asked for while lakeproxy exits must not kill it (their default):
+     * set once libevent has put back the handlers it replaced */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->janitor)

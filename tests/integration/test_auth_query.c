@@ -172,16 +172,6 @@ Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
     PQfinish(c);
-    PGconn *pg = pg_admin("lp_test");
-    for (int k = 0; k < 5; k++) {
-        char *v = query_value(
-            pg, "SELECT count(*)||' '||string_agg(state||':'||query, ' | ') FROM pg_stat_activity "
-                "WHERE application_name = 'lakeproxy auth_query'");
-        fprintf(stderr, "DEBUG %d %s\n", k, v ? v : "?");
-        free(v);
-        usleep(300000);
-    }
-    PQfinish(pg);
 }
 
 /* A session that logged in through auth_query ends (57P01) when a reload drops auth_query: the

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -111,4 +112,22 @@ Test(operations, sigterm_lets_an_open_transaction_finish_then_exits_zero)
     proxy_expect_exit_0(&px, 3000); /* its last transaction ended */
     PQfinish(a);
     PQfinish(idle);
+}
+
+/* SIGHUPs that keep coming while lakeproxy stops (systemctl reload racing a stop) never kill
+ * it: it exits 0 after its drain, whatever the moment a reload request lands. */
+Test(operations, reloads_during_the_exit_do_not_kill_lakeproxy)
+{
+    kill(px.pid, SIGTERM);
+    int st = 0;
+    pid_t gone = 0;
+    for (int i = 0; i < 5000 && gone != px.pid; i++) {
+        kill(px.pid, SIGHUP);
+        usleep(200);
+        gone = waitpid(px.pid, &st, WNOHANG);
+    }
+    cr_assert_eq(gone, px.pid, "lakeproxy did not exit");
+    px.pid = 0;
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d (killed by signal %d)", st,
+              WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
