@@ -1638,6 +1638,14 @@ void config_errors_free(struct config_errors *errs)
     errs->n = 0;
 }
 
+bool config_holds_db(const struct config *cfg, const struct db_config *db)
+{
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (&cfg->dbs[i] == db)
+            return true;
+    return false;
+}
+
 const struct db_config *config_find_db(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_dbs; i++)

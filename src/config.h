@@ -291,6 +291,8 @@ bool config_same_rls_shape(const struct config *a, const struct config *b, const
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);
 const struct group_config *config_find_group(const struct config *cfg, const char *name);
+/* Is db one of cfg's own entries (rather than another configuration's)? */
+bool config_holds_db(const struct config *cfg, const struct db_config *db);
 /* Does rls apply to clients of database db (a key under databases:)? */
 bool config_rls_applies(const struct config *cfg, const char *db);
 /* Does masking apply to clients of database db? */

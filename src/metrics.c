@@ -329,6 +329,14 @@ static void http_conn_release(struct http_conn *hc)
     free(hc);
 }
 
+/* True while evhttp holds the connection (it clears the callbacks when it frees it). */
+static bool http_conn_live(const struct http_conn *hc)
+{
+    bufferevent_event_cb eventcb = NULL;
+    bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, NULL);
+    return eventcb != NULL;
+}
+
 /* Each second: forgets the connections evhttp has freed, and ends the late ones as evhttp
  * ends one whose client went away (it then frees it). */
 static void sweep_http(evutil_socket_t fd, short what, void *arg)
@@ -340,9 +348,7 @@ static void sweep_http(evutil_socket_t fd, short what, void *arg)
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &http_conns) {
         struct http_conn *hc = list_entry(it, struct http_conn, node);
-        bufferevent_event_cb eventcb = NULL;
-        bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, NULL);
-        if (!eventcb)
+        if (!http_conn_live(hc))
             http_conn_release(hc);
         else if (now >= hc->due)
             bufferevent_trigger_event(hc->bev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
@@ -374,9 +380,7 @@ static void evict_one_past_the_cap(void)
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &http_conns) {
         struct http_conn *hc = list_entry(it, struct http_conn, node);
-        bufferevent_event_cb eventcb = NULL;
-        bufferevent_getcb(hc->bev, NULL, NULL, &eventcb, NULL);
-        if (eventcb && hc->due > 0 && (!first || hc->due < first->due))
+        if (http_conn_live(hc) && hc->due > 0 && (!first || hc->due < first->due))
             first = hc;
     }
     if (first)

@@ -527,15 +527,6 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
     return true;
 }
 
-/* Is db one of cfg's entries (rather than a retired configuration's)? */
-static bool config_holds_db(const struct config *cfg, const struct db_config *db)
-{
-    for (size_t i = 0; i < cfg->n_dbs; i++)
-        if (&cfg->dbs[i] == db)
-            return true;
-    return false;
-}
-
 /* Keeps a replaced configuration alive while a pool of a database it alone had still points
  * into it (each configuration is retired at most once, by the reload that replaced it). */
 static void retire_config(struct worker *w, struct config *old, bool in_use)

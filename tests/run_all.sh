@@ -35,6 +35,17 @@ count_criterion() {
     fi
 }
 
+# Names the failures again, just above the closing line, so that the tail of a CI log shows them.
+list_failures() {
+    [ "$failed" -eq 0 ] && return
+    echo
+    echo "failed:"
+    sed 's/\x1b\[[0-9;]*m//g' "$T"/unit.out "$T"/integration.out 2>/dev/null |
+        grep -B 4 -E '^\[FAIL\] ' | grep -E '^\[(FAIL|----)\]' | grep -v -E '^\[----\] *$' | head -n 30
+    [ -s "$T/stop-failures.txt" ] && head -n 5 "$T/stop-failures.txt"
+    grep -E '^not ok' "$T/clients.out" 2>/dev/null | head -n 10
+}
+
 if [ "${SANITIZE:-}" = 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16
     export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp
@@ -71,7 +82,7 @@ if [ -s "$T/stop-failures.txt" ]; then
     done
     failed=$((failed + n))
 fi
-if [ -n "${FILTER:-}" ]; then echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; fi
+if [ -n "${FILTER:-}" ]; then list_failures; echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; fi
 
 echo "== real clients (psql, pgbench, psycopg, pgjdbc, node-postgres)"
 bash tests/clients/run.sh 2>&1 | tee "$T/clients.out"
@@ -84,6 +95,7 @@ else
     echo "clients: no summary"; failed=$((failed + 1))
 fi
 
+list_failures
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
