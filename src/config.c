@@ -48,6 +48,9 @@ struct table {
     size_t n;
 };
 
+/* The largest configuration file read (a policy of thousands of entries is far smaller). */
+#define CONFIG_FILE_MAX (16u << 20)
+
 static void add_error(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -1080,32 +1083,15 @@ static void load_hash_key(struct ctx *c, const yaml_node_t *map, struct mask_con
             len = sizeof(buf) - 1;
         memcpy(buf, v ? v : "", len);
     } else {
-        /* non-blocking: a FIFO with no writer must not hold up a reload; refused below */
-        int fd = open(m->hash_key_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
-        struct stat st;
-        char why[160];
-        if (!f) {
-            add_error(c, at, "masking.hash_key_file: cannot read %s: %s", m->hash_key_file,
-                      strerror(errno));
-            if (fd >= 0)
-                close(fd);
+        char err[300];
+        char *text =
+            config_read_file(m->hash_key_file, sizeof(buf) - 1, true, &len, NULL, err, sizeof(err));
+        if (!text) {
+            add_error(c, at, "masking.hash_key_file: %s", err);
             return;
         }
-        if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-            add_error(c, at, "masking.hash_key_file: %s is not a regular file", m->hash_key_file);
-            fclose(f);
-            return;
-        }
-        if (fstat(fileno(f), &st) == 0 &&
-            config_secret_file_exposed((unsigned)st.st_mode, why, sizeof(why))) {
-            add_error(c, at, "masking.hash_key_file: %s %s: chmod o-rwx %s", m->hash_key_file, why,
-                      m->hash_key_file);
-            fclose(f);
-            return;
-        }
-        len = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
+        memcpy(buf, text, len);
+        config_file_free(text, len, true);
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
             len--;
     }
@@ -1465,38 +1451,31 @@ struct config *config_parse_string(const char *text, size_t len, const char *nam
     return cfg;
 }
 
+/* Why config_read_file(path) failed, as "cannot read: why" (path is already the error's file). */
+static void add_read_error(struct ctx *c, const char *path, const char *err)
+{
+    yaml_mark_t start = {0, 0, 0};
+    size_t n = strlen(path);
+    if (strncmp(err, "cannot read ", 12) == 0 && strncmp(err + 12, path, n) == 0)
+        add_error(c, start, "cannot read%s", err + 12 + n);
+    else if (strncmp(err, path, n) == 0 && err[n] == ' ')
+        add_error(c, start, "cannot read: it%s", err + n);
+    else
+        add_error(c, start, "%s", err);
+}
+
 struct config *config_load(const char *path, struct config_errors *errs)
 {
-    FILE *f = fopen(path, "rb");
     struct ctx c = {path, NULL, errs};
-    yaml_mark_t start = {0, 0, 0};
-    if (!f) {
-        add_error(&c, start, "cannot read: %s", strerror(errno));
+    char err[1200];
+    size_t len;
+    char *text = config_read_file(path, CONFIG_FILE_MAX, false, &len, NULL, err, sizeof(err));
+    if (!text) {
+        add_read_error(&c, path, err);
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[8192];
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (len + n > cap) {
-            cap = (len + n) * 2;
-            char *grown = realloc(text, cap);
-            if (!grown)
-                break;
-            text = grown;
-        }
-        memcpy(text + len, chunk, n);
-        len += n;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        add_error(&c, start, "cannot read: %s", strerror(errno));
-        free(text);
-        return NULL;
-    }
-    struct config *cfg = config_parse_string(text ? text : "", len, path, errs);
-    free(text);
+    struct config *cfg = config_parse_string(text, len, path, errs);
+    config_file_free(text, len, false);
     return cfg;
 }
 
@@ -1844,6 +1823,77 @@ bool config_same_rls_shape(const struct config *a, const struct config *b, const
         if (!find_rls_attr(y, x->attrs[i].name))
             return false;
     return true;
+}
+
+char *config_read_file(const char *path, size_t max, bool secret, size_t *len, struct stat *st,
+                       char *err, size_t errsz)
+{
+    struct stat own;
+    st = st ? st : &own;
+    /* non-blocking: opening a FIFO with no writer returns at once, to be refused below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    char why[160];
+    if (fd < 0 || fstat(fd, st) != 0) {
+        snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errsz, "%s is not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if (secret && config_secret_file_exposed((unsigned)st->st_mode, why, sizeof(why))) {
+        snprintf(err, errsz, "%s %s: chmod o-rwx %s", path, why, path);
+        close(fd);
+        return NULL;
+    }
+    size_t cap = max + 1;
+    if ((off_t)max > st->st_size) /* (sized by the file, growing only if it grows) */
+        cap = (size_t)st->st_size + 1;
+    char *buf = malloc(cap);
+    size_t n = 0;
+    ssize_t got = 1;
+    while (buf && got > 0 && n <= max) { /* a regular file may still come in pieces */
+        if (n == cap) {
+            size_t grown_cap = cap * 2 < max + 1 ? cap * 2 : max + 1;
+            char *grown = malloc(grown_cap);
+            if (grown)
+                memcpy(grown, buf, n);
+            config_file_free(buf, n, secret);
+            buf = grown;
+            cap = grown_cap;
+            continue;
+        }
+        do
+            got = read(fd, buf + n, cap - n);
+        while (got < 0 && errno == EINTR);
+        if (got > 0)
+            n += (size_t)got;
+    }
+    int read_errno = errno;
+    close(fd);
+    if (!buf || got < 0 || n > max) {
+        if (!buf)
+            snprintf(err, errsz, "cannot read %s: out of memory", path);
+        else if (got < 0)
+            snprintf(err, errsz, "cannot read %s: %s", path, strerror(read_errno));
+        else
+            snprintf(err, errsz, "%s is larger than %zu bytes", path, max);
+        config_file_free(buf, n, secret);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+void config_file_free(char *text, size_t len, bool secret)
+{
+    if (text && secret)
+        OPENSSL_cleanse(text, len);
+    free(text);
 }
 
 const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz)

@@ -335,4 +335,15 @@ bool config_is_admin(const struct config *cfg, const char *user);
  * (mode 0644)"); NULL when only its owner and group may. */
 const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz);
 
+struct stat;
+/* Reads the regular file path, at most max bytes, into a NUL-ended heap buffer (free it with
+ * config_file_free); NULL with err ("cannot read PATH: why", "PATH is not a regular file",
+ * "PATH is larger than MAX bytes") when it cannot be read whole, or is no regular file (a FIFO
+ * or a device would block the event loop). secret: also refused when every user of the
+ * machine may open it, and wiped when freed. st (may be NULL) gets its stat. */
+char *config_read_file(const char *path, size_t max, bool secret, size_t *len, struct stat *st,
+                       char *err, size_t errsz);
+/* Frees what config_read_file returned (wiping its len bytes first when secret). */
+void config_file_free(char *text, size_t len, bool secret);
+
 #endif

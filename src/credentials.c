@@ -285,51 +285,6 @@ static void fetch_command(struct credential *c)
 
 /* --- file provider --- */
 
-/* Reads at most max bytes of path into a heap buffer (wipe it); NULL with err on failure, when
- * it is no regular file (a FIFO or a device would block the event loop), and when every user
- * of the machine may open it (config_secret_file_exposed). */
-static char *read_small_file(const char *path, size_t max, size_t *len, struct stat *st, char *err,
-                             size_t errsz)
-{
-    /* non-blocking: opening a FIFO with no writer returns at once, to be refused below */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    char why[160];
-    if (fd < 0 || fstat(fd, st) != 0) {
-        snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        snprintf(err, errsz, "%s is not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    if (config_secret_file_exposed((unsigned)st->st_mode, why, sizeof(why))) {
-        snprintf(err, errsz, "%s %s: chmod o-rwx %s", path, why, path);
-        close(fd);
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    ssize_t n = 0, got = 1;
-    while (buf && got > 0 && (size_t)n <= max) /* a regular file may still come in pieces */
-        if ((got = read(fd, buf + n, max + 1 - (size_t)n)) > 0)
-            n += got;
-    if (!buf || got < 0)
-        n = -1;
-    close(fd);
-    if (n < 0 || (size_t)n > max) {
-        snprintf(err, errsz, n < 0 ? "cannot read %s" : "%s is larger than %zu bytes", path, max);
-        if (buf)
-            OPENSSL_cleanse(buf, max + 1);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
 /* Re-reads the token file when it changed since the last read (or never was read). */
 static void check_file(struct credential *c)
 {
@@ -344,7 +299,8 @@ static void check_file(struct credential *c)
         return;
     }
     size_t len;
-    char *text = read_small_file(cr->path, TOKEN_MAX_LEN + 4096, &len, &st, err, sizeof(err));
+    char *text =
+        config_read_file(cr->path, TOKEN_MAX_LEN + 4096, true, &len, &st, err, sizeof(err));
     if (!text) {
         if (c->failures == 0 || strcmp(err, c->last_error) != 0 || !c->token) {
             fetch_failed(c, err);
@@ -359,8 +315,7 @@ static void check_file(struct credential *c)
     c->file_mtime = st.st_mtim;
     c->file_mode = st.st_mode; /* (a chmod that opens it up is seen too) */
     take_output(c, text, len);
-    OPENSSL_cleanse(text, len);
-    free(text);
+    config_file_free(text, len, true);
 }
 
 /* --- databricks provider --- */
@@ -377,9 +332,9 @@ static char *client_secret(const struct cred_config *cr, char *err, size_t errsz
         }
         return strdup(v);
     }
-    struct stat st;
     size_t len;
-    char *text = read_small_file(cr->client_secret_file, SECRET_FILE_MAX, &len, &st, err, errsz);
+    char *text =
+        config_read_file(cr->client_secret_file, SECRET_FILE_MAX, true, &len, NULL, err, errsz);
     while (text && len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
         text[--len] = '\0';
     return text;

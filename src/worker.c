@@ -51,7 +51,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         log_info("received SIGUSR1: reopening the query log");
         statslog_reopen(w->qlog);
     } else if (sig == SIGTERM) {
-        log_info("received SIGTERM: draining (at most %d s)", w->cfg->shutdown_timeout_s);
+        if (!w->draining) /* (a repeated one is the same request: one line) */
+            log_info("received SIGTERM: draining (at most %d s)", w->cfg->shutdown_timeout_s);
         worker_start_drain(w);
     } else {
         log_info("received SIGINT: shutting down now");
@@ -449,10 +450,12 @@ void worker_free(struct worker *w)
         event_free(w->sig_hup);
     if (w->sig_usr1)
         event_free(w->sig_usr1);
-    /* a reload or a report asked for while lakeproxy exits must not kill it (their default):
-     * set once libevent has put back the handlers it replaced */
+    /* a reload, a report or another SIGTERM asked for while lakeproxy exits must not kill it
+     * (their default): set once libevent has put back the handlers it replaced. (SIGINT, exit
+     * at once, keeps its default.) */
     signal(SIGHUP, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->janitor)

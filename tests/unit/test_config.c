@@ -716,6 +716,91 @@ Test(config, unreadable_file_names_the_file)
     config_errors_free(&errs);
 }
 
+/* Cuts the file path to size bytes, expects the configuration (yaml, or the file itself when
+ * NULL) to load, and removes the file. */
+static void expect_it_loads_cut_to(const char *path, off_t size, const char *yaml)
+{
+    struct config_errors errs = {0};
+    cr_assert_eq(truncate(path, size), 0);
+    struct config *cfg = yaml ? parse(yaml, &errs) : config_load(path, &errs);
+    cr_expect_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
+    config_free(cfg);
+    config_errors_free(&errs);
+    unlink(path);
+}
+
+/* A configuration path that names a FIFO (or a device) is refused at once, rather than block
+ * the start or a reload until something writes to it. */
+Test(config, a_configuration_that_is_a_fifo_is_refused_at_once, .timeout = 10)
+{
+    char dir[] = "/tmp/lp-conf-fifo-XXXXXX", path[64], want[200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/lakeproxy.yaml", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct config_errors errs = {0};
+    cr_expect_null(config_load(path, &errs));
+    cr_assert_eq(errs.n, 1);
+    snprintf(want, sizeof(want), "%s:1:1: cannot read: it is not a regular file", path);
+    cr_expect_str_eq(errs.msgs[0], want);
+    config_errors_free(&errs);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A configuration file is read whole or refused: one past the size limit (16 MiB) is refused
+ * with the limit, never parsed as far as it was read. */
+Test(config, a_configuration_past_the_size_limit_is_refused, .timeout = 20)
+{
+    char dir[] = "/tmp/lp-conf-big-XXXXXX", path[64], want[200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/lakeproxy.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    char line[64];
+    memset(line, '#', sizeof(line) - 1); /* comment lines: valid YAML to the end */
+    line[sizeof(line) - 1] = '\n';
+    size_t n = (size_t)fprintf(f, "databases: {app: {host: h, user: u}}\n");
+    for (; n <= (16u << 20); n += sizeof(line))
+        fwrite(line, 1, sizeof(line), f);
+    fclose(f);
+    struct config_errors errs = {0};
+    cr_expect_null(config_load(path, &errs));
+    cr_assert_eq(errs.n, 1);
+    snprintf(want, sizeof(want), "%s:1:1: cannot read: it is larger than %u bytes", path,
+             16u << 20);
+    cr_expect_str_eq(errs.msgs[0], want);
+    config_errors_free(&errs);
+    expect_it_loads_cut_to(path, 4096, NULL); /* and one under the limit loads */
+    rmdir(dir);
+}
+
+/* A hash key file longer than the key's 1,023 bytes is refused, not cut short. */
+Test(config, a_hash_key_file_past_its_limit_is_refused)
+{
+    char dir[] = "/tmp/lp-hash-big-XXXXXX", path[64], yaml[512], want[200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/key", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 1024; i++)
+        fputc('k', f);
+    fclose(f);
+    chmod(path, 0600);
+    snprintf(yaml, sizeof(yaml),
+             "databases: {app: {host: h, user: u, pool: {mode: transaction}}}\n"
+             "masking:\n  hash_key_file: %s\n  rules: [{column: public.t.k, function: hash}]\n",
+             path);
+    struct config_errors errs;
+    cr_expect_null(parse(yaml, &errs));
+    cr_assert_eq(errs.n, 1);
+    snprintf(want, sizeof(want), "t.yaml:3:18: masking.hash_key_file: %s is larger than 1023 bytes",
+             path);
+    cr_expect_str_eq(errs.msgs[0], want);
+    config_errors_free(&errs);
+    expect_it_loads_cut_to(path, 1023, yaml);
+    rmdir(dir);
+}
+
 Test(config, lookups_by_name)
 {
     struct config_errors errs;
