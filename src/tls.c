@@ -2,12 +2,15 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "config.h"
 #include "params.h"
 
 const char *tls_last_error(char *out, size_t outsz)
@@ -21,10 +24,36 @@ const char *tls_last_error(char *out, size_t outsz)
     return out;
 }
 
+/* May OpenSSL open path (named `what` in the configuration)? Not when it is no regular file:
+ * OpenSSL opens files blocking, and a FIFO would hold up the start or a reload for good. Nor,
+ * when it holds a secret (a private key), when every user of the machine may open it, as
+ * PostgreSQL refuses for its ssl_key_file. */
+static bool tls_file_usable(const char *path, const char *what, bool secret, char *err,
+                            size_t errsz)
+{
+    struct stat st;
+    char why[160];
+    if (stat(path, &st) != 0) {
+        snprintf(err, errsz, "cannot load %s %s: %s", what, path, strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errsz, "cannot load %s %s: it is not a regular file", what, path);
+        return false;
+    }
+    if (secret && config_secret_file_exposed((unsigned)st.st_mode, why, sizeof(why))) {
+        snprintf(err, errsz, "cannot load %s %s: it %s: chmod o-rwx %s", what, path, why, path);
+        return false;
+    }
+    return true;
+}
+
 /* Verify client certificates against listen.tls.client_ca. */
 static bool want_client_certs(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errsz)
 {
     char e[256];
+    if (!tls_file_usable(cfg->tls_client_ca, "listen.tls.client_ca", false, err, errsz))
+        return false;
     STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_client_ca);
     if (!names || SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
@@ -43,6 +72,9 @@ SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz)
 {
     const char *cert = cfg->tls_cert, *key = cfg->tls_key;
     char e[256];
+    if (!tls_file_usable(cert, "listen.tls.cert", false, err, errsz) ||
+        !tls_file_usable(key, "listen.tls.key", true, err, errsz))
+        return NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         snprintf(err, errsz, "cannot create TLS context: %s", tls_last_error(e, sizeof(e)));
@@ -76,6 +108,9 @@ SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, siz
 {
     char e[256];
     if (mode == TLS_DISABLE)
+        return NULL;
+    if (mode == TLS_VERIFY_FULL && ca_file &&
+        !tls_file_usable(ca_file, "CA file", false, err, errsz))
         return NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {

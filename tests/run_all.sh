@@ -41,7 +41,7 @@ list_failures() {
     echo
     echo "failed:"
     sed 's/\x1b\[[0-9;]*m//g' "$T"/unit.out "$T"/integration.out 2>/dev/null |
-        grep -B 4 -E '^\[FAIL\] ' | grep -E '^\[(FAIL|----)\]' | grep -v -E '^\[----\] *$' | head -n 30
+        grep -B 4 -E '^\[FAIL\] |^\[----\] Warning! The test' | grep -E '^\[(FAIL|----)\]' | grep -v -E '^\[----\] *$' | head -n 30
     [ -s "$T/stop-failures.txt" ] && head -n 5 "$T/stop-failures.txt"
     grep -E '^not ok' "$T/clients.out" 2>/dev/null | head -n 10
 }

@@ -2,12 +2,14 @@
  * that rewrites the files in place): new connections get the new certificate, connections
  * made before keep working. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -36,6 +38,7 @@ static void install_cert(const char *name)
     snprintf(from, sizeof(from), "%s/%s.key", env_need("LP_CERTS"), name);
     snprintf(to, sizeof(to), "%s/live.key", dir);
     copy_file(from, to);
+    cr_assert_eq(chmod(to, 0600), 0); /* (a key every user may read is refused) */
 }
 
 /* Replaces every occurrence of what in s (in place, s has room) by with. */
@@ -126,4 +129,48 @@ Test(tls_reload, a_broken_certificate_is_refused_and_the_old_one_kept)
     cr_expect_str_eq(cn, "localhost", "the running certificate stays");
     cr_expect_geq(file_count_lines(px.log, "reload refused"), 1, "and the log says why");
     PQfinish(c);
+}
+
+/* Expects the proxy to still present the certificate it started with (CN localhost), and its
+ * log to hold at least one line containing each of why[0..n). */
+static void expect_reload_refused_with(const char *const *why, size_t n)
+{
+    char cn[128];
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", "sslmode=require");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    peer_cn(c, cn, sizeof(cn));
+    cr_expect_str_eq(cn, "localhost", "the running certificate stays");
+    PQfinish(c);
+    cr_expect_geq(file_count_lines(px.log, "reload refused"), 1, "the reload is refused");
+    for (size_t i = 0; i < n; i++)
+        cr_expect_geq(file_count_lines(px.log, why[i]), 1, "the log says: %s", why[i]);
+}
+
+/* A private key every user of the machine may read is refused (as PostgreSQL refuses its
+ * ssl_key_file), saying how to fix it; the running key serves on. */
+Test(tls_reload, a_key_every_user_may_read_is_refused)
+{
+    char path[400];
+    install_cert("rogue");
+    snprintf(path, sizeof(path), "%s/live.key", dir);
+    cr_assert_eq(chmod(path, 0644), 0);
+    proxy_reload_yaml(&px, yaml);
+    const char *why[] = {"listen.tls.key", "can be read by every user (mode 0644): chmod o-rwx"};
+    expect_reload_refused_with(why, 2);
+}
+
+/* A FIFO put in place of the certificate is refused at once: OpenSSL would open it blocking
+ * and lakeproxy would wait for a writer, serving no one. */
+Test(tls_reload, a_fifo_in_place_of_the_certificate_is_refused_at_once)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/live.crt", dir);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    proxy_reload_yaml(&px, yaml);
+    const char *why[] = {"it is not a regular file"};
+    expect_reload_refused_with(why, 1);
+    int unblock = open(path, O_WRONLY | O_NONBLOCK); /* (frees a reader stuck in open) */
+    if (unblock >= 0)
+        close(unblock);
 }
