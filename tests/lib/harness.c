@@ -148,14 +148,31 @@ static bool wait_listening(struct proxy *p, int *status)
     return false;
 }
 
+/* Lines of p's log that end a reload, applied or refused. */
+static int reloads_ended(const struct proxy *p)
+{
+    return file_count_lines(p->log, "configuration reloaded from") +
+           file_count_lines(p->log, "reload refused");
+}
+
 void proxy_reload_yaml(const struct proxy *p, const char *yaml)
 {
     FILE *f = fopen(p->conf, "w");
     cr_assert(f, "cannot rewrite %s", p->conf);
     fputs(yaml, f);
     fclose(f);
+    proxy_reload(p);
+}
+
+void proxy_reload(const struct proxy *p)
+{
+    int before = reloads_ended(p);
     cr_assert_eq(kill(p->pid, SIGHUP), 0);
+    /* at least 300 ms, and until the reload has ended (a loaded machine may take longer; a
+     * reload that never ends is for the test's own checks to find, after 10 s) */
     usleep(300 * 1000);
+    for (int i = 0; i < 970 && reloads_ended(p) == before; i++)
+        usleep(10 * 1000);
 }
 
 /* The valgrind command line lakeproxy runs under with LP_VALGRIND=1 (log in dir): a definite

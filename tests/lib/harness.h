@@ -59,8 +59,11 @@ int proxy_wait_exit(struct proxy *p, int timeout_ms);
 /* Polls the file at path for up to timeout_ms until a line contains needle. */
 bool wait_file_line(const char *path, const char *needle, int timeout_ms);
 
-/* Rewrites the running proxy's configuration file with yaml, sends SIGHUP and gives it 300 ms. */
+/* Rewrites the running proxy's configuration file with yaml, sends SIGHUP, and waits at least
+ * 300 ms and until its log says the reload ended (applied or refused; at most 10 s). */
 void proxy_reload_yaml(const struct proxy *p, const char *yaml);
+/* The same with the configuration file as it is. */
+void proxy_reload(const struct proxy *p);
 
 /* proxy_default_yaml + proxy_start_yaml, on a free port. */
 void proxy_start_with(struct proxy *p, const char *pool_mode, int pool_size, int max_wait_ms,
