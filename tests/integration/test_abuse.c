@@ -404,8 +404,7 @@ Test(abuse, out_of_descriptors_new_connections_get_a_clear_error_not_a_hang)
     cr_expect_lt(refused, N, "the first connections are served");
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    usleep(200000);
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    PGconn *c = proxy_connect_within(&px, "alice", "alice-secret", "app", 5000);
     cr_expect(PQstatus(c) == CONNECTION_OK, "not serving once descriptors are free: %s",
               PQerrorMessage(c));
     PQfinish(c);
@@ -493,8 +492,7 @@ Test(abuse, past_max_clients_a_client_gets_a_clear_error)
         PQfinish(over);
     }
     PQfinish(in[0]);
-    usleep(100000);
-    PGconn *again = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    PGconn *again = proxy_connect_within(&px, "alice", "alice-secret", "app", 5000);
     cr_expect(PQstatus(again) == CONNECTION_OK, "%s", PQerrorMessage(again));
     PQfinish(again);
     PQfinish(in[1]);

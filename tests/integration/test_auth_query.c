@@ -138,6 +138,24 @@ static void start_with_slow_auth_query(void)
                      "pg_sleep(1)\"\n");
 }
 
+/* Waits (up to 10 s) until PostgreSQL runs at least n of start_with_slow_auth_query's
+ * look-ups. */
+static void wait_slow_look_ups_running(int n)
+{
+    PGconn *pg = pg_admin("lp_test");
+    for (int i = 0; i < 500; i++) {
+        char *v = query_value(pg, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name = 'lakeproxy auth_query' "
+                                  "AND query LIKE '%pg_sleep(1)%'");
+        int running = atoi(v);
+        free(v);
+        if (running >= n)
+            break;
+        usleep(20 * 1000);
+    }
+    PQfinish(pg);
+}
+
 /* Sends a startup packet for lp_dave to app on fd. */
 static void send_dave_startup(int fd)
 {
@@ -162,6 +180,7 @@ Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
         send_dave_startup(fds[i]);
     }
     usleep(300 * 1000);
+    wait_slow_look_ups_running(8); /* (and the other four in line behind them) */
     static char yaml[8192];
     proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
     proxy_reload_yaml(&px, yaml);

@@ -96,7 +96,7 @@ Test(operations, sigterm_lets_an_open_transaction_finish_then_exits_zero)
     free(query_value(a, "BEGIN"));
     free(query_value(a, "CREATE TEMP TABLE drained (a int)"));
     cr_assert_eq(kill(px.pid, SIGTERM), 0);
-    usleep(300 * 1000);
+    cr_assert(wait_file_line(px.log, "received SIGTERM", 10000), "no drain");
     /* a new client is not accepted any more */
     PGconn *late = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_expect(PQstatus(late) == CONNECTION_BAD, "a draining proxy accepted a new client");

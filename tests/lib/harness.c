@@ -427,6 +427,18 @@ PGconn *proxy_connect(const struct proxy *p, const char *user, const char *passw
     return PQconnectdb(ci);
 }
 
+PGconn *proxy_connect_within(const struct proxy *p, const char *user, const char *password,
+                             const char *db, int timeout_ms)
+{
+    PGconn *c = proxy_connect(p, user, password, db, NULL);
+    for (int waited = 0; PQstatus(c) != CONNECTION_OK && waited < timeout_ms; waited += 50) {
+        PQfinish(c);
+        usleep(50 * 1000);
+        c = proxy_connect(p, user, password, db, NULL);
+    }
+    return c;
+}
+
 PGconn *pg_admin(const char *db)
 {
     char ci[512];

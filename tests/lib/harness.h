@@ -86,6 +86,10 @@ void proxy_expect_exit_0(struct proxy *p, int timeout_ms);
 /* Connects through the proxy; extra is appended to the conninfo (may be NULL). */
 PGconn *proxy_connect(const struct proxy *p, const char *user, const char *password, const char *db,
                       const char *extra);
+/* proxy_connect (no extra options) again every 50 ms until it succeeds or timeout_ms passed:
+ * for a login that succeeds once lakeproxy has seen something happen (a client leave). */
+PGconn *proxy_connect_within(const struct proxy *p, const char *user, const char *password,
+                             const char *db, int timeout_ms);
 
 /* Connects directly to the test PostgreSQL as the superuser, to database db. */
 PGconn *pg_admin(const char *db);
