@@ -55,32 +55,28 @@ static void result_start(struct result *r, const char *const *cols)
     buf_msg_finish(&r->b);
 }
 
-/* Adds a row of r->ncols printf-formatted values, each format separated by '|'. */
-static void result_row(struct result *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* One printf-formatted value, into out (cut short past outsz). */
+static const char *fmt_value(char *out, size_t outsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void result_row(struct result *r, const char *fmt, ...)
+static const char *fmt_value(char *out, size_t outsz, const char *fmt, ...)
 {
-    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vsnprintf(out, outsz, fmt, ap);
     va_end(ap);
-    buf_msg_start(&r->b, 'D');
-    buf_put_u16(&r->b, (uint16_t)r->ncols);
-    char *p = line;
-    for (int i = 0; i < r->ncols; i++) {
-        char *bar = i + 1 < r->ncols ? strchr(p, '|') : NULL;
-        size_t n = bar ? (size_t)(bar - p) : strlen(p);
-        buf_put_u32(&r->b, (uint32_t)n);
-        buf_put_bytes(&r->b, p, n);
-        p = bar ? bar + 1 : p + n;
-    }
-    buf_msg_finish(&r->b);
-    r->rows++;
+    return out;
 }
 
-/* Adds a row of r->ncols values as they are (text that may hold '|'). */
+/* A number as text, into a buffer of 24 bytes. */
+static const char *num(char out[24], long long v)
+{
+    snprintf(out, 24, "%lld", v);
+    return out;
+}
+
+/* Adds a row of r->ncols values as they are: each its own column whatever it holds (names
+ * clients chose among them). */
 static void result_values(struct result *r, const char *const *vals)
 {
     buf_msg_start(&r->b, 'D');
@@ -154,10 +150,19 @@ static void show_pools(struct client *c)
             waiting += o->state == CL_WAITING;
             idle += o->state == CL_IDLE;
         }
-        result_row(&r, "%s|%s|%s|%d|%d|%d|%zu|%zu|%zu|%d|%s", p->db->name, p->db->user,
-                   pool_mode_of(p)->name, active, waiting, idle, list_count(&p->active),
-                   list_count(&p->idle), list_count(&p->connecting), p->db->pool.size,
-                   p->paused ? "yes" : "no");
+        char n[7][24];
+        const char *row[] = {p->db->name,
+                             p->db->user,
+                             pool_mode_of(p)->name,
+                             num(n[0], active),
+                             num(n[1], waiting),
+                             num(n[2], idle),
+                             num(n[3], (long long)list_count(&p->active)),
+                             num(n[4], (long long)list_count(&p->idle)),
+                             num(n[5], (long long)list_count(&p->connecting)),
+                             num(n[6], p->db->pool.size),
+                             p->paused ? "yes" : "no"};
+        result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
 }
@@ -171,10 +176,15 @@ static void show_clients(struct client *c)
     result_start(&r, cols);
     list_for_each_safe (it, tmp, &c->w->clients) {
         struct client *o = list_entry(it, struct client, node);
-        result_row(&r, "%llu|%s|%s|%s|%s|%s|%llu", (unsigned long long)o->id,
-                   o->user ? o->user : "", o->database ? o->database : "", o->addr,
-                   client_state_name(o), o->tls ? "yes" : "no",
-                   o->server ? (unsigned long long)o->server->id : 0ULL);
+        char id[24], server_id[24];
+        const char *row[] = {num(id, (long long)o->id),
+                             o->user ? o->user : "",
+                             o->database ? o->database : "",
+                             o->addr,
+                             client_state_name(o),
+                             o->tls ? "yes" : "no",
+                             num(server_id, o->server ? (long long)o->server->id : 0)};
+        result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
 }
@@ -185,10 +195,16 @@ static void server_rows(struct result *r, struct list *l, time_t now)
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, l) {
         struct server *s = list_entry(it, struct server, node);
-        result_row(r, "%llu|%s|%s|%s|%u|%s|%lld|%llu", (unsigned long long)s->id, s->pool->db->name,
-                   s->pool->db->user, server_state_name(s), s->be_pid, s->tls ? "yes" : "no",
-                   s->created ? (long long)(now - s->created) : 0LL,
-                   s->client ? (unsigned long long)s->client->id : 0ULL);
+        char n[4][24];
+        const char *row[] = {num(n[0], (long long)s->id),
+                             s->pool->db->name,
+                             s->pool->db->user,
+                             server_state_name(s),
+                             num(n[1], (long long)s->be_pid),
+                             s->tls ? "yes" : "no",
+                             num(n[2], s->created ? (long long)(now - s->created) : 0),
+                             num(n[3], s->client ? (long long)s->client->id : 0)};
+        result_values(r, row);
     }
 }
 
@@ -223,10 +239,15 @@ static void show_stats(struct client *c)
     result_start(&r, cols);
     list_for_each_safe (it, tmp, &c->w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
-        result_row(&r, "%s|%llu|%llu|%llu|%llu|%llu", p->db->name,
-                   (unsigned long long)p->stats.xacts, (unsigned long long)p->stats.queries,
-                   (unsigned long long)p->stats.waits, (unsigned long long)p->stats.wait_us,
-                   (unsigned long long)(p->stats.waits ? p->stats.wait_us / p->stats.waits : 0));
+        char n[5][24];
+        const char *row[] = {
+            p->db->name,
+            num(n[0], (long long)p->stats.xacts),
+            num(n[1], (long long)p->stats.queries),
+            num(n[2], (long long)p->stats.waits),
+            num(n[3], (long long)p->stats.wait_us),
+            num(n[4], (long long)(p->stats.waits ? p->stats.wait_us / p->stats.waits : 0))};
+        result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
 }
@@ -250,12 +271,29 @@ static const char *join_names(const struct string_list *l, char *out, size_t out
 /* Who may log into d (databases.X.allow), as a SHOW CONFIG row; none when everyone may. */
 static void allow_row(struct result *r, const struct db_config *d)
 {
-    char users[512], groups[512];
+    char users[512], groups[512], key[300], value[1100];
     if (d->allow.users.n == 0 && d->allow.groups.n == 0)
         return;
-    result_row(r, "databases.%s.allow|users=%s groups=%s", d->name,
-               join_names(&d->allow.users, users, sizeof(users)),
-               join_names(&d->allow.groups, groups, sizeof(groups)));
+    const char *row[] = {fmt_value(key, sizeof(key), "databases.%s.allow", d->name),
+                         fmt_value(value, sizeof(value), "users=%s groups=%s",
+                                   join_names(&d->allow.users, users, sizeof(users)),
+                                   join_names(&d->allow.groups, groups, sizeof(groups)))};
+    result_values(r, row);
+}
+
+/* Adds a SHOW CONFIG row: key, and the printf-formatted value. */
+static void config_row(struct result *r, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void config_row(struct result *r, const char *key, const char *fmt, ...)
+{
+    char value[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof(value), fmt, ap);
+    va_end(ap);
+    const char *row[] = {key, value};
+    result_values(r, row);
 }
 
 /* Settings without secrets: passwords and verifiers are never shown. */
@@ -265,28 +303,30 @@ static void show_config(struct client *c)
     const struct config *cfg = c->w->cfg;
     struct result r;
     result_start(&r, cols);
-    result_row(&r, "config_file|%s", cfg->path);
-    result_row(&r, "listen|%s:%d", cfg->listen_host, cfg->listen_port);
-    result_row(&r, "listen.tls|%s", cfg->tls_cert ? "on" : "off");
+    config_row(&r, "config_file", "%s", cfg->path);
+    config_row(&r, "listen", "%s:%d", cfg->listen_host, cfg->listen_port);
+    config_row(&r, "listen.tls", "%s", cfg->tls_cert ? "on" : "off");
     if (c->w->unix_path[0]) /* (as at start: a reload does not move it) */
-        result_row(&r, "listen.unix_socket|%s mode %04o", c->w->unix_path,
+        config_row(&r, "listen.unix_socket", "%s mode %04o", c->w->unix_path,
                    (unsigned)c->w->unix_mode);
-    result_row(&r, "limits.max_clients|%d", cfg->max_clients);
-    result_row(&r, "limits.max_message_size|%zu", cfg->max_message_size);
-    result_row(&r, "limits.max_message_memory|%zu", cfg->max_message_memory);
-    result_row(&r, "limits.shutdown_timeout_s|%d", cfg->shutdown_timeout_s);
-    result_row(&r, "limits.login_timeout_s|%d", cfg->login_timeout_s);
-    result_row(&r, "limits.core_dumps|%s", cfg->core_dumps ? "true" : "false");
-    result_row(&r, "log.level|%s", cfg->log_level);
+    config_row(&r, "limits.max_clients", "%d", cfg->max_clients);
+    config_row(&r, "limits.max_message_size", "%zu", cfg->max_message_size);
+    config_row(&r, "limits.max_message_memory", "%zu", cfg->max_message_memory);
+    config_row(&r, "limits.shutdown_timeout_s", "%d", cfg->shutdown_timeout_s);
+    config_row(&r, "limits.login_timeout_s", "%d", cfg->login_timeout_s);
+    config_row(&r, "limits.core_dumps", "%s", cfg->core_dumps ? "true" : "false");
+    config_row(&r, "log.level", "%s", cfg->log_level);
     for (size_t i = 0; i < cfg->n_dbs; i++) {
         const struct db_config *d = &cfg->dbs[i];
         static const char *const tls[] = {"disable", "prefer", "require", "verify-full"};
-        result_row(&r, "databases.%s|%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d",
-                   d->name, d->host, d->port, d->dbname, d->user, tls[d->tls],
-                   pool_mode_for(d)->name, d->pool.size, d->pool.max_wait_ms);
+        char key[300];
+        config_row(&r, fmt_value(key, sizeof(key), "databases.%s", d->name),
+                   "%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d", d->host, d->port,
+                   d->dbname, d->user, tls[d->tls], pool_mode_for(d)->name, d->pool.size,
+                   d->pool.max_wait_ms);
         allow_row(&r, d);
     }
-    result_row(&r, "users|%zu configured%s", cfg->n_users,
+    config_row(&r, "users", "%zu configured%s", cfg->n_users,
                cfg->auth_query.enabled ? ", auth_query on" : "");
     result_send(c, &r, "SHOW");
 }
@@ -335,11 +375,20 @@ static void show_credentials(struct client *c)
             snprintf(in, sizeof(in), "%lld", (long long)(cr->expires - now));
         if (cr->refresh_at && cr->token)
             snprintf(next, sizeof(next), "%lld", (long long)(cr->refresh_at - now));
-        result_row(&r, "%s|%s|%s|%s|%s|%s|%s|%s|%s|%llu|%llu|%s", cr->db->name,
-                   credentials_provider_name(cr->db->cred.provider), cr->db->user, state,
-                   cr->token ? cr->fingerprint : "", got, exp, in, next,
-                   (unsigned long long)cr->refreshes_ok, (unsigned long long)cr->refreshes_failed,
-                   cr->last_error);
+        char ok[24], failed[24];
+        const char *row[] = {cr->db->name,
+                             credentials_provider_name(cr->db->cred.provider),
+                             cr->db->user,
+                             state,
+                             cr->token ? cr->fingerprint : "",
+                             got,
+                             exp,
+                             in,
+                             next,
+                             num(ok, (long long)cr->refreshes_ok),
+                             num(failed, (long long)cr->refreshes_failed),
+                             cr->last_error};
+        result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
 }

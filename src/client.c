@@ -780,7 +780,8 @@ static void start_auth(struct client *c)
     const struct config *cfg = c->w->cfg;
     c->auth_cfg_gen = c->w->cfg_gen;
     size_t i = 0;
-    c->login_path = config_login_path(cfg, config_find_db(cfg, c->database), c->user, &i);
+    c->login_path = config_login_path(cfg, config_find_db(cfg, c->database),
+                                      strcmp(c->database, ADMIN_DATABASE) == 0, c->user, &i);
     struct buf b;
     switch (c->login_path) {
     case LOGIN_TOKEN: start_token_auth(c); return;
@@ -989,6 +990,12 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
     c->database = strdup(db);
     if (!c->user || !c->database) {
         client_fail(c, "53200", "out of memory");
+        return;
+    }
+    if (c->w->cfg->tls_client_cert == 1 && !c->cert_verified) { /* (TCP or Unix socket) */
+        client_fail(c, "28000",
+                    "a client certificate is required (listen.tls.client_cert: require): connect "
+                    "with TLS (sslmode=require) and a certificate (sslcert, sslkey)");
         return;
     }
     struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};
@@ -1305,7 +1312,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
         c->tls = true;
-        tls_peer_subject(bufferevent_openssl_get_ssl(c->bev), &c->cert);
+        c->cert_verified = tls_peer_subject(bufferevent_openssl_get_ssl(c->bev), &c->cert);
         c->step = CS_STARTUP;
         on_startup_data(c);
         return;

@@ -19,7 +19,10 @@
 
 #include "auth.h"
 
-#define DEFAULT_AUTH_QUERY "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1"
+/* auth_query's query when none is given: a password that expired is none */
+#define DEFAULT_AUTH_QUERY                                                                         \
+    "SELECT usename, passwd FROM pg_catalog.pg_shadow "                                            \
+    "WHERE usename = $1 AND (valuntil IS NULL OR valuntil > now())"
 
 struct ctx {
     const char *file;
@@ -1634,9 +1637,9 @@ const struct db_config *config_find_db(const struct config *cfg, const char *nam
 }
 
 enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
-                                  const char *user, size_t *entry)
+                                  bool console, const char *user, size_t *entry)
 {
-    if (db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN)
+    if (!console && db && db->client_auth == CLIENT_AUTH_DATABRICKS_TOKEN)
         return LOGIN_TOKEN;
     for (size_t i = 0; i < cfg->n_users; i++) {
         if (strcmp(cfg->users[i].name, user) != 0)
@@ -1646,7 +1649,9 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
                : cfg->users[i].auth == AUTH_TOKEN ? LOGIN_NONE
                                                   : LOGIN_PASSWORD;
     }
-    return cfg->auth_query.enabled ? LOGIN_LOOKUP : LOGIN_NONE;
+    /* (the console is opened by users: entries alone: a server role named like an admin, its
+     * password looked up, would run RELOAD and SHUTDOWN) */
+    return cfg->auth_query.enabled && !console ? LOGIN_LOOKUP : LOGIN_NONE;
 }
 
 bool config_is_admin(const struct config *cfg, const char *user)

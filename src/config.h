@@ -322,10 +322,11 @@ enum login_path {
                        password login): a mock SCRAM exchange that fails as a wrong password */
 };
 
-/* How user would log into db (NULL: the admin console) under cfg; *entry gets the index of
- * its users: entry for LOGIN_TRUST and LOGIN_PASSWORD. */
+/* How user would log into db (NULL: no such entry), or into the admin console when console
+ * (which only users: entries open, never auth_query), under cfg; *entry gets the index of its
+ * users: entry for LOGIN_TRUST and LOGIN_PASSWORD. */
 enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
-                                  const char *user, size_t *entry);
+                                  bool console, const char *user, size_t *entry);
 
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);

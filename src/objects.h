@@ -300,7 +300,8 @@ struct client {
                                         a setting to this value, as PostgreSQL does */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
-    bool paused; /* reading stopped: the server's output is above RELAY_HIGH_WATER */
+    bool cert_verified; /* over TLS, with a certificate that verified against client_ca */
+    bool paused;        /* reading stopped: the server's output is above RELAY_HIGH_WATER */
     bool closing;
     bool scram_mock; /* unknown user: the SCRAM exchange runs only to fail at its end */
     bool sent_ready;

@@ -155,12 +155,13 @@ SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host)
     return ssl;
 }
 
-void tls_peer_subject(SSL *ssl, struct param_set *out)
+bool tls_peer_subject(SSL *ssl, struct param_set *out)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);
     if (!peer)
-        return;
-    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        return false;
+    bool verified = SSL_get_verify_result(ssl) == X509_V_OK;
+    if (verified) {
         const X509_NAME *name = X509_get_subject_name(peer);
         for (int i = 0; i < X509_NAME_entry_count(name); i++) {
             const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
@@ -175,4 +176,5 @@ void tls_peer_subject(SSL *ssl, struct param_set *out)
         }
     }
     X509_free(peer);
+    return verified;
 }

@@ -14,8 +14,9 @@
 SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz);
 
 /* Copies the subject fields of the verified certificate the peer of ssl presented ("CN" ->
- * value, by OpenSSL short name) into out; none when it presented none. */
-void tls_peer_subject(SSL *ssl, struct param_set *out);
+ * value, by OpenSSL short name) into out; none when it presented none. True when it presented
+ * one that verified. */
+bool tls_peer_subject(SSL *ssl, struct param_set *out);
 
 /* A context for connecting to servers in mode (NULL for TLS_DISABLE or on failure, with err). */
 SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, size_t errsz);

@@ -559,7 +559,7 @@ static const char *refused_by_reload(const struct worker *w, const struct client
     if (!db && c->state != CL_ADMIN) /* (the bluntest way to take a database away) */
         return "it was removed from the configuration";
     size_t entry;
-    enum login_path now = config_login_path(w->cfg, db, c->user, &entry);
+    enum login_path now = config_login_path(w->cfg, db, c->state == CL_ADMIN, c->user, &entry);
     if (now != c->login_path) /* (a changed password alone ends no session, as in PostgreSQL) */
         return now == LOGIN_NONE              ? "this user may no longer log in"
                : now == LOGIN_TOKEN           ? "it now takes Databricks tokens only"

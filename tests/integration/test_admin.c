@@ -570,3 +570,40 @@ Test(admin, a_pipelined_reload_removing_its_own_console_answers_no_more)
     cr_expect(PQstatus(c) == CONNECTION_OK, "the proxy still serves: %s", PQerrorMessage(c));
     PQfinish(c);
 }
+
+/* A name a client chose is one column of SHOW CLIENTS whatever it holds (red team 6: a user
+ * name with '|' in it, sent by a login that never answers, became columns of its own: an
+ * address and a state of the prober's choosing, the real address pushed out of the row). */
+Test(admin, a_user_name_cannot_forge_show_clients_columns)
+{
+    static const char forged[] = "alice|app|203.0.113.9:5432|active|yes|1";
+    int fd = raw_connect(px.port);
+    cr_assert(fd >= 0);
+    struct buf b;
+    buf_init(&b);
+    struct startup_param params[] = {{"user", forged}, {"database", "app|x"}};
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+    unsigned char body[512];
+    size_t len;
+    cr_assert_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), 'R'); /* it waits there */
+    PGconn *adm = console();
+    PGresult *r = PQexec(adm, "SHOW CLIENTS");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
+    int user = PQfnumber(r, "user"), db = PQfnumber(r, "database"), addr = PQfnumber(r, "addr");
+    int found = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        cr_expect_str_neq(PQgetvalue(r, i, addr), "203.0.113.9:5432", "row %d", i);
+        if (strcmp(PQgetvalue(r, i, user), forged) == 0) {
+            found++;
+            cr_expect_str_eq(PQgetvalue(r, i, db), "app|x");
+            cr_expect(strncmp(PQgetvalue(r, i, addr), "127.0.0.1:", 10) == 0, "addr %s",
+                      PQgetvalue(r, i, addr));
+        }
+    }
+    cr_expect_eq(found, 1, "the prober's row shows its whole name in the user column");
+    PQclear(r);
+    PQfinish(adm);
+    close(fd);
+}

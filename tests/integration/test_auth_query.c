@@ -237,3 +237,28 @@ Test(auth_query, a_shutdown_after_a_reload_with_look_ups_waiting_exits,
     for (int i = 0; i < 12; i++)
         close(fds[i]);
 }
+
+/* Starts lakeproxy with auth_query and lp_dave, a server role not under users:, in
+ * admin.users. */
+static void start_with_a_looked_up_admin_name(void)
+{
+    proxy_start_with(&px, "session", 2, 3000,
+                     "admin:\n  users: [lp_dave]\n"
+                     "auth_query:\n  database: app\n"
+                     "  query: \"SELECT usename, passwd FROM public.lp_lookup($1)\"\n");
+}
+
+/* The admin console is opened by users: entries alone (red team 6: a server role named like an
+ * admin, its password checked by auth_query, got RELOAD and SHUTDOWN); the same role still
+ * logs into a database through auth_query. */
+Test(auth_query, the_console_is_never_opened_through_auth_query,
+     .init = start_with_a_looked_up_admin_name)
+{
+    PGconn *c = proxy_connect(&px, "lp_dave", "dave-secret", "lakeproxy", NULL);
+    cr_expect(PQstatus(c) != CONNECTION_OK, "lp_dave opened the console through auth_query");
+    cr_expect(strstr(PQerrorMessage(c), "password authentication failed"), "%s", PQerrorMessage(c));
+    PQfinish(c);
+    c = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
+    cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    PQfinish(c);
+}

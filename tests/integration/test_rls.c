@@ -716,6 +716,25 @@ Test(rls_cert, a_required_certificate_is_required, .init = start_cert_required, 
     PQfinish(c);
 }
 
+/* A required certificate is required of clients that do not ask for TLS too (red team 6: a
+ * password or trust user logged in without TLS, so without any certificate): 28000, saying
+ * what to do, before any password is asked for. */
+Test(rls_cert, a_client_without_tls_is_refused_when_a_certificate_is_required,
+     .init = start_cert_required, .fini = stop_proxy)
+{
+    const char *who[][2] = {{"t7", "pw"}, {"carol", "unused"}}; /* a password user, a trust one */
+    for (size_t i = 0; i < 2; i++) {
+        PGconn *c = proxy_connect(&px, who[i][0], who[i][1], "app", NULL); /* sslmode=disable */
+        cr_expect(PQstatus(c) != CONNECTION_OK, "%s logged in without TLS", who[i][0]);
+        cr_expect(strstr(PQerrorMessage(c), "a client certificate is required"), "%s: %s",
+                  who[i][0], PQerrorMessage(c));
+        PQfinish(c);
+    }
+    char state[6], msg[256];
+    cr_expect_not(raw_login(px.port, "t7", "pw", "app", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "28000", "%s", msg);
+}
+
 /* A reload that stops injecting an attribute retires the server connections that carry it:
  * nothing would reset it, and the next client would read the previous client's value. */
 Test(rls_one, a_reload_that_drops_an_attribute_leaves_no_stale_value, .init = start_txn1,

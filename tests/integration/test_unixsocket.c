@@ -158,3 +158,30 @@ Test(unixsocket, a_socket_in_use_or_another_file_is_left_alone_and_refused)
     expect_refused(port, path, "exists and is not a socket: refusing to replace it");
     unlink(path);
 }
+
+/* listen.tls.client_cert: require refuses libpq's clients over the socket, which never ask for
+ * TLS there (red team 6: alice logged in over it without any certificate). */
+Test(unixsocket, a_required_client_certificate_refuses_socket_clients)
+{
+    struct proxy p;
+    char dir[300], path[400], more[8192], extra[400];
+    int port = free_port();
+    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
+    unix_yaml(port, dir, "");
+    char *at = strstr(yaml, "server.key\n");
+    cr_assert_not_null(at);
+    at += strlen("server.key\n");
+    snprintf(more, sizeof(more), "    client_ca: %s/ca.crt\n    client_cert: require\n%s",
+             env_need("LP_CERTS"), at);
+    cr_assert_lt((size_t)(at - yaml) + strlen(more), sizeof(yaml));
+    strcpy(at, more);
+    proxy_start_yaml(&p, port, yaml);
+    snprintf(extra, sizeof(extra), "host=%s", dir);
+    PGconn *c = proxy_connect(&p, "alice", "alice-secret", "app", extra);
+    cr_expect(PQstatus(c) != CONNECTION_OK,
+              "alice logged in over the socket without a certificate");
+    cr_expect(strstr(PQerrorMessage(c), "a client certificate is required"), "%s",
+              PQerrorMessage(c));
+    PQfinish(c);
+    proxy_stop(&p);
+}

@@ -144,7 +144,7 @@ Test(config, defaults_apply_to_a_minimal_file)
 }
 
 /* How each user logs in: its users: entry (password, trust), none for an identity entry
- * (auth: token) or an unknown name, else auth_query when it is on. */
+ * (auth: token) or an unknown name, else auth_query when it is on (never for the console). */
 Test(config, each_user_has_one_way_to_log_in)
 {
     static const char base[] = "databases:\n"
@@ -161,14 +161,18 @@ Test(config, each_user_has_one_way_to_log_in)
         cr_assert_not_null(cfg, "%s", errs.n ? errs.msgs[0] : "");
         const struct db_config *db = config_find_db(cfg, "app");
         size_t entry = 99;
-        cr_expect_eq(config_login_path(cfg, db, "al", &entry), LOGIN_PASSWORD);
+        cr_expect_eq(config_login_path(cfg, db, false, "al", &entry), LOGIN_PASSWORD);
         cr_expect_eq(entry, 0);
-        cr_expect_eq(config_login_path(cfg, db, "tr", &entry), LOGIN_TRUST);
+        cr_expect_eq(config_login_path(cfg, db, false, "tr", &entry), LOGIN_TRUST);
         cr_expect_eq(entry, 1);
-        cr_expect_eq(config_login_path(cfg, NULL, "tr", &entry), LOGIN_TRUST, "the console");
-        cr_expect_eq(config_login_path(cfg, db, "tk", &entry), LOGIN_NONE);
-        cr_expect_eq(config_login_path(cfg, db, "dave", &entry),
+        cr_expect_eq(config_login_path(cfg, NULL, true, "tr", &entry), LOGIN_TRUST, "the console");
+        cr_expect_eq(config_login_path(cfg, db, false, "tk", &entry), LOGIN_NONE);
+        cr_expect_eq(config_login_path(cfg, db, false, "dave", &entry),
                      lookup ? LOGIN_LOOKUP : LOGIN_NONE);
+        cr_expect_eq(config_login_path(cfg, NULL, false, "dave", &entry),
+                     lookup ? LOGIN_LOOKUP : LOGIN_NONE, "an entry that does not exist");
+        /* the console is opened by users: entries alone, never through auth_query */
+        cr_expect_eq(config_login_path(cfg, NULL, true, "dave", &entry), LOGIN_NONE);
         config_free(cfg);
     }
 }
@@ -185,6 +189,7 @@ Test(config, auth_query_defaults_to_the_database_login)
     cr_expect_str_eq(cfg->auth_query.user, "u1");
     cr_expect_str_eq(cfg->auth_query.password, "p1");
     cr_expect(strstr(cfg->auth_query.query, "pg_shadow"));
+    cr_expect(strstr(cfg->auth_query.query, "valuntil > now()"), "no expired password");
     config_free(cfg);
 }
 
