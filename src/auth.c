@@ -820,6 +820,11 @@ bool scram_client_final(struct scram_client *c, const char *msg, size_t len, cha
     return true;
 }
 
+bool scram_client_unfinished(const struct scram_client *c)
+{
+    return c->state != CLI_INITIAL && c->state != CLI_VERIFIED;
+}
+
 bool scram_client_verify(struct scram_client *c, const char *msg, size_t len, const char **err)
 {
     struct cursor cur = {msg, len};

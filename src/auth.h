@@ -103,6 +103,10 @@ bool scram_client_final(struct scram_client *c, const char *msg, size_t len, cha
 /* Checks the server's signature in server-final-message (constant time). */
 bool scram_client_verify(struct scram_client *c, const char *msg, size_t len, const char **err);
 
+/* Was an exchange begun and not ended by a verified server signature? (A server that says
+ * AuthenticationOk then has not proved it knows the password.) */
+bool scram_client_unfinished(const struct scram_client *c);
+
 /* Wipes the password and frees everything. */
 void scram_client_free(struct scram_client *c);
 

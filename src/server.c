@@ -345,6 +345,12 @@ static bool handle_auth(struct server *s, const uint8_t *body, size_t len)
         set_error(s, "08P01", "invalid authentication message from the server");
         return false;
     }
+    if (code == AUTH_REQ_OK && scram_client_unfinished(&s->scram)) { /* as libpq refuses it */
+        set_error(s, "08P01",
+                  "the server ended SCRAM authentication without proving it knows the password "
+                  "(no valid server signature)");
+        return false;
+    }
     if (code == AUTH_REQ_OK) {
         s->step = LS_PARAMS;
         return true;

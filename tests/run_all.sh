@@ -40,8 +40,13 @@ list_failures() {
     [ "$failed" -eq 0 ] && return
     echo
     echo "failed:"
-    sed 's/\x1b\[[0-9;]*m//g' "$T"/unit.out "$T"/integration.out 2>/dev/null |
-        grep -B 4 -E '^\[FAIL\] |^\[----\] Warning! The test' | grep -E '^\[(FAIL|----)\]' | grep -v -E '^\[----\] *$' | head -n 30
+    # each failed test with the assertion lines just above it (criterion prints those first)
+    sed 's/\x1b\[[0-9;]*m//g' "$T"/unit.out "$T"/integration.out 2>/dev/null | awk '
+        /^\[----\] *$/ { next }
+        /^\[----\] Warning! The test/ { print; n = 0; next }
+        /^\[----\]/ { if (n < 12) held[n++] = $0; next }
+        /^\[FAIL\] / { for (i = 0; i < n; i++) print held[i]; print; n = 0; next }
+        { n = 0 }' | head -n 40
     [ -s "$T/stop-failures.txt" ] && head -n 5 "$T/stop-failures.txt"
     grep -E '^not ok' "$T/clients.out" 2>/dev/null | head -n 10
 }

@@ -2,7 +2,9 @@
  * server connection reset in the middle of a large result, and the server's host name moving
  * to another address on reload. Clients get errors only for the transactions in flight,
  * nothing hangs, and the pool recovers by itself. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,7 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "buf.h"
 #include "harness.h"
+#include "proto.h"
+#include "rawproto.h"
 #include "tcprelay.h"
 
 #define MAX_WAIT_MS 2000
@@ -527,4 +533,90 @@ Test(faults, host_name_moving_to_another_address_on_reload)
                      ls[i].errors[0].msg);
         cr_expect_gt(ls[i].oks, 0);
     }
+}
+
+/* ---- a server that says AuthenticationOk in the middle of SCRAM ---- */
+
+/* Reads one message of type from fd (5 s at most); false when it is not that. */
+static bool read_type(int fd, char type)
+{
+    unsigned char body[4096];
+    size_t len;
+    return raw_read_msg(fd, body, sizeof(body), &len, 5000) == type;
+}
+
+/* Plays a PostgreSQL that someone in the middle stands in for: it asks for SCRAM, takes the
+ * client-first-message, and then says AuthenticationOk without any server signature (and
+ * answers each Query after that with a SELECT 1's CommandComplete, as if it ran). */
+static void *impostor_server(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    unsigned char hdr[8], rest[4096];
+    bool ok = recv(fd, hdr, 4, MSG_WAITALL) == 4;
+    uint32_t len = ok ? ((uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3]) : 0;
+    ok = ok && len >= 8 && len - 4 <= sizeof(rest) &&
+         recv(fd, rest, len - 4, MSG_WAITALL) == (ssize_t)(len - 4);
+    struct buf b;
+    buf_init(&b);
+    static const char mechanisms[] = "SCRAM-SHA-256\0";
+    proto_auth(&b, AUTH_REQ_SASL, mechanisms, sizeof(mechanisms));
+    ok = ok && raw_send(fd, &b) && read_type(fd, 'p');
+    buf_free(&b);
+    buf_init(&b);
+    proto_auth(&b, AUTH_REQ_OK, NULL, 0);
+    proto_param_status(&b, "server_version", "16.0");
+    proto_param_status(&b, "client_encoding", "UTF8");
+    proto_param_status(&b, "standard_conforming_strings", "on");
+    proto_backend_key(&b, 4242, 4242);
+    proto_ready(&b, 'I');
+    ok = ok && raw_send(fd, &b);
+    buf_free(&b);
+    unsigned char body[8192];
+    size_t n;
+    int type;
+    while (ok && (type = raw_read_msg(fd, body, sizeof(body), &n, 1000)) > 0 && type != 'X') {
+        buf_init(&b); /* then it answers whatever it is sent, as a server would a SET */
+        if (type == 'Q') {
+            buf_msg_start(&b, 'C');
+            buf_put_str(&b, "SELECT 1");
+            buf_msg_finish(&b);
+        }
+        if (type == 'Q' || type == 'S')
+            proto_ready(&b, 'I');
+        ok = b.len == 0 || raw_send(fd, &b);
+        buf_free(&b);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* lakeproxy refuses a server that ends SCRAM with AuthenticationOk before proving, by its
+ * signature, that it knows the password (red team 6): under tls: prefer or require someone in
+ * the middle could otherwise stand in for PostgreSQL. libpq refuses it the same way. */
+Test(faults, a_server_that_skips_the_scram_signature_is_refused)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(lfd >= 0);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t salen = sizeof(sa);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, impostor_server, &lfd), 0);
+    int port = free_port();
+    make_yaml(port, "impostor", "127.0.0.1", ntohs(sa.sin_port), 1, 0);
+    proxy_start_yaml(&px, port, yaml);
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "impostor", NULL);
+    cr_expect(PQstatus(c) != CONNECTION_OK, "a client was served by a server that never proved it "
+                                            "knows the password");
+    cr_log_info("impostor: %s", PQerrorMessage(c));
+    PQfinish(c);
+    pthread_join(th, NULL);
+    close(lfd);
+    cr_expect_geq(file_count_lines(px.log, "without proving it knows the password"), 1,
+                  "the log says why");
 }

@@ -116,6 +116,28 @@ Test(auth, scram_rfc7677_vector_client_side)
     free(out);
     cr_assert(scram_client_verify(&c, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err), "%s", err);
     cr_assert_eq(c.state, 3);
+    cr_expect_not(scram_client_unfinished(&c), "verified: the server proved it");
+    scram_client_free(&c);
+}
+
+/* An exchange begun and not ended by a verified server signature is unfinished: a server that
+ * says AuthenticationOk then is refused (server.c). None begun is not (trust, md5). */
+Test(auth, a_scram_exchange_is_unfinished_until_the_server_signature_verifies)
+{
+    struct scram_client c = {0};
+    char *out = NULL;
+    const char *err = NULL;
+    cr_expect_not(scram_client_unfinished(&c), "no exchange begun");
+    cr_assert(scram_client_first(&c, RFC_USER, RFC_PASSWORD, RFC_CNONCE, &out));
+    free(out);
+    cr_expect(scram_client_unfinished(&c), "after client-first");
+    cr_assert(scram_client_final(&c, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), &out, &err), "%s",
+              err);
+    free(out);
+    cr_expect(scram_client_unfinished(&c), "after client-final");
+    const char bad[] = "v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    cr_assert_not(scram_client_verify(&c, bad, strlen(bad), &err));
+    cr_expect(scram_client_unfinished(&c), "after a signature that does not verify");
     scram_client_free(&c);
 }
 
