@@ -300,11 +300,39 @@ bool scram_name_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user, uint8_t
     return true;
 }
 
+/* The one of like[0..n) (those with iterations) whose shape the mock of user takes, picked by
+ * HMAC(HMAC(key, user), "shape"); NULL when none has iterations or the HMAC fails. */
+static const struct scram_verifier *mock_shape(const uint8_t key[SCRAM_KEY_LEN], const char *user,
+                                               const struct scram_verifier *like, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += like[i].iterations > 0;
+    uint8_t mac[SCRAM_KEY_LEN], pick[SCRAM_KEY_LEN];
+    if (m == 0 || !hmac256(key, user, strlen(user), mac) || !hmac256(mac, "shape", 5, pick))
+        return NULL;
+    explicit_bzero(mac, sizeof(mac));
+    uint64_t h = 0;
+    for (int i = 0; i < 8; i++)
+        h = h << 8 | pick[i];
+    size_t k = (size_t)(h % m);
+    for (size_t i = 0; i < n; i++)
+        if (like[i].iterations > 0 && k-- == 0)
+            return &like[i];
+    return NULL;
+}
+
 bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
-                         const char *user, struct scram_verifier *out)
+                         const char *user, const struct scram_verifier *like, size_t n,
+                         struct scram_verifier *out)
 {
     *out = *mock;
-    out->salt_len = mock->salt_len < SCRAM_KEY_LEN ? mock->salt_len : SCRAM_KEY_LEN;
+    const struct scram_verifier *shape = mock_shape(key, user, like, n);
+    if (shape) {
+        out->iterations = shape->iterations;
+        out->salt_len = shape->salt_len;
+    }
+    out->salt_len = out->salt_len < SCRAM_KEY_LEN ? out->salt_len : SCRAM_KEY_LEN;
     return scram_name_salt(key, user, out->salt, out->salt_len);
 }
 

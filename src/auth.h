@@ -32,10 +32,14 @@ bool scram_make_verifier(const char *password, const uint8_t *salt, size_t salt_
 
 /* The verifier an unknown user is answered with: mock's keys (nobody's password) with a salt of
  * the user's own, HMAC-SHA-256(key, user), as stable as a real user's: a probe that compares
- * salts cannot tell unknown names from real ones (PostgreSQL does the same). False when the
- * HMAC fails. */
+ * salts cannot tell unknown names from real ones (PostgreSQL does the same). Its iteration
+ * count and salt length (at most 32 bytes) are those of one of the n verifiers `like` (entries
+ * with 0 iterations are none), picked by the name, keyed, as often as each occurs among them:
+ * a verifier made with other than PostgreSQL's defaults does not stand out; mock's own when
+ * there are none. False when the HMAC fails. */
 bool scram_mock_for_user(const struct scram_verifier *mock, const uint8_t key[SCRAM_KEY_LEN],
-                         const char *user, struct scram_verifier *out);
+                         const char *user, const struct scram_verifier *like, size_t n,
+                         struct scram_verifier *out);
 
 /* A salt key (for scram_name_salt) derived from secrets that stay the same while the
  * configuration does (n of them, each lens[i] bytes): SHA-256 over a label and each secret

@@ -626,7 +626,8 @@ static void start_mock_scram(struct client *c)
 {
     struct scram_verifier v;
     c->scram_mock = true;
-    if (!scram_mock_for_user(&c->w->mock_verifier, c->w->mock_salt_key, c->user, &v)) {
+    if (!scram_mock_for_user(&c->w->mock_verifier, c->w->mock_salt_key, c->user,
+                             c->w->user_verifiers, c->w->cfg->n_users, &v)) {
         client_fail(c, "53200", "out of memory");
         return;
     }

@@ -235,6 +235,34 @@ Test(session, a_plain_password_users_salt_survives_a_reload)
               state, msg);
 }
 
+/* The length in bytes of base64 text b64. */
+static size_t b64_bytes(const char *b64)
+{
+    size_t n = strlen(b64);
+    return n / 4 * 3 - (n > 0 && b64[n - 1] == '=') - (n > 1 && b64[n - 2] == '=');
+}
+
+/* Red team 6: bob's verifier (password_scram) has a 17-byte salt, and unknown names all got
+ * 16 bytes, so a probe told bob apart without a password. Unknown names now take the shapes of
+ * the configured verifiers, each as often as it occurs among them: some get 17 bytes too. */
+Test(session, unknown_names_share_the_salt_lengths_of_real_users)
+{
+    char salt[128];
+    cr_assert(raw_scram_salt(px.port, "bob", "app", salt, sizeof(salt)));
+    size_t bob = b64_bytes(salt), like_bob = 0, other = 0;
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ghost%d", i);
+        cr_assert(raw_scram_salt(px.port, name, "app", salt, sizeof(salt)), "%s", name);
+        if (b64_bytes(salt) == bob)
+            like_bob++;
+        else
+            other++;
+    }
+    cr_expect_gt(like_bob, 0, "no unknown name has a salt as long as bob's (%zu bytes)", bob);
+    cr_expect_gt(other, 0, "nor as long as a password: user's");
+}
+
 /* A review: the key that salts unknown names was drawn at random at start, so across a
  * restart their salts changed while a real user's (a password_scram verifier) did not: a
  * probe comparing salts across a restart told them apart. It is derived from the

@@ -724,10 +724,10 @@ Test(auth, unknown_users_each_get_a_stable_salt_of_their_own)
     memset(key, 7, sizeof(key));
     memset(other_key, 8, sizeof(other_key));
     cr_assert(scram_make_verifier("nobody's", salt, sizeof(salt), 4096, &mock));
-    cr_assert(scram_mock_for_user(&mock, key, "nobody1", &a1));
-    cr_assert(scram_mock_for_user(&mock, key, "nobody1", &a2));
-    cr_assert(scram_mock_for_user(&mock, key, "nobody2", &b));
-    cr_assert(scram_mock_for_user(&mock, other_key, "nobody1", &a_other));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody1", NULL, 0, &a1));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody1", NULL, 0, &a2));
+    cr_assert(scram_mock_for_user(&mock, key, "nobody2", NULL, 0, &b));
+    cr_assert(scram_mock_for_user(&mock, other_key, "nobody1", NULL, 0, &a_other));
     cr_expect_eq(a1.salt_len, 16, "as long as a real user's");
     cr_expect_eq(a1.iterations, 4096);
     cr_expect(memcmp(a1.salt, a2.salt, 16) == 0, "the same name, the same salt");
@@ -736,6 +736,36 @@ Test(auth, unknown_users_each_get_a_stable_salt_of_their_own)
     cr_expect(memcmp(a1.salt, a_other.salt, 16) != 0, "the key decides: not guessable");
     cr_expect(memcmp(a1.stored_key, mock.stored_key, SCRAM_KEY_LEN) == 0,
               "keys nobody has a password for");
+}
+
+/* Red team 6: a configured verifier made with other than PostgreSQL's defaults (a 17-byte salt,
+ * 10000 iterations) stood out against the mock's 16 bytes and 4096. Unknown names now take the
+ * shapes of the configured verifiers, each as often as it occurs among them (entries with no
+ * iterations, users without a verifier, are none), the same at every attempt. */
+Test(auth, unknown_users_take_the_shapes_of_the_configured_verifiers)
+{
+    uint8_t salt[17] = "0123456789abcdefg", key[SCRAM_KEY_LEN];
+    struct scram_verifier mock, like[4] = {{0}}, v, again;
+    memset(key, 7, sizeof(key));
+    cr_assert(scram_make_verifier("nobody's", salt, 16, 4096, &mock));
+    cr_assert(scram_make_verifier("a", salt, 16, 4096, &like[0]));
+    cr_assert(scram_make_verifier("b", salt, 17, 10000, &like[2])); /* like[1], like[3]: none */
+    cr_assert(scram_make_verifier("c", salt, 17, 10000, &like[3]));
+    int odd = 0;
+    char name[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof(name), "nobody%d", i);
+        cr_assert(scram_mock_for_user(&mock, key, name, like, 4, &v));
+        cr_assert((v.salt_len == 16 && v.iterations == 4096) ||
+                      (v.salt_len == 17 && v.iterations == 10000),
+                  "%s: %zu bytes, %d iterations", name, v.salt_len, v.iterations);
+        odd += v.salt_len == 17;
+        cr_assert(scram_mock_for_user(&mock, key, name, like, 4, &again));
+        cr_assert(again.salt_len == v.salt_len && again.iterations == v.iterations &&
+                      memcmp(again.salt, v.salt, v.salt_len) == 0,
+                  "the same name, the same shape and salt");
+    }
+    cr_expect(odd > 1800 && odd < 2200, "two in three take the 17-byte shape: %d of 3000", odd);
 }
 
 Test(auth, the_salt_key_follows_the_configurations_secrets)
