@@ -340,6 +340,7 @@ static const struct field listen_tls_fields[] = {
     REQ_STR("cert", struct config, tls_cert),
     REQ_STR("key", struct config, tls_key),
     STR("client_ca", struct config, tls_client_ca),
+    STR("client_crl", struct config, tls_client_crl),
     ENUM("client_cert", struct config, tls_client_cert, client_cert_modes),
 };
 static const struct table listen_tls_table = TABLE(listen_tls_fields);
@@ -1242,13 +1243,15 @@ static void load_listen(struct ctx *c, const yaml_node_t *v, struct config *cfg)
 {
     walk_at(c, v, "listen", &listen_table, cfg);
     const yaml_node_t *tls =
-        cfg->tls_client_cert == 1 && !cfg->tls_client_ca && v->type == YAML_MAPPING_NODE
-            ? find_value(c, v, "tls")
-            : NULL;
-    if (tls)
+        !cfg->tls_client_ca && v->type == YAML_MAPPING_NODE ? find_value(c, v, "tls") : NULL;
+    if (tls && cfg->tls_client_cert == 1)
         add_error(c, tls->start_mark,
                   "listen.tls.client_cert: require needs listen.tls.client_ca, the CA that "
                   "signs client certificates");
+    if (tls && cfg->tls_client_crl)
+        add_error(c, tls->start_mark,
+                  "listen.tls.client_crl needs listen.tls.client_ca, the CA whose revocations "
+                  "it lists");
     const char *ts = cfg->takeover_socket;
     if (ts && (ts[0] != '/' || strlen(ts) >= TAKEOVER_SOCKET_MAX))
         add_error(c, find_value(c, v, "takeover_socket")->start_mark,
@@ -1602,6 +1605,7 @@ void config_free(struct config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->tls_client_crl);
     free(cfg->takeover_socket);
     free(cfg->unix_socket_dir);
     free(cfg->unix_socket_mode_text);

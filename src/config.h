@@ -225,6 +225,8 @@ struct config {
     char *tls_key;         /* listen.tls.key */
     char *tls_client_ca;   /* listen.tls.client_ca: CA (PEM) that signs client certificates;
                               set: a certificate a client presents is verified */
+    char *tls_client_crl;  /* listen.tls.client_crl: revoked client certificates (PEM CRLs
+                              of client_ca), read again at each reload; NULL: none */
     int tls_client_cert;   /* listen.tls.client_cert: 0 optional (default), 1 require */
     char *takeover_socket; /* listen.takeover_socket: Unix socket where a new lakeproxy
                               started with --takeover asks for the listening sockets (NULL: off) */

@@ -48,6 +48,23 @@ static bool tls_file_usable(const char *path, const char *what, bool secret, cha
     return true;
 }
 
+/* Makes the handshake refuse a client certificate that the CRLs in path (PEM) revoke. */
+static bool load_client_crl(SSL_CTX *ctx, const char *path, char *err, size_t errsz)
+{
+    char e[256];
+    if (!tls_file_usable(path, "listen.tls.client_crl", false, err, errsz))
+        return false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP *file = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+    if (!file || X509_load_crl_file(file, path, X509_FILETYPE_PEM) < 1) {
+        snprintf(err, errsz, "cannot load listen.tls.client_crl %s: %s", path,
+                 tls_last_error(e, sizeof(e)));
+        return false;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK); /* (the client's own certificate) */
+    return true;
+}
+
 /* Verify client certificates against listen.tls.client_ca. */
 static bool want_client_certs(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errsz)
 {
@@ -62,6 +79,8 @@ static bool want_client_certs(SSL_CTX *ctx, const struct config *cfg, char *err,
         return false;
     }
     SSL_CTX_set_client_CA_list(ctx, names);
+    if (cfg->tls_client_crl && !load_client_crl(ctx, cfg->tls_client_crl, err, errsz))
+        return false;
     SSL_CTX_set_verify(
         ctx, SSL_VERIFY_PEER | (cfg->tls_client_cert == 1 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
         NULL);

@@ -644,7 +644,15 @@ Test(rls_session, attributes_are_set_per_checkout_and_reset_on_return, .init = s
 
 /* Client certificates: tenant_id and org come from the subject of the certificate the client
  * presents (listen.tls.client_ca verifies it), not from anything the client says. */
+static void start_cert_with(const char *client_cert, const char *more);
+
 static void start_cert(const char *client_cert)
+{
+    start_cert_with(client_cert, "");
+}
+
+/* start_cert with more keys under listen.tls (more ends in a newline, or is ""). */
+static void start_cert_with(const char *client_cert, const char *more)
 {
     static char yaml[16384], out[17000];
     char extra[1024];
@@ -657,8 +665,8 @@ static void start_cert(const char *client_cert)
     const char *at = strstr(yaml, "server.key\n");
     cr_assert_not_null(at);
     at += strlen("server.key\n");
-    snprintf(out, sizeof(out), "%.*s    client_ca: %s/ca.crt\n    client_cert: %s\n%s",
-             (int)(at - yaml), yaml, env_need("LP_CERTS"), client_cert, at);
+    snprintf(out, sizeof(out), "%.*s    client_ca: %s/ca.crt\n    client_cert: %s\n%s%s",
+             (int)(at - yaml), yaml, env_need("LP_CERTS"), client_cert, more, at);
     proxy_start_yaml(&px, port, out);
 }
 
@@ -713,6 +721,28 @@ Test(rls_cert, a_required_certificate_is_required, .init = start_cert_required, 
     PQfinish(c);
     c = cert_login("client");
     cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    PQfinish(c);
+}
+
+static void start_cert_with_crl(void)
+{
+    char more[400];
+    snprintf(more, sizeof(more), "    client_crl: %s/ca.crl\n", env_need("LP_CERTS"));
+    start_cert_with("require", more);
+}
+
+/* listen.tls.client_crl: a certificate the CA has revoked is refused at the handshake (a
+ * tenant's leaked certificate can be withdrawn without a new CA); the others still log in. */
+Test(rls_cert, a_revoked_certificate_is_refused, .init = start_cert_with_crl, .fini = stop_proxy)
+{
+    PGconn *c = cert_login("revoked");
+    cr_expect(PQstatus(c) != CONNECTION_OK, "a revoked certificate logged in");
+    PQfinish(c);
+    c = cert_login("client");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    char *v = query_value(c, "SELECT current_setting('app.tenant_id')");
+    cr_expect_str_eq(v, "7");
+    free(v);
     PQfinish(c);
 }
 

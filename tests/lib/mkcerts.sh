@@ -28,3 +28,15 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=t7/O=Acme/OU=7" \
 openssl x509 -req -in rogue.csr -CA rogue-ca.crt -CAkey rogue-ca.key -CAcreateserial -days 2 \
     -extfile client.cnf -out rogue.crt >/dev/null 2>&1
 chmod 600 client.key rogue.key rogue-ca.key
+# revoked.crt/key: the same subject, signed by the test CA and then revoked in ca.crl (the
+# CRL of listen.tls.client_crl, test_rls.c)
+openssl req -newkey rsa:2048 -nodes -subj "/CN=t7/O=Acme/OU=7" \
+    -keyout revoked.key -out revoked.csr >/dev/null 2>&1
+openssl x509 -req -in revoked.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile client.cnf -out revoked.crt >/dev/null 2>&1
+chmod 600 revoked.key
+: >index.txt
+echo 01 >crlnumber
+printf '[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n' >crl.cnf
+openssl ca -config crl.cnf -keyfile ca.key -cert ca.crt -revoke revoked.crt >/dev/null 2>&1
+openssl ca -config crl.cnf -keyfile ca.key -cert ca.crt -gencrl -out ca.crl >/dev/null 2>&1

@@ -377,6 +377,10 @@ static const struct {
      "u}}\n",
      "t.yaml:2:8: listen.tls.client_cert: require needs listen.tls.client_ca, the CA that signs "
      "client certificates"},
+    {"listen:\n  tls: {cert: c, key: k, client_crl: r.crl}\ndatabases: {app: {host: h, user: "
+     "u}}\n",
+     "t.yaml:2:8: listen.tls.client_crl needs listen.tls.client_ca, the CA whose revocations it "
+     "lists"},
     {"listen:\n  tls: {cert: c, key: k, client_cert: always}\ndatabases: {app: {host: h, user: "
      "u}}\n",
      "t.yaml:2:39: listen.tls.client_cert: unknown value \"always\" (expected one of: optional, "
