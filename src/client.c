@@ -993,6 +993,12 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "53200", "out of memory");
         return;
     }
+    if (c->w->cfg->tls_client_tls == 1 && !c->tls && strcmp(c->addr, "unix") != 0) {
+        client_fail(c, "28000",
+                    "TLS is required (listen.tls.client_tls: require): connect with "
+                    "sslmode=require");
+        return;
+    }
     if (c->w->cfg->tls_client_cert == 1 && !c->cert_verified) { /* (TCP or Unix socket) */
         client_fail(c, "28000",
                     "a client certificate is required (listen.tls.client_cert: require): connect "

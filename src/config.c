@@ -342,6 +342,7 @@ static const struct field listen_tls_fields[] = {
     STR("client_ca", struct config, tls_client_ca),
     STR("client_crl", struct config, tls_client_crl),
     ENUM("client_cert", struct config, tls_client_cert, client_cert_modes),
+    ENUM("client_tls", struct config, tls_client_tls, client_cert_modes),
 };
 static const struct table listen_tls_table = TABLE(listen_tls_fields);
 

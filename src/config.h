@@ -228,6 +228,8 @@ struct config {
     char *tls_client_crl;  /* listen.tls.client_crl: revoked client certificates (PEM CRLs
                               of client_ca), read again at each reload; NULL: none */
     int tls_client_cert;   /* listen.tls.client_cert: 0 optional (default), 1 require */
+    int tls_client_tls;    /* listen.tls.client_tls: 0 optional (default), 1 require (TCP
+                              clients without TLS are refused; the Unix socket is not TCP) */
     char *takeover_socket; /* listen.takeover_socket: Unix socket where a new lakeproxy
                               started with --takeover asks for the listening sockets (NULL: off) */
     char *unix_socket_dir; /* listen.unix_socket_dir: clients may also connect to the Unix

@@ -81,16 +81,37 @@ static int entries(const char *dir)
     return n;
 }
 
+/* Adds the keys tls_keys (each line indented by four spaces) under listen.tls of yaml. */
+static void add_tls_keys(const char *tls_keys)
+{
+    char more[8192];
+    char *at = strstr(yaml, "server.key\n");
+    cr_assert_not_null(at);
+    at += strlen("server.key\n");
+    snprintf(more, sizeof(more), "%s%s", tls_keys, at);
+    cr_assert_lt((size_t)(at - yaml) + strlen(more), sizeof(yaml));
+    strcpy(at, more);
+}
+
+/* Starts p on a free port with its socket in a fresh dir (dirsz bytes), the extra listen keys
+ * listen_more and the listen.tls keys tls_keys (either may be ""); the socket's path in path. */
+static void start_on_socket(struct proxy *p, char *dir, size_t dirsz, char *path, size_t pathsz,
+                            const char *listen_more, const char *tls_keys)
+{
+    int port = free_port();
+    socket_dir(port, dir, dirsz, path, pathsz);
+    unix_yaml(port, dir, listen_more);
+    add_tls_keys(tls_keys);
+    proxy_start_yaml(p, port, yaml);
+}
+
 TestSuite(unixsocket, .timeout = 60);
 
 Test(unixsocket, clients_log_in_over_it_and_its_file_has_the_mode_and_goes_at_exit)
 {
     struct proxy p;
     char dir[300], path[400];
-    int port = free_port();
-    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
-    unix_yaml(port, dir, "  unix_socket_mode: \"0770\"\n");
-    proxy_start_yaml(&p, port, yaml);
+    start_on_socket(&p, dir, sizeof(dir), path, sizeof(path), "  unix_socket_mode: \"0770\"\n", "");
     struct stat st;
     cr_assert_eq(lstat(path, &st), 0, "no socket at %s", path);
     cr_expect(S_ISSOCK(st.st_mode));
@@ -159,23 +180,34 @@ Test(unixsocket, a_socket_in_use_or_another_file_is_left_alone_and_refused)
     unlink(path);
 }
 
+/* listen.tls.client_tls: require refuses TCP clients that do not ask for TLS (28000, saying
+ * what to do) and serves those that do; the Unix socket, where libpq never asks for TLS and
+ * nothing crosses a network, is not TCP: its clients log in. */
+Test(unixsocket, required_tls_refuses_plain_tcp_clients_only)
+{
+    struct proxy p;
+    char dir[300], path[400];
+    start_on_socket(&p, dir, sizeof(dir), path, sizeof(path), "", "    client_tls: require\n");
+    PGconn *c = proxy_connect(&p, "alice", "alice-secret", "app", NULL); /* sslmode=disable */
+    cr_expect(PQstatus(c) != CONNECTION_OK, "a TCP client without TLS logged in");
+    cr_expect(strstr(PQerrorMessage(c), "TLS is required"), "%s", PQerrorMessage(c));
+    PQfinish(c);
+    c = proxy_connect(&p, "alice", "alice-secret", "app", "sslmode=require");
+    cr_expect(PQstatus(c) == CONNECTION_OK, "over TLS: %s", PQerrorMessage(c));
+    PQfinish(c);
+    expect_query_over(&p, dir);
+    proxy_stop(&p);
+}
+
 /* listen.tls.client_cert: require refuses libpq's clients over the socket, which never ask for
  * TLS there (red team 6: alice logged in over it without any certificate). */
 Test(unixsocket, a_required_client_certificate_refuses_socket_clients)
 {
     struct proxy p;
-    char dir[300], path[400], more[8192], extra[400];
-    int port = free_port();
-    socket_dir(port, dir, sizeof(dir), path, sizeof(path));
-    unix_yaml(port, dir, "");
-    char *at = strstr(yaml, "server.key\n");
-    cr_assert_not_null(at);
-    at += strlen("server.key\n");
-    snprintf(more, sizeof(more), "    client_ca: %s/ca.crt\n    client_cert: require\n%s",
-             env_need("LP_CERTS"), at);
-    cr_assert_lt((size_t)(at - yaml) + strlen(more), sizeof(yaml));
-    strcpy(at, more);
-    proxy_start_yaml(&p, port, yaml);
+    char dir[300], path[400], more[400], extra[400];
+    snprintf(more, sizeof(more), "    client_ca: %s/ca.crt\n    client_cert: require\n",
+             env_need("LP_CERTS"));
+    start_on_socket(&p, dir, sizeof(dir), path, sizeof(path), "", more);
     snprintf(extra, sizeof(extra), "host=%s", dir);
     PGconn *c = proxy_connect(&p, "alice", "alice-secret", "app", extra);
     cr_expect(PQstatus(c) != CONNECTION_OK,
