@@ -306,6 +306,12 @@ static void show_config(struct client *c)
     config_row(&r, "config_file", "%s", cfg->path);
     config_row(&r, "listen", "%s:%d", cfg->listen_host, cfg->listen_port);
     config_row(&r, "listen.tls", "%s", cfg->tls_cert ? "on" : "off");
+    if (cfg->tls_cert) /* (what a client must bring: an admin checks it here) */
+        config_row(&r, "listen.tls.clients", "client_tls=%s client_cert=%s client_ca=%s crl=%s",
+                   cfg->tls_client_tls ? "require" : "optional",
+                   cfg->tls_client_cert ? "require" : "optional",
+                   cfg->tls_client_ca ? cfg->tls_client_ca : "(none)",
+                   cfg->tls_client_crl ? cfg->tls_client_crl : "(none)");
     if (c->w->unix_path[0]) /* (as at start: a reload does not move it) */
         config_row(&r, "listen.unix_socket", "%s mode %04o", c->w->unix_path,
                    (unsigned)c->w->unix_mode);

@@ -141,6 +141,18 @@ Test(admin, show_config_never_shows_a_secret)
     PQfinish(adm);
 }
 
+/* What a client must bring over TLS is shown (the suite's listen.tls has no client CA). */
+Test(admin, show_config_shows_what_clients_must_bring)
+{
+    PGconn *adm = console();
+    PGresult *r = show(adm, "SHOW CONFIG");
+    char *v = cell(r, "key", "listen.tls.clients", "value");
+    cr_expect_str_eq(v ? v : "(no row)",
+                     "client_tls=optional client_cert=optional client_ca=(none) crl=(none)");
+    PQclear(r);
+    PQfinish(adm);
+}
+
 /* An entry with an allow: list shows who may use it; one without shows no such row. */
 Test(admin, show_config_shows_who_may_use_a_restricted_entry)
 {
