@@ -267,6 +267,13 @@ static bool add_janitor(struct worker *w)
 
 static bool add_signals(struct worker *w)
 {
+    /* What libevent finds in place it puts back when its events are freed at exit: ignored,
+     * so that a reload, a report or another SIGTERM asked for while lakeproxy exits cannot
+     * kill it, at no moment of the exit and in no thread. (Children still start with the
+     * defaults: a caught signal is reset by exec. SIGINT, exit at once, keeps its default.) */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
     w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);
     w->sig_term = evsignal_new(w->base, SIGTERM, signal_cb, w);
     w->sig_hup = evsignal_new(w->base, SIGHUP, signal_cb, w);
@@ -450,12 +457,7 @@ void worker_free(struct worker *w)
         event_free(w->sig_hup);
     if (w->sig_usr1)
         event_free(w->sig_usr1);
-    /* a reload, a report or another SIGTERM asked for while lakeproxy exits must not kill it
-     * (their default): set once libevent has put back the handlers it replaced. (SIGINT, exit
-     * at once, keeps its default.) */
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
+    /* (SIGTERM, SIGHUP and SIGUSR1 are ignored from here on: add_signals) */
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->janitor)
