@@ -993,7 +993,7 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "53200", "out of memory");
         return;
     }
-    if (c->w->cfg->tls_client_tls == 1 && !c->tls && strcmp(c->addr, "unix") != 0) {
+    if (c->w->cfg->tls_client_tls == 1 && !c->tls && !c->on_unix_socket) {
         client_fail(c, "28000",
                     "TLS is required (listen.tls.client_tls: require): connect with "
                     "sslmode=require");
@@ -1424,6 +1424,7 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     list_append(&w->clients, &c->node);
     w->n_clients++;
     conn_format_addr(sa, c->addr, sizeof(c->addr));
+    c->on_unix_socket = sa->sa_family == AF_UNIX;
     make_cancel_key(c);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

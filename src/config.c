@@ -1842,20 +1842,15 @@ char *config_read_file(const char *path, size_t max, bool secret, size_t *len, s
     st = st ? st : &own;
     /* non-blocking: opening a FIFO with no writer returns at once, to be refused below */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    char why[160];
+    char why[512];
     if (fd < 0 || fstat(fd, st) != 0) {
         snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return NULL;
     }
-    if (!S_ISREG(st->st_mode)) {
-        snprintf(err, errsz, "%s is not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    if (secret && config_secret_file_exposed((unsigned)st->st_mode, why, sizeof(why))) {
-        snprintf(err, errsz, "%s %s: chmod o-rwx %s", path, why, path);
+    if (config_file_refusal(path, st, secret, why, sizeof(why))) {
+        snprintf(err, errsz, "%s %s", path, why);
         close(fd);
         return NULL;
     }
@@ -1906,14 +1901,19 @@ void config_file_free(char *text, size_t len, bool secret)
     free(text);
 }
 
-const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz)
+const char *config_file_refusal(const char *path, const struct stat *st, bool secret, char *why,
+                                size_t whysz)
 {
-    if (!(mode & 0007))
+    unsigned mode = (unsigned)st->st_mode;
+    if (!S_ISREG(st->st_mode))
+        snprintf(why, whysz, "is not a regular file");
+    else if (secret && (mode & 0007))
+        snprintf(why, whysz, "can be %s by every user (mode %04o): chmod o-rwx %s",
+                 mode & 0004   ? "read"
+                 : mode & 0002 ? "changed"
+                               : "opened",
+                 mode & 07777, path);
+    else
         return NULL;
-    snprintf(why, whysz, "can be %s by every user (mode %04o)",
-             mode & 0004   ? "read"
-             : mode & 0002 ? "changed"
-                           : "opened",
-             mode & 07777);
     return why;
 }

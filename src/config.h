@@ -335,12 +335,14 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 
-/* Why a file holding a secret (a token, a client secret, the hash key) of mode `mode` must not
- * be used: every user of the machine may read or change it ("can be read by every user
- * (mode 0644)"); NULL when only its owner and group may. */
-const char *config_secret_file_exposed(unsigned mode, char *why, size_t whysz);
-
 struct stat;
+/* Why the file path, of status *st, must not be read (NULL when it may be): it is no regular
+ * file ("is not a regular file": a FIFO would block the read), or it holds a secret (a token,
+ * a client secret, the hash key, a TLS key) that every user of the machine may read or change
+ * ("can be read by every user (mode 0644): chmod o-rwx PATH"). */
+const char *config_file_refusal(const char *path, const struct stat *st, bool secret, char *why,
+                                size_t whysz);
+
 /* Reads the regular file path, at most max bytes, into a NUL-ended heap buffer (free it with
  * config_file_free); NULL with err ("cannot read PATH: why", "PATH is not a regular file",
  * "PATH is larger than MAX bytes") when it cannot be read whole, or is no regular file (a FIFO

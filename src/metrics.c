@@ -16,6 +16,7 @@
 #include "credentials.h"
 #include "list.h"
 #include "log.h"
+#include "monotime.h"
 #include "stats.h"
 #include "statslog.h"
 #include "tokenauth.h"
@@ -316,9 +317,7 @@ static struct event *http_sweep; /* every second while there are connections */
 
 static time_t mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (time_t)(monotime_ms() / 1000);
 }
 
 /* Drops lakeproxy's reference to a connection (freeing it if evhttp already has). */

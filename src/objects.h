@@ -291,7 +291,8 @@ struct client {
     struct event *timer;       /* wait-for-server timeout */
     struct event *login_timer; /* startup + authentication must finish in time */
     uint64_t id;
-    char addr[64];
+    char addr[64];       /* "host:port", or "unix" */
+    bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
     char *user;
     char *database;
     struct param_set wanted;         /* session parameters the client asked for at startup,

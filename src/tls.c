@@ -32,17 +32,13 @@ static bool tls_file_usable(const char *path, const char *what, bool secret, cha
                             size_t errsz)
 {
     struct stat st;
-    char why[160];
+    char why[512];
     if (stat(path, &st) != 0) {
         snprintf(err, errsz, "cannot load %s %s: %s", what, path, strerror(errno));
         return false;
     }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errsz, "cannot load %s %s: it is not a regular file", what, path);
-        return false;
-    }
-    if (secret && config_secret_file_exposed((unsigned)st.st_mode, why, sizeof(why))) {
-        snprintf(err, errsz, "cannot load %s %s: it %s: chmod o-rwx %s", what, path, why, path);
+    if (config_file_refusal(path, &st, secret, why, sizeof(why))) {
+        snprintf(err, errsz, "cannot load %s %s: it %s", what, path, why);
         return false;
     }
     return true;
