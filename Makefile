@@ -66,7 +66,7 @@ $(BUILD)/test_integration: $(INTEG_OBJ) $(LIB_OBJ)
 unit: $(BUILD)/test_unit
 integration: $(BUILD)/test_integration $(BUILD)/lakeproxy
 
-# node-postgres for tests/clients (from the npm registry, versions pinned by package-lock.json)
+# node-postgres and Postgres.js for tests/clients (from the npm registry, versions pinned by package-lock.json)
 NODE_CLIENTS := tests/clients/node/node_modules/.package-lock.json
 $(NODE_CLIENTS): tests/clients/node/package.json tests/clients/node/package-lock.json
 	@command -v npm >/dev/null || { echo "make check needs npm (apt-get install nodejs npm)"; exit 1; }

@@ -89,7 +89,7 @@ if [ -s "$T/stop-failures.txt" ]; then
 fi
 if [ -n "${FILTER:-}" ]; then list_failures; echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; fi
 
-echo "== real clients (psql, pgbench, psycopg, pgjdbc, node-postgres)"
+echo "== real clients (psql, pgbench, psycopg, pgjdbc, node-postgres, Postgres.js)"
 bash tests/clients/run.sh 2>&1 | tee "$T/clients.out"
 line=$(grep -E '^clients: [0-9]+ passed, [0-9]+ failed' "$T/clients.out" | tail -n 1)
 if [ -n "$line" ]; then

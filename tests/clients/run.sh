@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run.sh: real clients through lakeproxy: psql, pgbench, psycopg 3, pgjdbc and node-postgres.
+# run.sh: real clients through lakeproxy: psql, pgbench, psycopg 3, pgjdbc, node-postgres and
+# Postgres.js.
 # Needs the environment tests/run_all.sh sets (LP_BIN, LP_PGPORT, LP_CERTS, LP_TEST_DIR). Ends with
 # "clients: N passed, N failed".
 set -uo pipefail
@@ -176,6 +177,13 @@ node_scenarios() { # node-postgres: named statements, pg-cursor (Flush), TLS, ma
     node tests/clients/node/scenarios.js 127.0.0.1 "$port"
 }
 check "transaction pooling: node-postgres (pg, pg-cursor) scenarios" node_scenarios
+[ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
+postgresjs_scenarios() { # Postgres.js: prepared by default, pipelined, batches, cursors, COPY
+    [ -d tests/clients/node/node_modules/postgres ] ||
+        { echo "no Postgres.js (npm ci --prefix tests/clients/node, as .ci/run does)"; return 1; }
+    timeout 180 node tests/clients/node/postgresjs.js 127.0.0.1 "$port"
+}
+check "transaction pooling: Postgres.js (prepare: true, its default) scenarios" postgresjs_scenarios
 [ "$last" = ok ] && sed -n 's/^ok - /    &/p' "$dir/out.txt"
 
 psql_meta_commands() { # \d and friends (catalog queries psql writes) under RLS and masking
