@@ -123,6 +123,9 @@ struct pool {
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
     unsigned generation;    /* bumped when a reload changes how to reach the server */
+    uint32_t stmt_epoch;    /* bumped when a server's statement went stale (0A000 to its Bind):
+                               later Parses get proxy names of their own (stmt_proxy_name) */
+    int64_t stmt_stale_logged_ms;              /* when that was last logged */
     struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
     bool paused;                               /* PAUSE: no server is handed out until RESUME */
     char last_error[640];        /* why the last server login failed ("" after a success) */

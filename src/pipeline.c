@@ -11,6 +11,7 @@
 #include "guard.h"
 #include "log.h"
 #include "maskwire.h"
+#include "monotime.h"
 #include "params.h"
 #include "policy.h"
 #include "poolmode.h"
@@ -534,7 +535,8 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
             v = send_unnamed_parse(s, rest, rest_len) ? RV_DROP : RV_ERROR;
         return v;
     }
-    if (!client_stmt_put(&c->stmts, name, rest, rest_len, effects, c->w->cfg->max_message_size)) {
+    if (!client_stmt_put(&c->stmts, name, rest, rest_len, s->pool->stmt_epoch, effects,
+                         c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
                "together, per connection (close or DEALLOCATE the ones no longer used)";
         return RV_ERROR;
@@ -641,7 +643,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         carry_statement_effects(s, st);
         if (!ensure_prepared(s, st))
             return RV_ERROR;
-        target = st->proxy;
+        target = st->proxy; /* (its reply names it: see stale_statement) */
     } else if (!(target = unmanaged_target(s, c, name))) {
         return RV_ERROR;
     } else if (target == name) { /* unknown: the server answers as it would without a proxy */
@@ -654,7 +656,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
     buf_put_str(&b, target);
     buf_put_bytes(&b, r.p, r.left);
     buf_msg_finish(&b);
-    if (!push_reply_for(s, RK_BIND, target, name))
+    if (st ? !rq_push(&s->replies, RK_BIND, st->proxy) : !push_reply_for(s, RK_BIND, target, name))
         b.failed = true;
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
@@ -971,6 +973,29 @@ static void undo_skipped(void *arg, const struct reply *r)
     }
 }
 
+/* A server's Bind of proxy statement stmt failed with error body: when with 0A000 ("cached plan
+ * must not change result type": a table it reads changed shape since it was prepared), the
+ * statement is stale on this server, and on every other that prepared it before the change.
+ * PostgreSQL's remedy is to prepare it again; under its shared name that would find the stale
+ * one again, so later Parses of the pool take names of a new epoch. Statements parsed before
+ * keep theirs and fail as they would on PostgreSQL. */
+static void note_stale_statement(struct server *s, const char *stmt, const uint8_t *body,
+                                 uint32_t len)
+{
+    struct pg_error e;
+    if (!proto_parse_error(body, len, &e) || strcmp(e.sqlstate, "0A000") != 0)
+        return;
+    struct pool *p = s->pool;
+    p->stmt_epoch++;
+    int64_t now = monotime_ms();
+    if (now - p->stmt_stale_logged_ms < 1000)
+        return;
+    p->stmt_stale_logged_ms = now;
+    log_info("pool %s: server %llu: prepared statement %s is stale (0A000); statements "
+             "prepared from now on get new names",
+             p->db->name, (unsigned long long)s->id, stmt);
+}
+
 static bool fake_next(const struct server *s)
 {
     const struct reply *n = rq_second(&s->replies);
@@ -989,8 +1014,11 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
         const struct reply *f = rq_front(&s->replies);
         bool own = type == 'E' && f && f->own_error;
-        if (own && !body)
+        bool shared_bind = type == 'E' && f && f->kind == RK_BIND && f->stmt[0] && !own;
+        if ((own || shared_bind) && !body)
             return RV_NEED_BODY;
+        if (shared_bind)
+            note_stale_statement(s, f->stmt, body, len);
         if (own && !write_own_error(s, f))
             return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);

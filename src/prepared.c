@@ -12,12 +12,14 @@
  * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
  * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
  * hashes. 64 bits took 2^32, an afternoon. */
-void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN])
+void stmt_proxy_name(const uint8_t *parse_rest, size_t len, uint32_t epoch, char out[STMT_NAME_LEN])
 {
     _Static_assert(STMT_NAME_LEN >= 36, "lp_, 32 hex digits and a NUL");
     static const char hex[] = "0123456789abcdef";
     uint8_t h[SHA256_DIGEST_LENGTH];
     SHA256(parse_rest, len, h);
+    for (int i = 0; i < 4; i++) /* (one text's names of two epochs differ; texts stay apart) */
+        h[i] ^= (uint8_t)(epoch >> (8 * i));
     memcpy(out, "lp_", 3);
     for (int i = 0; i < 16; i++) {
         out[3 + 2 * i] = hex[h[i] >> 4];
@@ -128,7 +130,7 @@ static bool make_room(struct client_stmts *s)
 }
 
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint8_t effects, size_t max_bytes)
+                     uint32_t epoch, uint8_t effects, size_t max_bytes)
 {
     struct client_stmt *st = find_client_stmt(s, name);
     /* (closing statements are on their way out: they count against a budget of their own) */
@@ -162,7 +164,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->effects = effects;
     st->mask_tests = 0; /* (client_stmt_set_tests) */
     st->mask_like.n = 0;
-    stmt_proxy_name(rest, len, st->proxy);
+    stmt_proxy_name(rest, len, epoch, st->proxy);
     if (++s->last_gen == 0)
         s->last_gen = 1;
     st->gen = s->last_gen;

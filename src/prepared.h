@@ -25,8 +25,11 @@
 #define REPLY_QUEUE_MAX 65536 /* messages one client may have in flight */
 
 /* The proxy's name for a statement: a hash of its Parse body (text and parameter types), so
- * identical statements of different clients share one server-side statement. */
-void stmt_proxy_name(const uint8_t *parse_rest, size_t len, char out[STMT_NAME_LEN]);
+ * identical statements of different clients share one server-side statement, and of the pool's
+ * statement epoch (struct pool.stmt_epoch), so that a Parse made after a server statement went
+ * stale (its plan's result type changed: 0A000) gets one of its own. */
+void stmt_proxy_name(const uint8_t *parse_rest, size_t len, uint32_t epoch,
+                     char out[STMT_NAME_LEN]);
 
 struct client_stmt {
     char *name;   /* the client's name, cut to its first 63 bytes (PostgreSQL's key) */
@@ -82,12 +85,13 @@ struct client_stmts {
                              Parses of newer ones are still owed a reply (answered in order) */
 };
 
-/* Records name -> parse_rest (replacing a previous one) with its STMT_* effects; false when
+/* Records name -> parse_rest (replacing a previous one) with its STMT_* effects, under the
+ * proxy name of statement epoch `epoch` (stmt_proxy_name); false when
  * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
  * more) of names and bodies together (closing statements counted apart: at most
  * CLIENT_STMT_CLOSING_MAX of them, and as many bytes again). */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint8_t effects, size_t max_bytes);
+                     uint32_t epoch, uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
 /* Does the client hold name, or a statement of that name a Close still owed its reply took
  * (client_stmt_park: an error may yet bring it back)? */

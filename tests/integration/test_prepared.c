@@ -1281,3 +1281,60 @@ Test(prepared, a_discard_all_or_deallocate_that_fails_in_a_pipeline_changes_noth
     close(fd);
     proxy_stop(&one);
 }
+
+/* Runs prepared statement name (no parameters): "" and its row as "a|b|..." in row, or its
+ * SQLSTATE. */
+static const char *run_shape(PGconn *c, const char *name, char row[64], char st[6])
+{
+    PGresult *r = PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(st, 6, "%s", code ? code : "");
+    row[0] = '\0';
+    for (int i = 0; !code && PQntuples(r) == 1 && i < PQnfields(r); i++)
+        snprintf(row + strlen(row), 64 - strlen(row), "%s%s", i ? "|" : "", PQgetvalue(r, 0, i));
+    PQclear(r);
+    return st;
+}
+
+/* On c, PostgreSQL's answers when a table a prepared statement reads changes shape: the
+ * statement fails with 0A000 ("cached plan must not change result type") until the client
+ * prepares it again, and the statement prepared again, under a new name or after a
+ * DEALLOCATE, gives the new shape. */
+static void expect_a_changed_table_as_postgresql(PGconn *c)
+{
+    PGconn *admin = pg_admin("lp_test");
+    PQclear(PQexec(admin, "DROP TABLE IF EXISTS shape_change"));
+    char *v =
+        query_value(admin, "CREATE TABLE shape_change (a int); INSERT INTO shape_change "
+                           "VALUES (1); GRANT SELECT ON shape_change TO PUBLIC; SELECT 'made'");
+    cr_assert_str_eq(v, "made");
+    free(v);
+    char row[64], st[6];
+    prepare(c, "shape", "SELECT * FROM shape_change", 0);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_str_eq(run_shape(c, "shape", row, st), "");
+        cr_expect_str_eq(row, "1");
+    }
+    PQclear(PQexec(admin, "ALTER TABLE shape_change ADD COLUMN b int DEFAULT 2"));
+    for (int i = 0; i < 2; i++)
+        cr_expect_str_eq(run_shape(c, "shape", row, st), "0A000", "the statement is stale");
+    prepare(c, "shape_again", "SELECT * FROM shape_change", 0);
+    cr_expect_str_eq(run_shape(c, "shape_again", row, st), "", "prepared again under a new name");
+    cr_expect_str_eq(row, "1|2");
+    cr_expect_str_eq(sqlstate_of(c, "DEALLOCATE shape", st), "");
+    prepare(c, "shape", "SELECT * FROM shape_change", 0);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_str_eq(run_shape(c, "shape", row, st), "", "prepared again after DEALLOCATE");
+        cr_expect_str_eq(row, "1|2");
+    }
+    PQclear(PQexec(admin, "DROP TABLE shape_change"));
+    PQfinish(admin);
+}
+
+/* Statements the proxy shares between clients under one name went stale on the server with the
+ * table's change, and a statement prepared again took the shared name and failed again, for
+ * good (pgjdbc, Postgres.js and psycopg 3 prepare again after the 0A000). */
+Test(prepared, a_statement_prepared_again_after_its_table_changed_gives_the_new_shape)
+{
+    expect_on_postgresql_and_through_lakeproxy(expect_a_changed_table_as_postgresql);
+}
