@@ -122,7 +122,9 @@ struct pool {
     struct list connecting; /* SV_CONNECTING */
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
-    unsigned generation;    /* bumped when a reload changes how to reach the server */
+    unsigned generation;    /* bumped when a reload changes how to reach the server, or at
+                               RECONNECT: servers of an older one retire when released */
+    const char *retire_why; /* why it was last bumped (a static string, logged at retiring) */
     struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
     bool paused;                               /* PAUSE: no server is handed out until RESUME */
     char last_error[640];        /* why the last server login failed ("" after a success) */
