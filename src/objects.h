@@ -127,6 +127,7 @@ struct pool {
     const char *retire_why; /* why it was last bumped (a static string, logged at retiring) */
     struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
     bool paused;                               /* PAUSE: no server is handed out until RESUME */
+    bool disabled;                             /* DISABLE: new logins refused until ENABLE */
     char last_error[640];        /* why the last server login failed ("" after a success) */
     bool auth_retry;             /* a 28P01 started a credential refresh and one more login */
     bool auth_retry_waiting;     /* ... and that refresh has not ended yet: no logins meanwhile */
