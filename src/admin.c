@@ -1,6 +1,6 @@
-/* admin.c: the admin console: the virtual database "lakeproxy", answering SHOW POOLS, CLIENTS,
- * SERVERS, STATS, CONFIG, CREDENTIALS, QUERIES, PUSHDOWN and RELOAD, PAUSE, RESUME, SHUTDOWN as
- * ordinary result sets. */
+/* admin.c: the admin console: the virtual database "lakeproxy", answering SHOW HELP, VERSION,
+ * DATABASES, POOLS, CLIENTS, SERVERS, STATS, CONFIG, CREDENTIALS, QUERIES, PUSHDOWN and RELOAD,
+ * PAUSE, RESUME, RECONNECT, KILL, DISABLE, ENABLE, SHUTDOWN as ordinary result sets. */
 #include "admin.h"
 
 #include <ctype.h>
@@ -133,9 +133,9 @@ static const char *server_state_name(const struct server *s)
 
 static void show_pools(struct client *c)
 {
-    static const char *const cols[] = {"database",      "user",      "pool_mode", "cl_active",
-                                       "cl_waiting",    "cl_idle",   "sv_active", "sv_idle",
-                                       "sv_connecting", "pool_size", "paused",    NULL};
+    static const char *const cols[] = {
+        "database", "user",          "pool_mode", "cl_active", "cl_waiting", "cl_idle", "sv_active",
+        "sv_idle",  "sv_connecting", "pool_size", "paused",    "disabled",   NULL};
     struct result r;
     struct list *it, *tmp, *ct, *ctmp;
     result_start(&r, cols);
@@ -161,7 +161,8 @@ static void show_pools(struct client *c)
                              num(n[4], (long long)list_count(&p->idle)),
                              num(n[5], (long long)list_count(&p->connecting)),
                              num(n[6], p->db->pool.size),
-                             p->paused ? "yes" : "no"};
+                             p->paused ? "yes" : "no",
+                             p->disabled ? "yes" : "no"};
         result_values(&r, row);
     }
     result_send(c, &r, "SHOW");
@@ -399,32 +400,6 @@ static void show_credentials(struct client *c)
     result_send(c, &r, "SHOW");
 }
 
-static bool set_paused(struct client *c, const char *db, bool paused)
-{
-    struct list *it, *tmp;
-    bool found = false;
-    list_for_each_safe (it, tmp, &c->w->pools) {
-        struct pool *p = list_entry(it, struct pool, node);
-        if (*db && strcmp(p->db->name, db) != 0)
-            continue;
-        found = true;
-        pool_set_paused(p, paused);
-    }
-    return found || !*db;
-}
-
-static void pause_or_resume(struct client *c, const char *db, bool paused)
-{
-    char msg[128];
-    if (!set_paused(c, db, paused)) {
-        snprintf(msg, sizeof(msg), "no pool for database \"%.64s\"", db);
-        send_error(c, "3D000", msg);
-        return;
-    }
-    log_info("admin %s: %s %s", c->user, paused ? "PAUSE" : "RESUME", *db ? db : "all");
-    send_command_ok(c, paused ? "PAUSE" : "RESUME");
-}
-
 /* Milliseconds with three decimals. */
 static void fmt_ms(char *out, size_t outsz, uint64_t us)
 {
@@ -536,33 +511,236 @@ static void show_pushdown(struct client *c)
     result_send(c, &r, "SHOW");
 }
 
+/* The commands, one per row, as SHOW HELP lists them. */
+static const char *const help_lines[] = {
+    "SHOW HELP",     "SHOW VERSION", "SHOW DATABASES", "SHOW POOLS",       "SHOW CLIENTS",
+    "SHOW SERVERS",  "SHOW STATS",   "SHOW CONFIG",    "SHOW CREDENTIALS", "SHOW QUERIES [n]",
+    "SHOW PUSHDOWN", "RELOAD",       "PAUSE [db]",     "RESUME [db]",      "RECONNECT [db]",
+    "KILL db",       "DISABLE db",   "ENABLE db",      "SHUTDOWN",         NULL};
+
+/* A result of one column, col, with a row per value of the NULL-ended vals. */
+static void show_column(struct client *c, const char *col, const char *const *vals)
+{
+    const char *const cols[] = {col, NULL};
+    struct result r;
+    result_start(&r, cols);
+    for (size_t i = 0; vals[i]; i++)
+        result_values(&r, &vals[i]);
+    result_send(c, &r, "SHOW");
+}
+
+static void show_help(struct client *c)
+{
+    show_column(c, "command", help_lines);
+}
+
+static void show_version(struct client *c)
+{
+    static const char *const version[] = {"lakeproxy " LAKEPROXY_VERSION, NULL};
+    show_column(c, "version", version);
+}
+
+/* One row per configured database entry: where it leads, as whom (never a password), its pool
+ * settings, the server connections open now and whether PAUSE or DISABLE holds it. */
+static void show_databases(struct client *c)
+{
+    static const char *const cols[] = {"name",
+                                       "host",
+                                       "port",
+                                       "database",
+                                       "user", /* where it leads, as whom */
+                                       "pool_mode",
+                                       "pool_size",
+                                       "min_pool_size",
+                                       "reserve_pool", /* its settings */
+                                       "current_connections",
+                                       "paused",
+                                       "disabled", /* its state now */
+                                       NULL};
+    const struct config *cfg = c->w->cfg;
+    struct result r;
+    result_start(&r, cols);
+    for (size_t i = 0; i < cfg->n_dbs; i++) {
+        const struct db_config *d = &cfg->dbs[i];
+        const struct pool *p = pool_find(c->w, d->name);
+        char n[5][24];
+        const char *row[] = {d->name,
+                             d->host,
+                             num(n[0], d->port),
+                             d->dbname,
+                             d->user,
+                             pool_mode_for(d)->name,
+                             num(n[1], d->pool.size),
+                             num(n[2], d->pool.min),
+                             num(n[3], d->pool.reserve),
+                             num(n[4], p ? p->n_servers : 0),
+                             p && p->paused ? "1" : "0",
+                             p && p->disabled ? "1" : "0"};
+        result_values(&r, row);
+    }
+    result_send(c, &r, "SHOW");
+}
+
+struct show_item {
+    const char *name;
+    void (*show)(struct client *c);
+};
+
+/* What SHOW shows, by its keyword (QUERIES, which takes a number, is apart). */
+static const struct show_item show_items[] = {
+    {"HELP", show_help},         {"VERSION", show_version}, {"DATABASES", show_databases},
+    {"POOLS", show_pools},       {"CLIENTS", show_clients}, {"SERVERS", show_servers},
+    {"STATS", show_stats},       {"CONFIG", show_config},   {"CREDENTIALS", show_credentials},
+    {"PUSHDOWN", show_pushdown},
+};
+
 /* SHOW's argument, a keyword: what it shows. */
 static void run_show(struct client *c, const struct admincmd *cmd)
 {
     const char *arg = cmd->arg_quoted ? "" : cmd->arg;
     bool counted = strcasecmp(arg, "QUERIES") == 0;
-    if (cmd->count >= 0 && !counted)
+    if (cmd->count >= 0 && !counted) {
         send_error(c, "42601", "only SHOW QUERIES takes a number (of rows)");
-    else if (strcasecmp(arg, "POOLS") == 0)
-        show_pools(c);
-    else if (strcasecmp(arg, "CLIENTS") == 0)
-        show_clients(c);
-    else if (strcasecmp(arg, "SERVERS") == 0)
-        show_servers(c);
-    else if (strcasecmp(arg, "STATS") == 0)
-        show_stats(c);
-    else if (strcasecmp(arg, "CONFIG") == 0)
-        show_config(c);
-    else if (strcasecmp(arg, "CREDENTIALS") == 0)
-        show_credentials(c);
-    else if (counted)
+        return;
+    }
+    if (counted) {
         show_queries(c, cmd->count < 1 ? 20 : cmd->count > 100 ? 100 : (int)cmd->count);
-    else if (strcasecmp(arg, "PUSHDOWN") == 0)
-        show_pushdown(c);
-    else
-        send_error(c, "42601",
-                   "unknown SHOW: use POOLS, CLIENTS, SERVERS, STATS, CONFIG, "
-                   "CREDENTIALS, QUERIES [n] or PUSHDOWN");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(show_items) / sizeof(show_items[0]); i++)
+        if (strcasecmp(arg, show_items[i].name) == 0) {
+            show_items[i].show(c);
+            return;
+        }
+    send_error(c, "42601",
+               "unknown SHOW: use HELP, VERSION, DATABASES, POOLS, CLIENTS, SERVERS, STATS, "
+               "CONFIG, CREDENTIALS, QUERIES [n] or PUSHDOWN");
+}
+
+static void pause_pool(struct client *c, struct pool *p)
+{
+    (void)c;
+    pool_set_paused(p, true);
+}
+
+static void resume_pool(struct client *c, struct pool *p)
+{
+    (void)c;
+    pool_set_paused(p, false);
+}
+
+/* RECONNECT: each server closes once released, so the next ones log in afresh (a new password,
+ * a host name that resolves elsewhere); no client sees an error. */
+static void reconnect_pool(struct client *c, struct pool *p)
+{
+    (void)c;
+    pool_retire_servers(p, "RECONNECT by an administrator");
+    pool_spawn_for_waiters(p);
+}
+
+/* KILL: every client of p (told 57P01) and every server of p go now; the admin consoles stay
+ * (their database is never a pool's). */
+static void kill_pool(struct client *c, struct pool *p)
+{
+    char msg[200];
+    struct list *it, *tmp;
+    snprintf(msg, sizeof(msg),
+             "terminating connection: an administrator ended the connection with KILL \"%.64s\"",
+             p->db->name);
+    list_for_each_safe (it, tmp, &c->w->clients) {
+        struct client *o = list_entry(it, struct client, node);
+        if (o->state != CL_ADMIN && o->database && strcmp(o->database, p->db->name) == 0)
+            client_fail(o, "57P01", msg);
+    }
+    pool_close_servers(p, "KILL by an administrator");
+}
+
+static void disable_pool(struct client *c, struct pool *p)
+{
+    (void)c;
+    p->disabled = true;
+}
+
+static void enable_pool(struct client *c, struct pool *p)
+{
+    (void)c;
+    p->disabled = false;
+}
+
+/* An admin command that acts on pools: on the named database's, or (when the name may be left
+ * out) on every pool. */
+struct pool_verb {
+    const char *name;
+    bool name_required;
+    void (*act)(struct client *c, struct pool *p);
+};
+
+static const struct pool_verb pool_verbs[] = {
+    {"PAUSE", false, pause_pool},         {"RESUME", false, resume_pool},
+    {"RECONNECT", false, reconnect_pool}, {"KILL", true, kill_pool},
+    {"DISABLE", true, disable_pool},      {"ENABLE", true, enable_pool},
+};
+
+static const struct pool_verb *find_pool_verb(const char *verb)
+{
+    for (size_t i = 0; i < sizeof(pool_verbs) / sizeof(pool_verbs[0]); i++)
+        if (strcasecmp(verb, pool_verbs[i].name) == 0)
+            return &pool_verbs[i];
+    return NULL;
+}
+
+/* The pool of database name: its pool, made now for a configured entry that has none yet; NULL
+ * (the client told why) when name is neither a pool's nor a configured entry's. may_omit: the
+ * command acts on every pool without a name (said when the name is ""). */
+static struct pool *named_pool(struct client *c, const char *name, bool may_omit)
+{
+    char msg[300];
+    struct pool *p = pool_find(c->w, name);
+    const struct db_config *db = p ? NULL : config_find_db(c->w->cfg, name);
+    if (!p && db && !(p = pool_get(c->w, db, msg, sizeof(msg)))) {
+        send_error(c, "08006", msg);
+        return NULL;
+    }
+    if (!p) {
+        snprintf(msg, sizeof(msg), "no pool for database \"%.64s\"%s", name,
+                 *name || !may_omit ? "" : " (leave the name out for every pool)");
+        send_error(c, "3D000", msg);
+    }
+    return p;
+}
+
+/* Checks the arguments of v (a database name, required or not, and no number); false with the
+ * client told 42601 when they do not fit. */
+static bool pool_verb_args_fit(struct client *c, const struct pool_verb *v,
+                               const struct admincmd *cmd)
+{
+    char err[100];
+    if (cmd->count < 0 && (cmd->has_arg || !v->name_required))
+        return true;
+    snprintf(err, sizeof(err), "%s takes %s", v->name,
+             v->name_required ? "a database name" : "at most a database name");
+    send_error(c, "42601", err);
+    return false;
+}
+
+/* Runs v on the pool cmd names, or on every pool when it names none. */
+static void run_pool_verb(struct client *c, const struct pool_verb *v, const struct admincmd *cmd)
+{
+    struct list *it, *tmp;
+    if (!pool_verb_args_fit(c, v, cmd))
+        return;
+    if (cmd->has_arg) {
+        struct pool *p = named_pool(c, cmd->arg, !v->name_required);
+        if (!p)
+            return;
+        v->act(c, p);
+    } else {
+        list_for_each_safe (it, tmp, &c->w->pools) {
+            v->act(c, list_entry(it, struct pool, node));
+        }
+    }
+    log_info("admin %s: %s %s", c->user, v->name, cmd->has_arg ? cmd->arg : "all");
+    send_command_ok(c, v->name);
 }
 
 static void run_command(struct client *c, const char *sql)
@@ -574,32 +752,27 @@ static void run_command(struct client *c, const char *sql)
         return;
     }
     const char *verb = cmd.verb;
-    bool pause = strcasecmp(verb, "PAUSE") == 0, resume = strcasecmp(verb, "RESUME") == 0;
+    const struct pool_verb *pv = find_pool_verb(verb);
     bool bare = strcasecmp(verb, "RELOAD") == 0 || strcasecmp(verb, "SHUTDOWN") == 0;
     if (strcasecmp(verb, "SHOW") == 0) {
         run_show(c, &cmd);
-    } else if ((bare && (cmd.has_arg || cmd.count >= 0)) || ((pause || resume) && cmd.count >= 0)) {
-        snprintf(err, sizeof(err), "%s takes %s",
-                 bare    ? verb
-                 : pause ? "PAUSE"
-                         : "RESUME",
-                 bare ? "no argument" : "at most a database name");
+    } else if (pv) {
+        run_pool_verb(c, pv, &cmd);
+    } else if (bare && (cmd.has_arg || cmd.count >= 0)) {
+        snprintf(err, sizeof(err), "%s takes no argument", verb);
         send_error(c, "42601", err);
     } else if (strcasecmp(verb, "RELOAD") == 0) {
         worker_reload(c->w);
         if (!c->closing) /* (the new file may have taken this admin off admin.users) */
             send_command_ok(c, "RELOAD");
-    } else if ((pause || resume) && cmd.has_arg && !cmd.arg[0]) {
-        send_error(c, "3D000", "no pool for database \"\" (leave the name out for every pool)");
-    } else if (pause || resume) {
-        pause_or_resume(c, cmd.arg, pause);
     } else if (strcasecmp(verb, "SHUTDOWN") == 0) {
         send_command_ok(c, "SHUTDOWN");
         log_info("admin %s: SHUTDOWN", c->user);
         worker_start_drain(c->w);
     } else {
         send_error(c, "42601",
-                   "unknown admin command: use SHOW, RELOAD, PAUSE, RESUME or SHUTDOWN");
+                   "unknown admin command: use SHOW, RELOAD, PAUSE, RESUME, RECONNECT, KILL, "
+                   "DISABLE, ENABLE or SHUTDOWN (SHOW HELP lists them)");
     }
 }
 

@@ -70,7 +70,9 @@ bool admincmd_parse(const char *sql, struct admincmd *out, char *err, size_t err
     while (isalpha((unsigned char)p[n]))
         n++;
     if (n == 0 || n >= sizeof(out->verb)) {
-        snprintf(err, errsz, "expected a command: SHOW, RELOAD, PAUSE, RESUME or SHUTDOWN");
+        snprintf(err, errsz,
+                 "expected a command: SHOW, RELOAD, PAUSE, RESUME, RECONNECT, "
+                 "KILL, DISABLE, ENABLE or SHUTDOWN (SHOW HELP lists them)");
         return false;
     }
     memcpy(out->verb, p, n);

@@ -362,6 +362,20 @@ static bool reloaded_during_login(struct client *c)
     return true;
 }
 
+/* Is c's pool disabled (DISABLE)? Then c is told so and closed; the clients already in go on. */
+static bool refused_as_disabled(struct client *c, const struct pool *p)
+{
+    char err[200];
+    if (!p->disabled)
+        return false;
+    snprintf(err, sizeof(err),
+             "database \"%.64s\" is disabled by the administrator (DISABLE): no new connections "
+             "until ENABLE",
+             c->database);
+    client_fail(c, "57P03", err);
+    return true;
+}
+
 /* Authentication succeeded: say so, then wait for a server. */
 static void auth_done(struct client *c, struct buf *b)
 {
@@ -407,6 +421,8 @@ static void auth_done(struct client *c, struct buf *b)
         client_fail(c, "08006", err);
         return;
     }
+    if (refused_as_disabled(c, p))
+        return;
     c->pool = p;
     /* Transaction pooling: once the pool knows its server's parameters, a login needs no
      * server; the client gets one with its first query. */

@@ -122,12 +122,15 @@ struct pool {
     struct list connecting; /* SV_CONNECTING */
     struct list waiting;    /* clients in CL_WAITING, oldest first */
     int n_servers;          /* all of the above */
-    unsigned generation;    /* bumped when a reload changes how to reach the server */
+    unsigned generation;    /* bumped when a reload changes how to reach the server, or at
+                               RECONNECT: servers of an older one retire when released */
+    const char *retire_why; /* why it was last bumped (a static string, logged at retiring) */
     uint32_t stmt_epoch;    /* bumped when a server's statement went stale (0A000 to its Bind):
                                later Parses get proxy names of their own (stmt_proxy_name) */
     int64_t stmt_stale_logged_ms;              /* when that was last logged */
     struct evdns_getaddrinfo_request *recheck; /* reload: resolving the host name again */
     bool paused;                               /* PAUSE: no server is handed out until RESUME */
+    bool disabled;                             /* DISABLE: new logins refused until ENABLE */
     char last_error[640];        /* why the last server login failed ("" after a success) */
     bool auth_retry;             /* a 28P01 started a credential refresh and one more login */
     bool auth_retry_waiting;     /* ... and that refresh has not ended yet: no logins meanwhile */

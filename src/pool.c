@@ -21,15 +21,23 @@
 static void schedule_hand_out(struct pool *p);
 static void hand_out_idle(struct pool *p);
 
-struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz)
+struct pool *pool_find(struct worker *w, const char *name)
 {
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
-        if (strcmp(p->db->name, db->name) == 0)
+        if (strcmp(p->db->name, name) == 0)
             return p;
     }
-    struct pool *p = calloc(1, sizeof(*p));
+    return NULL;
+}
+
+struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz)
+{
+    struct pool *p = pool_find(w, db->name);
+    if (p)
+        return p;
+    p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errsz, "out of memory");
         return NULL;
@@ -685,15 +693,27 @@ static void close_list(struct list *l, const char *reason)
     }
 }
 
+void pool_retire_servers(struct pool *p, const char *why)
+{
+    p->generation++;
+    p->retire_why = why;
+    close_list(&p->idle, why);
+}
+
+void pool_close_servers(struct pool *p, const char *reason)
+{
+    close_list(&p->idle, reason);
+    close_list(&p->active, reason);
+    close_list(&p->connecting, reason);
+}
+
 void pool_free_all(struct worker *w)
 {
     struct list *it, *tmp;
     close_list(&w->cancellers, "shutting down");
     list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
-        close_list(&p->idle, "shutting down");
-        close_list(&p->active, "shutting down");
-        close_list(&p->connecting, "shutting down");
+        pool_close_servers(p, "shutting down");
         list_del(&p->node);
         if (p->recheck)
             evdns_getaddrinfo_cancel(p->recheck);

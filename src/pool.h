@@ -5,6 +5,9 @@
 
 #include "objects.h"
 
+/* The pool of the database entry named name, NULL when it has none yet. */
+struct pool *pool_find(struct worker *w, const char *name);
+
 /* The pool for db, created on first use; NULL if its TLS set-up fails (err says why). */
 struct pool *pool_get(struct worker *w, const struct db_config *db, char *err, size_t errsz);
 
@@ -47,6 +50,15 @@ void pool_recheck_address(struct pool *p);
 
 /* PAUSE holds waiting clients (no timeout) until RESUME hands servers out again. */
 void pool_set_paused(struct pool *p, bool paused);
+
+/* Retires every server of p (bumps its generation): idle ones close now, with reason why (a
+ * static string); busy ones when their client lets them go (server_release), and one logging
+ * in now after its first use. The caller opens what waiting clients need (pool_spawn_for_waiters)
+ * once p points where new servers should connect. */
+void pool_retire_servers(struct pool *p, const char *why);
+
+/* Closes every server of p now (idle, busy, logging in), with reason. */
+void pool_close_servers(struct pool *p, const char *reason);
 
 /* Moves s onto the pool list that matches its state. */
 void pool_place_server(struct server *s);

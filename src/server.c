@@ -1324,7 +1324,7 @@ static const char *retire_reason_with(const struct server *s, bool owed_counts)
     const struct pool *p = s->pool;
     int lifetime = p->db->pool.lifetime_s;
     if (s->generation != p->generation)
-        return "configuration changed";
+        return p->retire_why ? p->retire_why : "configuration changed";
     if (s->addr_stale)
         return "its host name now resolves to another address";
     if (s->stmts_unknown)

@@ -518,11 +518,7 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
             SSL_CTX_free(p->tls);
             p->tls = tls;
         }
-        p->generation++;
-        struct list *it, *tmp;
-        list_for_each_safe (it, tmp, &p->idle) {
-            server_close(list_entry(it, struct server, node), "configuration changed");
-        }
+        pool_retire_servers(p, "configuration changed");
         p->db = db;
     } else {
         p->db = db;

@@ -1,5 +1,6 @@
-/* test_admin.c: the admin console answers SHOW POOLS/CLIENTS/SERVERS/STATS/CONFIG, RELOAD,
- * PAUSE and RESUME as ordinary result sets, to admin users only, and never shows a secret. */
+/* test_admin.c: the admin console answers SHOW HELP/VERSION/DATABASES/POOLS/CLIENTS/SERVERS/
+ * STATS/CONFIG, RELOAD, PAUSE, RESUME, RECONNECT, KILL, DISABLE and ENABLE as ordinary result
+ * sets, to admin users only, and never shows a secret. */
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <signal.h>
@@ -91,6 +92,22 @@ static void reload_edited(const char *admins, const char *old, const char *new)
     snprintf(admin, sizeof(admin), "admin:\n  users: [%s]\n", admins);
     edited_yaml(edited, sizeof(edited), admin, old, new);
     proxy_reload_yaml(&px, edited);
+}
+
+/* A raw session of carol (trust) to db that sent sql and read its answer up to a message of
+ * type until ('Z': the end of it; 'G': a COPY FROM STDIN started). */
+static int raw_session_until(const char *db, const char *sql, int until)
+{
+    int fd = raw_session(px.port, "carol", db);
+    cr_assert(fd >= 0);
+    raw_query(fd, sql);
+    unsigned char body[8192];
+    size_t len;
+    int type;
+    while ((type = raw_read_msg(fd, body, sizeof(body), &len, 5000)) > 0 && type != until)
+        ;
+    cr_assert_eq(type, until, "%s: no '%c' came", sql, until);
+    return fd;
 }
 
 Test(admin, show_pools_clients_servers_and_stats)
@@ -395,21 +412,11 @@ Test(admin, a_reload_closes_the_clients_of_a_removed_entry_in_every_state, .time
 {
     PGconn *adm = console();
     /* two servers held in transactions: the pool (size 2) is full */
-    int tx = raw_session(px.port, "carol", "app");
-    cr_assert(tx >= 0);
-    raw_query(tx, "BEGIN; SELECT 1");
-    int copy = raw_session(px.port, "carol", "app");
-    cr_assert(copy >= 0);
-    raw_query(copy, "CREATE TEMP TABLE IF NOT EXISTS rt4 (x int); COPY rt4 FROM STDIN");
+    int tx = raw_session_until("app", "BEGIN; SELECT 1", 'Z');
+    int copy = raw_session_until(
+        "app", "CREATE TEMP TABLE IF NOT EXISTS rt4 (x int); COPY rt4 FROM STDIN", 'G');
     unsigned char body[8192];
     size_t len;
-    int type;
-    while ((type = raw_read_msg(tx, body, sizeof(body), &len, 5000)) > 0 && type != 'Z')
-        ;
-    cr_assert_eq(type, 'Z');
-    while ((type = raw_read_msg(copy, body, sizeof(body), &len, 5000)) > 0 && type != 'G')
-        ;
-    cr_assert_eq(type, 'G', "COPY IN started");
     /* a half-sent CopyData */
     static const unsigned char part[] = {'d', 0, 0, 0, 20, '1', '\n'};
     cr_assert_eq(write(copy, part, sizeof(part)), (ssize_t)sizeof(part));
@@ -618,4 +625,226 @@ Test(admin, a_user_name_cannot_forge_show_clients_columns)
     PQclear(r);
     PQfinish(adm);
     close(fd);
+}
+
+/* SHOW HELP lists every command, one per row; SHOW VERSION is one row naming lakeproxy; the
+ * unknown-command errors name the new commands. */
+Test(admin, show_help_and_show_version)
+{
+    PGconn *adm = console();
+    PGresult *r = show(adm, "SHOW HELP");
+    cr_expect_eq(PQnfields(r), 1);
+    static const char *const want[] = {"SHOW DATABASES", "SHOW VERSION", "RECONNECT [db]",
+                                       "KILL db",        "DISABLE db",   "ENABLE db",
+                                       "PAUSE [db]",     "SHUTDOWN"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_not_null(cell(r, "command", want[i], "command"), "%s not listed", want[i]);
+    PQclear(r);
+    r = show(adm, "show version;");
+    cr_expect_eq(PQntuples(r), 1);
+    cr_expect_eq(PQnfields(r), 1);
+    cr_expect_str_eq(PQfname(r, 0), "version");
+    cr_expect(strncmp(PQgetvalue(r, 0, 0), "lakeproxy ", 10) == 0, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = PQexec(adm, "DROP EVERYTHING");
+    cr_expect(strstr(PQerrorMessage(adm), "RECONNECT, KILL, DISABLE, ENABLE"), "%s",
+              PQerrorMessage(adm));
+    PQclear(r);
+    r = PQexec(adm, "SHOW TABLES");
+    cr_expect(strstr(PQerrorMessage(adm), "HELP, VERSION, DATABASES"), "%s", PQerrorMessage(adm));
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(adm, "SHOW VERSION 2"), "42601");
+    PQfinish(adm);
+}
+
+/* SHOW DATABASES: a row per configured entry with where it leads, as whom and its pool
+ * settings, the server connections open now, and PAUSE's state; never a password. */
+Test(admin, show_databases_shows_each_entry_and_never_a_password)
+{
+    PGconn *a = app(), *adm = console();
+    free(query_value(a, "BEGIN")); /* one server held */
+    free(query_value(adm, "PAUSE app"));
+    PGresult *r = show(adm, "SHOW DATABASES");
+    cr_expect_eq(PQntuples(r), 4, "app, app_tls, app_md5, app_plain");
+    static const char *const want[][2] = {{"host", "127.0.0.1"}, {"database", "lp_test"},
+                                          {"user", "lp_server"}, {"pool_mode", "transaction"},
+                                          {"pool_size", "2"},    {"min_pool_size", "0"},
+                                          {"reserve_pool", "0"}, {"current_connections", "1"},
+                                          {"paused", "1"},       {"disabled", "0"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char *v = cell(r, "name", "app", want[i][0]);
+        cr_expect_str_eq(v ? v : "(no row)", want[i][1], "%s", want[i][0]);
+    }
+    char *port = cell(r, "name", "app", "port");
+    cr_expect_str_eq(port ? port : "(no row)", env_need("LP_PGPORT"));
+    char *md5 = cell(r, "name", "app_md5", "user");
+    cr_expect_str_eq(md5 ? md5 : "(no row)", "lp_md5");
+    char *md5_paused = cell(r, "name", "app_md5", "paused");
+    cr_expect_str_eq(md5_paused ? md5_paused : "(no row)", "0");
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int j = 0; j < PQnfields(r); j++)
+            cr_expect_null(strstr(PQgetvalue(r, i, j), "secret"), "a password shown: %s",
+                           PQgetvalue(r, i, j));
+    PQclear(r);
+    free(query_value(adm, "RESUME app"));
+    free(query_value(a, "COMMIT"));
+    PQfinish(a);
+    PQfinish(adm);
+}
+
+/* The backend pid of the server a query of c runs on (transaction pooling: the next free one). */
+static char *backend_pid(PGconn *c)
+{
+    return query_value(c, "SELECT pg_backend_pid()");
+}
+
+/* RECONNECT: the idle server closes at once, so the next transaction runs on a new backend;
+ * the server of a client in an open transaction serves it to its end without an error, and
+ * closes then. */
+Test(admin, reconnect_replaces_servers_once_released)
+{
+    PGconn *idle = app(), *tx = app(), *adm = console();
+    free(query_value(tx, "BEGIN"));
+    char *tx_pid = backend_pid(tx);
+    char *idle_pid = backend_pid(idle); /* (on the other server: tx holds its own) */
+    cr_expect_str_neq(idle_pid, tx_pid);
+    PGresult *r = PQexec(adm, "RECONNECT app");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    char *now = backend_pid(idle);
+    cr_expect_str_neq(now, idle_pid, "the idle server still serves after RECONNECT");
+    cr_expect_str_neq(now, tx_pid);
+    free(now);
+    now = backend_pid(tx);
+    cr_expect_str_eq(now, tx_pid, "the open transaction kept its server");
+    free(now);
+    free(query_value(tx, "COMMIT"));
+    now = backend_pid(tx);
+    cr_expect_str_neq(now, tx_pid, "the busy server still serves after its transaction ended");
+    free(now);
+    r = show(adm, "SHOW SERVERS");
+    cr_expect_null(cell(r, "backend_pid", idle_pid, "state"));
+    cr_expect_null(cell(r, "backend_pid", tx_pid, "state"));
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(adm, "RECONNECT"), "", "every pool");
+    cr_expect_str_eq(query_sqlstate(adm, "RECONNECT nosuchdb"), "3D000");
+    cr_expect_str_eq(query_sqlstate(adm, "RECONNECT app 3"), "42601");
+    free(idle_pid);
+    free(tx_pid);
+    PQfinish(idle);
+    PQfinish(tx);
+    PQfinish(adm);
+}
+
+/* Reads fd's messages up to an ErrorResponse and expects it to be 57P01 with want in its
+ * message, and the connection closed after it (EOF). */
+static void expect_killed(int fd, const char *want)
+{
+    unsigned char body[2048];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body) - 1, &len, 5000)) > 0 && t != 'E')
+        ;
+    cr_assert_eq(t, 'E', "no ErrorResponse");
+    body[len] = '\0';
+    cr_expect_str_eq(raw_error_sqlstate(body, len), "57P01");
+    bool found = false;
+    for (size_t i = 0; i < len && !found; i += strlen((char *)body + i) + 1)
+        found = strstr((char *)body + i, want) != NULL;
+    cr_expect(found, "no \"%s\" in the error", want);
+    cr_expect_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), -1, "still connected");
+}
+
+/* KILL app: app's clients, idle or in a transaction, get 57P01 and are closed, its servers go
+ * at once; app_md5's client and server and the console go on; new logins to app still work. */
+Test(admin, kill_ends_that_pools_clients_and_servers_only)
+{
+    PGconn *a = app(), *adm = console();
+    free(query_value(a, "SELECT 1"));
+    int tx = raw_session_until("app", "BEGIN; SELECT 1", 'Z');
+    PGconn *other = proxy_connect(&px, "alice", "alice-secret", "app_md5", NULL);
+    cr_assert(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+    char *other_pid = backend_pid(other);
+    PGresult *r = PQexec(adm, "KILL app");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    r = show(adm, "SHOW SERVERS");
+    cr_expect_null(cell(r, "database", "app", "state"), "a server of app is left");
+    PQclear(r);
+    expect_killed(tx, "an administrator ended the connection with KILL");
+    close(tx);
+    char state[6];
+    idle_goodbye(a, state, 3000);
+    cr_expect_str_eq(state, "57P01");
+    r = PQexec(a, "SELECT 1");
+    cr_expect_neq(PQresultStatus(r), PGRES_TUPLES_OK, "a killed client still served");
+    PQclear(r);
+    PQfinish(a);
+    char *now = backend_pid(other);
+    cr_expect_str_eq(now, other_pid, "app_md5's server was closed too");
+    free(now);
+    free(other_pid);
+    PQfinish(other);
+    PGconn *again = app();
+    free(query_value(again, "SELECT 1"));
+    PQfinish(again);
+    cr_expect_str_eq(query_sqlstate(adm, "KILL"), "42601", "KILL takes a database name");
+    cr_expect_str_eq(query_sqlstate(adm, "KILL nosuchdb"), "3D000");
+    cr_expect_str_eq(query_sqlstate(adm, "KILL lakeproxy"), "3D000", "the console is no pool");
+    r = show(adm, "SHOW POOLS"); /* the console goes on */
+    PQclear(r);
+    PQfinish(adm);
+}
+
+/* DISABLE app: new logins to app are refused (57P03, naming it), a connected client goes on,
+ * other databases take logins; SHOW DATABASES and SHOW POOLS say so; ENABLE lets logins in. */
+Test(admin, disable_refuses_new_logins_until_enable)
+{
+    PGconn *a = app(), *adm = console();
+    free(query_value(a, "SELECT 1"));
+    PGresult *r = PQexec(adm, "DISABLE \"app\"");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    char state[6], msg[300];
+    cr_expect_not(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "57P03");
+    cr_expect(strstr(msg, "\"app\" is disabled by the administrator"), "%s", msg);
+    EXPECT_QUERY_VALUE(a, "SELECT 'still here'", "still here", "a connected client goes on");
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app_md5", state, msg, sizeof(msg)),
+              "%s %s", state, msg);
+    r = show(adm, "SHOW DATABASES");
+    char *v = cell(r, "name", "app", "disabled");
+    cr_expect_str_eq(v ? v : "(no row)", "1");
+    PQclear(r);
+    r = show(adm, "SHOW POOLS");
+    v = cell(r, "database", "app", "disabled");
+    cr_expect_str_eq(v ? v : "(no row)", "yes");
+    PQclear(r);
+    r = PQexec(adm, "enable app;");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, msg, sizeof(msg)), "%s %s",
+              state, msg);
+    r = show(adm, "SHOW DATABASES");
+    v = cell(r, "name", "app", "disabled");
+    cr_expect_str_eq(v ? v : "(no row)", "0");
+    PQclear(r);
+    cr_expect_str_eq(query_sqlstate(adm, "DISABLE"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "ENABLE"), "42601");
+    cr_expect_str_eq(query_sqlstate(adm, "DISABLE nosuchdb"), "3D000");
+    cr_expect_str_eq(query_sqlstate(adm, "DISABLE \"\""), "3D000");
+    PQfinish(a);
+    PQfinish(adm);
+}
+
+/* DISABLE of a configured database no client has used yet (no pool so far) holds too. */
+Test(admin, disable_holds_a_database_not_used_yet)
+{
+    PGconn *adm = console();
+    free(query_value(adm, "DISABLE app_plain"));
+    char state[6], msg[300];
+    cr_expect_not(
+        raw_login(px.port, "alice", "alice-secret", "app_plain", state, msg, sizeof(msg)));
+    cr_expect_str_eq(state, "57P03", "%s", msg);
+    PQfinish(adm);
 }

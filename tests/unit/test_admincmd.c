@@ -23,6 +23,10 @@ Test(admincmd, verbs_names_and_counts)
         {"PAUSE", "PAUSE", "", false, -1},
         {"RELOAD;", "RELOAD", "", false, -1},
         {"SHUTDOWN", "SHUTDOWN", "", false, -1},
+        {"RECONNECT", "RECONNECT", "", false, -1},
+        {"KILL \"my db\";", "KILL", "my db", true, -1},
+        {"disable app", "disable", "app", false, -1},
+        {"ENABLE 'app'", "ENABLE", "app", true, -1},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         struct admincmd c;
@@ -63,4 +67,14 @@ Test(admincmd, trailing_text_and_bad_names_are_errors)
     struct admincmd c;
     char err[200];
     cr_expect_not(admincmd_parse(long_name, &c, err, sizeof(err)), "an overlong name");
+}
+
+/* Text that is no command says which commands there are, the new ones too. */
+Test(admincmd, no_command_names_the_commands)
+{
+    struct admincmd c;
+    char err[200] = "";
+    cr_expect_not(admincmd_parse("123", &c, err, sizeof(err)));
+    cr_expect(strstr(err, "RECONNECT, KILL, DISABLE, ENABLE"), "%s", err);
+    cr_expect(strstr(err, "SHOW HELP"), "%s", err);
 }
