@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "client.h"
 #include "guard.h"
 #include "log.h"
 #include "maskwire.h"
@@ -18,6 +19,7 @@
 #include "proto.h"
 #include "qtrack.h"
 #include "relay.h"
+#include "rls.h"
 #include "server.h"
 #include "sqllex.h"
 #include "stmtsql.h"
@@ -518,6 +520,20 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     return parse_kept(c, name, r.p, r.left, effects, dealloc, false, err);
 }
 
+/* What decides what the names in c's statements refer to (struct stmt_context): its pool's
+ * statement epoch, its search_path and, under rls.switch_role, its role. */
+static void stmt_context_of(const struct client *c, struct stmt_context *ctx)
+{
+    ctx->epoch = c->server->pool->stmt_epoch;
+    ctx->search_path = param_get(&c->wanted, "search_path");
+    ctx->role = NULL;
+    if (c->rls && c->w->cfg->rls.switch_role) {
+        struct rls_identity id;
+        client_rls_identity(c, &id);
+        ctx->role = rls_role(c->w->cfg, &id);
+    }
+}
+
 /* Keeps c's Parse of name with body rest (after the name), effects and dealloc (the name a
  * lone DEALLOCATE of it frees, or ""), and sends what the server must be sent: rest itself
  * when retyped (the client's body with parameter types added: masklike_declare_text). */
@@ -535,7 +551,9 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
             v = send_unnamed_parse(s, rest, rest_len) ? RV_DROP : RV_ERROR;
         return v;
     }
-    if (!client_stmt_put(&c->stmts, name, rest, rest_len, s->pool->stmt_epoch, effects,
+    struct stmt_context ctx;
+    stmt_context_of(c, &ctx);
+    if (!client_stmt_put(&c->stmts, name, rest, rest_len, &ctx, effects,
                          c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
                "together, per connection (close or DEALLOCATE the ones no longer used)";

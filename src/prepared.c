@@ -1,6 +1,7 @@
 /* prepared.c: bookkeeping for named prepared statements under transaction pooling. */
 #include "prepared.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,20 +13,51 @@
  * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
  * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
  * hashes. 64 bits took 2^32, an afternoon. */
-void stmt_proxy_name(const uint8_t *parse_rest, size_t len, uint32_t epoch, char out[STMT_NAME_LEN])
+/* Feeds s to d as its length (4 bytes) and bytes: the context's parts cannot run together. */
+static void digest_part(EVP_MD_CTX *d, const char *s)
+{
+    uint32_t n = s ? (uint32_t)strlen(s) : 0;
+    uint8_t le[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
+    EVP_DigestUpdate(d, le, 4);
+    EVP_DigestUpdate(d, s ? s : "", n);
+}
+
+/* SHA-256 of the context and then the Parse body; false when OpenSSL fails (out of memory). */
+static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt_context *ctx,
+                              uint8_t h[SHA256_DIGEST_LENGTH])
+{
+    EVP_MD_CTX *d = EVP_MD_CTX_new();
+    uint8_t epoch[4] = {(uint8_t)ctx->epoch, (uint8_t)(ctx->epoch >> 8),
+                        (uint8_t)(ctx->epoch >> 16), (uint8_t)(ctx->epoch >> 24)};
+    bool ok = d && EVP_DigestInit_ex(d, EVP_sha256(), NULL) == 1;
+    if (ok) {
+        EVP_DigestUpdate(d, epoch, 4);
+        digest_part(d, ctx->search_path);
+        digest_part(d, ctx->role);
+        EVP_DigestUpdate(d, rest, len);
+        ok = EVP_DigestFinal_ex(d, h, NULL) == 1;
+    }
+    EVP_MD_CTX_free(d);
+    return ok;
+}
+
+bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_context *ctx,
+                     char out[STMT_NAME_LEN])
 {
     _Static_assert(STMT_NAME_LEN >= 36, "lp_, 32 hex digits and a NUL");
     static const char hex[] = "0123456789abcdef";
     uint8_t h[SHA256_DIGEST_LENGTH];
-    SHA256(parse_rest, len, h);
-    for (int i = 0; i < 4; i++) /* (one text's names of two epochs differ; texts stay apart) */
-        h[i] ^= (uint8_t)(epoch >> (8 * i));
+    if (!ctx || (!ctx->epoch && !ctx->search_path && !ctx->role))
+        SHA256(parse_rest, len, h); /* (statements of no context keep the names they had) */
+    else if (!digest_in_context(parse_rest, len, ctx, h))
+        return false;
     memcpy(out, "lp_", 3);
     for (int i = 0; i < 16; i++) {
         out[3 + 2 * i] = hex[h[i] >> 4];
         out[4 + 2 * i] = hex[h[i] & 15];
     }
     out[35] = '\0';
+    return true;
 }
 
 /* PostgreSQL keys a prepared statement by the first NAMEDATALEN - 1 bytes of its name (two
@@ -130,7 +162,7 @@ static bool make_room(struct client_stmts *s)
 }
 
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint32_t epoch, uint8_t effects, size_t max_bytes)
+                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes)
 {
     struct client_stmt *st = find_client_stmt(s, name);
     /* (closing statements are on their way out: they count against a budget of their own) */
@@ -140,6 +172,9 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     if (held + len > budget || s->closing_bytes + held + len > 2 * budget)
         return false; /* (closing ones have a budget of their own, as large) */
     if (!st && (s->n - s->n_closing >= CLIENT_STMT_MAX || !make_room(s)))
+        return false;
+    char proxy[STMT_NAME_LEN];
+    if (!stmt_proxy_name(rest, len, ctx, proxy))
         return false;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
@@ -164,7 +199,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->effects = effects;
     st->mask_tests = 0; /* (client_stmt_set_tests) */
     st->mask_like.n = 0;
-    stmt_proxy_name(rest, len, epoch, st->proxy);
+    memcpy(st->proxy, proxy, sizeof(proxy));
     if (++s->last_gen == 0)
         s->last_gen = 1;
     st->gen = s->last_gen;

@@ -24,11 +24,22 @@
 #define CLIENT_STMT_BYTES (16u << 20)
 #define REPLY_QUEUE_MAX 65536 /* messages one client may have in flight */
 
-/* The proxy's name for a statement: a hash of its Parse body (text and parameter types), so
- * identical statements of different clients share one server-side statement, and of the pool's
- * statement epoch (struct pool.stmt_epoch), so that a Parse made after a server statement went
- * stale (its plan's result type changed: 0A000) gets one of its own. */
-void stmt_proxy_name(const uint8_t *parse_rest, size_t len, uint32_t epoch,
+/* What besides its text decides what a statement's names refer to, and so which clients may
+ * share it: PostgreSQL analyses a statement again when the session's search_path (as the
+ * session's role resolves it: "$user") differs from the one it was prepared under, and fails it
+ * (0A000) when its result type changes. */
+struct stmt_context {
+    uint32_t epoch;          /* the pool's statement epoch (struct pool.stmt_epoch) */
+    const char *search_path; /* the client's, NULL when it set none */
+    const char *role;        /* the role it assumes (rls.switch_role), else NULL */
+};
+
+/* The proxy's name for a statement: a hash of its Parse body (text and parameter types) and of
+ * its context (NULL: none), so identical statements of clients of one context share one
+ * server-side statement, and a Parse made after a server statement went stale (its plan's
+ * result type changed: 0A000, which moves the epoch) gets one of its own. False when out of
+ * memory. */
+bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_context *ctx,
                      char out[STMT_NAME_LEN]);
 
 struct client_stmt {
@@ -86,12 +97,12 @@ struct client_stmts {
 };
 
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects, under the
- * proxy name of statement epoch `epoch` (stmt_proxy_name); false when
+ * proxy name of context ctx (stmt_proxy_name); false when
  * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
  * more) of names and bodies together (closing statements counted apart: at most
  * CLIENT_STMT_CLOSING_MAX of them, and as many bytes again). */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     uint32_t epoch, uint8_t effects, size_t max_bytes);
+                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
 /* Does the client hold name, or a statement of that name a Close still owed its reply took
  * (client_stmt_park: an error may yet bring it back)? */

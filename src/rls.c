@@ -47,6 +47,11 @@ static const char *role_of(const struct config *cfg, const struct user_config *u
     return cfg->rls.default_role;
 }
 
+const char *rls_role(const struct config *cfg, const struct rls_identity *id)
+{
+    return cfg->rls.switch_role ? role_of(cfg, config_find_user(cfg, id->user), id) : NULL;
+}
+
 static const char *source_value(const struct config *cfg, const struct user_config *u,
                                 const struct rls_identity *id, const struct rls_attr *a)
 {

@@ -32,6 +32,10 @@ struct rls_setting {
 
 #define RLS_MAX_SETTINGS 64
 
+/* The role identity id assumes under rls.switch_role (NULL when it is off, or none is
+ * configured for it). */
+const char *rls_role(const struct config *cfg, const struct rls_identity *id);
+
 /* Resolves the settings for identity id under cfg's policy into out (at most
  * RLS_MAX_SETTINGS; the role first when switch_role is on). A missing value is "" (a policy
  * comparing with it matches nothing). False, with err, when the client cannot be served:

@@ -41,7 +41,7 @@ static void parse_parse(const uint8_t *body, uint32_t len)
     if (!rd_str(&r, &name) || !rd_str(&r, &sql))
         return;
     size_t rest = r.left + strlen(sql) + 1;
-    stmt_proxy_name((const uint8_t *)sql, rest, 0, proxy);
+    stmt_proxy_name((const uint8_t *)sql, rest, NULL, proxy);
     last_parse_len = rest < sizeof(last_parse) ? rest : 0;
     memcpy(last_parse, sql, last_parse_len);
     check_sql(sql);

@@ -1338,3 +1338,52 @@ Test(prepared, a_statement_prepared_again_after_its_table_changed_gives_the_new_
 {
     expect_on_postgresql_and_through_lakeproxy(expect_a_changed_table_as_postgresql);
 }
+
+/* Connects to proxy p as alice with search_path path (a startup option). */
+static PGconn *alice_on_path(const struct proxy *p, const char *path)
+{
+    char opts[128];
+    snprintf(opts, sizeof(opts), "options='-c search_path=%s'", path);
+    PGconn *c = proxy_connect(p, "alice", "alice-secret", "app", opts);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+/* Schema per tenant: two clients whose search_path leads the same text to tables of different
+ * shapes, over one server. Each runs its own, as on PostgreSQL; the statement the proxy shared
+ * between them under one name failed the second client with 0A000 (PostgreSQL analyses it
+ * again under that client's search_path and refuses the new result type). */
+Test(prepared, clients_of_different_search_paths_each_run_their_own_statement)
+{
+    PGconn *admin = pg_admin("lp_test");
+    char *v = query_value(admin, "DROP SCHEMA IF EXISTS path_a CASCADE; DROP SCHEMA IF EXISTS "
+                                 "path_b CASCADE; CREATE SCHEMA path_a; CREATE SCHEMA path_b; "
+                                 "CREATE TABLE path_a.t (a int); CREATE TABLE path_b.t (a int, b "
+                                 "text); INSERT INTO path_a.t VALUES (1); INSERT INTO path_b.t "
+                                 "VALUES (2, 'b'); GRANT USAGE ON SCHEMA path_a, path_b TO PUBLIC; "
+                                 "GRANT SELECT ON path_a.t, path_b.t TO PUBLIC; SELECT 'made'");
+    cr_assert_str_eq(v, "made");
+    free(v);
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_on_path(&one, "path_a"), *b = alice_on_path(&one, "path_b");
+    PGconn *a2 = alice_on_path(&one, "path_a");
+    char row[64], st[6];
+    prepare(a, "s", "SELECT * FROM t", 0);
+    prepare(b, "s", "SELECT * FROM t", 0);
+    prepare(a2, "other", "SELECT * FROM t", 0);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_str_eq(run_shape(a, "s", row, st), "", "path_a");
+        cr_expect_str_eq(row, "1");
+        cr_expect_str_eq(run_shape(b, "s", row, st), "", "path_b");
+        cr_expect_str_eq(row, "2|b");
+        cr_expect_str_eq(run_shape(a2, "other", row, st), "", "path_a again");
+        cr_expect_str_eq(row, "1");
+    }
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(a2);
+    proxy_stop(&one);
+    PQclear(PQexec(admin, "DROP SCHEMA path_a CASCADE; DROP SCHEMA path_b CASCADE"));
+    PQfinish(admin);
+}

@@ -11,9 +11,9 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
 {
     char a[STMT_NAME_LEN], b[STMT_NAME_LEN], c[STMT_NAME_LEN];
     const uint8_t q1[] = "SELECT $1\0\0\1\0\0\0\x17", q2[] = "SELECT $1\0\0\1\0\0\0\x19";
-    stmt_proxy_name(q1, sizeof(q1), 0, a);
-    stmt_proxy_name(q1, sizeof(q1), 0, b);
-    stmt_proxy_name(q2, sizeof(q2), 0, c);
+    stmt_proxy_name(q1, sizeof(q1), NULL, a);
+    stmt_proxy_name(q1, sizeof(q1), NULL, b);
+    stmt_proxy_name(q2, sizeof(q2), NULL, c);
     cr_expect_str_eq(a, b);
     cr_expect_str_neq(a, c, "different parameter types are different statements");
     cr_expect_eq(strncmp(a, "lp_", 3), 0);
@@ -22,29 +22,41 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
     cr_expect_eq(strspn(a + 3, "0123456789abcdef"), 32);
 }
 
-/* A statement parsed after its server statement went stale takes a name of the new epoch: the
- * same text and types under another name, and still one name for all clients of that epoch. */
-Test(prepared, a_new_statement_epoch_gives_the_same_text_a_new_name)
+/* A statement's name depends on its context as well as its text: a statement parsed after its
+ * server statement went stale (a new epoch), or under another search_path or role, takes a
+ * name of its own; clients of one context still share one name. A context of nothing set is
+ * the context-free name. */
+Test(prepared, the_statement_context_gives_the_same_text_another_name)
 {
-    char a[STMT_NAME_LEN], b[STMT_NAME_LEN], c[STMT_NAME_LEN], d[STMT_NAME_LEN];
-    const uint8_t q1[] = "SELECT * FROM t\0\0\0", q2[] = "SELECT * FROM u\0\0\0";
-    stmt_proxy_name(q1, sizeof(q1), 0, a);
-    stmt_proxy_name(q1, sizeof(q1), 1, b);
-    stmt_proxy_name(q1, sizeof(q1), 1, c);
-    stmt_proxy_name(q2, sizeof(q2), 1, d);
-    cr_expect_str_neq(a, b);
-    cr_expect_str_eq(b, c);
-    cr_expect_str_neq(b, d);
-    cr_expect_eq(strlen(b), 35);
+    const uint8_t q[] = "SELECT * FROM t\0\0\0", u[] = "SELECT * FROM u\0\0\0";
+    const struct stmt_context none = {0}, epoch1 = {.epoch = 1}, path_a = {.search_path = "a"},
+                              path_ab = {.search_path = "a,b"}, role_a = {.role = "a"},
+                              split1 = {.search_path = "ab", .role = ""},
+                              split2 = {.search_path = "a", .role = "b"};
+    const struct stmt_context *ctxs[] = {NULL,    &epoch1, &path_a, &path_ab,
+                                         &role_a, &split1, &split2};
+    char names[7][STMT_NAME_LEN], again[STMT_NAME_LEN], other[STMT_NAME_LEN];
+    for (int i = 0; i < 7; i++) {
+        cr_assert(stmt_proxy_name(q, sizeof(q), ctxs[i], names[i]));
+        cr_expect_eq(strlen(names[i]), 35);
+        for (int j = 0; j < i; j++)
+            cr_expect_str_neq(names[i], names[j], "contexts %d and %d", i, j);
+        cr_assert(stmt_proxy_name(q, sizeof(q), ctxs[i], again));
+        cr_expect_str_eq(names[i], again, "one context, one name");
+        cr_assert(stmt_proxy_name(u, sizeof(u), ctxs[i], other));
+        cr_expect_str_neq(names[i], other, "another text");
+    }
+    cr_assert(stmt_proxy_name(q, sizeof(q), &none, again));
+    cr_expect_str_eq(again, names[0]);
 }
 
 Test(prepared, client_names_are_replaced_and_removed)
 {
     struct client_stmts s = {0};
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, NULL, 0, 0));
     char first[STMT_NAME_LEN];
     memcpy(first, client_stmt_get(&s, "q")->proxy, STMT_NAME_LEN);
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, NULL, 0, 0));
     cr_expect_str_neq(client_stmt_get(&s, "q")->proxy, first);
     cr_expect_eq(s.n, 1);
     client_stmt_remove(&s, "q");
@@ -75,14 +87,14 @@ static struct reply parse_reply_of(const struct client_stmts *s, const char *nam
 Test(prepared, a_refused_parse_removes_only_the_record_it_made)
 {
     struct client_stmts s = {0};
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, NULL, 0, 0));
     for (int i = 0; i < 40; i++) { /* enough to rechain: chains grow with the table */
         char name[32];
         snprintf(name, sizeof(name), "other%d", i);
-        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"SELECT 3", 9, 0, 0, 0));
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"SELECT 3", 9, NULL, 0, 0));
     }
     struct reply first = parse_reply_of(&s, "q");
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 2", 9, NULL, 0, 0));
     client_stmt_undo(&s, &first);
     cr_assert_not_null(client_stmt_get(&s, "q"), "a later Parse's record was removed");
     struct reply second = parse_reply_of(&s, "q");
@@ -93,7 +105,7 @@ Test(prepared, a_refused_parse_removes_only_the_record_it_made)
     cr_expect_not_null(client_stmt_get(&s, "other39"));
     uint32_t before_clear = client_stmt_get(&s, "other39")->gen;
     client_stmts_clear(&s);
-    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "q", (const uint8_t *)"SELECT 1", 9, NULL, 0, 0));
     cr_expect_gt(client_stmt_get(&s, "q")->gen, before_clear);
     client_stmts_clear(&s);
 }
@@ -104,10 +116,10 @@ Test(prepared, a_record_is_in_doubt_until_its_parse_is_answered)
 {
     struct client_stmts s = {0};
     s.last_gen = s.settled_gen = UINT32_MAX - 1; /* the next gens wrap (0 is skipped) */
-    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, NULL, 0, 0));
     struct reply a = parse_reply_of(&s, "a");
-    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 2", 9, 0, 0, 0));
-    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 3", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 2", 9, NULL, 0, 0));
+    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 3", 9, NULL, 0, 0));
     struct reply b = parse_reply_of(&s, "b");
     cr_assert_lt(b.gen, a.gen, "the counter did not wrap: the test tests nothing");
     cr_expect(client_stmt_owed(&s, client_stmt_get(&s, "a")));
@@ -139,12 +151,13 @@ static struct reply close_reply_of(struct client_stmts *s, const char *name)
 Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
 {
     struct client_stmts s = {0};
-    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 1", 9, NULL, 0, 0));
     size_t bytes = s.bytes;
     struct reply close_a = close_reply_of(&s, "a");
     cr_expect_null(client_stmt_get(&s, "a"));
     cr_expect_eq(s.bytes, bytes, "a parked statement's bytes are still held");
-    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 2", 9, 0, 0, 0)); /* skipped too */
+    cr_assert(
+        client_stmt_put(&s, "a", (const uint8_t *)"SELECT 2", 9, NULL, 0, 0)); /* skipped too */
     struct reply parse_b = parse_reply_of(&s, "a");
     client_stmt_unpark(&s, &close_a, true);
     client_stmt_undo(&s, &parse_b);
@@ -153,7 +166,7 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     cr_expect_str_eq((const char *)client_stmt_get(&s, "a")->parse_rest, "SELECT 1");
     /* skipped, but a Parse that ran took the name: the parked one goes */
     close_a = close_reply_of(&s, "a");
-    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 3", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "a", (const uint8_t *)"SELECT 3", 9, NULL, 0, 0));
     client_stmt_unpark(&s, &close_a, true);
     client_stmt_restore_skipped(&s);
     cr_expect_str_eq((const char *)client_stmt_get(&s, "a")->parse_rest, "SELECT 3");
@@ -168,8 +181,8 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     cr_expect_eq(s.n, 0);
     cr_expect_eq(s.bytes, 0);
     /* the server lost: every parked statement goes */
-    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 4", 9, 0, 0, 0));
-    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 5", 9, 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "b", (const uint8_t *)"SELECT 4", 9, NULL, 0, 0));
+    cr_assert(client_stmt_put(&s, "c", (const uint8_t *)"SELECT 5", 9, NULL, 0, 0));
     close_reply_of(&s, "b");
     client_stmts_drop_closing(&s);
     cr_expect_null(client_stmt_get(&s, "b"));
@@ -178,7 +191,7 @@ Test(prepared, a_parked_statement_goes_or_comes_back_with_its_close)
     cr_expect_eq(s.n_closing, 0);
     /* at most CLIENT_STMT_CLOSING_MAX close at once: the next is not parked */
     for (int i = 0; i <= CLIENT_STMT_CLOSING_MAX; i++) {
-        cr_assert(client_stmt_put(&s, "d", (const uint8_t *)"SELECT 6", 9, 0, 0, 0));
+        cr_assert(client_stmt_put(&s, "d", (const uint8_t *)"SELECT 6", 9, NULL, 0, 0));
         if (i < CLIENT_STMT_CLOSING_MAX)
             close_reply_of(&s, "d");
         else
@@ -198,7 +211,7 @@ static void fill_text_budget(struct client_stmts *s)
     memset(big, 'a', sizeof(big));
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof(name), "big%d", i);
-        cr_assert(client_stmt_put(s, name, big, sizeof(big), 0, 0, 0));
+        cr_assert(client_stmt_put(s, name, big, sizeof(big), NULL, 0, 0));
     }
 }
 
@@ -212,7 +225,7 @@ Test(prepared, client_statements_stay_findable_and_within_their_budget)
     enum { N = 3000 };
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        cr_assert(client_stmt_put(&s, name, (const uint8_t *)name, strlen(name) + 1, 0, 0, 0));
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)name, strlen(name) + 1, NULL, 0, 0));
     }
     for (int i = 0; i < N; i += 3) {
         snprintf(name, sizeof(name), "s%d", i);
@@ -231,17 +244,19 @@ Test(prepared, client_statements_stay_findable_and_within_their_budget)
     client_stmts_clear(&s);
     for (int i = 0; i < CLIENT_STMT_MAX; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, 0, 0, 0), "%s", name);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, NULL, 0, 0), "%s", name);
     }
-    cr_expect_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0, 0));
-    cr_expect(client_stmt_put(&s, "s7", (const uint8_t *)"y", 1, 0, 0, 0), "replacing fits");
+    cr_expect_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, NULL, 0, 0));
+    cr_expect(client_stmt_put(&s, "s7", (const uint8_t *)"y", 1, NULL, 0, 0), "replacing fits");
     client_stmts_clear(&s);
     fill_text_budget(&s);
-    cr_expect_not(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0, 0), "past the text budget");
-    cr_expect_not(client_stmt_put(&s, "big0", big, sizeof(big) * 2, 0, 0, 0),
+    cr_expect_not(client_stmt_put(&s, "big3", big, sizeof(big), NULL, 0, 0),
+                  "past the text budget");
+    cr_expect_not(client_stmt_put(&s, "big0", big, sizeof(big) * 2, NULL, 0, 0),
                   "a replacement past the budget");
     client_stmt_remove(&s, "big1");
-    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0, 0), "room freed is used again");
+    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), NULL, 0, 0),
+              "room freed is used again");
     cr_expect(client_stmt_put(&s, "huge", big, sizeof(big), 0, 0, 2 * CLIENT_STMT_BYTES),
               "a larger max_message_size raises the budget");
     client_stmts_clear(&s);
@@ -256,13 +271,13 @@ Test(prepared, closing_statements_leave_room_in_the_budgets)
     char name[32];
     for (int i = 0; i < CLIENT_STMT_MAX; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, 0, 0, 0), "%s", name);
+        cr_assert(client_stmt_put(&s, name, (const uint8_t *)"x", 1, NULL, 0, 0), "%s", name);
     }
-    cr_assert_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0, 0));
+    cr_assert_not(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, NULL, 0, 0));
     struct reply close_s7 = close_reply_of(&s, "s7");
-    cr_expect(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, 0, 0, 0),
+    cr_expect(client_stmt_put(&s, "one_more", (const uint8_t *)"x", 1, NULL, 0, 0),
               "a closing statement leaves its place in the count");
-    cr_expect_not(client_stmt_put(&s, "two_more", (const uint8_t *)"x", 1, 0, 0, 0));
+    cr_expect_not(client_stmt_put(&s, "two_more", (const uint8_t *)"x", 1, NULL, 0, 0));
     client_stmt_unpark(&s, &close_s7, true);
     client_stmt_restore_skipped(&s);
     cr_expect_not_null(client_stmt_get(&s, "s7"), "a skipped Close's statement comes back");
@@ -270,26 +285,26 @@ Test(prepared, closing_statements_leave_room_in_the_budgets)
     client_stmts_clear(&s);
 
     fill_text_budget(&s);
-    cr_assert_not(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0, 0));
+    cr_assert_not(client_stmt_put(&s, "big3", big, sizeof(big), NULL, 0, 0));
     struct reply close_big0 = close_reply_of(&s, "big0");
-    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), 0, 0, 0),
+    cr_expect(client_stmt_put(&s, "big3", big, sizeof(big), NULL, 0, 0),
               "a closing statement's text leaves room in the text budget");
-    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0, 0));
+    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), NULL, 0, 0));
     client_stmt_unpark(&s, &close_big0, false);
     cr_expect_eq(s.closing_bytes, 0);
     cr_expect_eq(s.bytes, 3 * (sizeof(big) + 4), "names and texts of big1..big3");
-    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0, 0), "the budget holds");
+    cr_expect_not(client_stmt_put(&s, "big4", big, sizeof(big), NULL, 0, 0), "the budget holds");
     /* closing ones have a budget of their own, as large: memory stays bounded */
     close_reply_of(&s, "big1");
     close_reply_of(&s, "big2");
     close_reply_of(&s, "big3");
-    cr_assert(client_stmt_put(&s, "big4", big, sizeof(big), 0, 0, 0));
-    cr_assert(client_stmt_put(&s, "big5", big, sizeof(big), 0, 0, 0));
+    cr_assert(client_stmt_put(&s, "big4", big, sizeof(big), NULL, 0, 0));
+    cr_assert(client_stmt_put(&s, "big5", big, sizeof(big), NULL, 0, 0));
     close_reply_of(&s, "big4");
     close_reply_of(&s, "big5");
-    cr_expect(client_stmt_put(&s, "big6", big, sizeof(big), 0, 0, 0));
-    cr_expect(client_stmt_put(&s, "big7", big, sizeof(big), 0, 0, 0));
-    cr_expect_not(client_stmt_put(&s, "big8", big, sizeof(big), 0, 0, 0),
+    cr_expect(client_stmt_put(&s, "big6", big, sizeof(big), NULL, 0, 0));
+    cr_expect(client_stmt_put(&s, "big7", big, sizeof(big), NULL, 0, 0));
+    cr_expect_not(client_stmt_put(&s, "big8", big, sizeof(big), NULL, 0, 0),
                   "five quarters closing and three open: past twice the budget");
     client_stmts_clear(&s);
 }
