@@ -520,12 +520,13 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     return parse_kept(c, name, r.p, r.left, effects, dealloc, false, err);
 }
 
-/* What decides what the names in c's statements refer to (struct stmt_context): its pool's
- * statement epoch, its search_path and, under rls.switch_role, its role. */
+/* What decides what c's statements mean (struct stmt_context): its pool's statement epoch, its
+ * settings that PostgreSQL parses by and, under rls.switch_role, its role. */
 static void stmt_context_of(const struct client *c, struct stmt_context *ctx)
 {
     ctx->epoch = c->server->pool->stmt_epoch;
-    ctx->search_path = param_get(&c->wanted, "search_path");
+    for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
+        ctx->values[i] = param_get(&c->wanted, stmt_context_settings[i]);
     ctx->role = NULL;
     if (c->rls && c->w->cfg->rls.switch_role) {
         struct rls_identity id;

@@ -13,13 +13,35 @@
  * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
  * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
  * hashes. 64 bits took 2^32, an afternoon. */
-/* Feeds s to d as its length (4 bytes) and bytes: the context's parts cannot run together. */
-static void digest_part(EVP_MD_CTX *d, const char *s)
+const char *const stmt_context_settings[STMT_CONTEXT_SETTINGS] = {
+    "search_path",   "client_encoding", "DateStyle",
+    "IntervalStyle", "TimeZone",        "standard_conforming_strings"};
+
+/* Feeds n to d as 4 bytes, least significant first. */
+static void digest_u32(EVP_MD_CTX *d, uint32_t n)
 {
-    uint32_t n = s ? (uint32_t)strlen(s) : 0;
     uint8_t le[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
     EVP_DigestUpdate(d, le, 4);
+}
+
+/* Feeds s to d as its length and bytes (NULL as a length no string has): the context's parts
+ * cannot run together, and a value set to "" is not one left unset. */
+static void digest_part(EVP_MD_CTX *d, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    digest_u32(d, s && n < UINT32_MAX ? (uint32_t)n : UINT32_MAX);
     EVP_DigestUpdate(d, s ? s : "", n);
+}
+
+/* Does ctx hold nothing (statements of no context keep the names they always had)? */
+static bool context_empty(const struct stmt_context *ctx)
+{
+    if (!ctx)
+        return true;
+    bool empty = !ctx->epoch && !ctx->role;
+    for (int i = 0; empty && i < STMT_CONTEXT_SETTINGS; i++)
+        empty = !ctx->values[i];
+    return empty;
 }
 
 /* SHA-256 of the context and then the Parse body; false when OpenSSL fails (out of memory). */
@@ -27,13 +49,12 @@ static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt
                               uint8_t h[SHA256_DIGEST_LENGTH])
 {
     EVP_MD_CTX *d = EVP_MD_CTX_new();
-    uint8_t epoch[4] = {(uint8_t)ctx->epoch, (uint8_t)(ctx->epoch >> 8),
-                        (uint8_t)(ctx->epoch >> 16), (uint8_t)(ctx->epoch >> 24)};
     bool ok = d && EVP_DigestInit_ex(d, EVP_sha256(), NULL) == 1;
     if (ok) {
-        EVP_DigestUpdate(d, epoch, 4);
-        digest_part(d, ctx->search_path);
+        digest_u32(d, ctx->epoch);
         digest_part(d, ctx->role);
+        for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
+            digest_part(d, ctx->values[i]);
         EVP_DigestUpdate(d, rest, len);
         ok = EVP_DigestFinal_ex(d, h, NULL) == 1;
     }
@@ -47,8 +68,8 @@ bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_co
     _Static_assert(STMT_NAME_LEN >= 36, "lp_, 32 hex digits and a NUL");
     static const char hex[] = "0123456789abcdef";
     uint8_t h[SHA256_DIGEST_LENGTH];
-    if (!ctx || (!ctx->epoch && !ctx->search_path && !ctx->role))
-        SHA256(parse_rest, len, h); /* (statements of no context keep the names they had) */
+    if (context_empty(ctx))
+        SHA256(parse_rest, len, h);
     else if (!digest_in_context(parse_rest, len, ctx, h))
         return false;
     memcpy(out, "lp_", 3);

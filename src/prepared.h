@@ -24,14 +24,20 @@
 #define CLIENT_STMT_BYTES (16u << 20)
 #define REPLY_QUEUE_MAX 65536 /* messages one client may have in flight */
 
-/* What besides its text decides what a statement's names refer to, and so which clients may
- * share it: PostgreSQL analyses a statement again when the session's search_path (as the
- * session's role resolves it: "$user") differs from the one it was prepared under, and fails it
- * (0A000) when its result type changes. */
+/* What besides its text decides what a prepared statement means, and so which clients may
+ * share it. PostgreSQL reads its constants when it parses it ('01/02/2024'::date by DateStyle,
+ * timestamptz literals by TimeZone, intervals by IntervalStyle, backslashes by
+ * standard_conforming_strings, its bytes by client_encoding) and keeps them; it resolves its
+ * names by search_path (as the session's role reads "$user"), analysing it again under another
+ * one and failing it (0A000) when its result type changes. */
+#define STMT_CONTEXT_SETTINGS 6
+extern const char *const stmt_context_settings[STMT_CONTEXT_SETTINGS];
 struct stmt_context {
-    uint32_t epoch;          /* the pool's statement epoch (struct pool.stmt_epoch) */
-    const char *search_path; /* the client's, NULL when it set none */
-    const char *role;        /* the role it assumes (rls.switch_role), else NULL */
+    uint32_t epoch;   /* the pool's statement epoch (struct pool.stmt_epoch) */
+    const char *role; /* the role the client assumes (rls.switch_role), else NULL */
+    /* the client's values of stmt_context_settings, NULL for one it has not set (the
+       server's default) */
+    const char *values[STMT_CONTEXT_SETTINGS];
 };
 
 /* The proxy's name for a statement: a hash of its Parse body (text and parameter types) and of

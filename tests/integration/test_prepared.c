@@ -1387,3 +1387,53 @@ Test(prepared, clients_of_different_search_paths_each_run_their_own_statement)
     PQclear(PQexec(admin, "DROP SCHEMA path_a CASCADE; DROP SCHEMA path_b CASCADE"));
     PQfinish(admin);
 }
+
+/* Runs prepared statement name (no parameters) and returns its one value (malloc'd). */
+static char *run_value(PGconn *c, const char *name)
+{
+    char row[64], st[6];
+    cr_expect_str_eq(run_shape(c, name, row, st), "", "%s: %s", name, PQerrorMessage(c));
+    return strdup(row);
+}
+
+/* PostgreSQL reads a statement's constants when it parses it, by the session's DateStyle,
+ * TimeZone and standard_conforming_strings. Clients of other settings parsing the same text each
+ * get their own reading, over one server; the statement the proxy shared gave the second
+ * client the first one's date, instant and string. A SET before a new Parse counts as well. */
+Test(prepared, clients_of_other_settings_get_constants_read_by_their_own)
+{
+    static const char sql[] =
+        "SELECT '01/02/2024'::date || ' ' || extract(epoch FROM '2024-01-01 10:00'::timestamptz)"
+        "::bigint || ' ' || 'a\\q'";
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *us = proxy_connect(&one, "alice", "alice-secret", "app",
+                               "options='-c DateStyle=ISO,MDY -c TimeZone=UTC'");
+    PGconn *eu = proxy_connect(&one, "alice", "alice-secret", "app",
+                               "options='-c DateStyle=ISO,DMY -c TimeZone=Asia/Tokyo -c "
+                               "standard_conforming_strings=off'");
+    cr_assert(PQstatus(us) == CONNECTION_OK && PQstatus(eu) == CONNECTION_OK, "%s%s",
+              PQerrorMessage(us), PQerrorMessage(eu));
+    prepare(us, "s", sql, 0);
+    prepare(eu, "s", sql, 0);
+    for (int i = 0; i < 2; i++) {
+        char *v = run_value(us, "s");
+        cr_expect_str_eq(v, "2024-01-02 1704103200 a\\q", "MDY, UTC, backslash kept");
+        free(v);
+        v = run_value(eu, "s");
+        cr_expect_str_eq(v, "2024-02-01 1704070800 aq", "DMY, Tokyo, backslash an escape");
+        free(v);
+    }
+    char *v = query_value(us, "SET DateStyle = 'ISO, DMY'; SELECT 'set'");
+    free(v);
+    prepare(us, "after_set", sql, 0);
+    v = run_value(us, "after_set");
+    cr_expect_str_eq(v, "2024-02-01 1704103200 a\\q", "parsed after the client's SET DateStyle");
+    free(v);
+    v = run_value(us, "s");
+    cr_expect_str_eq(v, "2024-01-02 1704103200 a\\q", "parsed before it: as it was");
+    free(v);
+    PQfinish(us);
+    PQfinish(eu);
+    proxy_stop(&one);
+}

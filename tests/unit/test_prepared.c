@@ -23,20 +23,24 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
 }
 
 /* A statement's name depends on its context as well as its text: a statement parsed after its
- * server statement went stale (a new epoch), or under another search_path or role, takes a
- * name of its own; clients of one context still share one name. A context of nothing set is
- * the context-free name. */
+ * server statement went stale (a new epoch), or under another search_path, DateStyle or role,
+ * takes a name of its own; clients of one context still share one name. A context of nothing
+ * set is the context-free name, and a setting set to "" is not one left unset. */
 Test(prepared, the_statement_context_gives_the_same_text_another_name)
 {
     const uint8_t q[] = "SELECT * FROM t\0\0\0", u[] = "SELECT * FROM u\0\0\0";
-    const struct stmt_context none = {0}, epoch1 = {.epoch = 1}, path_a = {.search_path = "a"},
-                              path_ab = {.search_path = "a,b"}, role_a = {.role = "a"},
-                              split1 = {.search_path = "ab", .role = ""},
-                              split2 = {.search_path = "a", .role = "b"};
-    const struct stmt_context *ctxs[] = {NULL,    &epoch1, &path_a, &path_ab,
-                                         &role_a, &split1, &split2};
-    char names[7][STMT_NAME_LEN], again[STMT_NAME_LEN], other[STMT_NAME_LEN];
-    for (int i = 0; i < 7; i++) {
+    cr_assert_str_eq(stmt_context_settings[0], "search_path");
+    cr_assert_str_eq(stmt_context_settings[2], "DateStyle");
+    const struct stmt_context none = {0}, epoch1 = {.epoch = 1}, path_a = {.values = {[0] = "a"}},
+                              path_ab = {.values = {[0] = "a,b"}},
+                              path_empty = {.values = {[0] = ""}}, dmy = {.values = {[2] = "DMY"}},
+                              role_a = {.role = "a"}, split1 = {.values = {[0] = "ab", [1] = ""}},
+                              split2 = {.values = {[0] = "a", [1] = "b"}};
+    const struct stmt_context *ctxs[] = {NULL, &epoch1, &path_a, &path_ab, &path_empty,
+                                         &dmy, &role_a, &split1, &split2};
+    enum { N = sizeof(ctxs) / sizeof(ctxs[0]) };
+    char names[N][STMT_NAME_LEN], again[STMT_NAME_LEN], other[STMT_NAME_LEN];
+    for (int i = 0; i < N; i++) {
         cr_assert(stmt_proxy_name(q, sizeof(q), ctxs[i], names[i]));
         cr_expect_eq(strlen(names[i]), 35);
         for (int j = 0; j < i; j++)
