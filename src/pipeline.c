@@ -662,7 +662,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         carry_statement_effects(s, st);
         if (!ensure_prepared(s, st))
             return RV_ERROR;
-        target = st->proxy; /* (its reply names it: see stale_statement) */
+        target = st->proxy; /* (its reply is marked: see note_stale_statement) */
     } else if (!(target = unmanaged_target(s, c, name))) {
         return RV_ERROR;
     } else if (target == name) { /* unknown: the server answers as it would without a proxy */
@@ -675,8 +675,10 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
     buf_put_str(&b, target);
     buf_put_bytes(&b, r.p, r.left);
     buf_msg_finish(&b);
-    if (st ? !rq_push(&s->replies, RK_BIND, st->proxy) : !push_reply_for(s, RK_BIND, target, name))
+    if (!push_reply_for(s, RK_BIND, target, name))
         b.failed = true;
+    else if (st)
+        rq_mark_shared_bind(&s->replies);
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
@@ -992,14 +994,13 @@ static void undo_skipped(void *arg, const struct reply *r)
     }
 }
 
-/* A server's Bind of proxy statement stmt failed with error body: when with 0A000 ("cached plan
- * must not change result type": a table it reads changed shape since it was prepared), the
- * statement is stale on this server, and on every other that prepared it before the change.
- * PostgreSQL's remedy is to prepare it again; under its shared name that would find the stale
- * one again, so later Parses of the pool take names of a new epoch. Statements parsed before
+/* A server's Bind of a statement the proxy prepared failed with error body: when with 0A000
+ * ("cached plan must not change result type": a table it reads changed shape since it was
+ * prepared), the statement is stale on this server, and on every other that prepared it before the
+ * change. PostgreSQL's remedy is to prepare it again; under its shared name that would find the
+ * stale one again, so later Parses of the pool take names of a new epoch. Statements parsed before
  * keep theirs and fail as they would on PostgreSQL. */
-static void note_stale_statement(struct server *s, const char *stmt, const uint8_t *body,
-                                 uint32_t len)
+static void note_stale_statement(struct server *s, const uint8_t *body, uint32_t len)
 {
     struct pg_error e;
     if (!proto_parse_error(body, len, &e) || strcmp(e.sqlstate, "0A000") != 0)
@@ -1010,9 +1011,9 @@ static void note_stale_statement(struct server *s, const char *stmt, const uint8
     if (now - p->stmt_stale_logged_ms < 1000)
         return;
     p->stmt_stale_logged_ms = now;
-    log_info("pool %s: server %llu: prepared statement %s is stale (0A000); statements "
-             "prepared from now on get new names",
-             p->db->name, (unsigned long long)s->id, stmt);
+    log_info("pool %s: server %llu: a prepared statement is stale (0A000: a table it reads "
+             "changed); statements prepared from now on get new names",
+             p->db->name, (unsigned long long)s->id);
 }
 
 static bool fake_next(const struct server *s)
@@ -1033,11 +1034,11 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
     case RQ_FAIL: { /* skipped simple Queries: no ReadyForQuery of theirs will come */
         const struct reply *f = rq_front(&s->replies);
         bool own = type == 'E' && f && f->own_error;
-        bool shared_bind = type == 'E' && f && f->kind == RK_BIND && f->stmt[0] && !own;
+        bool shared_bind = type == 'E' && f && f->shared_bind && !own;
         if ((own || shared_bind) && !body)
             return RV_NEED_BODY;
         if (shared_bind)
-            note_stale_statement(s, f->stmt, body, len);
+            note_stale_statement(s, body, len);
         if (own && !write_own_error(s, f))
             return RV_ERROR;
         size_t skipped = rq_fail_until_sync(&s->replies, undo_skipped, s);

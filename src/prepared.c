@@ -488,6 +488,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     struct reply *r = &q->items[rq_slot(q, q->head + q->len)];
     r->kind = (uint8_t)kind;
     r->own_error = REPLY_OWN_NONE;
+    r->shared_bind = false;
     r->gen = 0;
     r->name_hash = 0;
     r->copy_dones = q->copy_dones;
@@ -587,6 +588,12 @@ void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st)
     struct reply *r = &q->items[rq_slot(q, q->head + q->len - 1)];
     r->gen = st->gen;
     r->name_hash = st->hash;
+}
+
+void rq_mark_shared_bind(struct reply_queue *q)
+{
+    if (q->len)
+        q->items[rq_slot(q, q->head + q->len - 1)].shared_bind = true;
 }
 
 void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e)

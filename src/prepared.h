@@ -210,6 +210,7 @@ struct reply {
     uint8_t kind;
     uint8_t own_error;        /* REPLY_OWN_*: the server's ErrorResponse for it goes to the
                                  client as one of the proxy's wording */
+    bool shared_bind;         /* RK_BIND of a statement the proxy prepared (shared by name) */
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
@@ -235,6 +236,8 @@ const struct reply *rq_second(const struct reply_queue *q);
 void rq_pop(struct reply_queue *q);
 /* Marks the entry pushed last with one of the proxy's own errors (see struct reply). */
 void rq_mark_own_error(struct reply_queue *q, enum reply_own_error e);
+/* Marks the entry pushed last as the Bind of a statement the proxy prepared. */
+void rq_mark_shared_bind(struct reply_queue *q);
 /* Notes on the entry pushed last that it is owed for the Parse (or, for a Close, concerns the
  * statement) that made client statement st. */
 void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
