@@ -91,13 +91,15 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
 }
 
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
- * anywhere? */
-static bool mentions_forgetting(const char *text, bool *dealloc)
+ * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
+ * notifications would reach whichever client has it next)? */
+static bool mentions_forgetting(const char *text, bool *dealloc, bool *listen)
 {
-    static const char *const words[] = {"deallocate", "discard"};
-    unsigned found = text_words_ci(text, words, 2);
+    static const char *const words[] = {"deallocate", "discard", "listen"};
+    unsigned found = text_words_ci(text, words, 3);
     *dealloc = found & 1;
-    return found != 0;
+    *listen = found & 4;
+    return (found & 3) != 0;
 }
 
 /* Might sql change a tracked setting the server does not report back (params.h), or all of
@@ -139,9 +141,11 @@ static bool may_set_unreported(const char *sql)
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    bool dealloc;
-    if (mentions_forgetting(sql, &dealloc))
+    bool dealloc, listen;
+    if (mentions_forgetting(sql, &dealloc, &listen))
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
+    if (listen)
+        e |= STMT_RETIRES;
     if (!c->rls && may_set_unreported(sql))
         e |= STMT_SETS;
     if (client_under_policy(c))
@@ -773,7 +777,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, forgets = mentions_forgetting(sql, &dealloc);
+    bool dealloc, listen, forgets = mentions_forgetting(sql, &dealloc, &listen);
+    if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
+        s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
     if (lone && !all && !client_stmt_known(&c->stmts, name))
         lone = forgets = false; /* not the client's: the server's to fail, as PostgreSQL does

@@ -1437,3 +1437,36 @@ Test(prepared, clients_of_other_settings_get_constants_read_by_their_own)
     PQfinish(eu);
     proxy_stop(&one);
 }
+
+/* A LISTEN stays on the server that ran it. In transaction pooling that server went on to serve
+ * other clients, and the notifications for the channel reached whichever client had it: here
+ * b, which never listened (PostgreSQL sends it none). The server is now closed after the
+ * transaction that ran LISTEN. */
+Test(prepared, a_notification_for_one_clients_listen_reaches_no_other_client)
+{
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one), *notifier = pg_admin("lp_test");
+    char *v = query_value(a, "LISTEN lp_channel_of_a; SELECT 'listening'");
+    cr_assert_str_eq(v, "listening");
+    free(v);
+    v = query_value(b, "BEGIN; SELECT 'in'");
+    free(v);
+    PQclear(PQexec(notifier, "NOTIFY lp_channel_of_a, 'meant for a'"));
+    usleep(200 * 1000);
+    v = query_value(b, "SELECT 'still in'");
+    free(v);
+    PQclear(PQexec(b, "COMMIT"));
+    v = query_value(b, "SELECT 'after'");
+    free(v);
+    PQconsumeInput(b);
+    PGnotify *n = PQnotifies(b);
+    cr_expect_null(n, "b never ran LISTEN, yet received channel %s, payload '%s'",
+                   n ? n->relname : "", n ? n->extra : "");
+    if (n)
+        PQfreemem(n);
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(notifier);
+    proxy_stop(&one);
+}
