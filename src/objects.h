@@ -231,20 +231,22 @@ struct server {
                                         when the statement in flight is lost) */
     uint32_t carried_absent;         /* those it had no value of then */
     bool rls_set;                    /* carries some client's RLS attributes and role */
-    struct buf rls_applied;          /* the RLS prefix last applied here with success (empty:
-                                        unknown); an identical one need not be sent again */
-    struct buf rls_pending;          /* the RLS prefix in flight */
-    struct buf link_msgs;            /* server_link builds its messages here, reused */
-    bool retire_after;               /* a client left session state here: no other client */
-    bool text_unsafe;                /* reported a setting the RLS guard cannot parse under */
-    bool copy_in;                    /* in copy-in, the client's CopyDone still to come: the
-                                        server ignores the client's Syncs until then */
-    bool copy_active;                /* the server is in copy-in (CopyInResponse seen, its
-                                        CommandComplete or ErrorResponse not yet) */
-    uint32_t copy_assumed;           /* Syncs of this copy taken as ignored by the server */
-    bool unsure;         /* the replies owed cannot be counted: never another client's */
-    bool skip_till_sync; /* an error in the extended protocol: the server skips the
-                            client's messages up to its next Sync (none is sent) */
+    bool parsed_shared;     /* a shared statement was prepared here since the last ReadyForQuery
+                               (PostgreSQL reports changed settings only before one) */
+    struct buf rls_applied; /* the RLS prefix last applied here with success (empty:
+                               unknown); an identical one need not be sent again */
+    struct buf rls_pending; /* the RLS prefix in flight */
+    struct buf link_msgs;   /* server_link builds its messages here, reused */
+    bool retire_after;      /* a client left session state here: no other client */
+    bool text_unsafe;       /* reported a setting the RLS guard cannot parse under */
+    bool copy_in;           /* in copy-in, the client's CopyDone still to come: the
+                               server ignores the client's Syncs until then */
+    bool copy_active;       /* the server is in copy-in (CopyInResponse seen, its
+                               CommandComplete or ErrorResponse not yet) */
+    uint32_t copy_assumed;  /* Syncs of this copy taken as ignored by the server */
+    bool unsure;            /* the replies owed cannot be counted: never another client's */
+    bool skip_till_sync;    /* an error in the extended protocol: the server skips the
+                               client's messages up to its next Sync (none is sent) */
     struct {
         uint32_t seq; /* the number its stand-in carries */
         char reason[320];
@@ -299,6 +301,8 @@ struct client {
     uint64_t id;
     char addr[64];       /* "host:port", or "unix" */
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
+    bool stmts_apart;    /* named a setting PostgreSQL parses by that lakeproxy does not track:
+                            its prepared statements are shared with no other client */
     char *user;
     char *database;
     struct param_set wanted;         /* session parameters the client asked for at startup,

@@ -92,13 +92,23 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
 
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
  * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
- * notifications would reach whichever client has it next)? */
-static bool mentions_forgetting(const char *text, bool *dealloc, bool *listen)
+ * notifications would reach whichever client has it next)? And does it name a setting that
+ * PostgreSQL parses statements by and lakeproxy does not track (see keep_statements_apart)? */
+static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen)
 {
-    static const char *const words[] = {"deallocate", "discard", "listen"};
-    unsigned found = text_words_ci(text, words, 3);
+    static const char *const words[] = {"deallocate",
+                                        "discard",
+                                        "listen",
+                                        "transform_null_equals",
+                                        "array_nulls",
+                                        "xmloption",
+                                        "timezone_abbreviations",
+                                        "lc_monetary"};
+    unsigned found = text_words_ci(text, words, 8);
     *dealloc = found & 1;
     *listen = found & 4;
+    if (found & ~7u)
+        c->stmts_apart = true;
     return (found & 3) != 0;
 }
 
@@ -142,7 +152,7 @@ static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
     bool dealloc, listen;
-    if (mentions_forgetting(sql, &dealloc, &listen))
+    if (mentions_forgetting(c, sql, &dealloc, &listen))
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
     if (listen)
         e |= STMT_RETIRES;
@@ -207,6 +217,7 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     bool did_evict;
     struct buf b;
     carry_statement_effects(s, st);
+    s->parsed_shared = true;
     buf_init(&b);
     server_stmt_add(&s->stmts, st->proxy, evicted, &did_evict);
     if (did_evict)
@@ -222,9 +233,33 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
     return send_buf(to_server(s), &b);
 }
 
+/* What decides what c's statements mean (struct stmt_context): its pool's statement epoch, its
+ * settings that PostgreSQL parses by and, under rls.switch_role, its role. */
+static void stmt_context_of(const struct client *c, struct stmt_context *ctx)
+{
+    ctx->epoch = c->server->pool->stmt_epoch;
+    ctx->apart = c->stmts_apart ? c->id : 0;
+    for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
+        ctx->values[i] = param_get(&c->wanted, stmt_context_settings[i]);
+    ctx->role = NULL;
+    if (c->rls && c->w->cfg->rls.switch_role) {
+        struct rls_identity id;
+        client_rls_identity(c, &id);
+        ctx->role = rls_role(c->w->cfg, &id);
+    }
+}
+
 /* Makes sure st exists on s before a Bind or Describe names it. */
 static bool ensure_prepared(struct server *s, const struct client_stmt *st)
 {
+    if (server_stmt_find(&s->stmts, st->proxy) >= 0)
+        return true;
+    /* PostgreSQL will parse it under the client's settings of now: if they are no longer those
+     * it was named by, it takes a name of theirs, shared with no client of other settings */
+    struct stmt_context ctx;
+    stmt_context_of(s->client, &ctx);
+    if (!client_stmt_rename(&s->client->stmts, st, &ctx))
+        return false;
     return server_stmt_find(&s->stmts, st->proxy) >= 0 || send_parse(s, st, RK_DROP_PARSE);
 }
 
@@ -524,21 +559,6 @@ static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32
     return parse_kept(c, name, r.p, r.left, effects, dealloc, false, err);
 }
 
-/* What decides what c's statements mean (struct stmt_context): its pool's statement epoch, its
- * settings that PostgreSQL parses by and, under rls.switch_role, its role. */
-static void stmt_context_of(const struct client *c, struct stmt_context *ctx)
-{
-    ctx->epoch = c->server->pool->stmt_epoch;
-    for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
-        ctx->values[i] = param_get(&c->wanted, stmt_context_settings[i]);
-    ctx->role = NULL;
-    if (c->rls && c->w->cfg->rls.switch_role) {
-        struct rls_identity id;
-        client_rls_identity(c, &id);
-        ctx->role = rls_role(c->w->cfg, &id);
-    }
-}
-
 /* Keeps c's Parse of name with body rest (after the name), effects and dealloc (the name a
  * lone DEALLOCATE of it frees, or ""), and sends what the server must be sent: rest itself
  * when retyped (the client's body with parameter types added: masklike_declare_text). */
@@ -777,7 +797,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, listen, forgets = mentions_forgetting(sql, &dealloc, &listen);
+    bool dealloc, listen, forgets = mentions_forgetting(c, sql, &dealloc, &listen);
     if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
@@ -1070,8 +1090,19 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
     }
 }
 
+void pipeline_setting_changed(struct server *s, const char *canon)
+{
+    for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
+        if (strcmp(canon, stmt_context_settings[i]) == 0) {
+            if (s->parsed_shared)
+                stmts_in_doubt(s);
+            return;
+        }
+}
+
 bool pipeline_sync_done(struct server *s)
 {
+    s->parsed_shared = false; /* (pipeline_setting_changed) */
     if (rq_classify(&s->replies, 'Z') == RQ_FINISH)
         rq_pop(&s->replies);
     else /* a ReadyForQuery for no Sync or Query owed: the count is wrong somewhere */

@@ -22,6 +22,13 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
  * caller must emit after forwarding the 'Z' (pipeline_forward_then_fakes). */
 bool pipeline_sync_done(struct server *s);
 
+/* The server reported a new value of setting canon for its client (PostgreSQL does so just
+ * before ReadyForQuery). When PostgreSQL parses statements by it and a shared statement was
+ * prepared on the server since the last ReadyForQuery (pipelined behind the SET, perhaps), that
+ * one may have been parsed under the new value but named by the old: the server's statements
+ * are no longer trusted (prepared again behind a Close; the server retires). */
+void pipeline_setting_changed(struct server *s, const char *canon);
+
 /* Writes the message itself to the client, then every made-up reply now at the front; false
  * when out of memory (something was lost: fail the client). */
 bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, const uint8_t *body);

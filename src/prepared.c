@@ -38,7 +38,7 @@ static bool context_empty(const struct stmt_context *ctx)
 {
     if (!ctx)
         return true;
-    bool empty = !ctx->epoch && !ctx->role;
+    bool empty = !ctx->epoch && !ctx->apart && !ctx->role;
     for (int i = 0; empty && i < STMT_CONTEXT_SETTINGS; i++)
         empty = !ctx->values[i];
     return empty;
@@ -52,6 +52,8 @@ static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt
     bool ok = d && EVP_DigestInit_ex(d, EVP_sha256(), NULL) == 1;
     if (ok) {
         digest_u32(d, ctx->epoch);
+        digest_u32(d, (uint32_t)ctx->apart);
+        digest_u32(d, (uint32_t)(ctx->apart >> 32));
         digest_part(d, ctx->role);
         for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
             digest_part(d, ctx->values[i]);
@@ -124,6 +126,17 @@ static struct client_stmt *find_client_stmt(const struct client_stmts *s, const 
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name)
 {
     return find_client_stmt(s, name);
+}
+
+bool client_stmt_rename(struct client_stmts *s, const struct client_stmt *st,
+                        struct stmt_context *ctx)
+{
+    char name[STMT_NAME_LEN];
+    ctx->epoch = st->epoch;
+    if (!stmt_proxy_name(st->parse_rest, st->len, ctx, name))
+        return false;
+    memcpy(s->items[st - s->items].proxy, name, sizeof(name));
+    return true;
 }
 
 static struct client_stmt *newest_closing(const struct client_stmts *s, const char *name);
@@ -221,6 +234,7 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->mask_tests = 0; /* (client_stmt_set_tests) */
     st->mask_like.n = 0;
     memcpy(st->proxy, proxy, sizeof(proxy));
+    st->epoch = ctx ? ctx->epoch : 0;
     if (++s->last_gen == 0)
         s->last_gen = 1;
     st->gen = s->last_gen;

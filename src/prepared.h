@@ -34,6 +34,9 @@
 extern const char *const stmt_context_settings[STMT_CONTEXT_SETTINGS];
 struct stmt_context {
     uint32_t epoch;   /* the pool's statement epoch (struct pool.stmt_epoch) */
+    uint64_t apart;   /* not 0: statements of this value are shared with no other (a client
+                         that may have set a setting PostgreSQL parses by that is not below:
+                         transform_null_equals, array_nulls ...): its id */
     const char *role; /* the role the client assumes (rls.switch_role), else NULL */
     /* the client's values of stmt_context_settings, NULL for one it has not set (the
        server's default) */
@@ -58,6 +61,7 @@ struct client_stmt {
     uint16_t mask_tests;       /* masked-column tests each run makes (masking guard) */
     struct masklike mask_like; /* its parameters that are LIKE patterns on masked columns */
     uint32_t gen;              /* which Parse of the client made it (never 0): see reply.gen */
+    uint32_t epoch;            /* the statement epoch it was named in (struct stmt_context) */
     uint32_t closes;           /* Closes of it still owed their replies (while closing) */
     bool closing;              /* a Close of it is owed its reply: no name finds it (an error
                                   before the Close may yet bring it back) */
@@ -110,6 +114,10 @@ struct client_stmts {
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      const struct stmt_context *ctx, uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
+/* Names st (one of s's) for context ctx, whose epoch is taken as st's own: the name under which
+ * a server that parses it in ctx may share it. False when out of memory (st unchanged). */
+bool client_stmt_rename(struct client_stmts *s, const struct client_stmt *st,
+                        struct stmt_context *ctx);
 /* Does the client hold name, or a statement of that name a Close still owed its reply took
  * (client_stmt_park: an error may yet bring it back)? */
 bool client_stmt_known(const struct client_stmts *s, const char *name);

@@ -742,6 +742,7 @@ static void note_client_setting(struct server *s, const uint8_t *body, size_t le
         return;
     param_put(&s->client->wanted, canon, value);
     param_put(&s->applied, canon, value);
+    pipeline_setting_changed(s, canon);
 }
 
 /* An ErrorResponse while refused statements await theirs: the stand-in's is rewritten. */

@@ -1470,3 +1470,94 @@ Test(prepared, a_notification_for_one_clients_listen_reaches_no_other_client)
     PQfinish(notifier);
     proxy_stop(&one);
 }
+
+/* Red team 7: a statement whose client changed DateStyle after preparing it was prepared again
+ * on another server under the new DateStyle but under its old name, where a client of the old
+ * DateStyle preparing the same text was given it. It now takes a name of the settings it is
+ * parsed under there. (The client itself then reads it by its new DateStyle on that server,
+ * where PostgreSQL keeps the reading of its Parse: see README.) */
+Test(prepared, a_statement_prepared_again_under_changed_settings_is_not_shared_with_others)
+{
+    static const char date_sql[] = "SELECT '01/02/2024'::date::text";
+    PGconn *a = alice(), *hold = alice(), *b = alice();
+    prepare(a, "s", date_sql, 0);
+    char *v = run_value(a, "s");
+    cr_expect_str_eq(v, "2024-01-02");
+    free(v);
+    free(query_value(hold, "BEGIN; SELECT 'holding'")); /* a's server: a moves to the other */
+    free(query_value(a, "SET DateStyle TO 'ISO, DMY'; SELECT 'set'"));
+    free(run_value(a, "s")); /* prepared again on the other server, under DMY */
+    prepare(b, "s", date_sql, 0);
+    v = run_value(b, "s");
+    cr_expect_str_eq(v, "2024-01-02", "b (MDY) was given a's statement parsed under DMY");
+    free(v);
+    free(query_value(hold, "COMMIT; SELECT 'done'"));
+    PQfinish(a);
+    PQfinish(b);
+    PQfinish(hold);
+}
+
+/* Red team 7: a Parse pipelined behind a SET of DateStyle (libpq pipeline mode) was named by
+ * the client's DateStyle before the SET, which PostgreSQL had not reported yet, and parsed
+ * under the new one: a client of the old DateStyle preparing the same text was given it. */
+Test(prepared, a_parse_pipelined_behind_a_set_is_not_shared_with_clients_of_the_old_setting)
+{
+    static const char date_sql[] = "SELECT '01/02/2024'::date::text";
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    cr_assert(PQenterPipelineMode(a));
+    cr_assert(PQsendQueryParams(a, "SET DateStyle TO 'ISO, DMY'", 0, NULL, NULL, NULL, NULL, 0));
+    cr_assert(PQsendPrepare(a, "s", date_sql, 0, NULL));
+    cr_assert(PQsendQueryPrepared(a, "s", 0, NULL, NULL, NULL, 0));
+    cr_assert(PQpipelineSync(a));
+    const char *want[] = {NULL, NULL, "2024-02-01"};
+    for (int i = 0; i < 3; i++) {
+        PGresult *r;
+        while ((r = PQgetResult(a)) != NULL) {
+            cr_expect(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                      "%s", PQresultErrorMessage(r));
+            if (want[i] && PQresultStatus(r) == PGRES_TUPLES_OK)
+                cr_expect_str_eq(PQgetvalue(r, 0, 0), want[i], "a's statement, parsed under DMY");
+            PQclear(r);
+        }
+    }
+    PGresult *r = PQgetResult(a);
+    cr_expect_eq(PQresultStatus(r), PGRES_PIPELINE_SYNC);
+    PQclear(r);
+    cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
+    prepare(b, "s", date_sql, 0);
+    char *v = run_value(b, "s");
+    cr_expect_str_eq(v, "2024-01-02", "b (MDY) was given the statement a's SET made DMY");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+    proxy_stop(&one);
+}
+
+/* Red team 7: settings PostgreSQL parses statements by that lakeproxy does not track
+ * (transform_null_equals, array_nulls), set with SET LOCAL before a Parse: another client
+ * preparing the same text was given the statement parsed under them. A client that names one
+ * shares its statements with no other. */
+Test(prepared, a_statement_parsed_under_untracked_settings_is_not_shared)
+{
+    static const char sql[] = "SELECT ((NULL::int = NULL) IS TRUE)::text || ' ' || "
+                              "(('{a,NULL}'::text[])[2] IS NULL)::text";
+    struct proxy one;
+    start_one_server(&one);
+    PGconn *a = alice_at(&one), *b = alice_at(&one);
+    free(query_value(a, "BEGIN; SET LOCAL transform_null_equals = on; SET LOCAL array_nulls = "
+                        "off; SELECT 'set'"));
+    prepare(a, "s", sql, 0);
+    char *v = run_value(a, "s");
+    cr_expect_str_eq(v, "true false", "a's own reading");
+    free(v);
+    free(query_value(a, "COMMIT; SELECT 'committed'"));
+    prepare(b, "s", sql, 0);
+    v = run_value(b, "s");
+    cr_expect_str_eq(v, "false true", "b set nothing, yet got a's reading");
+    free(v);
+    PQfinish(a);
+    PQfinish(b);
+    proxy_stop(&one);
+}
