@@ -1396,6 +1396,14 @@ static char *run_value(PGconn *c, const char *name)
     return strdup(row);
 }
 
+/* Expects prepared statement name (no parameters) to give want; why says what it shows. */
+static void expect_value(PGconn *c, const char *name, const char *want, const char *why)
+{
+    char *v = run_value(c, name);
+    cr_expect_str_eq(v, want, "%s", why);
+    free(v);
+}
+
 /* PostgreSQL reads a statement's constants when it parses it, by the session's DateStyle,
  * TimeZone and standard_conforming_strings. Clients of other settings parsing the same text each
  * get their own reading, over one server; the statement the proxy shared gave the second
@@ -1417,22 +1425,15 @@ Test(prepared, clients_of_other_settings_get_constants_read_by_their_own)
     prepare(us, "s", sql, 0);
     prepare(eu, "s", sql, 0);
     for (int i = 0; i < 2; i++) {
-        char *v = run_value(us, "s");
-        cr_expect_str_eq(v, "2024-01-02 1704103200 a\\q", "MDY, UTC, backslash kept");
-        free(v);
-        v = run_value(eu, "s");
-        cr_expect_str_eq(v, "2024-02-01 1704070800 aq", "DMY, Tokyo, backslash an escape");
-        free(v);
+        expect_value(us, "s", "2024-01-02 1704103200 a\\q", "MDY, UTC, backslash kept");
+        expect_value(eu, "s", "2024-02-01 1704070800 aq", "DMY, Tokyo, backslash an escape");
     }
     char *v = query_value(us, "SET DateStyle = 'ISO, DMY'; SELECT 'set'");
     free(v);
     prepare(us, "after_set", sql, 0);
-    v = run_value(us, "after_set");
-    cr_expect_str_eq(v, "2024-02-01 1704103200 a\\q", "parsed after the client's SET DateStyle");
-    free(v);
-    v = run_value(us, "s");
-    cr_expect_str_eq(v, "2024-01-02 1704103200 a\\q", "parsed before it: as it was");
-    free(v);
+    expect_value(us, "after_set", "2024-02-01 1704103200 a\\q",
+                 "parsed after the client's SET DateStyle");
+    expect_value(us, "s", "2024-01-02 1704103200 a\\q", "parsed before it: as it was");
     PQfinish(us);
     PQfinish(eu);
     proxy_stop(&one);
@@ -1481,16 +1482,12 @@ Test(prepared, a_statement_prepared_again_under_changed_settings_is_not_shared_w
     static const char date_sql[] = "SELECT '01/02/2024'::date::text";
     PGconn *a = alice(), *hold = alice(), *b = alice();
     prepare(a, "s", date_sql, 0);
-    char *v = run_value(a, "s");
-    cr_expect_str_eq(v, "2024-01-02");
-    free(v);
+    expect_value(a, "s", "2024-01-02", "MDY");
     free(query_value(hold, "BEGIN; SELECT 'holding'")); /* a's server: a moves to the other */
     free(query_value(a, "SET DateStyle TO 'ISO, DMY'; SELECT 'set'"));
     free(run_value(a, "s")); /* prepared again on the other server, under DMY */
     prepare(b, "s", date_sql, 0);
-    v = run_value(b, "s");
-    cr_expect_str_eq(v, "2024-01-02", "b (MDY) was given a's statement parsed under DMY");
-    free(v);
+    expect_value(b, "s", "2024-01-02", "b (MDY) was given a's statement parsed under DMY");
     free(query_value(hold, "COMMIT; SELECT 'done'"));
     PQfinish(a);
     PQfinish(b);
@@ -1527,9 +1524,7 @@ Test(prepared, a_parse_pipelined_behind_a_set_is_not_shared_with_clients_of_the_
     PQclear(r);
     cr_assert(PQexitPipelineMode(a), "%s", PQerrorMessage(a));
     prepare(b, "s", date_sql, 0);
-    char *v = run_value(b, "s");
-    cr_expect_str_eq(v, "2024-01-02", "b (MDY) was given the statement a's SET made DMY");
-    free(v);
+    expect_value(b, "s", "2024-01-02", "b (MDY) was given the statement a's SET made DMY");
     PQfinish(a);
     PQfinish(b);
     proxy_stop(&one);
@@ -1549,14 +1544,10 @@ Test(prepared, a_statement_parsed_under_untracked_settings_is_not_shared)
     free(query_value(a, "BEGIN; SET LOCAL transform_null_equals = on; SET LOCAL array_nulls = "
                         "off; SELECT 'set'"));
     prepare(a, "s", sql, 0);
-    char *v = run_value(a, "s");
-    cr_expect_str_eq(v, "true false", "a's own reading");
-    free(v);
+    expect_value(a, "s", "true false", "a's own reading");
     free(query_value(a, "COMMIT; SELECT 'committed'"));
     prepare(b, "s", sql, 0);
-    v = run_value(b, "s");
-    cr_expect_str_eq(v, "false true", "b set nothing, yet got a's reading");
-    free(v);
+    expect_value(b, "s", "false true", "b set nothing, yet got a's reading");
     PQfinish(a);
     PQfinish(b);
     proxy_stop(&one);
