@@ -454,3 +454,27 @@ Test(prepared, syncs_sent_during_a_copy_leave_the_queue_in_order)
         rq_free(&q);
     }
 }
+
+/* A statement named again for its client's settings of now: the same settings keep its name,
+ * other settings give the name a client of those settings gets when it prepares the text, and
+ * the epoch stays the one the statement was named in. */
+Test(prepared, a_statement_named_again_takes_the_name_of_the_settings_of_now)
+{
+    struct client_stmts s = {0};
+    const uint8_t text[] = "SELECT '01/02/2024'::date\0\0\0";
+    struct stmt_context mdy = {.epoch = 3, .values = {[2] = "ISO, MDY"}};
+    struct stmt_context dmy = {.epoch = 3, .values = {[2] = "ISO, DMY"}};
+    cr_assert(client_stmt_put(&s, "s", text, sizeof(text), &mdy, 0, 0));
+    const struct client_stmt *st = client_stmt_get(&s, "s");
+    char first[STMT_NAME_LEN], want[STMT_NAME_LEN];
+    memcpy(first, st->proxy, sizeof(first));
+    struct stmt_context now = {.epoch = 4, .values = {[2] = "ISO, MDY"}};
+    cr_assert(client_stmt_rename(&s, st, &now));
+    cr_expect_str_eq(st->proxy, first, "the same settings (the epoch is the statement's own)");
+    now = (struct stmt_context){.epoch = 9, .values = {[2] = "ISO, DMY"}};
+    cr_assert(client_stmt_rename(&s, st, &now));
+    cr_assert(stmt_proxy_name(text, sizeof(text), &dmy, want));
+    cr_expect_str_eq(st->proxy, want, "a DMY client's name for the text, in the statement's epoch");
+    cr_expect_str_neq(st->proxy, first);
+    client_stmts_clear(&s);
+}
