@@ -93,7 +93,8 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
  * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
  * notifications would reach whichever client has it next)? And does it name a setting that
- * PostgreSQL parses statements by and lakeproxy does not track (see keep_statements_apart)? */
+ * PostgreSQL parses statements by and lakeproxy does not track? Then c->stmts_apart: its
+ * statements are shared with no other client (struct stmt_context.apart). */
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen)
 {
     static const char *const words[] = {"deallocate",

@@ -9,10 +9,6 @@
 
 #include "hashkey.h"
 
-/* 128 bits of SHA-256: identical statements share a name on a server, and finding two texts
- * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
- * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
- * hashes. 64 bits took 2^32, an afternoon. */
 const char *const stmt_context_settings[STMT_CONTEXT_SETTINGS] = {
     "search_path",   "client_encoding", "DateStyle",
     "IntervalStyle", "TimeZone",        "standard_conforming_strings"};
@@ -64,6 +60,10 @@ static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt
     return ok;
 }
 
+/* 128 bits of SHA-256: identical statements share a name on a server, and finding two texts
+ * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
+ * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
+ * hashes. 64 bits took 2^32, an afternoon. */
 bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_context *ctx,
                      char out[STMT_NAME_LEN])
 {
