@@ -589,7 +589,12 @@ void client_transaction_done(struct client *c)
         client_fail(c, "57P01", "lakeproxy is shutting down");
         return;
     }
-    if (!pool_mode_of(c->pool)->shares_servers || server_read_back(s))
+    if (!pool_mode_of(c->pool)->shares_servers) { /* the server stays: a RESET is read back */
+        if (s->carried & s->carried_reset)
+            server_read_back(s);
+        return;
+    }
+    if (server_read_back(s))
         return;
     server_release(s);
     client_server_gone_idle(c);

@@ -221,7 +221,13 @@ struct server {
     uint32_t carried;                /* settings (params_settable_bit) a carried SET or RESET may
                                         have changed since it was linked: read back (SV_READBACK)
                                         when the client's transaction is over */
-    uint32_t carried_reset;          /* those whose last carried change was a RESET */
+    uint32_t carried_reset;          /* those whose last carried change was a RESET, or that
+                                        the server reported back at its default for a client
+                                        with a startup value of them (a RESET, or a SET to the
+                                        server's default: the read-back tells) */
+    uint32_t carried_restored;       /* those the read-back found RESET to a startup value the
+                                        server does not hold: told to the client, and in session
+                                        pooling set again */
     uint32_t carried_open;           /* those changed by statements whose transaction has not
                                         ended: it ends at the 'I' that answers the last of them */
     int carried_open_zs;             /* ReadyForQuery messages owed up to and including the one

@@ -10,6 +10,7 @@
 
 #include "guard.h"
 #include "paramval.h"
+#include "proto.h"
 
 /* Parameters a client may set at startup, with the spelling the server uses. */
 static const char *const settable[] = {
@@ -65,7 +66,7 @@ bool params_build_readback_sql(uint32_t mask, struct buf *sql)
     /* read committed: a carried serializable, read-only, deferrable default would make the
      * SELECT wait for a safe snapshot, and fail on a hot standby */
     static const char head[] = "BEGIN ISOLATION LEVEL READ COMMITTED;"
-                               "SELECT name, setting, setting = reset_val "
+                               "SELECT name, setting, source <> 'session' "
                                "FROM pg_catalog.pg_settings WHERE name IN (";
     if (!mask)
         return false;
@@ -75,8 +76,8 @@ bool params_build_readback_sql(uint32_t mask, struct buf *sql)
         if (!(mask & (UINT32_C(1) << i)))
             continue;
         buf_put_bytes(sql, sep, strlen(sep));
-        for (const char *c = settable[i]; *c; c++) /* our own names: no quoting needed */
-            buf_put_u8(sql, (uint8_t)tolower((unsigned char)*c));
+        /* our own names, as pg_settings spells them (DateStyle): no quoting needed */
+        buf_put_bytes(sql, settable[i], strlen(settable[i]));
         sep = "', '";
     }
     buf_put_bytes(sql, "');COMMIT", 10); /* with the NUL */
@@ -97,8 +98,9 @@ static char *row_text(struct rd *r)
 
 uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked, uint32_t reset,
                               const struct param_set *at_startup, struct param_set *wanted,
-                              struct param_set *applied)
+                              struct param_set *applied, bool *to_startup)
 {
+    *to_startup = false;
     struct rd r;
     uint16_t cols;
     rd_init(&r, body, len);
@@ -109,14 +111,34 @@ uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked,
     uint32_t bit = canon ? params_settable_bit(canon) & asked : 0;
     const char *startup = canon ? param_get(at_startup, canon) : NULL;
     bool ok = bit && setting && is_default && r.left == 0 && param_put(applied, canon, setting);
-    if (ok && (reset & bit) && strcmp(is_default, "t") == 0) /* RESET: the client's default */
+    if (ok && (reset & bit) && strcmp(is_default, "t") == 0) { /* RESET: the client's default */
         ok = startup ? param_put(wanted, canon, startup) : (param_remove(wanted, canon), true);
-    else if (ok)
+        *to_startup = ok && startup;
+    } else if (ok)
         ok = param_put(wanted, canon, setting);
     free(name);
     free(setting);
     free(is_default);
     return ok ? bit : 0;
+}
+
+bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
+                          const struct param_set *reported, struct buf *status,
+                          struct param_set *to_set)
+{
+    bool ok = true;
+    for (size_t i = 0; i < N_SETTABLE; i++) {
+        const char *v = param_get(wanted, settable[i]);
+        if (!(mask & (UINT32_C(1) << i)) || !v)
+            continue;
+        const char *now = param_get(reported, settable[i]);
+        char spelt[64];
+        if (now) /* a setting the server reports: the client hears of it */
+            proto_param_status(status, settable[i],
+                               paramval_report(settable[i], v, now, spelt, sizeof(spelt)));
+        ok = ok && param_put(to_set, settable[i], v);
+    }
+    return ok && !status->failed;
 }
 
 void params_mark_unknown(struct param_set *applied)

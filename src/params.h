@@ -27,6 +27,14 @@ const char *params_settable_name(const char *name);
  * applied at the client's first server), so the next link sets or resets it. */
 #define PARAM_UNKNOWN "\x01unknown"
 
+/* For the settings in mask that a read-back returned to the client's startup values (wanted):
+ * appends to status a ParameterStatus of each one the server reports (in reported), spelt as
+ * the server would, and puts each into to_set, to be set again on a server that stays with the
+ * client. False when out of memory. */
+bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
+                          const struct param_set *reported, struct buf *status,
+                          struct param_set *to_set);
+
 /* Marks every parameter clients may set as PARAM_UNKNOWN in applied (a server whose settings
  * a statement may have changed unseen). */
 void params_mark_unknown(struct param_set *applied);
@@ -50,19 +58,21 @@ void params_restore_before(struct param_set *wanted, const struct param_set *bef
 
 /* Appends to sql one query reading the settings in mask back from pg_settings (in a read
  * committed transaction of its own): a row each of name, setting (in the server's own unit)
- * and whether that is the session's default (reset_val, what RESET returns to). False when
- * mask is empty. */
+ * and whether a RESET (or SET ... TO DEFAULT, RESET ALL, DISCARD ALL) put it there: its source
+ * is not a SET of the session. A value compared with reset_val could not tell a RESET from a
+ * SET to the server's default. False when mask is empty. */
 bool params_build_readback_sql(uint32_t mask, struct buf *sql);
 
 /* Takes one DataRow body (len bytes) answering params_build_readback_sql(asked): its setting
  * is what the server holds (applied) and what the client wants (wanted), except that for a
  * setting whose last carried change was a RESET (its bit in reset) and that is the session's
  * default, the client wants its startup value (at_startup) or none, as a RESET on its own
- * session would have left it. Returns the setting's bit; 0, changing nothing, when the row is
- * not an answer for a setting in asked (or out of memory). */
+ * session would have left it; *to_startup then says that is a startup value (the server holds
+ * its own default). Returns the setting's bit; 0, changing nothing, when the row is not an
+ * answer for a setting in asked (or out of memory). */
 uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked, uint32_t reset,
                               const struct param_set *at_startup, struct param_set *wanted,
-                              struct param_set *applied);
+                              struct param_set *applied, bool *to_startup);
 
 /* Settings outside the tracked list that the caller accepts anyway (the rls attributes a
  * client may set): names for which accept(arg, name) is true go to out, lower-cased. */

@@ -19,6 +19,7 @@
 #include "maskwire.h"
 #include "monotime.h"
 #include "params.h"
+#include "paramval.h"
 #include "pipeline.h"
 #include "policy.h"
 #include "pool.h"
@@ -502,12 +503,16 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         return needs_body ? RV_NEED_BODY : RV_STREAM;
     if (reading) {
         struct client *c = s->client;
-        uint32_t bit = c ? params_take_readback(body, len, s->carried, s->carried_reset,
-                                                &c->at_startup, &c->wanted, &s->applied)
-                         : 0;
+        bool to_startup = false;
+        uint32_t bit =
+            c ? params_take_readback(body, len, s->carried, s->carried_reset, &c->at_startup,
+                                     &c->wanted, &s->applied, &to_startup)
+              : 0;
         if (!bit)
             snprintf(s->err_state, sizeof(s->err_state), "08P01"); /* not an answer */
         s->carried &= ~bit;
+        if (to_startup)
+            s->carried_restored |= bit;
     } else if (type == 'E')
         note_error(s, body, len);
     else if (type == 'S')
@@ -629,6 +634,36 @@ static bool readback_cut(const struct server *s)
     return s->err_state[0] && strcmp(s->err_state, "08P01") != 0;
 }
 
+/* The read-back found settings RESET to the client's startup values (which the server does
+ * not hold: it RESETs to its own): the client is told them, as the server told it of its own
+ * defaults, and a server that stays with the client (session pooling) sets them again, in a
+ * second round of the read-back. False when that round was sent, or the client or server
+ * failed. */
+static bool restore_startup_values(struct server *s, struct client *c)
+{
+    struct buf status, sql;
+    struct param_set to_set = {0};
+    uint32_t mask = s->carried_restored;
+    s->carried_restored = 0;
+    buf_init(&status);
+    buf_init(&sql);
+    bool ok = params_restored_msgs(mask, &c->wanted, &s->reported, &status, &to_set);
+    ok = ok && conn_send(c->bev, &status);
+    bool again =
+        ok && !pool_mode_of(s->pool)->shares_servers &&
+        params_build_sync_sql(&to_set, &(struct param_set){0}, &(struct param_set){0}, &sql);
+    for (size_t i = 0; again && i < to_set.n; i++) /* (a failed SET closes the server) */
+        ok = ok && param_put(&s->applied, to_set.items[i].name, to_set.items[i].value);
+    if (again && ok)
+        ok = !sql.failed && send_internal(s, (const char *)sql.data, SV_READBACK);
+    buf_free(&status);
+    buf_free(&sql);
+    param_clear(&to_set);
+    if (!ok)
+        readback_failed(s, "could not set a client's startup values again after its RESET");
+    return ok && !again;
+}
+
 /* The settings carried in the client's transaction are read back, and the server goes back to
  * the pool as at the end of any transaction: what the client sent meanwhile takes a server as
  * a next transaction does (a draining proxy refuses it, a reload is seen). A read cut short by
@@ -655,6 +690,8 @@ static void on_readback_done(struct server *s)
         readback_failed(s, "reading back the settings a client changed failed");
         return;
     }
+    if (s->carried_restored && !restore_startup_values(s, c))
+        return;
     event_del(s->timer);
     s->state = SV_ACTIVE;
     s->carried_reset = 0;
@@ -732,16 +769,40 @@ static bool send_internal(struct server *s, const char *sql, enum server_state s
     return ok;
 }
 
+/* Might the server's report of setting canon at value come of a RESET (SET ... TO DEFAULT,
+ * RESET ALL, DISCARD ALL) by client c? PostgreSQL returns c to its startup value, and the
+ * server, where lakeproxy SET that value, to the server's own: a value at the server's default
+ * that is not c's startup value. A SET to the server's default reads the same: the read-back
+ * tells them apart. */
+static bool may_be_reset_from_startup(const struct server *s, const struct client *c,
+                                      const char *canon, const char *value)
+{
+    const char *startup = param_get(&c->at_startup, canon);
+    if (!startup)
+        return false;
+    const char *server_default = param_get(&s->pool->params, canon);
+    char spelt[64];
+    return (!server_default || strcmp(value, server_default) == 0) &&
+           strcmp(paramval_report(canon, startup, value, spelt, sizeof(spelt)), value) != 0;
+}
+
 /* A client changed a tracked setting (SET application_name ...): it follows the client to
- * every server that serves it, and this server now carries it. */
+ * every server that serves it, and this server now carries it. One that may have been a RESET
+ * of a startup value is read back when the transaction ends. */
 static void note_client_setting(struct server *s, const uint8_t *body, size_t len)
 {
     const char *name, *value, *canon;
-    if (!s->client || !proto_parse_param_status(body, len, &name, &value) ||
+    struct client *c = s->client;
+    if (!c || !proto_parse_param_status(body, len, &name, &value) ||
         !(canon = params_settable_name(name)))
         return;
-    param_put(&s->client->wanted, canon, value);
+    param_put(&c->wanted, canon, value);
     param_put(&s->applied, canon, value);
+    if (may_be_reset_from_startup(s, c, canon, value)) {
+        uint32_t bit = params_settable_bit(canon);
+        s->carried |= bit;
+        s->carried_reset |= bit;
+    }
     pipeline_setting_changed(s, canon);
 }
 
@@ -867,7 +928,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
      * A draining proxy stops there in session mode too, to let the client go. */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
-    bool stop = txn_over && (mode->shares_servers || s->pool->w->draining);
+    bool stop = txn_over && (mode->shares_servers || s->pool->w->draining ||
+                             (s->carried & s->carried_reset)); /* a RESET to read back */
     if (fakes_follow) {
         if (!pipeline_forward_then_fakes(s, type, len, body))
             return RV_ERROR;
@@ -1221,7 +1283,7 @@ void server_link(struct server *s, struct client *c)
     s->mask_class = client_mask_class(c);
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
-    s->carried = s->carried_reset = s->carried_open = 0;
+    s->carried = s->carried_reset = s->carried_open = s->carried_restored = 0;
     s->carried_open_zs = 0;
     buf_init(&sql);
     buf_reset(msgs);

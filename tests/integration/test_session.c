@@ -553,6 +553,13 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
 
 /* A word of `options` that is no setting is the client's own text (a space after '=' makes the
  * value a word of its own): the client is told it, the log is not. (Red team 3) */
+/* In session pooling the server stays with the client: a RESET there returns to the server's
+ * defaults, and lakeproxy sets the client's startup values again. */
+Test(session, reset_returns_a_client_to_its_startup_values)
+{
+    expect_resets_return_to_startup_values(&px);
+}
+
 Test(session, an_options_word_stays_out_of_the_log)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",

@@ -555,6 +555,17 @@ Test(txn, a_clients_startup_settings_hold_after_another_client_changed_them)
     }
 }
 
+/* Red team 7: RESET returned a client that set DateStyle and TimeZone at startup to the
+ * server's defaults, and lakeproxy took those for the client's own for the rest of its
+ * session (where PostgreSQL returns to the startup values). One server: the client's RESET and
+ * another client's transactions share it. */
+Test(txn, reset_returns_a_client_to_its_startup_values)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    expect_resets_return_to_startup_values(&px);
+}
+
 Test(txn, waiting_longer_than_max_wait_gets_53300_naming_the_pool)
 {
     proxy_stop(&px);

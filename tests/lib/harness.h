@@ -158,6 +158,7 @@ char *http_get(int port, const char *path, int *status);
 #include "pgprivate.h"
 #include "procinfo.h"
 #include "rawproto.h"
+#include "resetcheck.h"
 #include "testload.h"
 
 #endif

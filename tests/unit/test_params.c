@@ -152,7 +152,7 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     cr_assert(params_build_readback_sql(mask, &sql));
     cr_expect_str_eq((const char *)sql.data,
                      "BEGIN ISOLATION LEVEL READ COMMITTED;"
-                     "SELECT name, setting, setting = reset_val FROM pg_catalog.pg_settings "
+                     "SELECT name, setting, source <> 'session' FROM pg_catalog.pg_settings "
                      "WHERE name IN ('extra_float_digits', 'search_path', 'statement_timeout');"
                      "COMMIT");
     buf_free(&sql);
@@ -161,6 +161,7 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     buf_free(&sql);
 
     struct param_set wanted = {0}, applied = {0}, startup = {0};
+    bool ts = true;
     param_put(&startup, "statement_timeout", "1234");
     param_put(&wanted, "statement_timeout", "5000");
     param_put(&applied, "statement_timeout", PARAM_UNKNOWN);
@@ -168,23 +169,28 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
     uint8_t row[256];
     const char *const rolled_back[] = {"statement_timeout", "1234", "f"};
     size_t n = data_row(row, rolled_back, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied),
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts),
                  params_settable_bit("statement_timeout"));
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "the SET did not last");
+    cr_expect_not(ts, "no RESET");
     cr_expect_str_eq(param_get(&applied, "statement_timeout"), "1234", "known on the server");
     const char *const reset_done[] = {"statement_timeout", "0", "t"};
     n = data_row(row, reset_done, 3);
-    cr_expect_neq(params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied),
-                  0);
+    cr_expect_neq(
+        params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied, &ts), 0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "1234", "RESET: the startup value");
+    cr_expect(ts, "back to a startup value the server does not hold");
     cr_expect_str_eq(param_get(&applied, "statement_timeout"), "0", "what the server holds");
-    cr_expect_neq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
+    cr_expect_neq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts),
+                  0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "a SET to the default");
     const char *const path[] = {"search_path", "\"$user\", public", "t"};
     n = data_row(row, path, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied),
-                 params_settable_bit("search_path"));
+    cr_expect_eq(
+        params_take_readback(row, (uint32_t)n, mask, reset, &startup, &wanted, &applied, &ts),
+        params_settable_bit("search_path"));
     cr_expect_null(param_get(&wanted, "search_path"), "RESET without a startup value: none");
+    cr_expect_not(ts, "no startup value: the server's default is the client's");
     cr_expect_str_eq(param_get(&applied, "search_path"), "\"$user\", public");
 
     const char *const bad[][3] = {{"work_mem", "4096", "t"},
@@ -192,22 +198,25 @@ Test(params, read_back_takes_what_the_server_holds_and_a_reset_the_clients_defau
                                   {"statement_timeout", "1", NULL}};
     for (size_t i = 0; i < 3; i++) {
         n = data_row(row, bad[i], 3);
-        cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied),
-                     0, "bad row %zu", i);
+        cr_expect_eq(
+            params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts), 0,
+            "bad row %zu", i);
     }
     const char *const not_asked[] = {"lock_timeout", "0", "t"};
     n = data_row(row, not_asked, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts),
+                 0);
     cr_expect_null(param_get(&applied, "lock_timeout"), "a setting not asked for is not taken");
     n = data_row(row, rolled_back, 3);
     row[n++] = 'x';
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0,
-                 "bytes after the last column");
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts),
+                 0, "bytes after the last column");
     n = data_row(row, rolled_back, 2);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied), 0);
-    n = data_row(row, rolled_back, 3);
-    cr_expect_eq(params_take_readback(row, (uint32_t)n - 1, mask, 0, &startup, &wanted, &applied),
+    cr_expect_eq(params_take_readback(row, (uint32_t)n, mask, 0, &startup, &wanted, &applied, &ts),
                  0);
+    n = data_row(row, rolled_back, 3);
+    cr_expect_eq(
+        params_take_readback(row, (uint32_t)n - 1, mask, 0, &startup, &wanted, &applied, &ts), 0);
     cr_expect_str_eq(param_get(&wanted, "statement_timeout"), "0", "no bad row changed it");
     param_clear(&wanted);
     param_clear(&applied);
@@ -244,4 +253,38 @@ Test(params, values_saved_before_changes_are_restored)
     cr_expect_str_eq(param_get(&wanted, timeout), "5s");
     param_clear(&wanted);
     param_clear(&before);
+}
+
+/* Settings a RESET returned to the client's startup values: the client hears of the ones the
+ * server reports, spelt as the server would (DateStyle's parts the value leaves out come from
+ * the server's), and each is set again; settings outside the mask, or without a value, are
+ * left alone. */
+Test(params, settings_reset_to_startup_values_are_told_and_set_again)
+{
+    struct param_set wanted = {0}, reported = {0}, to_set = {0};
+    param_put(&wanted, "DateStyle", "dmy");
+    param_put(&wanted, "statement_timeout", "5s");
+    param_put(&wanted, "TimeZone", "Asia/Tokyo");
+    param_put(&reported, "DateStyle", "ISO, MDY");
+    param_put(&reported, "TimeZone", "UTC");
+    uint32_t mask = params_settable_bit("DateStyle") | params_settable_bit("statement_timeout") |
+                    params_settable_bit("search_path");
+    struct buf status;
+    buf_init(&status);
+    cr_assert(params_restored_msgs(mask, &wanted, &reported, &status, &to_set));
+    struct buf want;
+    buf_init(&want);
+    proto_param_status(&want, "DateStyle", "ISO, DMY");
+    cr_expect_eq(status.len, want.len, "one ParameterStatus: statement_timeout is not reported");
+    cr_expect(status.len == want.len && memcmp(status.data, want.data, want.len) == 0);
+    cr_expect_eq(to_set.n, 2);
+    cr_expect_str_eq(param_get(&to_set, "DateStyle"), "dmy", "set as the client gave it");
+    cr_expect_str_eq(param_get(&to_set, "statement_timeout"), "5s");
+    cr_expect_null(param_get(&to_set, "TimeZone"), "not in the mask");
+    cr_expect_null(param_get(&to_set, "search_path"), "no value to set");
+    buf_free(&status);
+    buf_free(&want);
+    param_clear(&wanted);
+    param_clear(&reported);
+    param_clear(&to_set);
 }

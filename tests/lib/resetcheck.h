@@ -1,0 +1,15 @@
+/* resetcheck.h: the check, shared by session and transaction pooling, that RESET and its other
+ * spellings return a client to the settings of its own startup packet, as on PostgreSQL. */
+#ifndef LP_RESETCHECK_H
+#define LP_RESETCHECK_H
+
+struct proxy;
+
+/* Clients of p (alice, database app) that set DateStyle and TimeZone at startup change them,
+ * then return them with each of RESET, SET ... TO DEFAULT, RESET ALL and DISCARD ALL: each
+ * must read dates and times by its startup values again, and be told them (ParameterStatus).
+ * A SET to the server's own default is a SET, not a RESET; a RESET rolled back changes
+ * nothing; another client on the same server keeps the server's defaults. */
+void expect_resets_return_to_startup_values(const struct proxy *p);
+
+#endif
