@@ -129,11 +129,12 @@ const struct client_stmt *client_stmt_get(const struct client_stmts *s, const ch
 }
 
 bool client_stmt_rename(struct client_stmts *s, const struct client_stmt *st,
-                        struct stmt_context *ctx)
+                        const struct stmt_context *ctx)
 {
     char name[STMT_NAME_LEN];
-    ctx->epoch = st->epoch;
-    if (!stmt_proxy_name(st->parse_rest, st->len, ctx, name))
+    struct stmt_context in_own_epoch = *ctx;
+    in_own_epoch.epoch = st->epoch;
+    if (!stmt_proxy_name(st->parse_rest, st->len, &in_own_epoch, name))
         return false;
     memcpy(s->items[st - s->items].proxy, name, sizeof(name));
     return true;

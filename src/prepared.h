@@ -114,10 +114,10 @@ struct client_stmts {
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      const struct stmt_context *ctx, uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
-/* Names st (one of s's) for context ctx, whose epoch is taken as st's own: the name under which
+/* Names st (one of s's) for context ctx, in st's own epoch (not ctx's): the name under which
  * a server that parses it in ctx may share it. False when out of memory (st unchanged). */
 bool client_stmt_rename(struct client_stmts *s, const struct client_stmt *st,
-                        struct stmt_context *ctx);
+                        const struct stmt_context *ctx);
 /* Does the client hold name, or a statement of that name a Close still owed its reply took
  * (client_stmt_park: an error may yet bring it back)? */
 bool client_stmt_known(const struct client_stmts *s, const char *name);

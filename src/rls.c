@@ -76,7 +76,7 @@ bool rls_resolve(const struct config *cfg, const struct rls_identity *id, struct
     const struct user_config *u = config_find_user(cfg, id->user);
     *n = 0;
     if (cfg->rls.switch_role) {
-        const char *role = role_of(cfg, u, id);
+        const char *role = rls_role(cfg, id);
         if (!role) {
             snprintf(err, errsz,
                      "no database role is configured for user \"%.64s\" (rls.switch_role)",

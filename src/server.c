@@ -1391,7 +1391,8 @@ static const char *retire_reason_with(const struct server *s, bool owed_counts)
     if (s->addr_stale)
         return "its host name now resolves to another address";
     if (s->stmts_unknown)
-        return "a client deallocated prepared statements";
+        return "the statements prepared on it are in doubt (a DEALLOCATE or DISCARD, or a "
+               "setting changed behind a pipelined Parse)";
     if (s->cancel_adrift)
         return "a cancel request for it got no answer in time (it may still arrive)";
     if (s->retire_after && pool_mode_of(p)->shares_servers)
