@@ -616,13 +616,18 @@ static void on_reset_done(struct server *s)
 
 /* The read-back could not finish: the server goes (what it holds is unknown), and its client,
  * whose transaction was over, goes on with the settings as carried: its next transaction takes
- * another server. */
+ * another server. In session pooling the client's session went with the server (its
+ * temporary tables, prepared statements, ...): it fails, as at any loss of its server. */
 static void readback_failed(struct server *s, const char *why)
 {
     struct client *c = s->client;
+    bool session = !pool_mode_of(s->pool)->shares_servers;
     server_close(s, why);
     if (c && c->w->draining)
         client_fail(c, "57P01", "lakeproxy is shutting down");
+    else if (c && session)
+        client_fail(c, "08006",
+                    "server connection lost while lakeproxy read back the client's settings");
     else if (c)
         client_server_gone_idle(c);
 }

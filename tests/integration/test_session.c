@@ -560,6 +560,39 @@ Test(session, reset_returns_a_client_to_its_startup_values)
     expect_resets_return_to_startup_values(&px);
 }
 
+/* A server lost while lakeproxy reads back a client's RESET (session pooling) takes the
+ * client's session with it (here a temporary table): the client gets 08006, as at any loss of
+ * its server, not a fresh server as if nothing had happened. The read-back is held by a lock
+ * on pg_settings taken directly on PostgreSQL, and the backend terminated meanwhile. */
+Test(session, a_server_lost_during_the_read_back_of_a_reset_fails_its_client)
+{
+    PGconn *c =
+        proxy_connect(&px, "alice", "alice-secret", "app", "options='-c DateStyle=ISO,DMY'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    cr_assert_str_eq(query_sqlstate(c, "CREATE TEMP TABLE mine (x int)"), "");
+    cr_assert_str_eq(query_sqlstate(c, "SET DateStyle = 'German'"), "");
+    char *pid = query_value(c, "SELECT pg_backend_pid()::text");
+    PGconn *admin = pg_admin("lp_test");
+    cr_assert_str_eq(query_sqlstate(admin, "BEGIN"), "");
+    cr_assert_str_eq(
+        query_sqlstate(admin, "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE"), "");
+    cr_assert_str_eq(query_sqlstate(c, "RESET DateStyle"), "", "%s", PQerrorMessage(c));
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)::text", pid);
+    usleep(200 * 1000); /* the read-back waits for the lock */
+    EXPECT_QUERY_VALUE(admin, sql, "true", "the backend was there to terminate");
+    cr_assert_str_eq(query_sqlstate(admin, "ROLLBACK"), "");
+    /* (the FATAL came while the client was idle: libpq reports it at the next query) */
+    const char *state = query_sqlstate(c, "SELECT count(*) FROM mine");
+    cr_expect_str_neq(state, "42P01", "the client went on, on a server without its session");
+    cr_expect_eq(PQstatus(c), CONNECTION_BAD, "the client's session went with its server");
+    cr_expect(strstr(PQerrorMessage(c), "server connection lost while lakeproxy read back"), "%s",
+              PQerrorMessage(c));
+    free(pid);
+    PQfinish(admin);
+    PQfinish(c);
+}
+
 Test(session, an_options_word_stays_out_of_the_log)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
