@@ -225,6 +225,8 @@ struct server {
                                         the server reported back at its default for a client
                                         with a startup value of them (a RESET, or a SET to the
                                         server's default: the read-back tells) */
+    bool restoring;                  /* the read-back's second round (session pooling: the
+                                        startup values set again) runs: its rows are not read */
     uint32_t carried_restored;       /* those the read-back found RESET to a startup value the
                                         server does not hold: told to the client, and in session
                                         pooling set again */

@@ -482,7 +482,7 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
                                            const uint8_t *body)
 {
     struct server *s = arg;
-    bool reading = s->state == SV_READBACK && type == 'D';
+    bool reading = s->state == SV_READBACK && type == 'D' && !s->restoring;
     if (type == 'G' || type == 'W') /* a copy-in (of a client's statement left to drain) would
                                        wait for data nobody sends */
         return RV_ERROR;
@@ -661,6 +661,7 @@ static bool restore_startup_values(struct server *s, struct client *c)
         ok = ok && param_put(&s->applied, to_set.items[i].name, to_set.items[i].value);
     if (again && ok)
         ok = !sql.failed && send_internal(s, (const char *)sql.data, SV_READBACK);
+    s->restoring = again && ok;
     buf_free(&status);
     buf_free(&sql);
     param_clear(&to_set);
@@ -678,6 +679,7 @@ static bool restore_startup_values(struct server *s, struct client *c)
 static void on_readback_done(struct server *s)
 {
     struct client *c = s->client;
+    s->restoring = false;
     if (c && readback_cut(s) && (s->txn == 'I' || s->txn == 'E')) {
         log_debug("server %llu: the read-back of a client's settings failed (%s); they are "
                   "set again at the next link",
@@ -1289,6 +1291,7 @@ void server_link(struct server *s, struct client *c)
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
     s->carried = s->carried_reset = s->carried_open = s->carried_restored = 0;
+    s->restoring = false;
     s->carried_open_zs = 0;
     buf_init(&sql);
     buf_reset(msgs);

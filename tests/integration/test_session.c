@@ -557,7 +557,7 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
  * defaults, and lakeproxy sets the client's startup values again. */
 Test(session, reset_returns_a_client_to_its_startup_values)
 {
-    expect_resets_return_to_startup_values(&px);
+    expect_resets_return_to_startup_values(&px, true);
 }
 
 /* A server lost while lakeproxy reads back a client's RESET (session pooling) takes the

@@ -563,7 +563,7 @@ Test(txn, reset_returns_a_client_to_its_startup_values)
 {
     proxy_stop(&px);
     start_txn(1, 3000);
-    expect_resets_return_to_startup_values(&px);
+    expect_resets_return_to_startup_values(&px, false);
 }
 
 Test(txn, waiting_longer_than_max_wait_gets_53300_naming_the_pool)

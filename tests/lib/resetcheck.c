@@ -44,7 +44,7 @@ static void run(PGconn *c, const char *sql)
     PQclear(r);
 }
 
-void expect_resets_return_to_startup_values(const struct proxy *p)
+void expect_resets_return_to_startup_values(const struct proxy *p, bool session)
 {
     static const char *const resets[] = {
         "RESET DateStyle; RESET TimeZone",
@@ -62,10 +62,18 @@ void expect_resets_return_to_startup_values(const struct proxy *p)
     for (size_t i = 0; i < sizeof(resets) / sizeof(resets[0]); i++) {
         PGconn *c = open_startup_client(p);
         expect_reading(c, "ISO, DMY", "Asia/Tokyo", startup, "login");
+        char *pid = query_value(c, "SELECT pg_backend_pid()::text");
         run(c, "SET DateStyle = 'German'");
         run(c, "SET TimeZone = 'UTC'");
         run(c, resets[i]);
         expect_reading(c, "ISO, DMY", "Asia/Tokyo", startup, resets[i]);
+        /* session pooling: the client's own server; transaction pooling: the pool's one
+         * (which a DISCARD ALL retires: its prepared statements are in doubt) */
+        if (session || strcmp(resets[i], "DISCARD ALL") != 0)
+            EXPECT_QUERY_VALUE(c, "SELECT pg_backend_pid()::text", pid,
+                               "the server was kept (closing it would lose a session) after %s",
+                               resets[i]);
+        free(pid);
         PGconn *other = proxy_connect(p, "alice", "alice-secret", "app", NULL);
         expect_reading(other, "ISO, MDY", server_zone, "2024-01-02 2024-01-01 10:00:00",
                        "another client's RESET (a client of the server's defaults)");
