@@ -317,6 +317,10 @@ struct client {
                                         and later by SET (ParameterStatus, carried changes) */
     struct param_set at_startup;     /* wanted as the startup packet gave it: RESET returns
                                         a setting to this value, as PostgreSQL does */
+    uint32_t reset_blind;            /* settings SET to the server's default where the client
+                                        started with another value: a RESET of them changes
+                                        nothing the server reports, so they are read back at
+                                        the end of each of its transactions */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
     bool cert_verified; /* over TLS, with a certificate that verified against client_ca */

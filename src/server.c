@@ -511,8 +511,10 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         if (!bit)
             snprintf(s->err_state, sizeof(s->err_state), "08P01"); /* not an answer */
         s->carried &= ~bit;
-        if (to_startup)
+        if (to_startup) {
             s->carried_restored |= bit;
+            c->reset_blind &= ~bit; /* (c: a bit came) */
+        }
     } else if (type == 'E')
         note_error(s, body, len);
     else if (type == 'S')
@@ -703,6 +705,8 @@ static void on_readback_done(struct server *s)
     s->state = SV_ACTIVE;
     s->carried_reset = 0;
     client_transaction_done(c);
+    if (c->server == s && !pool_mode_of(s->pool)->shares_servers) /* the next transaction's */
+        s->carried = s->carried_reset = c->reset_blind;
     if (c->server == s) /* still its server: a large message ahead is read whole with it, or
                            the pool gave it back at once */
         client_pump(c);
@@ -805,10 +809,13 @@ static void note_client_setting(struct server *s, const uint8_t *body, size_t le
         return;
     param_put(&c->wanted, canon, value);
     param_put(&s->applied, canon, value);
+    uint32_t bit = params_settable_bit(canon);
     if (may_be_reset_from_startup(s, c, canon, value)) {
-        uint32_t bit = params_settable_bit(canon);
         s->carried |= bit;
         s->carried_reset |= bit;
+        c->reset_blind |= bit;
+    } else {
+        c->reset_blind &= ~bit;
     }
     pipeline_setting_changed(s, canon);
 }
@@ -1290,7 +1297,8 @@ void server_link(struct server *s, struct client *c)
     s->mask_class = client_mask_class(c);
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
-    s->carried = s->carried_reset = s->carried_open = s->carried_restored = 0;
+    s->carried = s->carried_reset = c->reset_blind; /* (a RESET of them is read back) */
+    s->carried_open = s->carried_restored = 0;
     s->restoring = false;
     s->carried_open_zs = 0;
     buf_init(&sql);

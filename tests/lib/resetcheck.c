@@ -88,6 +88,12 @@ void expect_resets_return_to_startup_values(const struct proxy *p, bool session)
     run(c, set_zone);
     expect_reading(c, "ISO, MDY", server_zone, "2024-01-02 2024-01-01 10:00:00",
                    "a SET to the server's defaults");
+    EXPECT_QUERY_VALUE(c, "SELECT 'another transaction'", "another transaction", "(idle)");
+    /* the server's values do not change: PostgreSQL reports nothing */
+    run(c, "RESET DateStyle");
+    run(c, "RESET TimeZone");
+    expect_reading(c, "ISO, DMY", "Asia/Tokyo", startup,
+                   "a RESET of a setting SET to the server's default");
     run(c, "SET DateStyle = 'German'");
     run(c, "BEGIN");
     run(c, "RESET DateStyle");
