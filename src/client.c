@@ -465,6 +465,8 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
 void client_server_ready(struct client *c)
 {
     qtrack_linked(c);
+    if (!c->sent_ready)
+        c->startup_unreported = params_unreported_mask(&c->at_startup, &c->server->reported);
     if (!c->sent_ready && !send_login_done(c, &c->server->reported))
         return;
     client_pump(c);

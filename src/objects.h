@@ -317,6 +317,9 @@ struct client {
                                         and later by SET (ParameterStatus, carried changes) */
     struct param_set at_startup;     /* wanted as the startup packet gave it: RESET returns
                                         a setting to this value, as PostgreSQL does */
+    uint32_t startup_unreported;     /* settings given at startup that the server does not
+                                        report (statement_timeout, ...): in session pooling a
+                                        RESET of them shows only in a CommandComplete */
     uint32_t reset_blind;            /* settings SET to the server's default where the client
                                         started with another value: a RESET of them changes
                                         nothing the server reports, so they are read back at

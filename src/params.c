@@ -141,6 +141,24 @@ bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
     return ok && !status->failed;
 }
 
+uint32_t params_unreported_mask(const struct param_set *given, const struct param_set *reported)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; i < given->n; i++)
+        if (!param_get(reported, given->items[i].name))
+            mask |= params_settable_bit(given->items[i].name);
+    return mask;
+}
+
+bool params_tag_may_reset(const uint8_t *body, size_t len)
+{
+    static const char *const tags[] = {"RESET", "SET", "DISCARD ALL", "DO", "CALL"};
+    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        if (len == strlen(tags[i]) + 1 && memcmp(body, tags[i], len) == 0)
+            return true;
+    return false;
+}
+
 void params_mark_unknown(struct param_set *applied)
 {
     params_mark_unknown_of(applied, UINT32_MAX);

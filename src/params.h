@@ -35,6 +35,15 @@ bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
                           const struct param_set *reported, struct buf *status,
                           struct param_set *to_set);
 
+/* The bits (params_settable_bit) of the settings in given that the server does not report
+ * (not in reported, its ParameterStatus values). */
+uint32_t params_unreported_mask(const struct param_set *given, const struct param_set *reported);
+
+/* Is a CommandComplete's body (len bytes, its tag with the NUL) that of a statement that may
+ * have RESET settings: RESET (RESET ALL too), SET (SET ... TO DEFAULT), DISCARD ALL, or a DO
+ * block or CALL, whose code is out of sight? */
+bool params_tag_may_reset(const uint8_t *body, size_t len);
+
 /* Marks every parameter clients may set as PARAM_UNKNOWN in applied (a server whose settings
  * a statement may have changed unseen). */
 void params_mark_unknown(struct param_set *applied);

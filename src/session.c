@@ -3,6 +3,7 @@
  * lets the RLS guard see each statement whole. */
 #include <stddef.h>
 
+#include "params.h"
 #include "policy.h"
 #include "poolmode.h"
 #include "prepared.h"
@@ -72,12 +73,23 @@ static enum relay_verdict session_client_msg(struct client *c, uint8_t type, uin
     return session_msg(c, type);
 }
 
-/* Server messages pass as they are in session pooling. */
+/* Server messages pass as they are in session pooling. The CommandComplete of a statement
+ * that may have RESET a setting the client gave at startup and the server does not report
+ * has that setting read back when the transaction ends (server.c): on PostgreSQL a RESET
+ * returns to the startup value, on the server to the server's own. */
 static enum relay_verdict session_server_msg(struct server *s, uint8_t type, uint32_t len,
                                              const uint8_t *body)
 {
-    (void)s, (void)type, (void)len, (void)body;
-    return RV_STREAM;
+    const struct client *c = s->client;
+    if (type != 'C' || !c || !c->startup_unreported || len > 64)
+        return RV_STREAM;
+    if (!body)
+        return RV_NEED_BODY;
+    if (params_tag_may_reset(body, len)) {
+        s->carried |= c->startup_unreported;
+        s->carried_reset |= c->startup_unreported;
+    }
+    return RV_PASS;
 }
 
 /* A ReadyForQuery answers the oldest Query or Sync owed. */

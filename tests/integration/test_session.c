@@ -560,6 +560,39 @@ Test(session, reset_returns_a_client_to_its_startup_values)
     expect_resets_return_to_startup_values(&px, true);
 }
 
+/* Red team 8: settings the server does not report (statement_timeout, lock_timeout) that
+ * the client gave at startup: a RESET, RESET ALL or SET ... TO DEFAULT of them returns to the
+ * startup value, as on PostgreSQL, not to the server's default; its own SET stays. */
+Test(session, reset_of_an_unreported_startup_setting_returns_to_it)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app",
+                              "options='-c statement_timeout=123s -c lock_timeout=7s'");
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    char *pid = query_value(c, "SELECT pg_backend_pid()::text");
+    static const char *const steps[][2] = {
+        {"SET statement_timeout = '5s'", "5s 7s"},
+        {"RESET statement_timeout", "123s 7s"},
+        {"SET lock_timeout = 0; SET statement_timeout = 0", "0 0"},
+        {"RESET ALL", "123s 7s"},
+        {"SET lock_timeout = 1000", "123s 1s"},
+        {"SET lock_timeout TO DEFAULT", "123s 7s"},
+        {"SET statement_timeout = 0", "0 7s"},
+        {"DISCARD ALL", "123s 7s"},
+        {"DO $$BEGIN SET lock_timeout = 2000; RESET statement_timeout; END$$", "123s 2s"},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        cr_assert_str_eq(query_sqlstate(c, steps[i][0]), "", "%s: %s", steps[i][0],
+                         PQerrorMessage(c));
+        EXPECT_QUERY_VALUE(c,
+                           "SELECT current_setting('statement_timeout') || ' ' || "
+                           "current_setting('lock_timeout')",
+                           steps[i][1], "after %s", steps[i][0]);
+    }
+    EXPECT_QUERY_VALUE(c, "SELECT pg_backend_pid()::text", pid, "the client kept its server");
+    free(pid);
+    PQfinish(c);
+}
+
 /* A server lost while lakeproxy reads back a client's RESET (session pooling) takes the
  * client's session with it (here a temporary table): the client gets 08006, as at any loss of
  * its server, not a fresh server as if nothing had happened. The read-back is held by a lock

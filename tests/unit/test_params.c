@@ -288,3 +288,25 @@ Test(params, settings_reset_to_startup_values_are_told_and_set_again)
     param_clear(&reported);
     param_clear(&to_set);
 }
+
+/* Session pooling reads back the startup settings the server does not report after a
+ * statement whose tag says it may have RESET them, and only then. */
+Test(params, unreported_startup_settings_and_the_tags_that_may_reset_them)
+{
+    struct param_set given = {0}, reported = {0};
+    param_put(&given, "statement_timeout", "123s");
+    param_put(&given, "DateStyle", "ISO, DMY");
+    param_put(&reported, "DateStyle", "ISO, MDY");
+    cr_expect_eq(params_unreported_mask(&given, &reported),
+                 params_settable_bit("statement_timeout"));
+    static const char *const may[] = {"RESET", "SET", "DISCARD ALL", "DO", "CALL"};
+    for (size_t i = 0; i < sizeof(may) / sizeof(may[0]); i++)
+        cr_expect(params_tag_may_reset((const uint8_t *)may[i], strlen(may[i]) + 1), "%s", may[i]);
+    static const char *const not_reset[] = {"SELECT 1", "DISCARD PLANS", "SETX", "RESE"};
+    for (size_t i = 0; i < sizeof(not_reset) / sizeof(not_reset[0]); i++)
+        cr_expect_not(params_tag_may_reset((const uint8_t *)not_reset[i], strlen(not_reset[i]) + 1),
+                      "%s", not_reset[i]);
+    cr_expect_not(params_tag_may_reset((const uint8_t *)"SET", 3), "no NUL: not a tag");
+    param_clear(&given);
+    param_clear(&reported);
+}
