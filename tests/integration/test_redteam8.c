@@ -95,6 +95,18 @@ static void on_postgresql_and_through(const char *mode, int size,
     proxy_stop(&p);
 }
 
+/* Two tests of steps: through a transaction-pooled and a session-pooled lakeproxy of one
+ * server (txn_NAME, session_NAME), each after the same steps on PostgreSQL. */
+#define IN_BOTH_MODES(name, steps)                                                                 \
+    Test(redteam8, txn_##name)                                                                     \
+    {                                                                                              \
+        on_postgresql_and_through("transaction", 1, steps);                                        \
+    }                                                                                              \
+    Test(redteam8, session_##name)                                                                 \
+    {                                                                                              \
+        on_postgresql_and_through("session", 1, steps);                                            \
+    }
+
 static const char date_sql[] = "SELECT '01/02/2024'::date::text";
 
 /* ---- 1. session pooling: a RESET must not cost the client its server session ---- */
@@ -210,15 +222,7 @@ static void reset_in_savepoints(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_reset_with_savepoints_and_other_settings)
-{
-    on_postgresql_and_through("transaction", 1, reset_in_savepoints);
-}
-
-Test(redteam8, session_reset_with_savepoints_and_other_settings)
-{
-    on_postgresql_and_through("session", 1, reset_in_savepoints);
-}
+IN_BOTH_MODES(reset_with_savepoints_and_other_settings, reset_in_savepoints)
 
 /* ---- 4. settings the server does not report (statement_timeout ...) ---- */
 
@@ -235,15 +239,7 @@ static void reset_unreported(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_reset_of_an_unreported_startup_setting)
-{
-    on_postgresql_and_through("transaction", 1, reset_unreported);
-}
-
-Test(redteam8, session_reset_of_an_unreported_startup_setting)
-{
-    on_postgresql_and_through("session", 1, reset_unreported);
-}
+IN_BOTH_MODES(reset_of_an_unreported_startup_setting, reset_unreported)
 
 /* ---- 5. application_name and client_encoding ---- */
 
@@ -264,15 +260,7 @@ static void reset_appname_encoding(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_reset_of_application_name_and_client_encoding)
-{
-    on_postgresql_and_through("transaction", 1, reset_appname_encoding);
-}
-
-Test(redteam8, session_reset_of_application_name_and_client_encoding)
-{
-    on_postgresql_and_through("session", 1, reset_appname_encoding);
-}
+IN_BOTH_MODES(reset_of_application_name_and_client_encoding, reset_appname_encoding)
 
 /* ---- 6. several clients over one server, transaction pooling ---- */
 
@@ -330,15 +318,7 @@ static void leave_after_reset(const struct target *t)
     }
 }
 
-Test(redteam8, session_client_leaves_right_after_a_reset)
-{
-    on_postgresql_and_through("session", 1, leave_after_reset);
-}
-
-Test(redteam8, txn_client_leaves_right_after_a_reset)
-{
-    on_postgresql_and_through("transaction", 1, leave_after_reset);
-}
+IN_BOTH_MODES(client_leaves_right_after_a_reset, leave_after_reset)
 
 /* ---- 8. LISTEN: a notification pending at COMMIT after a RESET (session pooling) ---- */
 
@@ -436,15 +416,7 @@ static void set_default_then_reset(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_set_to_the_servers_default_then_reset)
-{
-    on_postgresql_and_through("transaction", 1, set_default_then_reset);
-}
-
-Test(redteam8, session_set_to_the_servers_default_then_reset)
-{
-    on_postgresql_and_through("session", 1, set_default_then_reset);
-}
+IN_BOTH_MODES(set_to_the_servers_default_then_reset, set_default_then_reset)
 
 /* ---- 11. an RLS client's RESET (the guard carries it) ---- */
 
@@ -582,15 +554,7 @@ static void reset_encoding_reported(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_reset_of_a_reported_client_encoding)
-{
-    on_postgresql_and_through("transaction", 1, reset_encoding_reported);
-}
-
-Test(redteam8, session_reset_of_a_reported_client_encoding)
-{
-    on_postgresql_and_through("session", 1, reset_encoding_reported);
-}
+IN_BOTH_MODES(reset_of_a_reported_client_encoding, reset_encoding_reported)
 
 /* ---- 15. a protocol-level named statement kept across a RESET (session pooling) ---- */
 
@@ -651,15 +615,7 @@ static void pipelined_reset_error(const struct target *t)
     PQfinish(c);
 }
 
-Test(redteam8, txn_pipelined_reset_then_an_error)
-{
-    on_postgresql_and_through("transaction", 1, pipelined_reset_error);
-}
-
-Test(redteam8, session_pipelined_reset_then_an_error)
-{
-    on_postgresql_and_through("session", 1, pipelined_reset_error);
-}
+IN_BOTH_MODES(pipelined_reset_then_an_error, pipelined_reset_error)
 
 /* ---- 18. concurrent clients, 1 server, transaction pooling: no setting crosses over ---- */
 
