@@ -444,11 +444,8 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
     struct buf b;
     buf_init(&b);
     for (size_t i = 0; i < server_params->n; i++) {
-        const char *name = server_params->items[i].name, *value = server_params->items[i].value;
-        const char *wanted = param_get(&c->wanted, name);
-        char spelt[64]; /* the client's value as the server would report it */
-        proto_param_status(
-            &b, name, wanted ? paramval_report(name, wanted, value, spelt, sizeof(spelt)) : value);
+        const char *name = server_params->items[i].name;
+        params_put_status(&b, name, param_get(&c->wanted, name), server_params->items[i].value);
     }
     proto_backend_key(&b, c->cancel_pid, c->cancel_key);
     proto_ready(&b, 'I');
@@ -462,6 +459,15 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
     return true;
 }
 
+void client_send_wanted_cancel(struct client *c)
+{
+    if (c->cancel_wanted && !c->closing && c->server) { /* (requester 0: nobody to tell) */
+        c->cancel_wanted = false;
+        if (c->server->state == SV_ACTIVE && c->server->in_flight > 0)
+            server_send_cancel(c->server, 0);
+    }
+}
+
 void client_server_ready(struct client *c)
 {
     qtrack_linked(c);
@@ -470,11 +476,7 @@ void client_server_ready(struct client *c)
     if (!c->sent_ready && !send_login_done(c, &c->server->reported))
         return;
     client_pump(c);
-    if (c->cancel_wanted && !c->closing && c->server) { /* (requester 0: nobody to tell) */
-        c->cancel_wanted = false;
-        if (c->server->state == SV_ACTIVE && c->server->in_flight > 0)
-            server_send_cancel(c->server, 0);
-    }
+    client_send_wanted_cancel(c);
     client_transaction_done(c);
 }
 

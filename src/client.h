@@ -14,6 +14,10 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
 /* Sends a connection just accepted a FATAL ErrorResponse 53300 with msg, and closes it. */
 void client_refuse(evutil_socket_t fd, const char *msg);
 
+/* A cancel request that came while c waited for its server (to be linked, or to finish the
+ * read-back of c's settings) goes to the server now, if a query of c's runs there. */
+void client_send_wanted_cancel(struct client *c);
+
 /* c's server is linked and carries c's parameters: finish the login or go on relaying. */
 void client_server_ready(struct client *c);
 

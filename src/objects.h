@@ -222,9 +222,12 @@ struct server {
                                         have changed since it was linked: read back (SV_READBACK)
                                         when the client's transaction is over */
     uint32_t carried_reset;          /* those whose last carried change was a RESET, or that
-                                        the server reported back at its default for a client
-                                        with a startup value of them (a RESET, or a SET to the
-                                        server's default: the read-back tells) */
+                                        may have been RESET to the server's default where the
+                                        client has a startup value of them: reported back at
+                                        that default, SET to it before (reset_blind), or, in
+                                        session pooling, not reported and named by a RESET's
+                                        CommandComplete tag (the read-back tells a RESET from a
+                                        SET) */
     bool restoring;                  /* the read-back's second round (session pooling: the
                                         startup values set again) runs: its rows are not read */
     uint32_t carried_restored;       /* those the read-back found RESET to a startup value the
@@ -323,7 +326,9 @@ struct client {
     uint32_t reset_blind;            /* settings SET to the server's default where the client
                                         started with another value: a RESET of them changes
                                         nothing the server reports, so they are read back at
-                                        the end of each of its transactions */
+                                        the end of each transaction that linked a server
+                                        (transaction pooling; set again at that link) or whose
+                                        CommandComplete tags may mean a RESET (session) */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
     bool cert_verified; /* over TLS, with a certificate that verified against client_ca */

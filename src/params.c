@@ -122,6 +122,15 @@ uint32_t params_take_readback(const uint8_t *body, uint32_t len, uint32_t asked,
     return ok ? bit : 0;
 }
 
+void params_put_status(struct buf *b, const char *name, const char *wanted,
+                       const char *server_value)
+{
+    char spelt[64];
+    proto_param_status(b, name,
+                       wanted ? paramval_report(name, wanted, server_value, spelt, sizeof(spelt))
+                              : server_value);
+}
+
 bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
                           const struct param_set *reported, struct buf *status,
                           struct param_set *to_set)
@@ -132,10 +141,8 @@ bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
         if (!(mask & (UINT32_C(1) << i)) || !v)
             continue;
         const char *now = param_get(reported, settable[i]);
-        char spelt[64];
         if (now) /* a setting the server reports: the client hears of it */
-            proto_param_status(status, settable[i],
-                               paramval_report(settable[i], v, now, spelt, sizeof(spelt)));
+            params_put_status(status, settable[i], v, now);
         ok = ok && param_put(to_set, settable[i], v);
     }
     return ok && !status->failed;

@@ -27,6 +27,11 @@ const char *params_settable_name(const char *name);
  * applied at the client's first server), so the next link sets or resets it. */
 #define PARAM_UNKNOWN "\x01unknown"
 
+/* Appends a ParameterStatus of setting name: the client's value wanted (NULL: none) spelt as
+ * the server would report it, else the server's own value. */
+void params_put_status(struct buf *b, const char *name, const char *wanted,
+                       const char *server_value);
+
 /* For the settings in mask that a read-back returned to the client's startup values (wanted):
  * appends to status a ParameterStatus of each one the server reports (in reported), spelt as
  * the server would, and puts each into to_set, to be set again on a server that stays with the
@@ -74,8 +79,8 @@ bool params_build_readback_sql(uint32_t mask, struct buf *sql);
 
 /* Takes one DataRow body (len bytes) answering params_build_readback_sql(asked): its setting
  * is what the server holds (applied) and what the client wants (wanted), except that for a
- * setting whose last carried change was a RESET (its bit in reset) and that is the session's
- * default, the client wants its startup value (at_startup) or none, as a RESET on its own
+ * setting that may have been RESET (its bit in reset) and that no SET of the session put
+ * there, the client wants its startup value (at_startup) or none, as a RESET on its own
  * session would have left it; *to_startup then says that is a startup value (the server holds
  * its own default). Returns the setting's bit; 0, changing nothing, when the row is not an
  * answer for a setting in asked (or out of memory). */

@@ -477,7 +477,26 @@ static void on_login_data(struct server *s)
  * (drain_behind_client). */
 #define DRAIN_MAX ((size_t)16 << 20)
 
-/* Consumes the results of a query the proxy sent itself (SET or DISCARD ALL). */
+/* Session pooling: the server stays with its client from login to logout. */
+static bool server_stays_with_client(const struct server *s)
+{
+    return !pool_mode_of(s->pool)->shares_servers;
+}
+
+/* Session pooling: a notification that came while the proxy's own query ran belongs to the
+ * client (its LISTEN): it goes on to it. False when it could not be written. */
+static bool forward_notification(struct server *s, uint32_t len, const uint8_t *body)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'A');
+    buf_put_bytes(&b, body, len);
+    buf_msg_finish(&b);
+    return conn_send(s->client->bev, &b);
+}
+
+/* Consumes the results of a query the proxy sent itself: the settings of a link (SET), a
+ * reset (DISCARD ALL), a liveness check, a read-back of settings and its second round. */
 static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len,
                                            const uint8_t *body)
 {
@@ -490,7 +509,8 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         s->internal_fail = "the results of a departed client's statements exceed 16 MiB";
         return RV_ERROR; /* a large result nobody reads: not worth reading */
     }
-    bool needs_body = (strchr("ESZ", type) && type) || reading;
+    bool notification = type == 'A' && s->client && server_stays_with_client(s);
+    bool needs_body = (strchr("ESZ", type) && type) || reading || notification;
     if (!body && needs_body && len > SERVER_CONTROL_MAX) {
         s->internal_fail = s->draining_left
                                ? "a status or error message of a departed client's statements "
@@ -515,6 +535,9 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
             s->carried_restored |= bit;
             c->reset_blind &= ~bit; /* (c: a bit came) */
         }
+    } else if (notification && !forward_notification(s, len, body)) {
+        s->internal_fail = "could not pass a notification on to the client";
+        return RV_ERROR;
     } else if (type == 'E')
         note_error(s, body, len);
     else if (type == 'S')
@@ -623,7 +646,7 @@ static void on_reset_done(struct server *s)
 static void readback_failed(struct server *s, const char *why)
 {
     struct client *c = s->client;
-    bool session = !pool_mode_of(s->pool)->shares_servers;
+    bool session = server_stays_with_client(s);
     server_close(s, why);
     if (c && c->w->draining)
         client_fail(c, "57P01", "lakeproxy is shutting down");
@@ -657,9 +680,10 @@ static bool restore_startup_values(struct server *s, struct client *c)
     bool ok = params_restored_msgs(mask, &c->wanted, &s->reported, &status, &to_set);
     ok = ok && conn_send(c->bev, &status);
     bool again =
-        ok && !pool_mode_of(s->pool)->shares_servers &&
+        ok && server_stays_with_client(s) &&
         params_build_sync_sql(&to_set, &(struct param_set){0}, &(struct param_set){0}, &sql);
-    for (size_t i = 0; again && i < to_set.n; i++) /* (a failed SET closes the server) */
+    for (size_t i = 0; again && i < to_set.n; i++) /* (a failed SET closes the server:
+                                                      on_readback_done) */
         ok = ok && param_put(&s->applied, to_set.items[i].name, to_set.items[i].value);
     if (again && ok)
         ok = !sql.failed && send_internal(s, (const char *)sql.data, SV_READBACK);
@@ -673,15 +697,22 @@ static bool restore_startup_values(struct server *s, struct client *c)
 }
 
 /* The settings carried in the client's transaction are read back, and the server goes back to
- * the pool as at the end of any transaction: what the client sent meanwhile takes a server as
- * a next transaction does (a draining proxy refuses it, a reload is seen). A read cut short by
- * an error leaves those settings unknown on the server instead (the next link sets them
+ * the pool as at the end of any transaction (session pooling: goes on serving its client):
+ * what the client sent meanwhile takes a server as a next transaction does (a draining proxy
+ * refuses it, a reload is seen), and a cancel that came meanwhile goes to it. A read cut short
+ * by an error leaves those settings unknown on the server instead (the next link sets them
  * again) and the client with them as it sent them; the server stays, its transaction rolled
- * back. */
+ * back. The second round (restore_startup_values) failing closes the server: the client was
+ * told of values the server would not hold. */
 static void on_readback_done(struct server *s)
 {
     struct client *c = s->client;
+    bool second_round = s->restoring;
     s->restoring = false;
+    if (second_round && s->err_state[0]) {
+        readback_failed(s, "setting a client's startup values again after its RESET failed");
+        return;
+    }
     if (c && readback_cut(s) && (s->txn == 'I' || s->txn == 'E')) {
         log_debug("server %llu: the read-back of a client's settings failed (%s); they are "
                   "set again at the next link",
@@ -705,11 +736,11 @@ static void on_readback_done(struct server *s)
     s->state = SV_ACTIVE;
     s->carried_reset = 0;
     client_transaction_done(c);
-    if (c->server == s && !pool_mode_of(s->pool)->shares_servers) /* the next transaction's */
-        s->carried = s->carried_reset = c->reset_blind;
-    if (c->server == s) /* still its server: a large message ahead is read whole with it, or
-                           the pool gave it back at once */
+    if (c->server == s) { /* still its server: a large message ahead is read whole with it, or
+                             the pool gave it back at once, or session pooling */
         client_pump(c);
+        client_send_wanted_cancel(c);
+    }
 }
 
 bool server_read_back(struct server *s)
@@ -940,10 +971,11 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     s->pool->stats.xacts += s->txn == 'I';
     bool fakes_follow = mode->ready(s);
     /* Transaction pooling: release at ReadyForQuery 'I' only; 'T' and 'E' keep the server.
-     * A draining proxy stops there in session mode too, to let the client go. */
+     * A draining proxy stops there in session mode too, to let the client go, and so does a
+     * setting that may have been RESET, to be read back (client_transaction_done). */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
     bool stop = txn_over && (mode->shares_servers || s->pool->w->draining ||
-                             (s->carried & s->carried_reset)); /* a RESET to read back */
+                             (s->carried & s->carried_reset)); /* session: a RESET to read back */
     if (fakes_follow) {
         if (!pipeline_forward_then_fakes(s, type, len, body))
             return RV_ERROR;
@@ -1297,7 +1329,12 @@ void server_link(struct server *s, struct client *c)
     s->mask_class = client_mask_class(c);
     bool own = c->unnamed_home == s && s->unnamed_of == c->id; /* holds c's current one */
     s->unnamed_of = 0;
-    s->carried = s->carried_reset = c->reset_blind; /* (a RESET of them is read back) */
+    /* settings SET to the server's default: set again here (the server may hold that value
+     * from its own default, which a read-back would take for a RESET), and read back at the
+     * transaction's end (a RESET of them changes nothing the server reports) */
+    if (c->reset_blind)
+        params_mark_unknown_of(&s->applied, c->reset_blind);
+    s->carried = s->carried_reset = c->reset_blind;
     s->carried_open = s->carried_restored = 0;
     s->restoring = false;
     s->carried_open_zs = 0;

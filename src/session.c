@@ -1,6 +1,7 @@
 /* session.c: session pooling's operations (poolmode.h): a client keeps its server from login
- * to logout; the proxy only counts the ReadyForQuery it owes (for draining and reuse) and
- * lets the RLS guard see each statement whole. */
+ * to logout; the proxy counts the ReadyForQuery it owes (for draining and reuse), lets the
+ * RLS guard see each statement whole, and watches CommandComplete tags for RESETs it must
+ * read back. */
 #include <stddef.h>
 
 #include "params.h"
@@ -74,20 +75,22 @@ static enum relay_verdict session_client_msg(struct client *c, uint8_t type, uin
 }
 
 /* Server messages pass as they are in session pooling. The CommandComplete of a statement
- * that may have RESET a setting the client gave at startup and the server does not report
- * has that setting read back when the transaction ends (server.c): on PostgreSQL a RESET
- * returns to the startup value, on the server to the server's own. */
+ * that may have RESET a setting the client gave at startup whose RESET the server does not
+ * report (one it never reports, or one the client SET to the server's default) has that
+ * setting read back when the transaction ends (server.c): on PostgreSQL a RESET returns to
+ * the startup value, on the server to the server's own. */
 static enum relay_verdict session_server_msg(struct server *s, uint8_t type, uint32_t len,
                                              const uint8_t *body)
 {
     const struct client *c = s->client;
-    if (type != 'C' || !c || !c->startup_unreported || len > 64)
+    uint32_t unseen = c ? c->startup_unreported | c->reset_blind : 0;
+    if (type != 'C' || !unseen || len > 64)
         return RV_STREAM;
     if (!body)
         return RV_NEED_BODY;
     if (params_tag_may_reset(body, len)) {
-        s->carried |= c->startup_unreported;
-        s->carried_reset |= c->startup_unreported;
+        s->carried |= unseen;
+        s->carried_reset |= unseen;
     }
     return RV_PASS;
 }

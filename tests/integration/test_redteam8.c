@@ -107,6 +107,19 @@ static void on_postgresql_and_through(const char *mode, int size,
         on_postgresql_and_through("session", 1, steps);                                            \
     }
 
+/* The first notification c receives within 3 s (PQfreemem it), or NULL. */
+static PGnotify *notification_within_3s(PGconn *c)
+{
+    PGnotify *note = NULL;
+    for (int i = 0; i < 100 && !note; i++) {
+        PQconsumeInput(c);
+        note = PQnotifies(c);
+        if (!note)
+            usleep(30000);
+    }
+    return note;
+}
+
 static const char date_sql[] = "SELECT '01/02/2024'::date::text";
 
 /* ---- 1. session pooling: a RESET must not cost the client its server session ---- */
@@ -332,13 +345,7 @@ static void notify_after_reset(const struct target *t)
     run_sql(t, c, "RESET DateStyle");
     run_sql(t, n, "NOTIFY rt8chan, 'hello'");
     run_sql(t, c, "COMMIT");
-    PGnotify *note = NULL;
-    for (int i = 0; i < 100 && !note; i++) {
-        PQconsumeInput(c);
-        note = PQnotifies(c);
-        if (!note)
-            usleep(30000);
-    }
+    PGnotify *note = notification_within_3s(c);
     cr_expect(note != NULL, "%s: the notification was not delivered", t->name);
     if (note) {
         cr_expect_str_eq(note->extra, "hello", "%s", t->name);
@@ -674,5 +681,132 @@ Test(redteam8, txn_concurrent_resets_over_one_server)
         pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++)
         cr_expect_eq(a[i].bad, 0, "client %d: %d wrong, first %s", i, a[i].bad, a[i].first_bad);
+    proxy_stop(&p);
+}
+
+/* ---- review of session 35: the read-back's own state ---- */
+
+/* Transaction pooling, one server. A client that SET DateStyle to the server's default
+ * (reset_blind) comes back to a server that holds that value without a SET of the session
+ * (another client's link RESET it there, so pg_settings.source is 'default'): lakeproxy must
+ * set it again at the link, or the read-back at the end of the client's transaction takes
+ * source <> 'session' for a RESET and puts the client back to its startup DateStyle although
+ * it never RESET anything (review of session 35). */
+static void set_to_default_survives_another_client(const struct target *t)
+{
+    PGconn *c = open_with(t, STARTUP_OPTS);
+    run_sql(t, c, "SET DateStyle = 'ISO, MDY'"); /* the server's default, by a SET */
+    EXPECT_VALUE(t, c, date_sql, "2024-01-02", "SET to the server's default");
+    PGconn *other = open_with(t, NULL); /* takes the one server: its link RESETs DateStyle */
+    EXPECT_VALUE(t, other, date_sql, "2024-01-02", "a client of the server's defaults");
+    PQfinish(other);
+    EXPECT_VALUE(t, c, date_sql, "2024-01-02", "back on the server after another client");
+    EXPECT_VALUE(t, c, date_sql, "2024-01-02", "the next transaction (no RESET was run)");
+    EXPECT_VALUE(t, c, "SHOW DateStyle", "ISO, MDY", "no RESET was run");
+    const char *ds = PQparameterStatus(c, "DateStyle");
+    cr_expect_str_eq(ds ? ds : "(none)", "ISO, MDY", "%s: DateStyle the client was told", t->name);
+    PQfinish(c);
+}
+
+Test(redteam8, txn_a_set_to_the_servers_default_is_not_taken_for_a_reset_on_another_link)
+{
+    on_postgresql_and_through("transaction", 1, set_to_default_survives_another_client);
+}
+
+/* Starts p (session pooling, 3 servers) and a client of it (t) of startup DateStyle DMY that
+ * runs first, SETs DateStyle and RESETs it while its read-back is held: *admin, on PostgreSQL
+ * directly, holds a lock on pg_settings until its ROLLBACK. */
+static PGconn *reset_with_read_back_held(struct proxy *p, const struct target *t, const char *first,
+                                         PGconn **admin)
+{
+    start_mode(p, "session", 3);
+    PGconn *c = open_with(t, STARTUP_OPTS);
+    run_sql(t, c, first);
+    run_sql(t, c, "SET DateStyle = 'German'");
+    *admin = pg_admin("lp_test");
+    run_sql(t, *admin, "BEGIN");
+    run_sql(t, *admin, "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE");
+    run_sql(t, c, "RESET DateStyle"); /* its read-back waits for the lock */
+    return c;
+}
+
+/* Session pooling: a notification that arrives while lakeproxy reads back a client's RESET
+ * reaches the LISTENing client (the read-back's reader dropped it). The read-back is held by a lock
+ * on pg_settings taken directly on PostgreSQL while another client NOTIFYs; PostgreSQL sends the
+ * notification just before the read-back's ReadyForQuery. */
+Test(redteam8, session_a_notification_during_a_reset_read_back_is_delivered)
+{
+    struct proxy p;
+    struct target t = {.p = &p, .name = "session"};
+    PGconn *admin, *c = reset_with_read_back_held(&p, &t, "LISTEN rv35chan", &admin);
+    usleep(200 * 1000);
+    PGconn *n = pg_admin("lp_test");
+    run_sql(&t, n, "NOTIFY rv35chan, 'hello'");
+    usleep(200 * 1000);
+    run_sql(&t, admin, "ROLLBACK");
+    PGnotify *note = notification_within_3s(c);
+    cr_expect(note != NULL, "the notification sent during the read-back was lost");
+    if (note)
+        PQfreemem(note);
+    EXPECT_VALUE(&t, c, "SHOW DateStyle", "ISO, DMY", "after the RESET");
+    PQfinish(n);
+    PQfinish(admin);
+    PQfinish(c);
+    proxy_stop(&p);
+}
+
+/* Session pooling: a client that SET DateStyle to the server's default (reset_blind) is read
+ * back only after a statement that may RESET, not after every transaction: a read-back is a
+ * simple Query, which drops the client's unnamed prepared statement, and libpq's
+ * PQprepare(conn, "", ...) then PQexecPrepared(conn, "", ...) failed on every call. */
+static void unnamed_statement_after_set_to_default(const struct target *t)
+{
+    PGconn *c = open_with(t, STARTUP_OPTS);
+    run_sql(t, c, "SET DateStyle = 'ISO, MDY'");
+    PGresult *r = PQprepare(c, "", "SELECT 41 + 1", 0, NULL);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", t->name, PQerrorMessage(c));
+    PQclear(r);
+    r = PQexecPrepared(c, "", 0, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK,
+                 "%s: the unnamed statement was dropped between its Parse and its Bind: %s",
+                 t->name, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+Test(redteam8, session_unnamed_statement_survives_a_set_to_the_servers_default)
+{
+    on_postgresql_and_through("session", 1, unnamed_statement_after_set_to_default);
+}
+
+/* Session pooling: a cancel request that comes while the client's server reads back its RESET
+ * (SV_READBACK) is parked as c->cancel_wanted for the query the client sent meanwhile, and
+ * goes when the read-back ends (a session client is never linked again: the query ran to its
+ * end). On PostgreSQL the cancel stops it. */
+Test(redteam8, session_a_cancel_during_a_reset_read_back_cancels_the_next_query)
+{
+    struct proxy p;
+    struct target t = {.p = &p, .name = "session"};
+    PGconn *admin, *c = reset_with_read_back_held(&p, &t, "SELECT 1", &admin);
+    cr_assert(PQsendQuery(c, "SELECT pg_sleep(4)"), "%s", PQerrorMessage(c));
+    usleep(300 * 1000); /* the query waits in lakeproxy behind the read-back */
+    double t0 = now_s();
+    PGcancel *cancel = PQgetCancel(c);
+    char err[256];
+    cr_assert(PQcancel(cancel, err, sizeof(err)), "cancel failed: %s", err);
+    PQfreeCancel(cancel);
+    usleep(100 * 1000);
+    run_sql(&t, admin, "ROLLBACK");
+    PGresult *r = PQgetResult(c);
+    double took = now_s() - t0;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(state ? state : "(none)", "57014",
+                     "the query cancelled while the read-back ran was not cancelled");
+    cr_expect_lt(took, 2.5, "the cancelled query ran %.1fs", took);
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    PQfinish(admin);
+    PQfinish(c);
     proxy_stop(&p);
 }
