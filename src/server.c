@@ -492,7 +492,9 @@ static bool forward_notification(struct server *s, uint32_t len, const uint8_t *
     buf_msg_start(&b, 'A');
     buf_put_bytes(&b, body, len);
     buf_msg_finish(&b);
-    return conn_send(s->client->bev, &b);
+    bool ok = conn_send(s->client->bev, &b);
+    buf_free(&b);
+    return ok;
 }
 
 /* Consumes the results of a query the proxy sent itself: the settings of a link (SET), a
