@@ -471,10 +471,11 @@ void client_send_wanted_cancel(struct client *c)
 void client_server_ready(struct client *c)
 {
     qtrack_linked(c);
-    if (!c->sent_ready)
+    if (!c->sent_ready) { /* its login */
         c->startup_unreported = params_unreported_mask(&c->at_startup, &c->server->reported);
-    if (!c->sent_ready && !send_login_done(c, &c->server->reported))
-        return;
+        if (!send_login_done(c, &c->server->reported))
+            return;
+    }
     client_pump(c);
     client_send_wanted_cancel(c);
     client_transaction_done(c);
@@ -594,7 +595,7 @@ void client_transaction_done(struct client *c)
         return;
     }
     if (!pool_mode_of(c->pool)->shares_servers) { /* the server stays: a RESET is read back */
-        if (s->carried & s->carried_reset)
+        if (server_may_hold_reset(s))
             server_read_back(s);
         return;
     }

@@ -477,6 +477,11 @@ static void on_login_data(struct server *s)
  * (drain_behind_client). */
 #define DRAIN_MAX ((size_t)16 << 20)
 
+bool server_may_hold_reset(const struct server *s)
+{
+    return (s->carried & s->carried_reset) != 0;
+}
+
 /* Session pooling: the server stays with its client from login to logout. */
 static bool server_stays_with_client(const struct server *s)
 {
@@ -976,8 +981,8 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
      * A draining proxy stops there in session mode too, to let the client go, and so does a
      * setting that may have been RESET, to be read back (client_transaction_done). */
     bool txn_over = s->txn == 'I' && s->in_flight == 0 && !s->ext_open && !s->unsure;
-    bool stop = txn_over && (mode->shares_servers || s->pool->w->draining ||
-                             (s->carried & s->carried_reset)); /* session: a RESET to read back */
+    bool stop =
+        txn_over && (mode->shares_servers || s->pool->w->draining || server_may_hold_reset(s));
     if (fakes_follow) {
         if (!pipeline_forward_then_fakes(s, type, len, body))
             return RV_ERROR;

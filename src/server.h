@@ -18,6 +18,11 @@ void server_link(struct server *s, struct client *c);
  * within pool.connect_timeout_ms; otherwise s is closed and c asks the pool again. */
 void server_check_then_link(struct server *s, struct client *c);
 
+/* May a setting the client gave at startup have been RESET on s since it was last read back
+ * (carried and carried_reset)? Session pooling then stops at the end of the transaction to
+ * read it back (server_read_back). */
+bool server_may_hold_reset(const struct server *s);
+
 /* Its client's transaction is over (s clean): when a carried SET or RESET may have changed
  * settings during it, s reads back what they are now (SV_READBACK) before the client's
  * settings take them and client_transaction_done is called again; true then (also when s
