@@ -132,10 +132,10 @@ install: lakeproxy
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/lakeproxy/README.md
 
 format:
-	clang-format -i src/*.c src/*.h tests/*/*.c tests/lib/*.h
+	clang-format -i src/*.c src/*.h tests/*/*.c tests/*/*.h
 
 format-check:
-	clang-format --dry-run --Werror src/*.c src/*.h tests/*/*.c tests/lib/*.h
+	clang-format --dry-run --Werror src/*.c src/*.h tests/*/*.c tests/*/*.h
 
 clean:
 	rm -rf build lakeproxy

@@ -95,17 +95,19 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
  * notifications would reach whichever client has it next)? And does it name a setting that
  * PostgreSQL parses statements by and lakeproxy does not track? Then c->stmts_apart: its
  * statements are shared with no other client (struct stmt_context.apart). */
+static const char *const forgetting_words[] = {"deallocate",
+                                               "discard",
+                                               "listen",
+                                               "transform_null_equals",
+                                               "array_nulls",
+                                               "xmloption",
+                                               "timezone_abbreviations",
+                                               "lc_monetary"};
+TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
+
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen)
 {
-    static const char *const words[] = {"deallocate",
-                                        "discard",
-                                        "listen",
-                                        "transform_null_equals",
-                                        "array_nulls",
-                                        "xmloption",
-                                        "timezone_abbreviations",
-                                        "lc_monetary"};
-    unsigned found = text_words_ci(text, words, 8);
+    uint32_t found = textscan_set_find(&forgetting_set, text, 0);
     *dealloc = found & 1;
     *listen = found & 4;
     if (found & ~7u)
@@ -120,11 +122,13 @@ static bool mentions_forgetting(struct client *c, const char *text, bool *deallo
  * SCHEMA being search_path's other name; RESET; set_config; SET SESSION CHARACTERISTICS).
  * Functions that set them inside stay out of sight. Cheap for the UPDATE ... SET of every
  * workload. */
+static const char *const unreported_words[] = {
+    "search_path", "_timeout",   "default_transaction", "extra_float", "bytea_output",
+    "reset",       "set_config", "characteristics",     "schema"};
+TEXTSCAN_SET_OF(unreported_set, unreported_words)
+
 static bool may_set_unreported(const char *sql)
 {
-    static const char *const words[] = {"search_path", "_timeout",       "default_transaction",
-                                        "extra_float", "bytea_output",   "reset",
-                                        "set_config",  "characteristics"};
     const char *p = sql;
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
@@ -142,7 +146,7 @@ static bool may_set_unreported(const char *sql)
     if (!lead && !several && !settings_view &&
         !(strchr(p, '(') && text_contains_ci(p, "set_config")))
         return false;
-    return settings_view || text_words_ci(p, words, 8) != 0 || text_contains_ci(p, "schema");
+    return settings_view || textscan_set_find(&unreported_set, p, ~0u) != 0;
 }
 
 /* What running sql for client c does to a server beyond its result (STMT_* flags):

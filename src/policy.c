@@ -213,10 +213,13 @@ void policy_mask_budget_message(struct client *c, char *out, size_t outsz)
 
 /* Could sql change client_encoding (SET client_encoding, SET NAMES, set_config, RESET)?
  * Conservatively, by its words. */
+static const char *const encoding_words[] = {"client_encoding", "standard_conforming", "names",
+                                             "set"};
+TEXTSCAN_SET_OF(encoding_set, encoding_words)
+
 static bool changes_client_encoding(const char *sql)
 {
-    static const char *const words[] = {"client_encoding", "standard_conforming", "names", "set"};
-    unsigned found = text_words_ci(sql, words, 4);
+    uint32_t found = textscan_set_find(&encoding_set, sql, 3);
     return (found & 3) || (found & 12) == 12;
 }
 

@@ -1,0 +1,4 @@
+/* test_textscan_scalar.c: the keyword search's byte-by-byte path, which other machines run. */
+#define TEXTSCAN_SCALAR
+#define TEXTSCAN_SUITE textscan_scalar
+#include "textscan_cases.h"
