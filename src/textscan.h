@@ -55,33 +55,51 @@ static inline bool text_contains_ci(const char *text, const char *word)
 }
 
 /* Up to 32 keywords (each a non-empty lower-case ASCII string) to look for in one pass over a
- * text. Built once (textscan_set_init), searched many times. On x86-64 sixteen positions of
- * the text are tested at a time (SSE2): does a word's first byte start there, and one's second
- * byte follow it? Elsewhere, byte by byte. Either way a candidate is then checked against
- * tables of the words that start with its first byte and go on with its second, and the few
- * left are compared in full: common letters cost next to nothing. */
+ * text. Built once (textscan_set_init), searched many times. On x86-64 machines with SSSE3
+ * sixteen positions of the text are tested at a time: does one of the words' first bytes
+ * start there, and one of their second bytes follow it? Two 16-byte tables per byte class,
+ * indexed by a byte's low and high four bits, answer for all sixteen bytes in a few
+ * instructions, however many the words. Elsewhere, byte by byte. Either way a candidate is
+ * then checked against tables of the words that start with its first byte and go on with its
+ * second, and the few left are compared in full. */
 enum { TEXTSCAN_SET_MAX = 32 };
+
+/* A class of bytes, folded (b | 0x20), as two tables: byte f is in it when
+ * low[f & 15] & high[f >> 4] is not 0. Each distinct high half has a bit of its own (at most
+ * 8: more and the class is not exact, bad). */
+struct textscan_class {
+    unsigned char low[16], high[16];
+    unsigned n_high;
+    bool bad;
+};
 
 struct textscan_set {
     const char *const *words;
     unsigned n;
-    unsigned n_first, n_second;                 /* distinct bytes, folded (b | 0x20) */
-    bool any_second;                            /* a word of one byte: any byte follows it */
-    unsigned char first[TEXTSCAN_SET_MAX][16];  /* words' first bytes, each repeated 16 times */
-    unsigned char second[TEXTSCAN_SET_MAX][16]; /* and their second bytes */
-    uint32_t by_byte[256];   /* bit i: words[i] starts with this byte (either case) */
+    struct textscan_class first, second; /* the words' first and second bytes */
+    bool any_second;                     /* a word of one byte: any byte follows it */
+    bool wide;                           /* sixteen at a time (SSSE3, classes exact) */
+    uint32_t by_byte[256];               /* bit i: words[i] starts with this byte (either case) */
     uint32_t by_second[256]; /* bit i: words[i] goes on with this byte (either case), or has
                                 no second byte (then any byte, NUL included) */
 };
 
-/* Adds byte b, folded, to the n distinct ones of table (16 copies each), unless there. */
-static inline void textscan_add_folded(unsigned char table[][16], unsigned *n, unsigned char b)
+/* Adds byte b, folded, to class k. */
+static inline void textscan_class_add(struct textscan_class *k, unsigned char b)
 {
-    for (unsigned k = 0; k < *n; k++)
-        if (table[k][0] == (b | 0x20))
+    unsigned f = b | 0x20u, hi = f >> 4;
+    if (!k->high[hi]) {
+        if (k->n_high == 8) {
+            k->bad = true;
             return;
-    memset(table[(*n)++], b | 0x20, 16);
+        }
+        k->high[hi] = (unsigned char)(1u << k->n_high++);
+    }
+    k->low[f & 15] |= k->high[hi];
 }
+
+/* Whether this machine runs textscan_block_find (x86-64 with SSSE3). */
+static inline bool textscan_wide_cpu(void);
 
 static inline void textscan_set_init(struct textscan_set *s, const char *const *words, unsigned n)
 {
@@ -95,12 +113,13 @@ static inline void textscan_set_init(struct textscan_set *s, const char *const *
         for (unsigned b = 0; b < 256; b++)
             if (!b1 || b == b1 || b == (unsigned char)textscan_upper((char)b1))
                 s->by_second[b] |= 1u << i;
-        textscan_add_folded(s->first, &s->n_first, b0);
+        textscan_class_add(&s->first, b0);
         if (b1)
-            textscan_add_folded(s->second, &s->n_second, b1);
+            textscan_class_add(&s->second, b1);
         else
             s->any_second = true;
     }
+    s->wide = textscan_wide_cpu() && !s->first.bad && !s->second.bad;
 }
 
 /* The words of s found at p (whose byte is not NUL), among those not in found yet. */
@@ -116,52 +135,72 @@ static inline uint32_t textscan_set_at(const struct textscan_set *s, const char 
     return found;
 }
 
-#if defined(__SSE2__) && !defined(TEXTSCAN_SCALAR)
-#include <emmintrin.h>
-
-/* Bit j of which of the n folded bytes of table the 16 folded bytes of v hold (byte j). */
-static inline __m128i textscan_any_of(__m128i v, const unsigned char table[][16], unsigned n)
+/* textscan_set_find byte by byte. */
+static inline uint32_t textscan_bytes_find(const struct textscan_set *s, const char *text,
+                                           uint32_t all, uint32_t stop)
 {
-    __m128i hit = _mm_setzero_si128();
-    for (unsigned k = 0; k < n; k++)
-        hit = _mm_or_si128(
-            hit, _mm_cmpeq_epi8(v, _mm_loadu_si128((const __m128i *)(const void *)table[k])));
-    return hit;
+    uint32_t found = 0;
+    for (const char *p = text; *p; p++) {
+        if (s->by_byte[(unsigned char)*p])
+            found = textscan_set_at(s, p, found);
+        if (found == all || (found & stop))
+            break;
+    }
+    return found;
 }
 
-/* Bit j: the bytes at p + j and p + j + 1 (17 readable at p), folded (b | 0x20), are a first
- * and a second byte of s's words. Folding maps both cases of a letter to the lower, and a few
- * other bytes onto others ('_' and DEL, '@' and '`'); the pair need not be one word's: a
- * superset, which textscan_set_at then checks. */
-static inline unsigned textscan_block(const struct textscan_set *s, const char *p)
+#if defined(__x86_64__) && !defined(TEXTSCAN_SCALAR)
+#include <tmmintrin.h>
+
+static inline bool textscan_wide_cpu(void)
+{
+    __builtin_cpu_init(); /* (sets may be made by constructors, before main) */
+    return __builtin_cpu_supports("ssse3");
+}
+
+#define TEXTSCAN_SSSE3 __attribute__((target("ssse3")))
+
+/* 0xff in each byte of folded v that is in the class of tables low and high. */
+static inline TEXTSCAN_SSSE3 __m128i textscan_in_class(__m128i v, __m128i low, __m128i high)
+{
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    __m128i k = _mm_and_si128(_mm_shuffle_epi8(low, _mm_and_si128(v, nibble)),
+                              _mm_shuffle_epi8(high, _mm_and_si128(_mm_srli_epi16(v, 4), nibble)));
+    return _mm_xor_si128(_mm_cmpeq_epi8(k, _mm_setzero_si128()), _mm_set1_epi8(-1));
+}
+
+/* textscan_set_find sixteen positions at a time: bit j of a block's mask says the bytes at
+ * j and j + 1, folded (b | 0x20), are in the words' first and second classes. Folding maps
+ * both cases of a letter to the lower, and a few other bytes onto others ('_' and DEL, '@'
+ * and '`'); the pair need not be one word's: a superset, which textscan_set_at checks. Blocks
+ * are read in place while 17 bytes are left, the rest through a copy padded with NULs (never
+ * past the text's end); candidates are checked in the text. */
+static inline TEXTSCAN_SSSE3 uint32_t textscan_block_find(const struct textscan_set *s,
+                                                          const char *text, uint32_t all,
+                                                          uint32_t stop)
 {
     const __m128i fold = _mm_set1_epi8(0x20);
-    __m128i v0 = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)p), fold);
-    __m128i hit = textscan_any_of(v0, s->first, s->n_first);
-    if (!s->any_second) {
-        __m128i v1 = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + 1)), fold);
-        hit = _mm_and_si128(hit, textscan_any_of(v1, s->second, s->n_second));
-    }
-    return (unsigned)_mm_movemask_epi8(hit);
-}
-
-/* textscan_set_find on the SSE2 path: blocks of 16 positions in place while 17 bytes are left,
- * the rest through a copy padded with NULs (never read past the text's end); candidates are
- * checked in the text. */
-static inline uint32_t textscan_set_scan(const struct textscan_set *s, const char *text,
-                                         uint32_t all, uint32_t stop)
-{
+    const __m128i low0 = _mm_loadu_si128((const __m128i *)(const void *)s->first.low);
+    const __m128i high0 = _mm_loadu_si128((const __m128i *)(const void *)s->first.high);
+    const __m128i low1 = _mm_loadu_si128((const __m128i *)(const void *)s->second.low);
+    const __m128i high1 = _mm_loadu_si128((const __m128i *)(const void *)s->second.high);
     size_t len = strlen(text), at = 0;
     uint32_t found = 0;
     while (at < len) {
-        unsigned m;
-        if (len - at > 16) {
-            m = textscan_block(s, text + at);
-        } else {
-            char last[17] = {0};
-            memcpy(last, text + at, len - at);
-            m = textscan_block(s, last) & ((1u << (len - at)) - 1);
+        char last[17] = {0};
+        const char *p = text + at;
+        if (len - at <= 16)
+            p = memcpy(last, p, len - at);
+        __m128i v0 = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)p), fold);
+        __m128i hit = textscan_in_class(v0, low0, high0);
+        if (!s->any_second) {
+            __m128i v1 =
+                _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + 1)), fold);
+            hit = _mm_and_si128(hit, textscan_in_class(v1, low1, high1));
         }
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (len - at < 16)
+            m &= (1u << (len - at)) - 1;
         while (m) {
             unsigned j = (unsigned)__builtin_ctz(m);
             m &= m - 1;
@@ -173,19 +212,11 @@ static inline uint32_t textscan_set_scan(const struct textscan_set *s, const cha
     }
     return found;
 }
+
 #else
-/* textscan_set_find byte by byte. */
-static inline uint32_t textscan_set_scan(const struct textscan_set *s, const char *text,
-                                         uint32_t all, uint32_t stop)
+static inline bool textscan_wide_cpu(void)
 {
-    uint32_t found = 0;
-    for (const char *p = text; *p; p++) {
-        if (s->by_byte[(unsigned char)*p])
-            found = textscan_set_at(s, p, found);
-        if (found == all || (found & stop))
-            break;
-    }
-    return found;
+    return false;
 }
 #endif
 
@@ -195,7 +226,11 @@ static inline uint32_t textscan_set_find(const struct textscan_set *s, const cha
                                          uint32_t stop)
 {
     uint32_t all = s->n >= 32 ? ~0u : (1u << s->n) - 1;
-    return textscan_set_scan(s, text, all, stop);
+#if defined(__x86_64__) && !defined(TEXTSCAN_SCALAR)
+    if (s->wide)
+        return textscan_block_find(s, text, all, stop);
+#endif
+    return textscan_bytes_find(s, text, all, stop);
 }
 
 /* Defines a static struct textscan_set name of the words in the array list, made before main

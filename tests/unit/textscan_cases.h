@@ -1,6 +1,7 @@
 /* textscan_cases.h: the keyword search's tests, included by test_textscan.c (the SSE2 path
  * where the machine has it) and by test_textscan_scalar.c (the byte-by-byte path), each with
- * its own TEXTSCAN_SUITE, so both paths are held to the same answers. */
+ * its own TEXTSCAN_SUITE and TEXTSCAN_WIDE (the path it expects), so both paths are held to
+ * the same answers. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,7 @@ static void expect_set_finds_each_word(const char *const *words, unsigned n)
 {
     struct textscan_set set;
     textscan_set_init(&set, words, n);
+    cr_assert_eq(set.wide, TEXTSCAN_WIDE, "not the path this suite is for");
     const char alphabet[] = "sSeEtTlLcCdDoOrRpPiInNmMaAvVyYhHuU&_qQxXbBkK ;'\x7f@`\xc3\xa9\xe1";
     unsigned r = 7;
     for (int round = 0; round < 8000; round++) {
@@ -131,33 +133,36 @@ static void expect_set_finds_each_word(const char *const *words, unsigned n)
             want |= text_contains_ci(text, words[i]) ? 1u << i : 0;
         char *exact = strdup(text); /* (so that AddressSanitizer sees a read past its end) */
         cr_assert_not_null(exact);
-        cr_assert_eq(textscan_set_find(&set, exact, 0), want, "\"%s\", %u words", text, n);
         uint32_t stop = 0x00ff00ffu;
-        uint32_t got = textscan_set_find(&set, exact, stop);
+        uint32_t all = textscan_set_find(&set, exact, 0),
+                 got = textscan_set_find(&set, exact, stop);
         free(exact);
+        cr_assert_eq(all, want, "\"%s\", %u words", text, n);
         cr_assert_eq(got & ~want, 0u, "\"%s\": found a word not there", text);
         cr_assert_eq(!!(got & stop), !!(want & stop), "\"%s\"", text);
     }
 }
 
 /* A keyword set finds in one pass what text_contains_ci finds word by word: 32 words with
- * shared first letters, some of one byte (so any byte may follow a first one). */
+ * shared first letters, some of one byte (so any byte may follow a first one; one is a space,
+ * which the NULs padding a text's last block fold to). */
 Test(TEXTSCAN_SUITE, a_set_of_32_words_finds_what_one_search_each_finds)
 {
     static const char *const words[32] = {
         "set",  "select", "sett", "s",       "do",    "drop",   "d",   "discard",
         "into", "import", "i",    "lp_",     "u&",    "alter",  "a",   "advisory",
         "temp", "t",      "hold", "h",       "load",  "listen", "l",   "create",
-        "c",    "pg_",    "p",    "prepare", "query", "q",      "xml", "dblink"};
+        "c",    "pg_",    "p",    "prepare", "query", " ",      "xml", "dblink"};
     expect_set_finds_each_word(words, 32);
 }
 
 /* The same for words of two bytes or more, whose second bytes are tested sixteen at a time too
- * (a first byte at the end of a block has its second in the next). */
+ * (a first byte at the end of a block has its second in the next); one starts with a space.
+ */
 Test(TEXTSCAN_SUITE, a_set_of_longer_words_finds_what_one_search_each_finds)
 {
     static const char *const words[] = {
-        "set",  "select", "sett",   "do",     "drop", "into",  "import", "lp_",    "u&", "alter",
-        "hold", "load",   "listen", "create", "pg_",  "query", "xml",    "dblink", "_t", "@q"};
+        "set",  "select", "sett",   "do",  "drop",  "into", "import", "lp_", "u&", "alter", "hold",
+        "load", "listen", "create", "pg_", "query", "xml",  "dblink", "_t",  "@q", " ;"};
     expect_set_finds_each_word(words, sizeof(words) / sizeof(words[0]));
 }
