@@ -616,9 +616,60 @@ void client_queue_room(struct client *c)
         client_pump(c);
 }
 
+/* Does c's reset barrier (pipeline.c: note_may_reset) still hold its next message? Until its
+ * server owes it no reply and is not reading its settings back; then it is lifted. When the
+ * batch ended the transaction, client_transaction_done has by then had the settings read
+ * back, and in transaction pooling the server went back to the pool: the next link sets the
+ * startup values again before the held message runs. */
+static bool reset_barrier_holds(struct client *c)
+{
+    const struct server *s = c->server;
+    if (s && (rq_front(&s->replies) || s->in_flight > 0 || s->state != SV_ACTIVE))
+        return true;
+    c->reset_barrier = false;
+    /* inside a transaction block the RESET is read back at its end: the batch that ends
+     * the block gets the barrier again (holding all until then would wait for good) */
+    if (s && s->txn != 'I')
+        c->reset_pending = true;
+    return false;
+}
+
+void client_note_may_reset(struct client *c)
+{
+    if (c->at_startup.n > 0)
+        c->reset_pending = true;
+}
+
+void client_arm_reset_barrier(struct client *c)
+{
+    if (c->reset_pending) {
+        c->reset_pending = false;
+        c->reset_barrier = true;
+    }
+}
+
+void client_reset_wait_over(struct client *c)
+{
+    if (!c->reset_wait || c->closing || reset_barrier_holds(c))
+        return;
+    c->reset_wait = false;
+    if (!c->paused && !c->mask_wait && !c->queue_wait)
+        bufferevent_enable(c->bev, EV_READ);
+    if (c->server)
+        client_pump(c);
+    else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        client_wake(c);
+}
+
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
+    c->reset_pending = c->reset_barrier = false; /* (its server owes it nothing now) */
+    if (c->reset_wait) {
+        c->reset_wait = false;
+        if (!c->paused && !c->mask_wait && !c->queue_wait)
+            bufferevent_enable(c->bev, EV_READ);
+    }
     if (c->queue_wait) { /* (its queue went with the server) */
         c->queue_wait = false;
         if (!c->paused && !c->mask_wait)
@@ -1122,6 +1173,10 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
      * stop reading: taken at the header, before anything counted the message */
     if (!body && c->server->replies.len > REPLY_QUEUE_MAX - REPLY_QUEUE_SLACK) {
         c->queue_wait = true;
+        return RV_WAIT;
+    }
+    if (!body && c->reset_barrier && reset_barrier_holds(c)) {
+        c->reset_wait = true; /* (lifted by client_reset_wait_over, or client_server_gone_idle) */
         return RV_WAIT;
     }
     if (c->server->mask_class && c->server->mask_class != client_mask_class(c)) {

@@ -35,6 +35,20 @@ void client_transaction_done(struct client *c);
  * full reply queue reads and relays again. */
 void client_queue_room(struct client *c);
 
+/* A statement that may RESET a setting is in the batch c is sending. PostgreSQL returns a
+ * setting the client gave at startup to that value at once; lakeproxy learns of the RESET
+ * from the server's reply and sets the value again only when the transaction has ended
+ * (server_read_back, then the next link or a second round), so a statement pipelined behind
+ * it would run under the server's default. So, for a client with startup settings, the Sync
+ * or Query that ends the batch arms the reset barrier (client_arm_reset_barrier): the next
+ * message waits until the server owes the client nothing and the settings are read back. */
+void client_note_may_reset(struct client *c);
+void client_arm_reset_barrier(struct client *c);
+
+/* c waited at its reset barrier: goes on once its server owes it nothing more and is not
+ * reading its settings back (pumped, or woken for a server). */
+void client_reset_wait_over(struct client *c);
+
 /* Transaction pooling: c no longer has a server (given back or gone) between transactions:
  * it is idle (holding no share of large-message memory, not paused), and asks for another
  * when it has sent something meanwhile. */

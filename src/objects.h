@@ -373,6 +373,14 @@ struct client {
     bool mask_wait;               /* a statement waits for the masking catalog */
     bool queue_wait;              /* reading stopped: replies owed fill its server's queue
                                      (REPLY_QUEUE_MAX) until the server answers some */
+    bool reset_pending;           /* a statement that may RESET a setting it gave at startup
+                                     is in the batch it is sending (pipeline.c) */
+    bool reset_barrier;           /* such a batch went to the server: what follows waits
+                                     until the server owes it nothing and its settings were
+                                     read back (client_reset_barrier_holds) */
+    bool reset_wait;              /* reading stopped at that barrier */
+    bool binds_may_reset;         /* session pooling, which does not track statements: it
+                                     prepared one that may RESET, so any Bind may run it */
     bool cancel_wanted;           /* a cancel request came while it waited for a server with a
                                      query to run: sent to the server once that query runs */
     bool leaving;                 /* it closed its side with whole messages still to relay:

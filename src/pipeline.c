@@ -92,9 +92,10 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
 
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
  * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
- * notifications would reach whichever client has it next)? And does it name a setting that
- * PostgreSQL parses statements by and lakeproxy does not track? Then c->stmts_apart: its
- * statements are shared with no other client (struct stmt_context.apart). */
+ * notifications would reach whichever client has it next)? *resets: RESET, DEFAULT or
+ * DISCARD (STMT_MAY_RESET)? And does it name a setting that PostgreSQL parses statements by
+ * and lakeproxy does not track? Then c->stmts_apart: its statements are shared with no other
+ * client (struct stmt_context.apart). */
 static const char *const forgetting_words[] = {"deallocate",
                                                "discard",
                                                "listen",
@@ -102,17 +103,22 @@ static const char *const forgetting_words[] = {"deallocate",
                                                "array_nulls",
                                                "xmloption",
                                                "timezone_abbreviations",
-                                               "lc_monetary"};
+                                               "lc_monetary",
+                                               "reset",
+                                               "default"};
 TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
+enum { FW_DEALLOCATE = 1, FW_DISCARD = 2, FW_LISTEN = 4, FW_PARSED_BY = 0xf8, FW_RESET = 0x300 };
 
-static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen)
+static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
+                                bool *resets)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
-    *dealloc = found & 1;
-    *listen = found & 4;
-    if (found & ~7u)
+    *dealloc = found & FW_DEALLOCATE;
+    *listen = found & FW_LISTEN;
+    *resets = found & (FW_RESET | FW_DISCARD);
+    if (found & FW_PARSED_BY)
         c->stmts_apart = true;
-    return (found & 3) != 0;
+    return (found & (FW_DEALLOCATE | FW_DISCARD)) != 0;
 }
 
 /* Might sql change a tracked setting the server does not report back (params.h), or all of
@@ -156,11 +162,13 @@ static bool may_set_unreported(const char *sql)
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    bool dealloc, listen;
-    if (mentions_forgetting(c, sql, &dealloc, &listen))
+    bool dealloc, listen, resets;
+    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets))
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
     if (listen)
         e |= STMT_RETIRES;
+    if (resets)
+        e |= STMT_MAY_RESET;
     if (!c->rls && may_set_unreported(sql))
         e |= STMT_SETS;
     if (client_under_policy(c))
@@ -494,12 +502,26 @@ static enum relay_verdict unnamed_kept(struct client *c, const uint8_t *rest, si
  * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
  * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
  * the seven statements of its TPC-B-like transaction). */
+/* A statement with these effects is to run for c: see client_note_may_reset. */
+static void note_may_reset(struct client *c, uint8_t effects)
+{
+    if (effects & STMT_MAY_RESET)
+        client_note_may_reset(c);
+}
+
+bool pipeline_text_may_reset(const char *sql)
+{
+    return (textscan_set_find(&forgetting_set, sql, FW_RESET | FW_DISCARD) &
+            (FW_RESET | FW_DISCARD)) != 0;
+}
+
 /* A Parse of a text with these effects came from c: one that may DEALLOCATE or DISCARD may
  * free names the client holds, where lakeproxy cannot follow. */
 static void note_parse_effects(struct client *c, uint8_t effects)
 {
     if (effects & STMT_FORGETS)
         c->stmts.unsure = true;
+    note_may_reset(c, effects);
 }
 
 /* Is sql a lone DEALLOCATE of one name (into name)? Run, it concerns the client's own
@@ -686,6 +708,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         *err = "too many session parameters for lakeproxy to carry";
         return RV_ERROR;
     }
+    note_may_reset(c, st ? st->effects : *name ? 0 : c->unnamed_effects);
     const char *target;
     if (st) {
         carry_statement_effects(s, st);
@@ -802,7 +825,9 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, listen, forgets = mentions_forgetting(c, sql, &dealloc, &listen);
+    bool dealloc, listen, resets, forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets);
+    note_may_reset(c, resets ? STMT_MAY_RESET : 0);
+    client_arm_reset_barrier(c); /* (a Query ends its own batch) */
     if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
@@ -942,6 +967,7 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         c->dealloc_bound = false;
         s->in_flight++;
         s->ext_open = false;
+        client_arm_reset_barrier(c);
         pushed = rq_push(&s->replies, RK_SYNC, NULL);
         break;
     case 'F':

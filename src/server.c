@@ -745,6 +745,7 @@ static void on_readback_done(struct server *s)
     client_transaction_done(c);
     if (c->server == s) { /* still its server: a large message ahead is read whole with it, or
                              the pool gave it back at once, or session pooling */
+        client_reset_wait_over(c);
         client_pump(c);
         client_send_wanted_cancel(c);
     }
@@ -1063,6 +1064,8 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
         server_close(s, err ? err : "protocol violation");
         client_fail(c, "08P01", "protocol violation from the server");
     }
+    if (r != RELAY_FAILED && c->reset_wait) /* (after client_transaction_done's read-back) */
+        client_reset_wait_over(c);
 }
 
 void server_pump(struct server *s)

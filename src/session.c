@@ -3,8 +3,11 @@
  * RLS guard see each statement whole, and watches CommandComplete tags for RESETs it must
  * read back. */
 #include <stddef.h>
+#include <string.h>
 
+#include "client.h"
 #include "params.h"
+#include "pipeline.h"
 #include "policy.h"
 #include "poolmode.h"
 #include "prepared.h"
@@ -27,11 +30,12 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
     struct server *s = c->server;
     switch (type) {
     case 'Q':
-    case 'F': return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
+    case 'F': client_arm_reset_barrier(c); return owe_ready(s, RK_QUERY) ? RV_STREAM : RV_ERROR;
     case 'S':
         if (server_sync_ignored(s))
             return RV_STREAM; /* during copy-in the server ignores it: nothing owed */
         s->ext_open = false;
+        client_arm_reset_barrier(c);
         return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
     case 'P':
     case 'B':
@@ -63,15 +67,39 @@ static enum relay_verdict session_guard(struct client *c, uint8_t type, uint32_t
     }
 }
 
-/* Session pooling's verdict on one client message. */
+/* The statement text of a Query or Parse body (NULL: none whole in it). */
+static const char *statement_text(uint8_t type, uint32_t len, const uint8_t *body)
+{
+    const uint8_t *end = body + len, *text = body;
+    if (type == 'P') { /* after the statement's name */
+        const uint8_t *nul = memchr(body, 0, len);
+        text = nul ? nul + 1 : end;
+    }
+    return text < end && memchr(text, 0, (size_t)(end - text)) ? (const char *)text : NULL;
+}
+
+/* Session pooling's verdict on one client message. The text of a client with startup
+ * settings is read whole for a RESET (client_note_may_reset); once it prepared a statement
+ * that may RESET, each Bind counts as one (the statements are not tracked here). */
 static enum relay_verdict session_client_msg(struct client *c, uint8_t type, uint32_t len,
                                              const uint8_t *body, const char **err)
 {
-    if (c->rls && (type == 'Q' || type == 'P' || type == 'F'))
-        return body ? session_guard(c, type, len, body, err) : RV_NEED_BODY;
+    bool statement = type == 'Q' || type == 'P';
+    if ((c->rls || c->at_startup.n > 0) && (statement || type == 'F') && !body)
+        return RV_NEED_BODY;
+    const char *text = statement && body ? statement_text(type, len, body) : NULL;
+    if (text && pipeline_text_may_reset(text)) {
+        client_note_may_reset(c);
+        c->binds_may_reset |= type == 'P';
+    } else if (type == 'B' && c->binds_may_reset) {
+        client_note_may_reset(c);
+    }
+    if (c->rls && (statement || type == 'F'))
+        return session_guard(c, type, len, body, err);
     if (type == 'X')
         return body ? RV_DROP_STOP : RV_NEED_BODY;
-    return session_msg(c, type);
+    enum relay_verdict v = session_msg(c, type);
+    return body && v == RV_STREAM ? RV_PASS : v;
 }
 
 /* Server messages pass as they are in session pooling. The CommandComplete of a statement
