@@ -297,6 +297,32 @@ static void pipelined_reset_inside_a_block(const struct target *t)
 
 IN_BOTH_MODES(a_pipeline_behind_a_reset_inside_a_block_goes_on, pipelined_reset_inside_a_block)
 
+/* A COPY FROM STDIN whose own text may reset (here a comment says so) arms the barrier: its
+ * copy data must still go through, or the server and lakeproxy wait for each other. */
+static void copy_behind_a_reset_word(const struct target *t)
+{
+    PGconn *c = open_with(t, STARTUP_OPTS);
+    PGconn *adm = pg_admin("lp_test");
+    run_sql(t, adm, "CREATE TABLE IF NOT EXISTS rt8_copy2 (d date)");
+    run_sql(t, adm, "GRANT ALL ON rt8_copy2 TO PUBLIC");
+    run_sql(t, adm, "TRUNCATE rt8_copy2");
+    PQfinish(adm);
+    PGresult *r = PQexec(c, "COPY rt8_copy2 FROM STDIN -- a default, not a reset");
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s: %s", t->name, PQerrorMessage(c));
+    PQclear(r);
+    cr_assert_eq(PQputCopyData(c, "01/02/2024\n", 11), 1);
+    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: COPY: %s", t->name, PQerrorMessage(c));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    EXPECT_VALUE(t, c, "SELECT d::text FROM rt8_copy2", "2024-02-01", "COPY's row");
+    PQfinish(c);
+}
+
+IN_BOTH_MODES(copy_data_passes_a_reset_barrier, copy_behind_a_reset_word)
+
 /* ---- 3. RESET in an explicit transaction, ROLLBACK TO SAVEPOINT, COMMIT ---- */
 
 static void reset_in_savepoints(const struct target *t)
