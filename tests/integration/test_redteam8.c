@@ -130,6 +130,34 @@ static void prepare(const struct target *t, PGconn *c, const char *name, const c
 
 static const char date_sql[] = "SELECT '01/02/2024'::date::text";
 
+/* A fresh table (one date column) open to all, then COPY sql of one row "01/02/2024" into
+ * it on c; its value read back, as c's DateStyle reads the row, is expected to be want. */
+static void copy_one_date(const struct target *t, PGconn *c, const char *table, const char *sql,
+                          const char *want)
+{
+    char q[256];
+    PGconn *adm = pg_admin("lp_test");
+    snprintf(q, sizeof(q), "CREATE TABLE IF NOT EXISTS %s (d date)", table);
+    run_sql(t, adm, q);
+    snprintf(q, sizeof(q), "GRANT ALL ON %s TO PUBLIC", table);
+    run_sql(t, adm, q);
+    snprintf(q, sizeof(q), "TRUNCATE %s", table);
+    run_sql(t, adm, q);
+    PQfinish(adm);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s: %s", t->name, PQerrorMessage(c));
+    PQclear(r);
+    cr_assert_eq(PQputCopyData(c, "01/02/2024\n", 11), 1);
+    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: COPY: %s", t->name, PQerrorMessage(c));
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    snprintf(q, sizeof(q), "SELECT d::text FROM %s", table);
+    EXPECT_VALUE(t, c, q, want, "the COPY's row");
+}
+
 /* ---- 1. session pooling: a RESET must not cost the client its server session ---- */
 
 static void reset_keeps_session(const struct target *t)
@@ -302,22 +330,8 @@ IN_BOTH_MODES(a_pipeline_behind_a_reset_inside_a_block_goes_on, pipelined_reset_
 static void copy_behind_a_reset_word(const struct target *t)
 {
     PGconn *c = open_with(t, STARTUP_OPTS);
-    PGconn *adm = pg_admin("lp_test");
-    run_sql(t, adm, "CREATE TABLE IF NOT EXISTS rt8_copy2 (d date)");
-    run_sql(t, adm, "GRANT ALL ON rt8_copy2 TO PUBLIC");
-    run_sql(t, adm, "TRUNCATE rt8_copy2");
-    PQfinish(adm);
-    PGresult *r = PQexec(c, "COPY rt8_copy2 FROM STDIN -- a default, not a reset");
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s: %s", t->name, PQerrorMessage(c));
-    PQclear(r);
-    cr_assert_eq(PQputCopyData(c, "01/02/2024\n", 11), 1);
-    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
-    r = PQgetResult(c);
-    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: COPY: %s", t->name, PQerrorMessage(c));
-    PQclear(r);
-    while ((r = PQgetResult(c)))
-        PQclear(r);
-    EXPECT_VALUE(t, c, "SELECT d::text FROM rt8_copy2", "2024-02-01", "COPY's row");
+    copy_one_date(t, c, "rt8_copy2", "COPY rt8_copy2 FROM STDIN -- a default, not a reset",
+                  "2024-02-01");
     PQfinish(c);
 }
 
@@ -503,22 +517,7 @@ static void unnamed_after_reset(const struct target *t)
     /* COPY after a RESET */
     run_sql(t, c, "SET DateStyle = 'German'");
     run_sql(t, c, "RESET DateStyle");
-    PGconn *adm = pg_admin("lp_test");
-    run_sql(t, adm, "CREATE TABLE IF NOT EXISTS rt8_copy (d date)");
-    run_sql(t, adm, "GRANT ALL ON rt8_copy TO PUBLIC");
-    run_sql(t, adm, "TRUNCATE rt8_copy");
-    PQfinish(adm);
-    r = PQexec(c, "COPY rt8_copy FROM STDIN");
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s: %s", t->name, PQerrorMessage(c));
-    PQclear(r);
-    cr_assert_eq(PQputCopyData(c, "01/02/2024\n", 11), 1);
-    cr_assert_eq(PQputCopyEnd(c, NULL), 1);
-    r = PQgetResult(c);
-    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: COPY: %s", t->name, PQerrorMessage(c));
-    PQclear(r);
-    while ((r = PQgetResult(c)))
-        PQclear(r);
-    EXPECT_VALUE(t, c, "SELECT d::text FROM rt8_copy", "2024-02-01", "COPY after RESET");
+    copy_one_date(t, c, "rt8_copy", "COPY rt8_copy FROM STDIN", "2024-02-01");
     PQfinish(c);
 }
 
