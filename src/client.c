@@ -1175,9 +1175,9 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
         c->queue_wait = true;
         return RV_WAIT;
     }
-    /* (never copy data: a COPY ... FROM STDIN behind the barrier waits for it) */
-    if (!body && c->reset_barrier && type != 'd' && type != 'c' && type != 'f' &&
-        reset_barrier_holds(c)) {
+    /* (only what runs a statement waits: never copy data nor a Sync, which a COPY ... FROM
+     * STDIN behind the barrier waits for, nor a Flush or Terminate) */
+    if (!body && c->reset_barrier && memchr("QPBEF", type, 5) && reset_barrier_holds(c)) {
         c->reset_wait = true; /* (lifted by client_reset_wait_over, or client_server_gone_idle) */
         return RV_WAIT;
     }

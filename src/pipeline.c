@@ -105,9 +105,55 @@ static const char *const forgetting_words[] = {"deallocate",
                                                "timezone_abbreviations",
                                                "lc_monetary",
                                                "reset",
-                                               "default"};
+                                               "default",
+                                               "local"};
 TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
-enum { FW_DEALLOCATE = 1, FW_DISCARD = 2, FW_LISTEN = 4, FW_PARSED_BY = 0xf8, FW_RESET = 0x300 };
+enum { FW_DEALLOCATE = 1, FW_DISCARD = 2, FW_LISTEN = 4, FW_PARSED_BY = 0xf8, FW_RESET = 0x700 };
+
+/* Is the n-byte word at p, in text, one of its own (no identifier byte either side)? */
+static bool whole_word_at(const char *text, const char *p, size_t n)
+{
+    return (p == text || !sqllex_word_byte(p[-1])) && !sqllex_word_byte(p[n]);
+}
+
+/* Does the word at p (in text) follow word before (lower case; white space between)? */
+static bool follows_word(const char *text, const char *p, const char *before)
+{
+    size_t n = strlen(before);
+    while (p > text && isspace((unsigned char)p[-1]))
+        p--;
+    return (size_t)(p - text) >= n && strncasecmp(p - n, before, n) == 0 &&
+           whole_word_at(text, p - n, n);
+}
+
+/* Does the DEFAULT at p (in text) set a setting to its default: after TO, '=' or TIME ZONE? */
+static bool default_is_a_value(const char *text, const char *p)
+{
+    const char *q = p;
+    while (q > text && isspace((unsigned char)q[-1]))
+        q--;
+    return (q > text && q[-1] == '=') || follows_word(text, p, "to") ||
+           follows_word(text, p, "zone");
+}
+
+/* Does text, which the keyword scan found may reset (FW_RESET | FW_DISCARD), say RESET or
+ * DISCARD, or TO DEFAULT, = DEFAULT, ZONE DEFAULT or ZONE LOCAL, each a word of its own?
+ * Those are how a setting goes back to its default (RESET, SET ... TO DEFAULT, SET TIME ZONE
+ * LOCAL, DISCARD ALL; in a DO block's text too). DEFAULT elsewhere (INSERT ... DEFAULT
+ * VALUES, a column default), SET LOCAL, and names that hold the words (is_default,
+ * user_resets) do not. */
+static bool says_reset(const char *text)
+{
+    static const char *const words[] = {"reset", "discard", "default", "local"};
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t n = strlen(words[w]);
+        for (const char *p = strcasestr(text, words[w]); p; p = strcasestr(p + 1, words[w]))
+            if (whole_word_at(text, p, n) &&
+                (w < 2 || (w == 2 && default_is_a_value(text, p)) || follows_word(text, p, "zone")))
+                return true;
+    }
+    return false;
+}
 
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
                                 bool *resets)
@@ -115,7 +161,7 @@ static bool mentions_forgetting(struct client *c, const char *text, bool *deallo
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
     *dealloc = found & FW_DEALLOCATE;
     *listen = found & FW_LISTEN;
-    *resets = found & (FW_RESET | FW_DISCARD);
+    *resets = (found & (FW_RESET | FW_DISCARD)) && says_reset(text);
     if (found & FW_PARSED_BY)
         c->stmts_apart = true;
     return (found & (FW_DEALLOCATE | FW_DISCARD)) != 0;
@@ -512,7 +558,8 @@ static void note_may_reset(struct client *c, uint8_t effects)
 bool pipeline_text_may_reset(const char *sql)
 {
     return (textscan_set_find(&forgetting_set, sql, FW_RESET | FW_DISCARD) &
-            (FW_RESET | FW_DISCARD)) != 0;
+            (FW_RESET | FW_DISCARD)) &&
+           says_reset(sql);
 }
 
 /* A Parse of a text with these effects came from c: one that may DEALLOCATE or DISCARD may

@@ -48,8 +48,8 @@ void pipeline_server_unhomed(struct server *s);
  * DEALLOCATE came as a simple Query, which drops that too. */
 void pipeline_deallocate(struct client *c, const char *name, bool all);
 
-/* Does sql say RESET, DEFAULT or DISCARD (a setting may go back to its default: for a client
- * that gave it at startup, to that value)? */
+/* Does sql say RESET or DISCARD, or TO DEFAULT or = DEFAULT, as words of their own (a setting
+ * may go back to its default: for a client that gave it at startup, to that value)? */
 bool pipeline_text_may_reset(const char *sql);
 
 #endif

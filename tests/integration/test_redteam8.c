@@ -12,58 +12,11 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sidebyside.h"
 
 TestSuite(redteam8, .timeout = 180);
 
 #define STARTUP_OPTS "options='-c DateStyle=ISO,DMY -c TimeZone=Asia/Tokyo'"
-
-struct target {
-    const struct proxy *p;
-    const char *name;
-};
-
-/* A client with extra conninfo (startup options), directly (p NULL) or through lakeproxy. */
-static PGconn *open_with(const struct target *t, const char *extra)
-{
-    PGconn *c;
-    if (t->p) {
-        c = proxy_connect(t->p, "alice", "alice-secret", "app", extra);
-    } else {
-        char ci[1024];
-        snprintf(ci, sizeof(ci), "host=%s port=%s user=postgres dbname=lp_test %s",
-                 env_need("LP_PGSOCK"), env_need("LP_PGPORT"), extra ? extra : "");
-        c = PQconnectdb(ci);
-    }
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s: %s", t->name, PQerrorMessage(c));
-    return c;
-}
-
-static void run_sql(const struct target *t, PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-              "%s: %s: %s", t->name, sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* The last result's first value of sql (malloc'd), or an error text. */
-static char *value_of(const struct target *t, PGconn *c, const char *sql)
-{
-    (void)t;
-    PGresult *r = PQexec(c, sql);
-    char *v;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        v = strdup(PQgetvalue(r, 0, 0));
-    else if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK)
-        v = strdup("(no row)");
-    else {
-        char buf[512];
-        snprintf(buf, sizeof(buf), "(error: %s)", PQerrorMessage(c));
-        v = strdup(buf);
-    }
-    PQclear(r);
-    return v;
-}
 
 #define EXPECT_VALUE(t, c, sql, want, ...)                                                         \
     do {                                                                                           \
@@ -74,38 +27,6 @@ static char *value_of(const struct target *t, PGconn *c, const char *sql)
                          why_);                                                                    \
         free(v_);                                                                                  \
     } while (0)
-
-static void start_mode(struct proxy *p, const char *mode, int size)
-{
-    static char yaml[8192];
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 10000, NULL);
-    proxy_start_yaml(p, port, yaml);
-}
-
-static void on_postgresql_and_through(const char *mode, int size,
-                                      void (*steps)(const struct target *))
-{
-    struct target direct = {.p = NULL, .name = "PostgreSQL"};
-    steps(&direct);
-    struct proxy p;
-    start_mode(&p, mode, size);
-    struct target through = {.p = &p, .name = mode};
-    steps(&through);
-    proxy_stop(&p);
-}
-
-/* Two tests of steps: through a transaction-pooled and a session-pooled lakeproxy of one
- * server (txn_NAME, session_NAME), each after the same steps on PostgreSQL. */
-#define IN_BOTH_MODES(name, steps)                                                                 \
-    Test(redteam8, txn_##name)                                                                     \
-    {                                                                                              \
-        on_postgresql_and_through("transaction", 1, steps);                                        \
-    }                                                                                              \
-    Test(redteam8, session_##name)                                                                 \
-    {                                                                                              \
-        on_postgresql_and_through("session", 1, steps);                                            \
-    }
 
 /* The first notification c receives within 3 s (PQfreemem it), or NULL. */
 static PGnotify *notification_within_3s(PGconn *c)
@@ -266,7 +187,7 @@ static void pipelined_reset_then_query(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(pipelined_reset_then_a_later_transaction, pipelined_reset_then_query)
+IN_BOTH_MODES(redteam8, pipelined_reset_then_a_later_transaction, pipelined_reset_then_query)
 
 /* The same with a named statement prepared before, and a RESET ALL among other statements of
  * the batch: the barrier is armed by the Bind of a statement whose text may reset. */
@@ -291,7 +212,7 @@ static void pipelined_prepared_reset_then_query(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(pipelined_prepared_reset_then_a_later_transaction,
+IN_BOTH_MODES(redteam8, pipelined_prepared_reset_then_a_later_transaction,
               pipelined_prepared_reset_then_query)
 
 /* Inside a transaction block the barrier lifts once the RESET is answered: the pipeline goes
@@ -323,7 +244,8 @@ static void pipelined_reset_inside_a_block(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(a_pipeline_behind_a_reset_inside_a_block_goes_on, pipelined_reset_inside_a_block)
+IN_BOTH_MODES(redteam8, a_pipeline_behind_a_reset_inside_a_block_goes_on,
+              pipelined_reset_inside_a_block)
 
 /* A COPY FROM STDIN whose own text may reset (here a comment says so) arms the barrier: its
  * copy data must still go through, or the server and lakeproxy wait for each other. */
@@ -335,7 +257,7 @@ static void copy_behind_a_reset_word(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(copy_data_passes_a_reset_barrier, copy_behind_a_reset_word)
+IN_BOTH_MODES(redteam8, copy_data_passes_a_reset_barrier, copy_behind_a_reset_word)
 
 /* ---- 3. RESET in an explicit transaction, ROLLBACK TO SAVEPOINT, COMMIT ---- */
 
@@ -373,7 +295,7 @@ static void reset_in_savepoints(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(reset_with_savepoints_and_other_settings, reset_in_savepoints)
+IN_BOTH_MODES(redteam8, reset_with_savepoints_and_other_settings, reset_in_savepoints)
 
 /* ---- 4. settings the server does not report (statement_timeout ...) ---- */
 
@@ -390,7 +312,7 @@ static void reset_unreported(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(reset_of_an_unreported_startup_setting, reset_unreported)
+IN_BOTH_MODES(redteam8, reset_of_an_unreported_startup_setting, reset_unreported)
 
 /* ---- 5. application_name and client_encoding ---- */
 
@@ -411,7 +333,7 @@ static void reset_appname_encoding(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(reset_of_application_name_and_client_encoding, reset_appname_encoding)
+IN_BOTH_MODES(redteam8, reset_of_application_name_and_client_encoding, reset_appname_encoding)
 
 /* ---- 6. several clients over one server, transaction pooling ---- */
 
@@ -469,7 +391,7 @@ static void leave_after_reset(const struct target *t)
     }
 }
 
-IN_BOTH_MODES(client_leaves_right_after_a_reset, leave_after_reset)
+IN_BOTH_MODES(redteam8, client_leaves_right_after_a_reset, leave_after_reset)
 
 /* ---- 8. LISTEN: a notification pending at COMMIT after a RESET (session pooling) ---- */
 
@@ -546,7 +468,7 @@ static void set_default_then_reset(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(set_to_the_servers_default_then_reset, set_default_then_reset)
+IN_BOTH_MODES(redteam8, set_to_the_servers_default_then_reset, set_default_then_reset)
 
 /* ---- 11. an RLS client's RESET (the guard carries it) ---- */
 
@@ -684,7 +606,7 @@ static void reset_encoding_reported(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(reset_of_a_reported_client_encoding, reset_encoding_reported)
+IN_BOTH_MODES(redteam8, reset_of_a_reported_client_encoding, reset_encoding_reported)
 
 /* ---- 15. a protocol-level named statement kept across a RESET (session pooling) ---- */
 
@@ -744,7 +666,7 @@ static void pipelined_reset_error(const struct target *t)
     PQfinish(c);
 }
 
-IN_BOTH_MODES(pipelined_reset_then_an_error, pipelined_reset_error)
+IN_BOTH_MODES(redteam8, pipelined_reset_then_an_error, pipelined_reset_error)
 
 /* ---- 18. concurrent clients, 1 server, transaction pooling: no setting crosses over ---- */
 
