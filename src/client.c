@@ -605,13 +605,20 @@ void client_transaction_done(struct client *c)
     client_server_gone_idle(c);
 }
 
+/* Reads c again unless another wait still stops it (its server's backlog, the masking
+ * catalog, a full reply queue, the reset barrier). */
+static void read_unless_waiting(struct client *c)
+{
+    if (!c->paused && !c->mask_wait && !c->queue_wait && !c->reset_wait)
+        bufferevent_enable(c->bev, EV_READ);
+}
+
 void client_queue_room(struct client *c)
 {
     if (!c->queue_wait || c->closing)
         return;
     c->queue_wait = false;
-    if (!c->paused && !c->mask_wait)
-        bufferevent_enable(c->bev, EV_READ);
+    read_unless_waiting(c);
     if (c->server)
         client_pump(c);
 }
@@ -653,8 +660,7 @@ void client_reset_wait_over(struct client *c)
     if (!c->reset_wait || c->closing || reset_barrier_holds(c))
         return;
     c->reset_wait = false;
-    if (!c->paused && !c->mask_wait && !c->queue_wait)
-        bufferevent_enable(c->bev, EV_READ);
+    read_unless_waiting(c);
     if (c->server)
         client_pump(c);
     else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -664,17 +670,11 @@ void client_reset_wait_over(struct client *c)
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
-    c->reset_pending = c->reset_barrier = false; /* (its server owes it nothing now) */
-    if (c->reset_wait) {
-        c->reset_wait = false;
-        if (!c->paused && !c->mask_wait && !c->queue_wait)
-            bufferevent_enable(c->bev, EV_READ);
-    }
-    if (c->queue_wait) { /* (its queue went with the server) */
-        c->queue_wait = false;
-        if (!c->paused && !c->mask_wait)
-            bufferevent_enable(c->bev, EV_READ);
-    }
+    /* (its queue went with the server, which owes it nothing now: no barrier either) */
+    bool stopped = c->queue_wait || c->reset_wait;
+    c->queue_wait = c->reset_wait = c->reset_pending = c->reset_barrier = false;
+    if (stopped)
+        read_unless_waiting(c);
     if (c->msg_claim.held || c->msg_claim.want)
         msgshare_give_back(c); /* no server: no share */
     if (c->paused) {           /* its server's backlog paused it */

@@ -377,7 +377,7 @@ struct client {
                                      is in the batch it is sending (pipeline.c) */
     bool reset_barrier;           /* such a batch went to the server: what follows waits
                                      until the server owes it nothing and its settings were
-                                     read back (client_reset_barrier_holds) */
+                                     read back (client.c: reset_barrier_holds) */
     bool reset_wait;              /* reading stopped at that barrier */
     bool binds_may_reset;         /* session pooling, which does not track statements: it
                                      prepared one that may RESET, so any Bind may run it */

@@ -90,12 +90,7 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
     return ok;
 }
 
-/* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
- * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
- * notifications would reach whichever client has it next)? *resets: RESET, DEFAULT or
- * DISCARD (STMT_MAY_RESET)? And does it name a setting that PostgreSQL parses statements by
- * and lakeproxy does not track? Then c->stmts_apart: its statements are shared with no other
- * client (struct stmt_context.apart). */
+/* The words of the keyword scan every statement passes (mentions_forgetting). */
 static const char *const forgetting_words[] = {"deallocate",
                                                "discard",
                                                "listen",
@@ -155,13 +150,26 @@ static bool says_reset(const char *text)
     return false;
 }
 
+/* Does text, of which the keyword scan found the words found, say how a setting goes back to
+ * its default (says_reset)? */
+static bool found_reset(uint32_t found, const char *text)
+{
+    return (found & (FW_RESET | FW_DISCARD)) && says_reset(text);
+}
+
+/* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
+ * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
+ * notifications would reach whichever client has it next)? *resets: may it return a setting
+ * to its default (found_reset: STMT_MAY_RESET)? And does it name a setting that PostgreSQL
+ * parses statements by and lakeproxy does not track? Then c->stmts_apart: its statements are
+ * shared with no other client (struct stmt_context.apart). */
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
                                 bool *resets)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
     *dealloc = found & FW_DEALLOCATE;
     *listen = found & FW_LISTEN;
-    *resets = (found & (FW_RESET | FW_DISCARD)) && says_reset(text);
+    *resets = found_reset(found, text);
     if (found & FW_PARSED_BY)
         c->stmts_apart = true;
     return (found & (FW_DEALLOCATE | FW_DISCARD)) != 0;
@@ -543,11 +551,6 @@ static enum relay_verdict unnamed_kept(struct client *c, const uint8_t *rest, si
     return unnamed_parsed(c);
 }
 
-/* Is this an unnamed Parse the client sent lately, byte for byte, read then and now with
- * neither row-level security nor masking on? Its checks then read the text alone (a reserved
- * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
- * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
- * the seven statements of its TPC-B-like transaction). */
 /* A statement with these effects is to run for c: see client_note_may_reset. */
 static void note_may_reset(struct client *c, uint8_t effects)
 {
@@ -557,9 +560,7 @@ static void note_may_reset(struct client *c, uint8_t effects)
 
 bool pipeline_text_may_reset(const char *sql)
 {
-    return (textscan_set_find(&forgetting_set, sql, FW_RESET | FW_DISCARD) &
-            (FW_RESET | FW_DISCARD)) &&
-           says_reset(sql);
+    return found_reset(textscan_set_find(&forgetting_set, sql, FW_RESET | FW_DISCARD), sql);
 }
 
 /* A Parse of a text with these effects came from c: one that may DEALLOCATE or DISCARD may
@@ -581,6 +582,11 @@ static bool lone_named_deallocate(const char *sql, char name[64])
     return stmtsql_deallocate(sql, name, &all) && !all;
 }
 
+/* Is this an unnamed Parse the client sent lately, byte for byte, read then and now with
+ * neither row-level security nor masking on? Its checks then read the text alone (a reserved
+ * name, DEALLOCATE or DISCARD), and it passed them; *effects gets what they found. Drivers
+ * parse a few texts unnamed again and again (libpq's PQexecParams, JDBC, pgbench -M extended,
+ * the seven statements of its TPC-B-like transaction). */
 static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t len, uint8_t *effects)
 {
     uint64_t v;
@@ -873,7 +879,8 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     char name[64];
     const char *sql = (const char *)body;
     bool dealloc, listen, resets, forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets);
-    note_may_reset(c, resets ? STMT_MAY_RESET : 0);
+    if (resets)
+        client_note_may_reset(c);
     client_arm_reset_barrier(c); /* (a Query ends its own batch) */
     if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;

@@ -79,10 +79,9 @@ struct client_stmt {
  * applies for clients but the server does not report (SET search_path, RESET ALL, DISCARD
  * ALL ...): the server's record of what it has applied is no longer trusted. */
 #define STMT_SETS 8
-/* One whose text says RESET, DISCARD, TO DEFAULT or = DEFAULT (words of their own: pipeline.c
- * says_reset): a setting may go back to its default, which
- * for a client that gave it at startup means its startup value, set again only after the
- * transaction (pipeline.c: what the client pipelines behind it waits till then). */
+/* One whose text may return a setting to its default (pipeline.c: says_reset), which for a
+ * client that gave it at startup means its startup value, set again only after the
+ * transaction (client.h: what the client pipelines behind it waits till then). */
 #define STMT_MAY_RESET 16
 
 /* A client's statements, found by name through chains keyed with the process's secret

@@ -85,7 +85,7 @@ static enum relay_verdict session_client_msg(struct client *c, uint8_t type, uin
                                              const uint8_t *body, const char **err)
 {
     bool statement = type == 'Q' || type == 'P';
-    if ((c->rls || c->at_startup.n > 0) && (statement || type == 'F') && !body)
+    if (!body && ((c->rls && (statement || type == 'F')) || (c->at_startup.n > 0 && statement)))
         return RV_NEED_BODY;
     const char *text = statement && body ? statement_text(type, len, body) : NULL;
     if (text && pipeline_text_may_reset(text)) {

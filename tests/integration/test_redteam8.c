@@ -173,9 +173,9 @@ static void pipelined_reset_then_query(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    cr_assert(PQsendQueryParams(c, "RESET DateStyle", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c)); /* its transaction ends here */
-    cr_assert(PQsendQueryParams(c, date_sql, 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     free(pipeline_value(t, c));
     expect_sync(t, c);
@@ -197,10 +197,10 @@ static void pipelined_prepared_reset_then_query(const struct target *t)
     prepare(t, c, "rt8_reset_all", "RESET ALL");
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    cr_assert(PQsendQueryParams(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "SELECT 1");
     cr_assert(PQsendQueryPrepared(c, "rt8_reset_all", 0, NULL, NULL, NULL, 0));
     cr_assert(PQpipelineSync(c));
-    cr_assert(PQsendQueryParams(c, date_sql, 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     free(pipeline_value(t, c));
     free(pipeline_value(t, c));
@@ -223,13 +223,13 @@ static void pipelined_reset_inside_a_block(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    cr_assert(PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0));
-    cr_assert(PQsendQueryParams(c, "RESET DateStyle", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "BEGIN");
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c));
-    cr_assert(PQsendQueryParams(c, "SELECT 'in the block'", 0, NULL, NULL, NULL, NULL, 0));
-    cr_assert(PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "SELECT 'in the block'");
+    send_pipelined(c, "COMMIT");
     cr_assert(PQpipelineSync(c));
-    cr_assert(PQsendQueryParams(c, date_sql, 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     free(pipeline_value(t, c));
     free(pipeline_value(t, c));
@@ -640,11 +640,11 @@ static void pipelined_reset_error(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    cr_assert(PQsendQueryParams(c, "RESET DateStyle", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c));
-    cr_assert(PQsendQueryParams(c, "SELECT 1/0", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "SELECT 1/0");
     cr_assert(PQpipelineSync(c));
-    cr_assert(PQsendQueryParams(c, "SELECT 'third'", 0, NULL, NULL, NULL, NULL, 0));
+    send_pipelined(c, "SELECT 'third'");
     cr_assert(PQpipelineSync(c));
     PGresult *r;
     r = PQgetResult(c);

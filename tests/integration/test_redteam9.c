@@ -193,20 +193,15 @@ static void expect_sync(const struct target *t, PGconn *c, const char *what)
     PQclear(r);
 }
 
-static void send_q(PGconn *c, const char *sql)
-{
-    cr_assert(PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0), "%s", PQerrorMessage(c));
-}
-
 static void error_in_reset_batch(const struct target *t)
 {
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "RESET DateStyle");
-    send_q(c, "SELECT 1/0");
+    send_pipelined(c, "RESET DateStyle");
+    send_pipelined(c, "SELECT 1/0");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     expect_pipeline_value(t, c, "(none)", "RESET");
     expect_pipeline_value(t, c, NULL, "1/0");
@@ -225,15 +220,15 @@ static void failed_block_then_rollback(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "BEGIN");
-    send_q(c, "RESET DateStyle");
-    send_q(c, "SELECT 1/0");
+    send_pipelined(c, "BEGIN");
+    send_pipelined(c, "RESET DateStyle");
+    send_pipelined(c, "SELECT 1/0");
     cr_assert(PQpipelineSync(c));
-    send_q(c, "SELECT 2");
+    send_pipelined(c, "SELECT 2");
     cr_assert(PQpipelineSync(c));
-    send_q(c, "ROLLBACK");
+    send_pipelined(c, "ROLLBACK");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     expect_pipeline_value(t, c, "(none)", "BEGIN");
     expect_pipeline_value(t, c, "(none)", "RESET");
@@ -257,14 +252,14 @@ static void timeout_in_reset_batch(const struct target *t)
     PGconn *c = open_with(t, "options='-c DateStyle=ISO,DMY -c statement_timeout=300'");
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "RESET DateStyle");
-    send_q(c, "SELECT pg_sleep(2)");
+    send_pipelined(c, "RESET DateStyle");
+    send_pipelined(c, "SELECT pg_sleep(2)");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
-    send_q(c, "RESET DateStyle");
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     expect_pipeline_value(t, c, "(none)", "RESET");
     expect_pipeline_value(t, c, NULL, "pg_sleep cut by statement_timeout");
@@ -288,9 +283,9 @@ static void flush_behind_reset(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "RESET DateStyle");
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQsendFlushRequest(c));
     expect_pipeline_value(t, c, "(none)", "RESET");
     expect_sync(t, c, "first");
@@ -322,10 +317,10 @@ static void leave_at_barrier(const struct target *t)
         PGconn *c = open_with(t, STARTUP_OPTS);
         run_sql(t, c, "SET DateStyle = 'German'");
         cr_assert(PQenterPipelineMode(c));
-        send_q(c, "RESET DateStyle");
-        send_q(c, "SELECT pg_sleep(0.2)");
+        send_pipelined(c, "RESET DateStyle");
+        send_pipelined(c, "SELECT pg_sleep(0.2)");
         cr_assert(PQpipelineSync(c));
-        send_q(c, date_sql);
+        send_pipelined(c, date_sql);
         cr_assert(PQpipelineSync(c));
         PQflush(c);
         PQfinish(c); /* Terminate behind the held message */
@@ -345,10 +340,10 @@ static void server_dies_at_barrier(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     char *pid = value_of(t, c, "SELECT pg_backend_pid()::text");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "RESET DateStyle");
-    send_q(c, "SELECT pg_sleep(1)");
+    send_pipelined(c, "RESET DateStyle");
+    send_pipelined(c, "SELECT pg_sleep(1)");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     PQflush(c);
     usleep(200000);
@@ -386,7 +381,7 @@ static void many_default_batches(const struct target *t)
     PGconn *c = open_with(t, PSQL_LIKE);
     cr_assert(PQenterPipelineMode(c));
     for (int i = 0; i < 200; i++) {
-        send_q(c, "INSERT INTO rt9_plain VALUES (DEFAULT)");
+        send_pipelined(c, "INSERT INTO rt9_plain VALUES (DEFAULT)");
         cr_assert(PQpipelineSync(c));
     }
     for (int i = 0; i < 200; i++) {
@@ -408,11 +403,11 @@ static void listen_behind_reset(const struct target *t)
     PGconn *c = open_with(t, STARTUP_OPTS);
     run_sql(t, c, "SET DateStyle = 'German'");
     cr_assert(PQenterPipelineMode(c));
-    send_q(c, "RESET DateStyle");
+    send_pipelined(c, "RESET DateStyle");
     cr_assert(PQpipelineSync(c));
-    send_q(c, "LISTEN rt9_chan");
+    send_pipelined(c, "LISTEN rt9_chan");
     cr_assert(PQpipelineSync(c));
-    send_q(c, date_sql);
+    send_pipelined(c, date_sql);
     cr_assert(PQpipelineSync(c));
     expect_pipeline_value(t, c, "(none)", "RESET");
     expect_sync(t, c, "1");

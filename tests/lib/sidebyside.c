@@ -49,6 +49,11 @@ char *value_of(const struct target *t, PGconn *c, const char *sql)
     return v;
 }
 
+void send_pipelined(PGconn *c, const char *sql)
+{
+    cr_assert(PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0), "%s", PQerrorMessage(c));
+}
+
 void start_mode(struct proxy *p, const char *mode, int size)
 {
     static char yaml[8192];

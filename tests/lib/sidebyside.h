@@ -23,6 +23,10 @@ void run_sql(const struct target *t, PGconn *c, const char *sql);
 /* The last result's first value of sql (malloc'd), "(no row)", or an error text. */
 char *value_of(const struct target *t, PGconn *c, const char *sql);
 
+/* Queues sql on c in pipeline mode (extended protocol, no parameters); fails the test if libpq
+ * refuses it. */
+void send_pipelined(PGconn *c, const char *sql);
+
 /* Starts p, a lakeproxy of mode ("session" or "transaction") with a pool of size servers. */
 void start_mode(struct proxy *p, const char *mode, int size);
 
