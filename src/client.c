@@ -624,14 +624,16 @@ void client_queue_room(struct client *c)
 }
 
 /* Does c's reset barrier (pipeline.c: note_may_reset) still hold its next message? Until its
- * server owes it no reply and is not reading its settings back; then it is lifted. When the
- * batch ended the transaction, client_transaction_done has by then had the settings read
- * back, and in transaction pooling the server went back to the pool: the next link sets the
- * startup values again before the held message runs. */
+ * server owes it no reply, is not reading its settings back, and has no cancel request on its
+ * way (the settings are read back only after that: server.c cancel_settled); then it is
+ * lifted. When the batch ended the transaction, client_transaction_done has by then had the
+ * settings read back, and in transaction pooling the server went back to the pool: the next
+ * link sets the startup values again before the held message runs. */
 static bool reset_barrier_holds(struct client *c)
 {
     const struct server *s = c->server;
-    if (s && (rq_front(&s->replies) || s->in_flight > 0 || s->state != SV_ACTIVE))
+    if (s && (rq_front(&s->replies) || s->in_flight > 0 || s->state != SV_ACTIVE ||
+              s->cancels_pending > 0))
         return true;
     c->reset_barrier = false;
     /* inside a transaction block the RESET is read back at its end: the batch that ends

@@ -79,8 +79,11 @@ static struct server *cancel_target(const struct server *cancel)
 static void cancel_settled(struct server *cancel)
 {
     struct server *t = cancel_target(cancel);
-    if (t && --t->cancels_pending == 0 && t->client)
-        client_transaction_done(t->client);
+    struct client *c = t ? t->client : NULL;
+    if (t && --t->cancels_pending == 0 && c) {
+        client_transaction_done(c);
+        client_reset_wait_over(c); /* (a read-back it started holds it still) */
+    }
     if (cancel->cancel_requester) /* (0: lakeproxy's own, see cancel_unanswered) */
         client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
 }

@@ -3,7 +3,8 @@
  * server owes it nothing. Each runs the same steps against PostgreSQL directly and through a
  * lakeproxy (session or transaction pooling, sidebyside.h), and expects PostgreSQL's answers
  * from both; a wait is bounded (WAIT_MS) so a hang is reported, not left to the suite's
- * timeout. Found: COPY FROM STDIN held at the barrier (fixed: only statements wait). */
+ * timeout. Found: COPY FROM STDIN held at the barrier (fixed: only statements wait); a
+ * statement run while a cancel was on its way (fixed: the barrier waits for the cancel). */
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "harness.h"
 #include "sidebyside.h"
+#include "tcprelay.h"
 
 TestSuite(redteam9, .timeout = 120);
 
@@ -454,4 +456,64 @@ static void held_copy_then_next_client(const struct target *t)
 Test(redteam9, txn_a_copy_held_at_the_barrier_keeps_the_pools_server_after_its_client_left)
 {
     on_postgresql_and_through("transaction", 1, held_copy_then_next_client);
+}
+
+/* ---- 10. a cancel on its way while the client is held ---- */
+
+/* Reads c's results up to its next pipeline sync, whatever they are. */
+static void skip_to_sync(const struct target *t, PGconn *c)
+{
+    bool hung;
+    PGresult *r;
+    for (int nulls = 0; nulls < 16; nulls++) {
+        while ((r = result_within(c, &hung)) != NULL) {
+            bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (sync)
+                return;
+        }
+        cr_assert(!hung, "%s: no Sync within %d ms", t->name, WAIT_MS);
+    }
+    cr_assert_fail("%s: no Sync after 16 results", t->name);
+}
+
+/* A cancel request lakeproxy has routed but PostgreSQL has not taken yet keeps the server from
+ * reading the client's settings back (the cancel could cut that short). What the client
+ * pipelined behind its RESET must wait for the cancel too, not run under the server's default
+ * meanwhile. The relay makes the cancel reach PostgreSQL 0.8 s late, after the 0.3 s batch
+ * (directly, it cancels the sleep). */
+static void cancel_on_its_way_at_barrier(const struct target *t)
+{
+    PGconn *c = open_with(t, STARTUP_OPTS);
+    EXPECT_VALUE(t, c, "SHOW DateStyle", "ISO, DMY"); /* (its server, reached at once) */
+    if (t->relay)
+        tcp_relay_delay_connects(t->relay, 800);
+    cr_assert(PQenterPipelineMode(c));
+    send_pipelined(c, "RESET DateStyle");
+    send_pipelined(c, "SELECT pg_sleep(0.3)");
+    cr_assert(PQpipelineSync(c));
+    send_pipelined(c, date_sql);
+    cr_assert(PQpipelineSync(c));
+    cr_assert_eq(PQflush(c), 0);
+    usleep(50 * 1000);
+    PGcancel *k = PQgetCancel(c);
+    char err[256];
+    cr_assert(PQcancel(k, err, sizeof(err)), "%s: %s", t->name, err);
+    PQfreeCancel(k);
+    skip_to_sync(t, c); /* (cancelled directly, not through the relay) */
+    expect_pipeline_value(t, c, "2024-02-01", "date pipelined behind a RESET and a cancel");
+    expect_sync(t, c, "second batch");
+    cr_assert(PQexitPipelineMode(c));
+    EXPECT_VALUE(t, c, date_sql, "2024-02-01");
+    PQfinish(c);
+}
+
+Test(redteam9, txn_a_cancel_on_its_way_while_held_at_the_barrier)
+{
+    on_postgresql_and_through_relay("transaction", 1, cancel_on_its_way_at_barrier);
+}
+
+Test(redteam9, session_a_cancel_on_its_way_while_held_at_the_barrier)
+{
+    on_postgresql_and_through_relay("session", 1, cancel_on_its_way_at_barrier);
 }

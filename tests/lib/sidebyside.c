@@ -7,12 +7,13 @@
 #include <string.h>
 
 #include "harness.h"
+#include "tcprelay.h"
 
 PGconn *open_with(const struct target *t, const char *extra)
 {
     PGconn *c;
     if (t->p) {
-        c = proxy_connect(t->p, "alice", "alice-secret", "app", extra);
+        c = proxy_connect(t->p, "alice", "alice-secret", t->db ? t->db : "app", extra);
     } else {
         char ci[1024];
         snprintf(ci, sizeof(ci), "host=%s port=%s user=postgres dbname=lp_test %s",
@@ -71,4 +72,28 @@ void on_postgresql_and_through(const char *mode, int size, void (*steps)(const s
     struct target through = {.p = &p, .name = mode};
     steps(&through);
     proxy_stop(&p);
+}
+
+void on_postgresql_and_through_relay(const char *mode, int size,
+                                     void (*steps)(const struct target *))
+{
+    struct target direct = {.p = NULL, .name = "PostgreSQL"};
+    steps(&direct);
+    static char yaml[8192];
+    char entry[512];
+    int port = free_port(), relay_port = free_port();
+    struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
+    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 10000, NULL);
+    snprintf(entry, sizeof(entry),
+             "  relayed:\n    host: 127.0.0.1\n    port: %d\n    dbname: lp_test\n"
+             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
+             "    pool:\n      mode: %s\n      size: %d\n",
+             relay_port, mode, size);
+    yaml_add_database(yaml, sizeof(yaml), entry);
+    struct proxy p;
+    proxy_start_yaml(&p, port, yaml);
+    struct target through = {.p = &p, .name = mode, .db = "relayed", .relay = relay};
+    steps(&through);
+    proxy_stop(&p);
+    tcp_relay_stop(relay);
 }

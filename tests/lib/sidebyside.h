@@ -7,10 +7,13 @@
 #include <libpq-fe.h>
 
 struct proxy;
+struct tcp_relay;
 
 struct target {
-    const struct proxy *p; /* NULL: PostgreSQL directly */
-    const char *name;      /* for messages: "PostgreSQL", or the pooling mode */
+    const struct proxy *p;   /* NULL: PostgreSQL directly */
+    const char *name;        /* for messages: "PostgreSQL", or the pooling mode */
+    const char *db;          /* lakeproxy's database (NULL: "app") */
+    struct tcp_relay *relay; /* what its server connections pass (NULL: none) */
 };
 
 /* A client with extra conninfo (startup options; NULL: none), as alice through lakeproxy
@@ -33,6 +36,11 @@ void start_mode(struct proxy *p, const char *mode, int size);
 /* steps on PostgreSQL, then through a lakeproxy of mode ("session" or "transaction") with a
  * pool of size servers, started for them and stopped after. */
 void on_postgresql_and_through(const char *mode, int size, void (*steps)(const struct target *));
+
+/* The same, with lakeproxy's server connections passing a TCP relay (t->relay, tcprelay.h)
+ * that the steps can slow down. */
+void on_postgresql_and_through_relay(const char *mode, int size,
+                                     void (*steps)(const struct target *));
 
 /* Two tests of suite from steps: through a transaction-pooled and a session-pooled lakeproxy
  * of one server (txn_NAME, session_NAME), each after the same steps on PostgreSQL. */
