@@ -4,6 +4,8 @@
 # Most of a pooler's CPU is kernel time spent in these calls (see bench/run.sh's CPU figures),
 # so their count is what the user-space work of bench/instructions.sh does not show.
 #   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B] [-S]
+# Also each proxy's context switches per transaction: "(sleeps)", the times it waited for an
+# event and was woken, and "(preempted)" (not counted in the total).
 # Statistics are off in lakeproxy (-S: on, without a query log, as by default); both proxies pool POOL (4) server connections in transaction
 # mode. Prints, per proxy, the median over repeats of each kind's calls per transaction.
 set -euo pipefail
@@ -32,6 +34,8 @@ count() {
     local pid=$2 port=$3 out="$T/sc.$1.$4"
     pgbench -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 -T 1 \
         "host=127.0.0.1 port=$port dbname=bench user=lp_server" >/dev/null 2>&1 # warm the pool
+    local sw0
+    sw0=$(switches "$pid")
     perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$T/perf.csv" &
     local perf_pid=$!
     sleep 0.2
@@ -46,6 +50,16 @@ count() {
     local total
     total=$(awk '{s += $2} END {printf "%.3f", s}' "$out")
     echo "total $total" >>"$out"
+    # (not system calls: each sleep is a wake-up to pay for, dearer than a call on a VM)
+    paste <(echo "$sw0") <(switches "$pid") | awk -v n="$txns" '{
+        printf "(sleeps) %.3f\n(preempted) %.3f\n", ($3 - $1) / n, ($4 - $2) / n }' >>"$out"
+}
+
+# switches PID: "VOLUNTARY INVOLUNTARY", the context switches of its threads so far (a
+# voluntary one is a sleep, in epoll_wait, until an event wakes it).
+switches() {
+    cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2}
+        END {print v, n}'
 }
 
 for r in $(seq "$REPEATS"); do
