@@ -11,7 +11,8 @@
 #                [-t TARGETS] [-L]
 # lakeproxy runs as it ships: statistics on, no query log; -L: it also writes every query to
 # the JSON query log in a file (bench/stats.sh compares the two).
-# WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000
+# WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000, rows
+# (rows: 1,000-row results, bench/rows.sql)
 # TARGETS is a comma list of: direct, lakeproxy, lakeproxy_rls, lakeproxy_nostats, pgbouncer
 # (all by default); fewer targets give more repeats in the same time, for a closer comparison
 # (-t lakeproxy,pgbouncer). Ratios need both their targets.
@@ -20,7 +21,7 @@
 # processes, and PgBouncer's), within the bench PostgreSQL's 400 connections: POOL_SIZE up to 70.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000
+DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb,connect,c1000,rows
 # lakeproxy_rls: lakeproxy with row-level-security attributes injected (database bench_rls),
 # two tenants (users) at once, half the clients each
 # lakeproxy_nostats: a second lakeproxy with statistics off (lakeproxy itself keeps them), for
@@ -89,6 +90,8 @@ sleep 1
 pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 
 
+ROWS_SQL=$PWD/bench/rows.sql # (pgbench runs in $T)
+
 # pgbench arguments of a workload; $2 divides its clients (for the two-tenant RLS target).
 workload_args() {
     local n=$CLIENTS share=${2:-1}
@@ -100,6 +103,7 @@ workload_args() {
         prepared) echo "-S -M prepared -c $n" ;;
         tpcb) echo "-M simple -c $n" ;;
         connect) echo "-S -M simple -C -c $n" ;;
+        rows) echo "-M simple -c $n -f $ROWS_SQL" ;;
     esac
 }
 
