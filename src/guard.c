@@ -357,6 +357,8 @@ static void check_set(struct check *k, const PgQuery__VariableSetStmt *s)
                lowered(s->name, low));
     else if (s->name && assigns && changes_how_text_reads(s->name))
         check_text_reading_value(k, s->name, s->n_args == 1 ? s->args[0] : NULL);
+    if (s->name && changes_how_text_reads(s->name))
+        k->out->changes_text_reading = true;
     if (s->name && !s->is_local && note_carried_set(k, s))
         return;
     if (s->name && !s->is_local &&
@@ -449,8 +451,10 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
         if (refuse(k, "setting \"%s\" is protected: lakeproxy sets it, clients cannot change it",
                    lowered(name, low)))
             k->out->reason_quotes_literal = true; /* (the name is set_config's string) */
-    } else if (changes_how_text_reads(name))
+    } else if (changes_how_text_reads(name)) {
         check_text_reading_value(k, name, sqlinfo_call_arg(f, 1, "new_value"));
+        k->out->changes_text_reading = true;
+    }
     note_seed(k, name);
     if (name && !(local && is_true(local)))
         note_session_set(k, name, true);

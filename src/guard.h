@@ -18,6 +18,10 @@ struct guard_verdict {
     char reason[200];           /* when refuse: the message for the client, naming the setting */
     bool reason_quotes_literal; /* its one quoted name is a string constant of the statement
                                    (set_config's): the log leaves it out */
+    bool changes_text_reading;  /* it sets or resets client_encoding or
+                                   standard_conforming_strings, however spelt (SET, SET NAMES,
+                                   RESET, set_config, with escaped names too): masking counts
+                                   characters in the client's encoding (policy.c) */
     bool session_set; /* it changes a session-level setting that does not follow the client
                          from server to server: refused under transaction pooling */
     char session_reason[320];

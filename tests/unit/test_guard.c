@@ -296,6 +296,37 @@ Test(guard, session_level_settings_are_flagged)
     }
 }
 
+/* Changes of the settings masking counts characters by are named however they are spelt
+ * (policy.c refuses them for masked clients; red team 10 changed client_encoding through
+ * escaped names the word scan missed). */
+Test(guard, changes_of_text_reading_settings_are_flagged)
+{
+    static const struct {
+        const char *sql;
+        bool flagged;
+    } t[] = {
+        {"SET client_encoding = 'EUC_JP'", true},
+        {"SET NAMES 'EUC_JP'", true},
+        {"SET U&\"client\\005fencoding\" = 'EUC_JP'", true},
+        {"SET LOCAL U&\"client\\005fencoding\" TO 'LATIN1'", true},
+        {"RESET U&\"client\\005fencoding\"", true},
+        {"SET client_encoding TO DEFAULT", true},
+        {"SET standard_conforming_strings = on", true},
+        {"SELECT set_config(E'client\\x5fencoding', 'EUC_JP', true)", true},
+        {"SELECT set_config(U&'client\\005fencoding', 'EUC_JP', false)", true},
+        {"SELECT set_config($$CLIENT_ENCODING$$, 'UTF8', false)", true},
+        {"SET DateStyle = 'ISO'", false},
+        {"SELECT 'client_encoding'", false},
+        {"SELECT set_config('application_name', 'x', false)", false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct guard_verdict v;
+        guard_check(t[i].sql, "app", &v);
+        cr_expect_not(v.refuse, "%s: %s", t[i].sql, v.reason);
+        cr_expect_eq(v.changes_text_reading, t[i].flagged, "%s", t[i].sql);
+    }
+}
+
 /* Session-level changes lakeproxy carries with the client instead of refusing them: RESET of
  * a carried setting (it cannot fail), SET of extra_float_digits to a value the server takes
  * (-15..3; pgjdbc sends SET extra_float_digits = 3 after login) and of the default
