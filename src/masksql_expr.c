@@ -185,17 +185,37 @@ static bool is_comparison(const PgQuery__AExpr *e)
 
 static bool all_constant(PgQuery__Node *const *v, size_t n, int depth);
 
-/* Is n a constant or parameter (a literal, $1, CURRENT_DATE, a cast or collation of one, an
- * ARRAY[...], ROW(...) or list of them, the parser's like_escape of them for LIKE ... ESCAPE)?
- * A masked column compared with one reveals no more than the answer about that value. */
+/* Is v one of the SQL value functions that keep one value for the whole session here:
+ * CURRENT_USER, CURRENT_ROLE, USER, SESSION_USER (the guard refuses every change of role and
+ * session_authorization), CURRENT_CATALOG? Not CURRENT_SCHEMA, which follows search_path, nor
+ * the date and time ones, whose value in the other operand's type follows TimeZone and
+ * DateStyle: set_config can change those for each row of a statement, and SET LOCAL between
+ * the rewinds of a scroll cursor, so that one counted test would try any number of guesses
+ * (red team 11: CREATE SCHEMA "111-22-3333", then ssn = CURRENT_SCHEMA). */
+static bool session_constant(const PgQuery__SQLValueFunction *v)
+{
+    switch (v->op) {
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_ROLE:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_USER:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_USER:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_SESSION_USER:
+    case PG_QUERY__SQLVALUE_FUNCTION_OP__SVFOP_CURRENT_CATALOG: return true;
+    default: return false;
+    }
+}
+
+/* Is n a constant or parameter (a literal, $1, CURRENT_USER (session_constant), a cast or
+ * collation of one, an ARRAY[...], ROW(...) or list of them, the parser's like_escape of them
+ * for LIKE ... ESCAPE)? A masked column compared with one reveals no more than the answer
+ * about that value. */
 static bool is_constant(const PgQuery__Node *n, int depth)
 {
     if (!n || depth > MAX_DEPTH)
         return false;
     switch (n->node_case) {
     case PG_QUERY__NODE__NODE_A_CONST:
-    case PG_QUERY__NODE__NODE_PARAM_REF:
-    case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return true;
+    case PG_QUERY__NODE__NODE_PARAM_REF: return true;
+    case PG_QUERY__NODE__NODE_SQLVALUE_FUNCTION: return session_constant(n->sqlvalue_function);
     case PG_QUERY__NODE__NODE_TYPE_CAST: return is_constant(n->type_cast->arg, depth + 1);
     case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: return is_constant(n->collate_clause->arg, depth + 1);
     case PG_QUERY__NODE__NODE_A_ARRAY_EXPR:

@@ -345,6 +345,13 @@ static const char *const row_calls_passed[] = {
 
 /* Masked columns in predicates compared with anything but constants: oracles. */
 static const struct refusal oracles_refused[] = {
+    /* values that set_config or SET LOCAL can change between rows or a cursor's rewinds
+     * (red team 11: a schema named like the guess, compared through CURRENT_SCHEMA) */
+    {"SELECT id FROM customers WHERE ssn = CURRENT_SCHEMA", "compared only with"},
+    {"SELECT id FROM customers WHERE ssn = CURRENT_SCHEMA::text", "compared only with"},
+    {"SELECT id FROM customers WHERE ssn = CURRENT_DATE::text", "compared only with"},
+    {"SELECT id FROM customers WHERE salary < LOCALTIMESTAMP", "compared only with"},
+    {"SELECT id FROM customers WHERE ssn IN (CURRENT_TIME::text, '1')", "compared only with"},
     {"SELECT c.id, g FROM customers c JOIN generate_series(0, 1000000) g ON c.salary = g",
      "column \"salary\" is masked: it can be compared only with constants or parameters"},
     {"WITH RECURSIVE r(s) AS (SELECT '' UNION ALL SELECT r.s || ch.c FROM r "
@@ -418,6 +425,7 @@ static const char *const constants_passed[] = {
     "SELECT id FROM customers WHERE salary > -10 AND salary < 10.5::numeric",
     "SELECT id FROM customers WHERE ssn = $1::text COLLATE \"C\"",
     "SELECT id FROM customers WHERE email <> CURRENT_USER",
+    "SELECT id FROM customers WHERE email = SESSION_USER OR ssn = CURRENT_CATALOG",
     "SELECT id FROM customers WHERE 'a@b.c' = email OR NOT (ssn >= '5')",
     "SELECT id FROM customers WHERE (email, ssn) IN (('a', '1'), ('b', $2))",
     "SELECT id FROM customers WHERE (email, ssn) = ROW('a', '1')",
