@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "redact.h"
+
 #define STDERR_KEEP 512
 
 struct command {
@@ -101,13 +103,17 @@ static void report(struct command *c, int st)
     char err[STDERR_KEEP + 128];
     char *nl = memchr(c->errtext, '\n', c->err_len);
     size_t elen = nl ? (size_t)(nl - c->errtext) : c->err_len;
+    if (!nl && elen > 0 && c->err_len == sizeof(c->errtext) - 1) /* full, so maybe cut: not
+                                                                    in a token (redact.h) */
+        elen = redact_cut_at(c->errtext, elen - 1);
     bool ok = !c->failure[0] && WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (c->failure[0])
         snprintf(err, sizeof(err), "%s", c->failure);
-    else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+    else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
         snprintf(err, sizeof(err), "exited with status %d%s%.*s", WEXITSTATUS(st), elen ? ": " : "",
                  (int)elen, c->errtext);
-    else if (WIFSIGNALED(st))
+        redact_secrets(err, sizeof(err), NULL); /* (a token command may print what it got) */
+    } else if (WIFSIGNALED(st))
         snprintf(err, sizeof(err), "killed by signal %d", WTERMSIG(st));
     else
         err[0] = '\0';

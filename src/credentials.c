@@ -380,13 +380,16 @@ static void credential_done(void *arg, int status, const char *body, size_t len,
     struct token_answer a;
     char e[256], why[400];
     c->http = NULL;
+    if (status != 200) { /* (the bearer token we sent, should the answer echo it) */
+        const char *sent[] = {c->oauth, NULL};
+        token_http_failure("database credential endpoint", status, body, len, err, sent, why,
+                           sizeof(why));
+    }
     if (status == 401 || status == 403) { /* the OAuth token may have been revoked early */
         token_free(c->oauth);
         c->oauth = NULL;
     }
     if (status != 200) {
-        token_http_failure("database credential endpoint", status, body, len, err, why,
-                           sizeof(why));
         fetch_failed(c, why);
     } else if (!token_parse_db_credential(body, len, &a, e, sizeof(e))) {
         snprintf(why, sizeof(why), "database credential endpoint: %s", e);
@@ -426,9 +429,12 @@ static void oauth_done(void *arg, int status, const char *body, size_t len, cons
     struct token_answer a;
     char e[256], why[400];
     c->http = NULL;
-    if (status != 200) {
-        token_http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, why,
-                           sizeof(why));
+    if (status != 200) { /* (the client secret we sent, should the answer echo it) */
+        char *secret = client_secret(&c->db->cred, e, sizeof(e));
+        const char *sent[] = {secret, NULL};
+        token_http_failure("workspace OAuth endpoint /oidc/v1/token", status, body, len, err, sent,
+                           why, sizeof(why));
+        token_free(secret);
         fetch_failed(c, why);
         return;
     }

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "redact.h"
+
 /* jansson blocks carry their size in front so the free function can wipe them. */
 static void *wiping_malloc(size_t n)
 {
@@ -241,13 +243,16 @@ bool token_error_message(const char *text, size_t len, char *out, size_t outsz)
         json_t *v = json_object_get(root, keys[i]);
         if (!json_is_string(v))
             continue;
-        size_t j = 0;
-        for (const char *p = json_string_value(v); *p && j + 1 < outsz; p++)
+        const char *text = json_string_value(v);
+        size_t j = 0, keep = outsz ? redact_cut_at(text, outsz - 1) : 0;
+        for (const char *p = text; j < keep; p++) /* (not cut inside a token: redact.h) */
             out[j++] = (*p >= ' ' && *p <= '~') ? *p : '?';
         out[j] = '\0';
         found = j > 0;
     }
     json_decref(root);
+    if (found)
+        redact_secrets(out, outsz, NULL);
     return found;
 }
 
@@ -567,7 +572,7 @@ bool token_jwt_expiry(const char *token, size_t len, time_t *out)
 }
 
 void token_http_failure(const char *what, int status, const char *body, size_t len, const char *err,
-                        char *out, size_t outsz)
+                        const char *const *secrets, char *out, size_t outsz)
 {
     char msg[200];
     if (status == 0)
@@ -576,4 +581,5 @@ void token_http_failure(const char *what, int status, const char *body, size_t l
         snprintf(out, outsz, "%s answered HTTP %d: %s", what, status, msg);
     else
         snprintf(out, outsz, "%s answered HTTP %d", what, status);
+    redact_secrets(out, outsz, secrets);
 }

@@ -41,13 +41,15 @@ bool token_parse_db_credential(const char *text, size_t len, struct token_answer
                                size_t errsz);
 
 /* An error body from the workspace ({"message"}, {"error_description"} or {"error"}), copied
- * into out (sanitised, never a token); false when there is none. */
+ * into out (printable ASCII, token-shaped runs redacted: redact.h); false when there is none. */
 bool token_error_message(const char *text, size_t len, char *out, size_t outsz);
 
 /* A failed HTTP exchange with the workspace in one line: "<what>: <err>" when no answer came
- * (status 0), else "<what> answered HTTP <status>[: <message from the body>]". */
+ * (status 0), else "<what> answered HTTP <status>[: <message from the body>]", with secrets
+ * (NULL-terminated: what the request carried, that a misbehaving workspace may echo) and
+ * token-shaped runs redacted (redact.h): it goes to the log and SHOW CREDENTIALS. */
 void token_http_failure(const char *what, int status, const char *body, size_t len, const char *err,
-                        char *out, size_t outsz);
+                        const char *const *secrets, char *out, size_t outsz);
 
 /* RFC 3339 date-time ("2026-11-23T10:00:00Z", fractions and +hh:mm offsets allowed) to Unix
  * seconds (fractions dropped). false when malformed. */

@@ -258,17 +258,19 @@ static bool read_answer(const struct fetch *f, int status, const char *body, siz
                         char *why, size_t whysz)
 {
     char e[200], what[300];
+    /* the client's token we sent, should the answer echo it */
+    const char *sent[] = {f->bearer && strlen(f->bearer) > 7 ? f->bearer + 7 : NULL, NULL};
     snprintf(what, sizeof(what), "workspace %s", f->workspace);
     if (status == 401 || status == 403) {
         *sqlstate = "28P01";
         token_http_failure("the Databricks token was refused: workspace", status, body, len, err,
-                           why, whysz);
+                           sent, why, whysz);
         return false;
     }
     *sqlstate = "08006";
     if (status != 200) {
         char cause[400];
-        token_http_failure(what, status, body, len, err, cause, sizeof(cause));
+        token_http_failure(what, status, body, len, err, sent, cause, sizeof(cause));
         snprintf(why, whysz, "could not check the Databricks token: %.250s", cause);
         return false;
     }
