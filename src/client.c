@@ -1109,6 +1109,27 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         start_auth(c);
 }
 
+/* A second SSLRequest, or a GSSENCRequest after either request, fails c (true): PostgreSQL
+ * negotiates each once per connection (GSS before TLS), and the answers to a flood of them
+ * would pile up unread (red team 14). */
+static bool encryption_asked_again(struct client *c, enum startup_kind kind)
+{
+    bool again = kind == STARTUP_SSL ? c->ssl_asked : c->gss_asked || c->ssl_asked;
+    if (again) {
+        client_fail(c, "08P01",
+                    kind == STARTUP_SSL
+                        ? "SSLRequest sent again: encryption is negotiated once per connection"
+                        : "GSSENCRequest sent again or after SSLRequest: encryption is "
+                          "negotiated once per connection, GSS first");
+        return true;
+    }
+    if (kind == STARTUP_SSL)
+        c->ssl_asked = true;
+    else
+        c->gss_asked = true;
+    return false;
+}
+
 static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len)
 {
     struct startup st;
@@ -1119,8 +1140,15 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
         return;
     }
     switch (st.kind) {
-    case STARTUP_SSL: handle_ssl_request(c); break;
-    case STARTUP_GSSENC: conn_write(c->bev, "N", 1); break;
+    case STARTUP_SSL:
+    case STARTUP_GSSENC:
+        if (encryption_asked_again(c, st.kind))
+            break;
+        if (st.kind == STARTUP_SSL)
+            handle_ssl_request(c);
+        else
+            conn_write(c->bev, "N", 1);
+        break;
     case STARTUP_CANCEL:
         /* like PostgreSQL, close the connection once the cancel has been delivered: a client
          * that sends its next query then cannot have it cancelled by this request */

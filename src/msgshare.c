@@ -106,19 +106,29 @@ void msgshare_stop(struct worker *w)
     w->share_ev = NULL;
 }
 
-/* Why holder c must give its share up now (closed), or NULL: while others wait, nothing
- * received for LARGE_MESSAGE_STALL_S, or slower than LARGE_MESSAGE_MIN_RATE. */
+/* Do other clients wait for what holder c holds: the memory of its share, or (it is read with
+ * a server taken for it) a server of its pool? */
+static bool others_wait(const struct worker *w, const struct client *c)
+{
+    return w->msgbudget.n_waiting > 0 || (c->server && c->pool && !list_empty(&c->pool->waiting));
+}
+
+/* Why holder c must give its share up now (closed), or NULL: while others wait for its memory
+ * or its server, nothing received for LARGE_MESSAGE_STALL_S, or slower than
+ * LARGE_MESSAGE_MIN_RATE. (Half-sent messages would otherwise hold a pool's servers for as
+ * long as their clients like: red team 14.) */
 static const char *holder_fault(const struct worker *w, const struct client *c)
 {
-    if (w->msgbudget.n_waiting == 0)
-        return NULL; /* (holding memory no one else wants harms no one) */
+    if (!others_wait(w, c))
+        return NULL; /* (holding what no one else wants harms no one) */
     if (c->share_idle_s >= LARGE_MESSAGE_STALL_S)
-        return "the client sent part of a large message, then nothing for 10 s, while holding "
-               "memory other clients wait for (limits.max_message_memory)";
+        return "the client sent part of a large message, then nothing for 10 s, while other "
+               "clients waited for the memory (limits.max_message_memory) or the server "
+               "connection it holds";
     if ((size_t)c->share_held_s >
         LARGE_MESSAGE_STALL_S + c->msg_claim.held / LARGE_MESSAGE_MIN_RATE)
         return "the client sent a large message slower than 64 KiB/s while other clients waited "
-               "for the memory it holds (limits.max_message_memory)";
+               "for the memory (limits.max_message_memory) or the server connection it holds";
     return NULL;
 }
 
@@ -132,7 +142,7 @@ static bool count_stalls(struct worker *w)
         if (!c->msg_claim.held || c->closing)
             continue;
         size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
-        bool counts = w->msgbudget.n_waiting > 0 && !c->paused && !c->mask_wait;
+        bool counts = others_wait(w, c) && !c->paused && !c->mask_wait;
         if (len != c->share_seen) {
             c->share_seen = len;
             c->share_idle_s = 0;

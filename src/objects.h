@@ -331,8 +331,10 @@ struct client {
                                         CommandComplete tags may mean a RESET (session) */
     uint32_t cancel_pid, cancel_key; /* what the proxy handed out in BackendKeyData */
     bool tls;
-    bool cert_verified; /* over TLS, with a certificate that verified against client_ca */
-    bool paused;        /* reading stopped: the server's output is above RELAY_HIGH_WATER */
+    bool ssl_asked, gss_asked; /* SSLRequest, GSSENCRequest answered: each once, as PostgreSQL
+                                  does (client.c: handle_startup_packet) */
+    bool cert_verified;        /* over TLS, with a certificate that verified against client_ca */
+    bool paused;               /* reading stopped: the server's output is above RELAY_HIGH_WATER */
     bool closing;
     bool scram_mock; /* unknown user: the SCRAM exchange runs only to fail at its end */
     bool sent_ready;
