@@ -112,6 +112,10 @@ static const char *const catalog_sql =
     "UNION ALL SELECT DISTINCT 't', NULL::int, NULL::pg_catalog.int8, NULL::int, a.attname::text "
     "FROM (SELECT DISTINCT rel FROM cols) k JOIN pg_catalog.pg_attribute a "
     "ON a.attrelid = k.rel AND a.attnum > 0 AND NOT a.attisdropped "
+    "UNION ALL SELECT DISTINCT 'n', NULL::int, NULL::pg_catalog.int8, NULL::int, n.relname::text "
+    "FROM pg_catalog.pg_class n WHERE n.relkind IN ('r', 'p', 'f', 'v', 'm') "
+    "AND n.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
+    "'information_schema'::pg_catalog.regnamespace) "
     "UNION ALL SELECT DISTINCT 'r', NULL::int, NULL::pg_catalog.int8, NULL::int, p.proname::text "
     "FROM pg_catalog.pg_proc p WHERE p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 "
     "AND (p.proargtypes[0] = ANY (ARRAY['pg_catalog.record', 'pg_catalog.\"any\"', "
@@ -188,6 +192,7 @@ struct catalog {
     uint32_t *tainted; /* views refused whole */
     size_t n_tainted;
     struct names views, funcs, columns, row_funcs;
+    struct names relations; /* every relation's name, as the read found them ('n' rows) */
     struct names operators, cast_types, write_refused; /* see the 'o', 'k', 'w' rows */
     struct maskview *cands; /* views that read masked columns, while a read resolves them */
     size_t n_cands, last;
@@ -270,6 +275,12 @@ const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n)
 {
     *n = mc->cur.columns.n;
     return (const char *const *)mc->cur.columns.items;
+}
+
+const char *const *maskcat_relations(const struct maskcat *mc, size_t *n)
+{
+    *n = mc->cur.relations.n;
+    return (const char *const *)mc->cur.relations.items;
 }
 
 const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n)
@@ -495,6 +506,7 @@ static void catalog_free(struct catalog *k)
     names_free(&k->funcs);
     names_free(&k->columns);
     names_free(&k->row_funcs);
+    names_free(&k->relations);
     names_free(&k->operators);
     names_free(&k->cast_types);
     names_free(&k->write_refused);
@@ -546,6 +558,7 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
     case 'a': return take_view_row(k, kind[0], rel, attnum, name);
     case 't': return names_add(&k->columns, name);
     case 'r': return names_add(&k->row_funcs, name);
+    case 'n': return names_add(&k->relations, name);
     case 'o': return names_add(&k->operators, name);
     case 'k': return names_add(&k->cast_types, name);
     case 'w': return names_add(&k->write_refused, name);

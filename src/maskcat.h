@@ -61,6 +61,9 @@ const char *const *maskcat_refused_relations(const struct maskcat *mc, size_t *n
  * functions and string types that can be applied to a whole row (row.name). */
 const char *const *maskcat_table_columns(const struct maskcat *mc, size_t *n);
 const char *const *maskcat_row_functions(const struct maskcat *mc, size_t *n);
+/* The names of every table, view and materialized view outside pg_catalog and
+ * information_schema when the catalog was read: a name not among them is newer than the read. */
+const char *const *maskcat_relations(const struct maskcat *mc, size_t *n);
 /* Operators and cast target types that run a function defined outside pg_catalog (the
  * guard refuses them: the function is called without being named), and tables whose writes
  * run one (rules, user triggers, defaults, generated columns, constraints: writes refused). */

@@ -53,6 +53,26 @@ bool msql_is_masked_table(const struct ctx *c, const char *name)
     return in_list(c->p->tables, c->p->n_tables, name);
 }
 
+bool msql_is_newer_relation(const struct ctx *c, const char *name)
+{
+    return c->p->relations && !in_list(c->p->relations, c->p->n_relations, name);
+}
+
+void msql_refuse_newer(struct ctx *c)
+{
+    c->out->stale_catalog = true;
+    msql_refuse(c, WHY_NEWER_RELATION, c->new_rel);
+}
+
+/* c->new_rel from the names collected: the first newer relation that is no CTE. */
+static void find_new_rel(struct ctx *c)
+{
+    c->new_rel = NULL;
+    for (int i = 0; i < c->n_newer && !c->new_rel; i++)
+        if (!nameset_has(&c->ctes, c->newer[i]))
+            c->new_rel = c->newer[i];
+}
+
 bool msql_enter(struct ctx *c)
 {
     if (++c->depth <= MAX_DEPTH)
@@ -145,8 +165,11 @@ static void reset_statement(struct ctx *c)
 {
     nameset_clear(&c->aliases);
     nameset_clear(&c->rows);
+    nameset_clear(&c->ctes);
     rowmap_clear(&c->quals);
     c->table = NULL;
+    c->n_newer = 0;
+    c->new_rel = NULL;
     c->depth = 0;
 }
 
@@ -168,6 +191,7 @@ static void check_statement(struct ctx *c, const PgQuery__Node *st)
 {
     reset_statement(c);
     msql_collect(c, &st->base, 0);
+    find_new_rel(c);
     for (int pass = 0; !c->out->refuse; pass++) {
         if (pass == MAX_PASSES) {
             msql_refuse(c, WHY_COMPLEX);

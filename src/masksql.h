@@ -48,6 +48,11 @@ struct masksql_policy {
     const char *const *write_refused; /* tables whose writes run one (rules, triggers,
                                          defaults, constraints): writes refused */
     size_t n_write_refused;
+    const char *const *relations; /* every relation's name when the catalog was read (NULL: not
+                                     known, every name is taken as read): a whole row or COPY
+                                     TO of a newer one (a child or partition of a masked table
+                                     added since) is refused until the catalog is read again */
+    size_t n_relations;
     bool strict_predicates; /* refuse every test of a masked column; otherwise up to 4
                                per text, against constants or parameters, in WHERE / ON
                                / HAVING (sorting and grouping are refused either way) */
@@ -62,6 +67,7 @@ struct masksql_verdict {
     char reason[240];           /* when refuse: the message for the client, naming the column */
     bool reason_quotes_literal; /* its one quoted name is a string constant of the statement
                                    (set_config's): the log leaves it out */
+    bool stale_catalog;         /* refused for a relation newer than the catalog: read it again */
 };
 
 /* Analyses sql (NUL-terminated, one or more statements) under policy p. */

@@ -169,6 +169,8 @@ void msql_check_copy(struct ctx *c, const ProtobufCMessage *m, unsigned flags)
         else
             msql_refuse(c, WHY_COPY, rel, rel);
     }
+    if (!s->is_from && c->new_rel) /* its rows carry no column origins for the wire to mask */
+        msql_refuse_newer(c);
     if (s->relation)
         msql_check(c, &s->relation->base, flags & STICKY);
     check_node(c, s->query, flags & SCOPE); /* its SELECT is no output position */

@@ -95,6 +95,9 @@ static void count_test(struct ctx *c, const char *name)
  * ...) compares the row, masked columns included, with constants: a test. */
 static void check_star(struct ctx *c, enum use use, unsigned flags)
 {
+    bool out = use == USE_OUTPUT || use == USE_EXISTS;
+    if (!c->table && c->new_rel && !out) /* (ROW(k.*), k.* compared: of a newer relation) */
+        msql_refuse_newer(c);
     if (!c->table)
         return;
     if (use == USE_EXPR || use == USE_PRED || use == USE_CMP || (flags & IN_SORT) ||
@@ -136,6 +139,8 @@ void msql_check_column_ref(struct ctx *c, const PgQuery__ColumnRef *r, enum use 
     const char *call_why = qual ? attribute_call_refusal(c, last) : NULL;
     if (c->table && r->n_fields == 1 && nameset_has(&c->rows, last))
         msql_refuse(c, WHY_ROW, last);
+    else if (c->new_rel && r->n_fields == 1 && nameset_has(&c->rows, last))
+        msql_refuse_newer(c);
     else if (call_why)
         msql_refuse(c, call_why, last);
     else if (qual && msql_is_row_call(c, qual, last))
@@ -585,6 +590,9 @@ void msql_check_indirection(struct ctx *c, const ProtobufCMessage *m, unsigned f
         else if ((field || is_star(x)) && c->table && a->arg &&
                  a->arg->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
             msql_refuse(c, WHY_ROW, row_name(a->arg->column_ref));
+        else if ((field || is_star(x)) && c->new_rel && a->arg &&
+                 a->arg->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
+            msql_refuse_newer(c);
     }
     check_list(c, a->indirection, a->n_indirection, under);
 }

@@ -119,6 +119,10 @@ static inline bool has_prefix(const char *name, const char *const *prefixes, siz
 #define WRITE_TAIL                                                                                 \
     ": masked clients cannot write masked columns (a written value would sort and compare "        \
     "among the real ones); ask an administrator"
+#define WHY_NEWER_RELATION                                                                         \
+    "relation \"%.63s\" is newer than the masking catalog (it may be a child or partition of a "   \
+    "masked table): whole rows, * in expressions and COPY TO wait for the catalog, being read "    \
+    "again; retry shortly"
 #define WHY_COMPLEX                                                                                \
     "statement refused: too complex for the masking guard (nested too deeply or too many "         \
     "aliases); simplify it"
@@ -168,7 +172,12 @@ struct ctx {
     struct nameset rows;       /* relations, aliases, subqueries, CTEs: names of whole rows */
     struct rowmap quals;       /* what those names are made of, for q.x */
     const char *table;         /* the first masked table the statement names, or NULL */
-    bool grew;                 /* a set grew in this pass: the check must run again */
+    struct nameset ctes;       /* the statement's CTE names (no relations of the catalog's) */
+    const char *newer[8];      /* relations it names that the catalog did not know (up to 8) */
+    int n_newer;
+    const char *new_rel; /* the first of those that is no CTE: its rows may be a masked table's
+                            (a child or partition added since the read) */
+    bool grew;           /* a set grew in this pass: the check must run again */
     int depth;
     int tests;            /* tests of masked columns seen by this pass over the statement */
     int tests_done;       /* those of the text's earlier statements */
@@ -188,6 +197,10 @@ bool msql_is_masked(const struct ctx *c, const char *name);
  * would be read in its place. */
 bool msql_builtin_type_name(const char *name);
 bool msql_is_masked_table(const struct ctx *c, const char *name);
+/* Is name no relation the catalog knew when it was read (a newer one)? */
+bool msql_is_newer_relation(const struct ctx *c, const char *name);
+/* Refuses a whole row, COPY TO or * of c->new_rel: the catalog must be read again first. */
+void msql_refuse_newer(struct ctx *c);
 /* One level deeper: false (and refused) past MAX_DEPTH; the caller leaves with depth--. */
 bool msql_enter(struct ctx *c);
 /* Calls fn(c, child, flags) for every message held by m, items of repeated fields included. */

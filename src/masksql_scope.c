@@ -120,6 +120,8 @@ static void note_range_var(struct ctx *c, const PgQuery__RangeVar *r)
     bool masked = r->relname && msql_is_masked_table(c, r->relname);
     const char *alias = r->alias ? r->alias->aliasname : NULL;
     struct rowinfo *info;
+    if (!masked && r->relname && msql_is_newer_relation(c, r->relname)) /* (or a CTE's name) */
+        c->newer[c->n_newer < 8 ? c->n_newer++ : 7] = r->relname;
     msql_learn(c, &c->rows, r->relname);
     note_alias(c, r->alias);
     if (masked && !c->table)
@@ -179,6 +181,8 @@ static void note_names(struct ctx *c, const ProtobufCMessage *m)
     } else if (d == &pg_query__common_table_expr__descriptor) {
         const PgQuery__CommonTableExpr *e = (const PgQuery__CommonTableExpr *)m;
         msql_learn(c, &c->rows, e->ctename);
+        if (e->ctename && nameset_add(&c->ctes, e->ctename) < 0)
+            msql_refuse(c, WHY_MEMORY);
         note_outputs(c, e->ctename, e->ctequery, e->aliascolnames, e->n_aliascolnames);
     } else if (d == &pg_query__join_expr__descriptor) {
         note_join(c, (const PgQuery__JoinExpr *)m);

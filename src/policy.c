@@ -170,6 +170,7 @@ static bool mask_policy(struct client *c, struct masksql_policy *p, struct mask_
     p->refused_relations = maskcat_refused_relations(mc, &p->n_refused_relations);
     p->table_columns = maskcat_table_columns(mc, &p->n_table_columns);
     p->row_functions = maskcat_row_functions(mc, &p->n_row_functions);
+    p->relations = maskcat_relations(mc, &p->n_relations);
     p->user_operators = maskcat_user_operators(mc, &p->n_user_operators);
     p->user_cast_types = maskcat_user_cast_types(mc, &p->n_user_cast_types);
     p->write_refused = maskcat_write_refused(mc, &p->n_write_refused);
@@ -251,6 +252,9 @@ static enum policy_result check_masking(struct client *c, uint8_t type, const ch
     }
     if (!v->refuse)
         return POLICY_PASS; /* a Parse's tests are charged at each Bind (pipeline.c) */
+    struct maskcat *mc = v->stale_catalog ? maskcat_for(c->w, c->database) : NULL;
+    if (mc && !maskcat_loading(mc)) /* (the retry is checked against the new read) */
+        maskcat_refresh(c->w, mc);
     return refuse_counted(c, type, v->reason, v->reason_quotes_literal, err, &c->w->mask_refusals);
 }
 
