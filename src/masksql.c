@@ -64,13 +64,27 @@ void msql_refuse_newer(struct ctx *c)
     msql_refuse(c, WHY_NEWER_RELATION, c->new_rel);
 }
 
-/* c->new_rel from the names collected: the first newer relation that is no CTE. */
+void msql_note_newer(struct ctx *c, const char *name)
+{
+    for (int i = 0; i < c->n_newer; i++)
+        if (strcmp(c->newer[i], name) == 0)
+            return;
+    if (c->n_newer < (int)(sizeof(c->newer) / sizeof(c->newer[0])))
+        c->newer[c->n_newer++] = name;
+    else
+        c->newer_lost = true;
+}
+
+/* c->new_rel from the names collected: the first newer relation that is no CTE; when some
+ * were not kept, the first of all (conservatively: a lost one may be a relation). */
 static void find_new_rel(struct ctx *c)
 {
     c->new_rel = NULL;
     for (int i = 0; i < c->n_newer && !c->new_rel; i++)
         if (!nameset_has(&c->ctes, c->newer[i]))
             c->new_rel = c->newer[i];
+    if (!c->new_rel && c->newer_lost)
+        c->new_rel = c->newer[0];
 }
 
 bool msql_enter(struct ctx *c)
@@ -169,6 +183,7 @@ static void reset_statement(struct ctx *c)
     rowmap_clear(&c->quals);
     c->table = NULL;
     c->n_newer = 0;
+    c->newer_lost = false;
     c->new_rel = NULL;
     c->depth = 0;
 }

@@ -175,6 +175,7 @@ struct ctx {
     struct nameset ctes;       /* the statement's CTE names (no relations of the catalog's) */
     const char *newer[8];      /* relations it names that the catalog did not know (up to 8) */
     int n_newer;
+    bool newer_lost;     /* more than 8: which of them are CTEs is not known */
     const char *new_rel; /* the first of those that is no CTE: its rows may be a masked table's
                             (a child or partition added since the read) */
     bool grew;           /* a set grew in this pass: the check must run again */
@@ -199,6 +200,8 @@ bool msql_builtin_type_name(const char *name);
 bool msql_is_masked_table(const struct ctx *c, const char *name);
 /* Is name no relation the catalog knew when it was read (a newer one)? */
 bool msql_is_newer_relation(const struct ctx *c, const char *name);
+/* Notes name, a relation the catalog did not know (or a CTE's name: find_new_rel tells). */
+void msql_note_newer(struct ctx *c, const char *name);
 /* Refuses a whole row, COPY TO or * of c->new_rel: the catalog must be read again first. */
 void msql_refuse_newer(struct ctx *c);
 /* One level deeper: false (and refused) past MAX_DEPTH; the caller leaves with depth--. */

@@ -121,7 +121,7 @@ static void note_range_var(struct ctx *c, const PgQuery__RangeVar *r)
     const char *alias = r->alias ? r->alias->aliasname : NULL;
     struct rowinfo *info;
     if (!masked && r->relname && msql_is_newer_relation(c, r->relname)) /* (or a CTE's name) */
-        c->newer[c->n_newer < 8 ? c->n_newer++ : 7] = r->relname;
+        msql_note_newer(c, r->relname);
     msql_learn(c, &c->rows, r->relname);
     note_alias(c, r->alias);
     if (masked && !c->table)

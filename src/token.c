@@ -243,9 +243,9 @@ bool token_error_message(const char *text, size_t len, char *out, size_t outsz)
         json_t *v = json_object_get(root, keys[i]);
         if (!json_is_string(v))
             continue;
-        const char *text = json_string_value(v);
-        size_t j = 0, keep = outsz ? redact_cut_at(text, outsz - 1) : 0;
-        for (const char *p = text; j < keep; p++) /* (not cut inside a token: redact.h) */
+        const char *msg = json_string_value(v);
+        size_t j = 0, keep = outsz ? redact_cut_at(msg, outsz - 1) : 0;
+        for (const char *p = msg; j < keep; p++) /* (not cut inside a token: redact.h) */
             out[j++] = (*p >= ' ' && *p <= '~') ? *p : '?';
         out[j] = '\0';
         found = j > 0;

@@ -1625,3 +1625,19 @@ Test(masksql, relations_newer_than_the_catalog)
     static const char *const unlisted[] = {"COPY kid TO STDOUT", "SELECT k FROM kid k"};
     expect_passed(&policy, unlisted, N(unlisted));
 }
+
+/* More than eight unknown names (CTEs among them) do not push a newer relation out of sight. */
+Test(masksql, a_newer_relation_among_many_unknown_names)
+{
+    static const char *const known[] = {"customers", "t"};
+    struct masksql_policy p = policy;
+    p.relations = known;
+    p.n_relations = N(known);
+    static const struct refusal hidden[] = {
+        {"WITH a AS (SELECT 1), b AS (SELECT 1), c AS (SELECT 1), d AS (SELECT 1), "
+         "e AS (SELECT 1), f AS (SELECT 1), g AS (SELECT 1), h AS (SELECT 1), i AS (SELECT 1) "
+         "SELECT k FROM a, b, c, d, e, f, g, h, kid k, i",
+         "newer than the masking catalog"},
+    };
+    expect_refused(&p, hidden, N(hidden));
+}
