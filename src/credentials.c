@@ -114,6 +114,7 @@ static void make_current(struct credential *c, char *token, time_t expires)
     c->token = token;
     c->expires = expires;
     c->generation++;
+    c->accepted = false;
     token_fingerprint(c->token, strlen(c->token), c->fingerprint);
 }
 
@@ -135,8 +136,10 @@ static void fetch_succeeded(struct credential *c, struct token_answer *a)
     a->token = NULL;
     c->obtained = now;
     c->expires = a->expires;
-    if (!same)
+    if (!same) {
         c->generation++;
+        c->accepted = false;
+    }
     token_fingerprint(c->token, strlen(c->token), c->fingerprint);
     uint32_t rnd = 0;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
@@ -690,11 +693,15 @@ enum cred_reject credentials_rejected(struct worker *w, const struct db_config *
         return CRED_REJECT_RETRY; /* a newer token came meanwhile */
     if (c->fetching)
         return CRED_REJECT_WAIT;
-    if (now - c->forced_at < FORCED_REFRESH_GAP_S)
+    /* a refresh forced a moment ago brought this token, and the server refuses it too: no
+     * use asking again so soon. A token that has logged in, refused now (revoked), is another
+     * matter: refreshed at once, which takes a login in between each time */
+    if (now - c->forced_at < FORCED_REFRESH_GAP_S && !c->accepted)
         return CRED_REJECT_FINAL;
     c->forced_at = now;
-    log_warning("credentials %s: the server refused token %s (28P01): refreshing now", db->name,
-                c->fingerprint);
+    log_warning("credentials %s: the server refused token %s (28P01)%s: refreshing now", db->name,
+                c->fingerprint, c->accepted ? ", which it took before" : "");
+    c->accepted = false;
     if (c->db->cred.provider == CRED_FILE) { /* re-read even if the file looks unchanged */
         c->file_size = -1;
     }
@@ -730,7 +737,10 @@ bool credentials_fall_back(struct worker *w, const struct db_config *db, unsigne
 void credentials_login_ok(struct worker *w, const struct db_config *db, unsigned generation)
 {
     struct credential *c = live(w, db);
-    if (!c || generation != c->generation || !c->prev_token)
+    if (!c || generation != c->generation)
+        return;
+    c->accepted = true;
+    if (!c->prev_token)
         return;
     token_free(c->prev_token); /* the current token works: no falling back to it */
     c->prev_token = NULL;

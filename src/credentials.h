@@ -39,6 +39,7 @@ struct credential {
     bool fetching;
     int failures;              /* consecutive failed fetches */
     time_t forced_at;          /* last refresh forced by a 28P01 */
+    bool accepted;             /* a server took the current token (since it became current) */
     time_t last_attempt;       /* start of the last fetch */
     struct http_request *http; /* databricks: exchange in flight */
     struct command *cmd;       /* command: child in flight */
@@ -82,11 +83,14 @@ const char *credentials_current(struct worker *w, const struct db_config *db, un
 enum cred_reject {
     CRED_REJECT_RETRY, /* a newer token is at hand: retry the login now */
     CRED_REJECT_WAIT,  /* a refresh is on its way: pool_credential_event tells the outcome */
-    CRED_REJECT_FINAL, /* nothing to refresh (static password, or refreshed a moment ago) */
+    CRED_REJECT_FINAL, /* nothing to refresh (static password, or a token refreshed a moment
+                          ago that never logged in) */
 };
 
 /* The server refused the password of `generation` with 28P01: starts one immediate refresh
- * (at most one per 5 s) unless a newer token is already there. */
+ * unless a newer token is already there. At most one per 5 s, unless the refused token had
+ * logged in (revoked since): so each forced refresh after the first within 5 s follows a
+ * login with the token the one before brought. */
 enum cred_reject credentials_rejected(struct worker *w, const struct db_config *db,
                                       unsigned generation);
 

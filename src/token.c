@@ -121,6 +121,8 @@ static bool take_expiry(json_t *obj, const char *key_time, time_t now, bool requ
             snprintf(err, errsz, "\"%s\" is not an RFC 3339 time", key_time);
             return false;
         }
+        if (out->expires == 0) /* the epoch: a time long past, not 0's "no expiry stated" */
+            out->expires = -1;
         return true;
     }
     if (in) {

@@ -351,3 +351,27 @@ Test(token, expired_or_endless_answers_are_not_usable)
     cr_expect_not(token_expiry_usable(now + 11LL * 365 * 86400, now, err, sizeof(err)));
     cr_expect(strstr(err, "ten years"), "%s", err);
 }
+
+/* An expiry stated as the epoch (any spelling of it) is a time long past, not 0's "no expiry
+ * stated" (red team 16): the answer is refused as expired. */
+Test(token, an_expiry_at_the_epoch_is_stated_and_expired)
+{
+    static const char *const answers[] = {
+        "{\"token\": \"t\", \"expiration_time\": \"1970-01-01T00:00:00Z\"}",
+        "{\"token\": \"t\", \"expiration_time\": \"1970-01-01T01:00:00+01:00\"}",
+        "{\"token\": \"t\", \"expire_time\": \"1970-01-01T00:00:00.000Z\"}",
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        struct token_answer a;
+        char err[256];
+        cr_assert(out(answers[i], &a, err), "%s: %s", answers[i], err);
+        cr_expect_neq(a.expires, 0, "%s", answers[i]);
+        cr_expect_not(token_expiry_usable(a.expires, NOW, err, sizeof(err)), "%s", answers[i]);
+        cr_expect(strstr(err, "expired"), "%s", err);
+        token_answer_clear(&a);
+        cr_assert(token_parse_db_credential(answers[i], strlen(answers[i]), &a, err, sizeof(err)),
+                  "%s", err);
+        cr_expect_not(token_expiry_usable(a.expires, NOW, err, sizeof(err)), "%s", answers[i]);
+        token_answer_clear(&a);
+    }
+}
