@@ -217,8 +217,8 @@ static void proxy_start_lake(const char *role, int lifetime_s, int timeout_ms, c
  * an error while the workspace answers. */
 Test(redteam16, tiny_token_lifetimes_under_a_login_burst_give_no_client_error)
 {
-    mockws_start(&mock, "lp_rot11", "2");
-    proxy_start_lake("lp_rot11", 1, 2000, NULL);
+    mockws_start(&mock, "lp_rt16_1", "2");
+    proxy_start_lake("lp_rt16_1", 1, 2000, NULL);
     struct load_result l;
     load_run(&px, "carol", "lake", 6, 8, &l);
     fprintf(stderr, "rt16 tiny lifetimes: %d queries, %d errors, %d tokens, refused %d\n",
@@ -233,14 +233,14 @@ Test(redteam16, tiny_token_lifetimes_under_a_login_burst_give_no_client_error)
  * new token minted) while clients log in and query, and servers are replaced each second. */
 Test(redteam16, reloads_that_replace_the_credential_under_load_give_no_client_error)
 {
-    mockws_start(&mock, "lp_rot12", "600");
-    proxy_start_lake("lp_rot12", 1, 2000, NULL);
+    mockws_start(&mock, "lp_rt16_2", "600");
+    proxy_start_lake("lp_rt16_2", 1, 2000, NULL);
     struct load_result l;
     struct load *ld = load_start(&px, "carol", "lake", 6, &l);
     for (int i = 0; i < 8; i++) {
         usleep(600000);
         instance = i % 2 ? "lp-instance" : "lp-instance-b"; /* the credential is replaced */
-        proxy_start_lake("lp_rot12", 1, 2000, NULL);
+        proxy_start_lake("lp_rt16_2", 1, 2000, NULL);
     }
     usleep(1500000);
     load_stop(ld);
@@ -259,8 +259,8 @@ Test(redteam16, reloads_that_replace_the_credential_under_load_give_no_client_er
 Test(redteam16, a_slow_then_failing_workspace_at_refresh_time_gives_no_client_error)
 {
     char last[400];
-    mockws_start(&mock, "lp_rot13", "20");
-    proxy_start_lake("lp_rot13", 1, 2000, "      refresh_percent: 10\n");
+    mockws_start(&mock, "lp_rt16_3", "20");
+    proxy_start_lake("lp_rt16_3", 1, 2000, "      refresh_percent: 10\n");
     PGconn *first = proxy_connect(&px, "carol", "x", "lake", NULL); /* the first token is in */
     cr_assert_eq(PQstatus(first), CONNECTION_OK, "%s", PQerrorMessage(first));
     PQfinish(first);
@@ -666,13 +666,13 @@ static void refused_mid_pool(const char *role, int times)
 
 Test(redteam16, a_server_refusing_the_token_mid_pool_twice_gives_no_client_error)
 {
-    refused_mid_pool("lp_rot14", 2);
+    refused_mid_pool("lp_rt16_4", 2);
 }
 
 /* The same, once only: the forced refresh serves every waiting client. */
 Test(redteam16, a_server_refusing_the_token_mid_pool_once_gives_no_client_error)
 {
-    refused_mid_pool("lp_rot15", 1);
+    refused_mid_pool("lp_rt16_5", 1);
 }
 
 /* The workspace's /Me answers badly (5xx, malformed JSON, no userName, 20 MB, no answer):
@@ -752,9 +752,9 @@ Test(redteam16, a_token_file_swapped_for_devices_fifos_or_giants_never_hangs)
 Test(redteam16, a_reload_to_a_broken_provider_keeps_the_token_in_use_serving)
 {
     char last[400];
-    mockws_start(&mock, "lp_rot16", "600");
+    mockws_start(&mock, "lp_rt16_6", "600");
     setenv("LP_RT16_WRONG", "not-the-secret-QQQ", 1); /* in lakeproxy's environment */
-    proxy_start_lake("lp_rot16", 1, 2000, NULL);
+    proxy_start_lake("lp_rt16_6", 1, 2000, NULL);
     PGconn *first = proxy_connect(&px, "carol", "x", "lake", NULL);
     cr_assert_eq(PQstatus(first), CONNECTION_OK, "%s", PQerrorMessage(first));
     PQfinish(first);
@@ -762,12 +762,12 @@ Test(redteam16, a_reload_to_a_broken_provider_keeps_the_token_in_use_serving)
     struct load *ld = load_start(&px, "carol", "lake", 6, &l);
     usleep(500000);
     secret_env = "LP_RT16_WRONG";
-    proxy_start_lake("lp_rot16", 1, 2000, NULL); /* reload: the credential is replaced */
+    proxy_start_lake("lp_rt16_6", 1, 2000, NULL); /* reload: the credential is replaced */
     bool shown = wait_credential(&px, "carol", 5000, "401", last, sizeof(last));
     usleep(1500000);
     struct load_result mid = load_now(ld);
     secret_env = "LP_TEST_CLIENT_SECRET";
-    proxy_start_lake("lp_rot16", 1, 2000, NULL); /* reload back */
+    proxy_start_lake("lp_rt16_6", 1, 2000, NULL); /* reload back */
     bool healed = wait_credential(&px, "carol", 5000, "", last, sizeof(last));
     usleep(1000000);
     load_stop(ld);
