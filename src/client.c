@@ -609,7 +609,7 @@ void client_transaction_done(struct client *c)
  * catalog, a full reply queue, the reset barrier). */
 static void read_unless_waiting(struct client *c)
 {
-    if (!c->paused && !c->mask_wait && !c->queue_wait && !c->reset_wait)
+    if (!c->paused && !c->mask_wait && !c->queue_wait && !c->reset_wait && !c->stmt_wait)
         bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -669,12 +669,25 @@ void client_reset_wait_over(struct client *c)
         client_wake(c);
 }
 
+void client_stmt_wait_over(struct client *c)
+{
+    if (!c->stmt_wait || c->closing || (c->server && pipeline_stmt_must_wait(c)))
+        return;
+    c->stmt_wait = false;
+    read_unless_waiting(c);
+    if (c->server)
+        client_pump(c);
+    else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        client_wake(c);
+}
+
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
     /* (its queue went with the server, which owes it nothing now: no barrier either) */
-    bool stopped = c->queue_wait || c->reset_wait;
-    c->queue_wait = c->reset_wait = c->reset_pending = c->reset_barrier = false;
+    bool stopped = c->queue_wait || c->reset_wait || c->stmt_wait;
+    c->queue_wait = c->reset_wait = c->reset_pending = c->reset_barrier = c->stmt_wait = false;
+    c->ctx_doubt_batch = c->ctx_doubt_sent = false;
     if (stopped)
         read_unless_waiting(c);
     if (c->msg_claim.held || c->msg_claim.want)
@@ -1210,6 +1223,17 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     if (!body && c->reset_barrier && memchr("QPBEF", type, 5) && reset_barrier_holds(c)) {
         c->reset_wait = true; /* (lifted by client_reset_wait_over, or client_server_gone_idle) */
         return RV_WAIT;
+    }
+    /* a name whose meaning an unanswered earlier batch may change waits for the answers
+     * (ahead of the statistics: the message is judged again when reading resumes) */
+    if ((type == 'P' || type == 'B' || type == 'D' || type == 'C') && c->server->in_flight > 0 &&
+        pool_mode_of(c->pool)->shares_servers && pipeline_stmt_must_wait(c)) {
+        if (!body)
+            return RV_NEED_BODY;
+        if (pipeline_names_statement(type, body, len)) {
+            c->stmt_wait = true; /* (lifted by client_stmt_wait_over, or client_server_gone_idle) */
+            return RV_WAIT;
+        }
     }
     if (c->server->mask_class && c->server->mask_class != client_mask_class(c)) {
         /* what it prepared or opened on this server was checked under other rules */

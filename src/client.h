@@ -49,6 +49,10 @@ void client_arm_reset_barrier(struct client *c);
  * reading its settings back (pumped, or woken for a server). */
 void client_reset_wait_over(struct client *c);
 
+/* Resumes c's reading stopped until its statement records are settled
+ * (pipeline_stmt_must_wait), once they are. */
+void client_stmt_wait_over(struct client *c);
+
 /* Transaction pooling: c no longer has a server (given back or gone) between transactions:
  * it is idle (holding no share of large-message memory, not paused), and asks for another
  * when it has sent something meanwhile. */

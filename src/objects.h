@@ -314,6 +314,12 @@ struct client {
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
     bool stmts_apart;    /* named a setting PostgreSQL parses by that lakeproxy does not track:
                             its prepared statements are shared with no other client */
+    /* a statement that may change a setting PostgreSQL parses statements by (DateStyle,
+     * search_path, ...: stmt_context_settings) was sent in the current extended-protocol batch
+     * (its named Parses get names of their own: stmt_context_of), or in a batch the server
+     * has not answered yet (its named statements wait: pipeline_stmt_must_wait) */
+    bool ctx_doubt_batch, ctx_doubt_sent;
+    bool stmt_wait; /* reading stopped until the statement records are settled (same) */
     char *user;
     char *database;
     struct param_set wanted;         /* session parameters the client asked for at startup,

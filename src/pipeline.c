@@ -101,9 +101,30 @@ static const char *const forgetting_words[] = {"deallocate",
                                                "lc_monetary",
                                                "reset",
                                                "default",
-                                               "local"};
+                                               "local",
+                                               "datestyle",
+                                               "zone",
+                                               "intervalstyle",
+                                               "search_path",
+                                               "schema",
+                                               "client_encoding",
+                                               "names",
+                                               "standard_conforming_strings",
+                                               "set_config",
+                                               "role",
+                                               "authorization"};
 TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
-enum { FW_DEALLOCATE = 1, FW_DISCARD = 2, FW_LISTEN = 4, FW_PARSED_BY = 0xf8, FW_RESET = 0x700 };
+/* FW_CONTEXT: words of the ways to change a setting PostgreSQL parses statements by
+ * (stmt_context_settings: SET TIME ZONE, SET NAMES, SET SCHEMA, set_config, RESET, DISCARD,
+ * and the role, whose name "$user" in search_path reads) */
+enum {
+    FW_DEALLOCATE = 1,
+    FW_DISCARD = 2,
+    FW_LISTEN = 4,
+    FW_PARSED_BY = 0xf8,
+    FW_RESET = 0x700,
+    FW_CONTEXT = 0x3ffb02
+};
 
 /* Is the n-byte word at p, in text, one of its own (no identifier byte either side)? */
 static bool whole_word_at(const char *text, const char *p, size_t n)
@@ -157,6 +178,17 @@ static bool found_reset(uint32_t found, const char *text)
     return (found & (FW_RESET | FW_DISCARD)) && says_reset(text);
 }
 
+/* Does text start with DO or CALL, whose code (out of sight) may change any setting? */
+static bool runs_unseen_code(const char *text)
+{
+    const char *p = text;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    char first = (char)(*p | 0x20);
+    return (first == 'd' && strncasecmp(p, "do", 2) == 0 && !sqllex_word_byte(p[2])) ||
+           (first == 'c' && strncasecmp(p, "call", 4) == 0 && !sqllex_word_byte(p[4]));
+}
+
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
  * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
  * notifications would reach whichever client has it next)? *resets: may it return a setting
@@ -164,9 +196,10 @@ static bool found_reset(uint32_t found, const char *text)
  * parses statements by and lakeproxy does not track? Then c->stmts_apart: its statements are
  * shared with no other client (struct stmt_context.apart). */
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
-                                bool *resets)
+                                bool *resets, bool *context)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
+    *context = (found & FW_CONTEXT) || runs_unseen_code(text);
     *dealloc = found & FW_DEALLOCATE;
     *listen = found & FW_LISTEN;
     *resets = found_reset(found, text);
@@ -193,8 +226,7 @@ static bool may_set_unreported(const char *sql)
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
     char first = (char)(*p | 0x20);
-    if ((first == 'd' && strncasecmp(p, "do", 2) == 0 && !sqllex_word_byte(p[2])) ||
-        (first == 'c' && strncasecmp(p, "call", 4) == 0 && !sqllex_word_byte(p[4])))
+    if (runs_unseen_code(p))
         return true;
     bool lead = first < 'a' || first > 'z' || (first == 's' && strncasecmp(p, "set", 3) == 0) ||
                 (first == 'r' && strncasecmp(p, "reset", 5) == 0);
@@ -216,9 +248,11 @@ static bool may_set_unreported(const char *sql)
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    bool dealloc, listen, resets;
-    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets))
+    bool dealloc, listen, resets, context;
+    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context))
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
+    if (context)
+        e |= STMT_CONTEXT;
     if (listen)
         e |= STMT_RETIRES;
     if (resets)
@@ -305,7 +339,9 @@ static bool send_parse(struct server *s, const struct client_stmt *st, enum repl
 static void stmt_context_of(const struct client *c, struct stmt_context *ctx)
 {
     ctx->epoch = c->server->pool->stmt_epoch;
-    ctx->apart = c->stmts_apart ? c->id : 0;
+    /* (a setting changed earlier in the batch is not in c->wanted yet: PostgreSQL parses by
+     * the new value, so the statement is shared with no client that has the old one) */
+    ctx->apart = c->stmts_apart || c->ctx_doubt_batch ? c->id : 0;
     for (int i = 0; i < STMT_CONTEXT_SETTINGS; i++)
         ctx->values[i] = param_get(&c->wanted, stmt_context_settings[i]);
     ctx->role = NULL;
@@ -551,6 +587,14 @@ static enum relay_verdict unnamed_kept(struct client *c, const uint8_t *rest, si
     return unnamed_parsed(c);
 }
 
+/* A statement with these effects is parsed or to run for c: one that may change a setting
+ * PostgreSQL parses by puts the names c gives after it in doubt (pipeline_stmt_must_wait). */
+static void note_context(struct client *c, uint8_t effects)
+{
+    if (effects & STMT_CONTEXT)
+        c->ctx_doubt_batch = true;
+}
+
 /* A statement with these effects is to run for c: see client_note_may_reset. */
 static void note_may_reset(struct client *c, uint8_t effects)
 {
@@ -570,6 +614,7 @@ static void note_parse_effects(struct client *c, uint8_t effects)
     if (effects & STMT_FORGETS)
         c->stmts.unsure = true;
     note_may_reset(c, effects);
+    note_context(c, effects);
 }
 
 /* Is sql a lone DEALLOCATE of one name (into name)? Run, it concerns the client's own
@@ -600,6 +645,29 @@ static bool plain_parse_known(struct client *c, const uint8_t *body, uint32_t le
 static enum relay_verdict parse_kept(struct client *c, const char *name, const uint8_t *rest,
                                      size_t rest_len, uint8_t effects, const char dealloc[64],
                                      bool retyped, const char **err);
+
+/* A client's named Parse of statement st, which s holds prepared, where it may run in an
+ * aborted transaction block (the server's last state 'E', or a batch before it unanswered):
+ * PostgreSQL refuses it there (25P02) unless it ends the block, which a ParseComplete of the
+ * proxy's own would hide. The server is sent its text as an unnamed Parse, which fails or
+ * passes as the named one would (the name's own check is refuse_taken_name's); its answer
+ * goes to the client, and an error or skip undoes the client's record (undo_skipped). */
+static enum relay_verdict standin_parse(struct server *s, const struct client_stmt *st)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, "");
+    buf_put_bytes(&b, st->parse_rest, st->len);
+    buf_msg_finish(&b);
+    s->unnamed_of = 0; /* (the server's unnamed statement is this one now) */
+    s->unnamed_maybe = true;
+    if (!rq_push(&s->replies, RK_PARSE, NULL))
+        b.failed = true;
+    else
+        rq_mark_parse_of(&s->replies, st);
+    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
+}
 
 static enum relay_verdict on_parse(struct client *c, const uint8_t *body, uint32_t len,
                                    const char **err)
@@ -666,6 +734,8 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
     }
     client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);
     const struct client_stmt *st = client_stmt_get(&c->stmts, name);
+    if (server_stmt_find(&s->stmts, st->proxy) >= 0 && (s->txn == 'E' || s->in_flight > 0))
+        return standin_parse(s, st);
     if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
             return RV_ERROR;
@@ -762,6 +832,7 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         return RV_ERROR;
     }
     note_may_reset(c, st ? st->effects : *name ? 0 : c->unnamed_effects);
+    note_context(c, st ? st->effects : *name ? 0 : c->unnamed_effects);
     const char *target;
     if (st) {
         carry_statement_effects(s, st);
@@ -847,6 +918,26 @@ static enum relay_verdict on_describe_or_close(struct client *c, uint8_t type, c
     return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
 }
 
+bool pipeline_stmt_must_wait(struct client *c)
+{
+    if (c->server->in_flight <= 0) {
+        c->ctx_doubt_sent = false; /* every batch sent before this one is answered */
+        return false;
+    }
+    return c->stmts.settled_gen < c->stmts.sync_gen || c->stmts.n_closing > 0 || c->ctx_doubt_sent;
+}
+
+bool pipeline_names_statement(uint8_t type, const uint8_t *body, uint32_t len)
+{
+    if (type == 'P')
+        return len > 0 && body[0] != '\0';
+    if (type == 'B') {
+        const uint8_t *end = memchr(body, '\0', len); /* (after the portal's name) */
+        return end && end + 1 < body + len && end[1] != '\0';
+    }
+    return (type == 'D' || type == 'C') && len >= 2 && body[0] == 'S' && body[1] != '\0';
+}
+
 /* Is s idle outside a transaction, owing its client nothing (so the next Query runs there)? */
 static bool nothing_owed(const struct server *s)
 {
@@ -878,9 +969,12 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, listen, resets, forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets);
+    bool dealloc, listen, resets, context,
+        forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context);
     if (resets)
         client_note_may_reset(c);
+    if (context)
+        c->ctx_doubt_batch = true;
     client_arm_reset_barrier(c); /* (a Query ends its own batch) */
     if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
@@ -978,8 +1072,12 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
             return on_parse(c, body, len, err);
         if (type == 'B')
             return on_bind(c, body, len, err);
-        if (type == 'Q')
-            return on_query(c, body, len);
+        if (type == 'Q') { /* (a batch of its own) */
+            enum relay_verdict v = on_query(c, body, len);
+            c->ctx_doubt_sent |= c->ctx_doubt_batch;
+            c->ctx_doubt_batch = false;
+            return v;
+        }
         return on_describe_or_close(c, type, body, len, err);
     case 'E':
         if (c->dealloc_bound) {
@@ -1016,6 +1114,8 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         c->stmts.sync_gen = c->stmts.last_gen;
+        c->ctx_doubt_sent |= c->ctx_doubt_batch; /* (the batch ends) */
+        c->ctx_doubt_batch = false;
         /* portals end with the implicit transaction a Sync ends (or the client may be on
          * another server next): an Execute of a DEALLOCATE portal after it is the server's */
         c->dealloc_bound = false;
@@ -1105,6 +1205,13 @@ static void undo_skipped(void *arg, const struct reply *r)
     }
 }
 
+/* Is ErrorResponse body's SQLSTATE state? */
+static bool error_state_is(const uint8_t *body, uint32_t len, const char *state)
+{
+    struct pg_error e;
+    return proto_parse_error(body, len, &e) && strcmp(e.sqlstate, state) == 0;
+}
+
 /* A server's Bind of a statement the proxy prepared failed with error body: when with 0A000
  * ("cached plan must not change result type": a table it reads changed shape since it was
  * prepared), the statement is stale on this server, and on every other that prepared it before the
@@ -1113,8 +1220,7 @@ static void undo_skipped(void *arg, const struct reply *r)
  * keep theirs and fail as they would on PostgreSQL. */
 static void note_stale_statement(struct server *s, const uint8_t *body, uint32_t len)
 {
-    struct pg_error e;
-    if (!proto_parse_error(body, len, &e) || strcmp(e.sqlstate, "0A000") != 0)
+    if (!error_state_is(body, len, "0A000"))
         return;
     struct pool *p = s->pool;
     p->stmt_epoch++;
@@ -1148,6 +1254,8 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         bool shared_bind = type == 'E' && f && f->shared_bind && !own;
         if ((own || shared_bind) && !body)
             return RV_NEED_BODY;
+        if (own && f->own_error == REPLY_OWN_TAKEN && error_state_is(body, len, "25P02"))
+            own = false; /* in an aborted block PostgreSQL refuses the Parse before its name */
         if (shared_bind)
             note_stale_statement(s, body, len);
         if (own && !write_own_error(s, f))

@@ -52,4 +52,15 @@ void pipeline_deallocate(struct client *c, const char *name, bool all);
  * may go back to its default: for a client that gave it at startup, to that value)? */
 bool pipeline_text_may_reset(const char *sql);
 
+/* Must c's next message that names one of its statements (pipeline_names_statement) wait
+ * before it is judged? While a batch it sent before its last Sync (or simple Query) is not
+ * answered, and that batch may have changed what its names mean: a Parse or Close of it is
+ * not answered yet (PostgreSQL may refuse or skip it: an error before it in its batch, an
+ * aborted transaction block), or a statement that may change a setting PostgreSQL parses by.
+ * The proxy names statements for the server when it reads them, so it must know first. */
+bool pipeline_stmt_must_wait(struct client *c);
+
+/* Does a Parse, Bind, Describe or Close (type; its body) name a named statement? */
+bool pipeline_names_statement(uint8_t type, const uint8_t *body, uint32_t len);
+
 #endif

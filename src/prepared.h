@@ -83,6 +83,9 @@ struct client_stmt {
  * client that gave it at startup means its startup value, set again only after the
  * transaction (client.h: what the client pipelines behind it waits till then). */
 #define STMT_MAY_RESET 16
+/* One that may change a setting PostgreSQL parses statements by (stmt_context_settings): what
+ * the client's names mean after it is known only once it has run (pipeline.c). */
+#define STMT_CONTEXT 32
 
 /* A client's statements, found by name through chains keyed with the process's secret
  * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */

@@ -1069,6 +1069,8 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
     }
     if (r != RELAY_FAILED && c->reset_wait) /* (after client_transaction_done's read-back) */
         client_reset_wait_over(c);
+    if (r != RELAY_FAILED && c->stmt_wait)
+        client_stmt_wait_over(c);
 }
 
 void server_pump(struct server *s)

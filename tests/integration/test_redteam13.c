@@ -125,22 +125,6 @@ static void put_bind_fmt(struct buf *b, const char *portal, const char *stmt, co
     buf_msg_finish(b);
 }
 
-static void put_execute_n(struct buf *b, const char *portal, uint32_t max_rows)
-{
-    buf_msg_start(b, 'E');
-    buf_put_str(b, portal);
-    buf_put_u32(b, max_rows);
-    buf_msg_finish(b);
-}
-
-static void put_describe(struct buf *b, char kind, const char *name)
-{
-    buf_msg_start(b, 'D');
-    buf_put_u8(b, (uint8_t)kind);
-    buf_put_str(b, name);
-    buf_msg_finish(b);
-}
-
 /* The real salaries, as int4 binary values. */
 static bool has_binary_salary(const unsigned char *p, size_t len)
 {
@@ -218,17 +202,17 @@ Test(redteam13, binary_and_mixed_formats_fetched_in_parts)
     struct buf b;
     buf_init(&b);
     raw_put_parse(&b, "", "SELECT id, email, ssn, salary FROM customers ORDER BY id");
-    put_describe(&b, 'S', "");
+    raw_put_describe(&b, 'S', "");
     int16_t mixed[4] = {1, 0, 1, 1};
     put_bind_fmt(&b, "", "", mixed, 4);
-    put_execute_n(&b, "", 1);
-    put_execute_n(&b, "", 1);
-    put_execute_n(&b, "", 0);
+    raw_put_execute_n(&b, "", 1);
+    raw_put_execute_n(&b, "", 1);
+    raw_put_execute_n(&b, "", 0);
     int16_t bin[1] = {1};
     put_bind_fmt(&b, "", "", bin, 1);
-    put_describe(&b, 'P', "");
-    put_execute_n(&b, "", 2);
-    put_execute_n(&b, "", 0);
+    raw_put_describe(&b, 'P', "");
+    raw_put_execute_n(&b, "", 2);
+    raw_put_execute_n(&b, "", 0);
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
     struct seen sn = read_all(fd, 1, true, "mixed formats");
@@ -255,9 +239,9 @@ Test(redteam13, interleaved_portals_of_different_shapes)
     put_bind_fmt(&b, "pb", "b", t0, 1);
     put_bind_fmt(&b, "pc", "b", t1, 1);
     for (int i = 0; i < 3; i++) {
-        put_execute_n(&b, "pa", 1);
-        put_execute_n(&b, "pb", 1);
-        put_execute_n(&b, "pc", 1);
+        raw_put_execute_n(&b, "pa", 1);
+        raw_put_execute_n(&b, "pb", 1);
+        raw_put_execute_n(&b, "pc", 1);
     }
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
@@ -280,10 +264,10 @@ Test(redteam13, binary_sql_cursor_executed_in_parts)
     cr_assert(sn.errors == 0, "%s", sn.first_err);
     struct buf b;
     buf_init(&b);
-    put_describe(&b, 'P', "bc");
-    put_execute_n(&b, "bc", 1);
-    put_execute_n(&b, "bc", 1);
-    put_execute_n(&b, "bc", 0);
+    raw_put_describe(&b, 'P', "bc");
+    raw_put_execute_n(&b, "bc", 1);
+    raw_put_execute_n(&b, "bc", 1);
+    raw_put_execute_n(&b, "bc", 0);
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
     sn = read_all(fd, 1, true, "binary cursor execute");
@@ -308,7 +292,7 @@ Test(redteam13, cold_pipeline_races_the_catalog)
         int16_t f[1] = {(int16_t)(i & 1)};
         raw_put_parse(&b, "", qs[i % 5]);
         put_bind_fmt(&b, "", "", f, 1);
-        put_execute_n(&b, "", (uint32_t)(i % 3));
+        raw_put_execute_n(&b, "", (uint32_t)(i % 3));
     }
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
@@ -340,7 +324,7 @@ Test(redteam13, objects_left_by_another_masking_class_on_one_server, .init = sta
 
     int m = raw_session(px.port, "rtm", "app");
     /* the proxy's name of the text: lp_ + 32 hex of SHA-256 of the Parse body (no context) */
-    put_describe(&b, 'S', "s1");
+    raw_put_describe(&b, 'S', "s1");
     raw_put_empty(&b, 'S');
     raw_put_bind(&b, "", "s1");
     raw_put_execute(&b, "");
@@ -348,8 +332,8 @@ Test(redteam13, objects_left_by_another_masking_class_on_one_server, .init = sta
     raw_put_bind(&b, "", "");
     raw_put_execute(&b, "");
     raw_put_empty(&b, 'S');
-    put_describe(&b, 'P', "hc");
-    put_execute_n(&b, "hc", 0);
+    raw_put_describe(&b, 'P', "hc");
+    raw_put_execute_n(&b, "hc", 0);
     raw_put_empty(&b, 'S');
     raw_put_bind(&b, "", "LP_0");
     raw_put_execute(&b, "");
@@ -377,9 +361,9 @@ static void attempt_raw(int fd, const char *sql)
     raw_put_parse(&b, "", sql);
     int16_t bin[1] = {1};
     put_bind_fmt(&b, "", "", bin, 1);
-    put_describe(&b, 'P', "");
-    put_execute_n(&b, "", 1);
-    put_execute_n(&b, "", 0);
+    raw_put_describe(&b, 'P', "");
+    raw_put_execute_n(&b, "", 1);
+    raw_put_execute_n(&b, "", 0);
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
     read_all(fd, 1, true, sql);
@@ -591,12 +575,12 @@ Test(redteam13, refused_parse_then_rebind_unnamed)
     struct buf b;
     buf_init(&b);
     raw_put_parse(&b, "", "SELECT id, ssn FROM customers");
-    put_describe(&b, 'S', "");
+    raw_put_describe(&b, 'S', "");
     raw_put_parse(&b, "", "SELECT id, upper(ssn) AS u FROM customers");
     raw_put_empty(&b, 'S');
     int16_t bin[1] = {1};
     put_bind_fmt(&b, "", "", bin, 1);
-    put_describe(&b, 'P', "");
+    raw_put_describe(&b, 'P', "");
     raw_put_execute(&b, "");
     raw_put_empty(&b, 'S');
     send_buf_ok(fd, &b);
@@ -815,8 +799,8 @@ Test(redteam13, unknown_oid_pipeline_waits_for_the_catalog)
         int16_t f[1] = {(int16_t)(i & 1)};
         raw_put_parse(&b, "", i % 2 ? "SELECT ssn, id FROM rt13_kid2" : "SELECT * FROM rt13_kid2");
         put_bind_fmt(&b, "", "", f, 1);
-        put_execute_n(&b, "", 1);
-        put_execute_n(&b, "", 0);
+        raw_put_execute_n(&b, "", 1);
+        raw_put_execute_n(&b, "", 0);
         raw_put_empty(&b, 'H');
     }
     raw_put_empty(&b, 'S');
@@ -928,8 +912,8 @@ Test(redteam13, reload_masks_a_client_holding_a_cursor)
     raw_query(u, "FETCH ALL FROM rc");
     struct seen sn = read_all(u, 1, false, "fetch rc after reload");
     cr_expect(sn.rows == 0, "FETCH of the held cursor after the reload gave %d rows", sn.rows);
-    put_describe(&b, 'P', "rc");
-    put_execute_n(&b, "rc", 0);
+    raw_put_describe(&b, 'P', "rc");
+    raw_put_execute_n(&b, "rc", 0);
     raw_put_empty(&b, 'S');
     raw_put_bind(&b, "", "su");
     raw_put_execute(&b, "");

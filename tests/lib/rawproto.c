@@ -249,9 +249,22 @@ void raw_put_bind(struct buf *b, const char *portal, const char *stmt)
 
 void raw_put_execute(struct buf *b, const char *portal)
 {
+    raw_put_execute_n(b, portal, 0);
+}
+
+void raw_put_execute_n(struct buf *b, const char *portal, uint32_t max_rows)
+{
     buf_msg_start(b, 'E');
     buf_put_str(b, portal);
-    buf_put_u32(b, 0);
+    buf_put_u32(b, max_rows);
+    buf_msg_finish(b);
+}
+
+void raw_put_describe(struct buf *b, char kind, const char *name)
+{
+    buf_msg_start(b, 'D');
+    buf_put_u8(b, (uint8_t)kind);
+    buf_put_str(b, name);
     buf_msg_finish(b);
 }
 

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf;
 
@@ -33,6 +34,10 @@ bool raw_send(int fd, struct buf *b);
 void raw_put_parse(struct buf *b, const char *name, const char *sql);
 void raw_put_bind(struct buf *b, const char *portal, const char *stmt);
 void raw_put_execute(struct buf *b, const char *portal);
+/* Execute of portal, at most max_rows rows (0: all). */
+void raw_put_execute_n(struct buf *b, const char *portal, uint32_t max_rows);
+/* Describe of a statement (kind 'S') or portal ('P'). */
+void raw_put_describe(struct buf *b, char kind, const char *name);
 /* Close of a statement (kind 'S') or portal ('P'). */
 void raw_put_close(struct buf *b, char kind, const char *name);
 void raw_put_empty(struct buf *b, char type);
