@@ -530,8 +530,9 @@ static bool write_own_error(struct server *s, const struct reply *f)
 /* A client's Parse of a name it holds (its statement there, not one whose Parse is still
  * owed a reply): PostgreSQL refuses it (42P05) and skips the rest up to Sync, leaving the
  * statement as it was. The server is sent a Parse that fails the same way at the same place
- * (a text that does not parse, under a name no client can use, so nothing is created), whose
- * error the client gets worded as PostgreSQL's. */
+ * (a text naming no column there is, under a name no client can use, so nothing is created),
+ * whose error the client gets worded as PostgreSQL's; in an aborted transaction block both
+ * fail before their names are looked at (25P02), and the server's error goes as it is. */
 static enum relay_verdict refuse_taken_name(struct server *s, const char *name)
 {
     char shown[STMT_NAME_LEN]; /* the name for the message: whole, or cut (on a character's
@@ -550,7 +551,9 @@ static enum relay_verdict refuse_taken_name(struct server *s, const char *name)
     buf_init(&b);
     buf_msg_start(&b, 'P');
     buf_put_str(&b, GUARD_RESERVED_STMT_PREFIX "name_taken");
-    buf_put_str(&b, "lakeproxy_statement_name_taken");
+    /* (it parses, so in an aborted block it fails as the client's would, 25P02; elsewhere
+     * its analysis fails: no such column) */
+    buf_put_str(&b, "SELECT lakeproxy_statement_name_taken");
     buf_put_u16(&b, 0);
     buf_msg_finish(&b);
     if (!rq_push(&s->replies, RK_PARSE, shown))

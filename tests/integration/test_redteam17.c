@@ -533,13 +533,7 @@ static void random_pipelines(const struct target *t)
     }
     PQfinish(c);
 }
-/* (open: in transaction pooling a Parse of a name the client holds, in an aborted block,
- * still gets 42P05 where PostgreSQL says 25P02, and more: its txn1_ and txn2_ forms are on the
- * branch redteam17-open) */
-Test(redteam17, session_random_pipelines)
-{
-    on_postgresql_and_through("session", 1, random_pipelines);
-}
+IN_THREE_MODES(random_pipelines, random_pipelines)
 
 /* The same pipelines, but the whole batch of all seeds written at once behind one another. */
 static void random_pipelines_one_write(const struct target *t)
@@ -558,10 +552,7 @@ static void random_pipelines_one_write(const struct target *t)
     buf_free(&b);
     PQfinish(c);
 }
-Test(redteam17, session_random_pipelines_one_write) /* (the same) */
-{
-    on_postgresql_and_through("session", 1, random_pipelines_one_write);
-}
+IN_THREE_MODES(random_pipelines_one_write, random_pipelines_one_write)
 
 /* Simple-protocol multi-statement strings with an error in the middle, notices, empty
  * statements, transaction blocks, SET of reported settings. */
