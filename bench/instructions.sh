@@ -134,7 +134,7 @@ kind="pgbench -S"
 read -r lp lp_i1 lp_d1 <<<"$lp"
 read -r pb pb_i1 pb_d1 <<<"$pb"
 echo "user-space instructions per $kind transaction ($MODE protocol, $CLIENTS clients," \
-    "pool $POOL): lakeproxy (statistics $STATS) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
+    "pool $POOL): lakeproxy (statistics $STATS; $(lakeproxy_build_said)) $lp, PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}')" \
     "$pb, ratio $(awk -v a="$lp" -v b="$pb" 'BEGIN{printf "%.2f", a/b}')"
 if [ -n "$CACHE" ]; then
     echo "first-level cache misses per transaction (instruction, data): lakeproxy $lp_i1, $lp_d1;" \

@@ -23,6 +23,16 @@ bench_pg_start() {
     export PGPASSWORD=server-secret
 }
 
+# lakeproxy_build_said: which build ./lakeproxy is, in words (make bench makes the
+# profile-guided one).
+lakeproxy_build_said() {
+    if [ -x build/pgo/lakeproxy ] && cmp -s ./lakeproxy build/pgo/lakeproxy; then
+        echo "built with make PGO=1 (profile-guided)"
+    else
+        echo "built with make (-O2 and link-time optimisation, no profile)"
+    fi
+}
+
 # cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 

@@ -44,6 +44,7 @@ command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2
 ulimit -n 8192 2>/dev/null || true
 
 source bench/lib.sh
+BUILD_SAID=$(lakeproxy_build_said)
 bench_pg_start lakeproxy-bench
 bench_pgbench_init
 
@@ -184,7 +185,7 @@ dat="$T/chart.dat"
     echo "pgbench against PostgreSQL directly, lakeproxy and PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}'),"
     echo "both in transaction pooling with $POOL server connections; $CLIENTS clients unless the"
     echo "workload says otherwise; ${DURATION}s x $REPEATS runs, medians; $(nproc) cores, one machine."
-    echo "lakeproxy: $STATS_SAID; lakeproxy_nostats: statistics off."
+    echo "lakeproxy: $STATS_SAID; lakeproxy_nostats: statistics off; $BUILD_SAID."
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
     echo "starting one target later), with their range over the runs in brackets and in how many"
     echo "runs the ratio was 1 or more (for TPS, lakeproxy ahead or level; for CPU, lakeproxy using"
