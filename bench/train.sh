@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# train.sh: the training run of `make pgo` (profile-guided optimisation). Serves pgbench's
+# train.sh: the training run of `make PGO=1` (profile-guided optimisation). Serves pgbench's
 # workloads (select-only in each protocol, TPC-B-like, a two-tenant row-level-security
 # database, and logins) through LAKEPROXY, a build instrumented with -fprofile-generate, which
 # writes its profile (.gcda files beside its objects) when it exits. The final build then lays

@@ -657,11 +657,11 @@ void client_arm_reset_barrier(struct client *c)
     }
 }
 
-void client_reset_wait_over(struct client *c)
+/* c's wait at its reset barrier or for its statement records is over: it reads again
+ * (unless another wait stops it), and what it sent meanwhile goes on, to its server or to
+ * ask for one. */
+static void resume_after_wait(struct client *c)
 {
-    if (!c->reset_wait || c->closing || reset_barrier_holds(c))
-        return;
-    c->reset_wait = false;
     read_unless_waiting(c);
     if (c->server)
         client_pump(c);
@@ -669,16 +669,20 @@ void client_reset_wait_over(struct client *c)
         client_wake(c);
 }
 
+void client_reset_wait_over(struct client *c)
+{
+    if (!c->reset_wait || c->closing || reset_barrier_holds(c))
+        return;
+    c->reset_wait = false;
+    resume_after_wait(c);
+}
+
 void client_stmt_wait_over(struct client *c)
 {
     if (!c->stmt_wait || c->closing || (c->server && pipeline_stmt_must_wait(c)))
         return;
     c->stmt_wait = false;
-    read_unless_waiting(c);
-    if (c->server)
-        client_pump(c);
-    else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        client_wake(c);
+    resume_after_wait(c);
 }
 
 void client_server_gone_idle(struct client *c)

@@ -194,7 +194,8 @@ static bool runs_unseen_code(const char *text)
  * notifications would reach whichever client has it next)? *resets: may it return a setting
  * to its default (found_reset: STMT_MAY_RESET)? And does it name a setting that PostgreSQL
  * parses statements by and lakeproxy does not track? Then c->stmts_apart: its statements are
- * shared with no other client (struct stmt_context.apart). */
+ * shared with no other client (struct stmt_context.apart). *context: may it change a setting
+ * PostgreSQL parses by, tracked or not (STMT_CONTEXT)? */
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
                                 bool *resets, bool *context)
 {
@@ -737,9 +738,10 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
     }
     client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);
     const struct client_stmt *st = client_stmt_get(&c->stmts, name);
-    if (server_stmt_find(&s->stmts, st->proxy) >= 0 && (s->txn == 'E' || s->in_flight > 0))
+    bool held_there = server_stmt_find(&s->stmts, st->proxy) >= 0;
+    if (held_there && (s->txn == 'E' || s->in_flight > 0))
         return standin_parse(s, st);
-    if (server_stmt_find(&s->stmts, st->proxy) >= 0) {
+    if (held_there) {
         if (!rq_push(&s->replies, RK_FAKE_PARSE, NULL))
             return RV_ERROR;
         rq_mark_parse_of(&s->replies, st);
@@ -834,8 +836,9 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         *err = "too many session parameters for lakeproxy to carry";
         return RV_ERROR;
     }
-    note_may_reset(c, st ? st->effects : *name ? 0 : c->unnamed_effects);
-    note_context(c, st ? st->effects : *name ? 0 : c->unnamed_effects);
+    uint8_t effects = st ? st->effects : *name ? 0 : c->unnamed_effects;
+    note_may_reset(c, effects);
+    note_context(c, effects);
     const char *target;
     if (st) {
         carry_statement_effects(s, st);
@@ -1033,6 +1036,14 @@ static enum relay_verdict standin_sent(struct server *s, struct client *c, uint8
 }
 
 /* pipeline_client_msg, but without naming a full reply queue as the cause of its error. */
+/* c's batch ends (its Sync or simple Query is sent): a setting it may have changed puts the
+ * names c sends before its answer in doubt (pipeline_stmt_must_wait). */
+static void batch_sent(struct client *c)
+{
+    c->ctx_doubt_sent |= c->ctx_doubt_batch;
+    c->ctx_doubt_batch = false;
+}
+
 static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uint32_t len,
                                              const uint8_t *body, const char **err)
 {
@@ -1077,8 +1088,7 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
             return on_bind(c, body, len, err);
         if (type == 'Q') { /* (a batch of its own) */
             enum relay_verdict v = on_query(c, body, len);
-            c->ctx_doubt_sent |= c->ctx_doubt_batch;
-            c->ctx_doubt_batch = false;
+            batch_sent(c);
             return v;
         }
         return on_describe_or_close(c, type, body, len, err);
@@ -1117,8 +1127,7 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         if (server_sync_ignored(s))
             break; /* during copy-in the server ignores it: nothing owed */
         c->stmts.sync_gen = c->stmts.last_gen;
-        c->ctx_doubt_sent |= c->ctx_doubt_batch; /* (the batch ends) */
-        c->ctx_doubt_batch = false;
+        batch_sent(c);
         /* portals end with the implicit transaction a Sync ends (or the client may be on
          * another server next): an Execute of a DEALLOCATE portal after it is the server's */
         c->dealloc_bound = false;
