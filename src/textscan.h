@@ -56,56 +56,54 @@ static inline bool text_contains_ci(const char *text, const char *word)
 
 /* Up to 32 keywords (each a non-empty lower-case ASCII string) to look for in one pass over a
  * text. Built once (textscan_set_init), searched many times. On x86-64 machines with SSSE3
- * sixteen positions of the text are tested at a time: does one of the words' first bytes
- * start there, and one of their second bytes follow it? Two 16-byte tables per byte class,
- * indexed by a byte's low and high four bits, answer for all sixteen bytes in a few
- * instructions, however many the words. Elsewhere, byte by byte. Either way a candidate is
- * then checked against tables of the words that start with its first byte and go on with its
- * second, and the few left are compared in full. */
-enum { TEXTSCAN_SET_MAX = 32 };
-
-/* A class of bytes, folded (b | 0x20), as two tables: byte f is in it when
- * low[f & 15] & high[f >> 4] is not 0. Each distinct high half has a bit of its own (at most
- * 8: more and the class is not exact, bad). */
-struct textscan_class {
-    unsigned char low[16], high[16];
-    unsigned n_high;
-    bool bad;
-};
+ * sixteen positions of the text are tested at a time: may one of the words start there, by the
+ * three bytes from it? Each word is put in one of eight buckets (a bit each), and for each of
+ * the three bytes two 16-byte tables, indexed by a byte's low and high four bits, give the
+ * buckets whose words may have that byte there; a position is a candidate when one bucket has
+ * all three. Elsewhere, byte by byte. Either way a candidate is then checked against tables
+ * of the words that start with its first byte and go on with its second, and the few left are
+ * compared in full. */
+enum { TEXTSCAN_SET_MAX = 32, TEXTSCAN_SPAN = 3, TEXTSCAN_BUCKETS = 8 };
 
 struct textscan_set {
     const char *const *words;
     unsigned n;
-    struct textscan_class first, second; /* the words' first and second bytes */
-    bool any_second;                     /* a word of one byte: any byte follows it */
-    bool wide;                           /* sixteen at a time (SSSE3, classes exact) */
-    uint32_t by_byte[256];               /* bit i: words[i] starts with this byte (either case) */
+    /* bit k of low[i][f & 15] & high[i][f >> 4]: a word of bucket k may have the byte whose
+     * fold is f (b | 0x20) at its position i (every byte, where the word is shorter) */
+    unsigned char low[TEXTSCAN_SPAN][16], high[TEXTSCAN_SPAN][16];
+    bool wide;               /* sixteen at a time (SSSE3) */
+    uint32_t by_byte[256];   /* bit i: words[i] starts with this byte (either case) */
     uint32_t by_second[256]; /* bit i: words[i] goes on with this byte (either case), or has
                                 no second byte (then any byte, NUL included) */
 };
 
-/* Adds byte b, folded, to class k. */
-static inline void textscan_class_add(struct textscan_class *k, unsigned char b)
-{
-    unsigned f = b | 0x20u, hi = f >> 4;
-    if (!k->high[hi]) {
-        if (k->n_high == 8) {
-            k->bad = true;
-            return;
-        }
-        k->high[hi] = (unsigned char)(1u << k->n_high++);
-    }
-    k->low[f & 15] |= k->high[hi];
-}
-
 /* Whether this machine runs textscan_block_find (x86-64 with SSSE3). */
 static inline bool textscan_wide_cpu(void);
+
+/* The bucket of each word: words that start alike share one (so that the tables' mix of their
+ * bytes rarely makes a candidate no word has), the first letters taken in turn. */
+static inline void textscan_buckets(const char *const *words, unsigned n, unsigned char *bucket)
+{
+    unsigned char first_of[TEXTSCAN_SET_MAX];
+    unsigned firsts = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned char f = (unsigned char)(words[i][0] | 0x20);
+        unsigned k = 0;
+        while (k < firsts && first_of[k] != f)
+            k++;
+        if (k == firsts)
+            first_of[firsts++] = f;
+        bucket[i] = (unsigned char)(k % TEXTSCAN_BUCKETS);
+    }
+}
 
 static inline void textscan_set_init(struct textscan_set *s, const char *const *words, unsigned n)
 {
     memset(s, 0, sizeof(*s));
     s->words = words;
     s->n = n;
+    unsigned char bucket[TEXTSCAN_SET_MAX];
+    textscan_buckets(words, n, bucket);
     for (unsigned i = 0; i < n; i++) {
         unsigned char b0 = (unsigned char)words[i][0], b1 = (unsigned char)words[i][1];
         s->by_byte[b0] |= 1u << i;
@@ -113,13 +111,19 @@ static inline void textscan_set_init(struct textscan_set *s, const char *const *
         for (unsigned b = 0; b < 256; b++)
             if (!b1 || b == b1 || b == (unsigned char)textscan_upper((char)b1))
                 s->by_second[b] |= 1u << i;
-        textscan_class_add(&s->first, b0);
-        if (b1)
-            textscan_class_add(&s->second, b1);
-        else
-            s->any_second = true;
+        unsigned char bit = (unsigned char)(1u << bucket[i]);
+        size_t len = strlen(words[i]);
+        for (unsigned at = 0; at < TEXTSCAN_SPAN; at++) {
+            unsigned f = (unsigned char)words[i][at < len ? at : 0] | 0x20u;
+            for (unsigned nib = 0; nib < 16; nib++) {
+                if (at >= len || nib == (f & 15))
+                    s->low[at][nib] |= bit;
+                if (at >= len || nib == f >> 4)
+                    s->high[at][nib] |= bit;
+            }
+        }
     }
-    s->wide = textscan_wide_cpu() && !s->first.bad && !s->second.bad;
+    s->wide = textscan_wide_cpu();
 }
 
 /* The words of s found at p (whose byte is not NUL), among those not in found yet. */
@@ -160,45 +164,40 @@ static inline bool textscan_wide_cpu(void)
 
 #define TEXTSCAN_SSSE3 __attribute__((target("ssse3")))
 
-/* 0xff in each byte of folded v that is in the class of tables low and high. */
-static inline TEXTSCAN_SSSE3 __m128i textscan_in_class(__m128i v, __m128i low, __m128i high)
+/* The buckets (a bit each) whose words may have, at position at, the bytes of the block at p. */
+static inline TEXTSCAN_SSSE3 __m128i textscan_buckets_at(const struct textscan_set *s,
+                                                         const char *p, unsigned at)
 {
     const __m128i nibble = _mm_set1_epi8(0x0f);
-    __m128i k = _mm_and_si128(_mm_shuffle_epi8(low, _mm_and_si128(v, nibble)),
-                              _mm_shuffle_epi8(high, _mm_and_si128(_mm_srli_epi16(v, 4), nibble)));
-    return _mm_xor_si128(_mm_cmpeq_epi8(k, _mm_setzero_si128()), _mm_set1_epi8(-1));
+    __m128i v =
+        _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + at)), _mm_set1_epi8(0x20));
+    __m128i low = _mm_loadu_si128((const __m128i *)(const void *)s->low[at]);
+    __m128i high = _mm_loadu_si128((const __m128i *)(const void *)s->high[at]);
+    return _mm_and_si128(_mm_shuffle_epi8(low, _mm_and_si128(v, nibble)),
+                         _mm_shuffle_epi8(high, _mm_and_si128(_mm_srli_epi16(v, 4), nibble)));
 }
 
-/* textscan_set_find sixteen positions at a time: bit j of a block's mask says the bytes at
- * j and j + 1, folded (b | 0x20), are in the words' first and second classes. Folding maps
- * both cases of a letter to the lower, and a few other bytes onto others ('_' and DEL, '@'
- * and '`'); the pair need not be one word's: a superset, which textscan_set_at checks. Blocks
- * are read in place while 17 bytes are left, the rest through a copy padded with NULs (never
- * past the text's end); candidates are checked in the text. */
+/* textscan_set_find sixteen positions at a time: bit j of a block's mask says one bucket may
+ * have a word at j by its three bytes there, folded (b | 0x20). Folding maps both cases of a
+ * letter to the lower, and a few other bytes onto others ('_' and DEL, '@' and '`'), and the
+ * tables mix the bytes of a bucket's words: a superset, which textscan_set_at checks. Blocks
+ * are read in place while 17 bytes are left (the last read ends at the text's NUL at most),
+ * the rest through a copy padded with NULs (never past the text's end); candidates are
+ * checked in the text. */
 static inline TEXTSCAN_SSSE3 uint32_t textscan_block_find(const struct textscan_set *s,
                                                           const char *text, uint32_t all,
                                                           uint32_t stop)
 {
-    const __m128i fold = _mm_set1_epi8(0x20);
-    const __m128i low0 = _mm_loadu_si128((const __m128i *)(const void *)s->first.low);
-    const __m128i high0 = _mm_loadu_si128((const __m128i *)(const void *)s->first.high);
-    const __m128i low1 = _mm_loadu_si128((const __m128i *)(const void *)s->second.low);
-    const __m128i high1 = _mm_loadu_si128((const __m128i *)(const void *)s->second.high);
     size_t len = strlen(text), at = 0;
     uint32_t found = 0;
     while (at < len) {
-        char last[17] = {0};
+        char last[16 + TEXTSCAN_SPAN] = {0};
         const char *p = text + at;
         if (len - at <= 16)
             p = memcpy(last, p, len - at);
-        __m128i v0 = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)p), fold);
-        __m128i hit = textscan_in_class(v0, low0, high0);
-        if (!s->any_second) {
-            __m128i v1 =
-                _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + 1)), fold);
-            hit = _mm_and_si128(hit, textscan_in_class(v1, low1, high1));
-        }
-        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        __m128i b = _mm_and_si128(textscan_buckets_at(s, p, 0), textscan_buckets_at(s, p, 1));
+        b = _mm_and_si128(b, textscan_buckets_at(s, p, 2));
+        unsigned m = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_setzero_si128())) & 0xffffu;
         if (len - at < 16)
             m &= (1u << (len - at)) - 1;
         while (m) {
