@@ -246,10 +246,11 @@ void client_mask_sync(struct client *c)
         log_warning("client %llu: out of memory building its masking rules",
                     (unsigned long long)c->id);
     c->mask_class = mask_class_of(c);
-    /* statements kept for this client were checked under other masking: forget them (a Bind
-     * of one now fails as unknown; the client prepares it again, through the guard) */
+    /* statements kept for this client, named and unnamed, were checked under other masking:
+     * forget them (a Bind of one now fails as unknown; the client prepares it again, through
+     * the guard) */
     if (before && before != c->mask_class)
-        client_stmts_clear(&c->stmts);
+        pipeline_forget_statements(c);
 }
 
 uint64_t client_mask_class(struct client *c)

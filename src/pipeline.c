@@ -442,6 +442,14 @@ static void forget_unnamed(struct client *c)
     c->unnamed_len = c->unnamed_cap = 0;
 }
 
+void pipeline_forget_statements(struct client *c)
+{
+    client_stmts_clear(&c->stmts);
+    if (c->server && c->server->unnamed_of == c->id)
+        c->server->unnamed_of = 0; /* (a Bind of "" finds none there either) */
+    forget_unnamed(c);
+}
+
 /* Sends the unnamed Parse of rest (its body after the name) to s. */
 static bool send_unnamed_parse(struct server *s, const uint8_t *rest, size_t len)
 {

@@ -44,6 +44,11 @@ void pipeline_client_unhomed(struct client *c);
 /* s is no client's home (s is going away). */
 void pipeline_server_unhomed(struct server *s);
 
+/* Forgets every statement c prepared, named and unnamed (they were checked under rules that
+ * changed): a Bind of one fails as unknown, and the client prepares it again, through the
+ * guard. */
+void pipeline_forget_statements(struct client *c);
+
 /* Forgets the client's statement name (or all of them), and its unnamed statement: the
  * DEALLOCATE came as a simple Query, which drops that too. */
 void pipeline_deallocate(struct client *c, const char *name, bool all);

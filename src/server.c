@@ -1300,6 +1300,13 @@ bool server_carries_rls(const struct server *s, const struct buf *prefix)
            memcmp(s->rls_applied.data, prefix->data, prefix->len) == 0;
 }
 
+bool server_rls_is(const struct server *s, const struct buf *prefix)
+{
+    return server_carries_rls(s, prefix) ||
+           (s->state == SV_SETTING && s->rls_pending.len == prefix->len &&
+            memcmp(s->rls_pending.data, prefix->data, prefix->len) == 0);
+}
+
 /* Appends c's row-level-security prefix to msgs unless s already carries exactly these
  * settings from its last checkout: 1 when appended, 0 when not needed, -1 (with err) when c
  * cannot be served. Skipping is safe because nothing but lakeproxy's own prefix changes them

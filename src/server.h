@@ -83,4 +83,8 @@ bool server_past_lifetime(const struct server *s, int lifetime_s);
 /* Does s carry, from its last checkout, exactly the RLS settings that prefix sets? */
 bool server_carries_rls(const struct server *s, const struct buf *prefix);
 
+/* Does s carry exactly the RLS settings that prefix sets, or is it being given them now (its
+ * client's settings on their way, SV_SETTING)? */
+bool server_rls_is(const struct server *s, const struct buf *prefix);
+
 #endif

@@ -24,8 +24,10 @@
 #include "metrics.h"
 #include "msgshare.h"
 #include "notify.h"
+#include "params.h"
 #include "policy.h"
 #include "pool.h"
+#include "poolmode.h"
 #include "server.h"
 #include "stats.h"
 #include "statslog.h"
@@ -545,13 +547,32 @@ static void retire_config(struct worker *w, struct config *old, bool in_use)
     w->retired[w->n_retired++] = old;
 }
 
+/* Why a session-pooled client under row-level security must go: the settings its server
+ * carries for the whole session (injected once, at its checkout) are not those the new
+ * configuration gives it, or it can no longer be given any (why). A transaction-pooled client
+ * gets the new ones at its next transaction's checkout. */
+static const char *rls_session_changed(struct client *c, char *why, size_t whysz)
+{
+    if (!c->rls || !c->server || pool_mode_of(c->pool)->shares_servers)
+        return NULL;
+    char err[200];
+    const struct buf *pre = client_rls_prefix(c, err, sizeof(err));
+    if (!pre) {
+        snprintf(why, whysz, "%s", err);
+        return why;
+    }
+    return server_rls_is(c->server, pre) ? NULL
+                                         : "its row-level-security attributes or role changed";
+}
+
 /* Why a reload refuses a client it admitted under the old configuration, or NULL: its
  * database entry is gone; its user would no longer log in the way it did (entry removed, made
  * auth: token or trust, auth_query dropped, the database switched to or from Databricks
  * tokens, or to another workspace); an admin console's user left admin.users; the entry now has
  * row-level security it logged in without (what it prepared or set was never checked by the guard),
  * or an allow: list that leaves it out. */
-static const char *refused_by_reload(const struct worker *w, const struct client *c)
+static const char *refused_by_reload(const struct worker *w, struct client *c, char *why,
+                                     size_t whysz)
 {
     const struct db_config *db = config_find_db(w->cfg, c->database);
     if (!db && c->state != CL_ADMIN) /* (the bluntest way to take a database away) */
@@ -571,19 +592,24 @@ static const char *refused_by_reload(const struct worker *w, const struct client
         return "row-level security now applies to it";
     if (!config_db_admits(w->cfg, db, c->user, &c->token_groups))
         return "its allow: list no longer admits this user";
-    return NULL;
+    client_mask_class(c); /* (its masking rules under the new configuration) */
+    if (c->mask.n_applied > 0 && !params_text_readable(&c->wanted))
+        return "column masking now applies to it, and its standard_conforming_strings (off) or "
+               "client_encoding would make the masking guard misread its queries (use UTF8)";
+    return rls_session_changed(c, why, whysz);
 }
 
 /* Closes, with 57P01, the clients the new configuration would not have let in as they are. */
 static void close_newly_refused(struct worker *w)
 {
-    char msg[200];
+    char msg[400];
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
         if (c->state == CL_LOGIN || c->state == CL_CLOSING || !c->database || !c->user)
             continue;
-        const char *why = refused_by_reload(w, c);
+        char buf[200];
+        const char *why = refused_by_reload(w, c, buf, sizeof(buf));
         if (!why)
             continue;
         snprintf(msg, sizeof(msg), "database \"%.64s\" was reconfigured: %s; reconnect",
