@@ -397,16 +397,38 @@ void params_quote_literal(struct buf *sql, const char *value)
     buf_put_u8(sql, '\'');
 }
 
+/* Is the server's value cur (NULL: not known) the wanted one? PARAM_UNKNOWN never is, even
+ * to a client that asked for those very bytes. */
+static bool holds_wanted(const char *cur, const char *want)
+{
+    return cur && strcmp(cur, want) == 0 && strcmp(cur, PARAM_UNKNOWN) != 0;
+}
+
+/* Does a server whose applied settings are applied hold wanted's, in the same order? (They
+ * are copied from its last client's, in their order: most checkouts find them so.) */
+static bool same_in_order(const struct param_set *wanted, const struct param_set *applied)
+{
+    if (wanted->n != applied->n)
+        return false;
+    for (size_t i = 0; i < wanted->n; i++)
+        if (strcmp(wanted->items[i].name, applied->items[i].name) != 0 ||
+            !holds_wanted(applied->items[i].value, wanted->items[i].value))
+            return false;
+    return true;
+}
+
 bool params_build_sync_sql(const struct param_set *wanted, const struct param_set *applied,
                            const struct param_set *reported, struct buf *sql)
 {
+    if (same_in_order(wanted, applied)) /* (nothing to set, nothing to reset) */
+        return false;
     bool any = false;
     for (size_t i = 0; i < wanted->n; i++) {
         const struct param *p = &wanted->items[i];
         const char *cur = param_get(applied, p->name);
         if (!cur)
             cur = param_get(reported, p->name);
-        if (cur && strcmp(cur, p->value) == 0)
+        if (holds_wanted(cur, p->value))
             continue;
         /* set_config takes the value as the startup packet gives it; SET would quote a
          * list setting's literal whole (search_path 'a,b' would name one schema "a,b") */

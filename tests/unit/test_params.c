@@ -97,6 +97,37 @@ Test(params, sync_sets_what_differs_and_resets_what_is_no_longer_wanted)
     param_clear(&reported);
 }
 
+/* A server whose settings are its last client's, in that order, needs nothing for a client
+ * that wants the same; one whose value is unknown (a RESET it may have run) is set again, even
+ * for a client whose startup value spells the unknown marker itself. */
+Test(params, sync_skips_a_server_holding_the_same_settings_but_never_an_unknown_one)
+{
+    struct param_set wanted = {0}, applied = {0}, reported = {0};
+    struct buf sql;
+    buf_init(&sql);
+    param_put(&wanted, "application_name", "app");
+    param_put(&wanted, "search_path", "s");
+    param_put(&applied, "application_name", "app");
+    param_put(&applied, "search_path", "s");
+    cr_expect_not(params_build_sync_sql(&wanted, &applied, &reported, &sql));
+    param_put(&applied, "search_path", "t"); /* same order, another value */
+    cr_assert(params_build_sync_sql(&wanted, &applied, &reported, &sql));
+    cr_expect_str_eq((const char *)sql.data,
+                     "SELECT pg_catalog.set_config('search_path', E's', false);");
+    buf_reset(&sql);
+    param_put(&wanted, "search_path", PARAM_UNKNOWN);
+    param_put(&applied, "search_path", PARAM_UNKNOWN);
+    cr_expect(params_build_sync_sql(&wanted, &applied, &reported, &sql), "in order");
+    buf_reset(&sql);
+    param_remove(&applied, "application_name"); /* (now out of order: the long way) */
+    param_put(&applied, "application_name", "app");
+    cr_expect(params_build_sync_sql(&wanted, &applied, &reported, &sql), "out of order");
+    buf_free(&sql);
+    param_clear(&wanted);
+    param_clear(&applied);
+    param_clear(&reported);
+}
+
 Test(params, values_with_quotes_backslashes_and_semicolons_stay_one_literal)
 {
     struct buf sql;
