@@ -201,6 +201,12 @@ struct server {
     char err_msg[256];
     char txn;      /* last ReadyForQuery status: 'I', 'T' or 'E' */
     int in_flight; /* Query/Sync/FunctionCall sent whose ReadyForQuery has not arrived */
+    /* The extended-protocol batch being sent (since the last Sync) has a Bind of a statement
+     * that may open a transaction block (STMT_OPENS), or of one whose text is unknown. */
+    bool batch_opens;
+    /* ... and the last batch sent (a Query, a Sync or a FunctionCall) may have (server.c
+     * loss_for_client: lost with its server, it is not one failed statement). */
+    bool sent_batch_opens;
     struct param_set reported; /* ParameterStatus as the server last reported it */
     struct param_set applied;  /* parameters the proxy SET for the current client */
     struct scram_client scram;

@@ -148,6 +148,15 @@ bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
     return ok && !status->failed;
 }
 
+uint32_t params_unreported_settable(const struct param_set *reported)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; i < N_SETTABLE; i++)
+        if (!param_get(reported, settable[i]))
+            mask |= UINT32_C(1) << i;
+    return mask;
+}
+
 uint32_t params_unreported_mask(const struct param_set *given, const struct param_set *reported)
 {
     uint32_t mask = 0;
@@ -200,14 +209,6 @@ void params_mark_unknown_of(struct param_set *applied, uint32_t mask)
     for (size_t i = 0; i < N_SETTABLE; i++)
         if (mask & (UINT32_C(1) << i))
             param_put(applied, settable[i], PARAM_UNKNOWN);
-}
-
-bool params_any_unreported(const struct param_set *applied, const struct param_set *reported)
-{
-    for (size_t i = 0; i < applied->n; i++)
-        if (!param_get(reported, applied->items[i].name))
-            return true;
-    return false;
 }
 
 const char *param_get(const struct param_set *s, const char *name)

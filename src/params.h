@@ -40,6 +40,10 @@ bool params_restored_msgs(uint32_t mask, const struct param_set *wanted,
                           const struct param_set *reported, struct buf *status,
                           struct param_set *to_set);
 
+/* The settable settings (as params_settable_bit) that a server whose reported settings are
+ * reported does not report. */
+uint32_t params_unreported_settable(const struct param_set *reported);
+
 /* The bits (params_settable_bit) of the settings in given that the server does not report
  * (not in reported, its ParameterStatus values). */
 uint32_t params_unreported_mask(const struct param_set *given, const struct param_set *reported);
@@ -95,10 +99,6 @@ struct param_custom {
     const void *arg;
     struct param_set *out;
 };
-
-/* Does applied hold a setting the server does not report (not in reported)? Only such a
- * record can go stale: the server tells of every change to the others (ParameterStatus). */
-bool params_any_unreported(const struct param_set *applied, const struct param_set *reported);
 
 /* Collects the session parameters of a v3 startup packet into out: the tracked ones given
  * directly (application_name, client_encoding, DateStyle, ...) and "-c name=value" /

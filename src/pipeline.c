@@ -112,18 +112,23 @@ static const char *const forgetting_words[] = {"deallocate",
                                                "standard_conforming_strings",
                                                "set_config",
                                                "role",
-                                               "authorization"};
+                                               "authorization",
+                                               "begin",
+                                               "start",
+                                               "chain"};
 TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
 /* FW_CONTEXT: words of the ways to change a setting PostgreSQL parses statements by
  * (stmt_context_settings: SET TIME ZONE, SET NAMES, SET SCHEMA, set_config, RESET, DISCARD,
- * and the role, whose name "$user" in search_path reads) */
+ * and the role, whose name "$user" in search_path reads); FW_OPENS: of the ways to open a
+ * transaction block (says_open) */
 enum {
     FW_DEALLOCATE = 1,
     FW_DISCARD = 2,
     FW_LISTEN = 4,
     FW_PARSED_BY = 0xf8,
     FW_RESET = 0x700,
-    FW_CONTEXT = 0x3ffb02
+    FW_CONTEXT = 0x3ffb02,
+    FW_OPENS = 0x1c00000
 };
 
 /* Is the n-byte word at p, in text, one of its own (no identifier byte either side)? */
@@ -189,6 +194,22 @@ static bool runs_unseen_code(const char *text)
            (first == 'c' && strncasecmp(p, "call", 4) == 0 && !sqllex_word_byte(p[4]));
 }
 
+/* May text, which the keyword scan found may (FW_OPENS), open a transaction block: does it say
+ * BEGIN or START (or CHAIN: COMMIT AND CHAIN), each a word of its own, anywhere? (Also in a
+ * string, a comment or a DO block's code: a server lost under such a text closes its client,
+ * which is only ever safe: server.c loss_for_client.) */
+static bool says_open(const char *text)
+{
+    static const char *const words[] = {"begin", "start", "chain"};
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t n = strlen(words[w]);
+        for (const char *p = strcasestr(text, words[w]); p; p = strcasestr(p + 1, words[w]))
+            if (whole_word_at(text, p, n))
+                return true;
+    }
+    return false;
+}
+
 /* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
  * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
  * notifications would reach whichever client has it next)? *resets: may it return a setting
@@ -197,9 +218,10 @@ static bool runs_unseen_code(const char *text)
  * shared with no other client (struct stmt_context.apart). *context: may it change a setting
  * PostgreSQL parses by, tracked or not (STMT_CONTEXT)? */
 static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
-                                bool *resets, bool *context)
+                                bool *resets, bool *context, bool *opens)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
+    *opens = (found & FW_OPENS) && says_open(text);
     *context = (found & FW_CONTEXT) || runs_unseen_code(text);
     *dealloc = found & FW_DEALLOCATE;
     *listen = found & FW_LISTEN;
@@ -249,11 +271,13 @@ static bool may_set_unreported(const char *sql)
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    bool dealloc, listen, resets, context;
-    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context))
+    bool dealloc, listen, resets, context, opens;
+    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context, &opens))
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
     if (context)
         e |= STMT_CONTEXT;
+    if (opens)
+        e |= STMT_OPENS;
     if (listen)
         e |= STMT_RETIRES;
     if (resets)
@@ -288,6 +312,24 @@ static void stmts_in_doubt(struct server *s)
     server_stmts_clear(&s->stmts);
 }
 
+/* A statement that may change settings lakeproxy applies but the server does not report
+ * (STMT_SETS) runs, or may run, on s: the server's record of what it holds is no longer
+ * trusted, and in transaction pooling, for a client not under row-level security (whose
+ * changes the guard carries), those settings are read back when its transaction is over
+ * (server.c server_read_back): the client keeps what PostgreSQL kept, as a client of
+ * PostgreSQL would, and the next client of that server gets its own. */
+static void settings_in_doubt(struct server *s)
+{
+    params_mark_unknown(&s->applied);
+    const struct client *c = s->client;
+    if (!c || c->rls || !pool_mode_of(s->pool)->shares_servers)
+        return;
+    uint32_t mask = params_unreported_settable(&s->reported);
+    s->carried |= mask;
+    s->carried_reset |= mask; /* (a setting PostgreSQL holds at no SET of the session's own
+                                 goes back to the client's startup value, or none) */
+}
+
 /* Marks s with the effects of a statement prepared or run there: every server it reaches,
  * not only the first, retires afterwards when it must. */
 static void carry_statement_effects(struct server *s, const struct client_stmt *st)
@@ -297,7 +339,7 @@ static void carry_statement_effects(struct server *s, const struct client_stmt *
     if (st->effects & STMT_RETIRES)
         s->retire_after = true;
     if (st->effects & STMT_SETS)
-        params_mark_unknown(&s->applied);
+        settings_in_doubt(s);
 }
 
 /* Appends a Close of s's statement name to b, its CloseComplete swallowed. */
@@ -578,7 +620,7 @@ static enum relay_verdict unnamed_parsed(struct client *c)
     if (c->unnamed_effects & STMT_FORGETS)
         stmts_in_doubt(s);
     if (c->unnamed_effects & STMT_SETS)
-        params_mark_unknown(&s->applied);
+        settings_in_doubt(s);
     c->unnamed_tests = c->mask_tests;
     c->unnamed_like = c->mask_like;
     s->unnamed_of = c->id;
@@ -845,6 +887,8 @@ static enum relay_verdict on_bind(struct client *c, const uint8_t *body, uint32_
         return RV_ERROR;
     }
     uint8_t effects = st ? st->effects : *name ? 0 : c->unnamed_effects;
+    if ((effects & STMT_OPENS) || !(st || (!*name && c->unnamed_parse))) /* (or unknown) */
+        s->batch_opens = true;
     note_may_reset(c, effects);
     note_context(c, effects);
     const char *target;
@@ -983,13 +1027,15 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, listen, resets, context,
-        forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context);
+    bool dealloc, listen, resets, context, opens,
+        forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context, &opens);
     if (resets)
         client_note_may_reset(c);
     if (context)
         c->ctx_doubt_batch = true;
     client_arm_reset_barrier(c); /* (a Query ends its own batch) */
+    s->sent_batch_opens = opens;
+    s->batch_opens = false;
     if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
@@ -998,9 +1044,10 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
                                    (lone_named_deallocate: it drops none of the server's) */
     if (forgets)
         stmts_in_doubt(s);
-    if ((forgets && !lone) ||
-        (!c->rls && params_any_unreported(&s->applied, &s->reported) && may_set_unreported(sql)))
+    if (forgets && !lone)
         params_mark_unknown(&s->applied);
+    if (!c->rls && may_set_unreported(sql))
+        settings_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
     if (forgets && !dealloc && nothing_owed(s) && stmtsql_is_discard_all(sql))
@@ -1141,11 +1188,14 @@ static enum relay_verdict client_msg_verdict(struct client *c, uint8_t type, uin
         c->dealloc_bound = false;
         s->in_flight++;
         s->ext_open = false;
+        s->sent_batch_opens = s->batch_opens;
+        s->batch_opens = false;
         client_arm_reset_barrier(c);
         pushed = rq_push(&s->replies, RK_SYNC, NULL);
         break;
     case 'F':
         s->in_flight++;
+        s->sent_batch_opens = false;
         pushed = rq_push(&s->replies, RK_QUERY, NULL);
         break;
     case 'H': s->ext_open = true; break;

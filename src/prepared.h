@@ -86,6 +86,10 @@ struct client_stmt {
 /* One that may change a setting PostgreSQL parses statements by (stmt_context_settings): what
  * the client's names mean after it is known only once it has run (pipeline.c). */
 #define STMT_CONTEXT 32
+/* One that may open a transaction block (BEGIN, START TRANSACTION): a server lost while a
+ * batch that runs it is in flight cannot be passed off as one failed statement (server.c
+ * loss_for_client). */
+#define STMT_OPENS 64
 
 /* A client's statements, found by name through chains keyed with the process's secret
  * (hashkey.h): a client cannot aim its names at one chain, nor hold more than its budget. */

@@ -1167,10 +1167,14 @@ enum server_loss {
     LOSS_MID_MESSAGE, /* the client got part of a message: closed without a word */
 };
 
-/* How the client of s learns that s died. Transaction pooling with one statement (or one
- * Sync) in flight that opened the transaction, nothing half-sent either way: it gets an
- * ERROR and ReadyForQuery 'I', and its next transaction takes another server. A client in
- * an open transaction must not carry on as if nothing happened: it is closed. */
+/* How the client of s learns that s died. Transaction pooling with one batch in flight (a
+ * Query or a Sync) that began outside a transaction block and cannot have opened one
+ * (!sent_batch_opens: no BEGIN, START or CHAIN in it), nothing half-sent either way: it
+ * gets an ERROR and ReadyForQuery 'I' (what ran in the batch's implicit transaction was
+ * rolled back, or committed just before: unknown), and its next transaction takes another
+ * server. A client in an open transaction, or whose lost batch may have opened one, must not
+ * carry on as if nothing happened: it is closed (what it pipelined behind may assume the
+ * block). */
 static enum server_loss loss_for_client(const struct server *s)
 {
     const struct client *c = s->client;
@@ -1179,7 +1183,7 @@ static enum server_loss loss_for_client(const struct server *s)
     bool boundary = c->relay.pass_left == 0 && !s->ext_open && !s->copy_in && s->n_refusals == 0 &&
                     !s->mask_wait;
     if (pool_mode_of(s->pool)->shares_servers && s->state == SV_ACTIVE && c->sent_ready &&
-        s->txn == 'I' && s->in_flight == 1 && boundary)
+        s->txn == 'I' && s->in_flight == 1 && !s->sent_batch_opens && boundary)
         return LOSS_STATEMENT;
     return LOSS_FATAL;
 }
@@ -1231,8 +1235,9 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
     server_close(s, reason);
     if (c && loss == LOSS_STATEMENT)
         client_transaction_lost(c, "08006",
-                                "server connection lost: the statement failed and "
-                                "its transaction did not complete");
+                                "server connection lost while the statement ran: whether it "
+                                "took effect is unknown (no transaction was left open; the "
+                                "connection to lakeproxy stays usable)");
     else if (c && loss == LOSS_MID_MESSAGE) /* an ErrorResponse now would land inside it */
         client_close(c, "server connection lost in the middle of a message to the client");
     else if (c)
