@@ -90,7 +90,7 @@ static bool send_buf(struct evbuffer *out, struct buf *b)
     return ok;
 }
 
-/* The words of the keyword scan every statement passes (mentions_forgetting). */
+/* The words of the keyword scan every statement passes (scan_statement). */
 static const char *const forgetting_words[] = {"deallocate",
                                                "discard",
                                                "listen",
@@ -115,12 +115,19 @@ static const char *const forgetting_words[] = {"deallocate",
                                                "authorization",
                                                "begin",
                                                "start",
-                                               "chain"};
+                                               "chain",
+                                               "_timeout",
+                                               "default_transaction",
+                                               "extra_float",
+                                               "bytea_output",
+                                               "characteristics",
+                                               "pg_settings"};
 TEXTSCAN_SET_OF(forgetting_set, forgetting_words)
 /* FW_CONTEXT: words of the ways to change a setting PostgreSQL parses statements by
  * (stmt_context_settings: SET TIME ZONE, SET NAMES, SET SCHEMA, set_config, RESET, DISCARD,
  * and the role, whose name "$user" in search_path reads); FW_OPENS: of the ways to open a
- * transaction block (says_open) */
+ * transaction block (says_open); FW_UNREPORTED: every word of unreported_words, and
+ * pg_settings (what may_set_unreported needs one of) */
 enum {
     FW_DEALLOCATE = 1,
     FW_DISCARD = 2,
@@ -128,7 +135,8 @@ enum {
     FW_PARSED_BY = 0xf8,
     FW_RESET = 0x700,
     FW_CONTEXT = 0x3ffb02,
-    FW_OPENS = 0x1c00000
+    FW_OPENS = 0x1c00000,
+    FW_UNREPORTED = 0x7e08c100
 };
 
 /* Is the n-byte word at p, in text, one of its own (no identifier byte either side)? */
@@ -210,25 +218,40 @@ static bool says_open(const char *text)
     return false;
 }
 
-/* Does NUL-terminated query text contain DEALLOCATE (*dealloc) or DISCARD, in any case,
- * anywhere? *listen: does it contain LISTEN (whose channel stays on the server, where the
- * notifications would reach whichever client has it next)? *resets: may it return a setting
- * to its default (found_reset: STMT_MAY_RESET)? And does it name a setting that PostgreSQL
- * parses statements by and lakeproxy does not track? Then c->stmts_apart: its statements are
- * shared with no other client (struct stmt_context.apart). *context: may it change a setting
- * PostgreSQL parses by, tracked or not (STMT_CONTEXT)? */
-static bool mentions_forgetting(struct client *c, const char *text, bool *dealloc, bool *listen,
-                                bool *resets, bool *context, bool *opens)
+/* What the keyword scan of a statement's text finds it may do (scan_statement). */
+struct statement_marks {
+    bool forgets; /* DEALLOCATE or DISCARD, in any case, anywhere */
+    bool dealloc; /* DEALLOCATE */
+    bool listen;  /* LISTEN: its channel stays on the server, where the notifications would
+                     reach whichever client has it next */
+    bool resets;  /* it may return a setting to its default (found_reset: STMT_MAY_RESET) */
+    bool context; /* it may change a setting PostgreSQL parses by, tracked or not
+                     (STMT_CONTEXT) */
+    bool opens;   /* it may open a transaction block (says_open: STMT_OPENS) */
+    bool sets;    /* it may change a tracked setting the server does not report
+                     (may_set_unreported: STMT_SETS) */
+};
+
+static bool may_set_unreported(const char *sql);
+
+/* The marks of NUL-terminated query text, in one pass of the keyword scan; one that names a
+ * setting PostgreSQL parses statements by and lakeproxy does not track makes c->stmts_apart:
+ * its statements are shared with no other client (struct stmt_context.apart). */
+static struct statement_marks scan_statement(struct client *c, const char *text)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
-    *opens = (found & FW_OPENS) && says_open(text);
-    *context = (found & FW_CONTEXT) || runs_unseen_code(text);
-    *dealloc = found & FW_DEALLOCATE;
-    *listen = found & FW_LISTEN;
-    *resets = found_reset(found, text);
+    bool unseen = runs_unseen_code(text);
     if (found & FW_PARSED_BY)
         c->stmts_apart = true;
-    return (found & (FW_DEALLOCATE | FW_DISCARD)) != 0;
+    return (struct statement_marks){
+        .forgets = (found & (FW_DEALLOCATE | FW_DISCARD)) != 0,
+        .dealloc = found & FW_DEALLOCATE,
+        .listen = found & FW_LISTEN,
+        .resets = found_reset(found, text),
+        .context = (found & FW_CONTEXT) || unseen,
+        .opens = (found & FW_OPENS) && says_open(text),
+        .sets = ((found & FW_UNREPORTED) || unseen) && may_set_unreported(text),
+    };
 }
 
 /* Might sql change a tracked setting the server does not report back (params.h), or all of
@@ -271,18 +294,18 @@ static bool may_set_unreported(const char *sql)
 static uint8_t statement_effects(struct client *c, const char *sql)
 {
     uint8_t e = 0;
-    bool dealloc, listen, resets, context, opens;
-    if (mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context, &opens))
+    struct statement_marks m = scan_statement(c, sql);
+    if (m.forgets)
         e |= STMT_FORGETS | STMT_SETS; /* (DISCARD ALL resets every setting) */
-    if (context)
+    if (m.context)
         e |= STMT_CONTEXT;
-    if (opens)
+    if (m.opens)
         e |= STMT_OPENS;
-    if (listen)
+    if (m.listen)
         e |= STMT_RETIRES;
-    if (resets)
+    if (m.resets)
         e |= STMT_MAY_RESET;
-    if (!c->rls && may_set_unreported(sql))
+    if (!c->rls && m.sets)
         e |= STMT_SETS;
     if (client_under_policy(c))
         e |= policy_statement_effects(c, sql);
@@ -1027,16 +1050,16 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         return RV_ERROR;
     char name[64];
     const char *sql = (const char *)body;
-    bool dealloc, listen, resets, context, opens,
-        forgets = mentions_forgetting(c, sql, &dealloc, &listen, &resets, &context, &opens);
-    if (resets)
+    struct statement_marks m = scan_statement(c, sql);
+    bool forgets = m.forgets, dealloc = m.dealloc;
+    if (m.resets)
         client_note_may_reset(c);
-    if (context)
+    if (m.context)
         c->ctx_doubt_batch = true;
     client_arm_reset_barrier(c); /* (a Query ends its own batch) */
-    s->sent_batch_opens = opens;
+    s->sent_batch_opens = m.opens;
     s->batch_opens = false;
-    if (listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
+    if (m.listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
     if (lone && !all && !client_stmt_known(&c->stmts, name))
@@ -1046,7 +1069,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
         stmts_in_doubt(s);
     if (forgets && !lone)
         params_mark_unknown(&s->applied);
-    if (!c->rls && may_set_unreported(sql))
+    if (!c->rls && m.sets)
         settings_in_doubt(s);
     if (forgets && !lone) /* it may free names the client holds */
         c->stmts.unsure = true;
