@@ -145,6 +145,17 @@ static bool whole_word_at(const char *text, const char *p, size_t n)
     return (p == text || !sqllex_word_byte(p[-1])) && !sqllex_word_byte(p[n]);
 }
 
+/* The first place at or after from (in text) where word (lower case) stands, in any case, as a
+ * word of its own; NULL when none. */
+static const char *word_in(const char *text, const char *from, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = strcasestr(from, word); p; p = strcasestr(p + 1, word))
+        if (whole_word_at(text, p, n))
+            return p;
+    return NULL;
+}
+
 /* Does the word at p (in text) follow word before (lower case; white space between)? */
 static bool follows_word(const char *text, const char *p, const char *before)
 {
@@ -174,13 +185,10 @@ static bool default_is_a_value(const char *text, const char *p)
 static bool says_reset(const char *text)
 {
     static const char *const words[] = {"reset", "discard", "default", "local"};
-    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
-        size_t n = strlen(words[w]);
-        for (const char *p = strcasestr(text, words[w]); p; p = strcasestr(p + 1, words[w]))
-            if (whole_word_at(text, p, n) &&
-                (w < 2 || (w == 2 && default_is_a_value(text, p)) || follows_word(text, p, "zone")))
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+        for (const char *p = word_in(text, text, words[w]); p; p = word_in(text, p + 1, words[w]))
+            if (w < 2 || (w == 2 && default_is_a_value(text, p)) || follows_word(text, p, "zone"))
                 return true;
-    }
     return false;
 }
 
@@ -208,14 +216,8 @@ static bool runs_unseen_code(const char *text)
  * which is only ever safe: server.c loss_for_client.) */
 static bool says_open(const char *text)
 {
-    static const char *const words[] = {"begin", "start", "chain"};
-    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
-        size_t n = strlen(words[w]);
-        for (const char *p = strcasestr(text, words[w]); p; p = strcasestr(p + 1, words[w]))
-            if (whole_word_at(text, p, n))
-                return true;
-    }
-    return false;
+    return word_in(text, text, "begin") || word_in(text, text, "start") ||
+           word_in(text, text, "chain");
 }
 
 /* What the keyword scan of a statement's text finds it may do (scan_statement). */
@@ -1067,12 +1069,12 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
                                    (lone_named_deallocate: it drops none of the server's) */
     if (forgets)
         stmts_in_doubt(s);
-    if (forgets && !lone)
-        params_mark_unknown(&s->applied);
     if (!c->rls && m.sets)
         settings_in_doubt(s);
-    if (forgets && !lone) /* it may free names the client holds */
+    if (forgets && !lone) { /* it may reset settings, and free names the client holds */
+        params_mark_unknown(&s->applied);
         c->stmts.unsure = true;
+    }
     if (forgets && !dealloc && nothing_owed(s) && stmtsql_is_discard_all(sql))
         client_stmts_clear(&c->stmts); /* (as PostgreSQL: none is held. With replies owed the
                                           server may be in a transaction, where it fails: the

@@ -1299,17 +1299,21 @@ bool server_send_cancel(struct server *target, uint64_t requester)
     return true;
 }
 
+/* Do buffers a and b hold the same bytes? */
+static bool same_bytes(const struct buf *a, const struct buf *b)
+{
+    return a->len == b->len && memcmp(a->data, b->data, b->len) == 0;
+}
+
 bool server_carries_rls(const struct server *s, const struct buf *prefix)
 {
-    return s->rls_applied.len == prefix->len &&
-           memcmp(s->rls_applied.data, prefix->data, prefix->len) == 0;
+    return same_bytes(&s->rls_applied, prefix);
 }
 
 bool server_rls_is(const struct server *s, const struct buf *prefix)
 {
     return server_carries_rls(s, prefix) ||
-           (s->state == SV_SETTING && s->rls_pending.len == prefix->len &&
-            memcmp(s->rls_pending.data, prefix->data, prefix->len) == 0);
+           (s->state == SV_SETTING && same_bytes(&s->rls_pending, prefix));
 }
 
 /* Appends c's row-level-security prefix to msgs unless s already carries exactly these
