@@ -1212,6 +1212,16 @@ static void on_startup_data(struct client *c)
  * its BindComplete. */
 enum { REPLY_QUEUE_SLACK = 64 };
 
+/* The shape of the Query text in body, from the worker's memo (its statistics key and what
+ * the keyword scans find in it: client_query_facts), for the inspection of that message. */
+static void look_up_query_shape(struct client *c, const uint8_t *body, uint32_t len)
+{
+    if (!c->w->shapes || len == 0 || body[len - 1] != '\0')
+        return; /* (an invalid Query: refused further on) */
+    c->query_text = (const char *)body;
+    c->query_shape = sqlkey_memo_shape(c->w->shapes, c->query_text);
+}
+
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct client *c = arg;
@@ -1246,12 +1256,17 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
                          "reconnect";
         return RV_ERROR;
     }
-    if (qtrack_wants_client_msg(c, type)) { /* statistics see the whole message, once */
+    bool track = qtrack_wants_client_msg(c, type);
+    if (type == 'Q' && body && (track || pool_mode_of(c->pool)->shares_servers))
+        look_up_query_shape(c, body, len);
+    if (track) { /* statistics see the whole message, once */
         if (!body)
             return RV_NEED_BODY;
         qtrack_client_msg(c, type, len, body);
     }
-    return pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
+    enum relay_verdict v = pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
+    c->query_text = NULL;
+    return v;
 }
 
 /* Can the client's messages go to its server now? */

@@ -683,10 +683,15 @@ static void visit_names(void *arg, const ProtobufCMessage *m)
         check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
 }
 
+bool guard_mentions_reserved_prefix(const char *sql)
+{
+    return text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX);
+}
+
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)
 {
     out->refuse = false;
-    if (!text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX))
+    if (!guard_mentions_reserved_prefix(sql))
         return false; /* (nearly every statement: no need to clear the messages) */
     struct check k = {.prefix = "", .prefix_len = 0, .out = out};
     char err[160];

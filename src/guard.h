@@ -70,6 +70,10 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
  * only text that mentions the prefix. */
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out);
 
+/* Does sql mention the reserved prefix anywhere, in any case (guard_uses_reserved_name's
+ * pre-filter: when not, it is false)? */
+bool guard_mentions_reserved_prefix(const char *sql);
+
 /* Could sql be refused or flagged at all? False only when it contains none of the words every
  * guard rule needs (then guard_check would pass it, or refuse it only because it does not
  * parse, which the server does too): such text skips the parse. */

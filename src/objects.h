@@ -22,6 +22,7 @@
 #include "msgbudget.h"
 #include "prepared.h"
 #include "recent.h"
+#include "sqlkey.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
 #define RELAY_HIGH_WATER (256 * 1024)
@@ -90,6 +91,8 @@ struct worker {
     struct event *janitor;         /* once a second: idle timeout, lifetime, pool.min */
     struct event *drain_timer;
     struct guard_cache *guard;  /* RLS guard verdicts by statement text */
+    struct sqlkey_memo *shapes; /* text keys and keyword-scan facts of statements run lately
+                                   (pipeline_text_facts), by shape: the statistics' keys too */
     uint64_t cfg_gen;           /* 1 for the first configuration, +1 at each reload */
     struct stats *stats;        /* per-query aggregates (NULL: stats.enabled false) */
     struct statslog *qlog;      /* the query log's writer (NULL: no stats.log) */
@@ -368,13 +371,16 @@ struct client {
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
     int64_t wait_start_us;            /* when it last asked its pool for a server (monotime) */
-    int64_t wait_counted_us;      /* of its wait since then, what its pool's statistics count (-1:
-                                     none yet: a server that fails its check makes it wait again) */
-    bool settings_lost;           /* a server was lost during lakeproxy's settings for it since
-                                     it last asked its pool (it asked again; a second loss fails
-                                     it: server.c settings_lost) */
-    struct client_stmts stmts;    /* transaction pooling: the client's named statements */
-    const char *inspect_err;      /* why the message inspector refused a message */
+    int64_t wait_counted_us;   /* of its wait since then, what its pool's statistics count (-1:
+                                  none yet: a server that fails its check makes it wait again) */
+    bool settings_lost;        /* a server was lost during lakeproxy's settings for it since
+                                  it last asked its pool (it asked again; a second loss fails
+                                  it: server.c settings_lost) */
+    struct client_stmts stmts; /* transaction pooling: the client's named statements */
+    const char *inspect_err;   /* why the message inspector refused a message */
+    const char *query_text;    /* the text of the Query being inspected, while it is (else
+                                  NULL), and its shape in the worker's memo */
+    struct sqlkey_shape query_shape;
     bool rls;                     /* under row-level security: attributes injected, guard on */
     struct param_set rls_options; /* attributes it set at startup (source option) */
     struct param_set cert;        /* its TLS certificate's subject fields ("CN" -> ...) */
@@ -427,6 +433,16 @@ struct client {
 static inline bool client_under_policy(const struct client *c)
 {
     return c->rls || c->mask.n_applied > 0;
+}
+
+/* The keyword-scan facts of text (TEXT_* bits, pipeline.h) when it is the Query being
+ * inspected, whose shape the worker's memo knew them for: true, else false (scan it). */
+static inline bool client_query_facts(const struct client *c, const char *text, uint32_t *facts)
+{
+    if (text != c->query_text || !c->query_shape.has_facts)
+        return false;
+    *facts = c->query_shape.facts;
+    return true;
 }
 
 #endif

@@ -236,23 +236,46 @@ struct statement_marks {
 
 static bool may_set_unreported(const char *sql);
 
-/* The marks of NUL-terminated query text, in one pass of the keyword scan; one that names a
- * setting PostgreSQL parses statements by and lakeproxy does not track makes c->stmts_apart:
- * its statements are shared with no other client (struct stmt_context.apart). */
-static struct statement_marks scan_statement(struct client *c, const char *text)
+/* The TEXT_* facts of NUL-terminated query text but TEXT_RESERVED_PREFIX, in one pass of the
+ * keyword scan. (Each is found by words of letters and '_', or by bytes no number holds, as
+ * the worker's memo of text shapes needs: sqlkey_facts_fn.) */
+static uint32_t text_marks(const char *text)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
     bool unseen = runs_unseen_code(text);
-    if (found & FW_PARSED_BY)
+    return ((found & (FW_DEALLOCATE | FW_DISCARD)) ? TEXT_FORGETS : 0) |
+           ((found & FW_DEALLOCATE) ? TEXT_DEALLOC : 0) | ((found & FW_LISTEN) ? TEXT_LISTEN : 0) |
+           (found_reset(found, text) ? TEXT_RESETS : 0) |
+           ((found & FW_CONTEXT) || unseen ? TEXT_CONTEXT : 0) |
+           ((found & FW_OPENS) && says_open(text) ? TEXT_OPENS : 0) |
+           (((found & FW_UNREPORTED) || unseen) && may_set_unreported(text) ? TEXT_SETS : 0) |
+           ((found & FW_PARSED_BY) ? TEXT_PARSED_BY : 0);
+}
+
+uint32_t pipeline_text_facts(const char *sql)
+{
+    return text_marks(sql) | (guard_mentions_reserved_prefix(sql) ? TEXT_RESERVED_PREFIX : 0);
+}
+
+/* The marks of c's NUL-terminated query text: the memo's facts when it is the Query being
+ * inspected (client_query_facts), else by the keyword scan. One that names a setting
+ * PostgreSQL parses statements by and lakeproxy does not track makes c->stmts_apart: its
+ * statements are shared with no other client (struct stmt_context.apart). */
+static struct statement_marks scan_statement(struct client *c, const char *text)
+{
+    uint32_t f;
+    if (!client_query_facts(c, text, &f))
+        f = text_marks(text);
+    if (f & TEXT_PARSED_BY)
         c->stmts_apart = true;
     return (struct statement_marks){
-        .forgets = (found & (FW_DEALLOCATE | FW_DISCARD)) != 0,
-        .dealloc = found & FW_DEALLOCATE,
-        .listen = found & FW_LISTEN,
-        .resets = found_reset(found, text),
-        .context = (found & FW_CONTEXT) || unseen,
-        .opens = (found & FW_OPENS) && says_open(text),
-        .sets = ((found & FW_UNREPORTED) || unseen) && may_set_unreported(text),
+        .forgets = f & TEXT_FORGETS,
+        .dealloc = f & TEXT_DEALLOC,
+        .listen = f & TEXT_LISTEN,
+        .resets = f & TEXT_RESETS,
+        .context = f & TEXT_CONTEXT,
+        .opens = f & TEXT_OPENS,
+        .sets = f & TEXT_SETS,
     };
 }
 

@@ -53,6 +53,30 @@ void pipeline_forget_statements(struct client *c);
  * DEALLOCATE came as a simple Query, which drops that too. */
 void pipeline_deallocate(struct client *c, const char *name, bool all);
 
+/* What the keyword scans every statement passes find in its text (pipeline_text_facts), bits:
+ * it may forget prepared statements (DEALLOCATE or DISCARD), says DEALLOCATE, LISTEN, may
+ * return a setting to its default, may change a setting PostgreSQL parses by, may open a
+ * transaction block, may change a tracked setting the server does not report, names a setting
+ * PostgreSQL parses by that lakeproxy does not track, mentions the reserved statement prefix
+ * (guard_mentions_reserved_prefix). */
+enum {
+    TEXT_FORGETS = 1,
+    TEXT_DEALLOC = 2,
+    TEXT_LISTEN = 4,
+    TEXT_RESETS = 8,
+    TEXT_CONTEXT = 16,
+    TEXT_OPENS = 32,
+    TEXT_SETS = 64,
+    TEXT_PARSED_BY = 128,
+    TEXT_RESERVED_PREFIX = 256
+};
+
+/* The TEXT_* facts of NUL-terminated sql. The worker's memo of text shapes keeps them per
+ * shape (sqlkey.h: they are found by words, so every text of a shape with numbers for
+ * constants has the same), and a Query of a shape seen lately is not scanned again
+ * (client_query_facts). */
+uint32_t pipeline_text_facts(const char *sql);
+
 /* Does sql say RESET or DISCARD, or TO DEFAULT or = DEFAULT, as words of their own (a setting
  * may go back to its default: for a client that gave it at startup, to that value)? */
 bool pipeline_text_may_reset(const char *sql);

@@ -16,6 +16,7 @@
 #include "maskcat.h"
 #include "masksql.h"
 #include "params.h"
+#include "pipeline.h"
 #include "poolmode.h"
 #include "proto.h"
 #include "server.h"
@@ -362,6 +363,9 @@ enum policy_result policy_check_client_msg(struct client *c, uint8_t type, uint3
         return POLICY_FAILED;
     }
     if (!client_under_policy(c)) {
+        uint32_t facts;
+        if (client_query_facts(c, sql, &facts) && !(facts & TEXT_RESERVED_PREFIX))
+            return POLICY_PASS; /* (the memo's scan found no reserved name's prefix) */
         struct guard_verdict rv;
         return guard_uses_reserved_name(sql, &rv) ? refuse(c, type, rv.reason, err) : POLICY_PASS;
     }

@@ -1,5 +1,6 @@
 /* sqlkey.c: the literal-insensitive key of SQL text, by one pass of a small scanner, and a memo
- * of recent texts' keys that keys the same statement with other constants by a compare. */
+ * of recent texts' keys (and the caller's facts of them) that keys the same statement with
+ * other constants by a compare. */
 #include "sqlkey.h"
 
 #include <stdbool.h>
@@ -176,11 +177,15 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret)
     return scan(sql, secret, &sp);
 }
 
-/* A text the memo has seen: its key, and where its constants lie. */
+/* A text the memo has seen: its key, its facts, and where its constants lie. */
 struct memo_entry {
     uint64_t key;
     char *text; /* NULL: an empty way */
     uint32_t len;
+    bool numbers;   /* every constant a number: facts found for one text that matches hold for
+                       all (sqlkey_facts_fn) */
+    bool has_facts; /* facts found (only ever when numbers) */
+    uint32_t facts;
     uint64_t used;
     struct spans sp;
 };
@@ -188,12 +193,14 @@ struct memo_entry {
 struct sqlkey_memo {
     struct sqlkey_secret secret;
     size_t n_sets; /* a power of two */
+    sqlkey_facts_fn facts_of;
     uint64_t clock;
     uint64_t hits;
     struct memo_entry *ways; /* n_sets * MEMO_WAYS */
 };
 
-struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets)
+struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets,
+                                    sqlkey_facts_fn facts_of)
 {
     struct sqlkey_memo *m = calloc(1, sizeof(*m));
     size_t sets = 1;
@@ -207,6 +214,7 @@ struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n
     }
     m->secret = *secret;
     m->n_sets = sets;
+    m->facts_of = facts_of;
     return m;
 }
 
@@ -232,11 +240,17 @@ static size_t memo_set(const struct sqlkey_memo *m, const char *sql, size_t len)
     return (size_t)(h >> 32) & (m->n_sets - 1);
 }
 
-/* Does sql (len bytes) read as e's text with other constants, so that it has e's key? Its
- * bytes between constants are e's, and each of its constants starts with the same kind of byte
- * as e's there (a digit for a digit, else the same byte) and ends where the scanner ends it. A
- * byte before or after a constant that the scanner looks at to read it or its neighbours is
- * the same as in e's text, so the scanner reads sql as it read e's text, constants aside. */
+/* Is byte b of the same kind as byte like: a digit for a digit, else the same byte? */
+static bool same_kind(char b, char like)
+{
+    return is_digit(like) ? is_digit(b) : b == like;
+}
+
+/* Does sql (len bytes) read as e's text with other constants, so that it has e's key (and
+ * facts)? Its bytes between constants are e's, and each of its constants starts and ends with
+ * the same kind of byte as e's there (same_kind) and ends where the scanner ends it. A byte
+ * before or after a constant that the scanner looks at to read it or its neighbours is the
+ * same as in e's text, so the scanner reads sql as it read e's text, constants aside. */
 static bool memo_matches(const struct memo_entry *e, const char *sql, size_t len)
 {
     const char *t = sql, *t_end = sql + len;
@@ -246,50 +260,89 @@ static bool memo_matches(const struct memo_entry *e, const char *sql, size_t len
         if ((size_t)(t_end - t) < seg || memcmp(t, e->text + from, seg) != 0)
             return false;
         t += seg;
-        char opens = e->text[e->sp.start[i]];
-        if (is_digit(opens) ? !is_digit(*t) : *t != opens)
+        if (!same_kind(*t, e->text[e->sp.start[i]]))
             return false;
         t = constant_at(t);
-        if (!t)
+        if (!t || !same_kind(t[-1], e->text[e->sp.end[i] - 1]))
             return false;
         from = e->sp.end[i];
     }
     return (size_t)(t_end - t) == e->len - from && memcmp(t, e->text + from, e->len - from) == 0;
 }
 
+/* Is every constant of sql (where sp says) a number? */
+static bool numbers_only(const char *sql, const struct spans *sp)
+{
+    for (uint32_t i = 0; i < sp->n; i++)
+        if (!is_digit(sql[sp->start[i]]) && sql[sp->start[i]] != '.')
+            return false;
+    return true;
+}
+
 /* Remembers sql's key and constants in the set's least recently used way (when it fits the
- * memo's bounds and memory allows). */
-static void memo_put(struct sqlkey_memo *m, struct memo_entry *set, const char *sql, size_t len,
-                     uint64_t key, const struct spans *sp)
+ * memo's bounds and memory allows), and returns its entry (else NULL). */
+static struct memo_entry *memo_put(struct sqlkey_memo *m, struct memo_entry *set, const char *sql,
+                                   size_t len, uint64_t key, const struct spans *sp)
 {
     if (len > MEMO_TEXT_MAX || sp->n > MEMO_CONSTS ||
         (sp->n > 0 && sp->start[0] < MEMO_INDEX_BYTES))
-        return;
+        return NULL;
     struct memo_entry *e = &set[0];
     for (int w = 1; w < MEMO_WAYS; w++)
         if (!set[w].text || (e->text && set[w].used < e->used))
             e = &set[w];
     char *copy = realloc(e->text, len + 1);
     if (!copy)
-        return;
+        return NULL;
     memcpy(copy, sql, len + 1);
-    *e = (struct memo_entry){
-        .key = key, .text = copy, .len = (uint32_t)len, .used = ++m->clock, .sp = *sp};
+    *e = (struct memo_entry){.key = key,
+                             .text = copy,
+                             .len = (uint32_t)len,
+                             .numbers = numbers_only(sql, sp),
+                             .used = ++m->clock,
+                             .sp = *sp};
+    return e;
 }
 
-uint64_t sqlkey_memo_key(struct sqlkey_memo *m, const char *sql)
+/* The entry of sql's shape (len bytes), or NULL; its key is *key either way. */
+static struct memo_entry *memo_find(struct sqlkey_memo *m, const char *sql, size_t len,
+                                    uint64_t *key)
 {
-    size_t len = strlen(sql);
     struct memo_entry *set = &m->ways[memo_set(m, sql, len) * MEMO_WAYS];
     for (int w = 0; w < MEMO_WAYS; w++)
         if (set[w].text && memo_matches(&set[w], sql, len)) {
             set[w].used = ++m->clock;
             m->hits++;
-            return set[w].key;
+            *key = set[w].key;
+            return &set[w];
         }
     struct spans sp;
-    uint64_t key = scan(sql, &m->secret, &sp);
-    memo_put(m, set, sql, len, key, &sp);
+    *key = scan(sql, &m->secret, &sp);
+    return memo_put(m, set, sql, len, *key, &sp);
+}
+
+struct sqlkey_shape sqlkey_memo_shape(struct sqlkey_memo *m, const char *sql)
+{
+    struct sqlkey_shape sh = {.has_facts = m->facts_of != NULL};
+    struct memo_entry *e = memo_find(m, sql, strlen(sql), &sh.key);
+    if (!sh.has_facts)
+        return sh;
+    if (e && e->has_facts) {
+        sh.facts = e->facts;
+        return sh;
+    }
+    sh.facts = m->facts_of(sql);
+    if (e && e->numbers) { /* they hold for every text that matches e */
+        e->facts = sh.facts;
+        e->has_facts = true;
+    }
+    return sh;
+}
+
+uint64_t sqlkey_memo_key(struct sqlkey_memo *m, const char *sql)
+{
+    uint64_t key;
+    memo_find(m, sql, strlen(sql), &key);
     return key;
 }
 

@@ -5,6 +5,7 @@
 #ifndef LAKEPROXY_SQLKEY_H
 #define LAKEPROXY_SQLKEY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,11 +33,32 @@ uint64_t sqlkey_seeded(const char *sql, const struct sqlkey_secret *secret);
  * keys them, not kept). */
 struct sqlkey_memo;
 
-/* NULL when out of memory. */
-struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets);
+/* What the caller wants known of a text besides its key (bits of its own), found once per
+ * shape where it can be: the memo keeps them for a text whose constants are all numbers, and
+ * gives them to every text that matches it (others are asked afresh). So facts_of must give one
+ * answer for all such texts: it may read the bytes outside the numbers, and of a number's first and
+ * last byte only whether each is a digit (as a word boundary does). Finding words of two or more
+ * letters and '_' anywhere, whole or not, does: a number is digits and '.', with perhaps an 'e' or
+ * 'E' between a digit or '.' and a digit or sign, so no such word can overlap one. */
+typedef uint32_t (*sqlkey_facts_fn)(const char *sql);
+
+/* NULL when out of memory. facts_of may be NULL (no facts kept). */
+struct sqlkey_memo *sqlkey_memo_new(const struct sqlkey_secret *secret, size_t n_sets,
+                                    sqlkey_facts_fn facts_of);
 void sqlkey_memo_free(struct sqlkey_memo *m);
 
-/* sqlkey_seeded(sql, the memo's secret), from the memo when it holds a match. */
+/* What the memo says of a text: its key (sqlkey_seeded under the memo's secret) and, when
+ * has_facts (the memo has a facts_of), its facts (facts_of's answer). */
+struct sqlkey_shape {
+    uint64_t key;
+    uint32_t facts;
+    bool has_facts;
+};
+
+/* sql's shape, from the memo when it holds a match (else worked out, and kept when it fits). */
+struct sqlkey_shape sqlkey_memo_shape(struct sqlkey_memo *m, const char *sql);
+
+/* sqlkey_memo_shape's key alone. */
 uint64_t sqlkey_memo_key(struct sqlkey_memo *m, const char *sql);
 
 /* How many keys came from the memo. */

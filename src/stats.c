@@ -33,6 +33,7 @@ struct stats {
     struct sqlkey_secret key_secret; /* of the text keys, so no text can be made to take
                                         another's */
     struct sqlkey_memo *memo;        /* the keys of texts seen lately */
+    bool own_memo;                   /* made here (else the worker's) */
     uint64_t last_id;                /* of the newest fingerprint entry */
 };
 
@@ -44,7 +45,7 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
-struct stats *stats_new(size_t max_fps, size_t max_keys)
+struct stats *stats_new(size_t max_fps, size_t max_keys, struct sqlkey_memo *memo)
 {
     struct stats *st = calloc(1, sizeof(*st));
     if (!st)
@@ -57,7 +58,8 @@ struct stats *stats_new(size_t max_fps, size_t max_keys)
     st->fps = calloc(st->n_fp_buckets, sizeof(*st->fps));
     st->keys = calloc(st->n_keys, sizeof(*st->keys));
     st->tables = calloc(st->n_table_buckets, sizeof(*st->tables));
-    st->memo = sqlkey_memo_new(&st->key_secret, STATS_MEMO_SETS);
+    st->own_memo = !memo;
+    st->memo = memo ? memo : sqlkey_memo_new(&st->key_secret, STATS_MEMO_SETS, NULL);
     if (!st->fps || !st->keys || !st->tables || !st->memo) {
         stats_free(st);
         return NULL;
@@ -100,7 +102,8 @@ void stats_free(struct stats *st)
     free(st->fps);
     free(st->keys);
     free(st->tables);
-    sqlkey_memo_free(st->memo);
+    if (st->own_memo)
+        sqlkey_memo_free(st->memo);
     free(st);
 }
 
@@ -244,7 +247,12 @@ size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64
         fps[0] = stats_find(st, fp) || insert_fp(st, &a) ? fp : 0;
         return fps[0] ? 1 : 0;
     }
-    uint64_t key = sqlkey_memo_key(st->memo, sql) | 1; /* never 0, the empty slot */
+    return stats_statements_keyed(st, sql, sqlkey_memo_key(st->memo, sql), fps);
+}
+
+size_t stats_statements_keyed(struct stats *st, const char *sql, uint64_t key, uint64_t *fps)
+{
+    key |= 1; /* never 0, the empty slot */
     struct key_slot *k = &st->keys[key & (st->n_keys - 1)];
     if (k->key == key && slot_live(st, k)) {
         fps[0] = k->fingerprint;

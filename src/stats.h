@@ -59,8 +59,12 @@ struct stats_query {
 
 struct stats;
 
-/* max_fps bounds the fingerprints kept (least called evicted), max_keys the text-key cache. */
-struct stats *stats_new(size_t max_fps, size_t max_keys);
+struct sqlkey_memo;
+
+/* max_fps bounds the fingerprints kept (least called evicted), max_keys the text-key cache.
+ * Text keys come from memo, the worker's memo of text shapes (borrowed: it must outlive the
+ * statistics); with NULL the statistics keep a memo of their own. */
+struct stats *stats_new(size_t max_fps, size_t max_keys, struct sqlkey_memo *memo);
 void stats_free(struct stats *st);
 
 /* The fingerprint of sql, analysing it on first sight; 0 when out of memory. When readable is
@@ -78,6 +82,10 @@ uint64_t stats_fingerprint(struct stats *st, const char *sql, bool readable);
  * and for text that does not parse, is not readable (as for stats_fingerprint) or holds more
  * than STATS_MAX_STMTS statements; 0 when out of memory. */
 size_t stats_statements(struct stats *st, const char *sql, bool readable, uint64_t *fps);
+
+/* stats_statements of readable sql whose key the memo the statistics were made with gave
+ * already (sqlkey_memo_shape). */
+size_t stats_statements_keyed(struct stats *st, const char *sql, uint64_t key, uint64_t *fps);
 
 /* The aggregates of a fingerprint, or NULL. */
 const struct stats_fp *stats_find(const struct stats *st, uint64_t fingerprint);

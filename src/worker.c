@@ -17,6 +17,7 @@
 #include "client.h"
 #include "credentials.h"
 #include "guard.h"
+#include "hashkey.h"
 #include "listener.h"
 #include "log.h"
 #include "maskcat.h"
@@ -25,6 +26,7 @@
 #include "msgshare.h"
 #include "notify.h"
 #include "params.h"
+#include "pipeline.h"
 #include "policy.h"
 #include "pool.h"
 #include "poolmode.h"
@@ -38,6 +40,8 @@
 
 /* Distinct statement texts whose guard verdict is kept. */
 #define GUARD_CACHE_ENTRIES 4096
+/* Sets of the memo of text shapes (4 texts each): the statements a worker's clients run again. */
+#define SHAPE_MEMO_SETS 64
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -285,6 +289,14 @@ static bool add_signals(struct worker *w)
            evsignal_add(w->sig_hup, NULL) == 0 && evsignal_add(w->sig_usr1, NULL) == 0;
 }
 
+/* The worker's memo of text shapes (objects.h), under a secret of its own. */
+static struct sqlkey_memo *new_shapes(void)
+{
+    struct sqlkey_secret secret;
+    hashkey_get(&secret.k0, &secret.k1);
+    return sqlkey_memo_new(&secret, SHAPE_MEMO_SETS, pipeline_text_facts);
+}
+
 /* Starts, stops or restarts statistics and the query log to match cfg. */
 static bool sync_stats(struct worker *w, const struct config *old, const struct config *cfg)
 {
@@ -292,8 +304,8 @@ static bool sync_stats(struct worker *w, const struct config *old, const struct 
     if (!sc->enabled) {
         stats_free(w->stats);
         w->stats = NULL;
-    } else if (!w->stats &&
-               !(w->stats = stats_new((size_t)sc->max_queries, (size_t)sc->max_queries * 4))) {
+    } else if (!w->stats && !(w->stats = stats_new((size_t)sc->max_queries,
+                                                   (size_t)sc->max_queries * 4, w->shapes))) {
         return false;
     }
     const char *was = old && old->stats.enabled ? old->stats.log : NULL;
@@ -396,7 +408,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
         goto fail;
     policy_init_marker(w);
     if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES)) ||
-        !(w->masksql = masksql_cache_new(GUARD_CACHE_ENTRIES))) {
+        !(w->masksql = masksql_cache_new(GUARD_CACHE_ENTRIES)) || !(w->shapes = new_shapes())) {
         snprintf(err, errsz, "out of memory");
         goto fail;
     }
@@ -486,6 +498,7 @@ void worker_free(struct worker *w)
     free(w->mask_buckets);
     statslog_stop(w->qlog);
     stats_free(w->stats);
+    sqlkey_memo_free(w->shapes);
     config_free(w->cfg);
     free(w);
 }

@@ -21,7 +21,7 @@ static void setup(void)
 {
     memset(&w, 0, sizeof(w));
     memset(&c, 0, sizeof(c));
-    w.stats = stats_new(100, 256);
+    w.stats = stats_new(100, 256, NULL);
     cr_assert_not_null(w.stats);
     c.w = &w;
 }

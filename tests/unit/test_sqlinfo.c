@@ -684,7 +684,7 @@ static void random_text(char *out, size_t cap, unsigned seed, unsigned shape, in
 Test(sqlkey, the_memo_gives_every_text_the_key_it_would_have)
 {
     struct sqlkey_secret secret = {11, 12};
-    struct sqlkey_memo *m = sqlkey_memo_new(&secret, 1);
+    struct sqlkey_memo *m = sqlkey_memo_new(&secret, 1, NULL);
     cr_assert(m);
     char text[512], variant[512];
     uint64_t checked = 0;

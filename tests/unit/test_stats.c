@@ -76,7 +76,7 @@ Test(stats, every_value_lands_in_the_bucket_whose_bounds_hold_it)
 
 Test(stats, queries_add_up_per_fingerprint_and_per_table)
 {
-    struct stats *st = stats_new(100, 256);
+    struct stats *st = stats_new(100, 256, NULL);
     cr_assert_not_null(st);
     uint64_t a = stats_fingerprint(st, "SELECT * FROM t WHERE id = 1", true);
     uint64_t b = stats_fingerprint(st, "SELECT * FROM t WHERE id = 2", true);
@@ -127,7 +127,7 @@ static void see_table(void *arg, const struct stats_table *t)
  * such text is counted under its text key, never analysed, never given a normalised text. */
 Test(stats, text_the_session_reads_otherwise_is_counted_but_never_shown)
 {
-    struct stats *st = stats_new(100, 256);
+    struct stats *st = stats_new(100, 256, NULL);
     uint64_t fp = stats_fingerprint(st, "SELECT 'x\\' || length(\"secret\") --', 42", false);
     cr_assert_neq(fp, 0);
     const struct stats_fp *f = stats_find(st, fp);
@@ -141,7 +141,7 @@ Test(stats, text_the_session_reads_otherwise_is_counted_but_never_shown)
 
 Test(stats, the_pushdown_report_splits_tables_by_application)
 {
-    struct stats *st = stats_new(100, 256);
+    struct stats *st = stats_new(100, 256, NULL);
     uint64_t filtered = stats_fingerprint(st, "SELECT a FROM t WHERE b > $1", true);
     uint64_t full = stats_fingerprint(st, "SELECT a FROM t", true);
     struct stats_query q1 = {.fingerprint = filtered, .app = "app", .rows = 3};
@@ -172,7 +172,7 @@ static void count_reads(void *arg, const struct stats_table *t)
  * keeps its own reads, whichever ran it last. */
 Test(stats, one_statement_from_several_origins_counts_each_apart)
 {
-    struct stats *st = stats_new(100, 256);
+    struct stats *st = stats_new(100, 256, NULL);
     uint64_t fp = stats_fingerprint(st, "SELECT a FROM t WHERE b = $1", true);
     /* each change of application or database alone, and back */
     const char *origins[][2] = {{"a", "x"}, {"a", "y"}, {"a", "y"}, {"b", "y"}, {"a", "y"},
@@ -192,7 +192,7 @@ Test(stats, one_statement_from_several_origins_counts_each_apart)
 
 Test(stats, the_number_of_fingerprints_is_bounded)
 {
-    struct stats *st = stats_new(8, 64);
+    struct stats *st = stats_new(8, 64, NULL);
     char sql[64];
     for (int i = 0; i < 50; i++) {
         snprintf(sql, sizeof(sql), "SELECT c%d FROM t", i);
@@ -428,7 +428,7 @@ Test(log, json_lines_escape_the_message_and_journal_lines_carry_a_priority)
  * cached with the text, and a script of more than STATS_MAX_STMTS statements is one query. */
 Test(stats, each_statement_of_a_text_gets_its_own_fingerprint)
 {
-    struct stats *st = stats_new(100, 256);
+    struct stats *st = stats_new(100, 256, NULL);
     cr_assert_not_null(st);
     uint64_t fps[STATS_MAX_STMTS];
     const char *text = "SELECT 1;  -- first\n SELECT a, b FROM t WHERE x = 'it''s' ;"
