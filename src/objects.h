@@ -321,6 +321,8 @@ struct client {
     uint64_t id;
     char addr[64];       /* "host:port", or "unix" */
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
+    bool session_pooled; /* it asked for a server in session pooling: what it does may stay on
+                            that server for its session, and nowhere else (worker.c) */
     bool stmts_apart;    /* named a setting PostgreSQL parses by that lakeproxy does not track:
                             its prepared statements are shared with no other client */
     /* a statement that may change a setting PostgreSQL parses statements by (DateStyle,
@@ -371,6 +373,8 @@ struct client {
     const uint8_t *taken;             /* a read its fast path holds while it asks for a server: */
     size_t taken_n;                   /* client_pump relays it, if that happens at once */
     int64_t wait_start_us;            /* when it last asked its pool for a server (monotime) */
+    int64_t wait_armed_us;            /* when the wait its timer measures began: the timer
+                                         fires pool.max_wait_ms after (pool.c) */
     int64_t wait_counted_us;   /* of its wait since then, what its pool's statistics count (-1:
                                   none yet: a server that fails its check makes it wait again) */
     bool settings_lost;        /* a server was lost during lakeproxy's settings for it since

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "params.h"
+#include "poolmode.h"
 #include "qtrack.h"
 #include "server.h"
 #include "tls.h"
@@ -262,23 +263,52 @@ static struct list *place_in_line(struct pool *p, int64_t t_us)
     return it;
 }
 
+/* Arms waiter c's timer: the pool's max_wait_ms from now, or (left_ms >= 0) left_ms. */
+static void arm_wait_timer(struct pool *p, struct client *c, long long left_ms)
+{
+    long long ms = left_ms >= 0 ? left_ms : p->db->pool.max_wait_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    /* one duration for every waiter: libevent queues such timers in order (O(1)) instead of
+     * keeping each in its heap (O(log n) for n waiters) */
+    const struct timeval *common =
+        left_ms < 0 ? event_base_init_common_timeout(p->w->base, &tv) : NULL;
+    if (!c->timer)
+        c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
+    if (c->timer)
+        evtimer_add(c->timer, common ? common : &tv);
+    c->wait_armed_us = monotime_us() - (p->db->pool.max_wait_ms - ms) * 1000;
+}
+
 /* Puts c in the wait queue, at its back, or (again) where its first asking puts it, with
  * max_wait_ms to wait (none while the pool is paused). */
 static void enqueue(struct pool *p, struct client *c, bool again)
 {
     c->state = CL_WAITING;
     list_append(again ? place_in_line(p, c->wait_start_us) : &p->waiting, &c->wait_node);
-    if (p->paused)
-        return; /* held until RESUME, however long */
-    int ms = p->db->pool.max_wait_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    /* one duration for every waiter: libevent queues such timers in order (O(1)) instead of
-     * keeping each in its heap (O(log n) for n waiters) */
-    const struct timeval *common = event_base_init_common_timeout(p->w->base, &tv);
-    if (!c->timer)
-        c->timer = evtimer_new(p->w->base, wait_timeout_cb, c);
-    if (c->timer)
-        evtimer_add(c->timer, common ? common : &tv);
+    if (!p->paused) /* (else held until RESUME, however long) */
+        arm_wait_timer(p, c, -1);
+}
+
+/* Sets the timers of p's waiters again: none while p is paused; after a RESUME (fresh) each
+ * gets max_wait_ms from now; else (pool.max_wait_ms changed) each gets what is left of the
+ * new limit since its timer was armed, and one that waited longer times out at once. */
+static void rearm_waiters(struct pool *p, bool fresh)
+{
+    int64_t now = monotime_us();
+    for (struct list *it = p->waiting.next; it != &p->waiting; it = it->next) {
+        struct client *c = list_entry(it, struct client, wait_node);
+        if (c->timer)
+            event_del(c->timer);
+        if (p->paused)
+            continue;
+        long long left = p->db->pool.max_wait_ms - (now - c->wait_armed_us) / 1000;
+        arm_wait_timer(p, c, fresh ? -1 : left > 0 ? left : 0);
+    }
+}
+
+void pool_max_wait_changed(struct pool *p)
+{
+    rearm_waiters(p, false);
 }
 
 /* Gives c an idle server, or queues it. While others wait, the idle servers are theirs (handed
@@ -303,6 +333,7 @@ void pool_request(struct pool *p, struct client *c)
 {
     c->pool = p;
     c->settings_lost = false; /* a new checkout */
+    c->session_pooled |= !pool_mode_of(p)->shares_servers;
     qtrack_request(c);
     c->wait_start_us = monotime_us();
     c->wait_counted_us = -1;
@@ -338,7 +369,10 @@ static void count_wait(struct pool *p, struct client *c)
 
 void pool_set_paused(struct pool *p, bool paused)
 {
+    bool was = p->paused;
     p->paused = paused;
+    if (was != paused) /* (held without a timer while paused, max_wait_ms after) */
+        rearm_waiters(p, true);
     if (!paused)
         hand_out_idle(p);
 }

@@ -48,8 +48,14 @@ void pool_spawn_for_waiters(struct pool *p);
  * the servers connected to an address it no longer resolves to. */
 void pool_recheck_address(struct pool *p);
 
-/* PAUSE holds waiting clients (no timeout) until RESUME hands servers out again. */
+/* PAUSE holds waiting clients (no timeout) until RESUME hands servers out again; after it each
+ * waits pool.max_wait_ms at most, counted from the RESUME. */
 void pool_set_paused(struct pool *p, bool paused);
+
+/* p's pool.max_wait_ms changed (a reload): its waiters wait what is left of the new limit,
+ * counted from when they began waiting (or from a RESUME); one that waited longer times out
+ * at once. */
+void pool_max_wait_changed(struct pool *p);
 
 /* Retires every server of p (bumps its generation): idle ones close now, with reason why (a
  * static string); busy ones when their client lets them go (server_release), and one logging

@@ -523,6 +523,7 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
     if (!db)
         return false;
     bool rls_changed = !config_same_rls_shape(old, n, db->name);
+    bool max_wait_changed = db->pool.max_wait_ms != p->db->pool.max_wait_ms;
     if (reach_changed(p->db, db) || rls_changed) {
         SSL_CTX *tls =
             db->tls == TLS_DISABLE ? NULL : tls_connect_ctx(db->tls, db->ca_file, err, sizeof(err));
@@ -539,6 +540,8 @@ static bool retarget_pool(struct pool *p, const struct config *old, const struct
         p->db = db;
         pool_recheck_address(p);
     }
+    if (max_wait_changed)
+        pool_max_wait_changed(p);
     pool_spawn_for_waiters(p);
     return true;
 }
@@ -583,7 +586,8 @@ static const char *rls_session_changed(struct client *c, char *why, size_t whysz
  * auth: token or trust, auth_query dropped, the database switched to or from Databricks
  * tokens, or to another workspace); an admin console's user left admin.users; the entry now has
  * row-level security it logged in without (what it prepared or set was never checked by the guard),
- * or an allow: list that leaves it out. */
+ * or an allow: list that leaves it out; a session-pooled client whose database is now pooled
+ * by transaction. */
 static const char *refused_by_reload(const struct worker *w, struct client *c, char *why,
                                      size_t whysz)
 {
@@ -609,6 +613,10 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
     if (c->mask.n_applied > 0 && !params_text_readable(&c->wanted))
         return "column masking now applies to it, and its standard_conforming_strings (off) or "
                "client_encoding would make the masking guard misread its queries (use UTF8)";
+    if (c->session_pooled && c->pool && pool_mode_of(c->pool)->shares_servers)
+        return "it is now pooled by transaction, and what its session left on its server "
+               "(settings, temporary tables, prepared statements, cursors, LISTEN) would not "
+               "follow it";
     return rls_session_changed(c, why, whysz);
 }
 

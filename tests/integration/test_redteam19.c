@@ -79,42 +79,13 @@ static PGconn *client(const char *extra)
     return c;
 }
 
-/* Runs sql on the direct superuser connection; asserts it worked. */
-static void adm_exec(PGconn *adm, const char *sql)
-{
-    PGresult *r = PQexec(adm, sql);
-    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-              "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-/* A fresh table name owned by the pool's role. */
-static void make_table(PGconn *adm, const char *name, const char *cols)
-{
-    char sql[512];
-    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", name);
-    adm_exec(adm, sql);
-    snprintf(sql, sizeof(sql), "CREATE TABLE %s (%s)", name, cols);
-    adm_exec(adm, sql);
-    snprintf(sql, sizeof(sql), "ALTER TABLE %s OWNER TO lp_server", name);
-    adm_exec(adm, sql);
-}
-
-static long adm_long(PGconn *adm, const char *sql)
-{
-    char *v = query_value(adm, sql);
-    long n = v ? atol(v) : -1;
-    free(v);
-    return n;
-}
-
 /* Waits (at most 5 s) until the backend pid is gone from pg_stat_activity. */
 static void wait_backend_gone(PGconn *adm, const char *pid)
 {
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid);
     for (double end = now_s() + 5; now_s() < end;) {
-        if (adm_long(adm, sql) == 0)
+        if (pg_long(adm, sql) == 0)
             return;
         usleep(20 * 1000);
     }
@@ -126,7 +97,7 @@ static void terminate_pid(PGconn *adm, const char *pid)
 {
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)", pid);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     wait_backend_gone(adm, pid);
 }
 
@@ -187,10 +158,10 @@ static void terminate_pool_backends(PGconn *adm)
     pool_pids(pids, sizeof(pids));
     snprintf(sql, sizeof(sql),
              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (%s)", pids);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid IN (%s)", pids);
     for (double end = now_s() + 5; now_s() < end;) {
-        if (adm_long(adm, sql) == 0)
+        if (pg_long(adm, sql) == 0)
             return;
         usleep(20 * 1000);
     }
@@ -236,7 +207,7 @@ static void commit_after_kill(const char *table)
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[256], state[6], msg[256];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     PGconn *c = client(NULL);
     cr_assert_str_eq(query_sqlstate(c, "BEGIN"), "");
     snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES (1)", table);
@@ -247,7 +218,7 @@ static void commit_after_kill(const char *table)
     usleep(100 * 1000); /* the proxy sees its server close */
     ExecStatusType st = exec_bounded(c, "COMMIT", 5, state, msg, sizeof(msg));
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    long rows = adm_long(adm, sql);
+    long rows = pg_long(adm, sql);
     cr_expect(st != PGRES_COMMAND_OK,
               "COMMIT reported success after the transaction's backend was killed "
               "(rows in %s: %ld)",
@@ -259,7 +230,7 @@ static void commit_after_kill(const char *table)
     EXPECT_QUERY_VALUE(c, "SELECT 'next'", "next", "the pool did not recover");
     PQfinish(c);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -282,7 +253,7 @@ Test(redteam19, commit_after_idle_in_transaction_timeout_is_not_success, .init =
 {
     PGconn *adm = pg_admin("lp_test");
     char state[6], msg[256];
-    make_table(adm, "lp_rt19_idle", "v int");
+    pg_owned_table(adm, "lp_rt19_idle", "v int");
     PGconn *c = client(NULL);
     cr_assert_str_eq(query_sqlstate(c, "BEGIN"), "");
     cr_assert_str_eq(query_sqlstate(c, "SET LOCAL idle_in_transaction_session_timeout = '200ms'"),
@@ -293,12 +264,12 @@ Test(redteam19, commit_after_idle_in_transaction_timeout_is_not_success, .init =
     free(pid);
     usleep(100 * 1000);
     ExecStatusType st = exec_bounded(c, "COMMIT", 5, state, msg, sizeof(msg));
-    long rows = adm_long(adm, "SELECT count(*) FROM lp_rt19_idle");
+    long rows = pg_long(adm, "SELECT count(*) FROM lp_rt19_idle");
     cr_expect(st != PGRES_COMMAND_OK,
               "COMMIT reported success after the server ended the transaction (rows: %ld)", rows);
     cr_expect_eq(rows, 0);
     PQfinish(c);
-    adm_exec(adm, "DROP TABLE lp_rt19_idle");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_idle");
     PQfinish(adm);
 }
 
@@ -309,7 +280,7 @@ Test(redteam19, statement_after_kill_in_transaction_does_not_run_outside_it, .in
 {
     PGconn *adm = pg_admin("lp_test");
     char state[6], msg[256];
-    make_table(adm, "lp_rt19_after", "v int");
+    pg_owned_table(adm, "lp_rt19_after", "v int");
     PGconn *c = client(NULL);
     cr_assert_str_eq(query_sqlstate(c, "BEGIN"), "");
     cr_assert_str_eq(query_sqlstate(c, "INSERT INTO lp_rt19_after VALUES (1)"), "");
@@ -321,12 +292,12 @@ Test(redteam19, statement_after_kill_in_transaction_does_not_run_outside_it, .in
         exec_bounded(c, "INSERT INTO lp_rt19_after VALUES (2)", 5, state, msg, sizeof(msg));
     if (PQstatus(c) == CONNECTION_OK)
         (void)exec_bounded(c, "COMMIT", 5, state, msg, sizeof(msg));
-    long rows = adm_long(adm, "SELECT count(*) FROM lp_rt19_after");
+    long rows = pg_long(adm, "SELECT count(*) FROM lp_rt19_after");
     cr_expect(st != PGRES_COMMAND_OK,
               "a statement of the killed transaction was reported done (rows now: %ld)", rows);
     cr_expect_eq(rows, 0, "rows of the killed transaction were written: %ld", rows);
     PQfinish(c);
-    adm_exec(adm, "DROP TABLE lp_rt19_after");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_after");
     PQfinish(adm);
 }
 
@@ -340,9 +311,9 @@ Test(redteam19, killed_statement_with_side_effect_is_not_retried, .init = start_
      .fini = stop_proxy)
 {
     PGconn *adm = pg_admin("lp_test");
-    adm_exec(adm, "DROP SEQUENCE IF EXISTS lp_rt19_seq");
-    adm_exec(adm, "CREATE SEQUENCE lp_rt19_seq");
-    adm_exec(adm, "ALTER SEQUENCE lp_rt19_seq OWNER TO lp_server");
+    pg_exec_ok(adm, "DROP SEQUENCE IF EXISTS lp_rt19_seq");
+    pg_exec_ok(adm, "CREATE SEQUENCE lp_rt19_seq");
+    pg_exec_ok(adm, "ALTER SEQUENCE lp_rt19_seq OWNER TO lp_server");
     PGconn *a = client("application_name=lp_rt19_a options='-c TimeZone=Asia/Tokyo'");
     PGconn *b = client("application_name=lp_rt19_b options='-c TimeZone=America/Lima'");
     EXPECT_QUERY_VALUE(b, "SELECT current_setting('TimeZone')", "America/Lima", "b's zone");
@@ -360,7 +331,7 @@ Test(redteam19, killed_statement_with_side_effect_is_not_retried, .init = start_
         cr_expect(s == NULL || is_conn_failure(s), "unclear error %s: %s", s ? s : "",
                   r ? PQresultErrorMessage(r) : "");
         PQclear(r);
-        long last = adm_long(adm, "SELECT last_value FROM lp_rt19_seq");
+        long last = pg_long(adm, "SELECT last_value FROM lp_rt19_seq");
         cr_expect_eq(last, round + 1, "nextval ran %ld times for %d statements", last, round + 1);
         if (PQstatus(a) != CONNECTION_OK) {
             PQfinish(a);
@@ -374,7 +345,7 @@ Test(redteam19, killed_statement_with_side_effect_is_not_retried, .init = start_
     }
     PQfinish(a);
     PQfinish(b);
-    adm_exec(adm, "DROP SEQUENCE lp_rt19_seq");
+    pg_exec_ok(adm, "DROP SEQUENCE lp_rt19_seq");
     PQfinish(adm);
 }
 
@@ -479,7 +450,7 @@ static void pipeline_kill(const char *table)
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[256];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     int fd = raw_session(px.port, "carol", "app");
     cr_assert(fd >= 0);
     struct buf b;
@@ -523,9 +494,9 @@ static void pipeline_kill(const char *table)
     cr_expect_geq(errors, 1, "no error for the killed batch");
     cr_expect(is_conn_failure(err_state), "unclear error for the killed batch: %s", err_state);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE v = 1", table);
-    long one = adm_long(adm, sql);
+    long one = pg_long(adm, sql);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE v = 2", table);
-    long two = adm_long(adm, sql);
+    long two = pg_long(adm, sql);
     cr_expect_eq(one, 1, "row 1 (the committed batch) is there %ld times", one);
     cr_expect_eq(two, inserts_done - 1,
                  "row 2 is there %ld times, the client was told of %d INSERTs (incl. row 1)", two,
@@ -543,7 +514,7 @@ static void pipeline_kill(const char *table)
     buf_free(&b);
     close(fd);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -564,7 +535,7 @@ Test(redteam19, pipeline_of_three_syncs_killed_in_the_middle_session, .init = st
 Test(redteam19, copy_killed_midway_is_not_reported_done, .init = start_txn1, .fini = stop_proxy)
 {
     PGconn *adm = pg_admin("lp_test");
-    make_table(adm, "lp_rt19_copy", "v int");
+    pg_owned_table(adm, "lp_rt19_copy", "v int");
     PGconn *c = client(NULL);
     PGresult *r = PQexec(c, "COPY lp_rt19_copy FROM STDIN /*lp_rt19_cp*/");
     cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(c));
@@ -579,13 +550,13 @@ Test(redteam19, copy_killed_midway_is_not_reported_done, .init = start_txn1, .fi
     cr_expect(r != NULL || PQstatus(c) != CONNECTION_OK, "the COPY hangs");
     cr_expect(PQresultStatus(r) != PGRES_COMMAND_OK, "a killed COPY was reported done");
     PQclear(r);
-    long rows = adm_long(adm, "SELECT count(*) FROM lp_rt19_copy");
+    long rows = pg_long(adm, "SELECT count(*) FROM lp_rt19_copy");
     cr_expect_eq(rows, 0, "%ld rows of a killed COPY", rows);
     PQfinish(c);
     c = client(NULL);
     EXPECT_QUERY_VALUE(c, "SELECT 'ok'", "ok", "the pool did not recover after the COPY");
     PQfinish(c);
-    adm_exec(adm, "DROP TABLE lp_rt19_copy");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_copy");
     PQfinish(adm);
 }
 
@@ -620,7 +591,7 @@ Test(redteam19, client_vanishing_mid_transaction_leaves_nothing_to_the_next, .in
      .fini = stop_proxy)
 {
     PGconn *adm = pg_admin("lp_test");
-    make_table(adm, "lp_rt19_gone", "v int");
+    pg_owned_table(adm, "lp_rt19_gone", "v int");
     for (int k = 0; k < 3; k++) {
         int fd = raw_session(px.port, "carol", "app");
         cr_assert(fd >= 0);
@@ -664,9 +635,9 @@ Test(redteam19, client_vanishing_mid_transaction_leaves_nothing_to_the_next, .in
                            k);
         PQfinish(c);
     }
-    long rows = adm_long(adm, "SELECT count(*) FROM lp_rt19_gone");
+    long rows = pg_long(adm, "SELECT count(*) FROM lp_rt19_gone");
     cr_expect_eq(rows, 0, "%ld rows of vanished transactions were committed", rows);
-    adm_exec(adm, "DROP TABLE lp_rt19_gone");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_gone");
     PQfinish(adm);
 }
 
@@ -702,7 +673,7 @@ static void begin_lost_in_batch(const char *table, bool extended)
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[256];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     int fd = raw_session(px.port, "carol", "app");
     cr_assert(fd >= 0);
     struct buf b;
@@ -736,7 +707,7 @@ static void begin_lost_in_batch(const char *table, bool extended)
         raw_query(fd, "COMMIT");
         int st2 = raw_until_ready(fd, "COMMIT", &commits, &cerrors, cstate);
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-        long rows = adm_long(adm, sql);
+        long rows = pg_long(adm, sql);
         cr_expect(!(st2 && commits == 1 && cerrors == 0),
                   "after its backend died inside the block it opened (status '%c' after the "
                   "error), the client's COMMIT was answered COMMIT without an error; rows "
@@ -744,11 +715,11 @@ static void begin_lost_in_batch(const char *table, bool extended)
                   st, rows, tags);
     }
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    cr_expect_eq(adm_long(adm, sql), 0);
+    cr_expect_eq(pg_long(adm, sql), 0);
     buf_free(&b);
     close(fd);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -926,7 +897,7 @@ static void pipelined_behind_lost_block(const char *table, bool reset)
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[512];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     int fd = raw_session_app(px.port, "carol", "app", "lp_rt19_app");
     cr_assert(fd >= 0);
     struct buf b;
@@ -944,7 +915,7 @@ static void pipelined_behind_lost_block(const char *table, bool reset)
     while (answers < 3 && raw_until_ready(fd, "INSERT", &tags, &errors, state))
         answers++;
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE v = 2", table);
-    long two = adm_long(adm, sql);
+    long two = pg_long(adm, sql);
     cr_expect_eq(two, 0,
                  "row 2, sent inside the block whose server was lost, was committed on its own "
                  "(%d answers, %d errors, first %s)",
@@ -952,7 +923,7 @@ static void pipelined_behind_lost_block(const char *table, bool reset)
     buf_free(&b);
     close(fd);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -1023,7 +994,7 @@ Test(redteam19, restart_under_open_transactions_and_prepared_statements, .fini =
     char *bzone = query_value(b, "SHOW TimeZone");
     cr_assert_str_eq(query_sqlstate(b, "CREATE TABLE lp_rt19_rs (v int)"), "");
     PGconn *radm = pg_private_admin(&rs_pg, "lp_test"); /* the cluster may run without fsync */
-    adm_exec(radm, "CHECKPOINT");
+    pg_exec_ok(radm, "CHECKPOINT");
     PQfinish(radm);
     prepare_ok(a, "s", "SELECT current_setting('TimeZone') || ':A'");
     prepare_ok(b, "s", "SELECT current_setting('TimeZone') || ':B'");
@@ -1064,7 +1035,7 @@ static void held_back(const char *table, bool fail_first, bool leave)
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[512];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     int fd = raw_session_app(px.port, "carol", "app", "lp_rt19_held");
     cr_assert(fd >= 0);
     struct buf b;
@@ -1088,7 +1059,7 @@ static void held_back(const char *table, bool fail_first, bool leave)
     long rows = -1;
     /* a leaving client's statements finish after it left: wait (bounded) for the outcome */
     for (double end = now_s() + 3; now_s() < end; usleep(50 * 1000)) {
-        rows = adm_long(adm, sql);
+        rows = pg_long(adm, sql);
         if (!leave || rows == (fail_first ? 0 : 2))
             break;
     }
@@ -1096,7 +1067,7 @@ static void held_back(const char *table, bool fail_first, bool leave)
                  answers, errors, state);
     buf_free(&b);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -1130,7 +1101,7 @@ Test(redteam19, pipelined_behind_a_lost_block_named_statements, .init = start_tx
      .fini = stop_proxy)
 {
     PGconn *adm = pg_admin("lp_test");
-    make_table(adm, "lp_rt19_pbn", "v int");
+    pg_owned_table(adm, "lp_rt19_pbn", "v int");
     int fd = raw_session(px.port, "carol", "app");
     cr_assert(fd >= 0);
     struct buf b;
@@ -1165,15 +1136,15 @@ Test(redteam19, pipelined_behind_a_lost_block_named_statements, .init = start_tx
     state[0] = 0;
     while (answers < 3 && raw_until_ready(fd, "INSERT", &tags, &errors, state))
         answers++;
-    long two = adm_long(adm, "SELECT count(*) FROM lp_rt19_pbn WHERE v = 2");
-    long one = adm_long(adm, "SELECT count(*) FROM lp_rt19_pbn WHERE v = 1");
+    long two = pg_long(adm, "SELECT count(*) FROM lp_rt19_pbn WHERE v = 2");
+    long one = pg_long(adm, "SELECT count(*) FROM lp_rt19_pbn WHERE v = 1");
     cr_expect(two == 0 && one == 0,
               "rows 1: %ld, 2: %ld written of a block whose server was lost (answers %d, "
               "errors %d, first %s)",
               one, two, answers, errors, state);
     buf_free(&b);
     close(fd);
-    adm_exec(adm, "DROP TABLE lp_rt19_pbn");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_pbn");
     PQfinish(adm);
 }
 
@@ -1210,9 +1181,9 @@ static void carried_over_kill(const char *u1, const char *pw1, const char *u2, c
 {
     PGconn *adm = pg_admin("lp_test");
     char sql[160];
-    make_table(adm, table, "v int");
+    pg_owned_table(adm, table, "v int");
     snprintf(sql, sizeof(sql), "GRANT ALL ON %s TO PUBLIC", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PGconn *c = proxy_connect(&px, u1, pw1, "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     PGconn *other = proxy_connect(&px, u2, pw2, "app", NULL);
@@ -1246,7 +1217,7 @@ static void carried_over_kill(const char *u1, const char *pw1, const char *u2, c
     PQfinish(c);
     PQfinish(other);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    adm_exec(adm, sql);
+    pg_exec_ok(adm, sql);
     PQfinish(adm);
 }
 
@@ -1273,19 +1244,19 @@ Test(redteam19, lost_statement_error_does_not_deny_a_committed_block, .init = st
      .fini = stop_proxy)
 {
     PGconn *adm = pg_admin("lp_test");
-    make_table(adm, "lp_rt19_den", "v int");
+    pg_owned_table(adm, "lp_rt19_den", "v int");
     PGconn *c = client(NULL);
     char state[6], msg[512];
     ExecStatusType st = exec_bounded(c,
                                      "BEGIN; INSERT INTO lp_rt19_den VALUES (1); COMMIT; "
                                      "SELECT pg_terminate_backend(pg_backend_pid())",
                                      5, state, msg, sizeof(msg));
-    long rows = adm_long(adm, "SELECT count(*) FROM lp_rt19_den");
+    long rows = pg_long(adm, "SELECT count(*) FROM lp_rt19_den");
     cr_expect_eq(rows, 1, "the committed block's row");
     cr_expect(st != PGRES_TUPLES_OK, "the lost statement succeeded");
     cr_expect(rows == 0 || strstr(msg, "did not complete") == NULL,
               "the block committed (%ld row), yet the client is told: %s", rows, msg);
     PQfinish(c);
-    adm_exec(adm, "DROP TABLE lp_rt19_den");
+    pg_exec_ok(adm, "DROP TABLE lp_rt19_den");
     PQfinish(adm);
 }

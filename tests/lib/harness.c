@@ -449,6 +449,33 @@ PGconn *pg_admin(const char *db)
     return c;
 }
 
+void pg_exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+long pg_long(PGconn *c, const char *sql)
+{
+    char *v = query_value(c, sql);
+    long n = v ? atol(v) : -1;
+    free(v);
+    return n;
+}
+
+void pg_owned_table(PGconn *adm, const char *name, const char *cols)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", name);
+    pg_exec_ok(adm, sql);
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (%s)", name, cols);
+    pg_exec_ok(adm, sql);
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s OWNER TO lp_server", name);
+    pg_exec_ok(adm, sql);
+}
+
 char *query_value(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
@@ -618,7 +645,7 @@ void copy_in_end(PGconn *c)
         PQclear(r);
 }
 
-PGresult *query_result_within(PGconn *c, double timeout_s)
+bool wait_not_busy(PGconn *c, double timeout_s)
 {
     double deadline = now_s() + timeout_s;
     while (PQisBusy(c) && now_s() < deadline) {
@@ -627,7 +654,12 @@ PGresult *query_result_within(PGconn *c, double timeout_s)
         if (!PQconsumeInput(c))
             break;
     }
-    if (PQisBusy(c) && PQstatus(c) == CONNECTION_OK)
+    return !PQisBusy(c);
+}
+
+PGresult *query_result_within(PGconn *c, double timeout_s)
+{
+    if (!wait_not_busy(c, timeout_s) && PQstatus(c) == CONNECTION_OK)
         return NULL;
     PGresult *last = NULL, *r;
     while ((r = PQgetResult(c))) {

@@ -97,6 +97,15 @@ PGconn *pg_admin(const char *db);
 /* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
 char *query_value(PGconn *c, const char *sql);
 
+/* Runs sql on c (a direct connection, say), which must succeed: a command or rows. */
+void pg_exec_ok(PGconn *c, const char *sql);
+
+/* The first value sql returns on c, as a number (-1 when none). */
+long pg_long(PGconn *c, const char *sql);
+
+/* Makes table name (columns cols) afresh over adm, owned by the pools' role lp_server. */
+void pg_owned_table(PGconn *adm, const char *name, const char *cols);
+
 /* The first value (malloc'd) of the rows answering the query sent last on c (PQsendQuery);
  * asserts that rows came, and reads the rest of the answer. */
 char *sent_query_value(PGconn *c);
@@ -146,6 +155,10 @@ double now_s(void);
 /* Waits up to timeout_s for the result of the query sent on c (its last result); NULL when
  * none came. */
 PGresult *query_result_within(PGconn *c, double timeout_s);
+
+/* Reads what comes on c until a result is whole (PQisBusy false), up to timeout_s: whether it
+ * is. */
+bool wait_not_busy(PGconn *c, double timeout_s);
 
 /* Ends c's COPY FROM STDIN and expects its CommandComplete (and nothing else after it). */
 void copy_in_end(PGconn *c);
