@@ -683,9 +683,14 @@ static void visit_names(void *arg, const ProtobufCMessage *m)
         check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
 }
 
+/* The reserved prefix, and U& (a Unicode-escaped identifier, U&"\006Cp_...", PostgreSQL
+ * reads as the name it spells): one of them in a text before it can name a reserved statement. */
+static const char *const reserved_spellings[] = {GUARD_RESERVED_STMT_PREFIX, "u&"};
+TEXTSCAN_SET_OF(reserved_set, reserved_spellings)
+
 bool guard_mentions_reserved_prefix(const char *sql)
 {
-    return text_contains_ci(sql, GUARD_RESERVED_STMT_PREFIX);
+    return textscan_set_find(&reserved_set, sql, ~0u) != 0;
 }
 
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out)

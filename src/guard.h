@@ -70,8 +70,8 @@ void guard_check(const char *sql, const char *prefix, struct guard_verdict *out)
  * only text that mentions the prefix. */
 bool guard_uses_reserved_name(const char *sql, struct guard_verdict *out);
 
-/* Does sql mention the reserved prefix anywhere, in any case (guard_uses_reserved_name's
- * pre-filter: when not, it is false)? */
+/* Does sql mention the reserved prefix anywhere, in any case, or U& (which may spell it)
+ * (guard_uses_reserved_name's pre-filter: when not, it is false)? */
 bool guard_mentions_reserved_prefix(const char *sql);
 
 /* Could sql be refused or flagged at all? False only when it contains none of the words every

@@ -224,8 +224,9 @@ static bool says_open(const char *text)
 struct statement_marks {
     bool forgets; /* DEALLOCATE or DISCARD, in any case, anywhere */
     bool dealloc; /* DEALLOCATE */
-    bool listen;  /* LISTEN: its channel stays on the server, where the notifications would
-                     reach whichever client has it next */
+    bool retires; /* LISTEN (its channel stays on the server, where the notifications would
+                     reach whichever client has it next) or code out of sight (DO, CALL: it may
+                     change the server's statements): its server retires after it */
     bool resets;  /* it may return a setting to its default (found_reset: STMT_MAY_RESET) */
     bool context; /* it may change a setting PostgreSQL parses by, tracked or not
                      (STMT_CONTEXT) */
@@ -238,13 +239,17 @@ static bool may_set_unreported(const char *sql);
 
 /* The TEXT_* facts of NUL-terminated query text but TEXT_RESERVED_PREFIX, in one pass of the
  * keyword scan. (Each is found by words of letters and '_', or by bytes no number holds, as
- * the worker's memo of text shapes needs: sqlkey_facts_fn.) */
+ * the worker's memo of text shapes needs: sqlkey_facts_fn.) A DO block or a CALL retires its
+ * server when its client lets go: its code, out of sight, may DEALLOCATE or PREPARE by dynamic
+ * SQL, lakeproxy's own names included (read from pg_prepared_statements), and so replace
+ * another client's statement on that server (red team 20). */
 static uint32_t text_marks(const char *text)
 {
     uint32_t found = textscan_set_find(&forgetting_set, text, 0);
     bool unseen = runs_unseen_code(text);
     return ((found & (FW_DEALLOCATE | FW_DISCARD)) ? TEXT_FORGETS : 0) |
-           ((found & FW_DEALLOCATE) ? TEXT_DEALLOC : 0) | ((found & FW_LISTEN) ? TEXT_LISTEN : 0) |
+           ((found & FW_DEALLOCATE) ? TEXT_DEALLOC : 0) |
+           ((found & FW_LISTEN) || unseen ? TEXT_RETIRES : 0) |
            (found_reset(found, text) ? TEXT_RESETS : 0) |
            ((found & FW_CONTEXT) || unseen ? TEXT_CONTEXT : 0) |
            ((found & FW_OPENS) && says_open(text) ? TEXT_OPENS : 0) |
@@ -271,7 +276,7 @@ static struct statement_marks scan_statement(struct client *c, const char *text)
     return (struct statement_marks){
         .forgets = f & TEXT_FORGETS,
         .dealloc = f & TEXT_DEALLOC,
-        .listen = f & TEXT_LISTEN,
+        .retires = f & TEXT_RETIRES,
         .resets = f & TEXT_RESETS,
         .context = f & TEXT_CONTEXT,
         .opens = f & TEXT_OPENS,
@@ -326,7 +331,7 @@ static uint8_t statement_effects(struct client *c, const char *sql)
         e |= STMT_CONTEXT;
     if (m.opens)
         e |= STMT_OPENS;
-    if (m.listen)
+    if (m.retires)
         e |= STMT_RETIRES;
     if (m.resets)
         e |= STMT_MAY_RESET;
@@ -1084,7 +1089,7 @@ static enum relay_verdict on_query(struct client *c, const uint8_t *body, uint32
     client_arm_reset_barrier(c); /* (a Query ends its own batch) */
     s->sent_batch_opens = m.opens;
     s->batch_opens = false;
-    if (m.listen) /* (a guarded client's LISTEN is the guard's to retire: the same) */
+    if (m.retires) /* (a guarded client's LISTEN is the guard's to retire: the same) */
         s->retire_after = true;
     bool all, lone = dealloc && stmtsql_deallocate(sql, name, &all);
     if (lone && !all && !client_stmt_known(&c->stmts, name))

@@ -54,15 +54,15 @@ void pipeline_forget_statements(struct client *c);
 void pipeline_deallocate(struct client *c, const char *name, bool all);
 
 /* What the keyword scans every statement passes find in its text (pipeline_text_facts), bits:
- * it may forget prepared statements (DEALLOCATE or DISCARD), says DEALLOCATE, LISTEN, may
- * return a setting to its default, may change a setting PostgreSQL parses by, may open a
- * transaction block, may change a tracked setting the server does not report, names a setting
- * PostgreSQL parses by that lakeproxy does not track, mentions the reserved statement prefix
- * (guard_mentions_reserved_prefix). */
+ * it may forget prepared statements (DEALLOCATE or DISCARD), says DEALLOCATE, its server must
+ * retire after it (LISTEN, or code out of sight: DO, CALL), may return a setting to its default,
+ * may change a setting PostgreSQL parses by, may open a transaction block, may change a tracked
+ * setting the server does not report, names a setting PostgreSQL parses by that lakeproxy does not
+ * track, mentions the reserved statement prefix (guard_mentions_reserved_prefix). */
 enum {
     TEXT_FORGETS = 1,
     TEXT_DEALLOC = 2,
-    TEXT_LISTEN = 4,
+    TEXT_RETIRES = 4,
     TEXT_RESETS = 8,
     TEXT_CONTEXT = 16,
     TEXT_OPENS = 32,

@@ -1480,7 +1480,8 @@ static const char *retire_reason_with(const struct server *s, bool owed_counts)
     if (s->cancel_adrift)
         return "a cancel request for it got no answer in time (it may still arrive)";
     if (s->retire_after && pool_mode_of(p)->shares_servers)
-        return "a client left session state (temporary table, WITH HOLD cursor or LISTEN)";
+        return "a client left session state (temporary table, WITH HOLD cursor or LISTEN) or "
+               "ran code lakeproxy cannot see (DO, CALL)";
     if (s->rls_set && !config_rls_applies(p->w->cfg, p->db->name))
         return "row-level security no longer applies to its database";
     if (owed_counts && s->replies.len != 0)

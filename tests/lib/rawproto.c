@@ -281,3 +281,24 @@ void raw_put_empty(struct buf *b, char type)
     buf_msg_start(b, (uint8_t)type);
     buf_msg_finish(b);
 }
+
+void raw_put_query(struct buf *b, const char *sql)
+{
+    buf_msg_start(b, 'Q');
+    buf_put_str(b, sql);
+    buf_msg_finish(b);
+}
+
+int raw_count_replies(int fd, int ready, int *errors, int *rows)
+{
+    int seen = 0, type;
+    unsigned char msg[8192];
+    size_t len;
+    *errors = *rows = 0;
+    while (seen < ready && (type = raw_read_msg(fd, msg, sizeof(msg), &len, 5000)) > 0) {
+        seen += type == 'Z';
+        *errors += type == 'E';
+        *rows += type == 'D';
+    }
+    return seen;
+}

@@ -41,6 +41,12 @@ void raw_put_describe(struct buf *b, char kind, const char *name);
 /* Close of a statement (kind 'S') or portal ('P'). */
 void raw_put_close(struct buf *b, char kind, const char *name);
 void raw_put_empty(struct buf *b, char type);
+/* A simple Query of sql. */
+void raw_put_query(struct buf *b, const char *sql);
+
+/* Reads fd's replies until ready ReadyForQuery came (or none for 5 s), counting the
+ * ErrorResponses into *errors and the DataRows into *rows: how many ReadyForQuery came. */
+int raw_count_replies(int fd, int ready, int *errors, int *rows);
 
 /* Sends a simple Query on a raw socket. */
 void raw_query(int fd, const char *sql);
