@@ -498,11 +498,12 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
     uint64_t fps[STATS_MAX_STMTS];
     size_t n = 0;
     const char *sql = (const char *)body;
-    bool readable = len > 0 && body[len - 1] == '\0' && text_readable(c, t, sql);
-    if (readable && sql == c->query_text) /* (its key found already: client.c) */
-        n = stats_statements_keyed(c->w->stats, sql, c->query_shape.key, fps);
-    else if (len > 0 && body[len - 1] == '\0')
-        n = stats_statements(c->w->stats, sql, readable, fps);
+    if (len > 0 && body[len - 1] == '\0') {
+        bool readable = text_readable(c, t, sql);
+        n = readable && sql == c->query_text /* (its key found already: client.c) */
+                ? stats_statements_keyed(c->w->stats, sql, c->query_shape.key, fps)
+                : stats_statements(c->w->stats, sql, readable, fps);
+    }
     for (size_t i = 0; i + 1 < n; i++) {
         struct rec s = new_rec(t, REC_STMT, fps[i]);
         push(c, t, &s);

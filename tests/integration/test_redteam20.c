@@ -117,20 +117,6 @@ static void prepare(PGconn *c, const char *name, const char *sql)
     PQclear(r);
 }
 
-/* The value of c's prepared statement name run with argument arg (malloc'd), or the error. */
-static char *exec_prepared(PGconn *c, const char *name, const char *arg)
-{
-    const char *params[1] = {arg};
-    PGresult *r = PQexecPrepared(c, name, 1, params, NULL, NULL, 0);
-    char *v;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        v = strdup(PQgetvalue(r, 0, 0));
-    else
-        v = strdup(PQerrorMessage(c));
-    PQclear(r);
-    return v;
-}
-
 /* ---- 1. the memo of text shapes and reserved names ------------------------------------ */
 
 /* The reserved-name check looks for the bytes "lp_"; PostgreSQL also reads U&"\006Cp_..." (and
@@ -140,7 +126,7 @@ Test(redteam20, u_amp_escaped_lakeproxy_statement_names_are_reserved)
 {
     PGconn *victim = alice("app"), *attacker = alice("app");
     prepare(victim, "rt20_mine", "SELECT $1::text || ' from victim'");
-    char *v = exec_prepared(victim, "rt20_mine", "hello");
+    char *v = prepared_value(victim, "rt20_mine", "hello");
     cr_assert_str_eq(v, "hello from victim");
     free(v);
     char *name = query_value(attacker, "SELECT name FROM pg_prepared_statements "
@@ -170,7 +156,7 @@ Test(redteam20, u_amp_escaped_lakeproxy_statement_names_are_reserved)
         cr_expect_str_eq(st ? st : "", "42501", "Parse of %s was not refused", sql);
         PQclear(r);
     }
-    v = exec_prepared(victim, "rt20_mine", "still");
+    v = prepared_value(victim, "rt20_mine", "still");
     cr_expect_str_eq(v, "still from victim", "the victim's statement did not run its own text: %s",
                      v);
     free(v);
@@ -222,28 +208,28 @@ Test(redteam20, deallocate_in_a_primed_shape_keeps_prepared_statements_working)
         ok(a, "DISCARD ALL");
     }
     prepare(b, "rt20_b1", "SELECT $1::text || ' b1'");
-    char *v = exec_prepared(b, "rt20_b1", "x");
+    char *v = prepared_value(b, "rt20_b1", "x");
     cr_expect_str_eq(v, "x b1");
     free(v);
     ok(b, "SELECT 31 AS rt20_memo_dealloc_pad, 42 AS n; DEALLOCATE ALL");
     /* (not alone in its Query: lakeproxy keeps b's names, unsure, by design) the name is free
      * again for b, as on PostgreSQL, and runs its new text */
     prepare(b, "rt20_b1", "SELECT $1::text || ' b1 again'");
-    v = exec_prepared(b, "rt20_b1", "y");
+    v = prepared_value(b, "rt20_b1", "y");
     cr_expect_str_eq(v, "y b1 again");
     free(v);
     prepare(b, "rt20_b2", "SELECT $1::text || ' b2'");
     ok(b, "DISCARD ALL");
-    v = exec_prepared(b, "rt20_b2", "z");
+    v = prepared_value(b, "rt20_b2", "z");
     cr_expect(strstr(v, "does not exist") != NULL, "DISCARD ALL dropped b's names: %s", v);
     free(v);
     /* prepared anew, each runs on the shared server (the server's cache was dropped too) */
     prepare(b, "rt20_b3", "SELECT $1::text || ' b3'");
-    v = exec_prepared(b, "rt20_b3", "w");
+    v = prepared_value(b, "rt20_b3", "w");
     cr_expect_str_eq(v, "w b3");
     free(v);
     prepare(a, "rt20_a1", "SELECT $1::text || ' b3'");
-    v = exec_prepared(a, "rt20_a1", "q");
+    v = prepared_value(a, "rt20_a1", "q");
     cr_expect_str_eq(v, "q b3");
     free(v);
     PQfinish(a);
@@ -555,7 +541,7 @@ Test(redteam20, dynamic_sql_cannot_make_another_clients_statement_run_other_text
 {
     PGconn *victim = alice("app"), *attacker = alice("app");
     prepare(victim, "rt20_dyn", "SELECT $1::text || ' from the dyn victim'");
-    char *v = exec_prepared(victim, "rt20_dyn", "hello");
+    char *v = prepared_value(victim, "rt20_dyn", "hello");
     cr_assert_str_eq(v, "hello from the dyn victim");
     free(v);
     char *name = query_value(attacker, "SELECT name FROM pg_prepared_statements "
@@ -568,7 +554,7 @@ Test(redteam20, dynamic_sql_cannot_make_another_clients_statement_run_other_text
              "END$$",
              name + 3, name + 3);
     const char *qs = query_sqlstate(attacker, sql);
-    v = exec_prepared(victim, "rt20_dyn", "still");
+    v = prepared_value(victim, "rt20_dyn", "still");
     cr_expect(strstr(v, "hijacked") == NULL,
               "the victim's statement ran the attacker's text: %s (the DO block: '%s')", v, qs);
     free(v);

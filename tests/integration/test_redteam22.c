@@ -78,20 +78,6 @@ static void proxy_name_of(const char *sql, char out[36])
     out[35] = '\0';
 }
 
-/* The value of c's prepared statement name run with arg (malloc'd), or the error. */
-static char *exec_prepared(PGconn *c, const char *name, const char *arg)
-{
-    const char *params[1] = {arg};
-    PGresult *r = PQexecPrepared(c, name, 1, params, NULL, NULL, 0);
-    char *v;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        v = strdup(PQgetvalue(r, 0, 0));
-    else
-        v = strdup(PQerrorMessage(c));
-    PQclear(r);
-    return v;
-}
-
 /* The attacker computes the proxy's name of the victim's future statement and creates it on
  * the shared server first, with another text, through a function's dynamic SQL. The victim
  * then prepares and runs its statement: it must get its own result or a clear error, never the
@@ -107,7 +93,7 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
     PGresult *r = PQprepare(victim, "rt22_ctl", ctl_sql, 1, NULL);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(victim));
     PQclear(r);
-    char *v = exec_prepared(victim, "rt22_ctl", "x");
+    char *v = prepared_value(victim, "rt22_ctl", "x");
     cr_assert_str_eq(v, "x rt22 control");
     free(v);
     char *seen = query_value(attacker, "SELECT name FROM pg_prepared_statements "
@@ -143,14 +129,14 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
     cr_expect(PQresultStatus(r) == PGRES_COMMAND_OK || (pst && *pst),
               "the victim's Parse neither succeeded nor failed with a clear error");
     PQclear(r);
-    v = exec_prepared(victim, "rt22_mine", "hello");
+    v = prepared_value(victim, "rt22_mine", "hello");
     cr_log_info("victim PQexecPrepared: %s", v);
     fprintf(stderr, "rt22: victim saw: [%s]\n", v);
     cr_expect(strncmp(v, "poisoned", 8) != 0,
               "the victim ran the attacker's pre-planted statement: %s", v);
     free(v);
     /* and once more */
-    v = exec_prepared(victim, "rt22_mine", "again");
+    v = prepared_value(victim, "rt22_mine", "again");
     fprintf(stderr, "rt22: victim saw (2nd): [%s]\n", v);
     cr_expect(strncmp(v, "poisoned", 8) != 0,
               "the victim ran the attacker's pre-planted statement: %s", v);
@@ -168,7 +154,7 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
                 i ? "a new client" : "the victim", PQresStatus(PQresultStatus(r)), pst ? pst : "-",
                 PQresultStatus(r) == PGRES_COMMAND_OK ? "\n" : PQerrorMessage(c));
         PQclear(r);
-        v = exec_prepared(c, "rt22_retry", "late");
+        v = prepared_value(c, "rt22_retry", "late");
         fprintf(stderr, "rt22: ... then runs it: [%s]\n", v);
         cr_expect(strncmp(v, "poisoned", 8) != 0, "a later client ran the attacker's text: %s", v);
         free(v);

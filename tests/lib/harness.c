@@ -449,6 +449,17 @@ PGconn *pg_admin(const char *db)
     return c;
 }
 
+char *prepared_value(PGconn *c, const char *name, const char *arg)
+{
+    const char *params[1] = {arg};
+    PGresult *r = PQexecPrepared(c, name, 1, params, NULL, NULL, 0);
+    char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                  ? strdup(PQgetvalue(r, 0, 0))
+                  : strdup(PQerrorMessage(c));
+    PQclear(r);
+    return v;
+}
+
 void pg_exec_ok(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);

@@ -97,6 +97,10 @@ PGconn *pg_admin(const char *db);
 /* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
 char *query_value(PGconn *c, const char *sql);
 
+/* The one value c's prepared statement name gives run with one argument arg (malloc'd), or
+ * the error message. */
+char *prepared_value(PGconn *c, const char *name, const char *arg);
+
 /* Runs sql on c (a direct connection, say), which must succeed: a command or rows. */
 void pg_exec_ok(PGconn *c, const char *sql);
 
