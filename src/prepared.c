@@ -29,24 +29,20 @@ static void digest_part(EVP_MD_CTX *d, const char *s)
     EVP_DigestUpdate(d, s ? s : "", n);
 }
 
-/* Does ctx hold nothing (statements of no context keep the names they always had)? */
-static bool context_empty(const struct stmt_context *ctx)
+/* SHA-256 of the process's secret (hashkey.h), the context (none: a zero context) and then the
+ * Parse body; false when OpenSSL fails (out of memory). */
+static bool keyed_digest(const uint8_t *rest, size_t len, const struct stmt_context *ctx,
+                         uint8_t h[SHA256_DIGEST_LENGTH])
 {
+    static const struct stmt_context none;
     if (!ctx)
-        return true;
-    bool empty = !ctx->epoch && !ctx->apart && !ctx->role;
-    for (int i = 0; empty && i < STMT_CONTEXT_SETTINGS; i++)
-        empty = !ctx->values[i];
-    return empty;
-}
-
-/* SHA-256 of the context and then the Parse body; false when OpenSSL fails (out of memory). */
-static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt_context *ctx,
-                              uint8_t h[SHA256_DIGEST_LENGTH])
-{
+        ctx = &none;
+    uint64_t secret[2];
+    hashkey_get(&secret[0], &secret[1]);
     EVP_MD_CTX *d = EVP_MD_CTX_new();
     bool ok = d && EVP_DigestInit_ex(d, EVP_sha256(), NULL) == 1;
     if (ok) {
+        EVP_DigestUpdate(d, secret, sizeof(secret));
         digest_u32(d, ctx->epoch);
         digest_u32(d, (uint32_t)ctx->apart);
         digest_u32(d, (uint32_t)(ctx->apart >> 32));
@@ -60,19 +56,20 @@ static bool digest_in_context(const uint8_t *rest, size_t len, const struct stmt
     return ok;
 }
 
-/* 128 bits of SHA-256: identical statements share a name on a server, and finding two texts
- * that share one (so that a Bind of one runs the other, with the first's effects unaccounted:
- * the guard's per-run carries, the masking guard's per-run test count) would take about 2^64
- * hashes. 64 bits took 2^32, an afternoon. */
+/* 128 bits of a keyed SHA-256. Identical statements share a name on a server. Finding two
+ * texts that share one (so that a Bind of one runs the other, with the first's effects
+ * unaccounted: the guard's per-run carries, the masking guard's per-run test count) would take
+ * about 2^64 hashes; 64 bits took 2^32, an afternoon. The secret makes a name unpredictable: a
+ * client cannot work out the name of a statement another client will prepare and create it
+ * first, with another text, where lakeproxy does not look (red team 22). Only half the digest
+ * is shown, so no one can extend a name's hash to another text without the secret. */
 bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_context *ctx,
                      char out[STMT_NAME_LEN])
 {
     _Static_assert(STMT_NAME_LEN >= 36, "lp_, 32 hex digits and a NUL");
     static const char hex[] = "0123456789abcdef";
     uint8_t h[SHA256_DIGEST_LENGTH];
-    if (context_empty(ctx))
-        SHA256(parse_rest, len, h);
-    else if (!digest_in_context(parse_rest, len, ctx, h))
+    if (!keyed_digest(parse_rest, len, ctx, h))
         return false;
     memcpy(out, "lp_", 3);
     for (int i = 0; i < 16; i++) {

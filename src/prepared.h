@@ -43,11 +43,11 @@ struct stmt_context {
     const char *values[STMT_CONTEXT_SETTINGS];
 };
 
-/* The proxy's name for a statement: a hash of its Parse body (text and parameter types) and of
- * its context (NULL: none), so identical statements of clients of one context share one
- * server-side statement, and a Parse made after a server statement went stale (its plan's
- * result type changed: 0A000, which moves the epoch) gets one of its own. False when out of
- * memory. */
+/* The proxy's name for a statement: a hash, keyed with the process's secret, of its Parse body
+ * (text and parameter types) and of its context (NULL: none), so identical statements of clients of
+ * one context share one server-side statement, and a Parse made after a server statement went stale
+ * (its plan's result type changed: 0A000, which moves the epoch) gets one of its own. False when
+ * out of memory. */
 bool stmt_proxy_name(const uint8_t *parse_rest, size_t len, const struct stmt_context *ctx,
                      char out[STMT_NAME_LEN]);
 

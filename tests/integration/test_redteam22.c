@@ -1,22 +1,16 @@
 /* test_redteam22.c: red-team round 22 on the names lakeproxy gives the statements it prepares
- * on shared servers (prepared.c stmt_proxy_name: lp_ + 16 bytes of SHA-256 of the Parse body
- * after the name, with no statement context). The names are predictable: a client (no rls)
- * can compute the name of a statement another client will prepare later and create it first
- * on the shared server, with another text, through dynamic SQL in a function lakeproxy cannot
- * see into (pre-poisoning). Each test asserts the SAFE behaviour: a failing test is a finding.
+ * on shared servers (prepared.c stmt_proxy_name). The names were lp_ + 16 bytes of SHA-256 of
+ * the Parse body after the name: a client (no rls) could compute the name of a statement
+ * another client would prepare later and create it first on the shared server, with another
+ * text, through dynamic SQL in a function lakeproxy cannot see into (pre-poisoning). Each test
+ * asserts the SAFE behaviour: a failing test is a finding.
  *
- * Held (integrity): the victim never runs the planted text. Its Parse goes to the server as
- * Parse lp_<hash> (pipeline.c send_parse; the server's list of statements does not know the
- * planted one), PostgreSQL refuses it 42P05, and pipeline.c's RQ_FAIL branch relays the
- * server's error as it is; undo_skipped drops the client's record (client_stmt_undo), so its
- * Bind gets 26000 "prepared statement ... does not exist".
- * Found (availability, low): the error names lakeproxy's internal name (prepared statement
- * "lp_<hash>" already exists), and the server is not retired on it (stmts_unknown stays
- * false): every later Parse of that text on that server, by any client, fails the same way
- * for as long as the server lives. Within the README's trust model (clients of one pool
- * without rls share a role), but a keyed name (a per-process secret in stmt_proxy_name) would
- * make the name unpredictable, and a 42P05 to a proxy-named Parse could retire the server or
- * send Close + Parse again. */
+ * Held before the fix (integrity): the victim never ran the planted text; its Parse failed
+ * 42P05 and its Bind 26000.
+ * Found (availability, low), fixed: the name stayed blocked on that server for every client,
+ * and the error named lakeproxy's internal name. The name is now keyed with the process's
+ * secret (hashkey.h), so the attacker's prediction misses and the victim's statement prepares
+ * and runs as its own. */
 #include <criterion/criterion.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -47,17 +41,9 @@ static PGconn *alice(void)
     return c;
 }
 
-static void ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* The name lakeproxy gives a Parse of sql with no parameter types (what libpq sends for
- * PQprepare(c, name, sql, n, NULL)) in an empty statement context: lp_ + hex of the first
- * 16 bytes of SHA-256(sql, NUL, int16 0). */
+/* The name an attacker would predict for a Parse of sql with no parameter types (what libpq
+ * sends for PQprepare(c, name, sql, n, NULL)) in an empty statement context: lp_ + hex of the
+ * first 16 bytes of SHA-256(sql, NUL, int16 0), lakeproxy's rule before this round. */
 static void proxy_name_of(const char *sql, char out[36])
 {
     static const char hex[] = "0123456789abcdef";
@@ -78,6 +64,17 @@ static void proxy_name_of(const char *sql, char out[36])
     out[35] = '\0';
 }
 
+/* c prepares sql (one parameter) and runs it with arg: it must get want, its own text's. */
+static void expect_prepares_as_own(PGconn *c, const char *sql, const char *arg, const char *want)
+{
+    PGresult *r = PQprepare(c, "rt22_mine", sql, 1, NULL);
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "Parse failed: %s", PQerrorMessage(c));
+    PQclear(r);
+    char *v = prepared_value(c, "rt22_mine", arg);
+    cr_expect_str_eq(v, want);
+    free(v);
+}
+
 /* The attacker computes the proxy's name of the victim's future statement and creates it on
  * the shared server first, with another text, through a function's dynamic SQL. The victim
  * then prepares and runs its statement: it must get its own result or a clear error, never the
@@ -86,7 +83,7 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
 {
     PGconn *victim = alice(), *attacker = alice();
 
-    /* control: the computed name is the one lakeproxy uses */
+    /* control: the statement is on the server under an lp_ name, and the prediction misses */
     const char *ctl_sql = "SELECT $1::text || ' rt22 control'";
     char ctl_name[36];
     proxy_name_of(ctl_sql, ctl_name);
@@ -99,7 +96,8 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
     char *seen = query_value(attacker, "SELECT name FROM pg_prepared_statements "
                                        "WHERE statement LIKE '%rt22 control%' LIMIT 1");
     cr_assert(seen, "the control statement is not on the server");
-    cr_assert_str_eq(seen, ctl_name, "the computed name differs from lakeproxy's");
+    cr_assert_eq(strncmp(seen, "lp_", 3), 0, "%s", seen);
+    cr_assert_str_neq(seen, ctl_name, "the attacker predicted lakeproxy's name from the text");
     free(seen);
 
     /* the attack: the victim's statement, named before the victim prepares it */
@@ -112,55 +110,21 @@ Test(redteam22, predicted_statement_name_cannot_be_pre_poisoned)
              "EXECUTE 'PREPARE ' || chr(108) || 'p_%s(text) AS SELECT ''poisoned '' || $1'; "
              "END$f$",
              name + 3);
-    ok(attacker, fn);
-    ok(attacker, "SELECT rt22_f()");
+    pg_exec_ok(attacker, fn);
+    pg_exec_ok(attacker, "SELECT rt22_f()");
     char check[200];
     snprintf(check, sizeof(check), "SELECT statement FROM pg_prepared_statements WHERE name = '%s'",
              name);
     char *planted = query_value(attacker, check);
     cr_assert(planted, "the attacker's statement is not on the server");
-    fprintf(stderr, "rt22: planted %s: %s\n", name, planted);
     free(planted);
 
-    r = PQprepare(victim, "rt22_mine", victim_sql, 1, NULL);
-    const char *pst = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    fprintf(stderr, "rt22: victim PQprepare: status %s sqlstate %s %s",
-            PQresStatus(PQresultStatus(r)), pst ? pst : "-", PQerrorMessage(victim));
-    cr_expect(PQresultStatus(r) == PGRES_COMMAND_OK || (pst && *pst),
-              "the victim's Parse neither succeeded nor failed with a clear error");
-    PQclear(r);
-    v = prepared_value(victim, "rt22_mine", "hello");
-    cr_log_info("victim PQexecPrepared: %s", v);
-    fprintf(stderr, "rt22: victim saw: [%s]\n", v);
-    cr_expect(strncmp(v, "poisoned", 8) != 0,
-              "the victim ran the attacker's pre-planted statement: %s", v);
-    free(v);
-    /* and once more */
-    v = prepared_value(victim, "rt22_mine", "again");
-    fprintf(stderr, "rt22: victim saw (2nd): [%s]\n", v);
-    cr_expect(strncmp(v, "poisoned", 8) != 0,
-              "the victim ran the attacker's pre-planted statement: %s", v);
-    free(v);
-
-    /* observed, not asserted: does the planted name keep the statement from every client of
-     * the server (no retirement on 42P05)? */
+    /* the victim's statement prepares and runs as its own, now and for a later client */
+    expect_prepares_as_own(victim, victim_sql, "hello", "victim hello");
     PQfinish(attacker);
-    attacker = NULL;
-    for (int i = 0; i < 2; i++) {
-        PGconn *c = i ? alice() : victim;
-        r = PQprepare(c, "rt22_retry", victim_sql, 1, NULL);
-        pst = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        fprintf(stderr, "rt22: retry by %s after the attacker left: %s %s %s",
-                i ? "a new client" : "the victim", PQresStatus(PQresultStatus(r)), pst ? pst : "-",
-                PQresultStatus(r) == PGRES_COMMAND_OK ? "\n" : PQerrorMessage(c));
-        PQclear(r);
-        v = prepared_value(c, "rt22_retry", "late");
-        fprintf(stderr, "rt22: ... then runs it: [%s]\n", v);
-        cr_expect(strncmp(v, "poisoned", 8) != 0, "a later client ran the attacker's text: %s", v);
-        free(v);
-        if (i)
-            PQfinish(c);
-    }
+    PGconn *later = alice();
+    expect_prepares_as_own(later, victim_sql, "late", "victim late");
+    PQfinish(later);
     PQclear(PQexec(victim, "DROP FUNCTION IF EXISTS rt22_f()"));
     PQfinish(victim);
 }

@@ -1,6 +1,7 @@
 /* test_prepared.c: the bookkeeping behind prepared statements in transaction pooling: proxy
  * names, the per-server cache with eviction, and the order of owed replies. */
 #include <criterion/criterion.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,25 @@ Test(prepared, same_text_and_types_give_the_same_proxy_name)
     /* 128 bits: no two texts a client could search out share a name */
     cr_expect_eq(strlen(a), 35);
     cr_expect_eq(strspn(a + 3, "0123456789abcdef"), 32);
+}
+
+/* The name is keyed with the process's secret: it is not the SHA-256 of the Parse body (the
+ * rule before red team 22), so a client cannot work out the name of another client's future
+ * statement and plant one of its own under it. */
+Test(prepared, proxy_names_cannot_be_worked_out_from_the_text)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t q[] = "SELECT 'victim ' || $1::text\0\0\0";
+    char name[STMT_NAME_LEN], unkeyed[36];
+    cr_assert(stmt_proxy_name(q, sizeof(q), NULL, name));
+    uint8_t h[SHA256_DIGEST_LENGTH];
+    SHA256(q, sizeof(q), h);
+    for (int i = 0; i < 16; i++) {
+        unkeyed[2 * i] = hex[h[i] >> 4];
+        unkeyed[2 * i + 1] = hex[h[i] & 15];
+    }
+    unkeyed[32] = '\0';
+    cr_expect_str_neq(name + 3, unkeyed, "the name is the unkeyed SHA-256 of the text");
 }
 
 /* A statement's name depends on its context as well as its text: a statement parsed after its
