@@ -169,7 +169,11 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct client *c = arg;
-    if (c->state == CL_LOGIN)
+    if (c->state != CL_LOGIN)
+        return;
+    if (c->step == CS_TLS) /* (no error can reach a client before its TLS is up) */
+        client_close(c, "login timed out during the TLS handshake");
+    else
         client_fail(c, "08006", "login timed out: startup and authentication took too long");
 }
 
@@ -1045,6 +1049,7 @@ static void handle_ssl_request(struct client *c)
     conn_write(c->bev, "S", 1);
     conn_bound_tls_socket(c->bev);
     c->step = CS_TLS;
+    c->tls_cfg_gen = c->w->cfg_gen;
     client_attach_bev(c, tlsbev);
 }
 
@@ -1476,7 +1481,15 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
         c->tls = true;
-        c->cert_verified = tls_peer_subject(bufferevent_openssl_get_ssl(c->bev), &c->cert);
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        c->cert_verified = tls_peer_subject(ssl, &c->cert);
+        if (c->cert_verified && c->tls_cfg_gen != c->w->cfg_gen &&
+            !tls_peer_verifies_in(ssl, c->w->client_tls)) {
+            client_fail(c, "28000",
+                        "the client certificate does not verify under the configuration "
+                        "reloaded during the TLS handshake (listen.tls.client_ca, client_crl)");
+            return;
+        }
         c->step = CS_STARTUP;
         on_startup_data(c);
         return;

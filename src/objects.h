@@ -361,6 +361,7 @@ struct client {
     struct authq *authq;                /* auth_query look-up in flight */
     struct tokenauth_wait *token_check; /* its Databricks token being checked */
     uint64_t auth_cfg_gen;      /* the configuration generation authentication started under */
+    uint64_t tls_cfg_gen;       /* the one whose listen.tls its TLS handshake started under */
     enum login_path login_path; /* how it proved who it is (a reload that changes it closes it) */
     struct string_list token_groups; /* the groups its Databricks token's identity is in */
     char *token_workspace;           /* the workspace that vouched for its token */

@@ -193,3 +193,18 @@ bool tls_peer_subject(SSL *ssl, struct param_set *out)
     X509_free(peer);
     return verified;
 }
+
+bool tls_peer_verifies_in(SSL *ssl, SSL_CTX *ctx)
+{
+    X509 *peer = ssl && ctx ? SSL_get0_peer_certificate(ssl) : NULL;
+    X509_STORE_CTX *v = peer ? X509_STORE_CTX_new() : NULL;
+    bool ok = v && X509_STORE_CTX_init(v, SSL_CTX_get_cert_store(ctx), peer,
+                                       SSL_get_peer_cert_chain(ssl)) == 1;
+    /* as the handshake checks a client's certificate: its purpose, the context's parameters
+     * (the store's own flags, CRL checking among them, come with the init) */
+    ok = ok && X509_STORE_CTX_set_default(v, "ssl_client") == 1 &&
+         X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(v), SSL_CTX_get0_param(ctx)) == 1 &&
+         X509_verify_cert(v) == 1;
+    X509_STORE_CTX_free(v);
+    return ok;
+}

@@ -18,6 +18,11 @@ SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz);
  * one that verified. */
 bool tls_peer_subject(SSL *ssl, struct param_set *out);
 
+/* Does the certificate the client of ssl presented (with the chain it sent) verify against the
+ * client CAs and CRLs of ctx, a context of a newer configuration than ssl's? False when it
+ * presented none, or ctx is NULL. */
+bool tls_peer_verifies_in(SSL *ssl, SSL_CTX *ctx);
+
 /* A context for connecting to servers in mode (NULL for TLS_DISABLE or on failure, with err). */
 SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, size_t errsz);
 

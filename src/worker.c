@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <event2/bufferevent_ssl.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -588,6 +589,22 @@ static const char *rls_session_changed(struct client *c, char *why, size_t whysz
  * row-level security it logged in without (what it prepared or set was never checked by the guard),
  * or an allow: list that leaves it out; a session-pooled client whose database is now pooled
  * by transaction. */
+/* Why listen.tls of the new configuration would not let c in as it is connected: without TLS
+ * where TLS is required, without a verified certificate where one is required, or with one
+ * the new client CAs and CRLs refuse (revoked, say); NULL when it would. */
+static const char *refused_tls(const struct worker *w, struct client *c)
+{
+    if (w->cfg->tls_client_tls == 1 && !c->tls && !c->on_unix_socket)
+        return "TLS is now required (listen.tls.client_tls: require)";
+    if (c->cert_verified && w->cfg->tls_client_ca &&
+        !tls_peer_verifies_in(bufferevent_openssl_get_ssl(c->bev), w->client_tls))
+        return "its client certificate does not verify under the new listen.tls.client_ca and "
+               "client_crl";
+    if (w->cfg->tls_client_cert == 1 && !c->cert_verified)
+        return "a client certificate is now required (listen.tls.client_cert: require)";
+    return NULL;
+}
+
 static const char *refused_by_reload(const struct worker *w, struct client *c, char *why,
                                      size_t whysz)
 {
@@ -603,6 +620,9 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
                                               : "this user now logs in another way";
     if (now == LOGIN_TOKEN && !config_str_eq(db->cred.workspace, c->token_workspace))
         return "its token was checked at another workspace";
+    const char *tls_why = refused_tls(w, c);
+    if (tls_why)
+        return tls_why;
     if (c->state == CL_ADMIN)
         return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
     if (!c->rls && config_rls_applies(w->cfg, c->database))

@@ -49,16 +49,6 @@ static void expect_app_works(const char *why)
     PQfinish(c);
 }
 
-static void send_startup(int fd, const char *user, const char *db)
-{
-    struct startup_param params[] = {{"user", user}, {"database", db}};
-    struct buf b;
-    buf_init(&b);
-    proto_startup(&b, params, 2);
-    cr_assert(raw_send(fd, &b));
-    buf_free(&b);
-}
-
 /* Reads messages until an AuthenticationOk (1), an ErrorResponse or EOF (0), or an
  * authentication request other than OK (its code + 100, data into data). */
 static int next_auth(int fd, unsigned char *data, size_t datasz, size_t *dlen)
@@ -240,7 +230,7 @@ Test(redteam14, non_scram_answers_to_a_scram_request_fail)
     for (int k = 0; k < 5; k++) {
         int fd = raw_connect(px.port);
         cr_assert(fd >= 0);
-        send_startup(fd, "alice", "app");
+        raw_send_startup(fd, "alice", "app");
         int a = next_auth(fd, NULL, 0, NULL);
         cr_assert_eq(a, 100 + AUTH_REQ_SASL, "expected a SASL request, got %d", a);
         struct buf b;
@@ -269,7 +259,7 @@ static int scram_upto_final(const char *user, const char *password, const char *
 {
     int fd = raw_connect(px.port);
     cr_assert(fd >= 0);
-    send_startup(fd, user, "app");
+    raw_send_startup(fd, user, "app");
     cr_assert_eq(next_auth(fd, NULL, 0, NULL), 100 + AUTH_REQ_SASL);
     struct scram_client sc = {0};
     char *first = NULL;
@@ -291,11 +281,7 @@ static int scram_upto_final(const char *user, const char *password, const char *
 
 static int send_final(int fd, const char *final)
 {
-    struct buf b;
-    buf_init(&b);
-    proto_sasl_response(&b, final, strlen(final));
-    cr_assert(raw_send(fd, &b));
-    buf_free(&b);
+    raw_send_sasl_response(fd, final);
     return next_auth(fd, NULL, 0, NULL);
 }
 
@@ -355,21 +341,6 @@ static void start_tls_required(void)
     proxy_start_yaml(&px, port, out);
 }
 
-static int answer_byte(int fd)
-{
-    unsigned char c = 0;
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    if (poll(&pfd, 1, 3000) != 1 || read(fd, &c, 1) != 1)
-        return -1;
-    return c;
-}
-
-static void send_request(int fd, uint32_t code)
-{
-    unsigned char req[8] = {0, 0, 0, 8, code >> 24, code >> 16, code >> 8, code};
-    cr_assert_eq(send(fd, req, 8, MSG_NOSIGNAL), 8);
-}
-
 Test(redteam14, tls_required_has_no_plaintext_way_in, .init = start_tls_required)
 {
     static const char *const users[] = {"carol", "alice"};
@@ -380,17 +351,17 @@ Test(redteam14, tls_required_has_no_plaintext_way_in, .init = start_tls_required
                 int fd = raw_connect(px.port);
                 cr_assert(fd >= 0);
                 if (seq == 1) {
-                    send_request(fd, PROTO_GSSENC_REQUEST);
-                    cr_expect_eq(answer_byte(fd), 'N');
+                    raw_send_request(fd, PROTO_GSSENC_REQUEST);
+                    cr_expect_eq(raw_answer_byte(fd), 'N');
                 } else if (seq == 2) { /* negotiated once, as PostgreSQL does: the second ends it */
-                    send_request(fd, PROTO_GSSENC_REQUEST);
-                    cr_expect_eq(answer_byte(fd), 'N');
-                    send_request(fd, PROTO_GSSENC_REQUEST);
-                    cr_expect_eq(answer_byte(fd), 'E', "a second GSSENCRequest was answered");
+                    raw_send_request(fd, PROTO_GSSENC_REQUEST);
+                    cr_expect_eq(raw_answer_byte(fd), 'N');
+                    raw_send_request(fd, PROTO_GSSENC_REQUEST);
+                    cr_expect_eq(raw_answer_byte(fd), 'E', "a second GSSENCRequest was answered");
                     close(fd);
                     continue;
                 }
-                send_startup(fd, users[u], dbs[d]);
+                raw_send_startup(fd, users[u], dbs[d]);
                 int a = next_auth(fd, NULL, 0, NULL);
                 cr_expect_eq(a, 0, "%s@%s seq %d: plaintext login got auth answer %d", users[u],
                              dbs[d], seq, a);
@@ -554,7 +525,7 @@ Test(redteam14, many_named_statements_cost_bounded_memory)
 static SSL *tls_open(int fd, SSL_CTX **ctxp)
 {
     unsigned char req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
-    if (send(fd, req, 8, MSG_NOSIGNAL) != 8 || answer_byte(fd) != 'S')
+    if (send(fd, req, 8, MSG_NOSIGNAL) != 8 || raw_answer_byte(fd) != 'S')
         return NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;

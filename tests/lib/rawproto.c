@@ -302,3 +302,37 @@ int raw_count_replies(int fd, int ready, int *errors, int *rows)
     }
     return seen;
 }
+
+int raw_answer_byte(int fd)
+{
+    unsigned char c = 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 3000) != 1 || read(fd, &c, 1) != 1)
+        return -1;
+    return c;
+}
+
+void raw_send_request(int fd, uint32_t code)
+{
+    unsigned char req[8] = {0, 0, 0, 8, code >> 24, code >> 16, code >> 8, code};
+    cr_assert_eq(send(fd, req, 8, MSG_NOSIGNAL), 8);
+}
+
+void raw_send_sasl_response(int fd, const char *text)
+{
+    struct buf b;
+    buf_init(&b);
+    proto_sasl_response(&b, text, strlen(text));
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+}
+
+void raw_send_startup(int fd, const char *user, const char *db)
+{
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    struct buf b;
+    buf_init(&b);
+    proto_startup(&b, params, 2);
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+}

@@ -57,6 +57,19 @@ const char *raw_expect_error(int fd);
 /* A connected blocking socket to 127.0.0.1:port, or -1. */
 int raw_connect(int port);
 
+/* The one-byte answer to an SSLRequest or GSSENCRequest ('S', 'N', or 'E' for an error), or
+ * -1 when none comes within 3 s. */
+int raw_answer_byte(int fd);
+
+/* Sends a StartupMessage for user and database db. */
+void raw_send_startup(int fd, const char *user, const char *db);
+
+/* Sends a SASLResponse carrying text (a SCRAM client-final). */
+void raw_send_sasl_response(int fd, const char *text);
+
+/* Sends the 8-byte request of code (PROTO_SSL_REQUEST, PROTO_GSSENC_REQUEST ...). */
+void raw_send_request(int fd, uint32_t code);
+
 /* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
  * EOF, error or timeout (timeout_ms). *len gets the body length. */
 int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
