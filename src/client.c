@@ -36,6 +36,10 @@
 
 /* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
 #define CLIENT_LOGIN_MAX (64 * 1024)
+#define TOO_MANY_CLIENTS "too many clients already (limits.max_clients)"
+/* Connections taken past limits.max_clients for cancel requests, and the seconds each may
+ * take to send one (client_accept). */
+enum { CANCEL_SPARE_CONNECTIONS = 32, CANCEL_SPARE_TIMEOUT_S = 5 };
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static bool client_take(void *arg, const uint8_t *p, size_t n);
@@ -88,6 +92,8 @@ void client_close(struct client *c, const char *reason)
                  c->user ? c->user : "-", c->database ? c->database : "-", reason);
     list_del(&c->node);
     c->w->n_clients--;
+    if (c->over_limit)
+        c->w->n_over_limit--;
     if (c->state == CL_WAITING)
         pool_forget_client(c);
     msgshare_give_back(c);
@@ -614,7 +620,8 @@ void client_transaction_done(struct client *c)
  * catalog, a full reply queue, the reset barrier). */
 static void read_unless_waiting(struct client *c)
 {
-    if (!c->paused && !c->mask_wait && !c->queue_wait && !c->reset_wait && !c->stmt_wait)
+    if (!c->paused && !c->mask_wait && !c->queue_wait && !c->reset_wait && !c->stmt_wait &&
+        !c->cancel_wait)
         bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -690,12 +697,22 @@ void client_stmt_wait_over(struct client *c)
     resume_after_wait(c);
 }
 
+void client_cancel_wait_over(struct client *c)
+{
+    if (!c->cancel_wait || c->closing || (c->server && c->server->cancels_pending > 0))
+        return;
+    c->cancel_wait = false;
+    resume_after_wait(c);
+}
+
 void client_server_gone_idle(struct client *c)
 {
     c->state = CL_IDLE;
-    /* (its queue went with the server, which owes it nothing now: no barrier either) */
-    bool stopped = c->queue_wait || c->reset_wait || c->stmt_wait;
+    /* (its queue went with the server, which owes it nothing now: no barrier either; the
+     * server goes to no one while a cancel for it is on its way) */
+    bool stopped = c->queue_wait || c->reset_wait || c->stmt_wait || c->cancel_wait;
     c->queue_wait = c->reset_wait = c->reset_pending = c->reset_barrier = c->stmt_wait = false;
+    c->cancel_wait = false;
     c->ctx_doubt_batch = c->ctx_doubt_sent = false;
     if (stopped)
         read_unless_waiting(c);
@@ -1162,6 +1179,11 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
         client_fail(c, "08P01", err);
         return;
     }
+    if (c->over_limit && st.kind != STARTUP_SSL && st.kind != STARTUP_GSSENC &&
+        st.kind != STARTUP_CANCEL) { /* (a login past max_clients) */
+        client_fail(c, "53300", TOO_MANY_CLIENTS);
+        return;
+    }
     switch (st.kind) {
     case STARTUP_SSL:
     case STARTUP_GSSENC:
@@ -1175,9 +1197,10 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
     case STARTUP_CANCEL:
         /* like PostgreSQL, close the connection once the cancel has been delivered: a client
          * that sends its next query then cannot have it cancelled by this request */
-        if (client_route_cancel(c->w, st.cancel_pid, st.cancel_key, c->id))
+        if (client_route_cancel(c->w, st.cancel_pid, st.cancel_key, c->id)) {
+            c->step = CS_CANCEL; /* (as PostgreSQL: one request per connection) */
             bufferevent_disable(c->bev, EV_READ);
-        else
+        } else
             client_close(c, "cancel request handled");
         break;
     case STARTUP_BAD_VERSION:
@@ -1240,6 +1263,13 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     }
     /* (only what runs a statement waits: never copy data nor a Sync, which a COPY ... FROM
      * STDIN behind the barrier waits for, nor a Flush or Terminate) */
+    /* nor while a cancel request is on its way to its server: PostgreSQL drops one that
+     * arrives between statements, but one that arrived after the next statement was read
+     * would cancel that (a cancel deferred for a queued query is sent as the query goes) */
+    if (!body && c->server->cancels_pending > 0 && memchr("QPBEF", type, 5)) {
+        c->cancel_wait = true; /* (lifted by client_cancel_wait_over, or client_server_gone_idle) */
+        return RV_WAIT;
+    }
     if (!body && c->reset_barrier && memchr("QPBEF", type, 5) && reset_barrier_holds(c)) {
         c->reset_wait = true; /* (lifted by client_reset_wait_over, or client_server_gone_idle) */
         return RV_WAIT;
@@ -1406,7 +1436,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     struct client *c = arg;
     if (c->state == CL_LOGIN && c->step == CS_STARTUP)
         on_startup_data(c);
-    else if (c->state == CL_LOGIN && c->step != CS_DONE && c->step != CS_TLS)
+    else if (c->state == CL_LOGIN && c->step != CS_DONE && c->step != CS_TLS &&
+             c->step != CS_CANCEL)
         on_auth_data(c);
     else if (c->state != CL_LOGIN)
         client_read_buffered(c);
@@ -1575,8 +1606,12 @@ void client_refuse(evutil_socket_t fd, const char *msg)
 void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
     (void)salen;
-    if (w->n_clients >= w->cfg->max_clients) {
-        client_refuse(fd, "too many clients already (limits.max_clients)");
+    /* Past max_clients a few connections more are taken, each only for a CancelRequest (as
+     * PostgreSQL takes cancels whatever its max_connections), and for a short while: a full
+     * lakeproxy still lets a runaway query be cancelled. */
+    bool over = w->n_clients - w->n_over_limit >= w->cfg->max_clients;
+    if (over && w->n_over_limit >= CANCEL_SPARE_CONNECTIONS) {
+        client_refuse(fd, TOO_MANY_CLIENTS);
         return;
     }
     struct client *c = calloc(1, sizeof(*c));
@@ -1593,6 +1628,8 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     list_init(&c->share_node);
     list_append(&w->clients, &c->node);
     w->n_clients++;
+    c->over_limit = over;
+    w->n_over_limit += over;
     conn_format_addr(sa, c->addr, sizeof(c->addr));
     c->on_unix_socket = sa->sa_family == AF_UNIX;
     make_cancel_key(c);
@@ -1610,10 +1647,14 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
             event_free(c->login_timer);
         list_del(&c->node);
         w->n_clients--;
+        w->n_over_limit -= over;
         free(c);
         return;
     }
-    struct timeval tv = {w->cfg->login_timeout_s, 0};
+    struct timeval tv = {over && w->cfg->login_timeout_s > CANCEL_SPARE_TIMEOUT_S
+                             ? CANCEL_SPARE_TIMEOUT_S
+                             : w->cfg->login_timeout_s,
+                         0};
     evtimer_add(c->login_timer, &tv);
     client_attach_bev(c, bev);
 }

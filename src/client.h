@@ -53,6 +53,10 @@ void client_reset_wait_over(struct client *c);
  * (pipeline_stmt_must_wait), once they are. */
 void client_stmt_wait_over(struct client *c);
 
+/* The cancel requests for c's server have all arrived (server.c cancel_settled): the statement
+ * it held back goes on. */
+void client_cancel_wait_over(struct client *c);
+
 /* Transaction pooling: c no longer has a server (given back or gone) between transactions:
  * it is idle (holding no share of large-message memory, not paused), and asks for another
  * when it has sent something meanwhile. */

@@ -77,6 +77,7 @@ struct worker {
     uint64_t large_stalls;          /* holders closed for sending nothing (msgshare.c) */
     int authq_running;              /* look-ups under way: at most AUTHQ_MAX_RUNNING */
     int n_clients;
+    int n_over_limit; /* of them, connections past limits.max_clients that may only cancel */
     uint64_t next_id;
     struct scram_verifier *user_verifiers; /* parallel to cfg->users (SCRAM users) */
     struct scram_verifier mock_verifier;   /* answers unknown users without telling them so */
@@ -303,7 +304,8 @@ enum client_step {
     CS_SCRAM_FIRST,
     CS_SCRAM_FINAL,
     CS_MD5,
-    CS_TOKEN, /* client_auth databricks_token: a PasswordMessage holding its token */
+    CS_TOKEN,  /* client_auth databricks_token: a PasswordMessage holding its token */
+    CS_CANCEL, /* its CancelRequest is on its way: nothing more is read, closed once delivered */
     CS_DONE
 };
 
@@ -321,6 +323,7 @@ struct client {
     uint64_t id;
     char addr[64];       /* "host:port", or "unix" */
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
+    bool over_limit;     /* accepted past limits.max_clients: a CancelRequest only (client.c) */
     bool session_pooled; /* it asked for a server in session pooling: what it does may stay on
                             that server for its session, and nowhere else (worker.c) */
     bool stmts_apart;    /* named a setting PostgreSQL parses by that lakeproxy does not track:
@@ -404,6 +407,8 @@ struct client {
                                      until the server owes it nothing and its settings were
                                      read back (client.c: reset_barrier_holds) */
     bool reset_wait;              /* reading stopped at that barrier */
+    bool cancel_wait; /* reading stopped: its next statement waits until the cancel request on its
+                         way to its server has arrived, so that it cannot be the one cancelled */
     bool binds_may_reset;         /* session pooling, which does not track statements: it
                                      prepared one that may RESET, so any Bind may run it */
     bool cancel_wanted;           /* a cancel request came while it waited for a server with a

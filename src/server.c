@@ -83,6 +83,8 @@ static void cancel_settled(struct server *cancel)
     if (t && --t->cancels_pending == 0 && c) {
         client_transaction_done(c);
         client_reset_wait_over(c); /* (a read-back it started holds it still) */
+        if (t->client == c)
+            client_cancel_wait_over(c);
     }
     if (cancel->cancel_requester) /* (0: lakeproxy's own, see cancel_unanswered) */
         client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
