@@ -102,6 +102,7 @@ void client_close(struct client *c, const char *reason)
     c->authq = NULL;
     tokenauth_cancel(c->token_check);
     c->token_check = NULL;
+    client_send_wanted_cancel(c); /* (its query went out as it left: still cancelled) */
     if (c->server)
         server_unlink(c->server);
     if (c->timer)
@@ -472,8 +473,8 @@ static bool send_login_done(struct client *c, const struct param_set *server_par
 
 void client_send_wanted_cancel(struct client *c)
 {
-    if (c->cancel_wanted && !c->closing && c->server) { /* (requester 0: nobody to tell) */
-        c->cancel_wanted = false;
+    if (c->cancel_wanted && c->server) { /* (requester 0: nobody to tell) */
+        c->cancel_wanted = c->cancel_query_sent = false;
         if (c->server->state == SV_ACTIVE && c->server->in_flight > 0)
             server_send_cancel(c->server, 0);
     }
@@ -1266,6 +1267,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     /* nor while a cancel request is on its way to its server: PostgreSQL drops one that
      * arrives between statements, but one that arrived after the next statement was read
      * would cancel that (a cancel deferred for a queued query is sent as the query goes) */
+    if (!body && c->cancel_query_sent && memchr("QPBEF", type, 5))
+        client_send_wanted_cancel(c); /* (the query it kept it for is on its way: it goes now) */
     if (!body && c->server->cancels_pending > 0 && memchr("QPBEF", type, 5)) {
         c->cancel_wait = true; /* (lifted by client_cancel_wait_over, or client_server_gone_idle) */
         return RV_WAIT;
@@ -1299,6 +1302,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
             return RV_NEED_BODY;
         qtrack_client_msg(c, type, len, body);
     }
+    if (c->cancel_wanted && (type == 'Q' || type == 'S'))
+        c->cancel_query_sent = true; /* (what follows waits for the kept cancel: above) */
     enum relay_verdict v = pool_mode_of(c->pool)->client_msg(c, type, len, body, &c->inspect_err);
     c->query_text = NULL;
     return v;

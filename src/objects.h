@@ -413,6 +413,8 @@ struct client {
                                      prepared one that may RESET, so any Bind may run it */
     bool cancel_wanted;           /* a cancel request came while it waited for a server with a
                                      query to run: sent to the server once that query runs */
+    bool cancel_query_sent;       /* that query (a Query, or a batch to its Sync) has gone to the
+                                     server: the cancel goes before the next statement does */
     bool leaving;                 /* it closed its side with whole messages still to relay:
                                      they go to a server, then it closes (client.c) */
     uint16_t mask_tests;          /* masked-column tests of the statement just checked */

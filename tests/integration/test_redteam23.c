@@ -139,97 +139,12 @@ static double cancel_of(PGconn *c)
     return t;
 }
 
-struct outcome {
-    char state[6];   /* SQLSTATE of the error, "" when none */
-    char value[128]; /* the first value of the first row */
-    char msg[256];
-};
-
-/* Reads every result of the query sent last on c. */
-static void outcome_of(PGconn *c, struct outcome *o)
-{
-    PGresult *r;
-    memset(o, 0, sizeof(*o));
-    while ((r = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !o->value[0])
-            snprintf(o->value, sizeof(o->value), "%s", PQgetvalue(r, 0, 0));
-        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        if (st && !o->state[0]) {
-            snprintf(o->state, sizeof(o->state), "%s", st);
-            snprintf(o->msg, sizeof(o->msg), "%s", PQresultErrorMessage(r));
-        }
-        PQclear(r);
-    }
-    if (PQstatus(c) != CONNECTION_OK && !o->state[0])
-        snprintf(o->state, sizeof(o->state), "CLOSD");
-}
-
 /* ---- raw sessions that know their BackendKeyData ---- */
-
-struct rawsess {
-    int fd;
-    uint32_t pid, key;
-};
-
-static uint32_t be32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* A raw session of carol (trust) to db, with the pid and key lakeproxy gave it. */
 static void raw_keyed(struct rawsess *s, const char *db)
 {
-    memset(s, 0, sizeof(*s));
-    s->fd = raw_connect(px.port);
-    cr_assert(s->fd >= 0);
-    struct buf b;
-    buf_init(&b);
-    struct startup_param p[] = {{"user", "carol"}, {"database", db}};
-    proto_startup(&b, p, 2);
-    cr_assert(raw_send(s->fd, &b));
-    buf_free(&b);
-    unsigned char body[4096];
-    size_t len;
-    int t;
-    bool keyed = false;
-    while ((t = raw_read_msg(s->fd, body, sizeof(body), &len, 5000)) >= 0) {
-        if (t == 'K' && len == 8) {
-            s->pid = be32(body);
-            s->key = be32(body + 4);
-            keyed = true;
-        } else if (t == 'Z') {
-            cr_assert(keyed, "no BackendKeyData before ReadyForQuery");
-            return;
-        } else if (t == 'E') {
-            cr_assert_fail("raw login failed: %s", raw_error_sqlstate(body, len));
-        }
-    }
-    cr_assert_fail("raw login got no ReadyForQuery");
-}
-
-/* Reads s's replies until `ready` ReadyForQuery: the SQLSTATEs of its errors ("|"-joined,
- * into states) and its DataRows' first values ("|"-joined, into rows). False on a timeout. */
-static bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, size_t rowsz,
-                        int timeout_ms)
-{
-    unsigned char body[8192];
-    size_t len;
-    int t, seen = 0;
-    states[0] = rows[0] = '\0';
-    while (seen < ready && (t = raw_read_msg(fd, body, sizeof(body), &len, timeout_ms)) >= 0) {
-        if (t == 'Z')
-            seen++;
-        else if (t == 'E')
-            snprintf(states + strlen(states), statesz - strlen(states), "%s|",
-                     raw_error_sqlstate(body, len));
-        else if (t == 'D' && len >= 6) {
-            uint32_t l = be32(body + 2);
-            if (l != 0xffffffffu && l < 100 && 6 + l <= len)
-                snprintf(rows + strlen(rows), rowsz - strlen(rows), "%.*s|", (int)l,
-                         (const char *)body + 6);
-        }
-    }
-    return seen == ready;
+    cr_assert(raw_keyed_try(px.port, s, db), "raw login of carol failed");
 }
 
 /* Sends len bytes on a new connection to lakeproxy and waits for it to close it: seconds it

@@ -546,12 +546,7 @@ Test(redteam24, a_handshake_held_open_across_a_crl_reload_cannot_use_the_revoked
         setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         int t = -1;
         if (SSL_connect(ssl) == 1) {
-            struct buf b;
-            buf_init(&b);
-            struct startup_param params[] = {{"user", i ? "alice" : "carol"}, {"database", "app"}};
-            proto_startup(&b, params, 2);
-            SSL_write(ssl, b.data, (int)b.len);
-            buf_free(&b);
+            raw_ssl_send_startup(ssl, i ? "alice" : "carol", "app");
             while ((t = ssl_read_msg(ssl, state)) >= 0 && t != 'Z' && t != 'E' &&
                    !(t == 'R' && i == 1))
                 ;
@@ -590,12 +585,7 @@ static void direct_tls_attempt(const char *what)
     double took = now_s() - t0;
     cr_expect_lt(took, 3.0, "%s: the direct TLS attempt hung %.1f s", what, took);
     if (ok == 1) { /* taken: then it must be a real TLS session asking for a password */
-        struct buf b;
-        buf_init(&b);
-        struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
-        proto_startup(&b, params, 2);
-        SSL_write(ssl, b.data, (int)b.len);
-        buf_free(&b);
+        raw_ssl_send_startup(ssl, "alice", "app");
         unsigned char hdr[9];
         int n = SSL_read(ssl, hdr, sizeof(hdr));
         cr_expect(n < 9 || hdr[0] != 'R' || hdr[8] != 0, "%s: AuthenticationOk without a password",
@@ -637,12 +627,7 @@ Test(redteam24, gssenc_then_ssl_negotiates_and_gssenc_then_plaintext_is_refused)
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
     cr_expect_eq(SSL_connect(ssl), 1, "TLS handshake after GSSENC 'N' failed");
-    struct buf b;
-    buf_init(&b);
-    struct startup_param params[] = {{"user", "alice"}, {"database", "app"}};
-    proto_startup(&b, params, 2);
-    cr_expect_eq(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
-    buf_free(&b);
+    cr_expect(raw_ssl_send_startup(ssl, "alice", "app"));
     unsigned char hdr[9] = {0};
     int n = SSL_read(ssl, hdr, sizeof(hdr));
     cr_expect(n == 9 && hdr[0] == 'R' && hdr[8] == AUTH_REQ_SASL, "no SCRAM request over TLS");

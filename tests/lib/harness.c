@@ -700,3 +700,21 @@ void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms)
     }
     PQsetNoticeReceiver(c, NULL, NULL);
 }
+
+void outcome_of(PGconn *c, struct outcome *o)
+{
+    PGresult *r;
+    memset(o, 0, sizeof(*o));
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !o->value[0])
+            snprintf(o->value, sizeof(o->value), "%.100s", PQgetvalue(r, 0, 0));
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (st && !o->state[0]) {
+            snprintf(o->state, sizeof(o->state), "%.5s", st);
+            snprintf(o->msg, sizeof(o->msg), "%.200s", PQresultErrorMessage(r));
+        }
+        PQclear(r);
+    }
+    if (PQstatus(c) != CONNECTION_OK && !o->state[0])
+        snprintf(o->state, sizeof(o->state), "CLOSD");
+}

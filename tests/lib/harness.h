@@ -104,6 +104,17 @@ char *prepared_value(PGconn *c, const char *name, const char *arg);
 /* Runs sql on c (a direct connection, say), which must succeed: a command or rows. */
 void pg_exec_ok(PGconn *c, const char *sql);
 
+/* How the query sent last on a connection ended: the SQLSTATE of its first error ("" when
+ * none, "CLOSD" when the connection is gone), the first value of its first row, the error. */
+struct outcome {
+    char state[6];
+    char value[128];
+    char msg[256];
+};
+
+/* Reads every result of the query sent last on c into o. */
+void outcome_of(PGconn *c, struct outcome *o);
+
 /* The first value sql returns on c, as a number (-1 when none). */
 long pg_long(PGconn *c, const char *sql);
 

@@ -336,3 +336,72 @@ void raw_send_startup(int fd, const char *user, const char *db)
     cr_assert(raw_send(fd, &b));
     buf_free(&b);
 }
+
+static uint32_t be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+bool raw_keyed_try(int port, struct rawsess *s, const char *db)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = raw_connect(port);
+    if (s->fd < 0)
+        return false;
+    struct buf b;
+    buf_init(&b);
+    struct startup_param p[] = {{"user", "carol"}, {"database", db}};
+    proto_startup(&b, p, 2);
+    bool ok = raw_send(s->fd, &b);
+    buf_free(&b);
+    unsigned char body[4096];
+    size_t len;
+    int t;
+    bool keyed = false;
+    while (ok && (t = raw_read_msg(s->fd, body, sizeof(body), &len, 5000)) >= 0) {
+        if (t == 'K' && len == 8) {
+            s->pid = be32(body);
+            s->key = be32(body + 4);
+            keyed = true;
+        } else if (t == 'Z') {
+            return keyed;
+        } else if (t == 'E') {
+            return false;
+        }
+    }
+    return false;
+}
+
+bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, size_t rowsz,
+                 int timeout_ms)
+{
+    unsigned char body[8192];
+    size_t len;
+    int t, seen = 0;
+    states[0] = rows[0] = '\0';
+    while (seen < ready && (t = raw_read_msg(fd, body, sizeof(body), &len, timeout_ms)) >= 0) {
+        if (t == 'Z')
+            seen++;
+        else if (t == 'E')
+            snprintf(states + strlen(states), statesz - strlen(states), "%s|",
+                     raw_error_sqlstate(body, len));
+        else if (t == 'D' && len >= 6) {
+            uint32_t l = be32(body + 2);
+            if (l != 0xffffffffu && l < 100 && 6 + l <= len)
+                snprintf(rows + strlen(rows), rowsz - strlen(rows), "%.*s|", (int)l,
+                         (const char *)body + 6);
+        }
+    }
+    return seen == ready;
+}
+
+bool raw_ssl_send_startup(SSL *ssl, const char *user, const char *db)
+{
+    struct startup_param params[] = {{"user", user}, {"database", db}};
+    struct buf b;
+    buf_init(&b);
+    proto_startup(&b, params, 2);
+    bool ok = !b.failed && SSL_write(ssl, b.data, (int)b.len) == (int)b.len;
+    buf_free(&b);
+    return ok;
+}

@@ -2,6 +2,7 @@
 #ifndef LAKEPROXY_TEST_RAWPROTO_H
 #define LAKEPROXY_TEST_RAWPROTO_H
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +61,25 @@ int raw_connect(int port);
 /* The one-byte answer to an SSLRequest or GSSENCRequest ('S', 'N', or 'E' for an error), or
  * -1 when none comes within 3 s. */
 int raw_answer_byte(int fd);
+
+/* A raw session and the BackendKeyData lakeproxy gave it. */
+struct rawsess {
+    int fd;
+    uint32_t pid, key;
+};
+
+/* Logs carol (trust) in to db on lakeproxy at port as a raw session, with its pid and key;
+ * false (no assert: threads use it) on failure. */
+bool raw_keyed_try(int port, struct rawsess *s, const char *db);
+
+/* Reads fd's replies until `ready` ReadyForQuery: the SQLSTATEs of its errors ("|"-joined,
+ * into states) and its DataRows' first values ("|"-joined, into rows). False on a timeout. */
+bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, size_t rowsz,
+                 int timeout_ms);
+
+/* Sends a StartupMessage for user and database db over TLS session ssl: false when
+ * SSL_write did not take it whole. */
+bool raw_ssl_send_startup(SSL *ssl, const char *user, const char *db);
 
 /* Sends a StartupMessage for user and database db. */
 void raw_send_startup(int fd, const char *user, const char *db);
