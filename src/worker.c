@@ -582,13 +582,6 @@ static const char *rls_session_changed(struct client *c, char *why, size_t whysz
                                          : "its row-level-security attributes or role changed";
 }
 
-/* Why a reload refuses a client it admitted under the old configuration, or NULL: its
- * database entry is gone; its user would no longer log in the way it did (entry removed, made
- * auth: token or trust, auth_query dropped, the database switched to or from Databricks
- * tokens, or to another workspace); an admin console's user left admin.users; the entry now has
- * row-level security it logged in without (what it prepared or set was never checked by the guard),
- * or an allow: list that leaves it out; a session-pooled client whose database is now pooled
- * by transaction. */
 /* Why listen.tls of the new configuration would not let c in as it is connected: without TLS
  * where TLS is required, without a verified certificate where one is required, or with one
  * the new client CAs and CRLs refuse (revoked, say); NULL when it would. */
@@ -605,6 +598,13 @@ static const char *refused_tls(const struct worker *w, struct client *c)
     return NULL;
 }
 
+/* Why a reload refuses a client it admitted under the old configuration, or NULL: its
+ * database entry is gone; its user would no longer log in the way it did (entry removed, made
+ * auth: token or trust, auth_query dropped, the database switched to or from Databricks
+ * tokens, or to another workspace); an admin console's user left admin.users; the entry now has
+ * row-level security it logged in without (what it prepared or set was never checked by the guard),
+ * or an allow: list that leaves it out; its TLS no longer meets listen.tls (refused_tls); a
+ * session-pooled client whose database is now pooled by transaction. */
 static const char *refused_by_reload(const struct worker *w, struct client *c, char *why,
                                      size_t whysz)
 {
