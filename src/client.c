@@ -37,9 +37,9 @@
 /* Authentication messages are small, but Databricks tokens as passwords reach kilobytes. */
 #define CLIENT_LOGIN_MAX (64 * 1024)
 #define TOO_MANY_CLIENTS "too many clients already (limits.max_clients)"
-/* Connections taken past limits.max_clients for cancel requests, and the seconds each may
- * take to send one (client_accept). */
-enum { CANCEL_SPARE_CONNECTIONS = 32, CANCEL_SPARE_TIMEOUT_S = 5 };
+/* The seconds a connection taken past limits.max_clients may take to send its CancelRequest
+ * (client_accept). */
+enum { CANCEL_SPARE_TIMEOUT_S = 5 };
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static bool client_take(void *arg, const uint8_t *p, size_t n);

@@ -9,6 +9,9 @@
 #include "objects.h"
 
 /* Takes ownership of an accepted socket. */
+/* Connections client_accept takes past limits.max_clients, for cancel requests only. */
+enum { CANCEL_SPARE_CONNECTIONS = 32 };
+
 void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 
 /* Sends a connection just accepted a FATAL ErrorResponse 53300 with msg, and closes it. */

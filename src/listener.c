@@ -247,7 +247,7 @@ void listener_stop(struct worker *w)
 
 /* Descriptors besides clients and servers: listening sockets, the logs, the spare, the HTTP
  * endpoint's connections, side queries, token fetches and cancel requests in flight. */
-enum { FD_OVERHEAD = 64 + 32 /* (client.c CANCEL_SPARE_CONNECTIONS) */ };
+enum { FD_OVERHEAD = 64 + CANCEL_SPARE_CONNECTIONS };
 
 /* The descriptors cfg may need at once: every client, every pool's servers and reserve. */
 static rlim_t descriptors_needed(const struct config *cfg, rlim_t *servers)
