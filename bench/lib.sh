@@ -153,3 +153,49 @@ bench_two_proxies() {
     pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
     bench_pids+=("$lp_pid" "$pb_pid")
 }
+
+# bench_perf_opts ARGS...: the options of bench/syscalls.sh and bench/kprofile.sh into SECS
+# (-d), REPEATS (-r), CLIENTS (-c), MODE (-M), SCRIPT (-B: TPC-B-like) and STATS (-S: on);
+# the caller sets their defaults first. Then checks for perf and PgBouncer, and ./lakeproxy.
+bench_perf_opts() {
+    local o OPTIND=1
+    while getopts "d:r:c:M:BS" o; do
+        case $o in
+            d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
+            B) SCRIPT=--builtin=tpcb-like ;;
+            S) STATS="{ enabled: true }" ;;
+            *) exit 2 ;;
+        esac
+    done
+    command -v perf >/dev/null || { echo "bench: apt-get install linux-perf" >&2; exit 1; }
+    command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
+    [ -x ./lakeproxy ] || make lakeproxy
+}
+
+# bench_median_table PREFIX WIDTH LABEL TITLE: TITLE (after "per TRANSACTION-KIND"), then
+# per name (first column of $T/PREFIX.TARGET.N: "name figure" lines; LABEL heads the column),
+# the median over repeats of lakeproxy's and PgBouncer's figures, names padded to WIDTH.
+bench_median_table() {
+    local name lp pb kind="pgbench -S"
+    [ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
+    echo "$4" | sed "s/TRANSACTION-KIND/$kind transaction/"
+    printf "%-${2}s %10s %10s\n" "$3" lakeproxy pgbouncer
+    cat "$T/$1".lakeproxy.* "$T/$1".pgbouncer.* | awk '!seen[$1]++ {print $1}' | while read -r name; do
+        lp=$(cat "$T/$1".lakeproxy.* | awk -v c="$name" '$1 == c {print $2}' | median)
+        pb=$(cat "$T/$1".pgbouncer.* | awk -v c="$name" '$1 == c {print $2}' | median)
+        printf "%-${2}s %10s %10s\n" "$name" "$lp" "$pb"
+    done
+}
+
+# bench_in_turns FN: FN TARGET PID PORT REPEAT for lakeproxy and PgBouncer, REPEATS times,
+# each repeat starting with the other one (whichever runs second finds the machine warmer).
+bench_in_turns() {
+    local r lp=(lakeproxy "$lp_pid" "$lpport") pb=(pgbouncer "$pb_pid" "$pbport")
+    for r in $(seq "$REPEATS"); do
+        if [ $((r % 2)) = 1 ]; then
+            "$1" "${lp[@]}" "$r" && "$1" "${pb[@]}" "$r"
+        else
+            "$1" "${pb[@]}" "$r" && "$1" "${lp[@]}" "$r"
+        fi
+    done
+}

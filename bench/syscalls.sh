@@ -11,21 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=5 REPEATS=3 CLIENTS=20 POOL=4 MODE=simple SCRIPT=--builtin=select-only STATS="{ enabled: false }"
-while getopts "d:r:c:M:BS" o; do
-    case $o in
-        d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
-        B) SCRIPT=--builtin=tpcb-like ;;
-        S) STATS="{ enabled: true }" ;;
-        *) exit 2 ;;
-    esac
-done
-command -v perf >/dev/null || { echo "bench: apt-get install linux-perf" >&2; exit 1; }
-command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
+source bench/lib.sh
+bench_perf_opts "$@"
 perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 ||
     { echo "bench: perf cannot read the syscall tracepoints here (run as root)" >&2; exit 1; }
-[ -x ./lakeproxy ] || make lakeproxy
-
-source bench/lib.sh
 bench_two_proxies lakeproxy-sysc "$POOL" "$STATS"
 
 # count NAME PID PORT REPEAT: one pgbench run against PORT while perf counts PID's system
@@ -62,18 +51,7 @@ switches() {
         END {print v, n}'
 }
 
-for r in $(seq "$REPEATS"); do
-    count lakeproxy "$lp_pid" "$lpport" "$r"
-    count pgbouncer "$pb_pid" "$pbport" "$r"
-done
+bench_in_turns count
 
-kind="pgbench -S"
-[ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
-echo "system calls per $kind transaction ($MODE protocol, $CLIENTS clients, pool $POOL," \
-    "median of $REPEATS runs of ${SECS}s)"
-printf "%-16s %10s %10s\n" call lakeproxy pgbouncer
-cat "$T"/sc.lakeproxy.* "$T"/sc.pgbouncer.* | awk '{print $1}' | sort -u | while read -r call; do
-    lp=$(cat "$T"/sc.lakeproxy.* | awk -v c="$call" '$1 == c {print $2}' | median)
-    pb=$(cat "$T"/sc.pgbouncer.* | awk -v c="$call" '$1 == c {print $2}' | median)
-    printf "%-16s %10s %10s\n" "$call" "$lp" "$pb"
-done
+bench_median_table sc 16 call \
+    "system calls per TRANSACTION-KIND ($MODE protocol, $CLIENTS clients, pool $POOL, median of $REPEATS runs of ${SECS}s)"
