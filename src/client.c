@@ -1113,16 +1113,14 @@ static void handle_startup_v3(struct client *c, const struct startup *st)
         client_fail(c, "53200", "out of memory");
         return;
     }
-    if (c->w->cfg->tls_client_tls == 1 && !c->tls && !c->on_unix_socket) {
+    enum tls_lack lack = client_tls_lack(c->w->cfg, c);
+    if (lack != TLS_LACKS_NOTHING) {
         client_fail(c, "28000",
-                    "TLS is required (listen.tls.client_tls: require): connect with "
-                    "sslmode=require");
-        return;
-    }
-    if (c->w->cfg->tls_client_cert == 1 && !c->cert_verified) { /* (TCP or Unix socket) */
-        client_fail(c, "28000",
-                    "a client certificate is required (listen.tls.client_cert: require): connect "
-                    "with TLS (sslmode=require) and a certificate (sslcert, sslkey)");
+                    lack == TLS_LACKS_TLS
+                        ? "TLS is required (listen.tls.client_tls: require): connect with "
+                          "sslmode=require"
+                        : "a client certificate is required (listen.tls.client_cert: require): "
+                          "connect with TLS (sslmode=require) and a certificate (sslcert, sslkey)");
         return;
     }
     struct param_custom custom = {rls_option_allowed, c->w->cfg, &c->rls_options};
@@ -1606,6 +1604,15 @@ void client_refuse(evutil_socket_t fd, const char *msg)
     (void)recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
     shutdown(fd, SHUT_WR);
     evutil_closesocket(fd);
+}
+
+enum tls_lack client_tls_lack(const struct config *cfg, const struct client *c)
+{
+    if (cfg->tls_client_tls == 1 && !c->tls && !c->on_unix_socket)
+        return TLS_LACKS_TLS;
+    if (cfg->tls_client_cert == 1 && !c->cert_verified) /* (TCP or Unix socket) */
+        return TLS_LACKS_CERT;
+    return TLS_LACKS_NOTHING;
 }
 
 void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)

@@ -69,6 +69,11 @@ void client_server_gone_idle(struct client *c);
  * c gets an ERROR and ReadyForQuery 'I' and stays; its next transaction takes a server. */
 void client_transaction_lost(struct client *c, const char *sqlstate, const char *msg);
 
+/* What listen.tls of cfg requires that c's connection lacks: TLS (on TCP), or a verified
+ * client certificate. Checked at login and again by a reload (worker.c). */
+enum tls_lack { TLS_LACKS_NOTHING, TLS_LACKS_TLS, TLS_LACKS_CERT };
+enum tls_lack client_tls_lack(const struct config *cfg, const struct client *c);
+
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
 /* client_fail, logging `logged` in place of msg (which may quote a value the client sent). */

@@ -587,13 +587,14 @@ static const char *rls_session_changed(struct client *c, char *why, size_t whysz
  * the new client CAs and CRLs refuse (revoked, say); NULL when it would. */
 static const char *refused_tls(const struct worker *w, struct client *c)
 {
-    if (w->cfg->tls_client_tls == 1 && !c->tls && !c->on_unix_socket)
+    enum tls_lack lack = client_tls_lack(w->cfg, c);
+    if (lack == TLS_LACKS_TLS)
         return "TLS is now required (listen.tls.client_tls: require)";
     if (c->cert_verified && w->cfg->tls_client_ca &&
         !tls_peer_verifies_in(bufferevent_openssl_get_ssl(c->bev), w->client_tls))
         return "its client certificate does not verify under the new listen.tls.client_ca and "
                "client_crl";
-    if (w->cfg->tls_client_cert == 1 && !c->cert_verified)
+    if (lack == TLS_LACKS_CERT)
         return "a client certificate is now required (listen.tls.client_cert: require)";
     return NULL;
 }

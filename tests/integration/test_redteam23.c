@@ -81,46 +81,8 @@
 
 TestSuite(redteam23, .timeout = 60);
 
-static struct proxy px;
-static char yaml[16384];
-
 #define ADMIN "admin:\n  users: [alice]\n"
-
-static void start(const char *mode, int size, const char *extra)
-{
-    char ex[2048];
-    int port = free_port();
-    snprintf(ex, sizeof(ex), ADMIN "%s", extra ? extra : "");
-    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 20000, ex);
-    proxy_start_yaml(&px, port, yaml);
-}
-static void start_txn1(void)
-{
-    start("transaction", 1, NULL);
-}
-static void start_txn2(void)
-{
-    start("transaction", 2, NULL);
-}
-static void start_session(void)
-{
-    start("session", 4, NULL);
-}
-static void start_full(void)
-{
-    start("transaction", 2, "limits:\n  max_clients: 3\n");
-}
-static void stop_proxy(void)
-{
-    proxy_stop(&px);
-}
-
-static PGconn *alice(void)
-{
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
+#include "poolfix.h"
 
 /* PQcancel with cn: the seconds it took (it returns once lakeproxy closed the connection). */
 static double cancel_with(PGcancel *cn)

@@ -480,33 +480,6 @@ Test(redteam24, a_reload_revoking_a_certificate_closes_the_sessions_that_used_it
     PQfinish(trusted);
 }
 
-/* Reads one message from a TLS session: its type, or -1 (the body is skipped). */
-static int ssl_read_msg(SSL *ssl, char state[6])
-{
-    unsigned char hdr[5], body[4096];
-    size_t got = 0;
-    while (got < 5) {
-        int n = SSL_read(ssl, hdr + got, (int)(5 - got));
-        if (n <= 0)
-            return -1;
-        got += (size_t)n;
-    }
-    size_t len = ((size_t)hdr[1] << 24 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 8 | hdr[4]) - 4;
-    size_t keep = len < sizeof(body) ? len : sizeof(body);
-    for (got = 0; got < len;) {
-        unsigned char junk[4096];
-        int n = SSL_read(
-            ssl, got < keep ? body + got : junk,
-            (int)(got < keep ? keep - got : (len - got < sizeof(junk) ? len - got : sizeof(junk))));
-        if (n <= 0)
-            return -1;
-        got += (size_t)n;
-    }
-    if (hdr[0] == 'E' && state)
-        snprintf(state, 6, "%s", raw_error_sqlstate(body, keep));
-    return hdr[0];
-}
-
 /* A certificate withdrawn by a reload (listen.tls.client_crl, README: "refuses the
  * certificates it revokes at the handshake ... read again at each reload") must be refused
  * at every handshake after that reload, including one whose SSLRequest came before it: a
@@ -536,28 +509,20 @@ Test(redteam24, a_handshake_held_open_across_a_crl_reload_cannot_use_the_revoked
         char crt[400], key[400], state[6] = "";
         snprintf(crt, sizeof(crt), "%s/revoked.crt", certs);
         snprintf(key, sizeof(key), "%s/revoked.key", certs);
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        cr_assert(ctx);
-        cr_assert_eq(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1);
-        cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
-        SSL *ssl = SSL_new(ctx);
-        SSL_set_fd(ssl, fds[i]);
-        struct timeval tv = {4, 0};
-        setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        SSL *ssl = raw_ssl_connect(fds[i], crt, key, 4);
         int t = -1;
-        if (SSL_connect(ssl) == 1) {
+        if (ssl) {
             raw_ssl_send_startup(ssl, i ? "alice" : "carol", "app");
-            while ((t = ssl_read_msg(ssl, state)) >= 0 && t != 'Z' && t != 'E' &&
+            while ((t = raw_ssl_read_msg(ssl, state, NULL)) >= 0 && t != 'Z' && t != 'E' &&
                    !(t == 'R' && i == 1))
                 ;
         }
         cr_expect(t != 'Z' && !(t == 'R' && i == 1),
                   "connection %d: the revoked certificate passed after the reload (%c)", i,
                   t > 0 ? t : '-');
-        SSL_free(ssl);
-        SSL_CTX_free(ctx);
+        if (ssl)
+            raw_ssl_close(ssl);
         close(fds[i]);
-        ERR_clear_error();
     }
     cr_expect(proxy_alive());
 }
@@ -623,16 +588,15 @@ Test(redteam24, gssenc_then_ssl_negotiates_and_gssenc_then_plaintext_is_refused)
     cr_expect_eq(raw_answer_byte(fd), 'N');
     raw_send_request(fd, PROTO_SSL_REQUEST);
     cr_expect_eq(raw_answer_byte(fd), 'S', "SSLRequest after a refused GSSENCRequest");
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    cr_expect_eq(SSL_connect(ssl), 1, "TLS handshake after GSSENC 'N' failed");
-    cr_expect(raw_ssl_send_startup(ssl, "alice", "app"));
-    unsigned char hdr[9] = {0};
-    int n = SSL_read(ssl, hdr, sizeof(hdr));
-    cr_expect(n == 9 && hdr[0] == 'R' && hdr[8] == AUTH_REQ_SASL, "no SCRAM request over TLS");
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
+    SSL *ssl = raw_ssl_connect(fd, NULL, NULL, 4);
+    cr_expect(ssl, "TLS handshake after GSSENC 'N' failed");
+    if (ssl) {
+        cr_expect(raw_ssl_send_startup(ssl, "alice", "app"));
+        int32_t code = -1;
+        int t = raw_ssl_read_msg(ssl, NULL, &code);
+        cr_expect(t == 'R' && code == AUTH_REQ_SASL, "no SCRAM request over TLS");
+        raw_ssl_close(ssl);
+    }
     close(fd);
 
     fd = raw_connect(px.port);

@@ -91,50 +91,12 @@
 
 TestSuite(redteam25, .timeout = 60);
 
-static struct proxy px;
-static char yaml[16384];
-
 #define ADMIN "admin:\n  users: [alice, carol]\n"
-
-static void start(const char *mode, int size, const char *extra)
-{
-    char ex[2048];
-    int port = free_port();
-    snprintf(ex, sizeof(ex), ADMIN "%s", extra ? extra : "");
-    proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 20000, ex);
-    proxy_start_yaml(&px, port, yaml);
-}
-static void start_txn1(void)
-{
-    start("transaction", 1, NULL);
-}
-static void start_txn2(void)
-{
-    start("transaction", 2, NULL);
-}
-static void start_session(void)
-{
-    start("session", 4, NULL);
-}
-static void start_full(void)
-{
-    start("transaction", 2, "limits:\n  max_clients: 3\n");
-}
-static void stop_proxy(void)
-{
-    proxy_stop(&px);
-}
+#include "poolfix.h"
 
 static bool proxy_alive(void)
 {
     return px.pid > 0 && kill(px.pid, 0) == 0;
-}
-
-static PGconn *alice(void)
-{
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
 }
 
 /* ---- raw sessions that know their BackendKeyData ---- */
@@ -667,23 +629,15 @@ Test(redteam25, no_login_past_max_clients_on_a_spare_connection, .init = start_f
     cr_expect_eq(raw_answer_byte(fd), 'N');
     raw_send_request(fd, PROTO_SSL_REQUEST);
     cr_assert_eq(raw_answer_byte(fd), 'S');
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    struct timeval tv = {3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL *ssl = raw_ssl_connect(fd, NULL, NULL, 3);
     int got = -1;
-    if (SSL_connect(ssl) == 1) {
+    if (ssl) {
         raw_ssl_send_startup(ssl, "carol", "app");
-        unsigned char hdr[5];
-        if (SSL_read(ssl, hdr, 5) == 5)
-            got = hdr[0];
+        got = raw_ssl_read_msg(ssl, NULL, NULL);
+        raw_ssl_close(ssl);
     }
     cr_expect(got == 'E' || got == -1, "GSSENC, TLS then startup: answered '%c'", got);
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
     close(fd);
-    ERR_clear_error();
     /* the three are still served */
     EXPECT_QUERY_VALUE(a, "SELECT 'a'", "a", "a regular client lost");
     PQfinish(a);
@@ -933,51 +887,17 @@ static int tls_login_on(int fd, char state[6])
     char crt[400], key[400];
     snprintf(crt, sizeof(crt), "%.300s/client.crt", certs);
     snprintf(key, sizeof(key), "%.300s/client.key", certs);
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    cr_assert(ctx);
-    cr_assert_eq(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1);
-    cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    struct timeval tv = {4, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL *ssl = raw_ssl_connect(fd, crt, key, 4);
     int t = -1;
     state[0] = '\0';
-    if (SSL_connect(ssl) == 1) {
+    if (ssl) {
         raw_ssl_send_startup(ssl, "carol", "app");
-        for (;;) {
-            unsigned char hdr[5], body[2048];
-            int n = SSL_read(ssl, hdr, 5);
-            if (n != 5)
-                break;
-            size_t len =
-                ((size_t)hdr[1] << 24 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 8 | hdr[4]) - 4;
-            if (len > sizeof(body))
-                break;
-            size_t got = 0;
-            while (got < len) {
-                int k = SSL_read(ssl, body + got, (int)(len - got));
-                if (k <= 0)
-                    break;
-                got += (size_t)k;
-            }
-            if (hdr[0] == 'E') {
-                snprintf(state, 6, "%.5s", raw_error_sqlstate(body, got));
-                t = 'E';
-                break;
-            }
-            if (hdr[0] == 'R' && got == 4 && body[0] == 0 && body[1] == 0 && body[2] == 0 &&
-                body[3] == 0)
-                continue; /* AuthenticationOk */
-            if (hdr[0] == 'Z' || hdr[0] == 'R') {
-                t = hdr[0];
-                break;
-            }
-        }
+        int32_t code;
+        do /* (AuthenticationOk: on to the next) */
+            t = raw_ssl_read_msg(ssl, state, &code);
+        while (t >= 0 && t != 'E' && t != 'Z' && !(t == 'R' && code != 0));
+        raw_ssl_close(ssl);
     }
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
     return t;
 }
 

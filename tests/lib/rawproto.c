@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -404,4 +406,68 @@ bool raw_ssl_send_startup(SSL *ssl, const char *user, const char *db)
     bool ok = !b.failed && SSL_write(ssl, b.data, (int)b.len) == (int)b.len;
     buf_free(&b);
     return ok;
+}
+
+SSL *raw_ssl_connect(int fd, const char *crt, const char *key, int timeout_s)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    cr_assert(ctx);
+    if (crt)
+        cr_assert_eq(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1, "%s", crt);
+    if (key)
+        cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1, "%s", key);
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* (the session holds it) */
+    cr_assert(ssl);
+    SSL_set_fd(ssl, fd);
+    struct timeval tv = {timeout_s, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (SSL_connect(ssl) != 1) {
+        raw_ssl_close(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+void raw_ssl_close(SSL *ssl)
+{
+    SSL_free(ssl);
+    ERR_clear_error();
+}
+
+/* Reads n bytes into p (NULL: dropped) from ssl; false when the session ends first. */
+static bool ssl_read_exactly(SSL *ssl, unsigned char *p, size_t n)
+{
+    unsigned char junk[4096];
+    for (size_t got = 0; got < n;) {
+        size_t want = n - got;
+        if (!p && want > sizeof(junk))
+            want = sizeof(junk);
+        int k = SSL_read(ssl, p ? p + got : junk, (int)want);
+        if (k <= 0)
+            return false;
+        got += (size_t)k;
+    }
+    return true;
+}
+
+int raw_ssl_read_msg(SSL *ssl, char state[6], int32_t *first_int)
+{
+    unsigned char hdr[5], body[4096];
+    if (!ssl_read_exactly(ssl, hdr, 5))
+        return -1;
+    uint32_t total =
+        (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4];
+    if (total < 4)
+        return -1;
+    size_t len = total - 4, keep = len < sizeof(body) ? len : sizeof(body);
+    if (!ssl_read_exactly(ssl, body, keep) || !ssl_read_exactly(ssl, NULL, len - keep))
+        return -1;
+    if (hdr[0] == 'E' && state)
+        snprintf(state, 6, "%s", raw_error_sqlstate(body, keep));
+    if (first_int)
+        *first_int = keep >= 4 ? (int32_t)((uint32_t)body[0] << 24 | (uint32_t)body[1] << 16 |
+                                           (uint32_t)body[2] << 8 | body[3])
+                               : -1;
+    return hdr[0];
 }

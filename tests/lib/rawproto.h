@@ -81,6 +81,17 @@ bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, si
  * SSL_write did not take it whole. */
 bool raw_ssl_send_startup(SSL *ssl, const char *user, const char *db);
 
+/* A TLS handshake on fd (after its SSLRequest got 'S'), with client certificate crt and key
+ * (NULL: none), reads timing out after timeout_s: the session, or NULL when the handshake
+ * failed. raw_ssl_close frees it. */
+SSL *raw_ssl_connect(int fd, const char *crt, const char *key, int timeout_s);
+void raw_ssl_close(SSL *ssl);
+
+/* Reads one message from TLS session ssl: its type, or -1. An ErrorResponse's SQLSTATE goes
+ * to state (when not NULL); *first_int (when not NULL) is the body's first 4 bytes (an
+ * authentication request's code), -1 when shorter. The rest of the body is skipped. */
+int raw_ssl_read_msg(SSL *ssl, char state[6], int32_t *first_int);
+
 /* Sends a StartupMessage for user and database db. */
 void raw_send_startup(int fd, const char *user, const char *db);
 
