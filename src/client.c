@@ -1542,6 +1542,36 @@ static bool first_message_whole(struct client *c)
            evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
 }
 
+/* A cancel for a client of transaction pooling whose simple Query waits for a server: the
+ * query is never sent, and is answered as PostgreSQL answers a query cancelled before it did
+ * anything (57014, then ReadyForQuery; what the client pipelined behind it goes on). Sent
+ * with a cancel behind it instead, it would run in full whenever the cancel reached
+ * PostgreSQL before the backend had read it. False when that is not c's case. */
+static bool cancel_queued_query(struct client *c)
+{
+    if (c->server || !c->sent_ready || c->closing || !c->bev || !c->pool ||
+        !pool_mode_of(c->pool)->shares_servers || (c->state != CL_WAITING && c->state != CL_IDLE))
+        return false;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const uint8_t *first = evbuffer_pullup(in, 1);
+    size_t whole;
+    if (!first || *first != 'Q' || !first_message_size(c, &whole) || whole == 0 ||
+        evbuffer_get_length(in) < whole)
+        return false;
+    if (c->state == CL_WAITING)
+        pool_forget_client(c);
+    c->state = CL_IDLE;
+    c->cancel_wanted = c->cancel_query_sent = false;
+    evbuffer_drain(in, whole);
+    struct buf b;
+    start_error(c, &b, "ERROR", "57014",
+                "canceling statement due to user request (it was waiting for a server: not run)");
+    proto_ready(&b, 'I');
+    if (send_to_client(c, &b))
+        client_wake(c); /* (what it sent after the query asks for a server in turn) */
+    return true;
+}
+
 bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t requester)
 {
     uint8_t want[8], have[8];
@@ -1556,8 +1586,10 @@ bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t 
             continue;
         if (c->server && c->server->state == SV_ACTIVE)
             return server_send_cancel(c->server, requester);
-        /* waiting for a server, with a query that PostgreSQL would be running now: it is
-         * cancelled once it runs (client_server_ready) */
+        if (cancel_queued_query(c))
+            return false;
+        /* waiting for a server, with an extended-protocol batch that PostgreSQL would be
+         * running now: it is cancelled once it runs (client_server_ready) */
         if (c->sent_ready && !c->closing && c->bev && first_message_whole(c))
             c->cancel_wanted = true;
         return false;

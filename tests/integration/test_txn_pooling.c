@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -273,7 +274,7 @@ Test(txn, a_pipeline_deeper_than_the_reply_queue_is_answered_whole, .timeout = 1
 
 /* A review: a client waiting for a server sent a cancel for its query, which lakeproxy
  * dropped (no server to send it to), so the query ran in full once a server came free. Now it
- * is cancelled once it runs, as PostgreSQL would cancel it running. */
+ * is cancelled (answered 57014 without running: a_cancelled_queued_query_never_runs). */
 Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
 {
     proxy_stop(&px);
@@ -301,6 +302,54 @@ Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
     EXPECT_QUERY_VALUE(b, "SELECT 'next'", "next", "the client goes on");
     PQfinish(holder);
     PQfinish(b);
+}
+
+/* A cancel for a simple query still waiting for a server: PQcancel returns at once, the
+ * client gets 57014 and ReadyForQuery while the server is still held by another, and the
+ * query never runs, not even once the server comes free; what the client sent behind it runs
+ * as usual. (Sent with a cancel behind it, the query ran in full whenever the cancel reached
+ * PostgreSQL before the backend had read the query.) */
+Test(txn, a_cancelled_queued_query_never_runs)
+{
+    proxy_stop(&px);
+    proxy_start_with(&px, "transaction", 1, 10000, "admin:\n  users: [alice]\n");
+    PGconn *adm = pg_admin("lp_test");
+    pg_owned_table(adm, "txn_cancelled_queued", "v int");
+    PGconn *holder = connect_as(NULL);
+    PQclear(PQexec(holder, "BEGIN"));
+    free(query_value(holder, "SELECT 'holding the only server'"));
+    struct rawsess v;
+    cr_assert(raw_keyed_try(px.port, &v, "app"));
+    raw_query(v.fd, "INSERT INTO txn_cancelled_queued VALUES (1)");
+    raw_query(v.fd, "SELECT 'after'");
+    expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
+    int cfd = raw_connect(px.port);
+    cr_assert(cfd >= 0);
+    struct buf b;
+    buf_init(&b);
+    proto_cancel_request(&b, v.pid, v.key);
+    cr_assert(raw_send(cfd, &b));
+    buf_free(&b);
+    char junk[16], states[64], rows[64];
+    struct pollfd pf = {cfd, POLLIN, 0};
+    cr_expect(poll(&pf, 1, 2000) == 1 && recv(cfd, junk, sizeof(junk), 0) == 0,
+              "the cancel connection was not closed at once");
+    close(cfd);
+    cr_expect(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 2000),
+              "no answer to the cancelled query while the server was held");
+    cr_expect_str_eq(states, "57014|");
+    cr_expect_str_eq(rows, "");
+    PQclear(PQexec(holder, "COMMIT"));
+    cr_expect(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 5000),
+              "the query sent behind the cancelled one was not answered");
+    cr_expect_str_eq(states, "", "the query behind the cancelled one failed");
+    cr_expect_str_eq(rows, "after|");
+    usleep(200 * 1000);
+    EXPECT_QUERY_VALUE(adm, "SELECT count(*) FROM txn_cancelled_queued", "0",
+                       "the cancelled INSERT ran");
+    close(v.fd);
+    PQfinish(holder);
+    PQfinish(adm);
 }
 
 /* An empty table name (columns cols) that every client may use. */
