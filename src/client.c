@@ -1542,22 +1542,53 @@ static bool first_message_whole(struct client *c)
            evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
 }
 
-/* A cancel for a client of transaction pooling whose simple Query waits for a server: the
- * query is never sent, and is answered as PostgreSQL answers a query cancelled before it did
- * anything (57014, then ReadyForQuery; what the client pipelined behind it goes on). Sent
- * with a cancel behind it instead, it would run in full whenever the cancel reached
- * PostgreSQL before the backend had read it. False when that is not c's case. */
+/* The bytes of the statement at the head of c's input, when all of it has arrived: a simple
+ * Query, or an extended-protocol batch (Parse, Bind, Describe, Execute, Close, Flush) through
+ * its Sync; 0 otherwise (a FunctionCall, a lone Sync, a batch whose Sync is still to come). */
+static size_t queued_statement_size(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in), at = 0;
+    bool work = false;
+    while (at + 5 <= have) {
+        struct evbuffer_ptr pos;
+        uint8_t hdr[5], type;
+        uint32_t len;
+        const char *err;
+        if (evbuffer_ptr_set(in, &pos, at, EVBUFFER_PTR_SET) != 0 ||
+            evbuffer_copyout_from(in, &pos, hdr, 5) != 5 ||
+            proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
+            return 0;
+        bool first = at == 0;
+        at += 5 + (size_t)len;
+        if (at > have)
+            return 0;
+        if (type == 'Q')
+            return first ? at : 0;
+        if (type == 'S')
+            return work ? at : 0;
+        if (!memchr("PBDECH", type, 6))
+            return 0;
+        work |= type != 'H';
+    }
+    return 0;
+}
+
+/* A cancel for a client of transaction pooling whose statement waits for a server: it is
+ * never sent, and is answered as PostgreSQL answers a statement cancelled before it did
+ * anything (57014, then ReadyForQuery; an extended-protocol batch is skipped through its Sync;
+ * what the client pipelined behind goes on). Sent with a cancel behind it instead, it would
+ * run in full whenever the cancel reached PostgreSQL before the backend had read it. False
+ * when that is not c's case. */
 static bool cancel_queued_query(struct client *c)
 {
     if (c->server || !c->sent_ready || c->closing || !c->bev || !c->pool ||
         !pool_mode_of(c->pool)->shares_servers || (c->state != CL_WAITING && c->state != CL_IDLE))
         return false;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    const uint8_t *first = evbuffer_pullup(in, 1);
-    size_t whole;
-    if (!first || *first != 'Q' || !first_message_size(c, &whole) || whole == 0 ||
-        evbuffer_get_length(in) < whole)
+    size_t whole = queued_statement_size(c);
+    if (whole == 0)
         return false;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
     if (c->state == CL_WAITING)
         pool_forget_client(c);
     c->state = CL_IDLE;
@@ -1588,8 +1619,9 @@ bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t 
             return server_send_cancel(c->server, requester);
         if (cancel_queued_query(c))
             return false;
-        /* waiting for a server, with an extended-protocol batch that PostgreSQL would be
-         * running now: it is cancelled once it runs (client_server_ready) */
+        /* waiting for a server, with a statement that PostgreSQL would be running now (a
+         * batch whose Sync is still to come, say): it is cancelled once it runs
+         * (client_server_ready) */
         if (c->sent_ready && !c->closing && c->bev && first_message_whole(c))
             c->cancel_wanted = true;
         return false;

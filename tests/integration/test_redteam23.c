@@ -632,9 +632,10 @@ Test(redteam23, a_cancel_deferred_for_a_waiting_query_never_hits_the_clients_nex
     PQfinish(w);
 }
 
-/* A deferred cancel (of a queued extended-protocol query: kept, and sent when it runs), its
- * client leaving as soon as its query is answered (the cancel still on its way) while another
- * client waits: the server must not pass to that client before the cancel has arrived. */
+/* A deferred cancel (of a queued batch whose Sync has not come yet: kept, and sent when it
+ * runs; a whole statement waiting would be answered at once, unsent), its client leaving as
+ * soon as its query is answered (the cancel still on its way) while another client waits: the
+ * server must not pass to that client before the cancel has arrived. */
 Test(redteam23, a_deferred_cancel_in_flight_when_its_client_leaves_spares_the_next_client,
      .init = start_txn1, .fini = stop_proxy)
 {
@@ -642,19 +643,33 @@ Test(redteam23, a_deferred_cancel_in_flight_when_its_client_leaves_spares_the_ne
     int hit = 0, rounds = 5;
     char first[256] = "";
     for (int i = 0; i < rounds; i++) {
-        PGconn *w = alice(), *b = alice();
+        PGconn *b = alice();
+        struct rawsess w;
+        raw_keyed(&w, "app");
         pg_exec_ok(holder, "BEGIN");
         free(query_value(holder, "SELECT 'holding'"));
-        /* (extended protocol: a simple query waiting would be answered at once, unsent) */
-        cr_assert(PQsendQueryParams(w, "SELECT 'queued'", 0, NULL, NULL, NULL, NULL, 0));
+        struct buf m;
+        buf_init(&m);
+        raw_put_parse(&m, "", "SELECT 'queued'");
+        raw_put_bind(&m, "", "");
+        raw_put_execute(&m, "");
+        raw_put_empty(&m, 'H'); /* (Flush: its Sync comes later) */
+        cr_assert(raw_send(w.fd, &m));
+        buf_free(&m);
         expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
-        cancel_of(w);
+        raw_cancel(w.pid, w.key);
         cr_assert(PQsendQuery(b, "SELECT 'b', pg_sleep(0.2)"));
         expect_clients_waiting(&px, "alice", "alice-secret", "app", 2);
         pg_exec_ok(holder, "COMMIT");
+        unsigned char body[512];
+        size_t len;
+        int t;
+        while ((t = raw_read_msg(w.fd, body, sizeof(body), &len, 5000)) >= 0 && t != 'C' &&
+               t != 'E')
+            ;
+        cr_expect(t == 'C' || t == 'E', "the queued query was not answered");
+        close(w.fd); /* (as soon as it is answered: the cancel may still be on its way) */
         struct outcome o;
-        outcome_of(w, &o);
-        PQfinish(w);
         outcome_of(b, &o);
         if (o.state[0]) {
             hit++;

@@ -304,24 +304,22 @@ Test(txn, a_cancel_while_waiting_for_a_server_cancels_the_query_once_it_runs)
     PQfinish(b);
 }
 
-/* A cancel for a simple query still waiting for a server: PQcancel returns at once, the
- * client gets 57014 and ReadyForQuery while the server is still held by another, and the
- * query never runs, not even once the server comes free; what the client sent behind it runs
- * as usual. (Sent with a cancel behind it, the query ran in full whenever the cancel reached
- * PostgreSQL before the backend had read the query.) */
-Test(txn, a_cancelled_queued_query_never_runs)
+/* Holds the only server in a transaction while a raw session sends msgs (a statement that
+ * INSERTs into table, then one that returns 'after'), which wait; cancels: the cancel
+ * connection closes at once, the first statement is answered 57014 and ReadyForQuery while
+ * the server is still held, the second runs once it is free, and table stays empty. */
+static void expect_queued_statement_cancelled(const char *table, struct buf *msgs)
 {
     proxy_stop(&px);
     proxy_start_with(&px, "transaction", 1, 10000, "admin:\n  users: [alice]\n");
     PGconn *adm = pg_admin("lp_test");
-    pg_owned_table(adm, "txn_cancelled_queued", "v int");
+    pg_owned_table(adm, table, "v int");
     PGconn *holder = connect_as(NULL);
     PQclear(PQexec(holder, "BEGIN"));
     free(query_value(holder, "SELECT 'holding the only server'"));
     struct rawsess v;
     cr_assert(raw_keyed_try(px.port, &v, "app"));
-    raw_query(v.fd, "INSERT INTO txn_cancelled_queued VALUES (1)");
-    raw_query(v.fd, "SELECT 'after'");
+    cr_assert(raw_send(v.fd, msgs));
     expect_clients_waiting(&px, "alice", "alice-secret", "app", 1);
     int cfd = raw_connect(px.port);
     cr_assert(cfd >= 0);
@@ -330,26 +328,60 @@ Test(txn, a_cancelled_queued_query_never_runs)
     proto_cancel_request(&b, v.pid, v.key);
     cr_assert(raw_send(cfd, &b));
     buf_free(&b);
-    char junk[16], states[64], rows[64];
+    char junk[16], states[64], rows[64], sql[128];
     struct pollfd pf = {cfd, POLLIN, 0};
     cr_expect(poll(&pf, 1, 2000) == 1 && recv(cfd, junk, sizeof(junk), 0) == 0,
               "the cancel connection was not closed at once");
     close(cfd);
     cr_expect(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 2000),
-              "no answer to the cancelled query while the server was held");
+              "no answer to the cancelled statement while the server was held");
     cr_expect_str_eq(states, "57014|");
     cr_expect_str_eq(rows, "");
     PQclear(PQexec(holder, "COMMIT"));
     cr_expect(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 5000),
-              "the query sent behind the cancelled one was not answered");
-    cr_expect_str_eq(states, "", "the query behind the cancelled one failed");
+              "the statement behind the cancelled one was not answered");
+    cr_expect_str_eq(states, "", "the statement behind the cancelled one failed");
     cr_expect_str_eq(rows, "after|");
     usleep(200 * 1000);
-    EXPECT_QUERY_VALUE(adm, "SELECT count(*) FROM txn_cancelled_queued", "0",
-                       "the cancelled INSERT ran");
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    EXPECT_QUERY_VALUE(adm, sql, "0", "the cancelled INSERT ran");
     close(v.fd);
     PQfinish(holder);
     PQfinish(adm);
+}
+
+/* A cancel for a simple query still waiting for a server: PQcancel returns at once, the
+ * client gets 57014 and ReadyForQuery while the server is still held by another, and the
+ * query never runs, not even once the server comes free; what the client sent behind it runs
+ * as usual. (Sent with a cancel behind it, the query ran in full whenever the cancel reached
+ * PostgreSQL before the backend had read the query.) */
+Test(txn, a_cancelled_queued_query_never_runs)
+{
+    struct buf m;
+    buf_init(&m);
+    raw_put_query(&m, "INSERT INTO txn_cancelled_queued VALUES (1)");
+    raw_put_query(&m, "SELECT 'after'");
+    expect_queued_statement_cancelled("txn_cancelled_queued", &m);
+    buf_free(&m);
+}
+
+/* The same for an extended-protocol batch waiting for a server (what psycopg, JDBC and
+ * node-postgres send): skipped through its Sync, so its named statement is never made either
+ * and the batch behind may Parse the same name. */
+Test(txn, a_cancelled_queued_batch_never_runs)
+{
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "s1", "INSERT INTO txn_cancelled_batch VALUES (1)");
+    raw_put_bind(&m, "", "s1");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    raw_put_parse(&m, "s1", "SELECT 'after'");
+    raw_put_bind(&m, "", "s1");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    expect_queued_statement_cancelled("txn_cancelled_batch", &m);
+    buf_free(&m);
 }
 
 /* An empty table name (columns cols) that every client may use. */
