@@ -32,10 +32,12 @@
 #define CATALOG_OPTIONS "-c search_path=pg_catalog"
 
 /* Rows: ('c', rule, table, column, table name) for masked columns (a rule's table and its
- * whole family: its parents, as rows read through a parent carry the parent's column as their
- * origin, whatever child they come from; and every descendant of those, its siblings too, as
- * an UPDATE of a partition key through the parent moves rows from one partition to another,
- * and a masked row must not land where it would be read unmasked); ('t', name) for every
+ * whole family, every table linked to it by inheritance, step by step up or down, through
+ * tables that hold the column: its parents, as rows read through a parent carry the parent's
+ * column as their origin, whatever child they come from; every descendant of those, its
+ * siblings too, as an UPDATE of a partition key through the parent moves rows from one
+ * partition to another, and a masked row must not land where it would be read unmasked; and
+ * a descendant's other parents, which read the same rows, and so on); ('t', name) for every
  * column of a table holding one; ('v', view, name) for views and materialized views that read
  * one (through other views too, or as a whole row), that run a function defined outside
  * pg_catalog (called, or behind an operator or a cast: "unsafe"), or whose definition text
@@ -67,12 +69,13 @@ static const char *const catalog_sql =
     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.t "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = r.col "
     "AND a.attnum > 0 AND NOT a.attisdropped), "
-    "ups(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
-    "SELECT u.ord, i.inhparent, u.attname FROM ups u "
-    "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.rel), "
-    "kids(ord, rel, attname) AS (SELECT ord, rel, attname FROM ups UNION "
-    "SELECT k.ord, i.inhrelid, k.attname FROM kids k "
-    "JOIN pg_catalog.pg_inherits i ON i.inhparent = k.rel), "
+    "kids(ord, rel, attname) AS (SELECT ord, rel, attname FROM base UNION "
+    "SELECT k.ord, n.rel, k.attname FROM kids k "
+    "JOIN pg_catalog.pg_inherits i ON k.rel IN (i.inhrelid, i.inhparent) "
+    "CROSS JOIN LATERAL (SELECT CASE WHEN i.inhrelid = k.rel THEN i.inhparent "
+    "ELSE i.inhrelid END AS rel) n "
+    "WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = n.rel "
+    "AND a.attname = k.attname AND a.attnum > 0 AND NOT a.attisdropped)), "
     "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM kids k "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.rel AND a.attname = k.attname "
     "AND NOT a.attisdropped), "
@@ -112,8 +115,12 @@ static const char *const catalog_sql =
     "UNION ALL SELECT DISTINCT 't', NULL::int, NULL::pg_catalog.int8, NULL::int, a.attname::text "
     "FROM (SELECT DISTINCT rel FROM cols) k JOIN pg_catalog.pg_attribute a "
     "ON a.attrelid = k.rel AND a.attnum > 0 AND NOT a.attisdropped "
-    "UNION ALL SELECT DISTINCT 'n', NULL::int, NULL::pg_catalog.int8, NULL::int, n.relname::text "
-    "FROM pg_catalog.pg_class n WHERE n.relkind IN ('r', 'p', 'f', 'v', 'm') "
+    "UNION ALL SELECT DISTINCT 'n', NULL::int, NULL::pg_catalog.int8, NULL::int, q.name "
+    "FROM pg_catalog.pg_class n JOIN pg_catalog.pg_namespace s ON s.oid = n.relnamespace "
+    "CROSS JOIN LATERAL (VALUES (n.relname::text), "
+    "(s.nspname::text OPERATOR(pg_catalog.||) pg_catalog.chr(1) OPERATOR(pg_catalog.||) "
+    "n.relname::text)) q(name) "
+    "WHERE n.relkind IN ('r', 'p', 'f', 'v', 'm') "
     "AND n.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, "
     "'information_schema'::pg_catalog.regnamespace) "
     "UNION ALL SELECT DISTINCT 'r', NULL::int, NULL::pg_catalog.int8, NULL::int, p.proname::text "
@@ -192,7 +199,7 @@ struct catalog {
     uint32_t *tainted; /* views refused whole */
     size_t n_tainted;
     struct names views, funcs, columns, row_funcs;
-    struct names relations; /* every relation's name, as the read found them ('n' rows) */
+    struct names relations; /* every relation's name, alone and as schema\x01name ('n' rows) */
     struct names operators, cast_types, write_refused; /* see the 'o', 'k', 'w' rows */
     struct maskview *cands; /* views that read masked columns, while a read resolves them */
     size_t n_cands, last;

@@ -53,9 +53,17 @@ bool msql_is_masked_table(const struct ctx *c, const char *name)
     return in_list(c->p->tables, c->p->n_tables, name);
 }
 
-bool msql_is_newer_relation(const struct ctx *c, const char *name)
+bool msql_is_newer_relation(const struct ctx *c, const char *schema, const char *name)
 {
-    return c->p->relations && !in_list(c->p->relations, c->p->n_relations, name);
+    if (!c->p->relations)
+        return false;
+    if (!schema || !*schema)
+        return !in_list(c->p->relations, c->p->n_relations, name);
+    /* (the catalog lists each relation also as schema, \x01, name: maskcat.c) */
+    char qualified[2 * 64 + 2];
+    int n = snprintf(qualified, sizeof(qualified), "%s\x01%s", schema, name);
+    return n < 0 || (size_t)n >= sizeof(qualified) ||
+           !in_list(c->p->relations, c->p->n_relations, qualified);
 }
 
 void msql_refuse_newer(struct ctx *c)

@@ -198,8 +198,10 @@ bool msql_is_masked(const struct ctx *c, const char *name);
  * would be read in its place. */
 bool msql_builtin_type_name(const char *name);
 bool msql_is_masked_table(const struct ctx *c, const char *name);
-/* Is name no relation the catalog knew when it was read (a newer one)? */
-bool msql_is_newer_relation(const struct ctx *c, const char *name);
+/* Is schema.name (schema NULL or "": name as written unqualified) no relation the catalog
+ * knew when it was read (a newer one)? A qualified name must be known in that schema; an
+ * unqualified one is taken as known when any schema had a relation of that name. */
+bool msql_is_newer_relation(const struct ctx *c, const char *schema, const char *name);
 /* Notes name, a relation the catalog did not know (or a CTE's name: find_new_rel tells). */
 void msql_note_newer(struct ctx *c, const char *name);
 /* Refuses a whole row, COPY TO or * of c->new_rel: the catalog must be read again first. */

@@ -120,7 +120,8 @@ static void note_range_var(struct ctx *c, const PgQuery__RangeVar *r)
     bool masked = r->relname && msql_is_masked_table(c, r->relname);
     const char *alias = r->alias ? r->alias->aliasname : NULL;
     struct rowinfo *info;
-    if (!masked && r->relname && msql_is_newer_relation(c, r->relname)) /* (or a CTE's name) */
+    if (!masked && r->relname &&
+        msql_is_newer_relation(c, r->schemaname, r->relname)) /* (or a CTE's name) */
         msql_note_newer(c, r->relname);
     msql_learn(c, &c->rows, r->relname);
     note_alias(c, r->alias);

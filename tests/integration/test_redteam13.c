@@ -49,43 +49,27 @@ static struct proxy px;
     "    - {column: public.rt13_base.ssn, function: last4, unless: {groups: [auditors]}}\n"        \
     "    - {column: public.rt13_part.ssn, function: last4, unless: {groups: [auditors]}}\n"
 
-/* Objects made as the database owner, straight on PostgreSQL (not through lakeproxy). */
-static void admin_sql(const char *sql)
-{
-    char conninfo[256];
-    snprintf(conninfo, sizeof(conninfo),
-             "host=127.0.0.1 port=%s dbname=lp_test user=lp_server password=server-secret",
-             env_need("LP_PGPORT"));
-    PGconn *a = PQconnectdb(conninfo);
-    cr_assert(PQstatus(a) == CONNECTION_OK, "admin: %s", PQerrorMessage(a));
-    PGresult *r = PQexec(a, sql);
-    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-              "admin [%s]: %s", sql, PQerrorMessage(a));
-    PQclear(r);
-    PQfinish(a);
-}
-
 static void make_objects(void)
 {
-    admin_sql("DO $$ BEGIN PERFORM pg_advisory_xact_lock(1313); "
-              "IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'rt13_dom') THEN "
-              "CREATE DOMAIN rt13_dom AS text; END IF; "
-              "IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'rt13_dcust') THEN "
-              "CREATE TABLE rt13_dcust (id int, ssn rt13_dom, tags text[]); "
-              "INSERT INTO rt13_dcust VALUES (1, '111-22-3333', '{111-22-3333,x}'); "
-              "GRANT SELECT ON rt13_dcust TO PUBLIC; END IF; "
-              "IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'rt13_base') THEN "
-              "CREATE TABLE rt13_base (id int, ssn text); "
-              "INSERT INTO rt13_base VALUES (1, '111-22-3333'); "
-              "GRANT SELECT ON rt13_base TO PUBLIC; "
-              "CREATE TABLE rt13_part (id int, ssn text) PARTITION BY LIST (id); "
-              "CREATE TABLE rt13_part1 PARTITION OF rt13_part FOR VALUES IN (1); "
-              "INSERT INTO rt13_part VALUES (1, '111-22-3333'); "
-              "GRANT SELECT ON rt13_part, rt13_part1 TO PUBLIC; END IF; END $$");
-    admin_sql("DO $$ BEGIN PERFORM pg_advisory_xact_lock(1313); "
-              "IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'rt13_all') THEN "
-              "CREATE FUNCTION rt13_all() RETURNS SETOF customers LANGUAGE sql "
-              "STABLE AS 'SELECT * FROM customers'; END IF; END $$");
+    mask_admin_sql("DO $$ BEGIN PERFORM pg_advisory_xact_lock(1313); "
+                   "IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'rt13_dom') THEN "
+                   "CREATE DOMAIN rt13_dom AS text; END IF; "
+                   "IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'rt13_dcust') THEN "
+                   "CREATE TABLE rt13_dcust (id int, ssn rt13_dom, tags text[]); "
+                   "INSERT INTO rt13_dcust VALUES (1, '111-22-3333', '{111-22-3333,x}'); "
+                   "GRANT SELECT ON rt13_dcust TO PUBLIC; END IF; "
+                   "IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'rt13_base') THEN "
+                   "CREATE TABLE rt13_base (id int, ssn text); "
+                   "INSERT INTO rt13_base VALUES (1, '111-22-3333'); "
+                   "GRANT SELECT ON rt13_base TO PUBLIC; "
+                   "CREATE TABLE rt13_part (id int, ssn text) PARTITION BY LIST (id); "
+                   "CREATE TABLE rt13_part1 PARTITION OF rt13_part FOR VALUES IN (1); "
+                   "INSERT INTO rt13_part VALUES (1, '111-22-3333'); "
+                   "GRANT SELECT ON rt13_part, rt13_part1 TO PUBLIC; END IF; END $$");
+    mask_admin_sql("DO $$ BEGIN PERFORM pg_advisory_xact_lock(1313); "
+                   "IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'rt13_all') THEN "
+                   "CREATE FUNCTION rt13_all() RETURNS SETOF customers LANGUAGE sql "
+                   "STABLE AS 'SELECT * FROM customers'; END IF; END $$");
 }
 
 static void start_rt13(void)
@@ -110,32 +94,6 @@ TestSuite(redteam13, .init = start_rt13, .fini = stop_proxy, .timeout = 120);
 
 /* ---- raw protocol helpers ---- */
 
-/* Bind of portal to stmt, no parameters, result formats fmts[0..n). */
-static void put_bind_fmt(struct buf *b, const char *portal, const char *stmt, const int16_t *fmts,
-                         uint16_t n)
-{
-    buf_msg_start(b, 'B');
-    buf_put_str(b, portal);
-    buf_put_str(b, stmt);
-    buf_put_u16(b, 0);
-    buf_put_u16(b, 0);
-    buf_put_u16(b, n);
-    for (uint16_t i = 0; i < n; i++)
-        buf_put_u16(b, (uint16_t)fmts[i]);
-    buf_msg_finish(b);
-}
-
-/* The real salaries, as int4 binary values. */
-static bool has_binary_salary(const unsigned char *p, size_t len)
-{
-    static const unsigned char sal[3][4] = {
-        {0, 0, 0x30, 0x39}, {0, 0, 0x5b, 0xa0}, {0, 0, 0x87, 0x07}};
-    for (int k = 0; k < 3; k++)
-        if (len >= 4 && memmem(p, len, sal[k], 4))
-            return true;
-    return false;
-}
-
 struct seen {
     int rows, errors, suspended, notifies, copy;
     char first_err[256];
@@ -153,7 +111,7 @@ static struct seen read_all(int fd, int zs, bool check_bin, const char *what)
         const char *s = mask_find_secret((const char *)body, len);
         cr_expect(!s, "[%s] message '%c' leaks \"%s\"", what, t, s ? s : "");
         if (check_bin && t == 'D')
-            cr_expect(!has_binary_salary(body, len), "[%s] DataRow holds a real salary", what);
+            cr_expect(!mask_has_binary_salary(body, len), "[%s] DataRow holds a real salary", what);
         if (getenv("RT13_DEBUG"))
             fprintf(stderr, "RT13 [%.60s] %c %.*s\n", what, t,
                     t == 'E' || t == 'N' || t == 'D' || t == 'A' || t == 'd'
@@ -204,12 +162,12 @@ Test(redteam13, binary_and_mixed_formats_fetched_in_parts)
     raw_put_parse(&b, "", "SELECT id, email, ssn, salary FROM customers ORDER BY id");
     raw_put_describe(&b, 'S', "");
     int16_t mixed[4] = {1, 0, 1, 1};
-    put_bind_fmt(&b, "", "", mixed, 4);
+    mask_put_bind_fmt(&b, "", "", mixed, 4);
     raw_put_execute_n(&b, "", 1);
     raw_put_execute_n(&b, "", 1);
     raw_put_execute_n(&b, "", 0);
     int16_t bin[1] = {1};
-    put_bind_fmt(&b, "", "", bin, 1);
+    mask_put_bind_fmt(&b, "", "", bin, 1);
     raw_put_describe(&b, 'P', "");
     raw_put_execute_n(&b, "", 2);
     raw_put_execute_n(&b, "", 0);
@@ -235,9 +193,9 @@ Test(redteam13, interleaved_portals_of_different_shapes)
     raw_put_parse(&b, "a", "SELECT id, name FROM customers ORDER BY id");
     raw_put_parse(&b, "b", "SELECT ssn, email, salary FROM customers ORDER BY id");
     int16_t t0[1] = {0}, t1[1] = {1};
-    put_bind_fmt(&b, "pa", "a", t1, 1);
-    put_bind_fmt(&b, "pb", "b", t0, 1);
-    put_bind_fmt(&b, "pc", "b", t1, 1);
+    mask_put_bind_fmt(&b, "pa", "a", t1, 1);
+    mask_put_bind_fmt(&b, "pb", "b", t0, 1);
+    mask_put_bind_fmt(&b, "pc", "b", t1, 1);
     for (int i = 0; i < 3; i++) {
         raw_put_execute_n(&b, "pa", 1);
         raw_put_execute_n(&b, "pb", 1);
@@ -291,7 +249,7 @@ Test(redteam13, cold_pipeline_races_the_catalog)
     for (int i = 0; i < 60; i++) {
         int16_t f[1] = {(int16_t)(i & 1)};
         raw_put_parse(&b, "", qs[i % 5]);
-        put_bind_fmt(&b, "", "", f, 1);
+        mask_put_bind_fmt(&b, "", "", f, 1);
         raw_put_execute_n(&b, "", (uint32_t)(i % 3));
     }
     raw_put_empty(&b, 'S');
@@ -360,7 +318,7 @@ static void attempt_raw(int fd, const char *sql)
     read_all(fd, 1, true, sql);
     raw_put_parse(&b, "", sql);
     int16_t bin[1] = {1};
-    put_bind_fmt(&b, "", "", bin, 1);
+    mask_put_bind_fmt(&b, "", "", bin, 1);
     raw_put_describe(&b, 'P', "");
     raw_put_execute_n(&b, "", 1);
     raw_put_execute_n(&b, "", 0);
@@ -422,13 +380,13 @@ Test(redteam13, view_made_after_the_catalog_was_read)
 {
     int fd = fresh_masked(-1);
     attempt_raw(fd, "SELECT ssn FROM customers");
-    admin_sql("CREATE OR REPLACE VIEW rt13_late AS SELECT id, upper(ssn) AS u, "
-              "email AS contact FROM customers; GRANT SELECT ON rt13_late TO PUBLIC");
+    mask_admin_sql("CREATE OR REPLACE VIEW rt13_late AS SELECT id, upper(ssn) AS u, "
+                   "email AS contact FROM customers; GRANT SELECT ON rt13_late TO PUBLIC");
     attempt_raw(fd, "SELECT u, contact FROM rt13_late");
     fd = fresh_masked(fd);
     attempt_raw(fd, "SELECT * FROM rt13_late");
     close(fd);
-    admin_sql("DROP VIEW IF EXISTS rt13_late");
+    mask_admin_sql("DROP VIEW IF EXISTS rt13_late");
 }
 
 /* Error and notice fields beyond DETAIL (message, hint, context, where) that may quote a
@@ -521,8 +479,8 @@ Test(redteam13, masked_value_length_carries_no_hidden_length)
     cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
     for (int i = 0; i < PQntuples(r); i++) {
         cr_expect(PQgetisnull(r, i, 0) ||
-                      !has_binary_salary((const unsigned char *)PQgetvalue(r, i, 0),
-                                         (size_t)PQgetlength(r, i, 0)),
+                      !mask_has_binary_salary((const unsigned char *)PQgetvalue(r, i, 0),
+                                              (size_t)PQgetlength(r, i, 0)),
                   "real binary salary row %d", i);
         cr_expect(PQgetlength(r, i, 1) == 8, "binary ssn length %d", PQgetlength(r, i, 1));
     }
@@ -579,7 +537,7 @@ Test(redteam13, refused_parse_then_rebind_unnamed)
     raw_put_parse(&b, "", "SELECT id, upper(ssn) AS u FROM customers");
     raw_put_empty(&b, 'S');
     int16_t bin[1] = {1};
-    put_bind_fmt(&b, "", "", bin, 1);
+    mask_put_bind_fmt(&b, "", "", bin, 1);
     raw_put_describe(&b, 'P', "");
     raw_put_execute(&b, "");
     raw_put_empty(&b, 'S');
@@ -719,15 +677,15 @@ Test(redteam13, own_type_with_implicit_cast_quotes_value_in_error)
  * catalog read) and SELECT of them must not serve the masked column unmasked. */
 Test(redteam13, relation_added_after_the_catalog_read_copy_and_select)
 {
-    admin_sql("DROP TABLE IF EXISTS rt13_kid; DROP TABLE IF EXISTS rt13_part2");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid; DROP TABLE IF EXISTS rt13_part2");
     int fd = fresh_masked(-1);
     attempt_raw(fd, "SELECT id, ssn FROM rt13_base");
     attempt_raw(fd, "SELECT id, ssn FROM rt13_part");
-    admin_sql("CREATE TABLE rt13_kid () INHERITS (rt13_base); "
-              "INSERT INTO rt13_kid VALUES (2, '444-55-6666'); "
-              "CREATE TABLE rt13_part2 PARTITION OF rt13_part FOR VALUES IN (2); "
-              "INSERT INTO rt13_part VALUES (2, '777-88-9999'); "
-              "GRANT SELECT ON rt13_kid, rt13_part2 TO PUBLIC");
+    mask_admin_sql("CREATE TABLE rt13_kid () INHERITS (rt13_base); "
+                   "INSERT INTO rt13_kid VALUES (2, '444-55-6666'); "
+                   "CREATE TABLE rt13_part2 PARTITION OF rt13_part FOR VALUES IN (2); "
+                   "INSERT INTO rt13_part VALUES (2, '777-88-9999'); "
+                   "GRANT SELECT ON rt13_kid, rt13_part2 TO PUBLIC");
     static const char *const sqls[] = {
         "COPY rt13_kid TO STDOUT",
         "COPY rt13_kid (id, ssn) TO STDOUT",
@@ -742,7 +700,7 @@ Test(redteam13, relation_added_after_the_catalog_read_copy_and_select)
     for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++)
         attempt_raw(fd, sqls[i]);
     close(fd);
-    admin_sql("DROP TABLE IF EXISTS rt13_kid; DROP TABLE IF EXISTS rt13_part2");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid; DROP TABLE IF EXISTS rt13_part2");
 }
 
 /* A masked client's own view (a pure projection renaming a masked column, which the guard
@@ -779,7 +737,7 @@ Test(redteam13, own_projection_view_then_copy)
     raw_query(fd, "COPY (SELECT x FROM rt13_pubv) TO STDOUT");
     read_all(fd, 1, true, "copy pubv");
     close(fd);
-    admin_sql("DROP VIEW IF EXISTS rt13_pubv");
+    mask_admin_sql("DROP VIEW IF EXISTS rt13_pubv");
 }
 
 /* A relation the catalog has not seen (a child added just now), read by a deep pipeline of
@@ -787,18 +745,18 @@ Test(redteam13, own_projection_view_then_copy)
  * tells its OID apart, none streams before it. */
 Test(redteam13, unknown_oid_pipeline_waits_for_the_catalog)
 {
-    admin_sql("DROP TABLE IF EXISTS rt13_kid2");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid2");
     int fd = fresh_masked(-1);
     attempt_raw(fd, "SELECT id, ssn FROM rt13_base");
-    admin_sql("CREATE TABLE rt13_kid2 () INHERITS (rt13_base); "
-              "INSERT INTO rt13_kid2 VALUES (2, '444-55-6666'), (3, '777-88-9999'); "
-              "GRANT SELECT ON rt13_kid2 TO PUBLIC");
+    mask_admin_sql("CREATE TABLE rt13_kid2 () INHERITS (rt13_base); "
+                   "INSERT INTO rt13_kid2 VALUES (2, '444-55-6666'), (3, '777-88-9999'); "
+                   "GRANT SELECT ON rt13_kid2 TO PUBLIC");
     struct buf b;
     buf_init(&b);
     for (int i = 0; i < 40; i++) {
         int16_t f[1] = {(int16_t)(i & 1)};
         raw_put_parse(&b, "", i % 2 ? "SELECT ssn, id FROM rt13_kid2" : "SELECT * FROM rt13_kid2");
-        put_bind_fmt(&b, "", "", f, 1);
+        mask_put_bind_fmt(&b, "", "", f, 1);
         raw_put_execute_n(&b, "", 1);
         raw_put_execute_n(&b, "", 0);
         raw_put_empty(&b, 'H');
@@ -809,7 +767,7 @@ Test(redteam13, unknown_oid_pipeline_waits_for_the_catalog)
     cr_expect(sn.rows > 0 || sn.errors > 0);
     buf_free(&b);
     close(fd);
-    admin_sql("DROP TABLE IF EXISTS rt13_kid2");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid2");
 }
 
 /* The same window through a SELECT: a whole-row reference to a child table the catalog has
@@ -817,12 +775,12 @@ Test(redteam13, unknown_oid_pipeline_waits_for_the_catalog)
  * a NOTIFY payload has no RowDescription at all. */
 Test(redteam13, relation_added_after_the_catalog_read_whole_row_and_notify)
 {
-    admin_sql("DROP TABLE IF EXISTS rt13_kid3");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid3");
     int fd = fresh_masked(-1);
     attempt_raw(fd, "SELECT id, ssn FROM rt13_base");
-    admin_sql("CREATE TABLE rt13_kid3 () INHERITS (rt13_base); "
-              "INSERT INTO rt13_kid3 VALUES (2, '444-55-6666'); "
-              "GRANT SELECT ON rt13_kid3 TO PUBLIC");
+    mask_admin_sql("CREATE TABLE rt13_kid3 () INHERITS (rt13_base); "
+                   "INSERT INTO rt13_kid3 VALUES (2, '444-55-6666'); "
+                   "GRANT SELECT ON rt13_kid3 TO PUBLIC");
     static const char *const sqls[] = {
         "SELECT k::text FROM rt13_kid3 k",
         "SELECT row_to_json(k) FROM rt13_kid3 k",
@@ -834,7 +792,7 @@ Test(redteam13, relation_added_after_the_catalog_read_whole_row_and_notify)
         read_all(fd, 1, true, sqls[i]);
     }
     close(fd);
-    admin_sql("DROP TABLE IF EXISTS rt13_kid3");
+    mask_admin_sql("DROP TABLE IF EXISTS rt13_kid3");
 }
 
 /* Whole-row values (a computed column, or attnum 0, which the wire rewriting passes) of

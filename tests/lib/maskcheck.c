@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 /* The bytes no masked client may ever receive (tests/lib/setup.sql's customers). */
 static const char *const mask_secrets[] = {"secret", "111-22", "444-55", "777-88",
                                            "12345",  "23456",  "34567"};
@@ -100,4 +102,43 @@ void mask_attempts_run(const struct proxy *p, const char *user,
     cr_expect_str_eq(v, "still usable");
     free(v);
     PQfinish(c);
+}
+
+void mask_admin_sql(const char *sql)
+{
+    char conninfo[256];
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%s dbname=lp_test user=lp_server password=server-secret",
+             env_need("LP_PGPORT"));
+    PGconn *a = PQconnectdb(conninfo);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "admin: %s", PQerrorMessage(a));
+    PGresult *r = PQexec(a, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "admin [%s]: %s", sql, PQerrorMessage(a));
+    PQclear(r);
+    PQfinish(a);
+}
+
+void mask_put_bind_fmt(struct buf *b, const char *portal, const char *stmt, const int16_t *fmts,
+                       uint16_t n)
+{
+    buf_msg_start(b, 'B');
+    buf_put_str(b, portal);
+    buf_put_str(b, stmt);
+    buf_put_u16(b, 0);
+    buf_put_u16(b, 0);
+    buf_put_u16(b, n);
+    for (uint16_t i = 0; i < n; i++)
+        buf_put_u16(b, (uint16_t)fmts[i]);
+    buf_msg_finish(b);
+}
+
+bool mask_has_binary_salary(const unsigned char *p, size_t len)
+{
+    static const unsigned char sal[3][4] = {
+        {0, 0, 0x30, 0x39}, {0, 0, 0x5b, 0xa0}, {0, 0, 0x87, 0x07}};
+    for (int k = 0; k < 3; k++)
+        if (len >= 4 && memmem(p, len, sal[k], 4))
+            return true;
+    return false;
 }

@@ -5,6 +5,9 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+struct buf;
 
 struct proxy;
 
@@ -29,5 +32,16 @@ struct mask_attempt_case {
  * expects the connection still usable. */
 void mask_attempts_run(const struct proxy *p, const char *user,
                        const struct mask_attempt_case *cases, size_t n);
+
+/* Runs sql as the database owner, straight on PostgreSQL (not through lakeproxy): objects a
+ * test needs; fails the test when it fails. */
+void mask_admin_sql(const char *sql);
+
+/* Appends a Bind of portal to stmt, no parameters, result formats fmts[0..n). */
+void mask_put_bind_fmt(struct buf *b, const char *portal, const char *stmt, const int16_t *fmts,
+                       uint16_t n);
+
+/* Do len bytes at p hold one of setup.sql's real salaries as an int4 binary value? */
+bool mask_has_binary_salary(const unsigned char *p, size_t len);
 
 #endif
