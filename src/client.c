@@ -536,19 +536,30 @@ static bool answer_deallocate(struct client *c)
     return send_to_client(c, &b);
 }
 
+/* The type and size (header included) of the message whose header starts at byte at of c's
+ * input, into *type and *whole (0 when its header is bad); false when its header has not all
+ * arrived. */
+static bool message_size_at(struct client *c, size_t at, uint8_t *type, size_t *whole)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_ptr pos;
+    uint8_t hdr[5];
+    uint32_t len;
+    const char *err;
+    if (evbuffer_ptr_set(in, &pos, at, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(in, &pos, hdr, 5) != 5)
+        return false;
+    bool ok = proto_check_header(hdr, c->w->cfg->max_message_size, type, &len, &err) == PROTO_OK;
+    *whole = ok ? 5 + (size_t)len : 0;
+    return true;
+}
+
 /* The size of c's first buffered message, header included, into *whole (0 when its header is
  * bad); false when its header has not all arrived. */
 static bool first_message_size(struct client *c, size_t *whole)
 {
-    const uint8_t *hdr = evbuffer_pullup(bufferevent_get_input(c->bev), 5);
     uint8_t type;
-    uint32_t len;
-    const char *err;
-    if (!hdr)
-        return false;
-    bool ok = proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) == PROTO_OK;
-    *whole = ok ? 5 + (size_t)len : 0;
-    return true;
+    return message_size_at(c, 0, &type, whole);
 }
 
 /* Has the first buffered message of c arrived whole (or is its header already bad, which
@@ -1547,20 +1558,12 @@ static bool first_message_whole(struct client *c)
  * its Sync; 0 otherwise (a FunctionCall, a lone Sync, a batch whose Sync is still to come). */
 static size_t queued_statement_size(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t have = evbuffer_get_length(in), at = 0;
+    size_t have = evbuffer_get_length(bufferevent_get_input(c->bev)), at = 0, whole;
     bool work = false;
-    while (at + 5 <= have) {
-        struct evbuffer_ptr pos;
-        uint8_t hdr[5], type;
-        uint32_t len;
-        const char *err;
-        if (evbuffer_ptr_set(in, &pos, at, EVBUFFER_PTR_SET) != 0 ||
-            evbuffer_copyout_from(in, &pos, hdr, 5) != 5 ||
-            proto_check_header(hdr, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK)
-            return 0;
+    uint8_t type;
+    while (message_size_at(c, at, &type, &whole) && whole > 0) {
         bool first = at == 0;
-        at += 5 + (size_t)len;
+        at += whole;
         if (at > have)
             return 0;
         if (type == 'Q')

@@ -491,12 +491,8 @@ Test(redteam24, a_handshake_held_open_across_a_crl_reload_cannot_use_the_revoked
 {
     const char *certs = env_need("LP_CERTS");
     int fds[2];
-    for (int i = 0; i < 2; i++) {
-        fds[i] = raw_connect(px.port);
-        cr_assert(fds[i] >= 0);
-        raw_send_request(fds[i], PROTO_SSL_REQUEST);
-        cr_assert_eq(raw_answer_byte(fds[i]), 'S');
-    }
+    for (int i = 0; i < 2; i++)
+        fds[i] = raw_connect_tls_accepted(px.port);
     char next[16384], crl[400], extra[1000];
     snprintf(crl, sizeof(crl), "client_cert: require\n    client_crl: %s/ca.crl", certs);
     replaced(next, sizeof(next), yaml, "client_cert: require", crl);
@@ -677,14 +673,8 @@ Test(redteam24, logins_stalled_at_any_step_are_closed_by_the_login_timeout,
     fds[1] = raw_connect(px.port);
     cr_assert(fds[0] >= 0 && fds[1] >= 0);
     cr_assert_eq(send(fds[1], "\0\0\0\x40\0\x03", 6, MSG_NOSIGNAL), 6);
-    fds[2] = raw_connect(px.port);
-    cr_assert(fds[2] >= 0);
-    raw_send_request(fds[2], PROTO_SSL_REQUEST);
-    cr_assert_eq(raw_answer_byte(fds[2]), 'S');
-    fds[3] = raw_connect(px.port);
-    cr_assert(fds[3] >= 0);
-    raw_send_request(fds[3], PROTO_SSL_REQUEST);
-    cr_assert_eq(raw_answer_byte(fds[3]), 'S');
+    fds[2] = raw_connect_tls_accepted(px.port);
+    fds[3] = raw_connect_tls_accepted(px.port);
     cr_assert_eq(send(fds[3], "\x16\x03\x01\x02\x00\x01", 6, MSG_NOSIGNAL), 6); /* half a hello */
     char *f = NULL;
     fds[4] = scram_upto_final(-1, "alice", "alice-secret", "app", &f);

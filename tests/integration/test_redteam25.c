@@ -914,12 +914,8 @@ Test(redteam25, a_reload_changing_nothing_of_tls_keeps_certificate_sessions_and_
     PGconn *adm = proxy_connect(&px, "carol", "x", "lakeproxy", opts);
     cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
     int fds[2];
-    for (int i = 0; i < 2; i++) {
-        fds[i] = raw_connect(px.port);
-        cr_assert(fds[i] >= 0);
-        raw_send_request(fds[i], PROTO_SSL_REQUEST);
-        cr_assert_eq(raw_answer_byte(fds[i]), 'S');
-    }
+    for (int i = 0; i < 2; i++)
+        fds[i] = raw_connect_tls_accepted(px.port);
     no_tls_change(next, sizeof(next));
     proxy_reload_yaml(&px, next);
     EXPECT_QUERY_VALUE(s, "SELECT 'kept'", "kept", "a certificate session closed by the reload");
@@ -988,10 +984,7 @@ Test(redteam25, a_reload_removing_listen_tls_with_tls_clients_connected,
     PGconn *nocert = proxy_connect(&px, "carol", "x", "app",
                                    "sslmode=require sslcert=/nonexistent sslkey=/nonexistent");
     cr_assert(PQstatus(nocert) == CONNECTION_OK, "%s", PQerrorMessage(nocert));
-    int fd = raw_connect(px.port);
-    cr_assert(fd >= 0);
-    raw_send_request(fd, PROTO_SSL_REQUEST);
-    cr_assert_eq(raw_answer_byte(fd), 'S');
+    int fd = raw_connect_tls_accepted(px.port);
     const char *a = strstr(yaml, "  tls:\n    cert:");
     const char *b = strstr(yaml, "log:\n");
     cr_assert(a && b && a < b);

@@ -471,3 +471,12 @@ int raw_ssl_read_msg(SSL *ssl, char state[6], int32_t *first_int)
                                : -1;
     return hdr[0];
 }
+
+int raw_connect_tls_accepted(int port)
+{
+    int fd = raw_connect(port);
+    cr_assert(fd >= 0);
+    raw_send_request(fd, PROTO_SSL_REQUEST);
+    cr_assert_eq(raw_answer_byte(fd), 'S');
+    return fd;
+}

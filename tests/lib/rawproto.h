@@ -101,6 +101,10 @@ void raw_send_sasl_response(int fd, const char *text);
 /* Sends the 8-byte request of code (PROTO_SSL_REQUEST, PROTO_GSSENC_REQUEST ...). */
 void raw_send_request(int fd, uint32_t code);
 
+/* A connection to port whose SSLRequest lakeproxy answered 'S' (asserted): the descriptor,
+ * the TLS handshake not begun. */
+int raw_connect_tls_accepted(int port);
+
 /* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
  * EOF, error or timeout (timeout_ms). *len gets the body length. */
 int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
