@@ -74,6 +74,8 @@ static struct server *cancel_target(const struct server *cancel)
     return NULL;
 }
 
+static void reset_when_settled(struct server *s);
+
 /* A cancel connection ended (delivered, or failed): its backend may serve others again, and
  * goes back to the pool if its client's transaction ended meanwhile. */
 static void cancel_settled(struct server *cancel)
@@ -85,7 +87,8 @@ static void cancel_settled(struct server *cancel)
         client_reset_wait_over(c); /* (a read-back it started holds it still) */
         if (t->client == c)
             client_cancel_wait_over(c);
-    }
+    } else if (t && t->cancels_pending == 0 && t->reset_held && t->internal_pending == 0)
+        reset_when_settled(t);
     if (cancel->cancel_requester) /* (0: lakeproxy's own, see cancel_unanswered) */
         client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
 }
@@ -632,6 +635,11 @@ static const char *retire_reason_with(const struct server *s, bool owed_counts);
 
 static void on_reset_done(struct server *s)
 {
+    if (s->reset_held) { /* the departed client's replies are in: the reset waits for its cancel */
+        if (s->cancels_pending == 0)
+            reset_when_settled(s);
+        return;
+    }
     s->draining_left = false;
     if (s->err_state[0] || s->txn != 'I') {
         server_close(s, "reset failed");
@@ -1571,15 +1579,41 @@ static void reset_behind_readback(struct server *s)
  * is closed at once, as is one that must retire. */
 static bool can_drain(const struct server *s)
 {
-    return s->client && s->state == SV_ACTIVE && s->in_flight > 0 && s->txn == 'I' && !s->unsure &&
-           s->cancels_pending == 0 && !s->ext_open && !s->copy_in && !s->copy_active &&
+    return s->client && s->state == SV_ACTIVE && (s->in_flight > 0 || s->cancels_pending > 0) &&
+           s->txn == 'I' && !s->unsure && !s->ext_open && !s->copy_in && !s->copy_active &&
            s->copy_assumed == 0 && rq_only_queries(&s->replies) && s->relay.pass_left == 0 &&
            s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, false);
 }
 
-/* The client left s with statements in flight (can_drain): their replies are read and dropped,
- * then a ROLLBACK (what they left open, PostgreSQL rolls back on a disconnect too) and DISCARD
- * ALL, whose own result decides, as for any client leaving (internal_inspect). */
+/* A cancel of the departed client's is on its way to s: the owed ReadyForQuery messages are
+ * read and dropped now, the reset is sent only once PostgreSQL has taken the cancel
+ * (cancel_settled), which would otherwise cancel the reset itself and cost the server. */
+static void hold_reset(struct server *s, int owed)
+{
+    event_del(s->timer); /* (the cancel's connection has its own timeout) */
+    s->reset_held = true;
+    s->unnamed_of = 0;
+    s->err_state[0] = '\0';
+    s->state = SV_RESETTING;
+    s->internal_pending = owed; /* (0: on_reset_done waits for cancel_settled) */
+}
+
+/* The departed client's replies are in and its cancel has arrived (or gone astray: then s
+ * retires, retire_reason): reset s as any server a client leaves. */
+static void reset_when_settled(struct server *s)
+{
+    s->reset_held = false;
+    const char *retire = retire_reason_with(s, false);
+    if (retire)
+        server_close(s, retire);
+    else
+        reset_behind(s, 0);
+}
+
+/* The client left s with statements in flight, or a cancel on its way (can_drain): their
+ * replies are read and dropped, then a ROLLBACK (what they left open, PostgreSQL rolls back
+ * on a disconnect too) and DISCARD ALL, whose own result decides, as for any client leaving
+ * (internal_inspect). */
 static void drain_behind_client(struct server *s)
 {
     int owed = s->in_flight;
@@ -1588,7 +1622,10 @@ static void drain_behind_client(struct server *s)
     s->in_flight = 0;
     s->draining_left = true;
     s->drain_bytes = 0;
-    reset_behind(s, owed);
+    if (s->cancels_pending > 0)
+        hold_reset(s, owed);
+    else
+        reset_behind(s, owed);
 }
 
 void server_unlink(struct server *s)

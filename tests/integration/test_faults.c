@@ -417,6 +417,53 @@ Test(faults, a_late_cancel_never_cancels_another_clients_query)
     tcp_relay_stop(relay);
 }
 
+/* Sends a CancelRequest for raw session v and returns without waiting for its answer. */
+static void cancel_and_go(const struct rawsess *v)
+{
+    int cfd = raw_connect(px.port);
+    cr_assert(cfd >= 0);
+    struct buf b;
+    buf_init(&b);
+    proto_cancel_request(&b, v->pid, v->key);
+    cr_assert(raw_send(cfd, &b));
+    buf_free(&b);
+    close(cfd);
+}
+
+/* A client that cancels its query and leaves at once (what a client-side timeout does) cost
+ * its server: it was closed, as the cancel was still on its way. Now the server reads what
+ * the client was owed, waits for PostgreSQL to take the cancel (which cuts the query short),
+ * resets, and serves the next client. The relay makes the cancel reach PostgreSQL 0.4 s late. */
+Test(faults, a_client_that_cancels_and_leaves_keeps_its_server)
+{
+    struct tcp_relay *relay = start_through_relay("cl", 1);
+    PGconn *first = connect_ok("cl");
+    char *pid = query_value(first, "SELECT pg_backend_pid()::text"); /* the pool's one server */
+    PQfinish(first);
+    tcp_relay_delay_connects(relay, 400);
+    struct rawsess v;
+    cr_assert(raw_keyed_try(px.port, &v, "cl"));
+    struct buf b;
+    buf_init(&b);
+    proto_query(&b, "SELECT pg_sleep(5)");
+    cr_assert(raw_send(v.fd, &b));
+    buf_free(&b);
+    usleep(100 * 1000); /* running */
+    cancel_and_go(&v);
+    usleep(50 * 1000); /* routed: on its way to PostgreSQL */
+    close(v.fd);
+    double t0 = now_s();
+    PGconn *next = connect_ok("cl");
+    char *got = query_value(next, "SELECT pg_backend_pid()::text");
+    cr_expect_str_eq(got, pid, "the server was closed, not kept");
+    cr_expect_lt(now_s() - t0, 2.5, "the query was not cancelled");
+    cr_expect_eq(file_count_lines(px.log, "client left in the middle"), 0);
+    free(got);
+    free(pid);
+    PQfinish(next);
+    tcp_relay_stop(relay);
+}
+
 /* A cancel request that PostgreSQL has not taken within pool.connect_timeout_ms (1 s here) may
  * still arrive: its server serves nobody else, it is closed when its client is done with it.
  * The relay holds the cancel 1.6 s, so it lands while the next client's query runs: on the
