@@ -28,16 +28,22 @@ static struct pg_private pg;
 static char yaml[8192];
 
 /* A database entry of transaction pooling towards host:port. */
-static void add_db(const char *name, const char *host, int port, int size, int min)
+static void add_db_mode(const char *name, const char *host, int port, int size, int min,
+                        const char *mode)
 {
     char entry[512];
     snprintf(entry, sizeof(entry),
              "  %s:\n    host: %s\n    port: %d\n    dbname: lp_test\n"
              "    user: lp_server\n    password: server-secret\n    tls: disable\n"
-             "    pool:\n      mode: transaction\n      size: %d\n      min: %d\n"
+             "    pool:\n      mode: %s\n      size: %d\n      min: %d\n"
              "      max_wait_ms: %d\n      connect_timeout_ms: 1000\n",
-             name, host, port, size, min, MAX_WAIT_MS);
+             name, host, port, mode, size, min, MAX_WAIT_MS);
     yaml_add_database(yaml, sizeof(yaml), entry);
+}
+
+static void add_db(const char *name, const char *host, int port, int size, int min)
+{
+    add_db_mode(name, host, port, size, min, "transaction");
 }
 
 /* The default configuration with alice as admin, plus database name towards host:port. */
@@ -320,15 +326,22 @@ Test(faults, postgres_killed_and_restarted_under_load)
 
 /* ---- 2. a server connection reset in the middle of a large result ---- */
 
-/* Starts lakeproxy with database db (a pool of size) reaching the shared PostgreSQL through a
- * TCP relay, which the test can cut or slow down; returns the relay. */
-static struct tcp_relay *start_through_relay(const char *db, int size)
+/* Starts lakeproxy with database db (a pool of size, in pool mode) reaching the shared
+ * PostgreSQL through a TCP relay, which the test can cut or slow down; returns the relay. */
+static struct tcp_relay *start_through_relay_mode(const char *db, int size, const char *mode)
 {
     int relay_port = free_port(), port = free_port();
     struct tcp_relay *relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
-    make_yaml(port, db, "127.0.0.1", relay_port, size, 0);
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, MAX_WAIT_MS,
+                       "admin:\n  users: [alice]\n");
+    add_db_mode(db, "127.0.0.1", relay_port, size, 0, mode);
     proxy_start_yaml(&px, port, yaml);
     return relay;
+}
+
+static struct tcp_relay *start_through_relay(const char *db, int size)
+{
+    return start_through_relay_mode(db, size, "transaction");
 }
 
 /* PQcancel of c's running query, asserted to succeed. */
@@ -430,13 +443,14 @@ static void cancel_and_go(const struct rawsess *v)
     close(cfd);
 }
 
-/* A client that cancels its query and leaves at once (what a client-side timeout does) cost
- * its server: it was closed, as the cancel was still on its way. Now the server reads what
- * the client was owed, waits for PostgreSQL to take the cancel (which cuts the query short),
- * resets, and serves the next client. The relay makes the cancel reach PostgreSQL 0.4 s late. */
-Test(faults, a_client_that_cancels_and_leaves_keeps_its_server)
+/* In pool mode, a raw session sends query (one that is still running when it leaves, or one
+ * whose answer it reads first), a CancelRequest without waiting for it, and closes; the
+ * cancel reaches PostgreSQL 0.4 s late (a TCP relay). The next client must get the same server
+ * (the departed client's replies drained, the reset held until PostgreSQL took the cancel),
+ * and soon: the cancel cut a running query short. */
+static void expect_cancel_and_leave_keeps_server(const char *mode, const char *query, bool answered)
 {
-    struct tcp_relay *relay = start_through_relay("cl", 1);
+    struct tcp_relay *relay = start_through_relay_mode("cl", 1, mode);
     PGconn *first = connect_ok("cl");
     char *pid = query_value(first, "SELECT pg_backend_pid()::text"); /* the pool's one server */
     PQfinish(first);
@@ -445,10 +459,14 @@ Test(faults, a_client_that_cancels_and_leaves_keeps_its_server)
     cr_assert(raw_keyed_try(px.port, &v, "cl"));
     struct buf b;
     buf_init(&b);
-    proto_query(&b, "SELECT pg_sleep(5)");
+    proto_query(&b, query);
     cr_assert(raw_send(v.fd, &b));
     buf_free(&b);
-    usleep(100 * 1000); /* running */
+    if (answered) {
+        char states[64], rows[64];
+        cr_assert(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 5000));
+    } else
+        usleep(100 * 1000); /* running */
     cancel_and_go(&v);
     usleep(50 * 1000); /* routed: on its way to PostgreSQL */
     close(v.fd);
@@ -462,6 +480,21 @@ Test(faults, a_client_that_cancels_and_leaves_keeps_its_server)
     free(pid);
     PQfinish(next);
     tcp_relay_stop(relay);
+}
+
+/* A client that cancels its query and leaves at once (what a client-side timeout does) cost
+ * its server: it was closed, as the cancel was still on its way. Now the server reads what
+ * the client was owed, waits for PostgreSQL to take the cancel, resets, and serves the next. */
+Test(faults, a_client_that_cancels_and_leaves_keeps_its_server)
+{
+    expect_cancel_and_leave_keeps_server("transaction", "SELECT pg_sleep(5)", false);
+}
+
+/* The same in session pooling for a cancel with nothing left to cancel (its query answered
+ * before the client sent it: a timeout that fired as the answer came). */
+Test(faults, a_session_client_that_cancels_nothing_and_leaves_keeps_its_server)
+{
+    expect_cancel_and_leave_keeps_server("session", "SELECT 1", true);
 }
 
 /* A cancel request that PostgreSQL has not taken within pool.connect_timeout_ms (1 s here) may
