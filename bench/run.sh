@@ -188,11 +188,11 @@ dat="$T/chart.dat"
     echo "lakeproxy: $STATS_SAID; lakeproxy_nostats: statistics off; $BUILD_SAID."
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"
     echo "starting one target later), with their range over the runs in brackets and in how many"
-    echo "runs the ratio was 1 or more (for TPS, lakeproxy ahead or level; for CPU, lakeproxy using"
-    echo "as much or more). Of it in the kernel: the share of the proxy's CPU time spent in"
+    echo "runs the ratio was 1 or more (for TPS, lakeproxy ahead or level; for CPU and p99 latency,"
+    echo "lakeproxy using as much or more, as slow or slower). Of it in the kernel: the share of the proxy's CPU time spent in"
     echo "system calls (sending and receiving on the sockets), from its utime and stime."
     echo
-    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | of it in the kernel | lakeproxy/PgBouncer: TPS, CPU |"
+    echo "| workload | target | TPS | avg latency ms | p99 latency ms | proxy CPU us/txn | of it in the kernel | lakeproxy/PgBouncer: TPS, CPU, p99 |"
     echo "|---|---|---|---|---|---|---|---|"
 } >"$out"
 
@@ -220,7 +220,7 @@ for wl in "${wls[@]}"; do
             med[$target,$col]=$(echo -n "${res[$target]}" | awk -v c=$col '{print $c}' | median)
         done
     done
-    ratio="TPS $(paired lakeproxy pgbouncer 1), CPU $(paired lakeproxy pgbouncer 4)"
+    ratio="TPS $(paired lakeproxy pgbouncer 1), CPU $(paired lakeproxy pgbouncer 4), p99 $(paired lakeproxy pgbouncer 3)"
     rls_ratio=$(paired lakeproxy_rls lakeproxy 1)
     stats_ratio=$(paired lakeproxy lakeproxy_nostats 1)
     cpu_ratio=$(paired lakeproxy lakeproxy_nostats 4)

@@ -87,7 +87,7 @@ static void cancel_settled(struct server *cancel)
         client_reset_wait_over(c); /* (a read-back it started holds it still) */
         if (t->client == c)
             client_cancel_wait_over(c);
-    } else if (t && t->cancels_pending == 0 && t->reset_held && t->internal_pending == 0)
+    } else if (t && t->cancels_pending == 0 && t->reset_held)
         reset_when_settled(t);
     if (cancel->cancel_requester) /* (0: lakeproxy's own, see cancel_unanswered) */
         client_cancel_delivered(cancel->pool->w, cancel->cancel_requester);
@@ -1598,16 +1598,20 @@ static void hold_reset(struct server *s, int owed)
     s->internal_pending = owed; /* (0: on_reset_done waits for cancel_settled) */
 }
 
-/* The departed client's replies are in and its cancel has arrived (or gone astray: then s
- * retires, retire_reason): reset s as any server a client leaves. */
+/* The departed client's cancel has settled. Gone astray, it may still arrive: s retires at
+ * once (retire_reason), not after the statements it was meant to cut short, which may wait
+ * for a lock for as long as the lock is held. Delivered: s is reset as any server a client
+ * leaves once the replies owed are in (on_reset_done comes back here). */
 static void reset_when_settled(struct server *s)
 {
-    s->reset_held = false;
     const char *retire = retire_reason_with(s, false);
-    if (retire)
+    if (retire) {
+        s->reset_held = false;
         server_close(s, retire);
-    else
+    } else if (s->internal_pending == 0) {
+        s->reset_held = false;
         reset_behind(s, 0);
+    }
 }
 
 /* The client left s with statements in flight, or a cancel on its way (can_drain): their

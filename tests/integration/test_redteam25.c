@@ -107,50 +107,6 @@ static void raw_keyed(struct rawsess *s, const char *db)
     cr_assert(raw_keyed_try(px.port, s, db), "raw login of carol failed");
 }
 
-/* Sends a CancelRequest for pid/key on a new connection and returns at once: the caller
- * closes the descriptor it gets (so the next statement races the cancel on its way). */
-static int cancel_async(uint32_t pid, uint32_t key)
-{
-    int fd = raw_connect(px.port);
-    if (fd < 0)
-        return -1;
-    struct buf b;
-    buf_init(&b);
-    proto_cancel_request(&b, pid, key);
-    if (!raw_send(fd, &b)) {
-        close(fd);
-        fd = -1;
-    }
-    buf_free(&b);
-    return fd;
-}
-
-/* Waits (at most timeout_s) for lakeproxy to close fd: seconds it took, -1 if still open. */
-static double wait_eof(int fd, double timeout_s)
-{
-    double t0 = now_s();
-    struct pollfd pf = {fd, POLLIN, 0};
-    char junk[512];
-    while (now_s() - t0 < timeout_s) {
-        if (poll(&pf, 1, 50) > 0) {
-            ssize_t n = recv(fd, junk, sizeof(junk), 0);
-            if (n <= 0)
-                return now_s() - t0;
-        }
-    }
-    return -1;
-}
-
-static void send_queries(int fd, const char *const *sqls, int n)
-{
-    struct buf b;
-    buf_init(&b);
-    for (int i = 0; i < n; i++)
-        raw_put_query(&b, sqls[i]);
-    cr_assert(raw_send(fd, &b));
-    buf_free(&b);
-}
-
 /* ---- 1. the cancel barrier ---- */
 
 /* Simple and extended statements sent right behind a cancel on its way (not waiting for
@@ -163,7 +119,7 @@ Test(redteam25, statements_sent_behind_a_cancel_on_its_way_all_run_in_order, .in
         raw_keyed(&v, "app");
         raw_query(v.fd, "SELECT 'a', pg_sleep(3)");
         usleep(150 * 1000);
-        int cfd = cancel_async(v.pid, v.key);
+        int cfd = raw_cancel_async(px.port, v.pid, v.key);
         cr_assert(cfd >= 0);
         struct buf b;
         buf_init(&b);
@@ -184,7 +140,7 @@ Test(redteam25, statements_sent_behind_a_cancel_on_its_way_all_run_in_order, .in
         cr_expect_str_eq(states, "57014|", "round %d: errors", round);
         cr_expect_str_eq(rows, "b|c|d|e|", "round %d: rows behind the cancelled statement", round);
         cr_expect_lt(now_s() - t0, 2.0, "round %d: the cancelled statement ran on", round);
-        cr_expect_geq(wait_eof(cfd, 3), 0, "round %d: cancel connection left open", round);
+        cr_expect_geq(raw_wait_eof(cfd, 3), 0, "round %d: cancel connection left open", round);
         close(cfd);
         close(v.fd);
     }
@@ -204,10 +160,10 @@ Test(redteam25, a_cancel_inside_a_transaction_block_holds_nobody_for_good, .init
     PGconn *by = alice();
     cr_assert(PQsendQuery(by, "SELECT 'bystander'"));
     usleep(200 * 1000);
-    int cfd = cancel_async(v.pid, v.key);
+    int cfd = raw_cancel_async(px.port, v.pid, v.key);
     cr_assert(cfd >= 0);
     const char *next[] = {"SELECT 'still in'", "ROLLBACK", "SELECT 'after'"};
-    send_queries(v.fd, next, 3);
+    cr_assert(raw_send_queries(v.fd, next, 3));
     cr_expect(raw_replies(v.fd, 4, states, sizeof(states), rows, sizeof(rows), 5000),
               "the client was held (errors %s, rows %s)", states, rows);
     cr_expect_str_eq(states, "57014|25P02|", "errors in the block");
@@ -233,7 +189,7 @@ Test(redteam25, a_copy_from_stdin_behind_a_cancel_on_its_way_copies_every_row, .
     raw_keyed(&v, "app");
     raw_query(v.fd, "SELECT pg_sleep(3)");
     usleep(150 * 1000);
-    int cfd = cancel_async(v.pid, v.key);
+    int cfd = raw_cancel_async(px.port, v.pid, v.key);
     cr_assert(cfd >= 0);
     struct buf b;
     buf_init(&b);
@@ -316,7 +272,7 @@ Test(redteam25, session_pipeline_of_five_syncs_with_a_cancel_in_the_middle, .ini
     }
     cr_assert(raw_send(v.fd, &b));
     usleep(200 * 1000);
-    int cfd = cancel_async(v.pid, v.key);
+    int cfd = raw_cancel_async(px.port, v.pid, v.key);
     cr_assert(cfd >= 0);
     for (int i = 4; i <= 5; i++) {
         char sql[64];
@@ -351,7 +307,7 @@ Test(redteam25, clients_leaving_while_held_lose_no_server, .init = start_txn1, .
         cr_assert(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 5000));
         raw_query(v.fd, "SELECT pg_sleep(1)");
         usleep(100 * 1000);
-        int cfd = cancel_async(v.pid, v.key);
+        int cfd = raw_cancel_async(px.port, v.pid, v.key);
         cr_assert(cfd >= 0);
         usleep((useconds_t)(i % 3) * 1000);
         raw_query(v.fd, "SELECT 'never read'");
@@ -383,9 +339,9 @@ Test(redteam25, a_queued_client_that_cancels_and_leaves_has_its_statement_cancel
     raw_keyed(&v, "app");
     raw_query(v.fd, "INSERT INTO rt25_gone SELECT 1 FROM pg_sleep(2)");
     usleep(150 * 1000);
-    int cfd = cancel_async(v.pid, v.key);
+    int cfd = raw_cancel_async(px.port, v.pid, v.key);
     cr_assert(cfd >= 0);
-    cr_expect_geq(wait_eof(cfd, 3), 0, "the cancel connection stayed open");
+    cr_expect_geq(raw_wait_eof(cfd, 3), 0, "the cancel connection stayed open");
     close(cfd);
     close(v.fd);
     struct outcome o;
@@ -421,15 +377,15 @@ Test(redteam25, statements_sent_after_a_deferred_cancel_returned_are_never_cance
         raw_keyed(&v, "app");
         raw_query(v.fd, "SELECT 'sleep', pg_sleep(1)");
         usleep(50 * 1000);
-        int cfd = cancel_async(v.pid, v.key);
+        int cfd = raw_cancel_async(px.port, v.pid, v.key);
         cr_assert(cfd >= 0);
-        cr_expect_geq(wait_eof(cfd, 3), 0, "round %d: the cancel connection stayed open", r);
+        cr_expect_geq(raw_wait_eof(cfd, 3), 0, "round %d: the cancel connection stayed open", r);
         close(cfd);
         char ins[96], sel[32];
         snprintf(ins, sizeof(ins), "INSERT INTO rt25_after VALUES (%d) RETURNING 'i%d'", r, r);
         snprintf(sel, sizeof(sel), "SELECT 's%d'", r);
         const char *next[] = {ins, sel};
-        send_queries(v.fd, next, 2);
+        cr_assert(raw_send_queries(v.fd, next, 2));
         char states[128], rows[128], want[64];
         cr_expect(raw_replies(v.fd, 3, states, sizeof(states), rows, sizeof(rows), 5000));
         cancelled += strcmp(states, "57014|") == 0;
@@ -479,9 +435,9 @@ static void *cc_main(void *arg)
     for (int r = 0; r < CC_ROUNDS; r++) {
         raw_query(v.fd, "SELECT 'sleep', pg_sleep(0.4)");
         usleep((useconds_t)(50 + (a->id * 37 + r * 11) % 150) * 1000);
-        int cfd = cancel_async(v.pid, v.key);
+        int cfd = raw_cancel_async(px.port, v.pid, v.key);
         if (cfd >= 0) {
-            wait_eof(cfd, 3);
+            raw_wait_eof(cfd, 3);
             close(cfd);
         }
         char ins[128], sel[64], want[160];
@@ -546,7 +502,7 @@ Test(redteam25, pause_and_reload_while_held_hold_nobody_for_good, .init = start_
         raw_keyed(&v, "app");
         raw_query(v.fd, "SELECT pg_sleep(2)");
         usleep(150 * 1000);
-        int cfd = cancel_async(v.pid, v.key);
+        int cfd = raw_cancel_async(px.port, v.pid, v.key);
         cr_assert(cfd >= 0);
         raw_query(v.fd, "SELECT 'behind'");
         PGconn *adm = NULL;
@@ -776,7 +732,7 @@ Test(redteam25, a_burst_of_spares_is_bounded_and_timed_out, .init = start_full, 
     for (int i = 0; i < N; i++) {
         if (fds[i] < 0)
             continue;
-        if (wait_eof(fds[i], 0.05) < 0)
+        if (raw_wait_eof(fds[i], 0.05) < 0)
             still++;
         close(fds[i]);
     }
@@ -819,7 +775,7 @@ Test(redteam25, a_second_cancel_request_behind_a_routed_one_is_ignored, .init = 
     cr_assert(fd >= 0);
     cr_assert(raw_send(fd, &b));
     buf_free(&b);
-    cr_expect_geq(wait_eof(fd, 3), 0, "the cancel connection stayed open");
+    cr_expect_geq(raw_wait_eof(fd, 3), 0, "the cancel connection stayed open");
     close(fd);
     char states[128], rows[128];
     cr_expect(raw_replies(v.fd, 1, states, sizeof(states), rows, sizeof(rows), 5000));

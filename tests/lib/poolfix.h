@@ -1,7 +1,8 @@
-/* poolfix.h: fixtures shared by test files that run one lakeproxy per test (red teams 23
- * and 25): px pooling database app, its configuration in yaml, started in transaction or
+/* poolfix.h: fixtures shared by test files that run one lakeproxy per test (red teams
+ * 23, 25 and 27): px pooling database app, its configuration in yaml, started in transaction or
  * session mode with the admin users the includer names in ADMIN (defined before the include;
- * a YAML admin: section). Include once per test file: the definitions are static. */
+ * a YAML admin: section). Include once per test file: the definitions are static (inline: a
+ * file need not use them all). */
 #ifndef LAKEPROXY_TEST_POOLFIX_H
 #define LAKEPROXY_TEST_POOLFIX_H
 
@@ -13,21 +14,13 @@
 
 #ifndef ADMIN
 #error "define ADMIN (a YAML admin: section) before including poolfix.h"
-/* a session of alice (password) on app; fails the test when it cannot log in */
-static PGconn *alice(void)
-{
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
-
 #endif
 
 static struct proxy px;
 static char yaml[16384];
 
 /* lakeproxy in mode with pool size and extra YAML (NULL: none) after ADMIN. */
-static void start(const char *mode, int size, const char *extra)
+static inline void start(const char *mode, int size, const char *extra)
 {
     char ex[2048];
     int port = free_port();
@@ -35,30 +28,30 @@ static void start(const char *mode, int size, const char *extra)
     proxy_default_yaml(yaml, sizeof(yaml), port, mode, size, 20000, ex);
     proxy_start_yaml(&px, port, yaml);
 }
-static void start_txn1(void)
+static inline void start_txn1(void)
 {
     start("transaction", 1, NULL);
 }
-static void start_txn2(void)
+static inline void start_txn2(void)
 {
     start("transaction", 2, NULL);
 }
-static void start_session(void)
+static inline void start_session(void)
 {
     start("session", 4, NULL);
 }
 /* transaction pooling at limits.max_clients 3 */
-static void start_full(void)
+static inline void start_full(void)
 {
     start("transaction", 2, "limits:\n  max_clients: 3\n");
 }
-static void stop_proxy(void)
+static inline void stop_proxy(void)
 {
     proxy_stop(&px);
 }
 
 /* a session of alice (password) on app; fails the test when it cannot log in */
-static PGconn *alice(void)
+static inline PGconn *alice(void)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));

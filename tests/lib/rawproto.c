@@ -480,3 +480,45 @@ int raw_connect_tls_accepted(int port)
     cr_assert_eq(raw_answer_byte(fd), 'S');
     return fd;
 }
+
+int raw_cancel_async(int port, uint32_t pid, uint32_t key)
+{
+    int fd = raw_connect(port);
+    if (fd < 0)
+        return -1;
+    struct buf b;
+    buf_init(&b);
+    proto_cancel_request(&b, pid, key);
+    if (!raw_send(fd, &b)) {
+        close(fd);
+        fd = -1;
+    }
+    buf_free(&b);
+    return fd;
+}
+
+double raw_wait_eof(int fd, double timeout_s)
+{
+    double t0 = now_s();
+    struct pollfd pf = {fd, POLLIN, 0};
+    char junk[512];
+    while (now_s() - t0 < timeout_s) {
+        if (poll(&pf, 1, 50) > 0) {
+            ssize_t n = recv(fd, junk, sizeof(junk), 0);
+            if (n <= 0)
+                return now_s() - t0;
+        }
+    }
+    return -1;
+}
+
+bool raw_send_queries(int fd, const char *const *sqls, int n)
+{
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < n; i++)
+        raw_put_query(&b, sqls[i]);
+    bool ok = raw_send(fd, &b);
+    buf_free(&b);
+    return ok;
+}

@@ -72,6 +72,17 @@ struct rawsess {
  * false (no assert: threads use it) on failure. */
 bool raw_keyed_try(int port, struct rawsess *s, const char *db);
 
+/* Sends a CancelRequest for pid/key on a new connection to port and returns its descriptor
+ * at once (the caller closes it), or -1: the cancel races what the session sends next. */
+int raw_cancel_async(int port, uint32_t pid, uint32_t key);
+
+/* Waits at most timeout_s for the peer to close fd (what comes is read and dropped): the
+ * seconds it took, -1 if still open. */
+double raw_wait_eof(int fd, double timeout_s);
+
+/* Sends the n simple Queries of sqls in one write; false when not all were written. */
+bool raw_send_queries(int fd, const char *const *sqls, int n);
+
 /* Reads fd's replies until `ready` ReadyForQuery: the SQLSTATEs of its errors ("|"-joined,
  * into states) and its DataRows' first values ("|"-joined, into rows). False on a timeout. */
 bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, size_t rowsz,

@@ -32,6 +32,7 @@ struct tcp_relay {
 struct pair_arg {
     struct tcp_relay *r;
     int slot;
+    int delay_ms; /* before connecting to the target */
 };
 
 /* Closes a socket so that the peer sees a reset, not an orderly end. */
@@ -47,6 +48,8 @@ static void pair_close(struct tcp_relay *r, int slot, bool cut)
 {
     pthread_mutex_lock(&r->mu);
     for (int i = 0; i < 2; i++) {
+        if (r->fds[slot][i] < 0)
+            continue; /* (the target not reached) */
         if (cut)
             close_with_reset(r->fds[slot][i]);
         else
@@ -77,9 +80,20 @@ static void *pair_main(void *arg)
 {
     struct pair_arg *pa = arg;
     struct tcp_relay *r = pa->r;
-    int slot = pa->slot;
+    int slot = pa->slot, delay_ms = pa->delay_ms;
     free(pa);
-    int fd[2] = {r->fds[slot][0], r->fds[slot][1]};
+    /* (in this connection's thread: the ones accepted after it are not held up) */
+    for (int waited = 0; waited < delay_ms && !r->stop; waited += 10)
+        usleep(10 * 1000);
+    int t = r->stop ? -1 : raw_connect(r->target_port);
+    pthread_mutex_lock(&r->mu);
+    r->fds[slot][1] = t;
+    pthread_mutex_unlock(&r->mu);
+    if (t < 0) {
+        pair_close(r, slot, false);
+        return NULL;
+    }
+    int fd[2] = {r->fds[slot][0], t};
     char buf[16384];
     long long down = 0;
     bool cut = false;
@@ -104,25 +118,25 @@ static void *pair_main(void *arg)
     return NULL;
 }
 
-/* Starts a thread relaying accepted connection c to the target. */
-static void pair_start(struct tcp_relay *r, int c)
+/* Starts a thread relaying accepted connection c to the target, which it reaches delay_ms
+ * later. */
+static void pair_start(struct tcp_relay *r, int c, int delay_ms)
 {
-    int t = raw_connect(r->target_port);
     int slot = -1;
     pthread_mutex_lock(&r->mu);
-    for (int i = 0; i < RELAY_MAX_PAIRS && slot < 0 && t >= 0; i++)
+    for (int i = 0; i < RELAY_MAX_PAIRS && slot < 0; i++)
         if (r->fds[i][0] < 0)
             slot = i;
     if (slot >= 0) {
         r->fds[slot][0] = c;
-        r->fds[slot][1] = t;
+        r->fds[slot][1] = -1; /* (connected by the pair's thread) */
         r->live++;
     }
     pthread_mutex_unlock(&r->mu);
     struct pair_arg *pa = slot >= 0 ? malloc(sizeof(*pa)) : NULL;
     pthread_t th;
     if (pa) {
-        *pa = (struct pair_arg){r, slot};
+        *pa = (struct pair_arg){r, slot, delay_ms};
         if (pthread_create(&th, NULL, pair_main, pa) == 0) {
             pthread_detach(th);
             return;
@@ -131,11 +145,8 @@ static void pair_start(struct tcp_relay *r, int c)
     }
     if (slot >= 0)
         pair_close(r, slot, false);
-    else {
+    else
         close(c);
-        if (t >= 0)
-            close(t);
-    }
 }
 
 static void *acceptor_main(void *arg)
@@ -149,10 +160,8 @@ static void *acceptor_main(void *arg)
         pthread_mutex_lock(&r->mu);
         int delay_ms = r->connect_delay_ms;
         pthread_mutex_unlock(&r->mu);
-        if (c >= 0 && delay_ms > 0)
-            usleep((useconds_t)delay_ms * 1000);
         if (c >= 0)
-            pair_start(r, c);
+            pair_start(r, c, delay_ms);
     }
     return NULL;
 }

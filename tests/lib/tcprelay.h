@@ -15,7 +15,8 @@ struct tcp_relay *tcp_relay_start(const char *listen_ip, int listen_port, int ta
  * the connecting side is reset on both sides (SO_LINGER 0), in the middle of what it relays. */
 void tcp_relay_cut_after(struct tcp_relay *r, long long bytes);
 
-/* Connections accepted from now on reach the target ms later (what they send waits). */
+/* Connections accepted from now on reach the target ms later (what they send waits), each
+ * on its own: one accepted meanwhile is not held up behind another's wait. */
 void tcp_relay_delay_connects(struct tcp_relay *r, int ms);
 
 /* Connections cut so far by the trap. */
