@@ -955,10 +955,32 @@ void server_copy_done_sent(struct server *s)
     s->copy_in = false;
 }
 
+/* Is the server's message of type one that answers nothing its client sent: a message of a
+ * login (an authentication request, BackendKeyData, NegotiateProtocolVersion) after it, or a
+ * reply while nothing is owed (no Query, Sync or FunctionCall unanswered, no extended batch
+ * open, no copy going on)? Only an error (a terminated backend's FATAL), a notice, a
+ * notification or a parameter report comes unasked. Passed on, a forged or garbled one would
+ * shift every later answer onto the wrong statement, or hand the client a password request or
+ * another cancel key (red team 28). Unless the count is already known to be unsure. */
+static bool server_msg_unowed(const struct server *s, uint8_t type)
+{
+    if (memchr("RKv", type, 3))
+        return true;
+    if (type == 'E' || type == 'N' || type == 'A' || type == 'S')
+        return false;
+    return s->in_flight == 0 && !s->ext_open && !s->copy_active && !s->unsure;
+}
+
 static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_t len,
                                          const uint8_t *body)
 {
     const struct pool_mode_ops *mode = pool_mode_of(s->pool);
+    if (server_msg_unowed(s, type)) {
+        log_warning("server %llu (%s): a message (type %u) that answers nothing the client "
+                    "sent: closing it",
+                    (unsigned long long)s->id, s->pool->db->name, (unsigned)type);
+        return RV_ERROR;
+    }
     if (s->client && s->client->mask.n_applied > 0) {
         enum relay_verdict mv = maskwire_server_msg(s, type, len, body);
         if (mv != RV_STREAM)

@@ -94,11 +94,6 @@ TestSuite(redteam25, .timeout = 60);
 #define ADMIN "admin:\n  users: [alice, carol]\n"
 #include "poolfix.h"
 
-static bool proxy_alive(void)
-{
-    return px.pid > 0 && kill(px.pid, 0) == 0;
-}
-
 /* ---- raw sessions that know their BackendKeyData ---- */
 
 /* A raw session of carol (trust) to db, with the pid and key lakeproxy gave it. */

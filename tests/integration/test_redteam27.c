@@ -89,27 +89,13 @@ TestSuite(redteam27, .timeout = 60);
 
 static struct tcp_relay *relay;
 
-/* Connections to PostgreSQL of pool rz time out after this (a cancel's too). */
-#define CONNECT_TIMEOUT_MS 1000
+/* (connections to PostgreSQL of pool rz, a cancel's too, time out after 1 s: poolfix.h) */
 
 /* lakeproxy with database rz (pool of size in mode) reached through a relay the test can slow
  * down; extra is appended to the configuration (users, rls:). */
 static void start_rz(const char *mode, int size, const char *extra)
 {
-    int relay_port = free_port(), port = free_port();
-    relay = tcp_relay_start("127.0.0.1", relay_port, atoi(env_need("LP_PGPORT")));
-    char ex[2048];
-    snprintf(ex, sizeof(ex), "%s" ADMIN, extra ? extra : ""); /* (user lines go first) */
-    proxy_default_yaml(yaml, sizeof(yaml), port, mode, 2, 10000, ex);
-    char entry[640];
-    snprintf(entry, sizeof(entry),
-             "  rz:\n    host: 127.0.0.1\n    port: %d\n    dbname: lp_test\n"
-             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
-             "    pool:\n      mode: %s\n      size: %d\n      max_wait_ms: 10000\n"
-             "      connect_timeout_ms: %d\n",
-             relay_port, mode, size, CONNECT_TIMEOUT_MS);
-    yaml_add_database(yaml, sizeof(yaml), entry);
-    proxy_start_yaml(&px, port, yaml);
+    relay = start_relayed_rz(mode, size, extra, 10000, NULL);
 }
 static void start_rz_txn1(void)
 {
@@ -125,33 +111,15 @@ static void start_rz_session1(void)
 }
 static void start_rz_rls_session1(void)
 {
-    start_rz("session", 1,
-             "  t1: {password: pw, attributes: {tenant_id: \"1\"}}\n"
-             "  t2: {password: pw, attributes: {tenant_id: \"2\"}}\n"
-             "rls:\n  prefix: app\n  databases: [rz]\n  switch_role: true\n"
-             "  default_role: lp_tenant\n"
-             "  attributes: {tenant_id: attribute, user: user}\n");
+    start_rz("session", 1, RZ_RLS_TENANTS);
 }
 static void start_rz_rls_txn1(void)
 {
-    start_rz("transaction", 1,
-             "  t1: {password: pw, attributes: {tenant_id: \"1\"}}\n"
-             "  t2: {password: pw, attributes: {tenant_id: \"2\"}}\n"
-             "rls:\n  prefix: app\n  databases: [rz]\n  switch_role: true\n"
-             "  default_role: lp_tenant\n"
-             "  attributes: {tenant_id: attribute, user: user}\n");
+    start_rz("transaction", 1, RZ_RLS_TENANTS);
 }
 static void stop_rz(void)
 {
-    proxy_stop(&px);
-    if (relay)
-        tcp_relay_stop(relay);
-    relay = NULL;
-}
-
-static bool proxy_alive(void)
-{
-    return px.pid > 0 && kill(px.pid, 0) == 0;
+    stop_relayed(&relay);
 }
 
 /* alice (password) on rz */

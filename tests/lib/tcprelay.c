@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +28,25 @@ struct tcp_relay {
     long long cut_after;         /* the trap: 0 when not armed */
     int cuts;
     int connect_delay_ms; /* new connections wait this long before reaching the target */
+    bool mut_armed;       /* a mutation of the target's messages (tcp_relay_mutate) */
+    struct relay_mutation mut;
+    unsigned char *mut_needle, *mut_inject; /* (owned copies) */
+    int mut_skip, mut_left, mut_sprung;
+};
+
+/* Messages of the target up to this size are held whole while a mutation is armed (to be
+ * matched); larger ones stream past unmatched. */
+#define MUT_HOLD_MAX (1u << 20)
+
+/* A pair's reading of the target's stream as messages. */
+struct down_state {
+    unsigned char hdr[5];
+    int hdr_have;
+    uint32_t body_left;
+    bool holding;       /* the current message is held whole (msg) */
+    unsigned char *msg; /* header and body of a held message */
+    size_t msg_len, msg_cap;
+    bool swallow, dribble, close;
 };
 
 struct pair_arg {
@@ -74,6 +94,173 @@ static bool trap_springs(struct tcp_relay *r, long long down)
     return cut;
 }
 
+/* Writes n bytes at p to fd whole (one byte a write when dribbling, nothing when
+ * swallowing): false on failure. */
+static bool emit(struct down_state *ds, int fd, const unsigned char *p, size_t n)
+{
+    if (ds->swallow)
+        return true;
+    while (n > 0) {
+        ssize_t w = write(fd, p, ds->dribble ? 1 : n);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Does held message m[0..n) spring the armed mutation? Takes it (a copy into *out, its needle
+ * and inject pointing to a fresh copy the caller frees) when so. */
+static bool mutation_springs(struct tcp_relay *r, const unsigned char *m, size_t n,
+                             struct relay_mutation *out, unsigned char **inject)
+{
+    bool springs = false;
+    pthread_mutex_lock(&r->mu);
+    if (r->mut_armed && (!r->mut.type || r->mut.type == (char)m[0])) {
+        size_t nl = r->mut.needle_len;
+        springs = !r->mut_needle || memmem(m, n, r->mut_needle, nl) != NULL;
+        if (springs && r->mut_skip > 0) {
+            r->mut_skip--;
+            springs = false;
+        }
+    }
+    if (springs) {
+        *out = r->mut;
+        *inject = malloc(r->mut.inject_len + 1);
+        if (r->mut.inject_len)
+            memcpy(*inject, r->mut_inject, r->mut.inject_len);
+        r->mut_sprung++;
+        if (--r->mut_left <= 0)
+            r->mut_armed = false;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return springs;
+}
+
+/* A whole held message m[0..n) towards the connecting side fd: mutated when it springs the
+ * mutation. False when fd failed. */
+static bool held_message(struct tcp_relay *r, struct down_state *ds, int fd, const unsigned char *m,
+                         size_t n)
+{
+    struct relay_mutation mu;
+    unsigned char *inj = NULL;
+    if (!mutation_springs(r, m, n, &mu, &inj))
+        return emit(ds, fd, m, n);
+    /* one write for the whole output: lakeproxy reads it in one go */
+    size_t total = n + mu.inject_len;
+    unsigned char *o = malloc(total + 1), *q = o;
+    if (mu.action != RM_AFTER && mu.inject_len) {
+        memcpy(q, inj, mu.inject_len);
+        q += mu.inject_len;
+    }
+    if (mu.action != RM_REPLACE) {
+        memcpy(q, m, n);
+        q += n;
+    }
+    if (mu.action == RM_AFTER && mu.inject_len) {
+        memcpy(q, inj, mu.inject_len);
+        q += mu.inject_len;
+    }
+    free(inj);
+    for (int waited = 0; waited < mu.pause_ms && !r->stop; waited += 10)
+        usleep(10 * 1000);
+    if (mu.then == RM_DRIBBLE) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        ds->dribble = true;
+    }
+    bool ok = emit(ds, fd, o, (size_t)(q - o));
+    free(o);
+    if (ok && mu.flood > 0) {
+        unsigned char fill[65536];
+        memset(fill, mu.flood_byte, sizeof(fill));
+        for (long long left = mu.flood; ok && left > 0 && !r->stop; left -= (long long)sizeof(fill))
+            ok = emit(ds, fd, fill, left < (long long)sizeof(fill) ? (size_t)left : sizeof(fill));
+    }
+    if (mu.then == RM_SWALLOW)
+        ds->swallow = true;
+    else if (mu.then == RM_CLOSE)
+        ds->close = true;
+    return ok;
+}
+
+static void hold_append(struct down_state *ds, const unsigned char *p, size_t n)
+{
+    if (ds->msg_len + n > ds->msg_cap) {
+        ds->msg_cap = (ds->msg_len + n) * 2;
+        ds->msg = realloc(ds->msg, ds->msg_cap);
+        cr_assert(ds->msg);
+    }
+    memcpy(ds->msg + ds->msg_len, p, n);
+    ds->msg_len += n;
+}
+
+/* Passes p[0..n) read from the target on to fd, message by message: held whole (and maybe
+ * mutated) when a mutation is armed as the message begins, else streamed (in one write with
+ * the streamed bytes around it). False when fd failed or the mutation closes the connection. */
+static bool down_feed(struct tcp_relay *r, struct down_state *ds, int fd, const unsigned char *p,
+                      size_t n)
+{
+    const unsigned char *span = p; /* streamed bytes not yet written: span[0..span_n) */
+    size_t span_n = 0;
+    while (n > 0 && !ds->close) {
+        if (ds->hdr_have == 0) { /* a message begins */
+            pthread_mutex_lock(&r->mu);
+            ds->holding = r->mut_armed;
+            pthread_mutex_unlock(&r->mu);
+            ds->msg_len = 0;
+        }
+        bool was_holding = ds->holding;
+        size_t k;
+        if (ds->hdr_have < 5) {
+            k = 5 - (size_t)ds->hdr_have < n ? 5 - (size_t)ds->hdr_have : n;
+            memcpy(ds->hdr + ds->hdr_have, p, k);
+            ds->hdr_have += (int)k;
+            if (ds->holding)
+                hold_append(ds, p, k);
+            if (ds->hdr_have == 5) {
+                uint32_t len = (uint32_t)ds->hdr[1] << 24 | (uint32_t)ds->hdr[2] << 16 |
+                               (uint32_t)ds->hdr[3] << 8 | ds->hdr[4];
+                ds->body_left = len >= 4 ? len - 4 : 0;
+                if (ds->holding && ds->body_left > MUT_HOLD_MAX) { /* too big: streams */
+                    if ((span_n && !emit(ds, fd, span, span_n)) ||
+                        !emit(ds, fd, ds->msg, ds->msg_len))
+                        return false;
+                    span_n = 0;
+                    ds->holding = false;
+                }
+            }
+        } else {
+            k = ds->body_left < n ? ds->body_left : n;
+            if (ds->holding)
+                hold_append(ds, p, k);
+            ds->body_left -= (uint32_t)k;
+        }
+        if (!was_holding) {
+            if (span_n == 0)
+                span = p;
+            span_n += k;
+        }
+        p += k;
+        n -= k;
+        if (ds->hdr_have == 5 && ds->body_left == 0) { /* a whole message */
+            ds->hdr_have = 0;
+            if (ds->holding) {
+                if (span_n && !emit(ds, fd, span, span_n))
+                    return false;
+                span_n = 0;
+                if (!held_message(r, ds, fd, ds->msg, ds->msg_len))
+                    return false;
+            }
+            ds->holding = false;
+        }
+    }
+    if (span_n && !emit(ds, fd, span, span_n))
+        return false;
+    return !ds->close;
+}
+
 /* Copies bytes both ways between the two sockets of a pair until either closes, the relay
  * stops, or the trap cuts it. */
 static void *pair_main(void *arg)
@@ -97,6 +284,7 @@ static void *pair_main(void *arg)
     char buf[16384];
     long long down = 0;
     bool cut = false;
+    struct down_state ds = {0};
     struct pollfd p[2] = {{.fd = fd[0], .events = POLLIN}, {.fd = fd[1], .events = POLLIN}};
     while (!r->stop && !cut) {
         int n = poll(p, 2, 100);
@@ -107,13 +295,19 @@ static void *pair_main(void *arg)
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             ssize_t got = read(fd[i], buf, sizeof(buf));
-            done = got <= 0 || write(fd[1 - i], buf, (size_t)got) != got;
+            if (got <= 0)
+                done = true;
+            else if (i == 1)
+                done = !down_feed(r, &ds, fd[0], (const unsigned char *)buf, (size_t)got);
+            else
+                done = write(fd[1 - i], buf, (size_t)got) != got;
             if (!done && i == 1)
                 cut = trap_springs(r, down += got);
         }
         if (done)
             break;
     }
+    free(ds.msg);
     pair_close(r, slot, cut);
     return NULL;
 }
@@ -199,6 +393,56 @@ void tcp_relay_cut_after(struct tcp_relay *r, long long bytes)
     pthread_mutex_unlock(&r->mu);
 }
 
+void tcp_relay_mutate(struct tcp_relay *r, const struct relay_mutation *m)
+{
+    pthread_mutex_lock(&r->mu);
+    free(r->mut_needle);
+    free(r->mut_inject);
+    r->mut = *m;
+    r->mut.needle_len = m->needle && !m->needle_len ? strlen(m->needle) : m->needle_len;
+    r->mut_needle = NULL;
+    if (m->needle) {
+        r->mut_needle = malloc(r->mut.needle_len + 1);
+        memcpy(r->mut_needle, m->needle, r->mut.needle_len);
+    }
+    r->mut_inject = malloc(m->inject_len + 1);
+    if (m->inject_len)
+        memcpy(r->mut_inject, m->inject, m->inject_len);
+    r->mut.needle = (const char *)r->mut_needle;
+    r->mut.inject = r->mut_inject;
+    r->mut_skip = m->skip;
+    r->mut_left = m->times > 0 ? m->times : 1;
+    r->mut_sprung = 0;
+    r->mut_armed = true;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void tcp_relay_mutate_off(struct tcp_relay *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->mut_armed = false;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int tcp_relay_sprung(struct tcp_relay *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->mut_sprung;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+bool tcp_relay_wait_sprung(struct tcp_relay *r, int n, int timeout_ms)
+{
+    for (int waited = 0;; waited += 10) {
+        if (tcp_relay_sprung(r) >= n)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        usleep(10 * 1000);
+    }
+}
+
 int tcp_relay_cuts(struct tcp_relay *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -226,5 +470,7 @@ void tcp_relay_stop(struct tcp_relay *r)
     }
     cr_assert_eq(live, 0, "relay threads did not stop");
     pthread_mutex_destroy(&r->mu);
+    free(r->mut_needle);
+    free(r->mut_inject);
     free(r);
 }
