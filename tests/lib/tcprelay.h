@@ -1,5 +1,6 @@
 /* tcprelay.h: a TCP relay for fault tests: listens on a loopback address, forwards each
- * connection to a port on 127.0.0.1, and can cut a connection abruptly (RST on both sides). */
+ * connection to a port on 127.0.0.1, and can cut a connection abruptly (RST on both sides),
+ * delay new connections, or rewrite the messages PostgreSQL sends (tcp_relay_mutate). */
 #ifndef LAKEPROXY_TEST_TCPRELAY_H
 #define LAKEPROXY_TEST_TCPRELAY_H
 
