@@ -810,14 +810,21 @@ static void on_internal_data(struct server *s)
     }
 }
 
-/* Sends messages of the proxy's own that end in `replies` ReadyForQuery, and moves to
- * state st to consume their results. */
-static bool send_internal_msgs(struct server *s, struct buf *b, int replies, enum server_state st)
+/* Moves s to state st, to consume (internal_inspect) what comes up to `replies`
+ * ReadyForQuery: the proxy's own queries' results, or a departed client's (hold_reset). */
+static void await_internal(struct server *s, int replies, enum server_state st)
 {
     s->unnamed_of = 0; /* a simple Query drops the unnamed statement */
     s->err_state[0] = '\0';
     s->state = st;
     s->internal_pending = replies;
+}
+
+/* Sends messages of the proxy's own that end in `replies` ReadyForQuery, and moves to
+ * state st to consume their results. */
+static bool send_internal_msgs(struct server *s, struct buf *b, int replies, enum server_state st)
+{
+    await_internal(s, replies, st);
     return conn_send(s->bev, b);
 }
 
@@ -955,6 +962,13 @@ void server_copy_done_sent(struct server *s)
     s->copy_in = false;
 }
 
+/* May a server send a message of type unasked, idle or busy: an error (a terminated backend's
+ * FATAL), a notice, a notification or a parameter report? */
+static bool server_msg_unasked(uint8_t type)
+{
+    return type == 'E' || type == 'N' || type == 'A' || type == 'S';
+}
+
 /* Is the server's message of type one that answers nothing its client sent: a message of a
  * login (an authentication request, BackendKeyData, NegotiateProtocolVersion) after it, or a
  * reply while nothing is owed (no Query, Sync or FunctionCall unanswered, no extended batch
@@ -966,7 +980,7 @@ static bool server_msg_unowed(const struct server *s, uint8_t type)
 {
     if (memchr("RKv", type, 3))
         return true;
-    if (type == 'E' || type == 'N' || type == 'A' || type == 'S')
+    if (server_msg_unasked(type))
         return false;
     return s->in_flight == 0 && !s->ext_open && !s->copy_active && !s->unsure;
 }
@@ -1127,7 +1141,7 @@ static bool server_take(void *arg, const uint8_t *p, size_t n)
  * a reply nobody owes: a miscount, and the server must not serve anyone. */
 static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
-    if (type != 'E' && type != 'S' && type != 'N' && type != 'A')
+    if (!server_msg_unasked(type))
         return RV_ERROR;
     return internal_inspect(arg, type, len, body);
 }
@@ -1614,10 +1628,7 @@ static void hold_reset(struct server *s, int owed)
 {
     event_del(s->timer); /* (the cancel's connection has its own timeout) */
     s->reset_held = true;
-    s->unnamed_of = 0;
-    s->err_state[0] = '\0';
-    s->state = SV_RESETTING;
-    s->internal_pending = owed; /* (0: on_reset_done waits for cancel_settled) */
+    await_internal(s, owed, SV_RESETTING); /* (0: on_reset_done waits for cancel_settled) */
 }
 
 /* The departed client's cancel has settled. Gone astray, it may still arrive: s retires at

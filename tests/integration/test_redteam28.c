@@ -234,22 +234,12 @@ struct seen {
     char types[1024];  /* every message type, in order (cut) */
 };
 
-static bool read_n(int fd, unsigned char *p, size_t n, double deadline)
+/* Milliseconds left until deadline (now_s() time), at least 1 (a read then fails at once if
+ * nothing is there). */
+static int ms_left(double deadline)
 {
-    while (n > 0) {
-        int left = (int)((deadline - now_s()) * 1000);
-        if (left <= 0)
-            return false;
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (poll(&pf, 1, left) <= 0)
-            return false;
-        ssize_t got = read(fd, p, n);
-        if (got <= 0)
-            return false;
-        p += got;
-        n -= (size_t)got;
-    }
-    return true;
+    int left = (int)((deadline - now_s()) * 1000);
+    return left > 0 ? left : 1;
 }
 
 /* Reads fd's messages until `ready` ReadyForQuery, the end of the connection or timeout_ms. */
@@ -266,13 +256,12 @@ static void see(int fd, int ready, int timeout_ms, struct seen *o)
             o->timed_out = true;
             return;
         }
-        if (!read_n(fd, hdr, 5, deadline)) {
+        if (!raw_read_full(fd, hdr, 5, ms_left(deadline))) {
             o->eof = now_s() < deadline;
             o->timed_out = !o->eof;
             return;
         }
-        uint32_t len =
-            (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4];
+        uint32_t len = raw_be32(hdr + 1);
         size_t tl = strlen(o->types);
         if (tl + 1 < sizeof(o->types))
             o->types[tl] = (char)hdr[0], o->types[tl + 1] = '\0';
@@ -280,7 +269,7 @@ static void see(int fd, int ready, int timeout_ms, struct seen *o)
             o->eof = true;
             return;
         }
-        if (!read_n(fd, body, len - 4, deadline)) {
+        if (!raw_read_full(fd, body, len - 4, ms_left(deadline))) {
             o->eof = now_s() < deadline;
             o->timed_out = !o->eof;
             return;
@@ -294,8 +283,7 @@ static void see(int fd, int ready, int timeout_ms, struct seen *o)
         } else if (hdr[0] == 'D') {
             o->rows++;
             if (n >= 6) {
-                uint32_t l = (uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 |
-                             (uint32_t)body[4] << 8 | body[5];
+                uint32_t l = raw_be32(body + 2);
                 if (l != 0xffffffffu && 6 + (size_t)l <= n && l < 200)
                     snprintf(o->values + strlen(o->values), sizeof(o->values) - strlen(o->values),
                              "%.*s|", (int)l, (const char *)body + 6);

@@ -33,8 +33,7 @@ int raw_connect(int port)
     return fd;
 }
 
-/* Reads exactly n bytes within timeout_ms. */
-static bool read_full(int fd, unsigned char *p, size_t n, int timeout_ms)
+bool raw_read_full(int fd, unsigned char *p, size_t n, int timeout_ms)
 {
     while (n > 0) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -52,14 +51,14 @@ static bool read_full(int fd, unsigned char *p, size_t n, int timeout_ms)
 int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms)
 {
     unsigned char hdr[5];
-    if (!read_full(fd, hdr, 5, timeout_ms))
+    if (!raw_read_full(fd, hdr, 5, timeout_ms))
         return -1;
     uint32_t l =
         ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) | hdr[4];
     if (l < 4 || l - 4 > bufsz)
         return -1;
     *len = l - 4;
-    if (!read_full(fd, buf, *len, timeout_ms))
+    if (!raw_read_full(fd, buf, *len, timeout_ms))
         return -1;
     return hdr[0];
 }
@@ -339,7 +338,7 @@ void raw_send_startup(int fd, const char *user, const char *db)
     buf_free(&b);
 }
 
-static uint32_t be32(const unsigned char *p)
+uint32_t raw_be32(const unsigned char *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
@@ -362,8 +361,8 @@ bool raw_keyed_try(int port, struct rawsess *s, const char *db)
     bool keyed = false;
     while (ok && (t = raw_read_msg(s->fd, body, sizeof(body), &len, 5000)) >= 0) {
         if (t == 'K' && len == 8) {
-            s->pid = be32(body);
-            s->key = be32(body + 4);
+            s->pid = raw_be32(body);
+            s->key = raw_be32(body + 4);
             keyed = true;
         } else if (t == 'Z') {
             return keyed;
@@ -388,7 +387,7 @@ bool raw_replies(int fd, int ready, char *states, size_t statesz, char *rows, si
             snprintf(states + strlen(states), statesz - strlen(states), "%s|",
                      raw_error_sqlstate(body, len));
         else if (t == 'D' && len >= 6) {
-            uint32_t l = be32(body + 2);
+            uint32_t l = raw_be32(body + 2);
             if (l != 0xffffffffu && l < 100 && 6 + l <= len)
                 snprintf(rows + strlen(rows), rowsz - strlen(rows), "%.*s|", (int)l,
                          (const char *)body + 6);

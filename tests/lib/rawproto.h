@@ -116,6 +116,13 @@ void raw_send_request(int fd, uint32_t code);
  * the TLS handshake not begun. */
 int raw_connect_tls_accepted(int port);
 
+/* Reads exactly n bytes into p, each wait for more at most timeout_ms: false on EOF, error
+ * or timeout. */
+bool raw_read_full(int fd, unsigned char *p, size_t n, int timeout_ms);
+
+/* The big-endian 32-bit word at p (a protocol length or integer). */
+uint32_t raw_be32(const unsigned char *p);
+
 /* Reads one typed message into buf (at most bufsz bytes of body); returns its type, or -1 on
  * EOF, error or timeout (timeout_ms). *len gets the body length. */
 int raw_read_msg(int fd, unsigned char *buf, size_t bufsz, size_t *len, int timeout_ms);
