@@ -1263,6 +1263,8 @@ static void look_up_query_shape(struct client *c, const uint8_t *body, uint32_t 
 static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, const uint8_t *body)
 {
     struct client *c = arg;
+    if (!body)
+        c->msgs_in++; /* (activity, for pool.idle_transaction_timeout_s) */
     if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
         return RV_WAIT;
     /* a pipeline deeper than the queue waits for the server's answers, as PostgreSQL would

@@ -403,6 +403,7 @@ static const struct field pool_fields[] = {
     INT("reserve", struct pool_config, reserve, 0, 100000),
     INT("reserve_timeout_ms", struct pool_config, reserve_timeout_ms, 1, 86400000),
     INT("check_after_s", struct pool_config, check_after_s, 0, 86400),
+    INT("idle_transaction_timeout_s", struct pool_config, idle_transaction_timeout_s, 0, 86400),
 };
 static const struct table pool_table = TABLE(pool_fields);
 

@@ -46,6 +46,8 @@ struct pool_config {
     int reserve_timeout_ms; /* pool.reserve_timeout_ms: (default 3000) */
     int check_after_s;      /* pool.check_after_s: a server idle this long answers an empty
                                query before it serves a client (default 30, 0 = never) */
+    int idle_transaction_timeout_s; /* pool.idle_transaction_timeout_s: close a client idle
+                                       inside a transaction this long (default 0 = never) */
 };
 
 /* A YAML list of strings. */

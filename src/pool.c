@@ -623,6 +623,52 @@ static void expire_idle(struct pool *p, time_t now)
     }
 }
 
+/* The client of p that has been idle inside a transaction block for `limit` seconds, if any,
+ * after marking the spells of the others: a spell starts at the first round that sees it and
+ * ends with any message from the client, so a client is found a second or two late at most,
+ * never early. */
+static struct client *idle_transaction_expired(struct pool *p, int64_t now_ms, int limit)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->active) {
+        struct server *s = list_entry(it, struct server, node);
+        struct client *c = s->client;
+        if (!server_idle_in_transaction(s)) {
+            s->idle_txn_since_ms = 0;
+        } else if (!s->idle_txn_since_ms || s->idle_txn_client != c->id ||
+                   s->idle_txn_msgs != c->msgs_in) {
+            s->idle_txn_since_ms = now_ms;
+            s->idle_txn_client = c->id;
+            s->idle_txn_msgs = c->msgs_in;
+        } else if (now_ms - s->idle_txn_since_ms >= (int64_t)limit * 1000) {
+            s->idle_txn_since_ms = 0;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Closes the clients idle inside a transaction block for pool.idle_transaction_timeout_s:
+ * each holds its server from everyone else meanwhile (the server rolls back and stays:
+ * server_unlink). One at a time, as closing one changes the lists. */
+static void expire_idle_transactions(struct pool *p)
+{
+    int limit = p->db->pool.idle_transaction_timeout_s;
+    int64_t now_ms = monotime_ms();
+    struct client *c;
+    while (limit > 0 && (c = idle_transaction_expired(p, now_ms, limit))) {
+        char msg[256], logged[96];
+        snprintf(msg, sizeof(msg),
+                 "terminating connection due to idle-in-transaction timeout: idle inside a "
+                 "transaction for %d s (pool.idle_transaction_timeout_s of database \"%.64s\"); "
+                 "the transaction was rolled back",
+                 limit, p->db->name);
+        snprintf(logged, sizeof(logged),
+                 "idle inside a transaction for %d s (pool.idle_transaction_timeout_s)", limit);
+        client_fail_as(c, "25P03", msg, logged);
+    }
+}
+
 /* Opens connections until the pool holds pool.min. */
 static void keep_min(struct pool *p)
 {
@@ -647,6 +693,7 @@ void pool_janitor(struct worker *w)
     list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         expire_idle(p, now);
+        expire_idle_transactions(p);
         keep_min(p);
     }
 }

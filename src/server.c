@@ -1621,6 +1621,28 @@ static bool can_drain(const struct server *s)
            s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, false);
 }
 
+/* Has the client left s idle inside a transaction block (as of the last ReadyForQuery):
+ * nothing owed, nothing half-relayed either way, no copy, no cancel on its way, nothing that
+ * retires it? Then ROLLBACK ends the block, as PostgreSQL does when a client disconnects, and
+ * DISCARD ALL resets the session as for any client leaving: the server stays in the pool
+ * rather than costing a new login (an application killed mid-transaction,
+ * pool.idle_transaction_timeout_s). */
+static bool can_roll_back(const struct server *s)
+{
+    return s->client && s->state == SV_ACTIVE && s->txn != 'I' && s->in_flight == 0 &&
+           s->cancels_pending == 0 && !s->unsure && !s->ext_open && !s->copy_in &&
+           !s->copy_active && s->copy_assumed == 0 && s->relay.pass_left == 0 &&
+           s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, true);
+}
+
+bool server_idle_in_transaction(const struct server *s)
+{
+    const struct client *c = s->client;
+    return c && c->bev && s->state == SV_ACTIVE && s->txn != 'I' && s->in_flight == 0 &&
+           !s->copy_in && !s->copy_active && s->copy_assumed == 0 && c->relay.pass_left == 0 &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+}
+
 /* A cancel of the departed client's is on its way to s: the owed ReadyForQuery messages are
  * read and dropped now, the reset is sent only once PostgreSQL has taken the cancel
  * (cancel_settled), which would otherwise cancel the reset itself and cost the server. */
@@ -1647,10 +1669,10 @@ static void reset_when_settled(struct server *s)
     }
 }
 
-/* The client left s with statements in flight, or a cancel on its way (can_drain): their
- * replies are read and dropped, then a ROLLBACK (what they left open, PostgreSQL rolls back
- * on a disconnect too) and DISCARD ALL, whose own result decides, as for any client leaving
- * (internal_inspect). */
+/* The client left s with statements in flight, or a cancel on its way (can_drain), or idle in
+ * a transaction block (can_roll_back): the replies owed are read and dropped, then a ROLLBACK (what
+ * they left open, PostgreSQL rolls back on a disconnect too) and DISCARD ALL, whose own result
+ * decides, as for any client leaving (internal_inspect). */
 static void drain_behind_client(struct server *s)
 {
     int owed = s->in_flight;
@@ -1671,7 +1693,7 @@ void server_unlink(struct server *s)
         reset_behind_readback(s);
         return;
     }
-    if (can_drain(s)) {
+    if (can_drain(s) || can_roll_back(s)) {
         drain_behind_client(s);
         return;
     }

@@ -47,6 +47,11 @@ bool server_send_cancel(struct server *s, uint64_t requester);
  * message boundary in both directions. */
 bool server_is_clean(const struct server *s);
 
+/* Is s's client idle inside a transaction block: the server owes it nothing, no copy is going
+ * on, and the client is not in the middle of sending a message (nor has one waiting to be
+ * read)? (pool.idle_transaction_timeout_s) */
+bool server_idle_in_transaction(const struct server *s);
+
 /* The replies owed by s can no longer be counted (why says how it was found): logged once; s
  * stays with its client and is closed when the client leaves, never handed to another. */
 void server_mark_unsure(struct server *s, const char *why);

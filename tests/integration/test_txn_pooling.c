@@ -1228,3 +1228,162 @@ Test(txn_copy, a_client_catching_up_on_a_backlog_while_sending_never_hangs, .ini
     cr_expect_eq(z.ready, 2 * ROUNDS, "%d of %d answers, then nothing", z.ready, 2 * ROUNDS);
     close(fd);
 }
+
+/* ---- a client idle inside a transaction (pool.idle_transaction_timeout_s) ---- */
+
+/* Database itx (transaction pooling) and its (session pooling), one server each, where a
+ * client idle inside a transaction for 1 s is closed. */
+static void start_idle_timeout(void)
+{
+    int port = free_port();
+    char yaml[16384], entry[512];
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 3000, NULL);
+    static const char *const dbs[][2] = {{"itx", "transaction"}, {"its", "session"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(entry, sizeof(entry),
+                 "  %s:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n"
+                 "    user: lp_server\n    password: server-secret\n    tls: disable\n"
+                 "    pool: {mode: %s, size: 1, max_wait_ms: 5000, "
+                 "idle_transaction_timeout_s: 1}\n",
+                 dbs[i][0], env_need("LP_PGPORT"), dbs[i][1]);
+        yaml_add_database(yaml, sizeof(yaml), entry);
+    }
+    proxy_start_yaml(&px, port, yaml);
+}
+
+TestSuite(txn_idle, .init = start_idle_timeout, .fini = stop_proxy, .timeout = 60);
+
+static PGconn *connect_to(const char *db)
+{
+    PGconn *c = proxy_connect(&px, "alice", "alice-secret", db, NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "login failed: %s", PQerrorMessage(c));
+    return c;
+}
+
+/* What lakeproxy said to a client between queries (libpq hands such a message, even a FATAL
+ * one, to the notice receiver). */
+struct said {
+    char state[6];
+    char msg[512];
+};
+
+static void keep_said(void *arg, const PGresult *r)
+{
+    struct said *s = arg;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(s->state, sizeof(s->state), "%s", state ? state : "");
+    snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : "");
+}
+
+/* A client that opened a transaction, wrote a row and took a session lock, then went quiet:
+ * closed with 25P03 after the timeout (not before), its transaction rolled back, and the pool's
+ * one server, reset, serves the next client (the same backend: not closed and replaced). */
+static void expect_idle_transaction_closed(const char *db)
+{
+    PGconn *admin = pg_admin("lp_test");
+    char table[32];
+    snprintf(table, sizeof(table), "idle_rows_%s", db);
+    pg_owned_table(admin, table, "n int");
+    PGconn *a = connect_to(db);
+    char *pid = query_value(a, "SELECT pg_backend_pid()");
+    char sql[128];
+    snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES (1)", table);
+    free(query_value(a, "BEGIN"));
+    free(query_value(a, sql));
+    free(query_value(a, "SELECT pg_advisory_lock(4711)"));
+    double t0 = now_s();
+    usleep(800 * 1000);
+    EXPECT_QUERY_VALUE(a, "SELECT 'still open'", "still open", "closed before its timeout");
+    struct said said;
+    memset(&said, 0, sizeof(said));
+    PQsetNoticeReceiver(a, keep_said, &said);
+    t0 = now_s(); /* the spell starts again at that statement */
+    while (PQstatus(a) == CONNECTION_OK && now_s() - t0 < 5) {
+        usleep(50 * 1000);
+        PQconsumeInput(a);
+        PQisBusy(a); /* (parses what came: PQconsumeInput only reads) */
+    }
+    double took = now_s() - t0;
+    cr_expect_geq(took, 1.0, "closed after %.2f s of a 1 s timeout", took);
+    cr_expect_lt(took, 3.5, "still open %.2f s into a 1 s timeout", took);
+    cr_expect_str_eq(said.state, "25P03", "the client is told why: %s", said.msg);
+    cr_expect(strstr(said.msg, "pool.idle_transaction_timeout_s"),
+              "the message names the setting: %s", said.msg);
+    PQfinish(a);
+    PGconn *b = connect_to(db);
+    EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()", pid,
+                       "the server was rolled back and kept, not closed");
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    EXPECT_QUERY_VALUE(b, sql, "0", "the idle transaction was rolled back");
+    EXPECT_QUERY_VALUE(admin, "SELECT pg_try_advisory_lock(4711)", "t",
+                       "the session lock went with the reset");
+    PQfinish(b);
+    PQfinish(admin);
+    free(pid);
+    cr_expect_eq(file_count_lines(px.log, "middle of a transaction"), 0,
+                 "no server was closed for its client leaving");
+}
+
+Test(txn_idle, transaction_pooling_closes_a_client_idle_in_a_transaction)
+{
+    expect_idle_transaction_closed("itx");
+}
+
+Test(txn_idle, session_pooling_closes_a_client_idle_in_a_transaction)
+{
+    expect_idle_transaction_closed("its");
+}
+
+/* Busy is not idle: a statement running past the timeout, a client that keeps talking inside
+ * its transaction, and a client idle between transactions all stay. */
+Test(txn_idle, running_or_talking_clients_are_not_idle)
+{
+    PGconn *a = connect_to("itx");
+    free(query_value(a, "BEGIN"));
+    EXPECT_QUERY_VALUE(a, "SELECT pg_sleep(2.5)::text", "", "a long statement was cut short");
+    for (int i = 0; i < 5; i++) { /* 3.5 s inside the transaction, 0.7 s at most idle */
+        usleep(700 * 1000);
+        EXPECT_QUERY_VALUE(a, "SELECT 'talking'", "talking", "closed while talking");
+    }
+    free(query_value(a, "COMMIT"));
+    usleep(2500 * 1000); /* idle, but outside a transaction */
+    EXPECT_QUERY_VALUE(a, "SELECT 'idle outside'", "idle outside", "closed while not in one");
+    PQfinish(a);
+}
+
+/* Without the setting, a client that leaves inside a transaction, idle or failed, costs no
+ * server either: PostgreSQL rolls back a transaction whose client disconnects, and lakeproxy
+ * does the same with ROLLBACK, then resets the server for the next client. */
+Test(txn, a_client_that_leaves_inside_a_transaction_keeps_its_server)
+{
+    proxy_stop(&px);
+    start_txn(1, 3000);
+    PGconn *admin = pg_admin("lp_test");
+    pg_owned_table(admin, "left_in_txn", "n int");
+    PGconn *first = connect_as(NULL);
+    char *pid = query_value(first, "SELECT pg_backend_pid()");
+    PQfinish(first);
+    static const char *const last[] = {"SELECT 'idle'", "SELECT 1/0"};
+    for (int i = 0; i < 2; i++) {
+        PGconn *a = connect_as(NULL);
+        free(query_value(a, "BEGIN"));
+        free(query_value(a, "INSERT INTO left_in_txn VALUES (1)"));
+        free(query_value(a, "SELECT pg_advisory_lock(4712)"));
+        free(query_value(a, "SET LOCAL work_mem = '7MB'"));
+        PQclear(PQexec(a, last[i])); /* idle ('T') or failed ('E') */
+        PQfinish(a);
+        PGconn *b = connect_as(NULL);
+        EXPECT_QUERY_VALUE(b, "SELECT pg_backend_pid()", pid, "the server was closed (%s)",
+                           last[i]);
+        EXPECT_QUERY_VALUE(b, "SELECT count(*) FROM left_in_txn", "0", "not rolled back");
+        EXPECT_QUERY_VALUE(b, "SELECT current_setting('work_mem')", "4MB", "a setting stayed");
+        EXPECT_QUERY_VALUE(admin, "SELECT pg_try_advisory_lock(4712)", "t", "a lock stayed");
+        free(query_value(admin, "SELECT pg_advisory_unlock(4712)"));
+        PQfinish(b);
+    }
+    cr_expect_eq(file_count_lines(px.log, "middle of a transaction"), 0,
+                 "no server was closed for its client leaving");
+    PQfinish(admin);
+    free(pid);
+}
