@@ -172,6 +172,7 @@ static bool start_unix(struct worker *w, int inherited_fd, char *err, size_t err
     int fd = inherited_fd;
     if (fd >= 0 && lstat(path, &w->unix_file) != 0) /* (the file the socket answers at) */
         memset(&w->unix_file, 0, sizeof(w->unix_file));
+    w->unix_lent = fd >= 0; /* the running process's until it stops accepting */
     if (fd < 0 && (fd = bind_unix(w, path, err, errsz)) < 0)
         return false;
     if (!(w->unix_listener = accept_on(w, fd))) {
@@ -225,6 +226,25 @@ bool listener_start(struct worker *w, int inherited_fd, int inherited_unix_fd, c
     return true;
 }
 
+void listener_unix_taken_over(struct worker *w)
+{
+    struct stat now;
+    if (!w->unix_listener || !w->unix_lent)
+        return;
+    w->unix_lent = false;
+    mode_t want = (mode_t)w->unix_mode & 07777;
+    if (lstat(w->unix_path, &now) != 0 || !S_ISSOCK(now.st_mode) ||
+        now.st_dev != w->unix_file.st_dev || now.st_ino != w->unix_file.st_ino ||
+        (now.st_mode & 07777) == want)
+        return;
+    if (chmod(w->unix_path, want) != 0)
+        log_warning("takeover: cannot give %s the mode %04o of listen.unix_socket_mode: %s",
+                    w->unix_path, (unsigned)want, strerror(errno));
+    else
+        log_info("takeover: %s now has the mode %04o of listen.unix_socket_mode (was %04o)",
+                 w->unix_path, (unsigned)want, (unsigned)(now.st_mode & 07777));
+}
+
 int listener_fd(const struct worker *w)
 {
     return w->listener ? evconnlistener_get_fd(w->listener) : -1;
@@ -240,7 +260,7 @@ void listener_stop(struct worker *w)
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;
-    stop_unix(w, !w->handed_over); /* a process that took the socket over keeps the file */
+    stop_unix(w, !w->handed_over && !w->unix_lent); /* (the file may be another process's) */
     if (w->accept_pause)
         evtimer_del(w->accept_pause);
 }

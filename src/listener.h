@@ -34,4 +34,9 @@ void listener_fit_descriptor_limit(const struct config *cfg);
 /* getaddrinfo for a passive TCP socket on host (NULL: any address) and port; 0 or EAI_*. */
 int listener_resolve(const char *host, int port, struct addrinfo **out);
 
+/* After a takeover the running process confirmed: the Unix socket file taken over is this
+ * process's now (removed when it stops), and gets this configuration's
+ * listen.unix_socket_mode. */
+void listener_unix_taken_over(struct worker *w);
+
 #endif

@@ -1,5 +1,6 @@
 /* main.c: command line, configuration check, and start of the worker. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "notify.h"
 #include "takeover.h"
@@ -60,12 +62,55 @@ static struct config *load_config(const char *path)
     return cfg;
 }
 
+/* The stop signals (SIGTERM, SIGINT) held back while a takeover is under way: one that comes
+ * before DONE abandons it (takeover_stop_pending), one after is handled by the loop. */
+static sigset_t stop_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return set;
+}
+
+/* The stop signal that came while held back, 0 if none. */
+static int stop_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return 0;
+    return sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
+}
+
+/* New process: says DONE once the worker is built, unless told to stop meanwhile; false with
+ * err when the takeover is abandoned (w is freed then, and the running process accepts on). */
+static bool finish_takeover(struct worker *w, struct takeover_fds *fds, char *err, size_t errsz)
+{
+    int sig = stop_pending();
+    bool ok = !sig && takeover_finish(fds, err, errsz);
+    if (sig) {
+        takeover_abandon(fds);
+        snprintf(err, errsz,
+                 "takeover abandoned: %s came before the handover completed: the "
+                 "running lakeproxy goes on accepting",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    if (ok)
+        listener_unix_taken_over(w);
+    else
+        worker_free(w); /* (the Unix socket's file stays: it is the running process's) */
+    return ok;
+}
+
 /* Builds the worker, on the listening sockets of the running lakeproxy when takeover is
  * set, then opens the takeover socket (anew: the old process closed its own). NULL with err
  * on failure; a takeover that fails leaves the running process accepting. */
 static struct worker *start_worker(struct config *cfg, int takeover, char *err, size_t errsz)
 {
     struct takeover_fds fds;
+    sigset_t stops = stop_signals(), before;
+    if (takeover)
+        sigprocmask(SIG_BLOCK, &stops, &before);
     if (takeover && !takeover_receive(cfg, &fds, err, errsz)) {
         config_free(cfg);
         return NULL;
@@ -79,8 +124,11 @@ static struct worker *start_worker(struct config *cfg, int takeover, char *err, 
         }
         return NULL;
     }
-    if (takeover)
-        takeover_finish(&fds);
+    if (takeover) {
+        if (!finish_takeover(w, &fds, err, errsz))
+            return NULL;
+        sigprocmask(SIG_SETMASK, &before, NULL); /* (a stop signal since: the loop drains) */
+    }
     if (!takeover_listen(w, err, errsz)) {
         if (!takeover) {
             worker_free(w);

@@ -274,6 +274,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct worker *w = arg;
     http_conn_served(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req)));
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    /* taken over: the next request, on a new connection, reaches the process that accepts now
+     * (a load balancer's health check on a kept-alive connection would otherwise stay here) */
+    if (w->handed_over)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         evhttp_send_error(req, 405, "only GET");
     } else if (path && strcmp(path, "/metrics") == 0) {
@@ -286,8 +290,10 @@ static void on_request(struct evhttp_request *req, void *arg)
             reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         buf_free(&b);
     } else if (path && strcmp(path, "/healthz") == 0) {
-        if (w->draining || w->handed_over)
+        if (w->draining)
             reply(req, 503, "Draining", "text/plain", "draining\n", 9);
+        else if (w->handed_over) /* (another process serves the port: so is this address) */
+            reply(req, 200, "OK", "text/plain", "ok: taken over\n", 15);
         else
             reply(req, 200, "OK", "text/plain", "ok\n", 3);
     } else {

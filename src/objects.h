@@ -61,8 +61,11 @@ struct worker {
     struct stat unix_file;                /* its socket file, removed when accepting stops */
     char unix_path[TAKEOVER_SOCKET_MAX];  /* that file's path, as at start (a reload keeps it) */
     int unix_mode;                        /* ... and its permissions, as at start */
-    char listen_at[300];                  /* listen.host:listen.port as at start (a reload that
-                                             changes them is warned about against this) */
+    bool unix_lent;      /* its socket file is not this process's to remove: lent to a process
+                            taking over (SOCKETS sent), or borrowed from the one taken over (until
+                            it confirms that it stopped accepting) */
+    char listen_at[300]; /* listen.host:listen.port as at start (a reload that
+                            changes them is warned about against this) */
     struct list pools;
     struct list clients;            /* every client, whatever its state */
     struct list cancellers;         /* in-flight cancel requests towards servers */

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,13 +112,19 @@ static void handover_end(struct takeover_ctl *ctl)
     ctl->h = NULL;
 }
 
-/* Ends an exchange that did not complete; this process goes on accepting. */
+/* Ends an exchange that did not complete; this process goes on accepting, and says so to a
+ * process that has its sockets (which must then not accept beside it). */
 static void handover_abandon(struct takeover_ctl *ctl, const char *why)
 {
-    if (ctl->h->sent)
+    char line[TAKEOVER_LINE_MAX];
+    if (ctl->h->sent) {
         log_warning("takeover by pid %d abandoned (%s): still accepting", (int)ctl->h->peer, why);
-    else
+        snprintf(line, sizeof(line), "ERROR takeover abandoned (%.60s): still accepting\n", why);
+        send_line(ctl->h->fd, line);
+        ctl->w->unix_lent = false;
+    } else {
         log_warning("takeover request from pid %d refused: %s", (int)ctl->h->peer, why);
+    }
     handover_end(ctl);
 }
 
@@ -186,6 +193,7 @@ static bool handover_line(struct takeover_ctl *ctl, const char *line)
             return false;
         }
         h->sent = true;
+        ctl->w->unix_lent = true; /* its file is the new process's if it takes over */
         log_info("takeover: sent the listening sockets to pid %d", (int)h->peer);
         return true;
     }
@@ -267,6 +275,13 @@ static int bind_control(const char *path, struct stat *st, char *err, size_t err
         snprintf(err, errsz, "listen.takeover_socket: %s: refusing to replace it", why);
         return -1;
     }
+    if (unixsock_in_use(path)) {
+        snprintf(err, errsz,
+                 "listen.takeover_socket %s: another lakeproxy answers there (each needs a "
+                 "takeover socket of its own): refusing to replace it",
+                 path);
+        return -1;
+    }
     int fd = unixsock_listen(path, 0600, 4, st);
     if (fd < 0)
         snprintf(err, errsz, "cannot listen on listen.takeover_socket %s: %s", path,
@@ -305,10 +320,16 @@ void takeover_close(struct worker *w)
     struct takeover_ctl *ctl = w->takeover;
     if (!ctl)
         return;
-    handover_end(ctl);
     event_free(ctl->accept_ev);
     close(ctl->fd);
     remove_socket_file(ctl);
+    /* stopping (SIGTERM, SIGINT) while a process that holds the sockets is starting: this one
+     * accepts no more, so that one must (it would otherwise give up as told to); the Unix
+     * socket's file stays for it (unix_lent), the control socket's is gone for its own */
+    if (ctl->h && ctl->h->sent && send_line(ctl->h->fd, "BYE\n"))
+        log_info("takeover: stopping while pid %d takes over: it accepts from now on",
+                 (int)ctl->h->peer);
+    handover_end(ctl);
     free(ctl);
     w->takeover = NULL;
 }
@@ -429,13 +450,32 @@ static void adopt(int fd, const char *tag, const char *host, int port, int *slot
     close(fd);
 }
 
-/* Keeps fd as *slot when it is the Unix socket made for path; else closes it. */
-static void adopt_unix(int fd, const char *path, int *slot)
+/* The path of the file the Unix socket fd answers at ("" when unknown): its name, unless
+ * unixsock_listen bound it under a staging name ("<path>.<digits>", renamed to path since). */
+static void unix_file_of(int fd, char *out, size_t outsz)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    socklen_t len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    out[0] = '\0';
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sun_family != AF_UNIX)
+        return;
+    snprintf(out, outsz, "%.*s", (int)sizeof(sa.sun_path), sa.sun_path);
+    char *dot = strrchr(out, '.');
+    if (lstat(out, &st) != 0 && dot) /* (the staging name is gone) */
+        *dot = '\0';
+}
+
+/* Keeps fd as *slot when it is the Unix socket made for path; else closes it, noting its file
+ * in stale (removed once the old process has stopped accepting: takeover_finish). */
+static void adopt_unix(int fd, const char *path, int *slot, char *stale, size_t stalesz)
 {
     if (*slot < 0 && path[0] && unixsock_made_for(fd, path)) {
         *slot = fd;
         return;
     }
+    unix_file_of(fd, stale, stalesz);
     log_info("takeover: the previous process's Unix socket is not %s in this configuration: "
              "closing it",
              path[0] ? path : "listen.unix_socket_dir");
@@ -457,7 +497,8 @@ static bool take_sockets(const struct config *cfg, char *line, const int *fds, i
         if (strcmp(tag, "listen") == 0)
             adopt(fds[i], tag, cfg->listen_host, cfg->listen_port, &t->listen_fd);
         else if (strcmp(tag, "unix") == 0)
-            adopt_unix(fds[i], cfg->unix_socket_path, &t->unix_fd);
+            adopt_unix(fds[i], cfg->unix_socket_path, &t->unix_fd, t->stale_unix,
+                       sizeof(t->stale_unix));
         else if (strcmp(tag, "http") == 0)
             adopt(fds[i], tag, cfg->admin_http_host, cfg->admin_http_port, &t->http_fd);
         else
@@ -503,6 +544,7 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
     char line[TAKEOVER_LINE_MAX], why[256];
     int fds[MAX_FDS], nfds = MAX_FDS;
     *t = (struct takeover_fds){.conn = -1, .listen_fd = -1, .unix_fd = -1, .http_fd = -1};
+    t->stale_unix[0] = '\0';
     if (!cfg->takeover_socket) {
         snprintf(err, errsz, "--takeover needs listen.takeover_socket in %s", cfg->path);
         return false;
@@ -514,13 +556,14 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
         read_line(t->conn, TAKEOVER_TIMEOUT_S, line, sizeof(line), fds, &nfds, why, sizeof(why));
     if (!ok && errno == EPIPE)
         snprintf(why, sizeof(why), "it closed the connection");
-    if (ok && strncmp(line, "ERROR ", 6) == 0)
+    bool refused = ok && strncmp(line, "ERROR ", 6) == 0; /* (take_sockets cuts line up) */
+    if (refused)
         snprintf(why, sizeof(why), "it refused: %.100s", line + 6);
     if (ok && !take_sockets(cfg, line, fds, nfds, t)) {
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
         ok = false;
-        if (strncmp(line, "ERROR ", 6) != 0)
+        if (!refused)
             snprintf(why, sizeof(why), "an unexpected answer");
     }
     if (!ok) {
@@ -532,22 +575,67 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
     return true;
 }
 
-void takeover_finish(struct takeover_fds *t)
+/* Has process pid ended (gone, or a zombie its parent has not reaped yet)? */
+static bool process_gone(pid_t pid)
+{
+    char path[64], stat[256];
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    stat[n] = '\0';
+    const char *end = strrchr(stat, ')'); /* "pid (comm) S ...": comm may hold anything */
+    return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+}
+
+/* Removes the socket file the old process's Unix socket, which this configuration does not
+ * use, answers at, now that nothing accepts there (it stopped accepting). */
+static void remove_stale_unix(const char *path)
+{
+    struct stat st;
+    if (!path[0] || lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != geteuid() ||
+        unixsock_in_use(path))
+        return;
+    unixsock_remove_own(path, &st);
+    log_info("takeover: removed %s, the previous process's Unix socket, not in this "
+             "configuration",
+             path);
+}
+
+bool takeover_finish(struct takeover_fds *t, char *err, size_t errsz)
 {
     char line[TAKEOVER_LINE_MAX], why[256];
     int nfds = 0;
+    bool ok = true;
     if (t->conn >= 0 && t->old_pid > 0) {
-        if (send_line(t->conn, "DONE\n") &&
-            read_line(t->conn, 5, line, sizeof(line), NULL, &nfds, why, sizeof(why)) &&
-            strcmp(line, "BYE") == 0)
+        bool got = send_line(t->conn, "DONE\n") &&
+                   read_line(t->conn, 5, line, sizeof(line), NULL, &nfds, why, sizeof(why));
+        if (got && strcmp(line, "BYE") == 0) {
             log_info("takeover: pid %d stopped accepting; it serves its clients until they "
                      "leave",
                      (int)t->old_pid);
-        else
-            log_warning("takeover: pid %d did not confirm that it stopped accepting",
+        } else if (process_gone(t->old_pid)) {
+            log_warning("takeover: pid %d ended without confirming that it stopped accepting: "
+                        "accepting alone",
                         (int)t->old_pid);
+        } else { /* it accepts still: two processes must not share the port */
+            ok = false;
+            snprintf(err, errsz,
+                     "takeover abandoned: pid %d did not confirm that it stopped accepting "
+                     "(%.100s): it goes on accepting",
+                     (int)t->old_pid,
+                     !got                              ? why
+                     : strncmp(line, "ERROR ", 6) == 0 ? line + 6
+                                                       : "an unexpected answer");
+        }
     }
+    if (ok)
+        remove_stale_unix(t->stale_unix);
     takeover_abandon(t);
+    return ok;
 }
 
 void takeover_abandon(struct takeover_fds *t)

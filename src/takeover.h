@@ -9,8 +9,11 @@
  *   old -> new  "SOCKETS <pid> <tag>..."           one descriptor per tag: listen, unix, http
  *   new -> old  "DONE"                             it accepts on them now
  *   old -> new  "BYE"                              it stopped accepting
- * or old -> new "ERROR <reason>" instead of SOCKETS. Anything else, end of file or a silence
- * of TAKEOVER_TIMEOUT_S ends the exchange; the old process then goes on accepting. */
+ * or old -> new "ERROR <reason>" instead of SOCKETS, or instead of BYE when it gave up the
+ * exchange. Anything else, end of file or a silence of TAKEOVER_TIMEOUT_S ends the exchange;
+ * the old process then goes on accepting, and the new one exits unless the old one has ended.
+ * An old process that stops (SIGTERM, SIGINT) after sending SOCKETS says BYE at once: the new
+ * one accepts then, whenever it is ready. */
 #ifndef LAKEPROXY_TAKEOVER_H
 #define LAKEPROXY_TAKEOVER_H
 
@@ -32,6 +35,9 @@ struct takeover_fds {
     int unix_fd;   /* listen.unix_socket_dir's socket */
     int http_fd;   /* admin.http */
     pid_t old_pid;
+    char stale_unix[TAKEOVER_SOCKET_MAX]; /* the file of its Unix socket when this configuration
+                                             does not use it ("": none), removed once it stopped
+                                             accepting */
 };
 
 /* New process: connects to cfg's takeover socket and receives the listening sockets that
@@ -39,9 +45,11 @@ struct takeover_fds {
  * running lakeproxy there or the exchange fails; nothing is left open then. */
 bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err, size_t errsz);
 
-/* New process, accepting on the sockets now: says DONE, waits (bounded) for the old one to
- * stop accepting, then takeover_abandon. */
-void takeover_finish(struct takeover_fds *t);
+/* New process, ready to accept on the sockets: says DONE, waits (bounded) for the old one to
+ * stop accepting, then takeover_abandon. False with err when it did not confirm and still
+ * runs (it abandoned the exchange, say after TAKEOVER_TIMEOUT_S): it accepts still, so this
+ * process must not. */
+bool takeover_finish(struct takeover_fds *t, char *err, size_t errsz);
 
 /* Closes the exchange (without DONE: the old process goes on accepting) and any descriptor
  * still in t. */
