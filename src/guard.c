@@ -36,6 +36,28 @@ static const char *const activity_functions[] = {
 /* ... and every function of a backend by its id (pg_stat_get_backend_activity, ...). */
 #define BACKEND_FUNCTIONS "pg_stat_get_backend_"
 
+/* Large objects belong to a role, not to a row: every tenant's server connections log in as
+ * the same role, so each could list, read, overwrite and unlink the others'. Their functions
+ * (lo_* and loread, lowrite) and catalogs are refused. */
+static const char *const large_object_functions[] = {
+    "loread",  "lowrite",   "lo_close",    "lo_creat",      "lo_create",     "lo_export",
+    "lo_get",  "lo_import", "lo_lseek",    "lo_lseek64",    "lo_open",       "lo_put",
+    "lo_tell", "lo_tell64", "lo_truncate", "lo_truncate64", "lo_from_bytea", "lo_unlink",
+};
+/* (a call of any function so named: the lo extension's lo_manage ...; attribute notation,
+ * alias.name, only by the names above, as a column may be called lo_something) */
+#define LARGE_OBJECT_PREFIX "lo_"
+static const char *const large_object_catalogs[] = {"pg_largeobject", "pg_largeobject_metadata"};
+#define WHY_LARGE_OBJECT                                                                           \
+    "%s is not allowed under row-level security: large objects belong to a role, and every "       \
+    "client's server connections log in as the same one, so each could read or change the "        \
+    "others' (keep such data in bytea columns, which the policies cover)"
+/* ... and prepared transactions (two-phase commit): any session of the role may finish one. */
+#define WHY_TWO_PHASE                                                                              \
+    "two-phase commit (PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, "                  \
+    "pg_prepared_xacts) is not allowed under row-level security: every client's server "           \
+    "connections log in as the same role, which may finish any prepared transaction"
+
 /* Functions that signal another backend by its process id: every tenant's server connections
  * log in as the same role, which PostgreSQL lets signal its own backends. */
 static const char *const backend_signals[] = {"pg_cancel_backend", "pg_terminate_backend"};
@@ -431,6 +453,10 @@ static void check_called_name(struct check *k, const char *fn)
                "%s() is not allowed under row-level security: it shows other clients' "
                "statements, their values included",
                fn);
+    if (in_names(fn, large_object_functions, COUNT(large_object_functions)))
+        refuse(k, WHY_LARGE_OBJECT, fn);
+    if (strncasecmp(fn, "pg_prepared_xact", 16) == 0)
+        refuse(k, WHY_TWO_PHASE, NULL);
 }
 
 static void check_call(struct check *k, const PgQuery__FuncCall *f)
@@ -438,6 +464,8 @@ static void check_call(struct check *k, const PgQuery__FuncCall *f)
     char low[96];
     const char *fn = func_name(f);
     check_called_name(k, fn);
+    if (strncasecmp(fn, LARGE_OBJECT_PREFIX, strlen(LARGE_OBJECT_PREFIX)) == 0)
+        refuse(k, WHY_LARGE_OBJECT, fn);
     if (strcmp(fn, "set_config") != 0)
         return;
     const PgQuery__Node *local = sqlinfo_call_arg(f, 2, "is_local");
@@ -566,6 +594,10 @@ static void check_range_var(struct check *k, const PgQuery__RangeVar *r)
                "%s is not readable under row-level security: it shows other clients' "
                "statements, their values included",
                r->relname);
+    if (in_names(r->relname, large_object_catalogs, COUNT(large_object_catalogs)))
+        refuse(k, WHY_LARGE_OBJECT, r->relname);
+    if (r->relname && strcasecmp(r->relname, "pg_prepared_xacts") == 0)
+        refuse(k, WHY_TWO_PHASE, NULL);
 }
 
 /* Effects that outlive the transaction (the server must retire afterwards) and what the
@@ -610,6 +642,8 @@ static void check_attribute_calls(struct check *k, const ProtobufCMessage *m)
 }
 
 /* Refusals that depend on what a node says. */
+static void check_shared_role(struct check *k, const ProtobufCMessage *m);
+
 static void check_node(struct check *k, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -640,6 +674,33 @@ static void check_node(struct check *k, const ProtobufCMessage *m)
         check_statement_name(k, ((const PgQuery__ExecuteStmt *)m)->name);
     else if (d == &pg_query__deallocate_stmt__descriptor)
         check_statement_name(k, ((const PgQuery__DeallocateStmt *)m)->name);
+    else
+        check_shared_role(k, m);
+}
+
+/* Statements whose effect reaches past the client's rows because every tenant's server
+ * connections log in as one role: TRUNCATE (row-level security does not apply to it),
+ * privileges, large objects' owners, prepared transactions. */
+static void check_shared_role(struct check *k, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &pg_query__truncate_stmt__descriptor)
+        refuse(k,
+               "TRUNCATE is not allowed under row-level security: row-level security does not "
+               "apply to it, so it would empty every client's rows (use DELETE)",
+               NULL);
+    else if (d == &pg_query__grant_stmt__descriptor || d == &pg_query__grant_role_stmt__descriptor)
+        refuse(k,
+               "GRANT and REVOKE are not allowed under row-level security: every client's "
+               "server connections log in as the same role, so a privilege changed is changed "
+               "for all",
+               NULL);
+    else if (d == &pg_query__alter_owner_stmt__descriptor &&
+             ((const PgQuery__AlterOwnerStmt *)m)->object_type ==
+                 PG_QUERY__OBJECT_TYPE__OBJECT_LARGEOBJECT)
+        refuse(k, WHY_LARGE_OBJECT, "ALTER LARGE OBJECT");
+    else if (sqlinfo_is_two_phase(m))
+        refuse(k, WHY_TWO_PHASE, NULL);
 }
 
 /* Statements that store expressions run later, by statements whose text shows none of
@@ -774,6 +835,13 @@ static const char *const guard_words[] = {
     "pg_stat_",   "pg_cursor",   "prepare", /* SQL PREPARE, and pg_prepared_statements */
 };
 
+/* ... and the words of the rules over what one shared role reaches (a second set: the first is
+ * full): TRUNCATE, GRANT, REVOKE, large objects (lo_*, loread, lowrite, pg_largeobject; ALTER
+ * LARGE OBJECT has alter). Two-phase commit's words all hold "prepare". */
+static const char *const guard_words_more[] = {"truncate", "grant",   "revoke",     "lo_",
+                                               "loread",   "lowrite", "largeobject"};
+TEXTSCAN_SET_OF(more_set, guard_words_more)
+
 /* Does text hold more than one statement? Conservatively: anything but white space after
  * its first ';' (which may sit in a string: then it merely parses). */
 static bool several_statements(const char *text)
@@ -826,7 +894,7 @@ bool guard_may_matter(const char *sql)
     pthread_once(&scan_set_made, make_scan_set);
     uint32_t any_guard = (1u << N_GUARD) - 1;
     uint32_t f = textscan_set_find(&scan_set, sql, any_guard);
-    if (f & any_guard)
+    if ((f & any_guard) || textscan_set_find(&more_set, sql, ~0u))
         return true;
     /* SELECT ... INTO and IMPORT FOREIGN SCHEMA ... INTO create tables; INSERT INTO does not */
     if ((f & 1u << W_INTO) && (f & (1u << W_SELECT | 1u << W_IMPORT)))

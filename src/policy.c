@@ -278,6 +278,19 @@ static const char *guard_prefix(const struct client *c)
     return c->w->cfg->rls.prefix ? c->w->cfg->rls.prefix : "app";
 }
 
+/* The RLS guard's reason as said to a masked client not under RLS: its rules hold for the
+ * same cause (every client's server connections log in as one role), its words name RLS. */
+static const char *reason_for_masked(const char *reason, char *out, size_t outsz)
+{
+    static const char rls[] = "under row-level security";
+    const char *at = strstr(reason, rls);
+    if (!at)
+        return reason;
+    snprintf(out, outsz, "%.*sfor clients with masked columns%s", (int)(at - reason), reason,
+             at + sizeof(rls) - 1);
+    return out;
+}
+
 /* A masked client not under RLS: the RLS guard's rules first (with the RLS prefix, or "app":
  * they refuse what would make the server read the text otherwise than libpg_query, a SQL-text
  * runner, set_config of a computed name ...), then the masking guard. */
@@ -286,11 +299,12 @@ static enum policy_result check_text_rules(struct client *c, uint8_t type, const
                                            const char **err)
 {
     const struct guard_verdict *v = guard_cache_check(c->w->guard, sql, guard_prefix(c));
+    char reason[sizeof(v->reason) + 32];
     if (v->retire)
         c->server->retire_after = true;
     if (v->refuse)
-        return refuse_counted(c, type, v->reason, v->reason_quotes_literal, err,
-                              &c->w->mask_refusals);
+        return refuse_counted(c, type, reason_for_masked(v->reason, reason, sizeof(reason)),
+                              v->reason_quotes_literal, err, &c->w->mask_refusals);
     return check_masking(c, type, sql, v, err);
 }
 

@@ -998,3 +998,13 @@ const PgQuery__Node *sqlinfo_call_arg(const PgQuery__FuncCall *f, size_t pos, co
     }
     return NULL;
 }
+
+bool sqlinfo_is_two_phase(const ProtobufCMessage *m)
+{
+    if (m->descriptor != &pg_query__transaction_stmt__descriptor)
+        return false;
+    PgQuery__TransactionStmtKind kind = ((const PgQuery__TransactionStmt *)m)->kind;
+    return kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_PREPARE ||
+           kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT_PREPARED ||
+           kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_PREPARED;
+}

@@ -110,4 +110,9 @@ struct sql_span {
  * it does not parse. */
 size_t sqlinfo_split(const char *sql, struct sql_span *spans, size_t max);
 
+/* Is m a statement of two-phase commit (PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK
+ * PREPARED)? A prepared transaction outlives its session and may be finished by any session of
+ * its role: under pooling, by another client. */
+bool sqlinfo_is_two_phase(const ProtobufCMessage *m);
+
 #endif
