@@ -470,6 +470,20 @@ void scram_server_init(struct scram_server *s, const struct scram_verifier *v)
         s->v = *v;
 }
 
+void scram_server_offer_binding(struct scram_server *s, const uint8_t *data, size_t len)
+{
+    if (len > SCRAM_CBIND_MAX)
+        return;
+    memcpy(s->cbind, data, len);
+    s->cbind_len = len;
+}
+
+bool scram_server_choose(struct scram_server *s, const char *mechanism)
+{
+    s->plus = strcmp(mechanism, "SCRAM-SHA-256-PLUS") == 0 && s->cbind_len > 0;
+    return s->plus || strcmp(mechanism, "SCRAM-SHA-256") == 0;
+}
+
 void scram_server_free(struct scram_server *s)
 {
     if (!s)
@@ -480,13 +494,28 @@ void scram_server_free(struct scram_server *s)
     OPENSSL_cleanse(s, sizeof(*s));
 }
 
-/* Reads the gs2 header: "n,," or "y,," (*flag = 'n' or 'y'). 'y' means the client could do
- * channel binding but saw no SCRAM-SHA-256-PLUS offered: true, the proxy never offers it. */
-static bool parse_gs2_header(struct cursor *c, char *flag, const char **err)
+/* The gs2 header that tls-server-end-point binding starts client-first with. */
+static const char GS2_BINDING[] = "p=tls-server-end-point,,";
+
+/* Reads the gs2 header: "n,,", "y,," or (SCRAM-SHA-256-PLUS) "p=tls-server-end-point,,"
+ * (*flag = 'n', 'y' or 'p'), as the mechanism chosen and the offer allow. */
+static bool parse_gs2_header(struct cursor *c, const struct scram_server *s, char *flag,
+                             const char **err)
 {
+    size_t bl = sizeof(GS2_BINDING) - 1;
     if (c->left >= 1 && c->p[0] == 'p') {
-        *err = "invalid SCRAM client-first-message: channel binding is not supported";
-        return false;
+        if (!s->plus)
+            *err = "invalid SCRAM client-first-message: channel binding without "
+                   "SCRAM-SHA-256-PLUS";
+        else if (c->left < bl || memcmp(c->p, GS2_BINDING, bl) != 0)
+            *err = "invalid SCRAM client-first-message: unsupported channel binding type "
+                   "(tls-server-end-point only) or authorization identity";
+        else {
+            *flag = 'p';
+            c->p += bl;
+            c->left -= bl;
+        }
+        return *flag == 'p';
     }
     if (c->left < 3 || (c->p[0] != 'n' && c->p[0] != 'y') || c->p[1] != ',') {
         *err = "invalid SCRAM client-first-message: malformed gs2 header";
@@ -496,6 +525,15 @@ static bool parse_gs2_header(struct cursor *c, char *flag, const char **err)
         *err = c->p[2] == 'a'
                    ? "invalid SCRAM client-first-message: authorization identity is not supported"
                    : "invalid SCRAM client-first-message: malformed gs2 header";
+        return false;
+    }
+    if (s->plus) {
+        *err = "invalid SCRAM client-first-message: SCRAM-SHA-256-PLUS without channel binding";
+        return false;
+    }
+    if (c->p[0] == 'y' && s->cbind_len > 0) { /* RFC 5802: a downgrade, or a broken client */
+        *err = "SCRAM channel binding negotiation error: the client supports channel binding "
+               "and thinks the server does not, but SCRAM-SHA-256-PLUS was offered";
         return false;
     }
     *flag = c->p[0];
@@ -568,7 +606,8 @@ bool scram_server_handle_first(struct scram_server *s, const char *msg, size_t l
         return false;
     }
     s->state = SCRAM_FAILED;
-    if ((*err = msg_defect(msg, len, CLIENT_FIRST_DEFECTS)) || !parse_gs2_header(&c, &flag, err))
+    flag = 0;
+    if ((*err = msg_defect(msg, len, CLIENT_FIRST_DEFECTS)) || !parse_gs2_header(&c, s, &flag, err))
         return false;
     bare = (struct span){c.p, c.left};
     if (!parse_client_first_bare(&c, &cnonce, err))
@@ -657,6 +696,20 @@ done:
     return ok;
 }
 
+/* Does c= (cb) carry client-first's gs2 header and, with binding, the data offered? */
+static bool binding_matches(const struct scram_server *s, struct span cb)
+{
+    uint8_t raw[sizeof(GS2_BINDING) + SCRAM_CBIND_MAX];
+    char want[B64_LEN(sizeof(raw)) + 1];
+    if (s->cbind_flag != 'p')
+        return span_eq(cb, s->cbind_flag == 'y' ? "eSws" : "biws");
+    size_t bl = sizeof(GS2_BINDING) - 1;
+    memcpy(raw, GS2_BINDING, bl);
+    memcpy(raw + bl, s->cbind, s->cbind_len);
+    b64_encode(raw, bl + s->cbind_len, want);
+    return span_eq(cb, want);
+}
+
 bool scram_server_handle_final(struct scram_server *s, const char *msg, size_t len, char **out,
                                const char **err)
 {
@@ -674,8 +727,9 @@ bool scram_server_handle_final(struct scram_server *s, const char *msg, size_t l
     if ((*err = msg_defect(msg, len, CLIENT_FINAL_DEFECTS)) ||
         !parse_client_final(msg, len, &cb, &nonce, &proof_b64, &without_proof, err))
         return false;
-    /* c= is base64 of the gs2 header of client-first: "n,," or "y,,". */
-    if (!span_eq(cb, s->cbind_flag == 'y' ? "eSws" : "biws")) {
+    /* c= is base64 of the gs2 header of client-first ("n,," or "y,,"), followed by the binding
+     * data after "p=tls-server-end-point,," */
+    if (!binding_matches(s, cb)) {
         *err = "invalid SCRAM client-final-message: channel binding mismatch";
         return false;
     }

@@ -58,17 +58,34 @@ bool scram_name_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user, uint8_t
 void scram_format_verifier(const struct scram_verifier *v, char *out, size_t outsz);
 
 /* ---- server side: the proxy verifies a connecting client ---- */
+/* tls-server-end-point channel binding data: a hash of the server's certificate (RFC 5929:
+ * its signature's hash, SHA-256 for MD5 and SHA-1), at most SHA-512's. */
+#define SCRAM_CBIND_MAX 64
+
 struct scram_server {
     struct scram_verifier v;
-    char *client_first_bare; /* "n=...,r=..." */
-    char *server_first;      /* "r=...,s=...,i=..." */
-    char *nonce;             /* client nonce + server nonce */
-    char cbind_flag;         /* gs2 flag of client-first, 'n' or 'y'; c= must echo it */
+    char *client_first_bare;        /* "n=...,r=..." */
+    char *server_first;             /* "r=...,s=...,i=..." */
+    char *nonce;                    /* client nonce + server nonce */
+    char cbind_flag;                /* gs2 flag of client-first, 'n', 'y' or 'p'; c= must echo it */
+    bool plus;                      /* the client chose SCRAM-SHA-256-PLUS */
+    uint8_t cbind[SCRAM_CBIND_MAX]; /* the binding data offered (TLS), cbind_len bytes (0: none,
+                                       SCRAM-SHA-256-PLUS not offered) */
+    size_t cbind_len;
     int state; /* 0 = expect client-first, 1 = expect client-final, 2 = done, -1 = failed */
 };
 
 /* Starts an exchange against verifier v. */
 void scram_server_init(struct scram_server *s, const struct scram_verifier *v);
+
+/* Offers SCRAM-SHA-256-PLUS with tls-server-end-point binding data (len <= SCRAM_CBIND_MAX):
+ * call after scram_server_init on a TLS connection. A client that then says it could bind but
+ * saw no -PLUS offered ("y") is refused: something between them removed the offer. */
+void scram_server_offer_binding(struct scram_server *s, const uint8_t *data, size_t len);
+
+/* The mechanism the client chose: SCRAM-SHA-256, or SCRAM-SHA-256-PLUS when it was offered.
+ * False for any other. */
+bool scram_server_choose(struct scram_server *s, const char *mechanism);
 
 /* Handles client-first-message (len bytes, not NUL-terminated). On success *out is a malloc'd
  * server-first-message. server_nonce_b64 may be NULL (random) or a fixed value for tests.
@@ -76,7 +93,8 @@ void scram_server_init(struct scram_server *s, const struct scram_verifier *v);
 bool scram_server_handle_first(struct scram_server *s, const char *msg, size_t len,
                                const char *server_nonce_b64, char **out, const char **err);
 
-/* Handles client-final-message; checks channel binding "biws", nonce and proof (constant time).
+/* Handles client-final-message; checks channel binding (the gs2 header, and the binding data
+ * after "p=tls-server-end-point"), nonce and proof (constant time).
  * On success *out is a malloc'd server-final-message "v=...". */
 bool scram_server_handle_final(struct scram_server *s, const char *msg, size_t len, char **out,
                                const char **err);

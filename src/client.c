@@ -738,14 +738,23 @@ void client_server_gone_idle(struct client *c)
         client_wake(c);
 }
 
-/* Starts SCRAM-SHA-256 against verifier v. */
+/* Starts SCRAM-SHA-256 against verifier v; over TLS SCRAM-SHA-256-PLUS is offered first, as
+ * PostgreSQL does (libpq's channel_binding=require needs it), bound to lakeproxy's certificate. */
 static void start_scram(struct client *c, const struct scram_verifier *v)
 {
-    static const char mechs[] = "SCRAM-SHA-256\0";
+    static const char plain[] = "SCRAM-SHA-256\0", both[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+    uint8_t cbind[SCRAM_CBIND_MAX];
+    size_t n = 0;
     struct buf b;
     buf_init(&b);
     scram_server_init(&c->scram, v);
-    proto_auth(&b, AUTH_REQ_SASL, mechs, sizeof(mechs));
+    if (c->tls &&
+        tls_server_end_point(bufferevent_openssl_get_ssl(c->bev), cbind, sizeof(cbind), &n))
+        scram_server_offer_binding(&c->scram, cbind, n);
+    if (c->scram.cbind_len > 0)
+        proto_auth(&b, AUTH_REQ_SASL, both, sizeof(both));
+    else
+        proto_auth(&b, AUTH_REQ_SASL, plain, sizeof(plain));
     c->step = CS_SCRAM_FIRST;
     send_to_client(c, &b);
 }
@@ -953,8 +962,10 @@ static void handle_scram_first(struct client *c, const uint8_t *body, size_t len
     size_t dlen;
     char *out = NULL;
     if (!proto_parse_sasl_initial(body, len, &mech, &data, &dlen) ||
-        strcmp(mech, "SCRAM-SHA-256") != 0 || !data) {
-        client_fail(c, "08P01", "expected a SCRAM-SHA-256 SASLInitialResponse");
+        !scram_server_choose(&c->scram, mech) || !data) {
+        client_fail(c, "08P01",
+                    "expected a SCRAM-SHA-256 (or, offered over TLS, SCRAM-SHA-256-PLUS) "
+                    "SASLInitialResponse");
         return;
     }
     if (!scram_server_handle_first(&c->scram, (const char *)data, dlen, NULL, &out, &err)) {

@@ -170,6 +170,23 @@ SSL *tls_connect_ssl(SSL_CTX *ctx, enum tls_mode mode, const char *host)
     return ssl;
 }
 
+bool tls_server_end_point(SSL *ssl, uint8_t *out, size_t max, size_t *len)
+{
+    X509 *cert = ssl ? SSL_get_certificate(ssl) : NULL;
+    int md_nid = NID_undef;
+    unsigned n = 0;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    if (!cert || !OBJ_find_sigid_algs(X509_get_signature_nid(cert), &md_nid, NULL))
+        return false;
+    const EVP_MD *h =
+        md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(md_nid);
+    if (!h || !X509_digest(cert, h, md, &n) || n > max)
+        return false;
+    memcpy(out, md, n);
+    *len = n;
+    return true;
+}
+
 bool tls_peer_subject(SSL *ssl, struct param_set *out)
 {
     X509 *peer = SSL_get1_peer_certificate(ssl);

@@ -18,6 +18,11 @@ SSL_CTX *tls_accept_ctx(const struct config *cfg, char *err, size_t errsz);
  * one that verified. */
 bool tls_peer_subject(SSL *ssl, struct param_set *out);
 
+/* The tls-server-end-point channel binding data of ssl's own certificate (RFC 5929): its hash
+ * by the certificate's signature hash (SHA-256 for MD5 and SHA-1), in out (max bytes); false
+ * when there is none or it cannot be made. */
+bool tls_server_end_point(SSL *ssl, uint8_t *out, size_t max, size_t *len);
+
 /* Does the certificate the client of ssl presented (with the chain it sent) verify against the
  * client CAs and CRLs of ctx, a context of a newer configuration than ssl's? False when it
  * presented none, or ctx is NULL. */

@@ -589,7 +589,7 @@ check("chaos: tenants, masked and exempt users with random cancels, pipelines, a
       (cbad[:3], cerr))
 
 # --- TLS channel binding -----------------------------------------------------------------------
-# FINDING (medium): lakeproxy never offers SCRAM-SHA-256-PLUS, so a libpq client (psycopg, psql)
+# FOUND, FIXED since (medium): lakeproxy never offered SCRAM-SHA-256-PLUS, so a libpq client (psycopg, psql)
 # that requires channel binding over TLS cannot log in; PostgreSQL with TLS offers it.
 try:
     with psycopg.connect(dsn("app_txn", "alice", "sslmode=require channel_binding=require")) as c:

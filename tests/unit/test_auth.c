@@ -305,7 +305,7 @@ Test(auth, scram_malformed_client_first_rejected)
         ROW("gs2 only", "n,,"),
         ROW("missing r=", "n,,n=user"),
         ROW("missing r= after comma", "n,,n=user,"),
-        ROW("channel binding p=", "p=tls-server-end-point,,n=,r=abc"),
+        ROW("channel binding p= (not offered)", "p=tls-server-end-point,,n=,r=abc"),
         ROW("authzid", "n,a=admin,n=,r=abc"),
         ROW("unknown gs2 flag", "x,,n=,r=abc"),
         ROW("mandatory extension", "n,,m=ext,n=,r=abc"),
@@ -782,4 +782,115 @@ Test(auth, the_salt_key_follows_the_configurations_secrets)
     cr_expect(memcmp(k1, k3, sizeof(k1)) != 0, "another set, another key");
     cr_expect(memcmp(k1, k4, sizeof(k1)) != 0, "lengths count: a byte moved is another key");
     cr_expect_not(scram_salt_key_from(secrets, lens, 0, k3), "no secrets: no key (random then)");
+}
+
+/* ---- SCRAM-SHA-256-PLUS (tls-server-end-point channel binding) ---- */
+
+#include <openssl/hmac.h>
+
+/* client-final for the RFC user's password over server-first `sf` (after client-first-bare
+ * `bare`), with c= the base64 of `cbind` (cblen bytes): the proof a real client computes. */
+static void bound_final(const char *bare, const char *sf, const uint8_t *cbind, size_t cblen,
+                        char *out, size_t outsz)
+{
+    uint8_t salt[32], salted[32], ckey[32], stored[32], sig[32], proof[32];
+    char c64[256], p64[64], head[512], am[1024];
+    unsigned n = 0;
+    int sl = EVP_DecodeBlock(salt, (const unsigned char *)RFC_SALT_B64, 24) - 2;
+    cr_assert(PKCS5_PBKDF2_HMAC(RFC_PASSWORD, 6, salt, sl, 4096, EVP_sha256(), 32, salted));
+    cr_assert(HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, ckey, &n));
+    EVP_Digest(ckey, 32, stored, &n, EVP_sha256(), NULL);
+    EVP_EncodeBlock((unsigned char *)c64, cbind, (int)cblen);
+    const char *nonce = strstr(sf, "r=") + 2;
+    snprintf(head, sizeof(head), "c=%s,r=%.*s", c64, (int)(strchr(nonce, ',') - nonce), nonce);
+    snprintf(am, sizeof(am), "%s,%s,%s", bare, sf, head);
+    cr_assert(HMAC(EVP_sha256(), stored, 32, (const uint8_t *)am, strlen(am), sig, &n));
+    for (int i = 0; i < 32; i++)
+        proof[i] = ckey[i] ^ sig[i];
+    EVP_EncodeBlock((unsigned char *)p64, proof, 32);
+    snprintf(out, outsz, "%s,p=%s", head, p64);
+}
+
+/* The gs2 header and binding data a SCRAM-SHA-256-PLUS client binds with (in raw). */
+static size_t binding_of(const uint8_t *data, size_t len, uint8_t *raw)
+{
+    static const char gs2[] = "p=tls-server-end-point,,";
+    memcpy(raw, gs2, sizeof(gs2) - 1);
+    memcpy(raw + sizeof(gs2) - 1, data, len);
+    return sizeof(gs2) - 1 + len;
+}
+
+Test(auth, scram_plus_binds_the_exchange_to_the_certificate_hash)
+{
+    struct scram_verifier v = rfc_verifier();
+    uint8_t cert_hash[32], other[32], raw[96];
+    memset(cert_hash, 0xab, sizeof(cert_hash));
+    memset(other, 0xcd, sizeof(other));
+    const char first[] = "p=tls-server-end-point,,n=,r=" RFC_CNONCE;
+    for (int wrong = 0; wrong < 2; wrong++) {
+        struct scram_server s;
+        char *out = NULL, final[512];
+        const char *err = NULL;
+        scram_server_init(&s, &v);
+        scram_server_offer_binding(&s, cert_hash, sizeof(cert_hash));
+        cr_assert(scram_server_choose(&s, "SCRAM-SHA-256-PLUS"));
+        cr_assert(scram_server_handle_first(&s, first, strlen(first), RFC_SNONCE, &out, &err), "%s",
+                  err);
+        /* the client binds to the certificate it saw: another one (a man in the middle's) fails,
+         * though its proof is right for what it sent */
+        size_t n = binding_of(wrong ? other : cert_hash, 32, raw);
+        bound_final("n=,r=" RFC_CNONCE, out, raw, n, final, sizeof(final));
+        free(out);
+        bool ok = scram_server_handle_final(&s, final, strlen(final), &out, &err);
+        cr_expect_eq(ok, !wrong, "%s: %s", wrong ? "another certificate" : "its own", err);
+        if (wrong)
+            cr_expect(err && strstr(err, "channel binding mismatch"), "%s", err);
+        free(out);
+        scram_server_free(&s);
+    }
+}
+
+Test(auth, scram_plus_negotiation_is_checked)
+{
+    struct scram_verifier v = rfc_verifier();
+    uint8_t cert_hash[32];
+    memset(cert_hash, 0xab, sizeof(cert_hash));
+    static const struct {
+        bool offered;
+        const char *mech, *first, *why;
+    } rows[] = {
+        /* offered, but the client says it could bind and saw no offer: stripped by someone */
+        {true, "SCRAM-SHA-256", "y,,n=,r=abc", "negotiation"},
+        {true, "SCRAM-SHA-256-PLUS", "n,,n=,r=abc", "without channel binding"},
+        {true, "SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abc", "without SCRAM-SHA-256-PLUS"},
+        {true, "SCRAM-SHA-256-PLUS", "p=tls-unique,,n=,r=abc", "tls-server-end-point only"},
+        {true, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,a=x,n=,r=abc", "authorization"},
+        {false, "SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abc", "without SCRAM-SHA-256-PLUS"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct scram_server s;
+        char *out = NULL;
+        const char *err = NULL;
+        scram_server_init(&s, &v);
+        if (rows[i].offered)
+            scram_server_offer_binding(&s, cert_hash, sizeof(cert_hash));
+        cr_assert(scram_server_choose(&s, rows[i].mech));
+        cr_expect_not(
+            scram_server_handle_first(&s, rows[i].first, strlen(rows[i].first), NULL, &out, &err),
+            "%s accepted", rows[i].first);
+        cr_expect(err && strstr(err, rows[i].why), "%s: %s", rows[i].first, err);
+        free(out);
+        scram_server_free(&s);
+    }
+    /* not offered (no TLS): -PLUS is not a mechanism to choose; "y" is fine then */
+    struct scram_server s;
+    char *out = NULL;
+    const char *err = NULL;
+    scram_server_init(&s, &v);
+    cr_expect_not(scram_server_choose(&s, "SCRAM-SHA-256-PLUS"));
+    cr_expect_not(scram_server_choose(&s, "SCRAM-SHA-1"));
+    cr_assert(scram_server_choose(&s, "SCRAM-SHA-256"));
+    cr_expect(scram_server_handle_first(&s, "y,,n=,r=abc", 11, NULL, &out, &err), "%s", err);
+    free(out);
+    scram_server_free(&s);
 }
