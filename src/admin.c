@@ -747,6 +747,10 @@ static void run_command(struct client *c, const char *sql)
 {
     struct admincmd cmd;
     char err[200];
+    if (admincmd_is_set(sql)) { /* (drivers send some as they connect: pgjdbc, as to PgBouncer) */
+        send_command_ok(c, "SET");
+        return;
+    }
     if (!admincmd_parse(sql, &cmd, err, sizeof(err))) {
         send_error(c, "42601", err);
         return;
@@ -835,7 +839,9 @@ void admin_read(struct client *c)
         else if (type == 'Q')
             send_error(c, "08P01", "invalid Query message");
         else if (type == 'S') /* the extended protocol's messages are answered at Sync */
-            send_error(c, "0A000", "the admin console takes simple queries only");
+            send_error(c, "0A000",
+                       "the admin console takes simple queries only, as PgBouncer's (pgjdbc: "
+                       "preferQueryMode=simple; psycopg: prepare=False, no pipeline)");
         else if (!strchr("PBDECH", type)) {
             client_fail(c, "08P01", "invalid frontend message type");
             return;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *skip_blanks(const char *p)
 {
@@ -101,4 +102,10 @@ bool admincmd_parse(const char *sql, struct admincmd *out, char *err, size_t err
         return false;
     }
     return true;
+}
+
+bool admincmd_is_set(const char *sql)
+{
+    const char *p = skip_blanks(sql);
+    return strncasecmp(p, "SET", 3) == 0 && isspace((unsigned char)p[3]);
 }

@@ -17,4 +17,8 @@ struct admincmd {
 /* Reads sql into out; false with a message saying what is wrong (for a 42601 error). */
 bool admincmd_parse(const char *sql, struct admincmd *out, char *err, size_t errsz);
 
+/* Is sql a SET statement (SET name = value, SET SESSION ..., SET LOCAL ...)? The console
+ * answers it SET and changes nothing: it has no settings a client could change. */
+bool admincmd_is_set(const char *sql);
+
 #endif

@@ -256,11 +256,11 @@ public class Redteam29 {
         }
     }
 
-    /* FINDING (low): the admin console cannot be used from pgjdbc. In its default (extended)
-     * mode every query gets 0A000 "the admin console takes simple queries only"; with
-     * preferQueryMode=simple the login itself fails, on the "SET extra_float_digits = 3" pgjdbc
-     * sends after connecting (42601 "unexpected text after ..."). PgBouncer's console takes
-     * such SETs for this reason. */
+    /* FOUND, FIXED since (low): the admin console could not be used from pgjdbc. With
+     * preferQueryMode=simple the login itself failed, on the "SET extra_float_digits = 3"
+     * pgjdbc sends after connecting (42601 "unexpected text after ..."); the console answers SET
+     * now, as PgBouncer's does. Like PgBouncer's, it takes simple queries only: in pgjdbc's
+     * default (extended) mode a query gets 0A000 with a message that names the setting. */
     static void adminConsole() {
         for (String mode : new String[] {"simple", "extended"}) {
             String got;
@@ -273,8 +273,13 @@ public class Redteam29 {
             } catch (SQLException e) {
                 got = e.getSQLState() + " " + e.getMessage();
             }
-            check("admin console through pgjdbc (preferQueryMode=" + mode + "): SHOW POOLS lists the three pools",
-                  "rows 3".equals(got), got);
+            if (mode.equals("simple"))
+                check("admin console through pgjdbc (preferQueryMode=simple): SHOW POOLS lists "
+                      + "the three pools", "rows 3".equals(got), got);
+            else
+                check("admin console through pgjdbc (extended): refused with 0A000 naming "
+                      + "preferQueryMode=simple", got.startsWith("0A000") &&
+                      got.contains("preferQueryMode=simple"), got);
         }
     }
 

@@ -78,3 +78,15 @@ Test(admincmd, no_command_names_the_commands)
     cr_expect(strstr(err, "RECONNECT, KILL, DISABLE, ENABLE"), "%s", err);
     cr_expect(strstr(err, "SHOW HELP"), "%s", err);
 }
+
+/* Drivers send SETs as they connect (pgjdbc: extra_float_digits): the console takes them. */
+Test(admincmd, set_statements_are_recognised)
+{
+    cr_expect(admincmd_is_set("SET extra_float_digits = 3"));
+    cr_expect(admincmd_is_set("  set application_name TO 'x'"));
+    cr_expect(admincmd_is_set("SET\tSESSION TIME ZONE 'UTC'"));
+    cr_expect_not(admincmd_is_set("SETTINGS"));
+    cr_expect_not(admincmd_is_set("SHOW POOLS"));
+    cr_expect_not(admincmd_is_set("RESET ALL"));
+    cr_expect_not(admincmd_is_set("SET"));
+}
