@@ -716,7 +716,7 @@ Test(redteam30, a_silent_holder_of_the_takeover_socket_does_not_disturb_serving)
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+    snprintf(a.sun_path, sizeof(a.sun_path), "%.107s", sock);
     int holders[8];
     for (int i = 0; i < 8; i++) { /* more than the control socket's backlog of 4 */
         holders[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);

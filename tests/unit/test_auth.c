@@ -794,7 +794,7 @@ static void bound_final(const char *bare, const char *sf, const uint8_t *cbind, 
                         char *out, size_t outsz)
 {
     uint8_t salt[32], salted[32], ckey[32], stored[32], sig[32], proof[32];
-    char c64[256], p64[64], head[512], am[1024];
+    char c64[256], p64[64], head[400], am[2048];
     unsigned n = 0;
     int sl = EVP_DecodeBlock(salt, (const unsigned char *)RFC_SALT_B64, 24) - 2;
     cr_assert(PKCS5_PBKDF2_HMAC(RFC_PASSWORD, 6, salt, sl, 4096, EVP_sha256(), 32, salted));
@@ -829,7 +829,7 @@ Test(auth, scram_plus_binds_the_exchange_to_the_certificate_hash)
     const char first[] = "p=tls-server-end-point,,n=,r=" RFC_CNONCE;
     for (int wrong = 0; wrong < 2; wrong++) {
         struct scram_server s;
-        char *out = NULL, final[512];
+        char *out = NULL, final[1024];
         const char *err = NULL;
         scram_server_init(&s, &v);
         scram_server_offer_binding(&s, cert_hash, sizeof(cert_hash));
