@@ -52,7 +52,9 @@ static const char *const large_object_catalogs[] = {"pg_largeobject", "pg_largeo
     "%s is not allowed under row-level security: large objects belong to a role, and every "       \
     "client's server connections log in as the same one, so each could read or change the "        \
     "others' (keep such data in bytea columns, which the policies cover)"
-/* ... and prepared transactions (two-phase commit): any session of the role may finish one. */
+/* ... and prepared transactions (two-phase commit): any session of the role may finish one.
+ * (pg_prepared_xact(), under the view pg_prepared_xacts) */
+#define TWO_PHASE_FUNCTION "pg_prepared_xact"
 #define WHY_TWO_PHASE                                                                              \
     "two-phase commit (PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, "                  \
     "pg_prepared_xacts) is not allowed under row-level security: every client's server "           \
@@ -455,7 +457,7 @@ static void check_called_name(struct check *k, const char *fn)
                fn);
     if (in_names(fn, large_object_functions, COUNT(large_object_functions)))
         refuse(k, WHY_LARGE_OBJECT, fn);
-    if (strncasecmp(fn, "pg_prepared_xact", 16) == 0)
+    if (strncasecmp(fn, TWO_PHASE_FUNCTION, strlen(TWO_PHASE_FUNCTION)) == 0)
         refuse(k, WHY_TWO_PHASE, NULL);
 }
 

@@ -63,7 +63,7 @@ static struct config *load_config(const char *path)
 }
 
 /* The stop signals (SIGTERM, SIGINT) held back while a takeover is under way: one that comes
- * before DONE abandons it (takeover_stop_pending), one after is handled by the loop. */
+ * before DONE abandons it (stop_pending), one after is handled by the loop. */
 static sigset_t stop_signals(void)
 {
     sigset_t set;

@@ -1606,6 +1606,16 @@ static void reset_behind_readback(struct server *s)
     reset_behind(s, s->internal_pending); /* (the read-back's ReadyForQuery still owed) */
 }
 
+/* Did the client leave active server s at a message boundary with its replies countable: no
+ * extended batch open, no copy, nothing half-relayed either way, not held back by the client's
+ * unread output? (What can_drain and can_roll_back both need.) */
+static bool left_at_a_boundary(const struct server *s)
+{
+    return s->client && s->state == SV_ACTIVE && !s->unsure && !s->ext_open && !s->copy_in &&
+           !s->copy_active && s->copy_assumed == 0 && s->relay.pass_left == 0 &&
+           s->client->relay.pass_left == 0 && !s->paused;
+}
+
 /* Has the client left s with whole statements in flight, and nothing else unfinished: no
  * transaction block open as of the last ReadyForQuery, only simple queries owed (one
  * ReadyForQuery each, whatever happens: an error in an extended-protocol segment would skip
@@ -1615,10 +1625,8 @@ static void reset_behind_readback(struct server *s)
  * is closed at once, as is one that must retire. */
 static bool can_drain(const struct server *s)
 {
-    return s->client && s->state == SV_ACTIVE && (s->in_flight > 0 || s->cancels_pending > 0) &&
-           s->txn == 'I' && !s->unsure && !s->ext_open && !s->copy_in && !s->copy_active &&
-           s->copy_assumed == 0 && rq_only_queries(&s->replies) && s->relay.pass_left == 0 &&
-           s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, false);
+    return left_at_a_boundary(s) && (s->in_flight > 0 || s->cancels_pending > 0) && s->txn == 'I' &&
+           rq_only_queries(&s->replies) && !retire_reason_with(s, false);
 }
 
 /* Has the client left s idle inside a transaction block (as of the last ReadyForQuery):
@@ -1629,10 +1637,8 @@ static bool can_drain(const struct server *s)
  * pool.idle_transaction_timeout_s). */
 static bool can_roll_back(const struct server *s)
 {
-    return s->client && s->state == SV_ACTIVE && s->txn != 'I' && s->in_flight == 0 &&
-           s->cancels_pending == 0 && !s->unsure && !s->ext_open && !s->copy_in &&
-           !s->copy_active && s->copy_assumed == 0 && s->relay.pass_left == 0 &&
-           s->client->relay.pass_left == 0 && !s->paused && !retire_reason_with(s, true);
+    return left_at_a_boundary(s) && s->txn != 'I' && s->in_flight == 0 && s->cancels_pending == 0 &&
+           !retire_reason_with(s, true);
 }
 
 bool server_idle_in_transaction(const struct server *s)

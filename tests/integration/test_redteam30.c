@@ -57,11 +57,7 @@ static void pick_http_port(void)
 
 static int port_apart(int avoid)
 {
-    int p;
-    do
-        p = free_port();
-    while (p == http_port || p == avoid);
-    return p;
+    return free_port_except(http_port, avoid);
 }
 
 /* The standard configuration on port (transaction pooling, pool_size servers), with the

@@ -96,11 +96,7 @@ static void pick_http_port(void)
  * proxy holds it, and a proxy's listen port on its own admin.http port fails the takeover. */
 static int port_apart(int avoid)
 {
-    int p;
-    do
-        p = free_port();
-    while (p == http_port || p == avoid);
-    return p;
+    return free_port_except(http_port, avoid);
 }
 
 TestSuite(takeover, .init = pick_http_port, .timeout = 180);

@@ -80,6 +80,15 @@ int free_port(void)
     return -1;
 }
 
+int free_port_except(int a, int b)
+{
+    int p;
+    do
+        p = free_port();
+    while (p == a || p == b);
+    return p;
+}
+
 double now_s(void)
 {
     struct timespec ts;
