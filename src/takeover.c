@@ -551,10 +551,12 @@ bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *er
     }
     if ((t->conn = connect_control(cfg->takeover_socket, err, errsz)) < 0)
         return false;
+    /* read even when the send failed: a process that refuses says why, then closes, maybe
+     * before the request reached it */
+    bool sent = send_line(t->conn, "TAKEOVER 1\n");
     bool ok =
-        send_line(t->conn, "TAKEOVER 1\n") &&
         read_line(t->conn, TAKEOVER_TIMEOUT_S, line, sizeof(line), fds, &nfds, why, sizeof(why));
-    if (!ok && errno == EPIPE)
+    if (!ok && !sent)
         snprintf(why, sizeof(why), "it closed the connection");
     bool refused = ok && strncmp(line, "ERROR ", 6) == 0; /* (take_sockets cuts line up) */
     if (refused)
