@@ -178,9 +178,12 @@ static void show_clients(struct client *c)
     list_for_each_safe (it, tmp, &c->w->clients) {
         struct client *o = list_entry(it, struct client, node);
         char id[24], server_id[24];
+        /* names a client sent are shown once it has logged in: before, they may be anything
+         * (a password typed into the user field), as the log never holds a refused one */
+        bool in = o->sent_ready;
         const char *row[] = {num(id, (long long)o->id),
-                             o->user ? o->user : "",
-                             o->database ? o->database : "",
+                             in && o->user ? o->user : "",
+                             in && o->database ? o->database : "",
                              o->addr,
                              client_state_name(o),
                              o->tls ? "yes" : "no",

@@ -576,6 +576,25 @@ static bool whole_message_buffered(struct client *c)
            evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
 }
 
+int client_idle_limit_s(const struct client *c)
+{
+    bool served = c->state == CL_IDLE || c->state == CL_ACTIVE;
+    return served && c->pool ? c->pool->db->pool.client_idle_timeout_s : 0;
+}
+
+bool client_idle_between_statements(const struct client *c)
+{
+    if (c->closing || !c->bev || c->relay.pass_left > 0 || c->cancel_wait ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        return false;
+    if (c->state == CL_IDLE)
+        return true;
+    const struct server *s = c->server;
+    return c->state == CL_ACTIVE && s && s->state == SV_ACTIVE && s->txn == 'I' &&
+           s->in_flight == 0 && !s->ext_open && !s->copy_in && !s->copy_active &&
+           s->relay.pass_left == 0;
+}
+
 bool client_out_full(const struct client *c)
 {
     return c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATER;
@@ -1275,7 +1294,7 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
 {
     struct client *c = arg;
     if (!body)
-        c->msgs_in++; /* (activity, for pool.idle_transaction_timeout_s) */
+        c->msgs_in++; /* (activity: pool.idle_transaction_timeout_s, client_idle_timeout_s) */
     if ((type == 'Q' || type == 'P' || type == 'F') && !body && mask_must_wait(c))
         return RV_WAIT;
     /* a pipeline deeper than the queue waits for the server's answers, as PostgreSQL would

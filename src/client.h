@@ -74,6 +74,13 @@ void client_transaction_lost(struct client *c, const char *sqlstate, const char 
 enum tls_lack { TLS_LACKS_NOTHING, TLS_LACKS_TLS, TLS_LACKS_CERT };
 enum tls_lack client_tls_lack(const struct config *cfg, const struct client *c);
 
+/* pool.client_idle_timeout_s of c's database when c is logged in to it (0: not timed). */
+int client_idle_limit_s(const struct client *c);
+
+/* Is c idle between statements: outside a transaction block, owed nothing, sending nothing,
+ * no copy, nothing half-relayed? (pool.client_idle_timeout_s) */
+bool client_idle_between_statements(const struct client *c);
+
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
 /* client_fail, logging `logged` in place of msg (which may quote a value the client sent). */

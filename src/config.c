@@ -404,6 +404,8 @@ static const struct field pool_fields[] = {
     INT("reserve_timeout_ms", struct pool_config, reserve_timeout_ms, 1, 86400000),
     INT("check_after_s", struct pool_config, check_after_s, 0, 86400),
     INT("idle_transaction_timeout_s", struct pool_config, idle_transaction_timeout_s, 0, 86400),
+    INT("query_timeout_s", struct pool_config, query_timeout_s, 0, 86400),
+    INT("client_idle_timeout_s", struct pool_config, client_idle_timeout_s, 0, 31536000),
 };
 static const struct table pool_table = TABLE(pool_fields);
 

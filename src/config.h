@@ -48,6 +48,10 @@ struct pool_config {
                                query before it serves a client (default 30, 0 = never) */
     int idle_transaction_timeout_s; /* pool.idle_transaction_timeout_s: close a client idle
                                        inside a transaction this long (default 0 = never) */
+    int query_timeout_s;            /* pool.query_timeout_s: close a client whose statement runs
+                                       this long, cancelling it (default 0 = never) */
+    int client_idle_timeout_s;      /* pool.client_idle_timeout_s: close a client idle between
+                                       statements this long (default 0 = never) */
 };
 
 /* A YAML list of strings. */

@@ -22,6 +22,7 @@
 #include "msgbudget.h"
 #include "prepared.h"
 #include "recent.h"
+#include "spell.h"
 #include "sqlkey.h"
 
 /* Above this many bytes queued towards one side, stop reading the other side. */
@@ -222,11 +223,11 @@ struct server {
     struct relay relay;
     time_t created;
     time_t last_used;
-    int64_t idle_txn_since_ms;    /* when the janitor first saw its client idle inside a
-                                     transaction block (monotime_ms; 0: not idle there), for
-                                     pool.idle_transaction_timeout_s */
-    uint64_t idle_txn_client;     /* ... that client's id, and its msgs_in then: any message */
-    uint64_t idle_txn_msgs;       /* since ends the idle spell */
+    struct spell idle_txn;        /* its client idle inside a transaction block (who: the client,
+                                     mark: its msgs_in): pool.idle_transaction_timeout_s */
+    struct spell running;         /* a statement of its client's running (mark: readies):
+                                     pool.query_timeout_s */
+    uint64_t readies;             /* ReadyForQuery messages relayed to clients */
     int64_t created_ms;           /* server_now_ms() at login */
     int jitter_permille;          /* 0-200: this server's lifetime is shortened by as much */
     unsigned generation;          /* the pool's generation when it connected */
@@ -332,6 +333,7 @@ struct client {
     struct event *login_timer; /* startup + authentication must finish in time */
     uint64_t id;
     uint64_t msgs_in;    /* messages it sent while linked to a server (counted at their header) */
+    struct spell idle;   /* idle between statements (mark: msgs_in): pool.client_idle_timeout_s */
     char addr[64];       /* "host:port", or "unix" */
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
     bool over_limit;     /* accepted past limits.max_clients: a CancelRequest only (client.c) */

@@ -623,27 +623,17 @@ static void expire_idle(struct pool *p, time_t now)
     }
 }
 
-/* The client of p that has been idle inside a transaction block for `limit` seconds, if any,
- * after marking the spells of the others: a spell starts at the first round that sees it and
- * ends with any message from the client, so a client is found a second or two late at most,
- * never early. */
+/* The client of p that has been idle inside a transaction block for `limit` seconds, if any
+ * (spell.h: any message from it ends a spell). */
 static struct client *idle_transaction_expired(struct pool *p, int64_t now_ms, int limit)
 {
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &p->active) {
         struct server *s = list_entry(it, struct server, node);
         struct client *c = s->client;
-        if (!server_idle_in_transaction(s)) {
-            s->idle_txn_since_ms = 0;
-        } else if (!s->idle_txn_since_ms || s->idle_txn_client != c->id ||
-                   s->idle_txn_msgs != c->msgs_in) {
-            s->idle_txn_since_ms = now_ms;
-            s->idle_txn_client = c->id;
-            s->idle_txn_msgs = c->msgs_in;
-        } else if (now_ms - s->idle_txn_since_ms >= (int64_t)limit * 1000) {
-            s->idle_txn_since_ms = 0;
+        if (spell_over(&s->idle_txn, server_idle_in_transaction(s), c ? c->id : 0,
+                       c ? c->msgs_in : 0, now_ms, limit))
             return c;
-        }
     }
     return NULL;
 }
@@ -651,10 +641,9 @@ static struct client *idle_transaction_expired(struct pool *p, int64_t now_ms, i
 /* Closes the clients idle inside a transaction block for pool.idle_transaction_timeout_s:
  * each holds its server from everyone else meanwhile (the server rolls back and stays:
  * server_unlink). One at a time, as closing one changes the lists. */
-static void expire_idle_transactions(struct pool *p)
+static void expire_idle_transactions(struct pool *p, int64_t now_ms)
 {
     int limit = p->db->pool.idle_transaction_timeout_s;
-    int64_t now_ms = monotime_ms();
     struct client *c;
     while (limit > 0 && (c = idle_transaction_expired(p, now_ms, limit))) {
         char msg[256], logged[96];
@@ -666,6 +655,61 @@ static void expire_idle_transactions(struct pool *p)
         snprintf(logged, sizeof(logged),
                  "idle inside a transaction for %d s (pool.idle_transaction_timeout_s)", limit);
         client_fail_as(c, "25P03", msg, logged);
+    }
+}
+
+/* The server of p whose client's statement has been running for `limit` seconds, if any
+ * (spell.h: each ReadyForQuery ends a spell). */
+static struct server *statement_overdue(struct pool *p, int64_t now_ms, int limit)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->active) {
+        struct server *s = list_entry(it, struct server, node);
+        if (spell_over(&s->running, server_running_statement(s), s->client ? s->client->id : 0,
+                       s->readies, now_ms, limit))
+            return s;
+    }
+    return NULL;
+}
+
+/* Ends the statements that have run for pool.query_timeout_s: PostgreSQL is asked to cancel
+ * each, and its client is closed (its server is drained and kept when it can be:
+ * server_unlink), as PgBouncer's query_timeout does. One at a time. */
+static void expire_statements(struct pool *p, int64_t now_ms)
+{
+    int limit = p->db->pool.query_timeout_s;
+    struct server *s;
+    while (limit > 0 && (s = statement_overdue(p, now_ms, limit))) {
+        char msg[256], logged[96];
+        snprintf(msg, sizeof(msg),
+                 "terminating connection due to query timeout: a statement ran longer than %d s "
+                 "(pool.query_timeout_s of database \"%.64s\"); lakeproxy asked the server to "
+                 "cancel it",
+                 limit, p->db->name);
+        snprintf(logged, sizeof(logged), "a statement ran longer than %d s (pool.query_timeout_s)",
+                 limit);
+        server_end_overdue_statement(s, msg, logged);
+    }
+}
+
+/* Closes w's clients idle between statements for their pool's pool.client_idle_timeout_s
+ * (spell.h: any message from one ends its spell), as PgBouncer's client_idle_timeout. */
+static void expire_idle_clients(struct worker *w, int64_t now_ms)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &w->clients) {
+        struct client *c = list_entry(it, struct client, node);
+        int limit = client_idle_limit_s(c);
+        if (limit <= 0 || !spell_over(&c->idle, client_idle_between_statements(c), c->id,
+                                      c->msgs_in, now_ms, limit))
+            continue;
+        char msg[256], logged[96];
+        snprintf(msg, sizeof(msg),
+                 "terminating connection due to idle-session timeout: no statement for %d s "
+                 "(pool.client_idle_timeout_s of database \"%.64s\")",
+                 limit, c->pool->db->name);
+        snprintf(logged, sizeof(logged), "idle for %d s (pool.client_idle_timeout_s)", limit);
+        client_fail_as(c, "57P05", msg, logged);
     }
 }
 
@@ -689,13 +733,16 @@ void pool_janitor(struct worker *w)
     for (size_t i = 0; i < w->cfg->n_dbs; i++) /* pools with pool.min exist from the start */
         if (w->cfg->dbs[i].pool.min > 0 && !pool_get(w, &w->cfg->dbs[i], err, sizeof(err)))
             log_warning("pool %s: %s", w->cfg->dbs[i].name, err);
+    int64_t now_ms = monotime_ms();
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->pools) {
         struct pool *p = list_entry(it, struct pool, node);
         expire_idle(p, now);
-        expire_idle_transactions(p);
+        expire_idle_transactions(p, now_ms);
+        expire_statements(p, now_ms);
         keep_min(p);
     }
+    expire_idle_clients(w, now_ms);
 }
 
 /* Is the address of s among the answers in res? */

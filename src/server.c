@@ -1024,6 +1024,7 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
         s->carried_open = 0;
     if (s->in_flight > 0)
         s->in_flight--;
+    s->readies++;
     s->pool->stats.queries++;
     s->pool->stats.xacts += s->txn == 'I';
     bool fakes_follow = mode->ready(s);
@@ -1645,8 +1646,25 @@ bool server_idle_in_transaction(const struct server *s)
 {
     const struct client *c = s->client;
     return c && c->bev && s->state == SV_ACTIVE && s->txn != 'I' && s->in_flight == 0 &&
-           !s->copy_in && !s->copy_active && s->copy_assumed == 0 && c->relay.pass_left == 0 &&
-           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+           !s->ext_open && !s->copy_in && !s->copy_active && s->copy_assumed == 0 &&
+           c->relay.pass_left == 0 && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+}
+
+bool server_running_statement(const struct server *s)
+{
+    return s->client && s->state == SV_ACTIVE && (s->in_flight > 0 || s->ext_open) && !s->copy_in &&
+           !s->copy_active && s->copy_assumed == 0;
+}
+
+void server_end_overdue_statement(struct server *s, const char *msg, const char *logged)
+{
+    struct client *c = s->client;
+    bool mid_message = s->relay.pass_left > 0; /* (an ErrorResponse would land inside it) */
+    cancel_unanswered(s);
+    if (mid_message)
+        client_close(c, logged);
+    else
+        client_fail_as(c, "57014", msg, logged);
 }
 
 /* A cancel of the departed client's is on its way to s: the owed ReadyForQuery messages are

@@ -48,9 +48,20 @@ bool server_send_cancel(struct server *s, uint64_t requester);
 bool server_is_clean(const struct server *s);
 
 /* Is s's client idle inside a transaction block: the server owes it nothing, no copy is going
- * on, and the client is not in the middle of sending a message (nor has one waiting to be
- * read)? (pool.idle_transaction_timeout_s) */
+ * on, no extended-protocol batch is open (an Execute behind a Flush may be running), and the
+ * client is not in the middle of sending a message (nor has one waiting to be read)?
+ * (pool.idle_transaction_timeout_s) */
 bool server_idle_in_transaction(const struct server *s);
+
+/* Is a statement of s's client running on it: a ReadyForQuery owed, or an extended-protocol
+ * batch open (an Execute behind a Flush may run: lakeproxy cannot tell), and no copy from the
+ * client under way (then the server waits for the client)? (pool.query_timeout_s) */
+bool server_running_statement(const struct server *s);
+
+/* s's client's statement ran past pool.query_timeout_s: PostgreSQL is asked to cancel it and
+ * the client is closed, with FATAL 57014 msg unless a message to it is half-relayed (then
+ * without a word); logged goes to the log. */
+void server_end_overdue_statement(struct server *s, const char *msg, const char *logged);
 
 /* The replies owed by s can no longer be counted (why says how it was found): logged once; s
  * stays with its client and is closed when the client leaves, never handed to another. */

@@ -590,9 +590,11 @@ Test(admin, a_pipelined_reload_removing_its_own_console_answers_no_more)
     PQfinish(c);
 }
 
-/* A name a client chose is one column of SHOW CLIENTS whatever it holds (red team 6: a user
- * name with '|' in it, sent by a login that never answers, became columns of its own: an
- * address and a state of the prober's choosing, the real address pushed out of the row). */
+/* A name a client chose cannot forge SHOW CLIENTS columns (red team 6: a user name with '|' in
+ * it, sent by a login that never answers, became columns of its own: an address and a state
+ * of the prober's choosing, the real address pushed out of the row); and until a client has
+ * logged in its names are not shown at all (red team 31: they may be a password typed into
+ * the user field): the prober's row is a login from its real address with no names. */
 Test(admin, a_user_name_cannot_forge_show_clients_columns)
 {
     static const char forged[] = "alice|app|203.0.113.9:5432|active|yes|1";
@@ -611,17 +613,22 @@ Test(admin, a_user_name_cannot_forge_show_clients_columns)
     PGresult *r = PQexec(adm, "SHOW CLIENTS");
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
     int user = PQfnumber(r, "user"), db = PQfnumber(r, "database"), addr = PQfnumber(r, "addr");
-    int found = 0;
+    int state = PQfnumber(r, "state");
+    int logins = 0;
     for (int i = 0; i < PQntuples(r); i++) {
         cr_expect_str_neq(PQgetvalue(r, i, addr), "203.0.113.9:5432", "row %d", i);
-        if (strcmp(PQgetvalue(r, i, user), forged) == 0) {
-            found++;
-            cr_expect_str_eq(PQgetvalue(r, i, db), "app|x");
+        cr_expect(!strstr(PQgetvalue(r, i, user), "203.0.113.9"), "row %d: user %s", i,
+                  PQgetvalue(r, i, user));
+        cr_expect(!strstr(PQgetvalue(r, i, db), "app|x"), "row %d: database %s", i,
+                  PQgetvalue(r, i, db));
+        if (strcmp(PQgetvalue(r, i, state), "login") == 0) {
+            logins++;
+            cr_expect_str_eq(PQgetvalue(r, i, user), "", "a name before login");
             cr_expect(strncmp(PQgetvalue(r, i, addr), "127.0.0.1:", 10) == 0, "addr %s",
                       PQgetvalue(r, i, addr));
         }
     }
-    cr_expect_eq(found, 1, "the prober's row shows its whole name in the user column");
+    cr_expect_eq(logins, 1, "the prober's login is one row");
     PQclear(r);
     PQfinish(adm);
     close(fd);

@@ -1260,26 +1260,10 @@ static PGconn *connect_to(const char *db)
     return c;
 }
 
-/* What lakeproxy said to a client between queries (libpq hands such a message, even a FATAL
- * one, to the notice receiver). */
-struct said {
-    char state[6];
-    char msg[512];
-};
-
-static void keep_said(void *arg, const PGresult *r)
-{
-    struct said *s = arg;
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    snprintf(s->state, sizeof(s->state), "%s", state ? state : "");
-    snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : "");
-}
-
 /* A client that opened a transaction, wrote a row and took a session lock, then went quiet:
  * closed with 25P03 after the timeout (not before), its transaction rolled back, and the pool's
  * one server, reset, serves the next client (the same backend: not closed and replaced). */
-static void expect_idle_transaction_closed(const char *db)
+static void expect_idle_transaction_closed(const char *db, int lock_key)
 {
     PGconn *admin = pg_admin("lp_test");
     char table[32];
@@ -1291,19 +1275,13 @@ static void expect_idle_transaction_closed(const char *db)
     snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES (1)", table);
     free(query_value(a, "BEGIN"));
     free(query_value(a, sql));
-    free(query_value(a, "SELECT pg_advisory_lock(4711)"));
-    double t0 = now_s();
+    snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d)", lock_key);
+    free(query_value(a, sql));
     usleep(800 * 1000);
     EXPECT_QUERY_VALUE(a, "SELECT 'still open'", "still open", "closed before its timeout");
     struct said said;
-    memset(&said, 0, sizeof(said));
-    PQsetNoticeReceiver(a, keep_said, &said);
-    t0 = now_s(); /* the spell starts again at that statement */
-    while (PQstatus(a) == CONNECTION_OK && now_s() - t0 < 5) {
-        usleep(50 * 1000);
-        PQconsumeInput(a);
-        PQisBusy(a); /* (parses what came: PQconsumeInput only reads) */
-    }
+    double t0 = now_s(); /* the spell starts again at that statement */
+    idle_said(a, &said, 5000);
     double took = now_s() - t0;
     cr_expect_geq(took, 1.0, "closed after %.2f s of a 1 s timeout", took);
     cr_expect_lt(took, 3.5, "still open %.2f s into a 1 s timeout", took);
@@ -1316,8 +1294,8 @@ static void expect_idle_transaction_closed(const char *db)
                        "the server was rolled back and kept, not closed");
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
     EXPECT_QUERY_VALUE(b, sql, "0", "the idle transaction was rolled back");
-    EXPECT_QUERY_VALUE(admin, "SELECT pg_try_advisory_lock(4711)", "t",
-                       "the session lock went with the reset");
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)", lock_key);
+    EXPECT_QUERY_VALUE(admin, sql, "t", "the session lock went with the reset");
     PQfinish(b);
     PQfinish(admin);
     free(pid);
@@ -1327,12 +1305,12 @@ static void expect_idle_transaction_closed(const char *db)
 
 Test(txn_idle, transaction_pooling_closes_a_client_idle_in_a_transaction)
 {
-    expect_idle_transaction_closed("itx");
+    expect_idle_transaction_closed("itx", 4711); /* (a key of its own: the two run at once) */
 }
 
 Test(txn_idle, session_pooling_closes_a_client_idle_in_a_transaction)
 {
-    expect_idle_transaction_closed("its");
+    expect_idle_transaction_closed("its", 4721);
 }
 
 /* Busy is not idle: a statement running past the timeout, a client that keeps talking inside

@@ -689,25 +689,35 @@ PGresult *query_result_within(PGconn *c, double timeout_s)
     return last;
 }
 
-/* Notice receiver: keeps the SQLSTATE of the last error or notice in arg (6 bytes). */
-static void keep_sqlstate(void *arg, const PGresult *r)
+/* Notice receiver: keeps the SQLSTATE and message of the last error or notice in a said. */
+static void keep_said(void *arg, const PGresult *r)
 {
-    const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    snprintf(arg, 6, "%s", s ? s : "");
+    struct said *said = arg;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(said->state, sizeof(said->state), "%s", state ? state : "");
+    snprintf(said->msg, sizeof(said->msg), "%s", msg ? msg : "");
 }
 
-void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms)
+void idle_said(PGconn *c, struct said *said, int wait_ms)
 {
-    sqlstate[0] = '\0';
-    PQsetNoticeReceiver(c, keep_sqlstate, sqlstate);
+    memset(said, 0, sizeof(*said));
+    PQsetNoticeReceiver(c, keep_said, said);
     for (int waited = 0;; waited += 20) {
         PQconsumeInput(c);
         PQisBusy(c); /* parses what arrived */
-        if (sqlstate[0] || waited >= wait_ms)
+        if (said->state[0] || waited >= wait_ms)
             break;
         usleep(20 * 1000);
     }
     PQsetNoticeReceiver(c, NULL, NULL);
+}
+
+void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms)
+{
+    struct said said;
+    idle_said(c, &said, wait_ms);
+    memcpy(sqlstate, said.state, sizeof(said.state));
 }
 
 void outcome_of(PGconn *c, struct outcome *o)

@@ -154,6 +154,16 @@ bool wait_notify(int fd, const char *want, int timeout_ms, char *seen, size_t se
 /* The HTTP status of GET path from 127.0.0.1:port, -1 when nothing answers within 5 s. */
 int http_status(int port, const char *path);
 
+/* What the proxy said to a client between queries: an error or notice (libpq hands even a
+ * FATAL one sent then to the notice receiver). */
+struct said {
+    char state[6]; /* SQLSTATE, "" when nothing came */
+    char msg[512]; /* primary message */
+};
+
+/* Waits up to wait_ms for the proxy to say something to c while it is idle, into *said. */
+void idle_said(PGconn *c, struct said *said, int wait_ms);
+
 /* The SQLSTATE of the ErrorResponse the proxy sent c while it was idle (libpq hands it to the
  * notice receiver), waiting up to wait_ms for it; "" when none came. */
 void idle_goodbye(PGconn *c, char sqlstate[6], int wait_ms);

@@ -226,7 +226,8 @@ static const struct {
     {"databases:\n  app:\n    host: h\n    user: u\n    pool:\n      sise: 5\n",
      "t.yaml:6:7: unknown key 'sise' in databases.app.pool (expected one of: mode, size, min, "
      "max_wait_ms, idle_timeout_s, lifetime_s, connect_timeout_ms, reserve, "
-     "reserve_timeout_ms, check_after_s, idle_transaction_timeout_s)"},
+     "reserve_timeout_ms, check_after_s, idle_transaction_timeout_s, query_timeout_s, "
+     "client_idle_timeout_s)"},
     {"listen:\n  port: abc\ndatabases:\n  app: {host: h, user: u}\n",
      "t.yaml:2:9: listen.port: expected an integer, got \"abc\""},
     {"listen:\n  port: \"5432\"\ndatabases:\n  app: {host: h, user: u}\n",
