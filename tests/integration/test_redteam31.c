@@ -433,13 +433,11 @@ Test(redteam31, the_console_under_churn_shows_no_secret_and_survives, .timeout =
         ch[i].stop = true;
         pthread_join(th[i], NULL);
     }
-    int logins = 0;
-    for (int i = 0; i < N; i++)
-        logins += ch[i].logins;
+    for (int i = 0; i < N; i++) /* (the churn ran alongside: not a rate, which is a bench's) */
+        cr_expect_geq(ch[i].logins, 2, "churn thread %d logged in %d times", i, ch[i].logins);
     cr_expect_eq(PQstatus(adm), CONNECTION_OK, "the console connection died");
     cr_expect_eq(bad, 0, "%d console commands failed of %d", bad, rounds);
     cr_expect_str_eq(leak, "", "the console shows a secret: %s", leak);
-    cr_expect_gt(logins, 50, "only %d logins in 8 s", logins);
     PGconn *b = tenant("t2");
     expect_clean_for_t2(b, "after the churn");
     PQfinish(b);
