@@ -325,15 +325,20 @@ static void show_config(struct client *c)
     config_row(&r, "limits.shutdown_timeout_s", "%d", cfg->shutdown_timeout_s);
     config_row(&r, "limits.login_timeout_s", "%d", cfg->login_timeout_s);
     config_row(&r, "limits.core_dumps", "%s", cfg->core_dumps ? "true" : "false");
+    config_row(&r, "limits.tcp", "keepalive_idle_s=%d interval_s=%d count=%d user_timeout_ms=%d",
+               cfg->tcp.keepalive_idle_s, cfg->tcp.keepalive_interval_s, cfg->tcp.keepalive_count,
+               cfg->tcp.user_timeout_ms);
     config_row(&r, "log.level", "%s", cfg->log_level);
     for (size_t i = 0; i < cfg->n_dbs; i++) {
         const struct db_config *d = &cfg->dbs[i];
         static const char *const tls[] = {"disable", "prefer", "require", "verify-full"};
         char key[300];
         config_row(&r, fmt_value(key, sizeof(key), "databases.%s", d->name),
-                   "%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d", d->host, d->port,
-                   d->dbname, d->user, tls[d->tls], pool_mode_for(d)->name, d->pool.size,
-                   d->pool.max_wait_ms);
+                   "%s:%d/%s user=%s tls=%s mode=%s size=%d max_wait_ms=%d "
+                   "idle_transaction_timeout_s=%d query_timeout_s=%d client_idle_timeout_s=%d",
+                   d->host, d->port, d->dbname, d->user, tls[d->tls], pool_mode_for(d)->name,
+                   d->pool.size, d->pool.max_wait_ms, d->pool.idle_transaction_timeout_s,
+                   d->pool.query_timeout_s, d->pool.client_idle_timeout_s);
         allow_row(&r, d);
     }
     config_row(&r, "users", "%zu configured%s", cfg->n_users,

@@ -5,7 +5,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1744,8 +1743,7 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     conn_format_addr(sa, c->addr, sizeof(c->addr));
     c->on_unix_socket = sa->sa_family == AF_UNIX;
     make_cancel_key(c);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_tune_tcp(fd, &w->cfg->tcp);
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->login_timer = evtimer_new(w->base, login_timeout_cb, c);

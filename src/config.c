@@ -365,6 +365,10 @@ struct limits_holder {
     int shutdown_timeout_s;
     int login_timeout_s;
     bool core_dumps;
+    int tcp_keepalive_idle_s;
+    int tcp_keepalive_interval_s;
+    int tcp_keepalive_count;
+    int tcp_user_timeout_ms;
 };
 
 static const struct field limits_fields[] = {
@@ -374,6 +378,10 @@ static const struct field limits_fields[] = {
     INT("shutdown_timeout_s", struct limits_holder, shutdown_timeout_s, 0, 86400),
     INT("login_timeout_s", struct limits_holder, login_timeout_s, 1, 3600),
     BOOL("core_dumps", struct limits_holder, core_dumps),
+    INT("tcp_keepalive_idle_s", struct limits_holder, tcp_keepalive_idle_s, 0, 86400),
+    INT("tcp_keepalive_interval_s", struct limits_holder, tcp_keepalive_interval_s, 1, 3600),
+    INT("tcp_keepalive_count", struct limits_holder, tcp_keepalive_count, 1, 100),
+    INT("tcp_user_timeout_ms", struct limits_holder, tcp_user_timeout_ms, 0, 86400000),
 };
 static const struct table limits_table = TABLE(limits_fields);
 
@@ -1306,6 +1314,7 @@ static void config_defaults(struct config *cfg)
     cfg->max_message_memory = 256u << 20;
     cfg->shutdown_timeout_s = 30;
     cfg->login_timeout_s = 60;
+    cfg->tcp = (struct tcp_config){60, 10, 6, 0};
     cfg->masking.catalog_refresh_s = 30;
     cfg->masking.max_tests_per_second = 100;
     cfg->stats = (struct stats_config){
@@ -1336,8 +1345,11 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
 {
     static const char *const keys =
         "listen, limits, log, admin, databases, users, groups, rls, masking, auth_query, stats";
-    struct limits_holder lim = {cfg->max_clients,        (int)cfg->max_message_size, 0,
-                                cfg->shutdown_timeout_s, cfg->login_timeout_s,       false};
+    struct limits_holder lim = {
+        cfg->max_clients,          (int)cfg->max_message_size,    0,
+        cfg->shutdown_timeout_s,   cfg->login_timeout_s,          false,
+        cfg->tcp.keepalive_idle_s, cfg->tcp.keepalive_interval_s, cfg->tcp.keepalive_count,
+        cfg->tcp.user_timeout_ms};
     struct log_holder lg = {2};
     const yaml_node_t *dbs = NULL, *aq = NULL, *users = NULL, *groups = NULL, *rls = NULL,
                       *masking = NULL, *limits = NULL;
@@ -1390,6 +1402,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
     cfg->shutdown_timeout_s = lim.shutdown_timeout_s;
     cfg->login_timeout_s = lim.login_timeout_s;
     cfg->core_dumps = lim.core_dumps;
+    cfg->tcp = (struct tcp_config){lim.tcp_keepalive_idle_s, lim.tcp_keepalive_interval_s,
+                                   lim.tcp_keepalive_count, lim.tcp_user_timeout_ms};
     cfg->log_level = strdup(log_levels[lg.level]);
 }
 

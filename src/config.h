@@ -54,6 +54,17 @@ struct pool_config {
                                        statements this long (default 0 = never) */
 };
 
+/* TCP liveness of every connection, to clients and to servers (limits.tcp_*). */
+struct tcp_config {
+    int keepalive_idle_s;     /* tcp_keepalive_idle_s: probe after this long quiet (default 60;
+                                 0: no keepalive) */
+    int keepalive_interval_s; /* tcp_keepalive_interval_s: between probes (default 10) */
+    int keepalive_count;      /* tcp_keepalive_count: unanswered probes before the connection
+                                 is dropped (default 6) */
+    int user_timeout_ms;      /* tcp_user_timeout_ms: sent data unacknowledged this long drops
+                                 the connection (TCP_USER_TIMEOUT; default 0: the kernel's) */
+};
+
 /* A YAML list of strings. */
 struct string_list {
     char **items;
@@ -252,6 +263,8 @@ struct config {
                                   within this (default 60; a slow or silent client is closed) */
     int shutdown_timeout_s;    /* limits.shutdown_timeout_s: SIGTERM waits this long for open
                                   transactions (default 30) */
+    struct tcp_config tcp;     /* limits.tcp_*: keepalive and user timeout of every TCP
+                                  connection, to clients and to servers */
     bool core_dumps;           /* limits.core_dumps: may the process dump core (default false:
                                   no core file, no ptrace by its own user; tokens stay out) */
     char *log_level;           /* log.level: error | warning | info | debug (default info) */

@@ -9,6 +9,7 @@
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -16,12 +17,33 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "config.h"
 #include "monotime.h"
 #include "relay.h"
 
 #define FLUSH_TIMEOUT_S 5
 /* At most this much is read per read event (libevent: 4 KB, after an ioctl asking how much). */
 #define CONN_READ_CHUNK 16384
+
+void conn_tune_tcp(int fd, const struct tcp_config *t)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || ss.ss_family == AF_UNIX)
+        return;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (t->keepalive_idle_s > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &t->keepalive_idle_s, sizeof(int));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &t->keepalive_interval_s, sizeof(int));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &t->keepalive_count, sizeof(int));
+    }
+    if (t->user_timeout_ms > 0) {
+        unsigned int ms = (unsigned int)t->user_timeout_ms;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+    }
+}
 
 bool conn_send(struct bufferevent *bev, struct buf *b)
 {

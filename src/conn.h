@@ -8,6 +8,13 @@
 
 #include "buf.h"
 
+struct tcp_config;
+
+/* Sets up a connected TCP socket: no Nagle delay, and the keepalive and user timeout of t
+ * (limits.tcp_*: a peer gone without a word, or a NAT that dropped the flow, ends the
+ * connection instead of holding it open). Nothing for a Unix socket. */
+void conn_tune_tcp(int fd, const struct tcp_config *t);
+
 /* Writes a built buf to bev; false if building it failed or the write did. */
 bool conn_send(struct bufferevent *bev, struct buf *b) __attribute__((warn_unused_result));
 

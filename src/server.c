@@ -5,7 +5,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,8 +251,7 @@ static void send_startup(struct server *s)
 static void on_tcp_connected(struct server *s)
 {
     evutil_socket_t fd = bufferevent_getfd(s->bev);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_tune_tcp(fd, &s->pool->w->cfg->tcp);
     s->peer_len = sizeof(s->peer);
     if (getpeername(fd, (struct sockaddr *)&s->peer, &s->peer_len) != 0)
         s->peer_len = 0;

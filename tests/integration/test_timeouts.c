@@ -1,7 +1,8 @@
-/* test_timeouts.c: the pool's clocks on clients: a statement running past pool.query_timeout_s
+/* test_timeouts.c: the clocks on connections: a statement running past pool.query_timeout_s
  * is cancelled and its client closed; a client idle between statements past
  * pool.client_idle_timeout_s is closed; neither touches a client that is merely busy, slow to
- * send its copy data, or idle where the other setting is the one that applies. */
+ * send its copy data, or idle where the other setting is the one that applies; TCP keepalive
+ * (limits.tcp_keepalive_*) is armed on both sides. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,4 +273,66 @@ Test(client_idle, running_talking_or_in_transaction_clients_stay)
     }
     PQfinish(b);
     cr_expect_eq(file_count_lines(px.log, "(pool.client_idle_timeout_s)"), 0, "a client was cut");
+}
+
+/* ---- TCP keepalive (limits.tcp_keepalive_*) ---- */
+
+static void start_keepalive(void)
+{
+    proxy_start_with(&px, "session", 2, 3000,
+                     "limits:\n  tcp_keepalive_idle_s: 7\n  tcp_keepalive_interval_s: 3\n"
+                     "  tcp_keepalive_count: 4\n");
+}
+
+TestSuite(tcp_keepalive, .init = start_keepalive, .fini = stop_proxy, .timeout = 60);
+
+/* Seconds left on the keepalive timer of lakeproxy's established TCP connection whose local
+ * (local_side) or peer port is port, as ss(8) reports the kernel's timer; -1: no such
+ * connection, -2: it has no keepalive timer. */
+static double keepalive_left(int pid, int port, bool local_side)
+{
+    char cmd[160], line[1024], want[64], owner[32];
+    snprintf(cmd, sizeof(cmd), "ss -tnopH state established 2>/dev/null");
+    snprintf(owner, sizeof(owner), "pid=%d,", pid);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f, "ss could not run");
+    double left = -1;
+    while (left == -1 && fgets(line, sizeof(line), f)) {
+        char local[128], peer[128];
+        if (!strstr(line, owner) || sscanf(line, "%*s %*s %127s %127s", local, peer) != 2)
+            continue;
+        snprintf(want, sizeof(want), ":%d", port);
+        const char *addr = local_side ? local : peer;
+        size_t n = strlen(addr), w = strlen(want);
+        if (n < w || strcmp(addr + n - w, want) != 0)
+            continue;
+        const char *t = strstr(line, "timer:(keepalive,");
+        left = -2;
+        if (t) {
+            char unit[8] = "";
+            double v;
+            if (sscanf(t + strlen("timer:(keepalive,"), "%lf%7[a-z]", &v, unit) == 2)
+                left = strcmp(unit, "ms") == 0 ? v / 1000 : strcmp(unit, "min") == 0 ? v * 60 : v;
+        }
+    }
+    pclose(f);
+    return left;
+}
+
+/* Both of lakeproxy's connections, to the client and to PostgreSQL, probe a quiet peer after
+ * tcp_keepalive_idle_s (7 s here, the kernel's default being two hours): a peer gone without
+ * a word, or a NAT that forgot the flow, ends them instead of holding a server forever. */
+Test(tcp_keepalive, client_and_server_connections_probe_a_quiet_peer)
+{
+    PGconn *a = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(a) == CONNECTION_OK, "%s", PQerrorMessage(a));
+    free(query_value(a, "SELECT 1"));
+    usleep(300 * 1000);
+    double to_client = keepalive_left(px.pid, px.port, true);
+    double to_server = keepalive_left(px.pid, atoi(env_need("LP_PGPORT")), false);
+    cr_expect(to_client > 0 && to_client <= 7, "client connection's keepalive timer: %.1f s",
+              to_client);
+    cr_expect(to_server > 0 && to_server <= 7, "server connection's keepalive timer: %.1f s",
+              to_server);
+    PQfinish(a);
 }
