@@ -930,6 +930,25 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         client_fail(c, "53200", "out of memory");
 }
 
+/* c's user may not connect from its address (users.X.from): said in the log. A password or
+ * trust login gets the mock exchange an unknown name gets, failing as a wrong password would,
+ * so that a probe from elsewhere learns neither that the name exists nor whether a password
+ * it tries is right; a token login is refused at once (true: c is done with). */
+static bool refuse_address(struct client *c)
+{
+    log_warning("client %llu %s: user \"%.64s\" may not connect from this address "
+                "(users.%.64s.from): refused",
+                (unsigned long long)c->id, c->addr, c->user, c->user);
+    if (c->login_path == LOGIN_TOKEN) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "user \"%.64s\" may not connect from this address", c->user);
+        client_fail(c, "28000", msg);
+        return true;
+    }
+    c->login_path = LOGIN_NONE;
+    return false;
+}
+
 /* Picks how c authenticates, by its entry under users:, else through auth_query. Unknown
  * users, and token identities (auth: token) asking for a password login, get a mock exchange
  * that always fails, so a probe cannot tell which names exist. */
@@ -940,6 +959,10 @@ static void start_auth(struct client *c)
     size_t i = 0;
     c->login_path = config_login_path(cfg, config_find_db(cfg, c->database),
                                       strcmp(c->database, ADMIN_DATABASE) == 0, c->user, &i);
+    if (!config_user_may_connect_from(cfg, c->user, &c->peer)) {
+        if (refuse_address(c))
+            return;
+    }
     struct buf b;
     switch (c->login_path) {
     case LOGIN_TOKEN: start_token_auth(c); return;
@@ -1741,6 +1764,7 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     c->over_limit = over;
     w->n_over_limit += over;
     conn_format_addr(sa, c->addr, sizeof(c->addr));
+    netaddr_from_sockaddr(sa, &c->peer);
     c->on_unix_socket = sa->sa_family == AF_UNIX;
     make_cancel_key(c);
     conn_tune_tcp(fd, &w->cfg->tcp);

@@ -30,7 +30,7 @@ struct ctx {
     struct config_errors *errs;
 };
 
-enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST, F_MAP, F_BOOL, F_OWN };
+enum ftype { F_STR, F_INT, F_ENUM, F_SUB, F_LIST, F_MAP, F_BOOL, F_NETS, F_OWN };
 /* F_OWN: a key the section's own loader reads (a list of mappings, say): walk_at skips it. */
 
 struct table;
@@ -192,6 +192,35 @@ static void set_list(struct ctx *c, const yaml_node_t *n, const char *path, stru
     }
 }
 
+/* A list of address rules (netrule.h): [10.0.0.0/8, "::1", unix]. Each mistake is reported at
+ * its item; an empty list is refused (nobody could connect: remove the key for anywhere). */
+static void set_nets(struct ctx *c, const yaml_node_t *n, const char *path, struct net_rules *dst)
+{
+    char item[300];
+    if (n->type != YAML_SEQUENCE_NODE) {
+        add_error(c, n->start_mark, "%s: expected a list, got %s", path, kind_name(n));
+        return;
+    }
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0)
+        add_error(c, n->start_mark,
+                  "%s: an empty list lets nobody connect: remove the key to allow every address",
+                  path);
+    dst->items = calloc(count ? count : 1, sizeof(*dst->items));
+    for (size_t i = 0; dst->items && i < count; i++) {
+        const yaml_node_t *at = node(c, n->data.sequence.items.start[i]);
+        const char *why = "";
+        char *text = NULL;
+        snprintf(item, sizeof(item), "%s[%zu]", path, i);
+        set_str(c, at, item, &text);
+        if (text && netrule_parse(text, &dst->items[dst->n], &why))
+            dst->n++;
+        else if (text)
+            add_error(c, at->start_mark, "%s: \"%.64s\" %s", item, text, why);
+        free(text);
+    }
+}
+
 /* A mapping of strings to strings: { tenant_id: "42", region: eu }. */
 static void set_map(struct ctx *c, const yaml_node_t *n, const char *path, struct kv_list *dst)
 {
@@ -239,6 +268,7 @@ static void set_field(struct ctx *c, const yaml_node_t *v, const char *path, con
     case F_ENUM: set_enum(c, v, path, f, dst); break;
     case F_SUB: walk_at(c, v, path, f->sub, dst); break;
     case F_LIST: set_list(c, v, path, dst); break;
+    case F_NETS: set_nets(c, v, path, dst); break;
     case F_OWN: break;
     }
 }
@@ -423,6 +453,10 @@ static const char *const cred_providers[] = {"static", "file", "command", "datab
     {                                                                                              \
         k, F_LIST, offsetof(s, m), 0, 0, NULL, NULL, false                                         \
     }
+#define NETS(k, s, m)                                                                              \
+    {                                                                                              \
+        k, F_NETS, offsetof(s, m), 0, 0, NULL, NULL, false                                         \
+    }
 
 static const struct field cred_fields[] = {
     {"provider", F_ENUM, offsetof(struct cred_config, provider), 0, 0, cred_providers, NULL, true},
@@ -479,6 +513,7 @@ static const struct field user_fields[] = {
     STR("role", struct user_config, role),
     LIST("groups", struct user_config, groups),
     MAP("attributes", struct user_config, attributes),
+    NETS("from", struct user_config, from),
 };
 static const struct table user_table = TABLE(user_fields);
 
@@ -1601,6 +1636,7 @@ void config_free(struct config *cfg)
         free_secret(cfg->users[i].password);
         free(cfg->users[i].role);
         free_list(&cfg->users[i].groups);
+        free(cfg->users[i].from.items);
         free_kv(&cfg->users[i].attributes);
     }
     for (size_t i = 0; i < cfg->n_groups; i++) {
@@ -1674,6 +1710,13 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
     /* (the console is opened by users: entries alone: a server role named like an admin, its
      * password looked up, would run RELOAD and SHUTDOWN) */
     return cfg->auth_query.enabled && !console ? LOGIN_LOOKUP : LOGIN_NONE;
+}
+
+bool config_user_may_connect_from(const struct config *cfg, const char *user,
+                                  const struct netaddr *a)
+{
+    const struct user_config *u = config_find_user(cfg, user);
+    return !u || u->from.n == 0 || netrule_match(&u->from, a);
 }
 
 bool config_is_admin(const struct config *cfg, const char *user)

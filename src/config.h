@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "mask.h"
+#include "netrule.h"
 
 /* listen.takeover_socket must fit a sockaddr_un's sun_path (108 bytes on Linux). */
 #define TAKEOVER_SOCKET_MAX 108
@@ -142,6 +143,7 @@ struct user_config {
     char *role;            /* role: the PostgreSQL role assumed for this user (rls.switch_role) */
     struct string_list groups; /* groups: names under groups:, in order of precedence */
     struct kv_list attributes; /* attributes: name -> value, injected by rls */
+    struct net_rules from;     /* from: the addresses it may connect from (none: anywhere) */
 };
 
 /* groups: attributes and a role shared by several users. */
@@ -350,6 +352,11 @@ enum login_path {
  * users: entry for LOGIN_TRUST and LOGIN_PASSWORD. */
 enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
                                   bool console, const char *user, size_t *entry);
+
+/* May user connect from address a: it has no users: entry, or its entry has no from: list,
+ * or a rule of that list matches a? */
+bool config_user_may_connect_from(const struct config *cfg, const char *user,
+                                  const struct netaddr *a);
 
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);

@@ -335,6 +335,7 @@ struct client {
     uint64_t msgs_in;    /* messages it sent while linked to a server (counted at their header) */
     struct spell idle;   /* idle between statements (mark: msgs_in): pool.client_idle_timeout_s */
     char addr[64];       /* "host:port", or "unix" */
+    struct netaddr peer; /* its address, for users.X.from */
     bool on_unix_socket; /* accepted on listen.unix_socket (AF_UNIX) */
     bool over_limit;     /* accepted past limits.max_clients: a CancelRequest only (client.c) */
     bool session_pooled; /* it asked for a server in session pooling: what it does may stay on

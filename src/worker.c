@@ -624,6 +624,11 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
     const char *tls_why = refused_tls(w, c);
     if (tls_why)
         return tls_why;
+    if (!config_user_may_connect_from(w->cfg, c->user, &c->peer)) {
+        snprintf(why, whysz, "its user may no longer connect from this address (users.%.64s.from)",
+                 c->user);
+        return why;
+    }
     if (c->state == CL_ADMIN)
         return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
     if (!c->rls && config_rls_applies(w->cfg, c->database))

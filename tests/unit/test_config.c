@@ -247,6 +247,17 @@ static const struct {
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n    password_scram: "
      "\"SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2s=\"\n",
      "t.yaml:5:5: users.al: give exactly one of password_scram or password"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n"
+     "    from: [127.0.0.1, 10.1.0.0/8]\n",
+     "t.yaml:6:23: users.al.from[1]: \"10.1.0.0/8\" has address bits set past its prefix "
+     "length: write the network's first address (10.0.0.0/8), or a longer prefix"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n"
+     "    from: [localhost]\n",
+     "t.yaml:6:12: users.al.from[0]: \"localhost\" is not an address: write an IPv4 or IPv6 "
+     "address, optionally with a /prefix length (10.0.0.0/8, 2001:db8::/32), or unix"},
+    {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n    from: []\n",
+     "t.yaml:6:11: users.al.from: an empty list lets nobody connect: remove the key to allow "
+     "every address"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al: {}\n",
      "t.yaml:4:7: users.al: give password_scram or password (or auth: token for a Databricks "
      "identity that logs in with its own token only)"},
