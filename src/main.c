@@ -63,7 +63,7 @@ static struct config *load_config(const char *path)
 }
 
 /* The stop signals (SIGTERM, SIGINT) held back while a takeover is under way: one that comes
- * before DONE abandons it (stop_pending), one after is handled by the loop. */
+ * before DONE abandons it (worker_stop_pending), one after is handled by the loop. */
 static sigset_t stop_signals(void)
 {
     sigset_t set;
@@ -73,20 +73,11 @@ static sigset_t stop_signals(void)
     return set;
 }
 
-/* The stop signal that came while held back, 0 if none. */
-static int stop_pending(void)
-{
-    sigset_t pending;
-    if (sigpending(&pending) != 0)
-        return 0;
-    return sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
-}
-
 /* New process: says DONE once the worker is built, unless told to stop meanwhile; false with
  * err when the takeover is abandoned (w is freed then, and the running process accepts on). */
 static bool finish_takeover(struct worker *w, struct takeover_fds *fds, char *err, size_t errsz)
 {
-    int sig = stop_pending();
+    int sig = worker_stop_pending();
     bool ok = !sig && takeover_finish(fds, err, errsz);
     if (sig) {
         takeover_abandon(fds);
@@ -118,9 +109,11 @@ static struct worker *start_worker(struct config *cfg, int takeover, char *err, 
     struct worker *w = worker_new(cfg, takeover ? &fds : NULL, err, errsz);
     if (!w) {
         if (takeover) {
-            log_error("%s", err);
+            char why[512];
+            snprintf(why, sizeof(why), "%s", err);
             takeover_abandon(&fds);
-            snprintf(err, errsz, "takeover abandoned: the running lakeproxy goes on accepting");
+            snprintf(err, errsz,
+                     "takeover abandoned: %.400s: the running lakeproxy goes on accepting", why);
         }
         return NULL;
     }

@@ -658,15 +658,16 @@ static void expire_idle_transactions(struct pool *p, int64_t now_ms)
     }
 }
 
-/* The server of p whose client's statement has been running for `limit` seconds, if any
- * (spell.h: each ReadyForQuery ends a spell). */
+/* The server of p that has been running its client's statement, or waiting without a client
+ * for what it was left with (server_left_waiting), for `limit` seconds, if any (spell.h: each
+ * ReadyForQuery ends a spell). */
 static struct server *statement_overdue(struct pool *p, int64_t now_ms, int limit)
 {
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &p->active) {
         struct server *s = list_entry(it, struct server, node);
-        if (spell_over(&s->running, server_running_statement(s), s->client ? s->client->id : 0,
-                       s->readies, now_ms, limit))
+        bool busy = server_running_statement(s) || server_left_waiting(s);
+        if (spell_over(&s->running, busy, s->client ? s->client->id : 0, s->readies, now_ms, limit))
             return s;
     }
     return NULL;
@@ -674,17 +675,23 @@ static struct server *statement_overdue(struct pool *p, int64_t now_ms, int limi
 
 /* Ends the statements that have run for pool.query_timeout_s: PostgreSQL is asked to cancel
  * each, and its client is closed (its server is drained and kept when it can be:
- * server_unlink), as PgBouncer's query_timeout does. One at a time. */
+ * server_unlink), as PgBouncer's query_timeout does. A server left waiting that long after
+ * its client went (a statement that outlived the cancel, a server or network that stopped
+ * answering) is closed, freeing its slot. One at a time. */
 static void expire_statements(struct pool *p, int64_t now_ms)
 {
     int limit = p->db->pool.query_timeout_s;
     struct server *s;
     while (limit > 0 && (s = statement_overdue(p, now_ms, limit))) {
-        char msg[256], logged[96];
+        if (!s->client) {
+            server_close_unanswered(s, "no answer for pool.query_timeout_s after its client left");
+            continue;
+        }
+        char msg[320], logged[96];
         snprintf(msg, sizeof(msg),
                  "terminating connection due to query timeout: a statement ran longer than %d s "
                  "(pool.query_timeout_s of database \"%.64s\"); lakeproxy asked the server to "
-                 "cancel it",
+                 "cancel it: whether it took effect is unknown (it may have committed before)",
                  limit, p->db->name);
         snprintf(logged, sizeof(logged), "a statement ran longer than %d s (pool.query_timeout_s)",
                  limit);

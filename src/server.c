@@ -534,6 +534,7 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
     if (!body) /* what is not read is dropped as it arrives, whatever its size (a large row of
                   a departed client's result) */
         return needs_body ? RV_NEED_BODY : RV_STREAM;
+    s->readies += type == 'Z'; /* (progress: server_left_waiting) */
     if (reading) {
         struct client *c = s->client;
         bool to_startup = false;
@@ -1650,8 +1651,18 @@ bool server_idle_in_transaction(const struct server *s)
 
 bool server_running_statement(const struct server *s)
 {
-    return s->client && s->state == SV_ACTIVE && (s->in_flight > 0 || s->ext_open) && !s->copy_in &&
-           !s->copy_active && s->copy_assumed == 0;
+    return s->client && s->state == SV_ACTIVE && (s->in_flight > 0 || s->ext_open) && !s->copy_in;
+}
+
+bool server_left_waiting(const struct server *s)
+{
+    return !s->client && s->state == SV_RESETTING && !s->closing;
+}
+
+void server_close_unanswered(struct server *s, const char *why)
+{
+    cancel_unanswered(s);
+    server_close(s, why);
 }
 
 void server_end_overdue_statement(struct server *s, const char *msg, const char *logged)

@@ -54,9 +54,18 @@ bool server_is_clean(const struct server *s);
 bool server_idle_in_transaction(const struct server *s);
 
 /* Is a statement of s's client running on it: a ReadyForQuery owed, or an extended-protocol
- * batch open (an Execute behind a Flush may run: lakeproxy cannot tell), and no copy from the
- * client under way (then the server waits for the client)? (pool.query_timeout_s) */
+ * batch open (an Execute behind a Flush may run: lakeproxy cannot tell), and the server not
+ * waiting for the client's copy data (until its CopyDone)? (pool.query_timeout_s) */
 bool server_running_statement(const struct server *s);
+
+/* Is s, its client gone, waiting for the answers to what it was left with, or to its reset
+ * (a drain behind a departed client, a ROLLBACK, DISCARD ALL)? (pool.query_timeout_s: a server
+ * that stopped answering, or a statement that outlived its cancel, must not hold the slot.) */
+bool server_left_waiting(const struct server *s);
+
+/* Closes s, which did not answer in time, after sending a cancel request for its backend
+ * (unless one is on its way) so that what it runs does not go on holding locks. */
+void server_close_unanswered(struct server *s, const char *why);
 
 /* s's client's statement ran past pool.query_timeout_s: PostgreSQL is asked to cancel it and
  * the client is closed, with FATAL 57014 msg unless a message to it is half-relayed (then

@@ -154,6 +154,14 @@ static const struct scram_verifier *kept_verifier(const struct config *old,
     return NULL;
 }
 
+int worker_stop_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return 0;
+    return sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
+}
+
 /* Turns each SCRAM user's password_scram (or plain password) into a verifier, once: a plain
  * password's salt is its name's (scram_name_salt), and an unchanged one keeps the verifier
  * the running configuration (old, old_v; NULL at start) made. */
@@ -172,6 +180,11 @@ static struct scram_verifier *make_verifiers(const struct worker *w, const struc
         const struct user_config *u = &cfg->users[i];
         const struct scram_verifier *kept;
         bool ok = true;
+        if (!old && i % 64 == 63 && worker_stop_pending()) { /* (thousands take seconds) */
+            snprintf(err, errsz, "a stop signal came while the users' verifiers were made");
+            free_verifiers(out, cfg->n_users);
+            return NULL;
+        }
         if (u->auth != AUTH_SCRAM)
             continue;
         if (u->password_scram)

@@ -54,25 +54,6 @@ static PGconn *connect_to(const char *db)
     return c;
 }
 
-/* Waits up to 5 s until no backend runs a statement holding mark (but the asker's own). */
-static bool statement_gone(PGconn *admin, const char *mark)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
-             "query LIKE '%%%s%%' AND pid <> pg_backend_pid()",
-             mark);
-    for (int i = 0; i < 100; i++) {
-        char *n = query_value(admin, sql);
-        bool gone = strcmp(n, "0") == 0;
-        free(n);
-        if (gone)
-            return true;
-        usleep(50 * 1000);
-    }
-    return false;
-}
-
 /* ---- a statement running too long (pool.query_timeout_s) ---- */
 
 TestSuite(query_timeout, .init = start_query_timeout, .fini = stop_proxy, .timeout = 60);
@@ -91,7 +72,7 @@ static void expect_statement_cut(PGconn *a, PGconn *admin, const char *sql, cons
     cr_expect_geq(took, 1.0, "cut after %.2f s of a 1 s timeout", took);
     cr_expect_lt(took, 3.5, "still running %.2f s into a 1 s timeout", took);
     cr_expect_neq(PQstatus(a), CONNECTION_OK, "the client stays connected");
-    cr_expect(statement_gone(admin, mark), "PostgreSQL still runs the statement");
+    cr_expect(pg_statement_gone(admin, mark, 5000), "PostgreSQL still runs the statement");
 }
 
 /* Outside a transaction block: the statement is cancelled, its reply drained, and the server
@@ -157,7 +138,7 @@ Test(query_timeout, a_statement_behind_a_flush_counts_as_running)
     cr_expect_geq(took, 1.0, "cut after %.2f s of a 1 s timeout", took);
     cr_expect_lt(took, 3.5, "still running %.2f s into a 1 s timeout", took);
     PQclear(r);
-    cr_expect(statement_gone(admin, "qt_mark_3"), "PostgreSQL still runs the statement");
+    cr_expect(pg_statement_gone(admin, "qt_mark_3", 5000), "PostgreSQL still runs the statement");
     PQfinish(a);
     PQfinish(admin);
 }

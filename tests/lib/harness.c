@@ -737,3 +737,20 @@ void outcome_of(PGconn *c, struct outcome *o)
     if (PQstatus(c) != CONNECTION_OK && !o->state[0])
         snprintf(o->state, sizeof(o->state), "CLOSD");
 }
+
+bool pg_statement_gone(PGconn *adm, const char *mark, int timeout_ms)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+             "query LIKE '%%%s%%' AND pid <> pg_backend_pid()",
+             mark);
+    for (int waited = 0;; waited += 50) {
+        char *n = query_value(adm, sql);
+        bool gone = strcmp(n, "0") == 0;
+        free(n);
+        if (gone || waited >= timeout_ms)
+            return gone;
+        usleep(50 * 1000);
+    }
+}

@@ -122,6 +122,10 @@ void outcome_of(PGconn *c, struct outcome *o);
 /* The first value sql returns on c, as a number (-1 when none). */
 long pg_long(PGconn *c, const char *sql);
 
+/* Waits up to timeout_ms until no backend (but adm's own) runs a statement whose text holds
+ * mark (pg_stat_activity, over the direct connection adm). */
+bool pg_statement_gone(PGconn *adm, const char *mark, int timeout_ms);
+
 /* Makes table name (columns cols) afresh over adm, owned by the pools' role lp_server. */
 void pg_owned_table(PGconn *adm, const char *name, const char *cols);
 
