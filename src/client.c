@@ -1767,7 +1767,8 @@ void client_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *
     netaddr_from_sockaddr(sa, &c->peer);
     c->on_unix_socket = sa->sa_family == AF_UNIX;
     make_cancel_key(c);
-    conn_tune_tcp(fd, &w->cfg->tcp);
+    if (!c->on_unix_socket)
+        conn_tune_tcp(fd, &w->cfg->tcp);
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->login_timer = evtimer_new(w->base, login_timeout_cb, c);

@@ -27,10 +27,6 @@
 
 void conn_tune_tcp(int fd, const struct tcp_config *t)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || ss.ss_family == AF_UNIX)
-        return;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (t->keepalive_idle_s > 0) {

@@ -10,9 +10,9 @@
 
 struct tcp_config;
 
-/* Sets up a connected TCP socket: no Nagle delay, and the keepalive and user timeout of t
- * (limits.tcp_*: a peer gone without a word, or a NAT that dropped the flow, ends the
- * connection instead of holding it open). Nothing for a Unix socket. */
+/* Sets up a connected TCP socket (not a Unix one: the caller knows which it has): no Nagle
+ * delay, and the keepalive and user timeout of t (limits.tcp_*: a peer gone without a word,
+ * or a NAT that dropped the flow, ends the connection instead of holding it open). */
 void conn_tune_tcp(int fd, const struct tcp_config *t);
 
 /* Writes a built buf to bev; false if building it failed or the write did. */

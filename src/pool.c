@@ -699,10 +699,22 @@ static void expire_statements(struct pool *p, int64_t now_ms)
     }
 }
 
+/* Does some database of cfg close idle clients (pool.client_idle_timeout_s)? */
+static bool idle_clients_timed(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (cfg->dbs[i].pool.client_idle_timeout_s > 0)
+            return true;
+    return false;
+}
+
 /* Closes w's clients idle between statements for their pool's pool.client_idle_timeout_s
- * (spell.h: any message from one ends its spell), as PgBouncer's client_idle_timeout. */
+ * (spell.h: any message from one ends its spell), as PgBouncer's client_idle_timeout. The
+ * clients are walked only when some database sets it. */
 static void expire_idle_clients(struct worker *w, int64_t now_ms)
 {
+    if (!idle_clients_timed(w->cfg))
+        return;
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &w->clients) {
         struct client *c = list_entry(it, struct client, node);
