@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "stopsig.h"
 #include "takeover.h"
 #include "worker.h"
 
@@ -62,22 +63,11 @@ static struct config *load_config(const char *path)
     return cfg;
 }
 
-/* The stop signals (SIGTERM, SIGINT) held back while a takeover is under way: one that comes
- * before DONE abandons it (worker_stop_pending), one after is handled by the loop. */
-static sigset_t stop_signals(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    return set;
-}
-
 /* New process: says DONE once the worker is built, unless told to stop meanwhile; false with
  * err when the takeover is abandoned (w is freed then, and the running process accepts on). */
 static bool finish_takeover(struct worker *w, struct takeover_fds *fds, char *err, size_t errsz)
 {
-    int sig = worker_stop_pending();
+    int sig = stopsig_pending();
     bool ok = !sig && takeover_finish(fds, err, errsz);
     if (sig) {
         takeover_abandon(fds);
@@ -99,7 +89,7 @@ static bool finish_takeover(struct worker *w, struct takeover_fds *fds, char *er
 static struct worker *start_worker(struct config *cfg, int takeover, char *err, size_t errsz)
 {
     struct takeover_fds fds;
-    sigset_t stops = stop_signals(), before;
+    sigset_t stops = stopsig_set(), before;
     if (takeover)
         sigprocmask(SIG_BLOCK, &stops, &before);
     if (takeover && !takeover_receive(cfg, &fds, err, errsz)) {

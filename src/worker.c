@@ -34,6 +34,7 @@
 #include "server.h"
 #include "stats.h"
 #include "statslog.h"
+#include "stopsig.h"
 #include "tablesize.h"
 #include "takeover.h"
 #include "tls.h"
@@ -154,14 +155,6 @@ static const struct scram_verifier *kept_verifier(const struct config *old,
     return NULL;
 }
 
-int worker_stop_pending(void)
-{
-    sigset_t pending;
-    if (sigpending(&pending) != 0)
-        return 0;
-    return sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
-}
-
 /* Turns each SCRAM user's password_scram (or plain password) into a verifier, once: a plain
  * password's salt is its name's (scram_name_salt), and an unchanged one keeps the verifier
  * the running configuration (old, old_v; NULL at start) made. */
@@ -180,7 +173,7 @@ static struct scram_verifier *make_verifiers(const struct worker *w, const struc
         const struct user_config *u = &cfg->users[i];
         const struct scram_verifier *kept;
         bool ok = true;
-        if (!old && i % 64 == 63 && worker_stop_pending()) { /* (thousands take seconds) */
+        if (!old && i % 64 == 63 && stopsig_pending()) { /* (thousands take seconds) */
             snprintf(err, errsz, "a stop signal came while the users' verifiers were made");
             free_verifiers(out, cfg->n_users);
             return NULL;
@@ -291,7 +284,7 @@ static bool add_signals(struct worker *w)
      * so that a reload, a report or another SIGTERM asked for while lakeproxy exits cannot
      * kill it, at no moment of the exit and in no thread. (Children still start with the
      * defaults: a caught signal is reset by exec. SIGINT, exit at once, keeps its default.) */
-    signal(SIGTERM, SIG_IGN);
+    stopsig_ignore(SIGTERM); /* (one held back by a starting takeover stays pending) */
     signal(SIGHUP, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);
     w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);

@@ -12,11 +12,6 @@ struct takeover_fds;
 /* Builds a worker for cfg (takes ownership): TLS contexts, user verifiers, the listener (on
  * the sockets in inherited, taken over from a running lakeproxy, where it has them; those it
  * uses are set to -1 there; NULL: bind them all here). NULL with err filled on failure. */
-/* The stop signal (SIGINT, else SIGTERM) held back and pending, 0 if none: a starting
- * takeover holds them back until the handover is done (main.c), and a start making thousands
- * of SCRAM verifiers gives up on one rather than finish first. */
-int worker_stop_pending(void);
-
 struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, char *err,
                           size_t errsz);
 
