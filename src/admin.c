@@ -285,6 +285,26 @@ static void allow_row(struct result *r, const struct db_config *d)
     result_values(r, row);
 }
 
+/* Where users may connect from, as SHOW CONFIG rows: each users: entry with a from: list, and
+ * auth_query.from for the users it finds. */
+static void from_rows(struct result *r, const struct config *cfg)
+{
+    char key[300], value[1100];
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        const struct user_config *u = &cfg->users[i];
+        if (u->from.n == 0)
+            continue;
+        const char *row[] = {fmt_value(key, sizeof(key), "users.%s.from", u->name),
+                             netrule_format(&u->from, value, sizeof(value))};
+        result_values(r, row);
+    }
+    if (cfg->auth_query.enabled && cfg->auth_query.from.n > 0) {
+        const char *row[] = {"auth_query.from",
+                             netrule_format(&cfg->auth_query.from, value, sizeof(value))};
+        result_values(r, row);
+    }
+}
+
 /* Adds a SHOW CONFIG row: key, and the printf-formatted value. */
 static void config_row(struct result *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -343,6 +363,7 @@ static void show_config(struct client *c)
     }
     config_row(&r, "users", "%zu configured%s", cfg->n_users,
                cfg->auth_query.enabled ? ", auth_query on" : "");
+    from_rows(&r, cfg);
     result_send(c, &r, "SHOW");
 }
 

@@ -930,15 +930,17 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         client_fail(c, "53200", "out of memory");
 }
 
-/* c's user may not connect from its address (users.X.from): said in the log. A password or
- * trust login gets the mock exchange an unknown name gets, failing as a wrong password would,
- * so that a probe from elsewhere learns neither that the name exists nor whether a password
- * it tries is right; a token login is refused at once (true: c is done with). */
+/* c's user may not connect from its address (users.X.from, auth_query.from): said in the log.
+ * A password, trust or looked-up login gets the mock exchange an unknown name gets (without
+ * the look-up), failing as a wrong password would, so that a probe from elsewhere learns
+ * neither that the name exists nor whether a password it tries is right; a token login is
+ * refused at once (true: c is done with). */
 static bool refuse_address(struct client *c)
 {
-    log_warning("client %llu %s: user \"%.64s\" may not connect from this address "
-                "(users.%.64s.from): refused",
-                (unsigned long long)c->id, c->addr, c->user, c->user);
+    char setting[100];
+    config_from_setting(c->login_path, c->user, setting, sizeof(setting));
+    log_warning("client %llu %s: user \"%.64s\" may not connect from this address (%s): refused",
+                (unsigned long long)c->id, c->addr, c->user, setting);
     if (c->login_path == LOGIN_TOKEN) {
         char msg[200];
         snprintf(msg, sizeof(msg), "user \"%.64s\" may not connect from this address", c->user);
@@ -959,7 +961,7 @@ static void start_auth(struct client *c)
     size_t i = 0;
     c->login_path = config_login_path(cfg, config_find_db(cfg, c->database),
                                       strcmp(c->database, ADMIN_DATABASE) == 0, c->user, &i);
-    if (!config_user_may_connect_from(cfg, c->user, &c->peer)) {
+    if (!config_may_connect_from(cfg, c->login_path, c->user, &c->peer)) {
         if (refuse_address(c))
             return;
     }

@@ -209,11 +209,11 @@ static void set_nets(struct ctx *c, const yaml_node_t *n, const char *path, stru
     dst->items = calloc(count ? count : 1, sizeof(*dst->items));
     for (size_t i = 0; dst->items && i < count; i++) {
         const yaml_node_t *at = node(c, n->data.sequence.items.start[i]);
-        const char *why = "";
+        char why[200];
         char *text = NULL;
         snprintf(item, sizeof(item), "%s[%zu]", path, i);
         set_str(c, at, item, &text);
-        if (text && netrule_parse(text, &dst->items[dst->n], &why))
+        if (text && netrule_parse(text, &dst->items[dst->n], why, sizeof(why)))
             dst->n++;
         else if (text)
             add_error(c, at->start_mark, "%s: \"%.64s\" %s", item, text, why);
@@ -582,6 +582,7 @@ static const struct field auth_query_fields[] = {
     STR("query", struct auth_query_config, query),
     STR("user", struct auth_query_config, user),
     STR("password", struct auth_query_config, password),
+    NETS("from", struct auth_query_config, from),
 };
 static const struct table auth_query_table = TABLE(auth_query_fields);
 
@@ -1652,6 +1653,7 @@ void config_free(struct config *cfg)
     free_list(&cfg->admin_users);
     free(cfg->auth_query.query);
     free(cfg->auth_query.database);
+    free(cfg->auth_query.from.items);
     free(cfg->auth_query.user);
     free_secret(cfg->auth_query.password);
     free(cfg->path);
@@ -1712,11 +1714,22 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
     return cfg->auth_query.enabled && !console ? LOGIN_LOOKUP : LOGIN_NONE;
 }
 
-bool config_user_may_connect_from(const struct config *cfg, const char *user,
-                                  const struct netaddr *a)
+bool config_may_connect_from(const struct config *cfg, enum login_path path, const char *user,
+                             const struct netaddr *a)
 {
     const struct user_config *u = config_find_user(cfg, user);
-    return !u || u->from.n == 0 || netrule_match(&u->from, a);
+    const struct net_rules *rules = u                      ? &u->from
+                                    : path == LOGIN_LOOKUP ? &cfg->auth_query.from
+                                                           : NULL;
+    return !rules || rules->n == 0 || netrule_match(rules, a);
+}
+
+void config_from_setting(enum login_path path, const char *user, char *out, size_t outsz)
+{
+    if (path == LOGIN_LOOKUP)
+        snprintf(out, outsz, "auth_query.from");
+    else
+        snprintf(out, outsz, "users.%.64s.from", user);
 }
 
 bool config_is_admin(const struct config *cfg, const char *user)

@@ -196,10 +196,11 @@ struct auth_query_config {
     bool enabled;
     char *query; /* query: default "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename =
                     $1" */
-    char *database; /* database: key of a databases: entry whose server to ask (required when
-                       enabled) */
-    char *user;     /* user: login for the look-up (default: that database's user) */
-    char *password; /* password: for the look-up login (default: that database's password) */
+    char *database;        /* database: key of a databases: entry whose server to ask (required when
+                              enabled) */
+    char *user;            /* user: login for the look-up (default: that database's user) */
+    char *password;        /* password: for the look-up login (default: that database's password) */
+    struct net_rules from; /* from: the addresses users it finds may connect from (none: any) */
 };
 
 /* One masking.rules entry: a column, its function, and who sees it unmasked. */
@@ -353,10 +354,14 @@ enum login_path {
 enum login_path config_login_path(const struct config *cfg, const struct db_config *db,
                                   bool console, const char *user, size_t *entry);
 
-/* May user connect from address a: it has no users: entry, or its entry has no from: list,
- * or a rule of that list matches a? */
-bool config_user_may_connect_from(const struct config *cfg, const char *user,
-                                  const struct netaddr *a);
+/* May user, logging in by path, connect from address a? Its users: entry's from: list, or
+ * for a user auth_query looks up, auth_query.from, must match a; no list: anywhere. */
+bool config_may_connect_from(const struct config *cfg, enum login_path path, const char *user,
+                             const struct netaddr *a);
+
+/* The name of the setting config_may_connect_from applied ("users.X.from" or
+ * "auth_query.from"), in out. */
+void config_from_setting(enum login_path path, const char *user, char *out, size_t outsz);
 
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);

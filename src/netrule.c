@@ -3,20 +3,23 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+
+/* The mask of byte i of an address that keeps its first `bits` bits. */
+static uint8_t prefix_mask(size_t i, unsigned bits)
+{
+    unsigned first = (unsigned)i * 8; /* bit index of this byte's top bit */
+    return bits >= first + 8 ? 0xff : bits <= first ? 0 : (uint8_t)(0xff << (8 - (bits - first)));
+}
 
 /* Are the bits of addr (len bytes) past the first `bits` all zero? */
 static bool host_bits_clear(const uint8_t *addr, size_t len, unsigned bits)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned first = (unsigned)i * 8; /* bit index of this byte's top bit */
-        uint8_t keep = bits >= first + 8 ? 0xff
-                       : bits <= first   ? 0
-                                         : (uint8_t)(0xff << (8 - (bits - first)));
-        if (addr[i] & (uint8_t)~keep)
+    for (size_t i = 0; i < len; i++)
+        if (addr[i] & (uint8_t)~prefix_mask(i, bits))
             return false;
-    }
     return true;
 }
 
@@ -35,7 +38,26 @@ static bool parse_bits(const char *s, unsigned max, unsigned *bits)
     return v <= max;
 }
 
-bool netrule_parse(const char *text, struct net_rule *r, const char **why)
+/* Clears the bits of addr (len bytes) past the first `bits`. */
+static void clear_host_bits(uint8_t *addr, size_t len, unsigned bits)
+{
+    for (size_t i = 0; i < len; i++)
+        addr[i] &= prefix_mask(i, bits);
+}
+
+/* The message for r (parsed with host bits set past bits): names the network r lies in. */
+static void say_first_address(struct net_rule r, unsigned bits, char *why, size_t whysz)
+{
+    char net[INET6_ADDRSTRLEN] = "?";
+    clear_host_bits(r.addr, r.family == NET_V4 ? 4 : 16, bits);
+    inet_ntop(r.family == NET_V4 ? AF_INET : AF_INET6, r.addr, net, sizeof(net));
+    snprintf(why, whysz,
+             "has address bits set past its prefix length: write the network's first address "
+             "(%s/%u), or a longer prefix",
+             net, bits);
+}
+
+bool netrule_parse(const char *text, struct net_rule *r, char *why, size_t whysz)
 {
     char host[64];
     memset(r, 0, sizeof(*r));
@@ -45,8 +67,9 @@ bool netrule_parse(const char *text, struct net_rule *r, const char **why)
     }
     const char *slash = strchr(text, '/');
     size_t hlen = slash ? (size_t)(slash - text) : strlen(text);
-    *why = "is not an address: write an IPv4 or IPv6 address, optionally with a /prefix length "
-           "(10.0.0.0/8, 2001:db8::/32), or unix";
+    snprintf(why, whysz,
+             "is not an address: write an IPv4 or IPv6 address, optionally with a /prefix "
+             "length (10.0.0.0/8, 2001:db8::/32), or unix");
     if (hlen == 0 || hlen >= sizeof(host))
         return false;
     memcpy(host, text, hlen);
@@ -63,13 +86,12 @@ bool netrule_parse(const char *text, struct net_rule *r, const char **why)
     }
     unsigned bits = (unsigned)len * 8;
     if (slash && !parse_bits(slash + 1, (unsigned)len * 8, &bits)) {
-        *why = r->family == NET_V4 ? "has a prefix length that is not a number from 0 to 32"
-                                   : "has a prefix length that is not a number from 0 to 128";
+        snprintf(why, whysz, "has a prefix length that is not a number from 0 to %u",
+                 (unsigned)len * 8);
         return false;
     }
     if (!host_bits_clear(r->addr, len, bits)) {
-        *why = "has address bits set past its prefix length: write the network's first address "
-               "(10.0.0.0/8), or a longer prefix";
+        say_first_address(*r, bits, why, whysz);
         return false;
     }
     r->bits = (uint8_t)bits;
@@ -119,4 +141,38 @@ bool netrule_match(const struct net_rules *rs, const struct netaddr *a)
         if (rule_matches(&rs->items[i], a))
             return true;
     return false;
+}
+
+/* One rule as configuration text. */
+static void format_rule(const struct net_rule *r, char *out, size_t outsz)
+{
+    char addr[INET6_ADDRSTRLEN] = "?";
+    if (r->family == NET_UNIX) {
+        snprintf(out, outsz, "unix");
+        return;
+    }
+    inet_ntop(r->family == NET_V4 ? AF_INET : AF_INET6, r->addr, addr, sizeof(addr));
+    if (r->bits == (r->family == NET_V4 ? 32 : 128))
+        snprintf(out, outsz, "%s", addr);
+    else
+        snprintf(out, outsz, "%s/%u", addr, (unsigned)r->bits);
+}
+
+const char *netrule_format(const struct net_rules *rs, char *out, size_t outsz)
+{
+    size_t used = 0;
+    char one[INET6_ADDRSTRLEN + 8];
+    if (outsz == 0)
+        return out;
+    out[0] = '\0';
+    for (size_t i = 0; i < rs->n; i++) {
+        format_rule(&rs->items[i], one, sizeof(one));
+        int n = snprintf(out + used, outsz - used, "%s%s", i ? "," : "", one);
+        if (n < 0 || (size_t)n >= outsz - used) {
+            snprintf(out + (outsz > 4 ? outsz - 4 : 0), outsz > 4 ? 4 : outsz, "...");
+            break;
+        }
+        used += (size_t)n;
+    }
+    return out;
 }

@@ -30,9 +30,10 @@ struct net_rules {
     size_t n;
 };
 
-/* Parses "unix", "ADDR" or "ADDR/BITS" into *r; false (why set) when it is none of these, or
- * when ADDR has bits set past the prefix (10.1.0.0/8: a typo for 10.0.0.0/8 or 10.1.0.0/16?). */
-bool netrule_parse(const char *text, struct net_rule *r, const char **why);
+/* Parses "unix", "ADDR" or "ADDR/BITS" into *r; false with why (what to write instead) when it
+ * is none of these, or when ADDR has bits set past the prefix (10.1.0.0/8: a typo for
+ * 10.0.0.0/8 or 10.1.0.0/16?). */
+bool netrule_parse(const char *text, struct net_rule *r, char *why, size_t whysz);
 
 /* The rules' view of a peer address (AF_INET, AF_INET6 or AF_UNIX). */
 void netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
@@ -40,5 +41,9 @@ void netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
 /* Does any rule of rs match a? An empty list matches nothing: callers treat a missing list
  * as "from anywhere". */
 bool netrule_match(const struct net_rules *rs, const struct netaddr *a);
+
+/* rs as configuration text, comma-separated ("10.0.0.0/8,::1,unix"; a single address without
+ * its full-length prefix); cut with "..." when it does not fit out. Returns out. */
+const char *netrule_format(const struct net_rules *rs, char *out, size_t outsz);
 
 #endif

@@ -630,9 +630,10 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
     const char *tls_why = refused_tls(w, c);
     if (tls_why)
         return tls_why;
-    if (!config_user_may_connect_from(w->cfg, c->user, &c->peer)) {
-        snprintf(why, whysz, "its user may no longer connect from this address (users.%.64s.from)",
-                 c->user);
+    if (!config_may_connect_from(w->cfg, now, c->user, &c->peer)) {
+        char setting[100];
+        config_from_setting(now, c->user, setting, sizeof(setting));
+        snprintf(why, whysz, "its user may no longer connect from this address (%s)", setting);
         return why;
     }
     if (c->state == CL_ADMIN)

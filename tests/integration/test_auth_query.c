@@ -193,14 +193,20 @@ Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
     PQfinish(c);
 }
 
+/* A session of user through px, asserted open. */
+static PGconn *logged_in(const char *user, const char *password)
+{
+    PGconn *c = proxy_connect(&px, user, password, "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "%s: %s", user, PQerrorMessage(c));
+    return c;
+}
+
 /* A session that logged in through auth_query ends (57P01) when a reload drops auth_query: the
  * new file would not let it in; a users: entry's session goes on. */
 Test(auth_query, a_reload_dropping_auth_query_closes_its_sessions)
 {
-    PGconn *looked_up = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
-    cr_assert(PQstatus(looked_up) == CONNECTION_OK, "%s", PQerrorMessage(looked_up));
-    PGconn *listed = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(listed) == CONNECTION_OK, "%s", PQerrorMessage(listed));
+    PGconn *looked_up = logged_in("lp_dave", "dave-secret"),
+           *listed = logged_in("alice", "alice-secret");
     static char yaml[8192];
     proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000, NULL);
     proxy_reload_yaml(&px, yaml);
@@ -261,4 +267,57 @@ Test(auth_query, the_console_is_never_opened_through_auth_query,
     c = proxy_connect(&px, "lp_dave", "dave-secret", "app", NULL);
     cr_expect(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     PQfinish(c);
+}
+
+/* auth_query on with from: [10.0.0.0/8]: the tests connect from 127.0.0.1. */
+#define AUTH_QUERY_FROM(nets)                                                                      \
+    "auth_query:\n  database: app\n"                                                               \
+    "  query: \"SELECT usename, passwd FROM public.lp_lookup($1)\"\n"                              \
+    "  from: " nets "\n"
+
+static void start_with_auth_query_from_elsewhere(void)
+{
+    proxy_start_with(&px, "session", 4, 3000, AUTH_QUERY_FROM("[10.0.0.0/8]"));
+}
+
+/* A looked-up user from outside auth_query.from fails as a wrong password does (a probe learns
+ * neither that the role exists nor whether the password is right); users: entries are not
+ * held to it; the log says why. */
+Test(auth_query, a_looked_up_user_from_elsewhere_fails_as_a_wrong_password_does,
+     .init = start_with_auth_query_from_elsewhere)
+{
+    char state[6], right[256], wrong[256];
+    cr_expect_not(raw_login(px.port, "lp_dave", "dave-secret", "app", state, right, sizeof(right)),
+                  "lp_dave logged in from 127.0.0.1");
+    cr_expect_str_eq(state, "28P01");
+    cr_expect_not(raw_login(px.port, "lp_dave", "not-daves", "app", state, wrong, sizeof(wrong)));
+    cr_expect_str_eq(right, wrong, "the right password is told apart from a wrong one");
+    cr_expect(raw_login(px.port, "alice", "alice-secret", "app", state, wrong, sizeof(wrong)),
+              "alice (a users: entry) was held to auth_query.from: %s %s", state, wrong);
+    cr_expect_geq(file_count_lines(px.log, "user \"lp_dave\" may not connect from this address "
+                                           "(auth_query.from)"),
+                  1, "the log does not say why");
+}
+
+/* A reload that sets auth_query.from closes looked-up sessions from elsewhere (57P01 naming
+ * it); one from an address it lists, and a users: entry's, go on. */
+Test(auth_query, a_reload_setting_auth_query_from_closes_sessions_from_elsewhere)
+{
+    PGconn *looked_up = logged_in("lp_dave", "dave-secret"),
+           *listed = logged_in("alice", "alice-secret");
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000,
+                       AUTH_QUERY_FROM("[127.0.0.0/8]"));
+    proxy_reload_yaml(&px, yaml);
+    char *v = query_value(looked_up, "SELECT 'from loopback'");
+    cr_expect_str_eq(v, "from loopback", "a session from a listed address was closed");
+    free(v);
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 4, 3000,
+                       AUTH_QUERY_FROM("[10.0.0.0/8, unix]"));
+    proxy_reload_yaml(&px, yaml);
+    expect_session_closed(looked_up, "auth_query.from");
+    v = query_value(listed, "SELECT 2");
+    cr_expect_str_eq(v, "2");
+    free(v);
+    PQfinish(listed);
 }

@@ -17,7 +17,8 @@ static char yaml[16384];
 #define USERS(erin_from)                                                                           \
     "  dave: {password: dave-pw, from: [10.0.0.0/8, \"2001:db8::/32\"]}\n"                         \
     "  erin: {password: erin-pw, from: " erin_from "}\n"                                           \
-    "  frank: {auth: trust, from: [\"::1\"]}\n"
+    "  frank: {auth: trust, from: [\"::1\"]}\n"                                                    \
+    "admin:\n  users: [carol]\n"
 
 static void start_from(void)
 {
@@ -86,4 +87,32 @@ Test(from, a_reload_that_takes_an_address_away_closes_its_sessions)
     char err[512];
     login_error("erin", "erin-pw", err, sizeof(err));
     cr_expect(strstr(err, "password authentication failed"), "erin logs in again: %s", err);
+}
+
+/* The value of SHOW CONFIG's row key ("" when there is none). */
+static void config_value(const char *key, char *out, size_t outsz)
+{
+    PGconn *adm = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
+    cr_assert(PQstatus(adm) == CONNECTION_OK, "%s", PQerrorMessage(adm));
+    PGresult *r = admin_show(adm, "SHOW CONFIG");
+    out[0] = '\0';
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, 0), key) == 0)
+            snprintf(out, outsz, "%s", PQgetvalue(r, i, 1));
+    PQclear(r);
+    PQfinish(adm);
+}
+
+/* An admin checks where each user may connect from in SHOW CONFIG, as the file wrote it. */
+Test(from, show_config_lists_where_each_user_may_connect_from)
+{
+    char v[512];
+    config_value("users.dave.from", v, sizeof(v));
+    cr_expect_str_eq(v, "10.0.0.0/8,2001:db8::/32");
+    config_value("users.erin.from", v, sizeof(v));
+    cr_expect_str_eq(v, "127.0.0.0/8,unix");
+    config_value("users.frank.from", v, sizeof(v));
+    cr_expect_str_eq(v, "::1");
+    config_value("users.alice.from", v, sizeof(v));
+    cr_expect_str_eq(v, "", "alice (anywhere) has a row: %s", v);
 }

@@ -255,6 +255,10 @@ static const struct {
      "    from: [localhost]\n",
      "t.yaml:6:12: users.al.from[0]: \"localhost\" is not an address: write an IPv4 or IPv6 "
      "address, optionally with a /prefix length (10.0.0.0/8, 2001:db8::/32), or unix"},
+    {"databases:\n  app: {host: h, user: u}\nauth_query:\n  database: app\n"
+     "  from: [\"fe80::1/10\"]\n",
+     "t.yaml:5:10: auth_query.from[0]: \"fe80::1/10\" has address bits set past its prefix "
+     "length: write the network's first address (fe80::/10), or a longer prefix"},
     {"databases:\n  app: {host: h, user: u}\nusers:\n  al:\n    password: a\n    from: []\n",
      "t.yaml:6:11: users.al.from: an empty list lets nobody connect: remove the key to allow "
      "every address"},

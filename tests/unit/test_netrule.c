@@ -28,8 +28,8 @@ static struct netaddr addr_of(const char *text)
 static bool admits(const char *rule, const char *text)
 {
     struct net_rule r;
-    const char *why = "";
-    cr_assert(netrule_parse(rule, &r, &why), "%s: %s", rule, why);
+    char why[200];
+    cr_assert(netrule_parse(rule, &r, why, sizeof(why)), "%s: %s", rule, why);
     struct net_rules rs = {&r, 1};
     struct netaddr a = addr_of(text);
     return netrule_match(&rs, &a);
@@ -55,8 +55,8 @@ Test(netrule, networks_admit_their_addresses_only)
 Test(netrule, unix_admits_the_unix_socket_only)
 {
     struct net_rule r;
-    const char *why = "";
-    cr_assert(netrule_parse("unix", &r, &why));
+    char why[200];
+    cr_assert(netrule_parse("unix", &r, why, sizeof(why)));
     struct net_rules rs = {&r, 1};
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     struct netaddr a, b = addr_of("127.0.0.1");
@@ -70,17 +70,53 @@ Test(netrule, unix_admits_the_unix_socket_only)
 Test(netrule, mistakes_are_refused_with_what_to_write)
 {
     static const char *const bad[][2] = {
-        {"10.0.0.0/33", "0 to 32"},         {"::/129", "0 to 128"},
-        {"10.1.0.0/8", "first address"},    {"10.0.0.0/", "0 to 32"},
-        {"10.0.0.0/8x", "0 to 32"},         {"10.0.0", "is not an address"},
-        {"localhost", "is not an address"}, {"", "is not an address"},
-        {"/8", "is not an address"},        {"10.0.0.0/-1", "0 to 32"},
+        {"10.0.0.0/33", "0 to 32"},
+        {"::/129", "0 to 128"},
+        {"10.1.0.0/8", "first address (10.0.0.0/8)"},
+        {"192.168.1.7/24", "first address (192.168.1.0/24)"},
+        {"2001:db8::1/32", "first address (2001:db8::/32)"},
+        {"10.0.0.0/", "0 to 32"},
+        {"10.0.0.0/8x", "0 to 32"},
+        {"10.0.0", "is not an address"},
+        {"localhost", "is not an address"},
+        {"", "is not an address"},
+        {"/8", "is not an address"},
+        {"10.0.0.0/-1", "0 to 32"},
         {"UNIX", "is not an address"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct net_rule r;
-        const char *why = "";
-        cr_expect_not(netrule_parse(bad[i][0], &r, &why), "\"%s\" was accepted", bad[i][0]);
+        char why[200];
+        cr_expect_not(netrule_parse(bad[i][0], &r, why, sizeof(why)), "\"%s\" was accepted",
+                      bad[i][0]);
         cr_expect(strstr(why, bad[i][1]), "\"%s\": %s", bad[i][0], why);
     }
+}
+
+/* The rules parsed from texts[0..n), as SHOW CONFIG prints them into an outsz buffer. */
+static const char *formatted(const char *const *texts, size_t n, char *out, size_t outsz)
+{
+    struct net_rule r[8];
+    char why[200];
+    for (size_t i = 0; i < n; i++)
+        cr_assert(netrule_parse(texts[i], &r[i], why, sizeof(why)), "%s: %s", texts[i], why);
+    struct net_rules rs = {r, n};
+    return netrule_format(&rs, out, outsz);
+}
+
+Test(netrule, rules_print_as_they_are_written)
+{
+    static const char *const texts[] = {"10.0.0.0/8",    "127.0.0.1", "127.0.0.1/32", "unix",
+                                        "2001:db8::/32", "::1",       "0.0.0.0/0"};
+    char out[200];
+    cr_expect_str_eq(formatted(texts, 7, out, sizeof(out)),
+                     "10.0.0.0/8,127.0.0.1,127.0.0.1,unix,2001:db8::/32,::1,0.0.0.0/0");
+}
+
+Test(netrule, a_list_too_long_for_its_buffer_is_cut_with_dots)
+{
+    static const char *const texts[] = {"10.0.0.0/8", "192.168.0.0/16"};
+    char out[16];
+    cr_expect_str_eq(formatted(texts, 2, out, sizeof(out)), "10.0.0.0/8,1...");
+    cr_expect_str_eq(formatted(texts, 0, out, sizeof(out)), "", "no rules: nothing");
 }
