@@ -679,7 +679,7 @@ static void kill_pool(struct client *c, struct pool *p)
     list_for_each_safe (it, tmp, &c->w->clients) {
         struct client *o = list_entry(it, struct client, node);
         if (o->state != CL_ADMIN && o->database && strcmp(o->database, p->db->name) == 0)
-            client_fail(o, "57P01", msg);
+            client_terminate(o, "57P01", msg);
     }
     pool_close_servers(p, "KILL by an administrator");
 }

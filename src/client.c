@@ -143,6 +143,22 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
     client_fail_as(c, sqlstate, msg, msg);
 }
 
+void client_terminate(struct client *c, const char *sqlstate, const char *msg)
+{
+    char with[700];
+    if (c->closing)
+        return;
+    if (!c->server || !server_running_statement(c->server)) {
+        client_fail(c, sqlstate, msg);
+        return;
+    }
+    snprintf(with, sizeof(with),
+             "%s (lakeproxy asked the server to cancel the statement running: whether it took "
+             "effect is unknown)",
+             msg);
+    server_end_statement(c->server, sqlstate, with, msg);
+}
+
 void client_relay_out_of_memory(struct client *c)
 {
     client_fail(c, "53200", "out of memory in lakeproxy: connection closed");
@@ -874,8 +890,11 @@ static bool take_token_groups(struct client *c, const struct token_identity *id)
     return true;
 }
 
-/* The workspace said who the token belongs to: it must be the user the client named (the
- * workspace's spelling is kept). */
+static bool refuse_address(struct client *c);
+
+/* The workspace said who the token belongs to: it must be the user the client named, case
+ * aside; the session's user is its users: entry's spelling, else the workspace's, and that
+ * entry's from: is checked again (the name the client typed may have missed it). */
 static void on_token_checked(struct client *c, const struct token_identity *id,
                              const char *sqlstate, const char *err)
 {
@@ -895,7 +914,8 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
         client_fail(c, "28P01", msg);
         return;
     }
-    char *user = strdup(id->user);
+    const struct user_config *entry = config_find_token_user(c->w->cfg, id->user);
+    char *user = strdup(entry ? entry->name : id->user); /* (its entry's spelling, if any) */
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
     if (!user || !db || !take_token_groups(c, id) ||
         !(c->token_workspace = strdup(db->cred.workspace))) {
@@ -905,6 +925,10 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
     }
     free(c->user);
     c->user = user;
+    if (!config_may_connect_from(c->w->cfg, LOGIN_TOKEN, c->user, &c->peer)) {
+        (void)refuse_address(c); /* (the name as the workspace spells it: its entry's from:) */
+        return;
+    }
     struct buf b;
     buf_init(&b);
     auth_done(c, &b);
@@ -933,12 +957,12 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
 /* c's user may not connect from its address (users.X.from, auth_query.from): said in the log.
  * A password, trust or looked-up login gets the mock exchange an unknown name gets (without
  * the look-up), failing as a wrong password would, so that a probe from elsewhere learns
- * neither that the name exists nor whether a password it tries is right; a token login is
- * refused at once (true: c is done with). */
+ * neither that the name exists nor whether a password it tries is right; a token login, whose
+ * token has proved the identity, is refused with 28000 (true: c is done with). */
 static bool refuse_address(struct client *c)
 {
     char setting[100];
-    config_from_setting(c->login_path, c->user, setting, sizeof(setting));
+    config_from_setting(c->w->cfg, c->login_path, c->user, setting, sizeof(setting));
     log_warning("client %llu %s: user \"%.64s\" may not connect from this address (%s): refused",
                 (unsigned long long)c->id, c->addr, c->user, setting);
     if (c->login_path == LOGIN_TOKEN) {
@@ -961,10 +985,11 @@ static void start_auth(struct client *c)
     size_t i = 0;
     c->login_path = config_login_path(cfg, config_find_db(cfg, c->database),
                                       strcmp(c->database, ADMIN_DATABASE) == 0, c->user, &i);
-    if (!config_may_connect_from(cfg, c->login_path, c->user, &c->peer)) {
-        if (refuse_address(c))
-            return;
-    }
+    /* (a token login is checked once the workspace has said whose token it is: refused
+     * before, it would tell a probe with no token that the name has an entry with a from:) */
+    if (c->login_path != LOGIN_TOKEN &&
+        !config_may_connect_from(cfg, c->login_path, c->user, &c->peer) && refuse_address(c))
+        return;
     struct buf b;
     switch (c->login_path) {
     case LOGIN_TOKEN: start_token_auth(c); return;

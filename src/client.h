@@ -83,6 +83,13 @@ bool client_idle_between_statements(const struct client *c);
 
 /* Sends c a FATAL ErrorResponse and closes it once the error is flushed. */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
+
+/* Ends c by lakeproxy's decision (a reload, KILL, the shutdown's time limit) with FATAL
+ * sqlstate msg, as client_fail does; a statement of c's still running on its server is
+ * cancelled first, so that it does not go on to commit behind the FATAL (as PostgreSQL's own
+ * 57P01 ends a backend's statement), and the message says so (one that ended meanwhile may
+ * have taken effect). */
+void client_terminate(struct client *c, const char *sqlstate, const char *msg);
 /* client_fail, logging `logged` in place of msg (which may quote a value the client sent). */
 void client_fail_as(struct client *c, const char *sqlstate, const char *msg, const char *logged);
 

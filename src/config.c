@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -891,6 +892,46 @@ static void load_users(struct ctx *c, const yaml_node_t *map, struct config *cfg
     }
 }
 
+/* The first database that takes Databricks tokens from clients, NULL if none. */
+static const struct db_config *token_database(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (cfg->dbs[i].client_auth == CLIENT_AUTH_DATABRICKS_TOKEN)
+            return &cfg->dbs[i];
+    return NULL;
+}
+
+static int compare_names_nocase(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A token login's user name is the workspace's, matched ignoring case: with a database that
+ * takes tokens, two users: entries the same but for case would make its entry (its from:,
+ * groups, attributes) a matter of chance. Refused at the second's place. */
+static void check_token_user_names(struct ctx *c, const yaml_node_t *users,
+                                   const struct config *cfg)
+{
+    const struct db_config *db = token_database(cfg);
+    const char **names = db && cfg->n_users > 1 ? calloc(cfg->n_users, sizeof(*names)) : NULL;
+    if (!names)
+        return;
+    for (size_t i = 0; i < cfg->n_users; i++)
+        names[i] = cfg->users[i].name;
+    qsort(names, cfg->n_users, sizeof(*names), compare_names_nocase);
+    for (size_t i = 1; i < cfg->n_users; i++) {
+        if (strcasecmp(names[i - 1], names[i]) != 0)
+            continue;
+        const yaml_node_t *at = find_value(c, users, names[i]);
+        add_error(c, at ? at->start_mark : users->start_mark,
+                  "users.%s: the same name as users.%s but for case: database \"%s\" takes "
+                  "Databricks tokens, whose user names are matched ignoring case; keep one "
+                  "entry",
+                  names[i], names[i - 1], db->name);
+    }
+    free(names);
+}
+
 /* groups: name -> entry. */
 static void load_groups(struct ctx *c, const yaml_node_t *map, struct config *cfg)
 {
@@ -1429,6 +1470,8 @@ static void load_root(struct ctx *c, const yaml_node_t *root, struct config *cfg
         check_auth_query(c, aq, cfg);
     if (dbs)
         check_databases(c, dbs, cfg);
+    if (users)
+        check_token_user_names(c, users, cfg);
     check_rls(c, cfg, users, groups, rls);
     if (masking)
         check_masking(c, masking, cfg);
@@ -1717,19 +1760,22 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
 bool config_may_connect_from(const struct config *cfg, enum login_path path, const char *user,
                              const struct netaddr *a)
 {
-    const struct user_config *u = config_find_user(cfg, user);
+    const struct user_config *u =
+        path == LOGIN_TOKEN ? config_find_token_user(cfg, user) : config_find_user(cfg, user);
     const struct net_rules *rules = u                      ? &u->from
                                     : path == LOGIN_LOOKUP ? &cfg->auth_query.from
                                                            : NULL;
     return !rules || rules->n == 0 || netrule_match(rules, a);
 }
 
-void config_from_setting(enum login_path path, const char *user, char *out, size_t outsz)
+void config_from_setting(const struct config *cfg, enum login_path path, const char *user,
+                         char *out, size_t outsz)
 {
+    const struct user_config *u = path == LOGIN_TOKEN ? config_find_token_user(cfg, user) : NULL;
     if (path == LOGIN_LOOKUP)
         snprintf(out, outsz, "auth_query.from");
     else
-        snprintf(out, outsz, "users.%.64s.from", user);
+        snprintf(out, outsz, "users.%.64s.from", u ? u->name : user);
 }
 
 bool config_is_admin(const struct config *cfg, const char *user)
@@ -1744,6 +1790,14 @@ const struct user_config *config_find_user(const struct config *cfg, const char 
 {
     for (size_t i = 0; i < cfg->n_users; i++)
         if (strcmp(cfg->users[i].name, name) == 0)
+            return &cfg->users[i];
+    return NULL;
+}
+
+const struct user_config *config_find_token_user(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_users; i++)
+        if (strcasecmp(cfg->users[i].name, name) == 0)
             return &cfg->users[i];
     return NULL;
 }

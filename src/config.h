@@ -316,6 +316,10 @@ bool config_same_rls_shape(const struct config *a, const struct config *b, const
 /* Look-ups by name; NULL when absent. */
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);
+
+/* The users: entry of a Databricks token's user name, matched ignoring case (as the workspace
+ * does: two entries the same but for case are refused at load when a database takes tokens). */
+const struct user_config *config_find_token_user(const struct config *cfg, const char *name);
 const struct group_config *config_find_group(const struct config *cfg, const char *name);
 /* Is db one of cfg's own entries (rather than another configuration's)? */
 bool config_holds_db(const struct config *cfg, const struct db_config *db);
@@ -361,7 +365,8 @@ bool config_may_connect_from(const struct config *cfg, enum login_path path, con
 
 /* The name of the setting config_may_connect_from applied ("users.X.from" or
  * "auth_query.from"), in out. */
-void config_from_setting(enum login_path path, const char *user, char *out, size_t outsz);
+void config_from_setting(const struct config *cfg, enum login_path path, const char *user,
+                         char *out, size_t outsz);
 
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);

@@ -57,6 +57,28 @@ static void say_first_address(struct net_rule r, unsigned bits, char *why, size_
              net, bits);
 }
 
+/* Is r inside ::ffff:0:0/96 (IPv4-mapped)? Such a rule would never match: a client connecting
+ * over IPv4 is seen as its IPv4 address (netaddr_from_sockaddr), as in pg_hba.conf, where an
+ * IPv6 entry matches IPv6 connections only. */
+static bool ipv4_mapped(const struct net_rule *r, unsigned bits)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return r->family == NET_V6 && bits >= 96 && memcmp(r->addr, mapped, sizeof(mapped)) == 0;
+}
+
+/* The message for an IPv4-mapped rule: names the IPv4 rule to write instead. */
+static void say_ipv4_instead(const struct net_rule *r, unsigned bits, char *why, size_t whysz)
+{
+    char v4[INET_ADDRSTRLEN] = "?", suffix[8] = "";
+    inet_ntop(AF_INET, r->addr + 12, v4, sizeof(v4));
+    if (bits < 128)
+        snprintf(suffix, sizeof(suffix), "/%u", bits - 96);
+    snprintf(why, whysz,
+             "is an IPv4-mapped address, which no client is seen as (one connecting over IPv4 "
+             "is matched by its IPv4 address): write %s%s",
+             v4, suffix);
+}
+
 bool netrule_parse(const char *text, struct net_rule *r, char *why, size_t whysz)
 {
     char host[64];
@@ -92,6 +114,10 @@ bool netrule_parse(const char *text, struct net_rule *r, char *why, size_t whysz
     }
     if (!host_bits_clear(r->addr, len, bits)) {
         say_first_address(*r, bits, why, whysz);
+        return false;
+    }
+    if (ipv4_mapped(r, bits)) {
+        say_ipv4_instead(r, bits, why, whysz);
         return false;
     }
     r->bits = (uint8_t)bits;

@@ -90,6 +90,8 @@ struct worker {
     struct config **retired; /* replaced by a reload but still used by a removed database's pool */
     size_t n_retired;
     bool draining;                 /* SIGTERM: no new clients, open transactions finish */
+    bool last_flush;               /* the shutdown's time limit passed: the loop runs on briefly
+                                      for cancels and FATALs to go out, then exits */
     bool handed_over;              /* a new process took the listening sockets over: no new
                                       clients, connected ones are served until they leave */
     struct takeover_ctl *takeover; /* listen.takeover_socket (NULL: off) */

@@ -695,7 +695,7 @@ static void expire_statements(struct pool *p, int64_t now_ms)
                  limit, p->db->name);
         snprintf(logged, sizeof(logged), "a statement ran longer than %d s (pool.query_timeout_s)",
                  limit);
-        server_end_overdue_statement(s, msg, logged);
+        server_end_statement(s, "57014", msg, logged);
     }
 }
 

@@ -1665,7 +1665,8 @@ void server_close_unanswered(struct server *s, const char *why)
     server_close(s, why);
 }
 
-void server_end_overdue_statement(struct server *s, const char *msg, const char *logged)
+void server_end_statement(struct server *s, const char *sqlstate, const char *msg,
+                          const char *logged)
 {
     struct client *c = s->client;
     bool mid_message = s->relay.pass_left > 0; /* (an ErrorResponse would land inside it) */
@@ -1673,7 +1674,7 @@ void server_end_overdue_statement(struct server *s, const char *msg, const char 
     if (mid_message)
         client_close(c, logged);
     else
-        client_fail_as(c, "57014", msg, logged);
+        client_fail_as(c, sqlstate, msg, logged);
 }
 
 /* A cancel of the departed client's is on its way to s: the owed ReadyForQuery messages are

@@ -67,10 +67,11 @@ bool server_left_waiting(const struct server *s);
  * (unless one is on its way) so that what it runs does not go on holding locks. */
 void server_close_unanswered(struct server *s, const char *why);
 
-/* s's client's statement ran past pool.query_timeout_s: PostgreSQL is asked to cancel it and
- * the client is closed, with FATAL 57014 msg unless a message to it is half-relayed (then
- * without a word); logged goes to the log. */
-void server_end_overdue_statement(struct server *s, const char *msg, const char *logged);
+/* s's client's statement is to end (it ran past pool.query_timeout_s; lakeproxy closes the
+ * client): PostgreSQL is asked to cancel it and the client is closed, with FATAL sqlstate msg
+ * unless a message to it is half-relayed (then without a word); logged goes to the log. */
+void server_end_statement(struct server *s, const char *sqlstate, const char *msg,
+                          const char *logged);
 
 /* The replies owed by s can no longer be counted (why says how it was found): logged once; s
  * stays with its client and is closed when the client leaves, never handed to another. */

@@ -627,12 +627,16 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
                                               : "this user now logs in another way";
     if (now == LOGIN_TOKEN && !config_str_eq(db->cred.workspace, c->token_workspace))
         return "its token was checked at another workspace";
+    const struct user_config *u =
+        now == LOGIN_TOKEN ? config_find_token_user(w->cfg, c->user) : NULL;
+    if (u && strcmp(u->name, c->user) != 0) /* (its entry found by another spelling) */
+        return "its users: entry now spells the name another way";
     const char *tls_why = refused_tls(w, c);
     if (tls_why)
         return tls_why;
     if (!config_may_connect_from(w->cfg, now, c->user, &c->peer)) {
         char setting[100];
-        config_from_setting(now, c->user, setting, sizeof(setting));
+        config_from_setting(w->cfg, now, c->user, setting, sizeof(setting));
         snprintf(why, whysz, "its user may no longer connect from this address (%s)", setting);
         return why;
     }
@@ -668,7 +672,7 @@ static void close_newly_refused(struct worker *w)
             continue;
         snprintf(msg, sizeof(msg), "database \"%.64s\" was reconfigured: %s; reconnect",
                  c->database, why);
-        client_fail(c, "57P01", msg);
+        client_terminate(c, "57P01", msg);
     }
 }
 
@@ -744,6 +748,20 @@ void worker_reload(struct worker *w)
     log_info("configuration reloaded from %s", n->path);
 }
 
+/* The shutdown's time limit passed: each client left is told so (57P01), and its statement
+ * still running is cancelled rather than left to commit behind it (client_terminate). */
+static void terminate_clients(struct worker *w)
+{
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &w->clients) {
+        struct client *c = list_entry(it, struct client, node);
+        if (c->state != CL_LOGIN)
+            client_terminate(c, "57P01",
+                             "terminating connection: lakeproxy is shutting down and its "
+                             "transaction did not end within limits.shutdown_timeout_s");
+    }
+}
+
 /* The drain's time limit. After a takeover it starts the SIGTERM drain (clients between
  * transactions closed, open ones get another shutdown_timeout_s); in that drain it stops the
  * loop, closing whoever is left. */
@@ -760,7 +778,10 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     log_warning("shutdown timeout reached with %d clients left: closing them", w->n_clients);
-    event_base_loopexit(w->base, NULL);
+    w->last_flush = true;
+    terminate_clients(w);
+    struct timeval flush = {0, 200000}; /* (for the cancels and the FATALs to go out) */
+    event_base_loopexit(w->base, &flush);
 }
 
 /* (Re)starts the limit of limits.shutdown_timeout_s on the drain. */
@@ -808,6 +829,6 @@ void worker_hand_over(struct worker *w, pid_t to)
 
 void worker_check_drained(struct worker *w)
 {
-    if ((w->draining || w->handed_over) && w->n_clients == 0)
+    if ((w->draining || w->handed_over) && w->n_clients == 0 && !w->last_flush)
         event_base_loopexit(w->base, NULL);
 }

@@ -803,6 +803,30 @@ Test(admin, kill_ends_that_pools_clients_and_servers_only)
     PQfinish(adm);
 }
 
+/* KILL while a client's statement runs: the statement is cancelled before the 57P01 (which
+ * says so), so nothing of the killed client's commits after it. */
+Test(admin, kill_cancels_a_running_statement_first)
+{
+    PGconn *pg = pg_admin("lp_test");
+    pg_owned_table(pg, "admin_killed_insert", "v int");
+    PGconn *a = app(), *adm = console();
+    cr_assert(PQsendQuery(a, "INSERT INTO admin_killed_insert SELECT 1 FROM pg_sleep(3)"));
+    usleep(300 * 1000);
+    PGresult *r = PQexec(adm, "KILL app");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
+    PQclear(r);
+    struct outcome o;
+    outcome_of(a, &o);
+    cr_expect_str_eq(o.state, "57P01", "%s", o.msg);
+    cr_expect(strstr(o.msg, "asked the server to cancel"), "%s", o.msg);
+    PQfinish(a);
+    usleep(3500 * 1000); /* (past the statement's own end) */
+    cr_expect_eq(pg_long(pg, "SELECT count(*) FROM admin_killed_insert"), 0,
+                 "the killed client's INSERT committed");
+    PQfinish(adm);
+    PQfinish(pg);
+}
+
 /* DISABLE app: new logins to app are refused (57P03, naming it), a connected client goes on,
  * other databases take logins; SHOW DATABASES and SHOW POOLS say so; ENABLE lets logins in. */
 Test(admin, disable_refuses_new_logins_until_enable)

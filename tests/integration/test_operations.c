@@ -144,3 +144,35 @@ Test(operations, a_repeated_sigterm_still_exits_0)
 {
     stop_with_signals_coming(SIGTERM);
 }
+
+/* A transaction still open at limits.shutdown_timeout_s (1 s here) running a statement: the
+ * client is told why (57P01 naming the limit) and its statement is cancelled, not left to
+ * commit after lakeproxy has exited; lakeproxy exits 0. */
+static void start_with_a_short_shutdown(void)
+{
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 300,
+                       "limits:\n  shutdown_timeout_s: 1\n");
+    proxy_start_yaml(&px, port, yaml);
+}
+
+Test(operations, the_shutdown_limit_cancels_a_running_statement_and_says_why,
+     .init = start_with_a_short_shutdown)
+{
+    PGconn *adm = pg_admin("lp_test");
+    pg_owned_table(adm, "ops_shutdown_limit", "v int");
+    PGconn *a = alice();
+    cr_assert(PQsendQuery(a, "INSERT INTO ops_shutdown_limit SELECT 1 FROM pg_sleep(4)"));
+    usleep(300 * 1000);
+    cr_assert_eq(kill(px.pid, SIGTERM), 0);
+    struct outcome o;
+    outcome_of(a, &o);
+    cr_expect_str_eq(o.state, "57P01", "%s", o.msg);
+    cr_expect(strstr(o.msg, "limits.shutdown_timeout_s") && strstr(o.msg, "cancel"), "%s", o.msg);
+    proxy_expect_exit_0(&px, 5000);
+    PQfinish(a);
+    usleep(4500 * 1000); /* (past the statement's own end) */
+    cr_expect_eq(pg_long(adm, "SELECT count(*) FROM ops_shutdown_limit"), 0,
+                 "the statement committed after the 57P01");
+    PQfinish(adm);
+}

@@ -298,33 +298,14 @@ static void start_tokens(const char *role)
     mockws_users(&mock, users);
     setenv("LP_TEST_CLIENT_SECRET", "lp-secret", 1);
     int port = free_port();
-    const char *certs = env_need("LP_CERTS");
     static char yaml[4096];
-    snprintf(yaml, sizeof(yaml),
-             "listen: {host: 127.0.0.1, port: %d, tls: {cert: %s/server.crt, key: %s/server.key}}\n"
-             "log: {level: info}\n"
-             "admin: {users: [carol]}\n"
-             "databases:\n"
-             "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
-             "    tls: disable\n    client_auth: databricks_token\n"
-             "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
-             "    credentials:\n      provider: databricks\n"
-             "      workspace: https://127.0.0.1:%d\n"
-             "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
-             "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
-             "users:\n  carol: {auth: trust}\n",
-             port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs);
+    token_lake_yaml(yaml, sizeof(yaml), port, role, mock.port, "users:\n  carol: {auth: trust}\n");
     proxy_start_yaml(&px, port, yaml);
 }
 
 static PGconn *token_login(const char *user, const char *token)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", px.port);
-    const char *keys[] = {
-        "host", "port", "user", "password", "dbname", "sslmode", "connect_timeout", NULL};
-    const char *vals[] = {"127.0.0.1", port, user, token, "lake", "require", "20", NULL};
-    return PQconnectdbParams(keys, vals, 0);
+    return token_connect(px.port, user, token, NULL);
 }
 
 /* Who the session of user/token is served as ("" when refused). */

@@ -56,20 +56,9 @@ static void start_all(int n)
     mockws_users(&mock, users);
     setenv("LP_TEST_CLIENT_SECRET", "lp-secret", 1);
     int port = free_port();
-    const char *certs = env_need("LP_CERTS");
+    char more[4096];
     snprintf(
-        yaml, sizeof(yaml),
-        "listen: {host: 127.0.0.1, port: %d, tls: {cert: %s/server.crt, key: %s/server.key}}\n"
-        "log: {level: info}\n"
-        "admin: {users: [carol]}\n"
-        "databases:\n"
-        "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
-        "    tls: disable\n    client_auth: databricks_token\n"
-        "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
-        "    credentials:\n      provider: databricks\n"
-        "      workspace: https://127.0.0.1:%d\n"
-        "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
-        "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
+        more, sizeof(more),
         "  plain:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
         "    password: unused\n    tls: disable\n    allow: {users: [bo@example.com]}\n"
         "users:\n  carol: {auth: trust}\n"
@@ -78,21 +67,15 @@ static void start_all(int n)
         "rls:\n  prefix: app\n  databases: [lake]\n  attributes: {who: user, team: attribute}\n"
         "masking:\n  databases: [lake]\n  rules:\n"
         "    - {column: public.customers.email, function: email, unless: {groups: [support]}}\n",
-        port, certs, certs, env_need("LP_PGPORT"), role, mock.port, certs, env_need("LP_PGPORT"),
-        role);
+        env_need("LP_PGPORT"), role);
+    token_lake_yaml(yaml, sizeof(yaml), port, role, mock.port, more);
     proxy_start_yaml(&px, port, yaml);
 }
 
 /* Logs in to "lake" as user with token as password (TLS unless sslmode says otherwise). */
 static PGconn *token_login(const char *user, const char *token, const char *sslmode)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", px.port);
-    const char *keys[] = {
-        "host", "port", "user", "password", "dbname", "sslmode", "connect_timeout", NULL};
-    const char *vals[] = {"127.0.0.1", port, user, token, "lake", sslmode ? sslmode : "require",
-                          "30",        NULL};
-    return PQconnectdbParams(keys, vals, 0);
+    return token_connect(px.port, user, token, sslmode);
 }
 
 /* The login must fail with a message containing want. */

@@ -754,3 +754,34 @@ bool pg_statement_gone(PGconn *adm, const char *mark, int timeout_ms)
         usleep(50 * 1000);
     }
 }
+
+void token_lake_yaml(char *out, size_t outsz, int port, const char *role, int mock_port,
+                     const char *more)
+{
+    const char *certs = env_need("LP_CERTS");
+    snprintf(out, outsz,
+             "listen: {host: 127.0.0.1, port: %d, tls: {cert: %s/server.crt, key: %s/server.key}}\n"
+             "log: {level: info}\n"
+             "admin: {users: [carol]}\n"
+             "databases:\n"
+             "  lake:\n    host: 127.0.0.1\n    port: %s\n    dbname: lp_test\n    user: %s\n"
+             "    tls: disable\n    client_auth: databricks_token\n"
+             "    pool: {mode: transaction, size: 2, max_wait_ms: 8000}\n"
+             "    credentials:\n      provider: databricks\n"
+             "      workspace: https://127.0.0.1:%d\n"
+             "      client_id: lp-client\n      client_secret_env: LP_TEST_CLIENT_SECRET\n"
+             "      ca_file: %s/ca.crt\n      timeout_ms: 2000\n      instance: lp-instance\n"
+             "%s",
+             port, certs, certs, env_need("LP_PGPORT"), role, mock_port, certs, more);
+}
+
+PGconn *token_connect(int port, const char *user, const char *token, const char *sslmode)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    const char *keys[] = {
+        "host", "port", "user", "password", "dbname", "sslmode", "connect_timeout", NULL};
+    const char *vals[] = {"127.0.0.1", ps,  user, token, "lake", sslmode ? sslmode : "require",
+                          "30",        NULL};
+    return PQconnectdbParams(keys, vals, 0);
+}

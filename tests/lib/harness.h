@@ -199,6 +199,15 @@ void copy_in_end(PGconn *c);
 /* The body of GET http://127.0.0.1:port/path, by curl (malloc'd), its HTTP status in *status. */
 char *http_get(int port, const char *path, int *status);
 
+/* A configuration (in out) on port with TLS and database "lake" taking Databricks tokens,
+ * checked at the mock workspace on mock_port, its servers logging in as role; carol (trust)
+ * on the console; `more` follows the lake entry (further databases, users:, ...). */
+void token_lake_yaml(char *out, size_t outsz, int port, const char *role, int mock_port,
+                     const char *more);
+
+/* Logs in to "lake" on port as user with token as password (TLS unless sslmode says). */
+PGconn *token_connect(int port, const char *user, const char *token, const char *sslmode);
+
 /* The helpers by concern; tests include this header only. */
 #include "maskcheck.h"
 #include "pgprivate.h"

@@ -15,6 +15,8 @@ CREATE ROLE lp_rot17 LOGIN; CREATE ROLE lp_rot18 LOGIN;
 -- test_redteam16.c's own (its tests run beside those of test_rotation.c and test_databricks.c)
 CREATE ROLE lp_rt16_1 LOGIN; CREATE ROLE lp_rt16_2 LOGIN; CREATE ROLE lp_rt16_3 LOGIN;
 CREATE ROLE lp_rt16_4 LOGIN; CREATE ROLE lp_rt16_5 LOGIN; CREATE ROLE lp_rt16_6 LOGIN;
+-- test_redteam33.c's own token pool roles
+CREATE ROLE lp_rt33_1 LOGIN; CREATE ROLE lp_rt33_2 LOGIN; CREATE ROLE lp_rt33_3 LOGIN;
 SET password_encryption = 'md5';
 CREATE ROLE lp_md5 LOGIN PASSWORD 'md5-secret';
 RESET password_encryption;

@@ -894,3 +894,35 @@ Test(config, an_open_alias_of_an_allow_only_entry_is_reported)
     config_free(cfg);
     config_errors_free(&errs);
 }
+
+/* Two users: entries the same but for case, text with a token database or without one: the
+ * number of errors that say so. */
+static size_t case_twin_errors(bool tokens)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "databases:\n  app:\n    host: h\n    user: u\n%s"
+             "users:\n  Ana@example.com: {auth: token}\n  ana@example.com: {auth: token}\n"
+             "  bo: {password: b}\n",
+             tokens ? "    client_auth: databricks_token\n"
+                      "    credentials: {provider: databricks, workspace: https://w, "
+                      "client_id: i, client_secret_env: S, instance: x}\n"
+                    : "");
+    struct config_errors errs;
+    struct config *cfg = parse(text, &errs);
+    size_t n = 0;
+    for (size_t i = 0; i < errs.n; i++)
+        n += strstr(errs.msgs[i], "the same name as users.") &&
+             strstr(errs.msgs[i], "but for case: database \"app\" takes Databricks tokens");
+    config_free(cfg);
+    config_errors_free(&errs);
+    return n;
+}
+
+/* A token's user name finds its users: entry ignoring case: two entries that differ only in
+ * case would make which one applies (its from:, groups, attributes) a matter of chance. */
+Test(config, entries_the_same_but_for_case_are_refused_beside_a_token_database)
+{
+    cr_expect_eq(case_twin_errors(true), 1);
+    cr_expect_eq(case_twin_errors(false), 0, "without a token database, names keep their case");
+}

@@ -49,7 +49,7 @@ Test(netrule, networks_admit_their_addresses_only)
     cr_expect_not(admits("2001:db8::/32", "2001:db9::1"));
     cr_expect(admits("::1", "::1"));
     cr_expect(admits("10.0.0.0/8", "::ffff:10.1.2.3"), "an IPv4-mapped address is its IPv4 one");
-    cr_expect_not(admits("::ffff:0:0/96", "10.1.2.3"), "(so no IPv6 rule reaches it)");
+    cr_expect_not(admits("::/0", "10.1.2.3"), "(so no IPv6 rule reaches it)");
 }
 
 Test(netrule, unix_admits_the_unix_socket_only)
@@ -83,6 +83,10 @@ Test(netrule, mistakes_are_refused_with_what_to_write)
         {"/8", "is not an address"},
         {"10.0.0.0/-1", "0 to 32"},
         {"UNIX", "is not an address"},
+        {"::ffff:127.0.0.1", "IPv4-mapped address, which no client is seen as (one connecting "
+                             "over IPv4 is matched by its IPv4 address): write 127.0.0.1"},
+        {"::ffff:10.0.0.0/104", "write 10.0.0.0/8"},
+        {"::ffff:0:0/96", "write 0.0.0.0/0"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct net_rule r;
