@@ -152,7 +152,7 @@ fuzz: $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
 install: lakeproxy
 	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy
-	install -D -m 0644 conf/lakeproxy.yaml $(DESTDIR)/etc/lakeproxy/lakeproxy.yaml
+	install -D -m 0640 conf/lakeproxy.yaml $(DESTDIR)/etc/lakeproxy/lakeproxy.yaml
 	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/lakeproxy
 	sed 's#/usr/local#$(PREFIX)#g' systemd/lakeproxy.service \
 		>$(DESTDIR)/lib/systemd/system/lakeproxy.service

@@ -1572,13 +1572,25 @@ struct config *config_load(const char *path, struct config_errors *errs)
     struct ctx c = {path, NULL, errs};
     char err[1200];
     size_t len;
-    char *text = config_read_file(path, CONFIG_FILE_MAX, false, &len, NULL, err, sizeof(err));
+    struct stat st;
+    char *text = config_read_file(path, CONFIG_FILE_MAX, false, &len, &st, err, sizeof(err));
     if (!text) {
         add_read_error(&c, path, err);
         return NULL;
     }
+    if (st.st_mode & 0002) { /* (the policy: RLS, masking, who may log in) */
+        yaml_mark_t start = {0, 0, 0};
+        add_error(&c, start,
+                  "can be changed by every user (mode %04o): anyone on the machine could "
+                  "rewrite who may log in and what they see: chmod o-w %s",
+                  (unsigned)st.st_mode & 07777, path);
+        config_file_free(text, len, false);
+        return NULL;
+    }
     struct config *cfg = config_parse_string(text, len, path, errs);
     config_file_free(text, len, false);
+    if (cfg)
+        cfg->readable_by_all = (st.st_mode & 0004) != 0;
     return cfg;
 }
 
@@ -1776,6 +1788,27 @@ void config_from_setting(const struct config *cfg, enum login_path path, const c
         snprintf(out, outsz, "auth_query.from");
     else
         snprintf(out, outsz, "users.%.64s.from", u ? u->name : user);
+}
+
+const char *config_inline_secret(const struct config *cfg, char *out, size_t outsz)
+{
+    const struct user_config *u = NULL;
+    for (size_t i = 0; i < cfg->n_dbs; i++)
+        if (cfg->dbs[i].password) {
+            snprintf(out, outsz, "databases.%s.password", cfg->dbs[i].name);
+            return out;
+        }
+    for (size_t i = 0; i < cfg->n_users && !u; i++)
+        if (cfg->users[i].password || cfg->users[i].password_scram)
+            u = &cfg->users[i];
+    if (u) {
+        snprintf(out, outsz, "users.%s.%s", u->name, u->password ? "password" : "password_scram");
+        return out;
+    }
+    if (!cfg->auth_query.enabled || !cfg->auth_query.password)
+        return NULL;
+    snprintf(out, outsz, "auth_query.password");
+    return out;
 }
 
 bool config_is_admin(const struct config *cfg, const char *user)

@@ -239,6 +239,7 @@ struct mask_config {
 
 struct config {
     char *path;            /* file it was loaded from */
+    bool readable_by_all;  /* the file's mode lets every user of the machine read it */
     char *listen_host;     /* listen.host: default 127.0.0.1 */
     int listen_port;       /* listen.port: default 6432 */
     char *tls_cert;        /* listen.tls.cert: PEM certificate; with tls_key enables client TLS */
@@ -367,6 +368,10 @@ bool config_may_connect_from(const struct config *cfg, enum login_path path, con
  * "auth_query.from"), in out. */
 void config_from_setting(const struct config *cfg, enum login_path path, const char *user,
                          char *out, size_t outsz);
+
+/* The first secret written in the file itself (a database's or auth_query's password, a
+ * user's password or verifier) as its key ("users.alice.password"), into out; NULL if none. */
+const char *config_inline_secret(const struct config *cfg, char *out, size_t outsz);
 
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);

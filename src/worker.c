@@ -349,6 +349,17 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
 
 /* Warns of each entry under databases: that serves a protected database's rows unprotected
  * (config_unprotected_alias): any user may log into it instead. */
+/* A configuration file every user may read, holding a secret, is worth a warning at each load
+ * (not a refusal: it may be so on purpose, its secrets being fit for every local user). */
+static void warn_readable_secrets(const struct config *cfg)
+{
+    char key[200];
+    if (cfg->readable_by_all && config_inline_secret(cfg, key, sizeof(key)))
+        log_warning("%s can be read by every user of the machine and holds secrets (%s, ...): "
+                    "chmod o-r %s",
+                    cfg->path, key, cfg->path);
+}
+
 static void warn_unprotected_aliases(const struct config *cfg)
 {
     size_t k = 0;
@@ -394,6 +405,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
     w->cfg_gen = 1;
     set_core_dumps(cfg);
     warn_unprotected_aliases(cfg);
+    warn_readable_secrets(cfg);
     list_init(&w->pools);
     list_init(&w->clients);
     list_init(&w->cancellers);
@@ -718,6 +730,7 @@ void worker_reload(struct worker *w)
     w->cfg_gen++;
     set_core_dumps(n);
     warn_unprotected_aliases(n);
+    warn_readable_secrets(n);
     listener_fit_descriptor_limit(n);
     msgbudget_resize(&w->msgbudget, n->max_message_memory);
     msgshare_lend_later(w);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,4 +176,30 @@ Test(operations, the_shutdown_limit_cancels_a_running_statement_and_says_why,
     cr_expect_eq(pg_long(adm, "SELECT count(*) FROM ops_shutdown_limit"), 0,
                  "the statement committed after the 57P01");
     PQfinish(adm);
+}
+
+/* Sends SIGHUP and waits until the log says the n-th reload is done. */
+static void reload_and_wait(int n)
+{
+    proxy_reload(&px);
+    for (int i = 0; i < 500 && file_count_lines(px.log, "configuration reloaded") < n; i++)
+        usleep(10 * 1000);
+    cr_assert_geq(file_count_lines(px.log, "configuration reloaded"), n, "reload %d not seen", n);
+}
+
+/* A configuration file every user may read, with passwords in it, is warned about at each
+ * load, naming a secret's key (never its value) and the fix; one readable by its owner and
+ * group only is not. */
+Test(operations, a_configuration_every_user_may_read_with_passwords_is_warned_about)
+{
+    const char *warning = "can be read by every user of the machine and holds secrets "
+                          "(databases.app.password";
+    int at_start = file_count_lines(px.log, warning);
+    cr_assert_eq(chmod(px.conf, 0640), 0);
+    reload_and_wait(1);
+    cr_expect_eq(file_count_lines(px.log, warning), at_start, "0640 was warned about");
+    cr_assert_eq(chmod(px.conf, 0644), 0);
+    reload_and_wait(2);
+    cr_expect_eq(file_count_lines(px.log, warning), at_start + 1, "no warning; see %s", px.log);
+    cr_expect_eq(file_count_lines(px.log, "server-secret"), 0, "a password in the log");
 }

@@ -926,3 +926,56 @@ Test(config, entries_the_same_but_for_case_are_refused_beside_a_token_database)
     cr_expect_eq(case_twin_errors(true), 1);
     cr_expect_eq(case_twin_errors(false), 0, "without a token database, names keep their case");
 }
+
+/* The file at a fresh temporary path holding text, with mode; its path in out. */
+static void temp_file(const char *text, mode_t mode, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "/tmp/lp-config-XXXXXX");
+    int fd = mkstemp(out);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    cr_assert_eq(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* Every user of the machine could rewrite the policy: refused, saying how to fix it. */
+Test(config, a_configuration_every_user_may_change_is_refused)
+{
+    char path[64];
+    struct config_errors errs = {0};
+    temp_file("databases:\n  app: {host: h, user: u}\n", 0666, path, sizeof(path));
+    struct config *cfg = config_load(path, &errs);
+    cr_expect_null(cfg);
+    cr_assert_eq(errs.n, 1);
+    cr_expect(strstr(errs.msgs[0], "can be changed by every user (mode 0666)") &&
+                  strstr(errs.msgs[0], "chmod o-w"),
+              "%s", errs.msgs[0]);
+    config_errors_free(&errs);
+    chmod(path, 0644);
+    cfg = config_load(path, &errs);
+    cr_expect_not_null(cfg, "0644 is refused");
+    cr_expect(cfg && cfg->readable_by_all);
+    config_free(cfg);
+    unlink(path);
+}
+
+/* The secrets written in the file itself, named by their key; none when there are none. */
+Test(config, inline_secrets_are_named_by_their_key)
+{
+    char key[100];
+    struct config_errors errs;
+    struct config *cfg = parse("databases:\n  app: {host: h, user: u}\n"
+                               "users:\n  al: {auth: trust}\n  bo: {password: b}\n",
+                               &errs);
+    cr_assert_not_null(cfg);
+    cr_expect_str_eq(config_inline_secret(cfg, key, sizeof(key)), "users.bo.password");
+    config_free(cfg);
+    cfg = parse("databases:\n  app: {host: h, user: u, password: p}\n", &errs);
+    cr_assert_not_null(cfg);
+    cr_expect_str_eq(config_inline_secret(cfg, key, sizeof(key)), "databases.app.password");
+    config_free(cfg);
+    cfg = parse("databases:\n  app: {host: h, user: u}\nusers:\n  al: {auth: trust}\n", &errs);
+    cr_assert_not_null(cfg);
+    cr_expect_null(config_inline_secret(cfg, key, sizeof(key)));
+    config_free(cfg);
+}
