@@ -1811,6 +1811,18 @@ const char *config_inline_secret(const struct config *cfg, char *out, size_t out
     return out;
 }
 
+const char *config_readable_secrets(const struct config *cfg, char *out, size_t outsz)
+{
+    char key[300];
+    if (!cfg->readable_by_all || !config_inline_secret(cfg, key, sizeof(key)))
+        return NULL;
+    snprintf(out, outsz,
+             "%s can be read by every user of the machine and holds secrets (%s, ...): chmod "
+             "o-r %s",
+             cfg->path, key, cfg->path);
+    return out;
+}
+
 bool config_is_admin(const struct config *cfg, const char *user)
 {
     for (size_t i = 0; i < cfg->admin_users.n; i++)

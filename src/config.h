@@ -373,6 +373,10 @@ void config_from_setting(const struct config *cfg, enum login_path path, const c
  * user's password or verifier) as its key ("users.alice.password"), into out; NULL if none. */
 const char *config_inline_secret(const struct config *cfg, char *out, size_t outsz);
 
+/* The warning for a file every user may read that holds a secret (not a refusal: it may be so
+ * on purpose), into out; NULL when there is none to give. */
+const char *config_readable_secrets(const struct config *cfg, char *out, size_t outsz);
+
 /* May user open the admin console (database "lakeproxy")? */
 bool config_is_admin(const struct config *cfg, const char *user);
 

@@ -163,6 +163,9 @@ int main(int argc, char **argv)
     if (!cfg)
         return 1;
     if (check) {
+        char warning[1200];
+        if (config_readable_secrets(cfg, warning, sizeof(warning)))
+            fprintf(stderr, "warning: %s\n", warning);
         printf("%s: configuration is valid\n", path);
         config_free(cfg);
         return 0;

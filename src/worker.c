@@ -347,19 +347,16 @@ static bool start_listening(struct worker *w, struct takeover_fds *inherited, ch
     return listener_start(w, listen_fd, unix_fd, err, errsz);
 }
 
-/* Warns of each entry under databases: that serves a protected database's rows unprotected
- * (config_unprotected_alias): any user may log into it instead. */
-/* A configuration file every user may read, holding a secret, is worth a warning at each load
- * (not a refusal: it may be so on purpose, its secrets being fit for every local user). */
+/* A configuration file every user may read, holding a secret, is warned about at each load. */
 static void warn_readable_secrets(const struct config *cfg)
 {
-    char key[200];
-    if (cfg->readable_by_all && config_inline_secret(cfg, key, sizeof(key)))
-        log_warning("%s can be read by every user of the machine and holds secrets (%s, ...): "
-                    "chmod o-r %s",
-                    cfg->path, key, cfg->path);
+    char msg[1200];
+    if (config_readable_secrets(cfg, msg, sizeof(msg)))
+        log_warning("%s", msg);
 }
 
+/* Warns of each entry under databases: that serves a protected database's rows unprotected
+ * (config_unprotected_alias): any user may log into it instead. */
 static void warn_unprotected_aliases(const struct config *cfg)
 {
     size_t k = 0;

@@ -979,3 +979,25 @@ Test(config, inline_secrets_are_named_by_their_key)
     cr_expect_null(config_inline_secret(cfg, key, sizeof(key)));
     config_free(cfg);
 }
+
+/* A file every user may read that holds a secret gets the warning (naming the key, never the
+ * value); at 0640 it does not, nor a readable file without secrets. */
+Test(config, a_readable_file_with_secrets_is_warned_about)
+{
+    char path[64], msg[1200];
+    struct config_errors errs = {0};
+    temp_file("databases:\n  app: {host: h, user: u, password: s3cr3t-value}\n", 0644, path,
+              sizeof(path));
+    struct config *cfg = config_load(path, &errs);
+    cr_assert_not_null(cfg);
+    const char *w = config_readable_secrets(cfg, msg, sizeof(msg));
+    cr_expect(w && strstr(w, "holds secrets (databases.app.password") && !strstr(w, "s3cr3t"), "%s",
+              w ? w : "(none)");
+    config_free(cfg);
+    chmod(path, 0640);
+    cfg = config_load(path, &errs);
+    cr_assert_not_null(cfg);
+    cr_expect_null(config_readable_secrets(cfg, msg, sizeof(msg)), "0640 warned about");
+    config_free(cfg);
+    unlink(path);
+}
