@@ -42,7 +42,7 @@ CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
 # libsystemd is optional: with it, lakeproxy tells systemd when it is ready (Type=notify)
 SYSTEMD_CFLAGS := $(shell pkg-config --exists libsystemd && echo -DHAVE_SYSTEMD)
 SYSTEMD_LIBS   := $(shell pkg-config --exists libsystemd && pkg-config --libs libsystemd)
-LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) $(SYSTEMD_LIBS) -lpg_query -lpthread -lm $(LDLIBS)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) $(SYSTEMD_LIBS) -lpg_query -lunistring -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 SRC       := $(wildcard src/*.c)

@@ -906,7 +906,7 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
     }
     if (reloaded_during_login(c)) /* the workspace or client_auth may have changed */
         return;
-    if (strcasecmp(id->user, c->user) != 0) {
+    if (config_name_casecmp(id->user, c->user) != 0) {
         snprintf(msg, sizeof(msg),
                  "the Databricks token belongs to \"%.128s\", not to user \"%.128s\": log in "
                  "as the token's own user",

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unicase.h>
+#include <uninorm.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -903,7 +905,7 @@ static const struct db_config *token_database(const struct config *cfg)
 
 static int compare_names_nocase(const void *a, const void *b)
 {
-    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+    return config_name_casecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* A token login's user name is the workspace's, matched ignoring case: with a database that
@@ -920,7 +922,7 @@ static void check_token_user_names(struct ctx *c, const yaml_node_t *users,
         names[i] = cfg->users[i].name;
     qsort(names, cfg->n_users, sizeof(*names), compare_names_nocase);
     for (size_t i = 1; i < cfg->n_users; i++) {
-        if (strcasecmp(names[i - 1], names[i]) != 0)
+        if (config_name_casecmp(names[i - 1], names[i]) != 0)
             continue;
         const yaml_node_t *at = find_value(c, users, names[i]);
         add_error(c, at ? at->start_mark : users->start_mark,
@@ -1567,6 +1569,34 @@ static void add_read_error(struct ctx *c, const char *path, const char *err)
         add_error(c, start, "%s", err);
 }
 
+/* The configuration is the policy (RLS, masking, who may log in): a file every user may
+ * change, or one in a directory where every user may replace it (writable by all, no sticky
+ * bit), is refused, saying how to fix it (true: refused). */
+static bool policy_file_exposed(struct ctx *c, const char *path, const struct stat *st)
+{
+    yaml_mark_t start = {0, 0, 0};
+    char dir[4096];
+    struct stat dst;
+    if (st->st_mode & 0002) {
+        add_error(c, start,
+                  "can be changed by every user (mode %04o): anyone on the machine could "
+                  "rewrite who may log in and what they see: chmod o-w %s",
+                  (unsigned)st->st_mode & 07777, path);
+        return true;
+    }
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash == path ? 1 : slash - path) : 1,
+             slash ? path : ".");
+    if (stat(dir, &dst) == 0 && (dst.st_mode & 0002) && !(dst.st_mode & S_ISVTX)) {
+        add_error(c, start,
+                  "its directory %s can be changed by every user (mode %04o): anyone on the "
+                  "machine could put another file in its place: chmod o-w %s (or move it)",
+                  dir, (unsigned)dst.st_mode & 07777, dir);
+        return true;
+    }
+    return false;
+}
+
 struct config *config_load(const char *path, struct config_errors *errs)
 {
     struct ctx c = {path, NULL, errs};
@@ -1578,12 +1608,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
         add_read_error(&c, path, err);
         return NULL;
     }
-    if (st.st_mode & 0002) { /* (the policy: RLS, masking, who may log in) */
-        yaml_mark_t start = {0, 0, 0};
-        add_error(&c, start,
-                  "can be changed by every user (mode %04o): anyone on the machine could "
-                  "rewrite who may log in and what they see: chmod o-w %s",
-                  (unsigned)st.st_mode & 07777, path);
+    if (policy_file_exposed(&c, path, &st)) {
         config_file_free(text, len, false);
         return NULL;
     }
@@ -1839,10 +1864,19 @@ const struct user_config *config_find_user(const struct config *cfg, const char 
     return NULL;
 }
 
+int config_name_casecmp(const char *a, const char *b)
+{
+    int order = 0;
+    if (u8_casecmp((const uint8_t *)a, strlen(a), (const uint8_t *)b, strlen(b), NULL, UNINORM_NFC,
+                   &order) != 0)
+        return strcmp(a, b); /* (not UTF-8: byte for byte) */
+    return order;
+}
+
 const struct user_config *config_find_token_user(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_users; i++)
-        if (strcasecmp(cfg->users[i].name, name) == 0)
+        if (config_name_casecmp(cfg->users[i].name, name) == 0)
             return &cfg->users[i];
     return NULL;
 }

@@ -318,6 +318,10 @@ bool config_same_rls_shape(const struct config *a, const struct config *b, const
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const struct user_config *config_find_user(const struct config *cfg, const char *name);
 
+/* Compares two user names ignoring case in all of Unicode (Åsa and åsa are one), after NFC
+ * normalization; byte for byte when either is not UTF-8. <0, 0, >0 as strcmp. */
+int config_name_casecmp(const char *a, const char *b);
+
 /* The users: entry of a Databricks token's user name, matched ignoring case (as the workspace
  * does: two entries the same but for case are refused at load when a database takes tokens). */
 const struct user_config *config_find_token_user(const struct config *cfg, const char *name);

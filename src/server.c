@@ -1671,6 +1671,7 @@ void server_end_statement(struct server *s, const char *sqlstate, const char *ms
     struct client *c = s->client;
     bool mid_message = s->relay.pass_left > 0; /* (an ErrorResponse would land inside it) */
     cancel_unanswered(s);
+    s->close_at_unlink = s->in_flight > 1; /* (drained, the ones queued would run) */
     if (mid_message)
         client_close(c, logged);
     else
@@ -1723,6 +1724,11 @@ static void drain_behind_client(struct server *s)
 
 void server_unlink(struct server *s)
 {
+    if (s->close_at_unlink) { /* (PostgreSQL, its client gone, runs none of the queued ones) */
+        detach_client(s);
+        server_close(s, "its client was ended with statements queued behind the one cancelled");
+        return;
+    }
     if (s->state == SV_READBACK) {
         reset_behind_readback(s);
         return;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PORT=${1:-6432}
-PACKAGES="postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev libjansson-dev libpg-query-dev libprotobuf-c-dev openssl"
+PACKAGES="postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev libjansson-dev libpg-query-dev libprotobuf-c-dev libunistring-dev openssl"
 
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

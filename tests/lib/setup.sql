@@ -17,6 +17,8 @@ CREATE ROLE lp_rt16_1 LOGIN; CREATE ROLE lp_rt16_2 LOGIN; CREATE ROLE lp_rt16_3 
 CREATE ROLE lp_rt16_4 LOGIN; CREATE ROLE lp_rt16_5 LOGIN; CREATE ROLE lp_rt16_6 LOGIN;
 -- test_redteam33.c's own token pool roles
 CREATE ROLE lp_rt33_1 LOGIN; CREATE ROLE lp_rt33_2 LOGIN; CREATE ROLE lp_rt33_3 LOGIN;
+-- test_redteam34.c's own token pool roles
+CREATE ROLE lp_rt34_1 LOGIN; CREATE ROLE lp_rt34_2 LOGIN;
 SET password_encryption = 'md5';
 CREATE ROLE lp_md5 LOGIN PASSWORD 'md5-secret';
 RESET password_encryption;

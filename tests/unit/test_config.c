@@ -1001,3 +1001,33 @@ Test(config, a_readable_file_with_secrets_is_warned_about)
     config_free(cfg);
     unlink(path);
 }
+
+/* A file in a directory where every user may replace it (0777, no sticky bit) is refused like
+ * a file every user may change; with the sticky bit (as /tmp) it is not. */
+Test(config, a_configuration_in_a_directory_every_user_may_change_is_refused)
+{
+    char dir[] = "/tmp/lp-config-dir-XXXXXX", path[80];
+    struct config_errors errs = {0};
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/lakeproxy.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("databases:\n  app: {host: h, user: u}\n", f);
+    fclose(f);
+    chmod(path, 0640);
+    chmod(dir, 0777);
+    struct config *cfg = config_load(path, &errs);
+    cr_expect_null(cfg);
+    cr_expect(errs.n == 1 && strstr(errs.msgs[0], "its directory") &&
+                  strstr(errs.msgs[0], "can be changed by every user (mode 0777)"),
+              "%s", errs.n ? errs.msgs[0] : "(accepted)");
+    config_errors_free(&errs);
+    config_free(cfg);
+    chmod(dir, 01777);
+    cfg = config_load(path, &errs);
+    cr_expect_not_null(cfg, "a sticky directory is refused");
+    config_free(cfg);
+    config_errors_free(&errs);
+    unlink(path);
+    rmdir(dir);
+}
