@@ -133,7 +133,7 @@ bench_two_proxies() {
     ulimit -n 8192 2>/dev/null || true
     bench_pg_start "$1"
     bench_pgbench_init
-    chmod 777 "$T"
+    chmod 1777 "$T" # (sticky: lakeproxy refuses a configuration anyone could replace)
     lpport=$(bash tests/lib/free_port.sh)
     bench_lakeproxy_yaml "$lpport" "$2" "${3:-"{ enabled: false }"}"
     pbport=$(bash tests/lib/free_port.sh)

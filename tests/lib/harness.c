@@ -243,7 +243,8 @@ static void spawn_as(struct proxy *p, int port, const char *yaml, const char *na
     fputs(yaml, f);
     fclose(f);
     if (user) {
-        chmod(p->dir, 0777); /* (valgrind writes its log there) */
+        chmod(p->dir, 01777); /* (valgrind writes its log there; sticky: lakeproxy refuses a
+                                  configuration in a directory anyone may change) */
         chmod(p->conf, 0644);
     }
     const char *bin = env_need("LP_BIN");
