@@ -195,11 +195,13 @@ struct server {
     uint32_t be_pid, be_key;
     bool tls;
     bool closing;
-    bool paused;          /* reading stopped: the client's output is above RELAY_HIGH_WATER */
-    bool draining_left;   /* reading the replies owed to a client that left (server.c) */
-    bool close_at_unlink; /* lakeproxy ended its client with statements queued behind the one
-                             cancelled: closed, not drained, so that they never run */
-    size_t drain_bytes;   /* ... so far: past DRAIN_MAX the server is closed instead */
+    bool paused;           /* reading stopped: the client's output is above RELAY_HIGH_WATER */
+    bool draining_left;    /* reading the replies owed to a client that left (server.c) */
+    bool close_at_unlink;  /* lakeproxy ended its client with statements queued behind the one
+                              cancelled: closed, not drained, so that they never run */
+    struct ending *ending; /* lakeproxy is ending its client once the message half relayed to it
+                              is whole (server_end_statement) */
+    size_t drain_bytes;    /* ... so far: past DRAIN_MAX the server is closed instead */
     bool reset_held; /* ... with a cancel of that client's on its way: reset once it has arrived
                         and the owed replies are in (server.c hold_reset) */
     const char *internal_fail; /* why internal_inspect gave up (logged when it closes) */

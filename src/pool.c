@@ -666,7 +666,7 @@ static struct server *statement_overdue(struct pool *p, int64_t now_ms, int limi
     struct list *it, *tmp;
     list_for_each_safe (it, tmp, &p->active) {
         struct server *s = list_entry(it, struct server, node);
-        bool busy = server_running_statement(s) || server_left_waiting(s);
+        bool busy = (server_running_statement(s) && !s->ending) || server_left_waiting(s);
         if (spell_over(&s->running, busy, s->client ? s->client->id : 0, s->readies, now_ms, limit))
             return s;
     }
@@ -682,6 +682,9 @@ static void expire_statements(struct pool *p, int64_t now_ms)
 {
     int limit = p->db->pool.query_timeout_s;
     struct server *s;
+    struct list *it, *tmp;
+    list_for_each_safe (it, tmp, &p->active) /* (ends put off: not again, but not for ever) */
+        server_check_ending(list_entry(it, struct server, node), now_ms);
     while (limit > 0 && (s = statement_overdue(p, now_ms, limit))) {
         if (!s->client) {
             server_close_unanswered(s, "no answer for pool.query_timeout_s after its client left");

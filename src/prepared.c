@@ -504,6 +504,7 @@ bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt)
     r->gen = 0;
     r->name_hash = 0;
     r->copy_dones = q->copy_dones;
+    r->execs = q->execs;
     /* (once per message: a bounded copy, not snprintf, which costs more than the rest here) */
     size_t n = stmt ? strnlen(stmt, sizeof(r->stmt) - 1) : 0;
     if (n > 0)
@@ -537,6 +538,61 @@ void rq_pop(struct reply_queue *q)
         return;
     q->head = rq_slot(q, q->head + 1);
     q->len--;
+}
+
+/* Is Execute number a before number b (the counts wrap)? */
+static bool exec_before(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static struct exec_run *run_at(struct reply_queue *q, unsigned i)
+{
+    return &q->runs[(q->run_head + i) % EXEC_RUNS];
+}
+
+bool rq_note_execute(struct reply_queue *q)
+{
+    uint32_t n = q->execs++;
+    if (q->run_len > 0 && run_at(q, q->run_len - 1u)->copy_dones == q->copy_dones)
+        return true;
+    if (q->run_len == EXEC_RUNS)
+        return false;
+    *run_at(q, q->run_len++) = (struct exec_run){.first = n, .copy_dones = q->copy_dones};
+    return true;
+}
+
+/* Forgets the runs whose Executes are all over (the one in progress stays). */
+static void prune_runs(struct reply_queue *q)
+{
+    while (q->run_len > 1 && !exec_before(q->execs_done, run_at(q, 1)->first)) {
+        q->run_head = (uint8_t)((q->run_head + 1) % EXEC_RUNS);
+        q->run_len--;
+    }
+}
+
+void rq_execute_done(struct reply_queue *q)
+{
+    if (exec_before(q->execs_done, q->execs))
+        q->execs_done++;
+    prune_runs(q);
+}
+
+void rq_executes_settled(struct reply_queue *q, uint32_t execs)
+{
+    if (exec_before(q->execs_done, execs))
+        q->execs_done = execs;
+    prune_runs(q);
+}
+
+bool rq_next_execute_copy_dones(struct reply_queue *q, uint32_t *copy_dones)
+{
+    prune_runs(q);
+    if (q->run_len == 0 || !exec_before(q->execs_done, q->execs) ||
+        exec_before(q->execs_done, run_at(q, 0)->first))
+        return false;
+    *copy_dones = run_at(q, 0)->copy_dones;
+    return true;
 }
 
 void rq_free(struct reply_queue *q)

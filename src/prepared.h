@@ -231,6 +231,7 @@ struct reply {
                                  client as one of the proxy's wording */
     bool shared_bind;         /* RK_BIND of a statement the proxy prepared (shared by name) */
     uint32_t copy_dones;      /* the client's CopyDone/CopyFail count when it was sent */
+    uint32_t execs;           /* the client's Executes before it (session pooling counts them) */
     char stmt[STMT_NAME_LEN]; /* for RK_PARSE / RK_DROP_PARSE of a named statement, else "" */
     uint32_t gen; /* RK_PARSE / RK_FAKE_PARSE of a client's named statement: its client_stmt.gen
                      (the record to drop when PostgreSQL refuses or skips it); RK_FAKE_CLOSE and
@@ -239,10 +240,24 @@ struct reply {
     uint32_t name_hash; /* ... and its client_stmt.hash, to find it */
 };
 
+/* Session pooling queues no Execute; which one a CopyInResponse answers is found by number:
+ * the Executes sent and ended are counted, and the CopyDone count they were sent at is kept as
+ * runs (a run starts at each Execute sent after a CopyDone), a few per COPY in flight. */
+#define EXEC_RUNS 16
+
+struct exec_run {
+    uint32_t first;      /* the number of the run's first Execute */
+    uint32_t copy_dones; /* the CopyDone/CopyFail count they were sent at */
+};
+
 struct reply_queue {
     struct reply *items;
     size_t head, len, cap;
     uint32_t copy_dones; /* the client's CopyDone/CopyFail messages so far: entries carry it */
+    uint32_t execs;      /* Executes sent (session pooling: rq_note_execute): entries carry it */
+    uint32_t execs_done; /* ... of them ended (or skipped: rq_executes_settled) */
+    struct exec_run runs[EXEC_RUNS];
+    uint8_t run_head, run_len;
 };
 
 bool rq_push(struct reply_queue *q, enum reply_kind kind, const char *stmt);
@@ -263,6 +278,18 @@ void rq_mark_parse_of(struct reply_queue *q, const struct client_stmt *st);
 /* Removes, after the front, the RK_SYNC entries sent with copy_dones (PostgreSQL ignores the
  * Syncs a client sends during copy-in, before its CopyDone); returns how many. */
 size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);
+/* Session pooling: notes an Execute sent. False when its CopyDone count could not be kept
+ * (EXEC_RUNS runs unended: many COPYs pipelined): which Execute a CopyInResponse answers is
+ * then unknown. */
+bool rq_note_execute(struct reply_queue *q);
+/* An Execute ended (its CommandComplete, EmptyQueryResponse or PortalSuspended came). */
+void rq_execute_done(struct reply_queue *q);
+/* The ReadyForQuery of an entry that carried execs came: every Execute before it is over
+ * (ended, or skipped after an error). */
+void rq_executes_settled(struct reply_queue *q, uint32_t execs);
+/* The CopyDone count at which the next Execute to end was sent (a CopyInResponse's: the
+ * Syncs the server ignores are those sent at it). False when unknown. */
+bool rq_next_execute_copy_dones(struct reply_queue *q, uint32_t *copy_dones);
 void rq_free(struct reply_queue *q);
 
 /* What to do with a server message of this type, given the queue's front. */

@@ -43,6 +43,38 @@ static void set_error(struct server *s, const char *sqlstate, const char *msg)
     snprintf(s->err_msg, sizeof(s->err_msg), "%s", msg);
 }
 
+/* An end of a client's statement put off until the message half relayed to it is whole. */
+struct ending {
+    int64_t since_ms;
+    char sqlstate[6];
+    char *msg, *logged;
+};
+
+static void ending_free(struct ending *e)
+{
+    if (!e)
+        return;
+    free(e->msg);
+    free(e->logged);
+    free(e);
+}
+
+static struct ending *ending_new(const char *sqlstate, const char *msg, const char *logged)
+{
+    struct ending *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->since_ms = monotime_ms();
+    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
+    e->msg = strdup(msg);
+    e->logged = strdup(logged);
+    if (!e->msg || !e->logged) {
+        ending_free(e);
+        return NULL;
+    }
+    return e;
+}
+
 static void server_free(void *arg)
 {
     struct server *s = arg;
@@ -51,6 +83,7 @@ static void server_free(void *arg)
     param_clear(&s->carried_before);
     scram_client_free(&s->scram);
     rq_free(&s->replies);
+    ending_free(s->ending);
     maskwire_free(s);
     buf_free(&s->rls_applied);
     buf_free(&s->rls_pending);
@@ -108,6 +141,7 @@ void server_close(struct server *s, const char *reason)
         s->pool->n_servers--;
     /* a client whose server was still being checked never knew it: it asks the pool again */
     struct client *unserved = s->state == SV_CHECKING ? s->client : NULL;
+    struct client *cut = s->ending ? s->client : NULL; /* (waiting for the rest of a message) */
     if (s->client) {
         client_stmts_drop_closing(&s->client->stmts); /* their Closes' replies will not come */
         s->client->server = NULL;
@@ -134,6 +168,8 @@ void server_close(struct server *s, const char *reason)
         pool_spawn_for_waiters(s->pool);
     if (unserved && !unserved->closing)
         pool_request_again(unserved);
+    if (cut && !cut->closing) /* (its end was put off: now it comes without a word) */
+        client_close(cut, "its server was closed while a message to it was half relayed");
 }
 
 /* Login failed: report to the pool (which tells a waiting client) and close. */
@@ -907,20 +943,38 @@ void server_mark_unsure(struct server *s, const char *why)
     s->unsure = true;
 }
 
+/* The CopyDone count at which the message that started a COPY was sent: the front entry's
+ * (a Query, or in transaction mode the Execute) or, in session mode, where Executes are not
+ * queued and the front is the first Sync after the COPY's (or nothing), the count of the next
+ * Execute to end. False when unknown. */
+static bool copy_start_count(struct server *s, const struct reply *f, uint32_t *k)
+{
+    if (f && f->kind != RK_SYNC) {
+        *k = f->copy_dones;
+        return f->kind == RK_EXECUTE || f->kind == RK_QUERY;
+    }
+    return rq_next_execute_copy_dones(&s->replies, k);
+}
+
 /* CopyInResponse: a server in copy-in ignores the Syncs the client sent after the message
- * that started the COPY and before its CopyDone; no ReadyForQuery will answer them. The front
- * entry is that message (a Query, or in transaction mode the Execute) or, in session mode
- * (Executes are not queued there), the first Sync after the COPY's Execute. */
+ * that started the COPY and before its CopyDone; no ReadyForQuery will answer them. They are
+ * those sent at the COPY's CopyDone count (copy_start_count); the Syncs sent before the COPY
+ * have been answered. (The front Sync was taken as ignored whatever its count: a Sync sent
+ * after the CopyDone and after more Executes, in one write, was dropped and the replies owed
+ * miscounted.) */
 static void copy_in_started(struct server *s)
 {
     const struct reply *f = rq_front(&s->replies);
     s->copy_active = true;
     s->copy_assumed = 0;
+    uint32_t k;
+    if (!copy_start_count(s, f, &k)) {
+        server_mark_unsure(s, "a CopyInResponse to no COPY followed"); /* wrong somewhere */
+        k = f ? f->copy_dones : s->replies.copy_dones;
+    }
+    s->copy_in = s->replies.copy_dones == k;
     if (!f)
         return;
-    if (f->kind != RK_EXECUTE && f->kind != RK_QUERY && f->kind != RK_SYNC)
-        server_mark_unsure(s, "a CopyInResponse after no COPY"); /* wrong somewhere */
-    uint32_t k = f->copy_dones;
     size_t dropped = 0;
     for (; f && f->kind == RK_SYNC && f->copy_dones == k; f = rq_front(&s->replies)) {
         rq_pop(&s->replies);
@@ -929,7 +983,6 @@ static void copy_in_started(struct server *s)
     if (f)
         dropped += rq_drop_copy_syncs(&s->replies, k);
     s->in_flight -= dropped < (size_t)s->in_flight ? (int)dropped : s->in_flight;
-    s->copy_in = s->replies.copy_dones == k;
     s->copy_assumed = (uint32_t)dropped;
 }
 
@@ -1041,6 +1094,15 @@ static enum relay_verdict active_verdict(struct server *s, uint8_t type, uint32_
     return stop ? RV_PASS_STOP : RV_PASS;
 }
 
+/* The put-off end, at the start of the message after the one that was half relayed. */
+static void end_after_message(struct server *s, struct client *c)
+{
+    struct ending *e = s->ending;
+    s->ending = NULL;
+    client_fail_as(c, e->sqlstate, e->msg, e->logged);
+    ending_free(e);
+}
+
 /* The verdict on one server message for the client, and the client's statistics of it: they
  * see each message once (a body call, or a header call that streams it), with the body of
  * CommandComplete, ErrorResponse and ReadyForQuery. */
@@ -1048,6 +1110,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
 {
     struct server *s = arg;
     struct client *c = s->client;
+    if (s->ending) /* (the message that was half relayed is whole) */
+        return RV_ERROR;
     /* (a CommandComplete or ErrorResponse too big to hold streams past without its body) */
     if (!body && c && qtrack_wants_server_body(c, type) && len <= SERVER_CONTROL_MAX)
         return RV_NEED_BODY;
@@ -1055,8 +1119,11 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     if (body && c && c->mask.n_applied > 0 && (type == 'E' || type == 'N') &&
         (v == RV_STREAM || v == RV_PASS) && maskwire_strip_detail(s, body, len, type))
         v = RV_DROP;
-    if (c && v != RV_NEED_BODY && v != RV_ERROR && v != RV_WAIT && (body || v == RV_STREAM))
+    if (c && v != RV_NEED_BODY && v != RV_ERROR && v != RV_WAIT && (body || v == RV_STREAM)) {
+        if (type == 'C' || type == 'I' || type == 's') /* (each message once, here) */
+            rq_execute_done(&s->replies);
         qtrack_server_msg(c, type, len, body);
+    }
     return v;
 }
 
@@ -1093,6 +1160,8 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
         bufferevent_disable(s->bev, EV_READ); /* until the masking catalog is read */
     } else if (r == RELAY_STOPPED) {
         client_transaction_done(c);
+    } else if (r == RELAY_FAILED && s->ending) {
+        end_after_message(s, c);
     } else if (r == RELAY_FAILED && s->err_state[0]) { /* masking refused a result */
         char state[6], msg[256];
         snprintf(state, sizeof(state), "%s", s->err_state);
@@ -1669,13 +1738,31 @@ void server_end_statement(struct server *s, const char *sqlstate, const char *ms
                           const char *logged)
 {
     struct client *c = s->client;
-    bool mid_message = s->relay.pass_left > 0; /* (an ErrorResponse would land inside it) */
+    if (s->ending) { /* (a second end while the first waits: now, without a word) */
+        client_close(c, logged);
+        return;
+    }
     cancel_unanswered(s);
     s->close_at_unlink = s->in_flight > 1; /* (drained, the ones queued would run) */
-    if (mid_message)
-        client_close(c, logged);
-    else
+    if (s->relay.pass_left == 0) {
         client_fail_as(c, sqlstate, msg, logged);
+        return;
+    }
+    /* the relay stops at the next message's start (active_inspect): its server is closed */
+    s->close_at_unlink = true;
+    s->ending = ending_new(sqlstate, msg, logged);
+    if (!s->ending)
+        client_close(c, logged);
+}
+
+void server_check_ending(struct server *s, int64_t now_ms)
+{
+    if (!s->ending || !s->client || now_ms - s->ending->since_ms < SERVER_ENDING_WAIT_MS)
+        return;
+    char logged[200];
+    snprintf(logged, sizeof(logged), "%s (the client did not read the rest of a message)",
+             s->ending->logged);
+    client_close(s->client, logged);
 }
 
 /* A cancel of the departed client's is on its way to s: the owed ReadyForQuery messages are

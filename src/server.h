@@ -67,11 +67,19 @@ bool server_left_waiting(const struct server *s);
  * (unless one is on its way) so that what it runs does not go on holding locks. */
 void server_close_unanswered(struct server *s, const char *why);
 
-/* s's client's statement is to end (it ran past pool.query_timeout_s; lakeproxy closes the
- * client): PostgreSQL is asked to cancel it and the client is closed, with FATAL sqlstate msg
- * unless a message to it is half-relayed (then without a word); logged goes to the log. */
+/* s's client's statement is to end (it ran past pool.query_timeout_s, or lakeproxy ends the
+ * client): PostgreSQL is asked to cancel it and the client is closed with FATAL sqlstate msg
+ * (logged goes to the log). When a message to the client is half relayed, the rest of it goes
+ * first (an ErrorResponse inside it would be garbage), for at most SERVER_ENDING_WAIT_MS; a
+ * second end meanwhile, or that wait run out, closes the client without a word. */
 void server_end_statement(struct server *s, const char *sqlstate, const char *msg,
                           const char *logged);
+
+#define SERVER_ENDING_WAIT_MS 5000
+
+/* The janitor's look at s: an end put off (server_end_statement) past SERVER_ENDING_WAIT_MS,
+ * its client not reading the rest of the message, closes the client without a word. */
+void server_check_ending(struct server *s, int64_t now_ms);
 
 /* The replies owed by s can no longer be counted (why says how it was found): logged once; s
  * stays with its client and is closed when the client leaves, never handed to another. */

@@ -37,9 +37,13 @@ static enum relay_verdict session_msg(struct client *c, uint8_t type)
         s->ext_open = false;
         client_arm_reset_barrier(c);
         return owe_ready(s, RK_SYNC) ? RV_STREAM : RV_ERROR;
+    case 'E':
+        if (!rq_note_execute(&s->replies))
+            server_mark_unsure(s, "too many COPYs pipelined to follow their Executes");
+        s->ext_open = true;
+        return RV_STREAM;
     case 'P':
     case 'B':
-    case 'E':
     case 'D':
     case 'C':
     case 'H': s->ext_open = true; return RV_STREAM;
@@ -123,11 +127,14 @@ static enum relay_verdict session_server_msg(struct server *s, uint8_t type, uin
     return RV_PASS;
 }
 
-/* A ReadyForQuery answers the oldest Query or Sync owed. */
+/* A ReadyForQuery answers the oldest Query or Sync owed: the Executes sent before it are over. */
 static bool session_ready(struct server *s)
 {
-    if (rq_front(&s->replies))
+    const struct reply *f = rq_front(&s->replies);
+    if (f) {
+        rq_executes_settled(&s->replies, f->execs);
         rq_pop(&s->replies);
+    }
     return false;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "harness.h"
 #include "rawproto.h"
 
@@ -653,4 +654,93 @@ Test(session, a_user_name_cannot_forge_a_log_line)
         forged += strncmp(line, "2026-12-04 05:00:00.000 UTC INFO client 9", 41) == 0;
     fclose(f);
     cr_expect_eq(forged, 0, "a forged line starts a line of %s", px.log);
+}
+
+/* One extended-protocol batch with COPY FROM STDIN in it, sent in one write, as raw bytes:
+ * the replies' error states and DataRows' first values, and whether `ready` ReadyForQuery
+ * came ("|"-joined, each ended by "|"); then, the client gone, whether its server was reset
+ * and kept (a server whose count of replies owed went wrong is closed instead). */
+static void copy_batch(const char *label, void (*put)(struct buf *), int ready,
+                       const char *want_rows)
+{
+    int fd = raw_session(px.port, "carol", "app");
+    raw_query(fd, "SELECT pg_backend_pid()");
+    char pid[32] = "", states[256] = "", rows[256] = "";
+    cr_assert(raw_replies(fd, 1, states, sizeof(states), pid, sizeof(pid), 5000));
+    pid[strcspn(pid, "|")] = '\0';
+    raw_query(fd, "CREATE TEMP TABLE cpb (n int)");
+    cr_assert(raw_replies(fd, 1, states, sizeof(states), rows, sizeof(rows), 5000));
+    struct buf m;
+    buf_init(&m);
+    put(&m);
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    bool all = raw_replies(fd, ready, states, sizeof(states), rows, sizeof(rows), 5000);
+    cr_expect(all, "%s: the client did not get its %d ReadyForQuery (errors '%s')", label, ready,
+              states);
+    cr_expect_str_eq(states, "", "%s: errors", label);
+    cr_expect_str_eq(rows, want_rows, "%s: rows", label);
+    close(fd);
+    wait_reset(pid, "cpb"); /* (one closed is never idle) */
+}
+
+static void put_copy(struct buf *m, const char *data)
+{
+    raw_put_parse(m, "", "COPY cpb FROM STDIN");
+    raw_put_bind(m, "", "");
+    raw_put_execute(m, "");
+    buf_msg_start(m, 'd');
+    buf_put_bytes(m, data, strlen(data));
+    buf_msg_finish(m);
+    raw_put_empty(m, 'c');
+}
+
+static void put_select(struct buf *m, const char *sql)
+{
+    raw_put_parse(m, "", sql);
+    raw_put_bind(m, "", "");
+    raw_put_execute(m, "");
+}
+
+static void copy_then_select(struct buf *m)
+{
+    put_copy(m, "1\n2\n");
+    put_select(m, "SELECT count(*) FROM cpb");
+    raw_put_empty(m, 'S');
+}
+
+static void two_copies(struct buf *m)
+{
+    put_copy(m, "1\n");
+    put_select(m, "SELECT count(*) FROM cpb");
+    put_copy(m, "2\n3\n");
+    put_select(m, "SELECT sum(n) FROM cpb");
+    raw_put_empty(m, 'S');
+}
+
+static void syncs_during_and_after(struct buf *m)
+{
+    raw_put_parse(m, "", "COPY cpb FROM STDIN");
+    raw_put_bind(m, "", "");
+    raw_put_execute(m, "");
+    raw_put_empty(m, 'S'); /* ignored: the server is in copy-in */
+    buf_msg_start(m, 'd');
+    buf_put_bytes(m, "5\n", 2);
+    buf_msg_finish(m);
+    raw_put_empty(m, 'c');
+    raw_put_empty(m, 'S');
+    put_select(m, "SELECT sum(n) FROM cpb");
+    raw_put_empty(m, 'S');
+}
+
+/* Session pooling counts the ReadyForQuery owed without following each Execute; a
+ * CopyInResponse must still find which Syncs the server ignores (those sent before the COPY's
+ * CopyDone) when the batch's Sync came after the CopyDone and after more Executes: it was
+ * taken as ignored, the SELECT's reply then answered nothing owed and the client was cut
+ * with 08P01 (the clean-clone CI saw it once in redteam17's copy_extended). */
+Test(session, a_batch_with_copy_in_and_statements_after_it_keeps_the_count)
+{
+    copy_batch("COPY then SELECT before the Sync", copy_then_select, 1, "2|");
+    copy_batch("two COPYs in one batch", two_copies, 1, "1|6|");
+    copy_batch("a Sync during the copy and after it", syncs_during_and_after, 2, "5|");
 }

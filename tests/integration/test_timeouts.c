@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "proto.h"
+#include "rawproto.h"
 
 static struct proxy px;
 
@@ -195,6 +197,61 @@ Test(query_timeout, busy_clients_within_the_timeout_stay)
     PQfinish(a);
     PQfinish(admin);
     cr_expect_eq(file_count_lines(px.log, "(pool.query_timeout_s)"), 0, "a client was cut");
+}
+
+#define BIG_ROW (32u << 20)
+
+/* A raw session to qss that asks for one row of 32 MB (more than the socket buffers and
+ * lakeproxy's output hold) and reads nothing for pause_s: the statement, left waiting on its
+ * client, passes the 1 s timeout while that row is half relayed. */
+static int big_row_unread(unsigned pause_s)
+{
+    int fd = raw_session(px.port, "carol", "qss");
+    raw_query(fd, "SELECT repeat('x', 32 * 1024 * 1024)");
+    sleep(pause_s);
+    return fd;
+}
+
+/* A row half relayed when the statement is ended: the client gets that row whole first,
+ * then FATAL 57014 saying the statement's effect is unknown (it may have committed); never a
+ * message cut short, nor a close without a word (a retry could duplicate what committed). */
+Test(query_timeout, a_half_relayed_row_goes_whole_before_the_error)
+{
+    int fd = big_row_unread(3);
+    unsigned char *body = malloc(BIG_ROW + 64);
+    cr_assert(body);
+    char seen[16] = "", state[6] = "", msg[512] = "";
+    size_t len, row_len = 0;
+    int t;
+    while ((t = raw_read_msg(fd, body, BIG_ROW + 64, &len, 5000)) >= 0 && strlen(seen) < 15) {
+        seen[strlen(seen)] = (char)t;
+        struct pg_error e;
+        if (t == 'D')
+            row_len = len;
+        if (t == 'E' && proto_parse_error(body, len, &e)) {
+            snprintf(state, sizeof(state), "%s", e.sqlstate);
+            snprintf(msg, sizeof(msg), "%s", e.message);
+        }
+    }
+    close(fd);
+    free(body);
+    cr_expect_str_eq(seen, "TDE", "what the client got (then the end of the connection)");
+    cr_expect_eq(row_len, 2 + 4 + BIG_ROW, "the row came cut short: %zu bytes", row_len);
+    cr_expect_str_eq(state, "57014");
+    cr_expect(strstr(msg, "whether it took effect is unknown"), "%s", msg);
+}
+
+/* ... and a client that never reads the rest is closed without a word after
+ * SERVER_ENDING_WAIT_MS (5 s): it must not hold the pool's one server for ever. */
+Test(query_timeout, a_client_not_reading_the_rest_of_a_row_is_closed_after_a_wait)
+{
+    int fd = big_row_unread(9);
+    PGconn *b = connect_to("qss");
+    EXPECT_QUERY_VALUE(b, "SELECT 'served'", "served", "the slot is still held");
+    PQfinish(b);
+    close(fd);
+    cr_expect_eq(file_count_lines(px.log, "did not read the rest of a message"), 1,
+                 "the close is not logged");
 }
 
 /* ---- a client idle between statements (pool.client_idle_timeout_s) ---- */

@@ -478,6 +478,71 @@ Test(prepared, syncs_sent_during_a_copy_leave_the_queue_in_order)
 /* A statement named again for its client's settings of now: the same settings keep its name,
  * other settings give the name a client of those settings gets when it prepares the text, and
  * the epoch stays the one the statement was named in. */
+/* Session pooling: a CopyInResponse answers the next Execute to end, and the Syncs it makes
+ * the server ignore are those sent at that Execute's CopyDone count, not the count of the Sync
+ * that happens to be first in the queue. */
+Test(prepared, the_next_execute_to_end_gives_the_copys_count)
+{
+    struct reply_queue q = {0};
+    uint32_t k = 99;
+    cr_expect_not(rq_next_execute_copy_dones(&q, &k), "no Execute sent");
+    cr_assert(rq_note_execute(&q)); /* COPY at count 0 */
+    q.copy_dones++;                 /* its CopyDone */
+    cr_assert(rq_note_execute(&q)); /* SELECT at count 1 */
+    cr_assert(rq_note_execute(&q)); /* COPY at count 1 */
+    q.copy_dones++;
+    rq_push(&q, RK_SYNC, NULL); /* the batch's Sync, at count 2 */
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 0, "the first COPY's count");
+    rq_execute_done(&q); /* its CommandComplete */
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 1);
+    rq_execute_done(&q);
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 1, "the second COPY's count");
+    rq_executes_settled(&q, rq_front(&q)->execs); /* the Sync's ReadyForQuery */
+    rq_pop(&q);
+    cr_expect_not(rq_next_execute_copy_dones(&q, &k), "every Execute is over");
+    cr_assert(rq_note_execute(&q));
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 2);
+    rq_free(&q);
+}
+
+/* An error skips the rest of its batch's Executes: the Sync's ReadyForQuery settles them. */
+Test(prepared, executes_skipped_after_an_error_are_settled_by_the_sync)
+{
+    struct reply_queue q = {0};
+    uint32_t k;
+    for (int i = 0; i < 3; i++)
+        cr_assert(rq_note_execute(&q));
+    rq_push(&q, RK_SYNC, NULL);
+    q.copy_dones++; /* a stray CopyDone: the next batch's Executes are at count 1 */
+    cr_assert(rq_note_execute(&q));
+    rq_push(&q, RK_SYNC, NULL);
+    rq_execute_done(&q); /* the first ended, the second failed, the third was skipped */
+    rq_executes_settled(&q, rq_front(&q)->execs);
+    rq_pop(&q);
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 1);
+    rq_free(&q);
+}
+
+/* Many COPYs pipelined beyond what is kept: unknown, never a wrong count. */
+Test(prepared, too_many_copies_in_flight_are_unknown_not_wrong)
+{
+    struct reply_queue q = {0};
+    for (int i = 0; i < EXEC_RUNS; i++) {
+        cr_assert(rq_note_execute(&q));
+        q.copy_dones++;
+    }
+    cr_expect_not(rq_note_execute(&q), "the runs are full");
+    uint32_t k;
+    cr_assert(rq_next_execute_copy_dones(&q, &k));
+    cr_expect_eq(k, 0);
+    rq_free(&q);
+}
+
 Test(prepared, a_statement_named_again_takes_the_name_of_the_settings_of_now)
 {
     struct client_stmts s = {0};
