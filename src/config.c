@@ -1794,22 +1794,28 @@ enum login_path config_login_path(const struct config *cfg, const struct db_conf
     return cfg->auth_query.enabled && !console ? LOGIN_LOOKUP : LOGIN_NONE;
 }
 
+/* The address rules a login of user by path is held to (NULL: none), and its users: entry
+ * (NULL: none; the token path finds it ignoring case). */
+static const struct net_rules *from_rules_of(const struct config *cfg, enum login_path path,
+                                             const char *user, const struct user_config **u)
+{
+    *u = path == LOGIN_TOKEN ? config_find_token_user(cfg, user) : config_find_user(cfg, user);
+    return *u ? &(*u)->from : path == LOGIN_LOOKUP ? &cfg->auth_query.from : NULL;
+}
+
 bool config_may_connect_from(const struct config *cfg, enum login_path path, const char *user,
                              const struct netaddr *a)
 {
-    const struct user_config *u =
-        path == LOGIN_TOKEN ? config_find_token_user(cfg, user) : config_find_user(cfg, user);
-    const struct net_rules *rules = u                      ? &u->from
-                                    : path == LOGIN_LOOKUP ? &cfg->auth_query.from
-                                                           : NULL;
+    const struct user_config *u;
+    const struct net_rules *rules = from_rules_of(cfg, path, user, &u);
     return !rules || rules->n == 0 || netrule_match(rules, a);
 }
 
 void config_from_setting(const struct config *cfg, enum login_path path, const char *user,
                          char *out, size_t outsz)
 {
-    const struct user_config *u = path == LOGIN_TOKEN ? config_find_token_user(cfg, user) : NULL;
-    if (path == LOGIN_LOOKUP)
+    const struct user_config *u;
+    if (from_rules_of(cfg, path, user, &u) == &cfg->auth_query.from)
         snprintf(out, outsz, "auth_query.from");
     else
         snprintf(out, outsz, "users.%.64s.from", u ? u->name : user);
