@@ -1399,10 +1399,12 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     return v;
 }
 
-/* Can the client's messages go to its server now? */
+/* Can the client's messages go to its server now? (Not once lakeproxy is ending it: what
+ * it sends after the end must not run, server_end_statement.) */
 static bool client_can_pump(const struct client *c)
 {
-    return !c->closing && c->server && c->server->state == SV_ACTIVE && c->sent_ready;
+    return !c->closing && c->server && c->server->state == SV_ACTIVE && c->sent_ready &&
+           !c->server->ending;
 }
 
 /* Relays the client's messages to its server: first those of p[0..n), a read not yet in the

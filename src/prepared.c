@@ -573,15 +573,18 @@ static void prune_runs(struct reply_queue *q)
 
 void rq_execute_done(struct reply_queue *q)
 {
+    const struct reply *f = rq_front(q);
+    if (f && f->kind == RK_QUERY && !exec_before(q->execs_done, f->execs))
+        return; /* a simple Query's own CommandComplete: no Execute's */
     if (exec_before(q->execs_done, q->execs))
         q->execs_done++;
     prune_runs(q);
 }
 
+/* (Exactly: none sent after it can have ended before its ReadyForQuery.) */
 void rq_executes_settled(struct reply_queue *q, uint32_t execs)
 {
-    if (exec_before(q->execs_done, execs))
-        q->execs_done = execs;
+    q->execs_done = execs;
     prune_runs(q);
 }
 

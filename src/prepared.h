@@ -282,7 +282,8 @@ size_t rq_drop_copy_syncs(struct reply_queue *q, uint32_t copy_dones);
  * (EXEC_RUNS runs unended: many COPYs pipelined): which Execute a CopyInResponse answers is
  * then unknown. */
 bool rq_note_execute(struct reply_queue *q);
-/* An Execute ended (its CommandComplete, EmptyQueryResponse or PortalSuspended came). */
+/* A CommandComplete, EmptyQueryResponse or PortalSuspended came: an Execute ended, unless it
+ * is a simple Query's own (the front entry a Query, every Execute sent before it ended). */
 void rq_execute_done(struct reply_queue *q);
 /* The ReadyForQuery of an entry that carried execs came: every Execute before it is over
  * (ended, or skipped after an error). */

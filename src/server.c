@@ -1153,6 +1153,10 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
     qtrack_settle(c); /* (after the replies went out) */
     if (c->queue_wait && s->client == c && s->replies.len <= REPLY_QUEUE_MAX / 2)
         client_queue_room(c);
+    if (s->ending && (r == RELAY_FAILED || s->relay.pass_left == 0)) {
+        end_after_message(s, c); /* (the message half relayed is whole: now, not at the next) */
+        return;
+    }
     if (r == RELAY_FULL && !s->paused) {
         s->paused = true;
         bufferevent_disable(s->bev, EV_READ);
@@ -1160,8 +1164,6 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
         bufferevent_disable(s->bev, EV_READ); /* until the masking catalog is read */
     } else if (r == RELAY_STOPPED) {
         client_transaction_done(c);
-    } else if (r == RELAY_FAILED && s->ending) {
-        end_after_message(s, c);
     } else if (r == RELAY_FAILED && s->err_state[0]) { /* masking refused a result */
         char state[6], msg[256];
         snprintf(state, sizeof(state), "%s", s->err_state);
