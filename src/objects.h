@@ -202,6 +202,7 @@ struct server {
     struct ending *ending; /* lakeproxy is ending its client once the message half relayed to it
                               is whole (server_end_statement) */
     size_t drain_bytes;    /* ... so far: past DRAIN_MAX the server is closed instead */
+    bool reset_answered;   /* the last CommandComplete of a reset was DISCARD ALL's (server.c) */
     bool reset_held; /* ... with a cancel of that client's on its way: reset once it has arrived
                         and the owed replies are in (server.c hold_reset) */
     const char *internal_fail; /* why internal_inspect gave up (logged when it closes) */

@@ -559,7 +559,9 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         return RV_ERROR; /* a large result nobody reads: not worth reading */
     }
     bool notification = type == 'A' && s->client && server_stays_with_client(s);
-    bool needs_body = (strchr("ESZ", type) && type) || reading || notification;
+    bool resetting = s->state == SV_RESETTING && !s->reset_held; /* (DISCARD ALL sent) */
+    bool needs_body =
+        (strchr("ESZ", type) && type) || reading || notification || (resetting && type == 'C');
     if (!body && needs_body && len > SERVER_CONTROL_MAX) {
         s->internal_fail = s->draining_left
                                ? "a status or error message of a departed client's statements "
@@ -592,12 +594,20 @@ static enum relay_verdict internal_inspect(void *arg, uint8_t type, uint32_t len
         note_error(s, body, len);
     else if (type == 'S')
         note_param(s, body, len);
+    else if (type == 'C' && resetting)
+        s->reset_answered = len == sizeof("DISCARD ALL") && memcmp(body, "DISCARD ALL", len) == 0;
     else if (type == 'Z' && !proto_parse_ready(body, len, &s->txn))
         return RV_ERROR;
     else if (type == 'Z' && s->internal_pending > 1) {
         s->internal_pending--;        /* more of the proxy's own messages to come */
+        s->reset_answered = false;    /* (the next ReadyForQuery's own) */
         if (s->state == SV_RESETTING) /* a reset is judged by its own end, not what ran before */
             s->err_state[0] = '\0';
+    } else if (type == 'Z' && resetting && !s->reset_answered) {
+        /* the last answer owed is not DISCARD ALL's: the replies owed to the client that left
+         * were miscounted, and what comes next would go to the next client */
+        s->internal_fail = "the reset's last answer was not DISCARD ALL's (replies miscounted)";
+        return RV_ERROR;
     } else if (type == 'Z')
         return s->internal_pending = 0, RV_DROP_STOP;
     return RV_DROP;
@@ -851,6 +861,7 @@ static void await_internal(struct server *s, int replies, enum server_state st)
 {
     s->unnamed_of = 0; /* a simple Query drops the unnamed statement */
     s->err_state[0] = '\0';
+    s->reset_answered = false;
     s->state = st;
     s->internal_pending = replies;
 }
