@@ -1581,8 +1581,8 @@ bool server_past_lifetime(const struct server *s, int lifetime_s)
 bool server_is_clean(const struct server *s)
 {
     return !s->unsure && s->cancels_pending == 0 && s->state == SV_ACTIVE && s->txn == 'I' &&
-           s->in_flight == 0 && !s->ext_open && s->relay.pass_left == 0 &&
-           (!s->client || s->client->relay.pass_left == 0);
+           s->in_flight == 0 && !s->ext_open && !s->copy_in && !s->copy_active &&
+           s->relay.pass_left == 0 && (!s->client || s->client->relay.pass_left == 0);
 }
 
 /* A server that a reload made stale, one above a lowered pool size, or one past its

@@ -43,8 +43,9 @@ void server_pump(struct server *s);
  * client until it has arrived. */
 bool server_send_cancel(struct server *s, uint64_t requester);
 
-/* The connection is clean enough to give to another client: idle, nothing in flight, at a
- * message boundary in both directions. */
+/* The connection is clean enough to give to another client: idle, nothing in flight, no
+ * copy going on (an extended-protocol COPY's Sync, ignored by PostgreSQL, leaves nothing
+ * owed), at a message boundary in both directions. */
 bool server_is_clean(const struct server *s);
 
 /* Is s's client idle inside a transaction block: the server owes it nothing, no copy is going

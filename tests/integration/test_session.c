@@ -744,3 +744,47 @@ Test(session, a_batch_with_copy_in_and_statements_after_it_keeps_the_count)
     copy_batch("two COPYs in one batch", two_copies, 1, "1|6|");
     copy_batch("a Sync during the copy and after it", syncs_during_and_after, 2, "5|");
 }
+
+/* A client that leaves in the middle of an extended-protocol COPY FROM STDIN (libpq's way:
+ * Parse, Bind, Execute and a Sync PostgreSQL ignores during copy-in, then some data) leaves
+ * nothing owed by the count: its server looked clean and was sent DISCARD ALL inside the copy,
+ * which PostgreSQL answers by ending the connection (FATAL 08P01). A server in a copy is not
+ * clean: lakeproxy closes it itself, and the pool's one slot serves the next client, the
+ * copy's rows not committed. */
+Test(session_one, a_client_leaving_mid_copy_does_not_cost_the_next_one_its_server, .timeout = 30)
+{
+    struct proxy one;
+    proxy_start_with(&one, "session", 1, 4000, NULL);
+    PGconn *adm = pg_admin("lp_test");
+    pg_owned_table(adm, "mid_copy", "n int");
+    int fd = raw_session(one.port, "carol", "app");
+    struct buf m;
+    buf_init(&m);
+    raw_put_parse(&m, "", "COPY mid_copy FROM STDIN");
+    raw_put_bind(&m, "", "");
+    raw_put_execute(&m, "");
+    raw_put_empty(&m, 'S');
+    cr_assert(raw_send(fd, &m));
+    unsigned char body[512];
+    size_t len;
+    int t;
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) >= 0 && t != 'G')
+        ;
+    cr_assert_eq(t, 'G', "the copy did not start");
+    buf_msg_start(&m, 'd');
+    buf_put_bytes(&m, "1\n", 2);
+    buf_msg_finish(&m);
+    cr_assert(raw_send(fd, &m));
+    buf_free(&m);
+    usleep(100 * 1000);
+    close(fd);
+    PGconn *b = proxy_connect(&one, "alice", "alice-secret", "app", NULL);
+    cr_expect(PQstatus(b) == CONNECTION_OK, "the next client was not served: %s",
+              PQerrorMessage(b));
+    EXPECT_QUERY_VALUE(b, "SELECT count(*) FROM mid_copy", "0", "the copy's row stayed");
+    PQfinish(b);
+    PQfinish(adm);
+    cr_expect_eq(file_count_lines(one.log, "closing: client left in the middle of a transaction"),
+                 1, "the server in the copy was not closed by lakeproxy");
+    proxy_stop(&one);
+}
