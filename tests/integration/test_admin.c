@@ -28,13 +28,6 @@ static void stop_proxy(void)
 
 TestSuite(admin, .init = start_with_admin, .fini = stop_proxy, .timeout = 60);
 
-static PGconn *console(void)
-{
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
-
 static PGconn *app(void)
 {
     PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
@@ -112,7 +105,7 @@ static int raw_session_until(const char *db, const char *sql, int until)
 
 Test(admin, show_pools_clients_servers_and_stats)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(a, "BEGIN"));
     char *pid = query_value(a, "SELECT pg_backend_pid()");
     PGresult *r = show(adm, "SHOW POOLS");
@@ -140,7 +133,7 @@ Test(admin, show_pools_clients_servers_and_stats)
 
 Test(admin, show_config_never_shows_a_secret)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = show(adm, "SHOW CONFIG");
     cr_expect_gt(PQntuples(r), 5);
     bool dumps_shown = false;
@@ -161,7 +154,7 @@ Test(admin, show_config_never_shows_a_secret)
 /* What a client must bring over TLS is shown (the suite's listen.tls has no client CA). */
 Test(admin, show_config_shows_what_clients_must_bring)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = show(adm, "SHOW CONFIG");
     char *v = cell(r, "key", "listen.tls.clients", "value");
     cr_expect_str_eq(v ? v : "(no row)",
@@ -175,7 +168,7 @@ Test(admin, show_config_shows_who_may_use_a_restricted_entry)
 {
     reload_edited("alice, carol", "  app_md5:\n",
                   "  app_md5:\n    allow: {users: [alice, carol], groups: [auditors]}\n");
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = show(adm, "SHOW CONFIG");
     char *allow = cell(r, "key", "databases.app_md5.allow", "value");
     cr_expect_str_eq(allow ? allow : "(no row)", "users=alice,carol groups=auditors");
@@ -186,7 +179,7 @@ Test(admin, show_config_shows_who_may_use_a_restricted_entry)
 
 Test(admin, pause_holds_queries_until_resume)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = PQexec(adm, "PAUSE app");
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
     PQclear(r);
@@ -208,7 +201,7 @@ Test(admin, pause_holds_queries_until_resume)
 
 Test(admin, reload_and_unknown_commands)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = PQexec(adm, "RELOAD");
     cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
     PQclear(r);
@@ -230,7 +223,7 @@ Test(admin, reload_and_unknown_commands)
  * (16 MiB), which is not the limit that applies. */
 Test(admin, an_overlong_command_names_the_consoles_limit)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     size_t n = 100 * 1024;
     char *sql = malloc(n + 1);
     cr_assert(sql);
@@ -247,7 +240,7 @@ Test(admin, an_overlong_command_names_the_consoles_limit)
 /* A review found PAUSE "app" pausing every pool: the quoted name read as none. */
 Test(admin, a_quoted_name_pauses_that_pool_only)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     PGconn *other = proxy_connect(&px, "alice", "alice-secret", "app_md5", NULL);
     cr_assert(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
     free(query_value(other, "SELECT 1")); /* (the pools of app and app_md5 exist now) */
@@ -287,7 +280,7 @@ Test(admin, only_admin_users_get_in)
  * otherwise go on reading SHOW CLIENTS, and RELOAD, PAUSE or SHUT DOWN. (Red team 3) */
 Test(admin, a_reload_removing_an_admin_ends_its_console)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     reload_edited("carol", NULL, NULL);
     PGconn *again = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
     cr_expect(PQstatus(again) == CONNECTION_BAD, "the reload took effect");
@@ -306,7 +299,7 @@ Test(admin, a_reload_removing_an_admin_ends_its_console)
  * proxy goes on serving. */
 Test(admin, a_reload_command_removing_its_own_admin_closes_the_console)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     static char yaml[8400];
     edited_yaml(yaml, sizeof(yaml), "admin:\n  users: [carol]\n", NULL, NULL);
     write_conf(yaml);
@@ -410,7 +403,7 @@ Test(admin, a_reload_removing_a_user_closes_its_sessions)
  * and exits cleanly (the sanitizer build checks that exit). */
 Test(admin, a_reload_closes_the_clients_of_a_removed_entry_in_every_state, .timeout = 60)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     /* two servers held in transactions: the pool (size 2) is full */
     int tx = raw_session_until("app", "BEGIN; SELECT 1", 'Z');
     int copy = raw_session_until(
@@ -507,7 +500,7 @@ Test(admin, a_reload_during_the_shutdown_drain_ends_it_cleanly)
     free(query_value(a, "SELECT 1"));
     int idle = raw_session(px.port, "carol", "app");
     cr_assert(idle >= 0);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     kill(px.pid, SIGTERM);
     usleep(300 * 1000);
     char extra[600];
@@ -609,7 +602,7 @@ Test(admin, a_user_name_cannot_forge_show_clients_columns)
     unsigned char body[512];
     size_t len;
     cr_assert_eq(raw_read_msg(fd, body, sizeof(body), &len, 5000), 'R'); /* it waits there */
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = PQexec(adm, "SHOW CLIENTS");
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(adm));
     int user = PQfnumber(r, "user"), db = PQfnumber(r, "database"), addr = PQfnumber(r, "addr");
@@ -638,7 +631,7 @@ Test(admin, a_user_name_cannot_forge_show_clients_columns)
  * unknown-command errors name the new commands. */
 Test(admin, show_help_and_show_version)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = show(adm, "SHOW HELP");
     cr_expect_eq(PQnfields(r), 1);
     static const char *const want[] = {"SHOW DATABASES", "SHOW VERSION", "RECONNECT [db]",
@@ -668,7 +661,7 @@ Test(admin, show_help_and_show_version)
  * settings, the server connections open now, and PAUSE's state; never a password. */
 Test(admin, show_databases_shows_each_entry_and_never_a_password)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(a, "BEGIN")); /* one server held */
     free(query_value(adm, "PAUSE app"));
     PGresult *r = show(adm, "SHOW DATABASES");
@@ -710,7 +703,7 @@ static char *backend_pid(PGconn *c)
  * closes then. */
 Test(admin, reconnect_replaces_servers_once_released)
 {
-    PGconn *idle = app(), *tx = app(), *adm = console();
+    PGconn *idle = app(), *tx = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(tx, "BEGIN"));
     char *tx_pid = backend_pid(tx);
     char *idle_pid = backend_pid(idle); /* (on the other server: tx holds its own) */
@@ -766,7 +759,7 @@ static void expect_killed(int fd, const char *want)
  * at once; app_md5's client and server and the console go on; new logins to app still work. */
 Test(admin, kill_ends_that_pools_clients_and_servers_only)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(a, "SELECT 1"));
     int tx = raw_session_until("app", "BEGIN; SELECT 1", 'Z');
     PGconn *other = proxy_connect(&px, "alice", "alice-secret", "app_md5", NULL);
@@ -809,7 +802,7 @@ Test(admin, kill_cancels_a_running_statement_first)
 {
     PGconn *pg = pg_admin("lp_test");
     pg_owned_table(pg, "admin_killed_insert", "v int");
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     cr_assert(PQsendQuery(a, "INSERT INTO admin_killed_insert SELECT 1 FROM pg_sleep(3)"));
     usleep(300 * 1000);
     PGresult *r = PQexec(adm, "KILL app");
@@ -831,7 +824,7 @@ Test(admin, kill_cancels_a_running_statement_first)
  * other databases take logins; SHOW DATABASES and SHOW POOLS say so; ENABLE lets logins in. */
 Test(admin, disable_refuses_new_logins_until_enable)
 {
-    PGconn *a = app(), *adm = console();
+    PGconn *a = app(), *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(a, "SELECT 1"));
     PGresult *r = PQexec(adm, "DISABLE \"app\"");
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(adm));
@@ -871,7 +864,7 @@ Test(admin, disable_refuses_new_logins_until_enable)
 /* DISABLE of a configured database no client has used yet (no pool so far) holds too. */
 Test(admin, disable_holds_a_database_not_used_yet)
 {
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     free(query_value(adm, "DISABLE app_plain"));
     char state[6], msg[300];
     cr_expect_not(

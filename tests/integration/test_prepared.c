@@ -857,19 +857,11 @@ Test(prepared, a_named_parse_that_failed_leaves_the_name_free)
 
 /* Appends, for expect_syncs: a Parse of statement s, a Sync, and an error (division by zero)
  * that makes the server skip what follows up to the next Sync. */
-/* Puts a Parse of sql as the unnamed statement, its Bind and its Execute. */
-static void put_unnamed_run(struct buf *m, const char *sql)
-{
-    raw_put_parse(m, "", sql);
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
-}
-
 static void put_statement_then_error(struct buf *m)
 {
     raw_put_parse(m, "s", "SELECT 'kept'");
     raw_put_empty(m, 'S');
-    put_unnamed_run(m, "SELECT 1/0");
+    raw_put_pbe(m, "SELECT 1/0");
 }
 
 /* Sends a Bind and an Execute of statement s and a Sync on fd, and expects row. */
@@ -1193,12 +1185,12 @@ Test(prepared, an_extended_deallocate_skipped_after_an_error_leaves_the_statemen
     struct buf m;
     buf_init(&m);
     put_statement_then_error(&m);
-    put_unnamed_run(&m, "DEALLOCATE s"); /* skipped */
+    raw_put_pbe(&m, "DEALLOCATE s"); /* skipped */
     raw_put_empty(&m, 'S');
     expect_answers(fd, &m, 2, NULL, "22012");
     expect_statement_runs(fd, "kept");
     buf_init(&m);
-    put_unnamed_run(&m, "DEALLOCATE s"); /* runs */
+    raw_put_pbe(&m, "DEALLOCATE s"); /* runs */
     raw_put_empty(&m, 'S');
     expect_answers(fd, &m, 1, NULL, NULL);
     expect_statement_gone(fd);
@@ -1275,7 +1267,7 @@ Test(prepared, a_discard_all_or_deallocate_that_fails_in_a_pipeline_changes_noth
     expect_statement_runs(fd, "kept");
     buf_init(&m);
     raw_put_close(&m, 'S', "s");
-    put_unnamed_run(&m, "DEALLOCATE s");
+    raw_put_pbe(&m, "DEALLOCATE s");
     raw_put_empty(&m, 'S');
     expect_answers(fd, &m, 1, NULL, "26000");
     close(fd);

@@ -138,13 +138,6 @@ static int probes_of(const char *log, int t, const char *fmt_other)
     return n;
 }
 
-static void put_pbe(struct buf *b, const char *sql)
-{
-    raw_put_parse(b, "", sql);
-    raw_put_bind(b, "", "");
-    raw_put_execute(b, "");
-}
-
 static void put_describe(struct buf *b, char kind, const char *name)
 {
     buf_msg_start(b, 'D');
@@ -225,7 +218,7 @@ static void *pipe_main(void *arg)
                 if (simple)
                     proto_query(&b, PROBE);
                 else
-                    put_pbe(&b, PROBE);
+                    raw_put_pbe(&b, PROBE);
             }
             if (r % 4 == 1 && !simple)
                 raw_put_empty(&b, 'H');
@@ -316,9 +309,9 @@ Test(redteam15, pipelines_through_checks_reserve_servers_and_lifetimes_never_cro
     for (int i = 0; i < 4; i++) {
         usleep(1100 * 1000);
         char log[4096] = "";
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'S');
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'S');
         cr_assert(raw_send(fa, &b));
         send_probe(bc);
@@ -344,14 +337,14 @@ Test(redteam15, a_flushed_batch_without_sync_keeps_the_server_from_the_other_ten
     struct buf b;
     buf_init(&b);
     char log[4096] = "";
-    put_pbe(&b, PROBE);
+    raw_put_pbe(&b, PROBE);
     raw_put_empty(&b, 'H');
     cr_assert(raw_send(fa, &b));
     rd(fa, log, sizeof(log), 1, 700); /* no Z comes: the probe's rows, then silence */
     cr_expect_eq(probes_of(log, 1, NULL), 1, "%s", log);
     send_probe(bc);
     cr_expect(!answered_within(bc, 400), "tenant 2 ran while tenant 1's batch was open");
-    put_pbe(&b, PROBE);
+    raw_put_pbe(&b, PROBE);
     raw_put_empty(&b, 'H');
     cr_assert(raw_send(fa, &b));
     log[0] = '\0';
@@ -363,7 +356,7 @@ Test(redteam15, a_flushed_batch_without_sync_keeps_the_server_from_the_other_ten
     cr_expect_eq(rd(fa, log, sizeof(log), 1, 5000), 1, "%s", log);
     expect_sent_probe(bc, 2, "waiting behind a flushed batch");
     /* a BEGIN through the extended protocol, then the other tenant, then the batch goes on */
-    put_pbe(&b, "BEGIN");
+    raw_put_pbe(&b, "BEGIN");
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fa, &b));
     log[0] = '\0';
@@ -371,8 +364,8 @@ Test(redteam15, a_flushed_batch_without_sync_keeps_the_server_from_the_other_ten
     cr_expect(strstr(log, "Z:T") != NULL, "%s", log);
     send_probe(bc);
     cr_expect(!answered_within(bc, 300), "tenant 2 ran inside tenant 1's transaction");
-    put_pbe(&b, PROBE);
-    put_pbe(&b, "COMMIT");
+    raw_put_pbe(&b, PROBE);
+    raw_put_pbe(&b, "COMMIT");
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fa, &b));
     log[0] = '\0';
@@ -440,13 +433,13 @@ Test(redteam15, statements_and_portals_of_another_tenant_are_out_of_reach, .init
     cr_expect_eq(probes_of(log, 1, NULL), 1, "%s", log);
     /* a named portal of tenant 1 in a transaction, partly fetched; then tenant 2 fetches it */
     log[0] = '\0';
-    put_pbe(&b, "BEGIN");
+    raw_put_pbe(&b, "BEGIN");
     raw_put_bind(&b, "p_a", "s_a");
     buf_msg_start(&b, 'E');
     buf_put_str(&b, "p_a");
     buf_put_u32(&b, 0);
     buf_msg_finish(&b);
-    put_pbe(&b, "COMMIT");
+    raw_put_pbe(&b, "COMMIT");
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fa, &b));
     rd(fa, log, sizeof(log), 1, 5000);
@@ -461,12 +454,12 @@ Test(redteam15, statements_and_portals_of_another_tenant_are_out_of_reach, .init
     cr_expect(strstr(log, "D:") == NULL, "tenant 2 ran tenant 1's portal: %s", log);
     /* a WITH HOLD cursor made through the extended protocol, fetched by tenant 2 */
     log[0] = '\0';
-    put_pbe(&b, "DECLARE hold_a CURSOR WITH HOLD FOR " PROBE);
+    raw_put_pbe(&b, "DECLARE hold_a CURSOR WITH HOLD FOR " PROBE);
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fa, &b));
     rd(fa, log, sizeof(log), 1, 5000);
     log[0] = '\0';
-    put_pbe(&b, "FETCH ALL FROM hold_a");
+    raw_put_pbe(&b, "FETCH ALL FROM hold_a");
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fb, &b));
     rd(fb, log, sizeof(log), 1, 5000);
@@ -490,19 +483,19 @@ Test(redteam15, an_error_mid_pipeline_keeps_each_tenant_on_its_own_settings, .in
     char log[8192] = "";
     for (int round = 0; round < 20; round++) {
         send_probe(bc);
-        put_pbe(&b, PROBE);
-        put_pbe(&b, "SELECT 1/0");
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, PROBE);
+        raw_put_pbe(&b, "SELECT 1/0");
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'S');
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'H');
-        put_pbe(&b, "BEGIN");
-        put_pbe(&b, "SELECT 1/0");
+        raw_put_pbe(&b, "BEGIN");
+        raw_put_pbe(&b, "SELECT 1/0");
         raw_put_empty(&b, 'S');
-        put_pbe(&b, PROBE); /* in the failed transaction: 25P02 */
+        raw_put_pbe(&b, PROBE); /* in the failed transaction: 25P02 */
         raw_put_empty(&b, 'S');
-        put_pbe(&b, "ROLLBACK");
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, "ROLLBACK");
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'S');
         cr_assert(raw_send(fa, &b));
         log[0] = '\0';
@@ -561,9 +554,9 @@ Test(redteam15, rollbacks_savepoints_and_chains_cannot_undo_the_injection, .init
     for (size_t i = 0; i < sizeof(first) / sizeof(*first); i++) {
         expect_own(a, 1, "a turn of its own");
         log[0] = '\0';
-        put_pbe(&b, first[i]);
-        put_pbe(&b, PROBE);
-        put_pbe(&b, "ROLLBACK");
+        raw_put_pbe(&b, first[i]);
+        raw_put_pbe(&b, PROBE);
+        raw_put_pbe(&b, "ROLLBACK");
         raw_put_empty(&b, 'S');
         cr_assert(raw_send(fb, &b));
         rd(fb, log, sizeof(log), 1, 5000);
@@ -723,9 +716,9 @@ Test(redteam15, copy_in_the_middle_of_a_pipeline_keeps_the_tenant, .init = start
     buf_init(&b);
     char log[8192] = "";
     send_probe(bc);
-    put_pbe(&b, PROBE);
-    put_pbe(&b, "COPY (" PROBE ") TO STDOUT");
-    put_pbe(&b, PROBE);
+    raw_put_pbe(&b, PROBE);
+    raw_put_pbe(&b, "COPY (" PROBE ") TO STDOUT");
+    raw_put_pbe(&b, PROBE);
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fa, &b));
     rd(fa, log, sizeof(log), 1, 5000);
@@ -736,7 +729,7 @@ Test(redteam15, copy_in_the_middle_of_a_pipeline_keeps_the_tenant, .init = start
     send_probe(bc);
     log[0] = '\0';
     proto_query(&b, "BEGIN; CREATE TEMP TABLE rt15_in (v text)");
-    put_pbe(&b, "COPY rt15_in FROM STDIN");
+    raw_put_pbe(&b, "COPY rt15_in FROM STDIN");
     raw_put_empty(&b, 'S');
     raw_put_empty(&b, 'S');
     buf_msg_start(&b, 'd');
@@ -747,7 +740,7 @@ Test(redteam15, copy_in_the_middle_of_a_pipeline_keeps_the_tenant, .init = start
     buf_put_str(&b, "red team");
     buf_msg_finish(&b);
     raw_put_empty(&b, 'S');
-    put_pbe(&b, PROBE);
+    raw_put_pbe(&b, PROBE);
     raw_put_empty(&b, 'S');
     proto_query(&b, "ROLLBACK; " PROBE);
     cr_assert(raw_send(fa, &b));
@@ -756,7 +749,7 @@ Test(redteam15, copy_in_the_middle_of_a_pipeline_keeps_the_tenant, .init = start
     expect_sent_probe(bc, 2, "tenant 1's failed COPY FROM STDIN");
     /* a COPY FROM STDIN left open by a disconnect */
     proto_query(&b, "BEGIN; CREATE TEMP TABLE rt15_in (v text)");
-    put_pbe(&b, "COPY rt15_in FROM STDIN");
+    raw_put_pbe(&b, "COPY rt15_in FROM STDIN");
     raw_put_empty(&b, 'S');
     buf_msg_start(&b, 'd');
     buf_put_bytes(&b, "y\n", 2);
@@ -787,33 +780,33 @@ Test(redteam15, a_client_leaving_mid_batch_leaves_nothing_for_the_next_tenant, .
         buf_init(&b);
         switch (k) {
         case 0: /* Sync-less batch, flushed */
-            put_pbe(&b, "SELECT pg_sleep(0.2)");
-            put_pbe(&b, PROBE);
+            raw_put_pbe(&b, "SELECT pg_sleep(0.2)");
+            raw_put_pbe(&b, PROBE);
             raw_put_empty(&b, 'H');
             break;
         case 1: /* open transaction with an update */
-            put_pbe(&b, "BEGIN");
-            put_pbe(&b, "UPDATE rls_docs SET body = body WHERE id = 1");
+            raw_put_pbe(&b, "BEGIN");
+            raw_put_pbe(&b, "UPDATE rls_docs SET body = body WHERE id = 1");
             raw_put_empty(&b, 'S');
             break;
         case 2: /* half a message */
-            put_pbe(&b, PROBE);
+            raw_put_pbe(&b, PROBE);
             b.len -= 5;
             break;
         case 3: /* a pipeline of Syncs still running */
             for (int i = 0; i < 20; i++) {
-                put_pbe(&b, "SELECT pg_sleep(0.01)");
+                raw_put_pbe(&b, "SELECT pg_sleep(0.01)");
                 raw_put_empty(&b, 'S');
             }
             break;
         case 5: /* Terminate in the middle of an unsynced batch */
-            put_pbe(&b, "SELECT pg_sleep(0.2)");
-            put_pbe(&b, PROBE);
+            raw_put_pbe(&b, "SELECT pg_sleep(0.2)");
+            raw_put_pbe(&b, PROBE);
             raw_put_empty(&b, 'X');
             break;
         case 6: /* half-closed: a batch, then shutdown of the sending side */
-            put_pbe(&b, "BEGIN");
-            put_pbe(&b, "SELECT pg_sleep(0.2)");
+            raw_put_pbe(&b, "BEGIN");
+            raw_put_pbe(&b, "SELECT pg_sleep(0.2)");
             raw_put_empty(&b, 'S');
             raw_send(fa, &b);
             shutdown(fa, SHUT_WR);
@@ -821,7 +814,7 @@ Test(redteam15, a_client_leaving_mid_batch_leaves_nothing_for_the_next_tenant, .
         default: /* a named statement and an unnamed one in a failed transaction */
             proto_query(&b, "BEGIN");
             raw_put_parse(&b, "left_a", PROBE);
-            put_pbe(&b, "SELECT 1/0");
+            raw_put_pbe(&b, "SELECT 1/0");
             raw_put_empty(&b, 'S');
         }
         raw_send(fa, &b);
@@ -911,7 +904,7 @@ Test(redteam15, session_pooling_resets_between_tenants_whatever_the_first_left,
             PQclear(PQexec(a, "PREPARE sp AS " PROBE));
             break;
         default:
-            put_pbe(&b, "SELECT pg_sleep(0.3)");
+            raw_put_pbe(&b, "SELECT pg_sleep(0.3)");
             raw_put_empty(&b, 'S');
             raw_send(fa, &b);
         }
@@ -942,8 +935,8 @@ Test(redteam15, a_client_without_a_tenant_never_inherits_one, .init = start_txn,
         if (i % 2)
             proto_query(&b, PROBE);
         else {
-            put_pbe(&b, "ROLLBACK");
-            put_pbe(&b, PROBE);
+            raw_put_pbe(&b, "ROLLBACK");
+            raw_put_pbe(&b, PROBE);
             raw_put_empty(&b, 'S');
         }
         cr_assert(raw_send(fn, &b));
@@ -960,13 +953,6 @@ Test(redteam15, a_client_without_a_tenant_never_inherits_one, .init = start_txn,
  * miscount would hand the server to the other tenant while tenant 1's messages are queued
  * there (running under tenant 2's settings, or their rows reaching tenant 2) ---- */
 
-static void put_copy_data(struct buf *b, const char *data)
-{
-    buf_msg_start(b, 'd');
-    buf_put_bytes(b, data, strlen(data));
-    buf_msg_finish(b);
-}
-
 static void weird(struct buf *b, int k)
 {
     switch (k) {
@@ -975,26 +961,26 @@ static void weird(struct buf *b, int k)
         buf_msg_start(b, 'f');
         buf_put_str(b, "x");
         buf_msg_finish(b);
-        put_pbe(b, "COPY scratch FROM STDIN");
+        raw_put_pbe(b, "COPY scratch FROM STDIN");
         raw_put_empty(b, 'S');
         raw_put_empty(b, 'S');
-        put_copy_data(b, "rt15\n");
+        raw_put_copy_str(b, "rt15\n");
         raw_put_empty(b, 'c');
         raw_put_empty(b, 'S');
         break;
     case 1: /* the server ends the copy with an error after Syncs were sent in it */
-        put_pbe(b, "COPY scratch FROM STDIN");
+        raw_put_pbe(b, "COPY scratch FROM STDIN");
         raw_put_empty(b, 'S');
-        put_copy_data(b, "a\tb\tc\n");
+        raw_put_copy_str(b, "a\tb\tc\n");
         raw_put_empty(b, 'S');
-        put_pbe(b, PROBE);
+        raw_put_pbe(b, PROBE);
         raw_put_empty(b, 'c');
         raw_put_empty(b, 'S');
         break;
     case 2: /* a simple COPY, an extended Sync inside, bad data, CopyDone */
         proto_query(b, "COPY scratch FROM STDIN");
         raw_put_empty(b, 'S');
-        put_copy_data(b, "a\tb\n");
+        raw_put_copy_str(b, "a\tb\n");
         raw_put_empty(b, 'S');
         raw_put_empty(b, 'c');
         raw_put_empty(b, 'S');
@@ -1013,7 +999,7 @@ static void weird(struct buf *b, int k)
         raw_put_empty(b, 'S');
         raw_put_empty(b, 'H');
         raw_put_empty(b, 'S');
-        put_pbe(b, "");
+        raw_put_pbe(b, "");
         raw_put_empty(b, 'S');
         raw_put_close(b, 'P', "nope");
         raw_put_close(b, 'S', "nope");
@@ -1021,11 +1007,11 @@ static void weird(struct buf *b, int k)
         break;
     case 5: /* a copy that opens and ends in one multi-statement query, then the probe */
         proto_query(b, "COPY scratch FROM STDIN; SELECT 1");
-        put_copy_data(b, "rt15\n");
+        raw_put_copy_str(b, "rt15\n");
         raw_put_empty(b, 'c');
         break;
     case 6: /* two CopyDones, the second outside the copy, and a Sync between */
-        put_pbe(b, "COPY scratch FROM STDIN");
+        raw_put_pbe(b, "COPY scratch FROM STDIN");
         raw_put_empty(b, 'c');
         raw_put_empty(b, 'S');
         raw_put_empty(b, 'c');
@@ -1033,35 +1019,35 @@ static void weird(struct buf *b, int k)
         break;
     case 7: /* a copy-out in a simple multi-statement query, ended by a later error */
         proto_query(b, "COPY (SELECT 1) TO STDOUT; SELECT 1/0; SELECT 2");
-        put_pbe(b, "COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT");
+        raw_put_pbe(b, "COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT");
         raw_put_empty(b, 'S');
         break;
     case 13: /* a simple Query inside an unsynced extended batch, in a transaction */
-        put_pbe(b, "BEGIN");
+        raw_put_pbe(b, "BEGIN");
         proto_query(b, "SELECT 1");
-        put_pbe(b, PROBE);
+        raw_put_pbe(b, PROBE);
         proto_query(b, "COMMIT");
         raw_put_empty(b, 'S');
         break;
     case 14: /* a simple Query after an unsynced Execute, no Sync of its own */
-        put_pbe(b, PROBE);
+        raw_put_pbe(b, PROBE);
         raw_put_empty(b, 'H');
         proto_query(b, PROBE);
         break;
     case 9: /* a DEALLOCATE the proxy answers itself, in the middle of a pipeline */
         raw_put_parse(b, "x", "SELECT 1");
         raw_put_empty(b, 'S');
-        put_pbe(b, "DEALLOCATE x");
-        put_pbe(b, PROBE);
-        put_pbe(b, "DEALLOCATE nope");
-        put_pbe(b, PROBE);
+        raw_put_pbe(b, "DEALLOCATE x");
+        raw_put_pbe(b, PROBE);
+        raw_put_pbe(b, "DEALLOCATE nope");
+        raw_put_pbe(b, PROBE);
         raw_put_empty(b, 'S');
-        put_pbe(b, PROBE);
+        raw_put_pbe(b, PROBE);
         raw_put_empty(b, 'S');
         break;
     case 10: /* DEALLOCATE ALL through the extended protocol, flushed, then more */
         raw_put_parse(b, "y", PROBE);
-        put_pbe(b, "DEALLOCATE ALL");
+        raw_put_pbe(b, "DEALLOCATE ALL");
         raw_put_empty(b, 'H');
         raw_put_bind(b, "", "y");
         raw_put_execute(b, "");
@@ -1101,12 +1087,12 @@ Test(redteam15, reply_count_desync_attempts_never_cross_tenants, .init = start_t
         static char log[16384];
         log[0] = '\0';
         weird(&b, k);
-        put_pbe(&b, PROBE);
+        raw_put_pbe(&b, PROBE);
         raw_put_empty(&b, 'S');
         cr_assert(raw_send(fa, &b));
         send_probe(bc);
         for (int i = 0; i < 3; i++) {
-            put_pbe(&b, PROBE);
+            raw_put_pbe(&b, PROBE);
             raw_put_empty(&b, 'S');
             raw_send(fa, &b);
             usleep(20 * 1000);

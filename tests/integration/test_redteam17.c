@@ -327,13 +327,6 @@ static void put_query(struct buf *b, const char *sql)
     buf_msg_finish(b);
 }
 
-static void put_copydata(struct buf *b, const void *p, size_t n)
-{
-    buf_msg_start(b, 'd');
-    buf_put_bytes(b, p, n);
-    buf_msg_finish(b);
-}
-
 /* ---- seeded randomness -------------------------------------------------------------------- */
 
 static uint64_t rng;
@@ -664,9 +657,9 @@ static void copy_both_ways(const struct target *t)
             line[n + len] = '\n';
             /* split some rows across CopyData messages */
             size_t total = n + len + 1, cut = r % 3 ? total : total / 2;
-            put_copydata(&b, line, cut);
+            raw_put_copy_data(&b, line, cut);
             if (cut < total)
-                put_copydata(&b, line + cut, total - cut);
+                raw_put_copy_data(&b, line + cut, total - cut);
         }
         raw_put_empty(&b, 'c');
         put_query(&b, "SELECT count(*), sum(a), md5(string_agg(b, ',' ORDER BY a)) FROM rt17_in");
@@ -1507,7 +1500,7 @@ static void copy_extended(const struct target *t)
             size_t len = (size_t)(r * 1117 % 69000);
             memset(line + k, 'a' + r % 26, len);
             line[k + len] = '\n';
-            put_copydata(&b, line, k + len + 1);
+            raw_put_copy_data(&b, line, k + len + 1);
         }
         if (round == 1) {
             buf_msg_start(&b, 'f');

@@ -96,21 +96,6 @@ static PGconn *client(void)
     return c;
 }
 
-static PGconn *console(void)
-{
-    PGconn *c = proxy_connect(&px, "carol", "unused", "lakeproxy", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
-
-/* Runs an admin command that must succeed. */
-static void admin_ok(PGconn *adm, const char *cmd)
-{
-    PGresult *r = PQexec(adm, cmd);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", cmd, PQerrorMessage(adm));
-    PQclear(r);
-}
-
 /* The suite's configuration of the running proxy, with the first `old` replaced by `new`
  * (old NULL: as it is) and `extra` (NULL: the console's admin list) appended. */
 static void conf_edited(char *out, size_t outsz, const char *mode, int size, int max_wait_ms,
@@ -290,7 +275,7 @@ Test(redteam21, copy_in_across_reloads_and_pause_keeps_every_row, .init = start_
 {
     PGconn *direct = pg_admin("lp_test");
     pg_owned_table(direct, "rt21_copy_in", "v int, s text");
-    PGconn *adm = console(), *c = client();
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c = client();
     PGresult *r = PQexec(c, "COPY rt21_copy_in (v, s) FROM STDIN");
     cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(c));
     PQclear(r);
@@ -339,7 +324,7 @@ static int read_copy_out(PGconn *c, PGconn *adm, int every)
  * once, in order and unaltered, and COPY reports the count. */
 Test(redteam21, copy_out_across_reloads_and_pause_delivers_every_row, .init = start_txn2)
 {
-    PGconn *adm = console(), *c = client();
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c = client();
     char sql[256];
     snprintf(sql, sizeof(sql),
              "COPY (SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, %d) g) TO STDOUT",
@@ -402,7 +387,7 @@ Test(redteam21, sigterm_during_copy_in_lets_it_finish_whole, .init = start_txn2)
  * the COPY's end (or an error: never a short COPY reported done), and lakeproxy exits 0. */
 Test(redteam21, shutdown_during_copy_out_never_truncates_it, .init = start_txn2)
 {
-    PGconn *adm = console(), *c = client();
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c = client();
     char sql[256];
     snprintf(sql, sizeof(sql),
              "COPY (SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, %d) g) TO STDOUT",
@@ -433,7 +418,7 @@ Test(redteam21, shutdown_during_copy_out_never_truncates_it, .init = start_txn2)
  * transaction: the waiter must not wait for good. */
 Test(redteam21, waiter_queued_during_pause_gets_the_wait_timeout_after_resume, .init = start_txn1)
 {
-    PGconn *a = client(), *b = client(), *adm = console();
+    PGconn *a = client(), *b = client(), *adm = proxy_console(&px, "carol", "unused");
     free(query_value(a, "BEGIN"));
     free(query_value(a, "SELECT 1")); /* a holds the only server */
     admin_ok(adm, "PAUSE app");
@@ -493,7 +478,7 @@ Test(redteam21, reload_lowering_max_wait_applies_to_clients_already_waiting)
 Test(redteam21, pause_mid_pipeline_gives_each_client_its_own_replies, .init = start_txn1_long)
 {
     enum { N = 5 };
-    PGconn *adm = console(), *c[2] = {client(), client()};
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c[2] = {client(), client()};
     char sql[128];
     for (int k = 0; k < 2; k++) {
         cr_assert(PQenterPipelineMode(c[k]));
@@ -539,7 +524,7 @@ Test(redteam21, pause_then_reload_removing_the_database_ends_its_clients, .init 
 {
     PGconn *direct = pg_admin("lp_test");
     pg_owned_table(direct, "rt21_removed", "v int");
-    PGconn *a = client(), *b = client(), *adm = console();
+    PGconn *a = client(), *b = client(), *adm = proxy_console(&px, "carol", "unused");
     free(query_value(a, "BEGIN"));
     free(query_value(a, "INSERT INTO rt21_removed VALUES (1)"));
     admin_ok(adm, "PAUSE app");
@@ -583,7 +568,7 @@ Test(redteam21, copy_in_when_masking_newly_applies_fails_whole, .init = start_tx
 {
     PGconn *direct = pg_admin("lp_test");
     pg_owned_table(direct, "rt21_copy_mask", "v int, s text");
-    PGconn *adm = console(), *c = client();
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c = client();
     PGresult *r = PQexec(c, "COPY rt21_copy_mask (v, s) FROM STDIN");
     cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(c));
     PQclear(r);
@@ -619,7 +604,7 @@ Test(redteam21, copy_in_when_masking_newly_applies_fails_whole, .init = start_tx
  * (pool.size 1)" while a server sits idle because of the PAUSE. */
 Test(redteam21, waiter_queued_before_pause_is_held_not_timed_out, .init = start_txn1)
 {
-    PGconn *a = client(), *b = client(), *adm = console();
+    PGconn *a = client(), *b = client(), *adm = proxy_console(&px, "carol", "unused");
     free(query_value(a, "BEGIN"));
     free(query_value(a, "SELECT 1"));
     cr_assert(PQsendQuery(b, "SELECT 'b ran'")); /* waits for a's server */
@@ -769,7 +754,7 @@ Test(redteam21, console_shows_while_clients_pipeline_give_nobody_another_reply, 
     static const char *const shows[] = {
         "SHOW POOLS",     "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW CONFIG",
         "SHOW DATABASES", "SHOW QUERIES", "PAUSE app",    "RESUME app", "RELOAD"};
-    PGconn *adm = console(), *c[K];
+    PGconn *adm = proxy_console(&px, "carol", "unused"), *c[K];
     char sql[128];
     for (int k = 0; k < K; k++) {
         c[k] = client();

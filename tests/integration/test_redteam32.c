@@ -108,13 +108,6 @@ static PGconn *rz(const char *user, const char *pw)
     return c;
 }
 
-static inline PGconn *console(void)
-{
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "lakeproxy", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "console: %s", PQerrorMessage(c));
-    return c;
-}
-
 /* ---- 1. a server that stops answering ---- */
 
 /* The statement's answer never comes (the relay swallows everything the server sends from
@@ -425,7 +418,7 @@ Test(redteam32, pause_completes_when_the_timer_cuts_the_statement, .timeout = 40
     char *pid = query_value(a, "SELECT pg_backend_pid()::text");
     cr_assert(PQsendQuery(a, "SELECT 'rt32-pause', pg_sleep(25)"));
     usleep(200 * 1000);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     cr_assert(PQsendQuery(adm, "PAUSE rz"));
     struct outcome o;
     outcome_of(a, &o);
@@ -484,7 +477,7 @@ Test(redteam32, three_timers_each_close_their_own_and_spare_the_console, .timeou
     start_rz("transaction", 3, 4000,
              "query_timeout_s: 2, idle_transaction_timeout_s: 1, client_idle_timeout_s: 1", false,
              NULL);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGconn *run = rz("alice", "alice-secret");
     PGconn *txn = rz("alice", "alice-secret");
     PGconn *idle = rz("alice", "alice-secret");

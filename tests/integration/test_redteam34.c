@@ -125,20 +125,6 @@ static void reload_now(const char *y)
         usleep(5000);
 }
 
-static PGconn *console(void)
-{
-    PGconn *c = proxy_connect(&px, "carol", "x", "lakeproxy", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
-
-static void admin_cmd(PGconn *adm, const char *cmd)
-{
-    PGresult *r = PQexec(adm, cmd);
-    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", cmd, PQerrorMessage(adm));
-    PQclear(r);
-}
-
 static long count_rows(PGconn *adm, const char *table)
 {
     char sql[200];
@@ -202,8 +188,8 @@ static void pipeline_ended(const char *mode, const char *how, bool extended)
         make_yaml(n, sizeof(n), px.port, mode, 1, TINA_SHUT, NULL);
         reload_now(n);
     } else if (strcmp(how, "kill") == 0) {
-        adm = console();
-        admin_cmd(adm, "KILL app");
+        adm = proxy_console(&px, "carol", "x");
+        admin_ok(adm, "KILL app");
     } else {
         cr_assert_eq(kill(px.pid, SIGTERM), 0);
     }
@@ -473,8 +459,8 @@ static void half_relayed(const char *how, const char *sql)
     raw_query(fd, sql);
     usleep(700 * 1000);
     if (strcmp(how, "kill") == 0) {
-        PGconn *adm = console();
-        admin_cmd(adm, "KILL app");
+        PGconn *adm = proxy_console(&px, "carol", "x");
+        admin_ok(adm, "KILL app");
         PQfinish(adm);
     } else {
         cr_assert_eq(kill(px.pid, SIGTERM), 0);
@@ -632,7 +618,7 @@ Test(redteam34, kill_of_a_paused_database_twice)
     PGconn *pg = pg_admin("lp_test");
     pg_owned_table(pg, "rt34_paused", "v int");
     start_rt("transaction", 1, NULL, NULL);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "carol", "x");
     PGconn *run = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     PGconn *w1 = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
     cr_assert(PQstatus(run) == CONNECTION_OK && PQstatus(w1) == CONNECTION_OK);
@@ -642,12 +628,12 @@ Test(redteam34, kill_of_a_paused_database_twice)
     usleep(200 * 1000);
     cr_assert(PQsendQuery(w1, "INSERT INTO rt34_paused VALUES (2)"));
     usleep(200 * 1000);
-    PGconn *adm2 = console();
-    admin_cmd(adm2, "KILL app");
-    admin_cmd(adm2, "KILL app");
+    PGconn *adm2 = proxy_console(&px, "carol", "x");
+    admin_ok(adm2, "KILL app");
+    admin_ok(adm2, "KILL app");
     struct outcome o;
     outcome_of(adm, &o); /* the PAUSE's answer, whatever it is */
-    admin_cmd(adm2, "RESUME app");
+    admin_ok(adm2, "RESUME app");
     struct outcome o1, o2;
     outcome_of(run, &o1);
     outcome_of(w1, &o2);
@@ -695,8 +681,8 @@ Test(redteam34, kill_mid_copy_in_and_after_copy_done_commits_nothing)
     PQputCopyEnd(done, NULL);
     PQflush(done);
     usleep(400 * 1000);
-    PGconn *adm = console();
-    admin_cmd(adm, "KILL app");
+    PGconn *adm = proxy_console(&px, "carol", "x");
+    admin_ok(adm, "KILL app");
     struct outcome o;
     outcome_of(done, &o);
     cr_expect(strcmp(o.state, "57P01") == 0 || strcmp(o.state, "CLOSD") == 0, "done: %s %s",
@@ -734,8 +720,8 @@ Test(redteam34, kill_behind_a_flush_commits_nothing)
     cr_assert(raw_send(fd, &b));
     buf_free(&b);
     usleep(400 * 1000);
-    PGconn *adm = console();
-    admin_cmd(adm, "KILL app");
+    PGconn *adm = proxy_console(&px, "carol", "x");
+    admin_ok(adm, "KILL app");
     const char *st = raw_expect_error(fd);
     cr_expect(strcmp(st, "57P01") == 0 || strcmp(st, "") == 0, "carol got %s", st);
     close(fd);
@@ -1216,9 +1202,9 @@ Test(redteam34, a_kill_storm_leaves_the_pool_sane)
     for (int i = 0; i < 6; i++)
         cr_assert_eq(pthread_create(&t[i], NULL, storm_client, &a[i]), 0);
     usleep(300 * 1000);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "carol", "x");
     for (int i = 0; i < 15; i++) {
-        admin_cmd(adm, "KILL app");
+        admin_ok(adm, "KILL app");
         usleep(80 * 1000);
     }
     usleep(300 * 1000);
@@ -1270,7 +1256,7 @@ Test(redteam34, console_shutdown_at_the_limit_cancels_and_exits_0)
     cr_assert(PQstatus(a) == CONNECTION_OK);
     cr_assert(PQsendQuery(a, "INSERT INTO rt34_console_shutdown SELECT 1 FROM pg_sleep(3)"));
     usleep(200 * 1000);
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "carol", "x");
     double t0 = now_s();
     PGresult *r = PQexec(adm, "SHUTDOWN");
     PQclear(r);

@@ -122,20 +122,6 @@ static void start_session(const char *pool_more)
     proxy_start_yaml(&px, port, yaml);
 }
 
-static PGconn *console(void)
-{
-    PGconn *c = proxy_connect(&px, "carol", "x", "lakeproxy", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
-}
-
-static void admin_cmd(PGconn *adm, const char *cmd)
-{
-    PGresult *r = PQexec(adm, cmd);
-    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", cmd, PQerrorMessage(adm));
-    PQclear(r);
-}
-
 /* ---- raw helpers ---------------------------------------------------------------------- */
 
 /* What came on fd, until `ready` ReadyForQuery (or EOF / timeout): the message types in
@@ -203,29 +189,15 @@ static int pg_raw_session(void)
     return fd;
 }
 
-static void put_pbe(struct buf *m, const char *sql)
-{
-    raw_put_parse(m, "", sql);
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
-}
-
-static void put_copy_data(struct buf *m, const char *data)
-{
-    buf_msg_start(m, 'd');
-    buf_put_bytes(m, data, strlen(data));
-    buf_msg_finish(m);
-}
-
 /* P/B/E of COPY table FROM STDIN, a Sync sent during the copy (PostgreSQL ignores it: no
  * ReadyForQuery answers it), the data and CopyDone. */
 static void put_copy_with_sync(struct buf *m, const char *table, const char *data)
 {
     char sql[128];
     snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", table);
-    put_pbe(m, sql);
+    raw_put_pbe(m, sql);
     raw_put_empty(m, 'S');
-    put_copy_data(m, data);
+    raw_put_copy_str(m, data);
     raw_put_empty(m, 'c');
 }
 
@@ -272,9 +244,9 @@ Test(redteam35, a_query_before_a_copy_batch_keeps_the_count)
         buf_init(&m);
         raw_put_query(&m, "SELECT 'q'");
         put_copy_with_sync(&m, "rt35_copy1", "1\n");
-        put_pbe(&m, "SELECT 'a'");
+        raw_put_pbe(&m, "SELECT 'a'");
         raw_put_empty(&m, 'S');
-        put_pbe(&m, "SELECT 'b'");
+        raw_put_pbe(&m, "SELECT 'b'");
         raw_put_empty(&m, 'S');
         send_buf(fd, &m);
         char types[256] = "", rows[256] = "", states[256] = "";
@@ -321,11 +293,11 @@ Test(redteam35, a_miscounted_copy_batch_does_not_leak_rows_to_the_next_client)
     buf_init(&m);
     raw_put_query(&m, "SELECT 'c1-q'");
     put_copy_with_sync(&m, "rt35_copy2", "1\n");
-    put_pbe(&m, "SELECT 'c1-a'");
+    raw_put_pbe(&m, "SELECT 'c1-a'");
     raw_put_empty(&m, 'S');
-    put_pbe(&m, "SELECT 'c1-b' FROM (SELECT count(*) FROM rt35_lock1) x");
+    raw_put_pbe(&m, "SELECT 'c1-b' FROM (SELECT count(*) FROM rt35_lock1) x");
     raw_put_empty(&m, 'S');
-    put_pbe(&m, "SELECT 'c1-secret' FROM (SELECT count(*) FROM rt35_lock2) x");
+    raw_put_pbe(&m, "SELECT 'c1-secret' FROM (SELECT count(*) FROM rt35_lock2) x");
     raw_put_empty(&m, 'S');
     send_buf(fd, &m);
     char types[256] = "", rows[256] = "", states[256] = "";
@@ -364,8 +336,8 @@ Test(redteam35, a_copy_batch_does_not_switch_off_the_query_timeout)
     buf_init(&m);
     raw_put_query(&m, "SELECT 'q'");
     put_copy_with_sync(&m, "rt35_copy3", "1\n");
-    put_pbe(&m, "SELECT 'a'");
-    put_pbe(&m, "SELECT 'b'");
+    raw_put_pbe(&m, "SELECT 'a'");
+    raw_put_pbe(&m, "SELECT 'b'");
     raw_put_empty(&m, 'S');
     send_buf(fd, &m);
     char types[256] = "", rows[256] = "", states[256] = "";
@@ -598,14 +570,14 @@ Test(redteam35, rls_a_miscounted_copy_batch_does_not_leak_a_tenants_rows)
     buf_init(&m);
     raw_put_query(&m, "SELECT 't1-q'");
     put_copy_with_sync(&m, "rt35_rcopy", "1\n");
-    put_pbe(&m, "SELECT 't1-a'");
+    raw_put_pbe(&m, "SELECT 't1-a'");
     raw_put_empty(&m, 'S');
     for (int i = 0; i < NL; i++) {
         snprintf(sql, sizeof(sql),
                  "SELECT 't1-' || body FROM rls_docs, (SELECT count(*) FROM rt35_rl%d) x "
                  "WHERE id = 1",
                  i);
-        put_pbe(&m, sql);
+        raw_put_pbe(&m, sql);
         raw_put_empty(&m, 'S');
     }
     send_buf(fd, &m);
@@ -652,41 +624,41 @@ static void shape_no_such_table(struct buf *m)
 
 static void shape_copy_fail(struct buf *m)
 {
-    put_pbe(m, "COPY rt35_shape FROM STDIN");
+    raw_put_pbe(m, "COPY rt35_shape FROM STDIN");
     raw_put_empty(m, 'S');
-    put_copy_data(m, "1\n");
+    raw_put_copy_str(m, "1\n");
     buf_msg_start(m, 'f');
     buf_put_bytes(m, "no\0", 3);
     buf_msg_finish(m);
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
 }
 
 static void shape_bad_row(struct buf *m)
 {
-    put_pbe(m, "COPY rt35_shape FROM STDIN");
+    raw_put_pbe(m, "COPY rt35_shape FROM STDIN");
     raw_put_empty(m, 'S');
-    put_copy_data(m, "1\n");
+    raw_put_copy_str(m, "1\n");
     raw_put_empty(m, 'S');
-    put_copy_data(m, "oops\n");
+    raw_put_copy_str(m, "oops\n");
     raw_put_empty(m, 'S');
-    put_copy_data(m, "3\n");
+    raw_put_copy_str(m, "3\n");
     raw_put_empty(m, 'c');
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
 }
 
 static void shape_flush(struct buf *m)
 {
-    put_pbe(m, "COPY rt35_shape FROM STDIN");
+    raw_put_pbe(m, "COPY rt35_shape FROM STDIN");
     raw_put_empty(m, 'H');
-    put_copy_data(m, "1\n");
+    raw_put_copy_str(m, "1\n");
     raw_put_empty(m, 'H');
     raw_put_empty(m, 'c');
     raw_put_empty(m, 'H');
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
 }
 
@@ -697,34 +669,34 @@ static void shape_suspended(struct buf *m)
     raw_put_execute_n(m, "", 1);
     raw_put_execute_n(m, "", 1);
     put_copy_with_sync(m, "rt35_shape", "1\n");
-    put_pbe(m, "SELECT 'x'");
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
     raw_put_empty(m, 'S');
 }
 
 static void shape_empty_execute(struct buf *m)
 {
-    put_pbe(m, "");
-    put_pbe(m, "");
+    raw_put_pbe(m, "");
+    raw_put_pbe(m, "");
     put_copy_with_sync(m, "rt35_shape", "1\n");
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
 static void shape_stray(struct buf *m)
 {
     raw_put_empty(m, 'c');
-    put_copy_data(m, "junk\n");
-    put_pbe(m, "SELECT 'w'");
+    raw_put_copy_str(m, "junk\n");
+    raw_put_pbe(m, "SELECT 'w'");
     raw_put_empty(m, 'c');
     put_copy_with_sync(m, "rt35_shape", "1\n");
     raw_put_empty(m, 'c');
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
@@ -732,9 +704,9 @@ static void shape_query_inside(struct buf *m)
 {
     put_copy_with_sync(m, "rt35_shape", "1\n");
     raw_put_query(m, "SELECT 'q'");
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
@@ -742,31 +714,31 @@ static void shape_many_copies(struct buf *m)
 {
     for (int i = 0; i < 20; i++) {
         put_copy_with_sync(m, "rt35_shape", "1\n");
-        put_pbe(m, "SELECT 'x'");
+        raw_put_pbe(m, "SELECT 'x'");
     }
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
 static void shape_error_first(struct buf *m)
 {
-    put_pbe(m, "SELECT 1/0");
+    raw_put_pbe(m, "SELECT 1/0");
     raw_put_empty(m, 'S');
     put_copy_with_sync(m, "rt35_shape", "1\n");
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
 static void shape_copy_out_then_in(struct buf *m)
 {
-    put_pbe(m, "COPY (SELECT 1) TO STDOUT");
+    raw_put_pbe(m, "COPY (SELECT 1) TO STDOUT");
     put_copy_with_sync(m, "rt35_shape", "1\n");
-    put_pbe(m, "SELECT 'x'");
+    raw_put_pbe(m, "SELECT 'x'");
     raw_put_empty(m, 'S');
-    put_pbe(m, "SELECT 'y'");
+    raw_put_pbe(m, "SELECT 'y'");
     raw_put_empty(m, 'S');
 }
 
@@ -857,9 +829,9 @@ static void after_put_off(const char *label, int fd)
 Test(redteam35, kill_cancel_or_leaving_during_a_put_off_end)
 {
     start_session("query_timeout_s: 1");
-    PGconn *adm = console();
+    PGconn *adm = proxy_console(&px, "carol", "x");
     struct rawsess r = put_off_session();
-    admin_cmd(adm, "KILL rt35");
+    admin_ok(adm, "KILL rt35");
     after_put_off("KILL during the put-off", r.fd);
     r = put_off_session();
     int cfd = raw_cancel_async(px.port, r.pid, r.key);

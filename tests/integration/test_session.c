@@ -686,50 +686,35 @@ static void copy_batch(const char *label, void (*put)(struct buf *), int ready,
 
 static void put_copy(struct buf *m, const char *data)
 {
-    raw_put_parse(m, "", "COPY cpb FROM STDIN");
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
-    buf_msg_start(m, 'd');
-    buf_put_bytes(m, data, strlen(data));
-    buf_msg_finish(m);
+    raw_put_pbe(m, "COPY cpb FROM STDIN");
+    raw_put_copy_str(m, data);
     raw_put_empty(m, 'c');
-}
-
-static void put_select(struct buf *m, const char *sql)
-{
-    raw_put_parse(m, "", sql);
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
 }
 
 static void copy_then_select(struct buf *m)
 {
     put_copy(m, "1\n2\n");
-    put_select(m, "SELECT count(*) FROM cpb");
+    raw_put_pbe(m, "SELECT count(*) FROM cpb");
     raw_put_empty(m, 'S');
 }
 
 static void two_copies(struct buf *m)
 {
     put_copy(m, "1\n");
-    put_select(m, "SELECT count(*) FROM cpb");
+    raw_put_pbe(m, "SELECT count(*) FROM cpb");
     put_copy(m, "2\n3\n");
-    put_select(m, "SELECT sum(n) FROM cpb");
+    raw_put_pbe(m, "SELECT sum(n) FROM cpb");
     raw_put_empty(m, 'S');
 }
 
 static void syncs_during_and_after(struct buf *m)
 {
-    raw_put_parse(m, "", "COPY cpb FROM STDIN");
-    raw_put_bind(m, "", "");
-    raw_put_execute(m, "");
+    raw_put_pbe(m, "COPY cpb FROM STDIN");
     raw_put_empty(m, 'S'); /* ignored: the server is in copy-in */
-    buf_msg_start(m, 'd');
-    buf_put_bytes(m, "5\n", 2);
-    buf_msg_finish(m);
+    raw_put_copy_str(m, "5\n");
     raw_put_empty(m, 'c');
     raw_put_empty(m, 'S');
-    put_select(m, "SELECT sum(n) FROM cpb");
+    raw_put_pbe(m, "SELECT sum(n) FROM cpb");
     raw_put_empty(m, 'S');
 }
 

@@ -628,6 +628,20 @@ bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, c
     return found;
 }
 
+PGconn *proxy_console(const struct proxy *p, const char *user, const char *password)
+{
+    PGconn *c = proxy_connect(p, user, password, "lakeproxy", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "admin console: %s", PQerrorMessage(c));
+    return c;
+}
+
+void admin_ok(PGconn *adm, const char *cmd)
+{
+    PGresult *r = PQexec(adm, cmd);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", cmd, PQerrorMessage(adm));
+    PQclear(r);
+}
+
 PGresult *admin_show(PGconn *adm, const char *what)
 {
     PGresult *r = PQexec(adm, what);

@@ -180,6 +180,12 @@ int file_count_lines(const char *path, const char *needle);
 bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
                      char *last, size_t lastsz);
 
+/* Connects to the admin console (database lakeproxy) as user; the test fails unless it can. */
+PGconn *proxy_console(const struct proxy *p, const char *user, const char *password);
+
+/* Runs an admin-console command (PAUSE, KILL, RELOAD...); the test fails unless it succeeds. */
+void admin_ok(PGconn *adm, const char *cmd);
+
 /* Runs a SHOW on an admin-console connection; the test fails unless it returns rows. */
 PGresult *admin_show(PGconn *adm, const char *what);
 

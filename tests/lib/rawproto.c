@@ -290,6 +290,25 @@ void raw_put_query(struct buf *b, const char *sql)
     buf_msg_finish(b);
 }
 
+void raw_put_pbe(struct buf *b, const char *sql)
+{
+    raw_put_parse(b, "", sql);
+    raw_put_bind(b, "", "");
+    raw_put_execute(b, "");
+}
+
+void raw_put_copy_data(struct buf *b, const void *p, size_t n)
+{
+    buf_msg_start(b, 'd');
+    buf_put_bytes(b, p, n);
+    buf_msg_finish(b);
+}
+
+void raw_put_copy_str(struct buf *b, const char *s)
+{
+    raw_put_copy_data(b, s, strlen(s));
+}
+
 int raw_count_replies(int fd, int ready, int *errors, int *rows)
 {
     int seen = 0, type;

@@ -44,6 +44,12 @@ void raw_put_close(struct buf *b, char kind, const char *name);
 void raw_put_empty(struct buf *b, char type);
 /* A simple Query of sql. */
 void raw_put_query(struct buf *b, const char *sql);
+/* Parse of sql as the unnamed statement, its Bind to the unnamed portal, and its Execute. */
+void raw_put_pbe(struct buf *b, const char *sql);
+/* A CopyData message carrying the n bytes at p. */
+void raw_put_copy_data(struct buf *b, const void *p, size_t n);
+/* A CopyData message carrying the string s (without its NUL). */
+void raw_put_copy_str(struct buf *b, const char *s);
 
 /* Reads fd's replies until ready ReadyForQuery came (or none for 5 s), counting the
  * ErrorResponses into *errors and the DataRows into *rows: how many ReadyForQuery came. */
