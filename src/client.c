@@ -1701,16 +1701,27 @@ bool client_route_cancel(struct worker *w, uint32_t pid, uint32_t key, uint64_t 
         memcpy(have + 4, &c->cancel_key, 4);
         if (!auth_equal_ct(want, have, 8))
             continue;
-        if (c->server && c->server->state == SV_ACTIVE)
-            return server_send_cancel(c->server, requester);
-        if (cancel_queued_query(c))
-            return false;
-        /* waiting for a server, with a statement that PostgreSQL would be running now (a
-         * batch whose Sync is still to come, say): it is cancelled once it runs
-         * (client_server_ready) */
-        if (c->sent_ready && !c->closing && c->bev && first_message_whole(c))
+        unsigned long long id = (unsigned long long)c->id; /* (c may be closed below) */
+        bool wait = false;
+        const char *what = "nothing to cancel";
+        if (c->server && c->server->state == SV_ACTIVE) {
+            bool another = c->server->cancels_pending > 0;
+            wait = server_send_cancel(c->server, requester);
+            what = wait      ? "on its way to the server"
+                   : another ? "not sent: one is on its way already"
+                             : "could not be sent to the server";
+        } else if (cancel_queued_query(c)) {
+            what = "its statement was waiting for a server: answered 57014, not run";
+        } else if (c->sent_ready && !c->closing && c->bev && first_message_whole(c)) {
+            /* waiting for a server, with a statement that PostgreSQL would be running now (a
+             * batch whose Sync is still to come, say): it is cancelled once it runs
+             * (client_server_ready) */
             c->cancel_wanted = true;
-        return false;
+            what = "kept until its statement runs";
+        }
+        /* (the key's pid half is what the client was shown, never a secret) */
+        log_debug("client %llu: cancel request (key pid %u): %s", id, pid, what);
+        return wait;
     }
     log_debug("cancel request for an unknown backend key ignored");
     return false;
