@@ -45,6 +45,10 @@ struct takeover_fds {
  * running lakeproxy there or the exchange fails; nothing is left open then. */
 bool takeover_receive(const struct config *cfg, struct takeover_fds *t, char *err, size_t errsz);
 
+/* New process, before DONE: has the old one given the exchange up meanwhile (it said ERROR:
+ * its time limit)? Never waits. */
+bool takeover_given_up(const struct takeover_fds *t);
+
 /* New process, ready to accept on the sockets: says DONE, waits (bounded) for the old one to
  * stop accepting, then takeover_abandon. False with err when it did not confirm and still
  * runs (it abandoned the exchange, say after TAKEOVER_TIMEOUT_S): it accepts still, so this

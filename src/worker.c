@@ -160,7 +160,8 @@ static const struct scram_verifier *kept_verifier(const struct config *old,
  * the running configuration (old, old_v; NULL at start) made. */
 static struct scram_verifier *make_verifiers(const struct worker *w, const struct config *cfg,
                                              const struct config *old,
-                                             const struct scram_verifier *old_v, char *err,
+                                             const struct scram_verifier *old_v,
+                                             const struct takeover_fds *handover, char *err,
                                              size_t errsz)
 {
     uint8_t salt[16];
@@ -173,8 +174,14 @@ static struct scram_verifier *make_verifiers(const struct worker *w, const struc
         const struct user_config *u = &cfg->users[i];
         const struct scram_verifier *kept;
         bool ok = true;
-        if (!old && i % 64 == 63 && stopsig_pending()) { /* (thousands take seconds) */
-            snprintf(err, errsz, "a stop signal came while the users' verifiers were made");
+        const char *stop = NULL; /* (thousands take seconds: a start may be called off) */
+        if (!old && i % 64 == 63 && stopsig_pending())
+            stop = "a stop signal came while the users' verifiers were made";
+        else if (handover && i % 64 == 63 && takeover_given_up(handover))
+            stop = "the running lakeproxy gave the exchange up (its time limit) while the users' "
+                   "verifiers were made";
+        if (stop) {
+            snprintf(err, errsz, "%s", stop);
             free_verifiers(out, cfg->n_users);
             return NULL;
         }
@@ -420,7 +427,7 @@ struct worker *worker_new(struct config *cfg, struct takeover_fds *inherited, ch
         snprintf(err, errsz, "cannot generate random numbers");
         goto fail;
     }
-    if (!(w->user_verifiers = make_verifiers(w, cfg, NULL, NULL, err, errsz)))
+    if (!(w->user_verifiers = make_verifiers(w, cfg, NULL, NULL, inherited, err, errsz)))
         goto fail;
     policy_init_marker(w);
     if (!(w->guard = guard_cache_new(GUARD_CACHE_ENTRIES)) ||
@@ -694,7 +701,7 @@ void worker_reload(struct worker *w)
         log_error("%s", errs.msgs[i]);
     config_errors_free(&errs);
     struct scram_verifier *v =
-        n ? make_verifiers(w, n, w->cfg, w->user_verifiers, err, sizeof(err)) : NULL;
+        n ? make_verifiers(w, n, w->cfg, w->user_verifiers, NULL, err, sizeof(err)) : NULL;
     SSL_CTX *tls = NULL;
     if (n && v && n->tls_cert && !(tls = tls_accept_ctx(n, err, sizeof(err))))
         log_error("reload: %s", err);
