@@ -863,6 +863,21 @@ static char *scrub_constants(const char *norm)
     return out;
 }
 
+/* Cuts text (malloc'd) to SQLINFO_MAX_NORMALIZED bytes with " ..." at its end, at a UTF-8
+ * character boundary, giving the memory back. */
+static char *cut_normalized(char *text)
+{
+    static const char mark[] = " ...";
+    size_t len = text ? strlen(text) : 0, at = SQLINFO_MAX_NORMALIZED - sizeof(mark) + 1;
+    if (len <= SQLINFO_MAX_NORMALIZED)
+        return text;
+    while (at > 0 && ((unsigned char)text[at] & 0xC0) == 0x80)
+        at--; /* (not inside a multi-byte character) */
+    memcpy(text + at, mark, sizeof(mark));
+    char *fit = realloc(text, at + sizeof(mark));
+    return fit ? fit : text;
+}
+
 bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
 {
     memset(out, 0, sizeof(*out));
@@ -877,7 +892,7 @@ bool sqlinfo_analyze(const char *sql, struct sql_analysis *out)
     pg_query_free_fingerprint_result(f);
     PgQueryNormalizeResult nr = pg_query_normalize(sql);
     if (!nr.error && nr.normalized_query) /* NULL when it cannot be scrubbed: no text logged */
-        out->normalized = scrub_constants(nr.normalized_query);
+        out->normalized = cut_normalized(scrub_constants(nr.normalized_query));
     pg_query_free_normalize_result(nr);
     return true;
 }

@@ -14,6 +14,10 @@
  * event loop): they read as not parsing, so the guards refuse them and statistics count them
  * unanalysed. */
 #define SQLINFO_MAX_TEXT (64 * 1024)
+/* The normalised text kept at most, in bytes (then cut at a character boundary, " ..." added):
+ * normalising a text of SQLINFO_MAX_TEXT can make it three times longer, and statistics keep
+ * one per fingerprint (stats.max_queries of them). */
+#define SQLINFO_MAX_NORMALIZED (8 * 1024)
 /* Parse trees nested deeper than this (in protobuf message levels) are not unpacked. */
 #define SQLINFO_MAX_DEPTH 2000
 

@@ -2,6 +2,7 @@
  * literal left, kind, tables, pushdown features of the statements federation sends) and the
  * literal-insensitive cache key. */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,63 @@ static void read_list(const struct sql_analysis *a, char *out, size_t outsz)
     out[0] = '\0';
     for (int i = 0; i < a->n_read; i++)
         snprintf(out + strlen(out), outsz - strlen(out), "%s%s", i ? "," : "", a->read[i]);
+}
+
+/* Is s whole UTF-8 (no character cut short)? */
+static bool whole_utf8(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int more = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : 3;
+        for (p++; more > 0; more--, p++)
+            if ((*p & 0xC0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+/* Normalising can make a text three times longer (every "1," becomes "$n,"): statistics keep
+ * one per fingerprint, so the text kept is cut at SQLINFO_MAX_NORMALIZED bytes, at a character
+ * boundary, and says so; short texts are whole. */
+Test(sqlinfo, a_long_normalised_text_is_cut_at_a_character_boundary)
+{
+    size_t cap = 60 * 1024;
+    char *sql = malloc(cap);
+    cr_assert(sql);
+    size_t n = (size_t)snprintf(sql, cap, "SELECT x FROM t WHERE k IN (");
+    while (n + 8 < cap) {
+        sql[n++] = '1';
+        sql[n++] = ',';
+    }
+    memcpy(sql + n - 1, ")", 2);
+    struct sql_analysis a = an(sql);
+    cr_assert_not_null(a.normalized);
+    size_t len = strlen(a.normalized);
+    cr_expect_leq(len, SQLINFO_MAX_NORMALIZED, "kept %zu bytes", len);
+    cr_expect_gt(len, SQLINFO_MAX_NORMALIZED - 16, "cut too short: %zu bytes", len);
+    cr_expect_eq(strncmp(a.normalized, "SELECT x FROM t WHERE k IN ($1,$2,$3", 35), 0, "%.60s",
+                 a.normalized);
+    cr_expect_str_eq(a.normalized + len - 4, " ...");
+    sqlinfo_analysis_free(&a);
+    /* a two-byte character across the cut: the whole character goes */
+    for (int odd = 0; odd < 2; odd++) {
+        n = (size_t)snprintf(sql, cap, "SELECT 1 AS \"%s", odd ? "x" : "");
+        while (n + 8 < 10 * 1024) {
+            memcpy(sql + n, "\xc3\xa9", 2); /* e acute */
+            n += 2;
+        }
+        memcpy(sql + n, "\"", 2);
+        a = an(sql);
+        cr_assert_not_null(a.normalized, "odd %d", odd);
+        len = strlen(a.normalized);
+        cr_expect_leq(len, SQLINFO_MAX_NORMALIZED, "odd %d: %zu bytes", odd, len);
+        cr_expect(whole_utf8(a.normalized), "odd %d: a character was cut", odd);
+        cr_expect_str_eq(a.normalized + len - 4, " ...", "odd %d", odd);
+        sqlinfo_analysis_free(&a);
+    }
+    a = an("SELECT 1 AS \"\xc3\xa9\"");
+    cr_expect_str_eq(a.normalized, "SELECT $1 AS \"\xc3\xa9\"", "a short text is whole");
+    sqlinfo_analysis_free(&a);
+    free(sql);
 }
 
 Test(sqlinfo, pushdown_features_of_federation_style_statements)
