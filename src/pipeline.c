@@ -837,6 +837,7 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
                          c->w->cfg->max_message_size)) {
         *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
                "together, per connection (close or DEALLOCATE the ones no longer used)";
+        c->inspect_state = "54000"; /* program_limit_exceeded: not a lost connection (08) */
         return RV_ERROR;
     }
     client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);

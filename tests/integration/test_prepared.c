@@ -594,6 +594,20 @@ Test(prepared, a_clients_statements_have_a_memory_budget)
     cr_expect(strstr(PQerrorMessage(c), "DEALLOCATE"), "%s", PQerrorMessage(c));
     PQclear(r);
     PQfinish(c);
+    /* the FATAL says 54000, a limit (libpq reports the closed connection instead; JDBC and
+     * node-postgres give the client the SQLSTATE): not 08P01, a lost connection to retry */
+    int fd = raw_session(px.port, "carol", "app");
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        raw_put_parse(&b, name, sql);
+    }
+    raw_put_empty(&b, 'S');
+    cr_assert(raw_send(fd, &b));
+    buf_free(&b);
+    cr_expect_str_eq(raw_expect_error(fd), "54000", "the fourth statement's refusal");
+    close(fd);
     free(sql);
     expect_served();
 }

@@ -22,9 +22,9 @@
  *   sqlinfo.c cut_normalized keeps at most SQLINFO_MAX_NORMALIZED (8 KiB) of the text, cut
  *   at a character boundary with " ..." (+13-18 MB now, mostly the parser's own heap).
  * - Observations, not asserted:
- *   - past 10,000 named statements or 16 MiB of their text the connection ends with 08P01
- *     "too many prepared statements ..." (pipeline.c parse_kept), as README documents; a
- *     driver reading class 08 as a lost connection may retry on a new one.
+ *   - past 10,000 named statements or 16 MiB of their text the connection ended with 08P01
+ *     "too many prepared statements ..." (pipeline.c parse_kept), as README documented; a
+ *     driver reading class 08 as a lost connection may retry on a new one (since: 54000).
  * Held (RSS growth measured over a baseline of about 13 MB, VmRSS):
  * - longer texts (160 kB of blanks) are not analysed at all ("did not
  *   parse" in SHOW QUERIES: sqlinfo_parse refuses > 64 KiB): +1.9 MB for 800 of them.
