@@ -779,7 +779,10 @@ static void read_complete(struct maskcat *mc)
         mc->ready = true;
         mc->data_at = mc->read_at;
         mc->error[0] = '\0';
-        mc->version++;
+        /* numbered across the worker's catalogs, never per database: verdicts cached under
+         * one database's catalog are not found under another's (masking verdicts are keyed
+         * by the client's rules, the configuration and this version) */
+        mc->version = ++mc->w->maskcat_reads;
     } else {
         read_failed(mc, "out of memory");
     }

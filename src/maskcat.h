@@ -84,7 +84,7 @@ size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_
  * (until the next read completes): size their output with it, so none is ever cut off. */
 size_t maskcat_names_bound(const struct maskcat *mc);
 
-/* Changes whenever a read completes. */
+/* Changes whenever a read completes; never the same for two catalogs of one worker. */
 uint64_t maskcat_version(const struct maskcat *mc);
 
 /* Cancels reads in flight and forgets everything (shutdown, or a reload changed rules). */

@@ -113,11 +113,12 @@ struct worker {
     struct event *accept_pause; /* resumes accepting after running out of descriptors */
     int spare_fd; /* held open (/dev/null) to be given up for refusing connections when out of
                      descriptors; -1 when none */
-    char refuse_marker[40];            /* the word in the stand-in for a refused statement */
-    struct maskcat *maskcats;          /* masking catalog per database entry (maskcat.c) */
-    struct masksql_cache *masksql;     /* masking guard verdicts by statement text */
-    uint64_t masked_values;            /* values the masking rewrote */
-    uint64_t mask_epoch;               /* bumped by a reload that changes the masking section */
+    char refuse_marker[40];        /* the word in the stand-in for a refused statement */
+    struct maskcat *maskcats;      /* masking catalog per database entry (maskcat.c) */
+    uint64_t maskcat_reads;        /* catalog reads completed, all databases: each read's version */
+    struct masksql_cache *masksql; /* masking guard verdicts by statement text */
+    uint64_t masked_values;        /* values the masking rewrote */
+    uint64_t mask_epoch;           /* bumped by a reload that changes the masking section */
     struct mask_buckets *mask_buckets; /* masked-column tests per user per second (policy.c) */
     uint64_t mask_refusals;            /* statements and results masking refused */
     struct tokenauth *tokenauth;       /* clients' own Databricks tokens: checks and cache */

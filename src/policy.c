@@ -126,7 +126,9 @@ static void mask_names_free(struct mask_names *nm)
 }
 
 /* The identity of client c's masking guard policy: its rules, the configuration and the
- * catalog's version (verdicts are cached by it). False while the catalog is not read. */
+ * version of its database's catalog, unique to that catalog's read (verdicts are cached by
+ * it: one database's must never serve another's, whose views may read masked columns under
+ * the same names). False while the catalog is not read. */
 static bool mask_policy_id(struct client *c, uint64_t *id)
 {
     struct maskcat *mc = maskcat_for(c->w, c->database);

@@ -120,17 +120,6 @@ static void expect_rss_back(long base, const char *what)
     expect_rss_within(base, RSS_NEAR_KB, what);
 }
 
-/* Another client is served, promptly, through the proxy. */
-static void expect_others_served(const char *what)
-{
-    double t0 = now_s();
-    PGconn *c = proxy_connect(&px, "alice", "alice-secret", "app", NULL);
-    cr_assert(PQstatus(c) == CONNECTION_OK, "after %s: %s", what, PQerrorMessage(c));
-    EXPECT_QUERY_VALUE(c, "SELECT 'served'", "served", "another client is served after %s", what);
-    PQfinish(c);
-    cr_expect_lt(now_s() - t0, 3.0, "and promptly after %s", what);
-}
-
 /* Reads fd until `ready` ReadyForQuery: counts errors and rows, the first SQLSTATE into
  * state (when not NULL). False on EOF or a 10 s silence. */
 static bool replies(int fd, int ready, int *errors, int *rows, char state[6])
@@ -208,7 +197,7 @@ Test(redteam36, long_distinct_statements_do_not_grow_statistics_memory_without_b
      * allocations for such texts come and go) */
     expect_rss_within(base, 32 * 1024, "200 distinct 64 kB statements");
     close(fd);
-    expect_others_served("200 distinct long statements");
+    expect_alice_served(&px, "200 distinct long statements");
     /* the console's top list stays small and answers */
     PGconn *adm = proxy_console(&px, "alice", "alice-secret");
     PGresult *r = admin_show(adm, "SHOW QUERIES 50");
@@ -253,7 +242,7 @@ Test(redteam36, thirty_thousand_distinct_shapes_stay_within_max_queries, .timeou
         cr_assert(replies(fd, BATCH, &e, &rows, NULL), "batch at %d answered", i);
         errs += e;
         if (i % 10000 == 0)
-            expect_others_served("a batch of distinct shapes");
+            expect_alice_served(&px, "a batch of distinct shapes");
     }
     NOTE("%d shapes in %.1f s", N, now_s() - t0);
     cr_expect_eq(errs, N, "each answered by PostgreSQL (42P01): %d", errs);
@@ -268,7 +257,7 @@ Test(redteam36, thirty_thousand_distinct_shapes_stay_within_max_queries, .timeou
     PQclear(r);
     PQfinish(adm);
     close(fd);
-    expect_others_served("30,000 distinct shapes");
+    expect_alice_served(&px, "30,000 distinct shapes");
     buf_free(&b);
 }
 
@@ -301,7 +290,7 @@ Test(redteam36, multi_statement_texts_stay_bounded, .timeout = 120)
     cr_expect_eq(rows_total, N * STMTS, "every statement answered: %d rows", rows_total);
     expect_rss_within(base, RSS_BOUND_KB, "300 texts of 64 distinct statements");
     close(fd);
-    expect_others_served("multi-statement texts");
+    expect_alice_served(&px, "multi-statement texts");
     free(sql);
     buf_free(&b);
 }
@@ -338,7 +327,7 @@ Test(redteam36, distinct_application_names_do_not_grow_the_pushdown_table, .time
     NOTE("SHOW PUSHDOWN: %d rows", PQntuples(r));
     PQclear(r);
     PQfinish(adm);
-    expect_others_served("1,200 application names");
+    expect_alice_served(&px, "1,200 application names");
     free(app);
 }
 
@@ -394,7 +383,7 @@ Test(redteam36, the_ten_thousand_and_first_statement_gets_a_clear_error, .timeou
     }
     expect_rss_within(base, RSS_BOUND_KB, "10,000 named statements");
     close(fd);
-    expect_others_served("a client with 10,000 statements");
+    expect_alice_served(&px, "a client with 10,000 statements");
     expect_rss_back(base, "the client with 10,000 statements left");
     buf_free(&b);
 }
@@ -443,7 +432,7 @@ Test(redteam36, sixteen_mib_of_statement_text_ends_in_a_clear_error, .timeout = 
     cr_expect(state[0], "with a SQLSTATE");
     expect_rss_within(base, RSS_BOUND_KB, "16 MiB of statement text");
     close(fd);
-    expect_others_served("16 MiB of statement text");
+    expect_alice_served(&px, "16 MiB of statement text");
     expect_rss_back(base, "the client with 16 MiB of statements left");
     free(sql);
     buf_free(&b);
@@ -535,7 +524,7 @@ Test(redteam36, many_clients_with_many_statements_share_one_server_and_give_memo
     expect_rss_within(base, RSS_BOUND_KB, "100 clients x 1,000 statements");
     for (int c = 0; c < CLIENTS; c++)
         close(fds[c]);
-    expect_others_served("100 clients with 1,000 statements each");
+    expect_alice_served(&px, "100 clients with 1,000 statements each");
     expect_rss_back(base, "100 clients with 1,000 statements each left");
     buf_free(&b);
 }
@@ -574,7 +563,7 @@ Test(redteam36, twenty_thousand_named_portals_stay_bounded, .timeout = 120)
     cr_assert(raw_send(fd, &b));
     cr_expect(replies(fd, 1, &e, NULL, NULL));
     close(fd);
-    expect_others_served("20,000 portals");
+    expect_alice_served(&px, "20,000 portals");
     buf_free(&b);
 }
 
@@ -604,7 +593,7 @@ Test(redteam36, refused_logins_under_distinct_names_leave_nothing_behind, .timeo
     }
     cr_expect_eq(accepted, 0, "no unknown name is let in");
     cr_expect_eq(no_state, 0, "each refusal has a SQLSTATE");
-    expect_others_served("6,000 refused logins");
+    expect_alice_served(&px, "6,000 refused logins");
     expect_rss_within(base, RSS_NEAR_KB, "6,000 refused logins under distinct names");
     usleep(500000);
     cr_expect_leq(proxy_fd_count(&px), fds0 + 2, "descriptors back to %d", fds0);

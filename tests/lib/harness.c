@@ -628,6 +628,16 @@ bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, c
     return found;
 }
 
+void expect_alice_served(const struct proxy *p, const char *what)
+{
+    double t0 = now_s();
+    PGconn *c = proxy_connect(p, "alice", "alice-secret", "app", NULL);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "after %s: %s", what, PQerrorMessage(c));
+    EXPECT_QUERY_VALUE(c, "SELECT 'served'", "served", "another client is served after %s", what);
+    PQfinish(c);
+    cr_expect_lt(now_s() - t0, 3.0, "and promptly after %s", what);
+}
+
 PGconn *proxy_console(const struct proxy *p, const char *user, const char *password)
 {
     PGconn *c = proxy_connect(p, user, password, "lakeproxy", NULL);

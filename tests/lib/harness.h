@@ -180,6 +180,10 @@ int file_count_lines(const char *path, const char *needle);
 bool wait_credential(const struct proxy *p, const char *admin, int timeout_ms, const char *want,
                      char *last, size_t lastsz);
 
+/* Expects alice (password alice-secret) to be served on p's database app within 3 s: that a
+ * client is still served promptly after what (an attack, a flood) was done. */
+void expect_alice_served(const struct proxy *p, const char *what);
+
 /* Connects to the admin console (database lakeproxy) as user; the test fails unless it can. */
 PGconn *proxy_console(const struct proxy *p, const char *user, const char *password);
 
