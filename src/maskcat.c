@@ -78,7 +78,10 @@ static const char *const catalog_sql =
     "AND a.attname = k.attname AND a.attnum > 0 AND NOT a.attisdropped)), "
     "cols(ord, rel, attnum) AS (SELECT k.ord, k.rel, a.attnum FROM kids k "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.rel AND a.attname = k.attname "
-    "AND NOT a.attisdropped), "
+    "AND NOT a.attisdropped UNION "
+    "SELECT x.ord, x.rel, x.attnum FROM unnest($6::int[], $7::pg_catalog.oid[], $8::int[]) "
+    "AS x(ord, rel, attnum) JOIN pg_catalog.pg_attribute a ON a.attrelid = x.rel "
+    "AND a.attnum = x.attnum AND NOT a.attisdropped), "
     "unsafe(rel) AS (SELECT rw.ev_class FROM pg_catalog.pg_depend d "
     "JOIN pg_catalog.pg_rewrite rw ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
     "AND rw.oid = d.objid WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
@@ -112,6 +115,8 @@ static const char *const catalog_sql =
     "JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid WHERE rw.ev_class <> v.rel) "
     "SELECT 'c', m.ord, m.rel::pg_catalog.int8, m.attnum::int, c.relname::text FROM cols m "
     "JOIN pg_catalog.pg_class c ON c.oid = m.rel "
+    "UNION ALL SELECT 'q', m.ord, m.rel::pg_catalog.int8, m.attnum::int, a.attname::text "
+    "FROM cols m JOIN pg_catalog.pg_attribute a ON a.attrelid = m.rel AND a.attnum = m.attnum "
     "UNION ALL SELECT DISTINCT 't', NULL::int, NULL::pg_catalog.int8, NULL::int, a.attname::text "
     "FROM (SELECT DISTINCT rel FROM cols) k JOIN pg_catalog.pg_attribute a "
     "ON a.attrelid = k.rel AND a.attnum > 0 AND NOT a.attisdropped "
@@ -184,6 +189,12 @@ struct maskcol {
     char *colname; /* a resolved view's column: its name (NULL: a rule's column) */
 };
 
+/* A masked column's name as the catalog has it now, with its rule. */
+struct colname {
+    int rule;
+    char *name;
+};
+
 struct names {
     char **items;
     size_t n;
@@ -203,6 +214,8 @@ struct catalog {
     struct names operators, cast_types, write_refused; /* see the 'o', 'k', 'w' rows */
     struct maskview *cands; /* views that read masked columns, while a read resolves them */
     size_t n_cands, last;
+    struct colname *names; /* the masked columns' names now ('q' rows: a renamed one's too) */
+    size_t n_names, cap_names;
 };
 
 struct maskcat {
@@ -314,18 +327,22 @@ const char *const *maskcat_write_refused(const struct maskcat *mc, size_t *n)
     return (const char *const *)mc->cur.write_refused.items;
 }
 
-/* The distinct table names (view_columns: resolved views' column names) of masked columns
- * whose rule applies, at most max, into out. Distinct through a hash set of the names, so a
- * catalog of many partitions costs each statement linear, not quadratic, time. */
+/* The distinct table names (view_columns: resolved views' column names, and the masked
+ * columns' names as the catalog has them now) of masked columns whose rule applies, at most
+ * max, into out. Distinct through a hash set of the names, so a catalog of many partitions
+ * costs each statement linear, not quadratic, time. */
 static size_t applying_names(const struct maskcat *mc, const bool *applies, size_t n_rules,
                              bool view_columns, const char **out, size_t max)
 {
-    size_t n = 0, slots = 2 * mc->cur.n_cols + 1;
+    size_t n = 0, n_now = view_columns ? mc->cur.n_names : 0, all = mc->cur.n_cols + n_now;
+    size_t slots = 2 * all + 1;
     const char **set = calloc(slots, sizeof(*set));
-    for (size_t i = 0; i < mc->cur.n_cols && n < max; i++) {
-        const struct maskcol *m = &mc->cur.cols[i];
-        const char *name = view_columns ? m->colname : m->relname;
-        if (!name || m->rule < 0 || (size_t)m->rule >= n_rules || !applies[m->rule])
+    for (size_t i = 0; i < all && n < max; i++) {
+        const struct maskcol *m = i < mc->cur.n_cols ? &mc->cur.cols[i] : NULL;
+        const struct colname *now = m ? NULL : &mc->cur.names[i - mc->cur.n_cols];
+        const char *name = now ? now->name : view_columns ? m->colname : m->relname;
+        int rule = now ? now->rule : m->rule;
+        if (!name || rule < 0 || (size_t)rule >= n_rules || !applies[rule])
             continue;
         bool seen = false;
         if (set) {
@@ -358,7 +375,7 @@ size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_
 
 size_t maskcat_names_bound(const struct maskcat *mc)
 {
-    return mc->cur.n_cols;
+    return mc->cur.n_cols + mc->cur.n_names;
 }
 
 static size_t clean_slot(const struct maskcat *mc, uint32_t rel)
@@ -520,6 +537,9 @@ static void catalog_free(struct catalog *k)
     for (size_t i = 0; i < k->n_cands; i++)
         maskview_free(&k->cands[i]);
     free(k->cands);
+    for (size_t i = 0; i < k->n_names; i++)
+        free(k->names[i].name);
+    free(k->names);
     *k = (struct catalog){0};
 }
 
@@ -549,6 +569,21 @@ static bool take_view_row(struct catalog *k, char kind, uint32_t rel, int attnum
     return (v->definition = strdup(text)) != NULL;
 }
 
+/* A masked column's current name ('q' row) into k; false when out of memory. */
+static bool take_column_name(struct catalog *k, int rule, const char *name)
+{
+    if (k->n_names == k->cap_names) {
+        size_t cap = k->cap_names ? 2 * k->cap_names : 16;
+        struct colname *grown = realloc(k->names, cap * sizeof(*grown));
+        if (!grown)
+            return false;
+        k->names = grown;
+        k->cap_names = cap;
+    }
+    k->names[k->n_names] = (struct colname){rule, strdup(name)};
+    return k->names[k->n_names++].name != NULL;
+}
+
 /* One row of a read into k; false when out of memory. */
 static bool take_row(struct catalog *k, const PGresult *r, int i)
 {
@@ -563,6 +598,7 @@ static bool take_row(struct catalog *k, const PGresult *r, int i)
     case 'v':
     case 'd':
     case 'a': return take_view_row(k, kind[0], rel, attnum, name);
+    case 'q': return take_column_name(k, atoi(PQgetvalue(r, i, 1)), name);
     case 't': return names_add(&k->columns, name);
     case 'r': return names_add(&k->row_funcs, name);
     case 'n': return names_add(&k->relations, name);
@@ -952,6 +988,28 @@ static void guard_names_arrays(char *hidden, char *stats, size_t outsz)
     strcat(stats, n ? "}" : "{}");
 }
 
+/* The rules' columns the last read found, as int[], oid[] and int[] literals of their rules,
+ * relations and attribute numbers (the read's $6, $7, $8): a column renamed since is still
+ * found, by number, under its new name. */
+static void kept_columns_arrays(const struct catalog *k, char *out[3], size_t outsz)
+{
+    bool first = true;
+    for (size_t i = 0; i < k->n_cols; i++) {
+        const struct maskcol *m = &k->cols[i];
+        if (m->colname || m->rule < 0)
+            continue; /* (a view's column: each read resolves views anew) */
+        char v[3][16];
+        snprintf(v[0], sizeof(v[0]), "%d", m->rule);
+        snprintf(v[1], sizeof(v[1]), "%u", m->rel);
+        snprintf(v[2], sizeof(v[2]), "%d", m->attnum);
+        for (int j = 0; j < 3; j++)
+            array_put(out[j], outsz, v[j], first);
+        first = false;
+    }
+    for (int j = 0; j < 3; j++)
+        strcat(out[j], first ? "{}" : "}");
+}
+
 /* Starts a read with the rules of the current configuration. */
 static void start_read(struct maskcat *mc)
 {
@@ -963,11 +1021,14 @@ static void start_read(struct maskcat *mc)
         cap += 2 * (strlen(m->rules[i].schema) + strlen(m->rules[i].table) +
                     strlen(m->rules[i].column)) +
                12;
-    cap += 1024; /* the guard's name lists ($4, $5) */
-    char *arr[5] = {calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap), calloc(1, cap)};
+    cap += 1024 + 40 * mc->cur.n_cols; /* the guard's name lists ($4, $5), the kept columns */
+    char *arr[8];
+    bool made = true;
+    for (int k = 0; k < 8; k++)
+        made &= (arr[k] = calloc(1, cap)) != NULL;
     char err[300] = "out of memory";
     mc->read_at = time(NULL);
-    if (db && arr[0] && arr[1] && arr[2] && arr[3] && arr[4]) {
+    if (db && made) {
         for (size_t i = 0; i < m->n_rules; i++) {
             array_put(arr[0], cap, m->rules[i].schema, i == 0);
             array_put(arr[1], cap, m->rules[i].table, i == 0);
@@ -976,12 +1037,13 @@ static void start_read(struct maskcat *mc)
         for (int k = 0; k < 3; k++)
             strcat(arr[k], m->n_rules ? "}" : "{}");
         guard_names_arrays(arr[3], arr[4], cap);
-        const char *params[5] = {arr[0], arr[1], arr[2], arr[3], arr[4]};
+        kept_columns_arrays(&mc->cur, arr + 5, cap);
+        const char *params[8] = {arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], arr[7]};
         struct sidequery_login login = {db->user, NULL, "lakeproxy masking", CATALOG_OPTIONS, true};
         mc->q =
-            sidequery_start(w, db, &login, catalog_sql, 5, params, on_read, mc, err, sizeof(err));
+            sidequery_start(w, db, &login, catalog_sql, 8, params, on_read, mc, err, sizeof(err));
     }
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 8; k++)
         free(arr[k]);
     if (!mc->q) {
         read_failed(mc, db ? err : "no such database");

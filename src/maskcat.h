@@ -76,7 +76,8 @@ const char *const *maskcat_write_refused(const struct maskcat *mc, size_t *n);
 size_t maskcat_masked_tables(const struct maskcat *mc, const bool *applies, size_t n_rules,
                              const char **out, size_t max);
 /* The distinct names of resolved views' columns that carry a rule with applies[rule] set (as
- * contact in a view selecting email AS contact), at most max, into out. */
+ * contact in a view selecting email AS contact), and of the masked columns as the catalog
+ * names them now (a column renamed since its rule matched it), at most max, into out. */
 size_t maskcat_view_columns(const struct maskcat *mc, const bool *applies, size_t n_rules,
                             const char **out, size_t max);
 
