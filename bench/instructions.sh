@@ -37,7 +37,7 @@ command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2
 source bench/lib.sh
 bench_pg_start lakeproxy-instr
 pgbench -i -s 2 -q "host=127.0.0.1 port=$pgport dbname=lp_test user=lp_server" >/dev/null 2>&1
-chmod 777 "$T"
+chmod 1777 "$T" # (sticky: lakeproxy refuses a configuration anyone could replace)
 
 lpport=$(bash tests/lib/free_port.sh)
 if [ "$STATS" = "on, logged" ]; then

@@ -23,7 +23,7 @@ done
 source bench/lib.sh
 bench_pg_start lakeproxy-stats
 bench_pgbench_init
-chmod 777 "$T"
+chmod 1777 "$T" # (sticky: lakeproxy refuses a configuration anyone could replace)
 SHM=$(mktemp -d /dev/shm/lakeproxy-stats.XXXXXX)
 chmod 777 "$SHM"
 trap 'rm -rf "$SHM"; bench_cleanup' EXIT
