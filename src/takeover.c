@@ -581,11 +581,8 @@ bool takeover_given_up(const struct takeover_fds *t)
 {
     if (t->conn < 0)
         return false;
-    struct pollfd pf = {.fd = t->conn, .events = POLLIN};
-    if (poll(&pf, 1, 0) <= 0)
-        return false; /* (nothing said: it waits for DONE) */
-    /* only ERROR: a BYE (it stopped early, handing over) or a silent end (it died) are for
-     * takeover_finish to judge */
+    /* only ERROR: nothing (it waits for DONE), a BYE (it stopped early, handing over) or a
+     * silent end (it died) are for takeover_finish to judge */
     char head[6];
     ssize_t r = recv(t->conn, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
     return r == (ssize_t)sizeof(head) && memcmp(head, "ERROR ", 6) == 0;

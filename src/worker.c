@@ -155,6 +155,19 @@ static const struct scram_verifier *kept_verifier(const struct config *old,
     return NULL;
 }
 
+/* Why a start making verifiers is called off now, or NULL: a stop signal (at start, old NULL),
+ * or the running lakeproxy giving up the takeover exchange (handover set). */
+static const char *verifiers_called_off(const struct config *old,
+                                        const struct takeover_fds *handover)
+{
+    if (!old && stopsig_pending())
+        return "a stop signal came while the users' verifiers were made";
+    if (handover && takeover_given_up(handover))
+        return "the running lakeproxy gave the exchange up (its time limit) while the users' "
+               "verifiers were made";
+    return NULL;
+}
+
 /* Turns each SCRAM user's password_scram (or plain password) into a verifier, once: a plain
  * password's salt is its name's (scram_name_salt), and an unchanged one keeps the verifier
  * the running configuration (old, old_v; NULL at start) made. */
@@ -174,13 +187,8 @@ static struct scram_verifier *make_verifiers(const struct worker *w, const struc
         const struct user_config *u = &cfg->users[i];
         const struct scram_verifier *kept;
         bool ok = true;
-        const char *stop = NULL; /* (thousands take seconds: a start may be called off) */
-        if (!old && i % 64 == 63 && stopsig_pending())
-            stop = "a stop signal came while the users' verifiers were made";
-        else if (handover && i % 64 == 63 && takeover_given_up(handover))
-            stop = "the running lakeproxy gave the exchange up (its time limit) while the users' "
-                   "verifiers were made";
-        if (stop) {
+        const char *stop; /* (thousands take seconds: a start may be called off) */
+        if (i % 64 == 63 && (stop = verifiers_called_off(old, handover))) {
             snprintf(err, errsz, "%s", stop);
             free_verifiers(out, cfg->n_users);
             return NULL;
