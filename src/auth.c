@@ -435,6 +435,16 @@ static bool split_at(struct span *rest, char sep, struct span *head)
     return true;
 }
 
+bool scram_verifier_same(const struct scram_verifier *a, const struct scram_verifier *b)
+{
+    if (a->iterations != b->iterations || a->salt_len != b->salt_len ||
+        a->salt_len > sizeof(a->salt))
+        return false;
+    return CRYPTO_memcmp(a->salt, b->salt, a->salt_len) == 0 &&
+           CRYPTO_memcmp(a->stored_key, b->stored_key, sizeof(a->stored_key)) == 0 &&
+           CRYPTO_memcmp(a->server_key, b->server_key, sizeof(a->server_key)) == 0;
+}
+
 bool scram_parse_verifier(const char *text, struct scram_verifier *out)
 {
     static const char prefix[] = "SCRAM-SHA-256$";

@@ -23,6 +23,9 @@ struct scram_verifier {
     uint8_t server_key[SCRAM_KEY_LEN];
 };
 
+/* Are a and b the same verifier (iterations, salt and keys)? In constant time. */
+bool scram_verifier_same(const struct scram_verifier *a, const struct scram_verifier *b);
+
 /* Parses "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>". False on any defect. */
 bool scram_parse_verifier(const char *text, struct scram_verifier *out);
 

@@ -11,6 +11,7 @@
 #include "list.h"
 #include "log.h"
 #include "sidequery.h"
+#include "worker.h"
 
 struct authq {
     struct worker *w;
@@ -84,8 +85,9 @@ static bool run(struct authq *a, char *err, size_t errsz)
 {
     struct worker *w = a->w;
     const struct auth_query_config *aq = &w->cfg->auth_query;
-    if (a->c->auth_cfg_gen != w->cfg_gen || !aq->enabled) {
-        /* waited its turn across a reload, which may have dropped auth_query or its database */
+    if ((a->c->auth_cfg_gen != w->cfg_gen && !worker_login_holds(w, a->c)) || !aq->enabled) {
+        /* waited its turn across a reload that dropped auth_query, or changed how the user
+           logs in */
         snprintf(err, errsz, "lakeproxy's configuration was reloaded before the look-up began");
         return false;
     }

@@ -378,11 +378,12 @@ void client_mask_catalog_read(struct worker *w, const char *db)
     free(waiting);
 }
 
-/* Did a reload come between the start of c's authentication and now? Then c is failed (08006):
- * its proof was checked against the old configuration. */
+/* Did a reload come between the start of c's authentication and now, and change how c's user
+ * logs in (worker_login_holds)? Then c is failed (08006): its proof was checked against what
+ * no longer holds. */
 static bool reloaded_during_login(struct client *c)
 {
-    if (c->auth_cfg_gen == c->w->cfg_gen)
+    if (c->auth_cfg_gen == c->w->cfg_gen || worker_login_holds(c->w, c))
         return false;
     client_fail(c, "08006",
                 "lakeproxy's configuration was reloaded during the login: connect again");
@@ -917,8 +918,7 @@ static void on_token_checked(struct client *c, const struct token_identity *id,
     const struct user_config *entry = config_find_token_user(c->w->cfg, id->user);
     char *user = strdup(entry ? entry->name : id->user); /* (its entry's spelling, if any) */
     const struct db_config *db = config_find_db(c->w->cfg, c->database);
-    if (!user || !db || !take_token_groups(c, id) ||
-        !(c->token_workspace = strdup(db->cred.workspace))) {
+    if (!user || !db || !take_token_groups(c, id)) {
         free(user);
         client_fail(c, "53200", "out of memory");
         return;
@@ -949,6 +949,11 @@ static void handle_token(struct client *c, const uint8_t *body, size_t len)
         return;
     }
     c->step = CS_LOOKUP;
+    free(c->token_workspace); /* (the workspace asked: the one that vouches, if it does) */
+    if (!(c->token_workspace = strdup(db->cred.workspace))) {
+        client_fail(c, "53200", "out of memory");
+        return;
+    }
     c->token_check = tokenauth_check(c->w, db, (const char *)body, c->addr, c, on_token_checked);
     if (!c->token_check)
         client_fail(c, "53200", "out of memory");

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "auth.h"
 #include "authquery.h"
 #include "client.h"
 #include "credentials.h"
@@ -627,6 +629,28 @@ static const char *refused_tls(const struct worker *w, struct client *c)
     if (lack == TLS_LACKS_CERT)
         return "a client certificate is now required (listen.tls.client_cert: require)";
     return NULL;
+}
+
+bool worker_login_holds(const struct worker *w, struct client *c)
+{
+    bool console = strcmp(c->database, ADMIN_DATABASE) == 0;
+    const struct db_config *db = config_find_db(w->cfg, c->database);
+    if (!db && !console)
+        return false;
+    size_t entry = 0;
+    enum login_path now = config_login_path(w->cfg, db, console, c->user, &entry);
+    if (now != c->login_path || now == LOGIN_NONE || c->scram_mock)
+        return false;
+    if (now == LOGIN_PASSWORD && !scram_verifier_same(&w->user_verifiers[entry], &c->scram.v))
+        return false; /* (its password changed: checked against the old one) */
+    if (now == LOGIN_TOKEN && (!db || !config_str_eq(db->cred.workspace, c->token_workspace)))
+        return false;
+    /* (a token login's from: is checked once the workspace names the user) */
+    if (refused_tls(w, c) ||
+        (now != LOGIN_TOKEN && !config_may_connect_from(w->cfg, now, c->user, &c->peer)))
+        return false;
+    c->auth_cfg_gen = w->cfg_gen;
+    return true;
 }
 
 /* Why a reload refuses a client it admitted under the old configuration, or NULL: its

@@ -22,6 +22,12 @@ int worker_run(struct worker *w);
  * logged) and the running configuration kept. No connection is dropped. */
 void worker_reload(struct worker *w);
 
+/* A reload came during c's login: may it go on under the new configuration? Only if its user
+ * still logs in the same way (a password exchange against the very verifier it checked, a
+ * token at the same workspace), from its address, over TLS the new listen.tls accepts; then
+ * its login counts as begun under this configuration. */
+bool worker_login_holds(const struct worker *w, struct client *c);
+
 /* SIGTERM: stop accepting, close clients between transactions, let open transactions finish
  * for up to limits.shutdown_timeout_s, then stop the loop. */
 void worker_start_drain(struct worker *w);

@@ -193,6 +193,29 @@ Test(auth_query, a_reload_dropping_auth_query_fails_the_logins_looking_up,
     PQfinish(c);
 }
 
+/* A reload that keeps auth_query (the pool resized) while look-ups run and others wait their
+ * turn fails none of those logins: each is looked up and logs in. */
+Test(auth_query, a_reload_keeping_auth_query_lets_the_logins_looking_up_finish,
+     .init = start_with_slow_auth_query)
+{
+    enum { N = 12 };
+    pthread_t th[N];
+    static struct storm s[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, storm_login, &s[i]), 0);
+    wait_slow_look_ups_running(8); /* (and the other four in line behind them) */
+    static char yaml[8192];
+    proxy_default_yaml(yaml, sizeof(yaml), px.port, "session", 5, 3000,
+                       "auth_query:\n  database: app\n"
+                       "  query: \"SELECT l.usename, l.passwd FROM public.lp_lookup($1) l, "
+                       "pg_sleep(1)\"\n");
+    proxy_reload_yaml(&px, yaml);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect(s[i].ok, "login %d failed across a reload that kept auth_query: %s", i, s[i].err);
+    }
+}
+
 /* A session of user through px, asserted open. */
 static PGconn *logged_in(const char *user, const char *password)
 {

@@ -257,7 +257,7 @@ Test(redteam24, a_reload_mid_scram_refuses_proofs_for_the_old_credentials)
     char *fa = NULL, *fb = NULL, *fc = NULL, state[6];
     int a = scram_upto_final(-1, "alice", "alice-secret", "app", &fa);
     int b = scram_upto_final(-1, "bob", "bob-secret", "app", &fb);
-    /* bob's password kept but another mid-SCRAM login under the old file: still connect again */
+    /* alice's old password to another database: refused as well */
     int c = scram_upto_final(-1, "alice", "alice-secret", "app_md5", &fc);
     char step1[16384], next[16384];
     replaced(step1, sizeof(step1), yaml, "alice-secret", "alice-rotated");
@@ -284,6 +284,37 @@ Test(redteam24, a_reload_mid_scram_refuses_proofs_for_the_old_credentials)
     free(fa);
     free(fb);
     free(fc);
+}
+
+/* A reload that leaves a user's login alone (another user's password rotated, a pool resized)
+ * does not fail the login that user has under way: bob's exchange, begun before, finishes and
+ * his session serves, while alice's, whose password the same reload changed, is refused. */
+Test(redteam24, a_reload_that_leaves_the_user_alone_lets_the_login_under_way_finish)
+{
+    char *fa = NULL, *fb = NULL, state[6] = "";
+    int a = scram_upto_final(-1, "alice", "alice-secret", "app", &fa);
+    int b = scram_upto_final(-1, "bob", "bob-secret", "app", &fb);
+    char step1[16384], next[16384];
+    replaced(step1, sizeof(step1), yaml, "alice-secret", "alice-rotated");
+    replaced(next, sizeof(next), step1, "size: 2", "size: 3");
+    cr_assert(strcmp(next, step1) != 0, "the pool size is in the file");
+    proxy_reload_yaml(&px, next);
+
+    cr_expect(final_logs_in(b, fb, state),
+              "bob's login failed across a reload that left him "
+              "alone: %s",
+              state);
+    raw_query(b, "SELECT 41 + 1");
+    int errors = 0, rows = 0;
+    cr_expect_eq(raw_count_replies(b, 1, &errors, &rows), 1, "bob's session serves");
+    cr_expect_eq(errors, 0);
+    cr_expect_not(final_logs_in(a, fa, state), "alice's proof for the old password logged in");
+    cr_expect_str_eq(state, "08006", "alice: expected 08006 (connect again)");
+    close(a);
+    close(b);
+    expect_log_clean(NULL);
+    free(fa);
+    free(fb);
 }
 
 /* README: "A changed password alone ends no session, as in PostgreSQL"; but from the reload
