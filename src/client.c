@@ -1456,7 +1456,7 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
                  c->inspect_err ? c->inspect_err
                  : err          ? err
                                 : "invalid frontend message type");
-        client_fail(c, c->inspect_err && c->inspect_state ? c->inspect_state : "08P01", msg);
+        client_fail(c, "08P01", msg);
     }
 }
 

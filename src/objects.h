@@ -408,7 +408,6 @@ struct client {
                                   it: server.c settings_lost) */
     struct client_stmts stmts; /* transaction pooling: the client's named statements */
     const char *inspect_err;   /* why the message inspector refused a message */
-    const char *inspect_state; /* its SQLSTATE, when not 08P01 (a limit reached, say) */
     const char *query_text;    /* the text of the Query being inspected, while it is (else
                                   NULL), and its shape in the worker's memo */
     struct sqlkey_shape query_shape;

@@ -622,6 +622,11 @@ static bool write_own_error(struct server *s, const struct reply *f)
         char msg[STMT_NAME_LEN + 64];
         snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", f->stmt);
         proto_error(&b, "ERROR", "42P05", msg);
+    } else if (f->own_error == REPLY_OWN_LIMIT) {
+        proto_error(&b, "ERROR", "54000",
+                    "too many prepared statements: at most 10,000 named statements, of 16 MiB "
+                    "of text together, per connection (close or DEALLOCATE the ones no longer "
+                    "used)");
     } else {
         proto_error(&b, "ERROR", "26000",
                     f->stmt[0] ? "prepared statement does not exist: names beginning with "
@@ -631,12 +636,31 @@ static bool write_own_error(struct server *s, const struct reply *f)
     return send_buf(to_client(s), &b) || answer_lost();
 }
 
+/* Refuses a client's Parse as PostgreSQL refuses one: its error (own, REPLY_OWN_*, worded by
+ * write_own_error with stmt) at its place among the replies, and the rest skipped up to Sync.
+ * The server is sent a Parse that fails there (a text naming no column there is, under a name
+ * no client can use, so nothing is created); in an aborted transaction block both fail before
+ * their names are looked at (25P02), and the server's error goes as it is. */
+static enum relay_verdict refuse_parse(struct server *s, enum reply_own_error own, const char *stmt)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_msg_start(&b, 'P');
+    buf_put_str(&b, GUARD_RESERVED_STMT_PREFIX "name_taken");
+    /* (it parses, so in an aborted block it fails as the client's would, 25P02; elsewhere
+     * its analysis fails: no such column) */
+    buf_put_str(&b, "SELECT lakeproxy_statement_name_taken");
+    buf_put_u16(&b, 0);
+    buf_msg_finish(&b);
+    if (!rq_push(&s->replies, RK_PARSE, stmt))
+        b.failed = true;
+    rq_mark_own_error(&s->replies, own);
+    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
+}
+
 /* A client's Parse of a name it holds (its statement there, not one whose Parse is still
  * owed a reply): PostgreSQL refuses it (42P05) and skips the rest up to Sync, leaving the
- * statement as it was. The server is sent a Parse that fails the same way at the same place
- * (a text naming no column there is, under a name no client can use, so nothing is created),
- * whose error the client gets worded as PostgreSQL's; in an aborted transaction block both
- * fail before their names are looked at (25P02), and the server's error goes as it is. */
+ * statement as it was; so does lakeproxy (refuse_parse). */
 static enum relay_verdict refuse_taken_name(struct server *s, const char *name)
 {
     char shown[STMT_NAME_LEN]; /* the name for the message: whole, or cut (on a character's
@@ -651,19 +675,7 @@ static enum relay_verdict refuse_taken_name(struct server *s, const char *name)
         memcpy(shown, name, n);
         memcpy(shown + n, "...", 4);
     }
-    struct buf b;
-    buf_init(&b);
-    buf_msg_start(&b, 'P');
-    buf_put_str(&b, GUARD_RESERVED_STMT_PREFIX "name_taken");
-    /* (it parses, so in an aborted block it fails as the client's would, 25P02; elsewhere
-     * its analysis fails: no such column) */
-    buf_put_str(&b, "SELECT lakeproxy_statement_name_taken");
-    buf_put_u16(&b, 0);
-    buf_msg_finish(&b);
-    if (!rq_push(&s->replies, RK_PARSE, shown))
-        b.failed = true;
-    rq_mark_own_error(&s->replies, REPLY_OWN_TAKEN);
-    return send_buf(to_server(s), &b) ? RV_DROP : RV_ERROR;
+    return refuse_parse(s, REPLY_OWN_TAKEN, shown);
 }
 
 /* The client's unnamed statement, kept, goes to its server: the server holds it then. */
@@ -833,11 +845,11 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
     }
     struct stmt_context ctx;
     stmt_context_of(c, &ctx);
-    if (!client_stmt_put(&c->stmts, name, rest, rest_len, &ctx, effects,
-                         c->w->cfg->max_message_size)) {
-        *err = "too many prepared statements: at most 10,000 named statements, of 16 MiB of text "
-               "together, per connection (close or DEALLOCATE the ones no longer used)";
-        c->inspect_state = "54000"; /* program_limit_exceeded: not a lost connection (08) */
+    size_t max = c->w->cfg->max_message_size;
+    if (!client_stmt_fits(&c->stmts, name, rest_len, max))
+        return refuse_parse(s, REPLY_OWN_LIMIT, "");
+    if (!client_stmt_put(&c->stmts, name, rest, rest_len, &ctx, effects, max)) {
+        *err = relay_out_of_memory;
         return RV_ERROR;
     }
     client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);
@@ -1300,7 +1312,7 @@ bool pipeline_forward_then_fakes(struct server *s, uint8_t type, uint32_t len, c
 static void undo_skipped(void *arg, const struct reply *r)
 {
     struct server *s = arg;
-    if (r->own_error == REPLY_OWN_TAKEN)
+    if (r->own_error == REPLY_OWN_TAKEN || r->own_error == REPLY_OWN_LIMIT)
         return;              /* a Parse that could create nothing, refused or not run */
     if (rk_parks(r->kind)) { /* the client's Close or DEALLOCATE never happened: it stays */
         if (s->client)
@@ -1378,7 +1390,7 @@ enum relay_verdict pipeline_server_msg(struct server *s, uint8_t type, uint32_t 
         bool shared_bind = type == 'E' && f && f->shared_bind && !own;
         if ((own || shared_bind) && !body)
             return RV_NEED_BODY;
-        if (own && f->own_error == REPLY_OWN_TAKEN && error_state_is(body, len, "25P02"))
+        if (own && f->own_error != REPLY_OWN_ABSENT && error_state_is(body, len, "25P02"))
             own = false; /* in an aborted block PostgreSQL refuses the Parse before its name */
         if (shared_bind)
             note_stale_statement(s, body, len);

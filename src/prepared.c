@@ -193,17 +193,35 @@ static bool make_room(struct client_stmts *s)
     return rechain(s, cap);
 }
 
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes)
+/* The bytes of names and bodies s holds, not counting those closing, with name's kept
+ * statement st (may be NULL) taken out and name's key in. */
+static size_t held_bytes(const struct client_stmts *s, const struct client_stmt *st,
+                         const char *name)
 {
-    struct client_stmt *st = find_client_stmt(s, name);
+    size_t open = s->bytes - s->closing_bytes;
+    return st ? open - st->len : open + strnlen(name, STMT_KEY_LEN);
+}
+
+bool client_stmt_fits(const struct client_stmts *s, const char *name, size_t len, size_t max_bytes)
+{
+    const struct client_stmt *st = find_client_stmt(s, name);
     /* (closing statements are on their way out: they count against a budget of their own) */
-    size_t key_len = strnlen(name, STMT_KEY_LEN);
-    size_t held = s->bytes - s->closing_bytes - (st ? st->len : 0) + (st ? 0 : key_len);
+    size_t held = held_bytes(s, st, name);
     size_t budget = max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES;
     if (held + len > budget || s->closing_bytes + held + len > 2 * budget)
         return false; /* (closing ones have a budget of their own, as large) */
-    if (!st && (s->n - s->n_closing >= CLIENT_STMT_MAX || !make_room(s)))
+    return st || s->n - s->n_closing < CLIENT_STMT_MAX;
+}
+
+bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
+                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes)
+{
+    if (!client_stmt_fits(s, name, len, max_bytes))
+        return false;
+    struct client_stmt *st = find_client_stmt(s, name);
+    size_t key_len = strnlen(name, STMT_KEY_LEN);
+    size_t held = held_bytes(s, st, name);
+    if (!st && !make_room(s))
         return false;
     char proxy[STMT_NAME_LEN];
     if (!stmt_proxy_name(rest, len, ctx, proxy))

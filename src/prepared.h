@@ -117,11 +117,14 @@ struct client_stmts {
                              Parses of newer ones are still owed a reply (answered in order) */
 };
 
+/* Would a Parse of name with len bytes after the name stay within the limits: at most
+ * CLIENT_STMT_MAX statements, and max_bytes (CLIENT_STMT_BYTES or more) of names and bodies
+ * together (closing statements counted apart: at most CLIENT_STMT_CLOSING_MAX of them, and as
+ * many bytes again)? */
+bool client_stmt_fits(const struct client_stmts *s, const char *name, size_t len, size_t max_bytes);
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects, under the
- * proxy name of context ctx (stmt_proxy_name); false when
- * out of memory, past CLIENT_STMT_MAX statements, or past max_bytes (CLIENT_STMT_BYTES or
- * more) of names and bodies together (closing statements counted apart: at most
- * CLIENT_STMT_CLOSING_MAX of them, and as many bytes again). */
+ * proxy name of context ctx (stmt_proxy_name); false when out of memory or past the limits
+ * (client_stmt_fits). */
 bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
                      const struct stmt_context *ctx, uint8_t effects, size_t max_bytes);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
@@ -223,6 +226,8 @@ enum reply_own_error {
                          name no server has: 26000 (stmt: "" unnamed, else reserved) */
     REPLY_OWN_TAKEN,  /* a client's Parse of a name it holds, sent as a Parse that fails:
                          42P05 (stmt: the client's name, cut to fit) */
+    REPLY_OWN_LIMIT,  /* a client's named Parse past its statements' limits (client_stmt_fits),
+                         sent as a Parse that fails: 54000 */
 };
 
 struct reply {

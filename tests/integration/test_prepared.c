@@ -571,8 +571,9 @@ Test(prepared, a_query_arriving_in_pieces_between_transactions)
 
 /* One client's named statements hold at most 16 MiB of text together (limits.max_message_size
  * when larger): a client cannot make lakeproxy keep statement after large statement until it
- * runs out of memory. Past the budget, PQprepare fails with an error that says what to do,
- * and other clients are served. */
+ * runs out of memory. Past the budget, PQprepare fails with 54000 and an error that says what
+ * to do, as PostgreSQL refuses a statement: the session goes on, and once the client
+ * deallocates one, it may prepare another. Other clients are served. */
 Test(prepared, a_clients_statements_have_a_memory_budget)
 {
     enum { TEXT = 5 << 20 }; /* three fit, the fourth does not */
@@ -589,13 +590,25 @@ Test(prepared, a_clients_statements_have_a_memory_budget)
         prepare(c, name, sql, 0);
     }
     PGresult *r = PQprepare(c, "big3", sql, 0, NULL);
-    cr_expect_neq(PQresultStatus(r), PGRES_COMMAND_OK, "a fourth 5 MiB statement was kept");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "a fourth 5 MiB statement was kept");
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    cr_expect_str_eq(state ? state : "", "54000", "program limit exceeded");
     cr_expect(strstr(PQerrorMessage(c), "too many prepared statements"), "%s", PQerrorMessage(c));
     cr_expect(strstr(PQerrorMessage(c), "DEALLOCATE"), "%s", PQerrorMessage(c));
     PQclear(r);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "the session goes on");
+    char *v = query_value(c, "SELECT 'still here'");
+    cr_expect_str_eq(v, "still here");
+    free(v);
+    r = PQexec(c, "DEALLOCATE big0");
+    cr_expect_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    prepare(c, "big3", sql, 0); /* room again */
+    r = PQexecPrepared(c, "big3", 0, NULL, NULL, NULL, 0);
+    cr_expect_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
     PQfinish(c);
-    /* the FATAL says 54000, a limit (libpq reports the closed connection instead; JDBC and
-     * node-postgres give the client the SQLSTATE): not 08P01, a lost connection to retry */
+    /* in one pipeline: three ParseCompletes, the fourth Parse's 54000, then ReadyForQuery */
     int fd = raw_session(px.port, "carol", "app");
     struct buf b;
     buf_init(&b);
@@ -606,7 +619,18 @@ Test(prepared, a_clients_statements_have_a_memory_budget)
     raw_put_empty(&b, 'S');
     cr_assert(raw_send(fd, &b));
     buf_free(&b);
-    cr_expect_str_eq(raw_expect_error(fd), "54000", "the fourth statement's refusal");
+    unsigned char body[4096];
+    size_t len;
+    int t, parsed = 0;
+    char got[6] = "";
+    while ((t = raw_read_msg(fd, body, sizeof(body), &len, 5000)) > 0 && t != 'Z') {
+        parsed += t == '1';
+        if (t == 'E')
+            snprintf(got, sizeof(got), "%s", raw_error_sqlstate(body, len));
+    }
+    cr_expect_eq(t, 'Z', "the session goes on after the refusal");
+    cr_expect_eq(parsed, 3);
+    cr_expect_str_eq(got, "54000", "the fourth statement's refusal");
     close(fd);
     free(sql);
     expect_served();

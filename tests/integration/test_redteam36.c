@@ -24,7 +24,8 @@
  * - Observations, not asserted:
  *   - past 10,000 named statements or 16 MiB of their text the connection ended with 08P01
  *     "too many prepared statements ..." (pipeline.c parse_kept), as README documented; a
- *     driver reading class 08 as a lost connection may retry on a new one (since: 54000).
+ *     driver reading class 08 as a lost connection may retry on a new one (since: the Parse
+ *     is refused with 54000, as PostgreSQL refuses a statement, and the session goes on).
  * Held (RSS growth measured over a baseline of about 13 MB, VmRSS):
  * - longer texts (160 kB of blanks) are not analysed at all ("did not
  *   parse" in SHOW QUERIES: sqlinfo_parse refuses > 64 KiB): +1.9 MB for 800 of them.
@@ -371,7 +372,8 @@ Test(redteam36, the_ten_thousand_and_first_statement_gets_a_clear_error, .timeou
     NOTE("the 10,001st: %s, state %s; RSS +%ld kB for 10,000", ok ? "answered" : "closed", state,
          full - base);
     cr_expect_eq(e, 1, "one error for the 10,001st");
-    cr_expect(state[0] != '\0', "with a SQLSTATE");
+    cr_expect_str_eq(state, "54000", "program limit exceeded");
+    cr_expect(ok, "the connection goes on after the refusal");
     if (ok) { /* statements held still run */
         raw_put_bind(&b, "", "rt36_s9999");
         raw_put_execute(&b, "");
@@ -429,7 +431,8 @@ Test(redteam36, sixteen_mib_of_statement_text_ends_in_a_clear_error, .timeout = 
          rss_kb() - base);
     cr_expect(first_err >= 150 && first_err <= 170,
               "the limit is hit near 16 MiB (statement ~164): %d", first_err);
-    cr_expect(state[0], "with a SQLSTATE");
+    cr_expect_str_eq(state, "54000", "program limit exceeded");
+    cr_expect_eq(errors, N - first_err, "every Parse past the limit refused, the session on");
     expect_rss_within(base, RSS_BOUND_KB, "16 MiB of statement text");
     close(fd);
     expect_alice_served(&px, "16 MiB of statement text");
