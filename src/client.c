@@ -314,8 +314,10 @@ static bool mask_admit(struct client *c)
 }
 
 /* Must c's statement wait for the masking catalog (read now)? Not when it is read, or when
- * reading it failed: then the statement is refused with the reason (policy.c). */
-static bool mask_must_wait(struct client *c)
+ * reading it failed: then the statement is refused with the reason (policy.c). Nor once it
+ * has waited for one whole read: a read that takes longer than catalog_refresh_s leaves a
+ * catalog already stale, and waiting for the next would never end (red team 38). */
+static bool mask_statement_waits(struct client *c)
 {
     client_mask_sync(c);
     if (c->mask.n_applied == 0)
@@ -323,14 +325,26 @@ static bool mask_must_wait(struct client *c)
     struct maskcat *mc = maskcat_for(c->w, c->database);
     if (!mc)
         return false;
+    if (c->mask_wait_until && maskcat_reads_ended(mc) >= c->mask_wait_until)
+        return false; /* judged by what that read left: installed, or why it failed */
     maskcat_refresh_if_old(c->w, mc);
     /* a stale catalog waits for the read just started (it keeps serving if that read fails) */
     if (maskcat_fresh(mc) || (!maskcat_loading(mc) && (maskcat_ready(mc) || maskcat_error(mc)[0])))
         return false;
     if (!maskcat_loading(mc))
         maskcat_refresh(c->w, mc);
+    if (!c->mask_wait_until) /* (the read in flight now: the next to end) */
+        c->mask_wait_until = maskcat_reads_ended(mc) + 1;
     c->mask_wait = true;
     return true;
+}
+
+static bool mask_must_wait(struct client *c)
+{
+    bool wait = mask_statement_waits(c);
+    if (!wait) /* (the next statement waits afresh) */
+        c->mask_wait_until = 0;
+    return wait;
 }
 
 static void client_wake(struct client *c);

@@ -231,8 +231,10 @@ struct maskcat {
     uint64_t unmatched; /* rules (first 64) that matched no column at the last read */
     char error[300];
     time_t read_at;
-    time_t data_at; /* when the read now installed started */
-    int retries;    /* reads the server refused in a row (READ_RETRIES at most) */
+    time_t data_at;       /* when the read now installed started */
+    uint64_t reads_ended; /* reads ended, installed or failed (maskcat_reads_ended) */
+    bool slow_told;       /* the log says reads take catalog_refresh_s or longer */
+    int retries;          /* reads the server refused in a row (READ_RETRIES at most) */
     struct event *retry_ev;
     struct event *failed_ev; /* a read that could not start: its end, on the next loop turn */
     uint64_t version;
@@ -277,6 +279,11 @@ bool maskcat_loading(const struct maskcat *mc)
 uint64_t maskcat_version(const struct maskcat *mc)
 {
     return mc->version;
+}
+
+uint64_t maskcat_reads_ended(const struct maskcat *mc)
+{
+    return mc->reads_ended;
 }
 
 const char *const *maskcat_user_functions(const struct maskcat *mc, size_t *n)
@@ -787,9 +794,29 @@ static void read_failed(struct maskcat *mc, const char *why)
     log_warning("%s", mc->error);
 }
 
+/* Tells the log once when reads take catalog_refresh_s or longer (each statement of a masked
+ * client then waits for a whole read), and once when they are quick again. */
+static void note_read_time(struct maskcat *mc)
+{
+    int refresh_s = mc->w->cfg->masking.catalog_refresh_s;
+    long took = (long)(time(NULL) - mc->read_at);
+    bool slow = refresh_s > 0 && took >= refresh_s;
+    if (slow && !mc->slow_told)
+        log_warning("masking catalog of %.63s: a read took %ld s, masking.catalog_refresh_s "
+                    "(%d s) or longer: statements of masked clients each wait for a whole read; "
+                    "raise catalog_refresh_s",
+                    mc->db, took, refresh_s);
+    else if (!slow && mc->slow_told)
+        log_info("masking catalog of %.63s: reads are quicker than catalog_refresh_s again",
+                 mc->db);
+    mc->slow_told = slow;
+}
+
 /* After a read, successful or not: the next one if asked for, else the waiters resume. */
 static void read_ended(struct maskcat *mc)
 {
+    mc->reads_ended++;
+    note_read_time(mc);
     mc->n_asked = 0;
     if (mc->again) {
         mc->again = false;

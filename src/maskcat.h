@@ -42,6 +42,10 @@ void maskcat_refresh(struct worker *w, struct maskcat *mc);
  * clients wait for a read once it is not: an administrator's CREATE OR REPLACE VIEW is seen
  * by masking within catalog_refresh_s, whether or not statements ran meanwhile. */
 bool maskcat_fresh(const struct maskcat *mc);
+/* How many reads have ended, installed or failed: a statement that waited for the read in
+ * flight goes on once this passes the count it saw then (one whole read is enough, however
+ * long reads take). */
+uint64_t maskcat_reads_ended(const struct maskcat *mc);
 /* Starts a read when the last one is older than masking.catalog_refresh_s. */
 void maskcat_refresh_if_old(struct worker *w, struct maskcat *mc);
 

@@ -421,6 +421,7 @@ struct client {
     uint64_t mask_gen;            /* the configuration generation mask was built for */
     uint64_t mask_class;          /* its masking class under mask (client_mask_class) */
     bool mask_wait;               /* a statement waits for the masking catalog */
+    uint64_t mask_wait_until;     /* ... until its reads_ended reaches this (0: no wait) */
     bool queue_wait;              /* reading stopped: replies owed fill its server's queue
                                      (REPLY_QUEUE_MAX) until the server answers some */
     bool reset_pending;           /* a statement that may RESET a setting it gave at startup

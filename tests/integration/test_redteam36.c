@@ -67,11 +67,7 @@
 static struct proxy px;
 
 /* Figures for the report: on stderr, which tests/run_all.sh keeps. */
-#define NOTE(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "rt36: " __VA_ARGS__);                                                     \
-        fputc('\n', stderr);                                                                       \
-    } while (0)
+#define NOTE(...) TEST_NOTE("rt36", __VA_ARGS__)
 static char yaml[1 << 16];
 
 /* Growth of lakeproxy's resident memory that counts as unbounded (as in test_abuse.c), and

@@ -83,11 +83,7 @@
 
 static struct proxy px;
 
-#define NOTE(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "rt37: " __VA_ARGS__);                                                     \
-        fputc('\n', stderr);                                                                       \
-    } while (0)
+#define NOTE(...) TEST_NOTE("rt37", __VA_ARGS__)
 
 static char yaml[1 << 16];
 
@@ -104,51 +100,21 @@ static long rss_kb(void)
     return proxy_status_kb(&px, "VmRSS");
 }
 
-/* Runs sql (one or more statements, ';'-separated) as the superuser in database db. */
-static void su_exec(const char *db, const char *sql)
-{
-    PGconn *a = pg_admin(db);
-    PGresult *r = PQexec(a, sql);
-    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-              "[%s] %s: %s", db, sql, PQerrorMessage(a));
-    PQclear(r);
-    PQfinish(a);
-}
-
-static void fresh_db(const char *name)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
-    su_exec("postgres", sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER lp_server", name);
-    su_exec("postgres", sql);
-}
-
-static void add_db(const char *entry, const char *dbname)
-{
-    char e[1024];
-    snprintf(e, sizeof(e),
-             "  %s:\n    host: 127.0.0.1\n    port: %s\n    dbname: %s\n"
-             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
-             "    pool:\n      mode: transaction\n      size: 2\n",
-             entry, env_need("LP_PGPORT"), dbname);
-    yaml_add_database(yaml, sizeof(yaml), e);
-}
-
 #define SECRET "999-88-7777"
 
 /* The masked table people(ssn) and, by name pv, either a view renaming ssn to code or a plain
  * table with a harmless code. */
 static void people_db(const char *db, bool view)
 {
-    fresh_db(db);
-    su_exec(db, "SET ROLE lp_server; CREATE TABLE people (id int, ssn text);"
-                "INSERT INTO people VALUES (1, '" SECRET "')");
+    pg_fresh_database(db);
+    pg_admin_exec(db, "SET ROLE lp_server; CREATE TABLE people (id int, ssn text);"
+                      "INSERT INTO people VALUES (1, '" SECRET "')");
     if (view)
-        su_exec(db, "SET ROLE lp_server; CREATE VIEW pv AS SELECT id, ssn AS code FROM people");
+        pg_admin_exec(db,
+                      "SET ROLE lp_server; CREATE VIEW pv AS SELECT id, ssn AS code FROM people");
     else
-        su_exec(db, "SET ROLE lp_server; CREATE TABLE pv (id int, code text);"
-                    "INSERT INTO pv VALUES (1, 'harmless')");
+        pg_admin_exec(db, "SET ROLE lp_server; CREATE TABLE pv (id int, code text);"
+                          "INSERT INTO pv VALUES (1, 'harmless')");
 }
 
 /* The answer to sql as user on db: "ERR <sqlstate>" or the first value; fails the test if any
@@ -190,8 +156,8 @@ static void start_two_masked_dbs(const char *a, const char *b, const char *more)
              "  rules:\n    - {column: public.people.ssn, function: redact}\n",
              more ? more : "");
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 2, 8000, extra);
-    add_db("rda", a);
-    add_db("rdb", b);
+    yaml_add_txn_database(yaml, sizeof(yaml), "rda", a);
+    yaml_add_txn_database(yaml, sizeof(yaml), "rdb", b);
     proxy_start_yaml(&px, port, yaml);
 }
 
@@ -242,8 +208,8 @@ Test(redteam37, verdicts_cached_before_ddl_churn_do_not_outlive_the_catalog_read
         NOTE("before churn: [%s] -> %s", texts[i], answer(a, texts[i]));
     PQfinish(a);
 
-    su_exec("rt37_ca", "SET ROLE lp_server; DROP TABLE pv;"
-                       "CREATE VIEW pv AS SELECT id, ssn AS code FROM people");
+    pg_admin_exec("rt37_ca", "SET ROLE lp_server; DROP TABLE pv;"
+                             "CREATE VIEW pv AS SELECT id, ssn AS code FROM people");
     a = mlogin("rda");
     check_secret = false; /* before the next catalog read: README's limit (a name already known) */
     for (size_t i = 0; i < 2; i++)
@@ -256,7 +222,8 @@ Test(redteam37, verdicts_cached_before_ddl_churn_do_not_outlive_the_catalog_read
     }
     PQfinish(a);
 
-    su_exec("rt37_ca", "SET ROLE lp_server; DROP VIEW pv; ALTER TABLE people RENAME ssn TO s2");
+    pg_admin_exec("rt37_ca",
+                  "SET ROLE lp_server; DROP VIEW pv; ALTER TABLE people RENAME ssn TO s2");
     a = mlogin("rda");
     check_secret = false; /* before the next catalog read: README's limit (a column renamed) */
     NOTE("right after the rename: [%s] -> %s", texts[2], answer(a, texts[2]));

@@ -459,6 +459,36 @@ PGconn *pg_admin(const char *db)
     return c;
 }
 
+void yaml_add_txn_database(char *yaml, size_t yamlsz, const char *entry, const char *dbname)
+{
+    char e[1024];
+    snprintf(e, sizeof(e),
+             "  %s:\n    host: 127.0.0.1\n    port: %s\n    dbname: %s\n"
+             "    user: lp_server\n    password: server-secret\n    tls: disable\n"
+             "    pool:\n      mode: transaction\n      size: 2\n",
+             entry, env_need("LP_PGPORT"), dbname);
+    yaml_add_database(yaml, yamlsz, e);
+}
+
+void pg_admin_exec(const char *db, const char *sql)
+{
+    PGconn *a = pg_admin(db);
+    PGresult *r = PQexec(a, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "[%s] %.200s: %s", db, sql, PQerrorMessage(a));
+    PQclear(r);
+    PQfinish(a);
+}
+
+void pg_fresh_database(const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    pg_admin_exec("postgres", sql);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER lp_server", name);
+    pg_admin_exec("postgres", sql);
+}
+
 char *prepared_value(PGconn *c, const char *name, const char *arg)
 {
     const char *params[1] = {arg};

@@ -49,6 +49,9 @@ void proxy_start_yaml_hosts(struct proxy *p, int port, const char *yaml, const c
 /* Inserts entry (a database's lines, indented as under databases:) at the end of the
  * databases of a configuration made by proxy_default_yaml. */
 void yaml_add_database(char *yaml, size_t yamlsz, const char *entry);
+/* Adds database entry (transaction pooling, 2 servers) for the test server's database dbname,
+ * logging in as lp_server, with yaml_add_database. */
+void yaml_add_txn_database(char *yaml, size_t yamlsz, const char *entry, const char *dbname);
 
 /* Writes yaml to <LP_TEST_DIR>/<name>-<port>/lakeproxy.yaml and starts lakeproxy on it with
  * the command-line flag (NULL: none), without waiting for anything. */
@@ -97,6 +100,18 @@ PGconn *proxy_connect_within(const struct proxy *p, const char *user, const char
 
 /* Connects directly to the test PostgreSQL as the superuser, to database db. */
 PGconn *pg_admin(const char *db);
+/* Runs sql (one or more statements, ';'-separated) as the superuser in database db, asserted
+ * to succeed. */
+void pg_admin_exec(const char *db, const char *sql);
+/* Creates database name afresh (dropped first, with its sessions), owned by lp_server. */
+void pg_fresh_database(const char *name);
+
+/* A line of what a test saw, to stderr, tagged (a red-team round's figures, say). */
+#define TEST_NOTE(tag, ...)                                                                        \
+    do {                                                                                           \
+        fprintf(stderr, tag ": " __VA_ARGS__);                                                     \
+        fputc('\n', stderr);                                                                       \
+    } while (0)
 
 /* Runs sql, asserts it succeeded, returns the first value (malloc'd) or NULL for no rows. */
 char *query_value(PGconn *c, const char *sql);
