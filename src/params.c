@@ -402,7 +402,8 @@ void params_quote_literal(struct buf *sql, const char *value)
  * to a client that asked for those very bytes. */
 static bool holds_wanted(const char *cur, const char *want)
 {
-    return cur && strcmp(cur, want) == 0 && strcmp(cur, PARAM_UNKNOWN) != 0;
+    return cur && strcmp(cur, want) == 0 &&
+           (cur[0] != PARAM_UNKNOWN[0] /* (no call for most) */ || strcmp(cur, PARAM_UNKNOWN) != 0);
 }
 
 /* Does a server whose applied settings are applied hold wanted's, in the same order? (They

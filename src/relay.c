@@ -131,11 +131,11 @@ void relay_settle(struct evbuffer *out)
     insert_at(out, held.at, held.p, n);
 }
 
-/* Sends what out holds and then the held run to fd in one call; what the socket does not take
- * stays in out, the run's rest after it. */
-static void send_held(int fd, struct evbuffer *out)
+/* Sends what out holds (before bytes, its length) and then the held run to fd in one call;
+ * what the socket does not take stays in out, the run's rest after it. */
+static void send_held(int fd, struct evbuffer *out, size_t before)
 {
-    size_t n = held.n, before = evbuffer_get_length(out);
+    size_t n = held.n;
     held.n = 0;
     struct evbuffer_iovec pieces[HOLD_IOV];
     int k = before ? evbuffer_peek(out, (ev_ssize_t)before, NULL, pieces, HOLD_IOV) : 0;
@@ -332,7 +332,7 @@ static enum relay_result relay_run(const uint8_t *base, size_t avail, struct evb
         held.n = 0;
     /* the run leaves with what is ahead of it in out (queued is out's length here) */
     if (held.n > 0 && res != RELAY_FAILED && queued == held.at)
-        send_held(direct_fd, out);
+        send_held(direct_fd, out, queued);
     relay_settle(out);
     held.out = NULL;
     if (res == RELAY_MORE && off < avail) /* a message or header cut by the end */

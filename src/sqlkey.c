@@ -234,7 +234,10 @@ void sqlkey_memo_free(struct sqlkey_memo *m)
 static size_t memo_set(const struct sqlkey_memo *m, const char *sql, size_t len)
 {
     uint64_t w[MEMO_INDEX_BYTES / 8] = {0};
-    memcpy(w, sql, len < MEMO_INDEX_BYTES ? len : MEMO_INDEX_BYTES);
+    if (len >= MEMO_INDEX_BYTES) /* (most texts: a copy of fixed size, three loads) */
+        memcpy(w, sql, MEMO_INDEX_BYTES);
+    else
+        memcpy(w, sql, len);
     uint64_t h = (w[0] * 0x9e3779b97f4a7c15ull) ^ (w[1] * 0xc2b2ae3d27d4eb4full) ^
                  (w[2] * 0x165667b19e3779f9ull);
     return (size_t)(h >> 32) & (m->n_sets - 1);
