@@ -410,17 +410,36 @@ static void overflow_ready(struct client *c, struct qtrack *t)
     }
 }
 
-/* A new record for a query the client just sent. */
-static struct rec new_rec(struct qtrack *t, enum rec_kind kind, uint64_t fp)
+/* Fills r as a new record for a query the client just sent. */
+static void init_rec(struct qtrack *t, struct rec *r, enum rec_kind kind, uint64_t fp)
 {
-    int64_t now = monotime_us();
-    struct rec r = {
-        .kind = kind, .fp = fp, .start_us = now, .sent_us = now, .copy_dones = t->copy_dones};
+    int64_t now = monotime_us(), start = now, wait = 0;
+    uint32_t copy_dones = t->copy_dones;
     if (t->first_after_wait) { /* the first query after a wait: the client saw it too */
-        r.start_us = t->request_us;
-        r.wait_us = t->wait_us;
+        start = t->request_us;
+        wait = t->wait_us;
         t->first_after_wait = false;
     }
+    *r = (struct rec){.kind = kind,
+                      .fp = fp,
+                      .start_us = start,
+                      .sent_us = now,
+                      .wait_us = wait,
+                      .copy_dones = copy_dones};
+}
+
+/* Records a new query the client just sent, made in its place in the ring (as push would copy
+ * it there: no copy of a whole record per query); NULL when it is not recorded (untrack). */
+static struct rec *push_new(struct client *c, struct qtrack *t, enum rec_kind kind, uint64_t fp)
+{
+    if (t->overflow || (t->n == t->cap && !grow(t))) {
+        struct rec r;
+        init_rec(t, &r, kind, fp);
+        untrack(c, t, &r);
+        return NULL;
+    }
+    struct rec *r = at(t, t->n++);
+    init_rec(t, r, kind, fp);
     return r;
 }
 
@@ -470,10 +489,10 @@ static void on_execute(struct client *c, struct qtrack *t, struct rd *r)
         t->has_suspended = false;
         return;
     }
-    struct rec e =
-        new_rec(t, REC_EXECUTE, *portal ? name_get(t->portals, portal) : t->unnamed_portal_fp);
-    e.portal = h;
-    push(c, t, &e);
+    struct rec *e =
+        push_new(c, t, REC_EXECUTE, *portal ? name_get(t->portals, portal) : t->unnamed_portal_fp);
+    if (e)
+        e->portal = h;
 }
 
 /* Does the server read this client's query text as the parser does, as far as its reported
@@ -504,12 +523,9 @@ static void on_query(struct client *c, struct qtrack *t, uint32_t len, const uin
                 ? stats_statements_keyed(c->w->stats, sql, c->query_shape.key, fps)
                 : stats_statements(c->w->stats, sql, readable, fps);
     }
-    for (size_t i = 0; i + 1 < n; i++) {
-        struct rec s = new_rec(t, REC_STMT, fps[i]);
-        push(c, t, &s);
-    }
-    struct rec q = new_rec(t, REC_QUERY, n ? fps[n - 1] : 0);
-    push(c, t, &q);
+    for (size_t i = 0; i + 1 < n; i++)
+        push_new(c, t, REC_STMT, fps[i]);
+    push_new(c, t, REC_QUERY, n ? fps[n - 1] : 0);
 }
 
 /* The fingerprint of sql (len bytes before its terminator) parsed as the unnamed statement:
@@ -573,8 +589,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
         break;
     }
     case 'F': { /* FunctionCall: not a statement, but it ends with ReadyForQuery like one */
-        struct rec f = new_rec(t, REC_QUERY, 0);
-        push(c, t, &f);
+        push_new(c, t, REC_QUERY, 0);
         t->unsettled = true;
         break;
     }
