@@ -70,9 +70,17 @@ void conn_send_last(struct bufferevent *bev, struct buf *b)
 
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Is bev's read event direct_read_cb's (conn_read_direct)? The callback is read in place, as
+ * event_get_callback would return it (event_struct.h publishes it): that call, through the
+ * PLT, ran several times per transaction. */
+static bool reads_direct(const struct bufferevent *bev)
+{
+    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == direct_read_cb;
+}
+
 int conn_plain_fd(struct bufferevent *bev)
 {
-    return event_get_callback(&bev->ev_read) == direct_read_cb ? event_get_fd(&bev->ev_read) : -1;
+    return reads_direct(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's field) */
 }
 
 void conn_flush(struct bufferevent *bev)
@@ -162,7 +170,7 @@ static void read_failed(struct bufferevent *bev, short what)
 void conn_read_resume(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;
-    if (event_get_callback(ev) != direct_read_cb || !(bufferevent_get_enabled(bev) & EV_READ) ||
+    if (!reads_direct(bev) || !(bev->enabled & EV_READ) || /* (bufferevent_get_enabled's) */
         event_pending(ev, EV_READ, NULL) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
         return;
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
@@ -172,7 +180,7 @@ void conn_set_read_limit(struct bufferevent *bev, size_t limit)
 {
     if (bev->wm_read.high == limit) /* (where both kinds keep it) */
         return;
-    if (event_get_callback(&bev->ev_read) != direct_read_cb) {
+    if (!reads_direct(bev)) {
         bufferevent_setwatermark(bev, EV_READ, 0, limit);
         return;
     }
