@@ -606,7 +606,7 @@ void qtrack_client_msg(struct client *c, uint8_t type, uint32_t len, const uint8
 
 bool qtrack_wants_server_body(const struct client *c, uint8_t type)
 {
-    return enabled(c) && c->qt && (type == 'C' || type == 'E' || type == 'Z');
+    return c->qt && enabled(c) && (type == 'C' || type == 'E' || type == 'Z');
 }
 
 /* ReadyForQuery: it answers the oldest Sync or simple Query. Records before it that have not

@@ -1133,7 +1133,8 @@ static enum relay_verdict active_inspect(void *arg, uint8_t type, uint32_t len, 
     if (c && v != RV_NEED_BODY && v != RV_ERROR && v != RV_WAIT && (body || v == RV_STREAM)) {
         if (type == 'C' || type == 'I' || type == 's') /* (each message once, here) */
             rq_execute_done(&s->replies);
-        qtrack_server_msg(c, type, len, body);
+        if (c->qt) /* (without a tracker, statistics off, it has nothing to do: no call) */
+            qtrack_server_msg(c, type, len, body);
     }
     return v;
 }
