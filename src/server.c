@@ -1250,8 +1250,9 @@ static void on_idle_data(struct server *s)
 
 bool server_ready_to_serve(struct server *s)
 {
-    if (server_input_pending(s))
-        drop_idle_input(s);
+    if (!server_input_pending(s)) /* (nothing to drop: the input stays empty, no second look) */
+        return !s->closing;
+    drop_idle_input(s);
     return !s->closing && !server_input_pending(s);
 }
 
