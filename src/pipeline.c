@@ -846,14 +846,13 @@ static enum relay_verdict parse_kept(struct client *c, const char *name, const u
     struct stmt_context ctx;
     stmt_context_of(c, &ctx);
     size_t max = c->w->cfg->max_message_size;
-    if (!client_stmt_fits(&c->stmts, name, rest_len, max))
-        return refuse_parse(s, REPLY_OWN_LIMIT, "");
-    if (!client_stmt_put(&c->stmts, name, rest, rest_len, &ctx, effects, max)) {
-        *err = relay_out_of_memory;
-        return RV_ERROR;
+    struct client_stmt *st;
+    switch (client_stmt_put(&c->stmts, name, rest, rest_len, &ctx, effects, max, &st)) {
+    case STMT_PUT_DONE: break;
+    case STMT_PUT_PAST_LIMITS: return refuse_parse(s, REPLY_OWN_LIMIT, "");
+    case STMT_PUT_NO_MEMORY: *err = relay_out_of_memory; return RV_ERROR;
     }
-    client_stmt_set_tests(&c->stmts, name, c->mask_tests, &c->mask_like);
-    const struct client_stmt *st = client_stmt_get(&c->stmts, name);
+    client_stmt_set_tests(st, c->mask_tests, &c->mask_like);
     bool held_there = server_stmt_find(&s->stmts, st->proxy) >= 0;
     if (held_there && (s->txn == 'E' || s->in_flight > 0))
         return standin_parse(s, st);

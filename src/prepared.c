@@ -144,14 +144,10 @@ bool client_stmt_known(const struct client_stmts *s, const char *name)
     return find_client_stmt(s, name) || (s->n_closing && newest_closing(s, name));
 }
 
-void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,
-                           const struct masklike *like)
+void client_stmt_set_tests(struct client_stmt *st, uint16_t tests, const struct masklike *like)
 {
-    struct client_stmt *st = find_client_stmt(s, name);
-    if (st) {
-        st->mask_tests = tests;
-        st->mask_like = *like;
-    }
+    st->mask_tests = tests;
+    st->mask_like = *like;
 }
 
 static void free_stmt(struct client_stmt *st)
@@ -202,9 +198,11 @@ static size_t held_bytes(const struct client_stmts *s, const struct client_stmt 
     return st ? open - st->len : open + strnlen(name, STMT_KEY_LEN);
 }
 
-bool client_stmt_fits(const struct client_stmts *s, const char *name, size_t len, size_t max_bytes)
+/* Would a Parse of name (kept as st, or NULL: new) with len bytes after the name stay within
+ * s's limits (client_stmt_put)? */
+static bool stmt_fits(const struct client_stmts *s, const struct client_stmt *st, const char *name,
+                      size_t len, size_t max_bytes)
 {
-    const struct client_stmt *st = find_client_stmt(s, name);
     /* (closing statements are on their way out: they count against a budget of their own) */
     size_t held = held_bytes(s, st, name);
     size_t budget = max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES;
@@ -213,28 +211,29 @@ bool client_stmt_fits(const struct client_stmts *s, const char *name, size_t len
     return st || s->n - s->n_closing < CLIENT_STMT_MAX;
 }
 
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes)
+enum stmt_put client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest,
+                              size_t len, const struct stmt_context *ctx, uint8_t effects,
+                              size_t max_bytes, struct client_stmt **put)
 {
-    if (!client_stmt_fits(s, name, len, max_bytes))
-        return false;
     struct client_stmt *st = find_client_stmt(s, name);
+    if (!stmt_fits(s, st, name, len, max_bytes))
+        return STMT_PUT_PAST_LIMITS;
     size_t key_len = strnlen(name, STMT_KEY_LEN);
     size_t held = held_bytes(s, st, name);
     if (!st && !make_room(s))
-        return false;
+        return STMT_PUT_NO_MEMORY;
     char proxy[STMT_NAME_LEN];
     if (!stmt_proxy_name(rest, len, ctx, proxy))
-        return false;
+        return STMT_PUT_NO_MEMORY;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
-        return false;
+        return STMT_PUT_NO_MEMORY;
     memcpy(copy, rest, len);
     if (!st) {
         st = &s->items[s->n];
         if (!(st->name = strndup(name, key_len))) {
             free(copy);
-            return false;
+            return STMT_PUT_NO_MEMORY;
         }
         st->hash = (uint32_t)name_hash(name);
         int32_t *head = head_of_hash(s, st->hash);
@@ -256,7 +255,8 @@ bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *re
     st->gen = s->last_gen;
     st->closing = false;
     st->closes = 0;
-    return true;
+    *put = st;
+    return STMT_PUT_DONE;
 }
 
 /* What st counts against its client's byte budget: its name and its body. */

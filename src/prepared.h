@@ -117,16 +117,20 @@ struct client_stmts {
                              Parses of newer ones are still owed a reply (answered in order) */
 };
 
-/* Would a Parse of name with len bytes after the name stay within the limits: at most
- * CLIENT_STMT_MAX statements, and max_bytes (CLIENT_STMT_BYTES or more) of names and bodies
- * together (closing statements counted apart: at most CLIENT_STMT_CLOSING_MAX of them, and as
- * many bytes again)? */
-bool client_stmt_fits(const struct client_stmts *s, const char *name, size_t len, size_t max_bytes);
+enum stmt_put {
+    STMT_PUT_DONE,
+    STMT_PUT_PAST_LIMITS, /* at CLIENT_STMT_MAX statements, or past max_bytes (below) */
+    STMT_PUT_NO_MEMORY,
+};
 /* Records name -> parse_rest (replacing a previous one) with its STMT_* effects, under the
- * proxy name of context ctx (stmt_proxy_name); false when out of memory or past the limits
- * (client_stmt_fits). */
-bool client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest, size_t len,
-                     const struct stmt_context *ctx, uint8_t effects, size_t max_bytes);
+ * proxy name of context ctx (stmt_proxy_name), and sets *put to it; unless that would pass the
+ * limits: at most CLIENT_STMT_MAX statements, and max_bytes (CLIENT_STMT_BYTES or more) of
+ * names and bodies together (closing statements counted apart: at most
+ * CLIENT_STMT_CLOSING_MAX of them, and as many bytes again). s holds the same statements
+ * unless DONE. */
+enum stmt_put client_stmt_put(struct client_stmts *s, const char *name, const uint8_t *rest,
+                              size_t len, const struct stmt_context *ctx, uint8_t effects,
+                              size_t max_bytes, struct client_stmt **put);
 const struct client_stmt *client_stmt_get(const struct client_stmts *s, const char *name);
 /* Names st (one of s's) for context ctx, in st's own epoch (not ctx's): the name under which
  * a server that parses it in ctx may share it. False when out of memory (st unchanged). */
@@ -135,10 +139,9 @@ bool client_stmt_rename(struct client_stmts *s, const struct client_stmt *st,
 /* Does the client hold name, or a statement of that name a Close still owed its reply took
  * (client_stmt_park: an error may yet bring it back)? */
 bool client_stmt_known(const struct client_stmts *s, const char *name);
-/* Notes how many masked-column tests each run of statement name makes, and which of its
+/* Notes how many masked-column tests each run of statement st makes, and which of its
  * parameters are LIKE patterns on masked columns. */
-void client_stmt_set_tests(struct client_stmts *s, const char *name, uint16_t tests,
-                           const struct masklike *like);
+void client_stmt_set_tests(struct client_stmt *st, uint16_t tests, const struct masklike *like);
 void client_stmt_remove(struct client_stmts *s, const char *name);
 /* Removes the statement made by the Parse that reply r was owed for (rq_mark_parse_of), if it
  * is still there (not replaced by a later Parse of the name since). */
@@ -226,7 +229,7 @@ enum reply_own_error {
                          name no server has: 26000 (stmt: "" unnamed, else reserved) */
     REPLY_OWN_TAKEN,  /* a client's Parse of a name it holds, sent as a Parse that fails:
                          42P05 (stmt: the client's name, cut to fit) */
-    REPLY_OWN_LIMIT,  /* a client's named Parse past its statements' limits (client_stmt_fits),
+    REPLY_OWN_LIMIT,  /* a client's named Parse past its statements' limits (client_stmt_put),
                          sent as a Parse that fails: 54000 */
 };
 

@@ -631,23 +631,39 @@ static const char *refused_tls(const struct worker *w, struct client *c)
     return NULL;
 }
 
+/* Why c would not come in the way it did under w's configuration (console: it logs in to the
+ * admin console): its database entry is gone, its user logs in another way or not at all, its
+ * token was checked at another workspace, or its TLS no longer meets listen.tls (refused_tls);
+ * NULL when it would. *now and *entry: its login path and users: entry now. */
+static const char *way_in_changed(const struct worker *w, struct client *c, bool console,
+                                  enum login_path *now, size_t *entry)
+{
+    const struct db_config *db = config_find_db(w->cfg, c->database);
+    if (!db && !console) /* (the bluntest way to take a database away) */
+        return "it was removed from the configuration";
+    *entry = 0;
+    *now = config_login_path(w->cfg, db, console, c->user, entry);
+    if (*now != c->login_path) /* (a changed password alone ends no session, as in PostgreSQL) */
+        return *now == LOGIN_NONE             ? "this user may no longer log in"
+               : *now == LOGIN_TOKEN          ? "it now takes Databricks tokens only"
+               : c->login_path == LOGIN_TOKEN ? "it no longer takes Databricks tokens"
+                                              : "this user now logs in another way";
+    if (*now == LOGIN_TOKEN && !config_str_eq(db->cred.workspace, c->token_workspace))
+        return "its token was checked at another workspace";
+    return refused_tls(w, c);
+}
+
 bool worker_login_holds(const struct worker *w, struct client *c)
 {
     bool console = strcmp(c->database, ADMIN_DATABASE) == 0;
-    const struct db_config *db = config_find_db(w->cfg, c->database);
-    if (!db && !console)
-        return false;
-    size_t entry = 0;
-    enum login_path now = config_login_path(w->cfg, db, console, c->user, &entry);
-    if (now != c->login_path || now == LOGIN_NONE || c->scram_mock)
+    enum login_path now;
+    size_t entry;
+    if (way_in_changed(w, c, console, &now, &entry) || now == LOGIN_NONE || c->scram_mock)
         return false;
     if (now == LOGIN_PASSWORD && !scram_verifier_same(&w->user_verifiers[entry], &c->scram.v))
         return false; /* (its password changed: checked against the old one) */
-    if (now == LOGIN_TOKEN && (!db || !config_str_eq(db->cred.workspace, c->token_workspace)))
-        return false;
     /* (a token login's from: is checked once the workspace names the user) */
-    if (refused_tls(w, c) ||
-        (now != LOGIN_TOKEN && !config_may_connect_from(w->cfg, now, c->user, &c->peer)))
+    if (now != LOGIN_TOKEN && !config_may_connect_from(w->cfg, now, c->user, &c->peer))
         return false;
     c->auth_cfg_gen = w->cfg_gen;
     return true;
@@ -663,25 +679,15 @@ bool worker_login_holds(const struct worker *w, struct client *c)
 static const char *refused_by_reload(const struct worker *w, struct client *c, char *why,
                                      size_t whysz)
 {
-    const struct db_config *db = config_find_db(w->cfg, c->database);
-    if (!db && c->state != CL_ADMIN) /* (the bluntest way to take a database away) */
-        return "it was removed from the configuration";
+    enum login_path now;
     size_t entry;
-    enum login_path now = config_login_path(w->cfg, db, c->state == CL_ADMIN, c->user, &entry);
-    if (now != c->login_path) /* (a changed password alone ends no session, as in PostgreSQL) */
-        return now == LOGIN_NONE              ? "this user may no longer log in"
-               : now == LOGIN_TOKEN           ? "it now takes Databricks tokens only"
-               : c->login_path == LOGIN_TOKEN ? "it no longer takes Databricks tokens"
-                                              : "this user now logs in another way";
-    if (now == LOGIN_TOKEN && !config_str_eq(db->cred.workspace, c->token_workspace))
-        return "its token was checked at another workspace";
+    const char *way_why = way_in_changed(w, c, c->state == CL_ADMIN, &now, &entry);
+    if (way_why)
+        return way_why;
     const struct user_config *u =
         now == LOGIN_TOKEN ? config_find_token_user(w->cfg, c->user) : NULL;
     if (u && strcmp(u->name, c->user) != 0) /* (its entry found by another spelling) */
         return "its users: entry now spells the name another way";
-    const char *tls_why = refused_tls(w, c);
-    if (tls_why)
-        return tls_why;
     if (!config_may_connect_from(w->cfg, now, c->user, &c->peer)) {
         char setting[100];
         config_from_setting(w->cfg, now, c->user, setting, sizeof(setting));
@@ -692,6 +698,7 @@ static const char *refused_by_reload(const struct worker *w, struct client *c, c
         return config_is_admin(w->cfg, c->user) ? NULL : "its user is no longer in admin.users";
     if (!c->rls && config_rls_applies(w->cfg, c->database))
         return "row-level security now applies to it";
+    const struct db_config *db = config_find_db(w->cfg, c->database);
     if (!config_db_admits(w->cfg, db, c->user, &c->token_groups))
         return "its allow: list no longer admits this user";
     client_mask_class(c); /* (its masking rules under the new configuration) */
