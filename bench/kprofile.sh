@@ -6,7 +6,7 @@
 # entering and leaving system calls, the rest) and the user space each runs (its own code,
 # libevent, libc). bench/instructions.sh counts the user-space instructions alone; this shows
 # how much of the whole they are.
-#   bench/kprofile.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B] [-S]
+#   bench/kprofile.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B|-R] [-S]
 # Statistics are off in lakeproxy (-S: on, without a query log, as by default); both proxies
 # pool POOL (20) server connections in transaction mode, as in bench/run.sh. Prints the median
 # over repeats of each part in microseconds per transaction.

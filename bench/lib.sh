@@ -155,14 +155,16 @@ bench_two_proxies() {
 }
 
 # bench_perf_opts ARGS...: the options of bench/syscalls.sh and bench/kprofile.sh into SECS
-# (-d), REPEATS (-r), CLIENTS (-c), MODE (-M), SCRIPT (-B: TPC-B-like) and STATS (-S: on);
+# (-d), REPEATS (-r), CLIENTS (-c), MODE (-M), SCRIPT (-B: TPC-B-like; -R: bench/rows.sql, a
+# 1,000-row result, as bench/run.sh's rows workload) and STATS (-S: on);
 # the caller sets their defaults first. Then checks for perf and PgBouncer, and ./lakeproxy.
 bench_perf_opts() {
     local o OPTIND=1
-    while getopts "d:r:c:M:BS" o; do
+    while getopts "d:r:c:M:BRS" o; do
         case $o in
             d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
             B) SCRIPT=--builtin=tpcb-like ;;
+            R) SCRIPT=-f$PWD/bench/rows.sql ;;
             S) STATS="{ enabled: true }" ;;
             *) exit 2 ;;
         esac
@@ -178,6 +180,7 @@ bench_perf_opts() {
 bench_median_table() {
     local name lp pb kind="pgbench -S"
     [ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
+    [ "$SCRIPT" = "-f$PWD/bench/rows.sql" ] && kind="1,000-row"
     echo "$4" | sed "s/TRANSACTION-KIND/$kind transaction/"
     printf "%-${2}s %10s %10s\n" "$3" lakeproxy pgbouncer
     cat "$T/$1".lakeproxy.* "$T/$1".pgbouncer.* | awk '!seen[$1]++ {print $1}' | while read -r name; do

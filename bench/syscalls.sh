@@ -3,7 +3,7 @@
 # kernel's syscall tracepoints (perf stat -p, so the proxies run at full speed, unlike strace).
 # Most of a pooler's CPU is kernel time spent in these calls (see bench/run.sh's CPU figures),
 # so their count is what the user-space work of bench/instructions.sh does not show.
-#   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B] [-S]
+#   bench/syscalls.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B|-R] [-S]
 # Also each proxy's context switches per transaction: "(sleeps)", the times it waited for an
 # event and was woken, and "(preempted)" (not counted in the total).
 # Statistics are off in lakeproxy (-S: on, without a query log, as by default); both proxies pool POOL (4) server connections in transaction
