@@ -5,6 +5,8 @@
 # configuration towards that PostgreSQL.
 
 bench_pids=()
+# the rows workload's script: a 1,000-row result (a whole path: pgbench may run elsewhere)
+BENCH_ROWS_SQL=$PWD/bench/rows.sql
 
 bench_cleanup() {
     for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -164,7 +166,7 @@ bench_perf_opts() {
         case $o in
             d) SECS=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; M) MODE=$OPTARG ;;
             B) SCRIPT=--builtin=tpcb-like ;;
-            R) SCRIPT=-f$PWD/bench/rows.sql ;;
+            R) SCRIPT=-f$BENCH_ROWS_SQL ;;
             S) STATS="{ enabled: true }" ;;
             *) exit 2 ;;
         esac
@@ -180,7 +182,7 @@ bench_perf_opts() {
 bench_median_table() {
     local name lp pb kind="pgbench -S"
     [ "$SCRIPT" = --builtin=tpcb-like ] && kind="TPC-B-like"
-    [ "$SCRIPT" = "-f$PWD/bench/rows.sql" ] && kind="1,000-row"
+    [ "$SCRIPT" = "-f$BENCH_ROWS_SQL" ] && kind="1,000-row"
     echo "$4" | sed "s/TRANSACTION-KIND/$kind transaction/"
     printf "%-${2}s %10s %10s\n" "$3" lakeproxy pgbouncer
     cat "$T/$1".lakeproxy.* "$T/$1".pgbouncer.* | awk '!seen[$1]++ {print $1}' | while read -r name; do

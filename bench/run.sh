@@ -91,7 +91,6 @@ sleep 1
 pb_pid=$(pgrep -n -f "pgbouncer $T/pgbouncer.ini")
 
 
-ROWS_SQL=$PWD/bench/rows.sql # (pgbench runs in $T)
 
 # pgbench arguments of a workload; $2 divides its clients (for the two-tenant RLS target).
 workload_args() {
@@ -104,7 +103,7 @@ workload_args() {
         prepared) echo "-S -M prepared -c $n" ;;
         tpcb) echo "-M simple -c $n" ;;
         connect) echo "-S -M simple -C -c $n" ;;
-        rows) echo "-M simple -c $n -f $ROWS_SQL" ;;
+        rows) echo "-M simple -c $n -f $BENCH_ROWS_SQL" ;;
     esac
 }
 

@@ -198,13 +198,12 @@ static size_t held_bytes(const struct client_stmts *s, const struct client_stmt 
     return st ? open - st->len : open + strnlen(name, STMT_KEY_LEN);
 }
 
-/* Would a Parse of name (kept as st, or NULL: new) with len bytes after the name stay within
- * s's limits (client_stmt_put)? */
-static bool stmt_fits(const struct client_stmts *s, const struct client_stmt *st, const char *name,
+/* Would a Parse with len bytes after the name stay within s's limits (client_stmt_put), its
+ * name's statement kept as st (NULL: new) and held the bytes held with it (held_bytes)? */
+static bool stmt_fits(const struct client_stmts *s, const struct client_stmt *st, size_t held,
                       size_t len, size_t max_bytes)
 {
     /* (closing statements are on their way out: they count against a budget of their own) */
-    size_t held = held_bytes(s, st, name);
     size_t budget = max_bytes > CLIENT_STMT_BYTES ? max_bytes : CLIENT_STMT_BYTES;
     if (held + len > budget || s->closing_bytes + held + len > 2 * budget)
         return false; /* (closing ones have a budget of their own, as large) */
@@ -216,10 +215,10 @@ enum stmt_put client_stmt_put(struct client_stmts *s, const char *name, const ui
                               size_t max_bytes, struct client_stmt **put)
 {
     struct client_stmt *st = find_client_stmt(s, name);
-    if (!stmt_fits(s, st, name, len, max_bytes))
+    size_t held = held_bytes(s, st, name);
+    if (!stmt_fits(s, st, held, len, max_bytes))
         return STMT_PUT_PAST_LIMITS;
     size_t key_len = strnlen(name, STMT_KEY_LEN);
-    size_t held = held_bytes(s, st, name);
     if (!st && !make_room(s))
         return STMT_PUT_NO_MEMORY;
     char proxy[STMT_NAME_LEN];
