@@ -201,7 +201,7 @@ Test(redteam30, sigterm_to_the_old_process_mid_handover_keeps_the_unix_socket_wo
     unix_dir(dir, sizeof(dir), port);
     snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port);
     snprintf(lm, sizeof(lm), "  unix_socket_dir: %s\n", dir);
-    char *users = many_users(3000);
+    char *users = many_users(400); /* under 1 s of verifiers, 4 s under the sanitizers */
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, lm, NULL);
     char *y_new = rt_yaml(port, sock, 4, SHUTDOWN_S, lm, users);
     start_old(&old, port, sock, y_old);
