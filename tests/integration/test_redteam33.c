@@ -551,8 +551,18 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
+/* The tenth percentile of v's n values: what the work itself takes, with little of the delays
+ * that other tests running alongside add (the median moved by 2.5 ms between two kinds under
+ * the sanitizers in CI, where each login takes about 9 ms; a prober measures the fastest
+ * replies too). */
+static double low_tenth(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return v[n / 10];
+}
+
 /* The right password from a refused address, a wrong password from an allowed one and an
- * unknown name take the same time to be refused (median of 40 each, interleaved). */
+ * unknown name take the same time to be refused (of 40 each, interleaved). */
 Test(redteam33, a_refusal_takes_the_time_a_wrong_password_takes)
 {
     start_rt("transaction", 2, NULL);
@@ -570,7 +580,7 @@ Test(redteam33, a_refusal_takes_the_time_a_wrong_password_takes)
             cr_assert(!ok && strcmp(st, "28P01") == 0, "k=%d: %s %s", k, st, msg);
         }
     }
-    double m0 = median(t[0], N), m1 = median(t[1], N), m2 = median(t[2], N);
+    double m0 = low_tenth(t[0], N), m1 = low_tenth(t[1], N), m2 = low_tenth(t[2], N);
     fprintf(stderr, "rt33 timing: refused %.2f ms, wrong pw %.2f ms, unknown %.2f ms\n", m0, m1,
             m2);
     cr_expect_lt(m0 > m1 ? m0 - m1 : m1 - m0, 2.0,
