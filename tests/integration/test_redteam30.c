@@ -83,6 +83,12 @@ static char *rt_yaml(int port, const char *sock, int pool_size, int shutdown_s,
     return out;
 }
 
+/* Users for a new process that takes over: their verifiers hold it between SOCKETS and DONE
+ * under 1 s, about 4 s under the sanitizers; a window for a signal that ends well inside the
+ * old process's 30 s limit (3,000 took 20-33 s under the sanitizers: the old process gave the
+ * exchange up and the tests that need the takeover to finish failed). */
+enum { HANDOVER_USERS = 400 };
+
 /* `n` extra users with plain passwords (each costs a SCRAM verifier at start: a slow start). */
 static char *many_users(int n)
 {
@@ -201,7 +207,7 @@ Test(redteam30, sigterm_to_the_old_process_mid_handover_keeps_the_unix_socket_wo
     unix_dir(dir, sizeof(dir), port);
     snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port);
     snprintf(lm, sizeof(lm), "  unix_socket_dir: %s\n", dir);
-    char *users = many_users(400); /* under 1 s of verifiers, 4 s under the sanitizers */
+    char *users = many_users(HANDOVER_USERS);
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, lm, NULL);
     char *y_new = rt_yaml(port, sock, 4, SHUTDOWN_S, lm, users);
     start_old(&old, port, sock, y_old);
@@ -882,16 +888,13 @@ Test(redteam30, a_kept_alive_health_check_does_not_see_a_healthy_upgrade_as_down
 
 /* ---- 13. SIGHUP to the old process during the exchange ---- */
 
-/* The new process makes 400 verifiers before it says DONE: under 1 s, 4 s under the
- * sanitizers, a window for the SIGHUP that ends well inside the old process's 30 s limit (3,000
- * took 20-33 s under the sanitizers: the old process gave the exchange up, the test failed). */
 Test(redteam30, sighup_to_the_old_process_mid_handover_does_not_break_it)
 {
     struct proxy old, next;
     char sock[300];
     int port = port_apart(0);
     sock_path(sock, sizeof(sock), port);
-    char *users = many_users(400);
+    char *users = many_users(HANDOVER_USERS);
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     char *y_new = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, users);
     start_old(&old, port, sock, y_old);

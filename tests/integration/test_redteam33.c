@@ -545,10 +545,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+/* The value at index i of v's n values once sorted (v is sorted in place). */
+static double sorted_at(double *v, int n, int i)
 {
     qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
+    return v[i];
+}
+
+static double median(double *v, int n)
+{
+    return sorted_at(v, n, n / 2);
 }
 
 /* The tenth percentile of v's n values: what the work itself takes, with little of the delays
@@ -557,8 +563,7 @@ static double median(double *v, int n)
  * replies too). */
 static double low_tenth(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 10];
+    return sorted_at(v, n, n / 10);
 }
 
 /* The right password from a refused address, a wrong password from an allowed one and an
