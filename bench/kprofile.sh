@@ -9,7 +9,11 @@
 #   bench/kprofile.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-M simple|extended|prepared] [-B|-R] [-S]
 # Statistics are off in lakeproxy (-S: on, without a query log, as by default); both proxies
 # pool POOL (20) server connections in transaction mode, as in bench/run.sh. Prints the median
-# over repeats of each part in microseconds per transaction.
+# over repeats of each part in microseconds per transaction. Also, not CPU: "(waited-for-cpu)",
+# the time per transaction the proxy was ready to run but waited for a core, and
+# "(waited-share-%)", that time as a share of the run (2 cores shared with PostgreSQL's backends,
+# each its own scheduling group, and pgbench: on TPC-B-like each proxy waits most of the run,
+# so its TPS follows its CPU per transaction).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=5 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple SCRIPT=--builtin=select-only STATS="{ enabled: false }"
@@ -36,12 +40,12 @@ sample() {
     perf record -e cpu-clock -F 2000 -g -p "$pid" -o "$data" >/dev/null 2>&1 &
     local perf_pid=$!
     sleep 0.3
-    local txns cpu0 cpu1
-    cpu0=$(cpu_ns "$pid")
+    local txns cpu0 cpu1 wait0 wait1 t0 t1
+    cpu0=$(cpu_ns "$pid") wait0=$(wait_ns "$pid") t0=$(date +%s%N)
     txns=$(pgbench -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 -T "$SECS" \
         "host=127.0.0.1 port=$port dbname=bench user=lp_server" 2>/dev/null |
         awk '/number of transactions actually processed/ {print $NF}')
-    cpu1=$(cpu_ns "$pid")
+    cpu1=$(cpu_ns "$pid") wait1=$(wait_ns "$pid") t1=$(date +%s%N)
     kill -INT "$perf_pid"
     wait "$perf_pid" 2>/dev/null || true
     # the samples' total, in nanoseconds of CPU (cpu-clock counts time)
@@ -65,6 +69,10 @@ sample() {
                  for (i = 1; i <= 5; i++) printf "%s %.2f\n", order[i], p[order[i]] * k}'
         awk -v ns="$ns" -v n="$txns" 'BEGIN {printf "total(samples) %.2f\n", ns / 1000 / n}'
         awk -v a="$cpu1" -v b="$cpu0" -v n="$txns" 'BEGIN {printf "total(schedstat) %.2f\n", (a - b) / 1000 / n}'
+        # (not CPU: time the proxy was ready to run but waited for a core, per transaction and
+        # as a share of the run; when it is large, TPS follows the proxy's CPU per transaction)
+        awk -v a="$wait1" -v b="$wait0" -v n="$txns" -v t="$((t1 - t0))" 'BEGIN {
+            printf "(waited-for-cpu) %.2f\n(waited-share-%%) %.1f\n", (a - b) / 1000 / n, 100 * (a - b) / t}'
     } >"$out"
     rm -f "$data"
 }

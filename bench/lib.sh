@@ -38,6 +38,9 @@ lakeproxy_build_said() {
 # cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
+# wait_ns PID: nanoseconds its threads were ready to run but waited for a CPU (schedstat).
+wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+
 # cpu_ticks PID: "USER SYSTEM", the clock ticks it has spent in user space and in the kernel
 # (/proc/PID/stat's utime and stime), for the kernel's share of its CPU.
 cpu_ticks() { awk '{print $14, $15}' /proc/"$1"/stat 2>/dev/null; }
