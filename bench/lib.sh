@@ -35,11 +35,14 @@ lakeproxy_build_said() {
     fi
 }
 
-# cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+# schedstat_ns PID FIELD: field FIELD of /proc/PID/task/*/schedstat summed over its threads.
+schedstat_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk -v f="$2" '{s += $f} END {printf "%.0f\n", s}'; }
 
-# wait_ns PID: nanoseconds its threads were ready to run but waited for a CPU (schedstat).
-wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+# cpu_ns PID: nanoseconds its threads have run (the scheduler's own account, not 10 ms ticks).
+cpu_ns() { schedstat_ns "$1" 1; }
+
+# wait_ns PID: nanoseconds its threads were ready to run but waited for a CPU.
+wait_ns() { schedstat_ns "$1" 2; }
 
 # cpu_ticks PID: "USER SYSTEM", the clock ticks it has spent in user space and in the kernel
 # (/proc/PID/stat's utime and stime), for the kernel's share of its CPU.
