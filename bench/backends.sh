@@ -10,14 +10,15 @@
 # (strace -c, which slows them: TPS and CPU of those runs are not comparable).
 # With many clients (-c 1000) give runs -d 30 or more: pgbench's clock includes its logins.
 # lakeproxy runs with statistics off unless -S (on, without a query log, as it ships).
-#   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s] [-S]
+# -B: TPC-B-like transactions (pgbench's default script) instead of select-only.
+#   bench/backends.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL] [-M simple|extended] [-s] [-S] [-B]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=4 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple STRACE=0 STATS="{ enabled: false }"
-while getopts "d:r:c:p:M:sS" o; do
+DURATION=4 REPEATS=3 CLIENTS=20 POOL=20 MODE=simple STRACE=0 STATS="{ enabled: false }" SCRIPT=-S
+while getopts "d:r:c:p:M:sSB" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;; p) POOL=$OPTARG ;;
-        M) MODE=$OPTARG ;; s) STRACE=1 ;; S) STATS="{ enabled: true }" ;; *) exit 2 ;;
+        M) MODE=$OPTARG ;; s) STRACE=1 ;; S) STATS="{ enabled: true }" ;; B) SCRIPT=--builtin=tpcb-like ;; *) exit 2 ;;
     esac
 done
 command -v pgbouncer >/dev/null || { echo "bench: apt-get install pgbouncer" >&2; exit 1; }
@@ -52,7 +53,7 @@ run() {
     local m0 m1
     m0=$(machine_ticks)
     # (times: the CPU pgbench used, as "user system" lines of the shell's children)
-    out=$(bash -c 'pgbench "$@" 2>&1; times' - -n -S -M "$MODE" -c "$CLIENTS" -j 2 \
+    out=$(bash -c 'pgbench "$@" 2>&1; times' - -n "$SCRIPT" -M "$MODE" -c "$CLIENTS" -j 2 \
         -T "$DURATION" "host=127.0.0.1 port=$port dbname=bench user=lp_server") || true
     m1=$(machine_ticks)
     if [ -n "$sp" ]; then
@@ -85,7 +86,7 @@ machine_ticks() {
     awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6; exit }' /proc/stat
 }
 
-echo "pgbench -S -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating; lakeproxy stats: $STATS"
+echo "pgbench $SCRIPT -M $MODE -c $CLIENTS, pool $POOL, ${DURATION}s runs, alternating; lakeproxy stats: $STATS"
 for t in lakeproxy pgbouncer; do # warm-up, not shown
     run "$t" "$([ $t = lakeproxy ] && echo "$lpport" || echo "$pbport")" \
         "$([ $t = lakeproxy ] && echo "$lp_pid" || echo "$pb_pid")" >/dev/null
