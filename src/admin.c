@@ -837,7 +837,7 @@ void admin_login(struct client *c)
 
 void admin_read(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     uint8_t hdr[5], type;
     uint32_t len;
     const char *err;

@@ -472,7 +472,7 @@ static void auth_done(struct client *c, struct buf *b)
         if (!send_login_done(c, &p->params))
             return;
         c->state = CL_IDLE;
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        if (evbuffer_get_length(conn_input(c->bev)) > 0)
             client_wake(c);
         return;
     }
@@ -539,7 +539,7 @@ static bool query_deallocates(const uint8_t *body, uint32_t len, char name[64], 
 
 static bool answer_deallocate(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     const uint8_t *hdr = evbuffer_pullup(in, 5); /* no copy: the first chunk holds it */
     uint8_t type;
     uint32_t len;
@@ -571,7 +571,7 @@ static bool answer_deallocate(struct client *c)
  * arrived. */
 static bool message_size_at(struct client *c, size_t at, uint8_t *type, size_t *whole)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     struct evbuffer_ptr pos;
     uint8_t hdr[5];
     uint32_t len;
@@ -603,7 +603,7 @@ static bool whole_message_buffered(struct client *c)
     if (!first_message_size(c, &whole))
         return false;
     return whole == 0 || whole > CLIENT_READ_AHEAD || /* (bad, or large: see above) */
-           evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
+           evbuffer_get_length(conn_input(c->bev)) >= whole;
 }
 
 int client_idle_limit_s(const struct client *c)
@@ -615,7 +615,7 @@ int client_idle_limit_s(const struct client *c)
 bool client_idle_between_statements(const struct client *c)
 {
     if (c->closing || !c->bev || c->relay.pass_left > 0 || c->cancel_wait ||
-        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        evbuffer_get_length(conn_input(c->bev)) > 0)
         return false;
     if (c->state == CL_IDLE)
         return true;
@@ -627,7 +627,7 @@ bool client_idle_between_statements(const struct client *c)
 
 bool client_out_full(const struct client *c)
 {
-    return c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH_WATER;
+    return c->bev && evbuffer_get_length(conn_output(c->bev)) > RELAY_HIGH_WATER;
 }
 
 static void client_wake(struct client *c)
@@ -640,7 +640,7 @@ static void client_wake(struct client *c)
     if (c->closing || client_out_full(c))
         return;
     conn_read_resume(c->bev); /* answered ones made room (wakes come from elsewhere too) */
-    const uint8_t *first = evbuffer_pullup(bufferevent_get_input(c->bev), 1);
+    const uint8_t *first = evbuffer_pullup(conn_input(c->bev), 1);
     if (first && (!*first || !strchr("QPBEDCHSFdcfX", *first))) { /* not worth a server, nor a
                                                                      wait for its length */
         client_fail(c, "08P01", "invalid frontend message type");
@@ -649,7 +649,7 @@ static void client_wake(struct client *c)
     /* the rest of a message arrives later: the read callback wakes the client again */
     if (c->closing || !whole_message_buffered(c))
         return;
-    uint8_t type = *evbuffer_pullup(bufferevent_get_input(c->bev), 1);
+    uint8_t type = *evbuffer_pullup(conn_input(c->bev), 1);
     if (type == 'X') {
         client_close(c, "client terminated");
         return;
@@ -738,7 +738,7 @@ static void resume_after_wait(struct client *c)
     read_unless_waiting(c);
     if (c->server)
         client_pump(c);
-    else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    else if (evbuffer_get_length(conn_input(c->bev)) > 0)
         client_wake(c);
 }
 
@@ -783,7 +783,7 @@ void client_server_gone_idle(struct client *c)
         c->paused = false;
         bufferevent_enable(c->bev, EV_READ);
     }
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    if (evbuffer_get_length(conn_input(c->bev)) > 0)
         client_wake(c);
 }
 
@@ -1093,7 +1093,7 @@ static void handle_scram_final(struct client *c, const uint8_t *body, size_t len
  * (acting may link a server and start relaying, so the message must be gone first). */
 static void on_auth_data(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     uint8_t hdr[5], type;
     uint32_t len;
     const char *err;
@@ -1153,7 +1153,7 @@ static void client_attach_bev(struct client *c, struct bufferevent *bev)
 /* Answers SSLRequest: 'S' and a TLS handshake when TLS is configured, else 'N'. */
 static void handle_ssl_request(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     if (c->tls || !c->w->client_tls) {
         conn_write(c->bev, "N", 1);
         return;
@@ -1323,7 +1323,7 @@ static void handle_startup_packet(struct client *c, const uint8_t *p, size_t len
 /* Reads one length-prefixed startup-phase packet when all of it has arrived. */
 static void on_startup_data(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     uint8_t hdr[4];
     uint32_t len;
     const char *err;
@@ -1432,7 +1432,7 @@ static void client_relay(struct client *c, const uint8_t *p, size_t n)
 {
     struct server *s = c->server;
     const char *err;
-    struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(s->bev);
+    struct evbuffer *in = conn_input(c->bev), *out = conn_output(s->bev);
     int fd = conn_plain_fd(s->bev);
     size_t max = c->w->cfg->max_message_size;
     enum relay_result r;
@@ -1493,8 +1493,7 @@ static bool read_needs_server(const struct client *c, const uint8_t *p, size_t n
     const char *err;
     char name[64];
     bool all;
-    if (c->mask_wait || c->closing || n < 5 ||
-        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+    if (c->mask_wait || c->closing || n < 5 || evbuffer_get_length(conn_input(c->bev)) > 0 ||
         proto_check_header(p, c->w->cfg->max_message_size, &type, &len, &err) != PROTO_OK ||
         n - 5 < len || type == 'X')
         return false;
@@ -1572,8 +1571,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         bufferevent_enable(s->bev, EV_READ);
         server_pump(s);
     }
-    if (!c->closing && c->state != CL_LOGIN &&
-        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    if (!c->closing && c->state != CL_LOGIN && evbuffer_get_length(conn_input(c->bev)) > 0)
         client_read_buffered(c);
 }
 
@@ -1582,7 +1580,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 enum { LEAVING_INPUT_MAX = 1 << 20 };
 static bool input_all_whole(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     size_t n = evbuffer_get_length(in), at = 0;
     const uint8_t *p = n <= LEAVING_INPUT_MAX ? evbuffer_pullup(in, -1) : NULL;
     while (p && at < n) {
@@ -1605,7 +1603,7 @@ static bool input_all_whole(struct client *c)
  * reads their replies to the end (server_unlink). True when it stays for that. */
 static bool leaves_after_input(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     const uint8_t *first = evbuffer_pullup(in, 1);
     if (c->closing || c->leaving || !c->sent_ready || !c->pool ||
         !pool_mode_of(c->pool)->shares_servers || !first || *first == 'X' || client_out_full(c) ||
@@ -1652,7 +1650,7 @@ static bool first_message_whole(struct client *c)
 {
     size_t whole;
     return first_message_size(c, &whole) && whole > 0 &&
-           evbuffer_get_length(bufferevent_get_input(c->bev)) >= whole;
+           evbuffer_get_length(conn_input(c->bev)) >= whole;
 }
 
 /* The bytes of the statement at the head of c's input, when all of it has arrived: a simple
@@ -1660,7 +1658,7 @@ static bool first_message_whole(struct client *c)
  * its Sync; 0 otherwise (a FunctionCall, a lone Sync, a batch whose Sync is still to come). */
 static size_t queued_statement_size(struct client *c)
 {
-    size_t have = evbuffer_get_length(bufferevent_get_input(c->bev)), at = 0, whole;
+    size_t have = evbuffer_get_length(conn_input(c->bev)), at = 0, whole;
     bool work = false;
     uint8_t type;
     while (message_size_at(c, at, &type, &whole) && whole > 0) {
@@ -1693,7 +1691,7 @@ static bool cancel_queued_query(struct client *c)
     size_t whole = queued_statement_size(c);
     if (whole == 0)
         return false;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     if (c->state == CL_WAITING)
         pool_forget_client(c);
     c->state = CL_IDLE;

@@ -41,6 +41,16 @@ void conn_tune_tcp(int fd, const struct tcp_config *t)
     }
 }
 
+struct evbuffer *conn_input(const struct bufferevent *bev)
+{
+    return bev->input;
+}
+
+struct evbuffer *conn_output(const struct bufferevent *bev)
+{
+    return bev->output;
+}
+
 bool conn_send(struct bufferevent *bev, struct buf *b)
 {
     if (!conn_queue(bev, b))
@@ -112,7 +122,7 @@ void conn_write(struct bufferevent *bev, const void *data, size_t len)
 
 void conn_write_done(struct bufferevent *bev)
 {
-    if (!bufferevent_get_underlying(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (!bufferevent_get_underlying(bev) && evbuffer_get_length(conn_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
 }
 
@@ -167,11 +177,19 @@ static void read_failed(struct bufferevent *bev, short what)
     bufferevent_trigger_event(bev, what, 0);
 }
 
+/* Is read event ev added (to the loop: pending), as event_pending(ev, EV_READ, NULL) would
+ * say of a read event? Its flag is read in place (event_struct.h publishes it): the call ran
+ * several times per transaction. */
+static bool read_event_added(const struct event *ev)
+{
+    return (ev->ev_evcallback.evcb_flags & EVLIST_INSERTED) != 0; /* (ev_flags) */
+}
+
 void conn_read_resume(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;
     if (!reads_direct(bev) || !(bev->enabled & EV_READ) || /* (bufferevent_get_enabled's) */
-        event_pending(ev, EV_READ, NULL) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
+        read_event_added(ev) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
         return;
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
@@ -190,7 +208,7 @@ void conn_set_read_limit(struct bufferevent *bev, size_t limit)
 
 bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n)
 {
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = conn_input(bev);
     evbuffer_unfreeze(in, 0); /* libevent keeps the end of a socket's input frozen */
     int added = evbuffer_add(in, p, n);
     evbuffer_freeze(in, 0);
@@ -280,7 +298,7 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
     bev->wm_read.high = limit; /* read_room's, alone: see there */
     /* swap the callback of libevent's read event, keeping whether it is added (reads enabled
      * and not suspended) */
-    bool pending = event_pending(ev, EV_READ, NULL) != 0;
+    bool pending = read_event_added(ev);
     event_del(ev);
     event_assign(ev, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
                  direct_read_cb, bev);
@@ -292,7 +310,7 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
 static void flush_write_cb(struct bufferevent *bev, void *arg)
 {
     (void)arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(conn_output(bev)) == 0)
         bufferevent_free(bev);
 }
 
@@ -311,7 +329,7 @@ static void close_plain_after_flush(struct bufferevent *bev)
     bufferevent_setcb(bev, NULL, flush_write_cb, flush_event_cb, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_set_timeouts(bev, NULL, &tv);
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (evbuffer_get_length(conn_output(bev)) == 0) {
         bufferevent_free(bev);
         return;
     }
@@ -328,7 +346,7 @@ static void finish_tls(void *arg)
     struct bufferevent *tls = arg;
     struct bufferevent *under = bufferevent_get_underlying(tls);
     SSL *ssl = bufferevent_openssl_get_ssl(tls);
-    bool flushed = evbuffer_get_length(bufferevent_get_output(tls)) == 0;
+    bool flushed = evbuffer_get_length(conn_output(tls)) == 0;
     if (flushed && ssl && SSL_is_init_finished(ssl))
         SSL_shutdown(ssl);
     ERR_clear_error();
@@ -351,7 +369,7 @@ static void finish_tls_later(struct bufferevent *tls)
 static void tls_flush_write_cb(struct bufferevent *bev, void *arg)
 {
     (void)arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(conn_output(bev)) == 0)
         finish_tls_later(bev);
 }
 
@@ -373,7 +391,7 @@ void conn_close_after_flush(struct bufferevent *bev)
     bufferevent_setcb(bev, NULL, tls_flush_write_cb, tls_flush_event_cb, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_set_timeouts(bev, NULL, &tv);
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (evbuffer_get_length(conn_output(bev)) == 0) {
         finish_tls_later(bev);
         return;
     }

@@ -15,6 +15,12 @@ struct tcp_config;
  * or a NAT that dropped the flow, ends the connection instead of holding it open). */
 void conn_tune_tcp(int fd, const struct tcp_config *t);
 
+/* bev's input and output buffers, as bufferevent_get_input and bufferevent_get_output return
+ * them, read from the bufferevent itself: those calls, into the shared library, ran about 40
+ * times per transaction; these inline with link-time optimisation. */
+struct evbuffer *conn_input(const struct bufferevent *bev);
+struct evbuffer *conn_output(const struct bufferevent *bev);
+
 /* Writes a built buf to bev; false if building it failed or the write did. */
 bool conn_send(struct bufferevent *bev, struct buf *b) __attribute__((warn_unused_result));
 

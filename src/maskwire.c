@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "client.h"
+#include "conn.h"
 #include "maskcat.h"
 #include "params.h"
 #include "prepared.h"
@@ -236,7 +237,7 @@ static enum relay_verdict on_row_description(struct server *s, const uint8_t *bo
 void maskwire_flush(struct server *s)
 {
     if (s->mask_out.len > 0 && s->client)
-        evbuffer_add(bufferevent_get_output(s->client->bev), s->mask_out.data, s->mask_out.len);
+        evbuffer_add(conn_output(s->client->bev), s->mask_out.data, s->mask_out.len);
     buf_reset(&s->mask_out);
 }
 
@@ -332,7 +333,7 @@ bool maskwire_strip_detail(struct server *s, const uint8_t *body, uint32_t len, 
     buf_put_u8(&b, 0);
     buf_msg_finish(&b);
     if (!b.failed)
-        evbuffer_add(bufferevent_get_output(s->client->bev), b.data, b.len);
+        evbuffer_add(conn_output(s->client->bev), b.data, b.len);
     buf_free(&b);
     return true; /* the original never goes out, even when the copy failed */
 }
@@ -351,7 +352,7 @@ bool maskwire_describe_portal(struct server *s, const uint8_t *execute_body, uin
     buf_put_str(&b, portal);
     buf_msg_finish(&b);
     bool ok = !b.failed && rq_push(&s->replies, RK_DROP_DESCRIBE, NULL) &&
-              evbuffer_add(bufferevent_get_output(s->bev), b.data, b.len) == 0;
+              evbuffer_add(conn_output(s->bev), b.data, b.len) == 0;
     buf_free(&b);
     return ok;
 }

@@ -11,7 +11,7 @@
 
 size_t msgshare_large_ahead(struct client *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = conn_input(c->bev);
     uint8_t hdr[5], type;
     uint32_t len;
     const char *err;
@@ -141,7 +141,7 @@ static bool count_stalls(struct worker *w)
         struct client *c = list_entry(it, struct client, node);
         if (!c->msg_claim.held || c->closing)
             continue;
-        size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+        size_t len = evbuffer_get_length(conn_input(c->bev));
         bool counts = others_wait(w, c) && !c->paused && !c->mask_wait;
         if (len != c->share_seen) {
             c->share_seen = len;

@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "client.h"
+#include "conn.h"
 #include "guard.h"
 #include "log.h"
 #include "maskwire.h"
@@ -27,12 +28,12 @@
 
 static struct evbuffer *to_server(struct server *s)
 {
-    return bufferevent_get_output(s->bev);
+    return conn_output(s->bev);
 }
 
 static struct evbuffer *to_client(struct server *s)
 {
-    return bufferevent_get_output(s->client->bev);
+    return conn_output(s->client->bev);
 }
 
 /* An answer of the proxy's own could not be written to the client (out of memory): the pump

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "conn.h"
 #include "guard.h"
 #include "log.h"
 #include "maskbudget.h"
@@ -62,7 +63,7 @@ static bool send_standin(struct server *s, uint8_t type, uint32_t seq)
     } else {
         proto_query(&b, text);
     }
-    bool ok = !b.failed && evbuffer_add(bufferevent_get_output(s->bev), b.data, b.len) == 0;
+    bool ok = !b.failed && evbuffer_add(conn_output(s->bev), b.data, b.len) == 0;
     buf_free(&b);
     return ok;
 }
@@ -441,7 +442,7 @@ bool policy_rewrite_error(struct server *s, const uint8_t *body, uint32_t len)
     proto_error(&b, "ERROR", "42501", i < s->n_refusals ? s->refusals[i].reason : reason);
     forget_refusals(s, i < s->n_refusals ? i + 1 : 0); /* older ones were skipped */
     if (!b.failed)
-        evbuffer_add(bufferevent_get_output(s->client->bev), b.data, b.len);
+        evbuffer_add(conn_output(s->client->bev), b.data, b.len);
     buf_free(&b);
     return true;
 }

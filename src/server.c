@@ -332,7 +332,7 @@ static void start_tls(struct server *s)
 /* The one-byte answer to SSLRequest. Extra bytes after 'S' would be injected plaintext. */
 static void on_ssl_reply(struct server *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = conn_input(s->bev);
     uint8_t c;
     if (evbuffer_remove(in, &c, 1) != 1)
         return;
@@ -495,7 +495,7 @@ static enum relay_verdict login_inspect(void *arg, uint8_t type, uint32_t len, c
 static void on_login_data(struct server *s)
 {
     const char *err;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = conn_input(s->bev);
     enum relay_result r =
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, login_inspect, s, &err);
     if (r == RELAY_FAILED) {
@@ -831,7 +831,7 @@ bool server_read_back(struct server *s)
 static void on_internal_data(struct server *s)
 {
     const char *err;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = conn_input(s->bev);
     s->internal_fail = NULL;
     enum relay_result r = relay_pump(in, NULL, &s->relay, SIZE_MAX, internal_inspect, s, &err);
     if (r == RELAY_FAILED && s->internal_fail)
@@ -1151,8 +1151,8 @@ static void server_relay(struct server *s, const uint8_t *p, size_t n)
 {
     struct client *c = s->client;
     const char *err;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *in = conn_input(s->bev);
+    struct evbuffer *out = conn_output(c->bev);
     int fd = conn_plain_fd(c->bev);
     enum relay_result r;
     do { /* full, then flushed to below the mark: no write callback would wake us, go on */
@@ -1234,7 +1234,7 @@ static enum relay_verdict idle_inspect(void *arg, uint8_t type, uint32_t len, co
 static void drop_idle_input(struct server *s)
 {
     const char *err;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = conn_input(s->bev);
     enum relay_result r =
         relay_pump(in, NULL, &s->relay, SERVER_CONTROL_MAX, idle_inspect, s, &err);
     if (r == RELAY_FAILED || s->err_state[0])
@@ -1656,7 +1656,7 @@ void server_release(struct server *s)
 
 bool server_input_pending(const struct server *s)
 {
-    return evbuffer_get_length(bufferevent_get_input(s->bev)) > 0;
+    return evbuffer_get_length(conn_input(s->bev)) > 0;
 }
 
 /* Resets s, detached, behind `owed` ReadyForQuery messages still to come (read and dropped):
@@ -1730,7 +1730,7 @@ bool server_idle_in_transaction(const struct server *s)
     const struct client *c = s->client;
     return c && c->bev && s->state == SV_ACTIVE && s->txn != 'I' && s->in_flight == 0 &&
            !s->ext_open && !s->copy_in && !s->copy_active && s->copy_assumed == 0 &&
-           c->relay.pass_left == 0 && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+           c->relay.pass_left == 0 && evbuffer_get_length(conn_input(c->bev)) == 0;
 }
 
 bool server_running_statement(const struct server *s)
