@@ -2,7 +2,9 @@
 # in $T/pg (bench_pg_start sets pgport), killed with the processes in $bench_pids on exit; the
 # CPU time of a process; the median of numbers on stdin ("-" entries skipped, "-" if none) and
 # of paired ratios; pgbench tables, a lakeproxy database entry and a whole lakeproxy
-# configuration towards that PostgreSQL.
+# configuration towards that PostgreSQL. With BENCH_SERVER_TLS=1 PostgreSQL has TLS on (a test
+# certificate, tests/lib/mkcerts.sh) and both proxies reach it over TLS (lakeproxy's tls:
+# require, PgBouncer's server_tls_sslmode = require), as they reach Lakebase.
 
 bench_pids=()
 # the rows workload's script: a 1,000-row result (a whole path: pgbench may run elsewhere)
@@ -20,7 +22,12 @@ bench_pg_start() {
     chmod 755 "$T"
     trap bench_cleanup EXIT
     pgport=$(bash tests/lib/free_port.sh)
-    bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport"
+    local certs=""
+    if [ -n "${BENCH_SERVER_TLS:-}" ]; then
+        certs=$T/certs
+        bash tests/lib/mkcerts.sh "$certs"
+    fi
+    bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport" ${certs:+"$certs"}
     bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
     export PGPASSWORD=server-secret
 }
@@ -82,7 +89,7 @@ bench_db_yaml() {
     dbname: lp_test
     user: lp_server
     password: server-secret
-    tls: disable
+    tls: $([ -n "${BENCH_SERVER_TLS:-}" ] && echo require || echo disable)
     pool: $2
 YAML
 }
@@ -129,6 +136,7 @@ min_pool_size = $2
 max_client_conn = 2000
 query_wait_timeout = 60
 INI
+    [ -z "${BENCH_SERVER_TLS:-}" ] || echo "server_tls_sslmode = require" >>"$T/pgbouncer.ini"
     echo '"lp_server" "server-secret"' >"$T/userlist.txt"
 }
 
