@@ -8,12 +8,14 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -88,9 +90,97 @@ static bool reads_direct(const struct bufferevent *bev)
     return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == direct_read_cb;
 }
 
+static void tls_read_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Does bev read through conn itself (conn_read_direct or conn_tls_direct)? */
+static bool reads_itself(const struct bufferevent *bev)
+{
+    void (*cb)(evutil_socket_t, short, void *) =
+        bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback;
+    return cb == direct_read_cb || cb == tls_read_cb;
+}
+
+/* TLS sessions that conn reads and writes itself (conn_tls_direct), by socket descriptor: the
+ * socket bufferevent that carries each, and its SSL. */
+struct direct_tls {
+    struct bufferevent *bev;
+    SSL *ssl;
+};
+static struct direct_tls *dtls;
+static size_t dtls_n;
+
+/* The SSL conn reads and writes bev through, or NULL (plain, or a libevent TLS filter). */
+static SSL *tls_of(const struct bufferevent *bev)
+{
+    evutil_socket_t fd = bev->ev_read.ev_fd;
+    return fd >= 0 && (size_t)fd < dtls_n && dtls[fd].bev == bev ? dtls[fd].ssl : NULL;
+}
+
+/* Makes room in dtls for descriptor fd. */
+static bool dtls_room(evutil_socket_t fd)
+{
+    if ((size_t)fd < dtls_n)
+        return true;
+    size_t n = dtls_n ? dtls_n : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    struct direct_tls *more = realloc(dtls, n * sizeof(*more));
+    if (!more)
+        return false;
+    memset(more + dtls_n, 0, (n - dtls_n) * sizeof(*more));
+    dtls = more;
+    dtls_n = n;
+    return true;
+}
+
+/* Ends bev's TLS session: close_notify (best effort), the SSL freed, its entry cleared. */
+static void release_tls(struct bufferevent *bev)
+{
+    SSL *ssl = tls_of(bev);
+    if (!ssl)
+        return;
+    if (SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl);
+    ERR_clear_error();
+    SSL_free(ssl);
+    dtls[bev->ev_read.ev_fd] = (struct direct_tls){0};
+}
+
 int conn_plain_fd(struct bufferevent *bev)
 {
     return reads_direct(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's field) */
+}
+
+/* Drains n bytes from the front of a socket's output, which libevent keeps frozen. */
+static void drain_output(struct evbuffer *out, size_t n)
+{
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, n);
+    evbuffer_freeze(out, 1);
+}
+
+/* Writes what bev's output holds through its SSL until the socket takes no more; false on a
+ * TLS or socket error (reported to bev's event callback). */
+static bool tls_write_out(struct bufferevent *bev, SSL *ssl)
+{
+    struct evbuffer *out = bev->output;
+    struct evbuffer_iovec v;
+    while (evbuffer_peek(out, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+        ERR_clear_error();
+        int n = SSL_write(ssl, v.iov_base, v.iov_len > INT_MAX ? INT_MAX : (int)v.iov_len);
+        if (n > 0) {
+            drain_output(out, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            break;
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_trigger_event(bev, BEV_EVENT_WRITING | BEV_EVENT_ERROR,
+                                  BEV_TRIG_DEFER_CALLBACKS);
+        return false;
+    }
+    return true;
 }
 
 void conn_flush(struct bufferevent *bev)
@@ -99,6 +189,12 @@ void conn_flush(struct bufferevent *bev)
     relay_settle(out); /* a run the relay holds back for out leaves first */
     if (evbuffer_get_length(out) == 0)
         return;
+    SSL *ssl = tls_of(bev);
+    if (ssl) {
+        if (tls_write_out(bev, ssl) && evbuffer_get_length(out) > 0)
+            bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
     evutil_socket_t fd = conn_plain_fd(bev);
     if (fd < 0 && bufferevent_get_underlying(bev))
         return; /* TLS: the filter writes */
@@ -188,7 +284,7 @@ static bool read_event_added(const struct event *ev)
 void conn_read_resume(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;
-    if (!reads_direct(bev) || !(bev->enabled & EV_READ) || /* (bufferevent_get_enabled's) */
+    if (!reads_itself(bev) || !(bev->enabled & EV_READ) || /* (bufferevent_get_enabled's) */
         read_event_added(ev) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
         return;
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
@@ -198,7 +294,7 @@ void conn_set_read_limit(struct bufferevent *bev, size_t limit)
 {
     if (bev->wm_read.high == limit) /* (where both kinds keep it) */
         return;
-    if (!reads_direct(bev)) {
+    if (!reads_itself(bev)) {
         bufferevent_setwatermark(bev, EV_READ, 0, limit);
         return;
     }
@@ -307,18 +403,127 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
     drop_output_callbacks(bev);
 }
 
+/* The read event of a socket bufferevent after conn_tls_direct: one SSL_read (one TLS
+ * record) into a chunk, then as direct_read_cb. What the SSL still holds decrypted (a record
+ * larger than the room) brings this callback back on the next loop turn. */
+static void tls_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct bufferevent *bev = arg;
+    if (what == EV_TIMEOUT) {
+        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+        return;
+    }
+    SSL *ssl = tls_of(bev);
+    size_t had = evbuffer_get_length(bev->input);
+    size_t room = read_room(bev, had);
+    if (!ssl || room == 0) {
+        event_del(&bev->ev_read);
+        return;
+    }
+    uint8_t chunk[CONN_READ_CHUNK];
+    ERR_clear_error();
+    int n = SSL_read(ssl, chunk, (int)room);
+    if (n <= 0) {
+        int e = SSL_get_error(ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return;
+        if (e == SSL_ERROR_WANT_WRITE) { /* (a key update waits for the socket to take it) */
+            bufferevent_enable(bev, EV_WRITE);
+            return;
+        }
+        read_failed(bev, BEV_EVENT_READING |
+                             (e == SSL_ERROR_ZERO_RETURN ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+        return;
+    }
+    if (SSL_pending(ssl) > 0) /* (before delivering: bev may be closed by what it sets off) */
+        event_active(&bev->ev_read, EV_READ, 1);
+    monotime_hold();
+    deliver_read(bev, chunk, (size_t)n, had);
+    monotime_release();
+}
+
+/* The write event of a socket bufferevent after conn_tls_direct: what the socket would not
+ * take before, through the SSL; the write callback once all of it is out. */
+static void tls_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct bufferevent *bev = arg;
+    if (what == EV_TIMEOUT) {
+        bufferevent_disable(bev, EV_WRITE);
+        bufferevent_trigger_event(bev, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT, 0);
+        return;
+    }
+    SSL *ssl = tls_of(bev);
+    if (!ssl || !tls_write_out(bev, ssl))
+        return;
+    if (bev->enabled & EV_READ) /* (a read may have waited for this: SSL_read's own write) */
+        event_active(&bev->ev_read, EV_READ, 1);
+    if (evbuffer_get_length(bev->output) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
+bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take)
+{
+    struct bufferevent *tls = *bevp, *under = bufferevent_get_underlying(tls);
+    SSL *ssl = bufferevent_openssl_get_ssl(tls);
+    if (!under || !ssl || !SSL_is_init_finished(ssl) || SSL_pending(ssl) > 0 ||
+        evbuffer_get_length(tls->input) > 0 || evbuffer_get_length(tls->output) > 0 ||
+        evbuffer_get_length(under->input) > 0 || evbuffer_get_length(under->output) > 0)
+        return false;
+    evutil_socket_t fd = bufferevent_getfd(under);
+    if (fd < 0 || !dtls_room(fd))
+        return false;
+    bufferevent_data_cb readcb = tls->readcb, writecb = tls->writecb;
+    bufferevent_event_cb eventcb = tls->errorcb;
+    void *cbarg = tls->cbarg;
+    bufferevent_setcb(tls, NULL, NULL, NULL, NULL);
+    bufferevent_free(tls);      /* (made without BEV_OPT_CLOSE_ON_FREE: the SSL and socket stay) */
+    if (!SSL_set_fd(ssl, fd)) { /* (libevent's BIO over under goes, under stays) */
+        SSL_free(ssl);
+        bufferevent_setcb(under, NULL, NULL, eventcb, cbarg);
+        bufferevent_trigger_event(under, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+        *bevp = under;
+        return true;
+    }
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    dtls[fd] = (struct direct_tls){under, ssl};
+    bufferevent_setwatermark(under, EV_READ | EV_WRITE, 0, 0);
+    bufferevent_setcb(under, readcb, writecb, eventcb, cbarg);
+    if (take && readcb)
+        set_taker(readcb, take);
+    struct event_base *base = bufferevent_get_base(under);
+    event_del(&under->ev_read);
+    event_assign(&under->ev_read, base, fd, EV_READ | EV_PERSIST | EV_FINALIZE, tls_read_cb, under);
+    event_del(&under->ev_write);
+    event_assign(&under->ev_write, base, fd, EV_WRITE | EV_PERSIST | EV_FINALIZE, tls_write_cb,
+                 under);
+    under->enabled = 0;
+    bufferevent_enable(under, EV_READ);
+    drop_output_callbacks(under);
+    *bevp = under;
+    return true;
+}
+
+/* Frees a socket bufferevent, and its TLS session when conn reads and writes it. */
+static void free_socket(struct bufferevent *bev)
+{
+    release_tls(bev);
+    bufferevent_free(bev);
+}
+
 static void flush_write_cb(struct bufferevent *bev, void *arg)
 {
     (void)arg;
     if (evbuffer_get_length(conn_output(bev)) == 0)
-        bufferevent_free(bev);
+        free_socket(bev);
 }
 
 static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)what;
     (void)arg;
-    bufferevent_free(bev);
+    free_socket(bev);
 }
 
 /* Closes a plain socket bufferevent once its output is written (or after a timeout). */
@@ -330,7 +535,7 @@ static void close_plain_after_flush(struct bufferevent *bev)
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_set_timeouts(bev, NULL, &tv);
     if (evbuffer_get_length(conn_output(bev)) == 0) {
-        bufferevent_free(bev);
+        free_socket(bev);
         return;
     }
     bufferevent_enable(bev, EV_WRITE);

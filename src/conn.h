@@ -77,6 +77,16 @@ bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n);
  * callback that is (the event loop's thread only). No-op for TLS filters and on repeat. */
 void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
 
+/* Takes a libevent TLS filter's connection over once it is quiet (handshake done, nothing
+ * buffered on either side, nothing decrypted and unread): the filter is freed and *bevp
+ * becomes its socket bufferevent, whose reads and writes conn then does through the SSL
+ * itself (one SSL_read per read event into a stack chunk, offered to take as conn_read_direct
+ * offers plain reads; SSL_write straight from the output in conn_flush), the callbacks kept.
+ * Without the filter's two buffers and deferred callbacks per direction. False when not
+ * quiet (try later). Never from inside the filter's own callbacks (it would go on reading
+ * through the SSL after they return). The session ends at conn_close_after_flush. */
+bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take);
+
 /* After input was drained: reading goes on if it stopped at the limit and there is room now.
  * Reading stops at the limit without calling the read callback, so only code running outside
  * it (from another connection's event or a timer) can drain a stopped input: that code calls

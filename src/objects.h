@@ -194,6 +194,7 @@ struct server {
     struct client *unnamed_owner; /* the client whose current unnamed statement it was last
                                      prepared with (the pair of client.unnamed_home) */
     uint32_t be_pid, be_key;
+    unsigned in_callback; /* how deep in its own bufferevent's callbacks (conn_tls_direct) */
     bool tls;
     bool closing;
     bool paused;           /* reading stopped: the client's output is above RELAY_HIGH_WATER */

@@ -30,8 +30,10 @@
 #include "tls.h"
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_on_read(struct server *s);
 static bool server_take(void *arg, const uint8_t *p, size_t n);
 static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_on_write(struct server *s, struct bufferevent *bev);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* Server messages during login, SET and reset are small; bound them independently. */
@@ -1260,6 +1262,14 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct server *s = arg;
+    s->in_callback++; /* (s is freed on a later loop turn: still here after a close) */
+    server_on_read(s);
+    s->in_callback--;
+}
+
+/* What server_read_cb does by state. */
+static void server_on_read(struct server *s)
+{
     switch (s->state) {
     case SV_CONNECTING:
         if (s->step == LS_CANCEL_SENT) /* PostgreSQL sends nothing: closing is the answer */
@@ -1282,6 +1292,14 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
     struct server *s = arg;
+    s->in_callback++;
+    server_on_write(s, bev);
+    s->in_callback--;
+}
+
+/* What server_write_cb does. */
+static void server_on_write(struct server *s, struct bufferevent *bev)
+{
     conn_write_done(bev);
     struct client *c = s->client;
     if (c && c->paused) {
@@ -1318,10 +1336,20 @@ static enum server_loss loss_for_client(const struct server *s)
     return LOSS_FATAL;
 }
 
+static void server_on_event(struct server *s, short what);
+
 static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct server *s = arg;
+    s->in_callback++;
+    server_on_event(s, what);
+    s->in_callback--;
+}
+
+/* What server_event_cb does. */
+static void server_on_event(struct server *s, short what)
+{
     char reason[200];
     if (what & BEV_EVENT_CONNECTED) {
         if (s->step == LS_TCP)
@@ -1484,6 +1512,10 @@ void server_link(struct server *s, struct client *c)
     struct buf sql, *msgs = &s->link_msgs; /* kept: no allocation per checkout */
     char err[200];
     int replies = 0;
+    if (s->tls && s->in_callback == 0 && bufferevent_get_underlying(s->bev) &&
+        conn_tls_direct(&s->bev, server_take)) /* (a filter still busy: at a later checkout) */
+        log_debug("server %llu (%s): TLS read and written directly from now on",
+                  (unsigned long long)s->id, s->pool->db->name);
     s->client = c;
     c->server = s;
     s->last_used = time(NULL);
