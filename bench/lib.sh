@@ -4,7 +4,10 @@
 # of paired ratios; pgbench tables, a lakeproxy database entry and a whole lakeproxy
 # configuration towards that PostgreSQL. With BENCH_SERVER_TLS=1 PostgreSQL has TLS on (a test
 # certificate, tests/lib/mkcerts.sh) and both proxies reach it over TLS (lakeproxy's tls:
-# require, PgBouncer's server_tls_sslmode = require), as they reach Lakebase.
+# require, PgBouncer's server_tls_sslmode = require), as they reach Lakebase. With
+# BENCH_CLIENT_TLS=1 clients reach both proxies (and PostgreSQL direct) over TLS: the proxies
+# serve the same certificate (lakeproxy's listen.tls, PgBouncer's client_tls_sslmode =
+# require) and PGSSLMODE=require is exported.
 
 bench_pids=()
 # the rows workload's script: a 1,000-row result (a whole path: pgbench may run elsewhere)
@@ -23,10 +26,12 @@ bench_pg_start() {
     trap bench_cleanup EXIT
     pgport=$(bash tests/lib/free_port.sh)
     local certs=""
-    if [ -n "${BENCH_SERVER_TLS:-}" ]; then
+    if [ -n "${BENCH_SERVER_TLS:-}${BENCH_CLIENT_TLS:-}" ]; then
         certs=$T/certs
         bash tests/lib/mkcerts.sh "$certs"
+        [ "$(id -u)" != 0 ] || chown -R postgres "$certs" # (the proxies run as postgres)
     fi
+    [ -z "${BENCH_CLIENT_TLS:-}" ] || export PGSSLMODE=require
     bash tests/lib/pg_tmp.sh start "$T/pg" "$pgport" ${certs:+"$certs"}
     bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f tests/lib/setup.sql >/dev/null
     export PGPASSWORD=server-secret
@@ -101,12 +106,20 @@ YAML
 # compared at the same number of server connections.
 bench_pool_yaml() { echo "{ mode: transaction, size: $1, min: $1, max_wait_ms: 60000 }"; }
 
+# bench_listen_yaml PORT: lakeproxy's listen section, on 127.0.0.1:PORT (with TLS under
+# BENCH_CLIENT_TLS).
+bench_listen_yaml() {
+    local tls=""
+    [ -z "${BENCH_CLIENT_TLS:-}" ] || tls=", tls: { cert: $T/certs/server.crt, key: $T/certs/server.key }"
+    echo "listen: { host: 127.0.0.1, port: $1$tls }"
+}
+
 # bench_lakeproxy_yaml PORT POOL STATS: $T/lakeproxy.yaml for a lakeproxy on PORT serving
 # database bench (bench_db_yaml) in transaction pooling with POOL server connections to user
 # lp_server; STATS is its stats setting (a YAML flow mapping).
 bench_lakeproxy_yaml() {
     cat >"$T/lakeproxy.yaml" <<YAML
-listen: { host: 127.0.0.1, port: $1 }
+$(bench_listen_yaml "$1")
 log: { level: warning }
 limits: { max_clients: 2000 }
 databases:
@@ -137,6 +150,8 @@ max_client_conn = 2000
 query_wait_timeout = 60
 INI
     [ -z "${BENCH_SERVER_TLS:-}" ] || echo "server_tls_sslmode = require" >>"$T/pgbouncer.ini"
+    [ -z "${BENCH_CLIENT_TLS:-}" ] || printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n' \
+        "$T/certs/server.crt" "$T/certs/server.key" >>"$T/pgbouncer.ini"
     echo '"lp_server" "server-secret"' >"$T/userlist.txt"
 }
 

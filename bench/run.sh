@@ -8,11 +8,13 @@
 # on/off TPS ratio), and lakeproxy with statistics off (the cost of statistics: TPS and CPU
 # ratios). Ratios are taken within each repeat and their median reported, with their range.
 #   bench/run.sh [-d SECONDS] [-r REPEATS] [-c CLIENTS] [-p POOL_SIZE] [-w WORKLOADS]
-#                [-t TARGETS] [-L] [-T]
+#                [-t TARGETS] [-L] [-T] [-E]
 # lakeproxy runs as it ships: statistics on, no query log; -L: it also writes every query to
 # the JSON query log in a file (bench/stats.sh compares the two). -T: PostgreSQL has TLS on and
 # both proxies reach it over TLS, as they reach Lakebase (clients reach the proxies in plain
-# TCP; pgbench direct uses TLS too); BENCH_SERVER_TLS=1 does the same.
+# TCP; pgbench direct uses TLS too); BENCH_SERVER_TLS=1 does the same. -E: clients reach both
+# proxies, and PostgreSQL direct, over TLS (BENCH_CLIENT_TLS=1 does the same); with -T too,
+# TLS on both sides.
 # WORKLOADS is a comma list of: simple, extended, prepared, tpcb, connect, c1000, rows
 # (rows: 1,000-row results, bench/rows.sql)
 # TARGETS is a comma list of: direct, lakeproxy, lakeproxy_rls, lakeproxy_nostats, pgbouncer
@@ -31,10 +33,10 @@ DURATION=10 REPEATS=3 CLIENTS=20 POOL=20 WORKLOADS=simple,extended,prepared,tpcb
 TARGETS="direct lakeproxy lakeproxy_rls lakeproxy_nostats pgbouncer"
 STATS="{ enabled: true }" STATS_SAID="statistics on, no query log (as it ships)"
 ALL_TARGETS=$TARGETS
-while getopts "d:r:c:p:w:t:LT" o; do
+while getopts "d:r:c:p:w:t:LTE" o; do
     case $o in
         d) DURATION=$OPTARG ;; r) REPEATS=$OPTARG ;; c) CLIENTS=$OPTARG ;;
-        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; t) TARGETS=${OPTARG//,/ } ;; L) STATS="{ log: QUERY_LOG }" STATS_SAID="statistics on, every query logged to a file" ;; T) export BENCH_SERVER_TLS=1 ;; *) exit 2 ;;
+        p) POOL=$OPTARG ;; w) WORKLOADS=$OPTARG ;; t) TARGETS=${OPTARG//,/ } ;; L) STATS="{ log: QUERY_LOG }" STATS_SAID="statistics on, every query logged to a file" ;; T) export BENCH_SERVER_TLS=1 ;; E) export BENCH_CLIENT_TLS=1 ;; *) exit 2 ;;
     esac
 done
 for target in $TARGETS; do
@@ -50,10 +52,10 @@ BUILD_SAID=$(lakeproxy_build_said)
 bench_pg_start lakeproxy-bench
 bench_pgbench_init
 
-lpport=$(bash tests/lib/free_port.sh)
-{
+# lakeproxy_yaml PORT: the configuration of a lakeproxy on PORT, but its stats section.
+lakeproxy_yaml() {
+    bench_listen_yaml "$1"
     cat <<YAML
-listen: { host: 127.0.0.1, port: $lpport }
 log: { level: warning }
 limits: { max_clients: 2000 }
 databases:
@@ -68,9 +70,11 @@ users:
   tenant2: { password: server-secret, attributes: { tenant_id: "2" } }
 rls: { prefix: app, databases: [bench_rls], attributes: { tenant_id: attribute, user: user } }
 YAML
-} >"$T/lakeproxy.yaml"
+}
+lpport=$(bash tests/lib/free_port.sh)
+lakeproxy_yaml "$lpport" >"$T/lakeproxy.yaml"
 lp2port=$(bash tests/lib/free_port.sh)
-sed -e "s/port: $lpport }/port: $lp2port }/" "$T/lakeproxy.yaml" >"$T/nostats.yaml"
+lakeproxy_yaml "$lp2port" >"$T/nostats.yaml"
 echo "stats: ${STATS/QUERY_LOG/$T/queries.jsonl}" >>"$T/lakeproxy.yaml"
 echo "stats: { enabled: false }" >>"$T/nostats.yaml"
 ./lakeproxy -c "$T/lakeproxy.yaml" 2>"$T/lakeproxy.log" &
@@ -184,7 +188,7 @@ dat="$T/chart.dat"
     echo "# lakeproxy bench $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "pgbench against PostgreSQL directly, lakeproxy and PgBouncer $(pgbouncer --version | head -n1 | awk '{print $2}'),"
-    echo "both in transaction pooling with $POOL server connections$([ -n "${BENCH_SERVER_TLS:-}" ] && echo ", over TLS (TLS to PostgreSQL for direct too)"); $CLIENTS clients unless the"
+    echo "both in transaction pooling with $POOL server connections$([ -n "${BENCH_SERVER_TLS:-}" ] && echo ", over TLS (TLS to PostgreSQL for direct too)")$([ -n "${BENCH_CLIENT_TLS:-}" ] && echo ", clients over TLS (to PostgreSQL direct too)"); $CLIENTS clients unless the"
     echo "workload says otherwise; ${DURATION}s x $REPEATS runs, medians; $(nproc) cores, one machine."
     echo "lakeproxy: $STATS_SAID; lakeproxy_nostats: statistics off; $BUILD_SAID."
     echo "Ratios are the median of the ratios within each run (the targets take turns, each run"

@@ -3,7 +3,6 @@
 #include "client.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -797,8 +796,7 @@ static void start_scram(struct client *c, const struct scram_verifier *v)
     struct buf b;
     buf_init(&b);
     scram_server_init(&c->scram, v);
-    if (c->tls &&
-        tls_server_end_point(bufferevent_openssl_get_ssl(c->bev), cbind, sizeof(cbind), &n))
+    if (c->tls && tls_server_end_point(conn_tls(c->bev), cbind, sizeof(cbind), &n))
         scram_server_offer_binding(&c->scram, cbind, n);
     if (c->scram.cbind_len > 0)
         proto_auth(&b, AUTH_REQ_SASL, both, sizeof(both));
@@ -1133,18 +1131,13 @@ static void on_auth_data(struct client *c)
     free(body);
 }
 
-/* Makes bev c's connection: callbacks, and watermarks that bound what is buffered (on a plain
- * socket, conn_read_direct bounds its input from the startup packet on). A TLS filter's read
- * watermark reads again as soon as the relay drains its input below the mark, from inside the
- * drain: its callbacks are deferred (BEV_OPT_DEFER_CALLBACKS), so the read callback never runs
- * inside a relay of the same input (which would pass bytes past a streamed body's end
- * uninspected), nor does an EOF close the client under it. Created without
- * BEV_OPT_CLOSE_ON_FREE: see conn_close_after_flush. */
+/* Makes bev c's connection: callbacks, and the write watermark at which a paused server reads
+ * again (conn_read_direct, or conn_tls_accept, bounds the input; reading stops there without
+ * calling the read callback, which so never runs inside a relay of the same input, where it
+ * would pass bytes past a streamed body's end uninspected). */
 static void client_attach_bev(struct client *c, struct bufferevent *bev)
 {
     c->bev = bev;
-    if (bufferevent_get_underlying(bev))
-        bufferevent_setwatermark(bev, EV_READ, 0, CLIENT_READ_AHEAD);
     bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_enable(bev, conn_initial_events(bev));
@@ -1163,21 +1156,19 @@ static void handle_ssl_request(struct client *c)
         return;
     }
     SSL *ssl = SSL_new(c->w->client_tls);
-    struct bufferevent *tlsbev =
-        ssl ? bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_DEFER_CALLBACKS /* see client_attach_bev */)
-            : NULL;
-    if (!tlsbev) {
-        SSL_free(ssl);
+    if (!ssl) {
         client_fail(c, "08006", "could not start TLS");
         return;
     }
-    /* 'S' goes out in the clear through the underlying bufferevent, before the handshake. */
+    /* 'S' in the clear, then the handshake, which conn runs on the socket from here on */
     conn_write(c->bev, "S", 1);
-    conn_bound_tls_socket(c->bev);
+    if (!conn_tls_accept(c->bev, ssl, CLIENT_READ_AHEAD, client_take)) {
+        SSL_free(ssl);
+        client_close(c, "could not start TLS");
+        return;
+    }
     c->step = CS_TLS;
     c->tls_cfg_gen = c->w->cfg_gen;
-    client_attach_bev(c, tlsbev);
 }
 
 /* Tells a client asking for protocol 3.x (x > 0) or _pq_ options what the proxy speaks. */
@@ -1626,7 +1617,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
         c->tls = true;
-        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        SSL *ssl = conn_tls(c->bev);
         c->cert_verified = tls_peer_subject(ssl, &c->cert);
         if (c->cert_verified && c->tls_cfg_gen != c->w->cfg_gen &&
             !tls_peer_verifies_in(ssl, c->w->client_tls)) {

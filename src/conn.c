@@ -1,5 +1,5 @@
-/* conn.c: helpers shared by client and server connections: sending, direct reads, closing,
- * deferred free. */
+/* conn.c: helpers shared by client and server connections: sending, direct reads, TLS run on
+ * the socket itself (conn_tls_accept, conn_tls_direct), closing, deferred free. */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -80,28 +80,19 @@ void conn_send_last(struct bufferevent *bev, struct buf *b)
         conn_write(bev, b->data, b->len);
 }
 
-static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
+static void socket_read_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Is bev's read event direct_read_cb's (conn_read_direct)? The callback is read in place, as
- * event_get_callback would return it (event_struct.h publishes it): that call, through the
- * PLT, ran several times per transaction. */
-static bool reads_direct(const struct bufferevent *bev)
-{
-    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == direct_read_cb;
-}
-
-static void tls_read_cb(evutil_socket_t fd, short what, void *arg);
-
-/* Does bev read through conn itself (conn_read_direct or conn_tls_direct)? */
+/* Does bev read through conn itself (conn_read_direct, conn_tls_direct, conn_tls_accept)? Its
+ * read event's callback is read in place, as event_get_callback would return it
+ * (event_struct.h publishes it): that call, through the PLT, ran several times per
+ * transaction. */
 static bool reads_itself(const struct bufferevent *bev)
 {
-    void (*cb)(evutil_socket_t, short, void *) =
-        bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback;
-    return cb == direct_read_cb || cb == tls_read_cb;
+    return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == socket_read_cb;
 }
 
-/* TLS sessions that conn reads and writes itself (conn_tls_direct), by socket descriptor: the
- * socket bufferevent that carries each, and its SSL. */
+/* TLS sessions that conn reads and writes itself (conn_tls_direct, conn_tls_accept), by socket
+ * descriptor: the socket bufferevent that carries each, and its SSL. */
 struct direct_tls {
     struct bufferevent *bev;
     SSL *ssl;
@@ -146,9 +137,15 @@ static void release_tls(struct bufferevent *bev)
     dtls[bev->ev_read.ev_fd] = (struct direct_tls){0};
 }
 
+SSL *conn_tls(struct bufferevent *bev)
+{
+    SSL *ssl = tls_of(bev);
+    return ssl ? ssl : bufferevent_openssl_get_ssl(bev);
+}
+
 int conn_plain_fd(struct bufferevent *bev)
 {
-    return reads_direct(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's field) */
+    return reads_itself(bev) && !tls_of(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's) */
 }
 
 /* Drains n bytes from the front of a socket's output, which libevent keeps frozen. */
@@ -159,15 +156,38 @@ static void drain_output(struct evbuffer *out, size_t n)
     evbuffer_freeze(out, 1);
 }
 
-/* Writes what bev's output holds through its SSL until the socket takes no more; false on a
- * TLS or socket error (reported to bev's event callback). */
+/* A TLS record holds at most this much (RFC 8446 5.1, RFC 5246 6.2.1). */
+enum { TLS_RECORD_MAX = 16384 };
+
+/* Writes what bev's output holds through its SSL until the socket takes no more, a record of
+ * up to TLS_RECORD_MAX bytes per SSL_write: the output's chains are often a message each, and
+ * a record each would cost a record's encryption and framing per message. False on a TLS or
+ * socket error (reported to bev's event callback). */
 static bool tls_write_out(struct bufferevent *bev, SSL *ssl)
 {
     struct evbuffer *out = bev->output;
-    struct evbuffer_iovec v;
-    while (evbuffer_peek(out, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+    uint8_t record[TLS_RECORD_MAX];
+    size_t len;
+    while ((len = evbuffer_get_length(out)) > 0) {
+        struct evbuffer_iovec v;
+        size_t want = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX;
+        if (evbuffer_peek(out, -1, NULL, &v, 1) < 1)
+            break;
+        const void *p = v.iov_base;
+        if (v.iov_len < want) { /* gather a whole record (a retry sees the same front bytes);
+                                   a frozen front is not copied out: thawed for it */
+            evbuffer_unfreeze(out, 1);
+            ev_ssize_t got = evbuffer_copyout(out, record, want);
+            evbuffer_freeze(out, 1);
+            if (got != (ev_ssize_t)want)
+                want = v.iov_len; /* (cannot be) */
+            else
+                p = record;
+        } else {
+            want = v.iov_len > INT_MAX ? INT_MAX : v.iov_len;
+        }
         ERR_clear_error();
-        int n = SSL_write(ssl, v.iov_base, v.iov_len > INT_MAX ? INT_MAX : (int)v.iov_len);
+        int n = SSL_write(ssl, p, (int)want);
         if (n > 0) {
             drain_output(out, (size_t)n);
             continue;
@@ -183,23 +203,34 @@ static bool tls_write_out(struct bufferevent *bev, SSL *ssl)
     return true;
 }
 
+/* Writes bev's output through its SSL (once the handshake is done: until then it waits), the
+ * write event on for what the socket does not take. */
+static void tls_flush(struct bufferevent *bev, SSL *ssl)
+{
+    if (SSL_is_init_finished(ssl) && tls_write_out(bev, ssl) &&
+        evbuffer_get_length(bev->output) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
 void conn_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bev->output;
     relay_settle(out); /* a run the relay holds back for out leaves first */
     if (evbuffer_get_length(out) == 0)
         return;
-    SSL *ssl = tls_of(bev);
-    if (ssl) {
-        if (tls_write_out(bev, ssl) && evbuffer_get_length(out) > 0)
-            bufferevent_enable(bev, EV_WRITE);
-        return;
-    }
-    evutil_socket_t fd = conn_plain_fd(bev);
-    if (fd < 0 && bufferevent_get_underlying(bev))
+    evutil_socket_t fd = -1;
+    if (reads_itself(bev)) {
+        SSL *ssl = tls_of(bev);
+        if (ssl) {
+            tls_flush(bev, ssl);
+            return;
+        }
+        fd = bev->ev_read.ev_fd;
+    } else if (bufferevent_get_underlying(bev)) {
         return; /* TLS: the filter writes */
-    if (fd < 0)
+    } else {
         fd = bufferevent_getfd(bev);
+    }
     if (fd >= 0) { /* libevent keeps the front of a socket's output frozen outside its own
                       write callback; thaw it for this write */
         evbuffer_unfreeze(out, 1);
@@ -328,32 +359,97 @@ static void deliver_read(struct bufferevent *bev, const uint8_t *p, size_t n, si
     bufferevent_trigger(bev, EV_READ, 0);
 }
 
-/* The read event of a plain socket bufferevent after conn_read_direct: one recv(), offered to
- * the read callback's fast path; else (declined) into the input buffer, then the read
- * callback (subject to the low watermark), as libevent would. At the read limit the
- * event is taken off (reads stay enabled) until conn_read_resume. */
-static void direct_read_cb(evutil_socket_t fd, short what, void *arg)
+/* One recv() of at most room bytes from bev's plain socket fd into chunk: the bytes read, 0
+ * when there are none yet, -1 after reporting EOF or an error. */
+static ssize_t read_plain(struct bufferevent *bev, evutil_socket_t fd, uint8_t *chunk, size_t room)
+{
+    ssize_t n = recv(fd, chunk, room, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+        return -1;
+    }
+    return n;
+}
+
+/* One SSL_read of bev's TLS session into chunk (CONN_READ_CHUNK, a whole TLS record, whatever
+ * the read limit's room: the SSL keeps nothing decrypted, which only a read event brings back;
+ * the limit is passed by less than a record): the bytes read, 0 when there are none yet, -1
+ * after reporting EOF (close_notify) or an error. */
+static ssize_t read_tls(struct bufferevent *bev, SSL *ssl, uint8_t *chunk)
+{
+    ERR_clear_error();
+    int n = SSL_read(ssl, chunk, CONN_READ_CHUNK);
+    if (n > 0) {
+        if (SSL_pending(ssl) > 0) /* (not expected: see above; now, as bev may close later) */
+            event_active(&bev->ev_read, EV_READ, 1);
+        return n;
+    }
+    int e = SSL_get_error(ssl, n);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE) { /* (a key update waits for the socket to take it) */
+        bufferevent_enable(bev, EV_WRITE);
+        return 0;
+    }
+    read_failed(bev,
+                BEV_EVENT_READING | (e == SSL_ERROR_ZERO_RETURN ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+    return -1;
+}
+
+/* Moves the TLS handshake of conn_tls_accept on, from either event: the write event is on
+ * while the handshake waits to write, off otherwise. Once done, what bev's output holds goes
+ * out and BEV_EVENT_CONNECTED is reported (last: the event callback may free bev); a failed
+ * handshake is reported as a read error. */
+static void tls_handshake_step(struct bufferevent *bev, SSL *ssl)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE) {
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+    bufferevent_disable(bev, EV_WRITE);
+    if (e == SSL_ERROR_WANT_READ)
+        return;
+    if (e != SSL_ERROR_NONE) {
+        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_ERROR);
+        return;
+    }
+    event_active(&bev->ev_read, EV_READ, 1); /* (records that came with the last flight) */
+    tls_flush(bev, ssl);
+    bufferevent_trigger_event(bev, BEV_EVENT_CONNECTED, 0);
+}
+
+/* The read event of a socket bufferevent that conn reads itself: one recv() (plain) or one
+ * SSL_read (conn_tls_direct, conn_tls_accept; the handshake first), offered to the read
+ * callback's fast path; else (declined) into the input buffer, then the read callback
+ * (subject to the low watermark), as libevent would. At the read limit the event is taken off
+ * (reads stay enabled) until conn_read_resume. */
+static void socket_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bufferevent *bev = arg;
     if (what == EV_TIMEOUT) {
         read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
         return;
     }
-    struct evbuffer *in = bev->input;
-    size_t had = evbuffer_get_length(in);
+    SSL *ssl = tls_of(bev);
+    if (ssl && !SSL_is_init_finished(ssl)) {
+        tls_handshake_step(bev, ssl);
+        return;
+    }
+    size_t had = evbuffer_get_length(bev->input);
     size_t room = read_room(bev, had);
     if (room == 0) {
         event_del(&bev->ev_read);
         return;
     }
     uint8_t chunk[CONN_READ_CHUNK];
-    ssize_t n = recv(fd, chunk, room, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    ssize_t n = ssl ? read_tls(bev, ssl, chunk) : read_plain(bev, fd, chunk, room);
+    if (n <= 0)
         return;
-    if (n <= 0) {
-        read_failed(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
-        return;
-    }
     monotime_hold(); /* what this read sets off shares one clock reading */
     deliver_read(bev, chunk, (size_t)n, had);
     monotime_release();
@@ -380,71 +476,37 @@ static void drop_output_callbacks(struct bufferevent *bev)
     evbuffer_free(old);
 }
 
+/* Makes socket_read_cb bev's read event on descriptor fd, keeping whether the event is added
+ * (reads enabled and not suspended). */
+static void own_read_event(struct bufferevent *bev, evutil_socket_t fd)
+{
+    struct event *ev = &bev->ev_read;
+    bool pending = read_event_added(ev);
+    event_del(ev);
+    event_assign(ev, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
+                 socket_read_cb, bev);
+    if (pending)
+        event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
+}
+
 void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
 {
     if (take && bev->readcb)
         set_taker(bev->readcb, take);
     evutil_socket_t fd = bufferevent_getfd(bev);
-    struct event *ev = &bev->ev_read;
     if (fd < 0 || bufferevent_get_underlying(bev) || bufferevent_openssl_get_ssl(bev) ||
-        event_get_callback(ev) == direct_read_cb)
+        reads_itself(bev))
         return;
     if (bev->wm_read.high) /* libevent's watermark callback off, and its suspension lifted */
         bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bev->wm_read.high = limit; /* read_room's, alone: see there */
-    /* swap the callback of libevent's read event, keeping whether it is added (reads enabled
-     * and not suspended) */
-    bool pending = read_event_added(ev);
-    event_del(ev);
-    event_assign(ev, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
-                 direct_read_cb, bev);
-    if (pending)
-        event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
+    own_read_event(bev, fd);
     drop_output_callbacks(bev);
 }
 
-/* The read event of a socket bufferevent after conn_tls_direct: one SSL_read (one TLS
- * record) into a chunk, then as direct_read_cb. What the SSL still holds decrypted (a record
- * larger than the room) brings this callback back on the next loop turn. */
-static void tls_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    struct bufferevent *bev = arg;
-    if (what == EV_TIMEOUT) {
-        read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-        return;
-    }
-    SSL *ssl = tls_of(bev);
-    size_t had = evbuffer_get_length(bev->input);
-    size_t room = read_room(bev, had);
-    if (!ssl || room == 0) {
-        event_del(&bev->ev_read);
-        return;
-    }
-    uint8_t chunk[CONN_READ_CHUNK];
-    ERR_clear_error();
-    int n = SSL_read(ssl, chunk, (int)room);
-    if (n <= 0) {
-        int e = SSL_get_error(ssl, n);
-        if (e == SSL_ERROR_WANT_READ)
-            return;
-        if (e == SSL_ERROR_WANT_WRITE) { /* (a key update waits for the socket to take it) */
-            bufferevent_enable(bev, EV_WRITE);
-            return;
-        }
-        read_failed(bev, BEV_EVENT_READING |
-                             (e == SSL_ERROR_ZERO_RETURN ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
-        return;
-    }
-    if (SSL_pending(ssl) > 0) /* (before delivering: bev may be closed by what it sets off) */
-        event_active(&bev->ev_read, EV_READ, 1);
-    monotime_hold();
-    deliver_read(bev, chunk, (size_t)n, had);
-    monotime_release();
-}
-
-/* The write event of a socket bufferevent after conn_tls_direct: what the socket would not
- * take before, through the SSL; the write callback once all of it is out. */
+/* The write event of a socket bufferevent whose TLS conn runs: the handshake, or what the
+ * socket would not take before, through the SSL; the write callback once the output is down
+ * to the write low watermark, as libevent's. */
 static void tls_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -455,12 +517,40 @@ static void tls_write_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     SSL *ssl = tls_of(bev);
+    if (ssl && !SSL_is_init_finished(ssl)) {
+        tls_handshake_step(bev, ssl);
+        return;
+    }
     if (!ssl || !tls_write_out(bev, ssl))
         return;
     if (bev->enabled & EV_READ) /* (a read may have waited for this: SSL_read's own write) */
         event_active(&bev->ev_read, EV_READ, 1);
-    if (evbuffer_get_length(bev->output) == 0)
+    if (evbuffer_get_length(bev->output) <= bev->wm_write.low)
         bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
+/* Makes conn run ssl on bev's socket fd from now on: reads (socket_read_cb, at most limit
+ * bytes of input; take the read callback's fast path) and writes (conn_flush, tls_write_cb),
+ * the bufferevent's callbacks and enabled events kept; its output loses its callbacks. */
+static void take_tls(struct bufferevent *bev, evutil_socket_t fd, SSL *ssl, size_t limit,
+                     conn_take_fn take)
+{
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    dtls[fd] = (struct direct_tls){bev, ssl};
+    if (take && bev->readcb)
+        set_taker(bev->readcb, take);
+    if (bev->wm_read.high || bev->wm_read.low) /* (as conn_read_direct) */
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bev->wm_read.high = limit;
+    own_read_event(bev, fd);
+    bool writing = read_event_added(&bev->ev_write);
+    event_del(&bev->ev_write);
+    event_assign(&bev->ev_write, bufferevent_get_base(bev), fd, EV_WRITE | EV_PERSIST | EV_FINALIZE,
+                 tls_write_cb, bev);
+    if (writing)
+        event_add(&bev->ev_write,
+                  evutil_timerisset(&bev->timeout_write) ? &bev->timeout_write : NULL);
+    drop_output_callbacks(bev);
 }
 
 bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take)
@@ -486,22 +576,25 @@ bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take)
         *bevp = under;
         return true;
     }
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    dtls[fd] = (struct direct_tls){under, ssl};
-    bufferevent_setwatermark(under, EV_READ | EV_WRITE, 0, 0);
+    bufferevent_setwatermark(under, EV_WRITE, 0, 0);
     bufferevent_setcb(under, readcb, writecb, eventcb, cbarg);
-    if (take && readcb)
-        set_taker(readcb, take);
-    struct event_base *base = bufferevent_get_base(under);
-    event_del(&under->ev_read);
-    event_assign(&under->ev_read, base, fd, EV_READ | EV_PERSIST | EV_FINALIZE, tls_read_cb, under);
-    event_del(&under->ev_write);
-    event_assign(&under->ev_write, base, fd, EV_WRITE | EV_PERSIST | EV_FINALIZE, tls_write_cb,
-                 under);
-    under->enabled = 0;
+    bufferevent_disable(under, EV_WRITE);
     bufferevent_enable(under, EV_READ);
-    drop_output_callbacks(under);
+    take_tls(under, fd, ssl, 0, take);
     *bevp = under;
+    return true;
+}
+
+bool conn_tls_accept(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || bufferevent_get_underlying(bev) || reads_itself(bev) ||
+        evbuffer_get_length(bev->input) > 0 || evbuffer_get_length(bev->output) > 0 ||
+        !dtls_room(fd) || !SSL_set_fd(ssl, fd))
+        return false;
+    SSL_set_accept_state(ssl);
+    take_tls(bev, fd, ssl, limit, take);
+    bufferevent_enable(bev, EV_READ);
     return true;
 }
 

@@ -3,6 +3,7 @@
 #define LAKEPROXY_CONN_H
 
 #include <event2/bufferevent.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -86,6 +87,19 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
  * quiet (try later). Never from inside the filter's own callbacks (it would go on reading
  * through the SSL after they return). The session ends at conn_close_after_flush. */
 bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take);
+
+/* Runs the server side of TLS on bev's plain socket from now on, in conn itself (no libevent
+ * filter; bev stays the connection): ssl's handshake (BEV_EVENT_CONNECTED to bev's event
+ * callback once done, BEV_EVENT_READING | BEV_EVENT_ERROR if it fails), then reads and writes
+ * as conn_tls_direct's, at most limit bytes of input (conn_read_direct's limit) and take as
+ * the read callback's fast path. bev's input and output must be empty (what was written in the
+ * clear, out). False when that cannot be (ssl is then the caller's to free); the session ends
+ * at conn_close_after_flush. */
+bool conn_tls_accept(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take);
+
+/* The TLS session bev runs: conn's own (conn_tls_accept, conn_tls_direct) or a libevent TLS
+ * filter's; NULL when plain. */
+SSL *conn_tls(struct bufferevent *bev);
 
 /* After input was drained: reading goes on if it stopped at the limit and there is room now.
  * Reading stops at the limit without calling the read callback, so only code running outside

@@ -2,7 +2,6 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <event2/bufferevent_ssl.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -18,6 +17,7 @@
 #include "auth.h"
 #include "authquery.h"
 #include "client.h"
+#include "conn.h"
 #include "credentials.h"
 #include "guard.h"
 #include "hashkey.h"
@@ -623,7 +623,7 @@ static const char *refused_tls(const struct worker *w, struct client *c)
     if (lack == TLS_LACKS_TLS)
         return "TLS is now required (listen.tls.client_tls: require)";
     if (c->cert_verified && w->cfg->tls_client_ca &&
-        !tls_peer_verifies_in(bufferevent_openssl_get_ssl(c->bev), w->client_tls))
+        !tls_peer_verifies_in(conn_tls(c->bev), w->client_tls))
         return "its client certificate does not verify under the new listen.tls.client_ca and "
                "client_crl";
     if (lack == TLS_LACKS_CERT)

@@ -827,9 +827,10 @@ Test(abuse, more_large_messages_than_servers_and_memory_all_get_through)
     }
 }
 
-/* Over TLS the read limit is libevent's watermark on the TLS filter: a large message waits for
- * its turn and is answered, and a pipeline of far more than 256 KiB of queries is answered in
- * order, every row right (reads resumed as the input drains must not run inside the relay). */
+/* Over TLS (which lakeproxy runs on the socket itself, conn_tls_accept) the read limit is
+ * passed by at most a TLS record, read whole: a large message waits for its turn and is answered,
+ * and a pipeline of far more than 256 KiB of queries is answered in order, every row right (reads
+ * resumed as the input drains must not run inside the relay). */
 Test(abuse, over_tls_large_messages_and_long_pipelines_are_answered_in_order, .timeout = 60)
 {
     start_large_limits();
