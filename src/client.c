@@ -107,7 +107,9 @@ void client_close(struct client *c, const char *reason)
         event_free(c->timer);
     if (c->login_timer)
         event_free(c->login_timer);
-    c->timer = c->login_timer = NULL;
+    if (c->cancel_timer)
+        event_free(c->cancel_timer);
+    c->timer = c->login_timer = c->cancel_timer = NULL;
     c->state = CL_CLOSING;
     conn_close_after_flush(c->bev);
     c->bev = NULL;
@@ -509,6 +511,35 @@ void client_send_wanted_cancel(struct client *c)
     }
 }
 
+/* A cancel kept for a query goes this long after the query: PostgreSQL drops a cancel whose
+ * signal reaches the backend before it has read the query (between statements), and on a busy
+ * machine the backend may take milliseconds to wake and read it. */
+#define KEPT_CANCEL_DELAY_MS 50
+
+/* The kept cancel's wait is over: it goes if its query still runs; a query that ended (its
+ * server given back) needs none. A statement sent after it took it along (client_inspect). */
+static void kept_cancel_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    if (c->server)
+        client_send_wanted_cancel(c);
+    else
+        c->cancel_wanted = c->cancel_query_sent = false;
+}
+
+void client_send_wanted_cancel_soon(struct client *c)
+{
+    if (!c->cancel_wanted || !c->server)
+        return;
+    struct timeval tv = {0, KEPT_CANCEL_DELAY_MS * 1000};
+    if (!c->cancel_timer)
+        c->cancel_timer = evtimer_new(c->w->base, kept_cancel_cb, c);
+    if (!c->cancel_timer || evtimer_add(c->cancel_timer, &tv) != 0)
+        client_send_wanted_cancel(c);
+}
+
 void client_server_ready(struct client *c)
 {
     qtrack_linked(c);
@@ -518,7 +549,7 @@ void client_server_ready(struct client *c)
             return;
     }
     client_pump(c);
-    client_send_wanted_cancel(c);
+    client_send_wanted_cancel_soon(c);
     client_transaction_done(c);
 }
 
@@ -1140,7 +1171,7 @@ static void client_attach_bev(struct client *c, struct bufferevent *bev)
     c->bev = bev;
     bufferevent_setwatermark(bev, EV_WRITE, RELAY_LOW_WATER, 0);
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_enable(bev, conn_initial_events(bev));
+    bufferevent_enable(bev, EV_READ); /* writes: see conn_flush */
 }
 
 /* Answers SSLRequest: 'S' and a TLS handshake when TLS is configured, else 'N'. */

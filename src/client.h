@@ -21,6 +21,11 @@ void client_refuse(evutil_socket_t fd, const char *msg);
  * read-back of c's settings) goes to the server now, if a query of c's runs there. */
 void client_send_wanted_cancel(struct client *c);
 
+/* client_send_wanted_cancel KEPT_CANCEL_DELAY_MS (50 ms) after the query the cancel was kept for
+ * went to the server, so that PostgreSQL has read the query when the cancel reaches it; at
+ * once when no timer can be had. */
+void client_send_wanted_cancel_soon(struct client *c);
+
 /* c's server is linked and carries c's parameters: finish the login or go on relaying. */
 void client_server_ready(struct client *c);
 

@@ -1,11 +1,10 @@
 /* conn.c: helpers shared by client and server connections: sending, direct reads, TLS run on
- * the socket itself (conn_tls_accept, conn_tls_direct), closing, deferred free. */
+ * the socket itself (conn_tls_accept, conn_tls_connect), closing, deferred free. */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <limits.h>
@@ -61,14 +60,6 @@ bool conn_send(struct bufferevent *bev, struct buf *b)
     return true;
 }
 
-/* What a socket under a TLS filter may hold to be written: a few TLS records (16 KiB each). */
-enum { CONN_TLS_SOCKET_BACKLOG = 64 * 1024 };
-
-void conn_bound_tls_socket(struct bufferevent *sock)
-{
-    bufferevent_setwatermark(sock, EV_WRITE, 0, CONN_TLS_SOCKET_BACKLOG);
-}
-
 bool conn_queue(struct bufferevent *bev, struct buf *b)
 {
     return !b->failed && bufferevent_write(bev, b->data, b->len) == 0;
@@ -82,7 +73,7 @@ void conn_send_last(struct bufferevent *bev, struct buf *b)
 
 static void socket_read_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Does bev read through conn itself (conn_read_direct, conn_tls_direct, conn_tls_accept)? Its
+/* Does bev read through conn itself (conn_read_direct, conn_tls_accept, conn_tls_connect)? Its
  * read event's callback is read in place, as event_get_callback would return it
  * (event_struct.h publishes it): that call, through the PLT, ran several times per
  * transaction. */
@@ -91,7 +82,7 @@ static bool reads_itself(const struct bufferevent *bev)
     return bev->ev_read.ev_evcallback.evcb_cb_union.evcb_callback == socket_read_cb;
 }
 
-/* TLS sessions that conn reads and writes itself (conn_tls_direct, conn_tls_accept), by socket
+/* TLS sessions that conn reads and writes itself (conn_tls_accept, conn_tls_connect), by socket
  * descriptor: the socket bufferevent that carries each, and its SSL. */
 struct direct_tls {
     struct bufferevent *bev;
@@ -100,7 +91,7 @@ struct direct_tls {
 static struct direct_tls *dtls;
 static size_t dtls_n;
 
-/* The SSL conn reads and writes bev through, or NULL (plain, or a libevent TLS filter). */
+/* The SSL conn reads and writes bev through, or NULL (plain). */
 static SSL *tls_of(const struct bufferevent *bev)
 {
     evutil_socket_t fd = bev->ev_read.ev_fd;
@@ -139,8 +130,7 @@ static void release_tls(struct bufferevent *bev)
 
 SSL *conn_tls(struct bufferevent *bev)
 {
-    SSL *ssl = tls_of(bev);
-    return ssl ? ssl : bufferevent_openssl_get_ssl(bev);
+    return tls_of(bev);
 }
 
 int conn_plain_fd(struct bufferevent *bev)
@@ -226,8 +216,6 @@ void conn_flush(struct bufferevent *bev)
             return;
         }
         fd = bev->ev_read.ev_fd;
-    } else if (bufferevent_get_underlying(bev)) {
-        return; /* TLS: the filter writes */
     } else {
         fd = bufferevent_getfd(bev);
     }
@@ -249,13 +237,8 @@ void conn_write(struct bufferevent *bev, const void *data, size_t len)
 
 void conn_write_done(struct bufferevent *bev)
 {
-    if (!bufferevent_get_underlying(bev) && evbuffer_get_length(conn_output(bev)) == 0)
+    if (evbuffer_get_length(conn_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
-}
-
-short conn_initial_events(struct bufferevent *bev)
-{
-    return bufferevent_get_underlying(bev) ? EV_READ | EV_WRITE : EV_READ;
 }
 
 /* How much one read may add to bev's input, which holds len bytes: a chunk, or less to stay
@@ -424,7 +407,7 @@ static void tls_handshake_step(struct bufferevent *bev, SSL *ssl)
 }
 
 /* The read event of a socket bufferevent that conn reads itself: one recv() (plain) or one
- * SSL_read (conn_tls_direct, conn_tls_accept; the handshake first), offered to the read
+ * SSL_read (conn_tls_accept, conn_tls_connect; the handshake first), offered to the read
  * callback's fast path; else (declined) into the input buffer, then the read callback
  * (subject to the low watermark), as libevent would. At the read limit the event is taken off
  * (reads stay enabled) until conn_read_resume. */
@@ -494,8 +477,7 @@ void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take)
     if (take && bev->readcb)
         set_taker(bev->readcb, take);
     evutil_socket_t fd = bufferevent_getfd(bev);
-    if (fd < 0 || bufferevent_get_underlying(bev) || bufferevent_openssl_get_ssl(bev) ||
-        reads_itself(bev))
+    if (fd < 0 || reads_itself(bev))
         return;
     if (bev->wm_read.high) /* libevent's watermark callback off, and its suspension lifted */
         bufferevent_setwatermark(bev, EV_READ, 0, 0);
@@ -553,48 +535,33 @@ static void take_tls(struct bufferevent *bev, evutil_socket_t fd, SSL *ssl, size
     drop_output_callbacks(bev);
 }
 
-bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take)
+/* Starts TLS session ssl on bev's plain socket, run by conn from now on (conn_tls_accept,
+ * conn_tls_connect): false when it cannot be. */
+static bool start_tls(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take)
 {
-    struct bufferevent *tls = *bevp, *under = bufferevent_get_underlying(tls);
-    SSL *ssl = bufferevent_openssl_get_ssl(tls);
-    if (!under || !ssl || !SSL_is_init_finished(ssl) || SSL_pending(ssl) > 0 ||
-        evbuffer_get_length(tls->input) > 0 || evbuffer_get_length(tls->output) > 0 ||
-        evbuffer_get_length(under->input) > 0 || evbuffer_get_length(under->output) > 0)
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || reads_itself(bev) || evbuffer_get_length(bev->input) > 0 ||
+        evbuffer_get_length(bev->output) > 0 || !dtls_room(fd) || !SSL_set_fd(ssl, fd))
         return false;
-    evutil_socket_t fd = bufferevent_getfd(under);
-    if (fd < 0 || !dtls_room(fd))
-        return false;
-    bufferevent_data_cb readcb = tls->readcb, writecb = tls->writecb;
-    bufferevent_event_cb eventcb = tls->errorcb;
-    void *cbarg = tls->cbarg;
-    bufferevent_setcb(tls, NULL, NULL, NULL, NULL);
-    bufferevent_free(tls);      /* (made without BEV_OPT_CLOSE_ON_FREE: the SSL and socket stay) */
-    if (!SSL_set_fd(ssl, fd)) { /* (libevent's BIO over under goes, under stays) */
-        SSL_free(ssl);
-        bufferevent_setcb(under, NULL, NULL, eventcb, cbarg);
-        bufferevent_trigger_event(under, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
-        *bevp = under;
-        return true;
-    }
-    bufferevent_setwatermark(under, EV_WRITE, 0, 0);
-    bufferevent_setcb(under, readcb, writecb, eventcb, cbarg);
-    bufferevent_disable(under, EV_WRITE);
-    bufferevent_enable(under, EV_READ);
-    take_tls(under, fd, ssl, 0, take);
-    *bevp = under;
+    take_tls(bev, fd, ssl, limit, take);
+    bufferevent_enable(bev, EV_READ);
     return true;
 }
 
 bool conn_tls_accept(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take)
 {
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    if (fd < 0 || bufferevent_get_underlying(bev) || reads_itself(bev) ||
-        evbuffer_get_length(bev->input) > 0 || evbuffer_get_length(bev->output) > 0 ||
-        !dtls_room(fd) || !SSL_set_fd(ssl, fd))
+    if (!start_tls(bev, ssl, limit, take))
         return false;
-    SSL_set_accept_state(ssl);
-    take_tls(bev, fd, ssl, limit, take);
-    bufferevent_enable(bev, EV_READ);
+    SSL_set_accept_state(ssl); /* (the client speaks first) */
+    return true;
+}
+
+bool conn_tls_connect(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take)
+{
+    if (!start_tls(bev, ssl, limit, take))
+        return false;
+    SSL_set_connect_state(ssl);
+    event_active(&bev->ev_read, EV_READ, 1); /* the ClientHello, on the next loop turn */
     return true;
 }
 
@@ -619,9 +586,13 @@ static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
     free_socket(bev);
 }
 
-/* Closes a plain socket bufferevent once its output is written (or after a timeout). */
-static void close_plain_after_flush(struct bufferevent *bev)
+void conn_close_after_flush(struct bufferevent *bev)
 {
+    SSL *ssl = tls_of(bev);
+    if (ssl && !SSL_is_init_finished(ssl)) { /* nothing can reach the peer before TLS is up */
+        free_socket(bev);
+        return;
+    }
     struct timeval tv = {FLUSH_TIMEOUT_S, 0};
     bufferevent_disable(bev, EV_READ);
     bufferevent_setcb(bev, NULL, flush_write_cb, flush_event_cb, NULL);
@@ -629,68 +600,6 @@ static void close_plain_after_flush(struct bufferevent *bev)
     bufferevent_set_timeouts(bev, NULL, &tv);
     if (evbuffer_get_length(conn_output(bev)) == 0) {
         free_socket(bev);
-        return;
-    }
-    bufferevent_enable(bev, EV_WRITE);
-}
-
-/* A TLS filter whose output has gone into the socket's buffer: add close_notify, free the
- * filter and its SSL, and let the socket flush the records on its own. Filters are created
- * without BEV_OPT_CLOSE_ON_FREE so that freeing one does not drop the socket's pending data.
- * Runs on a later loop turn: libevent's TLS filter may still be using the SSL in the
- * callback that decided to close. */
-static void finish_tls(void *arg)
-{
-    struct bufferevent *tls = arg;
-    struct bufferevent *under = bufferevent_get_underlying(tls);
-    SSL *ssl = bufferevent_openssl_get_ssl(tls);
-    bool flushed = evbuffer_get_length(conn_output(tls)) == 0;
-    if (flushed && ssl && SSL_is_init_finished(ssl))
-        SSL_shutdown(ssl);
-    ERR_clear_error();
-    bufferevent_free(tls);
-    SSL_free(ssl);
-    if (flushed)
-        close_plain_after_flush(under);
-    else
-        bufferevent_free(under);
-}
-
-/* Schedules finish_tls once, silencing the filter until then. */
-static void finish_tls_later(struct bufferevent *tls)
-{
-    bufferevent_setcb(tls, NULL, NULL, NULL, NULL);
-    bufferevent_disable(tls, EV_READ | EV_WRITE);
-    conn_defer(bufferevent_get_base(tls), finish_tls, tls);
-}
-
-static void tls_flush_write_cb(struct bufferevent *bev, void *arg)
-{
-    (void)arg;
-    if (evbuffer_get_length(conn_output(bev)) == 0)
-        finish_tls_later(bev);
-}
-
-static void tls_flush_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)what;
-    (void)arg;
-    finish_tls_later(bev);
-}
-
-void conn_close_after_flush(struct bufferevent *bev)
-{
-    if (!bufferevent_get_underlying(bev)) {
-        close_plain_after_flush(bev);
-        return;
-    }
-    struct timeval tv = {FLUSH_TIMEOUT_S, 0};
-    bufferevent_disable(bev, EV_READ);
-    bufferevent_setcb(bev, NULL, tls_flush_write_cb, tls_flush_event_cb, NULL);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_set_timeouts(bev, NULL, &tv);
-    if (evbuffer_get_length(conn_output(bev)) == 0) {
-        finish_tls_later(bev);
         return;
     }
     bufferevent_enable(bev, EV_WRITE);

@@ -32,27 +32,20 @@ bool conn_queue(struct bufferevent *bev, struct buf *b) __attribute__((warn_unus
 /* Best-effort send of a last message (an error before closing): failures are moot. */
 void conn_send_last(struct bufferevent *bev, struct buf *b);
 
-/* Bounds what the socket bufferevent sock under a TLS filter holds to be written
- * (CONN_TLS_SOCKET_BACKLOG): libevent's filter otherwise moves all it is given into the
- * socket's output at once, so its own output, where the relay and a client's limits measure a
- * connection's backlog, would always look empty and nothing would ever push back. */
-void conn_bound_tls_socket(struct bufferevent *sock);
-
 /* The descriptor of a plain socket read through conn_read_direct, else -1 (TLS, not yet). */
 int conn_plain_fd(struct bufferevent *bev);
 
 /* Plain sockets keep EV_WRITE disabled and are written at once, right after a message is
  * queued, instead of on the next loop turn: no epoll change and no extra wake-up per message
  * (what PgBouncer does with its direct send). Only what the socket does not take waits for a
- * write event, which conn_write_done turns off again once the output is empty. TLS filters
- * keep libevent's own scheduling. Every write to a connection goes through conn_write,
+ * write event, which conn_write_done turns off again once the output is empty. TLS sessions
+ * (conn_tls_accept, conn_tls_connect) are written the same way, through SSL_write, in records of
+ * up to 16 KiB gathered from the output. Every write to a connection goes through conn_write,
  * conn_send or conn_send_last, or is followed by conn_flush. */
 void conn_flush(struct bufferevent *bev);
 void conn_write(struct bufferevent *bev, const void *data, size_t len);
 /* From a write callback: stop watching for writability once everything is out. */
 void conn_write_done(struct bufferevent *bev);
-/* The events to enable on a new connection: reads, and writes only for TLS filters. */
-short conn_initial_events(struct bufferevent *bev);
 
 /* The fast path of a read callback: offered the bytes of one read on a plain socket before
  * they are buffered, with the read callback's argument; the input may hold bytes read before
@@ -75,30 +68,24 @@ bool conn_keep_input(struct bufferevent *bev, const uint8_t *p, size_t n);
  * without libevent's watermark callback, which ran on every change of the input. Everything
  * else stays libevent's: enabling, callbacks, EOF and error events, freeing. take (or NULL)
  * becomes the fast path of bev's read callback as it is now, for every connection whose read
- * callback that is (the event loop's thread only). No-op for TLS filters and on repeat. */
+ * callback that is (the event loop's thread only). No-op for TLS sessions and on repeat. */
 void conn_read_direct(struct bufferevent *bev, size_t limit, conn_take_fn take);
 
-/* Takes a libevent TLS filter's connection over once it is quiet (handshake done, nothing
- * buffered on either side, nothing decrypted and unread): the filter is freed and *bevp
- * becomes its socket bufferevent, whose reads and writes conn then does through the SSL
- * itself (one SSL_read per read event into a stack chunk, offered to take as conn_read_direct
- * offers plain reads; SSL_write straight from the output in conn_flush), the callbacks kept.
- * Without the filter's two buffers and deferred callbacks per direction. False when not
- * quiet (try later). Never from inside the filter's own callbacks (it would go on reading
- * through the SSL after they return). The session ends at conn_close_after_flush. */
-bool conn_tls_direct(struct bufferevent **bevp, conn_take_fn take);
-
-/* Runs the server side of TLS on bev's plain socket from now on, in conn itself (no libevent
- * filter; bev stays the connection): ssl's handshake (BEV_EVENT_CONNECTED to bev's event
- * callback once done, BEV_EVENT_READING | BEV_EVENT_ERROR if it fails), then reads and writes
- * as conn_tls_direct's, at most limit bytes of input (conn_read_direct's limit) and take as
- * the read callback's fast path. bev's input and output must be empty (what was written in the
- * clear, out). False when that cannot be (ssl is then the caller's to free); the session ends
- * at conn_close_after_flush. */
+/* Runs TLS session ssl on bev's plain socket from now on, in conn itself, as PgBouncer does
+ * (no libevent filter, whose two buffers and deferred callbacks per direction cost several
+ * microseconds a transaction; bev stays the connection, its callbacks kept): the handshake on
+ * the socket's own events (BEV_EVENT_CONNECTED to bev's event callback once done,
+ * BEV_EVENT_READING | BEV_EVENT_ERROR if it fails), then one SSL_read per read event into a
+ * stack chunk, offered to take as conn_read_direct offers plain reads (at most limit bytes of
+ * input, passed by less than a record: a record is read whole), and SSL_write from the output
+ * in conn_flush. bev's input and output must be empty (what went in the clear, out). False
+ * when that cannot be (ssl stays the caller's to free); the session ends, with close_notify,
+ * at conn_close_after_flush. Accept: lakeproxy is the TLS server (a client's connection);
+ * connect: the TLS client (a server connection), its ClientHello on the next loop turn. */
 bool conn_tls_accept(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take);
+bool conn_tls_connect(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take);
 
-/* The TLS session bev runs: conn's own (conn_tls_accept, conn_tls_direct) or a libevent TLS
- * filter's; NULL when plain. */
+/* The TLS session conn runs on bev (conn_tls_accept, conn_tls_connect); NULL when plain. */
 SSL *conn_tls(struct bufferevent *bev);
 
 /* After input was drained: reading goes on if it stopped at the limit and there is room now.
@@ -107,9 +94,8 @@ SSL *conn_tls(struct bufferevent *bev);
  * this (client_pump, client_wake). */
 void conn_read_resume(struct bufferevent *bev);
 
-/* Sets how much bev's input may hold (conn_read_direct's limit on a plain socket, libevent's
- * read watermark on a TLS filter) and goes on reading if that made room; no-op when it is that
- * already. */
+/* Sets how much bev's input may hold (conn_read_direct's limit; libevent's read watermark
+ * before that) and goes on reading if that made room; no-op when it is that already. */
 void conn_set_read_limit(struct bufferevent *bev, size_t limit);
 
 /* Stops reading from bev, lets its output drain (at most a few seconds), then frees it. */

@@ -194,7 +194,6 @@ struct server {
     struct client *unnamed_owner; /* the client whose current unnamed statement it was last
                                      prepared with (the pair of client.unnamed_home) */
     uint32_t be_pid, be_key;
-    unsigned in_callback; /* how deep in its own bufferevent's callbacks (conn_tls_direct) */
     bool tls;
     bool closing;
     bool paused;           /* reading stopped: the client's output is above RELAY_HIGH_WATER */
@@ -338,8 +337,9 @@ struct client {
     enum client_state state;
     enum client_step step;
     struct bufferevent *bev;
-    struct event *timer;       /* wait-for-server timeout */
-    struct event *login_timer; /* startup + authentication must finish in time */
+    struct event *timer;        /* wait-for-server timeout */
+    struct event *login_timer;  /* startup + authentication must finish in time */
+    struct event *cancel_timer; /* a kept cancel's short wait (client.c: send_wanted_cancel_soon) */
     uint64_t id;
     uint64_t msgs_in;    /* messages it sent while linked to a server (counted at their header) */
     struct spell idle;   /* idle between statements (mark: msgs_in): pool.client_idle_timeout_s */

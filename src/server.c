@@ -3,7 +3,6 @@
 #include "server.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +29,8 @@
 #include "tls.h"
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_on_read(struct server *s);
 static bool server_take(void *arg, const uint8_t *p, size_t n);
 static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_on_write(struct server *s, struct bufferevent *bev);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* Server messages during login, SET and reset are small; bound them independently. */
@@ -306,7 +303,8 @@ static void on_tcp_connected(struct server *s)
     buf_free(&b);
 }
 
-/* Wraps the socket in a TLS filter after the server answered 'S'. */
+/* Starts the TLS handshake after the server answered 'S': conn runs TLS on the socket from
+ * here on (BEV_EVENT_CONNECTED once the handshake is done: send_startup). */
 static void start_tls(struct server *s)
 {
     const struct db_config *db = s->pool->db;
@@ -315,20 +313,13 @@ static void start_tls(struct server *s)
         login_failed(s, "08006", "could not create a TLS session");
         return;
     }
-    struct bufferevent *tlsbev =
-        bufferevent_openssl_filter_new(s->pool->w->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                       0 /* see conn_close_after_flush */);
-    if (!tlsbev) {
+    if (!conn_tls_connect(s->bev, ssl, 0, server_take)) {
         SSL_free(ssl);
         login_failed(s, "08006", "could not start TLS");
         return;
     }
-    conn_bound_tls_socket(s->bev);
-    s->bev = tlsbev;
     s->tls = true;
     s->step = LS_TLS;
-    bufferevent_setcb(tlsbev, server_read_cb, server_write_cb, server_event_cb, s);
-    bufferevent_enable(tlsbev, EV_READ | EV_WRITE);
 }
 
 /* The one-byte answer to SSLRequest. Extra bytes after 'S' would be injected plaintext. */
@@ -807,7 +798,7 @@ static void on_readback_done(struct server *s)
                              the pool gave it back at once, or session pooling */
         client_reset_wait_over(c);
         client_pump(c);
-        client_send_wanted_cancel(c);
+        client_send_wanted_cancel_soon(c);
     }
 }
 
@@ -1262,14 +1253,6 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct server *s = arg;
-    s->in_callback++; /* (s is freed on a later loop turn: still here after a close) */
-    server_on_read(s);
-    s->in_callback--;
-}
-
-/* What server_read_cb does by state. */
-static void server_on_read(struct server *s)
-{
     switch (s->state) {
     case SV_CONNECTING:
         if (s->step == LS_CANCEL_SENT) /* PostgreSQL sends nothing: closing is the answer */
@@ -1292,14 +1275,6 @@ static void server_on_read(struct server *s)
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
     struct server *s = arg;
-    s->in_callback++;
-    server_on_write(s, bev);
-    s->in_callback--;
-}
-
-/* What server_write_cb does. */
-static void server_on_write(struct server *s, struct bufferevent *bev)
-{
     conn_write_done(bev);
     struct client *c = s->client;
     if (c && c->paused) {
@@ -1336,20 +1311,10 @@ static enum server_loss loss_for_client(const struct server *s)
     return LOSS_FATAL;
 }
 
-static void server_on_event(struct server *s, short what);
-
 static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct server *s = arg;
-    s->in_callback++;
-    server_on_event(s, what);
-    s->in_callback--;
-}
-
-/* What server_event_cb does. */
-static void server_on_event(struct server *s, short what)
-{
     char reason[200];
     if (what & BEV_EVENT_CONNECTED) {
         if (s->step == LS_TCP)
@@ -1512,10 +1477,6 @@ void server_link(struct server *s, struct client *c)
     struct buf sql, *msgs = &s->link_msgs; /* kept: no allocation per checkout */
     char err[200];
     int replies = 0;
-    if (s->tls && s->in_callback == 0 && bufferevent_get_underlying(s->bev) &&
-        conn_tls_direct(&s->bev, server_take)) /* (a filter still busy: at a later checkout) */
-        log_debug("server %llu (%s): TLS read and written directly from now on",
-                  (unsigned long long)s->id, s->pool->db->name);
     s->client = c;
     c->server = s;
     s->last_used = time(NULL);
