@@ -287,10 +287,10 @@ static void read_failed(struct bufferevent *bev, short what)
     bufferevent_trigger_event(bev, what, 0);
 }
 
-/* Is read event ev added (to the loop: pending), as event_pending(ev, EV_READ, NULL) would
- * say of a read event? Its flag is read in place (event_struct.h publishes it): the call ran
- * several times per transaction. */
-static bool read_event_added(const struct event *ev)
+/* Is event ev added (to the loop: pending), as event_pending(ev, EV_READ or EV_WRITE, NULL)
+ * would say of a bufferevent's read or write event? Its flag is read in place (event_struct.h
+ * publishes it): the call ran several times per transaction. */
+static bool event_added(const struct event *ev)
 {
     return (ev->ev_evcallback.evcb_flags & EVLIST_INSERTED) != 0; /* (ev_flags) */
 }
@@ -299,7 +299,7 @@ void conn_read_resume(struct bufferevent *bev)
 {
     struct event *ev = &bev->ev_read;
     if (!reads_itself(bev) || !(bev->enabled & EV_READ) || /* (bufferevent_get_enabled's) */
-        read_event_added(ev) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
+        event_added(ev) || read_room(bev, evbuffer_get_length(bev->input)) == 0)
         return;
     event_add(ev, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }
@@ -381,9 +381,9 @@ static ssize_t read_tls(struct bufferevent *bev, SSL *ssl, uint8_t *chunk)
     return -1;
 }
 
-/* Moves the TLS handshake of conn_tls_accept on, from either event: the write event is on
- * while the handshake waits to write, off otherwise. Once done, what bev's output holds goes
- * out and BEV_EVENT_CONNECTED is reported (last: the event callback may free bev); a failed
+/* Moves the TLS handshake of conn_tls_accept or conn_tls_connect on, from either event: the write
+ * event is on while the handshake waits to write, off otherwise. Once done, what bev's output holds
+ * goes out and BEV_EVENT_CONNECTED is reported (last: the event callback may free bev); a failed
  * handshake is reported as a read error. */
 static void tls_handshake_step(struct bufferevent *bev, SSL *ssl)
 {
@@ -464,7 +464,7 @@ static void drop_output_callbacks(struct bufferevent *bev)
 static void own_read_event(struct bufferevent *bev, evutil_socket_t fd)
 {
     struct event *ev = &bev->ev_read;
-    bool pending = read_event_added(ev);
+    bool pending = event_added(ev);
     event_del(ev);
     event_assign(ev, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
                  socket_read_cb, bev);
@@ -525,7 +525,7 @@ static void take_tls(struct bufferevent *bev, evutil_socket_t fd, SSL *ssl, size
         bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bev->wm_read.high = limit;
     own_read_event(bev, fd);
-    bool writing = read_event_added(&bev->ev_write);
+    bool writing = event_added(&bev->ev_write);
     event_del(&bev->ev_write);
     event_assign(&bev->ev_write, bufferevent_get_base(bev), fd, EV_WRITE | EV_PERSIST | EV_FINALIZE,
                  tls_write_cb, bev);
