@@ -47,8 +47,9 @@ list_failures() {
         /^\[----\]/ { if (n < 12) held[n++] = $0; next }
         /^\[FAIL\] / { for (i = 0; i < n; i++) print held[i]; print; n = 0; next }
         { n = 0 }' | head -n 40
-    [ -s "$T/stop-failures.txt" ] && head -n 5 "$T/stop-failures.txt"
-    grep -E '^not ok' "$T/clients.out" 2>/dev/null | head -n 10
+    [ -s "$T/stop-failures.txt" ] && head -n 24 "$T/stop-failures.txt"
+    # a failed client check, with the failed steps it names (indented under it)
+    grep -aE '^not ok|^    not ok' "$T/clients.out" 2>/dev/null | head -n 16
 }
 
 if [ "${SANITIZE:-}" = 1 ]; then
@@ -79,7 +80,7 @@ count_criterion integration "$T/integration.out" "${PIPESTATUS[0]}"
 # a lakeproxy that exited badly (crash, sanitizer or valgrind report) fails its test, but
 # criterion does not count a failure in a suite's .fini: tests/lib/harness.c lists them here
 if [ -s "$T/stop-failures.txt" ]; then
-    n=$(wc -l <"$T/stop-failures.txt")
+    n=$(grep -vc '^ ' "$T/stop-failures.txt")
     echo "integration: $n lakeproxy processes stopped badly:"
     cat "$T/stop-failures.txt"
     for f in "$T"/proxy-*/valgrind.log; do

@@ -506,21 +506,30 @@ struct load_arg {
     const struct proxy *p;
     int queries;
     int errors;
+    char first_error[200]; /* what the first failure said, for the test's message */
 };
+
+static void load_error(struct load_arg *a, const char *what)
+{
+    if (a->errors++ == 0)
+        snprintf(a->first_error, sizeof(a->first_error), "%s", what);
+}
 
 static void *load_client(void *arg)
 {
     struct load_arg *a = arg;
     PGconn *c = proxy_connect(a->p, "alice", "alice-secret", "app", NULL);
     if (PQstatus(c) != CONNECTION_OK) {
-        a->errors++;
+        load_error(a, PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
     for (int i = 0; i < a->queries; i++) {
         PGresult *r = PQexec(c, "SELECT count(*) FROM items WHERE id < 10");
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "9") != 0)
-            a->errors++;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            load_error(a, PQerrorMessage(c));
+        else if (strcmp(PQgetvalue(r, 0, 0), "9") != 0)
+            load_error(a, "a count other than 9");
         PQclear(r);
     }
     PQfinish(c);
@@ -544,11 +553,14 @@ Test(session_load, two_hundred_concurrent_clients_each_run_100_queries, .timeout
         cr_assert_eq(pthread_create(&th[i], NULL, load_client, &args[i]), 0);
     }
     int errors = 0;
+    const char *first = "";
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
+        if (args[i].errors && !errors)
+            first = args[i].first_error;
         errors += args[i].errors;
     }
-    cr_expect_eq(errors, 0, "%d of %d queries failed", errors, N * 100);
+    cr_expect_eq(errors, 0, "%d of %d queries failed, the first with: %s", errors, N * 100, first);
     proxy_stop(&p);
 }
 

@@ -56,10 +56,28 @@ static bool port_bindable(int port)
     return ok;
 }
 
+/* Claims port for this test run: true for the first test process to ask. Two tests running
+ * side by side could otherwise both find a port free and both start a lakeproxy on it; the
+ * second cannot bind, yet wait_listening connects (to the first) and both tests go on against
+ * one proxy (seen in CI: a pool of one served the 200 clients of another test). */
+static bool claim_port(int port)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/ports", env_need("LP_TEST_DIR"));
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/ports/%d", env_need("LP_TEST_DIR"), port);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
 /* Ports come from the 10,000 below the ephemeral range, so no outgoing connection (the tests
  * open thousands) takes one as its local port between this check and lakeproxy's bind, as it
  * could a port the kernel picked for bind(0). Each process starts at a random place and walks
- * on, so one test's successive calls differ and parallel tests seldom meet. */
+ * on, so one test's successive calls differ; a port is handed out once per run (claim_port),
+ * so parallel tests never share one. */
 int free_port(void)
 {
     static int next = -1;
@@ -73,7 +91,7 @@ int free_port(void)
     for (int tries = 0; tries < span; tries++) {
         int port = top - span + next;
         next = (next + 1) % span;
-        if (port_bindable(port))
+        if (port_bindable(port) && claim_port(port))
             return port;
     }
     cr_assert_fail("no free port in %d..%d", top - span, top - 1);
@@ -144,14 +162,14 @@ static bool wait_listening(struct proxy *p, int *status)
     *status = -1;
     for (int i = 0; i < (under_valgrind() ? 6000 : 500); i++) {
         int fd = raw_connect(p->port);
-        if (fd >= 0) {
+        if (fd >= 0)
             close(fd);
-            return true;
-        }
-        if (waitpid(p->pid, status, WNOHANG) == p->pid) {
+        if (waitpid(p->pid, status, WNOHANG) == p->pid) { /* (what answered was another) */
             p->pid = 0;
             return false;
         }
+        if (fd >= 0)
+            return true;
         usleep(10000);
     }
     return false;
@@ -365,16 +383,55 @@ static int wait_stopped(const struct proxy *p)
     return -1;
 }
 
-/* Appends why to $LP_TEST_DIR/stop-failures.txt, which tests/run_all.sh counts as failures:
+/* Whether a line of lakeproxy's log tells why it stopped badly: a sanitizer's report, a
+ * libevent warning, or one of lakeproxy's own errors. */
+static bool is_diagnosis_line(const char *line)
+{
+    static const char *const marks[] = {"runtime error", "Sanitizer", "[warn]", "[err]",
+                                        " ERROR ",       " FATAL ",   " PANIC "};
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        if (strstr(line, marks[i]))
+            return true;
+    return false;
+}
+
+/* Copies to out, indented, the last few lines of the log that say why lakeproxy stopped badly,
+ * and its last line: CI shows only the end of the run, so the reason must be in the summary. */
+static void copy_log_diagnosis(const char *log, FILE *out)
+{
+    enum { KEEP = 6, WIDTH = 300 };
+    char kept[KEEP][WIDTH], last[WIDTH] = "", line[WIDTH];
+    int n = 0;
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (is_diagnosis_line(line))
+            snprintf(kept[n++ % KEEP], WIDTH, "%s", line);
+        if (line[0])
+            snprintf(last, sizeof(last), "%s", line);
+    }
+    fclose(f);
+    for (int i = n > KEEP ? n - KEEP : 0; i < n; i++)
+        fprintf(out, "    %s\n", kept[i % KEEP]);
+    if (last[0] && (n == 0 || strcmp(last, kept[(n - 1) % KEEP]) != 0))
+        fprintf(out, "    last line: %s\n", last);
+}
+
+/* Appends why (and, indented, what the log says of it) to $LP_TEST_DIR/stop-failures.txt, whose
+ * unindented lines tests/run_all.sh counts as failures:
  * criterion reports an assertion that fails in a suite's .fini (where most tests stop their
  * proxy) but still counts the test as passed. */
-static void note_stop_failure(const char *why)
+static void note_stop_failure(const char *why, const char *log)
 {
     char path[300];
     snprintf(path, sizeof(path), "%s/stop-failures.txt", env_need("LP_TEST_DIR"));
     FILE *f = fopen(path, "a");
     if (f) {
         fprintf(f, "%s\n", why);
+        if (log)
+            copy_log_diagnosis(log, f);
         fclose(f);
     }
 }
@@ -421,7 +478,7 @@ void proxy_stop(struct proxy *p)
         snprintf(why, sizeof(why), "lakeproxy exited abnormally (status %d); see %s", st, p->log);
     p->pid = 0;
     if (why[0]) {
-        note_stop_failure(why);
+        note_stop_failure(why, p->log);
         cr_assert_fail("%s", why);
     }
 }
