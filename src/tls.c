@@ -133,6 +133,9 @@ SSL_CTX *tls_connect_ctx(enum tls_mode mode, const char *ca_file, char *err, siz
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* PostgreSQL never renegotiates; a server asking to (TLS 1.2) would leave SSL_write
+       waiting to read, a write event that fires and cannot write (conn.c tls_write_out) */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     if (mode != TLS_VERIFY_FULL) {
         /* prefer/require encrypt without checking the certificate, as libpq does */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);

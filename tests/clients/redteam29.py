@@ -60,12 +60,13 @@ def copy_out(conn, sql):
 # --- masking: pipelines ------------------------------------------------------------------------
 for pt in (None, 0):
     with psycopg.connect(dsn("app_txn", "mallory"), autocommit=True, prepare_threshold=pt) as c:
-        first = third = None
+        first = None
+        third = c.cursor()  # made first: psycopg may raise the error in this execute already
         try:
             with c.pipeline():
                 first = c.execute(MQ, (2,))
                 c.execute("SELECT 1/0")
-                third = c.execute(MQ, (1,))
+                third.execute(MQ, (1,))
             raised = None
         except E.DivisionByZero as e:
             raised = e
