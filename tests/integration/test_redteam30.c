@@ -55,11 +55,6 @@ static void pick_http_port(void)
     http_port = free_port();
 }
 
-static int port_apart(int avoid)
-{
-    return free_port_except(http_port, avoid);
-}
-
 /* The standard configuration on port (transaction pooling, pool_size servers), with the
  * takeover socket sock, admin.http on http_port, shutdown_s, `listen_more` lines under listen:
  * and `users_more` lines appended under users:. Returns malloc'd text. */
@@ -155,7 +150,7 @@ Test(redteam30, a_tightened_unix_socket_mode_applies_after_the_takeover)
     struct proxy old, next;
     char sock[300], dir[300], path[400], lm_old[400], lm_new[400];
     struct stat st;
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     unix_dir(dir, sizeof(dir), port);
     snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port);
@@ -202,7 +197,7 @@ Test(redteam30, sigterm_to_the_old_process_mid_handover_keeps_the_unix_socket_wo
     struct proxy old, next;
     char sock[300], dir[300], path[400], lm[400];
     struct stat st;
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     unix_dir(dir, sizeof(dir), port);
     snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", dir, port);
@@ -253,7 +248,7 @@ Test(redteam30, a_new_process_stalled_past_the_limit_does_not_serve_beside_the_o
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *users = many_users(3000);
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
@@ -357,7 +352,7 @@ Test(redteam30, another_user_on_a_too_open_takeover_socket_gets_nothing)
         cr_skip_test("needs root to become nobody");
     cr_assert(mkdtemp(tmpl));
     chmod(tmpl, 0755);
-    int port = port_apart(0);
+    int port = free_port();
     snprintf(sock, sizeof(sock), "%s/takeover.sock", tmpl);
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
@@ -443,7 +438,7 @@ Test(redteam30, sessions_copy_large_results_and_a_connection_storm_survive_two_t
 {
     struct proxy p0, p1, p2;
     char sock[300], dir[300], lm[400], sql[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     unix_dir(dir, sizeof(dir), port);
     snprintf(lm, sizeof(lm), "  unix_socket_dir: %s\n", dir);
@@ -570,7 +565,7 @@ Test(redteam30, a_cancel_for_an_old_client_is_harmless_to_the_new_process)
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
@@ -622,7 +617,7 @@ static void signal_new_while_it_starts(int sig)
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *users = many_users(3000);
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
@@ -681,7 +676,7 @@ Test(redteam30, two_takeovers_at_once_one_wins_and_the_other_exits_1)
 {
     struct proxy old, a, b;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
@@ -722,7 +717,7 @@ Test(redteam30, a_silent_holder_of_the_takeover_socket_does_not_disturb_serving)
 {
     struct proxy old, next, later;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
@@ -768,7 +763,7 @@ Test(redteam30, sigterm_to_a_draining_old_process_keeps_the_new_ones_unix_socket
 {
     struct proxy old, next;
     char sock[300], dir[300], lm[400];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     unix_dir(dir, sizeof(dir), port);
     snprintf(lm, sizeof(lm), "  unix_socket_dir: %s\n", dir);
@@ -797,7 +792,7 @@ Test(redteam30, a_unix_socket_left_out_of_the_new_configuration_does_not_stay_be
 {
     struct proxy old, next;
     char sock[300], dir1[300], dir2[300], path1[400], lm1[400], lm2[400];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     unix_dir(dir1, sizeof(dir1), port);
     snprintf(dir2, sizeof(dir2), "%s/rt30-unix2-%d", env_need("LP_TEST_DIR"), port);
@@ -861,7 +856,7 @@ Test(redteam30, a_kept_alive_health_check_does_not_see_a_healthy_upgrade_as_down
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *y = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
     start_old(&old, port, sock, y);
@@ -892,7 +887,7 @@ Test(redteam30, sighup_to_the_old_process_mid_handover_does_not_break_it)
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     char *users = many_users(HANDOVER_USERS);
     char *y_old = rt_yaml(port, sock, 4, SHUTDOWN_S, NULL, NULL);
@@ -932,7 +927,7 @@ Test(redteam30, a_second_lakeproxy_on_the_same_takeover_socket_does_not_hijack_i
 {
     struct proxy a, b, next;
     char sock[300];
-    int port_a = port_apart(0), port_b = port_apart(port_a);
+    int port_a = free_port(), port_b = free_port();
     sock_path(sock, sizeof(sock), port_a);
     char *ya = rt_yaml(port_a, sock, 4, SHUTDOWN_S, NULL, NULL);
     char *yb = rt_yaml(port_b, sock, 4, SHUTDOWN_S, NULL, NULL);
@@ -976,7 +971,7 @@ Test(redteam30, a_new_process_failing_after_taking_the_unix_socket_leaves_the_ol
 {
     struct proxy old, bad;
     char sock[300], dir[300], lm[400];
-    int port = port_apart(0);
+    int port = free_port();
     int hold = socket(AF_INET6, SOCK_STREAM, 0);
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
     a6.sin6_addr = in6addr_loopback;

@@ -96,7 +96,7 @@ static void start_rz(const char *mode, int size, int wait_ms, const char *keys, 
         relay = tcp_relay_start("127.0.0.1", rport, pgport);
         rz_target = rport;
     }
-    int port = free_port_except(rz_target, 0);
+    int port = free_port();
     rz_yaml(port, mode, size, wait_ms, keys, extra);
     proxy_start_yaml(&px, port, yaml);
 }

@@ -92,13 +92,6 @@ static void pick_http_port(void)
     http_port = free_port();
 }
 
-/* A free port other than http_port and avoid: free_port may hand either out again while no
- * proxy holds it, and a proxy's listen port on its own admin.http port fails the takeover. */
-static int port_apart(int avoid)
-{
-    return free_port_except(http_port, avoid);
-}
-
 TestSuite(takeover, .init = pick_http_port, .timeout = 180);
 
 Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
@@ -106,7 +99,7 @@ Test(takeover, under_load_no_client_sees_an_error_twice_in_a_row)
     struct proxy old, new1, new2;
     struct load_result res;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -138,7 +131,7 @@ Test(takeover, an_open_transaction_finishes_on_the_old_process)
 {
     struct proxy old, next;
     char sock[300], sql[200], *v;
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -183,7 +176,7 @@ Test(takeover, the_unix_socket_is_handed_over_and_its_file_kept)
     struct proxy old, next;
     char sock[300], dir[300], path[400], with_unix[sizeof(yaml) + 400];
     struct stat before, after;
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     snprintf(dir, sizeof(dir), "%s/unix-takeover-%d", env_need("LP_TEST_DIR"), port);
     cr_assert_eq(mkdir(dir, 0755), 0);
@@ -213,7 +206,7 @@ Test(takeover, without_a_running_process_it_fails_clearly)
 {
     struct proxy p;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     proxy_spawn(&p, port, yaml, "alone", "--takeover");
@@ -229,7 +222,7 @@ Test(takeover, a_new_process_that_fails_leaves_the_old_one_serving)
 {
     struct proxy old, bad, good;
     char sock[300], broken[8192];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);
@@ -260,7 +253,7 @@ Test(takeover, an_address_only_the_old_process_had_is_closed)
 {
     struct proxy old, moved;
     char sock[300], other[8192];
-    int port = port_apart(0), port2 = port_apart(port);
+    int port = free_port(), port2 = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     takeover_yaml(other, sizeof(other), port2, sock, SHUTDOWN_S);
@@ -280,7 +273,7 @@ Test(takeover, a_takeover_socket_path_that_is_not_a_socket_is_refused)
 {
     struct proxy p;
     char path[300];
-    int port = port_apart(0);
+    int port = free_port();
     snprintf(path, sizeof(path), "%s/not-a-socket-%d", env_need("LP_TEST_DIR"), port);
     FILE *f = fopen(path, "w");
     cr_assert(f);
@@ -298,7 +291,7 @@ Test(takeover, idle_clients_of_the_old_process_are_closed_after_shutdown_timeout
 {
     struct proxy old, next;
     char sock[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, 1);
     start_old(&old, port, yaml);
@@ -324,7 +317,7 @@ Test(takeover, the_service_manager_is_told_the_new_main_pid)
 {
     struct proxy old, next;
     char sock[300], path[300], want[32], seen[4096] = "";
-    int port = port_apart(0);
+    int port = free_port();
     int fd = notify_socket_open(path, sizeof(path));
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
@@ -378,7 +371,7 @@ Test(takeover, garbage_on_the_takeover_socket_is_refused_and_harmless)
 {
     struct proxy old, next;
     char sock[300], answer[256], junk[300];
-    int port = port_apart(0);
+    int port = free_port();
     sock_path(sock, sizeof(sock), port);
     takeover_yaml(yaml, sizeof(yaml), port, sock, SHUTDOWN_S);
     start_old(&old, port, yaml);

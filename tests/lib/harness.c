@@ -98,15 +98,6 @@ int free_port(void)
     return -1;
 }
 
-int free_port_except(int a, int b)
-{
-    int p;
-    do
-        p = free_port();
-    while (p == a || p == b);
-    return p;
-}
-
 double now_s(void)
 {
     struct timespec ts;
@@ -430,8 +421,7 @@ static void note_stop_failure(const char *why, const char *log)
     FILE *f = fopen(path, "a");
     if (f) {
         fprintf(f, "%s\n", why);
-        if (log)
-            copy_log_diagnosis(log, f);
+        copy_log_diagnosis(log, f);
         fclose(f);
     }
 }

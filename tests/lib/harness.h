@@ -25,12 +25,8 @@ bool under_valgrind(void);
 /* A required environment variable set by tests/run_all.sh (the test fails without it). */
 const char *env_need(const char *name);
 
-/* A TCP port on 127.0.0.1 nobody listens on now. */
+/* A TCP port on 127.0.0.1 nobody listens on now, and never handed out before in this run. */
 int free_port(void);
-
-/* free_port, other than a and b: free_port may hand out a port again while nobody holds it
- * (a test's admin.http port, a port it keeps for later). */
-int free_port_except(int a, int b);
 
 /* The standard test configuration: listen on a free port with TLS, databases "app" (a pool
  * of pool_size in pool_mode over plain TCP, clients waiting up to max_wait_ms), "app_tls"
