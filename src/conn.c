@@ -91,8 +91,7 @@ struct direct_tls {
 static struct direct_tls *dtls;
 static size_t dtls_n;
 
-/* The SSL conn reads and writes bev through, or NULL (plain). */
-static SSL *tls_of(const struct bufferevent *bev)
+SSL *conn_tls(const struct bufferevent *bev)
 {
     evutil_socket_t fd = bev->ev_read.ev_fd;
     return fd >= 0 && (size_t)fd < dtls_n && dtls[fd].bev == bev ? dtls[fd].ssl : NULL;
@@ -118,7 +117,7 @@ static bool dtls_room(evutil_socket_t fd)
 /* Ends bev's TLS session: close_notify (best effort), the SSL freed, its entry cleared. */
 static void release_tls(struct bufferevent *bev)
 {
-    SSL *ssl = tls_of(bev);
+    SSL *ssl = conn_tls(bev);
     if (!ssl)
         return;
     if (SSL_is_init_finished(ssl))
@@ -128,22 +127,9 @@ static void release_tls(struct bufferevent *bev)
     dtls[bev->ev_read.ev_fd] = (struct direct_tls){0};
 }
 
-SSL *conn_tls(struct bufferevent *bev)
-{
-    return tls_of(bev);
-}
-
 int conn_plain_fd(struct bufferevent *bev)
 {
-    return reads_itself(bev) && !tls_of(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's) */
-}
-
-/* Drains n bytes from the front of a socket's output, which libevent keeps frozen. */
-static void drain_output(struct evbuffer *out, size_t n)
-{
-    evbuffer_unfreeze(out, 1);
-    evbuffer_drain(out, n);
-    evbuffer_freeze(out, 1);
+    return reads_itself(bev) && !conn_tls(bev) ? bev->ev_read.ev_fd : -1; /* (event_get_fd's) */
 }
 
 /* A TLS record holds at most this much (RFC 8446 5.1, RFC 5246 6.2.1). */
@@ -179,7 +165,7 @@ static bool tls_write_out(struct bufferevent *bev, SSL *ssl)
         ERR_clear_error();
         int n = SSL_write(ssl, p, (int)want);
         if (n > 0) {
-            drain_output(out, (size_t)n);
+            relay_drain_front(out, (size_t)n);
             continue;
         }
         int e = SSL_get_error(ssl, n);
@@ -210,7 +196,7 @@ void conn_flush(struct bufferevent *bev)
         return;
     evutil_socket_t fd = -1;
     if (reads_itself(bev)) {
-        SSL *ssl = tls_of(bev);
+        SSL *ssl = conn_tls(bev);
         if (ssl) {
             tls_flush(bev, ssl);
             return;
@@ -418,7 +404,7 @@ static void socket_read_cb(evutil_socket_t fd, short what, void *arg)
         read_failed(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
         return;
     }
-    SSL *ssl = tls_of(bev);
+    SSL *ssl = conn_tls(bev);
     if (ssl && !SSL_is_init_finished(ssl)) {
         tls_handshake_step(bev, ssl);
         return;
@@ -498,7 +484,7 @@ static void tls_write_cb(evutil_socket_t fd, short what, void *arg)
         bufferevent_trigger_event(bev, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT, 0);
         return;
     }
-    SSL *ssl = tls_of(bev);
+    SSL *ssl = conn_tls(bev);
     if (ssl && !SSL_is_init_finished(ssl)) {
         tls_handshake_step(bev, ssl);
         return;
@@ -588,7 +574,7 @@ static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void conn_close_after_flush(struct bufferevent *bev)
 {
-    SSL *ssl = tls_of(bev);
+    SSL *ssl = conn_tls(bev);
     if (ssl && !SSL_is_init_finished(ssl)) { /* nothing can reach the peer before TLS is up */
         free_socket(bev);
         return;

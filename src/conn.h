@@ -86,7 +86,7 @@ bool conn_tls_accept(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_
 bool conn_tls_connect(struct bufferevent *bev, SSL *ssl, size_t limit, conn_take_fn take);
 
 /* The TLS session conn runs on bev (conn_tls_accept, conn_tls_connect); NULL when plain. */
-SSL *conn_tls(struct bufferevent *bev);
+SSL *conn_tls(const struct bufferevent *bev);
 
 /* After input was drained: reading goes on if it stopped at the limit and there is room now.
  * Reading stops at the limit without calling the read callback, so only code running outside

@@ -89,8 +89,7 @@ static bool add_thawed(struct evbuffer *in, const uint8_t *p, size_t n)
     return ok;
 }
 
-/* Drains n bytes from the front of out, thawing it when frozen. */
-static void drain_thawed(struct evbuffer *out, size_t n)
+void relay_drain_front(struct evbuffer *out, size_t n)
 {
     if (evbuffer_drain(out, n) != 0) {
         evbuffer_unfreeze(out, 1);
@@ -156,7 +155,7 @@ static void send_held(int fd, struct evbuffer *out, size_t before)
     size_t total = sent > 0 ? (size_t)sent : 0;
     size_t of_out = total < before ? total : before;
     if (of_out > 0)
-        drain_thawed(out, of_out);
+        relay_drain_front(out, of_out);
     size_t of_run = total - of_out;
     if (of_run < n)
         check_added(evbuffer_add(out, held.p + of_run, n - of_run) == 0);

@@ -74,6 +74,10 @@ enum relay_result relay_pump_span(struct evbuffer *in, const uint8_t *p, size_t 
  * when the run began, ahead of anything added since. */
 void relay_settle(struct evbuffer *out);
 
+/* Drains n bytes from the front of out, a socket's output (libevent keeps its front frozen:
+ * thawed for it when it is). */
+void relay_drain_front(struct evbuffer *out, size_t n);
+
 /* For an inspector that could not write to an output (out of memory): the pump running it
  * fails with relay_out_of_memory after the message it is judging, and passes nothing more. */
 void relay_note_lost(void);
