@@ -1437,17 +1437,25 @@ static void expect_value(PGconn *c, const char *name, const char *want, const ch
 /* PostgreSQL reads a statement's constants when it parses it, by the session's DateStyle,
  * TimeZone and standard_conforming_strings. Clients of other settings parsing the same text each
  * get their own reading, over one server; the statement the proxy shared gave the second
- * client the first one's date, instant and string. A SET before a new Parse counts as well. */
+ * client the first one's date, instant and string. A SET before a new Parse counts as well.
+ * On a database of its own: PostgreSQL analyses every cached statement again, under the
+ * session's settings of that moment, after a schema is created or dropped in its database (as the
+ * tests beside it do), which would give the statement parsed before the SET the new reading. */
 Test(prepared, clients_of_other_settings_get_constants_read_by_their_own)
 {
     static const char sql[] =
         "SELECT '01/02/2024'::date || ' ' || extract(epoch FROM '2024-01-01 10:00'::timestamptz)"
         "::bigint || ' ' || 'a\\q'";
+    static char yaml[8192];
+    pg_fresh_database("lp_constants");
+    int port = free_port();
+    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    yaml_add_txn_database_sized(yaml, sizeof(yaml), "consts", "lp_constants", 1);
     struct proxy one;
-    start_one_server(&one);
-    PGconn *us = proxy_connect(&one, "alice", "alice-secret", "app",
+    proxy_start_yaml(&one, port, yaml);
+    PGconn *us = proxy_connect(&one, "alice", "alice-secret", "consts",
                                "options='-c DateStyle=ISO,MDY -c TimeZone=UTC'");
-    PGconn *eu = proxy_connect(&one, "alice", "alice-secret", "app",
+    PGconn *eu = proxy_connect(&one, "alice", "alice-secret", "consts",
                                "options='-c DateStyle=ISO,DMY -c TimeZone=Asia/Tokyo -c "
                                "standard_conforming_strings=off'");
     cr_assert(PQstatus(us) == CONNECTION_OK && PQstatus(eu) == CONNECTION_OK, "%s%s",

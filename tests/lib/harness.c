@@ -506,15 +506,21 @@ PGconn *pg_admin(const char *db)
     return c;
 }
 
-void yaml_add_txn_database(char *yaml, size_t yamlsz, const char *entry, const char *dbname)
+void yaml_add_txn_database_sized(char *yaml, size_t yamlsz, const char *entry, const char *dbname,
+                                 int size)
 {
     char e[1024];
     snprintf(e, sizeof(e),
              "  %s:\n    host: 127.0.0.1\n    port: %s\n    dbname: %s\n"
              "    user: lp_server\n    password: server-secret\n    tls: disable\n"
-             "    pool:\n      mode: transaction\n      size: 2\n",
-             entry, env_need("LP_PGPORT"), dbname);
+             "    pool:\n      mode: transaction\n      size: %d\n",
+             entry, env_need("LP_PGPORT"), dbname, size);
     yaml_add_database(yaml, yamlsz, e);
+}
+
+void yaml_add_txn_database(char *yaml, size_t yamlsz, const char *entry, const char *dbname)
+{
+    yaml_add_txn_database_sized(yaml, yamlsz, entry, dbname, 2);
 }
 
 void pg_admin_exec(const char *db, const char *sql)

@@ -48,6 +48,9 @@ void yaml_add_database(char *yaml, size_t yamlsz, const char *entry);
 /* Adds database entry (transaction pooling, 2 servers) for the test server's database dbname,
  * logging in as lp_server, with yaml_add_database. */
 void yaml_add_txn_database(char *yaml, size_t yamlsz, const char *entry, const char *dbname);
+/* yaml_add_txn_database with a pool of size servers. */
+void yaml_add_txn_database_sized(char *yaml, size_t yamlsz, const char *entry, const char *dbname,
+                                 int size);
 
 /* Writes yaml to <LP_TEST_DIR>/<name>-<port>/lakeproxy.yaml and starts lakeproxy on it with
  * the command-line flag (NULL: none), without waiting for anything. */
