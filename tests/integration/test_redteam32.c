@@ -276,14 +276,17 @@ static PGconn *t1_with_lock_timeout(void)
 static const char T2_STMT[] = "SELECT current_setting('app.tenant_id', true), pg_sleep(0.6)::text, "
                               "current_setting('lock_timeout')";
 
-/* t1's statements last about as long as the timer's cut (1 to 2 s after they start), so that
- * some end just before it and some just after, while t2 waits for the pool's only server. */
+/* t1's statements last about as long as the timer's cut, so that some end just before it and
+ * some just after, while t2 waits for the pool's only server. The cut comes 1 to 3 s after a
+ * statement starts (the janitor first sees it up to a round late, and a round's clock reading
+ * a few ms early against the last puts it off one round more: spell.h), so the last statement
+ * outlasts it whatever the rounds' timing, and the test always sees the timer cut one. */
 Test(redteam32, rls_the_timers_cancel_never_reaches_the_next_tenant, .timeout = 60)
 {
     start_rz("transaction", 1, 8000, "query_timeout_s: 1", false, TENANTS);
-    static const char *const sleeps[] = {"1.05", "1.3", "1.6", "1.9", "2.15", "2.5"};
+    static const char *const sleeps[] = {"1.05", "1.3", "1.6", "1.9", "2.15", "2.5", "3.4"};
     int cut = 0;
-    for (int round = 0; round < 6; round++) {
+    for (int round = 0; round < (int)(sizeof(sleeps) / sizeof(sleeps[0])); round++) {
         PGconn *a = t1_with_lock_timeout();
         char sql[160];
         snprintf(sql, sizeof(sql), "SELECT 'rt32-t1', pg_sleep(%s)", sleeps[round]);
