@@ -260,12 +260,21 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
 }
 
 /* A proxy of its own with one server in transaction mode: every client shares it. */
-static void start_one_server(struct proxy *one)
+/* A proxy whose databases pool one server each in transaction mode: the default ones, and
+ * database alias for PostgreSQL's database named dbname when alias is not NULL. */
+static void start_one_server_with(struct proxy *one, const char *alias, const char *dbname)
 {
     static char yaml[8192];
     int port = free_port();
     proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
+    if (alias)
+        yaml_add_txn_database_sized(yaml, sizeof(yaml), alias, dbname, 1);
     proxy_start_yaml(one, port, yaml);
+}
+
+static void start_one_server(struct proxy *one)
+{
+    start_one_server_with(one, NULL, NULL);
 }
 
 static PGconn *alice_at(const struct proxy *p)
@@ -1446,13 +1455,9 @@ Test(prepared, clients_of_other_settings_get_constants_read_by_their_own)
     static const char sql[] =
         "SELECT '01/02/2024'::date || ' ' || extract(epoch FROM '2024-01-01 10:00'::timestamptz)"
         "::bigint || ' ' || 'a\\q'";
-    static char yaml[8192];
     pg_fresh_database("lp_constants");
-    int port = free_port();
-    proxy_default_yaml(yaml, sizeof(yaml), port, "transaction", 1, 10000, NULL);
-    yaml_add_txn_database_sized(yaml, sizeof(yaml), "consts", "lp_constants", 1);
     struct proxy one;
-    proxy_start_yaml(&one, port, yaml);
+    start_one_server_with(&one, "consts", "lp_constants");
     PGconn *us = proxy_connect(&one, "alice", "alice-secret", "consts",
                                "options='-c DateStyle=ISO,MDY -c TimeZone=UTC'");
     PGconn *eu = proxy_connect(&one, "alice", "alice-secret", "consts",
