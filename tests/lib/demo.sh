@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PORT=${1:-6432}
-PACKAGES="postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev libjansson-dev libpg-query-dev libprotobuf-c-dev libunistring-dev openssl"
+PACKAGES="build-essential pkg-config postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev libjansson-dev libpg-query-dev libprotobuf-c-dev libunistring-dev openssl"
 
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -19,7 +19,7 @@ if [ -n "$missing" ]; then
         exit 1
     fi
 fi
-[ -x ./lakeproxy ] || make lakeproxy
+make -s lakeproxy # (after the packages: the build needs their headers)
 
 T=$(mktemp -d /tmp/lakeproxy-demo.XXXXXX)
 chmod 755 "$T"
@@ -50,6 +50,7 @@ bash tests/lib/pg_tmp.sh psql "$T/pg" -d postgres -f conf/demo.sql >/dev/null
 
 sed -e "s/^  port: 6432$/  port: $PORT/" -e "s/^    port: 54329$/    port: $PGPORT/" \
     conf/demo.yaml >"$T/demo.yaml"
+chmod 600 "$T/demo.yaml" # (it holds the demo's passwords: lakeproxy warns of a file others can read)
 export LP_PGSOCK="$T/pg/sock" LP_PGPORT="$PGPORT" # for the demo token service (mint_token.sh)
 ./lakeproxy -c "$T/demo.yaml" &
 proxy=$!
