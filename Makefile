@@ -99,7 +99,10 @@ $(NODE_CLIENTS): tests/clients/node/package.json tests/clients/node/package-lock
 	npm ci --prefix tests/clients/node --no-audit --no-fund
 
 # Runs every suite and ends with one "N passed, N failed" line; non-zero exit on any failure.
-check: $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy $(NODE_CLIENTS)
+# Missing Debian packages are installed first (as root; otherwise named), then the tests built.
+check:
+	bash tests/lib/need_packages.sh install check
+	$(MAKE) $(BUILD)/test_unit $(BUILD)/test_integration $(BUILD)/lakeproxy $(NODE_CLIENTS)
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) bash tests/run_all.sh
 
 # (no prerequisite: demo.sh installs the packages the build needs first, then makes lakeproxy)

@@ -1,24 +1,12 @@
 #!/usr/bin/env bash
-# demo.sh [PORT]: `make demo`. Installs missing packages (as root), starts a throwaway
-# PostgreSQL with the demo schema and lakeproxy with conf/demo.yaml, prints connection
-# strings, and stays in the foreground until Ctrl-C or SIGTERM, then removes everything.
+# demo.sh [PORT]: `make demo`. Installs missing packages (as root: need_packages.sh), builds
+# lakeproxy, starts a throwaway PostgreSQL with the demo schema and lakeproxy with
+# conf/demo.yaml, prints connection strings, and stays in the foreground until Ctrl-C or
+# SIGTERM, then removes everything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PORT=${1:-6432}
-PACKAGES="build-essential pkg-config postgresql postgresql-contrib libevent-dev libssl-dev libpq-dev libyaml-dev libjansson-dev libpg-query-dev libprotobuf-c-dev libunistring-dev openssl"
-
-missing=""
-for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "demo: installing$missing"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-    else
-        echo "demo: missing packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
-        exit 1
-    fi
-fi
+bash tests/lib/need_packages.sh install demo
 make -s lakeproxy # (after the packages: the build needs their headers)
 
 T=$(mktemp -d /tmp/lakeproxy-demo.XXXXXX)
