@@ -154,9 +154,19 @@ fuzz: $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- tests/fuzz/corpus/$$t || exit 1; \
 	done
 
-install: lakeproxy
-	install -D -m 0755 lakeproxy $(DESTDIR)$(PREFIX)/bin/lakeproxy
-	install -D -m 0640 conf/lakeproxy.yaml $(DESTDIR)/etc/lakeproxy/lakeproxy.yaml
+# An upgrade keeps the administrator's configuration: an existing lakeproxy.yaml stays as it
+# is, the new annotated reference going beside it as lakeproxy.yaml.example. INSTALL_BIN: the
+# binary installed (make check installs the one it tested into a DESTDIR).
+INSTALL_BIN ?= lakeproxy
+install: $(INSTALL_BIN)
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/lakeproxy
+	@conf=$(DESTDIR)/etc/lakeproxy/lakeproxy.yaml; \
+	if [ -e "$$conf" ]; then \
+		install -m 0640 conf/lakeproxy.yaml "$$conf.example" && \
+		echo "kept $$conf as it is; this version's annotated reference: $$conf.example"; \
+	else \
+		install -D -m 0640 conf/lakeproxy.yaml "$$conf"; \
+	fi
 	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/lakeproxy
 	sed 's#/usr/local#$(PREFIX)#g' systemd/lakeproxy.service \
 		>$(DESTDIR)/lib/systemd/system/lakeproxy.service

@@ -240,6 +240,25 @@ systemd_verify() { # the unit file, ExecStart pointed at this build, passes syst
 check "systemd-analyze verify systemd/lakeproxy.service (and its exposure score)" systemd_verify
 grep -a 'Overall exposure' "$dir/security.txt" | sed 's/^/    /'
 
+make_install_twice() { # an upgrade's make install keeps the administrator's configuration
+    local d="$dir/destdir" conf="$dir/destdir/etc/lakeproxy/lakeproxy.yaml"
+    rm -rf "$d"
+    env -u MAKEFLAGS -u MAKELEVEL make -s install INSTALL_BIN="$LP_BIN" DESTDIR="$d" PREFIX=/usr \
+        >"$dir/install.txt" 2>&1 || return 1
+    [ -x "$d/usr/bin/lakeproxy" ] && cmp -s conf/lakeproxy.yaml "$conf" &&
+        [ "$(stat -c %a "$conf")" = 640 ] &&
+        grep -q '^ExecStart=/usr/bin/lakeproxy ' "$d/lib/systemd/system/lakeproxy.service" || return 1
+    echo "# the administrator's edit" >>"$conf"
+    cp "$conf" "$dir/edited.yaml"
+    env -u MAKEFLAGS -u MAKELEVEL make -s install INSTALL_BIN="$LP_BIN" DESTDIR="$d" PREFIX=/usr \
+        >>"$dir/install.txt" 2>&1 || return 1
+    cmp -s "$dir/edited.yaml" "$conf" && cmp -s conf/lakeproxy.yaml "$conf.example" &&
+        grep -q "kept $conf as it is" "$dir/install.txt"
+}
+check "make install into a DESTDIR, twice: the second keeps the edited configuration" \
+    make_install_twice
+[ "$last" = ok ] || sed 's/^/    /' "$dir/install.txt" | head -n 20
+
 stop_proxy() { # SIGTERM: a clean exit, and under SANITIZE=1 no leak or error report
     kill -TERM "$proxy" && wait "$proxy"
 }
