@@ -259,7 +259,6 @@ Test(prepared, lakeproxy_statement_names_are_reserved)
     PQfinish(attacker);
 }
 
-/* A proxy of its own with one server in transaction mode: every client shares it. */
 /* A proxy whose databases pool one server each in transaction mode: the default ones, and
  * database alias for PostgreSQL's database named dbname when alias is not NULL. */
 static void start_one_server_with(struct proxy *one, const char *alias, const char *dbname)
@@ -272,6 +271,7 @@ static void start_one_server_with(struct proxy *one, const char *alias, const ch
     proxy_start_yaml(one, port, yaml);
 }
 
+/* A proxy of its own with one server in transaction mode: every client shares it. */
 static void start_one_server(struct proxy *one)
 {
     start_one_server_with(one, NULL, NULL);

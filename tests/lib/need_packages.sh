@@ -10,16 +10,15 @@ DEMO="build-essential pkg-config ca-certificates openssl
 CHECK="$DEMO libcriterion-dev python3 python3-psycopg pgbouncer gnuplot-nox curl systemd iproute2
        clang-format default-jdk-headless libpostgresql-jdbc-java"
 
-case "${2:-}" in
-    demo) want=$DEMO ;;
-    check) want=$CHECK ;;
+case "${1:-} ${2:-}" in
+    "list demo" | "install demo") want=$DEMO ;;
+    "list check" | "install check") want=$CHECK ;;
     *) echo "usage: need_packages.sh install|list demo|check" >&2; exit 2 ;;
 esac
 if [ "$1" = list ]; then
     echo $want
     exit 0
 fi
-[ "$1" = install ] || { echo "usage: need_packages.sh install|list demo|check" >&2; exit 2; }
 
 missing=""
 for p in $want; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
